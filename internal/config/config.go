@@ -1,0 +1,327 @@
+// Package config is xrc's deployment document: one JSON file (or SSM
+// parameter) holding the settings and the replication rules that every
+// binary — source worker, target worker, CLI and CDK app — reads the same way.
+package config
+
+import (
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Version is the only config document version this build understands.
+const Version = 1
+
+// Defaults applied by Load for fields the document leaves out.
+const (
+	DefaultLevel           = 3
+	DefaultMaxObjects      = 1000
+	DefaultMaxBytes        = 256 << 20
+	DefaultMaxAge          = 30 * time.Second
+	DefaultMaxReceiveCount = 5
+	DefaultVisibility      = 5 * time.Minute
+	DefaultDrainTimeout    = 90 * time.Second
+	DefaultStagingExpiry   = 7
+	DefaultTransferPerGB   = 0.02
+	DefaultVCPUHour        = 0.01245 // Fargate Spot arm64, us-east-1, late 2026
+	DefaultMetricsAddr     = ":9090"
+)
+
+// Config is the whole deployment document.
+type Config struct {
+	Schema   string   `json:"$schema,omitempty"`
+	Version  int      `json:"version"`
+	Settings Settings `json:"settings"`
+	Rules    []Rule   `json:"rules"`
+}
+
+// Settings are deployment-wide.
+type Settings struct {
+	// StackName prefixes every resource name (queues, table, stacks).
+	StackName string   `json:"stackName"`
+	Regions   []Region `json:"regions"`
+	Prices    Prices   `json:"prices"`
+	Worker    Worker   `json:"worker"`
+	// StagingExpiryDays is how long an archive may sit in a staging bucket
+	// before lifecycle removes it: a backstop, not the normal cleanup.
+	StagingExpiryDays int    `json:"stagingExpiryDays,omitempty"`
+	LogLevel          string `json:"logLevel,omitempty"`
+}
+
+// Role says what a region does: it reads watched buckets (source), writes
+// destination buckets (target), or both.
+type Role string
+
+// Region roles.
+const (
+	RoleSource Role = "source"
+	RoleTarget Role = "target"
+	RoleBoth   Role = "both"
+)
+
+// Region is one AWS region (or S3-compatible site) taking part.
+type Region struct {
+	Name string `json:"name"`
+	Role Role   `json:"role"`
+	// StagingBucket receives archives in a source region and the replicas in
+	// a target region.
+	StagingBucket string `json:"stagingBucket"`
+	// S3Endpoint and S3PathStyle point the S3 client at an S3-compatible
+	// store (or the local stack) instead of AWS.
+	S3Endpoint  string `json:"s3Endpoint,omitempty"`
+	S3PathStyle bool   `json:"s3PathStyle,omitempty"`
+}
+
+// IsSource reports whether workers read watched buckets in this region.
+func (r Region) IsSource() bool { return r.Role == RoleSource || r.Role == RoleBoth }
+
+// IsTarget reports whether a target worker writes destinations in this region.
+func (r Region) IsTarget() bool { return r.Role == RoleTarget || r.Role == RoleBoth }
+
+// Prices feed the cost model that decides whether compressing pays.
+type Prices struct {
+	TransferPerGB float64 `json:"transferPerGB,omitempty"` // inter-region $/GB
+	VCPUHour      float64 `json:"vcpuHour,omitempty"`      // compute $/vCPU-hour
+}
+
+// Worker tunes both workers.
+type Worker struct {
+	Concurrency       int      `json:"concurrency,omitempty"` // objects fetched or written at once
+	DrainTimeout      Duration `json:"drainTimeout,omitempty"`
+	VisibilityTimeout Duration `json:"visibilityTimeout,omitempty"`
+	MaxReceiveCount   int      `json:"maxReceiveCount,omitempty"` // receives before the DLQ
+	MetricsAddr       string   `json:"metricsAddr,omitempty"`
+}
+
+// Rule replicates the objects of one watched bucket/prefix.
+type Rule struct {
+	ID           string `json:"id"`
+	SourceRegion string `json:"sourceRegion"`
+	SourceBucket string `json:"sourceBucket"`
+	Prefix       string `json:"prefix,omitempty"`
+	Suffix       string `json:"suffix,omitempty"`
+	// Ignore holds shell wildcards on the whole key; '*' also matches '/'.
+	Ignore []string         `json:"ignore,omitempty"`
+	ignore []*regexp.Regexp // compiled Ignore, set by Validate
+	// Deletes propagates ObjectRemoved events to the destinations.
+	Deletes      bool          `json:"deletes,omitempty"`
+	Level        int           `json:"level,omitempty"`
+	Batch        Batch         `json:"batch"`
+	Destinations []Destination `json:"destinations"`
+}
+
+// Batch bounds one archive; whichever limit is reached first closes it.
+type Batch struct {
+	MaxObjects int      `json:"maxObjects,omitempty"`
+	MaxBytes   ByteSize `json:"maxBytes,omitempty"`
+	MaxAge     Duration `json:"maxAge,omitempty"`
+}
+
+// Destination is where a rule's objects land.
+type Destination struct {
+	Region string `json:"region"`
+	Bucket string `json:"bucket"`
+	// Prefix, when set, replaces the rule's prefix in the destination key.
+	Prefix       *string `json:"prefix,omitempty"`
+	StorageClass string  `json:"storageClass,omitempty"`
+	KMSKeyID     string  `json:"kmsKeyId,omitempty"`
+}
+
+// Region returns the named region and whether it is configured.
+func (c *Config) Region(name string) (Region, bool) {
+	for _, r := range c.Settings.Regions {
+		if r.Name == name {
+			return r, true
+		}
+	}
+	return Region{}, false
+}
+
+// Rule returns the rule with the given id.
+func (c *Config) Rule(id string) (*Rule, bool) {
+	for i := range c.Rules {
+		if c.Rules[i].ID == id {
+			return &c.Rules[i], true
+		}
+	}
+	return nil, false
+}
+
+// SourceQueueName is the SQS queue (in the rule's source region) receiving
+// the watched bucket's events. Deployments and workers derive it the same way
+// so that neither has to be told.
+func (c *Config) SourceQueueName(ruleID string) string {
+	return c.Settings.StackName + "-src-" + ruleID
+}
+
+// TargetQueueName is the SQS queue in each target region receiving the
+// replicated staging bucket's events.
+func (c *Config) TargetQueueName() string { return c.Settings.StackName + "-tgt" }
+
+// StatsTableName is the DynamoDB table holding compression statistics.
+func (c *Config) StatsTableName() string { return c.Settings.StackName + "-stats" }
+
+// DestinationKey rewrites a source key for d: the rule's prefix is replaced
+// by d.Prefix when one is set.
+func (r *Rule) DestinationKey(d Destination, key string) string {
+	if d.Prefix == nil {
+		return key
+	}
+	return *d.Prefix + strings.TrimPrefix(key, r.Prefix)
+}
+
+func (c *Config) applyDefaults() {
+	s := &c.Settings
+	if s.StagingExpiryDays == 0 {
+		s.StagingExpiryDays = DefaultStagingExpiry
+	}
+	if s.LogLevel == "" {
+		s.LogLevel = "info"
+	}
+	if s.Prices.TransferPerGB == 0 {
+		s.Prices.TransferPerGB = DefaultTransferPerGB
+	}
+	if s.Prices.VCPUHour == 0 {
+		s.Prices.VCPUHour = DefaultVCPUHour
+	}
+	w := &s.Worker
+	if w.Concurrency == 0 {
+		w.Concurrency = 8
+	}
+	if w.DrainTimeout == 0 {
+		w.DrainTimeout = Duration(DefaultDrainTimeout)
+	}
+	if w.VisibilityTimeout == 0 {
+		w.VisibilityTimeout = Duration(DefaultVisibility)
+	}
+	if w.MaxReceiveCount == 0 {
+		w.MaxReceiveCount = DefaultMaxReceiveCount
+	}
+	if w.MetricsAddr == "" {
+		w.MetricsAddr = DefaultMetricsAddr
+	}
+	for i := range c.Rules {
+		r := &c.Rules[i]
+		if r.Level == 0 {
+			r.Level = DefaultLevel
+		}
+		if r.Batch.MaxObjects == 0 {
+			r.Batch.MaxObjects = DefaultMaxObjects
+		}
+		if r.Batch.MaxBytes == 0 {
+			r.Batch.MaxBytes = DefaultMaxBytes
+		}
+		if r.Batch.MaxAge == 0 {
+			r.Batch.MaxAge = Duration(DefaultMaxAge)
+		}
+	}
+}
+
+// Duration is a time.Duration written as a Go duration string ("30s").
+type Duration time.Duration
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// MarshalJSON writes d as a duration string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON reads a duration string such as "90s" or "5m".
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("want a duration string such as \"30s\"")
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil || v < 0 {
+		return fmt.Errorf("invalid duration %q: want a positive Go duration such as \"30s\"", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// ByteSize is a size in bytes, written as a number or a string with a binary
+// unit ("256MiB").
+type ByteSize int64
+
+var byteUnits = []struct {
+	suffix string
+	mult   int64
+}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40}, {"B", 1}}
+
+// UnmarshalJSON reads 268435456 or "256MiB".
+func (b *ByteSize) UnmarshalJSON(data []byte) error {
+	var n int64
+	if err := json.Unmarshal(data, &n); err == nil {
+		if n < 0 {
+			return fmt.Errorf("size must not be negative")
+		}
+		*b = ByteSize(n)
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(data, &s); err != nil {
+		return fmt.Errorf("want a byte count or a string such as \"256MiB\"")
+	}
+	for _, u := range byteUnits {
+		if num, ok := strings.CutSuffix(s, u.suffix); ok {
+			v, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
+			if err != nil || v < 0 || v > (1<<62)/u.mult {
+				break
+			}
+			*b = ByteSize(v * u.mult)
+			return nil
+		}
+	}
+	return fmt.Errorf("invalid size %q: want a number with KiB, MiB, GiB or TiB", s)
+}
+
+// MarshalJSON writes b as a plain byte count.
+func (b ByteSize) MarshalJSON() ([]byte, error) { return json.Marshal(int64(b)) }
+
+// Matches reports whether the rule covers key in bucket: the prefix and suffix
+// match and no ignore pattern does.
+func (r *Rule) Matches(bucket, key string) bool {
+	if bucket != r.SourceBucket || !strings.HasPrefix(key, r.Prefix) || !strings.HasSuffix(key, r.Suffix) {
+		return false
+	}
+	if len(r.ignore) != len(r.Ignore) {
+		r.compileIgnore()
+	}
+	for _, re := range r.ignore {
+		if re.MatchString(key) {
+			return false
+		}
+	}
+	return true
+}
+
+// compileIgnore compiles Ignore; an invalid pattern matches nothing and its
+// error is returned at its index for Validate to report.
+func (r *Rule) compileIgnore() []error {
+	r.ignore = r.ignore[:0]
+	errs := make([]error, len(r.Ignore))
+	for i, pat := range r.Ignore {
+		re, err := compileGlob(pat)
+		if err != nil {
+			errs[i] = err
+			re = regexp.MustCompile(`^$.`) // matches nothing
+		}
+		r.ignore = append(r.ignore, re)
+	}
+	return errs
+}
+
+// RulesFor returns the rules of region covering bucket/key, in document order.
+func (c *Config) RulesFor(region, bucket, key string) []*Rule {
+	var out []*Rule
+	for i := range c.Rules {
+		if r := &c.Rules[i]; r.SourceRegion == region && r.Matches(bucket, key) {
+			out = append(out, r)
+		}
+	}
+	return out
+}

@@ -1,0 +1,243 @@
+package config
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func readExample(t *testing.T, name string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("..", "..", "configs", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+func TestExamplesValidate(t *testing.T) {
+	for _, name := range []string{"example.json", "local.json"} {
+		t.Run(name, func(t *testing.T) {
+			c, err := Load(context.Background(), filepath.Join("..", "..", "configs", name), nil)
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			if len(c.Rules) == 0 || c.Rules[0].Batch.MaxObjects == 0 || c.Settings.Worker.MaxReceiveCount == 0 {
+				t.Fatalf("defaults not applied: %+v", c)
+			}
+		})
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	c, err := Parse([]byte(`{"version":1,"settings":{"stackName":"x","regions":[
+		{"name":"us-east-1","role":"source","stagingBucket":"stage-a"},
+		{"name":"eu-west-1","role":"target","stagingBucket":"stage-b"}]},
+		"rules":[{"id":"r","sourceRegion":"us-east-1","sourceBucket":"src-bucket","batch":{},
+		"destinations":[{"region":"eu-west-1","bucket":"dst-bucket"}]}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := c.Rules[0]
+	if r.Level != DefaultLevel || r.Batch.MaxObjects != DefaultMaxObjects || r.Batch.MaxBytes != DefaultMaxBytes || r.Batch.MaxAge.D() != DefaultMaxAge {
+		t.Errorf("rule defaults: %+v", r)
+	}
+	if c.Settings.Worker.DrainTimeout.D() != DefaultDrainTimeout || c.Settings.Prices.TransferPerGB != DefaultTransferPerGB {
+		t.Errorf("settings defaults: %+v", c.Settings)
+	}
+	if got := c.SourceQueueName("r"); got != "x-src-r" {
+		t.Errorf("SourceQueueName = %q", got)
+	}
+}
+
+// mutate decodes the example, applies f to the generic document and
+// re-encodes it, so each case states only what it breaks.
+func mutate(t *testing.T, f func(doc map[string]any)) []byte {
+	t.Helper()
+	var doc map[string]any
+	if err := json.Unmarshal(readExample(t, "example.json"), &doc); err != nil {
+		t.Fatal(err)
+	}
+	f(doc)
+	out, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func obj(v any, keys ...any) map[string]any {
+	for _, k := range keys {
+		switch k := k.(type) {
+		case string:
+			v = v.(map[string]any)[k]
+		case int:
+			v = v.([]any)[k]
+		}
+	}
+	return v.(map[string]any)
+}
+
+func TestValidationErrors(t *testing.T) {
+	rule0 := func(d map[string]any) map[string]any { return obj(d, "rules", 0) }
+	dest0 := func(d map[string]any) map[string]any { return obj(d, "rules", 0, "destinations", 0) }
+	cases := []struct {
+		name string
+		doc  []byte
+		want []string // substrings, each must appear in the error
+	}{
+		{"unknown field", mutate(t, func(d map[string]any) { rule0(d)["prefx"] = "a/" }), []string{"rules[0].prefx: unknown field"}},
+		{"unknown nested field", mutate(t, func(d map[string]any) { obj(d, "settings")["worker"].(map[string]any)["threads"] = 3 }), []string{"settings.worker.threads: unknown field"}},
+		{"wrong type", mutate(t, func(d map[string]any) { rule0(d)["level"] = "3" }), []string{"rules[0].level: want an integer, got a string"}},
+		{"missing stack name", mutate(t, func(d map[string]any) { delete(obj(d, "settings"), "stackName") }), []string{"settings.stackName: must be"}},
+		{"missing source bucket", mutate(t, func(d map[string]any) { delete(rule0(d), "sourceBucket") }), []string{"rules[0].sourceBucket: invalid bucket name \"\""}},
+		{"missing destinations", mutate(t, func(d map[string]any) { delete(rule0(d), "destinations") }), []string{"rules[0].destinations: at least one destination"}},
+		{"invalid bucket name", mutate(t, func(d map[string]any) { dest0(d)["bucket"] = "Acme_Logs" }), []string{"rules[0].destinations[0].bucket: invalid bucket name \"Acme_Logs\""}},
+		{"ip bucket name", mutate(t, func(d map[string]any) { rule0(d)["sourceBucket"] = "192.168.1.10" }), []string{"rules[0].sourceBucket", "IP address"}},
+		{"unknown region", mutate(t, func(d map[string]any) { dest0(d)["region"] = "eu-central-1" }), []string{"rules[0].destinations[0].region: unknown region \"eu-central-1\""}},
+		{"non-target region", mutate(t, func(d map[string]any) { dest0(d)["region"] = "us-east-1" }), []string{"rules[0].destinations[0].region: region \"us-east-1\" does not have role target"}},
+		{"non-source region", mutate(t, func(d map[string]any) { rule0(d)["sourceRegion"] = "eu-west-1" }), []string{"rules[0].sourceRegion: region \"eu-west-1\" does not have role source"}},
+		{"bad region name", mutate(t, func(d map[string]any) { obj(d, "settings", "regions", 0)["name"] = "useast1" }), []string{"settings.regions[0].name: invalid region name"}},
+		{"bad role", mutate(t, func(d map[string]any) { obj(d, "settings", "regions", 0)["role"] = "primary" }), []string{"settings.regions[0].role: must be source, target or both"}},
+		{"destination equals source", mutate(t, func(d map[string]any) {
+			obj(d, "settings", "regions", 1)["role"] = "both"
+			obj(d, "rules", 1, "destinations", 0)["bucket"] = "acme-exports"
+			obj(d, "rules", 1)["sourceRegion"] = "eu-west-1"
+		}), []string{"rules[1].destinations[0]: destination is the rule's own source"}},
+		{"replication loop", mutate(t, func(d map[string]any) {
+			obj(d, "settings", "regions", 0)["role"] = "both"
+			obj(d, "settings", "regions", 1)["role"] = "both"
+			rules := d["rules"].([]any)
+			d["rules"] = append(rules, map[string]any{
+				"id": "back", "sourceRegion": "eu-west-1", "sourceBucket": "acme-exports-eu", "prefix": "daily/2026/",
+				"destinations": []any{map[string]any{"region": "us-east-1", "bucket": "acme-exports"}},
+			})
+		}), []string{"replication loop: exports -> back -> exports"}},
+		{"invalid storage class", mutate(t, func(d map[string]any) { dest0(d)["storageClass"] = "COLD" }), []string{"rules[0].destinations[0].storageClass: unknown storage class \"COLD\""}},
+		{"bad duration", mutate(t, func(d map[string]any) { obj(d, "rules", 0, "batch")["maxAge"] = "soon" }), []string{"rules[0].batch.maxAge: invalid duration \"soon\""}},
+		{"bad size", mutate(t, func(d map[string]any) { obj(d, "rules", 0, "batch")["maxBytes"] = "lots" }), []string{"rules[0].batch.maxBytes: invalid size \"lots\""}},
+		{"bad wildcard", mutate(t, func(d map[string]any) { rule0(d)["ignore"] = []any{"[a-"} }), []string{"rules[0].ignore[0]: invalid wildcard"}},
+		{"duplicate rule", mutate(t, func(d map[string]any) { obj(d, "rules", 1)["id"] = "logs" }), []string{"rules[1].id: rule id \"logs\" used twice"}},
+		{"wrong version", mutate(t, func(d map[string]any) { d["version"] = 2 }), []string{"version: must be 1, got 2"}},
+		{"drain too long", mutate(t, func(d map[string]any) { obj(d, "settings", "worker")["drainTimeout"] = "5m" }), []string{"settings.worker.drainTimeout"}},
+		{"malformed json", []byte("{\n  \"version\": 1,\n  \"settings\": {,\n}"), []string{"malformed JSON at line 3, column 16"}},
+		{"truncated json", []byte("{\"version\": 1,"), []string{"malformed JSON at line 1"}},
+		{"trailing data", []byte("{} {}"), []string{"malformed JSON", "after the top-level object"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse(tc.doc)
+			if err == nil {
+				t.Fatal("Parse succeeded, want an error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error does not mention %q:\n%v", w, err)
+				}
+			}
+		})
+	}
+}
+
+func TestAllErrorsReported(t *testing.T) {
+	doc := mutate(t, func(d map[string]any) {
+		obj(d, "rules", 0)["prefx"] = "a/"
+		obj(d, "rules", 1)["bogus"] = true
+	})
+	_, err := Parse(doc)
+	var es Errors
+	if !errors.As(err, &es) || len(es) != 2 {
+		t.Fatalf("want 2 errors, got %v", err)
+	}
+	doc = mutate(t, func(d map[string]any) {
+		obj(d, "rules", 0, "destinations", 0)["bucket"] = "BAD"
+		obj(d, "rules", 1, "destinations", 0)["region"] = "mars-north-1"
+	})
+	_, err = Parse(doc)
+	if !errors.As(err, &es) || len(es) != 2 {
+		t.Fatalf("want 2 errors, got %v", err)
+	}
+}
+
+func TestMatches(t *testing.T) {
+	r := Rule{SourceBucket: "b", Prefix: "logs/", Suffix: ".json", Ignore: []string{"*/_tmp/*", "*.bak.json"}}
+	cases := map[string]bool{
+		"logs/a.json":          true,
+		"logs/x/y.json":        true,
+		"logs/a.csv":           false,
+		"other/a.json":         false,
+		"logs/_tmp/a.json":     false,
+		"logs/a.bak.json":      false,
+		"logs/dir/_tmp/a.js":   false,
+		"logs/deep/x.bak.json": false,
+	}
+	for key, want := range cases {
+		if got := r.Matches("b", key); got != want {
+			t.Errorf("Matches(%q) = %v, want %v", key, got, want)
+		}
+	}
+	if r.Matches("other", "logs/a.json") {
+		t.Error("matched another bucket")
+	}
+}
+
+func TestDestinationKey(t *testing.T) {
+	p := "eu/"
+	r := Rule{Prefix: "logs/"}
+	if got := r.DestinationKey(Destination{Prefix: &p}, "logs/a/b"); got != "eu/a/b" {
+		t.Errorf("rewrite = %q", got)
+	}
+	if got := r.DestinationKey(Destination{}, "logs/a/b"); got != "logs/a/b" {
+		t.Errorf("no rewrite = %q", got)
+	}
+}
+
+// TestSchemaCoversFields keeps configs/xrc.schema.json in step with the Go
+// types: every JSON field must be a schema property and vice versa.
+func TestSchemaCoversFields(t *testing.T) {
+	var schema map[string]any
+	if err := json.Unmarshal(readExample(t, "xrc.schema.json"), &schema); err != nil {
+		t.Fatal(err)
+	}
+	var walk func(path string, s map[string]any, typ reflect.Type)
+	walk = func(path string, s map[string]any, typ reflect.Type) {
+		for typ.Kind() == reflect.Pointer || typ.Kind() == reflect.Slice {
+			typ = typ.Elem()
+			if items, ok := s["items"].(map[string]any); ok {
+				s = items
+			}
+		}
+		if typ.Kind() != reflect.Struct {
+			return
+		}
+		props, _ := s["properties"].(map[string]any)
+		fields := jsonFields(typ)
+		for name, f := range fields {
+			sub, ok := props[name].(map[string]any)
+			if !ok {
+				t.Errorf("%s.%s: in Go, missing from the schema", path, name)
+				continue
+			}
+			walk(path+"."+name, sub, f.Type)
+		}
+		for name := range props {
+			if _, ok := fields[name]; !ok {
+				t.Errorf("%s.%s: in the schema, missing from Go", path, name)
+			}
+		}
+	}
+	walk("", schema, reflect.TypeFor[Config]())
+
+	enum := obj(schema, "properties", "rules", "items", "properties", "destinations", "items", "properties", "storageClass")["enum"].([]any)
+	for _, c := range []string{"STANDARD", "GLACIER_IR", "INTELLIGENT_TIERING"} {
+		if !slices.Contains(enum, any(c)) || !validStorageClass(c) {
+			t.Errorf("storage class %s not accepted by both schema and Go", c)
+		}
+	}
+}

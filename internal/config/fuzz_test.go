@@ -1,0 +1,66 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// FuzzParse feeds arbitrary documents to the loader: it must never panic and
+// must either return a config that validates or an error.
+func FuzzParse(f *testing.F) {
+	for _, name := range []string{"example.json", "local.json"} {
+		data, err := os.ReadFile(filepath.Join("..", "..", "configs", name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Add([]byte(`{"version":1,"settings":{"regions":[{}]},"rules":[{"batch":{"maxBytes":"1GiB"}}]}`))
+	f.Add([]byte(`{"rules":[{"ignore":["[!a-"]}]}`))
+	f.Add([]byte(`[1,2,{"a":null}]`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := Parse(data)
+		if err != nil {
+			if err.Error() == "" {
+				t.Fatal("empty error message")
+			}
+			return
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatalf("Parse accepted a document Validate rejects: %v", err)
+		}
+	})
+}
+
+func TestGlob(t *testing.T) {
+	cases := []struct {
+		pat, key string
+		want     bool
+	}{
+		{"*.tmp", "a/b/c.tmp", true},
+		{"*.tmp", "a/b/c.tmpx", false},
+		{"logs/?.json", "logs/a.json", true},
+		{"logs/?.json", "logs/ab.json", false},
+		{"[!a]*", "bcd", true},
+		{"[!a]*", "abc", false},
+		{"[a-c]x", "bx", true},
+		{`a\*b`, "a*b", true},
+		{`a\*b`, "axb", false},
+		{"a.b", "axb", false},
+	}
+	for _, tc := range cases {
+		re, err := compileGlob(tc.pat)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.pat, err)
+		}
+		if got := re.MatchString(tc.key); got != tc.want {
+			t.Errorf("%q on %q = %v, want %v", tc.pat, tc.key, got, tc.want)
+		}
+	}
+	for _, bad := range []string{"[abc", "[]", "[!]"} {
+		if _, err := compileGlob(bad); err == nil {
+			t.Errorf("%q compiled", bad)
+		}
+	}
+}

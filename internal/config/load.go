@@ -1,0 +1,255 @@
+package config
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"sort"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+)
+
+// MaxDocument caps the bytes Load accepts; SSM's advanced tier stops at 8 KB
+// but a file may be larger.
+const MaxDocument = 4 << 20
+
+// ParameterGetter is the one SSM call Load needs; *ssm.Client satisfies it.
+type ParameterGetter interface {
+	GetParameter(ctx context.Context, in *ssm.GetParameterInput, optFns ...func(*ssm.Options)) (*ssm.GetParameterOutput, error)
+}
+
+// SSMScheme prefixes a source naming an SSM parameter: ssm:///xrc/prod/config.
+const SSMScheme = "ssm://"
+
+// Load reads the document from a file path or from SSM Parameter Store
+// ("ssm:///name"), parses, applies defaults and validates it. ps may be nil
+// when source is a file. The returned error lists every problem found.
+func Load(ctx context.Context, source string, ps ParameterGetter) (*Config, error) {
+	data, err := Read(ctx, source, ps)
+	if err != nil {
+		return nil, err
+	}
+	c, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", source, err)
+	}
+	return c, nil
+}
+
+// Read returns the raw document from a file or an SSM parameter.
+func Read(ctx context.Context, source string, ps ParameterGetter) ([]byte, error) {
+	name, isSSM := strings.CutPrefix(source, SSMScheme)
+	if !isSSM {
+		f, err := os.Open(source)
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		defer f.Close()
+		data, err := io.ReadAll(io.LimitReader(f, MaxDocument+1))
+		if err != nil {
+			return nil, fmt.Errorf("config %s: %w", source, err)
+		}
+		if len(data) > MaxDocument {
+			return nil, fmt.Errorf("config %s: larger than %d bytes", source, MaxDocument)
+		}
+		return data, nil
+	}
+	if name == "" || name == "/" {
+		return nil, fmt.Errorf("config %s: no parameter name after %s", source, SSMScheme)
+	}
+	if ps == nil {
+		return nil, fmt.Errorf("config %s: no SSM client", source)
+	}
+	out, err := ps.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(name), WithDecryption: aws.Bool(true)})
+	if err != nil {
+		return nil, fmt.Errorf("config %s: reading SSM parameter %s: %w", source, name, err)
+	}
+	if out.Parameter == nil || out.Parameter.Value == nil {
+		return nil, fmt.Errorf("config %s: SSM parameter %s has no value", source, name)
+	}
+	return []byte(*out.Parameter.Value), nil
+}
+
+// Parse decodes and validates a document. Errors name the JSON path of each
+// problem; all of them are reported, joined.
+func Parse(data []byte) (*Config, error) {
+	var raw any
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	if err := dec.Decode(&raw); err != nil {
+		return nil, syntaxError(data, err)
+	}
+	if dec.More() {
+		return nil, syntaxError(data, errors.New("unexpected data after the top-level object"))
+	}
+	var errs Errors
+	checkShape(&errs, "", raw, reflect.TypeFor[Config]())
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	var c Config
+	if err := json.Unmarshal(data, &c); err != nil {
+		// checkShape accepted the shape, so this is a value a custom type
+		// rejected and that checkShape already reported; keep it anyway.
+		return nil, Errors{{Path: "", Msg: err.Error()}}
+	}
+	c.applyDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// syntaxError turns a decoder error into one naming line:column.
+func syntaxError(data []byte, err error) error {
+	var se *json.SyntaxError
+	off := int64(-1)
+	if errors.As(err, &se) {
+		off = se.Offset - 1 // Offset is just past the offending byte
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		off = int64(len(data))
+	}
+	if off < 0 {
+		return fmt.Errorf("malformed JSON: %w", err)
+	}
+	line, col := 1, 1
+	for _, b := range data[:min(int(off), len(data))] {
+		if b == '\n' {
+			line, col = line+1, 1
+		} else {
+			col++
+		}
+	}
+	return fmt.Errorf("malformed JSON at line %d, column %d: %w", line, col, err)
+}
+
+var unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
+
+// checkShape walks the generic decoding of the document against the Go types
+// and reports unknown fields and wrong JSON types with their paths, so that an
+// operator sees every mistake at once rather than json's first one.
+func checkShape(errs *Errors, path string, v any, t reflect.Type) {
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if reflect.PointerTo(t).Implements(unmarshalerType) {
+		b, _ := json.Marshal(v)
+		if err := reflect.New(t).Interface().(json.Unmarshaler).UnmarshalJSON(b); err != nil {
+			errs.add(path, "%v", err)
+		}
+		return
+	}
+	want := ""
+	switch t.Kind() {
+	case reflect.Struct:
+		obj, ok := v.(map[string]any)
+		if !ok {
+			want = "an object"
+			break
+		}
+		fields := jsonFields(t)
+		keys := make([]string, 0, len(obj))
+		for k := range obj {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			f, ok := fields[k]
+			if !ok {
+				errs.add(join(path, k), "unknown field")
+				continue
+			}
+			checkShape(errs, join(path, k), obj[k], f.Type)
+		}
+		return
+	case reflect.Slice:
+		arr, ok := v.([]any)
+		if !ok {
+			want = "an array"
+			break
+		}
+		for i, e := range arr {
+			checkShape(errs, fmt.Sprintf("%s[%d]", path, i), e, t.Elem())
+		}
+		return
+	case reflect.Map:
+		obj, ok := v.(map[string]any)
+		if !ok {
+			want = "an object"
+			break
+		}
+		for k, e := range obj {
+			checkShape(errs, join(path, k), e, t.Elem())
+		}
+		return
+	case reflect.String:
+		if _, ok := v.(string); !ok {
+			want = "a string"
+		}
+	case reflect.Bool:
+		if _, ok := v.(bool); !ok {
+			want = "true or false"
+		}
+	case reflect.Int, reflect.Int64:
+		if n, ok := v.(json.Number); !ok {
+			want = "an integer"
+		} else if _, err := n.Int64(); err != nil {
+			want = "an integer"
+		}
+	case reflect.Float64:
+		if _, ok := v.(json.Number); !ok {
+			want = "a number"
+		}
+	}
+	if want != "" {
+		errs.add(path, "want %s, got %s", want, jsonKind(v))
+	}
+}
+
+func jsonFields(t reflect.Type) map[string]reflect.StructField {
+	m := make(map[string]reflect.StructField, t.NumField())
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "-" || !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		m[name] = f
+	}
+	return m
+}
+
+func jsonKind(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case string:
+		return "a string"
+	case bool:
+		return "a boolean"
+	case json.Number:
+		return "a number"
+	case []any:
+		return "an array"
+	default:
+		return "an object"
+	}
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}

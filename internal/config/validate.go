@@ -1,0 +1,296 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+)
+
+// Error is one problem in the document, at a JSON path such as
+// rules[0].destinations[1].bucket.
+type Error struct {
+	Path string
+	Msg  string
+}
+
+func (e Error) Error() string {
+	if e.Path == "" {
+		return e.Msg
+	}
+	return e.Path + ": " + e.Msg
+}
+
+// Errors is every problem found; it is what Parse and Validate return.
+type Errors []Error
+
+func (es Errors) Error() string {
+	lines := make([]string, len(es))
+	for i, e := range es {
+		lines[i] = e.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+func (es *Errors) add(path, format string, args ...any) {
+	*es = append(*es, Error{Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+var (
+	stackNameRe = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
+	ruleIDRe    = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
+	regionRe    = regexp.MustCompile(`^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]{1,2}$`)
+	bucketRe    = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
+)
+
+// BucketNameError says why name is not a valid general-purpose S3 bucket
+// name, or returns "" when it is.
+func BucketNameError(name string) string {
+	switch {
+	case !bucketRe.MatchString(name):
+		return "must be 3-63 characters of lowercase letters, digits, '.' and '-', starting and ending with a letter or digit"
+	case strings.Contains(name, ".."), strings.Contains(name, ".-"), strings.Contains(name, "-."):
+		return "must not contain '..', '.-' or '-.'"
+	case net.ParseIP(name) != nil:
+		return "must not look like an IP address"
+	case strings.HasPrefix(name, "xn--"), strings.HasPrefix(name, "sthree-"), strings.HasPrefix(name, "amzn-s3-demo-"):
+		return "uses a prefix S3 reserves"
+	case strings.HasSuffix(name, "-s3alias"), strings.HasSuffix(name, "--ol-s3"), strings.HasSuffix(name, ".mrap"), strings.HasSuffix(name, "--x-s3"):
+		return "uses a suffix S3 reserves"
+	}
+	return ""
+}
+
+func validStorageClass(c string) bool {
+	return slices.Contains(s3types.StorageClass("").Values(), s3types.StorageClass(c))
+}
+
+// Validate checks the document's meaning (Parse already checked its shape).
+// It reports every problem, each with its JSON path.
+func (c *Config) Validate() error {
+	var errs Errors
+	if c.Version != Version {
+		errs.add("version", "must be %d, got %d", Version, c.Version)
+	}
+	s := c.Settings
+	if !stackNameRe.MatchString(s.StackName) {
+		errs.add("settings.stackName", "must be 1-32 lowercase letters, digits or '-', starting with a letter, got %q", s.StackName)
+	}
+	switch s.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs.add("settings.logLevel", "must be debug, info, warn or error, got %q", s.LogLevel)
+	}
+	if s.StagingExpiryDays < 1 {
+		errs.add("settings.stagingExpiryDays", "must be at least 1")
+	}
+	if s.Prices.TransferPerGB < 0 {
+		errs.add("settings.prices.transferPerGB", "must not be negative")
+	}
+	if s.Prices.VCPUHour < 0 {
+		errs.add("settings.prices.vcpuHour", "must not be negative")
+	}
+	w := s.Worker
+	if w.Concurrency < 1 || w.Concurrency > 256 {
+		errs.add("settings.worker.concurrency", "must be between 1 and 256")
+	}
+	if w.MaxReceiveCount < 1 || w.MaxReceiveCount > 1000 {
+		errs.add("settings.worker.maxReceiveCount", "must be between 1 and 1000")
+	}
+	if w.DrainTimeout.D().Seconds() > 110 {
+		errs.add("settings.worker.drainTimeout", "must stay under ECS's 120 s stop timeout (at most 110s)")
+	}
+	if v := w.VisibilityTimeout.D().Seconds(); v < 30 || v > 43200 {
+		errs.add("settings.worker.visibilityTimeout", "must be between 30s and 12h (SQS's limit)")
+	}
+
+	if len(s.Regions) == 0 {
+		errs.add("settings.regions", "at least one source and one target region are required")
+	}
+	seenRegion := map[string]bool{}
+	seenStaging := map[string]bool{}
+	var haveSource, haveTarget bool
+	for i, r := range s.Regions {
+		p := fmt.Sprintf("settings.regions[%d]", i)
+		if !regionRe.MatchString(r.Name) {
+			errs.add(p+".name", "invalid region name %q", r.Name)
+		}
+		if seenRegion[r.Name] {
+			errs.add(p+".name", "region %q listed twice", r.Name)
+		}
+		seenRegion[r.Name] = true
+		switch r.Role {
+		case RoleSource, RoleTarget, RoleBoth:
+		default:
+			errs.add(p+".role", "must be source, target or both, got %q", r.Role)
+		}
+		haveSource = haveSource || r.IsSource()
+		haveTarget = haveTarget || r.IsTarget()
+		if msg := BucketNameError(r.StagingBucket); msg != "" {
+			errs.add(p+".stagingBucket", "invalid bucket name %q: %s", r.StagingBucket, msg)
+		}
+		if seenStaging[r.StagingBucket] {
+			errs.add(p+".stagingBucket", "staging bucket %q is used by two regions", r.StagingBucket)
+		}
+		seenStaging[r.StagingBucket] = true
+		if r.S3Endpoint != "" {
+			if u, err := url.Parse(r.S3Endpoint); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+				errs.add(p+".s3Endpoint", "must be an http(s) URL, got %q", r.S3Endpoint)
+			}
+		}
+	}
+	if len(s.Regions) > 0 && !haveSource {
+		errs.add("settings.regions", "no region has role source or both")
+	}
+	if len(s.Regions) > 0 && !haveTarget {
+		errs.add("settings.regions", "no region has role target or both")
+	}
+
+	if len(c.Rules) == 0 {
+		errs.add("rules", "at least one rule is required")
+	}
+	seenRule := map[string]bool{}
+	for i := range c.Rules {
+		c.validateRule(&errs, fmt.Sprintf("rules[%d]", i), &c.Rules[i], seenRule)
+	}
+	c.checkLoops(&errs)
+	if len(errs) > 0 {
+		return errs
+	}
+	return nil
+}
+
+func (c *Config) validateRule(errs *Errors, p string, r *Rule, seen map[string]bool) {
+	if !ruleIDRe.MatchString(r.ID) {
+		errs.add(p+".id", "must be 1-32 lowercase letters, digits or '-', got %q", r.ID)
+	} else if len(c.SourceQueueName(r.ID)) > 80 {
+		errs.add(p+".id", "queue name %q would exceed SQS's 80 characters", c.SourceQueueName(r.ID))
+	}
+	if seen[r.ID] {
+		errs.add(p+".id", "rule id %q used twice", r.ID)
+	}
+	seen[r.ID] = true
+	if reg, ok := c.Region(r.SourceRegion); !ok {
+		errs.add(p+".sourceRegion", "unknown region %q: not in settings.regions", r.SourceRegion)
+	} else if !reg.IsSource() {
+		errs.add(p+".sourceRegion", "region %q does not have role source or both", r.SourceRegion)
+	}
+	if msg := BucketNameError(r.SourceBucket); msg != "" {
+		errs.add(p+".sourceBucket", "invalid bucket name %q: %s", r.SourceBucket, msg)
+	}
+	if strings.HasPrefix(r.Prefix, "/") {
+		errs.add(p+".prefix", "S3 keys do not start with '/': %q", r.Prefix)
+	}
+	for j, err := range r.compileIgnore() {
+		if err != nil {
+			errs.add(fmt.Sprintf("%s.ignore[%d]", p, j), "invalid wildcard %q: %v", r.Ignore[j], err)
+		}
+	}
+	if r.Level < -7 || r.Level > 22 {
+		errs.add(p+".level", "zstd level must be between -7 and 22, got %d", r.Level)
+	}
+	if r.Batch.MaxObjects < 1 || r.Batch.MaxObjects > 100000 {
+		errs.add(p+".batch.maxObjects", "must be between 1 and 100000")
+	}
+	if r.Batch.MaxBytes < 1<<20 {
+		errs.add(p+".batch.maxBytes", "must be at least 1MiB")
+	}
+	if a := r.Batch.MaxAge.D(); a.Seconds() < 1 || a > c.Settings.Worker.VisibilityTimeout.D() {
+		errs.add(p+".batch.maxAge", "must be between 1s and settings.worker.visibilityTimeout")
+	}
+	if len(r.Destinations) == 0 {
+		errs.add(p+".destinations", "at least one destination is required")
+	}
+	seenDest := map[string]bool{}
+	for j, d := range r.Destinations {
+		dp := fmt.Sprintf("%s.destinations[%d]", p, j)
+		if reg, ok := c.Region(d.Region); !ok {
+			errs.add(dp+".region", "unknown region %q: not in settings.regions", d.Region)
+		} else if !reg.IsTarget() {
+			errs.add(dp+".region", "region %q does not have role target or both", d.Region)
+		}
+		if msg := BucketNameError(d.Bucket); msg != "" {
+			errs.add(dp+".bucket", "invalid bucket name %q: %s", d.Bucket, msg)
+		}
+		if d.StorageClass != "" && !validStorageClass(d.StorageClass) {
+			errs.add(dp+".storageClass", "unknown storage class %q", d.StorageClass)
+		}
+		if d.Prefix != nil && strings.HasPrefix(*d.Prefix, "/") {
+			errs.add(dp+".prefix", "S3 keys do not start with '/': %q", *d.Prefix)
+		}
+		if d.Region == r.SourceRegion && d.Bucket == r.SourceBucket && (d.Prefix == nil || *d.Prefix == r.Prefix) {
+			errs.add(dp, "destination is the rule's own source (%s/%s)", d.Bucket, r.Prefix)
+		}
+		id := d.Region + "/" + d.Bucket
+		if seenDest[id] {
+			errs.add(dp, "destination %s listed twice", id)
+		}
+		seenDest[id] = true
+	}
+}
+
+// checkLoops reports rules whose destinations feed, directly or through other
+// rules, back into their own watched prefix: such objects would be copied
+// forever.
+func (c *Config) checkLoops(errs *Errors) {
+	// feeds[i] lists the rules that watch keys rule i writes.
+	feeds := make([][]int, len(c.Rules))
+	for i := range c.Rules {
+		a := &c.Rules[i]
+		for _, d := range a.Destinations {
+			written := a.Prefix
+			if d.Prefix != nil {
+				written = *d.Prefix
+			}
+			for j := range c.Rules {
+				b := &c.Rules[j]
+				if b.SourceRegion == d.Region && b.SourceBucket == d.Bucket && overlaps(written, b.Prefix) && !slices.Contains(feeds[i], j) {
+					feeds[i] = append(feeds[i], j)
+				}
+			}
+		}
+	}
+	const (
+		unseen = iota
+		onPath
+		done
+	)
+	state := make([]int, len(c.Rules))
+	reported := map[int]bool{}
+	var visit func(i int, stack []int)
+	visit = func(i int, stack []int) {
+		state[i] = onPath
+		stack = append(stack, i)
+		for _, j := range feeds[i] {
+			switch state[j] {
+			case onPath:
+				cycle := stack[slices.Index(stack, j):]
+				if reported[j] {
+					continue
+				}
+				ids := make([]string, 0, len(cycle)+1)
+				for _, k := range cycle {
+					ids = append(ids, c.Rules[k].ID)
+					reported[k] = true
+				}
+				ids = append(ids, c.Rules[j].ID)
+				errs.add(fmt.Sprintf("rules[%d]", j), "replication loop: %s", strings.Join(ids, " -> "))
+			case unseen:
+				visit(j, stack)
+			}
+		}
+		state[i] = done
+	}
+	for i := range c.Rules {
+		if state[i] == unseen {
+			visit(i, nil)
+		}
+	}
+}
+
+// overlaps reports whether some key can start with both prefixes.
+func overlaps(a, b string) bool { return strings.HasPrefix(a, b) || strings.HasPrefix(b, a) }
