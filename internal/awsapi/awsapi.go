@@ -1,0 +1,106 @@
+// Package awsapi builds the SDK clients xrc uses and classifies their errors
+// in one place, so the pipelines branch on meaning (not found, precondition
+// failed, throttled) rather than on error strings.
+package awsapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/xrc-dev/xrc/internal/config"
+)
+
+// MaxAttempts bounds the SDK's own retries of one call; the queue's
+// redelivery is the retry above that.
+const MaxAttempts = 5
+
+// Load returns the SDK configuration for region from the environment (the
+// task role on ECS; keys, AWS_CA_BUNDLE and AWS_ENDPOINT_URL_* locally).
+func Load(ctx context.Context, region string) (aws.Config, error) {
+	cfg, err := awsconfig.LoadDefaultConfig(ctx,
+		awsconfig.WithRegion(region),
+		awsconfig.WithRetryer(func() aws.Retryer {
+			return retry.NewStandard(func(o *retry.StandardOptions) { o.MaxAttempts = MaxAttempts })
+		}),
+	)
+	if err != nil {
+		return aws.Config{}, fmt.Errorf("loading AWS config for %s: %w", region, err)
+	}
+	return cfg, nil
+}
+
+// S3 returns an S3 client for region, honouring its endpoint override for
+// S3-compatible stores and the local stack.
+func S3(cfg aws.Config, region config.Region) *s3.Client {
+	return s3.NewFromConfig(cfg, func(o *s3.Options) {
+		o.Region = region.Name
+		if region.S3Endpoint != "" {
+			o.BaseEndpoint = aws.String(region.S3Endpoint)
+		}
+		o.UsePathStyle = region.S3PathStyle
+	})
+}
+
+// S3Clients returns one S3 client per configured region.
+func S3Clients(cfg aws.Config, c *config.Config) map[string]*s3.Client {
+	m := make(map[string]*s3.Client, len(c.Settings.Regions))
+	for _, r := range c.Settings.Regions {
+		m[r.Name] = S3(cfg, r)
+	}
+	return m
+}
+
+// Code returns the AWS error code of err, or "".
+func Code(err error) string {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		return ae.ErrorCode()
+	}
+	return ""
+}
+
+func status(err error) int {
+	var re *smithyhttp.ResponseError
+	if errors.As(err, &re) {
+		return re.HTTPStatusCode()
+	}
+	return 0
+}
+
+// IsNotFound reports a missing object, version, bucket or queue.
+func IsNotFound(err error) bool {
+	switch Code(err) {
+	case "NoSuchKey", "NotFound", "NoSuchVersion", "NoSuchBucket", "AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "ResourceNotFoundException":
+		return true
+	}
+	return status(err) == http.StatusNotFound
+}
+
+// IsPreconditionFailed reports a conditional request (If-Match,
+// If-None-Match) that lost, or a DynamoDB condition that did not hold.
+func IsPreconditionFailed(err error) bool {
+	switch Code(err) {
+	case "PreconditionFailed", "ConditionalRequestConflict", "ConditionalCheckFailedException":
+		return true
+	}
+	return status(err) == http.StatusPreconditionFailed
+}
+
+// IsAccessDenied reports a permissions problem: retrying will not help until
+// an operator fixes the policy.
+func IsAccessDenied(err error) bool {
+	switch Code(err) {
+	case "AccessDenied", "AccessDeniedException", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AllAccessDisabled":
+		return true
+	}
+	return status(err) == http.StatusForbidden
+}

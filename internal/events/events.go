@@ -1,0 +1,137 @@
+// Package events parses S3 event notification messages as SQS delivers them
+// (directly, or wrapped in an SNS envelope) into object references. It treats
+// the body as hostile input: sizes are capped and every record is checked.
+package events
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	lambdaevents "github.com/aws/aws-lambda-go/events"
+)
+
+// MaxBody is the largest body Parse accepts (SQS's own message limit).
+const MaxBody = 1 << 20
+
+// ErrInvalid marks a body that no retry can make valid.
+var ErrInvalid = errors.New("invalid event")
+
+// ObjectRef is one object an event is about.
+type ObjectRef struct {
+	EventName string // e.g. ObjectCreated:Put
+	EventTime time.Time
+	Region    string
+	Bucket    string
+	Key       string // URL-decoded
+	VersionID string
+	ETag      string
+	Size      int64
+	Sequencer string
+}
+
+// Removed reports an ObjectRemoved event (a delete or a delete marker).
+func (r ObjectRef) Removed() bool { return strings.HasPrefix(r.EventName, "ObjectRemoved:") }
+
+// Message is a parsed body.
+type Message struct {
+	// Test is set for the s3:TestEvent S3 sends when notifications are
+	// configured; it carries no objects.
+	Test bool
+	Refs []ObjectRef
+	// Ignored counts records of other event types (restore, replication,
+	// lifecycle, ...), which xrc does not act on.
+	Ignored int
+}
+
+type envelope struct {
+	Records []json.RawMessage `json:"Records"`
+	// S3 test event.
+	Event string `json:"Event"`
+	// SNS envelope, for S3 -> SNS -> SQS fan-out.
+	Type    string `json:"Type"`
+	Message string `json:"Message"`
+}
+
+// Parse decodes one SQS message body.
+func Parse(body []byte) (Message, error) {
+	return parse(body, 0)
+}
+
+func parse(body []byte, depth int) (Message, error) {
+	if len(body) > MaxBody {
+		return Message{}, fmt.Errorf("%w: body of %d bytes exceeds %d", ErrInvalid, len(body), MaxBody)
+	}
+	var env envelope
+	if err := json.Unmarshal(body, &env); err != nil {
+		return Message{}, fmt.Errorf("%w: body is not an S3 event JSON object: %v", ErrInvalid, err)
+	}
+	switch {
+	case env.Event == "s3:TestEvent":
+		return Message{Test: true}, nil
+	case env.Type == "Notification" && env.Message != "" && depth == 0:
+		return parse([]byte(env.Message), depth+1)
+	case env.Records == nil:
+		return Message{}, fmt.Errorf("%w: no Records array", ErrInvalid)
+	}
+	var m Message
+	for i, raw := range env.Records {
+		var rec lambdaevents.S3EventRecord
+		if err := json.Unmarshal(raw, &rec); err != nil {
+			return Message{}, fmt.Errorf("%w: Records[%d]: %v", ErrInvalid, i, err)
+		}
+		// MinIO prefixes event names with "s3:"; AWS does not.
+		rec.EventName = strings.TrimPrefix(rec.EventName, "s3:")
+		if !strings.HasPrefix(rec.EventName, "ObjectCreated:") && !strings.HasPrefix(rec.EventName, "ObjectRemoved:") {
+			m.Ignored++
+			continue
+		}
+		o := rec.S3.Object
+		ref := ObjectRef{
+			EventName: rec.EventName,
+			EventTime: rec.EventTime,
+			Region:    rec.AWSRegion,
+			Bucket:    rec.S3.Bucket.Name,
+			Key:       o.URLDecodedKey,
+			VersionID: o.VersionID,
+			ETag:      strings.Trim(o.ETag, `"`),
+			Size:      o.Size,
+			Sequencer: o.Sequencer,
+		}
+		switch {
+		case ref.Bucket == "":
+			return Message{}, fmt.Errorf("%w: Records[%d]: no bucket name", ErrInvalid, i)
+		case o.Key == "":
+			return Message{}, fmt.Errorf("%w: Records[%d]: no object key in bucket %s", ErrInvalid, i, ref.Bucket)
+		case ref.Key == "" || len(ref.Key) > 1024:
+			// URLDecodedKey is empty when the key is not valid URL encoding.
+			return Message{}, fmt.Errorf("%w: Records[%d]: bad object key %q in bucket %s", ErrInvalid, i, o.Key, ref.Bucket)
+		case ref.Size < 0:
+			return Message{}, fmt.Errorf("%w: Records[%d]: negative size for %s/%s", ErrInvalid, i, ref.Bucket, ref.Key)
+		}
+		m.Refs = append(m.Refs, ref)
+	}
+	return m, nil
+}
+
+// CompareSequencer orders two S3 event sequencers for the same key: -1, 0 or
+// 1. Sequencers are hex strings of varying length, compared as numbers; an
+// empty sequencer sorts first.
+func CompareSequencer(a, b string) int {
+	a = strings.TrimLeft(strings.ToUpper(a), "0")
+	b = strings.TrimLeft(strings.ToUpper(b), "0")
+	switch {
+	case len(a) != len(b):
+		if len(a) < len(b) {
+			return -1
+		}
+		return 1
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,133 @@
+package events
+
+import (
+	"errors"
+	"testing"
+)
+
+// awsBody is an S3 notification as AWS delivers it to SQS: '/' kept, spaces
+// as '+', '+' as %2B.
+const awsBody = `{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"us-east-1",
+"eventTime":"2026-11-22T01:02:03.456Z","eventName":"ObjectCreated:Put",
+"s3":{"s3SchemaVersion":"1.0","configurationId":"xrc","bucket":{"name":"acme-logs","arn":"arn:aws:s3:::acme-logs"},
+"object":{"key":"prod/a+b%2Bc/%C3%A9t%C3%A9.json","size":1024,"eTag":"d41d8cd98f00b204e9800998ecf8427e","versionId":"v1","sequencer":"0055AED6DCD90281E5"}}},
+{"eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"us-east-1","eventTime":"2026-11-22T01:02:04Z","eventName":"ObjectRemoved:DeleteMarkerCreated",
+"s3":{"bucket":{"name":"acme-logs"},"object":{"key":"prod/gone.json","sequencer":"0055AED6DCD90281E6"}}},
+{"eventName":"ObjectRestore:Completed","s3":{"bucket":{"name":"acme-logs"},"object":{"key":"x"}}}]}`
+
+// minioBody is what MinIO's webhook sends (via the local bridge): '/' is
+// escaped too, and the event source differs.
+const minioBody = `{"Records":[{"eventVersion":"2.0","eventSource":"minio:s3","awsRegion":"us-east-1",
+"eventTime":"2026-11-22T01:02:03.456Z","eventName":"s3:ObjectCreated:Put",
+"s3":{"bucket":{"name":"src"},"object":{"key":"data%2Fa+b%2Bc.bin","size":3,"eTag":"\"abc\"","sequencer":"17A1"}}}]}`
+
+func TestParseAWS(t *testing.T) {
+	m, err := Parse([]byte(awsBody))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Refs) != 2 || m.Ignored != 1 {
+		t.Fatalf("got %d refs, %d ignored", len(m.Refs), m.Ignored)
+	}
+	r := m.Refs[0]
+	if r.Key != "prod/a b+c/été.json" || r.Bucket != "acme-logs" || r.Size != 1024 || r.VersionID != "v1" || r.Removed() {
+		t.Errorf("ref = %+v", r)
+	}
+	if !m.Refs[1].Removed() {
+		t.Error("delete marker not Removed")
+	}
+}
+
+func TestParseMinIO(t *testing.T) {
+	// MinIO prefixes event names with "s3:"; normalise and keep the key.
+	m, err := Parse([]byte(minioBody))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Refs) != 1 || m.Refs[0].Key != "data/a b+c.bin" || m.Refs[0].ETag != "abc" || m.Refs[0].EventName != "ObjectCreated:Put" {
+		t.Fatalf("refs = %+v", m.Refs)
+	}
+}
+
+func TestParseTestEventAndSNS(t *testing.T) {
+	m, err := Parse([]byte(`{"Service":"Amazon S3","Event":"s3:TestEvent","Time":"2026-11-22T01:00:00Z","Bucket":"acme-logs","RequestId":"1","HostId":"h"}`))
+	if err != nil || !m.Test {
+		t.Fatalf("test event: %+v %v", m, err)
+	}
+	sns := `{"Type":"Notification","MessageId":"1","Message":` + quote(awsBody) + `}`
+	m, err = Parse([]byte(sns))
+	if err != nil || len(m.Refs) != 2 {
+		t.Fatalf("sns: %+v %v", m, err)
+	}
+}
+
+func quote(s string) string {
+	out := []byte{'"'}
+	for _, c := range []byte(s) {
+		switch c {
+		case '"', '\\':
+			out = append(out, '\\', c)
+		case '\n':
+			out = append(out, '\\', 'n')
+		default:
+			out = append(out, c)
+		}
+	}
+	return string(append(out, '"'))
+}
+
+func TestParseInvalid(t *testing.T) {
+	for name, body := range map[string]string{
+		"not json":    `hello`,
+		"no records":  `{"foo":1}`,
+		"no bucket":   `{"Records":[{"eventName":"ObjectCreated:Put","s3":{"object":{"key":"a"}}}]}`,
+		"no key":      `{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{}}}]}`,
+		"bad escape":  `{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"a%zz"}}}]}`,
+		"bad size":    `{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"a","size":-1}}}]}`,
+		"records obj": `{"Records":{}}`,
+		"nested sns":  `{"Type":"Notification","Message":"{\"Type\":\"Notification\",\"Message\":\"{}\"}"}`,
+	} {
+		if _, err := Parse([]byte(body)); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: err = %v, want ErrInvalid", name, err)
+		}
+	}
+}
+
+func TestCompareSequencer(t *testing.T) {
+	cases := []struct {
+		a, b string
+		want int
+	}{
+		{"0055AED6DCD90281E5", "0055AED6DCD90281E6", -1},
+		{"55AED6DCD90281E6", "0055AED6DCD90281E5", 1},
+		{"00FF", "ff", 0},
+		{"", "01", -1},
+		{"100", "FF", 1},
+	}
+	for _, tc := range cases {
+		if got := CompareSequencer(tc.a, tc.b); got != tc.want {
+			t.Errorf("Compare(%q,%q) = %d, want %d", tc.a, tc.b, got, tc.want)
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(awsBody))
+	f.Add([]byte(minioBody))
+	f.Add([]byte(`{"Event":"s3:TestEvent"}`))
+	f.Add([]byte(`{"Type":"Notification","Message":"{\"Records\":[]}"}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		m, err := Parse(body)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error not ErrInvalid: %v", err)
+			}
+			return
+		}
+		for _, r := range m.Refs {
+			if r.Bucket == "" || r.Key == "" || r.Size < 0 {
+				t.Fatalf("accepted bad ref %+v", r)
+			}
+		}
+	})
+}

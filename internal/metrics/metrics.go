@@ -1,0 +1,193 @@
+// Package metrics serves Prometheus metrics and mirrors them to CloudWatch as
+// Embedded Metric Format (EMF) lines on stdout, so a Fargate task needs no
+// agent and no PutMetricData permission: awslogs ships the lines and
+// CloudWatch extracts the metrics. One registry is the single source of truth
+// for both.
+package metrics
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
+)
+
+// NewRegistry returns a registry with the Go runtime and process collectors.
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// Handler serves reg in the Prometheus text format.
+func Handler(reg *prometheus.Registry) http.Handler {
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
+}
+
+// EMF writes the xrc_* metrics of a registry as CloudWatch EMF documents:
+// counters and histogram counts/sums as deltas since the previous flush,
+// gauges as values. Labels become dimensions.
+type EMF struct {
+	reg        prometheus.Gatherer
+	w          io.Writer
+	namespace  string
+	dimensions map[string]string // added to every document (service, region)
+	prefix     string
+
+	mu   sync.Mutex
+	last map[string]float64 // previous cumulative value per series
+}
+
+// NewEMF returns an EMF writer for the metrics of reg named prefix*.
+func NewEMF(reg prometheus.Gatherer, w io.Writer, namespace, prefix string, dimensions map[string]string) *EMF {
+	return &EMF{reg: reg, w: w, namespace: namespace, prefix: prefix, dimensions: dimensions, last: map[string]float64{}}
+}
+
+// Run flushes every interval until ctx ends, then flushes once more so the
+// last interval's work is not lost on shutdown.
+func (e *EMF) Run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			_ = e.Flush(time.Now())
+			return
+		case now := <-t.C:
+			_ = e.Flush(now)
+		}
+	}
+}
+
+type emfSeries struct {
+	dims   map[string]string
+	values map[string]float64
+	units  map[string]string
+}
+
+// Flush writes one EMF line per distinct label set that changed.
+func (e *EMF) Flush(now time.Time) error {
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		return fmt.Errorf("gathering metrics: %w", err)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	series := map[string]*emfSeries{}
+	add := func(m *dto.Metric, name, unit string, v float64, delta bool) {
+		dims := map[string]string{}
+		for k, v := range e.dimensions {
+			dims[k] = v
+		}
+		var keyParts []string
+		for _, lp := range m.GetLabel() {
+			dims[lp.GetName()] = lp.GetValue()
+			keyParts = append(keyParts, lp.GetName()+"="+lp.GetValue())
+		}
+		sort.Strings(keyParts)
+		sk := strings.Join(keyParts, ",")
+		if delta {
+			id := name + "{" + sk + "}"
+			prev := e.last[id]
+			e.last[id] = v
+			v -= prev
+			if v == 0 {
+				return
+			}
+		}
+		s := series[sk]
+		if s == nil {
+			s = &emfSeries{dims: dims, values: map[string]float64{}, units: map[string]string{}}
+			series[sk] = s
+		}
+		s.values[name] = v
+		s.units[name] = unit
+	}
+	for _, mf := range mfs {
+		name := mf.GetName()
+		if !strings.HasPrefix(name, e.prefix) {
+			continue
+		}
+		unit := unitOf(name)
+		for _, m := range mf.GetMetric() {
+			switch mf.GetType() {
+			case dto.MetricType_COUNTER:
+				add(m, name, unit, m.GetCounter().GetValue(), true)
+			case dto.MetricType_GAUGE:
+				add(m, name, unit, m.GetGauge().GetValue(), false)
+			case dto.MetricType_HISTOGRAM:
+				add(m, name+"_count", "Count", float64(m.GetHistogram().GetSampleCount()), true)
+				add(m, name+"_sum", unit, m.GetHistogram().GetSampleSum(), true)
+			}
+		}
+	}
+	keys := make([]string, 0, len(series))
+	for k := range series {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if err := e.write(now, series[k]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (e *EMF) write(now time.Time, s *emfSeries) error {
+	doc := map[string]any{}
+	dimNames := make([]string, 0, len(s.dims))
+	for k, v := range s.dims {
+		doc[k] = v
+		dimNames = append(dimNames, k)
+	}
+	sort.Strings(dimNames)
+	var defs []map[string]string
+	names := make([]string, 0, len(s.values))
+	for n := range s.values {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		doc[n] = s.values[n]
+		defs = append(defs, map[string]string{"Name": n, "Unit": s.units[n]})
+	}
+	doc["_aws"] = map[string]any{
+		"Timestamp": now.UnixMilli(),
+		"CloudWatchMetrics": []any{map[string]any{
+			"Namespace":  e.namespace,
+			"Dimensions": [][]string{dimNames},
+			"Metrics":    defs,
+		}},
+	}
+	b, err := json.Marshal(doc)
+	if err != nil {
+		return err
+	}
+	_, err = e.w.Write(append(b, '\n'))
+	return err
+}
+
+// unitOf maps Prometheus base-unit suffixes to CloudWatch units.
+func unitOf(name string) string {
+	switch {
+	case strings.HasSuffix(name, "_bytes_total"), strings.HasSuffix(name, "_bytes"):
+		return "Bytes"
+	case strings.HasSuffix(name, "_seconds"), strings.HasSuffix(name, "_seconds_total"):
+		return "Seconds"
+	case strings.HasSuffix(name, "_ratio"):
+		return "None"
+	default:
+		return "Count"
+	}
+}
