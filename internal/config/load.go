@@ -91,18 +91,20 @@ func Parse(data []byte) (*Config, error) {
 	}
 	var errs Errors
 	checkShape(&errs, "", raw, reflect.TypeFor[Config]())
-	if len(errs) > 0 {
-		return nil, errs
-	}
 	var c Config
-	if err := json.Unmarshal(data, &c); err != nil {
-		// checkShape accepted the shape, so this is a value a custom type
-		// rejected and that checkShape already reported; keep it anyway.
-		return nil, Errors{{Path: "", Msg: err.Error()}}
+	// With shape errors, Unmarshal still fills what it can (it skips
+	// unknown fields and carries on past type mismatches), so the semantic
+	// checks below can report the remaining problems in the same run.
+	if err := json.Unmarshal(data, &c); err != nil && len(errs) == 0 {
+		errs.add("", "%v", err)
 	}
 	c.applyDefaults()
-	if err := c.Validate(); err != nil {
-		return nil, err
+	var verrs Errors
+	if errors.As(c.Validate(), &verrs) {
+		errs = append(errs, verrs...)
+	}
+	if len(errs) > 0 {
+		return nil, errs
 	}
 	return &c, nil
 }
