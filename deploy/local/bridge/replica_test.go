@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+)
+
+// fakeS3 answers as a MinIO with one replicated source bucket "src" (us-east-1)
+// or one destination bucket "dst" (eu-west-1) would.
+type fakeS3 struct {
+	rules   []s3types.ReplicationRule
+	notify  []s3types.QueueConfiguration
+	head    *s3.HeadObjectOutput
+	headErr error
+}
+
+func (f *fakeS3) HeadObject(context.Context, *s3.HeadObjectInput, ...func(*s3.Options)) (*s3.HeadObjectOutput, error) {
+	return f.head, f.headErr
+}
+
+func (f *fakeS3) GetBucketReplication(context.Context, *s3.GetBucketReplicationInput, ...func(*s3.Options)) (*s3.GetBucketReplicationOutput, error) {
+	return &s3.GetBucketReplicationOutput{ReplicationConfiguration: &s3types.ReplicationConfiguration{Rules: f.rules}}, nil
+}
+
+func (f *fakeS3) GetBucketNotificationConfiguration(context.Context, *s3.GetBucketNotificationConfigurationInput, ...func(*s3.Options)) (*s3.GetBucketNotificationConfigurationOutput, error) {
+	return &s3.GetBucketNotificationConfigurationOutput{QueueConfigurations: f.notify}, nil
+}
+
+func httpErr(code int, header http.Header) error {
+	return &smithyhttp.ResponseError{Response: &smithyhttp.Response{Response: &http.Response{StatusCode: code, Header: header}}, Err: context.Canceled}
+}
+
+// What MinIO sends from the source after replicating (trimmed): no awsRegion.
+const replicationBody = `{"EventName":"s3:Replication:OperationCompletedReplication","Key":"src/a%2Fb.txt","Records":[
+ {"eventVersion":"2.0","eventSource":"minio:s3","awsRegion":"","eventName":"s3:Replication:OperationCompletedReplication",
+  "responseElements":{"x-minio-origin-endpoint":"https://127.0.0.1:9000"},
+  "s3":{"configurationId":"Config","bucket":{"name":"src","arn":"arn:aws:s3:::src"},
+   "object":{"key":"a%2Fb.txt","size":4,"eTag":"e1","userMetadata":{"X-Amz-Replication-Status":"COMPLETED"},"versionId":"v1","sequencer":"17"}},
+  "source":{"host":"127.0.0.1:9000","userAgent":"Internal: [Replication]"}}]}`
+
+func TestReplicaEvents(t *testing.T) {
+	rule := s3types.ReplicationRule{
+		ID: aws.String("r1"), Status: s3types.ReplicationRuleStatusEnabled,
+		Filter:      &s3types.ReplicationRuleFilter{And: &s3types.ReplicationRuleAndOperator{Prefix: aws.String("a/")}},
+		Destination: &s3types.Destination{Bucket: aws.String("arn:minio:replication:eu-west-1:0d5e:dst")},
+	}
+	created := []s3types.QueueConfiguration{{
+		Id: aws.String("arrivals"), QueueArn: aws.String("arn:minio:sqs:eu-west-1:XRC:webhook"),
+		Events: []s3types.Event{"s3:ObjectCreated:*"},
+	}}
+	for _, tc := range []struct {
+		name      string
+		dst       fakeS3
+		rules     []s3types.ReplicationRule
+		route     bool
+		wantEvent string // "" for no message
+		wantCode  int
+	}{
+		{name: "created", dst: fakeS3{notify: created, head: &s3.HeadObjectOutput{ContentLength: aws.Int64(4), ETag: aws.String(`"e1"`)}},
+			rules: []s3types.ReplicationRule{rule}, route: true, wantEvent: "s3:ObjectCreated:Put", wantCode: 200},
+		{name: "delete marker not selected", dst: fakeS3{notify: created, headErr: httpErr(405, http.Header{"X-Amz-Delete-Marker": {"true"}})},
+			rules: []s3types.ReplicationRule{rule}, route: true, wantCode: 200},
+		{name: "delete marker selected", dst: fakeS3{
+			notify:  []s3types.QueueConfiguration{{QueueArn: aws.String("arn:minio:sqs:eu-west-1:XRC:webhook"), Events: []s3types.Event{"s3:ObjectRemoved:*"}}},
+			headErr: httpErr(405, http.Header{"X-Amz-Delete-Marker": {"true"}})},
+			rules: []s3types.ReplicationRule{rule}, route: true, wantEvent: "s3:ObjectRemoved:DeleteMarkerCreated", wantCode: 200},
+		{name: "unrouted destination", dst: fakeS3{notify: created, head: &s3.HeadObjectOutput{}},
+			rules: []s3types.ReplicationRule{rule}, wantCode: 200},
+		{name: "rule prefix does not match", dst: fakeS3{notify: created, head: &s3.HeadObjectOutput{}},
+			rules: []s3types.ReplicationRule{{Status: s3types.ReplicationRuleStatusEnabled, Prefix: aws.String("z/"), Destination: rule.Destination}},
+			route: true, wantCode: 200},
+		{name: "destination unreachable", dst: fakeS3{notify: created, headErr: httpErr(503, http.Header{})},
+			rules: []s3types.ReplicationRule{rule}, route: true, wantCode: http.StatusBadGateway},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := &fakeSQS{}
+			dst := tc.dst
+			srv, _ := newTestBridgeRegions(t, f, map[string]regionS3{
+				"us-east-1": {endpoint: "https://127.0.0.1:9000", client: &fakeS3{rules: tc.rules}},
+				"eu-west-1": {endpoint: "https://127.0.0.1:9002", client: &dst},
+			})
+			if tc.route {
+				do(t, http.MethodPut, srv.URL+"/routes/dst", "http://q/1/arrivals")
+			}
+			if code, body := do(t, http.MethodPost, srv.URL+"/events", replicationBody); code != tc.wantCode {
+				t.Fatalf("POST: %d %s, want %d", code, body, tc.wantCode)
+			}
+			bodies := f.sent["http://q/1/arrivals"]
+			if tc.wantEvent == "" {
+				if len(f.sent) != 0 {
+					t.Fatalf("sent %v, want nothing", f.sent)
+				}
+				return
+			}
+			if len(bodies) != 1 {
+				t.Fatalf("sent %v, want one message", f.sent)
+			}
+			var got struct {
+				Records []map[string]any `json:"Records"`
+			}
+			if err := json.Unmarshal([]byte(bodies[0]), &got); err != nil {
+				t.Fatal(err)
+			}
+			r := got.Records[0]
+			s3m := r["s3"].(map[string]any)
+			obj := s3m["object"].(map[string]any)
+			if r["eventName"] != tc.wantEvent || r["awsRegion"] != "eu-west-1" ||
+				s3m["bucket"].(map[string]any)["name"] != "dst" || obj["key"] != "a%2Fb.txt" || obj["versionId"] != "v1" {
+				t.Fatalf("record = %s", bodies[0])
+			}
+			if tc.wantEvent == "s3:ObjectCreated:Put" && (obj["eTag"] != "e1" || obj["size"] != float64(4) || s3m["configurationId"] != "arrivals") {
+				t.Fatalf("created record = %s", bodies[0])
+			}
+		})
+	}
+}
+
+func TestParseReplicationARN(t *testing.T) {
+	for arn, want := range map[string][2]string{
+		"arn:minio:replication:eu-west-1:e851-6f28:exp-dst2": {"eu-west-1", "exp-dst2"},
+		"arn:minio:replication::e851:dst":                    {},
+		"arn:aws:s3:::dst":                                   {},
+		"":                                                   {},
+	} {
+		r, b, ok := parseReplicationARN(arn)
+		if ok != (want[0] != "") || r != want[0] || b != want[1] {
+			t.Errorf("parseReplicationARN(%q) = %q, %q, %v", arn, r, b, ok)
+		}
+	}
+}

@@ -1,0 +1,119 @@
+package localstack
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/xrc-dev/xrc/internal/config"
+)
+
+// Deployment is what Provision created: the local equivalent of the CDK
+// stacks for one config.
+type Deployment struct {
+	SourceQueues map[string]string // rule id -> queue URL
+	TargetQueues map[string]string // region -> queue URL
+}
+
+// Provision creates on the stack everything cfg describes, as the CDK app
+// does on AWS: staging buckets (versioned) replicated from every source
+// region to every target region, watched and destination buckets, one queue
+// (with DLQ) per rule fed by its bucket's events, one target queue per target
+// region fed by its staging bucket's events. It is idempotent.
+func (e Env) Provision(ctx context.Context, cfg *config.Config) (Deployment, error) {
+	d := Deployment{SourceQueues: map[string]string{}, TargetQueues: map[string]string{}}
+	w := cfg.Settings.Worker
+	for _, r := range cfg.Settings.Regions {
+		if err := e.EnsureBucket(ctx, r.Name, r.StagingBucket, true); err != nil {
+			return d, err
+		}
+	}
+	for _, r := range cfg.Settings.Regions {
+		if !r.IsTarget() {
+			continue
+		}
+		// One SQS serves every local "region", so two target regions would
+		// share this queue; the stack only plays one.
+		url, _, err := e.EnsureQueue(ctx, cfg.TargetQueueName(), w.MaxReceiveCount, w.VisibilityTimeout.D())
+		if err != nil {
+			return d, err
+		}
+		if err := e.RouteEvents(ctx, r.Name, r.StagingBucket, url, "", "s3:ObjectCreated:*"); err != nil {
+			return d, err
+		}
+		d.TargetQueues[r.Name] = url
+	}
+	replicated := map[[2]string]bool{}
+	for _, rule := range cfg.Rules {
+		src, _ := cfg.Region(rule.SourceRegion)
+		if err := e.EnsureBucket(ctx, rule.SourceRegion, rule.SourceBucket, false); err != nil {
+			return d, err
+		}
+		url, _, err := e.EnsureQueue(ctx, cfg.SourceQueueName(rule.ID), w.MaxReceiveCount, w.VisibilityTimeout.D())
+		if err != nil {
+			return d, err
+		}
+		if err := e.RouteEvents(ctx, rule.SourceRegion, rule.SourceBucket, url, rule.Prefix, "s3:ObjectCreated:*", "s3:ObjectRemoved:*"); err != nil {
+			return d, err
+		}
+		d.SourceQueues[rule.ID] = url
+		for _, dest := range rule.Destinations {
+			if err := e.EnsureBucket(ctx, dest.Region, dest.Bucket, false); err != nil {
+				return d, err
+			}
+			pair := [2]string{src.Name, dest.Region}
+			if replicated[pair] {
+				continue
+			}
+			tgt, _ := cfg.Region(dest.Region)
+			if err := e.Replicate(ctx, src.Name, src.StagingBucket, tgt.Name, tgt.StagingBucket); err != nil {
+				return d, fmt.Errorf("replicating %s to %s: %w", src.StagingBucket, tgt.StagingBucket, err)
+			}
+			replicated[pair] = true
+		}
+	}
+	return d, nil
+}
+
+// Config returns a two-region config (us-east-1 source, eu-west-1 target)
+// pointing at the stack, with names unique to this call so tests running at
+// the same time do not meet. Callers adjust it, then Validate and Provision.
+func (e Env) Config(prefix string) *config.Config {
+	n := UniqueName(prefix[:min(len(prefix), 10)])
+	cfg := &config.Config{
+		Version: config.Version,
+		Settings: config.Settings{
+			StackName: n,
+			Regions: []config.Region{
+				{Name: "us-east-1", Role: config.RoleSource, StagingBucket: n + "-stg1", S3Endpoint: e.S3Endpoints["us-east-1"], S3PathStyle: true},
+				{Name: "eu-west-1", Role: config.RoleTarget, StagingBucket: n + "-stg2", S3Endpoint: e.S3Endpoints["eu-west-1"], S3PathStyle: true},
+			},
+			Worker: config.Worker{
+				Concurrency:       8,
+				DrainTimeout:      config.Duration(20e9),
+				VisibilityTimeout: config.Duration(30e9),
+				MaxReceiveCount:   3,
+				MetricsAddr:       "127.0.0.1:0",
+			},
+			LogLevel: "debug",
+		},
+		Rules: []config.Rule{{
+			ID:           "r1",
+			SourceRegion: "us-east-1",
+			SourceBucket: n + "-src",
+			Prefix:       "data/",
+			Batch:        config.Batch{MaxObjects: 1000, MaxBytes: 64 << 20, MaxAge: config.Duration(2e9)},
+			Destinations: []config.Destination{{Region: "eu-west-1", Bucket: n + "-dst"}},
+		}},
+	}
+	// Round-trip through the loader so defaults apply exactly as for a file.
+	data, err := json.Marshal(cfg)
+	if err != nil {
+		panic(err)
+	}
+	parsed, err := config.Parse(data)
+	if err != nil {
+		panic(fmt.Sprintf("localstack: generated config is invalid: %v", err))
+	}
+	return parsed
+}

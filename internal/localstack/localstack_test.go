@@ -1,0 +1,43 @@
+package localstack_test
+
+import (
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/xrc-dev/xrc/internal/localstack"
+)
+
+var bucketName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$`)
+
+func TestUniqueName(t *testing.T) {
+	for _, prefix := range []string{
+		"smoke", "", "Upper_Case.and spaces", "---", strings.Repeat("long", 30), "a--b",
+	} {
+		a, b := localstack.UniqueName(prefix), localstack.UniqueName(prefix)
+		if a == b {
+			t.Errorf("UniqueName(%q) repeated %q", prefix, a)
+		}
+		for _, n := range []string{a, b} {
+			if !bucketName.MatchString(n) || strings.Contains(n, "--") {
+				t.Errorf("UniqueName(%q) = %q: not a valid bucket name", prefix, n)
+			}
+			if len(n)+len("-dlq") > 80 {
+				t.Errorf("UniqueName(%q) = %q: too long for a queue with its DLQ", prefix, n)
+			}
+		}
+	}
+	if got := localstack.UniqueName("smoke-watched"); !strings.HasPrefix(got, "smoke-watched-") {
+		t.Errorf("UniqueName(smoke-watched) = %q, want the prefix kept", got)
+	}
+}
+
+func TestFromEnvNamesMissingVariable(t *testing.T) {
+	t.Setenv("AWS_ACCESS_KEY_ID", "k")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "s")
+	t.Setenv("AWS_CA_BUNDLE", "") // the first missing one
+	_, err := localstack.FromEnv()
+	if err == nil || !strings.Contains(err.Error(), "AWS_CA_BUNDLE") || !strings.Contains(err.Error(), "deploy/local/stack env") {
+		t.Fatalf("FromEnv error = %v, want it to name AWS_CA_BUNDLE and say how to load the env", err)
+	}
+}
