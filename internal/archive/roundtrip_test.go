@@ -1,0 +1,413 @@
+package archive
+
+import (
+	"archive/tar"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+	"testing/iotest"
+
+	"github.com/xrc-dev/xrc/internal/manifest"
+)
+
+func TestRoundTrip(t *testing.T) {
+	longKey := strings.Repeat("k", 997) + "/" + strings.Repeat("é", 11) + ".bin" // 1,024 bytes
+	if len(longKey) != 1024 {
+		t.Fatalf("long key is %d bytes", len(longKey))
+	}
+	tests := []struct {
+		name  string
+		specs []spec
+	}{
+		{"empty object", []spec{{key: "empty", data: nil}}},
+		{"empty object with digest", []spec{{key: "empty", data: nil, sumInMf: true}}},
+		{"one byte", []spec{{key: "one", data: []byte{'x'}}}},
+		{"no objects", nil},
+		{"only deletes", []spec{{key: "gone", delete: true}, {key: "gone/too", delete: true}}},
+		{"unicode keys", []spec{
+			{key: "données/été/naïve.csv", data: []byte("a,b\n")},
+			{key: "日本語/ファイル.txt", data: []byte("こんにちは")},
+			{key: "emoji/🚀.json", data: []byte("{}"), sumInMf: true},
+		}},
+		{"spaces and plus", []spec{
+			{key: "my folder/file name+v2.txt", data: []byte("spaces")},
+			{key: "a+b+c/ d /e ", data: []byte("plus"), sumInMf: true},
+		}},
+		{"unsafe keys fall back", []spec{
+			{key: "/leading/slash", data: []byte("1")},
+			{key: "a/../b", data: []byte("2")},
+			{key: "dir/", data: nil},
+			{key: "a//b", data: []byte("4")},
+			{key: "tab\tkey", data: []byte("5")},
+			{key: "./x", data: []byte("6")},
+		}},
+		{"1024-byte key", []spec{{key: longKey, data: []byte("long")}}},
+		{"deletes mixed in", []spec{
+			{key: "d0", delete: true},
+			{key: "a", data: patterned(1000, 1)},
+			{key: "d1", delete: true},
+			{key: "d2", delete: true},
+			{key: "b", data: patterned(513, 2), sumInMf: true},
+			{key: "d3", delete: true},
+		}},
+		{"block-sized objects", []spec{
+			{key: "511", data: patterned(511, 3)},
+			{key: "512", data: patterned(512, 4)},
+			{key: "513", data: patterned(513, 5), sumInMf: true},
+			{key: "1MiB", data: patterned(1<<20, 6)},
+		}},
+	}
+	w := NewWriter(WriterOptions{}) // reused across archives on purpose
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := newManifest(ids(i), tt.specs)
+			data := writeArchive(t, w, m, tt.specs)
+			checkRoundTrip(t, data, m, tt.specs)
+		})
+	}
+}
+
+func TestRoundTripMetadataAndTags(t *testing.T) {
+	specs := []spec{{key: "meta.bin", data: patterned(4096, 9)}}
+	m := newManifest("meta", specs)
+	o := &m.Objects[0]
+	o.Tags = map[string]string{}
+	for i := range 10 {
+		o.Tags[fmt.Sprintf("tag-%d", i)] = strings.Repeat("v", 256)
+	}
+	o.Metadata = map[string]string{}
+	for i := range 16 { // 16 * (6 + 122) = 2,048 bytes, S3's limit
+		o.Metadata[fmt.Sprintf("meta%02d", i)] = strings.Repeat("m", 122)
+	}
+	o.ContentType, o.CacheControl, o.Expires = "text/csv; charset=utf-8", "max-age=60", "Wed, 21 Oct 2026 07:28:00 GMT"
+	o.ChecksumAlgorithm = "SHA256"
+	data := writeArchive(t, nil, m, specs)
+	gotM, _, err := readArchive(data, ReaderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := gotM.Objects[0]
+	if len(g.Tags) != 10 || len(g.Metadata) != 16 || g.Metadata["meta03"] != o.Metadata["meta03"] || g.Expires != o.Expires {
+		t.Fatalf("metadata not preserved: %+v", g)
+	}
+}
+
+func TestRoundTripManySmall(t *testing.T) {
+	const n = 2000
+	specs := make([]spec, n)
+	for i := range specs {
+		specs[i] = spec{key: fmt.Sprintf("logs/2026/11/22/part-%05d.json", i), data: []byte(strings.Repeat(fmt.Sprintf(`{"i":%d}`, i), i%50)), sumInMf: i%3 == 0}
+		if i%97 == 0 {
+			specs[i] = spec{key: fmt.Sprintf("deleted/%d", i), delete: true}
+		}
+	}
+	m := newManifest("many", specs)
+	data := writeArchive(t, nil, m, specs)
+	checkRoundTrip(t, data, m, specs)
+}
+
+func TestSetLevel(t *testing.T) {
+	specs := []spec{
+		{key: "text", data: bytes.Repeat([]byte("hello compressible world "), 4000)},
+		{key: "random", data: randomBytes(200_000, 1)},
+		{key: "more-text", data: bytes.Repeat([]byte("more text "), 5000), sumInMf: true},
+		{key: "tiny", data: []byte("t")},
+	}
+	m := newManifest("levels", specs)
+	w := NewWriter(WriterOptions{Concurrency: 2})
+	var buf bytes.Buffer
+	if err := w.Begin(&buf, m); err != nil {
+		t.Fatal(err)
+	}
+	var frameEnds []int64
+	for i, s := range specs {
+		level := []int{11, 1, 7, 3}[i]
+		before := w.Written()
+		if err := w.SetLevel(level); err != nil {
+			t.Fatal(err)
+		}
+		if i > 0 && w.Written() == before {
+			t.Errorf("SetLevel(%d) before objects[%d] did not end the frame", level, i)
+		}
+		frameEnds = append(frameEnds, w.Written())
+		if _, err := w.WriteObject(i, bytes.NewReader(s.data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Same encoder level: no new frame.
+	before := w.Written()
+	if err := w.SetLevel(4); err != nil {
+		t.Fatal(err)
+	}
+	if w.Written() != before {
+		t.Errorf("SetLevel(4) after level 3 started a new frame")
+	}
+	if err := w.SetLevel(0); err == nil {
+		t.Error("SetLevel(0) succeeded")
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	checkRoundTrip(t, buf.Bytes(), m, specs)
+
+	// Each earlier frame is a complete zstd stream on its own; cutting the
+	// archive there leaves valid zstd but an incomplete tar stream.
+	for _, end := range frameEnds[1:] {
+		_, _, err := readArchive(buf.Bytes()[:end], ReaderOptions{})
+		wantInvalid(t, err, nil)
+	}
+}
+
+func TestWriterErrors(t *testing.T) {
+	specs := []spec{{key: "a", data: []byte("abc")}, {key: "b", data: []byte("defg"), sumInMf: true}, {key: "c", delete: true}}
+
+	t.Run("short source", func(t *testing.T) {
+		w, _ := begin(t, specs)
+		_, err := w.WriteObject(0, strings.NewReader("ab"))
+		wantInvalid(t, err, ErrSize, "src-bucket/a")
+		if _, err := w.WriteObject(1, strings.NewReader("defg")); err == nil {
+			t.Error("WriteObject after a failure succeeded")
+		}
+		if err := w.Close(); !errors.Is(err, ErrSize) {
+			t.Errorf("Close after failure = %v, want the failure", err)
+		}
+	})
+	t.Run("long source", func(t *testing.T) {
+		w, _ := begin(t, specs)
+		_, err := w.WriteObject(0, strings.NewReader("abcd"))
+		wantInvalid(t, err, ErrSize, "more than")
+	})
+	t.Run("digest mismatch", func(t *testing.T) {
+		w, _ := begin(t, specs)
+		if _, err := w.WriteObject(0, strings.NewReader("abc")); err != nil {
+			t.Fatal(err)
+		}
+		_, err := w.WriteObject(1, strings.NewReader("DEFG"))
+		wantInvalid(t, err, ErrChecksum, "src-bucket/b")
+	})
+	t.Run("read error", func(t *testing.T) {
+		w, _ := begin(t, specs)
+		boom := errors.New("boom")
+		_, err := w.WriteObject(0, iotest.ErrReader(boom))
+		if !errors.Is(err, boom) || errors.Is(err, ErrInvalid) {
+			t.Fatalf("got %v, want boom and not ErrInvalid", err)
+		}
+	})
+	t.Run("nil reader for an empty object", func(t *testing.T) {
+		specs := []spec{{key: "empty", data: nil}}
+		var buf bytes.Buffer
+		w := NewWriter(WriterOptions{})
+		m := newManifest("nil", specs)
+		if err := w.Begin(&buf, m); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.WriteObject(0, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		checkRoundTrip(t, buf.Bytes(), m, specs)
+	})
+	t.Run("one byte reads", func(t *testing.T) {
+		w, buf := begin(t, specs)
+		for i := range 2 {
+			if _, err := w.WriteObject(i, iotest.OneByteReader(bytes.NewReader(specs[i].data))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		checkRoundTrip(t, buf.Bytes(), newManifest("w", specs), specs)
+	})
+	t.Run("out of order", func(t *testing.T) {
+		w, _ := begin(t, specs)
+		if _, err := w.WriteObject(1, strings.NewReader("defg")); err == nil {
+			t.Fatal("WriteObject(1) before 0 succeeded")
+		}
+		if _, err := w.WriteObject(0, strings.NewReader("abc")); err != nil {
+			t.Fatalf("misuse must not break the archive: %v", err)
+		}
+		if _, err := w.WriteObject(1, strings.NewReader("defg")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.WriteObject(2, strings.NewReader("")); err == nil {
+			t.Fatal("WriteObject of a delete entry succeeded")
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("close with objects left", func(t *testing.T) {
+		w, _ := begin(t, specs)
+		err := w.Close()
+		if err == nil || !strings.Contains(err.Error(), "2 objects not written") {
+			t.Fatalf("Close = %v", err)
+		}
+		// The Writer is usable again.
+		var buf bytes.Buffer
+		if err := w.Begin(&buf, newManifest("again", specs)); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("misuse", func(t *testing.T) {
+		w := NewWriter(WriterOptions{})
+		if _, err := w.WriteObject(0, strings.NewReader("")); err == nil {
+			t.Error("WriteObject without Begin succeeded")
+		}
+		if err := w.Close(); err == nil {
+			t.Error("Close without Begin succeeded")
+		}
+		if err := w.SetLevel(3); err == nil {
+			t.Error("SetLevel without Begin succeeded")
+		}
+		bad := newManifest("bad id!", specs)
+		var buf bytes.Buffer
+		if err := w.Begin(&buf, bad); !errors.Is(err, manifest.ErrInvalid) || buf.Len() != 0 {
+			t.Errorf("Begin(invalid) = %v with %d bytes written", err, buf.Len())
+		}
+		w, _ = begin(t, specs)
+		if err := w.Begin(&buf, newManifest("x", specs)); err == nil {
+			t.Error("second Begin succeeded")
+		}
+	})
+}
+
+func begin(t *testing.T, specs []spec) (*Writer, *bytes.Buffer) {
+	t.Helper()
+	w := NewWriter(WriterOptions{})
+	var buf bytes.Buffer
+	if err := w.Begin(&buf, newManifest("w", specs)); err != nil {
+		t.Fatal(err)
+	}
+	return w, &buf
+}
+
+// TestLayout pins the exact member sequence and headers of the format.
+func TestLayout(t *testing.T) {
+	specs := []spec{
+		{key: "a/b.txt", data: []byte("hello\n")},
+		{key: "gone", delete: true},
+		{key: "c", data: []byte("world"), sumInMf: true},
+	}
+	m := newManifest("layout", specs)
+	m.Objects[0].LastModified = testTime.Add(1500 * 1e6) // sub-second
+	data := writeArchive(t, nil, m, specs)
+	tr := tar.NewReader(bytes.NewReader(decompress(t, data)))
+	want := []struct{ name, body string }{
+		{ManifestName, ""},
+		{"objects/000000/a/b.txt", "hello\n"},
+		{"objects/000000/a/b.txt.sha256", sha256hex([]byte("hello\n")) + "  b.txt\n"},
+		{"objects/000002/c", "world"},
+	}
+	for i, w := range want {
+		hdr, err := tr.Next()
+		if err != nil {
+			t.Fatalf("member %d: %v", i, err)
+		}
+		body, _ := io.ReadAll(tr)
+		if hdr.Name != w.name || (w.body != "" && string(body) != w.body) {
+			t.Errorf("member %d = %q %q, want %q %q", i, hdr.Name, body, w.name, w.body)
+		}
+		if hdr.Typeflag != tar.TypeReg || hdr.Mode != 0o644 || hdr.Uname != "" || hdr.Gname != "" || hdr.Uid != 0 || hdr.Gid != 0 {
+			t.Errorf("member %d header: %+v", i, hdr)
+		}
+		wantTime := testTime
+		if i == 1 || i == 2 {
+			wantTime = m.Objects[0].LastModified
+		} else if i == 3 {
+			wantTime = m.Objects[2].LastModified
+		}
+		if !hdr.ModTime.Equal(wantTime) {
+			t.Errorf("member %d ModTime = %v, want %v", i, hdr.ModTime, wantTime)
+		}
+		if i == 0 {
+			if _, err := manifest.Decode(bytes.NewReader(body)); err != nil {
+				t.Errorf("manifest.json: %v", err)
+			}
+		}
+	}
+	if hdr, err := tr.Next(); err != io.EOF {
+		t.Fatalf("after the last member: %v %v", hdr, err)
+	}
+}
+
+func TestReaderDrainsUnreadBodies(t *testing.T) {
+	specs := []spec{{key: "a", data: patterned(100_000, 1)}, {key: "b", data: patterned(10, 2), sumInMf: true}, {key: "c", data: nil}}
+	m := newManifest("drain", specs)
+	data := writeArchive(t, nil, m, specs)
+	r, err := NewReader(bytes.NewReader(data), ReaderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var seen []string
+	for {
+		_, o, body, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen = append(seen, o.Key)
+		if o.Key == "a" {
+			if _, err := io.ReadFull(body, make([]byte, 10)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if strings.Join(seen, ",") != "a,b,c" {
+		t.Fatalf("saw %v", seen)
+	}
+	if _, _, _, err := r.Next(); err != io.EOF {
+		t.Fatalf("Next after EOF = %v", err)
+	}
+}
+
+func TestReaderSourceErrorIsNotInvalid(t *testing.T) {
+	specs := []spec{{key: "a", data: randomBytes(300_000, 2)}}
+	data := writeArchive(t, nil, newManifest("src", specs), specs)
+	boom := errors.New("connection reset")
+	src := io.MultiReader(bytes.NewReader(data[:len(data)/2]), iotest.ErrReader(boom))
+	r, err := NewReader(src, ReaderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	_, _, body, err := r.Next()
+	if err == nil {
+		_, err = io.Copy(io.Discard, body)
+	}
+	if !errors.Is(err, boom) || errors.Is(err, ErrInvalid) {
+		t.Fatalf("got %v, want the source error, not ErrInvalid", err)
+	}
+}
+
+func TestErrorFormat(t *testing.T) {
+	tests := []struct {
+		e    Error
+		want string
+	}{
+		{Error{Err: io.ErrUnexpectedEOF}, "invalid archive: unexpected EOF"},
+		{Error{ArchiveID: "a1", Err: ErrSize}, "invalid archive a1: size mismatch"},
+		{Error{ArchiveID: "a1", Bucket: "b", Key: "k", Member: "objects/000001/k", Err: ErrChecksum}, "invalid archive a1: object b/k (objects/000001/k): sha256 mismatch"},
+		{Error{Member: "manifest.json", Err: errors.New("x")}, "invalid archive: member manifest.json: x"},
+		{Error{Key: "bad\nkey", Err: errors.New("x")}, `invalid archive: object "bad\nkey": x`},
+	}
+	for _, tt := range tests {
+		if got := tt.e.Error(); got != tt.want {
+			t.Errorf("Error() = %q, want %q", got, tt.want)
+		}
+		if !errors.Is(&tt.e, ErrInvalid) {
+			t.Errorf("%q does not match ErrInvalid", tt.want)
+		}
+	}
+	if !errors.Is(ErrChecksum, ErrInvalid) || !errors.Is(ErrSize, ErrInvalid) || errors.Is(ErrSize, ErrChecksum) {
+		t.Error("sentinel hierarchy is wrong")
+	}
+}

@@ -1,0 +1,377 @@
+package archive
+
+import (
+	"archive/tar"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"path"
+	"sync/atomic"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/xrc-dev/xrc/internal/manifest"
+)
+
+// ManifestName is the name of the first member of every archive.
+const ManifestName = "manifest.json"
+
+// copyBufferSize is the chunk in which object bytes move from the source to
+// the encoder: large enough that per-call overhead (hashing, tar and
+// encoder bookkeeping) vanishes, small enough to stay in L2.
+const copyBufferSize = 256 << 10
+
+// maxEmptyReads bounds how often a source may answer (0, nil) in a row
+// before the copy gives up, as io.Reader implementations are asked not to.
+const maxEmptyReads = 100
+
+// WriterOptions configures a Writer.
+type WriterOptions struct {
+	// Concurrency is the number of goroutines each zstd encoder may use;
+	// 0 means 1. Above 1, the encoder overlaps match finding and entropy
+	// coding of consecutive blocks of the one stream.
+	Concurrency int
+}
+
+// Writer writes archives one after another. It owns one zstd encoder per
+// klauspost encoder level in use and a copy buffer, and reuses them across
+// archives, so a long-lived Writer allocates almost nothing per archive.
+// Memory stays bounded by the encoders' windows whatever the object sizes.
+//
+// A Writer is not safe for concurrent use; use one per goroutine. The
+// manifest passed to Begin must not change until Close returns.
+type Writer struct {
+	concurrency int
+	encoders    map[zstd.EncoderLevel]*zstd.Encoder
+	buf         []byte
+	mbuf        bytes.Buffer
+	sum         hash.Hash
+
+	// State of the archive being written; m is nil between archives.
+	m     *manifest.Manifest
+	dst   countingWriter
+	enc   *zstd.Encoder
+	level int
+	tw    *tar.Writer
+	next  int   // index of the next object WriteObject accepts
+	err   error // first failure; the archive is unusable after it
+}
+
+// NewWriter returns a Writer with no archive open.
+func NewWriter(opts WriterOptions) *Writer {
+	c := opts.Concurrency
+	if c <= 0 {
+		c = 1
+	}
+	return &Writer{
+		concurrency: c,
+		encoders:    make(map[zstd.EncoderLevel]*zstd.Encoder),
+		sum:         sha256.New(),
+	}
+}
+
+// Begin starts an archive on dst at compression level m.Level and writes
+// manifest.json. It validates m first and writes nothing if m is invalid.
+// Begin fails if an archive is open (Close it first). With Concurrency > 1
+// the encoder writes to dst from its own goroutines; every write has
+// returned when Close returns.
+func (w *Writer) Begin(dst io.Writer, m *manifest.Manifest) error {
+	if m == nil {
+		return errors.New("archive: Begin: nil manifest")
+	}
+	if w.m != nil {
+		return fmt.Errorf("archive: Begin(%s): archive %s is still open", m.ArchiveID, w.m.ArchiveID)
+	}
+	w.mbuf.Reset()
+	if err := m.Encode(&w.mbuf); err != nil {
+		return fmt.Errorf("archive: starting %s: %w", m.ArchiveID, err)
+	}
+	if w.mbuf.Len() > manifest.MaxSize {
+		return fmt.Errorf("archive: starting %s: manifest is %d bytes, readers accept at most %d", m.ArchiveID, w.mbuf.Len(), manifest.MaxSize)
+	}
+	enc, err := w.encoder(m.Level)
+	if err != nil {
+		return fmt.Errorf("archive: starting %s: %w", m.ArchiveID, err)
+	}
+	w.dst.w = dst
+	w.dst.n.Store(0)
+	enc.Reset(&w.dst)
+	w.m, w.enc, w.level, w.err, w.next = m, enc, m.Level, nil, 0
+	// The tar writer goes through an indirection so SetLevel can swap the
+	// encoder under it between members.
+	w.tw = tar.NewWriter(writerFunc(func(p []byte) (int, error) { return w.enc.Write(p) }))
+	if err := w.writeMember(ManifestName, w.mbuf.Bytes(), m.CreatedAt); err != nil {
+		w.reset()
+		return fmt.Errorf("archive %s: writing %s: %w", m.ArchiveID, ManifestName, err)
+	}
+	w.skipDeletes()
+	return nil
+}
+
+// SetLevel makes the following objects compress at the given zstd level
+// (1-22). Called between objects, it ends the current zstd frame and starts
+// a new one at that level; concatenated frames are one valid zstd stream.
+// Use it to store incompressible objects at the fastest level. Levels that
+// map to the encoder already in use (see zstd.EncoderLevelFromZstd) keep
+// the current frame, so redundant calls cost nothing.
+func (w *Writer) SetLevel(level int) error {
+	if err := w.usable(); err != nil {
+		return err
+	}
+	if level < 1 || level > 22 {
+		return fmt.Errorf("archive %s: SetLevel(%d): level must be 1-22", w.m.ArchiveID, level)
+	}
+	if zstd.EncoderLevelFromZstd(level) == zstd.EncoderLevelFromZstd(w.level) {
+		w.level = level
+		return nil
+	}
+	enc, err := w.encoder(level)
+	if err != nil {
+		return fmt.Errorf("archive %s: SetLevel(%d): %w", w.m.ArchiveID, level, err)
+	}
+	// The padding of the last member belongs to the frame that holds it, so
+	// every frame ends on a tar block boundary.
+	if err := w.tw.Flush(); err != nil {
+		return w.fail(fmt.Errorf("archive %s: ending frame: %w", w.m.ArchiveID, err))
+	}
+	if err := w.enc.Close(); err != nil {
+		return w.fail(fmt.Errorf("archive %s: ending frame: %w", w.m.ArchiveID, err))
+	}
+	enc.Reset(&w.dst)
+	w.enc, w.level = enc, level
+	return nil
+}
+
+// WriteObject writes the member of m.Objects[index], which must be the next
+// object in manifest order that is not a delete entry. It copies exactly
+// Size bytes from r, hashing them on the way, and returns their SHA-256 in
+// hex. If the manifest's SHA256 is empty, a trailer member carrying the
+// digest follows; if it is set, the digest must match it.
+//
+// Any failure leaves the archive unusable: the member is already partly in
+// the stream. Errors for a source with the wrong size or digest are *Error
+// matching ErrSize or ErrChecksum; errors from r are returned wrapped. A nil
+// r reads as empty.
+func (w *Writer) WriteObject(index int, r io.Reader) (sha256hex string, err error) {
+	if err := w.usable(); err != nil {
+		return "", err
+	}
+	if r == nil {
+		r = bytes.NewReader(nil)
+	}
+	if index != w.next {
+		if w.next >= len(w.m.Objects) {
+			return "", fmt.Errorf("archive %s: WriteObject(%d): all objects are written", w.m.ArchiveID, index)
+		}
+		return "", fmt.Errorf("archive %s: WriteObject(%d): the next object to write is objects[%d]", w.m.ArchiveID, index, w.next)
+	}
+	o := &w.m.Objects[index]
+	if err := w.tw.WriteHeader(header(o.Member, o.Size, o.LastModified)); err != nil {
+		return "", w.fail(fmt.Errorf("archive %s: writing header of %s/%s: %w", w.m.ArchiveID, o.Bucket, o.Key, err))
+	}
+	sum, err := w.copyObject(o, r)
+	if err != nil {
+		return "", w.fail(err)
+	}
+	if o.SHA256 == "" {
+		line := trailerLine(sum, o.Member)
+		if err := w.writeMember(manifest.TrailerName(o.Member), []byte(line), o.LastModified); err != nil {
+			return "", w.fail(fmt.Errorf("archive %s: writing trailer of %s/%s: %w", w.m.ArchiveID, o.Bucket, o.Key, err))
+		}
+	} else if sum != o.SHA256 {
+		return "", w.fail(w.objectError(o, fmt.Errorf("%w: content has %s, manifest says %s", ErrChecksum, sum, o.SHA256)))
+	}
+	w.next++
+	w.skipDeletes()
+	return sum, nil
+}
+
+// copyObject streams exactly o.Size bytes from r into the current member
+// and returns their SHA-256. Memory use is the one copy buffer.
+func (w *Writer) copyObject(o *manifest.Object, r io.Reader) (string, error) {
+	if w.buf == nil {
+		w.buf = make([]byte, copyBufferSize)
+	}
+	w.sum.Reset()
+	var n int64
+	empty := 0
+	for n < o.Size {
+		chunk := w.buf[:min(int64(len(w.buf)), o.Size-n)]
+		k, err := r.Read(chunk)
+		if k > 0 {
+			empty = 0
+			w.sum.Write(chunk[:k])
+			if _, werr := w.tw.Write(chunk[:k]); werr != nil {
+				return "", fmt.Errorf("archive %s: writing %s/%s: %w", w.m.ArchiveID, o.Bucket, o.Key, werr)
+			}
+			n += int64(k)
+		}
+		switch {
+		case err == io.EOF && n < o.Size:
+			return "", w.objectError(o, fmt.Errorf("%w: source ended after %d bytes, manifest says %d", ErrSize, n, o.Size))
+		case err != nil && err != io.EOF:
+			return "", fmt.Errorf("archive %s: reading %s/%s: %w", w.m.ArchiveID, o.Bucket, o.Key, err)
+		case k == 0 && err == nil:
+			if empty++; empty > maxEmptyReads {
+				return "", fmt.Errorf("archive %s: reading %s/%s: %w", w.m.ArchiveID, o.Bucket, o.Key, io.ErrNoProgress)
+			}
+		}
+	}
+	// A source longer than the manifest says means the object changed
+	// after it was listed; the archive must not pretend otherwise.
+	for empty = 0; ; {
+		k, err := r.Read(w.buf[:1])
+		if k > 0 {
+			return "", w.objectError(o, fmt.Errorf("%w: source has more than the %d bytes the manifest says", ErrSize, o.Size))
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return "", fmt.Errorf("archive %s: reading %s/%s: %w", w.m.ArchiveID, o.Bucket, o.Key, err)
+		}
+		if empty++; empty > maxEmptyReads {
+			return "", fmt.Errorf("archive %s: reading %s/%s: %w", w.m.ArchiveID, o.Bucket, o.Key, io.ErrNoProgress)
+		}
+	}
+	return hex.EncodeToString(w.sum.Sum(w.buf[:0])), nil
+}
+
+// Close ends the archive: it writes the tar end-of-archive marker and ends
+// the zstd frame. It does not close the destination. Close fails if objects
+// remain unwritten or an earlier call failed; either way the Writer is
+// ready for the next Begin.
+func (w *Writer) Close() error {
+	if w.m == nil {
+		return errors.New("archive: Close: no archive is open")
+	}
+	defer w.reset()
+	if w.err != nil {
+		return w.err
+	}
+	if w.next < len(w.m.Objects) {
+		o := &w.m.Objects[w.next]
+		missing := 0
+		for i := w.next; i < len(w.m.Objects); i++ {
+			if !w.m.Objects[i].Delete {
+				missing++
+			}
+		}
+		return fmt.Errorf("archive %s: Close: %d objects not written, starting with objects[%d] (%s/%s)", w.m.ArchiveID, missing, w.next, o.Bucket, o.Key)
+	}
+	if err := w.tw.Close(); err != nil {
+		return fmt.Errorf("archive %s: ending tar stream: %w", w.m.ArchiveID, err)
+	}
+	if err := w.enc.Close(); err != nil {
+		return fmt.Errorf("archive %s: ending zstd frame: %w", w.m.ArchiveID, err)
+	}
+	return nil
+}
+
+// Written returns the compressed bytes written to the destination of the
+// current (or last) archive so far. The encoder holds back up to a block,
+// so this trails the input until Close.
+func (w *Writer) Written() int64 { return w.dst.n.Load() }
+
+func (w *Writer) usable() error {
+	if w.m == nil {
+		return errors.New("archive: no archive is open (call Begin)")
+	}
+	return w.err
+}
+
+func (w *Writer) fail(err error) error {
+	w.err = err
+	return err
+}
+
+func (w *Writer) reset() {
+	if w.enc != nil {
+		// Waits for the encoder's goroutines, so none writes to dst after
+		// Close returns, and detaches it from dst.
+		w.enc.Reset(nil)
+	}
+	w.m, w.enc, w.tw, w.err = nil, nil, nil, nil
+	w.dst.w = nil // do not pin the caller's destination
+}
+
+func (w *Writer) skipDeletes() {
+	for w.next < len(w.m.Objects) && w.m.Objects[w.next].Delete {
+		w.next++
+	}
+}
+
+func (w *Writer) objectError(o *manifest.Object, err error) *Error {
+	return &Error{ArchiveID: w.m.ArchiveID, Bucket: o.Bucket, Key: o.Key, Member: o.Member, Err: err}
+}
+
+// encoder returns the Writer's encoder for a zstd level, creating it on
+// first use.
+func (w *Writer) encoder(level int) (*zstd.Encoder, error) {
+	l := zstd.EncoderLevelFromZstd(level)
+	if enc, ok := w.encoders[l]; ok {
+		return enc, nil
+	}
+	enc, err := zstd.NewWriter(nil,
+		zstd.WithEncoderLevel(l),
+		zstd.WithEncoderCRC(true),
+		zstd.WithEncoderConcurrency(w.concurrency),
+		// A frame left empty by back-to-back SetLevel calls is skipped
+		// instead of written as a 0-byte frame.
+		zstd.WithZeroFrames(false),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("creating zstd encoder at %s: %w", l, err)
+	}
+	w.encoders[l] = enc
+	return enc, nil
+}
+
+func (w *Writer) writeMember(name string, data []byte, mtime time.Time) error {
+	if err := w.tw.WriteHeader(header(name, int64(len(data)), mtime)); err != nil {
+		return err
+	}
+	_, err := w.tw.Write(data)
+	return err
+}
+
+// header returns the tar header of every member: a PAX-format regular file,
+// mode 0644, no owner names, so extraction gives the same tree anywhere.
+func header(name string, size int64, mtime time.Time) *tar.Header {
+	return &tar.Header{
+		Typeflag: tar.TypeReg,
+		Name:     name,
+		Size:     size,
+		Mode:     0o644,
+		ModTime:  mtime,
+		Format:   tar.FormatPAX,
+	}
+}
+
+// trailerLine is the content of a trailer member, in sha256sum format.
+func trailerLine(sumHex, member string) string {
+	return sumHex + "  " + path.Base(member) + "\n"
+}
+
+// countingWriter counts bytes on their way to the destination. The count is
+// atomic because with Concurrency > 1 the encoder writes from its own
+// goroutines while the caller may ask for Written.
+type countingWriter struct {
+	w io.Writer
+	n atomic.Int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -1,0 +1,199 @@
+package manifest
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"time"
+)
+
+// Format is the manifest format version this package reads and writes.
+const Format = 1
+
+// MaxSize caps the encoded manifest bytes Decode accepts. At a few hundred
+// bytes per object it leaves room for well over 100,000 objects, far more
+// than one archive should batch, while bounding what a hostile archive can
+// make a reader allocate.
+const MaxSize = 64 << 20
+
+// ErrInvalid is wrapped by every error that reports a malformed or invalid
+// manifest, so callers can tell bad input from I/O failures with errors.Is.
+var ErrInvalid = errors.New("invalid manifest")
+
+// Manifest is the table of contents of one archive.
+type Manifest struct {
+	Format       int       `json:"format"` // must be 1
+	ArchiveID    string    `json:"archiveId"`
+	CreatedAt    time.Time `json:"createdAt"`
+	SourceRegion string    `json:"sourceRegion"`
+	RuleID       string    `json:"ruleId"`
+	Level        int       `json:"level"` // zstd level used for the archive
+	Objects      []Object  `json:"objects"`
+}
+
+// Object is one S3 object version (or delete marker) carried by an archive.
+type Object struct {
+	Member             string            `json:"member,omitempty"` // tar member path; empty iff Delete
+	Bucket             string            `json:"bucket"`
+	Key                string            `json:"key"`
+	VersionID          string            `json:"versionId,omitempty"`
+	Sequencer          string            `json:"sequencer,omitempty"`
+	Size               int64             `json:"size"`
+	ETag               string            `json:"etag,omitempty"`
+	LastModified       time.Time         `json:"lastModified"`
+	StorageClass       string            `json:"storageClass,omitempty"`
+	ContentType        string            `json:"contentType,omitempty"`
+	ContentEncoding    string            `json:"contentEncoding,omitempty"`
+	ContentDisposition string            `json:"contentDisposition,omitempty"`
+	ContentLanguage    string            `json:"contentLanguage,omitempty"`
+	CacheControl       string            `json:"cacheControl,omitempty"`
+	Expires            string            `json:"expires,omitempty"`  // raw HTTP-date as S3 returned it
+	Metadata           map[string]string `json:"metadata,omitempty"` // user metadata, without x-amz-meta-
+	Tags               map[string]string `json:"tags,omitempty"`
+	// SHA256 is the hex digest of the uncompressed bytes when the source
+	// knew it before writing the member; otherwise the archive carries it in
+	// a trailer member (see package archive).
+	SHA256            string        `json:"sha256,omitempty"`
+	ChecksumAlgorithm string        `json:"checksumAlgorithm,omitempty"` // S3 additional checksum to set on the destination, e.g. "SHA256"
+	Delete            bool          `json:"delete,omitempty"`            // delete marker entry: no member
+	Destinations      []Destination `json:"destinations"`
+}
+
+// Destination is one place an object is written to.
+type Destination struct {
+	Region       string `json:"region"`
+	Bucket       string `json:"bucket"`
+	Key          string `json:"key"`                    // after prefix rewrite
+	StorageClass string `json:"storageClass,omitempty"` // override; empty = keep the object's
+	KMSKeyID     string `json:"kmsKeyId,omitempty"`
+}
+
+// Encode validates m and writes it to w as one line of JSON. Nothing is
+// written when validation fails, so a bad manifest never reaches an archive.
+func (m *Manifest) Encode(w io.Writer) error {
+	if err := m.Validate(); err != nil {
+		return err
+	}
+	// Shallow copy so that a nil slice encodes as [] rather than null without
+	// touching the caller's value.
+	c := *m
+	if c.Objects == nil {
+		c.Objects = []Object{}
+	}
+	enc := json.NewEncoder(w)
+	// Keys are shown to operators (jq, less); keep '<', '>' and '&' literal.
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(&c); err != nil {
+		return fmt.Errorf("encoding manifest %s: %w", m.ArchiveID, err)
+	}
+	return nil
+}
+
+// Decode reads one JSON manifest from r, up to MaxSize bytes, and validates
+// it. Unknown fields are ignored (forward compatibility within format 1);
+// a format other than 1 is rejected. Every error caused by the bytes read
+// wraps ErrInvalid; errors from r itself are returned wrapped but are not
+// ErrInvalid.
+func Decode(r io.Reader) (*Manifest, error) {
+	data, err := io.ReadAll(io.LimitReader(r, MaxSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading manifest: %w", err)
+	}
+	if len(data) > MaxSize {
+		return nil, fmt.Errorf("%w: larger than %d bytes", ErrInvalid, MaxSize)
+	}
+	var m Manifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		// A newer format may change field types; say so rather than report
+		// the type error it causes.
+		if f, ok := probeFormat(data); ok && f != Format {
+			return nil, formatError(f)
+		}
+		return nil, fmt.Errorf("%w: %s", ErrInvalid, describeJSONError(data, err))
+	}
+	if m.Format != Format {
+		return nil, formatError(m.Format)
+	}
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+func formatError(f int) error {
+	if f == 0 {
+		return fmt.Errorf("%w: format is missing (want %d)", ErrInvalid, Format)
+	}
+	return fmt.Errorf("%w: unsupported format %d (want %d)", ErrInvalid, f, Format)
+}
+
+// probeFormat extracts the top-level "format" field from a document that
+// failed to decode as a whole.
+func probeFormat(data []byte) (int, bool) {
+	var p struct {
+		Format *int `json:"format"`
+	}
+	if json.Unmarshal(data, &p) != nil || p.Format == nil {
+		return 0, false
+	}
+	return *p.Format, true
+}
+
+// describeJSONError turns an encoding/json error into a message that points
+// at the offending place in data.
+func describeJSONError(data []byte, err error) string {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		// Offset counts the offending byte as read; point at it.
+		line, col := lineCol(data, syn.Offset-1)
+		return fmt.Sprintf("line %d, column %d: %v", line, col, syn)
+	case errors.As(err, &typ):
+		line, col := lineCol(data, typ.Offset)
+		field := typ.Field
+		if field == "" {
+			field = "document"
+		}
+		return fmt.Sprintf("line %d, column %d: %s: cannot use JSON %s as %s", line, col, field, typ.Value, typ.Type)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "unexpected end of JSON input"
+	default:
+		return err.Error()
+	}
+}
+
+// lineCol converts a byte offset into 1-based line and column numbers.
+func lineCol(data []byte, off int64) (line, col int) {
+	if off < 0 {
+		off = 0
+	}
+	if off > int64(len(data)) {
+		off = int64(len(data))
+	}
+	before := data[:off]
+	line = 1 + bytes.Count(before, []byte{'\n'})
+	col = 1 + len(before) - (bytes.LastIndexByte(before, '\n') + 1)
+	return line, col
+}
+
+// TotalSize returns the sum of the sizes of the objects the archive carries
+// (delete entries have none). It saturates at math.MaxInt64 rather than wrap
+// on a hostile manifest.
+func (m *Manifest) TotalSize() int64 {
+	var total int64
+	for i := range m.Objects {
+		s := m.Objects[i].Size
+		if m.Objects[i].Delete || s <= 0 {
+			continue
+		}
+		if total > math.MaxInt64-s {
+			return math.MaxInt64
+		}
+		total += s
+	}
+	return total
+}

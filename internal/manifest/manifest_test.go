@@ -1,0 +1,326 @@
+package manifest
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math"
+	"reflect"
+	"strings"
+	"testing"
+	"testing/iotest"
+	"time"
+)
+
+var testTime = time.Date(2026, 11, 22, 1, 2, 3, 456_000_000, time.UTC)
+
+// valid returns a manifest that passes Validate, with every field set.
+func valid() *Manifest {
+	return &Manifest{
+		Format:       Format,
+		ArchiveID:    "01JD-archive_1.v2",
+		CreatedAt:    testTime,
+		SourceRegion: "eu-west-1",
+		RuleID:       "rule-1",
+		Level:        3,
+		Objects: []Object{
+			{
+				Member:             MemberName(0, "logs/app.log"),
+				Bucket:             "src",
+				Key:                "logs/app.log",
+				VersionID:          "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY",
+				Sequencer:          "0055AED6DCD90281E5",
+				Size:               1234,
+				ETag:               `"9b2cf535f27731c974343645a3985328"`,
+				LastModified:       testTime,
+				StorageClass:       "STANDARD_IA",
+				ContentType:        "text/plain; charset=utf-8",
+				ContentEncoding:    "gzip",
+				ContentDisposition: `attachment; filename="app.log"`,
+				ContentLanguage:    "en",
+				CacheControl:       "max-age=3600",
+				Expires:            "Wed, 21 Oct 2026 07:28:00 GMT",
+				Metadata:           map[string]string{"owner": "team-a", "x-trace": "abc\tdef"},
+				Tags:               map[string]string{"env": "prod", "Cost Center": "42", "empty": ""},
+				SHA256:             strings.Repeat("0123456789abcdef", 4),
+				ChecksumAlgorithm:  "SHA256",
+				Destinations: []Destination{
+					{Region: "us-east-1", Bucket: "dst", Key: "copy/logs/app.log", StorageClass: "GLACIER_IR", KMSKeyID: "arn:aws:kms:us-east-1:111122223333:key/abc"},
+					{Region: "ap-south-1", Bucket: "dst2", Key: "logs/app.log"},
+				},
+			},
+			{Bucket: "src", Key: "logs/old.log", Delete: true, VersionID: "v2", LastModified: testTime, Destinations: []Destination{{Region: "us-east-1", Bucket: "dst", Key: "copy/logs/old.log"}}},
+			{Member: MemberName(2, "a/../b"), Bucket: "src", Key: "a/../b", Size: 0, Destinations: []Destination{{Region: "us-east-1", Bucket: "dst", Key: "a/../b"}}},
+		},
+	}
+}
+
+func encode(t *testing.T, m *Manifest) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := m.Encode(&buf); err != nil {
+		t.Fatalf("Encode: %v", err)
+	}
+	return buf.Bytes()
+}
+
+func TestEncodeDecodeRoundTrip(t *testing.T) {
+	m := valid()
+	data := encode(t, m)
+	if bytes.Count(data, []byte("\n")) != 1 || !bytes.HasSuffix(data, []byte("\n")) {
+		t.Errorf("encoding is not one line: %q", data)
+	}
+	if bytes.Contains(data, []byte(`\u0026`)) {
+		t.Errorf("HTML escaping is on: %s", data)
+	}
+	got, err := Decode(bytes.NewReader(data))
+	if err != nil {
+		t.Fatalf("Decode: %v", err)
+	}
+	if !reflect.DeepEqual(got, m) {
+		t.Errorf("round trip differs:\n got %+v\nwant %+v", got, m)
+	}
+	empty := &Manifest{Format: Format, ArchiveID: "e", Level: 1}
+	if data := encode(t, empty); !bytes.Contains(data, []byte(`"objects":[]`)) {
+		t.Errorf("nil objects encode as %s", data)
+	}
+}
+
+func TestEncodeValidatesFirst(t *testing.T) {
+	m := valid()
+	m.Objects[0].Size = -1
+	var buf bytes.Buffer
+	if err := m.Encode(&buf); !errors.Is(err, ErrInvalid) || buf.Len() != 0 {
+		t.Fatalf("Encode = %v with %d bytes written", err, buf.Len())
+	}
+}
+
+func TestDecodeErrors(t *testing.T) {
+	good := string(encode(t, valid()))
+	tests := []struct {
+		name     string
+		input    string
+		contains []string
+	}{
+		{"empty", "", []string{"unexpected end of JSON input"}},
+		{"syntax error with position", "{\n  \"format\": 1,\n  \"archiveId\": x\n}", []string{"line 3, column 16", "invalid character 'x'"}},
+		{"type error", `{"format":1,"archiveId":"a","level":3,"objects":[{"size":"big"}]}`, []string{"objects.size", "string", "int64", "line 1"}},
+		{"format 2", strings.Replace(good, `"format":1`, `"format":2`, 1), []string{"unsupported format 2"}},
+		{"format 2 with new field types", `{"format":2,"objects":{"new":"shape"}}`, []string{"unsupported format 2"}},
+		{"format missing", `{"archiveId":"a","level":3,"objects":[]}`, []string{"format is missing"}},
+		{"not an object", `[1,2,3]`, []string{"cannot use JSON array"}},
+		{"trailing data", good + `{}`, []string{"invalid character '{' after top-level value"}},
+		{"invalid content", strings.Replace(good, `"size":1234`, `"size":-5`, 1), []string{"objects[0]", `key "logs/app.log"`, "size -5 is negative"}},
+		{"too large", good + strings.Repeat(" ", MaxSize), []string{"larger than"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Decode(strings.NewReader(tt.input))
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("Decode = %v, want ErrInvalid", err)
+			}
+			if !strings.HasPrefix(err.Error(), "invalid manifest: ") {
+				t.Errorf("error %q does not start with \"invalid manifest: \"", err)
+			}
+			for _, s := range tt.contains {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("error %q does not mention %q", err, s)
+				}
+			}
+		})
+	}
+}
+
+func TestDecodeToleratesUnknownFields(t *testing.T) {
+	data := strings.Replace(string(encode(t, valid())), `"format":1,`, `"format":1,"futureField":{"x":[1,2]},`, 1)
+	data = strings.Replace(data, `"bucket":"src",`, `"bucket":"src","newObjectField":true,`, 1)
+	if _, err := Decode(strings.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestDecodeReadErrorIsNotInvalid(t *testing.T) {
+	boom := errors.New("boom")
+	_, err := Decode(iotest.ErrReader(boom))
+	if !errors.Is(err, boom) || errors.Is(err, ErrInvalid) {
+		t.Fatalf("Decode = %v, want boom and not ErrInvalid", err)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name   string
+		modify func(m *Manifest)
+		want   string // substring of the error
+	}{
+		{"format", func(m *Manifest) { m.Format = 2 }, "format is 2"},
+		{"empty archive id", func(m *Manifest) { m.ArchiveID = "" }, "archiveId: is empty"},
+		{"archive id with slash", func(m *Manifest) { m.ArchiveID = "a/b" }, "archiveId"},
+		{"archive id dot-dot", func(m *Manifest) { m.ArchiveID = ".." }, "archiveId"},
+		{"archive id too long", func(m *Manifest) { m.ArchiveID = strings.Repeat("a", 256) }, "archiveId"},
+		{"level 0", func(m *Manifest) { m.Level = 0 }, "level 0"},
+		{"level 23", func(m *Manifest) { m.Level = 23 }, "level 23"},
+		{"negative size", func(m *Manifest) { m.Objects[0].Size = -1 }, "size -1 is negative"},
+		{"empty bucket", func(m *Manifest) { m.Objects[0].Bucket = "" }, "bucket is empty"},
+		{"empty key", func(m *Manifest) { m.Objects[0].Key = "" }, "key is empty"},
+		{"key too long", func(m *Manifest) { m.Objects[0].Key = strings.Repeat("k", 1025) }, "1025 bytes"},
+		{"key not UTF-8", func(m *Manifest) { m.Objects[0].Key = "a\xffb" }, "not valid UTF-8"},
+		{"sha256 uppercase", func(m *Manifest) { m.Objects[0].SHA256 = strings.ToUpper(m.Objects[0].SHA256) }, "lowercase hex"},
+		{"sha256 short", func(m *Manifest) { m.Objects[0].SHA256 = "abc" }, "lowercase hex"},
+		{"delete with member", func(m *Manifest) { m.Objects[1].Member = "objects/000001/x" }, "delete entry has member"},
+		{"delete with size", func(m *Manifest) { m.Objects[1].Size = 3 }, "delete entry has size 3"},
+		{"delete with sha256", func(m *Manifest) { m.Objects[1].SHA256 = m.Objects[0].SHA256 }, "delete entry has a sha256"},
+		{"missing member", func(m *Manifest) { m.Objects[0].Member = "" }, "member name is empty"},
+		{"unsafe member", func(m *Manifest) { m.Objects[0].Member = "objects/../x" }, `".." path segment`},
+		{"member outside objects", func(m *Manifest) { m.Objects[0].Member = "x/y" }, "not under objects/"},
+		{"duplicate member", func(m *Manifest) { m.Objects[2].Member = m.Objects[0].Member }, "is also used by objects[0]"},
+		{"member collides with trailer", func(m *Manifest) {
+			m.Objects[0].SHA256 = ""
+			m.Objects[2].Member = TrailerName(m.Objects[0].Member)
+		}, "is also used by objects[0]"},
+		{"member inside another member", func(m *Manifest) { m.Objects[2].Member = m.Objects[0].Member + "/inner" }, "is inside member"},
+		{"no destinations", func(m *Manifest) { m.Objects[0].Destinations = nil }, "no destinations"},
+		{"destination region", func(m *Manifest) { m.Objects[0].Destinations[1].Region = "" }, "destinations[1]: region is empty"},
+		{"destination bucket", func(m *Manifest) { m.Objects[0].Destinations[0].Bucket = "" }, "destinations[0]: bucket is empty"},
+		{"destination key", func(m *Manifest) { m.Objects[0].Destinations[0].Key = "" }, "destinations[0]: key is empty"},
+		{"11 tags", func(m *Manifest) {
+			for i := range 11 {
+				m.Objects[0].Tags[fmt.Sprint("t", i)] = "v"
+			}
+		}, "more than S3's 10"},
+		{"tag key too long", func(m *Manifest) { m.Objects[0].Tags[strings.Repeat("é", 129)] = "" }, "129 characters"},
+		{"tag value too long", func(m *Manifest) { m.Objects[0].Tags["env"] = strings.Repeat("v", 257) }, "257 characters"},
+		{"tag key empty", func(m *Manifest) { m.Objects[0].Tags[""] = "v" }, "tag key is empty"},
+		{"metadata key not a token", func(m *Manifest) { m.Objects[0].Metadata["has space"] = "v" }, "not an HTTP header name"},
+		{"metadata value with newline", func(m *Manifest) { m.Objects[0].Metadata["owner"] = "a\r\nx-amz-acl: public-read" }, "control character"},
+		{"metadata too large", func(m *Manifest) { m.Objects[0].Metadata["big"] = strings.Repeat("b", 2048) }, "more than S3's 2048"},
+		{"content type with newline", func(m *Manifest) { m.Objects[0].ContentType = "text/plain\n" }, "contentType has a control character"},
+		{"checksum algorithm", func(m *Manifest) { m.Objects[0].ChecksumAlgorithm = "MD5" }, `checksumAlgorithm "MD5"`},
+	}
+	if err := valid().Validate(); err != nil {
+		t.Fatalf("valid manifest: %v", err)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := valid()
+			tt.modify(m)
+			err := m.Validate()
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("Validate = %v, want ErrInvalid", err)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %q does not mention %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestValidateLimitsAccepted(t *testing.T) {
+	m := valid()
+	o := &m.Objects[0]
+	o.Key = strings.Repeat("k", 1024)
+	o.Member = MemberName(0, o.Key)
+	o.Tags = map[string]string{}
+	for i := range 10 {
+		o.Tags[fmt.Sprint("tag", i)] = strings.Repeat("v", 256)
+	}
+	delete(o.Tags, "tag0")
+	o.Tags[strings.Repeat("é", 128)] = ""                          // the 10th tag, with the longest key
+	o.Metadata = map[string]string{"k": strings.Repeat("v", 2047)} // exactly 2 KiB
+	if err := m.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestValidateReportsAllProblems(t *testing.T) {
+	m := valid()
+	m.ArchiveID = ""
+	m.Objects[0].Size = -1
+	m.Objects[1].Destinations = nil
+	m.Objects[2].Bucket = ""
+	err := m.Validate()
+	for _, want := range []string{"archiveId", `objects[0] (key "logs/app.log"): size -1`, `objects[1] (key "logs/old.log"): no destinations`, `objects[2] (key "a/../b"): bucket is empty`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v does not mention %q", err, want)
+		}
+	}
+
+	// A hostile manifest gets a bounded message.
+	m = valid()
+	for i := range 1000 {
+		m.Objects = append(m.Objects, Object{Key: fmt.Sprint("bad", i), Size: -1})
+	}
+	err = m.Validate()
+	if err == nil || !strings.Contains(err.Error(), "more problems") || strings.Count(err.Error(), "\n") != maxProblems {
+		t.Fatalf("got %d lines, want %d and a summary", strings.Count(fmt.Sprint(err), "\n"), maxProblems)
+	}
+}
+
+func TestMemberName(t *testing.T) {
+	tests := []struct {
+		index int
+		key   string
+		want  string
+	}{
+		{0, "a.txt", "objects/000000/a.txt"},
+		{42, "dir/sub/file name+v2.csv", "objects/000042/dir/sub/file name+v2.csv"},
+		{7, "données/été.txt", "objects/000007/données/été.txt"},
+		{1234567, "x", "objects/1234567/x"},
+		{1, "/abs", "objects/000001"},
+		{1, "a/../b", "objects/000001"},
+		{1, "../b", "objects/000001"},
+		{1, "./b", "objects/000001"},
+		{1, "a/.", "objects/000001"},
+		{1, "dir/", "objects/000001"},
+		{1, "a//b", "objects/000001"},
+		{1, "", "objects/000001"},
+		{1, "nul\x00", "objects/000001"},
+		{1, "new\nline", "objects/000001"},
+		{1, "c1\u0085control", "objects/000001"},
+		{1, "bad\xffutf8", "objects/000001"},
+		{1, "...", "objects/000001/..."},
+		{1, `back\slash`, `objects/000001/back\slash`},
+		{1, strings.Repeat("k", 1024), "objects/000001/" + strings.Repeat("k", 1024)},
+	}
+	for _, tt := range tests {
+		got := MemberName(tt.index, tt.key)
+		if got != tt.want {
+			t.Errorf("MemberName(%d, %q) = %q, want %q", tt.index, tt.key, got, tt.want)
+		}
+		if err := SafeMember(got); err != nil {
+			t.Errorf("SafeMember(MemberName(%d, %q)) = %v", tt.index, tt.key, err)
+		}
+	}
+	if got := MemberName(1, strings.Repeat("a/", 2100)+"x"); got != "objects/000001" {
+		t.Errorf("over-long name not shortened: %d bytes", len(got))
+	}
+}
+
+func TestSafeMember(t *testing.T) {
+	ok := []string{"objects/1", "objects/000001/a b+c", "objects/x/y/z.sha256", "objects/é"}
+	bad := []string{"", "/objects/x", "objects/../x", "objects/a/../../x", "objects/./x", "objects//x", "objects/x/",
+		"objects/a\x00b", "objects/a\nb", "objects", "objects/", "manifest.json", "x/objects/y", "../objects/x",
+		"objects/\xff", "objects/" + strings.Repeat("x", MaxMemberLen)}
+	for _, name := range ok {
+		if err := SafeMember(name); err != nil {
+			t.Errorf("SafeMember(%q) = %v, want nil", name, err)
+		}
+	}
+	for _, name := range bad {
+		if err := SafeMember(name); err == nil {
+			t.Errorf("SafeMember(%q) = nil, want an error", name)
+		}
+	}
+}
+
+func TestTotalSize(t *testing.T) {
+	m := valid()
+	m.Objects[1].Size = 99 // a delete entry's size does not count (and is invalid anyway)
+	if got := m.TotalSize(); got != 1234 {
+		t.Errorf("TotalSize = %d, want 1234", got)
+	}
+	m.Objects = append(m.Objects, Object{Size: math.MaxInt64}, Object{Size: math.MaxInt64})
+	if got := m.TotalSize(); got != math.MaxInt64 {
+		t.Errorf("TotalSize = %d, want saturation at MaxInt64", got)
+	}
+}

@@ -1,0 +1,336 @@
+package manifest
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Limits S3 itself enforces; a manifest beyond them could not be written at
+// the destination, so it is rejected before any byte is moved.
+const (
+	maxKeyLen      = 1024    // bytes of an object key
+	maxTags        = 10      // tags per object
+	maxTagKeyLen   = 128     // Unicode characters
+	maxTagValueLen = 256     // Unicode characters
+	maxMetadataLen = 2 << 10 // bytes of user metadata keys plus values
+)
+
+const (
+	maxArchiveID = 255 // bytes; the ID names S3 objects and files
+	minLevel     = 1   // zstd levels (klauspost maps 1-22 onto its four)
+	maxLevel     = 22
+	maxProblems  = 100 // problems Validate lists before summarising
+	sha256HexLen = 64
+)
+
+// checksumAlgorithms are the S3 additional checksum algorithms
+// (x-amz-checksum-algorithm) a destination write can request.
+var checksumAlgorithms = []string{"CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256"}
+
+// Validate checks every invariant of the format and returns all problems
+// found, joined with errors.Join and wrapped in ErrInvalid, or nil. Each
+// object problem names objects[i] and the object's key. After the first
+// 100 problems the rest are only counted, so a hostile manifest cannot turn
+// into a gigantic error message.
+func (m *Manifest) Validate() error {
+	p := &problems{}
+	if m.Format != Format {
+		p.addf("format is %d, want %d", m.Format, Format)
+	}
+	if err := checkArchiveID(m.ArchiveID); err != nil {
+		p.addf("archiveId: %v", err)
+	}
+	if m.Level < minLevel || m.Level > maxLevel {
+		p.addf("level %d is outside %d-%d", m.Level, minLevel, maxLevel)
+	}
+	for i := range m.Objects {
+		m.Objects[i].validate(p.object(i, m.Objects[i].Key))
+	}
+	checkMembers(m.Objects, p)
+	return p.err()
+}
+
+func checkArchiveID(id string) error {
+	switch {
+	case id == "":
+		return errors.New("is empty")
+	case len(id) > maxArchiveID:
+		return fmt.Errorf("is %d bytes, more than %d", len(id), maxArchiveID)
+	case id == "." || id == "..":
+		return fmt.Errorf("%q is not a usable name", id)
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return fmt.Errorf("%s has byte %q at %d; only A-Z a-z 0-9 . _ - are allowed", quote(id), c, i)
+		}
+	}
+	return nil
+}
+
+func (o *Object) validate(p func(format string, args ...any)) {
+	if o.Bucket == "" {
+		p("bucket is empty")
+	}
+	if err := checkKey(o.Key); err != nil {
+		p("key %v", err)
+	}
+	if o.Size < 0 {
+		p("size %d is negative", o.Size)
+	}
+	if o.SHA256 != "" && !isLowerHex(o.SHA256, sha256HexLen) {
+		p("sha256 %s is not %d lowercase hex digits", quote(o.SHA256), sha256HexLen)
+	}
+	if o.Delete {
+		if o.Member != "" {
+			p("delete entry has member %s", quote(o.Member))
+		}
+		if o.Size != 0 {
+			p("delete entry has size %d", o.Size)
+		}
+		if o.SHA256 != "" {
+			p("delete entry has a sha256")
+		}
+	} else if err := SafeMember(o.Member); err != nil {
+		p("%v", err)
+	}
+	if o.ChecksumAlgorithm != "" && !slices.Contains(checksumAlgorithms, o.ChecksumAlgorithm) {
+		p("checksumAlgorithm %s is not one of %s", quote(o.ChecksumAlgorithm), strings.Join(checksumAlgorithms, ", "))
+	}
+	for _, h := range []struct{ name, value string }{
+		{"contentType", o.ContentType},
+		{"contentEncoding", o.ContentEncoding},
+		{"contentDisposition", o.ContentDisposition},
+		{"contentLanguage", o.ContentLanguage},
+		{"cacheControl", o.CacheControl},
+		{"expires", o.Expires},
+	} {
+		if err := checkHeaderValue(h.value); err != nil {
+			p("%s %v", h.name, err)
+		}
+	}
+	checkMetadata(o.Metadata, p)
+	checkTags(o.Tags, p)
+	if len(o.Destinations) == 0 {
+		p("no destinations")
+	}
+	for j := range o.Destinations {
+		d := &o.Destinations[j]
+		if d.Region == "" {
+			p("destinations[%d]: region is empty", j)
+		}
+		if d.Bucket == "" {
+			p("destinations[%d]: bucket is empty", j)
+		}
+		if err := checkKey(d.Key); err != nil {
+			p("destinations[%d]: key %v", j, err)
+		}
+	}
+}
+
+func checkKey(k string) error {
+	switch {
+	case k == "":
+		return errors.New("is empty")
+	case len(k) > maxKeyLen:
+		return fmt.Errorf("is %d bytes, more than %d", len(k), maxKeyLen)
+	case !utf8.ValidString(k):
+		return errors.New("is not valid UTF-8")
+	}
+	return nil
+}
+
+// checkHeaderValue accepts what can travel in an HTTP header value: UTF-8
+// without control characters other than tab (CR and LF would split the
+// header at the destination).
+func checkHeaderValue(v string) error {
+	if !utf8.ValidString(v) {
+		return errors.New("is not valid UTF-8")
+	}
+	if i := strings.IndexFunc(v, func(r rune) bool { return r != '\t' && unicode.IsControl(r) }); i >= 0 {
+		return fmt.Errorf("has a control character at byte %d", i)
+	}
+	return nil
+}
+
+// isToken reports whether s is an HTTP header field name (RFC 9110 token),
+// which a user metadata key becomes after the x-amz-meta- prefix.
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' {
+			continue
+		}
+		if !strings.ContainsRune("!#$%&'*+-.^_`|~", rune(c)) {
+			return false
+		}
+	}
+	return true
+}
+
+func checkMetadata(md map[string]string, p func(string, ...any)) {
+	total := 0
+	for _, k := range sortedKeys(md) {
+		v := md[k]
+		total += len(k) + len(v)
+		if !isToken(k) {
+			p("metadata key %s is not an HTTP header name", quote(k))
+		}
+		if err := checkHeaderValue(v); err != nil {
+			p("metadata %s value %v", quote(k), err)
+		}
+	}
+	if total > maxMetadataLen {
+		p("metadata is %d bytes, more than S3's %d", total, maxMetadataLen)
+	}
+}
+
+func checkTags(tags map[string]string, p func(string, ...any)) {
+	if len(tags) > maxTags {
+		p("%d tags, more than S3's %d", len(tags), maxTags)
+	}
+	for _, k := range sortedKeys(tags) {
+		v := tags[k]
+		switch n := utf8.RuneCountInString(k); {
+		case !utf8.ValidString(k):
+			p("tag key %s is not valid UTF-8", quote(k))
+		case n == 0:
+			p("tag key is empty")
+		case n > maxTagKeyLen:
+			p("tag key %s is %d characters, more than %d", quote(k), n, maxTagKeyLen)
+		}
+		switch n := utf8.RuneCountInString(v); {
+		case !utf8.ValidString(v):
+			p("tag %s value is not valid UTF-8", quote(k))
+		case n > maxTagValueLen:
+			p("tag %s value is %d characters, more than %d", quote(k), n, maxTagValueLen)
+		}
+	}
+}
+
+// checkMembers reports member names (including the trailer names of objects
+// whose digest the manifest lacks) that are used twice, or that are a
+// directory of another member: tar -x could not extract both.
+func checkMembers(objs []Object, p *problems) {
+	type entry struct {
+		name  string
+		index int
+	}
+	var names []entry
+	for i := range objs {
+		o := &objs[i]
+		if o.Delete || o.Member == "" {
+			continue
+		}
+		names = append(names, entry{o.Member, i})
+		if o.SHA256 == "" {
+			names = append(names, entry{TrailerName(o.Member), i})
+		}
+	}
+	// Order '/' before every other byte: then every name is directly
+	// followed by the names inside it, and duplicates are adjacent, so one
+	// pass over neighbours finds all conflicts in O(n log n).
+	slices.SortFunc(names, func(a, b entry) int {
+		if c := comparePaths(a.name, b.name); c != 0 {
+			return c
+		}
+		return a.index - b.index
+	})
+	for j := 1; j < len(names); j++ {
+		prev, cur := names[j-1], names[j]
+		switch {
+		case prev.name == cur.name:
+			p.object(cur.index, objs[cur.index].Key)("member %s is also used by objects[%d]", quote(cur.name), prev.index)
+		case strings.HasPrefix(cur.name, prev.name+"/"):
+			p.object(cur.index, objs[cur.index].Key)("member %s is inside member %s of objects[%d]", quote(cur.name), quote(prev.name), prev.index)
+		}
+	}
+}
+
+// comparePaths compares like strings.Compare with '/' ordered first.
+func comparePaths(a, b string) int {
+	n := min(len(a), len(b))
+	for i := 0; i < n; i++ {
+		ca, cb := a[i], b[i]
+		if ca == cb {
+			continue
+		}
+		if ca == '/' {
+			return -1
+		}
+		if cb == '/' {
+			return 1
+		}
+		if ca < cb {
+			return -1
+		}
+		return 1
+	}
+	return len(a) - len(b)
+}
+
+func isLowerHex(s string, n int) bool {
+	if len(s) != n {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// problems collects validation failures up to maxProblems.
+type problems struct {
+	errs    []error
+	dropped int
+}
+
+func (p *problems) addf(format string, args ...any) {
+	if len(p.errs) >= maxProblems {
+		p.dropped++
+		return
+	}
+	p.errs = append(p.errs, fmt.Errorf(format, args...))
+}
+
+// object returns a reporter that prefixes problems with objects[i] and the
+// key, the two things an operator searches for.
+func (p *problems) object(i int, key string) func(string, ...any) {
+	return func(format string, args ...any) {
+		if len(p.errs) >= maxProblems {
+			p.dropped++
+			return
+		}
+		p.errs = append(p.errs, fmt.Errorf("objects[%d] (key %s): %s", i, quote(key), fmt.Sprintf(format, args...)))
+	}
+}
+
+func (p *problems) err() error {
+	if len(p.errs) == 0 {
+		return nil
+	}
+	errs := p.errs
+	if p.dropped > 0 {
+		errs = append(errs, fmt.Errorf("and %d more problems", p.dropped))
+	}
+	return fmt.Errorf("%w: %w", ErrInvalid, errors.Join(errs...))
+}
