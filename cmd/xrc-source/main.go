@@ -1,0 +1,81 @@
+// Command xrc-source is the source-region worker: S3 events from SQS become
+// compressed archives in the staging bucket.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/xrc-dev/xrc/internal/app"
+	"github.com/xrc-dev/xrc/internal/awsapi"
+	"github.com/xrc-dev/xrc/internal/queue"
+	"github.com/xrc-dev/xrc/internal/source"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	os.Exit(app.Exit(run(ctx)))
+}
+
+func run(ctx context.Context) error {
+	p, err := app.Start(ctx, "xrc-source", os.Args[1:], os.Getenv, os.Stdout)
+	if err != nil {
+		return err
+	}
+	defer p.Log.Sync()
+	rules, queueName, err := sourceRules(p)
+	if err != nil {
+		return err
+	}
+	sqsClient := sqs.NewFromConfig(p.AWS)
+	url, err := p.QueueURL(ctx, sqsClient, queueName)
+	if err != nil {
+		return err
+	}
+	region, _ := p.Config.Region(p.Region)
+	q := queue.New(sqsClient, url, p.Config.Settings.Worker.VisibilityTimeout.D())
+	w, err := source.New(source.Deps{
+		Config:  p.Config,
+		Region:  p.Region,
+		RuleIDs: rules,
+		Queue:   q,
+		S3:      awsapi.S3(p.AWS, region),
+		Log:     p.Log,
+		Metrics: source.NewMetrics(p.Registry, func() float64 { return float64(q.Held()) }),
+		Health:  p.Health,
+	})
+	if err != nil {
+		return err
+	}
+	return w.Run(ctx)
+}
+
+// sourceRules picks the rules this task serves and their queue. Each rule has
+// its own queue (one service per rule), so a task serves one rule unless an
+// explicit queue URL says several rules share it.
+func sourceRules(p *app.Process) ([]string, string, error) {
+	var rules []string
+	if p.Flags.Rules != "" {
+		rules = strings.Split(p.Flags.Rules, ",")
+	} else {
+		for _, r := range p.Config.Rules {
+			if r.SourceRegion == p.Region {
+				rules = append(rules, r.ID)
+			}
+		}
+	}
+	switch {
+	case len(rules) == 0:
+		return nil, "", fmt.Errorf("no rule has source region %s", p.Region)
+	case len(rules) > 1 && p.Flags.QueueURL == "":
+		return nil, "", fmt.Errorf("rules %v share region %s: run one task per rule (XRC_RULES=<id>) or set XRC_QUEUE_URL", rules, p.Region)
+	}
+	return rules, p.Config.SourceQueueName(rules[0]), nil
+}

@@ -1,0 +1,326 @@
+// Package source is the source-region worker: it turns S3 event messages
+// from a rule's SQS queue into compressed archives in the staging bucket.
+//
+// The guarantee it keeps: a message is deleted only after every object it
+// names is in an archive durably stored in staging (or was deliberately
+// skipped because the object is gone or was overwritten since the event).
+// Everything else is released back to the queue and, after the queue's
+// maxReceiveCount, lands in its dead-letter queue.
+package source
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/xrc-dev/xrc/internal/archive"
+	"github.com/xrc-dev/xrc/internal/config"
+	"github.com/xrc-dev/xrc/internal/events"
+	"github.com/xrc-dev/xrc/internal/health"
+	"github.com/xrc-dev/xrc/internal/queue"
+)
+
+// Receive settings: SQS's maxima, which make long polling cheapest.
+const (
+	receiveBatch = 10
+	receiveWait  = 20 * time.Second
+)
+
+// Deps are the worker's collaborators, built by the caller.
+type Deps struct {
+	Config  *config.Config
+	Region  string        // the source region this worker serves
+	RuleIDs []string      // rules to serve; empty means every rule of Region
+	Queue   *queue.Queue  // the rules' event queue
+	S3      S3API         // client for Region: watched buckets and staging
+	Log     *zap.Logger   //
+	Metrics *Metrics      //
+	Health  *health.Check //
+	Now     func() time.Time
+	Writers func() *archive.Writer // optional: archive writers (reused across archives)
+}
+
+// Worker is a running source worker.
+type Worker struct {
+	Deps
+	rules   []*config.Rule
+	staging string
+	drain   time.Duration
+	writers sync.Pool
+
+	mu       sync.Mutex
+	messages map[string]*tracked // by receipt handle
+}
+
+// tracked follows one message until all its objects are settled.
+type tracked struct {
+	msg     queue.Message
+	pending int
+	failed  error
+}
+
+// item is one object event on its way into an archive.
+type item struct {
+	ref  events.ObjectRef
+	rule *config.Rule
+	msg  *tracked
+}
+
+// New checks deps and returns a worker.
+func New(d Deps) (*Worker, error) {
+	region, ok := d.Config.Region(d.Region)
+	if !ok || !region.IsSource() {
+		return nil, fmt.Errorf("region %q is not a source region in the config", d.Region)
+	}
+	w := &Worker{Deps: d, staging: region.StagingBucket, drain: d.Config.Settings.Worker.DrainTimeout.D(), messages: map[string]*tracked{}}
+	if w.Now == nil {
+		w.Now = time.Now
+	}
+	if d.Writers == nil {
+		w.writers.New = func() any { return archive.NewWriter(archive.WriterOptions{}) }
+	} else {
+		w.writers.New = func() any { return d.Writers() }
+	}
+	for i := range d.Config.Rules {
+		r := &d.Config.Rules[i]
+		if r.SourceRegion == d.Region && (len(d.RuleIDs) == 0 || contains(d.RuleIDs, r.ID)) {
+			w.rules = append(w.rules, r)
+		}
+	}
+	if len(w.rules) == 0 {
+		return nil, fmt.Errorf("no rules to serve in region %s (asked for %v)", d.Region, d.RuleIDs)
+	}
+	return w, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Run receives and archives until ctx ends, then drains: it stops receiving,
+// closes the open batches and gives in-flight archives the configured drain
+// time. Whatever is not staged by then is released, never acknowledged.
+func (w *Worker) Run(ctx context.Context) error {
+	// Work outlives ctx by the drain time so a SIGTERM does not abort
+	// archives that are about to be staged.
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	go func() {
+		<-ctx.Done()
+		select {
+		case <-time.After(w.drain):
+			w.Log.Warn("drain time over: abandoning in-flight archives", zap.Duration("drain", w.drain))
+			cancelWork()
+		case <-work.Done():
+		}
+	}()
+
+	hb, stopHB := context.WithCancel(work)
+	defer stopHB()
+	go w.Queue.Heartbeat(hb)
+
+	items := make(chan item, 2*receiveBatch)
+	batches := make(chan *batch)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		w.batchLoop(ctx, items, batches)
+	}()
+	for range builders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range batches {
+				w.archive(work, b)
+			}
+		}()
+	}
+
+	err := w.receiveLoop(ctx, items)
+	close(items)
+	wg.Wait()
+	stopHB()
+
+	// Anything still held was not staged: hand it back now rather than when
+	// its visibility runs out, so another task can take it at once.
+	w.mu.Lock()
+	var left []queue.Message
+	for _, t := range w.messages {
+		left = append(left, t.msg)
+	}
+	w.messages = map[string]*tracked{}
+	w.mu.Unlock()
+	if len(left) > 0 {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if rerr := w.Queue.Release(rctx, 0, left...); rerr != nil {
+			w.Log.Warn("releasing unstaged messages", zap.Int("messages", len(left)), zap.Error(rerr))
+		}
+		w.Log.Info("released unstaged messages", zap.Int("messages", len(left)))
+	}
+	w.Log.Info("source worker stopped")
+	return err
+}
+
+// builders is how many archives are built at once: one compresses while the
+// other waits on S3, which is what two vCPUs can use.
+const builders = 2
+
+func (w *Worker) maxHeld() int {
+	n := 0
+	for _, r := range w.rules {
+		n += 2 * r.Batch.MaxObjects
+	}
+	return max(n, 100)
+}
+
+func (w *Worker) receiveLoop(ctx context.Context, items chan<- item) error {
+	w.Log.Info("source worker receiving", zap.String("queue", w.Queue.URL()), zap.Int("rules", len(w.rules)))
+	for ctx.Err() == nil {
+		w.Health.Beat()
+		if w.Queue.Held() >= w.maxHeld() {
+			// Backpressure: archives are behind; let SQS hold the rest.
+			sleep(ctx, 500*time.Millisecond)
+			continue
+		}
+		start := w.Now()
+		msgs, err := w.Queue.Receive(ctx, receiveBatch, receiveWait)
+		w.Metrics.ReceiveDuration.Observe(w.Now().Sub(start).Seconds())
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			w.Metrics.Errors.WithLabelValues("receive").Inc()
+			w.Log.Error("receiving messages", zap.Error(err))
+			sleep(ctx, 5*time.Second)
+			continue
+		}
+		for _, m := range msgs {
+			w.handle(ctx, m, items)
+		}
+	}
+	w.Log.Info("stopped receiving; draining", zap.Duration("drain", w.drain))
+	return nil
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+// handle parses one message and queues its objects for batching.
+func (w *Worker) handle(ctx context.Context, m queue.Message, items chan<- item) {
+	log := w.Log.With(zap.String("message", m.ID), zap.Int("receiveCount", m.ReceiveCount))
+	parsed, err := events.Parse([]byte(m.Body))
+	if err != nil {
+		// No retry can fix the body, but only the DLQ may keep it: release
+		// it at once so it gets there after maxReceiveCount quick retries.
+		w.Metrics.Messages.WithLabelValues("invalid").Inc()
+		log.Error("invalid message: releasing it towards the dead-letter queue", zap.Error(err))
+		w.release(ctx, m, 0)
+		return
+	}
+	if parsed.Test {
+		w.Metrics.Messages.WithLabelValues("test").Inc()
+		log.Info("s3:TestEvent received: notifications are wired")
+		w.ack(ctx, m)
+		return
+	}
+	t := &tracked{msg: m}
+	var mine []item
+	for _, ref := range parsed.Refs {
+		matched := false
+		for _, r := range w.rules {
+			if !r.Matches(ref.Bucket, ref.Key) {
+				continue
+			}
+			matched = true
+			if ref.Removed() && !r.Deletes {
+				continue
+			}
+			mine = append(mine, item{ref: ref, rule: r, msg: t})
+		}
+		if !matched {
+			log.Info("no rule covers object; acknowledging", zap.String("bucket", ref.Bucket), zap.String("key", ref.Key))
+		}
+	}
+	if len(mine) == 0 {
+		w.Metrics.Messages.WithLabelValues("unmatched").Inc()
+		w.ack(ctx, m)
+		return
+	}
+	t.pending = len(mine)
+	w.mu.Lock()
+	w.messages[m.ReceiptHandle] = t
+	w.mu.Unlock()
+	for _, it := range mine {
+		select {
+		case items <- it:
+		case <-ctx.Done():
+			// Draining: the batcher flushes what it has; this item never
+			// made it, so its message must not be acknowledged.
+			w.settle(context.WithoutCancel(ctx), it, errors.New("worker stopping"))
+		}
+	}
+}
+
+// settle records the outcome of one item; when its message has no pending
+// items left, the message is acknowledged (all succeeded) or released.
+func (w *Worker) settle(ctx context.Context, it item, err error) {
+	w.mu.Lock()
+	t := it.msg
+	t.pending--
+	if err != nil && t.failed == nil {
+		t.failed = err
+	}
+	done := t.pending == 0
+	if done {
+		delete(w.messages, t.msg.ReceiptHandle)
+	}
+	w.mu.Unlock()
+	if !done {
+		return
+	}
+	if t.failed != nil {
+		w.Log.Warn("message not acknowledged: it will be retried", zap.String("message", t.msg.ID),
+			zap.Int("receiveCount", t.msg.ReceiveCount), zap.Error(t.failed))
+		w.release(ctx, t.msg, backoff(t.msg.ReceiveCount))
+		return
+	}
+	w.ack(ctx, t.msg)
+}
+
+// backoff spaces out retries of a failing message: 2 s, 4 s, ... up to 5 min.
+func backoff(receiveCount int) time.Duration {
+	return min(time.Duration(1<<min(max(receiveCount, 1), 9))*time.Second, 5*time.Minute)
+}
+
+func (w *Worker) ack(ctx context.Context, m queue.Message) {
+	if err := w.Queue.Delete(ctx, m); err != nil {
+		// The work is durable; a redelivery only repeats it harmlessly.
+		w.Metrics.Errors.WithLabelValues("delete_message").Inc()
+		w.Log.Warn("acknowledging message", zap.String("message", m.ID), zap.Error(err))
+		return
+	}
+	w.Metrics.Messages.WithLabelValues("acked").Inc()
+}
+
+func (w *Worker) release(ctx context.Context, m queue.Message, delay time.Duration) {
+	w.Metrics.Messages.WithLabelValues("released").Inc()
+	if err := w.Queue.Release(ctx, delay, m); err != nil {
+		// Visibility expiry redelivers it anyway.
+		w.Log.Warn("releasing message", zap.String("message", m.ID), zap.Error(err))
+	}
+}
