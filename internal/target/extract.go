@@ -19,7 +19,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
 	tmtypes "github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
@@ -352,9 +351,10 @@ func (w *Worker) put(ctx context.Context, m *manifest.Manifest, o *manifest.Obje
 		in.ChecksumAlgorithm = tmtypes.ChecksumAlgorithmSha256
 		in.ChecksumSHA256 = aws.String(base64.StdEncoding.EncodeToString(sum))
 	} else {
-		// Multipart: S3 keeps a full-object CRC64NVME, which (unlike SHA-256)
-		// it can compute across parts.
-		in.ChecksumAlgorithm = tmtypes.ChecksumAlgorithm(s3types.ChecksumAlgorithmCrc64nvme)
+		// Multipart: S3 keeps a full-object CRC32C, which (unlike SHA-256) it
+		// can combine across parts. CRC64NVME would do on AWS, but MinIO
+		// cannot complete such uploads.
+		in.ChecksumAlgorithm = tmtypes.ChecksumAlgorithmCrc32c
 		in.ChecksumType = tmtypes.ChecksumTypeFullObject
 	}
 	tm := transfermanager.New(w.S3, func(opts *transfermanager.Options) {
@@ -445,4 +445,3 @@ func (w *Worker) deleteObject(ctx context.Context, m *manifest.Manifest, o *mani
 	}
 	return nil
 }
-

@@ -3,8 +3,8 @@ package target_test
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"testing"
