@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/xrc-dev/xrc/internal/manifest"
+
+	corpusgen "github.com/xrc-dev/xrc/internal/corpus"
 )
 
 // needTools skips (or, in CI, fails) when the stock tools are missing: the
@@ -37,7 +39,7 @@ func TestCLICompatibility(t *testing.T) {
 		{key: "gone", delete: true},
 		{key: "empty", data: nil},
 		{key: "a/../escape", data: []byte("unsafe key, stored under its index\n")},
-		{key: "big/random.bin", data: randomBytes(300_000, 5)},
+		{key: "big/random.bin", data: corpusgen.Random(300_000, 5)},
 		{key: "big/text.txt", data: bytes.Repeat([]byte("compressible line of text\n"), 20_000), sumInMf: true},
 	}
 	m := newManifest("compat", specs)

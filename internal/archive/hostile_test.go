@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/xrc-dev/xrc/internal/manifest"
+
+	corpusgen "github.com/xrc-dev/xrc/internal/corpus"
 )
 
 // hostileSpecs is the content most hostile archives are built around: one
@@ -160,7 +162,7 @@ func TestHostileBytes(t *testing.T) {
 		}
 	})
 	t.Run("garbage", func(t *testing.T) {
-		_, _, err := readArchive(randomBytes(1000, 3), ReaderOptions{})
+		_, _, err := readArchive(corpusgen.Random(1000, 3), ReaderOptions{})
 		wantInvalid(t, err, nil)
 		_, _, err = readArchive([]byte("PK\x03\x04 definitely a zip file"), ReaderOptions{})
 		wantInvalid(t, err, nil)

@@ -11,6 +11,8 @@ import (
 	"testing/iotest"
 
 	"github.com/xrc-dev/xrc/internal/manifest"
+
+	corpusgen "github.com/xrc-dev/xrc/internal/corpus"
 )
 
 func TestRoundTrip(t *testing.T) {
@@ -112,7 +114,7 @@ func TestRoundTripManySmall(t *testing.T) {
 func TestSetLevel(t *testing.T) {
 	specs := []spec{
 		{key: "text", data: bytes.Repeat([]byte("hello compressible world "), 4000)},
-		{key: "random", data: randomBytes(200_000, 1)},
+		{key: "random", data: corpusgen.Random(200_000, 1)},
 		{key: "more-text", data: bytes.Repeat([]byte("more text "), 5000), sumInMf: true},
 		{key: "tiny", data: []byte("t")},
 	}
@@ -370,7 +372,7 @@ func TestReaderDrainsUnreadBodies(t *testing.T) {
 }
 
 func TestReaderSourceErrorIsNotInvalid(t *testing.T) {
-	specs := []spec{{key: "a", data: randomBytes(300_000, 2)}}
+	specs := []spec{{key: "a", data: corpusgen.Random(300_000, 2)}}
 	data := writeArchive(t, nil, newManifest("src", specs), specs)
 	boom := errors.New("connection reset")
 	src := io.MultiReader(bytes.NewReader(data[:len(data)/2]), iotest.ErrReader(boom))

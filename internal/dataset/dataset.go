@@ -20,6 +20,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/xrc-dev/xrc/internal/corpus"
 )
 
 // Object is one object to put into a watched bucket.
@@ -52,18 +54,6 @@ func Text(rng *rand.Rand, n int) []byte {
 	return b.Bytes()[:n]
 }
 
-// Random returns n incompressible bytes.
-func Random(rng *rand.Rand, n int) []byte {
-	b := make([]byte, n)
-	for i := 0; i < n; i += 8 {
-		v := rng.Uint64()
-		for j := 0; j < 8 && i+j < n; j++ {
-			b[i+j] = byte(v >> (8 * j))
-		}
-	}
-	return b
-}
-
 // Mixed returns n objects under prefix covering the cases replication must
 // get right: empty objects, unicode keys, keys with spaces and '+', long
 // keys, incompressible bytes, tags (up to S3's 10), user metadata, content
@@ -86,7 +76,7 @@ func Mixed(prefix string, n int, seed uint64) []Object {
 		case 3:
 			o.Key = fmt.Sprintf("%sbin/%05d.jpg", prefix, i)
 			o.ContentType = "image/jpeg"
-			o.Data = Random(rng, 32<<10+rng.IntN(96<<10))
+			o.Data = corpus.Random(32<<10+rng.IntN(96<<10), byte(i))
 		case 4:
 			o.Tags = map[string]string{}
 			for t := range 10 {
@@ -113,6 +103,36 @@ func Mixed(prefix string, n int, seed uint64) []Object {
 			o.Data = []byte{}
 		}
 		objs[i] = o
+	}
+	return objs
+}
+
+// Sample returns about total bytes of realistic data under prefix, as the
+// demo uploads it: files of 1-16 MiB of each corpus class (CSV, JSON lines,
+// XML, prose, incompressible bytes) and a quarter of the bytes as many small
+// files of 1-64 KiB cut from the same classes.
+func Sample(prefix string, total int64, seed uint64) []Object {
+	rng := rand.New(rand.NewPCG(seed, 0xda7a))
+	exts := map[string]string{"csv": ".csv", "jsonl": ".jsonl", "xml": ".xml", "text": ".txt", "random": ".bin"}
+	types := map[string]string{"csv": "text/csv", "jsonl": "application/x-ndjson", "xml": "application/xml", "text": "text/plain", "random": "application/octet-stream"}
+	pool := map[string][]byte{}
+	for _, c := range corpus.Classes {
+		pool[c] = corpus.Generate(c, 16<<20)
+	}
+	var objs []Object
+	var n int64
+	for i := 0; n < total*3/4; i++ {
+		c := corpus.Classes[i%len(corpus.Classes)]
+		size := 1<<20 + rng.IntN(15<<20)
+		objs = append(objs, Object{Key: fmt.Sprintf("%s%s/part-%04d%s", prefix, c, i, exts[c]), ContentType: types[c], Data: pool[c][:size]})
+		n += int64(size)
+	}
+	for i := 0; n < total; i++ {
+		c := corpus.Classes[rng.IntN(len(corpus.Classes))]
+		size := 1<<10 + rng.IntN(63<<10)
+		off := rng.IntN(len(pool[c]) - size)
+		objs = append(objs, Object{Key: fmt.Sprintf("%ssmall/%s/%05d%s", prefix, c, i, exts[c]), ContentType: types[c], Data: pool[c][off : off+size]})
+		n += int64(size)
 	}
 	return objs
 }
