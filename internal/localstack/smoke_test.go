@@ -272,7 +272,8 @@ func assertNoMoreMessages(ctx context.Context, t *testing.T, client *sqs.Client,
 		QueueUrl:            aws.String(queueURL),
 		MaxNumberOfMessages: 10,
 		WaitTimeSeconds:     1,
-		AttributeNames:      []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameAll},
+		//lint:ignore SA1019 local-aws-sqs only honours the legacy field.
+		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameAll},
 	})
 	must(t, err)
 	for _, m := range out.Messages {

@@ -136,6 +136,7 @@ func (b *bridge) regionOf(m recordMeta) string {
 
 // rulePrefix is the key prefix a replication rule applies to ("" for all).
 func rulePrefix(r s3types.ReplicationRule) string {
+	//lint:ignore SA1019 MinIO still reports rule prefixes in the legacy field.
 	if p := aws.ToString(r.Prefix); p != "" {
 		return p
 	}
