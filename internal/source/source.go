@@ -266,12 +266,28 @@ func (w *Worker) handle(ctx context.Context, m queue.Message, items chan<- item)
 	w.messages[m.ReceiptHandle] = t
 	w.mu.Unlock()
 	for _, it := range mine {
-		select {
-		case items <- it:
-		case <-ctx.Done():
+		if !w.send(ctx, items, it) {
 			// Draining: the batcher flushes what it has; this item never
 			// made it, so its message must not be acknowledged.
 			w.settle(context.WithoutCancel(ctx), it, errors.New("worker stopping"))
+		}
+	}
+}
+
+// send hands it to the batcher. While the batcher pushes back (archives are
+// slow, e.g. a multi-GB object uploading) the loop is waiting, not stuck, so
+// it keeps the health check fed.
+func (w *Worker) send(ctx context.Context, items chan<- item, it item) bool {
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case items <- it:
+			return true
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+			w.Health.Beat()
 		}
 	}
 }

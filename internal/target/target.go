@@ -100,9 +100,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.Health.Beat()
 		// Only receive what we can start on, so messages wait in SQS (where
 		// another task may take them) rather than here.
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
+		if !w.acquire(ctx, slots) {
 			continue
 		}
 		start := w.Now()
@@ -128,6 +126,23 @@ func (w *Worker) Run(ctx context.Context) error {
 	wg.Wait()
 	w.Log.Info("target worker stopped")
 	return nil
+}
+
+// acquire waits for an archive slot. Waiting behind long archives is not
+// being stuck, so it keeps the health check fed.
+func (w *Worker) acquire(ctx context.Context, slots chan<- struct{}) bool {
+	t := time.NewTicker(10 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case slots <- struct{}{}:
+			return true
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+			w.Health.Beat()
+		}
+	}
 }
 
 func sleep(ctx context.Context, d time.Duration) {
