@@ -1,0 +1,123 @@
+package cli_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/xrc-dev/xrc/internal/cli"
+	"github.com/xrc-dev/xrc/internal/localstack"
+)
+
+func run(t *testing.T, args ...string) (string, string, error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	env := cli.Env{Stdout: &out, Stderr: &errOut, Getenv: os.Getenv, Now: func() time.Time { return time.Date(2026, 11, 22, 1, 2, 3, 0, time.UTC) }}
+	err := cli.Run(context.Background(), args, env, "test")
+	return out.String(), errOut.String(), err
+}
+
+func TestConfigValidate(t *testing.T) {
+	out, _, err := run(t, "config", "validate", "../../configs/example.json")
+	if err != nil || !strings.Contains(out, "ok (3 regions, 2 rules)") {
+		t.Fatalf("valid config: %q %v", out, err)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.json")
+	os.WriteFile(bad, []byte(`{"version":1,"settings":{"stackName":"X","regions":[]},"rules":[{"id":"a","bogus":1}]}`), 0o644)
+	_, stderr, err := run(t, "config", "validate", bad)
+	if err == nil {
+		t.Fatal("invalid config accepted")
+	}
+	for _, want := range []string{"rules[0].bogus: unknown field", "settings.stackName", "rules[0].destinations"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+}
+
+func TestUsage(t *testing.T) {
+	if _, _, err := run(t); !errors.Is(err, cli.ErrUsage) {
+		t.Errorf("no args: %v", err)
+	}
+	if _, _, err := run(t, "archive", "frobnicate"); !errors.Is(err, cli.ErrUsage) {
+		t.Errorf("unknown command: %v", err)
+	}
+	if _, _, err := run(t, "archive", "pack", "dir"); !errors.Is(err, cli.ErrUsage) {
+		t.Errorf("pack without -o: %v", err)
+	}
+}
+
+func packSample(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "sub dir"), 0o755)
+	os.WriteFile(filepath.Join(dir, "a.csv"), bytes.Repeat([]byte("id,name,value\n1,alpha,3.14\n"), 2000), 0o644)
+	os.WriteFile(filepath.Join(dir, "sub dir", "ünï+code.txt"), []byte("hello"), 0o644)
+	os.WriteFile(filepath.Join(dir, "empty"), nil, 0o644)
+	out := filepath.Join(t.TempDir(), "a.tar.zst")
+	if stdout, _, err := run(t, "archive", "pack", dir, "-o", out, "-dest", "eu-west-1/backup/copy/"); err != nil || !strings.Contains(stdout, "3 objects") {
+		t.Fatalf("pack: %q %v", stdout, err)
+	}
+	return out
+}
+
+func TestPackInspectVerify(t *testing.T) {
+	file := packSample(t)
+	out, _, err := run(t, "archive", "inspect", file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"objects        3 (+0 deletes)", "destination    eu-west-1/backup (3 objects)", "level          3"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("inspect lacks %q:\n%s", want, out)
+		}
+	}
+	out, _, err = run(t, "archive", "inspect", "--json", file)
+	if err != nil || !strings.Contains(out, `"key": "sub dir/ünï+code.txt"`) || !strings.Contains(out, `"key": "copy/a.csv"`) {
+		t.Errorf("inspect --json: %v\n%s", err, out)
+	}
+	if out, _, err = run(t, "archive", "verify", file); err != nil || !strings.Contains(out, "ok: 3 objects") {
+		t.Errorf("verify: %q %v", out, err)
+	}
+	// A flipped byte near the end (inside compressed data) must fail verify.
+	data, _ := os.ReadFile(file)
+	data[len(data)-20] ^= 0xff
+	os.WriteFile(file, data, 0o644)
+	if _, _, err := run(t, "archive", "verify", file); err == nil || !strings.Contains(err.Error(), "invalid archive") {
+		t.Errorf("verify of a corrupt archive: %v", err)
+	}
+}
+
+func TestInspectS3(t *testing.T) {
+	env := localstack.Require(t)
+	ctx := context.Background()
+	bucket := localstack.UniqueName("cli")
+	if err := env.EnsureBucket(ctx, "us-east-1", bucket, false); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { env.RemoveBucket(context.Background(), "us-east-1", bucket) })
+	client, err := env.S3(ctx, "us-east-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(packSample(t))
+	key := "rule/2026/11/22/a.tar.zst"
+	if _, err := client.PutObject(ctx, &s3.PutObjectInput{Bucket: &bucket, Key: &key, Body: bytes.NewReader(data)}); err != nil {
+		t.Fatal(err)
+	}
+	loc := "s3://" + bucket + "/" + key
+	out, _, err := run(t, "archive", "inspect", loc, "-config", "../../configs/local.json", "-region", "us-east-1")
+	if err != nil || !strings.Contains(out, "objects        3") {
+		t.Fatalf("inspect %s: %v\n%s", loc, err, out)
+	}
+	if out, _, err := run(t, "archive", "verify", loc, "-config", "../../configs/local.json", "-region", "us-east-1"); err != nil || !strings.Contains(out, "ok: 3 objects") {
+		t.Fatalf("verify %s: %v\n%s", loc, err, out)
+	}
+}
