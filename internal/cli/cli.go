@@ -329,30 +329,58 @@ func (f *locationFlags) s3(ctx context.Context) (*s3.Client, error) {
 	return awsapi.S3(cfg, r), nil
 }
 
-func inspect(ctx context.Context, args []string, env Env) error {
-	fs := flag.NewFlagSet("xrc archive inspect", flag.ContinueOnError)
+// openedArchive is an archive named on the command line, open for reading.
+type openedArchive struct {
+	loc  string
+	size int64
+	r    *archive.Reader
+	body io.Closer
+}
+
+func (a *openedArchive) Close() {
+	a.r.Close()
+	a.body.Close()
+}
+
+// openArchive parses a command's FILE|s3://bucket/key argument and flags
+// (defined by define on the flag set) and opens the archive.
+func openArchive(ctx context.Context, cmd, usage string, args []string, env Env, define func(*flag.FlagSet)) (*openedArchive, error) {
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	fs.SetOutput(env.Stderr)
-	asJSON := fs.Bool("json", false, "print the whole manifest as JSON")
 	lf := &locationFlags{getenv: env.Getenv}
 	lf.register(fs)
+	if define != nil {
+		define(fs)
+	}
 	loc, rest := splitPositional(args)
 	if err := fs.Parse(rest); err != nil {
-		return fmt.Errorf("%w: %v", ErrUsage, err)
+		return nil, fmt.Errorf("%w: %v", ErrUsage, err)
 	}
 	if loc == "" {
-		return fmt.Errorf("%w: xrc archive inspect FILE|s3://bucket/key [--json]", ErrUsage)
+		return nil, fmt.Errorf("%w: %s", ErrUsage, usage)
 	}
 	body, size, err := open(ctx, loc, lf)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer body.Close()
 	r, err := archive.NewReader(body, archive.ReaderOptions{})
 	if err != nil {
-		return fmt.Errorf("%s: %w", loc, err)
+		body.Close()
+		return nil, fmt.Errorf("%s: %w", loc, err)
 	}
-	defer r.Close()
-	m := r.Manifest()
+	return &openedArchive{loc: loc, size: size, r: r, body: body}, nil
+}
+
+func inspect(ctx context.Context, args []string, env Env) error {
+	var asJSON *bool
+	a, err := openArchive(ctx, "xrc archive inspect", "xrc archive inspect FILE|s3://bucket/key [--json]", args, env,
+		func(fs *flag.FlagSet) { asJSON = fs.Bool("json", false, "print the whole manifest as JSON") })
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	size := a.size
+	m := a.r.Manifest()
 	if *asJSON {
 		enc := json.NewEncoder(env.Stdout)
 		enc.SetIndent("", "  ")
@@ -393,27 +421,12 @@ func inspect(ctx context.Context, args []string, env Env) error {
 }
 
 func verify(ctx context.Context, args []string, env Env) error {
-	fs := flag.NewFlagSet("xrc archive verify", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	lf := &locationFlags{getenv: env.Getenv}
-	lf.register(fs)
-	loc, rest := splitPositional(args)
-	if err := fs.Parse(rest); err != nil {
-		return fmt.Errorf("%w: %v", ErrUsage, err)
-	}
-	if loc == "" {
-		return fmt.Errorf("%w: xrc archive verify FILE|s3://bucket/key", ErrUsage)
-	}
-	body, _, err := open(ctx, loc, lf)
+	a, err := openArchive(ctx, "xrc archive verify", "xrc archive verify FILE|s3://bucket/key", args, env, nil)
 	if err != nil {
 		return err
 	}
-	defer body.Close()
-	r, err := archive.NewReader(body, archive.ReaderOptions{})
-	if err != nil {
-		return fmt.Errorf("%s: %w", loc, err)
-	}
-	defer r.Close()
+	defer a.Close()
+	r, loc := a.r, a.loc
 	var n int
 	var bytes int64
 	for {

@@ -83,3 +83,11 @@ func receiveOne(t *testing.T, q *queue.Queue) queue.Message {
 	t.Fatal("no message within 10s")
 	return queue.Message{}
 }
+
+func TestBackoff(t *testing.T) {
+	for count, want := range map[int]time.Duration{0: 2 * time.Second, 1: 2 * time.Second, 2: 4 * time.Second, 8: 256 * time.Second, 9: 5 * time.Minute, 100: 5 * time.Minute} {
+		if got := queue.Backoff(count); got != want {
+			t.Errorf("Backoff(%d) = %s, want %s", count, got, want)
+		}
+	}
+}

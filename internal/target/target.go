@@ -187,17 +187,13 @@ func (w *Worker) handle(ctx context.Context, m queue.Message) {
 		w.ack(ctx, m)
 		return
 	}
-	delay := backoff(m.ReceiveCount)
+	delay := queue.Backoff(m.ReceiveCount)
 	if permanent {
 		// A corrupt archive will not heal: let it reach the DLQ quickly.
 		delay = 0
 	}
 	log.Error("archive not completed; message released for retry", zap.Duration("retryIn", delay), zap.Error(failed))
 	w.release(ctx, m, delay)
-}
-
-func backoff(receiveCount int) time.Duration {
-	return min(time.Duration(1<<min(max(receiveCount, 1), 9))*time.Second, 5*time.Minute)
 }
 
 func (w *Worker) ack(ctx context.Context, m queue.Message) {
