@@ -229,7 +229,7 @@ func (w *Worker) handle(ctx context.Context, m queue.Message, items chan<- item)
 		// it at once so it gets there after maxReceiveCount quick retries.
 		w.Metrics.Messages.WithLabelValues("invalid").Inc()
 		log.Error("invalid message: releasing it towards the dead-letter queue", zap.Error(err))
-		w.ack(ctx, m)
+		w.release(ctx, m, 0)
 		return
 	}
 	if parsed.Test {
@@ -312,10 +312,15 @@ func (w *Worker) settle(ctx context.Context, it item, err error) {
 	if t.failed != nil {
 		w.Log.Warn("message not acknowledged: it will be retried", zap.String("message", t.msg.ID),
 			zap.Int("receiveCount", t.msg.ReceiveCount), zap.Error(t.failed))
-		w.release(ctx, t.msg, queue.Backoff(t.msg.ReceiveCount))
+		w.release(ctx, t.msg, backoff(t.msg.ReceiveCount))
 		return
 	}
 	w.ack(ctx, t.msg)
+}
+
+// backoff spaces out retries of a failing message: 2 s, 4 s, ... up to 5 min.
+func backoff(receiveCount int) time.Duration {
+	return min(time.Duration(1<<min(max(receiveCount, 1), 9))*time.Second, 5*time.Minute)
 }
 
 func (w *Worker) ack(ctx context.Context, m queue.Message) {
