@@ -1,0 +1,130 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatch"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatchactions"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awssns"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awssnssubscriptions"
+	"github.com/aws/jsii-runtime-go"
+)
+
+// Alarm timing, in one-minute periods.
+const (
+	failingToStartMinutes = 10 // tasks wanted but not running
+	atMaxMinutes          = 15 // service pinned at its maximum
+	oldestMessagePeriods  = 5  // age above the threshold this long
+)
+
+// alarms is a region's alarm topic and the alarms publishing to it.
+type alarms struct {
+	s      *regionStack
+	Topic  awssns.Topic
+	action awscloudwatchactions.SnsAction
+	All    []awscloudwatch.Alarm
+}
+
+// newAlarms creates the topic <stack>-alarms, encrypted, TLS only, with the
+// alarmEmail subscriptions (each must be confirmed from the email AWS sends).
+func newAlarms(s *regionStack) *alarms {
+	topic := awssns.NewTopic(s.Stack, jsii.String("Alarms"), &awssns.TopicProps{
+		TopicName:   jsii.String(s.d.Config.Settings.StackName + "-alarms"),
+		DisplayName: jsii.String("xrc " + s.d.Config.Settings.StackName + " alarms (" + s.plan.Region.Name + ")"),
+		MasterKey:   s.keys.Messaging,
+		EnforceSSL:  jsii.Bool(true),
+	})
+	for _, e := range s.d.Options.AlarmEmails {
+		topic.AddSubscription(awssnssubscriptions.NewEmailSubscription(jsii.String(e), nil))
+	}
+	return &alarms{s: s, Topic: topic, action: awscloudwatchactions.NewSnsAction(topic)}
+}
+
+// add creates an alarm that notifies the topic when it fires and when it
+// clears.
+func (a *alarms) add(id, name string, props *awscloudwatch.AlarmProps) awscloudwatch.Alarm {
+	props.AlarmName = jsii.String(a.s.d.StackName(a.s.plan.Region.Name) + "-" + name)
+	alarm := awscloudwatch.NewAlarm(a.s.Stack, jsii.String(id), props)
+	alarm.AddAlarmAction(a.action)
+	alarm.AddOkAction(a.action)
+	a.All = append(a.All, alarm)
+	return alarm
+}
+
+// watchWorker adds a worker's alarms: its DLQ holds messages, its queue's
+// oldest message is too old, its tasks fail to start, it is pinned at its
+// maximum task count.
+func (a *alarms) watchWorker(id string, w *worker) {
+	name := "target"
+	if w.Rule != nil {
+		name = "source-" + w.Rule.ID
+	}
+	a.add(id+"DlqNotEmpty", name+"-dlq-not-empty", &awscloudwatch.AlarmProps{
+		AlarmDescription: jsii.String(fmt.Sprintf("%s: messages in the dead-letter queue (received %d times without success); inspect and redrive them",
+			w.Label(), a.s.d.Config.Settings.Worker.MaxReceiveCount)),
+		Metric:             w.Queue.DLQ.MetricApproximateNumberOfMessagesVisible(&awscloudwatch.MetricOptions{Statistic: jsii.String("Maximum"), Period: minute()}),
+		Threshold:          jsii.Number(0),
+		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD,
+		EvaluationPeriods:  jsii.Number(1),
+		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
+	})
+	age := a.s.d.Options.OldestMessageAge
+	a.add(id+"OldestMessage", name+"-oldest-message", &awscloudwatch.AlarmProps{
+		AlarmDescription:   jsii.String(fmt.Sprintf("%s: oldest queued message older than %v: the workers fall behind or fail", w.Label(), age)),
+		Metric:             w.Queue.Queue.MetricApproximateAgeOfOldestMessage(&awscloudwatch.MetricOptions{Statistic: jsii.String("Maximum"), Period: minute()}),
+		Threshold:          jsii.Number(age.Seconds()),
+		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD,
+		EvaluationPeriods:  jsii.Number(oldestMessagePeriods),
+		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
+	})
+	a.add(id+"FailingToStart", name+"-tasks-failing-to-start", &awscloudwatch.AlarmProps{
+		AlarmDescription: jsii.String(fmt.Sprintf("%s: fewer tasks running than desired for %d minutes (image pull, health check, Spot capacity, permissions)",
+			w.Label(), failingToStartMinutes)),
+		Metric: mathExpression("FILL(desired, 0) - FILL(running, 0)", &map[string]awscloudwatch.IMetric{
+			"desired": serviceMetric(a.s, w, "DesiredTaskCount", "Minimum"),
+			"running": serviceMetric(a.s, w, "RunningTaskCount", "Maximum"),
+		}),
+		Threshold:          jsii.Number(1),
+		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+		EvaluationPeriods:  jsii.Number(failingToStartMinutes),
+		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
+	})
+	a.add(id+"AtMaxCapacity", name+"-at-max-capacity", &awscloudwatch.AlarmProps{
+		AlarmDescription: jsii.String(fmt.Sprintf("%s: at its maximum of %d tasks for %d minutes; raise the maximum if the backlog keeps growing",
+			w.Label(), w.Options.MaxTasks, atMaxMinutes)),
+		Metric:             serviceMetric(a.s, w, "DesiredTaskCount", "Minimum"),
+		Threshold:          jsii.Number(float64(w.Options.MaxTasks)),
+		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+		EvaluationPeriods:  jsii.Number(atMaxMinutes),
+		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
+	})
+	if w.Kind == targetKind {
+		a.add(id+"VerifyFailures", name+"-verify-failures", &awscloudwatch.AlarmProps{
+			AlarmDescription:   jsii.String("target: an archive failed verification (an object's size or SHA-256 did not match its manifest) and nothing of it was written; its message is retried, then dead-lettered"),
+			Metric:             xrcMetric(a.s, targetKind, "xrc_target_verify_failures_total", nil, "Sum"),
+			Threshold:          jsii.Number(0),
+			ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD,
+			EvaluationPeriods:  jsii.Number(1),
+			TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
+		})
+	}
+}
+
+// xrcMetric is one of the workers' EMF metrics: namespace xrc, dimensions
+// Region and Service plus the metric's own labels.
+func xrcMetric(s *regionStack, service, name string, labels map[string]string, statistic string) awscloudwatch.Metric {
+	dims := map[string]*string{"Region": jsii.String(s.plan.Region.Name), "Service": jsii.String(service)}
+	for k, v := range labels {
+		dims[k] = jsii.String(v)
+	}
+	return awscloudwatch.NewMetric(&awscloudwatch.MetricProps{
+		Namespace:     jsii.String(emfNamespace),
+		MetricName:    jsii.String(name),
+		DimensionsMap: &dims,
+		Statistic:     jsii.String(statistic),
+		Period:        minute(),
+	})
+}
+
+// emfNamespace is where the workers' EMF lines put their metrics.
+const emfNamespace = "xrc"

@@ -1,0 +1,182 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatch"
+	"github.com/aws/jsii-runtime-go"
+)
+
+const gib = 1 << 30
+
+// newDashboard creates the dashboard <stack>-<region>: what the source
+// workers achieve (archives, ratio, bytes saved, net benefit), the queues
+// (depth, age, DLQ), the tasks and the errors, and what the target worker
+// writes.
+func newDashboard(s *regionStack) {
+	d := awscloudwatch.NewDashboard(s.Stack, jsii.String("Dashboard"), &awscloudwatch.DashboardProps{
+		DashboardName:   jsii.String(s.d.StackName(s.plan.Region.Name)),
+		DefaultInterval: awscdk.Duration_Days(jsii.Number(1)),
+	})
+	settings := s.d.Config.Settings
+	d.AddWidgets(awscloudwatch.NewTextWidget(&awscloudwatch.TextWidgetProps{
+		Markdown: jsii.String(fmt.Sprintf("# xrc %s in %s\n%s. Alarms go to SNS topic `%s-alarms`; logs in `/%s/xrc-source` and `/%s/xrc-target`.",
+			settings.StackName, s.plan.Region.Name, roleSummary(s.plan), settings.StackName, settings.StackName, settings.StackName)),
+		Width:  jsii.Number(24),
+		Height: jsii.Number(2),
+	}))
+	if s.plan.IsSource() {
+		s.sourceWidgets(d)
+	}
+	var depth, age, dlq, tasks []awscloudwatch.IMetric
+	for _, w := range s.workers {
+		label := w.Label()
+		depth = append(depth,
+			w.Queue.Queue.MetricApproximateNumberOfMessagesVisible(&awscloudwatch.MetricOptions{Label: jsii.String(label + " waiting"), Statistic: jsii.String("Maximum"), Period: minute()}),
+			w.Queue.Queue.MetricApproximateNumberOfMessagesNotVisible(&awscloudwatch.MetricOptions{Label: jsii.String(label + " in flight"), Statistic: jsii.String("Maximum"), Period: minute()}))
+		age = append(age, w.Queue.Queue.MetricApproximateAgeOfOldestMessage(&awscloudwatch.MetricOptions{Label: jsii.String(label), Statistic: jsii.String("Maximum"), Period: minute()}))
+		dlq = append(dlq, w.Queue.DLQ.MetricApproximateNumberOfMessagesVisible(&awscloudwatch.MetricOptions{Label: jsii.String(label), Statistic: jsii.String("Maximum"), Period: minute()}))
+		running := serviceMetric(s, w, "RunningTaskCount", "Average")
+		tasks = append(tasks, running.With(&awscloudwatch.MetricOptions{Label: jsii.String(label)}))
+	}
+	d.AddWidgets(
+		graph("Queue depth (messages)", 8, depth...),
+		graph("Oldest message (seconds)", 8, age...),
+		graph("Dead-letter queues (messages)", 8, dlq...),
+	)
+	d.AddWidgets(
+		graph("Running tasks", 8, tasks...),
+		graph("Errors by kind (per minute)", 16, s.errorSearches()...),
+	)
+	if s.plan.IsTarget() {
+		s.targetWidgets(d)
+	}
+}
+
+// sourceWidgets: per rule, archives staged and failed, compression ratio,
+// bytes kept off the inter-region link, and the net benefit: transfer saved
+// minus the source tasks' vCPU cost, at the config's prices.
+func (s *regionStack) sourceWidgets(d awscloudwatch.Dashboard) {
+	prices := s.d.Config.Settings.Prices
+	vcpu := float64(s.d.Options.Source.CPU) / 1024
+	var archives, ratio, saved, benefit, totals []awscloudwatch.IMetric
+	var sumIn, sumOut, sumSaved, sumBenefit []string
+	totalUsing := map[string]awscloudwatch.IMetric{}
+	for i, w := range s.workers {
+		if w.Rule == nil {
+			continue
+		}
+		rule := w.Rule.ID
+		for _, result := range []string{"staged", "failed"} {
+			archives = append(archives, xrcMetric(s, sourceKind, "xrc_source_archives_total", map[string]string{"rule": rule, "result": result}, "Sum").
+				With(&awscloudwatch.MetricOptions{Label: jsii.String(rule + " " + result)}))
+		}
+		in := xrcMetric(s, sourceKind, "xrc_source_bytes_in_total", map[string]string{"rule": rule}, "Sum")
+		out := xrcMetric(s, sourceKind, "xrc_source_bytes_out_total", map[string]string{"rule": rule}, "Sum")
+		running := serviceMetric(s, w, "RunningTaskCount", "Average")
+		id := fmt.Sprintf("r%d", i)
+		totalUsing[id+"in"], totalUsing[id+"out"], totalUsing[id+"tasks"] = in, out, running
+		using := &map[string]awscloudwatch.IMetric{id + "in": in, id + "out": out, id + "tasks": running}
+		regions := float64(s.remoteDestinations(w))
+		savedExpr := fmt.Sprintf("(FILL(%sin, 0) - FILL(%sout, 0)) * %g", id, id, regions)
+		benefitExpr := fmt.Sprintf("%s / %d * %g - FILL(%stasks, 0) * %g * %g * PERIOD(%sin) / 3600", savedExpr, gib, prices.TransferPerGB, id, vcpu, prices.VCPUHour, id)
+		ratio = append(ratio, labelled(rule, fmt.Sprintf("FILL(%sin, 0) / IF(FILL(%sout, 0) > 0, %sout, 1)", id, id, id), using))
+		saved = append(saved, labelled(rule, savedExpr, using))
+		benefit = append(benefit, labelled(rule, benefitExpr, using))
+		// Totals over the dashboard's time range, across rules.
+		sumIn = append(sumIn, "FILL("+id+"in, 0)")
+		sumOut = append(sumOut, "FILL("+id+"out, 0)")
+		sumSaved = append(sumSaved, savedExpr)
+		sumBenefit = append(sumBenefit, benefitExpr)
+	}
+	in, out := strings.Join(sumIn, " + "), strings.Join(sumOut, " + ")
+	totals = append(totals,
+		labelled("bytes archived", in, &totalUsing),
+		labelled("bytes staged (crossing regions)", out, &totalUsing),
+		labelled("ratio", fmt.Sprintf("(%s) / IF((%s) > 0, (%s), 1)", in, out, out), &totalUsing),
+		labelled("bytes saved", strings.Join(sumSaved, " + "), &totalUsing),
+		labelled("net benefit (USD)", strings.Join(sumBenefit, " + "), &totalUsing),
+	)
+	d.AddWidgets(awscloudwatch.NewSingleValueWidget(&awscloudwatch.SingleValueWidgetProps{
+		Title:                jsii.String("Source totals over the time range"),
+		Metrics:              &totals,
+		SetPeriodToTimeRange: jsii.Bool(true),
+		Width:                jsii.Number(24),
+		Height:               jsii.Number(4),
+	}))
+	d.AddWidgets(
+		graph("Archives per minute", 6, archives...),
+		graph("Compression ratio", 6, ratio...),
+		graph("Bytes saved per minute (all target regions)", 6, saved...),
+		graph(fmt.Sprintf("Net benefit per minute, USD ($%g/GB transfer, $%g/vCPU-h)", prices.TransferPerGB, prices.VCPUHour), 6, benefit...),
+	)
+}
+
+// remoteDestinations counts the regions other than the source a rule's
+// archives are replicated to: the transfer each saved byte avoids.
+func (s *regionStack) remoteDestinations(w *worker) int {
+	n := 0
+	for _, r := range s.plan.Replication {
+		if r.Rule == w.Rule {
+			n++
+		}
+	}
+	return n
+}
+
+func (s *regionStack) targetWidgets(d awscloudwatch.Dashboard) {
+	var bytes []awscloudwatch.IMetric
+	for _, rule := range s.plan.TargetRules {
+		bytes = append(bytes, xrcMetric(s, targetKind, "xrc_target_bytes_total", map[string]string{"rule": rule.ID}, "Sum").
+			With(&awscloudwatch.MetricOptions{Label: jsii.String(rule.ID)}))
+	}
+	d.AddWidgets(
+		graph("Target archives by result", 6, s.search(targetKind, "xrc_target_archives_total", "result")),
+		graph("Target objects by rule and result", 6, s.search(targetKind, "xrc_target_objects_total", "result", "rule")),
+		graph("Target bytes written", 6, bytes...),
+		graph("Target verify failures", 6, xrcMetric(s, targetKind, "xrc_target_verify_failures_total", nil, "Sum")),
+	)
+}
+
+func (s *regionStack) errorSearches() []awscloudwatch.IMetric {
+	var out []awscloudwatch.IMetric
+	if s.plan.IsSource() {
+		out = append(out, s.search(sourceKind, "xrc_source_errors_total", "kind"))
+	}
+	if s.plan.IsTarget() {
+		out = append(out, s.search(targetKind, "xrc_target_errors_total", "kind"))
+	}
+	return out
+}
+
+// search finds every series of an EMF metric whatever its label values
+// (error kinds, results), in this region.
+func (s *regionStack) search(service, name string, labels ...string) awscloudwatch.IMetric {
+	schema := append([]string{emfNamespace, "Region", "Service"}, labels...)
+	return awscloudwatch.NewMathExpression(&awscloudwatch.MathExpressionProps{
+		Expression: jsii.String(fmt.Sprintf(`SEARCH('{%s} MetricName="%s" Region="%s" Service="%s"', 'Sum', 60)`,
+			strings.Join(schema, ","), name, s.plan.Region.Name, service)),
+		UsingMetrics: &map[string]awscloudwatch.IMetric{},
+		Period:       minute(),
+	})
+}
+
+func labelled(label, expr string, using *map[string]awscloudwatch.IMetric) awscloudwatch.IMetric {
+	return awscloudwatch.NewMathExpression(&awscloudwatch.MathExpressionProps{
+		Expression:   jsii.String(expr),
+		UsingMetrics: using,
+		Label:        jsii.String(label),
+		Period:       minute(),
+	})
+}
+
+func graph(title string, width float64, metrics ...awscloudwatch.IMetric) awscloudwatch.GraphWidget {
+	return awscloudwatch.NewGraphWidget(&awscloudwatch.GraphWidgetProps{
+		Title:  jsii.String(title),
+		Left:   &metrics,
+		Width:  jsii.Number(width),
+		Height: jsii.Number(6),
+	})
+}

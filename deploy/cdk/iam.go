@@ -1,0 +1,189 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
+	"github.com/aws/jsii-runtime-go"
+
+	"github.com/xrc-dev/xrc/internal/config"
+)
+
+// policy adds statements to a role's policy. Every wildcard resource must
+// come with the reason it is as narrow as it can be; the reasons become the
+// role's cdk-nag suppressions, one per finding, so a wildcard added later
+// without one fails synth.
+type policy struct {
+	s    *regionStack
+	role awsiam.Role
+}
+
+func (s *regionStack) policy(role awsiam.Role) *policy { return &policy{s: s, role: role} }
+
+// allow adds one Allow statement. why explains its wildcard resources, and
+// must be empty when there are none.
+func (p *policy) allow(sid string, actions, resources []string, conditions map[string]any, why string) {
+	props := &awsiam.PolicyStatementProps{
+		Sid:       jsii.String(sid),
+		Actions:   jsii.Strings(actions...),
+		Resources: jsii.Strings(resources...),
+	}
+	if conditions != nil {
+		props.Conditions = &conditions
+	}
+	p.role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(props))
+	var wild []string
+	for _, r := range resources {
+		if strings.Contains(r, "*") {
+			wild = append(wild, nagFinding(p.s.Stack, r))
+		}
+	}
+	switch {
+	case len(wild) > 0 && why == "":
+		panic(fmt.Sprintf("statement %s grants wildcard resources %v without a reason", sid, wild))
+	case len(wild) == 0 && why != "":
+		panic(fmt.Sprintf("statement %s has a wildcard reason but no wildcard resource", sid))
+	case len(wild) > 0:
+		suppress(p.role, "AwsSolutions-IAM5", sid+": "+why, wild...)
+	}
+}
+
+// Reasons for the wildcard resources the roles hold.
+const (
+	whyObjectsUnderPrefix = "object ARNs under one named prefix of one named bucket: the keys are only known at run time"
+	whyKMSViaS3           = "KMS through S3 only (kms:ViaService), in this region, for this bucket's objects only (kms:EncryptionContext:aws:s3:arn): the bucket's own key is not in the config"
+	whyKMSByAlias         = "KMS authorizes on key ARNs, which CloudFormation cannot know for an alias or a key in another region; narrowed to the one key carrying the alias (kms:ResourceAliases)"
+)
+
+// grantSource gives a rule's source worker exactly what it calls: read the
+// watched prefix (objects, versions, tags), write archives under the rule's
+// staging prefix, consume the rule's queue, read the config and use the
+// statistics table.
+func (s *regionStack) grantSource(role awsiam.Role, rule *config.Rule, q *workQueue) {
+	p := s.policy(role)
+	region := s.plan.Region.Name
+	p.allow("ReadWatchedObjects",
+		[]string{"s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectTagging", "s3:GetObjectVersionTagging"},
+		[]string{s3ObjectsARN(rule.SourceBucket, rule.Prefix)}, nil, whyObjectsUnderPrefix)
+	// Without ListBucket, S3 answers 403 instead of 404 for an object
+	// deleted since its event, and the worker cannot tell it is gone.
+	p.allow("ListWatchedBucket", []string{"s3:ListBucket"}, []string{s3BucketARN(rule.SourceBucket)}, nil, "")
+	p.allow("DecryptWatchedObjects", []string{"kms:Decrypt"}, []string{"*"},
+		s3KeyConditions(region, rule.SourceBucket, rule.Prefix), whyKMSViaS3)
+	p.allow("WriteArchives", []string{"s3:PutObject", "s3:AbortMultipartUpload"},
+		[]string{*s.staging.Bucket.BucketArn() + "/" + stagingPrefix(rule.ID) + "*"}, nil,
+		"archives under the rule's own prefix <ruleId>/ of the staging bucket")
+	// Multipart uploads to an SSE-KMS bucket need Decrypt as well.
+	p.allow("EncryptArchives", []string{"kms:GenerateDataKey", "kms:Decrypt"},
+		[]string{*s.keys.Staging.KeyArn()}, viaService("s3", region), "")
+	p.allow("Statistics", []string{"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"},
+		[]string{*s.table.TableArn()}, nil, "")
+	s.grantCommon(p, q)
+}
+
+// grantTarget gives the region's target worker what it calls: read and
+// delete the archives of rules with a destination here, write (and, for
+// rules propagating deletes, delete) under each destination prefix, consume
+// the target queue and read the config.
+func (s *regionStack) grantTarget(role awsiam.Role, q *workQueue) {
+	p := s.policy(role)
+	region := s.plan.Region.Name
+	staging := *s.staging.Bucket.BucketArn()
+	var archives []string
+	for _, rule := range s.plan.TargetRules {
+		archives = append(archives, staging+"/"+stagingPrefix(rule.ID)+"*")
+	}
+	p.allow("ReadAndDeleteArchives",
+		[]string{"s3:GetObject", "s3:GetObjectVersion", "s3:DeleteObject", "s3:DeleteObjectVersion"}, archives, nil,
+		"archives under the prefixes <ruleId>/ of the rules with a destination in this region")
+	// 404 (already extracted by an earlier delivery) rather than 403.
+	p.allow("ListStaging", []string{"s3:ListBucket"}, []string{staging}, nil, "")
+	p.allow("DecryptArchives", []string{"kms:Decrypt"}, []string{*s.keys.Staging.KeyArn()}, viaService("s3", region), "")
+
+	for i, d := range s.plan.Destinations {
+		var objects, deletable []string
+		for _, prefix := range d.Prefixes {
+			objects = append(objects, s3ObjectsARN(d.Bucket, prefix))
+		}
+		for _, prefix := range d.DeletePrefixes {
+			deletable = append(deletable, s3ObjectsARN(d.Bucket, prefix))
+		}
+		// GetObject is for HEAD (the conditional-write check); tagging
+		// rides on the PutObject / CreateMultipartUpload itself.
+		p.allow(fmt.Sprintf("WriteDestination%d", i),
+			[]string{"s3:PutObject", "s3:PutObjectTagging", "s3:GetObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"},
+			objects, nil, whyObjectsUnderPrefix)
+		if len(deletable) > 0 {
+			p.allow(fmt.Sprintf("PropagateDeletes%d", i), []string{"s3:DeleteObject"}, deletable, nil,
+				whyObjectsUnderPrefix+" (rules with deletes: true only)")
+		}
+		// HEAD of a key not written yet must be 404, not 403.
+		p.allow(fmt.Sprintf("ListDestination%d", i), []string{"s3:ListBucket"}, []string{s3BucketARN(d.Bucket)}, nil, "")
+		// Destination buckets may encrypt by default with a key of their
+		// own: allow it through S3, in this region, for this bucket only.
+		p.allow(fmt.Sprintf("EncryptDestination%d", i), []string{"kms:GenerateDataKey", "kms:Decrypt"}, []string{"*"},
+			s3KeyConditions(region, d.Bucket, d.Prefixes...), whyKMSViaS3)
+		for j, key := range d.KMSKeys {
+			resource, conditions, byAlias := kmsKeyResource(key, region)
+			why := ""
+			if byAlias {
+				why = whyKMSByAlias
+			}
+			p.allow(fmt.Sprintf("DestinationKey%dK%d", i, j), []string{"kms:GenerateDataKey", "kms:Encrypt", "kms:Decrypt"},
+				[]string{resource}, conditions, why)
+		}
+	}
+	s.grantCommon(p, q)
+}
+
+// grantCommon: consume the worker's queue, read the config.
+func (s *regionStack) grantCommon(p *policy, q *workQueue) {
+	p.allow("ConsumeQueue",
+		[]string{"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueUrl", "sqs:GetQueueAttributes"},
+		[]string{*q.Queue.QueueArn()}, nil, "")
+	p.allow("DecryptMessages", []string{"kms:Decrypt"}, []string{*s.keys.Messaging.KeyArn()}, viaService("sqs", s.plan.Region.Name), "")
+	p.allow("ReadConfig", []string{"ssm:GetParameter"}, []string{*s.param.ParameterArn()}, nil, "")
+}
+
+// viaService limits a KMS statement to requests an AWS service makes in
+// region on the caller's behalf.
+func viaService(service, region string) map[string]any {
+	return map[string]any{"StringEquals": map[string]any{"kms:ViaService": service + "." + region + ".amazonaws.com"}}
+}
+
+// s3KeyConditions limit a KMS statement to S3 in region working on bucket's
+// objects under prefixes: the encryption context is the bucket's ARN with
+// S3 Bucket Keys, the object's ARN without.
+func s3KeyConditions(region, bucket string, prefixes ...string) map[string]any {
+	arns := []string{s3BucketARN(bucket)}
+	for _, p := range prefixes {
+		arns = append(arns, s3ObjectsARN(bucket, p))
+	}
+	return map[string]any{
+		"StringEquals": map[string]any{"kms:ViaService": "s3." + region + ".amazonaws.com"},
+		"StringLike":   map[string]any{"kms:EncryptionContext:aws:s3:arn": arns},
+	}
+}
+
+// kmsKeyResource turns a destination's kmsKeyId (key ARN, alias ARN, alias
+// name or key id) into the IAM resource KMS authorizes on: the key. An alias
+// names no key at synth time, so it becomes the region's keys narrowed by
+// the alias.
+func kmsKeyResource(id, region string) (resource string, conditions map[string]any, byAlias bool) {
+	partition, account := *awscdk.Aws_PARTITION(), *awscdk.Aws_ACCOUNT_ID()
+	if strings.HasPrefix(id, "arn:") {
+		parts := strings.SplitN(id, ":", 6) // arn:partition:kms:region:account:resource
+		if len(parts) == 6 {
+			partition, region, account = parts[1], parts[3], parts[4]
+			id = parts[5]
+		}
+	}
+	if alias, ok := strings.CutPrefix(id, "alias/"); ok {
+		return fmt.Sprintf("arn:%s:kms:%s:%s:key/*", partition, region, account),
+			map[string]any{"ForAnyValue:StringEquals": map[string]any{"kms:ResourceAliases": "alias/" + alias}}, true
+	}
+	id = strings.TrimPrefix(id, "key/")
+	return fmt.Sprintf("arn:%s:kms:%s:%s:key/%s", partition, region, account, id), nil, false
+}

@@ -1,0 +1,118 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func contextOf(m map[string]any) func(string) any { return func(k string) any { return m[k] } }
+
+func TestOptionsDefaults(t *testing.T) {
+	o, err := parseOptions(contextOf(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Arch != "arm64" || o.Source.MinTasks != 0 || o.Target.MinTasks != 0 || o.OnDemandBase != 0 || o.Account != "" {
+		t.Errorf("defaults = %+v", o)
+	}
+	for _, w := range []workerOptions{o.Source, o.Target} {
+		if err := fargateSize(w.CPU, w.MemoryMB); err != nil {
+			t.Errorf("default size: %v", err)
+		}
+	}
+}
+
+func TestOptionsParse(t *testing.T) {
+	// -c gives strings, cdk.json gives JSON values: both work.
+	o, err := parseOptions(contextOf(map[string]any{
+		"alarmEmail":             "ops@example.com, oncall@example.org",
+		"sourceMaxTasks":         "4",
+		"targetMaxTasks":         float64(40),
+		"targetCpu":              "2048",
+		"targetMemory":           "8192",
+		"onDemandBase":           "1",
+		"arch":                   "amd64",
+		"oldestMessageAlarm":     "2h",
+		"existingVpcs":           `{"us-east-1": {"vpcId": "vpc-1", "subnetIds": ["subnet-1", "subnet-2"], "availabilityZones": ["us-east-1a", "us-east-1b"]}}`,
+		"replicationTimeControl": true,
+		"account":                "123456789012",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(o.AlarmEmails) != 2 || o.Source.MaxTasks != 4 || o.Target.MaxTasks != 40 || o.Target.CPU != 2048 ||
+		o.OnDemandBase != 1 || o.Arch != "amd64" || o.OldestMessageAge != 2*time.Hour || !o.ReplicationTimeControl ||
+		o.VPCs["us-east-1"].VPCID != "vpc-1" || o.Account != "123456789012" {
+		t.Errorf("options = %+v", o)
+	}
+}
+
+func TestOptionsErrors(t *testing.T) {
+	for _, tc := range []struct {
+		ctx  map[string]any
+		want string
+	}{
+		{map[string]any{"sourceMinTasks": "5", "sourceMaxTasks": "2"}, "sourceMinTasks"},
+		{map[string]any{"targetCpu": "1024", "targetMemory": "1024"}, "of 1024 CPU units takes 2048"},
+		{map[string]any{"sourceCpu": "300"}, "sourceCpu"},
+		{map[string]any{"arch": "riscv"}, "arch"},
+		{map[string]any{"alarmEmail": "not-an-email"}, "alarmEmail"},
+		{map[string]any{"account": "12"}, "account"},
+		{map[string]any{"oldestMessageAlarm": "90s"}, "oldestMessageAlarm"},
+		{map[string]any{"logRetentionDays": "10"}, "logRetentionDays"},
+		{map[string]any{"existingVpcs": `{"us-east-1": {"vpcId": "vpc-1"}}`}, "subnetIds is empty"},
+		{map[string]any{"existingVpcs": `{"us-east-1": {"vpcId": "vpc-1", "subnets": []}}`}, "existingVpcs"},
+		{map[string]any{"version": "has space"}, "version"},
+		{map[string]any{"sourceMaxTasks": "many"}, "want an integer"},
+	} {
+		_, err := parseOptions(contextOf(tc.ctx))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: error %v, want one mentioning %q", tc.ctx, err, tc.want)
+		}
+	}
+}
+
+func TestFargateSize(t *testing.T) {
+	for _, tc := range []struct {
+		cpu, mem int
+		ok       bool
+	}{
+		{256, 512, true}, {256, 1536, false}, {256, 2048, true}, {512, 4096, true}, {1024, 2048, true},
+		{1024, 9216, false}, {4096, 30720, true}, {8192, 20480, true}, {8192, 18432, false}, {16384, 122880, true},
+	} {
+		if err := fargateSize(tc.cpu, tc.mem); (err == nil) != tc.ok {
+			t.Errorf("fargateSize(%d, %d) = %v, want ok=%v", tc.cpu, tc.mem, err, tc.ok)
+		}
+	}
+}
+
+func TestGoMemLimit(t *testing.T) {
+	if got := goMemLimit(2048); got != "1740MiB" {
+		t.Errorf("goMemLimit(2048) = %s", got)
+	}
+}
+
+func TestUnknownContext(t *testing.T) {
+	got := unknownContext(map[string]any{
+		"alarmEmails":                          "typo",
+		"alarmEmail":                           "ok",
+		"cli-telemetry":                        false,
+		"@aws-cdk/core:newStyleStackSynthesis": true,
+		"aws:cdk:enable-path-metadata":         true,
+	})
+	if len(got) != 1 || got[0] != "alarmEmails" {
+		t.Errorf("unknownContext = %v, want [alarmEmails]", got)
+	}
+}
+
+func TestScalingExpressions(t *testing.T) {
+	e := newScalingExpressions(10)
+	// The scale-from-zero branch: no task running, a few messages.
+	if !strings.Contains(e.Backlog, "FILL(running, 0) < 1 AND FILL(visible, 0) > 0 AND FILL(visible, 0) <= 10, 11,") {
+		t.Errorf("backlog expression lacks the scale-from-zero branch: %s", e.Backlog)
+	}
+	if !strings.Contains(e.Spare, "<= 5,") || !strings.Contains(e.Idle, "== 0") {
+		t.Errorf("spare %q idle %q", e.Spare, e.Idle)
+	}
+}

@@ -1,0 +1,108 @@
+package main
+
+import (
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awss3"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awss3notifications"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awssqs"
+	"github.com/aws/jsii-runtime-go"
+
+	"github.com/xrc-dev/xrc/internal/config"
+)
+
+// workQueue is a queue S3 events arrive on, with the dead-letter queue that
+// takes a message after settings.worker.maxReceiveCount failed receives.
+type workQueue struct {
+	Queue awssqs.Queue
+	DLQ   awssqs.Queue
+}
+
+// newWorkQueue creates name and name-dlq (the names the workers derive from
+// the config), both encrypted with the messaging key.
+func newWorkQueue(s *regionStack, id, name string) *workQueue {
+	w := s.d.Config.Settings.Worker
+	dlq := awssqs.NewQueue(s.Stack, jsii.String(id+"Dlq"), &awssqs.QueueProps{
+		QueueName:           jsii.String(name + "-dlq"),
+		Encryption:          awssqs.QueueEncryption_KMS,
+		EncryptionMasterKey: s.keys.Messaging,
+		DataKeyReuse:        awscdk.Duration_Hours(jsii.Number(1)),
+		EnforceSSL:          jsii.Bool(true),
+		RetentionPeriod:     awscdk.Duration_Days(jsii.Number(14)),
+		RemovalPolicy:       awscdk.RemovalPolicy_DESTROY,
+	})
+	q := awssqs.NewQueue(s.Stack, jsii.String(id), &awssqs.QueueProps{
+		QueueName:           jsii.String(name),
+		Encryption:          awssqs.QueueEncryption_KMS,
+		EncryptionMasterKey: s.keys.Messaging,
+		DataKeyReuse:        awscdk.Duration_Hours(jsii.Number(1)),
+		EnforceSSL:          jsii.Bool(true),
+		VisibilityTimeout:   awscdk.Duration_Seconds(jsii.Number(w.VisibilityTimeout.D().Seconds())),
+		RetentionPeriod:     awscdk.Duration_Days(jsii.Number(4)),
+		DeadLetterQueue: &awssqs.DeadLetterQueue{
+			Queue:           dlq,
+			MaxReceiveCount: jsii.Number(float64(w.MaxReceiveCount)),
+		},
+		RemovalPolicy: awscdk.RemovalPolicy_DESTROY,
+	})
+	return &workQueue{Queue: q, DLQ: dlq}
+}
+
+// watch sends the events of one watched bucket to its rules' queues:
+// ObjectCreated always, ObjectRemoved for rules that propagate deletes,
+// filtered by each rule's prefix and suffix. The bucket is not part of the
+// stack; CDK's notification handler merges these configurations with
+// whatever else the bucket already notifies.
+func (s *regionStack) watch(w watchedBucket) {
+	bucket := awss3.Bucket_FromBucketAttributes(s.Stack, jsii.String("Watched-"+w.Name), &awss3.BucketAttributes{
+		BucketName: jsii.String(w.Name),
+		Region:     jsii.String(s.plan.Region.Name),
+	})
+	for _, rule := range w.Rules {
+		q := s.sourceQueue(rule)
+		// CDK wants no filter rather than an empty one.
+		var filters []*awss3.NotificationKeyFilter
+		if rule.Prefix != "" || rule.Suffix != "" {
+			f := &awss3.NotificationKeyFilter{}
+			if rule.Prefix != "" {
+				f.Prefix = jsii.String(rule.Prefix)
+			}
+			if rule.Suffix != "" {
+				f.Suffix = jsii.String(rule.Suffix)
+			}
+			filters = append(filters, f)
+		}
+		dest := awss3notifications.NewSqsDestination(q.Queue)
+		bucket.AddEventNotification(awss3.EventType_OBJECT_CREATED, dest, filters...)
+		if rule.Deletes {
+			bucket.AddEventNotification(awss3.EventType_OBJECT_REMOVED, dest, filters...)
+		}
+	}
+}
+
+// sourceQueue returns the rule's queue, creating it on first use.
+func (s *regionStack) sourceQueue(rule *config.Rule) *workQueue {
+	if s.sourceQueues == nil {
+		s.sourceQueues = map[string]*workQueue{}
+	}
+	q, ok := s.sourceQueues[rule.ID]
+	if !ok {
+		q = newWorkQueue(s, "Source-"+rule.ID, s.d.Config.SourceQueueName(rule.ID))
+		s.sourceQueues[rule.ID] = q
+	}
+	return q
+}
+
+// newTargetQueue receives the staging bucket's ObjectCreated events for the
+// archives of rules with a destination in this region. The filter keeps a
+// region that is also a source from seeing its own outgoing archives.
+func (s *regionStack) newTargetQueue() *workQueue {
+	q := newWorkQueue(s, "Target", s.d.Config.TargetQueueName())
+	dest := awss3notifications.NewSqsDestination(q.Queue)
+	for _, rule := range s.plan.TargetRules {
+		s.staging.Bucket.AddEventNotification(awss3.EventType_OBJECT_CREATED, dest, &awss3.NotificationKeyFilter{
+			Prefix: jsii.String(stagingPrefix(rule.ID)),
+			Suffix: jsii.String(archiveSuffix),
+		})
+	}
+	return q
+}

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsapplicationautoscaling"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatch"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatchactions"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
+	"github.com/aws/jsii-runtime-go"
+)
+
+// minute is the period of every scaling and alarm metric: SQS and Container
+// Insights publish each minute. (A function: a package-level jsii value
+// would start Node at import.)
+func minute() awscdk.Duration { return awscdk.Duration_Minutes(jsii.Number(1)) }
+
+// scaleOutSteps: how many tasks to add for a backlog per task above the
+// target T, by how far above it is, in multiples of T.
+var scaleOutSteps = []struct{ from, add int }{{0, 1}, {1, 2}, {3, 4}, {7, 8}}
+
+// serviceMetric is a Container Insights metric of w's service.
+func serviceMetric(s *regionStack, w *worker, name, statistic string) awscloudwatch.Metric {
+	return awscloudwatch.NewMetric(&awscloudwatch.MetricProps{
+		Namespace:  jsii.String("ECS/ContainerInsights"),
+		MetricName: jsii.String(name),
+		DimensionsMap: &map[string]*string{
+			"ClusterName": w.Service.Cluster().ClusterName(),
+			"ServiceName": w.Service.ServiceName(),
+		},
+		Statistic: jsii.String(statistic),
+		Period:    minute(),
+	})
+}
+
+// scalingExpressions are the metric math behind the three scaling alarms,
+// with visible = messages waiting, inflight = messages held by tasks,
+// running = running tasks (missing while none run, hence FILL).
+type scalingExpressions struct{ Backlog, Idle, Spare string }
+
+func newScalingExpressions(target int) scalingExpressions {
+	t := target
+	running := "FILL(running, 0)"
+	perTask := fmt.Sprintf("IF(%s < 1, 1, %s)", running, running)
+	return scalingExpressions{
+		// Backlog per task. With no task running, any waiting message
+		// counts as above target (T+1), so the service scales from zero.
+		Backlog: fmt.Sprintf("IF(%s < 1 AND FILL(visible, 0) > 0 AND FILL(visible, 0) <= %d, %d, FILL(visible, 0) / %s)", running, t, t+1, perTask),
+		// 1 while nothing waits and nothing is in flight.
+		Idle: "IF(FILL(visible, 0) + FILL(inflight, 0) == 0, 1, 0)",
+		// 1 while more than one task runs and all the work, waiting and
+		// in flight, would keep each task at most half busy.
+		Spare: fmt.Sprintf("IF(%s > 1 AND (FILL(visible, 0) + FILL(inflight, 0)) / %s <= %g, 1, 0)", running, perTask, float64(t)/2),
+	}
+}
+
+// addScaling scales w's service on its queue's backlog per task between the
+// options' min and max: out in steps as the backlog exceeds the target, in
+// by one task while tasks are half idle, and to zero (or min) once the
+// queue has been empty with nothing in flight for scaleToZeroAfter.
+func (s *regionStack) addScaling(id string, w *worker) {
+	o := w.Options
+	target := awsapplicationautoscaling.NewScalableTarget(s.Stack, jsii.String(id+"Scaling"), &awsapplicationautoscaling.ScalableTargetProps{
+		ServiceNamespace:  awsapplicationautoscaling.ServiceNamespace_ECS,
+		ScalableDimension: jsii.String("ecs:service:DesiredCount"),
+		ResourceId: awscdk.Fn_Join(jsii.String("/"), jsii.Strings(
+			"service", *w.Service.Cluster().ClusterName(), *w.Service.ServiceName())),
+		MinCapacity: jsii.Number(float64(o.MinTasks)),
+		MaxCapacity: jsii.Number(float64(o.MaxTasks)),
+		// Application Auto Scaling's service-linked role for ECS (what
+		// the ECS construct uses too), rather than a role of our own.
+		Role: awsiam.Role_FromRoleArn(s.Stack, jsii.String(id+"ScalingRole"), jsii.String(fmt.Sprintf(
+			"arn:%s:iam::%s:role/aws-service-role/ecs.application-autoscaling.amazonaws.com/AWSServiceRoleForApplicationAutoScaling_ECSService",
+			*awscdk.Aws_PARTITION(), *awscdk.Aws_ACCOUNT_ID())), nil),
+	})
+	using := &map[string]awscloudwatch.IMetric{
+		"visible":  w.Queue.Queue.MetricApproximateNumberOfMessagesVisible(&awscloudwatch.MetricOptions{Statistic: jsii.String("Maximum"), Period: minute()}),
+		"inflight": w.Queue.Queue.MetricApproximateNumberOfMessagesNotVisible(&awscloudwatch.MetricOptions{Statistic: jsii.String("Maximum"), Period: minute()}),
+		"running":  serviceMetric(s, w, "RunningTaskCount", "Average"),
+	}
+	expr := newScalingExpressions(o.BacklogPerTask)
+	t := float64(o.BacklogPerTask)
+
+	out := awsapplicationautoscaling.NewStepScalingAction(s.Stack, jsii.String(id+"ScaleOut"), &awsapplicationautoscaling.StepScalingActionProps{
+		ScalingTarget:         target,
+		AdjustmentType:        awsapplicationautoscaling.AdjustmentType_CHANGE_IN_CAPACITY,
+		Cooldown:              minute(),
+		MetricAggregationType: awsapplicationautoscaling.MetricAggregationType_MAXIMUM,
+	})
+	for i, step := range scaleOutSteps {
+		tier := &awsapplicationautoscaling.AdjustmentTier{Adjustment: jsii.Number(float64(step.add)), LowerBound: jsii.Number(float64(step.from) * t)}
+		if i+1 < len(scaleOutSteps) {
+			tier.UpperBound = jsii.Number(float64(scaleOutSteps[i+1].from) * t)
+		}
+		out.AddAdjustment(tier)
+	}
+	s.scalingAlarm(id+"BacklogHigh", out, &awscloudwatch.AlarmProps{
+		AlarmDescription:   jsii.String(fmt.Sprintf("%s: backlog per task above %d: scale out", w.Label(), o.BacklogPerTask)),
+		Metric:             mathExpression(expr.Backlog, using),
+		Threshold:          jsii.Number(t),
+		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD,
+		EvaluationPeriods:  jsii.Number(1),
+		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
+	})
+
+	in := awsapplicationautoscaling.NewStepScalingAction(s.Stack, jsii.String(id+"ScaleIn"), &awsapplicationautoscaling.StepScalingActionProps{
+		ScalingTarget:  target,
+		AdjustmentType: awsapplicationautoscaling.AdjustmentType_CHANGE_IN_CAPACITY,
+		Cooldown:       awscdk.Duration_Minutes(jsii.Number(2)),
+	})
+	in.AddAdjustment(&awsapplicationautoscaling.AdjustmentTier{Adjustment: jsii.Number(-1), LowerBound: jsii.Number(0)})
+	s.scalingAlarm(id+"Spare", in, &awscloudwatch.AlarmProps{
+		AlarmDescription:   jsii.String(w.Label() + ": tasks at most half busy for 3 minutes: remove one"),
+		Metric:             mathExpression(expr.Spare, using),
+		Threshold:          jsii.Number(0),
+		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD,
+		EvaluationPeriods:  jsii.Number(3),
+		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
+	})
+
+	zero := awsapplicationautoscaling.NewStepScalingAction(s.Stack, jsii.String(id+"ScaleToZero"), &awsapplicationautoscaling.StepScalingActionProps{
+		ScalingTarget:  target,
+		AdjustmentType: awsapplicationautoscaling.AdjustmentType_EXACT_CAPACITY,
+		Cooldown:       awscdk.Duration_Minutes(jsii.Number(2)),
+	})
+	zero.AddAdjustment(&awsapplicationautoscaling.AdjustmentTier{Adjustment: jsii.Number(0), LowerBound: jsii.Number(0)})
+	idle := s.d.Options.ScaleToZeroAfter.Minutes()
+	s.scalingAlarm(id+"Idle", zero, &awscloudwatch.AlarmProps{
+		AlarmDescription:   jsii.String(fmt.Sprintf("%s: queue empty, nothing in flight for %g minutes: scale to the minimum", w.Label(), idle)),
+		Metric:             mathExpression(expr.Idle, using),
+		Threshold:          jsii.Number(0),
+		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD,
+		EvaluationPeriods:  jsii.Number(idle),
+		// SQS stops publishing metrics for a queue idle for hours: no
+		// data means no messages.
+		TreatMissingData: awscloudwatch.TreatMissingData_BREACHING,
+	})
+}
+
+func mathExpression(expr string, using *map[string]awscloudwatch.IMetric) awscloudwatch.MathExpression {
+	return awscloudwatch.NewMathExpression(&awscloudwatch.MathExpressionProps{
+		Expression:   jsii.String(expr),
+		UsingMetrics: using,
+		Period:       minute(),
+	})
+}
+
+func (s *regionStack) scalingAlarm(id string, action awsapplicationautoscaling.StepScalingAction, props *awscloudwatch.AlarmProps) {
+	alarm := awscloudwatch.NewAlarm(s.Stack, jsii.String(id), props)
+	alarm.AddAlarmAction(awscloudwatchactions.NewApplicationScalingAction(action))
+}

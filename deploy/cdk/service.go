@@ -1,0 +1,268 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"path"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsec2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsecrassets"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsecs"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslogs"
+	"github.com/aws/jsii-runtime-go"
+
+	"github.com/xrc-dev/xrc/internal/config"
+)
+
+// Worker kinds: the binary, its Dockerfile and the EMF Service dimension.
+const (
+	sourceKind = "xrc-source"
+	targetKind = "xrc-target"
+)
+
+// nonRootUser is distroless's "nonroot" user, given numerically so ECS can
+// enforce it without reading the image's /etc/passwd.
+const nonRootUser = "65532:65532"
+
+// stopTimeout is the most Fargate allows between SIGTERM and SIGKILL; the
+// config keeps drainTimeout below it.
+const stopTimeout = 120
+
+// worker is one ECS service: the source worker of a rule or a region's
+// target worker.
+type worker struct {
+	Kind    string
+	Rule    *config.Rule // nil for the target worker
+	Queue   *workQueue
+	Service awsecs.FargateService
+	Role    awsiam.Role
+	Options workerOptions
+}
+
+// Label names the worker in alarms and on the dashboard.
+func (w *worker) Label() string {
+	if w.Rule != nil {
+		return "source " + w.Rule.ID
+	}
+	return "target"
+}
+
+func (s *regionStack) newSourceWorker(cluster awsecs.Cluster, rule *config.Rule) *worker {
+	q := s.sourceQueue(rule)
+	w := &worker{Kind: sourceKind, Rule: rule, Queue: q, Options: s.d.Options.Source}
+	w.Role = s.taskRole("Source-"+rule.ID, "xrc source worker of rule "+rule.ID)
+	s.grantSource(w.Role, rule, q)
+	s.addService(cluster, "Source-"+rule.ID, w, map[string]*string{"XRC_RULES": jsii.String(rule.ID)})
+	return w
+}
+
+func (s *regionStack) newTargetWorker(cluster awsecs.Cluster) *worker {
+	q := s.newTargetQueue()
+	w := &worker{Kind: targetKind, Queue: q, Options: s.d.Options.Target}
+	w.Role = s.taskRole("Target", "xrc target worker")
+	s.grantTarget(w.Role, q)
+	s.addService(cluster, "Target", w, nil)
+	return w
+}
+
+func (s *regionStack) taskRole(id, description string) awsiam.Role {
+	return awsiam.NewRole(s.Stack, jsii.String(id+"TaskRole"), &awsiam.RoleProps{
+		Description: jsii.String(description + " in " + s.plan.Region.Name),
+		AssumedBy: awsiam.NewServicePrincipal(jsii.String("ecs-tasks.amazonaws.com"), &awsiam.ServicePrincipalOpts{
+			Conditions: &map[string]any{"StringEquals": map[string]any{"aws:SourceAccount": awscdk.Aws_ACCOUNT_ID()}},
+		}),
+	})
+}
+
+// addService runs w as a Fargate service on Spot (and optionally on-demand),
+// hardened: read-only root filesystem, non-root user, no Linux
+// capabilities, a health check on the worker's /healthz, and a stop timeout
+// long enough to drain.
+func (s *regionStack) addService(cluster awsecs.Cluster, id string, w *worker, env map[string]*string) {
+	o := s.d.Options
+	settings := s.d.Config.Settings
+	arch := awsecs.CpuArchitecture_ARM64()
+	if o.Arch == "amd64" {
+		arch = awsecs.CpuArchitecture_X86_64()
+	}
+	task := awsecs.NewFargateTaskDefinition(s.Stack, jsii.String(id+"Task"), &awsecs.FargateTaskDefinitionProps{
+		Cpu:             jsii.Number(float64(w.Options.CPU)),
+		MemoryLimitMiB:  jsii.Number(float64(w.Options.MemoryMB)),
+		RuntimePlatform: &awsecs.RuntimePlatform{CpuArchitecture: arch, OperatingSystemFamily: awsecs.OperatingSystemFamily_LINUX()},
+		TaskRole:        w.Role,
+		// A writable /tmp on the task's ephemeral storage: the root
+		// filesystem is read-only.
+		Volumes: &[]*awsecs.Volume{{Name: jsii.String("tmp")}},
+	})
+	health, _ := healthURL(settings.Worker.MetricsAddr) // newPlan checked it
+	sum := sha256.Sum256([]byte(s.d.Document))
+	vars := map[string]*string{
+		"XRC_CONFIG":    jsii.String("ssm://" + s.ConfigParameterName()),
+		"XRC_REGION":    jsii.String(s.plan.Region.Name),
+		"XRC_QUEUE_URL": w.Queue.Queue.QueueUrl(),
+		"GOMEMLIMIT":    jsii.String(goMemLimit(w.Options.MemoryMB)),
+		// Changes with the document so that a config change rolls the
+		// tasks (they read the parameter once, at start).
+		"XRC_CONFIG_SHA256": jsii.String(hex.EncodeToString(sum[:8])),
+	}
+	for k, v := range env {
+		vars[k] = v
+	}
+	linux := awsecs.NewLinuxParameters(s.Stack, jsii.String(id+"Linux"), nil)
+	linux.DropCapabilities(awsecs.Capability_ALL)
+	container := task.AddContainer(jsii.String("worker"), &awsecs.ContainerDefinitionOptions{
+		ContainerName:          jsii.String(w.Kind),
+		Image:                  s.image(w.Kind),
+		Essential:              jsii.Bool(true),
+		ReadonlyRootFilesystem: jsii.Bool(true),
+		User:                   jsii.String(nonRootUser),
+		LinuxParameters:        linux,
+		StopTimeout:            awscdk.Duration_Seconds(jsii.Number(stopTimeout)),
+		Environment:            &vars,
+		HealthCheck: &awsecs.HealthCheck{
+			Command:     jsii.Strings("CMD", healthcheckPath, health),
+			Interval:    awscdk.Duration_Seconds(jsii.Number(30)),
+			Timeout:     awscdk.Duration_Seconds(jsii.Number(5)),
+			Retries:     jsii.Number(3),
+			StartPeriod: awscdk.Duration_Seconds(jsii.Number(60)),
+		},
+		Logging: awsecs.LogDriver_AwsLogs(&awsecs.AwsLogDriverProps{
+			LogGroup:      s.logGroup(w.Kind),
+			StreamPrefix:  jsii.String(streamPrefix(w)),
+			Mode:          awsecs.AwsLogDriverMode_NON_BLOCKING,
+			MaxBufferSize: awscdk.Size_Mebibytes(jsii.Number(25)),
+		}),
+	})
+	suppress(task, "AwsSolutions-ECS2",
+		"the environment holds no secrets: config location (ssm:///<stack>/config), region, rule id, queue URL, GOMEMLIMIT")
+	suppress(task.ObtainExecutionRole(), "AwsSolutions-IAM5",
+		"ecr:GetAuthorizationToken has no resource-level permissions; image pulls and logs are scoped to the repository and log group",
+		"Resource::*")
+	container.AddMountPoints(&awsecs.MountPoint{ContainerPath: jsii.String("/tmp"), SourceVolume: jsii.String("tmp"), ReadOnly: jsii.Bool(false)})
+
+	w.Service = awsecs.NewFargateService(s.Stack, jsii.String(id+"Service"), &awsecs.FargateServiceProps{
+		Cluster:                    cluster,
+		TaskDefinition:             task,
+		CapacityProviderStrategies: capacity(o),
+		SecurityGroups:             &[]awsec2.ISecurityGroup{s.net.Tasks},
+		VpcSubnets:                 s.net.Subnets,
+		AssignPublicIp:             jsii.Bool(false),
+		MinHealthyPercent:          jsii.Number(100),
+		MaxHealthyPercent:          jsii.Number(200),
+		CircuitBreaker:             &awsecs.DeploymentCircuitBreaker{Enable: jsii.Bool(true), Rollback: jsii.Bool(true)},
+		PropagateTags:              awsecs.PropagatedTagSource_SERVICE,
+		EnableECSManagedTags:       jsii.Bool(true),
+	})
+	s.addScaling(id, w)
+	s.alarms.watchWorker(id, w)
+}
+
+// capacity puts tasks on Fargate Spot, with the on-demand base and weight
+// the options ask for.
+func capacity(o options) *[]*awsecs.CapacityProviderStrategy {
+	out := []*awsecs.CapacityProviderStrategy{{CapacityProvider: jsii.String("FARGATE_SPOT"), Weight: jsii.Number(1)}}
+	if o.OnDemandBase > 0 || o.OnDemandWeight > 0 {
+		out = append(out, &awsecs.CapacityProviderStrategy{
+			CapacityProvider: jsii.String("FARGATE"),
+			Base:             jsii.Number(float64(o.OnDemandBase)),
+			Weight:           jsii.Number(float64(o.OnDemandWeight)),
+		})
+	}
+	return &out
+}
+
+func streamPrefix(w *worker) string {
+	if w.Rule != nil {
+		return w.Rule.ID
+	}
+	return "target"
+}
+
+// logGroup returns the stack's log group of a worker kind, creating it on
+// first use: /<stack>/xrc-source holds every rule's stream.
+func (s *regionStack) logGroup(kind string) awslogs.LogGroup {
+	if g, ok := s.logGroups[kind]; ok {
+		return g
+	}
+	if s.logGroups == nil {
+		s.logGroups = map[string]awslogs.LogGroup{}
+	}
+	g := awslogs.NewLogGroup(s.Stack, jsii.String("Logs-"+kind), &awslogs.LogGroupProps{
+		LogGroupName:  jsii.String(path.Join("/", s.d.Config.Settings.StackName, kind)),
+		Retention:     logRetention(s.d.Options.LogRetentionDays),
+		RemovalPolicy: awscdk.RemovalPolicy_DESTROY,
+	})
+	s.logGroups[kind] = g
+	return g
+}
+
+// healthcheckPath is the probe binary in the images (distroless has no
+// shell or curl); see deploy/cdk/healthcheck.
+const healthcheckPath = "/usr/local/bin/xrc-healthcheck"
+
+// image returns the container image of a worker kind: the prebuilt image the
+// options name, or the repository's Dockerfile built as an asset (at deploy
+// time; synth only stages the build context).
+func (s *regionStack) image(kind string) awsecs.ContainerImage {
+	o := s.d.Options
+	uri := o.SourceImage
+	if kind == targetKind {
+		uri = o.TargetImage
+	}
+	if uri != "" {
+		return awsecs.ContainerImage_FromRegistry(jsii.String(uri), nil)
+	}
+	if img, ok := s.images[kind]; ok {
+		return img
+	}
+	if s.images == nil {
+		s.images = map[string]awsecs.ContainerImage{}
+	}
+	platform := awsecrassets.Platform_LINUX_ARM64()
+	if o.Arch == "amd64" {
+		platform = awsecrassets.Platform_LINUX_AMD64()
+	}
+	asset := awsecrassets.NewDockerImageAsset(s.Stack, jsii.String("Image-"+kind), &awsecrassets.DockerImageAssetProps{
+		Directory:   jsii.String(s.d.RepoRoot),
+		File:        jsii.String(dockerfile(kind)),
+		Platform:    platform,
+		BuildArgs:   &map[string]*string{"VERSION": jsii.String(o.Version)},
+		Exclude:     jsii.Strings(buildContextExcludes...),
+		IgnoreMode:  awscdk.IgnoreMode_DOCKER,
+		DisplayName: jsii.String(kind),
+	})
+	img := awsecs.ContainerImage_FromDockerImageAsset(asset)
+	s.images[kind] = img
+	return img
+}
+
+func dockerfile(kind string) string {
+	if kind == targetKind {
+		return "Dockerfile.target"
+	}
+	return "Dockerfile.source"
+}
+
+// buildContextExcludes keep the images' build context (and the asset hash)
+// to what the Dockerfiles copy: the root module's sources and the
+// health probe. The rest of the repository, .git included, stays out.
+var buildContextExcludes = []string{
+	"*",
+	"!go.mod",
+	"!go.sum",
+	"!cmd",
+	"!internal",
+	"!deploy",
+	"deploy/*",
+	"!deploy/cdk",
+	"deploy/cdk/*",
+	"!deploy/cdk/go.mod",
+	"!deploy/cdk/go.sum",
+	"!deploy/cdk/healthcheck",
+	"!Dockerfile.source",
+	"!Dockerfile.target",
+	"**/*_test.go",
+	"**/testdata",
+}

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsdynamodb"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsecs"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslogs"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsssm"
+	"github.com/aws/jsii-runtime-go"
+)
+
+// SSM parameter limits: a standard parameter holds 4 KB, an advanced one
+// (charged monthly) 8 KB.
+const (
+	maxParameterBytes      = 8192
+	maxStandardParamBytes  = 4096
+	configParameterPattern = "/%s/config" // stackName
+)
+
+// regionStack is one region's resources, as the constructs that build them
+// hand them to each other.
+type regionStack struct {
+	Stack   awscdk.Stack
+	d       *deployment
+	plan    *regionPlan
+	keys    *keys
+	staging *staging
+	net     *network
+	alarms  *alarms
+	param   awsssm.StringParameter
+	table   awsdynamodb.Table
+	// workers are the services, for the dashboard.
+	workers []*worker
+	// Built on first use, shared by the services of the stack.
+	sourceQueues map[string]*workQueue
+	logGroups    map[string]awslogs.LogGroup
+	images       map[string]awsecs.ContainerImage
+}
+
+// newRegionStack builds the stack <stackName>-<region>.
+func newRegionStack(app awscdk.App, d *deployment, rp *regionPlan) awscdk.Stack {
+	name := d.StackName(rp.Region.Name)
+	env := &awscdk.Environment{Region: jsii.String(rp.Region.Name)}
+	if d.Options.Account != "" {
+		env.Account = jsii.String(d.Options.Account)
+	}
+	stack := awscdk.NewStack(app, jsii.String(name), &awscdk.StackProps{
+		StackName:   jsii.String(name),
+		Env:         env,
+		Description: jsii.String(fmt.Sprintf("xrc %s in %s: %s", d.Config.Settings.StackName, rp.Region.Name, roleSummary(rp))),
+	})
+	s := &regionStack{Stack: stack, d: d, plan: rp}
+	s.keys = newKeys(s)
+	s.param = s.newConfigParameter()
+	s.alarms = newAlarms(s)
+	s.staging = newStaging(s)
+	s.net = newNetwork(s)
+	cluster := awsecs.NewCluster(s.Stack, jsii.String("Cluster"), &awsecs.ClusterProps{
+		Vpc:                            s.net.Vpc,
+		EnableFargateCapacityProviders: jsii.Bool(true),
+		ContainerInsightsV2:            awsecs.ContainerInsights_ENABLED,
+	})
+	if rp.IsSource() {
+		s.table = s.newStatsTable()
+		for _, w := range rp.Watched {
+			s.watch(w)
+		}
+		for _, rule := range rp.SourceRules {
+			s.workers = append(s.workers, s.newSourceWorker(cluster, rule))
+		}
+	}
+	if rp.IsTarget() {
+		s.workers = append(s.workers, s.newTargetWorker(cluster))
+	}
+	newDashboard(s)
+	s.suppressCDKInternals()
+	awscdk.NewCfnOutput(s.Stack, jsii.String("StagingBucket"), &awscdk.CfnOutputProps{Value: s.staging.Bucket.BucketName()})
+	awscdk.NewCfnOutput(s.Stack, jsii.String("AlarmTopic"), &awscdk.CfnOutputProps{Value: s.alarms.Topic.TopicArn()})
+	awscdk.NewCfnOutput(s.Stack, jsii.String("ConfigParameter"), &awscdk.CfnOutputProps{Value: s.param.ParameterName()})
+	return stack
+}
+
+func roleSummary(rp *regionPlan) string {
+	switch {
+	case rp.IsSource() && rp.IsTarget():
+		return fmt.Sprintf("%d source rules, target of %d", len(rp.SourceRules), len(rp.TargetRules))
+	case rp.IsSource():
+		return fmt.Sprintf("source of %d rules", len(rp.SourceRules))
+	default:
+		return fmt.Sprintf("target of %d rules", len(rp.TargetRules))
+	}
+}
+
+// ConfigParameterName is where the workers of every region read the config.
+func (s *regionStack) ConfigParameterName() string {
+	return fmt.Sprintf(configParameterPattern, s.d.Config.Settings.StackName)
+}
+
+// newConfigParameter stores the config document for the workers
+// (XRC_CONFIG=ssm:///<stack>/config). It is plain String: the document holds
+// names, not secrets.
+func (s *regionStack) newConfigParameter() awsssm.StringParameter {
+	tier := awsssm.ParameterTier_STANDARD
+	if len(s.d.Document) > maxStandardParamBytes {
+		tier = awsssm.ParameterTier_ADVANCED
+	}
+	return awsssm.NewStringParameter(s.Stack, jsii.String("Config"), &awsssm.StringParameterProps{
+		ParameterName: jsii.String(s.ConfigParameterName()),
+		StringValue:   jsii.String(s.d.Document),
+		Tier:          tier,
+		Description:   jsii.String("xrc config document (from " + shortPath(s.d.ConfigPath) + "); deployed by the CDK app, edit the file and redeploy"),
+	})
+}
+
+// newStatsTable is the compression statistics table the source workers
+// share (string keys pk, sk).
+func (s *regionStack) newStatsTable() awsdynamodb.Table {
+	return awsdynamodb.NewTable(s.Stack, jsii.String("Stats"), &awsdynamodb.TableProps{
+		TableName:    jsii.String(s.d.Config.StatsTableName()),
+		PartitionKey: &awsdynamodb.Attribute{Name: jsii.String("pk"), Type: awsdynamodb.AttributeType_STRING},
+		SortKey:      &awsdynamodb.Attribute{Name: jsii.String("sk"), Type: awsdynamodb.AttributeType_STRING},
+		BillingMode:  awsdynamodb.BillingMode_PAY_PER_REQUEST,
+		PointInTimeRecoverySpecification: &awsdynamodb.PointInTimeRecoverySpecification{
+			PointInTimeRecoveryEnabled: jsii.Bool(true),
+		},
+		// Statistics are relearned; keeping the table would block a
+		// redeploy under the same fixed name.
+		RemovalPolicy: awscdk.RemovalPolicy_DESTROY,
+	})
+}

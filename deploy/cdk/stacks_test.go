@@ -1,0 +1,1036 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/assertions"
+	"github.com/aws/jsii-runtime-go"
+)
+
+// Synthesizing starts Node and loads aws-cdk-lib (seconds), so each app is
+// synthesized once per test binary and shared; the tests only read it.
+
+var (
+	tempDirs []string
+
+	exampleOnce sync.Once
+	example     *synthesized
+	exampleErr  error
+
+	variantOnce sync.Once
+	variant     *synthesized
+	variantErr  error
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION") == "" {
+		if out, err := exec.Command("node", "-p", "process.versions.node.split('.')[0]").Output(); err == nil {
+			os.Setenv("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", strings.TrimSpace(string(out)))
+		}
+	}
+	code := m.Run()
+	jsii.Close()
+	for _, d := range tempDirs {
+		os.RemoveAll(d)
+	}
+	os.Exit(code)
+}
+
+// synthesized is one app after synth: each region's template as an
+// assertions.Template and as plain JSON.
+type synthesized struct {
+	d      *deployment
+	outdir string
+	tmpl   map[string]assertions.Template
+	json   map[string]map[string]any
+}
+
+func synthApp(ctx map[string]any) (*synthesized, error) {
+	outdir, err := os.MkdirTemp("", "xrc-cdk-test-")
+	if err != nil {
+		return nil, err
+	}
+	tempDirs = append(tempDirs, outdir)
+	app := awscdk.NewApp(&awscdk.AppProps{Outdir: jsii.String(outdir), Context: &ctx})
+	d, err := build(app)
+	if err != nil {
+		return nil, err
+	}
+	app.Synth(nil)
+	s := &synthesized{d: d, outdir: outdir, tmpl: map[string]assertions.Template{}, json: map[string]map[string]any{}}
+	for region, st := range d.Stacks {
+		tm := assertions.Template_FromStack(st, nil)
+		s.tmpl[region] = tm
+		s.json[region] = *tm.ToJSON()
+	}
+	return s, nil
+}
+
+// exampleApp is configs/example.json with default options.
+func exampleApp(t *testing.T) *synthesized {
+	t.Helper()
+	exampleOnce.Do(func() {
+		example, exampleErr = synthApp(map[string]any{"config": "../../configs/example.json"})
+	})
+	if exampleErr != nil {
+		t.Fatal(exampleErr)
+	}
+	return example
+}
+
+// variantApp exercises the options: a region that is source and target, an
+// existing VPC, on-demand capacity, amd64, prebuilt images, alarm emails,
+// replication time control.
+func variantApp(t *testing.T) *synthesized {
+	t.Helper()
+	variantOnce.Do(func() {
+		doc := map[string]any{
+			"version": 1,
+			"settings": map[string]any{
+				"stackName": "xv",
+				"regions": []map[string]any{
+					{"name": "us-east-1", "role": "source", "stagingBucket": "xv-staging-use1"},
+					{"name": "eu-west-1", "role": "both", "stagingBucket": "xv-staging-euw1"},
+					{"name": "eu-central-1", "role": "target", "stagingBucket": "xv-staging-euc1"},
+				},
+			},
+			"rules": []map[string]any{
+				{"id": "a", "sourceRegion": "us-east-1", "sourceBucket": "xv-src-a", "prefix": "in/",
+					"destinations": []map[string]any{{"region": "eu-west-1", "bucket": "xv-dst-a", "kmsKeyId": "alias/dst"}}},
+				{"id": "b", "sourceRegion": "eu-west-1", "sourceBucket": "xv-src-b", "deletes": true,
+					"destinations": []map[string]any{{"region": "eu-west-1", "bucket": "xv-dst-b-local"}, {"region": "eu-central-1", "bucket": "xv-dst-b"}}},
+			},
+		}
+		data, _ := json.Marshal(doc)
+		f, err := os.CreateTemp("", "xrc-cdk-variant-*.json")
+		if err != nil {
+			variantErr = err
+			return
+		}
+		tempDirs = append(tempDirs, f.Name())
+		f.Write(data)
+		f.Close()
+		variant, variantErr = synthApp(map[string]any{
+			"config":                 f.Name(),
+			"alarmEmail":             "ops@example.com",
+			"onDemandBase":           "1",
+			"onDemandWeight":         "1",
+			"arch":                   "amd64",
+			"sourceMaxTasks":         "3",
+			"sourceImage":            "public.ecr.aws/example/xrc-source:1.0.0",
+			"targetImage":            "public.ecr.aws/example/xrc-target:1.0.0",
+			"replicationTimeControl": "true",
+			"existingVpcs":           `{"eu-west-1": {"vpcId": "vpc-0123", "subnetIds": ["subnet-0a", "subnet-0b"], "availabilityZones": ["eu-west-1a", "eu-west-1b"]}}`,
+		})
+	})
+	if variantErr != nil {
+		t.Fatal(variantErr)
+	}
+	return variant
+}
+
+// check runs an assertions call, which panics on a mismatch, as a test
+// error.
+func check(t *testing.T, what string, f func()) {
+	t.Helper()
+	defer func() {
+		if r := recover(); r != nil {
+			t.Errorf("%s: %v", what, r)
+		}
+	}()
+	f()
+}
+
+func obj(m map[string]any) assertions.Matcher { return assertions.Match_ObjectLike(&m) }
+func arrayWith(v ...any) assertions.Matcher   { return assertions.Match_ArrayWith(&v) }
+func arrayEquals(v ...any) assertions.Matcher { return assertions.Match_ArrayEquals(&v) }
+func like(pattern string) assertions.Matcher {
+	return assertions.Match_StringLikeRegexp(jsii.String(pattern))
+}
+func resources(tm map[string]any) map[string]any { return tm["Resources"].(map[string]any) }
+
+// ofType returns the resources of a type by logical id.
+func ofType(tm map[string]any, typ string) map[string]map[string]any {
+	out := map[string]map[string]any{}
+	for id, r := range resources(tm) {
+		r := r.(map[string]any)
+		if r["Type"] == typ {
+			out[id] = r
+		}
+	}
+	return out
+}
+
+func propsOf(r map[string]any) map[string]any {
+	p, _ := r["Properties"].(map[string]any)
+	return p
+}
+
+// TestNag: cdk-nag's AwsSolutions pack reports no unsuppressed finding, and
+// nothing else failed either.
+func TestNag(t *testing.T) {
+	for name, s := range map[string]*synthesized{"example": exampleApp(t), "variant": variantApp(t)} {
+		for region, st := range s.d.Stacks {
+			annotations := assertions.Annotations_FromStack(st)
+			for _, e := range *annotations.FindError(jsii.String("*"), assertions.Match_AnyValue()) {
+				t.Errorf("%s %s: error %s", name, region, message(e))
+			}
+			for _, w := range *annotations.FindWarning(jsii.String("*"), like("AwsSolutions-.*")) {
+				t.Errorf("%s %s: nag warning %s", name, region, message(w))
+			}
+		}
+	}
+}
+
+// message renders a synthesis message (construct path and text) briefly.
+func message(m any) string {
+	var v struct {
+		ID    string `json:"id"`
+		Entry struct {
+			Data any `json:"data"`
+		} `json:"entry"`
+	}
+	data, _ := json.Marshal(m)
+	json.Unmarshal(data, &v)
+	line, _, _ := strings.Cut(fmt.Sprint(v.Entry.Data), "\n")
+	return v.ID + ": " + line
+}
+
+// TestNagReportsEverySuppressionWithReason: each suppressed finding in the
+// report carries a reason.
+func TestNagReportsEverySuppressionWithReason(t *testing.T) {
+	s := exampleApp(t)
+	reports, _ := filepath.Glob(filepath.Join(s.outdir, "AwsSolutions-*-NagReport.csv"))
+	if len(reports) != 3 {
+		t.Fatalf("%d nag reports in %s, want one per stack", len(reports), s.outdir)
+	}
+	suppressed := 0
+	for _, r := range reports {
+		data, _ := os.ReadFile(r)
+		for _, line := range strings.Split(string(data), "\n") {
+			if strings.Contains(line, `"Suppressed"`) {
+				suppressed++
+				if strings.Contains(line, `"Suppressed","N/A"`) {
+					t.Errorf("suppression without a reason: %s", line)
+				}
+			}
+			if strings.Contains(line, `"Non-Compliant"`) {
+				t.Errorf("non-compliant: %s", line)
+			}
+		}
+	}
+	if suppressed == 0 {
+		t.Error("no suppressed finding: is the report format as expected?")
+	}
+}
+
+// TestReplicationRules: the source staging bucket replicates rule prefixes
+// "<id>/" only to the regions holding one of the rule's destinations,
+// KMS-encrypted with the target region's staging key, deletes not
+// replicated, priorities distinct.
+func TestReplicationRules(t *testing.T) {
+	s := exampleApp(t)
+	tm := s.tmpl["us-east-1"]
+	check(t, "replication rule logs -> eu-west-1", func() {
+		tm.HasResourceProperties(jsii.String("AWS::S3::Bucket"), obj(map[string]any{
+			"BucketName": "acme-xrc-staging-us-east-1",
+			"ReplicationConfiguration": obj(map[string]any{
+				"Rules": arrayWith(obj(map[string]any{
+					"Id":                      "logs-to-eu-west-1",
+					"Status":                  "Enabled",
+					"Filter":                  map[string]any{"Prefix": "logs/"},
+					"DeleteMarkerReplication": map[string]any{"Status": "Disabled"},
+					"SourceSelectionCriteria": map[string]any{"SseKmsEncryptedObjects": map[string]any{"Status": "Enabled"}},
+				})),
+			}),
+		}))
+	})
+	type rep struct{ Prefix, Dest, Key string }
+	var got []rep
+	priorities := map[float64]bool{}
+	for _, b := range ofType(s.json["us-east-1"], "AWS::S3::Bucket") {
+		rc, ok := propsOf(b)["ReplicationConfiguration"].(map[string]any)
+		if !ok {
+			continue
+		}
+		for _, r := range rc["Rules"].([]any) {
+			r := r.(map[string]any)
+			prefix := r["Filter"].(map[string]any)["Prefix"].(string)
+			if !strings.HasSuffix(prefix, "/") {
+				t.Errorf("rule %v: prefix %q would over-match", r["Id"], prefix)
+			}
+			p := r["Priority"].(float64)
+			if priorities[p] {
+				t.Errorf("priority %v used twice", p)
+			}
+			priorities[p] = true
+			d := r["Destination"].(map[string]any)
+			got = append(got, rep{prefix, renderIntrinsic(d["Bucket"]),
+				renderIntrinsic(d["EncryptionConfiguration"].(map[string]any)["ReplicaKmsKeyID"])})
+		}
+	}
+	want := []rep{
+		{"logs/", "arn:<AWS::Partition>:s3:::acme-xrc-staging-eu-west-1", "arn:<AWS::Partition>:kms:eu-west-1:<AWS::AccountId>:alias/xrc-staging"},
+		{"logs/", "arn:<AWS::Partition>:s3:::acme-xrc-staging-ap-southeast-2", "arn:<AWS::Partition>:kms:ap-southeast-2:<AWS::AccountId>:alias/xrc-staging"},
+		{"exports/", "arn:<AWS::Partition>:s3:::acme-xrc-staging-eu-west-1", "arn:<AWS::Partition>:kms:eu-west-1:<AWS::AccountId>:alias/xrc-staging"},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("replication rules\n got %v\nwant %v", got, want)
+	}
+	// The aliases the rules name exist in the target stacks.
+	for _, region := range []string{"eu-west-1", "ap-southeast-2"} {
+		check(t, region+" staging key alias", func() {
+			s.tmpl[region].HasResourceProperties(jsii.String("AWS::KMS::Alias"), obj(map[string]any{"AliasName": "alias/xrc-staging"}))
+		})
+		if _, ok := propsOf(firstOf(ofType(s.json[region], "AWS::S3::Bucket"), "acme-xrc-staging-"+region))["ReplicationConfiguration"]; ok {
+			t.Errorf("%s staging bucket replicates: target-only regions must not", region)
+		}
+	}
+}
+
+// firstOf returns the resource whose properties' BucketName (or other
+// name) is name, or nil.
+func firstOf(rs map[string]map[string]any, name string) map[string]any {
+	for _, r := range rs {
+		for _, k := range []string{"BucketName", "QueueName", "TopicName", "Name", "AlarmName"} {
+			if propsOf(r)[k] == name {
+				return r
+			}
+		}
+	}
+	return nil
+}
+
+// TestEncryption: buckets SSE-KMS with a bucket key, versioned, private,
+// TLS only, expiring; queues and the topic on a customer managed key with
+// rotation.
+func TestEncryption(t *testing.T) {
+	s := exampleApp(t)
+	for region, tm := range s.tmpl {
+		check(t, region+" staging bucket", func() {
+			tm.AllResourcesProperties(jsii.String("AWS::S3::Bucket"), obj(map[string]any{
+				"BucketEncryption": map[string]any{"ServerSideEncryptionConfiguration": arrayEquals(obj(map[string]any{
+					"BucketKeyEnabled":              true,
+					"ServerSideEncryptionByDefault": obj(map[string]any{"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": assertions.Match_AnyValue()}),
+				}))},
+				"VersioningConfiguration": map[string]any{"Status": "Enabled"},
+				"PublicAccessBlockConfiguration": map[string]any{
+					"BlockPublicAcls": true, "BlockPublicPolicy": true, "IgnorePublicAcls": true, "RestrictPublicBuckets": true,
+				},
+				"LifecycleConfiguration": map[string]any{"Rules": arrayEquals(obj(map[string]any{
+					"ExpirationInDays":               7,
+					"NoncurrentVersionExpiration":    map[string]any{"NoncurrentDays": 7},
+					"AbortIncompleteMultipartUpload": map[string]any{"DaysAfterInitiation": 1},
+					"Status":                         "Enabled",
+				}))},
+			}))
+		})
+		check(t, region+" TLS-only bucket policy", func() {
+			tm.HasResourceProperties(jsii.String("AWS::S3::BucketPolicy"), obj(map[string]any{
+				"PolicyDocument": obj(map[string]any{"Statement": arrayWith(obj(map[string]any{
+					"Effect":    "Deny",
+					"Condition": map[string]any{"Bool": map[string]any{"aws:SecureTransport": "false"}},
+				}))}),
+			}))
+		})
+		check(t, region+" queues on KMS", func() {
+			tm.AllResourcesProperties(jsii.String("AWS::SQS::Queue"), obj(map[string]any{"KmsMasterKeyId": assertions.Match_AnyValue()}))
+		})
+		check(t, region+" topic on KMS", func() {
+			tm.AllResourcesProperties(jsii.String("AWS::SNS::Topic"), obj(map[string]any{"KmsMasterKeyId": assertions.Match_AnyValue()}))
+		})
+		check(t, region+" key rotation", func() {
+			tm.AllResourcesProperties(jsii.String("AWS::KMS::Key"), obj(map[string]any{"EnableKeyRotation": true}))
+		})
+	}
+}
+
+// TestDeadLetterQueues: every work queue redrives to its "-dlq" after
+// settings.worker.maxReceiveCount receives and has the config's visibility
+// timeout.
+func TestDeadLetterQueues(t *testing.T) {
+	s := exampleApp(t)
+	want := map[string][]string{
+		"us-east-1":      {"xrc-src-exports", "xrc-src-logs"},
+		"eu-west-1":      {"xrc-tgt"},
+		"ap-southeast-2": {"xrc-tgt"},
+	}
+	for region, names := range want {
+		queues := ofType(s.json[region], "AWS::SQS::Queue")
+		var got []string
+		for _, q := range queues {
+			name := propsOf(q)["QueueName"].(string)
+			if strings.HasSuffix(name, "-dlq") {
+				continue
+			}
+			got = append(got, name)
+		}
+		sort.Strings(got)
+		if !slices.Equal(got, names) {
+			t.Errorf("%s queues = %v, want %v", region, got, names)
+		}
+		for _, name := range names {
+			check(t, region+" "+name+" redrive", func() {
+				s.tmpl[region].HasResourceProperties(jsii.String("AWS::SQS::Queue"), obj(map[string]any{
+					"QueueName":         name,
+					"VisibilityTimeout": 300,
+					"RedrivePolicy": map[string]any{
+						"maxReceiveCount":     5,
+						"deadLetterTargetArn": map[string]any{"Fn::GetAtt": arrayEquals(like("^"+dlqLogicalPrefix(name)), "Arn")},
+					},
+				}))
+			})
+			if firstOf(queues, name+"-dlq") == nil {
+				t.Errorf("%s: no queue %s-dlq", region, name)
+			}
+		}
+	}
+}
+
+// dlqLogicalPrefix is the start of the DLQ's logical id for a queue name.
+func dlqLogicalPrefix(queue string) string {
+	if rule, ok := strings.CutPrefix(queue, "xrc-src-"); ok {
+		return "Source" + rule + "Dlq"
+	}
+	return "TargetDlq"
+}
+
+// statement is one IAM statement with its role and rendered resources.
+type statement struct {
+	Role, Sid, Effect string
+	Actions           []string
+	Resources         []string
+	Condition         map[string]any
+}
+
+// statements collects the identity policies of a template by role logical
+// id (inline policies attached through AWS::IAM::Policy).
+func statements(tm map[string]any) []statement {
+	var out []statement
+	for _, p := range ofType(tm, "AWS::IAM::Policy") {
+		pp := propsOf(p)
+		var roles []string
+		for _, r := range pp["Roles"].([]any) {
+			roles = append(roles, renderIntrinsic(r))
+		}
+		for _, st := range pp["PolicyDocument"].(map[string]any)["Statement"].([]any) {
+			st := st.(map[string]any)
+			s := statement{Role: strings.Join(roles, ","), Effect: fmt.Sprint(st["Effect"])}
+			s.Sid, _ = st["Sid"].(string)
+			s.Actions = strs(st["Action"])
+			for _, r := range list(st["Resource"]) {
+				s.Resources = append(s.Resources, renderIntrinsic(r))
+			}
+			s.Condition, _ = st["Condition"].(map[string]any)
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func list(v any) []any {
+	if l, ok := v.([]any); ok {
+		return l
+	}
+	return []any{v}
+}
+
+func strs(v any) []string {
+	var out []string
+	for _, x := range list(v) {
+		out = append(out, fmt.Sprint(x))
+	}
+	return out
+}
+
+// TestIAMLeastPrivilege: no action wildcards; no resource "*" without
+// conditions (and then only KMS through a service, or ECR's token); every
+// S3 resource names a configured bucket; roles get exactly their prefixes.
+func TestIAMLeastPrivilege(t *testing.T) {
+	s := exampleApp(t)
+	known := []string{"<Staging"}
+	for _, r := range s.d.Config.Settings.Regions {
+		known = append(known, "arn:<AWS::Partition>:s3:::"+r.StagingBucket)
+	}
+	for _, r := range s.d.Config.Rules {
+		known = append(known, "arn:<AWS::Partition>:s3:::"+r.SourceBucket)
+		for _, d := range r.Destinations {
+			known = append(known, "arn:<AWS::Partition>:s3:::"+d.Bucket)
+		}
+	}
+	for region, tm := range s.json {
+		for _, st := range statements(tm) {
+			where := fmt.Sprintf("%s %s %s", region, st.Role, st.Sid)
+			for _, a := range st.Actions {
+				if a == "*" || strings.HasSuffix(a, ":*") {
+					t.Errorf("%s: action %s", where, a)
+				}
+			}
+			for _, r := range st.Resources {
+				if r == "*" {
+					if len(st.Condition) == 0 && !slices.Equal(st.Actions, []string{"ecr:GetAuthorizationToken"}) {
+						t.Errorf("%s: %v on * without conditions", where, st.Actions)
+					}
+					for _, a := range st.Actions {
+						if !strings.HasPrefix(a, "kms:") && a != "ecr:GetAuthorizationToken" && !strings.HasPrefix(a, "s3:PutBucketNotification") {
+							t.Errorf("%s: %s on *", where, a)
+						}
+					}
+					continue
+				}
+				if strings.Contains(r, ":s3:::") || strings.HasPrefix(r, "<Staging") {
+					if !slices.ContainsFunc(known, func(k string) bool { return r == k || strings.HasPrefix(r, k+"/") || strings.HasPrefix(r, "<Staging") }) {
+						t.Errorf("%s: S3 resource %s is not a configured bucket", where, r)
+					}
+					if strings.HasSuffix(r, ":::*") || r == "arn:<AWS::Partition>:s3:::*/*" {
+						t.Errorf("%s: S3 resource %s covers every bucket", where, r)
+					}
+				}
+			}
+		}
+	}
+
+	// Exactly the prefixes each role needs.
+	grants := func(region, rolePrefix, sid string) []string {
+		for _, st := range statements(s.json[region]) {
+			if strings.HasPrefix(st.Role, "<"+rolePrefix) && st.Sid == sid {
+				return st.Resources
+			}
+		}
+		return nil
+	}
+	for _, tc := range []struct {
+		region, role, sid string
+		want              []string
+	}{
+		{"us-east-1", "SourcelogsTaskRole", "ReadWatchedObjects", []string{"arn:<AWS::Partition>:s3:::acme-app-logs/prod/*"}},
+		{"us-east-1", "SourceexportsTaskRole", "ReadWatchedObjects", []string{"arn:<AWS::Partition>:s3:::acme-exports/daily/*"}},
+		{"us-east-1", "SourcelogsTaskRole", "ListWatchedBucket", []string{"arn:<AWS::Partition>:s3:::acme-app-logs"}},
+		{"eu-west-1", "TargetTaskRole", "WriteDestination0", []string{"arn:<AWS::Partition>:s3:::acme-app-logs-eu/prod/*"}},
+		{"eu-west-1", "TargetTaskRole", "WriteDestination1", []string{"arn:<AWS::Partition>:s3:::acme-exports-eu/daily/*"}},
+		{"eu-west-1", "TargetTaskRole", "PropagateDeletes1", []string{"arn:<AWS::Partition>:s3:::acme-exports-eu/daily/*"}},
+		{"eu-west-1", "TargetTaskRole", "PropagateDeletes0", nil}, // logs does not propagate deletes
+		{"eu-west-1", "TargetTaskRole", "DestinationKey0K0", []string{"arn:aws:kms:eu-west-1:111122223333:key/*"}},
+		{"ap-southeast-2", "TargetTaskRole", "WriteDestination0", []string{"arn:<AWS::Partition>:s3:::acme-app-logs-apac/from-us/*"}},
+		{"us-east-1", "ReplicationRole", "ReplicateTo0", []string{
+			"arn:<AWS::Partition>:s3:::acme-xrc-staging-eu-west-1/logs/*", "arn:<AWS::Partition>:s3:::acme-xrc-staging-eu-west-1/exports/*"}},
+		{"us-east-1", "ReplicationRole", "ReplicateTo1", []string{"arn:<AWS::Partition>:s3:::acme-xrc-staging-ap-southeast-2/logs/*"}},
+	} {
+		if got := grants(tc.region, tc.role, tc.sid); !slices.Equal(got, tc.want) {
+			t.Errorf("%s %s %s: resources %v, want %v", tc.region, tc.role, tc.sid, got, tc.want)
+		}
+	}
+	for _, tc := range []struct{ region, role, sid, want string }{
+		{"us-east-1", "SourcelogsTaskRole", "WriteArchives", "/logs/*"},
+		{"eu-west-1", "TargetTaskRole", "ReadAndDeleteArchives", "/exports/*"},
+		{"ap-southeast-2", "TargetTaskRole", "ReadAndDeleteArchives", "/logs/*"},
+	} {
+		got := grants(tc.region, tc.role, tc.sid)
+		if !slices.ContainsFunc(got, func(r string) bool { return strings.HasPrefix(r, "<Staging") && strings.HasSuffix(r, tc.want) }) {
+			t.Errorf("%s %s %s: resources %v, want the staging bucket's %s", tc.region, tc.role, tc.sid, got, tc.want)
+		}
+	}
+	if got := grants("ap-southeast-2", "TargetTaskRole", "ReadAndDeleteArchives"); len(got) != 1 {
+		t.Errorf("ap-southeast-2 reads archives of %v: exports has no destination there", got)
+	}
+	// The alias-named key statement is narrowed by the alias.
+	check(t, "alias condition", func() {
+		s.tmpl["eu-west-1"].HasResourceProperties(jsii.String("AWS::IAM::Policy"), obj(map[string]any{
+			"PolicyDocument": obj(map[string]any{"Statement": arrayWith(obj(map[string]any{
+				"Sid":       "DestinationKey0K0",
+				"Condition": map[string]any{"ForAnyValue:StringEquals": map[string]any{"kms:ResourceAliases": "alias/acme-logs"}},
+			}))}),
+		}))
+	})
+}
+
+// TestTaskHardening: ARM64 Fargate tasks, read-only root, non-root, no
+// capabilities, 120 s stop timeout, non-blocking logs, a health check on
+// the worker's endpoint, GOMEMLIMIT from the task's memory, config from
+// SSM.
+func TestTaskHardening(t *testing.T) {
+	s := exampleApp(t)
+	for region, tm := range s.tmpl {
+		check(t, region+" task definitions", func() {
+			tm.AllResourcesProperties(jsii.String("AWS::ECS::TaskDefinition"), obj(map[string]any{
+				"RequiresCompatibilities": arrayEquals("FARGATE"),
+				"RuntimePlatform":         map[string]any{"CpuArchitecture": "ARM64", "OperatingSystemFamily": "LINUX"},
+				"Cpu":                     "1024",
+				"Memory":                  "2048",
+				"ContainerDefinitions": arrayEquals(obj(map[string]any{
+					"ReadonlyRootFilesystem": true,
+					"User":                   "65532:65532",
+					"StopTimeout":            120,
+					"LinuxParameters":        obj(map[string]any{"Capabilities": obj(map[string]any{"Drop": arrayEquals("ALL")})}),
+					"HealthCheck": obj(map[string]any{
+						"Command": arrayEquals("CMD", "/usr/local/bin/xrc-healthcheck", "http://127.0.0.1:9090/healthz"),
+					}),
+					"LogConfiguration": obj(map[string]any{"LogDriver": "awslogs", "Options": obj(map[string]any{"mode": "non-blocking"})}),
+					"Environment": arrayWith(
+						map[string]any{"Name": "GOMEMLIMIT", "Value": "1740MiB"},
+						map[string]any{"Name": "XRC_CONFIG", "Value": "ssm:///xrc/config"},
+						map[string]any{"Name": "XRC_REGION", "Value": region},
+					),
+					"MountPoints": arrayEquals(obj(map[string]any{"ContainerPath": "/tmp", "ReadOnly": false})),
+				})),
+			}))
+		})
+	}
+	for _, rule := range []string{"logs", "exports"} {
+		check(t, "source task of "+rule, func() {
+			s.tmpl["us-east-1"].HasResourceProperties(jsii.String("AWS::ECS::TaskDefinition"), obj(map[string]any{
+				"ContainerDefinitions": arrayWith(obj(map[string]any{
+					"Name":        "xrc-source",
+					"Environment": arrayWith(map[string]any{"Name": "XRC_RULES", "Value": rule}),
+				})),
+			}))
+		})
+	}
+}
+
+// TestSpotCapacity: services on Fargate Spot only by default, cluster with
+// Container Insights (the scaling metrics come from it).
+func TestSpotCapacity(t *testing.T) {
+	s := exampleApp(t)
+	for region, tm := range s.tmpl {
+		check(t, region+" services", func() {
+			tm.AllResourcesProperties(jsii.String("AWS::ECS::Service"), obj(map[string]any{
+				"CapacityProviderStrategy": arrayEquals(map[string]any{"CapacityProvider": "FARGATE_SPOT", "Weight": 1}),
+				"NetworkConfiguration":     obj(map[string]any{"AwsvpcConfiguration": obj(map[string]any{"AssignPublicIp": "DISABLED"})}),
+				"DesiredCount":             assertions.Match_Absent(), // scaling owns it
+			}))
+		})
+		check(t, region+" cluster", func() {
+			tm.HasResourceProperties(jsii.String("AWS::ECS::Cluster"), obj(map[string]any{
+				"ClusterSettings": arrayWith(map[string]any{"Name": "containerInsights", "Value": "enabled"}),
+			}))
+		})
+	}
+	check(t, "services per region", func() {
+		s.tmpl["us-east-1"].ResourceCountIs(jsii.String("AWS::ECS::Service"), jsii.Number(2))
+		s.tmpl["eu-west-1"].ResourceCountIs(jsii.String("AWS::ECS::Service"), jsii.Number(1))
+	})
+}
+
+// TestScaling: per service, a scalable target (0..max) and three step
+// policies: out on backlog per task (with the scale-from-zero branch), in
+// by one, and to zero when idle.
+func TestScaling(t *testing.T) {
+	s := exampleApp(t)
+	tm := s.tmpl["us-east-1"]
+	check(t, "scalable targets", func() {
+		tm.ResourceCountIs(jsii.String("AWS::ApplicationAutoScaling::ScalableTarget"), jsii.Number(2))
+		tm.AllResourcesProperties(jsii.String("AWS::ApplicationAutoScaling::ScalableTarget"), obj(map[string]any{
+			"MinCapacity": 0, "MaxCapacity": 10, "ScalableDimension": "ecs:service:DesiredCount", "ServiceNamespace": "ecs",
+			"RoleARN": obj(map[string]any{"Fn::Join": arrayWith(arrayWith(like("AWSServiceRoleForApplicationAutoScaling_ECSService")))}),
+		}))
+		tm.ResourceCountIs(jsii.String("AWS::ApplicationAutoScaling::ScalingPolicy"), jsii.Number(6))
+	})
+	check(t, "scale out in steps", func() {
+		tm.HasResourceProperties(jsii.String("AWS::ApplicationAutoScaling::ScalingPolicy"), obj(map[string]any{
+			"PolicyType": "StepScaling",
+			"StepScalingPolicyConfiguration": obj(map[string]any{
+				"AdjustmentType": "ChangeInCapacity",
+				"StepAdjustments": arrayEquals(
+					map[string]any{"MetricIntervalLowerBound": 0, "MetricIntervalUpperBound": 500, "ScalingAdjustment": 1},
+					map[string]any{"MetricIntervalLowerBound": 500, "MetricIntervalUpperBound": 1500, "ScalingAdjustment": 2},
+					map[string]any{"MetricIntervalLowerBound": 1500, "MetricIntervalUpperBound": 3500, "ScalingAdjustment": 4},
+					map[string]any{"MetricIntervalLowerBound": 3500, "ScalingAdjustment": 8},
+				),
+			}),
+		}))
+	})
+	check(t, "scale to zero", func() {
+		tm.HasResourceProperties(jsii.String("AWS::ApplicationAutoScaling::ScalingPolicy"), obj(map[string]any{
+			"StepScalingPolicyConfiguration": obj(map[string]any{
+				"AdjustmentType":  "ExactCapacity",
+				"StepAdjustments": arrayEquals(map[string]any{"MetricIntervalLowerBound": 0, "ScalingAdjustment": 0}),
+			}),
+		}))
+	})
+	check(t, "scale in by one", func() {
+		tm.HasResourceProperties(jsii.String("AWS::ApplicationAutoScaling::ScalingPolicy"), obj(map[string]any{
+			"StepScalingPolicyConfiguration": obj(map[string]any{
+				"AdjustmentType":  "ChangeInCapacity",
+				"StepAdjustments": arrayEquals(map[string]any{"MetricIntervalLowerBound": 0, "ScalingAdjustment": -1}),
+			}),
+		}))
+	})
+	check(t, "backlog alarm with scale-from-zero", func() {
+		tm.HasResourceProperties(jsii.String("AWS::CloudWatch::Alarm"), obj(map[string]any{
+			"Threshold":    500,
+			"Metrics":      arrayWith(obj(map[string]any{"Expression": like(`^IF\(FILL\(running, 0\) < 1 AND FILL\(visible, 0\) > 0 AND FILL\(visible, 0\) <= 500, 501, `)})),
+			"AlarmActions": arrayWith(obj(map[string]any{"Ref": like("^SourcelogsScaleOut")})),
+		}))
+	})
+	check(t, "target worker scales to 20", func() {
+		s.tmpl["eu-west-1"].HasResourceProperties(jsii.String("AWS::ApplicationAutoScaling::ScalableTarget"), obj(map[string]any{"MaxCapacity": 20}))
+	})
+}
+
+// TestAlarms: each worker's DLQ, oldest-message, failing-to-start and
+// at-max alarms notify the region's topic.
+func TestAlarms(t *testing.T) {
+	s := exampleApp(t)
+	for _, tc := range []struct {
+		region, name string
+		threshold    float64
+		periods      float64
+	}{
+		{"us-east-1", "xrc-us-east-1-source-logs-dlq-not-empty", 0, 1},
+		{"us-east-1", "xrc-us-east-1-source-exports-oldest-message", 1800, 5},
+		{"us-east-1", "xrc-us-east-1-source-logs-tasks-failing-to-start", 1, 10},
+		{"us-east-1", "xrc-us-east-1-source-exports-at-max-capacity", 10, 15},
+		{"eu-west-1", "xrc-eu-west-1-target-dlq-not-empty", 0, 1},
+		{"eu-west-1", "xrc-eu-west-1-target-at-max-capacity", 20, 15},
+		{"ap-southeast-2", "xrc-ap-southeast-2-target-verify-failures", 0, 1},
+	} {
+		check(t, tc.name, func() {
+			s.tmpl[tc.region].HasResourceProperties(jsii.String("AWS::CloudWatch::Alarm"), obj(map[string]any{
+				"AlarmName":         tc.name,
+				"Threshold":         tc.threshold,
+				"EvaluationPeriods": tc.periods,
+				"AlarmActions":      arrayEquals(obj(map[string]any{"Ref": like("^Alarms")})),
+				"OKActions":         arrayEquals(obj(map[string]any{"Ref": like("^Alarms")})),
+			}))
+		})
+	}
+	check(t, "topic", func() {
+		s.tmpl["us-east-1"].HasResourceProperties(jsii.String("AWS::SNS::Topic"), obj(map[string]any{"TopicName": "xrc-alarms"}))
+	})
+}
+
+// TestDashboard: one per region, with the source and target metrics the
+// workers emit.
+func TestDashboard(t *testing.T) {
+	s := exampleApp(t)
+	body := func(region string) string {
+		for _, d := range ofType(s.json[region], "AWS::CloudWatch::Dashboard") {
+			if renderIntrinsic(propsOf(d)["DashboardName"]) != "xrc-"+region {
+				t.Errorf("dashboard name %v", propsOf(d)["DashboardName"])
+			}
+			return renderIntrinsic(propsOf(d)["DashboardBody"])
+		}
+		t.Fatalf("%s: no dashboard", region)
+		return ""
+	}
+	src := body("us-east-1")
+	for _, want := range []string{
+		"xrc_source_archives_total", "xrc_source_bytes_in_total", "xrc_source_bytes_out_total", "Compression ratio",
+		"Bytes saved", "Net benefit", "ApproximateNumberOfMessagesVisible", "ApproximateAgeOfOldestMessage",
+		"Dead-letter queues", "RunningTaskCount", "xrc_source_errors_total",
+	} {
+		if !strings.Contains(src, want) {
+			t.Errorf("us-east-1 dashboard lacks %s", want)
+		}
+	}
+	tgt := body("eu-west-1")
+	for _, want := range []string{"xrc_target_archives_total", "xrc_target_objects_total", "xrc_target_bytes_total", "xrc_target_verify_failures_total", "xrc_target_errors_total"} {
+		if !strings.Contains(tgt, want) {
+			t.Errorf("eu-west-1 dashboard lacks %s", want)
+		}
+	}
+}
+
+// TestNotifications: watched buckets notify their rule's queue with the
+// rule's prefix and suffix (removals only when deletes propagate); target
+// staging buckets notify the target queue for the archives of the rules
+// with a destination there.
+func TestNotifications(t *testing.T) {
+	s := exampleApp(t)
+	type conf struct{ Bucket, Events, Prefix, Suffix, Queue string }
+	collect := func(region string) []conf {
+		var out []conf
+		for _, n := range ofType(s.json[region], "Custom::S3BucketNotifications") {
+			p := propsOf(n)
+			bucket := renderIntrinsic(p["BucketName"])
+			nc := p["NotificationConfiguration"].(map[string]any)
+			for _, qc := range list(nc["QueueConfigurations"]) {
+				qc := qc.(map[string]any)
+				c := conf{Bucket: bucket, Events: strings.Join(strs(qc["Events"]), ","), Queue: renderIntrinsic(qc["QueueArn"])}
+				if f, ok := qc["Filter"].(map[string]any); ok {
+					for _, r := range f["Key"].(map[string]any)["FilterRules"].([]any) {
+						r := r.(map[string]any)
+						switch r["Name"] {
+						case "prefix":
+							c.Prefix = r["Value"].(string)
+						case "suffix":
+							c.Suffix = r["Value"].(string)
+						}
+					}
+				}
+				out = append(out, c)
+			}
+		}
+		sort.Slice(out, func(i, j int) bool { return fmt.Sprint(out[i]) < fmt.Sprint(out[j]) })
+		return out
+	}
+	got := collect("us-east-1")
+	want := []conf{
+		{"acme-app-logs", "s3:ObjectCreated:*", "prod/", ".json.log", "<Sourcelogs"},
+		{"acme-exports", "s3:ObjectCreated:*", "daily/", "", "<Sourceexports"},
+		{"acme-exports", "s3:ObjectRemoved:*", "daily/", "", "<Sourceexports"},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("us-east-1 notifications = %+v", got)
+	}
+	for i := range want {
+		g := got[i]
+		if g.Bucket != want[i].Bucket || g.Events != want[i].Events || g.Prefix != want[i].Prefix || g.Suffix != want[i].Suffix ||
+			!strings.HasPrefix(g.Queue, want[i].Queue) {
+			t.Errorf("notification %d = %+v, want %+v", i, g, want[i])
+		}
+	}
+	for region, prefixes := range map[string][]string{"eu-west-1": {"exports/", "logs/"}, "ap-southeast-2": {"logs/"}} {
+		var gotPrefixes []string
+		for _, c := range collect(region) {
+			if !strings.HasPrefix(c.Bucket, "<Staging") || c.Events != "s3:ObjectCreated:*" || c.Suffix != ".tar.zst" || !strings.HasPrefix(c.Queue, "<Target") {
+				t.Errorf("%s: notification %+v", region, c)
+			}
+			gotPrefixes = append(gotPrefixes, c.Prefix)
+		}
+		if !slices.Equal(gotPrefixes, prefixes) {
+			t.Errorf("%s: target notifications for %v, want %v", region, gotPrefixes, prefixes)
+		}
+	}
+}
+
+// TestStackOrder: the source region deploys after the target regions whose
+// staging buckets its replication rules name.
+func TestStackOrder(t *testing.T) {
+	s := exampleApp(t)
+	var deps []string
+	for _, st := range *s.d.Stacks["us-east-1"].Dependencies() {
+		deps = append(deps, *st.StackName())
+	}
+	sort.Strings(deps)
+	if !slices.Equal(deps, []string{"xrc-ap-southeast-2", "xrc-eu-west-1"}) {
+		t.Errorf("xrc-us-east-1 depends on %v", deps)
+	}
+	for _, region := range []string{"eu-west-1", "ap-southeast-2"} {
+		if n := len(*s.d.Stacks[region].Dependencies()); n != 0 {
+			t.Errorf("%s has %d dependencies", region, n)
+		}
+	}
+}
+
+// TestConfigParameter: every region gets the document, compacted, at the
+// name the workers read (XRC_CONFIG).
+func TestConfigParameter(t *testing.T) {
+	s := exampleApp(t)
+	raw, err := os.ReadFile("../../configs/example.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var compact bytes.Buffer
+	json.Compact(&compact, raw)
+	for region, tm := range s.tmpl {
+		check(t, region+" parameter", func() {
+			tm.HasResourceProperties(jsii.String("AWS::SSM::Parameter"), obj(map[string]any{
+				"Name": "/xrc/config", "Type": "String", "Value": compact.String(),
+			}))
+		})
+	}
+}
+
+// TestStatsTable: on-demand with point-in-time recovery, source regions
+// only.
+func TestStatsTable(t *testing.T) {
+	s := exampleApp(t)
+	check(t, "stats table", func() {
+		s.tmpl["us-east-1"].HasResourceProperties(jsii.String("AWS::DynamoDB::Table"), obj(map[string]any{
+			"TableName":                        "xrc-stats",
+			"BillingMode":                      "PAY_PER_REQUEST",
+			"PointInTimeRecoverySpecification": map[string]any{"PointInTimeRecoveryEnabled": true},
+		}))
+		s.tmpl["eu-west-1"].ResourceCountIs(jsii.String("AWS::DynamoDB::Table"), jsii.Number(0))
+	})
+}
+
+// TestNetwork: an isolated VPC (no NAT, no internet gateway) with gateway
+// endpoints for S3 (and DynamoDB where the table is) and interface
+// endpoints for the other APIs the tasks call.
+func TestNetwork(t *testing.T) {
+	s := exampleApp(t)
+	for region, tm := range s.json {
+		var services []string
+		for _, ep := range ofType(tm, "AWS::EC2::VPCEndpoint") {
+			name := renderIntrinsic(propsOf(ep)["ServiceName"])
+			services = append(services, name[strings.LastIndex(name, ".")+1:])
+		}
+		sort.Strings(services)
+		want := []string{"api", "dkr", "logs", "s3", "sqs", "ssm"}
+		if region == "us-east-1" {
+			want = []string{"api", "dkr", "dynamodb", "logs", "s3", "sqs", "ssm"}
+		}
+		if !slices.Equal(services, want) {
+			t.Errorf("%s endpoints %v, want %v", region, services, want)
+		}
+		for _, typ := range []string{"AWS::EC2::NatGateway", "AWS::EC2::InternetGateway"} {
+			if n := len(ofType(tm, typ)); n != 0 {
+				t.Errorf("%s: %d %s", region, n, typ)
+			}
+		}
+		// Nothing is reachable from anywhere but the tasks.
+		for id, sg := range ofType(tm, "AWS::EC2::SecurityGroup") {
+			if in := propsOf(sg)["SecurityGroupIngress"]; in != nil {
+				t.Errorf("%s: security group %s admits %v", region, id, in)
+			}
+		}
+		ingress := ofType(tm, "AWS::EC2::SecurityGroupIngress")
+		if len(ingress) != 5 {
+			t.Errorf("%s: %d ingress rules, want one per interface endpoint", region, len(ingress))
+		}
+		for id, in := range ingress {
+			p := propsOf(in)
+			if !strings.HasPrefix(renderIntrinsic(p["SourceSecurityGroupId"]), "<Tasks") || p["FromPort"] != float64(443) || p["ToPort"] != float64(443) {
+				t.Errorf("%s: ingress %s = %v, want HTTPS from the tasks only", region, id, p)
+			}
+		}
+	}
+}
+
+// TestImageAssets: the workers' images are Docker assets built from the
+// repository's Dockerfiles for linux/arm64 at deploy time; synth only
+// stages a build context holding what the Dockerfiles copy and nothing
+// else of the repository.
+func TestImageAssets(t *testing.T) {
+	s := exampleApp(t)
+	for region, kind := range map[string]string{"us-east-1": sourceKind, "eu-west-1": targetKind} {
+		data, err := os.ReadFile(filepath.Join(s.outdir, "xrc-"+region+".assets.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m struct {
+			DockerImages map[string]struct {
+				Source struct {
+					Directory       string            `json:"directory"`
+					DockerFile      string            `json:"dockerFile"`
+					Platform        string            `json:"platform"`
+					DockerBuildArgs map[string]string `json:"dockerBuildArgs"`
+				} `json:"source"`
+			} `json:"dockerImages"`
+		}
+		if err := json.Unmarshal(data, &m); err != nil {
+			t.Fatal(err)
+		}
+		if len(m.DockerImages) != 1 {
+			t.Fatalf("%s: %d image assets, want 1", region, len(m.DockerImages))
+		}
+		for _, img := range m.DockerImages {
+			src := img.Source
+			if src.DockerFile != dockerfile(kind) || src.Platform != "linux/arm64" || src.DockerBuildArgs["VERSION"] != "dev" {
+				t.Errorf("%s image asset = %+v", region, src)
+			}
+			ctx := filepath.Join(s.outdir, src.Directory)
+			for _, p := range dockerfileCopies(t, kind) {
+				if _, err := os.Stat(filepath.Join(ctx, p)); err != nil {
+					t.Errorf("%s copies %s, missing from the staged build context: %v", dockerfile(kind), p, err)
+				}
+			}
+			for _, p := range []string{".git", "configs", "deploy/local", "deploy/cdk/main.go", "Makefile", "internal/config/config_test.go"} {
+				if _, err := os.Stat(filepath.Join(ctx, p)); err == nil {
+					t.Errorf("build context holds %s", p)
+				}
+			}
+		}
+	}
+}
+
+// TestVariantOptions: the context options change what they promise.
+func TestVariantOptions(t *testing.T) {
+	s := variantApp(t)
+	eu := s.tmpl["eu-west-1"]
+	check(t, "existing VPC", func() {
+		eu.ResourceCountIs(jsii.String("AWS::EC2::VPC"), jsii.Number(0))
+		eu.ResourceCountIs(jsii.String("AWS::EC2::VPCEndpoint"), jsii.Number(0))
+		eu.AllResourcesProperties(jsii.String("AWS::ECS::Service"), obj(map[string]any{
+			"NetworkConfiguration": obj(map[string]any{"AwsvpcConfiguration": obj(map[string]any{
+				"Subnets": arrayEquals("subnet-0a", "subnet-0b"),
+			})}),
+		}))
+	})
+	for region, tm := range s.tmpl {
+		check(t, region+" on-demand base and amd64 and prebuilt images", func() {
+			tm.AllResourcesProperties(jsii.String("AWS::ECS::Service"), obj(map[string]any{
+				"CapacityProviderStrategy": arrayEquals(
+					map[string]any{"CapacityProvider": "FARGATE_SPOT", "Weight": 1},
+					map[string]any{"CapacityProvider": "FARGATE", "Base": 1, "Weight": 1},
+				),
+			}))
+			tm.AllResourcesProperties(jsii.String("AWS::ECS::TaskDefinition"), obj(map[string]any{
+				"RuntimePlatform": map[string]any{"CpuArchitecture": "X86_64", "OperatingSystemFamily": "LINUX"},
+				"ContainerDefinitions": arrayEquals(obj(map[string]any{
+					"Image": like(`^public\.ecr\.aws/example/xrc-(source|target):1\.0\.0$`),
+				})),
+			}))
+			tm.HasResourceProperties(jsii.String("AWS::SNS::Subscription"), obj(map[string]any{"Protocol": "email", "Endpoint": "ops@example.com"}))
+		})
+	}
+	// eu-west-1 is source and target: its local destination needs no
+	// replication; its target queue hears both rules' archives.
+	var ids []string
+	for _, b := range ofType(s.json["eu-west-1"], "AWS::S3::Bucket") {
+		if rc, ok := propsOf(b)["ReplicationConfiguration"].(map[string]any); ok {
+			for _, r := range rc["Rules"].([]any) {
+				r := r.(map[string]any)
+				ids = append(ids, r["Id"].(string))
+				d := r["Destination"].(map[string]any)
+				if d["ReplicationTime"] == nil || d["Metrics"] == nil {
+					t.Errorf("rule %v without replication time control", r["Id"])
+				}
+			}
+		}
+	}
+	if !slices.Equal(ids, []string{"b-to-eu-central-1"}) {
+		t.Errorf("eu-west-1 replication rules %v, want [b-to-eu-central-1]", ids)
+	}
+	check(t, "source scaling max", func() {
+		eu.HasResourceProperties(jsii.String("AWS::ApplicationAutoScaling::ScalableTarget"), obj(map[string]any{"MaxCapacity": 3}))
+	})
+	if deps := *s.d.Stacks["us-east-1"].Dependencies(); len(deps) != 1 || *deps[0].StackName() != "xv-eu-west-1" {
+		t.Errorf("xv-us-east-1 dependencies: %d", len(deps))
+	}
+	for region := range s.tmpl {
+		data, _ := os.ReadFile(filepath.Join(s.outdir, "xv-"+region+".assets.json"))
+		if strings.Contains(string(data), "dockerImages\": {\n    \"") {
+			t.Errorf("%s: builds an image asset although prebuilt images were given", region)
+		}
+	}
+}
+
+// TestBuildRejects: configs or options the app cannot deploy fail the
+// synth with the reason, before anything is built.
+func TestBuildRejects(t *testing.T) {
+	for _, tc := range []struct {
+		ctx  map[string]any
+		want string
+	}{
+		{map[string]any{"config": "testdata-missing.json"}, "no such file"},
+		{map[string]any{"config": "ssm:///xrc/config"}, "reads a file"},
+		{map[string]any{"config": "../../configs/example.json", "alarmEmails": "x@example.com"}, "unknown context keys alarmEmails"},
+		{map[string]any{"config": "../../configs/example.json", "existingVpcs": `{"us-west-2": {"vpcId": "vpc-1", "subnetIds": ["subnet-1"], "availabilityZones": ["us-west-2a"]}}`}, "us-west-2 is not in the config"},
+	} {
+		_, err := newTestBuild(tc.ctx)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: %v, want an error containing %q", tc.ctx, err, tc.want)
+		}
+	}
+}
+
+// newTestBuild runs build on a fresh app without synthesizing it.
+func newTestBuild(ctx map[string]any) (*deployment, error) {
+	app := awscdk.NewApp(&awscdk.AppProps{Context: &ctx, Outdir: jsii.String(os.TempDir())})
+	return build(app)
+}
