@@ -13,7 +13,7 @@ BINARIES    := xrc xrc-source xrc-target
 FUZZTIME    ?= 30s
 
 .DEFAULT_GOAL := help
-.PHONY: help build test unit lint demo bench fuzz stack-up stack-down stack-status clean
+.PHONY: help build test unit lint demo bench fuzz synth cdk-test stack-up stack-down stack-status clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  \033[1m%-13s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -23,8 +23,9 @@ build: ## Build the binaries into bin/ (CGO off, static)
 	@for b in $(BINARIES); do CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/$$b ./cmd/$$b; done
 	@echo "built: $(addprefix bin/,$(BINARIES))"
 
-test: lint stack-up ## Lint, then every test against the local stack (brings it up; first run builds it)
+test: lint stack-up ## Lint, then every test: the workers against the local stack (brought up; the first run builds it), then the CDK app
 	eval "$$($(STACK) env)"; $(GO) test -count=1 -timeout 20m ./...
+	$(MAKE) --no-print-directory cdk-test
 
 unit: ## Only the tests that need no local stack (quick)
 	$(GO) test -count=1 ./internal/config/ ./internal/events/ ./internal/manifest/ ./internal/archive/ ./internal/metrics/ ./internal/health/
@@ -33,6 +34,7 @@ lint: $(STATICCHECK) ## gofmt, go vet, staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
+	cd deploy/cdk && $(GO) vet ./... && $(STATICCHECK) ./...
 
 $(STATICCHECK):
 	@echo "installing staticcheck $(STATICCHECK_VERSION) into $(dir $@)"
@@ -49,6 +51,14 @@ fuzz: ## Run each fuzz target for FUZZTIME (default 30s)
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/events/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./internal/manifest/
 	$(GO) test -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME) ./internal/archive/
+
+synth: ## Synthesize the CDK stacks for configs/example.json offline (cdk-nag included; no AWS credentials)
+	deploy/cdk/cdk synth --quiet -c config=configs/example.json -o $(CACHE)/cdk.out/example
+	@echo "templates in $(CACHE)/cdk.out/example"
+
+cdk-test: ## CDK app tests with awscdk/assertions (need Node.js, which jsii runs on)
+	@command -v node >/dev/null || { echo "cdk-test needs Node.js >= 20 (apt-get install nodejs)"; exit 1; }
+	cd deploy/cdk && $(GO) test -count=1 -timeout 20m ./...
 
 stack-up: ## Start the local AWS-protocol stack on 127.0.0.1 (installs what is missing)
 	$(STACK) up

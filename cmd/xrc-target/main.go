@@ -17,6 +17,9 @@ import (
 )
 
 func main() {
+	if probed, code := app.Healthcheck(os.Args[1:], os.Stderr); probed {
+		os.Exit(code)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	os.Exit(app.Exit(run(ctx)))

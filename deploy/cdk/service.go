@@ -122,7 +122,8 @@ func (s *regionStack) addService(cluster awsecs.Cluster, id string, w *worker, e
 		StopTimeout:            awscdk.Duration_Seconds(jsii.Number(stopTimeout)),
 		Environment:            &vars,
 		HealthCheck: &awsecs.HealthCheck{
-			Command:     jsii.Strings("CMD", healthcheckPath, health),
+			// The worker binary is its own probe: the image has no shell.
+			Command:     jsii.Strings("CMD", binaryPath(w.Kind), "healthcheck", health),
 			Interval:    awscdk.Duration_Seconds(jsii.Number(30)),
 			Timeout:     awscdk.Duration_Seconds(jsii.Number(5)),
 			Retries:     jsii.Number(3),
@@ -198,9 +199,8 @@ func (s *regionStack) logGroup(kind string) awslogs.LogGroup {
 	return g
 }
 
-// healthcheckPath is the probe binary in the images (distroless has no
-// shell or curl); see deploy/cdk/healthcheck.
-const healthcheckPath = "/usr/local/bin/xrc-healthcheck"
+// binaryPath is where the images put a worker kind's binary.
+func binaryPath(kind string) string { return "/usr/local/bin/" + kind }
 
 // image returns the container image of a worker kind: the prebuilt image the
 // options name, or the repository's Dockerfile built as an asset (at deploy
@@ -246,21 +246,14 @@ func dockerfile(kind string) string {
 }
 
 // buildContextExcludes keep the images' build context (and the asset hash)
-// to what the Dockerfiles copy: the root module's sources and the
-// health probe. The rest of the repository, .git included, stays out.
+// to what the Dockerfiles copy: the root module's sources. The rest of the
+// repository, .git included, stays out.
 var buildContextExcludes = []string{
 	"*",
 	"!go.mod",
 	"!go.sum",
 	"!cmd",
 	"!internal",
-	"!deploy",
-	"deploy/*",
-	"!deploy/cdk",
-	"deploy/cdk/*",
-	"!deploy/cdk/go.mod",
-	"!deploy/cdk/go.sum",
-	"!deploy/cdk/healthcheck",
 	"!Dockerfile.source",
 	"!Dockerfile.target",
 	"**/*_test.go",

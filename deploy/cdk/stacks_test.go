@@ -562,6 +562,10 @@ func TestIAMLeastPrivilege(t *testing.T) {
 func TestTaskHardening(t *testing.T) {
 	s := exampleApp(t)
 	for region, tm := range s.tmpl {
+		kind := targetKind // the example has one source region
+		if region == "us-east-1" {
+			kind = sourceKind
+		}
 		check(t, region+" task definitions", func() {
 			tm.AllResourcesProperties(jsii.String("AWS::ECS::TaskDefinition"), obj(map[string]any{
 				"RequiresCompatibilities": arrayEquals("FARGATE"),
@@ -574,7 +578,7 @@ func TestTaskHardening(t *testing.T) {
 					"StopTimeout":            120,
 					"LinuxParameters":        obj(map[string]any{"Capabilities": obj(map[string]any{"Drop": arrayEquals("ALL")})}),
 					"HealthCheck": obj(map[string]any{
-						"Command": arrayEquals("CMD", "/usr/local/bin/xrc-healthcheck", "http://127.0.0.1:9090/healthz"),
+						"Command": arrayEquals("CMD", "/usr/local/bin/"+kind, "healthcheck", "http://127.0.0.1:9090/healthz"),
 					}),
 					"LogConfiguration": obj(map[string]any{"LogDriver": "awslogs", "Options": obj(map[string]any{"mode": "non-blocking"})}),
 					"Environment": arrayWith(

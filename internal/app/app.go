@@ -150,3 +150,21 @@ func Exit(err error) int {
 		return 1
 	}
 }
+
+// Healthcheck runs the container health probe when args ask for it
+// ("healthcheck [URL]") and reports whether it did and the exit code.
+func Healthcheck(args []string, stderr io.Writer) (bool, int) {
+	if len(args) == 0 || args[0] != "healthcheck" {
+		return false, 0
+	}
+	url := health.DefaultURL
+	if len(args) > 1 {
+		url = args[1]
+	}
+	// Below the task definition's 5 s health-check timeout.
+	if err := health.Probe(context.Background(), url, 4*time.Second); err != nil {
+		fmt.Fprintln(stderr, "unhealthy:", err)
+		return true, 1
+	}
+	return true, 0
+}

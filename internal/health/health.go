@@ -4,7 +4,10 @@
 package health
 
 import (
+	"bytes"
+	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"sync/atomic"
 	"time"
@@ -44,4 +47,29 @@ func (c *Check) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	fmt.Fprintln(w, "ok")
+}
+
+// DefaultURL is where a worker serves /healthz by default.
+const DefaultURL = "http://127.0.0.1:9090/healthz"
+
+// Probe GETs url and reports anything but a 200 within timeout as an error.
+// The worker images have no shell or curl, so ECS's container health check
+// runs the worker binary itself as the probe ("xrc-source healthcheck URL").
+func Probe(ctx context.Context, url string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s %s", url, resp.Status, bytes.TrimSpace(body))
+	}
+	return nil
 }
