@@ -24,7 +24,11 @@ func (w *Worker) batchLoop(ctx context.Context, items <-chan item, out chan<- *b
 	defer close(out)
 	open := map[*config.Rule]*batch{}
 	flush := func(b *batch) {
-		delete(open, b.rule)
+		// An oversized object travels in a batch of its own that was never
+		// open: the rule's open batch must stay open, not be forgotten.
+		if open[b.rule] == b {
+			delete(open, b.rule)
+		}
 		b.closed = w.Now()
 		// Builders run on the work context; a draining worker still sends.
 		out <- b

@@ -312,15 +312,10 @@ func (w *Worker) settle(ctx context.Context, it item, err error) {
 	if t.failed != nil {
 		w.Log.Warn("message not acknowledged: it will be retried", zap.String("message", t.msg.ID),
 			zap.Int("receiveCount", t.msg.ReceiveCount), zap.Error(t.failed))
-		w.release(ctx, t.msg, backoff(t.msg.ReceiveCount))
+		w.release(ctx, t.msg, queue.Backoff(t.msg.ReceiveCount))
 		return
 	}
 	w.ack(ctx, t.msg)
-}
-
-// backoff spaces out retries of a failing message: 2 s, 4 s, ... up to 5 min.
-func backoff(receiveCount int) time.Duration {
-	return min(time.Duration(1<<min(max(receiveCount, 1), 9))*time.Second, 5*time.Minute)
 }
 
 func (w *Worker) ack(ctx context.Context, m queue.Message) {

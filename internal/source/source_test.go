@@ -10,6 +10,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -21,7 +22,9 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/xrc-dev/xrc/internal/archive"
@@ -44,7 +47,7 @@ type fixture struct {
 	stage string
 }
 
-func setup(t *testing.T, edit func(*config.Config)) *fixture {
+func setup(t testing.TB, edit func(*config.Config)) *fixture {
 	t.Helper()
 	env := localstack.Require(t)
 	ctx := context.Background()
@@ -64,44 +67,210 @@ func setup(t *testing.T, edit func(*config.Config)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{env: env, cfg: cfg, dep: dep, s3: s3c, sqs: sqsc, rule: &cfg.Rules[0], stage: cfg.Settings.Regions[0].StagingBucket}
+	f := &fixture{env: env, cfg: cfg, dep: dep, s3: s3c, sqs: sqsc, rule: &cfg.Rules[0], stage: cfg.Settings.Regions[0].StagingBucket}
+	// The stack is shared: give its disk back, but keep what a failed test
+	// left for inspection. (Tests may repoint the config's staging bucket.)
+	stg1, stg2 := cfg.Settings.Regions[0].StagingBucket, cfg.Settings.Regions[1].StagingBucket
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("kept deployment %s for inspection", cfg.Settings.StackName)
+			return
+		}
+		f.teardown(t, stg1, stg2)
+	})
+	return f
 }
 
-// start runs a source worker until the returned stop is called; stop waits
-// for Run to return and reports its error.
-func (f *fixture) start(t *testing.T, log *zap.Logger) (w *source.Worker, stop func() error) {
+// teardown removes the deployment's buckets and queues. Staging buckets go
+// only once the bridge has handled MinIO's replication events for every
+// archive in them: it retries an event of a missing bucket forever, and
+// MinIO delivers its events in order, so removing a staging bucket too early
+// stops every event of that MinIO for every test.
+func (f *fixture) teardown(t testing.TB, stg1, stg2 string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	buckets := [][2]string{{"us-east-1", f.rule.SourceBucket}, {"eu-west-1", f.rule.Destinations[0].Bucket}}
+	if err := f.replicated(ctx, stg1); err != nil {
+		t.Logf("cleanup: keeping staging buckets %s and %s: %v", stg1, stg2, err)
+	} else {
+		buckets = append(buckets, [2]string{"us-east-1", stg1}, [2]string{"eu-west-1", stg2})
+	}
+	for _, b := range buckets {
+		if err := f.env.RemoveBucket(ctx, b[0], b[1]); err != nil {
+			t.Logf("cleanup: %v", err)
+		}
+	}
+	for _, q := range []string{f.cfg.SourceQueueName(f.rule.ID), f.cfg.TargetQueueName()} {
+		if err := f.env.DeleteQueue(ctx, q); err != nil {
+			t.Logf("cleanup: %v", err)
+		}
+	}
+}
+
+// replicated waits until the target queue holds an event for every archive
+// in staging bucket stg1, that is until the bridge has turned each archive's
+// replication-completed event into its replica's event.
+func (f *fixture) replicated(ctx context.Context, stg1 string) error {
+	archives := 0
+	p := s3.NewListObjectsV2Paginator(f.s3, &s3.ListObjectsV2Input{Bucket: &stg1})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return err
+		}
+		archives += len(page.Contents)
+	}
+	target := f.dep.TargetQueues["eu-west-1"]
+	for {
+		out, err := f.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+			QueueUrl: &target, AttributeNames: []sqstypes.QueueAttributeName{"ApproximateNumberOfMessages"},
+		})
+		if err != nil {
+			return err
+		}
+		n, err := strconv.Atoi(out.Attributes["ApproximateNumberOfMessages"])
+		if err != nil {
+			return err
+		}
+		if n >= archives {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d of %d archives replicated: %w", n, archives, ctx.Err())
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// running is one source worker started by fixture.start.
+type running struct {
+	w    *source.Worker
+	reg  *prometheus.Registry // the worker's metrics
+	done chan struct{}        // closed when Run returns
+	err  error                // Run's result, once done is closed
+	stop func() error
+}
+
+// exited reports whether Run has returned.
+func (r *running) exited() bool {
+	select {
+	case <-r.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// metric returns the sum of the worker's series name whose labels include
+// the given name, value pairs.
+func (r *running) metric(t testing.TB, name string, labels ...string) float64 {
+	t.Helper()
+	return gathered(t, r.reg, name, labels...)
+}
+
+// start runs a source worker until the returned stop is called (or the test
+// ends); stop cancels Run's context, as SIGTERM does in main, waits for Run
+// to return and reports its error.
+func (f *fixture) start(t testing.TB, log *zap.Logger) *running {
 	t.Helper()
 	q := queue.New(f.sqs, f.dep.SourceQueues[f.rule.ID], f.cfg.Settings.Worker.VisibilityTimeout.D())
+	reg := prometheus.NewRegistry()
 	w, err := source.New(source.Deps{
 		Config:  f.cfg,
 		Region:  "us-east-1",
 		Queue:   q,
 		S3:      f.s3,
 		Log:     log,
-		Metrics: source.NewMetrics(prometheus.NewRegistry(), func() float64 { return float64(q.Held()) }),
+		Metrics: source.NewMetrics(reg, func() float64 { return float64(q.Held()) }),
 		Health:  health.New(time.Minute, time.Now),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
+	r := &running{w: w, reg: reg, done: make(chan struct{})}
+	go func() {
+		r.err = w.Run(ctx)
+		close(r.done)
+	}()
 	var once sync.Once
-	var runErr error
-	stop = func() error {
+	var stopErr error
+	r.stop = func() error {
 		once.Do(func() {
 			cancel()
 			select {
-			case runErr = <-done:
+			case <-r.done:
+				stopErr = r.err
 			case <-time.After(time.Minute):
-				runErr = errors.New("worker did not stop within a minute")
+				stopErr = errors.New("worker did not stop within a minute")
 			}
 		})
-		return runErr
+		return stopErr
 	}
-	t.Cleanup(func() { stop() })
-	return w, stop
+	t.Cleanup(func() { r.stop() })
+	return r
+}
+
+// gathered sums the series of metric name in g whose labels include the
+// given name, value pairs.
+func gathered(t testing.TB, g prometheus.Gatherer, name string, labels ...string) float64 {
+	t.Helper()
+	families, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range families {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				found := false
+				for _, lp := range m.GetLabel() {
+					if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
+						found = true
+					}
+				}
+				if !found {
+					continue series
+				}
+			}
+			switch {
+			case m.Counter != nil:
+				sum += m.GetCounter().GetValue()
+			case m.Gauge != nil:
+				sum += m.GetGauge().GetValue()
+			case m.Untyped != nil:
+				sum += m.GetUntyped().GetValue()
+			}
+		}
+	}
+	return sum
+}
+
+// observed returns a logger that writes to the test log (info and up) and
+// records every entry (debug and up) for assertions.
+func observed(t testing.TB) (*zap.Logger, *observer.ObservedLogs) {
+	core, logs := observer.New(zap.DebugLevel)
+	return zap.New(zapcore.NewTee(zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)).Core(), core)), logs
+}
+
+// eventually polls cond every interval until it holds (true) or within has
+// passed (false).
+func eventually(within, interval time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(within)
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(interval)
+	}
 }
 
 type object struct {
@@ -110,7 +279,6 @@ type object struct {
 	meta     map[string]string
 	tags     map[string]string
 	ctype    string
-	encoding string
 }
 
 // mixedObjects returns n objects of the kinds the worker must handle.
@@ -155,7 +323,7 @@ func mixedObjects(n int, seed uint64) []object {
 	return objs
 }
 
-func (f *fixture) put(t *testing.T, objs []object) {
+func (f *fixture) put(t testing.TB, objs []object) {
 	t.Helper()
 	g, ctx := errgroup.WithContext(context.Background())
 	g.SetLimit(16)
@@ -181,17 +349,30 @@ func (f *fixture) put(t *testing.T, objs []object) {
 	}
 }
 
-// staged is every object found in the staging archives, by key.
+// staged is one object (or deletion) found in a staging archive.
 type staged struct {
 	obj  manifest.Object
 	sum  string
 	arch string
 }
 
-func (f *fixture) readStaging(t *testing.T) map[string]staged {
+// readStaging returns every object found in the staging archives, by key.
+// A key in several archives keeps one of them: use readArchives to see all.
+func (f *fixture) readStaging(t testing.TB) map[string]staged {
+	t.Helper()
+	out := map[string]staged{}
+	for _, s := range f.readArchives(t) {
+		out[s.obj.Key] = s
+	}
+	return out
+}
+
+// readArchives returns every entry of every staging archive of the rule,
+// verifying each archive while reading it.
+func (f *fixture) readArchives(t testing.TB) []staged {
 	t.Helper()
 	ctx := context.Background()
-	out := map[string]staged{}
+	var out []staged
 	p := s3.NewListObjectsV2Paginator(f.s3, &s3.ListObjectsV2Input{Bucket: &f.stage, Prefix: aws.String(f.rule.ID + "/")})
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
@@ -213,7 +394,7 @@ func (f *fixture) readStaging(t *testing.T) map[string]staged {
 			}
 			for _, o := range m.Objects {
 				if o.Delete {
-					out[o.Key] = staged{obj: o, arch: m.ArchiveID}
+					out = append(out, staged{obj: o, arch: m.ArchiveID})
 				}
 			}
 			for {
@@ -228,7 +409,7 @@ func (f *fixture) readStaging(t *testing.T) map[string]staged {
 				if _, err := io.Copy(h, body); err != nil {
 					t.Fatalf("archive %s: %v", *item.Key, err)
 				}
-				out[o.Key] = staged{obj: *o, sum: hex.EncodeToString(h.Sum(nil)), arch: m.ArchiveID}
+				out = append(out, staged{obj: *o, sum: hex.EncodeToString(h.Sum(nil)), arch: m.ArchiveID})
 			}
 			r.Close()
 			get.Body.Close()
@@ -238,7 +419,7 @@ func (f *fixture) readStaging(t *testing.T) map[string]staged {
 }
 
 // waitStaged polls staging until want keys are archived.
-func (f *fixture) waitStaged(t *testing.T, want int, within time.Duration) map[string]staged {
+func (f *fixture) waitStaged(t testing.TB, want int, within time.Duration) map[string]staged {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
@@ -250,20 +431,25 @@ func (f *fixture) waitStaged(t *testing.T, want int, within time.Duration) map[s
 	}
 }
 
-// queueDepth returns visible + in-flight messages of a queue.
-func (f *fixture) queueDepth(t *testing.T, url string) int {
+// queueDepth returns every message of a queue: visible, in flight or
+// delayed. local-aws-sqs counts in-flight messages in
+// ApproximateNumberOfMessages too (AWS counts only visible ones there), so
+// adding ApproximateNumberOfMessagesNotVisible would count them twice.
+func (f *fixture) queueDepth(t testing.TB, url string) int {
 	t.Helper()
 	out, err := f.sqs.GetQueueAttributes(context.Background(), &sqs.GetQueueAttributesInput{
 		QueueUrl:       &url,
-		AttributeNames: []sqstypes.QueueAttributeName{"ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"},
+		AttributeNames: []sqstypes.QueueAttributeName{"ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed"},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var n int
 	for _, v := range out.Attributes {
-		var k int
-		fmt.Sscan(v, &k)
+		k, err := strconv.Atoi(v)
+		if err != nil {
+			t.Fatalf("queue %s: attribute value %q: %v", url, v, err)
+		}
 		n += k
 	}
 	return n
@@ -271,7 +457,7 @@ func (f *fixture) queueDepth(t *testing.T, url string) int {
 
 func TestArchivesMatchSources(t *testing.T) {
 	f := setup(t, func(c *config.Config) { c.Rules[0].Batch.MaxObjects = 150 })
-	_, stop := f.start(t, zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)))
+	stop := f.start(t, zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel))).stop
 	objs := mixedObjects(500, 1)
 	f.put(t, objs)
 	got := f.waitStaged(t, len(objs), 2*time.Minute)
