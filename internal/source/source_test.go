@@ -274,11 +274,11 @@ func eventually(within, interval time.Duration, cond func() bool) bool {
 }
 
 type object struct {
-	key      string
-	data     []byte
-	meta     map[string]string
-	tags     map[string]string
-	ctype    string
+	key   string
+	data  []byte
+	meta  map[string]string
+	tags  map[string]string
+	ctype string
 }
 
 // mixedObjects returns n objects of the kinds the worker must handle.
