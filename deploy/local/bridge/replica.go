@@ -64,6 +64,11 @@ func (b *bridge) forwardReplica(ctx context.Context, rec json.RawMessage, m reco
 	case errors.As(err, &apiErr) && apiErr.ErrorCode() == "ReplicationConfigurationNotFoundError":
 		b.log.Info("dropping replication event: no replication rule left", "bucket", src, "key", key)
 		return nil
+	case errors.As(err, &apiErr) && apiErr.ErrorCode() == "NoSuchBucket":
+		// Deleted since: retrying would hold up every later event of this
+		// MinIO, which delivers in order.
+		b.log.Info("dropping replication event: bucket deleted", "bucket", src, "key", key)
+		return nil
 	case err != nil:
 		return fmt.Errorf("reading replication rules of %s/%s: %w: %w", srcRegion, src, errRetry, err)
 	}
@@ -98,6 +103,11 @@ func (b *bridge) emitReplica(ctx context.Context, rec json.RawMessage, region, b
 		return nil
 	}
 	st, err := replicaState(ctx, dst.client, bucket, key, versionID)
+	var apiErr smithy.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode() == "NoSuchBucket" {
+		b.log.Info("dropping replica event: destination bucket deleted", "bucket", bucket, "key", key)
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("reading replica %s/%s/%s: %w: %w", region, bucket, key, errRetry, err)
 	}
