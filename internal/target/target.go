@@ -187,6 +187,14 @@ func (w *Worker) handle(ctx context.Context, m queue.Message) {
 		w.ack(ctx, m)
 		return
 	}
+	if ctx.Err() != nil {
+		// The drain time is over: nothing is wrong with the archive, so
+		// hand it to another task now rather than after the visibility
+		// timeout, and do not report the shutdown as a failure.
+		log.Warn("shutting down: archive abandoned; message released", zap.Error(failed))
+		w.release(ctx, m, 0)
+		return
+	}
 	delay := queue.Backoff(m.ReceiveCount)
 	if permanent {
 		// A corrupt archive will not heal: let it reach the DLQ quickly.
@@ -196,7 +204,20 @@ func (w *Worker) handle(ctx context.Context, m queue.Message) {
 	w.release(ctx, m, delay)
 }
 
+// settleTimeout bounds acknowledging or releasing one message.
+const settleTimeout = 5 * time.Second
+
+// settling returns the context to acknowledge or release a message in. It
+// outlives ctx, the work context, which is cancelled when the drain time is
+// over: an archive abandoned then must still be released, or its message
+// stays hidden until its visibility timeout ends.
+func settling(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+}
+
 func (w *Worker) ack(ctx context.Context, m queue.Message) {
+	ctx, cancel := settling(ctx)
+	defer cancel()
 	if err := w.Queue.Delete(ctx, m); err != nil {
 		w.Metrics.Errors.WithLabelValues("delete_message").Inc()
 		w.Log.Warn("acknowledging message", zap.String("message", m.ID), zap.Error(err))
@@ -206,6 +227,8 @@ func (w *Worker) ack(ctx context.Context, m queue.Message) {
 }
 
 func (w *Worker) release(ctx context.Context, m queue.Message, delay time.Duration) {
+	ctx, cancel := settling(ctx)
+	defer cancel()
 	w.Metrics.Messages.WithLabelValues("released").Inc()
 	if err := w.Queue.Release(ctx, delay, m); err != nil {
 		w.Log.Warn("releasing message", zap.String("message", m.ID), zap.Error(err))

@@ -16,7 +16,9 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/dataset"
@@ -35,9 +37,10 @@ type pipeline struct {
 	src, dst *s3.Client
 	sqs      *sqs.Client
 	log      *zap.Logger
+	logs     *observer.ObservedLogs // everything log wrote at info and above
 }
 
-func newPipeline(t *testing.T, edit func(*config.Config)) *pipeline {
+func newPipeline(t testing.TB, edit func(*config.Config)) *pipeline {
 	t.Helper()
 	env := localstack.Require(t)
 	ctx := context.Background()
@@ -49,7 +52,11 @@ func newPipeline(t *testing.T, edit func(*config.Config)) *pipeline {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &pipeline{env: env, cfg: cfg, dep: dep, log: zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel))}
+	core, logs := observer.New(zap.InfoLevel)
+	log := zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel), zaptest.WrapOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core {
+		return zapcore.NewTee(c, core)
+	})))
+	p := &pipeline{env: env, cfg: cfg, dep: dep, log: log, logs: logs}
 	if p.src, err = env.S3(ctx, "us-east-1"); err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +70,7 @@ func newPipeline(t *testing.T, edit func(*config.Config)) *pipeline {
 }
 
 // run starts a worker; the returned stop cancels it and waits for Run.
-func run(t *testing.T, start func(ctx context.Context) error) (stop func() error) {
+func run(t testing.TB, start func(ctx context.Context) error) (stop func() error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- start(ctx) }()
@@ -84,7 +91,7 @@ func run(t *testing.T, start func(ctx context.Context) error) (stop func() error
 	return stop
 }
 
-func (p *pipeline) startSource(t *testing.T) func() error {
+func (p *pipeline) startSource(t testing.TB) func() error {
 	rule := p.cfg.Rules[0]
 	q := queue.New(p.sqs, p.dep.SourceQueues[rule.ID], p.cfg.Settings.Worker.VisibilityTimeout.D())
 	w, err := source.New(source.Deps{Config: p.cfg, Region: "us-east-1", Queue: q, S3: p.src, Log: p.log.Named("source"),
@@ -95,11 +102,17 @@ func (p *pipeline) startSource(t *testing.T) func() error {
 	return run(t, w.Run)
 }
 
-func (p *pipeline) startTarget(t *testing.T) (*prometheus.Registry, func() error) {
-	q := queue.New(p.sqs, p.dep.TargetQueues["eu-west-1"], p.cfg.Settings.Worker.VisibilityTimeout.D())
+func (p *pipeline) startTarget(t testing.TB) (*prometheus.Registry, func() error) {
+	return p.startTargetWith(t, p.dst, p.sqs, p.cfg.Settings.Worker.VisibilityTimeout.D())
+}
+
+// startTargetWith starts a target worker on the given clients, holding the
+// messages it receives hidden for visibility.
+func (p *pipeline) startTargetWith(t testing.TB, s3c target.S3API, sqsc queue.API, visibility time.Duration) (*prometheus.Registry, func() error) {
+	q := queue.New(sqsc, p.dep.TargetQueues["eu-west-1"], visibility)
 	reg := prometheus.NewRegistry()
-	w, err := target.New(target.Deps{Config: p.cfg, Region: "eu-west-1", Queue: q, S3: p.dst, Log: p.log.Named("target"),
-		Metrics: target.NewMetrics(reg, func() float64 { return 0 }), Health: health.New(time.Minute, time.Now)})
+	w, err := target.New(target.Deps{Config: p.cfg, Region: "eu-west-1", Queue: q, S3: s3c, Log: p.log.Named("target"),
+		Metrics: target.NewMetrics(reg, func() float64 { return float64(q.Held()) }), Health: health.New(time.Minute, time.Now)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +120,7 @@ func (p *pipeline) startTarget(t *testing.T) (*prometheus.Registry, func() error
 }
 
 // waitDest polls the destination bucket until it holds n keys.
-func (p *pipeline) waitDest(t *testing.T, n int, within time.Duration) int {
+func (p *pipeline) waitDest(t testing.TB, n int, within time.Duration) int {
 	t.Helper()
 	bucket := p.cfg.Rules[0].Destinations[0].Bucket
 	deadline := time.Now().Add(within)
@@ -120,7 +133,7 @@ func (p *pipeline) waitDest(t *testing.T, n int, within time.Duration) int {
 	}
 }
 
-func (p *pipeline) count(t *testing.T, client *s3.Client, bucket, prefix string) int {
+func (p *pipeline) count(t testing.TB, client *s3.Client, bucket, prefix string) int {
 	t.Helper()
 	n := 0
 	pg := s3.NewListObjectsV2Paginator(client, &s3.ListObjectsV2Input{Bucket: &bucket, Prefix: &prefix})
@@ -134,7 +147,7 @@ func (p *pipeline) count(t *testing.T, client *s3.Client, bucket, prefix string)
 	return n
 }
 
-func (p *pipeline) depth(t *testing.T, url string) int {
+func (p *pipeline) depth(t testing.TB, url string) int {
 	t.Helper()
 	out, err := p.sqs.GetQueueAttributes(context.Background(), &sqs.GetQueueAttributesInput{QueueUrl: &url,
 		AttributeNames: []sqstypes.QueueAttributeName{"ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"}})
@@ -151,6 +164,7 @@ func (p *pipeline) depth(t *testing.T, url string) int {
 }
 
 func TestPipeline(t *testing.T) {
+	t.Parallel()
 	p := newPipeline(t, func(c *config.Config) { c.Rules[0].Batch.MaxObjects = 300 })
 	p.startSource(t)
 	_, stopTarget := p.startTarget(t)
@@ -204,6 +218,7 @@ func identity(k string) string { return k }
 // TestReplayIsHarmless delivers an archive a second time: every object must
 // be skipped as already written, the destination left untouched.
 func TestReplayIsHarmless(t *testing.T) {
+	t.Parallel()
 	p := newPipeline(t, nil)
 	ctx := context.Background()
 	p.startSource(t)
@@ -249,7 +264,7 @@ func TestReplayIsHarmless(t *testing.T) {
 	}
 }
 
-func skipped(t *testing.T, reg *prometheus.Registry) float64 {
+func skipped(t testing.TB, reg *prometheus.Registry) float64 {
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,183 @@
+package target_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"math/big"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/xrc-dev/xrc/internal/awsapi"
+	"github.com/xrc-dev/xrc/internal/config"
+	"github.com/xrc-dev/xrc/internal/dataset"
+	"github.com/xrc-dev/xrc/internal/manifest"
+	"github.com/xrc-dev/xrc/internal/target"
+)
+
+// TestDeletePropagation deletes a replicated object at the source and
+// expects it gone from the destination; a delete entry older than the
+// destination's write (by sequencer) must leave the object alone.
+func TestDeletePropagation(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t, func(c *config.Config) { c.Rules[0].Deletes = true })
+	ctx := context.Background()
+	p.startSource(t)
+	reg, _ := p.startTarget(t)
+	src := p.cfg.Rules[0].SourceBucket
+	dst := p.cfg.Rules[0].Destinations[0].Bucket
+	keep := dataset.Object{Key: "data/keep.txt", ContentType: "text/plain", Data: []byte("keep me")}
+	gone := dataset.Object{Key: "data/gone.txt", ContentType: "text/plain", Data: []byte("delete me")}
+	if err := dataset.Upload(ctx, p.src, src, []dataset.Object{keep, gone}, 2); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.waitDest(t, 2, time.Minute); got != 2 {
+		t.Fatalf("destination holds %d objects, want 2", got)
+	}
+
+	if _, err := p.src.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &src, Key: &gone.Key}); err != nil {
+		t.Fatal(err)
+	}
+	if !poll(time.Minute, 500*time.Millisecond, func() bool { return !p.exists(t, dst, gone.Key) }) {
+		t.Fatalf("%s still in the destination a minute after its source delete", gone.Key)
+	}
+	if n := metric(t, reg, "xrc_target_objects_total", "result", "deleted"); n != 1 {
+		t.Errorf("%v deletes counted, want 1", n)
+	}
+
+	// A delete of keep older than its write: replayed, or overtaken by the
+	// write's archive.
+	head, err := p.dst.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &dst, Key: &keep.Key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq := head.Metadata[target.MetaSequencer]
+	older, ok := new(big.Int).SetString(seq, 16)
+	if !ok || older.Sign() <= 0 {
+		t.Fatalf("destination object has sequencer %q, want a positive hex number", seq)
+	}
+	older.Sub(older, big.NewInt(1))
+	m := manifestFor("stale-delete", nil, dst, nil)
+	m.Objects = []manifest.Object{{
+		Bucket: src, Key: keep.Key, Sequencer: fmt.Sprintf("%X", older), LastModified: time.Now().UTC(), Delete: true,
+		Destinations: []manifest.Destination{{Region: "eu-west-1", Bucket: dst, Key: keep.Key}},
+	}}
+	staging := p.cfg.Settings.Regions[1].StagingBucket
+	putStaging(t, p.dst, staging, "r1/stale-delete.tar.zst", writeArchive(t, m, nil))
+	if !poll(time.Minute, 500*time.Millisecond, func() bool {
+		return p.count(t, p.dst, staging, "r1/stale-delete") == 0
+	}) {
+		t.Fatal("stale delete archive not processed within a minute")
+	}
+	if n := metric(t, reg, "xrc_target_objects_total", "result", "delete_skipped"); n != 1 {
+		t.Errorf("%v deletes skipped, want 1", n)
+	}
+	after, err := p.dst.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &dst, Key: &keep.Key})
+	if err != nil {
+		t.Fatalf("%s removed by a delete older than its write: %v", keep.Key, err)
+	}
+	if aws.ToString(after.ETag) != aws.ToString(head.ETag) || !after.LastModified.Equal(*head.LastModified) {
+		t.Errorf("%s changed by a stale delete", keep.Key)
+	}
+}
+
+// exists reports whether bucket holds key.
+func (p *pipeline) exists(t testing.TB, bucket, key string) bool {
+	t.Helper()
+	_, err := p.dst.HeadObject(context.Background(), &s3.HeadObjectInput{Bucket: &bucket, Key: &key})
+	if awsapi.IsNotFound(err) {
+		return false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return true
+}
+
+// TestDestinationObjects checks what a destination object carries: the
+// destination's storage class override, the source's user metadata and
+// content type, xrc's provenance, and an S3 checksum S3 verified on upload
+// (SHA-256 for single-PUT objects, a full-object CRC32C for multipart ones).
+func TestDestinationObjects(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t, func(c *config.Config) { c.Rules[0].Destinations[0].StorageClass = "REDUCED_REDUNDANCY" })
+	ctx := context.Background()
+	p.startSource(t)
+	p.startTarget(t)
+	src := p.cfg.Rules[0].SourceBucket
+	dst := p.cfg.Rules[0].Destinations[0].Bucket
+	rng := newRand()
+	objs := []dataset.Object{
+		{Key: "data/small.txt", ContentType: "text/plain", Metadata: map[string]string{"owner": "team-a"},
+			Tags: map[string]string{"project": "x r+c=d"}, Data: dataset.Text(rng, 5000)},
+		{Key: "data/large.txt", ContentType: "text/csv", Metadata: map[string]string{"owner": "team-b"},
+			Data: dataset.Text(rng, 12<<20)}, // > 8 MiB: multipart
+	}
+	if err := dataset.Upload(ctx, p.src, src, objs, 2); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.waitDest(t, len(objs), 2*time.Minute); got != len(objs) {
+		t.Fatalf("destination holds %d objects, want %d", got, len(objs))
+	}
+	want := make([]dataset.Object, len(objs))
+	for i, o := range objs {
+		o.StorageClass = "REDUCED_REDUNDANCY"
+		want[i] = o
+	}
+	for _, err := range dataset.Check(ctx, p.dst, dst, want, identity, 2) {
+		t.Error(err)
+	}
+	archives := map[string]bool{}
+	for _, e := range p.logEntries("archive extracted") {
+		archives[fmt.Sprint(e["archive"])] = true
+	}
+
+	for _, o := range objs {
+		head, err := p.dst.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &dst, Key: &o.Key, ChecksumMode: s3types.ChecksumModeEnabled})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srcHead, err := p.src.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &src, Key: &o.Key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if head.StorageClass != s3types.StorageClassReducedRedundancy {
+			t.Errorf("%s: storage class %q, want REDUCED_REDUNDANCY", o.Key, head.StorageClass)
+		}
+		md := head.Metadata
+		if id := md[target.MetaArchive]; !archives[id] {
+			t.Errorf("%s: %s = %q, not an archive the worker extracted (%v)", o.Key, target.MetaArchive, id, archives)
+		}
+		if md[target.MetaSequencer] == "" {
+			t.Errorf("%s: no %s", o.Key, target.MetaSequencer)
+		}
+		if ms, err := strconv.ParseInt(md[target.MetaModified], 10, 64); err != nil || ms != srcHead.LastModified.UnixMilli() {
+			t.Errorf("%s: %s = %q, want the source's last-modified %d", o.Key, target.MetaModified, md[target.MetaModified], srcHead.LastModified.UnixMilli())
+		}
+		sum := sha256.Sum256(o.Data)
+		if got := md[target.MetaSHA256]; got != sha256hex(o.Data) {
+			t.Errorf("%s: %s = %q, want %s", o.Key, target.MetaSHA256, got, sha256hex(o.Data))
+		}
+		if len(o.Data) <= 8<<20 {
+			if got, want := aws.ToString(head.ChecksumSHA256), base64.StdEncoding.EncodeToString(sum[:]); got != want {
+				t.Errorf("%s: ChecksumSHA256 %q, want %q", o.Key, got, want)
+			}
+			continue
+		}
+		crc := binary.BigEndian.AppendUint32(nil, crc32.Checksum(o.Data, crc32.MakeTable(crc32.Castagnoli)))
+		if got, want := aws.ToString(head.ChecksumCRC32C), base64.StdEncoding.EncodeToString(crc); got != want {
+			t.Errorf("%s: ChecksumCRC32C %q, want the full-object CRC32C %q", o.Key, got, want)
+		}
+		if head.ChecksumType != s3types.ChecksumTypeFullObject {
+			t.Errorf("%s: checksum type %q, want FULL_OBJECT", o.Key, head.ChecksumType)
+		}
+	}
+}

@@ -1,0 +1,186 @@
+package target
+
+import (
+	"maps"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/xrc-dev/xrc/internal/manifest"
+)
+
+func TestNewerOrSame(t *testing.T) {
+	t0 := time.Date(2026, 11, 22, 1, 2, 3, 456e6, time.UTC)
+	ms := t0.UnixMilli()
+	obj := func(seq, version string, mod time.Time) *manifest.Object {
+		return &manifest.Object{Sequencer: seq, VersionID: version, LastModified: mod}
+	}
+	tests := []struct {
+		name string
+		dest provenance
+		obj  *manifest.Object
+		want bool
+	}{
+		{"not written by xrc", provenance{sequencer: "FF", modified: ms}, obj("01", "", t0), false},
+		{"not written by xrc, nothing known", provenance{}, obj("", "", t0), false},
+
+		{"same sequencer", provenance{ok: true, sequencer: "0055B8D2A1C0F3E7A1"}, obj("0055B8D2A1C0F3E7A1", "", t0), true},
+		{"newer sequencer at destination", provenance{ok: true, sequencer: "0055B8D2A1C0F3E7A2"}, obj("0055B8D2A1C0F3E7A1", "", t0), true},
+		{"older sequencer at destination", provenance{ok: true, sequencer: "0055B8D2A1C0F3E7A0"}, obj("0055B8D2A1C0F3E7A1", "", t0), false},
+		// Sequencers of different lengths compare as numbers.
+		{"longer is larger", provenance{ok: true, sequencer: "100"}, obj("FF", "", t0), true},
+		{"shorter is smaller", provenance{ok: true, sequencer: "FF"}, obj("100", "", t0), false},
+		{"leading zeros ignored", provenance{ok: true, sequencer: "00FF"}, obj("FF", "", t0), true},
+		{"case ignored", provenance{ok: true, sequencer: "ab"}, obj("AB", "", t0), true},
+		// The sequencer wins over the clock when both sides have one.
+		{"sequencer beats clock", provenance{ok: true, sequencer: "02", modified: ms - 1000}, obj("01", "", t0), true},
+		{"older sequencer, later clock", provenance{ok: true, sequencer: "01", modified: ms + 1000}, obj("02", "", t0), false},
+
+		// Without a sequencer on either side: last-modified, then version.
+		{"later at destination", provenance{ok: true, modified: ms + 1}, obj("", "", t0), true},
+		{"earlier at destination", provenance{ok: true, modified: ms - 1}, obj("01", "", t0), false},
+		{"same time, same version", provenance{ok: true, modified: ms, version: "v1"}, obj("", "v1", t0), true},
+		{"same time, no versions", provenance{ok: true, modified: ms}, obj("", "", t0), true},
+		{"same time, other version", provenance{ok: true, modified: ms, version: "v1"}, obj("", "v2", t0), false},
+		{"destination lacks sequencer", provenance{ok: true, modified: ms}, obj("01", "", t0), true},
+		{"object lacks sequencer", provenance{ok: true, sequencer: "99", modified: ms - 1}, obj("", "", t0), false},
+		// Sub-millisecond differences are below what metadata keeps.
+		{"same millisecond", provenance{ok: true, modified: ms}, obj("", "", t0.Add(999*time.Microsecond)), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.dest.newerOrSame(tt.obj); got != tt.want {
+				t.Errorf("%+v.newerOrSame(seq %q, version %q, mtime %d) = %v, want %v",
+					tt.dest, tt.obj.Sequencer, tt.obj.VersionID, tt.obj.LastModified.UnixMilli(), got, tt.want)
+			}
+		})
+	}
+}
+
+func TestReadProvenance(t *testing.T) {
+	p := readProvenance(map[string]string{MetaArchive: "a1", MetaSequencer: "0A", MetaVersion: "v1", MetaModified: "1795315730465"})
+	if want := (provenance{ok: true, sequencer: "0A", version: "v1", modified: 1795315730465}); p != want {
+		t.Errorf("readProvenance = %+v, want %+v", p, want)
+	}
+	// Without the archive key the object is not xrc's, whatever else it has.
+	if p := readProvenance(map[string]string{MetaSequencer: "0A"}); p.ok {
+		t.Errorf("readProvenance without %s = %+v, want ok false", MetaArchive, p)
+	}
+	if p := readProvenance(map[string]string{MetaArchive: "a1", MetaModified: "garbage"}); !p.ok || p.modified != 0 {
+		t.Errorf("readProvenance with a bad mtime = %+v, want ok with modified 0", p)
+	}
+}
+
+func TestTagging(t *testing.T) {
+	tests := []struct {
+		tags map[string]string
+		want string
+	}{
+		{nil, ""},
+		{map[string]string{}, ""},
+		{map[string]string{"a": "1"}, "a=1"},
+		{map[string]string{"b": "2", "a": "1", "c": ""}, "a=1&b=2&c="},
+		{map[string]string{"k&=": "v&=?", "sp ace": "x+y/z"}, "k%26%3D=v%26%3D%3F&sp+ace=x%2By%2Fz"},
+		{map[string]string{"ключ": "значение"}, "%D0%BA%D0%BB%D1%8E%D1%87=%D0%B7%D0%BD%D0%B0%D1%87%D0%B5%D0%BD%D0%B8%D0%B5"},
+	}
+	for _, tt := range tests {
+		got := tagging(tt.tags)
+		if got != tt.want {
+			t.Errorf("tagging(%v) = %q, want %q", tt.tags, got, tt.want)
+		}
+		// Whatever the encoding, S3 must decode the same tags.
+		back, err := url.ParseQuery(got)
+		if err != nil {
+			t.Fatalf("tagging(%v) = %q does not parse: %v", tt.tags, got, err)
+		}
+		dec := map[string]string{}
+		for k, v := range back {
+			dec[k] = v[0]
+		}
+		if len(tt.tags) > 0 && !maps.Equal(dec, tt.tags) {
+			t.Errorf("tagging(%v) decodes to %v", tt.tags, dec)
+		}
+	}
+}
+
+func TestMetadataBudget(t *testing.T) {
+	m := &manifest.Manifest{ArchiveID: "20261122T030131Z-280ec2e843a1"}
+	sum := make([]byte, 32)
+	base := manifest.Object{Bucket: "src", Key: "k", Sequencer: "0055B8D2A1C0F3E7A1", VersionID: "3HL4kqtJlcpXroDTDmjVBH40Nrjfkd",
+		LastModified: time.UnixMilli(1795315730465)}
+	provenanceSize := len(MetaArchive) + len(m.ArchiveID) + len(MetaSequencer) + len(base.Sequencer) +
+		len(MetaModified) + len("1795315730465") + len(MetaVersion) + len(base.VersionID) + len(MetaSHA256) + 64
+
+	// user returns metadata of exactly n bytes (keys plus values).
+	user := func(n int) map[string]string {
+		return map[string]string{"blob": strings.Repeat("m", n-len("blob"))}
+	}
+	all := []string{MetaArchive, MetaSequencer, MetaModified, MetaVersion, MetaSHA256}
+	tests := []struct {
+		name string
+		user map[string]string
+		want []string // provenance keys expected, in priority order
+		warn bool
+	}{
+		{"no user metadata", nil, all, false},
+		{"room for all", user(maxMetadata - provenanceSize), all, false},
+		{"one byte short of the SHA-256", user(maxMetadata - provenanceSize + 1), all[:4], true},
+		{"room for the archive only", user(maxMetadata - len(MetaArchive) - len(m.ArchiveID)), all[:1], true},
+		{"full", user(maxMetadata), nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			core, logs := observer.New(zap.WarnLevel)
+			w := &Worker{Deps: Deps{Log: zap.New(core)}}
+			o := base
+			o.Metadata = tt.user
+			md := w.metadata(m, &o, sum)
+
+			size := 0
+			for k, v := range md {
+				size += len(k) + len(v)
+			}
+			if size > maxMetadata {
+				t.Errorf("metadata is %d bytes, more than S3's %d", size, maxMetadata)
+			}
+			for k, v := range tt.user {
+				if md[k] != v {
+					t.Errorf("user metadata %s dropped or changed", k)
+				}
+			}
+			var got []string
+			for _, k := range all {
+				if _, ok := md[k]; ok {
+					got = append(got, k)
+				}
+			}
+			if strings.Join(got, ",") != strings.Join(tt.want, ",") {
+				t.Errorf("provenance kept %v, want %v", got, tt.want)
+			}
+			if warned := logs.Len() > 0; warned != tt.warn {
+				t.Errorf("warned %v, want %v", warned, tt.warn)
+			}
+			if len(md) != len(tt.user)+len(got) {
+				t.Errorf("metadata has %d keys, want %d user + %d provenance", len(md), len(tt.user), len(got))
+			}
+		})
+	}
+
+	// Values it has not got are not written, and cost nothing.
+	w := &Worker{Deps: Deps{Log: zap.NewNop()}}
+	o := base
+	o.Sequencer, o.VersionID = "", ""
+	md := w.metadata(m, &o, sum)
+	for _, k := range []string{MetaSequencer, MetaVersion} {
+		if _, ok := md[k]; ok {
+			t.Errorf("empty %s written", k)
+		}
+	}
+	if md[MetaModified] != "1795315730465" || md[MetaSHA256] != strings.Repeat("00", 32) || md[MetaArchive] != m.ArchiveID {
+		t.Errorf("provenance = %v", md)
+	}
+}

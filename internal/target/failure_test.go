@@ -1,0 +1,312 @@
+package target_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"go.uber.org/zap"
+
+	"github.com/xrc-dev/xrc/internal/config"
+	"github.com/xrc-dev/xrc/internal/dataset"
+	"github.com/xrc-dev/xrc/internal/queue"
+)
+
+// TestMissingDestinationBucket extracts an archive into a destination
+// bucket that does not exist: the message is retried with backoff, then
+// dead-lettered, the error log names the bucket, and the worker neither
+// creates the bucket nor deletes the staging archive.
+func TestMissingDestinationBucket(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t, nil)
+	ctx := context.Background()
+	dst := p.cfg.Rules[0].Destinations[0].Bucket
+	if err := p.env.RemoveBucket(ctx, "eu-west-1", dst); err != nil {
+		t.Fatal(err)
+	}
+	reg, _ := p.startTarget(t)
+
+	rng := newRand()
+	objs := []dataset.Object{
+		{Key: "data/a.txt", ContentType: "text/plain", Data: dataset.Text(rng, 1000)},
+		{Key: "data/b.txt", ContentType: "text/plain", Data: dataset.Text(rng, 2000)},
+		{Key: "data/big.txt", ContentType: "text/plain", Data: dataset.Text(rng, 9<<20)}, // multipart path
+	}
+	staging := p.cfg.Settings.Regions[1].StagingBucket
+	putStaging(t, p.dst, staging, "r1/no-bucket.tar.zst", writeArchive(t, manifestFor("no-bucket", objs, dst, nil), objs))
+
+	dlq := queueURL(t, p.sqs, p.cfg.TargetQueueName()+"-dlq")
+	tq := p.dep.TargetQueues["eu-west-1"]
+	if !poll(2*time.Minute, time.Second, func() bool { return p.depth(t, dlq) > 0 && p.depth(t, tq) == 0 }) {
+		t.Fatalf("after 2 minutes: DLQ %d messages (want > 0), target queue %d (want 0)", p.depth(t, dlq), p.depth(t, tq))
+	}
+
+	var naming []map[string]any
+	for _, e := range p.logEntries("archive not completed; message released for retry") {
+		if strings.Contains(fmt.Sprint(e["error"]), "s3://"+dst+"/") {
+			naming = append(naming, e)
+		}
+	}
+	if len(naming) < 2 {
+		t.Fatalf("%d error log lines name bucket %s, want one per attempt (at least 2); all: %v",
+			len(naming), dst, p.logEntries("archive not completed; message released for retry"))
+	}
+	// Not an invalid archive: released with a backoff, not straight away.
+	if d, _ := naming[0]["retryIn"].(time.Duration); d <= 0 {
+		t.Errorf("first failure released with retryIn %v, want a backoff > 0", d)
+	}
+	if n := metric(t, reg, "xrc_target_errors_total", "kind", "not_found"); n == 0 {
+		t.Error("no not_found error counted")
+	}
+	if n := metric(t, reg, "xrc_target_objects_total", "result", "written"); n != 0 {
+		t.Errorf("%v objects counted as written", n)
+	}
+	if _, err := p.dst.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &dst}); err == nil {
+		t.Errorf("destination bucket %s exists: the worker must not create it", dst)
+	}
+	if n := p.count(t, p.dst, staging, ""); n != 1 {
+		t.Errorf("staging holds %d archives, want the undeliverable one kept", n)
+	}
+}
+
+// crashArchive is an archive whose extraction takes long enough to be
+// interrupted: small objects, one large object, small objects.
+func crashArchive(bigSize int) []dataset.Object {
+	rng := newRand()
+	var objs []dataset.Object
+	for i := range 300 {
+		if i == 150 {
+			objs = append(objs, dataset.Object{Key: "data/crash/big.txt", ContentType: "text/plain", Data: textData(9, int64(bigSize))})
+		}
+		objs = append(objs, dataset.Object{Key: fmt.Sprintf("data/crash/small-%03d.txt", i), ContentType: "text/plain",
+			Metadata: map[string]string{"n": strconv.Itoa(i)}, Data: dataset.Text(rng, 1+rng.IntN(32<<10))})
+	}
+	return objs
+}
+
+// stageCrashArchive streams objs as one archive into target staging.
+func (p *pipeline) stageCrashArchive(t *testing.T, objs []dataset.Object) {
+	t.Helper()
+	dst := p.cfg.Rules[0].Destinations[0].Bucket
+	m := manifestFor("crash-1", objs, dst, nil)
+	_, _, err := streamArchive(context.Background(), p.dst, p.cfg.Settings.Regions[1].StagingBucket, "r1/crash-1.tar.zst", m,
+		func(i int) io.Reader { return bytes.NewReader(objs[i].Data) })
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitMidArchive polls until some objects are written and the upload of
+// key is under way: the worker is in the middle of the archive.
+func (p *pipeline) waitMidArchive(t *testing.T, key string) {
+	t.Helper()
+	dst := p.cfg.Rules[0].Destinations[0].Bucket
+	if !poll(2*time.Minute, 50*time.Millisecond, func() bool {
+		return p.count(t, p.dst, dst, "") > 0 && p.uploading(t, dst, key) > 0
+	}) {
+		t.Fatalf("the worker never got to the middle of the archive (%d objects written, %d uploads of %s)",
+			p.count(t, p.dst, dst, ""), p.uploading(t, dst, key), key)
+	}
+}
+
+// uploading counts the unfinished multipart uploads of key.
+func (p *pipeline) uploading(t testing.TB, bucket, key string) int {
+	t.Helper()
+	out, err := p.dst.ListMultipartUploads(context.Background(), &s3.ListMultipartUploadsInput{Bucket: &bucket, Prefix: &key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, u := range out.Uploads {
+		if aws.ToString(u.Key) == key {
+			n++
+		}
+	}
+	return n
+}
+
+// snapshot returns each destination object's ETag and modification time.
+func (p *pipeline) snapshot(t testing.TB) map[string]string {
+	t.Helper()
+	dst := p.cfg.Rules[0].Destinations[0].Bucket
+	out := map[string]string{}
+	pg := s3.NewListObjectsV2Paginator(p.dst, &s3.ListObjectsV2Input{Bucket: &dst})
+	for pg.HasMorePages() {
+		page, err := pg.NextPage(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range page.Contents {
+			out[aws.ToString(o.Key)] = aws.ToString(o.ETag) + " " + o.LastModified.Format(time.RFC3339Nano)
+		}
+	}
+	return out
+}
+
+// finishAfterCrash starts a fresh worker and checks that it completes the
+// archive the crashed one left: every object correct, the objects the
+// first worker wrote skipped rather than written again, staging and queues
+// empty.
+func (p *pipeline) finishAfterCrash(t *testing.T, objs []dataset.Object, before map[string]string) {
+	t.Helper()
+	ctx := context.Background()
+	dst := p.cfg.Rules[0].Destinations[0].Bucket
+	staging := p.cfg.Settings.Regions[1].StagingBucket
+	tq := p.dep.TargetQueues["eu-west-1"]
+	reg, stop := p.startTarget(t)
+	if !poll(3*time.Minute, time.Second, func() bool {
+		return p.count(t, p.dst, staging, "") == 0 && p.depth(t, tq) == 0
+	}) {
+		t.Fatalf("restarted worker did not finish: staging holds %d archives, target queue %d messages, destination %d/%d objects",
+			p.count(t, p.dst, staging, ""), p.depth(t, tq), p.count(t, p.dst, dst, ""), len(objs))
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, err := range dataset.Check(ctx, p.dst, dst, objs, identity, 16) {
+		t.Error(err)
+	}
+	after := p.snapshot(t)
+	if len(after) != len(objs) {
+		t.Errorf("destination holds %d objects, want %d", len(after), len(objs))
+	}
+	for k, v := range before {
+		if after[k] != v {
+			t.Errorf("%s was written again after the restart (%s, was %s)", k, after[k], v)
+		}
+	}
+	if got := metric(t, reg, "xrc_target_objects_total", "result", "skipped_older"); got != float64(len(before)) {
+		t.Errorf("restarted worker skipped %v objects, want the %d written before the crash", got, len(before))
+	}
+	if got := metric(t, reg, "xrc_target_objects_total", "result", "written"); got != float64(len(objs)-len(before)) {
+		t.Errorf("restarted worker wrote %v objects, want the %d missing", got, len(objs)-len(before))
+	}
+	dlq := queueURL(t, p.sqs, p.cfg.TargetQueueName()+"-dlq")
+	if n := p.depth(t, dlq); n != 0 {
+		t.Errorf("DLQ holds %d messages", n)
+	}
+}
+
+// TestKilledMidArchive crashes the target worker while it writes an
+// archive's objects (a SIGKILL as the servers see it: connections cut, no
+// release, no abort, no heartbeat), then starts a new one. The message comes
+// back after its visibility timeout and the new worker completes the
+// archive without rewriting what the first one wrote.
+func TestKilledMidArchive(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t, func(c *config.Config) {
+		// Run returns at once rather than retrying requests that can no
+		// longer reach anything.
+		c.Settings.Worker.DrainTimeout = config.Duration(time.Millisecond)
+		// The local SQS counts visibility changes (heartbeats) as
+		// receives; keep the crashed delivery out of the DLQ.
+		c.Settings.Worker.MaxReceiveCount = 20
+	})
+	ctx := context.Background()
+	objs := crashArchive(200 << 20)
+	p.stageCrashArchive(t, objs)
+
+	dead, kill := context.WithCancel(ctx)
+	defer kill()
+	s3o := p.dst.Options()
+	s3o.HTTPClient = &killSwitch{inner: s3o.HTTPClient, dead: dead}
+	sqso := p.sqs.Options()
+	sqso.HTTPClient = &killSwitch{inner: sqso.HTTPClient, dead: dead}
+	// A short hold, so the message comes back soon after the crash.
+	_, stop := p.startTargetWith(t, s3.New(s3o), sqs.New(sqso), 10*time.Second)
+
+	big := "data/crash/big.txt"
+	p.waitMidArchive(t, big)
+	kill()
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	before := p.snapshot(t)
+	if _, ok := before[big]; ok {
+		t.Fatal("the large object completed before the kill; the test did not interrupt anything")
+	}
+	t.Logf("killed with %d of %d objects written, %d multipart upload(s) of %s left behind",
+		len(before), len(objs), p.uploading(t, p.cfg.Rules[0].Destinations[0].Bucket, big), big)
+	p.finishAfterCrash(t, objs, before)
+}
+
+// TestDrainTimeoutReleases stops the worker while it writes an archive,
+// with a drain time too short to finish: the archive is abandoned, its
+// message released at once (not left hidden until its visibility timeout
+// ends), and a new worker completes it.
+func TestDrainTimeoutReleases(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t, func(c *config.Config) {
+		c.Settings.Worker.DrainTimeout = config.Duration(time.Millisecond)
+		c.Settings.Worker.MaxReceiveCount = 20
+	})
+	objs := crashArchive(96 << 20)
+	p.stageCrashArchive(t, objs)
+	rec := &releases{API: p.sqs}
+	// Hold messages briefly: the long poll the stop cuts short is still
+	// open at the server, which may hand it the released message.
+	_, stop := p.startTargetWith(t, p.dst, rec, 10*time.Second)
+	p.waitMidArchive(t, "data/crash/big.txt")
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if n := rec.count(); n != 1 {
+		t.Errorf("the abandoned message was released %d times, want once", n)
+	}
+	if e := p.logEntries("shutting down: archive abandoned; message released"); len(e) != 1 {
+		t.Errorf("%d log lines report the abandoned archive, want 1", len(e))
+	}
+	if e := p.logs.FilterLevelExact(zap.ErrorLevel).All(); len(e) != 0 {
+		t.Errorf("shutdown logged %d errors, first %q", len(e), e[0].Message)
+	}
+	// Unlike a kill, an orderly abandon leaves no multipart upload behind.
+	if n := p.uploading(t, p.cfg.Rules[0].Destinations[0].Bucket, "data/crash/big.txt"); n != 0 {
+		t.Errorf("%d unfinished multipart uploads left behind", n)
+	}
+	before := p.snapshot(t)
+	if len(before) == len(objs) {
+		t.Fatal("the archive completed before the stop; the test did not interrupt anything")
+	}
+	p.finishAfterCrash(t, objs, before)
+}
+
+// releases records the messages made visible again (visibility 0) with
+// success.
+type releases struct {
+	queue.API
+	mu sync.Mutex
+	n  int
+}
+
+func (r *releases) ChangeMessageVisibilityBatch(ctx context.Context, in *sqs.ChangeMessageVisibilityBatchInput, optFns ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error) {
+	out, err := r.API.ChangeMessageVisibilityBatch(ctx, in, optFns...)
+	if err == nil {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		for _, e := range in.Entries {
+			if e.VisibilityTimeout == 0 && !slices.ContainsFunc(out.Failed, func(f sqstypes.BatchResultErrorEntry) bool {
+				return aws.ToString(f.Id) == aws.ToString(e.Id)
+			}) {
+				r.n++
+			}
+		}
+	}
+	return out, err
+}
+
+func (r *releases) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.n
+}

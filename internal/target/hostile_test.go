@@ -1,0 +1,149 @@
+package target_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xrc-dev/xrc/internal/corpus"
+	"github.com/xrc-dev/xrc/internal/dataset"
+)
+
+// TestHostileArchivesReachDLQ stages archives that must never be extracted:
+// each one's message is retried, then dead-lettered, and not one object
+// reaches the destination, although all but one archive start with valid
+// objects a streaming extractor would already have written.
+func TestHostileArchivesReachDLQ(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t, nil)
+	ctx := context.Background()
+	dst := p.cfg.Rules[0].Destinations[0].Bucket
+	staging := p.cfg.Settings.Regions[1].StagingBucket
+	rng := newRand()
+
+	objs := make([]dataset.Object, 6)
+	for i := range objs {
+		objs[i] = dataset.Object{Key: fmt.Sprintf("data/hostile/%02d.txt", i), ContentType: "text/plain", Data: dataset.Text(rng, 64<<10)}
+	}
+	objs[4].Data = corpus.Random(128<<10, 4) // stored, not compressed: a flip there only breaks checksums
+
+	valid := writeArchive(t, manifestFor("hostile-valid", objs, dst, nil), objs)
+
+	// A byte flipped three quarters into the compressed stream: the
+	// manifest and the first objects still decode.
+	corrupt := bytes.Clone(valid)
+	corrupt[len(corrupt)*3/4] ^= 0xff
+
+	truncated := bytes.Clone(valid[:len(valid)*2/3])
+
+	// The manifest carries each object's SHA-256; the last member has the
+	// right size but other bytes.
+	mDigest := manifestFor("hostile-digest", objs, dst, nil)
+	var members []member
+	for i, o := range objs {
+		members = append(members, member{mDigest.Objects[i].Member, o.Data})
+	}
+	last := &members[len(members)-1]
+	last.body = bytes.Clone(last.body)
+	last.body[len(last.body)/2] ^= 1
+	digest := rawArchive(t, rawManifest(t, mDigest), members)
+
+	// The last member escapes the extraction directory: once as the tar
+	// name of a member the manifest names safely, once named so by the
+	// manifest itself (which the writer's validation would refuse).
+	mDot := manifestFor("hostile-dotdot-tar", objs, dst, nil)
+	members = members[:0]
+	for i, o := range objs {
+		members = append(members, member{mDot.Objects[i].Member, o.Data})
+	}
+	members[len(members)-1].name = "../x"
+	dotTar := rawArchive(t, rawManifest(t, mDot), members)
+
+	mDotMf := manifestFor("hostile-dotdot-manifest", objs, dst, nil)
+	mDotMf.Objects[len(objs)-1].Member = "../x"
+	dotManifest := rawArchive(t, rawManifest(t, mDotMf), members)
+
+	// why is what the worker's error must say.
+	archives := []struct {
+		name string
+		data []byte
+		why  string
+	}{
+		{"corrupt", corrupt, "invalid archive"},
+		{"truncated", truncated, "unexpected EOF"},
+		{"digest-mismatch", digest, "sha256 mismatch"},
+		{"dotdot-member", dotTar, `unsafe member: member name "../x"`},
+		{"dotdot-manifest", dotManifest, `invalid manifest: objects[5] (key "data/hostile/05.txt"): member name "../x"`},
+	}
+	key := func(name string) string { return "r1/hostile/" + name + ".tar.zst" }
+	var keys []string
+	for _, a := range archives {
+		keys = append(keys, key(a.name))
+	}
+	slices.Sort(keys)
+
+	reg, _ := p.startTarget(t)
+	for _, a := range archives {
+		putStaging(t, p.dst, staging, key(a.name), a.data)
+	}
+
+	dlq := queueURL(t, p.sqs, p.cfg.TargetQueueName()+"-dlq")
+	tq := p.dep.TargetQueues["eu-west-1"]
+	if !poll(2*time.Minute, 500*time.Millisecond, func() bool {
+		return p.depth(t, dlq) >= len(archives) && p.depth(t, tq) == 0
+	}) {
+		t.Fatalf("after 2 minutes the DLQ holds %d messages (want %d) and the target queue %d (want 0)",
+			p.depth(t, dlq), len(archives), p.depth(t, tq))
+	}
+	if n := p.count(t, p.dst, dst, ""); n != 0 {
+		t.Errorf("destination bucket holds %d objects written from hostile archives, want 0", n)
+	}
+	got := dlqKeys(t, p.sqs, dlq)
+	slices.Sort(got)
+	if !slices.Equal(got, keys) {
+		t.Errorf("dead-lettered archives %q, want %q", got, keys)
+	}
+	// Each was tried more than once and judged permanent (released with
+	// no delay so it reaches the DLQ quickly), never half-extracted.
+	for _, a := range archives {
+		tries := 0
+		for _, e := range p.logEntries("archive not completed; message released for retry") {
+			msg := fmt.Sprint(e["error"])
+			if !strings.Contains(msg, key(a.name)) {
+				continue
+			}
+			tries++
+			if d, _ := e["retryIn"].(time.Duration); d != 0 {
+				t.Errorf("%s: released with retryIn %v, want 0 for an invalid archive (error %s)", a.name, d, msg)
+			}
+			if !strings.Contains(msg, a.why) {
+				t.Errorf("%s: error %q does not say %q", a.name, msg, a.why)
+			}
+		}
+		if tries < 2 {
+			t.Errorf("%s: handled %d times before the DLQ, want at least 2 (retried)", a.name, tries)
+		}
+	}
+	if n := metric(t, reg, "xrc_target_objects_total"); n != 0 {
+		t.Errorf("worker counted %v destination writes", n)
+	}
+	// Dead-lettered archives stay in staging for the operator to inspect
+	// or redrive.
+	if n := p.count(t, p.dst, staging, "r1/hostile/"); n != len(archives) {
+		t.Errorf("staging holds %d hostile archives, want %d kept for inspection", n, len(archives))
+	}
+
+	// The same objects in a valid archive do get written: the fixture
+	// (destination, keys, manifest) is not what stopped the others.
+	putStaging(t, p.dst, staging, "r1/valid.tar.zst", valid)
+	if got := p.waitDest(t, len(objs), time.Minute); got != len(objs) {
+		t.Fatalf("valid archive: destination holds %d objects, want %d", got, len(objs))
+	}
+	for _, err := range dataset.Check(ctx, p.dst, dst, objs, identity, 8) {
+		t.Error(err)
+	}
+}
