@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 
 	"github.com/xrc-dev/xrc/internal/archive"
 	"github.com/xrc-dev/xrc/internal/config"
+	"github.com/xrc-dev/xrc/internal/drain"
 	"github.com/xrc-dev/xrc/internal/events"
 	"github.com/xrc-dev/xrc/internal/health"
 	"github.com/xrc-dev/xrc/internal/queue"
@@ -87,7 +89,7 @@ func New(d Deps) (*Worker, error) {
 	}
 	for i := range d.Config.Rules {
 		r := &d.Config.Rules[i]
-		if r.SourceRegion == d.Region && (len(d.RuleIDs) == 0 || contains(d.RuleIDs, r.ID)) {
+		if r.SourceRegion == d.Region && (len(d.RuleIDs) == 0 || slices.Contains(d.RuleIDs, r.ID)) {
 			w.rules = append(w.rules, r)
 		}
 	}
@@ -97,32 +99,16 @@ func New(d Deps) (*Worker, error) {
 	return w, nil
 }
 
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
-
 // Run receives and archives until ctx ends, then drains: it stops receiving,
 // closes the open batches and gives in-flight archives the configured drain
 // time. Whatever is not staged by then is released, never acknowledged.
 func (w *Worker) Run(ctx context.Context) error {
 	// Work outlives ctx by the drain time so a SIGTERM does not abort
 	// archives that are about to be staged.
-	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	work, cancelWork := drain.Context(ctx, w.drain, func() {
+		w.Log.Warn("drain time over: abandoning in-flight archives", zap.Duration("drain", w.drain))
+	})
 	defer cancelWork()
-	go func() {
-		<-ctx.Done()
-		select {
-		case <-time.After(w.drain):
-			w.Log.Warn("drain time over: abandoning in-flight archives", zap.Duration("drain", w.drain))
-			cancelWork()
-		case <-work.Done():
-		}
-	}()
 
 	hb, stopHB := context.WithCancel(work)
 	defer stopHB()

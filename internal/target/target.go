@@ -28,6 +28,7 @@ import (
 
 	"github.com/xrc-dev/xrc/internal/archive"
 	"github.com/xrc-dev/xrc/internal/config"
+	"github.com/xrc-dev/xrc/internal/drain"
 	"github.com/xrc-dev/xrc/internal/events"
 	"github.com/xrc-dev/xrc/internal/health"
 	"github.com/xrc-dev/xrc/internal/queue"
@@ -78,17 +79,10 @@ func New(d Deps) (*Worker, error) {
 // Run receives and extracts archives until ctx ends, then waits up to the
 // drain time for archives in flight. Unfinished messages are released.
 func (w *Worker) Run(ctx context.Context) error {
-	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	work, cancelWork := drain.Context(ctx, w.drain, func() {
+		w.Log.Warn("drain time over: abandoning in-flight archives", zap.Duration("drain", w.drain))
+	})
 	defer cancelWork()
-	go func() {
-		<-ctx.Done()
-		select {
-		case <-time.After(w.drain):
-			w.Log.Warn("drain time over: abandoning in-flight archives", zap.Duration("drain", w.drain))
-			cancelWork()
-		case <-work.Done():
-		}
-	}()
 	hb, stopHB := context.WithCancel(work)
 	defer stopHB()
 	go w.Queue.Heartbeat(hb)
