@@ -151,9 +151,6 @@ func newPlan(cfg *config.Config) (*plan, error) {
 		if rp.IsSource() || rp.IsTarget() {
 			p.Regions = append(p.Regions, rp)
 		}
-		for _, w := range rp.Watched {
-			errs = append(errs, notificationOverlaps(w)...)
-		}
 	}
 	if cycle := p.cycle(); cycle != nil {
 		errs = append(errs, fmt.Errorf("regions %s replicate to each other: each staging bucket must exist before the other's replication rule, "+
@@ -202,27 +199,6 @@ func addPrefix(set []string, prefix string) []string {
 	}
 	return append(out, prefix)
 }
-
-// notificationOverlaps reports rules of one bucket that S3 cannot notify
-// separately: S3 rejects two notification configurations for the same event
-// whose prefixes and suffixes overlap, and each rule has its own queue.
-func notificationOverlaps(w watchedBucket) []error {
-	var errs []error
-	for i, a := range w.Rules {
-		for _, b := range w.Rules[i+1:] {
-			if overlaps(a.Prefix, b.Prefix) && suffixOverlaps(a.Suffix, b.Suffix) {
-				errs = append(errs, fmt.Errorf("rules %q and %q watch overlapping keys of bucket %s (prefixes %q, %q; suffixes %q, %q): "+
-					"S3 cannot send one event to two queues; make their prefixes or suffixes disjoint or merge the rules",
-					a.ID, b.ID, w.Name, a.Prefix, b.Prefix, a.Suffix, b.Suffix))
-			}
-		}
-	}
-	return errs
-}
-
-func overlaps(a, b string) bool { return strings.HasPrefix(a, b) || strings.HasPrefix(b, a) }
-
-func suffixOverlaps(a, b string) bool { return strings.HasSuffix(a, b) || strings.HasSuffix(b, a) }
 
 // cycle returns regions whose stacks would wait for each other, or nil.
 func (p *plan) cycle() []string {

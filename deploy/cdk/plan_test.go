@@ -170,13 +170,6 @@ func TestPlanErrors(t *testing.T) {
 			want: "replicate to each other",
 		},
 		{
-			name: "overlapping notifications",
-			doc: testDoc(two,
-				rule("a", "us-east-1", "src", "logs/", dest("eu-west-1", "dst-a")),
-				rule("b", "us-east-1", "src", "logs/app/", dest("eu-west-1", "dst-b"))),
-			want: `rules "a" and "b" watch overlapping keys of bucket src`,
-		},
-		{
 			name: "s3 endpoint",
 			doc: func() map[string]any {
 				regions := []map[string]any{region("us-east-1", "source"), region("eu-west-1", "target")}
@@ -201,27 +194,6 @@ func TestPlanErrors(t *testing.T) {
 				t.Errorf("newPlan = %v, want an error containing %q", err, tc.want)
 			}
 		})
-	}
-}
-
-func TestNotificationOverlaps(t *testing.T) {
-	r := func(prefix, suffix string) *config.Rule {
-		return &config.Rule{ID: prefix + suffix, Prefix: prefix, Suffix: suffix}
-	}
-	for _, tc := range []struct {
-		a, b    *config.Rule
-		overlap bool
-	}{
-		{r("logs/", ""), r("data/", ""), false},
-		{r("logs/", ""), r("logs/", ".gz"), true},
-		{r("", ".json"), r("", ".gz"), false},
-		{r("", ".json"), r("x/", ".json"), true},
-		{r("a", ".tar.gz"), r("ab", ".gz"), true},
-	} {
-		errs := notificationOverlaps(watchedBucket{Name: "b", Rules: []*config.Rule{tc.a, tc.b}})
-		if (len(errs) > 0) != tc.overlap {
-			t.Errorf("%q%q vs %q%q: errors %v, want overlap %v", tc.a.Prefix, tc.a.Suffix, tc.b.Prefix, tc.b.Suffix, errs, tc.overlap)
-		}
 	}
 }
 

@@ -119,6 +119,11 @@ func TestValidationErrors(t *testing.T) {
 				"destinations": []any{map[string]any{"region": "us-east-1", "bucket": "acme-exports"}},
 			})
 		}), []string{"replication loop: exports -> back -> exports"}},
+		{"overlapping rules", mutate(t, func(d map[string]any) {
+			obj(d, "rules", 1)["sourceBucket"] = "acme-app-logs"
+			obj(d, "rules", 1)["prefix"] = "prod/2026/"
+			obj(d, "rules", 1)["suffix"] = ".log"
+		}), []string{`rules[1]: filters overlap rule "logs" on bucket acme-app-logs`}},
 		{"invalid storage class", mutate(t, func(d map[string]any) { dest0(d)["storageClass"] = "COLD" }), []string{"rules[0].destinations[0].storageClass: unknown storage class \"COLD\""}},
 		{"bad duration", mutate(t, func(d map[string]any) { obj(d, "rules", 0, "batch")["maxAge"] = "soon" }), []string{"rules[0].batch.maxAge: invalid duration \"soon\""}},
 		{"bad size", mutate(t, func(d map[string]any) { obj(d, "rules", 0, "batch")["maxBytes"] = "lots" }), []string{"rules[0].batch.maxBytes: invalid size \"lots\""}},
@@ -238,6 +243,29 @@ func TestSchemaCoversFields(t *testing.T) {
 	for _, c := range []string{"STANDARD", "GLACIER_IR", "INTELLIGENT_TIERING"} {
 		if !slices.Contains(enum, any(c)) || !validStorageClass(c) {
 			t.Errorf("storage class %s not accepted by both schema and Go", c)
+		}
+	}
+}
+
+func TestRuleOverlaps(t *testing.T) {
+	for _, tc := range []struct {
+		p1, s1, p2, s2 string
+		overlap        bool
+	}{
+		{"logs/", "", "data/", "", false},
+		{"logs/", "", "logs/", ".gz", true},
+		{"", ".json", "", ".gz", false},
+		{"", ".json", "x/", ".json", true},
+		{"a", ".tar.gz", "ab", ".gz", true},
+	} {
+		c := Config{Rules: []Rule{
+			{ID: "a", SourceRegion: "r", SourceBucket: "b", Prefix: tc.p1, Suffix: tc.s1},
+			{ID: "b", SourceRegion: "r", SourceBucket: "b", Prefix: tc.p2, Suffix: tc.s2},
+		}}
+		var errs Errors
+		c.checkOverlaps(&errs)
+		if (len(errs) > 0) != tc.overlap {
+			t.Errorf("%q%q vs %q%q: %v, want overlap %v", tc.p1, tc.s1, tc.p2, tc.s2, errs, tc.overlap)
 		}
 	}
 }

@@ -157,6 +157,7 @@ func (c *Config) Validate() error {
 	for i := range c.Rules {
 		c.validateRule(&errs, fmt.Sprintf("rules[%d]", i), &c.Rules[i], seenRule)
 	}
+	c.checkOverlaps(&errs)
 	c.checkLoops(&errs)
 	if len(errs) > 0 {
 		return errs
@@ -230,6 +231,22 @@ func (c *Config) validateRule(errs *Errors, p string, r *Rule, seen map[string]b
 			errs.add(dp, "destination %s listed twice", id)
 		}
 		seenDest[id] = true
+	}
+}
+
+// checkOverlaps reports rules on one bucket whose filters can match the same
+// key: S3 refuses notification configurations that send one event to two
+// queues, so one of the rules would never see its objects.
+func (c *Config) checkOverlaps(errs *Errors) {
+	for i := range c.Rules {
+		for j := i + 1; j < len(c.Rules); j++ {
+			a, b := &c.Rules[i], &c.Rules[j]
+			if a.SourceRegion == b.SourceRegion && a.SourceBucket == b.SourceBucket &&
+				overlaps(a.Prefix, b.Prefix) && (strings.HasSuffix(a.Suffix, b.Suffix) || strings.HasSuffix(b.Suffix, a.Suffix)) {
+				errs.add(fmt.Sprintf("rules[%d]", j), "filters overlap rule %q on bucket %s (prefix %q/%q, suffix %q/%q): S3 sends each event to one queue only",
+					a.ID, a.SourceBucket, a.Prefix, b.Prefix, a.Suffix, b.Suffix)
+			}
+		}
 	}
 }
 
