@@ -132,7 +132,15 @@ func (w *Worker) Run(ctx context.Context) error {
 		}()
 	}
 
-	err := w.receiveLoop(ctx, items)
+	// Several long polls at once: one SQS call returns at most 10
+	// messages, and small objects would otherwise wait on its round trip.
+	var rg sync.WaitGroup
+	for range receivers {
+		rg.Go(func() { w.receiveLoop(ctx, items) })
+	}
+	w.Log.Info("source worker receiving", zap.String("queue", w.Queue.URL()), zap.Int("rules", len(w.rules)), zap.Int("receivers", receivers))
+	rg.Wait()
+	w.Log.Info("stopped receiving; draining", zap.Duration("drain", w.drain))
 	close(items)
 	wg.Wait()
 	stopHB()
@@ -155,8 +163,11 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.Log.Info("released unstaged messages", zap.Int("messages", len(left)))
 	}
 	w.Log.Info("source worker stopped")
-	return err
+	return nil
 }
+
+// receivers is how many long polls run at once.
+const receivers = 2
 
 // builders is how many archives are built at once: one compresses while the
 // other waits on S3, which is what two vCPUs can use.
@@ -170,8 +181,7 @@ func (w *Worker) maxHeld() int {
 	return max(n, 100)
 }
 
-func (w *Worker) receiveLoop(ctx context.Context, items chan<- item) error {
-	w.Log.Info("source worker receiving", zap.String("queue", w.Queue.URL()), zap.Int("rules", len(w.rules)))
+func (w *Worker) receiveLoop(ctx context.Context, items chan<- item) {
 	for ctx.Err() == nil {
 		w.Health.Beat()
 		if w.Queue.Held() >= w.maxHeld() {
@@ -195,8 +205,6 @@ func (w *Worker) receiveLoop(ctx context.Context, items chan<- item) error {
 			w.handle(ctx, m, items)
 		}
 	}
-	w.Log.Info("stopped receiving; draining", zap.Duration("drain", w.drain))
-	return nil
 }
 
 func sleep(ctx context.Context, d time.Duration) {
