@@ -7,6 +7,9 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/zap"
 
 	"github.com/xrc-dev/xrc/internal/localstack"
 	"github.com/xrc-dev/xrc/internal/queue"
@@ -89,5 +92,56 @@ func TestBackoff(t *testing.T) {
 		if got := queue.Backoff(count); got != want {
 			t.Errorf("Backoff(%d) = %s, want %s", count, got, want)
 		}
+	}
+}
+
+// TestSettler checks the shared message endings: an invalid body is released
+// (never deleted), S3's test event is acknowledged, and settling still works
+// when the worker's context is already cancelled (its drain time is over).
+func TestSettler(t *testing.T) {
+	env := localstack.Require(t)
+	ctx := context.Background()
+	client, err := env.SQS(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := localstack.UniqueName("settle")
+	url, _, err := env.EnsureQueue(ctx, name, 5, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { env.DeleteQueue(context.Background(), name) })
+	q := queue.New(client, url, 30*time.Second)
+	reg := prometheus.NewRegistry()
+	msgs := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "m"}, []string{"result"})
+	errs := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "e"}, []string{"kind"})
+	reg.MustRegister(msgs, errs)
+	s := queue.Settler{Queue: q, Log: zap.NewNop(), Messages: msgs, Errors: errs}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+
+	// One at a time: local-aws-sqs keeps handing back a just-released
+	// message ahead of older ones.
+	count := func(result string) float64 { return testutil.ToFloat64(msgs.WithLabelValues(result)) }
+	for _, body := range []string{`{"Service":"Amazon S3","Event":"s3:TestEvent","Bucket":"b"}`, "not json"} {
+		if _, err := client.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: &url, MessageBody: aws.String(body)}); err != nil {
+			t.Fatal(err)
+		}
+		m := receiveOne(t, q)
+		if _, ok := s.Parse(cancelled, m); ok {
+			t.Fatalf("%q: Parse left work to do", m.Body)
+		}
+	}
+	if count("test") != 1 || count("acked") != 1 || count("invalid") != 1 || count("released") != 1 {
+		t.Errorf("test %v, acked %v, invalid %v, released %v", count("test"), count("acked"), count("invalid"), count("released"))
+	}
+	// Only the invalid body is still there; the test event was deleted.
+	m := receiveOne(t, q)
+	if m.Body != "not json" {
+		t.Fatalf("redelivered %q, want the invalid body", m.Body)
+	}
+	s.Ack(ctx, m)
+	if got, _ := q.Receive(ctx, 10, time.Second); len(got) != 0 {
+		t.Errorf("queue still holds %q", got[0].Body)
 	}
 }

@@ -53,6 +53,7 @@ type Worker struct {
 	staging string
 	drain   time.Duration
 	writers sync.Pool
+	settler queue.Settler
 
 	mu       sync.Mutex
 	messages map[string]*tracked // by receipt handle
@@ -78,7 +79,8 @@ func New(d Deps) (*Worker, error) {
 	if !ok || !region.IsSource() {
 		return nil, fmt.Errorf("region %q is not a source region in the config", d.Region)
 	}
-	w := &Worker{Deps: d, staging: region.StagingBucket, drain: d.Config.Settings.Worker.DrainTimeout.D(), messages: map[string]*tracked{}}
+	w := &Worker{Deps: d, staging: region.StagingBucket, drain: d.Config.Settings.Worker.DrainTimeout.D(), messages: map[string]*tracked{},
+		settler: queue.Settler{Queue: d.Queue, Log: d.Log, Messages: d.Metrics.Messages, Errors: d.Metrics.Errors}}
 	if w.Now == nil {
 		w.Now = time.Now
 	}
@@ -216,22 +218,11 @@ func sleep(ctx context.Context, d time.Duration) {
 
 // handle parses one message and queues its objects for batching.
 func (w *Worker) handle(ctx context.Context, m queue.Message, items chan<- item) {
+	parsed, ok := w.settler.Parse(ctx, m)
+	if !ok {
+		return
+	}
 	log := w.Log.With(zap.String("message", m.ID), zap.Int("receiveCount", m.ReceiveCount))
-	parsed, err := events.Parse([]byte(m.Body))
-	if err != nil {
-		// No retry can fix the body, but only the DLQ may keep it: release
-		// it at once so it gets there after maxReceiveCount quick retries.
-		w.Metrics.Messages.WithLabelValues("invalid").Inc()
-		log.Error("invalid message: releasing it towards the dead-letter queue", zap.Error(err))
-		w.release(ctx, m, 0)
-		return
-	}
-	if parsed.Test {
-		w.Metrics.Messages.WithLabelValues("test").Inc()
-		log.Info("s3:TestEvent received: notifications are wired")
-		w.ack(ctx, m)
-		return
-	}
 	t := &tracked{msg: m}
 	var mine []item
 	for _, ref := range parsed.Refs {
@@ -252,7 +243,7 @@ func (w *Worker) handle(ctx context.Context, m queue.Message, items chan<- item)
 	}
 	if len(mine) == 0 {
 		w.Metrics.Messages.WithLabelValues("unmatched").Inc()
-		w.ack(ctx, m)
+		w.settler.Ack(ctx, m)
 		return
 	}
 	t.pending = len(mine)
@@ -306,26 +297,8 @@ func (w *Worker) settle(ctx context.Context, it item, err error) {
 	if t.failed != nil {
 		w.Log.Warn("message not acknowledged: it will be retried", zap.String("message", t.msg.ID),
 			zap.Int("receiveCount", t.msg.ReceiveCount), zap.Error(t.failed))
-		w.release(ctx, t.msg, queue.Backoff(t.msg.ReceiveCount))
+		w.settler.Release(ctx, t.msg, queue.Backoff(t.msg.ReceiveCount))
 		return
 	}
-	w.ack(ctx, t.msg)
-}
-
-func (w *Worker) ack(ctx context.Context, m queue.Message) {
-	if err := w.Queue.Delete(ctx, m); err != nil {
-		// The work is durable; a redelivery only repeats it harmlessly.
-		w.Metrics.Errors.WithLabelValues("delete_message").Inc()
-		w.Log.Warn("acknowledging message", zap.String("message", m.ID), zap.Error(err))
-		return
-	}
-	w.Metrics.Messages.WithLabelValues("acked").Inc()
-}
-
-func (w *Worker) release(ctx context.Context, m queue.Message, delay time.Duration) {
-	w.Metrics.Messages.WithLabelValues("released").Inc()
-	if err := w.Queue.Release(ctx, delay, m); err != nil {
-		// Visibility expiry redelivers it anyway.
-		w.Log.Warn("releasing message", zap.String("message", m.ID), zap.Error(err))
-	}
+	w.settler.Ack(ctx, t.msg)
 }

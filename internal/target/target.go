@@ -29,7 +29,6 @@ import (
 	"github.com/xrc-dev/xrc/internal/archive"
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/drain"
-	"github.com/xrc-dev/xrc/internal/events"
 	"github.com/xrc-dev/xrc/internal/health"
 	"github.com/xrc-dev/xrc/internal/queue"
 )
@@ -58,6 +57,7 @@ type Worker struct {
 	Deps
 	staging string
 	drain   time.Duration
+	settler queue.Settler
 }
 
 // archivesAtOnce bounds concurrent archives; each already overlaps its
@@ -73,7 +73,8 @@ func New(d Deps) (*Worker, error) {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	return &Worker{Deps: d, staging: region.StagingBucket, drain: d.Config.Settings.Worker.DrainTimeout.D()}, nil
+	return &Worker{Deps: d, staging: region.StagingBucket, drain: d.Config.Settings.Worker.DrainTimeout.D(),
+		settler: queue.Settler{Queue: d.Queue, Log: d.Log, Messages: d.Metrics.Messages, Errors: d.Metrics.Errors}}, nil
 }
 
 // Run receives and extracts archives until ctx ends, then waits up to the
@@ -149,20 +150,11 @@ func sleep(ctx context.Context, d time.Duration) {
 // handle processes every archive a message announces, then acknowledges or
 // releases it.
 func (w *Worker) handle(ctx context.Context, m queue.Message) {
+	parsed, ok := w.settler.Parse(ctx, m)
+	if !ok {
+		return
+	}
 	log := w.Log.With(zap.String("message", m.ID), zap.Int("receiveCount", m.ReceiveCount))
-	parsed, err := events.Parse([]byte(m.Body))
-	if err != nil {
-		w.Metrics.Messages.WithLabelValues("invalid").Inc()
-		log.Error("invalid message: releasing it towards the dead-letter queue", zap.Error(err))
-		w.release(ctx, m, 0)
-		return
-	}
-	if parsed.Test {
-		w.Metrics.Messages.WithLabelValues("test").Inc()
-		log.Info("s3:TestEvent received: notifications are wired")
-		w.ack(ctx, m)
-		return
-	}
 	var failed error
 	permanent := true
 	for _, ref := range parsed.Refs {
@@ -178,7 +170,7 @@ func (w *Worker) handle(ctx context.Context, m queue.Message) {
 		}
 	}
 	if failed == nil {
-		w.ack(ctx, m)
+		w.settler.Ack(ctx, m)
 		return
 	}
 	if ctx.Err() != nil {
@@ -186,7 +178,7 @@ func (w *Worker) handle(ctx context.Context, m queue.Message) {
 		// hand it to another task now rather than after the visibility
 		// timeout, and do not report the shutdown as a failure.
 		log.Warn("shutting down: archive abandoned; message released", zap.Error(failed))
-		w.release(ctx, m, 0)
+		w.settler.Release(ctx, m, 0)
 		return
 	}
 	delay := queue.Backoff(m.ReceiveCount)
@@ -195,36 +187,5 @@ func (w *Worker) handle(ctx context.Context, m queue.Message) {
 		delay = 0
 	}
 	log.Error("archive not completed; message released for retry", zap.Duration("retryIn", delay), zap.Error(failed))
-	w.release(ctx, m, delay)
-}
-
-// settleTimeout bounds acknowledging or releasing one message.
-const settleTimeout = 5 * time.Second
-
-// settling returns the context to acknowledge or release a message in. It
-// outlives ctx, the work context, which is cancelled when the drain time is
-// over: an archive abandoned then must still be released, or its message
-// stays hidden until its visibility timeout ends.
-func settling(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
-}
-
-func (w *Worker) ack(ctx context.Context, m queue.Message) {
-	ctx, cancel := settling(ctx)
-	defer cancel()
-	if err := w.Queue.Delete(ctx, m); err != nil {
-		w.Metrics.Errors.WithLabelValues("delete_message").Inc()
-		w.Log.Warn("acknowledging message", zap.String("message", m.ID), zap.Error(err))
-		return
-	}
-	w.Metrics.Messages.WithLabelValues("acked").Inc()
-}
-
-func (w *Worker) release(ctx context.Context, m queue.Message, delay time.Duration) {
-	ctx, cancel := settling(ctx)
-	defer cancel()
-	w.Metrics.Messages.WithLabelValues("released").Inc()
-	if err := w.Queue.Release(ctx, delay, m); err != nil {
-		w.Log.Warn("releasing message", zap.String("message", m.ID), zap.Error(err))
-	}
+	w.settler.Release(ctx, m, delay)
 }
