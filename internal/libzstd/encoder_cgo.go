@@ -1,0 +1,199 @@
+//go:build cgo
+
+package libzstd
+
+/*
+#include <stddef.h>
+
+// Declarations from zstd.h, whose streaming API has been stable since
+// libzstd 1.4.0. The enum arguments are passed as int, as the C ABI does.
+typedef struct ZSTD_CCtx_s ZSTD_CCtx;
+typedef struct { const void* src; size_t size; size_t pos; } ZSTD_inBuffer;
+typedef struct { void* dst; size_t size; size_t pos; } ZSTD_outBuffer;
+ZSTD_CCtx* ZSTD_createCCtx(void);
+size_t ZSTD_freeCCtx(ZSTD_CCtx* cctx);
+size_t ZSTD_CCtx_reset(ZSTD_CCtx* cctx, int reset);
+size_t ZSTD_CCtx_setParameter(ZSTD_CCtx* cctx, int param, int value);
+size_t ZSTD_compressStream2(ZSTD_CCtx* cctx, ZSTD_outBuffer* output, ZSTD_inBuffer* input, int endOp);
+size_t ZSTD_CStreamOutSize(void);
+unsigned ZSTD_isError(size_t code);
+const char* ZSTD_getErrorName(size_t code);
+const char* ZSTD_versionString(void);
+
+enum {
+	xrc_reset_session_only = 1,
+	xrc_c_compressionLevel = 100,
+	xrc_c_windowLog = 101,
+	xrc_c_checksumFlag = 201,
+	xrc_c_nbWorkers = 400,
+	xrc_e_continue = 0,
+	xrc_e_end = 2,
+};
+
+typedef struct { size_t ret; size_t in; size_t out; } xrc_step;
+
+// xrc_compress runs one ZSTD_compressStream2 step and returns what it
+// consumed and produced, so Go needs no C-allocated buffer structs.
+static xrc_step xrc_compress(ZSTD_CCtx* c, void* dst, size_t dstSize, const void* src, size_t srcSize, int end) {
+	ZSTD_outBuffer out = { dst, dstSize, 0 };
+	ZSTD_inBuffer in = { src, srcSize, 0 };
+	xrc_step s;
+	s.ret = ZSTD_compressStream2(c, &out, &in, end);
+	s.in = in.pos;
+	s.out = out.pos;
+	return s;
+}
+*/
+import "C"
+
+import (
+	"fmt"
+	"io"
+	"runtime"
+	"unsafe"
+
+	// Compiles and links libzstd; this package calls it through cgo.
+	_ "github.com/DataDog/zstd"
+)
+
+// Available reports whether this build has libzstd.
+const Available = true
+
+// Version returns the version of the linked libzstd, such as "1.5.7".
+func Version() string { return C.GoString(C.ZSTD_versionString()) }
+
+// Encoder writes zstd frames, each ending with a content checksum, to an
+// io.Writer. One Encoder keeps one compression context and reuses its
+// memory for every frame, whatever the level. An Encoder is not safe for
+// concurrent use.
+type Encoder struct {
+	c   *cctx
+	out []byte
+	dst io.Writer
+	err error // sticky: the frame is unusable after a failure
+}
+
+// cctx owns the C context, freed by a cleanup once the Encoder is garbage.
+type cctx struct{ p *C.ZSTD_CCtx }
+
+// NewEncoder returns an Encoder that uses workers threads of libzstd's own
+// (0 compresses on the calling goroutine). Call Reset to start a frame.
+func NewEncoder(workers int) (*Encoder, error) {
+	p := C.ZSTD_createCCtx()
+	if p == nil {
+		return nil, fmt.Errorf("libzstd: creating a compression context: out of memory")
+	}
+	e := &Encoder{c: &cctx{p}, out: make([]byte, int(C.ZSTD_CStreamOutSize()))}
+	runtime.AddCleanup(e, func(c *cctx) { C.ZSTD_freeCCtx(c.p) }, e.c)
+	if err := e.set(C.xrc_c_checksumFlag, 1); err != nil {
+		return nil, err
+	}
+	if workers > 0 {
+		if err := e.set(C.xrc_c_nbWorkers, workers); err != nil {
+			return nil, fmt.Errorf("libzstd: %d worker threads: %w", workers, err)
+		}
+	}
+	return e, nil
+}
+
+// Reset abandons any frame in progress and starts a new one at level on
+// dst. A nil dst detaches the Encoder from its last destination.
+func (e *Encoder) Reset(dst io.Writer, level int) error {
+	e.dst, e.err = dst, nil
+	if r := C.ZSTD_CCtx_reset(e.c.p, C.xrc_reset_session_only); C.ZSTD_isError(r) != 0 {
+		return e.fail(errorf("reset", r))
+	}
+	if dst == nil {
+		return nil
+	}
+	if level < MinLevel || level > MaxLevel || level == 0 {
+		return e.fail(fmt.Errorf("libzstd: level %d is not one of %d-%d except 0", level, MinLevel, MaxLevel))
+	}
+	if err := e.set(C.xrc_c_compressionLevel, level); err != nil {
+		return e.fail(fmt.Errorf("libzstd: level %d: %w", level, err))
+	}
+	// 0 means the level's own window, which is within the cap up to 19.
+	wlog := 0
+	if level > 19 {
+		wlog = MaxWindowLog
+	}
+	if err := e.set(C.xrc_c_windowLog, wlog); err != nil {
+		return e.fail(fmt.Errorf("libzstd: window log %d: %w", wlog, err))
+	}
+	return nil
+}
+
+// Write compresses p into the current frame, writing whatever compressed
+// output libzstd produces to the destination.
+func (e *Encoder) Write(p []byte) (int, error) {
+	if e.err != nil {
+		return 0, e.err
+	}
+	if e.dst == nil {
+		return 0, fmt.Errorf("libzstd: Write without Reset")
+	}
+	n := 0
+	for n < len(p) {
+		in := p[n:]
+		s := C.xrc_compress(e.c.p, unsafe.Pointer(&e.out[0]), C.size_t(len(e.out)),
+			unsafe.Pointer(&in[0]), C.size_t(len(in)), C.xrc_e_continue)
+		runtime.KeepAlive(p)
+		if C.ZSTD_isError(s.ret) != 0 {
+			return n, e.fail(errorf("compressing", s.ret))
+		}
+		n += int(s.in)
+		if err := e.flush(int(s.out)); err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// Close ends the frame (with its checksum) and writes what remains of it.
+// It does not close the destination; Reset starts the next frame.
+func (e *Encoder) Close() error {
+	if e.err != nil {
+		return e.err
+	}
+	if e.dst == nil {
+		return fmt.Errorf("libzstd: Close without Reset")
+	}
+	for {
+		s := C.xrc_compress(e.c.p, unsafe.Pointer(&e.out[0]), C.size_t(len(e.out)), nil, 0, C.xrc_e_end)
+		if C.ZSTD_isError(s.ret) != 0 {
+			return e.fail(errorf("ending frame", s.ret))
+		}
+		if err := e.flush(int(s.out)); err != nil {
+			return err
+		}
+		if s.ret == 0 { // frame complete and flushed
+			return nil
+		}
+	}
+}
+
+func (e *Encoder) flush(n int) error {
+	if n == 0 {
+		return nil
+	}
+	if _, err := e.dst.Write(e.out[:n]); err != nil {
+		return e.fail(err)
+	}
+	return nil
+}
+
+func (e *Encoder) set(param C.int, value int) error {
+	if r := C.ZSTD_CCtx_setParameter(e.c.p, param, C.int(value)); C.ZSTD_isError(r) != 0 {
+		return errorf("setting a parameter", r)
+	}
+	return nil
+}
+
+func (e *Encoder) fail(err error) error {
+	e.err = err
+	return err
+}
+
+func errorf(op string, code C.size_t) error {
+	return fmt.Errorf("libzstd: %s: %s", op, C.GoString(C.ZSTD_getErrorName(code)))
+}
