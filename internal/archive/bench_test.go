@@ -2,9 +2,12 @@ package archive
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"testing"
+
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/xrc-dev/xrc/internal/manifest"
 )
@@ -13,8 +16,9 @@ import (
 // per-object work is noise, small enough for several members per archive.
 const benchObjectSize = 4 << 20
 
-// benchLevels are the zstd levels compared with the CLI; klauspost maps
-// them onto its four encoders (1 fastest, 3 default, 7 better, 11 best).
+// benchLevels are the zstd levels compared with the CLI; the pure-Go
+// encoder maps them onto its four settings (1 fastest, 3 default, 7 better,
+// 11 best).
 var benchLevels = []int{1, 3, 7, 11}
 
 // benchArchive cuts data into objects (digests left to trailers, as when
@@ -66,14 +70,21 @@ func reportCPU(b *testing.B, n int64, cpu float64) {
 }
 
 // BenchmarkWriter measures archiving each corpus class at each level, with
-// one reused Writer as a long-running source worker has.
-func BenchmarkWriter(b *testing.B) {
+// one reused Writer as a long-running source worker has, and the build's
+// default encoder (libzstd with cgo).
+func BenchmarkWriter(b *testing.B) { benchWriter(b, WriterOptions{}) }
+
+// BenchmarkWriterPureGo is BenchmarkWriter with the pure-Go encoder, the
+// fallback of builds without cgo.
+func BenchmarkWriterPureGo(b *testing.B) { benchWriter(b, WriterOptions{PureGo: true}) }
+
+func benchWriter(b *testing.B, opts WriterOptions) {
 	for _, class := range corpusClasses {
 		data := corpus(class)
 		for _, level := range benchLevels {
 			b.Run(fmt.Sprintf("data=%s/level=%d", class, level), func(b *testing.B) {
 				m, parts := benchArchive(class, data, level)
-				w := NewWriter(WriterOptions{})
+				w := NewWriter(opts)
 				var out countingDiscard
 				if err := warmUp(w, level); err != nil {
 					b.Fatal(err)
@@ -135,6 +146,56 @@ func BenchmarkReader(b *testing.B) {
 			}
 			reportCPU(b, int64(n)*int64(len(data)), cpuSeconds()-cpu0)
 			b.ReportMetric(float64(len(data))/float64(arch.Len()), "ratio")
+		})
+	}
+}
+
+// BenchmarkReaderParts splits BenchmarkReader's work in two: zstd decoding
+// of the same archive alone (the part `zstd -d` also does), and SHA-256 of
+// the raw bytes alone (the part it does not). Verification cannot cost less
+// than the second.
+func BenchmarkReaderParts(b *testing.B) {
+	for _, class := range corpusClasses {
+		data := corpus(class)
+		m, parts := benchArchive(class, data, 3)
+		var arch bytes.Buffer
+		if err := writeBench(NewWriter(WriterOptions{}), &arch, m, parts); err != nil {
+			b.Fatal(err)
+		}
+		b.Run("data="+class+"/part=zstd", func(b *testing.B) {
+			dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer dec.Close()
+			buf := make([]byte, 256<<10)
+			sink := struct{ io.Writer }{io.Discard}
+			b.SetBytes(int64(len(data)))
+			n := 0
+			cpu0 := cpuSeconds()
+			for b.Loop() {
+				if err := dec.Reset(bytes.NewReader(arch.Bytes())); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := io.CopyBuffer(sink, dec, buf); err != nil {
+					b.Fatal(err)
+				}
+				n++
+			}
+			reportCPU(b, int64(n)*int64(len(data)), cpuSeconds()-cpu0)
+		})
+		b.Run("data="+class+"/part=sha256", func(b *testing.B) {
+			h := sha256.New()
+			b.SetBytes(int64(len(data)))
+			n := 0
+			cpu0 := cpuSeconds()
+			for b.Loop() {
+				h.Reset()
+				h.Write(data)
+				h.Sum(nil)
+				n++
+			}
+			reportCPU(b, int64(n)*int64(len(data)), cpuSeconds()-cpu0)
 		})
 	}
 }

@@ -17,6 +17,7 @@ import (
 var (
 	corpusSize = flag.Int("corpus-size", 32<<20, "bytes per corpus class for benchmarks and -dump")
 	dumpDir    = flag.String("dump", "", "TestDumpCorpus writes each corpus class to this directory")
+	corpusDir  = flag.String("corpus-dir", "", "benchmarks read each corpus class from this directory (as -dump wrote it) instead of generating it")
 )
 
 // corpusClasses are the data classes, in benchmark order.
@@ -30,7 +31,15 @@ func corpus(class string) []byte {
 	if b, ok := corpusCache.Load(key); ok {
 		return b.([]byte)
 	}
-	b := corpusgen.Generate(class, *corpusSize)
+	var b []byte
+	if *corpusDir != "" {
+		var err error
+		if b, err = os.ReadFile(filepath.Join(*corpusDir, class)); err != nil {
+			panic(err) // only benchmark runs set -corpus-dir
+		}
+	} else {
+		b = corpusgen.Generate(class, *corpusSize)
+	}
 	corpusCache.Store(key, b)
 	return b
 }
@@ -41,6 +50,7 @@ func TestDumpCorpus(t *testing.T) {
 	if *dumpDir == "" {
 		t.Skip("no -dump directory given")
 	}
+	fmt.Printf("encoder of the benchmarks: %s\n", NewWriter(WriterOptions{}).Encoder())
 	if err := os.MkdirAll(*dumpDir, 0o755); err != nil {
 		t.Fatal(err)
 	}

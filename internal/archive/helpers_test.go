@@ -13,6 +13,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/xrc-dev/xrc/internal/libzstd"
 	"github.com/xrc-dev/xrc/internal/manifest"
 )
 
@@ -57,6 +58,16 @@ func newManifest(id string, specs []spec) *manifest.Manifest {
 		m.Objects = append(m.Objects, o)
 	}
 	return m
+}
+
+// encoderOptions returns Writer options for each encoder this build has:
+// the pure-Go one always, libzstd with cgo.
+func encoderOptions() []WriterOptions {
+	opts := []WriterOptions{{PureGo: true}}
+	if libzstd.Available {
+		opts = append(opts, WriterOptions{})
+	}
+	return opts
 }
 
 func sha256hex(b []byte) string {

@@ -62,13 +62,15 @@ func TestRoundTrip(t *testing.T) {
 			{key: "1MiB", data: patterned(1<<20, 6)},
 		}},
 	}
-	w := NewWriter(WriterOptions{}) // reused across archives on purpose
-	for i, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			m := newManifest(ids(i), tt.specs)
-			data := writeArchive(t, w, m, tt.specs)
-			checkRoundTrip(t, data, m, tt.specs)
-		})
+	for _, opts := range encoderOptions() {
+		w := NewWriter(opts) // reused across archives on purpose
+		for i, tt := range tests {
+			t.Run(w.Encoder()+"/"+tt.name, func(t *testing.T) {
+				m := newManifest(ids(i), tt.specs)
+				data := writeArchive(t, w, m, tt.specs)
+				checkRoundTrip(t, data, m, tt.specs)
+			})
+		}
 	}
 }
 
@@ -112,21 +114,29 @@ func TestRoundTripManySmall(t *testing.T) {
 }
 
 func TestSetLevel(t *testing.T) {
+	for _, opts := range encoderOptions() {
+		t.Run(NewWriter(opts).Encoder(), func(t *testing.T) { testSetLevel(t, opts) })
+	}
+}
+
+func testSetLevel(t *testing.T, opts WriterOptions) {
 	specs := []spec{
 		{key: "text", data: bytes.Repeat([]byte("hello compressible world "), 4000)},
 		{key: "random", data: corpusgen.Random(200_000, 1)},
 		{key: "more-text", data: bytes.Repeat([]byte("more text "), 5000), sumInMf: true},
 		{key: "tiny", data: []byte("t")},
+		{key: "fast", data: bytes.Repeat([]byte("fast "), 5000)},
 	}
 	m := newManifest("levels", specs)
-	w := NewWriter(WriterOptions{Concurrency: 2})
+	opts.Concurrency = 2
+	w := NewWriter(opts)
 	var buf bytes.Buffer
 	if err := w.Begin(&buf, m); err != nil {
 		t.Fatal(err)
 	}
 	var frameEnds []int64
 	for i, s := range specs {
-		level := []int{11, 1, 7, 3}[i]
+		level := []int{11, 1, 7, 3, -5}[i]
 		before := w.Written()
 		if err := w.SetLevel(level); err != nil {
 			t.Fatal(err)
@@ -139,16 +149,18 @@ func TestSetLevel(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Same encoder level: no new frame.
+	// Same level: no new frame.
 	before := w.Written()
-	if err := w.SetLevel(4); err != nil {
+	if err := w.SetLevel(-5); err != nil {
 		t.Fatal(err)
 	}
 	if w.Written() != before {
-		t.Errorf("SetLevel(4) after level 3 started a new frame")
+		t.Errorf("SetLevel(-5) after level -5 started a new frame")
 	}
-	if err := w.SetLevel(0); err == nil {
-		t.Error("SetLevel(0) succeeded")
+	for _, bad := range []int{0, -8, 23} {
+		if err := w.SetLevel(bad); err == nil {
+			t.Errorf("SetLevel(%d) succeeded", bad)
+		}
 	}
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
@@ -161,6 +173,31 @@ func TestSetLevel(t *testing.T) {
 		_, _, err := readArchive(buf.Bytes()[:end], ReaderOptions{})
 		wantInvalid(t, err, nil)
 	}
+}
+
+// The pure-Go encoder has four settings; levels that share one share a
+// frame.
+func TestSetLevelPureGoSharesFrames(t *testing.T) {
+	specs := []spec{{key: "a", data: []byte("aaaa")}, {key: "b", data: []byte("bbbb")}}
+	m := newManifest("pure-go", specs)
+	w := NewWriter(WriterOptions{PureGo: true})
+	var buf bytes.Buffer
+	if err := w.Begin(&buf, m); err != nil {
+		t.Fatal(err)
+	}
+	w.WriteObject(0, bytes.NewReader(specs[0].data))
+	before := w.Written()
+	if err := w.SetLevel(4); err != nil { // 3 and 4 are both SpeedDefault
+		t.Fatal(err)
+	}
+	if w.Written() != before {
+		t.Error("SetLevel(4) after level 3 started a new frame")
+	}
+	w.WriteObject(1, bytes.NewReader(specs[1].data))
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	checkRoundTrip(t, buf.Bytes(), m, specs)
 }
 
 func TestWriterErrors(t *testing.T) {

@@ -13,8 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/klauspost/compress/zstd"
-
 	"github.com/xrc-dev/xrc/internal/manifest"
 )
 
@@ -32,30 +30,34 @@ const maxEmptyReads = 100
 
 // WriterOptions configures a Writer.
 type WriterOptions struct {
-	// Concurrency is the number of goroutines each zstd encoder may use;
-	// 0 means 1. Above 1, the encoder overlaps match finding and entropy
-	// coding of consecutive blocks of the one stream.
+	// Concurrency is the number of threads the zstd encoder may use; 0
+	// means 1. Above 1, libzstd compresses chunks of the stream in
+	// parallel, and the pure-Go encoder overlaps match finding and entropy
+	// coding of consecutive blocks.
 	Concurrency int
+	// PureGo selects the pure-Go encoder even in builds with libzstd.
+	PureGo bool
 }
 
-// Writer writes archives one after another. It owns one zstd encoder per
-// klauspost encoder level in use and a copy buffer, and reuses them across
-// archives, so a long-lived Writer allocates almost nothing per archive.
-// Memory stays bounded by the encoders' windows whatever the object sizes.
+// Writer writes archives one after another. It compresses with libzstd in
+// builds with cgo and with github.com/klauspost/compress/zstd otherwise
+// (Encoder says which). It owns its encoder state and a copy buffer and
+// reuses them across archives, so a long-lived Writer allocates almost
+// nothing per archive. Memory stays bounded by the zstd window (at most
+// 8 MiB) whatever the object sizes.
 //
 // A Writer is not safe for concurrent use; use one per goroutine. The
 // manifest passed to Begin must not change until Close returns.
 type Writer struct {
-	concurrency int
-	encoders    map[zstd.EncoderLevel]*zstd.Encoder
-	buf         []byte
-	mbuf        bytes.Buffer
-	sum         hash.Hash
+	opts WriterOptions
+	enc  frameEncoder // nil until the first Begin
+	buf  []byte
+	mbuf bytes.Buffer
+	sum  hash.Hash
 
 	// State of the archive being written; m is nil between archives.
 	m     *manifest.Manifest
 	dst   countingWriter
-	enc   *zstd.Encoder
 	level int
 	tw    *tar.Writer
 	next  int   // index of the next object WriteObject accepts
@@ -64,15 +66,29 @@ type Writer struct {
 
 // NewWriter returns a Writer with no archive open.
 func NewWriter(opts WriterOptions) *Writer {
-	c := opts.Concurrency
-	if c <= 0 {
-		c = 1
+	opts.Concurrency = max(opts.Concurrency, 1)
+	return &Writer{opts: opts, sum: sha256.New()}
+}
+
+// Encoder names the zstd implementation the Writer compresses with, such
+// as "libzstd 1.5.7", for logs and build information.
+func (w *Writer) Encoder() string {
+	if err := w.initEncoder(); err != nil {
+		return "unavailable: " + err.Error()
 	}
-	return &Writer{
-		concurrency: c,
-		encoders:    make(map[zstd.EncoderLevel]*zstd.Encoder),
-		sum:         sha256.New(),
+	return w.enc.name()
+}
+
+func (w *Writer) initEncoder() error {
+	if w.enc != nil {
+		return nil
 	}
+	enc, err := newFrameEncoder(w.opts.Concurrency, w.opts.PureGo)
+	if err != nil {
+		return err
+	}
+	w.enc = enc
+	return nil
 }
 
 // Begin starts an archive on dst at compression level m.Level and writes
@@ -94,17 +110,17 @@ func (w *Writer) Begin(dst io.Writer, m *manifest.Manifest) error {
 	if w.mbuf.Len() > manifest.MaxSize {
 		return fmt.Errorf("archive: starting %s: manifest is %d bytes, readers accept at most %d", m.ArchiveID, w.mbuf.Len(), manifest.MaxSize)
 	}
-	enc, err := w.encoder(m.Level)
-	if err != nil {
+	if err := w.initEncoder(); err != nil {
 		return fmt.Errorf("archive: starting %s: %w", m.ArchiveID, err)
 	}
 	w.dst.w = dst
 	w.dst.n.Store(0)
-	enc.Reset(&w.dst)
-	w.m, w.enc, w.level, w.err, w.next = m, enc, m.Level, nil, 0
-	// The tar writer goes through an indirection so SetLevel can swap the
-	// encoder under it between members.
-	w.tw = tar.NewWriter(writerFunc(func(p []byte) (int, error) { return w.enc.Write(p) }))
+	if err := w.enc.Reset(&w.dst, m.Level); err != nil {
+		w.dst.w = nil
+		return fmt.Errorf("archive: starting %s: %w", m.ArchiveID, err)
+	}
+	w.m, w.level, w.err, w.next = m, m.Level, nil, 0
+	w.tw = tar.NewWriter(w.enc)
 	if err := w.writeMember(ManifestName, w.mbuf.Bytes(), m.CreatedAt); err != nil {
 		w.reset()
 		return fmt.Errorf("archive %s: writing %s: %w", m.ArchiveID, ManifestName, err)
@@ -114,25 +130,22 @@ func (w *Writer) Begin(dst io.Writer, m *manifest.Manifest) error {
 }
 
 // SetLevel makes the following objects compress at the given zstd level
-// (1-22). Called between objects, it ends the current zstd frame and starts
-// a new one at that level; concatenated frames are one valid zstd stream.
-// Use it to store incompressible objects at the fastest level. Levels that
-// map to the encoder already in use (see zstd.EncoderLevelFromZstd) keep
+// (MinLevel-MaxLevel, not 0). Called between objects, it ends the current
+// zstd frame and starts a new one at that level; concatenated frames are
+// one valid zstd stream. Use it to store incompressible objects at the
+// fastest level. A level the encoder treats like the current one (the
+// pure-Go encoder has four settings, see zstd.EncoderLevelFromZstd) keeps
 // the current frame, so redundant calls cost nothing.
 func (w *Writer) SetLevel(level int) error {
 	if err := w.usable(); err != nil {
 		return err
 	}
-	if level < 1 || level > 22 {
-		return fmt.Errorf("archive %s: SetLevel(%d): level must be 1-22", w.m.ArchiveID, level)
+	if level < MinLevel || level > MaxLevel || level == 0 {
+		return fmt.Errorf("archive %s: SetLevel(%d): level must be %d-%d and not 0", w.m.ArchiveID, level, MinLevel, MaxLevel)
 	}
-	if zstd.EncoderLevelFromZstd(level) == zstd.EncoderLevelFromZstd(w.level) {
+	if w.enc.effective(level) == w.enc.effective(w.level) {
 		w.level = level
 		return nil
-	}
-	enc, err := w.encoder(level)
-	if err != nil {
-		return fmt.Errorf("archive %s: SetLevel(%d): %w", w.m.ArchiveID, level, err)
 	}
 	// The padding of the last member belongs to the frame that holds it, so
 	// every frame ends on a tar block boundary.
@@ -142,8 +155,10 @@ func (w *Writer) SetLevel(level int) error {
 	if err := w.enc.Close(); err != nil {
 		return w.fail(fmt.Errorf("archive %s: ending frame: %w", w.m.ArchiveID, err))
 	}
-	enc.Reset(&w.dst)
-	w.enc, w.level = enc, level
+	if err := w.enc.Reset(&w.dst, level); err != nil {
+		return w.fail(fmt.Errorf("archive %s: SetLevel(%d): %w", w.m.ArchiveID, level, err))
+	}
+	w.level = level
 	return nil
 }
 
@@ -292,11 +307,11 @@ func (w *Writer) fail(err error) error {
 
 func (w *Writer) reset() {
 	if w.enc != nil {
-		// Waits for the encoder's goroutines, so none writes to dst after
-		// Close returns, and detaches it from dst.
-		w.enc.Reset(nil)
+		// Detaches the encoder from dst and waits for any goroutine of
+		// its, so none writes to dst after Close returns.
+		w.enc.Reset(nil, 0)
 	}
-	w.m, w.enc, w.tw, w.err = nil, nil, nil, nil
+	w.m, w.tw, w.err = nil, nil, nil
 	w.dst.w = nil // do not pin the caller's destination
 }
 
@@ -308,28 +323,6 @@ func (w *Writer) skipDeletes() {
 
 func (w *Writer) objectError(o *manifest.Object, err error) *Error {
 	return &Error{ArchiveID: w.m.ArchiveID, Bucket: o.Bucket, Key: o.Key, Member: o.Member, Err: err}
-}
-
-// encoder returns the Writer's encoder for a zstd level, creating it on
-// first use.
-func (w *Writer) encoder(level int) (*zstd.Encoder, error) {
-	l := zstd.EncoderLevelFromZstd(level)
-	if enc, ok := w.encoders[l]; ok {
-		return enc, nil
-	}
-	enc, err := zstd.NewWriter(nil,
-		zstd.WithEncoderLevel(l),
-		zstd.WithEncoderCRC(true),
-		zstd.WithEncoderConcurrency(w.concurrency),
-		// A frame left empty by back-to-back SetLevel calls is skipped
-		// instead of written as a 0-byte frame.
-		zstd.WithZeroFrames(false),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("creating zstd encoder at %s: %w", l, err)
-	}
-	w.encoders[l] = enc
-	return enc, nil
 }
 
 func (w *Writer) writeMember(name string, data []byte, mtime time.Time) error {
@@ -371,7 +364,3 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	c.n.Add(int64(n))
 	return n, err
 }
-
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -70,7 +70,7 @@ func Run(ctx context.Context, args []string, env Env, version string) error {
 	case cmd == "archive verify":
 		return verify(ctx, args[2:], env)
 	case args[0] == "version":
-		fmt.Fprintln(env.Stdout, "xrc", version)
+		fmt.Fprintf(env.Stdout, "xrc %s (zstd encoder: %s)\n", version, archive.NewWriter(archive.WriterOptions{}).Encoder())
 		return nil
 	case args[0] == "help" || args[0] == "-h" || args[0] == "--help":
 		fmt.Fprint(env.Stdout, usage)

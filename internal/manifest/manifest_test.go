@@ -160,6 +160,7 @@ func TestValidate(t *testing.T) {
 		{"archive id too long", func(m *Manifest) { m.ArchiveID = strings.Repeat("a", 256) }, "archiveId"},
 		{"level 0", func(m *Manifest) { m.Level = 0 }, "level 0"},
 		{"level 23", func(m *Manifest) { m.Level = 23 }, "level 23"},
+		{"level -8", func(m *Manifest) { m.Level = -8 }, "level -8"},
 		{"negative size", func(m *Manifest) { m.Objects[0].Size = -1 }, "size -1 is negative"},
 		{"empty bucket", func(m *Manifest) { m.Objects[0].Bucket = "" }, "bucket is empty"},
 		{"empty key", func(m *Manifest) { m.Objects[0].Key = "" }, "key is empty"},

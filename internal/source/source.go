@@ -111,6 +111,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.Log.Warn("drain time over: abandoning in-flight archives", zap.Duration("drain", w.drain))
 	})
 	defer cancelWork()
+	aw := w.writers.Get().(*archive.Writer)
+	w.Log.Info("archiving", zap.String("encoder", aw.Encoder()), zap.Int("rules", len(w.rules)), zap.String("staging", w.staging))
+	w.writers.Put(aw)
 
 	hb, stopHB := context.WithCancel(work)
 	defer stopHB()
