@@ -319,7 +319,7 @@ func (w *Worker) stage(ctx context.Context, b *batch, entries []entry) (id strin
 	key := StagingKey(b.rule.ID, id, m)
 	log := w.Log.With(zap.String("rule", b.rule.ID), zap.String("archive", id))
 
-	uploader := transfermanager.New(w.S3, func(o *transfermanager.Options) {
+	uploader := awsapi.NewUploader(w.S3, func(o *transfermanager.Options) {
 		// Parts must be >= 5 MiB and at most 10,000 per upload; size them
 		// from the uncompressed total, which bounds the archive.
 		o.PartSizeBytes = max(8<<20, (total+total/64+(1<<20))/9000)

@@ -14,7 +14,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
@@ -46,9 +45,6 @@ const maxMetadata = 2048
 // bufferMax is the largest object read into memory and written with a
 // single PUT; larger ones stream through a multipart upload.
 const bufferMax = 8 << 20
-
-// abortTimeout bounds aborting a failed multipart upload.
-const abortTimeout = 10 * time.Second
 
 // process verifies one staging archive, writes its objects for this region
 // and deletes it from staging.
@@ -361,15 +357,10 @@ func (w *Worker) put(ctx context.Context, m *manifest.Manifest, o *manifest.Obje
 		in.ChecksumAlgorithm = tmtypes.ChecksumAlgorithmCrc32c
 		in.ChecksumType = tmtypes.ChecksumTypeFullObject
 	}
-	tm := transfermanager.New(w.S3, func(opts *transfermanager.Options) {
+	tm := awsapi.NewUploader(w.S3, func(opts *transfermanager.Options) {
 		opts.PartSizeBytes = max(16<<20, o.Size/9000+1)
 		opts.Concurrency = 4
 		opts.MultipartUploadThreshold = bufferMax + 1
-		// Abort a failed multipart upload on a context of its own: with
-		// ctx cancelled (drain time over) the abort would fail too, and the
-		// parts stay billed in the user's bucket until a lifecycle rule, if
-		// any, removes them.
-		opts.FailTimeout = abortTimeout
 	})
 	_, err := tm.UploadObject(ctx, in)
 	return err

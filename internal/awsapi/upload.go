@@ -1,0 +1,38 @@
+package awsapi
+
+import (
+	"context"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+)
+
+// AbortTimeout bounds the clean-up calls of a multipart upload (its
+// CreateMultipartUpload and its abort), which run even after the caller's
+// context is cancelled.
+const AbortTimeout = 10 * time.Second
+
+// NewUploader returns a transfer manager whose multipart uploads never
+// leave parts behind when ctx is cancelled mid-way (drain time over): it
+// aborts a failed upload on a context of its own, and it lets a started
+// CreateMultipartUpload finish, because a create cancelled in flight may
+// still open the upload at S3 without telling us its id, and nobody could
+// abort it; its parts would stay billed until a lifecycle rule, if any,
+// removed them.
+func NewUploader(client transfermanager.S3APIClient, optFns ...func(*transfermanager.Options)) *transfermanager.Client {
+	return transfermanager.New(completeCreates{client}, append(optFns, func(o *transfermanager.Options) {
+		o.FailTimeout = AbortTimeout
+	})...)
+}
+
+type completeCreates struct{ transfermanager.S3APIClient }
+
+func (c completeCreates) CreateMultipartUpload(ctx context.Context, in *s3.CreateMultipartUploadInput, optFns ...func(*s3.Options)) (*s3.CreateMultipartUploadOutput, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), AbortTimeout)
+	defer cancel()
+	return c.S3APIClient.CreateMultipartUpload(ctx, in, optFns...)
+}
