@@ -104,6 +104,9 @@ func validate(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
+	for _, w := range c.Warnings() {
+		fmt.Fprintf(env.Stderr, "%s: warning: %s\n", args[0], w)
+	}
 	fmt.Fprintf(env.Stdout, "%s: ok (%d regions, %d rules)\n", args[0], len(c.Settings.Regions), len(c.Rules))
 	return nil
 }

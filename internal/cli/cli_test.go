@@ -25,13 +25,17 @@ func run(t *testing.T, args ...string) (string, string, error) {
 }
 
 func TestConfigValidate(t *testing.T) {
-	out, _, err := run(t, "config", "validate", "../../configs/example.json")
+	out, stderr, err := run(t, "config", "validate", "../../configs/example.json")
 	if err != nil || !strings.Contains(out, "ok (3 regions, 2 rules)") {
 		t.Fatalf("valid config: %q %v", out, err)
 	}
+	// Valid, but a prefix rewrite that lengthens keys is worth a warning.
+	if !strings.Contains(stderr, "warning: rules[0].destinations[1].prefix: is 3 bytes longer") {
+		t.Errorf("no warning about the lengthening prefix rewrite:\n%s", stderr)
+	}
 	bad := filepath.Join(t.TempDir(), "bad.json")
 	os.WriteFile(bad, []byte(`{"version":1,"settings":{"stackName":"X","regions":[]},"rules":[{"id":"a","bogus":1}]}`), 0o644)
-	_, stderr, err := run(t, "config", "validate", bad)
+	_, stderr, err = run(t, "config", "validate", bad)
 	if err == nil {
 		t.Fatal("invalid config accepted")
 	}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -164,13 +165,53 @@ func (c *Config) TargetQueueName() string { return c.Settings.StackName + "-tgt"
 // StatsTableName is the DynamoDB table holding compression statistics.
 func (c *Config) StatsTableName() string { return c.Settings.StackName + "-stats" }
 
+// MaxKeyLen is S3's limit on the length of an object key, in bytes.
+const MaxKeyLen = 1024
+
 // DestinationKey rewrites a source key for d: the rule's prefix is replaced
-// by d.Prefix when one is set.
+// by d.Prefix when one is set. The result may not be a usable key; Routes
+// checks it.
 func (r *Rule) DestinationKey(d Destination, key string) string {
 	if d.Prefix == nil {
 		return key
 	}
 	return *d.Prefix + strings.TrimPrefix(key, r.Prefix)
+}
+
+// Route is where one source object goes: a destination of its rule with the
+// key resolved.
+type Route struct {
+	Region       string
+	Bucket       string
+	Key          string
+	StorageClass string // override; empty keeps the object's class
+	KMSKeyID     string
+}
+
+// Routes returns where the rule sends key, one Route per destination in
+// document order. This is the single definition of a rule's mapping: the
+// source proposes it in the manifest and the target, trusting only its own
+// config, writes nothing else. It fails, naming the destination, when a
+// rewritten key is empty or longer than S3 allows; the object then cannot
+// be replicated, but other objects can.
+func (r *Rule) Routes(key string) ([]Route, error) {
+	routes := make([]Route, 0, len(r.Destinations))
+	for i, d := range r.Destinations {
+		k := r.DestinationKey(d, key)
+		switch {
+		case k == "":
+			return nil, fmt.Errorf("rule %s: destinations[%d] (%s): key %q maps to an empty key", r.ID, i, d.Bucket, key)
+		case len(k) > MaxKeyLen:
+			return nil, fmt.Errorf("rule %s: destinations[%d] (%s): key %q maps to a key of %d bytes, more than S3's %d", r.ID, i, d.Bucket, key, len(k), MaxKeyLen)
+		}
+		rt := Route{Region: d.Region, Bucket: d.Bucket, Key: k, StorageClass: d.StorageClass, KMSKeyID: d.KMSKeyID}
+		// Validate rejects duplicates; a rule built in code must not make
+		// the target hold one object twice either.
+		if !slices.Contains(routes, rt) {
+			routes = append(routes, rt)
+		}
+	}
+	return routes, nil
 }
 
 func (c *Config) applyDefaults() {
@@ -283,15 +324,19 @@ func (b *ByteSize) UnmarshalJSON(data []byte) error {
 func (b ByteSize) MarshalJSON() ([]byte, error) { return json.Marshal(int64(b)) }
 
 // Matches reports whether the rule covers key in bucket: the prefix and suffix
-// match and no ignore pattern does.
+// match and no ignore pattern does. It is safe for concurrent use: patterns
+// are compiled when the document is loaded (Validate), never here.
 func (r *Rule) Matches(bucket, key string) bool {
 	if bucket != r.SourceBucket || !strings.HasPrefix(key, r.Prefix) || !strings.HasSuffix(key, r.Suffix) {
 		return false
 	}
-	if len(r.ignore) != len(r.Ignore) {
-		r.compileIgnore()
+	ignore := r.ignore
+	if len(ignore) != len(r.Ignore) {
+		// A Rule built in code without Validate: compile a private copy
+		// rather than write to a Rule other goroutines may be reading.
+		ignore, _ = compileIgnore(r.Ignore)
 	}
-	for _, re := range r.ignore {
+	for _, re := range ignore {
 		if re.MatchString(key) {
 			return false
 		}
@@ -299,20 +344,20 @@ func (r *Rule) Matches(bucket, key string) bool {
 	return true
 }
 
-// compileIgnore compiles Ignore; an invalid pattern matches nothing and its
-// error is returned at its index for Validate to report.
-func (r *Rule) compileIgnore() []error {
-	r.ignore = r.ignore[:0]
-	errs := make([]error, len(r.Ignore))
-	for i, pat := range r.Ignore {
+// compileIgnore compiles patterns; an invalid pattern matches nothing and
+// its error is returned at its index for Validate to report.
+func compileIgnore(patterns []string) ([]*regexp.Regexp, []error) {
+	res := make([]*regexp.Regexp, len(patterns))
+	errs := make([]error, len(patterns))
+	for i, pat := range patterns {
 		re, err := compileGlob(pat)
 		if err != nil {
 			errs[i] = err
 			re = regexp.MustCompile(`^$.`) // matches nothing
 		}
-		r.ignore = append(r.ignore, re)
+		res[i] = re
 	}
-	return errs
+	return res, errs
 }
 
 // RulesFor returns the rules of region covering bucket/key, in document order.

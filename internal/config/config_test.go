@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -267,5 +268,135 @@ func TestRuleOverlaps(t *testing.T) {
 		if (len(errs) > 0) != tc.overlap {
 			t.Errorf("%q%q vs %q%q: %v, want overlap %v", tc.p1, tc.s1, tc.p2, tc.s2, errs, tc.overlap)
 		}
+	}
+}
+
+// TestMatchesEveryKey: '*' matches every key, newlines and other control
+// characters included, so an ignore pattern cannot be dodged by a key
+// holding one.
+func TestMatchesEveryKey(t *testing.T) {
+	r := Rule{SourceBucket: "b", Ignore: []string{"*"}}
+	c := Config{Rules: []Rule{{SourceBucket: "b", Ignore: []string{"*.tmp", "a?b"}}}}
+	var errs Errors
+	c.validateRule(&errs, "rules[0]", &c.Rules[0], map[string]bool{})
+	for _, key := range []string{"a", "a\nb", "\n", "x/\r\n/y", "dir/\x00", "ü\n.tmp"} {
+		if r.Matches("b", key) {
+			t.Errorf("ignore [*] does not match %q", key)
+		}
+	}
+	if c.Rules[0].Matches("b", "x\ny.tmp") || c.Rules[0].Matches("b", "a\nb") {
+		t.Error("'*' or '?' does not match a newline")
+	}
+	if !c.Rules[0].Matches("b", "x\ny.txt") {
+		t.Error("key with a newline not matched by a rule that does not ignore it")
+	}
+}
+
+// TestMatchesConcurrent runs Matches from many goroutines on a loaded rule
+// and on a rule built in code; under -race it fails if Matches writes.
+func TestMatchesConcurrent(t *testing.T) {
+	c, err := Parse(readExample(t, "example.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaded := &c.Rules[0]
+	built := &Rule{SourceBucket: "b", Ignore: []string{"*.tmp"}}
+	done := make(chan bool)
+	for range 8 {
+		go func() {
+			ok := true
+			for i := range 200 {
+				key := fmt.Sprintf("%s%d.tmp", loaded.Prefix, i)
+				ok = ok && !loaded.Matches(loaded.SourceBucket, key) && !built.Matches("b", key) && built.Matches("b", "x")
+			}
+			done <- ok
+		}()
+	}
+	for range 8 {
+		if !<-done {
+			t.Error("Matches gave a wrong answer under concurrency")
+		}
+	}
+}
+
+func TestFanInRejected(t *testing.T) {
+	doc := mutate(t, func(d map[string]any) {
+		obj(d, "rules", 1, "destinations", 0)["bucket"] = obj(d, "rules", 0, "destinations", 0)["bucket"]
+		obj(d, "rules", 1, "destinations", 0)["region"] = obj(d, "rules", 0, "destinations", 0)["region"]
+		obj(d, "rules", 1, "destinations", 0)["prefix"] = "prod/sub/" // rule 0 writes prod/ there
+	})
+	_, err := Parse(doc)
+	if err == nil || !strings.Contains(err.Error(), "rules[1].destinations[0]: writes keys under") || !strings.Contains(err.Error(), "cannot be ordered") {
+		t.Fatalf("fan-in not rejected: %v", err)
+	}
+	// Disjoint prefixes of one bucket are fine.
+	doc = mutate(t, func(d map[string]any) {
+		obj(d, "rules", 1, "destinations", 0)["bucket"] = obj(d, "rules", 0, "destinations", 0)["bucket"]
+		obj(d, "rules", 1, "destinations", 0)["region"] = obj(d, "rules", 0, "destinations", 0)["region"]
+		obj(d, "rules", 1, "destinations", 0)["prefix"] = "elsewhere/"
+	})
+	if _, err := Parse(doc); err != nil {
+		t.Fatalf("disjoint prefixes rejected: %v", err)
+	}
+}
+
+func TestDuplicateDestinationRejected(t *testing.T) {
+	doc := mutate(t, func(d map[string]any) {
+		r := obj(d, "rules", 0)
+		r["destinations"] = append(r["destinations"].([]any), obj(d, "rules", 0, "destinations", 0))
+	})
+	if _, err := Parse(doc); err == nil || !strings.Contains(err.Error(), "listed twice") {
+		t.Fatalf("duplicate destination not rejected: %v", err)
+	}
+}
+
+func TestRoutes(t *testing.T) {
+	empty, long := "", strings.Repeat("p", 30)
+	r := Rule{ID: "r", Prefix: "logs/", Destinations: []Destination{
+		{Region: "eu-west-1", Bucket: "a", StorageClass: "STANDARD_IA", KMSKeyID: "k"},
+		{Region: "eu-west-1", Bucket: "a"}, // same key as above but another policy: kept
+		{Region: "eu-west-1", Bucket: "a", StorageClass: "STANDARD_IA", KMSKeyID: "k"}, // exact duplicate: dropped
+	}}
+	got, err := r.Routes("logs/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Route{{Region: "eu-west-1", Bucket: "a", Key: "logs/x", StorageClass: "STANDARD_IA", KMSKeyID: "k"}, {Region: "eu-west-1", Bucket: "a", Key: "logs/x"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Routes = %+v, want %+v", got, want)
+	}
+	r = Rule{ID: "r", Prefix: "logs/", Destinations: []Destination{{Bucket: "a", Prefix: &empty}}}
+	if _, err := r.Routes("logs/"); err == nil || !strings.Contains(err.Error(), "empty key") {
+		t.Errorf("empty destination key: %v", err)
+	}
+	r = Rule{ID: "r", Prefix: "logs/", Destinations: []Destination{{Bucket: "a", Prefix: &long}}}
+	if _, err := r.Routes("logs/" + strings.Repeat("k", 1000)); err == nil || !strings.Contains(err.Error(), "more than S3's 1024") {
+		t.Errorf("long destination key: %v", err)
+	}
+	if _, err := r.Routes("logs/short"); err != nil {
+		t.Errorf("short key: %v", err)
+	}
+}
+
+func TestWarnings(t *testing.T) {
+	doc := mutate(t, func(d map[string]any) {
+		obj(d, "rules", 0)["prefix"] = "a/"
+		obj(d, "rules", 0, "destinations", 0)["prefix"] = ""
+		obj(d, "rules", 1, "destinations", 0)["prefix"] = obj(d, "rules", 1)["prefix"].(string) + "longer/"
+	})
+	c, err := Parse(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws := c.Warnings().Error()
+	for _, w := range []string{"rules[0].destinations[0].prefix: an object whose key is exactly the rule prefix \"a/\" maps to an empty key",
+		"rules[1].destinations[0].prefix: is 7 bytes longer", "keys over 1017 bytes"} {
+		if !strings.Contains(ws, w) {
+			t.Errorf("warnings do not say %q:\n%s", w, ws)
+		}
+	}
+	c, _ = Parse(readExample(t, "local.json"))
+	if ws := c.Warnings(); len(ws) != 0 {
+		t.Errorf("local.json warns: %v", ws)
 	}
 }

@@ -11,7 +11,8 @@ import (
 // "*.tmp" meaning every temporary file, at any depth.
 func compileGlob(pattern string) (*regexp.Regexp, error) {
 	var b strings.Builder
-	b.WriteString(`^`)
+	// (?s): keys may hold newlines, and '*' and '?' must match them too.
+	b.WriteString(`(?s)^`)
 	for i := 0; i < len(pattern); i++ {
 		switch c := pattern[i]; c {
 		case '*':

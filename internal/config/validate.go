@@ -158,6 +158,7 @@ func (c *Config) Validate() error {
 		c.validateRule(&errs, fmt.Sprintf("rules[%d]", i), &c.Rules[i], seenRule)
 	}
 	c.checkOverlaps(&errs)
+	c.checkFanIn(&errs)
 	c.checkLoops(&errs)
 	if len(errs) > 0 {
 		return errs
@@ -186,7 +187,9 @@ func (c *Config) validateRule(errs *Errors, p string, r *Rule, seen map[string]b
 	if strings.HasPrefix(r.Prefix, "/") {
 		errs.add(p+".prefix", "S3 keys do not start with '/': %q", r.Prefix)
 	}
-	for j, err := range r.compileIgnore() {
+	var ignoreErrs []error
+	r.ignore, ignoreErrs = compileIgnore(r.Ignore)
+	for j, err := range ignoreErrs {
 		if err != nil {
 			errs.add(fmt.Sprintf("%s.ignore[%d]", p, j), "invalid wildcard %q: %v", r.Ignore[j], err)
 		}
@@ -250,6 +253,60 @@ func (c *Config) checkOverlaps(errs *Errors) {
 	}
 }
 
+// written returns the key prefix d receives from r.
+func written(r *Rule, d Destination) string {
+	if d.Prefix != nil {
+		return *d.Prefix
+	}
+	return r.Prefix
+}
+
+// checkFanIn reports two rules writing to overlapping keys of one bucket.
+// The target orders writes of a key by S3 event sequencers, and sequencers
+// of two source buckets (or keys) are not comparable, so a key both rules
+// could write would end with whichever archive came last.
+func (c *Config) checkFanIn(errs *Errors) {
+	for i := range c.Rules {
+		for j := i + 1; j < len(c.Rules); j++ {
+			a, b := &c.Rules[i], &c.Rules[j]
+			for _, da := range a.Destinations {
+				for k, db := range b.Destinations {
+					if da.Region == db.Region && da.Bucket == db.Bucket && overlaps(written(a, da), written(b, db)) {
+						errs.add(fmt.Sprintf("rules[%d].destinations[%d]", j, k),
+							"writes keys under %q of %s/%s, which rule %q also writes (under %q): writes from two rules cannot be ordered",
+							written(b, db), db.Region, db.Bucket, a.ID, written(a, da))
+					}
+				}
+			}
+		}
+	}
+}
+
+// Warnings reports what is valid but will fail for some objects at run
+// time: prefix rewrites that turn a source key into an empty destination key
+// or one over S3's 1,024 bytes. Such objects are never replicated; their
+// events go to the dead-letter queue.
+func (c *Config) Warnings() Errors {
+	var ws Errors
+	for i := range c.Rules {
+		r := &c.Rules[i]
+		for j, d := range r.Destinations {
+			if d.Prefix == nil {
+				continue
+			}
+			p := fmt.Sprintf("rules[%d].destinations[%d].prefix", i, j)
+			if *d.Prefix == "" {
+				ws.add(p, "an object whose key is exactly the rule prefix %q maps to an empty key and cannot be replicated", r.Prefix)
+			}
+			if grow := len(*d.Prefix) - len(r.Prefix); grow > 0 {
+				ws.add(p, "is %d bytes longer than the rule prefix %q: source keys over %d bytes map to keys longer than S3's %d and cannot be replicated",
+					grow, r.Prefix, MaxKeyLen-grow, MaxKeyLen)
+			}
+		}
+	}
+	return ws
+}
+
 // checkLoops reports rules whose destinations feed, directly or through other
 // rules, back into their own watched prefix: such objects would be copied
 // forever.
@@ -259,13 +316,9 @@ func (c *Config) checkLoops(errs *Errors) {
 	for i := range c.Rules {
 		a := &c.Rules[i]
 		for _, d := range a.Destinations {
-			written := a.Prefix
-			if d.Prefix != nil {
-				written = *d.Prefix
-			}
 			for j := range c.Rules {
 				b := &c.Rules[j]
-				if b.SourceRegion == d.Region && b.SourceBucket == d.Bucket && overlaps(written, b.Prefix) && !slices.Contains(feeds[i], j) {
+				if b.SourceRegion == d.Region && b.SourceBucket == d.Bucket && overlaps(written(a, d), b.Prefix) && !slices.Contains(feeds[i], j) {
 					feeds[i] = append(feeds[i], j)
 				}
 			}
