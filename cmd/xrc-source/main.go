@@ -6,9 +6,7 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
@@ -18,21 +16,9 @@ import (
 	"github.com/xrc-dev/xrc/internal/source"
 )
 
-func main() {
-	if probed, code := app.Healthcheck(os.Args[1:], os.Stderr); probed {
-		os.Exit(code)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	os.Exit(app.Exit(run(ctx)))
-}
+func main() { os.Exit(app.Main("xrc-source", run)) }
 
-func run(ctx context.Context) error {
-	p, err := app.Start(ctx, "xrc-source", os.Args[1:], os.Getenv, os.Stdout)
-	if err != nil {
-		return err
-	}
-	defer p.Log.Sync()
+func run(ctx context.Context, p *app.Process) error {
 	rules, queueName, err := sourceRules(p)
 	if err != nil {
 		return err
@@ -43,15 +29,14 @@ func run(ctx context.Context) error {
 		return err
 	}
 	region, _ := p.Config.Region(p.Region)
-	q := queue.New(sqsClient, url, p.Config.Settings.Worker.VisibilityTimeout.D())
 	w, err := source.New(source.Deps{
 		Config:  p.Config,
 		Region:  p.Region,
 		RuleIDs: rules,
-		Queue:   q,
+		Queue:   queue.New(sqsClient, url),
 		S3:      awsapi.S3(p.AWS, region),
 		Log:     p.Log,
-		Metrics: source.NewMetrics(p.Registry, func() float64 { return float64(q.Held()) }),
+		Metrics: source.NewMetrics(p.Registry),
 		Health:  p.Health,
 	})
 	if err != nil {

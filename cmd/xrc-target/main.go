@@ -5,47 +5,40 @@ package main
 import (
 	"context"
 	"os"
-	"os/signal"
-	"syscall"
+	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/xrc-dev/xrc/internal/app"
 	"github.com/xrc-dev/xrc/internal/awsapi"
+	"github.com/xrc-dev/xrc/internal/deliver"
+	"github.com/xrc-dev/xrc/internal/ledger"
 	"github.com/xrc-dev/xrc/internal/queue"
-	"github.com/xrc-dev/xrc/internal/target"
+	"github.com/xrc-dev/xrc/internal/tombstone"
 )
 
-func main() {
-	if probed, code := app.Healthcheck(os.Args[1:], os.Stderr); probed {
-		os.Exit(code)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	os.Exit(app.Exit(run(ctx)))
-}
+func main() { os.Exit(app.Main("xrc-target", run)) }
 
-func run(ctx context.Context) error {
-	p, err := app.Start(ctx, "xrc-target", os.Args[1:], os.Getenv, os.Stdout)
-	if err != nil {
-		return err
-	}
-	defer p.Log.Sync()
+func run(ctx context.Context, p *app.Process) error {
 	sqsClient := sqs.NewFromConfig(p.AWS)
 	url, err := p.QueueURL(ctx, sqsClient, p.Config.TargetQueueName())
 	if err != nil {
 		return err
 	}
 	region, _ := p.Config.Region(p.Region)
-	q := queue.New(sqsClient, url, p.Config.Settings.Worker.VisibilityTimeout.D())
-	w, err := target.New(target.Deps{
-		Config:  p.Config,
-		Region:  p.Region,
-		Queue:   q,
-		S3:      awsapi.S3(p.AWS, region),
-		Log:     p.Log,
-		Metrics: target.NewMetrics(p.Registry, func() float64 { return float64(q.Held()) }),
-		Health:  p.Health,
+	ddb := dynamodb.NewFromConfig(p.AWS)
+	table := p.Config.TableName()
+	w, err := deliver.New(deliver.Deps{
+		Config:     p.Config,
+		Region:     p.Region,
+		Queue:      queue.New(sqsClient, url),
+		S3:         awsapi.S3(p.AWS, region),
+		Tombstones: tombstone.New(ddb, table, time.Now),
+		Ledger:     ledger.New(ddb, table, time.Now),
+		Log:        p.Log,
+		Metrics:    deliver.NewMetrics(p.Registry),
+		Health:     p.Health,
 	})
 	if err != nil {
 		return err

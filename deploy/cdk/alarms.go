@@ -110,7 +110,7 @@ func (a *alarms) watchWorker(id string, w *worker) {
 	}
 }
 
-// xrcMetric is one of the workers' EMF metrics: namespace xrc, dimensions
+// xrcMetric is one of the workers' EMF metrics: namespace the stack name, dimensions
 // Region and Service plus the metric's own labels.
 func xrcMetric(s *regionStack, service, name string, labels map[string]string, statistic string) awscloudwatch.Metric {
 	dims := map[string]*string{"Region": jsii.String(s.plan.Region.Name), "Service": jsii.String(service)}
@@ -118,7 +118,7 @@ func xrcMetric(s *regionStack, service, name string, labels map[string]string, s
 		dims[k] = jsii.String(v)
 	}
 	return awscloudwatch.NewMetric(&awscloudwatch.MetricProps{
-		Namespace:     jsii.String(emfNamespace),
+		Namespace:     jsii.String(s.emfNamespace()),
 		MetricName:    jsii.String(name),
 		DimensionsMap: &dims,
 		Statistic:     jsii.String(statistic),
@@ -126,5 +126,6 @@ func xrcMetric(s *regionStack, service, name string, labels map[string]string, s
 	})
 }
 
-// emfNamespace is where the workers' EMF lines put their metrics.
-const emfNamespace = "xrc"
+// emfNamespace is where the workers' EMF lines put their metrics: the stack
+// name, so two deployments in one account and region keep theirs apart.
+func (s *regionStack) emfNamespace() string { return s.d.Config.Settings.StackName }

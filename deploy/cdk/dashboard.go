@@ -154,7 +154,7 @@ func (s *regionStack) errorSearches() []awscloudwatch.IMetric {
 // search finds every series of an EMF metric whatever its label values
 // (error kinds, results), in this region.
 func (s *regionStack) search(service, name string, labels ...string) awscloudwatch.IMetric {
-	schema := append([]string{emfNamespace, "Region", "Service"}, labels...)
+	schema := append([]string{s.emfNamespace(), "Region", "Service"}, labels...)
 	return awscloudwatch.NewMathExpression(&awscloudwatch.MathExpressionProps{
 		Expression: jsii.String(fmt.Sprintf(`SEARCH('{%s} MetricName="%s" Region="%s" Service="%s"', 'Sum', 60)`,
 			strings.Join(schema, ","), name, s.plan.Region.Name, service)),

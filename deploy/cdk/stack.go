@@ -118,7 +118,7 @@ func (s *regionStack) newConfigParameter() awsssm.StringParameter {
 // share (string keys pk, sk).
 func (s *regionStack) newStatsTable() awsdynamodb.Table {
 	return awsdynamodb.NewTable(s.Stack, jsii.String("Stats"), &awsdynamodb.TableProps{
-		TableName:    jsii.String(s.d.Config.StatsTableName()),
+		TableName:    jsii.String(s.d.Config.TableName()),
 		PartitionKey: &awsdynamodb.Attribute{Name: jsii.String("pk"), Type: awsdynamodb.AttributeType_STRING},
 		SortKey:      &awsdynamodb.Attribute{Name: jsii.String("sk"), Type: awsdynamodb.AttributeType_STRING},
 		BillingMode:  awsdynamodb.BillingMode_PAY_PER_REQUEST,

@@ -1,7 +1,8 @@
-// Package app is the process scaffolding the workers share: flags and
-// environment, config loading (file or SSM), the JSON logger, the /metrics
-// and /healthz server and the EMF mirror of the metrics. It keeps the mains
-// thin and the worker packages free of process concerns.
+// Package app is the process skeleton the worker binaries share (Main):
+// flags and environment, config loading (file or SSM), the JSON logger, the
+// /metrics and /healthz server, the EMF mirror of the metrics, signals and
+// exit codes. It keeps the mains to a few lines and the worker packages
+// free of process concerns.
 package app
 
 import (
@@ -13,6 +14,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -42,6 +45,9 @@ type Process struct {
 	Health   *health.Check
 	Flags    Flags
 	Addr     string // where /metrics and /healthz listen
+
+	emf *metrics.EMF
+	srv *http.Server
 }
 
 // Flags are the command line of both workers; each has an environment
@@ -52,6 +58,9 @@ type Flags struct {
 	Rules    string // XRC_RULES: comma-separated rule ids (source only)
 	QueueURL string // XRC_QUEUE_URL: overrides the derived queue name
 }
+
+// ErrUsage wraps every command-line mistake; Exit maps it to status 2.
+var ErrUsage = errors.New("usage")
 
 // ParseFlags reads args with environment defaults.
 func ParseFlags(name string, args []string, getenv func(string) string) (Flags, error) {
@@ -66,19 +75,42 @@ func ParseFlags(name string, args []string, getenv func(string) string) (Flags, 
 	fs.StringVar(&f.Rules, "rules", getenv("XRC_RULES"), "comma-separated rule ids to serve; default all of the region (env XRC_RULES)")
 	fs.StringVar(&f.QueueURL, "queue-url", getenv("XRC_QUEUE_URL"), "SQS queue URL; default derived from the config (env XRC_QUEUE_URL)")
 	if err := fs.Parse(args); err != nil {
-		return f, err
+		if errors.Is(err, flag.ErrHelp) {
+			return f, err
+		}
+		return f, fmt.Errorf("%w: %w", ErrUsage, err)
 	}
 	if f.Config == "" {
-		return f, errors.New("no config: pass -config FILE|ssm:///name or set XRC_CONFIG")
+		return f, fmt.Errorf("%w: no config: pass -config FILE|ssm:///name or set XRC_CONFIG", ErrUsage)
 	}
 	if f.Region == "" {
-		return f, errors.New("no region: pass -region or set XRC_REGION or AWS_REGION")
+		return f, fmt.Errorf("%w: no region: pass -region or set XRC_REGION or AWS_REGION", ErrUsage)
 	}
 	return f, nil
 }
 
+// Main is a worker binary's whole main: it answers the container health
+// probe ("NAME healthcheck [URL]"), or starts the process (Start), runs the
+// worker until SIGTERM or SIGINT and its drain end, flushes the last metrics
+// and returns the exit status (Exit).
+func Main(name string, run func(ctx context.Context, p *Process) error) int {
+	if probed, code := Healthcheck(os.Args[1:], os.Stderr); probed {
+		return code
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	p, err := Start(ctx, name, os.Args[1:], os.Getenv, os.Stdout)
+	if err != nil {
+		return Exit(err)
+	}
+	err = run(ctx, p)
+	p.Stop()
+	return Exit(err)
+}
+
 // Start loads everything a worker needs and starts the metrics/health
-// server. stdout receives the logs and EMF lines.
+// server and the EMF mirror. stdout receives the logs and EMF lines. Call
+// Stop once the worker has returned.
 func Start(ctx context.Context, name string, args []string, getenv func(string) string, stdout io.Writer) (*Process, error) {
 	f, err := ParseFlags(name, args, getenv)
 	if err != nil {
@@ -111,18 +143,32 @@ func Start(ctx context.Context, name string, args []string, getenv func(string) 
 		return nil, fmt.Errorf("metrics listener on %s: %w", cfg.Settings.Worker.MetricsAddr, err)
 	}
 	p.Addr = ln.Addr().String()
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
+	p.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
+		if err := p.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			// Without it ECS's health check fails and replaces the task;
+			// say why.
+			log.Error("metrics and health server stopped", zap.Error(err))
+		}
 	}()
-	emf := metrics.NewEMF(p.Registry, stdout, "xrc", "xrc_", map[string]string{"Service": name, "Region": f.Region})
-	go emf.Run(ctx, time.Minute)
+	// Two stacks in one account and region must not mix their metrics.
+	p.emf = metrics.NewEMF(p.Registry, stdout, cfg.Settings.StackName, "xrc_", map[string]string{"Service": name, "Region": f.Region})
+	go p.emf.Run(ctx, time.Minute)
 	log.Info("starting", zap.String("version", Version), zap.String("config", f.Config), zap.String("metrics", p.Addr))
 	return p, nil
+}
+
+// Stop flushes the metrics of the last interval (the drain's included,
+// which is why it runs after the worker returned, not at the signal) and
+// closes the metrics server.
+func (p *Process) Stop() {
+	if err := p.emf.Flush(time.Now()); err != nil {
+		p.Log.Warn("flushing metrics", zap.Error(err))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = p.srv.Shutdown(ctx)
+	_ = p.Log.Sync()
 }
 
 // QueueURL returns the override from the flags, or resolves name.
@@ -137,14 +183,15 @@ func (p *Process) QueueURL(ctx context.Context, client *sqs.Client, name string)
 	return aws.ToString(out.QueueUrl), nil
 }
 
-// Exit maps a worker's result to a process exit code: 0 for a clean or
-// signalled stop, 2 for usage errors, 1 otherwise.
+// Exit maps a worker's result to a process exit status: 0 for a clean or
+// signalled stop (and -help), 2 for usage errors, 1 otherwise.
 func Exit(err error) int {
 	switch {
-	case err == nil, errors.Is(err, context.Canceled):
+	case err == nil, errors.Is(err, context.Canceled), errors.Is(err, flag.ErrHelp):
 		return 0
-	case errors.Is(err, flag.ErrHelp):
-		return 0
+	case errors.Is(err, ErrUsage):
+		fmt.Fprintln(os.Stderr, "error:", err)
+		return 2
 	default:
 		fmt.Fprintln(os.Stderr, "error:", err)
 		return 1

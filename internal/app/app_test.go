@@ -34,4 +34,12 @@ func TestExit(t *testing.T) {
 	if Exit(nil) != 0 || Exit(context.Canceled) != 0 || Exit(flag.ErrHelp) != 0 || Exit(errors.New("boom")) != 1 {
 		t.Error("exit codes")
 	}
+	_, err := ParseFlags("x", []string{"-bogus"}, func(string) string { return "" })
+	if Exit(err) != 2 {
+		t.Errorf("unknown flag: exit %d, want 2 (%v)", Exit(err), err)
+	}
+	_, err = ParseFlags("x", nil, func(string) string { return "" })
+	if Exit(err) != 2 {
+		t.Errorf("no config: exit %d, want 2 (%v)", Exit(err), err)
+	}
 }

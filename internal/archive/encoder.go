@@ -9,13 +9,6 @@ import (
 	"github.com/xrc-dev/xrc/internal/libzstd"
 )
 
-// Compression levels a Writer accepts: zstd's, where negative levels are
-// the fast ones ("zstd --fast=N") and 0 is not a level.
-const (
-	MinLevel = -7
-	MaxLevel = 22
-)
-
 // frameEncoder writes zstd frames. Reset abandons any frame in progress and
 // starts one at level on dst (a nil dst detaches it); Close ends the frame
 // and writes the rest of it.

@@ -44,6 +44,13 @@ type ReaderOptions struct {
 	// MaxManifest caps the size of manifest.json; 0 means manifest.MaxSize,
 	// which is also the upper bound.
 	MaxManifest int64
+	// Known, when set, is this archive's manifest as an earlier Reader
+	// decoded it, and KnownDigest that Reader's ManifestDigest. The
+	// manifest member is then hashed, not decoded again: a second pass over
+	// an archive costs no second decode of a large manifest, and a member
+	// that differs from the first pass is rejected.
+	Known       *manifest.Manifest
+	KnownDigest [sha256.Size]byte
 }
 
 // Reader reads an archive and verifies it while doing so: the manifest
@@ -57,6 +64,7 @@ type Reader struct {
 	tr      *tar.Reader
 	m       *manifest.Manifest
 	members map[string]int // member name -> object index
+	mdigest [sha256.Size]byte
 	sum     hash.Hash
 	buf     []byte
 
@@ -100,14 +108,15 @@ func NewReader(r io.Reader, opts ReaderOptions) (*Reader, error) {
 	}
 	rd.pos.r = dec
 	rd.tr = tar.NewReader(&rd.pos)
-	if err := rd.readManifest(opts.MaxManifest); err != nil {
+	if err := rd.readManifest(opts); err != nil {
 		dec.Close()
 		return nil, err
 	}
 	return rd, nil
 }
 
-func (r *Reader) readManifest(limit int64) error {
+func (r *Reader) readManifest(opts ReaderOptions) error {
+	limit := opts.MaxManifest
 	hdr, err := r.tr.Next()
 	if err != nil {
 		if err == io.EOF {
@@ -124,13 +133,26 @@ func (r *Reader) readManifest(limit int64) error {
 	if hdr.Size > limit {
 		return r.wrap(nil, fmt.Errorf("%s is %d bytes, more than the %d allowed", ManifestName, hdr.Size, limit))
 	}
-	m, err := manifest.Decode(r.tr)
-	if err != nil {
-		if errors.Is(err, manifest.ErrInvalid) {
-			return &Error{Member: ManifestName, Err: err}
+	h := sha256.New()
+	var m *manifest.Manifest
+	if opts.Known != nil {
+		if _, err := io.Copy(h, r.tr); err != nil {
+			return r.wrap(nil, err)
 		}
-		return r.wrap(nil, err)
+		if [sha256.Size]byte(h.Sum(nil)) != opts.KnownDigest {
+			return r.wrap(nil, fmt.Errorf("%s differs from the one read before", ManifestName))
+		}
+		m = opts.Known
+	} else {
+		m, err = manifest.Decode(io.TeeReader(r.tr, h))
+		if err != nil {
+			if errors.Is(err, manifest.ErrInvalid) {
+				return &Error{Member: ManifestName, Err: err}
+			}
+			return r.wrap(nil, err)
+		}
 	}
+	r.mdigest = [sha256.Size]byte(h.Sum(nil))
 	r.m = m
 	r.dataEnd, r.lastLen = r.pos.n, hdr.Size
 	r.members = make(map[string]int, len(m.Objects))
@@ -145,6 +167,10 @@ func (r *Reader) readManifest(limit int64) error {
 
 // Manifest returns the archive's manifest, validated.
 func (r *Reader) Manifest() *manifest.Manifest { return r.m }
+
+// ManifestDigest returns the SHA-256 of the manifest member, for
+// ReaderOptions.KnownDigest.
+func (r *Reader) ManifestDigest() [sha256.Size]byte { return r.mdigest }
 
 // Next advances to the next object that has a member, in manifest order,
 // and returns its index in Manifest().Objects, the object, and a reader of

@@ -130,7 +130,7 @@ func (w *Writer) Begin(dst io.Writer, m *manifest.Manifest) error {
 }
 
 // SetLevel makes the following objects compress at the given zstd level
-// (MinLevel-MaxLevel, not 0). Called between objects, it ends the current
+// (manifest.CheckLevel). Called between objects, it ends the current
 // zstd frame and starts a new one at that level; concatenated frames are
 // one valid zstd stream. Use it to store incompressible objects at the
 // fastest level. A level the encoder treats like the current one (the
@@ -140,8 +140,8 @@ func (w *Writer) SetLevel(level int) error {
 	if err := w.usable(); err != nil {
 		return err
 	}
-	if level < MinLevel || level > MaxLevel || level == 0 {
-		return fmt.Errorf("archive %s: SetLevel(%d): level must be %d-%d and not 0", w.m.ArchiveID, level, MinLevel, MaxLevel)
+	if err := manifest.CheckLevel(level); err != nil {
+		return fmt.Errorf("archive %s: SetLevel: %w", w.m.ArchiveID, err)
 	}
 	if w.enc.effective(level) == w.enc.effective(w.level) {
 		w.level = level

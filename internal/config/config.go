@@ -162,8 +162,11 @@ func (c *Config) SourceQueueName(ruleID string) string {
 // replicated staging bucket's events.
 func (c *Config) TargetQueueName() string { return c.Settings.StackName + "-tgt" }
 
-// StatsTableName is the DynamoDB table holding compression statistics.
-func (c *Config) StatsTableName() string { return c.Settings.StackName + "-stats" }
+// TableName is the DynamoDB table every region of the deployment has (string
+// keys pk and sk, TTL attribute expiresAt): compression statistics in
+// source regions, delete tombstones and the ledger of delivered archives in
+// target regions.
+func (c *Config) TableName() string { return c.Settings.StackName + "-stats" }
 
 // MaxKeyLen is S3's limit on the length of an object key, in bytes.
 const MaxKeyLen = 1024

@@ -354,7 +354,7 @@ func TestRoutes(t *testing.T) {
 	empty, long := "", strings.Repeat("p", 30)
 	r := Rule{ID: "r", Prefix: "logs/", Destinations: []Destination{
 		{Region: "eu-west-1", Bucket: "a", StorageClass: "STANDARD_IA", KMSKeyID: "k"},
-		{Region: "eu-west-1", Bucket: "a"}, // same key as above but another policy: kept
+		{Region: "eu-west-1", Bucket: "a"},                                             // same key as above but another policy: kept
 		{Region: "eu-west-1", Bucket: "a", StorageClass: "STANDARD_IA", KMSKeyID: "k"}, // exact duplicate: dropped
 	}}
 	got, err := r.Routes("logs/x")

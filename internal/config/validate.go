@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/xrc-dev/xrc/internal/manifest"
 )
 
 // Error is one problem in the document, at a JSON path such as
@@ -194,8 +196,8 @@ func (c *Config) validateRule(errs *Errors, p string, r *Rule, seen map[string]b
 			errs.add(fmt.Sprintf("%s.ignore[%d]", p, j), "invalid wildcard %q: %v", r.Ignore[j], err)
 		}
 	}
-	if r.Level < -7 || r.Level > 22 {
-		errs.add(p+".level", "zstd level must be between -7 and 22, got %d", r.Level)
+	if err := manifest.CheckLevel(r.Level); err != nil {
+		errs.add(p+".level", "%v", err)
 	}
 	if r.Batch.MaxObjects < 1 || r.Batch.MaxObjects > 100000 {
 		errs.add(p+".batch.maxObjects", "must be between 1 and 100000")

@@ -35,6 +35,21 @@ type ObjectRef struct {
 // Removed reports an ObjectRemoved event (a delete or a delete marker).
 func (r ObjectRef) Removed() bool { return strings.HasPrefix(r.EventName, "ObjectRemoved:") }
 
+// RemovesCurrent reports a removal that changes what the key reads as: a
+// delete marker on a versioned bucket, or a delete on an unversioned one.
+// Deleting one version for good (ObjectRemoved:Delete with a version id)
+// does not; S3 Replication does not replicate such deletes either, so that
+// removing an old version never deletes a destination's current object.
+func (r ObjectRef) RemovesCurrent() bool {
+	switch r.EventName {
+	case "ObjectRemoved:DeleteMarkerCreated":
+		return true
+	case "ObjectRemoved:Delete":
+		return r.VersionID == "" || r.VersionID == "null"
+	}
+	return false
+}
+
 // Message is a parsed body.
 type Message struct {
 	// Test is set for the s3:TestEvent S3 sends when notifications are

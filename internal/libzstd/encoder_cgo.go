@@ -52,6 +52,8 @@ import (
 	"runtime"
 	"unsafe"
 
+	"github.com/xrc-dev/xrc/internal/manifest"
+
 	// Compiles and links libzstd; this package calls it through cgo.
 	_ "github.com/DataDog/zstd"
 )
@@ -106,8 +108,8 @@ func (e *Encoder) Reset(dst io.Writer, level int) error {
 	if dst == nil {
 		return nil
 	}
-	if level < MinLevel || level > MaxLevel || level == 0 {
-		return e.fail(fmt.Errorf("libzstd: level %d is not one of %d-%d except 0", level, MinLevel, MaxLevel))
+	if err := manifest.CheckLevel(level); err != nil {
+		return e.fail(fmt.Errorf("libzstd: %w", err))
 	}
 	if err := e.set(C.xrc_c_compressionLevel, level); err != nil {
 		return e.fail(fmt.Errorf("libzstd: level %d: %w", level, err))

@@ -14,13 +14,17 @@
 // streaming API (ZSTD_compressStream2) directly.
 package libzstd
 
-import "errors"
+import (
+	"errors"
 
-// MinLevel and MaxLevel bound the compression levels Reset accepts;
-// negative levels are zstd's fast ones ("zstd --fast=7").
+	"github.com/xrc-dev/xrc/internal/manifest"
+)
+
+// MinLevel and MaxLevel bound the compression levels Reset accepts
+// (manifest.CheckLevel); negative levels are zstd's fast ones.
 const (
-	MinLevel = -7
-	MaxLevel = 22
+	MinLevel = manifest.MinLevel
+	MaxLevel = manifest.MaxLevel
 )
 
 // MaxWindowLog caps the window of every frame at 8 MiB, the window of level

@@ -28,6 +28,10 @@ func (e Env) Provision(ctx context.Context, cfg *config.Config) (Deployment, err
 			return d, err
 		}
 	}
+	// One DynamoDB Local serves every "region", as one SQS does.
+	if err := e.EnsureTable(ctx, cfg.TableName(), true); err != nil {
+		return d, err
+	}
 	for _, r := range cfg.Settings.Regions {
 		if !r.IsTarget() {
 			continue

@@ -21,8 +21,6 @@ const (
 
 const (
 	maxArchiveID = 255 // bytes; the ID names S3 objects and files
-	minLevel     = -7  // zstd levels; negative ones are "zstd --fast=N", 0 is none
-	maxLevel     = 22
 	maxProblems  = 100 // problems Validate lists before summarising
 	sha256HexLen = 64
 )
@@ -44,8 +42,8 @@ func (m *Manifest) Validate() error {
 	if err := checkArchiveID(m.ArchiveID); err != nil {
 		p.addf("archiveId: %v", err)
 	}
-	if m.Level < minLevel || m.Level > maxLevel || m.Level == 0 {
-		p.addf("level %d is not a zstd level from %d to %d (0 excluded)", m.Level, minLevel, maxLevel)
+	if err := CheckLevel(m.Level); err != nil {
+		p.addf("level: %v", err)
 	}
 	for i := range m.Objects {
 		m.Objects[i].validate(p.object(i, m.Objects[i].Key))

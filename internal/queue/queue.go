@@ -1,6 +1,7 @@
 // Package queue wraps one SQS queue for xrc's workers: long-poll receive,
-// delete only after success, and a visibility heartbeat that keeps in-flight
-// messages hidden while their work takes longer than the queue's timeout.
+// batch delete and batch visibility changes, with per-message failures
+// reported rather than lost. What to do with a message (hold it, extend it,
+// acknowledge or release it) is package worker's business.
 //
 // Nothing here deletes a message on failure: a message that cannot be
 // processed is released (made visible again, possibly after a delay) and SQS
@@ -14,7 +15,6 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -40,31 +40,24 @@ type Message struct {
 
 // Queue is one SQS queue.
 type Queue struct {
-	api        API
-	url        string
-	visibility time.Duration
-
-	mu       sync.Mutex
-	inflight map[string]Message // by receipt handle, extended by Heartbeat
+	api API
+	url string
 }
 
-// New returns a Queue for url whose messages stay hidden for visibility while
-// held.
-func New(api API, url string, visibility time.Duration) *Queue {
-	return &Queue{api: api, url: url, visibility: visibility, inflight: map[string]Message{}}
-}
+// New returns a Queue for url.
+func New(api API, url string) *Queue { return &Queue{api: api, url: url} }
 
 // URL returns the queue URL.
 func (q *Queue) URL() string { return q.url }
 
-// Receive long-polls for up to max (<= 10) messages, waiting up to wait. The
-// messages returned are held (extended by Heartbeat) until Delete or Release.
-func (q *Queue) Receive(ctx context.Context, max int, wait time.Duration) ([]Message, error) {
+// Receive long-polls for up to max (<= 10) messages, waiting up to wait, and
+// hides them for visibility.
+func (q *Queue) Receive(ctx context.Context, max int, wait, visibility time.Duration) ([]Message, error) {
 	out, err := q.api.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
 		QueueUrl:            aws.String(q.url),
 		MaxNumberOfMessages: int32(max),
 		WaitTimeSeconds:     int32(wait / time.Second),
-		VisibilityTimeout:   int32(q.visibility / time.Second),
+		VisibilityTimeout:   int32(visibility / time.Second),
 		//lint:ignore SA1019 the local stack's SQS only honours the legacy field; AWS accepts both.
 		AttributeNames:              []types.QueueAttributeName{"All"},
 		MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameAll},
@@ -73,8 +66,6 @@ func (q *Queue) Receive(ctx context.Context, max int, wait time.Duration) ([]Mes
 		return nil, fmt.Errorf("receiving from %s: %w", q.url, err)
 	}
 	msgs := make([]Message, 0, len(out.Messages))
-	q.mu.Lock()
-	defer q.mu.Unlock()
 	for _, m := range out.Messages {
 		msg := Message{
 			ID:            aws.ToString(m.MessageId),
@@ -85,78 +76,50 @@ func (q *Queue) Receive(ctx context.Context, max int, wait time.Duration) ([]Mes
 		if ms, err := strconv.ParseInt(m.Attributes[string(types.MessageSystemAttributeNameSentTimestamp)], 10, 64); err == nil {
 			msg.SentAt = time.UnixMilli(ms)
 		}
-		q.inflight[msg.ReceiptHandle] = msg
 		msgs = append(msgs, msg)
 	}
 	return msgs, nil
 }
 
-// Delete acknowledges msgs: call it only once their work is durable.
-func (q *Queue) Delete(ctx context.Context, msgs ...Message) error {
-	var errs []error
-	for chunk := range slices.Chunk(msgs, 10) {
+// Failure is one message a batch call could not act on.
+type Failure struct {
+	Message Message
+	Code    string // SQS error code, e.g. ReceiptHandleIsInvalid
+	Err     error
+}
+
+// ReceiptGone reports a failure no retry can fix: the receipt handle is no
+// longer valid (the visibility timeout ran out and the message was received
+// again, or it was deleted).
+func (f Failure) ReceiptGone() bool {
+	switch f.Code {
+	case "ReceiptHandleIsInvalid", "InvalidParameterValue", "MessageNotInflight", "AWS.SimpleQueueService.MessageNotInflight":
+		return true
+	}
+	return false
+}
+
+// Delete acknowledges msgs: call it only once their work is durable. It
+// returns the messages SQS refused, and an error for calls that failed as a
+// whole (their messages are among the failures too).
+func (q *Queue) Delete(ctx context.Context, msgs ...Message) ([]Failure, error) {
+	return q.batch(ctx, "deleting", msgs, func(chunk []Message) ([]types.BatchResultErrorEntry, error) {
 		in := &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(q.url)}
 		for i, m := range chunk {
 			in.Entries = append(in.Entries, types.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: aws.String(m.ReceiptHandle)})
 		}
 		out, err := q.api.DeleteMessageBatch(ctx, in)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("deleting %d messages from %s: %w", len(chunk), q.url, err))
-			continue
+			return nil, err
 		}
-		errs = append(errs, batchErrors("deleting", chunk, out.Failed)...)
-		q.forget(chunk)
-	}
-	return errors.Join(errs...)
+		return out.Failed, nil
+	})
 }
 
-// Release gives msgs back to the queue, visible again after delay (0 means
-// now). Their receive count grows on the next delivery, so a message that
-// keeps failing reaches the dead-letter queue.
-func (q *Queue) Release(ctx context.Context, delay time.Duration, msgs ...Message) error {
-	q.forget(msgs)
-	return q.changeVisibility(ctx, delay, msgs)
-}
-
-// Backoff spaces out the retries of a failing message by its receive count:
-// 2 s, 4 s, 8 s ... up to 5 min, so a dependency that is down is not hammered
-// while the message works its way towards the dead-letter queue.
-func Backoff(receiveCount int) time.Duration {
-	return min(time.Duration(1<<min(max(receiveCount, 1), 9))*time.Second, 5*time.Minute)
-}
-
-// Heartbeat extends every held message's visibility each visibility/3 until
-// ctx ends, so long batches are not redelivered mid-work. A message whose
-// extension fails is dropped from the held set (its receipt is stale).
-func (q *Queue) Heartbeat(ctx context.Context) {
-	t := time.NewTicker(q.visibility / 3)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			q.mu.Lock()
-			held := make([]Message, 0, len(q.inflight))
-			for _, m := range q.inflight {
-				held = append(held, m)
-			}
-			q.mu.Unlock()
-			_ = q.changeVisibility(ctx, q.visibility, held)
-		}
-	}
-}
-
-// Held returns how many messages are received and not yet deleted or released.
-func (q *Queue) Held() int {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return len(q.inflight)
-}
-
-func (q *Queue) changeVisibility(ctx context.Context, d time.Duration, msgs []Message) error {
-	var errs []error
-	for chunk := range slices.Chunk(msgs, 10) {
+// ChangeVisibility hides msgs for d from now (0 makes them visible at once:
+// a release). Failures as for Delete.
+func (q *Queue) ChangeVisibility(ctx context.Context, d time.Duration, msgs ...Message) ([]Failure, error) {
+	return q.batch(ctx, "changing visibility of", msgs, func(chunk []Message) ([]types.BatchResultErrorEntry, error) {
 		in := &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(q.url)}
 		for i, m := range chunk {
 			in.Entries = append(in.Entries, types.ChangeMessageVisibilityBatchRequestEntry{
@@ -165,31 +128,34 @@ func (q *Queue) changeVisibility(ctx context.Context, d time.Duration, msgs []Me
 		}
 		out, err := q.api.ChangeMessageVisibilityBatch(ctx, in)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("changing visibility of %d messages in %s: %w", len(chunk), q.url, err))
+			return nil, err
+		}
+		return out.Failed, nil
+	})
+}
+
+func (q *Queue) batch(ctx context.Context, op string, msgs []Message, call func([]Message) ([]types.BatchResultErrorEntry, error)) ([]Failure, error) {
+	var failures []Failure
+	var errs []error
+	for chunk := range slices.Chunk(msgs, 10) {
+		failed, err := call(chunk)
+		if err != nil {
+			err = fmt.Errorf("%s %d messages in %s: %w", op, len(chunk), q.url, err)
+			errs = append(errs, err)
+			for _, m := range chunk {
+				failures = append(failures, Failure{Message: m, Err: err})
+			}
 			continue
 		}
-		errs = append(errs, batchErrors("changing visibility of", chunk, out.Failed)...)
-	}
-	return errors.Join(errs...)
-}
-
-func (q *Queue) forget(msgs []Message) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	for _, m := range msgs {
-		delete(q.inflight, m.ReceiptHandle)
-	}
-}
-
-func batchErrors(op string, chunk []Message, failed []types.BatchResultErrorEntry) []error {
-	var errs []error
-	for _, f := range failed {
-		i, _ := strconv.Atoi(aws.ToString(f.Id))
-		id := ""
-		if i >= 0 && i < len(chunk) {
-			id = chunk[i].ID
+		for _, f := range failed {
+			i, err := strconv.Atoi(aws.ToString(f.Id))
+			if err != nil || i < 0 || i >= len(chunk) {
+				continue
+			}
+			code := aws.ToString(f.Code)
+			failures = append(failures, Failure{Message: chunk[i], Code: code,
+				Err: fmt.Errorf("%s message %s: %s: %s", op, chunk[i].ID, code, aws.ToString(f.Message))})
 		}
-		errs = append(errs, fmt.Errorf("%s message %s: %s: %s", op, id, aws.ToString(f.Code), aws.ToString(f.Message)))
 	}
-	return errs
+	return failures, errors.Join(errs...)
 }

@@ -7,9 +7,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
-	"go.uber.org/zap"
 
 	"github.com/xrc-dev/xrc/internal/localstack"
 	"github.com/xrc-dev/xrc/internal/queue"
@@ -34,7 +31,7 @@ func TestReleaseReachesDLQ(t *testing.T) {
 	if _, err := client.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: &url, MessageBody: aws.String("poison")}); err != nil {
 		t.Fatal(err)
 	}
-	q := queue.New(client, url, 30*time.Second)
+	q := queue.New(client, url)
 	// AWS delivers a message maxReceiveCount times before moving it;
 	// local-aws-sqs moves it one delivery earlier (and also counts the
 	// visibility change). Both must redeliver with a growing count and end
@@ -46,28 +43,30 @@ func TestReleaseReachesDLQ(t *testing.T) {
 			t.Fatalf("delivery %d: receive count %d after %d: %+v", delivery, m.ReceiveCount, last, m)
 		}
 		last = m.ReceiveCount
-		if q.Held() != 1 {
-			t.Fatalf("held = %d", q.Held())
-		}
-		if err := q.Release(ctx, 0, m); err != nil {
-			t.Fatal(err)
-		}
-		if q.Held() != 0 {
-			t.Fatalf("held after release = %d", q.Held())
+		if failed, err := q.ChangeVisibility(ctx, 0, m); err != nil || len(failed) > 0 {
+			t.Fatal(err, failed)
 		}
 	}
-	if got, _ := q.Receive(ctx, 10, time.Second); len(got) == 1 {
-		if err := q.Release(ctx, 0, got...); err != nil {
+	if got, _ := q.Receive(ctx, 10, time.Second, 30*time.Second); len(got) == 1 {
+		if _, err := q.ChangeVisibility(ctx, 0, got...); err != nil {
 			t.Fatal(err)
 		}
 	}
-	d := queue.New(client, dlq, 30*time.Second)
+	d := queue.New(client, dlq)
 	m := receiveOne(t, d)
 	if m.Body != "poison" {
 		t.Fatalf("DLQ holds %q", m.Body)
 	}
-	if err := d.Delete(ctx, m); err != nil {
+	if failed, err := d.Delete(ctx, m); err != nil || len(failed) > 0 {
+		t.Fatal(err, failed)
+	}
+	// A receipt SQS no longer honours is reported per message, as gone.
+	failed, err := d.Delete(ctx, m)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if len(failed) > 0 && !failed[0].ReceiptGone() {
+		t.Errorf("deleting twice: %+v, want a gone receipt or success", failed[0])
 	}
 }
 
@@ -75,7 +74,7 @@ func receiveOne(t *testing.T, q *queue.Queue) queue.Message {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		msgs, err := q.Receive(context.Background(), 1, time.Second)
+		msgs, err := q.Receive(context.Background(), 1, time.Second, 30*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -87,61 +86,3 @@ func receiveOne(t *testing.T, q *queue.Queue) queue.Message {
 	return queue.Message{}
 }
 
-func TestBackoff(t *testing.T) {
-	for count, want := range map[int]time.Duration{0: 2 * time.Second, 1: 2 * time.Second, 2: 4 * time.Second, 8: 256 * time.Second, 9: 5 * time.Minute, 100: 5 * time.Minute} {
-		if got := queue.Backoff(count); got != want {
-			t.Errorf("Backoff(%d) = %s, want %s", count, got, want)
-		}
-	}
-}
-
-// TestSettler checks the shared message endings: an invalid body is released
-// (never deleted), S3's test event is acknowledged, and settling still works
-// when the worker's context is already cancelled (its drain time is over).
-func TestSettler(t *testing.T) {
-	env := localstack.Require(t)
-	ctx := context.Background()
-	client, err := env.SQS(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	name := localstack.UniqueName("settle")
-	url, _, err := env.EnsureQueue(ctx, name, 5, 30*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { env.DeleteQueue(context.Background(), name) })
-	q := queue.New(client, url, 30*time.Second)
-	reg := prometheus.NewRegistry()
-	msgs := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "m"}, []string{"result"})
-	errs := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "e"}, []string{"kind"})
-	reg.MustRegister(msgs, errs)
-	s := queue.Settler{Queue: q, Log: zap.NewNop(), Messages: msgs, Errors: errs}
-	cancelled, cancel := context.WithCancel(ctx)
-	cancel()
-
-	// One at a time: local-aws-sqs keeps handing back a just-released
-	// message ahead of older ones.
-	count := func(result string) float64 { return testutil.ToFloat64(msgs.WithLabelValues(result)) }
-	for _, body := range []string{`{"Service":"Amazon S3","Event":"s3:TestEvent","Bucket":"b"}`, "not json"} {
-		if _, err := client.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: &url, MessageBody: aws.String(body)}); err != nil {
-			t.Fatal(err)
-		}
-		m := receiveOne(t, q)
-		if _, ok := s.Parse(cancelled, m); ok {
-			t.Fatalf("%q: Parse left work to do", m.Body)
-		}
-	}
-	if count("test") != 1 || count("acked") != 1 || count("invalid") != 1 || count("released") != 1 {
-		t.Errorf("test %v, acked %v, invalid %v, released %v", count("test"), count("acked"), count("invalid"), count("released"))
-	}
-	// Only the invalid body is still there; the test event was deleted.
-	m := receiveOne(t, q)
-	if m.Body != "not json" {
-		t.Fatalf("redelivered %q, want the invalid body", m.Body)
-	}
-	s.Ack(ctx, m)
-	if got, _ := q.Receive(ctx, 10, time.Second); len(got) != 0 {
-		t.Errorf("queue still holds %q", got[0].Body)
-	}
-}

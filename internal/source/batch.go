@@ -1,16 +1,18 @@
 package source
 
 import (
-	"context"
 	"time"
 
 	"github.com/xrc-dev/xrc/internal/config"
 )
 
+// batchTick is how often open batches are checked for age.
+const batchTick = 250 * time.Millisecond
+
 // batch is the items of one rule that will share an archive.
 type batch struct {
 	rule   *config.Rule
-	items  []item
+	items  []Item
 	bytes  int64
 	opened time.Time
 	closed time.Time
@@ -20,7 +22,7 @@ type batch struct {
 // reaches the rule's object count or byte size, or gets old enough. An object
 // larger than the byte limit travels alone. When items closes (the worker is
 // draining) every open batch is flushed at once.
-func (w *Worker) batchLoop(ctx context.Context, items <-chan item, out chan<- *batch) {
+func (w *Worker) batchLoop(items <-chan Item, out chan<- *batch) {
 	defer close(out)
 	open := map[*config.Rule]*batch{}
 	flush := func(b *batch) {
@@ -29,11 +31,11 @@ func (w *Worker) batchLoop(ctx context.Context, items <-chan item, out chan<- *b
 		if open[b.rule] == b {
 			delete(open, b.rule)
 		}
-		b.closed = w.Now()
+		b.closed = w.Clock.Now()
 		// Builders run on the work context; a draining worker still sends.
 		out <- b
 	}
-	tick := time.NewTicker(250 * time.Millisecond)
+	tick := w.Clock.NewTicker(batchTick)
 	defer tick.Stop()
 	for {
 		select {
@@ -44,10 +46,10 @@ func (w *Worker) batchLoop(ctx context.Context, items <-chan item, out chan<- *b
 				}
 				return
 			}
-			r := it.rule
-			size := max(it.ref.Size, 0)
+			r := it.Rule
+			size := max(it.Ref.Size, 0)
 			if size >= int64(r.Batch.MaxBytes) {
-				flush(&batch{rule: r, items: []item{it}, bytes: size, opened: w.Now()})
+				flush(&batch{rule: r, items: []Item{it}, bytes: size, opened: w.Clock.Now()})
 				continue
 			}
 			b := open[r]
@@ -56,7 +58,7 @@ func (w *Worker) batchLoop(ctx context.Context, items <-chan item, out chan<- *b
 				b = nil
 			}
 			if b == nil {
-				b = &batch{rule: r, opened: w.Now()}
+				b = &batch{rule: r, opened: w.Clock.Now()}
 				open[r] = b
 			}
 			b.items = append(b.items, it)
@@ -64,10 +66,10 @@ func (w *Worker) batchLoop(ctx context.Context, items <-chan item, out chan<- *b
 			if len(b.items) >= r.Batch.MaxObjects {
 				flush(b)
 			}
-		case <-tick.C:
-			now := w.Now()
+		case <-tick.Chan():
+			now := w.Clock.Now()
 			for _, b := range open {
-				if now.Sub(b.opened) >= b.rule.Batch.MaxAge.D() || ctx.Err() != nil {
+				if now.Sub(b.opened) >= b.rule.Batch.MaxAge.D() {
 					flush(b)
 				}
 			}

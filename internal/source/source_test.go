@@ -174,7 +174,7 @@ func (r *running) metric(t testing.TB, name string, labels ...string) float64 {
 // to return and reports its error.
 func (f *fixture) start(t testing.TB, log *zap.Logger) *running {
 	t.Helper()
-	q := queue.New(f.sqs, f.dep.SourceQueues[f.rule.ID], f.cfg.Settings.Worker.VisibilityTimeout.D())
+	q := queue.New(f.sqs, f.dep.SourceQueues[f.rule.ID])
 	reg := prometheus.NewRegistry()
 	w, err := source.New(source.Deps{
 		Config:  f.cfg,
@@ -182,7 +182,7 @@ func (f *fixture) start(t testing.TB, log *zap.Logger) *running {
 		Queue:   q,
 		S3:      f.s3,
 		Log:     log,
-		Metrics: source.NewMetrics(reg, func() float64 { return float64(q.Held()) }),
+		Metrics: source.NewMetrics(reg),
 		Health:  health.New(time.Minute, time.Now),
 	})
 	if err != nil {

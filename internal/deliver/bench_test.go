@@ -1,4 +1,4 @@
-package target_test
+package deliver_test
 
 import (
 	"bufio"
@@ -22,7 +22,7 @@ import (
 
 	"github.com/xrc-dev/xrc/internal/awsapi"
 	"github.com/xrc-dev/xrc/internal/dataset"
-	"github.com/xrc-dev/xrc/internal/target"
+	"github.com/xrc-dev/xrc/internal/deliver"
 )
 
 // BenchmarkExtract measures the target worker end to end on the local
@@ -80,7 +80,7 @@ func benchExtract(b *testing.B, sizes []int64) {
 		}
 		id := fmt.Sprintf("bench-%d", iter)
 		key := "r1/" + id + ".tar.zst"
-		m := manifestFor(id, objs, dst, streamed)
+		m := manifestFor(id, objs, p.cfg, streamed)
 		sums, size, err := streamArchive(ctx, p.dst, staging, key, m, func(i int) io.Reader {
 			return newTextReader(uint64(iter)<<32|uint64(i), sizes[i])
 		})
@@ -120,9 +120,9 @@ func benchExtract(b *testing.B, sizes []int64) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			if aws.ToInt64(head.ContentLength) != sizes[0] || head.Metadata[target.MetaSHA256] != sums[0] {
+			if aws.ToInt64(head.ContentLength) != sizes[0] || head.Metadata[deliver.MetaSHA256] != sums[0] {
 				b.Fatalf("%s: %d bytes with SHA-256 %s, want %d bytes with %s", objs[0].Key,
-					aws.ToInt64(head.ContentLength), head.Metadata[target.MetaSHA256], sizes[0], sums[0])
+					aws.ToInt64(head.ContentLength), head.Metadata[deliver.MetaSHA256], sizes[0], sums[0])
 			}
 		}
 	}

@@ -1,4 +1,4 @@
-package target_test
+package deliver_test
 
 import (
 	"archive/tar"
@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/xrc-dev/xrc/internal/archive"
+	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/dataset"
 	"github.com/xrc-dev/xrc/internal/events"
 	"github.com/xrc-dev/xrc/internal/manifest"
@@ -32,28 +33,26 @@ import (
 // staging bucket, as S3 Replication would: its ObjectCreated events reach
 // the target queue through the bridge, so only the target worker runs.
 
-// sourceBucket is the (fictitious) watched bucket hand-built manifests name.
-const sourceBucket = "xrc-test-source"
-
-// manifestFor describes objs as one archive whose objects all go to dst in
-// eu-west-1 under their own keys. Digests are in the manifest for objects
+// manifestFor describes objs as one archive of cfg's first rule, whose
+// objects go where the rule sends them. Digests are in the manifest for objects
 // with data; objects listed in streamed (by index) leave theirs to a
 // trailer, as the source does for objects it streams. Sequencers increase
 // with the index.
-func manifestFor(id string, objs []dataset.Object, dst string, streamed map[int]int64) *manifest.Manifest {
+func manifestFor(id string, objs []dataset.Object, cfg *config.Config, streamed map[int]int64) *manifest.Manifest {
+	rule := &cfg.Rules[0]
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	m := &manifest.Manifest{
 		Format:       manifest.Format,
 		ArchiveID:    id,
 		CreatedAt:    now,
 		SourceRegion: "us-east-1",
-		RuleID:       "r1",
+		RuleID:       rule.ID,
 		Level:        3,
 	}
 	for i, o := range objs {
 		mo := manifest.Object{
 			Member:       manifest.MemberName(i, o.Key),
-			Bucket:       sourceBucket,
+			Bucket:       rule.SourceBucket,
 			Key:          o.Key,
 			Sequencer:    sequencer(now, i),
 			Size:         int64(len(o.Data)),
@@ -62,7 +61,7 @@ func manifestFor(id string, objs []dataset.Object, dst string, streamed map[int]
 			ContentType:  o.ContentType,
 			Metadata:     o.Metadata,
 			Tags:         o.Tags,
-			Destinations: []manifest.Destination{{Region: "eu-west-1", Bucket: dst, Key: o.Key}},
+			Destinations: destinations(rule, o.Key),
 		}
 		if size, ok := streamed[i]; ok {
 			mo.Size = size
@@ -72,6 +71,19 @@ func manifestFor(id string, objs []dataset.Object, dst string, streamed map[int]
 		m.Objects = append(m.Objects, mo)
 	}
 	return m
+}
+
+// destinations are the manifest destinations rule proposes for key.
+func destinations(rule *config.Rule, key string) []manifest.Destination {
+	routes, err := rule.Routes(key)
+	if err != nil {
+		panic(err)
+	}
+	var ds []manifest.Destination
+	for _, r := range routes {
+		ds = append(ds, manifest.Destination{Region: r.Region, Bucket: r.Bucket, Key: r.Key, StorageClass: r.StorageClass, KMSKeyID: r.KMSKeyID})
+	}
+	return ds
 }
 
 // sequencer returns an S3-style event sequencer (MinIO's: the event time in

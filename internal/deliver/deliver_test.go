@@ -1,16 +1,18 @@
-package target_test
+package deliver_test
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
@@ -23,10 +25,12 @@ import (
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/dataset"
 	"github.com/xrc-dev/xrc/internal/health"
+	"github.com/xrc-dev/xrc/internal/ledger"
 	"github.com/xrc-dev/xrc/internal/localstack"
 	"github.com/xrc-dev/xrc/internal/queue"
 	"github.com/xrc-dev/xrc/internal/source"
-	"github.com/xrc-dev/xrc/internal/target"
+	"github.com/xrc-dev/xrc/internal/tombstone"
+	"github.com/xrc-dev/xrc/internal/deliver"
 )
 
 // pipeline is a provisioned deployment with both workers running in-process.
@@ -36,6 +40,7 @@ type pipeline struct {
 	dep      localstack.Deployment
 	src, dst *s3.Client
 	sqs      *sqs.Client
+	ddb      *dynamodb.Client
 	log      *zap.Logger
 	logs     *observer.ObservedLogs // everything log wrote at info and above
 }
@@ -66,6 +71,9 @@ func newPipeline(t testing.TB, edit func(*config.Config)) *pipeline {
 	if p.sqs, err = env.SQS(ctx); err != nil {
 		t.Fatal(err)
 	}
+	if p.ddb, err = env.DynamoDB(ctx); err != nil {
+		t.Fatal(err)
+	}
 	return p
 }
 
@@ -93,9 +101,9 @@ func run(t testing.TB, start func(ctx context.Context) error) (stop func() error
 
 func (p *pipeline) startSource(t testing.TB) func() error {
 	rule := p.cfg.Rules[0]
-	q := queue.New(p.sqs, p.dep.SourceQueues[rule.ID], p.cfg.Settings.Worker.VisibilityTimeout.D())
+	q := queue.New(p.sqs, p.dep.SourceQueues[rule.ID])
 	w, err := source.New(source.Deps{Config: p.cfg, Region: "us-east-1", Queue: q, S3: p.src, Log: p.log.Named("source"),
-		Metrics: source.NewMetrics(prometheus.NewRegistry(), func() float64 { return 0 }), Health: health.New(time.Minute, time.Now)})
+		Metrics: source.NewMetrics(prometheus.NewRegistry()), Health: health.New(time.Minute, time.Now)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,11 +116,14 @@ func (p *pipeline) startTarget(t testing.TB) (*prometheus.Registry, func() error
 
 // startTargetWith starts a target worker on the given clients, holding the
 // messages it receives hidden for visibility.
-func (p *pipeline) startTargetWith(t testing.TB, s3c target.S3API, sqsc queue.API, visibility time.Duration) (*prometheus.Registry, func() error) {
-	q := queue.New(sqsc, p.dep.TargetQueues["eu-west-1"], visibility)
+func (p *pipeline) startTargetWith(t testing.TB, s3c deliver.S3API, sqsc queue.API, visibility time.Duration) (*prometheus.Registry, func() error) {
+	q := queue.New(sqsc, p.dep.TargetQueues["eu-west-1"])
 	reg := prometheus.NewRegistry()
-	w, err := target.New(target.Deps{Config: p.cfg, Region: "eu-west-1", Queue: q, S3: s3c, Log: p.log.Named("target"),
-		Metrics: target.NewMetrics(reg, func() float64 { return float64(q.Held()) }), Health: health.New(time.Minute, time.Now)})
+	cfg := *p.cfg
+	cfg.Settings.Worker.VisibilityTimeout = config.Duration(visibility)
+	w, err := deliver.New(deliver.Deps{Config: &cfg, Region: "eu-west-1", Queue: q, S3: s3c,
+		Tombstones: tombstone.New(p.ddb, cfg.TableName(), time.Now), Ledger: ledger.New(p.ddb, cfg.TableName(), time.Now),
+		Log: p.log.Named("target"), Metrics: deliver.NewMetrics(reg), Health: health.New(time.Minute, time.Now)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,8 +167,10 @@ func (p *pipeline) depth(t testing.TB, url string) int {
 	}
 	n := 0
 	for _, v := range out.Attributes {
-		var k int
-		fmt.Sscan(v, &k)
+		k, err := strconv.Atoi(v)
+		if err != nil {
+			t.Fatalf("queue attribute %q: %v", v, err)
+		}
 		n += k
 	}
 	return n

@@ -1,4 +1,4 @@
-package target_test
+package deliver_test
 
 import (
 	"bytes"
@@ -44,7 +44,7 @@ func TestMissingDestinationBucket(t *testing.T) {
 		{Key: "data/big.txt", ContentType: "text/plain", Data: dataset.Text(rng, 9<<20)}, // multipart path
 	}
 	staging := p.cfg.Settings.Regions[1].StagingBucket
-	putStaging(t, p.dst, staging, "r1/no-bucket.tar.zst", writeArchive(t, manifestFor("no-bucket", objs, dst, nil), objs))
+	putStaging(t, p.dst, staging, "r1/no-bucket.tar.zst", writeArchive(t, manifestFor("no-bucket", objs, p.cfg, nil), objs))
 
 	dlq := queueURL(t, p.sqs, p.cfg.TargetQueueName()+"-dlq")
 	tq := p.dep.TargetQueues["eu-west-1"]
@@ -53,14 +53,14 @@ func TestMissingDestinationBucket(t *testing.T) {
 	}
 
 	var naming []map[string]any
-	for _, e := range p.logEntries("archive not completed; message released for retry") {
+	for _, e := range p.logEntries("archive not delivered; message released for retry") {
 		if strings.Contains(fmt.Sprint(e["error"]), "s3://"+dst+"/") {
 			naming = append(naming, e)
 		}
 	}
 	if len(naming) < 2 {
 		t.Fatalf("%d error log lines name bucket %s, want one per attempt (at least 2); all: %v",
-			len(naming), dst, p.logEntries("archive not completed; message released for retry"))
+			len(naming), dst, p.logEntries("archive not delivered; message released for retry"))
 	}
 	// Not an invalid archive: released with a backoff, not straight away.
 	if d, _ := naming[0]["retryIn"].(time.Duration); d <= 0 {
@@ -98,8 +98,7 @@ func crashArchive(bigSize int) []dataset.Object {
 // stageCrashArchive streams objs as one archive into target staging.
 func (p *pipeline) stageCrashArchive(t *testing.T, objs []dataset.Object) {
 	t.Helper()
-	dst := p.cfg.Rules[0].Destinations[0].Bucket
-	m := manifestFor("crash-1", objs, dst, nil)
+	m := manifestFor("crash-1", objs, p.cfg, nil)
 	_, _, err := streamArchive(context.Background(), p.dst, p.cfg.Settings.Regions[1].StagingBucket, "r1/crash-1.tar.zst", m,
 		func(i int) io.Reader { return bytes.NewReader(objs[i].Data) })
 	if err != nil {

@@ -1,4 +1,4 @@
-package target_test
+package deliver_test
 
 import (
 	"bytes"
@@ -31,7 +31,7 @@ func TestHostileArchivesReachDLQ(t *testing.T) {
 	}
 	objs[4].Data = corpus.Random(128<<10, 4) // stored, not compressed: a flip there only breaks checksums
 
-	valid := writeArchive(t, manifestFor("hostile-valid", objs, dst, nil), objs)
+	valid := writeArchive(t, manifestFor("hostile-valid", objs, p.cfg, nil), objs)
 
 	// A byte flipped three quarters into the compressed stream: the
 	// manifest and the first objects still decode.
@@ -42,7 +42,7 @@ func TestHostileArchivesReachDLQ(t *testing.T) {
 
 	// The manifest carries each object's SHA-256; the last member has the
 	// right size but other bytes.
-	mDigest := manifestFor("hostile-digest", objs, dst, nil)
+	mDigest := manifestFor("hostile-digest", objs, p.cfg, nil)
 	var members []member
 	for i, o := range objs {
 		members = append(members, member{mDigest.Objects[i].Member, o.Data})
@@ -55,7 +55,7 @@ func TestHostileArchivesReachDLQ(t *testing.T) {
 	// The last member escapes the extraction directory: once as the tar
 	// name of a member the manifest names safely, once named so by the
 	// manifest itself (which the writer's validation would refuse).
-	mDot := manifestFor("hostile-dotdot-tar", objs, dst, nil)
+	mDot := manifestFor("hostile-dotdot-tar", objs, p.cfg, nil)
 	members = members[:0]
 	for i, o := range objs {
 		members = append(members, member{mDot.Objects[i].Member, o.Data})
@@ -63,7 +63,7 @@ func TestHostileArchivesReachDLQ(t *testing.T) {
 	members[len(members)-1].name = "../x"
 	dotTar := rawArchive(t, rawManifest(t, mDot), members)
 
-	mDotMf := manifestFor("hostile-dotdot-manifest", objs, dst, nil)
+	mDotMf := manifestFor("hostile-dotdot-manifest", objs, p.cfg, nil)
 	mDotMf.Objects[len(objs)-1].Member = "../x"
 	dotManifest := rawArchive(t, rawManifest(t, mDotMf), members)
 
@@ -111,7 +111,7 @@ func TestHostileArchivesReachDLQ(t *testing.T) {
 	// no delay so it reaches the DLQ quickly), never half-extracted.
 	for _, a := range archives {
 		tries := 0
-		for _, e := range p.logEntries("archive not completed; message released for retry") {
+		for _, e := range p.logEntries("archive not delivered; message released for retry") {
 			msg := fmt.Sprint(e["error"])
 			if !strings.Contains(msg, key(a.name)) {
 				continue

@@ -1,4 +1,4 @@
-package target_test
+package deliver_test
 
 import (
 	"context"
@@ -20,7 +20,7 @@ import (
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/dataset"
 	"github.com/xrc-dev/xrc/internal/manifest"
-	"github.com/xrc-dev/xrc/internal/target"
+	"github.com/xrc-dev/xrc/internal/deliver"
 )
 
 // TestDeletePropagation deletes a replicated object at the source and
@@ -59,13 +59,13 @@ func TestDeletePropagation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	seq := head.Metadata[target.MetaSequencer]
+	seq := head.Metadata[deliver.MetaSequencer]
 	older, ok := new(big.Int).SetString(seq, 16)
 	if !ok || older.Sign() <= 0 {
 		t.Fatalf("destination object has sequencer %q, want a positive hex number", seq)
 	}
 	older.Sub(older, big.NewInt(1))
-	m := manifestFor("stale-delete", nil, dst, nil)
+	m := manifestFor("stale-delete", nil, p.cfg, nil)
 	m.Objects = []manifest.Object{{
 		Bucket: src, Key: keep.Key, Sequencer: fmt.Sprintf("%X", older), LastModified: time.Now().UTC(), Delete: true,
 		Destinations: []manifest.Destination{{Region: "eu-west-1", Bucket: dst, Key: keep.Key}},
@@ -136,7 +136,7 @@ func TestDestinationObjects(t *testing.T) {
 		t.Error(err)
 	}
 	archives := map[string]bool{}
-	for _, e := range p.logEntries("archive extracted") {
+	for _, e := range p.logEntries("archive delivered") {
 		archives[fmt.Sprint(e["archive"])] = true
 	}
 
@@ -153,18 +153,18 @@ func TestDestinationObjects(t *testing.T) {
 			t.Errorf("%s: storage class %q, want REDUCED_REDUNDANCY", o.Key, head.StorageClass)
 		}
 		md := head.Metadata
-		if id := md[target.MetaArchive]; !archives[id] {
-			t.Errorf("%s: %s = %q, not an archive the worker extracted (%v)", o.Key, target.MetaArchive, id, archives)
+		if id := md[deliver.MetaArchive]; !archives[id] {
+			t.Errorf("%s: %s = %q, not an archive the worker extracted (%v)", o.Key, deliver.MetaArchive, id, archives)
 		}
-		if md[target.MetaSequencer] == "" {
-			t.Errorf("%s: no %s", o.Key, target.MetaSequencer)
+		if md[deliver.MetaSequencer] == "" {
+			t.Errorf("%s: no %s", o.Key, deliver.MetaSequencer)
 		}
-		if ms, err := strconv.ParseInt(md[target.MetaModified], 10, 64); err != nil || ms != srcHead.LastModified.UnixMilli() {
-			t.Errorf("%s: %s = %q, want the source's last-modified %d", o.Key, target.MetaModified, md[target.MetaModified], srcHead.LastModified.UnixMilli())
+		if ms, err := strconv.ParseInt(md[deliver.MetaModified], 10, 64); err != nil || ms != srcHead.LastModified.UnixMilli() {
+			t.Errorf("%s: %s = %q, want the source's last-modified %d", o.Key, deliver.MetaModified, md[deliver.MetaModified], srcHead.LastModified.UnixMilli())
 		}
 		sum := sha256.Sum256(o.Data)
-		if got := md[target.MetaSHA256]; got != sha256hex(o.Data) {
-			t.Errorf("%s: %s = %q, want %s", o.Key, target.MetaSHA256, got, sha256hex(o.Data))
+		if got := md[deliver.MetaSHA256]; got != sha256hex(o.Data) {
+			t.Errorf("%s: %s = %q, want %s", o.Key, deliver.MetaSHA256, got, sha256hex(o.Data))
 		}
 		if len(o.Data) <= 8<<20 {
 			if got, want := aws.ToString(head.ChecksumSHA256), base64.StdEncoding.EncodeToString(sum[:]); got != want {

@@ -1,0 +1,105 @@
+package deliver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"go.uber.org/zap"
+
+	"github.com/xrc-dev/xrc/internal/archive"
+	"github.com/xrc-dev/xrc/internal/awsapi"
+	"github.com/xrc-dev/xrc/internal/ledger"
+	"github.com/xrc-dev/xrc/internal/manifest"
+)
+
+// ErrArchiveMissing marks a staging archive that is gone (lifecycle
+// expiry, deleted by hand) although the ledger has no delivery of it in
+// this region: its objects may never have arrived, which an operator must
+// hear about.
+var ErrArchiveMissing = errors.New("staging archive missing")
+
+// Deliver is the whole per-archive step: it verifies the staging archive
+// bucket/key, decides from this worker's config where its objects go,
+// writes them, records the archive in the ledger and deletes it from
+// staging. The Fargate loop, a Lambda handler and tests call it alike. An
+// archive already delivered (gone from staging, in the ledger) is a
+// success.
+func (w *Worker) Deliver(ctx context.Context, bucket, key string) error {
+	start := w.Clock.Now()
+	log := w.Log.With(zap.String("bucket", bucket), zap.String("key", key))
+
+	// Pass 1: read the whole archive without writing anything.
+	v, err := w.verify(ctx, bucket, key)
+	if awsapi.IsNotFound(err) {
+		return w.missing(ctx, bucket, key, log)
+	}
+	if err != nil {
+		if errors.Is(err, archive.ErrInvalid) {
+			w.Metrics.Archives.WithLabelValues("invalid").Inc()
+			w.Metrics.VerifyFailures.Inc()
+		} else {
+			w.Metrics.Archives.WithLabelValues("failed").Inc()
+		}
+		return fmt.Errorf("verifying s3://%s/%s: %w", bucket, key, err)
+	}
+	m := v.manifest
+	log = log.With(zap.String("archive", m.ArchiveID), zap.String("rule", m.RuleID))
+	p, err := w.resolve(key, m)
+	if err != nil {
+		w.Metrics.Archives.WithLabelValues("rejected").Inc()
+		return fmt.Errorf("s3://%s/%s: %w", bucket, key, err)
+	}
+
+	// Pass 2: stream it again, now writing.
+	wr := &write{m: m, plan: p, t: &tally{}}
+	if err := w.extract(ctx, bucket, key, v, wr); err != nil {
+		w.Metrics.Archives.WithLabelValues("failed").Inc()
+		return fmt.Errorf("archive %s (s3://%s/%s): %w", m.ArchiveID, bucket, key, err)
+	}
+	took := w.Clock.Since(start)
+	entry := ledger.Entry{ArchiveID: m.ArchiveID, Region: w.Region, Rule: m.RuleID, StagingKey: key,
+		Written: int(wr.t.written.Load()), Skipped: int(wr.t.skipped.Load()), Deleted: int(wr.t.deleted.Load()),
+		ArchiveSize: v.size, ObjectBytes: wr.t.bytes.Load(), Latency: w.Clock.Since(m.CreatedAt), FinishedAt: w.Clock.Now().UTC()}
+	if err := w.Ledger.Record(ctx, entry); err != nil {
+		// Everything is written. Without a ledger entry the staging archive
+		// stays (lifecycle removes it): deleting it would make a later
+		// redelivery of this message look like a lost archive.
+		w.Metrics.Errors.WithLabelValues("ledger").Inc()
+		log.Warn("archive delivered but not recorded in the ledger; keeping it in staging", zap.Error(err))
+	} else if _, err := w.S3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &bucket, Key: &key}); err != nil && !awsapi.IsNotFound(err) {
+		// A leftover archive only costs storage until lifecycle expiry,
+		// and a redelivery is harmless.
+		w.Metrics.Errors.WithLabelValues("delete_staging").Inc()
+		log.Warn("deleting staging archive", zap.Error(err))
+	}
+	w.Metrics.Archives.WithLabelValues("done").Inc()
+	w.Metrics.ArchiveBytes.WithLabelValues(m.RuleID).Add(float64(v.size))
+	w.Metrics.ArchiveDuration.WithLabelValues(m.RuleID).Observe(took.Seconds())
+	log.Info("archive delivered", zap.Int("objects", len(m.Objects)), zap.Int("written", entry.Written), zap.Int("skipped", entry.Skipped),
+		zap.Int("deleted", entry.Deleted), zap.Int64("archiveBytes", v.size), zap.Duration("took", took))
+	return nil
+}
+
+// missing handles a staging archive that is not there: delivered before
+// (this message is a redelivery) if the ledger says so, lost otherwise.
+func (w *Worker) missing(ctx context.Context, bucket, key string, log *zap.Logger) error {
+	_, id, err := manifest.ParseStagingKey(key)
+	if err != nil {
+		w.Metrics.Archives.WithLabelValues("missing").Inc()
+		return fmt.Errorf("%w: s3://%s/%s is gone and %v", ErrArchiveMissing, bucket, key, err)
+	}
+	e, ok, err := w.Ledger.Get(ctx, id, w.Region)
+	if err != nil {
+		w.Metrics.Errors.WithLabelValues("ledger").Inc()
+		return fmt.Errorf("s3://%s/%s is gone; looking it up in the ledger: %w", bucket, key, err)
+	}
+	if ok {
+		log.Info("staging archive gone: already delivered", zap.String("archive", id), zap.Time("deliveredAt", e.FinishedAt))
+		return nil
+	}
+	w.Metrics.Archives.WithLabelValues("missing").Inc()
+	return fmt.Errorf("%w: s3://%s/%s (archive %s) is gone from staging and the ledger has no delivery of it in %s: it expired or was deleted before delivery",
+		ErrArchiveMissing, bucket, key, id, w.Region)
+}

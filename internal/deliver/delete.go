@@ -1,0 +1,67 @@
+package deliver
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"go.uber.org/zap"
+
+	"github.com/xrc-dev/xrc/internal/awsapi"
+	"github.com/xrc-dev/xrc/internal/config"
+	"github.com/xrc-dev/xrc/internal/manifest"
+	"github.com/xrc-dev/xrc/internal/tombstone"
+)
+
+// propagateDelete carries a source delete to this region's destinations of
+// the object. It records a tombstone first, so an older create arriving
+// later (or being written right now) cannot bring the object back. Then it
+// removes the destination object only if xrc wrote it, only if it is not
+// newer than the delete, and only the version it read (If-Match on its
+// ETag), so a newer write landing in between is never removed.
+func (w *Worker) propagateDelete(ctx context.Context, wr *write, o *manifest.Object, routes []config.Route) error {
+	for _, rt := range routes {
+		err := w.Tombstones.Put(ctx, tombstone.Tombstone{Bucket: rt.Bucket, Key: rt.Key, Sequencer: o.Sequencer, At: o.LastModified, ArchiveID: wr.m.ArchiveID})
+		if err != nil {
+			return w.failed(wr, o, rt, err)
+		}
+		if err := w.deleteOne(ctx, wr, o, rt); err != nil {
+			return w.failed(wr, o, rt, err)
+		}
+	}
+	return nil
+}
+
+func (w *Worker) deleteOne(ctx context.Context, wr *write, o *manifest.Object, rt config.Route) error {
+	log := w.Log.With(zap.String("archive", wr.m.ArchiveID), zap.String("bucket", rt.Bucket), zap.String("key", rt.Key))
+	for attempt := 1; ; attempt++ {
+		etag, prov, err := w.state(ctx, rt)
+		switch {
+		case err != nil:
+			return err
+		case etag == "":
+			w.skipped(wr, "delete_absent")
+			return nil
+		case !prov.ok:
+			// Someone else's object at a key xrc maps to: not ours to delete.
+			w.skipped(wr, "delete_not_ours")
+			log.Info("destination object not written by xrc: delete not propagated")
+			return nil
+		case prov.newerThanDelete(o):
+			w.skipped(wr, "delete_skipped")
+			log.Debug("destination holds a write newer than the delete: kept")
+			return nil
+		}
+		_, err = w.S3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &rt.Bucket, Key: &rt.Key, IfMatch: &etag})
+		switch {
+		case err == nil, awsapi.IsNotFound(err):
+			wr.t.deleted.Add(1)
+			w.Metrics.Objects.WithLabelValues(wr.m.RuleID, "deleted").Inc()
+			return nil
+		case awsapi.IsPreconditionFailed(err) && attempt < 3:
+			continue // written meanwhile: decide again on what is there now
+		default:
+			return fmt.Errorf("deleting (source delete of %s/%s): %w", o.Bucket, o.Key, err)
+		}
+	}
+}

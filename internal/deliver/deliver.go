@@ -1,0 +1,169 @@
+// Package deliver is the target-region worker: it delivers the objects of
+// the staging archives S3 Replication brings into its region to that
+// region's destination buckets.
+//
+// Guarantees:
+//   - The target decides; the manifest only proposes. Every destination,
+//     storage class, KMS key and delete comes from this worker's own config
+//     (resolve.go): an archive whose manifest names a rule, bucket, key or
+//     delete the config does not map it to is rejected whole and nothing is
+//     written from it.
+//   - An archive is verified end to end (zstd frames, tar layout, every
+//     object's size and SHA-256) before anything is written from it, so a
+//     corrupt archive writes nothing anywhere.
+//   - A destination key is only replaced by a newer source write: each
+//     object carries its provenance in x-amz-meta-xrc-* metadata, writes are
+//     conditional on the ETag read, and a propagated delete leaves a
+//     tombstone that an older create cannot pass.
+//   - A delete removes only an object xrc wrote, and only the version it
+//     read (If-Match on its ETag).
+//   - The staging archive is deleted and its message acknowledged only once
+//     every object for this region is durably written and the archive is in
+//     the ledger; otherwise the message is released, retried, and after
+//     maxReceiveCount lands in the DLQ. An archive that is gone from staging
+//     is acknowledged only if the ledger says it was delivered.
+package deliver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/jonboulle/clockwork"
+	"go.uber.org/zap"
+
+	"github.com/xrc-dev/xrc/internal/archive"
+	"github.com/xrc-dev/xrc/internal/config"
+	"github.com/xrc-dev/xrc/internal/health"
+	"github.com/xrc-dev/xrc/internal/ledger"
+	"github.com/xrc-dev/xrc/internal/queue"
+	"github.com/xrc-dev/xrc/internal/tombstone"
+	"github.com/xrc-dev/xrc/internal/worker"
+)
+
+// S3API is the part of the S3 client the target worker uses; *s3.Client
+// satisfies it.
+type S3API interface {
+	transfermanager.S3APIClient
+	DeleteObject(ctx context.Context, in *s3.DeleteObjectInput, optFns ...func(*s3.Options)) (*s3.DeleteObjectOutput, error)
+	ListMultipartUploads(ctx context.Context, in *s3.ListMultipartUploadsInput, optFns ...func(*s3.Options)) (*s3.ListMultipartUploadsOutput, error)
+}
+
+// Tombstones remembers propagated deletes (package tombstone).
+type Tombstones interface {
+	Get(ctx context.Context, bucket, key string) (tombstone.Tombstone, bool, error)
+	Put(ctx context.Context, t tombstone.Tombstone) error
+}
+
+// Ledger records delivered archives (package ledger).
+type Ledger interface {
+	Record(ctx context.Context, e ledger.Entry) error
+	Get(ctx context.Context, archiveID, region string) (ledger.Entry, bool, error)
+}
+
+// Deps are the worker's collaborators.
+type Deps struct {
+	Config     *config.Config
+	Region     string       // the target region served
+	Queue      *queue.Queue // the region's target queue
+	S3         S3API        // client for Region: staging and destination buckets
+	Tombstones Tombstones
+	Ledger     Ledger
+	Log        *zap.Logger
+	Metrics    *Metrics
+	Health     *health.Check
+	Clock      clockwork.Clock // default: the real clock
+}
+
+// Worker is a target worker.
+type Worker struct {
+	Deps
+	staging string
+	runtime *worker.Runtime
+}
+
+// archivesAtOnce bounds concurrent archives; each already overlaps its
+// object writes.
+const archivesAtOnce = 2
+
+// New checks deps and returns a worker.
+func New(d Deps) (*Worker, error) {
+	region, ok := d.Config.Region(d.Region)
+	if !ok || !region.IsTarget() {
+		return nil, fmt.Errorf("region %q is not a target region in the config", d.Region)
+	}
+	if d.Tombstones == nil || d.Ledger == nil {
+		return nil, errors.New("deliver: tombstones and ledger are required")
+	}
+	if d.Clock == nil {
+		d.Clock = clockwork.NewRealClock()
+	}
+	w := &Worker{Deps: d, staging: region.StagingBucket}
+	s := d.Config.Settings.Worker
+	w.runtime = worker.New(worker.Options{Queue: d.Queue, ReceiveMax: 1, MaxHeld: archivesAtOnce, Visibility: s.VisibilityTimeout.D(),
+		Drain: s.DrainTimeout.D(), Log: d.Log, Metrics: d.Metrics.Metrics, Health: d.Health, Clock: d.Clock})
+	return w, nil
+}
+
+// Run receives and delivers archives until ctx ends, then gives archives in
+// flight the drain time. Unfinished messages are released.
+func (w *Worker) Run(ctx context.Context) error {
+	w.Log.Info("target worker starting", zap.String("staging", w.staging))
+	return w.runtime.Run(ctx, w)
+}
+
+// Start implements worker.Role.
+func (w *Worker) Start(context.Context) {}
+
+// Drain implements worker.Role: archives run inside Handle, which the
+// runtime waits for.
+func (w *Worker) Drain(context.Context) {}
+
+// Handle implements worker.Role: it delivers every archive m announces,
+// then acknowledges or releases m.
+func (w *Worker) Handle(_ context.Context, m *worker.Message) {
+	ctx := m.Context()
+	var failed error
+	permanent := true
+	for _, ref := range m.Events.Refs {
+		if ref.Removed() || ref.Bucket != w.staging {
+			// Our own cleanup, replicated delete markers, or a bucket this
+			// worker does not serve.
+			w.Metrics.Messages.WithLabelValues("ignored").Inc()
+			continue
+		}
+		if err := w.Deliver(ctx, ref.Bucket, ref.Key); err != nil {
+			failed = errors.Join(failed, err)
+			permanent = permanent && Permanent(err)
+		}
+	}
+	switch {
+	case failed == nil:
+		m.Ack()
+	case errors.Is(context.Cause(ctx), worker.ErrReceiptLost):
+		m.Log().Warn("receipt lost: archive abandoned to its next delivery", zap.Error(failed))
+	case ctx.Err() != nil:
+		// The drain time is over: nothing is wrong with the archive, so
+		// hand it to another task now rather than after the visibility
+		// timeout, and do not report the shutdown as a failure.
+		m.Log().Warn("shutting down: archive abandoned; message released", zap.Error(failed))
+		m.Release(0)
+	default:
+		delay := worker.Backoff(m.ReceiveCount)
+		if permanent {
+			// A corrupt, rejected or vanished archive will not heal: let
+			// it reach the DLQ quickly.
+			delay = 0
+		}
+		m.Log().Error("archive not delivered; message released for retry", zap.Duration("retryIn", delay), zap.Error(failed))
+		m.Release(delay)
+	}
+}
+
+// Permanent reports an error no retry can fix: the archive is invalid,
+// rejected by this worker's config, or gone from staging undelivered.
+func Permanent(err error) bool {
+	return errors.Is(err, archive.ErrInvalid) || errors.Is(err, ErrRejected) || errors.Is(err, ErrArchiveMissing)
+}

@@ -1,0 +1,43 @@
+package deliver
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/xrc-dev/xrc/internal/worker"
+)
+
+// Metrics are the target worker's Prometheus metrics, the runtime's
+// included.
+type Metrics struct {
+	*worker.Metrics
+	Archives        *prometheus.CounterVec   // by result: done, failed, invalid, rejected, missing
+	Objects         *prometheus.CounterVec   // by rule, result: written, skipped_older, skipped_deleted, deleted, delete_skipped, delete_not_ours, failed
+	Bytes           *prometheus.CounterVec   // uncompressed bytes written to destinations, by rule
+	ArchiveBytes    *prometheus.CounterVec   // archive bytes read from staging, by rule
+	VerifyFailures  prometheus.Counter       // archives that failed verification
+	Latency         *prometheus.HistogramVec // source write to destination write, by rule
+	ArchiveDuration *prometheus.HistogramVec // one archive, by rule
+}
+
+// NewMetrics registers the target metrics on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Metrics: worker.NewMetrics(reg, "target"),
+		Archives: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "xrc_target_archives_total",
+			Help: "Archives processed, by result: done, failed (retried), invalid (failed verification), rejected (not allowed by this region's config), missing (gone from staging undelivered)."}, []string{"result"}),
+		Objects: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "xrc_target_objects_total",
+			Help: "Destination writes and deletes, by rule and result."}, []string{"rule", "result"}),
+		Bytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "xrc_target_bytes_total",
+			Help: "Object bytes written to destinations."}, []string{"rule"}),
+		ArchiveBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "xrc_target_archive_bytes_total",
+			Help: "Compressed archive bytes read from staging."}, []string{"rule"}),
+		VerifyFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "xrc_target_verify_failures_total",
+			Help: "Archives that failed verification (corrupt, truncated, unsafe, or an object whose size or SHA-256 did not match): nothing was written from them."}),
+		Latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "xrc_target_replication_latency_seconds",
+			Help: "From the source object's last-modified time to its destination write.", Buckets: prometheus.ExponentialBuckets(1, 2, 14)}, []string{"rule"}),
+		ArchiveDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "xrc_target_archive_duration_seconds",
+			Help: "Time to verify and deliver one archive.", Buckets: prometheus.ExponentialBuckets(0.05, 2, 14)}, []string{"rule"}),
+	}
+	reg.MustRegister(m.Archives, m.Objects, m.Bytes, m.ArchiveBytes, m.VerifyFailures, m.Latency, m.ArchiveDuration)
+	return m
+}

@@ -1,0 +1,137 @@
+package deliver
+
+import (
+	"encoding/hex"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/xrc-dev/xrc/internal/events"
+	"github.com/xrc-dev/xrc/internal/manifest"
+)
+
+// Provenance metadata (x-amz-meta-*) written on every destination object.
+// Short names: S3 allows 2 KB of user metadata in all, and the source's own
+// metadata comes first.
+const (
+	MetaSequencer = "xrc-seq"     // source event sequencer
+	MetaVersion   = "xrc-version" // source version id
+	MetaModified  = "xrc-mtime"   // source last-modified, Unix milliseconds
+	MetaArchive   = "xrc-archive" // archive that carried it
+	MetaSHA256    = "xrc-sha256"  // hex SHA-256 of the bytes
+)
+
+// metaPrefix starts every provenance key. A source object's own metadata
+// under it is renamed (metaRenamed + the rest of the key), so it can never
+// pose as provenance: a source object claiming xrc-seq FFFF... would
+// otherwise make its destination look newer than every later write.
+const (
+	metaPrefix  = "xrc-"
+	metaRenamed = "xrc-orig-"
+)
+
+// maxMetadata is S3's limit on user metadata (keys and values, in bytes).
+const maxMetadata = 2048
+
+// provenance is what a destination object says about its source write.
+type provenance struct {
+	ok        bool // written by xrc
+	sequencer string
+	version   string
+	modified  int64 // Unix milliseconds
+}
+
+func readProvenance(md map[string]string) provenance {
+	p := provenance{sequencer: md[MetaSequencer], version: md[MetaVersion]}
+	p.modified, _ = strconv.ParseInt(md[MetaModified], 10, 64)
+	p.ok = md[MetaArchive] != ""
+	return p
+}
+
+// newerOrSame reports whether the destination already holds o's write or a
+// later one. Sequencers order writes of one key; without them the source's
+// last-modified time does.
+func (p provenance) newerOrSame(o *manifest.Object) bool {
+	if !p.ok {
+		return false // not written by xrc: xrc owns its destinations
+	}
+	if p.sequencer != "" && o.Sequencer != "" {
+		return events.CompareSequencer(p.sequencer, o.Sequencer) >= 0
+	}
+	mod := o.LastModified.UnixMilli()
+	return p.modified > mod || p.modified == mod && p.version == o.VersionID
+}
+
+// newerThanDelete reports whether the destination holds a write that
+// happened after the delete d (whose LastModified is the delete's time).
+func (p provenance) newerThanDelete(d *manifest.Object) bool {
+	if p.sequencer != "" && d.Sequencer != "" {
+		return events.CompareSequencer(p.sequencer, d.Sequencer) > 0
+	}
+	return p.modified > d.LastModified.UnixMilli()
+}
+
+// metadata is the source's user metadata (keys under xrc- renamed) plus xrc
+// provenance, dropping provenance (never the user's metadata) if S3's 2 KB
+// limit would be passed.
+func (w *Worker) metadata(m *manifest.Manifest, o *manifest.Object, sum []byte) map[string]string {
+	md := make(map[string]string, len(o.Metadata)+5)
+	used := 0
+	for k, v := range o.Metadata {
+		if rest, ok := cutPrefixFold(k, metaPrefix); ok {
+			k = metaRenamed + rest
+		}
+		md[k] = v
+		used += len(k) + len(v)
+	}
+	prov := [][2]string{
+		{MetaArchive, m.ArchiveID},
+		{MetaSequencer, o.Sequencer},
+		{MetaModified, strconv.FormatInt(o.LastModified.UnixMilli(), 10)},
+		{MetaVersion, o.VersionID},
+		{MetaSHA256, hex.EncodeToString(sum)},
+	}
+	for _, kv := range prov {
+		if kv[1] == "" {
+			continue
+		}
+		if used+len(kv[0])+len(kv[1]) > maxMetadata {
+			w.Log.Warn("user metadata leaves no room for xrc provenance; ordering falls back to overwrite",
+				zap.String("bucket", o.Bucket), zap.String("key", o.Key), zap.String("dropped", kv[0]))
+			break
+		}
+		md[kv[0]] = kv[1]
+		used += len(kv[0]) + len(kv[1])
+	}
+	return md
+}
+
+// cutPrefixFold is strings.CutPrefix ignoring ASCII case: S3 metadata keys
+// are case-insensitive HTTP header names.
+func cutPrefixFold(s, prefix string) (string, bool) {
+	if len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix) {
+		return s[len(prefix):], true
+	}
+	return s, false
+}
+
+// tagging encodes tags as the x-amz-tagging query string, sorted so the
+// request is deterministic.
+func tagging(tags map[string]string) string {
+	if len(tags) == 0 {
+		return ""
+	}
+	keys := make([]string, 0, len(tags))
+	for k := range tags {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = url.QueryEscape(k) + "=" + url.QueryEscape(tags[k])
+	}
+	return strings.Join(parts, "&")
+}

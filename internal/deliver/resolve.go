@@ -1,0 +1,114 @@
+package deliver
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/xrc-dev/xrc/internal/config"
+	"github.com/xrc-dev/xrc/internal/manifest"
+)
+
+// ErrRejected marks an archive this region's config does not allow: its
+// manifest names a rule, place or delete that the config does not map it
+// to. Nothing is written from it; its message goes to the dead-letter queue.
+var ErrRejected = errors.New("archive rejected")
+
+// maxReasons bounds the problems a rejection lists.
+const maxReasons = 5
+
+// plan is what this worker does with one archive, decided from its own
+// config alone.
+type plan struct {
+	rule *config.Rule
+	// routes[i] are this region's destinations of m.Objects[i], from the
+	// config (never from the manifest), without duplicates.
+	routes [][]config.Route
+}
+
+// resolve decides where each object of m goes. The manifest only
+// proposes: its rule must be configured, the archive must sit under that
+// rule's staging prefix, every object must be one the rule covers, every
+// destination it proposes must be exactly what the rule maps the key to
+// (region, bucket, key after prefix rewrite, storage class policy, KMS
+// key), and deletes need a rule with deletes: true. Anything else rejects
+// the whole archive, naming the field: a staging bucket is not a place to
+// take orders from.
+func (w *Worker) resolve(stagingKey string, m *manifest.Manifest) (*plan, error) {
+	reject := func(format string, args ...any) error {
+		return fmt.Errorf("%w: archive %s: %s", ErrRejected, m.ArchiveID, fmt.Sprintf(format, args...))
+	}
+	rule, ok := w.Config.Rule(m.RuleID)
+	if !ok {
+		return nil, reject("manifest ruleId %q is not a rule of this deployment's config", m.RuleID)
+	}
+	if prefix := manifest.StagingPrefix(rule.ID); !strings.HasPrefix(stagingKey, prefix) {
+		return nil, reject("staging key %q is not under rule %s's staging prefix %q", stagingKey, rule.ID, prefix)
+	}
+	if m.SourceRegion != rule.SourceRegion {
+		return nil, reject("manifest sourceRegion %q is not rule %s's source region %q", m.SourceRegion, rule.ID, rule.SourceRegion)
+	}
+	p := &plan{rule: rule, routes: make([][]config.Route, len(m.Objects))}
+	var reasons []string
+	problem := func(i int, o *manifest.Object, format string, args ...any) {
+		if len(reasons) < maxReasons {
+			reasons = append(reasons, fmt.Sprintf("objects[%d] (key %q): ", i, o.Key)+fmt.Sprintf(format, args...))
+		} else if len(reasons) == maxReasons {
+			reasons = append(reasons, "and more")
+		}
+	}
+	for i := range m.Objects {
+		o := &m.Objects[i]
+		switch {
+		case o.Bucket != rule.SourceBucket:
+			problem(i, o, "bucket %q is not rule %s's source bucket %q", o.Bucket, rule.ID, rule.SourceBucket)
+			continue
+		case !rule.Matches(o.Bucket, o.Key):
+			problem(i, o, "key is not covered by rule %s (prefix %q, suffix %q, ignore %q)", rule.ID, rule.Prefix, rule.Suffix, rule.Ignore)
+			continue
+		case o.Delete && !rule.Deletes:
+			problem(i, o, "delete entry, but rule %s does not propagate deletes (deletes: false)", rule.ID)
+			continue
+		}
+		routes, err := rule.Routes(o.Key)
+		if err != nil {
+			problem(i, o, "%v", err)
+			continue
+		}
+		for j, d := range o.Destinations {
+			proposed := config.Route{Region: d.Region, Bucket: d.Bucket, Key: d.Key, StorageClass: d.StorageClass, KMSKeyID: d.KMSKeyID}
+			if !slices.Contains(routes, proposed) {
+				problem(i, o, "destinations[%d] %s is not where rule %s sends this key (%s)", j, describe(proposed), rule.ID, describeAll(routes))
+			}
+		}
+		for _, r := range routes {
+			if r.Region == w.Region {
+				p.routes[i] = append(p.routes[i], r)
+			}
+		}
+	}
+	if len(reasons) > 0 {
+		return nil, reject("%s", strings.Join(reasons, "; "))
+	}
+	return p, nil
+}
+
+func describe(r config.Route) string {
+	s := fmt.Sprintf("s3://%s/%s in %s", r.Bucket, r.Key, r.Region)
+	if r.StorageClass != "" {
+		s += ", storage class " + r.StorageClass
+	}
+	if r.KMSKeyID != "" {
+		s += ", KMS key " + r.KMSKeyID
+	}
+	return s
+}
+
+func describeAll(routes []config.Route) string {
+	parts := make([]string, len(routes))
+	for i, r := range routes {
+		parts[i] = describe(r)
+	}
+	return strings.Join(parts, "; ")
+}

@@ -1,0 +1,402 @@
+package deliver
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
+	tmtypes "github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager/types"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/xrc-dev/xrc/internal/awsapi"
+	"github.com/xrc-dev/xrc/internal/config"
+	"github.com/xrc-dev/xrc/internal/manifest"
+)
+
+// bufferMax is the largest object read into memory and written with a
+// single PUT; larger ones stream through a multipart upload.
+const bufferMax = 8 << 20
+
+// tally counts one archive's outcome, for the ledger and the log.
+type tally struct {
+	written, skipped, deleted atomic.Int64
+	bytes                     atomic.Int64
+}
+
+// write is one archive's delivery: its manifest, what the config decided,
+// and what happened.
+type write struct {
+	m    *manifest.Manifest
+	plan *plan
+	t    *tally
+}
+
+// extract streams the verified archive again and writes each object to
+// this region's destinations. Small objects are buffered and written
+// concurrently; large ones stream in order, teed to all their destinations.
+func (w *Worker) extract(ctx context.Context, bucket, key string, v *verified, wr *write) error {
+	r, body, _, err := w.open(ctx, bucket, key, v)
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	defer r.Close()
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(w.Config.Settings.Worker.Concurrency)
+	for i := range wr.m.Objects {
+		if o := &wr.m.Objects[i]; o.Delete && len(wr.plan.routes[i]) > 0 {
+			g.Go(func() error { return w.propagateDelete(gctx, wr, o, wr.plan.routes[i]) })
+		}
+	}
+	for {
+		i, o, data, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return errors.Join(err, g.Wait())
+		}
+		routes := wr.plan.routes[i]
+		if len(routes) == 0 {
+			continue // the reader drains and verifies it
+		}
+		sum := v.sums[i]
+		if o.Size <= bufferMax {
+			buf := make([]byte, o.Size)
+			if _, err := io.ReadFull(data, buf); err != nil {
+				return errors.Join(err, g.Wait())
+			}
+			for _, rt := range routes {
+				g.Go(func() error { return w.writeBuffered(gctx, wr, o, rt, sum, buf) })
+			}
+			continue
+		}
+		if err := w.writeStream(gctx, wr, o, routes, sum, &progressReader{r: data, progress: w.runtime.Progress}); err != nil {
+			return errors.Join(err, g.Wait())
+		}
+	}
+	return g.Wait()
+}
+
+// decide reads what the destination holds and returns the ETag to make the
+// write conditional on ("" for an absent key), or the reason to skip it:
+// the destination holds the same or a newer write, or a newer delete of the
+// key was propagated (tombstone).
+func (w *Worker) decide(ctx context.Context, wr *write, o *manifest.Object, rt config.Route) (etag, skip string, err error) {
+	etag, prov, err := w.state(ctx, rt)
+	if err != nil {
+		return "", "", err
+	}
+	if prov.newerOrSame(o) {
+		return "", "skipped_older", nil
+	}
+	if deleted, err := w.deletedSince(ctx, wr, o, rt); err != nil || deleted {
+		return "", "skipped_deleted", err
+	}
+	return etag, "", nil
+}
+
+// deletedSince reports whether a delete newer than o's write was propagated
+// to rt (only rules that propagate deletes leave tombstones).
+func (w *Worker) deletedSince(ctx context.Context, wr *write, o *manifest.Object, rt config.Route) (bool, error) {
+	if !wr.plan.rule.Deletes {
+		return false, nil
+	}
+	t, ok, err := w.Tombstones.Get(ctx, rt.Bucket, rt.Key)
+	if err != nil {
+		return false, err
+	}
+	return ok && t.Covers(o.Sequencer, o.LastModified), nil
+}
+
+// state reads the destination key: its ETag (empty if absent) and provenance.
+func (w *Worker) state(ctx context.Context, rt config.Route) (string, provenance, error) {
+	head, err := w.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &rt.Bucket, Key: &rt.Key})
+	if awsapi.IsNotFound(err) {
+		return "", provenance{}, nil
+	}
+	if err != nil {
+		return "", provenance{}, fmt.Errorf("head s3://%s/%s: %w", rt.Bucket, rt.Key, err)
+	}
+	return aws.ToString(head.ETag), readProvenance(head.Metadata), nil
+}
+
+// writeBuffered writes one object held in memory to one destination unless
+// it holds the same or a newer write. The put is conditional on what was
+// read, so a concurrent writer of a newer version wins the race; on losing
+// it, the decision is taken again against what is there now.
+func (w *Worker) writeBuffered(ctx context.Context, wr *write, o *manifest.Object, rt config.Route, sum, buf []byte) error {
+	for attempt := 1; ; attempt++ {
+		etag, skip, err := w.decide(ctx, wr, o, rt)
+		if err != nil {
+			return w.failed(wr, o, rt, err)
+		}
+		if skip != "" {
+			w.skipped(wr, skip)
+			return nil
+		}
+		err = w.put(ctx, wr, o, rt, sum, bytes.NewReader(buf), etag)
+		if awsapi.IsPreconditionFailed(err) && attempt < 3 {
+			continue
+		}
+		if err != nil {
+			return w.failed(wr, o, rt, err)
+		}
+		return nil
+	}
+}
+
+// writeStream writes one large object, read once from the archive, to each
+// of its destinations that needs it. A destination that fails (a
+// concurrent write won the race, an outage) drops out of the tee; the
+// others still get every byte, and the message is retried for the one
+// that failed.
+func (w *Worker) writeStream(ctx context.Context, wr *write, o *manifest.Object, routes []config.Route, sum []byte, data io.Reader) error {
+	type dest struct {
+		rt   config.Route
+		etag string
+	}
+	var todo []dest
+	for _, rt := range routes {
+		etag, skip, err := w.decide(ctx, wr, o, rt)
+		if err != nil {
+			return w.failed(wr, o, rt, err)
+		}
+		if skip != "" {
+			w.skipped(wr, skip)
+			continue
+		}
+		todo = append(todo, dest{rt, etag})
+	}
+	switch len(todo) {
+	case 0:
+		return nil // the reader drains and verifies what is left
+	case 1:
+		if err := w.put(ctx, wr, o, todo[0].rt, sum, data, todo[0].etag); err != nil {
+			return w.failed(wr, o, todo[0].rt, err)
+		}
+		return nil
+	}
+	var g errgroup.Group
+	t := &tee{}
+	for _, d := range todo {
+		pr, pw := io.Pipe()
+		t.sinks = append(t.sinks, pw)
+		g.Go(func() error {
+			err := w.put(ctx, wr, o, d.rt, sum, pr, d.etag)
+			// Stop the tee writing here; a reader that returned early
+			// (an upload that failed) would otherwise block it.
+			pr.CloseWithError(errSinkDone)
+			if err != nil {
+				return w.failed(wr, o, d.rt, err)
+			}
+			return nil
+		})
+	}
+	_, err := io.Copy(t, data)
+	for _, pw := range t.sinks {
+		pw.CloseWithError(err) // nil: EOF, the upload completes
+	}
+	return errors.Join(err, g.Wait())
+}
+
+// errSinkDone closes a tee sink whose upload has returned.
+var errSinkDone = errors.New("destination upload ended")
+
+// tee writes to every sink still reading; it fails only when none is left.
+type tee struct {
+	sinks []*io.PipeWriter
+	dead  []bool
+}
+
+func (t *tee) Write(p []byte) (int, error) {
+	if t.dead == nil {
+		t.dead = make([]bool, len(t.sinks))
+	}
+	live := 0
+	for i, pw := range t.sinks {
+		if t.dead[i] {
+			continue
+		}
+		if _, err := pw.Write(p); err != nil {
+			t.dead[i] = true
+			continue
+		}
+		live++
+	}
+	if live == 0 {
+		return 0, errors.New("every destination upload of this object failed")
+	}
+	return len(p), nil
+}
+
+func (w *Worker) skipped(wr *write, result string) {
+	wr.t.skipped.Add(1)
+	w.Metrics.Objects.WithLabelValues(wr.m.RuleID, result).Inc()
+}
+
+func (w *Worker) failed(wr *write, o *manifest.Object, rt config.Route, err error) error {
+	w.Metrics.Objects.WithLabelValues(wr.m.RuleID, "failed").Inc()
+	w.Metrics.Errors.WithLabelValues(errorKind(err)).Inc()
+	return fmt.Errorf("writing s3://%s/%s (source %s/%s): %w", rt.Bucket, rt.Key, o.Bucket, o.Key, err)
+}
+
+func errorKind(err error) string {
+	switch {
+	case awsapi.IsAccessDenied(err):
+		return "access_denied"
+	case awsapi.IsNotFound(err):
+		return "not_found"
+	case awsapi.IsPreconditionFailed(err):
+		return "precondition_failed"
+	default:
+		return "write"
+	}
+}
+
+// put writes one object to one destination, conditional on etag (the ETag
+// read; "" requires the key to be absent).
+func (w *Worker) put(ctx context.Context, wr *write, o *manifest.Object, rt config.Route, sum []byte, body io.Reader, etag string) error {
+	in := &transfermanager.UploadObjectInput{
+		Bucket:             &rt.Bucket,
+		Key:                &rt.Key,
+		Body:               body,
+		ContentLength:      aws.Int64(o.Size),
+		Metadata:           w.metadata(wr.m, o, sum),
+		ContentType:        optional(o.ContentType),
+		ContentEncoding:    optional(o.ContentEncoding),
+		ContentDisposition: optional(o.ContentDisposition),
+		ContentLanguage:    optional(o.ContentLanguage),
+		CacheControl:       optional(o.CacheControl),
+		Tagging:            optional(tagging(o.Tags)),
+	}
+	if t, err := http.ParseTime(o.Expires); err == nil {
+		in.Expires = &t
+	}
+	class := o.StorageClass
+	if rt.StorageClass != "" {
+		class = rt.StorageClass
+	}
+	if class != "" && class != "STANDARD" {
+		in.StorageClass = tmtypes.StorageClass(class)
+	}
+	if rt.KMSKeyID != "" {
+		in.ServerSideEncryption = tmtypes.ServerSideEncryptionAwsKms
+		in.SSEKMSKeyID = &rt.KMSKeyID
+		in.BucketKeyEnabled = aws.Bool(true)
+	}
+	if etag != "" {
+		in.IfMatch = &etag
+	} else {
+		in.IfNoneMatch = aws.String("*")
+	}
+	multipart := o.Size > bufferMax
+	if !multipart {
+		// One PUT: S3 checks the SHA-256 we computed from the archive and
+		// keeps it as the object's checksum, for users to verify.
+		in.ChecksumAlgorithm = tmtypes.ChecksumAlgorithmSha256
+		in.ChecksumSHA256 = aws.String(base64.StdEncoding.EncodeToString(sum))
+	} else {
+		// Multipart: S3 keeps a full-object CRC32C, which (unlike SHA-256) it
+		// can combine across parts. CRC64NVME would do on AWS, but MinIO
+		// cannot complete such uploads.
+		in.ChecksumAlgorithm = tmtypes.ChecksumAlgorithmCrc32c
+		in.ChecksumType = tmtypes.ChecksumTypeFullObject
+	}
+	tm := awsapi.NewUploader(w.S3, func(opts *transfermanager.Options) {
+		opts.PartSizeBytes = max(16<<20, o.Size/9000+1)
+		opts.Concurrency = 4
+		opts.MultipartUploadThreshold = bufferMax + 1
+	})
+	started := w.Clock.Now()
+	if _, err := tm.UploadObject(ctx, in); err != nil {
+		return err
+	}
+	wr.t.written.Add(1)
+	wr.t.bytes.Add(o.Size)
+	w.Metrics.Objects.WithLabelValues(wr.m.RuleID, "written").Inc()
+	w.Metrics.Bytes.WithLabelValues(wr.m.RuleID).Add(float64(o.Size))
+	w.Metrics.Latency.WithLabelValues(wr.m.RuleID).Observe(w.Clock.Since(o.LastModified).Seconds())
+	w.runtime.Progress()
+	if multipart {
+		w.abortStale(ctx, rt, started)
+	}
+	return w.undoIfDeleted(ctx, wr, o, rt)
+}
+
+// undoIfDeleted closes the window between reading the tombstone and
+// writing: a delete of the key propagated meanwhile (its tombstone put
+// after our read, finding nothing to delete) must not be undone by our
+// older write, so the write is removed again, conditional on its own ETag.
+func (w *Worker) undoIfDeleted(ctx context.Context, wr *write, o *manifest.Object, rt config.Route) error {
+	deleted, err := w.deletedSince(ctx, wr, o, rt)
+	if err != nil || !deleted {
+		return err
+	}
+	etag, prov, err := w.state(ctx, rt)
+	if err != nil || etag == "" || !prov.ok || prov.sequencer != o.Sequencer || prov.modified != o.LastModified.UnixMilli() {
+		return err // gone already, or no longer our write
+	}
+	if _, err := w.S3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &rt.Bucket, Key: &rt.Key, IfMatch: &etag}); err != nil && !awsapi.IsNotFound(err) {
+		return fmt.Errorf("removing s3://%s/%s, written while its delete was propagated: %w", rt.Bucket, rt.Key, err)
+	}
+	w.Log.Info("write overtaken by a delete: removed it again", zap.String("bucket", rt.Bucket), zap.String("key", rt.Key))
+	return nil
+}
+
+// abortStale aborts multipart uploads of rt's key that started before our
+// own write: uploads a killed worker left behind, whose parts would stay
+// billed until a lifecycle rule removed them. A concurrent upload caught by
+// it fails and is retried; it cannot lose data, as our write completed.
+func (w *Worker) abortStale(ctx context.Context, rt config.Route, before time.Time) {
+	out, err := w.S3.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: &rt.Bucket, Prefix: &rt.Key})
+	if err != nil {
+		w.Metrics.Errors.WithLabelValues("list_uploads").Inc()
+		w.Log.Warn("listing stale multipart uploads", zap.String("bucket", rt.Bucket), zap.String("key", rt.Key), zap.Error(err))
+		return
+	}
+	for _, u := range out.Uploads {
+		if aws.ToString(u.Key) != rt.Key || u.Initiated == nil || !u.Initiated.Before(before) {
+			continue
+		}
+		_, err := w.S3.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: &rt.Bucket, Key: &rt.Key, UploadId: u.UploadId})
+		if err != nil && !awsapi.IsNotFound(err) {
+			w.Metrics.Errors.WithLabelValues("abort_upload").Inc()
+			w.Log.Warn("aborting a stale multipart upload", zap.String("bucket", rt.Bucket), zap.String("key", rt.Key), zap.Error(err))
+			continue
+		}
+		w.Log.Info("aborted a multipart upload an earlier attempt left behind", zap.String("bucket", rt.Bucket), zap.String("key", rt.Key),
+			zap.String("uploadId", aws.ToString(u.UploadId)), zap.Time("initiated", *u.Initiated))
+	}
+}
+
+func optional(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+// progressReader reports progress to the runtime as a large object
+// streams, so a worker busy with one multi-GB object is not taken for stuck.
+type progressReader struct {
+	r        io.Reader
+	progress func()
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	p.progress()
+	return n, err
+}

@@ -1,0 +1,85 @@
+package source
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/xrc-dev/xrc/internal/awsapi"
+	"github.com/xrc-dev/xrc/internal/config"
+)
+
+// Pack is the per-batch step: it plans an archive of the objects items name
+// (events of one rule), stages it, and settles every item. The Fargate loop
+// calls it for each closed batch; a Lambda handler or a test can call it
+// with the same inputs. closed is when the batch closed (zero: now), for the
+// archive duration metric.
+func (w *Worker) Pack(ctx context.Context, rule *config.Rule, items []Item, closed time.Time) {
+	if closed.IsZero() {
+		closed = w.Clock.Now()
+	}
+	log := w.Log.With(zap.String("rule", rule.ID))
+	entries := w.plan(ctx, rule, items, log)
+	for attempt := 1; len(entries) > 0; attempt++ {
+		id, err := w.stage(ctx, rule, entries, closed)
+		if err == nil {
+			for _, e := range entries {
+				result := "archived"
+				if e.obj.Delete {
+					result = "deleted"
+				}
+				w.Metrics.Objects.WithLabelValues(rule.ID, result).Add(float64(len(e.items)))
+				settle(e.items, nil)
+			}
+			return
+		}
+		w.Metrics.Archives.WithLabelValues(rule.ID, "failed").Inc()
+		var oe *objectError
+		if errors.As(err, &oe) && attempt < 3 {
+			// One object failed mid-stream: retry the archive without it and
+			// let its message come back through the queue.
+			bad := entries[oe.index]
+			log.Warn("object failed while archiving; rebuilding the archive without it", zap.String("archive", id),
+				zap.String("bucket", bad.obj.Bucket), zap.String("key", bad.obj.Key), zap.Error(err))
+			w.fail(rule, bad.items, err)
+			entries = slices.Delete(entries, oe.index, oe.index+1)
+			continue
+		}
+		w.Metrics.Errors.WithLabelValues(errorKind(err)).Inc()
+		log.Error("archive not staged; its messages will be retried", zap.String("archive", id),
+			zap.Int("objects", len(entries)), zap.Error(err))
+		for _, e := range entries {
+			w.fail(rule, e.items, err)
+		}
+		return
+	}
+}
+
+func settle(items []Item, err error) {
+	for _, it := range items {
+		it.Done(err)
+	}
+}
+
+func (w *Worker) fail(rule *config.Rule, items []Item, err error) {
+	w.Metrics.Objects.WithLabelValues(rule.ID, "failed").Add(float64(len(items)))
+	settle(items, err)
+}
+
+func errorKind(err error) string {
+	switch {
+	case errors.Is(err, ErrUnroutable):
+		return "unroutable"
+	case awsapi.IsAccessDenied(err):
+		return "access_denied"
+	case awsapi.IsNotFound(err):
+		return "not_found"
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return "canceled"
+	default:
+		return "archive"
+	}
+}

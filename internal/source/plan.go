@@ -1,0 +1,189 @@
+package source
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/xrc-dev/xrc/internal/awsapi"
+	"github.com/xrc-dev/xrc/internal/config"
+	"github.com/xrc-dev/xrc/internal/events"
+	"github.com/xrc-dev/xrc/internal/manifest"
+)
+
+// entry is one manifest object and the items (events) it settles.
+type entry struct {
+	items []Item
+	obj   manifest.Object
+}
+
+// plan collapses a batch's events per key (the newest sequencer wins) and
+// gathers each object's metadata. Objects gone or overwritten since their
+// event are settled as skipped: the event of whatever replaced them carries
+// the newer state, and archiving the newer bytes under the older event's
+// identity could mix two versions. An object whose key maps to no valid
+// destination key fails alone (ErrUnroutable), not its whole batch.
+func (w *Worker) plan(ctx context.Context, rule *config.Rule, items []Item, log *zap.Logger) []entry {
+	byKey := map[string]*entry{}
+	var order []*entry
+	for _, it := range items {
+		k := it.Ref.Bucket + "\x00" + it.Ref.Key
+		e := byKey[k]
+		if e == nil {
+			e = &entry{}
+			byKey[k] = e
+			order = append(order, e)
+		}
+		e.items = append(e.items, it)
+	}
+	newest := func(e *entry) events.ObjectRef {
+		ref := e.items[0].Ref
+		for _, it := range e.items[1:] {
+			if events.CompareSequencer(it.Ref.Sequencer, ref.Sequencer) >= 0 {
+				ref = it.Ref
+			}
+		}
+		return ref
+	}
+
+	type outcome struct {
+		keep bool
+		err  error
+	}
+	results := make([]outcome, len(order))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(w.Config.Settings.Worker.Concurrency)
+	for i, e := range order {
+		ref := newest(e)
+		obj, err := baseObject(rule, ref)
+		if err != nil {
+			results[i] = outcome{err: err}
+			continue
+		}
+		e.obj = obj
+		if ref.Removed() {
+			e.obj.Delete = true
+			results[i] = outcome{keep: true}
+			continue
+		}
+		g.Go(func() error {
+			keep, err := w.describe(gctx, &e.obj, ref)
+			results[i] = outcome{keep, err}
+			return nil
+		})
+	}
+	_ = g.Wait()
+
+	var entries []entry
+	for i, e := range order {
+		switch r := results[i]; {
+		case r.err != nil:
+			ref := e.items[0].Ref
+			log.Warn("object not archived", zap.String("bucket", ref.Bucket), zap.String("key", ref.Key), zap.Error(r.err))
+			w.Metrics.Errors.WithLabelValues(errorKind(r.err)).Inc()
+			w.fail(rule, e.items, r.err)
+		case !r.keep:
+			w.Metrics.Objects.WithLabelValues(rule.ID, "skipped").Add(float64(len(e.items)))
+			settle(e.items, nil)
+		default:
+			entries = append(entries, *e)
+		}
+	}
+	return entries
+}
+
+// baseObject is the manifest entry of ref as its event describes it, with
+// the destinations the rule maps it to (config.Rule.Routes).
+func baseObject(rule *config.Rule, ref events.ObjectRef) (manifest.Object, error) {
+	o := manifest.Object{
+		Bucket:            ref.Bucket,
+		Key:               ref.Key,
+		VersionID:         ref.VersionID,
+		Sequencer:         ref.Sequencer,
+		ETag:              ref.ETag,
+		LastModified:      ref.EventTime.UTC(),
+		ChecksumAlgorithm: "SHA256",
+	}
+	routes, err := rule.Routes(ref.Key)
+	if err != nil {
+		return o, fmt.Errorf("%w: %w", ErrUnroutable, err)
+	}
+	for _, r := range routes {
+		o.Destinations = append(o.Destinations, manifest.Destination{
+			Region: r.Region, Bucket: r.Bucket, Key: r.Key, StorageClass: r.StorageClass, KMSKeyID: r.KMSKeyID,
+		})
+	}
+	return o, nil
+}
+
+// describe fills o from HEAD and tagging. keep is false when the object is
+// gone or no longer the version the event announced.
+func (w *Worker) describe(ctx context.Context, o *manifest.Object, ref events.ObjectRef) (keep bool, err error) {
+	log := w.Log.With(zap.String("bucket", ref.Bucket), zap.String("key", ref.Key))
+	head, err := w.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &ref.Bucket, Key: &ref.Key, VersionId: optional(ref.VersionID)})
+	if awsapi.IsNotFound(err) {
+		log.Info("object gone since its event; skipping")
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("head %s/%s: %w", ref.Bucket, ref.Key, err)
+	}
+	etag := strings.Trim(aws.ToString(head.ETag), `"`)
+	if ref.VersionID == "" && ref.ETag != "" && etag != ref.ETag {
+		log.Info("object overwritten since its event; skipping (the newer write has its own event)",
+			zap.String("eventETag", ref.ETag), zap.String("currentETag", etag))
+		return false, nil
+	}
+	if aws.ToBool(head.DeleteMarker) {
+		log.Info("object version is a delete marker; skipping")
+		return false, nil
+	}
+	o.Size = aws.ToInt64(head.ContentLength)
+	o.ETag = etag
+	if head.VersionId != nil && *head.VersionId != "null" {
+		o.VersionID = *head.VersionId
+	}
+	if head.LastModified != nil {
+		o.LastModified = head.LastModified.UTC()
+	}
+	o.StorageClass = string(head.StorageClass)
+	if o.StorageClass == "" {
+		o.StorageClass = "STANDARD"
+	}
+	o.ContentType = aws.ToString(head.ContentType)
+	o.ContentEncoding = aws.ToString(head.ContentEncoding)
+	o.ContentDisposition = aws.ToString(head.ContentDisposition)
+	o.ContentLanguage = aws.ToString(head.ContentLanguage)
+	o.CacheControl = aws.ToString(head.CacheControl)
+	o.Expires = aws.ToString(head.ExpiresString)
+	if len(head.Metadata) > 0 {
+		o.Metadata = head.Metadata
+	}
+	if aws.ToInt32(head.TagCount) > 0 {
+		tags, err := w.S3.GetObjectTagging(ctx, &s3.GetObjectTaggingInput{Bucket: &ref.Bucket, Key: &ref.Key, VersionId: optional(o.VersionID)})
+		if awsapi.IsNotFound(err) {
+			log.Info("object gone since its event; skipping")
+			return false, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("tags of %s/%s: %w", ref.Bucket, ref.Key, err)
+		}
+		o.Tags = make(map[string]string, len(tags.TagSet))
+		for _, t := range tags.TagSet {
+			o.Tags[aws.ToString(t.Key)] = aws.ToString(t.Value)
+		}
+	}
+	return true, nil
+}
+
+func optional(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}

@@ -1,0 +1,55 @@
+package source
+
+import (
+	"errors"
+	"sync"
+
+	"go.uber.org/zap"
+
+	"github.com/xrc-dev/xrc/internal/worker"
+)
+
+// ErrUnroutable marks an object no retry can replicate (its key maps to no
+// valid destination key): its message goes to the dead-letter queue
+// without waiting out the retry backoff.
+var ErrUnroutable = errors.New("object cannot be replicated")
+
+// tracked follows one message until all its events are settled.
+type tracked struct {
+	w   *Worker
+	msg *worker.Message
+
+	mu        sync.Mutex
+	pending   int
+	failed    error
+	permanent bool // every failure is one no retry can fix
+}
+
+// settle records the outcome of one of the message's events; when none is
+// pending any more, the message is acknowledged (all succeeded) or released.
+func (t *tracked) settle(err error) {
+	t.mu.Lock()
+	t.pending--
+	if err != nil {
+		if t.failed == nil {
+			t.permanent = true
+		}
+		t.failed = errors.Join(t.failed, err)
+		t.permanent = t.permanent && errors.Is(err, ErrUnroutable)
+	}
+	done, failed, permanent := t.pending == 0, t.failed, t.permanent
+	t.mu.Unlock()
+	if !done {
+		return
+	}
+	if failed == nil {
+		t.msg.Ack()
+		return
+	}
+	delay := worker.Backoff(t.msg.ReceiveCount)
+	if permanent {
+		delay = 0
+	}
+	t.msg.Log().Warn("message not acknowledged: it will be retried", zap.Duration("retryIn", delay), zap.Error(failed))
+	t.msg.Release(delay)
+}

@@ -1,0 +1,149 @@
+package source
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
+	"go.uber.org/zap"
+
+	"github.com/xrc-dev/xrc/internal/archive"
+	"github.com/xrc-dev/xrc/internal/awsapi"
+	"github.com/xrc-dev/xrc/internal/config"
+	"github.com/xrc-dev/xrc/internal/manifest"
+)
+
+// Staging object metadata keys (x-amz-meta-*), so an operator listing the
+// staging bucket sees what each archive holds without downloading it.
+const (
+	MetaArchiveID = "xrc-archive-id"
+	MetaObjects   = "xrc-objects"
+	MetaBytes     = "xrc-bytes"
+	MetaLevel     = "xrc-level"
+	MetaRule      = "xrc-rule"
+)
+
+// newArchiveID returns a time-ordered unique archive id.
+func (w *Worker) newArchiveID() string {
+	var r [6]byte
+	_, _ = rand.Read(r[:])
+	return w.Clock.Now().UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(r[:])
+}
+
+// stage writes one archive of entries and uploads it to staging, streaming:
+// S3 GET -> archive writer -> zstd -> multipart upload, through a pipe.
+func (w *Worker) stage(ctx context.Context, rule *config.Rule, entries []entry, closed time.Time) (id string, err error) {
+	id = w.newArchiveID()
+	m := &manifest.Manifest{
+		Format:       manifest.Format,
+		ArchiveID:    id,
+		CreatedAt:    w.Clock.Now().UTC(),
+		SourceRegion: w.Region,
+		RuleID:       rule.ID,
+		Level:        rule.Level,
+		Objects:      make([]manifest.Object, len(entries)),
+	}
+	var total int64
+	for i, e := range entries {
+		m.Objects[i] = e.obj
+		if !e.obj.Delete {
+			m.Objects[i].Member = manifest.MemberName(i, e.obj.Key)
+			total += e.obj.Size
+		}
+	}
+	key := manifest.StagingKey(m)
+	log := w.Log.With(zap.String("rule", rule.ID), zap.String("archive", id))
+
+	uploader := awsapi.NewUploader(w.S3, func(o *transfermanager.Options) {
+		// Parts must be >= 5 MiB and at most 10,000 per upload; size them
+		// from the uncompressed total, which bounds the archive.
+		o.PartSizeBytes = max(8<<20, (total+total/64+(1<<20))/9000)
+		o.Concurrency = 2
+	})
+	pr, pw := io.Pipe()
+	uploaded := make(chan error, 1)
+	go func() {
+		_, err := uploader.UploadObject(ctx, &transfermanager.UploadObjectInput{
+			Bucket:      &w.staging,
+			Key:         &key,
+			Body:        pr,
+			ContentType: aws.String("application/zstd"),
+			Metadata: map[string]string{
+				MetaArchiveID: id,
+				MetaObjects:   strconv.Itoa(len(entries)),
+				MetaBytes:     strconv.FormatInt(total, 10),
+				MetaLevel:     strconv.Itoa(m.Level),
+				MetaRule:      rule.ID,
+			},
+		})
+		// Unblock the writer if the upload failed before reading it all.
+		pr.CloseWithError(err)
+		uploaded <- err
+	}()
+
+	aw := w.writers.Get().(*archive.Writer)
+	defer w.writers.Put(aw)
+	werr := w.write(ctx, aw, pw, m)
+	pw.CloseWithError(werr)
+	uerr := <-uploaded
+	var oe *objectError
+	switch {
+	case werr != nil && (errors.As(werr, &oe) || uerr == nil):
+		return id, werr
+	case uerr != nil:
+		// The writer's error, if any, is only the closed pipe.
+		return id, fmt.Errorf("uploading archive to s3://%s/%s: %w", w.staging, key, uerr)
+	}
+	dur := w.Clock.Since(closed)
+	w.Metrics.Archives.WithLabelValues(rule.ID, "staged").Inc()
+	w.Metrics.BytesIn.WithLabelValues(rule.ID).Add(float64(total))
+	w.Metrics.BytesOut.WithLabelValues(rule.ID).Add(float64(aw.Written()))
+	w.Metrics.ArchiveDuration.WithLabelValues(rule.ID).Observe(dur.Seconds())
+	w.Metrics.BatchObjects.WithLabelValues(rule.ID).Observe(float64(len(entries)))
+	log.Info("archive staged", zap.String("bucket", w.staging), zap.String("key", key),
+		zap.Int("objects", len(entries)), zap.Int64("bytesIn", total), zap.Int64("bytesOut", aw.Written()),
+		zap.Int("level", m.Level), zap.Duration("took", dur))
+	return id, nil
+}
+
+// write streams the archive into dst: the manifest, then each object at
+// its level (level.go), small ones prefetched, large ones streamed when
+// their turn comes, so memory stays bounded whatever the object sizes.
+func (w *Worker) write(ctx context.Context, aw *archive.Writer, dst io.Writer, m *manifest.Manifest) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if err := aw.Begin(dst, m); err != nil {
+		return err
+	}
+	futures, slots := w.prefetch(ctx, m)
+	level := m.Level
+	for i := range m.Objects {
+		o := &m.Objects[i]
+		if o.Delete {
+			continue
+		}
+		if want := levelFor(o, m.Level); want != level {
+			if err := aw.SetLevel(want); err != nil {
+				return err
+			}
+			level = want
+		}
+		var err error
+		if f := futures[i]; f != nil {
+			err = w.writeFetched(ctx, aw, i, f, slots)
+		} else {
+			err = w.streamObject(ctx, aw, i, o)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return aw.Close()
+}

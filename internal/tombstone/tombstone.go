@@ -1,0 +1,152 @@
+// Package tombstone remembers the deletes a target worker propagated, so an
+// older create delivered after its delete (events out of order, a retry, a
+// redriven dead letter) cannot bring the object back.
+//
+// A tombstone is one item of the deployment's DynamoDB table per
+// destination object: pk "tomb#<bucket>/<key>", sk "tomb", the delete's S3
+// event sequencer (normalised so that DynamoDB's string order is the
+// numeric order) and time, and expiresAt (TTL). It lives longer than any
+// message can wait in a queue and its dead-letter queue (14 days each at
+// most), which bounds how late an older create can arrive.
+package tombstone
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/xrc-dev/xrc/internal/events"
+)
+
+// TTL is how long a tombstone lives.
+const TTL = 30 * 24 * time.Hour
+
+// API is the part of the DynamoDB client a Store uses; *dynamodb.Client
+// satisfies it.
+type API interface {
+	GetItem(ctx context.Context, in *dynamodb.GetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)
+	UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
+}
+
+// Tombstone is the newest delete propagated to one destination object.
+type Tombstone struct {
+	Bucket, Key string    // the destination object
+	Sequencer   string    // the delete's S3 event sequencer
+	At          time.Time // the delete's event time
+	ArchiveID   string    // the archive that carried it
+}
+
+// Covers reports whether a source write with sequencer seq and
+// last-modified time mod happened before the delete, and so must not land.
+// Sequencers order the writes of one key; without both, times do, and a
+// tie goes to the delete.
+func (t Tombstone) Covers(seq string, mod time.Time) bool {
+	if t.Sequencer != "" && seq != "" {
+		return events.CompareSequencer(seq, t.Sequencer) < 0
+	}
+	return !mod.After(t.At)
+}
+
+// Store reads and writes tombstones in table.
+type Store struct {
+	api   API
+	table string
+	now   func() time.Time
+}
+
+// New returns a Store on table.
+func New(api API, table string, now func() time.Time) *Store {
+	return &Store{api: api, table: table, now: now}
+}
+
+type item struct {
+	PK        string `dynamodbav:"pk"`
+	SK        string `dynamodbav:"sk"`
+	Seq       string `dynamodbav:"seq"` // sortable form of Sequencer
+	Sequencer string `dynamodbav:"sequencer"`
+	AtMs      int64  `dynamodbav:"atMs"`
+	Archive   string `dynamodbav:"archiveId"`
+	ExpiresAt int64  `dynamodbav:"expiresAt"` // TTL, Unix seconds
+}
+
+func key(bucket, k string) map[string]types.AttributeValue {
+	return map[string]types.AttributeValue{
+		"pk": &types.AttributeValueMemberS{Value: "tomb#" + bucket + "/" + k},
+		"sk": &types.AttributeValueMemberS{Value: "tomb"},
+	}
+}
+
+// seqWidth is the width sequencers are padded to; S3's are 16-18 hex
+// digits.
+const seqWidth = 40
+
+// sortable pads a hex sequencer so that string order is numeric order; ""
+// stays "" (no sequencer).
+func sortable(seq string) string {
+	s := strings.TrimLeft(strings.ToUpper(seq), "0")
+	if seq == "" || len(s) > seqWidth {
+		return ""
+	}
+	return strings.Repeat("0", seqWidth-len(s)) + s
+}
+
+// Get returns the tombstone of bucket/key, if any, with a strongly
+// consistent read: a delete propagated a moment ago must be seen.
+func (s *Store) Get(ctx context.Context, bucket, k string) (Tombstone, bool, error) {
+	out, err := s.api.GetItem(ctx, &dynamodb.GetItemInput{TableName: &s.table, Key: key(bucket, k), ConsistentRead: aws.Bool(true)})
+	if err != nil {
+		return Tombstone{}, false, fmt.Errorf("reading the tombstone of %s/%s: %w", bucket, k, err)
+	}
+	if len(out.Item) == 0 {
+		return Tombstone{}, false, nil
+	}
+	var it item
+	if err := attributevalue.UnmarshalMap(out.Item, &it); err != nil {
+		return Tombstone{}, false, fmt.Errorf("decoding the tombstone of %s/%s: %w", bucket, k, err)
+	}
+	if it.ExpiresAt > 0 && s.now().Unix() > it.ExpiresAt {
+		return Tombstone{}, false, nil // expired; TTL deletes lazily
+	}
+	return Tombstone{Bucket: bucket, Key: k, Sequencer: it.Sequencer, At: time.UnixMilli(it.AtMs).UTC(), ArchiveID: it.Archive}, true, nil
+}
+
+// Put records t unless a newer delete of the same object is recorded
+// already (a condition, so concurrent deletes keep the newest).
+func (s *Store) Put(ctx context.Context, t Tombstone) error {
+	seq := sortable(t.Sequencer)
+	values := map[string]types.AttributeValue{
+		":seq":       &types.AttributeValueMemberS{Value: seq},
+		":sequencer": &types.AttributeValueMemberS{Value: t.Sequencer},
+		":at":        &types.AttributeValueMemberN{Value: fmt.Sprint(t.At.UnixMilli())},
+		":archive":   &types.AttributeValueMemberS{Value: t.ArchiveID},
+		":exp":       &types.AttributeValueMemberN{Value: fmt.Sprint(s.now().Add(TTL).Unix())},
+	}
+	cond := "attribute_not_exists(#pk) OR #seq < :seq"
+	if seq == "" {
+		cond = "attribute_not_exists(#pk) OR #at < :at"
+	}
+	_, err := s.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 &s.table,
+		Key:                       key(t.Bucket, t.Key),
+		UpdateExpression:          aws.String("SET #seq = :seq, #sequencer = :sequencer, #at = :at, #archive = :archive, #exp = :exp"),
+		ConditionExpression:       aws.String(cond),
+		ExpressionAttributeNames: map[string]string{"#pk": "pk", "#seq": "seq", "#sequencer": "sequencer", "#at": "atMs",
+			"#archive": "archiveId", "#exp": "expiresAt"},
+		ExpressionAttributeValues: values,
+	})
+	var ccf *types.ConditionalCheckFailedException
+	if errors.As(err, &ccf) {
+		return nil // a newer delete is recorded
+	}
+	if err != nil {
+		return fmt.Errorf("recording the tombstone of %s/%s: %w", t.Bucket, t.Key, err)
+	}
+	return nil
+}

@@ -1,0 +1,104 @@
+package worker
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/xrc-dev/xrc/internal/events"
+	"github.com/xrc-dev/xrc/internal/queue"
+)
+
+// settleTimeout bounds one attempt to acknowledge or release a message.
+const settleTimeout = 5 * time.Second
+
+// ackAttempts is how often Ack tries DeleteMessage before it gives up and
+// lets the visibility timeout redeliver the message.
+const ackAttempts = 3
+
+// Message is one held SQS message and its parsed S3 events.
+type Message struct {
+	queue.Message
+	Events events.Message
+
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	rt     *Runtime
+	log    *zap.Logger
+	done   atomic.Bool // settled or lost
+}
+
+// Context ends when the message's work must stop: the drain time is over,
+// the message was settled, or its receipt was lost (cause ErrReceiptLost).
+func (m *Message) Context() context.Context { return m.ctx }
+
+// Log returns a logger naming the message.
+func (m *Message) Log() *zap.Logger { return m.log }
+
+// settling returns a context that outlives the work context: a message
+// abandoned when the drain time is over must still be released.
+func settling(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+}
+
+// Ack deletes the message: call it only once its work is durable. It
+// retries; if SQS keeps refusing, the message is dropped from the held set
+// anyway, logged and counted, and comes back after its visibility timeout:
+// its work is done, and redoing it is harmless.
+func (m *Message) Ack() {
+	if !m.done.CompareAndSwap(false, true) {
+		return
+	}
+	defer m.cancel(context.Canceled)
+	defer m.rt.forget(m)
+	var last queue.Failure
+	for attempt := 1; attempt <= ackAttempts; attempt++ {
+		ctx, cancel := settling(m.ctx)
+		failures, _ := m.rt.Queue.Delete(ctx, m.Message)
+		cancel()
+		if len(failures) == 0 {
+			m.rt.Metrics.Messages.WithLabelValues("acked").Inc()
+			return
+		}
+		last = failures[0]
+		if last.ReceiptGone() || attempt == ackAttempts {
+			break
+		}
+		m.rt.sleep(context.WithoutCancel(m.ctx), time.Duration(attempt)*200*time.Millisecond)
+	}
+	m.rt.Metrics.Errors.WithLabelValues("delete_message").Inc()
+	m.log.Error("acknowledging message failed: it will be delivered again after its visibility timeout", zap.Error(last.Err))
+}
+
+// Release makes the message visible again after delay (0: now). Its receive
+// count grows on the next delivery, so a message that keeps failing reaches
+// the dead-letter queue. A failure is logged: the visibility timeout
+// redelivers it anyway.
+func (m *Message) Release(delay time.Duration) {
+	if !m.done.CompareAndSwap(false, true) {
+		return
+	}
+	defer m.cancel(context.Canceled)
+	defer m.rt.forget(m)
+	m.rt.Metrics.Messages.WithLabelValues("released").Inc()
+	ctx, cancel := settling(m.ctx)
+	defer cancel()
+	if failures, _ := m.rt.Queue.ChangeVisibility(ctx, delay, m.Message); len(failures) > 0 {
+		m.rt.Metrics.Errors.WithLabelValues("release_message").Inc()
+		m.log.Warn("releasing message failed: it comes back after its visibility timeout", zap.Error(failures[0].Err))
+	}
+}
+
+// lose drops a message whose receipt SQS no longer accepts and cancels its
+// work: another delivery owns it now.
+func (m *Message) lose(err error) {
+	if !m.done.CompareAndSwap(false, true) {
+		return
+	}
+	m.rt.forget(m)
+	m.cancel(ErrReceiptLost)
+	m.rt.Metrics.Errors.WithLabelValues("receipt_lost").Inc()
+	m.log.Warn("message receipt lost: stopping its work; it will be delivered again", zap.Error(err))
+}

@@ -1,0 +1,30 @@
+package worker
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the runtime's metrics, named xrc_<role>_*. Errors is shared
+// with the role, which counts its own kinds there.
+type Metrics struct {
+	Messages        *prometheus.CounterVec // by result: acked, released, invalid, test, and the role's own
+	Errors          *prometheus.CounterVec // by kind
+	ReceiveDuration prometheus.Histogram   // one long-poll call
+	Held            prometheus.Gauge       // messages received and not yet settled
+}
+
+// NewMetrics registers the runtime metrics of role ("source", "target") on
+// reg.
+func NewMetrics(reg prometheus.Registerer, role string) *Metrics {
+	p := "xrc_" + role + "_"
+	m := &Metrics{
+		Messages: prometheus.NewCounterVec(prometheus.CounterOpts{Name: p + "messages_total",
+			Help: "SQS messages handled, by result."}, []string{"result"}),
+		Errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: p + "errors_total",
+			Help: "Errors by kind."}, []string{"kind"}),
+		ReceiveDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: p + "receive_duration_seconds",
+			Help: "Latency of one SQS long-poll receive.", Buckets: prometheus.LinearBuckets(0, 2.5, 10)}),
+		Held: prometheus.NewGauge(prometheus.GaugeOpts{Name: p + "messages_held",
+			Help: "Messages received and not yet acknowledged or released."}),
+	}
+	reg.MustRegister(m.Messages, m.Errors, m.ReceiveDuration, m.Held)
+	return m
+}

@@ -1,0 +1,359 @@
+// Package worker is the runtime both xrc workers share. It long-polls the
+// worker's SQS queue, holds each message while its work runs (extending its
+// visibility), acknowledges or releases it, drains on shutdown and feeds the
+// health check. A role (package source or target) only says what a message
+// means, through Role.
+//
+// Guarantees:
+//   - A message is deleted only when its role calls Ack. Invalid bodies are
+//     released at once and reach the dead-letter queue after the queue's
+//     maxReceiveCount; nothing is deleted on failure.
+//   - No message stays counted as held for ever: an acknowledgement that
+//     keeps failing, or a receipt the heartbeat finds gone, drops the message
+//     from the held set (SQS delivers it again; processing is idempotent),
+//     and a lost receipt cancels the message's work.
+//   - /healthz turns unhealthy when the worker neither polls nor makes
+//     progress on what it holds, so ECS replaces a stuck task.
+//   - On shutdown, work gets the drain time; whatever is still held after it
+//     is released at once rather than left hidden until its visibility ends.
+package worker
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"go.uber.org/zap"
+
+	"github.com/xrc-dev/xrc/internal/events"
+	"github.com/xrc-dev/xrc/internal/health"
+	"github.com/xrc-dev/xrc/internal/queue"
+)
+
+// Role is what differs between the workers.
+type Role interface {
+	// Start runs once, before the first receive. work is the context that
+	// outlives the stop signal by the drain time.
+	Start(work context.Context)
+	// Handle takes over one valid message. stop ends when the worker stops
+	// receiving; m.Context() ends when m's work must stop (drain time over,
+	// or its receipt lost). Handle, or work it started, must call m.Ack or
+	// m.Release; whatever is still held when Run ends is released.
+	Handle(stop context.Context, m *Message)
+	// Drain runs once receiving has stopped and every Handle has returned,
+	// and returns when in-flight work is done or work is cancelled.
+	Drain(work context.Context)
+}
+
+// Receive settings: SQS's maxima, which make long polling cheapest.
+const (
+	receiveMax  = 10
+	receiveWait = 20 * time.Second
+	// receiveRetry spaces receives after a failed one.
+	receiveRetry = 5 * time.Second
+	// progressCheck is how often a worker that cannot receive (it holds
+	// MaxHeld messages) looks for progress to report to the health check.
+	progressCheck = 10 * time.Second
+)
+
+// Options configure a Runtime.
+type Options struct {
+	Queue *queue.Queue
+	// Receivers is how many long polls run at once (default 1): one SQS
+	// call returns at most 10 messages, and small objects would otherwise
+	// wait on its round trip.
+	Receivers int
+	// ReceiveMax is the most messages one receive asks for (default and
+	// at most 10). A worker whose messages are heavy (an archive each)
+	// takes one at a time and leaves the rest to other tasks.
+	ReceiveMax int
+	// MaxHeld bounds the messages held at once: the worker receives only
+	// while it holds fewer. Backpressure: the rest waits in SQS, where
+	// another task can take it.
+	MaxHeld int
+	// Visibility is how long a held message stays hidden; the heartbeat
+	// extends it every third of that.
+	Visibility time.Duration
+	// Drain is the grace period in-flight work gets after the stop signal.
+	Drain   time.Duration
+	Log     *zap.Logger
+	Metrics *Metrics
+	Health  *health.Check
+	Clock   clockwork.Clock // default: the real clock
+}
+
+// Runtime runs one worker's message loop.
+type Runtime struct {
+	Options
+
+	mu       sync.Mutex
+	held     map[string]*Message // by receipt handle
+	reserved int                 // slots taken by receives in flight
+	room     chan struct{}       // closed (and replaced) when a slot frees up
+
+	progress atomic.Int64
+	handlers sync.WaitGroup
+}
+
+// New returns a runtime; Run starts it.
+func New(o Options) *Runtime {
+	if o.Clock == nil {
+		o.Clock = clockwork.NewRealClock()
+	}
+	o.Receivers = max(o.Receivers, 1)
+	if o.ReceiveMax <= 0 || o.ReceiveMax > receiveMax {
+		o.ReceiveMax = receiveMax
+	}
+	o.MaxHeld = max(o.MaxHeld, 1)
+	return &Runtime{Options: o, held: map[string]*Message{}, room: make(chan struct{})}
+}
+
+// Progress records that held work is moving (bytes read or written). A
+// worker that holds all it may and reports no progress for the health
+// check's limit is stuck.
+func (r *Runtime) Progress() { r.progress.Add(1) }
+
+// Held returns how many messages are received and not yet settled.
+func (r *Runtime) Held() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.held)
+}
+
+// Run receives and hands messages to role until ctx ends, then drains:
+// Handle calls finish, role.Drain gets the drain time, and what is still
+// held is released.
+func (r *Runtime) Run(ctx context.Context, role Role) error {
+	// Work outlives ctx by the drain time, so a SIGTERM does not abort work
+	// that is about to be durable.
+	work, cancelWork := r.drainContext(ctx)
+	defer cancelWork()
+	role.Start(work)
+	hb, stopHB := context.WithCancel(work)
+	defer stopHB()
+	go r.heartbeat(hb)
+
+	r.Log.Info("receiving", zap.String("queue", r.Queue.URL()), zap.Int("receivers", r.Receivers), zap.Int("maxHeld", r.MaxHeld))
+	var receivers sync.WaitGroup
+	for range r.Receivers {
+		receivers.Go(func() { r.receive(ctx, work, role) })
+	}
+	receivers.Wait()
+	r.Log.Info("stopped receiving; draining", zap.Duration("drain", r.Drain))
+	r.handlers.Wait()
+	role.Drain(work)
+	stopHB()
+	r.releaseHeld(ctx)
+	r.Log.Info("stopped")
+	return nil
+}
+
+// drainContext returns the work context: not cancelled with stop, but
+// r.Drain after it (logging that the drain time is over), or by cancel.
+func (r *Runtime) drainContext(stop context.Context) (context.Context, context.CancelFunc) {
+	work, cancel := context.WithCancel(context.WithoutCancel(stop))
+	go func() {
+		select {
+		case <-stop.Done():
+		case <-work.Done():
+			return
+		}
+		t := r.Clock.NewTimer(r.Drain)
+		defer t.Stop()
+		select {
+		case <-t.Chan():
+			r.Log.Warn("drain time over: abandoning in-flight work", zap.Duration("drain", r.Drain))
+			cancel()
+		case <-work.Done():
+		}
+	}()
+	return work, cancel
+}
+
+// receive is one long-poll loop.
+func (r *Runtime) receive(stop, work context.Context, role Role) {
+	for stop.Err() == nil {
+		n := r.reserve(stop)
+		if n == 0 {
+			continue // stopping
+		}
+		r.Health.Beat()
+		start := r.Clock.Now()
+		msgs, err := r.Queue.Receive(stop, n, receiveWait, r.Visibility)
+		r.Metrics.ReceiveDuration.Observe(r.Clock.Since(start).Seconds())
+		r.unreserve(n)
+		if err != nil {
+			if stop.Err() != nil {
+				return
+			}
+			r.Metrics.Errors.WithLabelValues("receive").Inc()
+			r.Log.Error("receiving messages", zap.Error(err))
+			r.sleep(stop, receiveRetry)
+			continue
+		}
+		for _, qm := range msgs {
+			m := r.hold(work, qm)
+			if r.parse(m) {
+				r.handlers.Go(func() { role.Handle(stop, m) })
+			}
+		}
+	}
+}
+
+// reserve waits until fewer than MaxHeld messages are held or being
+// received, and takes up to receiveMax of the free slots. While it waits,
+// the health check is fed only if held work makes progress.
+func (r *Runtime) reserve(stop context.Context) int {
+	t := r.Clock.NewTicker(progressCheck)
+	defer t.Stop()
+	last := r.progress.Load()
+	for {
+		r.mu.Lock()
+		free := r.MaxHeld - len(r.held) - r.reserved
+		room := r.room
+		if free > 0 {
+			n := min(free, r.ReceiveMax)
+			r.reserved += n
+			r.mu.Unlock()
+			return n
+		}
+		r.mu.Unlock()
+		select {
+		case <-stop.Done():
+			return 0
+		case <-room:
+		case <-t.Chan():
+			// Waiting behind long work is not being stuck; holding
+			// messages nothing moves is.
+			if p := r.progress.Load(); p != last {
+				last = p
+				r.Health.Beat()
+			}
+		}
+	}
+}
+
+func (r *Runtime) unreserve(n int) {
+	r.mu.Lock()
+	r.reserved -= n
+	r.mu.Unlock()
+}
+
+// hold adds a received message to the held set.
+func (r *Runtime) hold(work context.Context, qm queue.Message) *Message {
+	ctx, cancel := context.WithCancelCause(work)
+	m := &Message{Message: qm, ctx: ctx, cancel: cancel, rt: r,
+		log: r.Log.With(zap.String("message", qm.ID), zap.Int("receiveCount", qm.ReceiveCount))}
+	r.mu.Lock()
+	r.held[qm.ReceiptHandle] = m
+	n := len(r.held)
+	r.mu.Unlock()
+	r.Metrics.Held.Set(float64(n))
+	return m
+}
+
+// forget drops m from the held set and wakes a receiver waiting for room.
+func (r *Runtime) forget(m *Message) {
+	r.mu.Lock()
+	delete(r.held, m.ReceiptHandle)
+	n := len(r.held)
+	close(r.room)
+	r.room = make(chan struct{})
+	r.mu.Unlock()
+	r.Metrics.Held.Set(float64(n))
+	r.Progress()
+}
+
+// parse decodes m's S3 event body. An invalid body is released at once (no
+// retry can fix it, but only the dead-letter queue may keep it, which it
+// reaches after maxReceiveCount quick retries) and S3's test event is
+// acknowledged; it returns false for both, as nothing is left to do.
+func (r *Runtime) parse(m *Message) bool {
+	parsed, err := events.Parse([]byte(m.Body))
+	switch {
+	case err != nil:
+		r.Metrics.Messages.WithLabelValues("invalid").Inc()
+		m.log.Error("invalid message: releasing it towards the dead-letter queue", zap.Error(err))
+		m.Release(0)
+		return false
+	case parsed.Test:
+		r.Metrics.Messages.WithLabelValues("test").Inc()
+		m.log.Info("s3:TestEvent received: notifications are wired")
+		m.Ack()
+		return false
+	}
+	m.Events = parsed
+	return true
+}
+
+// heartbeat extends every held message's visibility each third of it. A
+// message whose receipt is gone is dropped and its work cancelled; other
+// failures are logged and counted, and tried again on the next beat.
+func (r *Runtime) heartbeat(ctx context.Context) {
+	t := r.Clock.NewTicker(r.Visibility / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.Chan():
+		}
+		r.mu.Lock()
+		held := make([]queue.Message, 0, len(r.held))
+		byReceipt := make(map[string]*Message, len(r.held))
+		for h, m := range r.held {
+			held = append(held, m.Message)
+			byReceipt[h] = m
+		}
+		r.mu.Unlock()
+		if len(held) == 0 {
+			continue
+		}
+		failures, err := r.Queue.ChangeVisibility(ctx, r.Visibility, held...)
+		if err != nil && ctx.Err() == nil {
+			r.Metrics.Errors.WithLabelValues("heartbeat").Inc()
+			r.Log.Warn("extending the visibility of held messages", zap.Int("messages", len(held)), zap.Error(err))
+		}
+		for _, f := range failures {
+			m := byReceipt[f.Message.ReceiptHandle]
+			switch {
+			case f.ReceiptGone():
+				m.lose(f.Err)
+			case f.Code != "": // whole-call failures were counted above
+				r.Metrics.Errors.WithLabelValues("heartbeat").Inc()
+				m.log.Warn("extending the visibility of a held message", zap.Error(f.Err))
+			}
+		}
+	}
+}
+
+// releaseHeld releases every message still held: its work did not finish.
+func (r *Runtime) releaseHeld(ctx context.Context) {
+	r.mu.Lock()
+	left := make([]*Message, 0, len(r.held))
+	for _, m := range r.held {
+		left = append(left, m)
+	}
+	r.mu.Unlock()
+	for _, m := range left {
+		m.Release(0)
+	}
+	if len(left) > 0 {
+		r.Log.Info("released unfinished messages", zap.Int("messages", len(left)))
+	}
+}
+
+func (r *Runtime) sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-r.Clock.After(d):
+	}
+}
+
+// ErrReceiptLost is the cause of a message context cancelled because SQS no
+// longer accepts the message's receipt: it is, or will be, delivered again,
+// and whatever this delivery does can no longer be acknowledged.
+var ErrReceiptLost = errors.New("message receipt lost")

@@ -1,0 +1,319 @@
+package worker_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/jonboulle/clockwork"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/xrc-dev/xrc/internal/health"
+	"github.com/xrc-dev/xrc/internal/localstack"
+	"github.com/xrc-dev/xrc/internal/queue"
+	"github.com/xrc-dev/xrc/internal/worker"
+)
+
+// These tests run the runtime against the local stack's SQS. Time that
+// decides behaviour (heartbeats, the health check, the drain) runs on a
+// fake clock the test advances, so no test waits for it.
+
+const s3Event = `{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"k","size":1,"sequencer":"01"}}}]}`
+
+// role hands every message to handle.
+type role struct {
+	handle func(stop context.Context, m *worker.Message)
+}
+
+func (role) Start(context.Context)                            {}
+func (role) Drain(context.Context)                            {}
+func (r role) Handle(stop context.Context, m *worker.Message) { r.handle(stop, m) }
+
+type fixture struct {
+	client *sqs.Client
+	url    string
+	clock  *clockwork.FakeClock
+	health *health.Check
+	core   zapcore.Core
+	logs   *observer.ObservedLogs
+}
+
+func setup(t *testing.T) *fixture {
+	t.Helper()
+	env := localstack.Require(t)
+	ctx := context.Background()
+	client, err := env.SQS(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := localstack.UniqueName("worker")
+	url, _, err := env.EnsureQueue(ctx, name, 5, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { env.DeleteQueue(context.Background(), name) })
+	fc := clockwork.NewFakeClock()
+	core, logs := observer.New(zap.InfoLevel)
+	return &fixture{client: client, url: url, clock: fc, health: health.New(3*time.Minute, fc.Now), core: core, logs: logs}
+}
+
+func (f *fixture) send(t *testing.T, bodies ...string) {
+	t.Helper()
+	for _, b := range bodies {
+		if _, err := f.client.SendMessage(context.Background(), &sqs.SendMessageInput{QueueUrl: &f.url, MessageBody: aws.String(b)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// runtime returns a runtime on api (the real client, or a wrapper of it).
+func (f *fixture) runtime(api queue.API, maxHeld int) (*worker.Runtime, *worker.Metrics) {
+	m := worker.NewMetrics(prometheus.NewRegistry(), "test")
+	return worker.New(worker.Options{Queue: queue.New(api, f.url), ReceiveMax: 1, MaxHeld: maxHeld, Visibility: 30 * time.Second,
+		Drain: 10 * time.Second, Log: zap.New(f.core), Metrics: m, Health: f.health, Clock: f.clock}), m
+}
+
+// start runs rt until the returned stop is called.
+func start(t *testing.T, rt *worker.Runtime, r worker.Role) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = rt.Run(ctx, r); close(done) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case <-done:
+			case <-time.After(30 * time.Second):
+				t.Error("Run did not return")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// within polls cond (real time: it waits on the servers, not on the clock).
+func within(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, d)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// visible receives (and immediately releases) what the queue holds.
+func (f *fixture) visible(t *testing.T) []string {
+	t.Helper()
+	out, err := f.client.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: &f.url, MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bodies []string
+	for _, m := range out.Messages {
+		bodies = append(bodies, aws.ToString(m.Body))
+		_, _ = f.client.ChangeMessageVisibility(context.Background(), &sqs.ChangeMessageVisibilityInput{QueueUrl: &f.url, ReceiptHandle: m.ReceiptHandle, VisibilityTimeout: 0})
+	}
+	return bodies
+}
+
+// TestInvalidAndTestEvents: an invalid body is released (never deleted, so
+// it reaches the DLQ), S3's test event is acknowledged, and neither reaches
+// the role.
+func TestInvalidAndTestEvents(t *testing.T) {
+	f := setup(t)
+	rt, m := f.runtime(f.client, 1)
+	var handled atomic.Int32
+	start(t, rt, role{func(context.Context, *worker.Message) { handled.Add(1) }})
+	f.send(t, `{"Service":"Amazon S3","Event":"s3:TestEvent","Bucket":"b"}`)
+	within(t, 10*time.Second, "test event acknowledged", func() bool { return testutil.ToFloat64(m.Messages.WithLabelValues("acked")) == 1 })
+	f.send(t, "not json")
+	within(t, 10*time.Second, "invalid body released", func() bool { return testutil.ToFloat64(m.Messages.WithLabelValues("invalid")) >= 1 })
+	if handled.Load() != 0 {
+		t.Errorf("role handled %d messages, want 0", handled.Load())
+	}
+	if n := len(f.logs.FilterMessage("invalid message: releasing it towards the dead-letter queue").All()); n == 0 {
+		t.Error("invalid message not logged")
+	}
+}
+
+// failingDeletes makes DeleteMessageBatch fail (as a whole call) while
+// failing is set, and passes everything else to the real queue.
+type failingDeletes struct {
+	queue.API
+	failing atomic.Bool
+	calls   atomic.Int32
+}
+
+func (f *failingDeletes) DeleteMessageBatch(ctx context.Context, in *sqs.DeleteMessageBatchInput, o ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error) {
+	f.calls.Add(1)
+	if f.failing.Load() {
+		return nil, errors.New("connection reset by peer")
+	}
+	return f.API.DeleteMessageBatch(ctx, in, o...)
+}
+
+// TestAckFailureDoesNotHoldForever: an acknowledgement SQS keeps refusing
+// is retried, then the message leaves the held set anyway (it comes back
+// after its visibility timeout), counted and logged; a worker that holds
+// MaxHeld messages therefore keeps receiving.
+func TestAckFailureDoesNotHoldForever(t *testing.T) {
+	f := setup(t)
+	api := &failingDeletes{API: f.client}
+	api.failing.Store(true)
+	rt, m := f.runtime(api, 1)
+	var handled atomic.Int32
+	start(t, rt, role{func(_ context.Context, msg *worker.Message) {
+		handled.Add(1)
+		go msg.Ack() // its retries sleep on the fake clock
+	}})
+	f.send(t, s3Event, s3Event)
+	within(t, 10*time.Second, "first message handled", func() bool { return handled.Load() == 1 })
+	for api.calls.Load() < 3 {
+		f.clock.Advance(time.Second) // the retry backoff
+		time.Sleep(10 * time.Millisecond)
+	}
+	within(t, 10*time.Second, "failed ack counted", func() bool { return testutil.ToFloat64(m.Errors.WithLabelValues("delete_message")) == 1 })
+	if got := api.calls.Load(); got != 3 {
+		t.Errorf("DeleteMessageBatch called %d times, want 3 attempts", got)
+	}
+	// MaxHeld is 1: only a message that left the held set lets the second in.
+	within(t, 30*time.Second, "second message received", func() bool { return handled.Load() == 2 })
+	if n := len(f.logs.FilterMessage("acknowledging message failed: it will be delivered again after its visibility timeout").All()); n != 1 {
+		t.Errorf("%d log lines about the failed ack, want 1", n)
+	}
+	api.failing.Store(false)
+}
+
+// TestReceiptLostStopsWork: when the heartbeat finds a message's receipt
+// gone (another consumer deleted it here), the message's work is
+// cancelled with ErrReceiptLost and the message leaves the held set.
+func TestReceiptLostStopsWork(t *testing.T) {
+	f := setup(t)
+	rt, m := f.runtime(f.client, 1)
+	got := make(chan *worker.Message, 1)
+	start(t, rt, role{func(_ context.Context, msg *worker.Message) { got <- msg }})
+	f.send(t, s3Event)
+	var msg *worker.Message
+	select {
+	case msg = <-got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no message")
+	}
+	// Someone else settles it: its receipt is no longer valid.
+	if _, err := f.client.DeleteMessage(context.Background(), &sqs.DeleteMessageInput{QueueUrl: &f.url, ReceiptHandle: &msg.ReceiptHandle}); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Advance(10 * time.Second) // a third of the visibility: the heartbeat
+	select {
+	case <-msg.Context().Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("work of a message whose receipt is gone was not cancelled")
+	}
+	if !errors.Is(context.Cause(msg.Context()), worker.ErrReceiptLost) {
+		t.Errorf("cause %v, want ErrReceiptLost", context.Cause(msg.Context()))
+	}
+	within(t, 5*time.Second, "lost message dropped", func() bool { return rt.Held() == 0 })
+	if v := testutil.ToFloat64(m.Errors.WithLabelValues("receipt_lost")); v != 1 {
+		t.Errorf("receipt_lost counted %v times", v)
+	}
+	msg.Ack() // a no-op now: nothing to settle
+	if v := testutil.ToFloat64(m.Messages.WithLabelValues("acked")); v != 0 {
+		t.Errorf("a lost message was acknowledged")
+	}
+}
+
+// TestHealthReportsStuckWorker: a worker holding all it may, whose work
+// makes no progress, turns unhealthy once the health check's limit passes;
+// progress keeps it healthy however long the work takes.
+func TestHealthReportsStuckWorker(t *testing.T) {
+	f := setup(t)
+	rt, _ := f.runtime(f.client, 1)
+	got := make(chan *worker.Message, 1)
+	start(t, rt, role{func(_ context.Context, msg *worker.Message) { got <- msg }}) // never settles
+	f.send(t, s3Event)
+	var msg *worker.Message
+	select {
+	case msg = <-got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no message")
+	}
+	// Waiting for room: the heartbeat's ticker and the room check's.
+	if err := f.clock.BlockUntilContext(context.Background(), 2); err != nil {
+		t.Fatal(err)
+	}
+	// Long work that moves: healthy all along.
+	for range 30 {
+		rt.Progress()
+		f.clock.Advance(10 * time.Second)
+		time.Sleep(5 * time.Millisecond)
+	}
+	within(t, 5*time.Second, "healthy while work progresses", func() bool { return f.health.Err() == nil })
+	// Work that stopped moving: unhealthy after the limit.
+	for range 20 {
+		f.clock.Advance(10 * time.Second)
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := f.health.Err(); err == nil {
+		t.Fatal("health still ok after 200s without progress or a poll")
+	}
+	msg.Release(0)
+	within(t, 10*time.Second, "healthy again once it polls", func() bool { return f.health.Err() == nil })
+}
+
+// TestDrainReleasesUnfinished: on stop, work gets the drain time; what is
+// still held after it is released at once, not left hidden until its
+// visibility timeout.
+func TestDrainReleasesUnfinished(t *testing.T) {
+	f := setup(t)
+	rt, m := f.runtime(f.client, 1)
+	got := make(chan *worker.Message, 1)
+	stop := start(t, rt, role{func(_ context.Context, msg *worker.Message) { got <- msg }})
+	f.send(t, s3Event)
+	var msg *worker.Message
+	select {
+	case msg = <-got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no message")
+	}
+	done := make(chan struct{})
+	go func() { stop(); close(done) }()
+	// The drain timer, then its end.
+	if err := f.clock.BlockUntilContext(context.Background(), 2); err != nil {
+		t.Fatal(err)
+	}
+	if msg.Context().Err() != nil {
+		t.Fatal("work cancelled at the stop signal, before its drain time")
+	}
+	f.clock.Advance(10 * time.Second)
+	<-done
+	if msg.Context().Err() == nil {
+		t.Error("work not cancelled after the drain time")
+	}
+	if v := testutil.ToFloat64(m.Messages.WithLabelValues("released")); v != 1 {
+		t.Errorf("released %v messages, want 1", v)
+	}
+	if bodies := f.visible(t); len(bodies) != 1 {
+		t.Errorf("queue shows %d messages after the drain, want the released one", len(bodies))
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	for count, want := range map[int]time.Duration{0: 2 * time.Second, 1: 2 * time.Second, 2: 4 * time.Second, 8: 256 * time.Second, 9: 5 * time.Minute, 100: 5 * time.Minute} {
+		if got := worker.Backoff(count); got != want {
+			t.Errorf("Backoff(%d) = %s, want %s", count, got, want)
+		}
+	}
+}
