@@ -24,13 +24,13 @@ import (
 
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/dataset"
+	"github.com/xrc-dev/xrc/internal/deliver"
 	"github.com/xrc-dev/xrc/internal/health"
 	"github.com/xrc-dev/xrc/internal/ledger"
 	"github.com/xrc-dev/xrc/internal/localstack"
 	"github.com/xrc-dev/xrc/internal/queue"
 	"github.com/xrc-dev/xrc/internal/source"
 	"github.com/xrc-dev/xrc/internal/tombstone"
-	"github.com/xrc-dev/xrc/internal/deliver"
 )
 
 // pipeline is a provisioned deployment with both workers running in-process.

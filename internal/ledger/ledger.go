@@ -64,7 +64,9 @@ func New(api API, table string, now func() time.Time) *Store {
 	return &Store{api: api, table: table, now: now}
 }
 
-func keys(archiveID, region string) (pk, sk string) { return "archive#" + archiveID, "region#" + region }
+func keys(archiveID, region string) (pk, sk string) {
+	return "archive#" + archiveID, "region#" + region
+}
 
 func key(archiveID, region string) map[string]types.AttributeValue {
 	pk, sk := keys(archiveID, region)

@@ -85,4 +85,3 @@ func receiveOne(t *testing.T, q *queue.Queue) queue.Message {
 	t.Fatal("no message within 10s")
 	return queue.Message{}
 }
-

@@ -133,10 +133,10 @@ func (s *Store) Put(ctx context.Context, t Tombstone) error {
 		cond = "attribute_not_exists(#pk) OR #at < :at"
 	}
 	_, err := s.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                 &s.table,
-		Key:                       key(t.Bucket, t.Key),
-		UpdateExpression:          aws.String("SET #seq = :seq, #sequencer = :sequencer, #at = :at, #archive = :archive, #exp = :exp"),
-		ConditionExpression:       aws.String(cond),
+		TableName:           &s.table,
+		Key:                 key(t.Bucket, t.Key),
+		UpdateExpression:    aws.String("SET #seq = :seq, #sequencer = :sequencer, #at = :at, #archive = :archive, #exp = :exp"),
+		ConditionExpression: aws.String(cond),
 		ExpressionAttributeNames: map[string]string{"#pk": "pk", "#seq": "seq", "#sequencer": "sequencer", "#at": "atMs",
 			"#archive": "archiveId", "#exp": "expiresAt"},
 		ExpressionAttributeValues: values,
