@@ -1,0 +1,359 @@
+package deliver_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/xrc-dev/xrc/internal/config"
+	"github.com/xrc-dev/xrc/internal/dataset"
+	"github.com/xrc-dev/xrc/internal/manifest"
+)
+
+// The tests in this file hold the target to "the target decides; the
+// manifest only proposes" and to the ordering of writes and deletes. Each
+// stages hand-built archives into the target staging bucket, as S3
+// Replication would, so the target worker alone is under test.
+
+// twoRules adds a second rule (its own source bucket, prefix and
+// destination bucket) to the pipeline's config, for archives that name
+// another rule's places.
+func twoRules(c *config.Config) {
+	r2 := c.Rules[0]
+	r2.ID = "r2"
+	r2.SourceBucket = c.Rules[0].SourceBucket + "-b"
+	r2.Prefix = "other/"
+	r2.Destinations = []config.Destination{{Region: "eu-west-1", Bucket: c.Rules[0].Destinations[0].Bucket + "-b"}}
+	c.Rules = append(c.Rules, r2)
+}
+
+// stage writes the archive of m (objects objs) into target staging at key.
+func (p *pipeline) stage(t *testing.T, key string, m *manifest.Manifest, objs []dataset.Object) {
+	t.Helper()
+	putStaging(t, p.dst, p.cfg.Settings.Regions[1].StagingBucket, key, writeArchive(t, m, objs))
+}
+
+// stageRaw writes an archive whose manifest is encoded as is (the writer
+// would validate it).
+func (p *pipeline) stageRaw(t *testing.T, key string, m *manifest.Manifest, objs []dataset.Object) {
+	t.Helper()
+	var members []member
+	for i, o := range objs {
+		members = append(members, member{m.Objects[i].Member, o.Data})
+	}
+	putStaging(t, p.dst, p.cfg.Settings.Regions[1].StagingBucket, key, rawArchive(t, rawManifest(t, m), members))
+}
+
+// TestRejectsUntrustedArchives stages well-formed archives whose manifests
+// name places or actions this region's config does not allow. Each starts
+// with a valid object, so an extractor trusting the manifest object by
+// object would write something: nothing may be written anywhere, every
+// message must reach the DLQ, and the log must name what was wrong.
+func TestRejectsUntrustedArchives(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t, twoRules)
+	ctx := context.Background()
+	r1, r2 := &p.cfg.Rules[0], &p.cfg.Rules[1]
+	dst1, dst2 := r1.Destinations[0].Bucket, r2.Destinations[0].Bucket
+	evil := p.cfg.Settings.StackName + "-evil"
+	if err := p.env.EnsureBucket(ctx, "eu-west-1", evil, false); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.env.RemoveBucket(context.Background(), "eu-west-1", evil) })
+
+	rng := newRand()
+	objs := []dataset.Object{
+		{Key: "data/trust/valid.txt", ContentType: "text/plain", Data: dataset.Text(rng, 2000)},
+		{Key: "data/trust/hostile.txt", ContentType: "text/plain", Data: dataset.Text(rng, 3000)},
+	}
+	valid := func(id string) *manifest.Manifest { return manifestFor(id, objs, p.cfg, nil) }
+	cases := []struct {
+		name  string
+		key   string // staging key; default r1/<name>.tar.zst
+		edit  func(m *manifest.Manifest)
+		why   string // what the error must say
+		wrote string // the bucket a trusting target would have written to
+	}{
+		{name: "unconfigured-bucket", edit: func(m *manifest.Manifest) { m.Objects[1].Destinations[0].Bucket = evil },
+			why: fmt.Sprintf("objects[1] (key \"data/trust/hostile.txt\"): destinations[0] s3://%s/data/trust/hostile.txt in eu-west-1 is not where rule r1 sends this key", evil), wrote: evil},
+		{name: "other-rules-bucket", edit: func(m *manifest.Manifest) { m.Objects[1].Destinations[0].Bucket = dst2 },
+			why: fmt.Sprintf("destinations[0] s3://%s/data/trust/hostile.txt in eu-west-1 is not where rule r1 sends this key (s3://%s/data/trust/hostile.txt in eu-west-1)", dst2, dst1), wrote: dst2},
+		{name: "key-outside-mapping", edit: func(m *manifest.Manifest) { m.Objects[1].Destinations[0].Key = "elsewhere/hostile.txt" },
+			why: "destinations[0] s3://" + dst1 + "/elsewhere/hostile.txt in eu-west-1 is not where rule r1 sends this key", wrote: dst1},
+		{name: "storage-class", edit: func(m *manifest.Manifest) { m.Objects[1].Destinations[0].StorageClass = "REDUCED_REDUNDANCY" },
+			why: "storage class REDUCED_REDUNDANCY is not where rule r1 sends this key", wrote: dst1},
+		{name: "kms-key", edit: func(m *manifest.Manifest) { m.Objects[1].Destinations[0].KMSKeyID = "alias/attacker" },
+			why: "KMS key alias/attacker is not where rule r1 sends this key", wrote: dst1},
+		{name: "object-of-another-rule", edit: func(m *manifest.Manifest) {
+			m.Objects[1].Key = "other/hostile.txt"
+			m.Objects[1].Member = manifest.MemberName(1, "other/hostile.txt")
+			m.Objects[1].Destinations = destinations(r1, "other/hostile.txt")
+		}, why: `objects[1] (key "other/hostile.txt"): key is not covered by rule r1 (prefix "data/"`, wrote: dst1},
+		{name: "source-bucket", edit: func(m *manifest.Manifest) { m.Objects[1].Bucket = r2.SourceBucket },
+			why: fmt.Sprintf("bucket %q is not rule r1's source bucket %q", r2.SourceBucket, r1.SourceBucket), wrote: dst1},
+		{name: "delete-without-deletes", edit: func(m *manifest.Manifest) {
+			m.Objects = append(m.Objects, manifest.Object{Bucket: r1.SourceBucket, Key: "data/trust/victim.txt", Sequencer: "FFFFFFFFFFFFFFFFFF",
+				LastModified: time.Now().UTC(), Delete: true, Destinations: destinations(r1, "data/trust/victim.txt")})
+		}, why: "delete entry, but rule r1 does not propagate deletes", wrote: dst1},
+		{name: "unknown-rule", edit: func(m *manifest.Manifest) { m.RuleID = "nope" },
+			key: "nope/unknown-rule.tar.zst", why: `manifest ruleId "nope" is not a rule of this deployment's config`, wrote: dst1},
+		{name: "wrong-staging-prefix", key: "r2/wrong-staging-prefix.tar.zst",
+			why: `staging key "r2/wrong-staging-prefix.tar.zst" is not under rule r1's staging prefix "r1/"`, wrote: dst1},
+		{name: "source-region", edit: func(m *manifest.Manifest) { m.SourceRegion = "ap-southeast-2" },
+			why: `manifest sourceRegion "ap-southeast-2" is not rule r1's source region "us-east-1"`, wrote: dst1},
+	}
+	// A victim the hostile delete would remove, were it obeyed.
+	victim := dataset.Object{Key: "data/trust/victim.txt", ContentType: "text/plain", Data: []byte("keep me")}
+	victimArchive := manifestFor("victim", []dataset.Object{victim}, p.cfg, nil)
+	reg, _ := p.startTarget(t)
+	p.stage(t, "r1/victim.tar.zst", victimArchive, []dataset.Object{victim})
+	if got := p.waitDest(t, 1, time.Minute); got != 1 {
+		t.Fatalf("victim not delivered: destination holds %d objects", got)
+	}
+
+	var keys []string
+	for _, c := range cases {
+		m := valid("trust-" + c.name)
+		if c.edit != nil {
+			c.edit(m)
+		}
+		key := c.key
+		if key == "" {
+			key = "r1/" + c.name + ".tar.zst"
+		}
+		keys = append(keys, key)
+		p.stageRaw(t, key, m, objs)
+	}
+	slices.Sort(keys)
+	dlq := queueURL(t, p.sqs, p.cfg.TargetQueueName()+"-dlq")
+	tq := p.dep.TargetQueues["eu-west-1"]
+	if !poll(3*time.Minute, 500*time.Millisecond, func() bool { return p.depth(t, dlq) >= len(cases) && p.depth(t, tq) == 0 }) {
+		t.Fatalf("DLQ holds %d messages (want %d), target queue %d", p.depth(t, dlq), len(cases), p.depth(t, tq))
+	}
+	got := dlqKeys(t, p.sqs, dlq)
+	slices.Sort(got)
+	if !slices.Equal(got, keys) {
+		t.Errorf("dead-lettered %q, want %q", got, keys)
+	}
+	for _, b := range []string{dst1, dst2, evil} {
+		want := 0
+		if b == dst1 {
+			want = 1 // the victim, still there
+		}
+		if n := p.count(t, p.dst, b, ""); n != want {
+			t.Errorf("bucket %s holds %d objects, want %d: a rejected archive wrote there", b, n, want)
+		}
+	}
+	if !p.exists(t, dst1, victim.Key) {
+		t.Error("a delete the rule does not allow removed the victim")
+	}
+	for _, c := range cases {
+		found := false
+		for _, e := range p.logEntries("archive not delivered; message released for retry") {
+			msg := fmt.Sprint(e["error"])
+			if strings.Contains(msg, "archive rejected") && strings.Contains(msg, c.why) {
+				found = true
+				if d, _ := e["retryIn"].(time.Duration); d != 0 {
+					t.Errorf("%s: released with retryIn %v, want 0 (permanent)", c.name, d)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("%s: no log line says %q", c.name, c.why)
+		}
+	}
+	if n := metric(t, reg, "xrc_target_archives_total", "result", "rejected"); n < float64(len(cases)) {
+		t.Errorf("rejected archives counted %v, want at least %d", n, len(cases))
+	}
+}
+
+// seqAt returns sequencers that increase with n, from a fixed base.
+func seqAt(n int) string { return fmt.Sprintf("%016X", int64(0x18ED685BC0000000)+int64(n)) }
+
+// objectArchive is a one-object archive of key with the given sequencer.
+func (p *pipeline) objectArchive(id, key string, seq string, data []byte) (*manifest.Manifest, []dataset.Object) {
+	objs := []dataset.Object{{Key: key, ContentType: "text/plain", Data: data}}
+	m := manifestFor(id, objs, p.cfg, nil)
+	m.Objects[0].Sequencer = seq
+	return m, objs
+}
+
+// deleteArchive is an archive that deletes key, with the given sequencer.
+func (p *pipeline) deleteArchive(id, key, seq string) *manifest.Manifest {
+	m := manifestFor(id, nil, p.cfg, nil)
+	m.Objects = []manifest.Object{{Bucket: p.cfg.Rules[0].SourceBucket, Key: key, Sequencer: seq, LastModified: time.Now().UTC(),
+		Delete: true, Destinations: destinations(&p.cfg.Rules[0], key)}}
+	return m
+}
+
+// deliver stages m and waits until the worker has taken it out of staging.
+func (p *pipeline) deliver(t *testing.T, key string, m *manifest.Manifest, objs []dataset.Object) {
+	t.Helper()
+	p.stage(t, key, m, objs)
+	staging := p.cfg.Settings.Regions[1].StagingBucket
+	if !poll(time.Minute, 200*time.Millisecond, func() bool { return p.count(t, p.dst, staging, key) == 0 }) {
+		t.Fatalf("archive %s not delivered within a minute", key)
+	}
+}
+
+func (p *pipeline) read(t *testing.T, bucket, key string) []byte {
+	t.Helper()
+	out, err := p.dst.GetObject(context.Background(), &s3.GetObjectInput{Bucket: &bucket, Key: &key})
+	if err != nil {
+		t.Fatalf("reading s3://%s/%s: %v", bucket, key, err)
+	}
+	defer out.Body.Close()
+	var b bytes.Buffer
+	if _, err := b.ReadFrom(out.Body); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// TestDeletesAndOrdering: a delete leaves a tombstone, so an older create
+// delivered after it (out of order, a retry, a redriven dead letter) does
+// not bring the object back, while a newer create does; a delete never
+// removes an object xrc did not write.
+func TestDeletesAndOrdering(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t, func(c *config.Config) { c.Rules[0].Deletes = true })
+	ctx := context.Background()
+	dst := p.cfg.Rules[0].Destinations[0].Bucket
+	reg, _ := p.startTarget(t)
+
+	k := "data/order/k.txt"
+	v1, objs1 := p.objectArchive("create-v1", k, seqAt(1), []byte("version 1"))
+	p.deliver(t, "r1/create-v1.tar.zst", v1, objs1)
+	if string(p.read(t, dst, k)) != "version 1" {
+		t.Fatal("v1 not delivered")
+	}
+	p.deliver(t, "r1/delete-2.tar.zst", p.deleteArchive("delete-2", k, seqAt(2)), nil)
+	if p.exists(t, dst, k) {
+		t.Fatal("delete not propagated")
+	}
+	// v1's create again: a redelivery, or events out of order.
+	p.deliver(t, "r1/create-v1-again.tar.zst", v1, objs1)
+	if p.exists(t, dst, k) {
+		t.Fatal("an older create brought a deleted object back")
+	}
+	if n := metric(t, reg, "xrc_target_objects_total", "result", "skipped_deleted"); n != 1 {
+		t.Errorf("skipped_deleted = %v, want 1", n)
+	}
+	// A create newer than the delete lands.
+	v3, objs3 := p.objectArchive("create-v3", k, seqAt(3), []byte("version 3"))
+	p.deliver(t, "r1/create-v3.tar.zst", v3, objs3)
+	if string(p.read(t, dst, k)) != "version 3" {
+		t.Fatal("a create newer than the delete was not written")
+	}
+	// ... and the old delete, replayed, leaves it.
+	p.deliver(t, "r1/delete-2-again.tar.zst", p.deleteArchive("delete-2-again", k, seqAt(2)), nil)
+	if string(p.read(t, dst, k)) != "version 3" {
+		t.Fatal("a replayed older delete removed a newer write")
+	}
+
+	// An object xrc did not write, at a key the rule maps to.
+	foreign := "data/order/foreign.txt"
+	if _, err := p.dst.PutObject(ctx, &s3.PutObjectInput{Bucket: &dst, Key: &foreign, Body: strings.NewReader("not xrc's")}); err != nil {
+		t.Fatal(err)
+	}
+	p.deliver(t, "r1/delete-foreign.tar.zst", p.deleteArchive("delete-foreign", foreign, seqAt(9)), nil)
+	if !p.exists(t, dst, foreign) {
+		t.Error("a delete removed an object xrc did not write")
+	}
+	if n := metric(t, reg, "xrc_target_objects_total", "result", "delete_not_ours"); n != 1 {
+		t.Errorf("delete_not_ours = %v, want 1", n)
+	}
+	// Deleting what is not there is a success.
+	p.deliver(t, "r1/delete-absent.tar.zst", p.deleteArchive("delete-absent", "data/order/absent.txt", seqAt(9)), nil)
+	if n := metric(t, reg, "xrc_target_objects_total", "result", "deleted"); n != 1 {
+		t.Errorf("deleted = %v, want 1", n)
+	}
+}
+
+// TestStagingArchiveMissing: an event for an archive that is not in
+// staging (lifecycle expiry, deleted by hand) and was never delivered is a
+// counted failure that ends in the DLQ; the event of an archive delivered
+// before (a redelivery after a lost acknowledgement) is acknowledged.
+func TestStagingArchiveMissing(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t, nil)
+	ctx := context.Background()
+	reg, _ := p.startTarget(t)
+	staging := p.cfg.Settings.Regions[1].StagingBucket
+	m, objs := p.objectArchive("20261202T000000Z-0123456789ab", "data/missing/a.txt", seqAt(1), []byte("a"))
+	delivered := manifest.StagingKey(m)
+	p.deliver(t, delivered, m, objs)
+	gone := "r1/2026/12/02/20261202T000000Z-ffffffffffff.tar.zst"
+
+	tq := p.dep.TargetQueues["eu-west-1"]
+	for _, key := range []string{delivered, gone} {
+		body := fmt.Sprintf(`{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"eu-west-1","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":%q},"object":{"key":%q,"size":100,"sequencer":"01"}}}]}`, staging, key)
+		if _, err := p.sqs.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: &tq, MessageBody: aws.String(body)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dlq := queueURL(t, p.sqs, p.cfg.TargetQueueName()+"-dlq")
+	if !poll(2*time.Minute, 500*time.Millisecond, func() bool { return p.depth(t, dlq) >= 1 && p.depth(t, tq) == 0 }) {
+		t.Fatalf("DLQ %d, target queue %d", p.depth(t, dlq), p.depth(t, tq))
+	}
+	if got := dlqKeys(t, p.sqs, dlq); !slices.Equal(got, []string{gone}) {
+		t.Errorf("dead-lettered %q, want only the archive never delivered %q", got, gone)
+	}
+	if n := metric(t, reg, "xrc_target_archives_total", "result", "missing"); n < 2 {
+		t.Errorf("missing archives counted %v times, want one per attempt (>= 2)", n)
+	}
+	if len(p.logEntries("staging archive gone: already delivered")) == 0 {
+		t.Error("the redelivered archive was not recognised from the ledger")
+	}
+	found := false
+	for _, e := range p.logEntries("archive not delivered; message released for retry") {
+		if strings.Contains(fmt.Sprint(e["error"]), "is gone from staging and the ledger has no delivery of it in eu-west-1") {
+			found = true
+		}
+	}
+	if !found {
+		t.Error("no error log line names the missing archive")
+	}
+}
+
+// TestLargeObjectMixedDestinations: a large object (streamed, teed) with two
+// destinations in one region, one already holding it and one missing it,
+// is written to the missing one; the current one is skipped.
+func TestLargeObjectMixedDestinations(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t, func(c *config.Config) {
+		c.Rules[0].Destinations = append(c.Rules[0].Destinations, config.Destination{Region: "eu-west-1", Bucket: c.Rules[0].Destinations[0].Bucket + "-b"})
+	})
+	ctx := context.Background()
+	dstA, dstB := p.cfg.Rules[0].Destinations[0].Bucket, p.cfg.Rules[0].Destinations[1].Bucket
+	reg, _ := p.startTarget(t)
+	big := textData(5, 12<<20)
+	m, objs := p.objectArchive("large-1", "data/large/big.txt", seqAt(1), big)
+	p.deliver(t, "r1/large-1.tar.zst", m, objs)
+	for _, b := range []string{dstA, dstB} {
+		if !bytes.Equal(p.read(t, b, "data/large/big.txt"), big) {
+			t.Fatalf("s3://%s: large object not delivered", b)
+		}
+	}
+	if _, err := p.dst.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &dstB, Key: aws.String("data/large/big.txt")}); err != nil {
+		t.Fatal(err)
+	}
+	p.deliver(t, "r1/large-1-again.tar.zst", m, objs)
+	if !bytes.Equal(p.read(t, dstB, "data/large/big.txt"), big) {
+		t.Fatal("the missing destination was not written")
+	}
+	if n := metric(t, reg, "xrc_target_objects_total", "result", "skipped_older"); n != 1 {
+		t.Errorf("skipped_older = %v, want 1 (the destination that held it)", n)
+	}
+	if n := metric(t, reg, "xrc_target_archives_total", "result", "failed"); n != 0 {
+		t.Errorf("%v archive attempts failed", n)
+	}
+}
