@@ -100,14 +100,21 @@ func run(t testing.TB, start func(ctx context.Context) error) (stop func() error
 }
 
 func (p *pipeline) startSource(t testing.TB) func() error {
+	_, stop := p.startSourceReg(t)
+	return stop
+}
+
+// startSourceReg starts a source worker and returns its metrics too.
+func (p *pipeline) startSourceReg(t testing.TB) (*prometheus.Registry, func() error) {
 	rule := p.cfg.Rules[0]
 	q := queue.New(p.sqs, p.dep.SourceQueues[rule.ID])
+	reg := prometheus.NewRegistry()
 	w, err := source.New(source.Deps{Config: p.cfg, Region: "us-east-1", Queue: q, S3: p.src, Log: p.log.Named("source"),
-		Metrics: source.NewMetrics(prometheus.NewRegistry()), Health: health.New(time.Minute, time.Now)})
+		Metrics: source.NewMetrics(reg), Health: health.New(time.Minute, time.Now)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return run(t, w.Run)
+	return reg, run(t, w.Run)
 }
 
 func (p *pipeline) startTarget(t testing.TB) (*prometheus.Registry, func() error) {

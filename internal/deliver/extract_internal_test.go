@@ -107,6 +107,26 @@ func TestTagging(t *testing.T) {
 	}
 }
 
+// TestSourceMetadataCannotPoseAsProvenance: a source object's own
+// metadata under xrc- is renamed, so it can neither overwrite nor fake the
+// provenance that orders writes.
+func TestSourceMetadataCannotPoseAsProvenance(t *testing.T) {
+	m := &manifest.Manifest{ArchiveID: "a-1"}
+	o := &manifest.Object{Bucket: "src", Key: "k", Sequencer: "01", LastModified: time.UnixMilli(1000),
+		Metadata: map[string]string{"xrc-seq": "FFFFFFFFFFFFFFFFFFFF", "XRC-Archive": "forged", "xrc-orig-seq": "x", "owner": "me"}}
+	md := (&Worker{Deps: Deps{Log: zap.NewNop()}}).metadata(m, o, make([]byte, 32))
+	want := map[string]string{
+		MetaSequencer: "01", MetaArchive: "a-1", MetaModified: "1000", MetaSHA256: strings.Repeat("00", 32),
+		"xrc-orig-seq": "FFFFFFFFFFFFFFFFFFFF", "xrc-orig-Archive": "forged", "xrc-orig-orig-seq": "x", "owner": "me",
+	}
+	if !maps.Equal(md, want) {
+		t.Errorf("metadata = %v\nwant %v", md, want)
+	}
+	if p := readProvenance(md); p.sequencer != "01" {
+		t.Errorf("provenance sequencer %q, want the real one", p.sequencer)
+	}
+}
+
 func TestMetadataBudget(t *testing.T) {
 	m := &manifest.Manifest{ArchiveID: "20261122T030131Z-280ec2e843a1"}
 	sum := make([]byte, 32)

@@ -195,6 +195,11 @@ func (p *pipeline) finishAfterCrash(t *testing.T, objs []dataset.Object, before 
 	if n := p.depth(t, dlq); n != 0 {
 		t.Errorf("DLQ holds %d messages", n)
 	}
+	// The upload the crash left behind is aborted by the next delivery of
+	// the key; its parts are not left billed until a lifecycle rule runs.
+	if n := p.uploading(t, dst, "data/crash/big.txt"); n != 0 {
+		t.Errorf("%d incomplete multipart uploads of the large object remain after the next delivery", n)
+	}
 }
 
 // TestKilledMidArchive crashes the target worker while it writes an

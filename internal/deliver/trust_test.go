@@ -357,3 +357,49 @@ func TestLargeObjectMixedDestinations(t *testing.T) {
 		t.Errorf("%v archive attempts failed", n)
 	}
 }
+
+// TestVersionDeletes follows S3 Replication: on a versioned source bucket,
+// deleting one version for good (ObjectRemoved:Delete with a version id)
+// leaves the destination's current object alone; a delete marker
+// (ObjectRemoved:DeleteMarkerCreated) removes it.
+func TestVersionDeletes(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t, func(c *config.Config) { c.Rules[0].Deletes = true })
+	ctx := context.Background()
+	src, dst := p.cfg.Rules[0].SourceBucket, p.cfg.Rules[0].Destinations[0].Bucket
+	if err := p.env.EnsureBucket(ctx, "us-east-1", src, true); err != nil {
+		t.Fatal(err)
+	}
+	srcReg, _ := p.startSourceReg(t)
+	p.startTarget(t)
+	k := "data/versions/k.txt"
+	v1, err := p.src.PutObject(ctx, &s3.PutObjectInput{Bucket: &src, Key: &k, Body: strings.NewReader("version 1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.src.PutObject(ctx, &s3.PutObjectInput{Bucket: &src, Key: &k, Body: strings.NewReader("version 2")}); err != nil {
+		t.Fatal(err)
+	}
+	if !poll(2*time.Minute, 500*time.Millisecond, func() bool { return p.exists(t, dst, k) && string(p.read(t, dst, k)) == "version 2" }) {
+		t.Fatal("version 2 not replicated")
+	}
+	// The noncurrent version goes for good.
+	if _, err := p.src.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &src, Key: &k, VersionId: v1.VersionId}); err != nil {
+		t.Fatal(err)
+	}
+	if !poll(time.Minute, 500*time.Millisecond, func() bool {
+		return metric(t, srcReg, "xrc_source_objects_total", "result", "skipped_version_delete") == 1
+	}) {
+		t.Fatal("the version delete was not seen by the source worker")
+	}
+	if string(p.read(t, dst, k)) != "version 2" {
+		t.Fatal("deleting a noncurrent version changed the destination")
+	}
+	// A delete marker: the key is deleted.
+	if _, err := p.src.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &src, Key: &k}); err != nil {
+		t.Fatal(err)
+	}
+	if !poll(2*time.Minute, 500*time.Millisecond, func() bool { return !p.exists(t, dst, k) }) {
+		t.Fatal("a delete marker was not propagated")
+	}
+}

@@ -497,3 +497,51 @@ func md5hex(b []byte) string {
 	s := md5.Sum(b)
 	return hex.EncodeToString(s[:])
 }
+
+// An object whose key maps to no valid destination key (here the key equal
+// to the rule prefix, rewritten to an empty prefix) fails alone: the other
+// objects of its batch are archived, and its message, which no retry can
+// fix, goes to the dead-letter queue without waiting out the backoff.
+func TestUnroutableKeyFailsOnlyItsObject(t *testing.T) {
+	t.Parallel()
+	empty := ""
+	f := setup(t, func(c *config.Config) { c.Rules[0].Destinations[0].Prefix = &empty })
+	log, logs := observed(t)
+	r := f.start(t, log)
+	objs := []object{{key: "data/", data: []byte{}}} // a folder marker: "data/" -> ""
+	for i := range 9 {
+		objs = append(objs, object{key: fmt.Sprintf("data/routable/%d.txt", i), data: []byte(fmt.Sprintf("object %d", i))})
+	}
+	f.put(t, objs)
+	got := f.waitStaged(t, len(objs)-1, time.Minute)
+	for _, o := range objs[1:] {
+		if s, ok := got[o.key]; !ok || s.sum != digest(o.data) {
+			t.Errorf("%s not archived intact", o.key)
+		}
+	}
+	if _, ok := got["data/"]; ok {
+		t.Error("the unroutable object was archived")
+	}
+	dlq := f.deadLetterQueue(t)
+	f.waitDepth(t, dlq, 1, time.Minute)
+	f.waitDepth(t, f.sourceQueue(), 0, 10*time.Second)
+	for _, body := range f.takeAll(t, dlq, 10*time.Second) {
+		m, err := events.Parse([]byte(body))
+		if err != nil || len(m.Refs) != 1 || m.Refs[0].Key != "data/" {
+			t.Errorf("dead-lettered %q, want the event of data/", body)
+		}
+	}
+	if keys := loggedKeys(logs, "object not archived"); len(keys) < 1 || keys[0] != "data/" {
+		t.Errorf("logged not-archived keys %q, want data/", keys)
+	}
+	found := false
+	for _, e := range logs.FilterMessage("object not archived").All() {
+		found = found || strings.Contains(fmt.Sprint(e.ContextMap()["error"]), `key "data/" maps to an empty key`)
+	}
+	if !found {
+		t.Error("the log does not say why the object cannot be replicated")
+	}
+	if n := r.metric(t, "xrc_source_errors_total", "kind", "unroutable"); n < 1 {
+		t.Errorf("unroutable errors counted %v", n)
+	}
+}
