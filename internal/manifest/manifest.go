@@ -19,6 +19,14 @@ const Format = 1
 // make a reader allocate.
 const MaxSize = 64 << 20
 
+// MaxEntries caps the user metadata and tag entries of all objects of a
+// manifest together. Decoded, a map entry costs about 190 bytes of heap
+// against as little as 7 bytes of JSON, so without it a 64 MiB manifest of
+// tiny entries would take about 1 GiB to decode; with it decoding stays
+// within about 300 MiB. Decode counts entries before it decodes them, and
+// writers split batches to stay under it (Object.Cost).
+const MaxEntries = 1 << 20
+
 // ErrInvalid is wrapped by every error that reports a malformed or invalid
 // manifest, so callers can tell bad input from I/O failures with errors.Is.
 var ErrInvalid = errors.New("invalid manifest")
@@ -105,6 +113,9 @@ func Decode(r io.Reader) (*Manifest, error) {
 	if len(data) > MaxSize {
 		return nil, fmt.Errorf("%w: larger than %d bytes", ErrInvalid, MaxSize)
 	}
+	if err := checkEntries(data); err != nil {
+		return nil, err
+	}
 	var m Manifest
 	if err := json.Unmarshal(data, &m); err != nil {
 		// A newer format may change field types; say so rather than report
@@ -121,6 +132,57 @@ func Decode(r io.Reader) (*Manifest, error) {
 		return nil, err
 	}
 	return &m, nil
+}
+
+// checkEntries counts the metadata and tag entries of data's objects
+// before they are decoded into maps (decoding them into raw bytes first is
+// cheap), and rejects a manifest holding more than MaxEntries.
+func checkEntries(data []byte) error {
+	var shadow struct {
+		Objects []struct {
+			Metadata json.RawMessage `json:"metadata"`
+			Tags     json.RawMessage `json:"tags"`
+		} `json:"objects"`
+	}
+	if json.Unmarshal(data, &shadow) != nil {
+		return nil // the full decode reports it, with its place
+	}
+	n := 0
+	for _, o := range shadow.Objects {
+		n += members(o.Metadata) + members(o.Tags)
+		if n > MaxEntries {
+			return fmt.Errorf("%w: more than %d metadata and tag entries in all", ErrInvalid, MaxEntries)
+		}
+	}
+	return nil
+}
+
+// members counts the members of a JSON object (its colons outside strings).
+func members(raw []byte) int {
+	n, inString, escaped := 0, false, false
+	for _, c := range raw {
+		switch {
+		case escaped:
+			escaped = false
+		case inString && c == '\\':
+			escaped = true
+		case c == '"':
+			inString = !inString
+		case !inString && c == ':':
+			n++
+		}
+	}
+	return n
+}
+
+// Cost is what o adds to an encoded manifest: about its bytes, and its
+// metadata and tag entries (see MaxSize, MaxEntries).
+func (o *Object) Cost() (bytes, entries int) {
+	b, err := json.Marshal(o)
+	if err != nil {
+		return MaxSize, MaxEntries // cannot be encoded: it goes alone
+	}
+	return len(b) + 1, len(o.Metadata) + len(o.Tags)
 }
 
 func formatError(f int) error {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -323,5 +324,54 @@ func TestTotalSize(t *testing.T) {
 	m.Objects = append(m.Objects, Object{Size: math.MaxInt64}, Object{Size: math.MaxInt64})
 	if got := m.TotalSize(); got != math.MaxInt64 {
 		t.Errorf("TotalSize = %d, want saturation at MaxInt64", got)
+	}
+}
+
+// TestDecodeCapsEntries: a manifest of tiny metadata entries (7 bytes of
+// JSON each, about 190 bytes each once decoded) is rejected before its
+// maps are built, so a hostile manifest cannot make a reader allocate
+// gigabytes; one at the cap decodes.
+func TestDecodeCapsEntries(t *testing.T) {
+	build := func(entries int) []byte {
+		var b bytes.Buffer
+		b.WriteString(`{"format":1,"archiveId":"a","level":3,"objects":[`)
+		perObject := 1000
+		for i := 0; entries > 0; i++ {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, `{"bucket":"b","key":"k%d","member":"objects/%06d/k%d","destinations":[{"region":"r","bucket":"b","key":"k"}],"metadata":{`, i, i, i)
+			n := min(entries, perObject)
+			for j := range n {
+				if j > 0 {
+					b.WriteByte(',')
+				}
+				fmt.Fprintf(&b, `"%x":""`, j)
+			}
+			entries -= n
+			b.WriteString(`}}`)
+		}
+		b.WriteString(`]}`)
+		return b.Bytes()
+	}
+	var before, after runtime.MemStats
+	data := build(MaxEntries + 1)
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	_, err := Decode(bytes.NewReader(data))
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "metadata and tag entries") {
+		t.Fatalf("Decode of %d entries: %v, want the entry cap", MaxEntries+1, err)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 4*uint64(len(data)) {
+		t.Errorf("rejecting a %d MiB manifest allocated %d MiB; the cap must act before the maps are built", len(data)>>20, alloc>>20)
+	}
+	// Metadata beyond S3's 2 KB per object is invalid anyway; at the cap,
+	// the counting itself must not reject.
+	if err := checkEntries(build(MaxEntries)); err != nil {
+		t.Errorf("checkEntries at the cap: %v", err)
+	}
+	if n := members([]byte(`{"a:b":"c\"d:e","f":{"g":1}}`)); n != 3 {
+		t.Errorf("members counted %d, want 3 (colons in strings do not count)", n)
 	}
 }

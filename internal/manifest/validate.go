@@ -45,8 +45,13 @@ func (m *Manifest) Validate() error {
 	if err := CheckLevel(m.Level); err != nil {
 		p.addf("level: %v", err)
 	}
+	entries := 0
 	for i := range m.Objects {
 		m.Objects[i].validate(p.object(i, m.Objects[i].Key))
+		entries += len(m.Objects[i].Metadata) + len(m.Objects[i].Tags)
+	}
+	if entries > MaxEntries {
+		p.addf("%d metadata and tag entries, more than %d", entries, MaxEntries)
 	}
 	checkMembers(m.Objects, p)
 	return p.err()

@@ -1,6 +1,7 @@
 package source
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/xrc-dev/xrc/internal/manifest"
@@ -36,5 +37,42 @@ func TestLevelFor(t *testing.T) {
 				t.Errorf("levelFor(%+v, %d) = %d, want %d", tt.obj, tt.level, got, tt.want)
 			}
 		})
+	}
+}
+
+// TestSplitKeepsManifestsReadable: a batch whose manifest would pass the
+// readers' limits becomes several archives, each well inside them.
+func TestSplitKeepsManifestsReadable(t *testing.T) {
+	md := map[string]string{}
+	for i := range 200 {
+		md[fmt.Sprintf("k%03d", i)] = "v"
+	}
+	entries := make([]entry, 12000) // 2.4M entries in all: over MaxEntries
+	for i := range entries {
+		entries[i].obj = manifest.Object{Bucket: "b", Key: fmt.Sprintf("k%d", i), Metadata: md}
+	}
+	parts := split(entries)
+	if len(parts) < 5 {
+		t.Fatalf("%d parts, want at least 5", len(parts))
+	}
+	total := 0
+	for _, p := range parts {
+		n := 0
+		for _, e := range p {
+			n += len(e.obj.Metadata)
+		}
+		if n > manifest.MaxEntries/2 {
+			t.Errorf("part of %d entries, more than half of MaxEntries", n)
+		}
+		total += len(p)
+	}
+	if total != len(entries) {
+		t.Errorf("parts hold %d entries, want %d", total, len(entries))
+	}
+	if got := split(entries[:3]); len(got) != 1 || len(got[0]) != 3 {
+		t.Errorf("a small batch was split: %d parts", len(got))
+	}
+	if got := split(nil); len(got) != 0 {
+		t.Errorf("split(nil) = %d parts", len(got))
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/xrc-dev/xrc/internal/awsapi"
 	"github.com/xrc-dev/xrc/internal/config"
+	"github.com/xrc-dev/xrc/internal/manifest"
 )
 
 // Pack is the per-batch step: it plans an archive of the objects items name
@@ -22,7 +23,35 @@ func (w *Worker) Pack(ctx context.Context, rule *config.Rule, items []Item, clos
 		closed = w.Clock.Now()
 	}
 	log := w.Log.With(zap.String("rule", rule.ID))
-	entries := w.plan(ctx, rule, items, log)
+	for _, part := range split(w.plan(ctx, rule, items, log)) {
+		w.packPart(ctx, rule, part, closed, log)
+	}
+}
+
+// split cuts entries into runs whose manifests stay well inside what
+// readers accept (manifest.MaxSize, manifest.MaxEntries): a batch of many
+// objects with large metadata becomes several archives rather than one that
+// every target would reject.
+func split(entries []entry) [][]entry {
+	var parts [][]entry
+	start, size, n := 0, 0, 0
+	for i := range entries {
+		b, e := entries[i].obj.Cost()
+		if i > start && (size+b > manifest.MaxSize/2 || n+e > manifest.MaxEntries/2) {
+			parts = append(parts, entries[start:i])
+			start, size, n = i, 0, 0
+		}
+		size, n = size+b, n+e
+	}
+	if start < len(entries) {
+		parts = append(parts, entries[start:])
+	}
+	return parts
+}
+
+// packPart stages one archive of entries, retrying without an object that
+// fails mid-stream, and settles their items.
+func (w *Worker) packPart(ctx context.Context, rule *config.Rule, entries []entry, closed time.Time, log *zap.Logger) {
 	for attempt := 1; len(entries) > 0; attempt++ {
 		id, err := w.stage(ctx, rule, entries, closed)
 		if err == nil {
