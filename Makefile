@@ -52,11 +52,13 @@ demo: stack-up ## Run the whole pipeline locally and print a report
 bench: ## Codec benchmarks with the zstd CLI as same-run reference
 	bash internal/archive/bench.sh
 
-fuzz: ## Run each fuzz target for FUZZTIME (default 30s)
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/config/
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/events/
-	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./internal/manifest/
-	$(GO) test -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME) ./internal/archive/
+fuzz: ## Run every fuzz target (found in the sources) for FUZZTIME each (default 30s)
+	@grep -rl --include='*_test.go' '^func Fuzz' internal deploy | sort | while read -r f; do \
+		for t in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' "$$f"); do \
+			echo "fuzz $$t in ./$$(dirname "$$f")"; \
+			$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) "./$$(dirname "$$f")" || exit 1; \
+		done; \
+	done
 
 synth: ## Synthesize the CDK stacks for configs/example.json offline (cdk-nag included; no AWS credentials)
 	deploy/cdk/cdk synth --quiet -c config=configs/example.json -o $(CACHE)/cdk.out/example
