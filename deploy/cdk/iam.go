@@ -85,8 +85,10 @@ func (s *regionStack) grantSource(role awsiam.Role, rule *config.Rule, q *workQu
 
 // grantTarget gives the region's target worker what it calls: read and
 // delete the archives of rules with a destination here, write (and, for
-// rules propagating deletes, delete) under each destination prefix, consume
-// the target queue and read the config.
+// rules propagating deletes, delete) under each destination prefix, list
+// and abort the multipart uploads left there, keep tombstones and the
+// ledger in the region's table, consume the target queue and read the
+// config.
 func (s *regionStack) grantTarget(role awsiam.Role, q *workQueue) {
 	p := s.policy(role)
 	region := s.plan.Region.Name
@@ -96,7 +98,7 @@ func (s *regionStack) grantTarget(role awsiam.Role, q *workQueue) {
 		archives = append(archives, staging+"/"+stagingPrefix(rule.ID)+"*")
 	}
 	p.allow("ReadAndDeleteArchives",
-		[]string{"s3:GetObject", "s3:GetObjectVersion", "s3:DeleteObject", "s3:DeleteObjectVersion"}, archives, nil,
+		[]string{"s3:GetObject", "s3:DeleteObject"}, archives, nil,
 		"archives under the prefixes <ruleId>/ of the rules with a destination in this region")
 	// 404 (already extracted by an earlier delivery) rather than 403.
 	p.allow("ListStaging", []string{"s3:ListBucket"}, []string{staging}, nil, "")
@@ -110,8 +112,9 @@ func (s *regionStack) grantTarget(role awsiam.Role, q *workQueue) {
 		for _, prefix := range d.DeletePrefixes {
 			deletable = append(deletable, s3ObjectsARN(d.Bucket, prefix))
 		}
-		// GetObject is for HEAD (the conditional-write check); tagging
-		// rides on the PutObject / CreateMultipartUpload itself.
+		// GetObject is for HEAD (the conditional-write check) and for
+		// conditional deletes (If-Match needs it); tagging rides on the
+		// PutObject / CreateMultipartUpload itself.
 		p.allow(fmt.Sprintf("WriteDestination%d", i),
 			[]string{"s3:PutObject", "s3:PutObjectTagging", "s3:GetObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"},
 			objects, nil, whyObjectsUnderPrefix)
@@ -119,8 +122,9 @@ func (s *regionStack) grantTarget(role awsiam.Role, q *workQueue) {
 			p.allow(fmt.Sprintf("PropagateDeletes%d", i), []string{"s3:DeleteObject"}, deletable, nil,
 				whyObjectsUnderPrefix+" (rules with deletes: true only)")
 		}
-		// HEAD of a key not written yet must be 404, not 403.
-		p.allow(fmt.Sprintf("ListDestination%d", i), []string{"s3:ListBucket"}, []string{s3BucketARN(d.Bucket)}, nil, "")
+		// HEAD of a key not written yet must be 404, not 403; the upload
+		// listing finds the multipart uploads a killed worker left behind.
+		p.allow(fmt.Sprintf("ListDestination%d", i), []string{"s3:ListBucket", "s3:ListBucketMultipartUploads"}, []string{s3BucketARN(d.Bucket)}, nil, "")
 		// Destination buckets may encrypt by default with a key of their
 		// own: allow it through S3, in this region, for this bucket only.
 		p.allow(fmt.Sprintf("EncryptDestination%d", i), []string{"kms:GenerateDataKey", "kms:Decrypt"}, []string{"*"},
@@ -135,6 +139,8 @@ func (s *regionStack) grantTarget(role awsiam.Role, q *workQueue) {
 				[]string{resource}, conditions, why)
 		}
 	}
+	p.allow("TombstonesAndLedger", []string{"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
+		[]string{*s.table.TableArn()}, nil, "")
 	s.grantCommon(p, q)
 }
 

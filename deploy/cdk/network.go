@@ -48,10 +48,8 @@ func newNetwork(s *regionStack) *network {
 		return n
 	}
 	gateways := map[string]*awsec2.GatewayVpcEndpointOptions{
-		"S3": {Service: awsec2.GatewayVpcEndpointAwsService_S3()},
-	}
-	if s.plan.IsSource() {
-		gateways["DynamoDB"] = &awsec2.GatewayVpcEndpointOptions{Service: awsec2.GatewayVpcEndpointAwsService_DYNAMODB()}
+		"S3":       {Service: awsec2.GatewayVpcEndpointAwsService_S3()},
+		"DynamoDB": {Service: awsec2.GatewayVpcEndpointAwsService_DYNAMODB()},
 	}
 	flowLogs := awslogs.NewLogGroup(s.Stack, jsii.String("FlowLogs"), &awslogs.LogGroupProps{
 		Retention:     logRetention(s.d.Options.LogRetentionDays),

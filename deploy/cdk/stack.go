@@ -62,8 +62,8 @@ func newRegionStack(app awscdk.App, d *deployment, rp *regionPlan) awscdk.Stack 
 		EnableFargateCapacityProviders: jsii.Bool(true),
 		ContainerInsightsV2:            awsecs.ContainerInsights_ENABLED,
 	})
+	s.table = s.newTable()
 	if rp.IsSource() {
-		s.table = s.newStatsTable()
 		for _, w := range rp.Watched {
 			s.watch(w)
 		}
@@ -114,19 +114,23 @@ func (s *regionStack) newConfigParameter() awsssm.StringParameter {
 	})
 }
 
-// newStatsTable is the compression statistics table the source workers
-// share (string keys pk, sk).
-func (s *regionStack) newStatsTable() awsdynamodb.Table {
+// newTable is the region's table (config.TableName): compression
+// statistics the source workers share, delete tombstones and the ledger of
+// delivered archives the target worker keeps. String keys pk, sk; items
+// that must not live for ever carry expiresAt (TTL).
+func (s *regionStack) newTable() awsdynamodb.Table {
 	return awsdynamodb.NewTable(s.Stack, jsii.String("Stats"), &awsdynamodb.TableProps{
-		TableName:    jsii.String(s.d.Config.TableName()),
-		PartitionKey: &awsdynamodb.Attribute{Name: jsii.String("pk"), Type: awsdynamodb.AttributeType_STRING},
-		SortKey:      &awsdynamodb.Attribute{Name: jsii.String("sk"), Type: awsdynamodb.AttributeType_STRING},
-		BillingMode:  awsdynamodb.BillingMode_PAY_PER_REQUEST,
+		TableName:           jsii.String(s.d.Config.TableName()),
+		PartitionKey:        &awsdynamodb.Attribute{Name: jsii.String("pk"), Type: awsdynamodb.AttributeType_STRING},
+		SortKey:             &awsdynamodb.Attribute{Name: jsii.String("sk"), Type: awsdynamodb.AttributeType_STRING},
+		BillingMode:         awsdynamodb.BillingMode_PAY_PER_REQUEST,
+		TimeToLiveAttribute: jsii.String("expiresAt"),
 		PointInTimeRecoverySpecification: &awsdynamodb.PointInTimeRecoverySpecification{
 			PointInTimeRecoveryEnabled: jsii.Bool(true),
 		},
-		// Statistics are relearned; keeping the table would block a
-		// redeploy under the same fixed name.
+		// Statistics are relearned, and tombstones and ledger entries only
+		// matter while messages can still be in flight; keeping the table
+		// would block a redeploy under the same fixed name.
 		RemovalPolicy: awscdk.RemovalPolicy_DESTROY,
 	})
 }

@@ -541,6 +541,13 @@ func TestIAMLeastPrivilege(t *testing.T) {
 			t.Errorf("%s %s %s: resources %v, want the staging bucket's %s", tc.region, tc.role, tc.sid, got, tc.want)
 		}
 	}
+	// Exactly the calls the target makes on staging archives: no version
+	// deletes.
+	for _, st := range statements(s.json["eu-west-1"]) {
+		if strings.HasPrefix(st.Role, "<TargetTaskRole") && st.Sid == "ReadAndDeleteArchives" && !slices.Equal(st.Actions, []string{"s3:GetObject", "s3:DeleteObject"}) {
+			t.Errorf("target archive actions %v, want s3:GetObject, s3:DeleteObject", st.Actions)
+		}
+	}
 	if got := grants("ap-southeast-2", "TargetTaskRole", "ReadAndDeleteArchives"); len(got) != 1 {
 		t.Errorf("ap-southeast-2 reads archives of %v: exports has no destination there", got)
 	}
@@ -848,22 +855,36 @@ func TestConfigParameter(t *testing.T) {
 	}
 }
 
-// TestStatsTable: on-demand with point-in-time recovery, source regions
-// only.
-func TestStatsTable(t *testing.T) {
+// TestTable: every region has the table (statistics at the source,
+// tombstones and the ledger at the targets): on-demand, point-in-time
+// recovery, TTL on expiresAt; the target role may read and write items
+// there and nothing else.
+func TestTable(t *testing.T) {
 	s := exampleApp(t)
-	check(t, "stats table", func() {
-		s.tmpl["us-east-1"].HasResourceProperties(jsii.String("AWS::DynamoDB::Table"), obj(map[string]any{
-			"TableName":                        "xrc-stats",
-			"BillingMode":                      "PAY_PER_REQUEST",
-			"PointInTimeRecoverySpecification": map[string]any{"PointInTimeRecoveryEnabled": true},
-		}))
-		s.tmpl["eu-west-1"].ResourceCountIs(jsii.String("AWS::DynamoDB::Table"), jsii.Number(0))
-	})
+	for region, tm := range s.tmpl {
+		check(t, region+" table", func() {
+			tm.ResourceCountIs(jsii.String("AWS::DynamoDB::Table"), jsii.Number(1))
+			tm.HasResourceProperties(jsii.String("AWS::DynamoDB::Table"), obj(map[string]any{
+				"TableName":                        "xrc-stats",
+				"BillingMode":                      "PAY_PER_REQUEST",
+				"PointInTimeRecoverySpecification": map[string]any{"PointInTimeRecoveryEnabled": true},
+				"TimeToLiveSpecification":          map[string]any{"AttributeName": "expiresAt", "Enabled": true},
+			}))
+		})
+	}
+	for _, st := range statements(s.json["eu-west-1"]) {
+		if strings.HasPrefix(st.Role, "<TargetTaskRole") && st.Sid == "TombstonesAndLedger" {
+			if !slices.Equal(st.Actions, []string{"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}) {
+				t.Errorf("target table actions %v", st.Actions)
+			}
+			return
+		}
+	}
+	t.Error("the target role has no TombstonesAndLedger statement")
 }
 
 // TestNetwork: an isolated VPC (no NAT, no internet gateway) with gateway
-// endpoints for S3 (and DynamoDB where the table is) and interface
+// endpoints for S3 and DynamoDB and interface
 // endpoints for the other APIs the tasks call.
 func TestNetwork(t *testing.T) {
 	s := exampleApp(t)
@@ -874,10 +895,7 @@ func TestNetwork(t *testing.T) {
 			services = append(services, name[strings.LastIndex(name, ".")+1:])
 		}
 		sort.Strings(services)
-		want := []string{"api", "dkr", "logs", "s3", "sqs", "ssm"}
-		if region == "us-east-1" {
-			want = []string{"api", "dkr", "dynamodb", "logs", "s3", "sqs", "ssm"}
-		}
+		want := []string{"api", "dkr", "dynamodb", "logs", "s3", "sqs", "ssm"}
 		if !slices.Equal(services, want) {
 			t.Errorf("%s endpoints %v, want %v", region, services, want)
 		}
