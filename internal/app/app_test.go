@@ -1,11 +1,18 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func TestParseFlags(t *testing.T) {
@@ -42,4 +49,60 @@ func TestExit(t *testing.T) {
 	if Exit(err) != 2 {
 		t.Errorf("no config: exit %d, want 2 (%v)", Exit(err), err)
 	}
+}
+
+// TestMetricsFlushedAfterDrain: what the worker counts after the stop
+// signal (its drain) still reaches the EMF stream, because Stop flushes
+// once the worker has returned.
+func TestMetricsFlushedAfterDrain(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "config.json")
+	data, err := os.ReadFile(filepath.Join("..", "..", "configs", "local.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfgPath, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"XRC_CONFIG": cfgPath, "XRC_REGION": "eu-west-1", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y"}
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	var out syncBuffer
+	p, err := Start(ctx, "xrc-test", nil, os.Getenv, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	drained := prometheus.NewCounter(prometheus.CounterOpts{Name: "xrc_test_drained_total"})
+	p.Registry.MustRegister(drained)
+	stop()                            // SIGTERM
+	time.Sleep(50 * time.Millisecond) // the periodic flusher sees the signal
+	drained.Inc()                     // work finished during the drain
+	p.Stop()
+	if !strings.Contains(out.String(), `"xrc_test_drained_total":1`) {
+		t.Errorf("the drain's metrics never reached the EMF stream:\n%s", out.String())
+	}
+	// The EMF namespace is the stack's name.
+	if !strings.Contains(out.String(), `"Namespace":"xrc-local"`) {
+		t.Errorf("EMF namespace is not the stack name")
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the logger and the flusher at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
