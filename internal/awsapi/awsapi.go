@@ -1,6 +1,7 @@
 // Package awsapi builds the SDK clients xrc uses and classifies their errors
 // in one place, so the pipelines branch on meaning (not found, precondition
-// failed, throttled) rather than on error strings.
+// failed, access denied) rather than on error strings; throttling is the
+// SDK's retryer's business (MaxAttempts).
 package awsapi
 
 import (

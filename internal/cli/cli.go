@@ -118,7 +118,7 @@ func pack(args []string, env Env) error {
 	level := fs.Int("level", 3, "zstd level")
 	region := fs.String("region", "local", "source region recorded in the manifest")
 	dest := fs.String("dest", "", "destination REGION/BUCKET[/PREFIX] recorded for every object")
-	dir, rest := splitPositional(args)
+	dir, rest := splitPositional(fs, args)
 	if err := fs.Parse(rest); err != nil {
 		return fmt.Errorf("%w: %v", ErrUsage, err)
 	}
@@ -163,8 +163,10 @@ func packFile(w *archive.Writer, i int, name string) error {
 	return err
 }
 
-// splitPositional lets the directory come before or after the flags.
-func splitPositional(args []string) (string, []string) {
+// splitPositional lets the one positional argument come before or after
+// the flags of fs: a flag takes the next argument as its value unless it is
+// a boolean flag (as the flag package decides) or carries "=value".
+func splitPositional(fs *flag.FlagSet, args []string) (string, []string) {
 	var pos string
 	var rest []string
 	for i := 0; i < len(args); i++ {
@@ -172,7 +174,7 @@ func splitPositional(args []string) (string, []string) {
 		switch {
 		case strings.HasPrefix(a, "-"):
 			rest = append(rest, a)
-			if !strings.Contains(a, "=") && i+1 < len(args) && a != "--json" && a != "-json" {
+			if !strings.Contains(a, "=") && i+1 < len(args) && !isBoolFlag(fs, strings.TrimLeft(a, "-")) {
 				rest = append(rest, args[i+1])
 				i++
 			}
@@ -183,6 +185,15 @@ func splitPositional(args []string) (string, []string) {
 		}
 	}
 	return pos, rest
+}
+
+func isBoolFlag(fs *flag.FlagSet, name string) bool {
+	f := fs.Lookup(name)
+	if f == nil {
+		return false
+	}
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
 }
 
 // manifestForDir describes every regular file under dir, keyed by its
@@ -355,7 +366,7 @@ func openArchive(ctx context.Context, cmd, usage string, args []string, env Env,
 	if define != nil {
 		define(fs)
 	}
-	loc, rest := splitPositional(args)
+	loc, rest := splitPositional(fs, args)
 	if err := fs.Parse(rest); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUsage, err)
 	}

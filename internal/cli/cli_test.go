@@ -87,6 +87,14 @@ func TestPackInspectVerify(t *testing.T) {
 	if err != nil || !strings.Contains(out, `"key": "sub dir/ünï+code.txt"`) || !strings.Contains(out, `"key": "copy/a.csv"`) {
 		t.Errorf("inspect --json: %v\n%s", err, out)
 	}
+	// Boolean flags are told from flags with values by the flag set, not by
+	// a list of names: either side of the file, any spelling.
+	for _, args := range [][]string{{file, "-json"}, {"-json=true", file}, {"--json", file}} {
+		out, _, err := run(t, append([]string{"archive", "inspect"}, args...)...)
+		if err != nil || !strings.Contains(out, `"key": "copy/a.csv"`) {
+			t.Errorf("inspect %q: %v\n%s", args, err, out)
+		}
+	}
 	if out, _, err = run(t, "archive", "verify", file); err != nil || !strings.Contains(out, "ok: 3 objects") {
 		t.Errorf("verify: %q %v", out, err)
 	}
