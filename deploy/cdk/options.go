@@ -1,5 +1,8 @@
 package main
 
+// This file lists every CDK context option with its default and check:
+// one table, read top to bottom.
+
 import (
 	"encoding/json"
 	"errors"

@@ -1,5 +1,8 @@
 package archive
 
+// This file is one state machine (the verifying Reader) and the checks
+// whose order it relies on; split, its invariants would be scattered.
+
 import (
 	"archive/tar"
 	"crypto/sha256"

@@ -1,5 +1,8 @@
 package archive
 
+// This file is the Writer and its frame bookkeeping, one state machine
+// mirroring reader.go; it stays whole for the same reason.
+
 import (
 	"archive/tar"
 	"bytes"

@@ -3,6 +3,10 @@
 // binary — source worker, target worker, CLI and CDK app — reads the same way.
 package config
 
+// This file holds the document's types and the few methods that derive
+// facts from them (names, routes, matching); the types are the schema, so
+// they stay together.
+
 import (
 	"encoding/json"
 	"fmt"

@@ -1,5 +1,8 @@
 package config
 
+// This file is every semantic check of the document, in JSON-path order,
+// so an operator's question "what does validate check?" has one answer.
+
 import (
 	"fmt"
 	"net"

@@ -1,5 +1,9 @@
 package localstack
 
+// This file is the local stand-in for the CDK app's resources (buckets,
+// queues, routes, replication, tables): one list of small, independent
+// helpers, read one at a time.
+
 import (
 	"bytes"
 	"context"

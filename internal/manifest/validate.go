@@ -1,5 +1,8 @@
 package manifest
 
+// This file is every invariant of the manifest format in one place, the
+// reference a second implementation would be checked against.
+
 import (
 	"errors"
 	"fmt"

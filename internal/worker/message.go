@@ -102,3 +102,25 @@ func (m *Message) lose(err error) {
 	m.rt.Metrics.Errors.WithLabelValues("receipt_lost").Inc()
 	m.log.Warn("message receipt lost: stopping its work; it will be delivered again", zap.Error(err))
 }
+
+// parse decodes m's S3 event body. An invalid body is released at once (no
+// retry can fix it, but only the dead-letter queue may keep it, which it
+// reaches after maxReceiveCount quick retries) and S3's test event is
+// acknowledged; it returns false for both, as nothing is left to do.
+func (r *Runtime) parse(m *Message) bool {
+	parsed, err := events.Parse([]byte(m.Body))
+	switch {
+	case err != nil:
+		r.Metrics.Messages.WithLabelValues("invalid").Inc()
+		m.log.Error("invalid message: releasing it towards the dead-letter queue", zap.Error(err))
+		m.Release(0)
+		return false
+	case parsed.Test:
+		r.Metrics.Messages.WithLabelValues("test").Inc()
+		m.log.Info("s3:TestEvent received: notifications are wired")
+		m.Ack()
+		return false
+	}
+	m.Events = parsed
+	return true
+}

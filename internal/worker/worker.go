@@ -28,7 +28,6 @@ import (
 	"github.com/jonboulle/clockwork"
 	"go.uber.org/zap"
 
-	"github.com/xrc-dev/xrc/internal/events"
 	"github.com/xrc-dev/xrc/internal/health"
 	"github.com/xrc-dev/xrc/internal/queue"
 )
@@ -265,69 +264,6 @@ func (r *Runtime) forget(m *Message) {
 	r.mu.Unlock()
 	r.Metrics.Held.Set(float64(n))
 	r.Progress()
-}
-
-// parse decodes m's S3 event body. An invalid body is released at once (no
-// retry can fix it, but only the dead-letter queue may keep it, which it
-// reaches after maxReceiveCount quick retries) and S3's test event is
-// acknowledged; it returns false for both, as nothing is left to do.
-func (r *Runtime) parse(m *Message) bool {
-	parsed, err := events.Parse([]byte(m.Body))
-	switch {
-	case err != nil:
-		r.Metrics.Messages.WithLabelValues("invalid").Inc()
-		m.log.Error("invalid message: releasing it towards the dead-letter queue", zap.Error(err))
-		m.Release(0)
-		return false
-	case parsed.Test:
-		r.Metrics.Messages.WithLabelValues("test").Inc()
-		m.log.Info("s3:TestEvent received: notifications are wired")
-		m.Ack()
-		return false
-	}
-	m.Events = parsed
-	return true
-}
-
-// heartbeat extends every held message's visibility each third of it. A
-// message whose receipt is gone is dropped and its work cancelled; other
-// failures are logged and counted, and tried again on the next beat.
-func (r *Runtime) heartbeat(ctx context.Context) {
-	t := r.Clock.NewTicker(r.Visibility / 3)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.Chan():
-		}
-		r.mu.Lock()
-		held := make([]queue.Message, 0, len(r.held))
-		byReceipt := make(map[string]*Message, len(r.held))
-		for h, m := range r.held {
-			held = append(held, m.Message)
-			byReceipt[h] = m
-		}
-		r.mu.Unlock()
-		if len(held) == 0 {
-			continue
-		}
-		failures, err := r.Queue.ChangeVisibility(ctx, r.Visibility, held...)
-		if err != nil && ctx.Err() == nil {
-			r.Metrics.Errors.WithLabelValues("heartbeat").Inc()
-			r.Log.Warn("extending the visibility of held messages", zap.Int("messages", len(held)), zap.Error(err))
-		}
-		for _, f := range failures {
-			m := byReceipt[f.Message.ReceiptHandle]
-			switch {
-			case f.ReceiptGone():
-				m.lose(f.Err)
-			case f.Code != "": // whole-call failures were counted above
-				r.Metrics.Errors.WithLabelValues("heartbeat").Inc()
-				m.log.Warn("extending the visibility of a held message", zap.Error(f.Err))
-			}
-		}
-	}
 }
 
 // releaseHeld releases every message still held: its work did not finish.

@@ -8,6 +8,9 @@
 // Run it through `make demo`, which brings the stack up first.
 package main
 
+// This file is the demo as a script, top to bottom: upload, wait, check,
+// report.
+
 import (
 	"context"
 	"errors"

@@ -1,0 +1,144 @@
+package deliver
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
+	tmtypes "github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager/types"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"go.uber.org/zap"
+
+	"github.com/xrc-dev/xrc/internal/awsapi"
+	"github.com/xrc-dev/xrc/internal/config"
+	"github.com/xrc-dev/xrc/internal/manifest"
+)
+
+// put writes one object to one destination, conditional on etag (the ETag
+// read; "" requires the key to be absent).
+func (w *Worker) put(ctx context.Context, wr *write, o *manifest.Object, rt config.Route, sum []byte, body io.Reader, etag string) error {
+	in := &transfermanager.UploadObjectInput{
+		Bucket:             &rt.Bucket,
+		Key:                &rt.Key,
+		Body:               body,
+		ContentLength:      aws.Int64(o.Size),
+		Metadata:           w.metadata(wr.m, o, sum),
+		ContentType:        optional(o.ContentType),
+		ContentEncoding:    optional(o.ContentEncoding),
+		ContentDisposition: optional(o.ContentDisposition),
+		ContentLanguage:    optional(o.ContentLanguage),
+		CacheControl:       optional(o.CacheControl),
+		Tagging:            optional(tagging(o.Tags)),
+	}
+	if t, err := http.ParseTime(o.Expires); err == nil {
+		in.Expires = &t
+	}
+	class := o.StorageClass
+	if rt.StorageClass != "" {
+		class = rt.StorageClass
+	}
+	if class != "" && class != "STANDARD" {
+		in.StorageClass = tmtypes.StorageClass(class)
+	}
+	if rt.KMSKeyID != "" {
+		in.ServerSideEncryption = tmtypes.ServerSideEncryptionAwsKms
+		in.SSEKMSKeyID = &rt.KMSKeyID
+		in.BucketKeyEnabled = aws.Bool(true)
+	}
+	if etag != "" {
+		in.IfMatch = &etag
+	} else {
+		in.IfNoneMatch = aws.String("*")
+	}
+	multipart := o.Size > bufferMax
+	if !multipart {
+		// One PUT: S3 checks the SHA-256 we computed from the archive and
+		// keeps it as the object's checksum, for users to verify.
+		in.ChecksumAlgorithm = tmtypes.ChecksumAlgorithmSha256
+		in.ChecksumSHA256 = aws.String(base64.StdEncoding.EncodeToString(sum))
+	} else {
+		// Multipart: S3 keeps a full-object CRC32C, which (unlike SHA-256) it
+		// can combine across parts. CRC64NVME would do on AWS, but MinIO
+		// cannot complete such uploads.
+		in.ChecksumAlgorithm = tmtypes.ChecksumAlgorithmCrc32c
+		in.ChecksumType = tmtypes.ChecksumTypeFullObject
+	}
+	tm := awsapi.NewUploader(w.S3, func(opts *transfermanager.Options) {
+		opts.PartSizeBytes = max(16<<20, o.Size/9000+1)
+		opts.Concurrency = 4
+		opts.MultipartUploadThreshold = bufferMax + 1
+	})
+	started := w.Clock.Now()
+	if _, err := tm.UploadObject(ctx, in); err != nil {
+		return err
+	}
+	wr.t.written.Add(1)
+	wr.t.bytes.Add(o.Size)
+	w.Metrics.Objects.WithLabelValues(wr.m.RuleID, "written").Inc()
+	w.Metrics.Bytes.WithLabelValues(wr.m.RuleID).Add(float64(o.Size))
+	w.Metrics.Latency.WithLabelValues(wr.m.RuleID).Observe(w.Clock.Since(o.LastModified).Seconds())
+	w.runtime.Progress()
+	if multipart {
+		w.abortStale(ctx, rt, started)
+	}
+	return w.undoIfDeleted(ctx, wr, o, rt)
+}
+
+// undoIfDeleted closes the window between reading the tombstone and
+// writing: a delete of the key propagated meanwhile (its tombstone put
+// after our read, finding nothing to delete) must not be undone by our
+// older write, so the write is removed again, conditional on its own ETag.
+func (w *Worker) undoIfDeleted(ctx context.Context, wr *write, o *manifest.Object, rt config.Route) error {
+	deleted, err := w.deletedSince(ctx, wr, o, rt)
+	if err != nil || !deleted {
+		return err
+	}
+	etag, prov, err := w.state(ctx, rt)
+	if err != nil || etag == "" || !prov.ok || prov.sequencer != o.Sequencer || prov.modified != o.LastModified.UnixMilli() {
+		return err // gone already, or no longer our write
+	}
+	if _, err := w.S3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &rt.Bucket, Key: &rt.Key, IfMatch: &etag}); err != nil && !awsapi.IsNotFound(err) {
+		return fmt.Errorf("removing s3://%s/%s, written while its delete was propagated: %w", rt.Bucket, rt.Key, err)
+	}
+	w.Log.Info("write overtaken by a delete: removed it again", zap.String("bucket", rt.Bucket), zap.String("key", rt.Key))
+	return nil
+}
+
+// abortStale aborts multipart uploads of rt's key that started before our
+// own write: uploads a killed worker left behind, whose parts would stay
+// billed until a lifecycle rule removed them. A concurrent upload caught by
+// it fails and is retried; it cannot lose data, as our write completed.
+func (w *Worker) abortStale(ctx context.Context, rt config.Route, before time.Time) {
+	out, err := w.S3.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: &rt.Bucket, Prefix: &rt.Key})
+	if err != nil {
+		w.Metrics.Errors.WithLabelValues("list_uploads").Inc()
+		w.Log.Warn("listing stale multipart uploads", zap.String("bucket", rt.Bucket), zap.String("key", rt.Key), zap.Error(err))
+		return
+	}
+	for _, u := range out.Uploads {
+		if aws.ToString(u.Key) != rt.Key || u.Initiated == nil || !u.Initiated.Before(before) {
+			continue
+		}
+		_, err := w.S3.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: &rt.Bucket, Key: &rt.Key, UploadId: u.UploadId})
+		if err != nil && !awsapi.IsNotFound(err) {
+			w.Metrics.Errors.WithLabelValues("abort_upload").Inc()
+			w.Log.Warn("aborting a stale multipart upload", zap.String("bucket", rt.Bucket), zap.String("key", rt.Key), zap.Error(err))
+			continue
+		}
+		w.Log.Info("aborted a multipart upload an earlier attempt left behind", zap.String("bucket", rt.Bucket), zap.String("key", rt.Key),
+			zap.String("uploadId", aws.ToString(u.UploadId)), zap.Time("initiated", *u.Initiated))
+	}
+}
+
+func optional(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
