@@ -141,4 +141,3 @@ func optional(s string) *string {
 	}
 	return &s
 }
-

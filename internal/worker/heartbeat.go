@@ -48,4 +48,3 @@ func (r *Runtime) heartbeat(ctx context.Context) {
 		}
 	}
 }
-

@@ -19,6 +19,11 @@
 // (s3:ObjectCreated:Put, s3:ObjectRemoved:DeleteMarkerCreated or
 // s3:ObjectRemoved:Delete) to the destination bucket's queue.
 //
+// Conditional deletes: with -s3-proxy REGION=ADDR the bridge also serves, on
+// ADDR over TLS (-tls-cert, -tls-key), an S3 reverse proxy to REGION's MinIO
+// that honours If-Match on DeleteObject as AWS does and MinIO does not
+// (conditional.go).
+//
 // Routes map a bucket to a queue URL (or queue name, resolved with
 // GetQueueUrl at send time) and are persisted to a JSON file:
 //
@@ -35,6 +40,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -42,6 +48,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -84,11 +91,30 @@ func run(ctx context.Context, args []string) error {
 		s3Endpoints[r] = strings.TrimRight(u, "/")
 		return nil
 	})
+	s3Proxies := map[string]string{} // region -> listen address
+	fs.Func("s3-proxy", "REGION=ADDR: serve on ADDR, over TLS, an S3 proxy to REGION's MinIO (-s3) that honours If-Match on DeleteObject (repeatable)", func(v string) error {
+		r, a, ok := strings.Cut(v, "=")
+		if !ok || r == "" || a == "" {
+			return fmt.Errorf("want REGION=ADDR, got %q", v)
+		}
+		s3Proxies[r] = a
+		return nil
+	})
+	tlsCert := fs.String("tls-cert", "", "PEM certificate of the -s3-proxy listeners")
+	tlsKey := fs.String("tls-key", "", "PEM private key of the -s3-proxy listeners")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *sqsEndpoint == "" {
 		return errors.New("no SQS endpoint: set -sqs-endpoint or AWS_ENDPOINT_URL_SQS")
+	}
+	for r := range s3Proxies {
+		if s3Endpoints[r] == "" {
+			return fmt.Errorf("-s3-proxy %s needs -s3 %s=URL (the MinIO to proxy)", r, r)
+		}
+	}
+	if len(s3Proxies) > 0 && (*tlsCert == "" || *tlsKey == "") {
+		return errors.New("-s3-proxy needs -tls-cert and -tls-key")
 	}
 	slog.SetDefault(slog.New(slog.NewJSONHandler(os.Stderr, nil)))
 
@@ -99,12 +125,14 @@ func run(ctx context.Context, args []string) error {
 	}
 	sqsClient := sqs.NewFromConfig(cfg, func(o *sqs.Options) { o.BaseEndpoint = aws.String(*sqsEndpoint) })
 	regions := map[string]regionS3{}
+	clients := map[string]*s3.Client{}
 	for r, u := range s3Endpoints {
-		regions[r] = regionS3{endpoint: u, client: s3.NewFromConfig(cfg, func(o *s3.Options) {
+		clients[r] = s3.NewFromConfig(cfg, func(o *s3.Options) {
 			o.Region = r
 			o.BaseEndpoint = aws.String(u)
 			o.UsePathStyle = true
-		})}
+		})
+		regions[r] = regionS3{endpoint: u, client: clients[r]}
 	}
 
 	routes, err := loadRoutes(*routesPath)
@@ -116,18 +144,62 @@ func run(ctx context.Context, args []string) error {
 		Handler:           newBridge(sqsClient, regions, routes, slog.Default()).handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe() }()
-	slog.Info("bridge listening", "addr", *listen, "sqs", *sqsEndpoint, "s3", s3Endpoints, "routes", *routesPath)
+	proxies, err := proxyServers(cfg, s3Proxies, s3Endpoints, clients, *tlsCert, *tlsKey)
+	if err != nil {
+		return err
+	}
+	errc := make(chan error, 1+len(proxies))
+	go func() { errc <- fmt.Errorf("serving %s: %w", *listen, srv.ListenAndServe()) }()
+	for _, p := range proxies {
+		go func() { errc <- fmt.Errorf("serving the S3 proxy on %s: %w", p.Addr, p.ListenAndServeTLS("", "")) }()
+	}
+	slog.Info("bridge listening", "addr", *listen, "sqs", *sqsEndpoint, "s3", s3Endpoints, "s3_proxies", s3Proxies, "routes", *routesPath)
 
 	select {
 	case err := <-errc:
-		return fmt.Errorf("serving %s: %w", *listen, err)
+		return err
 	case <-ctx.Done():
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	return srv.Shutdown(shutdownCtx)
+	errs := []error{srv.Shutdown(shutdownCtx)}
+	for _, p := range proxies {
+		errs = append(errs, p.Shutdown(shutdownCtx))
+	}
+	return errors.Join(errs...)
+}
+
+// proxyServers builds one TLS server per -s3-proxy: a conditionalProxy to the
+// region's MinIO, through the SDK's transport (which trusts AWS_CA_BUNDLE).
+func proxyServers(cfg aws.Config, proxies, endpoints map[string]string, clients map[string]*s3.Client, certPath, keyPath string) ([]*http.Server, error) {
+	if len(proxies) == 0 {
+		return nil, nil
+	}
+	cert, err := loadCertFile(certPath, keyPath)
+	if err != nil {
+		return nil, err
+	}
+	tr, err := upstreamTransport(cfg)
+	if err != nil {
+		return nil, err
+	}
+	var out []*http.Server
+	for region, addr := range proxies {
+		upstream, err := url.Parse(endpoints[region])
+		if err != nil || upstream.Host == "" {
+			return nil, fmt.Errorf("-s3 %s=%s: not a URL", region, endpoints[region])
+		}
+		out = append(out, &http.Server{
+			Addr:              addr,
+			Handler:           newConditionalProxy(region, upstream, tr, clients[region], slog.Default()),
+			ReadHeaderTimeout: 10 * time.Second,
+			TLSConfig:         &tls.Config{GetCertificate: cert.get, MinVersion: tls.VersionTLS12},
+			// HTTP/1.1 only, as clients speak to MinIO (100-continue included).
+			TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
+			ErrorLog:     slog.NewLogLogger(slog.Default().Handler(), slog.LevelWarn),
+		})
+	}
+	return out, nil
 }
 
 // sqsAPI is the part of *sqs.Client the bridge uses.
