@@ -33,6 +33,7 @@ const (
 	DefaultTransferPerGB   = 0.02
 	DefaultVCPUHour        = 0.01245 // Fargate Spot arm64, us-east-1, late 2026
 	DefaultMetricsAddr     = ":9090"
+	DefaultConcurrency     = 8
 )
 
 // Config is the whole deployment document.
@@ -237,7 +238,7 @@ func (c *Config) applyDefaults() {
 	}
 	w := &s.Worker
 	if w.Concurrency == 0 {
-		w.Concurrency = 8
+		w.Concurrency = DefaultConcurrency
 	}
 	if w.DrainTimeout == 0 {
 		w.DrainTimeout = Duration(DefaultDrainTimeout)

@@ -11,6 +11,11 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/xrc-dev/xrc/internal/manifest"
 )
 
 func readExample(t *testing.T, name string) []byte {
@@ -398,5 +403,83 @@ func TestWarnings(t *testing.T) {
 	c, _ = Parse(readExample(t, "local.json"))
 	if ws := c.Warnings(); len(ws) != 0 {
 		t.Errorf("local.json warns: %v", ws)
+	}
+}
+
+// TestSchemaMatchesGo: every number, pattern, enum and default the schema
+// states is the one the Go code enforces or applies, so the schema cannot
+// drift from Validate (the fields themselves: TestSchemaCoversFields).
+func TestSchemaMatchesGo(t *testing.T) {
+	var schema map[string]any
+	if err := json.Unmarshal(readExample(t, "xrc.schema.json"), &schema); err != nil {
+		t.Fatal(err)
+	}
+	at := func(path ...any) map[string]any {
+		v := any(schema)
+		for _, p := range path {
+			switch p := p.(type) {
+			case string:
+				v = v.(map[string]any)[p]
+			case int:
+				v = v.([]any)[p]
+			}
+			if v == nil {
+				t.Fatalf("schema has no %v", path)
+			}
+		}
+		return v.(map[string]any)
+	}
+	settings := func(p ...any) map[string]any { return at(append([]any{"properties", "settings", "properties"}, p...)...) }
+	rule := func(p ...any) map[string]any { return at(append([]any{"properties", "rules", "items", "properties"}, p...)...) }
+	num := func(m map[string]any, k string) float64 { v, _ := m[k].(float64); return v }
+	dur := func(m map[string]any) time.Duration { d, _ := time.ParseDuration(fmt.Sprint(m["default"])); return d }
+	for _, c := range []struct {
+		name      string
+		got, want any
+	}{
+		{"stackName pattern", settings("stackName")["pattern"], stackNameRe.String()},
+		{"region pattern", settings("regions", "items", "properties", "name")["pattern"], regionRe.String()},
+		{"rule id pattern", rule("id")["pattern"], ruleIDRe.String()},
+		{"bucket pattern", at("$defs", "bucket")["pattern"], bucketRe.String()},
+		{"level minimum", num(rule("level"), "minimum"), float64(manifest.MinLevel)},
+		{"level maximum", num(rule("level"), "maximum"), float64(manifest.MaxLevel)},
+		{"level default", num(rule("level"), "default"), float64(DefaultLevel)},
+		{"maxObjects minimum", num(rule("batch", "properties", "maxObjects"), "minimum"), float64(minMaxObjects)},
+		{"maxObjects maximum", num(rule("batch", "properties", "maxObjects"), "maximum"), float64(maxMaxObjects)},
+		{"maxObjects default", num(rule("batch", "properties", "maxObjects"), "default"), float64(DefaultMaxObjects)},
+		{"concurrency minimum", num(settings("worker", "properties", "concurrency"), "minimum"), float64(minConcurrency)},
+		{"concurrency maximum", num(settings("worker", "properties", "concurrency"), "maximum"), float64(maxConcurrency)},
+		{"concurrency default", num(settings("worker", "properties", "concurrency"), "default"), float64(DefaultConcurrency)},
+		{"maxReceiveCount minimum", num(settings("worker", "properties", "maxReceiveCount"), "minimum"), float64(minMaxReceiveCount)},
+		{"maxReceiveCount maximum", num(settings("worker", "properties", "maxReceiveCount"), "maximum"), float64(maxMaxReceiveCount)},
+		{"maxReceiveCount default", num(settings("worker", "properties", "maxReceiveCount"), "default"), float64(DefaultMaxReceiveCount)},
+		{"stagingExpiryDays minimum", num(settings("stagingExpiryDays"), "minimum"), float64(minStagingExpiryDays)},
+		{"stagingExpiryDays default", num(settings("stagingExpiryDays"), "default"), float64(DefaultStagingExpiry)},
+		{"transferPerGB default", num(settings("prices", "properties", "transferPerGB"), "default"), DefaultTransferPerGB},
+		{"vcpuHour default", num(settings("prices", "properties", "vcpuHour"), "default"), DefaultVCPUHour},
+		{"metricsAddr default", settings("worker", "properties", "metricsAddr")["default"], DefaultMetricsAddr},
+		{"drainTimeout default", dur(settings("worker", "properties", "drainTimeout")), DefaultDrainTimeout},
+		{"visibilityTimeout default", dur(settings("worker", "properties", "visibilityTimeout")), DefaultVisibility},
+		{"maxAge default", dur(rule("batch", "properties", "maxAge")), DefaultMaxAge},
+		{"maxBytes default", rule("batch", "properties", "maxBytes")["default"], fmt.Sprintf("%dMiB", DefaultMaxBytes>>20)},
+		{"roles", fmt.Sprint(settings("regions", "items", "properties", "role")["enum"]), fmt.Sprint([]any{string(RoleSource), string(RoleTarget), string(RoleBoth)})},
+		{"log levels", fmt.Sprint(settings("logLevel")["enum"]), "[debug info warn error]"},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s: schema says %v, Go %v", c.name, c.got, c.want)
+		}
+	}
+	var classes []string
+	for _, c := range rule("destinations", "items", "properties", "storageClass")["enum"].([]any) {
+		classes = append(classes, c.(string))
+	}
+	var sdk []string
+	for _, c := range s3types.StorageClass("").Values() {
+		sdk = append(sdk, string(c))
+	}
+	slices.Sort(classes)
+	slices.Sort(sdk)
+	if !slices.Equal(classes, sdk) {
+		t.Errorf("storage classes: schema %v, SDK (what Validate accepts) %v", classes, sdk)
 	}
 }

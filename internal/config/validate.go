@@ -45,6 +45,16 @@ func (es *Errors) add(path, format string, args ...any) {
 	*es = append(*es, Error{Path: path, Msg: fmt.Sprintf(format, args...)})
 }
 
+// Bounds Validate enforces. configs/xrc.schema.json states the same
+// numbers; TestSchemaMatchesGo keeps the two in step, so each is defined
+// here once and checked there.
+const (
+	minConcurrency, maxConcurrency         = 1, 256
+	minMaxReceiveCount, maxMaxReceiveCount = 1, 1000
+	minMaxObjects, maxMaxObjects           = 1, 100000
+	minStagingExpiryDays                   = 1
+)
+
 var (
 	stackNameRe = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
 	ruleIDRe    = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
@@ -90,8 +100,8 @@ func (c *Config) Validate() error {
 	default:
 		errs.add("settings.logLevel", "must be debug, info, warn or error, got %q", s.LogLevel)
 	}
-	if s.StagingExpiryDays < 1 {
-		errs.add("settings.stagingExpiryDays", "must be at least 1")
+	if s.StagingExpiryDays < minStagingExpiryDays {
+		errs.add("settings.stagingExpiryDays", "must be at least %d", minStagingExpiryDays)
 	}
 	if s.Prices.TransferPerGB < 0 {
 		errs.add("settings.prices.transferPerGB", "must not be negative")
@@ -100,11 +110,11 @@ func (c *Config) Validate() error {
 		errs.add("settings.prices.vcpuHour", "must not be negative")
 	}
 	w := s.Worker
-	if w.Concurrency < 1 || w.Concurrency > 256 {
-		errs.add("settings.worker.concurrency", "must be between 1 and 256")
+	if w.Concurrency < minConcurrency || w.Concurrency > maxConcurrency {
+		errs.add("settings.worker.concurrency", "must be between %d and %d", minConcurrency, maxConcurrency)
 	}
-	if w.MaxReceiveCount < 1 || w.MaxReceiveCount > 1000 {
-		errs.add("settings.worker.maxReceiveCount", "must be between 1 and 1000")
+	if w.MaxReceiveCount < minMaxReceiveCount || w.MaxReceiveCount > maxMaxReceiveCount {
+		errs.add("settings.worker.maxReceiveCount", "must be between %d and %d", minMaxReceiveCount, maxMaxReceiveCount)
 	}
 	if w.DrainTimeout.D().Seconds() > 110 {
 		errs.add("settings.worker.drainTimeout", "must stay under ECS's 120 s stop timeout (at most 110s)")
@@ -202,8 +212,8 @@ func (c *Config) validateRule(errs *Errors, p string, r *Rule, seen map[string]b
 	if err := manifest.CheckLevel(r.Level); err != nil {
 		errs.add(p+".level", "%v", err)
 	}
-	if r.Batch.MaxObjects < 1 || r.Batch.MaxObjects > 100000 {
-		errs.add(p+".batch.maxObjects", "must be between 1 and 100000")
+	if r.Batch.MaxObjects < minMaxObjects || r.Batch.MaxObjects > maxMaxObjects {
+		errs.add(p+".batch.maxObjects", "must be between %d and %d", minMaxObjects, maxMaxObjects)
 	}
 	if r.Batch.MaxBytes < 1<<20 {
 		errs.add(p+".batch.maxBytes", "must be at least 1MiB")

@@ -47,16 +47,9 @@ type pipeline struct {
 
 func newPipeline(t testing.TB, edit func(*config.Config)) *pipeline {
 	t.Helper()
-	env := localstack.Require(t)
+	env, cfg, dep := localstack.Deploy(t, "tgt", edit)
 	ctx := context.Background()
-	cfg := env.Config("tgt")
-	if edit != nil {
-		edit(cfg)
-	}
-	dep, err := env.Provision(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	var err error
 	core, logs := observer.New(zap.InfoLevel)
 	log := zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel), zaptest.WrapOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core {
 		return zapcore.NewTee(c, core)

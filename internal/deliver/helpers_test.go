@@ -27,6 +27,7 @@ import (
 	"github.com/xrc-dev/xrc/internal/dataset"
 	"github.com/xrc-dev/xrc/internal/events"
 	"github.com/xrc-dev/xrc/internal/manifest"
+	"github.com/xrc-dev/xrc/internal/metrics"
 )
 
 // The helpers below stage archives straight into the target region's
@@ -318,35 +319,11 @@ func poll(within, interval time.Duration, done func() bool) bool {
 // include every label=value pair given.
 func metric(t testing.TB, reg *prometheus.Registry, name string, labels ...string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
+	v, err := metrics.Sum(reg, name, labels...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var n float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			have := map[string]string{}
-			for _, l := range m.GetLabel() {
-				have[l.GetName()] = l.GetValue()
-			}
-			for i := 0; i+1 < len(labels); i += 2 {
-				if have[labels[i]] != labels[i+1] {
-					continue next
-				}
-			}
-			switch {
-			case m.GetCounter() != nil:
-				n += m.GetCounter().GetValue()
-			case m.GetGauge() != nil:
-				n += m.GetGauge().GetValue()
-			}
-		}
-	}
-	return n
+	return v
 }
 
 // errKilled is what every request of a killed client fails with.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"testing"
 
 	"github.com/xrc-dev/xrc/internal/config"
 )
@@ -120,4 +121,21 @@ func (e Env) Config(prefix string) *config.Config {
 		panic(fmt.Sprintf("localstack: generated config is invalid: %v", err))
 	}
 	return parsed
+}
+
+// Deploy is a test's deployment on the stack: it requires the stack (the
+// test fails loudly without it), makes a Config named after prefix, lets
+// edit adjust it and provisions it.
+func Deploy(t testing.TB, prefix string, edit func(*config.Config)) (Env, *config.Config, Deployment) {
+	t.Helper()
+	env := Require(t)
+	cfg := env.Config(prefix)
+	if edit != nil {
+		edit(cfg)
+	}
+	dep, err := env.Provision(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env, cfg, dep
 }

@@ -34,6 +34,10 @@ type Env struct {
 	MC                   string            // path to the mc binary
 	MCConfigDir          string            // mc config dir trusting the CA
 	S3Endpoints          map[string]string // region -> MinIO URL
+	// ConditionalS3Endpoints: region -> URL of the bridge's proxy to that
+	// region's MinIO, which honours If-Match on DeleteObject as AWS does
+	// (MinIO ignores it). Only eu-west-1 has one.
+	ConditionalS3Endpoints map[string]string
 }
 
 const loadHint = `start the stack and load its environment: deploy/local/stack up && eval "$(deploy/local/stack env)"`
@@ -72,6 +76,16 @@ func FromEnv() (Env, error) {
 		}
 		e.S3Endpoints[region] = strings.TrimRight(u, "/")
 	}
+	e.ConditionalS3Endpoints = map[string]string{}
+	for region, name := range map[string]string{
+		"eu-west-1": "XRC_S3_CONDITIONAL_ENDPOINT_EU_WEST_1",
+	} {
+		u := os.Getenv(name)
+		if u == "" {
+			return Env{}, fmt.Errorf("localstack: %s is not set; %s", name, loadHint)
+		}
+		e.ConditionalS3Endpoints[region] = strings.TrimRight(u, "/")
+	}
 	e.BridgeURL = strings.TrimRight(e.BridgeURL, "/")
 	return e, nil
 }
@@ -94,8 +108,8 @@ func Require(t testing.TB) Env {
 }
 
 // Check probes each service once: MinIO's readiness endpoint over TLS with
-// the stack's CA, the bridge's /healthz, and any HTTP answer from SQS and
-// DynamoDB.
+// the stack's CA, directly and through the bridge's conditional-delete
+// proxies, the bridge's /healthz, and any HTTP answer from SQS and DynamoDB.
 func (e Env) Check(ctx context.Context) error {
 	client, err := e.httpClient()
 	if err != nil {
@@ -114,6 +128,12 @@ func (e Env) Check(ctx context.Context) error {
 			name, url string
 			want      int
 		}{"minio " + region, e.S3Endpoints[region] + "/minio/health/ready", http.StatusOK})
+	}
+	for _, region := range sortedKeys(e.ConditionalS3Endpoints) {
+		probes = append(probes, struct {
+			name, url string
+			want      int
+		}{"conditional S3 proxy " + region, e.ConditionalS3Endpoints[region] + "/minio/health/ready", http.StatusOK})
 	}
 	for _, p := range probes {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.url, nil)
@@ -179,6 +199,26 @@ func (e Env) S3(ctx context.Context, region string) (*s3.Client, error) {
 	endpoint, ok := e.S3Endpoints[region]
 	if !ok {
 		return nil, fmt.Errorf("localstack: no S3 endpoint for region %q (have %v)", region, sortedKeys(e.S3Endpoints))
+	}
+	cfg, err := e.AWSConfig(ctx, region)
+	if err != nil {
+		return nil, err
+	}
+	return s3.NewFromConfig(cfg, func(o *s3.Options) {
+		o.BaseEndpoint = aws.String(endpoint)
+		o.UsePathStyle = true
+	}), nil
+}
+
+// S3Conditional returns a path-style client for region's MinIO through the
+// bridge's proxy, which adds what MinIO lacks: DeleteObject with If-Match
+// answers 412 PreconditionFailed when the current ETag differs and 404
+// NoSuchKey when the key is absent, as on AWS. Everything else behaves as
+// with S3.
+func (e Env) S3Conditional(ctx context.Context, region string) (*s3.Client, error) {
+	endpoint, ok := e.ConditionalS3Endpoints[region]
+	if !ok {
+		return nil, fmt.Errorf("localstack: no conditional S3 endpoint for region %q (have %v)", region, sortedKeys(e.ConditionalS3Endpoints))
 	}
 	cfg, err := e.AWSConfig(ctx, region)
 	if err != nil {

@@ -191,3 +191,40 @@ func unitOf(name string) string {
 		return "Count"
 	}
 }
+
+// Sum adds up the series of metric name in g (counters, gauges, untyped)
+// whose labels include every label=value pair given: what a test, a report
+// or an operator tool asks of a registry.
+func Sum(g prometheus.Gatherer, name string, labels ...string) (float64, error) {
+	families, err := g.Gather()
+	if err != nil {
+		return 0, fmt.Errorf("gathering metrics: %w", err)
+	}
+	var sum float64
+	for _, mf := range families {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			have := make(map[string]string, len(m.GetLabel()))
+			for _, lp := range m.GetLabel() {
+				have[lp.GetName()] = lp.GetValue()
+			}
+			for i := 0; i+1 < len(labels); i += 2 {
+				if v, ok := have[labels[i]]; !ok || v != labels[i+1] {
+					continue series
+				}
+			}
+			switch {
+			case m.Counter != nil:
+				sum += m.GetCounter().GetValue()
+			case m.Gauge != nil:
+				sum += m.GetGauge().GetValue()
+			case m.Untyped != nil:
+				sum += m.GetUntyped().GetValue()
+			}
+		}
+	}
+	return sum, nil
+}

@@ -32,6 +32,7 @@ import (
 	"github.com/xrc-dev/xrc/internal/health"
 	"github.com/xrc-dev/xrc/internal/localstack"
 	"github.com/xrc-dev/xrc/internal/manifest"
+	"github.com/xrc-dev/xrc/internal/metrics"
 	"github.com/xrc-dev/xrc/internal/queue"
 	"github.com/xrc-dev/xrc/internal/source"
 )
@@ -49,16 +50,8 @@ type fixture struct {
 
 func setup(t testing.TB, edit func(*config.Config)) *fixture {
 	t.Helper()
-	env := localstack.Require(t)
+	env, cfg, dep := localstack.Deploy(t, "src", edit)
 	ctx := context.Background()
-	cfg := env.Config("src")
-	if edit != nil {
-		edit(cfg)
-	}
-	dep, err := env.Provision(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	s3c, err := env.S3(ctx, "us-east-1")
 	if err != nil {
 		t.Fatal(err)
@@ -216,39 +209,11 @@ func (f *fixture) start(t testing.TB, log *zap.Logger) *running {
 // given name, value pairs.
 func gathered(t testing.TB, g prometheus.Gatherer, name string, labels ...string) float64 {
 	t.Helper()
-	families, err := g.Gather()
+	v, err := metrics.Sum(g, name, labels...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var sum float64
-	for _, mf := range families {
-		if mf.GetName() != name {
-			continue
-		}
-	series:
-		for _, m := range mf.GetMetric() {
-			for i := 0; i+1 < len(labels); i += 2 {
-				found := false
-				for _, lp := range m.GetLabel() {
-					if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
-						found = true
-					}
-				}
-				if !found {
-					continue series
-				}
-			}
-			switch {
-			case m.Counter != nil:
-				sum += m.GetCounter().GetValue()
-			case m.Gauge != nil:
-				sum += m.GetGauge().GetValue()
-			case m.Untyped != nil:
-				sum += m.GetUntyped().GetValue()
-			}
-		}
-	}
-	return sum
+	return v
 }
 
 // observed returns a logger that writes to the test log (info and up) and
