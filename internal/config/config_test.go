@@ -429,8 +429,12 @@ func TestSchemaMatchesGo(t *testing.T) {
 		}
 		return v.(map[string]any)
 	}
-	settings := func(p ...any) map[string]any { return at(append([]any{"properties", "settings", "properties"}, p...)...) }
-	rule := func(p ...any) map[string]any { return at(append([]any{"properties", "rules", "items", "properties"}, p...)...) }
+	settings := func(p ...any) map[string]any {
+		return at(append([]any{"properties", "settings", "properties"}, p...)...)
+	}
+	rule := func(p ...any) map[string]any {
+		return at(append([]any{"properties", "rules", "items", "properties"}, p...)...)
+	}
 	num := func(m map[string]any, k string) float64 { v, _ := m[k].(float64); return v }
 	dur := func(m map[string]any) time.Duration { d, _ := time.ParseDuration(fmt.Sprint(m["default"])); return d }
 	for _, c := range []struct {
