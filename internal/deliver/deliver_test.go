@@ -18,8 +18,6 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
-	"go.uber.org/zap/zaptest"
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/xrc-dev/xrc/internal/config"
@@ -50,10 +48,7 @@ func newPipeline(t testing.TB, edit func(*config.Config)) *pipeline {
 	env, cfg, dep := localstack.Deploy(t, "tgt", edit)
 	ctx := context.Background()
 	var err error
-	core, logs := observer.New(zap.InfoLevel)
-	log := zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel), zaptest.WrapOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core {
-		return zapcore.NewTee(c, core)
-	})))
+	log, logs := localstack.ObservedLogger(t, zap.InfoLevel)
 	p := &pipeline{env: env, cfg: cfg, dep: dep, log: log, logs: logs}
 	if p.src, err = env.S3(ctx, "us-east-1"); err != nil {
 		t.Fatal(err)

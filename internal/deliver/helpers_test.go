@@ -26,6 +26,7 @@ import (
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/dataset"
 	"github.com/xrc-dev/xrc/internal/events"
+	"github.com/xrc-dev/xrc/internal/localstack"
 	"github.com/xrc-dev/xrc/internal/manifest"
 	"github.com/xrc-dev/xrc/internal/metrics"
 )
@@ -302,18 +303,7 @@ func dlqKeys(t testing.TB, client *sqs.Client, url string) []string {
 
 // poll calls done every interval until it reports true or within passes;
 // it returns done's last answer.
-func poll(within, interval time.Duration, done func() bool) bool {
-	deadline := time.Now().Add(within)
-	for {
-		if done() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(interval)
-	}
-}
+var poll = localstack.Eventually
 
 // metric sums the values of the counter (or gauge) name whose labels
 // include every label=value pair given.

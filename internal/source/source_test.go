@@ -22,7 +22,6 @@ import (
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
 	"go.uber.org/zap/zaptest/observer"
 	"golang.org/x/sync/errgroup"
@@ -219,24 +218,12 @@ func gathered(t testing.TB, g prometheus.Gatherer, name string, labels ...string
 // observed returns a logger that writes to the test log (info and up) and
 // records every entry (debug and up) for assertions.
 func observed(t testing.TB) (*zap.Logger, *observer.ObservedLogs) {
-	core, logs := observer.New(zap.DebugLevel)
-	return zap.New(zapcore.NewTee(zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)).Core(), core)), logs
+	return localstack.ObservedLogger(t, zap.DebugLevel)
 }
 
 // eventually polls cond every interval until it holds (true) or within has
 // passed (false).
-func eventually(within, interval time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(within)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(interval)
-	}
-}
+var eventually = localstack.Eventually
 
 type object struct {
 	key   string
