@@ -52,8 +52,8 @@ func TestCLICompatibility(t *testing.T) {
 		if s.delete {
 			continue
 		}
-		if s.key == "big/random.bin" { // exercise multi-frame output
-			if err := w.SetLevel(1); err != nil {
+		if s.key == "big/random.bin" { // exercise multi-frame output, stored blocks included
+			if err := w.SetLevel(Store); err != nil {
 				t.Fatal(err)
 			}
 		}

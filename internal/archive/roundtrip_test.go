@@ -136,7 +136,7 @@ func testSetLevel(t *testing.T, opts WriterOptions) {
 	}
 	var frameEnds []int64
 	for i, s := range specs {
-		level := []int{11, 1, 7, 3, -5}[i]
+		level := []int{11, Store, 7, 3, -5}[i]
 		before := w.Written()
 		if err := w.SetLevel(level); err != nil {
 			t.Fatal(err)
@@ -157,7 +157,7 @@ func testSetLevel(t *testing.T, opts WriterOptions) {
 	if w.Written() != before {
 		t.Errorf("SetLevel(-5) after level -5 started a new frame")
 	}
-	for _, bad := range []int{0, -8, 23} {
+	for _, bad := range []int{-8, 23} {
 		if err := w.SetLevel(bad); err == nil {
 			t.Errorf("SetLevel(%d) succeeded", bad)
 		}
@@ -172,6 +172,56 @@ func testSetLevel(t *testing.T, opts WriterOptions) {
 	for _, end := range frameEnds[1:] {
 		_, _, err := readArchive(buf.Bytes()[:end], ReaderOptions{})
 		wantInvalid(t, err, nil)
+	}
+}
+
+// TestStore: stored objects cost their size plus a few bytes per 128 KiB
+// block, in frames any zstd decoder reads; an empty stored frame writes
+// nothing.
+func TestStore(t *testing.T) {
+	for _, opts := range encoderOptions() {
+		random := corpusgen.Random(1<<20+17, 2)
+		specs := []spec{{key: "random", data: random}, {key: "empty", data: nil}, {key: "text", data: bytes.Repeat([]byte("text "), 1000)}}
+		m := newManifest("store", specs)
+		w := NewWriter(opts)
+		var buf bytes.Buffer
+		if err := w.Begin(&buf, m); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.SetLevel(Store); err != nil {
+			t.Fatal(err)
+		}
+		start := w.Written()
+		if _, err := w.WriteObject(0, bytes.NewReader(random)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.WriteObject(1, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.SetLevel(3); err != nil {
+			t.Fatal(err)
+		}
+		stored := w.Written() - start
+		// The member, its header, trailer and padding: a few KiB at most,
+		// plus 3 bytes per block and the frame's header and checksum.
+		if over := stored - int64(len(random)); over < 0 || over > 8<<10 {
+			t.Errorf("%s: %d stored bytes for %d: overhead %d", w.Encoder(), stored, len(random), over)
+		}
+		if _, err := w.WriteObject(2, bytes.NewReader(specs[2].data)); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		checkRoundTrip(t, buf.Bytes(), m, specs)
+
+		// Back-to-back level changes leave no empty stored frame.
+		var empty bytes.Buffer
+		raw := newRawFrames()
+		raw.Reset(&empty)
+		if err := raw.Close(); err != nil || empty.Len() != 0 {
+			t.Errorf("empty raw frame wrote %d bytes (%v)", empty.Len(), err)
+		}
 	}
 }
 
@@ -448,5 +498,59 @@ func TestErrorFormat(t *testing.T) {
 	}
 	if !errors.Is(ErrChecksum, ErrInvalid) || !errors.Is(ErrSize, ErrInvalid) || errors.Is(ErrSize, ErrChecksum) {
 		t.Error("sentinel hierarchy is wrong")
+	}
+}
+
+// TestObjectStats: each object's input, its share of the output and the
+// CPU spent encoding it are accounted to it, so a learner can tell what a
+// level costs and saves on each kind of data.
+func TestObjectStats(t *testing.T) {
+	for _, opts := range encoderOptions() {
+		text := corpusgen.Generate("csv", 2<<20)
+		random := corpusgen.Random(len(text), 3)
+		specs := []spec{{key: "text", data: text}, {key: "gone", delete: true}, {key: "random", data: random}}
+		m := newManifest("stats", specs)
+		w := NewWriter(opts)
+		var buf bytes.Buffer
+		if err := w.Begin(&buf, m); err != nil {
+			t.Fatal(err)
+		}
+		afterManifest := w.Written()
+		if err := w.SetLevel(19); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.WriteObject(0, bytes.NewReader(text)); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.SetLevel(Store); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.WriteObject(2, bytes.NewReader(random)); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		st := w.Stats()
+		if st[0].In != int64(len(text)) || st[2].In != int64(len(random)) || st[1] != (ObjectStats{}) {
+			t.Fatalf("%s: inputs %+v", w.Encoder(), st)
+		}
+		if st[0].Out <= 0 || st[0].Out > st[0].In/2 {
+			t.Errorf("%s: text at 19 accounted %d bytes out of %d", w.Encoder(), st[0].Out, st[0].In)
+		}
+		if st[2].Out < st[2].In || st[2].Out > st[2].In+8<<10 {
+			t.Errorf("%s: stored random accounted %d bytes out of %d", w.Encoder(), st[2].Out, st[2].In)
+		}
+		// Every byte after the manifest's frame start belongs to an object.
+		if sum := st[0].Out + st[2].Out; sum > w.Written() || sum < w.Written()-afterManifest-1024 {
+			t.Errorf("%s: objects account %d bytes of %d (manifest %d)", w.Encoder(), sum, w.Written(), afterManifest)
+		}
+		if st[0].CPU <= 0 || st[2].CPU <= 0 {
+			t.Errorf("%s: no encoding CPU accounted: %+v", w.Encoder(), st)
+		}
+		// Level 19 on text costs orders of magnitude more than storing.
+		if st[0].CPU < 5*st[2].CPU {
+			t.Errorf("%s: level 19 on text took %v, storing the same size %v", w.Encoder(), st[0].CPU, st[2].CPU)
+		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"hash"
 	"io"
 	"path"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -60,6 +61,8 @@ type Writer struct {
 
 	// State of the archive being written; m is nil between archives.
 	m     *manifest.Manifest
+	stats []ObjectStats // by object index
+	last  int           // index of the object written last, -1 before any
 	dst   countingWriter
 	level int
 	tw    *tar.Writer
@@ -90,7 +93,7 @@ func (w *Writer) initEncoder() error {
 	if err != nil {
 		return err
 	}
-	w.enc = enc
+	w.enc = &storing{zstd: enc, raw: newRawFrames()}
 	return nil
 }
 
@@ -122,7 +125,8 @@ func (w *Writer) Begin(dst io.Writer, m *manifest.Manifest) error {
 		w.dst.w = nil
 		return fmt.Errorf("archive: starting %s: %w", m.ArchiveID, err)
 	}
-	w.m, w.level, w.err, w.next = m, m.Level, nil, 0
+	w.m, w.level, w.err, w.next, w.last = m, m.Level, nil, 0, -1
+	w.stats = append(w.stats[:0], make([]ObjectStats, len(m.Objects))...)
 	w.tw = tar.NewWriter(w.enc)
 	if err := w.writeMember(ManifestName, w.mbuf.Bytes(), m.CreatedAt); err != nil {
 		w.reset()
@@ -133,17 +137,17 @@ func (w *Writer) Begin(dst io.Writer, m *manifest.Manifest) error {
 }
 
 // SetLevel makes the following objects compress at the given zstd level
-// (manifest.CheckLevel). Called between objects, it ends the current
-// zstd frame and starts a new one at that level; concatenated frames are
-// one valid zstd stream. Use it to store incompressible objects at the
-// fastest level. A level the encoder treats like the current one (the
+// (manifest.CheckLevel), or be stored (Store). Called between objects, it
+// ends the current zstd frame and starts a new one at that level;
+// concatenated frames are one valid zstd stream. Use it to store
+// incompressible objects. A level the encoder treats like the current one (the
 // pure-Go encoder has four settings, see zstd.EncoderLevelFromZstd) keeps
 // the current frame, so redundant calls cost nothing.
 func (w *Writer) SetLevel(level int) error {
 	if err := w.usable(); err != nil {
 		return err
 	}
-	if err := manifest.CheckLevel(level); err != nil {
+	if err := manifest.CheckLevel(level); err != nil && level != Store {
 		return fmt.Errorf("archive %s: SetLevel: %w", w.m.ArchiveID, err)
 	}
 	if w.enc.effective(level) == w.enc.effective(w.level) {
@@ -151,11 +155,17 @@ func (w *Writer) SetLevel(level int) error {
 		return nil
 	}
 	// The padding of the last member belongs to the frame that holds it, so
-	// every frame ends on a tar block boundary.
-	if err := w.tw.Flush(); err != nil {
-		return w.fail(fmt.Errorf("archive %s: ending frame: %w", w.m.ArchiveID, err))
-	}
-	if err := w.enc.Close(); err != nil {
+	// every frame ends on a tar block boundary. What ending the frame costs
+	// is the last object's.
+	done := w.measure(w.last)
+	err := w.encode(w.last, func() error {
+		if err := w.tw.Flush(); err != nil {
+			return err
+		}
+		return w.enc.Close()
+	})
+	done()
+	if err != nil {
 		return w.fail(fmt.Errorf("archive %s: ending frame: %w", w.m.ArchiveID, err))
 	}
 	if err := w.enc.Reset(&w.dst, level); err != nil {
@@ -189,29 +199,74 @@ func (w *Writer) WriteObject(index int, r io.Reader) (sha256hex string, err erro
 		return "", fmt.Errorf("archive %s: WriteObject(%d): the next object to write is objects[%d]", w.m.ArchiveID, index, w.next)
 	}
 	o := &w.m.Objects[index]
-	if err := w.tw.WriteHeader(header(o.Member, o.Size, o.LastModified)); err != nil {
+	done := w.measure(index)
+	defer done()
+	w.stats[index].In = o.Size
+	if err := w.encode(index, func() error { return w.tw.WriteHeader(header(o.Member, o.Size, o.LastModified)) }); err != nil {
 		return "", w.fail(fmt.Errorf("archive %s: writing header of %s/%s: %w", w.m.ArchiveID, o.Bucket, o.Key, err))
 	}
-	sum, err := w.copyObject(o, r)
+	sum, err := w.copyObject(index, o, r)
 	if err != nil {
 		return "", w.fail(err)
 	}
 	if o.SHA256 == "" {
 		line := trailerLine(sum, o.Member)
-		if err := w.writeMember(manifest.TrailerName(o.Member), []byte(line), o.LastModified); err != nil {
+		if err := w.encode(index, func() error { return w.writeMember(manifest.TrailerName(o.Member), []byte(line), o.LastModified) }); err != nil {
 			return "", w.fail(fmt.Errorf("archive %s: writing trailer of %s/%s: %w", w.m.ArchiveID, o.Bucket, o.Key, err))
 		}
 	} else if sum != o.SHA256 {
 		return "", w.fail(w.objectError(o, fmt.Errorf("%w: content has %s, manifest says %s", ErrChecksum, sum, o.SHA256)))
 	}
 	w.next++
+	w.last = index
 	w.skipDeletes()
 	return sum, nil
 }
 
+// ObjectStats is what one object cost in the archive.
+type ObjectStats struct {
+	In  int64         // content bytes
+	Out int64         // compressed bytes attributed to it (its member, trailer and share of frame ends)
+	CPU time.Duration // CPU time of the tar and zstd encoding of those bytes, not of reading or hashing them
+}
+
+// Stats returns each object's ObjectStats by manifest index (zero for
+// delete entries) for the current or last archive; complete after Close.
+// Compression happens in the calling thread only with Concurrency 1; with
+// more, CPU covers the calling thread's share only.
+func (w *Writer) Stats() []ObjectStats { return w.stats }
+
+// measure starts accounting output bytes to object i (nothing for i < 0)
+// and pins the goroutine to its thread, so that the thread's CPU clock
+// read by encode covers exactly the encoding; done ends both.
+func (w *Writer) measure(i int) (done func()) {
+	if i < 0 {
+		return func() {}
+	}
+	runtime.LockOSThread()
+	out := w.dst.n.Load()
+	return func() {
+		w.stats[i].Out += w.dst.n.Load() - out
+		runtime.UnlockOSThread()
+	}
+}
+
+// encode runs f, a write into the tar and zstd encoders, and adds its CPU
+// time to object i: reading the source and hashing are not compression, and
+// a streamed source's TLS decryption would otherwise count as such.
+func (w *Writer) encode(i int, f func() error) error {
+	if i < 0 {
+		return f()
+	}
+	start := threadCPU()
+	err := f()
+	w.stats[i].CPU += threadCPU() - start
+	return err
+}
+
 // copyObject streams exactly o.Size bytes from r into the current member
 // and returns their SHA-256. Memory use is the one copy buffer.
-func (w *Writer) copyObject(o *manifest.Object, r io.Reader) (string, error) {
+func (w *Writer) copyObject(index int, o *manifest.Object, r io.Reader) (string, error) {
 	if w.buf == nil {
 		w.buf = make([]byte, copyBufferSize)
 	}
@@ -224,7 +279,7 @@ func (w *Writer) copyObject(o *manifest.Object, r io.Reader) (string, error) {
 		if k > 0 {
 			empty = 0
 			w.sum.Write(chunk[:k])
-			if _, werr := w.tw.Write(chunk[:k]); werr != nil {
+			if werr := w.encode(index, func() error { _, err := w.tw.Write(chunk[:k]); return err }); werr != nil {
 				return "", fmt.Errorf("archive %s: writing %s/%s: %w", w.m.ArchiveID, o.Bucket, o.Key, werr)
 			}
 			n += int64(k)
@@ -282,13 +337,17 @@ func (w *Writer) Close() error {
 		}
 		return fmt.Errorf("archive %s: Close: %d objects not written, starting with objects[%d] (%s/%s)", w.m.ArchiveID, missing, w.next, o.Bucket, o.Key)
 	}
-	if err := w.tw.Close(); err != nil {
-		return fmt.Errorf("archive %s: ending tar stream: %w", w.m.ArchiveID, err)
-	}
-	if err := w.enc.Close(); err != nil {
-		return fmt.Errorf("archive %s: ending zstd frame: %w", w.m.ArchiveID, err)
-	}
-	return nil
+	done := w.measure(w.last)
+	defer done()
+	return w.encode(w.last, func() error {
+		if err := w.tw.Close(); err != nil {
+			return fmt.Errorf("archive %s: ending tar stream: %w", w.m.ArchiveID, err)
+		}
+		if err := w.enc.Close(); err != nil {
+			return fmt.Errorf("archive %s: ending zstd frame: %w", w.m.ArchiveID, err)
+		}
+		return nil
+	})
 }
 
 // Written returns the compressed bytes written to the destination of the
