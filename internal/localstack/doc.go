@@ -23,4 +23,7 @@
 //     they do on AWS: use UniqueName.
 //   - MinIO rejects SigV4 signed for another region: use one client per
 //     region (S3 does that).
+//   - MinIO ignores If-Match on DeleteObject (AWS answers 412
+//     PreconditionFailed, or 404 NoSuchKey for a missing key). S3Conditional
+//     is a client for the bridge's proxy to eu-west-1's MinIO, which adds it.
 package localstack

@@ -41,3 +41,26 @@ func TestFromEnvNamesMissingVariable(t *testing.T) {
 		t.Fatalf("FromEnv error = %v, want it to name AWS_CA_BUNDLE and say how to load the env", err)
 	}
 }
+
+func TestFromEnvNeedsConditionalEndpoint(t *testing.T) {
+	for name, v := range map[string]string{
+		"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s", "AWS_CA_BUNDLE": "/ca.crt",
+		"AWS_ENDPOINT_URL_SQS": "http://sqs", "AWS_ENDPOINT_URL_DYNAMODB": "http://ddb",
+		"XRC_BRIDGE_URL": "http://bridge", "XRC_MC": "mc", "MC_CONFIG_DIR": "/mc",
+		"XRC_S3_ENDPOINT_US_EAST_1": "https://use1", "XRC_S3_ENDPOINT_EU_WEST_1": "https://euw1",
+		"XRC_S3_CONDITIONAL_ENDPOINT_EU_WEST_1": "",
+	} {
+		t.Setenv(name, v)
+	}
+	if _, err := localstack.FromEnv(); err == nil || !strings.Contains(err.Error(), "XRC_S3_CONDITIONAL_ENDPOINT_EU_WEST_1") {
+		t.Fatalf("FromEnv error = %v, want it to name XRC_S3_CONDITIONAL_ENDPOINT_EU_WEST_1", err)
+	}
+	t.Setenv("XRC_S3_CONDITIONAL_ENDPOINT_EU_WEST_1", "https://127.0.0.1:9004/")
+	e, err := localstack.FromEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := e.ConditionalS3Endpoints["eu-west-1"]; got != "https://127.0.0.1:9004" {
+		t.Fatalf("ConditionalS3Endpoints[eu-west-1] = %q", got)
+	}
+}
