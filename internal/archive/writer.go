@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/xrc-dev/xrc/internal/cpuclock"
 	"github.com/xrc-dev/xrc/internal/manifest"
 )
 
@@ -258,9 +259,9 @@ func (w *Writer) encode(i int, f func() error) error {
 	if i < 0 {
 		return f()
 	}
-	start := threadCPU()
+	start := cpuclock.Thread()
 	err := f()
-	w.stats[i].CPU += threadCPU() - start
+	w.stats[i].CPU += cpuclock.Thread() - start
 	return err
 }
 

@@ -1,12 +1,14 @@
 //go:build !linux
 
-package archive
+package cpuclock
 
 import "time"
 
-var cpuEpoch = time.Now()
+var epoch = time.Now()
 
-// threadCPU falls back to wall time where no per-thread CPU clock is read:
-// xrc's workers run on Linux, and elsewhere the figure is only an upper
-// bound.
-func threadCPU() time.Duration { return time.Since(cpuEpoch) }
+// Thread falls back to wall time where no per-thread CPU clock is read:
+// xrc's workers run on Linux, and elsewhere the figure is an upper bound.
+func Thread() time.Duration { return time.Since(epoch) }
+
+// Process falls back to wall time, as Thread does.
+func Process() time.Duration { return time.Since(epoch) }
