@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/dataset"
+	"github.com/xrc-dev/xrc/internal/deliver"
 	"github.com/xrc-dev/xrc/internal/manifest"
 )
 
@@ -401,5 +403,62 @@ func TestVersionDeletes(t *testing.T) {
 	}
 	if !poll(2*time.Minute, 500*time.Millisecond, func() bool { return !p.exists(t, dst, k) }) {
 		t.Fatal("a delete marker was not propagated")
+	}
+}
+
+// racingWrite lands a newer xrc write of key between the worker's read of
+// the destination and its DELETE, once: the race a conditional delete
+// exists for.
+type racingWrite struct {
+	deliver.S3API
+	key, seq string
+	once     sync.Once
+}
+
+func (r *racingWrite) DeleteObject(ctx context.Context, in *s3.DeleteObjectInput, o ...func(*s3.Options)) (*s3.DeleteObjectOutput, error) {
+	var err error
+	if aws.ToString(in.Key) == r.key {
+		r.once.Do(func() {
+			_, err = r.S3API.PutObject(ctx, &s3.PutObjectInput{Bucket: in.Bucket, Key: in.Key, Body: strings.NewReader("newer write"),
+				Metadata: map[string]string{deliver.MetaArchive: "another-archive", deliver.MetaSequencer: r.seq}})
+		})
+	}
+	if err != nil {
+		return nil, err
+	}
+	return r.S3API.DeleteObject(ctx, in, o...)
+}
+
+// TestDeleteRacingNewerWrite: a newer write that lands between the
+// worker's read of a destination object and its delete survives: the
+// DELETE carries If-Match with the ETag read, the server refuses it, and
+// the worker, reading again, finds a write newer than the delete. (The
+// worker talks to the stack's conditional S3 proxy: MinIO itself ignores
+// If-Match on DELETE; AWS S3 honours it.)
+func TestDeleteRacingNewerWrite(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t, func(c *config.Config) { c.Rules[0].Deletes = true })
+	ctx := context.Background()
+	dst := p.cfg.Rules[0].Destinations[0].Bucket
+	cond, err := p.env.S3Conditional(ctx, "eu-west-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := "data/race/k.txt"
+	reg, _ := p.startTargetWith(t, &racingWrite{S3API: cond, key: k, seq: seqAt(3)}, p.sqs, p.cfg.Settings.Worker.VisibilityTimeout.D())
+	v1, objs := p.objectArchive("race-v1", k, seqAt(1), []byte("version 1"))
+	p.deliver(t, "r1/race-v1.tar.zst", v1, objs)
+	p.deliver(t, "r1/race-delete-2.tar.zst", p.deleteArchive("race-delete-2", k, seqAt(2)), nil)
+	if !p.exists(t, dst, k) {
+		t.Fatal("the delete removed a write that landed after it read the object")
+	}
+	if got := string(p.read(t, dst, k)); got != "newer write" {
+		t.Fatalf("destination holds %q, want the newer write", got)
+	}
+	if n := metric(t, reg, "xrc_target_objects_total", "result", "delete_skipped"); n != 1 {
+		t.Errorf("delete_skipped = %v, want 1", n)
+	}
+	if n := metric(t, reg, "xrc_target_objects_total", "result", "deleted"); n != 0 {
+		t.Errorf("deleted = %v, want 0", n)
 	}
 }
