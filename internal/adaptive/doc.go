@@ -1,0 +1,26 @@
+// Package adaptive decides how hard each object is compressed. It holds the
+// arms (the settings the encoder really has, plus storing), the content
+// classes objects fall into, the cost model that turns bytes saved and CPU
+// spent into dollars, the learner that finds, per rule and class, the arm
+// with the best net benefit, and the CPU benchmark that makes figures of
+// different tasks comparable.
+//
+// Everything but the benchmark is pure: given its inputs, the time and a
+// seeded random source, the learner decides the same way every time.
+//
+// # The learner
+//
+// Per (rule, class) and arm it keeps bytes in, bytes out and normalised
+// compression CPU-seconds, as exponentially decayed sums (an observation
+// counts half after Config.HalfLife), so a workload that changes is
+// learnt again. An arm's net benefit per GiB of input is
+//
+//	(1 - out/in) × transfer $/GiB × target regions
+//	  - (compression CPU-s + decompression CPU-s × target regions) / GiB × $/vCPU-s
+//
+// It exploits the arm with the best benefit among those it has seen
+// enough of, explores the neighbours of that arm with a probability that
+// decays with experience down to a floor, and, while the oldest message it
+// works on is older than the freshness target, steps down to faster arms
+// until it recovers: saving money must never let replication fall behind.
+package adaptive

@@ -1,0 +1,316 @@
+package adaptive
+
+import (
+	"math"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Sample is what encoding some objects of one class with one arm did.
+type Sample struct {
+	In, Out int64         // bytes
+	CPU     time.Duration // compression CPU, normalised to the fleet (Factor)
+	Objects int
+}
+
+// Key is what statistics are kept per: a rule and a content class.
+type Key struct {
+	Rule  string
+	Class Class
+}
+
+// Observation is a Sample of one arm of one key, taken at At (for a fleet
+// statistic, the middle of the period it sums).
+type Observation struct {
+	Key    Key
+	Arm    Arm
+	Sample Sample
+	At     time.Time
+}
+
+// Config tunes a Learner. Zero fields take the defaults documented on them.
+type Config struct {
+	Arms         []Arm         // fastest first (Arms); required
+	HalfLife     time.Duration // an observation counts half after this (default 6h)
+	TrustObjects float64       // decayed objects before an arm's estimate is trusted (default 3)
+	TrustBytes   float64       // and decayed input bytes (default 1 MiB)
+	Explore      float64       // exploration probability of a key never seen (default 0.1)
+	ExploreFloor float64       // exploration never drops below (default 0.02)
+	ExploreHalf  float64       // decayed objects of a key after which exploration halves (default 200)
+	Freshness    time.Duration // oldest-message age beyond which throughput wins (default 5m)
+	StepEvery    time.Duration // throughput mode moves at most one arm per this (default 10s)
+}
+
+func (c *Config) defaults() {
+	if c.HalfLife <= 0 {
+		c.HalfLife = 6 * time.Hour
+	}
+	if c.TrustObjects <= 0 {
+		c.TrustObjects = 3
+	}
+	if c.TrustBytes <= 0 {
+		c.TrustBytes = 1 << 20
+	}
+	if c.Explore <= 0 {
+		c.Explore = 0.1
+	}
+	if c.ExploreFloor <= 0 {
+		c.ExploreFloor = 0.02
+	}
+	if c.ExploreHalf <= 0 {
+		c.ExploreHalf = 200
+	}
+	if c.Freshness <= 0 {
+		c.Freshness = 5 * time.Minute
+	}
+	if c.StepEvery <= 0 {
+		c.StepEvery = 10 * time.Second
+	}
+}
+
+// sums are decayed totals, as of at.
+type sums struct {
+	in, out, cpu, n float64
+	at              time.Time
+}
+
+func (s *sums) decayTo(t time.Time, halfLife time.Duration) {
+	if !s.at.IsZero() && t.After(s.at) {
+		f := math.Exp2(-float64(t.Sub(s.at)) / float64(halfLife))
+		s.in, s.out, s.cpu, s.n = s.in*f, s.out*f, s.cpu*f, s.n*f
+	}
+	if t.After(s.at) {
+		s.at = t
+	}
+}
+
+func (s *sums) add(x Sample, at time.Time, halfLife time.Duration) {
+	s.decayTo(at, halfLife)
+	f := 1.0
+	if at.Before(s.at) { // an older observation arrives later: decay it alone
+		f = math.Exp2(-float64(s.at.Sub(at)) / float64(halfLife))
+	}
+	s.in += f * float64(x.In)
+	s.out += f * float64(x.Out)
+	s.cpu += f * x.CPU.Seconds()
+	s.n += f * float64(x.Objects)
+}
+
+// Decision is the arm chosen for an object and why.
+type Decision struct {
+	Arm Arm
+	// Why: "start" (nothing trusted yet: the rule's level, or Store for
+	// content that does not compress), "exploit", "explore" or
+	// "throughput" (behind the freshness target: a faster arm).
+	Why string
+}
+
+// Estimate is what the learner knows of one arm of one key.
+type Estimate struct {
+	Arm          Arm
+	In, Out, CPU float64 // decayed sums (bytes, bytes, CPU-seconds)
+	Objects      float64
+	Benefit      float64 // $ per GiB of input
+	Trusted      bool
+}
+
+// Learner chooses arms per key. Safe for concurrent use.
+type Learner struct {
+	cfg  Config
+	mu   sync.Mutex
+	rng  *rand.Rand
+	keys map[Key]map[Arm]*sums
+
+	steps  int       // throughput mode: arms below the best
+	stepAt time.Time // when steps last moved
+}
+
+// New returns a Learner with no observations. rng makes it deterministic.
+func New(cfg Config, rng *rand.Rand) *Learner {
+	cfg.defaults()
+	return &Learner{cfg: cfg, rng: rng, keys: map[Key]map[Arm]*sums{}}
+}
+
+// Arms returns the arms the learner chooses from, fastest first.
+func (l *Learner) Arms() []Arm { return l.cfg.Arms }
+
+// Observe adds what an arm did on objects of k.
+func (l *Learner) Observe(o Observation) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.observe(o)
+}
+
+func (l *Learner) observe(o Observation) {
+	arms := l.keys[o.Key]
+	if arms == nil {
+		arms = map[Arm]*sums{}
+		l.keys[o.Key] = arms
+	}
+	s := arms[o.Arm]
+	if s == nil {
+		s = &sums{}
+		arms[o.Arm] = s
+	}
+	s.add(o.Sample, o.At, l.cfg.HalfLife)
+}
+
+// Load replaces everything the learner knows with obs (the fleet's
+// statistics, which include this task's own once written).
+func (l *Learner) Load(obs []Observation) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.keys = map[Key]map[Arm]*sums{}
+	for _, o := range obs {
+		l.observe(o)
+	}
+}
+
+// Estimates returns what the learner knows of each arm of k, fastest first.
+func (l *Learner) Estimates(k Key, m Model, now time.Time) []Estimate {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.estimates(k, m, now)
+}
+
+func (l *Learner) estimates(k Key, m Model, now time.Time) []Estimate {
+	arms := l.keys[k]
+	var out []Estimate
+	for _, a := range l.cfg.Arms {
+		s := arms[a]
+		if s == nil {
+			continue
+		}
+		s.decayTo(now, l.cfg.HalfLife)
+		e := Estimate{Arm: a, In: s.in, Out: s.out, CPU: s.cpu, Objects: s.n}
+		if s.in > 0 {
+			e.Benefit = m.Benefit(a, s.out/s.in, s.cpu/s.in)
+		}
+		e.Trusted = s.n >= l.cfg.TrustObjects && s.in >= l.cfg.TrustBytes
+		out = append(out, e)
+	}
+	return out
+}
+
+// Choose picks the arm for the next object of k. start is the arm to use
+// while nothing is trusted; lag is the age of the oldest message the
+// object comes from.
+func (l *Learner) Choose(k Key, m Model, start Arm, lag time.Duration, now time.Time) Decision {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.adjustSteps(lag, now)
+	ests := l.estimates(k, m, now)
+	d := Decision{Arm: l.nearest(start), Why: "start"}
+	best, total := math.Inf(-1), 0.0
+	trusted := map[Arm]bool{}
+	for _, e := range ests {
+		total += e.Objects
+		if e.Trusted {
+			trusted[e.Arm] = true
+			if e.Benefit > best {
+				best, d = e.Benefit, Decision{Arm: e.Arm, Why: "exploit"}
+			}
+		}
+	}
+	// Storing needs no learning to be judged: it saves nothing and costs
+	// (next to) nothing. Once the best arm known loses money, store.
+	if d.Why == "exploit" && d.Arm != Store && !trusted[Store] && best < m.Benefit(Store, 1, 0) {
+		d = Decision{Arm: Store, Why: "exploit"}
+	}
+	i := slices.Index(l.cfg.Arms, d.Arm)
+	if l.steps > 0 {
+		return Decision{Arm: l.cfg.Arms[max(i-l.steps, 0)], Why: "throughput"}
+	}
+	p := max(l.cfg.ExploreFloor, l.cfg.Explore*math.Exp2(-total/l.cfg.ExploreHalf))
+	if l.rng.Float64() >= p {
+		return d
+	}
+	// Explore a neighbour, or Store, preferring one not known well yet.
+	// Store is a candidate whenever the arm in use saves little: whether
+	// compressing pays at all is the first question, and on data that does
+	// not compress every level looks alike, so a walk from neighbour to
+	// neighbour would never get there.
+	var near, unknown []Arm
+	for j := max(i-1, 0); j <= min(i+1, len(l.cfg.Arms)-1); j++ {
+		if j != i {
+			near = append(near, l.cfg.Arms[j])
+		}
+	}
+	if i > 1 && saving(ests, d.Arm) < storeWorthTrying {
+		near = append(near, l.cfg.Arms[0])
+	}
+	for _, a := range near {
+		if !trusted[a] {
+			unknown = append(unknown, a)
+		}
+	}
+	if len(unknown) > 0 {
+		near = unknown
+	}
+	if len(near) == 0 {
+		return d
+	}
+	return Decision{Arm: near[l.rng.IntN(len(near))], Why: "explore"}
+}
+
+// storeWorthTrying is the saving (1 - out/in) below which exploring Store
+// is worth it: it saves nothing, so it can only beat an arm that saves
+// little, and trying it on data that compresses well loses the whole
+// saving of the object.
+const storeWorthTrying = 0.1
+
+// saving is the fraction of input arm a removes, as estimated in ests; 0
+// when nothing is known.
+func saving(ests []Estimate, a Arm) float64 {
+	for _, e := range ests {
+		if e.Arm == a && e.In > 0 {
+			return 1 - e.Out/e.In
+		}
+	}
+	return 0
+}
+
+// adjustSteps moves throughput mode one arm faster while lag is past the
+// freshness target, and one arm back once it is under half of it, at most
+// once per StepEvery.
+func (l *Learner) adjustSteps(lag time.Duration, now time.Time) {
+	if now.Sub(l.stepAt) < l.cfg.StepEvery {
+		return
+	}
+	switch {
+	case lag > l.cfg.Freshness && l.steps < len(l.cfg.Arms)-1:
+		l.steps++
+		l.stepAt = now
+	case lag < l.cfg.Freshness/2 && l.steps > 0:
+		l.steps--
+		l.stepAt = now
+	}
+}
+
+// Behind reports how many arms faster than the best the learner is
+// choosing to keep up (0: not behind).
+func (l *Learner) Behind() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.steps
+}
+
+// nearest maps a level onto the closest arm the learner has.
+func (l *Learner) nearest(a Arm) Arm {
+	best := l.cfg.Arms[0]
+	for _, x := range l.cfg.Arms {
+		if abs(int(x)-int(a)) < abs(int(best)-int(a)) {
+			best = x
+		}
+	}
+	return best
+}
+
+func abs(x int) int {
+	if x < 0 {
+		return -x
+	}
+	return x
+}

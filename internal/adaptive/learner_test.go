@@ -1,0 +1,334 @@
+package adaptive
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+	"time"
+)
+
+// profile is the true behaviour of a kind of data under each arm: the
+// fraction of its size left, and MB per CPU-second. The figures follow
+// libzstd on the corpus classes (README, Performance), interpolated.
+type profile struct {
+	name string
+	out  func(a Arm) float64
+	mbps func(a Arm) float64
+}
+
+func zstdCurve(l1, l3, l7, l11, l19 float64) func(Arm) float64 {
+	return func(a Arm) float64 {
+		x := float64(a)
+		switch {
+		case a == Store:
+			return 1.00002
+		case x < 1:
+			return math.Min(0.999, l1*(1+0.04*(1-x))) // fast levels: a little worse per step
+		case x <= 3:
+			return l1 + (l3-l1)*(x-1)/2
+		case x <= 7:
+			return l3 + (l7-l3)*(x-3)/4
+		case x <= 11:
+			return l7 + (l11-l7)*(x-7)/4
+		default:
+			return l11 + (l19-l11)*(x-11)/8
+		}
+	}
+}
+
+func speedCurve(a Arm) float64 {
+	if a == Store {
+		return 4000
+	}
+	x := float64(a)
+	if x < 1 {
+		return 160 * (1 + 0.35*(1-x))
+	}
+	return 160 * math.Pow(0.62, x-1) // 160 MB/s at 1, ~1.5 at 11, ~0.1 at 19
+}
+
+var (
+	csv    = profile{"csv", zstdCurve(0.417, 0.377, 0.345, 0.334, 0.31), speedCurve}
+	jsonl  = profile{"jsonl", zstdCurve(0.256, 0.251, 0.231, 0.221, 0.20), speedCurve}
+	random = profile{"random", func(a Arm) float64 {
+		if a == Store {
+			return 1.00002
+		}
+		return 1.00004
+	}, func(a Arm) float64 {
+		if a == Store {
+			return 4000
+		}
+		return 600
+	}}
+)
+
+func testModel() Model {
+	return Model{TransferPerGiB: 0.02, VCPUSecond: VCPUSecond(0.01245), Regions: 2, DecodeSeconds: 1.0 / 500e6}
+}
+
+// outcome is one object of size bytes of p encoded with a, with noise.
+func outcome(rng *rand.Rand, p profile, a Arm, size int64) Sample {
+	// Objects differ in how much they save (±5% of the saving), not in
+	// how much of an incompressible object is left.
+	out := 1 - (1-p.out(a))*(1+0.05*(rng.Float64()*2-1))
+	cpu := float64(size) / (p.mbps(a) * 1e6) * (1 + 0.2*(rng.Float64()*2-1))
+	return Sample{In: size, Out: int64(out * float64(size)), CPU: time.Duration(cpu * float64(time.Second)), Objects: 1}
+}
+
+func benefit(m Model, a Arm, s Sample) float64 {
+	return m.Benefit(a, float64(s.Out)/float64(s.In), s.CPU.Seconds()/float64(s.In)) * float64(s.In) / GiB
+}
+
+// simulate runs objects of profiles[i(t)] through a learner and through
+// every fixed arm, on the same noise, and returns the learner's total
+// benefit, each fixed arm's, and the learner's choices in the last quarter.
+func simulate(t *testing.T, seed uint64, objects int, profileAt func(n int) profile) (float64, map[Arm]float64, map[Arm]int) {
+	t.Helper()
+	arms := Arms(true, -7, 19)
+	// Objects come every 2 s: a 2-minute half-life is 60 objects, so a
+	// change of workload is learnt within the run.
+	l := New(Config{Arms: arms, HalfLife: 3 * time.Minute}, rand.New(rand.NewPCG(seed, 1)))
+	noise := rand.New(rand.NewPCG(seed, 2))
+	m := testModel()
+	now := time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC)
+	learnt, fixed, late := 0.0, map[Arm]float64{}, map[Arm]int{}
+	const size = 2 << 20
+	k := Key{Rule: "r", Class: Unknown}
+	for n := range objects {
+		p := profileAt(n)
+		now = now.Add(2 * time.Second)
+		seedN := noise.Uint64()
+		d := l.Choose(k, m, 3, 0, now)
+		s := outcome(rand.New(rand.NewPCG(seedN, 0)), p, d.Arm, size)
+		learnt += benefit(m, d.Arm, s)
+		l.Observe(Observation{Key: k, Arm: d.Arm, Sample: s, At: now})
+		for _, a := range arms {
+			fixed[a] += benefit(m, a, outcome(rand.New(rand.NewPCG(seedN, 0)), p, a, size))
+		}
+		if n >= objects*3/4 {
+			late[d.Arm]++
+		}
+	}
+	return learnt, fixed, late
+}
+
+func bestFixed(fixed map[Arm]float64) (Arm, float64) {
+	best, v := Store, math.Inf(-1)
+	for a, b := range fixed {
+		if b > v {
+			best, v = a, b
+		}
+	}
+	return best, v
+}
+
+// TestLearnerSimulation: on each class, with noise, the learner's net
+// benefit comes within 5% of the best fixed arm chosen in hindsight;
+// incompressible data settles on Store; a workload that changes half-way
+// is learnt again.
+func TestLearnerSimulation(t *testing.T) {
+	for _, p := range []profile{csv, jsonl} {
+		learnt, fixed, _ := simulate(t, 7, 3000, func(int) profile { return p })
+		a, best := bestFixed(fixed)
+		t.Logf("%s: learner %.1f%% of the best fixed arm (%s); level 3 alone %.1f%%, store %.1f%%",
+			p.name, 100*learnt/best, a, 100*fixed[3]/best, 100*fixed[Store]/best)
+		if learnt < 0.95*best {
+			t.Errorf("%s: learner earned %.4f, best fixed arm %s %.4f: below 95%%", p.name, learnt, a, best)
+		}
+	}
+
+	_, _, late := simulate(t, 8, 2000, func(int) profile { return random })
+	total := 0
+	for _, n := range late {
+		total += n
+	}
+	t.Logf("random: store chosen for %.1f%% of the last quarter", 100*float64(late[Store])/float64(total))
+	if float64(late[Store]) < 0.9*float64(total) {
+		t.Errorf("random data: store chosen %d of %d times in the last quarter (%v)", late[Store], total, late)
+	}
+
+	// CSV, then random data under the same key.
+	learnt, fixed, late := simulate(t, 9, 4000, func(n int) profile {
+		if n < 2000 {
+			return csv
+		}
+		return random
+	})
+	total = 0
+	for _, n := range late {
+		total += n
+	}
+	a, best := bestFixed(fixed)
+	t.Logf("csv then random: learner %.1f%% of the best fixed arm (%s); store %.1f%% of the last quarter",
+		100*learnt/best, a, 100*float64(late[Store])/float64(total))
+	if float64(late[Store]) < 0.9*float64(total) {
+		t.Errorf("after the switch: store chosen %d of %d times in the last quarter (%v)", late[Store], total, late)
+	}
+	if learnt < 0.95*best {
+		t.Errorf("switching workload: learner %.4f, best fixed %.4f", learnt, best)
+	}
+}
+
+func TestChooseStartsAtRuleLevel(t *testing.T) {
+	l := New(Config{Arms: Arms(true, -7, 19), ExploreFloor: 1e-9, Explore: 1e-9}, rand.New(rand.NewPCG(1, 1)))
+	now := time.Now()
+	if d := l.Choose(Key{"r", CSV}, testModel(), 5, 0, now); d.Arm != 5 || d.Why != "start" {
+		t.Errorf("nothing known: %+v, want the start arm 5", d)
+	}
+	// Untrusted data (too few objects) does not override the start.
+	l.Observe(Observation{Key{"r", CSV}, 9, Sample{In: 64 << 20, Out: 1 << 20, CPU: time.Second, Objects: 2}, now})
+	if d := l.Choose(Key{"r", CSV}, testModel(), 5, 0, now); d.Arm != 5 {
+		t.Errorf("after 2 objects: %+v, want the start arm", d)
+	}
+	// Pure-Go arms: a level maps onto the nearest setting.
+	pg := New(Config{Arms: Arms(false, -7, 19)}, rand.New(rand.NewPCG(1, 1)))
+	if got := pg.nearest(5); got != 3 && got != 7 {
+		t.Errorf("nearest(5) of %v = %v", pg.Arms(), got)
+	}
+	if got := Arms(false, -7, 19); len(got) != 5 || got[0] != Store {
+		t.Errorf("pure-Go arms %v", got)
+	}
+	if got := Arms(true, -7, 22); len(got) != 1+7+22 || got[0] != Store || got[1] != -7 {
+		t.Errorf("libzstd arms %v", got)
+	}
+}
+
+func TestExploitsBestTrusted(t *testing.T) {
+	l := New(Config{Arms: Arms(true, -7, 19), ExploreFloor: 1e-9, Explore: 1e-9}, rand.New(rand.NewPCG(1, 1)))
+	now := time.Now()
+	k := Key{"r", CSV}
+	m := testModel()
+	// Level 1: 40% left, cheap. Level 9: 30% left, still cheap at these
+	// prices: 9 wins.
+	l.Observe(Observation{k, 1, Sample{In: 64 << 20, Out: 26 << 20, CPU: 400 * time.Millisecond, Objects: 20}, now})
+	l.Observe(Observation{k, 9, Sample{In: 64 << 20, Out: 19 << 20, CPU: 8 * time.Second, Objects: 20}, now})
+	if d := l.Choose(k, m, 3, 0, now); d.Arm != 9 || d.Why != "exploit" {
+		t.Errorf("%+v, want to exploit 9", d)
+	}
+	// At a CPU price 300 times higher, the cheap arm wins; at 1000 times,
+	// no arm pays and storing does.
+	m.VCPUSecond *= 300
+	if d := l.Choose(k, m, 3, 0, now); d.Arm != 1 {
+		t.Errorf("expensive CPU: %+v, want 1", d)
+	}
+	m.VCPUSecond *= 1000.0 / 300
+	if d := l.Choose(k, m, 3, 0, now); d.Arm != Store {
+		t.Errorf("CPU too expensive for any level: %+v, want store", d)
+	}
+}
+
+func TestExploresNeighboursWithDecayingProbability(t *testing.T) {
+	arms := Arms(true, -7, 19)
+	l := New(Config{Arms: arms, Explore: 0.5, ExploreFloor: 0.05, ExploreHalf: 100}, rand.New(rand.NewPCG(3, 3)))
+	now := time.Now()
+	k := Key{"r", JSON}
+	count := func() (explored int, far bool) {
+		for range 2000 {
+			d := l.Choose(k, testModel(), 3, 0, now)
+			if d.Why == "explore" {
+				explored++
+				if d.Arm != 2 && d.Arm != 4 && d.Arm != Store {
+					far = true
+				}
+			}
+		}
+		return
+	}
+	early, far := count()
+	if far {
+		t.Error("explored beyond the neighbours of the start arm (2 and 4) and Store")
+	}
+	l.Observe(Observation{k, 3, Sample{In: 1 << 30, Out: 1 << 28, CPU: 10 * time.Second, Objects: 10000}, now})
+	late, _ := count()
+	t.Logf("exploration: %.1f%% of choices for a new key, %.1f%% after 10,000 objects (floor 5%%)", 100*float64(early)/2000, 100*float64(late)/2000)
+	if early < 800 || early > 1200 {
+		t.Errorf("new key explored %d of 2000 times, want about half", early)
+	}
+	if late < 60 || late > 140 {
+		t.Errorf("experienced key explored %d of 2000 times, want about the 5%% floor", late)
+	}
+}
+
+func TestThroughputMode(t *testing.T) {
+	arms := Arms(true, -7, 19)
+	l := New(Config{Arms: arms, Explore: 1e-9, ExploreFloor: 1e-9, Freshness: time.Minute, StepEvery: 10 * time.Second}, rand.New(rand.NewPCG(1, 1)))
+	k := Key{"r", CSV}
+	now := time.Now()
+	l.Observe(Observation{k, 9, Sample{In: 64 << 20, Out: 19 << 20, CPU: 8 * time.Second, Objects: 20}, now})
+	if d := l.Choose(k, testModel(), 3, 0, now); d.Arm != 9 {
+		t.Fatalf("%+v", d)
+	}
+	// Behind: one arm faster per StepEvery, however often asked.
+	var got []Arm
+	for i := range 4 {
+		now = now.Add(10 * time.Second)
+		for range 5 {
+			d := l.Choose(k, testModel(), 3, 2*time.Minute, now)
+			if d.Why != "throughput" {
+				t.Fatalf("behind: %+v", d)
+			}
+			if j := len(got); j == i {
+				got = append(got, d.Arm)
+			}
+		}
+	}
+	if got[0] != 8 || got[3] != 5 || l.Behind() != 4 {
+		t.Errorf("stepped down through %v (behind %d), want 8, 7, 6, 5", got, l.Behind())
+	}
+	// Between half the target and the target: holds.
+	now = now.Add(10 * time.Second)
+	if d := l.Choose(k, testModel(), 3, 40*time.Second, now); d.Arm != 5 {
+		t.Errorf("in the hysteresis band: %+v, want to hold 5", d)
+	}
+	// Caught up: back one arm per StepEvery.
+	for range 4 {
+		now = now.Add(10 * time.Second)
+		l.Choose(k, testModel(), 3, time.Second, now)
+	}
+	if d := l.Choose(k, testModel(), 3, time.Second, now); d.Arm != 9 || l.Behind() != 0 {
+		t.Errorf("recovered: %+v, behind %d", d, l.Behind())
+	}
+	// Far behind: no further than Store.
+	for range 40 {
+		now = now.Add(10 * time.Second)
+		l.Choose(k, testModel(), 3, time.Hour, now)
+	}
+	if d := l.Choose(k, testModel(), 3, time.Hour, now); d.Arm != Store {
+		t.Errorf("far behind: %+v, want store", d)
+	}
+}
+
+func TestDecay(t *testing.T) {
+	l := New(Config{Arms: Arms(true, 1, 3), HalfLife: time.Hour}, rand.New(rand.NewPCG(1, 1)))
+	k := Key{"r", Text}
+	t0 := time.Now()
+	l.Observe(Observation{k, 1, Sample{In: 1000, Out: 500, Objects: 10}, t0})
+	e := l.Estimates(k, testModel(), t0.Add(time.Hour))
+	if len(e) != 1 || math.Abs(e[0].In-500) > 1e-6 || math.Abs(e[0].Objects-5) > 1e-9 {
+		t.Errorf("after one half-life: %+v", e)
+	}
+	// An older observation arriving later counts for less.
+	l.Observe(Observation{k, 1, Sample{In: 1000, Objects: 10}, t0})
+	e = l.Estimates(k, testModel(), t0.Add(time.Hour))
+	if math.Abs(e[0].In-1000) > 1e-6 {
+		t.Errorf("late old observation: %+v", e)
+	}
+	// Load replaces what was known.
+	l.Load([]Observation{{k, 2, Sample{In: 10, Out: 5, Objects: 1}, t0}})
+	if e := l.Estimates(k, testModel(), t0); len(e) != 1 || e[0].Arm != 2 {
+		t.Errorf("after Load: %+v", e)
+	}
+}
+
+func TestBenefit(t *testing.T) {
+	m := Model{TransferPerGiB: 0.02, VCPUSecond: 0.01, Regions: 2, DecodeSeconds: 0.5 / GiB}
+	// Halving 1 GiB to 2 regions saves 0.02; 1 CPU-second per GiB costs
+	// 0.01, decoding 0.5 s in each of 2 regions another 0.01.
+	if got := m.Benefit(3, 0.5, 1.0/GiB); math.Abs(got-0) > 1e-12 {
+		t.Errorf("Benefit = %v, want 0", got)
+	}
+	if got := m.Benefit(Store, 1, 0); got != 0 {
+		t.Errorf("store of nothing = %v", got)
+	}
+}

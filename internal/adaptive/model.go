@@ -1,0 +1,37 @@
+package adaptive
+
+import "time"
+
+// GiB is the unit AWS bills transfer in ("GB" on the price list is 2^30
+// bytes).
+const GiB = 1 << 30
+
+// Model turns an arm's ratio and CPU into dollars, for one rule.
+type Model struct {
+	TransferPerGiB float64 // inter-region transfer, $ per GiB
+	VCPUSecond     float64 // compute, $ per vCPU-second
+	// Regions is how many target regions an object of the rule goes to:
+	// every byte saved is saved once per region, and decoded once per
+	// region.
+	Regions int
+	// DecodeSeconds is the CPU a target spends decoding one byte of zstd
+	// output (measured at start-up; decoding costs about the same at every
+	// level). Stored objects cost a copy, counted as nothing.
+	DecodeSeconds float64
+}
+
+// Benefit is the net benefit, in dollars per GiB of input, of an arm that
+// shrinks input to outPerIn of its size for cpuPerByte normalised
+// compression CPU-seconds per input byte.
+func (m Model) Benefit(a Arm, outPerIn, cpuPerByte float64) float64 {
+	regions := float64(max(m.Regions, 1))
+	saved := (1 - outPerIn) * m.TransferPerGiB * regions
+	cpu := cpuPerByte * GiB
+	if a != Store {
+		cpu += m.DecodeSeconds * GiB * regions
+	}
+	return saved - cpu*m.VCPUSecond
+}
+
+// VCPUSecond converts an hourly vCPU price.
+func VCPUSecond(perHour float64) float64 { return perHour / float64(time.Hour/time.Second) }
