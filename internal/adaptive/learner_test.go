@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"testing"
 	"time"
+
+	"github.com/xrc-dev/xrc/internal/archive"
 )
 
 // profile is the true behaviour of a kind of data under each arm: the
@@ -330,5 +332,22 @@ func TestBenefit(t *testing.T) {
 	}
 	if got := m.Benefit(Store, 1, 0); got != 0 {
 		t.Errorf("store of nothing = %v", got)
+	}
+}
+
+func TestBenchmark(t *testing.T) {
+	r, err := Benchmark(50*time.Millisecond, archive.WriterOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s: %.0f MB per CPU-second at level %d; decoding %.0f MB per CPU-second", r.Encoder, r.CompressMBps, ReferenceLevel, 1e-6/r.DecodeSeconds)
+	if r.CompressMBps <= 0 || r.DecodeSeconds <= 0 {
+		t.Errorf("benchmark: %+v", r)
+	}
+	if f := Factor(200, 100); f != 2 {
+		t.Errorf("Factor(200, 100) = %v", f)
+	}
+	if f := Factor(0, 100); f != 1 {
+		t.Errorf("Factor without a figure = %v", f)
 	}
 }

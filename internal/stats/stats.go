@@ -1,0 +1,294 @@
+// Package stats keeps the fleet's compression statistics in the
+// deployment's DynamoDB table, so that every source task learns from what
+// every other one measured, and `xrc savings` can say what xrc saved.
+//
+// Items (table config.TableName, keys pk and sk, TTL attribute expiresAt):
+//
+//	pk "stats#<rule>", sk "h#<yyyy-mm-ddThh>#<class>#<arm>"
+//	    in, out (bytes), cpuNs (normalised compression CPU), objects,
+//	    archives: sums over one UTC hour, added with UpdateItem ADD, so
+//	    concurrent tasks never lose an update; kept 35 days.
+//	pk "fleet", sk "cpu"
+//	    count, sumMBps: the CPU benchmark of every task that started (ADD);
+//	    their mean makes CPU-seconds of different tasks comparable.
+//	pk "choice#<rule>", sk "<class>"
+//	    arm, since, changes, benefit, version: the arm a task last chose
+//	    for a class; a read-modify-write guarded by version (optimistic
+//	    concurrency, retried on ConditionalCheckFailedException).
+package stats
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/xrc-dev/xrc/internal/adaptive"
+)
+
+// TTL is how long hourly statistics are kept: what `xrc savings -since`
+// can look back on.
+const TTL = 35 * 24 * time.Hour
+
+// API is the part of the DynamoDB client a Store uses; *dynamodb.Client
+// satisfies it.
+type API interface {
+	GetItem(ctx context.Context, in *dynamodb.GetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)
+	PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
+	UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
+	Query(ctx context.Context, in *dynamodb.QueryInput, optFns ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
+}
+
+// Store reads and writes statistics in table.
+type Store struct {
+	api   API
+	table string
+	now   func() time.Time
+}
+
+// New returns a Store on table.
+func New(api API, table string, now func() time.Time) *Store {
+	return &Store{api: api, table: table, now: now}
+}
+
+// Delta is what one archive added for one class and arm of a rule.
+type Delta struct {
+	Class    adaptive.Class
+	Arm      adaptive.Arm
+	In, Out  int64
+	CPU      time.Duration // normalised (adaptive.Factor)
+	Objects  int
+	Archives int
+}
+
+const hourFormat = "2006-01-02T15"
+
+func statsPK(rule string) string { return "stats#" + rule }
+
+func hourSK(hour time.Time, c adaptive.Class, a adaptive.Arm) string {
+	return "h#" + hour.UTC().Format(hourFormat) + "#" + string(c) + "#" + a.String()
+}
+
+func s(v string) types.AttributeValue { return &types.AttributeValueMemberS{Value: v} }
+func n(v int64) types.AttributeValue  { return &types.AttributeValueMemberN{Value: strconv.FormatInt(v, 10)} }
+
+// Add adds ds to rule's statistics of the hour of at, one atomic ADD per
+// class and arm. It stops at the first failure and returns the deltas not
+// written, for the caller to retry later.
+func (st *Store) Add(ctx context.Context, rule string, at time.Time, ds []Delta) ([]Delta, error) {
+	for i, d := range ds {
+		_, err := st.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+			TableName: &st.table,
+			Key:       map[string]types.AttributeValue{"pk": s(statsPK(rule)), "sk": s(hourSK(at, d.Class, d.Arm))},
+			UpdateExpression: aws.String("ADD #in :in, #out :out, #cpu :cpu, #obj :obj, #arc :arc " +
+				"SET #exp = if_not_exists(#exp, :exp), #rule = :rule, #hour = :hour, #class = :class, #arm = :arm"),
+			ExpressionAttributeNames: map[string]string{"#in": "in", "#out": "out", "#cpu": "cpuNs", "#obj": "objects", "#arc": "archives",
+				"#exp": "expiresAt", "#rule": "rule", "#hour": "hour", "#class": "class", "#arm": "arm"},
+			ExpressionAttributeValues: map[string]types.AttributeValue{
+				":in": n(d.In), ":out": n(d.Out), ":cpu": n(int64(d.CPU)), ":obj": n(int64(d.Objects)), ":arc": n(int64(d.Archives)),
+				":exp": n(st.now().Add(TTL).Unix()), ":rule": s(rule), ":hour": s(at.UTC().Format(hourFormat)),
+				":class": s(string(d.Class)), ":arm": s(d.Arm.String()),
+			},
+		})
+		if err != nil {
+			return ds[i:], fmt.Errorf("adding statistics of rule %s: %w", rule, err)
+		}
+	}
+	return nil, nil
+}
+
+// Hourly is one hour of one class and arm of a rule.
+type Hourly struct {
+	Rule string
+	Hour time.Time // start of the UTC hour
+	Delta
+}
+
+type hourlyItem struct {
+	Rule     string `dynamodbav:"rule"`
+	Hour     string `dynamodbav:"hour"`
+	Class    string `dynamodbav:"class"`
+	Arm      string `dynamodbav:"arm"`
+	In       int64  `dynamodbav:"in"`
+	Out      int64  `dynamodbav:"out"`
+	CPUNs    int64  `dynamodbav:"cpuNs"`
+	Objects  int    `dynamodbav:"objects"`
+	Archives int    `dynamodbav:"archives"`
+}
+
+// Since returns rule's hourly statistics from the hour of since on.
+func (st *Store) Since(ctx context.Context, rule string, since time.Time) ([]Hourly, error) {
+	p := dynamodb.NewQueryPaginator(st.api, &dynamodb.QueryInput{
+		TableName:              &st.table,
+		KeyConditionExpression: aws.String("pk = :pk AND sk BETWEEN :from AND :to"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":pk": s(statsPK(rule)), ":from": s("h#" + since.UTC().Format(hourFormat)), ":to": s("h#~"),
+		},
+	})
+	var out []Hourly
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("reading statistics of rule %s: %w", rule, err)
+		}
+		for _, av := range page.Items {
+			var it hourlyItem
+			if err := attributevalue.UnmarshalMap(av, &it); err != nil {
+				return nil, fmt.Errorf("decoding statistics of rule %s: %w", rule, err)
+			}
+			arm, ok := adaptive.ParseArm(it.Arm)
+			hour, err := time.Parse(hourFormat, it.Hour)
+			if !ok || err != nil {
+				continue // written by a later version: not ours to judge
+			}
+			out = append(out, Hourly{Rule: it.Rule, Hour: hour, Delta: Delta{Class: adaptive.Class(it.Class), Arm: arm,
+				In: it.In, Out: it.Out, CPU: time.Duration(it.CPUNs), Objects: it.Objects, Archives: it.Archives}})
+		}
+	}
+	return out, nil
+}
+
+// Observations returns rule's statistics since `since` as observations for
+// the learner, each dated at the middle of its hour.
+func (st *Store) Observations(ctx context.Context, rule string, since time.Time) ([]adaptive.Observation, error) {
+	hs, err := st.Since(ctx, rule, since)
+	if err != nil {
+		return nil, err
+	}
+	obs := make([]adaptive.Observation, 0, len(hs))
+	for _, h := range hs {
+		obs = append(obs, adaptive.Observation{Key: adaptive.Key{Rule: rule, Class: h.Class}, Arm: h.Arm,
+			Sample: adaptive.Sample{In: h.In, Out: h.Out, CPU: h.CPU, Objects: h.Objects}, At: h.Hour.Add(30 * time.Minute)})
+	}
+	return obs, nil
+}
+
+// AddBenchmark adds one task's CPU benchmark to the fleet's and returns the
+// fleet's mean, this one included.
+func (st *Store) AddBenchmark(ctx context.Context, mbps float64) (mean float64, tasks int, err error) {
+	out, err := st.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 &st.table,
+		Key:                       map[string]types.AttributeValue{"pk": s("fleet"), "sk": s("cpu")},
+		UpdateExpression:          aws.String("ADD #count :one, #sum :mbps"),
+		ExpressionAttributeNames:  map[string]string{"#count": "count", "#sum": "sumMBps"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":one": n(1), ":mbps": &types.AttributeValueMemberN{Value: strconv.FormatFloat(mbps, 'f', 3, 64)}},
+		ReturnValues:              types.ReturnValueAllNew,
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("adding the CPU benchmark: %w", err)
+	}
+	var v struct {
+		Count int     `dynamodbav:"count"`
+		Sum   float64 `dynamodbav:"sumMBps"`
+	}
+	if err := attributevalue.UnmarshalMap(out.Attributes, &v); err != nil || v.Count == 0 {
+		return 0, 0, fmt.Errorf("decoding the fleet's CPU benchmark: %v", err)
+	}
+	return v.Sum / float64(v.Count), v.Count, nil
+}
+
+// Choice is the arm tasks last chose for a class of a rule.
+type Choice struct {
+	Arm     string    `dynamodbav:"arm"`
+	Since   time.Time `dynamodbav:"since"`   // when this arm became the choice
+	Changes int       `dynamodbav:"changes"` // how often the choice changed
+	Benefit float64   `dynamodbav:"benefit"` // $ per GiB, as estimated
+	At      time.Time `dynamodbav:"at"`      // last published
+	Version int       `dynamodbav:"version"`
+}
+
+// maxConflicts bounds the retries of a read-modify-write that keeps losing.
+const maxConflicts = 10
+
+// PublishChoice records that arm is the choice for class of rule: a
+// read-modify-write (since and changes depend on what was there) made safe
+// by a condition on the version read; a concurrent publisher's write makes
+// it read again and retry.
+func (st *Store) PublishChoice(ctx context.Context, rule string, class adaptive.Class, arm adaptive.Arm, benefit float64) error {
+	key := map[string]types.AttributeValue{"pk": s("choice#" + rule), "sk": s(string(class))}
+	for attempt := range maxConflicts {
+		if attempt > 0 {
+			// Someone published in between: back off a little, with
+			// jitter, so concurrent publishers stop colliding.
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Duration(attempt)*10*time.Millisecond + time.Duration(rand.IntN(10))*time.Millisecond):
+			}
+		}
+		got, err := st.api.GetItem(ctx, &dynamodb.GetItemInput{TableName: &st.table, Key: key, ConsistentRead: aws.Bool(true)})
+		if err != nil {
+			return fmt.Errorf("reading the choice of %s/%s: %w", rule, class, err)
+		}
+		var cur Choice
+		exists := len(got.Item) > 0
+		if exists {
+			if err := attributevalue.UnmarshalMap(got.Item, &cur); err != nil {
+				return fmt.Errorf("decoding the choice of %s/%s: %w", rule, class, err)
+			}
+		}
+		now := st.now().UTC()
+		next := Choice{Arm: arm.String(), Since: cur.Since, Changes: cur.Changes, Benefit: benefit, At: now, Version: cur.Version + 1}
+		if !exists || cur.Arm != next.Arm {
+			next.Since = now
+			if exists {
+				next.Changes++
+			}
+		}
+		item, err := attributevalue.MarshalMap(next)
+		if err != nil {
+			return err
+		}
+		item["pk"], item["sk"] = key["pk"], key["sk"]
+		in := &dynamodb.PutItemInput{TableName: &st.table, Item: item}
+		if exists {
+			in.ConditionExpression = aws.String("#v = :v")
+			in.ExpressionAttributeNames = map[string]string{"#v": "version"}
+			in.ExpressionAttributeValues = map[string]types.AttributeValue{":v": n(int64(cur.Version))}
+		} else {
+			in.ConditionExpression = aws.String("attribute_not_exists(pk)")
+		}
+		_, err = st.api.PutItem(ctx, in)
+		var ccf *types.ConditionalCheckFailedException
+		if errors.As(err, &ccf) {
+			continue // someone published in between: read again
+		}
+		if err != nil {
+			return fmt.Errorf("publishing the choice of %s/%s: %w", rule, class, err)
+		}
+		return nil
+	}
+	return fmt.Errorf("publishing the choice of %s/%s: %d conflicting writes in a row", rule, class, maxConflicts)
+}
+
+// Choices returns the published choice of every class of rule.
+func (st *Store) Choices(ctx context.Context, rule string) (map[adaptive.Class]Choice, error) {
+	out, err := st.api.Query(ctx, &dynamodb.QueryInput{
+		TableName:                 &st.table,
+		KeyConditionExpression:    aws.String("pk = :pk"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": s("choice#" + rule)},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading the choices of rule %s: %w", rule, err)
+	}
+	m := map[adaptive.Class]Choice{}
+	for _, av := range out.Items {
+		var c Choice
+		if err := attributevalue.UnmarshalMap(av, &c); err != nil {
+			return nil, err
+		}
+		sk, _ := av["sk"].(*types.AttributeValueMemberS)
+		if sk != nil {
+			m[adaptive.Class(strings.TrimSpace(sk.Value))] = c
+		}
+	}
+	return m, nil
+}

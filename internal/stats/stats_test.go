@@ -1,0 +1,144 @@
+package stats_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/xrc-dev/xrc/internal/adaptive"
+	"github.com/xrc-dev/xrc/internal/localstack"
+	"github.com/xrc-dev/xrc/internal/stats"
+)
+
+func store(t *testing.T) *stats.Store {
+	t.Helper()
+	env := localstack.Require(t)
+	ctx := context.Background()
+	table := localstack.UniqueName("stats")
+	if err := env.EnsureTable(ctx, table, true); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { env.DeleteTable(context.Background(), table) })
+	ddb, err := env.DynamoDB(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stats.New(ddb, table, time.Now)
+}
+
+// TestConcurrentAddsAreExact: 8 writers × 200 updates to the same items
+// (DynamoDB Local) add up to exactly the sum of all updates: ADD loses
+// nothing.
+func TestConcurrentAddsAreExact(t *testing.T) {
+	st := store(t)
+	ctx := context.Background()
+	at := time.Date(2026, 12, 2, 10, 30, 0, 0, time.UTC)
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 200 {
+				ds := []stats.Delta{
+					{Class: adaptive.CSV, Arm: 3, In: int64(1000 + g), Out: int64(300 + i), CPU: time.Duration(g*1000 + i), Objects: 1, Archives: 1},
+					{Class: adaptive.CSV, Arm: adaptive.Store, In: 7, Out: 7, Objects: 2},
+				}
+				if left, err := st.Add(ctx, "r1", at, ds); err != nil {
+					t.Errorf("writer %d: %v (%d left)", g, err, len(left))
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	hs, err := st.Since(ctx, "r1", at.Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lvl3, store stats.Delta
+	for _, h := range hs {
+		switch h.Arm {
+		case 3:
+			lvl3 = h.Delta
+		case adaptive.Store:
+			store = h.Delta
+		}
+	}
+	// Σg Σi (1000+g) = 200·(8·1000 + 28); Σ (300+i) = 8·(200·300 + 19900).
+	if lvl3.In != 200*(8000+28) || lvl3.Out != 8*(60000+19900) || lvl3.Objects != 1600 || lvl3.Archives != 1600 {
+		t.Errorf("level 3 totals %+v", lvl3)
+	}
+	if lvl3.CPU != time.Duration(200*1000*28+8*19900) {
+		t.Errorf("level 3 CPU %d", lvl3.CPU)
+	}
+	if store.In != 7*1600 || store.Objects != 3200 {
+		t.Errorf("store totals %+v", store)
+	}
+	obs, err := st.Observations(ctx, "r1", at.Add(-time.Hour))
+	if err != nil || len(obs) != 2 || !obs[0].At.Equal(time.Date(2026, 12, 2, 10, 30, 0, 0, time.UTC)) {
+		t.Errorf("observations %+v %v", obs, err)
+	}
+}
+
+func TestFleetBenchmark(t *testing.T) {
+	st := store(t)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for _, mbps := range []float64{100, 200, 300, 400} {
+		wg.Go(func() {
+			if _, _, err := st.AddBenchmark(ctx, mbps); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	mean, n, err := st.AddBenchmark(ctx, 500)
+	if err != nil || n != 5 || mean != 300 {
+		t.Errorf("fleet mean %v of %d tasks (%v), want 300 of 5", mean, n, err)
+	}
+}
+
+// TestPublishChoiceIsReadModifyWrite: concurrent publishers never lose a
+// change: "changes" counts every switch of arm exactly, as each write is
+// conditional on the version it read.
+func TestPublishChoiceIsReadModifyWrite(t *testing.T) {
+	st := store(t)
+	ctx := context.Background()
+	if err := st.PublishChoice(ctx, "r1", adaptive.CSV, 3, 0.01); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 10 {
+				// Every publish changes the arm: 40 changes in all.
+				arm := adaptive.Arm(4 + (g*10+i)%2)
+				for {
+					cur, err := st.Choices(ctx, "r1")
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if c := cur[adaptive.CSV]; c.Arm != arm.String() {
+						break
+					}
+					arm = 9 - arm // 4 <-> 5
+				}
+				if err := st.PublishChoice(ctx, "r1", adaptive.CSV, arm, 0.02); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	cs, err := st.Choices(ctx, "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := cs[adaptive.CSV]
+	if c.Version != 41 {
+		t.Errorf("version %d after 41 publishes", c.Version)
+	}
+	if c.Changes < 1 || c.Changes > 40 {
+		t.Errorf("changes %d", c.Changes)
+	}
+}
