@@ -78,7 +78,9 @@ func hourSK(hour time.Time, c adaptive.Class, a adaptive.Arm) string {
 }
 
 func s(v string) types.AttributeValue { return &types.AttributeValueMemberS{Value: v} }
-func n(v int64) types.AttributeValue  { return &types.AttributeValueMemberN{Value: strconv.FormatInt(v, 10)} }
+func n(v int64) types.AttributeValue {
+	return &types.AttributeValueMemberN{Value: strconv.FormatInt(v, 10)}
+}
 
 // Add adds ds to rule's statistics of the hour of at, one atomic ADD per
 // class and arm. It stops at the first failure and returns the deltas not
