@@ -34,6 +34,16 @@ const (
 	DefaultVCPUHour        = 0.01245 // Fargate Spot arm64, us-east-1, late 2026
 	DefaultMetricsAddr     = ":9090"
 	DefaultConcurrency     = 8
+	DefaultFixedPerMonth   = 25.0 // two Fargate Spot tasks (a source and a target service) kept running
+
+	DefaultMinLevel     = -7
+	DefaultMaxLevel     = 19 // 20-22 need settings.adaptive.ultra
+	DefaultExplore      = 0.1
+	DefaultExploreFloor = 0.02
+	DefaultFreshness    = 5 * time.Minute
+	DefaultHalfLife     = time.Hour
+	DefaultRefresh      = time.Minute
+	DefaultBenchmark    = time.Second
 )
 
 // Config is the whole deployment document.
@@ -51,6 +61,7 @@ type Settings struct {
 	Regions   []Region `json:"regions"`
 	Prices    Prices   `json:"prices"`
 	Worker    Worker   `json:"worker"`
+	Adaptive  Adaptive `json:"adaptive"`
 	// StagingExpiryDays is how long an archive may sit in a staging bucket
 	// before lifecycle removes it: a backstop, not the normal cleanup.
 	StagingExpiryDays int    `json:"stagingExpiryDays,omitempty"`
@@ -89,8 +100,31 @@ func (r Region) IsTarget() bool { return r.Role == RoleTarget || r.Role == RoleB
 
 // Prices feed the cost model that decides whether compressing pays.
 type Prices struct {
-	TransferPerGB float64 `json:"transferPerGB,omitempty"` // inter-region $/GB
+	TransferPerGB float64 `json:"transferPerGB,omitempty"` // inter-region $/GB (AWS's GB: 2^30 bytes)
 	VCPUHour      float64 `json:"vcpuHour,omitempty"`      // compute $/vCPU-hour
+	// FixedPerMonth is what running xrc costs whatever the volume (tasks
+	// kept running, tables, queues): xrc savings says at what monthly
+	// volume the saving covers it.
+	FixedPerMonth float64 `json:"fixedPerMonth,omitempty"`
+}
+
+// Adaptive tunes how the source chooses each object's compression
+// (package adaptive).
+type Adaptive struct {
+	// Disabled compresses every object at its rule's level (Store for
+	// content that is already compressed) and learns nothing; statistics
+	// are still recorded.
+	Disabled bool `json:"disabled,omitempty"`
+	MinLevel int  `json:"minLevel,omitempty"` // fastest zstd level tried
+	MaxLevel int  `json:"maxLevel,omitempty"` // slowest zstd level tried
+	// Ultra allows maxLevel 20-22: little gain for much CPU and memory.
+	Ultra        bool     `json:"ultra,omitempty"`
+	Explore      float64  `json:"explore,omitempty"`      // exploration probability of a new rule and class
+	ExploreFloor float64  `json:"exploreFloor,omitempty"` // exploration never drops below
+	Freshness    Duration `json:"freshness,omitempty"`    // oldest-message age past which faster levels win
+	HalfLife     Duration `json:"halfLife,omitempty"`     // an observation counts half after this
+	Refresh      Duration `json:"refresh,omitempty"`      // how often a task reads the fleet's statistics
+	Benchmark    Duration `json:"benchmark,omitempty"`    // CPU time of the start-up benchmark
 }
 
 // Worker tunes both workers.
@@ -235,6 +269,34 @@ func (c *Config) applyDefaults() {
 	}
 	if s.Prices.VCPUHour == 0 {
 		s.Prices.VCPUHour = DefaultVCPUHour
+	}
+	if s.Prices.FixedPerMonth == 0 {
+		s.Prices.FixedPerMonth = DefaultFixedPerMonth
+	}
+	a := &s.Adaptive
+	if a.MinLevel == 0 {
+		a.MinLevel = DefaultMinLevel
+	}
+	if a.MaxLevel == 0 {
+		a.MaxLevel = DefaultMaxLevel
+	}
+	if a.Explore == 0 {
+		a.Explore = DefaultExplore
+	}
+	if a.ExploreFloor == 0 {
+		a.ExploreFloor = DefaultExploreFloor
+	}
+	if a.Freshness == 0 {
+		a.Freshness = Duration(DefaultFreshness)
+	}
+	if a.HalfLife == 0 {
+		a.HalfLife = Duration(DefaultHalfLife)
+	}
+	if a.Refresh == 0 {
+		a.Refresh = Duration(DefaultRefresh)
+	}
+	if a.Benchmark == 0 {
+		a.Benchmark = Duration(DefaultBenchmark)
 	}
 	w := &s.Worker
 	if w.Concurrency == 0 {

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 
@@ -109,6 +110,10 @@ func (c *Config) Validate() error {
 	if s.Prices.VCPUHour < 0 {
 		errs.add("settings.prices.vcpuHour", "must not be negative")
 	}
+	if s.Prices.FixedPerMonth < 0 {
+		errs.add("settings.prices.fixedPerMonth", "must not be negative")
+	}
+	validateAdaptive(&errs, s.Adaptive)
 	w := s.Worker
 	if w.Concurrency < minConcurrency || w.Concurrency > maxConcurrency {
 		errs.add("settings.worker.concurrency", "must be between %d and %d", minConcurrency, maxConcurrency)
@@ -179,6 +184,39 @@ func (c *Config) Validate() error {
 		return errs
 	}
 	return nil
+}
+
+func validateAdaptive(errs *Errors, a Adaptive) {
+	const p = "settings.adaptive"
+	for _, l := range []struct {
+		name  string
+		level int
+	}{{"minLevel", a.MinLevel}, {"maxLevel", a.MaxLevel}} {
+		if err := manifest.CheckLevel(l.level); err != nil {
+			errs.add(p+"."+l.name, "%v", err)
+		}
+	}
+	if a.MinLevel > a.MaxLevel {
+		errs.add(p+".minLevel", "%d is above maxLevel %d", a.MinLevel, a.MaxLevel)
+	}
+	if a.MaxLevel > DefaultMaxLevel && !a.Ultra {
+		errs.add(p+".maxLevel", "levels above %d need \"ultra\": true (they cost much CPU and memory for little)", DefaultMaxLevel)
+	}
+	if a.Explore < 0 || a.Explore > 1 {
+		errs.add(p+".explore", "must be a probability between 0 and 1")
+	}
+	if a.ExploreFloor < 0 || a.ExploreFloor > a.Explore {
+		errs.add(p+".exploreFloor", "must be between 0 and explore (%v)", a.Explore)
+	}
+	if a.HalfLife.D() < time.Minute {
+		errs.add(p+".halfLife", "must be at least 1m")
+	}
+	if a.Refresh.D() < time.Second {
+		errs.add(p+".refresh", "must be at least 1s")
+	}
+	if a.Benchmark.D() > 10*time.Second {
+		errs.add(p+".benchmark", "must be at most 10s: tasks start slower by as much")
+	}
 }
 
 func (c *Config) validateRule(errs *Errors, p string, r *Rule, seen map[string]bool) {
