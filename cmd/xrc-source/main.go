@@ -7,13 +7,16 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/xrc-dev/xrc/internal/app"
 	"github.com/xrc-dev/xrc/internal/awsapi"
 	"github.com/xrc-dev/xrc/internal/queue"
 	"github.com/xrc-dev/xrc/internal/source"
+	"github.com/xrc-dev/xrc/internal/stats"
 )
 
 func main() { os.Exit(app.Main("xrc-source", run)) }
@@ -30,6 +33,7 @@ func run(ctx context.Context, p *app.Process) error {
 	}
 	region, _ := p.Config.Region(p.Region)
 	w, err := source.New(source.Deps{
+		Stats:   stats.New(dynamodb.NewFromConfig(p.AWS), p.Config.TableName(), time.Now),
 		Config:  p.Config,
 		Region:  p.Region,
 		RuleIDs: rules,

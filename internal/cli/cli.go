@@ -1,5 +1,5 @@
 // Package cli is the operator command line, xrc: validate configs, pack,
-// inspect and verify archives.
+// inspect and verify archives, report savings.
 package cli
 
 import (
@@ -11,10 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/service/ssm"
-
 	"github.com/xrc-dev/xrc/internal/archive"
-	"github.com/xrc-dev/xrc/internal/awsapi"
 	"github.com/xrc-dev/xrc/internal/config"
 )
 
@@ -36,6 +33,8 @@ Commands:
   xrc archive inspect FILE|s3://bucket/key [--json]
                                            summarise an archive's manifest
   xrc archive verify FILE|s3://bucket/key  check every member's size and SHA-256
+  xrc savings [-config C] [-rule R] [-since 7d] [--json]
+                                           what xrc moved and saved, per rule and content class
   xrc version
 
 s3:// locations use the usual AWS environment (AWS_REGION, AWS_ENDPOINT_URL_S3, ...);
@@ -57,6 +56,8 @@ func Run(ctx context.Context, args []string, env Env, version string) error {
 		return inspect(ctx, args[2:], env)
 	case cmd == "archive verify":
 		return verify(ctx, args[2:], env)
+	case args[0] == "savings":
+		return savings(ctx, args[1:], env)
 	case args[0] == "version":
 		fmt.Fprintf(env.Stdout, "xrc %s (zstd encoder: %s)\n", version, archive.NewWriter(archive.WriterOptions{}).Encoder())
 		return nil
@@ -73,15 +74,7 @@ func validate(ctx context.Context, args []string, env Env) error {
 	if len(args) != 1 {
 		return fmt.Errorf("%w: xrc config validate FILE|ssm:///name", ErrUsage)
 	}
-	var ps config.ParameterGetter
-	if strings.HasPrefix(args[0], config.SSMScheme) {
-		cfg, err := awsapi.Load(ctx, env.Getenv("AWS_REGION"))
-		if err != nil {
-			return err
-		}
-		ps = ssm.NewFromConfig(cfg)
-	}
-	c, err := config.Load(ctx, args[0], ps)
+	c, err := loadConfig(ctx, args[0], env)
 	var es config.Errors
 	if errors.As(err, &es) {
 		for _, e := range es {

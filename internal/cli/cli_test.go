@@ -3,7 +3,9 @@ package cli_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,8 +14,11 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/xrc-dev/xrc/internal/adaptive"
 	"github.com/xrc-dev/xrc/internal/cli"
+	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/localstack"
+	"github.com/xrc-dev/xrc/internal/stats"
 )
 
 func run(t *testing.T, args ...string) (string, string, error) {
@@ -131,5 +136,90 @@ func TestInspectS3(t *testing.T) {
 	}
 	if out, _, err := run(t, "archive", "verify", loc, "-config", "../../configs/local.json", "-region", "us-east-1"); err != nil || !strings.Contains(out, "ok: 3 objects") {
 		t.Fatalf("verify %s: %v\n%s", loc, err, out)
+	}
+}
+
+var update = flag.Bool("update", false, "rewrite testdata/savings.golden")
+
+// TestSavingsGolden: xrc savings on a seeded statistics table (DynamoDB
+// Local) prints the report in testdata/savings.golden, and --json the same
+// figures.
+func TestSavingsGolden(t *testing.T) {
+	env := localstack.Require(t)
+	ctx := context.Background()
+	cfg := env.Config("savings")
+	cfg.Rules[0].Destinations = append(cfg.Rules[0].Destinations, config.Destination{Region: "eu-west-1", Bucket: cfg.Rules[0].Destinations[0].Bucket + "-b"})
+	if err := env.EnsureTable(ctx, cfg.TableName(), true); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { env.DeleteTable(context.Background(), cfg.TableName()) })
+	ddb, err := env.DynamoDB(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 11, 22, 1, 2, 3, 0, time.UTC)
+	st := stats.New(ddb, cfg.TableName(), func() time.Time { return now })
+	hour := func(h int) time.Time { return now.Add(-time.Duration(h) * time.Hour) }
+	seed := []struct {
+		at time.Time
+		ds []stats.Delta
+	}{
+		{hour(1), []stats.Delta{{Class: adaptive.CSV, Arm: 3, In: 6 << 30, Out: 2 << 30, CPU: 80 * time.Second, Objects: 6000, Archives: 6},
+			{Class: adaptive.Compressed, Arm: adaptive.Store, In: 1 << 30, Out: 1<<30 + 1<<20, CPU: time.Second, Objects: 100, Archives: 6}}},
+		{hour(30), []stats.Delta{{Class: adaptive.CSV, Arm: 9, In: 2 << 30, Out: 600 << 20, CPU: 400 * time.Second, Objects: 2000, Archives: 2},
+			{Class: adaptive.JSON, Arm: 5, In: 3 << 30, Out: 700 << 20, CPU: 60 * time.Second, Objects: 900, Archives: 2}}},
+		{hour(24 * 10), []stats.Delta{{Class: adaptive.CSV, Arm: 3, In: 100 << 30, Out: 30 << 30, Objects: 1}}}, // before -since
+	}
+	for _, s := range seed {
+		if _, err := st.Add(ctx, "r1", s.at, s.ds); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := st.AddBenchmark(ctx, adaptive.BenchResult{CompressMBps: 250, DecodeSeconds: 1.0 / 1e9}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.PublishChoice(ctx, "r1", adaptive.CSV, 9, 0.03); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "config.json")
+	data, _ := json.Marshal(cfg)
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	e := cli.Env{Stdout: &out, Stderr: &errOut, Getenv: os.Getenv, Now: func() time.Time { return now }}
+	if err := cli.Run(ctx, []string{"savings", "-config", path, "-since", "7d"}, e, "test"); err != nil {
+		t.Fatalf("savings: %v\n%s", err, errOut.String())
+	}
+	golden := filepath.Join("testdata", "savings.golden")
+	if *update {
+		os.MkdirAll("testdata", 0o755)
+		if err := os.WriteFile(golden, out.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.String() != string(want) {
+		t.Errorf("xrc savings printed:\n%s\nwant (testdata/savings.golden):\n%s", out.String(), want)
+	}
+	out.Reset()
+	if err := cli.Run(ctx, []string{"savings", "-config", path, "-since", "7d", "--json"}, e, "test"); err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		Lines []stats.Line `json:"lines"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatal(err)
+	}
+	total := rep.Lines[len(rep.Lines)-1]
+	if total.BytesIn != 12<<30 || total.Regions != 1 || total.Objects != 9000 { // two destinations, one region
+		t.Errorf("JSON total %+v", total)
+	}
+	if _, _, err := run(t, "savings", "-config", path, "-since", "90d"); err == nil || !strings.Contains(err.Error(), "more than the 35 days") {
+		t.Errorf("-since 90d: %v", err)
 	}
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/xrc-dev/xrc/internal/localstack"
 	"github.com/xrc-dev/xrc/internal/queue"
 	"github.com/xrc-dev/xrc/internal/source"
+	"github.com/xrc-dev/xrc/internal/stats"
 	"github.com/xrc-dev/xrc/internal/tombstone"
 )
 
@@ -98,7 +99,7 @@ func (p *pipeline) startSourceReg(t testing.TB) (*prometheus.Registry, func() er
 	q := queue.New(p.sqs, p.dep.SourceQueues[rule.ID])
 	reg := prometheus.NewRegistry()
 	w, err := source.New(source.Deps{Config: p.cfg, Region: "us-east-1", Queue: q, S3: p.src, Log: p.log.Named("source"),
-		Metrics: source.NewMetrics(reg), Health: health.New(time.Minute, time.Now)})
+		Metrics: source.NewMetrics(reg), Health: health.New(time.Minute, time.Now), Stats: stats.New(p.ddb, p.cfg.TableName(), time.Now)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/xrc-dev/xrc/internal/config"
 )
@@ -101,6 +102,8 @@ func (e Env) Config(prefix string) *config.Config {
 				MetricsAddr:       "127.0.0.1:0",
 			},
 			LogLevel: "debug",
+			// A tenth of the default: tests start many workers.
+			Adaptive: config.Adaptive{Benchmark: config.Duration(100 * time.Millisecond)},
 		},
 		Rules: []config.Rule{{
 			ID:           "r1",

@@ -1,6 +1,7 @@
 package source
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/xrc-dev/xrc/internal/adaptive"
 	"github.com/xrc-dev/xrc/internal/archive"
 	"github.com/xrc-dev/xrc/internal/manifest"
 )
@@ -93,8 +95,9 @@ func (w *Worker) fetchAll(ctx context.Context, o *manifest.Object) ([]byte, erro
 	return data, nil
 }
 
-// writeFetched adds a prefetched object to the archive.
-func (w *Worker) writeFetched(ctx context.Context, aw *archive.Writer, i int, f <-chan fetched, slots <-chan struct{}) error {
+// writeFetched adds a prefetched object to the archive, at the level
+// setLevel chooses from its first bytes.
+func (w *Worker) writeFetched(ctx context.Context, aw *archive.Writer, i int, f <-chan fetched, slots <-chan struct{}, setLevel func([]byte) error) error {
 	var r fetched
 	select {
 	case r = <-f:
@@ -105,23 +108,35 @@ func (w *Worker) writeFetched(ctx context.Context, aw *archive.Writer, i int, f 
 	if r.err != nil {
 		return &objectError{i, r.err}
 	}
+	if err := setLevel(r.data[:min(len(r.data), adaptive.ProbeSize)]); err != nil {
+		return err
+	}
 	_, err := aw.WriteObject(i, bytes.NewReader(r.data))
 	w.runtime.Progress()
 	return err
 }
 
-// streamObject copies one large object from S3 into the archive. A failure
-// reading from S3 is the object's; a failure writing is the archive's.
-func (w *Worker) streamObject(ctx context.Context, aw *archive.Writer, i int, o *manifest.Object) error {
+// streamObject copies one large object from S3 into the archive, at the
+// level setLevel chooses from its first bytes. A failure reading from S3 is
+// the object's; a failure writing is the archive's.
+func (w *Worker) streamObject(ctx context.Context, aw *archive.Writer, i int, o *manifest.Object, setLevel func([]byte) error) error {
 	body, err := w.get(ctx, o)
 	if err != nil {
 		return &objectError{i, err}
 	}
 	defer body.Close()
-	src := &trackingReader{r: body, progress: w.runtime.Progress}
+	track := &trackingReader{r: body, progress: w.runtime.Progress}
+	src := bufio.NewReaderSize(track, adaptive.ProbeSize)
+	sample, err := src.Peek(adaptive.ProbeSize)
+	if err != nil && err != io.EOF && err != bufio.ErrBufferFull {
+		return &objectError{i, fmt.Errorf("reading %s/%s: %w", o.Bucket, o.Key, err)}
+	}
+	if err := setLevel(sample); err != nil {
+		return err
+	}
 	if _, err := aw.WriteObject(i, src); err != nil {
-		if src.err != nil {
-			return &objectError{i, fmt.Errorf("reading %s/%s: %w", o.Bucket, o.Key, src.err)}
+		if track.err != nil {
+			return &objectError{i, fmt.Errorf("reading %s/%s: %w", o.Bucket, o.Key, track.err)}
 		}
 		return err
 	}

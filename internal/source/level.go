@@ -1,39 +1,301 @@
 package source
 
 import (
-	"path"
+	"context"
+	"math"
+	"math/rand/v2"
 	"slices"
-	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
 
+	"go.uber.org/zap"
+
+	"github.com/xrc-dev/xrc/internal/adaptive"
+	"github.com/xrc-dev/xrc/internal/archive"
+	"github.com/xrc-dev/xrc/internal/config"
+	"github.com/xrc-dev/xrc/internal/libzstd"
 	"github.com/xrc-dev/xrc/internal/manifest"
+	"github.com/xrc-dev/xrc/internal/stats"
 )
 
-// levelFor is where an object's compression level is chosen: already
-// compressed content is stored at the fastest level, since zstd cannot
-// shrink it and higher levels only burn CPU; everything else gets the
-// rule's level.
-func levelFor(o *manifest.Object, level int) int {
-	if level <= 1 || !precompressed(o) {
-		return level
-	}
-	return 1
+// Stats is the fleet's statistics (package stats).
+type Stats interface {
+	Add(ctx context.Context, rule string, at time.Time, ds []stats.Delta) ([]stats.Delta, error)
+	Observations(ctx context.Context, rule string, since time.Time) ([]adaptive.Observation, error)
+	AddBenchmark(ctx context.Context, r adaptive.BenchResult) (stats.Fleet, error)
+	PublishChoice(ctx context.Context, rule string, class adaptive.Class, arm adaptive.Arm, benefit float64) error
 }
 
-var compressedTypes = []string{"image/", "video/", "audio/", "application/zip", "application/gzip", "application/x-gzip",
-	"application/zstd", "application/x-bzip2", "application/x-xz", "application/x-7z-compressed", "application/vnd.apache.parquet"}
+// statsTimeout bounds one call to the statistics table: a slow or throttled
+// table must not hold up archives.
+const statsTimeout = 5 * time.Second
 
-var compressedExts = []string{".gz", ".tgz", ".zst", ".bz2", ".xz", ".zip", ".7z", ".jpg", ".jpeg", ".png", ".gif", ".webp",
-	".mp4", ".mov", ".mkv", ".mp3", ".aac", ".parquet", ".orc", ".avro", ".snappy", ".lz4", ".br"}
+// maxPending bounds the statistics kept while the table cannot be written
+// (per rule, merged per class and arm, so this is generous).
+const maxPending = 1024
 
-func precompressed(o *manifest.Object) bool {
-	if o.ContentEncoding == "gzip" || o.ContentEncoding == "br" || o.ContentEncoding == "zstd" {
-		return true
+// levels is where each object's compression is chosen (choose) and where
+// what archives cost is learnt (observe): package adaptive's learner, fed
+// by this task's archives and refreshed from the fleet's statistics. A
+// DynamoDB outage or throttling never stops archiving: the learner keeps
+// what it knows, the deltas wait in memory and are written later.
+type levels struct {
+	cfg    config.Adaptive
+	learn  *adaptive.Learner
+	probe  *adaptive.Prober
+	stats  Stats // nil: this task learns alone
+	models map[string]adaptive.Model
+	factor atomic.Uint64 // float64 bits: this task's CPU against the fleet's mean
+	log    *zap.Logger
+	m      *Metrics
+
+	mu        sync.Mutex
+	pending   map[string][]stats.Delta // by rule: not written yet
+	published map[adaptive.Key]adaptive.Arm
+}
+
+func newLevels(w *Worker) *levels {
+	a := w.Config.Settings.Adaptive
+	lv := &levels{cfg: a, probe: adaptive.NewProber(), stats: w.Stats, models: map[string]adaptive.Model{},
+		log: w.Log, m: w.Metrics, pending: map[string][]stats.Delta{}, published: map[adaptive.Key]adaptive.Arm{}}
+	lv.factor.Store(math.Float64bits(1))
+	max := a.MaxLevel
+	if !a.Ultra {
+		max = min(max, config.DefaultMaxLevel)
 	}
-	for _, t := range compressedTypes {
-		if strings.HasPrefix(o.ContentType, t) && o.ContentType != "image/svg+xml" {
-			return true
+	arms := adaptive.Arms(libzstd.Available && !w.pureGo(), a.MinLevel, max)
+	lv.learn = adaptive.New(adaptive.Config{Arms: arms, HalfLife: a.HalfLife.D(), Explore: a.Explore, ExploreFloor: a.ExploreFloor,
+		Freshness: a.Freshness.D()}, rand.New(rand.NewPCG(uint64(w.Clock.Now().UnixNano()), 0x5eed)))
+	p := w.Config.Settings.Prices
+	for _, r := range w.rules {
+		regions := map[string]bool{}
+		for _, d := range r.Destinations {
+			regions[d.Region] = true
+		}
+		lv.models[r.ID] = adaptive.Model{TransferPerGiB: p.TransferPerGB, VCPUSecond: adaptive.VCPUSecond(p.VCPUHour), Regions: len(regions)}
+	}
+	return lv
+}
+
+// start measures this task's CPU, places it in the fleet, and loads what
+// the fleet has learnt.
+func (lv *levels) start(ctx context.Context, w *Worker) {
+	r, err := adaptive.Benchmark(lv.cfg.Benchmark.D(), archive.WriterOptions{PureGo: w.pureGo()})
+	if err != nil {
+		lv.log.Warn("CPU benchmark failed: CPU figures are taken as they are", zap.Error(err))
+		return
+	}
+	for id, m := range lv.models {
+		m.DecodeSeconds = r.DecodeSeconds
+		lv.models[id] = m
+	}
+	factor, mean, tasks := 1.0, r.CompressMBps, 1
+	if lv.stats != nil {
+		sctx, cancel := context.WithTimeout(ctx, statsTimeout)
+		fleet, err := lv.stats.AddBenchmark(sctx, r)
+		cancel()
+		if err != nil {
+			lv.m.Errors.WithLabelValues("stats").Inc()
+			lv.log.Warn("adding the CPU benchmark to the fleet's: this task's CPU counts as the fleet's mean", zap.Error(err))
+		} else {
+			mean, tasks = fleet.CompressMBps, fleet.Tasks
+		}
+		factor = adaptive.Factor(r.CompressMBps, mean)
+	}
+	lv.factor.Store(math.Float64bits(factor))
+	lv.m.CPUBenchmark.Set(r.CompressMBps)
+	lv.m.CPUFactor.Set(factor)
+	lv.log.Info("CPU benchmark", zap.String("encoder", r.Encoder), zap.Float64("mbPerCPUSecond", r.CompressMBps),
+		zap.Float64("fleetMean", mean), zap.Int("fleetTasks", tasks), zap.Float64("factor", factor),
+		zap.Float64("decodeMBPerCPUSecond", 1e-6/r.DecodeSeconds), zap.Bool("adaptive", !lv.cfg.Disabled))
+	lv.refresh(ctx, w.Clock.Now())
+}
+
+// choose classifies o (sample: its first bytes, for the probe) and picks
+// its arm. lag is the age of the oldest message it comes from.
+func (lv *levels) choose(rule *config.Rule, o *manifest.Object, sample []byte, lag time.Duration, now time.Time) (adaptive.Class, adaptive.Arm) {
+	class := lv.probe.Refine(adaptive.Classify(o.ContentType, o.ContentEncoding, o.Key), sample)
+	start := adaptive.Arm(rule.Level)
+	if class == adaptive.Compressed || class == adaptive.Incompressible {
+		start = adaptive.Store // zstd cannot shrink it; levels only burn CPU
+	}
+	if lv.cfg.Disabled {
+		return class, start
+	}
+	d := lv.learn.Choose(adaptive.Key{Rule: rule.ID, Class: class}, lv.models[rule.ID], start, lag, now)
+	lv.m.Decisions.WithLabelValues(d.Why).Inc()
+	return class, d.Arm
+}
+
+// choice is what was chosen for one object of an archive.
+type choice struct {
+	class adaptive.Class
+	arm   adaptive.Arm
+}
+
+// observe learns from a staged archive: per class and arm, its objects'
+// bytes and encoding CPU (normalised by the CPU factor), locally at once and
+// in the fleet's statistics.
+func (lv *levels) observe(ctx context.Context, rule *config.Rule, m *manifest.Manifest, choices []choice, st []archive.ObjectStats, now time.Time) {
+	factor := math.Float64frombits(lv.factor.Load())
+	byArm := map[choice]*stats.Delta{}
+	var order []choice
+	for i := range m.Objects {
+		if m.Objects[i].Delete {
+			continue
+		}
+		c := choices[i]
+		d := byArm[c]
+		if d == nil {
+			d = &stats.Delta{Class: c.class, Arm: c.arm, Archives: 1}
+			byArm[c] = d
+			order = append(order, c)
+		}
+		d.In += st[i].In
+		d.Out += st[i].Out
+		d.CPU += time.Duration(float64(st[i].CPU) * factor)
+		d.Objects++
+	}
+	model := lv.models[rule.ID]
+	var ds []stats.Delta
+	for _, c := range order {
+		d := *byArm[c]
+		ds = append(ds, d)
+		lv.learn.Observe(adaptive.Observation{Key: adaptive.Key{Rule: rule.ID, Class: d.Class}, Arm: d.Arm,
+			Sample: adaptive.Sample{In: d.In, Out: d.Out, CPU: d.CPU, Objects: d.Objects}, At: now})
+		regions := float64(max(model.Regions, 1))
+		cpu := d.CPU.Seconds()
+		if d.Arm != adaptive.Store {
+			cpu += model.DecodeSeconds * float64(d.In) * regions
+		}
+		lv.m.Transfer.WithLabelValues(rule.ID, "without").Add(float64(d.In) * regions / adaptive.GiB * model.TransferPerGiB)
+		lv.m.Transfer.WithLabelValues(rule.ID, "with").Add(float64(d.Out) * regions / adaptive.GiB * model.TransferPerGiB)
+		lv.m.Compute.WithLabelValues(rule.ID).Add(cpu * model.VCPUSecond)
+		lv.m.LevelObjects.WithLabelValues(rule.ID, string(d.Class), d.Arm.String()).Add(float64(d.Objects))
+		lv.m.BytesSaved.WithLabelValues(rule.ID).Add(float64(max(d.In-d.Out, 0)))
+		lv.m.CompressionCPU.WithLabelValues(rule.ID).Add(d.CPU.Seconds())
+	}
+	lv.m.Behind.Set(float64(lv.learn.Behind()))
+	if lv.stats == nil {
+		return
+	}
+	lv.mu.Lock()
+	ds = append(lv.pending[rule.ID], ds...)
+	delete(lv.pending, rule.ID)
+	lv.mu.Unlock()
+	sctx, cancel := context.WithTimeout(ctx, statsTimeout)
+	left, err := lv.stats.Add(sctx, rule.ID, now, ds)
+	cancel()
+	if err != nil {
+		lv.m.Errors.WithLabelValues("stats").Inc()
+		lv.log.Warn("writing compression statistics: kept to write later; archiving goes on", zap.String("rule", rule.ID),
+			zap.Int("pending", len(left)), zap.Error(err))
+		lv.mu.Lock()
+		lv.pending[rule.ID] = merge(append(lv.pending[rule.ID], left...))
+		lv.mu.Unlock()
+	}
+}
+
+// merge sums deltas of the same class and arm, and keeps at most
+// maxPending of them.
+func merge(ds []stats.Delta) []stats.Delta {
+	var out []stats.Delta
+	for _, d := range ds {
+		i := slices.IndexFunc(out, func(x stats.Delta) bool { return x.Class == d.Class && x.Arm == d.Arm })
+		if i < 0 {
+			out = append(out, d)
+			continue
+		}
+		x := &out[i]
+		x.In, x.Out, x.CPU, x.Objects, x.Archives = x.In+d.In, x.Out+d.Out, x.CPU+d.CPU, x.Objects+d.Objects, x.Archives+d.Archives
+	}
+	return out[:min(len(out), maxPending)]
+}
+
+// refreshLoop reloads the fleet's statistics every Refresh until ctx ends.
+func (lv *levels) refreshLoop(ctx context.Context, w *Worker) {
+	if lv.stats == nil || lv.cfg.Disabled {
+		return
+	}
+	t := w.Clock.NewTicker(lv.cfg.Refresh.D())
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.Chan():
+			lv.refresh(ctx, w.Clock.Now())
 		}
 	}
-	ext := strings.ToLower(path.Ext(o.Key))
-	return slices.Contains(compressedExts, ext)
+}
+
+// refresh replaces what the learner knows with the fleet's statistics (ten
+// half-lives back; older ones count for nothing), plus this task's deltas
+// not written yet, and publishes the choice of each class that changed.
+func (lv *levels) refresh(ctx context.Context, now time.Time) {
+	if lv.stats == nil {
+		return
+	}
+	var obs []adaptive.Observation
+	for rule := range lv.models {
+		sctx, cancel := context.WithTimeout(ctx, statsTimeout)
+		o, err := lv.stats.Observations(sctx, rule, now.Add(-10*lv.cfg.HalfLife.D()))
+		cancel()
+		if err != nil {
+			lv.m.Errors.WithLabelValues("stats").Inc()
+			lv.log.Warn("reading the fleet's compression statistics: keeping what this task knows", zap.String("rule", rule), zap.Error(err))
+			return
+		}
+		obs = append(obs, o...)
+	}
+	lv.mu.Lock()
+	for rule, ds := range lv.pending {
+		for _, d := range ds {
+			obs = append(obs, adaptive.Observation{Key: adaptive.Key{Rule: rule, Class: d.Class}, Arm: d.Arm,
+				Sample: adaptive.Sample{In: d.In, Out: d.Out, CPU: d.CPU, Objects: d.Objects}, At: now})
+		}
+	}
+	lv.mu.Unlock()
+	lv.learn.Load(obs)
+	lv.publish(ctx, obs, now)
+}
+
+// publish records, per rule and class, the arm the learner would exploit
+// now, when it changed, for operators (xrc savings) and the demo.
+func (lv *levels) publish(ctx context.Context, obs []adaptive.Observation, now time.Time) {
+	seen := map[adaptive.Key]bool{}
+	for _, o := range obs {
+		seen[o.Key] = true
+	}
+	for k := range seen {
+		best, benefit := lv.best(k, now)
+		if best == nil || lv.published[k] == *best {
+			continue
+		}
+		sctx, cancel := context.WithTimeout(ctx, statsTimeout)
+		err := lv.stats.PublishChoice(sctx, k.Rule, k.Class, *best, benefit)
+		cancel()
+		if err != nil {
+			lv.m.Errors.WithLabelValues("stats").Inc()
+			lv.log.Warn("publishing a learnt choice", zap.String("rule", k.Rule), zap.String("class", string(k.Class)), zap.Error(err))
+			continue
+		}
+		lv.published[k] = *best
+		lv.log.Info("learnt choice", zap.String("rule", k.Rule), zap.String("class", string(k.Class)),
+			zap.String("arm", best.String()), zap.Float64("dollarsPerGiB", benefit))
+	}
+}
+
+// best is the trusted arm of k with the best benefit, if any.
+func (lv *levels) best(k adaptive.Key, now time.Time) (*adaptive.Arm, float64) {
+	var best *adaptive.Arm
+	benefit := math.Inf(-1)
+	for _, e := range lv.learn.Estimates(k, lv.models[k.Rule], now) {
+		if e.Trusted && e.Benefit > benefit {
+			a := e.Arm
+			best, benefit = &a, e.Benefit
+		}
+	}
+	return best, benefit
 }

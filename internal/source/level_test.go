@@ -3,38 +3,50 @@ package source
 import (
 	"fmt"
 	"testing"
+	"time"
 
+	"github.com/jonboulle/clockwork"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/xrc-dev/xrc/internal/adaptive"
+	"github.com/xrc-dev/xrc/internal/config"
+	"github.com/xrc-dev/xrc/internal/corpus"
 	"github.com/xrc-dev/xrc/internal/manifest"
 )
 
-func TestLevelFor(t *testing.T) {
+// TestChooseWithoutLearning: with the adaptive choice disabled, objects
+// take their rule's level, and content that is already compressed (by type,
+// encoding or extension) or that the probe finds incompressible is stored.
+func TestChooseWithoutLearning(t *testing.T) {
+	cfg := &config.Config{Settings: config.Settings{Adaptive: config.Adaptive{Disabled: true, MinLevel: -7, MaxLevel: 19}}}
+	w := &Worker{Deps: Deps{Config: cfg, Log: zap.NewNop(), Metrics: NewMetrics(prometheus.NewRegistry()), Clock: clockwork.NewRealClock()}}
+	rule := &config.Rule{ID: "r", Level: 9}
+	w.rules = []*config.Rule{rule}
+	lv := newLevels(w)
+	random := corpus.Random(100_000, 1)
+	text := corpus.Generate("text", 100_000)
 	tests := []struct {
-		name  string
-		obj   manifest.Object
-		level int
-		want  int
+		name   string
+		obj    manifest.Object
+		sample []byte
+		want   adaptive.Arm
+		class  adaptive.Class
 	}{
-		{"text keeps the rule level", manifest.Object{Key: "logs/a.txt", ContentType: "text/plain"}, 9, 9},
-		{"no type, no extension", manifest.Object{Key: "data/blob"}, 3, 3},
-		{"jpeg by type", manifest.Object{Key: "a", ContentType: "image/jpeg"}, 9, 1},
-		{"svg is text", manifest.Object{Key: "a", ContentType: "image/svg+xml"}, 9, 9},
-		{"video by type", manifest.Object{Key: "a", ContentType: "video/mp4"}, 19, 1},
-		{"zip by type", manifest.Object{Key: "a", ContentType: "application/zip"}, 3, 1},
-		{"parquet by type", manifest.Object{Key: "a", ContentType: "application/vnd.apache.parquet"}, 3, 1},
-		{"gzip encoding", manifest.Object{Key: "a.json", ContentType: "application/json", ContentEncoding: "gzip"}, 6, 1},
-		{"br encoding", manifest.Object{Key: "a.js", ContentEncoding: "br"}, 6, 1},
-		{"zstd encoding", manifest.Object{Key: "a", ContentEncoding: "zstd"}, 6, 1},
-		{"identity encoding", manifest.Object{Key: "a", ContentEncoding: "identity"}, 6, 6},
-		{"extension, any case", manifest.Object{Key: "backups/DB.TAR.GZ"}, 3, 1},
-		{"extension zst", manifest.Object{Key: "x/y.zst"}, 3, 1},
-		{"extension only at the end", manifest.Object{Key: "x.gz/readme"}, 3, 3},
-		{"already fastest", manifest.Object{Key: "a.jpg"}, 1, 1},
-		{"negative levels stay", manifest.Object{Key: "a.jpg"}, -3, -3},
+		{"text keeps the rule level", manifest.Object{Key: "logs/a.txt", ContentType: "text/plain"}, text, 9, adaptive.Text},
+		{"unknown that compresses", manifest.Object{Key: "data/blob"}, text, 9, adaptive.Unknown},
+		{"unknown that does not", manifest.Object{Key: "data/blob"}, random, adaptive.Store, adaptive.Incompressible},
+		{"jpeg by type", manifest.Object{Key: "a", ContentType: "image/jpeg"}, random, adaptive.Store, adaptive.Compressed},
+		{"svg is text", manifest.Object{Key: "a", ContentType: "image/svg+xml"}, text, 9, adaptive.XML},
+		{"gzip encoding", manifest.Object{Key: "a.json", ContentType: "application/json", ContentEncoding: "gzip"}, random, adaptive.Store, adaptive.Compressed},
+		{"extension, any case", manifest.Object{Key: "backups/DB.TAR.GZ"}, random, adaptive.Store, adaptive.Compressed},
+		{"extension only at the end", manifest.Object{Key: "x.gz/readme"}, text, 9, adaptive.Unknown},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := levelFor(&tt.obj, tt.level); got != tt.want {
-				t.Errorf("levelFor(%+v, %d) = %d, want %d", tt.obj, tt.level, got, tt.want)
+			class, arm := lv.choose(rule, &tt.obj, tt.sample, 0, time.Now())
+			if arm != tt.want || class != tt.class {
+				t.Errorf("choose(%+v) = %s, %s; want %s, %s", tt.obj, class, arm, tt.class, tt.want)
 			}
 		})
 	}

@@ -16,6 +16,16 @@ type Metrics struct {
 	Archives        *prometheus.CounterVec   // by rule, result: staged, failed
 	ArchiveDuration *prometheus.HistogramVec // seconds from batch close to staged, by rule
 	BatchObjects    *prometheus.HistogramVec // entries per archive, by rule
+	LevelObjects    *prometheus.CounterVec   // the level mix: objects by rule, class and arm
+	BytesSaved      *prometheus.CounterVec   // bytes in minus bytes out (never negative), by rule
+	Transfer        *prometheus.CounterVec   // dollars of inter-region transfer, by rule and kind: without (xrc), with
+	Compute         *prometheus.CounterVec   // dollars of CPU: compression here, decompression in the targets, by rule
+	ArchiveRatio    *prometheus.HistogramVec // bytes in / bytes out of each archive, by rule
+	CompressionCPU  *prometheus.CounterVec   // normalised CPU-seconds spent encoding, by rule
+	Decisions       *prometheus.CounterVec   // level choices by reason: start, exploit, explore, throughput
+	CPUBenchmark    prometheus.Gauge         // this task's MB per CPU-second at the reference level
+	CPUFactor       prometheus.Gauge         // this task's CPU against the fleet's mean
+	Behind          prometheus.Gauge         // arms below the best, chosen to catch up (throughput mode)
 }
 
 // NewMetrics registers the source metrics on reg.
@@ -34,7 +44,28 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Time from closing a batch to its archive being staged.", Buckets: prometheus.ExponentialBuckets(0.05, 2, 14)}, []string{"rule"}),
 		BatchObjects: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "xrc_source_batch_objects",
 			Help: "Entries per archive.", Buckets: prometheus.ExponentialBuckets(1, 4, 8)}, []string{"rule"}),
+		LevelObjects: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "xrc_source_level_objects_total",
+			Help: "Objects archived, by rule, content class and arm (zstd level or store): the level mix."}, []string{"rule", "class", "arm"}),
+		BytesSaved: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "xrc_source_bytes_saved_total",
+			Help: "Object bytes in minus archive bytes out (stored objects save none), by rule."}, []string{"rule"}),
+		Transfer: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "xrc_source_transfer_dollars_total",
+			Help: "Inter-region transfer to every target region, in dollars, by rule and kind: without (what the objects would cost), with (what the archives cost). Net benefit = without - with - compute."}, []string{"rule", "kind"}),
+		Compute: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "xrc_source_compute_dollars_total",
+			Help: "CPU spent compressing (here) and decompressing (in every target region), in dollars, by rule."}, []string{"rule"}),
+		ArchiveRatio: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "xrc_source_archive_ratio",
+			Help: "Compression ratio (bytes in / bytes out) of each archive.", Buckets: []float64{1, 1.1, 1.5, 2, 3, 4, 6, 10, 20}}, []string{"rule"}),
+		CompressionCPU: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "xrc_source_compression_cpu_seconds_total",
+			Help: "CPU-seconds spent encoding objects (normalised to the fleet's CPU), by rule."}, []string{"rule"}),
+		Decisions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "xrc_source_level_decisions_total",
+			Help: "Level choices by reason: start, exploit, explore, throughput."}, []string{"why"}),
+		CPUBenchmark: prometheus.NewGauge(prometheus.GaugeOpts{Name: "xrc_source_cpu_benchmark_mb_per_second",
+			Help: "This task's start-up CPU benchmark: MB compressed per CPU-second at level 3."}),
+		CPUFactor: prometheus.NewGauge(prometheus.GaugeOpts{Name: "xrc_source_cpu_factor_ratio",
+			Help: "This task's CPU benchmark divided by the fleet's mean."}),
+		Behind: prometheus.NewGauge(prometheus.GaugeOpts{Name: "xrc_source_throughput_steps",
+			Help: "How many levels faster than the best the learner chooses to catch up with the queue (0: not behind)."}),
 	}
-	reg.MustRegister(m.Objects, m.BytesIn, m.BytesOut, m.Archives, m.ArchiveDuration, m.BatchObjects)
+	reg.MustRegister(m.Objects, m.BytesIn, m.BytesOut, m.Archives, m.ArchiveDuration, m.BatchObjects,
+		m.LevelObjects, m.BytesSaved, m.Transfer, m.Compute, m.ArchiveRatio, m.CompressionCPU, m.Decisions, m.CPUBenchmark, m.CPUFactor, m.Behind)
 	return m
 }

@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -53,8 +54,13 @@ type Deps struct {
 	Log     *zap.Logger
 	Metrics *Metrics
 	Health  *health.Check
-	Clock   clockwork.Clock        // default: the real clock
-	Writers func() *archive.Writer // optional: archive writers (reused across archives)
+	Clock   clockwork.Clock // default: the real clock
+	// Stats is the fleet's compression statistics (package stats); nil
+	// keeps learning local to this task.
+	Stats Stats
+	// PureGo compresses with the pure-Go encoder even where libzstd is
+	// built in.
+	PureGo bool
 }
 
 // Worker is a source worker.
@@ -64,6 +70,8 @@ type Worker struct {
 	staging string
 	writers sync.Pool
 	runtime *worker.Runtime
+	levels  *levels
+	stopRefresh context.CancelFunc
 
 	items    chan Item
 	batches  chan *batch
@@ -76,6 +84,7 @@ type Worker struct {
 type Item struct {
 	Ref  events.ObjectRef
 	Rule *config.Rule
+	Sent time.Time // when its message entered the queue: how far behind the worker is
 	Done func(error)
 }
 
@@ -98,11 +107,7 @@ func New(d Deps) (*Worker, error) {
 		d.Clock = clockwork.NewRealClock()
 	}
 	w := &Worker{Deps: d, staging: region.StagingBucket}
-	if d.Writers == nil {
-		w.writers.New = func() any { return archive.NewWriter(archive.WriterOptions{}) }
-	} else {
-		w.writers.New = func() any { return d.Writers() }
-	}
+	w.writers.New = func() any { return archive.NewWriter(archive.WriterOptions{PureGo: d.PureGo}) }
 	for i := range d.Config.Rules {
 		r := &d.Config.Rules[i]
 		if r.SourceRegion == d.Region && (len(d.RuleIDs) == 0 || slices.Contains(d.RuleIDs, r.ID)) {
@@ -112,6 +117,7 @@ func New(d Deps) (*Worker, error) {
 	if len(w.rules) == 0 {
 		return nil, fmt.Errorf("no rules to serve in region %s (asked for %v)", d.Region, d.RuleIDs)
 	}
+	w.levels = newLevels(w)
 	// Hold up to two full batches per rule: one being packed while the
 	// next fills. Beyond that, messages wait in SQS.
 	held := 0
@@ -138,6 +144,10 @@ func (w *Worker) Run(ctx context.Context) error {
 // Start implements worker.Role: it starts the batcher and the builders on
 // the work context, which outlives the stop signal by the drain time.
 func (w *Worker) Start(work context.Context) {
+	w.levels.start(work, w)
+	refresh, stop := context.WithCancel(work)
+	w.stopRefresh = stop
+	go w.levels.refreshLoop(refresh, w)
 	w.items = make(chan Item, 20)
 	w.batches = make(chan *batch)
 	w.inFlight.Go(func() { w.batchLoop(w.items, w.batches) })
@@ -155,7 +165,10 @@ func (w *Worker) Start(work context.Context) {
 func (w *Worker) Drain(context.Context) {
 	close(w.items)
 	w.inFlight.Wait()
+	w.stopRefresh()
 }
+
+func (w *Worker) pureGo() bool { return w.PureGo }
 
 // errStopping settles an event that never reached a batch because the
 // worker is stopping: its message must not be acknowledged.
@@ -183,7 +196,7 @@ func (w *Worker) Handle(stop context.Context, m *worker.Message) {
 				m.Log().Debug("version delete not propagated", zap.String("bucket", ref.Bucket), zap.String("key", ref.Key), zap.String("versionId", ref.VersionID))
 				continue
 			}
-			mine = append(mine, Item{Ref: ref, Rule: r, Done: t.settle})
+			mine = append(mine, Item{Ref: ref, Rule: r, Sent: m.SentAt, Done: t.settle})
 		}
 		if !matched {
 			m.Log().Info("no rule covers object; acknowledging", zap.String("bucket", ref.Bucket), zap.String("key", ref.Key))

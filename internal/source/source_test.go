@@ -34,6 +34,7 @@ import (
 	"github.com/xrc-dev/xrc/internal/metrics"
 	"github.com/xrc-dev/xrc/internal/queue"
 	"github.com/xrc-dev/xrc/internal/source"
+	"github.com/xrc-dev/xrc/internal/stats"
 )
 
 // fixture is one provisioned deployment on the local stack.
@@ -135,6 +136,17 @@ func (f *fixture) replicated(ctx context.Context, stg1 string) error {
 	}
 }
 
+// stats returns the fleet statistics of the fixture's deployment (DynamoDB
+// Local).
+func (f *fixture) stats(t testing.TB) *stats.Store {
+	t.Helper()
+	ddb, err := f.env.DynamoDB(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stats.New(ddb, f.cfg.TableName(), time.Now)
+}
+
 // running is one source worker started by fixture.start.
 type running struct {
 	w    *source.Worker
@@ -176,6 +188,7 @@ func (f *fixture) start(t testing.TB, log *zap.Logger) *running {
 		Log:     log,
 		Metrics: source.NewMetrics(reg),
 		Health:  health.New(time.Minute, time.Now),
+		Stats:   f.stats(t),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -7,13 +7,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
 	"go.uber.org/zap"
 
+	"github.com/xrc-dev/xrc/internal/adaptive"
 	"github.com/xrc-dev/xrc/internal/archive"
 	"github.com/xrc-dev/xrc/internal/awsapi"
 	"github.com/xrc-dev/xrc/internal/config"
@@ -90,7 +93,8 @@ func (w *Worker) stage(ctx context.Context, rule *config.Rule, entries []entry, 
 
 	aw := w.writers.Get().(*archive.Writer)
 	defer w.writers.Put(aw)
-	werr := w.write(ctx, aw, pw, m)
+	choices := make([]choice, len(m.Objects))
+	werr := w.write(ctx, aw, pw, rule, m, lag(entries, w.Clock.Now()), choices)
 	pw.CloseWithError(werr)
 	uerr := <-uploaded
 	var oe *objectError
@@ -101,49 +105,93 @@ func (w *Worker) stage(ctx context.Context, rule *config.Rule, entries []entry, 
 		// The writer's error, if any, is only the closed pipe.
 		return id, fmt.Errorf("uploading archive to s3://%s/%s: %w", w.staging, key, uerr)
 	}
+	w.levels.observe(ctx, rule, m, choices, aw.Stats(), w.Clock.Now())
 	dur := w.Clock.Since(closed)
 	w.Metrics.Archives.WithLabelValues(rule.ID, "staged").Inc()
 	w.Metrics.BytesIn.WithLabelValues(rule.ID).Add(float64(total))
 	w.Metrics.BytesOut.WithLabelValues(rule.ID).Add(float64(aw.Written()))
 	w.Metrics.ArchiveDuration.WithLabelValues(rule.ID).Observe(dur.Seconds())
 	w.Metrics.BatchObjects.WithLabelValues(rule.ID).Observe(float64(len(entries)))
+	if aw.Written() > 0 {
+		w.Metrics.ArchiveRatio.WithLabelValues(rule.ID).Observe(float64(total) / float64(aw.Written()))
+	}
 	log.Info("archive staged", zap.String("bucket", w.staging), zap.String("key", key),
 		zap.Int("objects", len(entries)), zap.Int64("bytesIn", total), zap.Int64("bytesOut", aw.Written()),
-		zap.Int("level", m.Level), zap.Duration("took", dur))
+		zap.String("levels", mix(m, choices)), zap.Duration("took", dur))
 	return id, nil
 }
 
 // write streams the archive into dst: the manifest, then each object at
-// its level (level.go), small ones prefetched, large ones streamed when
-// their turn comes, so memory stays bounded whatever the object sizes.
-func (w *Worker) write(ctx context.Context, aw *archive.Writer, dst io.Writer, m *manifest.Manifest) error {
+// the arm chosen for it (level.go, recorded in choices), small ones
+// prefetched, large ones streamed when their turn comes, so memory stays
+// bounded whatever the object sizes.
+func (w *Worker) write(ctx context.Context, aw *archive.Writer, dst io.Writer, rule *config.Rule, m *manifest.Manifest, lag time.Duration, choices []choice) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if err := aw.Begin(dst, m); err != nil {
 		return err
 	}
 	futures, slots := w.prefetch(ctx, m)
-	level := m.Level
 	for i := range m.Objects {
 		o := &m.Objects[i]
 		if o.Delete {
 			continue
 		}
-		if want := levelFor(o, m.Level); want != level {
-			if err := aw.SetLevel(want); err != nil {
-				return err
-			}
-			level = want
+		// setLevel sees the object's first bytes (for the probe) before any
+		// of them is written.
+		setLevel := func(sample []byte) error {
+			class, arm := w.levels.choose(rule, o, sample, lag, w.Clock.Now())
+			choices[i] = choice{class, arm}
+			return aw.SetLevel(int(arm))
 		}
 		var err error
 		if f := futures[i]; f != nil {
-			err = w.writeFetched(ctx, aw, i, f, slots)
+			err = w.writeFetched(ctx, aw, i, f, slots, setLevel)
 		} else {
-			err = w.streamObject(ctx, aw, i, o)
+			err = w.streamObject(ctx, aw, i, o, setLevel)
 		}
 		if err != nil {
 			return err
 		}
 	}
 	return aw.Close()
+}
+
+// lag is the age of the oldest message behind entries: how far behind the
+// queue this archive is.
+func lag(entries []entry, now time.Time) time.Duration {
+	var oldest time.Time
+	for _, e := range entries {
+		for _, it := range e.items {
+			if !it.Sent.IsZero() && (oldest.IsZero() || it.Sent.Before(oldest)) {
+				oldest = it.Sent
+			}
+		}
+	}
+	if oldest.IsZero() {
+		return 0
+	}
+	return now.Sub(oldest)
+}
+
+// mix describes an archive's level mix for its log line: "3:120 store:4".
+func mix(m *manifest.Manifest, choices []choice) string {
+	counts := map[adaptive.Arm]int{}
+	var arms []adaptive.Arm
+	for i := range m.Objects {
+		if m.Objects[i].Delete {
+			continue
+		}
+		a := choices[i].arm
+		if counts[a] == 0 {
+			arms = append(arms, a)
+		}
+		counts[a]++
+	}
+	slices.Sort(arms)
+	parts := make([]string, len(arms))
+	for i, a := range arms {
+		parts[i] = a.String() + ":" + strconv.Itoa(counts[a])
+	}
+	return strings.Join(parts, " ")
 }

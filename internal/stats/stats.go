@@ -173,28 +173,60 @@ func (st *Store) Observations(ctx context.Context, rule string, since time.Time)
 	return obs, nil
 }
 
+// Fleet is the mean CPU benchmark of the tasks that started.
+type Fleet struct {
+	Tasks         int     `dynamodbav:"count"`
+	CompressMBps  float64 `dynamodbav:"-"` // mean MB per CPU-second at the reference level
+	DecodeSeconds float64 `dynamodbav:"-"` // mean CPU-seconds to decode a byte
+	SumMBps       float64 `dynamodbav:"sumMBps"`
+	SumDecodeNs   float64 `dynamodbav:"sumDecodeNsPerMB"`
+}
+
+func (f *Fleet) means() {
+	if f.Tasks > 0 {
+		f.CompressMBps = f.SumMBps / float64(f.Tasks)
+		f.DecodeSeconds = f.SumDecodeNs / float64(f.Tasks) / 1e9 / 1e6
+	}
+}
+
+var fleetKey = map[string]types.AttributeValue{"pk": s("fleet"), "sk": s("cpu")}
+
 // AddBenchmark adds one task's CPU benchmark to the fleet's and returns the
-// fleet's mean, this one included.
-func (st *Store) AddBenchmark(ctx context.Context, mbps float64) (mean float64, tasks int, err error) {
+// fleet's means, this task included.
+func (st *Store) AddBenchmark(ctx context.Context, r adaptive.BenchResult) (Fleet, error) {
 	out, err := st.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                 &st.table,
-		Key:                       map[string]types.AttributeValue{"pk": s("fleet"), "sk": s("cpu")},
-		UpdateExpression:          aws.String("ADD #count :one, #sum :mbps"),
-		ExpressionAttributeNames:  map[string]string{"#count": "count", "#sum": "sumMBps"},
-		ExpressionAttributeValues: map[string]types.AttributeValue{":one": n(1), ":mbps": &types.AttributeValueMemberN{Value: strconv.FormatFloat(mbps, 'f', 3, 64)}},
-		ReturnValues:              types.ReturnValueAllNew,
+		TableName:                &st.table,
+		Key:                      fleetKey,
+		UpdateExpression:         aws.String("ADD #count :one, #sum :mbps, #dec :dec"),
+		ExpressionAttributeNames: map[string]string{"#count": "count", "#sum": "sumMBps", "#dec": "sumDecodeNsPerMB"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":one": n(1),
+			":mbps": &types.AttributeValueMemberN{Value: strconv.FormatFloat(r.CompressMBps, 'f', 3, 64)},
+			":dec":  &types.AttributeValueMemberN{Value: strconv.FormatFloat(r.DecodeSeconds*1e9*1e6, 'f', 3, 64)}},
+		ReturnValues: types.ReturnValueAllNew,
 	})
 	if err != nil {
-		return 0, 0, fmt.Errorf("adding the CPU benchmark: %w", err)
+		return Fleet{}, fmt.Errorf("adding the CPU benchmark: %w", err)
 	}
-	var v struct {
-		Count int     `dynamodbav:"count"`
-		Sum   float64 `dynamodbav:"sumMBps"`
+	var f Fleet
+	if err := attributevalue.UnmarshalMap(out.Attributes, &f); err != nil || f.Tasks == 0 {
+		return Fleet{}, fmt.Errorf("decoding the fleet's CPU benchmark: %v", err)
 	}
-	if err := attributevalue.UnmarshalMap(out.Attributes, &v); err != nil || v.Count == 0 {
-		return 0, 0, fmt.Errorf("decoding the fleet's CPU benchmark: %v", err)
+	f.means()
+	return f, nil
+}
+
+// Fleet returns the fleet's mean CPU benchmark (zero Tasks: none yet).
+func (st *Store) Fleet(ctx context.Context) (Fleet, error) {
+	out, err := st.api.GetItem(ctx, &dynamodb.GetItemInput{TableName: &st.table, Key: fleetKey})
+	if err != nil {
+		return Fleet{}, fmt.Errorf("reading the fleet's CPU benchmark: %w", err)
 	}
-	return v.Sum / float64(v.Count), v.Count, nil
+	var f Fleet
+	if err := attributevalue.UnmarshalMap(out.Item, &f); err != nil {
+		return Fleet{}, fmt.Errorf("decoding the fleet's CPU benchmark: %w", err)
+	}
+	f.means()
+	return f, nil
 }
 
 // Choice is the arm tasks last chose for a class of a rule.

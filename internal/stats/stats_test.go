@@ -85,15 +85,18 @@ func TestFleetBenchmark(t *testing.T) {
 	var wg sync.WaitGroup
 	for _, mbps := range []float64{100, 200, 300, 400} {
 		wg.Go(func() {
-			if _, _, err := st.AddBenchmark(ctx, mbps); err != nil {
+			if _, err := st.AddBenchmark(ctx, adaptive.BenchResult{CompressMBps: mbps, DecodeSeconds: 1e-9}); err != nil {
 				t.Error(err)
 			}
 		})
 	}
 	wg.Wait()
-	mean, n, err := st.AddBenchmark(ctx, 500)
-	if err != nil || n != 5 || mean != 300 {
-		t.Errorf("fleet mean %v of %d tasks (%v), want 300 of 5", mean, n, err)
+	f, err := st.AddBenchmark(ctx, adaptive.BenchResult{CompressMBps: 500, DecodeSeconds: 1e-9})
+	if err != nil || f.Tasks != 5 || f.CompressMBps != 300 || f.DecodeSeconds < 0.99e-9 || f.DecodeSeconds > 1.01e-9 {
+		t.Errorf("fleet %+v (%v), want a mean of 300 MB/s and 1 ns/byte over 5 tasks", f, err)
+	}
+	if got, err := st.Fleet(ctx); err != nil || got.Tasks != 5 || got.CompressMBps != 300 {
+		t.Errorf("Fleet = %+v, %v", got, err)
 	}
 }
 

@@ -1,0 +1,182 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+
+	"github.com/xrc-dev/xrc/internal/awsapi"
+	"github.com/xrc-dev/xrc/internal/config"
+	"github.com/xrc-dev/xrc/internal/stats"
+)
+
+const savingsUsage = "xrc savings [-config FILE|ssm:///name] [-rule ID] [-since 7d] [--json]"
+
+// savingsReport is what `xrc savings --json` prints.
+type savingsReport struct {
+	From   time.Time    `json:"from"`
+	To     time.Time    `json:"to"`
+	Prices stats.Prices `json:"prices"`
+	Lines  []stats.Line `json:"lines"`
+}
+
+// savings reports, per rule and content class, what xrc moved and saved,
+// from the statistics the source workers keep in each source region's
+// table.
+func savings(ctx context.Context, args []string, env Env) error {
+	fs := flag.NewFlagSet("xrc savings", flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	cfgPath := fs.String("config", env.Getenv("XRC_CONFIG"), "config file or ssm:///name (env XRC_CONFIG)")
+	ruleID := fs.String("rule", "", "only this rule")
+	sinceFlag := fs.String("since", "7d", "how far back: a Go duration or a number of days (7d); at most 35d, what the table keeps")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	if *cfgPath == "" || fs.NArg() > 0 {
+		return fmt.Errorf("%w: %s", ErrUsage, savingsUsage)
+	}
+	since, err := parseSince(*sinceFlag)
+	if err != nil {
+		return fmt.Errorf("%w: -since: %v", ErrUsage, err)
+	}
+	cfg, err := loadConfig(ctx, *cfgPath, env)
+	if err != nil {
+		return err
+	}
+	now := env.Now()
+	rep := savingsReport{From: now.Add(-since).UTC(), To: now.UTC(), Prices: stats.Prices{
+		TransferPerGiB: cfg.Settings.Prices.TransferPerGB, VCPUHour: cfg.Settings.Prices.VCPUHour, FixedPerMonth: cfg.Settings.Prices.FixedPerMonth}}
+	stores := map[string]*stats.Store{} // by source region: the table is regional
+	found := false
+	for i := range cfg.Rules {
+		r := &cfg.Rules[i]
+		if *ruleID != "" && r.ID != *ruleID {
+			continue
+		}
+		found = true
+		st := stores[r.SourceRegion]
+		if st == nil {
+			aws, err := awsapi.Load(ctx, r.SourceRegion)
+			if err != nil {
+				return err
+			}
+			st = stats.New(dynamodb.NewFromConfig(aws), cfg.TableName(), env.Now)
+			stores[r.SourceRegion] = st
+		}
+		hs, err := st.Since(ctx, r.ID, rep.From)
+		if err != nil {
+			return err
+		}
+		fleet, err := st.Fleet(ctx)
+		if err != nil {
+			return err
+		}
+		choices, err := st.Choices(ctx, r.ID)
+		if err != nil {
+			return err
+		}
+		regions := map[string]bool{}
+		for _, d := range r.Destinations {
+			regions[d.Region] = true
+		}
+		rep.Lines = append(rep.Lines, stats.Summarise(r.ID, len(regions), hs, rep.Prices, fleet.DecodeSeconds, choices)...)
+	}
+	if !found {
+		return fmt.Errorf("no rule %q in %s", *ruleID, *cfgPath)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(env.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	printSavings(env, rep)
+	return nil
+}
+
+func printSavings(env Env, rep savingsReport) {
+	fmt.Fprintf(env.Stdout, "xrc savings, %s\nprices: transfer $%s/GB, vCPU $%s/hour, fixed %s/month\n",
+		stats.Period(rep.From, rep.To), strconv.FormatFloat(rep.Prices.TransferPerGiB, 'f', -1, 64),
+		strconv.FormatFloat(rep.Prices.VCPUHour, 'f', -1, 64), stats.Dollars(rep.Prices.FixedPerMonth))
+	rule := ""
+	var tw *tabwriter.Writer
+	for _, l := range rep.Lines {
+		if l.Rule != rule {
+			rule = l.Rule
+			fmt.Fprintf(env.Stdout, "\nrule %s (%d target region%s)\n", l.Rule, l.Regions, plural(l.Regions))
+			tw = tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+			fmt.Fprintln(tw, "class\tobjects\tbytes in\tacross regions\tratio\twithout xrc\twith xrc\tcompute\tnet saving\tlearnt\tlevel mix\t")
+		}
+		class := string(l.Class)
+		if class == "" {
+			class = "total"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%.2f\t%s\t%s\t%s\t%s\t%s\t%s\t\n", class, l.Objects, stats.Bytes(l.BytesIn), stats.Bytes(l.BytesAcross),
+			l.Ratio, stats.Dollars(l.WithoutXRC), stats.Dollars(l.WithXRC), stats.Dollars(l.Compute), stats.Dollars(l.NetSaving), or(l.Choice, "-"), stats.Mix(l.Levels))
+		if l.Class == "" {
+			tw.Flush()
+			if l.BreakEvenGiBPerMonth > 0 {
+				fmt.Fprintf(env.Stdout, "break-even: %s of input a month covers the fixed %s/month\n",
+					stats.Bytes(int64(l.BreakEvenGiBPerMonth*(1<<30))), stats.Dollars(rep.Prices.FixedPerMonth))
+			} else {
+				fmt.Fprintln(env.Stdout, "break-even: none: the saving does not cover the fixed costs at any volume")
+			}
+		}
+	}
+}
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
+// parseSince reads a Go duration or a number of days ("7d").
+func parseSince(s string) (time.Duration, error) {
+	var d time.Duration
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n <= 0 {
+			return 0, fmt.Errorf("%q is not a number of days", s)
+		}
+		d = time.Duration(n) * 24 * time.Hour
+	} else {
+		var err error
+		if d, err = time.ParseDuration(s); err != nil || d <= 0 {
+			return 0, fmt.Errorf("%q is not a positive duration", s)
+		}
+	}
+	if d > stats.TTL {
+		return 0, fmt.Errorf("%s is more than the %d days the statistics are kept", s, int(stats.TTL.Hours()/24))
+	}
+	return d, nil
+}
+
+// loadConfig reads a config file or SSM parameter.
+func loadConfig(ctx context.Context, path string, env Env) (*config.Config, error) {
+	var ps config.ParameterGetter
+	if strings.HasPrefix(path, config.SSMScheme) {
+		cfg, err := awsapi.Load(ctx, env.Getenv("AWS_REGION"))
+		if err != nil {
+			return nil, err
+		}
+		ps = ssm.NewFromConfig(cfg)
+	}
+	return config.Load(ctx, path, ps)
+}

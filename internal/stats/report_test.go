@@ -1,0 +1,61 @@
+package stats
+
+import (
+	"testing"
+	"time"
+
+	"github.com/xrc-dev/xrc/internal/adaptive"
+)
+
+// TestReferenceTransferLine reproduces the public reference's transfer
+// line: 500 TB to one region at $0.02/GB costs $10,240.00; compressed 3:1,
+// $3,413.33.
+func TestReferenceTransferLine(t *testing.T) {
+	in := int64(500) << 40
+	without := Transfer(in, 1, 0.02)
+	with := Transfer(in/3, 1, 0.02)
+	if Dollars(without) != "$10,240.00" || Dollars(with) != "$3,413.33" {
+		t.Errorf("500 TB at $0.02/GB: %s -> %s, want $10,240.00 -> $3,413.33", Dollars(without), Dollars(with))
+	}
+}
+
+func TestSummarise(t *testing.T) {
+	h := func(c adaptive.Class, a adaptive.Arm, in, out int64, cpu time.Duration, n int) Hourly {
+		return Hourly{Rule: "r", Delta: Delta{Class: c, Arm: a, In: in, Out: out, CPU: cpu, Objects: n}}
+	}
+	hs := []Hourly{
+		h(adaptive.CSV, 3, 3<<30, 1<<30, 30*time.Second, 100),
+		h(adaptive.CSV, 7, 1<<30, 300<<20, 60*time.Second, 30),
+		h(adaptive.Compressed, adaptive.Store, 2<<30, 2<<30, time.Second, 10),
+	}
+	lines := Summarise("r", 2, hs, Prices{TransferPerGiB: 0.02, VCPUHour: 3.6, FixedPerMonth: 10}, 0, map[adaptive.Class]Choice{adaptive.CSV: {Arm: "7"}})
+	if len(lines) != 3 || lines[0].Class != adaptive.Compressed || lines[1].Class != adaptive.CSV || lines[2].Class != "" {
+		t.Fatalf("lines %+v", lines)
+	}
+	csv, total := lines[1], lines[2]
+	// 4 GiB to 2 regions: $0.16 without; 1.29 GiB out: ~$0.0517 with;
+	// 90 CPU-s at $0.001/s: $0.09.
+	if Dollars(csv.WithoutXRC) != "$0.16" || Dollars(csv.Compute) != "$0.09" || csv.Choice != "7" {
+		t.Errorf("csv line %+v", csv)
+	}
+	if csv.Levels["3"] != 0.75 || csv.Levels["7"] != 0.25 || Mix(csv.Levels) != "3 75%, 7 25%" {
+		t.Errorf("csv mix %v", csv.Levels)
+	}
+	if total.BytesIn != 6<<30 || total.BytesAcross != 2*(1<<30+300<<20+2<<30) {
+		t.Errorf("total %+v", total)
+	}
+	if total.BreakEvenGiBPerMonth <= 0 || Dollars(total.NetSaving) != Dollars(total.WithoutXRC-total.WithXRC-total.Compute) {
+		t.Errorf("total %+v", total)
+	}
+}
+
+func TestFormats(t *testing.T) {
+	for v, want := range map[float64]string{0: "$0.00", 1234.5: "$1,234.50", 1234567.891: "$1,234,567.89", -5: "-$5.00", 999.999: "$1,000.00"} {
+		if got := Dollars(v); got != want {
+			t.Errorf("Dollars(%v) = %s, want %s", v, got, want)
+		}
+	}
+	if Bytes(0) != "0 B" || Bytes(1536) != "1.5 KiB" || Bytes(3<<30) != "3.0 GiB" {
+		t.Errorf("Bytes: %s %s %s", Bytes(0), Bytes(1536), Bytes(3<<30))
+	}
+}
