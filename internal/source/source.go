@@ -66,11 +66,11 @@ type Deps struct {
 // Worker is a source worker.
 type Worker struct {
 	Deps
-	rules   []*config.Rule
-	staging string
-	writers sync.Pool
-	runtime *worker.Runtime
-	levels  *levels
+	rules       []*config.Rule
+	staging     string
+	writers     sync.Pool
+	runtime     *worker.Runtime
+	levels      *levels
 	stopRefresh context.CancelFunc
 
 	items    chan Item
