@@ -21,9 +21,11 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/xrc-dev/xrc/internal/config"
+	"github.com/xrc-dev/xrc/internal/corpus"
 	"github.com/xrc-dev/xrc/internal/dataset"
 	"github.com/xrc-dev/xrc/internal/events"
 	"github.com/xrc-dev/xrc/internal/localstack"
+	"github.com/xrc-dev/xrc/internal/stats"
 )
 
 // The worker's log messages these tests assert on.
@@ -543,5 +545,41 @@ func TestUnroutableKeyFailsOnlyItsObject(t *testing.T) {
 	}
 	if n := r.metric(t, "xrc_source_errors_total", "kind", "unroutable"); n < 1 {
 		t.Errorf("unroutable errors counted %v", n)
+	}
+}
+
+// A statistics table that does not answer (missing, throttled, down) never
+// stops archiving: every object is staged, the errors are counted and
+// logged, and the deltas wait in memory.
+func TestStatsOutageKeepsArchiving(t *testing.T) {
+	t.Parallel()
+	f := setup(t, nil)
+	ddb, err := f.env.DynamoDB(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	log, logs := observed(t)
+	r := f.startWithStats(t, log, stats.New(ddb, "no-such-table-"+f.cfg.Settings.StackName, time.Now))
+	var objs []object
+	for i := range 10 {
+		objs = append(objs, object{key: fmt.Sprintf("data/outage/%d.csv", i), data: corpus.Generate("csv", 20_000+i), ctype: "text/csv"})
+	}
+	f.put(t, objs)
+	got := f.waitStaged(t, len(objs), time.Minute)
+	for _, o := range objs {
+		if s, ok := got[o.key]; !ok || s.sum != digest(o.data) {
+			t.Errorf("%s not archived while the statistics table is missing", o.key)
+		}
+	}
+	f.waitDepth(t, f.sourceQueue(), 0, 30*time.Second)
+	if n := r.metric(t, "xrc_source_errors_total", "kind", "stats"); n < 1 {
+		t.Errorf("statistics errors counted %v times", n)
+	}
+	if logs.FilterMessage("writing compression statistics: kept to write later; archiving goes on").Len() == 0 &&
+		logs.FilterMessage("adding the CPU benchmark to the fleet's: this task's CPU counts as the fleet's mean").Len() == 0 {
+		t.Error("the outage was not logged")
+	}
+	if n := r.metric(t, "xrc_source_level_objects_total"); n != float64(len(objs)) {
+		t.Errorf("level mix counts %v objects, want %d", n, len(objs))
 	}
 }

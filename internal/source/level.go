@@ -53,7 +53,16 @@ type levels struct {
 	mu        sync.Mutex
 	pending   map[string][]stats.Delta // by rule: not written yet
 	published map[adaptive.Key]adaptive.Arm
+	retryAt   time.Time     // after a failure, the table is left alone until then
+	backoff   time.Duration // the wait after the last failure
 }
+
+// Waits between attempts at a failing statistics table: archives must not
+// queue behind its timeouts.
+const (
+	statsBackoffMin = 5 * time.Second
+	statsBackoffMax = 5 * time.Minute
+)
 
 func newLevels(w *Worker) *levels {
 	a := w.Config.Settings.Adaptive
@@ -183,17 +192,28 @@ func (lv *levels) observe(ctx context.Context, rule *config.Rule, m *manifest.Ma
 	lv.mu.Lock()
 	ds = append(lv.pending[rule.ID], ds...)
 	delete(lv.pending, rule.ID)
+	wait := now.Before(lv.retryAt)
 	lv.mu.Unlock()
-	sctx, cancel := context.WithTimeout(ctx, statsTimeout)
-	left, err := lv.stats.Add(sctx, rule.ID, now, ds)
-	cancel()
-	if err != nil {
+	left, err := ds, error(nil)
+	if !wait {
+		sctx, cancel := context.WithTimeout(ctx, statsTimeout)
+		left, err = lv.stats.Add(sctx, rule.ID, now, ds)
+		cancel()
+	}
+	lv.mu.Lock()
+	defer lv.mu.Unlock()
+	if len(left) > 0 {
+		lv.pending[rule.ID] = merge(append(lv.pending[rule.ID], left...))
+	}
+	switch {
+	case err != nil:
+		lv.backoff = min(max(2*lv.backoff, statsBackoffMin), statsBackoffMax)
+		lv.retryAt = now.Add(lv.backoff)
 		lv.m.Errors.WithLabelValues("stats").Inc()
 		lv.log.Warn("writing compression statistics: kept to write later; archiving goes on", zap.String("rule", rule.ID),
-			zap.Int("pending", len(left)), zap.Error(err))
-		lv.mu.Lock()
-		lv.pending[rule.ID] = merge(append(lv.pending[rule.ID], left...))
-		lv.mu.Unlock()
+			zap.Int("pending", len(lv.pending[rule.ID])), zap.Duration("retryIn", lv.backoff), zap.Error(err))
+	case !wait:
+		lv.backoff = 0
 	}
 }
 

@@ -178,6 +178,12 @@ func (r *running) metric(t testing.TB, name string, labels ...string) float64 {
 // to return and reports its error.
 func (f *fixture) start(t testing.TB, log *zap.Logger) *running {
 	t.Helper()
+	return f.startWithStats(t, log, f.stats(t))
+}
+
+// startWithStats is start with the given fleet statistics.
+func (f *fixture) startWithStats(t testing.TB, log *zap.Logger, st source.Stats) *running {
+	t.Helper()
 	q := queue.New(f.sqs, f.dep.SourceQueues[f.rule.ID])
 	reg := prometheus.NewRegistry()
 	w, err := source.New(source.Deps{
@@ -188,7 +194,7 @@ func (f *fixture) start(t testing.TB, log *zap.Logger) *running {
 		Log:     log,
 		Metrics: source.NewMetrics(reg),
 		Health:  health.New(time.Minute, time.Now),
-		Stats:   f.stats(t),
+		Stats:   st,
 	})
 	if err != nil {
 		t.Fatal(err)
