@@ -17,7 +17,7 @@ CGO_CFLAGS  ?= -O3 -g
 export CGO_CFLAGS
 
 .DEFAULT_GOAL := help
-.PHONY: help build test unit lint demo bench fuzz synth cdk-test stack-up stack-down stack-status clean
+.PHONY: help build test unit lint demo bench bench-adaptive fuzz synth cdk-test stack-up stack-down stack-status clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  \033[1m%-13s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -33,7 +33,7 @@ test: lint stack-up ## Lint, then every test: the workers against the local stac
 	$(MAKE) --no-print-directory cdk-test
 
 unit: ## Only the tests that need no local stack (quick)
-	$(GO) test -count=1 ./internal/config/ ./internal/events/ ./internal/manifest/ ./internal/archive/ ./internal/libzstd/ ./internal/metrics/ ./internal/health/
+	$(GO) test -count=1 ./internal/config/ ./internal/events/ ./internal/manifest/ ./internal/archive/ ./internal/libzstd/ ./internal/metrics/ ./internal/health/ ./internal/adaptive/ ./internal/cpuclock/
 
 lint: $(STATICCHECK) ## gofmt, go vet, staticcheck
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -51,6 +51,9 @@ demo: stack-up ## Run the whole pipeline locally and print a report
 
 bench: ## Codec benchmarks with the zstd CLI as same-run reference
 	bash internal/archive/bench.sh
+
+bench-adaptive: ## The adaptive learner against every fixed level and Store, on each generated class (~3 min)
+	$(GO) test -run '^$$' -bench '^BenchmarkAdaptive$$' -benchtime 1x -timeout 30m ./internal/adaptive/
 
 fuzz: ## Run every fuzz target (found in the sources) for FUZZTIME each (default 30s)
 	@grep -rl --include='*_test.go' '^func Fuzz' internal deploy | sort | while read -r f; do \

@@ -162,10 +162,15 @@ func (w *Worker) Start(work context.Context) {
 
 // Drain implements worker.Role: the open batches are closed and packed
 // within the drain time.
-func (w *Worker) Drain(context.Context) {
+func (w *Worker) Drain(work context.Context) {
 	close(w.items)
 	w.inFlight.Wait()
 	w.stopRefresh()
+	// Publish what this task learnt before it goes: a task that lives
+	// shorter than a refresh period would otherwise never tell.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(work), 2*statsTimeout)
+	defer cancel()
+	w.levels.refresh(ctx, w.Clock.Now())
 }
 
 func (w *Worker) pureGo() bool { return w.PureGo }

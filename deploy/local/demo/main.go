@@ -31,6 +31,7 @@ import (
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/dataset"
 	"github.com/xrc-dev/xrc/internal/localstack"
+	"github.com/xrc-dev/xrc/internal/stats"
 )
 
 func main() {
@@ -46,6 +47,7 @@ func run(ctx context.Context) error {
 	cfgPath := flag.String("config", "configs/local.json", "config to deploy on the local stack")
 	size := flag.Int64("size", 256<<20, "bytes of sample data to replicate")
 	timeout := flag.Duration("timeout", 10*time.Minute, "how long to wait for the destination")
+	seed := flag.Uint64("seed", 1, "seed of the generated dataset: the same seed, the same objects and figures")
 	flag.Parse()
 
 	env, err := localstack.FromEnv()
@@ -95,9 +97,9 @@ func run(ctx context.Context) error {
 
 	start := time.Now().UTC().Truncate(time.Second)
 	prefix := rule.Prefix + "run-" + start.Format("20060102T150405") + "/"
-	objs := dataset.Sample(prefix, *size, uint64(start.Unix()))
+	objs := dataset.Sample(prefix, *size, *seed)
 	in := dataset.Size(objs)
-	step("uploading %d objects (%s) to s3://%s/%s", len(objs), human(in), rule.SourceBucket, prefix)
+	step("uploading %d objects (%s, seed %d) to s3://%s/%s", len(objs), human(in), *seed, rule.SourceBucket, prefix)
 	if err := dataset.Upload(ctx, src, rule.SourceBucket, objs, 16); err != nil {
 		return err
 	}
@@ -149,11 +151,48 @@ xrc demo report
 		cpu, workers[0].cpuSeconds, workers[1].cpuSeconds,
 		cfg.Settings.Prices.TransferPerGB, saved, compute, cfg.Settings.Prices.VCPUHour, saved-compute,
 		(saved-compute)/float64(in)*1e12)
+	if err := levelReport(ctx, env, cfg, rule, start); err != nil {
+		fmt.Println("  level report unavailable:", err)
+	}
 	if got != len(objs) || len(errs) > 0 {
 		return fmt.Errorf("%d of %d objects arrived, %d differ", got, len(objs), len(errs))
 	}
 	fmt.Println("  result                  OK: every object arrived and matches its source")
 	return nil
+}
+
+// levelReport prints, per content class, the level mix the source used and
+// the choice it learnt, from the statistics table.
+func levelReport(ctx context.Context, env localstack.Env, cfg *config.Config, rule config.Rule, start time.Time) error {
+	ddb, err := env.DynamoDB(ctx)
+	if err != nil {
+		return err
+	}
+	st := stats.New(ddb, cfg.TableName(), time.Now)
+	hs, err := st.Since(ctx, rule.ID, start)
+	if err != nil {
+		return err
+	}
+	choices, err := st.Choices(ctx, rule.ID)
+	if err != nil {
+		return err
+	}
+	lines := stats.Summarise(rule.ID, 1, hs, stats.Prices{}, 0, choices)
+	fmt.Println("  adaptive levels         class: objects, ratio, level mix (share of bytes), learnt choice")
+	for _, l := range lines {
+		if l.Class == "" {
+			continue
+		}
+		fmt.Printf("    %-14s %6d  %5.2f  %-36s %s\n", l.Class, l.Objects, l.Ratio, stats.Mix(l.Levels), or(l.Choice, "(learning)"))
+	}
+	return nil
+}
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }
 
 func step(format string, args ...any) {

@@ -1,0 +1,219 @@
+package adaptive
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"os"
+	"testing"
+	"text/tabwriter"
+	"time"
+
+	"github.com/xrc-dev/xrc/internal/archive"
+	"github.com/xrc-dev/xrc/internal/corpus"
+	"github.com/xrc-dev/xrc/internal/libzstd"
+	"github.com/xrc-dev/xrc/internal/manifest"
+)
+
+// benchClasses are the generated classes the learner is measured on, with
+// the content type a source would see for each.
+var benchClasses = []struct{ name, ctype string }{
+	{"csv", "text/csv"}, {"jsonl", "application/x-ndjson"}, {"xml", "application/xml"}, {"text", "text/plain"}, {"random", "application/octet-stream"},
+}
+
+// objects cuts data into objects of size bytes.
+func objects(data []byte, size int) [][]byte {
+	var out [][]byte
+	for len(data) > 0 {
+		n := min(size, len(data))
+		out = append(out, data[:n])
+		data = data[n:]
+	}
+	return out
+}
+
+// encode writes objs into one archive, each at arms[i], and returns each
+// object's stats.
+func encode(b *testing.B, w *archive.Writer, objs [][]byte, arms []Arm) []archive.ObjectStats {
+	m := &manifest.Manifest{Format: manifest.Format, ArchiveID: "bench", CreatedAt: time.Unix(0, 0).UTC(), SourceRegion: "r", RuleID: "bench", Level: 3}
+	for i, o := range objs {
+		key := fmt.Sprintf("o%06d", i)
+		m.Objects = append(m.Objects, manifest.Object{Member: manifest.MemberName(i, key), Bucket: "b", Key: key, Size: int64(len(o)),
+			LastModified: time.Unix(0, 0).UTC(), Destinations: []manifest.Destination{{Region: "r", Bucket: "b", Key: key}}})
+	}
+	if err := w.Begin(io.Discard, m); err != nil {
+		b.Fatal(err)
+	}
+	for i, o := range objs {
+		if err := w.SetLevel(int(arms[i])); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := w.WriteObject(i, bytes.NewReader(o)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		b.Fatal(err)
+	}
+	return append([]archive.ObjectStats(nil), w.Stats()...)
+}
+
+func sum(st []archive.ObjectStats) Sample {
+	var s Sample
+	for _, x := range st {
+		s.In += x.In
+		s.Out += x.Out
+		s.CPU += x.CPU
+		s.Objects++
+	}
+	return s
+}
+
+// BenchmarkAdaptive measures, on each generated class and on a mix, the net
+// benefit and the CPU of the learner against every fixed arm (every level
+// and Store), with real compression (the archive Writer, CPU of encoding
+// alone) and the default prices, one target region. Fixed arms are
+// measured on a sample of the class (8 MiB), the learner on 64 MiB of it,
+// objects of 64 KiB, in archives of 64 objects; both are reported per GiB
+// of input. Goals: the learner within 5% of the best fixed arm in hindsight
+// on each class; Store on random data at most 5% of level 3's CPU.
+// Run with: make bench-adaptive (about 3 minutes).
+func BenchmarkAdaptive(b *testing.B) {
+	for range b.N {
+		runAdaptiveBench(b)
+	}
+}
+
+func runAdaptiveBench(b *testing.B) {
+	const objSize, fixedBytes, learnBytes, perArchive = 64 << 10, 8 << 20, 64 << 20, 64
+	br, err := Benchmark(time.Second, archive.WriterOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := Model{TransferPerGiB: 0.02, VCPUSecond: VCPUSecond(0.01245), Regions: 1, DecodeSeconds: br.DecodeSeconds}
+	arms := Arms(libzstd.Available, -7, 19)
+	w := archive.NewWriter(archive.WriterOptions{})
+	perGiB := func(s Sample, a Arm) (benefit, cpuPerGiB float64) {
+		return m.Benefit(a, float64(s.Out)/float64(s.In), s.CPU.Seconds()/float64(s.In)), s.CPU.Seconds() / float64(s.In) * GiB
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "%s, %.0f MB/cpu-s at level 3; $/GiB of input, one target region, transfer $0.02/GiB, vCPU $0.01245/h\n", br.Encoder, br.CompressMBps)
+	fmt.Fprintln(tw, "class\tbest fixed arm\tits $/GiB\tlevel 3 $/GiB\tstore $/GiB\tlearner $/GiB\tlearner / best\tlearner cpu-s/GiB\tbest arm cpu-s/GiB\tlearner's mix (top 3)\t")
+	rng := rand.New(rand.NewPCG(1, 2))
+	var storeRandomCPU, level3RandomCPU float64
+	for _, c := range append(benchClasses, struct{ name, ctype string }{"mix", ""}) {
+		var data []byte
+		class := func(i int) string { return c.ctype }
+		if c.name == "mix" {
+			parts := make([][]byte, len(benchClasses))
+			for j, bc := range benchClasses {
+				parts[j] = objectsOf(bc.name, learnBytes/len(benchClasses))
+			}
+			for i := 0; ; i++ {
+				j := i % len(parts)
+				if len(parts[j]) == 0 {
+					break
+				}
+				n := min(objSize, len(parts[j]))
+				data = append(data, parts[j][:n]...)
+				parts[j] = parts[j][n:]
+			}
+			class = func(i int) string { return benchClasses[i%len(benchClasses)].ctype }
+		} else {
+			data = objectsOf(c.name, learnBytes)
+		}
+		objs := objects(data, objSize)
+
+		// Every fixed arm on the sample.
+		sample := objs[:fixedBytes/objSize]
+		best, bestArm, bestCPU := math.Inf(-1), Store, 0.0
+		fixed := map[Arm]float64{}
+		for _, a := range arms {
+			as := make([]Arm, len(sample))
+			for i := range as {
+				as[i] = a
+			}
+			s := sum(encode(b, w, sample, as))
+			v, cpu := perGiB(s, a)
+			fixed[a] = v
+			if v > best {
+				best, bestArm, bestCPU = v, a, cpu
+			}
+			if c.name == "random" && a == Store {
+				storeRandomCPU = cpu
+			}
+			if c.name == "random" && a == 3 {
+				level3RandomCPU = cpu
+			}
+		}
+
+		// The learner on the whole class, archive by archive.
+		l := New(Config{Arms: arms, HalfLife: time.Hour}, rng)
+		prober := NewProber()
+		now := time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC)
+		var total Sample
+		var benefit float64
+		mix := map[Arm]int64{}
+		for start := 0; start < len(objs); start += perArchive {
+			batch := objs[start:min(start+perArchive, len(objs))]
+			as := make([]Arm, len(batch))
+			keys := make([]Key, len(batch))
+			for i, o := range batch {
+				k := Key{Rule: "bench", Class: prober.Refine(Classify(class(start+i), "", ""), o)}
+				start := Arm(3)
+				if k.Class == Incompressible || k.Class == Compressed {
+					start = Store
+				}
+				keys[i] = k
+				as[i] = l.Choose(k, m, start, 0, now).Arm
+			}
+			st := encode(b, w, batch, as)
+			for i, x := range st {
+				s := Sample{In: x.In, Out: x.Out, CPU: x.CPU, Objects: 1}
+				l.Observe(Observation{Key: keys[i], Arm: as[i], Sample: s, At: now})
+				v, _ := perGiB(s, as[i])
+				benefit += v * float64(x.In)
+				total.In += x.In
+				total.CPU += x.CPU
+				mix[as[i]] += x.In
+			}
+			now = now.Add(30 * time.Second)
+		}
+		learnt := benefit / float64(total.In)
+		fmt.Fprintf(tw, "%s\t%s\t%.5f\t%.5f\t%.5f\t%.5f\t%.3f\t%.1f\t%.1f\t%s\t\n", c.name, bestArm, best, fixed[3], fixed[Store], learnt,
+			learnt/best, total.CPU.Seconds()/float64(total.In)*GiB, bestCPU, topMix(mix, total.In))
+	}
+	fmt.Fprintf(tw, "store on random data: %.2f cpu-s/GiB, %.1f%% of level 3's %.2f\n", storeRandomCPU, 100*storeRandomCPU/level3RandomCPU, level3RandomCPU)
+	tw.Flush()
+}
+
+// objectsOf is n bytes of a corpus class.
+func objectsOf(class string, n int) []byte { return corpus.Generate(class, n) }
+
+func topMix(mix map[Arm]int64, total int64) string {
+	type kv struct {
+		a Arm
+		n int64
+	}
+	var all []kv
+	for a, n := range mix {
+		all = append(all, kv{a, n})
+	}
+	for i := range all {
+		for j := i + 1; j < len(all); j++ {
+			if all[j].n > all[i].n {
+				all[i], all[j] = all[j], all[i]
+			}
+		}
+	}
+	s := ""
+	for i := 0; i < len(all) && i < 3; i++ {
+		if i > 0 {
+			s += ", "
+		}
+		s += fmt.Sprintf("%s %.0f%%", all[i].a, 100*float64(all[i].n)/float64(total))
+	}
+	return s
+}
