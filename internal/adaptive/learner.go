@@ -233,12 +233,12 @@ func (l *Learner) Choose(k Key, m Model, start Arm, lag time.Duration, now time.
 	// not compress every level looks alike, so a walk from neighbour to
 	// neighbour would never get there.
 	var near, unknown []Arm
-	for j := max(i-1, 0); j <= min(i+1, len(l.cfg.Arms)-1); j++ {
-		if j != i {
+	for _, step := range exploreSteps {
+		if j := i + step; j >= 0 && j < len(l.cfg.Arms) {
 			near = append(near, l.cfg.Arms[j])
 		}
 	}
-	if i > 1 && saving(ests, d.Arm) < storeWorthTrying {
+	if i > 3 && saving(ests, d.Arm) < storeWorthTrying {
 		near = append(near, l.cfg.Arms[0])
 	}
 	for _, a := range near {
@@ -254,6 +254,12 @@ func (l *Learner) Choose(k Key, m Model, start Arm, lag time.Duration, now time.
 	}
 	return Decision{Arm: near[l.rng.IntN(len(near))], Why: "explore"}
 }
+
+// exploreSteps are the arms tried around the one in use: the next ones,
+// whose difference is small and slow to tell from noise, and three away,
+// whose difference shows sooner, so the walk towards a better level does
+// not stall on a flat stretch.
+var exploreSteps = []int{-3, -1, 1, 3}
 
 // storeWorthTrying is the saving (1 - out/in) below which exploring Store
 // is worth it: it saves nothing, so it can only beat an arm that saves

@@ -50,9 +50,10 @@
 //
 // The zstd stream is one or more concatenated frames, each with a content
 // checksum. A writer starts a new frame when its caller changes the
-// compression level between objects (Writer.SetLevel), e.g. to store
-// incompressible objects at the fastest level; a frame boundary always falls
-// on a tar block boundary, but readers must not rely on where frames end.
+// compression level between objects (Writer.SetLevel), and stores the
+// content of an incompressible object (Store) in a frame of raw blocks of
+// its own, between the compressed frames holding the tar headers and
+// padding around it. Readers must not rely on where frames end.
 //
 // # Trust
 //

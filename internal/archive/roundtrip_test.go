@@ -141,10 +141,15 @@ func testSetLevel(t *testing.T, opts WriterOptions) {
 		if err := w.SetLevel(level); err != nil {
 			t.Fatal(err)
 		}
-		if i > 0 && w.Written() == before {
+		switch {
+		case level == Store:
+			// Stored content gets a raw frame of its own inside
+			// WriteObject; the current frame goes on until then.
+		case i > 0 && w.Written() == before:
 			t.Errorf("SetLevel(%d) before objects[%d] did not end the frame", level, i)
+		default:
+			frameEnds = append(frameEnds, w.Written())
 		}
-		frameEnds = append(frameEnds, w.Written())
 		if _, err := w.WriteObject(i, bytes.NewReader(s.data)); err != nil {
 			t.Fatal(err)
 		}
@@ -202,9 +207,9 @@ func TestStore(t *testing.T) {
 			t.Fatal(err)
 		}
 		stored := w.Written() - start
-		// The member, its header, trailer and padding: a few KiB at most,
-		// plus 3 bytes per block and the frame's header and checksum.
-		if over := stored - int64(len(random)); over < 0 || over > 8<<10 {
+		// The content raw, 3 bytes per block and the frames' headers and
+		// checksums; the tar header, trailer and padding compressed.
+		if over := stored - int64(len(random)); over < 0 || over > 512 {
 			t.Errorf("%s: %d stored bytes for %d: overhead %d", w.Encoder(), stored, len(random), over)
 		}
 		if _, err := w.WriteObject(2, bytes.NewReader(specs[2].data)); err != nil {

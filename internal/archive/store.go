@@ -3,7 +3,6 @@ package archive
 import (
 	"encoding/binary"
 	"io"
-	"math"
 
 	"github.com/cespare/xxhash/v2"
 )
@@ -95,36 +94,58 @@ func (r *rawFrames) flush(last bool) error {
 	return nil
 }
 
-// storing wraps a zstd frameEncoder so that the Store level writes raw
-// frames and every other level goes to the zstd encoder.
-type storing struct {
-	zstd frameEncoder
-	raw  *rawFrames
-	cur  io.Writer
-	cls  func() error
+// frames is the Writer's encoder: zstd frames from the build's encoder,
+// and, for the content of stored objects, raw frames in between.
+type frames struct {
+	zstd  frameEncoder
+	raw   *rawFrames
+	dst   io.Writer
+	inRaw bool
 }
 
-func (s *storing) Reset(dst io.Writer, level int) error {
-	s.raw.Reset(nil)
-	if level == Store {
-		if err := s.zstd.Reset(nil, 0); err != nil {
-			return err
-		}
-		s.raw.Reset(dst)
-		s.cur, s.cls = s.raw, s.raw.Close
-		return nil
+// Reset starts a zstd frame at level on dst (nil detaches).
+func (f *frames) Reset(dst io.Writer, level int) error {
+	f.raw.Reset(nil)
+	f.dst, f.inRaw = dst, false
+	return f.zstd.Reset(dst, level)
+}
+
+// toRaw ends the zstd frame and starts a raw one.
+func (f *frames) toRaw() error {
+	if err := f.zstd.Close(); err != nil {
+		return err
 	}
-	s.cur, s.cls = s.zstd, s.zstd.Close
-	return s.zstd.Reset(dst, level)
-}
-
-func (s *storing) Write(p []byte) (int, error) { return s.cur.Write(p) }
-func (s *storing) Close() error                { return s.cls() }
-func (s *storing) name() string                { return s.zstd.name() }
-
-func (s *storing) effective(level int) int {
-	if level == Store {
-		return math.MinInt
+	if err := f.zstd.Reset(nil, 0); err != nil {
+		return err
 	}
-	return s.zstd.effective(level)
+	f.raw.Reset(f.dst)
+	f.inRaw = true
+	return nil
 }
+
+// toZstd ends the raw frame and starts a zstd frame at level.
+func (f *frames) toZstd(level int) error {
+	if err := f.raw.Close(); err != nil {
+		return err
+	}
+	f.raw.Reset(nil)
+	f.inRaw = false
+	return f.zstd.Reset(f.dst, level)
+}
+
+func (f *frames) Write(p []byte) (int, error) {
+	if f.inRaw {
+		return f.raw.Write(p)
+	}
+	return f.zstd.Write(p)
+}
+
+func (f *frames) Close() error {
+	if f.inRaw {
+		return f.raw.Close()
+	}
+	return f.zstd.Close()
+}
+
+func (f *frames) effective(level int) int { return f.zstd.effective(level) }
+func (f *frames) name() string            { return f.zstd.name() }

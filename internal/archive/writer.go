@@ -55,13 +55,14 @@ type WriterOptions struct {
 // manifest passed to Begin must not change until Close returns.
 type Writer struct {
 	opts WriterOptions
-	enc  frameEncoder // nil until the first Begin
+	enc  *frames // nil until the first Begin
 	buf  []byte
 	mbuf bytes.Buffer
 	sum  hash.Hash
 
 	// State of the archive being written; m is nil between archives.
 	m     *manifest.Manifest
+	store bool          // objects are stored (Store) until the next SetLevel
 	stats []ObjectStats // by object index
 	last  int           // index of the object written last, -1 before any
 	dst   countingWriter
@@ -94,7 +95,7 @@ func (w *Writer) initEncoder() error {
 	if err != nil {
 		return err
 	}
-	w.enc = &storing{zstd: enc, raw: newRawFrames()}
+	w.enc = &frames{zstd: enc, raw: newRawFrames()}
 	return nil
 }
 
@@ -126,7 +127,7 @@ func (w *Writer) Begin(dst io.Writer, m *manifest.Manifest) error {
 		w.dst.w = nil
 		return fmt.Errorf("archive: starting %s: %w", m.ArchiveID, err)
 	}
-	w.m, w.level, w.err, w.next, w.last = m, m.Level, nil, 0, -1
+	w.m, w.level, w.store, w.err, w.next, w.last = m, m.Level, false, nil, 0, -1
 	w.stats = append(w.stats[:0], make([]ObjectStats, len(m.Objects))...)
 	w.tw = tar.NewWriter(w.enc)
 	if err := w.writeMember(ManifestName, w.mbuf.Bytes(), m.CreatedAt); err != nil {
@@ -140,8 +141,10 @@ func (w *Writer) Begin(dst io.Writer, m *manifest.Manifest) error {
 // SetLevel makes the following objects compress at the given zstd level
 // (manifest.CheckLevel), or be stored (Store). Called between objects, it
 // ends the current zstd frame and starts a new one at that level;
-// concatenated frames are one valid zstd stream. Use it to store
-// incompressible objects. A level the encoder treats like the current one (the
+// concatenated frames are one valid zstd stream. Use Store for
+// incompressible objects: each one's content then goes into a raw frame of
+// its own, while the tar headers and padding around it stay compressed at
+// the current level (they would otherwise cost about 1.5 KiB per object). A level the encoder treats like the current one (the
 // pure-Go encoder has four settings, see zstd.EncoderLevelFromZstd) keeps
 // the current frame, so redundant calls cost nothing.
 func (w *Writer) SetLevel(level int) error {
@@ -150,6 +153,9 @@ func (w *Writer) SetLevel(level int) error {
 	}
 	if err := manifest.CheckLevel(level); err != nil && level != Store {
 		return fmt.Errorf("archive %s: SetLevel: %w", w.m.ArchiveID, err)
+	}
+	if w.store = level == Store; w.store {
+		return nil // WriteObject frames each stored object's content itself
 	}
 	if w.enc.effective(level) == w.enc.effective(w.level) {
 		w.level = level
@@ -206,9 +212,19 @@ func (w *Writer) WriteObject(index int, r io.Reader) (sha256hex string, err erro
 	if err := w.encode(index, func() error { return w.tw.WriteHeader(header(o.Member, o.Size, o.LastModified)) }); err != nil {
 		return "", w.fail(fmt.Errorf("archive %s: writing header of %s/%s: %w", w.m.ArchiveID, o.Bucket, o.Key, err))
 	}
+	if w.store && o.Size > 0 {
+		if err := w.encode(index, func() error { return w.enc.toRaw() }); err != nil {
+			return "", w.fail(fmt.Errorf("archive %s: storing %s/%s: %w", w.m.ArchiveID, o.Bucket, o.Key, err))
+		}
+	}
 	sum, err := w.copyObject(index, o, r)
 	if err != nil {
 		return "", w.fail(err)
+	}
+	if w.store && o.Size > 0 {
+		if err := w.encode(index, func() error { return w.enc.toZstd(w.level) }); err != nil {
+			return "", w.fail(fmt.Errorf("archive %s: storing %s/%s: %w", w.m.ArchiveID, o.Bucket, o.Key, err))
+		}
 	}
 	if o.SHA256 == "" {
 		line := trailerLine(sum, o.Member)
