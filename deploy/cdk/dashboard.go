@@ -112,6 +112,14 @@ func (s *regionStack) sourceWidgets(d awscloudwatch.Dashboard) {
 		graph("Bytes saved per minute (all target regions)", 6, saved...),
 		graph(fmt.Sprintf("Net benefit per minute, USD ($%g/GB transfer, $%g/vCPU-h)", prices.TransferPerGB, prices.VCPUHour), 6, benefit...),
 	)
+	// What the adaptive choice does: the level mix per class, why levels
+	// were chosen, and whether it is trading savings for throughput.
+	d.AddWidgets(
+		graph("Level mix: objects by rule, class and level", 12, s.search(sourceKind, "xrc_source_level_objects_total", "arm", "class", "rule")),
+		graph("Level choices by reason", 6, s.search(sourceKind, "xrc_source_level_decisions_total", "why")),
+		graph("Throughput mode (levels below the best) and CPU factor", 6,
+			s.search(sourceKind, "xrc_source_throughput_steps"), s.search(sourceKind, "xrc_source_cpu_factor_ratio")),
+	)
 }
 
 // remoteDestinations counts the regions other than the source a rule's
