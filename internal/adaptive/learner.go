@@ -35,7 +35,7 @@ type Config struct {
 	Arms         []Arm         // fastest first (Arms); required
 	HalfLife     time.Duration // an observation counts half after this (default 6h)
 	TrustObjects float64       // decayed objects before an arm's estimate is trusted (default 3)
-	TrustBytes   float64       // and decayed input bytes (default 1 MiB)
+	TrustBytes   float64       // and decayed input bytes (default 256 KiB)
 	Explore      float64       // exploration probability of a key never seen (default 0.1)
 	ExploreFloor float64       // exploration never drops below (default 0.02)
 	ExploreHalf  float64       // decayed objects of a key after which exploration halves (default 200)
@@ -51,7 +51,7 @@ func (c *Config) defaults() {
 		c.TrustObjects = 3
 	}
 	if c.TrustBytes <= 0 {
-		c.TrustBytes = 1 << 20
+		c.TrustBytes = 256 << 10
 	}
 	if c.Explore <= 0 {
 		c.Explore = 0.1

@@ -20,6 +20,9 @@ type frameEncoder interface {
 	// levels with the same setting share a frame.
 	effective(level int) int
 	name() string
+	// resetSmall starts a frame for a few KiB (the tar framing around a
+	// stored object), cheap to start.
+	resetSmall(dst io.Writer) error
 }
 
 // newFrameEncoder returns libzstd's encoder when the build has it (cgo),
@@ -36,14 +39,41 @@ func newFrameEncoder(concurrency int, pureGo bool) (frameEncoder, error) {
 	if err != nil {
 		return nil, err
 	}
-	return cEncoder{e}, nil
+	small, err := libzstd.NewEncoder(0)
+	if err != nil {
+		return nil, err
+	}
+	return &cEncoder{main: e, small: small, cur: e}, nil
 }
 
-// cEncoder is libzstd, which has a setting per level.
-type cEncoder struct{ *libzstd.Encoder }
+// cEncoder is libzstd, which has a setting per level. Small frames (the
+// tar framing around stored objects) get a context of their own: one that
+// compressed at a high level keeps a large workspace, and starting many
+// small frames in it costs far more than the frames themselves.
+type cEncoder struct {
+	main, small, cur *libzstd.Encoder
+}
 
-func (cEncoder) effective(level int) int { return level }
-func (cEncoder) name() string            { return "libzstd " + libzstd.Version() }
+func (c *cEncoder) Reset(dst io.Writer, level int) error {
+	if err := c.small.Reset(nil, 0); err != nil {
+		return err
+	}
+	c.cur = c.main
+	return c.main.Reset(dst, level)
+}
+
+func (c *cEncoder) resetSmall(dst io.Writer) error {
+	if err := c.main.Reset(nil, 0); err != nil {
+		return err
+	}
+	c.cur = c.small
+	return c.small.ResetSmall(dst)
+}
+
+func (c *cEncoder) Write(p []byte) (int, error) { return c.cur.Write(p) }
+func (c *cEncoder) Close() error                { return c.cur.Close() }
+func (*cEncoder) effective(level int) int       { return level }
+func (*cEncoder) name() string                  { return "libzstd " + libzstd.Version() }
 
 // goEncoder is github.com/klauspost/compress/zstd, which maps zstd levels
 // onto four encoders (zstd.EncoderLevelFromZstd). It keeps one encoder per
@@ -54,8 +84,9 @@ type goEncoder struct {
 	cur         *zstd.Encoder
 }
 
-func (g *goEncoder) effective(level int) int { return int(zstd.EncoderLevelFromZstd(level)) }
-func (g *goEncoder) name() string            { return "klauspost/compress (pure Go)" }
+func (g *goEncoder) effective(level int) int        { return int(zstd.EncoderLevelFromZstd(level)) }
+func (g *goEncoder) resetSmall(dst io.Writer) error { return g.Reset(dst, 1) }
+func (g *goEncoder) name() string                   { return "klauspost/compress (pure Go)" }
 
 func (g *goEncoder) Reset(dst io.Writer, level int) error {
 	if g.cur != nil {

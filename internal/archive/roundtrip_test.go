@@ -209,7 +209,7 @@ func TestStore(t *testing.T) {
 		stored := w.Written() - start
 		// The content raw, 3 bytes per block and the frames' headers and
 		// checksums; the tar header, trailer and padding compressed.
-		if over := stored - int64(len(random)); over < 0 || over > 512 {
+		if over := stored - int64(len(random)); over < 0 || over > 1024 {
 			t.Errorf("%s: %d stored bytes for %d: overhead %d", w.Encoder(), stored, len(random), over)
 		}
 		if _, err := w.WriteObject(2, bytes.NewReader(specs[2].data)); err != nil {

@@ -101,12 +101,13 @@ type frames struct {
 	raw   *rawFrames
 	dst   io.Writer
 	inRaw bool
+	small bool // the zstd frame is a small one (framing around stored objects)
 }
 
 // Reset starts a zstd frame at level on dst (nil detaches).
 func (f *frames) Reset(dst io.Writer, level int) error {
 	f.raw.Reset(nil)
-	f.dst, f.inRaw = dst, false
+	f.dst, f.inRaw, f.small = dst, false, false
 	return f.zstd.Reset(dst, level)
 }
 
@@ -123,14 +124,15 @@ func (f *frames) toRaw() error {
 	return nil
 }
 
-// toZstd ends the raw frame and starts a zstd frame at level.
-func (f *frames) toZstd(level int) error {
+// toSmall ends the raw frame and starts a small zstd frame for the tar
+// framing that follows.
+func (f *frames) toSmall() error {
 	if err := f.raw.Close(); err != nil {
 		return err
 	}
 	f.raw.Reset(nil)
-	f.inRaw = false
-	return f.zstd.Reset(f.dst, level)
+	f.inRaw, f.small = false, true
+	return f.zstd.resetSmall(f.dst)
 }
 
 func (f *frames) Write(p []byte) (int, error) {

@@ -157,7 +157,7 @@ func (w *Writer) SetLevel(level int) error {
 	if w.store = level == Store; w.store {
 		return nil // WriteObject frames each stored object's content itself
 	}
-	if w.enc.effective(level) == w.enc.effective(w.level) {
+	if !w.enc.small && w.enc.effective(level) == w.enc.effective(w.level) {
 		w.level = level
 		return nil
 	}
@@ -222,7 +222,7 @@ func (w *Writer) WriteObject(index int, r io.Reader) (sha256hex string, err erro
 		return "", w.fail(err)
 	}
 	if w.store && o.Size > 0 {
-		if err := w.encode(index, func() error { return w.enc.toZstd(w.level) }); err != nil {
+		if err := w.encode(index, func() error { return w.enc.toSmall() }); err != nil {
 			return "", w.fail(fmt.Errorf("archive %s: storing %s/%s: %w", w.m.ArchiveID, o.Bucket, o.Key, err))
 		}
 	}

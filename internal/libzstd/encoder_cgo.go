@@ -24,6 +24,8 @@ enum {
 	xrc_reset_session_only = 1,
 	xrc_c_compressionLevel = 100,
 	xrc_c_windowLog = 101,
+	xrc_c_hashLog = 102,
+	xrc_c_chainLog = 103,
 	xrc_c_checksumFlag = 201,
 	xrc_c_nbWorkers = 400,
 	xrc_e_continue = 0,
@@ -119,8 +121,29 @@ func (e *Encoder) Reset(dst io.Writer, level int) error {
 	if level > 19 {
 		wlog = MaxWindowLog
 	}
-	if err := e.set(C.xrc_c_windowLog, wlog); err != nil {
-		return e.fail(fmt.Errorf("libzstd: window log %d: %w", wlog, err))
+	return e.tables(wlog, 0)
+}
+
+// ResetSmall starts a frame on dst for a few KiB of data (the tar headers
+// around a stored object): level 1 with the smallest window and tables,
+// since a frame clears its tables when it starts, and the tables of a
+// real level are hundreds of KiB.
+func (e *Encoder) ResetSmall(dst io.Writer) error {
+	if err := e.Reset(dst, 1); err != nil {
+		return err
+	}
+	return e.tables(10, 6)
+}
+
+// tables sets the window and table sizes (log2; 0: the level's own).
+func (e *Encoder) tables(windowLog, tableLog int) error {
+	if err := e.set(C.xrc_c_windowLog, windowLog); err != nil {
+		return e.fail(fmt.Errorf("libzstd: window log %d: %w", windowLog, err))
+	}
+	for _, p := range []C.int{C.xrc_c_hashLog, C.xrc_c_chainLog} {
+		if err := e.set(p, tableLog); err != nil {
+			return e.fail(fmt.Errorf("libzstd: table log %d: %w", tableLog, err))
+		}
 	}
 	return nil
 }

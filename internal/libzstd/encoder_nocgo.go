@@ -19,6 +19,9 @@ func NewEncoder(workers int) (*Encoder, error) { return nil, ErrUnavailable }
 // Reset returns ErrUnavailable.
 func (*Encoder) Reset(io.Writer, int) error { return ErrUnavailable }
 
+// ResetSmall returns ErrUnavailable.
+func (*Encoder) ResetSmall(io.Writer) error { return ErrUnavailable }
+
 // Write returns ErrUnavailable.
 func (*Encoder) Write([]byte) (int, error) { return 0, ErrUnavailable }
 
