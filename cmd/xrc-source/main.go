@@ -32,8 +32,10 @@ func run(ctx context.Context, p *app.Process) error {
 		return err
 	}
 	region, _ := p.Config.Region(p.Region)
+	table := stats.New(dynamodb.NewFromConfig(p.AWS), p.Config.TableName(), time.Now)
 	w, err := source.New(source.Deps{
-		Stats:   stats.New(dynamodb.NewFromConfig(p.AWS), p.Config.TableName(), time.Now),
+		Stats:   table,
+		Leases:  table,
 		Config:  p.Config,
 		Region:  p.Region,
 		RuleIDs: rules,

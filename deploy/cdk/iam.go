@@ -75,6 +75,9 @@ func (s *regionStack) grantSource(role awsiam.Role, rule *config.Rule, q *workQu
 	p.allow("WriteArchives", []string{"s3:PutObject", "s3:AbortMultipartUpload"},
 		[]string{*s.staging.Bucket.BucketArn() + "/" + stagingPrefix(rule.ID) + "*"}, nil,
 		"archives under the rule's own prefix <ruleId>/ of the staging bucket")
+	// The sweeper finds the uploads of tasks that died mid-archive (and
+	// aborts them under the rule's prefix, WriteArchives).
+	p.allow("ListStagingUploads", []string{"s3:ListBucketMultipartUploads"}, []string{*s.staging.Bucket.BucketArn()}, nil, "")
 	// Multipart uploads to an SSE-KMS bucket need Decrypt as well.
 	p.allow("EncryptArchives", []string{"kms:GenerateDataKey", "kms:Decrypt"},
 		[]string{*s.keys.Staging.KeyArn()}, viaService("s3", region), "")

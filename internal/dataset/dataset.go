@@ -26,12 +26,13 @@ import (
 
 // Object is one object to put into a watched bucket.
 type Object struct {
-	Key          string
-	Data         []byte
-	ContentType  string
-	Metadata     map[string]string
-	Tags         map[string]string
-	StorageClass string // "" for STANDARD
+	Key             string
+	Data            []byte
+	ContentType     string
+	ContentEncoding string
+	Metadata        map[string]string
+	Tags            map[string]string
+	StorageClass    string // "" for STANDARD
 }
 
 var words = strings.Fields(`the of and to in is that for it as was with be by on not he this are or his from at which
@@ -161,6 +162,9 @@ func Put(ctx context.Context, client *s3.Client, bucket string, o *Object) error
 	if o.ContentType != "" {
 		in.ContentType = &o.ContentType
 	}
+	if o.ContentEncoding != "" {
+		in.ContentEncoding = &o.ContentEncoding
+	}
 	if len(o.Tags) > 0 {
 		in.Tagging = aws.String(encodeTags(o.Tags))
 	}
@@ -173,7 +177,7 @@ func Put(ctx context.Context, client *s3.Client, bucket string, o *Object) error
 	// Large: multipart, as real producers do (MinIO also caps aws-chunked
 	// chunks at 16 MiB).
 	_, err := transfermanager.New(client).UploadObject(ctx, &transfermanager.UploadObjectInput{
-		Bucket: in.Bucket, Key: in.Key, Body: in.Body, ContentType: in.ContentType, Metadata: in.Metadata,
+		Bucket: in.Bucket, Key: in.Key, Body: in.Body, ContentType: in.ContentType, ContentEncoding: in.ContentEncoding, Metadata: in.Metadata,
 		Tagging: in.Tagging, StorageClass: tmtypes.StorageClass(o.StorageClass),
 	})
 	if err != nil {
@@ -200,7 +204,8 @@ func Size(objs []Object) int64 {
 }
 
 // Check compares every object of objs with its copy in bucket (key mapped by
-// destKey): bytes, content type, metadata, tags and storage class. It
+// destKey): bytes, content type and encoding, metadata, tags and storage
+// class. It
 // returns one error per difference.
 func Check(ctx context.Context, client *s3.Client, bucket string, objs []Object, destKey func(string) string, concurrency int) []error {
 	errs := make([]error, len(objs))
@@ -240,6 +245,9 @@ func check(ctx context.Context, client *s3.Client, bucket string, o *Object, key
 	}
 	if o.ContentType != "" && aws.ToString(get.ContentType) != o.ContentType {
 		return fmt.Errorf("%s: content type %q, want %q", key, aws.ToString(get.ContentType), o.ContentType)
+	}
+	if aws.ToString(get.ContentEncoding) != o.ContentEncoding {
+		return fmt.Errorf("%s: content encoding %q, want %q", key, aws.ToString(get.ContentEncoding), o.ContentEncoding)
 	}
 	for k, v := range o.Metadata {
 		if get.Metadata[k] != v {

@@ -42,6 +42,7 @@ import (
 type S3API interface {
 	transfermanager.S3APIClient // head, get and (multipart) put
 	GetObjectTagging(ctx context.Context, in *s3.GetObjectTaggingInput, optFns ...func(*s3.Options)) (*s3.GetObjectTaggingOutput, error)
+	ListMultipartUploads(ctx context.Context, in *s3.ListMultipartUploadsInput, optFns ...func(*s3.Options)) (*s3.ListMultipartUploadsOutput, error)
 }
 
 // Deps are the worker's collaborators, built by the caller.
@@ -58,6 +59,9 @@ type Deps struct {
 	// Stats is the fleet's compression statistics (package stats); nil
 	// keeps learning local to this task.
 	Stats Stats
+	// Leases lets tasks abort the staging uploads of dead tasks (sweep.go);
+	// nil sweeps nothing.
+	Leases Leases
 	// PureGo compresses with the pure-Go encoder even where libzstd is
 	// built in.
 	PureGo bool
@@ -72,6 +76,8 @@ type Worker struct {
 	runtime     *worker.Runtime
 	levels      *levels
 	stopRefresh context.CancelFunc
+	task        string  // names this task's archives and lease
+	uploads     uploads // this task's staging uploads in flight
 
 	items    chan Item
 	batches  chan *batch
@@ -106,7 +112,8 @@ func New(d Deps) (*Worker, error) {
 	if d.Clock == nil {
 		d.Clock = clockwork.NewRealClock()
 	}
-	w := &Worker{Deps: d, staging: region.StagingBucket}
+	w := &Worker{Deps: d, staging: region.StagingBucket, task: newTaskID()}
+	w.S3 = trackingS3{S3API: d.S3, u: &w.uploads}
 	w.writers.New = func() any { return archive.NewWriter(archive.WriterOptions{PureGo: d.PureGo}) }
 	for i := range d.Config.Rules {
 		r := &d.Config.Rules[i]
@@ -148,6 +155,7 @@ func (w *Worker) Start(work context.Context) {
 	refresh, stop := context.WithCancel(work)
 	w.stopRefresh = stop
 	go w.levels.refreshLoop(refresh, w)
+	go w.sweepLoop(refresh)
 	w.items = make(chan Item, 20)
 	w.batches = make(chan *batch)
 	w.inFlight.Go(func() { w.batchLoop(w.items, w.batches) })

@@ -33,11 +33,12 @@ const (
 	MetaRule      = "xrc-rule"
 )
 
-// newArchiveID returns a time-ordered unique archive id.
+// newArchiveID returns a time-ordered unique archive id naming this task:
+// <time>-<task>-<random> (sweep.go).
 func (w *Worker) newArchiveID() string {
 	var r [6]byte
 	_, _ = rand.Read(r[:])
-	return w.Clock.Now().UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(r[:])
+	return w.Clock.Now().UTC().Format("20060102T150405Z") + "-" + w.task + "-" + hex.EncodeToString(r[:])
 }
 
 // stage writes one archive of entries and uploads it to staging, streaming:

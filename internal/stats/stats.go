@@ -326,3 +326,31 @@ func (st *Store) Choices(ctx context.Context, rule string) (map[adaptive.Class]C
 	}
 	return m, nil
 }
+
+// Renew records that task is alive until now + ttl (pk "task#<id>", sk
+// "lease", expiresAt): a task's staging uploads are its own while it
+// lives, and anyone may abort them once its lease has run out.
+func (st *Store) Renew(ctx context.Context, task string, ttl time.Duration) error {
+	_, err := st.api.PutItem(ctx, &dynamodb.PutItemInput{TableName: &st.table, Item: map[string]types.AttributeValue{
+		"pk": s("task#" + task), "sk": s("lease"), "expiresAt": n(st.now().Add(ttl).Unix()),
+	}})
+	if err != nil {
+		return fmt.Errorf("renewing the lease of task %s: %w", task, err)
+	}
+	return nil
+}
+
+// Alive reports whether task holds an unexpired lease.
+func (st *Store) Alive(ctx context.Context, task string) (bool, error) {
+	out, err := st.api.GetItem(ctx, &dynamodb.GetItemInput{TableName: &st.table, ConsistentRead: aws.Bool(true),
+		Key: map[string]types.AttributeValue{"pk": s("task#" + task), "sk": s("lease")}})
+	if err != nil {
+		return false, fmt.Errorf("reading the lease of task %s: %w", task, err)
+	}
+	exp, ok := out.Item["expiresAt"].(*types.AttributeValueMemberN)
+	if !ok {
+		return false, nil
+	}
+	t, err := strconv.ParseInt(exp.Value, 10, 64)
+	return err == nil && st.now().Unix() < t, nil
+}

@@ -1,0 +1,88 @@
+package source
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/jonboulle/clockwork"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/xrc-dev/xrc/internal/config"
+	"github.com/xrc-dev/xrc/internal/localstack"
+	"github.com/xrc-dev/xrc/internal/stats"
+)
+
+// TestSweepAbortsAbandonedUploads: the staging uploads of a task whose
+// lease ran out are aborted; those of a live task, of this task, of an
+// older xrc (until a day old) and of a task just started are kept.
+func TestSweepAbortsAbandonedUploads(t *testing.T) {
+	env, cfg, _ := localstack.Deploy(t, "sweep", nil)
+	ctx := context.Background()
+	client, err := env.S3(ctx, "us-east-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ddb, err := env.DynamoDB(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leases := stats.New(ddb, cfg.TableName(), time.Now)
+	if err := leases.Renew(ctx, "a11ce000", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	staging := cfg.Settings.Regions[0].StagingBucket
+	keys := map[string]string{
+		"dead":  "r1/2026/12/02/20261202T100000Z-deadbeef-000000000001.tar.zst",
+		"alive": "r1/2026/12/02/20261202T100000Z-a11ce000-000000000002.tar.zst",
+		"mine":  "r1/2026/12/02/20261202T100000Z-0000abcd-000000000003.tar.zst",
+		"old":   "r1/2026/12/02/20261202T100000Z-000000000004.tar.zst",
+	}
+	ids := map[string]string{}
+	for name, key := range keys {
+		out, err := client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: &staging, Key: aws.String(key)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[name] = aws.ToString(out.UploadId)
+	}
+	w := &Worker{Deps: Deps{Config: cfg, S3: client, Leases: leases, Log: zap.NewNop(), Metrics: NewMetrics(prometheus.NewRegistry())},
+		staging: staging, task: "0000abcd", rules: []*config.Rule{&cfg.Rules[0]}}
+	w.uploads.add(ids["mine"])
+	// Seen from two minutes on: every upload is past sweepMinAge.
+	w.Clock = clockwork.NewFakeClockAt(time.Now().Add(2 * time.Minute))
+	w.sweep(ctx)
+	left := map[string]bool{}
+	out, err := client.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: &staging})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range out.Uploads {
+		left[aws.ToString(u.UploadId)] = true
+	}
+	if left[ids["dead"]] {
+		t.Error("the upload of a task whose lease ran out was kept")
+	}
+	for _, name := range []string{"alive", "mine", "old"} {
+		if !left[ids[name]] {
+			t.Errorf("the %s upload was aborted", name)
+		}
+	}
+	// A day on, an older xrc's upload is abandoned too.
+	w.Clock = clockwork.NewFakeClockAt(time.Now().Add(25 * time.Hour))
+	w.uploads.remove(ids["mine"])
+	w.sweep(ctx)
+	out, _ = client.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: &staging})
+	for _, u := range out.Uploads {
+		if id := aws.ToString(u.UploadId); id == ids["old"] || id == ids["mine"] {
+			t.Errorf("upload %s kept a day later", aws.ToString(u.Key))
+		}
+		client.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: &staging, Key: u.Key, UploadId: u.UploadId})
+	}
+	if taskOf(keys["dead"]) != "deadbeef" || taskOf(keys["old"]) != "" {
+		t.Errorf("taskOf: %q %q", taskOf(keys["dead"]), taskOf(keys["old"]))
+	}
+}
