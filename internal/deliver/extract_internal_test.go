@@ -132,12 +132,12 @@ func TestMetadataBudget(t *testing.T) {
 	sum := make([]byte, 32)
 	base := manifest.Object{Bucket: "src", Key: "k", Sequencer: "0055B8D2A1C0F3E7A1", VersionID: "3HL4kqtJlcpXroDTDmjVBH40Nrjfkd",
 		LastModified: time.UnixMilli(1795315730465)}
-	provenanceSize := len(MetaArchive) + len(m.ArchiveID) + len(MetaSequencer) + len(base.Sequencer) +
+	provenanceSize := 5*headerPrefix + len(MetaArchive) + len(m.ArchiveID) + len(MetaSequencer) + len(base.Sequencer) +
 		len(MetaModified) + len("1795315730465") + len(MetaVersion) + len(base.VersionID) + len(MetaSHA256) + 64
 
 	// user returns metadata of exactly n bytes (keys plus values).
 	user := func(n int) map[string]string {
-		return map[string]string{"blob": strings.Repeat("m", n-len("blob"))}
+		return map[string]string{"blob": strings.Repeat("m", n-headerPrefix-len("blob"))}
 	}
 	all := []string{MetaArchive, MetaSequencer, MetaModified, MetaVersion, MetaSHA256}
 	tests := []struct {
@@ -149,7 +149,7 @@ func TestMetadataBudget(t *testing.T) {
 		{"no user metadata", nil, all, false},
 		{"room for all", user(maxMetadata - provenanceSize), all, false},
 		{"one byte short of the SHA-256", user(maxMetadata - provenanceSize + 1), all[:4], true},
-		{"room for the archive only", user(maxMetadata - len(MetaArchive) - len(m.ArchiveID)), all[:1], true},
+		{"room for the archive only", user(maxMetadata - headerPrefix - len(MetaArchive) - len(m.ArchiveID)), all[:1], true},
 		{"full", user(maxMetadata), nil, true},
 	}
 	for _, tt := range tests {
@@ -162,10 +162,10 @@ func TestMetadataBudget(t *testing.T) {
 
 			size := 0
 			for k, v := range md {
-				size += len(k) + len(v)
+				size += headerPrefix + len(k) + len(v)
 			}
 			if size > maxMetadata {
-				t.Errorf("metadata is %d bytes, more than S3's %d", size, maxMetadata)
+				t.Errorf("metadata is %d bytes with its header names, more than MinIO's %d", size, maxMetadata)
 			}
 			for k, v := range tt.user {
 				if md[k] != v {

@@ -33,8 +33,14 @@ const (
 	metaRenamed = "xrc-orig-"
 )
 
-// maxMetadata is S3's limit on user metadata (keys and values, in bytes).
-const maxMetadata = 2048
+// maxMetadata is the limit on user metadata, in bytes. AWS counts keys and
+// values; MinIO (and so some S3-compatible destinations) counts each
+// header's full name, x-amz-meta- included: the budget counts it too, so
+// that what fits one fits both.
+const (
+	maxMetadata  = 2048
+	headerPrefix = len("x-amz-meta-")
+)
 
 // provenance is what a destination object says about its source write.
 type provenance struct {
@@ -85,7 +91,7 @@ func (w *Worker) metadata(m *manifest.Manifest, o *manifest.Object, sum []byte) 
 			k = metaRenamed + rest
 		}
 		md[k] = v
-		used += len(k) + len(v)
+		used += headerPrefix + len(k) + len(v)
 	}
 	prov := [][2]string{
 		{MetaArchive, m.ArchiveID},
@@ -98,13 +104,13 @@ func (w *Worker) metadata(m *manifest.Manifest, o *manifest.Object, sum []byte) 
 		if kv[1] == "" {
 			continue
 		}
-		if used+len(kv[0])+len(kv[1]) > maxMetadata {
+		if used+headerPrefix+len(kv[0])+len(kv[1]) > maxMetadata {
 			w.Log.Warn("user metadata leaves no room for xrc provenance; ordering falls back to overwrite",
 				zap.String("bucket", o.Bucket), zap.String("key", o.Key), zap.String("dropped", kv[0]))
 			break
 		}
 		md[kv[0]] = kv[1]
-		used += len(kv[0]) + len(kv[1])
+		used += headerPrefix + len(kv[0]) + len(kv[1])
 	}
 	return md
 }

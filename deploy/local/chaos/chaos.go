@@ -1,0 +1,579 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/xrc-dev/xrc/internal/config"
+	"github.com/xrc-dev/xrc/internal/dataset"
+	"github.com/xrc-dev/xrc/internal/events"
+	"github.com/xrc-dev/xrc/internal/localstack"
+)
+
+// options size a run.
+type options struct {
+	Objects int
+	Kills   int
+	Big     int
+	BigSize int64
+	Seed    uint64
+	Timeout time.Duration
+	Out     io.Writer
+}
+
+func defaults() options {
+	return options{Objects: 2000, Kills: 10, Big: 3, BigSize: 110 << 20, Seed: 1, Timeout: 20 * time.Minute, Out: io.Discard}
+}
+
+// result is one check.
+type result struct {
+	name   string
+	ok     bool
+	detail string
+}
+
+func failed(rs []result) int {
+	n := 0
+	for _, r := range rs {
+		if !r.ok {
+			n++
+		}
+	}
+	return n
+}
+
+// chaos is one run's deployment and workers.
+type chaos struct {
+	o        options
+	env      localstack.Env
+	cfg      *config.Config
+	dep      localstack.Deployment
+	cfgPath  string
+	src, dst *s3.Client
+	sqs      *sqs.Client
+	rng      *rand.Rand
+	dir      string
+	workers  []*proc
+	evil     string // a bucket no rule writes to
+}
+
+func (c *chaos) logf(format string, args ...any) {
+	fmt.Fprintf(c.o.Out, "==> "+format+"\n", args...)
+}
+
+// run deploys, replicates under fire, checks and tears down.
+func run(ctx context.Context, env localstack.Env, o options) ([]result, error) {
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	c := &chaos{o: o, env: env, rng: rand.New(rand.NewPCG(o.Seed, 0xc4a05))}
+	if err := c.deploy(ctx); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if c.dir != "" {
+			os.RemoveAll(c.dir)
+		}
+	}()
+	defer c.stopAll()
+
+	want, deleted := c.objects()
+	c.logf("replicating %d objects (%s) with %d kills", len(want), human(dataset.Size(want)), o.Kills)
+	killed := make(chan error, 1)
+	go func() { killed <- c.killer(ctx) }()
+	if err := c.poison(ctx); err != nil {
+		return nil, err
+	}
+	if err := c.upload(ctx, want, deleted); err != nil {
+		return nil, err
+	}
+	if err := <-killed; err != nil {
+		return nil, err
+	}
+	c.logf("every kill done; waiting for the pipeline to settle")
+	c.settle(ctx, want)
+	results := c.check(ctx, want, deleted)
+	for _, r := range results {
+		status := "PASS"
+		if !r.ok {
+			status = "FAIL"
+		}
+		fmt.Fprintf(o.Out, "%s  %s", status, r.name)
+		if r.detail != "" {
+			fmt.Fprintf(o.Out, ": %s", r.detail)
+		}
+		fmt.Fprintln(o.Out)
+	}
+	fmt.Fprintf(o.Out, "%d passed, %d failed\n", len(results)-failed(results), failed(results))
+	if failed(results) == 0 {
+		c.teardown()
+	} else {
+		fmt.Fprintf(o.Out, "kept deployment %s and the worker logs in %s for inspection\n", c.cfg.Settings.StackName, c.dir)
+		c.dir = "" // keep the logs
+	}
+	return results, nil
+}
+
+// deploy provisions a deployment of its own and starts the workers.
+func (c *chaos) deploy(ctx context.Context) error {
+	cfg := c.env.Config("chaos")
+	cfg.Rules[0].Deletes = true
+	cfg.Rules[0].Batch = config.Batch{MaxObjects: 100, MaxBytes: 64 << 20, MaxAge: config.Duration(2 * time.Second)}
+	w := &cfg.Settings.Worker
+	w.VisibilityTimeout = config.Duration(30 * time.Second)
+	// Generous: the local SQS counts every visibility extension as a
+	// receive, and killed deliveries count too.
+	w.MaxReceiveCount = 50
+	w.DrainTimeout = config.Duration(5 * time.Second)
+	cfg.Settings.LogLevel = "info"
+	c.cfg = cfg
+	var err error
+	if c.dep, err = c.env.Provision(ctx, cfg); err != nil {
+		return err
+	}
+	c.evil = cfg.Settings.StackName + "-evil"
+	if err := c.env.EnsureBucket(ctx, "eu-west-1", c.evil, false); err != nil {
+		return err
+	}
+	if c.src, err = c.env.S3(ctx, "us-east-1"); err != nil {
+		return err
+	}
+	if c.dst, err = c.env.S3(ctx, "eu-west-1"); err != nil {
+		return err
+	}
+	if c.sqs, err = c.env.SQS(ctx); err != nil {
+		return err
+	}
+	if c.dir, err = os.MkdirTemp("", "xrc-chaos-"); err != nil {
+		return err
+	}
+	c.cfgPath = filepath.Join(c.dir, "config.json")
+	data, err := jsonConfig(cfg)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(c.cfgPath, data, 0o644); err != nil {
+		return err
+	}
+	root, err := moduleRoot()
+	if err != nil {
+		return err
+	}
+	c.logf("deployment %s; building the workers", cfg.Settings.StackName)
+	for _, name := range []string{"xrc-source", "xrc-target"} {
+		b := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(c.dir, name), "./cmd/"+name)
+		b.Dir = root
+		if out, err := b.CombinedOutput(); err != nil {
+			return fmt.Errorf("building %s: %w: %s", name, err, out)
+		}
+	}
+	for i := range 2 {
+		c.workers = append(c.workers,
+			&proc{name: fmt.Sprintf("source-%d", i), exe: filepath.Join(c.dir, "xrc-source"), region: "us-east-1", dir: c.dir, cfg: c.cfgPath, extra: []string{"XRC_RULES=r1"}},
+			&proc{name: fmt.Sprintf("target-%d", i), exe: filepath.Join(c.dir, "xrc-target"), region: "eu-west-1", dir: c.dir, cfg: c.cfgPath})
+	}
+	for _, w := range c.workers {
+		if err := w.start(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// objects returns what the destination must end with, and the keys that
+// must end deleted.
+func (c *chaos) objects() ([]dataset.Object, []string) {
+	p := c.cfg.Rules[0].Prefix + "chaos/"
+	objs := dataset.Mixed(p, c.o.Objects, c.o.Seed)
+	for i := range 3 {
+		objs = append(objs, dataset.Object{Key: fmt.Sprintf("%sone-byte/%d", p, i), Data: []byte{byte('a' + i)}})
+	}
+	objs = append(objs,
+		dataset.Object{Key: p + "percent/50% off 100%25 #1?.txt", ContentType: "text/plain", Data: []byte("percent")},
+		dataset.Object{Key: p + "encoded/page.html.gz", ContentType: "text/html", ContentEncoding: "gzip", Data: bytes.Repeat([]byte{0x1f, 0x8b, 8, 0}, 500)},
+		dataset.Object{Key: p + "meta/near-2kb", ContentType: "text/plain", Data: []byte("near the metadata limit"),
+			Metadata: map[string]string{"a": strings.Repeat("x", 1000), "b": strings.Repeat("y", 990)}},
+	)
+	for i := range c.o.Big {
+		objs = append(objs, dataset.Object{Key: fmt.Sprintf("%sbig/%d.txt", p, i), ContentType: "text/plain",
+			Data: dataset.Text(rand.New(rand.NewPCG(c.o.Seed, uint64(i))), int(c.o.BigSize))})
+	}
+	// Overwritten in quick succession: the last write must win.
+	for i := range 3 {
+		objs = append(objs, dataset.Object{Key: fmt.Sprintf("%soverwrite/%d.txt", p, i), ContentType: "text/plain", Data: []byte("version 4")})
+	}
+	var deleted []string
+	for i := range max(c.o.Objects/200, 3) {
+		deleted = append(deleted, fmt.Sprintf("%sdeleted/%d.txt", p, i))
+	}
+	return objs, deleted
+}
+
+// upload writes every object (the overwritten ones five times, the
+// deleted ones before deleting them) while the killer works.
+func (c *chaos) upload(ctx context.Context, want []dataset.Object, deleted []string) error {
+	bucket := c.cfg.Rules[0].SourceBucket
+	var doomed []dataset.Object
+	for _, k := range deleted {
+		doomed = append(doomed, dataset.Object{Key: k, ContentType: "text/plain", Data: []byte("doomed " + k)})
+	}
+	if err := dataset.Upload(ctx, c.src, bucket, doomed, 8); err != nil {
+		return err
+	}
+	for _, o := range want {
+		if !strings.Contains(o.Key, "/overwrite/") {
+			continue
+		}
+		for v := range 4 {
+			early := o
+			early.Data = []byte(fmt.Sprintf("version %d", v))
+			if err := dataset.Put(ctx, c.src, bucket, &early); err != nil {
+				return err
+			}
+		}
+	}
+	if err := dataset.Upload(ctx, c.src, bucket, want, 16); err != nil {
+		return err
+	}
+	for _, k := range deleted {
+		if _, err := c.src.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &bucket, Key: aws.String(k)}); err != nil {
+			return fmt.Errorf("deleting %s: %w", k, err)
+		}
+	}
+	c.logf("uploaded; deleted %d keys", len(deleted))
+	return nil
+}
+
+// killer SIGKILLs a random worker every few seconds and restarts it.
+func (c *chaos) killer(ctx context.Context) error {
+	for k := range c.o.Kills {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(2000+c.rng.IntN(5000)) * time.Millisecond):
+		}
+		w := c.workers[c.rng.IntN(len(c.workers))]
+		c.logf("kill %d/%d: SIGKILL %s", k+1, c.o.Kills, w.name)
+		w.kill()
+		time.Sleep(time.Duration(500+c.rng.IntN(1500)) * time.Millisecond)
+		if err := w.start(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// settle waits until the destination holds exactly the expected keys, the
+// work queues are empty and the dead-letter queues hold the poison, or the
+// time is up.
+func (c *chaos) settle(ctx context.Context, want []dataset.Object) {
+	keys := map[string]bool{}
+	for _, o := range want {
+		keys[o.Key] = true
+	}
+	srcDLQ, tgtDLQ := c.queue(c.cfg.SourceQueueName("r1")+"-dlq"), c.queue(c.cfg.TargetQueueName()+"-dlq")
+	stable := 0
+	for ctx.Err() == nil {
+		got, err := list(ctx, c.dst, c.cfg.Rules[0].Destinations[0].Bucket, c.cfg.Rules[0].Prefix+"chaos/")
+		same := err == nil && len(got) == len(keys)
+		for _, k := range got {
+			same = same && keys[k]
+		}
+		done := same && c.depth(ctx, c.dep.SourceQueues["r1"]) == 0 && c.depth(ctx, c.dep.TargetQueues["eu-west-1"]) == 0 &&
+			c.depth(ctx, srcDLQ) >= len(sourcePoison) && c.depth(ctx, tgtDLQ) >= len(targetPoison) && c.uploadsLeft(ctx) == 0
+		if done {
+			if stable++; stable == 3 {
+				return
+			}
+		} else {
+			stable = 0
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(5 * time.Second):
+		}
+	}
+}
+
+// check runs every end-of-run check.
+func (c *chaos) check(ctx context.Context, want []dataset.Object, deleted []string) []result {
+	ctx = context.WithoutCancel(ctx)
+	dst := c.cfg.Rules[0].Destinations[0].Bucket
+	var rs []result
+	add := func(name string, errs []error) {
+		r := result{name: name, ok: len(errs) == 0}
+		if !r.ok {
+			var s []string
+			for i, e := range errs {
+				if i == 5 {
+					s = append(s, fmt.Sprintf("and %d more", len(errs)-5))
+					break
+				}
+				s = append(s, e.Error())
+			}
+			r.detail = strings.Join(s, "; ")
+		}
+		rs = append(rs, r)
+	}
+	add(fmt.Sprintf("every destination object (%d) equals the newest source version: bytes, metadata, Content-*, tags, storage class", len(want)),
+		dataset.Check(ctx, c.dst, dst, want, func(k string) string { return k }, 16))
+
+	var errs []error
+	for _, k := range deleted {
+		if _, err := c.dst.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &dst, Key: aws.String(k)}); err == nil {
+			errs = append(errs, fmt.Errorf("%s is still there", k))
+		}
+	}
+	add(fmt.Sprintf("deleted keys (%d) are gone", len(deleted)), errs)
+
+	errs = nil
+	got, err := list(ctx, c.dst, dst, "")
+	if err != nil {
+		errs = append(errs, err)
+	}
+	keys := map[string]bool{}
+	for _, o := range want {
+		keys[o.Key] = true
+	}
+	for _, k := range got {
+		if !keys[k] {
+			errs = append(errs, fmt.Errorf("unexpected object %s", k))
+		}
+	}
+	add("the destination holds nothing else (nothing written from poison, nothing resurrected)", errs)
+
+	errs = nil
+	if evil, err := list(ctx, c.dst, c.evil, ""); err != nil || len(evil) > 0 {
+		errs = append(errs, fmt.Errorf("bucket %s holds %v (%v)", c.evil, evil, err))
+	}
+	add("nothing written to a bucket no rule names", errs)
+
+	add("the source DLQ holds exactly the poison messages that no retry can fix", c.checkDLQ(ctx, c.cfg.SourceQueueName("r1")+"-dlq", sourcePoisonDead()))
+	add("the target DLQ holds exactly the poison archives", c.checkDLQ(ctx, c.cfg.TargetQueueName()+"-dlq", targetPoisonKeys()))
+
+	errs = nil
+	staging := c.cfg.Settings.Regions[1].StagingBucket
+	left, err := list(ctx, c.dst, staging, "")
+	if err != nil {
+		errs = append(errs, err)
+	}
+	slices.Sort(left)
+	if wantLeft := targetPoisonKeys(); !slices.Equal(left, wantLeft) {
+		errs = append(errs, fmt.Errorf("target staging holds %d archives %v, want only the %d in the DLQ", len(left), trim(left), len(wantLeft)))
+	}
+	add("the target staging bucket holds nothing but what is in the DLQ", errs)
+
+	errs = nil
+	if n := c.uploadsLeft(ctx); n != 0 {
+		errs = append(errs, fmt.Errorf("%d incomplete multipart uploads", n))
+	}
+	add("no incomplete multipart upload in any bucket", errs)
+	return rs
+}
+
+// checkDLQ compares what a dead-letter queue holds with want: message
+// bodies (source) or the staging keys they announce (target).
+func (c *chaos) checkDLQ(ctx context.Context, name string, want []string) []error {
+	url := c.queue(name)
+	var got []string
+	seen := map[string]bool{}
+	for range 20 {
+		out, err := c.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: &url, MaxNumberOfMessages: 10, VisibilityTimeout: 60, WaitTimeSeconds: 1})
+		if err != nil {
+			return []error{err}
+		}
+		if len(out.Messages) == 0 {
+			break
+		}
+		for _, m := range out.Messages {
+			if seen[aws.ToString(m.MessageId)] {
+				continue
+			}
+			seen[aws.ToString(m.MessageId)] = true
+			body := aws.ToString(m.Body)
+			if parsed, err := events.Parse([]byte(body)); err == nil && len(parsed.Refs) == 1 && strings.Contains(parsed.Refs[0].Key, "/poison/") {
+				body = parsed.Refs[0].Key
+			}
+			got = append(got, body)
+		}
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		return []error{fmt.Errorf("holds %d %v, want %d %v", len(got), trim(got), len(want), trim(want))}
+	}
+	return nil
+}
+
+// uploadsLeft counts incomplete multipart uploads in every bucket of the
+// run (listed whole: MinIO takes a prefix as an exact key).
+func (c *chaos) uploadsLeft(ctx context.Context) int {
+	n := 0
+	for _, b := range []struct {
+		client *s3.Client
+		bucket string
+	}{
+		{c.src, c.cfg.Rules[0].SourceBucket}, {c.src, c.cfg.Settings.Regions[0].StagingBucket},
+		{c.dst, c.cfg.Settings.Regions[1].StagingBucket}, {c.dst, c.cfg.Rules[0].Destinations[0].Bucket}, {c.dst, c.evil},
+	} {
+		out, err := b.client.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: aws.String(b.bucket)})
+		if err != nil {
+			return -1
+		}
+		n += len(out.Uploads)
+	}
+	return n
+}
+
+func (c *chaos) queue(name string) string {
+	out, err := c.sqs.GetQueueUrl(context.Background(), &sqs.GetQueueUrlInput{QueueName: &name})
+	if err != nil {
+		return ""
+	}
+	return aws.ToString(out.QueueUrl)
+}
+
+// depth counts a queue's messages, visible and in flight (local-aws-sqs
+// counts in-flight ones in ApproximateNumberOfMessages already).
+func (c *chaos) depth(ctx context.Context, url string) int {
+	out, err := c.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: &url,
+		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages}})
+	if err != nil {
+		return -1
+	}
+	var n int
+	fmt.Sscan(out.Attributes[string(sqstypes.QueueAttributeNameApproximateNumberOfMessages)], &n)
+	return n
+}
+
+func (c *chaos) stopAll() {
+	var wg sync.WaitGroup
+	for _, w := range c.workers {
+		wg.Go(w.stop)
+	}
+	wg.Wait()
+}
+
+func (c *chaos) teardown() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for _, b := range [][2]string{{"us-east-1", c.cfg.Rules[0].SourceBucket}, {"eu-west-1", c.cfg.Rules[0].Destinations[0].Bucket}, {"eu-west-1", c.evil}} {
+		_ = c.env.RemoveBucket(ctx, b[0], b[1])
+	}
+	for _, q := range []string{c.cfg.SourceQueueName("r1"), c.cfg.TargetQueueName()} {
+		_ = c.env.DeleteQueue(ctx, q)
+	}
+}
+
+func list(ctx context.Context, client *s3.Client, bucket, prefix string) ([]string, error) {
+	var keys []string
+	p := s3.NewListObjectsV2Paginator(client, &s3.ListObjectsV2Input{Bucket: &bucket, Prefix: &prefix})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, o := range page.Contents {
+			keys = append(keys, aws.ToString(o.Key))
+		}
+	}
+	return keys, nil
+}
+
+func trim(s []string) []string {
+	if len(s) > 5 {
+		return append(s[:5:5], fmt.Sprintf("... %d more", len(s)-5))
+	}
+	return s
+}
+
+func human(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
+
+// moduleRoot is the repository's root, where the workers are built from.
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("finding the module root: %w", err)
+	}
+	mod := strings.TrimSpace(string(out))
+	if mod == "" || mod == os.DevNull {
+		return "", errors.New("not inside the xrc module")
+	}
+	return filepath.Dir(mod), nil
+}
+
+// proc is one worker process, killed and restarted at will.
+type proc struct {
+	name, exe, region, dir, cfg string
+	extra                       []string
+	mu                          sync.Mutex
+	cmd                         *exec.Cmd
+	done                        chan struct{}
+	starts                      int
+}
+
+func (p *proc) start() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.starts++
+	log, err := os.Create(filepath.Join(p.dir, fmt.Sprintf("%s.%d.log", p.name, p.starts)))
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(p.exe)
+	cmd.Env = append(os.Environ(), "XRC_CONFIG="+p.cfg, "XRC_REGION="+p.region, "AWS_REGION="+p.region)
+	cmd.Env = append(cmd.Env, p.extra...)
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		log.Close()
+		return fmt.Errorf("starting %s: %w", p.name, err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); log.Close(); close(done) }()
+	p.cmd, p.done = cmd, done
+	return nil
+}
+
+// kill sends SIGKILL: no drain, no release, no abort.
+func (p *proc) kill() {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.mu.Unlock()
+	if cmd != nil {
+		_ = cmd.Process.Signal(syscall.SIGKILL)
+		<-done
+	}
+}
+
+// stop sends SIGTERM, as ECS does, and waits.
+func (p *proc) stop() {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		_ = cmd.Process.Kill()
+		<-done
+	}
+}
