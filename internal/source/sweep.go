@@ -24,7 +24,7 @@ import (
 // uploads of its rules whose task's lease has run out. Without the table it
 // sweeps nothing (the lifecycle rule still does).
 const (
-	leaseEvery = time.Minute
+	leaseEvery = 20 * time.Second
 	leaseTTL   = 3 * leaseEvery
 	// sweepMinAge spares uploads just started, whatever their task.
 	sweepMinAge = time.Minute
