@@ -49,7 +49,11 @@
 // in PAX extended headers.
 //
 // The zstd stream is one or more concatenated frames, each with a content
-// checksum. A writer starts a new frame when its caller changes the
+// checksum. manifest.json (with its padding) is a frame of its own since
+// the writer of this package made it so (older archives may share the
+// frame), so a streaming reader has checked the manifest's frame checksum
+// when it reads the first object's header. A writer starts a new frame
+// when its caller changes the
 // compression level between objects (Writer.SetLevel), and stores the
 // content of an incompressible object (Store) in a frame of raw blocks of
 // its own, between the compressed frames holding the tar headers and

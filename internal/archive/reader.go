@@ -47,13 +47,6 @@ type ReaderOptions struct {
 	// MaxManifest caps the size of manifest.json; 0 means manifest.MaxSize,
 	// which is also the upper bound.
 	MaxManifest int64
-	// Known, when set, is this archive's manifest as an earlier Reader
-	// decoded it, and KnownDigest that Reader's ManifestDigest. The
-	// manifest member is then hashed, not decoded again: a second pass over
-	// an archive costs no second decode of a large manifest, and a member
-	// that differs from the first pass is rejected.
-	Known       *manifest.Manifest
-	KnownDigest [sha256.Size]byte
 }
 
 // Reader reads an archive and verifies it while doing so: the manifest
@@ -67,7 +60,6 @@ type Reader struct {
 	tr      *tar.Reader
 	m       *manifest.Manifest
 	members map[string]int // member name -> object index
-	mdigest [sha256.Size]byte
 	sum     hash.Hash
 	buf     []byte
 
@@ -75,6 +67,7 @@ type Reader struct {
 	body    *objectBody // body returned by the last Next, until drained
 	dataEnd int64       // decompressed offset where the last member's data ended
 	lastLen int64       // size of that member
+	lastSum []byte      // SHA-256 of the last object verified
 	err     error       // sticky: io.EOF after a verified end, or the failure
 }
 
@@ -136,26 +129,13 @@ func (r *Reader) readManifest(opts ReaderOptions) error {
 	if hdr.Size > limit {
 		return r.wrap(nil, fmt.Errorf("%s is %d bytes, more than the %d allowed", ManifestName, hdr.Size, limit))
 	}
-	h := sha256.New()
-	var m *manifest.Manifest
-	if opts.Known != nil {
-		if _, err := io.Copy(h, r.tr); err != nil {
-			return r.wrap(nil, err)
+	m, err := manifest.Decode(r.tr)
+	if err != nil {
+		if errors.Is(err, manifest.ErrInvalid) {
+			return &Error{Member: ManifestName, Err: err}
 		}
-		if [sha256.Size]byte(h.Sum(nil)) != opts.KnownDigest {
-			return r.wrap(nil, fmt.Errorf("%s differs from the one read before", ManifestName))
-		}
-		m = opts.Known
-	} else {
-		m, err = manifest.Decode(io.TeeReader(r.tr, h))
-		if err != nil {
-			if errors.Is(err, manifest.ErrInvalid) {
-				return &Error{Member: ManifestName, Err: err}
-			}
-			return r.wrap(nil, err)
-		}
+		return r.wrap(nil, err)
 	}
-	r.mdigest = [sha256.Size]byte(h.Sum(nil))
 	r.m = m
 	r.dataEnd, r.lastLen = r.pos.n, hdr.Size
 	r.members = make(map[string]int, len(m.Objects))
@@ -170,10 +150,6 @@ func (r *Reader) readManifest(opts ReaderOptions) error {
 
 // Manifest returns the archive's manifest, validated.
 func (r *Reader) Manifest() *manifest.Manifest { return r.m }
-
-// ManifestDigest returns the SHA-256 of the manifest member, for
-// ReaderOptions.KnownDigest.
-func (r *Reader) ManifestDigest() [sha256.Size]byte { return r.mdigest }
 
 // Next advances to the next object that has a member, in manifest order,
 // and returns its index in Manifest().Objects, the object, and a reader of
@@ -484,11 +460,16 @@ func (b *objectBody) end() error {
 		b.r.err = b.err
 		return b.err
 	}
+	b.r.lastSum = b.r.sum.Sum(b.r.lastSum[:0])
 	b.r.next = b.index + 1
 	b.r.skipDeletes()
 	b.err = io.EOF
 	return io.EOF
 }
+
+// Sum returns the SHA-256 of the object whose body last ended verified (its
+// reader returned io.EOF), so a caller need not hash the content again.
+func (r *Reader) Sum() []byte { return append([]byte(nil), r.lastSum...) }
 
 // drain reads and verifies what the caller left unread.
 func (b *objectBody) drain() error {

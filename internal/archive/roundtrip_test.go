@@ -559,3 +559,36 @@ func TestObjectStats(t *testing.T) {
 		}
 	}
 }
+
+// TestManifestFrameCheckedFirst: the manifest has a frame of its own, and
+// a reader reports a corrupt manifest frame (its checksum) before it hands
+// out any object, so a streaming consumer never acts on a manifest whose
+// bytes did not check out.
+func TestManifestFrameCheckedFirst(t *testing.T) {
+	specs := []spec{{key: "a", data: bytes.Repeat([]byte("a"), 1000)}, {key: "b", data: []byte("b")}}
+	m := newManifest("frame", specs)
+	w := NewWriter(WriterOptions{})
+	var buf bytes.Buffer
+	if err := w.Begin(&buf, m); err != nil {
+		t.Fatal(err)
+	}
+	end := w.Written()
+	for i, s := range specs {
+		if _, err := w.WriteObject(i, bytes.NewReader(s.data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	data := bytes.Clone(buf.Bytes())
+	data[end-1] ^= 0xff // the manifest frame's checksum
+	r, err := NewReader(bytes.NewReader(data), ReaderOptions{})
+	if err == nil {
+		_, _, _, err = r.Next()
+		r.Close()
+	}
+	if !errors.Is(err, ErrInvalid) {
+		t.Fatalf("a corrupt manifest frame reached the first object: %v", err)
+	}
+}

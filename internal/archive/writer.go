@@ -134,6 +134,21 @@ func (w *Writer) Begin(dst io.Writer, m *manifest.Manifest) error {
 		w.reset()
 		return fmt.Errorf("archive %s: writing %s: %w", m.ArchiveID, ManifestName, err)
 	}
+	// The manifest gets a frame of its own: a reader has checked that
+	// frame's checksum by the time it reads the first object's header, so
+	// it can act on the manifest (metadata, deletes) while streaming.
+	if err := w.tw.Flush(); err != nil {
+		w.reset()
+		return fmt.Errorf("archive %s: writing %s: %w", m.ArchiveID, ManifestName, err)
+	}
+	if err := w.enc.Close(); err != nil {
+		w.reset()
+		return fmt.Errorf("archive %s: ending the manifest's frame: %w", m.ArchiveID, err)
+	}
+	if err := w.enc.Reset(&w.dst, m.Level); err != nil {
+		w.reset()
+		return fmt.Errorf("archive %s: starting %s: %w", m.ArchiveID, ManifestName, err)
+	}
 	w.skipDeletes()
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"go.uber.org/zap"
 
@@ -30,38 +31,32 @@ func (w *Worker) Deliver(ctx context.Context, bucket, key string) error {
 	start := w.Clock.Now()
 	log := w.Log.With(zap.String("bucket", bucket), zap.String("key", key))
 
-	// Pass 1: read the whole archive without writing anything.
-	v, err := w.verify(ctx, bucket, key)
+	r, body, out, err := w.open(ctx, bucket, key)
 	if awsapi.IsNotFound(err) {
 		return w.missing(ctx, bucket, key, log)
 	}
 	if err != nil {
-		if errors.Is(err, archive.ErrInvalid) {
-			w.Metrics.Archives.WithLabelValues("invalid").Inc()
-			w.Metrics.VerifyFailures.Inc()
-		} else {
-			w.Metrics.Archives.WithLabelValues("failed").Inc()
-		}
-		return fmt.Errorf("verifying s3://%s/%s: %w", bucket, key, err)
+		return w.failure(fmt.Errorf("reading s3://%s/%s: %w", bucket, key, err))
 	}
-	m := v.manifest
+	defer body.Close()
+	defer r.Close()
+	m := r.Manifest()
 	log = log.With(zap.String("archive", m.ArchiveID), zap.String("rule", m.RuleID))
 	p, err := w.resolve(key, m)
 	if err != nil {
 		w.Metrics.Archives.WithLabelValues("rejected").Inc()
 		return fmt.Errorf("s3://%s/%s: %w", bucket, key, err)
 	}
-
-	// Pass 2: stream it again, now writing.
 	wr := &write{m: m, plan: p, t: &tally{}}
-	if err := w.extract(ctx, bucket, key, v, wr); err != nil {
-		w.Metrics.Archives.WithLabelValues("failed").Inc()
-		return fmt.Errorf("archive %s (s3://%s/%s): %w", m.ArchiveID, bucket, key, err)
+	size := aws.ToInt64(out.ContentLength)
+	err = w.stream(ctx, r, wr)
+	if err != nil {
+		return w.failure(fmt.Errorf("archive %s (s3://%s/%s): %w", m.ArchiveID, bucket, key, err))
 	}
 	took := w.Clock.Since(start)
 	entry := ledger.Entry{ArchiveID: m.ArchiveID, Region: w.Region, Rule: m.RuleID, StagingKey: key,
 		Written: int(wr.t.written.Load()), Skipped: int(wr.t.skipped.Load()), Deleted: int(wr.t.deleted.Load()),
-		ArchiveSize: v.size, ObjectBytes: wr.t.bytes.Load(), Latency: w.Clock.Since(m.CreatedAt), FinishedAt: w.Clock.Now().UTC()}
+		ArchiveSize: size, ObjectBytes: wr.t.bytes.Load(), Latency: w.Clock.Since(m.CreatedAt), FinishedAt: w.Clock.Now().UTC()}
 	if err := w.Ledger.Record(ctx, entry); err != nil {
 		// Everything is written. Without a ledger entry the staging archive
 		// stays (lifecycle removes it): deleting it would make a later
@@ -75,11 +70,22 @@ func (w *Worker) Deliver(ctx context.Context, bucket, key string) error {
 		log.Warn("deleting staging archive", zap.Error(err))
 	}
 	w.Metrics.Archives.WithLabelValues("done").Inc()
-	w.Metrics.ArchiveBytes.WithLabelValues(m.RuleID).Add(float64(v.size))
+	w.Metrics.ArchiveBytes.WithLabelValues(m.RuleID).Add(float64(size))
 	w.Metrics.ArchiveDuration.WithLabelValues(m.RuleID).Observe(took.Seconds())
 	log.Info("archive delivered", zap.Int("objects", len(m.Objects)), zap.Int("written", entry.Written), zap.Int("skipped", entry.Skipped),
-		zap.Int("deleted", entry.Deleted), zap.Int64("archiveBytes", v.size), zap.Duration("took", took))
+		zap.Int("deleted", entry.Deleted), zap.Int64("archiveBytes", size), zap.Duration("took", took))
 	return nil
+}
+
+// failure counts a failed delivery by its kind and returns err.
+func (w *Worker) failure(err error) error {
+	if errors.Is(err, archive.ErrInvalid) {
+		w.Metrics.Archives.WithLabelValues("invalid").Inc()
+		w.Metrics.VerifyFailures.Inc()
+	} else {
+		w.Metrics.Archives.WithLabelValues("failed").Inc()
+	}
+	return err
 }
 
 // missing handles a staging archive that is not there: delivered before

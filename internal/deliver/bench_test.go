@@ -3,7 +3,9 @@ package deliver_test
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -21,8 +23,8 @@ import (
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/xrc-dev/xrc/internal/awsapi"
+	"github.com/xrc-dev/xrc/internal/cpuclock"
 	"github.com/xrc-dev/xrc/internal/dataset"
-	"github.com/xrc-dev/xrc/internal/deliver"
 )
 
 // BenchmarkExtract measures the target worker end to end on the local
@@ -32,7 +34,7 @@ import (
 // bytes) it reports objects/s, the archive size, and the process's peak RSS
 // and peak heap while the worker ran. Run it with
 //
-//	go test -run '^$' -bench . -benchtime 1x ./internal/target/
+//	go test -run '^$' -bench . -benchtime 1x ./internal/deliver/
 func BenchmarkExtract(b *testing.B) {
 	b.Run("small-5000", func(b *testing.B) {
 		rng := rand.New(rand.NewPCG(5, 5000))
@@ -67,6 +69,8 @@ func benchExtract(b *testing.B, sizes []int64) {
 	b.SetBytes(total)
 	var archiveBytes int64
 	var peakRSS, peakHeap, baseRSS uint64
+	var cpu time.Duration
+	var getBytes float64
 	b.ResetTimer()
 	for iter := range b.N {
 		b.StopTimer()
@@ -81,7 +85,7 @@ func benchExtract(b *testing.B, sizes []int64) {
 		id := fmt.Sprintf("bench-%d", iter)
 		key := "r1/" + id + ".tar.zst"
 		m := manifestFor(id, objs, p.cfg, streamed)
-		sums, size, err := streamArchive(ctx, p.dst, staging, key, m, func(i int) io.Reader {
+		_, size, err := streamArchive(ctx, p.dst, staging, key, m, func(i int) io.Reader {
 			return newTextReader(uint64(iter)<<32|uint64(i), sizes[i])
 		})
 		if err != nil {
@@ -96,8 +100,9 @@ func benchExtract(b *testing.B, sizes []int64) {
 		}
 		baseRSS = max(baseRSS, base)
 		heap := sampleHeap()
+		cpu0 := cpuclock.Process()
 		b.StartTimer()
-		_, stop := p.startTarget(b)
+		reg, stop := p.startTarget(b)
 		for !p.gone(b, staging, key) {
 			time.Sleep(100 * time.Millisecond)
 		}
@@ -105,6 +110,8 @@ func benchExtract(b *testing.B, sizes []int64) {
 			b.Fatal(err)
 		}
 		b.StopTimer()
+		cpu += cpuclock.Process() - cpu0
+		getBytes += metric(b, reg, "xrc_target_staging_read_bytes_total")
 		peakHeap = max(peakHeap, heap())
 		rss, err := procStatus("VmHWM")
 		if err != nil {
@@ -116,19 +123,28 @@ func benchExtract(b *testing.B, sizes []int64) {
 			b.Fatalf("destination holds %d objects, want %d", n, len(sizes))
 		}
 		if len(sizes) == 1 {
-			head, err := p.dst.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &dst, Key: &objs[0].Key})
+			// Its digest travelled in a trailer: S3's full-object CRC32C
+			// of what it stored is what to compare.
+			head, err := p.dst.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &dst, Key: &objs[0].Key, ChecksumMode: s3types.ChecksumModeEnabled})
 			if err != nil {
 				b.Fatal(err)
 			}
-			if aws.ToInt64(head.ContentLength) != sizes[0] || head.Metadata[deliver.MetaSHA256] != sums[0] {
-				b.Fatalf("%s: %d bytes with SHA-256 %s, want %d bytes with %s", objs[0].Key,
-					aws.ToInt64(head.ContentLength), head.Metadata[deliver.MetaSHA256], sizes[0], sums[0])
+			crc := crc32.New(crc32.MakeTable(crc32.Castagnoli))
+			if _, err := io.Copy(crc, newTextReader(uint64(iter)<<32, sizes[0])); err != nil {
+				b.Fatal(err)
+			}
+			want := base64.StdEncoding.EncodeToString(crc.Sum(nil))
+			if aws.ToInt64(head.ContentLength) != sizes[0] || aws.ToString(head.ChecksumCRC32C) != want {
+				b.Fatalf("%s: %d bytes with CRC32C %s, want %d bytes with %s", objs[0].Key,
+					aws.ToInt64(head.ContentLength), aws.ToString(head.ChecksumCRC32C), sizes[0], want)
 			}
 		}
 	}
 	const mib = 1 << 20
 	b.ReportMetric(float64(len(sizes)*b.N)/b.Elapsed().Seconds(), "objects/s")
 	b.ReportMetric(float64(archiveBytes)/float64(b.N)/mib, "archive-MiB")
+	b.ReportMetric(float64(total)*float64(b.N)/1e6/cpu.Seconds(), "MB/cpu-s")
+	b.ReportMetric(getBytes/float64(archiveBytes), "GET-bytes/archive-byte")
 	b.ReportMetric(float64(baseRSS)/mib, "rss-before-MiB")
 	b.ReportMetric(float64(peakRSS)/mib, "peak-rss-MiB")
 	b.ReportMetric(float64(peakHeap)/mib, "peak-heap-MiB")

@@ -142,16 +142,29 @@ func (p *pipeline) waitDest(t testing.TB, n int, within time.Duration) int {
 
 func (p *pipeline) count(t testing.TB, client *s3.Client, bucket, prefix string) int {
 	t.Helper()
-	n := 0
+	return len(listKeys(t, client, bucket, prefix))
+}
+
+// keys lists every key in a destination bucket.
+func (p *pipeline) keys(t testing.TB, bucket string) []string {
+	t.Helper()
+	return listKeys(t, p.dst, bucket, "")
+}
+
+func listKeys(t testing.TB, client *s3.Client, bucket, prefix string) []string {
+	t.Helper()
+	var keys []string
 	pg := s3.NewListObjectsV2Paginator(client, &s3.ListObjectsV2Input{Bucket: &bucket, Prefix: &prefix})
 	for pg.HasMorePages() {
 		page, err := pg.NextPage(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
-		n += len(page.Contents)
+		for _, o := range page.Contents {
+			keys = append(keys, aws.ToString(o.Key))
+		}
 	}
-	return n
+	return keys
 }
 
 func (p *pipeline) depth(t testing.TB, url string) int {

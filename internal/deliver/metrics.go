@@ -13,7 +13,8 @@ type Metrics struct {
 	Archives        *prometheus.CounterVec   // by result: done, failed, invalid, rejected, missing
 	Objects         *prometheus.CounterVec   // by rule, result: written, skipped_older, skipped_deleted, deleted, delete_skipped, delete_not_ours, failed
 	Bytes           *prometheus.CounterVec   // uncompressed bytes written to destinations, by rule
-	ArchiveBytes    *prometheus.CounterVec   // archive bytes read from staging, by rule
+	ArchiveBytes    *prometheus.CounterVec   // archive bytes delivered from staging, by rule
+	StagingRead     prometheus.Counter       // bytes read from staging by every GET, re-reads included
 	VerifyFailures  prometheus.Counter       // archives that failed verification
 	Latency         *prometheus.HistogramVec // source write to destination write, by rule
 	ArchiveDuration *prometheus.HistogramVec // one archive, by rule
@@ -31,6 +32,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Object bytes written to destinations."}, []string{"rule"}),
 		ArchiveBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "xrc_target_archive_bytes_total",
 			Help: "Compressed archive bytes read from staging."}, []string{"rule"}),
+		StagingRead: prometheus.NewCounter(prometheus.CounterOpts{Name: "xrc_target_staging_read_bytes_total",
+			Help: "Bytes read from the staging bucket, every GET of every delivery attempt counted."}),
 		VerifyFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "xrc_target_verify_failures_total",
 			Help: "Archives that failed verification (corrupt, truncated, unsafe, or an object whose size or SHA-256 did not match): nothing was written from them."}),
 		Latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "xrc_target_replication_latency_seconds",
@@ -38,6 +41,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		ArchiveDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "xrc_target_archive_duration_seconds",
 			Help: "Time to verify and deliver one archive.", Buckets: prometheus.ExponentialBuckets(0.05, 2, 14)}, []string{"rule"}),
 	}
-	reg.MustRegister(m.Archives, m.Objects, m.Bytes, m.ArchiveBytes, m.VerifyFailures, m.Latency, m.ArchiveDuration)
+	reg.MustRegister(m.Archives, m.Objects, m.Bytes, m.ArchiveBytes, m.StagingRead, m.VerifyFailures, m.Latency, m.ArchiveDuration)
 	return m
 }

@@ -35,54 +35,6 @@ type write struct {
 	t    *tally
 }
 
-// extract streams the verified archive again and writes each object to
-// this region's destinations. Small objects are buffered and written
-// concurrently; large ones stream in order, teed to all their destinations.
-func (w *Worker) extract(ctx context.Context, bucket, key string, v *verified, wr *write) error {
-	r, body, _, err := w.open(ctx, bucket, key, v)
-	if err != nil {
-		return err
-	}
-	defer body.Close()
-	defer r.Close()
-
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(w.Config.Settings.Worker.Concurrency)
-	for i := range wr.m.Objects {
-		if o := &wr.m.Objects[i]; o.Delete && len(wr.plan.routes[i]) > 0 {
-			g.Go(func() error { return w.propagateDelete(gctx, wr, o, wr.plan.routes[i]) })
-		}
-	}
-	for {
-		i, o, data, err := r.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return errors.Join(err, g.Wait())
-		}
-		routes := wr.plan.routes[i]
-		if len(routes) == 0 {
-			continue // the reader drains and verifies it
-		}
-		sum := v.sums[i]
-		if o.Size <= bufferMax {
-			buf := make([]byte, o.Size)
-			if _, err := io.ReadFull(data, buf); err != nil {
-				return errors.Join(err, g.Wait())
-			}
-			for _, rt := range routes {
-				g.Go(func() error { return w.writeBuffered(gctx, wr, o, rt, sum, buf) })
-			}
-			continue
-		}
-		if err := w.writeStream(gctx, wr, o, routes, sum, &progressReader{r: data, progress: w.runtime.Progress}); err != nil {
-			return errors.Join(err, g.Wait())
-		}
-	}
-	return g.Wait()
-}
-
 // decide reads what the destination holds and returns the ETag to make the
 // write conditional on ("" for an absent key), or the reason to skip it:
 // the destination holds the same or a newer write, or a newer delete of the

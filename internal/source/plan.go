@@ -2,11 +2,15 @@ package source
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
@@ -125,7 +129,8 @@ func baseObject(rule *config.Rule, ref events.ObjectRef) (manifest.Object, error
 // gone or no longer the version the event announced.
 func (w *Worker) describe(ctx context.Context, o *manifest.Object, ref events.ObjectRef) (keep bool, err error) {
 	log := w.Log.With(zap.String("bucket", ref.Bucket), zap.String("key", ref.Key))
-	head, err := w.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &ref.Bucket, Key: &ref.Key, VersionId: optional(ref.VersionID)})
+	head, err := w.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &ref.Bucket, Key: &ref.Key, VersionId: optional(ref.VersionID),
+		ChecksumMode: s3types.ChecksumModeEnabled})
 	if awsapi.IsNotFound(err) {
 		log.Info("object gone since its event; skipping")
 		return false, nil
@@ -164,6 +169,7 @@ func (w *Worker) describe(ctx context.Context, o *manifest.Object, ref events.Ob
 	if len(head.Metadata) > 0 {
 		o.Metadata = head.Metadata
 	}
+	o.SHA256 = fullSHA256(head)
 	if aws.ToInt32(head.TagCount) > 0 {
 		tags, err := w.S3.GetObjectTagging(ctx, &s3.GetObjectTaggingInput{Bucket: &ref.Bucket, Key: &ref.Key, VersionId: optional(o.VersionID)})
 		if awsapi.IsNotFound(err) {
@@ -179,6 +185,21 @@ func (w *Worker) describe(ctx context.Context, o *manifest.Object, ref events.Ob
 		}
 	}
 	return true, nil
+}
+
+// fullSHA256 is the object's SHA-256 in hex if S3 keeps one for the whole
+// object (it was uploaded with one), else "". In the manifest it lets the
+// archive writer check the bytes it reads against it, and the target store
+// xrc-sha256 on a large object it streams before reading its trailer.
+func fullSHA256(head *s3.HeadObjectOutput) string {
+	if head.ChecksumType == s3types.ChecksumTypeComposite {
+		return "" // a digest of part digests, not of the bytes
+	}
+	sum, err := base64.StdEncoding.DecodeString(aws.ToString(head.ChecksumSHA256))
+	if err != nil || len(sum) != sha256.Size {
+		return ""
+	}
+	return hex.EncodeToString(sum)
 }
 
 func optional(s string) *string {

@@ -296,7 +296,7 @@ func (c *chaos) settle(ctx context.Context, want []dataset.Object) {
 			same = same && keys[k]
 		}
 		done := same && c.depth(ctx, c.dep.SourceQueues["r1"]) == 0 && c.depth(ctx, c.dep.TargetQueues["eu-west-1"]) == 0 &&
-			c.depth(ctx, srcDLQ) >= len(sourcePoison) && c.depth(ctx, tgtDLQ) >= len(targetPoison) && c.uploadsLeft(ctx) == 0
+			c.depth(ctx, srcDLQ) >= len(sourcePoisonDead()) && c.depth(ctx, tgtDLQ) >= len(targetPoison) && c.uploadsLeft(ctx) == 0
 		if done {
 			if stable++; stable == 3 {
 				return

@@ -1,0 +1,38 @@
+package deliver
+
+import (
+	"context"
+	"io"
+
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/xrc-dev/xrc/internal/archive"
+)
+
+// open starts reading a staging archive; the Reader has checked its
+// manifest when it returns.
+func (w *Worker) open(ctx context.Context, bucket, key string) (*archive.Reader, io.Closer, *s3.GetObjectOutput, error) {
+	out, err := w.S3.GetObject(ctx, &s3.GetObjectInput{Bucket: &bucket, Key: &key})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	r, err := archive.NewReader(&counted{r: out.Body, c: w.Metrics.StagingRead}, archive.ReaderOptions{})
+	if err != nil {
+		out.Body.Close()
+		return nil, nil, nil, err
+	}
+	return r, out.Body, out, nil
+}
+
+// counted counts the bytes read through it.
+type counted struct {
+	r io.Reader
+	c prometheus.Counter
+}
+
+func (c *counted) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.c.Add(float64(n))
+	return n, err
+}

@@ -1,0 +1,82 @@
+package deliver
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"io"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/xrc-dev/xrc/internal/archive"
+)
+
+// stream delivers an archive reading it once, nothing visible before it is
+// verified: a small object is held in memory until its last byte, and its
+// digest, have checked out; a large one streams into a multipart upload
+// whose body, the archive reader, fails at its end when the digest does not
+// match, so the upload is aborted, never completed. Objects before a
+// corrupt member may be written: each of them checked out. Deletes wait
+// until the whole archive has: every zstd frame's checksum and the end of
+// the tar stream.
+func (w *Worker) stream(ctx context.Context, r *archive.Reader, wr *write) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(w.Config.Settings.Worker.Concurrency)
+	for {
+		if err := gctx.Err(); err != nil {
+			// A write failed (or the work is cancelled): stop reading. The
+			// archive is not delivered whatever follows.
+			return errors.Join(g.Wait(), context.Cause(gctx))
+		}
+		i, o, data, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return errors.Join(err, g.Wait())
+		}
+		routes := wr.plan.routes[i]
+		if len(routes) == 0 {
+			continue // the reader drains and verifies it
+		}
+		if o.Size <= bufferMax {
+			buf := make([]byte, o.Size)
+			if _, err := io.ReadFull(data, buf); err != nil {
+				return errors.Join(err, g.Wait())
+			}
+			// The verdict on an object comes with its last byte, which
+			// ReadFull does not report: ask for it.
+			if _, err := data.Read(nil); err != io.EOF {
+				return errors.Join(err, g.Wait())
+			}
+			w.runtime.Progress()
+			sum := r.Sum()
+			for _, rt := range routes {
+				g.Go(func() error { return w.writeBuffered(gctx, wr, o, rt, sum, buf) })
+			}
+			continue
+		}
+		// A large object's SHA-256 is known up front only when the source
+		// had it from S3 (a full-object checksum); otherwise it is in the
+		// trailer, read after the upload started, and the destination keeps
+		// S3's CRC32C without xrc-sha256. It is checked either way.
+		sum, err := hex.DecodeString(o.SHA256)
+		if err != nil {
+			return errors.Join(err, g.Wait())
+		}
+		if err := w.writeStream(gctx, wr, o, routes, sum, &progressReader{r: data, progress: w.runtime.Progress}); err != nil {
+			return errors.Join(err, g.Wait())
+		}
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	var deletes errgroup.Group
+	deletes.SetLimit(w.Config.Settings.Worker.Concurrency)
+	for i := range wr.m.Objects {
+		if o := &wr.m.Objects[i]; o.Delete && len(wr.plan.routes[i]) > 0 {
+			deletes.Go(func() error { return w.propagateDelete(ctx, wr, o, wr.plan.routes[i]) })
+		}
+	}
+	return deletes.Wait()
+}
