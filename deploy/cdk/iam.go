@@ -100,8 +100,11 @@ func (s *regionStack) grantTarget(role awsiam.Role, q *workQueue) {
 	for _, rule := range s.plan.TargetRules {
 		archives = append(archives, staging+"/"+stagingPrefix(rule.ID)+"*")
 	}
+	// The archive's exact version is deleted once extracted: staging is
+	// versioned, and a plain delete would leave it as a noncurrent version,
+	// billed until lifecycle removes it.
 	p.allow("ReadAndDeleteArchives",
-		[]string{"s3:GetObject", "s3:DeleteObject"}, archives, nil,
+		[]string{"s3:GetObject", "s3:DeleteObjectVersion"}, archives, nil,
 		"archives under the prefixes <ruleId>/ of the rules with a destination in this region")
 	// 404 (already extracted by an earlier delivery) rather than 403.
 	p.allow("ListStaging", []string{"s3:ListBucket"}, []string{staging}, nil, "")

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -312,6 +313,39 @@ func firstOf(rs map[string]map[string]any, name string) map[string]any {
 	return nil
 }
 
+// TestStagingLifecycle: archives staged for other regions are kept a day
+// at most; replicated ones wait stagingExpiryDays for their target; no
+// prefix has two expirations.
+func TestStagingLifecycle(t *testing.T) {
+	s := exampleApp(t)
+	want := map[string]map[string]float64{
+		"us-east-1":      {"logs/": 1, "exports/": 1},
+		"eu-west-1":      {"logs/": 7, "exports/": 7},
+		"ap-southeast-2": {"logs/": 7},
+	}
+	for region, tm := range s.json {
+		got := map[string]float64{}
+		for _, b := range ofType(tm, "AWS::S3::Bucket") {
+			lc, ok := propsOf(b)["LifecycleConfiguration"].(map[string]any)
+			if !ok {
+				continue
+			}
+			for _, r := range lc["Rules"].([]any) {
+				r := r.(map[string]any)
+				if p, ok := r["Prefix"].(string); ok {
+					if _, dup := got[p]; dup {
+						t.Errorf("%s: two expirations for %s", region, p)
+					}
+					got[p], _ = r["ExpirationInDays"].(float64)
+				}
+			}
+		}
+		if !maps.Equal(got, want[region]) {
+			t.Errorf("%s: staging expiry by prefix %v, want %v", region, got, want[region])
+		}
+	}
+}
+
 // TestEncryption: buckets SSE-KMS with a bucket key, versioned, private,
 // TLS only, expiring; queues and the topic on a customer managed key with
 // rotation.
@@ -328,9 +362,9 @@ func TestEncryption(t *testing.T) {
 				"PublicAccessBlockConfiguration": map[string]any{
 					"BlockPublicAcls": true, "BlockPublicPolicy": true, "IgnorePublicAcls": true, "RestrictPublicBuckets": true,
 				},
-				"LifecycleConfiguration": map[string]any{"Rules": arrayEquals(obj(map[string]any{
-					"ExpirationInDays":               7,
-					"NoncurrentVersionExpiration":    map[string]any{"NoncurrentDays": 7},
+				"LifecycleConfiguration": map[string]any{"Rules": arrayWith(obj(map[string]any{
+					"NoncurrentVersionExpiration":    map[string]any{"NoncurrentDays": 1},
+					"ExpiredObjectDeleteMarker":      true,
 					"AbortIncompleteMultipartUpload": map[string]any{"DaysAfterInitiation": 1},
 					"Status":                         "Enabled",
 				}))},
@@ -541,11 +575,12 @@ func TestIAMLeastPrivilege(t *testing.T) {
 			t.Errorf("%s %s %s: resources %v, want the staging bucket's %s", tc.region, tc.role, tc.sid, got, tc.want)
 		}
 	}
-	// Exactly the calls the target makes on staging archives: no version
-	// deletes.
+	// Exactly the calls the target makes on staging archives: it reads one
+	// version and deletes that version.
+	want := []string{"s3:GetObject", "s3:DeleteObjectVersion"}
 	for _, st := range statements(s.json["eu-west-1"]) {
-		if strings.HasPrefix(st.Role, "<TargetTaskRole") && st.Sid == "ReadAndDeleteArchives" && !slices.Equal(st.Actions, []string{"s3:GetObject", "s3:DeleteObject"}) {
-			t.Errorf("target archive actions %v, want s3:GetObject, s3:DeleteObject", st.Actions)
+		if strings.HasPrefix(st.Role, "<TargetTaskRole") && st.Sid == "ReadAndDeleteArchives" && !slices.Equal(st.Actions, want) {
+			t.Errorf("target archive actions %v, want %v", st.Actions, want)
 		}
 	}
 	if got := grants("ap-southeast-2", "TargetTaskRole", "ReadAndDeleteArchives"); len(got) != 1 {

@@ -33,13 +33,7 @@ func newStaging(s *regionStack) *staging {
 		MinimumTLSVersion: jsii.Number(1.2),
 		BlockPublicAccess: awss3.BlockPublicAccess_BLOCK_ALL(),
 		ObjectOwnership:   awss3.ObjectOwnership_BUCKET_OWNER_ENFORCED,
-		LifecycleRules: &[]*awss3.LifecycleRule{{
-			Id: jsii.String("expire-staged-archives"),
-			// A backstop: target workers delete archives once extracted.
-			Expiration:                          awscdk.Duration_Days(jsii.Number(float64(days))),
-			NoncurrentVersionExpiration:         awscdk.Duration_Days(jsii.Number(float64(days))),
-			AbortIncompleteMultipartUploadAfter: awscdk.Duration_Days(jsii.Number(1)),
-		}},
+		LifecycleRules:    lifecycle(s.plan, days),
 		// Archives are transient; tearing the deployment down empties and
 		// removes the bucket.
 		RemovalPolicy:     awscdk.RemovalPolicy_DESTROY,
@@ -52,6 +46,37 @@ func newStaging(s *regionStack) *staging {
 		st.replicate(s)
 	}
 	return st
+}
+
+// lifecycle keeps staging storage to what the cost model assumes: minutes.
+// Workers delete the exact version they are done with; these rules are the
+// backstop. An archive staged here for other regions is replicated within
+// minutes, so it is kept a day at most; one replicated here waits up to
+// days for its target workers (an outage of the target region); deleted
+// and replaced versions go after a day, as do incomplete uploads.
+func lifecycle(plan *regionPlan, days int) *[]*awss3.LifecycleRule {
+	rules := []*awss3.LifecycleRule{{
+		Id:                                  jsii.String("staging-leftovers"),
+		NoncurrentVersionExpiration:         awscdk.Duration_Days(jsii.Number(1)),
+		ExpiredObjectDeleteMarker:           jsii.Bool(true),
+		AbortIncompleteMultipartUploadAfter: awscdk.Duration_Days(jsii.Number(1)),
+	}}
+	// A rule with a destination in its own region is consumed here: its
+	// archives wait like replicated ones.
+	for _, r := range plan.SourceRules {
+		if !slices.Contains(plan.TargetRules, r) {
+			rules = append(rules, expire("staged-by-"+r.ID, r.ID, 1))
+		}
+	}
+	for _, r := range plan.TargetRules {
+		rules = append(rules, expire("waiting-for-"+r.ID, r.ID, days))
+	}
+	return &rules
+}
+
+func expire(id, rule string, days int) *awss3.LifecycleRule {
+	return &awss3.LifecycleRule{Id: jsii.String(id), Prefix: jsii.String(stagingPrefix(rule)),
+		Expiration: awscdk.Duration_Days(jsii.Number(float64(days)))}
 }
 
 // replicate adds one replication rule per (rule, target region): prefix

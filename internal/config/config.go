@@ -62,8 +62,10 @@ type Settings struct {
 	Prices    Prices   `json:"prices"`
 	Worker    Worker   `json:"worker"`
 	Adaptive  Adaptive `json:"adaptive"`
-	// StagingExpiryDays is how long an archive may sit in a staging bucket
-	// before lifecycle removes it: a backstop, not the normal cleanup.
+	// StagingExpiryDays is how long a replicated archive may wait in a
+	// target region's staging bucket (for its target workers, through an
+	// outage) before lifecycle removes it: a backstop, not the normal
+	// cleanup. Archives staged for other regions are kept a day at most.
 	StagingExpiryDays int    `json:"stagingExpiryDays,omitempty"`
 	LogLevel          string `json:"logLevel,omitempty"`
 }

@@ -63,9 +63,11 @@ func (w *Worker) Deliver(ctx context.Context, bucket, key string) error {
 		// redelivery of this message look like a lost archive.
 		w.Metrics.Errors.WithLabelValues("ledger").Inc()
 		log.Warn("archive delivered but not recorded in the ledger; keeping it in staging", zap.Error(err))
-	} else if _, err := w.S3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &bucket, Key: &key}); err != nil && !awsapi.IsNotFound(err) {
+	} else if _, err := w.S3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &bucket, Key: &key, VersionId: out.VersionId}); err != nil && !awsapi.IsNotFound(err) {
 		// A leftover archive only costs storage until lifecycle expiry,
-		// and a redelivery is harmless.
+		// and a redelivery is harmless. The version read is deleted:
+		// staging is versioned, and a plain delete would only hide it
+		// behind a delete marker, still billed.
 		w.Metrics.Errors.WithLabelValues("delete_staging").Inc()
 		log.Warn("deleting staging archive", zap.Error(err))
 	}

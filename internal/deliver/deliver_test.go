@@ -225,8 +225,13 @@ func TestPipeline(t *testing.T) {
 		t.Error(err)
 	}
 	stagingDst := p.cfg.Settings.Regions[1].StagingBucket
-	if n := p.count(t, p.dst, stagingDst, ""); n != 0 {
-		t.Errorf("target staging bucket still holds %d archives", n)
+	// Not hidden behind a delete marker, still billed: gone, every version.
+	versions, err := p.dst.ListObjectVersions(ctx, &s3.ListObjectVersionsInput{Bucket: &stagingDst})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, m := len(versions.Versions), len(versions.DeleteMarkers); n != 0 || m != 0 {
+		t.Errorf("target staging bucket still holds %d archive versions and %d delete markers", n, m)
 	}
 	for name, url := range map[string]string{"source": p.dep.SourceQueues["r1"], "target": p.dep.TargetQueues["eu-west-1"]} {
 		if n := p.depth(t, url); n != 0 {
