@@ -1,0 +1,61 @@
+package events
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestEncodeRoundTrip(t *testing.T) {
+	at := time.Date(2026, 11, 22, 1, 2, 3, 456e6, time.UTC)
+	refs := []ObjectRef{
+		{EventName: "ObjectCreated:Put", EventTime: at, Region: "us-east-1", Bucket: "acme-logs",
+			Key: "prod/a b+c/été%41?.json", VersionID: "v1", ETag: "d41d8cd98f00b204e9800998ecf8427e", Size: 1024},
+		{EventName: "ObjectCreated:Put", EventTime: at, Region: "us-east-1", Bucket: "acme-logs", Key: "empty", Size: 0, Sequencer: "0055AED6DCD90281E5"},
+	}
+	body, err := Encode("xrc-backfill", refs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(body), `"key":"prod/a+b%2Bc/%C3%A9t%C3%A9%2541%3F.json"`) {
+		t.Errorf("key not encoded as S3 does: %s", body)
+	}
+	if strings.Contains(string(body), "urlDecodedKey") || strings.Contains(string(body), `"versionId":""`) {
+		t.Errorf("fields S3 does not send: %s", body)
+	}
+	m, err := Parse(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Refs) != len(refs) {
+		t.Fatalf("%d refs back, want %d", len(m.Refs), len(refs))
+	}
+	for i, got := range m.Refs {
+		if want := refs[i]; got != want {
+			t.Errorf("ref %d:\n got %+v\nwant %+v", i, got, want)
+		}
+	}
+	if _, err := Encode("x", ObjectRef{Bucket: "b"}); err == nil {
+		t.Error("an event without a key encoded")
+	}
+}
+
+// FuzzEncodeRoundTrip: whatever key Encode accepts, Parse reads back.
+func FuzzEncodeRoundTrip(f *testing.F) {
+	f.Add("prod/a b+c/été.json", int64(3))
+	f.Add("%zz/..", int64(0))
+	f.Fuzz(func(t *testing.T, key string, size int64) {
+		ref := ObjectRef{EventName: "ObjectCreated:Put", Bucket: "b", Key: key, Size: size, EventTime: time.Unix(0, 0).UTC()}
+		body, err := Encode("fuzz", ref)
+		if err != nil {
+			return
+		}
+		m, err := Parse(body)
+		if err != nil {
+			t.Fatalf("Parse(Encode(%q)): %v", key, err)
+		}
+		if len(m.Refs) != 1 || m.Refs[0] != ref {
+			t.Fatalf("round trip of %q: %+v", key, m.Refs)
+		}
+	})
+}
