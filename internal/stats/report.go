@@ -87,6 +87,23 @@ func Summarise(rule string, regions int, hs []Hourly, p Prices, decodeSeconds fl
 	return append(out, price(*total, p))
 }
 
+// Project scales a measured line (a rule's total, from Summarise) to
+// bytes of input of the same mix, in objects: what moving them through xrc
+// is expected to send across regions, cost and save. Bytes out and CPU
+// scale with the input; ratio and level mix stay as measured. A line with
+// nothing measured projects to nothing (Ratio 0).
+func Project(l Line, bytes int64, objects int, p Prices) Line {
+	if l.BytesIn <= 0 || l.BytesOut <= 0 {
+		return Line{Rule: l.Rule, Class: l.Class, Regions: l.Regions}
+	}
+	f := float64(bytes) / float64(l.BytesIn)
+	l.Objects = objects
+	l.BytesIn = bytes
+	l.BytesOut = int64(float64(l.BytesOut) * f)
+	l.CPUSeconds *= f
+	return price(l, p)
+}
+
 func shares(bytes map[string]int64, total int64) map[string]float64 {
 	m := make(map[string]float64, len(bytes))
 	for a, b := range bytes {

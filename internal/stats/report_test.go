@@ -59,3 +59,20 @@ func TestFormats(t *testing.T) {
 		t.Errorf("Bytes: %s %s %s", Bytes(0), Bytes(1536), Bytes(3<<30))
 	}
 }
+
+// TestProject: 3 GiB measured at 3:1 projects 300 GiB to 100 GiB across
+// each region, at the same cost per byte.
+func TestProject(t *testing.T) {
+	p := Prices{TransferPerGiB: 0.02, VCPUHour: 3.6}
+	total := Summarise("r", 2, []Hourly{{Rule: "r", Delta: Delta{Class: adaptive.CSV, Arm: 3, In: 3 << 30, Out: 1 << 30, CPU: 10 * time.Second, Objects: 3}}}, p, 0, nil)[1]
+	got := Project(total, 300<<30, 1000, p)
+	if got.Objects != 1000 || got.BytesIn != 300<<30 || got.BytesAcross != 200<<30 || got.Ratio != 3 {
+		t.Errorf("projection %+v", got)
+	}
+	if Dollars(got.WithoutXRC) != "$12.00" || Dollars(got.Compute) != "$1.00" || Dollars(got.NetSaving) != "$7.00" {
+		t.Errorf("projection prices %s %s %s", Dollars(got.WithoutXRC), Dollars(got.Compute), Dollars(got.NetSaving))
+	}
+	if none := Project(Line{Rule: "r"}, 1<<30, 1, p); none.Ratio != 0 || none.NetSaving != 0 {
+		t.Errorf("nothing measured projects to %+v", none)
+	}
+}
