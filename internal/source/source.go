@@ -151,11 +151,7 @@ func (w *Worker) Run(ctx context.Context) error {
 // Start implements worker.Role: it starts the batcher and the builders on
 // the work context, which outlives the stop signal by the drain time.
 func (w *Worker) Start(work context.Context) {
-	w.levels.start(work, w)
-	refresh, stop := context.WithCancel(work)
-	w.stopRefresh = stop
-	go w.levels.refreshLoop(refresh, w)
-	go w.sweepLoop(refresh)
+	w.Prepare(work)
 	w.items = make(chan Item, 20)
 	w.batches = make(chan *batch)
 	w.inFlight.Go(func() { w.batchLoop(w.items, w.batches) })
@@ -193,27 +189,11 @@ func (w *Worker) Handle(stop context.Context, m *worker.Message) {
 	t := &tracked{w: w, msg: m}
 	var mine []Item
 	for _, ref := range m.Events.Refs {
-		matched := false
-		for _, r := range w.rules {
-			if !r.Matches(ref.Bucket, ref.Key) {
-				continue
-			}
-			matched = true
-			switch {
-			case ref.Removed() && !r.Deletes:
-				continue
-			case ref.Removed() && !ref.RemovesCurrent():
-				// A version deleted for good: what the key reads as did not
-				// change, and S3 Replication does not replicate it either.
-				w.Metrics.Objects.WithLabelValues(r.ID, "skipped_version_delete").Inc()
-				m.Log().Debug("version delete not propagated", zap.String("bucket", ref.Bucket), zap.String("key", ref.Key), zap.String("versionId", ref.VersionID))
-				continue
-			}
-			mine = append(mine, Item{Ref: ref, Rule: r, Sent: m.SentAt, Done: t.settle})
-		}
+		items, matched := w.Match(ref, m.SentAt, t.settle, m.Log())
 		if !matched {
 			m.Log().Info("no rule covers object; acknowledging", zap.String("bucket", ref.Bucket), zap.String("key", ref.Key))
 		}
+		mine = append(mine, items...)
 	}
 	if len(mine) == 0 {
 		w.Metrics.Messages.WithLabelValues("unmatched").Inc()

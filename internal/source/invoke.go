@@ -1,0 +1,53 @@
+package source
+
+import (
+	"context"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/xrc-dev/xrc/internal/events"
+)
+
+// This file is what a caller that packs batches itself, without the
+// receive loop (a Lambda handler, package lambda), needs besides Pack. The
+// Fargate loop goes through the same two functions (Start, Handle).
+
+// Prepare starts what archiving needs besides the receive loop: it
+// measures this task's CPU and loads the fleet's statistics (so the
+// learner starts from what the fleet knows), then keeps refreshing them and
+// keeps this task's lease and the sweep of abandoned staging uploads going
+// until ctx ends. Start calls it; call it once before the first Pack.
+func (w *Worker) Prepare(ctx context.Context) {
+	w.levels.start(ctx, w)
+	refresh, stop := context.WithCancel(ctx)
+	w.stopRefresh = stop
+	go w.levels.refreshLoop(refresh, w)
+	go w.sweepLoop(refresh)
+}
+
+// Match returns the items this worker archives for ref, one per rule
+// covering it, each settled through done; sent is when its message
+// entered the queue. Removals a rule does not propagate, and deletes of a
+// single version (counted here), give none. matched reports whether any
+// rule covers ref at all.
+func (w *Worker) Match(ref events.ObjectRef, sent time.Time, done func(error), log *zap.Logger) (items []Item, matched bool) {
+	for _, r := range w.rules {
+		if !r.Matches(ref.Bucket, ref.Key) {
+			continue
+		}
+		matched = true
+		switch {
+		case ref.Removed() && !r.Deletes:
+			continue
+		case ref.Removed() && !ref.RemovesCurrent():
+			// A version deleted for good: what the key reads as did not
+			// change, and S3 Replication does not replicate it either.
+			w.Metrics.Objects.WithLabelValues(r.ID, "skipped_version_delete").Inc()
+			log.Debug("version delete not propagated", zap.String("bucket", ref.Bucket), zap.String("key", ref.Key), zap.String("versionId", ref.VersionID))
+			continue
+		}
+		items = append(items, Item{Ref: ref, Rule: r, Sent: sent, Done: done})
+	}
+	return items, matched
+}
