@@ -44,6 +44,22 @@ const (
 	DefaultHalfLife     = time.Hour
 	DefaultRefresh      = time.Minute
 	DefaultBenchmark    = time.Second
+
+	// Lambda defaults (settings.lambda): one vCPU's worth of memory (Lambda
+	// gives 1 vCPU at 1,769 MB), and AWS's arm64 prices in us-east-1,
+	// late 2026.
+	DefaultLambdaMemoryMB        = 1769
+	DefaultLambdaTimeout         = 5 * time.Minute
+	DefaultLambdaConcurrency     = 10
+	DefaultLambdaBatchSize       = 1000
+	DefaultLambdaBatchingWindow  = 30 * time.Second
+	DefaultLambdaTargetBatchSize = 4
+	DefaultLambdaMargin          = 30 * time.Second
+	DefaultHybridBacklog         = 1000
+	DefaultHybridAge             = 2 * time.Minute
+	DefaultLambdaGBSecond        = 0.0000133334
+	DefaultLambdaPerMillion      = 0.20
+	DefaultFargateGBHour         = 0.00137 // Fargate Spot arm64 memory
 )
 
 // Config is the whole deployment document.
@@ -62,6 +78,9 @@ type Settings struct {
 	Prices    Prices   `json:"prices"`
 	Worker    Worker   `json:"worker"`
 	Adaptive  Adaptive `json:"adaptive"`
+	// Lambda sizes the functions of the rules and target regions whose
+	// compute is lambda or hybrid.
+	Lambda Lambda `json:"lambda"`
 	// StagingExpiryDays is how long a replicated archive may wait in a
 	// target region's staging bucket (for its target workers, through an
 	// outage) before lifecycle removes it: a backstop, not the normal
@@ -92,7 +111,38 @@ type Region struct {
 	// store (or the local stack) instead of AWS.
 	S3Endpoint  string `json:"s3Endpoint,omitempty"`
 	S3PathStyle bool   `json:"s3PathStyle,omitempty"`
+	// Compute is where the region's target worker runs; only regions with
+	// role target or both have one (a source worker's is its rule's).
+	Compute Compute `json:"compute,omitempty"`
 }
+
+// Compute is where a worker runs.
+type Compute string
+
+// Compute choices.
+const (
+	// ComputeFargate is the ECS service on Fargate Spot, scaled on the
+	// queue's backlog (the default).
+	ComputeFargate Compute = "fargate"
+	// ComputeLambda is a Lambda function fed by an SQS event source
+	// mapping: nothing runs, and nothing is billed, while the queue is
+	// empty.
+	ComputeLambda Compute = "lambda"
+	// ComputeHybrid runs both on the same queue: the service for the
+	// steady backlog, the function's mapping enabled only while the backlog
+	// or the oldest message's age passes settings.lambda's hybrid
+	// thresholds. Both may take messages at once: processing is
+	// idempotent.
+	ComputeHybrid Compute = "hybrid"
+)
+
+// Lambda reports whether a Lambda function consumes the worker's queue
+// (lambda or hybrid).
+func (c Compute) Lambda() bool { return c == ComputeLambda || c == ComputeHybrid }
+
+// Fargate reports whether an ECS service consumes the worker's queue
+// (fargate or hybrid).
+func (c Compute) Fargate() bool { return c == ComputeFargate || c == ComputeHybrid }
 
 // IsSource reports whether workers read watched buckets in this region.
 func (r Region) IsSource() bool { return r.Role == RoleSource || r.Role == RoleBoth }
@@ -106,8 +156,47 @@ type Prices struct {
 	VCPUHour      float64 `json:"vcpuHour,omitempty"`      // compute $/vCPU-hour
 	// FixedPerMonth is what running xrc costs whatever the volume (tasks
 	// kept running, tables, queues): xrc savings says at what monthly
-	// volume the saving covers it.
+	// volume the saving covers it. Workers on Lambda have no such cost;
+	// the comparison of the two (xrc savings) charges it to Fargate.
 	FixedPerMonth float64 `json:"fixedPerMonth,omitempty"`
+	// FargateGBHour is the memory price of a Fargate (Spot) task, next to
+	// VCPUHour, its vCPU price.
+	FargateGBHour float64 `json:"fargateGBHour,omitempty"`
+	// LambdaGBSecond and LambdaPerMillion are Lambda's duration price
+	// ($ per GB-second of configured memory) and request price ($ per
+	// million invocations).
+	LambdaGBSecond   float64 `json:"lambdaGBSecond,omitempty"`
+	LambdaPerMillion float64 `json:"lambdaPerMillion,omitempty"`
+}
+
+// Lambda sizes the workers' Lambda functions (package lambda, the CDK
+// app).
+type Lambda struct {
+	// MemoryMB is each function's memory; Lambda gives CPU in proportion
+	// (one vCPU at 1,769 MB, six at 10,240).
+	MemoryMB int `json:"memoryMB,omitempty"`
+	// Timeout ends an invocation; queues consumed by a function hide a
+	// received message for at least six times it, as AWS advises.
+	Timeout Duration `json:"timeout,omitempty"`
+	// ReservedConcurrency caps each function's concurrent invocations
+	// (and reserves them).
+	ReservedConcurrency int `json:"reservedConcurrency,omitempty"`
+	// BatchSize and BatchingWindow are how many source messages one
+	// invocation gets at most, and how long the mapping gathers them.
+	BatchSize      int      `json:"batchSize,omitempty"`
+	BatchingWindow Duration `json:"batchingWindow,omitempty"`
+	// TargetBatchSize is how many archives (messages) one target
+	// invocation gets at most; they are delivered two at a time.
+	TargetBatchSize int `json:"targetBatchSize,omitempty"`
+	// Margin is the time kept before an invocation's deadline: no new
+	// archive starts later than Margin before it, one in flight then is
+	// abandoned (its uploads aborted) and its messages reported failed.
+	Margin Duration `json:"margin,omitempty"`
+	// HybridBacklog and HybridAge are the thresholds of compute "hybrid":
+	// the function's mapping is enabled while more than HybridBacklog
+	// messages wait or the oldest is older than HybridAge.
+	HybridBacklog int      `json:"hybridBacklog,omitempty"`
+	HybridAge     Duration `json:"hybridAge,omitempty"`
 }
 
 // Adaptive tunes how the source chooses each object's compression
@@ -149,9 +238,11 @@ type Rule struct {
 	Ignore []string         `json:"ignore,omitempty"`
 	ignore []*regexp.Regexp // compiled Ignore, set by Validate
 	// Deletes propagates ObjectRemoved events to the destinations.
-	Deletes      bool          `json:"deletes,omitempty"`
-	Level        int           `json:"level,omitempty"`
-	Batch        Batch         `json:"batch"`
+	Deletes bool  `json:"deletes,omitempty"`
+	Level   int   `json:"level,omitempty"`
+	Batch   Batch `json:"batch"`
+	// Compute is where the rule's source worker runs.
+	Compute      Compute       `json:"compute,omitempty"`
 	Destinations []Destination `json:"destinations"`
 }
 
@@ -275,6 +366,38 @@ func (c *Config) applyDefaults() {
 	if s.Prices.FixedPerMonth == 0 {
 		s.Prices.FixedPerMonth = DefaultFixedPerMonth
 	}
+	if s.Prices.FargateGBHour == 0 {
+		s.Prices.FargateGBHour = DefaultFargateGBHour
+	}
+	if s.Prices.LambdaGBSecond == 0 {
+		s.Prices.LambdaGBSecond = DefaultLambdaGBSecond
+	}
+	if s.Prices.LambdaPerMillion == 0 {
+		s.Prices.LambdaPerMillion = DefaultLambdaPerMillion
+	}
+	l := &s.Lambda
+	for _, d := range []struct {
+		v   *int
+		def int
+	}{{&l.MemoryMB, DefaultLambdaMemoryMB}, {&l.ReservedConcurrency, DefaultLambdaConcurrency}, {&l.BatchSize, DefaultLambdaBatchSize},
+		{&l.TargetBatchSize, DefaultLambdaTargetBatchSize}, {&l.HybridBacklog, DefaultHybridBacklog}} {
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
+	for _, d := range []struct {
+		v   *Duration
+		def time.Duration
+	}{{&l.Timeout, DefaultLambdaTimeout}, {&l.BatchingWindow, DefaultLambdaBatchingWindow}, {&l.Margin, DefaultLambdaMargin}, {&l.HybridAge, DefaultHybridAge}} {
+		if *d.v == 0 {
+			*d.v = Duration(d.def)
+		}
+	}
+	for i := range s.Regions {
+		if r := &s.Regions[i]; r.IsTarget() && r.Compute == "" {
+			r.Compute = ComputeFargate
+		}
+	}
 	a := &s.Adaptive
 	if a.MinLevel == 0 {
 		a.MinLevel = DefaultMinLevel
@@ -329,6 +452,9 @@ func (c *Config) applyDefaults() {
 		}
 		if r.Batch.MaxAge == 0 {
 			r.Batch.MaxAge = Duration(DefaultMaxAge)
+		}
+		if r.Compute == "" {
+			r.Compute = ComputeFargate
 		}
 	}
 }

@@ -57,6 +57,13 @@ func TestDefaults(t *testing.T) {
 	if c.Settings.Worker.DrainTimeout.D() != DefaultDrainTimeout || c.Settings.Prices.TransferPerGB != DefaultTransferPerGB {
 		t.Errorf("settings defaults: %+v", c.Settings)
 	}
+	if r.Compute != ComputeFargate || c.Settings.Regions[1].Compute != ComputeFargate || c.Settings.Regions[0].Compute != "" {
+		t.Errorf("compute defaults: rule %q, target region %q, source region %q", r.Compute, c.Settings.Regions[1].Compute, c.Settings.Regions[0].Compute)
+	}
+	if l := c.Settings.Lambda; l.MemoryMB != DefaultLambdaMemoryMB || l.Timeout.D() != DefaultLambdaTimeout || l.Margin.D() != DefaultLambdaMargin ||
+		l.BatchSize != DefaultLambdaBatchSize || c.Settings.Prices.LambdaGBSecond != DefaultLambdaGBSecond {
+		t.Errorf("lambda defaults: %+v, prices %+v", l, c.Settings.Prices)
+	}
 	if got := c.SourceQueueName("r"); got != "x-src-r" {
 		t.Errorf("SourceQueueName = %q", got)
 	}
@@ -137,6 +144,18 @@ func TestValidationErrors(t *testing.T) {
 		{"duplicate rule", mutate(t, func(d map[string]any) { obj(d, "rules", 1)["id"] = "logs" }), []string{"rules[1].id: rule id \"logs\" used twice"}},
 		{"wrong version", mutate(t, func(d map[string]any) { d["version"] = 2 }), []string{"version: must be 1, got 2"}},
 		{"drain too long", mutate(t, func(d map[string]any) { obj(d, "settings", "worker")["drainTimeout"] = "5m" }), []string{"settings.worker.drainTimeout"}},
+		{"unknown compute", mutate(t, func(d map[string]any) { rule0(d)["compute"] = "ec2" }), []string{`rules[0].compute: must be fargate, lambda or hybrid, got "ec2"`}},
+		{"region compute", mutate(t, func(d map[string]any) { obj(d, "settings", "regions", 1)["compute"] = "spot" }), []string{`settings.regions[1].compute: must be fargate, lambda or hybrid, got "spot"`}},
+		{"compute of a source region", mutate(t, func(d map[string]any) { obj(d, "settings", "regions", 0)["compute"] = "lambda" }),
+			[]string{`settings.regions[0].compute: region "us-east-1" has no target worker (role source)`}},
+		{"lambda bounds", mutate(t, func(d map[string]any) {
+			obj(d, "settings")["lambda"] = map[string]any{"memoryMB": 64, "timeout": "20m", "reservedConcurrency": 5000, "batchSize": 20000,
+				"batchingWindow": "10m", "targetBatchSize": 11, "margin": "1s", "hybridAge": "90s"}
+		}), []string{"settings.lambda.memoryMB: must be between 128 and 10240", "settings.lambda.timeout: must be between 30s and 15m0s",
+			"settings.lambda.reservedConcurrency", "settings.lambda.batchSize: must be between 1 and 10000", "settings.lambda.batchingWindow",
+			"settings.lambda.targetBatchSize", "settings.lambda.margin: must be between 5s and half of timeout", "settings.lambda.hybridAge: must be whole minutes"}},
+		{"margin over half the timeout", mutate(t, func(d map[string]any) { obj(d, "settings")["lambda"] = map[string]any{"timeout": "1m", "margin": "40s"} }),
+			[]string{"settings.lambda.margin: must be between 5s and half of timeout (30s), got 40s"}},
 		{"malformed json", []byte("{\n  \"version\": 1,\n  \"settings\": {,\n}"), []string{"malformed JSON at line 3, column 16"}},
 		{"truncated json", []byte("{\"version\": 1,"), []string{"malformed JSON at line 1"}},
 		{"trailing data", []byte("{} {}"), []string{"malformed JSON", "after the top-level object"}},
@@ -477,6 +496,25 @@ func TestSchemaMatchesGo(t *testing.T) {
 		{"adaptive halfLife default", dur(settings("adaptive", "properties", "halfLife")), DefaultHalfLife},
 		{"adaptive refresh default", dur(settings("adaptive", "properties", "refresh")), DefaultRefresh},
 		{"adaptive benchmark default", dur(settings("adaptive", "properties", "benchmark")), DefaultBenchmark},
+		{"compute", fmt.Sprint(at("$defs", "compute")["enum"]), fmt.Sprint([]any{string(ComputeFargate), string(ComputeLambda), string(ComputeHybrid)})},
+		{"compute default", at("$defs", "compute")["default"], string(ComputeFargate)},
+		{"fargateGBHour default", num(settings("prices", "properties", "fargateGBHour"), "default"), DefaultFargateGBHour},
+		{"lambdaGBSecond default", num(settings("prices", "properties", "lambdaGBSecond"), "default"), DefaultLambdaGBSecond},
+		{"lambdaPerMillion default", num(settings("prices", "properties", "lambdaPerMillion"), "default"), DefaultLambdaPerMillion},
+		{"lambda memoryMB minimum", num(settings("lambda", "properties", "memoryMB"), "minimum"), float64(minLambdaMemoryMB)},
+		{"lambda memoryMB maximum", num(settings("lambda", "properties", "memoryMB"), "maximum"), float64(maxLambdaMemoryMB)},
+		{"lambda memoryMB default", num(settings("lambda", "properties", "memoryMB"), "default"), float64(DefaultLambdaMemoryMB)},
+		{"lambda timeout default", dur(settings("lambda", "properties", "timeout")), DefaultLambdaTimeout},
+		{"lambda reservedConcurrency maximum", num(settings("lambda", "properties", "reservedConcurrency"), "maximum"), float64(maxLambdaConcurrency)},
+		{"lambda reservedConcurrency default", num(settings("lambda", "properties", "reservedConcurrency"), "default"), float64(DefaultLambdaConcurrency)},
+		{"lambda batchSize maximum", num(settings("lambda", "properties", "batchSize"), "maximum"), float64(maxLambdaBatchSize)},
+		{"lambda batchSize default", num(settings("lambda", "properties", "batchSize"), "default"), float64(DefaultLambdaBatchSize)},
+		{"lambda batchingWindow default", dur(settings("lambda", "properties", "batchingWindow")), DefaultLambdaBatchingWindow},
+		{"lambda targetBatchSize maximum", num(settings("lambda", "properties", "targetBatchSize"), "maximum"), float64(maxLambdaTargetBatchSize)},
+		{"lambda targetBatchSize default", num(settings("lambda", "properties", "targetBatchSize"), "default"), float64(DefaultLambdaTargetBatchSize)},
+		{"lambda margin default", dur(settings("lambda", "properties", "margin")), DefaultLambdaMargin},
+		{"lambda hybridBacklog default", num(settings("lambda", "properties", "hybridBacklog"), "default"), float64(DefaultHybridBacklog)},
+		{"lambda hybridAge default", dur(settings("lambda", "properties", "hybridAge")), DefaultHybridAge},
 		{"roles", fmt.Sprint(settings("regions", "items", "properties", "role")["enum"]), fmt.Sprint([]any{string(RoleSource), string(RoleTarget), string(RoleBoth)})},
 		{"log levels", fmt.Sprint(settings("logLevel")["enum"]), "[debug info warn error]"},
 	} {

@@ -54,6 +54,15 @@ const (
 	minMaxReceiveCount, maxMaxReceiveCount = 1, 1000
 	minMaxObjects, maxMaxObjects           = 1, 100000
 	minStagingExpiryDays                   = 1
+
+	minLambdaMemoryMB, maxLambdaMemoryMB = 128, 10240
+	minLambdaTimeout, maxLambdaTimeout   = 30 * time.Second, 15 * time.Minute
+	maxLambdaConcurrency                 = 1000
+	maxLambdaBatchSize                   = 10000 // an SQS event source mapping's maximum
+	maxLambdaBatchingWindow              = 300 * time.Second
+	maxLambdaTargetBatchSize             = 10 // without a batching window, SQS's maximum
+	minLambdaMargin                      = 5 * time.Second
+	minHybridAge                         = time.Minute // CloudWatch's SQS metrics come each minute
 )
 
 var (
@@ -114,6 +123,7 @@ func (c *Config) Validate() error {
 		errs.add("settings.prices.fixedPerMonth", "must not be negative")
 	}
 	validateAdaptive(&errs, s.Adaptive)
+	validateLambda(&errs, s.Lambda)
 	w := s.Worker
 	if w.Concurrency < minConcurrency || w.Concurrency > maxConcurrency {
 		errs.add("settings.worker.concurrency", "must be between %d and %d", minConcurrency, maxConcurrency)
@@ -157,6 +167,12 @@ func (c *Config) Validate() error {
 			errs.add(p+".stagingBucket", "staging bucket %q is used by two regions", r.StagingBucket)
 		}
 		seenStaging[r.StagingBucket] = true
+		switch {
+		case r.Compute != "" && !r.IsTarget():
+			errs.add(p+".compute", "region %q has no target worker (role %s): a source worker runs where its rule's compute says", r.Name, r.Role)
+		case r.Compute != "":
+			checkCompute(&errs, p+".compute", r.Compute)
+		}
 		if r.S3Endpoint != "" {
 			if u, err := url.Parse(r.S3Endpoint); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 				errs.add(p+".s3Endpoint", "must be an http(s) URL, got %q", r.S3Endpoint)
@@ -184,6 +200,46 @@ func (c *Config) Validate() error {
 		return errs
 	}
 	return nil
+}
+
+// checkCompute reports a compute that is none of the three.
+func checkCompute(errs *Errors, path string, c Compute) {
+	switch c {
+	case ComputeFargate, ComputeLambda, ComputeHybrid:
+	default:
+		errs.add(path, "must be %s, %s or %s, got %q", ComputeFargate, ComputeLambda, ComputeHybrid, c)
+	}
+}
+
+func validateLambda(errs *Errors, l Lambda) {
+	const p = "settings.lambda"
+	if l.MemoryMB < minLambdaMemoryMB || l.MemoryMB > maxLambdaMemoryMB {
+		errs.add(p+".memoryMB", "must be between %d and %d (Lambda's limits), got %d", minLambdaMemoryMB, maxLambdaMemoryMB, l.MemoryMB)
+	}
+	if t := l.Timeout.D(); t < minLambdaTimeout || t > maxLambdaTimeout {
+		errs.add(p+".timeout", "must be between %v and %v (Lambda's maximum), got %v", minLambdaTimeout, maxLambdaTimeout, t)
+	}
+	if l.ReservedConcurrency < 1 || l.ReservedConcurrency > maxLambdaConcurrency {
+		errs.add(p+".reservedConcurrency", "must be between 1 and %d, got %d", maxLambdaConcurrency, l.ReservedConcurrency)
+	}
+	if l.BatchSize < 1 || l.BatchSize > maxLambdaBatchSize {
+		errs.add(p+".batchSize", "must be between 1 and %d (an SQS event source mapping's maximum), got %d", maxLambdaBatchSize, l.BatchSize)
+	}
+	if w := l.BatchingWindow.D(); w > maxLambdaBatchingWindow || w%time.Second != 0 {
+		errs.add(p+".batchingWindow", "must be whole seconds up to %v, got %v", maxLambdaBatchingWindow, w)
+	}
+	if l.TargetBatchSize < 1 || l.TargetBatchSize > maxLambdaTargetBatchSize {
+		errs.add(p+".targetBatchSize", "must be between 1 and %d (archives per target invocation), got %d", maxLambdaTargetBatchSize, l.TargetBatchSize)
+	}
+	if m := l.Margin.D(); m < minLambdaMargin || m > l.Timeout.D()/2 {
+		errs.add(p+".margin", "must be between %v and half of timeout (%v), got %v: it must cover aborting an upload (up to 10s) and answering", minLambdaMargin, l.Timeout.D()/2, m)
+	}
+	if l.HybridBacklog < 1 {
+		errs.add(p+".hybridBacklog", "must be at least 1, got %d", l.HybridBacklog)
+	}
+	if a := l.HybridAge.D(); a < minHybridAge || a%time.Minute != 0 {
+		errs.add(p+".hybridAge", "must be whole minutes, at least %v (CloudWatch's SQS metrics come each minute), got %v", minHybridAge, a)
+	}
 }
 
 func validateAdaptive(errs *Errors, a Adaptive) {
@@ -259,6 +315,7 @@ func (c *Config) validateRule(errs *Errors, p string, r *Rule, seen map[string]b
 	if a := r.Batch.MaxAge.D(); a.Seconds() < 1 || a > c.Settings.Worker.VisibilityTimeout.D() {
 		errs.add(p+".batch.maxAge", "must be between 1s and settings.worker.visibilityTimeout")
 	}
+	checkCompute(errs, p+".compute", r.Compute)
 	if len(r.Destinations) == 0 {
 		errs.add(p+".destinations", "at least one destination is required")
 	}
