@@ -17,10 +17,10 @@ CGO_CFLAGS  ?= -O3 -g
 export CGO_CFLAGS
 
 .DEFAULT_GOAL := help
-.PHONY: help build test unit lint demo bench bench-adaptive fuzz synth cdk-test stack-up stack-down stack-status clean
+.PHONY: help build test unit lint demo chaos bench bench-adaptive bench-e2e fuzz synth cdk-test stack-up stack-down stack-status clean
 
 help: ## Show this help
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  \033[1m%-13s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  \033[1m%-13s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 build: ## Build the binaries into bin/ (libzstd through cgo when a C compiler is there, else pure Go)
 	@mkdir -p bin
@@ -49,11 +49,17 @@ $(STATICCHECK):
 demo: stack-up ## Run the whole pipeline locally and print a report
 	eval "$$($(STACK) env)"; $(GO) run ./deploy/local/demo -config configs/local.json
 
+chaos: stack-up ## The pipeline under fire: 2 source + 2 target workers, 2,000 objects, 10 SIGKILLs, poison; one line per check (make test runs a small one)
+	eval "$$($(STACK) env)"; $(GO) run ./deploy/local/chaos
+
 bench: ## Codec benchmarks with the zstd CLI as same-run reference
 	bash internal/archive/bench.sh
 
 bench-adaptive: ## The adaptive learner against every fixed level and Store, on each generated class (~3 min)
 	$(GO) test -run '^$$' -bench '^BenchmarkAdaptive$$' -benchtime 1x -timeout 30m ./internal/adaptive/
+
+bench-e2e: stack-up ## xrc end to end vs rclone over a shaped 100 Mbit/s link in a network namespace (root; ~5 min; SIZE=64MiB for a 1-min run)
+	eval "$$($(STACK) env)"; $(GO) run ./deploy/local/benche2e
 
 fuzz: ## Run every fuzz target (found in the sources) for FUZZTIME each (default 30s)
 	@grep -rl --include='*_test.go' '^func Fuzz' internal deploy | sort | while read -r f; do \
