@@ -4,9 +4,7 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -22,7 +20,7 @@ import (
 func main() { os.Exit(app.Main("xrc-source", run)) }
 
 func run(ctx context.Context, p *app.Process) error {
-	rules, queueName, err := sourceRules(p)
+	rules, queueName, err := app.SourceRules(p.Config, p.Region, p.Flags)
 	if err != nil {
 		return err
 	}
@@ -49,27 +47,4 @@ func run(ctx context.Context, p *app.Process) error {
 		return err
 	}
 	return w.Run(ctx)
-}
-
-// sourceRules picks the rules this task serves and their queue. Each rule has
-// its own queue (one service per rule), so a task serves one rule unless an
-// explicit queue URL says several rules share it.
-func sourceRules(p *app.Process) ([]string, string, error) {
-	var rules []string
-	if p.Flags.Rules != "" {
-		rules = strings.Split(p.Flags.Rules, ",")
-	} else {
-		for _, r := range p.Config.Rules {
-			if r.SourceRegion == p.Region {
-				rules = append(rules, r.ID)
-			}
-		}
-	}
-	switch {
-	case len(rules) == 0:
-		return nil, "", fmt.Errorf("no rule has source region %s", p.Region)
-	case len(rules) > 1 && p.Flags.QueueURL == "":
-		return nil, "", fmt.Errorf("rules %v share region %s: run one task per rule (XRC_RULES=<id>) or set XRC_QUEUE_URL", rules, p.Region)
-	}
-	return rules, p.Config.SourceQueueName(rules[0]), nil
 }

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -173,8 +174,18 @@ func (p *Process) Stop() {
 
 // QueueURL returns the override from the flags, or resolves name.
 func (p *Process) QueueURL(ctx context.Context, client *sqs.Client, name string) (string, error) {
-	if p.Flags.QueueURL != "" {
-		return p.Flags.QueueURL, nil
+	return QueueURL(ctx, client, p.Flags, name)
+}
+
+// QueueURLGetter is the SQS call QueueURL makes; *sqs.Client satisfies it.
+type QueueURLGetter interface {
+	GetQueueUrl(ctx context.Context, in *sqs.GetQueueUrlInput, optFns ...func(*sqs.Options)) (*sqs.GetQueueUrlOutput, error)
+}
+
+// QueueURL returns f's queue URL override, or resolves name.
+func QueueURL(ctx context.Context, client QueueURLGetter, f Flags, name string) (string, error) {
+	if f.QueueURL != "" {
+		return f.QueueURL, nil
 	}
 	out, err := client.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: &name})
 	if err != nil {
@@ -214,4 +225,28 @@ func Healthcheck(args []string, stderr io.Writer) (bool, int) {
 		return true, 1
 	}
 	return true, 0
+}
+
+// SourceRules picks the rules a source worker serves and their queue's
+// name. Each rule has its own queue (one service or function per rule), so
+// a worker serves one rule unless an explicit queue URL says several rules
+// share it.
+func SourceRules(cfg *config.Config, region string, f Flags) ([]string, string, error) {
+	var rules []string
+	if f.Rules != "" {
+		rules = strings.Split(f.Rules, ",")
+	} else {
+		for _, r := range cfg.Rules {
+			if r.SourceRegion == region {
+				rules = append(rules, r.ID)
+			}
+		}
+	}
+	switch {
+	case len(rules) == 0:
+		return nil, "", fmt.Errorf("no rule has source region %s", region)
+	case len(rules) > 1 && f.QueueURL == "":
+		return nil, "", fmt.Errorf("rules %v share region %s: run one worker per rule (XRC_RULES=<id>) or set XRC_QUEUE_URL", rules, region)
+	}
+	return rules, cfg.SourceQueueName(rules[0]), nil
 }

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/xrc-dev/xrc/internal/config"
 )
 
 func TestParseFlags(t *testing.T) {
@@ -105,4 +107,24 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+func TestSourceRules(t *testing.T) {
+	cfg, err := config.Load(context.Background(), filepath.Join("..", "..", "configs", "example.json"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules, queue, err := SourceRules(cfg, "us-east-1", Flags{Rules: "exports"})
+	if err != nil || len(rules) != 1 || rules[0] != "exports" || queue != "xrc-src-exports" {
+		t.Errorf("one rule: %v %q %v", rules, queue, err)
+	}
+	if _, _, err := SourceRules(cfg, "us-east-1", Flags{}); err == nil || !strings.Contains(err.Error(), "XRC_RULES") {
+		t.Errorf("two rules sharing a region without a queue URL: %v", err)
+	}
+	if rules, _, err := SourceRules(cfg, "us-east-1", Flags{QueueURL: "https://q"}); err != nil || len(rules) != 2 {
+		t.Errorf("two rules on one queue URL: %v %v", rules, err)
+	}
+	if _, _, err := SourceRules(cfg, "eu-west-1", Flags{}); err == nil {
+		t.Error("a region without source rules")
+	}
 }
