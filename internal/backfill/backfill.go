@@ -1,0 +1,365 @@
+package backfill
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"go.uber.org/zap"
+
+	"github.com/xrc-dev/xrc/internal/config"
+)
+
+// Defaults for Options left zero.
+const (
+	DefaultConcurrency = 8
+	DefaultDepth       = 2
+)
+
+// Origin names xrc backfill's synthetic events (userIdentity and
+// configurationId), so they can be told from S3's in a queue or a log.
+const Origin = "xrc-backfill"
+
+// ListAPI lists a bucket; *s3.Client satisfies it.
+type ListAPI interface {
+	ListObjectsV2(ctx context.Context, in *s3.ListObjectsV2Input, optFns ...func(*s3.Options)) (*s3.ListObjectsV2Output, error)
+}
+
+// DestAPI is what the comparison calls at a destination; *s3.Client
+// satisfies it.
+type DestAPI interface {
+	ListAPI
+	HeadObject(ctx context.Context, in *s3.HeadObjectInput, optFns ...func(*s3.Options)) (*s3.HeadObjectOutput, error)
+}
+
+// GetAPI reads an inventory report; *s3.Client satisfies it.
+type GetAPI interface {
+	GetObject(ctx context.Context, in *s3.GetObjectInput, optFns ...func(*s3.Options)) (*s3.GetObjectOutput, error)
+}
+
+// QueueAPI sends events; *sqs.Client satisfies it.
+type QueueAPI interface {
+	SendMessageBatch(ctx context.Context, in *sqs.SendMessageBatchInput, optFns ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error)
+}
+
+// Options say what to backfill.
+type Options struct {
+	Rule *config.Rule
+	// Prefix narrows the rule's prefix (it must start with it, or be a
+	// prefix of it, which changes nothing).
+	Prefix string
+	// Since skips objects last modified before it (zero: none skipped).
+	Since time.Time
+	// Inventory is the s3://bucket/key of an S3 Inventory manifest.json to
+	// read instead of listing the bucket.
+	Inventory string
+	// DryRun compares and counts but sends nothing.
+	DryRun bool
+	// Rate caps the events sent per second (0: no cap).
+	Rate float64
+	// Concurrency is how many listings (or inventory files) run at once,
+	// and how many HEADs each page makes at once.
+	Concurrency int
+	// Depth is how many '/' levels below the root a listing fans out
+	// over: 0 means DefaultDepth, -1 lists the root whole.
+	Depth int
+}
+
+// Deps are the run's collaborators.
+type Deps struct {
+	// Source lists the rule's source bucket.
+	Source ListAPI
+	// Inventory reads the inventory report (only with Options.Inventory).
+	Inventory GetAPI
+	// Dest compares at the destinations, by region.
+	Dest map[string]DestAPI
+	// Queue and QueueURL are the rule's source queue (unused in a dry run).
+	Queue    QueueAPI
+	QueueURL string
+	// Checkpoint keeps progress; nil keeps none.
+	Checkpoint Checkpoint
+	Log        *zap.Logger
+	// Progress, if set, is called with the counts as they change (at most
+	// every page).
+	Progress func(Counts)
+	Now      func() time.Time
+}
+
+// Counts say what a run found and did. Objects are counted once, under the
+// first destination that differs.
+type Counts struct {
+	Listed     int64 `json:"listed"`     // source objects listed (inventory: rows read)
+	Matched    int64 `json:"matched"`    // covered by the rule, the prefix and since
+	Compared   int64 `json:"compared"`   // compared with every destination
+	Missing    int64 `json:"missing"`    // absent at a destination
+	Resized    int64 `json:"resized"`    // another size at a destination
+	Older      int64 `json:"older"`      // written by xrc from an older source write
+	UpToDate   int64 `json:"upToDate"`   // the same write everywhere
+	NotByXRC   int64 `json:"notByXrc"`   // same size, not written by xrc: left alone
+	Unroutable int64 `json:"unroutable"` // the rule maps the key to no valid destination key
+	Enqueued   int64 `json:"enqueued"`   // events sent (dry run: that would be sent)
+	Bytes      int64 `json:"bytes"`      // their objects' bytes
+	Tasks      int64 `json:"tasks"`      // prefixes (inventory: data files) known
+	TasksDone  int64 `json:"tasksDone"`  // ... finished, those of an earlier run included
+	Resumed    int64 `json:"resumed"`    // finished by an earlier run: not listed again
+	ScanBytes  int64 `json:"scanBytes"`  // inventory bytes read
+	ScanTotal  int64 `json:"scanTotal"`  // inventory bytes in all
+}
+
+type counters struct {
+	listed, matched, compared, missing, resized, older, upToDate, notByXRC, unroutable atomic.Int64
+	enqueued, bytes, tasks, tasksDone, resumed, scanBytes, scanTotal                   atomic.Int64
+}
+
+func (c *counters) snapshot() Counts {
+	return Counts{
+		Listed: c.listed.Load(), Matched: c.matched.Load(), Compared: c.compared.Load(), Missing: c.missing.Load(),
+		Resized: c.resized.Load(), Older: c.older.Load(), UpToDate: c.upToDate.Load(), NotByXRC: c.notByXRC.Load(),
+		Unroutable: c.unroutable.Load(), Enqueued: c.enqueued.Load(), Bytes: c.bytes.Load(), Tasks: c.tasks.Load(),
+		TasksDone: c.tasksDone.Load(), Resumed: c.resumed.Load(), ScanBytes: c.scanBytes.Load(), ScanTotal: c.scanTotal.Load(),
+	}
+}
+
+// ErrCheckpointMismatch marks a checkpoint left by a run with other
+// parameters: resuming it would skip what this run was asked to cover.
+var ErrCheckpointMismatch = errors.New("checkpoint belongs to another backfill")
+
+// run is one backfill.
+type run struct {
+	Deps
+	o      Options
+	root   string
+	params Params
+	c      counters
+	send   *sender
+	dests  []dest // the rule's destinations, deduplicated
+
+	mu    sync.Mutex
+	state *State // the checkpointed progress, as this run knows it
+}
+
+// dest is one destination of the rule.
+type dest struct {
+	index int
+	d     config.Destination
+	api   DestAPI
+}
+
+// Run backfills o.Rule and returns what it found and did. It stops at the
+// first error (or when ctx ends), keeping the checkpoint for the next run;
+// a run that completes clears it.
+func Run(ctx context.Context, o Options, d Deps) (Counts, error) {
+	r, err := newRun(o, d)
+	if err != nil {
+		return Counts{}, err
+	}
+	err = r.start(ctx)
+	if err == nil {
+		err = r.work(ctx)
+	}
+	if r.Checkpoint != nil {
+		// Whatever happened, what was done is kept (or, when all was
+		// done, the checkpoint removed), even after ctx ended.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if err == nil {
+			err = r.Checkpoint.Clear(cctx)
+		} else if ferr := r.Checkpoint.Flush(cctx); ferr != nil {
+			err = errors.Join(err, ferr)
+		}
+	}
+	r.report()
+	return r.c.snapshot(), err
+}
+
+func newRun(o Options, d Deps) (*run, error) {
+	if o.Rule == nil {
+		return nil, errors.New("backfill: no rule")
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = DefaultConcurrency
+	}
+	switch {
+	case o.Depth == 0:
+		o.Depth = DefaultDepth
+	case o.Depth < -1:
+		return nil, fmt.Errorf("backfill: depth %d: want -1 (no fan-out) or more", o.Depth)
+	}
+	if d.Log == nil {
+		d.Log = zap.NewNop()
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	root, err := Root(o.Rule, o.Prefix)
+	if err != nil {
+		return nil, err
+	}
+	r := &run{Deps: d, o: o, root: root}
+	r.params = Params{Rule: o.Rule.ID, Bucket: o.Rule.SourceBucket, Prefix: root, Inventory: o.Inventory, Depth: o.Depth, Since: o.Since}
+	if o.Inventory == "" && d.Source == nil {
+		return nil, errors.New("backfill: no source client")
+	}
+	if o.Inventory != "" && d.Inventory == nil {
+		return nil, errors.New("backfill: no client for the inventory")
+	}
+	if !o.DryRun && (d.Queue == nil || d.QueueURL == "") {
+		return nil, errors.New("backfill: no queue to send to")
+	}
+	seen := map[[3]string]bool{}
+	for i, dst := range o.Rule.Destinations {
+		api := d.Dest[dst.Region]
+		if api == nil {
+			return nil, fmt.Errorf("backfill: no S3 client for destination region %s", dst.Region)
+		}
+		k := [3]string{dst.Region, dst.Bucket, o.Rule.DestinationKey(dst, "")}
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		r.dests = append(r.dests, dest{index: i, d: dst, api: api})
+	}
+	r.send = newSender(d.Queue, d.QueueURL, o.Rate, o.DryRun, d.Log)
+	return r, nil
+}
+
+// Root is where a backfill of rule lists: the rule's prefix, or prefix when
+// that is narrower. A prefix outside the rule is an error: the rule covers
+// nothing there.
+func Root(rule *config.Rule, prefix string) (string, error) {
+	switch {
+	case strings.HasPrefix(prefix, rule.Prefix):
+		return prefix, nil
+	case strings.HasPrefix(rule.Prefix, prefix):
+		return rule.Prefix, nil
+	}
+	return "", fmt.Errorf("prefix %q is outside rule %s's prefix %q", prefix, rule.ID, rule.Prefix)
+}
+
+// start loads or begins the checkpoint: a resumed run takes the earlier
+// run's since, which a relative -since would otherwise move.
+func (r *run) start(ctx context.Context) error {
+	if r.Checkpoint == nil {
+		r.state = &State{Params: r.params, Tasks: map[string]Progress{}}
+		return nil
+	}
+	st, err := r.Checkpoint.Load(ctx)
+	if err != nil {
+		return err
+	}
+	if st == nil {
+		r.state = &State{Params: r.params, Started: r.Now().UTC(), Tasks: map[string]Progress{}}
+		return r.Checkpoint.Start(ctx, r.state)
+	}
+	if why := st.Params.mismatch(r.params); why != "" {
+		return fmt.Errorf("%w: %s; pass the same -prefix and -inventory to resume it, or remove it to start afresh", ErrCheckpointMismatch, why)
+	}
+	if !st.Params.Since.Equal(r.params.Since) {
+		r.Log.Info("resuming: since as in the interrupted run", zap.Time("since", st.Params.Since))
+	}
+	r.o.Since = st.Params.Since
+	r.state = st
+	done := 0
+	for _, p := range st.Tasks {
+		if p.Done {
+			done++
+		}
+	}
+	r.Log.Info("resuming an interrupted backfill", zap.String("rule", r.o.Rule.ID), zap.Time("started", st.Started),
+		zap.Int("tasks", len(st.Tasks)), zap.Int("done", done))
+	return nil
+}
+
+func (r *run) work(ctx context.Context) error {
+	r.Log.Info("backfill starting", zap.String("rule", r.o.Rule.ID), zap.String("bucket", r.o.Rule.SourceBucket),
+		zap.String("prefix", r.root), zap.Time("since", r.o.Since), zap.String("inventory", r.o.Inventory), zap.Bool("dryRun", r.o.DryRun))
+	if r.o.Inventory != "" {
+		return r.inventory(ctx)
+	}
+	return r.list(ctx)
+}
+
+func (r *run) report() {
+	if r.Progress != nil {
+		r.Progress(r.c.snapshot())
+	}
+}
+
+// taskPool runs tasks, which may add tasks, with at most n at once, until
+// none is left or one fails.
+type taskPool struct {
+	mu      sync.Mutex
+	cond    *sync.Cond
+	queue   []func(context.Context) error
+	pending int
+	err     error
+}
+
+func newTaskPool() *taskPool {
+	p := &taskPool{}
+	p.cond = sync.NewCond(&p.mu)
+	return p
+}
+
+// add queues a task; it may be called from a running task.
+func (p *taskPool) add(t func(context.Context) error) {
+	p.mu.Lock()
+	p.queue = append(p.queue, t)
+	p.pending++
+	p.mu.Unlock()
+	p.cond.Signal()
+}
+
+// run works through the tasks with n goroutines; it returns the first
+// error, or ctx's.
+func (p *taskPool) run(ctx context.Context, n int) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() {
+		// Under the lock, so no worker misses it between its check and
+		// its Wait.
+		p.mu.Lock()
+		p.cond.Broadcast()
+		p.mu.Unlock()
+	})
+	defer stop()
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			for {
+				p.mu.Lock()
+				for len(p.queue) == 0 && p.pending > 0 && ctx.Err() == nil {
+					p.cond.Wait()
+				}
+				if len(p.queue) == 0 || ctx.Err() != nil {
+					p.mu.Unlock()
+					p.cond.Broadcast()
+					return
+				}
+				t := p.queue[0]
+				p.queue = p.queue[1:]
+				p.mu.Unlock()
+				err := t(ctx)
+				p.mu.Lock()
+				p.pending--
+				if err != nil && p.err == nil {
+					p.err = err
+					cancel()
+				}
+				p.mu.Unlock()
+				p.cond.Broadcast()
+			}
+		})
+	}
+	wg.Wait()
+	if p.err != nil {
+		return p.err
+	}
+	return ctx.Err()
+}

@@ -1,0 +1,488 @@
+package backfill_test
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/xrc-dev/xrc/internal/backfill"
+	"github.com/xrc-dev/xrc/internal/config"
+	"github.com/xrc-dev/xrc/internal/dataset"
+	"github.com/xrc-dev/xrc/internal/deliver"
+	"github.com/xrc-dev/xrc/internal/events"
+	"github.com/xrc-dev/xrc/internal/localstack"
+)
+
+// fixture is a deployment on the local stack whose source bucket sends no
+// events: every object put there is "pre-existing", as for a bucket xrc is
+// switched on for.
+type fixture struct {
+	env      localstack.Env
+	cfg      *config.Config
+	dep      localstack.Deployment
+	rule     *config.Rule
+	src, dst *s3.Client
+	sqs      *sqs.Client
+	ddb      *dynamodb.Client
+}
+
+func setup(t *testing.T) *fixture {
+	t.Helper()
+	env, cfg, dep := localstack.Deploy(t, "backfill", nil)
+	ctx := context.Background()
+	f := &fixture{env: env, cfg: cfg, dep: dep, rule: &cfg.Rules[0]}
+	var err error
+	if f.src, err = env.S3(ctx, "us-east-1"); err != nil {
+		t.Fatal(err)
+	}
+	if f.dst, err = env.S3(ctx, "eu-west-1"); err != nil {
+		t.Fatal(err)
+	}
+	if f.sqs, err = env.SQS(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if f.ddb, err = env.DynamoDB(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.UnrouteEvents(ctx, f.rule.SourceBucket); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// objects returns n small objects spread over prefixes data/p00/ ...,
+// sizes varying, a few keys with characters that need URL-encoding.
+func objects(n, prefixes int) []dataset.Object {
+	objs := make([]dataset.Object, n)
+	for i := range objs {
+		key := fmt.Sprintf("data/p%02d/obj-%04d.txt", i%prefixes, i)
+		if i%97 == 0 {
+			key = fmt.Sprintf("data/p%02d/a b+c é %d.txt", i%prefixes, i)
+		}
+		objs[i] = dataset.Object{Key: key, ContentType: "text/plain", Data: []byte(strings.Repeat("x", 10+i%50))}
+	}
+	return objs
+}
+
+// listed is the source bucket as a listing shows it: key -> object.
+func (f *fixture) listed(t *testing.T) map[string]listedObject {
+	t.Helper()
+	m := map[string]listedObject{}
+	pages := s3.NewListObjectsV2Paginator(f.src, &s3.ListObjectsV2Input{Bucket: &f.rule.SourceBucket})
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range page.Contents {
+			m[aws.ToString(o.Key)] = listedObject{size: aws.ToInt64(o.Size), modified: aws.ToTime(o.LastModified), etag: strings.Trim(aws.ToString(o.ETag), `"`)}
+		}
+	}
+	return m
+}
+
+type listedObject struct {
+	size     int64
+	modified time.Time
+	etag     string
+}
+
+// putDest writes key into the rule's destination: with xrc's provenance
+// claiming the source write of modified (xrc), or as someone else's copy.
+func (f *fixture) putDest(t *testing.T, key string, data []byte, modified time.Time, xrc bool) {
+	t.Helper()
+	md := map[string]string{}
+	if xrc {
+		md[deliver.MetaArchive] = "seed"
+		md[deliver.MetaModified] = strconv.FormatInt(modified.Truncate(time.Second).UnixMilli(), 10)
+	}
+	bucket := f.rule.Destinations[0].Bucket
+	if _, err := f.dst.PutObject(context.Background(), &s3.PutObjectInput{Bucket: &bucket, Key: &key, Body: bytes.NewReader(data), Metadata: md}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// deps are the run's clients: the real ones, the source's wrapped to count
+// listings.
+func (f *fixture) deps(queueURL string, cp backfill.Checkpoint) backfill.Deps {
+	return backfill.Deps{
+		Source:     &countingLister{Client: f.src, calls: map[string]int{}},
+		Inventory:  f.src,
+		Dest:       map[string]backfill.DestAPI{"eu-west-1": f.dst},
+		Queue:      f.sqs,
+		QueueURL:   queueURL,
+		Checkpoint: cp,
+	}
+}
+
+// countingLister is the real S3 client, counting ListObjectsV2 calls by
+// prefix.
+type countingLister struct {
+	*s3.Client
+	mu    sync.Mutex
+	calls map[string]int
+}
+
+func (c *countingLister) ListObjectsV2(ctx context.Context, in *s3.ListObjectsV2Input, optFns ...func(*s3.Options)) (*s3.ListObjectsV2Output, error) {
+	c.mu.Lock()
+	c.calls[aws.ToString(in.Prefix)]++
+	c.mu.Unlock()
+	return c.Client.ListObjectsV2(ctx, in, optFns...)
+}
+
+// drain receives and deletes every message of the queue and returns the
+// events' refs by key. It stops once want messages came and the queue then
+// stays empty for two receives.
+func (f *fixture) drain(t *testing.T, url string, want int) map[string][]events.ObjectRef {
+	t.Helper()
+	ctx := context.Background()
+	got := map[string][]events.ObjectRef{}
+	n, empty := 0, 0
+	deadline := time.Now().Add(2 * time.Minute)
+	for empty < 2 || n < want {
+		if time.Now().After(deadline) {
+			t.Fatalf("drained %d messages of %s, want %d", n, url, want)
+		}
+		out, err := f.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: &url, MaxNumberOfMessages: 10, VisibilityTimeout: 120, WaitTimeSeconds: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out.Messages) == 0 {
+			empty++
+			continue
+		}
+		empty = 0
+		var del []sqstypes.DeleteMessageBatchRequestEntry
+		for i, m := range out.Messages {
+			n++
+			parsed, err := events.Parse([]byte(aws.ToString(m.Body)))
+			if err != nil || len(parsed.Refs) != 1 {
+				t.Fatalf("message %s: %d refs, %v: %s", aws.ToString(m.MessageId), len(parsed.Refs), err, aws.ToString(m.Body))
+			}
+			ref := parsed.Refs[0]
+			got[ref.Key] = append(got[ref.Key], ref)
+			del = append(del, sqstypes.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: m.ReceiptHandle})
+		}
+		if _, err := f.sqs.DeleteMessageBatch(ctx, &sqs.DeleteMessageBatchInput{QueueUrl: &url, Entries: del}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return got
+}
+
+func (f *fixture) queueURL() string { return f.dep.SourceQueues[f.rule.ID] }
+
+// TestEnqueuesExactlyWhatDiffers: 2,000 pre-existing objects, 300 already
+// at the destination (200 written by xrc from the same source write, 50
+// copied by someone else, 50 of another size): exactly the 1,750 missing
+// or different are enqueued, each once, as the event the source worker
+// parses.
+func TestEnqueuesExactlyWhatDiffers(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	objs := objects(2000, 20)
+	if err := dataset.Upload(ctx, f.src, f.rule.SourceBucket, objs, 16); err != nil {
+		t.Fatal(err)
+	}
+	src := f.listed(t)
+	want := map[string]bool{}
+	for i, o := range objs {
+		switch {
+		case i < 200:
+			f.putDest(t, o.Key, o.Data, src[o.Key].modified, true)
+		case i < 250:
+			f.putDest(t, o.Key, o.Data, time.Time{}, false)
+		case i < 300:
+			f.putDest(t, o.Key, append(o.Data, '!'), src[o.Key].modified, i%2 == 0)
+			want[o.Key] = true
+		default:
+			want[o.Key] = true
+		}
+	}
+	var updates int
+	d := f.deps(f.queueURL(), nil)
+	d.Progress = func(backfill.Counts) { updates++ }
+	counts, err := backfill.Run(ctx, backfill.Options{Rule: f.rule, Concurrency: 4}, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCounts := backfill.Counts{Listed: 2000, Matched: 2000, Compared: 2000, Missing: 1700, Resized: 50, UpToDate: 200, NotByXRC: 50, Enqueued: 1750, Tasks: 21, TasksDone: 21}
+	counts.Bytes = 0
+	if counts != wantCounts {
+		t.Errorf("counts\n got %+v\nwant %+v", counts, wantCounts)
+	}
+	if updates == 0 {
+		t.Error("no progress reported")
+	}
+	got := f.drain(t, f.queueURL(), 1750)
+	if len(got) != len(want) {
+		t.Errorf("%d keys enqueued, want %d", len(got), len(want))
+	}
+	for key, refs := range got {
+		if !want[key] {
+			t.Errorf("%q enqueued, but the destination holds it", key)
+			continue
+		}
+		if len(refs) != 1 {
+			t.Errorf("%q enqueued %d times", key, len(refs))
+		}
+		r, s := refs[0], src[key]
+		if r.EventName != "ObjectCreated:Put" || r.Bucket != f.rule.SourceBucket || r.Region != "us-east-1" || r.Size != s.size ||
+			r.ETag != s.etag || r.Sequencer != "" || !r.EventTime.Equal(s.modified.Truncate(time.Millisecond)) {
+			t.Errorf("event of %q: %+v, source %+v", key, r, s)
+		}
+	}
+}
+
+// TestResumes: a run interrupted after some prefixes are done resumes
+// from its checkpoint (a local file, or the deployment's table) without
+// listing a finished prefix again, and together the two runs enqueue every
+// object.
+func TestResumes(t *testing.T) {
+	t.Parallel()
+	for _, kind := range []string{"file", "dynamodb"} {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			f := setup(t)
+			ctx := context.Background()
+			objs := objects(600, 20)
+			if err := dataset.Upload(ctx, f.src, f.rule.SourceBucket, objs, 16); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(t.TempDir(), "checkpoint.json")
+			checkpoint := func() backfill.Checkpoint {
+				if kind == "file" {
+					return backfill.NewFileCheckpoint(path)
+				}
+				return backfill.NewDynamoCheckpoint(f.ddb, f.cfg.TableName(), f.rule.ID, time.Now)
+			}
+			o := backfill.Options{Rule: f.rule, Concurrency: 2, Depth: 1}
+
+			// First run: interrupted (as by Ctrl-C) once 6 of the 21
+			// prefixes are done.
+			runCtx, cancel := context.WithCancel(ctx)
+			d1 := f.deps(f.queueURL(), checkpoint())
+			d1.Progress = func(c backfill.Counts) {
+				if c.TasksDone >= 6 {
+					cancel()
+				}
+			}
+			c1, err := backfill.Run(runCtx, o, d1)
+			cancel()
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("interrupted run: %v (counts %+v)", err, c1)
+			}
+			cp := checkpoint()
+			st, err := cp.Load(ctx)
+			if err != nil || st == nil {
+				t.Fatalf("no checkpoint after the interruption: %v", err)
+			}
+			if err := cp.Flush(ctx); err != nil { // give the lease back
+				t.Fatal(err)
+			}
+			var done []string
+			for prefix, p := range st.Tasks {
+				if p.Done {
+					done = append(done, prefix)
+				}
+			}
+			if len(done) < 6 || len(done) >= 21 {
+				t.Fatalf("%d prefixes done after the interruption: %v", len(done), done)
+			}
+			first := f.drain(t, f.queueURL(), int(c1.Enqueued))
+
+			// Second run: the finished prefixes are not listed again,
+			// and nothing under them is sent again.
+			d2 := f.deps(f.queueURL(), checkpoint())
+			c2, err := backfill.Run(ctx, o, d2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			calls := d2.Source.(*countingLister).calls
+			for _, prefix := range done {
+				if calls[prefix] != 0 {
+					t.Errorf("finished prefix %q listed %d times by the resumed run", prefix, calls[prefix])
+				}
+			}
+			if c2.Resumed != int64(len(done)) || c2.TasksDone != 21 {
+				t.Errorf("resumed run counts %+v, want %d resumed of 21", c2, len(done))
+			}
+			second := f.drain(t, f.queueURL(), int(c2.Enqueued))
+			for key := range second {
+				for _, prefix := range done {
+					if prefix != f.rule.Prefix && strings.HasPrefix(key, prefix) {
+						t.Errorf("%q sent again, under finished prefix %s", key, prefix)
+					}
+				}
+			}
+			for _, o := range objs {
+				if first[o.Key] == nil && second[o.Key] == nil {
+					t.Errorf("%q never enqueued", o.Key)
+				}
+			}
+			if st, err := checkpoint().Load(ctx); err != nil || st != nil {
+				t.Errorf("checkpoint left after a complete run: %+v %v", st, err)
+			}
+		})
+	}
+}
+
+// TestDynamoCheckpointLease: a second run of a rule does not start while a
+// live run holds the checkpoint, and does once it gave it back.
+func TestDynamoCheckpointLease(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	a := backfill.NewDynamoCheckpoint(f.ddb, f.cfg.TableName(), f.rule.ID, time.Now)
+	if err := a.Start(ctx, &backfill.State{Params: backfill.Params{Rule: f.rule.ID}, Started: time.Now(), Tasks: map[string]backfill.Progress{}}); err != nil {
+		t.Fatal(err)
+	}
+	a.Save(ctx, "data/", backfill.Progress{After: "data/x"})
+	b := backfill.NewDynamoCheckpoint(f.ddb, f.cfg.TableName(), f.rule.ID, time.Now)
+	if _, err := b.Load(ctx); !errors.Is(err, backfill.ErrBusy) {
+		t.Fatalf("second run while the first holds the lease: %v, want ErrBusy", err)
+	}
+	if err := b.Start(ctx, &backfill.State{}); !errors.Is(err, backfill.ErrBusy) {
+		t.Fatalf("second start while the first holds the lease: %v, want ErrBusy", err)
+	}
+	if err := a.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st, err := b.Load(ctx)
+	if err != nil || st == nil || st.Tasks["data/"].After != "data/x" {
+		t.Fatalf("after the first gave the lease back: %+v %v", st, err)
+	}
+	if err := b.Clear(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := b.Load(ctx); err != nil || st != nil {
+		t.Errorf("after Clear: %+v %v", st, err)
+	}
+}
+
+// TestInventoryMatchesListing: an S3 Inventory report of the bucket (CSV,
+// gzip, two data files, with rows a backfill must ignore: an old version,
+// a delete marker, another bucket, a key outside the rule) enqueues
+// exactly what listing the bucket does.
+func TestInventoryMatchesListing(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	objs := objects(300, 3)
+	if err := dataset.Upload(ctx, f.src, f.rule.SourceBucket, objs, 16); err != nil {
+		t.Fatal(err)
+	}
+	src := f.listed(t)
+	for i, o := range objs[:60] {
+		switch {
+		case i < 40:
+			f.putDest(t, o.Key, o.Data, src[o.Key].modified, true)
+		case i < 50:
+			f.putDest(t, o.Key, o.Data, src[o.Key].modified.Add(-time.Hour), true) // older write
+		default:
+			f.putDest(t, o.Key, append(o.Data, 'x'), time.Time{}, false)
+		}
+	}
+
+	// The report, as S3 Inventory writes it.
+	invBucket := f.cfg.Settings.StackName + "-inv"
+	if err := f.env.EnsureBucket(ctx, "us-east-1", invBucket, false); err != nil {
+		t.Fatal(err)
+	}
+	row := func(bucket, key, version, latest, marker string, size int64, mod time.Time, etag string) string {
+		return fmt.Sprintf(`"%s","%s","%s","%s","%s","%d","%s","%s","STANDARD"`+"\n", bucket, events.EncodeKey(key), version, latest, marker, size,
+			mod.UTC().Format("2006-01-02T15:04:05.000Z"), etag)
+	}
+	keys := slices.Sorted(func(yield func(string) bool) {
+		for k := range src {
+			if !yield(k) {
+				return
+			}
+		}
+	})
+	var files [2]bytes.Buffer
+	for i, k := range keys {
+		s := src[k]
+		files[i%2].WriteString(row(f.rule.SourceBucket, k, "null", "true", "false", s.size, s.modified, s.etag))
+	}
+	now := time.Now()
+	files[0].WriteString(row(f.rule.SourceBucket, keys[0], "v0", "false", "false", 1, now, "old"))           // an old version
+	files[0].WriteString(row(f.rule.SourceBucket, "data/p00/deleted.txt", "v1", "true", "true", 0, now, "")) // a delete marker
+	files[1].WriteString(row("another-bucket", "data/p00/x.txt", "null", "true", "false", 3, now, "e"))
+	files[1].WriteString(row(f.rule.SourceBucket, "logs/outside.txt", "null", "true", "false", 3, now, "e"))
+	manifest := map[string]any{
+		"sourceBucket": f.rule.SourceBucket, "destinationBucket": "arn:aws:s3:::" + invBucket, "version": "2016-11-30",
+		"creationTimestamp": strconv.FormatInt(now.UnixMilli(), 10), "fileFormat": "CSV",
+		"fileSchema": "Bucket, Key, VersionId, IsLatest, IsDeleteMarker, Size, LastModifiedDate, ETag, StorageClass",
+	}
+	var list []map[string]any
+	for i := range files {
+		var gz bytes.Buffer
+		zw := gzip.NewWriter(&gz)
+		zw.Write(files[i].Bytes())
+		zw.Close()
+		key := fmt.Sprintf("inventory/%s/cfg/data/%d.csv.gz", f.rule.SourceBucket, i)
+		f.put(t, invBucket, key, gz.Bytes())
+		list = append(list, map[string]any{"key": key, "size": gz.Len(), "MD5checksum": "unused"})
+	}
+	manifest["files"] = list
+	doc, _ := json.Marshal(manifest)
+	f.put(t, invBucket, "inventory/"+f.rule.SourceBucket+"/cfg/2026-11-22T00-00Z/manifest.json", doc)
+
+	otherQueue, _, err := f.env.EnsureQueue(ctx, f.cfg.Settings.StackName+"-inv", 3, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	listing, err := backfill.Run(ctx, backfill.Options{Rule: f.rule}, f.deps(f.queueURL(), nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv, err := backfill.Run(ctx, backfill.Options{Rule: f.rule, Inventory: "s3://" + invBucket + "/inventory/" + f.rule.SourceBucket + "/cfg/2026-11-22T00-00Z/manifest.json"},
+		f.deps(otherQueue, backfill.NewFileCheckpoint(filepath.Join(t.TempDir(), "cp.json"))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if listing.Enqueued != 260 || listing.Missing != 240 || listing.Older != 10 || listing.NotByXRC != 0 || listing.Resized != 10 || listing.UpToDate != 40 {
+		t.Errorf("listing counts %+v", listing)
+	}
+	if inv.Enqueued != listing.Enqueued || inv.Missing != listing.Missing || inv.Older != listing.Older || inv.Resized != listing.Resized ||
+		inv.UpToDate != listing.UpToDate || inv.Matched != listing.Matched {
+		t.Errorf("inventory counts %+v\n   listing counts %+v", inv, listing)
+	}
+	if inv.ScanTotal == 0 || inv.ScanBytes != inv.ScanTotal || inv.TasksDone != 2 {
+		t.Errorf("inventory progress %+v", inv)
+	}
+	a, b := f.drain(t, f.queueURL(), int(listing.Enqueued)), f.drain(t, otherQueue, int(inv.Enqueued))
+	if len(a) != 260 || len(b) != len(a) {
+		t.Fatalf("listing enqueued %d keys, inventory %d", len(a), len(b))
+	}
+	for k, refs := range a {
+		if b[k] == nil || len(b[k]) != 1 || len(refs) != 1 || refs[0].Size != b[k][0].Size || refs[0].ETag != b[k][0].ETag {
+			t.Errorf("%q: listing %+v, inventory %+v", k, refs, b[k])
+		}
+	}
+}
+
+func (f *fixture) put(t *testing.T, bucket, key string, data []byte) {
+	t.Helper()
+	if _, err := f.src.PutObject(context.Background(), &s3.PutObjectInput{Bucket: &bucket, Key: &key, Body: bytes.NewReader(data)}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,223 @@
+package backfill
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// Params identify a backfill: a checkpoint resumes only a run of the same
+// rule, bucket, root prefix, inventory and depth.
+type Params struct {
+	Rule      string    `json:"rule"`
+	Bucket    string    `json:"bucket"`
+	Prefix    string    `json:"prefix"`
+	Inventory string    `json:"inventory,omitempty"`
+	Depth     int       `json:"depth"`
+	Since     time.Time `json:"since,omitzero"`
+}
+
+// mismatch says how p (a checkpoint's) differs from q (this run's), or "".
+// Since may differ: a resumed run keeps the first run's.
+func (p Params) mismatch(q Params) string {
+	switch {
+	case p.Rule != q.Rule || p.Bucket != q.Bucket:
+		return fmt.Sprintf("it is of rule %s (bucket %s)", p.Rule, p.Bucket)
+	case p.Prefix != q.Prefix:
+		return fmt.Sprintf("it lists prefix %q, this run %q", p.Prefix, q.Prefix)
+	case p.Inventory != q.Inventory:
+		return fmt.Sprintf("it reads inventory %q, this run %q", p.Inventory, q.Inventory)
+	case p.Depth != q.Depth:
+		return fmt.Sprintf("it fans out over %d levels, this run %d", p.Depth, q.Depth)
+	}
+	return ""
+}
+
+// Progress is one task's: a listed prefix, or an inventory data file.
+type Progress struct {
+	// After is the last key (listing) or the number of rows (inventory)
+	// whose events are sent.
+	After string `json:"after,omitempty"`
+	// Done: every object of the task is handled.
+	Done bool `json:"done,omitempty"`
+}
+
+// State is a checkpointed run.
+type State struct {
+	Params  Params              `json:"params"`
+	Started time.Time           `json:"started"`
+	Tasks   map[string]Progress `json:"tasks"` // by prefix or inventory file key
+}
+
+// Checkpoint keeps a run's progress so that an interrupted run can resume.
+// Save is called concurrently.
+type Checkpoint interface {
+	// Load returns the state an unfinished run left, or nil.
+	Load(ctx context.Context) (*State, error)
+	// Start records a new run.
+	Start(ctx context.Context, st *State) error
+	// Save records one task's progress; it may be durable only after
+	// Flush.
+	Save(ctx context.Context, task string, p Progress) error
+	// Flush makes everything saved durable (an interrupted run calls it).
+	Flush(ctx context.Context) error
+	// Clear removes the checkpoint: the run completed.
+	Clear(ctx context.Context) error
+}
+
+// save records a task's progress in the run's state and checkpoint.
+func (r *run) save(ctx context.Context, task string, p Progress) error {
+	r.mu.Lock()
+	r.state.Tasks[task] = p
+	r.mu.Unlock()
+	if r.Checkpoint == nil {
+		return nil
+	}
+	if err := r.Checkpoint.Save(ctx, task, p); err != nil {
+		return fmt.Errorf("checkpoint of %s: %w", task, err)
+	}
+	return nil
+}
+
+// progress returns a task's recorded progress and whether it is known.
+func (r *run) progress(task string) (Progress, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p, ok := r.state.Tasks[task]
+	return p, ok
+}
+
+// FileCheckpoint keeps the state in a local JSON file, rewritten whole (to
+// a temporary file renamed over it) at most every Interval and at Flush, so
+// a killed process loses at most that much progress: those pages are sent
+// again, which is harmless.
+type FileCheckpoint struct {
+	Path     string
+	Interval time.Duration // default 2 s
+
+	mu      sync.Mutex
+	st      *State
+	written time.Time
+	dirty   bool
+}
+
+var _ Checkpoint = (*FileCheckpoint)(nil)
+
+// NewFileCheckpoint returns a checkpoint in path.
+func NewFileCheckpoint(path string) *FileCheckpoint {
+	return &FileCheckpoint{Path: path, Interval: 2 * time.Second}
+}
+
+// maxCheckpointFile caps what Load reads.
+const maxCheckpointFile = 256 << 20
+
+// Load implements Checkpoint.
+func (f *FileCheckpoint) Load(ctx context.Context) (*State, error) {
+	data, err := os.ReadFile(f.Path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading checkpoint: %w", err)
+	}
+	if len(data) > maxCheckpointFile {
+		return nil, fmt.Errorf("checkpoint %s: %d bytes, more than a checkpoint holds", f.Path, len(data))
+	}
+	var st State
+	if err := json.Unmarshal(data, &st); err != nil {
+		return nil, fmt.Errorf("checkpoint %s: %w", f.Path, err)
+	}
+	if st.Tasks == nil {
+		st.Tasks = map[string]Progress{}
+	}
+	f.mu.Lock()
+	f.st = copyState(&st)
+	f.mu.Unlock()
+	return &st, nil
+}
+
+// Start implements Checkpoint.
+func (f *FileCheckpoint) Start(ctx context.Context, st *State) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.st = copyState(st)
+	return f.writeLocked()
+}
+
+// Save implements Checkpoint.
+func (f *FileCheckpoint) Save(ctx context.Context, task string, p Progress) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.st == nil {
+		return errors.New("checkpoint not started")
+	}
+	f.st.Tasks[task] = p
+	f.dirty = true
+	if time.Since(f.written) < f.Interval {
+		return nil
+	}
+	return f.writeLocked()
+}
+
+// Flush implements Checkpoint.
+func (f *FileCheckpoint) Flush(ctx context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.st == nil || !f.dirty {
+		return nil
+	}
+	return f.writeLocked()
+}
+
+// Clear implements Checkpoint.
+func (f *FileCheckpoint) Clear(ctx context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.st, f.dirty = nil, false
+	if err := os.Remove(f.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("removing checkpoint: %w", err)
+	}
+	return nil
+}
+
+func (f *FileCheckpoint) writeLocked() error {
+	data, err := json.Marshal(f.st)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(f.Path), "."+filepath.Base(f.Path)+".*")
+	if err != nil {
+		return fmt.Errorf("writing checkpoint: %w", err)
+	}
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), f.Path)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("writing checkpoint %s: %w", f.Path, err)
+	}
+	f.written, f.dirty = time.Now(), false
+	return nil
+}
+
+func copyState(st *State) *State {
+	c := *st
+	c.Tasks = make(map[string]Progress, len(st.Tasks))
+	for k, v := range st.Tasks {
+		c.Tasks[k] = v
+	}
+	return &c
+}

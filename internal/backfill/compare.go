@@ -1,0 +1,203 @@
+package backfill
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/xrc-dev/xrc/internal/awsapi"
+	"github.com/xrc-dev/xrc/internal/deliver"
+	"github.com/xrc-dev/xrc/internal/events"
+)
+
+// object is one source object as a listing or an inventory row shows it.
+type object struct {
+	Key          string
+	Size         int64
+	LastModified time.Time
+	ETag         string // without quotes
+	VersionID    string // known from an inventory only
+}
+
+func fromListing(o s3types.Object) object {
+	return object{Key: aws.ToString(o.Key), Size: aws.ToInt64(o.Size), LastModified: aws.ToTime(o.LastModified),
+		ETag: strings.Trim(aws.ToString(o.ETag), `"`)}
+}
+
+// verdict is what one destination holds of a source object, weakest
+// first: an object is counted under the strongest verdict of its
+// destinations, and sent from older on.
+type verdict int
+
+const (
+	upToDate verdict = iota
+	notByXRC
+	older
+	resized
+	missing
+)
+
+// state is what a destination holds at an object's key: a listing gives
+// presence and size; HEAD adds the metadata (headed).
+type state struct {
+	found  bool
+	size   int64
+	headed bool
+	meta   map[string]string
+}
+
+// needsHead reports whether only the object's provenance can decide.
+func (s state) needsHead(src object) bool { return s.found && s.size == src.Size && !s.headed }
+
+// judge compares a source object with what one destination holds. ETags
+// are never compared (a multipart ETag is no digest, and the target uploads
+// with its own part size); see the package doc.
+func judge(src object, dst state) verdict {
+	switch {
+	case !dst.found:
+		return missing
+	case dst.size != src.Size:
+		return resized
+	}
+	if dst.meta[deliver.MetaArchive] == "" {
+		return notByXRC
+	}
+	ms, err := strconv.ParseInt(dst.meta[deliver.MetaModified], 10, 64)
+	if err != nil {
+		// Provenance without its time (dropped for lack of metadata
+		// room): it cannot be ordered, so it is left alone.
+		return upToDate
+	}
+	// HEAD, and so the provenance, carries whole seconds; a listing may
+	// carry milliseconds.
+	dstSec, srcSec := time.UnixMilli(ms).Unix(), src.LastModified.Unix()
+	switch {
+	case dstSec < srcSec:
+		return older
+	case dstSec == srcSec && src.VersionID != "" && dst.meta[deliver.MetaVersion] != "" && dst.meta[deliver.MetaVersion] != src.VersionID:
+		return older
+	}
+	return upToDate
+}
+
+// lookup finds what a destination holds at the keys of a page, in key
+// order (listing mode); nil heads every key (inventory mode).
+type lookup func(ctx context.Context, di int, key string) (state, error)
+
+// handle filters a page of source objects, compares the rest with every
+// destination and sends the events of those that differ. It returns once
+// the events are accepted (or with the error that stopped it).
+func (r *run) handle(ctx context.Context, objs []object, look lookup) error {
+	r.c.listed.Add(int64(len(objs)))
+	type cand struct {
+		o      object
+		keys   []string // destination key, per r.dests
+		states []state
+	}
+	var cands []*cand
+	for _, o := range objs {
+		if !r.o.Rule.Matches(r.o.Rule.SourceBucket, o.Key) || !strings.HasPrefix(o.Key, r.root) || o.LastModified.Before(r.o.Since) {
+			continue
+		}
+		r.c.matched.Add(1)
+		if _, err := r.o.Rule.Routes(o.Key); err != nil {
+			r.c.unroutable.Add(1)
+			r.Log.Debug("unroutable key; skipped")
+			continue
+		}
+		c := &cand{o: o, keys: make([]string, len(r.dests)), states: make([]state, len(r.dests))}
+		for di, d := range r.dests {
+			c.keys[di] = r.o.Rule.DestinationKey(d.d, o.Key)
+		}
+		cands = append(cands, c)
+	}
+	if look != nil {
+		for di := range r.dests {
+			for _, c := range cands {
+				s, err := look(ctx, di, c.keys[di])
+				if err != nil {
+					return err
+				}
+				c.states[di] = s
+			}
+		}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(r.o.Concurrency)
+	for _, c := range cands {
+		for di, d := range r.dests {
+			if look != nil && !c.states[di].needsHead(c.o) {
+				continue
+			}
+			g.Go(func() error {
+				s, err := head(gctx, d.api, d.d.Bucket, c.keys[di])
+				c.states[di] = s
+				return err
+			})
+		}
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	var refs []events.ObjectRef
+	var bytes int64
+	for _, c := range cands {
+		worst := upToDate
+		for di := range r.dests {
+			worst = max(worst, judge(c.o, c.states[di]))
+		}
+		r.c.compared.Add(1)
+		switch worst {
+		case upToDate:
+			r.c.upToDate.Add(1)
+			continue
+		case notByXRC:
+			r.c.notByXRC.Add(1)
+			continue
+		case older:
+			r.c.older.Add(1)
+		case resized:
+			r.c.resized.Add(1)
+		case missing:
+			r.c.missing.Add(1)
+		}
+		refs = append(refs, events.ObjectRef{
+			EventName: "ObjectCreated:Put",
+			// The object's own time, not now: until the source's HEAD
+			// replaces it, the event time stands for the write's.
+			EventTime: c.o.LastModified.UTC(),
+			Region:    r.o.Rule.SourceRegion,
+			Bucket:    r.o.Rule.SourceBucket,
+			Key:       c.o.Key,
+			VersionID: c.o.VersionID,
+			ETag:      c.o.ETag,
+			Size:      c.o.Size,
+		})
+		bytes += c.o.Size
+	}
+	if err := r.send.send(ctx, refs); err != nil {
+		return err
+	}
+	r.c.enqueued.Add(int64(len(refs)))
+	r.c.bytes.Add(bytes)
+	return nil
+}
+
+// head reads what a destination holds at key.
+func head(ctx context.Context, api DestAPI, bucket, key string) (state, error) {
+	out, err := api.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &bucket, Key: &key})
+	if awsapi.IsNotFound(err) {
+		return state{headed: true}, nil
+	}
+	if err != nil {
+		return state{}, fmt.Errorf("head s3://%s/%s: %w", bucket, key, err)
+	}
+	return state{found: true, size: aws.ToInt64(out.ContentLength), headed: true, meta: out.Metadata}, nil
+}

@@ -1,0 +1,357 @@
+package backfill
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/xrc-dev/xrc/internal/awsapi"
+)
+
+// DynamoAPI is the part of the DynamoDB client a DynamoCheckpoint uses;
+// *dynamodb.Client satisfies it.
+type DynamoAPI interface {
+	Query(ctx context.Context, in *dynamodb.QueryInput, optFns ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
+	PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
+	UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
+	BatchWriteItem(ctx context.Context, in *dynamodb.BatchWriteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.BatchWriteItemOutput, error)
+}
+
+// Checkpoint items in the deployment's table (config.TableName): one
+// partition per rule, pk "backfill#<rule>", holding the run (sk "run":
+// parameters, start, and the lease of the process working on it) and one
+// item per task (sk "task#<prefix or file>": after, done). Every item
+// expires (expiresAt) CheckpointTTL after its last write, so an abandoned
+// checkpoint does not stay for ever.
+const (
+	CheckpointTTL = 30 * 24 * time.Hour
+	// LeaseTTL is how long a run's lease outlives its last renewal: a
+	// second run of the rule (an hourly schedule overlapping a long run)
+	// refuses to start while it holds.
+	LeaseTTL   = 2 * time.Minute
+	leaseRenew = 30 * time.Second
+	skRun      = "run"
+	skTask     = "task#"
+)
+
+// ErrBusy is returned by Load while another live run holds the rule's
+// checkpoint.
+var ErrBusy = errors.New("another backfill of the rule is running")
+
+// ErrLeaseLost is returned once another run took the checkpoint over.
+var ErrLeaseLost = errors.New("another backfill took over the checkpoint")
+
+// DynamoCheckpoint keeps the state in DynamoDB, one item per task written
+// as it is saved. A run holds a lease on the checkpoint while it works, so
+// two runs of one rule never work at once.
+type DynamoCheckpoint struct {
+	api   DynamoAPI
+	table string
+	pk    string
+	owner string
+	now   func() time.Time
+
+	mu        sync.Mutex
+	stopRenew context.CancelFunc
+	renewErr  error
+	renewDone chan struct{}
+}
+
+var _ Checkpoint = (*DynamoCheckpoint)(nil)
+
+// NewDynamoCheckpoint returns the checkpoint of rule in table.
+func NewDynamoCheckpoint(api DynamoAPI, table, rule string, now func() time.Time) *DynamoCheckpoint {
+	var b [8]byte
+	rand.Read(b[:])
+	return &DynamoCheckpoint{api: api, table: table, pk: "backfill#" + rule, owner: hex.EncodeToString(b[:]), now: now}
+}
+
+func sv(s string) types.AttributeValue { return &types.AttributeValueMemberS{Value: s} }
+func nv(n int64) types.AttributeValue {
+	return &types.AttributeValueMemberN{Value: strconv.FormatInt(n, 10)}
+}
+
+func (c *DynamoCheckpoint) key(sk string) map[string]types.AttributeValue {
+	return map[string]types.AttributeValue{"pk": sv(c.pk), "sk": sv(sk)}
+}
+
+func (c *DynamoCheckpoint) expires() types.AttributeValue {
+	return nv(c.now().Add(CheckpointTTL).Unix())
+}
+
+// Load implements Checkpoint. It takes the lease of the run it returns.
+func (c *DynamoCheckpoint) Load(ctx context.Context) (*State, error) {
+	var st *State
+	var heartbeat string
+	tasks := map[string]Progress{}
+	err := c.query(ctx, func(item map[string]types.AttributeValue) error {
+		sk := str(item["sk"])
+		if sk == skRun {
+			st = &State{}
+			if err := json.Unmarshal([]byte(str(item["params"])), &st.Params); err != nil {
+				return fmt.Errorf("checkpoint %s: params: %w", c.pk, err)
+			}
+			st.Started, _ = time.Parse(time.RFC3339Nano, str(item["started"]))
+			heartbeat = num(item["heartbeat"])
+			hb, _ := strconv.ParseInt(heartbeat, 10, 64)
+			if owner := str(item["owner"]); owner != c.owner && c.now().Sub(time.UnixMilli(hb)) < LeaseTTL {
+				return fmt.Errorf("%w (checkpoint %s in %s, last seen %s)", ErrBusy, c.pk, c.table, time.UnixMilli(hb).UTC().Format(time.RFC3339))
+			}
+			return nil
+		}
+		if name, ok := strings.CutPrefix(sk, skTask); ok {
+			done, _ := item["done"].(*types.AttributeValueMemberBOOL)
+			tasks[name] = Progress{After: str(item["after"]), Done: done != nil && done.Value}
+		}
+		return nil
+	})
+	if err != nil || st == nil {
+		return nil, err
+	}
+	st.Tasks = tasks
+	// Take the lease over from the run that left it, unless another run
+	// did so since it was read.
+	_, err = c.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 &c.table,
+		Key:                       c.key(skRun),
+		UpdateExpression:          aws.String("SET #o = :me, heartbeat = :now, expiresAt = :exp"),
+		ConditionExpression:       aws.String("heartbeat = :seen"),
+		ExpressionAttributeNames:  map[string]string{"#o": "owner"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":me": sv(c.owner), ":now": nv(c.now().UnixMilli()), ":exp": c.expires(), ":seen": &types.AttributeValueMemberN{Value: heartbeat}},
+	})
+	if awsapi.IsPreconditionFailed(err) {
+		return nil, fmt.Errorf("%w (checkpoint %s in %s)", ErrBusy, c.pk, c.table)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("taking checkpoint %s in %s: %w", c.pk, c.table, err)
+	}
+	c.renew()
+	return st, nil
+}
+
+func (c *DynamoCheckpoint) query(ctx context.Context, each func(map[string]types.AttributeValue) error) error {
+	p := dynamodb.NewQueryPaginator(c.api, &dynamodb.QueryInput{
+		TableName:                 &c.table,
+		KeyConditionExpression:    aws.String("pk = :pk"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": sv(c.pk)},
+		ConsistentRead:            aws.Bool(true),
+	})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return fmt.Errorf("reading checkpoint %s in %s: %w", c.pk, c.table, err)
+		}
+		for _, item := range page.Items {
+			if err := each(item); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func str(v types.AttributeValue) string {
+	if s, ok := v.(*types.AttributeValueMemberS); ok {
+		return s.Value
+	}
+	return ""
+}
+
+func num(v types.AttributeValue) string {
+	if n, ok := v.(*types.AttributeValueMemberN); ok {
+		return n.Value
+	}
+	return "0"
+}
+
+// Start implements Checkpoint: it records the run and takes its lease,
+// unless another live run holds one.
+func (c *DynamoCheckpoint) Start(ctx context.Context, st *State) error {
+	params, err := json.Marshal(st.Params)
+	if err != nil {
+		return err
+	}
+	item := c.key(skRun)
+	item["params"] = sv(string(params))
+	item["started"] = sv(st.Started.UTC().Format(time.RFC3339Nano))
+	item["owner"] = sv(c.owner)
+	item["heartbeat"] = nv(c.now().UnixMilli())
+	item["expiresAt"] = c.expires()
+	_, err = c.api.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName:                 &c.table,
+		Item:                      item,
+		ConditionExpression:       aws.String("attribute_not_exists(pk) OR heartbeat < :stale"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":stale": nv(c.now().Add(-LeaseTTL).UnixMilli())},
+	})
+	if awsapi.IsPreconditionFailed(err) {
+		return fmt.Errorf("%w (checkpoint %s in %s)", ErrBusy, c.pk, c.table)
+	}
+	if err != nil {
+		return fmt.Errorf("starting checkpoint %s in %s: %w", c.pk, c.table, err)
+	}
+	c.renew()
+	return nil
+}
+
+// renew keeps the lease until Flush or Clear.
+func (c *DynamoCheckpoint) renew() {
+	ctx, cancel := context.WithCancel(context.Background())
+	c.mu.Lock()
+	c.stopRenew, c.renewDone = cancel, make(chan struct{})
+	done := c.renewDone
+	c.mu.Unlock()
+	go func() {
+		defer close(done)
+		t := time.NewTicker(leaseRenew)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			err := c.heartbeat(ctx)
+			if errors.Is(err, ErrLeaseLost) {
+				c.mu.Lock()
+				c.renewErr = err
+				c.mu.Unlock()
+				return
+			}
+			// Other errors: try again at the next tick; the lease lasts
+			// several of them.
+		}
+	}()
+}
+
+func (c *DynamoCheckpoint) heartbeat(ctx context.Context) error {
+	_, err := c.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 &c.table,
+		Key:                       c.key(skRun),
+		UpdateExpression:          aws.String("SET heartbeat = :now, expiresAt = :exp"),
+		ConditionExpression:       aws.String("#o = :me"),
+		ExpressionAttributeNames:  map[string]string{"#o": "owner"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":me": sv(c.owner), ":now": nv(c.now().UnixMilli()), ":exp": c.expires()},
+	})
+	if awsapi.IsPreconditionFailed(err) {
+		return fmt.Errorf("%w (checkpoint %s in %s)", ErrLeaseLost, c.pk, c.table)
+	}
+	return err
+}
+
+func (c *DynamoCheckpoint) stop() {
+	c.mu.Lock()
+	cancel, done := c.stopRenew, c.renewDone
+	c.stopRenew = nil
+	c.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+}
+
+// Save implements Checkpoint: the task's item is written at once.
+func (c *DynamoCheckpoint) Save(ctx context.Context, task string, p Progress) error {
+	c.mu.Lock()
+	lost := c.renewErr
+	c.mu.Unlock()
+	if lost != nil {
+		return lost
+	}
+	item := c.key(skTask + task)
+	item["after"] = sv(p.After)
+	item["done"] = &types.AttributeValueMemberBOOL{Value: p.Done}
+	item["expiresAt"] = c.expires()
+	if _, err := c.api.PutItem(ctx, &dynamodb.PutItemInput{TableName: &c.table, Item: item}); err != nil {
+		return fmt.Errorf("writing checkpoint %s in %s: %w", c.pk, c.table, err)
+	}
+	return nil
+}
+
+// Flush implements Checkpoint: every Save is already durable; the lease is
+// given up, so the next run need not wait for it to lapse.
+func (c *DynamoCheckpoint) Flush(ctx context.Context) error {
+	c.stop()
+	_, err := c.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 &c.table,
+		Key:                       c.key(skRun),
+		UpdateExpression:          aws.String("SET heartbeat = :zero"),
+		ConditionExpression:       aws.String("#o = :me"),
+		ExpressionAttributeNames:  map[string]string{"#o": "owner"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":me": sv(c.owner), ":zero": nv(0)},
+	})
+	if err != nil && !awsapi.IsPreconditionFailed(err) {
+		return fmt.Errorf("releasing checkpoint %s in %s: %w", c.pk, c.table, err)
+	}
+	return nil
+}
+
+// Clear implements Checkpoint: the tasks' items go first and the run's
+// last, so an interrupted Clear leaves a run to resume, never orphans.
+func (c *DynamoCheckpoint) Clear(ctx context.Context) error {
+	c.stop()
+	var keys []map[string]types.AttributeValue
+	err := c.query(ctx, func(item map[string]types.AttributeValue) error {
+		if sk := str(item["sk"]); sk != skRun {
+			keys = append(keys, c.key(sk))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	keys = append(keys, c.key(skRun))
+	for len(keys) > 0 {
+		n := min(25, len(keys))
+		if len(keys) > 1 && n == len(keys) {
+			n-- // the run's item in a batch of its own, last
+		}
+		reqs := make([]types.WriteRequest, n)
+		for i, k := range keys[:n] {
+			reqs[i] = types.WriteRequest{DeleteRequest: &types.DeleteRequest{Key: k}}
+		}
+		keys = keys[n:]
+		for attempt := 0; len(reqs) > 0; attempt++ {
+			out, err := c.api.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: map[string][]types.WriteRequest{c.table: reqs}})
+			if err != nil {
+				return fmt.Errorf("removing checkpoint %s in %s: %w", c.pk, c.table, err)
+			}
+			reqs = out.UnprocessedItems[c.table]
+			if len(reqs) > 0 {
+				if attempt >= 8 {
+					return fmt.Errorf("removing checkpoint %s in %s: %d items still unprocessed", c.pk, c.table, len(reqs))
+				}
+				if err := sleep(ctx, backoff(attempt)); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// backoff is the wait before retry attempt+1: 100 ms doubling to 5 s.
+func backoff(attempt int) time.Duration {
+	return min(100*time.Millisecond<<min(attempt, 6), 5*time.Second)
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

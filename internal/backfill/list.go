@@ -1,0 +1,156 @@
+package backfill
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"go.uber.org/zap"
+)
+
+// delimiter is what a listing fans out on.
+const delimiter = "/"
+
+// list backfills by listing the source bucket, fanned out over common
+// prefixes. Tasks a resumed checkpoint has finished are not listed again.
+func (r *run) list(ctx context.Context) error {
+	pool := newTaskPool()
+	if _, ok := r.progress(r.root); !ok {
+		if err := r.save(ctx, r.root, Progress{}); err != nil {
+			return err
+		}
+	}
+	r.mu.Lock()
+	for prefix, p := range r.state.Tasks {
+		r.c.tasks.Add(1)
+		if p.Done {
+			r.c.tasksDone.Add(1)
+			r.c.resumed.Add(1)
+			continue
+		}
+		pool.add(r.listTask(pool, prefix, p.After))
+	}
+	r.mu.Unlock()
+	return pool.run(ctx, r.o.Concurrency)
+}
+
+// level is how many delimiters below the root prefix is.
+func (r *run) level(prefix string) int {
+	return strings.Count(strings.TrimPrefix(prefix, r.root), delimiter)
+}
+
+// listTask lists one prefix after the key after: with the delimiter above
+// the fan-out depth (each common prefix becomes a task), whole at it.
+func (r *run) listTask(pool *taskPool, prefix, after string) func(context.Context) error {
+	return func(ctx context.Context) error {
+		delimited := r.level(prefix) < r.o.Depth
+		in := &s3.ListObjectsV2Input{Bucket: &r.o.Rule.SourceBucket, Prefix: &prefix}
+		if delimited {
+			in.Delimiter = aws.String(delimiter)
+		}
+		if after != "" {
+			in.StartAfter = aws.String(after)
+		}
+		cursors := make([]*cursor, len(r.dests))
+		for i, d := range r.dests {
+			cursors[i] = newCursor(d.api, d.d.Bucket, r.o.Rule.DestinationKey(d.d, prefix), delimited, r.mapAfter(d, after))
+		}
+		look := func(ctx context.Context, di int, key string) (state, error) { return cursors[di].seek(ctx, key) }
+		pages := s3.NewListObjectsV2Paginator(r.Source, in)
+		for pages.HasMorePages() {
+			page, err := pages.NextPage(ctx)
+			if err != nil {
+				return fmt.Errorf("listing s3://%s/%s: %w", r.o.Rule.SourceBucket, prefix, err)
+			}
+			// Children are recorded before this task's progress passes
+			// them, so a resumed run knows every one.
+			for _, cp := range page.CommonPrefixes {
+				child := aws.ToString(cp.Prefix)
+				after = max(after, child)
+				if _, known := r.progress(child); known || child == prefix {
+					continue
+				}
+				if err := r.save(ctx, child, Progress{}); err != nil {
+					return err
+				}
+				r.c.tasks.Add(1)
+				pool.add(r.listTask(pool, child, ""))
+			}
+			objs := make([]object, len(page.Contents))
+			for i, o := range page.Contents {
+				objs[i] = fromListing(o)
+				after = max(after, objs[i].Key)
+			}
+			if err := r.handle(ctx, objs, look); err != nil {
+				return err
+			}
+			if err := r.save(ctx, prefix, Progress{After: after}); err != nil {
+				return err
+			}
+			r.report()
+		}
+		if err := r.save(ctx, prefix, Progress{After: after, Done: true}); err != nil {
+			return err
+		}
+		r.c.tasksDone.Add(1)
+		r.Log.Debug("prefix done", zap.String("prefix", prefix))
+		r.report()
+		return nil
+	}
+}
+
+// mapAfter is where a destination's listing starts for a task resumed
+// after the source key after.
+func (r *run) mapAfter(d dest, after string) string {
+	if after == "" {
+		return ""
+	}
+	return r.o.Rule.DestinationKey(d.d, after)
+}
+
+// cursor walks one destination's listing of a key range in step with the
+// source's: seek is called with increasing keys, and lists further only
+// when it must.
+type cursor struct {
+	bucket, prefix string
+	pages          *s3.ListObjectsV2Paginator
+	buf            []s3types.Object
+}
+
+func newCursor(api ListAPI, bucket, prefix string, delimited bool, after string) *cursor {
+	in := &s3.ListObjectsV2Input{Bucket: &bucket, Prefix: &prefix}
+	if delimited {
+		// Only the keys at this level, as the source task lists them.
+		in.Delimiter = aws.String(delimiter)
+	}
+	if after != "" {
+		in.StartAfter = aws.String(after)
+	}
+	return &cursor{bucket: bucket, prefix: prefix, pages: s3.NewListObjectsV2Paginator(api, in)}
+}
+
+// seek returns what the destination holds at key.
+func (c *cursor) seek(ctx context.Context, key string) (state, error) {
+	for {
+		for len(c.buf) > 0 && aws.ToString(c.buf[0].Key) < key {
+			c.buf = c.buf[1:]
+		}
+		if len(c.buf) > 0 {
+			if o := c.buf[0]; aws.ToString(o.Key) == key {
+				return state{found: true, size: aws.ToInt64(o.Size)}, nil
+			}
+			return state{}, nil
+		}
+		if !c.pages.HasMorePages() {
+			return state{}, nil
+		}
+		page, err := c.pages.NextPage(ctx)
+		if err != nil {
+			return state{}, fmt.Errorf("listing s3://%s/%s: %w", c.bucket, c.prefix, err)
+		}
+		c.buf = page.Contents
+	}
+}
