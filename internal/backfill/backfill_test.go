@@ -113,7 +113,8 @@ func (f *fixture) putDest(t *testing.T, key string, data []byte, modified time.T
 		md[deliver.MetaModified] = strconv.FormatInt(modified.Truncate(time.Second).UnixMilli(), 10)
 	}
 	bucket := f.rule.Destinations[0].Bucket
-	if _, err := f.dst.PutObject(context.Background(), &s3.PutObjectInput{Bucket: &bucket, Key: &key, Body: bytes.NewReader(data), Metadata: md}); err != nil {
+	if _, err := f.dst.PutObject(context.Background(), &s3.PutObjectInput{Bucket: &bucket, Key: &key, Body: bytes.NewReader(data), Metadata: md,
+		ContentType: aws.String("text/plain")}); err != nil {
 		t.Fatal(err)
 	}
 }
