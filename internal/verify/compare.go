@@ -1,0 +1,209 @@
+package verify
+
+import (
+	"bytes"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Kind is a kind of difference between a source and a destination.
+type Kind string
+
+// The kinds of difference, in the order summaries list them.
+const (
+	// Missing: in the source, not at the key the rule maps it to.
+	Missing Kind = "missing"
+	// Extra: at a destination key the rule writes, with no source object
+	// mapping to it.
+	Extra Kind = "extra"
+	// Size: both there, sizes differ.
+	Size Kind = "size"
+	// Digest: both there, same size, a digest of the bytes differs.
+	Digest Kind = "digest"
+	// Stale: the destination's provenance names another write of the key
+	// than the source's current one: an older one (not replicated yet, or
+	// lost), or, on a versioned source, another version.
+	Stale Kind = "stale"
+	// NotXRC: the destination object has no xrc provenance, so xrc cannot
+	// vouch for it; verify says so instead of guessing.
+	NotXRC Kind = "not-xrc"
+)
+
+// Kinds lists every kind, in report order.
+var Kinds = []Kind{Missing, Extra, Size, Digest, Stale, NotXRC}
+
+// Source is what verify knows of a source object: from the listing, then
+// from HeadObject, then from reading it.
+type Source struct {
+	Size     int64
+	Modified time.Time
+	// VersionID is known after HeadObject on a versioned bucket.
+	VersionID string
+	// Sums are the full-object checksums S3 keeps for the object.
+	Sums Sums
+	// Computed are digests verify computed by reading the object.
+	Computed Sums
+}
+
+// Destination is what verify knows of a destination object after
+// HeadObject.
+type Destination struct {
+	Size int64
+	// Sums are the full-object checksums S3 keeps: xrc writes SHA256 with
+	// a single PUT, a full-object CRC32C with a multipart upload.
+	Sums Sums
+	// Provenance is nil for an object xrc did not write.
+	Provenance *Provenance
+}
+
+// Verdict is what Compare concludes about one pair.
+type Verdict struct {
+	Kind Kind // "" when no difference was found
+	// Equal says a digest proved the bytes equal. With Kind "" and Equal
+	// false the pair is unchecked: same size and provenance, but no digest
+	// in common (yet).
+	Equal  bool
+	Detail string
+}
+
+// Compare judges one source object and the destination object at the key
+// the rule maps it to, from what is known of each so far. It is pure: the
+// caller learns more (HeadObject on the source, reading it) and compares
+// again while the verdict is unchecked.
+//
+// Precedence: without provenance, a size difference is reported as such
+// (a fact whoever wrote it) and anything else as not written by xrc; with
+// provenance, a stale write explains any other difference, then size,
+// then digests.
+func Compare(src Source, dst Destination) Verdict {
+	p := dst.Provenance
+	if p == nil {
+		if src.Size != dst.Size {
+			return Verdict{Kind: Size, Detail: sizeDetail(src, dst) + "; not written by xrc"}
+		}
+		return Verdict{Kind: NotXRC, Detail: "no xrc provenance (x-amz-meta-xrc-archive): written by someone else"}
+	}
+	if v, stale := staleness(src, p); stale {
+		return v
+	}
+	if src.Size != dst.Size {
+		return Verdict{Kind: Size, Detail: sizeDetail(src, dst)}
+	}
+	return digests(src, dst)
+}
+
+func sizeDetail(src Source, dst Destination) string {
+	return fmt.Sprintf("source %d bytes, destination %d bytes", src.Size, dst.Size)
+}
+
+// staleness compares the write the destination holds with the source's
+// current one. A version id, when both sides know it, names the write
+// exactly; otherwise last-modified times do, in whole seconds: HeadObject
+// (where xrc-mtime comes from) has second resolution, while listings can
+// carry milliseconds (MinIO's do).
+func staleness(src Source, p *Provenance) (Verdict, bool) {
+	if p.Version != "" && src.VersionID != "" {
+		if p.Version == src.VersionID {
+			return Verdict{}, false
+		}
+		when := "an older"
+		switch {
+		case p.Modified.IsZero() || src.Modified.IsZero():
+			when = "another"
+		case p.Modified.Unix() > src.Modified.Unix():
+			when = "a newer" // the source's newer version was deleted by version id, which xrc does not replicate
+		case p.Modified.Unix() == src.Modified.Unix():
+			when = "another"
+		}
+		return Verdict{Kind: Stale, Detail: fmt.Sprintf("destination holds %s version (%s) than the source's current one (%s)", when, p.Version, src.VersionID)}, true
+	}
+	if p.Modified.IsZero() || src.Modified.IsZero() {
+		return Verdict{}, false
+	}
+	if p.Modified.Unix() < src.Modified.Unix() {
+		return Verdict{Kind: Stale, Detail: fmt.Sprintf("destination holds the write of %s, the source was written at %s",
+			p.Modified.Truncate(time.Second).Format(time.RFC3339), src.Modified.UTC().Truncate(time.Second).Format(time.RFC3339))}, true
+	}
+	return Verdict{}, false
+}
+
+// digests compares every digest the two sides have in common: S3's
+// checksums of the source, then digests computed from its bytes, against
+// the destination's S3 checksums and the xrc-sha256 it was written with.
+func digests(src Source, dst Destination) Verdict {
+	p := dst.Provenance
+	if s := dst.Sums[SHA256]; s != nil && p.SHA256 != nil && !bytes.Equal(s, p.SHA256) {
+		// S3 computed its checksum over the bytes it stores; xrc checked the
+		// bytes it wrote against xrc-sha256. They were not these bytes.
+		return Verdict{Kind: Digest, Detail: fmt.Sprintf("destination bytes (S3 SHA256 %x) are not those xrc wrote (xrc-sha256 %x)", s, p.SHA256)}
+	}
+	have := destinationSums(dst)
+	var matched []string
+	for _, side := range []struct {
+		what string
+		sums Sums
+	}{{"S3 checksum of the source", src.Sums}, {"computed from the source", src.Computed}} {
+		for _, alg := range sortedAlgorithms(side.sums) {
+			d, ok := have[alg]
+			if !ok {
+				continue
+			}
+			if !bytes.Equal(side.sums[alg], d.sum) {
+				return Verdict{Kind: Digest, Detail: fmt.Sprintf("%s %s (%s) != %s (%s)",
+					alg, hex.EncodeToString(side.sums[alg]), side.what, hex.EncodeToString(d.sum), d.what)}
+			}
+			matched = append(matched, string(alg))
+		}
+	}
+	if len(matched) == 0 {
+		return Verdict{}
+	}
+	return Verdict{Equal: true, Detail: strings.Join(slices.Compact(matched), ", ") + " equal"}
+}
+
+type destinationSum struct {
+	sum  []byte
+	what string
+}
+
+// destinationSums are the digests a destination object offers: S3's
+// checksums, and xrc-sha256 where S3 keeps no SHA256 (a multipart write,
+// whose S3 checksum is a CRC32C).
+func destinationSums(dst Destination) map[Algorithm]destinationSum {
+	m := make(map[Algorithm]destinationSum, len(dst.Sums)+1)
+	for alg, s := range dst.Sums {
+		m[alg] = destinationSum{s, "S3 checksum of the destination"}
+	}
+	if p := dst.Provenance; p != nil && p.SHA256 != nil {
+		if _, ok := m[SHA256]; !ok {
+			m[SHA256] = destinationSum{p.SHA256, "xrc-sha256 of the destination"}
+		}
+	}
+	return m
+}
+
+// hashable returns the algorithms of dst's digests verify can compute
+// from the source's bytes, and that the source's own checksums do not
+// already cover.
+func hashable(src Source, dst Destination) []Algorithm {
+	var algs []Algorithm
+	for alg := range destinationSums(dst) {
+		if _, have := src.Sums[alg]; !have && newHash(alg) != nil {
+			algs = append(algs, alg)
+		}
+	}
+	slices.Sort(algs)
+	return algs
+}
+
+func sortedAlgorithms(s Sums) []Algorithm {
+	algs := make([]Algorithm, 0, len(s))
+	for alg := range s {
+		algs = append(algs, alg)
+	}
+	slices.Sort(algs)
+	return algs
+}

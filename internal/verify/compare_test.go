@@ -1,0 +1,264 @@
+package verify
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"hash/crc32"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/xrc-dev/xrc/internal/config"
+)
+
+func sha(s string) []byte { b := sha256.Sum256([]byte(s)); return b[:] }
+
+func crc32c(s string) []byte {
+	return binary.BigEndian.AppendUint32(nil, crc32.Checksum([]byte(s), crc32.MakeTable(crc32.Castagnoli)))
+}
+
+func TestCompare(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	prov := func(mod time.Time, version string, sum []byte) *Provenance {
+		return &Provenance{Archive: "a1", Modified: mod, Version: version, SHA256: sum}
+	}
+	for _, tc := range []struct {
+		name  string
+		src   Source
+		dst   Destination
+		kind  Kind
+		equal bool
+	}{
+		{"not xrc, same size", Source{Size: 5}, Destination{Size: 5}, NotXRC, false},
+		{"not xrc, other size", Source{Size: 5}, Destination{Size: 6}, Size, false},
+		{"not xrc, equal digests still not vouched for", Source{Size: 5, Sums: Sums{SHA256: sha("x")}},
+			Destination{Size: 5, Sums: Sums{SHA256: sha("x")}}, NotXRC, false},
+		{"older write", Source{Size: 5, Modified: t0.Add(time.Second)}, Destination{Size: 5, Provenance: prov(t0, "", nil)}, Stale, false},
+		{"older write explains the size", Source{Size: 7, Modified: t0.Add(time.Hour)}, Destination{Size: 5, Provenance: prov(t0, "", nil)}, Stale, false},
+		// A listing's milliseconds against xrc-mtime from HeadObject's
+		// whole seconds: the same write.
+		{"same second, listing has milliseconds", Source{Size: 5, Modified: t0.Add(640 * time.Millisecond)},
+			Destination{Size: 5, Provenance: prov(t0, "", nil)}, "", false},
+		{"newer destination, unversioned", Source{Size: 5, Modified: t0}, Destination{Size: 5, Provenance: prov(t0.Add(time.Hour), "", nil)}, "", false},
+		{"other version", Source{Size: 5, Modified: t0, VersionID: "v2"}, Destination{Size: 5, Provenance: prov(t0, "v1", nil)}, Stale, false},
+		{"newer version at the destination", Source{Size: 5, Modified: t0, VersionID: "v1"}, Destination{Size: 5, Provenance: prov(t0.Add(time.Hour), "v2", nil)}, Stale, false},
+		{"same version", Source{Size: 5, Modified: t0.Add(time.Hour), VersionID: "v1"}, Destination{Size: 5, Provenance: prov(t0, "v1", nil)}, "", false},
+		{"size", Source{Size: 5, Modified: t0}, Destination{Size: 4, Provenance: prov(t0, "", nil)}, Size, false},
+		{"no mtime: size still counts", Source{Size: 5, Modified: t0}, Destination{Size: 4, Provenance: prov(time.Time{}, "", nil)}, Size, false},
+		{"source SHA256 = xrc-sha256", Source{Size: 5, Modified: t0, Sums: Sums{SHA256: sha("hello")}},
+			Destination{Size: 5, Provenance: prov(t0, "", sha("hello")), Sums: Sums{CRC32C: crc32c("hello")}}, "", true},
+		{"source SHA256 != destination S3 SHA256", Source{Size: 5, Modified: t0, Sums: Sums{SHA256: sha("hello")}},
+			Destination{Size: 5, Provenance: prov(t0, "", nil), Sums: Sums{SHA256: sha("jello")}}, Digest, false},
+		{"destination bytes not those xrc wrote", Source{Size: 5, Modified: t0},
+			Destination{Size: 5, Provenance: prov(t0, "", sha("hello")), Sums: Sums{SHA256: sha("jello")}}, Digest, false},
+		{"CRC32C in common", Source{Size: 5, Modified: t0, Sums: Sums{CRC32C: crc32c("hello")}},
+			Destination{Size: 5, Provenance: prov(t0, "", nil), Sums: Sums{CRC32C: crc32c("hello")}}, "", true},
+		{"CRC32C differs", Source{Size: 5, Modified: t0, Sums: Sums{CRC32C: crc32c("hello")}},
+			Destination{Size: 5, Provenance: prov(t0, "", nil), Sums: Sums{CRC32C: crc32c("jello")}}, Digest, false},
+		{"nothing in common: unchecked", Source{Size: 5, Modified: t0, Sums: Sums{CRC32: []byte{1, 2, 3, 4}}},
+			Destination{Size: 5, Provenance: prov(t0, "", sha("hello"))}, "", false},
+		{"computed SHA256 = xrc-sha256", Source{Size: 5, Modified: t0, Computed: Sums{SHA256: sha("hello")}},
+			Destination{Size: 5, Provenance: prov(t0, "", sha("hello"))}, "", true},
+		{"computed CRC32C differs", Source{Size: 5, Modified: t0, Computed: Sums{CRC32C: crc32c("jello")}},
+			Destination{Size: 5, Provenance: prov(t0, "", nil), Sums: Sums{CRC32C: crc32c("hello")}}, Digest, false},
+		{"one digest equal, another differs", Source{Size: 5, Modified: t0, Sums: Sums{CRC32C: crc32c("hello")}, Computed: Sums{SHA256: sha("jello")}},
+			Destination{Size: 5, Provenance: prov(t0, "", sha("hello")), Sums: Sums{CRC32C: crc32c("hello")}}, Digest, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := Compare(tc.src, tc.dst)
+			if v.Kind != tc.kind || v.Equal != tc.equal {
+				t.Errorf("Compare = %+v, want kind %q equal %v", v, tc.kind, tc.equal)
+			}
+			if (v.Kind != "" || v.Equal) && v.Detail == "" {
+				t.Errorf("verdict %+v says nothing about why", v)
+			}
+		})
+	}
+}
+
+func TestHashable(t *testing.T) {
+	dst := Destination{Size: 9, Provenance: &Provenance{Archive: "a", SHA256: sha("x")}, Sums: Sums{CRC32C: crc32c("x"), XXHASH3: make([]byte, 8)}}
+	if got := hashable(Source{Sums: Sums{CRC32: make([]byte, 4)}}, dst); !slices.Equal(got, []Algorithm{CRC32C, SHA256}) {
+		t.Errorf("hashable = %v, want CRC32C and SHA256 (XXHASH3 is not computed)", got)
+	}
+	if got := hashable(Source{Sums: Sums{SHA256: sha("x")}}, dst); !slices.Equal(got, []Algorithm{CRC32C}) {
+		t.Errorf("hashable = %v, want only what the source's S3 checksums lack", got)
+	}
+}
+
+// TestHashes checks each computed algorithm against its standard check
+// value (the digest of "123456789").
+func TestHashes(t *testing.T) {
+	for alg, want := range map[Algorithm]string{
+		CRC32:     "cbf43926",
+		CRC32C:    "e3069283",
+		CRC64NVME: "ae8b14860a799888",
+		SHA1:      "f7c3bc1d808e04732adf679965ccc34ca7ae3441",
+		SHA256:    "15e2b0d3c33891ebb0f1ef609ec419420c20e320ce94c65fbc8c3312448eb225",
+	} {
+		h := newHash(alg)
+		h.Write([]byte("123456789"))
+		if got := bytesHex(h.Sum(nil)); got != want {
+			t.Errorf("%s = %s, want %s", alg, got, want)
+		}
+	}
+}
+
+func bytesHex(b []byte) string {
+	const digits = "0123456789abcdef"
+	var sb strings.Builder
+	for _, c := range b {
+		sb.WriteByte(digits[c>>4])
+		sb.WriteByte(digits[c&15])
+	}
+	return sb.String()
+}
+
+func TestParseChecksums(t *testing.T) {
+	b64 := func(b []byte) *string { return aws.String(base64.StdEncoding.EncodeToString(b)) }
+	s := ParseChecksums(ChecksumHeaders{Type: s3types.ChecksumTypeFullObject, Values: map[Algorithm]*string{
+		SHA256: b64(sha("a")), CRC32C: b64(crc32c("a")), CRC32: aws.String("not base64!"), SHA1: b64([]byte{1, 2}), // wrong length
+		CRC64NVME: nil,
+	}})
+	if len(s) != 2 || !bytes.Equal(s[SHA256], sha("a")) || !bytes.Equal(s[CRC32C], crc32c("a")) {
+		t.Errorf("ParseChecksums = %v, want the SHA256 and CRC32C only", s)
+	}
+	// A composite checksum is a digest of part digests: no statement
+	// about the bytes.
+	if s := ParseChecksums(ChecksumHeaders{Type: s3types.ChecksumTypeComposite, Values: map[Algorithm]*string{SHA256: b64(sha("a"))}}); s != nil {
+		t.Errorf("composite checksum parsed: %v", s)
+	}
+	// AWS writes a composite value with its part count.
+	if s := ParseChecksums(ChecksumHeaders{Values: map[Algorithm]*string{SHA256: aws.String(*b64(sha("a")) + "-3")}}); s != nil {
+		t.Errorf("composite value parsed: %v", s)
+	}
+}
+
+func TestParseProvenance(t *testing.T) {
+	if _, ok := ParseProvenance(map[string]string{"xrc-seq": "00FF", "xrc-sha256": bytesHex(sha("a"))}); ok {
+		t.Error("metadata without xrc-archive taken as written by xrc")
+	}
+	p, ok := ParseProvenance(map[string]string{"xrc-archive": "a1", "xrc-seq": "00FF", "xrc-version": "v1",
+		"xrc-mtime": "1764583200000", "xrc-sha256": bytesHex(sha("a"))})
+	if !ok || p.Sequencer != "00FF" || p.Version != "v1" || !p.Modified.Equal(time.UnixMilli(1764583200000)) || !bytes.Equal(p.SHA256, sha("a")) {
+		t.Errorf("ParseProvenance = %+v, %v", p, ok)
+	}
+	p, ok = ParseProvenance(map[string]string{"xrc-archive": "a1", "xrc-mtime": "-5", "xrc-sha256": "abcd"})
+	if !ok || !p.Modified.IsZero() || p.SHA256 != nil {
+		t.Errorf("malformed values trusted: %+v", p)
+	}
+}
+
+func TestRoot(t *testing.T) {
+	rule := &config.Rule{ID: "r", Prefix: "data/"}
+	for _, tc := range []struct{ prefix, want string }{
+		{"", "data/"}, {"da", "data/"}, {"data/", "data/"}, {"data/2026/", "data/2026/"}, {"logs/", ""},
+	} {
+		got, err := Root(rule, tc.prefix)
+		if got != tc.want || (err != nil) != (tc.want == "") {
+			t.Errorf("Root(%q) = %q, %v; want %q", tc.prefix, got, err, tc.want)
+		}
+	}
+}
+
+// TestMappingKeepsOrder holds what the listing merge relies on: a rule
+// maps keys by replacing a prefix, so the destination keys of a level are
+// its prefix's destination key plus the same names.
+func TestMappingKeepsOrder(t *testing.T) {
+	for _, d := range []config.Destination{{}, {Prefix: aws.String("")}, {Prefix: aws.String("copy/")}, {Prefix: aws.String("x")}} {
+		rule := &config.Rule{Prefix: "data/", Destinations: []config.Destination{d}}
+		for _, level := range []string{"data/", "data/a/", "data/ü/日本/"} {
+			for _, name := range []string{"", "k", "with space", "z/"} {
+				if got, want := rule.DestinationKey(d, level+name), rule.DestinationKey(d, level)+name; got != want {
+					t.Errorf("prefix %v: DestinationKey(%q) = %q, want %q", d.Prefix, level+name, got, want)
+				}
+			}
+		}
+	}
+}
+
+func TestCursorMerge(t *testing.T) {
+	c := &cursor{prefix: "p/"}
+	page := &s3.ListObjectsV2Output{
+		Contents:       []s3types.Object{{Key: aws.String("p/a")}, {Key: aws.String("p/b/")}, {Key: aws.String("p/c"), Size: aws.Int64(3)}, {Key: aws.String("q")}},
+		CommonPrefixes: []s3types.CommonPrefix{{Prefix: aws.String("p/a/")}, {Prefix: aws.String("p/bb/")}},
+	}
+	var got []string
+	for _, e := range c.merge(page) {
+		if e.dir {
+			got = append(got, e.name+"(dir)")
+		} else {
+			got = append(got, e.name)
+		}
+	}
+	if want := []string{"a", "a/(dir)", "b/", "bb/(dir)", "c"}; !slices.Equal(got, want) {
+		t.Errorf("merge = %v, want %v", got, want)
+	}
+}
+
+func TestReports(t *testing.T) {
+	size := int64(5)
+	mod := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	ds := []Difference{
+		{Kind: Missing, Region: "eu-west-1", SourceBucket: "s", SourceKey: "k,1", DestinationBucket: "d", DestinationKey: "k,1", SourceSize: &size, SourceModified: &mod},
+		{Kind: Extra, Region: "eu-west-1", SourceBucket: "s", SourceKey: "x\n", DestinationBucket: "d", DestinationKey: "x\n", DestinationSize: &size, WrittenByXRC: true, Detail: "gone"},
+	}
+	sum := Summary{Rule: "r", Destinations: []DestinationSummary{{Region: "eu-west-1", Counts: map[Kind]int64{Missing: 1, Extra: 1}}}}
+
+	var cb bytes.Buffer
+	cr, err := NewCSVReport(&cb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range ds {
+		if err := cr.Add(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := cr.Close(sum); err != nil {
+		t.Fatal(err)
+	}
+	want := "kind,region,source_bucket,source_key,destination_bucket,destination_key,source_size,destination_size,source_modified,replicated_modified,written_by_xrc,detail\n" +
+		"missing,eu-west-1,s,\"k,1\",d,\"k,1\",5,,2026-12-01T10:00:00Z,,false,\n" +
+		"extra,eu-west-1,s,\"x\n\",d,\"x\n\",,5,,,true,gone\n"
+	if cb.String() != want {
+		t.Errorf("CSV:\n%s\nwant:\n%s", cb.String(), want)
+	}
+
+	for _, n := range []int{0, 2} {
+		var jb bytes.Buffer
+		jr, err := NewJSONReport(&jb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range ds[:n] {
+			if err := jr.Add(d); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := jr.Close(sum); err != nil {
+			t.Fatal(err)
+		}
+		var doc struct {
+			Differences []Difference `json:"differences"`
+			Summary     Summary      `json:"summary"`
+		}
+		if err := json.Unmarshal(jb.Bytes(), &doc); err != nil {
+			t.Fatalf("JSON report of %d differences is not JSON: %v\n%s", n, err, jb.String())
+		}
+		if len(doc.Differences) != n || doc.Summary.Differences() != 2 {
+			t.Errorf("JSON report: %d differences, summary %+v", len(doc.Differences), doc.Summary)
+		}
+		if n > 0 && (doc.Differences[1].SourceKey != "x\n" || *doc.Differences[0].SourceSize != 5 || doc.Differences[0].DestinationSize != nil) {
+			t.Errorf("JSON differences: %+v", doc.Differences)
+		}
+	}
+}

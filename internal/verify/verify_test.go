@@ -1,0 +1,384 @@
+package verify_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
+	tmtypes "github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager/types"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/xrc-dev/xrc/internal/config"
+	"github.com/xrc-dev/xrc/internal/dataset"
+	"github.com/xrc-dev/xrc/internal/deliver"
+	"github.com/xrc-dev/xrc/internal/localstack"
+	"github.com/xrc-dev/xrc/internal/verify"
+)
+
+// replica is a rule's source and destinations on the local stack, the
+// destinations filled as the target worker fills them.
+type replica struct {
+	env      localstack.Env
+	cfg      *config.Config
+	rule     *config.Rule
+	src, dst *s3.Client
+	objs     []dataset.Object
+}
+
+// singlePutMax is deliver's limit for one PUT with a SHA-256 checksum;
+// larger objects are multipart uploads with a full-object CRC32C.
+const singlePutMax = 8 << 20
+
+// newReplica makes a rule with a second, prefix-rewriting destination and
+// an ignore pattern, fills its source with objects of many shapes (nested
+// prefixes, unicode, spaces, 1,024-byte keys, empty, one multipart-sized,
+// some uploaded with a SHA-256 checksum) plus objects the rule does not
+// cover, and writes every covered one to both destinations with the
+// provenance and checksums deliver writes.
+func newReplica(t *testing.T, name string) *replica {
+	t.Helper()
+	env := localstack.Require(t)
+	ctx := context.Background()
+	cfg := env.Config(name)
+	rule := &cfg.Rules[0]
+	rule.Ignore = []string{"*.tmp"}
+	rule.Destinations = append(rule.Destinations, config.Destination{Region: "eu-west-1", Bucket: rule.Destinations[0].Bucket + "2", Prefix: aws.String("copy/")})
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	r := &replica{env: env, cfg: cfg, rule: rule}
+	var err error
+	if r.src, err = env.S3(ctx, "us-east-1"); err != nil {
+		t.Fatal(err)
+	}
+	if r.dst, err = env.S3(ctx, "eu-west-1"); err != nil {
+		t.Fatal(err)
+	}
+	buckets := [][2]string{{"us-east-1", rule.SourceBucket}}
+	for _, d := range rule.Destinations {
+		buckets = append(buckets, [2]string{d.Region, d.Bucket})
+	}
+	for _, b := range buckets {
+		if err := env.EnsureBucket(ctx, b[0], b[1], false); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { env.RemoveBucket(context.Background(), b[0], b[1]) })
+	}
+
+	r.objs = dataset.Mixed("data/", 36, 11)
+	for i := range r.objs {
+		r.objs[i].SHA256 = i%3 == 1
+	}
+	r.objs = append(r.objs, dataset.Object{Key: "data/big/9mib.txt", ContentType: "text/plain", Data: bytes.Repeat([]byte("nine mebibytes "), 9<<20/15+1)})
+	noise := []dataset.Object{{Key: "data/scratch.tmp", Data: []byte("ignored by the rule")}, {Key: "other/x", Data: []byte("outside the prefix")}}
+	if err := dataset.Upload(ctx, r.src, rule.SourceBucket, append(slices.Clone(r.objs), noise...), 8); err != nil {
+		t.Fatal(err)
+	}
+	for i := range r.objs {
+		r.replicate(t, r.objs[i].Key)
+	}
+	// Destination objects outside the rule's mapping: another prefix, and
+	// a key that maps back to an ignored source key.
+	for _, k := range []string{"unrelated/y", "data/junk.tmp", "copy/junk.tmp"} {
+		r.putRaw(t, rule.Destinations[0].Bucket, k, []byte("not ours"), nil)
+	}
+	return r
+}
+
+// replicate copies the source object at key to every destination as the
+// target worker writes it: the source's metadata plus provenance
+// (archive, sequencer, source last-modified from HeadObject, version,
+// SHA-256), and S3's SHA-256 checksum with one PUT up to 8 MiB, else a
+// multipart upload with a full-object CRC32C and no xrc-sha256 (the source
+// learns a streamed object's digest only after the target started writing
+// it).
+func (r *replica) replicate(t *testing.T, key string) {
+	t.Helper()
+	ctx := context.Background()
+	head, err := r.src.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &r.rule.SourceBucket, Key: &key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := r.read(t, r.src, r.rule.SourceBucket, key)
+	md := maps.Clone(head.Metadata)
+	if md == nil {
+		md = map[string]string{}
+	}
+	md[deliver.MetaArchive] = "test-archive"
+	md[deliver.MetaSequencer] = fmt.Sprintf("%016X", head.LastModified.UnixNano())
+	md[deliver.MetaModified] = strconv.FormatInt(head.LastModified.UnixMilli(), 10)
+	if v := aws.ToString(head.VersionId); v != "" && v != "null" {
+		md[deliver.MetaVersion] = v
+	}
+	routes, err := r.rule.Routes(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rt := range routes {
+		if len(data) <= singlePutMax {
+			sum := sha256.Sum256(data)
+			md[deliver.MetaSHA256] = hex.EncodeToString(sum[:])
+			r.putRaw(t, rt.Bucket, rt.Key, data, md)
+			continue
+		}
+		delete(md, deliver.MetaSHA256)
+		_, err := transfermanager.New(r.dst, func(o *transfermanager.Options) {
+			o.PartSizeBytes = 5 << 20
+			o.MultipartUploadThreshold = singlePutMax + 1
+		}).UploadObject(ctx, &transfermanager.UploadObjectInput{Bucket: aws.String(rt.Bucket), Key: aws.String(rt.Key),
+			Body: bytes.NewReader(data), Metadata: md, ChecksumAlgorithm: tmtypes.ChecksumAlgorithmCrc32c, ChecksumType: tmtypes.ChecksumTypeFullObject})
+		if err != nil {
+			t.Fatalf("multipart put %s/%s: %v", rt.Bucket, rt.Key, err)
+		}
+	}
+}
+
+// putRaw puts data at bucket/key in the destination region with metadata
+// md and S3's SHA-256 checksum of data.
+func (r *replica) putRaw(t *testing.T, bucket, key string, data []byte, md map[string]string) {
+	t.Helper()
+	_, err := r.dst.PutObject(context.Background(), &s3.PutObjectInput{Bucket: &bucket, Key: &key, Body: bytes.NewReader(data),
+		ContentLength: aws.Int64(int64(len(data))), Metadata: md, ChecksumAlgorithm: s3types.ChecksumAlgorithmSha256})
+	if err != nil {
+		t.Fatalf("put %s/%s: %v", bucket, key, err)
+	}
+}
+
+func (r *replica) read(t *testing.T, c *s3.Client, bucket, key string) []byte {
+	t.Helper()
+	out, err := c.GetObject(context.Background(), &s3.GetObjectInput{Bucket: &bucket, Key: &key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Body.Close()
+	var b bytes.Buffer
+	if _, err := b.ReadFrom(out.Body); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+func (r *replica) head(t *testing.T, bucket, key string) *s3.HeadObjectOutput {
+	t.Helper()
+	out, err := r.dst.HeadObject(context.Background(), &s3.HeadObjectInput{Bucket: &bucket, Key: &key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// verify runs the engine and returns its summary and what it reported, as
+// "kind bucket/key" lines.
+func (r *replica) verify(t *testing.T, hash bool, edit func(*verify.Options)) (verify.Summary, []string, []verify.Difference) {
+	t.Helper()
+	o := verify.Options{Rule: r.rule, Source: r.src, Destinations: map[string]verify.S3API{"eu-west-1": r.dst}, HashSources: hash,
+		ListConcurrency: 3, Concurrency: 4}
+	if edit != nil {
+		edit(&o)
+	}
+	var mu sync.Mutex
+	var lines []string
+	var diffs []verify.Difference
+	sum, err := verify.Run(context.Background(), o, func(d verify.Difference) error {
+		mu.Lock()
+		defer mu.Unlock()
+		lines = append(lines, fmt.Sprintf("%s %s/%s", d.Kind, d.DestinationBucket, d.DestinationKey))
+		diffs = append(diffs, d)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("verify: %v", err)
+	}
+	slices.Sort(lines)
+	return sum, lines, diffs
+}
+
+func (r *replica) covered() (n int, bytes int64) {
+	for _, o := range r.objs {
+		n++
+		bytes += int64(len(o.Data))
+	}
+	return n, bytes
+}
+
+// TestVerifyReportsDeletedModifiedExtra: a deleted, a modified (another
+// size), a modified (same size: only a digest tells) and an extra
+// destination object are reported, and nothing else, among objects of
+// every shape in two destinations, one of which rewrites the prefix.
+func TestVerifyReportsDeletedModifiedExtra(t *testing.T) {
+	t.Parallel()
+	r := newReplica(t, "verify")
+	dst := r.rule.Destinations[0].Bucket
+
+	// Before: nothing differs. With hashing, every pair is proved equal.
+	n, size := r.covered()
+	for _, hash := range []bool{false, true} {
+		sum, got, _ := r.verify(t, hash, nil)
+		if len(got) != 0 || sum.Differences() != 0 {
+			t.Fatalf("hash=%v: differences in a faithful replica: %v", hash, got)
+		}
+		if sum.Objects != int64(n) || sum.Bytes != size {
+			t.Errorf("hash=%v: %d objects of %d bytes compared, want %d of %d", hash, sum.Objects, sum.Bytes, n, size)
+		}
+		for _, d := range sum.Destinations {
+			if d.Compared != int64(n) {
+				t.Errorf("hash=%v: %s compared %d, want %d", hash, d.Bucket, d.Compared, n)
+			}
+			if hash && d.Equal != int64(n) {
+				t.Errorf("hashing sources: %s proved %d equal of %d (unchecked %d)", d.Bucket, d.Equal, n, d.Unchecked)
+			}
+			if !hash && (d.Equal == 0 || d.Unchecked == 0 || d.Equal+d.Unchecked != int64(n)) {
+				// Sources uploaded with a SHA-256 are proved equal by S3's
+				// checksums alone; the others are unchecked.
+				t.Errorf("without hashing: %s equal %d, unchecked %d of %d", d.Bucket, d.Equal, d.Unchecked, n)
+			}
+		}
+	}
+
+	deleted := r.objs[2].Key  // "with space/..."
+	resized := r.objs[1].Key  // unicode key, source has a SHA-256
+	modified := r.objs[4].Key // source has a SHA-256: S3's checksums tell
+	ghost := "data/ghost/only-here.txt"
+	if _, err := r.dst.DeleteObject(context.Background(), &s3.DeleteObjectInput{Bucket: &dst, Key: &deleted}); err != nil {
+		t.Fatal(err)
+	}
+	// Overwritten with xrc's provenance kept (as a tool copying metadata
+	// would), other bytes: one longer, one of the same size whose
+	// provenance and checksums are self-consistent, so only comparing
+	// digests with the source shows it.
+	md := r.head(t, dst, resized).Metadata
+	r.putRaw(t, dst, resized, append(r.read(t, r.dst, dst, resized), '!'), md)
+	data := r.read(t, r.dst, dst, modified)
+	data[len(data)/2] ^= 1
+	md = r.head(t, dst, modified).Metadata
+	s := sha256.Sum256(data)
+	md[deliver.MetaSHA256] = hex.EncodeToString(s[:])
+	r.putRaw(t, dst, modified, data, md)
+	r.putRaw(t, dst, ghost, []byte("no source"), map[string]string{deliver.MetaArchive: "test-archive", deliver.MetaModified: "1764583200000"})
+
+	want := []string{
+		"digest " + dst + "/" + modified,
+		"extra " + dst + "/" + ghost,
+		"missing " + dst + "/" + deleted,
+		"size " + dst + "/" + resized,
+	}
+	slices.Sort(want)
+	for _, hash := range []bool{false, true} {
+		sum, got, diffs := r.verify(t, hash, nil)
+		if !slices.Equal(got, want) {
+			t.Errorf("hash=%v: verify reported\n  %s\nwant\n  %s", hash, strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+		}
+		for _, d := range diffs {
+			if d.Detail == "" && d.Kind != verify.Missing {
+				t.Errorf("%s %s: no detail", d.Kind, d.DestinationKey)
+			}
+			if d.Kind == verify.Extra && (!d.WrittenByXRC || d.SourceKey != ghost) {
+				t.Errorf("extra: %+v, want written by xrc, mapped back to %s", d, ghost)
+			}
+		}
+		if sum.Destinations[1].Compared != int64(n) || len(sum.Destinations[1].Counts) != 0 {
+			t.Errorf("the untouched destination: %+v", sum.Destinations[1])
+		}
+		if c, b := sum.Count(verify.Missing); c != 1 || b != int64(len(r.objs[2].Data)) {
+			t.Errorf("missing: %d objects, %d bytes", c, b)
+		}
+	}
+
+	// Pages of two keys: every level is merged across many pages.
+	if _, got, _ := r.verify(t, false, func(o *verify.Options) { o.PageSize = 2 }); !slices.Equal(got, want) {
+		t.Errorf("pages of 2 keys: verify reported\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+	}
+	// Only the destinations of the region asked for; none there: an error.
+	if _, _, err := runErr(r, func(o *verify.Options) { o.Region = "us-west-2" }); err == nil {
+		t.Error("verify of a region without destinations did not fail")
+	}
+	// A prefix narrows the comparison to its keys.
+	sum, got, _ := r.verify(t, false, func(o *verify.Options) { o.Prefix = "data/with space/" })
+	if !slices.Equal(got, []string{"missing " + dst + "/" + deleted}) || sum.Destinations[1].Prefix != "copy/with space/" {
+		t.Errorf("-prefix data/with space/: %v, destination prefix %q", got, sum.Destinations[1].Prefix)
+	}
+}
+
+func runErr(r *replica, edit func(*verify.Options)) (verify.Summary, int, error) {
+	o := verify.Options{Rule: r.rule, Source: r.src, Destinations: map[string]verify.S3API{"eu-west-1": r.dst}}
+	edit(&o)
+	n := 0
+	sum, err := verify.Run(context.Background(), o, func(verify.Difference) error { n++; return nil })
+	return sum, n, err
+}
+
+// TestVerifyKinds: a destination older than a rewritten source is stale,
+// one someone else overwrote is not written by xrc, one whose bytes
+// contradict the xrc-sha256 it carries differs by digest even where the
+// source has no checksum, and a same-size change where neither S3 nor
+// provenance can tell is found only by hashing the source.
+func TestVerifyKinds(t *testing.T) {
+	t.Parallel()
+	r := newReplica(t, "verkinds")
+	dst := r.rule.Destinations[0].Bucket
+	ctx := context.Background()
+
+	rewritten := r.objs[5].Key   // stale once the source is written again
+	foreign := r.objs[6].Key     // overwritten without provenance
+	tampered := r.objs[9].Key    // no source checksum; bytes contradict xrc-sha256
+	hashedOnly := r.objs[11].Key // no source checksum; self-consistent change
+	big := r.objs[len(r.objs)-1].Key
+
+	time.Sleep(1100 * time.Millisecond) // a later last-modified second
+	o := r.objs[5]
+	o.Data = append(slices.Clone(o.Data), " again"...)
+	if err := dataset.Put(ctx, r.src, r.rule.SourceBucket, &o); err != nil {
+		t.Fatal(err)
+	}
+	data := r.read(t, r.dst, dst, foreign)
+	r.putRaw(t, dst, foreign, data, map[string]string{"owner": "someone else"})
+
+	data = r.read(t, r.dst, dst, tampered)
+	data[0] ^= 0x20
+	r.putRaw(t, dst, tampered, data, r.head(t, dst, tampered).Metadata)
+
+	data = r.read(t, r.dst, dst, hashedOnly)
+	data[0] ^= 0x20
+	md := r.head(t, dst, hashedOnly).Metadata
+	s := sha256.Sum256(data)
+	md[deliver.MetaSHA256] = hex.EncodeToString(s[:])
+	r.putRaw(t, dst, hashedOnly, data, md)
+
+	want := []string{
+		"digest " + dst + "/" + tampered,
+		"not-xrc " + dst + "/" + foreign,
+		"stale " + dst + "/" + rewritten,
+		"stale " + r.rule.Destinations[1].Bucket + "/" + strings.Replace(rewritten, "data/", "copy/", 1),
+	}
+	slices.Sort(want)
+	sum, got, _ := r.verify(t, false, nil)
+	if !slices.Equal(got, want) {
+		t.Errorf("without hashing: verify reported\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+	}
+	if sum.Destinations[0].Hashed != 0 {
+		t.Errorf("hashed %d sources without being asked", sum.Destinations[0].Hashed)
+	}
+
+	want = append(want, "digest "+dst+"/"+hashedOnly)
+	slices.Sort(want)
+	sum, got, _ = r.verify(t, true, nil)
+	if !slices.Equal(got, want) {
+		t.Errorf("hashing sources: verify reported\n  %s\nwant\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+	}
+	// The multipart-sized object has only a CRC32C: hashing proved it.
+	if d := sum.Destinations[0]; d.Hashed == 0 || d.HashedBytes < int64(len(r.objs[len(r.objs)-1].Data)) || d.Unchecked != 0 {
+		t.Errorf("hashing sources: %+v (%s must be hashed)", d, big)
+	}
+}
