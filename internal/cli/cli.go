@@ -1,5 +1,5 @@
 // Package cli is the operator command line, xrc: validate configs, pack,
-// inspect and verify archives, report savings.
+// inspect and verify archives, report savings, verify replicas.
 package cli
 
 import (
@@ -35,6 +35,8 @@ Commands:
   xrc archive verify FILE|s3://bucket/key  check every member's size and SHA-256
   xrc savings [-config C] [-rule R] [-since 7d] [--json]
                                            what xrc moved and saved, per rule and content class
+  xrc verify -config C -rule R [-prefix P] [-region X] [-report out.csv|out.json] [-hash-sources]
+                                           compare a rule's source with its destinations, object by object
   xrc version
 
 s3:// locations use the usual AWS environment (AWS_REGION, AWS_ENDPOINT_URL_S3, ...);
@@ -58,6 +60,8 @@ func Run(ctx context.Context, args []string, env Env, version string) error {
 		return verify(ctx, args[2:], env)
 	case args[0] == "savings":
 		return savings(ctx, args[1:], env)
+	case args[0] == "verify":
+		return verifyRule(ctx, args[1:], env)
 	case args[0] == "version":
 		fmt.Fprintf(env.Stdout, "xrc %s (zstd encoder: %s)\n", version, archive.NewWriter(archive.WriterOptions{}).Encoder())
 		return nil
