@@ -16,6 +16,7 @@ import (
 	"github.com/xrc-dev/xrc/internal/ledger"
 	"github.com/xrc-dev/xrc/internal/queue"
 	"github.com/xrc-dev/xrc/internal/tombstone"
+	"github.com/xrc-dev/xrc/internal/uploads"
 )
 
 func main() { os.Exit(app.Main("xrc-target", run)) }
@@ -36,6 +37,7 @@ func run(ctx context.Context, p *app.Process) error {
 		S3:         awsapi.S3(p.AWS, region),
 		Tombstones: tombstone.New(ddb, table, time.Now),
 		Ledger:     ledger.New(ddb, table, time.Now),
+		Uploads:    uploads.New(ddb, table, time.Now),
 		Log:        p.Log,
 		Metrics:    deliver.NewMetrics(p.Registry),
 		Health:     p.Health,

@@ -145,7 +145,9 @@ func (s *regionStack) grantTarget(role awsiam.Role, q *workQueue) {
 				[]string{resource}, conditions, why)
 		}
 	}
-	p.allow("TombstonesAndLedger", []string{"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"},
+	// Query and DeleteItem: the uploads of large members kept for resuming
+	// (one partition per region), forgotten once completed or aborted.
+	p.allow("TombstonesAndLedger", []string{"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query"},
 		[]string{*s.table.TableArn()}, nil, "")
 	s.grantCommon(p, q)
 }

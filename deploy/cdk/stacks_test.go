@@ -909,7 +909,7 @@ func TestTable(t *testing.T) {
 	}
 	for _, st := range statements(s.json["eu-west-1"]) {
 		if strings.HasPrefix(st.Role, "<TargetTaskRole") && st.Sid == "TombstonesAndLedger" {
-			if !slices.Equal(st.Actions, []string{"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}) {
+			if !slices.Equal(st.Actions, []string{"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query"}) {
 				t.Errorf("target table actions %v", st.Actions)
 			}
 			return

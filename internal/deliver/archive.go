@@ -47,7 +47,7 @@ func (w *Worker) Deliver(ctx context.Context, bucket, key string) error {
 		w.Metrics.Archives.WithLabelValues("rejected").Inc()
 		return fmt.Errorf("s3://%s/%s: %w", bucket, key, err)
 	}
-	wr := &write{m: m, plan: p, t: &tally{}}
+	wr := &write{bucket: bucket, key: key, m: m, plan: p, t: &tally{}}
 	size := aws.ToInt64(out.ContentLength)
 	err = w.stream(ctx, r, wr)
 	if err != nil {

@@ -8,9 +8,11 @@
 //     (resolve.go): an archive whose manifest names a rule, bucket, key or
 //     delete the config does not map it to is rejected whole and nothing is
 //     written from it.
-//   - An archive is verified end to end (zstd frames, tar layout, every
-//     object's size and SHA-256) before anything is written from it, so a
-//     corrupt archive writes nothing anywhere.
+//   - Nothing unverified is written: the archive is read once, verified as
+//     it goes (zstd frames, tar layout, each object's size and SHA-256), and
+//     an object is made visible only after its own digest matched (held in
+//     memory, or a multipart upload completed only then). Deletes wait for
+//     the end of the whole archive.
 //   - A destination key is only replaced by a newer source write: each
 //     object carries its provenance in x-amz-meta-xrc-* metadata, writes are
 //     conditional on the ETag read, and a propagated delete leaves a
@@ -28,8 +30,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
-	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/jonboulle/clockwork"
 	"go.uber.org/zap"
@@ -40,14 +42,22 @@ import (
 	"github.com/xrc-dev/xrc/internal/ledger"
 	"github.com/xrc-dev/xrc/internal/queue"
 	"github.com/xrc-dev/xrc/internal/tombstone"
+	"github.com/xrc-dev/xrc/internal/uploads"
 	"github.com/xrc-dev/xrc/internal/worker"
 )
 
 // S3API is the part of the S3 client the target worker uses; *s3.Client
 // satisfies it.
 type S3API interface {
-	transfermanager.S3APIClient
+	GetObject(ctx context.Context, in *s3.GetObjectInput, optFns ...func(*s3.Options)) (*s3.GetObjectOutput, error)
+	HeadObject(ctx context.Context, in *s3.HeadObjectInput, optFns ...func(*s3.Options)) (*s3.HeadObjectOutput, error)
+	PutObject(ctx context.Context, in *s3.PutObjectInput, optFns ...func(*s3.Options)) (*s3.PutObjectOutput, error)
 	DeleteObject(ctx context.Context, in *s3.DeleteObjectInput, optFns ...func(*s3.Options)) (*s3.DeleteObjectOutput, error)
+	CreateMultipartUpload(ctx context.Context, in *s3.CreateMultipartUploadInput, optFns ...func(*s3.Options)) (*s3.CreateMultipartUploadOutput, error)
+	UploadPart(ctx context.Context, in *s3.UploadPartInput, optFns ...func(*s3.Options)) (*s3.UploadPartOutput, error)
+	CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMultipartUploadInput, optFns ...func(*s3.Options)) (*s3.CompleteMultipartUploadOutput, error)
+	AbortMultipartUpload(ctx context.Context, in *s3.AbortMultipartUploadInput, optFns ...func(*s3.Options)) (*s3.AbortMultipartUploadOutput, error)
+	ListParts(ctx context.Context, in *s3.ListPartsInput, optFns ...func(*s3.Options)) (*s3.ListPartsOutput, error)
 	ListMultipartUploads(ctx context.Context, in *s3.ListMultipartUploadsInput, optFns ...func(*s3.Options)) (*s3.ListMultipartUploadsOutput, error)
 }
 
@@ -63,6 +73,15 @@ type Ledger interface {
 	Get(ctx context.Context, archiveID, region string) (ledger.Entry, bool, error)
 }
 
+// Uploads remembers the multipart uploads of large members, so a delivery
+// cut short resumes them (package uploads).
+type Uploads interface {
+	Put(ctx context.Context, u uploads.Upload) error
+	Get(ctx context.Context, u uploads.Upload) (uploads.Upload, bool, error)
+	Delete(ctx context.Context, u uploads.Upload) error
+	List(ctx context.Context, region, stagingKey string) ([]uploads.Upload, error)
+}
+
 // Deps are the worker's collaborators.
 type Deps struct {
 	Config     *config.Config
@@ -71,6 +90,7 @@ type Deps struct {
 	S3         S3API        // client for Region: staging and destination buckets
 	Tombstones Tombstones
 	Ledger     Ledger
+	Uploads    Uploads
 	Log        *zap.Logger
 	Metrics    *Metrics
 	Health     *health.Check
@@ -80,8 +100,9 @@ type Deps struct {
 // Worker is a target worker.
 type Worker struct {
 	Deps
-	staging string
-	runtime *worker.Runtime
+	staging    string
+	runtime    *worker.Runtime
+	background sync.WaitGroup // the upload sweep
 }
 
 // archivesAtOnce bounds concurrent archives; each already overlaps its
@@ -94,8 +115,8 @@ func New(d Deps) (*Worker, error) {
 	if !ok || !region.IsTarget() {
 		return nil, fmt.Errorf("region %q is not a target region in the config", d.Region)
 	}
-	if d.Tombstones == nil || d.Ledger == nil {
-		return nil, errors.New("deliver: tombstones and ledger are required")
+	if d.Tombstones == nil || d.Ledger == nil || d.Uploads == nil {
+		return nil, errors.New("deliver: tombstones, ledger and uploads are required")
 	}
 	if d.Clock == nil {
 		d.Clock = clockwork.NewRealClock()
@@ -111,11 +132,14 @@ func New(d Deps) (*Worker, error) {
 // flight the drain time. Unfinished messages are released.
 func (w *Worker) Run(ctx context.Context) error {
 	w.Log.Info("target worker starting", zap.String("staging", w.staging))
-	return w.runtime.Run(ctx, w)
+	err := w.runtime.Run(ctx, w)
+	w.background.Wait() // the work context Start got has ended
+	return err
 }
 
-// Start implements worker.Role.
-func (w *Worker) Start(context.Context) {}
+// Start implements worker.Role: it starts the sweep of uploads nobody will
+// resume.
+func (w *Worker) Start(work context.Context) { w.background.Go(func() { w.sweepLoop(work) }) }
 
 // Drain implements worker.Role: archives run inside Handle, which the
 // runtime waits for.
@@ -156,6 +180,13 @@ func (w *Worker) Handle(_ context.Context, m *worker.Message) {
 			// A corrupt, rejected or vanished archive will not heal: let
 			// it reach the DLQ quickly.
 			delay = 0
+		}
+		if permanent || m.ReceiveCount >= w.Config.Settings.Worker.MaxReceiveCount {
+			// No later delivery will resume its uploads (a redrive from the
+			// DLQ starts them over).
+			for _, ref := range m.Events.Refs {
+				w.Abandon(ctx, ref.Key)
+			}
 		}
 		m.Log().Error("archive not delivered; message released for retry", zap.Duration("retryIn", delay), zap.Error(failed))
 		m.Release(delay)

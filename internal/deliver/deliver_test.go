@@ -30,6 +30,7 @@ import (
 	"github.com/xrc-dev/xrc/internal/source"
 	"github.com/xrc-dev/xrc/internal/stats"
 	"github.com/xrc-dev/xrc/internal/tombstone"
+	"github.com/xrc-dev/xrc/internal/uploads"
 )
 
 // pipeline is a provisioned deployment with both workers running in-process.
@@ -119,7 +120,8 @@ func (p *pipeline) startTargetWith(t testing.TB, s3c deliver.S3API, sqsc queue.A
 	cfg.Settings.Worker.VisibilityTimeout = config.Duration(visibility)
 	w, err := deliver.New(deliver.Deps{Config: &cfg, Region: "eu-west-1", Queue: q, S3: s3c,
 		Tombstones: tombstone.New(p.ddb, cfg.TableName(), time.Now), Ledger: ledger.New(p.ddb, cfg.TableName(), time.Now),
-		Log: p.log.Named("target"), Metrics: deliver.NewMetrics(reg), Health: health.New(time.Minute, time.Now)})
+		Uploads: uploads.New(p.ddb, cfg.TableName(), time.Now),
+		Log:     p.log.Named("target"), Metrics: deliver.NewMetrics(reg), Health: health.New(time.Minute, time.Now)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,11 +16,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/dataset"
 	"github.com/xrc-dev/xrc/internal/queue"
+	"github.com/xrc-dev/xrc/internal/uploads"
 )
 
 // TestMissingDestinationBucket extracts an archive into a destination
@@ -157,7 +159,7 @@ func (p *pipeline) snapshot(t testing.TB) map[string]string {
 // archive the crashed one left: every object correct, the objects the
 // first worker wrote skipped rather than written again, staging and queues
 // empty.
-func (p *pipeline) finishAfterCrash(t *testing.T, objs []dataset.Object, before map[string]string) {
+func (p *pipeline) finishAfterCrash(t *testing.T, objs []dataset.Object, before map[string]string) *prometheus.Registry {
 	t.Helper()
 	ctx := context.Background()
 	dst := p.cfg.Rules[0].Destinations[0].Bucket
@@ -195,11 +197,12 @@ func (p *pipeline) finishAfterCrash(t *testing.T, objs []dataset.Object, before 
 	if n := p.depth(t, dlq); n != 0 {
 		t.Errorf("DLQ holds %d messages", n)
 	}
-	// The upload the crash left behind is aborted by the next delivery of
-	// the key; its parts are not left billed until a lifecycle rule runs.
+	// The upload the crash left behind is completed or aborted by the next
+	// delivery; its parts are not left billed until a lifecycle rule runs.
 	if n := p.uploading(t, dst, "data/crash/big.txt"); n != 0 {
 		t.Errorf("%d incomplete multipart uploads of the large object remain after the next delivery", n)
 	}
+	return reg
 }
 
 // TestKilledMidArchive crashes the target worker while it writes an
@@ -232,6 +235,10 @@ func TestKilledMidArchive(t *testing.T) {
 
 	big := "data/crash/big.txt"
 	p.waitMidArchive(t, big)
+	// Kill once parts are up, so there is something to resume.
+	if !poll(2*time.Minute, 50*time.Millisecond, func() bool { return p.parts(t, p.cfg.Rules[0].Destinations[0].Bucket, big) >= 2 }) {
+		t.Fatal("the large object's upload never got two parts")
+	}
 	kill()
 	if err := stop(); err != nil {
 		t.Fatal(err)
@@ -240,15 +247,41 @@ func TestKilledMidArchive(t *testing.T) {
 	if _, ok := before[big]; ok {
 		t.Fatal("the large object completed before the kill; the test did not interrupt anything")
 	}
-	t.Logf("killed with %d of %d objects written, %d multipart upload(s) of %s left behind",
-		len(before), len(objs), p.uploading(t, p.cfg.Rules[0].Destinations[0].Bucket, big), big)
-	p.finishAfterCrash(t, objs, before)
+	left := p.parts(t, p.cfg.Rules[0].Destinations[0].Bucket, big)
+	t.Logf("killed with %d of %d objects written, %d multipart upload(s) of %s left behind with %d parts",
+		len(before), len(objs), p.uploading(t, p.cfg.Rules[0].Destinations[0].Bucket, big), big, left)
+	reg := p.finishAfterCrash(t, objs, before)
+	// The next delivery resumed the upload rather than starting over.
+	if got := metric(t, reg, "xrc_target_resumed_bytes_total"); got < float64(left<<24) {
+		t.Errorf("restarted worker reused %v bytes of the interrupted upload, want the %d parts (16 MiB each) it held", got, left)
+	}
+}
+
+// parts counts the parts uploaded so far in key's unfinished uploads.
+func (p *pipeline) parts(t testing.TB, bucket, key string) int {
+	t.Helper()
+	out, err := p.dst.ListMultipartUploads(context.Background(), &s3.ListMultipartUploadsInput{Bucket: &bucket, Prefix: &key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, u := range out.Uploads {
+		if aws.ToString(u.Key) != key {
+			continue
+		}
+		ps, err := p.dst.ListParts(context.Background(), &s3.ListPartsInput{Bucket: &bucket, Key: &key, UploadId: u.UploadId})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += len(ps.Parts)
+	}
+	return n
 }
 
 // TestDrainTimeoutReleases stops the worker while it writes an archive,
 // with a drain time too short to finish: the archive is abandoned, its
 // message released at once (not left hidden until its visibility timeout
-// ends), and a new worker completes it.
+// ends), and a new worker completes it, leaving no upload behind.
 func TestDrainTimeoutReleases(t *testing.T) {
 	t.Parallel()
 	p := newPipeline(t, func(c *config.Config) {
@@ -274,10 +307,8 @@ func TestDrainTimeoutReleases(t *testing.T) {
 	if e := p.logs.FilterLevelExact(zap.ErrorLevel).All(); len(e) != 0 {
 		t.Errorf("shutdown logged %d errors, first %q", len(e), e[0].Message)
 	}
-	// Unlike a kill, an orderly abandon leaves no multipart upload behind.
-	if n := p.uploading(t, p.cfg.Rules[0].Destinations[0].Bucket, "data/crash/big.txt"); n != 0 {
-		t.Errorf("%d unfinished multipart uploads left behind", n)
-	}
+	// The large object's upload is kept for the next delivery to resume
+	// (finishAfterCrash checks none is left once it is done).
 	before := p.snapshot(t)
 	if len(before) == len(objs) {
 		t.Fatal("the archive completed before the stop; the test did not interrupt anything")
@@ -313,4 +344,51 @@ func (r *releases) count() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.n
+}
+
+// TestOrphanUploadSwept: a task killed during an archive's last delivery
+// leaves a recorded upload nobody resumes. A starting worker aborts it once
+// its archive is gone from staging, and keeps one whose archive is still
+// there (a redrive from the DLQ resumes it).
+func TestOrphanUploadSwept(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t, nil)
+	ctx := context.Background()
+	dst := p.cfg.Rules[0].Destinations[0].Bucket
+	staging := p.cfg.Settings.Regions[1].StagingBucket
+	store := uploads.New(p.ddb, p.cfg.TableName(), time.Now)
+	if _, err := p.dst.PutObject(ctx, &s3.PutObjectInput{Bucket: &staging, Key: aws.String("r1/still-here.tar.zst"), Body: strings.NewReader("x")}); err != nil {
+		t.Fatal(err)
+	}
+	record := func(stagingKey, key string) {
+		out, err := p.dst.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: &dst, Key: &key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = store.Put(ctx, uploads.Upload{Region: p.cfg.Settings.Regions[1].Name, StagingBucket: staging, StagingKey: stagingKey,
+			ArchiveID: "a-" + key, Member: "objects/000000/" + key, Bucket: dst, Key: key, UploadID: aws.ToString(out.UploadId),
+			PartSize: 16 << 20, Started: time.Now().Add(-time.Hour)})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	record("r1/gone.tar.zst", "data/orphan.bin")
+	record("r1/still-here.tar.zst", "data/kept.bin")
+	_, stop := p.startTarget(t)
+	if !poll(time.Minute, 100*time.Millisecond, func() bool { return p.uploading(t, dst, "data/orphan.bin") == 0 }) {
+		t.Error("the upload of an archive gone from staging was not aborted")
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if n := p.uploading(t, dst, "data/kept.bin"); n != 1 {
+		t.Errorf("%d uploads of an archive still in staging, want it kept", n)
+	}
+	left, err := store.List(ctx, p.cfg.Settings.Regions[1].Name, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) != 1 || left[0].Key != "data/kept.bin" {
+		t.Errorf("recorded uploads after the sweep: %+v, want only data/kept.bin", left)
+	}
 }

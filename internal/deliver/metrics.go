@@ -15,6 +15,7 @@ type Metrics struct {
 	Bytes           *prometheus.CounterVec   // uncompressed bytes written to destinations, by rule
 	ArchiveBytes    *prometheus.CounterVec   // archive bytes delivered from staging, by rule
 	StagingRead     prometheus.Counter       // bytes read from staging by every GET, re-reads included
+	ResumedBytes    prometheus.Counter       // bytes of large objects not sent again: parts an earlier delivery uploaded
 	VerifyFailures  prometheus.Counter       // archives that failed verification
 	Latency         *prometheus.HistogramVec // source write to destination write, by rule
 	ArchiveDuration *prometheus.HistogramVec // one archive, by rule
@@ -34,13 +35,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Compressed archive bytes read from staging."}, []string{"rule"}),
 		StagingRead: prometheus.NewCounter(prometheus.CounterOpts{Name: "xrc_target_staging_read_bytes_total",
 			Help: "Bytes read from the staging bucket, every GET of every delivery attempt counted."}),
+		ResumedBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "xrc_target_resumed_bytes_total",
+			Help: "Bytes of large objects an earlier, interrupted delivery had already uploaded (parts reused, not sent again)."}),
 		VerifyFailures: prometheus.NewCounter(prometheus.CounterOpts{Name: "xrc_target_verify_failures_total",
-			Help: "Archives that failed verification (corrupt, truncated, unsafe, or an object whose size or SHA-256 did not match): nothing was written from them."}),
+			Help: "Archives that failed verification (corrupt, truncated, unsafe, or an object whose size or SHA-256 did not match): nothing unverified was written from them."}),
 		Latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "xrc_target_replication_latency_seconds",
 			Help: "From the source object's last-modified time to its destination write.", Buckets: prometheus.ExponentialBuckets(1, 2, 14)}, []string{"rule"}),
 		ArchiveDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "xrc_target_archive_duration_seconds",
 			Help: "Time to verify and deliver one archive.", Buckets: prometheus.ExponentialBuckets(0.05, 2, 14)}, []string{"rule"}),
 	}
-	reg.MustRegister(m.Archives, m.Objects, m.Bytes, m.ArchiveBytes, m.StagingRead, m.VerifyFailures, m.Latency, m.ArchiveDuration)
+	reg.MustRegister(m.Archives, m.Objects, m.Bytes, m.ArchiveBytes, m.StagingRead, m.ResumedBytes, m.VerifyFailures, m.Latency, m.ArchiveDuration)
 	return m
 }

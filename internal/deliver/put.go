@@ -9,9 +9,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
-	tmtypes "github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"go.uber.org/zap"
 
 	"github.com/xrc-dev/xrc/internal/awsapi"
@@ -22,7 +21,7 @@ import (
 // put writes one object to one destination, conditional on etag (the ETag
 // read; "" requires the key to be absent).
 func (w *Worker) put(ctx context.Context, wr *write, o *manifest.Object, rt config.Route, sum []byte, body io.Reader, etag string) error {
-	in := &transfermanager.UploadObjectInput{
+	in := &s3.PutObjectInput{
 		Bucket:             &rt.Bucket,
 		Key:                &rt.Key,
 		Body:               body,
@@ -43,11 +42,11 @@ func (w *Worker) put(ctx context.Context, wr *write, o *manifest.Object, rt conf
 		class = rt.StorageClass
 	}
 	if class != "" && class != "STANDARD" {
-		in.StorageClass = tmtypes.StorageClass(class)
+		in.StorageClass = s3types.StorageClass(class)
 	}
 	if rt.KMSKeyID != "" {
-		in.ServerSideEncryption = tmtypes.ServerSideEncryptionAwsKms
-		in.SSEKMSKeyID = &rt.KMSKeyID
+		in.ServerSideEncryption = s3types.ServerSideEncryptionAwsKms
+		in.SSEKMSKeyId = &rt.KMSKeyID
 		in.BucketKeyEnabled = aws.Bool(true)
 	}
 	if etag != "" {
@@ -55,26 +54,17 @@ func (w *Worker) put(ctx context.Context, wr *write, o *manifest.Object, rt conf
 	} else {
 		in.IfNoneMatch = aws.String("*")
 	}
+	started := w.Clock.Now()
 	multipart := o.Size > bufferMax
 	if !multipart {
 		// One PUT: S3 checks the SHA-256 we computed from the archive and
 		// keeps it as the object's checksum, for users to verify.
-		in.ChecksumAlgorithm = tmtypes.ChecksumAlgorithmSha256
+		in.ChecksumAlgorithm = s3types.ChecksumAlgorithmSha256
 		in.ChecksumSHA256 = aws.String(base64.StdEncoding.EncodeToString(sum))
-	} else {
-		// Multipart: S3 keeps a full-object CRC32C, which (unlike SHA-256) it
-		// can combine across parts. CRC64NVME would do on AWS, but MinIO
-		// cannot complete such uploads.
-		in.ChecksumAlgorithm = tmtypes.ChecksumAlgorithmCrc32c
-		in.ChecksumType = tmtypes.ChecksumTypeFullObject
-	}
-	tm := awsapi.NewUploader(w.S3, func(opts *transfermanager.Options) {
-		opts.PartSizeBytes = max(16<<20, o.Size/9000+1)
-		opts.Concurrency = 4
-		opts.MultipartUploadThreshold = bufferMax + 1
-	})
-	started := w.Clock.Now()
-	if _, err := tm.UploadObject(ctx, in); err != nil {
+		if _, err := w.S3.PutObject(ctx, in); err != nil {
+			return err
+		}
+	} else if err := w.multipart(ctx, wr, o, in); err != nil {
 		return err
 	}
 	wr.t.written.Add(1)

@@ -30,9 +30,10 @@ type tally struct {
 // write is one archive's delivery: its manifest, what the config decided,
 // and what happened.
 type write struct {
-	m    *manifest.Manifest
-	plan *plan
-	t    *tally
+	bucket, key string // the staging archive
+	m           *manifest.Manifest
+	plan        *plan
+	t           *tally
 }
 
 // decide reads what the destination holds and returns the ETag to make the

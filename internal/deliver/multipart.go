@@ -1,0 +1,268 @@
+package deliver
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"slices"
+	"sync"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/xrc-dev/xrc/internal/awsapi"
+	"github.com/xrc-dev/xrc/internal/manifest"
+	"github.com/xrc-dev/xrc/internal/uploads"
+)
+
+// A large object streams from the archive into a multipart upload whose
+// parts are sent as they fill; the upload is completed only once the
+// archive reader has checked the object's size and SHA-256 (its EOF), so a
+// corrupt object is never visible. The upload is recorded (package
+// uploads) before its first part: a delivery cut short (a task killed, an
+// outage) leaves it for the next delivery of the archive, which lists the
+// parts already there and sends only the others. It is aborted when the
+// archive fails for good (Abandon) or its archive is gone (sweep.go).
+//
+// The transfer manager cannot resume an upload, hence this file.
+
+// partsAtOnce bounds the parts of one object in flight; memory is at most
+// partsAtOnce+1 part buffers.
+const partsAtOnce = 4
+
+// partSize grows with the object so no upload needs more than 9,000 parts
+// (S3 allows 10,000).
+func partSize(size int64) int64 { return max(16<<20, size/9000+1) }
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+func crcBase64(sum uint32) string {
+	return base64.StdEncoding.EncodeToString([]byte{byte(sum >> 24), byte(sum >> 16), byte(sum >> 8), byte(sum)})
+}
+
+// multipart writes o's body (in.Body, read from the archive) with the
+// headers and conditions of in. S3 keeps a full-object CRC32C, which
+// (unlike SHA-256) it can combine across parts; CRC64NVME would do on AWS,
+// but MinIO cannot complete such uploads.
+func (w *Worker) multipart(ctx context.Context, wr *write, o *manifest.Object, in *s3.PutObjectInput) error {
+	u, have, err := w.resume(ctx, wr, o, in)
+	if err != nil {
+		return err
+	}
+	parts, full, err := w.sendParts(ctx, u, have, in.Body)
+	if err != nil {
+		return err // the upload stays for the next delivery
+	}
+	_, err = w.S3.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+		Bucket: in.Bucket, Key: in.Key, UploadId: &u.UploadID,
+		MultipartUpload: &s3types.CompletedMultipartUpload{Parts: parts},
+		ChecksumType:    s3types.ChecksumTypeFullObject,
+		ChecksumCRC32C:  aws.String(full),
+		IfMatch:         in.IfMatch,
+		IfNoneMatch:     in.IfNoneMatch,
+	})
+	if err != nil {
+		if awsapi.IsPreconditionFailed(err) {
+			// The key changed since we read it: these parts will never be
+			// completed under another condition's ETag check anyway.
+			w.abort(ctx, u)
+		}
+		return err
+	}
+	w.forget(ctx, u)
+	return nil
+}
+
+// resume returns the upload recorded for o's member and destination with
+// the parts it already holds, or starts and records a new one.
+func (w *Worker) resume(ctx context.Context, wr *write, o *manifest.Object, in *s3.PutObjectInput) (uploads.Upload, map[int32]s3types.Part, error) {
+	want := uploads.Upload{Region: w.Region, StagingBucket: wr.bucket, StagingKey: wr.key, ArchiveID: wr.m.ArchiveID, Member: o.Member,
+		Bucket: aws.ToString(in.Bucket), Key: aws.ToString(in.Key)}
+	u, ok, err := w.Uploads.Get(ctx, want)
+	if err != nil {
+		return u, nil, err
+	}
+	if ok && u.ArchiveID == want.ArchiveID {
+		have, err := w.listParts(ctx, u)
+		if err == nil {
+			var n int64
+			for _, p := range have {
+				n += aws.ToInt64(p.Size)
+			}
+			w.Log.Info("resuming an upload an earlier delivery left", zap.String("bucket", u.Bucket), zap.String("key", u.Key),
+				zap.String("uploadId", u.UploadID), zap.Int("parts", len(have)), zap.Int64("bytes", n))
+			return u, have, nil
+		}
+		if !awsapi.IsNotFound(err) {
+			return u, nil, err
+		}
+		// Aborted (by a sweep, or a later write of the key) or completed
+		// meanwhile: start over.
+	}
+	// A create cancelled in flight may open an upload nobody learns the id
+	// of, and a created upload must be recorded before anything can cut us
+	// short: both run to completion whatever ctx does.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), awsapi.AbortTimeout)
+	defer cancel()
+	if err := ctx.Err(); err != nil {
+		return u, nil, err
+	}
+	out, err := w.S3.CreateMultipartUpload(cctx, &s3.CreateMultipartUploadInput{
+		Bucket: in.Bucket, Key: in.Key, Metadata: in.Metadata,
+		ContentType: in.ContentType, ContentEncoding: in.ContentEncoding, ContentDisposition: in.ContentDisposition,
+		ContentLanguage: in.ContentLanguage, CacheControl: in.CacheControl, Expires: in.Expires, Tagging: in.Tagging,
+		StorageClass: in.StorageClass, ServerSideEncryption: in.ServerSideEncryption, SSEKMSKeyId: in.SSEKMSKeyId,
+		BucketKeyEnabled:  in.BucketKeyEnabled,
+		ChecksumAlgorithm: s3types.ChecksumAlgorithmCrc32c, ChecksumType: s3types.ChecksumTypeFullObject,
+	})
+	if err != nil {
+		return u, nil, err
+	}
+	u = want
+	u.UploadID, u.PartSize, u.Started = aws.ToString(out.UploadId), partSize(o.Size), w.Clock.Now().UTC()
+	if err := w.Uploads.Put(cctx, u); err != nil {
+		w.abort(ctx, u) // unrecorded, a kill would leave it to nobody
+		return u, nil, err
+	}
+	return u, nil, nil
+}
+
+// listParts returns the parts u holds by number.
+func (w *Worker) listParts(ctx context.Context, u uploads.Upload) (map[int32]s3types.Part, error) {
+	have := map[int32]s3types.Part{}
+	pg := s3.NewListPartsPaginator(w.S3, &s3.ListPartsInput{Bucket: &u.Bucket, Key: &u.Key, UploadId: &u.UploadID})
+	for pg.HasMorePages() {
+		page, err := pg.NextPage(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range page.Parts {
+			have[aws.ToInt32(p.PartNumber)] = p
+		}
+	}
+	return have, nil
+}
+
+// sendParts reads body to its end in parts of u.PartSize, sending those u
+// does not already hold with the same size and CRC32C. It returns the
+// parts to complete and the object's full CRC32C. It returns an error,
+// never the parts, when body fails: the archive reader reports a size or
+// digest mismatch there.
+func (w *Worker) sendParts(ctx context.Context, u uploads.Upload, have map[int32]s3types.Part, body io.Reader) ([]s3types.CompletedPart, string, error) {
+	// Buffers are tokens: reading the next part waits for one to be free.
+	pool := make(chan []byte, partsAtOnce+1)
+	for range partsAtOnce + 1 {
+		pool <- nil
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(partsAtOnce)
+	var (
+		mu      sync.Mutex
+		parts   []s3types.CompletedPart
+		full    uint32
+		resumed int64
+	)
+	for n := int32(1); ; n++ {
+		buf := <-pool
+		if buf == nil {
+			buf = make([]byte, u.PartSize)
+		}
+		k, err := io.ReadFull(body, buf)
+		last := err == io.EOF || err == io.ErrUnexpectedEOF
+		if err != nil && !last {
+			return nil, "", errors.Join(err, g.Wait())
+		}
+		if k == 0 {
+			break // the object ended on a part boundary
+		}
+		data := buf[:k]
+		full = crc32.Update(full, castagnoli, data)
+		sum := crcBase64(crc32.Checksum(data, castagnoli))
+		if p, ok := have[n]; ok && aws.ToInt64(p.Size) == int64(k) && aws.ToString(p.ChecksumCRC32C) == sum {
+			mu.Lock()
+			parts = append(parts, s3types.CompletedPart{PartNumber: aws.Int32(n), ETag: p.ETag, ChecksumCRC32C: &sum})
+			mu.Unlock()
+			resumed += int64(k)
+			pool <- buf
+		} else {
+			g.Go(func() error {
+				defer func() { pool <- buf }()
+				out, err := w.S3.UploadPart(gctx, &s3.UploadPartInput{Bucket: &u.Bucket, Key: &u.Key, UploadId: &u.UploadID,
+					PartNumber: aws.Int32(n), Body: bytes.NewReader(data), ContentLength: aws.Int64(int64(k)),
+					ChecksumAlgorithm: s3types.ChecksumAlgorithmCrc32c, ChecksumCRC32C: &sum})
+				if err != nil {
+					return fmt.Errorf("part %d of upload %s: %w", n, u.UploadID, err)
+				}
+				mu.Lock()
+				parts = append(parts, s3types.CompletedPart{PartNumber: aws.Int32(n), ETag: out.ETag, ChecksumCRC32C: &sum})
+				mu.Unlock()
+				w.runtime.Progress()
+				return nil
+			})
+		}
+		if last {
+			break
+		}
+		if gctx.Err() != nil {
+			break // g.Wait has the error
+		}
+	}
+	if err := g.Wait(); err != nil {
+		return nil, "", err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, "", err
+	}
+	w.Metrics.ResumedBytes.Add(float64(resumed))
+	slices.SortFunc(parts, func(a, b s3types.CompletedPart) int {
+		return int(aws.ToInt32(a.PartNumber) - aws.ToInt32(b.PartNumber))
+	})
+	return parts, crcBase64(full), nil
+}
+
+// abort aborts u and forgets it, on a context of its own: it runs when the
+// caller's may be over.
+func (w *Worker) abort(ctx context.Context, u uploads.Upload) {
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), awsapi.AbortTimeout)
+	defer cancel()
+	_, err := w.S3.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{Bucket: &u.Bucket, Key: &u.Key, UploadId: &u.UploadID})
+	if err != nil && !awsapi.IsNotFound(err) {
+		w.Metrics.Errors.WithLabelValues("abort_upload").Inc()
+		w.Log.Warn("aborting an upload", zap.String("bucket", u.Bucket), zap.String("key", u.Key), zap.String("uploadId", u.UploadID), zap.Error(err))
+		return // keep the record: the sweep tries again
+	}
+	w.forget(actx, u)
+}
+
+// forget deletes u's record; a leftover record only costs the sweep a
+// ListParts.
+func (w *Worker) forget(ctx context.Context, u uploads.Upload) {
+	if err := w.Uploads.Delete(context.WithoutCancel(ctx), u); err != nil {
+		w.Metrics.Errors.WithLabelValues("uploads").Inc()
+		w.Log.Warn("forgetting an upload", zap.String("bucket", u.Bucket), zap.String("key", u.Key), zap.Error(err))
+	}
+}
+
+// Abandon aborts the uploads a failed archive left for resuming: its
+// message will not be delivered again (its last attempt, or an archive no
+// retry can fix).
+func (w *Worker) Abandon(ctx context.Context, stagingKey string) {
+	us, err := w.Uploads.List(context.WithoutCancel(ctx), w.Region, stagingKey)
+	if err != nil {
+		w.Metrics.Errors.WithLabelValues("uploads").Inc()
+		w.Log.Warn("listing the uploads of an abandoned archive", zap.String("key", stagingKey), zap.Error(err))
+		return
+	}
+	for _, u := range us {
+		w.abort(ctx, u)
+		w.Log.Info("aborted the upload of an abandoned archive", zap.String("archive", u.ArchiveID), zap.String("bucket", u.Bucket),
+			zap.String("key", u.Key), zap.String("uploadId", u.UploadID))
+	}
+}
