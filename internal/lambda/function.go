@@ -1,0 +1,251 @@
+package lambda
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	"go.uber.org/zap"
+
+	"github.com/xrc-dev/xrc/internal/app"
+	"github.com/xrc-dev/xrc/internal/awsapi"
+	"github.com/xrc-dev/xrc/internal/config"
+	"github.com/xrc-dev/xrc/internal/deliver"
+	"github.com/xrc-dev/xrc/internal/ledger"
+	"github.com/xrc-dev/xrc/internal/logging"
+	"github.com/xrc-dev/xrc/internal/metrics"
+	"github.com/xrc-dev/xrc/internal/queue"
+	"github.com/xrc-dev/xrc/internal/source"
+	"github.com/xrc-dev/xrc/internal/stats"
+	"github.com/xrc-dev/xrc/internal/tombstone"
+	"github.com/xrc-dev/xrc/internal/uploads"
+)
+
+// Roles a function can play (XRC_ROLE).
+const (
+	RoleSource = "source"
+	RoleTarget = "target"
+)
+
+// DefaultConfigTTL is how long a warm function trusts the config document
+// it read before reading it again (XRC_CONFIG_TTL).
+const DefaultConfigTTL = 5 * time.Minute
+
+// configTimeout bounds a reload of the document on a warm invocation: a
+// slow SSM keeps the invocation waiting no longer.
+const configTimeout = 5 * time.Second
+
+// Env is what a function's environment tells it.
+type Env struct {
+	Role  string    // XRC_ROLE: source or target
+	Flags app.Flags // XRC_CONFIG, XRC_REGION (else AWS_REGION), XRC_RULES, XRC_QUEUE_URL, as the workers take them
+	// ConfigTTL is XRC_CONFIG_TTL, a Go duration (default 5m).
+	ConfigTTL time.Duration
+}
+
+// ParseEnv reads a function's environment.
+func ParseEnv(getenv func(string) string) (Env, error) {
+	f, err := app.ParseFlags("xrc-lambda", nil, getenv)
+	if err != nil {
+		return Env{}, err
+	}
+	e := Env{Role: getenv("XRC_ROLE"), Flags: f, ConfigTTL: DefaultConfigTTL}
+	if e.Role != RoleSource && e.Role != RoleTarget {
+		return Env{}, fmt.Errorf("%w: XRC_ROLE must be %s or %s, got %q", app.ErrUsage, RoleSource, RoleTarget, e.Role)
+	}
+	if s := getenv("XRC_CONFIG_TTL"); s != "" {
+		if e.ConfigTTL, err = time.ParseDuration(s); err != nil || e.ConfigTTL < 0 {
+			return Env{}, fmt.Errorf("%w: XRC_CONFIG_TTL must be a duration such as 5m, got %q", app.ErrUsage, s)
+		}
+	}
+	return e, nil
+}
+
+// Function is one xrc Lambda function: its role's handler, built from the
+// config document and rebuilt when a reload after ConfigTTL finds the
+// document changed. Metrics go to stdout as EMF lines after every
+// invocation, as a Fargate task's do every minute.
+type Function struct {
+	env Env
+	aws aws.Config
+	ps  config.ParameterGetter
+	log *zap.Logger
+	emf *metrics.EMF
+	now func() time.Time
+	// Created once: a registry takes each metric once, whatever the
+	// rebuilds.
+	srcMetrics *source.Metrics
+	tgtMetrics *deliver.Metrics
+
+	mu      sync.Mutex // Lambda invokes one at a time; tests and the emulator may not
+	raw     []byte
+	readAt  time.Time
+	handler func(context.Context, events.SQSEvent) (events.SQSEventResponse, error)
+	stop    context.CancelFunc // ends the current worker's background loops
+}
+
+// New loads the config and builds the role's handler (a cold start).
+// stdout receives the logs and EMF lines.
+func New(ctx context.Context, env Env, awsCfg aws.Config, stdout io.Writer) (*Function, error) {
+	f := &Function{env: env, aws: awsCfg, now: time.Now}
+	if strings.HasPrefix(env.Flags.Config, config.SSMScheme) {
+		f.ps = ssm.NewFromConfig(awsCfg)
+	}
+	raw, err := config.Read(ctx, env.Flags.Config, f.ps)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := config.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", env.Flags.Config, err)
+	}
+	log, err := logging.New(stdout, cfg.Settings.LogLevel)
+	if err != nil {
+		return nil, err
+	}
+	service := "xrc-" + env.Role
+	f.log = log.With(zap.String("service", service), zap.String("region", env.Flags.Region), zap.String("compute", "lambda"))
+	reg := metrics.NewRegistry()
+	if env.Role == RoleSource {
+		f.srcMetrics = source.NewMetrics(reg)
+	} else {
+		f.tgtMetrics = deliver.NewMetrics(reg)
+	}
+	// The Service dimension of the Fargate worker of the same role, so the
+	// dashboard and alarms count both ways of running it together.
+	f.emf = metrics.NewEMF(reg, stdout, cfg.Settings.StackName, "xrc_", map[string]string{"Service": service, "Region": env.Flags.Region})
+	if err := f.build(ctx, cfg); err != nil {
+		return nil, err
+	}
+	f.raw, f.readAt = raw, f.now()
+	f.log.Info("starting", zap.String("version", app.Version), zap.String("role", env.Role), zap.String("config", env.Flags.Config),
+		zap.Duration("configTTL", env.ConfigTTL))
+	return f, nil
+}
+
+// Invoke handles one batch of the event source mapping (lambda.Start's
+// handler).
+func (f *Function) Invoke(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.refresh(ctx)
+	resp, err := f.handler(ctx, ev)
+	if ferr := f.emf.Flush(f.now()); ferr != nil {
+		f.log.Warn("flushing metrics", zap.Error(ferr))
+	}
+	return resp, err
+}
+
+// refresh reads the document again once ConfigTTL has passed and rebuilds
+// the handler when it changed. A document that cannot be read or is
+// invalid leaves the handler as it is (logged): the running config is
+// better than none.
+func (f *Function) refresh(ctx context.Context) {
+	if f.now().Sub(f.readAt) < f.env.ConfigTTL {
+		return
+	}
+	f.readAt = f.now()
+	rctx, cancel := context.WithTimeout(ctx, configTimeout)
+	defer cancel()
+	raw, err := config.Read(rctx, f.env.Flags.Config, f.ps)
+	if err != nil {
+		f.log.Warn("reloading the config: keeping the one loaded", zap.Error(err))
+		return
+	}
+	if bytes.Equal(raw, f.raw) {
+		return
+	}
+	cfg, err := config.Parse(raw)
+	if err == nil {
+		err = f.build(ctx, cfg)
+	}
+	if err != nil {
+		f.log.Error("config changed but cannot be used: keeping the one loaded", zap.Error(err))
+		return
+	}
+	f.raw = raw
+	f.log.Info("config changed: handler rebuilt")
+}
+
+// build makes the role's handler for cfg and replaces the current one.
+func (f *Function) build(ctx context.Context, cfg *config.Config) error {
+	var (
+		handler func(context.Context, events.SQSEvent) (events.SQSEventResponse, error)
+		stop    context.CancelFunc = func() {}
+		err     error
+	)
+	if f.env.Role == RoleSource {
+		handler, stop, err = f.buildSource(ctx, cfg)
+	} else {
+		handler, err = f.buildTarget(ctx, cfg)
+	}
+	if err != nil {
+		return err
+	}
+	if f.stop != nil {
+		f.stop()
+	}
+	f.handler, f.stop = handler, stop
+	return nil
+}
+
+func (f *Function) buildSource(ctx context.Context, cfg *config.Config) (func(context.Context, events.SQSEvent) (events.SQSEventResponse, error), context.CancelFunc, error) {
+	region, _ := cfg.Region(f.env.Flags.Region) // source.New checks it
+	rules, queueName, err := app.SourceRules(cfg, region.Name, f.env.Flags)
+	if err != nil {
+		return nil, nil, err
+	}
+	sqsClient := sqs.NewFromConfig(f.aws)
+	url, err := app.QueueURL(ctx, sqsClient, f.env.Flags, queueName)
+	if err != nil {
+		return nil, nil, err
+	}
+	q := queue.New(sqsClient, url)
+	table := stats.New(dynamodb.NewFromConfig(f.aws), cfg.TableName(), time.Now)
+	w, err := source.New(source.Deps{
+		Config: cfg, Region: region.Name, RuleIDs: rules, Queue: q,
+		S3: awsapi.S3(f.aws, region), Log: f.log, Metrics: f.srcMetrics, Stats: table, Leases: table,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	// The learner, the lease and the sweep of abandoned uploads live as
+	// long as this environment and this config; they run while an
+	// invocation does (Lambda freezes the environment in between).
+	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
+	w.Prepare(bg)
+	h := NewSource(SourceOptions{Worker: w, Queue: q, Margin: cfg.Settings.Lambda.Margin.D(), Log: f.log, Metrics: f.srcMetrics.Metrics})
+	return h.Handle, stop, nil
+}
+
+func (f *Function) buildTarget(ctx context.Context, cfg *config.Config) (func(context.Context, events.SQSEvent) (events.SQSEventResponse, error), error) {
+	region, _ := cfg.Region(f.env.Flags.Region) // deliver.New checks it
+	sqsClient := sqs.NewFromConfig(f.aws)
+	url, err := app.QueueURL(ctx, sqsClient, f.env.Flags, cfg.TargetQueueName())
+	if err != nil {
+		return nil, err
+	}
+	q := queue.New(sqsClient, url)
+	ddb := dynamodb.NewFromConfig(f.aws)
+	table := cfg.TableName()
+	w, err := deliver.New(deliver.Deps{
+		Config: cfg, Region: region.Name, Queue: q, S3: awsapi.S3(f.aws, region),
+		Tombstones: tombstone.New(ddb, table, time.Now), Ledger: ledger.New(ddb, table, time.Now), Uploads: uploads.New(ddb, table, time.Now),
+		Log: f.log, Metrics: f.tgtMetrics,
+	})
+	if err != nil {
+		return nil, err
+	}
+	h := NewTarget(TargetOptions{Deliverer: w, Staging: region.StagingBucket, MaxReceive: cfg.Settings.Worker.MaxReceiveCount, Queue: q,
+		Margin: cfg.Settings.Lambda.Margin.D(), Log: f.log, Metrics: f.tgtMetrics.Metrics})
+	return h.Handle, nil
+}

@@ -1,0 +1,78 @@
+package lambda
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"go.uber.org/zap"
+
+	"github.com/xrc-dev/xrc/internal/queue"
+	"github.com/xrc-dev/xrc/internal/worker"
+)
+
+// message is the queue.Message a record of an event source mapping
+// stands for: its receipt, receive count and when it entered the queue.
+func message(r events.SQSMessage) queue.Message {
+	m := queue.Message{ID: r.MessageId, Body: r.Body, ReceiptHandle: r.ReceiptHandle}
+	m.ReceiveCount, _ = strconv.Atoi(r.Attributes["ApproximateReceiveCount"])
+	if ms, err := strconv.ParseInt(r.Attributes["SentTimestamp"], 10, 64); err == nil {
+		m.SentAt = time.UnixMilli(ms)
+	}
+	return m
+}
+
+// Releaser makes messages visible again after a delay; *queue.Queue
+// satisfies it.
+type Releaser interface {
+	ChangeVisibility(ctx context.Context, d time.Duration, msgs ...queue.Message) ([]queue.Failure, error)
+}
+
+// releaseTimeout bounds releasing an invocation's failed messages; the
+// margin before the deadline leaves room for it.
+const releaseTimeout = 5 * time.Second
+
+// outcome is what became of one message of a batch.
+type outcome struct {
+	msg queue.Message
+	err error
+	// now: no retry can help, or the deadline stopped its work; it comes
+	// back at once (towards the DLQ in the first case) rather than after
+	// the worker's backoff.
+	now bool
+}
+
+// respond reports the failed outcomes and releases them (best effort: a
+// message not released comes back after its visibility timeout anyway).
+func respond(ctx context.Context, outs []outcome, q Releaser, m *worker.Metrics, log *zap.Logger) events.SQSEventResponse {
+	resp := events.SQSEventResponse{BatchItemFailures: []events.SQSBatchItemFailure{}}
+	byDelay := map[time.Duration][]queue.Message{}
+	for _, o := range outs {
+		if o.err == nil {
+			m.Messages.WithLabelValues("acked").Inc()
+			continue
+		}
+		m.Messages.WithLabelValues("released").Inc()
+		resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: o.msg.ID})
+		delay := worker.Backoff(o.msg.ReceiveCount)
+		if o.now {
+			delay = 0
+		}
+		byDelay[delay] = append(byDelay[delay], o.msg)
+		log.Warn("message not done: reported for redelivery", zap.String("message", o.msg.ID), zap.Int("receiveCount", o.msg.ReceiveCount),
+			zap.Duration("retryIn", delay), zap.Error(o.err))
+	}
+	if q == nil || len(byDelay) == 0 {
+		return resp
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+	defer cancel()
+	for delay, msgs := range byDelay {
+		if failures, _ := q.ChangeVisibility(rctx, delay, msgs...); len(failures) > 0 {
+			m.Errors.WithLabelValues("release_message").Add(float64(len(failures)))
+			log.Warn("releasing messages failed: they come back after their visibility timeout", zap.Int("messages", len(failures)), zap.Error(failures[0].Err))
+		}
+	}
+	return resp
+}

@@ -1,0 +1,180 @@
+package lambda
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/jonboulle/clockwork"
+	"go.uber.org/zap"
+
+	"github.com/xrc-dev/xrc/internal/config"
+	xevents "github.com/xrc-dev/xrc/internal/events"
+	"github.com/xrc-dev/xrc/internal/source"
+	"github.com/xrc-dev/xrc/internal/worker"
+)
+
+// Packer is the source worker's per-batch step (*source.Worker).
+type Packer interface {
+	Match(ref xevents.ObjectRef, sent time.Time, done func(error), log *zap.Logger) ([]source.Item, bool)
+	Pack(ctx context.Context, rule *config.Rule, items []source.Item, closed time.Time)
+}
+
+// builders is how many archives an invocation builds at once, as the
+// Fargate worker does: one compresses while the other waits on S3.
+const builders = 2
+
+// ErrDeadline settles the objects an invocation did not start because
+// they would not have been done before its deadline.
+var ErrDeadline = errors.New("not started: the invocation's deadline is near")
+
+// Source handles a batch of one rule's queue: its objects become archives
+// in staging through the source worker's own per-batch step.
+type Source struct {
+	w       Packer
+	q       Releaser // nil: failed messages come back after their visibility timeout
+	margin  time.Duration
+	log     *zap.Logger
+	metrics *worker.Metrics
+	clock   clockwork.Clock
+	pace    pace
+}
+
+// SourceOptions are a Source's collaborators.
+type SourceOptions struct {
+	Worker  Packer
+	Queue   Releaser
+	Margin  time.Duration // settings.lambda.margin
+	Log     *zap.Logger
+	Metrics *worker.Metrics
+	Clock   clockwork.Clock // default: the real clock
+}
+
+// NewSource returns the source role's handler.
+func NewSource(o SourceOptions) *Source {
+	if o.Clock == nil {
+		o.Clock = clockwork.NewRealClock()
+	}
+	return &Source{w: o.Worker, q: o.Queue, margin: o.Margin, log: o.Log, metrics: o.Metrics, clock: o.Clock}
+}
+
+// tracked is one message of the batch until all its items are settled.
+type tracked struct {
+	out     outcome
+	mu      sync.Mutex
+	pending int
+}
+
+func (t *tracked) settle(err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.pending--
+	if err == nil {
+		return
+	}
+	if t.out.err == nil {
+		t.out.now = true
+	}
+	t.out.err = errors.Join(t.out.err, err)
+	// Back at once when every failure is one no retry fixes (towards the
+	// DLQ) or the deadline's (nothing wrong with the object).
+	t.out.now = t.out.now && (errors.Is(err, source.ErrUnroutable) || errors.Is(err, ErrDeadline) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled))
+}
+
+// Handle archives the objects ev's messages name and reports the messages
+// whose objects are not all durably staged (or deliberately skipped).
+func (h *Source) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
+	work, cancel, at := cut(ctx, h.margin)
+	defer cancel()
+	msgs := make([]*tracked, len(ev.Records))
+	var items []source.Item
+	for i, rec := range ev.Records {
+		t := &tracked{out: outcome{msg: message(rec)}}
+		msgs[i] = t
+		log := h.log.With(zap.String("message", t.out.msg.ID), zap.Int("receiveCount", t.out.msg.ReceiveCount))
+		parsed, err := xevents.Parse([]byte(rec.Body))
+		switch {
+		case err != nil:
+			h.metrics.Messages.WithLabelValues("invalid").Inc()
+			t.out.err, t.out.now = fmt.Errorf("message %s: %w", t.out.msg.ID, err), true
+			continue
+		case parsed.Test:
+			h.metrics.Messages.WithLabelValues("test").Inc()
+			log.Info("s3:TestEvent received: notifications are wired")
+			continue
+		}
+		for _, ref := range parsed.Refs {
+			mine, matched := h.w.Match(ref, t.out.msg.SentAt, t.settle, log)
+			if !matched {
+				log.Info("no rule covers object; acknowledging", zap.String("bucket", ref.Bucket), zap.String("key", ref.Key))
+			}
+			t.pending += len(mine)
+			items = append(items, mine...)
+		}
+	}
+
+	queue := make(chan *batch)
+	var wg sync.WaitGroup
+	for range builders {
+		wg.Go(func() {
+			for b := range queue {
+				h.pack(work, at, b)
+			}
+		})
+	}
+	for _, b := range batches(items) {
+		queue <- b
+	}
+	close(queue)
+	wg.Wait()
+
+	outs := make([]outcome, len(msgs))
+	for i, t := range msgs {
+		t.mu.Lock()
+		if t.pending > 0 && t.out.err == nil {
+			// Pack settles every item it is given; this cannot happen,
+			// and if it did, the message must not be reported done.
+			t.out.err = fmt.Errorf("message %s: %d objects not settled", t.out.msg.ID, t.pending)
+		}
+		outs[i] = t.out
+		t.mu.Unlock()
+	}
+	return respond(ctx, outs, h.q, h.metrics, h.log), nil
+}
+
+// pack stages one batch through the worker's Pack, unless it would not be
+// done before the cut at; then its items are settled with ErrDeadline.
+func (h *Source) pack(ctx context.Context, at time.Time, b *batch) {
+	start := h.clock.Now()
+	if est := h.pace.estimate(b.bytes, len(b.items)); ctx.Err() != nil || !fits(start, at, est) {
+		h.log.Info("deadline near: leaving a batch to the next invocation", zap.String("rule", b.rule.ID),
+			zap.Int("objects", len(b.items)), zap.Duration("estimate", est), zap.Time("cut", at))
+		for _, it := range b.items {
+			it.Done(ErrDeadline)
+		}
+		return
+	}
+	failed := false
+	var mu sync.Mutex
+	items := make([]source.Item, len(b.items))
+	for i, it := range b.items {
+		done := it.Done
+		it.Done = func(err error) {
+			if err != nil {
+				mu.Lock()
+				failed = true
+				mu.Unlock()
+			}
+			done(err)
+		}
+		items[i] = it
+	}
+	h.w.Pack(ctx, b.rule, items, start)
+	if !failed {
+		h.pace.observe(b.bytes, len(b.items), h.clock.Since(start))
+	}
+}

@@ -1,0 +1,151 @@
+package lambda
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/jonboulle/clockwork"
+	"go.uber.org/zap"
+
+	"github.com/xrc-dev/xrc/internal/deliver"
+	xevents "github.com/xrc-dev/xrc/internal/events"
+	"github.com/xrc-dev/xrc/internal/worker"
+)
+
+// Deliverer is the target worker's per-archive step (*deliver.Worker).
+type Deliverer interface {
+	Deliver(ctx context.Context, bucket, key string) error
+}
+
+// abandoner is a Deliverer that keeps state for an archive's next delivery
+// (resumable uploads) and must drop it when there will be none.
+type abandoner interface {
+	Abandon(ctx context.Context, key string)
+}
+
+// archivesAtOnce is how many archives an invocation delivers at once, as
+// the Fargate target worker does: each already overlaps its writes.
+const archivesAtOnce = 2
+
+// Target handles a batch of the target queue: one archive per message,
+// delivered by the target worker's own per-archive step. Large members
+// stream from the archive into multipart uploads; nothing touches /tmp.
+type Target struct {
+	d          Deliverer
+	staging    string
+	maxReceive int
+	q          Releaser
+	margin     time.Duration
+	log        *zap.Logger
+	metrics    *worker.Metrics
+	clock      clockwork.Clock
+	pace       pace
+}
+
+// TargetOptions are a Target's collaborators.
+type TargetOptions struct {
+	Deliverer Deliverer
+	// Staging is the region's staging bucket: events of other buckets are
+	// ignored, as the Fargate worker ignores them.
+	Staging string
+	// MaxReceive is the queue's maxReceiveCount: a message failing its
+	// last delivery has state the deliverer must drop (abandoner).
+	MaxReceive int
+	Queue      Releaser
+	Margin     time.Duration // settings.lambda.margin
+	Log        *zap.Logger
+	Metrics    *worker.Metrics
+	Clock      clockwork.Clock // default: the real clock
+}
+
+// NewTarget returns the target role's handler.
+func NewTarget(o TargetOptions) *Target {
+	if o.Clock == nil {
+		o.Clock = clockwork.NewRealClock()
+	}
+	return &Target{d: o.Deliverer, staging: o.Staging, maxReceive: o.MaxReceive, q: o.Queue, margin: o.Margin, log: o.Log, metrics: o.Metrics, clock: o.Clock}
+}
+
+// Handle delivers the archives ev's messages announce and reports the
+// messages whose archives are not delivered.
+func (h *Target) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
+	work, cancel, at := cut(ctx, h.margin)
+	defer cancel()
+	outs := make([]outcome, len(ev.Records))
+	sem := make(chan struct{}, archivesAtOnce)
+	var wg sync.WaitGroup
+	for i, rec := range ev.Records {
+		outs[i].msg = message(rec)
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			h.handle(work, at, &outs[i], rec.Body)
+		})
+	}
+	wg.Wait()
+	return respond(ctx, outs, h.q, h.metrics, h.log), nil
+}
+
+// handle delivers the archives of one message into o.
+func (h *Target) handle(ctx context.Context, at time.Time, o *outcome, body string) {
+	log := h.log.With(zap.String("message", o.msg.ID), zap.Int("receiveCount", o.msg.ReceiveCount))
+	parsed, err := xevents.Parse([]byte(body))
+	switch {
+	case err != nil:
+		h.metrics.Messages.WithLabelValues("invalid").Inc()
+		o.err, o.now = fmt.Errorf("message %s: %w", o.msg.ID, err), true
+		return
+	case parsed.Test:
+		h.metrics.Messages.WithLabelValues("test").Inc()
+		log.Info("s3:TestEvent received: notifications are wired")
+		return
+	}
+	var refs []xevents.ObjectRef
+	var bytes int64
+	for _, ref := range parsed.Refs {
+		if ref.Removed() || ref.Bucket != h.staging {
+			// Our own cleanup, replicated delete markers, or a bucket
+			// this worker does not serve.
+			h.metrics.Messages.WithLabelValues("ignored").Inc()
+			continue
+		}
+		refs = append(refs, ref)
+		bytes += max(ref.Size, 0)
+	}
+	if len(refs) == 0 {
+		return
+	}
+	start := h.clock.Now()
+	if est := h.pace.estimate(bytes, len(refs)); ctx.Err() != nil || !fits(start, at, est) {
+		log.Info("deadline near: leaving an archive to the next invocation", zap.Duration("estimate", est), zap.Time("cut", at))
+		o.err, o.now = ErrDeadline, true
+		return
+	}
+	permanent := true
+	for _, ref := range refs {
+		if err := h.d.Deliver(ctx, ref.Bucket, ref.Key); err != nil {
+			o.err = errors.Join(o.err, err)
+			permanent = permanent && deliver.Permanent(err)
+		}
+	}
+	switch {
+	case o.err == nil:
+		h.pace.observe(bytes, len(refs), h.clock.Since(start))
+	case ctx.Err() != nil:
+		// Cut by the deadline: nothing is wrong with the archive.
+		o.now = true
+	default:
+		o.now = permanent
+		if a, ok := h.d.(abandoner); ok && (permanent || o.msg.ReceiveCount >= h.maxReceive) {
+			// No later delivery will resume this one's work (a redrive
+			// from the DLQ starts it over).
+			for _, ref := range refs {
+				a.Abandon(context.WithoutCancel(ctx), ref.Key)
+			}
+		}
+	}
+}
