@@ -154,7 +154,9 @@ func TestValidationErrors(t *testing.T) {
 		}), []string{"settings.lambda.memoryMB: must be between 128 and 10240", "settings.lambda.timeout: must be between 30s and 15m0s",
 			"settings.lambda.reservedConcurrency", "settings.lambda.batchSize: must be between 1 and 10000", "settings.lambda.batchingWindow",
 			"settings.lambda.targetBatchSize", "settings.lambda.margin: must be between 5s and half of timeout", "settings.lambda.hybridAge: must be whole minutes"}},
-		{"margin over half the timeout", mutate(t, func(d map[string]any) { obj(d, "settings")["lambda"] = map[string]any{"timeout": "1m", "margin": "40s"} }),
+		{"margin over half the timeout", mutate(t, func(d map[string]any) {
+			obj(d, "settings")["lambda"] = map[string]any{"timeout": "1m", "margin": "40s"}
+		}),
 			[]string{"settings.lambda.margin: must be between 5s and half of timeout (30s), got 40s"}},
 		{"malformed json", []byte("{\n  \"version\": 1,\n  \"settings\": {,\n}"), []string{"malformed JSON at line 3, column 16"}},
 		{"truncated json", []byte("{\"version\": 1,"), []string{"malformed JSON at line 1"}},

@@ -5,7 +5,14 @@
 // "region", verifies them all against the source and prints a report. It
 // exits non-zero if anything is missing or differs.
 //
-// Run it through `make demo`, which brings the stack up first.
+// With -lambda both roles run as cmd/xrc-lambda instead, each in the AWS
+// Lambda Runtime Interface Emulator fed by a stand-in for the SQS event
+// source mapping (internal/localstack), with settings.lambda's batch size,
+// window, timeout and margin; the upload, wait, checks and report are the
+// same.
+//
+// Run it through `make demo` (or `make demo LAMBDA=1`), which brings the
+// stack up first.
 package main
 
 // This file is the demo as a script, top to bottom: upload, wait, check,
@@ -48,6 +55,7 @@ func run(ctx context.Context) error {
 	size := flag.Int64("size", 256<<20, "bytes of sample data to replicate")
 	timeout := flag.Duration("timeout", 10*time.Minute, "how long to wait for the destination")
 	seed := flag.Uint64("seed", 1, "seed of the generated dataset: the same seed, the same objects and figures")
+	onLambda := flag.Bool("lambda", false, "run both roles as cmd/xrc-lambda in the Lambda runtime interface emulator, fed by SQS event source mappings")
 	flag.Parse()
 
 	env, err := localstack.FromEnv()
@@ -63,7 +71,8 @@ func run(ctx context.Context) error {
 	dest := rule.Destinations[0]
 
 	step("provisioning buckets, queues, notifications and replication for %s", *cfgPath)
-	if _, err := env.Provision(ctx, cfg); err != nil {
+	dep, err := env.Provision(ctx, cfg)
+	if err != nil {
 		return err
 	}
 	src, err := env.S3(ctx, rule.SourceRegion)
@@ -75,7 +84,6 @@ func run(ctx context.Context) error {
 		return err
 	}
 
-	step("building and starting xrc-source (%s) and xrc-target (%s)", rule.SourceRegion, dest.Region)
 	bin, err := os.MkdirTemp("", "xrc-demo-")
 	if err != nil {
 		return err
@@ -83,16 +91,28 @@ func run(ctx context.Context) error {
 	defer os.RemoveAll(bin)
 	logDir := filepath.Join(os.Getenv("XRC_STACK_DIR"), "logs")
 	_ = os.MkdirAll(logDir, 0o755)
-	workers := []*worker{
-		{name: "xrc-source", region: rule.SourceRegion, extra: []string{"XRC_RULES=" + rule.ID}},
-		{name: "xrc-target", region: dest.Region},
-	}
-	for _, w := range workers {
-		if err := w.start(ctx, bin, *cfgPath, logDir); err != nil {
+	var workers []runner
+	if *onLambda {
+		step("building xrc-lambda and starting it as source (%s) and target (%s) in the Lambda runtime interface emulator", rule.SourceRegion, dest.Region)
+		workers, err = startFunctions(ctx, env, cfg, dep, *cfgPath, bin, logDir)
+		if err != nil {
 			return err
 		}
+	} else {
+		step("building and starting xrc-source (%s) and xrc-target (%s)", rule.SourceRegion, dest.Region)
+		for _, w := range []*worker{
+			{name: "xrc-source", region: rule.SourceRegion, extra: []string{"XRC_RULES=" + rule.ID}},
+			{name: "xrc-target", region: dest.Region},
+		} {
+			if err := w.start(ctx, bin, *cfgPath, logDir); err != nil {
+				return err
+			}
+			workers = append(workers, w)
+		}
+	}
+	for _, w := range workers {
 		defer w.stop()
-		fmt.Printf("    %s logs: %s\n", w.name, w.logPath)
+		fmt.Printf("    %s logs: %s\n", w.label(), w.logFile())
 	}
 
 	start := time.Now().UTC().Truncate(time.Second)
@@ -130,7 +150,7 @@ func run(ctx context.Context) error {
 	for _, w := range workers {
 		w.stop()
 	}
-	cpu := workers[0].cpuSeconds + workers[1].cpuSeconds
+	cpu := workers[0].cpu() + workers[1].cpu()
 
 	gib := float64(1 << 30)
 	saved := float64(in-out) / gib * cfg.Settings.Prices.TransferPerGB
@@ -148,7 +168,7 @@ xrc demo report
   per TB replicated       $%.2f saved net
 `, got, len(objs), len(errs), human(in), human(out), archives, ratio(in, out), 100*float64(out)/float64(max(in, 1)),
 		uploaded.Sub(start).Round(time.Millisecond), done.Sub(start).Round(time.Millisecond),
-		cpu, workers[0].cpuSeconds, workers[1].cpuSeconds,
+		cpu, workers[0].cpu(), workers[1].cpu(),
 		cfg.Settings.Prices.TransferPerGB, saved, compute, cfg.Settings.Prices.VCPUHour, saved-compute,
 		(saved-compute)/float64(in)*1e12)
 	if err := levelReport(ctx, env, cfg, rule, start); err != nil {
@@ -199,6 +219,17 @@ func step(format string, args ...any) {
 	fmt.Printf("==> "+format+"\n", args...)
 }
 
+// runner is one role at work: a worker process, or a function in the
+// emulator with its event source mapping.
+type runner interface {
+	label() string
+	logFile() string
+	// exited reports an end before stop: the role no longer works.
+	exited() error
+	stop()
+	cpu() float64 // seconds, once stopped
+}
+
 // worker is one xrc binary running as a child process.
 type worker struct {
 	name, region string
@@ -206,7 +237,22 @@ type worker struct {
 	cmd          *exec.Cmd
 	logPath      string
 	cpuSeconds   float64
-	exited       chan error
+	done         chan error
+	err          error
+}
+
+func (w *worker) label() string   { return w.name }
+func (w *worker) logFile() string { return w.logPath }
+func (w *worker) cpu() float64    { return w.cpuSeconds }
+
+func (w *worker) exited() error {
+	select {
+	case err := <-w.done:
+		w.err = fmt.Errorf("%s exited early (%v); see %s", w.name, err, w.logPath)
+		w.done <- err // stop waits on it too
+	default:
+	}
+	return w.err
 }
 
 func (w *worker) start(ctx context.Context, bin, cfgPath, logDir string) error {
@@ -228,8 +274,8 @@ func (w *worker) start(ctx context.Context, bin, cfgPath, logDir string) error {
 	if err := w.cmd.Start(); err != nil {
 		return fmt.Errorf("starting %s: %w", w.name, err)
 	}
-	w.exited = make(chan error, 1)
-	go func() { w.exited <- w.cmd.Wait(); logf.Close() }()
+	w.done = make(chan error, 1)
+	go func() { w.done <- w.cmd.Wait(); logf.Close() }()
 	return nil
 }
 
@@ -240,10 +286,10 @@ func (w *worker) stop() {
 	}
 	_ = w.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-w.exited:
+	case <-w.done:
 	case <-time.After(time.Minute):
 		_ = w.cmd.Process.Kill()
-		<-w.exited
+		<-w.done
 	}
 	if st := w.cmd.ProcessState; st != nil {
 		w.cpuSeconds = (st.UserTime() + st.SystemTime()).Seconds()
@@ -251,7 +297,7 @@ func (w *worker) stop() {
 }
 
 // waitCount polls the destination until it holds n keys under prefix.
-func waitCount(ctx context.Context, client *s3.Client, bucket, prefix string, n int, timeout time.Duration, workers []*worker) (int, error) {
+func waitCount(ctx context.Context, client *s3.Client, bucket, prefix string, n int, timeout time.Duration, workers []runner) (int, error) {
 	deadline := time.Now().Add(timeout)
 	last, lastChange := -1, time.Now()
 	for {
@@ -267,10 +313,8 @@ func waitCount(ctx context.Context, client *s3.Client, bucket, prefix string, n 
 			return got, nil
 		}
 		for _, w := range workers {
-			select {
-			case err := <-w.exited:
-				return got, fmt.Errorf("%s exited early (%v); see %s", w.name, err, w.logPath)
-			default:
+			if err := w.exited(); err != nil {
+				return got, err
 			}
 		}
 		if time.Now().After(deadline) {
