@@ -35,6 +35,9 @@ Commands:
   xrc archive verify FILE|s3://bucket/key  check every member's size and SHA-256
   xrc savings [-config C] [-rule R] [-since 7d] [--json]
                                            what xrc moved and saved, per rule and content class
+  xrc backfill -config C -rule R [-prefix P] [-since 7d|RFC3339] [-inventory s3://bucket/manifest.json]
+               [-rate N/s] [-dry-run] [-checkpoint FILE|ddb]
+                                           enqueue the objects a rule's destinations lack or hold older
   xrc verify -config C -rule R [-prefix P] [-region X] [-report out.csv|out.json] [-hash-sources]
                                            compare a rule's source with its destinations, object by object
   xrc version
@@ -60,6 +63,8 @@ func Run(ctx context.Context, args []string, env Env, version string) error {
 		return verify(ctx, args[2:], env)
 	case args[0] == "savings":
 		return savings(ctx, args[1:], env)
+	case args[0] == "backfill":
+		return backfillCmd(ctx, args[1:], env)
 	case args[0] == "verify":
 		return verifyRule(ctx, args[1:], env)
 	case args[0] == "version":

@@ -53,8 +53,7 @@ func savings(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	now := env.Now()
-	rep := savingsReport{From: now.Add(-since).UTC(), To: now.UTC(), Prices: stats.Prices{
-		TransferPerGiB: cfg.Settings.Prices.TransferPerGB, VCPUHour: cfg.Settings.Prices.VCPUHour, FixedPerMonth: cfg.Settings.Prices.FixedPerMonth}}
+	rep := savingsReport{From: now.Add(-since).UTC(), To: now.UTC(), Prices: prices(cfg)}
 	stores := map[string]*stats.Store{} // by source region: the table is regional
 	found := false
 	for i := range cfg.Rules {
@@ -84,11 +83,7 @@ func savings(ctx context.Context, args []string, env Env) error {
 		if err != nil {
 			return err
 		}
-		regions := map[string]bool{}
-		for _, d := range r.Destinations {
-			regions[d.Region] = true
-		}
-		rep.Lines = append(rep.Lines, stats.Summarise(r.ID, len(regions), hs, rep.Prices, fleet.DecodeSeconds, choices)...)
+		rep.Lines = append(rep.Lines, stats.Summarise(r.ID, targetRegions(r), hs, rep.Prices, fleet.DecodeSeconds, choices)...)
 	}
 	if !found {
 		return fmt.Errorf("no rule %q in %s", *ruleID, *cfgPath)
@@ -100,6 +95,21 @@ func savings(ctx context.Context, args []string, env Env) error {
 	}
 	printSavings(env, rep)
 	return nil
+}
+
+// prices are the config's, as the statistics report charges them.
+func prices(cfg *config.Config) stats.Prices {
+	p := cfg.Settings.Prices
+	return stats.Prices{TransferPerGiB: p.TransferPerGB, VCPUHour: p.VCPUHour, FixedPerMonth: p.FixedPerMonth}
+}
+
+// targetRegions is how many regions a rule's objects cross to.
+func targetRegions(r *config.Rule) int {
+	regions := map[string]bool{}
+	for _, d := range r.Destinations {
+		regions[d.Region] = true
+	}
+	return len(regions)
 }
 
 func printSavings(env Env, rep savingsReport) {

@@ -1,0 +1,274 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/xrc-dev/xrc/internal/awsapi"
+	"github.com/xrc-dev/xrc/internal/backfill"
+	"github.com/xrc-dev/xrc/internal/config"
+	"github.com/xrc-dev/xrc/internal/logging"
+	"github.com/xrc-dev/xrc/internal/progress"
+	"github.com/xrc-dev/xrc/internal/stats"
+)
+
+const backfillUsage = "xrc backfill -config C -rule R [-prefix P] [-since 7d|RFC3339] [-inventory s3://bucket/manifest.json] [-rate N/s] [-dry-run] [-checkpoint FILE|ddb]"
+
+// checkpointDynamo selects the deployment's table as the checkpoint.
+const checkpointDynamo = "ddb"
+
+// savingWindow is how far back the measured ratio of the expected saving
+// looks (as xrc savings' default).
+const savingWindow = 7 * 24 * time.Hour
+
+// backfillRun is one xrc backfill command line.
+type backfillRun struct {
+	cfgPath, ruleID, prefix, since, inventory, rate, checkpoint, queueURL string
+	dryRun                                                                bool
+	concurrency, depth                                                    int
+}
+
+// backfillCmd enqueues the objects of a rule's source that its destinations
+// lack or hold older (package backfill), with a progress display and a
+// summary.
+func backfillCmd(ctx context.Context, args []string, env Env) error {
+	fs := flag.NewFlagSet("xrc backfill", flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	var b backfillRun
+	fs.StringVar(&b.cfgPath, "config", env.Getenv("XRC_CONFIG"), "config file or ssm:///name (env XRC_CONFIG)")
+	fs.StringVar(&b.ruleID, "rule", "", "the rule to backfill (required)")
+	fs.StringVar(&b.prefix, "prefix", "", "only keys under this prefix (within the rule's)")
+	fs.StringVar(&b.since, "since", "", "only objects modified since: a duration or days back (2h, 7d) or an RFC 3339 time")
+	fs.StringVar(&b.inventory, "inventory", "", "read this S3 Inventory manifest (s3://bucket/.../manifest.json, CSV) instead of listing")
+	fs.StringVar(&b.rate, "rate", "", "at most N events a second (N or N/s); default: as fast as SQS takes them")
+	fs.BoolVar(&b.dryRun, "dry-run", false, "compare and report, send nothing")
+	fs.StringVar(&b.checkpoint, "checkpoint", "", "keep progress to resume an interrupted run: a local FILE, or ddb for the deployment's table")
+	fs.StringVar(&b.queueURL, "queue-url", env.Getenv("XRC_QUEUE_URL"), "the rule's source queue; default derived from the config (env XRC_QUEUE_URL)")
+	fs.IntVar(&b.concurrency, "concurrency", backfill.DefaultConcurrency, "listings (or inventory files) at once, and HEADs at once per page")
+	fs.IntVar(&b.depth, "depth", backfill.DefaultDepth, "how many '/' levels the listing fans out over (-1: none)")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	if b.cfgPath == "" || b.ruleID == "" || fs.NArg() > 0 {
+		return fmt.Errorf("%w: %s", ErrUsage, backfillUsage)
+	}
+	if b.depth == 0 {
+		b.depth = -1 // the flag's 0 means none; Options' 0 means the default
+	}
+	now := env.Now()
+	since, err := parseSinceTime(b.since, now)
+	if err != nil {
+		return fmt.Errorf("%w: -since: %v", ErrUsage, err)
+	}
+	perSecond, err := parseRate(b.rate)
+	if err != nil {
+		return fmt.Errorf("%w: -rate: %v", ErrUsage, err)
+	}
+	if b.inventory != "" {
+		if _, _, err := backfill.ParseLocation(b.inventory); err != nil {
+			return fmt.Errorf("%w: -inventory: %v", ErrUsage, err)
+		}
+	}
+	cfg, err := loadConfig(ctx, b.cfgPath, env)
+	if err != nil {
+		return err
+	}
+	rule, ok := cfg.Rule(b.ruleID)
+	if !ok {
+		return fmt.Errorf("no rule %q in %s", b.ruleID, b.cfgPath)
+	}
+	if _, err := backfill.Root(rule, b.prefix); err != nil {
+		return fmt.Errorf("%w: -prefix: %v", ErrUsage, err)
+	}
+	terminal := progress.IsTerminal(env.Stdout)
+	level := "info"
+	if terminal {
+		level = "warn" // the bar says it; JSON lines would only break it
+	}
+	log, err := logging.New(env.Stderr, level)
+	if err != nil {
+		return err
+	}
+	defer log.Sync()
+
+	awsCfg, err := awsapi.Load(ctx, rule.SourceRegion)
+	if err != nil {
+		return err
+	}
+	srcRegion, _ := cfg.Region(rule.SourceRegion)
+	srcS3 := awsapi.S3(awsCfg, srcRegion)
+	deps := backfill.Deps{Source: srcS3, Inventory: srcS3, Dest: map[string]backfill.DestAPI{}, Log: log, Now: env.Now}
+	for _, d := range rule.Destinations {
+		if deps.Dest[d.Region] != nil {
+			continue
+		}
+		c, err := awsapi.Load(ctx, d.Region)
+		if err != nil {
+			return err
+		}
+		region, _ := cfg.Region(d.Region)
+		deps.Dest[d.Region] = awsapi.S3(c, region)
+	}
+	ddb := dynamodb.NewFromConfig(awsCfg)
+	if !b.dryRun {
+		client := sqs.NewFromConfig(awsCfg)
+		deps.Queue, deps.QueueURL = client, b.queueURL
+		if deps.QueueURL == "" {
+			name := cfg.SourceQueueName(rule.ID)
+			out, err := client.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: &name})
+			if err != nil {
+				return fmt.Errorf("resolving rule %s's queue %s: %w", rule.ID, name, err)
+			}
+			deps.QueueURL = aws.ToString(out.QueueUrl)
+		}
+	}
+	switch b.checkpoint {
+	case "":
+	case checkpointDynamo:
+		deps.Checkpoint = backfill.NewDynamoCheckpoint(ddb, cfg.TableName(), rule.ID, env.Now)
+	default:
+		deps.Checkpoint = backfill.NewFileCheckpoint(b.checkpoint)
+	}
+
+	bar := progress.New(env.Stdout, progress.Options{Description: "backfill " + rule.ID, Unit: "objects", Bytes: b.inventory != "", Terminal: terminal})
+	deps.Progress = func(c backfill.Counts) {
+		if c.ScanTotal > 0 {
+			bar.SetTotal(c.ScanTotal)
+			bar.Set(c.ScanBytes)
+		} else {
+			bar.Set(c.Listed)
+		}
+		bar.Status(fmt.Sprintf("listed %d, compared %d, %s %d (%s), prefixes %d/%d", c.Listed, c.Compared,
+			map[bool]string{false: "enqueued", true: "to enqueue"}[b.dryRun], c.Enqueued, stats.Bytes(c.Bytes), c.TasksDone, c.Tasks))
+	}
+	o := backfill.Options{Rule: rule, Prefix: b.prefix, Since: since, Inventory: b.inventory, DryRun: b.dryRun, Rate: perSecond,
+		Concurrency: b.concurrency, Depth: b.depth}
+	counts, runErr := backfill.Run(ctx, o, deps)
+	bar.Close()
+
+	root, _ := backfill.Root(rule, b.prefix)
+	where := "s3://" + rule.SourceBucket + "/" + root
+	if b.inventory != "" {
+		where = b.inventory
+	}
+	printBackfill(env, rule, where, b.dryRun, counts)
+	printExpectedSaving(ctx, env, cfg, rule, stats.New(ddb, cfg.TableName(), env.Now), counts)
+	switch {
+	case runErr == nil:
+		return nil
+	case errors.Is(runErr, context.Canceled) && b.checkpoint != "":
+		return fmt.Errorf("interrupted; run the same command again to resume from %s: %w", b.checkpoint, runErr)
+	case errors.Is(runErr, context.Canceled):
+		return fmt.Errorf("interrupted; a run with -checkpoint can resume where it stopped: %w", runErr)
+	}
+	return runErr
+}
+
+func printBackfill(env Env, rule *config.Rule, where string, dryRun bool, c backfill.Counts) {
+	title := "xrc backfill"
+	if dryRun {
+		title += " (dry run: nothing sent)"
+	}
+	fmt.Fprintf(env.Stdout, "%s, rule %s: %s\n", title, rule.ID, where)
+	tw := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)
+	row := func(label string, n int64, note string) {
+		fmt.Fprintf(tw, "  %s\t%d\t%s\n", label, n, note)
+	}
+	row("listed", c.Listed, "objects")
+	row("covered", c.Matched, "by the rule's filters, -prefix and -since")
+	row("up to date", c.UpToDate, "the destinations hold the same write")
+	row("not by xrc", c.NotByXRC, "same size, not written by xrc: left alone (xrc verify compares content)")
+	row("missing", c.Missing, "")
+	row("other size", c.Resized, "")
+	row("older", c.Older, "written by xrc from an earlier source write")
+	if c.Unroutable > 0 {
+		row("unroutable", c.Unroutable, "the rule maps the key to no valid destination key")
+	}
+	verb := "enqueued"
+	if dryRun {
+		verb = "to enqueue"
+	}
+	row(verb, c.Enqueued, stats.Bytes(c.Bytes))
+	unit := "prefixes"
+	if c.ScanTotal > 0 {
+		unit = "inventory files"
+	}
+	row(unit+" done", c.TasksDone, fmt.Sprintf("of %d (%d by an earlier run)", c.Tasks, c.Resumed))
+	tw.Flush()
+}
+
+// printExpectedSaving prints what the objects to enqueue will cost and
+// save at the rule's measured ratio (xrc savings' figures, projected with
+// stats.Project). Statistics that cannot be read leave a note, not an
+// error: the backfill itself went well.
+func printExpectedSaving(ctx context.Context, env Env, cfg *config.Config, rule *config.Rule, st *stats.Store, c backfill.Counts) {
+	if c.Enqueued == 0 {
+		return
+	}
+	now := env.Now()
+	p := prices(cfg)
+	hs, err := st.Since(ctx, rule.ID, now.Add(-savingWindow))
+	var fleet stats.Fleet
+	if err == nil {
+		fleet, err = st.Fleet(ctx)
+	}
+	if err != nil {
+		fmt.Fprintf(env.Stdout, "  expected saving: unknown (reading rule %s's statistics: %v)\n", rule.ID, err)
+		return
+	}
+	lines := stats.Summarise(rule.ID, targetRegions(rule), hs, p, fleet.DecodeSeconds, nil)
+	x := stats.Project(lines[len(lines)-1], c.Bytes, int(c.Enqueued), p)
+	if x.Ratio == 0 {
+		fmt.Fprintf(env.Stdout, "  expected saving: unknown (rule %s has no statistics in the last %d days; xrc savings shows them once objects moved)\n",
+			rule.ID, int(savingWindow.Hours()/24))
+		return
+	}
+	fmt.Fprintf(env.Stdout, "  expected at rule %s's measured ratio %.2f (last %d days): %s across %d region%s, transfer %s without xrc, %s with, compute %s, net saving %s\n",
+		rule.ID, x.Ratio, int(savingWindow.Hours()/24), stats.Bytes(x.BytesAcross), x.Regions, plural(x.Regions),
+		stats.Dollars(x.WithoutXRC), stats.Dollars(x.WithXRC), stats.Dollars(x.Compute), stats.Dollars(x.NetSaving))
+}
+
+// parseSinceTime reads -since: "" (no limit), an RFC 3339 time, or a
+// duration or number of days back from now.
+func parseSinceTime(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n <= 0 {
+			return time.Time{}, fmt.Errorf("%q is not a number of days", s)
+		}
+		return now.Add(-time.Duration(n) * 24 * time.Hour), nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time nor a positive duration (2h, 7d)", s)
+	}
+	return now.Add(-d), nil
+}
+
+// parseRate reads -rate: "" (no cap), "N" or "N/s".
+func parseRate(s string) (float64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	v, err := strconv.ParseFloat(strings.TrimSuffix(s, "/s"), 64)
+	if err != nil || v <= 0 {
+		return 0, fmt.Errorf("%q is not a positive number of events a second", s)
+	}
+	return v, nil
+}

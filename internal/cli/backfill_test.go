@@ -1,0 +1,106 @@
+package cli_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/xrc-dev/xrc/internal/cli"
+	"github.com/xrc-dev/xrc/internal/dataset"
+	"github.com/xrc-dev/xrc/internal/localstack"
+)
+
+// TestBackfillCommand runs xrc backfill on the local stack: a dry run
+// reports what it would enqueue and sends nothing; the real run sends
+// exactly that, with a checkpoint it removes once complete.
+func TestBackfillCommand(t *testing.T) {
+	t.Parallel()
+	env, cfg, dep := localstack.Deploy(t, "clibackfill", nil)
+	ctx := context.Background()
+	rule := cfg.Rules[0]
+	if err := env.UnrouteEvents(ctx, rule.SourceBucket); err != nil { // pre-existing objects: no events
+		t.Fatal(err)
+	}
+	src, err := env.S3(ctx, "us-east-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var objs []dataset.Object
+	for i := range 30 {
+		objs = append(objs, dataset.Object{Key: fmt.Sprintf("data/d%d/%02d.txt", i%3, i), Data: []byte("hello " + strconv.Itoa(i))})
+	}
+	objs = append(objs, dataset.Object{Key: "other/not-covered.txt", Data: []byte("x")})
+	if err := dataset.Upload(ctx, src, rule.SourceBucket, objs, 8); err != nil {
+		t.Fatal(err)
+	}
+	doc, _ := json.Marshal(cfg)
+	path := filepath.Join(t.TempDir(), "xrc.json")
+	if err := os.WriteFile(path, doc, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	client, err := env.SQS(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := dep.SourceQueues[rule.ID]
+	depth := func() int {
+		out, err := client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: &url,
+			AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, _ := strconv.Atoi(out.Attributes[string(sqstypes.QueueAttributeNameApproximateNumberOfMessages)])
+		return n
+	}
+
+	out, stderr, err := run(t, "backfill", "-config", path, "-rule", rule.ID, "-dry-run")
+	if err != nil {
+		t.Fatalf("dry run: %v\n%s\n%s", err, out, stderr)
+	}
+	t.Logf("dry run:\n%s", out)
+	for _, want := range []string{`dry run: nothing sent`, `(?m)^  to enqueue\s+30\s`, `(?m)^  missing\s+30\s`, `(?m)^  listed\s+30\s`,
+		`backfill r1: 30 objects`, `expected saving: unknown \(rule r1 has no statistics`} {
+		if !regexp.MustCompile(want).MatchString(out) {
+			t.Errorf("dry-run output lacks %s:\n%s", want, out)
+		}
+	}
+	if n := depth(); n != 0 {
+		t.Fatalf("the dry run sent %d messages", n)
+	}
+
+	checkpoint := filepath.Join(t.TempDir(), "cp.json")
+	out, stderr, err = run(t, "backfill", "-config", path, "-rule", rule.ID, "-checkpoint", checkpoint, "-rate", "100/s", "-prefix", "data/")
+	if err != nil {
+		t.Fatalf("backfill: %v\n%s\n%s", err, out, stderr)
+	}
+	if !regexp.MustCompile(`(?m)^  enqueued\s+30\s`).MatchString(out) {
+		t.Errorf("output lacks 30 enqueued:\n%s", out)
+	}
+	if !localstack.Eventually(30e9, 5e8, func() bool { return depth() == 30 }) {
+		t.Errorf("queue holds %d messages, want 30", depth())
+	}
+	if _, err := os.Stat(checkpoint); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("checkpoint left after a complete run: %v", err)
+	}
+
+	for _, args := range [][]string{
+		{"backfill", "-config", path},
+		{"backfill", "-config", path, "-rule", rule.ID, "-since", "yesterday"},
+		{"backfill", "-config", path, "-rule", rule.ID, "-rate", "-3"},
+		{"backfill", "-config", path, "-rule", rule.ID, "-prefix", "other/"},
+		{"backfill", "-config", path, "-rule", rule.ID, "-inventory", "manifest.json"},
+	} {
+		if _, _, err := run(t, args...); !errors.Is(err, cli.ErrUsage) {
+			t.Errorf("%v: %v, want a usage error", args, err)
+		}
+	}
+}
