@@ -1,0 +1,139 @@
+package lambda
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/xrc-dev/xrc/internal/config"
+	xevents "github.com/xrc-dev/xrc/internal/events"
+	"github.com/xrc-dev/xrc/internal/source"
+)
+
+func TestBatches(t *testing.T) {
+	a := &config.Rule{ID: "a", Batch: config.Batch{MaxObjects: 3, MaxBytes: 10 << 20}}
+	b := &config.Rule{ID: "b", Batch: config.Batch{MaxObjects: 100, MaxBytes: 10 << 20}}
+	item := func(r *config.Rule, key string, size int64) source.Item {
+		return source.Item{Rule: r, Ref: xevents.ObjectRef{Key: key, Size: size}}
+	}
+	items := []source.Item{
+		item(a, "a1", 1<<20), item(b, "b1", 6<<20), item(a, "a2", 1<<20), item(a, "big", 10<<20),
+		item(a, "a3", 1<<20), item(a, "a4", 1<<20), item(b, "b2", 6<<20), item(b, "b3", 1<<20),
+	}
+	var got []string
+	for _, bt := range batches(items) {
+		s := bt.rule.ID + ":"
+		for _, it := range bt.items {
+			s += " " + it.Ref.Key
+		}
+		got = append(got, s)
+	}
+	// a: three at most, the object at maxBytes alone; b: bytes close it.
+	want := []string{"a: a1 a2 a3", "b: b1", "a: big", "a: a4", "b: b2 b3"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("batches\n got %q\nwant %q", got, want)
+	}
+}
+
+func TestPace(t *testing.T) {
+	var p pace
+	if e := p.estimate(1<<30, 1000); e != 0 {
+		t.Errorf("nothing observed: estimate %v, want 0 (start, the cut stops it)", e)
+	}
+	p.observe(10<<20, 10, time.Second) // 0.1 s per MiB, 0.1 s per item
+	if e := p.estimate(20<<20, 1); e != 3*time.Second {
+		t.Errorf("20 MiB: %v, want 2s and half again", e)
+	}
+	if e := p.estimate(1<<10, 100); e != 15*time.Second {
+		t.Errorf("100 small objects: %v, want 10s and half again", e)
+	}
+	p.observe(10<<20, 10, 3*time.Second) // slower: the average moves halfway
+	if e := p.estimate(10<<20, 1); e != 3*time.Second {
+		t.Errorf("after a slower batch: %v, want 2s and half again", e)
+	}
+}
+
+func TestCut(t *testing.T) {
+	ctx, cancel, at := cut(context.Background(), time.Minute)
+	defer cancel()
+	if !at.IsZero() || ctx.Err() != nil {
+		t.Errorf("no deadline: cut at %v", at)
+	}
+	if !fits(time.Now(), at, time.Hour) {
+		t.Error("without a cut everything fits")
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	parent, pcancel := context.WithDeadline(context.Background(), deadline)
+	defer pcancel()
+	ctx, cancel, at = cut(parent, time.Minute)
+	defer cancel()
+	if !at.Equal(deadline.Add(-time.Minute)) {
+		t.Errorf("cut at %v, want a minute before %v", at, deadline)
+	}
+	if d, _ := ctx.Deadline(); !d.Equal(at) {
+		t.Errorf("work's deadline %v, want the cut %v", d, at)
+	}
+	if fits(time.Now(), at, 40*time.Second) || !fits(time.Now(), at, 20*time.Second) {
+		t.Error("30 s before the cut: 20 s fit, 40 s do not")
+	}
+}
+
+func TestMessage(t *testing.T) {
+	m := message(events.SQSMessage{MessageId: "id", ReceiptHandle: "rh", Body: "{}",
+		Attributes: map[string]string{"ApproximateReceiveCount": "3", "SentTimestamp": "1767225600000"}})
+	if m.ID != "id" || m.ReceiptHandle != "rh" || m.ReceiveCount != 3 || !m.SentAt.Equal(time.UnixMilli(1767225600000)) {
+		t.Errorf("message %+v", m)
+	}
+}
+
+// TestSettle: a message comes back at once only when every failure is one
+// no retry fixes or the deadline's.
+func TestSettle(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		errs []error
+		fail bool
+		now  bool
+	}{
+		{"all done", []error{nil, nil}, false, false},
+		{"unroutable", []error{nil, fmt.Errorf("x: %w", source.ErrUnroutable)}, true, true},
+		{"deadline", []error{ErrDeadline, context.DeadlineExceeded}, true, true},
+		{"transient", []error{errors.New("503")}, true, false},
+		{"unroutable and transient", []error{fmt.Errorf("x: %w", source.ErrUnroutable), errors.New("503")}, true, false},
+		{"transient then unroutable", []error{errors.New("503"), fmt.Errorf("x: %w", source.ErrUnroutable)}, true, false},
+	} {
+		tr := &tracked{pending: len(tc.errs)}
+		for _, err := range tc.errs {
+			tr.settle(err)
+		}
+		if (tr.out.err != nil) != tc.fail || tr.out.now != tc.now || tr.pending != 0 {
+			t.Errorf("%s: err %v, now %v, pending %d; want failed %v, now %v", tc.name, tr.out.err, tr.out.now, tr.pending, tc.fail, tc.now)
+		}
+	}
+}
+
+func TestParseEnv(t *testing.T) {
+	env := map[string]string{"XRC_ROLE": "source", "XRC_CONFIG": "ssm:///xrc/config", "AWS_REGION": "us-east-1", "XRC_RULES": "logs"}
+	get := func(k string) string { return env[k] }
+	e, err := ParseEnv(get)
+	if err != nil || e.Role != RoleSource || e.Flags.Rules != "logs" || e.Flags.Region != "us-east-1" || e.ConfigTTL != DefaultConfigTTL {
+		t.Errorf("ParseEnv = %+v, %v", e, err)
+	}
+	env["XRC_CONFIG_TTL"] = "30s"
+	if e, err := ParseEnv(get); err != nil || e.ConfigTTL != 30*time.Second {
+		t.Errorf("XRC_CONFIG_TTL: %+v, %v", e, err)
+	}
+	env["XRC_CONFIG_TTL"] = "soon"
+	if _, err := ParseEnv(get); err == nil {
+		t.Error("XRC_CONFIG_TTL=soon accepted")
+	}
+	delete(env, "XRC_CONFIG_TTL")
+	env["XRC_ROLE"] = "both"
+	if _, err := ParseEnv(get); err == nil {
+		t.Error("XRC_ROLE=both accepted")
+	}
+}
