@@ -561,11 +561,13 @@ func (r *run) extra(j job, head *s3.HeadObjectOutput, why string) error {
 }
 
 // hash reads the source object at etag and computes algs. It returns nil
-// sums when the object changed or went since its HeadObject: its pair
-// stays unchecked rather than compared against another write.
+// sums when the object changed or went since its HeadObject, or is in an
+// archive storage class (GLACIER, DEEP_ARCHIVE: not readable before a
+// restore): its pair stays unchecked rather than compared against another
+// write or failing the run.
 func (r *run) hash(ctx context.Context, key, etag string, algs []Algorithm) (Sums, error) {
 	out, err := r.o.Source.GetObject(ctx, &s3.GetObjectInput{Bucket: &r.rule.SourceBucket, Key: &key, IfMatch: optional(etag)})
-	if awsapi.IsNotFound(err) || awsapi.IsPreconditionFailed(err) {
+	if awsapi.IsNotFound(err) || awsapi.IsPreconditionFailed(err) || awsapi.Code(err) == "InvalidObjectState" {
 		return nil, nil
 	}
 	if err != nil {
