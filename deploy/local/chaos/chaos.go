@@ -374,7 +374,9 @@ func (c *chaos) check(ctx context.Context, want []dataset.Object, deleted []stri
 		errs = append(errs, err)
 	}
 	slices.Sort(left)
-	if wantLeft := targetPoisonKeys(); !slices.Equal(left, wantLeft) {
+	wantLeft := targetPoisonKeys()
+	slices.Sort(wantLeft)
+	if !slices.Equal(left, wantLeft) {
 		errs = append(errs, fmt.Errorf("target staging holds %d archives %v, want only the %d in the DLQ", len(left), trim(left), len(wantLeft)))
 	}
 	add("the target staging bucket holds nothing but what is in the DLQ", errs)

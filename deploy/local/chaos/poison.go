@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"strings"
 	"time"
 
@@ -109,7 +110,15 @@ func digest(b []byte) string {
 
 // hostile builds the poison archive called name.
 func (c *chaos) hostile(name string) ([]byte, error) {
-	objs := [][]byte{bytes.Repeat([]byte("poison "), 4000), bytes.Repeat([]byte("venom "), 5000)}
+	// The poison is always in the first object: the target writes each
+	// object once its own digest matched, so objects before a bad one
+	// would be delivered (they are intact), and this run checks that
+	// nothing at all comes out of a poison archive. The first object is
+	// incompressible and most of the archive, so the corrupt byte and the
+	// cut land in it.
+	first := make([]byte, 64<<10)
+	rand.NewChaCha8([32]byte{}).Read(first)
+	objs := [][]byte{first, bytes.Repeat([]byte("venom "), 5000)}
 	m := c.poisonManifest("poison-"+name, objs)
 	valid := func(m *manifest.Manifest) ([]byte, error) {
 		var buf bytes.Buffer
@@ -142,11 +151,11 @@ func (c *chaos) hostile(name string) ([]byte, error) {
 		}
 		return b[:len(b)*2/3], nil
 	case "wrong-digest":
-		m.Objects[1].SHA256 = digest([]byte("something else"))
+		m.Objects[0].SHA256 = digest([]byte("something else"))
 		return rawArchive(jsonOf(m), members(m, objs))
 	case "dotdot-member":
 		ms := members(m, objs)
-		ms[1].name = "../../escape.txt"
+		ms[0].name = "../../escape.txt"
 		return rawArchive(jsonOf(m), ms)
 	case "zstd-bomb":
 		// The manifest promises 28 KB; the member decodes to 256 MiB of
@@ -155,7 +164,7 @@ func (c *chaos) hostile(name string) ([]byte, error) {
 	case "oversized-manifest":
 		return oversized(manifest.MaxSize + 1)
 	case "unconfigured-bucket":
-		m.Objects[1].Destinations[0].Bucket = c.evil
+		m.Objects[0].Destinations[0].Bucket = c.evil
 		return rawArchive(jsonOf(m), members(m, objs))
 	}
 	return nil, fmt.Errorf("unknown poison %q", name)
