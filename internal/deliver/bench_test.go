@@ -21,8 +21,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/xrc-dev/xrc/internal/awsapi"
+	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/cpuclock"
 	"github.com/xrc-dev/xrc/internal/dataset"
 )
@@ -42,15 +44,30 @@ func BenchmarkExtract(b *testing.B) {
 		for i := range sizes {
 			sizes[i] = int64(1<<10 + rng.IntN(63<<10)) // 1-64 KiB
 		}
-		benchExtract(b, sizes)
+		benchExtract(b, sizes, false)
 	})
-	b.Run("one-2GiB", func(b *testing.B) {
-		benchExtract(b, []int64{2 << 30})
+	// XRC_BENCH_GIB sizes the large object (make bench: 5; default 2).
+	gib := int64(2)
+	if v, err := strconv.ParseInt(os.Getenv("XRC_BENCH_GIB"), 10, 64); err == nil && v > 0 {
+		gib = v
+	}
+	b.Run(fmt.Sprintf("one-%dGiB", gib), func(b *testing.B) {
+		benchExtract(b, []int64{gib << 30}, false)
+	})
+	// The worker is killed once half the object is uploaded; a new one
+	// resumes the upload (resumed-fraction: the share not sent again).
+	b.Run(fmt.Sprintf("one-%dGiB-killed-half-way", gib), func(b *testing.B) {
+		benchExtract(b, []int64{gib << 30}, true)
 	})
 }
 
-func benchExtract(b *testing.B, sizes []int64) {
-	p := newPipeline(b, nil)
+func benchExtract(b *testing.B, sizes []int64, kill bool) {
+	p := newPipeline(b, func(c *config.Config) {
+		if kill {
+			c.Settings.Worker.DrainTimeout = config.Duration(time.Millisecond)
+			c.Settings.Worker.MaxReceiveCount = 20
+		}
+	})
 	ctx := context.Background()
 	dst := p.cfg.Rules[0].Destinations[0].Bucket
 	staging := p.cfg.Settings.Regions[1].StagingBucket
@@ -70,7 +87,7 @@ func benchExtract(b *testing.B, sizes []int64) {
 	var archiveBytes int64
 	var peakRSS, peakHeap, baseRSS uint64
 	var cpu time.Duration
-	var getBytes float64
+	var getBytes, resumed float64
 	b.ResetTimer()
 	for iter := range b.N {
 		b.StopTimer()
@@ -102,6 +119,9 @@ func benchExtract(b *testing.B, sizes []int64) {
 		heap := sampleHeap()
 		cpu0 := cpuclock.Process()
 		b.StartTimer()
+		if kill {
+			p.killHalfWay(b, objs[0].Key, sizes[0])
+		}
 		reg, stop := p.startTarget(b)
 		for !p.gone(b, staging, key) {
 			time.Sleep(100 * time.Millisecond)
@@ -112,6 +132,7 @@ func benchExtract(b *testing.B, sizes []int64) {
 		b.StopTimer()
 		cpu += cpuclock.Process() - cpu0
 		getBytes += metric(b, reg, "xrc_target_staging_read_bytes_total")
+		resumed += metric(b, reg, "xrc_target_resumed_bytes_total")
 		peakHeap = max(peakHeap, heap())
 		rss, err := procStatus("VmHWM")
 		if err != nil {
@@ -145,9 +166,33 @@ func benchExtract(b *testing.B, sizes []int64) {
 	b.ReportMetric(float64(archiveBytes)/float64(b.N)/mib, "archive-MiB")
 	b.ReportMetric(float64(total)*float64(b.N)/1e6/cpu.Seconds(), "MB/cpu-s")
 	b.ReportMetric(getBytes/float64(archiveBytes), "GET-bytes/archive-byte")
+	if kill {
+		b.ReportMetric(resumed/float64(total*int64(b.N)), "resumed-fraction")
+	}
 	b.ReportMetric(float64(baseRSS)/mib, "rss-before-MiB")
 	b.ReportMetric(float64(peakRSS)/mib, "peak-rss-MiB")
 	b.ReportMetric(float64(peakHeap)/mib, "peak-heap-MiB")
+}
+
+// killHalfWay runs a target worker until half of key's size is uploaded,
+// then kills it (connections cut, nothing released or aborted).
+func (p *pipeline) killHalfWay(b *testing.B, key string, size int64) {
+	dead, kill := context.WithCancel(context.Background())
+	defer kill()
+	s3o := p.dst.Options()
+	s3o.HTTPClient = &killSwitch{inner: s3o.HTTPClient, dead: dead}
+	sqso := p.sqs.Options()
+	sqso.HTTPClient = &killSwitch{inner: sqso.HTTPClient, dead: dead}
+	_, stop := p.startTargetWith(b, s3.New(s3o), sqs.New(sqso), 10*time.Second)
+	dst := p.cfg.Rules[0].Destinations[0].Bucket
+	part := max(16<<20, size/9000+1)
+	if !poll(30*time.Minute, 100*time.Millisecond, func() bool { return int64(p.parts(b, dst, key))*part >= size/2 }) {
+		b.Fatalf("the upload of %s never got half way", key)
+	}
+	kill()
+	if err := stop(); err != nil {
+		b.Fatal(err)
+	}
 }
 
 // purge deletes every object version and delete marker in bucket.
