@@ -56,6 +56,8 @@ type options struct {
 	// ReplicationTimeControl turns on S3 RTC (15-minute SLA, extra cost)
 	// and replication metrics.
 	ReplicationTimeControl bool
+	// Backfill schedules xrc backfill ("backfill*" keys, backfill.go).
+	Backfill backfillOptions
 }
 
 // workerOptions size and scale one kind of service.
@@ -88,6 +90,7 @@ var contextKeys = []string{
 	"onDemandBase", "onDemandWeight", "arch", "maxAzs", "existingVpcs",
 	"oldestMessageAlarm", "scaleToZeroAfter", "logRetentionDays", "version",
 	"sourceImage", "targetImage", "replicationTimeControl",
+	"backfillSchedule", "backfillSince",
 }
 
 func defaultOptions() options {
@@ -243,6 +246,7 @@ func parseOptions(get func(key string) any) (options, error) {
 	str("sourceImage", &o.SourceImage)
 	str("targetImage", &o.TargetImage)
 	boolean("replicationTimeControl", &o.ReplicationTimeControl)
+	parseBackfillOptions(str, bad, &o.Backfill)
 	return o, errors.Join(errs...)
 }
 

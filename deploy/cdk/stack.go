@@ -69,6 +69,7 @@ func newRegionStack(app awscdk.App, d *deployment, rp *regionPlan) awscdk.Stack 
 		}
 		for _, rule := range rp.SourceRules {
 			s.workers = append(s.workers, s.newSourceWorker(cluster, rule))
+			s.newBackfill(cluster, rule)
 		}
 	}
 	if rp.IsTarget() {

@@ -132,6 +132,8 @@ func variantApp(t *testing.T) *synthesized {
 			"sourceImage":            "public.ecr.aws/example/xrc-source:1.0.0",
 			"targetImage":            "public.ecr.aws/example/xrc-target:1.0.0",
 			"replicationTimeControl": "true",
+			"backfillSchedule":       "rate(1 hour)",
+			"backfillSince":          "3h",
 			"existingVpcs":           `{"eu-west-1": {"vpcId": "vpc-0123", "subnetIds": ["subnet-0a", "subnet-0b"], "availabilityZones": ["eu-west-1a", "eu-west-1b"]}}`,
 		})
 	})
@@ -603,13 +605,13 @@ func TestIAMLeastPrivilege(t *testing.T) {
 // SSM.
 func TestTaskHardening(t *testing.T) {
 	s := exampleApp(t)
-	for region, tm := range s.tmpl {
+	for region := range s.tmpl {
 		kind := targetKind // the example has one source region
 		if region == "us-east-1" {
 			kind = sourceKind
 		}
 		check(t, region+" task definitions", func() {
-			tm.AllResourcesProperties(jsii.String("AWS::ECS::TaskDefinition"), obj(map[string]any{
+			workerTasks(s.json[region]).AllResourcesProperties(jsii.String("AWS::ECS::TaskDefinition"), obj(map[string]any{
 				"RequiresCompatibilities": arrayEquals("FARGATE"),
 				"RuntimePlatform":         map[string]any{"CpuArchitecture": "ARM64", "OperatingSystemFamily": "LINUX"},
 				"Cpu":                     "1024",
