@@ -71,6 +71,7 @@ func (s *sender) send(ctx context.Context, refs []events.ObjectRef) error {
 }
 
 func (s *sender) sendBatch(ctx context.Context, entries []sqstypes.SendMessageBatchRequestEntry, refs []events.ObjectRef) error {
+	all := entries // a failure's Id is its index here, retry after retry
 	for attempt := 0; ; attempt++ {
 		out, err := s.api.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: &s.url, Entries: entries})
 		if err != nil {
@@ -89,7 +90,7 @@ func (s *sender) sendBatch(ctx context.Context, entries []sqstypes.SendMessageBa
 			if f.SenderFault || attempt+1 >= sendAttempts {
 				return fmt.Errorf("sending the event of %s/%s to %s: %s: %s", refs[i].Bucket, refs[i].Key, s.url, aws.ToString(f.Code), aws.ToString(f.Message))
 			}
-			retry = append(retry, entries[i])
+			retry = append(retry, all[i])
 		}
 		s.log.Debug("retrying events SQS refused", zap.Int("failed", len(retry)), zap.Int("attempt", attempt+1))
 		entries = retry
