@@ -21,6 +21,7 @@ import (
 	"github.com/xrc-dev/xrc/internal/source"
 	"github.com/xrc-dev/xrc/internal/stats"
 	"github.com/xrc-dev/xrc/internal/tombstone"
+	"github.com/xrc-dev/xrc/internal/uploads"
 )
 
 // TestBackfilledObjectsArrive runs the real pipeline, source and target
@@ -92,7 +93,8 @@ func (f *fixture) startWorkers(t *testing.T, log *zap.Logger) {
 	}
 	tw, err := deliver.New(deliver.Deps{Config: f.cfg, Region: "eu-west-1", Queue: queue.New(f.sqs, f.dep.TargetQueues["eu-west-1"]), S3: f.dst,
 		Tombstones: tombstone.New(f.ddb, f.cfg.TableName(), time.Now), Ledger: ledger.New(f.ddb, f.cfg.TableName(), time.Now),
-		Log: log.Named("target"), Metrics: deliver.NewMetrics(prometheus.NewRegistry()), Health: health.New(time.Minute, time.Now)})
+		Uploads: uploads.New(f.ddb, f.cfg.TableName(), time.Now),
+		Log:     log.Named("target"), Metrics: deliver.NewMetrics(prometheus.NewRegistry()), Health: health.New(time.Minute, time.Now)})
 	if err != nil {
 		t.Fatal(err)
 	}
