@@ -224,7 +224,10 @@ func (s *regionStack) grantBackfill(role awsiam.Role, rule *config.Rule, q *work
 	p.allow("ListWatchedPrefix", []string{"s3:ListBucket"}, []string{s3BucketARN(rule.SourceBucket)}, prefixCondition(rule.Prefix), "")
 	for i, d := range rule.Destinations {
 		prefix := rule.DestinationKey(d, rule.Prefix)
-		p.allow(fmt.Sprintf("ListDestination%d", i), []string{"s3:ListBucket"}, []string{s3BucketARN(d.Bucket)}, prefixCondition(prefix), "")
+		// No prefix condition here: a HEAD of a missing key (from an
+		// inventory) must answer 404, which takes an unconditional
+		// ListBucket; without it S3 answers 403.
+		p.allow(fmt.Sprintf("ListDestination%d", i), []string{"s3:ListBucket"}, []string{s3BucketARN(d.Bucket)}, nil, "")
 		p.allow(fmt.Sprintf("HeadDestination%d", i), []string{"s3:GetObject"}, []string{s3ObjectsARN(d.Bucket, prefix)}, nil, whyObjectsUnderPrefix)
 	}
 	p.allow("SendEvents", []string{"sqs:SendMessage", "sqs:GetQueueUrl"}, []string{*q.Queue.QueueArn()}, nil, "")

@@ -122,7 +122,7 @@ func TestBackfillIAM(t *testing.T) {
 	}
 	for sid, cond := range map[string]string{
 		"ListWatchedPrefix": `map[StringLike:map[s3:prefix:[prod/*]]]`,
-		"ListDestination1":  `map[StringLike:map[s3:prefix:[from-us/*]]]`,
+		"ListDestination1":  `map[]`, // HEAD of a missing key must be 404
 		"Checkpoint":        `map[ForAllValues:StringEquals:map[dynamodb:LeadingKeys:[backfill#logs]]]`,
 		"ReadStatistics":    `map[ForAllValues:StringEquals:map[dynamodb:LeadingKeys:[stats#logs fleet]]]`,
 	} {
