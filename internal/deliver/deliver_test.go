@@ -31,6 +31,7 @@ import (
 	"github.com/xrc-dev/xrc/internal/stats"
 	"github.com/xrc-dev/xrc/internal/tombstone"
 	"github.com/xrc-dev/xrc/internal/uploads"
+	"github.com/xrc-dev/xrc/internal/verify"
 )
 
 // pipeline is a provisioned deployment with both workers running in-process.
@@ -225,6 +226,25 @@ func TestPipeline(t *testing.T) {
 	}
 	for _, err := range dataset.Check(ctx, p.dst, p.cfg.Rules[0].Destinations[0].Bucket, all, identity, 16) {
 		t.Error(err)
+	}
+	// xrc verify, run on what the pipeline wrote, finds nothing to report
+	// and proves every object equal by a digest.
+	var mu sync.Mutex
+	var diffs []verify.Difference
+	sum, err := verify.Run(ctx, verify.Options{Rule: &p.cfg.Rules[0], Source: p.src, HashSources: true,
+		Destinations: map[string]verify.S3API{p.cfg.Settings.Regions[1].Name: p.dst}}, func(d verify.Difference) error {
+		mu.Lock()
+		defer mu.Unlock()
+		diffs = append(diffs, d)
+		return nil
+	})
+	if err != nil || len(diffs) != 0 {
+		t.Errorf("xrc verify after the pipeline: %v, differences %+v", err, diffs)
+	}
+	for _, d := range sum.Destinations {
+		if d.Compared != int64(len(all)) || d.Equal != d.Compared {
+			t.Errorf("xrc verify: %+v, want all %d objects compared and proved equal", d, len(all))
+		}
 	}
 	stagingDst := p.cfg.Settings.Regions[1].StagingBucket
 	// Not hidden behind a delete marker, still billed: gone, every version.
