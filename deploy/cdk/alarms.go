@@ -51,14 +51,11 @@ func (a *alarms) add(id, name string, props *awscloudwatch.AlarmProps) awscloudw
 	return alarm
 }
 
-// watchWorker adds a worker's alarms: its DLQ holds messages, its queue's
-// oldest message is too old, its tasks fail to start, it is pinned at its
-// maximum task count.
-func (a *alarms) watchWorker(id string, w *worker) {
-	name := "target"
-	if w.Rule != nil {
-		name = "source-" + w.Rule.ID
-	}
+// watchQueue adds the alarms of a worker whatever its compute: its DLQ
+// holds messages, its queue's oldest message is too old, and (target) an
+// archive failed verification.
+func (a *alarms) watchQueue(id string, w *worker) {
+	name := alarmName(w)
 	a.add(id+"DlqNotEmpty", name+"-dlq-not-empty", &awscloudwatch.AlarmProps{
 		AlarmDescription: jsii.String(fmt.Sprintf("%s: messages in the dead-letter queue (received %d times without success); inspect and redrive them",
 			w.Label(), a.s.d.Config.Settings.Worker.MaxReceiveCount)),
@@ -77,6 +74,22 @@ func (a *alarms) watchWorker(id string, w *worker) {
 		EvaluationPeriods:  jsii.Number(oldestMessagePeriods),
 		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
 	})
+	if w.Kind == targetKind {
+		a.add(id+"VerifyFailures", name+"-verify-failures", &awscloudwatch.AlarmProps{
+			AlarmDescription:   jsii.String("target: an archive failed verification (an object's size or SHA-256 did not match its manifest) and nothing of it was written; its message is retried, then dead-lettered"),
+			Metric:             xrcMetric(a.s, targetKind, "xrc_target_verify_failures_total", nil, "Sum"),
+			Threshold:          jsii.Number(0),
+			ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD,
+			EvaluationPeriods:  jsii.Number(1),
+			TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
+		})
+	}
+}
+
+// watchService adds the alarms of a worker's ECS service: its tasks fail
+// to start, it is pinned at its maximum task count.
+func (a *alarms) watchService(id string, w *worker) {
+	name := alarmName(w)
 	a.add(id+"FailingToStart", name+"-tasks-failing-to-start", &awscloudwatch.AlarmProps{
 		AlarmDescription: jsii.String(fmt.Sprintf("%s: fewer tasks running than desired for %d minutes (image pull, health check, Spot capacity, permissions)",
 			w.Label(), failingToStartMinutes)),
@@ -98,16 +111,42 @@ func (a *alarms) watchWorker(id string, w *worker) {
 		EvaluationPeriods:  jsii.Number(atMaxMinutes),
 		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
 	})
-	if w.Kind == targetKind {
-		a.add(id+"VerifyFailures", name+"-verify-failures", &awscloudwatch.AlarmProps{
-			AlarmDescription:   jsii.String("target: an archive failed verification (an object's size or SHA-256 did not match its manifest) and nothing of it was written; its message is retried, then dead-lettered"),
-			Metric:             xrcMetric(a.s, targetKind, "xrc_target_verify_failures_total", nil, "Sum"),
-			Threshold:          jsii.Number(0),
-			ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD,
-			EvaluationPeriods:  jsii.Number(1),
-			TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
-		})
+}
+
+// alarmName names a worker in its alarms' names.
+func alarmName(w *worker) string {
+	if w.Rule != nil {
+		return "source-" + w.Rule.ID
 	}
+	return "target"
+}
+
+// watchFunction adds a worker's function alarms: invocations failing whole
+// (a crash, a timeout, an init error; messages the handler reports are
+// not errors) and throttled invocations (the reserved concurrency is too
+// low for the mapping). The queue's alarms (DLQ, oldest message) come with
+// the worker whatever its compute (watchQueue).
+func (a *alarms) watchFunction(id string, w *worker) {
+	name := alarmName(w)
+	fn := w.Function.Function
+	a.add(id+"FunctionErrors", name+"-function-errors", &awscloudwatch.AlarmProps{
+		AlarmDescription:   jsii.String(fmt.Sprintf("%s: Lambda invocations failed whole (crash, timeout, init error) in 3 of 5 minutes; their batches come back after the visibility timeout", w.Label())),
+		Metric:             fn.MetricErrors(&awscloudwatch.MetricOptions{Statistic: jsii.String("Sum"), Period: minute()}),
+		Threshold:          jsii.Number(0),
+		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD,
+		EvaluationPeriods:  jsii.Number(5),
+		DatapointsToAlarm:  jsii.Number(3),
+		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
+	})
+	a.add(id+"FunctionThrottles", name+"-function-throttles", &awscloudwatch.AlarmProps{
+		AlarmDescription: jsii.String(fmt.Sprintf("%s: Lambda invocations throttled for 5 minutes: raise settings.lambda.reservedConcurrency (%d) or the account's concurrency",
+			w.Label(), a.s.d.Config.Settings.Lambda.ReservedConcurrency)),
+		Metric:             fn.MetricThrottles(&awscloudwatch.MetricOptions{Statistic: jsii.String("Sum"), Period: minute()}),
+		Threshold:          jsii.Number(0),
+		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD,
+		EvaluationPeriods:  jsii.Number(5),
+		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
+	})
 }
 
 // xrcMetric is one of the workers' EMF metrics: namespace the stack name, dimensions

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
@@ -31,6 +32,7 @@ func newDashboard(s *regionStack) {
 		s.sourceWidgets(d)
 	}
 	var depth, age, dlq, tasks []awscloudwatch.IMetric
+	functions := false
 	for _, w := range s.workers {
 		label := w.Label()
 		depth = append(depth,
@@ -38,18 +40,28 @@ func newDashboard(s *regionStack) {
 			w.Queue.Queue.MetricApproximateNumberOfMessagesNotVisible(&awscloudwatch.MetricOptions{Label: jsii.String(label + " in flight"), Statistic: jsii.String("Maximum"), Period: minute()}))
 		age = append(age, w.Queue.Queue.MetricApproximateAgeOfOldestMessage(&awscloudwatch.MetricOptions{Label: jsii.String(label), Statistic: jsii.String("Maximum"), Period: minute()}))
 		dlq = append(dlq, w.Queue.DLQ.MetricApproximateNumberOfMessagesVisible(&awscloudwatch.MetricOptions{Label: jsii.String(label), Statistic: jsii.String("Maximum"), Period: minute()}))
-		running := serviceMetric(s, w, "RunningTaskCount", "Average")
-		tasks = append(tasks, running.With(&awscloudwatch.MetricOptions{Label: jsii.String(label)}))
+		if w.Service != nil {
+			running := serviceMetric(s, w, "RunningTaskCount", "Average")
+			tasks = append(tasks, running.With(&awscloudwatch.MetricOptions{Label: jsii.String(label)}))
+		}
+		functions = functions || w.Function != nil
 	}
 	d.AddWidgets(
 		graph("Queue depth (messages)", 8, depth...),
 		graph("Oldest message (seconds)", 8, age...),
 		graph("Dead-letter queues (messages)", 8, dlq...),
 	)
-	d.AddWidgets(
-		graph("Running tasks", 8, tasks...),
-		graph("Errors by kind (per minute)", 16, s.errorSearches()...),
-	)
+	if len(tasks) > 0 {
+		d.AddWidgets(
+			graph("Running tasks", 8, tasks...),
+			graph("Errors by kind (per minute)", 16, s.errorSearches()...),
+		)
+	} else {
+		d.AddWidgets(graph("Errors by kind (per minute)", 24, s.errorSearches()...))
+	}
+	if functions {
+		s.functionWidgets(d)
+	}
 	if s.plan.IsTarget() {
 		s.targetWidgets(d)
 	}
@@ -75,13 +87,30 @@ func (s *regionStack) sourceWidgets(d awscloudwatch.Dashboard) {
 		}
 		in := xrcMetric(s, sourceKind, "xrc_source_bytes_in_total", map[string]string{"rule": rule}, "Sum")
 		out := xrcMetric(s, sourceKind, "xrc_source_bytes_out_total", map[string]string{"rule": rule}, "Sum")
-		running := serviceMetric(s, w, "RunningTaskCount", "Average")
 		id := fmt.Sprintf("r%d", i)
-		totalUsing[id+"in"], totalUsing[id+"out"], totalUsing[id+"tasks"] = in, out, running
-		using := &map[string]awscloudwatch.IMetric{id + "in": in, id + "out": out, id + "tasks": running}
+		using := &map[string]awscloudwatch.IMetric{id + "in": in, id + "out": out}
+		totalUsing[id+"in"], totalUsing[id+"out"] = in, out
+		// What the rule's compute costs per period: task-hours on
+		// Fargate, GB-seconds and requests on Lambda, both when hybrid.
+		var cost []string
+		if w.Service != nil {
+			running := serviceMetric(s, w, "RunningTaskCount", "Average")
+			(*using)[id+"tasks"], totalUsing[id+"tasks"] = running, running
+			cost = append(cost, fmt.Sprintf("FILL(%stasks, 0) * %g * %g * PERIOD(%sin) / 3600", id, vcpu, prices.VCPUHour, id))
+		}
+		if w.Function != nil {
+			fn := w.Function.Function
+			ms := fn.MetricDuration(&awscloudwatch.MetricOptions{Statistic: jsii.String("Sum"), Period: minute()})
+			calls := fn.MetricInvocations(&awscloudwatch.MetricOptions{Statistic: jsii.String("Sum"), Period: minute()})
+			(*using)[id+"ms"], totalUsing[id+"ms"] = ms, ms
+			(*using)[id+"calls"], totalUsing[id+"calls"] = calls, calls
+			gb := float64(s.d.Config.Settings.Lambda.MemoryMB) / 1024
+			cost = append(cost, fmt.Sprintf("FILL(%sms, 0) / 1000 * %s * %s + FILL(%scalls, 0) * %s / 1000000",
+				id, decimal(gb), decimal(prices.LambdaGBSecond), id, decimal(prices.LambdaPerMillion)))
+		}
 		regions := float64(s.remoteDestinations(w))
 		savedExpr := fmt.Sprintf("(FILL(%sin, 0) - FILL(%sout, 0)) * %g", id, id, regions)
-		benefitExpr := fmt.Sprintf("%s / %d * %g - FILL(%stasks, 0) * %g * %g * PERIOD(%sin) / 3600", savedExpr, gib, prices.TransferPerGB, id, vcpu, prices.VCPUHour, id)
+		benefitExpr := fmt.Sprintf("%s / %d * %g - (%s)", savedExpr, gib, prices.TransferPerGB, strings.Join(cost, " + "))
 		ratio = append(ratio, labelled(rule, fmt.Sprintf("FILL(%sin, 0) / IF(FILL(%sout, 0) > 0, %sout, 1)", id, id, id), using))
 		saved = append(saved, labelled(rule, savedExpr, using))
 		benefit = append(benefit, labelled(rule, benefitExpr, using))
@@ -134,6 +163,33 @@ func (s *regionStack) remoteDestinations(w *worker) int {
 	return n
 }
 
+// functionWidgets: what the region's Lambda functions do: invocations,
+// failed and throttled ones, how long they take against their timeout,
+// and how many run at once against the reserved concurrency.
+func (s *regionStack) functionWidgets(d awscloudwatch.Dashboard) {
+	var calls, failures, duration, concurrent []awscloudwatch.IMetric
+	for _, w := range s.workers {
+		if w.Function == nil {
+			continue
+		}
+		fn, label := w.Function.Function, w.Label()
+		opts := func(suffix, statistic string) *awscloudwatch.MetricOptions {
+			return &awscloudwatch.MetricOptions{Label: jsii.String(label + suffix), Statistic: jsii.String(statistic), Period: minute()}
+		}
+		calls = append(calls, fn.MetricInvocations(opts("", "Sum")))
+		failures = append(failures, fn.MetricErrors(opts(" errors", "Sum")), fn.MetricThrottles(opts(" throttles", "Sum")))
+		duration = append(duration, fn.MetricDuration(opts(" max", "Maximum")), fn.MetricDuration(opts(" p50", "p50")))
+		concurrent = append(concurrent, fn.Metric(jsii.String("ConcurrentExecutions"), opts("", "Maximum")))
+	}
+	l := s.d.Config.Settings.Lambda
+	d.AddWidgets(
+		graph("Lambda invocations", 6, calls...),
+		graph("Lambda errors and throttles", 6, failures...),
+		graph(fmt.Sprintf("Lambda duration (ms; timeout %v)", l.Timeout.D()), 6, duration...),
+		graph(fmt.Sprintf("Lambda concurrent executions (reserved %d)", l.ReservedConcurrency), 6, concurrent...),
+	)
+}
+
 func (s *regionStack) targetWidgets(d awscloudwatch.Dashboard) {
 	var bytes []awscloudwatch.IMetric
 	for _, rule := range s.plan.TargetRules {
@@ -179,6 +235,9 @@ func labelled(label, expr string, using *map[string]awscloudwatch.IMetric) awscl
 		Period:       minute(),
 	})
 }
+
+// decimal writes x without an exponent: metric math takes no 1e-05.
+func decimal(x float64) string { return strconv.FormatFloat(x, 'f', -1, 64) }
 
 func graph(title string, width float64, metrics ...awscloudwatch.IMetric) awscloudwatch.GraphWidget {
 	return awscloudwatch.NewGraphWidget(&awscloudwatch.GraphWidgetProps{

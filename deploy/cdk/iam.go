@@ -50,6 +50,34 @@ func (p *policy) allow(sid string, actions, resources []string, conditions map[s
 	}
 }
 
+// grant is one Allow statement of a worker's policy, as policy.allow takes
+// it.
+type grant struct {
+	sid                string
+	actions, resources []string
+	conditions         map[string]any
+	why                string
+}
+
+// grants are a worker's statements. They are worked out once per worker
+// and given to every role that runs it (its ECS task role, its Lambda
+// function's role: grantAll), so the two ways of running a worker hold
+// the very same statements.
+type grants []grant
+
+// allow adds one statement; the arguments are policy.allow's.
+func (gs *grants) allow(sid string, actions, resources []string, conditions map[string]any, why string) {
+	*gs = append(*gs, grant{sid: sid, actions: actions, resources: resources, conditions: conditions, why: why})
+}
+
+// grantAll adds every statement of gs to role.
+func (s *regionStack) grantAll(role awsiam.Role, gs grants) {
+	p := s.policy(role)
+	for _, g := range gs {
+		p.allow(g.sid, g.actions, g.resources, g.conditions, g.why)
+	}
+}
+
 // Reasons for the wildcard resources the roles hold.
 const (
 	whyObjectsUnderPrefix = "object ARNs under one named prefix of one named bucket: the keys are only known at run time"
@@ -57,12 +85,12 @@ const (
 	whyKMSByAlias         = "KMS authorizes on key ARNs, which CloudFormation cannot know for an alias or a key in another region; narrowed to the one key carrying the alias (kms:ResourceAliases)"
 )
 
-// grantSource gives a rule's source worker exactly what it calls: read the
+// sourceGrants are exactly what a rule's source worker calls: read the
 // watched prefix (objects, versions, tags), write archives under the rule's
 // staging prefix, consume the rule's queue, read the config and use the
 // statistics table.
-func (s *regionStack) grantSource(role awsiam.Role, rule *config.Rule, q *workQueue) {
-	p := s.policy(role)
+func (s *regionStack) sourceGrants(rule *config.Rule, q *workQueue) grants {
+	p := &grants{}
 	region := s.plan.Region.Name
 	p.allow("ReadWatchedObjects",
 		[]string{"s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectTagging", "s3:GetObjectVersionTagging"},
@@ -83,17 +111,18 @@ func (s *regionStack) grantSource(role awsiam.Role, rule *config.Rule, q *workQu
 		[]string{*s.keys.Staging.KeyArn()}, viaService("s3", region), "")
 	p.allow("Statistics", []string{"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"},
 		[]string{*s.table.TableArn()}, nil, "")
-	s.grantCommon(p, q)
+	s.commonGrants(p, q)
+	return *p
 }
 
-// grantTarget gives the region's target worker what it calls: read and
+// targetGrants are what the region's target worker calls: read and
 // delete the archives of rules with a destination here, write (and, for
 // rules propagating deletes, delete) under each destination prefix, list
 // and abort the multipart uploads left there, keep tombstones and the
 // ledger in the region's table, consume the target queue and read the
 // config.
-func (s *regionStack) grantTarget(role awsiam.Role, q *workQueue) {
-	p := s.policy(role)
+func (s *regionStack) targetGrants(q *workQueue) grants {
+	p := &grants{}
 	region := s.plan.Region.Name
 	staging := *s.staging.Bucket.BucketArn()
 	var archives []string
@@ -149,11 +178,12 @@ func (s *regionStack) grantTarget(role awsiam.Role, q *workQueue) {
 	// (one partition per region), forgotten once completed or aborted.
 	p.allow("TombstonesAndLedger", []string{"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query"},
 		[]string{*s.table.TableArn()}, nil, "")
-	s.grantCommon(p, q)
+	s.commonGrants(p, q)
+	return *p
 }
 
-// grantCommon: consume the worker's queue, read the config.
-func (s *regionStack) grantCommon(p *policy, q *workQueue) {
+// commonGrants: consume the worker's queue, read the config.
+func (s *regionStack) commonGrants(p *grants, q *workQueue) {
 	p.allow("ConsumeQueue",
 		[]string{"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueUrl", "sqs:GetQueueAttributes"},
 		[]string{*q.Queue.QueueArn()}, nil, "")

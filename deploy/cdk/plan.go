@@ -83,6 +83,14 @@ func (p *regionPlan) IsSource() bool { return len(p.SourceRules) > 0 }
 // IsTarget reports whether the region's stack holds a target worker.
 func (p *regionPlan) IsTarget() bool { return len(p.TargetRules) > 0 }
 
+// NeedsCluster reports whether the region's stack runs ECS tasks, and so
+// needs a cluster and a VPC: always in a source region (its services and
+// one-off tasks), in a target region only when its target worker runs on
+// Fargate (compute fargate or hybrid).
+func (p *regionPlan) NeedsCluster() bool {
+	return p.IsSource() || (p.IsTarget() && p.Region.Compute.Fargate())
+}
+
 // Region returns the plan of the named region, or nil.
 func (p *plan) Region(name string) *regionPlan {
 	for _, r := range p.Regions {

@@ -18,9 +18,15 @@ type workQueue struct {
 }
 
 // newWorkQueue creates name and name-dlq (the names the workers derive from
-// the config), both encrypted with the messaging key.
-func newWorkQueue(s *regionStack, id, name string) *workQueue {
+// the config), both encrypted with the messaging key. A queue a Lambda
+// function consumes (compute lambda or hybrid) hides a received message
+// for at least six times the function's timeout (lambdaVisibility).
+func newWorkQueue(s *regionStack, id, name string, compute config.Compute) *workQueue {
 	w := s.d.Config.Settings.Worker
+	visibility := w.VisibilityTimeout.D().Seconds()
+	if compute.Lambda() {
+		visibility = lambdaVisibility(s.d.Config)
+	}
 	dlq := awssqs.NewQueue(s.Stack, jsii.String(id+"Dlq"), &awssqs.QueueProps{
 		QueueName:           jsii.String(name + "-dlq"),
 		Encryption:          awssqs.QueueEncryption_KMS,
@@ -36,7 +42,7 @@ func newWorkQueue(s *regionStack, id, name string) *workQueue {
 		EncryptionMasterKey: s.keys.Messaging,
 		DataKeyReuse:        awscdk.Duration_Hours(jsii.Number(1)),
 		EnforceSSL:          jsii.Bool(true),
-		VisibilityTimeout:   awscdk.Duration_Seconds(jsii.Number(w.VisibilityTimeout.D().Seconds())),
+		VisibilityTimeout:   awscdk.Duration_Seconds(jsii.Number(visibility)),
 		RetentionPeriod:     awscdk.Duration_Days(jsii.Number(4)),
 		DeadLetterQueue: &awssqs.DeadLetterQueue{
 			Queue:           dlq,
@@ -86,7 +92,7 @@ func (s *regionStack) sourceQueue(rule *config.Rule) *workQueue {
 	}
 	q, ok := s.sourceQueues[rule.ID]
 	if !ok {
-		q = newWorkQueue(s, "Source-"+rule.ID, s.d.Config.SourceQueueName(rule.ID))
+		q = newWorkQueue(s, "Source-"+rule.ID, s.d.Config.SourceQueueName(rule.ID), rule.Compute)
 		s.sourceQueues[rule.ID] = q
 	}
 	return q
@@ -96,7 +102,7 @@ func (s *regionStack) sourceQueue(rule *config.Rule) *workQueue {
 // archives of rules with a destination in this region. The filter keeps a
 // region that is also a source from seeing its own outgoing archives.
 func (s *regionStack) newTargetQueue() *workQueue {
-	q := newWorkQueue(s, "Target", s.d.Config.TargetQueueName())
+	q := newWorkQueue(s, "Target", s.d.Config.TargetQueueName(), s.plan.Region.Compute)
 	dest := awss3notifications.NewSqsDestination(q.Queue)
 	for _, rule := range s.plan.TargetRules {
 		s.staging.Bucket.AddEventNotification(awss3.EventType_OBJECT_CREATED, dest, &awss3.NotificationKeyFilter{

@@ -30,15 +30,20 @@ const nonRootUser = "65532:65532"
 // config keeps drainTimeout below it.
 const stopTimeout = 120
 
-// worker is one ECS service: the source worker of a rule or a region's
-// target worker.
+// worker is the source worker of a rule or a region's target worker: an
+// ECS service, a Lambda function, or both (its compute).
 type worker struct {
 	Kind    string
 	Rule    *config.Rule // nil for the target worker
 	Queue   *workQueue
-	Service awsecs.FargateService
-	Role    awsiam.Role
-	Options workerOptions
+	Compute config.Compute
+	// Grants are the worker's statements, the same for its task role and
+	// its function's role.
+	Grants   grants
+	Service  awsecs.FargateService // nil unless Compute.Fargate()
+	Role     awsiam.Role           // the task role, nil without a service
+	Function *function             // nil unless Compute.Lambda() (lambda.go)
+	Options  workerOptions
 }
 
 // Label names the worker in alarms and on the dashboard.
@@ -51,19 +56,32 @@ func (w *worker) Label() string {
 
 func (s *regionStack) newSourceWorker(cluster awsecs.Cluster, rule *config.Rule) *worker {
 	q := s.sourceQueue(rule)
-	w := &worker{Kind: sourceKind, Rule: rule, Queue: q, Options: s.d.Options.Source}
-	w.Role = s.taskRole("Source-"+rule.ID, "xrc source worker of rule "+rule.ID)
-	s.grantSource(w.Role, rule, q)
-	s.addService(cluster, "Source-"+rule.ID, w, map[string]*string{"XRC_RULES": jsii.String(rule.ID)})
+	w := &worker{Kind: sourceKind, Rule: rule, Queue: q, Compute: rule.Compute, Grants: s.sourceGrants(rule, q), Options: s.d.Options.Source}
+	env := map[string]*string{"XRC_RULES": jsii.String(rule.ID)}
+	if w.Compute.Fargate() {
+		w.Role = s.taskRole("Source-"+rule.ID, "xrc source worker of rule "+rule.ID)
+		s.grantAll(w.Role, w.Grants)
+		s.addService(cluster, "Source-"+rule.ID, w, env)
+	}
+	if w.Compute.Lambda() {
+		s.addFunction("Source-"+rule.ID, w, env)
+	}
+	s.alarms.watchQueue("Source-"+rule.ID, w)
 	return w
 }
 
 func (s *regionStack) newTargetWorker(cluster awsecs.Cluster) *worker {
 	q := s.newTargetQueue()
-	w := &worker{Kind: targetKind, Queue: q, Options: s.d.Options.Target}
-	w.Role = s.taskRole("Target", "xrc target worker")
-	s.grantTarget(w.Role, q)
-	s.addService(cluster, "Target", w, nil)
+	w := &worker{Kind: targetKind, Queue: q, Compute: s.plan.Region.Compute, Grants: s.targetGrants(q), Options: s.d.Options.Target}
+	if w.Compute.Fargate() {
+		w.Role = s.taskRole("Target", "xrc target worker")
+		s.grantAll(w.Role, w.Grants)
+		s.addService(cluster, "Target", w, nil)
+	}
+	if w.Compute.Lambda() {
+		s.addFunction("Target", w, nil)
+	}
+	s.alarms.watchQueue("Target", w)
 	return w
 }
 
@@ -157,7 +175,7 @@ func (s *regionStack) addService(cluster awsecs.Cluster, id string, w *worker, e
 		EnableECSManagedTags:       jsii.Bool(true),
 	})
 	s.addScaling(id, w)
-	s.alarms.watchWorker(id, w)
+	s.alarms.watchService(id, w)
 }
 
 // capacity puts tasks on Fargate Spot, with the on-demand base and weight

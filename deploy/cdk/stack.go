@@ -6,6 +6,7 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsdynamodb"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsecs"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslogs"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsssm"
 	"github.com/aws/jsii-runtime-go"
@@ -37,6 +38,7 @@ type regionStack struct {
 	sourceQueues map[string]*workQueue
 	logGroups    map[string]awslogs.LogGroup
 	images       map[string]awsecs.ContainerImage
+	code         awslambda.Code // the functions' (lambda.go)
 }
 
 // newRegionStack builds the stack <stackName>-<region>.
@@ -56,12 +58,17 @@ func newRegionStack(app awscdk.App, d *deployment, rp *regionPlan) awscdk.Stack 
 	s.param = s.newConfigParameter()
 	s.alarms = newAlarms(s)
 	s.staging = newStaging(s)
-	s.net = newNetwork(s)
-	cluster := awsecs.NewCluster(s.Stack, jsii.String("Cluster"), &awsecs.ClusterProps{
-		Vpc:                            s.net.Vpc,
-		EnableFargateCapacityProviders: jsii.Bool(true),
-		ContainerInsightsV2:            awsecs.ContainerInsights_ENABLED,
-	})
+	// A region whose workers all run on Lambda needs neither (and saves
+	// the VPC's interface endpoints).
+	var cluster awsecs.Cluster
+	if rp.NeedsCluster() {
+		s.net = newNetwork(s)
+		cluster = awsecs.NewCluster(s.Stack, jsii.String("Cluster"), &awsecs.ClusterProps{
+			Vpc:                            s.net.Vpc,
+			EnableFargateCapacityProviders: jsii.Bool(true),
+			ContainerInsightsV2:            awsecs.ContainerInsights_ENABLED,
+		})
+	}
 	s.table = s.newTable()
 	if rp.IsSource() {
 		for _, w := range rp.Watched {
