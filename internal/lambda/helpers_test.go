@@ -45,7 +45,7 @@ type fixture struct {
 	aws aws.Config
 }
 
-func setup(t *testing.T, edit func(*config.Config)) *fixture {
+func setup(t testing.TB, edit func(*config.Config)) *fixture {
 	t.Helper()
 	env, cfg, dep := localstack.Deploy(t, "lambda", edit)
 	ctx := context.Background()
@@ -98,7 +98,7 @@ func (f *fixture) staging(region string) string {
 
 // sourceHandler is the source role's handler as cmd/xrc-lambda builds it,
 // with the worker's S3 client wrapped by wrap (nil: as it is).
-func (f *fixture) sourceHandler(t *testing.T, wrap func(source.S3API) source.S3API) *lambda.Source {
+func (f *fixture) sourceHandler(t testing.TB, wrap func(source.S3API) source.S3API) *lambda.Source {
 	t.Helper()
 	region, _ := f.cfg.Region("us-east-1")
 	var client source.S3API = awsapi.S3(f.aws, region)
@@ -118,7 +118,7 @@ func (f *fixture) sourceHandler(t *testing.T, wrap func(source.S3API) source.S3A
 }
 
 // targetHandler is the target role's handler as cmd/xrc-lambda builds it.
-func (f *fixture) targetHandler(t *testing.T) *lambda.Target {
+func (f *fixture) targetHandler(t testing.TB) *lambda.Target {
 	t.Helper()
 	region, _ := f.cfg.Region("eu-west-1")
 	q := queue.New(sqs.NewFromConfig(f.aws), f.targetURL())
@@ -140,7 +140,7 @@ func (f *fixture) targetHandler(t *testing.T) *lambda.Target {
 
 // receive takes n messages from queueURL, waiting up to a minute for the
 // bridge to deliver S3's events; they stay hidden for five minutes.
-func (f *fixture) receive(t *testing.T, queueURL string, n int) []sqstypes.Message {
+func (f *fixture) receive(t testing.TB, queueURL string, n int) []sqstypes.Message {
 	t.Helper()
 	ctx := context.Background()
 	var msgs []sqstypes.Message

@@ -75,7 +75,7 @@ func TestHandlersEndToEnd(t *testing.T) {
 
 // ack deletes msgs, as the event source mapping does with the messages a
 // handler did not report.
-func (f *fixture) ack(t *testing.T, queueURL string, msgs []sqstypes.Message) {
+func (f *fixture) ack(t testing.TB, queueURL string, msgs []sqstypes.Message) {
 	t.Helper()
 	for chunk := range slices.Chunk(msgs, 10) {
 		var entries []sqstypes.DeleteMessageBatchRequestEntry
@@ -89,7 +89,7 @@ func (f *fixture) ack(t *testing.T, queueURL string, msgs []sqstypes.Message) {
 }
 
 // archiveKeys lists the rule's archives in the source staging bucket.
-func (f *fixture) archiveKeys(t *testing.T) []string {
+func (f *fixture) archiveKeys(t testing.TB) []string {
 	t.Helper()
 	bucket := f.staging("us-east-1")
 	out, err := f.src.ListObjectsV2(context.Background(), &s3.ListObjectsV2Input{Bucket: &bucket, Prefix: aws.String(f.rule.ID + "/")})
