@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -13,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
+	"github.com/xrc-dev/xrc/internal/adaptive"
 	"github.com/xrc-dev/xrc/internal/awsapi"
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/stats"
@@ -26,6 +28,50 @@ type savingsReport struct {
 	To     time.Time    `json:"to"`
 	Prices stats.Prices `json:"prices"`
 	Lines  []stats.Line `json:"lines"`
+	// Compute compares, per rule, its workers on Fargate Spot and on
+	// Lambda at the volume of the period.
+	Compute []computeLine `json:"compute"`
+}
+
+// computeLine is a month of a rule's volume (the period's, scaled to 30
+// days) priced on Fargate Spot and on Lambda (adaptive.ComputeModel), with
+// the CPU BenchmarkHandlerCPU measured per GiB and per object.
+type computeLine struct {
+	Rule        string  `json:"rule"`
+	Compute     string  `json:"compute"` // what the rule runs on now
+	Objects     float64 `json:"objectsPerMonth"`
+	GiB         float64 `json:"gibPerMonth"`
+	CPUSeconds  float64 `json:"cpuSecondsPerMonth"`
+	FargateSpot float64 `json:"fargateSpotPerMonth"` // prices.fixedPerMonth included
+	Lambda      float64 `json:"lambdaPerMonth"`
+	Cheaper     string  `json:"cheaper"` // fargate or lambda
+	// BreakEvenGiB is the monthly input, of the rule's mean object size,
+	// from which Fargate Spot costs less (0: never).
+	BreakEvenGiB float64 `json:"breakEvenGiBPerMonth"`
+}
+
+// compareCompute prices a month of l's volume (a rule's total over
+// period) both ways.
+func compareCompute(cfg *config.Config, r *config.Rule, l stats.Line, period time.Duration) computeLine {
+	p, lam := cfg.Settings.Prices, cfg.Settings.Lambda
+	m := adaptive.ComputeModel{VCPUHour: p.VCPUHour, FargateGBHour: p.FargateGBHour, TaskVCPU: 1, TaskGB: 2, FixedPerMonth: p.FixedPerMonth,
+		LambdaGBSecond: p.LambdaGBSecond, LambdaPerMillion: p.LambdaPerMillion, LambdaMemoryMB: lam.MemoryMB,
+		ObjectsPerInvocation: float64(lam.BatchSize), Utilization: 1}
+	month := float64(30*24*time.Hour) / float64(period)
+	v := adaptive.Volume{Objects: float64(l.Objects) * month, Bytes: float64(l.BytesIn) * month}
+	c := computeLine{Rule: r.ID, Compute: string(r.Compute), Objects: v.Objects, GiB: v.Bytes / adaptive.GiB,
+		CPUSeconds: v.CPUSeconds(adaptive.WorkerCPUPerGiB, adaptive.WorkerCPUPerObject)}
+	c.FargateSpot, c.Lambda = m.Fargate(c.CPUSeconds), m.Lambda(c.CPUSeconds, v.Objects)
+	c.Cheaper = string(config.ComputeLambda)
+	if c.FargateSpot < c.Lambda {
+		c.Cheaper = string(config.ComputeFargate)
+	}
+	if l.Objects > 0 {
+		if b, _ := m.BreakEven(float64(l.BytesIn)/float64(l.Objects), adaptive.WorkerCPUPerGiB, adaptive.WorkerCPUPerObject); !math.IsInf(b, 1) {
+			c.BreakEvenGiB = b / adaptive.GiB
+		}
+	}
+	return c
 }
 
 // savings reports, per rule and content class, what xrc moved and saved,
@@ -83,7 +129,9 @@ func savings(ctx context.Context, args []string, env Env) error {
 		if err != nil {
 			return err
 		}
-		rep.Lines = append(rep.Lines, stats.Summarise(r.ID, targetRegions(r), hs, rep.Prices, fleet.DecodeSeconds, choices)...)
+		lines := stats.Summarise(r.ID, targetRegions(r), hs, rep.Prices, fleet.DecodeSeconds, choices)
+		rep.Lines = append(rep.Lines, lines...)
+		rep.Compute = append(rep.Compute, compareCompute(cfg, r, lines[len(lines)-1], since))
 	}
 	if !found {
 		return fmt.Errorf("no rule %q in %s", *ruleID, *cfgPath)
@@ -139,7 +187,21 @@ func printSavings(env Env, rep savingsReport) {
 			} else {
 				fmt.Fprintln(env.Stdout, "break-even: none: the saving does not cover the fixed costs at any volume")
 			}
+			for _, c := range rep.Compute {
+				if c.Rule == l.Rule {
+					printCompute(env, c)
+				}
+			}
 		}
+	}
+}
+
+// printCompute says what the rule's workers cost a month on each compute.
+func printCompute(env Env, c computeLine) {
+	fmt.Fprintf(env.Stdout, "compute a month at this volume (%s, %.0f objects; %.0f CPU-seconds): Fargate Spot %s (fixed included), Lambda %s: %s is cheaper (the rule runs on %s)\n",
+		stats.Bytes(int64(c.GiB*adaptive.GiB)), c.Objects, c.CPUSeconds, stats.Dollars(c.FargateSpot), stats.Dollars(c.Lambda), c.Cheaper, c.Compute)
+	if c.BreakEvenGiB > 0 {
+		fmt.Fprintf(env.Stdout, "Fargate Spot is cheaper from %s of input a month at this rule's mean object size\n", stats.Bytes(int64(c.BreakEvenGiB*adaptive.GiB)))
 	}
 }
 
