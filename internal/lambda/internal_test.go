@@ -4,15 +4,44 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/xrc-dev/xrc/internal/config"
+	"github.com/xrc-dev/xrc/internal/deliver"
 	xevents "github.com/xrc-dev/xrc/internal/events"
 	"github.com/xrc-dev/xrc/internal/source"
 )
+
+// The workers' steps are what the handlers call, resumable uploads'
+// abandonment included.
+var (
+	_ Packer    = (*source.Worker)(nil)
+	_ Deliverer = (*deliver.Worker)(nil)
+	_ abandoner = (*deliver.Worker)(nil)
+)
+
+// FuzzMessage: any record an event source mapping could hand over turns
+// into a message without panicking, its receive count never negative
+// unless the attribute says so, and its body intact.
+func FuzzMessage(f *testing.F) {
+	f.Add("id", "3", "1767225600000", `{"Records":[]}`)
+	f.Add("", "", "", "")
+	f.Add("x", "-1", "99999999999999999999", "\x00")
+	f.Fuzz(func(t *testing.T, id, count, sent, body string) {
+		m := message(events.SQSMessage{MessageId: id, Body: body,
+			Attributes: map[string]string{"ApproximateReceiveCount": count, "SentTimestamp": sent}})
+		if m.ID != id || m.Body != body {
+			t.Errorf("message %+v lost its id or body", m)
+		}
+		if m.ReceiveCount < 0 && !strings.HasPrefix(count, "-") {
+			t.Errorf("receive count %d from %q", m.ReceiveCount, count)
+		}
+	})
+}
 
 func TestBatches(t *testing.T) {
 	a := &config.Rule{ID: "a", Batch: config.Batch{MaxObjects: 3, MaxBytes: 10 << 20}}
