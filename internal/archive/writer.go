@@ -297,19 +297,20 @@ func (w *Writer) encode(i int, f func() error) error {
 }
 
 // copyObject streams exactly o.Size bytes from r into the current member
-// and returns their SHA-256. Memory use is the one copy buffer.
+// and returns their SHA-256. Memory use is the one copy buffer, which it
+// fills before hashing and encoding: a TLS body yields 16 KiB per Read, and
+// each pass through the tar and zstd writers costs two thread-clock reads
+// and a cgo call whatever its size.
 func (w *Writer) copyObject(index int, o *manifest.Object, r io.Reader) (string, error) {
 	if w.buf == nil {
 		w.buf = make([]byte, copyBufferSize)
 	}
 	w.sum.Reset()
 	var n int64
-	empty := 0
 	for n < o.Size {
 		chunk := w.buf[:min(int64(len(w.buf)), o.Size-n)]
-		k, err := r.Read(chunk)
+		k, err := fill(r, chunk)
 		if k > 0 {
-			empty = 0
 			w.sum.Write(chunk[:k])
 			if werr := w.encode(index, func() error { _, err := w.tw.Write(chunk[:k]); return err }); werr != nil {
 				return "", fmt.Errorf("archive %s: writing %s/%s: %w", w.m.ArchiveID, o.Bucket, o.Key, werr)
@@ -321,15 +322,11 @@ func (w *Writer) copyObject(index int, o *manifest.Object, r io.Reader) (string,
 			return "", w.objectError(o, fmt.Errorf("%w: source ended after %d bytes, manifest says %d", ErrSize, n, o.Size))
 		case err != nil && err != io.EOF:
 			return "", fmt.Errorf("archive %s: reading %s/%s: %w", w.m.ArchiveID, o.Bucket, o.Key, err)
-		case k == 0 && err == nil:
-			if empty++; empty > maxEmptyReads {
-				return "", fmt.Errorf("archive %s: reading %s/%s: %w", w.m.ArchiveID, o.Bucket, o.Key, io.ErrNoProgress)
-			}
 		}
 	}
 	// A source longer than the manifest says means the object changed
 	// after it was listed; the archive must not pretend otherwise.
-	for empty = 0; ; {
+	for empty := 0; ; {
 		k, err := r.Read(w.buf[:1])
 		if k > 0 {
 			return "", w.objectError(o, fmt.Errorf("%w: source has more than the %d bytes the manifest says", ErrSize, o.Size))
@@ -345,6 +342,26 @@ func (w *Writer) copyObject(index int, o *manifest.Object, r io.Reader) (string,
 		}
 	}
 	return hex.EncodeToString(w.sum.Sum(w.buf[:0])), nil
+}
+
+// fill reads from r until p is full or r fails (io.EOF included), and gives
+// up with io.ErrNoProgress after maxEmptyReads reads in a row that return
+// nothing.
+func fill(r io.Reader, p []byte) (int, error) {
+	n, empty := 0, 0
+	for n < len(p) {
+		k, err := r.Read(p[n:])
+		n += k
+		if err != nil {
+			return n, err
+		}
+		if k > 0 {
+			empty = 0
+		} else if empty++; empty > maxEmptyReads {
+			return n, io.ErrNoProgress
+		}
+	}
+	return n, nil
 }
 
 // Close ends the archive: it writes the tar end-of-archive marker and ends
