@@ -12,6 +12,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
@@ -39,8 +40,27 @@ func Load(ctx context.Context, region string) (aws.Config, error) {
 	return cfg, nil
 }
 
+// MaxIdleConnsPerHost is how many idle connections an S3 client keeps to
+// one endpoint. The SDK keeps 10, but a source worker has up to ~40
+// requests in flight (two archives, each with its prefetches, HEADs and
+// part uploads); every connection over 10 was closed after its request and
+// the next one paid a new TLS handshake.
+const MaxIdleConnsPerHost = 64
+
 // S3 returns an S3 client for region, honouring its endpoint override for
 // S3-compatible stores and the local stack.
+//
+// Checksums: xrc verifies what it reads itself. The source hashes every
+// object it reads with SHA-256 (checked against S3's SHA-256 where S3 has
+// one), the target checks that digest and each zstd frame's checksum before
+// it writes anything. So responses are not validated by the SDK as well
+// (ResponseChecksumValidation WhenRequired: GETs no longer ask S3 for
+// checksums, and the SDK no longer runs a CRC, on AWS mostly CRC64NVME in
+// software, over every byte read; TLS authenticates the bytes in transit).
+// Request checksums keep the SDK default, WhenSupported, on purpose: an
+// upload with no checksum is signed with the SHA-256 of its whole body (a
+// second pass over it), one with a checksum streams unsigned behind a CRC
+// trailer, which S3 verifies. Uploads that name an algorithm get that one.
 func S3(cfg aws.Config, region config.Region) *s3.Client {
 	return s3.NewFromConfig(cfg, func(o *s3.Options) {
 		o.Region = region.Name
@@ -52,6 +72,14 @@ func S3(cfg aws.Config, region config.Region) *s3.Client {
 		// (archives are multipart); it would break the JSON log stream, and
 		// the archive reader verifies every byte anyway.
 		o.DisableLogOutputChecksumValidationSkipped = true
+		o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
+		if c, ok := o.HTTPClient.(*awshttp.BuildableClient); ok {
+			// A copy: other clients of cfg keep their own pools.
+			o.HTTPClient = c.WithTransportOptions(func(t *http.Transport) {
+				t.MaxIdleConnsPerHost = MaxIdleConnsPerHost
+				t.MaxIdleConns = max(t.MaxIdleConns, MaxIdleConnsPerHost)
+			})
+		}
 	})
 }
 

@@ -6,8 +6,12 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/xrc-dev/xrc/internal/config"
 )
 
 func apiErr(code string, status int) error {
@@ -38,5 +42,35 @@ func TestClassify(t *testing.T) {
 		if IsNotFound(tc.err) != tc.notFound || IsPreconditionFailed(tc.err) != tc.precond || IsAccessDenied(tc.err) != tc.denied {
 			t.Errorf("%v: notFound=%v precond=%v denied=%v", tc.err, IsNotFound(tc.err), IsPreconditionFailed(tc.err), IsAccessDenied(tc.err))
 		}
+	}
+}
+
+// TestS3Client: the S3 client keeps enough idle connections for a worker's
+// requests in flight, leaves response checksums to xrc, and keeps the SDK's
+// request checksums (without them it would hash every upload body with
+// SHA-256 to sign it).
+func TestS3Client(t *testing.T) {
+	shared := awshttp.NewBuildableClient()
+	for _, cfg := range []aws.Config{{Region: "us-east-1"}, {Region: "us-east-1", HTTPClient: shared}} {
+		o := S3(cfg, config.Region{Name: "eu-west-1", S3Endpoint: "https://s3.example", S3PathStyle: true}).Options()
+		bc, ok := o.HTTPClient.(*awshttp.BuildableClient)
+		if !ok {
+			t.Fatalf("HTTP client %T", o.HTTPClient)
+		}
+		if tr := bc.GetTransport(); tr.MaxIdleConnsPerHost != MaxIdleConnsPerHost || tr.MaxIdleConns < MaxIdleConnsPerHost {
+			t.Errorf("idle connections: %d per host, %d in all", tr.MaxIdleConnsPerHost, tr.MaxIdleConns)
+		}
+		if o.ResponseChecksumValidation != aws.ResponseChecksumValidationWhenRequired {
+			t.Errorf("response checksum validation %v", o.ResponseChecksumValidation)
+		}
+		if o.RequestChecksumCalculation == aws.RequestChecksumCalculationWhenRequired {
+			t.Error("request checksums only when required: uploads would be hashed with SHA-256 to be signed")
+		}
+		if o.Region != "eu-west-1" || aws.ToString(o.BaseEndpoint) != "https://s3.example" || !o.UsePathStyle {
+			t.Errorf("region %s endpoint %s path style %v", o.Region, aws.ToString(o.BaseEndpoint), o.UsePathStyle)
+		}
+	}
+	if shared.GetTransport().MaxIdleConnsPerHost == MaxIdleConnsPerHost {
+		t.Error("the HTTP client of the config, shared with other clients, was changed")
 	}
 }
