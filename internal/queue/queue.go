@@ -29,6 +29,10 @@ type API interface {
 	ChangeMessageVisibilityBatch(ctx context.Context, in *sqs.ChangeMessageVisibilityBatchInput, optFns ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error)
 }
 
+// MaxBatch is the most messages SQS takes in one batch call; Delete and
+// ChangeVisibility split longer lists into calls of this size.
+const MaxBatch = 10
+
 // Message is one received SQS message.
 type Message struct {
 	ID            string
@@ -137,7 +141,7 @@ func (q *Queue) ChangeVisibility(ctx context.Context, d time.Duration, msgs ...M
 func (q *Queue) batch(ctx context.Context, op string, msgs []Message, call func([]Message) ([]types.BatchResultErrorEntry, error)) ([]Failure, error) {
 	var failures []Failure
 	var errs []error
-	for chunk := range slices.Chunk(msgs, 10) {
+	for chunk := range slices.Chunk(msgs, MaxBatch) {
 		failed, err := call(chunk)
 		if err != nil {
 			err = fmt.Errorf("%s %d messages in %s: %w", op, len(chunk), q.url, err)

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -43,33 +44,19 @@ func settling(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
 }
 
-// Ack deletes the message: call it only once its work is durable. It
-// retries; if SQS keeps refusing, the message is dropped from the held set
+// Ack deletes the message: call it only once its work is durable. The
+// delete runs in the background, batched with other messages acknowledged
+// about the same time (up to 10 per DeleteMessageBatch, instead of a call
+// per message), and the message stays held, its visibility extended, until
+// it is done; Run waits for pending deletes before it returns. A delete is
+// retried; if SQS keeps refusing, the message is dropped from the held set
 // anyway, logged and counted, and comes back after its visibility timeout:
 // its work is done, and redoing it is harmless.
 func (m *Message) Ack() {
 	if !m.done.CompareAndSwap(false, true) {
 		return
 	}
-	defer m.cancel(context.Canceled)
-	defer m.rt.forget(m)
-	var last queue.Failure
-	for attempt := 1; attempt <= ackAttempts; attempt++ {
-		ctx, cancel := settling(m.ctx)
-		failures, _ := m.rt.Queue.Delete(ctx, m.Message)
-		cancel()
-		if len(failures) == 0 {
-			m.rt.Metrics.Messages.WithLabelValues("acked").Inc()
-			return
-		}
-		last = failures[0]
-		if last.ReceiptGone() || attempt == ackAttempts {
-			break
-		}
-		m.rt.sleep(context.WithoutCancel(m.ctx), time.Duration(attempt)*200*time.Millisecond)
-	}
-	m.rt.Metrics.Errors.WithLabelValues("delete_message").Inc()
-	m.log.Error("acknowledging message failed: it will be delivered again after its visibility timeout", zap.Error(last.Err))
+	m.rt.acks.add(m)
 }
 
 // Release makes the message visible again after delay (0: now). Its receive
@@ -88,6 +75,102 @@ func (m *Message) Release(delay time.Duration) {
 	if failures, _ := m.rt.Queue.ChangeVisibility(ctx, delay, m.Message); len(failures) > 0 {
 		m.rt.Metrics.Errors.WithLabelValues("release_message").Inc()
 		m.log.Warn("releasing message failed: it comes back after its visibility timeout", zap.Error(failures[0].Err))
+	}
+}
+
+// acks batches the deletes of acknowledged messages.
+type acks struct {
+	rt *Runtime
+
+	// stopping is closed once Run waits for the deletes: a worker shutting
+	// down retries at once rather than after a pause.
+	stopping chan struct{}
+	stopOnce sync.Once
+	mu       sync.Mutex
+	idle     sync.Cond // on mu: signalled when flushing ends
+	pending  []*Message
+	flushing bool // a goroutine is running flush
+}
+
+// add queues m for deletion and starts a flush if none is running.
+func (a *acks) add(m *Message) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.pending = append(a.pending, m)
+	if !a.flushing {
+		a.flushing = true
+		go a.flush()
+	}
+}
+
+// flush deletes pending messages, a batch at a time, until none is left.
+func (a *acks) flush() {
+	for {
+		a.mu.Lock()
+		n := min(len(a.pending), queue.MaxBatch)
+		if n == 0 {
+			a.flushing = false
+			a.pending = nil
+			a.idle.Broadcast()
+			a.mu.Unlock()
+			return
+		}
+		batch := a.pending[:n]
+		a.pending = a.pending[n:]
+		a.mu.Unlock()
+		a.delete(batch)
+	}
+}
+
+// wait returns once every message acknowledged so far is deleted or given
+// up on.
+func (a *acks) wait() {
+	a.stopOnce.Do(func() { close(a.stopping) })
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for a.flushing {
+		a.idle.Wait()
+	}
+}
+
+// delete deletes batch, retrying the messages SQS refused, and drops each
+// from the held set once it is deleted or given up on.
+func (a *acks) delete(batch []*Message) {
+	left := batch
+	for attempt := 1; len(left) > 0; attempt++ {
+		msgs := make([]queue.Message, len(left))
+		for i, m := range left {
+			msgs[i] = m.Message
+		}
+		ctx, cancel := settling(left[0].ctx)
+		failures, _ := a.rt.Queue.Delete(ctx, msgs...)
+		cancel()
+		failed := make(map[string]queue.Failure, len(failures))
+		for _, f := range failures {
+			failed[f.Message.ReceiptHandle] = f
+		}
+		var retry []*Message
+		for _, m := range left {
+			f, ok := failed[m.ReceiptHandle]
+			switch {
+			case !ok:
+				a.rt.Metrics.Messages.WithLabelValues("acked").Inc()
+			case !f.ReceiptGone() && attempt < ackAttempts:
+				retry = append(retry, m)
+				continue
+			default:
+				a.rt.Metrics.Errors.WithLabelValues("delete_message").Inc()
+				m.log.Error("acknowledging message failed: it will be delivered again after its visibility timeout", zap.Error(f.Err))
+			}
+			a.rt.forget(m)
+			m.cancel(context.Canceled)
+		}
+		if left = retry; len(left) > 0 {
+			select {
+			case <-a.stopping:
+			case <-a.rt.Clock.After(time.Duration(attempt) * 200 * time.Millisecond):
+			}
+		}
 	}
 }
 

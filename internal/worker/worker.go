@@ -95,6 +95,7 @@ type Runtime struct {
 
 	progress atomic.Int64
 	handlers sync.WaitGroup
+	acks     acks
 }
 
 // New returns a runtime; Run starts it.
@@ -107,7 +108,11 @@ func New(o Options) *Runtime {
 		o.ReceiveMax = receiveMax
 	}
 	o.MaxHeld = max(o.MaxHeld, 1)
-	return &Runtime{Options: o, held: map[string]*Message{}, room: make(chan struct{})}
+	r := &Runtime{Options: o, held: map[string]*Message{}, room: make(chan struct{})}
+	r.acks.rt = r
+	r.acks.idle.L = &r.acks.mu
+	r.acks.stopping = make(chan struct{})
+	return r
 }
 
 // Progress records that held work is moving (bytes read or written). A
@@ -144,6 +149,9 @@ func (r *Runtime) Run(ctx context.Context, role Role) error {
 	r.Log.Info("stopped receiving; draining", zap.Duration("drain", r.Drain))
 	r.handlers.Wait()
 	role.Drain(work)
+	// Acknowledged messages are deleted before anything still held is
+	// released.
+	r.acks.wait()
 	stopHB()
 	r.releaseHeld(ctx)
 	r.Log.Info("stopped")
@@ -244,8 +252,10 @@ func (r *Runtime) unreserve(n int) {
 // hold adds a received message to the held set.
 func (r *Runtime) hold(work context.Context, qm queue.Message) *Message {
 	ctx, cancel := context.WithCancelCause(work)
+	// WithLazy: the fields are encoded only if the message logs, which
+	// most never do.
 	m := &Message{Message: qm, ctx: ctx, cancel: cancel, rt: r,
-		log: r.Log.With(zap.String("message", qm.ID), zap.Int("receiveCount", qm.ReceiveCount))}
+		log: r.Log.WithLazy(zap.String("message", qm.ID), zap.Int("receiveCount", qm.ReceiveCount))}
 	r.mu.Lock()
 	r.held[qm.ReceiptHandle] = m
 	n := len(r.held)
