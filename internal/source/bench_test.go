@@ -6,13 +6,17 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,6 +29,8 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/xrc-dev/xrc/internal/config"
+	"github.com/xrc-dev/xrc/internal/corpus"
+	"github.com/xrc-dev/xrc/internal/cpuclock"
 	"github.com/xrc-dev/xrc/internal/dataset"
 )
 
@@ -103,10 +109,16 @@ func BenchmarkSourceSmallObjects(b *testing.B) {
 	mem.report(b, "")
 }
 
-// One 2 GiB text object, streamed from S3 through the archive writer into
-// the staging upload.
+// One text object of XRC_BENCH_GIB GiB (make bench: 5; default 2),
+// generated as it is uploaded and streamed from S3 through the archive
+// writer into the staging upload; it never exists whole, on disk or in
+// memory.
 func BenchmarkSourceLargeObject(b *testing.B) {
-	const size = 2 << 30
+	size := int64(2 << 30)
+	if v, err := strconv.ParseInt(os.Getenv("XRC_BENCH_GIB"), 10, 64); err == nil && v > 0 {
+		size = v << 30
+	}
+	b.Logf("object of %d GiB", size>>30)
 	// MaxBytes 64 MiB: the object travels alone. setup removes the buckets
 	// afterwards, giving back the 2 GiB and its archive in both regions.
 	f := setup(b, nil)
@@ -152,7 +164,7 @@ func BenchmarkSourceLargeObject(b *testing.B) {
 		}
 	}
 	b.SetBytes(size)
-	b.ReportMetric(float64(b.N*size)/float64(written), "ratio")
+	b.ReportMetric(float64(int64(b.N)*size)/float64(written), "ratio")
 	mem.report(b, "")
 	upload.report(b, "upload-")
 }
@@ -267,4 +279,243 @@ func procStatus(field string) uint64 {
 		return kb << 10
 	}
 	return 0
+}
+
+// Profiles of the measured phase of BenchmarkSourceCPU alone (the worker
+// archiving), without the corpus generation and uploads around it: pass
+// them after -args. Not with -cpuprofile, which holds the one CPU profiler.
+var (
+	workerCPUProfile = flag.String("worker-cpuprofile", "", "BenchmarkSourceCPU: write a CPU profile of the worker phase to `file`")
+	workerMemProfile = flag.String("worker-memprofile", "", "BenchmarkSourceCPU: write the allocations of the worker phase to `file` (compare with file.base: go tool pprof -sample_index=alloc_space -diff_base file.base file)")
+	// The per-byte and per-object parts of the worker's cost, measured
+	// apart. (With fewer than 10 objects left, the local stack's SQS
+	// answers the last long poll after its 20 s wait: wall time, not CPU.)
+	cpuCorpusPart = flag.String("cpu-corpus", "all", "BenchmarkSourceCPU: `part` of the corpus to archive: all, large (the 4 objects of 48 MiB) or small (the objects of 1-64 KiB)")
+)
+
+// cpuClasses are the corpus classes of BenchmarkSourceCPU: the text-like
+// data whose level matters. Incompressible bytes are stored, not
+// compressed, so they would flatter the worker against zstd -3.
+var cpuClasses = []struct{ class, ext, ctype string }{
+	{"csv", ".csv", "text/csv"},
+	{"jsonl", ".jsonl", "application/x-ndjson"},
+	{"xml", ".xml", "application/xml"},
+	{"text", ".txt", "text/plain"},
+}
+
+// cpuCorpus returns BenchmarkSourceCPU's 256 MiB, as dataset.Sample splits
+// the demo's: per class, one object of 48 MiB and 16 MiB of objects of
+// 1-64 KiB, cut one after another from the same generated stream so no
+// byte repeats.
+func cpuCorpus(prefix string) []dataset.Object {
+	const large, small = 48 << 20, 16 << 20
+	rng := rand.New(rand.NewPCG(3, 0xc9))
+	var bigs, smalls []dataset.Object
+	for _, c := range cpuClasses {
+		data := corpus.Generate(c.class, large+small)
+		bigs = append(bigs, dataset.Object{Key: prefix + "large/" + c.class + c.ext, ContentType: c.ctype, Data: data[:large]})
+		for i, rest := 0, data[large:]; len(rest) > 0; i++ {
+			n := min(len(rest), 1<<10+rng.IntN(63<<10+1))
+			smalls = append(smalls, dataset.Object{Key: fmt.Sprintf("%ssmall/%s/%05d%s", prefix, c.class, i, c.ext), ContentType: c.ctype, Data: rest[:n]})
+			rest = rest[n:]
+		}
+	}
+	// Interleave the classes' small objects, as a bucket's writers would.
+	rng.Shuffle(len(smalls), func(i, j int) { smalls[i], smalls[j] = smalls[j], smalls[i] })
+	switch *cpuCorpusPart {
+	case "large":
+		return bigs
+	case "small":
+		return smalls
+	}
+	return append(bigs, smalls...)
+}
+
+// BenchmarkSourceCPU is the source worker's CPU per byte against the zstd
+// CLI on the same bytes: the worker archives 256 MiB of CSV, JSON lines,
+// XML and text at a fixed level 3 (4 objects of 48 MiB, 1,996 of 1-64
+// KiB), and `zstd -3 -T1 in -o out` compresses the same bytes,
+// concatenated, before and after it. Reported: MB (10^6 B) of input per
+// CPU-second of the whole process (user+sys, Go runtime and GC included)
+// for both, and their quotient, ratio-vs-zstd, the figure to hold against
+// 0.9. The worker's CPU counts from the end of its start-up CPU benchmark
+// until its last object is staged; the corpus and its events are ready
+// before, and its bytes are dropped from the heap, so the worker's GC sees
+// the heap it would see in production. codec-share is the part of the
+// worker's CPU spent in the tar and zstd encoding itself, codec-vs-zstd
+// that part's MB per CPU-second over the CLI's. Build with the
+// release's CGO_CFLAGS (-O3, as the Makefile does), or libzstd is slower
+// than the CLI it is compared with.
+//
+//	CGO_CFLAGS='-O3 -g' go test -run '^$' -bench BenchmarkSourceCPU -benchtime 1x ./internal/source/ \
+//	  -args -worker-cpuprofile cpu.pprof -worker-memprofile mem.pprof -cpu-corpus all
+func BenchmarkSourceCPU(b *testing.B) {
+	zstdCLI, err := exec.LookPath("zstd")
+	if err != nil {
+		b.Fatalf("the zstd CLI is the reference: %v", err)
+	}
+	f := setup(b, func(c *config.Config) {
+		c.Rules[0].Level = 3
+		c.Settings.Adaptive.Disabled = true
+		c.Rules[0].Batch = config.Batch{MaxObjects: config.DefaultMaxObjects, MaxBytes: config.DefaultMaxBytes, MaxAge: config.Duration(2 * time.Second)}
+	})
+	ctx := context.Background()
+	dir := b.TempDir()
+	var total, written, zstdOut int64
+	var cpu, zstdCPU, codecCPU time.Duration
+	var objects int
+	for i := range b.N {
+		b.StopTimer()
+		objs := cpuCorpus(fmt.Sprintf("data/cpu/%d/", i))
+		want := make(map[string]string, len(objs))
+		in := filepath.Join(dir, "corpus")
+		file, err := os.Create(in)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, o := range objs {
+			sum := sha256.Sum256(o.Data)
+			want[o.Key] = hex.EncodeToString(sum[:])
+			if _, err := file.Write(o.Data); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := file.Close(); err != nil {
+			b.Fatal(err)
+		}
+		if err := dataset.Upload(ctx, f.s3, f.rule.SourceBucket, objs, 32); err != nil {
+			b.Fatal(err)
+		}
+		size := dataset.Size(objs)
+		total += size
+		objects += len(objs)
+		f.waitDepth(b, f.sourceQueue(), len(objs), 5*time.Minute)
+		objs = nil
+		runtime.GC()
+		debug.FreeOSMemory()
+
+		c, n := runZstd(b, zstdCLI, in)
+		zstdCPU += c
+		zstdOut += n
+
+		r := f.start(b, benchLogger())
+		// The start-up CPU benchmark runs before the worker receives; it
+		// is a fixed cost of a task, not of the bytes.
+		if !eventually(time.Minute, time.Millisecond, func() bool {
+			return r.metric(b, "xrc_source_cpu_benchmark_mb_per_second") > 0 || r.exited()
+		}) || r.exited() {
+			b.Fatal("the worker did not finish its start-up benchmark")
+		}
+		stopProfile := profileWorker(b)
+		start := cpuclock.Process()
+		b.StartTimer()
+		// Polled rarely: gathering the metrics costs CPU in this process.
+		if !eventually(10*time.Minute, 250*time.Millisecond, func() bool {
+			return int(r.metric(b, "xrc_source_objects_total", "result", "archived")) >= len(want) || r.exited()
+		}) {
+			b.Fatal("not archived within 10 minutes")
+		}
+		b.StopTimer()
+		cpu += cpuclock.Process() - start
+		stopProfile()
+		if got := r.metric(b, "xrc_source_objects_total", "result", "archived"); int(got) != len(want) {
+			b.Fatalf("%v of %d objects archived (failed %v)", got, len(want), r.metric(b, "xrc_source_objects_total", "result", "failed"))
+		}
+		written += int64(r.metric(b, "xrc_source_bytes_out_total"))
+		codecCPU += time.Duration(r.metric(b, "xrc_source_compression_cpu_seconds_total") * float64(time.Second))
+		if err := r.stop(); err != nil {
+			b.Fatal(err)
+		}
+
+		c, n = runZstd(b, zstdCLI, in)
+		zstdCPU += c
+		zstdOut += n
+
+		// Every object is in staging, byte for byte.
+		got := f.readStaging(b)
+		for key, sum := range want {
+			if got[key].sum != sum {
+				b.Fatalf("staged %s: sha256 %q, want %s", key, got[key].sum, sum)
+			}
+		}
+	}
+	mbps := float64(total) / 1e6 / cpu.Seconds()
+	zstdMBps := float64(2*total) / 1e6 / zstdCPU.Seconds()
+	b.SetBytes(total / int64(b.N))
+	b.ReportMetric(float64(objects)/float64(b.N), "objects")
+	b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s")
+	b.ReportMetric(mbps, "MB/cpu-s")
+	b.ReportMetric(zstdMBps, "zstd-MB/cpu-s")
+	b.ReportMetric(mbps/zstdMBps, "ratio-vs-zstd")
+	b.ReportMetric(codecCPU.Seconds()/cpu.Seconds(), "codec-share")
+	// The worker's tar and zstd encoding alone against the CLI: what is
+	// left of the gap once reading, hashing and requests are set aside.
+	b.ReportMetric(float64(total)/1e6/codecCPU.Seconds()/zstdMBps, "codec-vs-zstd")
+	b.ReportMetric(float64(total)/float64(written), "ratio")
+	b.ReportMetric(float64(2*total)/float64(zstdOut), "zstd-ratio")
+}
+
+// runZstd compresses in with `zstd -3 -T1` into a file and returns the
+// CLI's CPU time (user+sys) and output size.
+func runZstd(b *testing.B, zstdCLI, in string) (time.Duration, int64) {
+	b.Helper()
+	out := in + ".zst"
+	cmd := exec.Command(zstdCLI, "-q", "-f", "-3", "-T1", in, "-o", out)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		b.Fatalf("%s: %v", cmd, err)
+	}
+	fi, err := os.Stat(out)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := os.Remove(out); err != nil {
+		b.Fatal(err)
+	}
+	return cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), fi.Size()
+}
+
+// profileWorker starts the profiles the -worker-* flags ask for; the
+// returned function writes them.
+func profileWorker(b *testing.B) (stop func()) {
+	b.Helper()
+	var stops []func()
+	if *workerCPUProfile != "" {
+		file, err := os.Create(*workerCPUProfile)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(file); err != nil {
+			b.Fatal(err)
+		}
+		stops = append(stops, func() {
+			pprof.StopCPUProfile()
+			if err := file.Close(); err != nil {
+				b.Error(err)
+			}
+		})
+	}
+	if *workerMemProfile != "" {
+		writeAllocs(b, *workerMemProfile+".base")
+		stops = append(stops, func() { writeAllocs(b, *workerMemProfile) })
+	}
+	return func() {
+		for _, s := range stops {
+			s()
+		}
+	}
+}
+
+// writeAllocs writes the allocation profile as of a fresh GC: the
+// difference of two such profiles is what happened in between.
+func writeAllocs(b *testing.B, name string) {
+	runtime.GC()
+	file, err := os.Create(name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer file.Close()
+	if err := pprof.Lookup("allocs").WriteTo(file, 0); err != nil {
+		b.Fatal(err)
+	}
 }

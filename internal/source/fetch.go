@@ -6,6 +6,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/bits"
+	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -82,17 +84,59 @@ func (w *Worker) get(ctx context.Context, o *manifest.Object) (io.ReadCloser, er
 	return out.Body, nil
 }
 
+// fetchAll reads a small object into a buffer of w.buffers, which the
+// caller gives back once the object is written.
 func (w *Worker) fetchAll(ctx context.Context, o *manifest.Object) ([]byte, error) {
 	body, err := w.get(ctx, o)
 	if err != nil {
 		return nil, err
 	}
 	defer body.Close()
-	data := make([]byte, o.Size)
+	data := w.buffers.get(int(o.Size))
 	if _, err := io.ReadFull(body, data); err != nil {
+		w.buffers.put(data)
 		return nil, fmt.Errorf("reading %s/%s: %w", o.Bucket, o.Key, err)
 	}
 	return data, nil
+}
+
+// buffers recycles the buffers small objects are prefetched into, in
+// power-of-two size classes from 4 KiB to prefetchMax: a batch of a
+// thousand small objects would otherwise allocate each one's size, and
+// the garbage collector would run all the more often. The pools give
+// their buffers up to the collector when they go unused.
+type buffers struct {
+	classes [maxBufferBits - minBufferBits + 1]sync.Pool // of *[]byte
+}
+
+// Buffer sizes: 2^minBufferBits to 2^maxBufferBits = prefetchMax.
+const minBufferBits, maxBufferBits = 12, 22
+
+// class returns the size class of size, len(b.classes) if none fits.
+func (b *buffers) class(size int) int {
+	return max(bits.Len(uint(max(size, 1)-1)), minBufferBits) - minBufferBits
+}
+
+// get returns a buffer of length size.
+func (b *buffers) get(size int) []byte {
+	c := b.class(size)
+	if c >= len(b.classes) {
+		return make([]byte, size)
+	}
+	if p, ok := b.classes[c].Get().(*[]byte); ok {
+		return (*p)[:size]
+	}
+	return make([]byte, size, 1<<(c+minBufferBits))
+}
+
+// put gives back a buffer get returned; nothing may use it afterwards.
+func (b *buffers) put(buf []byte) {
+	c := b.class(cap(buf))
+	if c >= len(b.classes) || cap(buf) != 1<<(c+minBufferBits) {
+		return // not one of ours
+	}
+	buf = buf[:0]
+	b.classes[c].Put(&buf)
 }
 
 // writeFetched adds a prefetched object to the archive, at the level
@@ -112,6 +156,7 @@ func (w *Worker) writeFetched(ctx context.Context, aw *archive.Writer, i int, f 
 		return err
 	}
 	_, err := aw.WriteObject(i, bytes.NewReader(r.data))
+	w.buffers.put(r.data)
 	w.runtime.Progress()
 	return err
 }

@@ -128,7 +128,8 @@ func baseObject(rule *config.Rule, ref events.ObjectRef) (manifest.Object, error
 // describe fills o from HEAD and tagging. keep is false when the object is
 // gone or no longer the version the event announced.
 func (w *Worker) describe(ctx context.Context, o *manifest.Object, ref events.ObjectRef) (keep bool, err error) {
-	log := w.Log.With(zap.String("bucket", ref.Bucket), zap.String("key", ref.Key))
+	// WithLazy: most objects never log.
+	log := w.Log.WithLazy(zap.String("bucket", ref.Bucket), zap.String("key", ref.Key))
 	head, err := w.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &ref.Bucket, Key: &ref.Key, VersionId: optional(ref.VersionID),
 		ChecksumMode: s3types.ChecksumModeEnabled})
 	if awsapi.IsNotFound(err) {

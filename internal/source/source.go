@@ -78,6 +78,7 @@ type Worker struct {
 	stopRefresh context.CancelFunc
 	task        string  // names this task's archives and lease
 	uploads     uploads // this task's staging uploads in flight
+	buffers     buffers // of prefetched objects
 
 	items    chan Item
 	batches  chan *batch

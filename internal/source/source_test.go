@@ -27,6 +27,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/xrc-dev/xrc/internal/archive"
+	"github.com/xrc-dev/xrc/internal/awsapi"
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/health"
 	"github.com/xrc-dev/xrc/internal/localstack"
@@ -42,10 +43,13 @@ type fixture struct {
 	env   localstack.Env
 	cfg   *config.Config
 	dep   localstack.Deployment
-	s3    *s3.Client
+	s3    *s3.Client // the test's own client
 	sqs   *sqs.Client
 	rule  *config.Rule
 	stage string
+	// worker is the S3 client workers get: built as cmd/xrc-source builds
+	// it (awsapi), so tests and benchmarks run its settings.
+	worker *s3.Client
 }
 
 func setup(t testing.TB, edit func(*config.Config)) *fixture {
@@ -60,7 +64,13 @@ func setup(t testing.TB, edit func(*config.Config)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{env: env, cfg: cfg, dep: dep, s3: s3c, sqs: sqsc, rule: &cfg.Rules[0], stage: cfg.Settings.Regions[0].StagingBucket}
+	awsCfg, err := awsapi.Load(ctx, "us-east-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	region, _ := cfg.Region("us-east-1")
+	f := &fixture{env: env, cfg: cfg, dep: dep, s3: s3c, sqs: sqsc, rule: &cfg.Rules[0], stage: cfg.Settings.Regions[0].StagingBucket,
+		worker: awsapi.S3(awsCfg, region)}
 	// The stack is shared: give its disk back, but keep what a failed test
 	// left for inspection. (Tests may repoint the config's staging bucket.)
 	stg1, stg2 := cfg.Settings.Regions[0].StagingBucket, cfg.Settings.Regions[1].StagingBucket
@@ -190,7 +200,7 @@ func (f *fixture) startWithStats(t testing.TB, log *zap.Logger, st source.Stats)
 		Config:  f.cfg,
 		Region:  "us-east-1",
 		Queue:   q,
-		S3:      f.s3,
+		S3:      f.worker,
 		Log:     log,
 		Metrics: source.NewMetrics(reg),
 		Health:  health.New(time.Minute, time.Now),
