@@ -11,7 +11,7 @@ STATICCHECK_VERSION := v0.8.2
 STATICCHECK := $(CACHE)/bin/staticcheck-$(STATICCHECK_VERSION)/staticcheck
 BINARIES    := xrc xrc-source xrc-target
 FUZZTIME    ?= 30s
-BENCH_GIB   ?= 5
+BENCH_GIB   ?= 6
 # libzstd (compiled by cgo from github.com/DataDog/zstd) is ~20% faster at
 # -O3, the level zstd's own build uses, than at cgo's default -O2.
 CGO_CFLAGS  ?= -O3 -g
@@ -53,7 +53,7 @@ demo: stack-up ## Run the whole pipeline locally and print a report (LAMBDA=1: b
 chaos: stack-up ## The pipeline under fire: 2 source + 2 target workers, 2,000 objects, 10 SIGKILLs, poison; one line per check (make test runs a small one)
 	eval "$$($(STACK) env)"; $(GO) run ./deploy/local/chaos
 
-bench: stack-up ## Codec benchmarks, then both workers on the local stack: source CPU vs zstd -3 -T1, peak RSS moving one GiB-sized object (BENCH_GIB, default 5) (~20 min)
+bench: stack-up ## Codec benchmarks, then both workers on the local stack: source CPU vs zstd -3 -T1, peak RSS moving one object of BENCH_GIB GiB (default 6), generated on the fly (~30 min)
 	bash internal/archive/bench.sh
 	eval "$$($(STACK) env)"; XRC_BENCH_GIB=$(BENCH_GIB) $(GO) test -run '^$$' -benchtime 1x -timeout 90m \
 		-bench '^(BenchmarkSourceCPU|BenchmarkSourceLargeObject|BenchmarkExtract)$$' ./internal/source/ ./internal/deliver/
