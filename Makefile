@@ -56,7 +56,7 @@ chaos: stack-up ## The pipeline under fire: 2 source + 2 target workers, 2,000 o
 bench: stack-up ## Codec benchmarks, then both workers on the local stack: source CPU vs zstd -3 -T1, peak RSS moving one object of BENCH_GIB GiB (default 6), generated on the fly (~30 min)
 	bash internal/archive/bench.sh
 	eval "$$($(STACK) env)"; XRC_BENCH_GIB=$(BENCH_GIB) $(GO) test -run '^$$' -benchtime 1x -timeout 90m \
-		-bench '^(BenchmarkSourceCPU|BenchmarkSourceLargeObject|BenchmarkExtract)$$' ./internal/source/ ./internal/deliver/
+		-bench '^(BenchmarkSourceCPU|BenchmarkSourceLargeObject|BenchmarkExtract|BenchmarkPipelineLarge)$$' ./internal/source/ ./internal/deliver/
 
 bench-adaptive: ## The adaptive learner against every fixed level and Store, on each generated class (~3 min)
 	$(GO) test -run '^$$' -bench '^BenchmarkAdaptive$$' -benchtime 1x -timeout 30m ./internal/adaptive/

@@ -46,11 +46,7 @@ func BenchmarkExtract(b *testing.B) {
 		}
 		benchExtract(b, sizes, false)
 	})
-	// XRC_BENCH_GIB sizes the large object (make bench: 5; default 2).
-	gib := int64(2)
-	if v, err := strconv.ParseInt(os.Getenv("XRC_BENCH_GIB"), 10, 64); err == nil && v > 0 {
-		gib = v
-	}
+	gib := benchGiB()
 	b.Run(fmt.Sprintf("one-%dGiB", gib), func(b *testing.B) {
 		benchExtract(b, []int64{gib << 30}, false)
 	})
@@ -195,9 +191,24 @@ func (p *pipeline) killHalfWay(b *testing.B, key string, size int64) {
 	}
 }
 
-// purge deletes every object version and delete marker in bucket.
+// benchGiB is the large object's size in GiB: XRC_BENCH_GIB (make bench:
+// 6), 2 by default.
+func benchGiB() int64 {
+	if v, err := strconv.ParseInt(os.Getenv("XRC_BENCH_GIB"), 10, 64); err == nil && v > 0 {
+		return v
+	}
+	return 2
+}
+
+// purge deletes every object version and delete marker in bucket, in the
+// target region.
 func (p *pipeline) purge(ctx context.Context, bucket string) error {
-	pg := s3.NewListObjectVersionsPaginator(p.dst, &s3.ListObjectVersionsInput{Bucket: &bucket})
+	return purgeIn(ctx, p.dst, bucket)
+}
+
+// purgeIn deletes every object version and delete marker in bucket.
+func purgeIn(ctx context.Context, client *s3.Client, bucket string) error {
+	pg := s3.NewListObjectVersionsPaginator(client, &s3.ListObjectVersionsInput{Bucket: &bucket})
 	for pg.HasMorePages() {
 		page, err := pg.NextPage(ctx)
 		if err != nil {
@@ -211,7 +222,7 @@ func (p *pipeline) purge(ctx context.Context, bucket string) error {
 			ids = append(ids, s3types.ObjectIdentifier{Key: m.Key, VersionId: m.VersionId})
 		}
 		for chunk := range slices.Chunk(ids, 1000) {
-			if _, err := p.dst.DeleteObjects(ctx, &s3.DeleteObjectsInput{Bucket: &bucket,
+			if _, err := client.DeleteObjects(ctx, &s3.DeleteObjectsInput{Bucket: &bucket,
 				Delete: &s3types.Delete{Objects: chunk, Quiet: aws.Bool(true)}}); err != nil {
 				return fmt.Errorf("emptying s3://%s: %w", bucket, err)
 			}
