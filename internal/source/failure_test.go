@@ -95,13 +95,18 @@ func (f *fixture) takeAll(t testing.TB, url string, within time.Duration) map[st
 // eventBody is an S3 event notification for one created object, shaped as
 // AWS sends it (keys escaped as a query, '/' kept).
 func eventBody(bucket, key, etag, sequencer string) string {
+	return sizedEventBody(bucket, key, etag, sequencer, 12)
+}
+
+// sizedEventBody is eventBody with the object size the event reports.
+func sizedEventBody(bucket, key, etag, sequencer string, size int) string {
 	rec := map[string]any{
 		"eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
 		"eventTime": time.Now().UTC().Format(time.RFC3339Nano), "eventName": "ObjectCreated:Put",
 		"s3": map[string]any{
 			"s3SchemaVersion": "1.0", "configurationId": "xrc",
 			"bucket": map[string]any{"name": bucket, "arn": "arn:aws:s3:::" + bucket},
-			"object": map[string]any{"key": awsEscape(key), "size": 12, "eTag": etag, "sequencer": sequencer},
+			"object": map[string]any{"key": awsEscape(key), "size": size, "eTag": etag, "sequencer": sequencer},
 		},
 	}
 	b, err := json.Marshal(map[string]any{"Records": []any{rec}})

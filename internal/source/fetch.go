@@ -11,9 +11,12 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go/middleware"
 
 	"github.com/xrc-dev/xrc/internal/adaptive"
 	"github.com/xrc-dev/xrc/internal/archive"
+	"github.com/xrc-dev/xrc/internal/events"
 	"github.com/xrc-dev/xrc/internal/manifest"
 )
 
@@ -37,15 +40,16 @@ type fetched struct {
 	err  error
 }
 
-// prefetch starts reading the small objects of m ahead, at most the
-// worker's concurrency at once, so S3 latency overlaps compression. The
-// future of objects[i] is futures[i] (nil for large objects and deletes);
-// release a slot after taking a result.
-func (w *Worker) prefetch(ctx context.Context, m *manifest.Manifest) (futures []chan fetched, slots chan struct{}) {
+// prefetch starts reading the small objects of m that are not held
+// already ahead, at most the worker's concurrency at once, so S3 latency
+// overlaps compression. The future of objects[i] is futures[i] (nil for
+// held and large objects and deletes); release a slot after taking a
+// result.
+func (w *Worker) prefetch(ctx context.Context, m *manifest.Manifest, held [][]byte) (futures []chan fetched, slots chan struct{}) {
 	futures = make([]chan fetched, len(m.Objects))
 	slots = make(chan struct{}, w.Config.Settings.Worker.Concurrency)
 	for i := range m.Objects {
-		if o := &m.Objects[i]; !o.Delete && o.Size <= prefetchMax {
+		if o := &m.Objects[i]; !o.Delete && o.Size <= prefetchMax && held[i] == nil {
 			futures[i] = make(chan fetched, 1)
 		}
 	}
@@ -82,6 +86,52 @@ func (w *Worker) get(ctx context.Context, o *manifest.Object) (io.ReadCloser, er
 		return nil, fmt.Errorf("get %s/%s: %w", o.Bucket, o.Key, err)
 	}
 	return out.Body, nil
+}
+
+// read GETs a small object whole, with what HEAD would say of it (plan.go,
+// inlineMax). An object larger than that (overwritten since its event) is
+// described but not held: it is read when its turn comes, like any large
+// object.
+func (w *Worker) read(ctx context.Context, ref events.ObjectRef) (*s3.HeadObjectOutput, []byte, error) {
+	out, err := w.S3.GetObject(ctx, &s3.GetObjectInput{Bucket: &ref.Bucket, Key: &ref.Key, VersionId: optional(ref.VersionID),
+		ChecksumMode: s3types.ChecksumModeEnabled}, withoutValidation)
+	if err != nil {
+		return nil, nil, fmt.Errorf("get %s/%s: %w", ref.Bucket, ref.Key, err)
+	}
+	defer out.Body.Close()
+	head := headOf(out)
+	size := aws.ToInt64(out.ContentLength)
+	if size > inlineMax {
+		return head, nil, nil
+	}
+	data := w.buffers.get(int(size))
+	if _, err := io.ReadFull(out.Body, data); err != nil {
+		w.buffers.put(data)
+		return nil, nil, fmt.Errorf("reading %s/%s: %w", ref.Bucket, ref.Key, err)
+	}
+	return head, data, nil
+}
+
+// withoutValidation drops the SDK's checksum pass over a GET's body, which
+// ChecksumModeEnabled (asked for to learn the object's SHA-256) turns on:
+// the archive writer hashes every byte anyway, and checks them against
+// that SHA-256 when S3 keeps one.
+func withoutValidation(o *s3.Options) {
+	o.APIOptions = append(o.APIOptions, func(st *middleware.Stack) error {
+		_, err := st.Deserialize.Remove("AWSChecksum:ValidateOutputPayloadChecksum")
+		return err
+	})
+}
+
+// headOf is what a GET said of its object, as HEAD would have said it.
+func headOf(g *s3.GetObjectOutput) *s3.HeadObjectOutput {
+	return &s3.HeadObjectOutput{
+		ETag: g.ETag, VersionId: g.VersionId, LastModified: g.LastModified, DeleteMarker: g.DeleteMarker,
+		ContentLength: g.ContentLength, StorageClass: g.StorageClass, TagCount: g.TagCount, Metadata: g.Metadata,
+		ContentType: g.ContentType, ContentEncoding: g.ContentEncoding, ContentDisposition: g.ContentDisposition,
+		ContentLanguage: g.ContentLanguage, CacheControl: g.CacheControl, ExpiresString: g.ExpiresString,
+		ChecksumType: g.ChecksumType, ChecksumSHA256: g.ChecksumSHA256,
+	}
 }
 
 // fetchAll reads a small object into a buffer of w.buffers, which the
@@ -152,11 +202,18 @@ func (w *Worker) writeFetched(ctx context.Context, aw *archive.Writer, i int, f 
 	if r.err != nil {
 		return &objectError{i, r.err}
 	}
-	if err := setLevel(r.data[:min(len(r.data), adaptive.ProbeSize)]); err != nil {
+	err := w.writeHeld(aw, i, r.data, setLevel)
+	w.buffers.put(r.data)
+	return err
+}
+
+// writeHeld adds an object read into memory to the archive, at the level
+// setLevel chooses from its first bytes.
+func (w *Worker) writeHeld(aw *archive.Writer, i int, data []byte, setLevel func([]byte) error) error {
+	if err := setLevel(data[:min(len(data), adaptive.ProbeSize)]); err != nil {
 		return err
 	}
-	_, err := aw.WriteObject(i, bytes.NewReader(r.data))
-	w.buffers.put(r.data)
+	_, err := aw.WriteObject(i, bytes.NewReader(data))
 	w.runtime.Progress()
 	return err
 }

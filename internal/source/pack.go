@@ -23,8 +23,15 @@ func (w *Worker) Pack(ctx context.Context, rule *config.Rule, items []Item, clos
 		closed = w.Clock.Now()
 	}
 	log := w.Log.With(zap.String("rule", rule.ID))
-	for _, part := range split(w.plan(ctx, rule, items, log)) {
+	entries := w.plan(ctx, rule, items, log)
+	for _, part := range split(entries) {
 		w.packPart(ctx, rule, part, closed, log)
+	}
+	// Only now: a part may be staged again without a failed object. An
+	// entry packPart dropped is no longer in entries; the collector
+	// takes its buffer.
+	for _, e := range entries {
+		w.buffers.put(e.data)
 	}
 }
 

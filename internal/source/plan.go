@@ -24,7 +24,20 @@ import (
 type entry struct {
 	items []Item
 	obj   manifest.Object
+	data  []byte // the object's bytes when plan read them (see inlineMax)
 }
+
+// A small object is read whole when it is described: one GET answers what
+// HEAD would and brings the bytes, so the object costs one request rather
+// than two, and its bytes and metadata come from the same response. Only
+// objects the event says are at most inlineMax are read so, up to
+// inlineBudget bytes per batch, because their bytes are held until the
+// batch is staged; the rest are described by HEAD and read when their turn
+// in the archive comes (fetch.go).
+const (
+	inlineMax    = 256 << 10
+	inlineBudget = 32 << 20
+)
 
 // plan collapses a batch's events per key (the newest sequencer wins) and
 // gathers each object's metadata. Objects gone or overwritten since their
@@ -60,6 +73,7 @@ func (w *Worker) plan(ctx context.Context, rule *config.Rule, items []Item, log 
 		err  error
 	}
 	results := make([]outcome, len(order))
+	budget := int64(inlineBudget)
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(w.Config.Settings.Worker.Concurrency)
 	for i, e := range order {
@@ -75,8 +89,12 @@ func (w *Worker) plan(ctx context.Context, rule *config.Rule, items []Item, log 
 			results[i] = outcome{keep: true}
 			continue
 		}
+		inline := ref.Size <= min(inlineMax, budget)
+		if inline {
+			budget -= ref.Size
+		}
 		g.Go(func() error {
-			keep, err := w.describe(gctx, &e.obj, ref)
+			keep, err := w.describe(gctx, e, ref, inline)
 			results[i] = outcome{keep, err}
 			return nil
 		})
@@ -125,20 +143,36 @@ func baseObject(rule *config.Rule, ref events.ObjectRef) (manifest.Object, error
 	return o, nil
 }
 
-// describe fills o from HEAD and tagging. keep is false when the object is
-// gone or no longer the version the event announced.
-func (w *Worker) describe(ctx context.Context, o *manifest.Object, ref events.ObjectRef) (keep bool, err error) {
+// describe fills e.obj from HEAD (or, when inline, from a GET that also
+// fills e.data) and tagging. keep is false when the object is gone or no
+// longer the version the event announced; e.data is then nil.
+func (w *Worker) describe(ctx context.Context, e *entry, ref events.ObjectRef, inline bool) (keep bool, err error) {
 	// WithLazy: most objects never log.
 	log := w.Log.WithLazy(zap.String("bucket", ref.Bucket), zap.String("key", ref.Key))
-	head, err := w.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &ref.Bucket, Key: &ref.Key, VersionId: optional(ref.VersionID),
-		ChecksumMode: s3types.ChecksumModeEnabled})
+	var head *s3.HeadObjectOutput
+	if inline {
+		head, e.data, err = w.read(ctx, ref)
+	} else {
+		head, err = w.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &ref.Bucket, Key: &ref.Key, VersionId: optional(ref.VersionID),
+			ChecksumMode: s3types.ChecksumModeEnabled})
+		if err != nil {
+			err = fmt.Errorf("head %s/%s: %w", ref.Bucket, ref.Key, err)
+		}
+	}
 	if awsapi.IsNotFound(err) {
 		log.Info("object gone since its event; skipping")
 		return false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("head %s/%s: %w", ref.Bucket, ref.Key, err)
+		return false, err
 	}
+	defer func() {
+		if !keep || err != nil {
+			w.buffers.put(e.data)
+			e.data = nil
+		}
+	}()
+	o := &e.obj
 	etag := strings.Trim(aws.ToString(head.ETag), `"`)
 	if ref.VersionID == "" && ref.ETag != "" && etag != ref.ETag {
 		log.Info("object overwritten since its event; skipping (the newer write has its own event)",

@@ -49,7 +49,7 @@ type fixture struct {
 	stage string
 	// worker is the S3 client workers get: built as cmd/xrc-source builds
 	// it (awsapi), so tests and benchmarks run its settings.
-	worker *s3.Client
+	worker source.S3API
 }
 
 func setup(t testing.TB, edit func(*config.Config)) *fixture {

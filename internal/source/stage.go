@@ -55,8 +55,10 @@ func (w *Worker) stage(ctx context.Context, rule *config.Rule, entries []entry, 
 		Objects:      make([]manifest.Object, len(entries)),
 	}
 	var total int64
+	held := make([][]byte, len(entries))
 	for i, e := range entries {
 		m.Objects[i] = e.obj
+		held[i] = e.data
 		if !e.obj.Delete {
 			m.Objects[i].Member = manifest.MemberName(i, e.obj.Key)
 			total += e.obj.Size
@@ -95,7 +97,7 @@ func (w *Worker) stage(ctx context.Context, rule *config.Rule, entries []entry, 
 	aw := w.writers.Get().(*archive.Writer)
 	defer w.writers.Put(aw)
 	choices := make([]choice, len(m.Objects))
-	werr := w.write(ctx, aw, pw, rule, m, lag(entries, w.Clock.Now()), choices)
+	werr := w.write(ctx, aw, pw, rule, m, held, lag(entries, w.Clock.Now()), choices)
 	pw.CloseWithError(werr)
 	uerr := <-uploaded
 	var oe *objectError
@@ -123,16 +125,16 @@ func (w *Worker) stage(ctx context.Context, rule *config.Rule, entries []entry, 
 }
 
 // write streams the archive into dst: the manifest, then each object at
-// the arm chosen for it (level.go, recorded in choices), small ones
-// prefetched, large ones streamed when their turn comes, so memory stays
-// bounded whatever the object sizes.
-func (w *Worker) write(ctx context.Context, aw *archive.Writer, dst io.Writer, rule *config.Rule, m *manifest.Manifest, lag time.Duration, choices []choice) error {
+// the arm chosen for it (level.go, recorded in choices), from held[i] if
+// plan read it, else prefetched if small, streamed when its turn comes if
+// large, so memory stays bounded whatever the object sizes.
+func (w *Worker) write(ctx context.Context, aw *archive.Writer, dst io.Writer, rule *config.Rule, m *manifest.Manifest, held [][]byte, lag time.Duration, choices []choice) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if err := aw.Begin(dst, m); err != nil {
 		return err
 	}
-	futures, slots := w.prefetch(ctx, m)
+	futures, slots := w.prefetch(ctx, m, held)
 	for i := range m.Objects {
 		o := &m.Objects[i]
 		if o.Delete {
@@ -146,7 +148,9 @@ func (w *Worker) write(ctx context.Context, aw *archive.Writer, dst io.Writer, r
 			return aw.SetLevel(int(arm))
 		}
 		var err error
-		if f := futures[i]; f != nil {
+		if held[i] != nil {
+			err = w.writeHeld(aw, i, held[i], setLevel)
+		} else if f := futures[i]; f != nil {
 			err = w.writeFetched(ctx, aw, i, f, slots, setLevel)
 		} else {
 			err = w.streamObject(ctx, aw, i, o, setLevel)
