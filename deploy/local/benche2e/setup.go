@@ -320,7 +320,10 @@ func (b *bench) setup(ctx context.Context) error {
 	}
 
 	// The bridge first: MinIO marks a webhook target offline if it does not
-	// answer at start.
+	// answer at start. -async: the bridge answers each post once the
+	// record is queued and sends them to SQS ten per batch; answering after
+	// a SendMessage each kept the source's events ten seconds behind the
+	// uploads of the mixed corpus (bridge.batcher).
 	srcPort, srcConsole, bridgePort := freePort(), freePort(), freePort()
 	srcURL := fmt.Sprintf("https://127.0.0.1:%d", srcPort)
 	dstURL := fmt.Sprintf("https://%s:%d", nsIP, targetS3Port)
@@ -329,7 +332,7 @@ func (b *bench) setup(ctx context.Context) error {
 		b.bridgeBin, "-listen", fmt.Sprintf("127.0.0.1:%d", bridgePort),
 		"-routes", filepath.Join(b.state, "bridge-routes.json"),
 		"-sqs-endpoint", b.stack.SQSEndpoint,
-		"-s3", "us-east-1="+srcURL, "-s3", "eu-west-1="+dstURL)
+		"-s3", "us-east-1="+srcURL, "-s3", "eu-west-1="+dstURL, "-async")
 	if err != nil {
 		return err
 	}

@@ -35,7 +35,9 @@
 // Delivery mirrors S3: a record for an unrouted bucket, or routed to a queue
 // that no longer exists, is logged and dropped with 200. Any other failure
 // (SQS or MinIO unreachable) answers 502 so MinIO keeps the event in its
-// queue dir and retries: at-least-once, like S3 to SQS.
+// queue dir and retries: at-least-once, like S3 to SQS. With -async the
+// bridge answers once a record is queued in memory and retries SQS itself
+// (batch.go).
 package main
 
 import (
@@ -102,6 +104,7 @@ func run(ctx context.Context, args []string) error {
 	})
 	tlsCert := fs.String("tls-cert", "", "PEM certificate of the -s3-proxy listeners")
 	tlsKey := fs.String("tls-key", "", "PEM private key of the -s3-proxy listeners")
+	async := fs.Bool("async", false, "answer MinIO once a record is queued in memory, and send records to SQS ten per batch (for MinIO without a queue dir; a queued record is lost if the bridge dies)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -139,9 +142,13 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	br := newBridge(sqsClient, regions, routes, slog.Default())
+	if *async {
+		br.async = newBatcher(sqsClient, slog.Default(), 100_000)
+	}
 	srv := &http.Server{
 		Addr:              *listen,
-		Handler:           newBridge(sqsClient, regions, routes, slog.Default()).handler(),
+		Handler:           br.handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	proxies, err := proxyServers(cfg, s3Proxies, s3Endpoints, clients, *tlsCert, *tlsKey)
@@ -165,6 +172,10 @@ func run(ctx context.Context, args []string) error {
 	errs := []error{srv.Shutdown(shutdownCtx)}
 	for _, p := range proxies {
 		errs = append(errs, p.Shutdown(shutdownCtx))
+	}
+	if br.async != nil {
+		// After Shutdown: no handler is left to add a record.
+		errs = append(errs, br.async.close(shutdownCtx))
 	}
 	return errors.Join(errs...)
 }
@@ -205,6 +216,7 @@ func proxyServers(cfg aws.Config, proxies, endpoints map[string]string, clients 
 // sqsAPI is the part of *sqs.Client the bridge uses.
 type sqsAPI interface {
 	SendMessage(ctx context.Context, in *sqs.SendMessageInput, optFns ...func(*sqs.Options)) (*sqs.SendMessageOutput, error)
+	SendMessageBatch(ctx context.Context, in *sqs.SendMessageBatchInput, optFns ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error)
 	GetQueueUrl(ctx context.Context, in *sqs.GetQueueUrlInput, optFns ...func(*sqs.Options)) (*sqs.GetQueueUrlOutput, error)
 }
 
@@ -215,6 +227,7 @@ type bridge struct {
 	regions map[string]regionS3 // region -> its MinIO
 	routes  *routeTable
 	log     *slog.Logger
+	async   *batcher // -async: records are sent after their POST is answered
 }
 
 func newBridge(sqsClient sqsAPI, regions map[string]regionS3, routes *routeTable, log *slog.Logger) *bridge {
@@ -313,7 +326,13 @@ func (b *bridge) send(ctx context.Context, bucket, eventName, key string, rec js
 		return fmt.Errorf("encoding record for %s: %w", bucket, err)
 	}
 	queueURL, err := b.queueURL(ctx, queue)
-	if err == nil {
+	switch {
+	case err == nil && b.async != nil:
+		err = b.async.add(ctx, message{queueURL: queueURL, body: string(body), event: eventName, bucket: bucket, key: key})
+		if err == nil {
+			return nil // logged once sent
+		}
+	case err == nil:
 		_, err = b.sqs.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(queueURL), MessageBody: aws.String(string(body))})
 	}
 	var gone *types.QueueDoesNotExist

@@ -4,14 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -23,6 +26,9 @@ type fakeSQS struct {
 	sent   map[string][]string // queue URL -> bodies
 	queues map[string]string   // name -> URL
 	err    error
+
+	batches    []int // SendMessageBatch sizes
+	refuseOnce bool
 }
 
 func (f *fakeSQS) SendMessage(_ context.Context, in *sqs.SendMessageInput, _ ...func(*sqs.Options)) (*sqs.SendMessageOutput, error) {
@@ -37,6 +43,31 @@ func (f *fakeSQS) SendMessage(_ context.Context, in *sqs.SendMessageInput, _ ...
 	q := aws.ToString(in.QueueUrl)
 	f.sent[q] = append(f.sent[q], aws.ToString(in.MessageBody))
 	return &sqs.SendMessageOutput{}, nil
+}
+
+// SendMessageBatch records the batch's size in batches; with refuseOnce,
+// it refuses the first entry of its first call.
+func (f *fakeSQS) SendMessageBatch(_ context.Context, in *sqs.SendMessageBatchInput, _ ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return nil, f.err
+	}
+	if f.sent == nil {
+		f.sent = map[string][]string{}
+	}
+	f.batches = append(f.batches, len(in.Entries))
+	out := &sqs.SendMessageBatchOutput{}
+	q := aws.ToString(in.QueueUrl)
+	for i, e := range in.Entries {
+		if i == 0 && f.refuseOnce {
+			f.refuseOnce = false
+			out.Failed = append(out.Failed, types.BatchResultErrorEntry{Id: e.Id, Code: aws.String("InternalError"), Message: aws.String("try again"), SenderFault: false})
+			continue
+		}
+		f.sent[q] = append(f.sent[q], aws.ToString(e.MessageBody))
+	}
+	return out, nil
 }
 
 func (f *fakeSQS) GetQueueUrl(_ context.Context, in *sqs.GetQueueUrlInput, _ ...func(*sqs.Options)) (*sqs.GetQueueUrlOutput, error) {
@@ -177,5 +208,60 @@ func TestRejectsBadInput(t *testing.T) {
 		if code, _ := do(t, tc.method, srv.URL+tc.path, tc.body); code != http.StatusBadRequest {
 			t.Errorf("%s %s %q: got %d, want 400", tc.method, tc.path, tc.body, code)
 		}
+	}
+}
+
+// With -async, records are answered at once and reach SQS in batches of at
+// most ten, in the order they came, a refused one retried; close sends
+// whatever is still queued.
+func TestAsyncSendsInBatches(t *testing.T) {
+	f := &fakeSQS{refuseOnce: true}
+	routes, err := loadRoutes(filepath.Join(t.TempDir(), "routes.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := newBridge(f, nil, routes, slog.New(slog.DiscardHandler))
+	// Nothing is sent until the test has posted everything: the batcher
+	// starts on a full queue, so its batches are full.
+	br.async = &batcher{sqs: f, log: slog.New(slog.DiscardHandler), in: make(chan message, 100), done: make(chan struct{}), backoff: time.Millisecond}
+	srv := httptest.NewServer(br.handler())
+	defer srv.Close()
+	do(t, http.MethodPut, srv.URL+"/routes/in", "http://q/1/in-queue")
+	var want []string
+	for i := range 25 {
+		key := fmt.Sprintf("k%02d", i)
+		body := strings.ReplaceAll(minioBody, "a%2Fb+c", key)
+		if code, _ := do(t, http.MethodPost, srv.URL+"/events", body); code != http.StatusOK {
+			t.Fatalf("POST %d: %d", i, code)
+		}
+		want = append(want, key)
+	}
+	go br.async.loop()
+	if err := br.async.close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, b := range f.sent["http://q/1/in-queue"] {
+		var m struct {
+			Records []struct {
+				S3 struct {
+					Object struct {
+						Key string `json:"key"`
+					} `json:"object"`
+				} `json:"s3"`
+			} `json:"Records"`
+		}
+		if err := json.Unmarshal([]byte(b), &m); err != nil || len(m.Records) != 1 {
+			t.Fatalf("message %s: %v", b, err)
+		}
+		got = append(got, m.Records[0].S3.Object.Key)
+	}
+	// The refused first record went again after the rest of its batch.
+	wantOrder := append(append(append([]string{}, want[1:10]...), want[0]), want[10:]...)
+	if !slices.Equal(got, wantOrder) {
+		t.Errorf("sent %v, want %v", got, wantOrder)
+	}
+	if !slices.Equal(f.batches, []int{10, 1, 10, 5}) {
+		t.Errorf("batch sizes %v, want [10 1 10 5]", f.batches)
 	}
 }
