@@ -13,13 +13,14 @@ import (
 // together, as BenchmarkHandlerCPU (internal/lambda) measured it with both
 // handlers on the local stack (AMD EPYC, libzstd, the adaptive levels on
 // the demo corpus; TLS, hashing and the S3 clients included): CPU-seconds
-// per GiB of input and per object, the medians of three runs (per GiB,
-// source 6.5-14.0 and target 3.1-4.5 on this shared 2-vCPU machine; per
-// object, 0.5-0.8 ms each), the per-object part taken out of the per-GiB
-// one.
+// per GiB of input and per object, the medians of the runs of 2026-12-03
+// (per GiB, source 6.3-7.4 and target 3.1-3.9 in three runs; per object,
+// source 0.26-0.36 ms and target 0.49-0.62 ms in five, the source's down
+// from 0.68 ms since a small object costs it one GET instead of HEAD and
+// GET), the per-object part taken out of the per-GiB one.
 const (
-	WorkerCPUPerGiB    = 11.1   // source 7.5 + target 3.6
-	WorkerCPUPerObject = 0.0013 // source 0.68 ms + target 0.62 ms
+	WorkerCPUPerGiB    = 10.1    // source 6.5 + target 3.6
+	WorkerCPUPerObject = 0.00087 // source 0.32 ms + target 0.55 ms
 )
 
 // lambdaMBPerVCPU is the memory at which Lambda gives a function one vCPU.

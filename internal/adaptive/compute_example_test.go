@@ -37,20 +37,20 @@ func ExampleComputeModel_BreakEven() {
 	}
 	// Output:
 	// fixed  utilization  object size  GiB/day  objects/day
-	// $25    1.0          4 KiB        117      30.6 million
-	// $25    1.0          64 KiB       1297     21.3 million
-	// $25    1.0          1 MiB        3532     3.6 million
-	// $25    1.0          16 MiB       3958     253 thousand
-	// $25    0.5          4 KiB        61       15.9 million
-	// $25    0.5          64 KiB       666      10.9 million
-	// $25    0.5          1 MiB        1774     1.8 million
-	// $25    0.5          16 MiB       1980     127 thousand
-	// $98    1.0          4 KiB        457      119.9 million
-	// $98    1.0          64 KiB       5086     83.3 million
-	// $98    1.0          1 MiB        13846    14.2 million
-	// $98    1.0          16 MiB       15516    993 thousand
-	// $98    0.5          4 KiB        237      62.2 million
-	// $98    0.5          64 KiB       2609     42.8 million
-	// $98    0.5          1 MiB        6953     7.1 million
-	// $98    0.5          16 MiB       7760     497 thousand
+	// $25    1.0          4 KiB        166      43.6 million
+	// $25    1.0          64 KiB       1697     27.8 million
+	// $25    1.0          1 MiB        3990     4.1 million
+	// $25    1.0          16 MiB       4358     279 thousand
+	// $25    0.5          4 KiB        88       23.0 million
+	// $25    0.5          64 KiB       878      14.4 million
+	// $25    0.5          1 MiB        2005     2.1 million
+	// $25    0.5          16 MiB       2180     140 thousand
+	// $98    1.0          4 KiB        653      171.1 million
+	// $98    1.0          64 KiB       6653     109.0 million
+	// $98    1.0          1 MiB        15642    16.0 million
+	// $98    1.0          16 MiB       17085    1.1 million
+	// $98    0.5          4 KiB        344      90.3 million
+	// $98    0.5          64 KiB       3442     56.4 million
+	// $98    0.5          1 MiB        7860     8.0 million
+	// $98    0.5          16 MiB       8545     547 thousand
 }
