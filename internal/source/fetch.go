@@ -92,7 +92,7 @@ func (w *Worker) get(ctx context.Context, o *manifest.Object) (io.ReadCloser, er
 // inlineMax). An object larger than that (overwritten since its event) is
 // described but not held: it is read when its turn comes, like any large
 // object.
-func (w *Worker) read(ctx context.Context, ref events.ObjectRef) (*s3.HeadObjectOutput, []byte, error) {
+func (w *Worker) read(ctx context.Context, ref events.ObjectRef, into *arena) (*s3.HeadObjectOutput, []byte, error) {
 	out, err := w.S3.GetObject(ctx, &s3.GetObjectInput{Bucket: &ref.Bucket, Key: &ref.Key, VersionId: optional(ref.VersionID),
 		ChecksumMode: s3types.ChecksumModeEnabled}, withoutValidation)
 	if err != nil {
@@ -104,9 +104,8 @@ func (w *Worker) read(ctx context.Context, ref events.ObjectRef) (*s3.HeadObject
 	if size > inlineMax {
 		return head, nil, nil
 	}
-	data := w.buffers.get(int(size))
+	data := into.alloc(int(size))
 	if _, err := io.ReadFull(out.Body, data); err != nil {
-		w.buffers.put(data)
 		return nil, nil, fmt.Errorf("reading %s/%s: %w", ref.Bucket, ref.Key, err)
 	}
 	return head, data, nil
@@ -187,6 +186,48 @@ func (b *buffers) put(buf []byte) {
 	}
 	buf = buf[:0]
 	b.classes[c].Put(&buf)
+}
+
+// arena holds the small objects plan reads (read) until their batch is
+// staged, cut one after the other from chunks of arenaChunk bytes: with a
+// buffer of its own each, in power-of-two classes, a batch of them would
+// hold up to twice its bytes. Chunks go back to the worker's pool when the
+// batch is done (free).
+type arena struct {
+	pool   *sync.Pool // of *[]byte of arenaChunk bytes
+	mu     sync.Mutex
+	chunks []*[]byte
+	rest   []byte // what the last chunk has left
+}
+
+// arenaChunk is the arena's chunk size: at least inlineMax, so an object
+// fits in one, and several times it, so a chunk's unused tail stays small.
+const arenaChunk = 4 * inlineMax
+
+// alloc returns n bytes of the arena, safe for concurrent use.
+func (a *arena) alloc(n int) []byte {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if n > len(a.rest) {
+		c, ok := a.pool.Get().(*[]byte)
+		if !ok {
+			b := make([]byte, arenaChunk)
+			c = &b
+		}
+		a.chunks = append(a.chunks, c)
+		a.rest = *c
+	}
+	b := a.rest[:n:n]
+	a.rest = a.rest[n:]
+	return b
+}
+
+// free gives the chunks back; nothing alloc returned may be used after.
+func (a *arena) free() {
+	for _, c := range a.chunks {
+		a.pool.Put(c)
+	}
+	a.chunks, a.rest = nil, nil
 }
 
 // writeFetched adds a prefetched object to the archive, at the level

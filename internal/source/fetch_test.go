@@ -1,6 +1,9 @@
 package source
 
-import "testing"
+import (
+	"sync"
+	"testing"
+)
 
 // TestBuffers: a prefetch buffer has the length asked for, in a power-of-two
 // size class of at least 4 KiB up to prefetchMax; larger ones are plain
@@ -23,5 +26,51 @@ func TestBuffers(t *testing.T) {
 	b.put(make([]byte, 5000)) // not a class size: dropped
 	if buf := b.get(5000); cap(buf) != 8192 {
 		t.Errorf("get(5000) after put of a foreign buffer: capacity %d, want 8192", cap(buf))
+	}
+}
+
+// TestArena: concurrent allocations never overlap, each has the length and
+// capacity asked for (so an append cannot run into the next), chunks are
+// filled before another is taken, and free gives them back for reuse.
+func TestArena(t *testing.T) {
+	var pool sync.Pool
+	a := &arena{pool: &pool}
+	sizes := []int{0, 1, 100, 4096, inlineMax - 1, inlineMax, 65536, 3}
+	bufs := make([][]byte, 64)
+	var wg sync.WaitGroup
+	for i := range bufs {
+		wg.Go(func() {
+			b := a.alloc(sizes[i%len(sizes)])
+			for j := range b {
+				b[j] = byte(i)
+			}
+			bufs[i] = b
+		})
+	}
+	wg.Wait()
+	total := 0
+	for i, b := range bufs {
+		if n := sizes[i%len(sizes)]; len(b) != n || cap(b) != n {
+			t.Fatalf("alloc(%d): len %d cap %d", n, len(b), cap(b))
+		}
+		for _, c := range b {
+			if c != byte(i) {
+				t.Fatalf("buffer %d overwritten by another allocation", i)
+			}
+		}
+		total += len(b)
+	}
+	// Each chunk but the last is left with less than inlineMax unused.
+	if want := total/(arenaChunk-inlineMax) + 1; len(a.chunks) > want {
+		t.Errorf("%d chunks for %d bytes, want at most %d", len(a.chunks), total, want)
+	}
+	for _, c := range a.chunks {
+		if len(*c) != arenaChunk {
+			t.Errorf("chunk of %d bytes, want %d", len(*c), arenaChunk)
+		}
+	}
+	a.free()
+	if len(a.chunks) != 0 || len(a.rest) != 0 {
+		t.Error("free left chunks in the arena")
 	}
 }

@@ -23,15 +23,12 @@ func (w *Worker) Pack(ctx context.Context, rule *config.Rule, items []Item, clos
 		closed = w.Clock.Now()
 	}
 	log := w.Log.With(zap.String("rule", rule.ID))
-	entries := w.plan(ctx, rule, items, log)
-	for _, part := range split(entries) {
+	held := &arena{pool: &w.chunks}
+	// Freed only at the end: a part may be staged again without a failed
+	// object.
+	defer held.free()
+	for _, part := range split(w.plan(ctx, rule, items, held, log)) {
 		w.packPart(ctx, rule, part, closed, log)
-	}
-	// Only now: a part may be staged again without a failed object. An
-	// entry packPart dropped is no longer in entries; the collector
-	// takes its buffer.
-	for _, e := range entries {
-		w.buffers.put(e.data)
 	}
 }
 

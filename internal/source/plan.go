@@ -45,7 +45,7 @@ const (
 // the newer state, and archiving the newer bytes under the older event's
 // identity could mix two versions. An object whose key maps to no valid
 // destination key fails alone (ErrUnroutable), not its whole batch.
-func (w *Worker) plan(ctx context.Context, rule *config.Rule, items []Item, log *zap.Logger) []entry {
+func (w *Worker) plan(ctx context.Context, rule *config.Rule, items []Item, held *arena, log *zap.Logger) []entry {
 	byKey := map[string]*entry{}
 	var order []*entry
 	for _, it := range items {
@@ -94,7 +94,11 @@ func (w *Worker) plan(ctx context.Context, rule *config.Rule, items []Item, log 
 			budget -= ref.Size
 		}
 		g.Go(func() error {
-			keep, err := w.describe(gctx, e, ref, inline)
+			var into *arena
+			if inline {
+				into = held
+			}
+			keep, err := w.describe(gctx, e, ref, into)
 			results[i] = outcome{keep, err}
 			return nil
 		})
@@ -143,15 +147,15 @@ func baseObject(rule *config.Rule, ref events.ObjectRef) (manifest.Object, error
 	return o, nil
 }
 
-// describe fills e.obj from HEAD (or, when inline, from a GET that also
-// fills e.data) and tagging. keep is false when the object is gone or no
-// longer the version the event announced; e.data is then nil.
-func (w *Worker) describe(ctx context.Context, e *entry, ref events.ObjectRef, inline bool) (keep bool, err error) {
+// describe fills e.obj from HEAD (or, given an arena, from a GET that also
+// reads e.data into it) and tagging. keep is false when the object is gone
+// or no longer the version the event announced; e.data is then nil.
+func (w *Worker) describe(ctx context.Context, e *entry, ref events.ObjectRef, into *arena) (keep bool, err error) {
 	// WithLazy: most objects never log.
 	log := w.Log.WithLazy(zap.String("bucket", ref.Bucket), zap.String("key", ref.Key))
 	var head *s3.HeadObjectOutput
-	if inline {
-		head, e.data, err = w.read(ctx, ref)
+	if into != nil {
+		head, e.data, err = w.read(ctx, ref, into)
 	} else {
 		head, err = w.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &ref.Bucket, Key: &ref.Key, VersionId: optional(ref.VersionID),
 			ChecksumMode: s3types.ChecksumModeEnabled})
@@ -168,8 +172,7 @@ func (w *Worker) describe(ctx context.Context, e *entry, ref events.ObjectRef, i
 	}
 	defer func() {
 		if !keep || err != nil {
-			w.buffers.put(e.data)
-			e.data = nil
+			e.data = nil // its arena space is freed with the batch's
 		}
 	}()
 	o := &e.obj

@@ -76,9 +76,10 @@ type Worker struct {
 	runtime     *worker.Runtime
 	levels      *levels
 	stopRefresh context.CancelFunc
-	task        string  // names this task's archives and lease
-	uploads     uploads // this task's staging uploads in flight
-	buffers     buffers // of prefetched objects
+	task        string    // names this task's archives and lease
+	uploads     uploads   // this task's staging uploads in flight
+	buffers     buffers   // of prefetched objects
+	chunks      sync.Pool // of arena chunks (*[]byte)
 
 	items    chan Item
 	batches  chan *batch
