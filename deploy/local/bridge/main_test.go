@@ -31,14 +31,20 @@ type fakeSQS struct {
 	refuseOnce bool
 }
 
+// ready is what a send checks first, with f.mu held: the error f fails
+// with, if any.
+func (f *fakeSQS) ready() error {
+	if f.sent == nil {
+		f.sent = map[string][]string{}
+	}
+	return f.err
+}
+
 func (f *fakeSQS) SendMessage(_ context.Context, in *sqs.SendMessageInput, _ ...func(*sqs.Options)) (*sqs.SendMessageOutput, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.err != nil {
-		return nil, f.err
-	}
-	if f.sent == nil {
-		f.sent = map[string][]string{}
+	if err := f.ready(); err != nil {
+		return nil, err
 	}
 	q := aws.ToString(in.QueueUrl)
 	f.sent[q] = append(f.sent[q], aws.ToString(in.MessageBody))
@@ -50,11 +56,8 @@ func (f *fakeSQS) SendMessage(_ context.Context, in *sqs.SendMessageInput, _ ...
 func (f *fakeSQS) SendMessageBatch(_ context.Context, in *sqs.SendMessageBatchInput, _ ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.err != nil {
-		return nil, f.err
-	}
-	if f.sent == nil {
-		f.sent = map[string][]string{}
+	if err := f.ready(); err != nil {
+		return nil, err
 	}
 	f.batches = append(f.batches, len(in.Entries))
 	out := &sqs.SendMessageBatchOutput{}
@@ -117,6 +120,18 @@ func do(t *testing.T, method, url, body string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+// sentBody is the part of an SQS message body the tests read.
+type sentBody struct {
+	Records []struct {
+		EventSource string `json:"eventSource"`
+		S3          struct {
+			Object struct {
+				Key string `json:"key"`
+			} `json:"object"`
+		} `json:"s3"`
+	} `json:"Records"`
+}
+
 func TestForwardsOneRecordPerMessage(t *testing.T) {
 	f := &fakeSQS{}
 	srv, _ := newTestBridge(t, f)
@@ -130,16 +145,7 @@ func TestForwardsOneRecordPerMessage(t *testing.T) {
 	if len(bodies) != 1 || len(f.sent) != 1 {
 		t.Fatalf("sent %v, want one message to the routed queue only", f.sent)
 	}
-	var got struct {
-		Records []struct {
-			EventSource string `json:"eventSource"`
-			S3          struct {
-				Object struct {
-					Key string `json:"key"`
-				} `json:"object"`
-			} `json:"s3"`
-		} `json:"Records"`
-	}
+	var got sentBody
 	if err := json.Unmarshal([]byte(bodies[0]), &got); err != nil {
 		t.Fatal(err)
 	}
@@ -242,15 +248,7 @@ func TestAsyncSendsInBatches(t *testing.T) {
 	}
 	var got []string
 	for _, b := range f.sent["http://q/1/in-queue"] {
-		var m struct {
-			Records []struct {
-				S3 struct {
-					Object struct {
-						Key string `json:"key"`
-					} `json:"object"`
-				} `json:"s3"`
-			} `json:"Records"`
-		}
+		var m sentBody
 		if err := json.Unmarshal([]byte(b), &m); err != nil || len(m.Records) != 1 {
 			t.Fatalf("message %s: %v", b, err)
 		}
