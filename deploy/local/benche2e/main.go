@@ -23,8 +23,7 @@
 //
 // Knobs (environment): SIZE (bytes of each corpus, default 400MiB: "64MiB"
 // for a quick run), TIMEOUT (whole benchmark, default 45m), STALL (no
-// object verified for this long fails a run, default 3m), SQS_WAIT_CAP
-// (default 1s, "0" off; see sqsProxy), CORPORA (default "mixed,random"),
+// object verified for this long fails a run, default 3m), CORPORA (default "mixed,random"),
 // SYSTEMS (default "xrc,rclone,rclone-t16"), KEEP=1 (keep the state dir).
 //
 // It needs root (network namespaces, tc), the local stack's SQS and
@@ -63,13 +62,12 @@ func main() {
 
 // settings are the knobs, from the environment.
 type settings struct {
-	Size       int64    `json:"sizeBytes"`
-	Timeout    duration `json:"timeout"`
-	Stall      duration `json:"stall"`
-	SQSWaitCap duration `json:"sqsWaitCap"`
-	Corpora    []string `json:"corpora"`
-	Systems    []string `json:"systems"`
-	Keep       bool     `json:"-"`
+	Size    int64    `json:"sizeBytes"`
+	Timeout duration `json:"timeout"`
+	Stall   duration `json:"stall"`
+	Corpora []string `json:"corpora"`
+	Systems []string `json:"systems"`
+	Keep    bool     `json:"-"`
 }
 
 const defaultSize = 400 << 20
@@ -85,8 +83,7 @@ const (
 func loadSettings() (settings, error) {
 	s := settings{
 		Size: defaultSize, Timeout: duration(45 * time.Minute), Stall: duration(3 * time.Minute),
-		SQSWaitCap: duration(time.Second),
-		Corpora:    []string{"mixed", "random"}, Systems: allSystems,
+		Corpora: []string{"mixed", "random"}, Systems: allSystems,
 		Keep: os.Getenv("KEEP") == "1",
 	}
 	var errs []error
@@ -100,14 +97,9 @@ func loadSettings() (settings, error) {
 	for _, d := range []struct {
 		name string
 		dst  *duration
-		zero bool
-	}{{"TIMEOUT", &s.Timeout, false}, {"STALL", &s.Stall, false}, {"SQS_WAIT_CAP", &s.SQSWaitCap, true}} {
+	}{{"TIMEOUT", &s.Timeout}, {"STALL", &s.Stall}} {
 		v := os.Getenv(d.name)
 		if v == "" {
-			continue
-		}
-		if v == "0" && d.zero {
-			*d.dst = 0
 			continue
 		}
 		x, err := time.ParseDuration(v)

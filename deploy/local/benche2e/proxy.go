@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"net"
@@ -145,18 +146,22 @@ func (f *forwarder) close() {
 	f.wg.Wait()
 }
 
-// sqsProxy is an HTTP proxy to the stack's SQS for both workers. With a
-// cap it shortens ReceiveMessage long polls to at most cap: local-aws-sqs
-// answers a long poll early only once MaxNumberOfMessages are ready (AWS
-// answers as soon as any are), so a source worker asking for 10 would wait
-// the full 20 s for the last few events of a run and xrc's wall time would
-// measure the emulator. Polling every cap instead answers within cap.
+// sqsProxy is an HTTP proxy to the stack's SQS for both workers that
+// answers ReceiveMessage long polls as AWS does: as soon as any message is
+// ready. local-aws-sqs answers a long poll early only once
+// MaxNumberOfMessages are ready, so a source worker asking for 10 would
+// wait its full 20 s for the last few events of a run, and a target worker
+// for each archive's one message: xrc's wall time would measure the
+// emulator. (Capping the wait at 1 s, as this proxy did, still cost up to
+// a second per poll.)
 type sqsProxy struct {
-	rp      *httputil.ReverseProxy
-	servers []*http.Server
+	rp       *httputil.ReverseProxy
+	upstream *url.URL
+	client   *http.Client
+	servers  []*http.Server
 }
 
-func newSQSProxy(endpoint string, capWait time.Duration, errLog io.Writer) (*sqsProxy, error) {
+func newSQSProxy(endpoint string, errLog io.Writer) (*sqsProxy, error) {
 	u, err := url.Parse(endpoint)
 	if err != nil || u.Host == "" {
 		return nil, errors.New("bad SQS endpoint " + endpoint)
@@ -168,52 +173,115 @@ func newSQSProxy(endpoint string, capWait time.Duration, errLog io.Writer) (*sqs
 		Rewrite: func(r *httputil.ProxyRequest) {
 			r.SetURL(u)
 			r.Out.Host = r.In.Host // the client signed its Host
-			if capWait > 0 && r.In.Header.Get("X-Amz-Target") == "AmazonSQS.ReceiveMessage" {
-				capReceiveWait(r.Out, capWait)
-			}
 		},
 		Transport: tr,
 		// Long polls cut short by a worker stopping are logged here, not
 		// on the terminal.
 		ErrorLog: log.New(errLog, "sqs proxy: ", log.LstdFlags),
 	}
-	return &sqsProxy{rp: rp}, nil
+	return &sqsProxy{rp: rp, upstream: u, client: &http.Client{Transport: tr}}, nil
 }
 
-// capReceiveWait rewrites a JSON-protocol ReceiveMessage body's
-// WaitTimeSeconds to at most capWait (local-aws-sqs checks no signature).
-func capReceiveWait(req *http.Request, capWait time.Duration) {
-	if req.Body == nil {
+func (p *sqsProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("X-Amz-Target") == "AmazonSQS.ReceiveMessage" {
+		p.receive(w, r)
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(req.Body, 1<<20))
-	req.Body.Close()
-	restore := func(b []byte) {
-		req.Body = io.NopCloser(bytes.NewReader(b))
-		req.ContentLength = int64(len(b))
-		req.Header.Set("Content-Length", strconv.Itoa(len(b)))
-	}
-	if err != nil {
-		restore(body)
-		return
-	}
-	var m map[string]any
+	p.rp.ServeHTTP(w, r)
+}
+
+// receive answers a JSON-protocol ReceiveMessage for up to n messages with
+// at most three calls upstream (local-aws-sqs checks no signature): a short
+// poll for n; if it finds none, a long poll for one, which local-aws-sqs
+// answers as soon as one is ready; then a short poll for the other n-1
+// that may have come with it.
+func (p *sqsProxy) receive(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	r.Body.Close()
+	var in map[string]any
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
-	if dec.Decode(&m) != nil {
-		restore(body)
+	if err != nil || dec.Decode(&in) != nil {
+		http.Error(w, "sqs proxy: unreadable ReceiveMessage body", http.StatusBadRequest)
 		return
 	}
-	limit := max(1, int64(capWait/time.Second)) // 0 would turn long polls into a busy loop
-	if n, ok := m["WaitTimeSeconds"].(json.Number); ok {
-		if w, err := n.Int64(); err == nil && w > limit {
-			m["WaitTimeSeconds"] = limit
-			if out, err := json.Marshal(m); err == nil {
-				body = out
+	wait, n := jsonInt(in["WaitTimeSeconds"], 0), jsonInt(in["MaxNumberOfMessages"], 1)
+	call := func(wait, n int64) (*received, error) {
+		in["WaitTimeSeconds"], in["MaxNumberOfMessages"] = wait, n
+		out, err := json.Marshal(in)
+		if err != nil {
+			return nil, err
+		}
+		u := *p.upstream
+		u.Path, u.RawQuery = r.URL.Path, r.URL.RawQuery
+		req, err := http.NewRequestWithContext(r.Context(), r.Method, u.String(), bytes.NewReader(out))
+		if err != nil {
+			return nil, err
+		}
+		req.Header = r.Header.Clone()
+		req.Header.Del("Content-Length")
+		req.Header.Del("Accept-Encoding") // the transport's own gzip, decoded
+		req.Host = r.Host
+		resp, err := p.client.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		defer resp.Body.Close()
+		res := &received{status: resp.StatusCode, header: resp.Header}
+		if res.body, err = io.ReadAll(resp.Body); err != nil {
+			return nil, err
+		}
+		if res.status == http.StatusOK {
+			var m struct{ Messages []json.RawMessage }
+			if err := json.Unmarshal(res.body, &m); err != nil {
+				return nil, fmt.Errorf("ReceiveMessage answer: %w", err)
+			}
+			res.messages = m.Messages
+		}
+		return res, nil
+	}
+	res, err := call(0, n)
+	if err == nil && res.status == http.StatusOK && len(res.messages) == 0 && wait > 0 {
+		res, err = call(wait, 1)
+		if err == nil && res.status == http.StatusOK && len(res.messages) == 1 && n > 1 {
+			if more, err := call(0, n-1); err == nil && more.status == http.StatusOK && len(more.messages) > 0 {
+				res.messages = append(res.messages, more.messages...)
+				res.body, _ = json.Marshal(map[string]any{"Messages": res.messages})
 			}
 		}
 	}
-	restore(body)
+	if err != nil {
+		http.Error(w, "sqs proxy: "+err.Error(), http.StatusBadGateway)
+		return
+	}
+	for k, v := range res.header {
+		switch k {
+		case "Content-Length", "Content-Encoding", "Connection", "Transfer-Encoding":
+		default:
+			w.Header()[k] = v
+		}
+	}
+	w.Header().Set("Content-Length", strconv.Itoa(len(res.body)))
+	w.WriteHeader(res.status)
+	w.Write(res.body)
+}
+
+// received is one ReceiveMessage answer from upstream.
+type received struct {
+	status   int
+	header   http.Header
+	body     []byte
+	messages []json.RawMessage // of a 200
+}
+
+// jsonInt is v as an integer if it is a JSON number, else def.
+func jsonInt(v any, def int64) int64 {
+	if n, ok := v.(json.Number); ok {
+		if i, err := n.Int64(); err == nil {
+			return i
+		}
+	}
+	return def
 }
 
 // listen serves the proxy on addr and returns the listener's byte counter.
@@ -223,7 +291,7 @@ func (p *sqsProxy) listen(addr string) (*counter, error) {
 		return nil, err
 	}
 	c := &counter{addr: ln.Addr().String()}
-	srv := &http.Server{Handler: p.rp, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: p, ReadHeaderTimeout: 10 * time.Second}
 	p.servers = append(p.servers, srv)
 	go srv.Serve(countingListener{ln, c})
 	return c, nil

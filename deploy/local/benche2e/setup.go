@@ -359,7 +359,7 @@ func (b *bench) setup(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	sqs, err := newSQSProxy(b.stack.SQSEndpoint, b.SQSWaitCap.D(), proxyLog)
+	sqs, err := newSQSProxy(b.stack.SQSEndpoint, proxyLog)
 	if err != nil {
 		return err
 	}
