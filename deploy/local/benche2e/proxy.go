@@ -158,6 +158,7 @@ type sqsProxy struct {
 	rp       *httputil.ReverseProxy
 	upstream *url.URL
 	client   *http.Client
+	errLog   *log.Logger
 	servers  []*http.Server
 }
 
@@ -169,17 +170,18 @@ func newSQSProxy(endpoint string, errLog io.Writer) (*sqsProxy, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.Proxy = nil
 	tr.MaxIdleConnsPerHost = 64
+	// Long polls cut short by a worker stopping are logged here, not on
+	// the terminal.
+	logger := log.New(errLog, "sqs proxy: ", log.LstdFlags)
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
 			r.SetURL(u)
 			r.Out.Host = r.In.Host // the client signed its Host
 		},
 		Transport: tr,
-		// Long polls cut short by a worker stopping are logged here, not
-		// on the terminal.
-		ErrorLog: log.New(errLog, "sqs proxy: ", log.LstdFlags),
+		ErrorLog:  logger,
 	}
-	return &sqsProxy{rp: rp, upstream: u, client: &http.Client{Transport: tr}}, nil
+	return &sqsProxy{rp: rp, upstream: u, client: &http.Client{Transport: tr}, errLog: logger}, nil
 }
 
 func (p *sqsProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -231,7 +233,8 @@ func (p *sqsProxy) receive(w http.ResponseWriter, r *http.Request) {
 		if res.body, err = io.ReadAll(resp.Body); err != nil {
 			return nil, err
 		}
-		if res.status == http.StatusOK {
+		// local-aws-sqs answers "no message" with an empty body.
+		if res.status == http.StatusOK && len(bytes.TrimSpace(res.body)) > 0 {
 			var m struct{ Messages []json.RawMessage }
 			if err := json.Unmarshal(res.body, &m); err != nil {
 				return nil, fmt.Errorf("ReceiveMessage answer: %w", err)
@@ -251,6 +254,7 @@ func (p *sqsProxy) receive(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if err != nil {
+		p.errLog.Printf("ReceiveMessage: %v", err)
 		http.Error(w, "sqs proxy: "+err.Error(), http.StatusBadGateway)
 		return
 	}
