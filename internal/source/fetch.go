@@ -204,8 +204,12 @@ type arena struct {
 // fits in one, and several times it, so a chunk's unused tail stays small.
 const arenaChunk = 4 * inlineMax
 
-// alloc returns n bytes of the arena, safe for concurrent use.
+// alloc returns n bytes of the arena, safe for concurrent use. The slice
+// is never nil, even empty: nil means "not held" to the archive writer.
 func (a *arena) alloc(n int) []byte {
+	if n == 0 {
+		return []byte{}
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if n > len(a.rest) {

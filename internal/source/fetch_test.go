@@ -35,6 +35,10 @@ func TestBuffers(t *testing.T) {
 func TestArena(t *testing.T) {
 	var pool sync.Pool
 	a := &arena{pool: &pool}
+	// A 0-byte object read first must still count as held.
+	if b := a.alloc(0); b == nil {
+		t.Fatal("alloc(0) on a new arena returned nil")
+	}
 	sizes := []int{0, 1, 100, 4096, inlineMax - 1, inlineMax, 65536, 3}
 	bufs := make([][]byte, 64)
 	var wg sync.WaitGroup
