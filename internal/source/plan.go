@@ -89,15 +89,12 @@ func (w *Worker) plan(ctx context.Context, rule *config.Rule, items []Item, held
 			results[i] = outcome{keep: true}
 			continue
 		}
-		inline := ref.Size <= min(inlineMax, budget)
-		if inline {
+		var into *arena // read whole if small and within the budget
+		if ref.Size <= min(inlineMax, budget) {
 			budget -= ref.Size
+			into = held
 		}
 		g.Go(func() error {
-			var into *arena
-			if inline {
-				into = held
-			}
 			keep, err := w.describe(gctx, e, ref, into)
 			results[i] = outcome{keep, err}
 			return nil
