@@ -102,6 +102,7 @@ type Worker struct {
 	Deps
 	staging    string
 	runtime    *worker.Runtime
+	overwrites overwrites
 	background sync.WaitGroup // the upload sweep
 }
 

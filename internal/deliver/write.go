@@ -36,20 +36,20 @@ type write struct {
 	t           *tally
 }
 
-// decide reads what the destination holds and returns the ETag to make the
-// write conditional on ("" for an absent key), or the reason to skip it:
-// the destination holds the same or a newer write, or a newer delete of the
-// key was propagated (tombstone).
+// decide reads what the destination holds and returns its ETag, the one to
+// make the write conditional on ("" for an absent key), and the reason to
+// skip the write if any: the destination holds the same or a newer write,
+// or a newer delete of the key was propagated (tombstone).
 func (w *Worker) decide(ctx context.Context, wr *write, o *manifest.Object, rt config.Route) (etag, skip string, err error) {
 	etag, prov, err := w.state(ctx, rt)
 	if err != nil {
 		return "", "", err
 	}
 	if prov.newerOrSame(o) {
-		return "", "skipped_older", nil
+		return etag, "skipped_older", nil
 	}
 	if deleted, err := w.deletedSince(ctx, wr, o, rt); err != nil || deleted {
-		return "", "skipped_deleted", err
+		return etag, "skipped_deleted", err
 	}
 	return etag, "", nil
 }
@@ -82,12 +82,24 @@ func (w *Worker) state(ctx context.Context, rt config.Route) (string, provenance
 // writeBuffered writes one object held in memory to one destination unless
 // it holds the same or a newer write. The put is conditional on what was
 // read, so a concurrent writer of a newer version wins the race; on losing
-// it, the decision is taken again against what is there now.
+// it, the decision is taken again against what is there now. Unless keys
+// of rt's bucket are often there already, the first put is made without
+// reading, on the condition that the key is absent (optimistic.go).
 func (w *Worker) writeBuffered(ctx context.Context, wr *write, o *manifest.Object, rt config.Route, sum, buf []byte) error {
+	guessed := !w.overwrites.headFirst(rt.Bucket)
+	if guessed {
+		done, err := w.putIfAbsent(ctx, wr, o, rt, sum, buf)
+		if done || err != nil {
+			return err
+		}
+	}
 	for attempt := 1; ; attempt++ {
 		etag, skip, err := w.decide(ctx, wr, o, rt)
 		if err != nil {
 			return w.failed(wr, o, rt, err)
+		}
+		if attempt == 1 && !guessed {
+			w.overwrites.observe(rt.Bucket, etag != "")
 		}
 		if skip != "" {
 			w.skipped(wr, skip)
@@ -102,6 +114,32 @@ func (w *Worker) writeBuffered(ctx context.Context, wr *write, o *manifest.Objec
 		}
 		return nil
 	}
+}
+
+// putIfAbsent is writeBuffered's first try: the put on the condition that
+// the key is absent, without reading it first. done is false when the key
+// was there (nothing written, nothing counted yet).
+func (w *Worker) putIfAbsent(ctx context.Context, wr *write, o *manifest.Object, rt config.Route, sum, buf []byte) (done bool, err error) {
+	// The delete check the read would have come with: an absent key may be
+	// one whose newer delete was propagated.
+	if deleted, err := w.deletedSince(ctx, wr, o, rt); err != nil || deleted {
+		if err != nil {
+			return true, w.failed(wr, o, rt, err)
+		}
+		w.skipped(wr, "skipped_deleted")
+		return true, nil
+	}
+	err = w.put(ctx, wr, o, rt, sum, bytes.NewReader(buf), "")
+	if awsapi.IsPreconditionFailed(err) {
+		w.overwrites.observe(rt.Bucket, true)
+		w.Metrics.PutRefused.Inc()
+		return false, nil
+	}
+	if err != nil {
+		return true, w.failed(wr, o, rt, err)
+	}
+	w.overwrites.observe(rt.Bucket, false)
+	return true, nil
 }
 
 // writeStream writes one large object, read once from the archive, to each
