@@ -37,20 +37,20 @@ func ExampleComputeModel_BreakEven() {
 	}
 	// Output:
 	// fixed  utilization  object size  GiB/day  objects/day
-	// $25    1.0          4 KiB        166      43.6 million
-	// $25    1.0          64 KiB       1697     27.8 million
-	// $25    1.0          1 MiB        3990     4.1 million
-	// $25    1.0          16 MiB       4358     279 thousand
-	// $25    0.5          4 KiB        88       23.0 million
-	// $25    0.5          64 KiB       878      14.4 million
-	// $25    0.5          1 MiB        2005     2.1 million
-	// $25    0.5          16 MiB       2180     140 thousand
-	// $98    1.0          4 KiB        653      171.1 million
-	// $98    1.0          64 KiB       6653     109.0 million
-	// $98    1.0          1 MiB        15642    16.0 million
-	// $98    1.0          16 MiB       17085    1.1 million
-	// $98    0.5          4 KiB        344      90.3 million
-	// $98    0.5          64 KiB       3442     56.4 million
-	// $98    0.5          1 MiB        7860     8.0 million
-	// $98    0.5          16 MiB       8545     547 thousand
+	// $25    1.0          4 KiB        195      51.2 million
+	// $25    1.0          64 KiB       1874     30.7 million
+	// $25    1.0          1 MiB        4046     4.1 million
+	// $25    1.0          16 MiB       4363     279 thousand
+	// $25    0.5          4 KiB        104      27.3 million
+	// $25    0.5          64 KiB       973      15.9 million
+	// $25    0.5          1 MiB        2033     2.1 million
+	// $25    0.5          16 MiB       2182     140 thousand
+	// $98    1.0          4 KiB        766      200.8 million
+	// $98    1.0          64 KiB       7345     120.3 million
+	// $98    1.0          1 MiB        15862    16.2 million
+	// $98    1.0          16 MiB       17101    1.1 million
+	// $98    0.5          4 KiB        408      107.0 million
+	// $98    0.5          64 KiB       3813     62.5 million
+	// $98    0.5          1 MiB        7971     8.2 million
+	// $98    0.5          16 MiB       8553     547 thousand
 }
