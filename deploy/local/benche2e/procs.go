@@ -110,6 +110,29 @@ func cpuSeconds(pid int) float64 {
 	return (utime + stime) / 100 // USER_HZ is 100 on Linux
 }
 
+// machineCPU is the whole machine's CPU time (every CPU, in USER_HZ ticks)
+// since boot, busy and in all: the first line of /proc/stat.
+func machineCPU() (busy, total float64) {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	f := strings.Fields(line)
+	if len(f) < 5 || f[0] != "cpu" {
+		return 0, 0
+	}
+	for i, v := range f[1:] {
+		n, _ := strconv.ParseFloat(v, 64)
+		total += n
+		// idle and iowait (fields 4 and 5) are the CPU left unused.
+		if i != 3 && i != 4 {
+			busy += n
+		}
+	}
+	return busy, total
+}
+
 // peakRSS is the process's VmHWM in bytes.
 func peakRSS(pid int) int64 {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))

@@ -111,7 +111,8 @@ func goals(rep *report) []goal {
 			}
 			v := x.WallSeconds / best.WallSeconds
 			gs = append(gs, goal{Corpus: c.Name, Name: "wall time xrc / rclone", Value: v, Limit: limit, Met: v <= limit,
-				Detail: fmt.Sprintf("xrc %.1f s vs %s %.1f s (the faster rclone run)", x.WallSeconds, best.Label, best.WallSeconds)})
+				Detail: fmt.Sprintf("xrc %.1f s vs %s %.1f s (the faster rclone run); the machine's CPUs were %.0f%% busy during xrc's run, %.0f%% during rclone's",
+					x.WallSeconds, best.Label, best.WallSeconds, 100*x.MachineBusy, 100*best.MachineBusy)})
 		}
 		v := float64(x.LinkBytes) / float64(c.Zstd3Bytes)
 		detail := fmt.Sprintf("veth rx+tx %d B (of which %d B SQS/DynamoDB/bridge payload) vs zstd -3 %d B; the archives alone: %d B = %.3fx",
@@ -140,7 +141,7 @@ func printReport(w io.Writer, rep *report) {
 		fmt.Fprintf(w, "\ncorpus %s: %d objects (%d small), %s; zstd -3 of its tar %s (ratio %.2f)\n",
 			c.Name, c.Objects, c.SmallObjects, mib(c.Bytes), mib(c.Zstd3Bytes), float64(c.Bytes)/float64(c.Zstd3Bytes))
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "system\twall s\tupload s\tlink MiB\tlink/raw\tobjects/s\tworker CPU s\tpeak RSS MiB\tMinIO CPU s\t")
+		fmt.Fprintln(tw, "system\twall s\tupload s\tlink MiB\tlink/raw\tobjects/s\tworker CPU s\tpeak RSS MiB\tMinIO CPU s\tmachine busy\t")
 		var x *runResult
 		var rcs []runResult
 		for _, r := range rep.Runs {
@@ -152,13 +153,13 @@ func printReport(w io.Writer, rep *report) {
 			} else {
 				rcs = append(rcs, r)
 			}
-			fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t%.1f\t%.3f\t%s\t%.1f\t%s\t%.1f\t\n", r.Label, r.WallSeconds, r.UploadSeconds,
+			fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t%.1f\t%.3f\t%s\t%.1f\t%s\t%.1f\t%.0f%%\t\n", r.Label, r.WallSeconds, r.UploadSeconds,
 				float64(r.LinkBytes)/(1<<20), float64(r.LinkBytes)/float64(r.Bytes), rate(r.ObjectsPerSecond),
-				r.WorkerCPUSeconds, rssCell(r), r.ServerCPUSeconds)
+				r.WorkerCPUSeconds, rssCell(r), r.ServerCPUSeconds, 100*r.MachineBusy)
 		}
 		if x != nil {
 			for _, rc := range rcs {
-				fmt.Fprintf(tw, "xrc / %s\t%.2fx\t\t%.2fx\t\t%.2fx\t%.2fx\t%.2fx\t\t\n", rc.Label,
+				fmt.Fprintf(tw, "xrc / %s\t%.2fx\t\t%.2fx\t\t%.2fx\t%.2fx\t%.2fx\t\t\t\n", rc.Label,
 					x.WallSeconds/rc.WallSeconds, float64(x.LinkBytes)/float64(rc.LinkBytes),
 					x.ObjectsPerSecond/rc.ObjectsPerSecond, x.WorkerCPUSeconds/rc.WorkerCPUSeconds,
 					float64(x.WorkerPeakRSSBytes)/float64(rc.WorkerPeakRSSBytes))

@@ -48,11 +48,15 @@ type runResult struct {
 	Workers            []workerStat `json:"workers"`
 	// ServerCPUSeconds is both MinIOs' CPU over the run (replication
 	// included): context, not part of the goals.
-	ServerCPUSeconds float64  `json:"serverCPUSeconds"`
-	Archives         int      `json:"archives,omitempty"`     // xrc: archives staged
-	ArchiveBytes     int64    `json:"archiveBytes,omitempty"` // xrc: their bytes, what S3 Replication carries
-	Command          string   `json:"command"`
-	Timeline         timeline `json:"timeline"`
+	ServerCPUSeconds float64 `json:"serverCPUSeconds"`
+	// MachineBusy is the share of the machine's CPU time (all CPUs) that
+	// was in use over the run, by anything: near 1, the run was bound by
+	// the CPUs that every process of both "regions" shares.
+	MachineBusy  float64  `json:"machineBusy"`
+	Archives     int      `json:"archives,omitempty"`     // xrc: archives staged
+	ArchiveBytes int64    `json:"archiveBytes,omitempty"` // xrc: their bytes, what S3 Replication carries
+	Command      string   `json:"command"`
+	Timeline     timeline `json:"timeline"`
 	// DuplicateEvents is how many duplicate replication events of MinIO's
 	// the benchmark dropped (eventDedup).
 	DuplicateEvents int64 `json:"duplicateEvents,omitempty"`
@@ -325,6 +329,7 @@ type snap struct {
 	rx, tx, control int64
 	cpu             []float64 // of the procs asked for
 	servers         float64
+	busy, total     float64 // the machine's CPU ticks
 }
 
 func (b *bench) snapshot(ps ...*proc) snap {
@@ -339,6 +344,7 @@ func (b *bench) snapshot(ps ...*proc) snap {
 	for _, m := range b.minios {
 		s.servers += cpuSeconds(m.pid())
 	}
+	s.busy, s.total = machineCPU()
 	return s
 }
 
@@ -346,6 +352,9 @@ func (b *bench) fill(r *runResult, s0, s1 snap) {
 	r.LinkRxBytes, r.LinkTxBytes = s1.rx-s0.rx, s1.tx-s0.tx
 	r.ControlBytes = s1.control - s0.control
 	r.ServerCPUSeconds = s1.servers - s0.servers
+	if t := s1.total - s0.total; t > 0 {
+		r.MachineBusy = (s1.busy - s0.busy) / t
+	}
 }
 
 // listSizes maps every key under prefix to its size.
