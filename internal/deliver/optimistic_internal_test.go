@@ -4,37 +4,31 @@ import "testing"
 
 func TestOverwritesDecideReadFirst(t *testing.T) {
 	var o overwrites
-	if o.headFirst("b") {
-		t.Fatal("a bucket never written to is read first; want the write first")
+	// feed records n writes to bucket b, every k-th finding its key (k 0:
+	// none).
+	feed := func(n, k int) {
+		for i := range n {
+			o.observe("b", k > 0 && i%k == 0)
+		}
 	}
-	for range 1000 {
-		o.observe("b", false)
+	for _, step := range []struct {
+		n, k      int
+		headFirst bool
+		why       string
+	}{
+		{0, 0, false, "a bucket never written to"},
+		{1000, 0, false, "1,000 new keys"},
+		{2000, 20, false, "5% of keys present (the break-even is 7.4%)"},
+		{2000, 10, true, "10% of keys present"},
+		{1000, 0, false, "1,000 new keys in a row after overwrites"},
+	} {
+		feed(step.n, step.k)
+		if got := o.headFirst("b"); got != step.headFirst {
+			t.Errorf("after %s: reads first %v, want %v", step.why, got, step.headFirst)
+		}
 	}
-	if o.headFirst("b") {
-		t.Fatal("read first after 1,000 new keys")
-	}
-	// 5% of keys present: writing first is still cheaper.
-	for i := range 2000 {
-		o.observe("b", i%20 == 0)
-	}
-	if o.headFirst("b") {
-		t.Error("read first with 5% of keys present; the break-even is 7.4%")
-	}
-	// 10%: reading first is.
-	for i := range 2000 {
-		o.observe("b", i%10 == 0)
-	}
-	if !o.headFirst("b") {
-		t.Error("still writing first with 10% of keys present")
-	}
+	feed(2000, 2)
 	if o.headFirst("other") {
 		t.Error("another bucket inherited b's overwrites")
-	}
-	// The workload changes back to new keys: the worker follows it.
-	for range 1000 {
-		o.observe("b", false)
-	}
-	if o.headFirst("b") {
-		t.Error("still reading first after 1,000 new keys in a row")
 	}
 }
