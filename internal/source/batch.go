@@ -14,17 +14,45 @@ type batch struct {
 	rule   *config.Rule
 	items  []Item
 	bytes  int64
+	limit  int64 // the bytes at which it closes (ramp)
 	opened time.Time
 	closed time.Time
 }
 
+// Slow start. Nothing crosses regions until an archive is staged whole (S3
+// Replication copies objects, not streams), so the first archive of a
+// burst sets when the transfer starts. A rule that has been idle, no batch
+// closed within its MaxAge, closes its next batch at 1/rampStart of
+// MaxBytes, and each batch after at twice the one before, up to MaxBytes:
+// the first bytes are staged after an eighth of the wait, and a steady
+// stream still gets full archives from its fourth on. The cost is a few
+// smaller archives per burst, a few requests each.
+const rampStart = 8
+
+// ramp is where a rule's batch size stands in its slow start.
+type ramp struct {
+	limit  int64     // the last batch's
+	closed time.Time // when it closed
+}
+
+// next is the byte size at which a batch of r opened at now closes.
+func (rp *ramp) next(r *config.Rule, now time.Time) int64 {
+	full := int64(r.Batch.MaxBytes)
+	if rp.closed.IsZero() || now.Sub(rp.closed) > r.Batch.MaxAge.D() {
+		return max(full/rampStart, 1)
+	}
+	return min(full, 2*rp.limit)
+}
+
 // batchLoop groups items per rule and hands a batch to the builders when it
-// reaches the rule's object count or byte size, or gets old enough. An object
-// larger than the byte limit travels alone. When items closes (the worker is
-// draining) every open batch is flushed at once.
+// reaches the rule's object count or byte size (smaller after idle: slow
+// start), or gets old enough. An object larger than the byte limit travels
+// alone. When items closes (the worker is draining) every open batch is
+// flushed at once.
 func (w *Worker) batchLoop(items <-chan Item, out chan<- *batch) {
 	defer close(out)
 	open := map[*config.Rule]*batch{}
+	ramps := map[*config.Rule]*ramp{}
 	flush := func(b *batch) {
 		// An oversized object travels in a batch of its own that was never
 		// open: the rule's open batch must stay open, not be forgotten.
@@ -32,6 +60,9 @@ func (w *Worker) batchLoop(items <-chan Item, out chan<- *batch) {
 			delete(open, b.rule)
 		}
 		b.closed = w.Clock.Now()
+		if b.limit > 0 {
+			ramps[b.rule] = &ramp{limit: b.limit, closed: b.closed}
+		}
 		// Builders run on the work context; a draining worker still sends.
 		out <- b
 	}
@@ -53,17 +84,22 @@ func (w *Worker) batchLoop(items <-chan Item, out chan<- *batch) {
 				continue
 			}
 			b := open[r]
-			if b != nil && b.bytes+size > int64(r.Batch.MaxBytes) {
+			if b != nil && b.bytes+size > b.limit {
 				flush(b)
 				b = nil
 			}
 			if b == nil {
-				b = &batch{rule: r, opened: w.Clock.Now()}
+				now := w.Clock.Now()
+				rp := ramps[r]
+				if rp == nil {
+					rp = &ramp{}
+				}
+				b = &batch{rule: r, opened: now, limit: rp.next(r, now)}
 				open[r] = b
 			}
 			b.items = append(b.items, it)
 			b.bytes += size
-			if len(b.items) >= r.Batch.MaxObjects {
+			if len(b.items) >= r.Batch.MaxObjects || b.bytes >= b.limit {
 				flush(b)
 			}
 		case <-tick.Chan():

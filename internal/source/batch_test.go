@@ -97,6 +97,16 @@ func TestBatchByCountBytesAndAge(t *testing.T) {
 		}
 		expect(t, next(t, out), byCount, "a", "b", "c")
 
+		// Slow start (TestBatchSlowStart): the idle rule's batches close at
+		// 1, 2 and 4 bytes, then 8, then MaxBytes.
+		for _, k := range []string{"w1", "w2", "w3"} {
+			in <- obj(byBytes, k, 4)
+			expect(t, next(t, out), byBytes, k)
+		}
+		in <- obj(byBytes, "v", 4)
+		none(t, out)
+		in <- obj(byBytes, "w", 4) // 8 bytes: full
+		expect(t, next(t, out), byBytes, "v", "w")
 		in <- obj(byBytes, "x", 4)
 		in <- obj(byBytes, "y", 4)
 		none(t, out)
@@ -123,6 +133,46 @@ func TestBatchByCountBytesAndAge(t *testing.T) {
 		if b, ok := <-out; ok {
 			t.Fatalf("batch of %v after close, want none", keys(b))
 		}
+	})
+}
+
+// Slow start: a rule idle for longer than its MaxAge closes its next batch
+// at an eighth of MaxBytes, and each following one at twice the last, up to
+// MaxBytes; a pause within MaxAge keeps the ramp where it was.
+func TestBatchSlowStart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		in, out := batcher(t)
+		r := rule("r", 1000, 64, time.Minute)
+		// send adds objects of 1 byte until the batch closes; it returns
+		// how many it took.
+		send := func() int {
+			for n := 1; ; n++ {
+				in <- obj(r, "k", 1)
+				synctest.Wait()
+				select {
+				case b := <-out:
+					if len(b.items) != n {
+						t.Fatalf("batch of %d items after %d sent", len(b.items), n)
+					}
+					return n
+				default:
+				}
+			}
+		}
+		check := func(want ...int) {
+			t.Helper()
+			for _, w := range want {
+				if got := send(); got != w {
+					t.Fatalf("batch closed at %d bytes, want %d", got, w)
+				}
+			}
+		}
+		check(8, 16, 32, 64, 64)
+		time.Sleep(time.Minute) // within MaxAge of the last close: still warm
+		check(64)
+		time.Sleep(time.Minute + time.Second) // idle: cold again
+		check(8, 16)
+		close(in)
 	})
 }
 
