@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -17,6 +18,7 @@ import (
 	"runtime/debug"
 	"runtime/metrics"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,13 +27,16 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/corpus"
 	"github.com/xrc-dev/xrc/internal/cpuclock"
 	"github.com/xrc-dev/xrc/internal/dataset"
+	"github.com/xrc-dev/xrc/internal/source"
 )
 
 // The benchmarks run the whole worker against the local stack: they measure
@@ -347,6 +352,16 @@ func cpuCorpus(prefix string) []dataset.Object {
 // release's CGO_CFLAGS (-O3, as the Makefile does), or libzstd is slower
 // than the CLI it is compared with.
 //
+// A source cannot beat reading its objects from S3, hashing them and
+// compressing them, and the zstd CLI does only the last. So the goal is
+// also reported restated the way the extraction goal is (bench.sh):
+// ratio-vs-restated is the worker against 1 / (1/zstd + 1/sha256sum +
+// 1/read), where sha256sum is the CLI on the same file and read is this
+// process GETting every object of the corpus once through the worker's S3
+// client, with its concurrency, and discarding the bytes: the cost of S3
+// over HTTPS that no setting removes. The worker's upload of the archive
+// is left out of the reference, which makes it the harder bar.
+//
 //	CGO_CFLAGS='-O3 -g' go test -run '^$' -bench BenchmarkSourceCPU -benchtime 1x ./internal/source/ \
 //	  -args -worker-cpuprofile cpu.pprof -worker-memprofile mem.pprof -cpu-corpus all
 func BenchmarkSourceCPU(b *testing.B) {
@@ -362,7 +377,7 @@ func BenchmarkSourceCPU(b *testing.B) {
 	ctx := context.Background()
 	dir := b.TempDir()
 	var total, written, zstdOut int64
-	var cpu, zstdCPU, codecCPU time.Duration
+	var cpu, zstdCPU, codecCPU, shaCPU, readCPU time.Duration
 	var objects int
 	for i := range b.N {
 		b.StopTimer()
@@ -430,6 +445,8 @@ func BenchmarkSourceCPU(b *testing.B) {
 		c, n = runZstd(b, zstdCLI, in)
 		zstdCPU += c
 		zstdOut += n
+		shaCPU += cliCPU(b, "sha256sum", in)
+		readCPU += readAll(b, f.worker, f.rule.SourceBucket, slices.Collect(maps.Keys(want)), f.cfg.Settings.Worker.Concurrency)
 
 		// Every object is in staging, byte for byte.
 		got := f.readStaging(b)
@@ -453,6 +470,47 @@ func BenchmarkSourceCPU(b *testing.B) {
 	b.ReportMetric(float64(total)/1e6/codecCPU.Seconds()/zstdMBps, "codec-vs-zstd")
 	b.ReportMetric(float64(total)/float64(written), "ratio")
 	b.ReportMetric(float64(2*total)/float64(zstdOut), "zstd-ratio")
+	shaMBps := float64(total) / 1e6 / shaCPU.Seconds()
+	readMBps := float64(total) / 1e6 / readCPU.Seconds()
+	b.ReportMetric(shaMBps, "sha256sum-MB/cpu-s")
+	b.ReportMetric(readMBps, "read-MB/cpu-s")
+	b.ReportMetric(mbps*(1/zstdMBps+1/shaMBps+1/readMBps), "ratio-vs-restated")
+}
+
+// cliCPU runs a command and returns its CPU time (user+sys).
+func cliCPU(b *testing.B, name string, args ...string) time.Duration {
+	b.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		b.Fatalf("%s: %v", cmd, err)
+	}
+	return cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+}
+
+// readAll GETs every key of bucket once, at most concurrency at a time,
+// discarding the bytes, and returns the CPU this process spent on it.
+func readAll(b *testing.B, client source.S3API, bucket string, keys []string, concurrency int) time.Duration {
+	b.Helper()
+	ctx := context.Background()
+	var g errgroup.Group
+	g.SetLimit(concurrency)
+	start := cpuclock.Process()
+	for _, key := range keys {
+		g.Go(func() error {
+			out, err := client.GetObject(ctx, &s3.GetObjectInput{Bucket: &bucket, Key: &key})
+			if err != nil {
+				return fmt.Errorf("get s3://%s/%s: %w", bucket, key, err)
+			}
+			defer out.Body.Close()
+			_, err = io.Copy(io.Discard, out.Body)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		b.Fatal(err)
+	}
+	return cpuclock.Process() - start
 }
 
 // runZstd compresses in with `zstd -3 -T1` into a file and returns the
