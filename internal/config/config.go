@@ -111,6 +111,12 @@ type Region struct {
 	// store (or the local stack) instead of AWS.
 	S3Endpoint  string `json:"s3Endpoint,omitempty"`
 	S3PathStyle bool   `json:"s3PathStyle,omitempty"`
+	// S3ConditionalWrites says the store at S3Endpoint refuses a PUT whose
+	// If-None-Match or If-Match does not hold, as AWS S3 does. Stores that
+	// ignore those headers exist; a target only writes a key without
+	// reading it first where the store is known to refuse
+	// (ConditionalWrites).
+	S3ConditionalWrites bool `json:"s3ConditionalWrites,omitempty"`
 	// Compute is where the region's target worker runs; only regions with
 	// role target or both have one (a source worker's is its rule's).
 	Compute Compute `json:"compute,omitempty"`
@@ -149,6 +155,11 @@ func (r Region) IsSource() bool { return r.Role == RoleSource || r.Role == RoleB
 
 // IsTarget reports whether a target worker writes destinations in this region.
 func (r Region) IsTarget() bool { return r.Role == RoleTarget || r.Role == RoleBoth }
+
+// ConditionalWrites reports whether the region's S3 refuses a PUT whose
+// If-None-Match or If-Match does not hold: AWS S3 does; an S3-compatible
+// store is taken to only when its config says so.
+func (r Region) ConditionalWrites() bool { return r.S3Endpoint == "" || r.S3ConditionalWrites }
 
 // Prices feed the cost model that decides whether compressing pays.
 type Prices struct {

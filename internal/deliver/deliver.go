@@ -103,6 +103,9 @@ type Worker struct {
 	staging    string
 	runtime    *worker.Runtime
 	overwrites overwrites
+	// guess: the region's S3 refuses a PUT If-None-Match on an existing
+	// key, so a new key can be written without reading it first.
+	guess      bool
 	background sync.WaitGroup // the upload sweep
 }
 
@@ -122,7 +125,7 @@ func New(d Deps) (*Worker, error) {
 	if d.Clock == nil {
 		d.Clock = clockwork.NewRealClock()
 	}
-	w := &Worker{Deps: d, staging: region.StagingBucket}
+	w := &Worker{Deps: d, staging: region.StagingBucket, guess: region.ConditionalWrites()}
 	s := d.Config.Settings.Worker
 	w.runtime = worker.New(worker.Options{Queue: d.Queue, ReceiveMax: 1, MaxHeld: archivesAtOnce, Visibility: s.VisibilityTimeout.D(),
 		Drain: s.DrainTimeout.D(), Log: d.Log, Metrics: d.Metrics.Metrics, Health: d.Health, Clock: d.Clock})

@@ -84,9 +84,10 @@ func (w *Worker) state(ctx context.Context, rt config.Route) (string, provenance
 // read, so a concurrent writer of a newer version wins the race; on losing
 // it, the decision is taken again against what is there now. Unless keys
 // of rt's bucket are often there already, the first put is made without
-// reading, on the condition that the key is absent (optimistic.go).
+// reading, on the condition that the key is absent (optimistic.go), where
+// the store is known to refuse it when the key is there.
 func (w *Worker) writeBuffered(ctx context.Context, wr *write, o *manifest.Object, rt config.Route, sum, buf []byte) error {
-	guessed := !w.overwrites.headFirst(rt.Bucket)
+	guessed := w.guess && !w.overwrites.headFirst(rt.Bucket)
 	if guessed {
 		done, err := w.putIfAbsent(ctx, wr, o, rt, sum, buf)
 		if done || err != nil {
