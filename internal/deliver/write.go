@@ -123,10 +123,11 @@ func (w *Worker) writeBuffered(ctx context.Context, wr *write, o *manifest.Objec
 func (w *Worker) putIfAbsent(ctx context.Context, wr *write, o *manifest.Object, rt config.Route, sum, buf []byte) (done bool, err error) {
 	// The delete check the read would have come with: an absent key may be
 	// one whose newer delete was propagated.
-	if deleted, err := w.deletedSince(ctx, wr, o, rt); err != nil || deleted {
-		if err != nil {
-			return true, w.failed(wr, o, rt, err)
-		}
+	deleted, err := w.deletedSince(ctx, wr, o, rt)
+	if err != nil {
+		return true, w.failed(wr, o, rt, err)
+	}
+	if deleted {
 		w.skipped(wr, "skipped_deleted")
 		return true, nil
 	}

@@ -36,7 +36,7 @@ type ramp struct {
 }
 
 // next is the byte size at which a batch of r opened at now closes.
-func (rp *ramp) next(r *config.Rule, now time.Time) int64 {
+func (rp ramp) next(r *config.Rule, now time.Time) int64 {
 	full := int64(r.Batch.MaxBytes)
 	if rp.closed.IsZero() || now.Sub(rp.closed) > r.Batch.MaxAge.D() {
 		return max(full/rampStart, 1)
@@ -52,7 +52,7 @@ func (rp *ramp) next(r *config.Rule, now time.Time) int64 {
 func (w *Worker) batchLoop(items <-chan Item, out chan<- *batch) {
 	defer close(out)
 	open := map[*config.Rule]*batch{}
-	ramps := map[*config.Rule]*ramp{}
+	ramps := map[*config.Rule]ramp{} // a rule never batched: the zero ramp, cold
 	flush := func(b *batch) {
 		// An oversized object travels in a batch of its own that was never
 		// open: the rule's open batch must stay open, not be forgotten.
@@ -61,7 +61,7 @@ func (w *Worker) batchLoop(items <-chan Item, out chan<- *batch) {
 		}
 		b.closed = w.Clock.Now()
 		if b.limit > 0 {
-			ramps[b.rule] = &ramp{limit: b.limit, closed: b.closed}
+			ramps[b.rule] = ramp{limit: b.limit, closed: b.closed}
 		}
 		// Builders run on the work context; a draining worker still sends.
 		out <- b
@@ -90,11 +90,7 @@ func (w *Worker) batchLoop(items <-chan Item, out chan<- *batch) {
 			}
 			if b == nil {
 				now := w.Clock.Now()
-				rp := ramps[r]
-				if rp == nil {
-					rp = &ramp{}
-				}
-				b = &batch{rule: r, opened: now, limit: rp.next(r, now)}
+				b = &batch{rule: r, opened: now, limit: ramps[r].next(r, now)}
 				open[r] = b
 			}
 			b.items = append(b.items, it)

@@ -142,6 +142,13 @@ func TestBatchByCountBytesAndAge(t *testing.T) {
 func TestBatchSlowStart(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		in, out := batcher(t)
+		// Runs before batcher's cleanup, so a failed check ends the test
+		// instead of leaving the batcher waiting.
+		t.Cleanup(func() {
+			close(in)
+			for range out {
+			}
+		})
 		r := rule("r", 1000, 64, time.Minute)
 		// send adds objects of 1 byte until the batch closes; it returns
 		// how many it took.
@@ -172,7 +179,6 @@ func TestBatchSlowStart(t *testing.T) {
 		check(64)
 		time.Sleep(time.Minute + time.Second) // idle: cold again
 		check(8, 16)
-		close(in)
 	})
 }
 
