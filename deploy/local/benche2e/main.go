@@ -166,12 +166,14 @@ func run(ctx context.Context) error {
 	b.cleanStale()
 	defer b.teardown()
 
-	step("setting up: namespace %s with a %s link, MinIOs, bridge, queues (state: %s, logs: %s)",
-		nsName, linkSpec, b.state, b.logs)
+	where := b.chooseData()
+	step("setting up: namespace %s with a %s link, MinIOs (data on %s), bridge, queues (state: %s, logs: %s)",
+		nsName, linkSpec, where, b.state, b.logs)
 	if err := b.setup(ctx); err != nil {
 		return b.explain(ctx, err)
 	}
 	rep := &report{Settings: s, Started: b.started, Link: linkInfo(), Machine: machineInfo()}
+	rep.Machine.MinIOData = where
 	for _, name := range s.Corpora {
 		c, err := b.corpus(ctx, name)
 		if err != nil {

@@ -50,6 +50,7 @@ type machine struct {
 	Go        string            `json:"go"`
 	LoadStart string            `json:"loadAverageAtStart"`
 	LoadEnd   string            `json:"loadAverageAtEnd"`
+	MinIOData string            `json:"minioData"` // tmpfs or disk (chooseData)
 	Versions  map[string]string `json:"versions"`
 }
 
@@ -135,8 +136,8 @@ func findRun(rep *report, corpus, sys string) (runResult, bool) {
 }
 
 func printReport(w io.Writer, rep *report) {
-	fmt.Fprintf(w, "\nxrc end to end vs rclone, link: %s on both ends of a veth pair (MTU %d), %d CPUs (%s), load %s -> %s\n",
-		rep.Link.Qdisc, rep.Link.MTU, rep.Machine.CPUs, rep.Machine.CPU, rep.Machine.LoadStart, rep.Machine.LoadEnd)
+	fmt.Fprintf(w, "\nxrc end to end vs rclone, link: %s on both ends of a veth pair (MTU %d), %d CPUs (%s), load %s -> %s, MinIO data on %s\n",
+		rep.Link.Qdisc, rep.Link.MTU, rep.Machine.CPUs, rep.Machine.CPU, rep.Machine.LoadStart, rep.Machine.LoadEnd, rep.Machine.MinIOData)
 	for _, c := range rep.Corpora {
 		fmt.Fprintf(w, "\ncorpus %s: %d objects (%d small), %s; zstd -3 of its tar %s (ratio %.2f)\n",
 			c.Name, c.Objects, c.SmallObjects, mib(c.Bytes), mib(c.Zstd3Bytes), float64(c.Bytes)/float64(c.Zstd3Bytes))
