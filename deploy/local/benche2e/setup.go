@@ -263,27 +263,12 @@ func (b *bench) chooseData() string {
 	if syscall.Statfs("/dev/shm", &fs) != nil || fs.Type != 0x01021994 /* TMPFS_MAGIC */ {
 		return "disk"
 	}
-	if avail := memAvailable(); avail < need+4<<30 {
+	if avail := procKB("/proc/meminfo", "MemAvailable:"); avail < need+4<<30 {
 		fmt.Printf("    MinIO data on disk: %s of memory available, %s wanted for tmpfs\n", mib(avail), mib(need+4<<30))
 		return "disk"
 	}
 	b.data = tmpfsData
 	return "tmpfs"
-}
-
-// memAvailable is /proc/meminfo's MemAvailable in bytes, 0 if unknown.
-func memAvailable() int64 {
-	data, err := os.ReadFile("/proc/meminfo")
-	if err != nil {
-		return 0
-	}
-	for _, l := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(l, "MemAvailable:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
 }
 
 // cleanStale removes what a killed earlier run left: its namespace, its
