@@ -598,7 +598,7 @@ func (b *bench) teardown() {
 		})
 	}
 	if b.Keep {
-		fmt.Printf("    KEEP=1: state left in %s\n", b.state)
+		fmt.Printf("    KEEP=1: state left in %s, MinIO data in %s\n", b.state, b.data)
 		return
 	}
 	if b.state != "" {
