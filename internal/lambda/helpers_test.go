@@ -64,27 +64,6 @@ func setup(t testing.TB, edit func(*config.Config)) *fixture {
 		t.Fatal(err)
 	}
 	f.log, _ = localstack.ObservedLogger(t, zapcore.InfoLevel)
-	// The stack is shared: give back what is certainly done with. Staging
-	// buckets stay: the bridge must first have handled the replication
-	// events of every archive in them (see source's tests).
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("kept deployment %s for inspection", cfg.Settings.StackName)
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		for _, b := range [][2]string{{"us-east-1", f.rule.SourceBucket}, {"eu-west-1", f.rule.Destinations[0].Bucket}} {
-			if err := env.RemoveBucket(ctx, b[0], b[1]); err != nil {
-				t.Logf("cleanup: %v", err)
-			}
-		}
-		for _, q := range []string{cfg.SourceQueueName(f.rule.ID), cfg.TargetQueueName()} {
-			if err := env.DeleteQueue(ctx, q); err != nil {
-				t.Logf("cleanup: %v", err)
-			}
-		}
-	})
 	return f
 }
 

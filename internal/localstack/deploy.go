@@ -140,5 +140,41 @@ func Deploy(t testing.TB, prefix string, edit func(*config.Config)) (Env, *confi
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Registered first, so it runs last, after the test's workers stop.
+	t.Cleanup(func() { env.removePassed(t, cfg) })
 	return env, cfg, dep
+}
+
+// removePassed gives the shared stack's disk back once t has passed (a few
+// days of make test had left 1,050 buckets and 30 GB there, and MinIO's
+// upkeep walks them all): each rule's watched and destination buckets and
+// the queues. A failed test's deployment stays for inspection. Staging
+// buckets stay too: the bridge retries the replication event of an archive
+// in a missing bucket forever, and MinIO sends its events in order, so
+// removing one too early would stop every event of that MinIO for every
+// test; the tests that know their archives were replicated remove them.
+func (e Env) removePassed(t testing.TB, cfg *config.Config) {
+	if t.Failed() {
+		t.Logf("kept deployment %s for inspection", cfg.Settings.StackName)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, r := range cfg.Rules {
+		buckets := [][2]string{{r.SourceRegion, r.SourceBucket}}
+		for _, d := range r.Destinations {
+			buckets = append(buckets, [2]string{d.Region, d.Bucket})
+		}
+		for _, b := range buckets {
+			if err := e.RemoveBucket(ctx, b[0], b[1]); err != nil {
+				t.Logf("cleanup: %v", err)
+			}
+		}
+		if err := e.DeleteQueue(ctx, cfg.SourceQueueName(r.ID)); err != nil {
+			t.Logf("cleanup: %v", err)
+		}
+	}
+	if err := e.DeleteQueue(ctx, cfg.TargetQueueName()); err != nil {
+		t.Logf("cleanup: %v", err)
+	}
 }

@@ -71,40 +71,33 @@ func setup(t testing.TB, edit func(*config.Config)) *fixture {
 	region, _ := cfg.Region("us-east-1")
 	f := &fixture{env: env, cfg: cfg, dep: dep, s3: s3c, sqs: sqsc, rule: &cfg.Rules[0], stage: cfg.Settings.Regions[0].StagingBucket,
 		worker: awsapi.S3(awsCfg, region)}
-	// The stack is shared: give its disk back, but keep what a failed test
-	// left for inspection. (Tests may repoint the config's staging bucket.)
+	// The stack is shared: localstack.Deploy removes the watched and
+	// destination buckets and the queues of a passing test; the staging
+	// buckets go here, once replicated. (Tests may repoint the config's
+	// staging bucket.)
 	stg1, stg2 := cfg.Settings.Regions[0].StagingBucket, cfg.Settings.Regions[1].StagingBucket
 	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("kept deployment %s for inspection", cfg.Settings.StackName)
-			return
+		if !t.Failed() {
+			f.removeStaging(t, stg1, stg2)
 		}
-		f.teardown(t, stg1, stg2)
 	})
 	return f
 }
 
-// teardown removes the deployment's buckets and queues. Staging buckets go
-// only once the bridge has handled MinIO's replication events for every
-// archive in them: it retries an event of a missing bucket forever, and
-// MinIO delivers its events in order, so removing a staging bucket too early
-// stops every event of that MinIO for every test.
-func (f *fixture) teardown(t testing.TB, stg1, stg2 string) {
+// removeStaging removes the staging buckets once the bridge has handled
+// MinIO's replication events for every archive in them: it retries an event
+// of a missing bucket forever, and MinIO delivers its events in order, so
+// removing a staging bucket too early stops every event of that MinIO for
+// every test.
+func (f *fixture) removeStaging(t testing.TB, stg1, stg2 string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	buckets := [][2]string{{"us-east-1", f.rule.SourceBucket}, {"eu-west-1", f.rule.Destinations[0].Bucket}}
 	if err := f.replicated(ctx, stg1); err != nil {
 		t.Logf("cleanup: keeping staging buckets %s and %s: %v", stg1, stg2, err)
-	} else {
-		buckets = append(buckets, [2]string{"us-east-1", stg1}, [2]string{"eu-west-1", stg2})
+		return
 	}
-	for _, b := range buckets {
+	for _, b := range [][2]string{{"us-east-1", stg1}, {"eu-west-1", stg2}} {
 		if err := f.env.RemoveBucket(ctx, b[0], b[1]); err != nil {
-			t.Logf("cleanup: %v", err)
-		}
-	}
-	for _, q := range []string{f.cfg.SourceQueueName(f.rule.ID), f.cfg.TargetQueueName()} {
-		if err := f.env.DeleteQueue(ctx, q); err != nil {
 			t.Logf("cleanup: %v", err)
 		}
 	}
