@@ -149,10 +149,10 @@ func Deploy(t testing.TB, prefix string, edit func(*config.Config)) (Env, *confi
 // days of make test had left 1,050 buckets and 30 GB there, and MinIO's
 // upkeep walks them all): each rule's watched and destination buckets and
 // the queues. A failed test's deployment stays for inspection. Staging
-// buckets stay too: the bridge retries the replication event of an archive
-// in a missing bucket forever, and MinIO sends its events in order, so
-// removing one too early would stop every event of that MinIO for every
-// test; the tests that know their archives were replicated remove them.
+// buckets stay too (they hold little): an archive's replication and its
+// events may still be in flight through MinIO and the bridge, and MinIO
+// sends a region's events in order, one at a time, for every test; the
+// tests that know every archive's event was handled remove them.
 func (e Env) removePassed(t testing.TB, cfg *config.Config) {
 	if t.Failed() {
 		t.Logf("kept deployment %s for inspection", cfg.Settings.StackName)

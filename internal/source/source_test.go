@@ -85,10 +85,9 @@ func setup(t testing.TB, edit func(*config.Config)) *fixture {
 }
 
 // removeStaging removes the staging buckets once the bridge has handled
-// MinIO's replication events for every archive in them: it retries an event
-// of a missing bucket forever, and MinIO delivers its events in order, so
-// removing a staging bucket too early stops every event of that MinIO for
-// every test.
+// MinIO's replication events for every archive in them, so that nothing of
+// this test is still in flight through MinIO's event queue, which every
+// test shares (localstack.Deploy's removePassed).
 func (f *fixture) removeStaging(t testing.TB, stg1, stg2 string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

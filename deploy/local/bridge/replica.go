@@ -103,17 +103,20 @@ func (b *bridge) emitReplica(ctx context.Context, rec json.RawMessage, region, b
 		return nil
 	}
 	st, err := replicaState(ctx, dst.client, bucket, key, versionID)
+	var configID string
+	if err == nil {
+		configID, ok, err = selectedBy(ctx, dst.client, region, bucket, st.eventName, key)
+	}
+	// A HEAD in a deleted bucket is a bare 404 (a deleted object to
+	// replicaState); reading the bucket's notification configuration then
+	// names it. Retrying would hold up every later event of the source MinIO.
 	var apiErr smithy.APIError
 	if errors.As(err, &apiErr) && apiErr.ErrorCode() == "NoSuchBucket" {
 		b.log.Info("dropping replica event: destination bucket deleted", "bucket", bucket, "key", key)
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("reading replica %s/%s/%s: %w: %w", region, bucket, key, errRetry, err)
-	}
-	configID, ok, err := selectedBy(ctx, dst.client, region, bucket, st.eventName, key)
-	if err != nil {
-		return fmt.Errorf("reading notification configuration of %s/%s: %w: %w", region, bucket, errRetry, err)
+		return fmt.Errorf("reading replica %s/%s/%s and its bucket's notification configuration: %w: %w", region, bucket, key, errRetry, err)
 	}
 	if !ok {
 		b.log.Info("dropping replica event not selected by the bucket's notification configuration",

@@ -9,16 +9,18 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 )
 
 // fakeS3 answers as a MinIO with one replicated source bucket "src" (us-east-1)
 // or one destination bucket "dst" (eu-west-1) would.
 type fakeS3 struct {
-	rules   []s3types.ReplicationRule
-	notify  []s3types.QueueConfiguration
-	head    *s3.HeadObjectOutput
-	headErr error
+	rules     []s3types.ReplicationRule
+	notify    []s3types.QueueConfiguration
+	notifyErr error
+	head      *s3.HeadObjectOutput
+	headErr   error
 }
 
 func (f *fakeS3) HeadObject(context.Context, *s3.HeadObjectInput, ...func(*s3.Options)) (*s3.HeadObjectOutput, error) {
@@ -30,7 +32,7 @@ func (f *fakeS3) GetBucketReplication(context.Context, *s3.GetBucketReplicationI
 }
 
 func (f *fakeS3) GetBucketNotificationConfiguration(context.Context, *s3.GetBucketNotificationConfigurationInput, ...func(*s3.Options)) (*s3.GetBucketNotificationConfigurationOutput, error) {
-	return &s3.GetBucketNotificationConfigurationOutput{QueueConfigurations: f.notify}, nil
+	return &s3.GetBucketNotificationConfigurationOutput{QueueConfigurations: f.notify}, f.notifyErr
 }
 
 func httpErr(code int, header http.Header) error {
@@ -76,6 +78,11 @@ func TestReplicaEvents(t *testing.T) {
 		{name: "rule prefix does not match", dst: fakeS3{notify: created, head: &s3.HeadObjectOutput{}},
 			rules: []s3types.ReplicationRule{{Status: s3types.ReplicationRuleStatusEnabled, Prefix: aws.String("z/"), Destination: rule.Destination}},
 			route: true, wantCode: 200},
+		// A HEAD in a deleted bucket is a bare 404, as for a deleted object;
+		// retrying would hold up every later event of the source MinIO.
+		{name: "destination bucket deleted", dst: fakeS3{headErr: httpErr(404, http.Header{}),
+			notifyErr: &smithy.GenericAPIError{Code: "NoSuchBucket"}},
+			rules: []s3types.ReplicationRule{rule}, route: true, wantCode: 200},
 		{name: "destination unreachable", dst: fakeS3{notify: created, headErr: httpErr(503, http.Header{})},
 			rules: []s3types.ReplicationRule{rule}, route: true, wantCode: http.StatusBadGateway},
 	} {
