@@ -112,8 +112,10 @@ func goals(rep *report) []goal {
 			}
 			v := x.WallSeconds / best.WallSeconds
 			gs = append(gs, goal{Corpus: c.Name, Name: "wall time xrc / rclone", Value: v, Limit: limit, Met: v <= limit,
-				Detail: fmt.Sprintf("xrc %.1f s vs %s %.1f s (the faster rclone run); the machine's CPUs were %.0f%% busy during xrc's run, %.0f%% during rclone's",
-					x.WallSeconds, best.Label, best.WallSeconds, 100*x.MachineBusy, 100*best.MachineBusy)})
+				Detail: fmt.Sprintf("xrc %.1f s vs %s %.1f s (the faster rclone run); the machine's CPUs were %.0f%% busy during xrc's run, %.0f%% during rclone's; "+
+					"xrc's run kept them busy for %.1f CPU-s, which %d CPUs cannot do in less than %.1f s",
+					x.WallSeconds, best.Label, best.WallSeconds, 100*x.MachineBusy, 100*best.MachineBusy,
+					x.MachineCPUSeconds, rep.Machine.CPUs, x.MachineCPUSeconds/float64(max(rep.Machine.CPUs, 1)))})
 		}
 		v := float64(x.LinkBytes) / float64(c.Zstd3Bytes)
 		detail := fmt.Sprintf("veth rx+tx %d B (of which %d B SQS/DynamoDB/bridge payload) vs zstd -3 %d B; the archives alone: %d B = %.3fx",

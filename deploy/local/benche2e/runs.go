@@ -52,11 +52,15 @@ type runResult struct {
 	// MachineBusy is the share of the machine's CPU time (all CPUs) that
 	// was in use over the run, by anything: near 1, the run was bound by
 	// the CPUs that every process of both "regions" shares.
-	MachineBusy  float64  `json:"machineBusy"`
-	Archives     int      `json:"archives,omitempty"`     // xrc: archives staged
-	ArchiveBytes int64    `json:"archiveBytes,omitempty"` // xrc: their bytes, what S3 Replication carries
-	Command      string   `json:"command"`
-	Timeline     timeline `json:"timeline"`
+	MachineBusy float64 `json:"machineBusy"`
+	// MachineCPUSeconds is that CPU time in seconds, summed over the CPUs:
+	// divided by their count, the least wall time this much work could take
+	// on this machine.
+	MachineCPUSeconds float64  `json:"machineCPUSeconds"`
+	Archives          int      `json:"archives,omitempty"`     // xrc: archives staged
+	ArchiveBytes      int64    `json:"archiveBytes,omitempty"` // xrc: their bytes, what S3 Replication carries
+	Command           string   `json:"command"`
+	Timeline          timeline `json:"timeline"`
 	// DuplicateEvents is how many duplicate replication events of MinIO's
 	// the benchmark dropped (eventDedup).
 	DuplicateEvents int64 `json:"duplicateEvents,omitempty"`
@@ -355,6 +359,7 @@ func (b *bench) fill(r *runResult, s0, s1 snap) {
 	if t := s1.total - s0.total; t > 0 {
 		r.MachineBusy = (s1.busy - s0.busy) / t
 	}
+	r.MachineCPUSeconds = (s1.busy - s0.busy) / 100 // USER_HZ
 }
 
 // listSizes maps every key under prefix to its size.
