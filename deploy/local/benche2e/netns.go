@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -120,4 +121,169 @@ func sh(ctx context.Context, args ...string) error {
 		return fmt.Errorf("%s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
 	}
 	return nil
+}
+
+// linkRate is linkSpec's rate in bytes per second.
+func linkRate() float64 {
+	f := strings.Fields(linkSpec)
+	for i := 0; i+1 < len(f); i++ {
+		if f[i] != "rate" {
+			continue
+		}
+		v := strings.ToLower(f[i+1])
+		for _, u := range []struct {
+			suffix string
+			bits   float64
+		}{{"gbit", 1e9}, {"mbit", 1e6}, {"kbit", 1e3}, {"bit", 1}} {
+			if n, ok := strings.CutSuffix(v, u.suffix); ok {
+				if x, err := strconv.ParseFloat(n, 64); err == nil {
+					return x * u.bits / 8
+				}
+			}
+		}
+	}
+	panic("linkSpec has no rate in bits: " + linkSpec)
+}
+
+// linkLoss is what the shaped link cost the TCP connections across it:
+// the packets the two tbf qdiscs dropped because their queue was full, and
+// the segments TCP sent again and its retransmission timeouts (host and
+// namespace summed; the host's loopback connections lose nothing). A run
+// whose link sat idle while data waited shows it here.
+type linkLoss struct {
+	ShaperDrops int64 `json:"shaperDrops"`
+	Retrans     int64 `json:"tcpRetransSegs"`
+	Timeouts    int64 `json:"tcpTimeouts"` // RTOs: the sender waited out a whole timeout
+}
+
+func (a linkLoss) sub(b linkLoss) linkLoss {
+	return linkLoss{a.ShaperDrops - b.ShaperDrops, a.Retrans - b.Retrans, a.Timeouts - b.Timeouts}
+}
+
+// readLinkLoss reads the counters; the error names what could not be read
+// (the figures then read 0, which only the diagnosis loses).
+func readLinkLoss() (linkLoss, error) {
+	var l linkLoss
+	var errs []error
+	for _, c := range [][]string{{"tc", "-s", "qdisc", "show", "dev", vethHost}, {"tc", "-n", nsName, "-s", "qdisc", "show", "dev", vethNS}} {
+		out, err := exec.Command(c[0], c[1:]...).Output()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", strings.Join(c, " "), err))
+			continue
+		}
+		l.ShaperDrops += qdiscDrops(string(out))
+	}
+	host, err := os.ReadFile("/proc/net/snmp")
+	if err != nil {
+		errs = append(errs, err)
+	}
+	hostExt, err := os.ReadFile("/proc/net/netstat")
+	if err != nil {
+		errs = append(errs, err)
+	}
+	ns, err := exec.Command("ip", "netns", "exec", nsName, "cat", "/proc/net/snmp", "/proc/net/netstat").Output()
+	if err != nil {
+		errs = append(errs, fmt.Errorf("reading %s's TCP counters: %w", nsName, err))
+	}
+	for _, text := range []string{string(host) + string(hostExt), string(ns)} {
+		m := netstat(text)
+		l.Retrans += m["Tcp:RetransSegs"]
+		l.Timeouts += m["TcpExt:TCPTimeouts"]
+	}
+	return l, errors.Join(errs...)
+}
+
+// qdiscDrops sums the "dropped N" of `tc -s qdisc show` output.
+func qdiscDrops(out string) int64 {
+	var n int64
+	for _, l := range strings.Split(out, "\n") {
+		_, rest, ok := strings.Cut(l, "(dropped ")
+		if !ok {
+			continue
+		}
+		v, _, _ := strings.Cut(rest, ",")
+		if x, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil {
+			n += x
+		}
+	}
+	return n
+}
+
+// netstat reads /proc/net/snmp and /proc/net/netstat text, where each
+// group is a line of names and a line of values under the same prefix, as
+// "Prefix:Name" -> value.
+func netstat(text string) map[string]int64 {
+	m := map[string]int64{}
+	lines := strings.Split(text, "\n")
+	for i := 0; i+1 < len(lines); i++ {
+		names, values := strings.Fields(lines[i]), strings.Fields(lines[i+1])
+		if len(names) < 2 || len(names) != len(values) || names[0] != values[0] || !strings.HasSuffix(names[0], ":") {
+			continue
+		}
+		if _, err := strconv.ParseInt(values[1], 10, 64); err != nil {
+			continue // a names line followed by the next group's names
+		}
+		for j := 1; j < len(names); j++ {
+			if v, err := strconv.ParseInt(values[j], 10, 64); err == nil {
+				m[names[0]+names[j]] = v
+			}
+		}
+		i++
+	}
+	return m
+}
+
+// linkWatch samples the host end's transmit counter while a run goes, to
+// tell the time the link carried the run's bytes from the time it was in
+// use: bytes / rate is the least time they take, and the span from the
+// first to the last 100 ms in which the link sent a twentieth of what it
+// could is how long it was in use.
+type linkWatch struct {
+	once   sync.Once
+	stop   chan struct{}
+	done   chan struct{}
+	active time.Duration
+}
+
+func watchLink() *linkWatch {
+	w := &linkWatch{stop: make(chan struct{}), done: make(chan struct{})}
+	const every = 100 * time.Millisecond
+	threshold := int64(linkRate() * every.Seconds() / 20)
+	go func() {
+		defer close(w.done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		_, last, _ := linkCounters()
+		var first, end time.Time
+		for {
+			select {
+			case <-w.stop:
+				if !first.IsZero() {
+					w.active = end.Sub(first)
+				}
+				return
+			case now := <-t.C:
+				_, tx, err := linkCounters()
+				if err != nil {
+					continue
+				}
+				if tx-last >= threshold {
+					if first.IsZero() {
+						first = now.Add(-every)
+					}
+					end = now
+				}
+				last = tx
+			}
+		}
+	}()
+	return w
+}
+
+// finish stops the sampling and returns the span the link was in use; it
+// may be called again (a deferred call on an error path).
+func (w *linkWatch) finish() time.Duration {
+	w.once.Do(func() { close(w.stop) })
+	<-w.done
+	return w.active
 }

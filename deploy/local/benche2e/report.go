@@ -169,6 +169,13 @@ func printReport(w io.Writer, rep *report) {
 			}
 		}
 		tw.Flush()
+		for _, r := range rep.Runs {
+			if r.Corpus == c.Name && r.LinkActiveSeconds > 0 {
+				l := r.LinkLoss
+				fmt.Fprintf(w, "  link, %s: its bytes need %.1f s at the rate, it was in use %.1f s (%.0f%%); the shaper dropped %d packets, TCP resent %d segments, %d timeouts\n",
+					r.Label, r.LinkBusySeconds, r.LinkActiveSeconds, 100*r.LinkBusySeconds/r.LinkActiveSeconds, l.ShaperDrops, l.Retrans, l.Timeouts)
+			}
+		}
 		if x != nil {
 			fmt.Fprintf(w, "  xrc: %d archives, %s staged (%.3fx zstd -3 of the tar); %s of SQS/DynamoDB/bridge payload crossed the link\n",
 				x.Archives, mib(x.ArchiveBytes), float64(x.ArchiveBytes)/float64(c.Zstd3Bytes), mib(x.ControlBytes))

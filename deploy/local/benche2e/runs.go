@@ -41,7 +41,14 @@ type runResult struct {
 	// ControlBytes is the part of LinkBytes's payload that is the target
 	// worker's SQS and DynamoDB traffic and the bridge's: on AWS it would
 	// stay in the target region.
-	ControlBytes       int64        `json:"controlBytes"`
+	ControlBytes int64 `json:"controlBytes"`
+	// LinkBusySeconds is LinkTxBytes over the link's rate: the least time
+	// the link needed for what it carried; LinkActiveSeconds the span it was
+	// in use (linkWatch). Far apart, the link idled while data waited: see
+	// LinkLoss.
+	LinkBusySeconds    float64      `json:"linkBusySeconds"`
+	LinkActiveSeconds  float64      `json:"linkActiveSeconds"`
+	LinkLoss           linkLoss     `json:"linkLoss"`
 	ObjectsPerSecond   float64      `json:"objectsPerSecond"`
 	WorkerCPUSeconds   float64      `json:"workerCPUSeconds"`   // all workers, user+sys
 	WorkerPeakRSSBytes int64        `json:"workerPeakRSSBytes"` // sum of the workers' VmHWM
@@ -149,6 +156,8 @@ func (b *bench) runXRC(ctx context.Context, c *corpusData) (runResult, error) {
 
 	dup0 := b.dedup.dropped.Load()
 	s0 := b.snapshot(workers...)
+	lw := watchLink()
+	defer lw.finish()
 	t0 := time.Now()
 	if err := dataset.Upload(ctx, srcS3, rule.SourceBucket, objs, uploadWorker); err != nil {
 		return r, fmt.Errorf("uploading: %w", err)
@@ -166,6 +175,7 @@ func (b *bench) runXRC(ctx context.Context, c *corpusData) (runResult, error) {
 	if err != nil {
 		return r, err
 	}
+	r.LinkActiveSeconds = lw.finish().Seconds()
 	s1 := b.snapshot(workers...)
 	r.DuplicateEvents = b.dedup.dropped.Load() - dup0
 	r.WallSeconds = t1.Sub(t0).Seconds()
@@ -226,6 +236,8 @@ func (b *bench) runRclone(ctx context.Context, c *corpusData, sys string, extra 
 	defer v.stop()
 
 	s0 := b.snapshot()
+	lw := watchLink()
+	defer lw.finish()
 	t0 := time.Now()
 	if err := dataset.Upload(ctx, srcS3, b.plainBucket, objs, uploadWorker); err != nil {
 		return r, fmt.Errorf("uploading: %w", err)
@@ -263,6 +275,7 @@ func (b *bench) runRclone(ctx context.Context, c *corpusData, sys string, extra 
 	if err := failed(); err != nil {
 		return r, err
 	}
+	r.LinkActiveSeconds = lw.finish().Seconds()
 	s1 := b.snapshot()
 	r.WallSeconds = t1.Sub(t0).Seconds()
 	r.Timeline = timeline{UploadEnd: r.UploadSeconds, CopyEnd: t2.Sub(t0).Seconds(), Verified: r.WallSeconds}
@@ -334,6 +347,7 @@ type snap struct {
 	cpu             []float64 // of the procs asked for
 	servers         float64
 	busy, total     float64 // the machine's CPU ticks
+	loss            linkLoss
 }
 
 func (b *bench) snapshot(ps ...*proc) snap {
@@ -349,6 +363,10 @@ func (b *bench) snapshot(ps ...*proc) snap {
 		s.servers += cpuSeconds(m.pid())
 	}
 	s.busy, s.total = machineCPU()
+	var err error
+	if s.loss, err = readLinkLoss(); err != nil {
+		fmt.Printf("    (link loss counters: %v)\n", err)
+	}
 	return s
 }
 
@@ -360,6 +378,8 @@ func (b *bench) fill(r *runResult, s0, s1 snap) {
 		r.MachineBusy = (s1.busy - s0.busy) / t
 	}
 	r.MachineCPUSeconds = (s1.busy - s0.busy) / 100 // USER_HZ
+	r.LinkBusySeconds = float64(r.LinkTxBytes) / linkRate()
+	r.LinkLoss = s1.loss.sub(s0.loss)
 }
 
 // listSizes maps every key under prefix to its size.
