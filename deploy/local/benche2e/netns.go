@@ -91,19 +91,30 @@ func netnsDown() error {
 	return err
 }
 
-// linkCounters reads the host end's byte counters: tx is host -> target
-// region, rx the way back.
-func linkCounters() (rx, tx int64, err error) {
-	read := func(name string) (int64, error) {
+// linkCount is the host end's counters: tx is host -> target region, rx
+// the way back.
+type linkCount struct{ rx, tx, packets int64 }
+
+// headerBytes is what each packet on the link carries besides TCP's
+// payload: Ethernet 14, IPv4 20, TCP 20 and its timestamps option 12
+// (Linux's default; a pure ACK carrying SACK blocks has a few more).
+const headerBytes = 14 + 20 + 20 + 12
+
+func linkCounters() (linkCount, error) {
+	var errs []error
+	read := func(name string) int64 {
 		data, err := os.ReadFile("/sys/class/net/" + vethHost + "/statistics/" + name)
-		if err != nil {
-			return 0, err
+		if err == nil {
+			var n int64
+			if n, err = strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64); err == nil {
+				return n
+			}
 		}
-		return strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
+		errs = append(errs, err)
+		return 0
 	}
-	rx, err1 := read("rx_bytes")
-	tx, err2 := read("tx_bytes")
-	return rx, tx, errors.Join(err1, err2)
+	c := linkCount{rx: read("rx_bytes"), tx: read("tx_bytes"), packets: read("rx_packets") + read("tx_packets")}
+	return c, errors.Join(errs...)
 }
 
 func linkMTU() int {
@@ -253,7 +264,8 @@ func watchLink() *linkWatch {
 		defer close(w.done)
 		t := time.NewTicker(every)
 		defer t.Stop()
-		_, last, _ := linkCounters()
+		c, _ := linkCounters()
+		last := c.tx
 		var first, end time.Time
 		for {
 			select {
@@ -263,10 +275,11 @@ func watchLink() *linkWatch {
 				}
 				return
 			case now := <-t.C:
-				_, tx, err := linkCounters()
+				c, err := linkCounters()
 				if err != nil {
 					continue
 				}
+				tx := c.tx
 				if tx-last >= threshold {
 					if first.IsZero() {
 						first = now.Add(-every)

@@ -38,6 +38,10 @@ type runResult struct {
 	LinkTxBytes   int64   `json:"linkTxBytes"`   // host (source region) -> namespace (target region)
 	LinkRxBytes   int64   `json:"linkRxBytes"`   // the way back (ACKs, responses)
 	LinkBytes     int64   `json:"linkBytes"`     // both: the bytes across the link
+	LinkPackets   int64   `json:"linkPackets"`   // both ways
+	// LinkPayloadBytes is LinkBytes less headerBytes per packet: what TCP
+	// carried across the link (TLS, HTTP and the S3 payload).
+	LinkPayloadBytes int64 `json:"linkPayloadBytes"`
 	// ControlBytes is the part of LinkBytes's payload that is the target
 	// worker's SQS and DynamoDB traffic and the bridge's: on AWS it would
 	// stay in the target region.
@@ -343,16 +347,17 @@ func (b *bench) waitLog(ctx context.Context, p *proc, s string, timeout time.Dur
 
 // snap is the counters at one instant.
 type snap struct {
-	rx, tx, control int64
-	cpu             []float64 // of the procs asked for
-	servers         float64
-	busy, total     float64 // the machine's CPU ticks
-	loss            linkLoss
+	link        linkCount
+	control     int64
+	cpu         []float64 // of the procs asked for
+	servers     float64
+	busy, total float64 // the machine's CPU ticks
+	loss        linkLoss
 }
 
 func (b *bench) snapshot(ps ...*proc) snap {
 	var s snap
-	s.rx, s.tx, _ = linkCounters()
+	s.link, _ = linkCounters()
 	for _, c := range b.linked {
 		s.control += c.load()
 	}
@@ -371,7 +376,9 @@ func (b *bench) snapshot(ps ...*proc) snap {
 }
 
 func (b *bench) fill(r *runResult, s0, s1 snap) {
-	r.LinkRxBytes, r.LinkTxBytes = s1.rx-s0.rx, s1.tx-s0.tx
+	r.LinkRxBytes, r.LinkTxBytes = s1.link.rx-s0.link.rx, s1.link.tx-s0.link.tx
+	r.LinkPackets = s1.link.packets - s0.link.packets
+	r.LinkPayloadBytes = r.LinkRxBytes + r.LinkTxBytes - r.LinkPackets*headerBytes
 	r.ControlBytes = s1.control - s0.control
 	r.ServerCPUSeconds = s1.servers - s0.servers
 	if t := s1.total - s0.total; t > 0 {
