@@ -37,7 +37,8 @@
 // (SQS or MinIO unreachable) answers 502 so MinIO keeps the event in its
 // queue dir and retries: at-least-once, like S3 to SQS. With -async the
 // bridge answers once a record is queued in memory and retries SQS itself
-// (batch.go).
+// (batch.go), and forwards replication events in the background, retrying
+// them itself (laterReplicas).
 package main
 
 import (
@@ -104,7 +105,7 @@ func run(ctx context.Context, args []string) error {
 	})
 	tlsCert := fs.String("tls-cert", "", "PEM certificate of the -s3-proxy listeners")
 	tlsKey := fs.String("tls-key", "", "PEM private key of the -s3-proxy listeners")
-	async := fs.Bool("async", false, "answer MinIO once a record is queued in memory, and send records to SQS ten per batch (for MinIO without a queue dir; a queued record is lost if the bridge dies)")
+	async := fs.Bool("async", false, "answer MinIO once a record is queued in memory, and send records to SQS ten per batch; forward replication events in the background (for MinIO without a queue dir; a queued record is lost if the bridge dies)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -145,6 +146,7 @@ func run(ctx context.Context, args []string) error {
 	br := newBridge(sqsClient, regions, routes, slog.Default())
 	if *async {
 		br.async = newBatcher(sqsClient, slog.Default(), 100_000)
+		br.later = newLaterReplicas(16, 100*time.Millisecond)
 	}
 	srv := &http.Server{
 		Addr:              *listen,
@@ -174,8 +176,9 @@ func run(ctx context.Context, args []string) error {
 		errs = append(errs, p.Shutdown(shutdownCtx))
 	}
 	if br.async != nil {
-		// After Shutdown: no handler is left to add a record.
-		errs = append(errs, br.async.close(shutdownCtx))
+		// After Shutdown: no handler is left to add a record, and after the
+		// replication events being forwarded, which add theirs.
+		errs = append(errs, br.later.close(shutdownCtx), br.async.close(shutdownCtx))
 	}
 	return errors.Join(errs...)
 }
@@ -227,7 +230,8 @@ type bridge struct {
 	regions map[string]regionS3 // region -> its MinIO
 	routes  *routeTable
 	log     *slog.Logger
-	async   *batcher // -async: records are sent after their POST is answered
+	async   *batcher       // -async: records are sent after their POST is answered
+	later   *laterReplicas // -async: replication events are forwarded after it too
 }
 
 func newBridge(sqsClient sqsAPI, regions map[string]regionS3, routes *routeTable, log *slog.Logger) *bridge {
@@ -304,6 +308,9 @@ func (b *bridge) handleRecord(ctx context.Context, rec json.RawMessage) error {
 		return nil
 	}
 	switch {
+	case m.EventName == replicationCompleted && b.later != nil:
+		b.forwardLater(rec, m)
+		return nil
 	case m.EventName == replicationCompleted:
 		return b.forwardReplica(ctx, rec, m)
 	case strings.HasPrefix(m.EventName, "s3:Replication:"):

@@ -3,8 +3,13 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -140,5 +145,78 @@ func TestParseReplicationARN(t *testing.T) {
 		if ok != (want[0] != "") || r != want[0] || b != want[1] {
 			t.Errorf("parseReplicationARN(%q) = %q, %q, %v", arn, r, b, ok)
 		}
+	}
+}
+
+// slowDst is a destination MinIO whose first HEAD fails and whose second
+// waits for release: a replica read across a loaded link.
+type slowDst struct {
+	fakeS3
+	heads   atomic.Int32
+	release chan struct{}
+}
+
+func (d *slowDst) HeadObject(ctx context.Context, in *s3.HeadObjectInput, o ...func(*s3.Options)) (*s3.HeadObjectOutput, error) {
+	if d.heads.Add(1) == 1 {
+		return nil, httpErr(503, http.Header{})
+	}
+	select {
+	case <-d.release:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return d.fakeS3.HeadObject(ctx, in, o...)
+}
+
+// With -async, a replication event is answered at once, and later events
+// too, while its replica is still being read (and that read is retried);
+// it reaches SQS once the read succeeds, and close waits for it.
+func TestAsyncReplicaEventsDoNotHoldMinIO(t *testing.T) {
+	f := &fakeSQS{}
+	dst := &slowDst{release: make(chan struct{}), fakeS3: fakeS3{
+		notify: []s3types.QueueConfiguration{{QueueArn: aws.String("arn:minio:sqs:eu-west-1:XRC:webhook"), Events: []s3types.Event{"s3:ObjectCreated:*"}}},
+		head:   &s3.HeadObjectOutput{ContentLength: aws.Int64(4), ETag: aws.String(`"e1"`)},
+	}}
+	routes, err := loadRoutes(filepath.Join(t.TempDir(), "routes.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := newBridge(f, map[string]regionS3{
+		"us-east-1": {endpoint: "https://127.0.0.1:9000", client: &fakeS3{rules: []s3types.ReplicationRule{{
+			Status: s3types.ReplicationRuleStatusEnabled, Prefix: aws.String(""),
+			Destination: &s3types.Destination{Bucket: aws.String("arn:minio:replication:eu-west-1:0d5e:dst")},
+		}}}},
+		"eu-west-1": {endpoint: "https://127.0.0.1:9002", client: dst},
+	}, routes, slog.New(slog.DiscardHandler))
+	br.async = newBatcher(f, slog.New(slog.DiscardHandler), 100)
+	br.later = newLaterReplicas(4, time.Millisecond)
+	srv := httptest.NewServer(br.handler())
+	defer srv.Close()
+	do(t, http.MethodPut, srv.URL+"/routes/dst", "http://q/1/arrivals")
+	do(t, http.MethodPut, srv.URL+"/routes/in", "http://q/1/in-queue")
+
+	if code, body := do(t, http.MethodPost, srv.URL+"/events", replicationBody); code != http.StatusOK {
+		t.Fatalf("replication event: %d %s, want 200 at once", code, body)
+	}
+	if code, body := do(t, http.MethodPost, srv.URL+"/events", minioBody); code != http.StatusOK {
+		t.Fatalf("the next event: %d %s, want 200", code, body)
+	}
+	for dst.heads.Load() < 2 { // the failed read was retried
+		time.Sleep(time.Millisecond)
+	}
+	close(dst.release)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := br.later.close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := br.async.close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(f.sent["http://q/1/arrivals"]); n != 1 || len(f.sent["http://q/1/in-queue"]) != 1 {
+		t.Fatalf("sent %v, want one replica event and one object event", f.sent)
+	}
+	if n := dst.heads.Load(); n != 2 {
+		t.Errorf("%d HEADs of the replica, want 2 (one failed, one retried)", n)
 	}
 }
