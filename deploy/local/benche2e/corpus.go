@@ -10,6 +10,7 @@ package main
 import (
 	"archive/tar"
 	"context"
+	"crypto/md5"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -59,9 +60,10 @@ type corpusData struct {
 	info corpusInfo
 	objs []dataset.Object // keys relative to a run's prefix, in upload order
 	sums [][sha256.Size]byte
+	md5s [][md5.Size]byte
 }
 
-func (c *corpusData) free() { c.objs, c.sums = nil, nil }
+func (c *corpusData) free() { c.objs, c.sums, c.md5s = nil, nil, nil }
 
 // corpus generates the named corpus and measures zstd -3 on its tar.
 func (b *bench) corpus(ctx context.Context, name string) (*corpusData, error) {
@@ -77,6 +79,7 @@ func (b *bench) corpus(ctx context.Context, name string) (*corpusData, error) {
 	}
 	for _, o := range c.objs {
 		c.sums = append(c.sums, sha256.Sum256(o.Data))
+		c.md5s = append(c.md5s, md5.Sum(o.Data))
 	}
 	t := time.Now()
 	tarBytes, zBytes, err := zstdOfTar(ctx, c.objs)
@@ -236,6 +239,7 @@ type manifestEntry struct {
 	Key    string `json:"key"`
 	Size   int64  `json:"size"`
 	SHA256 string `json:"sha256"`
+	MD5    string `json:"md5"` // what S3 makes the ETag of an object PUT in one request
 }
 
 // withPrefix returns the corpus's objects under prefix (data shared) and
@@ -246,7 +250,7 @@ func (b *bench) withPrefix(c *corpusData, prefix, manifestName string) ([]datase
 	for i, o := range c.objs {
 		o.Key = prefix + o.Key
 		objs[i] = o
-		entries[i] = manifestEntry{Key: o.Key, Size: int64(len(o.Data)), SHA256: hex.EncodeToString(c.sums[i][:])}
+		entries[i] = manifestEntry{Key: o.Key, Size: int64(len(o.Data)), SHA256: hex.EncodeToString(c.sums[i][:]), MD5: hex.EncodeToString(c.md5s[i][:])}
 	}
 	data, err := json.Marshal(entries)
 	if err != nil {

@@ -4,8 +4,15 @@ package main
 
 // The verifier runs inside the namespace, next to the target MinIO, so
 // checking the destination never crosses the link. It lists the
-// destination prefix every 300 ms and reads every new object at once,
-// checking its size and SHA-256 against the corpus; once at most 32
+// destination prefix every 300 ms. A listed object whose size matches and
+// whose ETag is the MD5 of the corpus's bytes is verified by the listing
+// (or, asked for by name, by its HEAD):
+// S3 makes an object's ETag the MD5 of the bytes it stored when it was
+// PUT in one request, as both systems PUT the small ones. Any other object
+// (multipart, or an ETag that differs) is read whole and its size and
+// SHA-256 checked against the corpus. Reading every object cost the
+// target MinIO a GET per object (5,029 on the mixed corpus) on the CPUs
+// the systems under test share; once at most 32
 // objects are missing it asks for those by name every 100 ms instead, so
 // the last object is seen within about 100 ms of its arrival whichever
 // system wrote it. It reports on stdout, one JSON line per change, and
@@ -26,6 +33,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -124,18 +132,19 @@ func verifyLoop(ctx context.Context, client *s3.Client, bucket, prefix string, e
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			err := check(ctx, client, bucket, e)
+			err := check(ctx, client, bucket, e, probe)
 			mu.Lock()
 			defer mu.Unlock()
 			delete(inFlight, key)
 			var mismatch *mismatchError
 			var absent *s3types.NoSuchKey
+			var notFound *s3types.NotFound // HEAD's
 			switch {
 			case err == nil:
 				verified[key] = true
 			case errors.As(err, &mismatch):
 				fatal = err
-			case probe && errors.As(err, &absent):
+			case probe && (errors.As(err, &absent) || errors.As(err, &notFound)):
 			default:
 				if failures[key]++; failures[key] >= 5 {
 					fatal = fmt.Errorf("reading s3://%s/%s failed 5 times: %w", bucket, key, err)
@@ -159,7 +168,14 @@ func verifyLoop(ctx context.Context, client *s3.Client, bucket, prefix string, e
 			}
 			for _, o := range page.Contents {
 				n++
-				if err := consider(aws.ToString(o.Key), false); err != nil {
+				key := aws.ToString(o.Key)
+				if e, ok := want[key]; ok && stored(e, o.Size, o.ETag) {
+					mu.Lock()
+					verified[key] = true
+					mu.Unlock()
+					continue
+				}
+				if err := consider(key, false); err != nil {
 					return err
 				}
 			}
@@ -232,8 +248,26 @@ type mismatchError struct{ msg string }
 
 func (e *mismatchError) Error() string { return e.msg }
 
-// check reads one object and compares its size and SHA-256 with e.
-func check(ctx context.Context, client *s3.Client, bucket string, e manifestEntry) error {
+// stored reports whether an object of size and etag holds e's bytes as
+// far as S3 vouches for it: the ETag of an object PUT in one request is
+// the MD5 of what S3 stored.
+func stored(e manifestEntry, size *int64, etag *string) bool {
+	return aws.ToInt64(size) == e.Size && strings.Trim(aws.ToString(etag), `"`) == e.MD5
+}
+
+// check verifies one object: a probe (an object asked for by name) by its
+// HEAD when stored says so, else by reading it and comparing its size and
+// SHA-256 with e.
+func check(ctx context.Context, client *s3.Client, bucket string, e manifestEntry, probe bool) error {
+	if probe {
+		h, err := client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &bucket, Key: &e.Key})
+		if err != nil {
+			return err
+		}
+		if stored(e, h.ContentLength, h.ETag) {
+			return nil
+		}
+	}
 	out, err := client.GetObject(ctx, &s3.GetObjectInput{Bucket: &bucket, Key: &e.Key})
 	if err != nil {
 		return err
