@@ -59,3 +59,13 @@ func readFile(t *testing.T, path string) string {
 	}
 	return string(data)
 }
+
+// The kernel's text is outside input: no line of it may panic the parsers.
+func FuzzLinkParsers(f *testing.F) {
+	f.Add("Tcp: RtoAlgorithm RetransSegs\nTcp: 1 7\n Sent 1 bytes 1 pkt (dropped 3, overlimits 0 requeues 0)\n")
+	f.Add("TcpExt: TCPTimeouts\nTcpExt: x\nA:\nA:\n(dropped ,")
+	f.Fuzz(func(t *testing.T, text string) {
+		netstat(text)
+		qdiscDrops(text)
+	})
+}
