@@ -103,18 +103,21 @@ const headerBytes = 14 + 20 + 20 + 12
 func linkCounters() (linkCount, error) {
 	var errs []error
 	read := func(name string) int64 {
-		data, err := os.ReadFile("/sys/class/net/" + vethHost + "/statistics/" + name)
-		if err == nil {
-			var n int64
-			if n, err = strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64); err == nil {
-				return n
-			}
-		}
+		n, err := linkStat(name)
 		errs = append(errs, err)
-		return 0
+		return n
 	}
 	c := linkCount{rx: read("rx_bytes"), tx: read("tx_bytes"), packets: read("rx_packets") + read("tx_packets")}
 	return c, errors.Join(errs...)
+}
+
+// linkStat reads one of the host end's counters.
+func linkStat(name string) (int64, error) {
+	data, err := os.ReadFile("/sys/class/net/" + vethHost + "/statistics/" + name)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
 }
 
 func linkMTU() int {
@@ -264,8 +267,7 @@ func watchLink() *linkWatch {
 		defer close(w.done)
 		t := time.NewTicker(every)
 		defer t.Stop()
-		c, _ := linkCounters()
-		last := c.tx
+		last, _ := linkStat("tx_bytes")
 		var first, end time.Time
 		for {
 			select {
@@ -275,11 +277,10 @@ func watchLink() *linkWatch {
 				}
 				return
 			case now := <-t.C:
-				c, err := linkCounters()
+				tx, err := linkStat("tx_bytes")
 				if err != nil {
 					continue
 				}
-				tx := c.tx
 				if tx-last >= threshold {
 					if first.IsZero() {
 						first = now.Add(-every)

@@ -29,7 +29,7 @@ type batcher struct {
 	log     *slog.Logger
 	in      chan message
 	done    chan struct{}
-	backoff time.Duration // the first retry's wait; doubled up to 5 s
+	backoff time.Duration // the first retry's wait (then nextWait)
 }
 
 // message is one SQS message to send, with what its log line names.
@@ -37,6 +37,12 @@ type message struct {
 	queueURL, body     string
 	event, bucket, key string
 }
+
+// The bridge's retries, of SQS here and of replica reads (laterReplicas):
+// the first after firstWait, each next one twice as long, up to 5 s.
+const firstWait = 100 * time.Millisecond
+
+func nextWait(wait time.Duration) time.Duration { return min(2*wait, 5*time.Second) }
 
 // Batch limits: SQS takes ten messages and 256 KiB per SendMessageBatch.
 const (
@@ -47,7 +53,7 @@ const (
 // newBatcher starts a batcher that holds at most depth records before add
 // blocks (and MinIO waits).
 func newBatcher(client sqsAPI, log *slog.Logger, depth int) *batcher {
-	b := &batcher{sqs: client, log: log, in: make(chan message, depth), done: make(chan struct{}), backoff: 100 * time.Millisecond}
+	b := &batcher{sqs: client, log: log, in: make(chan message, depth), done: make(chan struct{}), backoff: firstWait}
 	go b.loop()
 	return b
 }
@@ -130,7 +136,7 @@ func (b *batcher) send(batch []message) {
 		case err != nil:
 			b.log.Error("sending records to SQS; retrying", "records", len(batch), "queue", batch[0].queueURL, "err", err)
 			time.Sleep(wait)
-			wait = min(2*wait, 5*time.Second)
+			wait = nextWait(wait)
 			continue
 		}
 		failed := map[int]bool{}
@@ -150,7 +156,7 @@ func (b *batcher) send(batch []message) {
 		if len(again) > 0 {
 			b.log.Error("SQS refused records; retrying", "records", len(again), "queue", batch[0].queueURL, "first", aws.ToString(out.Failed[0].Message))
 			time.Sleep(wait)
-			wait = min(2*wait, 5*time.Second)
+			wait = nextWait(wait)
 		}
 		batch = again
 	}

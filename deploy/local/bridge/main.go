@@ -146,7 +146,7 @@ func run(ctx context.Context, args []string) error {
 	br := newBridge(sqsClient, regions, routes, slog.Default())
 	if *async {
 		br.async = newBatcher(sqsClient, slog.Default(), 100_000)
-		br.later = newLaterReplicas(16, 100*time.Millisecond)
+		br.later = newLaterReplicas(16, firstWait)
 	}
 	srv := &http.Server{
 		Addr:              *listen,

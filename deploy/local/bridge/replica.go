@@ -327,7 +327,7 @@ type laterReplicas struct {
 	wg      sync.WaitGroup
 	stop    context.Context
 	cancel  context.CancelFunc
-	backoff time.Duration // the first retry's wait; doubled up to 5 s
+	backoff time.Duration // the first retry's wait (then nextWait)
 }
 
 func newLaterReplicas(parallel int, backoff time.Duration) *laterReplicas {
@@ -352,7 +352,7 @@ func (b *bridge) forwardLater(rec json.RawMessage, m recordMeta) {
 			return
 		}
 		defer func() { <-l.slots }()
-		for wait := l.backoff; ; wait = min(2*wait, 5*time.Second) {
+		for wait := l.backoff; ; wait = nextWait(wait) {
 			err := b.forwardReplica(l.stop, rec, m)
 			if err == nil {
 				return
