@@ -58,8 +58,8 @@ bench: stack-up ## Codec benchmarks, then both workers on the local stack: sourc
 	eval "$$($(STACK) env)"; XRC_BENCH_GIB=$(BENCH_GIB) $(GO) test -run '^$$' -benchtime 1x -timeout 90m \
 		-bench '^(BenchmarkSourceCPU|BenchmarkSourceLargeObject|BenchmarkExtract|BenchmarkPipelineLarge)$$' ./internal/source/ ./internal/deliver/
 
-bench-adaptive: ## The adaptive learner against every fixed level and Store, on each generated class (~3 min)
-	$(GO) test -run '^$$' -bench '^BenchmarkAdaptive$$' -benchtime 1x -timeout 30m ./internal/adaptive/
+bench-adaptive: ## The adaptive learner against every fixed level and Store on each generated class, and from cold starts on mixed sizes (~4 min)
+	$(GO) test -run '^$$' -bench '^(BenchmarkAdaptive|BenchmarkLearnerMixedSizes)$$' -benchtime 1x -timeout 30m ./internal/adaptive/
 
 bench-e2e: stack-up ## xrc end to end vs rclone over a shaped 100 Mbit/s link in a network namespace (root; ~5 min; SIZE=64MiB for a 1-min run)
 	eval "$$($(STACK) env)"; $(GO) run ./deploy/local/benche2e

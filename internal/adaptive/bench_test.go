@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"os"
+	"slices"
+	"strings"
 	"testing"
 	"text/tabwriter"
 	"time"
@@ -187,6 +190,113 @@ func runAdaptiveBench(b *testing.B) {
 	}
 	fmt.Fprintf(tw, "store on random data: %.2f cpu-s/GiB, %.1f%% of level 3's %.2f\n", storeRandomCPU, 100*storeRandomCPU/level3RandomCPU, level3RandomCPU)
 	tw.Flush()
+}
+
+// BenchmarkLearnerMixedSizes runs the learner from a cold start over one
+// class of objects sized like bench-e2e's mixed corpus (1,000 of 1-64 KiB
+// and about ten of 1-16 MiB, shuffled, 120 MiB; archives of 100 objects),
+// with real compression, for 20 random seeds, and reports against level 3
+// on every object its net benefit and bytes out (mean and worst run), how
+// many runs sent over 2% more bytes, and the bytes of large objects it
+// explored at another arm. A cold learner pays for what it learns: an
+// object explored at a weaker level sends more, and one large object
+// explored so is a large share of a run this short.
+// Run with: make bench-adaptive.
+func BenchmarkLearnerMixedSizes(b *testing.B) {
+	for range b.N {
+		runMixedSizes(b)
+	}
+}
+
+func runMixedSizes(b *testing.B) {
+	const seeds, perArchive = 20, 100
+	br, err := Benchmark(time.Second, archive.WriterOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := Model{TransferPerGiB: 0.02, VCPUSecond: VCPUSecond(0.01245), Regions: 1, DecodeSeconds: br.DecodeSeconds}
+	arms := Arms(libzstd.Available, -7, 19)
+	w := archive.NewWriter(archive.WriterOptions{})
+	perObject := func(st []archive.ObjectStats, as []Arm) (benefit float64, out int64) {
+		for i, x := range st {
+			benefit += m.Benefit(as[i], float64(x.Out)/float64(x.In), x.CPU.Seconds()/float64(x.In)) * float64(x.In)
+			out += x.Out
+		}
+		return benefit, out
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "%s; %d cold starts per class; against level 3 on every object\n", br.Encoder, seeds)
+	fmt.Fprintln(tw, "class\tbenefit mean\tbenefit worst\tbytes out mean\tbytes out worst\truns > 1.02x bytes\tthe worst run explored\t")
+	for _, class := range []string{"csv", "jsonl", "xml", "text"} {
+		rng := rand.New(rand.NewPCG(1, 0xe2e))
+		data := corpus.Generate(class, 120<<20)
+		var objs [][]byte
+		for range 1000 {
+			n := 1<<10 + rng.IntN(63<<10)
+			objs, data = append(objs, data[:n:n]), data[n:]
+		}
+		for len(data) > 0 {
+			n := min(len(data), 1<<20+rng.IntN(15<<20))
+			objs, data = append(objs, data[:n:n]), data[n:]
+		}
+		rng.Shuffle(len(objs), func(i, j int) { objs[i], objs[j] = objs[j], objs[i] })
+		level3 := make([]Arm, len(objs))
+		for i := range level3 {
+			level3[i] = 3
+		}
+		refBenefit, refOut := perObject(encode(b, w, objs, level3), level3)
+		var sumB, sumO float64
+		worstB, worstO, over, worstExplored := math.Inf(1), 0.0, 0, ""
+		for seed := range uint64(seeds) {
+			l := New(Config{Arms: arms, HalfLife: time.Hour}, rand.New(rand.NewPCG(seed, 0x5eed)))
+			now := time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC)
+			k := Key{Rule: "bench", Class: Class(class)}
+			var benefit float64
+			var out int64
+			explored := map[Arm]int64{} // large objects' bytes, by arm
+			for start := 0; start < len(objs); start += perArchive {
+				batch := objs[start:min(start+perArchive, len(objs))]
+				as := make([]Arm, len(batch))
+				for i, o := range batch {
+					d := l.Choose(k, m, 3, 0, now)
+					as[i] = d.Arm
+					if d.Why == "explore" && len(o) >= 1<<20 {
+						explored[d.Arm] += int64(len(o))
+					}
+				}
+				st := encode(b, w, batch, as)
+				for i, x := range st {
+					l.Observe(Observation{Key: k, Arm: as[i], Sample: Sample{In: x.In, Out: x.Out, CPU: x.CPU, Objects: 1}, At: now})
+				}
+				bb, o := perObject(st, as)
+				benefit, out = benefit+bb, out+o
+				now = now.Add(time.Second)
+			}
+			rb, ro := benefit/refBenefit, float64(out)/float64(refOut)
+			sumB, sumO = sumB+rb, sumO+ro
+			worstB = min(worstB, rb)
+			if ro > worstO {
+				worstO, worstExplored = ro, exploredText(explored)
+			}
+			if ro > 1.02 {
+				over++
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%.4f\t%.4f\t%.4f\t%.4f\t%d of %d\t%s\t\n", class, sumB/seeds, worstB, sumO/seeds, worstO, over, seeds, worstExplored)
+	}
+	tw.Flush()
+}
+
+// exploredText is "-1: 7 MiB" for the large objects explored at each arm.
+func exploredText(explored map[Arm]int64) string {
+	if len(explored) == 0 {
+		return "no large object"
+	}
+	var parts []string
+	for _, a := range slices.Sorted(maps.Keys(explored)) {
+		parts = append(parts, fmt.Sprintf("%s: %d MiB", a, explored[a]>>20))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // objectsOf is n bytes of a corpus class.
