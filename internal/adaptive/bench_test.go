@@ -200,7 +200,8 @@ func runAdaptiveBench(b *testing.B) {
 // many runs sent over 2% more bytes, and the bytes of large objects it
 // explored at another arm. A cold learner pays for what it learns: an
 // object explored at a weaker level sends more, and one large object
-// explored so is a large share of a run this short.
+// explored so is a large share of a run this short. Then the same over the
+// whole mixed corpus (mixedCorpus).
 // Run with: make bench-adaptive.
 func BenchmarkLearnerMixedSizes(b *testing.B) {
 	for range b.N {
@@ -285,6 +286,115 @@ func runMixedSizes(b *testing.B) {
 		fmt.Fprintf(tw, "%s\t%.4f\t%.4f\t%.4f\t%.4f\t%d of %d\t%s\t\n", class, sumB/seeds, worstB, sumO/seeds, worstO, over, seeds, worstExplored)
 	}
 	tw.Flush()
+	mixedCorpus(b, m, arms, w)
+}
+
+// mixedCorpus runs the learner from 30 cold starts over bench-e2e's whole
+// mixed corpus (400 MiB: 5,000 objects of 1-64 KiB and the rest of 1-16
+// MiB, over CSV, JSON lines, XML, text and random bytes, shuffled), cut
+// into archives as the source cuts them (8 MiB, doubling to 64 MiB, at
+// most 1,000 objects) and learnt from per archive, class and arm as the
+// source does, and prints its bytes out against level 3 (store for random
+// bytes) on every object. Each object's encoding at each arm is measured
+// once and reused.
+func mixedCorpus(b *testing.B, m Model, arms []Arm, w *archive.Writer) {
+	const seeds = 30
+	type object struct {
+		class Class
+		data  []byte
+	}
+	names := []string{"csv", "jsonl", "xml", "text", "random"}
+	classes := map[string]Class{"csv": CSV, "jsonl": JSON, "xml": XML, "text": Text, "random": Incompressible}
+	rng := rand.New(rand.NewPCG(1, 0xe2e))
+	smallSizes, smallTotal, small := map[string][]int{}, map[string]int{}, 0
+	for i := range 5000 {
+		n := 1<<10 + rng.IntN(63<<10+1)
+		smallSizes[names[i%5]] = append(smallSizes[names[i%5]], n)
+		smallTotal[names[i%5]] += n
+		small += n
+	}
+	largePer := (400<<20 - small) / len(names)
+	var objs []object
+	for _, cl := range names {
+		data := corpus.Random(largePer+smallTotal[cl], 1)
+		if cl != "random" {
+			data = corpus.Generate(cl, largePer+smallTotal[cl])
+		}
+		for large := data[:largePer]; len(large) > 0; {
+			n := min(len(large), 1<<20+rng.IntN(15<<20))
+			objs, large = append(objs, object{classes[cl], large[:n:n]}), large[n:]
+		}
+		rest := data[largePer:]
+		for _, n := range smallSizes[cl] {
+			objs, rest = append(objs, object{classes[cl], rest[:n:n]}), rest[n:]
+		}
+	}
+	rng.Shuffle(len(objs), func(i, j int) { objs[i], objs[j] = objs[j], objs[i] })
+	start := func(c Class) Arm {
+		if c == Incompressible {
+			return Store
+		}
+		return 3
+	}
+	encoded := map[[2]int]archive.ObjectStats{}
+	enc := func(i int, a Arm) archive.ObjectStats {
+		k := [2]int{i, int(a)}
+		if _, ok := encoded[k]; !ok {
+			encoded[k] = encode(b, w, [][]byte{objs[i].data}, []Arm{a})[0]
+		}
+		return encoded[k]
+	}
+	var ref int64
+	for i, o := range objs {
+		ref += enc(i, start(o.class)).Out
+	}
+	var ratios []float64
+	for seed := range uint64(seeds) {
+		l := New(Config{Arms: arms, HalfLife: time.Hour}, rand.New(rand.NewPCG(seed, 0x5eed)))
+		now := time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC)
+		var out int64
+		limit := int64(8 << 20)
+		for first := 0; first < len(objs); {
+			end, bytes := first+1, int64(len(objs[first].data))
+			for end < len(objs) && end-first < 1000 && bytes+int64(len(objs[end].data)) <= limit {
+				bytes += int64(len(objs[end].data))
+				end++
+			}
+			limit = min(2*limit, 64<<20)
+			type classArm struct {
+				c Class
+				a Arm
+			}
+			sums := map[classArm]*Sample{}
+			var order []classArm
+			for i := first; i < end; i++ {
+				c := objs[i].class
+				a := l.Choose(Key{Rule: "bench", Class: c}, m, start(c), 0, now).Arm
+				x := enc(i, a)
+				out += x.Out
+				s := sums[classArm{c, a}]
+				if s == nil {
+					s = &Sample{}
+					sums[classArm{c, a}] = s
+					order = append(order, classArm{c, a})
+				}
+				s.In, s.Out, s.CPU, s.Objects = s.In+x.In, s.Out+x.Out, s.CPU+x.CPU, s.Objects+1
+			}
+			for _, k := range order {
+				l.Observe(Observation{Key: Key{Rule: "bench", Class: k.c}, Arm: k.a, Sample: *sums[k], At: now})
+			}
+			now = now.Add(2 * time.Second)
+			first = end
+		}
+		ratios = append(ratios, float64(out)/float64(ref))
+	}
+	slices.Sort(ratios)
+	mean := 0.0
+	for _, r := range ratios {
+		mean += r / seeds
+	}
+	fmt.Printf("whole mixed corpus, %d objects in %d cold starts: bytes out / level 3's: mean %.4f, median %.4f, worst %.4f\n",
+		len(objs), seeds, mean, ratios[seeds/2], ratios[seeds-1])
 }
 
 // exploredText is "-1: 7 MiB" for the large objects explored at each arm.
