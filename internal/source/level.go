@@ -50,11 +50,12 @@ type levels struct {
 	log    *zap.Logger
 	m      *Metrics
 
-	mu        sync.Mutex
-	pending   map[string][]stats.Delta // by rule: not written yet
-	published map[adaptive.Key]adaptive.Arm
-	retryAt   time.Time     // after a failure, the table is left alone until then
-	backoff   time.Duration // the wait after the last failure
+	mu         sync.Mutex
+	pending    map[string][]stats.Delta // by rule: not written yet
+	published  map[adaptive.Key]adaptive.Arm
+	exploiting map[adaptive.Key]adaptive.Arm // the best trusted arm after the last archive (switched)
+	retryAt    time.Time                     // after a failure, the table is left alone until then
+	backoff    time.Duration                 // the wait after the last failure
 }
 
 // Waits between attempts at a failing statistics table: archives must not
@@ -67,7 +68,8 @@ const (
 func newLevels(w *Worker) *levels {
 	a := w.Config.Settings.Adaptive
 	lv := &levels{cfg: a, probe: adaptive.NewProber(), stats: w.Stats, models: map[string]adaptive.Model{},
-		log: w.Log, m: w.Metrics, pending: map[string][]stats.Delta{}, published: map[adaptive.Key]adaptive.Arm{}}
+		log: w.Log, m: w.Metrics, pending: map[string][]stats.Delta{}, published: map[adaptive.Key]adaptive.Arm{},
+		exploiting: map[adaptive.Key]adaptive.Arm{}}
 	lv.factor.Store(math.Float64bits(1))
 	max := a.MaxLevel
 	if !a.Ultra {
@@ -185,6 +187,9 @@ func (lv *levels) observe(ctx context.Context, rule *config.Rule, m *manifest.Ma
 		lv.m.BytesSaved.WithLabelValues(rule.ID).Add(float64(max(d.In-d.Out, 0)))
 		lv.m.CompressionCPU.WithLabelValues(rule.ID).Add(d.CPU.Seconds())
 	}
+	for _, c := range order {
+		lv.switched(adaptive.Key{Rule: rule.ID, Class: c.class}, now)
+	}
 	lv.m.Behind.Set(float64(lv.learn.Behind()))
 	if lv.stats == nil {
 		return
@@ -215,6 +220,40 @@ func (lv *levels) observe(ctx context.Context, rule *config.Rule, m *manifest.Ma
 	case !wait:
 		lv.backoff = 0
 	}
+}
+
+// switched logs when what the learner would exploit for k changes, with
+// the estimates the change rests on, so that an operator can tell a level
+// learnt from many objects from one trusted on a few that happened to
+// compress well.
+func (lv *levels) switched(k adaptive.Key, now time.Time) {
+	best, benefit := lv.best(k, now)
+	if best == nil {
+		return
+	}
+	lv.mu.Lock()
+	was, known := lv.exploiting[k]
+	lv.exploiting[k] = *best
+	lv.mu.Unlock()
+	if known && was == *best {
+		return
+	}
+	fields := []zap.Field{zap.String("rule", k.Rule), zap.String("class", string(k.Class)), zap.String("arm", best.String()),
+		zap.Float64("dollarsPerGiB", benefit)}
+	for _, e := range lv.learn.Estimates(k, lv.models[k.Rule], now) {
+		if e.Arm == *best || (known && e.Arm == was) {
+			name := "new"
+			if e.Arm != *best {
+				name = "old"
+			}
+			fields = append(fields, zap.Dict(name, zap.String("arm", e.Arm.String()), zap.Float64("objects", e.Objects),
+				zap.Float64("bytesIn", e.In), zap.Float64("outPerIn", e.Out/max(e.In, 1)), zap.Float64("dollarsPerGiB", e.Benefit)))
+		}
+	}
+	if known {
+		fields = append(fields, zap.String("was", was.String()))
+	}
+	lv.log.Info("learner switched arm", fields...)
 }
 
 // merge sums deltas of the same class and arm, and keeps at most

@@ -1,15 +1,19 @@
 package source
 
 import (
+	"context"
 	"fmt"
+	"math"
 	"testing"
 	"time"
 
 	"github.com/jonboulle/clockwork"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/xrc-dev/xrc/internal/adaptive"
+	"github.com/xrc-dev/xrc/internal/archive"
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/corpus"
 	"github.com/xrc-dev/xrc/internal/manifest"
@@ -86,5 +90,51 @@ func TestSplitKeepsManifestsReadable(t *testing.T) {
 	}
 	if got := split(nil); len(got) != 0 {
 		t.Errorf("split(nil) = %d parts", len(got))
+	}
+}
+
+// TestSwitchIsLogged: an archive that makes another arm the best trusted
+// one of a class is logged once, with the estimates of the new arm and the
+// old; an archive that changes nothing is not.
+func TestSwitchIsLogged(t *testing.T) {
+	core, logs := observer.New(zap.InfoLevel)
+	cfg := &config.Config{Settings: config.Settings{Adaptive: config.Adaptive{MinLevel: -7, MaxLevel: 19},
+		Prices: config.Prices{TransferPerGB: 0.02, VCPUHour: 0.01245}}}
+	w := &Worker{Deps: Deps{Config: cfg, Log: zap.New(core), Metrics: NewMetrics(prometheus.NewRegistry()), Clock: clockwork.NewRealClock()}}
+	rule := &config.Rule{ID: "r", Level: 3, Destinations: []config.Destination{{Region: "eu-west-1", Bucket: "d"}}}
+	w.rules = []*config.Rule{rule}
+	lv := newLevels(w)
+	archiveOf := func(arm adaptive.Arm, left float64) {
+		m := &manifest.Manifest{}
+		var choices []choice
+		var st []archive.ObjectStats
+		for i := range 4 {
+			m.Objects = append(m.Objects, manifest.Object{Key: fmt.Sprintf("k%d.csv", i)})
+			choices = append(choices, choice{adaptive.CSV, arm})
+			st = append(st, archive.ObjectStats{In: 1 << 20, Out: int64(left * (1 << 20)), CPU: 5 * time.Millisecond})
+		}
+		lv.observe(context.Background(), rule, m, choices, st, time.Now())
+	}
+	switches := func() []observer.LoggedEntry { return logs.FilterMessage("learner switched arm").AllUntimed() }
+	archiveOf(3, 0.40)
+	if s := switches(); len(s) != 1 || s[0].ContextMap()["arm"] != "3" {
+		t.Fatalf("first trusted arm: %v", s)
+	}
+	archiveOf(3, 0.40)
+	if s := switches(); len(s) != 1 {
+		t.Fatalf("nothing changed, yet %d switches logged", len(s))
+	}
+	archiveOf(6, 0.30)
+	s := switches()
+	if len(s) != 2 {
+		t.Fatalf("%d switches logged, want 2", len(s))
+	}
+	f := s[1].ContextMap()
+	newArm, _ := f["new"].(map[string]any)
+	oldArm, _ := f["old"].(map[string]any)
+	near := func(v any, want float64) bool { x, _ := v.(float64); return math.Abs(x-want) < 1e-6 }
+	if f["arm"] != "6" || f["was"] != "3" || f["class"] != "csv" || !near(newArm["objects"], 4) || !near(oldArm["objects"], 8) ||
+		!near(newArm["outPerIn"], 0.3) || !near(oldArm["outPerIn"], 0.4) {
+		t.Errorf("switch logged as %v", f)
 	}
 }
