@@ -560,6 +560,48 @@ func TestObjectStats(t *testing.T) {
 	}
 }
 
+// TestStatsOfSmallObjectsBeforeStored: a small object the encoder still
+// holds when a stored object follows is charged its own output, not the
+// stored object: each object of a few KiB alternates with a stored one,
+// and each is charged about what it compresses to alone.
+func TestStatsOfSmallObjectsBeforeStored(t *testing.T) {
+	for _, opts := range encoderOptions() {
+		var specs []spec
+		for i := range 6 {
+			specs = append(specs, spec{key: fmt.Sprintf("text%d", i), data: corpusgen.Generate("xml", 24<<10+i)},
+				spec{key: fmt.Sprintf("random%d", i), data: corpusgen.Random(24<<10, byte(i))})
+		}
+		m := newManifest("small-stats", specs)
+		w := NewWriter(opts)
+		if err := w.Begin(io.Discard, m); err != nil {
+			t.Fatal(err)
+		}
+		for i, sp := range specs {
+			level := 3
+			if i%2 == 1 {
+				level = Store
+			}
+			if err := w.SetLevel(level); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := w.WriteObject(i, bytes.NewReader(sp.data)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		for i, st := range w.Stats() {
+			if i%2 == 1 && st.Out > st.In+2<<10 {
+				t.Errorf("%s: stored object %d charged %d bytes for %d: the text before it is in them", w.Encoder(), i, st.Out, st.In)
+			}
+			if i%2 == 0 && (st.Out < st.In/20 || st.Out > st.In/2) {
+				t.Errorf("%s: 24 KiB of XML at level 3 charged %d bytes", w.Encoder(), st.Out)
+			}
+		}
+	}
+}
+
 // TestManifestFrameCheckedFirst: the manifest has a frame of its own, and
 // a reader reports a corrupt manifest frame (its checksum) before it hands
 // out any object, so a streaming consumer never acts on a manifest whose

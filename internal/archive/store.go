@@ -135,6 +135,13 @@ func (f *frames) toSmall() error {
 	return f.zstd.resetSmall(f.dst)
 }
 
+// toSmallFrame starts a small zstd frame (the previous one ended) for the
+// tar framing of a stored object.
+func (f *frames) toSmallFrame() error {
+	f.inRaw, f.small = false, true
+	return f.zstd.resetSmall(f.dst)
+}
+
 func (f *frames) Write(p []byte) (int, error) {
 	if f.inRaw {
 		return f.raw.Write(p)

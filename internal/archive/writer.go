@@ -169,16 +169,38 @@ func (w *Writer) SetLevel(level int) error {
 	if err := manifest.CheckLevel(level); err != nil && level != Store {
 		return fmt.Errorf("archive %s: SetLevel: %w", w.m.ArchiveID, err)
 	}
-	if w.store = level == Store; w.store {
-		return nil // WriteObject frames each stored object's content itself
+	if level == Store {
+		// WriteObject frames each stored object's content itself, its tar
+		// framing in small frames. A compressed frame open here ends now,
+		// not in the stored object's write: what the encoder still holds of
+		// the objects before is theirs, and a learner that charged it to
+		// the stored object would find storing dear and the level of a
+		// lone object before it cheap.
+		if !w.store && !w.enc.small {
+			if err := w.endFrame(func() error { return w.enc.toSmallFrame() }); err != nil {
+				return err
+			}
+		}
+		w.store = true
+		return nil
 	}
+	w.store = false
 	if !w.enc.small && w.enc.effective(level) == w.enc.effective(w.level) {
 		w.level = level
 		return nil
 	}
-	// The padding of the last member belongs to the frame that holds it, so
-	// every frame ends on a tar block boundary. What ending the frame costs
-	// is the last object's.
+	if err := w.endFrame(func() error { return w.enc.Reset(&w.dst, level) }); err != nil {
+		return err
+	}
+	w.level = level
+	return nil
+}
+
+// endFrame ends the current zstd frame and starts the next with start.
+// The padding of the last member belongs to the frame that holds it, so
+// every frame ends on a tar block boundary. What ending the frame costs is
+// the last object's.
+func (w *Writer) endFrame(start func() error) error {
 	done := w.measure(w.last)
 	err := w.encode(w.last, func() error {
 		if err := w.tw.Flush(); err != nil {
@@ -190,10 +212,9 @@ func (w *Writer) SetLevel(level int) error {
 	if err != nil {
 		return w.fail(fmt.Errorf("archive %s: ending frame: %w", w.m.ArchiveID, err))
 	}
-	if err := w.enc.Reset(&w.dst, level); err != nil {
-		return w.fail(fmt.Errorf("archive %s: SetLevel(%d): %w", w.m.ArchiveID, level, err))
+	if err := start(); err != nil {
+		return w.fail(fmt.Errorf("archive %s: starting frame: %w", w.m.ArchiveID, err))
 	}
-	w.level = level
 	return nil
 }
 
