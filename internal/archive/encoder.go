@@ -15,6 +15,8 @@ import (
 type frameEncoder interface {
 	Reset(dst io.Writer, level int) error
 	Write(p []byte) (int, error)
+	// Flush writes out what was written so far, the frame going on.
+	Flush() error
 	Close() error
 	// effective maps a zstd level to the setting the encoder really uses;
 	// levels with the same setting share a frame.
@@ -72,6 +74,7 @@ func (c *cEncoder) resetSmall(dst io.Writer) error {
 
 func (c *cEncoder) Write(p []byte) (int, error) { return c.cur.Write(p) }
 func (c *cEncoder) Close() error                { return c.cur.Close() }
+func (c *cEncoder) Flush() error                { return c.cur.Flush() }
 func (*cEncoder) effective(level int) int       { return level }
 func (*cEncoder) name() string                  { return "libzstd " + libzstd.Version() }
 
@@ -122,3 +125,4 @@ func (g *goEncoder) Reset(dst io.Writer, level int) error {
 
 func (g *goEncoder) Write(p []byte) (int, error) { return g.cur.Write(p) }
 func (g *goEncoder) Close() error                { return g.cur.Close() }
+func (g *goEncoder) Flush() error                { return g.cur.Flush() }

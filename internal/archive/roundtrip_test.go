@@ -602,6 +602,66 @@ func TestStatsOfSmallObjectsBeforeStored(t *testing.T) {
 	}
 }
 
+// TestFlushChargesEachObjectItsOwn: in one frame, objects of two kinds of
+// content alternate; flushed after each, every object is charged about
+// what it compresses to alone, and the archive reads back whole. Without
+// the flushes the encoder's blocks land on whichever object is being
+// written when they are emitted.
+func TestFlushChargesEachObjectItsOwn(t *testing.T) {
+	for _, opts := range encoderOptions() {
+		xml, text := corpusgen.Generate("xml", 1<<20), corpusgen.Generate("text", 1<<20)
+		var specs []spec
+		for i := range 16 {
+			src := []([]byte){xml, text}[i%2]
+			n := 16<<10 + 512*i
+			specs = append(specs, spec{key: fmt.Sprintf("o%02d", i), data: src[i*(64<<10) : i*(64<<10)+n]})
+		}
+		alone := func(data []byte) int64 {
+			w := NewWriter(opts)
+			m := newManifest("alone", []spec{{key: "o", data: data}})
+			if err := w.Begin(io.Discard, m); err != nil {
+				t.Fatal(err)
+			}
+			before := w.Written()
+			if _, err := w.WriteObject(0, bytes.NewReader(data)); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			return w.Written() - before
+		}
+		m := newManifest("flushed", specs)
+		w := NewWriter(opts)
+		var buf bytes.Buffer
+		if err := w.Begin(&buf, m); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Flush(); err != nil { // nothing written yet: nothing to do
+			t.Fatal(err)
+		}
+		for i, sp := range specs {
+			if _, err := w.WriteObject(i, bytes.NewReader(sp.data)); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Flush(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		for i, st := range w.Stats() {
+			// Alone it pays a frame of its own; in the archive it may refer
+			// back to the objects before: within a factor of two.
+			if a := alone(specs[i].data); st.Out < a/2 || st.Out > 2*a {
+				t.Errorf("%s: object %d charged %d bytes, %d alone", w.Encoder(), i, st.Out, a)
+			}
+		}
+		checkRoundTrip(t, buf.Bytes(), m, specs)
+	}
+}
+
 // TestManifestFrameCheckedFirst: the manifest has a frame of its own, and
 // a reader reports a corrupt manifest frame (its checksum) before it hands
 // out any object, so a streaming consumer never acts on a manifest whose

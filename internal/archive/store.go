@@ -149,6 +149,15 @@ func (f *frames) Write(p []byte) (int, error) {
 	return f.zstd.Write(p)
 }
 
+// Flush writes out what the zstd frame holds, the frame going on (a raw
+// frame holds nothing back).
+func (f *frames) Flush() error {
+	if f.inRaw {
+		return nil
+	}
+	return f.zstd.Flush()
+}
+
 func (f *frames) Close() error {
 	if f.inRaw {
 		return f.raw.Close()

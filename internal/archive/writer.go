@@ -218,6 +218,35 @@ func (w *Writer) endFrame(start func() error) error {
 	return nil
 }
 
+// Flush writes out what the encoder holds of the objects written so far,
+// charged to the last of them, and goes on in the same frame. The encoder
+// otherwise emits output a block at a time, during whichever objects come
+// next: a caller that needs each object's Stats to be its own (the
+// learner compares levels per content class) flushes where the kind of
+// content changes. Within a run of alike objects it would only cost
+// bytes: 4.5% for objects of 4 KiB, 0.2% for 64 KiB; across a mix of
+// classes it saved 0.5%, each block holding one kind of content.
+func (w *Writer) Flush() error {
+	if err := w.usable(); err != nil {
+		return err
+	}
+	if w.last < 0 || w.store {
+		return nil // nothing of an object held: stored content is written as it comes
+	}
+	done := w.measure(w.last)
+	err := w.encode(w.last, func() error {
+		if err := w.tw.Flush(); err != nil {
+			return err
+		}
+		return w.enc.Flush()
+	})
+	done()
+	if err != nil {
+		return w.fail(fmt.Errorf("archive %s: flushing: %w", w.m.ArchiveID, err))
+	}
+	return nil
+}
+
 // WriteObject writes the member of m.Objects[index], which must be the next
 // object in manifest order that is not a delete entry. It copies exactly
 // Size bytes from r, hashing them on the way, and returns their SHA-256 in

@@ -29,6 +29,7 @@ enum {
 	xrc_c_checksumFlag = 201,
 	xrc_c_nbWorkers = 400,
 	xrc_e_continue = 0,
+	xrc_e_flush = 1,
 	xrc_e_end = 2,
 };
 
@@ -192,6 +193,29 @@ func (e *Encoder) Close() error {
 			return err
 		}
 		if s.ret == 0 { // frame complete and flushed
+			return nil
+		}
+	}
+}
+
+// Flush writes out everything written so far as complete blocks, without
+// ending the frame: what follows still refers back to it.
+func (e *Encoder) Flush() error {
+	if e.err != nil {
+		return e.err
+	}
+	if e.dst == nil {
+		return fmt.Errorf("libzstd: Flush without Reset")
+	}
+	for {
+		s := C.xrc_compress(e.c.p, unsafe.Pointer(&e.out[0]), C.size_t(len(e.out)), nil, 0, C.xrc_e_flush)
+		if C.ZSTD_isError(s.ret) != 0 {
+			return e.fail(errorf("flushing", s.ret))
+		}
+		if err := e.flush(int(s.out)); err != nil {
+			return err
+		}
+		if s.ret == 0 {
 			return nil
 		}
 	}

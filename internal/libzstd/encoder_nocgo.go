@@ -27,3 +27,6 @@ func (*Encoder) Write([]byte) (int, error) { return 0, ErrUnavailable }
 
 // Close returns ErrUnavailable.
 func (*Encoder) Close() error { return ErrUnavailable }
+
+// Flush returns ErrUnavailable.
+func (*Encoder) Flush() error { return ErrUnavailable }

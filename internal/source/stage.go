@@ -135,16 +135,25 @@ func (w *Worker) write(ctx context.Context, aw *archive.Writer, dst io.Writer, r
 		return err
 	}
 	futures, slots := w.prefetch(ctx, m, held)
+	var prev adaptive.Class
 	for i := range m.Objects {
 		o := &m.Objects[i]
 		if o.Delete {
 			continue
 		}
 		// setLevel sees the object's first bytes (for the probe) before any
-		// of them is written.
+		// of them is written. Where the class changes, what the encoder
+		// holds of the objects before is written out first, so that each
+		// class is charged its own bytes (archive.Writer.Flush).
 		setLevel := func(sample []byte) error {
 			class, arm := w.levels.choose(rule, o, sample, lag, w.Clock.Now())
 			choices[i] = choice{class, arm}
+			if class != prev {
+				if err := aw.Flush(); err != nil {
+					return err
+				}
+				prev = class
+			}
 			return aw.SetLevel(int(arm))
 		}
 		var err error
