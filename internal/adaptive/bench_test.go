@@ -89,15 +89,20 @@ func BenchmarkAdaptive(b *testing.B) {
 	}
 }
 
-func runAdaptiveBench(b *testing.B) {
-	const objSize, fixedBytes, learnBytes, perArchive = 64 << 10, 8 << 20, 64 << 20, 64
+// benchSetup measures this machine's CPU and returns it with the default
+// prices' model (one target region), every arm and a writer.
+func benchSetup(b *testing.B) (BenchResult, Model, []Arm, *archive.Writer) {
 	br, err := Benchmark(time.Second, archive.WriterOptions{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	m := Model{TransferPerGiB: 0.02, VCPUSecond: VCPUSecond(0.01245), Regions: 1, DecodeSeconds: br.DecodeSeconds}
-	arms := Arms(libzstd.Available, -7, 19)
-	w := archive.NewWriter(archive.WriterOptions{})
+	return br, m, Arms(libzstd.Available, -7, 19), archive.NewWriter(archive.WriterOptions{})
+}
+
+func runAdaptiveBench(b *testing.B) {
+	const objSize, fixedBytes, learnBytes, perArchive = 64 << 10, 8 << 20, 64 << 20, 64
+	br, m, arms, w := benchSetup(b)
 	perGiB := func(s Sample, a Arm) (benefit, cpuPerGiB float64) {
 		return m.Benefit(a, float64(s.Out)/float64(s.In), s.CPU.Seconds()/float64(s.In)), s.CPU.Seconds() / float64(s.In) * GiB
 	}
@@ -211,13 +216,7 @@ func BenchmarkLearnerMixedSizes(b *testing.B) {
 
 func runMixedSizes(b *testing.B) {
 	const seeds, perArchive = 20, 100
-	br, err := Benchmark(time.Second, archive.WriterOptions{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	m := Model{TransferPerGiB: 0.02, VCPUSecond: VCPUSecond(0.01245), Regions: 1, DecodeSeconds: br.DecodeSeconds}
-	arms := Arms(libzstd.Available, -7, 19)
-	w := archive.NewWriter(archive.WriterOptions{})
+	br, m, arms, w := benchSetup(b)
 	perObject := func(st []archive.ObjectStats, as []Arm) (benefit float64, out int64) {
 		for i, x := range st {
 			benefit += m.Benefit(as[i], float64(x.Out)/float64(x.In), x.CPU.Seconds()/float64(x.In)) * float64(x.In)

@@ -201,15 +201,7 @@ func (w *Writer) SetLevel(level int) error {
 // every frame ends on a tar block boundary. What ending the frame costs is
 // the last object's.
 func (w *Writer) endFrame(start func() error) error {
-	done := w.measure(w.last)
-	err := w.encode(w.last, func() error {
-		if err := w.tw.Flush(); err != nil {
-			return err
-		}
-		return w.enc.Close()
-	})
-	done()
-	if err != nil {
+	if err := w.toLast(w.enc.Close); err != nil {
 		return w.fail(fmt.Errorf("archive %s: ending frame: %w", w.m.ArchiveID, err))
 	}
 	if err := start(); err != nil {
@@ -233,18 +225,24 @@ func (w *Writer) Flush() error {
 	if w.last < 0 || w.store {
 		return nil // nothing of an object held: stored content is written as it comes
 	}
-	done := w.measure(w.last)
-	err := w.encode(w.last, func() error {
-		if err := w.tw.Flush(); err != nil {
-			return err
-		}
-		return w.enc.Flush()
-	})
-	done()
-	if err != nil {
+	if err := w.toLast(w.enc.Flush); err != nil {
 		return w.fail(fmt.Errorf("archive %s: flushing: %w", w.m.ArchiveID, err))
 	}
 	return nil
+}
+
+// toLast pads the last member to its tar block and runs f, which writes
+// out what the encoder holds, charging the output and CPU to the last
+// object written.
+func (w *Writer) toLast(f func() error) error {
+	done := w.measure(w.last)
+	defer done()
+	return w.encode(w.last, func() error {
+		if err := w.tw.Flush(); err != nil {
+			return err
+		}
+		return f()
+	})
 }
 
 // WriteObject writes the member of m.Objects[index], which must be the next
