@@ -177,45 +177,29 @@ func (e *Encoder) Write(p []byte) (int, error) {
 
 // Close ends the frame (with its checksum) and writes what remains of it.
 // It does not close the destination; Reset starts the next frame.
-func (e *Encoder) Close() error {
-	if e.err != nil {
-		return e.err
-	}
-	if e.dst == nil {
-		return fmt.Errorf("libzstd: Close without Reset")
-	}
-	for {
-		s := C.xrc_compress(e.c.p, unsafe.Pointer(&e.out[0]), C.size_t(len(e.out)), nil, 0, C.xrc_e_end)
-		if C.ZSTD_isError(s.ret) != 0 {
-			return e.fail(errorf("ending frame", s.ret))
-		}
-		if err := e.flush(int(s.out)); err != nil {
-			return err
-		}
-		if s.ret == 0 { // frame complete and flushed
-			return nil
-		}
-	}
-}
+func (e *Encoder) Close() error { return e.drain(C.xrc_e_end, "Close", "ending frame") }
 
 // Flush writes out everything written so far as complete blocks, without
 // ending the frame: what follows still refers back to it.
-func (e *Encoder) Flush() error {
+func (e *Encoder) Flush() error { return e.drain(C.xrc_e_flush, "Flush", "flushing") }
+
+// drain runs the directive op until libzstd has written all it must.
+func (e *Encoder) drain(op C.int, call, what string) error {
 	if e.err != nil {
 		return e.err
 	}
 	if e.dst == nil {
-		return fmt.Errorf("libzstd: Flush without Reset")
+		return fmt.Errorf("libzstd: %s without Reset", call)
 	}
 	for {
-		s := C.xrc_compress(e.c.p, unsafe.Pointer(&e.out[0]), C.size_t(len(e.out)), nil, 0, C.xrc_e_flush)
+		s := C.xrc_compress(e.c.p, unsafe.Pointer(&e.out[0]), C.size_t(len(e.out)), nil, 0, op)
 		if C.ZSTD_isError(s.ret) != 0 {
-			return e.fail(errorf("flushing", s.ret))
+			return e.fail(errorf(what, s.ret))
 		}
 		if err := e.flush(int(s.out)); err != nil {
 			return err
 		}
-		if s.ret == 0 {
+		if s.ret == 0 { // done, and all of it written
 			return nil
 		}
 	}
