@@ -131,8 +131,7 @@ func (f *frames) toSmall() error {
 		return err
 	}
 	f.raw.Reset(nil)
-	f.inRaw, f.small = false, true
-	return f.zstd.resetSmall(f.dst)
+	return f.toSmallFrame()
 }
 
 // toSmallFrame starts a small zstd frame (the previous one ended) for the

@@ -177,7 +177,7 @@ func (w *Writer) SetLevel(level int) error {
 		// the stored object would find storing dear and the level of a
 		// lone object before it cheap.
 		if !w.store && !w.enc.small {
-			if err := w.endFrame(func() error { return w.enc.toSmallFrame() }); err != nil {
+			if err := w.endFrame(w.enc.toSmallFrame); err != nil {
 				return err
 			}
 		}

@@ -187,8 +187,12 @@ func (lv *levels) observe(ctx context.Context, rule *config.Rule, m *manifest.Ma
 		lv.m.BytesSaved.WithLabelValues(rule.ID).Add(float64(max(d.In-d.Out, 0)))
 		lv.m.CompressionCPU.WithLabelValues(rule.ID).Add(d.CPU.Seconds())
 	}
+	switchedSeen := map[adaptive.Class]bool{}
 	for _, c := range order {
-		lv.switched(adaptive.Key{Rule: rule.ID, Class: c.class}, now)
+		if !switchedSeen[c.class] {
+			switchedSeen[c.class] = true
+			lv.switched(adaptive.Key{Rule: rule.ID, Class: c.class}, now)
+		}
 	}
 	lv.m.Behind.Set(float64(lv.learn.Behind()))
 	if lv.stats == nil {
