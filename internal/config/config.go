@@ -26,6 +26,7 @@ const (
 	DefaultMaxObjects      = 1000
 	DefaultMaxBytes        = 256 << 20
 	DefaultMaxAge          = 30 * time.Second
+	DefaultIdle            = time.Second
 	DefaultMaxReceiveCount = 5
 	DefaultVisibility      = 5 * time.Minute
 	DefaultDrainTimeout    = 90 * time.Second
@@ -262,6 +263,9 @@ type Batch struct {
 	MaxObjects int      `json:"maxObjects,omitempty"`
 	MaxBytes   ByteSize `json:"maxBytes,omitempty"`
 	MaxAge     Duration `json:"maxAge,omitempty"`
+	// Idle closes a batch no object has joined for this long (the end of a
+	// burst) when a builder is free to take it; zero closes on age only.
+	Idle Duration `json:"idle,omitempty"`
 }
 
 // Destination is where a rule's objects land.
@@ -463,6 +467,9 @@ func (c *Config) applyDefaults() {
 		}
 		if r.Batch.MaxAge == 0 {
 			r.Batch.MaxAge = Duration(DefaultMaxAge)
+		}
+		if r.Batch.Idle == 0 {
+			r.Batch.Idle = Duration(min(DefaultIdle, r.Batch.MaxAge.D()))
 		}
 		if r.Compute == "" {
 			r.Compute = ComputeFargate

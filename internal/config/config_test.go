@@ -486,6 +486,7 @@ func TestSchemaMatchesGo(t *testing.T) {
 		{"drainTimeout default", dur(settings("worker", "properties", "drainTimeout")), DefaultDrainTimeout},
 		{"visibilityTimeout default", dur(settings("worker", "properties", "visibilityTimeout")), DefaultVisibility},
 		{"maxAge default", dur(rule("batch", "properties", "maxAge")), DefaultMaxAge},
+		{"idle default", dur(rule("batch", "properties", "idle")), DefaultIdle},
 		{"maxBytes default", rule("batch", "properties", "maxBytes")["default"], fmt.Sprintf("%dMiB", DefaultMaxBytes>>20)},
 		{"fixedPerMonth default", num(settings("prices", "properties", "fixedPerMonth"), "default"), DefaultFixedPerMonth},
 		{"adaptive minLevel default", num(settings("adaptive", "properties", "minLevel"), "default"), float64(DefaultMinLevel)},

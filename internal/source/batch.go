@@ -16,6 +16,7 @@ type batch struct {
 	bytes  int64
 	limit  int64 // the bytes at which it closes (ramp)
 	opened time.Time
+	joined time.Time // when its last item came
 	closed time.Time
 }
 
@@ -49,22 +50,39 @@ func (rp ramp) next(r *config.Rule, now time.Time) int64 {
 // start), or gets old enough. An object larger than the byte limit travels
 // alone. When items closes (the worker is draining) every open batch is
 // flushed at once.
+//
+// A batch nothing has joined for the rule's Idle is the end of a burst:
+// waiting out MaxAge (30 s by default) for objects that are not coming
+// would hold its objects back from the transfer for nothing. It closes as
+// soon as a builder is free to take it; while both are busy it keeps
+// filling, since closing it would only queue a smaller archive.
 func (w *Worker) batchLoop(items <-chan Item, out chan<- *batch) {
 	defer close(out)
 	open := map[*config.Rule]*batch{}
 	ramps := map[*config.Rule]ramp{} // a rule never batched: the zero ramp, cold
-	flush := func(b *batch) {
+	closed := func(b *batch) {
 		// An oversized object travels in a batch of its own that was never
 		// open: the rule's open batch must stay open, not be forgotten.
 		if open[b.rule] == b {
 			delete(open, b.rule)
 		}
-		b.closed = w.Clock.Now()
 		if b.limit > 0 {
 			ramps[b.rule] = ramp{limit: b.limit, closed: b.closed}
 		}
+	}
+	flush := func(b *batch) {
+		b.closed = w.Clock.Now()
 		// Builders run on the work context; a draining worker still sends.
 		out <- b
+		closed(b)
+	}
+	offer := func(b *batch) {
+		b.closed = w.Clock.Now()
+		select {
+		case out <- b:
+			closed(b)
+		default:
+		}
 	}
 	tick := w.Clock.NewTicker(batchTick)
 	defer tick.Stop()
@@ -79,8 +97,9 @@ func (w *Worker) batchLoop(items <-chan Item, out chan<- *batch) {
 			}
 			r := it.Rule
 			size := max(it.Ref.Size, 0)
+			now := w.Clock.Now()
 			if size >= int64(r.Batch.MaxBytes) {
-				flush(&batch{rule: r, items: []Item{it}, bytes: size, opened: w.Clock.Now()})
+				flush(&batch{rule: r, items: []Item{it}, bytes: size, opened: now})
 				continue
 			}
 			b := open[r]
@@ -89,20 +108,23 @@ func (w *Worker) batchLoop(items <-chan Item, out chan<- *batch) {
 				b = nil
 			}
 			if b == nil {
-				now := w.Clock.Now()
 				b = &batch{rule: r, opened: now, limit: ramps[r].next(r, now)}
 				open[r] = b
 			}
 			b.items = append(b.items, it)
 			b.bytes += size
+			b.joined = now
 			if len(b.items) >= r.Batch.MaxObjects || b.bytes >= b.limit {
 				flush(b)
 			}
 		case <-tick.Chan():
 			now := w.Clock.Now()
 			for _, b := range open {
-				if now.Sub(b.opened) >= b.rule.Batch.MaxAge.D() {
+				switch idle := b.rule.Batch.Idle.D(); {
+				case now.Sub(b.opened) >= b.rule.Batch.MaxAge.D():
 					flush(b)
+				case idle > 0 && now.Sub(b.joined) >= idle:
+					offer(b)
 				}
 			}
 		}

@@ -182,6 +182,38 @@ func TestBatchSlowStart(t *testing.T) {
 	})
 }
 
+// Idle: a batch nothing has joined for the rule's Idle closes when a
+// builder is free to take it, long before MaxAge; while none is, it keeps
+// filling.
+func TestBatchClosesWhenIdle(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		in, out := batcher(t)
+		t.Cleanup(func() {
+			close(in)
+			for range out {
+			}
+		})
+		r := rule("r", 100, 1<<20, time.Hour)
+		r.Batch.Idle = config.Duration(time.Second)
+		start := time.Now()
+		in <- obj(r, "a", 1)
+		time.Sleep(500 * time.Millisecond)
+		in <- obj(r, "b", 1)
+		b := <-out // a free builder
+		if took := time.Since(start); took < 1500*time.Millisecond || took > 1750*time.Millisecond {
+			t.Fatalf("idle batch handed over after %v, want 1.5s (1s after its last object)", took)
+		}
+		expect(t, b, r, "a", "b")
+
+		// No builder free: the idle batch stays open and takes what comes.
+		in <- obj(r, "c", 1)
+		time.Sleep(3 * time.Second)
+		none(t, out)
+		in <- obj(r, "d", 1)
+		expect(t, <-out, r, "c", "d")
+	})
+}
+
 // Draining: closing the input flushes every open batch at once, before the
 // output closes.
 func TestBatchFlushesWhenDraining(t *testing.T) {

@@ -382,6 +382,7 @@ func TestStopMidBatchAcknowledgesOnlyStaged(t *testing.T) {
 	t.Parallel()
 	f := setup(t, func(c *config.Config) {
 		c.Rules[0].Batch.MaxAge = config.Duration(time.Minute)
+		c.Rules[0].Batch.Idle = c.Rules[0].Batch.MaxAge // closes on age only
 		c.Rules[0].Batch.MaxObjects = 10000
 	})
 	log, _ := observed(t)
