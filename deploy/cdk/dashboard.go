@@ -149,6 +149,10 @@ func (s *regionStack) sourceWidgets(d awscloudwatch.Dashboard) {
 		graph("Throughput mode (levels below the best) and CPU factor", 6,
 			s.search(sourceKind, "xrc_source_throughput_steps"), s.search(sourceKind, "xrc_source_cpu_factor_ratio")),
 	)
+	// What closes batches tells which batch setting sets the latency.
+	d.AddWidgets(
+		graph("Batches closed, by rule and reason", 12, s.search(sourceKind, "xrc_source_batches_total", "closed_by", "rule")),
+	)
 }
 
 // remoteDestinations counts the regions other than the source a rule's

@@ -796,7 +796,7 @@ func TestDashboard(t *testing.T) {
 	for _, want := range []string{
 		"xrc_source_archives_total", "xrc_source_bytes_in_total", "xrc_source_bytes_out_total", "Compression ratio",
 		"Bytes saved", "Net benefit", "ApproximateNumberOfMessagesVisible", "ApproximateAgeOfOldestMessage",
-		"Dead-letter queues", "RunningTaskCount", "xrc_source_errors_total",
+		"Dead-letter queues", "RunningTaskCount", "xrc_source_errors_total", "xrc_source_batches_total",
 	} {
 		if !strings.Contains(src, want) {
 			t.Errorf("us-east-1 dashboard lacks %s", want)

@@ -70,17 +70,22 @@ func (w *Worker) batchLoop(items <-chan Item, out chan<- *batch) {
 			ramps[b.rule] = ramp{limit: b.limit, closed: b.closed}
 		}
 	}
-	flush := func(b *batch) {
+	count := func(b *batch, by string) {
+		w.Metrics.Batches.WithLabelValues(b.rule.ID, by).Inc()
+	}
+	flush := func(b *batch, by string) {
 		b.closed = w.Clock.Now()
 		// Builders run on the work context; a draining worker still sends.
 		out <- b
 		closed(b)
+		count(b, by)
 	}
 	offer := func(b *batch) {
 		b.closed = w.Clock.Now()
 		select {
 		case out <- b:
 			closed(b)
+			count(b, "idle")
 		default:
 		}
 	}
@@ -91,7 +96,7 @@ func (w *Worker) batchLoop(items <-chan Item, out chan<- *batch) {
 		case it, ok := <-items:
 			if !ok {
 				for _, b := range open {
-					flush(b)
+					flush(b, "drain")
 				}
 				return
 			}
@@ -99,12 +104,12 @@ func (w *Worker) batchLoop(items <-chan Item, out chan<- *batch) {
 			size := max(it.Ref.Size, 0)
 			now := w.Clock.Now()
 			if size >= int64(r.Batch.MaxBytes) {
-				flush(&batch{rule: r, items: []Item{it}, bytes: size, opened: now})
+				flush(&batch{rule: r, items: []Item{it}, bytes: size, opened: now}, "alone")
 				continue
 			}
 			b := open[r]
 			if b != nil && b.bytes+size > b.limit {
-				flush(b)
+				flush(b, "bytes")
 				b = nil
 			}
 			if b == nil {
@@ -114,15 +119,18 @@ func (w *Worker) batchLoop(items <-chan Item, out chan<- *batch) {
 			b.items = append(b.items, it)
 			b.bytes += size
 			b.joined = now
-			if len(b.items) >= r.Batch.MaxObjects || b.bytes >= b.limit {
-				flush(b)
+			switch {
+			case len(b.items) >= r.Batch.MaxObjects:
+				flush(b, "objects")
+			case b.bytes >= b.limit:
+				flush(b, "bytes")
 			}
 		case <-tick.Chan():
 			now := w.Clock.Now()
 			for _, b := range open {
 				switch idle := b.rule.Batch.Idle.D(); {
 				case now.Sub(b.opened) >= b.rule.Batch.MaxAge.D():
-					flush(b)
+					flush(b, "age")
 				case idle > 0 && now.Sub(b.joined) >= idle:
 					offer(b)
 				}

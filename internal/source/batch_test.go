@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/events"
@@ -15,10 +17,12 @@ import (
 // waits an hour takes no time, and synctest.Wait says when the batcher has
 // done all it will do, so "no batch" is checked without sleeping.
 
-// batcher runs batchLoop and returns its input and output.
-func batcher(t *testing.T) (chan<- Item, <-chan *batch) {
+// batcher runs batchLoop and returns its input and output, and its
+// metrics.
+func batcher(t *testing.T) (chan<- Item, <-chan *batch, *Metrics) {
 	t.Helper()
-	w := &Worker{Deps: Deps{Clock: clockwork.NewRealClock()}}
+	m := NewMetrics(prometheus.NewRegistry())
+	w := &Worker{Deps: Deps{Clock: clockwork.NewRealClock(), Metrics: m}}
 	in := make(chan Item)
 	out := make(chan *batch)
 	done := make(chan struct{})
@@ -27,7 +31,20 @@ func batcher(t *testing.T) (chan<- Item, <-chan *batch) {
 		close(done)
 	}()
 	t.Cleanup(func() { <-done })
-	return in, out
+	return in, out, m
+}
+
+// closedBy checks how many batches of each rule each reason closed.
+func closedBy(t *testing.T, m *Metrics, want map[[2]string]float64) {
+	t.Helper()
+	for k, n := range want {
+		if got := testutil.ToFloat64(m.Batches.WithLabelValues(k[0], k[1])); got != n {
+			t.Errorf("rule %s: %v batches closed by %s, want %v", k[0], got, k[1], n)
+		}
+	}
+	if got := testutil.CollectAndCount(m.Batches); got != len(want) {
+		t.Errorf("%d rule and reason pairs counted, want %d", got, len(want))
+	}
 }
 
 func rule(id string, objects, bytes int, age time.Duration) *config.Rule {
@@ -88,7 +105,7 @@ func expect(t *testing.T, b *batch, r *config.Rule, want ...string) {
 
 func TestBatchByCountBytesAndAge(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		in, out := batcher(t)
+		in, out, m := batcher(t)
 		byCount := rule("count", 3, 1<<20, time.Hour)
 		byBytes := rule("bytes", 100, 10, time.Hour)
 
@@ -133,6 +150,8 @@ func TestBatchByCountBytesAndAge(t *testing.T) {
 		if b, ok := <-out; ok {
 			t.Fatalf("batch of %v after close, want none", keys(b))
 		}
+		closedBy(t, m, map[[2]string]float64{{"count", "objects"}: 1, {"count", "age"}: 1,
+			{"bytes", "bytes"}: 5, {"bytes", "alone"}: 1, {"bytes", "age"}: 1})
 	})
 }
 
@@ -141,7 +160,7 @@ func TestBatchByCountBytesAndAge(t *testing.T) {
 // MaxBytes; a pause within MaxAge keeps the ramp where it was.
 func TestBatchSlowStart(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		in, out := batcher(t)
+		in, out, _ := batcher(t)
 		// Runs before batcher's cleanup, so a failed check ends the test
 		// instead of leaving the batcher waiting.
 		t.Cleanup(func() {
@@ -187,7 +206,7 @@ func TestBatchSlowStart(t *testing.T) {
 // filling.
 func TestBatchClosesWhenIdle(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		in, out := batcher(t)
+		in, out, m := batcher(t)
 		t.Cleanup(func() {
 			close(in)
 			for range out {
@@ -211,6 +230,7 @@ func TestBatchClosesWhenIdle(t *testing.T) {
 		none(t, out)
 		in <- obj(r, "d", 1)
 		expect(t, <-out, r, "c", "d")
+		closedBy(t, m, map[[2]string]float64{{"r", "idle"}: 2})
 	})
 }
 
@@ -218,7 +238,7 @@ func TestBatchClosesWhenIdle(t *testing.T) {
 // output closes.
 func TestBatchFlushesWhenDraining(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		in, out := batcher(t)
+		in, out, m := batcher(t)
 		r := rule("r", 100, 1<<20, time.Hour)
 		r2 := rule("r2", 100, 1<<20, time.Hour)
 		in <- obj(r, "a", 1)
@@ -237,5 +257,6 @@ func TestBatchFlushesWhenDraining(t *testing.T) {
 		if _, ok := <-out; ok {
 			t.Fatal("batches not closed after the input closed")
 		}
+		closedBy(t, m, map[[2]string]float64{{"r", "drain"}: 1, {"r2", "drain"}: 1})
 	})
 }

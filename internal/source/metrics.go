@@ -16,6 +16,7 @@ type Metrics struct {
 	Archives        *prometheus.CounterVec   // by rule, result: staged, failed
 	ArchiveDuration *prometheus.HistogramVec // seconds from batch close to staged, by rule
 	BatchObjects    *prometheus.HistogramVec // entries per archive, by rule
+	Batches         *prometheus.CounterVec   // batches closed, by rule and what closed them
 	LevelObjects    *prometheus.CounterVec   // the level mix: objects by rule, class and arm
 	BytesSaved      *prometheus.CounterVec   // bytes in minus bytes out (never negative), by rule
 	Transfer        *prometheus.CounterVec   // dollars of inter-region transfer, by rule and kind: without (xrc), with
@@ -44,6 +45,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Time from closing a batch to its archive being staged.", Buckets: prometheus.ExponentialBuckets(0.05, 2, 14)}, []string{"rule"}),
 		BatchObjects: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "xrc_source_batch_objects",
 			Help: "Entries per archive.", Buckets: prometheus.ExponentialBuckets(1, 4, 8)}, []string{"rule"}),
+		Batches: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "xrc_source_batches_total",
+			Help: "Batches closed, by rule and what closed them: objects, bytes (maxObjects, maxBytes or the slow start's smaller limit), age (maxAge), idle, alone (an object over maxBytes), drain (the task stopping)."}, []string{"rule", "closed_by"}),
 		LevelObjects: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "xrc_source_level_objects_total",
 			Help: "Objects archived, by rule, content class and arm (zstd level or store): the level mix."}, []string{"rule", "class", "arm"}),
 		BytesSaved: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "xrc_source_bytes_saved_total",
@@ -65,7 +68,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Behind: prometheus.NewGauge(prometheus.GaugeOpts{Name: "xrc_source_throughput_steps",
 			Help: "How many levels faster than the best the learner chooses to catch up with the queue (0: not behind)."}),
 	}
-	reg.MustRegister(m.Objects, m.BytesIn, m.BytesOut, m.Archives, m.ArchiveDuration, m.BatchObjects,
+	reg.MustRegister(m.Objects, m.BytesIn, m.BytesOut, m.Archives, m.ArchiveDuration, m.BatchObjects, m.Batches,
 		m.LevelObjects, m.BytesSaved, m.Transfer, m.Compute, m.ArchiveRatio, m.CompressionCPU, m.Decisions, m.CPUBenchmark, m.CPUFactor, m.Behind)
 	return m
 }
