@@ -263,8 +263,10 @@ type Batch struct {
 	MaxObjects int      `json:"maxObjects,omitempty"`
 	MaxBytes   ByteSize `json:"maxBytes,omitempty"`
 	MaxAge     Duration `json:"maxAge,omitempty"`
-	// Idle closes a batch no object has joined for this long (the end of a
-	// burst) when a builder is free to take it; zero closes on age only.
+	// Idle closes a batch no object has joined for this long, nor for ten
+	// of its mean gaps between objects (the end of a burst, not a pause in
+	// a trickle), when a builder is free to take it; zero closes on age
+	// only.
 	Idle Duration `json:"idle,omitempty"`
 }
 

@@ -30,6 +30,27 @@ type batch struct {
 // smaller archives per burst, a few requests each.
 const rampStart = 8
 
+// burstGap is how many of a batch's mean gaps between objects must pass
+// with none before it counts as the end of a burst. A trickle (an object
+// every few seconds) pauses between objects as long as Idle or longer:
+// closing its batches at each pause would send archives of an object or
+// two, each paying its requests and compressing without its neighbours,
+// where MaxAge would have gathered them. A burst's objects come
+// milliseconds apart, so a second without one is hundreds of its gaps.
+const burstGap = 10
+
+// ended reports whether b's burst is over at now: nothing has joined for
+// idle, nor for burstGap of its mean gaps. A lone object says nothing of
+// the rate and waits for MaxAge.
+func (b *batch) ended(now time.Time, idle time.Duration) bool {
+	n := len(b.items)
+	if n < 2 {
+		return false
+	}
+	gap := b.joined.Sub(b.opened) / time.Duration(n-1)
+	return now.Sub(b.joined) >= max(idle, burstGap*gap)
+}
+
 // ramp is where a rule's batch size stands in its slow start.
 type ramp struct {
 	limit  int64     // the last batch's
@@ -51,11 +72,12 @@ func (rp ramp) next(r *config.Rule, now time.Time) int64 {
 // alone. When items closes (the worker is draining) every open batch is
 // flushed at once.
 //
-// A batch nothing has joined for the rule's Idle is the end of a burst:
-// waiting out MaxAge (30 s by default) for objects that are not coming
-// would hold its objects back from the transfer for nothing. It closes as
-// soon as a builder is free to take it; while both are busy it keeps
-// filling, since closing it would only queue a smaller archive.
+// A batch nothing has joined for the rule's Idle, and for burstGap times
+// the mean gap between its objects, is the end of a burst: waiting out
+// MaxAge (30 s by default) for objects that are not coming would hold its
+// objects back from the transfer for nothing. It closes as soon as a
+// builder is free to take it; while both are busy it keeps filling, since
+// closing it would only queue a smaller archive.
 func (w *Worker) batchLoop(items <-chan Item, out chan<- *batch) {
 	defer close(out)
 	open := map[*config.Rule]*batch{}
@@ -131,7 +153,7 @@ func (w *Worker) batchLoop(items <-chan Item, out chan<- *batch) {
 				switch idle := b.rule.Batch.Idle.D(); {
 				case now.Sub(b.opened) >= b.rule.Batch.MaxAge.D():
 					flush(b, "age")
-				case idle > 0 && now.Sub(b.joined) >= idle:
+				case idle > 0 && b.ended(now, idle):
 					offer(b)
 				}
 			}

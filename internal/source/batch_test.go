@@ -1,6 +1,7 @@
 package source
 
 import (
+	"fmt"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -201,9 +202,10 @@ func TestBatchSlowStart(t *testing.T) {
 	})
 }
 
-// Idle: a batch nothing has joined for the rule's Idle closes when a
-// builder is free to take it, long before MaxAge; while none is, it keeps
-// filling.
+// Idle: a batch nothing has joined for the rule's Idle, and for ten of its
+// mean gaps, has seen the end of its burst: it closes when a builder is
+// free to take it, long before MaxAge; while none is, it keeps filling. A
+// trickle's pauses and a lone object do not close it.
 func TestBatchClosesWhenIdle(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		in, out, m := batcher(t)
@@ -212,25 +214,61 @@ func TestBatchClosesWhenIdle(t *testing.T) {
 			for range out {
 			}
 		})
-		r := rule("r", 100, 1<<20, time.Hour)
+		r := rule("r", 100, 1<<20, time.Minute)
 		r.Batch.Idle = config.Duration(time.Second)
-		start := time.Now()
-		in <- obj(r, "a", 1)
-		time.Sleep(500 * time.Millisecond)
-		in <- obj(r, "b", 1)
-		b := <-out // a free builder
-		if took := time.Since(start); took < 1500*time.Millisecond || took > 1750*time.Millisecond {
-			t.Fatalf("idle batch handed over after %v, want 1.5s (1s after its last object)", took)
+		// burst sends n objects 10 ms apart and returns when the last went.
+		burst := func(n int, prefix string) time.Time {
+			for i := range n {
+				if i > 0 {
+					time.Sleep(10 * time.Millisecond)
+				}
+				in <- obj(r, fmt.Sprint(prefix, i), 1)
+			}
+			return time.Now()
 		}
-		expect(t, b, r, "a", "b")
+		last := burst(20, "a")
+		b := <-out // a free builder
+		if took := time.Since(last); took < time.Second || took > 1250*time.Millisecond {
+			t.Fatalf("batch handed over %v after its burst, want 1s (Idle)", took)
+		}
+		if len(b.items) != 20 {
+			t.Fatalf("batch of %d items, want the burst's 20", len(b.items))
+		}
 
-		// No builder free: the idle batch stays open and takes what comes.
-		in <- obj(r, "c", 1)
+		// No builder free: the ended batch stays open and takes what comes.
+		burst(20, "b")
 		time.Sleep(3 * time.Second)
 		none(t, out)
-		in <- obj(r, "d", 1)
-		expect(t, <-out, r, "c", "d")
-		closedBy(t, m, map[[2]string]float64{{"r", "idle"}: 2})
+		burst(1, "c")
+		b = <-out
+		if len(b.items) != 21 {
+			t.Fatalf("batch of %d items, want 21", len(b.items))
+		}
+
+		// A trickle, an object every 500 ms: pauses of Idle do not end it;
+		// ten of its gaps (5 s) with nothing do.
+		time.Sleep(2 * time.Minute) // cold again
+		for i := range 4 {
+			if i > 0 {
+				time.Sleep(500 * time.Millisecond)
+			}
+			in <- obj(r, fmt.Sprint("t", i), 1)
+		}
+		last = time.Now()
+		<-out
+		if took := time.Since(last); took < 5*time.Second || took > 5250*time.Millisecond {
+			t.Fatalf("trickle's batch handed over %v after its last object, want 5s (ten of its gaps)", took)
+		}
+
+		// A lone object waits for MaxAge.
+		time.Sleep(2 * time.Minute)
+		start := time.Now()
+		in <- obj(r, "alone", 1)
+		<-out
+		if took := time.Since(start); took < time.Minute {
+			t.Fatalf("a lone object's batch handed over after %v, want MaxAge (1m)", took)
+		}
+		closedBy(t, m, map[[2]string]float64{{"r", "idle"}: 3, {"r", "age"}: 1})
 	})
 }
 
