@@ -20,6 +20,11 @@ import (
 // Version is the only config document version this build understands.
 const Version = 1
 
+// BatchTick is how often a source worker checks its open batches for age
+// and for the end of their burst: the resolution of batch.maxAge and
+// batch.idle, and the shortest idle worth setting.
+const BatchTick = 250 * time.Millisecond
+
 // Defaults applied by Load for fields the document leaves out.
 const (
 	DefaultLevel           = 3

@@ -54,7 +54,6 @@ const (
 	minMaxReceiveCount, maxMaxReceiveCount = 1, 1000
 	minMaxObjects, maxMaxObjects           = 1, 100000
 	minStagingExpiryDays                   = 1
-	minIdle                                = 250 * time.Millisecond // how often the source checks its batches
 
 	minLambdaMemoryMB, maxLambdaMemoryMB = 128, 10240
 	minLambdaTimeout, maxLambdaTimeout   = 30 * time.Second, 15 * time.Minute
@@ -316,8 +315,8 @@ func (c *Config) validateRule(errs *Errors, p string, r *Rule, seen map[string]b
 	if a := r.Batch.MaxAge.D(); a.Seconds() < 1 || a > c.Settings.Worker.VisibilityTimeout.D() {
 		errs.add(p+".batch.maxAge", "must be between 1s and settings.worker.visibilityTimeout")
 	}
-	if i := r.Batch.Idle.D(); i < minIdle || i > r.Batch.MaxAge.D() {
-		errs.add(p+".batch.idle", "must be between %v and batch.maxAge", minIdle)
+	if i := r.Batch.Idle.D(); i < BatchTick || i > r.Batch.MaxAge.D() {
+		errs.add(p+".batch.idle", "must be between %v and batch.maxAge", BatchTick)
 	}
 	checkCompute(errs, p+".compute", r.Compute)
 	if len(r.Destinations) == 0 {

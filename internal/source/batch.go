@@ -6,9 +6,6 @@ import (
 	"github.com/xrc-dev/xrc/internal/config"
 )
 
-// batchTick is how often open batches are checked for age.
-const batchTick = 250 * time.Millisecond
-
 // batch is the items of one rule that will share an archive.
 type batch struct {
 	rule   *config.Rule
@@ -111,7 +108,7 @@ func (w *Worker) batchLoop(items <-chan Item, out chan<- *batch) {
 		default:
 		}
 	}
-	tick := w.Clock.NewTicker(batchTick)
+	tick := w.Clock.NewTicker(config.BatchTick)
 	defer tick.Stop()
 	for {
 		select {
