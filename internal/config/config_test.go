@@ -140,6 +140,8 @@ func TestValidationErrors(t *testing.T) {
 		{"invalid storage class", mutate(t, func(d map[string]any) { dest0(d)["storageClass"] = "COLD" }), []string{"rules[0].destinations[0].storageClass: unknown storage class \"COLD\""}},
 		{"bad duration", mutate(t, func(d map[string]any) { obj(d, "rules", 0, "batch")["maxAge"] = "soon" }), []string{"rules[0].batch.maxAge: invalid duration \"soon\""}},
 		{"bad size", mutate(t, func(d map[string]any) { obj(d, "rules", 0, "batch")["maxBytes"] = "lots" }), []string{"rules[0].batch.maxBytes: invalid size \"lots\""}},
+		{"idle too short", mutate(t, func(d map[string]any) { obj(d, "rules", 0, "batch")["idle"] = "100ms" }), []string{"rules[0].batch.idle: must be between 250ms and batch.maxAge"}},
+		{"idle over maxAge", mutate(t, func(d map[string]any) { obj(d, "rules", 0, "batch")["idle"] = "31s" }), []string{"rules[0].batch.idle: must be between 250ms and batch.maxAge"}},
 		{"bad wildcard", mutate(t, func(d map[string]any) { rule0(d)["ignore"] = []any{"[a-"} }), []string{"rules[0].ignore[0]: invalid wildcard"}},
 		{"duplicate rule", mutate(t, func(d map[string]any) { obj(d, "rules", 1)["id"] = "logs" }), []string{"rules[1].id: rule id \"logs\" used twice"}},
 		{"wrong version", mutate(t, func(d map[string]any) { d["version"] = 2 }), []string{"version: must be 1, got 2"}},
