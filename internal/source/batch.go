@@ -79,7 +79,8 @@ func (w *Worker) batchLoop(items <-chan Item, out chan<- *batch) {
 	defer close(out)
 	open := map[*config.Rule]*batch{}
 	ramps := map[*config.Rule]ramp{} // a rule never batched: the zero ramp, cold
-	closed := func(b *batch) {
+	// handedOver forgets b, a builder's now, and counts what closed it.
+	handedOver := func(b *batch, by string) {
 		// An oversized object travels in a batch of its own that was never
 		// open: the rule's open batch must stay open, not be forgotten.
 		if open[b.rule] == b {
@@ -88,23 +89,20 @@ func (w *Worker) batchLoop(items <-chan Item, out chan<- *batch) {
 		if b.limit > 0 {
 			ramps[b.rule] = ramp{limit: b.limit, closed: b.closed}
 		}
-	}
-	count := func(b *batch, by string) {
 		w.Metrics.Batches.WithLabelValues(b.rule.ID, by).Inc()
 	}
 	flush := func(b *batch, by string) {
 		b.closed = w.Clock.Now()
 		// Builders run on the work context; a draining worker still sends.
 		out <- b
-		closed(b)
-		count(b, by)
+		handedOver(b, by)
 	}
+	// offer hands b over only if a builder is waiting for it.
 	offer := func(b *batch) {
 		b.closed = w.Clock.Now()
 		select {
 		case out <- b:
-			closed(b)
-			count(b, "idle")
+			handedOver(b, "idle")
 		default:
 		}
 	}

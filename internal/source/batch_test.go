@@ -35,6 +35,17 @@ func batcher(t *testing.T) (chan<- Item, <-chan *batch, *Metrics) {
 	return in, out, m
 }
 
+// stopOnCleanup closes the batcher's input and drains its output when t
+// ends. It runs before batcher's cleanup, so a failed check ends the test
+// instead of leaving the batcher waiting.
+func stopOnCleanup(t *testing.T, in chan<- Item, out <-chan *batch) {
+	t.Cleanup(func() {
+		close(in)
+		for range out {
+		}
+	})
+}
+
 // closedBy checks how many batches of each rule each reason closed.
 func closedBy(t *testing.T, m *Metrics, want map[[2]string]float64) {
 	t.Helper()
@@ -162,13 +173,7 @@ func TestBatchByCountBytesAndAge(t *testing.T) {
 func TestBatchSlowStart(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		in, out, _ := batcher(t)
-		// Runs before batcher's cleanup, so a failed check ends the test
-		// instead of leaving the batcher waiting.
-		t.Cleanup(func() {
-			close(in)
-			for range out {
-			}
-		})
+		stopOnCleanup(t, in, out)
 		r := rule("r", 1000, 64, time.Minute)
 		// send adds objects of 1 byte until the batch closes; it returns
 		// how many it took.
@@ -209,11 +214,7 @@ func TestBatchSlowStart(t *testing.T) {
 func TestBatchClosesWhenIdle(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		in, out, m := batcher(t)
-		t.Cleanup(func() {
-			close(in)
-			for range out {
-			}
-		})
+		stopOnCleanup(t, in, out)
 		r := rule("r", 100, 1<<20, time.Minute)
 		r.Batch.Idle = config.Duration(time.Second)
 		// burst sends n objects 10 ms apart and returns when the last went.
