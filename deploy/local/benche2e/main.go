@@ -11,7 +11,8 @@
 // namespace: the target MinIO, the xrc target worker and the verifier. What
 // crosses the link: MinIO replication of the staging bucket (xrc), rclone's
 // copy, and the small control traffic of the target worker (SQS, DynamoDB)
-// and the bridge (a HEAD per replica).
+// and the bridge (a HEAD per replica). The source MinIO replicates through a
+// replica tap on the host (tap.go), which reports each replica as it lands.
 //
 // For each corpus (a mixed one, then incompressible bytes alone) it runs xrc,
 // rclone with its defaults and rclone --transfers 16, each from the first

@@ -72,9 +72,12 @@ type runResult struct {
 	ArchiveBytes      int64    `json:"archiveBytes,omitempty"` // xrc: their bytes, what S3 Replication carries
 	Command           string   `json:"command"`
 	Timeline          timeline `json:"timeline"`
-	// DuplicateEvents is how many duplicate replication events of MinIO's
-	// the benchmark dropped (eventDedup).
-	DuplicateEvents int64 `json:"duplicateEvents,omitempty"`
+	// ReplicaTapEvents is how many replicas the replica tap reported as
+	// they landed; DuplicateEvents how many replication events the bridge
+	// dropped as already taken: the source MinIO's own for those replicas,
+	// and the second copy it sends for some.
+	ReplicaTapEvents int64 `json:"replicaTapEvents,omitempty"`
+	DuplicateEvents  int64 `json:"duplicateEvents,omitempty"`
 }
 
 var labels = map[string]string{sysXRC: "xrc", sysRclone: "rclone (defaults)", sysRclone16: "rclone --transfers 16"}
@@ -158,7 +161,7 @@ func (b *bench) runXRC(ctx context.Context, c *corpusData) (runResult, error) {
 	}
 	defer v.stop()
 
-	dup0 := b.dedup.dropped.Load()
+	tap0 := b.tap.reported.Load()
 	s0 := b.snapshot(workers...)
 	lw := watchLink()
 	defer lw.finish()
@@ -181,7 +184,8 @@ func (b *bench) runXRC(ctx context.Context, c *corpusData) (runResult, error) {
 	}
 	r.LinkActiveSeconds = lw.finish().Seconds()
 	s1 := b.snapshot(workers...)
-	r.DuplicateEvents = b.dedup.dropped.Load() - dup0
+	r.ReplicaTapEvents = b.tap.reported.Load() - tap0
+	r.DuplicateEvents = countLog(b.bridgeLog, "dropping duplicate replication event", t0, t1)
 	r.WallSeconds = t1.Sub(t0).Seconds()
 	b.fill(&r, s0, s1)
 	staging, _ := b.cfg.Region(dest.Region)

@@ -70,7 +70,7 @@ type bench struct {
 	bridgeNS  string // the bridge's URL from the namespace
 	closers   []func()
 	bridgeLog string
-	dedup     *eventDedup
+	tap       *replicaTap
 	runSeq    int
 }
 
@@ -407,14 +407,8 @@ func (b *bench) setup(ctx context.Context) error {
 	b.sqsNS = "http://" + sqsNS.addr
 	b.sqsLocal = "http://" + sqsLocal.addr
 
-	dedup, err := newEventDedup(bridgeURL, proxyLog)
-	if err != nil {
-		return err
-	}
-	b.closers = append(b.closers, dedup.close)
-	b.dedup = dedup
 	src, err := b.startMinIO("minio-source", "us-east-1", false, fmt.Sprintf("127.0.0.1:%d", srcPort),
-		fmt.Sprintf("127.0.0.1:%d", srcConsole), "http://"+dedup.addr)
+		fmt.Sprintf("127.0.0.1:%d", srcConsole), bridgeURL)
 	if err != nil {
 		return err
 	}
@@ -461,7 +455,21 @@ func (b *bench) setup(ctx context.Context) error {
 	if err := os.WriteFile(filepath.Join(b.state, "resources.json"), data, 0o644); err != nil {
 		return err
 	}
-	if _, err := b.env.Provision(ctx, b.cfg); err != nil {
+	// The source MinIO replicates the staging bucket through the replica
+	// tap (replicaTap): provisioned with the tap as eu-west-1's endpoint,
+	// mc gives MinIO the tap as the replication target.
+	srcStaging, _ := b.cfg.Region(rule.SourceRegion)
+	dstStaging, _ := b.cfg.Region(rule.Destinations[0].Region)
+	tap, err := newReplicaTap(dstURL, b.caPath, rule.SourceRegion, srcStaging.StagingBucket, dstStaging.StagingBucket,
+		bridgeURL+"/events", proxyLog)
+	if err != nil {
+		return err
+	}
+	b.closers = append(b.closers, tap.close)
+	b.tap = tap
+	viaTap := b.env
+	viaTap.S3Endpoints = map[string]string{rule.SourceRegion: srcURL, dstStaging.Name: tap.url()}
+	if _, err := viaTap.Provision(ctx, b.cfg); err != nil {
 		return fmt.Errorf("provisioning %s: %w", b.cfgPath, err)
 	}
 	b.plainBucket = b.cfg.Settings.StackName + "-plain"

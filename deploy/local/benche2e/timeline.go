@@ -98,6 +98,17 @@ func (b *bench) xrcTimeline(t0, t1 time.Time, uploadEnd time.Duration, srcBucket
 	return tl
 }
 
+// countLog counts the bridge log's lines (path) with msg, timed in [t0, t1].
+func countLog(path, msg string, t0, t1 time.Time) int64 {
+	var n int64
+	scanLog(path, "time", func(t time.Time, m map[string]any) {
+		if m["msg"] == msg && !t.Before(t0) && !t.After(t1) {
+			n++
+		}
+	})
+	return n
+}
+
 // scanLog calls fn for every JSON line of path with a time in field.
 func scanLog(path, field string, fn func(time.Time, map[string]any)) {
 	f, err := os.Open(path)

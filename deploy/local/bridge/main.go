@@ -105,7 +105,7 @@ func run(ctx context.Context, args []string) error {
 	})
 	tlsCert := fs.String("tls-cert", "", "PEM certificate of the -s3-proxy listeners")
 	tlsKey := fs.String("tls-key", "", "PEM private key of the -s3-proxy listeners")
-	async := fs.Bool("async", false, "answer MinIO once a record is queued in memory, and send records to SQS ten per batch; forward replication events in the background (for MinIO without a queue dir; a queued record is lost if the bridge dies)")
+	async := fs.Bool("async", false, "answer MinIO once a record is queued in memory, and send records to SQS ten per batch; forward replication events in the background, each replicated version once (for MinIO without a queue dir; a queued record is lost if the bridge dies)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

@@ -322,22 +322,67 @@ func child(m map[string]any, k string) map[string]any {
 // SQS sooner on a loaded 2-vCPU box: 5,029 events still trail a 3.9 s
 // upload by 4 s, bound by MinIO's senders waiting for CPU, as they were
 // with 8 senders, GOMAXPROCS=8.)
+//
+// It also takes each replicated version once: MinIO without a queue dir
+// sends the event twice for some replicas (it queues their replication
+// twice), and bench-e2e's replica tap reports a replica as it lands, before
+// MinIO's event; each copy would become an SQS message and two target
+// deliveries racing. (A replicated metadata change keeps its version id, so
+// it is taken as a copy too; bench-e2e makes none.)
 type laterReplicas struct {
 	slots   chan struct{}
 	wg      sync.WaitGroup
 	stop    context.Context
 	cancel  context.CancelFunc
 	backoff time.Duration // the first retry's wait (then nextWait)
+
+	mu    sync.Mutex
+	taken map[string]bool // bucket/key@version of the events taken
+	order []string        // taken's ids, oldest first, to bound it
 }
+
+// maxTaken bounds the versions remembered; a copy comes within seconds.
+const maxTaken = 100_000
 
 func newLaterReplicas(parallel int, backoff time.Duration) *laterReplicas {
 	stop, cancel := context.WithCancel(context.Background())
-	return &laterReplicas{slots: make(chan struct{}, parallel), stop: stop, cancel: cancel, backoff: backoff}
+	return &laterReplicas{slots: make(chan struct{}, parallel), stop: stop, cancel: cancel, backoff: backoff,
+		taken: map[string]bool{}}
 }
 
-// forwardLater forwards the replication event rec in the background.
+// take reports whether the event of m's version is the first one taken.
+func (l *laterReplicas) take(m recordMeta) bool {
+	if m.S3.Object.VersionID == "" {
+		return true
+	}
+	key, err := url.QueryUnescape(m.S3.Object.Key) // MinIO and the tap may encode it differently
+	if err != nil {
+		key = m.S3.Object.Key
+	}
+	id := m.S3.Bucket.Name + "/" + key + "@" + m.S3.Object.VersionID
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.taken[id] {
+		return false
+	}
+	l.taken[id] = true
+	l.order = append(l.order, id)
+	if len(l.order) > maxTaken {
+		delete(l.taken, l.order[0])
+		l.order = l.order[1:]
+	}
+	return true
+}
+
+// forwardLater forwards the replication event rec in the background,
+// unless its version's event was taken already.
 func (b *bridge) forwardLater(rec json.RawMessage, m recordMeta) {
 	l := b.later
+	if !l.take(m) {
+		b.log.Info("dropping duplicate replication event", "bucket", m.S3.Bucket.Name, "key", m.S3.Object.Key,
+			"version", m.S3.Object.VersionID)
+		return
+	}
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -218,5 +219,54 @@ func TestAsyncReplicaEventsDoNotHoldMinIO(t *testing.T) {
 	}
 	if n := dst.heads.Load(); n != 2 {
 		t.Errorf("%d HEADs of the replica, want 2 (one failed, one retried)", n)
+	}
+}
+
+// With -async, each replicated version is forwarded once: MinIO's second
+// copy of its event, or MinIO's after bench-e2e's replica tap reported it
+// (keys encoded either way), is dropped; another version goes through.
+func TestAsyncTakesEachReplicaOnce(t *testing.T) {
+	f := &fakeSQS{}
+	dst := &fakeS3{
+		notify: []s3types.QueueConfiguration{{QueueArn: aws.String("arn:minio:sqs:eu-west-1:XRC:webhook"), Events: []s3types.Event{"s3:ObjectCreated:*"}}},
+		head:   &s3.HeadObjectOutput{ContentLength: aws.Int64(4), ETag: aws.String(`"e1"`)},
+	}
+	routes, err := loadRoutes(filepath.Join(t.TempDir(), "routes.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := newBridge(f, map[string]regionS3{
+		"us-east-1": {endpoint: "https://127.0.0.1:9000", client: &fakeS3{rules: []s3types.ReplicationRule{{
+			Status: s3types.ReplicationRuleStatusEnabled, Prefix: aws.String(""),
+			Destination: &s3types.Destination{Bucket: aws.String("arn:minio:replication:eu-west-1:0d5e:dst")},
+		}}}},
+		"eu-west-1": {endpoint: "https://127.0.0.1:9002", client: dst},
+	}, routes, slog.New(slog.DiscardHandler))
+	br.async = newBatcher(f, slog.New(slog.DiscardHandler), 100)
+	br.later = newLaterReplicas(4, time.Millisecond)
+	srv := httptest.NewServer(br.handler())
+	defer srv.Close()
+	do(t, http.MethodPut, srv.URL+"/routes/dst", "http://q/1/arrivals")
+
+	for _, body := range []string{
+		replicationBody,
+		replicationBody, // MinIO's second copy
+		strings.Replace(replicationBody, `"key":"a%2Fb.txt"`, `"key":"a/b.txt"`, 1),
+		strings.Replace(replicationBody, `"versionId":"v1"`, `"versionId":"v2"`, 1),
+	} {
+		if code, resp := do(t, http.MethodPost, srv.URL+"/events", body); code != http.StatusOK {
+			t.Fatalf("replication event: %d %s", code, resp)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := br.later.close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := br.async.close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(f.sent["http://q/1/arrivals"]); n != 2 {
+		t.Errorf("sent %d replica events, want 2 (v1 once, v2)", n)
 	}
 }
