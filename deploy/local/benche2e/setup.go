@@ -460,8 +460,9 @@ func (b *bench) setup(ctx context.Context) error {
 	// mc gives MinIO the tap as the replication target.
 	srcStaging, _ := b.cfg.Region(rule.SourceRegion)
 	dstStaging, _ := b.cfg.Region(rule.Destinations[0].Region)
-	tap, err := newReplicaTap(dstURL, b.caPath, rule.SourceRegion, srcStaging.StagingBucket, dstStaging.StagingBucket,
-		bridgeURL+"/events", proxyLog)
+	tlsDir := filepath.Join(b.state, "tls")
+	tap, err := newReplicaTap(dstURL, b.caPath, filepath.Join(tlsDir, "server.crt"), filepath.Join(tlsDir, "server.key"),
+		rule.SourceRegion, srcStaging.StagingBucket, dstStaging.StagingBucket, bridgeURL+"/events", proxyLog)
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -65,13 +66,20 @@ func TestReplicaTapReportsStoredReplicas(t *testing.T) {
 	sink := &posted{}
 	events := httptest.NewServer(sink)
 	defer events.Close()
-	tap, err := newReplicaTap(env.S3Endpoints["eu-west-1"], env.CABundle, "us-east-1", "the-source", bucket, events.URL, io.Discard)
+	state := t.TempDir()
+	ca, err := writeTLS(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tap, err := newReplicaTap(env.S3Endpoints["eu-west-1"], env.CABundle, filepath.Join(state, "tls", "server.crt"),
+		filepath.Join(state, "tls", "server.key"), "us-east-1", "the-source", bucket, events.URL, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer tap.close()
 	viaTap := env
 	viaTap.S3Endpoints = map[string]string{"eu-west-1": tap.url()}
+	viaTap.CABundle = ca // the tap's certificate
 	s3c, err := viaTap.S3(ctx, "eu-west-1")
 	if err != nil {
 		t.Fatal(err)
