@@ -169,15 +169,10 @@ func (d *slowDst) HeadObject(ctx context.Context, in *s3.HeadObjectInput, o ...f
 	return d.fakeS3.HeadObject(ctx, in, o...)
 }
 
-// With -async, a replication event is answered at once, and later events
-// too, while its replica is still being read (and that read is retried);
-// it reaches SQS once the read succeeds, and close waits for it.
-func TestAsyncReplicaEventsDoNotHoldMinIO(t *testing.T) {
-	f := &fakeSQS{}
-	dst := &slowDst{release: make(chan struct{}), fakeS3: fakeS3{
-		notify: []s3types.QueueConfiguration{{QueueArn: aws.String("arn:minio:sqs:eu-west-1:XRC:webhook"), Events: []s3types.Event{"s3:ObjectCreated:*"}}},
-		head:   &s3.HeadObjectOutput{ContentLength: aws.Int64(4), ETag: aws.String(`"e1"`)},
-	}}
+// asyncBridge is a bridge with -async whose source bucket (us-east-1)
+// replicates everything to dst (eu-west-1), served until the test ends.
+func asyncBridge(t *testing.T, f *fakeSQS, dst s3API) (*bridge, *httptest.Server) {
+	t.Helper()
 	routes, err := loadRoutes(filepath.Join(t.TempDir(), "routes.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -192,7 +187,20 @@ func TestAsyncReplicaEventsDoNotHoldMinIO(t *testing.T) {
 	br.async = newBatcher(f, slog.New(slog.DiscardHandler), 100)
 	br.later = newLaterReplicas(4, time.Millisecond)
 	srv := httptest.NewServer(br.handler())
-	defer srv.Close()
+	t.Cleanup(srv.Close)
+	return br, srv
+}
+
+// With -async, a replication event is answered at once, and later events
+// too, while its replica is still being read (and that read is retried);
+// it reaches SQS once the read succeeds, and close waits for it.
+func TestAsyncReplicaEventsDoNotHoldMinIO(t *testing.T) {
+	f := &fakeSQS{}
+	dst := &slowDst{release: make(chan struct{}), fakeS3: fakeS3{
+		notify: []s3types.QueueConfiguration{{QueueArn: aws.String("arn:minio:sqs:eu-west-1:XRC:webhook"), Events: []s3types.Event{"s3:ObjectCreated:*"}}},
+		head:   &s3.HeadObjectOutput{ContentLength: aws.Int64(4), ETag: aws.String(`"e1"`)},
+	}}
+	br, srv := asyncBridge(t, f, dst)
 	do(t, http.MethodPut, srv.URL+"/routes/dst", "http://q/1/arrivals")
 	do(t, http.MethodPut, srv.URL+"/routes/in", "http://q/1/in-queue")
 
@@ -231,21 +239,7 @@ func TestAsyncTakesEachReplicaOnce(t *testing.T) {
 		notify: []s3types.QueueConfiguration{{QueueArn: aws.String("arn:minio:sqs:eu-west-1:XRC:webhook"), Events: []s3types.Event{"s3:ObjectCreated:*"}}},
 		head:   &s3.HeadObjectOutput{ContentLength: aws.Int64(4), ETag: aws.String(`"e1"`)},
 	}
-	routes, err := loadRoutes(filepath.Join(t.TempDir(), "routes.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	br := newBridge(f, map[string]regionS3{
-		"us-east-1": {endpoint: "https://127.0.0.1:9000", client: &fakeS3{rules: []s3types.ReplicationRule{{
-			Status: s3types.ReplicationRuleStatusEnabled, Prefix: aws.String(""),
-			Destination: &s3types.Destination{Bucket: aws.String("arn:minio:replication:eu-west-1:0d5e:dst")},
-		}}}},
-		"eu-west-1": {endpoint: "https://127.0.0.1:9002", client: dst},
-	}, routes, slog.New(slog.DiscardHandler))
-	br.async = newBatcher(f, slog.New(slog.DiscardHandler), 100)
-	br.later = newLaterReplicas(4, time.Millisecond)
-	srv := httptest.NewServer(br.handler())
-	defer srv.Close()
+	br, srv := asyncBridge(t, f, dst)
 	do(t, http.MethodPut, srv.URL+"/routes/dst", "http://q/1/arrivals")
 
 	for _, body := range []string{
