@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -33,8 +34,8 @@ type Object struct {
 	Metadata        map[string]string
 	Tags            map[string]string
 	StorageClass    string // "" for STANDARD
-	// SHA256 uploads the object with a SHA-256 checksum, which S3 keeps
-	// (for objects up to 16 MiB, put in one request: for the whole object).
+	// SHA256 uploads the object in one request with a SHA-256 checksum,
+	// which S3 keeps for the whole object.
 	SHA256 bool
 }
 
@@ -171,8 +172,14 @@ func Put(ctx context.Context, client *s3.Client, bucket string, o *Object) error
 	if len(o.Tags) > 0 {
 		in.Tagging = aws.String(encodeTags(o.Tags))
 	}
-	if len(o.Data) <= 16<<20 {
-		if o.SHA256 {
+	if len(o.Data) <= 16<<20 || o.SHA256 {
+		switch {
+		case o.SHA256 && len(o.Data) > 16<<20:
+			// MinIO caps aws-chunked chunks at 16 MiB: the SHA-256 goes
+			// ahead in a header, computed here, not in a trailer.
+			sum := sha256.Sum256(o.Data)
+			in.ChecksumSHA256 = aws.String(base64.StdEncoding.EncodeToString(sum[:]))
+		case o.SHA256:
 			in.ChecksumAlgorithm = s3types.ChecksumAlgorithmSha256
 		}
 		if _, err := client.PutObject(ctx, in); err != nil {

@@ -119,10 +119,10 @@ func TestDestinationObjects(t *testing.T) {
 		{Key: "data/small.txt", ContentType: "text/plain", Metadata: map[string]string{"owner": "team-a"},
 			Tags: map[string]string{"project": "x r+c=d"}, Data: dataset.Text(rng, 5000)},
 		{Key: "data/large.txt", ContentType: "text/csv", Metadata: map[string]string{"owner": "team-b"},
-			Data: dataset.Text(rng, 12<<20), SHA256: true}, // > 8 MiB: multipart
+			Data: dataset.Text(rng, deliver.BufferMax+8<<20), SHA256: true}, // multipart
 		// Without a SHA-256 kept by S3 at the source, a large object's
 		// digest comes after it in the archive: checked, but not stored.
-		{Key: "data/large-crc.txt", Data: dataset.Text(rng, 9<<20)},
+		{Key: "data/large-crc.txt", Data: dataset.Text(rng, deliver.BufferMax+1<<20)},
 	}
 	if err := dataset.Upload(ctx, p.src, src, objs, 2); err != nil {
 		t.Fatal(err)
@@ -167,13 +167,13 @@ func TestDestinationObjects(t *testing.T) {
 		}
 		sum := sha256.Sum256(o.Data)
 		want := sha256hex(o.Data)
-		if len(o.Data) > 8<<20 && !o.SHA256 {
+		if len(o.Data) > deliver.BufferMax && !o.SHA256 {
 			want = ""
 		}
 		if got := md[deliver.MetaSHA256]; got != want {
 			t.Errorf("%s: %s = %q, want %q", o.Key, deliver.MetaSHA256, got, want)
 		}
-		if len(o.Data) <= 8<<20 {
+		if len(o.Data) <= deliver.BufferMax {
 			if got, want := aws.ToString(head.ChecksumSHA256), base64.StdEncoding.EncodeToString(sum[:]); got != want {
 				t.Errorf("%s: ChecksumSHA256 %q, want %q", o.Key, got, want)
 			}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/dataset"
+	"github.com/xrc-dev/xrc/internal/deliver"
 	"github.com/xrc-dev/xrc/internal/queue"
 	"github.com/xrc-dev/xrc/internal/uploads"
 )
@@ -43,7 +44,7 @@ func TestMissingDestinationBucket(t *testing.T) {
 	objs := []dataset.Object{
 		{Key: "data/a.txt", ContentType: "text/plain", Data: dataset.Text(rng, 1000)},
 		{Key: "data/b.txt", ContentType: "text/plain", Data: dataset.Text(rng, 2000)},
-		{Key: "data/big.txt", ContentType: "text/plain", Data: dataset.Text(rng, 9<<20)}, // multipart path
+		{Key: "data/big.txt", ContentType: "text/plain", Data: dataset.Text(rng, deliver.BufferMax+1<<20)}, // multipart path
 	}
 	staging := p.cfg.Settings.Regions[1].StagingBucket
 	putStaging(t, p.dst, staging, "r1/no-bucket.tar.zst", writeArchive(t, manifestFor("no-bucket", objs, p.cfg, nil), objs))

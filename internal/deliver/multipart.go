@@ -37,9 +37,12 @@ import (
 // partsAtOnce+1 part buffers.
 const partsAtOnce = 4
 
+// minPartSize is the smallest part a multipart upload sends.
+const minPartSize = 16 << 20
+
 // partSize grows with the object so no upload needs more than 9,000 parts
 // (S3 allows 10,000).
-func partSize(size int64) int64 { return max(16<<20, size/9000+1) }
+func partSize(size int64) int64 { return max(minPartSize, size/9000+1) }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 

@@ -337,7 +337,7 @@ func TestLargeObjectMixedDestinations(t *testing.T) {
 	ctx := context.Background()
 	dstA, dstB := p.cfg.Rules[0].Destinations[0].Bucket, p.cfg.Rules[0].Destinations[1].Bucket
 	reg, _ := p.startTarget(t)
-	big := textData(5, 12<<20)
+	big := textData(5, deliver.BufferMax+4<<20) // multipart
 	m, objs := p.objectArchive("large-1", "data/large/big.txt", seqAt(1), big)
 	p.deliver(t, "r1/large-1.tar.zst", m, objs)
 	for _, b := range []string{dstA, dstB} {

@@ -18,8 +18,12 @@ import (
 )
 
 // bufferMax is the largest object read into memory and written with a
-// single PUT; larger ones stream through a multipart upload.
-const bufferMax = 8 << 20
+// single PUT; larger ones stream through a multipart upload. An object a
+// multipart upload would send in one part anyway goes in one PUT: one
+// request instead of three, S3 checks its SHA-256 as it arrives, and its
+// ETag is its MD5, as a source object PUT in one request has. Memory: at
+// most Concurrency of them in flight per archive, and one being read.
+const bufferMax = minPartSize
 
 // tally counts one archive's outcome, for the ledger and the log.
 type tally struct {

@@ -28,7 +28,7 @@ func TestHandlersEndToEnd(t *testing.T) {
 	ctx := context.Background()
 	objs := dataset.Mixed("data/e2e/", 24, 7)
 	objs = append(objs, dataset.Object{Key: "data/e2e/large.txt", ContentType: "text/plain",
-		Data: []byte(strings.Repeat("a large object streams through the archive and a multipart upload\n", 10<<20/66))})
+		Data: []byte(strings.Repeat("a large object streams through the archive and a multipart upload\n", 20<<20/66))})
 	if err := dataset.Upload(ctx, f.src, f.rule.SourceBucket, objs, 8); err != nil {
 		t.Fatal(err)
 	}

@@ -39,7 +39,7 @@ type replica struct {
 
 // singlePutMax is deliver's limit for one PUT with a SHA-256 checksum;
 // larger objects are multipart uploads with a full-object CRC32C.
-const singlePutMax = 8 << 20
+const singlePutMax = 16 << 20
 
 // newReplica makes a rule with a second, prefix-rewriting destination and
 // an ignore pattern, fills its source with objects of many shapes (nested
@@ -81,7 +81,7 @@ func newReplica(t *testing.T, name string) *replica {
 	for i := range r.objs {
 		r.objs[i].SHA256 = i%3 == 1
 	}
-	r.objs = append(r.objs, dataset.Object{Key: "data/big/9mib.txt", ContentType: "text/plain", Data: bytes.Repeat([]byte("nine mebibytes "), 9<<20/15+1)})
+	r.objs = append(r.objs, dataset.Object{Key: "data/big/17mib.txt", ContentType: "text/plain", Data: bytes.Repeat([]byte("seventeen mebibytes "), 17<<20/20+1)})
 	noise := []dataset.Object{{Key: "data/scratch.tmp", Data: []byte("ignored by the rule")}, {Key: "other/x", Data: []byte("outside the prefix")}}
 	if err := dataset.Upload(ctx, r.src, rule.SourceBucket, append(slices.Clone(r.objs), noise...), 8); err != nil {
 		t.Fatal(err)
@@ -100,7 +100,7 @@ func newReplica(t *testing.T, name string) *replica {
 // replicate copies the source object at key to every destination as the
 // target worker writes it: the source's metadata plus provenance
 // (archive, sequencer, source last-modified from HeadObject, version,
-// SHA-256), and S3's SHA-256 checksum with one PUT up to 8 MiB, else a
+// SHA-256), and S3's SHA-256 checksum with one PUT up to 16 MiB, else a
 // multipart upload with a full-object CRC32C and no xrc-sha256 (the source
 // learns a streamed object's digest only after the target started writing
 // it).
