@@ -191,6 +191,20 @@ func asyncBridge(t *testing.T, f *fakeSQS, dst s3API) (*bridge, *httptest.Server
 	return br, srv
 }
 
+// drain stops an -async bridge as main does after Shutdown: the replica
+// events being forwarded first, then the batcher, whose records they add.
+func drain(t *testing.T, br *bridge) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := br.later.close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := br.async.close(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // With -async, a replication event is answered at once, and later events
 // too, while its replica is still being read (and that read is retried);
 // it reaches SQS once the read succeeds, and close waits for it.
@@ -214,14 +228,7 @@ func TestAsyncReplicaEventsDoNotHoldMinIO(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	close(dst.release)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := br.later.close(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := br.async.close(ctx); err != nil {
-		t.Fatal(err)
-	}
+	drain(t, br)
 	if n := len(f.sent["http://q/1/arrivals"]); n != 1 || len(f.sent["http://q/1/in-queue"]) != 1 {
 		t.Fatalf("sent %v, want one replica event and one object event", f.sent)
 	}
@@ -252,14 +259,7 @@ func TestAsyncTakesEachReplicaOnce(t *testing.T) {
 			t.Fatalf("replication event: %d %s", code, resp)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := br.later.close(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := br.async.close(ctx); err != nil {
-		t.Fatal(err)
-	}
+	drain(t, br)
 	if n := len(f.sent["http://q/1/arrivals"]); n != 2 {
 		t.Errorf("sent %d replica events, want 2 (v1 once, v2)", n)
 	}
