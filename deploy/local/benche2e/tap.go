@@ -5,7 +5,6 @@ package main
 import (
 	"bytes"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -14,7 +13,6 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"os"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -62,14 +60,14 @@ func newReplicaTap(target, caPath, certFile, keyFile, srcRegion, srcBucket, dstB
 	if err != nil || u.Host == "" {
 		return nil, errors.New("bad target MinIO URL " + target)
 	}
-	pem, err := os.ReadFile(caPath)
+	toTarget, err := httpClient(caPath)
 	if err != nil {
 		return nil, err
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("no certificate in %s", caPath)
-	}
+	tr := toTarget.Transport.(*http.Transport)
+	// HTTP/1.1, a connection per replication, as MinIO's own client: one
+	// HTTP/2 connection would carry them all as one flow across the link.
+	tr.ForceAttemptHTTP2, tr.MaxIdleConnsPerHost = false, 64
 	t := &replicaTap{
 		dstBucket: dstBucket, srcBucket: srcBucket, srcRegion: srcRegion, eventsURL: eventsURL,
 		client: &http.Client{Timeout: 30 * time.Second},
@@ -80,11 +78,7 @@ func newReplicaTap(target, caPath, certFile, keyFile, srcRegion, srcBucket, dstB
 			r.SetURL(u)
 			r.Out.Host = r.In.Host // signed by MinIO's replication client
 		},
-		Transport: &http.Transport{
-			TLSClientConfig:     &tls.Config{RootCAs: pool},
-			MaxIdleConnsPerHost: 64,
-			IdleConnTimeout:     90 * time.Second,
-		},
+		Transport:      tr,
 		ModifyResponse: t.observe,
 		ErrorLog:       t.log,
 	}
