@@ -2,6 +2,7 @@ package deliver_test
 
 import (
 	"context"
+	"crypto/md5"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
@@ -9,6 +10,7 @@ import (
 	"hash/crc32"
 	"math/big"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -123,6 +125,8 @@ func TestDestinationObjects(t *testing.T) {
 		// Without a SHA-256 kept by S3 at the source, a large object's
 		// digest comes after it in the archive: checked, but not stored.
 		{Key: "data/large-crc.txt", Data: dataset.Text(rng, deliver.BufferMax+1<<20)},
+		// One part's worth, so one PUT: one request, not three.
+		{Key: "data/one-part.txt", Data: dataset.Text(rng, 12<<20)},
 	}
 	if err := dataset.Upload(ctx, p.src, src, objs, 2); err != nil {
 		t.Fatal(err)
@@ -172,6 +176,13 @@ func TestDestinationObjects(t *testing.T) {
 		}
 		if got := md[deliver.MetaSHA256]; got != want {
 			t.Errorf("%s: %s = %q, want %q", o.Key, deliver.MetaSHA256, got, want)
+		}
+		// Up to the smallest part a multipart upload sends, one PUT: its
+		// ETag is the MD5 of its bytes, as a source PUT in one request has.
+		if len(o.Data) <= 16<<20 {
+			if got, want := strings.Trim(aws.ToString(head.ETag), `"`), fmt.Sprintf("%x", md5.Sum(o.Data)); got != want {
+				t.Errorf("%s (%d bytes): ETag %s, want the MD5 %s of one PUT", o.Key, len(o.Data), got, want)
+			}
 		}
 		if len(o.Data) <= deliver.BufferMax {
 			if got, want := aws.ToString(head.ChecksumSHA256), base64.StdEncoding.EncodeToString(sum[:]); got != want {
