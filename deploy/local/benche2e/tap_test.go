@@ -112,6 +112,11 @@ func TestReplicaTapReportsStoredReplicas(t *testing.T) {
 		t.Fatal(err)
 	}
 	want("put", "a/put.tar.zst", aws.ToString(put.VersionId))
+	if _, err := s3c.PutObject(ctx, &s3.PutObjectInput{Bucket: &bucket, Key: aws.String("a/put.tar.zst"), IfNoneMatch: aws.String("*"),
+		Body: strings.NewReader("again")}); err == nil {
+		t.Fatal("a conditional put over an existing key succeeded")
+	}
+	none("refused put")
 
 	key := "a/multipart.tar.zst"
 	up, err := s3c.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: &bucket, Key: &key})
