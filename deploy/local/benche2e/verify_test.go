@@ -13,11 +13,14 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/xrc-dev/xrc/internal/events"
 	"github.com/xrc-dev/xrc/internal/localstack"
 )
 
@@ -68,7 +71,7 @@ func TestVerifierListsWhatItCanAndReadsTheRest(t *testing.T) {
 		entries = append(entries, entry(key, data))
 	}
 	var out bytes.Buffer
-	if err := verifyLoop(ctx, client, bucket, "p/", entries, json.NewEncoder(&out)); err != nil {
+	if err := verifyLoop(ctx, client, bucket, "p/", entries, arrivals{}, json.NewEncoder(&out)); err != nil {
 		t.Fatalf("verifyLoop: %v\n%s", err, out.String())
 	}
 	if !strings.Contains(out.String(), fmt.Sprintf(`"event":"done","verified":%d`, len(entries))) {
@@ -80,15 +83,83 @@ func TestVerifierListsWhatItCanAndReadsTheRest(t *testing.T) {
 	// would fail.
 	listed := entry("p/small", small)
 	listed.SHA256 = strings.Repeat("0", 64)
-	if err := verifyLoop(ctx, client, bucket, "p/small", []manifestEntry{listed}, json.NewEncoder(io.Discard)); err != nil {
+	if err := verifyLoop(ctx, client, bucket, "p/small", []manifestEntry{listed}, arrivals{}, json.NewEncoder(io.Discard)); err != nil {
 		t.Fatalf("verifyLoop read an object its HEAD verified: %v", err)
 	}
 
 	// Same size, other bytes: the ETag differs, so it is read, and fails.
 	bad := bytes.ToUpper(small)
 	put("q/bad", bad)
-	err = verifyLoop(ctx, client, bucket, "q/", []manifestEntry{entry("q/bad", small)}, json.NewEncoder(io.Discard))
+	err = verifyLoop(ctx, client, bucket, "q/", []manifestEntry{entry("q/bad", small)}, arrivals{}, json.NewEncoder(io.Discard))
 	if err == nil || !strings.Contains(err.Error(), "SHA-256") {
 		t.Fatalf("verifyLoop on changed bytes: %v, want a SHA-256 mismatch", err)
+	}
+}
+
+// Objects the event stream reports are verified without a listing: with
+// more objects than the verifier probes by name and no listing after the
+// first (made before they exist), only their events can bring them in.
+// The stream holds its last few events back; those are found by name.
+func TestVerifierFollowsCreatedEvents(t *testing.T) {
+	env := localstack.Require(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	client, err := env.S3(ctx, "us-east-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bucket := localstack.UniqueName("verify")
+	if err := env.EnsureBucket(ctx, "us-east-1", bucket, false); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { env.RemoveBucket(context.Background(), "us-east-1", bucket) })
+	cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion("us-east-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(key string, data []byte) {
+		t.Helper()
+		if _, err := client.PutObject(ctx, &s3.PutObjectInput{Bucket: &bucket, Key: aws.String(key), Body: bytes.NewReader(data)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	created := make(chan events.ObjectRef, 1024)
+	streamErr := make(chan error, 1)
+	go func() { streamErr <- listen(ctx, cfg, env.S3Endpoints["us-east-1"], bucket, "", created) }()
+	// Objects outside the verified prefix until one comes through: the
+	// stream is then listening.
+	for i := 0; ; i++ {
+		put(fmt.Sprintf("warm/%03d", i), []byte("warm"))
+		select {
+		case <-created:
+		case err := <-streamErr:
+			t.Fatalf("event stream: %v", err)
+		case <-time.After(100 * time.Millisecond):
+			continue
+		}
+		break
+	}
+
+	var entries []manifestEntry
+	for i := range probeBelow + 16 {
+		data := []byte(fmt.Sprintf("object %d", i))
+		s, m := sha256.Sum256(data), md5.Sum(data)
+		entries = append(entries, manifestEntry{Key: fmt.Sprintf("e/%02d", i), Size: int64(len(data)), SHA256: hex.EncodeToString(s[:]), MD5: hex.EncodeToString(m[:])})
+	}
+	done := make(chan error, 1)
+	var out bytes.Buffer
+	go func() {
+		done <- verifyLoop(ctx, client, bucket, "e/", entries, arrivals{created: created, listEvery: time.Hour}, json.NewEncoder(&out))
+	}()
+	time.Sleep(200 * time.Millisecond) // past its first listing
+	for i, e := range entries {
+		put(e.Key, []byte(fmt.Sprintf("object %d", i)))
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("verifyLoop: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), fmt.Sprintf(`"event":"done","verified":%d`, len(entries))) {
+		t.Fatalf("verifier said %s, want done with %d", out.String(), len(entries))
 	}
 }
