@@ -24,13 +24,11 @@ import (
 	"github.com/xrc-dev/xrc/internal/localstack"
 )
 
-// The verifier takes a listed object whose ETag is the MD5 of the expected
-// bytes as verified, reads and hashes any other (a multipart object's
-// ETag is no MD5 of its bytes), and fails on an object whose bytes differ
-// though its size matches.
-func TestVerifierListsWhatItCanAndReadsTheRest(t *testing.T) {
+// verifyBucket is a new bucket on the local stack's us-east-1 MinIO, removed
+// after the test, with the stack and a client for it.
+func verifyBucket(ctx context.Context, t *testing.T) (localstack.Env, *s3.Client, string) {
+	t.Helper()
 	env := localstack.Require(t)
-	ctx := context.Background()
 	client, err := env.S3(ctx, "us-east-1")
 	if err != nil {
 		t.Fatal(err)
@@ -40,11 +38,23 @@ func TestVerifierListsWhatItCanAndReadsTheRest(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { env.RemoveBucket(context.Background(), "us-east-1", bucket) })
+	return env, client, bucket
+}
 
-	entry := func(key string, data []byte) manifestEntry {
-		s, m := sha256.Sum256(data), md5.Sum(data)
-		return manifestEntry{Key: key, Size: int64(len(data)), SHA256: hex.EncodeToString(s[:]), MD5: hex.EncodeToString(m[:])}
-	}
+// entryOf is the manifest entry of data stored at key.
+func entryOf(key string, data []byte) manifestEntry {
+	s, m := sha256.Sum256(data), md5.Sum(data)
+	return manifestEntry{Key: key, Size: int64(len(data)), SHA256: hex.EncodeToString(s[:]), MD5: hex.EncodeToString(m[:])}
+}
+
+// The verifier takes a listed object whose ETag is the MD5 of the expected
+// bytes as verified, reads and hashes any other (a multipart object's
+// ETag is no MD5 of its bytes), and fails on an object whose bytes differ
+// though its size matches.
+func TestVerifierListsWhatItCanAndReadsTheRest(t *testing.T) {
+	ctx := context.Background()
+	_, client, bucket := verifyBucket(ctx, t)
+	entry := entryOf
 	small := []byte("a small object, PUT in one request")
 	large := bytes.Repeat([]byte("0123456789abcdef"), 11<<16) // 11 MiB: three parts
 	put := func(key string, data []byte) {
@@ -101,18 +111,9 @@ func TestVerifierListsWhatItCanAndReadsTheRest(t *testing.T) {
 // first (made before they exist), only their events can bring them in.
 // The stream holds its last few events back; those are found by name.
 func TestVerifierFollowsCreatedEvents(t *testing.T) {
-	env := localstack.Require(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	client, err := env.S3(ctx, "us-east-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	bucket := localstack.UniqueName("verify")
-	if err := env.EnsureBucket(ctx, "us-east-1", bucket, false); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { env.RemoveBucket(context.Background(), "us-east-1", bucket) })
+	env, client, bucket := verifyBucket(ctx, t)
 	cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion("us-east-1"))
 	if err != nil {
 		t.Fatal(err)
@@ -143,9 +144,7 @@ func TestVerifierFollowsCreatedEvents(t *testing.T) {
 
 	var entries []manifestEntry
 	for i := range probeBelow + 16 {
-		data := []byte(fmt.Sprintf("object %d", i))
-		s, m := sha256.Sum256(data), md5.Sum(data)
-		entries = append(entries, manifestEntry{Key: fmt.Sprintf("e/%02d", i), Size: int64(len(data)), SHA256: hex.EncodeToString(s[:]), MD5: hex.EncodeToString(m[:])})
+		entries = append(entries, entryOf(fmt.Sprintf("e/%02d", i), []byte(fmt.Sprintf("object %d", i))))
 	}
 	done := make(chan error, 1)
 	var out bytes.Buffer
