@@ -228,17 +228,22 @@ func (l *Learner) Choose(k Key, m Model, start Arm, lag time.Duration, now time.
 		return d
 	}
 	// Explore a neighbour, or Store, preferring one not known well yet.
-	// Store is a candidate whenever the arm in use saves little: whether
-	// compressing pays at all is the first question, and on data that does
-	// not compress every level looks alike, so a walk from neighbour to
-	// neighbour would never get there.
+	// Store is a candidate whenever the arm in use is known to save little:
+	// whether compressing pays at all is the first question, and on data
+	// that does not compress every level looks alike, so a walk from
+	// neighbour to neighbour would never get there. Not before anything is
+	// known of it: storing one of a new class's first objects (the first
+	// archive's, all chosen before its statistics come in, a large one
+	// included) would lose that object's whole saving on data that
+	// compresses, and data that looks incompressible starts stored anyway
+	// (Classify and the probe).
 	var near, unknown []Arm
 	for _, step := range exploreSteps {
 		if j := i + step; j >= 0 && j < len(l.cfg.Arms) {
 			near = append(near, l.cfg.Arms[j])
 		}
 	}
-	if i > 3 && saving(ests, d.Arm) < storeWorthTrying {
+	if s, known := saving(ests, d.Arm); i > 3 && known && s < storeWorthTrying {
 		near = append(near, l.cfg.Arms[0])
 	}
 	for _, a := range near {
@@ -267,15 +272,15 @@ var exploreSteps = []int{-3, -1, 1, 3}
 // saving of the object.
 const storeWorthTrying = 0.1
 
-// saving is the fraction of input arm a removes, as estimated in ests; 0
-// when nothing is known.
-func saving(ests []Estimate, a Arm) float64 {
+// saving is the fraction of input arm a removes, as estimated in ests, and
+// whether anything is known of it.
+func saving(ests []Estimate, a Arm) (float64, bool) {
 	for _, e := range ests {
 		if e.Arm == a && e.In > 0 {
-			return 1 - e.Out/e.In
+			return 1 - e.Out/e.In, true
 		}
 	}
-	return 0
+	return 0, false
 }
 
 // adjustSteps moves throughput mode one arm faster while lag is past the

@@ -252,6 +252,35 @@ func TestExploresNeighboursWithDecayingProbability(t *testing.T) {
 	}
 }
 
+// A new class is never stored to explore before anything is known of the
+// arm in use: the objects of its first archive are all chosen cold, and
+// storing one that compresses loses its whole saving. Once that arm is
+// known to save little, Store is among what is tried.
+func TestExploresStoreOnlyWhenLittleIsKnownSaved(t *testing.T) {
+	l := New(Config{Arms: Arms(true, -7, 19), Explore: 1, ExploreFloor: 1}, rand.New(rand.NewPCG(4, 4)))
+	now := time.Now()
+	stores := func(k Key) (n int) {
+		for range 1000 {
+			if l.Choose(k, testModel(), 3, 0, now).Arm == Store {
+				n++
+			}
+		}
+		return n
+	}
+	cold, little, much := Key{"r", JSON}, Key{"r", CSV}, Key{"r", XML}
+	if n := stores(cold); n != 0 {
+		t.Errorf("a new class was stored %d times in 1000 explorations", n)
+	}
+	l.Observe(Observation{little, 3, Sample{In: 1 << 30, Out: 1 << 30 * 95 / 100, CPU: 10 * time.Second, Objects: 1000}, now})
+	l.Observe(Observation{much, 3, Sample{In: 1 << 30, Out: 1 << 28, CPU: 10 * time.Second, Objects: 1000}, now})
+	if n := stores(little); n < 100 {
+		t.Errorf("level 3 saving 5%%: stored %d times in 1000 explorations, want about one in five", n)
+	}
+	if n := stores(much); n != 0 {
+		t.Errorf("level 3 saving 75%%: stored %d times in 1000 explorations", n)
+	}
+}
+
 func TestThroughputMode(t *testing.T) {
 	arms := Arms(true, -7, 19)
 	l := New(Config{Arms: arms, Explore: 1e-9, ExploreFloor: 1e-9, Freshness: time.Minute, StepEvery: 10 * time.Second}, rand.New(rand.NewPCG(1, 1)))
