@@ -333,7 +333,9 @@ func (lv *levels) publish(ctx context.Context, obs []adaptive.Observation, now t
 	}
 	for k := range seen {
 		best, benefit := lv.best(k, now)
-		if best == nil || lv.published[k] == *best {
+		// Store is Arm's zero value: a class never published must not
+		// read as one published as Store.
+		if was, ok := lv.published[k]; best == nil || ok && was == *best {
 			continue
 		}
 		sctx, cancel := context.WithTimeout(ctx, statsTimeout)

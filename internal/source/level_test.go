@@ -16,7 +16,9 @@ import (
 	"github.com/xrc-dev/xrc/internal/archive"
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/corpus"
+	"github.com/xrc-dev/xrc/internal/localstack"
 	"github.com/xrc-dev/xrc/internal/manifest"
+	"github.com/xrc-dev/xrc/internal/stats"
 )
 
 // TestChooseWithoutLearning: with the adaptive choice disabled, objects
@@ -136,5 +138,47 @@ func TestSwitchIsLogged(t *testing.T) {
 	if f["arm"] != "6" || f["was"] != "3" || f["class"] != "csv" || !near(newArm["objects"], 4) || !near(oldArm["objects"], 8) ||
 		!near(newArm["outPerIn"], 0.3) || !near(oldArm["outPerIn"], 0.4) {
 		t.Errorf("switch logged as %v", f)
+	}
+}
+
+// TestStoreIsPublished: a class whose best trusted arm is Store (data that
+// does not compress) has that choice published for xrc savings and the
+// demo, as any other arm is (Store is Arm's zero value).
+func TestStoreIsPublished(t *testing.T) {
+	env := localstack.Require(t)
+	ctx := context.Background()
+	table := localstack.UniqueName("levels")
+	if err := env.EnsureTable(ctx, table, true); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { env.DeleteTable(context.Background(), table) })
+	ddb, err := env.DynamoDB(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := stats.New(ddb, table, time.Now)
+	cfg := &config.Config{Settings: config.Settings{Adaptive: config.Adaptive{MinLevel: -7, MaxLevel: 19, HalfLife: config.Duration(time.Hour)},
+		Prices: config.Prices{TransferPerGB: 0.02, VCPUHour: 0.01245}}}
+	w := &Worker{Deps: Deps{Config: cfg, Log: zap.NewNop(), Metrics: NewMetrics(prometheus.NewRegistry()), Clock: clockwork.NewRealClock(), Stats: st}}
+	rule := &config.Rule{ID: "r", Level: 3, Destinations: []config.Destination{{Region: "eu-west-1", Bucket: "d"}}}
+	w.rules = []*config.Rule{rule}
+	lv := newLevels(w)
+	m := &manifest.Manifest{}
+	var choices []choice
+	var sts []archive.ObjectStats
+	for i := range 8 {
+		m.Objects = append(m.Objects, manifest.Object{Key: fmt.Sprintf("k%d.csv", i)}, manifest.Object{Key: fmt.Sprintf("k%d.bin", i)})
+		choices = append(choices, choice{adaptive.CSV, 3}, choice{adaptive.Incompressible, adaptive.Store})
+		sts = append(sts, archive.ObjectStats{In: 1 << 20, Out: 400 << 10, CPU: 5 * time.Millisecond}, archive.ObjectStats{In: 1 << 20, Out: 1 << 20})
+	}
+	now := time.Now()
+	lv.observe(ctx, rule, m, choices, sts, now)
+	lv.refresh(ctx, now)
+	got, err := st.Choices(ctx, rule.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[adaptive.CSV].Arm != "3" || got[adaptive.Incompressible].Arm != adaptive.Store.String() {
+		t.Errorf("published choices %+v, want csv 3 and incompressible %s", got, adaptive.Store)
 	}
 }
