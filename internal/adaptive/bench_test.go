@@ -175,7 +175,7 @@ func runAdaptiveBench(b *testing.B) {
 					start = Store
 				}
 				keys[i] = k
-				as[i] = l.Choose(k, m, start, 0, now).Arm
+				as[i] = l.Choose(k, m, start, int64(len(o)), 0, now).Arm
 			}
 			st := encode(b, w, batch, as)
 			for i, x := range st {
@@ -258,7 +258,7 @@ func runMixedSizes(b *testing.B) {
 				batch := objs[start:min(start+perArchive, len(objs))]
 				as := make([]Arm, len(batch))
 				for i, o := range batch {
-					d := l.Choose(k, m, 3, 0, now)
+					d := l.Choose(k, m, 3, int64(len(o)), 0, now)
 					as[i] = d.Arm
 					if d.Why == "explore" && len(o) >= 1<<20 {
 						explored[d.Arm] += int64(len(o))
@@ -368,7 +368,7 @@ func mixedCorpus(b *testing.B, m Model, arms []Arm, w *archive.Writer) {
 			var order []classArm
 			for i := first; i < end; i++ {
 				c := objs[i].class
-				a := l.Choose(Key{Rule: "bench", Class: c}, m, start(c), 0, now).Arm
+				a := l.Choose(Key{Rule: "bench", Class: c}, m, start(c), int64(len(objs[i].data)), 0, now).Arm
 				x := enc(i, a)
 				out += x.Out
 				s := sums[classArm{c, a}]

@@ -194,19 +194,20 @@ func (l *Learner) estimates(k Key, m Model, now time.Time) []Estimate {
 	return out
 }
 
-// Choose picks the arm for the next object of k. start is the arm to use
-// while nothing is trusted; lag is the age of the oldest message the
-// object comes from.
-func (l *Learner) Choose(k Key, m Model, start Arm, lag time.Duration, now time.Time) Decision {
+// Choose picks the arm for the next object of k, of size bytes. start is
+// the arm to use while nothing is trusted; lag is the age of the oldest
+// message the object comes from.
+func (l *Learner) Choose(k Key, m Model, start Arm, size int64, lag time.Duration, now time.Time) Decision {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.adjustSteps(lag, now)
 	ests := l.estimates(k, m, now)
 	d := Decision{Arm: l.nearest(start), Why: "start"}
-	best, total := math.Inf(-1), 0.0
+	best, total, seen := math.Inf(-1), 0.0, 0.0
 	trusted := map[Arm]bool{}
 	for _, e := range ests {
 		total += e.Objects
+		seen += e.In
 		if e.Trusted {
 			trusted[e.Arm] = true
 			if e.Benefit > best {
@@ -224,7 +225,7 @@ func (l *Learner) Choose(k Key, m Model, start Arm, lag time.Duration, now time.
 		return Decision{Arm: l.cfg.Arms[max(i-l.steps, 0)], Why: "throughput"}
 	}
 	p := max(l.cfg.ExploreFloor, l.cfg.Explore*math.Exp2(-total/l.cfg.ExploreHalf))
-	if l.rng.Float64() >= p {
+	if l.rng.Float64() >= p || float64(size) > max(exploreAlways, seen/exploreShare) {
 		return d
 	}
 	// Explore a neighbour, or Store, preferring one not known well yet.
@@ -259,6 +260,18 @@ func (l *Learner) Choose(k Key, m Model, start Arm, lag time.Duration, now time.
 	}
 	return Decision{Arm: near[l.rng.IntN(len(near))], Why: "explore"}
 }
+
+// An object is explored only if it is at most exploreAlways bytes or at
+// most 1/exploreShare of the class's (decayed) input known so far: what
+// one exploration can lose (a level worse than the one in use, on every
+// byte of the object) stays small against what the class has sent. A
+// class's first large objects, those of its first archive above all, go
+// at the arm in use; once the class has sent enough, large objects are
+// explored like small ones, so levels are still measured on every size.
+const (
+	exploreAlways = 1 << 20
+	exploreShare  = 16
+)
 
 // exploreSteps are the arms tried around the one in use: the next ones,
 // whose difference is small and slow to tell from noise, and three away,

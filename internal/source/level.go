@@ -134,7 +134,7 @@ func (lv *levels) choose(rule *config.Rule, o *manifest.Object, sample []byte, l
 	if lv.cfg.Disabled {
 		return class, start
 	}
-	d := lv.learn.Choose(adaptive.Key{Rule: rule.ID, Class: class}, lv.models[rule.ID], start, lag, now)
+	d := lv.learn.Choose(adaptive.Key{Rule: rule.ID, Class: class}, lv.models[rule.ID], start, o.Size, lag, now)
 	lv.m.Decisions.WithLabelValues(d.Why).Inc()
 	return class, d.Arm
 }
