@@ -1,9 +1,11 @@
 package localstack
 
 import (
+	"context"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
@@ -31,4 +33,22 @@ func Eventually(within, interval time.Duration, cond func() bool) bool {
 func ObservedLogger(t testing.TB, level zapcore.Level) (*zap.Logger, *observer.ObservedLogs) {
 	core, logs := observer.New(level)
 	return zap.New(zapcore.NewTee(zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)).Core(), core)), logs
+}
+
+// TestTable creates a new statistics-shaped table (keys "pk" and "sk") on
+// the stack's DynamoDB, deleted after the test, and returns its name and a
+// client.
+func (e Env) TestTable(t testing.TB, prefix string) (string, *dynamodb.Client) {
+	t.Helper()
+	ctx := context.Background()
+	table := UniqueName(prefix)
+	if err := e.EnsureTable(ctx, table, true); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.DeleteTable(context.Background(), table) })
+	ddb, err := e.DynamoDB(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return table, ddb
 }

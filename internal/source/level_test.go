@@ -145,17 +145,8 @@ func TestSwitchIsLogged(t *testing.T) {
 // does not compress) has that choice published for xrc savings and the
 // demo, as any other arm is (Store is Arm's zero value).
 func TestStoreIsPublished(t *testing.T) {
-	env := localstack.Require(t)
 	ctx := context.Background()
-	table := localstack.UniqueName("levels")
-	if err := env.EnsureTable(ctx, table, true); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { env.DeleteTable(context.Background(), table) })
-	ddb, err := env.DynamoDB(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	table, ddb := localstack.Require(t).TestTable(t, "levels")
 	st := stats.New(ddb, table, time.Now)
 	cfg := &config.Config{Settings: config.Settings{Adaptive: config.Adaptive{MinLevel: -7, MaxLevel: 19, HalfLife: config.Duration(time.Hour)},
 		Prices: config.Prices{TransferPerGB: 0.02, VCPUHour: 0.01245}}}

@@ -13,17 +13,7 @@ import (
 
 func store(t *testing.T) *stats.Store {
 	t.Helper()
-	env := localstack.Require(t)
-	ctx := context.Background()
-	table := localstack.UniqueName("stats")
-	if err := env.EnsureTable(ctx, table, true); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { env.DeleteTable(context.Background(), table) })
-	ddb, err := env.DynamoDB(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	table, ddb := localstack.Require(t).TestTable(t, "stats")
 	return stats.New(ddb, table, time.Now)
 }
 
