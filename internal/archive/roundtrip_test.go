@@ -348,6 +348,27 @@ func TestWriterErrors(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+	t.Run("abort", func(t *testing.T) {
+		for _, opts := range encoderOptions() {
+			// An object failing midway leaves the archive open; Abort
+			// abandons it, and the next archive on the Writer is whole.
+			w := NewWriter(opts)
+			var cut bytes.Buffer
+			if err := w.Begin(&cut, newManifest("cut", specs)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := w.WriteObject(0, iotest.ErrReader(errors.New("denied"))); err == nil {
+				t.Fatal("WriteObject of a failing reader succeeded")
+			}
+			w.Abort()
+			w.Abort() // nothing open: a no-op
+			if _, _, err := readArchive(cut.Bytes(), ReaderOptions{}); !errors.Is(err, ErrInvalid) {
+				t.Errorf("%s: the abandoned archive reads with %v, want ErrInvalid", w.Encoder(), err)
+			}
+			m := newManifest("next", specs)
+			checkRoundTrip(t, writeArchive(t, w, m, specs), m, specs)
+		}
+	})
 	t.Run("misuse", func(t *testing.T) {
 		w := NewWriter(WriterOptions{})
 		if _, err := w.WriteObject(0, strings.NewReader("")); err == nil {

@@ -447,6 +447,16 @@ func (w *Writer) Close() error {
 	})
 }
 
+// Abort abandons the open archive, if any, without ending it: what reached
+// the destination is a truncated archive, which every reader rejects, and
+// the Writer is ready for the next Begin. A caller that gives up on an
+// archive midway calls it, so that a Writer it reuses is never still open.
+func (w *Writer) Abort() {
+	if w.m != nil {
+		w.reset()
+	}
+}
+
 // Written returns the compressed bytes written to the destination of the
 // current (or last) archive so far. The encoder holds back up to a block,
 // so this trails the input until Close.

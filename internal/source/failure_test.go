@@ -25,6 +25,7 @@ import (
 	"github.com/xrc-dev/xrc/internal/dataset"
 	"github.com/xrc-dev/xrc/internal/events"
 	"github.com/xrc-dev/xrc/internal/localstack"
+	"github.com/xrc-dev/xrc/internal/source"
 	"github.com/xrc-dev/xrc/internal/stats"
 )
 
@@ -34,6 +35,7 @@ const (
 	logGone        = "object gone since its event; skipping"
 	logOverwritten = "object overwritten since its event; skipping (the newer write has its own event)"
 	logNotStaged   = "archive not staged; its messages will be retried"
+	logRebuilt     = "object failed while archiving; rebuilding the archive without it"
 )
 
 // sourceQueue is the URL of the rule's event queue.
@@ -588,4 +590,63 @@ func TestStatsOutageKeepsArchiving(t *testing.T) {
 	if n := r.metric(t, "xrc_source_level_objects_total"); n != float64(len(objs)) {
 		t.Errorf("level mix counts %v objects, want %d", n, len(objs))
 	}
+}
+
+// deniedGet fails every GET of a key containing "denied", as S3 does for an
+// SSE-KMS object the worker may HEAD but not decrypt.
+type deniedGet struct{ source.S3API }
+
+func (c deniedGet) GetObject(ctx context.Context, in *s3.GetObjectInput, optFns ...func(*s3.Options)) (*s3.GetObjectOutput, error) {
+	if strings.Contains(aws.ToString(in.Key), "denied") {
+		return nil, fmt.Errorf("GetObject %s: AccessDenied (injected)", aws.ToString(in.Key))
+	}
+	return c.S3API.GetObject(ctx, in, optFns...)
+}
+
+// An object whose GET fails once its archive has begun (1 MiB objects are
+// read while the archive is written, not when the batch is planned) fails
+// alone: its archive is rebuilt without it, and every archive after it is
+// staged. The failed archive's writer once went back to the pool still
+// open, and refused every archive it was given after that.
+func TestObjectFailingMidArchiveFailsOnlyItself(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(c *config.Config) {
+		// The three first objects share an archive.
+		c.Rules[0].Batch.MaxAge = config.Duration(3 * time.Second)
+		c.Rules[0].Batch.Idle = c.Rules[0].Batch.MaxAge
+	})
+	f.worker = deniedGet{f.worker}
+	rng := rand.New(rand.NewPCG(7, 7))
+	first := []object{
+		{key: "data/first/a", data: dataset.Text(rng, 1<<20)},
+		{key: "data/first/b-denied", data: dataset.Text(rng, 1<<20)},
+		{key: "data/first/c", data: dataset.Text(rng, 1<<20)},
+	}
+	f.put(t, first)
+	f.waitDepth(t, f.sourceQueue(), len(first), time.Minute)
+	log, logs := observed(t)
+	r := f.start(t, log)
+	f.waitStaged(t, 2, time.Minute)
+	var later []object
+	for i := range 6 {
+		later = append(later, object{key: fmt.Sprintf("data/later/%d", i), data: dataset.Text(rng, 1<<20)})
+	}
+	f.put(t, later)
+	want := append([]object{first[0], first[2]}, later...)
+	got := f.waitStaged(t, len(want), time.Minute)
+	for _, o := range want {
+		if s, ok := got[o.key]; !ok || s.sum != digest(o.data) {
+			t.Errorf("%s not archived intact", o.key)
+		}
+	}
+	if _, ok := got["data/first/b-denied"]; ok {
+		t.Error("the object that cannot be read was archived")
+	}
+	if keys := loggedKeys(logs, logRebuilt); len(keys) < 1 || keys[0] != "data/first/b-denied" {
+		t.Errorf("archives rebuilt without %q, want data/first/b-denied", keys)
+	}
+	for _, e := range logs.FilterMessage(logNotStaged).All() {
+		t.Errorf("an archive of readable objects failed: %v", e.ContextMap()["error"])
+	}
+	r.stop()
 }

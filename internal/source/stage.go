@@ -99,6 +99,12 @@ func (w *Worker) stage(ctx context.Context, rule *config.Rule, entries []entry, 
 	choices := make([]choice, len(m.Objects))
 	werr := w.write(ctx, aw, pw, rule, m, held, lag(entries, w.Clock.Now()), choices)
 	pw.CloseWithError(werr)
+	if werr != nil {
+		// Back in the pool still open, the writer would refuse every
+		// archive after this one. The pipe is closed first, so that no
+		// encoder write waits on an upload that has stopped reading.
+		aw.Abort()
+	}
 	uerr := <-uploaded
 	var oe *objectError
 	switch {
