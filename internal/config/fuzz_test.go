@@ -48,6 +48,12 @@ func TestGlob(t *testing.T) {
 		{`a\*b`, "a*b", true},
 		{`a\*b`, "axb", false},
 		{"a.b", "axb", false},
+		// Letters of several bytes are one character each.
+		{"*/brouillons-été/*", "x/brouillons-été/a.txt", true},
+		{"*/brouillons-été/*", "x/brouillons-ete/a.txt", false},
+		{"caf?", "café", true},
+		{`\é*`, "été", true},
+		{"[éè]x", "èx", true},
 	}
 	for _, tc := range cases {
 		re, err := compileGlob(tc.pat)

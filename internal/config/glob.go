@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -13,18 +14,21 @@ func compileGlob(pattern string) (*regexp.Regexp, error) {
 	var b strings.Builder
 	// (?s): keys may hold newlines, and '*' and '?' must match them too.
 	b.WriteString(`(?s)^`)
-	for i := 0; i < len(pattern); i++ {
-		switch c := pattern[i]; c {
+	// Rune by rune: a key's non-ASCII letters are several bytes each, and
+	// quoted one byte at a time they would never match.
+	p := []rune(pattern)
+	for i := 0; i < len(p); i++ {
+		switch c := p[i]; c {
 		case '*':
 			b.WriteString(`.*`)
 		case '?':
 			b.WriteString(`.`)
 		case '[':
-			end := strings.IndexByte(pattern[i+1:], ']')
+			end := slices.Index(p[i+1:], ']')
 			if end < 0 {
 				return nil, fmt.Errorf("unclosed '['")
 			}
-			class := pattern[i+1 : i+1+end]
+			class := string(p[i+1 : i+1+end])
 			if strings.HasPrefix(class, "!") {
 				class = "^" + class[1:]
 			}
@@ -34,9 +38,9 @@ func compileGlob(pattern string) (*regexp.Regexp, error) {
 			b.WriteString("[" + strings.ReplaceAll(class, `\`, `\\`) + "]")
 			i += end + 1
 		case '\\':
-			if i+1 < len(pattern) {
+			if i+1 < len(p) {
 				i++
-				b.WriteString(regexp.QuoteMeta(pattern[i : i+1]))
+				b.WriteString(regexp.QuoteMeta(string(p[i])))
 			} else {
 				b.WriteString(`\\`)
 			}
