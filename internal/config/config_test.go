@@ -118,6 +118,12 @@ func TestValidationErrors(t *testing.T) {
 		{"non-source region", mutate(t, func(d map[string]any) { rule0(d)["sourceRegion"] = "eu-west-1" }), []string{"rules[0].sourceRegion: region \"eu-west-1\" does not have role source"}},
 		{"bad region name", mutate(t, func(d map[string]any) { obj(d, "settings", "regions", 0)["name"] = "useast1" }), []string{"settings.regions[0].name: invalid region name"}},
 		{"bad role", mutate(t, func(d map[string]any) { obj(d, "settings", "regions", 0)["role"] = "primary" }), []string{"settings.regions[0].role: must be source, target or both"}},
+		{"staging bucket as source", mutate(t, func(d map[string]any) {
+			rule0(d)["sourceBucket"] = obj(d, "settings", "regions", 0)["stagingBucket"]
+		}), []string{"rules[0].sourceBucket: ", "us-east-1's staging bucket: the rule would archive xrc's own archives"}},
+		{"staging bucket as destination", mutate(t, func(d map[string]any) {
+			dest0(d)["bucket"] = obj(d, "settings", "regions", 1)["stagingBucket"]
+		}), []string{"rules[0].destinations[0].bucket: ", "eu-west-1's staging bucket"}},
 		{"destination equals source", mutate(t, func(d map[string]any) {
 			obj(d, "settings", "regions", 1)["role"] = "both"
 			obj(d, "rules", 1, "destinations", 0)["bucket"] = "acme-exports"

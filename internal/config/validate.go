@@ -293,6 +293,9 @@ func (c *Config) validateRule(errs *Errors, p string, r *Rule, seen map[string]b
 	if msg := BucketNameError(r.SourceBucket); msg != "" {
 		errs.add(p+".sourceBucket", "invalid bucket name %q: %s", r.SourceBucket, msg)
 	}
+	if reg, ok := c.stagingOf(r.SourceBucket); ok {
+		errs.add(p+".sourceBucket", "%q is %s's staging bucket: the rule would archive xrc's own archives", r.SourceBucket, reg)
+	}
 	if strings.HasPrefix(r.Prefix, "/") {
 		errs.add(p+".prefix", "S3 keys do not start with '/': %q", r.Prefix)
 	}
@@ -333,6 +336,9 @@ func (c *Config) validateRule(errs *Errors, p string, r *Rule, seen map[string]b
 		if msg := BucketNameError(d.Bucket); msg != "" {
 			errs.add(dp+".bucket", "invalid bucket name %q: %s", d.Bucket, msg)
 		}
+		if reg, ok := c.stagingOf(d.Bucket); ok {
+			errs.add(dp+".bucket", "%q is %s's staging bucket: its target worker would take every delivered object for an archive", d.Bucket, reg)
+		}
 		if d.StorageClass != "" && !validStorageClass(d.StorageClass) {
 			errs.add(dp+".storageClass", "unknown storage class %q", d.StorageClass)
 		}
@@ -348,6 +354,17 @@ func (c *Config) validateRule(errs *Errors, p string, r *Rule, seen map[string]b
 		}
 		seenDest[id] = true
 	}
+}
+
+// stagingOf returns the region whose staging bucket is bucket. Bucket
+// names are global, so the region a rule names does not matter.
+func (c *Config) stagingOf(bucket string) (region string, ok bool) {
+	for _, r := range c.Settings.Regions {
+		if r.StagingBucket == bucket {
+			return r.Name, true
+		}
+	}
+	return "", false
 }
 
 // checkOverlaps reports rules on one bucket whose filters can match the same
