@@ -197,6 +197,12 @@ func newRun(o Options, d Deps) (*run, error) {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
+	if o.DryRun && d.Checkpoint != nil {
+		// A dry run sends nothing, so its progress is no one's to resume:
+		// a run resuming it would skip every object it only counted.
+		d.Log.Info("dry run: the checkpoint is neither read nor written")
+		d.Checkpoint = nil
+	}
 	root, err := Root(o.Rule, o.Prefix)
 	if err != nil {
 		return nil, err

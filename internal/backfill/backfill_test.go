@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -342,6 +344,50 @@ func TestResumes(t *testing.T) {
 				t.Errorf("checkpoint left after a complete run: %+v %v", st, err)
 			}
 		})
+	}
+}
+
+// An interrupted dry run leaves no checkpoint: the run after it, with the
+// same checkpoint, sends every object rather than resuming past those the
+// dry run only counted.
+func TestDryRunLeavesNoCheckpoint(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	objs := objects(200, 10)
+	if err := dataset.Upload(ctx, f.src, f.rule.SourceBucket, objs, 16); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "checkpoint.json")
+	o := backfill.Options{Rule: f.rule, Concurrency: 2, Depth: 1, DryRun: true}
+	runCtx, cancel := context.WithCancel(ctx)
+	d1 := f.deps(f.queueURL(), backfill.NewFileCheckpoint(path))
+	d1.Progress = func(c backfill.Counts) {
+		if c.TasksDone >= 5 {
+			cancel()
+		}
+	}
+	c1, err := backfill.Run(runCtx, o, d1)
+	cancel()
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted dry run: %v (counts %+v)", err, c1)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the dry run wrote a checkpoint (%v)", err)
+	}
+	o.DryRun = false
+	c2, err := backfill.Run(ctx, o, f.deps(f.queueURL(), backfill.NewFileCheckpoint(path)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c2.Resumed != 0 || c2.Enqueued != int64(len(objs)) {
+		t.Errorf("the run after the dry run: %+v, want %d enqueued and nothing resumed", c2, len(objs))
+	}
+	got := f.drain(t, f.queueURL(), int(c2.Enqueued))
+	for _, o := range objs {
+		if got[o.Key] == nil {
+			t.Errorf("%q never enqueued", o.Key)
+		}
 	}
 }
 
