@@ -115,18 +115,37 @@ func (p *pipeline) startTarget(t testing.TB) (*prometheus.Registry, func() error
 // startTargetWith starts a target worker on the given clients, holding the
 // messages it receives hidden for visibility.
 func (p *pipeline) startTargetWith(t testing.TB, s3c deliver.S3API, sqsc queue.API, visibility time.Duration) (*prometheus.Registry, func() error) {
-	q := queue.New(sqsc, p.dep.TargetQueues["eu-west-1"])
 	reg := prometheus.NewRegistry()
 	cfg := *p.cfg
 	cfg.Settings.Worker.VisibilityTimeout = config.Duration(visibility)
-	w, err := deliver.New(deliver.Deps{Config: &cfg, Region: "eu-west-1", Queue: q, S3: s3c,
-		Tombstones: tombstone.New(p.ddb, cfg.TableName(), time.Now), Ledger: ledger.New(p.ddb, cfg.TableName(), time.Now),
-		Uploads: uploads.New(p.ddb, cfg.TableName(), time.Now),
-		Log:     p.log.Named("target"), Metrics: deliver.NewMetrics(reg), Health: health.New(time.Minute, time.Now)})
+	w := p.targetWorker(t, deliver.Deps{Config: &cfg, Queue: queue.New(sqsc, p.dep.TargetQueues["eu-west-1"]), S3: s3c, Metrics: deliver.NewMetrics(reg)})
+	return reg, run(t, w.Run)
+}
+
+// targetWorker builds eu-west-1's target worker from d, the stack's
+// table, config and logger standing in for what d leaves out.
+func (p *pipeline) targetWorker(t testing.TB, d deliver.Deps) *deliver.Worker {
+	t.Helper()
+	if d.Config == nil {
+		d.Config = p.cfg
+	}
+	if d.S3 == nil {
+		d.S3 = p.dst
+	}
+	table := d.Config.TableName()
+	if d.Tombstones == nil {
+		d.Tombstones = tombstone.New(p.ddb, table, time.Now)
+	}
+	if d.Metrics == nil {
+		d.Metrics = deliver.NewMetrics(prometheus.NewRegistry())
+	}
+	d.Region, d.Ledger, d.Uploads = "eu-west-1", ledger.New(p.ddb, table, time.Now), uploads.New(p.ddb, table, time.Now)
+	d.Log, d.Health = p.log.Named("target"), health.New(time.Minute, time.Now)
+	w, err := deliver.New(d)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return reg, run(t, w.Run)
+	return w
 }
 
 // waitDest polls the destination bucket until it holds n keys.

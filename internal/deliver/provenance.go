@@ -71,6 +71,11 @@ func (p provenance) newerOrSame(o *manifest.Object) bool {
 	return p.modified > mod || p.modified == mod && p.version == o.VersionID
 }
 
+// holds reports whether the destination holds o's own write, xrc's.
+func (p provenance) holds(o *manifest.Object) bool {
+	return p.ok && p.sequencer == o.Sequencer && p.modified == o.LastModified.UnixMilli()
+}
+
 // newerThanDelete reports whether the destination holds a write that
 // happened after the delete d (whose LastModified is the delete's time).
 func (p provenance) newerThanDelete(d *manifest.Object) bool {

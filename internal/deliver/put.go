@@ -88,8 +88,15 @@ func (w *Worker) undoIfDeleted(ctx context.Context, wr *write, o *manifest.Objec
 	if err != nil || !deleted {
 		return err
 	}
+	return w.undo(ctx, o, rt)
+}
+
+// undo removes o's write from rt, found to be overtaken by a delete, if
+// the destination holds it (an earlier attempt may have written it and
+// failed before its own undo).
+func (w *Worker) undo(ctx context.Context, o *manifest.Object, rt config.Route) error {
 	etag, prov, err := w.state(ctx, rt)
-	if err != nil || etag == "" || !prov.ok || prov.sequencer != o.Sequencer || prov.modified != o.LastModified.UnixMilli() {
+	if err != nil || etag == "" || !prov.holds(o) {
 		return err // gone already, or no longer our write
 	}
 	if _, err := w.S3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &rt.Bucket, Key: &rt.Key, IfMatch: &etag}); err != nil && !awsapi.IsNotFound(err) {

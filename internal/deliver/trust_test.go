@@ -3,10 +3,12 @@ package deliver_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +20,7 @@ import (
 	"github.com/xrc-dev/xrc/internal/dataset"
 	"github.com/xrc-dev/xrc/internal/deliver"
 	"github.com/xrc-dev/xrc/internal/manifest"
+	"github.com/xrc-dev/xrc/internal/tombstone"
 )
 
 // The tests in this file hold the target to "the target decides; the
@@ -460,5 +463,68 @@ func TestDeleteRacingNewerWrite(t *testing.T) {
 	}
 	if n := metric(t, reg, "xrc_target_objects_total", "result", "deleted"); n != 0 {
 		t.Errorf("deleted = %v, want 0", n)
+	}
+}
+
+// racedTombstones stands in for a delete of key propagated while a write
+// of it is in flight: its tombstone (sequencer seq) lands just after the
+// write's first read of the tombstones; the read after the write, which
+// would catch it, then fails once (throttled).
+type racedTombstones struct {
+	deliver.Tombstones
+	key, seq string
+	reads    atomic.Int32
+}
+
+func (r *racedTombstones) Get(ctx context.Context, bucket, key string) (tombstone.Tombstone, bool, error) {
+	if key != r.key {
+		return r.Tombstones.Get(ctx, bucket, key)
+	}
+	switch r.reads.Add(1) {
+	case 1:
+		t, ok, err := r.Tombstones.Get(ctx, bucket, key)
+		if err == nil {
+			err = r.Tombstones.Put(ctx, tombstone.Tombstone{Bucket: bucket, Key: key, Sequencer: r.seq, At: time.Now(), ArchiveID: "delete-2"})
+		}
+		return t, ok, err
+	case 2:
+		return tombstone.Tombstone{}, false, errors.New("ProvisionedThroughputExceededException (injected)")
+	}
+	return r.Tombstones.Get(ctx, bucket, key)
+}
+
+// TestRetryFinishesUndoOfWriteOvertakenByDelete: a write overtaken by a
+// delete is removed again after it lands; when that check fails, the
+// retry, finding its own write at the destination, still makes it, so
+// the deleted object does not come back for good. Both ways a write
+// starts: a PUT on the condition that the key is absent, and a read first
+// (a store that does not refuse such a PUT).
+func TestRetryFinishesUndoOfWriteOvertakenByDelete(t *testing.T) {
+	t.Parallel()
+	for _, conditional := range []bool{true, false} {
+		t.Run(fmt.Sprintf("conditional=%v", conditional), func(t *testing.T) {
+			t.Parallel()
+			p := newPipeline(t, func(c *config.Config) {
+				c.Rules[0].Deletes = true
+				c.Settings.Regions[1].S3ConditionalWrites = conditional
+			})
+			ctx := context.Background()
+			dst := p.cfg.Rules[0].Destinations[0].Bucket
+			staging := p.cfg.Settings.Regions[1].StagingBucket
+			k := "data/undo/k.txt"
+			raced := &racedTombstones{Tombstones: tombstone.New(p.ddb, p.cfg.TableName(), time.Now), key: k, seq: seqAt(2)}
+			w := p.targetWorker(t, deliver.Deps{Tombstones: raced})
+			v1, objs := p.objectArchive("undo-v1", k, seqAt(1), []byte("version 1"))
+			p.stage(t, "r1/undo-v1.tar.zst", v1, objs)
+			if err := w.Deliver(ctx, staging, "r1/undo-v1.tar.zst"); err == nil {
+				t.Fatal("the delivery whose check after writing failed succeeded")
+			}
+			if err := w.Deliver(ctx, staging, "r1/undo-v1.tar.zst"); err != nil {
+				t.Fatalf("retry: %v", err)
+			}
+			if p.exists(t, dst, k) {
+				t.Fatal("an object whose newer delete was propagated is back at the destination after a retry")
+			}
+		})
 	}
 }

@@ -50,6 +50,14 @@ func (w *Worker) decide(ctx context.Context, wr *write, o *manifest.Object, rt c
 		return "", "", err
 	}
 	if prov.newerOrSame(o) {
+		if prov.holds(o) {
+			// An earlier attempt may have written it and failed before
+			// its check for a delete propagated meanwhile: check again,
+			// or that delete would stay undone for good.
+			if err := w.undoIfDeleted(ctx, wr, o, rt); err != nil {
+				return "", "", err
+			}
+		}
 		return etag, "skipped_older", nil
 	}
 	if deleted, err := w.deletedSince(ctx, wr, o, rt); err != nil || deleted {
@@ -132,6 +140,9 @@ func (w *Worker) putIfAbsent(ctx context.Context, wr *write, o *manifest.Object,
 		return true, w.failed(wr, o, rt, err)
 	}
 	if deleted {
+		if err := w.undo(ctx, o, rt); err != nil {
+			return true, w.failed(wr, o, rt, err)
+		}
 		w.skipped(wr, "skipped_deleted")
 		return true, nil
 	}
