@@ -46,7 +46,11 @@ func TestNewerOrSame(t *testing.T) {
 		{"same time, same version", provenance{ok: true, modified: ms, version: "v1"}, obj("", "v1", t0), true},
 		{"same time, no versions", provenance{ok: true, modified: ms}, obj("", "", t0), true},
 		{"same time, other version", provenance{ok: true, modified: ms, version: "v1"}, obj("", "v2", t0), false},
-		{"destination lacks sequencer", provenance{ok: true, modified: ms}, obj("01", "", t0), true},
+		// A backfill's write has no sequencer, and whole seconds may hold
+		// two writes: one its event orders is written over it, unless a
+		// version says it is the same.
+		{"destination lacks sequencer", provenance{ok: true, modified: ms}, obj("01", "", t0), false},
+		{"destination lacks sequencer, same version", provenance{ok: true, modified: ms, version: "v1"}, obj("01", "v1", t0), true},
 		{"object lacks sequencer", provenance{ok: true, sequencer: "99", modified: ms - 1}, obj("", "", t0), false},
 		// Sub-millisecond differences are below what metadata keeps.
 		{"same millisecond", provenance{ok: true, modified: ms}, obj("", "", t0.Add(999*time.Microsecond)), true},

@@ -59,7 +59,8 @@ func readProvenance(md map[string]string) provenance {
 
 // newerOrSame reports whether the destination already holds o's write or a
 // later one. Sequencers order writes of one key; without them the source's
-// last-modified time does.
+// last-modified time does, and at the same time the version id says
+// whether it is the same write.
 func (p provenance) newerOrSame(o *manifest.Object) bool {
 	if !p.ok {
 		return false // not written by xrc: xrc owns its destinations
@@ -67,8 +68,19 @@ func (p provenance) newerOrSame(o *manifest.Object) bool {
 	if p.sequencer != "" && o.Sequencer != "" {
 		return events.CompareSequencer(p.sequencer, o.Sequencer) >= 0
 	}
-	mod := o.LastModified.UnixMilli()
-	return p.modified > mod || p.modified == mod && p.version == o.VersionID
+	if mod := o.LastModified.UnixMilli(); p.modified != mod {
+		return p.modified > mod
+	}
+	if p.version != "" || o.VersionID != "" {
+		return p.version == o.VersionID
+	}
+	// An unversioned key, and a time in whole seconds (S3's
+	// Last-Modified): two writes of one second look alike. A write its
+	// event orders (a sequencer) is not taken for the same as one without
+	// (a backfill's, which may have read the earlier write of that
+	// second): it is written, a PUT at worst, and from then on sequencers
+	// order the key's writes.
+	return o.Sequencer == ""
 }
 
 // holds reports whether the destination holds o's own write, xrc's.
