@@ -1,6 +1,8 @@
 package deliver
 
 import (
+	"bytes"
+	"io"
 	"maps"
 	"net/url"
 	"strings"
@@ -206,5 +208,37 @@ func TestMetadataBudget(t *testing.T) {
 	}
 	if md[MetaModified] != "1795315730465" || md[MetaSHA256] != strings.Repeat("00", 32) || md[MetaArchive] != m.ArchiveID {
 		t.Errorf("provenance = %v", md)
+	}
+}
+
+func TestPartSize(t *testing.T) {
+	for _, size := range []int64{0, 5 << 30, 200 << 30, 45_000 << 30, manifest.MaxObjectSize} {
+		ps := partSize(size)
+		if ps < minPartSize || ps > maxPartSize || (size+ps-1)/ps > 10_000 {
+			t.Errorf("partSize(%d) = %d: %d parts", size, ps, (size+ps-1)/ps)
+		}
+	}
+}
+
+// readPart allocates for the bytes that come, not for the part size a
+// manifest's claim makes: a member claiming a terabyte that holds three
+// bytes costs one small buffer.
+func TestReadPart(t *testing.T) {
+	buf, err := readPart(strings.NewReader("abc"), nil, 1<<40)
+	if string(buf) != "abc" || err != io.EOF || cap(buf) > minPartSize {
+		t.Errorf("3 bytes of a 1 TiB part: %q (cap %d), %v", buf, cap(buf), err)
+	}
+	data := bytes.Repeat([]byte("x"), 3*minPartSize)
+	r := bytes.NewReader(data)
+	buf, err = readPart(r, buf, 2*minPartSize+1)
+	if len(buf) != 2*minPartSize+1 || err != nil {
+		t.Errorf("a full part of %d bytes: %d bytes, %v", 2*minPartSize+1, len(buf), err)
+	}
+	buf, err = readPart(r, buf, 2*minPartSize+1)
+	if len(buf) != minPartSize-1 || err != io.EOF {
+		t.Errorf("the last part: %d bytes, %v; want %d and EOF", len(buf), err, minPartSize-1)
+	}
+	if buf, err = readPart(r, buf, 2*minPartSize+1); len(buf) != 0 || err != io.EOF {
+		t.Errorf("after the end: %d bytes, %v", len(buf), err)
 	}
 }

@@ -40,9 +40,32 @@ const partsAtOnce = 4
 // minPartSize is the smallest part a multipart upload sends.
 const minPartSize = 16 << 20
 
+// maxPartSize is S3's largest part.
+const maxPartSize = 5 << 30
+
 // partSize grows with the object so no upload needs more than 9,000 parts
-// (S3 allows 10,000).
-func partSize(size int64) int64 { return max(minPartSize, size/9000+1) }
+// (S3 allows 10,000, of at most 5 GiB: the objects of 45,000-50,000 GiB
+// need more than 9,000).
+func partSize(size int64) int64 { return min(maxPartSize, max(minPartSize, size/9000+1)) }
+
+// readPart reads the next part of body, up to size bytes, into buf's
+// memory. buf grows as the bytes come, not to size at once: a size an
+// archive's manifest claims costs memory only for the bytes it holds. err
+// is io.EOF when body ended (with or without bytes read).
+func readPart(body io.Reader, buf []byte, size int) ([]byte, error) {
+	buf = buf[:0]
+	for len(buf) < size {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, min(size-len(buf), max(len(buf), minPartSize)))
+		}
+		n, err := body.Read(buf[len(buf):min(cap(buf), size)])
+		buf = buf[:len(buf)+n]
+		if err != nil {
+			return buf, err
+		}
+	}
+	return buf, nil
+}
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
@@ -173,19 +196,14 @@ func (w *Worker) sendParts(ctx context.Context, u uploads.Upload, have map[int32
 		resumed int64
 	)
 	for n := int32(1); ; n++ {
-		buf := <-pool
-		if buf == nil {
-			buf = make([]byte, u.PartSize)
-		}
-		k, err := io.ReadFull(body, buf)
-		last := err == io.EOF || err == io.ErrUnexpectedEOF
+		data, err := readPart(body, <-pool, int(u.PartSize))
+		k, last := len(data), err == io.EOF
 		if err != nil && !last {
 			return nil, "", errors.Join(err, g.Wait())
 		}
 		if k == 0 {
 			break // the object ended on a part boundary
 		}
-		data := buf[:k]
 		full = crc32.Update(full, castagnoli, data)
 		sum := crcBase64(crc32.Checksum(data, castagnoli))
 		if p, ok := have[n]; ok && aws.ToInt64(p.Size) == int64(k) && aws.ToString(p.ChecksumCRC32C) == sum {
@@ -193,10 +211,10 @@ func (w *Worker) sendParts(ctx context.Context, u uploads.Upload, have map[int32
 			parts = append(parts, s3types.CompletedPart{PartNumber: aws.Int32(n), ETag: p.ETag, ChecksumCRC32C: &sum})
 			mu.Unlock()
 			resumed += int64(k)
-			pool <- buf
+			pool <- data
 		} else {
 			g.Go(func() error {
-				defer func() { pool <- buf }()
+				defer func() { pool <- data }()
 				out, err := w.S3.UploadPart(gctx, &s3.UploadPartInput{Bucket: &u.Bucket, Key: &u.Key, UploadId: &u.UploadID,
 					PartNumber: aws.Int32(n), Body: bytes.NewReader(data), ContentLength: aws.Int64(int64(k)),
 					ChecksumAlgorithm: s3types.ChecksumAlgorithmCrc32c, ChecksumCRC32C: &sum})

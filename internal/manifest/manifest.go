@@ -19,6 +19,10 @@ const Format = 1
 // make a reader allocate.
 const MaxSize = 64 << 20
 
+// MaxObjectSize is S3's largest object, 10,000 parts of 5 GiB: a manifest
+// claiming more is not describing an S3 object.
+const MaxObjectSize = 10_000 * 5 << 30
+
 // MaxEntries caps the user metadata and tag entries of all objects of a
 // manifest together. Decoded, a map entry costs about 190 bytes of heap
 // against as little as 7 bytes of JSON, so without it a 64 MiB manifest of

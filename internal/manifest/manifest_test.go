@@ -163,6 +163,7 @@ func TestValidate(t *testing.T) {
 		{"level 23", func(m *Manifest) { m.Level = 23 }, "level 23"},
 		{"level -8", func(m *Manifest) { m.Level = -8 }, "level -8"},
 		{"negative size", func(m *Manifest) { m.Objects[0].Size = -1 }, "size -1 is negative"},
+		{"size over S3's largest", func(m *Manifest) { m.Objects[0].Size = 1 << 62 }, "size 4611686018427387904 is over S3's largest object (53687091200000 bytes)"},
 		{"empty bucket", func(m *Manifest) { m.Objects[0].Bucket = "" }, "bucket is empty"},
 		{"empty key", func(m *Manifest) { m.Objects[0].Key = "" }, "key is empty"},
 		{"key too long", func(m *Manifest) { m.Objects[0].Key = strings.Repeat("k", 1025) }, "1025 bytes"},

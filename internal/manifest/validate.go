@@ -88,6 +88,9 @@ func (o *Object) validate(p func(format string, args ...any)) {
 	if o.Size < 0 {
 		p("size %d is negative", o.Size)
 	}
+	if o.Size > MaxObjectSize {
+		p("size %d is over S3's largest object (%d bytes)", o.Size, int64(MaxObjectSize))
+	}
 	if o.SHA256 != "" && !isLowerHex(o.SHA256, sha256HexLen) {
 		p("sha256 %s is not %d lowercase hex digits", quote(o.SHA256), sha256HexLen)
 	}
