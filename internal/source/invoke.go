@@ -21,8 +21,14 @@ import (
 func (w *Worker) Prepare(ctx context.Context) {
 	w.levels.start(ctx, w)
 	refresh, stop := context.WithCancel(ctx)
-	w.stopRefresh = stop
-	go w.levels.refreshLoop(refresh, w)
+	loop := make(chan struct{})
+	go func() {
+		defer close(loop)
+		w.levels.refreshLoop(refresh, w)
+	}()
+	// Drain refreshes once more after stopping the loop: it must wait
+	// for a refresh of the loop's that may be publishing.
+	w.stopRefresh = func() { stop(); <-loop }
 	go w.sweepLoop(refresh)
 }
 
