@@ -280,18 +280,7 @@ func TestResumes(t *testing.T) {
 
 			// First run: interrupted (as by Ctrl-C) once 6 of the 21
 			// prefixes are done.
-			runCtx, cancel := context.WithCancel(ctx)
-			d1 := f.deps(f.queueURL(), checkpoint())
-			d1.Progress = func(c backfill.Counts) {
-				if c.TasksDone >= 6 {
-					cancel()
-				}
-			}
-			c1, err := backfill.Run(runCtx, o, d1)
-			cancel()
-			if !errors.Is(err, context.Canceled) {
-				t.Fatalf("interrupted run: %v (counts %+v)", err, c1)
-			}
+			c1 := f.interrupted(t, o, checkpoint(), 6)
 			cp := checkpoint()
 			st, err := cp.Load(ctx)
 			if err != nil || st == nil {
@@ -360,18 +349,7 @@ func TestDryRunLeavesNoCheckpoint(t *testing.T) {
 	}
 	path := filepath.Join(t.TempDir(), "checkpoint.json")
 	o := backfill.Options{Rule: f.rule, Concurrency: 2, Depth: 1, DryRun: true}
-	runCtx, cancel := context.WithCancel(ctx)
-	d1 := f.deps(f.queueURL(), backfill.NewFileCheckpoint(path))
-	d1.Progress = func(c backfill.Counts) {
-		if c.TasksDone >= 5 {
-			cancel()
-		}
-	}
-	c1, err := backfill.Run(runCtx, o, d1)
-	cancel()
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("interrupted dry run: %v (counts %+v)", err, c1)
-	}
+	f.interrupted(t, o, backfill.NewFileCheckpoint(path), 5)
 	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("the dry run wrote a checkpoint (%v)", err)
 	}
@@ -389,6 +367,25 @@ func TestDryRunLeavesNoCheckpoint(t *testing.T) {
 			t.Errorf("%q never enqueued", o.Key)
 		}
 	}
+}
+
+// interrupted runs a backfill and interrupts it, as Ctrl-C would, once
+// tasks of its prefixes are done.
+func (f *fixture) interrupted(t *testing.T, o backfill.Options, cp backfill.Checkpoint, tasks int64) backfill.Counts {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	d := f.deps(f.queueURL(), cp)
+	d.Progress = func(c backfill.Counts) {
+		if c.TasksDone >= tasks {
+			cancel()
+		}
+	}
+	c, err := backfill.Run(ctx, o, d)
+	cancel()
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted run: %v (counts %+v)", err, c)
+	}
+	return c
 }
 
 // TestDynamoCheckpointLease: a second run of a rule does not start while a
