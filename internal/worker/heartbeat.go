@@ -20,6 +20,8 @@ func (r *Runtime) heartbeat(ctx context.Context) {
 			return
 		case <-t.Chan():
 		}
+		// Under beat: a release (message.go) waits for this beat's change.
+		r.beat.Lock()
 		r.mu.Lock()
 		held := make([]queue.Message, 0, len(r.held))
 		byReceipt := make(map[string]*Message, len(r.held))
@@ -29,9 +31,11 @@ func (r *Runtime) heartbeat(ctx context.Context) {
 		}
 		r.mu.Unlock()
 		if len(held) == 0 {
+			r.beat.Unlock()
 			continue
 		}
 		failures, err := r.Queue.ChangeVisibility(ctx, r.Visibility, held...)
+		r.beat.Unlock()
 		if err != nil && ctx.Err() == nil {
 			r.Metrics.Errors.WithLabelValues("heartbeat").Inc()
 			r.Log.Warn("extending the visibility of held messages", zap.Int("messages", len(held)), zap.Error(err))

@@ -68,11 +68,17 @@ func (m *Message) Release(delay time.Duration) {
 		return
 	}
 	defer m.cancel(context.Canceled)
-	defer m.rt.forget(m)
 	m.rt.Metrics.Messages.WithLabelValues("released").Inc()
 	ctx, cancel := settling(m.ctx)
 	defer cancel()
-	if failures, _ := m.rt.Queue.ChangeVisibility(ctx, delay, m.Message); len(failures) > 0 {
+	// Under beat, and forgotten before it is let go: a heartbeat that
+	// took m in its snapshot lands before this change, never after it
+	// (which would hide m for a whole visibility timeout again).
+	m.rt.beat.Lock()
+	failures, _ := m.rt.Queue.ChangeVisibility(ctx, delay, m.Message)
+	m.rt.forget(m)
+	m.rt.beat.Unlock()
+	if len(failures) > 0 {
 		m.rt.Metrics.Errors.WithLabelValues("release_message").Inc()
 		m.log.Warn("releasing message failed: it comes back after its visibility timeout", zap.Error(failures[0].Err))
 	}

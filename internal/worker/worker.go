@@ -93,6 +93,10 @@ type Runtime struct {
 	reserved int                 // slots taken by receives in flight
 	room     chan struct{}       // closed (and replaced) when a slot frees up
 
+	// beat orders visibility changes: held by a heartbeat from its
+	// snapshot to its change, and by a release around its own.
+	beat sync.Mutex
+
 	progress atomic.Int64
 	handlers sync.WaitGroup
 	acks     acks

@@ -332,3 +332,58 @@ func TestBackoff(t *testing.T) {
 		}
 	}
 }
+
+// slowBeats holds every visibility change to the full timeout (a
+// heartbeat's) until let go, and tells when one starts. It receives one
+// message only, so that only the test sees it again.
+type slowBeats struct {
+	queue.API
+	beating, letGo chan struct{}
+	received       atomic.Bool
+}
+
+func (s *slowBeats) ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, optFns ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error) {
+	if s.received.Load() {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	out, err := s.API.ReceiveMessage(ctx, in, optFns...)
+	if err == nil && len(out.Messages) > 0 {
+		s.received.Store(true)
+	}
+	return out, err
+}
+
+func (s *slowBeats) ChangeMessageVisibilityBatch(ctx context.Context, in *sqs.ChangeMessageVisibilityBatchInput, optFns ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error) {
+	if in.Entries[0].VisibilityTimeout > 0 {
+		s.beating <- struct{}{}
+		<-s.letGo
+	}
+	return s.API.ChangeMessageVisibilityBatch(ctx, in, optFns...)
+}
+
+// TestReleaseDuringHeartbeat: a message released while a heartbeat that
+// took it in its snapshot is extending its visibility is visible again at
+// once: the heartbeat's extension lands before the release, not after it.
+func TestReleaseDuringHeartbeat(t *testing.T) {
+	f := setup(t)
+	api := &slowBeats{API: f.client, beating: make(chan struct{}), letGo: make(chan struct{})}
+	rt, _ := f.runtime(api, 1)
+	got := make(chan *worker.Message, 1)
+	start(t, rt, role{func(_ context.Context, msg *worker.Message) { got <- msg }})
+	f.send(t, s3Event)
+	var msg *worker.Message
+	select {
+	case msg = <-got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no message")
+	}
+	f.clock.Advance(10 * time.Second) // a third of the visibility: the heartbeat
+	<-api.beating
+	released := make(chan struct{})
+	go func() { msg.Release(0); close(released) }()
+	time.Sleep(200 * time.Millisecond) // a release not waiting for the beat is done by now
+	close(api.letGo)
+	<-released
+	within(t, 10*time.Second, "released message visible", func() bool { return len(f.visible(t)) == 1 })
+}
