@@ -212,21 +212,29 @@ func TestAckFailureDoesNotHoldForever(t *testing.T) {
 	api.failing.Store(false)
 }
 
+// held starts rt on a role that holds what it gets, sends one event and
+// returns its message.
+func (f *fixture) held(t *testing.T, rt *worker.Runtime) *worker.Message {
+	t.Helper()
+	got := make(chan *worker.Message, 1)
+	start(t, rt, role{func(_ context.Context, msg *worker.Message) { got <- msg }})
+	f.send(t, s3Event)
+	select {
+	case msg := <-got:
+		return msg
+	case <-time.After(10 * time.Second):
+		t.Fatal("no message")
+		return nil
+	}
+}
+
 // TestReceiptLostStopsWork: when the heartbeat finds a message's receipt
 // gone (another consumer deleted it here), the message's work is
 // cancelled with ErrReceiptLost and the message leaves the held set.
 func TestReceiptLostStopsWork(t *testing.T) {
 	f := setup(t)
 	rt, m := f.runtime(f.client, 1)
-	got := make(chan *worker.Message, 1)
-	start(t, rt, role{func(_ context.Context, msg *worker.Message) { got <- msg }})
-	f.send(t, s3Event)
-	var msg *worker.Message
-	select {
-	case msg = <-got:
-	case <-time.After(10 * time.Second):
-		t.Fatal("no message")
-	}
+	msg := f.held(t, rt)
 	// Someone else settles it: its receipt is no longer valid.
 	if _, err := f.client.DeleteMessage(context.Background(), &sqs.DeleteMessageInput{QueueUrl: &f.url, ReceiptHandle: &msg.ReceiptHandle}); err != nil {
 		t.Fatal(err)
@@ -369,15 +377,7 @@ func TestReleaseDuringHeartbeat(t *testing.T) {
 	f := setup(t)
 	api := &slowBeats{API: f.client, beating: make(chan struct{}), letGo: make(chan struct{})}
 	rt, _ := f.runtime(api, 1)
-	got := make(chan *worker.Message, 1)
-	start(t, rt, role{func(_ context.Context, msg *worker.Message) { got <- msg }})
-	f.send(t, s3Event)
-	var msg *worker.Message
-	select {
-	case msg = <-got:
-	case <-time.After(10 * time.Second):
-		t.Fatal("no message")
-	}
+	msg := f.held(t, rt)
 	f.clock.Advance(10 * time.Second) // a third of the visibility: the heartbeat
 	<-api.beating
 	released := make(chan struct{})
