@@ -71,9 +71,11 @@ func (w *Worker) packPart(ctx context.Context, rule *config.Rule, entries []entr
 		}
 		w.Metrics.Archives.WithLabelValues(rule.ID, "failed").Inc()
 		var oe *objectError
-		if errors.As(err, &oe) && attempt < 3 {
+		if errors.As(err, &oe) && attempt < 3 && ctx.Err() == nil {
 			// One object failed mid-stream: retry the archive without it and
-			// let its message come back through the queue.
+			// let its message come back through the queue. (Not when the
+			// drain time ended: the object is not at fault, and a rebuild
+			// could not stage either.)
 			bad := entries[oe.index]
 			log.Warn("object failed while archiving; rebuilding the archive without it", zap.String("archive", id),
 				zap.String("bucket", bad.obj.Bucket), zap.String("key", bad.obj.Key), zap.Error(err))
