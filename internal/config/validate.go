@@ -52,7 +52,7 @@ func (es *Errors) add(path, format string, args ...any) {
 const (
 	minConcurrency, maxConcurrency         = 1, 256
 	minMaxReceiveCount, maxMaxReceiveCount = 1, 1000
-	minMaxObjects, maxMaxObjects           = 1, 100000
+	minMaxObjects, maxMaxObjects           = 1, manifest.MaxObjects // an archive's objects
 	minStagingExpiryDays                   = 1
 
 	minLambdaMemoryMB, maxLambdaMemoryMB = 128, 10240

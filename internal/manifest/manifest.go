@@ -23,13 +23,18 @@ const MaxSize = 64 << 20
 // claiming more is not describing an S3 object.
 const MaxObjectSize = 10_000 * 5 << 30
 
-// MaxEntries caps the user metadata and tag entries of all objects of a
-// manifest together. Decoded, a map entry costs about 190 bytes of heap
-// against as little as 7 bytes of JSON, so without it a 64 MiB manifest of
-// tiny entries would take about 1 GiB to decode; with it decoding stays
-// within about 300 MiB. Decode counts entries before it decodes them, and
-// writers split batches to stay under it (Object.Cost).
-const MaxEntries = 1 << 20
+// MaxEntries caps the user metadata, tag and destination entries of all
+// objects of a manifest together, and MaxObjects its objects. Decoded, a
+// map entry costs about 190 bytes of heap against as little as 7 bytes of
+// JSON, an object 320 bytes against the 3 of "{},": without them a 64 MiB
+// manifest would take gigabytes to decode; with them decoding stays within
+// about 300 MiB. Decode counts both before it decodes anything, and
+// writers split batches to stay under them (Object.Cost; a rule's batches
+// hold at most MaxObjects).
+const (
+	MaxEntries = 1 << 20
+	MaxObjects = 100_000
+)
 
 // ErrInvalid is wrapped by every error that reports a malformed or invalid
 // manifest, so callers can tell bad input from I/O failures with errors.Is.
@@ -138,27 +143,89 @@ func Decode(r io.Reader) (*Manifest, error) {
 	return &m, nil
 }
 
-// checkEntries counts the metadata and tag entries of data's objects
-// before they are decoded into maps (decoding them into raw bytes first is
-// cheap), and rejects a manifest holding more than MaxEntries.
+// checkEntries counts data's objects and their metadata, tag and
+// destination entries before anything is decoded into structs or maps, and
+// rejects a manifest holding more than MaxObjects or MaxEntries. The counts
+// add up every time a key comes ("objects" or "metadata" twice, or in
+// another case), as the full decode merges them all, and they stand when
+// the document has a type error, past which the full decode goes on too.
+// (A syntax error stops both before anything is built.)
 func checkEntries(data []byte) error {
 	var shadow struct {
-		Objects []struct {
-			Metadata json.RawMessage `json:"metadata"`
-			Tags     json.RawMessage `json:"tags"`
-		} `json:"objects"`
+		Objects counts `json:"objects"`
 	}
-	if json.Unmarshal(data, &shadow) != nil {
-		return nil // the full decode reports it, with its place
-	}
-	n := 0
-	for _, o := range shadow.Objects {
-		n += members(o.Metadata) + members(o.Tags)
-		if n > MaxEntries {
-			return fmt.Errorf("%w: more than %d metadata and tag entries in all", ErrInvalid, MaxEntries)
-		}
+	_ = json.Unmarshal(data, &shadow)
+	switch c := shadow.Objects; {
+	case c.objects > MaxObjects:
+		return fmt.Errorf("%w: more than %d objects", ErrInvalid, MaxObjects)
+	case c.entries > MaxEntries:
+		return fmt.Errorf("%w: more than %d metadata, tag and destination entries in all", ErrInvalid, MaxEntries)
 	}
 	return nil
+}
+
+// counts are checkEntries' counts of a manifest's objects array.
+type counts struct{ objects, entries int }
+
+func (c *counts) UnmarshalJSON(raw []byte) error {
+	c.objects += elements(raw)
+	if c.objects > MaxObjects {
+		return nil // too many to count their entries
+	}
+	var objs []struct {
+		Metadata     memberCount  `json:"metadata"`
+		Tags         memberCount  `json:"tags"`
+		Destinations elementCount `json:"destinations"`
+	}
+	_ = json.Unmarshal(raw, &objs) // a type error: what decoded is counted
+	for _, o := range objs {
+		c.entries += int(o.Metadata) + int(o.Tags) + int(o.Destinations)
+	}
+	return nil
+}
+
+// memberCount adds up the members of every JSON object decoded into it.
+type memberCount int
+
+func (n *memberCount) UnmarshalJSON(raw []byte) error {
+	*n += memberCount(members(raw))
+	return nil
+}
+
+// elementCount adds up the elements of every JSON array decoded into it.
+type elementCount int
+
+func (n *elementCount) UnmarshalJSON(raw []byte) error {
+	*n += elementCount(elements(raw))
+	return nil
+}
+
+// elements counts the elements of a JSON array (its top-level commas, plus
+// one); anything but a non-empty array has none.
+func elements(raw []byte) int {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) < 2 || raw[0] != '[' || len(bytes.TrimSpace(raw[1:len(raw)-1])) == 0 {
+		return 0
+	}
+	n, depth, inString, escaped := 1, 0, false, false
+	for _, c := range raw {
+		switch {
+		case escaped:
+			escaped = false
+		case inString && c == '\\':
+			escaped = true
+		case c == '"':
+			inString = !inString
+		case inString:
+		case c == '[' || c == '{':
+			depth++
+		case c == ']' || c == '}':
+			depth--
+		case c == ',' && depth == 1:
+			n++
+		}
+	}
+	return n
 }
 
 // members counts the members of a JSON object (its colons outside strings).
@@ -180,14 +247,17 @@ func members(raw []byte) int {
 }
 
 // Cost is what o adds to an encoded manifest: about its bytes, and its
-// metadata and tag entries (see MaxSize, MaxEntries).
+// metadata, tag and destination entries (see MaxSize, MaxEntries).
 func (o *Object) Cost() (bytes, entries int) {
 	b, err := json.Marshal(o)
 	if err != nil {
 		return MaxSize, MaxEntries // cannot be encoded: it goes alone
 	}
-	return len(b) + 1, len(o.Metadata) + len(o.Tags)
+	return len(b) + 1, o.entries()
 }
+
+// entries is what o counts towards MaxEntries.
+func (o *Object) entries() int { return len(o.Metadata) + len(o.Tags) + len(o.Destinations) }
 
 func formatError(f int) error {
 	if f == 0 {

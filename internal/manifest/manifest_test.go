@@ -329,50 +329,95 @@ func TestTotalSize(t *testing.T) {
 }
 
 // TestDecodeCapsEntries: a manifest of tiny metadata entries (7 bytes of
-// JSON each, about 190 bytes each once decoded) is rejected before its
-// maps are built, so a hostile manifest cannot make a reader allocate
-// gigabytes; one at the cap decodes.
+// JSON each, about 190 bytes each once decoded), or of empty objects (3
+// bytes each, 320 once decoded), is rejected before its maps and structs
+// are built, so a hostile manifest cannot make a reader allocate
+// gigabytes, however it repeats keys or mixes in a type error; one at the
+// caps decodes.
 func TestDecodeCapsEntries(t *testing.T) {
-	build := func(entries int) []byte {
-		var b bytes.Buffer
-		b.WriteString(`{"format":1,"archiveId":"a","level":3,"objects":[`)
-		perObject := 1000
+	// entryObjects writes objects holding entries metadata entries in all,
+	// 1,000 to an object, each with one destination.
+	entryObjects := func(b *bytes.Buffer, entries int) {
 		for i := 0; entries > 0; i++ {
 			if i > 0 {
 				b.WriteByte(',')
 			}
-			fmt.Fprintf(&b, `{"bucket":"b","key":"k%d","member":"objects/%06d/k%d","destinations":[{"region":"r","bucket":"b","key":"k"}],"metadata":{`, i, i, i)
-			n := min(entries, perObject)
+			fmt.Fprintf(b, `{"bucket":"b","key":"k%d","member":"objects/%06d/k%d","destinations":[{"region":"r","bucket":"b","key":"k"}],"metadata":{`, i, i, i)
+			n := min(entries, 1000)
 			for j := range n {
 				if j > 0 {
 					b.WriteByte(',')
 				}
-				fmt.Fprintf(&b, `"%x":""`, j)
+				fmt.Fprintf(b, `"%x":""`, j)
 			}
 			entries -= n
 			b.WriteString(`}}`)
 		}
-		b.WriteString(`]}`)
-		return b.Bytes()
 	}
-	var before, after runtime.MemStats
-	data := build(MaxEntries + 1)
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	_, err := Decode(bytes.NewReader(data))
-	runtime.ReadMemStats(&after)
-	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "metadata and tag entries") {
-		t.Fatalf("Decode of %d entries: %v, want the entry cap", MaxEntries+1, err)
+	doc := func(objects string) []byte {
+		return []byte(`{"format":1,"archiveId":"a","level":3,"objects":[` + objects + `]}`)
 	}
-	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 4*uint64(len(data)) {
-		t.Errorf("rejecting a %d MiB manifest allocated %d MiB; the cap must act before the maps are built", len(data)>>20, alloc>>20)
+	over := func() string {
+		var b bytes.Buffer
+		entryObjects(&b, MaxEntries+1)
+		return b.String()
+	}()
+	bigMap := func() string {
+		var b bytes.Buffer
+		b.WriteString(`{"bucket":"b","key":"k","metadata":{`)
+		for j := range MaxEntries + 1 {
+			if j > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, `"%x":""`, j)
+		}
+		b.WriteString(`}`)
+		return b.String()
+	}()
+	empties := strings.TrimSuffix(strings.Repeat(`{},`, MaxObjects+1), ",")
+	cases := []struct {
+		name, want string
+		data       []byte
+	}{
+		{"entries", "metadata, tag and destination entries", doc(over)},
+		{"a repeated metadata key", "metadata, tag and destination entries", doc(bigMap + `,"metadata":{}}`)},
+		{"a repeated metadata key in another case", "metadata, tag and destination entries", doc(bigMap + `,"Metadata":{}}`)},
+		{"a type error after the entries", "metadata, tag and destination entries", doc(bigMap + `},1`)},
+		{"a repeated objects key", "metadata, tag and destination entries",
+			[]byte(`{"format":1,"archiveId":"a","level":3,"objects":[` + bigMap + `}],"objects":[]}`)},
+		{"objects", fmt.Sprintf("more than %d objects", MaxObjects), doc(empties)},
 	}
-	// Metadata beyond S3's 2 KB per object is invalid anyway; at the cap,
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			_, err := Decode(bytes.NewReader(tc.data))
+			runtime.ReadMemStats(&after)
+			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Decode: %v, want %q", err, tc.want)
+			}
+			if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 4*uint64(len(tc.data)) {
+				t.Errorf("rejecting a %d MiB manifest allocated %d MiB; the caps must act before the maps are built", len(tc.data)>>20, alloc>>20)
+			}
+		})
+	}
+	// Metadata beyond S3's 2 KB per object is invalid anyway; at the caps,
 	// the counting itself must not reject.
-	if err := checkEntries(build(MaxEntries)); err != nil {
-		t.Errorf("checkEntries at the cap: %v", err)
+	var b bytes.Buffer
+	entryObjects(&b, MaxEntries-MaxEntries/1000-1) // and a destination for each 1,000
+	if err := checkEntries(doc(b.String())); err != nil {
+		t.Errorf("checkEntries at the entry cap: %v", err)
+	}
+	if err := checkEntries(doc(strings.TrimSuffix(strings.Repeat(`{},`, MaxObjects), ","))); err != nil {
+		t.Errorf("checkEntries at the object cap: %v", err)
 	}
 	if n := members([]byte(`{"a:b":"c\"d:e","f":{"g":1}}`)); n != 3 {
 		t.Errorf("members counted %d, want 3 (colons in strings do not count)", n)
+	}
+	for raw, want := range map[string]int{`[]`: 0, ` [ ] `: 0, `[1]`: 1, `[{"a":[1,2]},"x,y",[3]]`: 3, `{"a":1}`: 0, `"[1,2]"`: 0} {
+		if n := elements([]byte(raw)); n != want {
+			t.Errorf("elements(%s) = %d, want %d", raw, n, want)
+		}
 	}
 }

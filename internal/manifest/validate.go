@@ -48,13 +48,16 @@ func (m *Manifest) Validate() error {
 	if err := CheckLevel(m.Level); err != nil {
 		p.addf("level: %v", err)
 	}
+	if len(m.Objects) > MaxObjects {
+		p.addf("%d objects, more than %d", len(m.Objects), MaxObjects)
+	}
 	entries := 0
 	for i := range m.Objects {
 		m.Objects[i].validate(p.object(i, m.Objects[i].Key))
-		entries += len(m.Objects[i].Metadata) + len(m.Objects[i].Tags)
+		entries += m.Objects[i].entries()
 	}
 	if entries > MaxEntries {
-		p.addf("%d metadata and tag entries, more than %d", entries, MaxEntries)
+		p.addf("%d metadata, tag and destination entries, more than %d", entries, MaxEntries)
 	}
 	checkMembers(m.Objects, p)
 	return p.err()

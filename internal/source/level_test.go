@@ -87,6 +87,13 @@ func TestSplitKeepsManifestsReadable(t *testing.T) {
 	if total != len(entries) {
 		t.Errorf("parts hold %d entries, want %d", total, len(entries))
 	}
+	many := make([]entry, manifest.MaxObjects+1) // small objects, one too many for an archive
+	for i := range many {
+		many[i].obj = manifest.Object{Bucket: "b", Key: "k", Delete: true}
+	}
+	if got := split(many); len(got) != 2 || len(got[0]) != manifest.MaxObjects {
+		t.Errorf("%d objects split into %d parts, want 2 of at most MaxObjects", len(many), len(got))
+	}
 	if got := split(entries[:3]); len(got) != 1 || len(got[0]) != 3 {
 		t.Errorf("a small batch was split: %d parts", len(got))
 	}

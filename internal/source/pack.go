@@ -33,15 +33,15 @@ func (w *Worker) Pack(ctx context.Context, rule *config.Rule, items []Item, clos
 }
 
 // split cuts entries into runs whose manifests stay well inside what
-// readers accept (manifest.MaxSize, manifest.MaxEntries): a batch of many
-// objects with large metadata becomes several archives rather than one that
-// every target would reject.
+// readers accept (manifest.MaxSize, MaxEntries, MaxObjects): a batch of
+// many objects with large metadata becomes several archives rather than one
+// that every target would reject.
 func split(entries []entry) [][]entry {
 	var parts [][]entry
 	start, size, n := 0, 0, 0
 	for i := range entries {
 		b, e := entries[i].obj.Cost()
-		if i > start && (size+b > manifest.MaxSize/2 || n+e > manifest.MaxEntries/2) {
+		if i > start && (size+b > manifest.MaxSize/2 || n+e > manifest.MaxEntries/2 || i-start == manifest.MaxObjects) {
 			parts = append(parts, entries[start:i])
 			start, size, n = i, 0, 0
 		}
