@@ -43,7 +43,11 @@ func newWorkQueue(s *regionStack, id, name string, compute config.Compute) *work
 		DataKeyReuse:        awscdk.Duration_Hours(jsii.Number(1)),
 		EnforceSSL:          jsii.Bool(true),
 		VisibilityTimeout:   awscdk.Duration_Seconds(jsii.Number(visibility)),
-		RetentionPeriod:     awscdk.Duration_Days(jsii.Number(4)),
+		// SQS's longest: an event must outlive what it names (a replicated
+		// archive waits stagingExpiryDays, at most 13), or a region down
+		// longer than the queue keeps messages would lose them without a
+		// trace, in no DLQ.
+		RetentionPeriod: awscdk.Duration_Days(jsii.Number(14)),
 		DeadLetterQueue: &awssqs.DeadLetterQueue{
 			Queue:           dlq,
 			MaxReceiveCount: jsii.Number(float64(w.MaxReceiveCount)),

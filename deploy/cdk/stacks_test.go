@@ -422,8 +422,9 @@ func TestDeadLetterQueues(t *testing.T) {
 		for _, name := range names {
 			check(t, region+" "+name+" redrive", func() {
 				s.tmpl[region].HasResourceProperties(jsii.String("AWS::SQS::Queue"), obj(map[string]any{
-					"QueueName":         name,
-					"VisibilityTimeout": visibility(region, name),
+					"QueueName":              name,
+					"VisibilityTimeout":      visibility(region, name),
+					"MessageRetentionPeriod": 14 * 24 * 3600, // longer than stagingExpiryDays
 					"RedrivePolicy": map[string]any{
 						"maxReceiveCount":     5,
 						"deadLetterTargetArn": map[string]any{"Fn::GetAtt": arrayEquals(like("^"+dlqLogicalPrefix(name)), "Arn")},
@@ -776,6 +777,20 @@ func TestAlarms(t *testing.T) {
 	check(t, "topic", func() {
 		s.tmpl["us-east-1"].HasResourceProperties(jsii.String("AWS::SNS::Topic"), obj(map[string]any{"TopicName": "xrc-alarms"}))
 	})
+	// The topic's own policy (TLS only) replaces SNS's default one: it
+	// must let the account's alarms publish.
+	for _, region := range []string{"us-east-1", "eu-west-1", "ap-southeast-2"} {
+		check(t, region+" topic policy", func() {
+			s.tmpl[region].HasResourceProperties(jsii.String("AWS::SNS::TopicPolicy"), obj(map[string]any{
+				"PolicyDocument": obj(map[string]any{"Statement": arrayWith(obj(map[string]any{
+					"Effect":    "Allow",
+					"Action":    "sns:Publish",
+					"Principal": map[string]any{"Service": "cloudwatch.amazonaws.com"},
+					"Condition": map[string]any{"StringEquals": map[string]any{"aws:SourceAccount": map[string]any{"Ref": "AWS::AccountId"}}},
+				}))}),
+			}))
+		})
+	}
 }
 
 // TestDashboard: one per region, with the source and target metrics the

@@ -487,6 +487,7 @@ func TestSchemaMatchesGo(t *testing.T) {
 		{"maxReceiveCount maximum", num(settings("worker", "properties", "maxReceiveCount"), "maximum"), float64(maxMaxReceiveCount)},
 		{"maxReceiveCount default", num(settings("worker", "properties", "maxReceiveCount"), "default"), float64(DefaultMaxReceiveCount)},
 		{"stagingExpiryDays minimum", num(settings("stagingExpiryDays"), "minimum"), float64(minStagingExpiryDays)},
+		{"stagingExpiryDays maximum", num(settings("stagingExpiryDays"), "maximum"), float64(maxStagingExpiryDays)},
 		{"stagingExpiryDays default", num(settings("stagingExpiryDays"), "default"), float64(DefaultStagingExpiry)},
 		{"transferPerGB default", num(settings("prices", "properties", "transferPerGB"), "default"), DefaultTransferPerGB},
 		{"vcpuHour default", num(settings("prices", "properties", "vcpuHour"), "default"), DefaultVCPUHour},

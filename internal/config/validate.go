@@ -53,7 +53,9 @@ const (
 	minConcurrency, maxConcurrency         = 1, 256
 	minMaxReceiveCount, maxMaxReceiveCount = 1, 1000
 	minMaxObjects, maxMaxObjects           = 1, manifest.MaxObjects // an archive's objects
-	minStagingExpiryDays                   = 1
+	// A replicated archive must not outlive its event, which SQS keeps 14
+	// days at most.
+	minStagingExpiryDays, maxStagingExpiryDays = 1, 13
 
 	minLambdaMemoryMB, maxLambdaMemoryMB = 128, 10240
 	minLambdaTimeout, maxLambdaTimeout   = 30 * time.Second, 15 * time.Minute
@@ -110,8 +112,8 @@ func (c *Config) Validate() error {
 	default:
 		errs.add("settings.logLevel", "must be debug, info, warn or error, got %q", s.LogLevel)
 	}
-	if s.StagingExpiryDays < minStagingExpiryDays {
-		errs.add("settings.stagingExpiryDays", "must be at least %d", minStagingExpiryDays)
+	if s.StagingExpiryDays < minStagingExpiryDays || s.StagingExpiryDays > maxStagingExpiryDays {
+		errs.add("settings.stagingExpiryDays", "must be between %d and %d (its events wait in SQS, 14 days at most)", minStagingExpiryDays, maxStagingExpiryDays)
 	}
 	if s.Prices.TransferPerGB < 0 {
 		errs.add("settings.prices.transferPerGB", "must not be negative")
