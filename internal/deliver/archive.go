@@ -7,6 +7,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"go.uber.org/zap"
 
 	"github.com/xrc-dev/xrc/internal/archive"
@@ -63,6 +64,12 @@ func (w *Worker) Deliver(ctx context.Context, bucket, key string) error {
 		// redelivery of this message look like a lost archive.
 		w.Metrics.Errors.WithLabelValues("ledger").Inc()
 		log.Warn("archive delivered but not recorded in the ledger; keeping it in staging", zap.Error(err))
+	} else if st := out.ReplicationStatus; st == s3types.ReplicationStatusPending || st == s3types.ReplicationStatusFailed {
+		// This is the source region's own target, and S3 Replication is
+		// still copying the archive to other regions (or failed to): a
+		// version deleted before it is copied is never copied. Lifecycle
+		// removes it (after a day, for archives staged for other regions).
+		log.Info("archive delivered; left in staging for S3 Replication to other regions", zap.String("replicationStatus", string(st)))
 	} else if _, err := w.S3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &bucket, Key: &key, VersionId: out.VersionId}); err != nil && !awsapi.IsNotFound(err) {
 		// A leftover archive only costs storage until lifecycle expiry,
 		// and a redelivery is harmless. The version read is deleted:

@@ -14,6 +14,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/xrc-dev/xrc/internal/config"
@@ -526,5 +527,57 @@ func TestRetryFinishesUndoOfWriteOvertakenByDelete(t *testing.T) {
 				t.Fatal("an object whose newer delete was propagated is back at the destination after a retry")
 			}
 		})
+	}
+}
+
+// replicating reports every staging archive it reads as S3 Replication
+// reports an object still being copied to other regions, or one it failed
+// to copy.
+type replicating struct {
+	deliver.S3API
+	status s3types.ReplicationStatus
+}
+
+func (r replicating) GetObject(ctx context.Context, in *s3.GetObjectInput, optFns ...func(*s3.Options)) (*s3.GetObjectOutput, error) {
+	out, err := r.S3API.GetObject(ctx, in, optFns...)
+	if err == nil && strings.HasSuffix(aws.ToString(in.Key), ".tar.zst") {
+		out.ReplicationStatus = r.status
+	}
+	return out, err
+}
+
+// TestArchiveReplicatingElsewhereStays: in the source region, a rule's
+// staging bucket is also its local destination's; the target there
+// delivers an archive S3 Replication is still copying to other regions
+// (or failed to) but leaves it in staging, since a version deleted before
+// it is copied is never copied. One whose copies are done is deleted.
+func TestArchiveReplicatingElsewhereStays(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t, nil)
+	ctx := context.Background()
+	dst := p.cfg.Rules[0].Destinations[0].Bucket
+	staging := p.cfg.Settings.Regions[1].StagingBucket
+	for i, tc := range []struct {
+		status s3types.ReplicationStatus
+		stays  bool
+	}{
+		{s3types.ReplicationStatusPending, true},
+		{s3types.ReplicationStatusFailed, true},
+		{s3types.ReplicationStatusComplete, false},
+	} {
+		k := fmt.Sprintf("data/replicating/%d.txt", i)
+		key := fmt.Sprintf("r1/replicating-%d.tar.zst", i)
+		m, objs := p.objectArchive(fmt.Sprintf("replicating-%d", i), k, seqAt(1), []byte("bytes"))
+		p.stage(t, key, m, objs)
+		w := p.targetWorker(t, deliver.Deps{S3: replicating{S3API: p.dst, status: tc.status}})
+		if err := w.Deliver(ctx, staging, key); err != nil {
+			t.Fatalf("%s: %v", tc.status, err)
+		}
+		if !p.exists(t, dst, k) {
+			t.Errorf("%s: object not delivered", tc.status)
+		}
+		if stays := p.count(t, p.dst, staging, key) == 1; stays != tc.stays {
+			t.Errorf("%s: archive left in staging: %v, want %v", tc.status, stays, tc.stays)
+		}
 	}
 }
