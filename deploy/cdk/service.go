@@ -3,10 +3,14 @@ package main
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"path"
+	"regexp"
+	"strings"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsec2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsecr"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsecrassets"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsecs"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
@@ -217,6 +221,43 @@ func (s *regionStack) logGroup(kind string) awslogs.LogGroup {
 	return g
 }
 
+// ecrImageRe matches a private ECR image: account, region, repository,
+// then a tag or a digest.
+var ecrImageRe = regexp.MustCompile(`^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/([a-z0-9._/-]+)(?::([\w][\w.-]{0,127})|@(sha256:[a-f0-9]{64}))?$`)
+
+// prebuilt is the image uri names, {region} replaced by the stack's
+// region (an image ECR replicates to every region). A private ECR image is
+// pulled with the
+// rights CDK grants the execution role for it (FromRegistry grants none).
+// Tasks in the VPC this app creates reach only their own region's ECR
+// (endpoints, no NAT): any other image fails synth there rather than every
+// task at start.
+func (s *regionStack) prebuilt(kind, uri string) awsecs.ContainerImage {
+	region := s.plan.Region.Name
+	uri = strings.ReplaceAll(uri, "{region}", region)
+	m := ecrImageRe.FindStringSubmatch(uri)
+	if _, own := s.d.Options.VPCs[region]; !own && (m == nil || m[2] != region) {
+		awscdk.Annotations_Of(s.Stack).AddError(jsii.String(fmt.Sprintf(
+			"%s image %q: tasks in the VPC this app creates in %s reach only that region's private ECR (no NAT); "+
+				"push the image to ECR in every region (ECR replication), or deploy into existingVpcs with egress", kind, uri, region)))
+	}
+	if m == nil {
+		return awsecs.ContainerImage_FromRegistry(jsii.String(uri), nil)
+	}
+	tag := m[4]
+	if m[5] != "" {
+		tag = m[5]
+	}
+	if tag == "" {
+		tag = "latest"
+	}
+	repo := awsecr.Repository_FromRepositoryAttributes(s.Stack, jsii.String("Repository-"+kind), &awsecr.RepositoryAttributes{
+		RepositoryArn:  jsii.String(fmt.Sprintf("arn:%s:ecr:%s:%s:repository/%s", *awscdk.Aws_PARTITION(), m[2], m[1], m[3])),
+		RepositoryName: jsii.String(m[3]),
+	})
+	return awsecs.ContainerImage_FromEcrRepository(repo, jsii.String(tag))
+}
+
 // binaryPath is where the images put a worker kind's binary.
 func binaryPath(kind string) string { return "/usr/local/bin/" + kind }
 
@@ -229,14 +270,15 @@ func (s *regionStack) image(kind string) awsecs.ContainerImage {
 	if kind == targetKind {
 		uri = o.TargetImage
 	}
-	if uri != "" {
-		return awsecs.ContainerImage_FromRegistry(jsii.String(uri), nil)
-	}
 	if img, ok := s.images[kind]; ok {
 		return img
 	}
 	if s.images == nil {
 		s.images = map[string]awsecs.ContainerImage{}
+	}
+	if uri != "" {
+		s.images[kind] = s.prebuilt(kind, uri)
+		return s.images[kind]
 	}
 	platform := awsecrassets.Platform_LINUX_ARM64()
 	if o.Arch == "amd64" {

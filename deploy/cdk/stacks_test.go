@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -132,8 +133,8 @@ func variantApp(t *testing.T) *synthesized {
 			"onDemandWeight":         "1",
 			"arch":                   "amd64",
 			"sourceMaxTasks":         "3",
-			"sourceImage":            "public.ecr.aws/example/xrc-source:1.0.0",
-			"targetImage":            "public.ecr.aws/example/xrc-target:1.0.0",
+			"sourceImage":            "123456789012.dkr.ecr.{region}.amazonaws.com/xrc/source:1.0.0",
+			"targetImage":            "123456789012.dkr.ecr.{region}.amazonaws.com/xrc/target@sha256:" + strings.Repeat("ab", 32),
 			"replicationTimeControl": "true",
 			"backfillSchedule":       "rate(1 hour)",
 			"backfillSince":          "3h",
@@ -1067,9 +1068,17 @@ func TestVariantOptions(t *testing.T) {
 			}))
 			tm.AllResourcesProperties(jsii.String("AWS::ECS::TaskDefinition"), obj(map[string]any{
 				"RuntimePlatform": map[string]any{"CpuArchitecture": "X86_64", "OperatingSystemFamily": "LINUX"},
-				"ContainerDefinitions": arrayEquals(obj(map[string]any{
-					"Image": like(`^public\.ecr\.aws/example/xrc-(source|target):1\.0\.0$`),
-				})),
+			}))
+			// The region's own ECR image, pulled with rights the execution
+			// role is granted.
+			for _, td := range ofType(s.json[region], "AWS::ECS::TaskDefinition") {
+				img, _ := json.Marshal(propsOf(td)["ContainerDefinitions"])
+				if !strings.Contains(string(img), ".dkr.ecr."+region+".") || !regexp.MustCompile(`xrc/(source:1\.0\.0|target@sha256:(ab){32})`).Match(img) {
+					t.Errorf("%s: task image %s", region, img)
+				}
+			}
+			tm.HasResourceProperties(jsii.String("AWS::IAM::Policy"), obj(map[string]any{
+				"PolicyDocument": obj(map[string]any{"Statement": arrayWith(obj(map[string]any{"Action": arrayWith("ecr:BatchGetImage")}))}),
 			}))
 			tm.HasResourceProperties(jsii.String("AWS::SNS::Subscription"), obj(map[string]any{"Protocol": "email", "Endpoint": "ops@example.com"}))
 		})
@@ -1102,6 +1111,35 @@ func TestVariantOptions(t *testing.T) {
 		data, _ := os.ReadFile(filepath.Join(s.outdir, "xv-"+region+".assets.json"))
 		if strings.Contains(string(data), "dockerImages\": {\n    \"") {
 			t.Errorf("%s: builds an image asset although prebuilt images were given", region)
+		}
+	}
+}
+
+// TestPrebuiltImageOutOfReach: tasks in a VPC the app creates (endpoints,
+// no NAT) reach only their region's private ECR; another image fails the
+// synth with the reason rather than every task at start.
+func TestPrebuiltImageOutOfReach(t *testing.T) {
+	s, err := synthApp(map[string]any{"config": "../../configs/example.json",
+		"sourceImage": "public.ecr.aws/example/xrc-source:1.0.0", "targetImage": "123456789012.dkr.ecr.us-east-1.amazonaws.com/xrc/target:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for region, st := range s.d.Stacks {
+		var msgs []string
+		for _, e := range *assertions.Annotations_FromStack(st).FindError(jsii.String("*"), assertions.Match_AnyValue()) {
+			msgs = append(msgs, message(e))
+		}
+		all := strings.Join(msgs, "\n")
+		wantSource := region == "us-east-1" // the only region with a source
+		wantTarget := region == "eu-west-1" // us-east-1's ECR; ap-southeast-2 runs its targets on Lambda
+		if got := strings.Contains(all, `xrc-source image "public.ecr.aws/example/xrc-source:1.0.0"`); got != wantSource {
+			t.Errorf("%s: source image refused %v, want %v (%s)", region, got, wantSource, all)
+		}
+		if got := strings.Contains(all, "xrc-target image"); got != wantTarget {
+			t.Errorf("%s: target image refused %v, want %v (%s)", region, got, wantTarget, all)
+		}
+		if len(msgs) > 0 && !strings.Contains(all, "reach only that region's private ECR") {
+			t.Errorf("%s: the error does not say why: %s", region, all)
 		}
 	}
 }
