@@ -112,11 +112,9 @@ func (s *regionStack) addFunction(id string, w *worker, env map[string]*string) 
 	} else {
 		props.BatchSize = jsii.Number(float64(l.TargetBatchSize))
 	}
-	if l.ReservedConcurrency >= 2 {
-		// The mapping never asks for more than the function may run, so
-		// batches are not throttled back into the queue.
-		props.MaxConcurrency = jsii.Number(float64(min(l.ReservedConcurrency, 1000)))
-	}
+	// The mapping never asks for more than the function may run, so
+	// batches are not throttled back into the queue (config: at least 2).
+	props.MaxConcurrency = jsii.Number(float64(min(l.ReservedConcurrency, 1000)))
 	mapping := awslambda.NewEventSourceMapping(s.Stack, jsii.String(id+"Mapping"), props)
 	w.Function = &function{Function: fn, Role: role, Mapping: mapping}
 	if w.Compute == config.ComputeHybrid {

@@ -517,6 +517,7 @@ func TestSchemaMatchesGo(t *testing.T) {
 		{"lambda memoryMB maximum", num(settings("lambda", "properties", "memoryMB"), "maximum"), float64(maxLambdaMemoryMB)},
 		{"lambda memoryMB default", num(settings("lambda", "properties", "memoryMB"), "default"), float64(DefaultLambdaMemoryMB)},
 		{"lambda timeout default", dur(settings("lambda", "properties", "timeout")), DefaultLambdaTimeout},
+		{"lambda reservedConcurrency minimum", num(settings("lambda", "properties", "reservedConcurrency"), "minimum"), float64(minLambdaConcurrency)},
 		{"lambda reservedConcurrency maximum", num(settings("lambda", "properties", "reservedConcurrency"), "maximum"), float64(maxLambdaConcurrency)},
 		{"lambda reservedConcurrency default", num(settings("lambda", "properties", "reservedConcurrency"), "default"), float64(DefaultLambdaConcurrency)},
 		{"lambda batchSize maximum", num(settings("lambda", "properties", "batchSize"), "maximum"), float64(maxLambdaBatchSize)},

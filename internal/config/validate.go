@@ -60,11 +60,15 @@ const (
 	minLambdaMemoryMB, maxLambdaMemoryMB = 128, 10240
 	minLambdaTimeout, maxLambdaTimeout   = 30 * time.Second, 15 * time.Minute
 	maxLambdaConcurrency                 = 1000
-	maxLambdaBatchSize                   = 10000 // an SQS event source mapping's maximum
-	maxLambdaBatchingWindow              = 300 * time.Second
-	maxLambdaTargetBatchSize             = 10 // without a batching window, SQS's maximum
-	minLambdaMargin                      = 5 * time.Second
-	minHybridAge                         = time.Minute // CloudWatch's SQS metrics come each minute
+	// An SQS event source mapping's maximum concurrency is at least 2:
+	// with 1 reserved, the mapping would be throttled, and each throttled
+	// batch counts a receive towards the DLQ unprocessed.
+	minLambdaConcurrency     = 2
+	maxLambdaBatchSize       = 10000 // an SQS event source mapping's maximum
+	maxLambdaBatchingWindow  = 300 * time.Second
+	maxLambdaTargetBatchSize = 10 // without a batching window, SQS's maximum
+	minLambdaMargin          = 5 * time.Second
+	minHybridAge             = time.Minute // CloudWatch's SQS metrics come each minute
 )
 
 var (
@@ -221,8 +225,8 @@ func validateLambda(errs *Errors, l Lambda) {
 	if t := l.Timeout.D(); t < minLambdaTimeout || t > maxLambdaTimeout {
 		errs.add(p+".timeout", "must be between %v and %v (Lambda's maximum), got %v", minLambdaTimeout, maxLambdaTimeout, t)
 	}
-	if l.ReservedConcurrency < 1 || l.ReservedConcurrency > maxLambdaConcurrency {
-		errs.add(p+".reservedConcurrency", "must be between 1 and %d, got %d", maxLambdaConcurrency, l.ReservedConcurrency)
+	if l.ReservedConcurrency < minLambdaConcurrency || l.ReservedConcurrency > maxLambdaConcurrency {
+		errs.add(p+".reservedConcurrency", "must be between %d (an SQS event source mapping's least maximum concurrency) and %d, got %d", minLambdaConcurrency, maxLambdaConcurrency, l.ReservedConcurrency)
 	}
 	if l.BatchSize < 1 || l.BatchSize > maxLambdaBatchSize {
 		errs.add(p+".batchSize", "must be between 1 and %d (an SQS event source mapping's maximum), got %d", maxLambdaBatchSize, l.BatchSize)
