@@ -200,14 +200,24 @@ func (n *elementCount) UnmarshalJSON(raw []byte) error {
 	return nil
 }
 
-// elements counts the elements of a JSON array (its top-level commas, plus
-// one); anything but a non-empty array has none.
+// members counts the members of a JSON object (its colons at the top
+// level); anything else has none.
+func members(raw []byte) int { return separators(raw, ':') }
+
+// elements counts the elements of a JSON array (its commas at the top
+// level, plus one); anything but a non-empty array has none.
 func elements(raw []byte) int {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) < 2 || raw[0] != '[' || len(bytes.TrimSpace(raw[1:len(raw)-1])) == 0 {
 		return 0
 	}
-	n, depth, inString, escaped := 1, 0, false, false
+	return separators(raw, ',') + 1
+}
+
+// separators counts sep in the JSON value raw at its top level: outside
+// strings and nested values.
+func separators(raw []byte, sep byte) int {
+	n, depth, inString, escaped := 0, 0, false, false
 	for _, c := range raw {
 		switch {
 		case escaped:
@@ -221,25 +231,7 @@ func elements(raw []byte) int {
 			depth++
 		case c == ']' || c == '}':
 			depth--
-		case c == ',' && depth == 1:
-			n++
-		}
-	}
-	return n
-}
-
-// members counts the members of a JSON object (its colons outside strings).
-func members(raw []byte) int {
-	n, inString, escaped := 0, false, false
-	for _, c := range raw {
-		switch {
-		case escaped:
-			escaped = false
-		case inString && c == '\\':
-			escaped = true
-		case c == '"':
-			inString = !inString
-		case !inString && c == ':':
+		case c == sep && depth == 1:
 			n++
 		}
 	}
