@@ -162,6 +162,11 @@ func TestValidationErrors(t *testing.T) {
 		}), []string{"settings.lambda.memoryMB: must be between 128 and 10240", "settings.lambda.timeout: must be between 30s and 15m0s",
 			"settings.lambda.reservedConcurrency", "settings.lambda.batchSize: must be between 1 and 10000", "settings.lambda.batchingWindow",
 			"settings.lambda.targetBatchSize", "settings.lambda.margin: must be between 5s and half of timeout", "settings.lambda.hybridAge: must be whole minutes"}},
+		{"one reserved Lambda", mutate(t, func(d map[string]any) {
+			obj(d, "settings")["lambda"] = map[string]any{"reservedConcurrency": 1}
+		}), []string{"settings.lambda.reservedConcurrency: must be between 2 (an SQS event source mapping's least maximum concurrency) and 1000, got 1"}},
+		{"staging kept longer than events", mutate(t, func(d map[string]any) { obj(d, "settings")["stagingExpiryDays"] = 14 }),
+			[]string{"settings.stagingExpiryDays: must be between 1 and 13 (its events wait in SQS, 14 days at most)"}},
 		{"margin over half the timeout", mutate(t, func(d map[string]any) {
 			obj(d, "settings")["lambda"] = map[string]any{"timeout": "1m", "margin": "40s"}
 		}),
