@@ -2,6 +2,7 @@ package main
 
 import (
 	"github.com/aws/aws-cdk-go/awscdk/v2"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awss3"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awss3notifications"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssqs"
@@ -54,6 +55,17 @@ func newWorkQueue(s *regionStack, id, name string, compute config.Compute) *work
 		},
 		RemovalPolicy: awscdk.RemovalPolicy_DESTROY,
 	})
+	// The statements CDK adds for S3 notifications check the bucket's ARN,
+	// which names no account: a bucket of the same name in another account
+	// (one deleted and taken) could send events that a worker would act on.
+	q.AddToResourcePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid:        jsii.String("EventsFromOwnBucketsOnly"),
+		Effect:     awsiam.Effect_DENY,
+		Principals: &[]awsiam.IPrincipal{awsiam.NewServicePrincipal(jsii.String("s3.amazonaws.com"), nil)},
+		Actions:    jsii.Strings("sqs:SendMessage"),
+		Resources:  jsii.Strings(*q.QueueArn()),
+		Conditions: &map[string]any{"StringNotEquals": map[string]any{"aws:SourceAccount": awscdk.Aws_ACCOUNT_ID()}},
+	}))
 	return &workQueue{Queue: q, DLQ: dlq}
 }
 

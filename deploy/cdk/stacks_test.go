@@ -436,6 +436,15 @@ func TestDeadLetterQueues(t *testing.T) {
 				t.Errorf("%s: no queue %s-dlq", region, name)
 			}
 		}
+		// S3 events come from the account's own buckets only: a bucket ARN
+		// names no account.
+		for _, p := range ofType(s.json[region], "AWS::SQS::QueuePolicy") {
+			doc, _ := json.Marshal(propsOf(p)["PolicyDocument"])
+			if strings.Contains(string(doc), `"s3.amazonaws.com"`) && !strings.Contains(string(doc),
+				`{"Action":"sqs:SendMessage","Condition":{"StringNotEquals":{"aws:SourceAccount":{"Ref":"AWS::AccountId"}}},"Effect":"Deny","Principal":{"Service":"s3.amazonaws.com"}`) {
+				t.Errorf("%s: a queue S3 sends to takes events from other accounts' buckets: %s", region, doc)
+			}
+		}
 	}
 }
 
