@@ -227,11 +227,10 @@ var ecrImageRe = regexp.MustCompile(`^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaw
 
 // prebuilt is the image uri names, {region} replaced by the stack's
 // region (an image ECR replicates to every region). A private ECR image is
-// pulled with the
-// rights CDK grants the execution role for it (FromRegistry grants none).
-// Tasks in the VPC this app creates reach only their own region's ECR
-// (endpoints, no NAT): any other image fails synth there rather than every
-// task at start.
+// pulled with the rights CDK grants the execution role for it
+// (FromRegistry grants none). Tasks in the VPC this app creates reach only
+// their own region's ECR (endpoints, no NAT): any other image fails synth
+// there rather than every task at start.
 func (s *regionStack) prebuilt(kind, uri string) awsecs.ContainerImage {
 	region := s.plan.Region.Name
 	uri = strings.ReplaceAll(uri, "{region}", region)
