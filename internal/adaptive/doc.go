@@ -15,8 +15,11 @@
 // counts half after Config.HalfLife), so a workload that changes is
 // learnt again. An arm's net benefit per GiB of input is
 //
-//	(1 - out/in) × transfer $/GiB × target regions
-//	  - (compression CPU-s + decompression CPU-s × target regions) / GiB × $/vCPU-s
+//	(1 - out/in) × transfer $/GiB × regions crossed to
+//	  - (compression CPU-s + decompression CPU-s × regions delivered to) / GiB × $/vCPU-s
+//
+// A destination in the source region is delivered to but not crossed to:
+// it decodes, and saves no transfer.
 //
 // It exploits the arm with the best benefit among those it has seen
 // enough of, explores the neighbours of that arm with a probability that

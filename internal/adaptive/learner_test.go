@@ -66,7 +66,7 @@ var (
 )
 
 func testModel() Model {
-	return Model{TransferPerGiB: 0.02, VCPUSecond: VCPUSecond(0.01245), Regions: 2, DecodeSeconds: 1.0 / 500e6}
+	return Model{TransferPerGiB: 0.02, VCPUSecond: VCPUSecond(0.01245), Regions: 2, Decoders: 2, DecodeSeconds: 1.0 / 500e6}
 }
 
 // outcome is one object of size bytes of p encoded with a, with noise.
@@ -386,7 +386,7 @@ func TestDecay(t *testing.T) {
 }
 
 func TestBenefit(t *testing.T) {
-	m := Model{TransferPerGiB: 0.02, VCPUSecond: 0.01, Regions: 2, DecodeSeconds: 0.5 / GiB}
+	m := Model{TransferPerGiB: 0.02, VCPUSecond: 0.01, Regions: 2, Decoders: 2, DecodeSeconds: 0.5 / GiB}
 	// Halving 1 GiB to 2 regions saves 0.02; 1 CPU-second per GiB costs
 	// 0.01, decoding 0.5 s in each of 2 regions another 0.01.
 	if got := m.Benefit(3, 0.5, 1.0/GiB); math.Abs(got-0) > 1e-12 {
@@ -394,6 +394,38 @@ func TestBenefit(t *testing.T) {
 	}
 	if got := m.Benefit(Store, 1, 0); got != 0 {
 		t.Errorf("store of nothing = %v", got)
+	}
+	// Delivered only in the source's region: nothing crosses, so halving
+	// saves nothing and costs the CPU.
+	local := Model{TransferPerGiB: 0.02, VCPUSecond: 0.01, Regions: 0, Decoders: 1, DecodeSeconds: 0.5 / GiB}
+	if got := local.Benefit(3, 0.5, 1.0/GiB); math.Abs(got+0.015) > 1e-12 {
+		t.Errorf("Benefit with no region crossed = %v, want -0.015", got)
+	}
+}
+
+// A rule whose only destination is in its source region saves no transfer
+// by compressing: the learner stores what it has learnt compresses well.
+func TestStoresWhenNothingCrosses(t *testing.T) {
+	k := Key{Rule: "r", Class: CSV}
+	l := New(Config{Arms: Arms(true, 1, 9), HalfLife: time.Hour}, rand.New(rand.NewPCG(1, 1)))
+	t0 := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+	var obs []Observation
+	for _, a := range l.cfg.Arms {
+		s := Sample{In: 100 << 20, Out: 30 << 20, CPU: 400 * time.Millisecond, Objects: 100}
+		if a == Store {
+			s = Sample{In: 100 << 20, Out: 100 << 20, CPU: 5 * time.Millisecond, Objects: 100}
+		}
+		obs = append(obs, Observation{Key: k, Arm: a, Sample: s, At: t0})
+	}
+	l.Load(obs)
+	local := Model{TransferPerGiB: 0.02, VCPUSecond: VCPUSecond(0.01245), Regions: 0, Decoders: 1, DecodeSeconds: 1.0 / 500e6}
+	remote := local
+	remote.Regions = 1
+	if d := l.Choose(k, local, 3, 1<<20, 0, t0); d.Arm != Store || d.Why != "exploit" {
+		t.Errorf("nothing crosses: chose %v (%s), want store (exploit)", d.Arm, d.Why)
+	}
+	if d := l.Choose(k, remote, 3, 1<<20, 0, t0); d.Arm == Store {
+		t.Errorf("one region crossed: chose store (%s)", d.Why)
 	}
 }
 

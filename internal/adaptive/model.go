@@ -10,10 +10,11 @@ const GiB = 1 << 30
 type Model struct {
 	TransferPerGiB float64 // inter-region transfer, $ per GiB
 	VCPUSecond     float64 // compute, $ per vCPU-second
-	// Regions is how many target regions an object of the rule goes to:
-	// every byte saved is saved once per region, and decoded once per
-	// region.
-	Regions int
+	// Regions is how many regions other than its source's an object of
+	// the rule crosses to: every byte saved is saved once per region.
+	// Decoders is how many regions unpack it (the source's own too, when
+	// it is a target): each decodes every byte.
+	Regions, Decoders int
 	// DecodeSeconds is the CPU a target spends decoding one byte of zstd
 	// output (measured at start-up; decoding costs about the same at every
 	// level). Stored objects cost a copy, counted as nothing.
@@ -24,11 +25,10 @@ type Model struct {
 // shrinks input to outPerIn of its size for cpuPerByte normalised
 // compression CPU-seconds per input byte.
 func (m Model) Benefit(a Arm, outPerIn, cpuPerByte float64) float64 {
-	regions := float64(max(m.Regions, 1))
-	saved := (1 - outPerIn) * m.TransferPerGiB * regions
+	saved := (1 - outPerIn) * m.TransferPerGiB * float64(m.Regions)
 	cpu := cpuPerByte * GiB
 	if a != Store {
-		cpu += m.DecodeSeconds * GiB * regions
+		cpu += m.DecodeSeconds * GiB * float64(m.Decoders)
 	}
 	return saved - cpu*m.VCPUSecond
 }

@@ -226,7 +226,8 @@ func printExpectedSaving(ctx context.Context, env Env, cfg *config.Config, rule 
 		fmt.Fprintf(env.Stdout, "  expected saving: unknown (reading rule %s's statistics: %v)\n", rule.ID, err)
 		return
 	}
-	lines := stats.Summarise(rule.ID, targetRegions(rule), hs, p, fleet.DecodeSeconds, nil)
+	delivered, crossed := rule.Regions()
+	lines := stats.Summarise(rule.ID, crossed, delivered, hs, p, fleet.DecodeSeconds, nil)
 	x := stats.Project(lines[len(lines)-1], c.Bytes, int(c.Enqueued), p)
 	if x.Ratio == 0 {
 		fmt.Fprintf(env.Stdout, "  expected saving: unknown (rule %s has no statistics in the last %d days; xrc savings shows them once objects moved)\n",

@@ -148,7 +148,11 @@ func TestSavingsGolden(t *testing.T) {
 	env := localstack.Require(t)
 	ctx := context.Background()
 	cfg := env.Config("savings")
-	cfg.Rules[0].Destinations = append(cfg.Rules[0].Destinations, config.Destination{Region: "eu-west-1", Bucket: cfg.Rules[0].Destinations[0].Bucket + "-b"})
+	// A second bucket in the same target region, and one in the source's
+	// region: still one region crossed to.
+	cfg.Rules[0].Destinations = append(cfg.Rules[0].Destinations, config.Destination{Region: "eu-west-1", Bucket: cfg.Rules[0].Destinations[0].Bucket + "-b"},
+		config.Destination{Region: cfg.Rules[0].SourceRegion, Bucket: cfg.Rules[0].Destinations[0].Bucket + "-near"})
+	cfg.Settings.Regions[0].Role = config.RoleBoth
 	if err := env.EnsureTable(ctx, cfg.TableName(), true); err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +220,7 @@ func TestSavingsGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	total := rep.Lines[len(rep.Lines)-1]
-	if total.BytesIn != 12<<30 || total.Regions != 1 || total.Objects != 9000 { // two destinations, one region
+	if total.BytesIn != 12<<30 || total.Regions != 1 || total.Objects != 9000 {
 		t.Errorf("JSON total %+v", total)
 	}
 	if _, _, err := run(t, "savings", "-config", path, "-since", "90d"); err == nil || !strings.Contains(err.Error(), "more than the 35 days") {

@@ -99,7 +99,9 @@ func savings(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	now := env.Now()
-	rep := savingsReport{From: now.Add(-since).UTC(), To: now.UTC(), Prices: prices(cfg)}
+	// Statistics are kept by the hour: the report covers, and scales to a
+	// month, every hour it reads, the first one whole.
+	rep := savingsReport{From: now.Add(-since).UTC().Truncate(time.Hour), To: now.UTC(), Prices: prices(cfg)}
 	stores := map[string]*stats.Store{} // by source region: the table is regional
 	found := false
 	for i := range cfg.Rules {
@@ -129,9 +131,10 @@ func savings(ctx context.Context, args []string, env Env) error {
 		if err != nil {
 			return err
 		}
-		lines := stats.Summarise(r.ID, targetRegions(r), hs, rep.Prices, fleet.DecodeSeconds, choices)
+		delivered, crossed := r.Regions()
+		lines := stats.Summarise(r.ID, crossed, delivered, hs, rep.Prices, fleet.DecodeSeconds, choices)
 		rep.Lines = append(rep.Lines, lines...)
-		rep.Compute = append(rep.Compute, compareCompute(cfg, r, lines[len(lines)-1], since))
+		rep.Compute = append(rep.Compute, compareCompute(cfg, r, lines[len(lines)-1], rep.To.Sub(rep.From)))
 	}
 	if !found {
 		return fmt.Errorf("no rule %q in %s", *ruleID, *cfgPath)
@@ -151,15 +154,6 @@ func prices(cfg *config.Config) stats.Prices {
 	return stats.Prices{TransferPerGiB: p.TransferPerGB, VCPUHour: p.VCPUHour, FixedPerMonth: p.FixedPerMonth}
 }
 
-// targetRegions is how many regions a rule's objects cross to.
-func targetRegions(r *config.Rule) int {
-	regions := map[string]bool{}
-	for _, d := range r.Destinations {
-		regions[d.Region] = true
-	}
-	return len(regions)
-}
-
 func printSavings(env Env, rep savingsReport) {
 	fmt.Fprintf(env.Stdout, "xrc savings, %s\nprices: transfer $%s/GB, vCPU $%s/hour, fixed %s/month\n",
 		stats.Period(rep.From, rep.To), strconv.FormatFloat(rep.Prices.TransferPerGiB, 'f', -1, 64),
@@ -169,7 +163,7 @@ func printSavings(env Env, rep savingsReport) {
 	for _, l := range rep.Lines {
 		if l.Rule != rule {
 			rule = l.Rule
-			fmt.Fprintf(env.Stdout, "\nrule %s (%d target region%s)\n", l.Rule, l.Regions, plural(l.Regions))
+			fmt.Fprintf(env.Stdout, "\nrule %s (bytes cross to %d region%s)\n", l.Rule, l.Regions, plural(l.Regions))
 			tw = tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 			fmt.Fprintln(tw, "class\tobjects\tbytes in\tacross regions\tratio\twithout xrc\twith xrc\tcompute\tnet saving\tlearnt\tlevel mix\t")
 		}

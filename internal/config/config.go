@@ -335,6 +335,24 @@ func (r *Rule) DestinationKey(d Destination, key string) string {
 	return *d.Prefix + strings.TrimPrefix(key, r.Prefix)
 }
 
+// Regions counts the regions r delivers to: every one of them unpacks its
+// archives, and those other than its source region are the ones its bytes
+// cross to, each paying inter-region transfer for them. A destination in
+// the source region is read from the local staging bucket: no transfer.
+func (r *Rule) Regions() (delivered, crossed int) {
+	seen := map[string]bool{}
+	for _, d := range r.Destinations {
+		if !seen[d.Region] {
+			seen[d.Region] = true
+			delivered++
+			if d.Region != r.SourceRegion {
+				crossed++
+			}
+		}
+	}
+	return delivered, crossed
+}
+
 // Route is where one source object goes: a destination of its rule with the
 // key resolved.
 type Route struct {

@@ -243,6 +243,18 @@ func TestDestinationKey(t *testing.T) {
 	}
 }
 
+func TestRuleRegions(t *testing.T) {
+	r := Rule{SourceRegion: "us-east-1", Destinations: []Destination{
+		{Region: "us-east-1", Bucket: "near"}, {Region: "eu-west-1", Bucket: "a"}, {Region: "eu-west-1", Bucket: "b"}}}
+	if delivered, crossed := r.Regions(); delivered != 2 || crossed != 1 {
+		t.Errorf("Regions() = %d delivered, %d crossed; want 2, 1", delivered, crossed)
+	}
+	r.Destinations = r.Destinations[:1]
+	if delivered, crossed := r.Regions(); delivered != 1 || crossed != 0 {
+		t.Errorf("source region only: Regions() = %d, %d; want 1, 0", delivered, crossed)
+	}
+}
+
 // TestSchemaCoversFields keeps configs/xrc.schema.json in step with the Go
 // types: every JSON field must be a schema property and vice versa.
 func TestSchemaCoversFields(t *testing.T) {

@@ -80,11 +80,9 @@ func newLevels(w *Worker) *levels {
 		Freshness: a.Freshness.D()}, rand.New(rand.NewPCG(uint64(w.Clock.Now().UnixNano()), 0x5eed)))
 	p := w.Config.Settings.Prices
 	for _, r := range w.rules {
-		regions := map[string]bool{}
-		for _, d := range r.Destinations {
-			regions[d.Region] = true
-		}
-		lv.models[r.ID] = adaptive.Model{TransferPerGiB: p.TransferPerGB, VCPUSecond: adaptive.VCPUSecond(p.VCPUHour), Regions: len(regions)}
+		delivered, crossed := r.Regions()
+		lv.models[r.ID] = adaptive.Model{TransferPerGiB: p.TransferPerGB, VCPUSecond: adaptive.VCPUSecond(p.VCPUHour),
+			Regions: crossed, Decoders: delivered}
 	}
 	return lv
 }
@@ -175,10 +173,10 @@ func (lv *levels) observe(ctx context.Context, rule *config.Rule, m *manifest.Ma
 		ds = append(ds, d)
 		lv.learn.Observe(adaptive.Observation{Key: adaptive.Key{Rule: rule.ID, Class: d.Class}, Arm: d.Arm,
 			Sample: adaptive.Sample{In: d.In, Out: d.Out, CPU: d.CPU, Objects: d.Objects}, At: now})
-		regions := float64(max(model.Regions, 1))
+		regions := float64(model.Regions)
 		cpu := d.CPU.Seconds()
 		if d.Arm != adaptive.Store {
-			cpu += model.DecodeSeconds * float64(d.In) * regions
+			cpu += model.DecodeSeconds * float64(d.In) * float64(model.Decoders)
 		}
 		lv.m.Transfer.WithLabelValues(rule.ID, "without").Add(float64(d.In) * regions / adaptive.GiB * model.TransferPerGiB)
 		lv.m.Transfer.WithLabelValues(rule.ID, "with").Add(float64(d.Out) * regions / adaptive.GiB * model.TransferPerGiB)

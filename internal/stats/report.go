@@ -25,8 +25,8 @@ func Transfer(bytes int64, regions int, perGiB float64) float64 {
 // Line is one rule and class (or a rule's total) of a savings report.
 type Line struct {
 	Rule        string             `json:"rule"`
-	Class       adaptive.Class     `json:"class"` // "" on a rule's total
-	Regions     int                `json:"regions"`
+	Class       adaptive.Class     `json:"class"`   // "" on a rule's total
+	Regions     int                `json:"regions"` // crossed to: a destination in the source region is not
 	Objects     int                `json:"objects"`
 	BytesIn     int64              `json:"bytesIn"`
 	BytesOut    int64              `json:"bytesOut"`    // one region's worth
@@ -45,9 +45,10 @@ type Line struct {
 }
 
 // Summarise turns one rule's hourly statistics into a line per class and
-// a total. decodeSeconds is the fleet's CPU per byte to decode (each target
-// region decodes what it receives).
-func Summarise(rule string, regions int, hs []Hourly, p Prices, decodeSeconds float64, choices map[adaptive.Class]Choice) []Line {
+// a total. regions is how many regions other than the source's the rule's
+// bytes cross to, decoders how many unpack them (config.Rule.Regions);
+// decodeSeconds is the fleet's CPU per byte to decode.
+func Summarise(rule string, regions, decoders int, hs []Hourly, p Prices, decodeSeconds float64, choices map[adaptive.Class]Choice) []Line {
 	byClass := map[adaptive.Class]*Line{}
 	armBytes := map[adaptive.Class]map[string]int64{}
 	total := &Line{Rule: rule, Regions: regions}
@@ -67,7 +68,7 @@ func Summarise(rule string, regions int, hs []Hourly, p Prices, decodeSeconds fl
 			x.BytesOut += h.Out
 			x.CPUSeconds += h.CPU.Seconds()
 			if h.Arm != adaptive.Store {
-				x.CPUSeconds += decodeSeconds * float64(h.In) * float64(regions)
+				x.CPUSeconds += decodeSeconds * float64(h.In) * float64(decoders)
 			}
 		}
 		armBytes[h.Class][h.Arm.String()] += h.In

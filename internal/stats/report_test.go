@@ -28,7 +28,7 @@ func TestSummarise(t *testing.T) {
 		h(adaptive.CSV, 7, 1<<30, 300<<20, 60*time.Second, 30),
 		h(adaptive.Compressed, adaptive.Store, 2<<30, 2<<30, time.Second, 10),
 	}
-	lines := Summarise("r", 2, hs, Prices{TransferPerGiB: 0.02, VCPUHour: 3.6, FixedPerMonth: 10}, 0, map[adaptive.Class]Choice{adaptive.CSV: {Arm: "7"}})
+	lines := Summarise("r", 2, 2, hs, Prices{TransferPerGiB: 0.02, VCPUHour: 3.6, FixedPerMonth: 10}, 0, map[adaptive.Class]Choice{adaptive.CSV: {Arm: "7"}})
 	if len(lines) != 3 || lines[0].Class != adaptive.Compressed || lines[1].Class != adaptive.CSV || lines[2].Class != "" {
 		t.Fatalf("lines %+v", lines)
 	}
@@ -64,7 +64,7 @@ func TestFormats(t *testing.T) {
 // each region, at the same cost per byte.
 func TestProject(t *testing.T) {
 	p := Prices{TransferPerGiB: 0.02, VCPUHour: 3.6}
-	total := Summarise("r", 2, []Hourly{{Rule: "r", Delta: Delta{Class: adaptive.CSV, Arm: 3, In: 3 << 30, Out: 1 << 30, CPU: 10 * time.Second, Objects: 3}}}, p, 0, nil)[1]
+	total := Summarise("r", 2, 2, []Hourly{{Rule: "r", Delta: Delta{Class: adaptive.CSV, Arm: 3, In: 3 << 30, Out: 1 << 30, CPU: 10 * time.Second, Objects: 3}}}, p, 0, nil)[1]
 	got := Project(total, 300<<30, 1000, p)
 	if got.Objects != 1000 || got.BytesIn != 300<<30 || got.BytesAcross != 200<<30 || got.Ratio != 3 {
 		t.Errorf("projection %+v", got)
