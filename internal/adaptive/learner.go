@@ -321,12 +321,13 @@ func (l *Learner) Behind() int {
 	return l.steps
 }
 
-// nearest maps a level onto the closest arm the learner has.
+// nearest maps a level onto the closest arm the learner has. Store sits
+// between levels -1 and 1 in number only: a level is never mapped to it.
 func (l *Learner) nearest(a Arm) Arm {
-	best := l.cfg.Arms[0]
+	best, found := Store, false
 	for _, x := range l.cfg.Arms {
-		if abs(int(x)-int(a)) < abs(int(best)-int(a)) {
-			best = x
+		if (x != Store || a == Store) && (!found || abs(int(x)-int(a)) < abs(int(best)-int(a))) {
+			best, found = x, true
 		}
 	}
 	return best

@@ -403,6 +403,27 @@ func TestBenefit(t *testing.T) {
 	}
 }
 
+// A rule's level outside the learner's arms starts at the nearest level,
+// never at store, which sits between -1 and 1 in number only.
+func TestStartsAtNearestLevel(t *testing.T) {
+	k := Key{Rule: "r", Class: CSV}
+	t0 := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		arms        []Arm
+		start, want Arm
+	}{
+		{Arms(true, 3, 19), 1, 3},
+		{Arms(true, 3, 19), 22, 19},
+		{Arms(false, -3, 11), -3, 1}, // pure Go: store, 1, 3, 7, 11
+		{Arms(true, -7, 19), Store, Store},
+	} {
+		l := New(Config{Arms: c.arms, HalfLife: time.Hour}, rand.New(rand.NewPCG(1, 1)))
+		if d := l.Choose(k, testModel(), c.start, 1<<20, 0, t0); d.Arm != c.want || d.Why != "start" {
+			t.Errorf("arms %v, start %v: chose %v (%s), want %v", c.arms, c.start, d.Arm, d.Why, c.want)
+		}
+	}
+}
+
 // A rule whose only destination is in its source region saves no transfer
 // by compressing: the learner stores what it has learnt compresses well.
 func TestStoresWhenNothingCrosses(t *testing.T) {
