@@ -118,6 +118,9 @@ func TestValidationErrors(t *testing.T) {
 		{"non-source region", mutate(t, func(d map[string]any) { rule0(d)["sourceRegion"] = "eu-west-1" }), []string{"rules[0].sourceRegion: region \"eu-west-1\" does not have role source"}},
 		{"bad region name", mutate(t, func(d map[string]any) { obj(d, "settings", "regions", 0)["name"] = "useast1" }), []string{"settings.regions[0].name: invalid region name"}},
 		{"bad role", mutate(t, func(d map[string]any) { obj(d, "settings", "regions", 0)["role"] = "primary" }), []string{"settings.regions[0].role: must be source, target or both"}},
+		{"half-life shorter than the statistics' hour", mutate(t, func(d map[string]any) {
+			obj(d, "settings")["adaptive"] = map[string]any{"halfLife": "10m"}
+		}), []string{"settings.adaptive.halfLife: must be at least 1h"}},
 		{"staging bucket as source", mutate(t, func(d map[string]any) {
 			rule0(d)["sourceBucket"] = obj(d, "settings", "regions", 0)["stagingBucket"]
 		}), []string{"rules[0].sourceBucket: ", "us-east-1's staging bucket: the rule would archive xrc's own archives"}},

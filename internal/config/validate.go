@@ -270,8 +270,8 @@ func validateAdaptive(errs *Errors, a Adaptive) {
 	if a.ExploreFloor < 0 || a.ExploreFloor > a.Explore {
 		errs.add(p+".exploreFloor", "must be between 0 and explore (%v)", a.Explore)
 	}
-	if a.HalfLife.D() < time.Minute {
-		errs.add(p+".halfLife", "must be at least 1m")
+	if a.HalfLife.D() < time.Hour {
+		errs.add(p+".halfLife", "must be at least 1h: the fleet's statistics are kept by the hour")
 	}
 	if a.Refresh.D() < time.Second {
 		errs.add(p+".refresh", "must be at least 1s")

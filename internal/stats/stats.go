@@ -159,18 +159,27 @@ func (st *Store) Since(ctx context.Context, rule string, since time.Time) ([]Hou
 }
 
 // Observations returns rule's statistics since `since` as observations for
-// the learner, each dated at the middle of its hour.
+// the learner, each dated at the middle of what its hour has covered: the
+// current hour's at the middle of its part gone by, never in the future,
+// where the learner would take it as newer than what this task just saw.
 func (st *Store) Observations(ctx context.Context, rule string, since time.Time) ([]adaptive.Observation, error) {
 	hs, err := st.Since(ctx, rule, since)
 	if err != nil {
 		return nil, err
 	}
+	now := st.now()
 	obs := make([]adaptive.Observation, 0, len(hs))
 	for _, h := range hs {
 		obs = append(obs, adaptive.Observation{Key: adaptive.Key{Rule: rule, Class: h.Class}, Arm: h.Arm,
-			Sample: adaptive.Sample{In: h.In, Out: h.Out, CPU: h.CPU, Objects: h.Objects}, At: h.Hour.Add(30 * time.Minute)})
+			Sample: adaptive.Sample{In: h.In, Out: h.Out, CPU: h.CPU, Objects: h.Objects}, At: middle(h.Hour, now)})
 	}
 	return obs, nil
+}
+
+// middle is the middle of the hour from start, or of its part before now.
+func middle(start, now time.Time) time.Time {
+	covered := min(max(now.Sub(start), 0), time.Hour)
+	return start.Add(covered / 2)
 }
 
 // Fleet is the mean CPU benchmark of the tasks that started.

@@ -69,6 +69,30 @@ func TestConcurrentAddsAreExact(t *testing.T) {
 	}
 }
 
+// The hour in progress is dated at the middle of its part gone by: dated
+// at half past, it would read as newer than what a task observes now, and
+// the learner would discount the task's own observations against it.
+func TestCurrentHourIsNotInTheFuture(t *testing.T) {
+	table, ddb := localstack.Require(t).TestTable(t, "stats")
+	now := time.Date(2026, 12, 2, 10, 10, 0, 0, time.UTC)
+	st := stats.New(ddb, table, func() time.Time { return now })
+	ctx := context.Background()
+	for _, at := range []time.Time{now.Add(-time.Hour), now.Add(-5 * time.Minute)} {
+		if _, err := st.Add(ctx, "r1", at, []stats.Delta{{Class: adaptive.CSV, Arm: 3, In: 100, Out: 40, Objects: 1, Archives: 1}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	obs, err := st.Observations(ctx, "r1", now.Add(-2*time.Hour))
+	if err != nil || len(obs) != 2 {
+		t.Fatalf("observations %+v %v", obs, err)
+	}
+	for i, want := range []time.Time{time.Date(2026, 12, 2, 9, 30, 0, 0, time.UTC), time.Date(2026, 12, 2, 10, 5, 0, 0, time.UTC)} {
+		if !obs[i].At.Equal(want) {
+			t.Errorf("observation %d dated %v, want %v", i, obs[i].At, want)
+		}
+	}
+}
+
 func TestFleetBenchmark(t *testing.T) {
 	st := store(t)
 	ctx := context.Background()
