@@ -2,6 +2,7 @@ package source
 
 import (
 	"context"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -193,34 +194,64 @@ func (lv *levels) observe(ctx context.Context, rule *config.Rule, m *manifest.Ma
 		}
 	}
 	lv.m.Behind.Set(float64(lv.learn.Behind()))
+	lv.write(ctx, rule.ID, ds, now, false)
+}
+
+// write adds ds, and rule's deltas still waiting, to the table, unless it
+// is being left alone after a failure (force: the task is going, and what
+// it does not write now is lost); what is not written waits for the next.
+func (lv *levels) write(ctx context.Context, rule string, ds []stats.Delta, now time.Time, force bool) {
 	if lv.stats == nil {
 		return
 	}
 	lv.mu.Lock()
-	ds = append(lv.pending[rule.ID], ds...)
-	delete(lv.pending, rule.ID)
-	wait := now.Before(lv.retryAt)
+	ds = append(lv.pending[rule], ds...)
+	delete(lv.pending, rule)
+	wait := now.Before(lv.retryAt) && !force
 	lv.mu.Unlock()
+	if len(ds) == 0 {
+		return
+	}
 	left, err := ds, error(nil)
 	if !wait {
 		sctx, cancel := context.WithTimeout(ctx, statsTimeout)
-		left, err = lv.stats.Add(sctx, rule.ID, now, ds)
+		left, err = lv.stats.Add(sctx, rule, now, ds)
 		cancel()
 	}
 	lv.mu.Lock()
 	defer lv.mu.Unlock()
 	if len(left) > 0 {
-		lv.pending[rule.ID] = merge(append(lv.pending[rule.ID], left...))
+		lv.pending[rule] = merge(append(lv.pending[rule], left...))
 	}
 	switch {
 	case err != nil:
 		lv.backoff = min(max(2*lv.backoff, statsBackoffMin), statsBackoffMax)
 		lv.retryAt = now.Add(lv.backoff)
 		lv.m.Errors.WithLabelValues("stats").Inc()
-		lv.log.Warn("writing compression statistics: kept to write later; archiving goes on", zap.String("rule", rule.ID),
-			zap.Int("pending", len(lv.pending[rule.ID])), zap.Duration("retryIn", lv.backoff), zap.Error(err))
+		lv.log.Warn("writing compression statistics: kept to write later; archiving goes on", zap.String("rule", rule),
+			zap.Int("pending", len(lv.pending[rule])), zap.Duration("retryIn", lv.backoff), zap.Error(err))
 	case !wait:
 		lv.backoff = 0
+	}
+}
+
+// flush writes every rule's waiting deltas: on each refresh, so that a
+// rule gone quiet after a failure does not keep them for good, and (force)
+// when the task stops.
+func (lv *levels) flush(ctx context.Context, now time.Time, force bool) {
+	lv.mu.Lock()
+	rules := slices.Collect(maps.Keys(lv.pending))
+	lv.mu.Unlock()
+	for _, rule := range rules {
+		lv.write(ctx, rule, nil, now, force)
+	}
+	lv.mu.Lock()
+	defer lv.mu.Unlock()
+	for rule, ds := range lv.pending {
+		if force {
+			lv.log.Error("compression statistics not written before stopping: lost to xrc savings and the fleet",
+				zap.String("rule", rule), zap.Int("deltas", len(ds)))
+		}
 	}
 }
 
@@ -298,6 +329,7 @@ func (lv *levels) refresh(ctx context.Context, now time.Time) {
 	if lv.stats == nil {
 		return
 	}
+	lv.flush(ctx, now, false)
 	var obs []adaptive.Observation
 	for rule := range lv.models {
 		sctx, cancel := context.WithTimeout(ctx, statsTimeout)

@@ -2,6 +2,7 @@ package source
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"testing"
@@ -179,4 +180,65 @@ func TestStoreIsPublished(t *testing.T) {
 	if got[adaptive.CSV].Arm != "3" || got[adaptive.Incompressible].Arm != adaptive.Store.String() {
 		t.Errorf("published choices %+v, want csv 3 and incompressible %s", got, adaptive.Store)
 	}
+}
+
+// failing fails its next fails writes of statistics, as a throttled table
+// would.
+type failing struct {
+	*stats.Store
+	fails int
+}
+
+func (f *failing) Add(ctx context.Context, rule string, at time.Time, ds []stats.Delta) ([]stats.Delta, error) {
+	if f.fails > 0 {
+		f.fails--
+		return ds, errors.New("throttled")
+	}
+	return f.Store.Add(ctx, rule, at, ds)
+}
+
+// TestWaitingStatisticsAreWritten: statistics kept after a failed write
+// are written by the next refresh once the backoff is over, and by the
+// drain whatever the backoff, not only with the rule's next archive, which
+// may never come.
+func TestWaitingStatisticsAreWritten(t *testing.T) {
+	ctx := context.Background()
+	table, ddb := localstack.Require(t).TestTable(t, "pending")
+	st := stats.New(ddb, table, time.Now)
+	flaky := &failing{Store: st, fails: 1}
+	cfg := &config.Config{Settings: config.Settings{Adaptive: config.Adaptive{MinLevel: -7, MaxLevel: 19, HalfLife: config.Duration(time.Hour)},
+		Prices: config.Prices{TransferPerGB: 0.02, VCPUHour: 0.01245}}}
+	w := &Worker{Deps: Deps{Config: cfg, Log: zap.NewNop(), Metrics: NewMetrics(prometheus.NewRegistry()), Clock: clockwork.NewRealClock(), Stats: flaky}}
+	rule := &config.Rule{ID: "r", Level: 3, Destinations: []config.Destination{{Region: "eu-west-1", Bucket: "d"}}}
+	w.rules = []*config.Rule{rule}
+	lv := newLevels(w)
+	archiveAt := func(at time.Time) {
+		m := &manifest.Manifest{Objects: []manifest.Object{{Key: "k.csv"}}}
+		lv.observe(ctx, rule, m, []choice{{adaptive.CSV, 3}}, []archive.ObjectStats{{In: 1 << 20, Out: 400 << 10, CPU: time.Millisecond}}, at)
+	}
+	written := func(want int64) {
+		t.Helper()
+		hs, err := st.Since(ctx, rule.ID, time.Now().Add(-2*time.Hour))
+		var in int64
+		for _, h := range hs {
+			in += h.In
+		}
+		if err != nil || in != want {
+			t.Errorf("table holds %d bytes in (%v), want %d", in, err, want)
+		}
+	}
+	now := time.Now()
+	archiveAt(now)
+	written(0)
+	lv.refresh(ctx, now.Add(time.Second))
+	written(0) // the table is left alone for the backoff
+	lv.refresh(ctx, now.Add(statsBackoffMin+time.Second))
+	written(1 << 20)
+
+	flaky.fails = 1
+	later := now.Add(statsBackoffMin + 2*time.Second)
+	archiveAt(later)
+	written(1 << 20)
+	lv.flush(ctx, later, true) // the drain's
+	written(2 << 20)
 }

@@ -172,10 +172,11 @@ func (w *Worker) Drain(work context.Context) {
 	close(w.items)
 	w.inFlight.Wait()
 	w.stopRefresh()
-	// Publish what this task learnt before it goes: a task that lives
-	// shorter than a refresh period would otherwise never tell.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(work), 2*statsTimeout)
+	// Write and publish what this task learnt before it goes: a task that
+	// lives shorter than a refresh period would otherwise never tell.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(work), 3*statsTimeout)
 	defer cancel()
+	w.levels.flush(ctx, w.Clock.Now(), true)
 	w.levels.refresh(ctx, w.Clock.Now())
 }
 
