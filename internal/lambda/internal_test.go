@@ -73,16 +73,37 @@ func TestPace(t *testing.T) {
 	if e := p.estimate(1<<30, 1000); e != 0 {
 		t.Errorf("nothing observed: estimate %v, want 0 (start, the cut stops it)", e)
 	}
-	p.observe(10<<20, 10, time.Second) // 0.1 s per MiB, 0.1 s per item
-	if e := p.estimate(20<<20, 1); e != 3*time.Second {
-		t.Errorf("20 MiB: %v, want 2s and half again", e)
+	near := func(got, want time.Duration) bool { return (got - want).Abs() < 10*time.Millisecond }
+	// Work costing 0.2 s per item and 0.05 s per MiB. One shape seen: the
+	// smaller of the one-cost answers, 0.25 s per item or per MiB.
+	p.observe(10<<20, 10, 2500*time.Millisecond)
+	if e := p.estimate(20<<20, 1); !near(e, 375*time.Millisecond) {
+		t.Errorf("20 MiB in one item: %v, want 0.25s and half again", e)
 	}
-	if e := p.estimate(1<<10, 100); e != 15*time.Second {
-		t.Errorf("100 small objects: %v, want 10s and half again", e)
+	if e := p.estimate(1<<10, 100); !near(e, 0) {
+		t.Errorf("100 small objects: %v, want ~0 s", e)
 	}
-	p.observe(10<<20, 10, 3*time.Second) // slower: the average moves halfway
-	if e := p.estimate(10<<20, 1); e != 3*time.Second {
-		t.Errorf("after a slower batch: %v, want 2s and half again", e)
+	// Two more shapes: the costs apart.
+	p.observe(1<<20, 20, 4050*time.Millisecond)
+	p.observe(100<<20, 1, 5200*time.Millisecond)
+	if e := p.estimate(40<<20, 2); !near(e, 3600*time.Millisecond) {
+		t.Errorf("40 MiB in 2 items: %v, want 2.4s and half again", e)
+	}
+}
+
+// A warm environment that delivered a small archive in 0.5 s, nearly all
+// of it round trips, still starts a 1 MiB archive with minutes left: the
+// time of the small one was once charged to its bytes (512 s per MiB),
+// and every larger archive was left out until it went to the DLQ.
+func TestPaceAfterASmallUnit(t *testing.T) {
+	var p pace
+	p.observe(1<<10, 1, 500*time.Millisecond)
+	if e := p.estimate(1<<20, 1); e > time.Second {
+		t.Errorf("1 MiB archive after a 1 KiB one: estimate %v", e)
+	}
+	p.observe(4<<20, 1, 600*time.Millisecond)
+	if e := p.estimate(256<<20, 1); e < 10*time.Second || e > 11*time.Second {
+		t.Errorf("256 MiB after 1 KiB in 0.5 s and 4 MiB in 0.6 s: estimate %v, want 0.5 + 256×0.025 s and half again", e)
 	}
 }
 
