@@ -186,7 +186,7 @@ func (f *Function) build(ctx context.Context, cfg *config.Config) error {
 	if f.env.Role == RoleSource {
 		handler, stop, err = f.buildSource(ctx, cfg)
 	} else {
-		handler, err = f.buildTarget(ctx, cfg)
+		handler, stop, err = f.buildTarget(ctx, cfg)
 	}
 	if err != nil {
 		return err
@@ -227,12 +227,12 @@ func (f *Function) buildSource(ctx context.Context, cfg *config.Config) (func(co
 	return h.Handle, stop, nil
 }
 
-func (f *Function) buildTarget(ctx context.Context, cfg *config.Config) (func(context.Context, events.SQSEvent) (events.SQSEventResponse, error), error) {
+func (f *Function) buildTarget(ctx context.Context, cfg *config.Config) (func(context.Context, events.SQSEvent) (events.SQSEventResponse, error), context.CancelFunc, error) {
 	region, _ := cfg.Region(f.env.Flags.Region) // deliver.New checks it
 	sqsClient := sqs.NewFromConfig(f.aws)
 	url, err := app.QueueURL(ctx, sqsClient, f.env.Flags, cfg.TargetQueueName())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	q := queue.New(sqsClient, url)
 	ddb := dynamodb.NewFromConfig(f.aws)
@@ -243,9 +243,14 @@ func (f *Function) buildTarget(ctx context.Context, cfg *config.Config) (func(co
 		Log: f.log, Metrics: f.tgtMetrics,
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	// The sweep of uploads whose archive is gone: in a region whose target
+	// runs only on Lambda nothing else aborts what a cut or a crash left
+	// in a destination bucket. It runs while an invocation does.
+	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
+	w.Start(bg)
 	h := NewTarget(TargetOptions{Deliverer: w, Staging: region.StagingBucket, MaxReceive: cfg.Settings.Worker.MaxReceiveCount, Queue: q,
 		Margin: cfg.Settings.Lambda.Margin.D(), Log: f.log, Metrics: f.tgtMetrics.Metrics})
-	return h.Handle, nil
+	return h.Handle, stop, nil
 }

@@ -4,16 +4,21 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/xrc-dev/xrc/internal/app"
 	"github.com/xrc-dev/xrc/internal/lambda"
+	"github.com/xrc-dev/xrc/internal/uploads"
 )
 
 // syncBuffer is a bytes.Buffer safe for the logger's writes.
@@ -86,5 +91,62 @@ func TestConfigReload(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), `"_aws"`) {
 		t.Error("no EMF line after the invocations")
+	}
+}
+
+// TestTargetFunctionSweepsUploads: a target function aborts a recorded
+// upload whose archive is gone from staging (a delivery cut on its last
+// receive, or an environment killed mid-archive), as the Fargate worker
+// does: in a region whose target runs only on Lambda nothing else would.
+func TestTargetFunctionSweepsUploads(t *testing.T) {
+	f := setup(t, nil)
+	ctx := context.Background()
+	target := f.cfg.Settings.Regions[1]
+	dst := f.rule.Destinations[0].Bucket
+	key := "data/orphan.bin"
+	up, err := f.dst.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: &dst, Key: &key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ddb, err := f.env.DynamoDB(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := uploads.New(ddb, f.cfg.TableName(), time.Now)
+	if err := store.Put(ctx, uploads.Upload{Region: target.Name, StagingBucket: target.StagingBucket, StagingKey: "r1/gone.tar.zst",
+		ArchiveID: "gone", Member: "objects/000000/" + key, Bucket: dst, Key: key, UploadID: aws.ToString(up.UploadId),
+		PartSize: 16 << 20, Started: time.Now().Add(-time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "config.json")
+	doc, err := json.Marshal(f.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, doc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fn, err := lambda.New(ctx, lambda.Env{Role: lambda.RoleTarget, ConfigTTL: time.Hour,
+		Flags: app.Flags{Config: path, Region: target.Name, QueueURL: f.targetURL()}}, f.aws, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if _, err := fn.Invoke(ctx, events.SQSEvent{}); err != nil {
+			t.Fatal(err)
+		}
+		out, err := f.dst.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: &dst, Prefix: &key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		left, lerr := store.List(ctx, target.Name, "")
+		if len(out.Uploads) == 0 && lerr == nil && len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after a minute: %d uploads of %s, recorded %+v (%v); want the upload aborted and forgotten", len(out.Uploads), key, left, lerr)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
