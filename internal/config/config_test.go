@@ -162,9 +162,9 @@ func TestValidationErrors(t *testing.T) {
 		{"lambda bounds", mutate(t, func(d map[string]any) {
 			obj(d, "settings")["lambda"] = map[string]any{"memoryMB": 64, "timeout": "20m", "reservedConcurrency": 5000, "batchSize": 20000,
 				"batchingWindow": "10m", "targetBatchSize": 11, "margin": "1s", "hybridAge": "90s"}
-		}), []string{"settings.lambda.memoryMB: must be between 128 and 10240", "settings.lambda.timeout: must be between 30s and 15m0s",
+		}), []string{"settings.lambda.memoryMB: must be between 128 and 10240", "settings.lambda.timeout: must be between 40s and 15m0s",
 			"settings.lambda.reservedConcurrency", "settings.lambda.batchSize: must be between 1 and 10000", "settings.lambda.batchingWindow",
-			"settings.lambda.targetBatchSize", "settings.lambda.margin: must be between 5s and half of timeout", "settings.lambda.hybridAge: must be whole minutes"}},
+			"settings.lambda.targetBatchSize", "settings.lambda.margin: must be between 20s and half of timeout", "settings.lambda.hybridAge: must be whole minutes"}},
 		{"one reserved Lambda", mutate(t, func(d map[string]any) {
 			obj(d, "settings")["lambda"] = map[string]any{"reservedConcurrency": 1}
 		}), []string{"settings.lambda.reservedConcurrency: must be between 2 (an SQS event source mapping's least maximum concurrency) and 1000, got 1"}},
@@ -173,7 +173,7 @@ func TestValidationErrors(t *testing.T) {
 		{"margin over half the timeout", mutate(t, func(d map[string]any) {
 			obj(d, "settings")["lambda"] = map[string]any{"timeout": "1m", "margin": "40s"}
 		}),
-			[]string{"settings.lambda.margin: must be between 5s and half of timeout (30s), got 40s"}},
+			[]string{"settings.lambda.margin: must be between 20s and half of timeout (30s), got 40s"}},
 		{"malformed json", []byte("{\n  \"version\": 1,\n  \"settings\": {,\n}"), []string{"malformed JSON at line 3, column 16"}},
 		{"truncated json", []byte("{\"version\": 1,"), []string{"malformed JSON at line 1"}},
 		{"trailing data", []byte("{} {}"), []string{"malformed JSON", "after the top-level object"}},

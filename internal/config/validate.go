@@ -58,7 +58,7 @@ const (
 	minStagingExpiryDays, maxStagingExpiryDays = 1, 13
 
 	minLambdaMemoryMB, maxLambdaMemoryMB = 128, 10240
-	minLambdaTimeout, maxLambdaTimeout   = 30 * time.Second, 15 * time.Minute
+	minLambdaTimeout, maxLambdaTimeout   = 2 * minLambdaMargin, 15 * time.Minute
 	maxLambdaConcurrency                 = 1000
 	// An SQS event source mapping's maximum concurrency is at least 2:
 	// with 1 reserved, the mapping would be throttled, and each throttled
@@ -67,8 +67,12 @@ const (
 	maxLambdaBatchSize       = 10000 // an SQS event source mapping's maximum
 	maxLambdaBatchingWindow  = 300 * time.Second
 	maxLambdaTargetBatchSize = 10 // without a batching window, SQS's maximum
-	minLambdaMargin          = 5 * time.Second
-	minHybridAge             = time.Minute // CloudWatch's SQS metrics come each minute
+	// After the cut a function aborts the uploads in flight (awsapi's
+	// AbortTimeout, 10s), releases what it did not finish (5s) and
+	// answers; an invocation killed first answers nothing, and its whole
+	// batch, done work included, comes back after the visibility timeout.
+	minLambdaMargin = 20 * time.Second
+	minHybridAge    = time.Minute // CloudWatch's SQS metrics come each minute
 )
 
 var (
@@ -238,7 +242,7 @@ func validateLambda(errs *Errors, l Lambda) {
 		errs.add(p+".targetBatchSize", "must be between 1 and %d (archives per target invocation), got %d", maxLambdaTargetBatchSize, l.TargetBatchSize)
 	}
 	if m := l.Margin.D(); m < minLambdaMargin || m > l.Timeout.D()/2 {
-		errs.add(p+".margin", "must be between %v and half of timeout (%v), got %v: it must cover aborting an upload (up to 10s) and answering", minLambdaMargin, l.Timeout.D()/2, m)
+		errs.add(p+".margin", "must be between %v and half of timeout (%v), got %v: it must cover aborting uploads (up to 10s), releasing messages (up to 5s) and answering", minLambdaMargin, l.Timeout.D()/2, m)
 	}
 	if l.HybridBacklog < 1 {
 		errs.add(p+".hybridBacklog", "must be at least 1, got %d", l.HybridBacklog)
