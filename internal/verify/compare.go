@@ -142,6 +142,7 @@ func digests(src Source, dst Destination) Verdict {
 	}
 	have := destinationSums(dst)
 	var matched []string
+	recorded := false
 	for _, side := range []struct {
 		what string
 		sums Sums
@@ -155,18 +156,30 @@ func digests(src Source, dst Destination) Verdict {
 				return Verdict{Kind: Digest, Detail: fmt.Sprintf("%s %s (%s) != %s (%s)",
 					alg, hex.EncodeToString(side.sums[alg]), side.what, hex.EncodeToString(d.sum), d.what)}
 			}
-			matched = append(matched, string(alg))
+			if d.s3 {
+				matched = append(matched, string(alg))
+			} else {
+				recorded = true
+			}
 		}
 	}
-	if len(matched) == 0 {
-		return Verdict{}
+	switch {
+	case len(matched) > 0:
+		return Verdict{Equal: true, Detail: strings.Join(slices.Compact(matched), ", ") + " equal"}
+	case recorded:
+		return Verdict{Detail: "the source's SHA256 is the xrc-sha256 the destination was written with; no checksum S3 keeps of the destination in common"}
 	}
-	return Verdict{Equal: true, Detail: strings.Join(slices.Compact(matched), ", ") + " equal"}
+	return Verdict{}
 }
 
 type destinationSum struct {
 	sum  []byte
 	what string
+	// s3: S3 computed it over the bytes it stores. xrc-sha256 is xrc's
+	// record of the bytes it wrote, metadata S3 never checks (a tool
+	// that rewrites the object and keeps its metadata keeps it too): it
+	// can show the bytes differ, never prove them equal.
+	s3 bool
 }
 
 // destinationSums are the digests a destination object offers: S3's
@@ -175,11 +188,11 @@ type destinationSum struct {
 func destinationSums(dst Destination) map[Algorithm]destinationSum {
 	m := make(map[Algorithm]destinationSum, len(dst.Sums)+1)
 	for alg, s := range dst.Sums {
-		m[alg] = destinationSum{s, "S3 checksum of the destination"}
+		m[alg] = destinationSum{s, "S3 checksum of the destination", true}
 	}
 	if p := dst.Provenance; p != nil && p.SHA256 != nil {
 		if _, ok := m[SHA256]; !ok {
-			m[SHA256] = destinationSum{p.SHA256, "xrc-sha256 of the destination"}
+			m[SHA256] = destinationSum{p.SHA256, "xrc-sha256 of the destination", false}
 		}
 	}
 	return m

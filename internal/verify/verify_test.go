@@ -149,8 +149,13 @@ func (r *replica) replicate(t *testing.T, key string) {
 // md and S3's SHA-256 checksum of data.
 func (r *replica) putRaw(t *testing.T, bucket, key string, data []byte, md map[string]string) {
 	t.Helper()
+	r.putWith(t, bucket, key, data, md, s3types.ChecksumAlgorithmSha256)
+}
+
+func (r *replica) putWith(t *testing.T, bucket, key string, data []byte, md map[string]string, alg s3types.ChecksumAlgorithm) {
+	t.Helper()
 	_, err := r.dst.PutObject(context.Background(), &s3.PutObjectInput{Bucket: &bucket, Key: &key, Body: bytes.NewReader(data),
-		ContentLength: aws.Int64(int64(len(data))), Metadata: md, ChecksumAlgorithm: s3types.ChecksumAlgorithmSha256})
+		ContentLength: aws.Int64(int64(len(data))), Metadata: md, ChecksumAlgorithm: alg})
 	if err != nil {
 		t.Fatalf("put %s/%s: %v", bucket, key, err)
 	}
@@ -335,6 +340,16 @@ func TestVerifyKinds(t *testing.T) {
 	tampered := r.objs[9].Key    // no source checksum; bytes contradict xrc-sha256
 	hashedOnly := r.objs[11].Key // no source checksum; self-consistent change
 	big := r.objs[len(r.objs)-1].Key
+	// A source SHA-256 equal to the xrc-sha256 kept over other bytes, as a
+	// tool that rewrites an object and keeps its metadata leaves it, with
+	// only a CRC32C from S3, as xrc's multipart writes have.
+	var keptSHA string
+	for i, o := range r.objs {
+		if o.SHA256 && len(o.Data) > 0 && !slices.Contains([]int{5, 6, 9, 11}, i) {
+			keptSHA = o.Key
+			break
+		}
+	}
 
 	time.Sleep(1100 * time.Millisecond) // a later last-modified second
 	o := r.objs[5]
@@ -356,6 +371,10 @@ func TestVerifyKinds(t *testing.T) {
 	md[deliver.MetaSHA256] = hex.EncodeToString(s[:])
 	r.putRaw(t, dst, hashedOnly, data, md)
 
+	data = r.read(t, r.dst, dst, keptSHA)
+	data[0] ^= 0x20
+	r.putWith(t, dst, keptSHA, data, r.head(t, dst, keptSHA).Metadata, s3types.ChecksumAlgorithmCrc32c)
+
 	want := []string{
 		"digest " + dst + "/" + tampered,
 		"not-xrc " + dst + "/" + foreign,
@@ -371,7 +390,8 @@ func TestVerifyKinds(t *testing.T) {
 		t.Errorf("hashed %d sources without being asked", sum.Destinations[0].Hashed)
 	}
 
-	want = append(want, "digest "+dst+"/"+hashedOnly)
+	// Hashing compares the CRC32C S3 keeps: xrc-sha256 proves nothing.
+	want = append(want, "digest "+dst+"/"+hashedOnly, "digest "+dst+"/"+keptSHA)
 	slices.Sort(want)
 	sum, got, _ = r.verify(t, true, nil)
 	if !slices.Equal(got, want) {
