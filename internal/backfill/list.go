@@ -8,6 +8,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/xrc-dev/xrc/internal/awsapi"
 	"go.uber.org/zap"
 )
 
@@ -59,7 +60,7 @@ func (r *run) listTask(pool *taskPool, prefix, after string) func(context.Contex
 			cursors[i] = newCursor(d.api, d.d.Bucket, r.o.Rule.DestinationKey(d.d, prefix), delimited, r.mapAfter(d, after))
 		}
 		look := func(ctx context.Context, di int, key string) (state, error) { return cursors[di].seek(ctx, key) }
-		pages := s3.NewListObjectsV2Paginator(r.Source, in)
+		pages := s3.NewListObjectsV2Paginator(awsapi.Listing(r.Source), in)
 		for pages.HasMorePages() {
 			page, err := pages.NextPage(ctx)
 			if err != nil {
@@ -129,7 +130,7 @@ func newCursor(api ListAPI, bucket, prefix string, delimited bool, after string)
 	if after != "" {
 		in.StartAfter = aws.String(after)
 	}
-	return &cursor{bucket: bucket, prefix: prefix, pages: s3.NewListObjectsV2Paginator(api, in)}
+	return &cursor{bucket: bucket, prefix: prefix, pages: s3.NewListObjectsV2Paginator(awsapi.Listing(api), in)}
 }
 
 // seek returns what the destination holds at key.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/xrc-dev/xrc/internal/awsapi"
 )
 
 // entry is one name of a listing level: an object or a common prefix,
@@ -33,7 +34,7 @@ func newCursor(client s3.ListObjectsV2APIClient, bucket, prefix, delimiter strin
 	if pageSize > 0 {
 		in.MaxKeys = &pageSize
 	}
-	return &cursor{bucket: bucket, prefix: prefix, pages: s3.NewListObjectsV2Paginator(client, in)}
+	return &cursor{bucket: bucket, prefix: prefix, pages: s3.NewListObjectsV2Paginator(awsapi.Listing(client), in)}
 }
 
 // peek returns the next entry, or nil at the end of the level.
