@@ -421,6 +421,58 @@ func TestDynamoCheckpointLease(t *testing.T) {
 	}
 }
 
+// flakyBatches fails BatchWriteItem once ok calls went through, as a
+// Clear cut short by its deadline or a throttled table would.
+type flakyBatches struct {
+	backfill.DynamoAPI
+	ok int
+}
+
+func (f *flakyBatches) BatchWriteItem(ctx context.Context, in *dynamodb.BatchWriteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.BatchWriteItemOutput, error) {
+	if f.ok == 0 {
+		return nil, errors.New("throttled")
+	}
+	f.ok--
+	return f.DynamoAPI.BatchWriteItem(ctx, in, optFns...)
+}
+
+// TestClearCutShort: a completed run whose Clear removed only some of its
+// task items leaves nothing to resume: the next run starts afresh, rather
+// than resuming a finished run and skipping the prefixes whose items were
+// left marked done.
+func TestClearCutShort(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	a := backfill.NewDynamoCheckpoint(&flakyBatches{DynamoAPI: f.ddb, ok: 1}, f.cfg.TableName(), f.rule.ID, time.Now)
+	if err := a.Start(ctx, &backfill.State{Params: backfill.Params{Rule: f.rule.ID}, Started: time.Now(), Tasks: map[string]backfill.Progress{}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 60 {
+		if err := a.Save(ctx, fmt.Sprintf("data/p%02d/", i), backfill.Progress{After: "z", Done: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.Clear(ctx); err == nil {
+		t.Fatal("Clear succeeded although the table failed")
+	}
+	b := backfill.NewDynamoCheckpoint(f.ddb, f.cfg.TableName(), f.rule.ID, time.Now)
+	st, err := b.Load(ctx)
+	if err != nil || st != nil {
+		t.Fatalf("after a completed run's Clear was cut short: loaded %+v (%v), want nothing to resume", st, err)
+	}
+	if err := b.Start(ctx, &backfill.State{Params: backfill.Params{Rule: f.rule.ID}, Started: time.Now(), Tasks: map[string]backfill.Progress{}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st, err = backfill.NewDynamoCheckpoint(f.ddb, f.cfg.TableName(), f.rule.ID, time.Now).Load(ctx)
+	if err != nil || st == nil || len(st.Tasks) != 0 {
+		t.Errorf("the next run's checkpoint: %+v (%v), want it without the finished run's tasks", st, err)
+	}
+}
+
 // TestInventoryMatchesListing: an S3 Inventory report of the bucket (CSV,
 // gzip, two data files, with rows a backfill must ignore: an old version,
 // a delete marker, another bucket, a key outside the rule) enqueues

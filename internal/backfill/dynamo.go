@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -94,10 +95,17 @@ func (c *DynamoCheckpoint) expires() types.AttributeValue {
 func (c *DynamoCheckpoint) Load(ctx context.Context) (*State, error) {
 	var st *State
 	var heartbeat string
+	complete := false
+	var keys []map[string]types.AttributeValue
 	tasks := map[string]Progress{}
 	err := c.query(ctx, func(item map[string]types.AttributeValue) error {
 		sk := str(item["sk"])
+		keys = append(keys, c.key(sk))
 		if sk == skRun {
+			if done, ok := item["complete"].(*types.AttributeValueMemberBOOL); ok && done.Value {
+				complete = true
+				return nil
+			}
 			st = &State{}
 			if err := json.Unmarshal([]byte(str(item["params"])), &st.Params); err != nil {
 				return fmt.Errorf("checkpoint %s: params: %w", c.pk, err)
@@ -116,8 +124,17 @@ func (c *DynamoCheckpoint) Load(ctx context.Context) (*State, error) {
 		}
 		return nil
 	})
-	if err != nil || st == nil {
+	if err != nil {
 		return nil, err
+	}
+	if complete {
+		// A run that completed, whose Clear was cut short: nothing to
+		// resume, and its leftover tasks must not be taken for a later
+		// run's (a prefix it finished would be skipped).
+		return nil, c.remove(ctx, keys)
+	}
+	if st == nil {
+		return nil, nil
 	}
 	st.Tasks = tasks
 	// Take the lease over from the run that left it, unless another run
@@ -296,20 +313,41 @@ func (c *DynamoCheckpoint) Flush(ctx context.Context) error {
 	return nil
 }
 
-// Clear implements Checkpoint: the tasks' items go first and the run's
-// last, so an interrupted Clear leaves a run to resume, never orphans.
+// Clear implements Checkpoint. The run's item is first marked complete, in
+// one write: removing thousands of task items takes many, and a Clear cut
+// short must leave a finished run, never one to resume with some of its
+// prefixes marked done (the next run would skip them). Load finishes the
+// removal. The tasks' items go first and the run's last.
 func (c *DynamoCheckpoint) Clear(ctx context.Context) error {
 	c.stop()
+	_, err := c.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 &c.table,
+		Key:                       c.key(skRun),
+		UpdateExpression:          aws.String("SET complete = :t, heartbeat = :zero"),
+		ConditionExpression:       aws.String("#o = :me"),
+		ExpressionAttributeNames:  map[string]string{"#o": "owner"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":me": sv(c.owner), ":t": &types.AttributeValueMemberBOOL{Value: true}, ":zero": nv(0)},
+	})
+	if awsapi.IsPreconditionFailed(err) {
+		return fmt.Errorf("%w (checkpoint %s in %s)", ErrLeaseLost, c.pk, c.table)
+	}
+	if err != nil {
+		return fmt.Errorf("completing checkpoint %s in %s: %w", c.pk, c.table, err)
+	}
 	var keys []map[string]types.AttributeValue
-	err := c.query(ctx, func(item map[string]types.AttributeValue) error {
-		if sk := str(item["sk"]); sk != skRun {
-			keys = append(keys, c.key(sk))
-		}
+	err = c.query(ctx, func(item map[string]types.AttributeValue) error {
+		keys = append(keys, c.key(str(item["sk"])))
 		return nil
 	})
 	if err != nil {
 		return err
 	}
+	return c.remove(ctx, keys)
+}
+
+// remove deletes items, the run's last of all.
+func (c *DynamoCheckpoint) remove(ctx context.Context, keys []map[string]types.AttributeValue) error {
+	keys = slices.DeleteFunc(keys, func(k map[string]types.AttributeValue) bool { return str(k["sk"]) == skRun })
 	keys = append(keys, c.key(skRun))
 	for len(keys) > 0 {
 		n := min(25, len(keys))
