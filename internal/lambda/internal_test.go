@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -185,5 +186,22 @@ func TestParseEnv(t *testing.T) {
 	env["XRC_ROLE"] = "both"
 	if _, err := ParseEnv(get); err == nil {
 		t.Error("XRC_ROLE=both accepted")
+	}
+}
+
+func TestMostReceivedFirst(t *testing.T) {
+	rec := func(id string, receives string) events.SQSMessage {
+		return events.SQSMessage{MessageId: id, Attributes: map[string]string{"ApproximateReceiveCount": receives}}
+	}
+	in := []events.SQSMessage{rec("a", "1"), rec("b", "4"), rec("c", "1"), rec("d", "2"), rec("e", "4")}
+	var got []string
+	for _, r := range mostReceivedFirst(in) {
+		got = append(got, r.MessageId)
+	}
+	if want := []string{"b", "e", "d", "a", "c"}; !slices.Equal(got, want) {
+		t.Errorf("order %v, want %v", got, want)
+	}
+	if in[0].MessageId != "a" {
+		t.Error("the event's records were reordered in place")
 	}
 }

@@ -92,7 +92,7 @@ func (h *Source) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEven
 	defer cancel()
 	msgs := make([]*tracked, len(ev.Records))
 	var items []source.Item
-	for i, rec := range ev.Records {
+	for i, rec := range mostReceivedFirst(ev.Records) {
 		t := &tracked{out: outcome{msg: message(rec)}}
 		msgs[i] = t
 		log := h.log.With(zap.String("message", t.out.msg.ID), zap.Int("receiveCount", t.out.msg.ReceiveCount))

@@ -78,7 +78,7 @@ func (h *Target) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEven
 	outs := make([]outcome, len(ev.Records))
 	sem := make(chan struct{}, archivesAtOnce)
 	var wg sync.WaitGroup
-	for i, rec := range ev.Records {
+	for i, rec := range mostReceivedFirst(ev.Records) {
 		outs[i].msg = message(rec)
 		sem <- struct{}{}
 		wg.Go(func() {
