@@ -478,9 +478,12 @@ func (r *run) handle(ctx context.Context, j job) error {
 	dst := destinationOf(head)
 	src := Source{Size: j.src.size, Modified: j.src.modified}
 	v := Compare(src, dst)
-	if v.Kind == "" {
+	if p := dst.Provenance; v.Kind == "" || p != nil && p.Modified.Unix() > src.Modified.Unix() {
 		// Same size and provenance: learn what S3 knows of the source
-		// (its version and checksums), then, if asked, read it.
+		// (its version and checksums), then, if asked, read it. Or the
+		// destination holds a source write newer than the listing saw:
+		// the source changed while verify ran, and is judged as it is
+		// now rather than by its listing.
 		sh, err := r.o.Source.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &r.rule.SourceBucket, Key: &j.srcKey, ChecksumMode: s3types.ChecksumModeEnabled})
 		if awsapi.IsNotFound(err) {
 			return r.extra(j, head, "its source was deleted while verify ran")

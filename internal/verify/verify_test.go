@@ -402,3 +402,43 @@ func TestVerifyKinds(t *testing.T) {
 		t.Errorf("hashing sources: %+v (%s must be hashed)", d, big)
 	}
 }
+
+// changing rewrites a source object and its replicas the first time the
+// destination's key is read: the source changes while verify runs, after
+// its listing.
+type changing struct {
+	verify.S3API
+	key    string
+	change func()
+	once   sync.Once
+}
+
+func (c *changing) HeadObject(ctx context.Context, in *s3.HeadObjectInput, o ...func(*s3.Options)) (*s3.HeadObjectOutput, error) {
+	if aws.ToString(in.Key) == c.key {
+		c.once.Do(c.change)
+	}
+	return c.S3API.HeadObject(ctx, in, o...)
+}
+
+// TestVerifyJudgesAChangedSourceAsItIsNow: a source object rewritten, and
+// replicated, between verify's listing and its reading of the destination
+// is judged as the source is now, not reported as a size difference
+// against its listing.
+func TestVerifyJudgesAChangedSourceAsItIsNow(t *testing.T) {
+	t.Parallel()
+	r := newReplica(t, "verchange")
+	o := r.objs[2]
+	c := &changing{S3API: r.dst, key: o.Key, change: func() {
+		time.Sleep(1100 * time.Millisecond) // a later last-modified second
+		o.Data = append(slices.Clone(o.Data), " and more"...)
+		if err := dataset.Put(context.Background(), r.src, r.rule.SourceBucket, &o); err != nil {
+			t.Error(err)
+			return
+		}
+		r.replicate(t, o.Key)
+	}}
+	_, got, _ := r.verify(t, false, func(opts *verify.Options) { opts.Destinations = map[string]verify.S3API{"eu-west-1": c} })
+	if len(got) > 0 {
+		t.Errorf("a source changed while verify ran, and replicated: verify reported\n  %s", strings.Join(got, "\n  "))
+	}
+}
