@@ -197,7 +197,8 @@ func levelReport(ctx context.Context, env localstack.Env, cfg *config.Config, ru
 	if err != nil {
 		return err
 	}
-	lines := stats.Summarise(rule.ID, 1, hs, stats.Prices{}, 0, choices)
+	delivered, crossed := rule.Regions()
+	lines := stats.Summarise(rule.ID, crossed, delivered, hs, stats.Prices{}, 0, choices)
 	fmt.Println("  adaptive levels         class: objects, ratio, level mix (share of bytes), learnt choice")
 	for _, l := range lines {
 		if l.Class == "" {
