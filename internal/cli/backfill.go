@@ -187,7 +187,7 @@ func printBackfill(env Env, rule *config.Rule, where string, dryRun bool, c back
 	row("listed", c.Listed, "objects")
 	row("covered", c.Matched, "by the rule's filters, -prefix and -since")
 	row("up to date", c.UpToDate, "the destinations hold the same write")
-	row("not by xrc", c.NotByXRC, "same size, not written by xrc: left alone (xrc verify compares content)")
+	row("not by xrc", c.NotByXRC, "same size, not written by xrc: left alone (xrc verify reports them)")
 	row("missing", c.Missing, "")
 	row("other size", c.Resized, "")
 	row("older", c.Older, "written by xrc from an earlier source write")

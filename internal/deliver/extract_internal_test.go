@@ -131,6 +131,17 @@ func TestSourceMetadataCannotPoseAsProvenance(t *testing.T) {
 	if p := readProvenance(md); p.sequencer != "01" {
 		t.Errorf("provenance sequencer %q, want the real one", p.sequencer)
 	}
+	// And back: the source's metadata as it was (S3 lowercases the keys).
+	lower := func(m map[string]string) map[string]string {
+		out := map[string]string{}
+		for k, v := range m {
+			out[strings.ToLower(k)] = v
+		}
+		return out
+	}
+	if got := lower(UserMetadata(md)); !maps.Equal(got, lower(o.Metadata)) {
+		t.Errorf("UserMetadata = %v\nwant %v", got, lower(o.Metadata))
+	}
 }
 
 func TestMetadataBudget(t *testing.T) {

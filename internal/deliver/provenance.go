@@ -132,6 +132,21 @@ func (w *Worker) metadata(m *manifest.Manifest, o *manifest.Object, sum []byte) 
 	return md
 }
 
+// UserMetadata is the source's user metadata as a destination object xrc
+// wrote carries it: its metadata without xrc's provenance, the source's own
+// keys under xrc- named as they were (what metadata renamed).
+func UserMetadata(md map[string]string) map[string]string {
+	out := make(map[string]string, len(md))
+	for k, v := range md {
+		if rest, ok := cutPrefixFold(k, metaRenamed); ok {
+			out[metaPrefix+rest] = v
+		} else if _, ok := cutPrefixFold(k, metaPrefix); !ok {
+			out[k] = v
+		}
+	}
+	return out
+}
+
 // cutPrefixFold is strings.CutPrefix ignoring ASCII case: S3 metadata keys
 // are case-insensitive HTTP header names.
 func cutPrefixFold(s, prefix string) (string, bool) {

@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"encoding/hex"
 	"fmt"
+	"maps"
+	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -30,10 +33,14 @@ const (
 	// NotXRC: the destination object has no xrc provenance, so xrc cannot
 	// vouch for it; verify says so instead of guessing.
 	NotXRC Kind = "not-xrc"
+	// Headers: the same write, and no digest differs, but what xrc
+	// restores beside the bytes does: Content-*, Cache-Control, Expires,
+	// user metadata or the number of tags.
+	Headers Kind = "headers"
 )
 
 // Kinds lists every kind, in report order.
-var Kinds = []Kind{Missing, Extra, Size, Digest, Stale, NotXRC}
+var Kinds = []Kind{Missing, Extra, Size, Digest, Stale, NotXRC, Headers}
 
 // Source is what verify knows of a source object: from the listing, then
 // from HeadObject, then from reading it.
@@ -46,6 +53,20 @@ type Source struct {
 	Sums Sums
 	// Computed are digests verify computed by reading the object.
 	Computed Sums
+	// Head is known after HeadObject; nil from a listing.
+	Head *Head
+}
+
+// Head is what xrc restores of an object beside its bytes, as HeadObject
+// reports it. Tag values need a request of their own; their number comes
+// with HeadObject.
+type Head struct {
+	ContentType, ContentEncoding, ContentDisposition, ContentLanguage, CacheControl string
+	Expires                                                                         string
+	// Metadata is the user metadata; a destination's as deliver.UserMetadata
+	// reads it, without xrc's provenance.
+	Metadata map[string]string
+	Tags     int32
 }
 
 // Destination is what verify knows of a destination object after
@@ -57,6 +78,7 @@ type Destination struct {
 	Sums Sums
 	// Provenance is nil for an object xrc did not write.
 	Provenance *Provenance
+	Head       *Head
 }
 
 // Verdict is what Compare concludes about one pair.
@@ -92,7 +114,57 @@ func Compare(src Source, dst Destination) Verdict {
 	if src.Size != dst.Size {
 		return Verdict{Kind: Size, Detail: sizeDetail(src, dst)}
 	}
-	return digests(src, dst)
+	v := digests(src, dst)
+	if v.Kind == "" && src.Head != nil && dst.Head != nil {
+		if why := headers(*src.Head, *dst.Head); why != "" {
+			return Verdict{Kind: Headers, Equal: v.Equal, Detail: why}
+		}
+	}
+	return v
+}
+
+// headers names the first header xrc restores that differs between the
+// source and the destination ("" when none does). Expires is compared as
+// a time; one that does not parse as an HTTP date is not restored, and
+// not compared. A source without Content-Type gets the store's default.
+func headers(src, dst Head) string {
+	for _, h := range []struct{ name, src, dst string }{
+		{"Content-Type", src.ContentType, dst.ContentType},
+		{"Content-Encoding", src.ContentEncoding, dst.ContentEncoding},
+		{"Content-Disposition", src.ContentDisposition, dst.ContentDisposition},
+		{"Content-Language", src.ContentLanguage, dst.ContentLanguage},
+		{"Cache-Control", src.CacheControl, dst.CacheControl},
+	} {
+		if h.src != h.dst && (h.name != "Content-Type" || h.src != "") {
+			return fmt.Sprintf("%s: source %q, destination %q", h.name, h.src, h.dst)
+		}
+	}
+	if se, err := http.ParseTime(src.Expires); err == nil {
+		if de, err := http.ParseTime(dst.Expires); err != nil || !se.Equal(de) {
+			return fmt.Sprintf("Expires: source %q, destination %q", src.Expires, dst.Expires)
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(src.Metadata)) {
+		if v, ok := dst.Metadata[k]; !ok || v != src.Metadata[k] {
+			return fmt.Sprintf("metadata %q: source %q, destination %s", k, src.Metadata[k], quotedOrAbsent(v, ok))
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(dst.Metadata)) {
+		if _, ok := src.Metadata[k]; !ok {
+			return fmt.Sprintf("metadata %q: not at the source, destination %q", k, dst.Metadata[k])
+		}
+	}
+	if src.Tags != dst.Tags {
+		return fmt.Sprintf("tags: source %d, destination %d", src.Tags, dst.Tags)
+	}
+	return ""
+}
+
+func quotedOrAbsent(v string, ok bool) string {
+	if !ok {
+		return "absent"
+	}
+	return strconv.Quote(v)
 }
 
 func sizeDetail(src Source, dst Destination) string {

@@ -1,7 +1,8 @@
 // Package verify compares a rule's source bucket with its destinations and
 // reports, object by object, where they differ: missing, extra,
 // size-different, digest-different, stale (the destination holds an older
-// write than the source's current one) and not written by xrc. It is the
+// write than the source's current one), not written by xrc, and headers
+// (what xrc restores beside the bytes differs). It is the
 // engine of `xrc verify`; Run needs only S3 clients, so a Lambda function or
 // an ECS task can run it as well.
 //
@@ -21,8 +22,9 @@
 //   - A destination's content is never judged by its ETag: a multipart ETag
 //     is no digest of the bytes. Digests come from the full-object checksums
 //     S3 keeps (HeadObject with ChecksumMode ENABLED; a composite checksum,
-//     a digest of part digests, is ignored) and from the SHA-256 xrc stored
-//     in x-amz-meta-xrc-sha256. Where the source has no checksum of an
+//     a digest of part digests, is ignored); the SHA-256 xrc stored in
+//     x-amz-meta-xrc-sha256 can show bytes differ, never prove them equal,
+//     as S3 does not check metadata. Where the source has no checksum of an
 //     algorithm the destination has, Options.HashSources reads the source
 //     and hashes it; otherwise the object is counted as unchecked (same
 //     size and provenance, content not compared), never as equal.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/xrc-dev/xrc/internal/awsapi"
 	"github.com/xrc-dev/xrc/internal/config"
+	"github.com/xrc-dev/xrc/internal/deliver"
 )
 
 // ErrDifferent is wrapped by callers that fail because verify found
@@ -493,7 +494,9 @@ func (r *run) handle(ctx context.Context, j job) error {
 		}
 		src = sourceOf(sh)
 		v = Compare(src, dst)
-		if v.Kind == "" && !v.Equal && r.o.HashSources {
+		// A headers difference is reported only when no digest differs:
+		// one the bytes may hide still needs them hashed.
+		if (v.Kind == "" || v.Kind == Headers) && !v.Equal && r.o.HashSources {
 			if algs := hashable(src, dst); len(algs) > 0 {
 				computed, err := r.hash(ctx, j.srcKey, aws.ToString(sh.ETag), algs)
 				if err != nil {
@@ -599,7 +602,14 @@ func destinationOf(h *s3.HeadObjectOutput) Destination {
 	if p, ok := ParseProvenance(h.Metadata); ok {
 		d.Provenance = &p
 	}
+	d.Head = headOf(h, deliver.UserMetadata(h.Metadata))
 	return d
+}
+
+func headOf(h *s3.HeadObjectOutput, md map[string]string) *Head {
+	return &Head{ContentType: aws.ToString(h.ContentType), ContentEncoding: aws.ToString(h.ContentEncoding),
+		ContentDisposition: aws.ToString(h.ContentDisposition), ContentLanguage: aws.ToString(h.ContentLanguage),
+		CacheControl: aws.ToString(h.CacheControl), Expires: aws.ToString(h.ExpiresString), Metadata: md, Tags: aws.ToInt32(h.TagCount)}
 }
 
 func sourceOf(h *s3.HeadObjectOutput) Source {
@@ -608,6 +618,7 @@ func sourceOf(h *s3.HeadObjectOutput) Source {
 	if v := aws.ToString(h.VersionId); v != "null" {
 		s.VersionID = v
 	}
+	s.Head = headOf(h, h.Metadata)
 	return s
 }
 

@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"maps"
+	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -116,6 +118,27 @@ func (r *replica) replicate(t *testing.T, key string) {
 	if md == nil {
 		md = map[string]string{}
 	}
+	// What the target restores beside the bytes, as it restores it.
+	var tagging *string
+	if aws.ToInt32(head.TagCount) > 0 {
+		out, err := r.src.GetObjectTagging(ctx, &s3.GetObjectTaggingInput{Bucket: &r.rule.SourceBucket, Key: &key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tags := url.Values{}
+		for _, tag := range out.TagSet {
+			tags.Set(aws.ToString(tag.Key), aws.ToString(tag.Value))
+		}
+		tagging = aws.String(tags.Encode())
+	}
+	var expires *time.Time
+	if e, err := http.ParseTime(aws.ToString(head.ExpiresString)); err == nil {
+		expires = &e
+	}
+	headers := func(in *s3.PutObjectInput) {
+		in.ContentType, in.ContentEncoding, in.ContentDisposition = head.ContentType, head.ContentEncoding, head.ContentDisposition
+		in.ContentLanguage, in.CacheControl, in.Expires, in.Tagging = head.ContentLanguage, head.CacheControl, expires, tagging
+	}
 	md[deliver.MetaArchive] = "test-archive"
 	md[deliver.MetaSequencer] = fmt.Sprintf("%016X", head.LastModified.UnixNano())
 	md[deliver.MetaModified] = strconv.FormatInt(head.LastModified.UnixMilli(), 10)
@@ -130,7 +153,7 @@ func (r *replica) replicate(t *testing.T, key string) {
 		if len(data) <= singlePutMax {
 			sum := sha256.Sum256(data)
 			md[deliver.MetaSHA256] = hex.EncodeToString(sum[:])
-			r.putRaw(t, rt.Bucket, rt.Key, data, md)
+			r.putWith(t, rt.Bucket, rt.Key, data, md, s3types.ChecksumAlgorithmSha256, headers)
 			continue
 		}
 		delete(md, deliver.MetaSHA256)
@@ -138,7 +161,9 @@ func (r *replica) replicate(t *testing.T, key string) {
 			o.PartSizeBytes = 5 << 20
 			o.MultipartUploadThreshold = singlePutMax + 1
 		}).UploadObject(ctx, &transfermanager.UploadObjectInput{Bucket: aws.String(rt.Bucket), Key: aws.String(rt.Key),
-			Body: bytes.NewReader(data), Metadata: md, ChecksumAlgorithm: tmtypes.ChecksumAlgorithmCrc32c, ChecksumType: tmtypes.ChecksumTypeFullObject})
+			Body: bytes.NewReader(data), Metadata: md, ChecksumAlgorithm: tmtypes.ChecksumAlgorithmCrc32c, ChecksumType: tmtypes.ChecksumTypeFullObject,
+			ContentType: head.ContentType, ContentEncoding: head.ContentEncoding, ContentDisposition: head.ContentDisposition,
+			ContentLanguage: head.ContentLanguage, CacheControl: head.CacheControl, Expires: expires, Tagging: tagging})
 		if err != nil {
 			t.Fatalf("multipart put %s/%s: %v", rt.Bucket, rt.Key, err)
 		}
@@ -152,12 +177,38 @@ func (r *replica) putRaw(t *testing.T, bucket, key string, data []byte, md map[s
 	r.putWith(t, bucket, key, data, md, s3types.ChecksumAlgorithmSha256)
 }
 
-func (r *replica) putWith(t *testing.T, bucket, key string, data []byte, md map[string]string, alg s3types.ChecksumAlgorithm) {
+func (r *replica) putWith(t *testing.T, bucket, key string, data []byte, md map[string]string, alg s3types.ChecksumAlgorithm, opts ...func(*s3.PutObjectInput)) {
 	t.Helper()
-	_, err := r.dst.PutObject(context.Background(), &s3.PutObjectInput{Bucket: &bucket, Key: &key, Body: bytes.NewReader(data),
-		ContentLength: aws.Int64(int64(len(data))), Metadata: md, ChecksumAlgorithm: alg})
+	in := &s3.PutObjectInput{Bucket: &bucket, Key: &key, Body: bytes.NewReader(data),
+		ContentLength: aws.Int64(int64(len(data))), Metadata: md, ChecksumAlgorithm: alg}
+	for _, o := range opts {
+		o(in)
+	}
+	_, err := r.dst.PutObject(context.Background(), in)
 	if err != nil {
 		t.Fatalf("put %s/%s: %v", bucket, key, err)
+	}
+}
+
+// sameHeaders puts an object with the headers and tags bucket/key has in
+// the destination region.
+func (r *replica) sameHeaders(t *testing.T, bucket, key string) func(*s3.PutObjectInput) {
+	t.Helper()
+	h := r.head(t, bucket, key)
+	tags, err := r.dst.GetObjectTagging(context.Background(), &s3.GetObjectTaggingInput{Bucket: &bucket, Key: &key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := url.Values{}
+	for _, tag := range tags.TagSet {
+		v.Set(aws.ToString(tag.Key), aws.ToString(tag.Value))
+	}
+	return func(in *s3.PutObjectInput) {
+		in.ContentType, in.ContentEncoding, in.ContentDisposition = h.ContentType, h.ContentEncoding, h.ContentDisposition
+		in.ContentLanguage, in.CacheControl, in.Tagging = h.ContentLanguage, h.CacheControl, aws.String(v.Encode())
+		if e, err := http.ParseTime(aws.ToString(h.ExpiresString)); err == nil {
+			in.Expires = &e
+		}
 	}
 }
 
@@ -362,20 +413,28 @@ func TestVerifyKinds(t *testing.T) {
 
 	data = r.read(t, r.dst, dst, tampered)
 	data[0] ^= 0x20
-	r.putRaw(t, dst, tampered, data, r.head(t, dst, tampered).Metadata)
+	r.putWith(t, dst, tampered, data, r.head(t, dst, tampered).Metadata, s3types.ChecksumAlgorithmSha256, r.sameHeaders(t, dst, tampered))
 
 	data = r.read(t, r.dst, dst, hashedOnly)
 	data[0] ^= 0x20
 	md := r.head(t, dst, hashedOnly).Metadata
 	s := sha256.Sum256(data)
 	md[deliver.MetaSHA256] = hex.EncodeToString(s[:])
-	r.putRaw(t, dst, hashedOnly, data, md)
+	r.putWith(t, dst, hashedOnly, data, md, s3types.ChecksumAlgorithmSha256, r.sameHeaders(t, dst, hashedOnly))
 
 	data = r.read(t, r.dst, dst, keptSHA)
 	data[0] ^= 0x20
-	r.putWith(t, dst, keptSHA, data, r.head(t, dst, keptSHA).Metadata, s3types.ChecksumAlgorithmCrc32c)
+	r.putWith(t, dst, keptSHA, data, r.head(t, dst, keptSHA).Metadata, s3types.ChecksumAlgorithmCrc32c, r.sameHeaders(t, dst, keptSHA))
+
+	// Same bytes and provenance, another Content-Type: what xrc restores
+	// beside the bytes is compared too.
+	retyped := r.objs[3].Key
+	data = r.read(t, r.dst, dst, retyped)
+	r.putWith(t, dst, retyped, data, r.head(t, dst, retyped).Metadata, s3types.ChecksumAlgorithmSha256, r.sameHeaders(t, dst, retyped),
+		func(in *s3.PutObjectInput) { in.ContentType = aws.String("application/x-retyped") })
 
 	want := []string{
+		"headers " + dst + "/" + retyped,
 		"digest " + dst + "/" + tampered,
 		"not-xrc " + dst + "/" + foreign,
 		"stale " + dst + "/" + rewritten,
