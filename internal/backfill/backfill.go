@@ -260,6 +260,7 @@ func (r *run) start(ctx context.Context) error {
 		return err
 	}
 	if st == nil {
+		r.widenSince()
 		r.state = &State{Params: r.params, Started: r.Now().UTC(), Tasks: map[string]Progress{}}
 		return r.Checkpoint.Start(ctx, r.state)
 	}
@@ -280,6 +281,36 @@ func (r *run) start(ctx context.Context) error {
 	r.Log.Info("resuming an interrupted backfill", zap.String("rule", r.o.Rule.ID), zap.Time("started", st.Started),
 		zap.Int("tasks", len(st.Tasks)), zap.Int("done", done))
 	return nil
+}
+
+// completedRuns is a checkpoint that remembers when the last run of the
+// rule that completed started (DynamoCheckpoint), after Load.
+type completedRuns interface {
+	LastCompleted() time.Time
+}
+
+// sinceSlack allows for the skew between this clock and S3's Last-Modified.
+const sinceSlack = 5 * time.Minute
+
+// widenSince takes since back to the start of the last run that completed,
+// when that is earlier: an object written while it ran, under a prefix it
+// had already listed, is left for this run, and a scheduled run's fixed
+// window ("-since 2h") would miss it after a run longer than the schedule's
+// period.
+func (r *run) widenSince() {
+	c, ok := r.Checkpoint.(completedRuns)
+	if !ok || r.o.Since.IsZero() {
+		return
+	}
+	last := c.LastCompleted()
+	if last.IsZero() {
+		return
+	}
+	if since := last.Add(-sinceSlack); since.Before(r.o.Since) {
+		r.Log.Info("since taken back to the start of the last complete run", zap.Time("asked", r.o.Since), zap.Time("since", since),
+			zap.Time("lastRunStarted", last))
+		r.o.Since, r.params.Since = since, since
+	}
 }
 
 func (r *run) work(ctx context.Context) error {

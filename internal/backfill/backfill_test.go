@@ -473,6 +473,46 @@ func TestClearCutShort(t *testing.T) {
 	}
 }
 
+// TestScheduledRunsLeaveNoGap: an object written while a run went, under
+// a prefix it had listed, and whose event was lost, is found by the next
+// scheduled run even when the first ran longer than the schedule's window
+// ("-since 2h"): a fresh run's since goes back to the start of the last
+// run that completed.
+func TestScheduledRunsLeaveNoGap(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	if err := dataset.Upload(ctx, f.src, f.rule.SourceBucket, objects(20, 2), 8); err != nil {
+		t.Fatal(err)
+	}
+	cp := func() backfill.Checkpoint { return backfill.NewDynamoCheckpoint(f.ddb, f.cfg.TableName(), f.rule.ID, time.Now) }
+	start := time.Now()
+	o := backfill.Options{Rule: f.rule, Concurrency: 2, Depth: 1, Since: start.Add(-2 * time.Hour)}
+	c1, err := backfill.Run(ctx, o, f.deps(f.queueURL(), cp()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.drain(t, f.queueURL(), int(c1.Enqueued))
+	// Written after the first run listed its prefix; its event lost.
+	late := dataset.Object{Key: "data/p00/late.txt", ContentType: "text/plain", Data: []byte("late")}
+	if err := dataset.Put(ctx, f.src, f.rule.SourceBucket, &late); err != nil {
+		t.Fatal(err)
+	}
+	// The next scheduled run, three hours on as if the first had taken
+	// that long: its own window starts an hour after the late write.
+	later := func() time.Time { return time.Now().Add(3 * time.Hour) }
+	d := f.deps(f.queueURL(), backfill.NewDynamoCheckpoint(f.ddb, f.cfg.TableName(), f.rule.ID, later))
+	d.Now = later
+	o.Since = later().Add(-2 * time.Hour)
+	c2, err := backfill.Run(ctx, o, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := f.drain(t, f.queueURL(), int(c2.Enqueued)); got[late.Key] == nil {
+		t.Errorf("%s, written during the first run, not enqueued by the next (%+v)", late.Key, c2)
+	}
+}
+
 // TestInventoryMatchesListing: an S3 Inventory report of the bucket (CSV,
 // gzip, two data files, with rows a backfill must ignore: an old version,
 // a delete marker, another bucket, a key outside the rule) enqueues

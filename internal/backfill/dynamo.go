@@ -34,7 +34,8 @@ type DynamoAPI interface {
 // parameters, start, and the lease of the process working on it) and one
 // item per task (sk "task#<prefix or file>": after, done). Every item
 // expires (expiresAt) CheckpointTTL after its last write, so an abandoned
-// checkpoint does not stay for ever.
+// checkpoint does not stay for ever; but sk "last", when the last run that
+// completed started, which stays.
 const (
 	CheckpointTTL = 30 * 24 * time.Hour
 	// LeaseTTL is how long a run's lease outlives its last renewal: a
@@ -44,6 +45,7 @@ const (
 	leaseRenew = 30 * time.Second
 	skRun      = "run"
 	skTask     = "task#"
+	skLast     = "last"
 )
 
 // ErrBusy is returned by Load while another live run holds the rule's
@@ -62,6 +64,9 @@ type DynamoCheckpoint struct {
 	pk    string
 	owner string
 	now   func() time.Time
+
+	started time.Time // of the run this process works on
+	last    time.Time // start of the last run that completed, as Load found it
 
 	mu        sync.Mutex
 	stopRenew context.CancelFunc
@@ -100,6 +105,10 @@ func (c *DynamoCheckpoint) Load(ctx context.Context) (*State, error) {
 	tasks := map[string]Progress{}
 	err := c.query(ctx, func(item map[string]types.AttributeValue) error {
 		sk := str(item["sk"])
+		if sk == skLast {
+			c.last, _ = time.Parse(time.RFC3339Nano, str(item["started"]))
+			return nil
+		}
 		keys = append(keys, c.key(sk))
 		if sk == skRun {
 			if done, ok := item["complete"].(*types.AttributeValueMemberBOOL); ok && done.Value {
@@ -137,6 +146,7 @@ func (c *DynamoCheckpoint) Load(ctx context.Context) (*State, error) {
 		return nil, nil
 	}
 	st.Tasks = tasks
+	c.started = st.Started
 	// Take the lease over from the run that left it, unless another run
 	// did so since it was read.
 	_, err = c.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
@@ -202,6 +212,7 @@ func (c *DynamoCheckpoint) Start(ctx context.Context, st *State) error {
 	item := c.key(skRun)
 	item["params"] = sv(string(params))
 	item["started"] = sv(st.Started.UTC().Format(time.RFC3339Nano))
+	c.started = st.Started
 	item["owner"] = sv(c.owner)
 	item["heartbeat"] = nv(c.now().UnixMilli())
 	item["expiresAt"] = c.expires()
@@ -295,6 +306,10 @@ func (c *DynamoCheckpoint) Save(ctx context.Context, task string, p Progress) er
 	return nil
 }
 
+// LastCompleted returns when the last run that completed started (zero if
+// none did), as Load found it.
+func (c *DynamoCheckpoint) LastCompleted() time.Time { return c.last }
+
 // Flush implements Checkpoint: every Save is already durable; the lease is
 // given up, so the next run need not wait for it to lapse.
 func (c *DynamoCheckpoint) Flush(ctx context.Context) error {
@@ -320,6 +335,13 @@ func (c *DynamoCheckpoint) Flush(ctx context.Context) error {
 // removal. The tasks' items go first and the run's last.
 func (c *DynamoCheckpoint) Clear(ctx context.Context) error {
 	c.stop()
+	if !c.started.IsZero() {
+		last := c.key(skLast)
+		last["started"] = sv(c.started.UTC().Format(time.RFC3339Nano))
+		if _, err := c.api.PutItem(ctx, &dynamodb.PutItemInput{TableName: &c.table, Item: last}); err != nil {
+			return fmt.Errorf("recording the completed run of checkpoint %s in %s: %w", c.pk, c.table, err)
+		}
+	}
 	_, err := c.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                 &c.table,
 		Key:                       c.key(skRun),
@@ -336,7 +358,9 @@ func (c *DynamoCheckpoint) Clear(ctx context.Context) error {
 	}
 	var keys []map[string]types.AttributeValue
 	err = c.query(ctx, func(item map[string]types.AttributeValue) error {
-		keys = append(keys, c.key(str(item["sk"])))
+		if sk := str(item["sk"]); sk != skLast {
+			keys = append(keys, c.key(sk))
+		}
 		return nil
 	})
 	if err != nil {
