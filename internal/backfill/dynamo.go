@@ -263,13 +263,20 @@ func (c *DynamoCheckpoint) renew() {
 }
 
 func (c *DynamoCheckpoint) heartbeat(ctx context.Context) error {
+	return c.updateRun(ctx, "heartbeat = :now, expiresAt = :exp", map[string]types.AttributeValue{":now": nv(c.now().UnixMilli()), ":exp": c.expires()})
+}
+
+// updateRun sets attributes of the run's item while this process holds its
+// lease: ErrLeaseLost once another run took it over.
+func (c *DynamoCheckpoint) updateRun(ctx context.Context, set string, values map[string]types.AttributeValue) error {
+	values[":me"] = sv(c.owner)
 	_, err := c.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:                 &c.table,
 		Key:                       c.key(skRun),
-		UpdateExpression:          aws.String("SET heartbeat = :now, expiresAt = :exp"),
+		UpdateExpression:          aws.String("SET " + set),
 		ConditionExpression:       aws.String("#o = :me"),
 		ExpressionAttributeNames:  map[string]string{"#o": "owner"},
-		ExpressionAttributeValues: map[string]types.AttributeValue{":me": sv(c.owner), ":now": nv(c.now().UnixMilli()), ":exp": c.expires()},
+		ExpressionAttributeValues: values,
 	})
 	if awsapi.IsPreconditionFailed(err) {
 		return fmt.Errorf("%w (checkpoint %s in %s)", ErrLeaseLost, c.pk, c.table)
@@ -314,15 +321,8 @@ func (c *DynamoCheckpoint) LastCompleted() time.Time { return c.last }
 // given up, so the next run need not wait for it to lapse.
 func (c *DynamoCheckpoint) Flush(ctx context.Context) error {
 	c.stop()
-	_, err := c.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                 &c.table,
-		Key:                       c.key(skRun),
-		UpdateExpression:          aws.String("SET heartbeat = :zero"),
-		ConditionExpression:       aws.String("#o = :me"),
-		ExpressionAttributeNames:  map[string]string{"#o": "owner"},
-		ExpressionAttributeValues: map[string]types.AttributeValue{":me": sv(c.owner), ":zero": nv(0)},
-	})
-	if err != nil && !awsapi.IsPreconditionFailed(err) {
+	err := c.updateRun(ctx, "heartbeat = :zero", map[string]types.AttributeValue{":zero": nv(0)})
+	if err != nil && !errors.Is(err, ErrLeaseLost) {
 		return fmt.Errorf("releasing checkpoint %s in %s: %w", c.pk, c.table, err)
 	}
 	return nil
@@ -342,19 +342,12 @@ func (c *DynamoCheckpoint) Clear(ctx context.Context) error {
 			return fmt.Errorf("recording the completed run of checkpoint %s in %s: %w", c.pk, c.table, err)
 		}
 	}
-	_, err := c.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                 &c.table,
-		Key:                       c.key(skRun),
-		UpdateExpression:          aws.String("SET complete = :t, heartbeat = :zero"),
-		ConditionExpression:       aws.String("#o = :me"),
-		ExpressionAttributeNames:  map[string]string{"#o": "owner"},
-		ExpressionAttributeValues: map[string]types.AttributeValue{":me": sv(c.owner), ":t": &types.AttributeValueMemberBOOL{Value: true}, ":zero": nv(0)},
-	})
-	if awsapi.IsPreconditionFailed(err) {
-		return fmt.Errorf("%w (checkpoint %s in %s)", ErrLeaseLost, c.pk, c.table)
+	err := c.updateRun(ctx, "complete = :t, heartbeat = :zero", map[string]types.AttributeValue{":t": &types.AttributeValueMemberBOOL{Value: true}, ":zero": nv(0)})
+	if err != nil && !errors.Is(err, ErrLeaseLost) {
+		return fmt.Errorf("completing checkpoint %s in %s: %w", c.pk, c.table, err)
 	}
 	if err != nil {
-		return fmt.Errorf("completing checkpoint %s in %s: %w", c.pk, c.table, err)
+		return err
 	}
 	var keys []map[string]types.AttributeValue
 	err = c.query(ctx, func(item map[string]types.AttributeValue) error {

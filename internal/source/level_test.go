@@ -156,12 +156,7 @@ func TestStoreIsPublished(t *testing.T) {
 	ctx := context.Background()
 	table, ddb := localstack.Require(t).TestTable(t, "levels")
 	st := stats.New(ddb, table, time.Now)
-	cfg := &config.Config{Settings: config.Settings{Adaptive: config.Adaptive{MinLevel: -7, MaxLevel: 19, HalfLife: config.Duration(time.Hour)},
-		Prices: config.Prices{TransferPerGB: 0.02, VCPUHour: 0.01245}}}
-	w := &Worker{Deps: Deps{Config: cfg, Log: zap.NewNop(), Metrics: NewMetrics(prometheus.NewRegistry()), Clock: clockwork.NewRealClock(), Stats: st}}
-	rule := &config.Rule{ID: "r", Level: 3, Destinations: []config.Destination{{Region: "eu-west-1", Bucket: "d"}}}
-	w.rules = []*config.Rule{rule}
-	lv := newLevels(w)
+	lv, rule := tableLevels(st)
 	m := &manifest.Manifest{}
 	var choices []choice
 	var sts []archive.ObjectStats
@@ -206,12 +201,7 @@ func TestWaitingStatisticsAreWritten(t *testing.T) {
 	table, ddb := localstack.Require(t).TestTable(t, "pending")
 	st := stats.New(ddb, table, time.Now)
 	flaky := &failing{Store: st, fails: 1}
-	cfg := &config.Config{Settings: config.Settings{Adaptive: config.Adaptive{MinLevel: -7, MaxLevel: 19, HalfLife: config.Duration(time.Hour)},
-		Prices: config.Prices{TransferPerGB: 0.02, VCPUHour: 0.01245}}}
-	w := &Worker{Deps: Deps{Config: cfg, Log: zap.NewNop(), Metrics: NewMetrics(prometheus.NewRegistry()), Clock: clockwork.NewRealClock(), Stats: flaky}}
-	rule := &config.Rule{ID: "r", Level: 3, Destinations: []config.Destination{{Region: "eu-west-1", Bucket: "d"}}}
-	w.rules = []*config.Rule{rule}
-	lv := newLevels(w)
+	lv, rule := tableLevels(flaky)
 	archiveAt := func(at time.Time) {
 		m := &manifest.Manifest{Objects: []manifest.Object{{Key: "k.csv"}}}
 		lv.observe(ctx, rule, m, []choice{{adaptive.CSV, 3}}, []archive.ObjectStats{{In: 1 << 20, Out: 400 << 10, CPU: time.Millisecond}}, at)
@@ -241,4 +231,15 @@ func TestWaitingStatisticsAreWritten(t *testing.T) {
 	written(1 << 20)
 	lv.flush(ctx, later, true) // the drain's
 	written(2 << 20)
+}
+
+// tableLevels is a source worker's levels for one rule, its statistics in
+// st.
+func tableLevels(st Stats) (*levels, *config.Rule) {
+	cfg := &config.Config{Settings: config.Settings{Adaptive: config.Adaptive{MinLevel: -7, MaxLevel: 19, HalfLife: config.Duration(time.Hour)},
+		Prices: config.Prices{TransferPerGB: 0.02, VCPUHour: 0.01245}}}
+	w := &Worker{Deps: Deps{Config: cfg, Log: zap.NewNop(), Metrics: NewMetrics(prometheus.NewRegistry()), Clock: clockwork.NewRealClock(), Stats: st}}
+	rule := &config.Rule{ID: "r", Level: 3, Destinations: []config.Destination{{Region: "eu-west-1", Bucket: "d"}}}
+	w.rules = []*config.Rule{rule}
+	return newLevels(w), rule
 }
