@@ -1,6 +1,7 @@
 // Package health tells ECS whether a worker is alive: the receive loop beats
-// on every poll, and /healthz fails once the beats stop, so a wedged loop is
-// replaced instead of silently holding its messages.
+// on every poll SQS answers, and /healthz fails once the beats stop, so a
+// wedged loop, or one whose every receive fails, is replaced instead of
+// silently holding its messages.
 package health
 
 import (

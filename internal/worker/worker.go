@@ -186,16 +186,23 @@ func (r *Runtime) drainContext(stop context.Context) (context.Context, context.C
 
 // receive is one long-poll loop.
 func (r *Runtime) receive(stop, work context.Context, role Role) {
+	answered := true // the last poll's
 	for stop.Err() == nil {
 		n := r.reserve(stop)
 		if n == 0 {
 			continue // stopping
 		}
-		r.Health.Beat()
+		if answered {
+			// Only a loop whose polls get answers beats: a task whose
+			// every receive fails (access denied, the queue or its key
+			// gone) turns unhealthy and is replaced, not left logging.
+			r.Health.Beat()
+		}
 		start := r.Clock.Now()
 		msgs, err := r.Queue.Receive(stop, n, receiveWait, r.Visibility)
 		r.Metrics.ReceiveDuration.Observe(r.Clock.Since(start).Seconds())
 		r.unreserve(n)
+		answered = err == nil
 		if err != nil {
 			if stop.Err() != nil {
 				return

@@ -387,3 +387,29 @@ func TestReleaseDuringHeartbeat(t *testing.T) {
 	<-released
 	within(t, 10*time.Second, "released message visible", func() bool { return len(f.visible(t)) == 1 })
 }
+
+// denied fails every receive, as SQS does once the task's role lost
+// sqs:ReceiveMessage or the queue's KMS key was disabled.
+type denied struct{ queue.API }
+
+func (denied) ReceiveMessage(context.Context, *sqs.ReceiveMessageInput, ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error) {
+	return nil, errors.New("AccessDenied: not authorized to perform sqs:ReceiveMessage")
+}
+
+// TestFailingReceivesTurnUnhealthy: a loop whose every receive fails stops
+// beating, so ECS replaces the task rather than leaving it logging errors.
+func TestFailingReceivesTurnUnhealthy(t *testing.T) {
+	f := setup(t)
+	rt, m := f.runtime(denied{f.client}, 1)
+	start(t, rt, role{func(context.Context, *worker.Message) {}})
+	for range 4 * 60 {
+		f.clock.Advance(time.Second) // through the loop's waits after each failure
+		time.Sleep(2 * time.Millisecond)
+	}
+	if n := testutil.ToFloat64(m.Errors.WithLabelValues("receive")); n < 10 {
+		t.Fatalf("%v failed receives in four minutes", n)
+	}
+	if err := f.health.Err(); err == nil {
+		t.Error("healthy after four minutes of failing receives")
+	}
+}
