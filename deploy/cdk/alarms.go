@@ -125,6 +125,24 @@ func (a *alarms) watchService(id string, w *worker) {
 	})
 }
 
+// watchReplication alarms when S3 Replication of a rule's archives to a
+// target region fails (OperationsFailedReplication, the rule's replication
+// metrics): S3 does not retry it.
+func (a *alarms) watchReplication(staging *string, r replication) {
+	a.add("ReplicationFailed-"+r.ID(), "replication-failed-"+r.ID(), &awscloudwatch.AlarmProps{
+		AlarmDescription: jsii.String(fmt.Sprintf("S3 Replication of rule %s's archives to %s failed, and S3 does not retry it: their objects do not arrive "+
+			"and no queue holds them. Fix the cause (permissions, the target's staging bucket or KMS key), then replicate the archives again "+
+			"with S3 Batch Replication (replication status FAILED) or run xrc backfill for the rule", r.Rule.ID, r.To.Name)),
+		Metric: awscloudwatch.NewMetric(&awscloudwatch.MetricProps{Namespace: jsii.String("AWS/S3"), MetricName: jsii.String("OperationsFailedReplication"),
+			DimensionsMap: &map[string]*string{"SourceBucket": staging, "DestinationBucket": jsii.String(r.To.StagingBucket), "RuleId": jsii.String(r.ID())},
+			Statistic:     jsii.String("Sum"), Period: awscdk.Duration_Minutes(jsii.Number(5))}),
+		Threshold:          jsii.Number(0),
+		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD,
+		EvaluationPeriods:  jsii.Number(1),
+		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
+	})
+}
+
 // alarmName names a worker in its alarms' names.
 func alarmName(w *worker) string {
 	if w.Rule != nil {

@@ -773,6 +773,9 @@ func TestAlarms(t *testing.T) {
 		{"eu-west-1", "xrc-eu-west-1-target-dlq-not-empty", 0, 1},
 		{"eu-west-1", "xrc-eu-west-1-target-at-max-capacity", 20, 15},
 		{"ap-southeast-2", "xrc-ap-southeast-2-target-verify-failures", 0, 1},
+		{"us-east-1", "xrc-us-east-1-replication-failed-logs-to-eu-west-1", 0, 1},
+		{"us-east-1", "xrc-us-east-1-replication-failed-logs-to-ap-southeast-2", 0, 1},
+		{"us-east-1", "xrc-us-east-1-replication-failed-exports-to-eu-west-1", 0, 1},
 	} {
 		check(t, tc.name, func() {
 			s.tmpl[tc.region].HasResourceProperties(jsii.String("AWS::CloudWatch::Alarm"), obj(map[string]any{
@@ -787,6 +790,26 @@ func TestAlarms(t *testing.T) {
 	check(t, "topic", func() {
 		s.tmpl["us-east-1"].HasResourceProperties(jsii.String("AWS::SNS::Topic"), obj(map[string]any{"TopicName": "xrc-alarms"}))
 	})
+	// A failed replication is S3's to report: its rule's metrics, on by
+	// default, without replication time control.
+	check(t, "replication failure metric", func() {
+		s.tmpl["us-east-1"].HasResourceProperties(jsii.String("AWS::CloudWatch::Alarm"), obj(map[string]any{
+			"AlarmName":  "xrc-us-east-1-replication-failed-logs-to-eu-west-1",
+			"Namespace":  "AWS/S3",
+			"MetricName": "OperationsFailedReplication",
+			"Dimensions": arrayWith(obj(map[string]any{"Name": "RuleId", "Value": "logs-to-eu-west-1"})),
+		}))
+	})
+	for _, b := range ofType(s.json["us-east-1"], "AWS::S3::Bucket") {
+		if rc, ok := propsOf(b)["ReplicationConfiguration"].(map[string]any); ok {
+			for _, r := range rc["Rules"].([]any) {
+				r := r.(map[string]any)
+				if m, _ := r["Destination"].(map[string]any)["Metrics"].(map[string]any); m["Status"] != "Enabled" {
+					t.Errorf("replication rule %v without metrics: a failed replication would go unseen", r["Id"])
+				}
+			}
+		}
+	}
 	// The topic's own policy (TLS only) replaces SNS's default one: it
 	// must let the account's alarms publish.
 	for _, region := range []string{"us-east-1", "eu-west-1", "ap-southeast-2"} {

@@ -111,11 +111,18 @@ func (st *staging) replicate(s *regionStack) {
 			Bucket:                  jsii.String(s3BucketARN(r.To.StagingBucket)),
 			EncryptionConfiguration: &awss3.CfnBucket_EncryptionConfigurationProperty{ReplicaKmsKeyId: stagingKeyAliasARN(stackName, r.To.Name)},
 		}
+		// Replication metrics always: S3 never retries a replication that
+		// failed, and the archive's objects then never reach the target
+		// region, its worker never hears of them, and no queue or DLQ
+		// holds them. OperationsFailedReplication is the only trace.
+		metrics := &awss3.CfnBucket_MetricsProperty{Status: jsii.String("Enabled")}
 		if s.d.Options.ReplicationTimeControl {
 			minutes := &awss3.CfnBucket_ReplicationTimeValueProperty{Minutes: jsii.Number(15)}
 			dest.ReplicationTime = &awss3.CfnBucket_ReplicationTimeProperty{Status: jsii.String("Enabled"), Time: minutes}
-			dest.Metrics = &awss3.CfnBucket_MetricsProperty{Status: jsii.String("Enabled"), EventThreshold: minutes}
+			metrics.EventThreshold = minutes
 		}
+		dest.Metrics = metrics
+		s.alarms.watchReplication(st.Bucket.BucketName(), r)
 		rules = append(rules, &awss3.CfnBucket_ReplicationRuleProperty{
 			Id:       jsii.String(r.ID()),
 			Status:   jsii.String("Enabled"),
