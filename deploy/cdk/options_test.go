@@ -107,12 +107,17 @@ func TestUnknownContext(t *testing.T) {
 }
 
 func TestScalingExpressions(t *testing.T) {
-	e := newScalingExpressions(10)
+	e := newScalingExpressions(10, 0)
 	// The scale-from-zero branch: no task running, a few messages.
 	if !strings.Contains(e.Backlog, "FILL(running, 0) < 1 AND FILL(visible, 0) > 0 AND FILL(visible, 0) <= 10, 11,") {
 		t.Errorf("backlog expression lacks the scale-from-zero branch: %s", e.Backlog)
 	}
 	if !strings.Contains(e.Spare, "<= 5,") || !strings.Contains(e.Idle, "== 0") {
 		t.Errorf("spare %q idle %q", e.Spare, e.Idle)
+	}
+	// Target tasks hold two archives each: full ones are not spare,
+	// whatever the backlog target.
+	if e := newScalingExpressions(10, 2); !strings.Contains(e.Spare, "<= 5 AND FILL(inflight, 0) / IF(FILL(running, 0) < 1, 1, FILL(running, 0)) <= 1,") {
+		t.Errorf("target's spare expression ignores what a task holds: %s", e.Spare)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatchactions"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
 	"github.com/aws/jsii-runtime-go"
+
+	"github.com/xrc-dev/xrc/internal/config"
 )
 
 // minute is the period of every scaling and alarm metric: SQS and Container
@@ -39,10 +41,21 @@ func serviceMetric(s *regionStack, w *worker, name, statistic string) awscloudwa
 // running = running tasks (missing while none run, hence FILL).
 type scalingExpressions struct{ Backlog, Idle, Spare string }
 
-func newScalingExpressions(target int) scalingExpressions {
+// newScalingExpressions takes the backlog per task to scale on and how many
+// messages a task works on at once (0: more than the backlog target ever
+// puts in flight).
+func newScalingExpressions(target, capacity int) scalingExpressions {
 	t := target
 	running := "FILL(running, 0)"
 	perTask := fmt.Sprintf("IF(%s < 1, 1, %s)", running, running)
+	spare := fmt.Sprintf("(FILL(visible, 0) + FILL(inflight, 0)) / %s <= %g", perTask, float64(t)/2)
+	if capacity > 0 {
+		// A target task holds two archives: with every task full, any
+		// backlog below the target reads as half busy, and scale-in
+		// would stop tasks mid-archive (drained, released, received
+		// again, a step towards the DLQ).
+		spare += fmt.Sprintf(" AND FILL(inflight, 0) / %s <= %g", perTask, float64(capacity)/2)
+	}
 	return scalingExpressions{
 		// Backlog per task. With no task running, any waiting message
 		// counts as above target (T+1), so the service scales from zero.
@@ -51,7 +64,7 @@ func newScalingExpressions(target int) scalingExpressions {
 		Idle: "IF(FILL(visible, 0) + FILL(inflight, 0) == 0, 1, 0)",
 		// 1 while more than one task runs and all the work, waiting and
 		// in flight, would keep each task at most half busy.
-		Spare: fmt.Sprintf("IF(%s > 1 AND (FILL(visible, 0) + FILL(inflight, 0)) / %s <= %g, 1, 0)", running, perTask, float64(t)/2),
+		Spare: fmt.Sprintf("IF(%s > 1 AND %s, 1, 0)", running, spare),
 	}
 }
 
@@ -79,7 +92,11 @@ func (s *regionStack) addScaling(id string, w *worker) {
 		"inflight": w.Queue.Queue.MetricApproximateNumberOfMessagesNotVisible(&awscloudwatch.MetricOptions{Statistic: jsii.String("Maximum"), Period: minute()}),
 		"running":  serviceMetric(s, w, "RunningTaskCount", "Average"),
 	}
-	expr := newScalingExpressions(o.BacklogPerTask)
+	capacity := 0
+	if w.Kind == targetKind {
+		capacity = config.TargetArchivesAtOnce
+	}
+	expr := newScalingExpressions(o.BacklogPerTask, capacity)
 	t := float64(o.BacklogPerTask)
 
 	out := awsapplicationautoscaling.NewStepScalingAction(s.Stack, jsii.String(id+"ScaleOut"), &awsapplicationautoscaling.StepScalingActionProps{

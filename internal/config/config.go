@@ -322,6 +322,11 @@ func (c *Config) TargetQueueName() string { return c.Settings.StackName + "-tgt"
 // target regions.
 func (c *Config) TableName() string { return c.Settings.StackName + "-stats" }
 
+// TargetArchivesAtOnce is how many archives a target worker (a task, or a
+// function's invocation) delivers at once: the messages it holds. The
+// deployment's scale-in reads it.
+const TargetArchivesAtOnce = 2
+
 // MaxKeyLen is S3's limit on the length of an object key, in bytes.
 const MaxKeyLen = 1024
 

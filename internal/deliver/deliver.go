@@ -111,7 +111,7 @@ type Worker struct {
 
 // archivesAtOnce bounds concurrent archives; each already overlaps its
 // object writes.
-const archivesAtOnce = 2
+const archivesAtOnce = config.TargetArchivesAtOnce
 
 // New checks deps and returns a worker.
 func New(d Deps) (*Worker, error) {

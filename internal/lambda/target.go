@@ -11,6 +11,7 @@ import (
 	"github.com/jonboulle/clockwork"
 	"go.uber.org/zap"
 
+	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/deliver"
 	xevents "github.com/xrc-dev/xrc/internal/events"
 	"github.com/xrc-dev/xrc/internal/worker"
@@ -29,7 +30,7 @@ type abandoner interface {
 
 // archivesAtOnce is how many archives an invocation delivers at once, as
 // the Fargate target worker does: each already overlaps its writes.
-const archivesAtOnce = 2
+const archivesAtOnce = config.TargetArchivesAtOnce
 
 // Target handles a batch of the target queue: one archive per message,
 // delivered by the target worker's own per-archive step. Large members
