@@ -77,12 +77,15 @@ type emfSeries struct {
 
 // Flush writes one EMF line per distinct label set that changed.
 func (e *EMF) Flush(now time.Time) error {
+	// Gathered under the lock: two flushes at once (the ticker's and the
+	// final one) must each take the deltas against the other's snapshot
+	// in turn, or one would write a negative count and drop the other's.
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	mfs, err := e.reg.Gather()
 	if err != nil {
 		return fmt.Errorf("gathering metrics: %w", err)
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
 	series := map[string]*emfSeries{}
 	add := func(m *dto.Metric, name, unit string, v float64, delta bool) {
 		dims := map[string]string{}

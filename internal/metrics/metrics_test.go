@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -62,4 +65,81 @@ func TestEMFDeltasAndUnits(t *testing.T) {
 	if len(sums) != 2 || sums[0] != 100 || sums[1] != 50 {
 		t.Errorf("counter deltas = %v, want [100 50]", sums)
 	}
+}
+
+// slowFirst gathers its first snapshot, then waits for release before
+// returning it, as a flush preempted between gathering and writing.
+type slowFirst struct {
+	prometheus.Gatherer
+	once    sync.Once
+	gotten  chan struct{}
+	release chan struct{}
+}
+
+func (s *slowFirst) Gather() ([]*dto.MetricFamily, error) {
+	mfs, err := s.Gatherer.Gather()
+	first := false
+	s.once.Do(func() { first = true })
+	if first {
+		close(s.gotten)
+		select {
+		case <-s.release:
+		case <-time.After(200 * time.Millisecond): // the other flush is blocked behind this one
+		}
+	}
+	return mfs, err
+}
+
+// TestOverlappingFlushes: the ticker's flush and the final one, at once,
+// never write a negative count and together write all of it.
+func TestOverlappingFlushes(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "xrc_test_total"})
+	reg.MustRegister(c)
+	g := &slowFirst{Gatherer: reg, gotten: make(chan struct{}), release: make(chan struct{})}
+	var out syncBuffer
+	e := NewEMF(g, &out, "xrc", "xrc_", nil)
+	c.Add(5)
+	done := make(chan struct{})
+	go func() { _ = e.Flush(time.UnixMilli(1000)); close(done) }()
+	<-g.gotten
+	c.Add(3) // counted during the drain
+	second := make(chan struct{})
+	go func() { _ = e.Flush(time.UnixMilli(2000)); close(second) }()
+	time.Sleep(20 * time.Millisecond)
+	close(g.release)
+	<-done
+	<-second
+	var sum float64
+	for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		var d map[string]any
+		if err := json.Unmarshal([]byte(l), &d); err != nil {
+			t.Fatalf("not JSON: %s", l)
+		}
+		v, _ := d["xrc_test_total"].(float64)
+		if v < 0 {
+			t.Errorf("negative count written: %s", l)
+		}
+		sum += v
+	}
+	if sum != 8 {
+		t.Errorf("flushes wrote %v in all, want 8", sum)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
