@@ -28,6 +28,9 @@ func (w *Worker) propagateDelete(ctx context.Context, wr *write, o *manifest.Obj
 		if err := w.deleteOne(ctx, wr, o, rt); err != nil {
 			return w.failed(wr, o, rt, err)
 		}
+		// An archive of thousands of deletes is work that moves: the
+		// health check must not take it for a stuck task.
+		w.runtime.Progress()
 	}
 	return nil
 }
