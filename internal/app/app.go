@@ -234,7 +234,19 @@ func Healthcheck(args []string, stderr io.Writer) (bool, int) {
 func SourceRules(cfg *config.Config, region string, f Flags) ([]string, string, error) {
 	var rules []string
 	if f.Rules != "" {
-		rules = strings.Split(f.Rules, ",")
+		for _, id := range strings.Split(f.Rules, ",") {
+			id = strings.TrimSpace(id)
+			// A rule named wrongly would be dropped, and the events of
+			// its queue acknowledged as covered by no rule.
+			r, ok := cfg.Rule(id)
+			switch {
+			case !ok:
+				return nil, "", fmt.Errorf("XRC_RULES: no rule %q in the config", id)
+			case r.SourceRegion != region:
+				return nil, "", fmt.Errorf("XRC_RULES: rule %q has source region %s, not %s", id, r.SourceRegion, region)
+			}
+			rules = append(rules, id)
+		}
 	} else {
 		for _, r := range cfg.Rules {
 			if r.SourceRegion == region {

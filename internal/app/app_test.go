@@ -127,4 +127,14 @@ func TestSourceRules(t *testing.T) {
 	if _, _, err := SourceRules(cfg, "eu-west-1", Flags{}); err == nil {
 		t.Error("a region without source rules")
 	}
+	// A rule named wrongly is refused, not dropped with its queue's
+	// events acknowledged.
+	for _, ids := range []string{"exports, typo", "exports,", "logs-eu"} {
+		if _, _, err := SourceRules(cfg, "us-east-1", Flags{Rules: ids, QueueURL: "https://q"}); err == nil || !strings.Contains(err.Error(), "XRC_RULES") {
+			t.Errorf("XRC_RULES=%q: %v", ids, err)
+		}
+	}
+	if rules, _, err := SourceRules(cfg, "us-east-1", Flags{Rules: " exports , logs", QueueURL: "https://q"}); err != nil || len(rules) != 2 || rules[0] != "exports" {
+		t.Errorf("XRC_RULES with spaces: %q %v", rules, err)
+	}
 }
