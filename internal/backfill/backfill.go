@@ -168,6 +168,11 @@ func Run(ctx context.Context, o Options, d Deps) (Counts, error) {
 		// done, the checkpoint removed), even after ctx ended.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
+		if c, ok := r.Checkpoint.(completedRuns); ok && err == nil && r.o.Prefix == "" && r.o.Inventory == "" {
+			// Only a listing of the whole rule vouches for every prefix
+			// from its start on.
+			err = c.Completed(cctx, r.state.Started)
+		}
 		if err == nil {
 			err = r.Checkpoint.Clear(cctx)
 		} else if ferr := r.Checkpoint.Flush(cctx); ferr != nil {
@@ -283,9 +288,11 @@ func (r *run) start(ctx context.Context) error {
 	return nil
 }
 
-// completedRuns is a checkpoint that remembers when the last run of the
-// rule that completed started (DynamoCheckpoint), after Load.
+// completedRuns is a checkpoint that remembers when the last run that
+// listed the whole rule and completed started (DynamoCheckpoint): recorded
+// by Completed, read by LastCompleted after Load.
 type completedRuns interface {
+	Completed(ctx context.Context, started time.Time) error
 	LastCompleted() time.Time
 }
 

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -473,6 +474,56 @@ func TestClearCutShort(t *testing.T) {
 	}
 }
 
+// blockingBatches lets one BatchWriteItem through, then holds the next
+// until released: a Clear removing thousands of items, caught midway.
+type blockingBatches struct {
+	backfill.DynamoAPI
+	calls   atomic.Int32
+	blocked chan struct{}
+	release chan struct{}
+}
+
+func (b *blockingBatches) BatchWriteItem(ctx context.Context, in *dynamodb.BatchWriteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.BatchWriteItemOutput, error) {
+	if b.calls.Add(1) == 2 {
+		close(b.blocked)
+		<-b.release
+	}
+	return b.DynamoAPI.BatchWriteItem(ctx, in, optFns...)
+}
+
+// TestNoRunStartsWhileAClearRemoves: while a completed run removes its
+// items, the next run is refused as busy; started then, it would have its
+// own items removed with the finished run's.
+func TestNoRunStartsWhileAClearRemoves(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	slow := &blockingBatches{DynamoAPI: f.ddb, blocked: make(chan struct{}), release: make(chan struct{})}
+	a := backfill.NewDynamoCheckpoint(slow, f.cfg.TableName(), f.rule.ID, time.Now)
+	if err := a.Start(ctx, &backfill.State{Params: backfill.Params{Rule: f.rule.ID}, Started: time.Now(), Tasks: map[string]backfill.Progress{}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 60 {
+		if err := a.Save(ctx, fmt.Sprintf("data/p%02d/", i), backfill.Progress{After: "z", Done: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cleared := make(chan error, 1)
+	go func() { cleared <- a.Clear(ctx) }()
+	<-slow.blocked
+	b := backfill.NewDynamoCheckpoint(f.ddb, f.cfg.TableName(), f.rule.ID, time.Now)
+	if _, err := b.Load(ctx); !errors.Is(err, backfill.ErrBusy) {
+		t.Errorf("a run loading while the last one removes its items: %v, want ErrBusy", err)
+	}
+	close(slow.release)
+	if err := <-cleared; err != nil {
+		t.Fatal(err)
+	}
+	if st, err := b.Load(ctx); err != nil || st != nil {
+		t.Errorf("after the removal: %+v %v, want nothing to resume", st, err)
+	}
+}
+
 // TestScheduledRunsLeaveNoGap: an object written while a run went, under
 // a prefix it had listed, and whose event was lost, is found by the next
 // scheduled run even when the first ran longer than the schedule's window
@@ -485,7 +536,9 @@ func TestScheduledRunsLeaveNoGap(t *testing.T) {
 	if err := dataset.Upload(ctx, f.src, f.rule.SourceBucket, objects(20, 2), 8); err != nil {
 		t.Fatal(err)
 	}
-	cp := func() backfill.Checkpoint { return backfill.NewDynamoCheckpoint(f.ddb, f.cfg.TableName(), f.rule.ID, time.Now) }
+	cp := func() backfill.Checkpoint {
+		return backfill.NewDynamoCheckpoint(f.ddb, f.cfg.TableName(), f.rule.ID, time.Now)
+	}
 	start := time.Now()
 	o := backfill.Options{Rule: f.rule, Concurrency: 2, Depth: 1, Since: start.Add(-2 * time.Hour)}
 	c1, err := backfill.Run(ctx, o, f.deps(f.queueURL(), cp()))
@@ -498,10 +551,22 @@ func TestScheduledRunsLeaveNoGap(t *testing.T) {
 	if err := dataset.Put(ctx, f.src, f.rule.SourceBucket, &late); err != nil {
 		t.Fatal(err)
 	}
+	// An operator's run of one prefix completes meanwhile: it vouches for
+	// that prefix only, and must not move where the next run starts.
+	narrowAt := func() time.Time { return time.Now().Add(2 * time.Hour) }
+	d := f.deps(f.queueURL(), backfill.NewDynamoCheckpoint(f.ddb, f.cfg.TableName(), f.rule.ID, narrowAt))
+	d.Now = narrowAt
+	narrow := o
+	narrow.Prefix, narrow.Since = "data/p01/", narrowAt().Add(-time.Hour)
+	cn, err := backfill.Run(ctx, narrow, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.drain(t, f.queueURL(), int(cn.Enqueued))
 	// The next scheduled run, three hours on as if the first had taken
 	// that long: its own window starts an hour after the late write.
 	later := func() time.Time { return time.Now().Add(3 * time.Hour) }
-	d := f.deps(f.queueURL(), backfill.NewDynamoCheckpoint(f.ddb, f.cfg.TableName(), f.rule.ID, later))
+	d = f.deps(f.queueURL(), backfill.NewDynamoCheckpoint(f.ddb, f.cfg.TableName(), f.rule.ID, later))
 	d.Now = later
 	o.Since = later().Add(-2 * time.Hour)
 	c2, err := backfill.Run(ctx, o, d)

@@ -65,8 +65,7 @@ type DynamoCheckpoint struct {
 	owner string
 	now   func() time.Time
 
-	started time.Time // of the run this process works on
-	last    time.Time // start of the last run that completed, as Load found it
+	last time.Time // start of the last run that completed over the whole rule, as Load found it
 
 	mu        sync.Mutex
 	stopRenew context.CancelFunc
@@ -111,6 +110,13 @@ func (c *DynamoCheckpoint) Load(ctx context.Context) (*State, error) {
 		}
 		keys = append(keys, c.key(sk))
 		if sk == skRun {
+			heartbeat = num(item["heartbeat"])
+			hb, _ := strconv.ParseInt(heartbeat, 10, 64)
+			if owner := str(item["owner"]); owner != c.owner && c.now().Sub(time.UnixMilli(hb)) < LeaseTTL {
+				// Also while a completed run still removes its items:
+				// a run started then would have its own removed.
+				return fmt.Errorf("%w (checkpoint %s in %s, last seen %s)", ErrBusy, c.pk, c.table, time.UnixMilli(hb).UTC().Format(time.RFC3339))
+			}
 			if done, ok := item["complete"].(*types.AttributeValueMemberBOOL); ok && done.Value {
 				complete = true
 				return nil
@@ -120,11 +126,6 @@ func (c *DynamoCheckpoint) Load(ctx context.Context) (*State, error) {
 				return fmt.Errorf("checkpoint %s: params: %w", c.pk, err)
 			}
 			st.Started, _ = time.Parse(time.RFC3339Nano, str(item["started"]))
-			heartbeat = num(item["heartbeat"])
-			hb, _ := strconv.ParseInt(heartbeat, 10, 64)
-			if owner := str(item["owner"]); owner != c.owner && c.now().Sub(time.UnixMilli(hb)) < LeaseTTL {
-				return fmt.Errorf("%w (checkpoint %s in %s, last seen %s)", ErrBusy, c.pk, c.table, time.UnixMilli(hb).UTC().Format(time.RFC3339))
-			}
 			return nil
 		}
 		if name, ok := strings.CutPrefix(sk, skTask); ok {
@@ -146,7 +147,6 @@ func (c *DynamoCheckpoint) Load(ctx context.Context) (*State, error) {
 		return nil, nil
 	}
 	st.Tasks = tasks
-	c.started = st.Started
 	// Take the lease over from the run that left it, unless another run
 	// did so since it was read.
 	_, err = c.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
@@ -212,7 +212,6 @@ func (c *DynamoCheckpoint) Start(ctx context.Context, st *State) error {
 	item := c.key(skRun)
 	item["params"] = sv(string(params))
 	item["started"] = sv(st.Started.UTC().Format(time.RFC3339Nano))
-	c.started = st.Started
 	item["owner"] = sv(c.owner)
 	item["heartbeat"] = nv(c.now().UnixMilli())
 	item["expiresAt"] = c.expires()
@@ -331,18 +330,12 @@ func (c *DynamoCheckpoint) Flush(ctx context.Context) error {
 // Clear implements Checkpoint. The run's item is first marked complete, in
 // one write: removing thousands of task items takes many, and a Clear cut
 // short must leave a finished run, never one to resume with some of its
-// prefixes marked done (the next run would skip them). Load finishes the
-// removal. The tasks' items go first and the run's last.
+// prefixes marked done (the next run would skip them). The lease holds
+// until the removal ends or fails; the next Load finishes a failed one.
+// The tasks' items go first and the run's last.
 func (c *DynamoCheckpoint) Clear(ctx context.Context) error {
 	c.stop()
-	if !c.started.IsZero() {
-		last := c.key(skLast)
-		last["started"] = sv(c.started.UTC().Format(time.RFC3339Nano))
-		if _, err := c.api.PutItem(ctx, &dynamodb.PutItemInput{TableName: &c.table, Item: last}); err != nil {
-			return fmt.Errorf("recording the completed run of checkpoint %s in %s: %w", c.pk, c.table, err)
-		}
-	}
-	err := c.updateRun(ctx, "complete = :t, heartbeat = :zero", map[string]types.AttributeValue{":t": &types.AttributeValueMemberBOOL{Value: true}, ":zero": nv(0)})
+	err := c.updateRun(ctx, "complete = :t", map[string]types.AttributeValue{":t": &types.AttributeValueMemberBOOL{Value: true}})
 	if err != nil && !errors.Is(err, ErrLeaseLost) {
 		return fmt.Errorf("completing checkpoint %s in %s: %w", c.pk, c.table, err)
 	}
@@ -356,10 +349,26 @@ func (c *DynamoCheckpoint) Clear(ctx context.Context) error {
 		}
 		return nil
 	})
-	if err != nil {
-		return err
+	if err == nil {
+		err = c.remove(ctx, keys)
 	}
-	return c.remove(ctx, keys)
+	if err != nil {
+		// Let the next run finish the removal without waiting for the
+		// lease to lapse.
+		_ = c.updateRun(ctx, "heartbeat = :zero", map[string]types.AttributeValue{":zero": nv(0)})
+	}
+	return err
+}
+
+// Completed records that the run started at started covered the whole rule
+// and completed: LastCompleted reads it back, for the next run's since.
+func (c *DynamoCheckpoint) Completed(ctx context.Context, started time.Time) error {
+	last := c.key(skLast)
+	last["started"] = sv(started.UTC().Format(time.RFC3339Nano))
+	if _, err := c.api.PutItem(ctx, &dynamodb.PutItemInput{TableName: &c.table, Item: last}); err != nil {
+		return fmt.Errorf("recording the completed run of checkpoint %s in %s: %w", c.pk, c.table, err)
+	}
+	return nil
 }
 
 // remove deletes items, the run's last of all.
