@@ -10,6 +10,7 @@ type batch struct {
 	rule  *config.Rule
 	items []source.Item
 	bytes int64
+	first bool // the invocation's first: it starts whatever the pace says
 }
 
 // batches groups items per rule, in the order they came, into the batches

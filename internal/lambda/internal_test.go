@@ -6,15 +6,19 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
 
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/deliver"
 	xevents "github.com/xrc-dev/xrc/internal/events"
 	"github.com/xrc-dev/xrc/internal/source"
+	"github.com/xrc-dev/xrc/internal/worker"
 )
 
 // The workers' steps are what the handlers call, resumable uploads'
@@ -203,5 +207,49 @@ func TestMostReceivedFirst(t *testing.T) {
 	}
 	if in[0].MessageId != "a" {
 		t.Error("the event's records were reordered in place")
+	}
+}
+
+// delivered records the archives a Target was given.
+type delivered struct {
+	mu   sync.Mutex
+	keys []string
+}
+
+func (d *delivered) Deliver(_ context.Context, _, key string) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.keys = append(d.keys, key)
+	return nil
+}
+
+// A pace fitted on small archives with ordinary jitter (1 KiB in 0.4 s,
+// 3 KiB in 0.6 s: 102 s per MiB) estimates hours for a 100 MiB archive;
+// the first archive of an invocation starts all the same, so a warm
+// function cannot leave it out of every invocation until the DLQ.
+func TestFirstArchiveStartsWhateverThePace(t *testing.T) {
+	d := &delivered{}
+	h := NewTarget(TargetOptions{Deliverer: d, Staging: "staging", MaxReceive: 5, Margin: 30 * time.Second, Log: zap.NewNop(),
+		Metrics: worker.NewMetrics(prometheus.NewRegistry(), "test")})
+	h.pace.observe(1<<10, 1, 400*time.Millisecond)
+	h.pace.observe(3<<10, 1, 600*time.Millisecond)
+	if e := h.pace.estimate(100<<20, 1); e < time.Hour || e > maxEstimate {
+		t.Fatalf("the fitted estimate for 100 MiB is %v: this test wants one wrong by hours, and bounded", e)
+	}
+	body := func(key string, size int) string {
+		return fmt.Sprintf(`{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","eventName":"ObjectCreated:Put",`+
+			`"s3":{"bucket":{"name":"staging"},"object":{"key":%q,"size":%d,"sequencer":"01"}}}]}`, key, size)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	resp, err := h.Handle(ctx, events.SQSEvent{Records: []events.SQSMessage{
+		{MessageId: "big", Body: body("r1/big.tar.zst", 100<<20), Attributes: map[string]string{"ApproximateReceiveCount": "4"}},
+		{MessageId: "other", Body: body("r1/other.tar.zst", 100<<20), Attributes: map[string]string{"ApproximateReceiveCount": "1"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(d.keys, "r1/big.tar.zst") {
+		t.Errorf("the archive closest to the DLQ was not started (delivered %v; failures %+v)", d.keys, resp.BatchItemFailures)
 	}
 }

@@ -69,7 +69,21 @@ func (p *pace) estimate(bytes int64, items int) time.Duration {
 	default:
 		e = min(p.is/p.ii*n, p.ms/p.mm*b)
 	}
-	return time.Duration(1.5 * e * float64(time.Second))
+	// Bounded: a rate fitted on tiny units can extrapolate to anything.
+	return time.Duration(min(1.5*e, maxEstimate.Seconds()) * float64(time.Second))
+}
+
+// maxEstimate is more than any invocation lasts (Lambda's maximum is 15
+// minutes).
+const maxEstimate = 24 * time.Hour
+
+// begins decides whether a unit of work starts: an invocation's first
+// always does (the cut stops it if it must), so that an estimate wrong on
+// the high side, fitted on small units, cannot keep larger work out of
+// every invocation until it reaches the DLQ; the others when the pace says
+// they end before the cut at.
+func begins(first bool, now, at time.Time, est time.Duration) bool {
+	return first || fits(now, at, est)
 }
 
 // fit solves the normal equations; ok is false when they have no single

@@ -126,7 +126,8 @@ func (h *Source) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEven
 			}
 		})
 	}
-	for _, b := range batches(items) {
+	for i, b := range batches(items) {
+		b.first = i == 0
 		queue <- b
 	}
 	close(queue)
@@ -150,7 +151,7 @@ func (h *Source) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEven
 // done before the cut at; then its items are settled with ErrDeadline.
 func (h *Source) pack(ctx context.Context, at time.Time, b *batch) {
 	start := h.clock.Now()
-	if est := h.pace.estimate(b.bytes, len(b.items)); ctx.Err() != nil || !fits(start, at, est) {
+	if est := h.pace.estimate(b.bytes, len(b.items)); ctx.Err() != nil || !begins(b.first, start, at, est) {
 		h.log.Info("deadline near: leaving a batch to the next invocation", zap.String("rule", b.rule.ID),
 			zap.Int("objects", len(b.items)), zap.Duration("estimate", est), zap.Time("cut", at))
 		for _, it := range b.items {

@@ -84,7 +84,7 @@ func (h *Target) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEven
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			h.handle(work, at, &outs[i], rec.Body)
+			h.handle(work, at, i == 0, &outs[i], rec.Body)
 		})
 	}
 	wg.Wait()
@@ -92,7 +92,7 @@ func (h *Target) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEven
 }
 
 // handle delivers the archives of one message into o.
-func (h *Target) handle(ctx context.Context, at time.Time, o *outcome, body string) {
+func (h *Target) handle(ctx context.Context, at time.Time, first bool, o *outcome, body string) {
 	log := h.log.With(zap.String("message", o.msg.ID), zap.Int("receiveCount", o.msg.ReceiveCount))
 	parsed, err := xevents.Parse([]byte(body))
 	switch {
@@ -121,7 +121,7 @@ func (h *Target) handle(ctx context.Context, at time.Time, o *outcome, body stri
 		return
 	}
 	start := h.clock.Now()
-	if est := h.pace.estimate(bytes, len(refs)); ctx.Err() != nil || !fits(start, at, est) {
+	if est := h.pace.estimate(bytes, len(refs)); ctx.Err() != nil || !begins(first, start, at, est) {
 		log.Info("deadline near: leaving an archive to the next invocation", zap.Duration("estimate", est), zap.Time("cut", at))
 		o.err, o.now = ErrDeadline, true
 		return
