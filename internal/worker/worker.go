@@ -187,6 +187,7 @@ func (r *Runtime) drainContext(stop context.Context) (context.Context, context.C
 // receive is one long-poll loop.
 func (r *Runtime) receive(stop, work context.Context, role Role) {
 	answered := true // the last poll's
+	moved := r.progress.Load()
 	for stop.Err() == nil {
 		n := r.reserve(stop)
 		if n == 0 {
@@ -206,6 +207,12 @@ func (r *Runtime) receive(stop, work context.Context, role Role) {
 		if err != nil {
 			if stop.Err() != nil {
 				return
+			}
+			if p := r.progress.Load(); p != moved {
+				// Held work still moves: finishing it beats failing
+				// receives, and a new task would fail them too.
+				moved = p
+				r.Health.Beat()
 			}
 			r.Metrics.Errors.WithLabelValues("receive").Inc()
 			r.Log.Error("receiving messages", zap.Error(err))

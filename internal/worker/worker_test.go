@@ -413,3 +413,56 @@ func TestFailingReceivesTurnUnhealthy(t *testing.T) {
 		t.Error("healthy after four minutes of failing receives")
 	}
 }
+
+// deniedAfterFirst lets the first receive through, then fails every one.
+type deniedAfterFirst struct {
+	queue.API
+	calls atomic.Int32
+}
+
+func (d *deniedAfterFirst) ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, o ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error) {
+	if d.calls.Add(1) == 1 {
+		return d.API.ReceiveMessage(ctx, in, o...)
+	}
+	return nil, errors.New("AccessDenied: not authorized to perform sqs:ReceiveMessage")
+}
+
+// TestWorkMovingWhileReceivesFailStaysHealthy: a task streaming a held
+// archive stays healthy while its receives fail, and turns unhealthy once
+// that work stops moving.
+func TestWorkMovingWhileReceivesFailStaysHealthy(t *testing.T) {
+	f := setup(t)
+	f.send(t, s3Event)
+	api := &deniedAfterFirst{API: f.client}
+	rt, _ := f.runtime(api, 2)
+	var moving atomic.Bool
+	moving.Store(true)
+	held := make(chan struct{})
+	start(t, rt, role{func(stop context.Context, m *worker.Message) {
+		close(held)
+		for moving.Load() && stop.Err() == nil {
+			rt.Progress()
+			time.Sleep(time.Millisecond)
+		}
+	}})
+	select {
+	case <-held:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no message held")
+	}
+	advance := func(d time.Duration) {
+		for range int(d / time.Second) {
+			f.clock.Advance(time.Second)
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	advance(4 * time.Minute)
+	if err := f.health.Err(); err != nil {
+		t.Errorf("work moving while receives fail: %v", err)
+	}
+	moving.Store(false)
+	advance(4 * time.Minute)
+	if err := f.health.Err(); err == nil {
+		t.Error("healthy four minutes after the work stopped moving, receives failing")
+	}
+}
