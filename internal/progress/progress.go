@@ -100,13 +100,21 @@ func New(w io.Writer, o Options) *Bar {
 	return b
 }
 
-// Add counts n more.
-func (b *Bar) Add(n int64) { b.Set(b.get() + n) }
+// Add counts n more; callers on several goroutines lose none.
+func (b *Bar) Add(n int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.set(b.n + n)
+}
 
 // Set sets the count to n.
 func (b *Bar) Set(n int64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.set(n)
+}
+
+func (b *Bar) set(n int64) {
 	b.n = n
 	if b.bar != nil && !b.closed {
 		_ = b.bar.Set64(n)

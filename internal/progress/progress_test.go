@@ -3,6 +3,7 @@ package progress
 import (
 	"bytes"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -54,5 +55,23 @@ func TestTerminal(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "backfill") {
 		t.Errorf("bar output %q lacks the description", out.String())
+	}
+}
+
+// TestConcurrentAdds: what several goroutines add is all counted.
+func TestConcurrentAdds(t *testing.T) {
+	b := New(&bytes.Buffer{}, Options{Interval: time.Hour})
+	defer b.Close()
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 1000 {
+				b.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if n := b.get(); n != 8000 {
+		t.Errorf("counted %d of 8000", n)
 	}
 }
