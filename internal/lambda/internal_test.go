@@ -243,6 +243,9 @@ func TestFirstArchiveStartsWhateverThePace(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	resp, err := h.Handle(ctx, events.SQSEvent{Records: []events.SQSMessage{
+		// Received as often, and first: it announces no archive, so it
+		// must not take the pass.
+		{MessageId: "poison", Body: "not json", Attributes: map[string]string{"ApproximateReceiveCount": "4"}},
 		{MessageId: "big", Body: body("r1/big.tar.zst", 100<<20), Attributes: map[string]string{"ApproximateReceiveCount": "4"}},
 		{MessageId: "other", Body: body("r1/other.tar.zst", 100<<20), Attributes: map[string]string{"ApproximateReceiveCount": "1"}},
 	}})

@@ -77,33 +77,46 @@ func (h *Target) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEven
 	work, cancel, at := cut(ctx, h.margin)
 	defer cancel()
 	outs := make([]outcome, len(ev.Records))
-	sem := make(chan struct{}, archivesAtOnce)
-	var wg sync.WaitGroup
+	// The first message announcing an archive, the most received, is the
+	// one that starts whatever the pace says (begins).
+	type job struct {
+		out   *outcome
+		refs  []xevents.ObjectRef
+		bytes int64
+	}
+	var jobs []job
 	for i, rec := range mostReceivedFirst(ev.Records) {
 		outs[i].msg = message(rec)
+		if refs, bytes := h.archives(&outs[i], rec.Body); len(refs) > 0 {
+			jobs = append(jobs, job{&outs[i], refs, bytes})
+		}
+	}
+	sem := make(chan struct{}, archivesAtOnce)
+	var wg sync.WaitGroup
+	for n, j := range jobs {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			h.handle(work, at, i == 0, &outs[i], rec.Body)
+			h.handle(work, at, n == 0, j.out, j.refs, j.bytes)
 		})
 	}
 	wg.Wait()
 	return respond(ctx, outs, h.q, h.metrics, h.log), nil
 }
 
-// handle delivers the archives of one message into o.
-func (h *Target) handle(ctx context.Context, at time.Time, first bool, o *outcome, body string) {
-	log := h.log.With(zap.String("message", o.msg.ID), zap.Int("receiveCount", o.msg.ReceiveCount))
+// archives returns the staging archives one message announces, with their
+// bytes; a message announcing none is settled in o.
+func (h *Target) archives(o *outcome, body string) ([]xevents.ObjectRef, int64) {
 	parsed, err := xevents.Parse([]byte(body))
 	switch {
 	case err != nil:
 		h.metrics.Messages.WithLabelValues("invalid").Inc()
 		o.err, o.now = fmt.Errorf("message %s: %w", o.msg.ID, err), true
-		return
+		return nil, 0
 	case parsed.Test:
 		h.metrics.Messages.WithLabelValues("test").Inc()
-		log.Info("s3:TestEvent received: notifications are wired")
-		return
+		h.log.Info("s3:TestEvent received: notifications are wired", zap.String("message", o.msg.ID))
+		return nil, 0
 	}
 	var refs []xevents.ObjectRef
 	var bytes int64
@@ -117,9 +130,12 @@ func (h *Target) handle(ctx context.Context, at time.Time, first bool, o *outcom
 		refs = append(refs, ref)
 		bytes += max(ref.Size, 0)
 	}
-	if len(refs) == 0 {
-		return
-	}
+	return refs, bytes
+}
+
+// handle delivers the archives of one message into o.
+func (h *Target) handle(ctx context.Context, at time.Time, first bool, o *outcome, refs []xevents.ObjectRef, bytes int64) {
+	log := h.log.With(zap.String("message", o.msg.ID), zap.Int("receiveCount", o.msg.ReceiveCount))
 	start := h.clock.Now()
 	if est := h.pace.estimate(bytes, len(refs)); ctx.Err() != nil || !begins(first, start, at, est) {
 		log.Info("deadline near: leaving an archive to the next invocation", zap.Duration("estimate", est), zap.Time("cut", at))
