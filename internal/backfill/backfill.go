@@ -168,7 +168,7 @@ func Run(ctx context.Context, o Options, d Deps) (Counts, error) {
 		// done, the checkpoint removed), even after ctx ended.
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		if c, ok := r.Checkpoint.(completedRuns); ok && err == nil && r.o.Prefix == "" && r.o.Inventory == "" {
+		if c, ok := r.Checkpoint.(completedRuns); ok && err == nil && r.root == r.o.Rule.Prefix && r.o.Inventory == "" {
 			// Only a listing of the whole rule vouches for every prefix
 			// from its start on.
 			err = c.Completed(cctx, r.state.Started)

@@ -524,6 +524,58 @@ func TestNoRunStartsWhileAClearRemoves(t *testing.T) {
 	}
 }
 
+// stallingBatches lets one BatchWriteItem through; the next waits until
+// its context ends, as a removal outlasting its deadline does.
+type stallingBatches struct {
+	backfill.DynamoAPI
+	calls atomic.Int32
+}
+
+func (b *stallingBatches) BatchWriteItem(ctx context.Context, in *dynamodb.BatchWriteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.BatchWriteItemOutput, error) {
+	if b.calls.Add(1) >= 2 {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return b.DynamoAPI.BatchWriteItem(ctx, in, optFns...)
+}
+
+// TestClearOutOfTime: a removal that runs out of time gives the lease up
+// all the same, so the next run finishes it at once instead of being
+// refused as busy until the lease lapses.
+func TestClearOutOfTime(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	a := backfill.NewDynamoCheckpoint(&stallingBatches{DynamoAPI: f.ddb}, f.cfg.TableName(), f.rule.ID, time.Now)
+	if err := a.Start(ctx, &backfill.State{Params: backfill.Params{Rule: f.rule.ID}, Started: time.Now(), Tasks: map[string]backfill.Progress{}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 60 {
+		if err := a.Save(ctx, fmt.Sprintf("data/p%02d/", i), backfill.Progress{After: "z", Done: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if err := a.Clear(cctx); err == nil {
+		t.Fatal("Clear succeeded although its removal ran out of time")
+	}
+	b := backfill.NewDynamoCheckpoint(f.ddb, f.cfg.TableName(), f.rule.ID, time.Now)
+	if st, err := b.Load(ctx); err != nil || st != nil {
+		t.Fatalf("the run after: %+v %v, want nothing to resume and no wait", st, err)
+	}
+	if err := b.Start(ctx, &backfill.State{Params: backfill.Params{Rule: f.rule.ID}, Started: time.Now(), Tasks: map[string]backfill.Progress{}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st, err := backfill.NewDynamoCheckpoint(f.ddb, f.cfg.TableName(), f.rule.ID, time.Now).Load(ctx)
+	if err != nil || st == nil || len(st.Tasks) != 0 {
+		t.Errorf("the next run's checkpoint: %+v (%v), want it without the finished run's tasks", st, err)
+	}
+}
+
 // TestScheduledRunsLeaveNoGap: an object written while a run went, under
 // a prefix it had listed, and whose event was lost, is found by the next
 // scheduled run even when the first ran longer than the schedule's window

@@ -99,7 +99,6 @@ func (c *DynamoCheckpoint) expires() types.AttributeValue {
 func (c *DynamoCheckpoint) Load(ctx context.Context) (*State, error) {
 	var st *State
 	var heartbeat string
-	complete := false
 	var keys []map[string]types.AttributeValue
 	tasks := map[string]Progress{}
 	err := c.query(ctx, func(item map[string]types.AttributeValue) error {
@@ -118,8 +117,7 @@ func (c *DynamoCheckpoint) Load(ctx context.Context) (*State, error) {
 				return fmt.Errorf("%w (checkpoint %s in %s, last seen %s)", ErrBusy, c.pk, c.table, time.UnixMilli(hb).UTC().Format(time.RFC3339))
 			}
 			if done, ok := item["complete"].(*types.AttributeValueMemberBOOL); ok && done.Value {
-				complete = true
-				return nil
+				return nil // nothing to resume
 			}
 			st = &State{}
 			if err := json.Unmarshal([]byte(str(item["params"])), &st.Params); err != nil {
@@ -137,14 +135,10 @@ func (c *DynamoCheckpoint) Load(ctx context.Context) (*State, error) {
 	if err != nil {
 		return nil, err
 	}
-	if complete {
-		// A run that completed, whose Clear was cut short: nothing to
-		// resume, and its leftover tasks must not be taken for a later
-		// run's (a prefix it finished would be skipped).
-		return nil, c.remove(ctx, keys)
-	}
 	if st == nil {
-		return nil, nil
+		// No run, or a complete one: stray task items would be taken for
+		// the next run's.
+		return nil, c.remove(ctx, keys)
 	}
 	st.Tasks = tasks
 	// Take the lease over from the run that left it, unless another run
@@ -331,11 +325,13 @@ func (c *DynamoCheckpoint) Flush(ctx context.Context) error {
 // one write: removing thousands of task items takes many, and a Clear cut
 // short must leave a finished run, never one to resume with some of its
 // prefixes marked done (the next run would skip them). The lease holds
-// until the removal ends or fails; the next Load finishes a failed one.
-// The tasks' items go first and the run's last.
+// until the removal of the tasks' items ends or fails; the next Load
+// finishes a failed one, and the next Start replaces the run's item.
 func (c *DynamoCheckpoint) Clear(ctx context.Context) error {
 	c.stop()
-	err := c.updateRun(ctx, "complete = :t", map[string]types.AttributeValue{":t": &types.AttributeValueMemberBOOL{Value: true}})
+	// A fresh heartbeat with it: the lease must outlast the removal.
+	err := c.updateRun(ctx, "complete = :t, heartbeat = :now, expiresAt = :exp", map[string]types.AttributeValue{
+		":t": &types.AttributeValueMemberBOOL{Value: true}, ":now": nv(c.now().UnixMilli()), ":exp": c.expires()})
 	if err != nil && !errors.Is(err, ErrLeaseLost) {
 		return fmt.Errorf("completing checkpoint %s in %s: %w", c.pk, c.table, err)
 	}
@@ -344,19 +340,17 @@ func (c *DynamoCheckpoint) Clear(ctx context.Context) error {
 	}
 	var keys []map[string]types.AttributeValue
 	err = c.query(ctx, func(item map[string]types.AttributeValue) error {
-		if sk := str(item["sk"]); sk != skLast {
-			keys = append(keys, c.key(sk))
-		}
+		keys = append(keys, c.key(str(item["sk"])))
 		return nil
 	})
 	if err == nil {
 		err = c.remove(ctx, keys)
 	}
-	if err != nil {
-		// Let the next run finish the removal without waiting for the
-		// lease to lapse.
-		_ = c.updateRun(ctx, "heartbeat = :zero", map[string]types.AttributeValue{":zero": nv(0)})
-	}
+	// The lease is given up, even when ctx is what ran out: the next run
+	// finishes a removal cut short, and replaces the run's item.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_ = c.updateRun(rctx, "heartbeat = :zero", map[string]types.AttributeValue{":zero": nv(0)})
 	return err
 }
 
@@ -371,15 +365,13 @@ func (c *DynamoCheckpoint) Completed(ctx context.Context, started time.Time) err
 	return nil
 }
 
-// remove deletes items, the run's last of all.
+// remove deletes the task items among keys. The run's item stays, marked
+// complete, until the next run's Start replaces it: deleted, a removal
+// racing that Start could take the new run's item with it.
 func (c *DynamoCheckpoint) remove(ctx context.Context, keys []map[string]types.AttributeValue) error {
-	keys = slices.DeleteFunc(keys, func(k map[string]types.AttributeValue) bool { return str(k["sk"]) == skRun })
-	keys = append(keys, c.key(skRun))
+	keys = slices.DeleteFunc(slices.Clone(keys), func(k map[string]types.AttributeValue) bool { return !strings.HasPrefix(str(k["sk"]), skTask) })
 	for len(keys) > 0 {
 		n := min(25, len(keys))
-		if len(keys) > 1 && n == len(keys) {
-			n-- // the run's item in a batch of its own, last
-		}
 		reqs := make([]types.WriteRequest, n)
 		for i, k := range keys[:n] {
 			reqs[i] = types.WriteRequest{DeleteRequest: &types.DeleteRequest{Key: k}}
