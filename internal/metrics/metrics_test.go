@@ -97,7 +97,7 @@ func TestOverlappingFlushes(t *testing.T) {
 	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "xrc_test_total"})
 	reg.MustRegister(c)
 	g := &slowFirst{Gatherer: reg, gotten: make(chan struct{}), release: make(chan struct{})}
-	var out syncBuffer
+	var out bytes.Buffer // written under the EMF's lock
 	e := NewEMF(g, &out, "xrc", "xrc_", nil)
 	c.Add(5)
 	done := make(chan struct{})
@@ -125,21 +125,4 @@ func TestOverlappingFlushes(t *testing.T) {
 	if sum != 8 {
 		t.Errorf("flushes wrote %v in all, want 8", sum)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
