@@ -35,6 +35,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"github.com/xrc-dev/xrc/internal/adaptive"
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/dataset"
 	"github.com/xrc-dev/xrc/internal/localstack"
@@ -116,6 +117,17 @@ func run(ctx context.Context) error {
 	}
 
 	start := time.Now().UTC().Truncate(time.Second)
+	// Statistics are hourly: what earlier runs of this hour left is
+	// taken off this run's report.
+	ddb, err := env.DynamoDB(ctx)
+	if err != nil {
+		return err
+	}
+	table := stats.New(ddb, cfg.TableName(), time.Now)
+	before, err := table.Since(ctx, rule.ID, start)
+	if err != nil {
+		return err
+	}
 	prefix := rule.Prefix + "run-" + start.Format("20060102T150405") + "/"
 	objs := dataset.Sample(prefix, *size, *seed)
 	in := dataset.Size(objs)
@@ -171,7 +183,7 @@ xrc demo report
 		cpu, workers[0].cpu(), workers[1].cpu(),
 		cfg.Settings.Prices.TransferPerGB, saved, compute, cfg.Settings.Prices.VCPUHour, saved-compute,
 		(saved-compute)/float64(in)*1e12)
-	if err := levelReport(ctx, env, cfg, rule, start); err != nil {
+	if err := levelReport(ctx, table, rule, start, before); err != nil {
 		fmt.Println("  level report unavailable:", err)
 	}
 	if got != len(objs) || len(errs) > 0 {
@@ -182,17 +194,14 @@ xrc demo report
 }
 
 // levelReport prints, per content class, the level mix the source used and
-// the choice it learnt, from the statistics table.
-func levelReport(ctx context.Context, env localstack.Env, cfg *config.Config, rule config.Rule, start time.Time) error {
-	ddb, err := env.DynamoDB(ctx)
-	if err != nil {
-		return err
-	}
-	st := stats.New(ddb, cfg.TableName(), time.Now)
+// the choice it learnt, from the statistics table: what it holds since
+// start, less what it held before the run (before).
+func levelReport(ctx context.Context, st *stats.Store, rule config.Rule, start time.Time, before []stats.Hourly) error {
 	hs, err := st.Since(ctx, rule.ID, start)
 	if err != nil {
 		return err
 	}
+	hs = minus(hs, before)
 	choices, err := st.Choices(ctx, rule.ID)
 	if err != nil {
 		return err
@@ -207,6 +216,29 @@ func levelReport(ctx context.Context, env localstack.Env, cfg *config.Config, ru
 		fmt.Printf("    %-14s %6d  %5.2f  %-36s %s\n", l.Class, l.Objects, l.Ratio, stats.Mix(l.Levels), or(l.Choice, "(learning)"))
 	}
 	return nil
+}
+
+// minus takes each hour, class and arm of before off after's.
+func minus(after, before []stats.Hourly) []stats.Hourly {
+	type key struct {
+		hour  time.Time
+		class adaptive.Class
+		arm   adaptive.Arm
+	}
+	was := map[key]stats.Delta{}
+	for _, h := range before {
+		was[key{h.Hour, h.Class, h.Arm}] = h.Delta
+	}
+	var out []stats.Hourly
+	for _, h := range after {
+		if b, ok := was[key{h.Hour, h.Class, h.Arm}]; ok {
+			h.In, h.Out, h.CPU, h.Objects, h.Archives = h.In-b.In, h.Out-b.Out, h.CPU-b.CPU, h.Objects-b.Objects, h.Archives-b.Archives
+		}
+		if h.Objects > 0 {
+			out = append(out, h)
+		}
+	}
+	return out
 }
 
 func or(s, def string) string {
