@@ -96,7 +96,7 @@ func benchSetup(b *testing.B) (BenchResult, Model, []Arm, *archive.Writer) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	m := Model{TransferPerGiB: 0.02, VCPUSecond: VCPUSecond(0.01245), Regions: 1, Decoders: 1, DecodeSeconds: br.DecodeSeconds}
+	m := Model{TransferPerGiB: 0.02, VCPUSecond: VCPUSecond(0.01245), Regions: 1, DecodeVCPUSecond: VCPUSecond(0.01245), DecodeSeconds: br.DecodeSeconds}
 	return br, m, Arms(libzstd.Available, -7, 19), archive.NewWriter(archive.WriterOptions{})
 }
 

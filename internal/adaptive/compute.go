@@ -86,8 +86,15 @@ func (m ComputeModel) fargatePerCPUSecond() float64 {
 // lambdaPerCPUSecond is what one CPU-second of work costs on Lambda: the
 // function's GB-seconds while it runs (its vCPUs busy, up to two).
 func (m ComputeModel) lambdaPerCPUSecond() float64 {
-	vcpu := math.Min(float64(m.LambdaMemoryMB)/lambdaMBPerVCPU, lambdaParallel)
-	return float64(m.LambdaMemoryMB) / 1024 * m.LambdaGBSecond / vcpu / m.utilization()
+	return LambdaVCPUSecond(m.LambdaGBSecond, m.LambdaMemoryMB) / m.utilization()
+}
+
+// LambdaVCPUSecond is what one vCPU-second costs on a function of memoryMB
+// at gbSecond: Lambda gives CPU in proportion to memory, and bills the
+// memory (about 7 times Fargate Spot's vCPU price at the defaults).
+func LambdaVCPUSecond(gbSecond float64, memoryMB int) float64 {
+	vcpu := math.Min(float64(memoryMB)/lambdaMBPerVCPU, lambdaParallel)
+	return float64(memoryMB) / 1024 * gbSecond / vcpu
 }
 
 func (m ComputeModel) invocations(objects float64) float64 {

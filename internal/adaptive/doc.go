@@ -16,7 +16,8 @@
 // learnt again. An arm's net benefit per GiB of input is
 //
 //	(1 - out/in) × transfer $/GiB × regions crossed to
-//	  - (compression CPU-s + decompression CPU-s × regions delivered to) / GiB × $/vCPU-s
+//	  - compression CPU-s / GiB × $/vCPU-s where the source runs
+//	  - decompression CPU-s / GiB × Σ $/vCPU-s over the regions delivered to
 //
 // A destination in the source region is delivered to but not crossed to:
 // it decodes, and saves no transfer.

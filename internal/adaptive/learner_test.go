@@ -66,7 +66,7 @@ var (
 )
 
 func testModel() Model {
-	return Model{TransferPerGiB: 0.02, VCPUSecond: VCPUSecond(0.01245), Regions: 2, Decoders: 2, DecodeSeconds: 1.0 / 500e6}
+	return Model{TransferPerGiB: 0.02, VCPUSecond: VCPUSecond(0.01245), Regions: 2, DecodeVCPUSecond: 2 * VCPUSecond(0.01245), DecodeSeconds: 1.0 / 500e6}
 }
 
 // outcome is one object of size bytes of p encoded with a, with noise.
@@ -210,11 +210,11 @@ func TestExploitsBestTrusted(t *testing.T) {
 	}
 	// At a CPU price 300 times higher, the cheap arm wins; at 1000 times,
 	// no arm pays and storing does.
-	m.VCPUSecond *= 300
+	m.VCPUSecond, m.DecodeVCPUSecond = m.VCPUSecond*300, m.DecodeVCPUSecond*300
 	if d := l.Choose(k, m, 3, 0, 0, now); d.Arm != 1 {
 		t.Errorf("expensive CPU: %+v, want 1", d)
 	}
-	m.VCPUSecond *= 1000.0 / 300
+	m.VCPUSecond, m.DecodeVCPUSecond = m.VCPUSecond*1000/300, m.DecodeVCPUSecond*1000/300
 	if d := l.Choose(k, m, 3, 0, 0, now); d.Arm != Store {
 		t.Errorf("CPU too expensive for any level: %+v, want store", d)
 	}
@@ -386,7 +386,7 @@ func TestDecay(t *testing.T) {
 }
 
 func TestBenefit(t *testing.T) {
-	m := Model{TransferPerGiB: 0.02, VCPUSecond: 0.01, Regions: 2, Decoders: 2, DecodeSeconds: 0.5 / GiB}
+	m := Model{TransferPerGiB: 0.02, VCPUSecond: 0.01, Regions: 2, DecodeVCPUSecond: 2 * 0.01, DecodeSeconds: 0.5 / GiB}
 	// Halving 1 GiB to 2 regions saves 0.02; 1 CPU-second per GiB costs
 	// 0.01, decoding 0.5 s in each of 2 regions another 0.01.
 	if got := m.Benefit(3, 0.5, 1.0/GiB); math.Abs(got-0) > 1e-12 {
@@ -397,7 +397,7 @@ func TestBenefit(t *testing.T) {
 	}
 	// Delivered only in the source's region: nothing crosses, so halving
 	// saves nothing and costs the CPU.
-	local := Model{TransferPerGiB: 0.02, VCPUSecond: 0.01, Regions: 0, Decoders: 1, DecodeSeconds: 0.5 / GiB}
+	local := Model{TransferPerGiB: 0.02, VCPUSecond: 0.01, Regions: 0, DecodeVCPUSecond: 0.01, DecodeSeconds: 0.5 / GiB}
 	if got := local.Benefit(3, 0.5, 1.0/GiB); math.Abs(got+0.015) > 1e-12 {
 		t.Errorf("Benefit with no region crossed = %v, want -0.015", got)
 	}
@@ -439,7 +439,7 @@ func TestStoresWhenNothingCrosses(t *testing.T) {
 		obs = append(obs, Observation{Key: k, Arm: a, Sample: s, At: t0})
 	}
 	l.Load(obs)
-	local := Model{TransferPerGiB: 0.02, VCPUSecond: VCPUSecond(0.01245), Regions: 0, Decoders: 1, DecodeSeconds: 1.0 / 500e6}
+	local := Model{TransferPerGiB: 0.02, VCPUSecond: VCPUSecond(0.01245), Regions: 0, DecodeVCPUSecond: VCPUSecond(0.01245), DecodeSeconds: 1.0 / 500e6}
 	remote := local
 	remote.Regions = 1
 	if d := l.Choose(k, local, 3, 1<<20, 0, t0); d.Arm != Store || d.Why != "exploit" {

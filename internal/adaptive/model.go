@@ -9,12 +9,14 @@ const GiB = 1 << 30
 // Model turns an arm's ratio and CPU into dollars, for one rule.
 type Model struct {
 	TransferPerGiB float64 // inter-region transfer, $ per GiB
-	VCPUSecond     float64 // compute, $ per vCPU-second
+	VCPUSecond     float64 // compression where the rule's source runs, $ per vCPU-second
 	// Regions is how many regions other than its source's an object of
 	// the rule crosses to: every byte saved is saved once per region.
-	// Decoders is how many regions unpack it (the source's own too, when
-	// it is a target): each decodes every byte.
-	Regions, Decoders int
+	Regions int
+	// DecodeVCPUSecond sums, over the regions the rule delivers to (the
+	// source's own too, when it is a target), what a vCPU-second costs
+	// where each decodes: each decodes every byte.
+	DecodeVCPUSecond float64
 	// DecodeSeconds is the CPU a target spends decoding one byte of zstd
 	// output (measured at start-up; decoding costs about the same at every
 	// level). Stored objects cost a copy, counted as nothing.
@@ -26,11 +28,11 @@ type Model struct {
 // compression CPU-seconds per input byte.
 func (m Model) Benefit(a Arm, outPerIn, cpuPerByte float64) float64 {
 	saved := (1 - outPerIn) * m.TransferPerGiB * float64(m.Regions)
-	cpu := cpuPerByte * GiB
+	cost := cpuPerByte * GiB * m.VCPUSecond
 	if a != Store {
-		cpu += m.DecodeSeconds * GiB * float64(m.Decoders)
+		cost += m.DecodeSeconds * GiB * m.DecodeVCPUSecond
 	}
-	return saved - cpu*m.VCPUSecond
+	return saved - cost
 }
 
 // VCPUSecond converts an hourly vCPU price.

@@ -345,17 +345,25 @@ func (r *Rule) DestinationKey(d Destination, key string) string {
 // cross to, each paying inter-region transfer for them. A destination in
 // the source region is read from the local staging bucket: no transfer.
 func (r *Rule) Regions() (delivered, crossed int) {
-	seen := map[string]bool{}
-	for _, d := range r.Destinations {
-		if !seen[d.Region] {
-			seen[d.Region] = true
-			delivered++
-			if d.Region != r.SourceRegion {
-				crossed++
-			}
+	for _, region := range r.DeliveredRegions() {
+		delivered++
+		if region != r.SourceRegion {
+			crossed++
 		}
 	}
 	return delivered, crossed
+}
+
+// DeliveredRegions lists the regions r has destinations in, once each, in
+// document order.
+func (r *Rule) DeliveredRegions() []string {
+	var out []string
+	for _, d := range r.Destinations {
+		if !slices.Contains(out, d.Region) {
+			out = append(out, d.Region)
+		}
+	}
+	return out
 }
 
 // Route is where one source object goes: a destination of its rule with the

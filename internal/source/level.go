@@ -79,13 +79,31 @@ func newLevels(w *Worker) *levels {
 	arms := adaptive.Arms(libzstd.Available && !w.pureGo(), a.MinLevel, max)
 	lv.learn = adaptive.New(adaptive.Config{Arms: arms, HalfLife: a.HalfLife.D(), Explore: a.Explore, ExploreFloor: a.ExploreFloor,
 		Freshness: a.Freshness.D()}, rand.New(rand.NewPCG(uint64(w.Clock.Now().UnixNano()), 0x5eed)))
-	p := w.Config.Settings.Prices
 	for _, r := range w.rules {
-		delivered, crossed := r.Regions()
-		lv.models[r.ID] = adaptive.Model{TransferPerGiB: p.TransferPerGB, VCPUSecond: adaptive.VCPUSecond(p.VCPUHour),
-			Regions: crossed, Decoders: delivered}
+		lv.models[r.ID] = model(w.Config, r)
 	}
 	return lv
+}
+
+// model is rule's cost model: transfer to the regions its bytes cross to,
+// and CPU priced where it is spent, compression where the rule's source
+// runs, decoding in each region it delivers to, on Lambda at a function's
+// price (hybrid runs mostly on Fargate).
+func model(cfg *config.Config, r *config.Rule) adaptive.Model {
+	p := cfg.Settings.Prices
+	price := func(c config.Compute) float64 {
+		if c == config.ComputeLambda {
+			return adaptive.LambdaVCPUSecond(p.LambdaGBSecond, cfg.Settings.Lambda.MemoryMB)
+		}
+		return adaptive.VCPUSecond(p.VCPUHour)
+	}
+	_, crossed := r.Regions()
+	m := adaptive.Model{TransferPerGiB: p.TransferPerGB, VCPUSecond: price(r.Compute), Regions: crossed}
+	for _, name := range r.DeliveredRegions() {
+		region, _ := cfg.Region(name)
+		m.DecodeVCPUSecond += price(region.Compute)
+	}
+	return m
 }
 
 // start measures this task's CPU, places it in the fleet, and loads what
@@ -175,13 +193,13 @@ func (lv *levels) observe(ctx context.Context, rule *config.Rule, m *manifest.Ma
 		lv.learn.Observe(adaptive.Observation{Key: adaptive.Key{Rule: rule.ID, Class: d.Class}, Arm: d.Arm,
 			Sample: adaptive.Sample{In: d.In, Out: d.Out, CPU: d.CPU, Objects: d.Objects}, At: now})
 		regions := float64(model.Regions)
-		cpu := d.CPU.Seconds()
+		compute := d.CPU.Seconds() * model.VCPUSecond
 		if d.Arm != adaptive.Store {
-			cpu += model.DecodeSeconds * float64(d.In) * float64(model.Decoders)
+			compute += model.DecodeSeconds * float64(d.In) * model.DecodeVCPUSecond
 		}
 		lv.m.Transfer.WithLabelValues(rule.ID, "without").Add(float64(d.In) * regions / adaptive.GiB * model.TransferPerGiB)
 		lv.m.Transfer.WithLabelValues(rule.ID, "with").Add(float64(d.Out) * regions / adaptive.GiB * model.TransferPerGiB)
-		lv.m.Compute.WithLabelValues(rule.ID).Add(cpu * model.VCPUSecond)
+		lv.m.Compute.WithLabelValues(rule.ID).Add(compute)
 		lv.m.LevelObjects.WithLabelValues(rule.ID, string(d.Class), d.Arm.String()).Add(float64(d.Objects))
 		lv.m.BytesSaved.WithLabelValues(rule.ID).Add(float64(max(d.In-d.Out, 0)))
 		lv.m.CompressionCPU.WithLabelValues(rule.ID).Add(d.CPU.Seconds())
