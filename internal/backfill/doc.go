@@ -69,5 +69,6 @@
 // a finished prefix again; at most the pages in flight at the
 // interruption are sent twice, which the pipeline shrugs off (the target
 // skips a write it already holds). A run that completes removes its
-// checkpoint, so the next run starts afresh.
+// checkpoint, so the next run starts afresh (in the table, its run's item
+// stays, marked complete, until the next run replaces it).
 package backfill

@@ -91,9 +91,13 @@ func newLevels(w *Worker) *levels {
 // price (hybrid runs mostly on Fargate).
 func model(cfg *config.Config, r *config.Rule) adaptive.Model {
 	p := cfg.Settings.Prices
+	memory := cfg.Settings.Lambda.MemoryMB
+	if memory <= 0 { // a config not through config.Parse's defaults
+		memory = config.DefaultLambdaMemoryMB
+	}
 	price := func(c config.Compute) float64 {
 		if c == config.ComputeLambda {
-			return adaptive.LambdaVCPUSecond(p.LambdaGBSecond, cfg.Settings.Lambda.MemoryMB)
+			return adaptive.LambdaVCPUSecond(p.LambdaGBSecond, memory)
 		}
 		return adaptive.VCPUSecond(p.VCPUHour)
 	}

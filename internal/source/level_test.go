@@ -264,4 +264,8 @@ func TestModelPricesCPUWhereItIsSpent(t *testing.T) {
 	if lambda < 5*fargate {
 		t.Errorf("a Lambda vCPU-second at %g, a Fargate Spot one at %g: the defaults moved", lambda, fargate)
 	}
+	cfg.Settings.Lambda.MemoryMB = 0 // not through config.Parse: its default
+	if m := model(cfg, rule); m.VCPUSecond != lambda {
+		t.Errorf("without a Lambda memory: compression at %g, want %g", m.VCPUSecond, lambda)
+	}
 }
