@@ -109,35 +109,12 @@ func newReplica(t *testing.T, name string) *replica {
 func (r *replica) replicate(t *testing.T, key string) {
 	t.Helper()
 	ctx := context.Background()
-	head, err := r.src.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &r.rule.SourceBucket, Key: &key})
-	if err != nil {
-		t.Fatal(err)
-	}
+	k := keptOf(t, r.src, r.rule.SourceBucket, key)
+	head := k.head
 	data := r.read(t, r.src, r.rule.SourceBucket, key)
 	md := maps.Clone(head.Metadata)
 	if md == nil {
 		md = map[string]string{}
-	}
-	// What the target restores beside the bytes, as it restores it.
-	var tagging *string
-	if aws.ToInt32(head.TagCount) > 0 {
-		out, err := r.src.GetObjectTagging(ctx, &s3.GetObjectTaggingInput{Bucket: &r.rule.SourceBucket, Key: &key})
-		if err != nil {
-			t.Fatal(err)
-		}
-		tags := url.Values{}
-		for _, tag := range out.TagSet {
-			tags.Set(aws.ToString(tag.Key), aws.ToString(tag.Value))
-		}
-		tagging = aws.String(tags.Encode())
-	}
-	var expires *time.Time
-	if e, err := http.ParseTime(aws.ToString(head.ExpiresString)); err == nil {
-		expires = &e
-	}
-	headers := func(in *s3.PutObjectInput) {
-		in.ContentType, in.ContentEncoding, in.ContentDisposition = head.ContentType, head.ContentEncoding, head.ContentDisposition
-		in.ContentLanguage, in.CacheControl, in.Expires, in.Tagging = head.ContentLanguage, head.CacheControl, expires, tagging
 	}
 	md[deliver.MetaArchive] = "test-archive"
 	md[deliver.MetaSequencer] = fmt.Sprintf("%016X", head.LastModified.UnixNano())
@@ -153,7 +130,7 @@ func (r *replica) replicate(t *testing.T, key string) {
 		if len(data) <= singlePutMax {
 			sum := sha256.Sum256(data)
 			md[deliver.MetaSHA256] = hex.EncodeToString(sum[:])
-			r.putWith(t, rt.Bucket, rt.Key, data, md, s3types.ChecksumAlgorithmSha256, headers)
+			r.putWith(t, rt.Bucket, rt.Key, data, md, s3types.ChecksumAlgorithmSha256, k.put)
 			continue
 		}
 		delete(md, deliver.MetaSHA256)
@@ -163,7 +140,7 @@ func (r *replica) replicate(t *testing.T, key string) {
 		}).UploadObject(ctx, &transfermanager.UploadObjectInput{Bucket: aws.String(rt.Bucket), Key: aws.String(rt.Key),
 			Body: bytes.NewReader(data), Metadata: md, ChecksumAlgorithm: tmtypes.ChecksumAlgorithmCrc32c, ChecksumType: tmtypes.ChecksumTypeFullObject,
 			ContentType: head.ContentType, ContentEncoding: head.ContentEncoding, ContentDisposition: head.ContentDisposition,
-			ContentLanguage: head.ContentLanguage, CacheControl: head.CacheControl, Expires: expires, Tagging: tagging})
+			ContentLanguage: head.ContentLanguage, CacheControl: head.CacheControl, Expires: k.expires, Tagging: k.tagging})
 		if err != nil {
 			t.Fatalf("multipart put %s/%s: %v", rt.Bucket, rt.Key, err)
 		}
@@ -193,23 +170,46 @@ func (r *replica) putWith(t *testing.T, bucket, key string, data []byte, md map[
 // sameHeaders puts an object with the headers and tags bucket/key has in
 // the destination region.
 func (r *replica) sameHeaders(t *testing.T, bucket, key string) func(*s3.PutObjectInput) {
+	return keptOf(t, r.dst, bucket, key).put
+}
+
+// kept is what the target restores of an object beside its bytes, as it
+// restores it: its headers, Expires as a time, its tags.
+type kept struct {
+	head    *s3.HeadObjectOutput
+	expires *time.Time
+	tagging *string
+}
+
+func keptOf(t *testing.T, c *s3.Client, bucket, key string) kept {
 	t.Helper()
-	h := r.head(t, bucket, key)
-	tags, err := r.dst.GetObjectTagging(context.Background(), &s3.GetObjectTaggingInput{Bucket: &bucket, Key: &key})
+	ctx := context.Background()
+	head, err := c.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &bucket, Key: &key})
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := url.Values{}
-	for _, tag := range tags.TagSet {
-		v.Set(aws.ToString(tag.Key), aws.ToString(tag.Value))
+	k := kept{head: head}
+	if e, err := http.ParseTime(aws.ToString(head.ExpiresString)); err == nil {
+		k.expires = &e
 	}
-	return func(in *s3.PutObjectInput) {
-		in.ContentType, in.ContentEncoding, in.ContentDisposition = h.ContentType, h.ContentEncoding, h.ContentDisposition
-		in.ContentLanguage, in.CacheControl, in.Tagging = h.ContentLanguage, h.CacheControl, aws.String(v.Encode())
-		if e, err := http.ParseTime(aws.ToString(h.ExpiresString)); err == nil {
-			in.Expires = &e
+	if aws.ToInt32(head.TagCount) > 0 {
+		out, err := c.GetObjectTagging(ctx, &s3.GetObjectTaggingInput{Bucket: &bucket, Key: &key})
+		if err != nil {
+			t.Fatal(err)
 		}
+		tags := url.Values{}
+		for _, tag := range out.TagSet {
+			tags.Set(aws.ToString(tag.Key), aws.ToString(tag.Value))
+		}
+		k.tagging = aws.String(tags.Encode())
 	}
+	return k
+}
+
+func (k kept) put(in *s3.PutObjectInput) {
+	h := k.head
+	in.ContentType, in.ContentEncoding, in.ContentDisposition = h.ContentType, h.ContentEncoding, h.ContentDisposition
+	in.ContentLanguage, in.CacheControl, in.Expires, in.Tagging = h.ContentLanguage, h.CacheControl, k.expires, k.tagging
 }
 
 func (r *replica) read(t *testing.T, c *s3.Client, bucket, key string) []byte {
