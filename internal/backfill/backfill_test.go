@@ -255,6 +255,52 @@ func TestEnqueuesExactlyWhatDiffers(t *testing.T) {
 	}
 }
 
+// TestDoneIsRecordedWhenStopped: a prefix whose events are all sent is
+// recorded done even when the run is stopped while that is written, so the
+// next run does not send it again.
+func TestDoneIsRecordedWhenStopped(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := dataset.Upload(ctx, f.src, f.rule.SourceBucket, objects(40, 4), 8); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "checkpoint.json")
+	cp := &stopOnDone{Checkpoint: backfill.NewFileCheckpoint(path), stop: cancel}
+	o := backfill.Options{Rule: f.rule, Concurrency: 1, Depth: 1}
+	if _, err := backfill.Run(ctx, o, f.deps(f.queueURL(), cp)); !errors.Is(err, context.Canceled) {
+		t.Fatalf("stopped run: %v", err)
+	}
+	st, err := backfill.NewFileCheckpoint(path).Load(context.Background())
+	if err != nil || st == nil {
+		t.Fatalf("no checkpoint after the stop: %v", err)
+	}
+	if !st.Tasks[cp.first].Done {
+		t.Errorf("prefix %q, stopped while recorded done, is %+v", cp.first, st.Tasks[cp.first])
+	}
+}
+
+// stopOnDone stops the run (as Ctrl-C would) while the first task done is
+// being recorded, and fails the write if its context ended, as the SDK
+// does.
+type stopOnDone struct {
+	backfill.Checkpoint
+	stop  context.CancelFunc
+	first string
+}
+
+func (c *stopOnDone) Save(ctx context.Context, task string, p backfill.Progress) error {
+	if p.Done && c.first == "" {
+		c.first = task
+		c.stop()
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return c.Checkpoint.Save(ctx, task, p)
+}
+
 // TestResumes: a run interrupted after some prefixes are done resumes
 // from its checkpoint (a local file, or the deployment's table) without
 // listing a finished prefix again, and together the two runs enqueue every

@@ -71,7 +71,14 @@ type Checkpoint interface {
 	Clear(ctx context.Context) error
 }
 
-// save records a task's progress in the run's state and checkpoint.
+// saveTimeout bounds one checkpoint write made after the run was stopped.
+const saveTimeout = 10 * time.Second
+
+// save records a task's progress in the run's state and checkpoint. The
+// progress is of work already done, so the write is made even when ctx
+// has ended (Ctrl-C, another task's error): cut short, the next run would
+// send that work again, and a write the server had already received could
+// still land after this run gave up its lease.
 func (r *run) save(ctx context.Context, task string, p Progress) error {
 	r.mu.Lock()
 	r.state.Tasks[task] = p
@@ -79,6 +86,8 @@ func (r *run) save(ctx context.Context, task string, p Progress) error {
 	if r.Checkpoint == nil {
 		return nil
 	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), saveTimeout)
+	defer cancel()
 	if err := r.Checkpoint.Save(ctx, task, p); err != nil {
 		return fmt.Errorf("checkpoint of %s: %w", task, err)
 	}
