@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -67,21 +68,52 @@ func (m *Message) Release(delay time.Duration) {
 	if !m.done.CompareAndSwap(false, true) {
 		return
 	}
-	defer m.cancel(context.Canceled)
-	m.rt.Metrics.Messages.WithLabelValues("released").Inc()
-	ctx, cancel := settling(m.ctx)
-	defer cancel()
-	// Under beat, and forgotten before it is let go: a heartbeat that
-	// took m in its snapshot lands before this change, never after it
-	// (which would hide m for a whole visibility timeout again).
-	m.rt.beat.Lock()
-	failures, _ := m.rt.Queue.ChangeVisibility(ctx, delay, m.Message)
-	m.rt.forget(m)
-	m.rt.beat.Unlock()
-	if len(failures) > 0 {
-		m.rt.Metrics.Errors.WithLabelValues("release_message").Inc()
-		m.log.Warn("releasing message failed: it comes back after its visibility timeout", zap.Error(failures[0].Err))
+	m.rt.release(delay, []*Message{m})
+}
+
+// releaseCalls bounds the ChangeMessageVisibilityBatch calls a release of
+// many messages makes at once.
+const releaseCalls = 8
+
+// release makes ms (each marked done by its caller) visible after delay,
+// ten to a call and several calls at once: at shutdown, thousands of held
+// messages released one call at a time could outlast the stop timeout
+// and stay hidden until their visibility ends.
+func (r *Runtime) release(delay time.Duration, ms []*Message) {
+	r.Metrics.Messages.WithLabelValues("released").Add(float64(len(ms)))
+	// Under beat, and forgotten before they are let go: a heartbeat that
+	// took them in its snapshot lands before this change, never after it
+	// (which would hide them for a whole visibility timeout again).
+	r.beat.Lock()
+	defer r.beat.Unlock()
+	calls := make(chan struct{}, releaseCalls)
+	var wg sync.WaitGroup
+	for chunk := range slices.Chunk(ms, queue.MaxBatch) {
+		calls <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-calls }()
+			msgs := make([]queue.Message, len(chunk))
+			for i, m := range chunk {
+				msgs[i] = m.Message
+			}
+			ctx, cancel := settling(chunk[0].ctx)
+			failures, _ := r.Queue.ChangeVisibility(ctx, delay, msgs...)
+			cancel()
+			failed := make(map[string]queue.Failure, len(failures))
+			for _, f := range failures {
+				failed[f.Message.ReceiptHandle] = f
+			}
+			for _, m := range chunk {
+				r.forget(m)
+				m.cancel(context.Canceled)
+				if f, ok := failed[m.ReceiptHandle]; ok {
+					r.Metrics.Errors.WithLabelValues("release_message").Inc()
+					m.log.Warn("releasing message failed: it comes back after its visibility timeout", zap.Error(f.Err))
+				}
+			}
+		})
 	}
+	wg.Wait()
 }
 
 // acks batches the deletes of acknowledged messages.

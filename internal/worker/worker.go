@@ -157,7 +157,7 @@ func (r *Runtime) Run(ctx context.Context, role Role) error {
 	// released.
 	r.acks.wait()
 	stopHB()
-	r.releaseHeld(ctx)
+	r.releaseHeld()
 	r.Log.Info("stopped")
 	return nil
 }
@@ -295,16 +295,16 @@ func (r *Runtime) forget(m *Message) {
 }
 
 // releaseHeld releases every message still held: its work did not finish.
-func (r *Runtime) releaseHeld(ctx context.Context) {
+func (r *Runtime) releaseHeld() {
 	r.mu.Lock()
 	left := make([]*Message, 0, len(r.held))
 	for _, m := range r.held {
-		left = append(left, m)
+		if m.done.CompareAndSwap(false, true) {
+			left = append(left, m)
+		}
 	}
 	r.mu.Unlock()
-	for _, m := range left {
-		m.Release(0)
-	}
+	r.release(0, left)
 	if len(left) > 0 {
 		r.Log.Info("released unfinished messages", zap.Int("messages", len(left)))
 	}

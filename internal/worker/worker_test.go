@@ -333,6 +333,51 @@ func TestDrainReleasesUnfinished(t *testing.T) {
 	}
 }
 
+// TestShutdownReleasesInBatches: what is held at the end of the drain is
+// released ten to a call, not one call each (thousands of held messages
+// would outlast the stop timeout), and is visible again at once.
+func TestShutdownReleasesInBatches(t *testing.T) {
+	f := setup(t)
+	const n = 35
+	for range n {
+		f.send(t, s3Event)
+	}
+	api := &countingReleases{API: f.client}
+	rt, m := f.runtime(api, n)
+	var handled atomic.Int32
+	stop := start(t, rt, role{func(context.Context, *worker.Message) { handled.Add(1) }})
+	within(t, 20*time.Second, "every message held", func() bool { return handled.Load() == n })
+	stop()
+	if got := api.calls.Load(); got > (n+9)/10 {
+		t.Errorf("%d messages released in %d calls, want %d", n, got, (n+9)/10)
+	}
+	if v := testutil.ToFloat64(m.Messages.WithLabelValues("released")); v != n {
+		t.Errorf("released %v messages, want %d", v, n)
+	}
+	seen := 0 // received and left hidden, so each is counted once
+	within(t, 10*time.Second, "every released message visible", func() bool {
+		out, err := f.client.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: &f.url, MaxNumberOfMessages: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen += len(out.Messages)
+		return seen == n
+	})
+}
+
+// countingReleases counts the visibility changes that release (timeout 0).
+type countingReleases struct {
+	queue.API
+	calls atomic.Int32
+}
+
+func (c *countingReleases) ChangeMessageVisibilityBatch(ctx context.Context, in *sqs.ChangeMessageVisibilityBatchInput, optFns ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error) {
+	if in.Entries[0].VisibilityTimeout == 0 {
+		c.calls.Add(1)
+	}
+	return c.API.ChangeMessageVisibilityBatch(ctx, in, optFns...)
+}
+
 func TestBackoff(t *testing.T) {
 	for count, want := range map[int]time.Duration{0: 2 * time.Second, 1: 2 * time.Second, 2: 4 * time.Second, 8: 256 * time.Second, 9: 5 * time.Minute, 100: 5 * time.Minute} {
 		if got := worker.Backoff(count); got != want {
