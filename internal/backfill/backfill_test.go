@@ -585,6 +585,71 @@ func (b *stallingBatches) BatchWriteItem(ctx context.Context, in *dynamodb.Batch
 	return b.DynamoAPI.BatchWriteItem(ctx, in, optFns...)
 }
 
+// TestStrayItemsRemovedUnderTheLease: a run that finds the task items a
+// cut-short Clear left removes them only under the lease: a run that
+// started meanwhile keeps its own items of the same prefixes.
+func TestStrayItemsRemovedUnderTheLease(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	newState := func() *backfill.State {
+		return &backfill.State{Params: backfill.Params{Rule: f.rule.ID}, Started: time.Now(), Tasks: map[string]backfill.Progress{}}
+	}
+	first := backfill.NewDynamoCheckpoint(&flakyBatches{DynamoAPI: f.ddb, ok: 1}, f.cfg.TableName(), f.rule.ID, time.Now)
+	if err := first.Start(ctx, newState()); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 60 {
+		if err := first.Save(ctx, fmt.Sprintf("data/p%02d/", i), backfill.Progress{After: "z", Done: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := first.Clear(ctx); err == nil {
+		t.Fatal("Clear succeeded although the table failed")
+	}
+	// b reads the strays, then another run removes them, starts, saves
+	// its own progress and stops, before b writes anything.
+	other := backfill.NewDynamoCheckpoint(f.ddb, f.cfg.TableName(), f.rule.ID, time.Now)
+	b := backfill.NewDynamoCheckpoint(&beforeFirstWrite{DynamoAPI: f.ddb, do: func() {
+		if st, err := other.Load(ctx); err != nil || st != nil {
+			t.Errorf("the other run's Load: %+v %v", st, err)
+		}
+		if err := other.Start(ctx, newState()); err != nil {
+			t.Error(err)
+		}
+		if err := other.Save(ctx, "data/p42/", backfill.Progress{After: "data/p42/k"}); err != nil {
+			t.Error(err)
+		}
+		if err := other.Flush(ctx); err != nil {
+			t.Error(err)
+		}
+	}}, f.cfg.TableName(), f.rule.ID, time.Now)
+	if _, err := b.Load(ctx); !errors.Is(err, backfill.ErrBusy) {
+		t.Errorf("Load racing another run's start: %v, want ErrBusy", err)
+	}
+	st, err := backfill.NewDynamoCheckpoint(f.ddb, f.cfg.TableName(), f.rule.ID, time.Now).Load(ctx)
+	if err != nil || st == nil || st.Tasks["data/p42/"].After != "data/p42/k" || len(st.Tasks) != 1 {
+		t.Errorf("the other run's checkpoint: %+v (%v), want its one task", st, err)
+	}
+}
+
+// beforeFirstWrite calls do before the first write of any kind.
+type beforeFirstWrite struct {
+	backfill.DynamoAPI
+	once sync.Once
+	do   func()
+}
+
+func (b *beforeFirstWrite) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	b.once.Do(b.do)
+	return b.DynamoAPI.UpdateItem(ctx, in, optFns...)
+}
+
+func (b *beforeFirstWrite) BatchWriteItem(ctx context.Context, in *dynamodb.BatchWriteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.BatchWriteItemOutput, error) {
+	b.once.Do(b.do)
+	return b.DynamoAPI.BatchWriteItem(ctx, in, optFns...)
+}
+
 // TestClearOutOfTime: a removal that runs out of time gives the lease up
 // all the same, so the next run finishes it at once instead of being
 // refused as busy until the lease lapses.

@@ -98,7 +98,7 @@ func (c *DynamoCheckpoint) expires() types.AttributeValue {
 // Load implements Checkpoint. It takes the lease of the run it returns.
 func (c *DynamoCheckpoint) Load(ctx context.Context) (*State, error) {
 	var st *State
-	var heartbeat string
+	heartbeat, owner := "0", "" // the run item's, when there is one
 	var keys []map[string]types.AttributeValue
 	tasks := map[string]Progress{}
 	err := c.query(ctx, func(item map[string]types.AttributeValue) error {
@@ -109,9 +109,9 @@ func (c *DynamoCheckpoint) Load(ctx context.Context) (*State, error) {
 		}
 		keys = append(keys, c.key(sk))
 		if sk == skRun {
-			heartbeat = num(item["heartbeat"])
+			heartbeat, owner = num(item["heartbeat"]), str(item["owner"])
 			hb, _ := strconv.ParseInt(heartbeat, 10, 64)
-			if owner := str(item["owner"]); owner != c.owner && c.now().Sub(time.UnixMilli(hb)) < LeaseTTL {
+			if owner != c.owner && c.now().Sub(time.UnixMilli(hb)) < LeaseTTL {
 				// Also while a completed run still removes its items:
 				// a run started then would have its own removed.
 				return fmt.Errorf("%w (checkpoint %s in %s, last seen %s)", ErrBusy, c.pk, c.table, time.UnixMilli(hb).UTC().Format(time.RFC3339))
@@ -136,29 +136,57 @@ func (c *DynamoCheckpoint) Load(ctx context.Context) (*State, error) {
 		return nil, err
 	}
 	if st == nil {
-		// No run, or a complete one: stray task items would be taken for
-		// the next run's.
-		return nil, c.remove(ctx, keys)
+		if len(tasks) == 0 {
+			return nil, nil
+		}
+		// No run, or a complete one, and task items a cut-short Clear
+		// left: they would be taken for the next run's. They are removed
+		// under the lease, or a run started meanwhile could lose its own
+		// items of the same prefixes.
+		if err := c.take(ctx, owner, heartbeat, true); err != nil {
+			return nil, err
+		}
+		err := c.remove(ctx, keys)
+		_ = c.giveUp(ctx)
+		return nil, err
 	}
 	st.Tasks = tasks
-	// Take the lease over from the run that left it, unless another run
-	// did so since it was read.
-	_, err = c.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                 &c.table,
-		Key:                       c.key(skRun),
-		UpdateExpression:          aws.String("SET #o = :me, heartbeat = :now, expiresAt = :exp"),
-		ConditionExpression:       aws.String("heartbeat = :seen"),
-		ExpressionAttributeNames:  map[string]string{"#o": "owner"},
-		ExpressionAttributeValues: map[string]types.AttributeValue{":me": sv(c.owner), ":now": nv(c.now().UnixMilli()), ":exp": c.expires(), ":seen": &types.AttributeValueMemberN{Value: heartbeat}},
-	})
-	if awsapi.IsPreconditionFailed(err) {
-		return nil, fmt.Errorf("%w (checkpoint %s in %s)", ErrBusy, c.pk, c.table)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("taking checkpoint %s in %s: %w", c.pk, c.table, err)
+	if err := c.take(ctx, owner, heartbeat, false); err != nil {
+		return nil, err
 	}
 	c.renew()
 	return st, nil
+}
+
+// take takes the lease over from the run that left it (its owner and
+// heartbeat as Load read them), unless another run did so since: ErrBusy.
+// The owner too, as a run that started and gave its lease up since leaves
+// the same heartbeat, 0. complete takes the item of a finished run, and
+// makes one where there was none.
+func (c *DynamoCheckpoint) take(ctx context.Context, owner, heartbeat string, complete bool) error {
+	set, cond := "SET #o = :me, heartbeat = :now, expiresAt = :exp", "(#o = :owner AND heartbeat = :seen)"
+	values := map[string]types.AttributeValue{":me": sv(c.owner), ":now": nv(c.now().UnixMilli()), ":exp": c.expires(),
+		":owner": sv(owner), ":seen": &types.AttributeValueMemberN{Value: heartbeat}}
+	if complete {
+		set += ", complete = :t"
+		cond += " OR attribute_not_exists(pk)"
+		values[":t"] = &types.AttributeValueMemberBOOL{Value: true}
+	}
+	_, err := c.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 &c.table,
+		Key:                       c.key(skRun),
+		UpdateExpression:          &set,
+		ConditionExpression:       &cond,
+		ExpressionAttributeNames:  map[string]string{"#o": "owner"},
+		ExpressionAttributeValues: values,
+	})
+	if awsapi.IsPreconditionFailed(err) {
+		return fmt.Errorf("%w (checkpoint %s in %s)", ErrBusy, c.pk, c.table)
+	}
+	if err != nil {
+		return fmt.Errorf("taking checkpoint %s in %s: %w", c.pk, c.table, err)
+	}
+	return nil
 }
 
 func (c *DynamoCheckpoint) query(ctx context.Context, each func(map[string]types.AttributeValue) error) error {
@@ -314,7 +342,7 @@ func (c *DynamoCheckpoint) LastCompleted() time.Time { return c.last }
 // given up, so the next run need not wait for it to lapse.
 func (c *DynamoCheckpoint) Flush(ctx context.Context) error {
 	c.stop()
-	err := c.updateRun(ctx, "heartbeat = :zero", map[string]types.AttributeValue{":zero": nv(0)})
+	err := c.giveUp(ctx)
 	if err != nil && !errors.Is(err, ErrLeaseLost) {
 		return fmt.Errorf("releasing checkpoint %s in %s: %w", c.pk, c.table, err)
 	}
@@ -346,12 +374,17 @@ func (c *DynamoCheckpoint) Clear(ctx context.Context) error {
 	if err == nil {
 		err = c.remove(ctx, keys)
 	}
-	// The lease is given up, even when ctx is what ran out: the next run
-	// finishes a removal cut short, and replaces the run's item.
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	_ = c.updateRun(rctx, "heartbeat = :zero", map[string]types.AttributeValue{":zero": nv(0)})
+	// The next run finishes a removal cut short, and replaces the run's
+	// item.
+	_ = c.giveUp(ctx)
 	return err
+}
+
+// giveUp gives the lease up, even when ctx is what ran out.
+func (c *DynamoCheckpoint) giveUp(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	return c.updateRun(ctx, "heartbeat = :zero", map[string]types.AttributeValue{":zero": nv(0)})
 }
 
 // Completed records that the run started at started covered the whole rule
