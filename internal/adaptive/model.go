@@ -1,6 +1,10 @@
 package adaptive
 
-import "time"
+import (
+	"time"
+
+	"github.com/xrc-dev/xrc/internal/config"
+)
 
 // GiB is the unit AWS bills transfer in ("GB" on the price list is 2^30
 // bytes).
@@ -37,3 +41,29 @@ func (m Model) Benefit(a Arm, outPerIn, cpuPerByte float64) float64 {
 
 // VCPUSecond converts an hourly vCPU price.
 func VCPUSecond(perHour float64) float64 { return perHour / float64(time.Hour/time.Second) }
+
+// RuleModel is rule r's cost model in cfg: transfer to the regions its
+// bytes cross to, and CPU priced where it is spent, compression where the
+// rule's source runs, decoding in each region it delivers to, on Lambda at
+// a function's price (hybrid runs mostly on Fargate). DecodeSeconds is
+// left for the caller, who measures it.
+func RuleModel(cfg *config.Config, r *config.Rule) Model {
+	p := cfg.Settings.Prices
+	memory := cfg.Settings.Lambda.MemoryMB
+	if memory <= 0 { // a config not through config.Parse's defaults
+		memory = config.DefaultLambdaMemoryMB
+	}
+	price := func(c config.Compute) float64 {
+		if c == config.ComputeLambda {
+			return LambdaVCPUSecond(p.LambdaGBSecond, memory)
+		}
+		return VCPUSecond(p.VCPUHour)
+	}
+	_, crossed := r.Regions()
+	m := Model{TransferPerGiB: p.TransferPerGB, VCPUSecond: price(r.Compute), Regions: crossed}
+	for _, name := range r.DeliveredRegions() {
+		region, _ := cfg.Region(name)
+		m.DecodeVCPUSecond += price(region.Compute)
+	}
+	return m
+}

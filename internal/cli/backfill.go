@@ -216,7 +216,6 @@ func printExpectedSaving(ctx context.Context, env Env, cfg *config.Config, rule 
 		return
 	}
 	now := env.Now()
-	p := prices(cfg)
 	hs, err := st.Since(ctx, rule.ID, now.Add(-savingWindow))
 	var fleet stats.Fleet
 	if err == nil {
@@ -226,8 +225,9 @@ func printExpectedSaving(ctx context.Context, env Env, cfg *config.Config, rule 
 		fmt.Fprintf(env.Stdout, "  expected saving: unknown (reading rule %s's statistics: %v)\n", rule.ID, err)
 		return
 	}
-	delivered, crossed := rule.Regions()
-	lines := stats.Summarise(rule.ID, crossed, delivered, hs, p, fleet.DecodeSeconds, nil)
+	p := prices(cfg, rule, fleet)
+	delivered, _ := rule.Regions()
+	lines := stats.Summarise(rule.ID, delivered, hs, p, nil)
 	x := stats.Project(lines[len(lines)-1], c.Bytes, int(c.Enqueued), p)
 	if x.Ratio == 0 {
 		fmt.Fprintf(env.Stdout, "  expected saving: unknown (rule %s has no statistics in the last %d days; xrc savings shows them once objects moved)\n",

@@ -24,10 +24,10 @@ const savingsUsage = "xrc savings [-config FILE|ssm:///name] [-rule ID] [-since 
 
 // savingsReport is what `xrc savings --json` prints.
 type savingsReport struct {
-	From   time.Time    `json:"from"`
-	To     time.Time    `json:"to"`
-	Prices stats.Prices `json:"prices"`
-	Lines  []stats.Line `json:"lines"`
+	From   time.Time     `json:"from"`
+	To     time.Time     `json:"to"`
+	Prices config.Prices `json:"prices"`
+	Lines  []stats.Line  `json:"lines"`
 	// Compute compares, per rule, its workers on Fargate Spot and on
 	// Lambda at the volume of the period.
 	Compute []computeLine `json:"compute"`
@@ -37,14 +37,19 @@ type savingsReport struct {
 // days) priced on Fargate Spot and on Lambda (adaptive.ComputeModel), with
 // the CPU BenchmarkHandlerCPU measured per GiB and per object.
 type computeLine struct {
-	Rule        string  `json:"rule"`
-	Compute     string  `json:"compute"` // what the rule runs on now
-	Objects     float64 `json:"objectsPerMonth"`
-	GiB         float64 `json:"gibPerMonth"`
-	CPUSeconds  float64 `json:"cpuSecondsPerMonth"`
-	FargateSpot float64 `json:"fargateSpotPerMonth"` // prices.fixedPerMonth included
-	Lambda      float64 `json:"lambdaPerMonth"`
-	Cheaper     string  `json:"cheaper"` // fargate or lambda
+	Rule    string `json:"rule"`
+	Compute string `json:"compute"` // what the rule runs on now
+	// What the report charged a vCPU-hour: compressing where the rule's
+	// source runs, and decoding, summed over the regions it delivers to
+	// (adaptive.RuleModel).
+	CompressVCPUHour float64 `json:"compressPerVCPUHour"`
+	DecodeVCPUHour   float64 `json:"decodePerVCPUHour"`
+	Objects          float64 `json:"objectsPerMonth"`
+	GiB              float64 `json:"gibPerMonth"`
+	CPUSeconds       float64 `json:"cpuSecondsPerMonth"`
+	FargateSpot      float64 `json:"fargateSpotPerMonth"` // prices.fixedPerMonth included
+	Lambda           float64 `json:"lambdaPerMonth"`
+	Cheaper          string  `json:"cheaper"` // fargate or lambda
 	// BreakEvenGiB is the monthly input, of the rule's mean object size,
 	// from which Fargate Spot costs less (0: never).
 	BreakEvenGiB float64 `json:"breakEvenGiBPerMonth"`
@@ -52,15 +57,16 @@ type computeLine struct {
 
 // compareCompute prices a month of l's volume (a rule's total over
 // period) both ways.
-func compareCompute(cfg *config.Config, r *config.Rule, l stats.Line, period time.Duration) computeLine {
+func compareCompute(cfg *config.Config, r *config.Rule, l stats.Line, model adaptive.Model, period time.Duration) computeLine {
 	p, lam := cfg.Settings.Prices, cfg.Settings.Lambda
 	m := adaptive.ComputeModel{VCPUHour: p.VCPUHour, FargateGBHour: p.FargateGBHour, TaskVCPU: 1, TaskGB: 2, FixedPerMonth: p.FixedPerMonth,
 		LambdaGBSecond: p.LambdaGBSecond, LambdaPerMillion: p.LambdaPerMillion, LambdaMemoryMB: lam.MemoryMB,
 		ObjectsPerInvocation: float64(lam.BatchSize), Utilization: 1}
 	month := float64(30*24*time.Hour) / float64(period)
 	v := adaptive.Volume{Objects: float64(l.Objects) * month, Bytes: float64(l.BytesIn) * month}
-	c := computeLine{Rule: r.ID, Compute: string(r.Compute), Objects: v.Objects, GiB: v.Bytes / adaptive.GiB,
-		CPUSeconds: v.CPUSeconds(adaptive.WorkerCPUPerGiB, adaptive.WorkerCPUPerObject)}
+	hour := float64(time.Hour / time.Second)
+	c := computeLine{Rule: r.ID, Compute: string(r.Compute), CompressVCPUHour: model.VCPUSecond * hour, DecodeVCPUHour: model.DecodeVCPUSecond * hour,
+		Objects: v.Objects, GiB: v.Bytes / adaptive.GiB, CPUSeconds: v.CPUSeconds(adaptive.WorkerCPUPerGiB, adaptive.WorkerCPUPerObject)}
 	c.FargateSpot, c.Lambda = m.Fargate(c.CPUSeconds), m.Lambda(c.CPUSeconds, v.Objects)
 	c.Cheaper = string(config.ComputeLambda)
 	if c.FargateSpot < c.Lambda {
@@ -101,7 +107,7 @@ func savings(ctx context.Context, args []string, env Env) error {
 	now := env.Now()
 	// Statistics are kept by the hour: the report covers, and scales to a
 	// month, every hour it reads, the first one whole.
-	rep := savingsReport{From: now.Add(-since).UTC().Truncate(time.Hour), To: now.UTC(), Prices: prices(cfg)}
+	rep := savingsReport{From: now.Add(-since).UTC().Truncate(time.Hour), To: now.UTC(), Prices: cfg.Settings.Prices}
 	stores := map[string]*stats.Store{} // by source region: the table is regional
 	found := false
 	for i := range cfg.Rules {
@@ -131,10 +137,11 @@ func savings(ctx context.Context, args []string, env Env) error {
 		if err != nil {
 			return err
 		}
-		delivered, crossed := r.Regions()
-		lines := stats.Summarise(r.ID, crossed, delivered, hs, rep.Prices, fleet.DecodeSeconds, choices)
+		p := prices(cfg, r, fleet)
+		delivered, _ := r.Regions()
+		lines := stats.Summarise(r.ID, delivered, hs, p, choices)
 		rep.Lines = append(rep.Lines, lines...)
-		rep.Compute = append(rep.Compute, compareCompute(cfg, r, lines[len(lines)-1], rep.To.Sub(rep.From)))
+		rep.Compute = append(rep.Compute, compareCompute(cfg, r, lines[len(lines)-1], p.Model, rep.To.Sub(rep.From)))
 	}
 	if !found {
 		return fmt.Errorf("no rule %q in %s", *ruleID, *cfgPath)
@@ -148,22 +155,31 @@ func savings(ctx context.Context, args []string, env Env) error {
 	return nil
 }
 
-// prices are the config's, as the statistics report charges them.
-func prices(cfg *config.Config) stats.Prices {
-	p := cfg.Settings.Prices
-	return stats.Prices{TransferPerGiB: p.TransferPerGB, VCPUHour: p.VCPUHour, FixedPerMonth: p.FixedPerMonth}
+// prices are what rule r's report charges: its cost model, as the source
+// workers' learner prices it, with the fleet's decoding CPU.
+func prices(cfg *config.Config, r *config.Rule, fleet stats.Fleet) stats.Prices {
+	m := adaptive.RuleModel(cfg, r)
+	m.DecodeSeconds = fleet.DecodeSeconds
+	return stats.Prices{Model: m, FixedPerMonth: cfg.Settings.Prices.FixedPerMonth}
 }
 
 func printSavings(env Env, rep savingsReport) {
-	fmt.Fprintf(env.Stdout, "xrc savings, %s\nprices: transfer $%s/GB, vCPU $%s/hour, fixed %s/month\n",
-		stats.Period(rep.From, rep.To), strconv.FormatFloat(rep.Prices.TransferPerGiB, 'f', -1, 64),
-		strconv.FormatFloat(rep.Prices.VCPUHour, 'f', -1, 64), stats.Dollars(rep.Prices.FixedPerMonth))
+	fmt.Fprintf(env.Stdout, "xrc savings, %s\nprices: transfer $%s/GB, Fargate Spot vCPU $%s/hour, Lambda $%s/GB-second, fixed %s/month\n",
+		stats.Period(rep.From, rep.To), strconv.FormatFloat(rep.Prices.TransferPerGB, 'f', -1, 64),
+		strconv.FormatFloat(rep.Prices.VCPUHour, 'f', -1, 64), strconv.FormatFloat(rep.Prices.LambdaGBSecond, 'f', -1, 64),
+		stats.Dollars(rep.Prices.FixedPerMonth))
 	rule := ""
 	var tw *tabwriter.Writer
 	for _, l := range rep.Lines {
 		if l.Rule != rule {
 			rule = l.Rule
-			fmt.Fprintf(env.Stdout, "\nrule %s (bytes cross to %d region%s)\n", l.Rule, l.Regions, plural(l.Regions))
+			fmt.Fprintf(env.Stdout, "\nrule %s (bytes cross to %d region%s", l.Rule, l.Regions, plural(l.Regions))
+			for _, c := range rep.Compute {
+				if c.Rule == l.Rule {
+					fmt.Fprintf(env.Stdout, "; a vCPU-hour: $%.4g compressing on %s, $%.4g decoding, summed over the regions delivered to", c.CompressVCPUHour, c.Compute, c.DecodeVCPUHour)
+				}
+			}
+			fmt.Fprintln(env.Stdout, ")")
 			tw = tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 			fmt.Fprintln(tw, "class\tobjects\tbytes in\tacross regions\tratio\twithout xrc\twith xrc\tcompute\tnet saving\tlearnt\tlevel mix\t")
 		}

@@ -80,34 +80,9 @@ func newLevels(w *Worker) *levels {
 	lv.learn = adaptive.New(adaptive.Config{Arms: arms, HalfLife: a.HalfLife.D(), Explore: a.Explore, ExploreFloor: a.ExploreFloor,
 		Freshness: a.Freshness.D()}, rand.New(rand.NewPCG(uint64(w.Clock.Now().UnixNano()), 0x5eed)))
 	for _, r := range w.rules {
-		lv.models[r.ID] = model(w.Config, r)
+		lv.models[r.ID] = adaptive.RuleModel(w.Config, r)
 	}
 	return lv
-}
-
-// model is rule's cost model: transfer to the regions its bytes cross to,
-// and CPU priced where it is spent, compression where the rule's source
-// runs, decoding in each region it delivers to, on Lambda at a function's
-// price (hybrid runs mostly on Fargate).
-func model(cfg *config.Config, r *config.Rule) adaptive.Model {
-	p := cfg.Settings.Prices
-	memory := cfg.Settings.Lambda.MemoryMB
-	if memory <= 0 { // a config not through config.Parse's defaults
-		memory = config.DefaultLambdaMemoryMB
-	}
-	price := func(c config.Compute) float64 {
-		if c == config.ComputeLambda {
-			return adaptive.LambdaVCPUSecond(p.LambdaGBSecond, memory)
-		}
-		return adaptive.VCPUSecond(p.VCPUHour)
-	}
-	_, crossed := r.Regions()
-	m := adaptive.Model{TransferPerGiB: p.TransferPerGB, VCPUSecond: price(r.Compute), Regions: crossed}
-	for _, name := range r.DeliveredRegions() {
-		region, _ := cfg.Region(name)
-		m.DecodeVCPUSecond += price(region.Compute)
-	}
-	return m
 }
 
 // start measures this task's CPU, places it in the fleet, and loads what

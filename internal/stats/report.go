@@ -10,11 +10,12 @@ import (
 	"github.com/xrc-dev/xrc/internal/adaptive"
 )
 
-// Prices are what the report charges (config.Prices).
+// Prices are what a rule's report charges: transfer and CPU as the
+// rule's cost model prices them (adaptive.RuleModel, with the fleet's
+// DecodeSeconds), and what Fargate costs a month whatever the volume.
 type Prices struct {
-	TransferPerGiB float64
-	VCPUHour       float64
-	FixedPerMonth  float64
+	Model         adaptive.Model
+	FixedPerMonth float64
 }
 
 // Transfer is what moving bytes to regions costs at perGiB.
@@ -45,10 +46,10 @@ type Line struct {
 }
 
 // Summarise turns one rule's hourly statistics into a line per class and
-// a total. regions is how many regions other than the source's the rule's
-// bytes cross to, decoders how many unpack them (config.Rule.Regions);
-// decodeSeconds is the fleet's CPU per byte to decode.
-func Summarise(rule string, regions, decoders int, hs []Hourly, p Prices, decodeSeconds float64, choices map[adaptive.Class]Choice) []Line {
+// a total. decoders is how many regions unpack the rule's archives
+// (config.Rule.Regions); p.Model says how many its bytes cross to.
+func Summarise(rule string, decoders int, hs []Hourly, p Prices, choices map[adaptive.Class]Choice) []Line {
+	regions, decodeSeconds := p.Model.Regions, p.Model.DecodeSeconds
 	byClass := map[adaptive.Class]*Line{}
 	armBytes := map[adaptive.Class]map[string]int64{}
 	total := &Line{Rule: rule, Regions: regions}
@@ -67,8 +68,10 @@ func Summarise(rule string, regions, decoders int, hs []Hourly, p Prices, decode
 			x.BytesIn += h.In
 			x.BytesOut += h.Out
 			x.CPUSeconds += h.CPU.Seconds()
+			x.Compute += h.CPU.Seconds() * p.Model.VCPUSecond
 			if h.Arm != adaptive.Store {
 				x.CPUSeconds += decodeSeconds * float64(h.In) * float64(decoders)
+				x.Compute += decodeSeconds * float64(h.In) * p.Model.DecodeVCPUSecond
 			}
 		}
 		armBytes[h.Class][h.Arm.String()] += h.In
@@ -102,6 +105,7 @@ func Project(l Line, bytes int64, objects int, p Prices) Line {
 	l.BytesIn = bytes
 	l.BytesOut = int64(float64(l.BytesOut) * f)
 	l.CPUSeconds *= f
+	l.Compute *= f
 	return price(l, p)
 }
 
@@ -120,9 +124,8 @@ func price(l Line, p Prices) Line {
 	if l.BytesOut > 0 {
 		l.Ratio = float64(l.BytesIn) / float64(l.BytesOut)
 	}
-	l.WithoutXRC = Transfer(l.BytesIn, l.Regions, p.TransferPerGiB)
-	l.WithXRC = Transfer(l.BytesOut, l.Regions, p.TransferPerGiB)
-	l.Compute = l.CPUSeconds * adaptive.VCPUSecond(p.VCPUHour)
+	l.WithoutXRC = Transfer(l.BytesIn, l.Regions, p.Model.TransferPerGiB)
+	l.WithXRC = Transfer(l.BytesOut, l.Regions, p.Model.TransferPerGiB)
 	l.NetSaving = l.WithoutXRC - l.WithXRC - l.Compute
 	if perGiB := l.NetSaving / (float64(l.BytesIn) / adaptive.GiB); l.BytesIn > 0 && perGiB > 0 {
 		l.BreakEvenGiBPerMonth = p.FixedPerMonth / perGiB

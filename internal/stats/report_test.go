@@ -1,6 +1,7 @@
 package stats
 
 import (
+	"math"
 	"testing"
 	"time"
 
@@ -28,7 +29,7 @@ func TestSummarise(t *testing.T) {
 		h(adaptive.CSV, 7, 1<<30, 300<<20, 60*time.Second, 30),
 		h(adaptive.Compressed, adaptive.Store, 2<<30, 2<<30, time.Second, 10),
 	}
-	lines := Summarise("r", 2, 2, hs, Prices{TransferPerGiB: 0.02, VCPUHour: 3.6, FixedPerMonth: 10}, 0, map[adaptive.Class]Choice{adaptive.CSV: {Arm: "7"}})
+	lines := Summarise("r", 2, hs, Prices{Model: adaptive.Model{TransferPerGiB: 0.02, Regions: 2, VCPUSecond: 0.001}, FixedPerMonth: 10}, map[adaptive.Class]Choice{adaptive.CSV: {Arm: "7"}})
 	if len(lines) != 3 || lines[0].Class != adaptive.Compressed || lines[1].Class != adaptive.CSV || lines[2].Class != "" {
 		t.Fatalf("lines %+v", lines)
 	}
@@ -49,6 +50,29 @@ func TestSummarise(t *testing.T) {
 	}
 }
 
+// TestComputePricedWhereSpent: compression at the price of where the
+// source runs, decoding at the sum of the regions delivered to; a stored
+// arm decodes nothing. A projection keeps the cost per byte.
+func TestComputePricedWhereSpent(t *testing.T) {
+	m := adaptive.Model{TransferPerGiB: 0.02, Regions: 1, VCPUSecond: 0.001, DecodeVCPUSecond: 0.01, DecodeSeconds: 1e-9}
+	hs := []Hourly{
+		{Rule: "r", Delta: Delta{Class: adaptive.CSV, Arm: 3, In: 1 << 30, Out: 1 << 28, CPU: 10 * time.Second, Objects: 1}},
+		{Rule: "r", Delta: Delta{Class: adaptive.Compressed, Arm: adaptive.Store, In: 1 << 30, Out: 1 << 30, CPU: time.Second, Objects: 1}},
+	}
+	lines := Summarise("r", 2, hs, Prices{Model: m}, nil)
+	csv, stored, total := lines[1], lines[0], lines[2]
+	decode := 1e-9 * (1 << 30)
+	if want := 10*0.001 + decode*0.01; math.Abs(csv.Compute-want) > 1e-12 || math.Abs(csv.CPUSeconds-(10+2*decode)) > 1e-9 {
+		t.Errorf("csv: compute %g for %g CPU-s, want %g for %g", csv.Compute, csv.CPUSeconds, want, 10+2*decode)
+	}
+	if stored.Compute != 0.001 || stored.CPUSeconds != 1 {
+		t.Errorf("stored: compute %g for %g CPU-s, want 0.001 for 1", stored.Compute, stored.CPUSeconds)
+	}
+	if x := Project(total, 4<<30, 2, Prices{Model: m}); math.Abs(x.Compute-2*total.Compute) > 1e-12 {
+		t.Errorf("twice the bytes projected to compute %g, want %g", x.Compute, 2*total.Compute)
+	}
+}
+
 func TestFormats(t *testing.T) {
 	for v, want := range map[float64]string{0: "$0.00", 1234.5: "$1,234.50", 1234567.891: "$1,234,567.89", -5: "-$5.00", 999.999: "$1,000.00"} {
 		if got := Dollars(v); got != want {
@@ -63,8 +87,8 @@ func TestFormats(t *testing.T) {
 // TestProject: 3 GiB measured at 3:1 projects 300 GiB to 100 GiB across
 // each region, at the same cost per byte.
 func TestProject(t *testing.T) {
-	p := Prices{TransferPerGiB: 0.02, VCPUHour: 3.6}
-	total := Summarise("r", 2, 2, []Hourly{{Rule: "r", Delta: Delta{Class: adaptive.CSV, Arm: 3, In: 3 << 30, Out: 1 << 30, CPU: 10 * time.Second, Objects: 3}}}, p, 0, nil)[1]
+	p := Prices{Model: adaptive.Model{TransferPerGiB: 0.02, Regions: 2, VCPUSecond: 0.001}}
+	total := Summarise("r", 2, []Hourly{{Rule: "r", Delta: Delta{Class: adaptive.CSV, Arm: 3, In: 3 << 30, Out: 1 << 30, CPU: 10 * time.Second, Objects: 3}}}, p, nil)[1]
 	got := Project(total, 300<<30, 1000, p)
 	if got.Objects != 1000 || got.BytesIn != 300<<30 || got.BytesAcross != 200<<30 || got.Ratio != 3 {
 		t.Errorf("projection %+v", got)

@@ -207,7 +207,7 @@ func levelReport(ctx context.Context, st *stats.Store, rule config.Rule, start t
 		return err
 	}
 	delivered, crossed := rule.Regions()
-	lines := stats.Summarise(rule.ID, crossed, delivered, hs, stats.Prices{}, 0, choices)
+	lines := stats.Summarise(rule.ID, delivered, hs, stats.Prices{Model: adaptive.Model{Regions: crossed}}, choices)
 	fmt.Println("  adaptive levels         class: objects, ratio, level mix (share of bytes), learnt choice")
 	for _, l := range lines {
 		if l.Class == "" {

@@ -1,0 +1,34 @@
+package adaptive
+
+import (
+	"math"
+	"testing"
+
+	"github.com/xrc-dev/xrc/internal/config"
+)
+
+// TestModelPricesCPUWhereItIsSpent: compression at the price of where the
+// rule's source runs, decoding at that of each region delivered to; a
+// function's vCPU-second costs several times a Fargate Spot task's.
+func TestModelPricesCPUWhereItIsSpent(t *testing.T) {
+	cfg := &config.Config{Settings: config.Settings{
+		Prices: config.Prices{TransferPerGB: 0.02, VCPUHour: 0.01245, LambdaGBSecond: config.DefaultLambdaGBSecond},
+		Lambda: config.Lambda{MemoryMB: config.DefaultLambdaMemoryMB},
+		Regions: []config.Region{{Name: "us-east-1", Role: config.RoleBoth, Compute: config.ComputeFargate},
+			{Name: "eu-west-1", Role: config.RoleTarget, Compute: config.ComputeLambda}}}}
+	rule := &config.Rule{ID: "r", SourceRegion: "us-east-1", Compute: config.ComputeLambda, Destinations: []config.Destination{
+		{Region: "us-east-1", Bucket: "near"}, {Region: "eu-west-1", Bucket: "a"}, {Region: "eu-west-1", Bucket: "b"}}}
+	fargate := VCPUSecond(0.01245)
+	lambda := LambdaVCPUSecond(config.DefaultLambdaGBSecond, config.DefaultLambdaMemoryMB)
+	m := RuleModel(cfg, rule)
+	if m.Regions != 1 || m.VCPUSecond != lambda || math.Abs(m.DecodeVCPUSecond-(fargate+lambda)) > 1e-15 {
+		t.Errorf("model %+v, want 1 region crossed, compression at %g, decoding at %g", m, lambda, fargate+lambda)
+	}
+	if lambda < 5*fargate {
+		t.Errorf("a Lambda vCPU-second at %g, a Fargate Spot one at %g: the defaults moved", lambda, fargate)
+	}
+	cfg.Settings.Lambda.MemoryMB = 0 // not through config.Parse: its default
+	if m := RuleModel(cfg, rule); m.VCPUSecond != lambda {
+		t.Errorf("without a Lambda memory: compression at %g, want %g", m.VCPUSecond, lambda)
+	}
+}
