@@ -113,7 +113,7 @@ func TestBackfillIAM(t *testing.T) {
 		"HeadDestination1":  {"s3:GetObject"},
 		"SendEvents":        {"sqs:SendMessage", "sqs:GetQueueUrl"},
 		"EncryptEvents":     {"kms:GenerateDataKey", "kms:Decrypt"},
-		"Checkpoint":        {"dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:BatchWriteItem"},
+		"Checkpoint":        {"dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem"},
 		"ReadStatistics":    {"dynamodb:Query", "dynamodb:GetItem"},
 		"ReadConfig":        {"ssm:GetParameter"},
 	}

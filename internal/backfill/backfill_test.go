@@ -281,6 +281,45 @@ func TestDoneIsRecordedWhenStopped(t *testing.T) {
 	}
 }
 
+// TestSlowCheckpointWriteInALiveRun: a checkpoint write that takes long
+// (a throttled table, the SDK retrying) is waited for while the run goes
+// on; only a stopped run bounds it.
+func TestSlowCheckpointWriteInALiveRun(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	if err := dataset.Upload(ctx, f.src, f.rule.SourceBucket, objects(10, 2), 8); err != nil {
+		t.Fatal(err)
+	}
+	cp := &slowSave{Checkpoint: backfill.NewFileCheckpoint(filepath.Join(t.TempDir(), "checkpoint.json")), delay: 11 * time.Second}
+	if _, err := backfill.Run(ctx, backfill.Options{Rule: f.rule, Concurrency: 2, Depth: 1}, f.deps(f.queueURL(), cp)); err != nil {
+		t.Fatalf("a run with one slow checkpoint write: %v", err)
+	}
+}
+
+// slowSave makes its first Save take delay, or fail when its context
+// ends first, as the SDK does.
+type slowSave struct {
+	backfill.Checkpoint
+	delay time.Duration
+	once  sync.Once
+}
+
+func (c *slowSave) Save(ctx context.Context, task string, p backfill.Progress) error {
+	var err error
+	c.once.Do(func() {
+		select {
+		case <-ctx.Done():
+			err = ctx.Err()
+		case <-time.After(c.delay):
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return c.Checkpoint.Save(ctx, task, p)
+}
+
 // stopOnDone stops the run (as Ctrl-C would) while the first task done is
 // being recorded, and fails the write if its context ended, as the SDK
 // does.
@@ -468,19 +507,19 @@ func TestDynamoCheckpointLease(t *testing.T) {
 	}
 }
 
-// flakyBatches fails BatchWriteItem once ok calls went through, as a
+// flakyBatches fails TransactWriteItems once ok calls went through, as a
 // Clear cut short by its deadline or a throttled table would.
 type flakyBatches struct {
 	backfill.DynamoAPI
 	ok int
 }
 
-func (f *flakyBatches) BatchWriteItem(ctx context.Context, in *dynamodb.BatchWriteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.BatchWriteItemOutput, error) {
+func (f *flakyBatches) TransactWriteItems(ctx context.Context, in *dynamodb.TransactWriteItemsInput, optFns ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error) {
 	if f.ok == 0 {
 		return nil, errors.New("throttled")
 	}
 	f.ok--
-	return f.DynamoAPI.BatchWriteItem(ctx, in, optFns...)
+	return f.DynamoAPI.TransactWriteItems(ctx, in, optFns...)
 }
 
 // TestClearCutShort: a completed run whose Clear removed only some of its
@@ -495,8 +534,8 @@ func TestClearCutShort(t *testing.T) {
 	if err := a.Start(ctx, &backfill.State{Params: backfill.Params{Rule: f.rule.ID}, Started: time.Now(), Tasks: map[string]backfill.Progress{}}); err != nil {
 		t.Fatal(err)
 	}
-	for i := range 60 {
-		if err := a.Save(ctx, fmt.Sprintf("data/p%02d/", i), backfill.Progress{After: "z", Done: true}); err != nil {
+	for i := range 150 {
+		if err := a.Save(ctx, fmt.Sprintf("data/p%03d/", i), backfill.Progress{After: "z", Done: true}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -520,7 +559,7 @@ func TestClearCutShort(t *testing.T) {
 	}
 }
 
-// blockingBatches lets one BatchWriteItem through, then holds the next
+// blockingBatches lets one TransactWriteItems through, then holds the next
 // until released: a Clear removing thousands of items, caught midway.
 type blockingBatches struct {
 	backfill.DynamoAPI
@@ -529,12 +568,12 @@ type blockingBatches struct {
 	release chan struct{}
 }
 
-func (b *blockingBatches) BatchWriteItem(ctx context.Context, in *dynamodb.BatchWriteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.BatchWriteItemOutput, error) {
+func (b *blockingBatches) TransactWriteItems(ctx context.Context, in *dynamodb.TransactWriteItemsInput, optFns ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error) {
 	if b.calls.Add(1) == 2 {
 		close(b.blocked)
 		<-b.release
 	}
-	return b.DynamoAPI.BatchWriteItem(ctx, in, optFns...)
+	return b.DynamoAPI.TransactWriteItems(ctx, in, optFns...)
 }
 
 // TestNoRunStartsWhileAClearRemoves: while a completed run removes its
@@ -549,8 +588,8 @@ func TestNoRunStartsWhileAClearRemoves(t *testing.T) {
 	if err := a.Start(ctx, &backfill.State{Params: backfill.Params{Rule: f.rule.ID}, Started: time.Now(), Tasks: map[string]backfill.Progress{}}); err != nil {
 		t.Fatal(err)
 	}
-	for i := range 60 {
-		if err := a.Save(ctx, fmt.Sprintf("data/p%02d/", i), backfill.Progress{After: "z", Done: true}); err != nil {
+	for i := range 150 {
+		if err := a.Save(ctx, fmt.Sprintf("data/p%03d/", i), backfill.Progress{After: "z", Done: true}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -570,19 +609,19 @@ func TestNoRunStartsWhileAClearRemoves(t *testing.T) {
 	}
 }
 
-// stallingBatches lets one BatchWriteItem through; the next waits until
+// stallingBatches lets one TransactWriteItems through; the next waits until
 // its context ends, as a removal outlasting its deadline does.
 type stallingBatches struct {
 	backfill.DynamoAPI
 	calls atomic.Int32
 }
 
-func (b *stallingBatches) BatchWriteItem(ctx context.Context, in *dynamodb.BatchWriteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.BatchWriteItemOutput, error) {
+func (b *stallingBatches) TransactWriteItems(ctx context.Context, in *dynamodb.TransactWriteItemsInput, optFns ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error) {
 	if b.calls.Add(1) >= 2 {
 		<-ctx.Done()
 		return nil, ctx.Err()
 	}
-	return b.DynamoAPI.BatchWriteItem(ctx, in, optFns...)
+	return b.DynamoAPI.TransactWriteItems(ctx, in, optFns...)
 }
 
 // TestStrayItemsRemovedUnderTheLease: a run that finds the task items a
@@ -595,12 +634,12 @@ func TestStrayItemsRemovedUnderTheLease(t *testing.T) {
 	newState := func() *backfill.State {
 		return &backfill.State{Params: backfill.Params{Rule: f.rule.ID}, Started: time.Now(), Tasks: map[string]backfill.Progress{}}
 	}
-	first := backfill.NewDynamoCheckpoint(&flakyBatches{DynamoAPI: f.ddb, ok: 1}, f.cfg.TableName(), f.rule.ID, time.Now)
+	first := backfill.NewDynamoCheckpoint(&flakyBatches{DynamoAPI: f.ddb}, f.cfg.TableName(), f.rule.ID, time.Now)
 	if err := first.Start(ctx, newState()); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 60 {
-		if err := first.Save(ctx, fmt.Sprintf("data/p%02d/", i), backfill.Progress{After: "z", Done: true}); err != nil {
+		if err := first.Save(ctx, fmt.Sprintf("data/p%03d/", i), backfill.Progress{After: "z", Done: true}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -617,7 +656,7 @@ func TestStrayItemsRemovedUnderTheLease(t *testing.T) {
 		if err := other.Start(ctx, newState()); err != nil {
 			t.Error(err)
 		}
-		if err := other.Save(ctx, "data/p42/", backfill.Progress{After: "data/p42/k"}); err != nil {
+		if err := other.Save(ctx, "data/p042/", backfill.Progress{After: "data/p042/k"}); err != nil {
 			t.Error(err)
 		}
 		if err := other.Flush(ctx); err != nil {
@@ -628,8 +667,58 @@ func TestStrayItemsRemovedUnderTheLease(t *testing.T) {
 		t.Errorf("Load racing another run's start: %v, want ErrBusy", err)
 	}
 	st, err := backfill.NewDynamoCheckpoint(f.ddb, f.cfg.TableName(), f.rule.ID, time.Now).Load(ctx)
-	if err != nil || st == nil || st.Tasks["data/p42/"].After != "data/p42/k" || len(st.Tasks) != 1 {
+	if err != nil || st == nil || st.Tasks["data/p042/"].After != "data/p042/k" || len(st.Tasks) != 1 {
 		t.Errorf("the other run's checkpoint: %+v (%v), want its one task", st, err)
+	}
+}
+
+// TestRemovalStopsOnceTheLeaseIsTaken: a removal of stray items that
+// outlasts its lease (another run took it over) deletes nothing more, so
+// the new run's items of the same prefixes stay.
+func TestRemovalStopsOnceTheLeaseIsTaken(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	first := backfill.NewDynamoCheckpoint(&flakyBatches{DynamoAPI: f.ddb}, f.cfg.TableName(), f.rule.ID, time.Now)
+	if err := first.Start(ctx, &backfill.State{Params: backfill.Params{Rule: f.rule.ID}, Started: time.Now(), Tasks: map[string]backfill.Progress{}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 150 {
+		if err := first.Save(ctx, fmt.Sprintf("data/p%03d/", i), backfill.Progress{After: "z", Done: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := first.Clear(ctx); err == nil {
+		t.Fatal("Clear succeeded although the table failed")
+	}
+	slow := &blockingBatches{DynamoAPI: f.ddb, blocked: make(chan struct{}), release: make(chan struct{})}
+	b := backfill.NewDynamoCheckpoint(slow, f.cfg.TableName(), f.rule.ID, time.Now)
+	loaded := make(chan error, 1)
+	go func() { _, err := b.Load(ctx); loaded <- err }()
+	<-slow.blocked
+	// Later than b's lease: another run takes it over, removes the rest,
+	// starts and saves a task b has yet to remove.
+	later := func() time.Time { return time.Now().Add(backfill.LeaseTTL + 10*time.Second) }
+	z := backfill.NewDynamoCheckpoint(f.ddb, f.cfg.TableName(), f.rule.ID, later)
+	if st, err := z.Load(ctx); err != nil || st != nil {
+		t.Fatalf("the run taking over: %+v %v", st, err)
+	}
+	if err := z.Start(ctx, &backfill.State{Params: backfill.Params{Rule: f.rule.ID}, Started: time.Now(), Tasks: map[string]backfill.Progress{}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := z.Save(ctx, "data/p120/", backfill.Progress{After: "data/p120/k"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := z.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	close(slow.release)
+	if err := <-loaded; !errors.Is(err, backfill.ErrBusy) {
+		t.Errorf("the removal overtaken: %v, want ErrBusy", err)
+	}
+	st, err := backfill.NewDynamoCheckpoint(f.ddb, f.cfg.TableName(), f.rule.ID, later).Load(ctx)
+	if err != nil || st == nil || st.Tasks["data/p120/"].After != "data/p120/k" || len(st.Tasks) != 1 {
+		t.Errorf("the run that took over: %+v (%v), want its one task", st, err)
 	}
 }
 
@@ -645,9 +734,9 @@ func (b *beforeFirstWrite) UpdateItem(ctx context.Context, in *dynamodb.UpdateIt
 	return b.DynamoAPI.UpdateItem(ctx, in, optFns...)
 }
 
-func (b *beforeFirstWrite) BatchWriteItem(ctx context.Context, in *dynamodb.BatchWriteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.BatchWriteItemOutput, error) {
+func (b *beforeFirstWrite) TransactWriteItems(ctx context.Context, in *dynamodb.TransactWriteItemsInput, optFns ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error) {
 	b.once.Do(b.do)
-	return b.DynamoAPI.BatchWriteItem(ctx, in, optFns...)
+	return b.DynamoAPI.TransactWriteItems(ctx, in, optFns...)
 }
 
 // TestClearOutOfTime: a removal that runs out of time gives the lease up
@@ -661,8 +750,8 @@ func TestClearOutOfTime(t *testing.T) {
 	if err := a.Start(ctx, &backfill.State{Params: backfill.Params{Rule: f.rule.ID}, Started: time.Now(), Tasks: map[string]backfill.Progress{}}); err != nil {
 		t.Fatal(err)
 	}
-	for i := range 60 {
-		if err := a.Save(ctx, fmt.Sprintf("data/p%02d/", i), backfill.Progress{After: "z", Done: true}); err != nil {
+	for i := range 150 {
+		if err := a.Save(ctx, fmt.Sprintf("data/p%03d/", i), backfill.Progress{After: "z", Done: true}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -71,7 +71,7 @@ type Checkpoint interface {
 	Clear(ctx context.Context) error
 }
 
-// saveTimeout bounds one checkpoint write made after the run was stopped.
+// saveTimeout bounds a checkpoint write from when the run was stopped.
 const saveTimeout = 10 * time.Second
 
 // save records a task's progress in the run's state and checkpoint. The
@@ -86,9 +86,11 @@ func (r *run) save(ctx context.Context, task string, p Progress) error {
 	if r.Checkpoint == nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), saveTimeout)
+	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
-	if err := r.Checkpoint.Save(ctx, task, p); err != nil {
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(saveTimeout, cancel) })
+	defer stop()
+	if err := r.Checkpoint.Save(wctx, task, p); err != nil {
 		return fmt.Errorf("checkpoint of %s: %w", task, err)
 	}
 	return nil

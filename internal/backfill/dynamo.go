@@ -26,7 +26,7 @@ type DynamoAPI interface {
 	Query(ctx context.Context, in *dynamodb.QueryInput, optFns ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
 	PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
 	UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
-	BatchWriteItem(ctx context.Context, in *dynamodb.BatchWriteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.BatchWriteItemOutput, error)
+	TransactWriteItems(ctx context.Context, in *dynamodb.TransactWriteItemsInput, optFns ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error)
 }
 
 // Checkpoint items in the deployment's table (config.TableName): one
@@ -146,9 +146,12 @@ func (c *DynamoCheckpoint) Load(ctx context.Context) (*State, error) {
 		if err := c.take(ctx, owner, heartbeat, true); err != nil {
 			return nil, err
 		}
-		err := c.remove(ctx, keys)
-		_ = c.giveUp(ctx)
-		return nil, err
+		if err := c.removeLeased(ctx, keys); errors.Is(err, ErrLeaseLost) {
+			return nil, fmt.Errorf("%w: it took the checkpoint over while this one removed a finished run's items (%v)", ErrBusy, err)
+		} else if err != nil {
+			return nil, err
+		}
+		return nil, nil
 	}
 	st.Tasks = tasks
 	if err := c.take(ctx, owner, heartbeat, false); err != nil {
@@ -238,10 +241,12 @@ func (c *DynamoCheckpoint) Start(ctx context.Context, st *State) error {
 	item["heartbeat"] = nv(c.now().UnixMilli())
 	item["expiresAt"] = c.expires()
 	_, err = c.api.PutItem(ctx, &dynamodb.PutItemInput{
-		TableName:                 &c.table,
-		Item:                      item,
-		ConditionExpression:       aws.String("attribute_not_exists(pk) OR heartbeat < :stale"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{":stale": nv(c.now().Add(-LeaseTTL).UnixMilli())},
+		TableName: &c.table,
+		Item:      item,
+		// Its own lease too: a giveUp that failed leaves it fresh.
+		ConditionExpression:       aws.String("attribute_not_exists(pk) OR heartbeat < :stale OR #o = :me"),
+		ExpressionAttributeNames:  map[string]string{"#o": "owner"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":stale": nv(c.now().Add(-LeaseTTL).UnixMilli()), ":me": sv(c.owner)},
 	})
 	if awsapi.IsPreconditionFailed(err) {
 		return fmt.Errorf("%w (checkpoint %s in %s)", ErrBusy, c.pk, c.table)
@@ -371,13 +376,11 @@ func (c *DynamoCheckpoint) Clear(ctx context.Context) error {
 		keys = append(keys, c.key(str(item["sk"])))
 		return nil
 	})
-	if err == nil {
-		err = c.remove(ctx, keys)
+	if err != nil {
+		_ = c.giveUp(ctx)
+		return err
 	}
-	// The next run finishes a removal cut short, and replaces the run's
-	// item.
-	_ = c.giveUp(ctx)
-	return err
+	return c.removeLeased(ctx, keys)
 }
 
 // giveUp gives the lease up, even when ctx is what ran out.
@@ -398,35 +401,61 @@ func (c *DynamoCheckpoint) Completed(ctx context.Context, started time.Time) err
 	return nil
 }
 
-// remove deletes the task items among keys. The run's item stays, marked
-// complete, until the next run's Start replaces it: deleted, a removal
-// racing that Start could take the new run's item with it.
+// maxTransact is the most items one TransactWriteItems takes.
+const maxTransact = 100
+
+// remove deletes the task items among keys, each transaction checking
+// that this process still holds the lease: once another run took it over,
+// nothing more is deleted, as that run's items may be of the same
+// prefixes. The run's item stays, marked complete, until the next run's
+// Start replaces it: deleted, a removal racing that Start could take the
+// new run's item with it.
 func (c *DynamoCheckpoint) remove(ctx context.Context, keys []map[string]types.AttributeValue) error {
 	keys = slices.DeleteFunc(slices.Clone(keys), func(k map[string]types.AttributeValue) bool { return !strings.HasPrefix(str(k["sk"]), skTask) })
-	for len(keys) > 0 {
-		n := min(25, len(keys))
-		reqs := make([]types.WriteRequest, n)
-		for i, k := range keys[:n] {
-			reqs[i] = types.WriteRequest{DeleteRequest: &types.DeleteRequest{Key: k}}
+	for chunk := range slices.Chunk(keys, maxTransact-1) {
+		items := make([]types.TransactWriteItem, 0, len(chunk)+1)
+		items = append(items, types.TransactWriteItem{ConditionCheck: &types.ConditionCheck{TableName: &c.table, Key: c.key(skRun),
+			ConditionExpression: aws.String("#o = :me"), ExpressionAttributeNames: map[string]string{"#o": "owner"},
+			ExpressionAttributeValues: map[string]types.AttributeValue{":me": sv(c.owner)}}})
+		for _, k := range chunk {
+			items = append(items, types.TransactWriteItem{Delete: &types.Delete{TableName: &c.table, Key: k}})
 		}
-		keys = keys[n:]
-		for attempt := 0; len(reqs) > 0; attempt++ {
-			out, err := c.api.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: map[string][]types.WriteRequest{c.table: reqs}})
-			if err != nil {
-				return fmt.Errorf("removing checkpoint %s in %s: %w", c.pk, c.table, err)
+		for attempt := 0; ; attempt++ {
+			_, err := c.api.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: items})
+			if err == nil {
+				break
 			}
-			reqs = out.UnprocessedItems[c.table]
-			if len(reqs) > 0 {
-				if attempt >= 8 {
-					return fmt.Errorf("removing checkpoint %s in %s: %d items still unprocessed", c.pk, c.table, len(reqs))
+			var canceled *types.TransactionCanceledException
+			if errors.As(err, &canceled) {
+				if r := canceled.CancellationReasons; len(r) > 0 && aws.ToString(r[0].Code) == "ConditionalCheckFailed" {
+					return fmt.Errorf("%w (checkpoint %s in %s)", ErrLeaseLost, c.pk, c.table)
 				}
-				if err := sleep(ctx, backoff(attempt)); err != nil {
-					return err
+				// A conflict, as with the lease's own renewal: again.
+				if attempt < 8 {
+					if err := sleep(ctx, backoff(attempt)); err != nil {
+						return err
+					}
+					continue
 				}
 			}
+			return fmt.Errorf("removing checkpoint %s in %s: %w", c.pk, c.table, err)
 		}
 	}
 	return nil
+}
+
+// removeLeased removes the task items among keys, renewing the lease
+// meanwhile (thousands of items can take longer than LeaseTTL), and gives
+// the lease up after, even when ctx ran out: the next run finishes a
+// removal cut short.
+func (c *DynamoCheckpoint) removeLeased(ctx context.Context, keys []map[string]types.AttributeValue) error {
+	c.renew()
+	err := c.remove(ctx, keys)
+	c.stop()
+	if gerr := c.giveUp(ctx); err == nil && errors.Is(gerr, ErrLeaseLost) {
+		err = gerr
+	}
+	return err
 }
 
 // backoff is the wait before retry attempt+1: 100 ms doubling to 5 s.
