@@ -603,6 +603,46 @@ func (c deniedGet) GetObject(ctx context.Context, in *s3.GetObjectInput, optFns 
 	return c.S3API.GetObject(ctx, in, optFns...)
 }
 
+// TestUnreadableObjectsFailOnlyThemselves: however many objects of an
+// archive cannot be read (a KMS key the worker may not use, an archived
+// storage class), the readable ones are staged.
+func TestUnreadableObjectsFailOnlyThemselves(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(c *config.Config) {
+		c.Rules[0].Batch.MaxAge = config.Duration(10 * time.Second)
+		c.Rules[0].Batch.Idle = c.Rules[0].Batch.MaxAge
+	})
+	f.worker = deniedGet{f.worker}
+	rng := rand.New(rand.NewPCG(8, 8))
+	var objs, good []object
+	for i := range 7 {
+		o := object{key: fmt.Sprintf("data/mixed/%d", i), data: dataset.Text(rng, 1<<20)}
+		if i%2 == 0 {
+			o.key += "-denied"
+		} else {
+			good = append(good, o)
+		}
+		objs = append(objs, o)
+	}
+	f.put(t, objs)
+	f.waitDepth(t, f.sourceQueue(), len(objs), time.Minute)
+	log, logs := observed(t)
+	r := f.start(t, log)
+	got := f.waitStaged(t, len(good), time.Minute)
+	for _, o := range good {
+		if s, ok := got[o.key]; !ok || s.sum != digest(o.data) {
+			t.Errorf("%s not archived intact", o.key)
+		}
+	}
+	for _, e := range logs.FilterMessage(logNotStaged).All() {
+		t.Errorf("an archive of readable objects failed: %v", e.ContextMap()["error"])
+	}
+	if keys := loggedKeys(logs, logRebuilt); len(keys) < 4 {
+		t.Errorf("archives rebuilt without %q, want the four unreadable objects", keys)
+	}
+	r.stop()
+}
+
 // An object whose GET fails once its archive has begun (1 MiB objects are
 // read while the archive is written, not when the batch is planned) fails
 // alone: its archive is rebuilt without it, and every archive after it is

@@ -56,7 +56,7 @@ func split(entries []entry) [][]entry {
 // packPart stages one archive of entries, retrying without an object that
 // fails mid-stream, and settles their items.
 func (w *Worker) packPart(ctx context.Context, rule *config.Rule, entries []entry, closed time.Time, log *zap.Logger) {
-	for attempt := 1; len(entries) > 0; attempt++ {
+	for len(entries) > 0 {
 		id, err := w.stage(ctx, rule, entries, closed)
 		if err == nil {
 			for _, e := range entries {
@@ -71,11 +71,13 @@ func (w *Worker) packPart(ctx context.Context, rule *config.Rule, entries []entr
 		}
 		w.Metrics.Archives.WithLabelValues(rule.ID, "failed").Inc()
 		var oe *objectError
-		if errors.As(err, &oe) && attempt < 3 && ctx.Err() == nil {
+		if errors.As(err, &oe) && ctx.Err() == nil {
 			// One object failed mid-stream: retry the archive without it and
-			// let its message come back through the queue. (Not when the
-			// drain time ended: the object is not at fault, and a rebuild
-			// could not stage either.)
+			// let its message come back through the queue. Each rebuild
+			// drops one, so they end; a fixed cap would fail the readable
+			// objects with the third unreadable one. (Not when the drain
+			// time ended: the object is not at fault, and a rebuild could
+			// not stage either.)
 			bad := entries[oe.index]
 			log.Warn("object failed while archiving; rebuilding the archive without it", zap.String("archive", id),
 				zap.String("bucket", bad.obj.Bucket), zap.String("key", bad.obj.Key), zap.Error(err))
