@@ -56,6 +56,22 @@ func valid() *Manifest {
 	}
 }
 
+// TestValidateObject: an object is checked alone before it has a member
+// name; what Validate would find in it is found, naming its key.
+func TestValidateObject(t *testing.T) {
+	for i, o := range valid().Objects {
+		o.Member = ""
+		if err := o.ValidateObject(); err != nil {
+			t.Errorf("objects[%d]: %v", i, err)
+		}
+	}
+	o := valid().Objects[0]
+	o.Metadata = map[string]string{"title": strings.Repeat("x", 2100)}
+	if err := o.ValidateObject(); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), `key "logs/app.log": metadata is`) {
+		t.Errorf("too much metadata: %v", err)
+	}
+}
+
 func encode(t *testing.T, m *Manifest) []byte {
 	t.Helper()
 	var buf bytes.Buffer

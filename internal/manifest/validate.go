@@ -63,6 +63,20 @@ func (m *Manifest) Validate() error {
 	return p.err()
 }
 
+// ValidateObject checks the invariants of o alone, as Validate would in a
+// manifest, but for its member name, which the archive writer gives it
+// later: a writer checks each object before it joins an archive, so that
+// one bad object fails alone, not every archive it is put in.
+func (o *Object) ValidateObject() error {
+	p := &problems{}
+	c := *o
+	if !c.Delete {
+		c.Member = memberRoot + "0" // any valid name: the writer's is checked with the manifest
+	}
+	c.validate(func(format string, args ...any) { p.addf("key %s: %s", quote(o.Key), fmt.Sprintf(format, args...)) })
+	return p.err()
+}
+
 func checkArchiveID(id string) error {
 	switch {
 	case id == "":

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/md5"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -601,6 +602,68 @@ func (c deniedGet) GetObject(ctx context.Context, in *s3.GetObjectInput, optFns 
 		return nil, fmt.Errorf("GetObject %s: AccessDenied (injected)", aws.ToString(in.Key))
 	}
 	return c.S3API.GetObject(ctx, in, optFns...)
+}
+
+// misdescribed answers HEAD for keys holding "intl" with user metadata as
+// S3 returns non-ASCII values, RFC 2047-encoded: longer than the 2 KB the
+// manifest allows, which no target could write; and for keys holding
+// "badsum" with a SHA-256 the bytes do not have.
+type misdescribed struct{ source.S3API }
+
+func (c misdescribed) HeadObject(ctx context.Context, in *s3.HeadObjectInput, optFns ...func(*s3.Options)) (*s3.HeadObjectOutput, error) {
+	out, err := c.S3API.HeadObject(ctx, in, optFns...)
+	switch key := aws.ToString(in.Key); {
+	case err != nil:
+	case strings.Contains(key, "intl"):
+		out.Metadata = map[string]string{"title": "=?UTF-8?B?" + strings.Repeat("5pel5pys", 300) + "?="}
+	case strings.Contains(key, "badsum"):
+		sum := sha256.Sum256([]byte("other bytes"))
+		out.ChecksumSHA256 = aws.String(base64.StdEncoding.EncodeToString(sum[:]))
+		out.ChecksumType = "FULL_OBJECT"
+	}
+	return out, err
+}
+
+// TestInvalidObjectFailsAlone: an object whose description no manifest
+// may hold fails alone, named in the log, and so does one whose bytes are
+// not what S3 described; the objects batched with them are staged.
+func TestInvalidObjectFailsAlone(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(c *config.Config) {
+		c.Rules[0].Batch.MaxAge = config.Duration(10 * time.Second)
+		c.Rules[0].Batch.Idle = c.Rules[0].Batch.MaxAge
+	})
+	f.worker = misdescribed{f.worker}
+	rng := rand.New(rand.NewPCG(9, 9))
+	objs := []object{{key: "data/intl/title", data: dataset.Text(rng, 1<<20)}, {key: "data/badsum", data: dataset.Text(rng, 1<<20)}}
+	for i := range 4 {
+		objs = append(objs, object{key: fmt.Sprintf("data/plain/%d", i), data: dataset.Text(rng, 1<<20)})
+	}
+	f.put(t, objs)
+	f.waitDepth(t, f.sourceQueue(), len(objs), time.Minute)
+	log, logs := observed(t)
+	r := f.start(t, log)
+	got := f.waitStaged(t, len(objs)-2, time.Minute)
+	for _, o := range objs[2:] {
+		if s, ok := got[o.key]; !ok || s.sum != digest(o.data) {
+			t.Errorf("%s not archived intact", o.key)
+		}
+	}
+	for _, o := range objs[:2] {
+		if _, ok := got[o.key]; ok {
+			t.Errorf("%s archived", o.key)
+		}
+	}
+	for _, e := range logs.FilterMessage(logNotStaged).All() {
+		t.Errorf("an archive failed: %v", e.ContextMap()["error"])
+	}
+	if keys := loggedKeys(logs, "object not archived"); len(keys) == 0 || keys[0] != objs[0].key {
+		t.Errorf("objects not archived %q, want %s", keys, objs[0].key)
+	}
+	if keys := loggedKeys(logs, logRebuilt); len(keys) == 0 || keys[0] != objs[1].key {
+		t.Errorf("archives rebuilt without %q, want %s", keys, objs[1].key)
+	}
+	r.stop()
 }
 
 // TestUnreadableObjectsFailOnlyThemselves: however many objects of an

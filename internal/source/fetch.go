@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/bits"
@@ -260,6 +261,15 @@ func (w *Worker) writeHeld(aw *archive.Writer, i int, data []byte, setLevel func
 	}
 	_, err := aw.WriteObject(i, bytes.NewReader(data))
 	w.runtime.Progress()
+	return objectsOwn(i, err)
+}
+
+// objectsOwn makes an error the writer found in object i's bytes (not the
+// size, or not the SHA-256, S3 described) that object's alone.
+func objectsOwn(i int, err error) error {
+	if errors.Is(err, archive.ErrSize) || errors.Is(err, archive.ErrChecksum) {
+		return &objectError{i, err}
+	}
 	return err
 }
 
@@ -285,7 +295,7 @@ func (w *Worker) streamObject(ctx context.Context, aw *archive.Writer, i int, o 
 		if track.err != nil {
 			return &objectError{i, fmt.Errorf("reading %s/%s: %w", o.Bucket, o.Key, track.err)}
 		}
-		return err
+		return objectsOwn(i, err)
 	}
 	return nil
 }

@@ -110,6 +110,8 @@ func errorKind(err error) string {
 	switch {
 	case errors.Is(err, ErrUnroutable):
 		return "unroutable"
+	case errors.Is(err, manifest.ErrInvalid):
+		return "invalid_object"
 	case awsapi.IsAccessDenied(err):
 		return "access_denied"
 	case awsapi.IsNotFound(err):

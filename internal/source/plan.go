@@ -114,6 +114,15 @@ func (w *Worker) plan(ctx context.Context, rule *config.Rule, items []Item, held
 			w.Metrics.Objects.WithLabelValues(rule.ID, "skipped").Add(float64(len(e.items)))
 			settle(e.items, nil)
 		default:
+			// Checked alone: in the manifest, one object S3 gave
+			// metadata no target could write would fail the archive,
+			// and every object batched with it, again and again.
+			if err := e.obj.ValidateObject(); err != nil {
+				log.Warn("object not archived", zap.String("bucket", e.obj.Bucket), zap.String("key", e.obj.Key), zap.Error(err))
+				w.Metrics.Errors.WithLabelValues(errorKind(err)).Inc()
+				w.fail(rule, e.items, err)
+				continue
+			}
 			entries = append(entries, *e)
 		}
 	}
