@@ -1,6 +1,7 @@
 package source_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/md5"
 	"crypto/sha256"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"go.uber.org/zap/zaptest/observer"
 
@@ -442,6 +444,40 @@ func TestStopMidBatchAcknowledgesOnlyStaged(t *testing.T) {
 	t.Logf("after stop: %d objects staged, %d messages back on the queue", len(got), len(remaining))
 }
 
+// TestVersionBeforeADeletedOneIsStaged: in a versioned bucket, when the
+// newest version a batch announces was deleted by its id since, the key
+// reads as the version before it, and that is what is staged.
+func TestVersionBeforeADeletedOneIsStaged(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(c *config.Config) {
+		c.Rules[0].Batch.MaxAge = config.Duration(3 * time.Second)
+		c.Rules[0].Batch.Idle = c.Rules[0].Batch.MaxAge
+	})
+	ctx := context.Background()
+	if _, err := f.s3.PutBucketVersioning(ctx, &s3.PutBucketVersioningInput{Bucket: &f.rule.SourceBucket,
+		VersioningConfiguration: &s3types.VersioningConfiguration{Status: s3types.BucketVersioningStatusEnabled}}); err != nil {
+		t.Fatal(err)
+	}
+	key := "data/undone.txt"
+	v1, v2 := []byte("version 1"), []byte("version 2, undone")
+	f.put(t, []object{{key: key, data: v1}})
+	out, err := f.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: &f.rule.SourceBucket, Key: &key, Body: bytes.NewReader(v2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.s3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &f.rule.SourceBucket, Key: &key, VersionId: out.VersionId}); err != nil {
+		t.Fatal(err)
+	}
+	f.waitDepth(t, f.sourceQueue(), 3, time.Minute) // the two writes and the version delete
+	log, _ := observed(t)
+	r := f.start(t, log)
+	got := f.waitStaged(t, 1, time.Minute)
+	if s, ok := got[key]; !ok || s.sum != digest(v1) {
+		t.Errorf("%s: staged %+v, want version 1", key, s)
+	}
+	r.stop()
+}
+
 // An object overwritten between its event and the worker's HEAD (unversioned
 // bucket: the ETag differs) is skipped for that event; the newer write's own
 // event stages the newest bytes, once.
@@ -619,7 +655,7 @@ func (c misdescribed) HeadObject(ctx context.Context, in *s3.HeadObjectInput, op
 	case strings.Contains(key, "badsum"):
 		sum := sha256.Sum256([]byte("other bytes"))
 		out.ChecksumSHA256 = aws.String(base64.StdEncoding.EncodeToString(sum[:]))
-		out.ChecksumType = "FULL_OBJECT"
+		out.ChecksumType = s3types.ChecksumTypeFullObject
 	}
 	return out, err
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -96,6 +97,18 @@ func (w *Worker) plan(ctx context.Context, rule *config.Rule, items []Item, held
 		}
 		g.Go(func() error {
 			keep, err := w.describe(gctx, e, ref, into)
+			// A version deleted by its id since its event leaves the key
+			// reading as the version before it, which no later event
+			// announces: if that one's event is in the batch, it is
+			// archived instead.
+			for _, older := range olderVersions(e.items, ref) {
+				if keep || err != nil {
+					break
+				}
+				if e.obj, err = baseObject(rule, older); err == nil {
+					keep, err = w.describe(gctx, e, older, nil)
+				}
+			}
 			results[i] = outcome{keep, err}
 			return nil
 		})
@@ -127,6 +140,23 @@ func (w *Worker) plan(ctx context.Context, rule *config.Rule, items []Item, held
 		}
 	}
 	return entries
+}
+
+// olderVersions are the versions items announce created before ref's, the
+// newest first; none when ref names no version.
+func olderVersions(items []Item, ref events.ObjectRef) []events.ObjectRef {
+	if ref.VersionID == "" {
+		return nil
+	}
+	var refs []events.ObjectRef
+	for _, it := range items {
+		r := it.Ref
+		if r.VersionID != "" && r.VersionID != ref.VersionID && !r.Removed() && events.CompareSequencer(r.Sequencer, ref.Sequencer) < 0 {
+			refs = append(refs, r)
+		}
+	}
+	slices.SortFunc(refs, func(a, b events.ObjectRef) int { return events.CompareSequencer(b.Sequencer, a.Sequencer) })
+	return refs
 }
 
 // baseObject is the manifest entry of ref as its event describes it, with
