@@ -6,11 +6,13 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/xrc-dev/xrc/internal/events"
 	"github.com/xrc-dev/xrc/internal/manifest"
+	"github.com/xrc-dev/xrc/internal/tombstone"
 )
 
 // Provenance metadata (x-amz-meta-*) written on every destination object.
@@ -20,6 +22,7 @@ const (
 	MetaSequencer = "xrc-seq"     // source event sequencer
 	MetaVersion   = "xrc-version" // source version id
 	MetaModified  = "xrc-mtime"   // source last-modified, Unix milliseconds
+	MetaSeen      = "xrc-seen"    // when the source found it current, Unix milliseconds (manifest.Object.Seen)
 	MetaArchive   = "xrc-archive" // archive that carried it
 	MetaSHA256    = "xrc-sha256"  // hex SHA-256 of the bytes
 )
@@ -48,11 +51,13 @@ type provenance struct {
 	sequencer string
 	version   string
 	modified  int64 // Unix milliseconds
+	seen      int64 // Unix milliseconds; 0: unknown
 }
 
 func readProvenance(md map[string]string) provenance {
 	p := provenance{sequencer: md[MetaSequencer], version: md[MetaVersion]}
 	p.modified, _ = strconv.ParseInt(md[MetaModified], 10, 64)
+	p.seen, _ = strconv.ParseInt(md[MetaSeen], 10, 64)
 	p.ok = md[MetaArchive] != ""
 	return p
 }
@@ -89,12 +94,23 @@ func (p provenance) holds(o *manifest.Object) bool {
 }
 
 // newerThanDelete reports whether the destination holds a write that
-// happened after the delete d (whose LastModified is the delete's time).
+// happened after the delete d (whose LastModified is the delete's time),
+// as tombstone.Covers orders them.
 func (p provenance) newerThanDelete(d *manifest.Object) bool {
 	if p.sequencer != "" && d.Sequencer != "" {
 		return events.CompareSequencer(p.sequencer, d.Sequencer) > 0
 	}
+	if p.seen > 0 && tombstone.ReadAfter(time.UnixMilli(p.seen), d.LastModified) {
+		return true
+	}
 	return p.modified > d.LastModified.UnixMilli()
+}
+
+func seenMilli(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return strconv.FormatInt(t.UnixMilli(), 10)
 }
 
 // metadata is the source's user metadata (keys under xrc- renamed) plus xrc
@@ -114,6 +130,7 @@ func (w *Worker) metadata(m *manifest.Manifest, o *manifest.Object, sum []byte) 
 		{MetaArchive, m.ArchiveID},
 		{MetaSequencer, o.Sequencer},
 		{MetaModified, strconv.FormatInt(o.LastModified.UnixMilli(), 10)},
+		{MetaSeen, seenMilli(o.Seen)},
 		{MetaVersion, o.VersionID},
 		{MetaSHA256, hex.EncodeToString(sum)},
 	}

@@ -284,6 +284,47 @@ func TestDeletesAndOrdering(t *testing.T) {
 	}
 }
 
+// TestWriteSeenAfterADelete: a write no sequencer orders (a backfill's),
+// made within the second after a delete, has a Last-Modified (whole
+// seconds) before the delete's time. The source found it current after the
+// delete (Seen), so it is written, and the delete, replayed, leaves it;
+// without Seen, a tie goes to the delete.
+func TestWriteSeenAfterADelete(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t, func(c *config.Config) { c.Rules[0].Deletes = true })
+	dst := p.cfg.Rules[0].Destinations[0].Bucket
+	reg, _ := p.startTarget(t)
+	at := time.Now().UTC().Truncate(time.Second).Add(-time.Minute + 200*time.Millisecond)
+	for i, seen := range []time.Time{at.Add(5 * time.Second).Truncate(time.Second), {}} {
+		k := fmt.Sprintf("data/seen/%d.txt", i)
+		del := p.deleteArchive(fmt.Sprintf("delete-%d", i), k, seqAt(1))
+		del.Objects[0].LastModified = at
+		p.deliver(t, fmt.Sprintf("r1/delete-%d.tar.zst", i), del, nil)
+		m, objs := p.objectArchive(fmt.Sprintf("backfill-%d", i), k, "", []byte("made again"))
+		m.Objects[0].LastModified = at.Truncate(time.Second) // made at at+500ms
+		m.Objects[0].Seen = seen
+		p.deliver(t, fmt.Sprintf("r1/backfill-%d.tar.zst", i), m, objs)
+		if seen.IsZero() {
+			if p.exists(t, dst, k) {
+				t.Error("a write not seen after the delete, in its second, was written")
+			}
+			continue
+		}
+		if !p.exists(t, dst, k) {
+			t.Fatal("a write seen after the delete was skipped")
+		}
+		again := p.deleteArchive(fmt.Sprintf("delete-%d-again", i), k, seqAt(1))
+		again.Objects[0].LastModified = at
+		p.deliver(t, fmt.Sprintf("r1/delete-%d-again.tar.zst", i), again, nil)
+		if !p.exists(t, dst, k) {
+			t.Error("a replayed delete removed a write seen after it")
+		}
+	}
+	if n := metric(t, reg, "xrc_target_objects_total", "result", "skipped_deleted"); n != 1 {
+		t.Errorf("skipped_deleted = %v, want 1", n)
+	}
+}
+
 // TestStagingArchiveMissing: an event for an archive that is not in
 // staging (lifecycle expiry, deleted by hand) and was never delivered is a
 // counted failure that ends in the DLQ; the event of an archive delivered

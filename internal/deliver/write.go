@@ -76,7 +76,7 @@ func (w *Worker) deletedSince(ctx context.Context, wr *write, o *manifest.Object
 	if err != nil {
 		return false, err
 	}
-	return ok && t.Covers(o.Sequencer, o.LastModified), nil
+	return ok && t.Covers(o.Sequencer, o.LastModified, o.Seen), nil
 }
 
 // state reads the destination key: its ETag (empty if absent) and provenance.

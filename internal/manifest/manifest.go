@@ -53,14 +53,19 @@ type Manifest struct {
 
 // Object is one S3 object version (or delete marker) carried by an archive.
 type Object struct {
-	Member             string            `json:"member,omitempty"` // tar member path; empty iff Delete
-	Bucket             string            `json:"bucket"`
-	Key                string            `json:"key"`
-	VersionID          string            `json:"versionId,omitempty"`
-	Sequencer          string            `json:"sequencer,omitempty"`
-	Size               int64             `json:"size"`
-	ETag               string            `json:"etag,omitempty"`
-	LastModified       time.Time         `json:"lastModified"`
+	Member       string    `json:"member,omitempty"` // tar member path; empty iff Delete
+	Bucket       string    `json:"bucket"`
+	Key          string    `json:"key"`
+	VersionID    string    `json:"versionId,omitempty"`
+	Sequencer    string    `json:"sequencer,omitempty"`
+	Size         int64     `json:"size"`
+	ETag         string    `json:"etag,omitempty"`
+	LastModified time.Time `json:"lastModified"`
+	// Seen, for an object no sequencer orders (a backfill's event), is
+	// when the source found it the key's current object: the Date of the
+	// response that described it, in whole seconds. A delete before then
+	// cannot have removed it.
+	Seen               time.Time         `json:"seen,omitzero"`
 	StorageClass       string            `json:"storageClass,omitempty"`
 	ContentType        string            `json:"contentType,omitempty"`
 	ContentEncoding    string            `json:"contentEncoding,omitempty"`

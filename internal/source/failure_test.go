@@ -444,6 +444,38 @@ func TestStopMidBatchAcknowledgesOnlyStaged(t *testing.T) {
 	t.Logf("after stop: %d objects staged, %d messages back on the queue", len(got), len(remaining))
 }
 
+// TestUnorderedEventIsSeen: an object whose event has no sequencer (a
+// backfill's) is staged with the time the source found it current, what
+// a target orders it against a delete by; one S3 announced is not.
+func TestUnorderedEventIsSeen(t *testing.T) {
+	t.Parallel()
+	f := setup(t, nil)
+	ctx := context.Background()
+	if err := f.env.UnrouteEvents(ctx, f.rule.SourceBucket); err != nil {
+		t.Fatal(err)
+	}
+	key := "data/backfilled.txt"
+	out, err := f.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: &f.rule.SourceBucket, Key: &key, Body: strings.NewReader("found by a listing")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := time.Now().Add(-time.Second)
+	body, err := events.Encode("xrc-backfill", events.ObjectRef{EventName: "ObjectCreated:Put", Bucket: f.rule.SourceBucket, Key: key,
+		Size: 18, ETag: strings.Trim(aws.ToString(out.ETag), `"`), EventTime: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.send(t, string(body))
+	log, _ := observed(t)
+	r := f.start(t, log)
+	got := f.waitStaged(t, 1, time.Minute)
+	r.stop()
+	o := got[key].obj
+	if o.Seen.Before(before) || o.Seen.After(time.Now()) || o.Sequencer != "" {
+		t.Errorf("staged %s seen at %s (sequencer %q), want the time it was read", key, o.Seen, o.Sequencer)
+	}
+}
+
 // TestVersionBeforeADeletedOneIsStaged: in a versioned bucket, when the
 // newest version a batch announces was deleted by its id since, the key
 // reads as the version before it, and that is what is staged.

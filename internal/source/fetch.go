@@ -130,7 +130,7 @@ func headOf(g *s3.GetObjectOutput) *s3.HeadObjectOutput {
 		ContentLength: g.ContentLength, StorageClass: g.StorageClass, TagCount: g.TagCount, Metadata: g.Metadata,
 		ContentType: g.ContentType, ContentEncoding: g.ContentEncoding, ContentDisposition: g.ContentDisposition,
 		ContentLanguage: g.ContentLanguage, CacheControl: g.CacheControl, ExpiresString: g.ExpiresString,
-		ChecksumType: g.ChecksumType, ChecksumSHA256: g.ChecksumSHA256,
+		ChecksumType: g.ChecksumType, ChecksumSHA256: g.ChecksumSHA256, ResultMetadata: g.ResultMetadata,
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"go.uber.org/zap"
@@ -229,6 +230,13 @@ func (w *Worker) describe(ctx context.Context, e *entry, ref events.ObjectRef, i
 	}
 	if head.LastModified != nil {
 		o.LastModified = head.LastModified.UTC()
+	}
+	if ref.Sequencer == "" && ref.VersionID == "" {
+		// Read as the key's current object: a delete older than this
+		// read did not remove it (tombstone.Covers).
+		if t, ok := awsmiddleware.GetServerTime(head.ResultMetadata); ok {
+			o.Seen = t.UTC()
+		}
 	}
 	o.StorageClass = string(head.StorageClass)
 	if o.StorageClass == "" {

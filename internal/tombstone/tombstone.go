@@ -45,13 +45,30 @@ type Tombstone struct {
 
 // Covers reports whether a source write with sequencer seq and
 // last-modified time mod happened before the delete, and so must not land.
-// Sequencers order the writes of one key; without both, times do, and a
-// tie goes to the delete.
-func (t Tombstone) Covers(seq string, mod time.Time) bool {
+// Sequencers order the writes of one key. Without both, a write the source
+// found current (seen, manifest.Object.Seen) after the delete is not
+// covered; else times order them, and a tie goes to the delete. Times
+// alone mislead: S3's Last-Modified has whole seconds, so a write made
+// within the second after a delete looks older than it.
+func (t Tombstone) Covers(seq string, mod, seen time.Time) bool {
 	if t.Sequencer != "" && seq != "" {
 		return events.CompareSequencer(seq, t.Sequencer) < 0
 	}
+	if ReadAfter(seen, t.At) {
+		return false
+	}
 	return !mod.After(t.At)
+}
+
+// readMargin is how long after an event a read must be dated to have
+// certainly come after it: the Date header has whole seconds, and S3's
+// hosts' clocks are not one.
+const readMargin = time.Second
+
+// ReadAfter reports whether a read dated seen (zero: unknown) certainly
+// came after an event at at.
+func ReadAfter(seen, at time.Time) bool {
+	return !seen.IsZero() && at.Before(seen.Add(-readMargin))
 }
 
 // Store reads and writes tombstones in table.
