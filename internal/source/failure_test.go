@@ -14,6 +14,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -442,6 +443,52 @@ func TestStopMidBatchAcknowledgesOnlyStaged(t *testing.T) {
 		t.Errorf("%d staged + %d still queued (%d both), want %d in all", len(got), len(remaining), both, len(objs))
 	}
 	t.Logf("after stop: %d objects staged, %d messages back on the queue", len(got), len(remaining))
+}
+
+// overwriteBeforeTags writes the key again (other bytes, other tags) just
+// before its tags are first read.
+type overwriteBeforeTags struct {
+	source.S3API
+	s3   *s3.Client
+	once sync.Once
+}
+
+func (c *overwriteBeforeTags) GetObjectTagging(ctx context.Context, in *s3.GetObjectTaggingInput, optFns ...func(*s3.Options)) (*s3.GetObjectTaggingOutput, error) {
+	var err error
+	c.once.Do(func() {
+		_, err = c.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: in.Bucket, Key: in.Key, Body: strings.NewReader("second write"), Tagging: aws.String("owner=second")})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c.S3API.GetObjectTagging(ctx, in, optFns...)
+}
+
+// TestTagsOfTheSameWrite: an object overwritten between the GET of its
+// bytes and the read of its tags is not staged with one write's bytes and
+// the other's tags; the newer write's own event stages it whole.
+func TestTagsOfTheSameWrite(t *testing.T) {
+	t.Parallel()
+	f := setup(t, nil)
+	f.worker = &overwriteBeforeTags{S3API: f.worker, s3: f.s3}
+	key := "data/tagged.txt"
+	f.put(t, []object{{key: key, data: []byte("first write"), tags: map[string]string{"owner": "first"}}})
+	f.waitDepth(t, f.sourceQueue(), 1, time.Minute)
+	log, _ := observed(t)
+	r := f.start(t, log)
+	f.waitStaged(t, 1, time.Minute) // by the second write's own event
+	r.stop()
+	for _, s := range f.readArchives(t) {
+		if s.obj.Key != key {
+			continue
+		}
+		if first := s.sum == digest([]byte("first write")); first != (s.obj.Tags["owner"] == "first") {
+			t.Errorf("staged the %s write's bytes with tags %v", map[bool]string{true: "first", false: "second"}[first], s.obj.Tags)
+		}
+	}
+	if s, ok := f.readStaging(t)[key]; !ok || s.sum != digest([]byte("second write")) {
+		t.Errorf("the second write not staged: %+v", s)
+	}
 }
 
 // TestUnorderedEventIsSeen: an object whose event has no sequencer (a

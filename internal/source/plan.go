@@ -265,8 +265,33 @@ func (w *Worker) describe(ctx context.Context, e *entry, ref events.ObjectRef, i
 		for _, t := range tags.TagSet {
 			o.Tags[aws.ToString(t.Key)] = aws.ToString(t.Value)
 		}
+		if into != nil && o.VersionID == "" {
+			// Bytes and metadata came from one GET, the tags from a call
+			// after it: on an unversioned key, a write in between would
+			// have given its own. (Read later, a large object's bytes are
+			// pinned by If-Match; a version id pins everything.)
+			if same, err := w.unchanged(ctx, ref, head); err != nil || !same {
+				if err == nil {
+					log.Info("object overwritten since its event; skipping (the newer write has its own event)")
+				}
+				return false, err
+			}
+		}
 	}
 	return true, nil
+}
+
+// unchanged reports whether the key still holds the write head described
+// (same ETag and Last-Modified).
+func (w *Worker) unchanged(ctx context.Context, ref events.ObjectRef, head *s3.HeadObjectOutput) (bool, error) {
+	again, err := w.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &ref.Bucket, Key: &ref.Key, IfMatch: head.ETag})
+	switch {
+	case awsapi.IsNotFound(err), awsapi.IsPreconditionFailed(err):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("head %s/%s: %w", ref.Bucket, ref.Key, err)
+	}
+	return aws.ToTime(again.LastModified).Equal(aws.ToTime(head.LastModified)), nil
 }
 
 // fullSHA256 is the object's SHA-256 in hex if S3 keeps one for the whole
