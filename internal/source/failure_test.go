@@ -744,33 +744,18 @@ func (c misdescribed) HeadObject(ctx context.Context, in *s3.HeadObjectInput, op
 // not what S3 described; the objects batched with them are staged.
 func TestInvalidObjectFailsAlone(t *testing.T) {
 	t.Parallel()
-	f := setup(t, func(c *config.Config) {
-		c.Rules[0].Batch.MaxAge = config.Duration(10 * time.Second)
-		c.Rules[0].Batch.Idle = c.Rules[0].Batch.MaxAge
-	})
+	f := setup(t, oneBatch)
 	f.worker = misdescribed{f.worker}
 	rng := rand.New(rand.NewPCG(9, 9))
 	objs := []object{{key: "data/intl/title", data: dataset.Text(rng, 1<<20)}, {key: "data/badsum", data: dataset.Text(rng, 1<<20)}}
 	for i := range 4 {
 		objs = append(objs, object{key: fmt.Sprintf("data/plain/%d", i), data: dataset.Text(rng, 1<<20)})
 	}
-	f.put(t, objs)
-	f.waitDepth(t, f.sourceQueue(), len(objs), time.Minute)
-	log, logs := observed(t)
-	r := f.start(t, log)
-	got := f.waitStaged(t, len(objs)-2, time.Minute)
-	for _, o := range objs[2:] {
-		if s, ok := got[o.key]; !ok || s.sum != digest(o.data) {
-			t.Errorf("%s not archived intact", o.key)
-		}
-	}
+	got, logs := f.packed(t, objs, objs[2:])
 	for _, o := range objs[:2] {
 		if _, ok := got[o.key]; ok {
 			t.Errorf("%s archived", o.key)
 		}
-	}
-	for _, e := range logs.FilterMessage(logNotStaged).All() {
-		t.Errorf("an archive failed: %v", e.ContextMap()["error"])
 	}
 	if keys := loggedKeys(logs, "object not archived"); len(keys) == 0 || keys[0] != objs[0].key {
 		t.Errorf("objects not archived %q, want %s", keys, objs[0].key)
@@ -778,7 +763,34 @@ func TestInvalidObjectFailsAlone(t *testing.T) {
 	if keys := loggedKeys(logs, logRebuilt); len(keys) == 0 || keys[0] != objs[1].key {
 		t.Errorf("archives rebuilt without %q, want %s", keys, objs[1].key)
 	}
+}
+
+// oneBatch makes the objects queued before a worker starts one batch.
+func oneBatch(c *config.Config) {
+	c.Rules[0].Batch.MaxAge = config.Duration(10 * time.Second)
+	c.Rules[0].Batch.Idle = c.Rules[0].Batch.MaxAge
+}
+
+// packed puts objs, runs a worker on them (one batch, with oneBatch) until
+// want are staged, and checks that these are intact and that no archive
+// failed as a whole. It returns what was staged and the worker's logs.
+func (f *fixture) packed(t *testing.T, objs, want []object) (map[string]staged, *observer.ObservedLogs) {
+	t.Helper()
+	f.put(t, objs)
+	f.waitDepth(t, f.sourceQueue(), len(objs), time.Minute)
+	log, logs := observed(t)
+	r := f.start(t, log)
+	got := f.waitStaged(t, len(want), time.Minute)
 	r.stop()
+	for _, o := range want {
+		if s, ok := got[o.key]; !ok || s.sum != digest(o.data) {
+			t.Errorf("%s not archived intact", o.key)
+		}
+	}
+	for _, e := range logs.FilterMessage(logNotStaged).All() {
+		t.Errorf("an archive failed as a whole: %v", e.ContextMap()["error"])
+	}
+	return got, logs
 }
 
 // TestUnreadableObjectsFailOnlyThemselves: however many objects of an
@@ -786,10 +798,7 @@ func TestInvalidObjectFailsAlone(t *testing.T) {
 // storage class), the readable ones are staged.
 func TestUnreadableObjectsFailOnlyThemselves(t *testing.T) {
 	t.Parallel()
-	f := setup(t, func(c *config.Config) {
-		c.Rules[0].Batch.MaxAge = config.Duration(10 * time.Second)
-		c.Rules[0].Batch.Idle = c.Rules[0].Batch.MaxAge
-	})
+	f := setup(t, oneBatch)
 	f.worker = deniedGet{f.worker}
 	rng := rand.New(rand.NewPCG(8, 8))
 	var objs, good []object
@@ -802,23 +811,10 @@ func TestUnreadableObjectsFailOnlyThemselves(t *testing.T) {
 		}
 		objs = append(objs, o)
 	}
-	f.put(t, objs)
-	f.waitDepth(t, f.sourceQueue(), len(objs), time.Minute)
-	log, logs := observed(t)
-	r := f.start(t, log)
-	got := f.waitStaged(t, len(good), time.Minute)
-	for _, o := range good {
-		if s, ok := got[o.key]; !ok || s.sum != digest(o.data) {
-			t.Errorf("%s not archived intact", o.key)
-		}
-	}
-	for _, e := range logs.FilterMessage(logNotStaged).All() {
-		t.Errorf("an archive of readable objects failed: %v", e.ContextMap()["error"])
-	}
+	_, logs := f.packed(t, objs, good)
 	if keys := loggedKeys(logs, logRebuilt); len(keys) < 4 {
 		t.Errorf("archives rebuilt without %q, want the four unreadable objects", keys)
 	}
-	r.stop()
 }
 
 // An object whose GET fails once its archive has begun (1 MiB objects are
