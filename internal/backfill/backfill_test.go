@@ -507,6 +507,23 @@ func TestDynamoCheckpointLease(t *testing.T) {
 	}
 }
 
+// finishedRun is a checkpoint of f's rule, on api, whose run has
+// finished n prefixes (data/p000/ on): what a Clear removes.
+func (f *fixture) finishedRun(t *testing.T, api backfill.DynamoAPI, n int) *backfill.DynamoCheckpoint {
+	t.Helper()
+	ctx := context.Background()
+	c := backfill.NewDynamoCheckpoint(api, f.cfg.TableName(), f.rule.ID, time.Now)
+	if err := c.Start(ctx, &backfill.State{Params: backfill.Params{Rule: f.rule.ID}, Started: time.Now(), Tasks: map[string]backfill.Progress{}}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if err := c.Save(ctx, fmt.Sprintf("data/p%03d/", i), backfill.Progress{After: "z", Done: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c
+}
+
 // flakyBatches fails TransactWriteItems once ok calls went through, as a
 // Clear cut short by its deadline or a throttled table would.
 type flakyBatches struct {
@@ -530,15 +547,7 @@ func TestClearCutShort(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
 	ctx := context.Background()
-	a := backfill.NewDynamoCheckpoint(&flakyBatches{DynamoAPI: f.ddb, ok: 1}, f.cfg.TableName(), f.rule.ID, time.Now)
-	if err := a.Start(ctx, &backfill.State{Params: backfill.Params{Rule: f.rule.ID}, Started: time.Now(), Tasks: map[string]backfill.Progress{}}); err != nil {
-		t.Fatal(err)
-	}
-	for i := range 150 {
-		if err := a.Save(ctx, fmt.Sprintf("data/p%03d/", i), backfill.Progress{After: "z", Done: true}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	a := f.finishedRun(t, &flakyBatches{DynamoAPI: f.ddb, ok: 1}, 150)
 	if err := a.Clear(ctx); err == nil {
 		t.Fatal("Clear succeeded although the table failed")
 	}
@@ -584,15 +593,7 @@ func TestNoRunStartsWhileAClearRemoves(t *testing.T) {
 	f := setup(t)
 	ctx := context.Background()
 	slow := &blockingBatches{DynamoAPI: f.ddb, blocked: make(chan struct{}), release: make(chan struct{})}
-	a := backfill.NewDynamoCheckpoint(slow, f.cfg.TableName(), f.rule.ID, time.Now)
-	if err := a.Start(ctx, &backfill.State{Params: backfill.Params{Rule: f.rule.ID}, Started: time.Now(), Tasks: map[string]backfill.Progress{}}); err != nil {
-		t.Fatal(err)
-	}
-	for i := range 150 {
-		if err := a.Save(ctx, fmt.Sprintf("data/p%03d/", i), backfill.Progress{After: "z", Done: true}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	a := f.finishedRun(t, slow, 150)
 	cleared := make(chan error, 1)
 	go func() { cleared <- a.Clear(ctx) }()
 	<-slow.blocked
@@ -634,15 +635,7 @@ func TestStrayItemsRemovedUnderTheLease(t *testing.T) {
 	newState := func() *backfill.State {
 		return &backfill.State{Params: backfill.Params{Rule: f.rule.ID}, Started: time.Now(), Tasks: map[string]backfill.Progress{}}
 	}
-	first := backfill.NewDynamoCheckpoint(&flakyBatches{DynamoAPI: f.ddb}, f.cfg.TableName(), f.rule.ID, time.Now)
-	if err := first.Start(ctx, newState()); err != nil {
-		t.Fatal(err)
-	}
-	for i := range 60 {
-		if err := first.Save(ctx, fmt.Sprintf("data/p%03d/", i), backfill.Progress{After: "z", Done: true}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	first := f.finishedRun(t, &flakyBatches{DynamoAPI: f.ddb}, 60)
 	if err := first.Clear(ctx); err == nil {
 		t.Fatal("Clear succeeded although the table failed")
 	}
@@ -679,15 +672,7 @@ func TestRemovalStopsOnceTheLeaseIsTaken(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
 	ctx := context.Background()
-	first := backfill.NewDynamoCheckpoint(&flakyBatches{DynamoAPI: f.ddb}, f.cfg.TableName(), f.rule.ID, time.Now)
-	if err := first.Start(ctx, &backfill.State{Params: backfill.Params{Rule: f.rule.ID}, Started: time.Now(), Tasks: map[string]backfill.Progress{}}); err != nil {
-		t.Fatal(err)
-	}
-	for i := range 150 {
-		if err := first.Save(ctx, fmt.Sprintf("data/p%03d/", i), backfill.Progress{After: "z", Done: true}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	first := f.finishedRun(t, &flakyBatches{DynamoAPI: f.ddb}, 150)
 	if err := first.Clear(ctx); err == nil {
 		t.Fatal("Clear succeeded although the table failed")
 	}
@@ -746,15 +731,7 @@ func TestClearOutOfTime(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
 	ctx := context.Background()
-	a := backfill.NewDynamoCheckpoint(&stallingBatches{DynamoAPI: f.ddb}, f.cfg.TableName(), f.rule.ID, time.Now)
-	if err := a.Start(ctx, &backfill.State{Params: backfill.Params{Rule: f.rule.ID}, Started: time.Now(), Tasks: map[string]backfill.Progress{}}); err != nil {
-		t.Fatal(err)
-	}
-	for i := range 150 {
-		if err := a.Save(ctx, fmt.Sprintf("data/p%03d/", i), backfill.Progress{After: "z", Done: true}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	a := f.finishedRun(t, &stallingBatches{DynamoAPI: f.ddb}, 150)
 	cctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
 	if err := a.Clear(cctx); err == nil {
