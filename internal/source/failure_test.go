@@ -491,6 +491,48 @@ func TestTagsOfTheSameWrite(t *testing.T) {
 	}
 }
 
+// TestNoVersionFromBehindADelete: when the newest version a batch
+// announces was deleted by its id since, and a delete came before it, the
+// key reads as deleted: that delete is staged, never the version from
+// before it.
+func TestNoVersionFromBehindADelete(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(c *config.Config) {
+		oneBatch(c)
+		c.Rules[0].Deletes = true
+	})
+	ctx := context.Background()
+	if _, err := f.s3.PutBucketVersioning(ctx, &s3.PutBucketVersioningInput{Bucket: &f.rule.SourceBucket,
+		VersioningConfiguration: &s3types.VersioningConfiguration{Status: s3types.BucketVersioningStatusEnabled}}); err != nil {
+		t.Fatal(err)
+	}
+	key := "data/deleted.txt"
+	f.put(t, []object{{key: key, data: []byte("version 1")}})
+	if _, err := f.s3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &f.rule.SourceBucket, Key: &key}); err != nil {
+		t.Fatal(err)
+	}
+	out, err := f.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: &f.rule.SourceBucket, Key: &key, Body: strings.NewReader("version 2, undone")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.s3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &f.rule.SourceBucket, Key: &key, VersionId: out.VersionId}); err != nil {
+		t.Fatal(err)
+	}
+	f.waitDepth(t, f.sourceQueue(), 4, time.Minute)
+	log, _ := observed(t)
+	r := f.start(t, log)
+	got := f.waitStaged(t, 1, time.Minute)
+	r.stop()
+	if s, ok := got[key]; !ok || !s.obj.Delete {
+		t.Errorf("%s: staged %+v, want its delete", key, s.obj)
+	}
+	for _, s := range f.readArchives(t) {
+		if s.obj.Key == key && !s.obj.Delete {
+			t.Errorf("a version from behind the delete was staged (version 1: %t)", s.sum == digest([]byte("version 1")))
+		}
+	}
+}
+
 // TestUnorderedEventIsSeen: an object whose event has no sequencer (a
 // backfill's) is staged with the time the source found it current, what
 // a target orders it against a delete by; one S3 announced is not.

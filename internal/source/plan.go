@@ -99,15 +99,23 @@ func (w *Worker) plan(ctx context.Context, rule *config.Rule, items []Item, held
 		g.Go(func() error {
 			keep, err := w.describe(gctx, e, ref, into)
 			// A version deleted by its id since its event leaves the key
-			// reading as the version before it, which no later event
+			// reading as what came before it, which no later event
 			// announces: if that one's event is in the batch, it is
-			// archived instead.
-			for _, older := range olderVersions(e.items, ref) {
+			// carried instead, a version or a delete, never a version
+			// from behind a delete.
+			for _, older := range olderRefs(e.items, ref) {
 				if keep || err != nil {
 					break
 				}
-				if e.obj, err = baseObject(rule, older); err == nil {
-					keep, err = w.describe(gctx, e, older, nil)
+				if e.obj, err = baseObject(rule, older); err != nil {
+					break
+				}
+				if older.Removed() {
+					e.obj.Delete, keep = true, true
+					break
+				}
+				if keep, err = w.describe(gctx, e, older, nil); keep && err == nil {
+					keep, err = w.current(gctx, older)
 				}
 			}
 			results[i] = outcome{keep, err}
@@ -143,16 +151,28 @@ func (w *Worker) plan(ctx context.Context, rule *config.Rule, items []Item, held
 	return entries
 }
 
-// olderVersions are the versions items announce created before ref's, the
-// newest first; none when ref names no version.
-func olderVersions(items []Item, ref events.ObjectRef) []events.ObjectRef {
+// current reports whether ref's version is what its key reads as now.
+func (w *Worker) current(ctx context.Context, ref events.ObjectRef) (bool, error) {
+	head, err := w.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &ref.Bucket, Key: &ref.Key})
+	switch {
+	case awsapi.IsNotFound(err):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("head %s/%s: %w", ref.Bucket, ref.Key, err)
+	}
+	return aws.ToString(head.VersionId) == ref.VersionID, nil
+}
+
+// olderRefs are the versions and deletes items announce before ref's
+// version, the newest first; none when ref names no version.
+func olderRefs(items []Item, ref events.ObjectRef) []events.ObjectRef {
 	if ref.VersionID == "" {
 		return nil
 	}
 	var refs []events.ObjectRef
 	for _, it := range items {
 		r := it.Ref
-		if r.VersionID != "" && r.VersionID != ref.VersionID && !r.Removed() && events.CompareSequencer(r.Sequencer, ref.Sequencer) < 0 {
+		if r.VersionID != "" && r.VersionID != ref.VersionID && events.CompareSequencer(r.Sequencer, ref.Sequencer) < 0 {
 			refs = append(refs, r)
 		}
 	}
