@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -40,6 +41,7 @@ const (
 	logOverwritten = "object overwritten since its event; skipping (the newer write has its own event)"
 	logNotStaged   = "archive not staged; its messages will be retried"
 	logRebuilt     = "object failed while archiving; rebuilding the archive without it"
+	logLeftOut     = "object cannot be read; left out of the archive"
 )
 
 // sourceQueue is the URL of the rule's event queue.
@@ -854,9 +856,49 @@ func TestUnreadableObjectsFailOnlyThemselves(t *testing.T) {
 		objs = append(objs, o)
 	}
 	_, logs := f.packed(t, objs, good)
-	if keys := loggedKeys(logs, logRebuilt); len(keys) < 4 {
+	if keys := append(loggedKeys(logs, logRebuilt), loggedKeys(logs, logLeftOut)...); len(keys) < 4 {
 		t.Errorf("archives rebuilt without %q, want the four unreadable objects", keys)
 	}
+}
+
+// TestManyUnreadableObjectsCostOneRebuild: once one object of an
+// archive fails, the others that cannot be read are found by their first
+// byte and left out together; rebuilding once for each would read the
+// archive again and again.
+func TestManyUnreadableObjectsCostOneRebuild(t *testing.T) {
+	t.Parallel()
+	f := setup(t, oneBatch)
+	gets := &countingGets{S3API: deniedGet{f.worker}}
+	f.worker = gets
+	rng := rand.New(rand.NewPCG(10, 10))
+	var objs, good []object
+	for i := range 20 {
+		o := object{key: fmt.Sprintf("data/many/%02d", i), data: dataset.Text(rng, 300<<10)}
+		if i%2 == 1 {
+			o.key += "-denied"
+		} else {
+			good = append(good, o)
+		}
+		objs = append(objs, o)
+	}
+	_, logs := f.packed(t, objs, good)
+	if n := gets.n.Load(); n > 3*int64(len(objs)) {
+		t.Errorf("%d GETs for %d objects, %d unreadable: want at most %d", n, len(objs), len(objs)-len(good), 3*len(objs))
+	}
+	if keys := loggedKeys(logs, logRebuilt); len(keys) != 1 {
+		t.Errorf("archives rebuilt without %q, want one rebuild", keys)
+	}
+}
+
+// countingGets counts GetObject calls.
+type countingGets struct {
+	source.S3API
+	n atomic.Int64
+}
+
+func (c *countingGets) GetObject(ctx context.Context, in *s3.GetObjectInput, optFns ...func(*s3.Options)) (*s3.GetObjectOutput, error) {
+	c.n.Add(1)
+	return c.S3API.GetObject(ctx, in, optFns...)
 }
 
 // An object whose GET fails once its archive has begun (1 MiB objects are

@@ -76,11 +76,32 @@ func (w *Worker) prefetch(ctx context.Context, m *manifest.Manifest, held [][]by
 // get opens the exact version HEAD described, so the bytes and the
 // manifest can never come from two different writes.
 func (w *Worker) get(ctx context.Context, o *manifest.Object) (io.ReadCloser, error) {
+	return w.open(ctx, o, "")
+}
+
+// probe reads o's first byte, as get would read it.
+func (w *Worker) probe(ctx context.Context, o *manifest.Object) error {
+	body, err := w.open(ctx, o, "bytes=0-0")
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(io.Discard, body)
+	body.Close()
+	if err != nil {
+		return fmt.Errorf("reading %s/%s: %w", o.Bucket, o.Key, err)
+	}
+	return nil
+}
+
+func (w *Worker) open(ctx context.Context, o *manifest.Object, byteRange string) (io.ReadCloser, error) {
 	in := &s3.GetObjectInput{Bucket: &o.Bucket, Key: &o.Key}
 	if o.VersionID != "" {
 		in.VersionId = &o.VersionID
 	} else {
 		in.IfMatch = aws.String(`"` + o.ETag + `"`)
+	}
+	if byteRange != "" {
+		in.Range = &byteRange
 	}
 	out, err := w.S3.GetObject(ctx, in)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/xrc-dev/xrc/internal/awsapi"
 	"github.com/xrc-dev/xrc/internal/config"
@@ -53,10 +54,15 @@ func split(entries []entry) [][]entry {
 	return parts
 }
 
+// maxRebuilds bounds the times one archive is begun again without a
+// failed object: each rebuild reads and compresses the archive from its
+// start.
+const maxRebuilds = 8
+
 // packPart stages one archive of entries, retrying without an object that
 // fails mid-stream, and settles their items.
 func (w *Worker) packPart(ctx context.Context, rule *config.Rule, entries []entry, closed time.Time, log *zap.Logger) {
-	for len(entries) > 0 {
+	for rebuilds := 0; len(entries) > 0; rebuilds++ {
 		id, err := w.stage(ctx, rule, entries, closed)
 		if err == nil {
 			for _, e := range entries {
@@ -71,18 +77,20 @@ func (w *Worker) packPart(ctx context.Context, rule *config.Rule, entries []entr
 		}
 		w.Metrics.Archives.WithLabelValues(rule.ID, "failed").Inc()
 		var oe *objectError
-		if errors.As(err, &oe) && ctx.Err() == nil {
-			// One object failed mid-stream: retry the archive without it and
-			// let its message come back through the queue. Each rebuild
-			// drops one, so they end; a fixed cap would fail the readable
-			// objects with the third unreadable one. (Not when the drain
-			// time ended: the object is not at fault, and a rebuild could
-			// not stage either.)
+		if errors.As(err, &oe) && rebuilds < maxRebuilds && ctx.Err() == nil {
+			// One object failed mid-stream: retry the archive without it,
+			// and without every other object a first-byte read finds
+			// unreadable (a KMS key the worker may not use, an archived
+			// storage class: one rebuild each would make the work grow
+			// with their square), and let their messages come back
+			// through the queue. (Not when the drain time ended: the
+			// object is not at fault, and a rebuild could not stage
+			// either.)
 			bad := entries[oe.index]
 			log.Warn("object failed while archiving; rebuilding the archive without it", zap.String("archive", id),
 				zap.String("bucket", bad.obj.Bucket), zap.String("key", bad.obj.Key), zap.Error(err))
 			w.fail(rule, bad.items, err)
-			entries = slices.Delete(entries, oe.index, oe.index+1)
+			entries = w.readable(ctx, rule, slices.Delete(entries, oe.index, oe.index+1), log)
 			continue
 		}
 		w.Metrics.Errors.WithLabelValues(errorKind(err)).Inc()
@@ -93,6 +101,34 @@ func (w *Worker) packPart(ctx context.Context, rule *config.Rule, entries []entr
 		}
 		return
 	}
+}
+
+// readable fails the entries whose bytes are read only as the archive is
+// written and whose first byte cannot be read, and returns the others.
+func (w *Worker) readable(ctx context.Context, rule *config.Rule, entries []entry, log *zap.Logger) []entry {
+	errs := make([]error, len(entries))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(w.Config.Settings.Worker.Concurrency)
+	for i := range entries {
+		if e := &entries[i]; e.data == nil && !e.obj.Delete && e.obj.Size > 0 {
+			g.Go(func() error {
+				errs[i] = w.probe(gctx, &e.obj)
+				return nil
+			})
+		}
+	}
+	_ = g.Wait()
+	kept := entries[:0]
+	for i, e := range entries {
+		if errs[i] == nil || ctx.Err() != nil {
+			kept = append(kept, e)
+			continue
+		}
+		log.Warn("object cannot be read; left out of the archive", zap.String("bucket", e.obj.Bucket), zap.String("key", e.obj.Key), zap.Error(errs[i]))
+		w.Metrics.Errors.WithLabelValues(errorKind(errs[i])).Inc()
+		w.fail(rule, e.items, errs[i])
+	}
+	return kept
 }
 
 func settle(items []Item, err error) {
