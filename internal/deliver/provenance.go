@@ -130,9 +130,11 @@ func (w *Worker) metadata(m *manifest.Manifest, o *manifest.Object, sum []byte) 
 		{MetaArchive, m.ArchiveID},
 		{MetaSequencer, o.Sequencer},
 		{MetaModified, strconv.FormatInt(o.LastModified.UnixMilli(), 10)},
-		{MetaSeen, seenMilli(o.Seen)},
 		{MetaVersion, o.VersionID},
 		{MetaSHA256, hex.EncodeToString(sum)},
+		// Last: it only orders a backfilled object against a late
+		// delete, which the next backfill would repair.
+		{MetaSeen, seenMilli(o.Seen)},
 	}
 	for _, kv := range prov {
 		if kv[1] == "" {
