@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"maps"
 	"math/rand/v2"
 	"slices"
@@ -885,20 +886,44 @@ func TestManyUnreadableObjectsCostOneRebuild(t *testing.T) {
 	if n := gets.n.Load(); n > 3*int64(len(objs)) {
 		t.Errorf("%d GETs for %d objects, %d unreadable: want at most %d", n, len(objs), len(objs)-len(good), 3*len(objs))
 	}
+	// The store ignores Range (countingGets): the probes still read a
+	// byte each, not whole objects.
+	if b := gets.rangedBytes.Load(); b > int64(len(objs)) {
+		t.Errorf("%d bytes read by ranged GETs of %d objects", b, len(objs))
+	}
 	if keys := loggedKeys(logs, logRebuilt); len(keys) != 1 {
 		t.Errorf("archives rebuilt without %q, want one rebuild", keys)
 	}
 }
 
-// countingGets counts GetObject calls.
+// countingGets counts GetObject calls, and the body bytes that GETs asking
+// for a range read, answering every GET whole, as a store that ignores
+// Range does.
 type countingGets struct {
 	source.S3API
-	n atomic.Int64
+	n, rangedBytes atomic.Int64
 }
 
 func (c *countingGets) GetObject(ctx context.Context, in *s3.GetObjectInput, optFns ...func(*s3.Options)) (*s3.GetObjectOutput, error) {
 	c.n.Add(1)
-	return c.S3API.GetObject(ctx, in, optFns...)
+	whole := *in
+	whole.Range = nil
+	out, err := c.S3API.GetObject(ctx, &whole, optFns...)
+	if err == nil && in.Range != nil {
+		out.Body = countedBody{out.Body, &c.rangedBytes}
+	}
+	return out, err
+}
+
+type countedBody struct {
+	io.ReadCloser
+	n *atomic.Int64
+}
+
+func (b countedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.n.Add(int64(n))
+	return n, err
 }
 
 // An object whose GET fails once its archive has begun (1 MiB objects are
