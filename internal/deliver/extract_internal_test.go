@@ -207,11 +207,22 @@ func TestMetadataBudget(t *testing.T) {
 		})
 	}
 
+	// A backfilled object's xrc-seen (it orders the object against a late
+	// delete) is kept before the SHA-256, which only xrc verify reads.
+	o := base
+	o.Sequencer, o.VersionID, o.Seen = "", "", time.UnixMilli(1795315731000)
+	room := 3*headerPrefix + len(MetaArchive) + len(m.ArchiveID) + len(MetaModified) + len("1795315730465") + len(MetaSeen) + len("1795315731000")
+	o.Metadata = user(maxMetadata - room)
+	md := (&Worker{Deps: Deps{Log: zap.NewNop()}}).metadata(m, &o, sum)
+	if md[MetaSeen] == "" || md[MetaSHA256] != "" {
+		t.Errorf("with room for xrc-seen only: seen %q, sha256 %q", md[MetaSeen], md[MetaSHA256])
+	}
+
 	// Values it has not got are not written, and cost nothing.
 	w := &Worker{Deps: Deps{Log: zap.NewNop()}}
-	o := base
+	o = base
 	o.Sequencer, o.VersionID = "", ""
-	md := w.metadata(m, &o, sum)
+	md = w.metadata(m, &o, sum)
 	for _, k := range []string{MetaSequencer, MetaVersion} {
 		if _, ok := md[k]; ok {
 			t.Errorf("empty %s written", k)

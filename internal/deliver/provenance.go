@@ -131,11 +131,11 @@ func (w *Worker) metadata(m *manifest.Manifest, o *manifest.Object, sum []byte) 
 		{MetaSequencer, o.Sequencer},
 		{MetaModified, strconv.FormatInt(o.LastModified.UnixMilli(), 10)},
 		{MetaVersion, o.VersionID},
-		{MetaSHA256, hex.EncodeToString(sum)},
-		// Last: it only orders a backfilled object against a late
-		// delete, which the next backfill would repair.
 		{MetaSeen, seenMilli(o.Seen)},
+		{MetaSHA256, hex.EncodeToString(sum)}, // read by xrc verify only
 	}
+	// In priority order; a key that does not fit is dropped, and a
+	// shorter one after it may still fit: each is read on its own.
 	for _, kv := range prov {
 		if kv[1] == "" {
 			continue
@@ -143,7 +143,7 @@ func (w *Worker) metadata(m *manifest.Manifest, o *manifest.Object, sum []byte) 
 		if used+headerPrefix+len(kv[0])+len(kv[1]) > maxMetadata {
 			w.Log.Warn("user metadata leaves no room for xrc provenance; ordering falls back to overwrite",
 				zap.String("bucket", o.Bucket), zap.String("key", o.Key), zap.String("dropped", kv[0]))
-			break
+			continue
 		}
 		md[kv[0]] = kv[1]
 		used += headerPrefix + len(kv[0]) + len(kv[1])
