@@ -110,9 +110,17 @@ func (w *Worker) missing(ctx context.Context, bucket, key string, log *zap.Logge
 		w.Metrics.Errors.WithLabelValues("ledger").Inc()
 		return fmt.Errorf("s3://%s/%s is gone; looking it up in the ledger: %w", bucket, key, err)
 	}
-	if ok {
+	// The delivery must be of this very key: an archive staged under
+	// another key whose manifest claims this id (a second deployment
+	// sharing the bucket, a hand-made archive) delivered something else.
+	if ok && (e.StagingKey == "" || e.StagingKey == key) {
 		log.Info("staging archive gone: already delivered", zap.String("archive", id), zap.Time("deliveredAt", e.FinishedAt))
 		return nil
+	}
+	if ok {
+		w.Metrics.Archives.WithLabelValues("missing").Inc()
+		return fmt.Errorf("%w: s3://%s/%s (archive %s) is gone from staging, and the ledger's delivery of that id in %s was of s3://%s/%s",
+			ErrArchiveMissing, bucket, key, id, w.Region, bucket, e.StagingKey)
 	}
 	w.Metrics.Archives.WithLabelValues("missing").Inc()
 	return fmt.Errorf("%w: s3://%s/%s (archive %s) is gone from staging and the ledger has no delivery of it in %s: it expired or was deleted before delivery",
