@@ -24,6 +24,7 @@ func TestCovers(t *testing.T) {
 		{"in the delete's second, not seen", "", second, time.Time{}, true},
 		{"in the delete's second, seen after it", "", second, second.Add(2 * time.Second), false},
 		{"seen within the margin", "", second, second.Add(time.Second), true},
+		{"undeleted: made before the delete, seen after it", "", at.Add(-time.Hour), at.Add(time.Hour), false},
 		{"later second", "", second.Add(time.Second), time.Time{}, false},
 	} {
 		if got := del.Covers(c.seq, c.mod, c.seen); got != c.want {
