@@ -838,34 +838,11 @@ func (f *fixture) packed(t *testing.T, objs, want []object) (map[string]staged, 
 	return got, logs
 }
 
-// TestUnreadableObjectsFailOnlyThemselves: however many objects of an
+// TestManyUnreadableObjectsCostOneRebuild: however many objects of an
 // archive cannot be read (a KMS key the worker may not use, an archived
-// storage class), the readable ones are staged.
-func TestUnreadableObjectsFailOnlyThemselves(t *testing.T) {
-	t.Parallel()
-	f := setup(t, oneBatch)
-	f.worker = deniedGet{f.worker}
-	rng := rand.New(rand.NewPCG(8, 8))
-	var objs, good []object
-	for i := range 7 {
-		o := object{key: fmt.Sprintf("data/mixed/%d", i), data: dataset.Text(rng, 1<<20)}
-		if i%2 == 0 {
-			o.key += "-denied"
-		} else {
-			good = append(good, o)
-		}
-		objs = append(objs, o)
-	}
-	_, logs := f.packed(t, objs, good)
-	if keys := append(loggedKeys(logs, logRebuilt), loggedKeys(logs, logLeftOut)...); len(keys) < 4 {
-		t.Errorf("archives rebuilt without %q, want the four unreadable objects", keys)
-	}
-}
-
-// TestManyUnreadableObjectsCostOneRebuild: once one object of an
-// archive fails, the others that cannot be read are found by their first
-// byte and left out together; rebuilding once for each would read the
-// archive again and again.
+// storage class), the readable ones are staged. Once one fails, the others
+// that cannot be read are found by their first byte and left out together;
+// rebuilding once for each would read the archive again and again.
 func TestManyUnreadableObjectsCostOneRebuild(t *testing.T) {
 	t.Parallel()
 	f := setup(t, oneBatch)
@@ -893,6 +870,9 @@ func TestManyUnreadableObjectsCostOneRebuild(t *testing.T) {
 	}
 	if keys := loggedKeys(logs, logRebuilt); len(keys) != 1 {
 		t.Errorf("archives rebuilt without %q, want one rebuild", keys)
+	}
+	if keys := append(loggedKeys(logs, logRebuilt), loggedKeys(logs, logLeftOut)...); len(keys) < len(objs)-len(good) {
+		t.Errorf("objects failed %q, want the %d unreadable ones", keys, len(objs)-len(good))
 	}
 }
 
