@@ -539,6 +539,26 @@ func (f *flakyBatches) TransactWriteItems(ctx context.Context, in *dynamodb.Tran
 	return f.DynamoAPI.TransactWriteItems(ctx, in, optFns...)
 }
 
+// TestStartTakesItsOwnLease: a run whose lease is still fresh (giving it
+// up failed) starts again; only another run's fresh lease is busy.
+func TestStartTakesItsOwnLease(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	a := f.finishedRun(t, f.ddb, 1)
+	st := &backfill.State{Params: backfill.Params{Rule: f.rule.ID}, Started: time.Now(), Tasks: map[string]backfill.Progress{}}
+	if err := a.Start(ctx, st); err != nil {
+		t.Errorf("a second Start while holding the lease: %v", err)
+	}
+	b := backfill.NewDynamoCheckpoint(f.ddb, f.cfg.TableName(), f.rule.ID, time.Now)
+	if err := b.Start(ctx, st); !errors.Is(err, backfill.ErrBusy) {
+		t.Errorf("another run's Start: %v, want ErrBusy", err)
+	}
+	if err := a.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestClearCutShort: a completed run whose Clear removed only some of its
 // task items leaves nothing to resume: the next run starts afresh, rather
 // than resuming a finished run and skipping the prefixes whose items were
