@@ -148,10 +148,12 @@ func (s *regionStack) targetGrants(q *workQueue) grants {
 			deletable = append(deletable, s3ObjectsARN(d.Bucket, prefix))
 		}
 		// GetObject is for HEAD (the conditional-write check) and for
-		// conditional deletes (If-Match needs it); tagging rides on the
-		// PutObject / CreateMultipartUpload itself.
+		// conditional deletes (If-Match needs it); a write's tags ride on
+		// the PutObject / CreateMultipartUpload itself, a later change of
+		// them on the tagging calls (the version's, on a versioned bucket).
 		p.allow(fmt.Sprintf("WriteDestination%d", i),
-			[]string{"s3:PutObject", "s3:PutObjectTagging", "s3:GetObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"},
+			[]string{"s3:PutObject", "s3:PutObjectTagging", "s3:PutObjectVersionTagging", "s3:DeleteObjectTagging", "s3:DeleteObjectVersionTagging",
+				"s3:GetObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"},
 			objects, nil, whyObjectsUnderPrefix)
 		if len(deletable) > 0 {
 			p.allow(fmt.Sprintf("PropagateDeletes%d", i), []string{"s3:DeleteObject"}, deletable, nil,

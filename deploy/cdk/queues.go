@@ -70,7 +70,9 @@ func newWorkQueue(s *regionStack, id, name string, compute config.Compute) *work
 }
 
 // watch sends the events of one watched bucket to its rules' queues:
-// ObjectCreated always, ObjectRemoved for rules that propagate deletes,
+// ObjectCreated and ObjectTagging always (a tag change is carried to the
+// destinations, as S3 Replication carries it), ObjectRemoved for rules
+// that propagate deletes,
 // filtered by each rule's prefix and suffix. The bucket is not part of the
 // stack; CDK's notification handler merges these configurations with
 // whatever else the bucket already notifies.
@@ -95,6 +97,7 @@ func (s *regionStack) watch(w watchedBucket) {
 		}
 		dest := awss3notifications.NewSqsDestination(q.Queue)
 		bucket.AddEventNotification(awss3.EventType_OBJECT_CREATED, dest, filters...)
+		bucket.AddEventNotification(awss3.EventType_OBJECT_TAGGING, dest, filters...)
 		if rule.Deletes {
 			bucket.AddEventNotification(awss3.EventType_OBJECT_REMOVED, dest, filters...)
 		}

@@ -859,7 +859,8 @@ func TestDashboard(t *testing.T) {
 }
 
 // TestNotifications: watched buckets notify their rule's queue with the
-// rule's prefix and suffix (removals only when deletes propagate); target
+// rule's prefix and suffix (tag changes always, removals only when deletes
+// propagate); target
 // staging buckets notify the target queue for the archives of the rules
 // with a destination there.
 func TestNotifications(t *testing.T) {
@@ -894,8 +895,10 @@ func TestNotifications(t *testing.T) {
 	got := collect("us-east-1")
 	want := []conf{
 		{"acme-app-logs", "s3:ObjectCreated:*", "prod/", ".json.log", "<Sourcelogs"},
+		{"acme-app-logs", "s3:ObjectTagging:*", "prod/", ".json.log", "<Sourcelogs"},
 		{"acme-exports", "s3:ObjectCreated:*", "daily/", "", "<Sourceexports"},
 		{"acme-exports", "s3:ObjectRemoved:*", "daily/", "", "<Sourceexports"},
+		{"acme-exports", "s3:ObjectTagging:*", "daily/", "", "<Sourceexports"},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("us-east-1 notifications = %+v", got)

@@ -13,7 +13,8 @@
 // The tar stream holds these members, in this order, and nothing else:
 //
 //  1. manifest.json: the manifest as JSON (manifest.Manifest.Encode).
-//  2. For each object of the manifest that is not a delete entry, in
+//  2. For each object of the manifest that has a member (not a delete or
+//     a retag entry, manifest.Object.HasMember), in
 //     manifest order: the member named Object.Member, holding exactly
 //     Object.Size bytes of the object's content. Names come from
 //     manifest.MemberName: objects/<index, 6 digits>/<key> when the key is a

@@ -140,11 +140,11 @@ func (r *Reader) readManifest(opts ReaderOptions) error {
 	r.dataEnd, r.lastLen = r.pos.n, hdr.Size
 	r.members = make(map[string]int, len(m.Objects))
 	for i := range m.Objects {
-		if !m.Objects[i].Delete {
+		if m.Objects[i].HasMember() {
 			r.members[m.Objects[i].Member] = i
 		}
 	}
-	r.skipDeletes()
+	r.skipMemberless()
 	return nil
 }
 
@@ -403,8 +403,8 @@ func (r *Reader) wrap(o *manifest.Object, err error) error {
 	return e
 }
 
-func (r *Reader) skipDeletes() {
-	for r.next < len(r.m.Objects) && r.m.Objects[r.next].Delete {
+func (r *Reader) skipMemberless() {
+	for r.next < len(r.m.Objects) && !r.m.Objects[r.next].HasMember() {
 		r.next++
 	}
 }
@@ -462,7 +462,7 @@ func (b *objectBody) end() error {
 	}
 	b.r.lastSum = b.r.sum.Sum(b.r.lastSum[:0])
 	b.r.next = b.index + 1
-	b.r.skipDeletes()
+	b.r.skipMemberless()
 	b.err = io.EOF
 	return io.EOF
 }

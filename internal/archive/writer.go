@@ -149,7 +149,7 @@ func (w *Writer) Begin(dst io.Writer, m *manifest.Manifest) error {
 		w.reset()
 		return fmt.Errorf("archive %s: starting %s: %w", m.ArchiveID, ManifestName, err)
 	}
-	w.skipDeletes()
+	w.skipMemberless()
 	return nil
 }
 
@@ -299,7 +299,7 @@ func (w *Writer) WriteObject(index int, r io.Reader) (sha256hex string, err erro
 	}
 	w.next++
 	w.last = index
-	w.skipDeletes()
+	w.skipMemberless()
 	return sum, nil
 }
 
@@ -428,7 +428,7 @@ func (w *Writer) Close() error {
 		o := &w.m.Objects[w.next]
 		missing := 0
 		for i := w.next; i < len(w.m.Objects); i++ {
-			if !w.m.Objects[i].Delete {
+			if w.m.Objects[i].HasMember() {
 				missing++
 			}
 		}
@@ -484,8 +484,8 @@ func (w *Writer) reset() {
 	w.dst.w = nil // do not pin the caller's destination
 }
 
-func (w *Writer) skipDeletes() {
-	for w.next < len(w.m.Objects) && w.m.Objects[w.next].Delete {
+func (w *Writer) skipMemberless() {
+	for w.next < len(w.m.Objects) && !w.m.Objects[w.next].HasMember() {
 		w.next++
 	}
 }

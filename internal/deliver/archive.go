@@ -82,7 +82,7 @@ func (w *Worker) Deliver(ctx context.Context, bucket, key string) error {
 	w.Metrics.ArchiveBytes.WithLabelValues(m.RuleID).Add(float64(size))
 	w.Metrics.ArchiveDuration.WithLabelValues(m.RuleID).Observe(took.Seconds())
 	log.Info("archive delivered", zap.Int("objects", len(m.Objects)), zap.Int("written", entry.Written), zap.Int("skipped", entry.Skipped),
-		zap.Int("deleted", entry.Deleted), zap.Int64("archiveBytes", size), zap.Duration("took", took))
+		zap.Int("deleted", entry.Deleted), zap.Int64("retagged", wr.t.retagged.Load()), zap.Int64("archiveBytes", size), zap.Duration("took", took))
 	return nil
 }
 

@@ -53,6 +53,8 @@ type S3API interface {
 	HeadObject(ctx context.Context, in *s3.HeadObjectInput, optFns ...func(*s3.Options)) (*s3.HeadObjectOutput, error)
 	PutObject(ctx context.Context, in *s3.PutObjectInput, optFns ...func(*s3.Options)) (*s3.PutObjectOutput, error)
 	DeleteObject(ctx context.Context, in *s3.DeleteObjectInput, optFns ...func(*s3.Options)) (*s3.DeleteObjectOutput, error)
+	PutObjectTagging(ctx context.Context, in *s3.PutObjectTaggingInput, optFns ...func(*s3.Options)) (*s3.PutObjectTaggingOutput, error)
+	DeleteObjectTagging(ctx context.Context, in *s3.DeleteObjectTaggingInput, optFns ...func(*s3.Options)) (*s3.DeleteObjectTaggingOutput, error)
 	CreateMultipartUpload(ctx context.Context, in *s3.CreateMultipartUploadInput, optFns ...func(*s3.Options)) (*s3.CreateMultipartUploadOutput, error)
 	UploadPart(ctx context.Context, in *s3.UploadPartInput, optFns ...func(*s3.Options)) (*s3.UploadPartOutput, error)
 	CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMultipartUploadInput, optFns ...func(*s3.Options)) (*s3.CompleteMultipartUploadOutput, error)
@@ -180,6 +182,12 @@ func (w *Worker) Handle(_ context.Context, m *worker.Message) {
 		m.Release(0)
 	default:
 		delay := worker.Backoff(m.ReceiveCount)
+		if errors.Is(failed, ErrRetagBeforeWrite) {
+			// The write's own archive may be minutes behind (S3
+			// Replication does not keep order): wait a visibility timeout
+			// between tries, not seconds.
+			delay = max(delay, w.Config.Settings.Worker.VisibilityTimeout.D())
+		}
 		if permanent {
 			// A corrupt, rejected or vanished archive will not heal: let
 			// it reach the DLQ quickly.

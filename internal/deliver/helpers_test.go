@@ -115,7 +115,7 @@ func writeArchive(t testing.TB, m *manifest.Manifest, objs []dataset.Object) []b
 		t.Fatal(err)
 	}
 	for i := range m.Objects {
-		if m.Objects[i].Delete {
+		if !m.Objects[i].HasMember() {
 			continue
 		}
 		if _, err := w.WriteObject(i, bytes.NewReader(objs[i].Data)); err != nil {

@@ -16,8 +16,8 @@ import (
 // digest, have checked out; a large one streams into a multipart upload
 // whose body, the archive reader, fails at its end when the digest does not
 // match, so the upload is aborted, never completed. Objects before a
-// corrupt member may be written: each of them checked out. Deletes wait
-// until the whole archive has: every zstd frame's checksum and the end of
+// corrupt member may be written: each of them checked out. Deletes and
+// retags wait until the whole archive has: every zstd frame's checksum and the end of
 // the tar stream.
 func (w *Worker) stream(ctx context.Context, r *archive.Reader, wr *write) error {
 	g, gctx := errgroup.WithContext(ctx)
@@ -71,12 +71,18 @@ func (w *Worker) stream(ctx context.Context, r *archive.Reader, wr *write) error
 	if err := g.Wait(); err != nil {
 		return err
 	}
-	var deletes errgroup.Group
-	deletes.SetLimit(w.Config.Settings.Worker.Concurrency)
+	var rest errgroup.Group
+	rest.SetLimit(w.Config.Settings.Worker.Concurrency)
 	for i := range wr.m.Objects {
-		if o := &wr.m.Objects[i]; o.Delete && len(wr.plan.routes[i]) > 0 {
-			deletes.Go(func() error { return w.propagateDelete(ctx, wr, o, wr.plan.routes[i]) })
+		o, routes := &wr.m.Objects[i], wr.plan.routes[i]
+		switch {
+		case o.Delete && len(routes) > 0:
+			rest.Go(func() error { return w.propagateDelete(ctx, wr, o, routes) })
+		case o.Retag:
+			for _, rt := range routes {
+				rest.Go(func() error { return w.retag(ctx, wr, o, rt) })
+			}
 		}
 	}
-	return deletes.Wait()
+	return rest.Wait()
 }

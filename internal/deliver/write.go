@@ -27,8 +27,8 @@ const bufferMax = minPartSize
 
 // tally counts one archive's outcome, for the ledger and the log.
 type tally struct {
-	written, skipped, deleted atomic.Int64
-	bytes                     atomic.Int64
+	written, skipped, deleted, retagged atomic.Int64
+	bytes                               atomic.Int64
 }
 
 // write is one archive's delivery: its manifest, what the config decided,

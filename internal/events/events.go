@@ -35,6 +35,11 @@ type ObjectRef struct {
 // Removed reports an ObjectRemoved event (a delete or a delete marker).
 func (r ObjectRef) Removed() bool { return strings.HasPrefix(r.EventName, "ObjectRemoved:") }
 
+// Retagged reports an ObjectTagging event: the object's tags were set or
+// removed, its bytes and metadata unchanged. Such an event carries no
+// sequencer (S3 orders only PUTs and DELETEs with one).
+func (r ObjectRef) Retagged() bool { return strings.HasPrefix(r.EventName, "ObjectTagging:") }
+
 // RemovesCurrent reports a removal that changes what the key reads as: a
 // delete marker on a versioned bucket, or a delete on an unversioned one.
 // Deleting one version for good (ObjectRemoved:Delete with a version id)
@@ -70,6 +75,12 @@ type envelope struct {
 	Message string `json:"Message"`
 }
 
+// minioTagging maps MinIO's names of tag changes to S3's.
+var minioTagging = map[string]string{
+	"ObjectCreated:PutTagging":    "ObjectTagging:Put",
+	"ObjectCreated:DeleteTagging": "ObjectTagging:Delete",
+}
+
 // Parse decodes one SQS message body.
 func Parse(body []byte) (Message, error) {
 	return parse(body, 0)
@@ -99,11 +110,17 @@ func parse(body []byte, depth int) (Message, error) {
 		}
 		// MinIO prefixes event names with "s3:"; AWS does not.
 		rec.EventName = strings.TrimPrefix(rec.EventName, "s3:")
-		if !strings.HasPrefix(rec.EventName, "ObjectCreated:") && !strings.HasPrefix(rec.EventName, "ObjectRemoved:") {
+		o := rec.S3.Object
+		if name, ok := minioTagging[rec.EventName]; ok {
+			// MinIO files tag changes under ObjectCreated, with a
+			// sequencer; read as S3 names and orders them.
+			rec.EventName, o.Sequencer = name, ""
+		}
+		if !strings.HasPrefix(rec.EventName, "ObjectCreated:") && !strings.HasPrefix(rec.EventName, "ObjectRemoved:") &&
+			!strings.HasPrefix(rec.EventName, "ObjectTagging:") {
 			m.Ignored++
 			continue
 		}
-		o := rec.S3.Object
 		ref := ObjectRef{
 			EventName: rec.EventName,
 			EventTime: rec.EventTime,

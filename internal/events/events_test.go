@@ -49,6 +49,28 @@ func TestParseMinIO(t *testing.T) {
 	}
 }
 
+func TestParseTagging(t *testing.T) {
+	// AWS's name, and MinIO's, which files tag changes under ObjectCreated
+	// with a sequencer: both read as S3's, without one.
+	body := `{"Records":[
+{"eventName":"ObjectTagging:Put","eventTime":"2026-11-22T01:02:03Z","s3":{"bucket":{"name":"b"},"object":{"key":"k","eTag":"e","versionId":"v1"}}},
+{"eventName":"s3:ObjectCreated:PutTagging","s3":{"bucket":{"name":"b"},"object":{"key":"k","eTag":"e","sequencer":"17A1"}}},
+{"eventName":"s3:ObjectCreated:DeleteTagging","s3":{"bucket":{"name":"b"},"object":{"key":"k","sequencer":"17A2"}}}]}`
+	m, err := Parse([]byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"ObjectTagging:Put", "ObjectTagging:Put", "ObjectTagging:Delete"}
+	if len(m.Refs) != len(want) || m.Ignored != 0 {
+		t.Fatalf("got %d refs, %d ignored", len(m.Refs), m.Ignored)
+	}
+	for i, r := range m.Refs {
+		if r.EventName != want[i] || !r.Retagged() || r.Removed() || r.Sequencer != "" {
+			t.Errorf("ref %d = %+v", i, r)
+		}
+	}
+}
+
 func TestParseTestEventAndSNS(t *testing.T) {
 	m, err := Parse([]byte(`{"Service":"Amazon S3","Event":"s3:TestEvent","Time":"2026-11-22T01:00:00Z","Bucket":"acme-logs","RequestId":"1","HostId":"h"}`))
 	if err != nil || !m.Test {

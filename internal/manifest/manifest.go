@@ -53,7 +53,7 @@ type Manifest struct {
 
 // Object is one S3 object version (or delete marker) carried by an archive.
 type Object struct {
-	Member       string    `json:"member,omitempty"` // tar member path; empty iff Delete
+	Member       string    `json:"member,omitempty"` // tar member path; empty iff !HasMember
 	Bucket       string    `json:"bucket"`
 	Key          string    `json:"key"`
 	VersionID    string    `json:"versionId,omitempty"`
@@ -78,11 +78,19 @@ type Object struct {
 	// SHA256 is the hex digest of the uncompressed bytes when the source
 	// knew it before writing the member; otherwise the archive carries it in
 	// a trailer member (see package archive).
-	SHA256            string        `json:"sha256,omitempty"`
-	ChecksumAlgorithm string        `json:"checksumAlgorithm,omitempty"` // S3 additional checksum to set on the destination, e.g. "SHA256"
-	Delete            bool          `json:"delete,omitempty"`            // delete marker entry: no member
-	Destinations      []Destination `json:"destinations"`
+	SHA256            string `json:"sha256,omitempty"`
+	ChecksumAlgorithm string `json:"checksumAlgorithm,omitempty"` // S3 additional checksum to set on the destination, e.g. "SHA256"
+	Delete            bool   `json:"delete,omitempty"`            // delete marker entry: no member
+	// Retag carries a change of the tags of the write that VersionID, or
+	// LastModified and ETag, identify: Tags are its tags as read after the
+	// change (none: all removed). No member; the bytes went with the write.
+	Retag        bool          `json:"retag,omitempty"`
+	Destinations []Destination `json:"destinations"`
 }
+
+// HasMember reports whether the archive holds o's bytes: every entry but a
+// delete or a retag does.
+func (o *Object) HasMember() bool { return !o.Delete && !o.Retag }
 
 // Destination is one place an object is written to.
 type Destination struct {
@@ -314,13 +322,13 @@ func lineCol(data []byte, off int64) (line, col int) {
 }
 
 // TotalSize returns the sum of the sizes of the objects the archive carries
-// (delete entries have none). It saturates at math.MaxInt64 rather than wrap
+// (delete and retag entries have none). It saturates at math.MaxInt64 rather than wrap
 // on a hostile manifest.
 func (m *Manifest) TotalSize() int64 {
 	var total int64
 	for i := range m.Objects {
 		s := m.Objects[i].Size
-		if m.Objects[i].Delete || s <= 0 {
+		if !m.Objects[i].HasMember() || s <= 0 {
 			continue
 		}
 		if total > math.MaxInt64-s {

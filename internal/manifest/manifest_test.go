@@ -189,6 +189,9 @@ func TestValidate(t *testing.T) {
 		{"delete with member", func(m *Manifest) { m.Objects[1].Member = "objects/000001/x" }, "delete entry has member"},
 		{"delete with size", func(m *Manifest) { m.Objects[1].Size = 3 }, "delete entry has size 3"},
 		{"delete with sha256", func(m *Manifest) { m.Objects[1].SHA256 = m.Objects[0].SHA256 }, "delete entry has a sha256"},
+		{"retag with member", func(m *Manifest) { m.Objects[0].Retag = true }, "retag entry has member"},
+		{"retag with size", func(m *Manifest) { m.Objects[1].Delete, m.Objects[1].Retag, m.Objects[1].Size = false, true, 3 }, "retag entry has size 3"},
+		{"retag and delete", func(m *Manifest) { m.Objects[1].Retag = true }, "both a delete and a retag"},
 		{"missing member", func(m *Manifest) { m.Objects[0].Member = "" }, "member name is empty"},
 		{"unsafe member", func(m *Manifest) { m.Objects[0].Member = "objects/../x" }, `".." path segment`},
 		{"member outside objects", func(m *Manifest) { m.Objects[0].Member = "x/y" }, "not under objects/"},
@@ -435,5 +438,22 @@ func TestDecodeCapsEntries(t *testing.T) {
 		if n := elements([]byte(raw)); n != want {
 			t.Errorf("elements(%s) = %d, want %d", raw, n, want)
 		}
+	}
+}
+
+// TestRetagEntry: a retag entry (tags only, no member) is valid, survives
+// encoding, and has no member.
+func TestRetagEntry(t *testing.T) {
+	m := valid()
+	r := m.Objects[1]
+	r.Delete, r.Retag, r.Tags = false, true, map[string]string{"scan": "clean"}
+	m.Objects = append(m.Objects, r)
+	got, err := Decode(bytes.NewReader(encode(t, m)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := got.Objects[len(got.Objects)-1]
+	if !o.Retag || o.HasMember() || o.Tags["scan"] != "clean" {
+		t.Fatalf("retag entry decoded as %+v", o)
 	}
 }

@@ -70,7 +70,7 @@ func (m *Manifest) Validate() error {
 func (o *Object) ValidateObject() error {
 	p := &problems{}
 	c := *o
-	if !c.Delete {
+	if c.HasMember() {
 		c.Member = memberRoot + "0" // any valid name: the writer's is checked with the manifest
 	}
 	c.validate(func(format string, args ...any) { p.addf("key %s: %s", quote(o.Key), fmt.Sprintf(format, args...)) })
@@ -111,15 +111,22 @@ func (o *Object) validate(p func(format string, args ...any)) {
 	if o.SHA256 != "" && !isLowerHex(o.SHA256, sha256HexLen) {
 		p("sha256 %s is not %d lowercase hex digits", quote(o.SHA256), sha256HexLen)
 	}
-	if o.Delete {
+	if !o.HasMember() {
+		kind := "delete"
+		if o.Retag {
+			kind = "retag"
+		}
+		if o.Delete && o.Retag {
+			p("entry is both a delete and a retag")
+		}
 		if o.Member != "" {
-			p("delete entry has member %s", quote(o.Member))
+			p("%s entry has member %s", kind, quote(o.Member))
 		}
 		if o.Size != 0 {
-			p("delete entry has size %d", o.Size)
+			p("%s entry has size %d", kind, o.Size)
 		}
 		if o.SHA256 != "" {
-			p("delete entry has a sha256")
+			p("%s entry has a sha256", kind)
 		}
 	} else if err := SafeMember(o.Member); err != nil {
 		p("%v", err)
@@ -252,7 +259,7 @@ func checkMembers(objs []Object, p *problems) {
 	var names []entry
 	for i := range objs {
 		o := &objs[i]
-		if o.Delete || o.Member == "" {
+		if !o.HasMember() || o.Member == "" {
 			continue
 		}
 		names = append(names, entry{o.Member, i})

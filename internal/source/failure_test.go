@@ -953,3 +953,59 @@ func TestObjectFailingMidArchiveFailsOnlyItself(t *testing.T) {
 	}
 	r.stop()
 }
+
+// TestTagChangesStagedAsRetags: a change of tags alone is staged as a
+// retag entry, without the object's bytes, carrying the tags the write has
+// now and the write's own Last-Modified; a tag change in the batch of its
+// object's write is carried by the write itself, read with the new tags.
+func TestTagChangesStagedAsRetags(t *testing.T) {
+	t.Parallel()
+	f := setup(t, oneBatch)
+	ctx := context.Background()
+	tag := func(key string, tags map[string]string) {
+		t.Helper()
+		var set []s3types.Tag
+		for k, v := range tags {
+			set = append(set, s3types.Tag{Key: aws.String(k), Value: aws.String(v)})
+		}
+		if _, err := f.s3.PutObjectTagging(ctx, &s3.PutObjectTaggingInput{Bucket: &f.rule.SourceBucket, Key: &key,
+			Tagging: &s3types.Tagging{TagSet: set}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old, fresh := "data/retag/old.txt", "data/retag/new.txt"
+	f.put(t, []object{{key: old, data: []byte("tagged later"), tags: map[string]string{"x": "1"}}})
+	f.waitDepth(t, f.sourceQueue(), 1, time.Minute)
+	log, _ := observed(t)
+	r := f.start(t, log)
+	f.waitStaged(t, 1, time.Minute)
+	r.stop()
+	written, err := f.s3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &f.rule.SourceBucket, Key: &old})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	tag(old, map[string]string{"x": "2"})
+	f.put(t, []object{{key: fresh, data: []byte("tagged at once"), tags: map[string]string{"y": "1"}}})
+	tag(fresh, map[string]string{"y": "2"})
+	f.waitDepth(t, f.sourceQueue(), 3, time.Minute)
+	r = f.start(t, log)
+	f.waitStaged(t, 2, time.Minute)
+	r.stop()
+	var retags, writes []staged
+	for _, s := range f.readArchives(t) {
+		switch {
+		case s.obj.Retag:
+			retags = append(retags, s)
+		case s.obj.Key == fresh:
+			writes = append(writes, s)
+		}
+	}
+	if len(retags) != 1 || retags[0].obj.Key != old || retags[0].obj.Tags["x"] != "2" || retags[0].sum != "" ||
+		!retags[0].obj.LastModified.Equal(aws.ToTime(written.LastModified)) {
+		t.Errorf("retag entries = %+v, want one for %s with x=2 and its write's Last-Modified %v", retags, old, aws.ToTime(written.LastModified))
+	}
+	if len(writes) != 1 || writes[0].obj.Tags["y"] != "2" {
+		t.Errorf("%s staged as %+v, want one write with y=2", fresh, writes)
+	}
+}

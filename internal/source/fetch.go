@@ -50,7 +50,7 @@ func (w *Worker) prefetch(ctx context.Context, m *manifest.Manifest, held [][]by
 	futures = make([]chan fetched, len(m.Objects))
 	slots = make(chan struct{}, w.Config.Settings.Worker.Concurrency)
 	for i := range m.Objects {
-		if o := &m.Objects[i]; !o.Delete && o.Size <= prefetchMax && held[i] == nil {
+		if o := &m.Objects[i]; o.HasMember() && o.Size <= prefetchMax && held[i] == nil {
 			futures[i] = make(chan fetched, 1)
 		}
 	}

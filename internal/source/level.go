@@ -149,7 +149,7 @@ func (lv *levels) observe(ctx context.Context, rule *config.Rule, m *manifest.Ma
 	byArm := map[choice]*stats.Delta{}
 	var order []choice
 	for i := range m.Objects {
-		if m.Objects[i].Delete {
+		if !m.Objects[i].HasMember() {
 			continue
 		}
 		c := choices[i]

@@ -67,8 +67,11 @@ func (w *Worker) packPart(ctx context.Context, rule *config.Rule, entries []entr
 		if err == nil {
 			for _, e := range entries {
 				result := "archived"
-				if e.obj.Delete {
+				switch {
+				case e.obj.Delete:
 					result = "deleted"
+				case e.obj.Retag:
+					result = "retagged"
 				}
 				w.Metrics.Objects.WithLabelValues(rule.ID, result).Add(float64(len(e.items)))
 				settle(e.items, nil)
@@ -110,7 +113,7 @@ func (w *Worker) readable(ctx context.Context, rule *config.Rule, entries []entr
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(w.Config.Settings.Worker.Concurrency)
 	for i := range entries {
-		if e := &entries[i]; e.data == nil && !e.obj.Delete && e.obj.Size > 0 {
+		if e := &entries[i]; e.data == nil && e.obj.HasMember() && e.obj.Size > 0 {
 			g.Go(func() error {
 				errs[i] = w.probe(gctx, &e.obj)
 				return nil

@@ -60,14 +60,20 @@ func (w *Worker) plan(ctx context.Context, rule *config.Rule, items []Item, held
 		}
 		e.items = append(e.items, it)
 	}
+	// A write or delete of the key in the batch outranks its tag changes:
+	// read after them, it brings the tags they set.
 	newest := func(e *entry) events.ObjectRef {
-		ref := e.items[0].Ref
-		for _, it := range e.items[1:] {
-			if events.CompareSequencer(it.Ref.Sequencer, ref.Sequencer) >= 0 {
-				ref = it.Ref
+		var ref *events.ObjectRef
+		for i := range e.items {
+			r := &e.items[i].Ref
+			if !r.Retagged() && (ref == nil || events.CompareSequencer(r.Sequencer, ref.Sequencer) >= 0) {
+				ref = r
 			}
 		}
-		return ref
+		if ref == nil {
+			return e.items[len(e.items)-1].Ref
+		}
+		return *ref
 	}
 
 	type outcome struct {
@@ -89,6 +95,14 @@ func (w *Worker) plan(ctx context.Context, rule *config.Rule, items []Item, held
 		if ref.Removed() {
 			e.obj.Delete = true
 			results[i] = outcome{keep: true}
+			continue
+		}
+		if ref.Retagged() {
+			g.Go(func() error {
+				keep, err := w.retagged(gctx, e)
+				results[i] = outcome{keep, err}
+				return nil
+			})
 			continue
 		}
 		var into *arena // read whole if small and within the budget
@@ -172,7 +186,7 @@ func olderRefs(items []Item, ref events.ObjectRef) []events.ObjectRef {
 	var refs []events.ObjectRef
 	for _, it := range items {
 		r := it.Ref
-		if r.VersionID != "" && r.VersionID != ref.VersionID && events.CompareSequencer(r.Sequencer, ref.Sequencer) < 0 {
+		if r.VersionID != "" && r.VersionID != ref.VersionID && !r.Retagged() && events.CompareSequencer(r.Sequencer, ref.Sequencer) < 0 {
 			refs = append(refs, r)
 		}
 	}
@@ -297,6 +311,63 @@ func (w *Worker) describe(ctx context.Context, e *entry, ref events.ObjectRef, i
 				return false, err
 			}
 		}
+	}
+	return true, nil
+}
+
+// retagged makes e.obj a retag entry (manifest.Object.Retag) of the write
+// the key holds now, with its tags as they are now, if e's tag changes
+// were made on that write. A change on a write since replaced, or deleted,
+// is skipped: the newer write's or delete's own event carries the state.
+func (w *Worker) retagged(ctx context.Context, e *entry) (bool, error) {
+	ref := e.items[0].Ref
+	log := w.Log.WithLazy(zap.String("bucket", ref.Bucket), zap.String("key", ref.Key))
+	head, err := w.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &ref.Bucket, Key: &ref.Key})
+	switch {
+	case awsapi.IsNotFound(err):
+		log.Info("object gone since its tags changed; skipping")
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("head %s/%s: %w", ref.Bucket, ref.Key, err)
+	}
+	version := aws.ToString(head.VersionId)
+	if version == "null" {
+		version = ""
+	}
+	etag := strings.Trim(aws.ToString(head.ETag), `"`)
+	if !slices.ContainsFunc(e.items, func(it Item) bool {
+		r := it.Ref
+		return (r.VersionID == "" || r.VersionID == "null" || r.VersionID == version) && (r.ETag == "" || r.ETag == etag)
+	}) {
+		log.Info("tags changed on a write since replaced; skipping (the newer write has its own event)")
+		return false, nil
+	}
+	tags, err := w.S3.GetObjectTagging(ctx, &s3.GetObjectTaggingInput{Bucket: &ref.Bucket, Key: &ref.Key, VersionId: optional(version)})
+	switch {
+	case awsapi.IsNotFound(err):
+		log.Info("object gone since its tags changed; skipping")
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("tags of %s/%s: %w", ref.Bucket, ref.Key, err)
+	}
+	if version == "" {
+		// Nothing pins an unversioned key's tags to the write HEAD read.
+		if same, err := w.unchanged(ctx, ref, head); err != nil || !same {
+			if err == nil {
+				log.Info("object overwritten since its tags changed; skipping (the newer write has its own event)")
+			}
+			return false, err
+		}
+	}
+	o := &e.obj
+	o.Retag, o.VersionID, o.ETag, o.ChecksumAlgorithm = true, version, etag, ""
+	o.LastModified = aws.ToTime(head.LastModified).UTC()
+	o.Tags = nil
+	for _, t := range tags.TagSet {
+		if o.Tags == nil {
+			o.Tags = make(map[string]string, len(tags.TagSet))
+		}
+		o.Tags[aws.ToString(t.Key)] = aws.ToString(t.Value)
 	}
 	return true, nil
 }

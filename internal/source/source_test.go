@@ -366,7 +366,7 @@ func (f *fixture) readArchives(t testing.TB) []staged {
 				t.Errorf("staging metadata archive id %q != manifest %q", get.Metadata[source.MetaArchiveID], m.ArchiveID)
 			}
 			for _, o := range m.Objects {
-				if o.Delete {
+				if !o.HasMember() {
 					out = append(out, staged{obj: o, arch: m.ArchiveID})
 				}
 			}

@@ -59,7 +59,7 @@ func (w *Worker) stage(ctx context.Context, rule *config.Rule, entries []entry, 
 	for i, e := range entries {
 		m.Objects[i] = e.obj
 		held[i] = e.data
-		if !e.obj.Delete {
+		if e.obj.HasMember() {
 			m.Objects[i].Member = manifest.MemberName(i, e.obj.Key)
 			total += e.obj.Size
 		}
@@ -144,7 +144,7 @@ func (w *Worker) write(ctx context.Context, aw *archive.Writer, dst io.Writer, r
 	var prev adaptive.Class
 	for i := range m.Objects {
 		o := &m.Objects[i]
-		if o.Delete {
+		if !o.HasMember() {
 			continue
 		}
 		// setLevel sees the object's first bytes (for the probe) before any
@@ -199,7 +199,7 @@ func mix(m *manifest.Manifest, choices []choice) string {
 	counts := map[adaptive.Arm]int{}
 	var arms []adaptive.Arm
 	for i := range m.Objects {
-		if m.Objects[i].Delete {
+		if !m.Objects[i].HasMember() {
 			continue
 		}
 		a := choices[i].arm

@@ -1,0 +1,87 @@
+package deliver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"go.uber.org/zap"
+
+	"github.com/xrc-dev/xrc/internal/awsapi"
+	"github.com/xrc-dev/xrc/internal/config"
+	"github.com/xrc-dev/xrc/internal/manifest"
+	"github.com/xrc-dev/xrc/internal/tombstone"
+)
+
+// ErrRetagBeforeWrite fails a delivery whose retag entry found the
+// destination without the write the tags belong to: that write's own
+// archive may still be on its way, with the tags read before the change,
+// so the retag is tried again later (the message is released) rather than
+// dropped.
+var ErrRetagBeforeWrite = errors.New("tags changed for a write the destination does not hold yet")
+
+// retag carries a change of a source object's tags (manifest.Object.Retag)
+// to rt, onto the destination's copy of the very write the tags belong to:
+// a destination holding a newer write keeps that write's tags, which its
+// own event brought. A write older than tombstone.TTL cannot still be on
+// its way (a message waits less long in a queue and its DLQ): it was never
+// replicated, which is backfill's business, and the retag is skipped.
+//
+// On a versioned destination the tags are set on the version read; on an
+// unversioned one a write landing between the read and the tagging call
+// would get these tags (the same window as a conditional PUT's, see
+// README).
+func (w *Worker) retag(ctx context.Context, wr *write, o *manifest.Object, rt config.Route) error {
+	head, err := w.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &rt.Bucket, Key: &rt.Key})
+	var prov provenance
+	switch {
+	case awsapi.IsNotFound(err):
+	case err != nil:
+		return w.failed(wr, o, rt, fmt.Errorf("head: %w", err))
+	default:
+		prov = readProvenance(head.Metadata)
+	}
+	mod := o.LastModified.UnixMilli()
+	switch {
+	case prov.ok && prov.modified == mod && prov.version == o.VersionID:
+		// The write the tags belong to.
+	case prov.ok && prov.modified >= mod:
+		// A later write (or another version of the same second, which no
+		// sequencer orders): it came with the tags of its own.
+		w.skipped(wr, "skipped_older")
+		return nil
+	case w.Clock.Since(o.LastModified) > tombstone.TTL:
+		w.Log.Warn("tags changed for an object never replicated here: skipped (xrc backfill copies it)",
+			zap.String("archive", wr.m.ArchiveID), zap.String("bucket", rt.Bucket), zap.String("key", rt.Key))
+		w.skipped(wr, "skipped_absent")
+		return nil
+	default:
+		return w.failed(wr, o, rt, fmt.Errorf("%w (source written %s)", ErrRetagBeforeWrite, o.LastModified.Format("2006-01-02T15:04:05Z")))
+	}
+	var version *string
+	if v := aws.ToString(head.VersionId); v != "" && v != "null" {
+		version = &v
+	}
+	if len(o.Tags) == 0 {
+		_, err = w.S3.DeleteObjectTagging(ctx, &s3.DeleteObjectTaggingInput{Bucket: &rt.Bucket, Key: &rt.Key, VersionId: version})
+	} else {
+		set := make([]s3types.Tag, 0, len(o.Tags))
+		for _, k := range slices.Sorted(maps.Keys(o.Tags)) {
+			set = append(set, s3types.Tag{Key: aws.String(k), Value: aws.String(o.Tags[k])})
+		}
+		_, err = w.S3.PutObjectTagging(ctx, &s3.PutObjectTaggingInput{Bucket: &rt.Bucket, Key: &rt.Key, VersionId: version,
+			Tagging: &s3types.Tagging{TagSet: set}})
+	}
+	if err != nil {
+		return w.failed(wr, o, rt, fmt.Errorf("setting tags: %w", err))
+	}
+	wr.t.retagged.Add(1)
+	w.Metrics.Objects.WithLabelValues(wr.m.RuleID, "retagged").Inc()
+	w.runtime.Progress()
+	return nil
+}

@@ -1,0 +1,188 @@
+package deliver_test
+
+import (
+	"context"
+	"maps"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+
+	"github.com/xrc-dev/xrc/internal/deliver"
+	"github.com/xrc-dev/xrc/internal/manifest"
+	"github.com/xrc-dev/xrc/internal/tombstone"
+)
+
+// retagArchive is an archive carrying a change of the tags of of's write.
+func (p *pipeline) retagArchive(id string, of *manifest.Object, tags map[string]string) *manifest.Manifest {
+	m := manifestFor(id, nil, p.cfg, nil)
+	m.Objects = []manifest.Object{{Bucket: of.Bucket, Key: of.Key, VersionID: of.VersionID, ETag: of.ETag,
+		LastModified: of.LastModified, Tags: tags, Retag: true, Destinations: of.Destinations}}
+	return m
+}
+
+// tagsAt returns the tags of a destination object.
+func (p *pipeline) tagsAt(t testing.TB, bucket, key string) map[string]string {
+	t.Helper()
+	out, err := p.dst.GetObjectTagging(context.Background(), &s3.GetObjectTaggingInput{Bucket: &bucket, Key: &key})
+	if err != nil {
+		t.Fatalf("tags of s3://%s/%s: %v", bucket, key, err)
+	}
+	tags := map[string]string{}
+	for _, tag := range out.TagSet {
+		tags[aws.ToString(tag.Key)] = aws.ToString(tag.Value)
+	}
+	return tags
+}
+
+// TestRetag: a change of a source object's tags reaches the destination's
+// copy of that very write through the tagging calls, its bytes and
+// provenance untouched; removing every tag removes them there. A change for
+// a write the destination does not hold yet waits for that write's archive
+// and lands after it; one for a write the destination holds a newer one of
+// is skipped, as is one for an object never replicated here.
+func TestRetag(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t, nil)
+	ctx := context.Background()
+	dst := p.cfg.Rules[0].Destinations[0].Bucket
+	reg, _ := p.startTargetWith(t, p.dst, p.sqs, 3*time.Second)
+
+	k := "data/retag/k.txt"
+	m, objs := p.objectArchive("create-1", k, seqAt(1), []byte("tagged"))
+	m.Objects[0].Tags = map[string]string{"a": "1"}
+	p.deliver(t, "r1/create-1.tar.zst", m, objs)
+	head := func(key string) *s3.HeadObjectOutput {
+		out, err := p.dst.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &dst, Key: &key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	before := head(k)
+
+	p.deliver(t, "r1/retag-1.tar.zst", p.retagArchive("retag-1", &m.Objects[0], map[string]string{"a": "2", "b": "x y"}), nil)
+	if got := p.tagsAt(t, dst, k); !maps.Equal(got, map[string]string{"a": "2", "b": "x y"}) {
+		t.Fatalf("tags after the change = %v", got)
+	}
+	after := head(k)
+	if aws.ToString(after.ETag) != aws.ToString(before.ETag) || after.Metadata[deliver.MetaArchive] != "create-1" {
+		t.Errorf("the object was written again (ETag %s, archive %s), not retagged", aws.ToString(after.ETag), after.Metadata[deliver.MetaArchive])
+	}
+	p.deliver(t, "r1/retag-2.tar.zst", p.retagArchive("retag-2", &m.Objects[0], nil), nil)
+	if got := p.tagsAt(t, dst, k); len(got) != 0 {
+		t.Fatalf("tags after all were removed = %v", got)
+	}
+	if n := metric(t, reg, "xrc_target_objects_total", "result", "retagged"); n != 2 {
+		t.Errorf("retagged = %v, want 2", n)
+	}
+
+	// The change overtakes its write's archive: it waits for it.
+	k2 := "data/retag/later.txt"
+	m2, objs2 := p.objectArchive("create-2", k2, seqAt(2), []byte("later"))
+	m2.Objects[0].Tags = map[string]string{"a": "1"}
+	p.stage(t, "r1/retag-3.tar.zst", p.retagArchive("retag-3", &m2.Objects[0], map[string]string{"a": "2"}), nil)
+	if !poll(time.Minute, 100*time.Millisecond, func() bool {
+		return metric(t, reg, "xrc_target_objects_total", "result", "failed") >= 1
+	}) {
+		t.Fatal("a change of tags for a write not delivered yet did not fail its first try")
+	}
+	if p.exists(t, dst, k2) {
+		t.Fatal("a retag wrote an object")
+	}
+	p.deliver(t, "r1/create-2.tar.zst", m2, objs2)
+	staging := p.cfg.Settings.Regions[1].StagingBucket
+	if !poll(time.Minute, 200*time.Millisecond, func() bool { return p.count(t, p.dst, staging, "r1/retag-3.tar.zst") == 0 }) {
+		t.Fatal("the change of tags was not delivered once its write was")
+	}
+	if got := p.tagsAt(t, dst, k2); !maps.Equal(got, map[string]string{"a": "2"}) {
+		t.Fatalf("tags = %v: the write's archive, arriving late, undid the change", got)
+	}
+
+	// A change for an older write than the destination's: that one's own
+	// event brought its tags.
+	m3, objs3 := p.objectArchive("create-3", k, seqAt(3), []byte("newer"))
+	m3.Objects[0].LastModified = m.Objects[0].LastModified.Add(time.Second)
+	m3.Objects[0].Tags = map[string]string{"c": "3"}
+	p.deliver(t, "r1/create-3.tar.zst", m3, objs3)
+	p.deliver(t, "r1/retag-4.tar.zst", p.retagArchive("retag-4", &m.Objects[0], map[string]string{"a": "4"}), nil)
+	if got := p.tagsAt(t, dst, k); !maps.Equal(got, map[string]string{"c": "3"}) {
+		t.Errorf("tags of the newer write = %v, want its own", got)
+	}
+
+	// An object older than any archive still on its way, never replicated.
+	old := manifest.Object{Bucket: m.Objects[0].Bucket, Key: "data/retag/never.txt", LastModified: time.Now().Add(-tombstone.TTL - time.Hour).UTC(),
+		Destinations: destinations(&p.cfg.Rules[0], "data/retag/never.txt")}
+	p.deliver(t, "r1/retag-5.tar.zst", p.retagArchive("retag-5", &old, map[string]string{"a": "5"}), nil)
+	if p.exists(t, dst, old.Key) {
+		t.Error("a retag wrote an object")
+	}
+	if n := metric(t, reg, "xrc_target_objects_total", "result", "skipped_absent"); n != 1 {
+		t.Errorf("skipped_absent = %v, want 1", n)
+	}
+	if n := metric(t, reg, "xrc_target_objects_total", "result", "retagged"); n != 3 {
+		t.Errorf("retagged = %v, want 3", n)
+	}
+}
+
+// TestTagChangesReachDestinations: through both workers, setting and
+// removing a source object's tags after it was replicated changes the
+// destination's tags, not its bytes (the destination keeps the archive
+// that wrote it), on an unversioned source bucket and on a versioned one.
+func TestTagChangesReachDestinations(t *testing.T) {
+	t.Parallel()
+	for _, versioned := range []bool{false, true} {
+		name := map[bool]string{false: "unversioned", true: "versioned"}[versioned]
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			p := newPipeline(t, nil)
+			ctx := context.Background()
+			src, dst := p.cfg.Rules[0].SourceBucket, p.cfg.Rules[0].Destinations[0].Bucket
+			if versioned {
+				if err := p.env.EnsureBucket(ctx, "us-east-1", src, true); err != nil {
+					t.Fatal(err)
+				}
+			}
+			srcReg, _ := p.startSourceReg(t)
+			p.startTarget(t)
+			k := "data/tags/" + name + ".txt"
+			if _, err := p.src.PutObject(ctx, &s3.PutObjectInput{Bucket: &src, Key: &k, Body: strings.NewReader("tagged later"), Tagging: aws.String("a=1")}); err != nil {
+				t.Fatal(err)
+			}
+			if !poll(2*time.Minute, 200*time.Millisecond, func() bool { return p.exists(t, dst, k) }) {
+				t.Fatal("object not replicated")
+			}
+			written, err := p.dst.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &dst, Key: &k})
+			if err != nil {
+				t.Fatal(err)
+			}
+			set := map[string]string{"a": "2", "scan": "clean"}
+			if _, err := p.src.PutObjectTagging(ctx, &s3.PutObjectTaggingInput{Bucket: &src, Key: &k, Tagging: &s3types.Tagging{TagSet: []s3types.Tag{
+				{Key: aws.String("a"), Value: aws.String("2")}, {Key: aws.String("scan"), Value: aws.String("clean")}}}}); err != nil {
+				t.Fatal(err)
+			}
+			if !poll(2*time.Minute, 200*time.Millisecond, func() bool { return maps.Equal(p.tagsAt(t, dst, k), set) }) {
+				t.Fatalf("destination tags = %v, want %v", p.tagsAt(t, dst, k), set)
+			}
+			if _, err := p.src.DeleteObjectTagging(ctx, &s3.DeleteObjectTaggingInput{Bucket: &src, Key: &k}); err != nil {
+				t.Fatal(err)
+			}
+			if !poll(2*time.Minute, 200*time.Millisecond, func() bool { return len(p.tagsAt(t, dst, k)) == 0 }) {
+				t.Fatalf("destination tags = %v after the source's were removed", p.tagsAt(t, dst, k))
+			}
+			now, err := p.dst.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &dst, Key: &k})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a, b := written.Metadata[deliver.MetaArchive], now.Metadata[deliver.MetaArchive]; a != b {
+				t.Errorf("the object was written again (archive %s, then %s), not retagged", a, b)
+			}
+			if n := metric(t, srcReg, "xrc_source_objects_total", "result", "retagged"); n < 2 {
+				t.Errorf("source retagged = %v, want at least 2", n)
+			}
+		})
+	}
+}
