@@ -142,12 +142,15 @@ func inspect(ctx context.Context, args []string, env Env) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(m)
 	}
-	var objects, deletes int
+	var objects, deletes, retags int
 	dests := map[string]int{}
 	for _, o := range m.Objects {
-		if o.Delete {
+		switch {
+		case o.Delete:
 			deletes++
-		} else {
+		case o.Retag:
+			retags++
+		default:
 			objects++
 		}
 		for _, d := range o.Destinations {
@@ -160,7 +163,11 @@ func inspect(ctx context.Context, args []string, env Env) error {
 	fmt.Fprintf(tw, "source region\t%s\n", m.SourceRegion)
 	fmt.Fprintf(tw, "rule\t%s\n", m.RuleID)
 	fmt.Fprintf(tw, "level\t%d\n", m.Level)
-	fmt.Fprintf(tw, "objects\t%d (+%d deletes)\n", objects, deletes)
+	if retags > 0 {
+		fmt.Fprintf(tw, "objects\t%d (+%d deletes, %d retags)\n", objects, deletes, retags)
+	} else {
+		fmt.Fprintf(tw, "objects\t%d (+%d deletes)\n", objects, deletes)
+	}
 	fmt.Fprintf(tw, "bytes\t%d uncompressed, %d archive\n", m.TotalSize(), size)
 	if size > 0 {
 		fmt.Fprintf(tw, "ratio\t%.2f\n", ratio(m.TotalSize(), size))

@@ -56,7 +56,7 @@ func (w *Worker) Deliver(ctx context.Context, bucket, key string) error {
 	}
 	took := w.Clock.Since(start)
 	entry := ledger.Entry{ArchiveID: m.ArchiveID, Region: w.Region, Rule: m.RuleID, StagingKey: key,
-		Written: int(wr.t.written.Load()), Skipped: int(wr.t.skipped.Load()), Deleted: int(wr.t.deleted.Load()),
+		Written: int(wr.t.written.Load()), Skipped: int(wr.t.skipped.Load()), Deleted: int(wr.t.deleted.Load()), Retagged: int(wr.t.retagged.Load()),
 		ArchiveSize: size, ObjectBytes: wr.t.bytes.Load(), Latency: w.Clock.Since(m.CreatedAt), FinishedAt: w.Clock.Now().UTC()}
 	if err := w.Ledger.Record(ctx, entry); err != nil {
 		// Everything is written. Without a ledger entry the staging archive
@@ -82,7 +82,7 @@ func (w *Worker) Deliver(ctx context.Context, bucket, key string) error {
 	w.Metrics.ArchiveBytes.WithLabelValues(m.RuleID).Add(float64(size))
 	w.Metrics.ArchiveDuration.WithLabelValues(m.RuleID).Observe(took.Seconds())
 	log.Info("archive delivered", zap.Int("objects", len(m.Objects)), zap.Int("written", entry.Written), zap.Int("skipped", entry.Skipped),
-		zap.Int("deleted", entry.Deleted), zap.Int64("retagged", wr.t.retagged.Load()), zap.Int64("archiveBytes", size), zap.Duration("took", took))
+		zap.Int("deleted", entry.Deleted), zap.Int("retagged", entry.Retagged), zap.Int64("archiveBytes", size), zap.Duration("took", took))
 	return nil
 }
 

@@ -31,6 +31,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/jonboulle/clockwork"
@@ -181,13 +182,7 @@ func (w *Worker) Handle(_ context.Context, m *worker.Message) {
 		m.Log().Warn("shutting down: archive abandoned; message released", zap.Error(failed))
 		m.Release(0)
 	default:
-		delay := worker.Backoff(m.ReceiveCount)
-		if errors.Is(failed, ErrRetagBeforeWrite) {
-			// The write's own archive may be minutes behind (S3
-			// Replication does not keep order): wait a visibility timeout
-			// between tries, not seconds.
-			delay = max(delay, w.Config.Settings.Worker.VisibilityTimeout.D())
-		}
+		delay := RetryDelay(failed, m.ReceiveCount, w.Config.Settings.Worker.VisibilityTimeout.D())
 		if permanent {
 			// A corrupt, rejected or vanished archive will not heal: let
 			// it reach the DLQ quickly.
@@ -203,6 +198,18 @@ func (w *Worker) Handle(_ context.Context, m *worker.Message) {
 		m.Log().Error("archive not delivered; message released for retry", zap.Duration("retryIn", delay), zap.Error(failed))
 		m.Release(delay)
 	}
+}
+
+// RetryDelay is how long a message whose delivery failed with err waits
+// before its next try: the worker's backoff, but a visibility timeout when
+// a retag waits for its write, whose own archive may be minutes behind (S3
+// Replication does not keep two archives in order).
+func RetryDelay(err error, receiveCount int, visibility time.Duration) time.Duration {
+	delay := worker.Backoff(receiveCount)
+	if errors.Is(err, ErrRetagBeforeWrite) {
+		delay = max(delay, visibility)
+	}
+	return delay
 }
 
 // Permanent reports an error no retry can fix: the archive is invalid,

@@ -48,21 +48,16 @@ func (w *Worker) retag(ctx context.Context, wr *write, o *manifest.Object, rt co
 	}
 	mod := o.LastModified.UnixMilli()
 	switch {
-	case prov.ok && prov.modified == mod && prov.version == o.VersionID:
-		// The write the tags belong to.
-	case prov.ok && prov.modified >= mod:
-		// A later write (or another version of the same second, which no
-		// sequencer orders): it came with the tags of its own.
+	case prov.ok && prov.modified > mod:
+		// A later write: it came with the tags of its own. (A multipart
+		// upload's Last-Modified is when it began: one completed after
+		// another write can look older than it; see README.)
 		w.skipped(wr, "skipped_older")
 		return nil
-	case w.Clock.Since(o.LastModified) > tombstone.TTL:
-		w.Log.Warn("tags changed for an object never replicated here: skipped (xrc backfill copies it)",
-			zap.String("archive", wr.m.ArchiveID), zap.String("bucket", rt.Bucket), zap.String("key", rt.Key))
-		w.skipped(wr, "skipped_absent")
-		return nil
-	default:
-		return w.failed(wr, o, rt, fmt.Errorf("%w (source written %s)", ErrRetagBeforeWrite, o.LastModified.Format("2006-01-02T15:04:05Z")))
+	case !prov.ok || prov.modified != mod || nullVersion(prov.version) != nullVersion(o.VersionID):
+		return w.notYetWritten(ctx, wr, o, rt)
 	}
+	// The destination holds the write the tags belong to.
 	var version *string
 	if v := aws.ToString(head.VersionId); v != "" && v != "null" {
 		version = &v
@@ -84,4 +79,35 @@ func (w *Worker) retag(ctx context.Context, wr *write, o *manifest.Object, rt co
 	w.Metrics.Objects.WithLabelValues(wr.m.RuleID, "retagged").Inc()
 	w.runtime.Progress()
 	return nil
+}
+
+// notYetWritten settles a retag whose write rt does not hold (absent, not
+// xrc's, older, or another version of the same second): skipped when a
+// propagated delete or the write's age says it will never come, else
+// failed, to be retried.
+func (w *Worker) notYetWritten(ctx context.Context, wr *write, o *manifest.Object, rt config.Route) error {
+	deleted, err := w.deletedSince(ctx, wr, o, rt)
+	switch {
+	case err != nil:
+		return w.failed(wr, o, rt, err)
+	case deleted:
+		w.skipped(wr, "skipped_deleted")
+		return nil
+	case w.Clock.Since(o.LastModified) > tombstone.TTL:
+		w.Log.Warn("tags changed for an object never replicated here: skipped (xrc backfill copies it)",
+			zap.String("archive", wr.m.ArchiveID), zap.String("bucket", rt.Bucket), zap.String("key", rt.Key))
+		w.skipped(wr, "skipped_absent")
+		return nil
+	default:
+		return w.failed(wr, o, rt, fmt.Errorf("%w (source written %s)", ErrRetagBeforeWrite, o.LastModified.Format("2006-01-02T15:04:05Z")))
+	}
+}
+
+// nullVersion is a version id as a write's identity: S3 names the version
+// of an unversioned (or versioning-suspended) write "null", or none.
+func nullVersion(v string) string {
+	if v == "null" {
+		return ""
+	}
+	return v
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 
+	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/deliver"
 	"github.com/xrc-dev/xrc/internal/manifest"
 	"github.com/xrc-dev/xrc/internal/tombstone"
@@ -46,7 +47,12 @@ func (p *pipeline) tagsAt(t testing.TB, bucket, key string) map[string]string {
 // is skipped, as is one for an object never replicated here.
 func TestRetag(t *testing.T) {
 	t.Parallel()
-	p := newPipeline(t, nil)
+	p := newPipeline(t, func(c *config.Config) {
+		c.Rules[0].Deletes = true
+		// Room for the retries of a retag waiting for its write:
+		// local-aws-sqs counts each release as a receive.
+		c.Settings.Worker.MaxReceiveCount = 10
+	})
 	ctx := context.Background()
 	dst := p.cfg.Rules[0].Destinations[0].Bucket
 	reg, _ := p.startTargetWith(t, p.dst, p.sqs, 3*time.Second)
@@ -111,6 +117,19 @@ func TestRetag(t *testing.T) {
 	p.deliver(t, "r1/retag-4.tar.zst", p.retagArchive("retag-4", &m.Objects[0], map[string]string{"a": "4"}), nil)
 	if got := p.tagsAt(t, dst, k); !maps.Equal(got, map[string]string{"c": "3"}) {
 		t.Errorf("tags of the newer write = %v, want its own", got)
+	}
+
+	// A change for a write whose delete was propagated since.
+	k5 := "data/retag/deleted.txt"
+	m5, objs5 := p.objectArchive("create-5", k5, seqAt(5), []byte("deleted"))
+	p.deliver(t, "r1/create-5.tar.zst", m5, objs5)
+	p.deliver(t, "r1/delete-6.tar.zst", p.deleteArchive("delete-6", k5, seqAt(6)), nil)
+	p.deliver(t, "r1/retag-6.tar.zst", p.retagArchive("retag-6", &m5.Objects[0], map[string]string{"a": "6"}), nil)
+	if p.exists(t, dst, k5) {
+		t.Error("a retag brought a deleted object back")
+	}
+	if n := metric(t, reg, "xrc_target_objects_total", "result", "skipped_deleted"); n != 1 {
+		t.Errorf("skipped_deleted = %v, want 1", n)
 	}
 
 	// An object older than any archive still on its way, never replicated.

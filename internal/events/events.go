@@ -132,6 +132,11 @@ func parse(body []byte, depth int) (Message, error) {
 			Size:      o.Size,
 			Sequencer: o.Sequencer,
 		}
+		if ref.Retagged() {
+			// A tag change sends no bytes: its object's size would only
+			// take a batch's byte budget.
+			ref.Size = 0
+		}
 		switch {
 		case ref.Bucket == "":
 			return Message{}, fmt.Errorf("%w: Records[%d]: no bucket name", ErrInvalid, i)

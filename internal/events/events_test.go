@@ -53,7 +53,7 @@ func TestParseTagging(t *testing.T) {
 	// AWS's name, and MinIO's, which files tag changes under ObjectCreated
 	// with a sequencer: both read as S3's, without one.
 	body := `{"Records":[
-{"eventName":"ObjectTagging:Put","eventTime":"2026-11-22T01:02:03Z","s3":{"bucket":{"name":"b"},"object":{"key":"k","eTag":"e","versionId":"v1"}}},
+{"eventName":"ObjectTagging:Put","eventTime":"2026-11-22T01:02:03Z","s3":{"bucket":{"name":"b"},"object":{"key":"k","size":5000000000,"eTag":"e","versionId":"v1"}}},
 {"eventName":"s3:ObjectCreated:PutTagging","s3":{"bucket":{"name":"b"},"object":{"key":"k","eTag":"e","sequencer":"17A1"}}},
 {"eventName":"s3:ObjectCreated:DeleteTagging","s3":{"bucket":{"name":"b"},"object":{"key":"k","sequencer":"17A2"}}}]}`
 	m, err := Parse([]byte(body))
@@ -65,7 +65,7 @@ func TestParseTagging(t *testing.T) {
 		t.Fatalf("got %d refs, %d ignored", len(m.Refs), m.Ignored)
 	}
 	for i, r := range m.Refs {
-		if r.EventName != want[i] || !r.Retagged() || r.Removed() || r.Sequencer != "" {
+		if r.EventName != want[i] || !r.Retagged() || r.Removed() || r.Sequencer != "" || r.Size != 0 {
 			t.Errorf("ref %d = %+v", i, r)
 		}
 	}

@@ -250,7 +250,7 @@ func (f *Function) buildTarget(ctx context.Context, cfg *config.Config) (func(co
 	// in a destination bucket. It runs while an invocation does.
 	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
 	w.Start(bg)
-	h := NewTarget(TargetOptions{Deliverer: w, Staging: region.StagingBucket, MaxReceive: cfg.Settings.Worker.MaxReceiveCount, Queue: q,
+	h := NewTarget(TargetOptions{Deliverer: w, Staging: region.StagingBucket, MaxReceive: cfg.Settings.Worker.MaxReceiveCount, Visibility: cfg.Settings.Worker.VisibilityTimeout.D(), Queue: q,
 		Margin: cfg.Settings.Lambda.Margin.D(), Log: f.log, Metrics: f.tgtMetrics.Metrics})
 	return h.Handle, stop, nil
 }

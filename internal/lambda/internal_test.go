@@ -17,6 +17,7 @@ import (
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/deliver"
 	xevents "github.com/xrc-dev/xrc/internal/events"
+	"github.com/xrc-dev/xrc/internal/queue"
 	"github.com/xrc-dev/xrc/internal/source"
 	"github.com/xrc-dev/xrc/internal/worker"
 )
@@ -254,5 +255,43 @@ func TestFirstArchiveStartsWhateverThePace(t *testing.T) {
 	}
 	if !slices.Contains(d.keys, "r1/big.tar.zst") {
 		t.Errorf("the archive closest to the DLQ was not started (delivered %v; failures %+v)", d.keys, resp.BatchItemFailures)
+	}
+}
+
+type failing struct{ err error }
+
+func (f failing) Deliver(context.Context, string, string) error { return f.err }
+
+type releases struct {
+	mu     sync.Mutex
+	delays []time.Duration
+}
+
+func (r *releases) ChangeVisibility(_ context.Context, d time.Duration, msgs ...queue.Message) ([]queue.Failure, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.delays = append(r.delays, d)
+	return nil, nil
+}
+
+// TestRetagWaitsForItsWrite: an archive whose retag found its write not
+// delivered yet comes back after a visibility timeout, as on Fargate, not
+// after the seconds of the backoff, which would take it to the DLQ before
+// a write some minutes behind arrives.
+func TestRetagWaitsForItsWrite(t *testing.T) {
+	r := &releases{}
+	h := NewTarget(TargetOptions{Deliverer: failing{fmt.Errorf("writing s3://d/k: %w", deliver.ErrRetagBeforeWrite)}, Staging: "staging",
+		MaxReceive: 5, Visibility: 5 * time.Minute, Queue: r, Margin: 30 * time.Second, Log: zap.NewNop(),
+		Metrics: worker.NewMetrics(prometheus.NewRegistry(), "test")})
+	body := `{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"staging"},"object":{"key":"r1/a.tar.zst","size":10,"sequencer":"01"}}}]}`
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	resp, err := h.Handle(ctx, events.SQSEvent{Records: []events.SQSMessage{
+		{MessageId: "m", Body: body, Attributes: map[string]string{"ApproximateReceiveCount": "1"}}}})
+	if err != nil || len(resp.BatchItemFailures) != 1 {
+		t.Fatalf("Handle = %+v, %v; want the message reported", resp, err)
+	}
+	if len(r.delays) != 1 || r.delays[0] != 5*time.Minute {
+		t.Errorf("released after %v, want a visibility timeout (5m)", r.delays)
 	}
 }

@@ -56,6 +56,9 @@ type outcome struct {
 	// back at once (towards the DLQ in the first case) rather than after
 	// the worker's backoff.
 	now bool
+	// wait is the least time it waits before it comes back
+	// (deliver.RetryDelay).
+	wait time.Duration
 }
 
 // respond reports the failed outcomes and releases them (best effort: a
@@ -70,7 +73,7 @@ func respond(ctx context.Context, outs []outcome, q Releaser, m *worker.Metrics,
 		}
 		m.Messages.WithLabelValues("released").Inc()
 		resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: o.msg.ID})
-		delay := worker.Backoff(o.msg.ReceiveCount)
+		delay := max(worker.Backoff(o.msg.ReceiveCount), o.wait)
 		if o.now {
 			delay = 0
 		}

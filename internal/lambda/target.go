@@ -39,6 +39,7 @@ type Target struct {
 	d          Deliverer
 	staging    string
 	maxReceive int
+	visibility time.Duration
 	q          Releaser
 	margin     time.Duration
 	log        *zap.Logger
@@ -56,6 +57,9 @@ type TargetOptions struct {
 	// MaxReceive is the queue's maxReceiveCount: a message failing its
 	// last delivery has state the deliverer must drop (abandoner).
 	MaxReceive int
+	// Visibility is settings.worker.visibilityTimeout: how long a retag
+	// that found its write not delivered yet waits (deliver.RetryDelay).
+	Visibility time.Duration
 	Queue      Releaser
 	Margin     time.Duration // settings.lambda.margin
 	Log        *zap.Logger
@@ -68,7 +72,7 @@ func NewTarget(o TargetOptions) *Target {
 	if o.Clock == nil {
 		o.Clock = clockwork.NewRealClock()
 	}
-	return &Target{d: o.Deliverer, staging: o.Staging, maxReceive: o.MaxReceive, q: o.Queue, margin: o.Margin, log: o.Log, metrics: o.Metrics, clock: o.Clock}
+	return &Target{d: o.Deliverer, staging: o.Staging, maxReceive: o.MaxReceive, visibility: o.Visibility, q: o.Queue, margin: o.Margin, log: o.Log, metrics: o.Metrics, clock: o.Clock}
 }
 
 // Handle delivers the archives ev's messages announce and reports the
@@ -157,6 +161,7 @@ func (h *Target) handle(ctx context.Context, at time.Time, first bool, o *outcom
 		o.now = true
 	default:
 		o.now = permanent
+		o.wait = deliver.RetryDelay(o.err, o.msg.ReceiveCount, h.visibility)
 		if a, ok := h.d.(abandoner); ok && (permanent || o.msg.ReceiveCount >= h.maxReceive) {
 			// No later delivery will resume this one's work (a redrive
 			// from the DLQ starts it over).

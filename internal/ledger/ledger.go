@@ -38,6 +38,7 @@ type Entry struct {
 	Written     int           `dynamodbav:"written"`     // objects written
 	Skipped     int           `dynamodbav:"skipped"`     // already there, newer, or deleted since
 	Deleted     int           `dynamodbav:"deleted"`     // deletes propagated
+	Retagged    int           `dynamodbav:"retagged"`    // tag changes carried
 	Failed      int           `dynamodbav:"failed"`      // 0 for a delivered archive
 	ArchiveSize int64         `dynamodbav:"archiveSize"` // compressed bytes read from staging
 	ObjectBytes int64         `dynamodbav:"objectBytes"` // uncompressed bytes written

@@ -957,7 +957,9 @@ func TestObjectFailingMidArchiveFailsOnlyItself(t *testing.T) {
 // TestTagChangesStagedAsRetags: a change of tags alone is staged as a
 // retag entry, without the object's bytes, carrying the tags the write has
 // now and the write's own Last-Modified; a tag change in the batch of its
-// object's write is carried by the write itself, read with the new tags.
+// object's write is carried by the write itself, read with the new tags;
+// one in the batch of a stale event (a write since overwritten, retried)
+// is staged as a retag all the same.
 func TestTagChangesStagedAsRetags(t *testing.T) {
 	t.Parallel()
 	f := setup(t, oneBatch)
@@ -973,12 +975,17 @@ func TestTagChangesStagedAsRetags(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	old, fresh := "data/retag/old.txt", "data/retag/new.txt"
+	old, fresh, stale := "data/retag/old.txt", "data/retag/new.txt", "data/retag/stale.txt"
 	f.put(t, []object{{key: old, data: []byte("tagged later"), tags: map[string]string{"x": "1"}}})
-	f.waitDepth(t, f.sourceQueue(), 1, time.Minute)
+	first, err := f.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: &f.rule.SourceBucket, Key: &stale, Body: strings.NewReader("first write")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.put(t, []object{{key: stale, data: []byte("second write")}})
+	f.waitDepth(t, f.sourceQueue(), 3, time.Minute)
 	log, _ := observed(t)
 	r := f.start(t, log)
-	f.waitStaged(t, 1, time.Minute)
+	f.waitStaged(t, 2, time.Minute)
 	r.stop()
 	written, err := f.s3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &f.rule.SourceBucket, Key: &old})
 	if err != nil {
@@ -988,22 +995,44 @@ func TestTagChangesStagedAsRetags(t *testing.T) {
 	tag(old, map[string]string{"x": "2"})
 	f.put(t, []object{{key: fresh, data: []byte("tagged at once"), tags: map[string]string{"y": "1"}}})
 	tag(fresh, map[string]string{"y": "2"})
-	f.waitDepth(t, f.sourceQueue(), 3, time.Minute)
-	r = f.start(t, log)
-	f.waitStaged(t, 2, time.Minute)
-	r.stop()
-	var retags, writes []staged
-	for _, s := range f.readArchives(t) {
-		switch {
-		case s.obj.Retag:
-			retags = append(retags, s)
-		case s.obj.Key == fresh:
-			writes = append(writes, s)
-		}
+	// The first write's event again (a retry), in the batch of a change
+	// of the second write's tags.
+	tag(stale, map[string]string{"z": "2"})
+	body, err := events.Encode("test", events.ObjectRef{EventName: "ObjectCreated:Put", Bucket: f.rule.SourceBucket, Key: stale,
+		ETag: strings.Trim(aws.ToString(first.ETag), `"`), Size: int64(len("first write")), EventTime: time.Now()})
+	if err != nil {
+		t.Fatal(err)
 	}
-	if len(retags) != 1 || retags[0].obj.Key != old || retags[0].obj.Tags["x"] != "2" || retags[0].sum != "" ||
+	if _, err := f.sqs.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(f.sourceQueue()), MessageBody: aws.String(string(body))}); err != nil {
+		t.Fatal(err)
+	}
+	f.waitDepth(t, f.sourceQueue(), 5, time.Minute)
+	r = f.start(t, log)
+	deadline := time.Now().Add(time.Minute)
+	var retags, writes []staged
+	for {
+		retags, writes = nil, nil
+		for _, s := range f.readArchives(t) {
+			switch {
+			case s.obj.Retag:
+				retags = append(retags, s)
+			case s.obj.Key == fresh:
+				writes = append(writes, s)
+			}
+		}
+		if len(retags) >= 2 && len(writes) >= 1 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+	r.stop()
+	slices.SortFunc(retags, func(a, b staged) int { return strings.Compare(a.obj.Key, b.obj.Key) })
+	if len(retags) != 2 || retags[0].obj.Key != old || retags[0].obj.Tags["x"] != "2" || retags[0].sum != "" ||
 		!retags[0].obj.LastModified.Equal(aws.ToTime(written.LastModified)) {
 		t.Errorf("retag entries = %+v, want one for %s with x=2 and its write's Last-Modified %v", retags, old, aws.ToTime(written.LastModified))
+	}
+	if len(retags) == 2 && (retags[1].obj.Key != stale || retags[1].obj.Tags["z"] != "2") {
+		t.Errorf("retag entries = %+v, want one for %s with z=2 (its batch had a stale write's event)", retags, stale)
 	}
 	if len(writes) != 1 || writes[0].obj.Tags["y"] != "2" {
 		t.Errorf("%s staged as %+v, want one write with y=2", fresh, writes)

@@ -92,17 +92,25 @@ func (w *Worker) plan(ctx context.Context, rule *config.Rule, items []Item, held
 			continue
 		}
 		e.obj = obj
-		if ref.Removed() {
-			e.obj.Delete = true
-			results[i] = outcome{keep: true}
-			continue
-		}
-		if ref.Retagged() {
+		retags := slices.ContainsFunc(e.items, func(it Item) bool { return it.Ref.Retagged() })
+		if ref.Retagged() || ref.Removed() && retags {
 			g.Go(func() error {
-				keep, err := w.retagged(gctx, e)
+				var keep bool
+				var err error
+				if ref.Removed() {
+					keep, err = w.stale(gctx, e)
+				}
+				if !keep && err == nil {
+					keep, err = w.retagged(gctx, rule, e)
+				}
 				results[i] = outcome{keep, err}
 				return nil
 			})
+			continue
+		}
+		if ref.Removed() {
+			e.obj.Delete = true
+			results[i] = outcome{keep: true}
 			continue
 		}
 		var into *arena // read whole if small and within the budget
@@ -130,6 +138,17 @@ func (w *Worker) plan(ctx context.Context, rule *config.Rule, items []Item, held
 				}
 				if keep, err = w.describe(gctx, e, older, nil); keep && err == nil {
 					keep, err = w.current(gctx, older)
+				}
+			}
+			if retags && err == nil && !e.obj.Delete && (!keep || e.obj.VersionID != "") {
+				// A write read after the tag changes carries them, if it
+				// is the key's current one; a stale event's (retried,
+				// late) would not, and the changes go as a retag.
+				if keep {
+					keep, err = w.current(gctx, events.ObjectRef{Bucket: e.obj.Bucket, Key: e.obj.Key, VersionID: e.obj.VersionID})
+				}
+				if !keep && err == nil {
+					keep, err = w.retagged(gctx, rule, e)
 				}
 			}
 			results[i] = outcome{keep, err}
@@ -315,12 +334,37 @@ func (w *Worker) describe(ctx context.Context, e *entry, ref events.ObjectRef, i
 	return true, nil
 }
 
+// stale reports whether e's delete, in a batch with tag changes of its
+// key, still holds: the key reads as deleted. If it does not, a write came
+// after it (with its own event), and the tag changes were made on that one.
+func (w *Worker) stale(ctx context.Context, e *entry) (deleted bool, err error) {
+	_, err = w.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &e.obj.Bucket, Key: &e.obj.Key})
+	switch {
+	case awsapi.IsNotFound(err):
+		e.obj.Delete = true
+		return true, nil
+	case err != nil:
+		return false, fmt.Errorf("head %s/%s: %w", e.obj.Bucket, e.obj.Key, err)
+	}
+	return false, nil
+}
+
 // retagged makes e.obj a retag entry (manifest.Object.Retag) of the write
 // the key holds now, with its tags as they are now, if e's tag changes
 // were made on that write. A change on a write since replaced, or deleted,
 // is skipped: the newer write's or delete's own event carries the state.
-func (w *Worker) retagged(ctx context.Context, e *entry) (bool, error) {
+func (w *Worker) retagged(ctx context.Context, rule *config.Rule, e *entry) (bool, error) {
 	ref := e.items[0].Ref
+	for _, it := range e.items {
+		if it.Ref.Retagged() {
+			ref = it.Ref
+		}
+	}
+	obj, err := baseObject(rule, ref)
+	if err != nil {
+		return false, err
+	}
+	e.obj, e.data = obj, nil
 	log := w.Log.WithLazy(zap.String("bucket", ref.Bucket), zap.String("key", ref.Key))
 	head, err := w.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &ref.Bucket, Key: &ref.Key})
 	switch {
@@ -337,7 +381,7 @@ func (w *Worker) retagged(ctx context.Context, e *entry) (bool, error) {
 	etag := strings.Trim(aws.ToString(head.ETag), `"`)
 	if !slices.ContainsFunc(e.items, func(it Item) bool {
 		r := it.Ref
-		return (r.VersionID == "" || r.VersionID == "null" || r.VersionID == version) && (r.ETag == "" || r.ETag == etag)
+		return r.Retagged() && (r.VersionID == "" || r.VersionID == "null" || r.VersionID == version) && (r.ETag == "" || r.ETag == etag)
 	}) {
 		log.Info("tags changed on a write since replaced; skipping (the newer write has its own event)")
 		return false, nil
