@@ -5,23 +5,60 @@
 // package resolves from the cache dir and no node_modules lands in the repo.
 "use strict";
 
-const { createSqsServer } = require("local-aws-sqs");
+const http = require("http");
+const { createRequestHandler } = require("local-aws-sqs");
 
 const port = Number(process.argv[2] || process.env.XRC_SQS_PORT || 9324);
 const hostname = "127.0.0.1";
 
-createSqsServer({
+const { requestHandler, service } = createRequestHandler({
   port,
   hostname,
   region: "us-east-1",
   // AWS forbids re-creating a deleted queue name for 60 s; tests re-create freely.
   emulateQueueCreationLifecycle: false,
-})
-  .then(() => console.log(`local-aws-sqs listening on http://${hostname}:${port}`))
-  .catch((err) => {
-    console.error(`local-aws-sqs failed to start: ${err && err.stack ? err.stack : err}`);
-    process.exit(1);
-  });
+});
+
+// answerEarly makes a long poll return as soon as any message is ready, as
+// SQS does. local-aws-sqs 2.0.2 returns early only once MaxNumberOfMessages
+// are ready, so a worker asking for 10 waited the whole WaitTimeSeconds for
+// one. The poll is made of short receives (each waits the server's 40 ms)
+// until one gets messages or the wait is over.
+function answerEarly(proto) {
+  const receive = proto.receive;
+  proto.receive = async function (opts) {
+    const wait = Number(opts.WaitTimeSeconds ?? this.ReceiveMessageWaitTimeSeconds ?? 0);
+    const deadline = Date.now() + wait * 1000;
+    for (;;) {
+      const got = await receive.call(this, { ...opts, WaitTimeSeconds: 0 });
+      if (got.length > 0 || Date.now() >= deadline) {
+        return got;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  };
+}
+
+// The queue class is not exported: patch its prototype through the first
+// queue, before any request can receive from one.
+let patched = false;
+const server = http.createServer((req, res) => {
+  if (!patched && service.Queues.length > 0) {
+    answerEarly(Object.getPrototypeOf(service.Queues[0]));
+    patched = true;
+  }
+  requestHandler(req, res);
+});
+
+server.on("error", (err) => {
+  console.error(`local-aws-sqs failed to start: ${err && err.stack ? err.stack : err}`);
+  process.exit(1);
+});
+server.listen(port, hostname, () => {
+  // Queue URLs carry the port the server listens on.
+  service.PORT = server.address().port;
+  console.log(`local-aws-sqs listening on http://${hostname}:${port}`);
+});
 
 for (const sig of ["SIGTERM", "SIGINT"]) {
   process.on(sig, () => process.exit(0));

@@ -153,7 +153,9 @@ func (f *forwarder) close() {
 // wait its full 20 s for the last few events of a run, and a target worker
 // for each archive's one message: xrc's wall time would measure the
 // emulator. (Capping the wait at 1 s, as this proxy did, still cost up to
-// a second per poll.)
+// a second per poll.) The stack's own launcher, deploy/local/sqs.cjs, now
+// answers early too; the proxy keeps the benchmark's figures independent
+// of which launcher a running stack was started with.
 type sqsProxy struct {
 	rp       *httputil.ReverseProxy
 	upstream *url.URL
