@@ -150,10 +150,11 @@ func (s *regionStack) targetGrants(q *workQueue) grants {
 		// GetObject is for HEAD (the conditional-write check) and for
 		// conditional deletes (If-Match needs it); a write's tags ride on
 		// the PutObject / CreateMultipartUpload itself, a later change of
-		// them on the tagging calls (the version's, on a versioned bucket).
+		// them on the tagging calls (the version's, on a versioned bucket;
+		// read first when a replayed write may carry one).
 		p.allow(fmt.Sprintf("WriteDestination%d", i),
 			[]string{"s3:PutObject", "s3:PutObjectTagging", "s3:PutObjectVersionTagging", "s3:DeleteObjectTagging", "s3:DeleteObjectVersionTagging",
-				"s3:GetObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"},
+				"s3:GetObject", "s3:GetObjectTagging", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"},
 			objects, nil, whyObjectsUnderPrefix)
 		if len(deletable) > 0 {
 			p.allow(fmt.Sprintf("PropagateDeletes%d", i), []string{"s3:DeleteObject"}, deletable, nil,

@@ -62,22 +62,56 @@ func (w *Worker) retag(ctx context.Context, wr *write, o *manifest.Object, rt co
 	if v := aws.ToString(head.VersionId); v != "" && v != "null" {
 		version = &v
 	}
-	if len(o.Tags) == 0 {
+	if err := w.setTags(ctx, rt, version, o.Tags); err != nil {
+		return w.failed(wr, o, rt, err)
+	}
+	wr.t.retagged.Add(1)
+	w.Metrics.Objects.WithLabelValues(wr.m.RuleID, "retagged").Inc()
+	w.runtime.Progress()
+	return nil
+}
+
+// setTags replaces the tags of rt's object (of its version, if given).
+func (w *Worker) setTags(ctx context.Context, rt config.Route, version *string, tags map[string]string) error {
+	var err error
+	if len(tags) == 0 {
 		_, err = w.S3.DeleteObjectTagging(ctx, &s3.DeleteObjectTaggingInput{Bucket: &rt.Bucket, Key: &rt.Key, VersionId: version})
 	} else {
-		set := make([]s3types.Tag, 0, len(o.Tags))
-		for _, k := range slices.Sorted(maps.Keys(o.Tags)) {
-			set = append(set, s3types.Tag{Key: aws.String(k), Value: aws.String(o.Tags[k])})
+		set := make([]s3types.Tag, 0, len(tags))
+		for _, k := range slices.Sorted(maps.Keys(tags)) {
+			set = append(set, s3types.Tag{Key: aws.String(k), Value: aws.String(tags[k])})
 		}
 		_, err = w.S3.PutObjectTagging(ctx, &s3.PutObjectTaggingInput{Bucket: &rt.Bucket, Key: &rt.Key, VersionId: version,
 			Tagging: &s3types.Tagging{TagSet: set}})
 	}
 	if err != nil {
-		return w.failed(wr, o, rt, fmt.Errorf("setting tags: %w", err))
+		return fmt.Errorf("setting tags: %w", err)
+	}
+	return nil
+}
+
+// syncTags gives rt's object, found to hold o's own write, o's tags if its
+// differ: o was read later than the write that put it there.
+func (w *Worker) syncTags(ctx context.Context, wr *write, o *manifest.Object, rt config.Route) error {
+	out, err := w.S3.GetObjectTagging(ctx, &s3.GetObjectTaggingInput{Bucket: &rt.Bucket, Key: &rt.Key})
+	switch {
+	case awsapi.IsNotFound(err):
+		return nil // undone: deleted since
+	case err != nil:
+		return fmt.Errorf("tags of s3://%s/%s: %w", rt.Bucket, rt.Key, err)
+	}
+	have := make(map[string]string, len(out.TagSet))
+	for _, t := range out.TagSet {
+		have[aws.ToString(t.Key)] = aws.ToString(t.Value)
+	}
+	if maps.Equal(have, o.Tags) {
+		return nil
+	}
+	if err := w.setTags(ctx, rt, out.VersionId, o.Tags); err != nil {
+		return err
 	}
 	wr.t.retagged.Add(1)
 	w.Metrics.Objects.WithLabelValues(wr.m.RuleID, "retagged").Inc()
-	w.runtime.Progress()
 	return nil
 }
 

@@ -82,8 +82,22 @@ func TestRetag(t *testing.T) {
 	if got := p.tagsAt(t, dst, k); len(got) != 0 {
 		t.Fatalf("tags after all were removed = %v", got)
 	}
-	if n := metric(t, reg, "xrc_target_objects_total", "result", "retagged"); n != 2 {
-		t.Errorf("retagged = %v, want 2", n)
+	// The write's own event again, read after another change of its tags
+	// (the batch carried the change on the write, no retag beside it).
+	again := *m
+	again.ArchiveID = "create-1-again"
+	again.Objects = []manifest.Object{m.Objects[0]}
+	again.Objects[0].Tags = map[string]string{"c": "9"}
+	p.deliver(t, "r1/create-1-again.tar.zst", &again, objs)
+	if got := p.tagsAt(t, dst, k); !maps.Equal(got, map[string]string{"c": "9"}) {
+		t.Fatalf("tags after the write's replay = %v, want the tags it was read with", got)
+	}
+	if after := head(k); after.Metadata[deliver.MetaArchive] != "create-1" {
+		t.Errorf("the replayed write was written again (archive %s)", after.Metadata[deliver.MetaArchive])
+	}
+	p.deliver(t, "r1/retag-2b.tar.zst", p.retagArchive("retag-2b", &m.Objects[0], nil), nil)
+	if n := metric(t, reg, "xrc_target_objects_total", "result", "retagged"); n != 4 {
+		t.Errorf("retagged = %v, want 4", n)
 	}
 
 	// The change overtakes its write's archive: it waits for it.
@@ -142,8 +156,8 @@ func TestRetag(t *testing.T) {
 	if n := metric(t, reg, "xrc_target_objects_total", "result", "skipped_absent"); n != 1 {
 		t.Errorf("skipped_absent = %v, want 1", n)
 	}
-	if n := metric(t, reg, "xrc_target_objects_total", "result", "retagged"); n != 3 {
-		t.Errorf("retagged = %v, want 3", n)
+	if n := metric(t, reg, "xrc_target_objects_total", "result", "retagged"); n != 5 {
+		t.Errorf("retagged = %v, want 5", n)
 	}
 }
 

@@ -57,6 +57,12 @@ func (w *Worker) decide(ctx context.Context, wr *write, o *manifest.Object, rt c
 			if err := w.undoIfDeleted(ctx, wr, o, rt); err != nil {
 				return "", "", err
 			}
+			// A replayed write, read after a change of its tags, is
+			// the only carrier of that change (the batch staged no
+			// retag beside it).
+			if err := w.syncTags(ctx, wr, o, rt); err != nil {
+				return "", "", err
+			}
 		}
 		return etag, "skipped_older", nil
 	}

@@ -1028,8 +1028,8 @@ func TestTagChangesStagedAsRetags(t *testing.T) {
 	r.stop()
 	slices.SortFunc(retags, func(a, b staged) int { return strings.Compare(a.obj.Key, b.obj.Key) })
 	if len(retags) != 2 || retags[0].obj.Key != old || retags[0].obj.Tags["x"] != "2" || retags[0].sum != "" ||
-		!retags[0].obj.LastModified.Equal(aws.ToTime(written.LastModified)) {
-		t.Errorf("retag entries = %+v, want one for %s with x=2 and its write's Last-Modified %v", retags, old, aws.ToTime(written.LastModified))
+		!retags[0].obj.LastModified.Equal(aws.ToTime(written.LastModified)) || retags[0].obj.Seen.IsZero() {
+		t.Errorf("retag entries = %+v, want one for %s with x=2, its write's Last-Modified %v, and when it was read", retags, old, aws.ToTime(written.LastModified))
 	}
 	if len(retags) == 2 && (retags[1].obj.Key != stale || retags[1].obj.Tags["z"] != "2") {
 		t.Errorf("retag entries = %+v, want one for %s with z=2 (its batch had a stale write's event)", retags, stale)

@@ -406,6 +406,12 @@ func (w *Worker) retagged(ctx context.Context, rule *config.Rule, e *entry) (boo
 	o := &e.obj
 	o.Retag, o.VersionID, o.ETag, o.ChecksumAlgorithm = true, version, etag, ""
 	o.LastModified = aws.ToTime(head.LastModified).UTC()
+	// Read as the key's current write: a delete older than this read did
+	// not remove it (tombstone.Covers), though its Last-Modified, in
+	// whole seconds, may read as older.
+	if t, ok := awsmiddleware.GetServerTime(head.ResultMetadata); ok {
+		o.Seen = t.UTC()
+	}
 	o.Tags = nil
 	for _, t := range tags.TagSet {
 		if o.Tags == nil {
