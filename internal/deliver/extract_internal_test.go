@@ -264,3 +264,36 @@ func TestReadPart(t *testing.T) {
 		t.Errorf("after the end: %d bytes, %v", len(buf), err)
 	}
 }
+
+// TestSameWrite: which destination copy a retag (no sequencer), or a
+// replayed write, belongs on.
+func TestSameWrite(t *testing.T) {
+	t0 := time.Date(2026, 11, 22, 1, 2, 3, 0, time.UTC)
+	ms := t0.UnixMilli()
+	obj := func(seq, version string) *manifest.Object {
+		return &manifest.Object{Sequencer: seq, VersionID: version, LastModified: t0}
+	}
+	for _, tt := range []struct {
+		name string
+		dest provenance
+		obj  *manifest.Object
+		want bool
+	}{
+		{"not written by xrc", provenance{modified: ms}, obj("", ""), false},
+		{"same sequencer", provenance{ok: true, sequencer: "01", modified: ms - 5000}, obj("01", ""), true},
+		{"other sequencer, same time", provenance{ok: true, sequencer: "02", modified: ms}, obj("01", ""), false},
+		{"backfilled copy, replayed event", provenance{ok: true, modified: ms, version: "v1"}, obj("01", "v1"), true},
+		{"retag, same time and version", provenance{ok: true, sequencer: "01", modified: ms, version: "v1"}, obj("", "v1"), true},
+		{"retag, other version", provenance{ok: true, modified: ms, version: "v1"}, obj("", "v2"), false},
+		{"retag, null version", provenance{ok: true, modified: ms, version: "null"}, obj("", ""), true},
+		{"retag, other time", provenance{ok: true, modified: ms - 1000}, obj("", ""), false},
+		// Provenance the metadata budget cut short cannot tell: xrc
+		// owns its destinations.
+		{"time dropped", provenance{ok: true}, obj("", "v2"), true},
+		{"version dropped", provenance{ok: true, modified: ms}, obj("", "v2"), true},
+	} {
+		if got := tt.dest.sameWrite(tt.obj); got != tt.want {
+			t.Errorf("%s: sameWrite = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}

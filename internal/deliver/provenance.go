@@ -88,6 +88,26 @@ func (p provenance) newerOrSame(o *manifest.Object) bool {
 	return o.Sequencer == ""
 }
 
+// sameWrite reports whether the destination holds o's source write: the
+// same sequencer where both have one, else the same Last-Modified and
+// version id (a backfill's event, and a retag, have no sequencer).
+// Provenance that lost its time or version to the metadata budget cannot
+// say otherwise, and is taken as the same write: xrc owns its
+// destinations.
+func (p provenance) sameWrite(o *manifest.Object) bool {
+	switch {
+	case !p.ok:
+		return false
+	case p.sequencer != "" && o.Sequencer != "":
+		return p.sequencer == o.Sequencer
+	case p.modified == 0:
+		return true
+	case p.modified != o.LastModified.UnixMilli():
+		return false
+	}
+	return p.version == "" || nullVersion(p.version) == nullVersion(o.VersionID)
+}
+
 // holds reports whether the destination holds o's own write, xrc's.
 func (p provenance) holds(o *manifest.Object) bool {
 	return p.ok && p.sequencer == o.Sequencer && p.modified == o.LastModified.UnixMilli()

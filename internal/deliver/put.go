@@ -95,7 +95,7 @@ func (w *Worker) undoIfDeleted(ctx context.Context, wr *write, o *manifest.Objec
 // the destination holds it (an earlier attempt may have written it and
 // failed before its own undo).
 func (w *Worker) undo(ctx context.Context, o *manifest.Object, rt config.Route) error {
-	etag, prov, err := w.state(ctx, rt)
+	etag, _, prov, err := w.state(ctx, rt)
 	if err != nil || etag == "" || !prov.holds(o) {
 		return err // gone already, or no longer our write
 	}

@@ -37,14 +37,9 @@ var ErrRetagBeforeWrite = errors.New("tags changed for a write the destination d
 // would get these tags (the same window as a conditional PUT's, see
 // README).
 func (w *Worker) retag(ctx context.Context, wr *write, o *manifest.Object, rt config.Route) error {
-	head, err := w.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &rt.Bucket, Key: &rt.Key})
-	var prov provenance
-	switch {
-	case awsapi.IsNotFound(err):
-	case err != nil:
-		return w.failed(wr, o, rt, fmt.Errorf("head: %w", err))
-	default:
-		prov = readProvenance(head.Metadata)
+	_, version, prov, err := w.state(ctx, rt)
+	if err != nil {
+		return w.failed(wr, o, rt, err)
 	}
 	mod := o.LastModified.UnixMilli()
 	switch {
@@ -54,14 +49,10 @@ func (w *Worker) retag(ctx context.Context, wr *write, o *manifest.Object, rt co
 		// another write can look older than it; see README.)
 		w.skipped(wr, "skipped_older")
 		return nil
-	case !prov.ok || prov.modified != mod || nullVersion(prov.version) != nullVersion(o.VersionID):
+	case !prov.sameWrite(o):
 		return w.notYetWritten(ctx, wr, o, rt)
 	}
 	// The destination holds the write the tags belong to.
-	var version *string
-	if v := aws.ToString(head.VersionId); v != "" && v != "null" {
-		version = &v
-	}
 	if err := w.setTags(ctx, rt, version, o.Tags); err != nil {
 		return w.failed(wr, o, rt, err)
 	}
@@ -90,29 +81,25 @@ func (w *Worker) setTags(ctx context.Context, rt config.Route, version *string, 
 	return nil
 }
 
-// syncTags gives rt's object, found to hold o's own write, o's tags if its
-// differ: o was read later than the write that put it there.
-func (w *Worker) syncTags(ctx context.Context, wr *write, o *manifest.Object, rt config.Route) error {
-	out, err := w.S3.GetObjectTagging(ctx, &s3.GetObjectTaggingInput{Bucket: &rt.Bucket, Key: &rt.Key})
+// syncTags gives rt's object (version, if versioned), found to hold o's
+// own write, o's tags if its differ: o was read later than the write that
+// put it there. It reports whether it changed them.
+func (w *Worker) syncTags(ctx context.Context, rt config.Route, version *string, o *manifest.Object) (bool, error) {
+	out, err := w.S3.GetObjectTagging(ctx, &s3.GetObjectTaggingInput{Bucket: &rt.Bucket, Key: &rt.Key, VersionId: version})
 	switch {
 	case awsapi.IsNotFound(err):
-		return nil // undone: deleted since
+		return false, nil // undone: deleted since
 	case err != nil:
-		return fmt.Errorf("tags of s3://%s/%s: %w", rt.Bucket, rt.Key, err)
+		return false, fmt.Errorf("tags of s3://%s/%s: %w", rt.Bucket, rt.Key, err)
 	}
 	have := make(map[string]string, len(out.TagSet))
 	for _, t := range out.TagSet {
 		have[aws.ToString(t.Key)] = aws.ToString(t.Value)
 	}
 	if maps.Equal(have, o.Tags) {
-		return nil
+		return false, nil
 	}
-	if err := w.setTags(ctx, rt, out.VersionId, o.Tags); err != nil {
-		return err
-	}
-	wr.t.retagged.Add(1)
-	w.Metrics.Objects.WithLabelValues(wr.m.RuleID, "retagged").Inc()
-	return nil
+	return true, w.setTags(ctx, rt, version, o.Tags)
 }
 
 // notYetWritten settles a retag whose write rt does not hold (absent, not
@@ -133,7 +120,12 @@ func (w *Worker) notYetWritten(ctx context.Context, wr *write, o *manifest.Objec
 		w.skipped(wr, "skipped_absent")
 		return nil
 	default:
-		return w.failed(wr, o, rt, fmt.Errorf("%w (source written %s)", ErrRetagBeforeWrite, o.LastModified.Format("2006-01-02T15:04:05Z")))
+		// Counted apart from failed writes (result and error kind
+		// retag_wait): it is expected while the write is on its way.
+		w.Metrics.Objects.WithLabelValues(wr.m.RuleID, "retag_wait").Inc()
+		w.Metrics.Errors.WithLabelValues("retag_wait").Inc()
+		return fmt.Errorf("tags of s3://%s/%s (source %s/%s): %w (source written %s)", rt.Bucket, rt.Key, o.Bucket, o.Key,
+			ErrRetagBeforeWrite, o.LastModified.Format("2006-01-02T15:04:05Z"))
 	}
 }
 

@@ -95,6 +95,9 @@ func TestRetag(t *testing.T) {
 	if after := head(k); after.Metadata[deliver.MetaArchive] != "create-1" {
 		t.Errorf("the replayed write was written again (archive %s)", after.Metadata[deliver.MetaArchive])
 	}
+	if n := metric(t, reg, "xrc_target_objects_total", "result", "skipped_older"); n != 0 {
+		t.Errorf("skipped_older = %v: the replay was counted as skipped and retagged", n)
+	}
 	p.deliver(t, "r1/retag-2b.tar.zst", p.retagArchive("retag-2b", &m.Objects[0], nil), nil)
 	if n := metric(t, reg, "xrc_target_objects_total", "result", "retagged"); n != 4 {
 		t.Errorf("retagged = %v, want 4", n)
@@ -106,9 +109,12 @@ func TestRetag(t *testing.T) {
 	m2.Objects[0].Tags = map[string]string{"a": "1"}
 	p.stage(t, "r1/retag-3.tar.zst", p.retagArchive("retag-3", &m2.Objects[0], map[string]string{"a": "2"}), nil)
 	if !poll(time.Minute, 100*time.Millisecond, func() bool {
-		return metric(t, reg, "xrc_target_objects_total", "result", "failed") >= 1
+		return metric(t, reg, "xrc_target_objects_total", "result", "retag_wait") >= 1
 	}) {
 		t.Fatal("a change of tags for a write not delivered yet did not fail its first try")
+	}
+	if n := metric(t, reg, "xrc_target_objects_total", "result", "failed"); n != 0 {
+		t.Errorf("failed = %v: a retag waiting for its write is no failed write", n)
 	}
 	if p.exists(t, dst, k2) {
 		t.Fatal("a retag wrote an object")

@@ -45,7 +45,7 @@ type write struct {
 // skip the write if any: the destination holds the same or a newer write,
 // or a newer delete of the key was propagated (tombstone).
 func (w *Worker) decide(ctx context.Context, wr *write, o *manifest.Object, rt config.Route) (etag, skip string, err error) {
-	etag, prov, err := w.state(ctx, rt)
+	etag, version, prov, err := w.state(ctx, rt)
 	if err != nil {
 		return "", "", err
 	}
@@ -57,11 +57,13 @@ func (w *Worker) decide(ctx context.Context, wr *write, o *manifest.Object, rt c
 			if err := w.undoIfDeleted(ctx, wr, o, rt); err != nil {
 				return "", "", err
 			}
+		}
+		if prov.sameWrite(o) {
 			// A replayed write, read after a change of its tags, is
 			// the only carrier of that change (the batch staged no
 			// retag beside it).
-			if err := w.syncTags(ctx, wr, o, rt); err != nil {
-				return "", "", err
+			if synced, err := w.syncTags(ctx, rt, version, o); err != nil || synced {
+				return etag, "retagged", err
 			}
 		}
 		return etag, "skipped_older", nil
@@ -85,16 +87,21 @@ func (w *Worker) deletedSince(ctx context.Context, wr *write, o *manifest.Object
 	return ok && t.Covers(o.Sequencer, o.LastModified, o.Seen), nil
 }
 
-// state reads the destination key: its ETag (empty if absent) and provenance.
-func (w *Worker) state(ctx context.Context, rt config.Route) (string, provenance, error) {
+// state reads the destination key: its ETag (empty if absent), version id
+// (nil if unversioned) and provenance.
+func (w *Worker) state(ctx context.Context, rt config.Route) (string, *string, provenance, error) {
 	head, err := w.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &rt.Bucket, Key: &rt.Key})
 	if awsapi.IsNotFound(err) {
-		return "", provenance{}, nil
+		return "", nil, provenance{}, nil
 	}
 	if err != nil {
-		return "", provenance{}, fmt.Errorf("head s3://%s/%s: %w", rt.Bucket, rt.Key, err)
+		return "", nil, provenance{}, fmt.Errorf("head s3://%s/%s: %w", rt.Bucket, rt.Key, err)
 	}
-	return aws.ToString(head.ETag), readProvenance(head.Metadata), nil
+	var version *string
+	if v := aws.ToString(head.VersionId); v != "" && v != "null" {
+		version = &v
+	}
+	return aws.ToString(head.ETag), version, readProvenance(head.Metadata), nil
 }
 
 // writeBuffered writes one object held in memory to one destination unless
@@ -250,7 +257,11 @@ func (t *tee) Write(p []byte) (int, error) {
 }
 
 func (w *Worker) skipped(wr *write, result string) {
-	wr.t.skipped.Add(1)
+	if result == "retagged" {
+		wr.t.retagged.Add(1) // not written, but not left as it was either
+	} else {
+		wr.t.skipped.Add(1)
+	}
 	w.Metrics.Objects.WithLabelValues(wr.m.RuleID, result).Inc()
 }
 
