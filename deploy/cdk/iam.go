@@ -154,7 +154,7 @@ func (s *regionStack) targetGrants(q *workQueue) grants {
 		// read first when a replayed write may carry one).
 		p.allow(fmt.Sprintf("WriteDestination%d", i),
 			[]string{"s3:PutObject", "s3:PutObjectTagging", "s3:PutObjectVersionTagging", "s3:DeleteObjectTagging", "s3:DeleteObjectVersionTagging",
-				"s3:GetObject", "s3:GetObjectTagging", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"},
+				"s3:GetObject", "s3:GetObjectTagging", "s3:GetObjectVersionTagging", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"},
 			objects, nil, whyObjectsUnderPrefix)
 		if len(deletable) > 0 {
 			p.allow(fmt.Sprintf("PropagateDeletes%d", i), []string{"s3:DeleteObject"}, deletable, nil,

@@ -82,25 +82,41 @@ func (w *Worker) setTags(ctx context.Context, rt config.Route, version *string, 
 }
 
 // syncTags gives rt's object (version, if versioned), found to hold o's
-// own write, o's tags if its differ: o was read later than the write that
-// put it there. It reports whether it changed them.
-func (w *Worker) syncTags(ctx context.Context, rt config.Route, version *string, o *manifest.Object) (bool, error) {
-	out, err := w.S3.GetObjectTagging(ctx, &s3.GetObjectTaggingInput{Bucket: &rt.Bucket, Key: &rt.Key, VersionId: version})
+// own write, o's tags if its differ, and reports whether it changed them.
+// Best effort: the write is there either way, so a failure (a stack whose
+// IAM predates the tagging grants, a store without the tagging API) is
+// logged and counted, not a failed delivery.
+func (w *Worker) syncTags(ctx context.Context, wr *write, rt config.Route, version *string, o *manifest.Object) bool {
+	err := func() error {
+		out, err := w.S3.GetObjectTagging(ctx, &s3.GetObjectTaggingInput{Bucket: &rt.Bucket, Key: &rt.Key, VersionId: version})
+		switch {
+		case awsapi.IsNotFound(err):
+			return nil // undone: deleted since
+		case err != nil:
+			return fmt.Errorf("reading tags: %w", err)
+		}
+		have := make(map[string]string, len(out.TagSet))
+		for _, t := range out.TagSet {
+			have[aws.ToString(t.Key)] = aws.ToString(t.Value)
+		}
+		if maps.Equal(have, o.Tags) {
+			return errUnchanged
+		}
+		return w.setTags(ctx, rt, version, o.Tags)
+	}()
 	switch {
-	case awsapi.IsNotFound(err):
-		return false, nil // undone: deleted since
-	case err != nil:
-		return false, fmt.Errorf("tags of s3://%s/%s: %w", rt.Bucket, rt.Key, err)
+	case err == nil:
+		return true
+	case errors.Is(err, errUnchanged):
+		return false
 	}
-	have := make(map[string]string, len(out.TagSet))
-	for _, t := range out.TagSet {
-		have[aws.ToString(t.Key)] = aws.ToString(t.Value)
-	}
-	if maps.Equal(have, o.Tags) {
-		return false, nil
-	}
-	return true, w.setTags(ctx, rt, version, o.Tags)
+	w.Metrics.Errors.WithLabelValues("tags").Inc()
+	w.Log.Warn("tags of a write already delivered not updated", zap.String("archive", wr.m.ArchiveID),
+		zap.String("bucket", rt.Bucket), zap.String("key", rt.Key), zap.Error(err))
+	return false
 }
+
+var errUnchanged = errors.New("tags unchanged")
 
 // notYetWritten settles a retag whose write rt does not hold (absent, not
 // xrc's, older, or another version of the same second): skipped when a

@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
 
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/deliver"
@@ -88,6 +89,7 @@ func TestRetag(t *testing.T) {
 	again.ArchiveID = "create-1-again"
 	again.Objects = []manifest.Object{m.Objects[0]}
 	again.Objects[0].Tags = map[string]string{"c": "9"}
+	again.Objects[0].TagsChanged = true
 	p.deliver(t, "r1/create-1-again.tar.zst", &again, objs)
 	if got := p.tagsAt(t, dst, k); !maps.Equal(got, map[string]string{"c": "9"}) {
 		t.Fatalf("tags after the write's replay = %v, want the tags it was read with", got)
@@ -97,6 +99,14 @@ func TestRetag(t *testing.T) {
 	}
 	if n := metric(t, reg, "xrc_target_objects_total", "result", "skipped_older"); n != 0 {
 		t.Errorf("skipped_older = %v: the replay was counted as skipped and retagged", n)
+	}
+	// Any other replay (a retry of its archive) leaves the tags alone: it
+	// would put back tags changed since it was read.
+	plain := *m
+	plain.ArchiveID = "create-1-plain"
+	p.deliver(t, "r1/create-1-plain.tar.zst", &plain, objs)
+	if got := p.tagsAt(t, dst, k); !maps.Equal(got, map[string]string{"c": "9"}) {
+		t.Fatalf("tags after a plain replay = %v: it put back the tags it was read with", got)
 	}
 	p.deliver(t, "r1/retag-2b.tar.zst", p.retagArchive("retag-2b", &m.Objects[0], nil), nil)
 	if n := metric(t, reg, "xrc_target_objects_total", "result", "retagged"); n != 4 {
@@ -223,5 +233,38 @@ func TestTagChangesReachDestinations(t *testing.T) {
 				t.Errorf("source retagged = %v, want at least 2", n)
 			}
 		})
+	}
+}
+
+// deniedTagging refuses to read tags, as a stack whose IAM predates the
+// tagging grants does.
+type deniedTagging struct{ deliver.S3API }
+
+func (deniedTagging) GetObjectTagging(context.Context, *s3.GetObjectTaggingInput, ...func(*s3.Options)) (*s3.GetObjectTaggingOutput, error) {
+	return nil, &smithy.GenericAPIError{Code: "AccessDenied", Message: "not granted"}
+}
+
+// TestTagSyncIsBestEffort: a write delivered already, whose event comes
+// again with a change of its tags, is settled even when its tags cannot be
+// read: the write is there; the failure is logged and counted.
+func TestTagSyncIsBestEffort(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t, nil)
+	dst := p.cfg.Rules[0].Destinations[0].Bucket
+	reg, _ := p.startTargetWith(t, deniedTagging{p.dst}, p.sqs, p.cfg.Settings.Worker.VisibilityTimeout.D())
+	k := "data/retag/denied.txt"
+	m, objs := p.objectArchive("create-1", k, seqAt(1), []byte("tagged"))
+	m.Objects[0].Tags = map[string]string{"a": "1"}
+	p.deliver(t, "r1/create-1.tar.zst", m, objs)
+	again := *m
+	again.ArchiveID = "create-1-again"
+	again.Objects = []manifest.Object{m.Objects[0]}
+	again.Objects[0].Tags, again.Objects[0].TagsChanged = map[string]string{"b": "2"}, true
+	p.deliver(t, "r1/create-1-again.tar.zst", &again, objs)
+	if n := metric(t, reg, "xrc_target_errors_total", "kind", "tags"); n != 1 {
+		t.Errorf("errors{kind=tags} = %v, want 1", n)
+	}
+	if got := p.tagsAt(t, dst, k); !maps.Equal(got, map[string]string{"a": "1"}) {
+		t.Errorf("tags = %v", got)
 	}
 }

@@ -58,12 +58,13 @@ func (w *Worker) decide(ctx context.Context, wr *write, o *manifest.Object, rt c
 				return "", "", err
 			}
 		}
-		if prov.sameWrite(o) {
-			// A replayed write, read after a change of its tags, is
-			// the only carrier of that change (the batch staged no
-			// retag beside it).
-			if synced, err := w.syncTags(ctx, rt, version, o); err != nil || synced {
-				return etag, "retagged", err
+		if o.TagsChanged && prov.sameWrite(o) {
+			// The event of a write delivered already came again, in a
+			// batch with a change of its tags: it alone carries the
+			// change. (Only then: any replay doing so would put back
+			// tags changed since.)
+			if w.syncTags(ctx, wr, rt, version, o) {
+				return etag, "retagged", nil
 			}
 		}
 		return etag, "skipped_older", nil

@@ -84,7 +84,11 @@ type Object struct {
 	// Retag carries a change of the tags of the write that VersionID, or
 	// LastModified and ETag, identify: Tags are its tags as read after the
 	// change (none: all removed). No member; the bytes went with the write.
-	Retag        bool          `json:"retag,omitempty"`
+	Retag bool `json:"retag,omitempty"`
+	// TagsChanged marks a write read after a change of its tags: its Tags
+	// carry the change, and a destination already holding the write (the
+	// event came again) gets them.
+	TagsChanged  bool          `json:"tagsChanged,omitempty"`
 	Destinations []Destination `json:"destinations"`
 }
 

@@ -1034,7 +1034,7 @@ func TestTagChangesStagedAsRetags(t *testing.T) {
 	if len(retags) == 2 && (retags[1].obj.Key != stale || retags[1].obj.Tags["z"] != "2") {
 		t.Errorf("retag entries = %+v, want one for %s with z=2 (its batch had a stale write's event)", retags, stale)
 	}
-	if len(writes) != 1 || writes[0].obj.Tags["y"] != "2" {
-		t.Errorf("%s staged as %+v, want one write with y=2", fresh, writes)
+	if len(writes) != 1 || writes[0].obj.Tags["y"] != "2" || !writes[0].obj.TagsChanged {
+		t.Errorf("%s staged as %+v, want one write with y=2, marked as carrying a tag change", fresh, writes)
 	}
 }

@@ -140,14 +140,16 @@ func (w *Worker) plan(ctx context.Context, rule *config.Rule, items []Item, held
 					keep, err = w.current(gctx, older)
 				}
 			}
-			if retags && err == nil && !e.obj.Delete && (!keep || e.obj.VersionID != "") {
+			if retags && err == nil && !e.obj.Delete {
 				// A write read after the tag changes carries them, if it
 				// is the key's current one; a stale event's (retried,
 				// late) would not, and the changes go as a retag.
-				if keep {
+				if keep && e.obj.VersionID != "" {
 					keep, err = w.current(gctx, events.ObjectRef{Bucket: e.obj.Bucket, Key: e.obj.Key, VersionID: e.obj.VersionID})
 				}
-				if !keep && err == nil {
+				if keep {
+					e.obj.TagsChanged = true
+				} else if err == nil {
 					keep, err = w.retagged(gctx, rule, e)
 				}
 			}
