@@ -34,6 +34,7 @@ const (
 	DefaultIdle            = time.Second
 	DefaultMaxReceiveCount = 5
 	DefaultVisibility      = 5 * time.Minute
+	DefaultReceiveWait     = 20 * time.Second // SQS's longest: fewest empty receives
 	DefaultDrainTimeout    = 90 * time.Second
 	DefaultStagingExpiry   = 7
 	DefaultTransferPerGB   = 0.02
@@ -241,7 +242,12 @@ type Worker struct {
 	DrainTimeout      Duration `json:"drainTimeout,omitempty"`
 	VisibilityTimeout Duration `json:"visibilityTimeout,omitempty"`
 	MaxReceiveCount   int      `json:"maxReceiveCount,omitempty"` // receives before the DLQ
-	MetricsAddr       string   `json:"metricsAddr,omitempty"`
+	// ReceiveWait is how long one long poll waits for a message (SQS's
+	// WaitTimeSeconds). A poll in flight at shutdown is waited for, so
+	// that the messages SQS hands it are released, not hidden for a
+	// visibility timeout: a stop takes up to this long more.
+	ReceiveWait Duration `json:"receiveWait,omitempty"`
+	MetricsAddr string   `json:"metricsAddr,omitempty"`
 }
 
 // Rule replicates the objects of one watched bucket/prefix.
@@ -488,6 +494,9 @@ func (c *Config) applyDefaults() {
 	}
 	if w.MaxReceiveCount == 0 {
 		w.MaxReceiveCount = DefaultMaxReceiveCount
+	}
+	if w.ReceiveWait == 0 {
+		w.ReceiveWait = Duration(DefaultReceiveWait)
 	}
 	if w.MetricsAddr == "" {
 		w.MetricsAddr = DefaultMetricsAddr

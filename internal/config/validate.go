@@ -147,6 +147,9 @@ func (c *Config) Validate() error {
 	if v := w.VisibilityTimeout.D().Seconds(); v < 30 || v > 43200 {
 		errs.add("settings.worker.visibilityTimeout", "must be between 30s and 12h (SQS's limit)")
 	}
+	if v := w.ReceiveWait.D(); v < time.Second || v > 20*time.Second || v%time.Second != 0 {
+		errs.add("settings.worker.receiveWait", "must be whole seconds between 1s and 20s (SQS's WaitTimeSeconds)")
+	}
 
 	if len(s.Regions) == 0 {
 		errs.add("settings.regions", "at least one source and one target region are required")

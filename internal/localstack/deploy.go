@@ -99,7 +99,9 @@ func (e Env) Config(prefix string) *config.Config {
 				DrainTimeout:      config.Duration(20e9),
 				VisibilityTimeout: config.Duration(30e9),
 				MaxReceiveCount:   3,
-				MetricsAddr:       "127.0.0.1:0",
+				// Tests stop workers often; each stop waits for its poll.
+				ReceiveWait: config.Duration(time.Second),
+				MetricsAddr: "127.0.0.1:0",
 			},
 			LogLevel: "debug",
 			// A tenth of the default: tests start many workers.

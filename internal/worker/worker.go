@@ -50,7 +50,7 @@ type Role interface {
 // Receive settings: SQS's maxima, which make long polling cheapest.
 const (
 	receiveMax  = 10
-	receiveWait = 20 * time.Second
+	receiveWait = 20 * time.Second // default of Options.ReceiveWait
 	// receiveRetry spaces receives after a failed one.
 	receiveRetry = 5 * time.Second
 	// progressCheck is how often a worker that cannot receive (it holds
@@ -65,6 +65,9 @@ type Options struct {
 	// call returns at most 10 messages, and small objects would otherwise
 	// wait on its round trip.
 	Receivers int
+	// ReceiveWait is how long one long poll waits (default and at most
+	// 20 s). A poll in flight at the stop is waited for.
+	ReceiveWait time.Duration
 	// ReceiveMax is the most messages one receive asks for (default and
 	// at most 10). A worker whose messages are heavy (an archive each)
 	// takes one at a time and leaves the rest to other tasks.
@@ -112,6 +115,9 @@ func New(o Options) *Runtime {
 		o.ReceiveMax = receiveMax
 	}
 	o.MaxHeld = max(o.MaxHeld, 1)
+	if o.ReceiveWait <= 0 || o.ReceiveWait > receiveWait {
+		o.ReceiveWait = receiveWait
+	}
 	r := &Runtime{Options: o, held: map[string]*Message{}, room: make(chan struct{})}
 	r.acks.rt = r
 	r.acks.idle.L = &r.acks.mu
@@ -200,14 +206,25 @@ func (r *Runtime) receive(stop, work context.Context, role Role) {
 			r.Health.Beat()
 		}
 		start := r.Clock.Now()
-		msgs, err := r.Queue.Receive(stop, n, receiveWait, r.Visibility)
+		// On work, not stop: a poll cut short by the stop leaves SQS
+		// handing it messages nobody reads, hidden for a visibility
+		// timeout (aws-sdk-go-v2#2068). It ends by its wait, and what it
+		// brings after the stop is released at once.
+		msgs, err := r.Queue.Receive(work, n, r.ReceiveWait, r.Visibility)
 		r.Metrics.ReceiveDuration.Observe(r.Clock.Since(start).Seconds())
 		r.unreserve(n)
 		answered = err == nil
-		if err != nil {
-			if stop.Err() != nil {
-				return
+		if stop.Err() != nil {
+			late := make([]*Message, 0, len(msgs))
+			for _, qm := range msgs {
+				if m := r.hold(work, qm); m.done.CompareAndSwap(false, true) {
+					late = append(late, m)
+				}
 			}
+			r.release(0, late)
+			return
+		}
+		if err != nil {
 			if p := r.progress.Load(); p != moved {
 				// Held work still moves: finishing it beats failing
 				// receives, and a new task would fail them too.

@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -79,7 +80,7 @@ func (f *fixture) send(t *testing.T, bodies ...string) {
 func (f *fixture) runtime(api queue.API, maxHeld int) (*worker.Runtime, *worker.Metrics) {
 	m := worker.NewMetrics(prometheus.NewRegistry(), "test")
 	return worker.New(worker.Options{Queue: queue.New(api, f.url), ReceiveMax: 1, MaxHeld: maxHeld, Visibility: 30 * time.Second,
-		Drain: 10 * time.Second, Log: zap.New(f.core), Metrics: m, Health: f.health, Clock: f.clock}), m
+		ReceiveWait: time.Second, Drain: 10 * time.Second, Log: zap.New(f.core), Metrics: m, Health: f.health, Clock: f.clock}), m
 }
 
 // start runs rt until the returned stop is called.
@@ -397,8 +398,13 @@ type slowBeats struct {
 
 func (s *slowBeats) ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, optFns ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error) {
 	if s.received.Load() {
-		<-ctx.Done()
-		return nil, ctx.Err()
+		// An empty long poll, as SQS answers it.
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Duration(in.WaitTimeSeconds) * time.Second):
+			return &sqs.ReceiveMessageOutput{}, nil
+		}
 	}
 	out, err := s.API.ReceiveMessage(ctx, in, optFns...)
 	if err == nil && len(out.Messages) > 0 {
@@ -509,5 +515,41 @@ func TestWorkMovingWhileReceivesFailStaysHealthy(t *testing.T) {
 	advance(4 * time.Minute)
 	if err := f.health.Err(); err == nil {
 		t.Error("healthy four minutes after the work stopped moving, receives failing")
+	}
+}
+
+// TestStopWaitsForItsPoll: a long poll in flight at the stop is not cut
+// short, as SQS would still hand it messages that nobody then reads,
+// hidden for a visibility timeout: what it brings after the stop is not
+// handled but released at once, for another task to take.
+func TestStopWaitsForItsPoll(t *testing.T) {
+	f := setup(t)
+	rt, m := f.runtime(f.client, 1)
+	rt.ReceiveWait = 5 * time.Second
+	handled := make(chan string, 1)
+	stop := start(t, rt, role{func(_ context.Context, msg *worker.Message) { handled <- msg.Body; msg.Ack() }})
+	time.Sleep(500 * time.Millisecond) // a poll is in flight
+	done := make(chan struct{})
+	go func() { stop(); close(done) }()
+	time.Sleep(200 * time.Millisecond)
+	f.send(t, "sent after the stop")
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("Run did not return")
+	}
+	select {
+	case b := <-handled:
+		t.Fatalf("handled %q after the stop", b)
+	default:
+	}
+	// Time for a poll the stop cut short, which SQS goes on answering, to
+	// take the message.
+	time.Sleep(500 * time.Millisecond)
+	if got := f.visible(t); !slices.Contains(got, "sent after the stop") {
+		t.Fatalf("visible = %v: the message the stopped poll took stays hidden", got)
+	}
+	if v := testutil.ToFloat64(m.Messages.WithLabelValues("released")); v != 1 {
+		t.Errorf("released %v messages, want 1", v)
 	}
 }
