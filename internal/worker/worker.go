@@ -51,6 +51,8 @@ type Role interface {
 const (
 	receiveMax  = 10
 	receiveWait = 20 * time.Second // default of Options.ReceiveWait
+	// pollMargin is how long past its wait a poll's answer may take.
+	pollMargin = 5 * time.Second
 	// receiveRetry spaces receives after a failed one.
 	receiveRetry = 5 * time.Second
 	// progressCheck is how often a worker that cannot receive (it holds
@@ -196,8 +198,9 @@ func (r *Runtime) receive(stop, work context.Context, role Role) {
 	moved := r.progress.Load()
 	for stop.Err() == nil {
 		n := r.reserve(stop)
-		if n == 0 {
-			continue // stopping
+		if n == 0 || stop.Err() != nil {
+			r.unreserve(n)
+			continue // stopping: no poll starts after the stop
 		}
 		if answered {
 			// Only a loop whose polls get answers beats: a task whose
@@ -206,11 +209,7 @@ func (r *Runtime) receive(stop, work context.Context, role Role) {
 			r.Health.Beat()
 		}
 		start := r.Clock.Now()
-		// On work, not stop: a poll cut short by the stop leaves SQS
-		// handing it messages nobody reads, hidden for a visibility
-		// timeout (aws-sdk-go-v2#2068). It ends by its wait, and what it
-		// brings after the stop is released at once.
-		msgs, err := r.Queue.Receive(work, n, r.ReceiveWait, r.Visibility)
+		msgs, err := r.poll(work, n)
 		r.Metrics.ReceiveDuration.Observe(r.Clock.Since(start).Seconds())
 		r.unreserve(n)
 		answered = err == nil
@@ -222,6 +221,9 @@ func (r *Runtime) receive(stop, work context.Context, role Role) {
 				}
 			}
 			r.release(0, late)
+			if len(late) > 0 {
+				r.Log.Info("released what the last poll brought after the stop", zap.Int("messages", len(late)))
+			}
 			return
 		}
 		if err != nil {
@@ -243,6 +245,17 @@ func (r *Runtime) receive(stop, work context.Context, role Role) {
 			}
 		}
 	}
+}
+
+// poll is one long poll for up to n messages. It is not cut short by the
+// stop, nor by the end of a drain shorter than the wait: SQS goes on
+// handing a cancelled poll messages that nobody then reads, hidden for a
+// visibility timeout (aws-sdk-go-v2#2068). It ends by its wait (and a
+// margin for the answer).
+func (r *Runtime) poll(work context.Context, n int) ([]queue.Message, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(work), r.ReceiveWait+pollMargin)
+	defer cancel()
+	return r.Queue.Receive(ctx, n, r.ReceiveWait, r.Visibility)
 }
 
 // reserve waits until fewer than MaxHeld messages are held or being

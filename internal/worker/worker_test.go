@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -520,12 +521,19 @@ func TestWorkMovingWhileReceivesFailStaysHealthy(t *testing.T) {
 
 // TestStopWaitsForItsPoll: a long poll in flight at the stop is not cut
 // short, as SQS would still hand it messages that nobody then reads,
-// hidden for a visibility timeout: what it brings after the stop is not
-// handled but released at once, for another task to take.
+// hidden for a visibility timeout, not even by a drain shorter than its
+// wait: what it brings after the stop is not handled but released at
+// once, for another task to take.
 func TestStopWaitsForItsPoll(t *testing.T) {
+	for _, drain := range []time.Duration{10 * time.Second, 0} {
+		t.Run(fmt.Sprint("drain ", drain), func(t *testing.T) { stopWaitsForItsPoll(t, drain) })
+	}
+}
+
+func stopWaitsForItsPoll(t *testing.T, drain time.Duration) {
 	f := setup(t)
 	rt, m := f.runtime(f.client, 1)
-	rt.ReceiveWait = 5 * time.Second
+	rt.ReceiveWait, rt.Drain = 5*time.Second, drain
 	handled := make(chan string, 1)
 	stop := start(t, rt, role{func(_ context.Context, msg *worker.Message) { handled <- msg.Body; msg.Ack() }})
 	time.Sleep(500 * time.Millisecond) // a poll is in flight
