@@ -292,15 +292,15 @@ func TestDrainTimeoutReleases(t *testing.T) {
 	objs := crashArchive(96 << 20)
 	p.stageCrashArchive(t, objs)
 	rec := &releases{API: p.sqs}
-	// Hold messages briefly: the long poll the stop cuts short is still
-	// open at the server, which may hand it the released message.
 	_, stop := p.startTargetWith(t, p.dst, rec, 10*time.Second)
 	p.waitMidArchive(t, "data/crash/big.txt")
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	if n := rec.count(); n != 1 {
-		t.Errorf("the abandoned message was released %d times, want once", n)
+	// The worker's last poll, which outlives the stop, may take the
+	// released message again; it releases it again at once.
+	if n := rec.count(); n < 1 || n > 2 {
+		t.Errorf("the abandoned message was released %d times, want once (twice if the last poll took it)", n)
 	}
 	if e := p.logEntries("shutting down: archive abandoned; message released"); len(e) != 1 {
 		t.Errorf("%d log lines report the abandoned archive, want 1", len(e))
