@@ -18,7 +18,7 @@ import (
 	xverify "github.com/xrc-dev/xrc/internal/verify" // aliased: package cli has a verify function (xrc archive verify)
 )
 
-const verifyUsage = "xrc verify -config FILE|ssm:///name -rule ID [-prefix P] [-region R] [-report out.csv|out.json] [-hash-sources]"
+const verifyUsage = "xrc verify -config FILE|ssm:///name -rule ID [-prefix P] [-region R] [-report out.csv|out.json] [-hash-sources] [-tags]"
 
 // verifyRule compares a rule's source with its destinations (package
 // verify): a summary on stdout, every difference in the -report file,
@@ -33,6 +33,7 @@ func verifyRule(ctx context.Context, args []string, env Env) error {
 	region := fs.String("region", "", "only the destinations in this region")
 	reportPath := fs.String("report", "", "write every difference to this file: .csv or .json")
 	hash := fs.Bool("hash-sources", false, "read and hash source objects S3 keeps no comparable checksum of (a GET of their bytes: free in-region, egress elsewhere)")
+	tags := fs.Bool("tags", false, "also compare tag values, not only their number (a GetObjectTagging on each side of each tagged pair)")
 	concurrency := fs.Int("concurrency", xverify.DefaultConcurrency, "HeadObject/GetObject requests at once")
 	lists := fs.Int("list-concurrency", xverify.DefaultListConcurrency, "prefixes listed at once")
 	if err := fs.Parse(args); err != nil {
@@ -56,7 +57,7 @@ func verifyRule(ctx context.Context, args []string, env Env) error {
 	if _, err := xverify.Root(rule, *prefix); err != nil {
 		return fmt.Errorf("%w: %v", ErrUsage, err)
 	}
-	o := xverify.Options{Rule: rule, Prefix: *prefix, Region: *region, HashSources: *hash,
+	o := xverify.Options{Rule: rule, Prefix: *prefix, Region: *region, HashSources: *hash, CompareTags: *tags,
 		Concurrency: *concurrency, ListConcurrency: *lists, Destinations: map[string]xverify.S3API{}}
 	if o.Source, err = s3For(ctx, cfg, rule.SourceRegion); err != nil {
 		return err

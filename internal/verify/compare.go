@@ -160,6 +160,22 @@ func headers(src, dst Head) string {
 	return ""
 }
 
+// tagsDiffer names the first tag whose value differs between the source
+// and the destination ("" when none does).
+func tagsDiffer(src, dst map[string]string) string {
+	for _, k := range slices.Sorted(maps.Keys(src)) {
+		if v, ok := dst[k]; !ok || v != src[k] {
+			return fmt.Sprintf("tag %q: source %q, destination %s", k, src[k], quotedOrAbsent(v, ok))
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(dst)) {
+		if _, ok := src[k]; !ok {
+			return fmt.Sprintf("tag %q: not at the source, destination %q", k, dst[k])
+		}
+	}
+	return ""
+}
+
 func quotedOrAbsent(v string, ok bool) string {
 	if !ok {
 		return "absent"

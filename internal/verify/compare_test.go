@@ -286,3 +286,20 @@ func TestReports(t *testing.T) {
 		}
 	}
 }
+
+func TestTagsDiffer(t *testing.T) {
+	for _, tt := range []struct {
+		src, dst map[string]string
+		want     string
+	}{
+		{map[string]string{"a": "1", "b": "2"}, map[string]string{"b": "2", "a": "1"}, ""},
+		{nil, map[string]string{}, ""},
+		{map[string]string{"a": "1", "b": "2"}, map[string]string{"a": "1", "b": "3"}, `tag "b": source "2", destination "3"`},
+		{map[string]string{"a": "1"}, map[string]string{"b": "1"}, `tag "a": source "1", destination absent`},
+		{map[string]string{}, map[string]string{"scan": "clean"}, `tag "scan": not at the source, destination "clean"`},
+	} {
+		if got := tagsDiffer(tt.src, tt.dst); got != tt.want {
+			t.Errorf("tagsDiffer(%v, %v) = %q, want %q", tt.src, tt.dst, got, tt.want)
+		}
+	}
+}

@@ -28,6 +28,10 @@
 //     algorithm the destination has, Options.HashSources reads the source
 //     and hashes it; otherwise the object is counted as unchecked (same
 //     size and provenance, content not compared), never as equal.
+//   - Tags: HeadObject gives their number, which is compared; their values
+//     only with Options.CompareTags (`xrc verify -tags`), a GetObjectTagging
+//     on each side of each pair otherwise equal of which either side has
+//     tags.
 //   - A destination object without xrc's provenance (x-amz-meta-xrc-archive)
 //     is reported as not written by xrc: verify does not guess whether an
 //     object someone else wrote is the same.

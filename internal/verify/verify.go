@@ -29,6 +29,7 @@ type S3API interface {
 	s3.ListObjectsV2APIClient
 	HeadObject(ctx context.Context, in *s3.HeadObjectInput, optFns ...func(*s3.Options)) (*s3.HeadObjectOutput, error)
 	GetObject(ctx context.Context, in *s3.GetObjectInput, optFns ...func(*s3.Options)) (*s3.GetObjectOutput, error)
+	GetObjectTagging(ctx context.Context, in *s3.GetObjectTaggingInput, optFns ...func(*s3.Options)) (*s3.GetObjectTaggingOutput, error)
 }
 
 // Progress receives running figures; *progress.Bar satisfies it.
@@ -63,6 +64,11 @@ type Options struct {
 	// every such byte (free in-region, internet egress from elsewhere);
 	// without it those objects are counted as unchecked.
 	HashSources bool
+	// CompareTags reads the tags of both sides of every pair found equal
+	// so far of which either side has tags, and reports values that
+	// differ (HeadObject gives only their number): a GetObjectTagging on
+	// each side of each such pair.
+	CompareTags bool
 	// ListConcurrency bounds prefixes listed at once, Concurrency the
 	// HeadObject and GetObject calls at once.
 	ListConcurrency int
@@ -513,6 +519,15 @@ func (r *run) handle(ctx context.Context, j job) error {
 			}
 		}
 	}
+	if r.o.CompareTags && v.Kind == "" && src.Head != nil && dst.Head != nil && (src.Head.Tags > 0 || dst.Head.Tags > 0) {
+		why, err := r.tags(ctx, d.client, d.Bucket, j)
+		if err != nil {
+			return err
+		}
+		if why != "" {
+			v = Verdict{Kind: Headers, Equal: v.Equal, Detail: why}
+		}
+	}
 	r.mu.Lock()
 	ds := &r.sum.Destinations[j.dest]
 	ds.Compared++
@@ -648,4 +663,29 @@ func byteString(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", v, "KMGTP"[exp])
+}
+
+// tags compares the tag values of j's source and destination objects
+// (tagsDiffer).
+func (r *run) tags(ctx context.Context, dst S3API, bucket string, j job) (string, error) {
+	read := func(c S3API, bucket, key string) (map[string]string, error) {
+		out, err := c.GetObjectTagging(ctx, &s3.GetObjectTaggingInput{Bucket: &bucket, Key: &key})
+		if err != nil {
+			return nil, fmt.Errorf("tags of s3://%s/%s: %w", bucket, key, err)
+		}
+		tags := make(map[string]string, len(out.TagSet))
+		for _, t := range out.TagSet {
+			tags[aws.ToString(t.Key)] = aws.ToString(t.Value)
+		}
+		return tags, nil
+	}
+	src, err := read(r.o.Source, r.rule.SourceBucket, j.srcKey)
+	if err != nil {
+		return "", err
+	}
+	got, err := read(dst, bucket, j.dstKey)
+	if err != nil {
+		return "", err
+	}
+	return tagsDiffer(src, got), nil
 }

@@ -501,3 +501,42 @@ func TestVerifyJudgesAChangedSourceAsItIsNow(t *testing.T) {
 		t.Errorf("a source changed while verify ran, and replicated: verify reported\n  %s", strings.Join(got, "\n  "))
 	}
 }
+
+// TestVerifyComparesTagValues: tags of the same number but other values
+// are found only with CompareTags, which names the tag.
+func TestVerifyComparesTagValues(t *testing.T) {
+	t.Parallel()
+	r := newReplica(t, "vertags")
+	ctx := context.Background()
+	dst := r.rule.Destinations[0].Bucket
+	key := r.objs[1].Key
+	tag := func(c *s3.Client, bucket, key, value string) {
+		t.Helper()
+		if _, err := c.PutObjectTagging(ctx, &s3.PutObjectTaggingInput{Bucket: &bucket, Key: &key,
+			Tagging: &s3types.Tagging{TagSet: []s3types.Tag{{Key: aws.String("scan"), Value: aws.String(value)}}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tag(r.src, r.rule.SourceBucket, key, "clean")
+	routes, err := r.rule.Routes(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rt := range routes {
+		value := "clean"
+		if rt.Bucket == dst {
+			value = "pending"
+		}
+		tag(r.dst, rt.Bucket, rt.Key, value)
+	}
+	if _, got, _ := r.verify(t, false, nil); len(got) != 0 {
+		t.Errorf("without CompareTags, reported\n  %s", strings.Join(got, "\n  "))
+	}
+	_, got, diffs := r.verify(t, false, func(o *verify.Options) { o.CompareTags = true })
+	if want := []string{"headers " + dst + "/" + routes[0].Key}; routes[0].Bucket != dst || !slices.Equal(got, want) {
+		t.Fatalf("with CompareTags, reported %v, want %v", got, want)
+	}
+	if !strings.Contains(diffs[0].Detail, `tag "scan": source "clean", destination "pending"`) {
+		t.Errorf("detail %q does not name the tag", diffs[0].Detail)
+	}
+}
