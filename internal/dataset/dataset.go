@@ -22,6 +22,7 @@ import (
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/xrc-dev/xrc/internal/awsapi"
 	"github.com/xrc-dev/xrc/internal/corpus"
 )
 
@@ -279,10 +280,7 @@ func check(ctx context.Context, client *s3.Client, bucket string, o *Object, key
 		if err != nil {
 			return fmt.Errorf("%s: tags: %w", key, err)
 		}
-		got := map[string]string{}
-		for _, t := range tags.TagSet {
-			got[aws.ToString(t.Key)] = aws.ToString(t.Value)
-		}
+		got := awsapi.TagMap(tags.TagSet)
 		if fmt.Sprint(sorted(got)) != fmt.Sprint(sorted(o.Tags)) {
 			return fmt.Errorf("%s: tags %v, want %v", key, got, o.Tags)
 		}

@@ -95,11 +95,7 @@ func (w *Worker) syncTags(ctx context.Context, wr *write, rt config.Route, versi
 		case err != nil:
 			return fmt.Errorf("reading tags: %w", err)
 		}
-		have := make(map[string]string, len(out.TagSet))
-		for _, t := range out.TagSet {
-			have[aws.ToString(t.Key)] = aws.ToString(t.Value)
-		}
-		if maps.Equal(have, o.Tags) {
+		if maps.Equal(awsapi.TagMap(out.TagSet), o.Tags) {
 			return errUnchanged
 		}
 		return w.setTags(ctx, rt, version, o.Tags)

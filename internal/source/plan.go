@@ -98,7 +98,7 @@ func (w *Worker) plan(ctx context.Context, rule *config.Rule, items []Item, held
 				var keep bool
 				var err error
 				if ref.Removed() {
-					keep, err = w.stale(gctx, e)
+					keep, err = w.stillDeleted(gctx, e)
 				}
 				if !keep && err == nil {
 					keep, err = w.retagged(gctx, rule, e)
@@ -316,10 +316,7 @@ func (w *Worker) describe(ctx context.Context, e *entry, ref events.ObjectRef, i
 		if err != nil {
 			return false, fmt.Errorf("tags of %s/%s: %w", ref.Bucket, ref.Key, err)
 		}
-		o.Tags = make(map[string]string, len(tags.TagSet))
-		for _, t := range tags.TagSet {
-			o.Tags[aws.ToString(t.Key)] = aws.ToString(t.Value)
-		}
+		o.Tags = awsapi.TagMap(tags.TagSet)
 		if into != nil && o.VersionID == "" {
 			// Bytes and metadata came from one GET, the tags from a call
 			// after it: on an unversioned key, a write in between would
@@ -336,11 +333,12 @@ func (w *Worker) describe(ctx context.Context, e *entry, ref events.ObjectRef, i
 	return true, nil
 }
 
-// stale reports whether e's delete, in a batch with tag changes of its
-// key, still holds: the key reads as deleted. If it does not, a write came
-// after it (with its own event), and the tag changes were made on that one.
-func (w *Worker) stale(ctx context.Context, e *entry) (deleted bool, err error) {
-	_, err = w.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &e.obj.Bucket, Key: &e.obj.Key})
+// stillDeleted reports whether e's delete, in a batch with tag changes of
+// its key, still holds: the key reads as deleted. If it does not, the
+// delete is stale: a write came after it (with its own event), and the tag
+// changes were made on that one.
+func (w *Worker) stillDeleted(ctx context.Context, e *entry) (bool, error) {
+	_, err := w.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &e.obj.Bucket, Key: &e.obj.Key})
 	switch {
 	case awsapi.IsNotFound(err):
 		e.obj.Delete = true
@@ -414,13 +412,7 @@ func (w *Worker) retagged(ctx context.Context, rule *config.Rule, e *entry) (boo
 	if t, ok := awsmiddleware.GetServerTime(head.ResultMetadata); ok {
 		o.Seen = t.UTC()
 	}
-	o.Tags = nil
-	for _, t := range tags.TagSet {
-		if o.Tags == nil {
-			o.Tags = make(map[string]string, len(tags.TagSet))
-		}
-		o.Tags[aws.ToString(t.Key)] = aws.ToString(t.Value)
-	}
+	o.Tags = awsapi.TagMap(tags.TagSet)
 	return true, nil
 }
 

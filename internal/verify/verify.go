@@ -673,11 +673,7 @@ func (r *run) tags(ctx context.Context, dst S3API, bucket string, j job) (string
 		if err != nil {
 			return nil, fmt.Errorf("tags of s3://%s/%s: %w", bucket, key, err)
 		}
-		tags := make(map[string]string, len(out.TagSet))
-		for _, t := range out.TagSet {
-			tags[aws.ToString(t.Key)] = aws.ToString(t.Value)
-		}
-		return tags, nil
+		return awsapi.TagMap(out.TagSet), nil
 	}
 	src, err := read(r.o.Source, r.rule.SourceBucket, j.srcKey)
 	if err != nil {
