@@ -213,8 +213,9 @@ func outputID(prefix, ruleID string) string {
 }
 
 // grantBackfill gives a rule's backfill exactly what it calls: list the
-// watched prefix, list and HEAD each destination prefix (HEAD needs
-// s3:GetObject; the bytes are never read), send to the rule's queue, keep
+// watched prefix and read its tags (-tags), list and HEAD each destination
+// prefix and read its tags (HEAD needs s3:GetObject; the bytes are never
+// read), send to the rule's queue, keep
 // its checkpoint and read its statistics in the table (each confined to
 // its own partition keys), read the config. An inventory report is read
 // with the caller's rights: grant s3:GetObject on it to this role to use
@@ -222,13 +223,14 @@ func outputID(prefix, ruleID string) string {
 func (s *regionStack) grantBackfill(role awsiam.Role, rule *config.Rule, q *workQueue) {
 	p := s.policy(role)
 	p.allow("ListWatchedPrefix", []string{"s3:ListBucket"}, []string{s3BucketARN(rule.SourceBucket)}, prefixCondition(rule.Prefix), "")
+	p.allow("ReadWatchedTags", []string{"s3:GetObjectTagging", "s3:GetObjectVersionTagging"}, []string{s3ObjectsARN(rule.SourceBucket, rule.Prefix)}, nil, whyObjectsUnderPrefix)
 	for i, d := range rule.Destinations {
 		prefix := rule.DestinationKey(d, rule.Prefix)
 		// No prefix condition here: a HEAD of a missing key (from an
 		// inventory) must answer 404, which takes an unconditional
 		// ListBucket; without it S3 answers 403.
 		p.allow(fmt.Sprintf("ListDestination%d", i), []string{"s3:ListBucket"}, []string{s3BucketARN(d.Bucket)}, nil, "")
-		p.allow(fmt.Sprintf("HeadDestination%d", i), []string{"s3:GetObject"}, []string{s3ObjectsARN(d.Bucket, prefix)}, nil, whyObjectsUnderPrefix)
+		p.allow(fmt.Sprintf("HeadDestination%d", i), []string{"s3:GetObject", "s3:GetObjectTagging"}, []string{s3ObjectsARN(d.Bucket, prefix)}, nil, whyObjectsUnderPrefix)
 	}
 	p.allow("SendEvents", []string{"sqs:SendMessage", "sqs:GetQueueUrl"}, []string{*q.Queue.QueueArn()}, nil, "")
 	p.allow("EncryptEvents", []string{"kms:GenerateDataKey", "kms:Decrypt"}, []string{*s.keys.Messaging.KeyArn()}, viaService("sqs", s.plan.Region.Name), "")

@@ -93,7 +93,7 @@ func TestBackfillTask(t *testing.T) {
 }
 
 // TestBackfillIAM: the backfill role lists the watched prefix and the
-// destination prefixes, HEADs destination objects, sends to its queue,
+// destination prefixes, HEADs destination objects, reads tags on both sides, sends to its queue,
 // keeps its checkpoint and reads its statistics in the table (confined to
 // their partition keys), reads the config; nothing else: no object bytes,
 // no writes, no receiving.
@@ -107,10 +107,11 @@ func TestBackfillIAM(t *testing.T) {
 	}
 	want := map[string][]string{
 		"ListWatchedPrefix": {"s3:ListBucket"},
+		"ReadWatchedTags":   {"s3:GetObjectTagging", "s3:GetObjectVersionTagging"},
 		"ListDestination0":  {"s3:ListBucket"},
-		"HeadDestination0":  {"s3:GetObject"},
+		"HeadDestination0":  {"s3:GetObject", "s3:GetObjectTagging"},
 		"ListDestination1":  {"s3:ListBucket"},
-		"HeadDestination1":  {"s3:GetObject"},
+		"HeadDestination1":  {"s3:GetObject", "s3:GetObjectTagging"},
 		"SendEvents":        {"sqs:SendMessage", "sqs:GetQueueUrl"},
 		"EncryptEvents":     {"kms:GenerateDataKey", "kms:Decrypt"},
 		"Checkpoint":        {"dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem"},

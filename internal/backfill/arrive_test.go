@@ -3,11 +3,14 @@ package backfill_test
 import (
 	"context"
 	"errors"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
@@ -78,6 +81,107 @@ func TestBackfilledObjectsArrive(t *testing.T) {
 		if head.Metadata[deliver.MetaArchive] != "seed" {
 			t.Errorf("%q was rewritten (archive %q), though the destination held its write", o.Key, head.Metadata[deliver.MetaArchive])
 		}
+	}
+}
+
+// TestBackfillRepairsTagDrift: objects delivered with their tags, whose
+// tags then change at the source with no event (as before xrc carried tag
+// changes): a plain backfill finds them up to date; one with Tags sends a
+// tag change for exactly those, the pipeline sets the source's tags at the
+// destination without rewriting the objects, and a second run finds
+// nothing to send.
+func TestBackfillRepairsTagDrift(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	objs := objects(24, 2)
+	for i := range objs {
+		if i%2 == 0 {
+			objs[i].Tags = map[string]string{"team": "a", "n": strconv.Itoa(i)}
+		}
+	}
+	if err := dataset.Upload(ctx, f.src, f.rule.SourceBucket, objs, 8); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := backfill.Run(ctx, backfill.Options{Rule: f.rule}, f.deps(f.queueURL(), nil)); err != nil {
+		t.Fatal(err)
+	}
+	log, _ := localstack.ObservedLogger(t, zap.WarnLevel)
+	f.startWorkers(t, log)
+	bucket := f.rule.Destinations[0].Bucket
+	arrived := func() {
+		t.Helper()
+		var errs []error
+		if !localstack.Eventually(2*time.Minute, time.Second, func() bool {
+			errs = dataset.Check(ctx, f.dst, bucket, objs, func(k string) string { return k }, 8)
+			return len(errs) == 0
+		}) {
+			for _, err := range errs {
+				t.Error(err)
+			}
+			t.FailNow()
+		}
+	}
+	arrived()
+	archives := map[string]string{}
+	for _, o := range objs {
+		head, err := f.dst.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &bucket, Key: &o.Key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		archives[o.Key] = head.Metadata[deliver.MetaArchive]
+	}
+
+	// Drift: tags changed, added, removed, unchanged (set again).
+	for i := range objs[:8] {
+		o := &objs[i]
+		switch i % 4 {
+		case 0:
+			o.Tags = map[string]string{"team": "b", "n": strconv.Itoa(i)}
+		case 1:
+			o.Tags = map[string]string{"scanned": "clean"}
+		case 2:
+			o.Tags = nil
+		}
+		set := []s3types.Tag{}
+		for k, v := range o.Tags {
+			set = append(set, s3types.Tag{Key: aws.String(k), Value: aws.String(v)})
+		}
+		if _, err := f.src.PutObjectTagging(ctx, &s3.PutObjectTaggingInput{Bucket: &f.rule.SourceBucket, Key: &o.Key,
+			Tagging: &s3types.Tagging{TagSet: set}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	counts, err := backfill.Run(ctx, backfill.Options{Rule: f.rule, DryRun: true}, f.deps("", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if counts.Enqueued != 0 || counts.UpToDate != 24 {
+		t.Fatalf("without Tags: counts %+v, want 24 up to date", counts)
+	}
+	counts, err = backfill.Run(ctx, backfill.Options{Rule: f.rule, Tags: true}, f.deps(f.queueURL(), nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if counts.TagsDiffer != 6 || counts.Enqueued != 6 || counts.UpToDate != 18 || counts.Bytes != 0 {
+		t.Fatalf("counts %+v, want 6 with other tags enqueued (no bytes), 18 up to date", counts)
+	}
+	arrived()
+	for _, o := range objs {
+		head, err := f.dst.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &bucket, Key: &o.Key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a := head.Metadata[deliver.MetaArchive]; a != archives[o.Key] {
+			t.Errorf("%q was rewritten (archive %q, was %q) for a tag change", o.Key, a, archives[o.Key])
+		}
+	}
+	counts, err = backfill.Run(ctx, backfill.Options{Rule: f.rule, Tags: true, DryRun: true}, f.deps("", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if counts.Enqueued != 0 || counts.UpToDate != 24 {
+		t.Fatalf("after the repair: counts %+v, want 24 up to date", counts)
 	}
 }
 

@@ -31,10 +31,23 @@ type ListAPI interface {
 	ListObjectsV2(ctx context.Context, in *s3.ListObjectsV2Input, optFns ...func(*s3.Options)) (*s3.ListObjectsV2Output, error)
 }
 
+// SourceAPI lists the source bucket and reads its tags (Options.Tags);
+// *s3.Client satisfies it.
+type SourceAPI interface {
+	ListAPI
+	TagAPI
+}
+
+// TagAPI reads an object's tags.
+type TagAPI interface {
+	GetObjectTagging(ctx context.Context, in *s3.GetObjectTaggingInput, optFns ...func(*s3.Options)) (*s3.GetObjectTaggingOutput, error)
+}
+
 // DestAPI is what the comparison calls at a destination; *s3.Client
 // satisfies it.
 type DestAPI interface {
 	ListAPI
+	TagAPI
 	HeadObject(ctx context.Context, in *s3.HeadObjectInput, optFns ...func(*s3.Options)) (*s3.HeadObjectOutput, error)
 }
 
@@ -69,12 +82,21 @@ type Options struct {
 	// Depth is how many '/' levels below the root a listing fans out
 	// over: 0 means DefaultDepth, -1 lists the root whole.
 	Depth int
+	// Tags also compares the tags of objects whose destinations hold the
+	// same write, and sends a tag change (ObjectTagging:Put) for those
+	// that differ: a change lost on the way, or made before xrc carried
+	// tag changes. It costs a GetObjectTagging per such object at the
+	// source, and one per destination where either side has tags. A tag
+	// change does not move an object's Last-Modified, which Since
+	// filters on.
+	Tags bool
 }
 
 // Deps are the run's collaborators.
 type Deps struct {
-	// Source lists the rule's source bucket.
-	Source ListAPI
+	// Source lists the rule's source bucket (and, with Options.Tags,
+	// reads its tags).
+	Source SourceAPI
 	// Inventory reads the inventory report (only with Options.Inventory).
 	Inventory GetAPI
 	// Dest compares at the destinations, by region.
@@ -101,6 +123,7 @@ type Counts struct {
 	Resized    int64 `json:"resized"`    // another size at a destination
 	Older      int64 `json:"older"`      // written by xrc from an older source write
 	UpToDate   int64 `json:"upToDate"`   // the same write everywhere
+	TagsDiffer int64 `json:"tagsDiffer"` // the same write, other tags at a destination (Options.Tags)
 	NotByXRC   int64 `json:"notByXrc"`   // same size, not written by xrc: left alone
 	Unroutable int64 `json:"unroutable"` // the rule maps the key to no valid destination key
 	Enqueued   int64 `json:"enqueued"`   // events sent (dry run: that would be sent)
@@ -113,14 +136,14 @@ type Counts struct {
 }
 
 type counters struct {
-	listed, matched, compared, missing, resized, older, upToDate, notByXRC, unroutable atomic.Int64
-	enqueued, bytes, tasks, tasksDone, resumed, scanBytes, scanTotal                   atomic.Int64
+	listed, matched, compared, missing, resized, older, upToDate, tagsDiffer, notByXRC, unroutable atomic.Int64
+	enqueued, bytes, tasks, tasksDone, resumed, scanBytes, scanTotal                               atomic.Int64
 }
 
 func (c *counters) snapshot() Counts {
 	return Counts{
 		Listed: c.listed.Load(), Matched: c.matched.Load(), Compared: c.compared.Load(), Missing: c.missing.Load(),
-		Resized: c.resized.Load(), Older: c.older.Load(), UpToDate: c.upToDate.Load(), NotByXRC: c.notByXRC.Load(),
+		Resized: c.resized.Load(), Older: c.older.Load(), UpToDate: c.upToDate.Load(), TagsDiffer: c.tagsDiffer.Load(), NotByXRC: c.notByXRC.Load(),
 		Unroutable: c.unroutable.Load(), Enqueued: c.enqueued.Load(), Bytes: c.bytes.Load(), Tasks: c.tasks.Load(),
 		TasksDone: c.tasksDone.Load(), Resumed: c.resumed.Load(), ScanBytes: c.scanBytes.Load(), ScanTotal: c.scanTotal.Load(),
 	}
@@ -213,8 +236,8 @@ func newRun(o Options, d Deps) (*run, error) {
 		return nil, err
 	}
 	r := &run{Deps: d, o: o, root: root}
-	r.params = Params{Rule: o.Rule.ID, Bucket: o.Rule.SourceBucket, Prefix: root, Inventory: o.Inventory, Depth: o.Depth, Since: o.Since}
-	if o.Inventory == "" && d.Source == nil {
+	r.params = Params{Rule: o.Rule.ID, Bucket: o.Rule.SourceBucket, Prefix: root, Inventory: o.Inventory, Depth: o.Depth, Since: o.Since, Tags: o.Tags}
+	if (o.Inventory == "" || o.Tags) && d.Source == nil {
 		return nil, errors.New("backfill: no source client")
 	}
 	if o.Inventory != "" && d.Inventory == nil {

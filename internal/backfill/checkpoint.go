@@ -13,7 +13,7 @@ import (
 )
 
 // Params identify a backfill: a checkpoint resumes only a run of the same
-// rule, bucket, root prefix, inventory and depth.
+// rule, bucket, root prefix, inventory, depth and tag comparison.
 type Params struct {
 	Rule      string    `json:"rule"`
 	Bucket    string    `json:"bucket"`
@@ -21,6 +21,7 @@ type Params struct {
 	Inventory string    `json:"inventory,omitempty"`
 	Depth     int       `json:"depth"`
 	Since     time.Time `json:"since,omitzero"`
+	Tags      bool      `json:"tags,omitempty"`
 }
 
 // mismatch says how p (a checkpoint's) differs from q (this run's), or "".
@@ -35,6 +36,8 @@ func (p Params) mismatch(q Params) string {
 		return fmt.Sprintf("it reads inventory %q, this run %q", p.Inventory, q.Inventory)
 	case p.Depth != q.Depth:
 		return fmt.Sprintf("it fans out over %d levels, this run %d", p.Depth, q.Depth)
+	case p.Tags != q.Tags:
+		return fmt.Sprintf("it compares tags: %t, this run: %t", p.Tags, q.Tags)
 	}
 	return ""
 }

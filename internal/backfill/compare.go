@@ -3,6 +3,8 @@ package backfill
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -39,6 +41,7 @@ type verdict int
 const (
 	upToDate verdict = iota
 	notByXRC
+	retag // the same write, other tags (Options.Tags)
 	older
 	resized
 	missing
@@ -51,6 +54,7 @@ type state struct {
 	size   int64
 	headed bool
 	meta   map[string]string
+	tags   int32 // how many (HEAD's x-amz-tagging-count)
 }
 
 // needsHead reports whether only the object's provenance can decide.
@@ -91,17 +95,21 @@ func judge(src object, dst state) verdict {
 // order (listing mode); nil heads every key (inventory mode).
 type lookup func(ctx context.Context, di int, key string) (state, error)
 
+// candidate is a source object the rule covers, with what each
+// destination holds of it.
+type candidate struct {
+	o      object
+	keys   []string // destination key, per run.dests
+	states []state
+	worst  verdict
+}
+
 // handle filters a page of source objects, compares the rest with every
 // destination and sends the events of those that differ. It returns once
 // the events are accepted (or with the error that stopped it).
 func (r *run) handle(ctx context.Context, objs []object, look lookup) error {
 	r.c.listed.Add(int64(len(objs)))
-	type cand struct {
-		o      object
-		keys   []string // destination key, per r.dests
-		states []state
-	}
-	var cands []*cand
+	var cands []*candidate
 	for _, o := range objs {
 		if !r.o.Rule.Matches(r.o.Rule.SourceBucket, o.Key) || !strings.HasPrefix(o.Key, r.root) || o.LastModified.Before(r.o.Since) {
 			continue
@@ -112,7 +120,7 @@ func (r *run) handle(ctx context.Context, objs []object, look lookup) error {
 			r.Log.Debug("unroutable key; skipped")
 			continue
 		}
-		c := &cand{o: o, keys: make([]string, len(r.dests)), states: make([]state, len(r.dests))}
+		c := &candidate{o: o, keys: make([]string, len(r.dests)), states: make([]state, len(r.dests))}
 		for di, d := range r.dests {
 			c.keys[di] = r.o.Rule.DestinationKey(d.d, o.Key)
 		}
@@ -146,20 +154,54 @@ func (r *run) handle(ctx context.Context, objs []object, look lookup) error {
 	if err := g.Wait(); err != nil {
 		return err
 	}
+	for _, c := range cands {
+		for di := range r.dests {
+			c.worst = max(c.worst, judge(c.o, c.states[di]))
+		}
+	}
+	if r.o.Tags {
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(r.o.Concurrency)
+		for _, c := range cands {
+			if c.worst <= notByXRC && slices.ContainsFunc(c.states, func(s state) bool { return judge(c.o, s) == upToDate }) {
+				g.Go(func() error {
+					differ, err := r.tagsDiffer(gctx, c)
+					if differ {
+						c.worst = retag
+					}
+					return err
+				})
+			}
+		}
+		if err := g.Wait(); err != nil {
+			return err
+		}
+	}
 	var refs []events.ObjectRef
 	var bytes int64
 	for _, c := range cands {
-		worst := upToDate
-		for di := range r.dests {
-			worst = max(worst, judge(c.o, c.states[di]))
-		}
 		r.c.compared.Add(1)
-		switch worst {
+		switch c.worst {
 		case upToDate:
 			r.c.upToDate.Add(1)
 			continue
 		case notByXRC:
 			r.c.notByXRC.Add(1)
+			continue
+		case retag:
+			r.c.tagsDiffer.Add(1)
+			// A tag change, as S3 announces one: the source worker reads
+			// the key's tags now and sends them to the copies of this
+			// write (manifest.Object.Retag), and no bytes.
+			refs = append(refs, events.ObjectRef{
+				EventName: "ObjectTagging:Put",
+				EventTime: r.Now().UTC(),
+				Region:    r.o.Rule.SourceRegion,
+				Bucket:    r.o.Rule.SourceBucket,
+				Key:       c.o.Key,
+				VersionID: c.o.VersionID,
+				ETag:      c.o.ETag,
+			})
 			continue
 		case older:
 			r.c.older.Add(1)
@@ -190,6 +232,42 @@ func (r *run) handle(ctx context.Context, objs []object, look lookup) error {
 	return nil
 }
 
+// tagsDiffer reports whether a destination holding c's very write has
+// other tags than the source object: a tag change it missed. Either side
+// gone since it was compared is no difference: its delete or write has an
+// event of its own.
+func (r *run) tagsDiffer(ctx context.Context, c *candidate) (bool, error) {
+	in := &s3.GetObjectTaggingInput{Bucket: &r.o.Rule.SourceBucket, Key: &c.o.Key}
+	if c.o.VersionID != "" {
+		in.VersionId = &c.o.VersionID
+	}
+	out, err := r.Source.GetObjectTagging(ctx, in)
+	switch {
+	case awsapi.IsNotFound(err):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("tags of s3://%s/%s: %w", r.o.Rule.SourceBucket, c.o.Key, err)
+	}
+	src := awsapi.TagMap(out.TagSet)
+	for di, d := range r.dests {
+		s := c.states[di]
+		if judge(c.o, s) != upToDate || len(src) == 0 && s.tags == 0 {
+			continue
+		}
+		out, err := d.api.GetObjectTagging(ctx, &s3.GetObjectTaggingInput{Bucket: &d.d.Bucket, Key: &c.keys[di]})
+		switch {
+		case awsapi.IsNotFound(err):
+			continue
+		case err != nil:
+			return false, fmt.Errorf("tags of s3://%s/%s: %w", d.d.Bucket, c.keys[di], err)
+		}
+		if !maps.Equal(src, awsapi.TagMap(out.TagSet)) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // head reads what a destination holds at key.
 func head(ctx context.Context, api DestAPI, bucket, key string) (state, error) {
 	out, err := api.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &bucket, Key: &key})
@@ -199,5 +277,5 @@ func head(ctx context.Context, api DestAPI, bucket, key string) (state, error) {
 	if err != nil {
 		return state{}, fmt.Errorf("head s3://%s/%s: %w", bucket, key, err)
 	}
-	return state{found: true, size: aws.ToInt64(out.ContentLength), headed: true, meta: out.Metadata}, nil
+	return state{found: true, size: aws.ToInt64(out.ContentLength), headed: true, meta: out.Metadata, tags: aws.ToInt32(out.TagCount)}, nil
 }

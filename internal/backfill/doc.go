@@ -42,6 +42,15 @@
 // provenance lost its time (dropped for lack of metadata room) cannot be
 // ordered and is left alone too.
 //
+// With Options.Tags, an object every destination holds as the same write
+// (or left alone) is also compared by its tags: GetObjectTagging at the
+// source, and at each destination holding that write where either side
+// has tags (HEAD gives their number). One that differs is sent as a tag
+// change (ObjectTagging:Put, with the listing's ETag), which the source
+// worker stages as a retag entry and the target applies only to its copy
+// of that very write, without moving the bytes again. A tag change does
+// not move Last-Modified, so Since can hide one.
+//
 // # Sending
 //
 // Each event is one message in the exact body S3 writes

@@ -140,6 +140,11 @@ func TestFileCheckpoint(t *testing.T) {
 		t.Error("another prefix resumes this checkpoint")
 	}
 	other = params
+	other.Tags = true
+	if st.Params.mismatch(other) == "" {
+		t.Error("a run comparing tags resumes one that did not (its finished prefixes' tags would go unread)")
+	}
+	other = params
 	other.Since = time.Now()
 	if st.Params.mismatch(other) != "" {
 		t.Error("another since refuses this checkpoint (the first run's since should be kept)")

@@ -22,7 +22,7 @@ import (
 	"github.com/xrc-dev/xrc/internal/stats"
 )
 
-const backfillUsage = "xrc backfill -config C -rule R [-prefix P] [-since 7d|RFC3339] [-inventory s3://bucket/manifest.json] [-rate N/s] [-dry-run] [-checkpoint FILE|ddb]"
+const backfillUsage = "xrc backfill -config C -rule R [-prefix P] [-since 7d|RFC3339] [-inventory s3://bucket/manifest.json] [-rate N/s] [-tags] [-dry-run] [-checkpoint FILE|ddb]"
 
 // checkpointDynamo selects the deployment's table as the checkpoint.
 const checkpointDynamo = "ddb"
@@ -34,7 +34,7 @@ const savingWindow = 7 * 24 * time.Hour
 // backfillRun is one xrc backfill command line.
 type backfillRun struct {
 	cfgPath, ruleID, prefix, since, inventory, rate, checkpoint, queueURL string
-	dryRun                                                                bool
+	dryRun, tags                                                          bool
 	concurrency, depth                                                    int
 }
 
@@ -52,6 +52,7 @@ func backfillCmd(ctx context.Context, args []string, env Env) error {
 	fs.StringVar(&b.inventory, "inventory", "", "read this S3 Inventory manifest (s3://bucket/.../manifest.json, CSV) instead of listing")
 	fs.StringVar(&b.rate, "rate", "", "at most N events a second (N or N/s); default: as fast as SQS takes them")
 	fs.BoolVar(&b.dryRun, "dry-run", false, "compare and report, send nothing")
+	fs.BoolVar(&b.tags, "tags", false, "also compare the tags of objects the destinations hold, and send the source's where they differ (a request or two per object)")
 	fs.StringVar(&b.checkpoint, "checkpoint", "", "keep progress to resume an interrupted run: a local FILE, or ddb for the deployment's table")
 	fs.StringVar(&b.queueURL, "queue-url", env.Getenv("XRC_QUEUE_URL"), "the rule's source queue; default derived from the config (env XRC_QUEUE_URL)")
 	fs.IntVar(&b.concurrency, "concurrency", backfill.DefaultConcurrency, "listings (or inventory files) at once, and HEADs at once per page")
@@ -152,7 +153,7 @@ func backfillCmd(ctx context.Context, args []string, env Env) error {
 			map[bool]string{false: "enqueued", true: "to enqueue"}[b.dryRun], c.Enqueued, stats.Bytes(c.Bytes), c.TasksDone, c.Tasks))
 	}
 	o := backfill.Options{Rule: rule, Prefix: b.prefix, Since: since, Inventory: b.inventory, DryRun: b.dryRun, Rate: perSecond,
-		Concurrency: b.concurrency, Depth: b.depth}
+		Concurrency: b.concurrency, Depth: b.depth, Tags: b.tags}
 	counts, runErr := backfill.Run(ctx, o, deps)
 	bar.Close()
 
@@ -187,6 +188,9 @@ func printBackfill(env Env, rule *config.Rule, where string, dryRun bool, c back
 	row("listed", c.Listed, "objects")
 	row("covered", c.Matched, "by the rule's filters, -prefix and -since")
 	row("up to date", c.UpToDate, "the destinations hold the same write")
+	if c.TagsDiffer > 0 {
+		row("other tags", c.TagsDiffer, "the same write with other tags: a tag change enqueued")
+	}
 	row("not by xrc", c.NotByXRC, "same size, not written by xrc: left alone (xrc verify reports them)")
 	row("missing", c.Missing, "")
 	row("other size", c.Resized, "")
