@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -30,7 +31,8 @@ type API interface {
 }
 
 // MaxBatch is the most messages SQS takes in one batch call; Delete and
-// ChangeVisibility split longer lists into calls of this size.
+// ChangeVisibility split longer lists into calls of this size, several at
+// once.
 const MaxBatch = 10
 
 // Message is one received SQS message.
@@ -55,7 +57,13 @@ func New(api API, url string) *Queue { return &Queue{api: api, url: url} }
 func (q *Queue) URL() string { return q.url }
 
 // Receive long-polls for up to max (<= 10) messages, waiting up to wait, and
-// hides them for visibility.
+// hides them for visibility. It makes one attempt; the caller retries. A
+// retry inside the SDK would start a new long poll under the caller's
+// deadline, which could then cut it while SQS goes on filling it, with
+// messages nobody reads, hidden for their visibility timeout
+// (aws-sdk-go-v2#2068).
+func oneAttempt(o *sqs.Options) { o.RetryMaxAttempts = 1 }
+
 func (q *Queue) Receive(ctx context.Context, max int, wait, visibility time.Duration) ([]Message, error) {
 	out, err := q.api.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
 		QueueUrl:            aws.String(q.url),
@@ -65,7 +73,7 @@ func (q *Queue) Receive(ctx context.Context, max int, wait, visibility time.Dura
 		//lint:ignore SA1019 the local stack's SQS only honours the legacy field; AWS accepts both.
 		AttributeNames:              []types.QueueAttributeName{"All"},
 		MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameAll},
-	})
+	}, oneAttempt)
 	if err != nil {
 		return nil, fmt.Errorf("receiving from %s: %w", q.url, err)
 	}
@@ -138,28 +146,46 @@ func (q *Queue) ChangeVisibility(ctx context.Context, d time.Duration, msgs ...M
 	})
 }
 
+// batchCalls bounds the batch calls one Delete or ChangeVisibility makes
+// at once: thousands of messages (a heartbeat of a full worker, a release
+// at shutdown or at a Lambda's deadline) one call after another could take
+// longer than the visibility timeout or the time left.
+const batchCalls = 8
+
 func (q *Queue) batch(ctx context.Context, op string, msgs []Message, call func([]Message) ([]types.BatchResultErrorEntry, error)) ([]Failure, error) {
-	var failures []Failure
-	var errs []error
+	var (
+		mu       sync.Mutex
+		failures []Failure
+		errs     []error
+		wg       sync.WaitGroup
+		calls    = make(chan struct{}, batchCalls)
+	)
 	for chunk := range slices.Chunk(msgs, MaxBatch) {
-		failed, err := call(chunk)
-		if err != nil {
-			err = fmt.Errorf("%s %d messages in %s: %w", op, len(chunk), q.url, err)
-			errs = append(errs, err)
-			for _, m := range chunk {
-				failures = append(failures, Failure{Message: m, Err: err})
+		calls <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-calls }()
+			failed, err := call(chunk)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				err = fmt.Errorf("%s %d messages in %s: %w", op, len(chunk), q.url, err)
+				errs = append(errs, err)
+				for _, m := range chunk {
+					failures = append(failures, Failure{Message: m, Err: err})
+				}
+				return
 			}
-			continue
-		}
-		for _, f := range failed {
-			i, err := strconv.Atoi(aws.ToString(f.Id))
-			if err != nil || i < 0 || i >= len(chunk) {
-				continue
+			for _, f := range failed {
+				i, err := strconv.Atoi(aws.ToString(f.Id))
+				if err != nil || i < 0 || i >= len(chunk) {
+					continue
+				}
+				code := aws.ToString(f.Code)
+				failures = append(failures, Failure{Message: chunk[i], Code: code,
+					Err: fmt.Errorf("%s message %s: %s: %s", op, chunk[i].ID, code, aws.ToString(f.Message))})
 			}
-			code := aws.ToString(f.Code)
-			failures = append(failures, Failure{Message: chunk[i], Code: code,
-				Err: fmt.Errorf("%s message %s: %s: %s", op, chunk[i].ID, code, aws.ToString(f.Message))})
-		}
+		})
 	}
+	wg.Wait()
 	return failures, errors.Join(errs...)
 }

@@ -2,10 +2,16 @@ package queue_test
 
 import (
 	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/xrc-dev/xrc/internal/localstack"
@@ -84,4 +90,86 @@ func receiveOne(t *testing.T, q *queue.Queue) queue.Message {
 	}
 	t.Fatal("no message within 10s")
 	return queue.Message{}
+}
+
+// TestReceiveMakesOneAttempt: a failed long poll is not retried inside
+// the SDK, where a new poll under the caller's deadline could be cut while
+// SQS fills it. (A server that fails every call; the SDK would otherwise
+// make its five attempts.)
+func TestReceiveMakesOneAttempt(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+		w.WriteHeader(http.StatusInternalServerError)
+		_, _ = w.Write([]byte(`{"__type":"com.amazonaws.sqs#InternalError","message":"try again"}`))
+	}))
+	defer srv.Close()
+	client := sqs.New(sqs.Options{
+		Region:       "us-east-1",
+		BaseEndpoint: aws.String(srv.URL),
+		Credentials:  credentials.NewStaticCredentialsProvider("id", "secret", ""),
+		Retryer: retry.NewStandard(func(o *retry.StandardOptions) {
+			o.MaxAttempts = 5
+			o.Backoff = retry.BackoffDelayerFunc(func(int, error) (time.Duration, error) { return 0, nil })
+		}),
+	})
+	_, err := queue.New(client, srv.URL+"/123456789012/q").Receive(context.Background(), 10, time.Second, 30*time.Second)
+	if err == nil {
+		t.Fatal("a failing receive returned no error")
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("%d receive attempts, want 1", n)
+	}
+}
+
+// TestBatchCallsRunTogether: a visibility change of many messages makes
+// its calls several at once, not one after another (a heartbeat of
+// thousands of held messages would outlast the visibility timeout), and
+// reports every message's failure.
+func TestBatchCallsRunTogether(t *testing.T) {
+	env := localstack.Require(t)
+	ctx := context.Background()
+	client, err := env.SQS(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := localstack.UniqueName("queue")
+	url, _, err := env.EnsureQueue(ctx, name, 3, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { env.DeleteQueue(context.Background(), name) })
+	api := &concurrentCalls{API: client}
+	msgs := make([]queue.Message, 100)
+	for i := range msgs {
+		msgs[i] = queue.Message{ID: fmt.Sprint(i), ReceiptHandle: fmt.Sprintf("gone-%d", i)}
+	}
+	failures, _ := queue.New(api, url).ChangeVisibility(ctx, time.Minute, msgs...)
+	if len(failures) != len(msgs) {
+		t.Errorf("%d failures for %d unknown receipts", len(failures), len(msgs))
+	}
+	if n := api.calls.Load(); n != 10 {
+		t.Errorf("%d calls for 100 messages, want 10", n)
+	}
+	if most := api.most.Load(); most < 2 || most > 8 {
+		t.Errorf("at most %d calls at once, want 2 to 8", most)
+	}
+}
+
+// concurrentCalls counts visibility changes and the most in flight at
+// once; each takes at least 50 ms.
+type concurrentCalls struct {
+	queue.API
+	calls, now, most atomic.Int32
+}
+
+func (c *concurrentCalls) ChangeMessageVisibilityBatch(ctx context.Context, in *sqs.ChangeMessageVisibilityBatchInput, optFns ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error) {
+	c.calls.Add(1)
+	n := c.now.Add(1)
+	defer c.now.Add(-1)
+	for m := c.most.Load(); n > m && !c.most.CompareAndSwap(m, n); m = c.most.Load() {
+	}
+	time.Sleep(50 * time.Millisecond)
+	return c.API.ChangeMessageVisibilityBatch(ctx, in, optFns...)
 }

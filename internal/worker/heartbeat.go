@@ -34,7 +34,14 @@ func (r *Runtime) heartbeat(ctx context.Context) {
 			r.beat.Unlock()
 			continue
 		}
-		failures, err := r.Queue.ChangeVisibility(ctx, r.Visibility, held...)
+		// Bounded by the next beat: the SDK sets no response timeout,
+		// and a call that hangs would hold beat, so every release, and
+		// leave the next beats undone.
+		bctx, cancel := context.WithCancel(ctx)
+		timer := r.Clock.AfterFunc(r.Visibility/3, cancel)
+		failures, err := r.Queue.ChangeVisibility(bctx, r.Visibility, held...)
+		timer.Stop()
+		cancel()
 		r.beat.Unlock()
 		if err != nil && ctx.Err() == nil {
 			r.Metrics.Errors.WithLabelValues("heartbeat").Inc()

@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,57 +62,60 @@ func (m *Message) Ack() {
 // Release makes the message visible again after delay (0: now). Its receive
 // count grows on the next delivery, so a message that keeps failing reaches
 // the dead-letter queue. A failure is logged: the visibility timeout
-// redelivers it anyway.
+// redelivers it anyway. A message whose work the end of the drain cut is
+// released at once with the rest still held, whatever delay its caller
+// asks: its work failed for the stop, not for itself, and thousands of
+// releases one by one could outlast the stop timeout.
 func (m *Message) Release(delay time.Duration) {
+	if m.ctx.Err() != nil && m.rt.leftForShutdown(m) {
+		return
+	}
 	if !m.done.CompareAndSwap(false, true) {
 		return
 	}
 	m.rt.release(delay, []*Message{m})
 }
 
-// releaseCalls bounds the ChangeMessageVisibilityBatch calls a release of
-// many messages makes at once.
-const releaseCalls = 8
+// leftForShutdown reports whether m, its work cut, is still held and will
+// be released by releaseHeld.
+func (r *Runtime) leftForShutdown(m *Message) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, held := r.held[m.ReceiptHandle]
+	return held && !r.shutdown && r.cut.Load()
+}
 
 // release makes ms (each marked done by its caller) visible after delay,
-// ten to a call and several calls at once: at shutdown, thousands of held
-// messages released one call at a time could outlast the stop timeout
-// and stay hidden until their visibility ends.
+// ten to a call and several calls at once (queue.Queue.ChangeVisibility).
 func (r *Runtime) release(delay time.Duration, ms []*Message) {
+	if len(ms) == 0 {
+		return
+	}
 	r.Metrics.Messages.WithLabelValues("released").Add(float64(len(ms)))
 	// Under beat, and forgotten before they are let go: a heartbeat that
 	// took them in its snapshot lands before this change, never after it
 	// (which would hide them for a whole visibility timeout again).
 	r.beat.Lock()
 	defer r.beat.Unlock()
-	calls := make(chan struct{}, releaseCalls)
-	var wg sync.WaitGroup
-	for chunk := range slices.Chunk(ms, queue.MaxBatch) {
-		calls <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-calls }()
-			msgs := make([]queue.Message, len(chunk))
-			for i, m := range chunk {
-				msgs[i] = m.Message
-			}
-			ctx, cancel := settling(chunk[0].ctx)
-			failures, _ := r.Queue.ChangeVisibility(ctx, delay, msgs...)
-			cancel()
-			failed := make(map[string]queue.Failure, len(failures))
-			for _, f := range failures {
-				failed[f.Message.ReceiptHandle] = f
-			}
-			for _, m := range chunk {
-				r.forget(m)
-				m.cancel(context.Canceled)
-				if f, ok := failed[m.ReceiptHandle]; ok {
-					r.Metrics.Errors.WithLabelValues("release_message").Inc()
-					m.log.Warn("releasing message failed: it comes back after its visibility timeout", zap.Error(f.Err))
-				}
-			}
-		})
+	msgs := make([]queue.Message, len(ms))
+	for i, m := range ms {
+		msgs[i] = m.Message
 	}
-	wg.Wait()
+	ctx, cancel := settling(ms[0].ctx)
+	failures, _ := r.Queue.ChangeVisibility(ctx, delay, msgs...)
+	cancel()
+	failed := make(map[string]queue.Failure, len(failures))
+	for _, f := range failures {
+		failed[f.Message.ReceiptHandle] = f
+	}
+	for _, m := range ms {
+		r.forget(m)
+		m.cancel(context.Canceled)
+		if f, ok := failed[m.ReceiptHandle]; ok {
+			r.Metrics.Errors.WithLabelValues("release_message").Inc()
+			m.log.Warn("releasing message failed: it comes back after its visibility timeout", zap.Error(f.Err))
+		}
+	}
 }
 
 // acks batches the deletes of acknowledged messages.

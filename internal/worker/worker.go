@@ -53,8 +53,11 @@ const (
 	receiveWait = 20 * time.Second // default of Options.ReceiveWait
 	// pollMargin is how long past its wait a poll's answer may take.
 	pollMargin = 5 * time.Second
-	// receiveRetry spaces receives after a failed one.
-	receiveRetry = 5 * time.Second
+	// receiveRetry spaces receives after a failed one, firstReceiveRetry
+	// after the first failure of a run (a blip: the SDK does not retry
+	// receives).
+	receiveRetry      = 5 * time.Second
+	firstReceiveRetry = time.Second
 	// progressCheck is how often a worker that cannot receive (it holds
 	// MaxHeld messages) looks for progress to report to the health check.
 	progressCheck = 10 * time.Second
@@ -105,6 +108,11 @@ type Runtime struct {
 	progress atomic.Int64
 	handlers sync.WaitGroup
 	acks     acks
+
+	// cut is set when the drain time ends; shutdown (on mu) once
+	// releaseHeld took what is still held.
+	cut      atomic.Bool
+	shutdown bool
 }
 
 // New returns a runtime; Run starts it.
@@ -185,6 +193,7 @@ func (r *Runtime) drainContext(stop context.Context) (context.Context, context.C
 		select {
 		case <-t.Chan():
 			r.Log.Warn("drain time over: abandoning in-flight work", zap.Duration("drain", r.Drain))
+			r.cut.Store(true)
 			cancel()
 		case <-work.Done():
 		}
@@ -212,6 +221,7 @@ func (r *Runtime) receive(stop, work context.Context, role Role) {
 		msgs, err := r.poll(work, n)
 		r.Metrics.ReceiveDuration.Observe(r.Clock.Since(start).Seconds())
 		r.unreserve(n)
+		first := answered // a first failure: Receive makes one attempt
 		answered = err == nil
 		if stop.Err() != nil {
 			late := make([]*Message, 0, len(msgs))
@@ -234,8 +244,14 @@ func (r *Runtime) receive(stop, work context.Context, role Role) {
 				r.Health.Beat()
 			}
 			r.Metrics.Errors.WithLabelValues("receive").Inc()
-			r.Log.Error("receiving messages", zap.Error(err))
-			r.sleep(stop, receiveRetry)
+			wait := receiveRetry
+			if first {
+				wait = firstReceiveRetry
+				r.Log.Warn("receiving messages failed; retrying", zap.Duration("in", wait), zap.Error(err))
+			} else {
+				r.Log.Error("receiving messages", zap.Error(err))
+			}
+			r.sleep(stop, wait)
 			continue
 		}
 		for _, qm := range msgs {
@@ -327,6 +343,7 @@ func (r *Runtime) forget(m *Message) {
 // releaseHeld releases every message still held: its work did not finish.
 func (r *Runtime) releaseHeld() {
 	r.mu.Lock()
+	r.shutdown = true
 	left := make([]*Message, 0, len(r.held))
 	for _, m := range r.held {
 		if m.done.CompareAndSwap(false, true) {

@@ -367,6 +367,102 @@ func TestShutdownReleasesInBatches(t *testing.T) {
 	})
 }
 
+// TestReleasesCutByTheDrainGoTogether: messages whose work the end of the
+// drain cut, released by their handlers with a retry delay, are visible
+// again at once and released ten to a call with the rest, not one call
+// each with its delay (thousands of them would outlast the stop timeout).
+func TestReleasesCutByTheDrainGoTogether(t *testing.T) {
+	f := setup(t)
+	const n = 25
+	for range n {
+		f.send(t, s3Event)
+	}
+	api := &countingReleases{API: f.client}
+	rt, m := f.runtime(api, n)
+	var handling atomic.Int32
+	stop := start(t, rt, role{func(_ context.Context, msg *worker.Message) {
+		handling.Add(1)
+		<-msg.Context().Done()
+		msg.Release(time.Minute) // as after a failure: backoff
+	}})
+	within(t, 20*time.Second, "every message held", func() bool { return handling.Load() == n })
+	done := make(chan struct{})
+	go func() { stop(); close(done) }()
+	f.tick(t, done, "Run returning after the drain")
+	if got := api.calls.Load(); got > (n+9)/10 {
+		t.Errorf("%d messages released at once in %d calls, want %d", n, got, (n+9)/10)
+	}
+	if v := testutil.ToFloat64(m.Messages.WithLabelValues("released")); v != n {
+		t.Errorf("released %v messages, want %d", v, n)
+	}
+	seen := 0
+	within(t, 10*time.Second, "every released message visible", func() bool {
+		out, err := f.client.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: &f.url, MaxNumberOfMessages: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen += len(out.Messages)
+		return seen == n
+	})
+}
+
+// tick advances the fake clock a second every 20 ms until done is closed,
+// failing the test after a hundred fake seconds.
+func (f *fixture) tick(t *testing.T, done <-chan struct{}, what string) {
+	t.Helper()
+	for range 100 {
+		select {
+		case <-done:
+			return
+		case <-time.After(20 * time.Millisecond):
+			f.clock.Advance(time.Second)
+		}
+	}
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("%s: not within 100 fake seconds", what)
+	}
+}
+
+// hungBeats never answers a heartbeat's visibility change: it returns only
+// when its context ends (the SDK sets no response timeout).
+type hungBeats struct {
+	slowBeats
+}
+
+func (h *hungBeats) ChangeMessageVisibilityBatch(ctx context.Context, in *sqs.ChangeMessageVisibilityBatchInput, optFns ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error) {
+	if in.Entries[0].VisibilityTimeout > 0 {
+		select {
+		case h.beating <- struct{}{}:
+		default: // a later beat
+		}
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return h.API.ChangeMessageVisibilityBatch(ctx, in, optFns...)
+}
+
+// TestHungHeartbeatEndsByTheNextBeat: a heartbeat whose call hangs gives
+// up by the next beat, so releases, which wait for it, go through, and
+// the failure is counted.
+func TestHungHeartbeatEndsByTheNextBeat(t *testing.T) {
+	f := setup(t)
+	api := &hungBeats{slowBeats{API: f.client, beating: make(chan struct{})}}
+	rt, m := f.runtime(api, 1)
+	msg := f.held(t, rt)
+	f.clock.Advance(10 * time.Second) // a third of the visibility: the heartbeat
+	<-api.beating
+	released := make(chan struct{})
+	go func() { msg.Release(0); close(released) }()
+	f.tick(t, released, "a release behind a hung heartbeat")
+	// The beat after it may come first, and hang as long.
+	if v := testutil.ToFloat64(m.Errors.WithLabelValues("heartbeat")); v < 1 || v > 2 {
+		t.Errorf("%v heartbeat errors counted, want 1 or 2", v)
+	}
+	within(t, 10*time.Second, "released message visible", func() bool { return len(f.visible(t)) == 1 })
+}
+
 // countingReleases counts the visibility changes that release (timeout 0).
 type countingReleases struct {
 	queue.API
