@@ -86,10 +86,13 @@ type Options struct {
 	// same write, and sends a tag change (ObjectTagging:Put) for those
 	// that differ: a change lost on the way, or made before xrc carried
 	// tag changes. It costs a GetObjectTagging per such object at the
-	// source, and one per destination where either side has tags. A tag
+	// source, and one per destination holding that write. A tag
 	// change does not move an object's Last-Modified, which Since
 	// filters on.
 	Tags bool
+	// Restart discards the checkpoint of an interrupted run, whatever its
+	// parameters, and starts afresh.
+	Restart bool
 }
 
 // Deps are the run's collaborators.
@@ -189,7 +192,9 @@ func Run(ctx context.Context, o Options, d Deps) (Counts, error) {
 	if r.Checkpoint != nil {
 		// Whatever happened, what was done is kept (or, when all was
 		// done, the checkpoint removed), even after ctx ended.
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		// A DynamoDB checkpoint removes its task items 99 to a
+		// transaction: a run of many prefixes needs more time.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second+time.Duration(r.c.tasks.Load())*time.Millisecond)
 		defer cancel()
 		if c, ok := r.Checkpoint.(completedRuns); ok && err == nil && r.root == r.o.Rule.Prefix && r.o.Inventory == "" {
 			// Only a listing of the whole rule vouches for every prefix
@@ -236,7 +241,8 @@ func newRun(o Options, d Deps) (*run, error) {
 		return nil, err
 	}
 	r := &run{Deps: d, o: o, root: root}
-	r.params = Params{Rule: o.Rule.ID, Bucket: o.Rule.SourceBucket, Prefix: root, Inventory: o.Inventory, Depth: o.Depth, Since: o.Since, Tags: o.Tags}
+	r.params = Params{Rule: o.Rule.ID, Bucket: o.Rule.SourceBucket, Prefix: root, Inventory: o.Inventory, Depth: o.Depth, Since: o.Since, Tags: o.Tags,
+		Scope: Scope(o.Rule)}
 	if (o.Inventory == "" || o.Tags) && d.Source == nil {
 		return nil, errors.New("backfill: no source client")
 	}
@@ -287,13 +293,23 @@ func (r *run) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if st != nil {
+		why := st.Params.mismatch(r.params)
+		switch {
+		case r.o.Restart:
+			r.Log.Warn("discarding an interrupted backfill's checkpoint (-restart)", zap.Time("started", st.Started), zap.String("differs", why))
+			if err := r.Checkpoint.Clear(ctx); err != nil {
+				return err
+			}
+			st = nil
+		case why != "":
+			return fmt.Errorf("%w: %s; pass the same parameters to resume it, or -restart to discard it and start afresh", ErrCheckpointMismatch, why)
+		}
+	}
 	if st == nil {
 		r.widenSince()
 		r.state = &State{Params: r.params, Started: r.Now().UTC(), Tasks: map[string]Progress{}}
 		return r.Checkpoint.Start(ctx, r.state)
-	}
-	if why := st.Params.mismatch(r.params); why != "" {
-		return fmt.Errorf("%w: %s; pass the same -prefix and -inventory to resume it, or remove it to start afresh", ErrCheckpointMismatch, why)
 	}
 	if !st.Params.Since.Equal(r.params.Since) {
 		r.Log.Info("resuming: since as in the interrupted run", zap.Time("since", st.Params.Since))

@@ -936,3 +936,70 @@ func (f *fixture) put(t *testing.T, bucket, key string, data []byte) {
 		t.Fatal(err)
 	}
 }
+
+// TestResumeRefusesWhatCoversLess: a checkpoint whose finished prefixes
+// were compared under less than this run asks for (a later since) is
+// refused, naming why, rather than resumed past objects it never looked
+// at; -restart discards it, and a table checkpoint old enough for its
+// first items to have expired starts afresh by itself. Either way every
+// object is sent.
+func TestResumeRefusesWhatCoversLess(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	objs := objects(20, 2)
+	if err := dataset.Upload(ctx, f.src, f.rule.SourceBucket, objs, 8); err != nil {
+		t.Fatal(err)
+	}
+	o := backfill.Options{Rule: f.rule, Depth: 1}
+	params := backfill.Params{Rule: f.rule.ID, Bucket: f.rule.SourceBucket, Prefix: f.rule.Prefix, Depth: 1, Scope: backfill.Scope(f.rule)}
+	// finished leaves a checkpoint, started at started, whose run
+	// finished both prefixes (a scheduled run "-since" the future, say).
+	finished := func(p backfill.Params, started time.Time) {
+		t.Helper()
+		cp := backfill.NewDynamoCheckpoint(f.ddb, f.cfg.TableName(), f.rule.ID, func() time.Time { return started })
+		if err := cp.Start(ctx, &backfill.State{Params: p, Started: started, Tasks: map[string]backfill.Progress{}}); err != nil {
+			t.Fatal(err)
+		}
+		for _, prefix := range []string{"data/p00/", "data/p01/"} {
+			if err := cp.Save(ctx, prefix, backfill.Progress{After: prefix + "~", Done: true}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := cp.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkpoint := func() backfill.Checkpoint {
+		return backfill.NewDynamoCheckpoint(f.ddb, f.cfg.TableName(), f.rule.ID, time.Now)
+	}
+
+	later := params
+	later.Since = time.Now().Add(time.Hour)
+	finished(later, time.Now())
+	_, err := backfill.Run(ctx, o, f.deps(f.queueURL(), checkpoint()))
+	if !errors.Is(err, backfill.ErrCheckpointMismatch) || !strings.Contains(err.Error(), "since") {
+		t.Fatalf("a run of all objects over a checkpoint since later: %v, want ErrCheckpointMismatch naming since", err)
+	}
+	o.Restart = true
+	counts, err := backfill.Run(ctx, o, f.deps(f.queueURL(), checkpoint()))
+	if err != nil || counts.Enqueued != 20 || counts.Resumed != 0 {
+		t.Fatalf("-restart: %+v %v, want all 20 sent afresh", counts, err)
+	}
+	f.drain(t, f.queueURL(), 20)
+
+	o.Restart = false
+	finished(params, time.Now().Add(-backfill.CheckpointTTL+12*time.Hour))
+	counts, err = backfill.Run(ctx, o, f.deps(f.queueURL(), checkpoint()))
+	if err != nil || counts.Enqueued != 20 || counts.Resumed != 0 {
+		t.Fatalf("over a checkpoint near its expiry: %+v %v, want all 20 sent afresh", counts, err)
+	}
+	f.drain(t, f.queueURL(), 20)
+
+	// The same parameters, started recently: resumed, nothing sent.
+	finished(params, time.Now())
+	counts, err = backfill.Run(ctx, o, f.deps(f.queueURL(), checkpoint()))
+	if err != nil || counts.Enqueued != 0 || counts.Resumed != 2 {
+		t.Fatalf("over a fresh checkpoint: %+v %v, want it resumed, nothing sent", counts, err)
+	}
+}

@@ -2,6 +2,8 @@ package backfill
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,10 +12,13 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/xrc-dev/xrc/internal/config"
 )
 
 // Params identify a backfill: a checkpoint resumes only a run of the same
-// rule, bucket, root prefix, inventory, depth and tag comparison.
+// rule, bucket, root prefix, inventory, depth, tag comparison and scope,
+// and one whose since covers at least what this run asks for.
 type Params struct {
 	Rule      string    `json:"rule"`
 	Bucket    string    `json:"bucket"`
@@ -22,10 +27,15 @@ type Params struct {
 	Depth     int       `json:"depth"`
 	Since     time.Time `json:"since,omitzero"`
 	Tags      bool      `json:"tags,omitempty"`
+	// Scope fingerprints the rule's filters and destinations (Scope):
+	// prefixes a run finished were compared under them only.
+	Scope string `json:"scope,omitempty"`
 }
 
 // mismatch says how p (a checkpoint's) differs from q (this run's), or "".
-// Since may differ: a resumed run keeps the first run's.
+// A later since is no mismatch: a resumed run keeps the first run's, which
+// covers more (a relative -since moves on); an earlier one is, as the
+// prefixes the first run finished skipped what lies between.
 func (p Params) mismatch(q Params) string {
 	switch {
 	case p.Rule != q.Rule || p.Bucket != q.Bucket:
@@ -38,8 +48,32 @@ func (p Params) mismatch(q Params) string {
 		return fmt.Sprintf("it fans out over %d levels, this run %d", p.Depth, q.Depth)
 	case p.Tags != q.Tags:
 		return fmt.Sprintf("it compares tags: %t, this run: %t", p.Tags, q.Tags)
+	case q.Since.Before(p.Since):
+		return fmt.Sprintf("it covers objects modified since %s, this run %s", p.Since.UTC().Format(time.RFC3339), sinceText(q.Since))
+	case p.Scope != "" && p.Scope != q.Scope:
+		// (A checkpoint written before Scope existed has none.)
+		return "the rule's filters or destinations changed since it started"
 	}
 	return ""
+}
+
+func sinceText(t time.Time) string {
+	if t.IsZero() {
+		return "all"
+	}
+	return "since " + t.UTC().Format(time.RFC3339)
+}
+
+// Scope fingerprints what a backfill of rule compares, beyond its Params:
+// the rule's suffix and ignore filters and its destinations (region,
+// bucket, key prefix).
+func Scope(rule *config.Rule) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%q %q\n", rule.Suffix, rule.Ignore)
+	for _, d := range rule.Destinations {
+		fmt.Fprintf(h, "%q %q %q\n", d.Region, d.Bucket, rule.DestinationKey(d, ""))
+	}
+	return hex.EncodeToString(h.Sum(nil)[:8])
 }
 
 // Progress is one task's: a listed prefix, or an inventory data file.

@@ -54,7 +54,6 @@ type state struct {
 	size   int64
 	headed bool
 	meta   map[string]string
-	tags   int32 // how many (HEAD's x-amz-tagging-count)
 }
 
 // needsHead reports whether only the object's provenance can decide.
@@ -251,7 +250,7 @@ func (r *run) tagsDiffer(ctx context.Context, c *candidate) (bool, error) {
 	src := awsapi.TagMap(out.TagSet)
 	for di, d := range r.dests {
 		s := c.states[di]
-		if judge(c.o, s) != upToDate || len(src) == 0 && s.tags == 0 {
+		if judge(c.o, s) != upToDate {
 			continue
 		}
 		out, err := d.api.GetObjectTagging(ctx, &s3.GetObjectTaggingInput{Bucket: &d.d.Bucket, Key: &c.keys[di]})
@@ -277,5 +276,5 @@ func head(ctx context.Context, api DestAPI, bucket, key string) (state, error) {
 	if err != nil {
 		return state{}, fmt.Errorf("head s3://%s/%s: %w", bucket, key, err)
 	}
-	return state{found: true, size: aws.ToInt64(out.ContentLength), headed: true, meta: out.Metadata, tags: aws.ToInt32(out.TagCount)}, nil
+	return state{found: true, size: aws.ToInt64(out.ContentLength), headed: true, meta: out.Metadata}, nil
 }

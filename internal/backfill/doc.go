@@ -44,10 +44,10 @@
 //
 // With Options.Tags, an object every destination holds as the same write
 // (or left alone) is also compared by its tags: GetObjectTagging at the
-// source, and at each destination holding that write where either side
-// has tags (HEAD gives their number). One that differs is sent as a tag
-// change (ObjectTagging:Put, with the listing's ETag), which the source
-// worker stages as a retag entry and the target applies only to its copy
+// source, and at each destination holding that write (whatever HEAD's
+// tag count says: it shows none to a caller that may not read them). One
+// that differs is sent as a tag change (ObjectTagging:Put, with the
+// listing's ETag), which the source worker stages as a retag entry and the target applies only to its copy
 // of that very write, without moving the bytes again. A tag change does
 // not move Last-Modified, so Since can hide one.
 //

@@ -41,11 +41,14 @@ const (
 	// LeaseTTL is how long a run's lease outlives its last renewal: a
 	// second run of the rule (an hourly schedule overlapping a long run)
 	// refuses to start while it holds.
-	LeaseTTL   = 2 * time.Minute
-	leaseRenew = 30 * time.Second
-	skRun      = "run"
-	skTask     = "task#"
-	skLast     = "last"
+	LeaseTTL = 2 * time.Minute
+	// staleMargin: a run started longer than CheckpointTTL less this
+	// ago is not resumed.
+	staleMargin = 24 * time.Hour
+	leaseRenew  = 30 * time.Second
+	skRun       = "run"
+	skTask      = "task#"
+	skLast      = "last"
 )
 
 // ErrBusy is returned by Load while another live run holds the rule's
@@ -134,6 +137,12 @@ func (c *DynamoCheckpoint) Load(ctx context.Context) (*State, error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	if st != nil && c.now().Sub(st.Started) > CheckpointTTL-staleMargin {
+		// Task items expire CheckpointTTL after their last write, each on
+		// its own: the first ones may be gone already, and resuming
+		// without them would skip their prefixes. Started afresh instead.
+		st = nil
 	}
 	if st == nil {
 		if len(tasks) == 0 {

@@ -147,7 +147,24 @@ func TestFileCheckpoint(t *testing.T) {
 	other = params
 	other.Since = time.Now()
 	if st.Params.mismatch(other) != "" {
-		t.Error("another since refuses this checkpoint (the first run's since should be kept)")
+		t.Error("a later since refuses this checkpoint (the first run's, which covers more, should be kept)")
+	}
+	for _, since := range []time.Time{{}, params.Since.Add(-time.Hour)} {
+		other = params
+		other.Since = since
+		if st.Params.mismatch(other) == "" {
+			t.Errorf("a run since %v resumes a checkpoint since %v: what lies between is skipped", since, params.Since)
+		}
+	}
+	other = params
+	other.Scope = "another"
+	if st.Params.mismatch(other) != "" {
+		t.Error("a checkpoint without a scope (older than it) is refused")
+	}
+	withScope := params
+	withScope.Scope = "one"
+	if withScope.mismatch(other) == "" {
+		t.Error("a run of another scope (filters, destinations) resumes this checkpoint")
 	}
 	if err := cp.Clear(ctx); err != nil {
 		t.Fatal(err)
@@ -289,4 +306,34 @@ func FuzzInventoryCSV(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestScope: the scope changes with what a backfill compares (filters,
+// destinations and their key prefixes), and not with the rest of the rule.
+func TestScope(t *testing.T) {
+	base := func() *config.Rule {
+		return &config.Rule{ID: "r", SourceBucket: "b", Prefix: "data/", Destinations: []config.Destination{{Region: "eu-west-1", Bucket: "d"}}}
+	}
+	s := Scope(base())
+	other := "x/"
+	for name, change := range map[string]func(*config.Rule){
+		"suffix": func(r *config.Rule) { r.Suffix = ".csv" },
+		"ignore": func(r *config.Rule) { r.Ignore = []string{"*.tmp"} },
+		"destination": func(r *config.Rule) {
+			r.Destinations = append(r.Destinations, config.Destination{Region: "ap-south-1", Bucket: "e"})
+		},
+		"bucket":     func(r *config.Rule) { r.Destinations[0].Bucket = "e" },
+		"key prefix": func(r *config.Rule) { r.Destinations[0].Prefix = &other },
+	} {
+		r := base()
+		change(r)
+		if Scope(r) == s {
+			t.Errorf("%s changed, scope the same", name)
+		}
+	}
+	r := base()
+	r.Level, r.Deletes = 9, true
+	if Scope(r) != s {
+		t.Error("the level or deletes changed the scope")
+	}
 }

@@ -30,8 +30,9 @@
 //     size and provenance, content not compared), never as equal.
 //   - Tags: HeadObject gives their number, which is compared; their values
 //     only with Options.CompareTags (`xrc verify -tags`), a GetObjectTagging
-//     on each side of each pair otherwise equal of which either side has
-//     tags.
+//     on each side of each pair otherwise equal, whatever the counts say:
+//     HEAD gives the count only to callers that may read the tags, and
+//     shows none to others.
 //   - A destination object without xrc's provenance (x-amz-meta-xrc-archive)
 //     is reported as not written by xrc: verify does not guess whether an
 //     object someone else wrote is the same.

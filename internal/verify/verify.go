@@ -65,9 +65,9 @@ type Options struct {
 	// without it those objects are counted as unchecked.
 	HashSources bool
 	// CompareTags reads the tags of both sides of every pair found equal
-	// so far of which either side has tags, and reports values that
-	// differ (HeadObject gives only their number): a GetObjectTagging on
-	// each side of each such pair.
+	// so far, and reports values that differ (HeadObject gives only their
+	// number, and only to callers that may read them): a
+	// GetObjectTagging on each side of each such pair.
 	CompareTags bool
 	// ListConcurrency bounds prefixes listed at once, Concurrency the
 	// HeadObject and GetObject calls at once.
@@ -519,7 +519,7 @@ func (r *run) handle(ctx context.Context, j job) error {
 			}
 		}
 	}
-	if r.o.CompareTags && v.Kind == "" && src.Head != nil && dst.Head != nil && (src.Head.Tags > 0 || dst.Head.Tags > 0) {
+	if r.o.CompareTags && v.Kind == "" && src.Head != nil && dst.Head != nil {
 		why, err := r.tags(ctx, d.client, d.Bucket, j)
 		if err != nil {
 			return err

@@ -539,4 +539,25 @@ func TestVerifyComparesTagValues(t *testing.T) {
 	if !strings.Contains(diffs[0].Detail, `tag "scan": source "clean", destination "pending"`) {
 		t.Errorf("detail %q does not name the tag", diffs[0].Detail)
 	}
+	// HEAD without the count, as S3 answers a caller that may not read
+	// tags (here one that may: reading them is what -tags does).
+	_, got, _ = r.verify(t, false, func(o *verify.Options) {
+		o.CompareTags = true
+		o.Source = uncounted{r.src}
+		o.Destinations = map[string]verify.S3API{"eu-west-1": uncounted{r.dst}}
+	})
+	if want := []string{"headers " + dst + "/" + routes[0].Key}; !slices.Equal(got, want) {
+		t.Errorf("with CompareTags and no tag counts in HEAD, reported %v, want %v", got, want)
+	}
+}
+
+// uncounted answers HEAD without x-amz-tagging-count.
+type uncounted struct{ *s3.Client }
+
+func (u uncounted) HeadObject(ctx context.Context, in *s3.HeadObjectInput, optFns ...func(*s3.Options)) (*s3.HeadObjectOutput, error) {
+	out, err := u.Client.HeadObject(ctx, in, optFns...)
+	if out != nil {
+		out.TagCount = nil
+	}
+	return out, err
 }
