@@ -1,7 +1,10 @@
 package adaptive
 
 import (
+	"slices"
 	"strconv"
+
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/xrc-dev/xrc/internal/archive"
 	"github.com/xrc-dev/xrc/internal/manifest"
@@ -40,20 +43,23 @@ var pureGoLevels = []Arm{1, 3, 7, 11}
 
 // Arms lists the arms an encoder offers within [min, max], fastest first:
 // Store, then every libzstd level (0 is none), or the pure-Go encoder's
-// four settings.
+// settings that the levels in range map to (a range of -7 to -1 is its
+// fastest setting, level 1, not nothing: that would store everything).
 func Arms(libzstd bool, min, max int) []Arm {
 	arms := []Arm{Store}
-	if !libzstd {
-		for _, l := range pureGoLevels {
-			if int(l) >= min && int(l) <= max {
-				arms = append(arms, l)
-			}
-		}
-		return arms
-	}
 	for l := min; l <= max; l++ {
-		if l != 0 && manifest.CheckLevel(l) == nil {
+		if l == 0 || manifest.CheckLevel(l) != nil {
+			continue
+		}
+		if libzstd {
 			arms = append(arms, Arm(l))
+			continue
+		}
+		setting := zstd.EncoderLevelFromZstd(l)
+		for _, p := range pureGoLevels {
+			if zstd.EncoderLevelFromZstd(int(p)) == setting && !slices.Contains(arms, p) {
+				arms = append(arms, p)
+			}
 		}
 	}
 	return arms

@@ -27,4 +27,7 @@
 // decays with experience down to a floor, and, while the oldest message it
 // works on is older than the freshness target, steps down to faster arms
 // until it recovers: saving money must never let replication fall behind.
+// Never below the fastest level that compresses, though: storing saves
+// next to no CPU over it and pays full transfer, and a backlog that lasts
+// is for scaling out to absorb.
 package adaptive

@@ -57,7 +57,7 @@ func (c *Config) defaults() {
 		c.Explore = 0.1
 	}
 	if c.ExploreFloor <= 0 {
-		c.ExploreFloor = 0.02
+		c.ExploreFloor = min(0.02, c.Explore)
 	}
 	if c.ExploreHalf <= 0 {
 		c.ExploreHalf = 200
@@ -222,7 +222,14 @@ func (l *Learner) Choose(k Key, m Model, start Arm, size int64, lag time.Duratio
 	}
 	i := slices.Index(l.cfg.Arms, d.Arm)
 	if l.steps > 0 {
-		return Decision{Arm: l.cfg.Arms[max(i-l.steps, 0)], Why: "throughput"}
+		// No further than the fastest level that compresses: below it
+		// only Store is left, which saves next to no CPU (the fastest
+		// levels outrun the SHA-256 every byte gets anyway) and puts
+		// every byte on the wire, the upload's and the transfer's. A
+		// backlog that lasts (a backfill) is for scaling out to absorb;
+		// storing it would pay full transfer for all of it.
+		floor := min(i, 1)
+		return Decision{Arm: l.cfg.Arms[max(i-l.steps, floor)], Why: "throughput"}
 	}
 	p := max(l.cfg.ExploreFloor, l.cfg.Explore*math.Exp2(-total/l.cfg.ExploreHalf))
 	if l.rng.Float64() >= p || float64(size) > max(exploreAlways, seen/exploreShare) {
@@ -304,7 +311,7 @@ func (l *Learner) adjustSteps(lag time.Duration, now time.Time) {
 		return
 	}
 	switch {
-	case lag > l.cfg.Freshness && l.steps < len(l.cfg.Arms)-1:
+	case lag > l.cfg.Freshness && l.steps < len(l.cfg.Arms)-2: // down to the fastest level, not Store
 		l.steps++
 		l.stepAt = now
 	case lag < l.cfg.Freshness/2 && l.steps > 0:

@@ -3,6 +3,7 @@ package adaptive
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -188,8 +189,16 @@ func TestChooseStartsAtRuleLevel(t *testing.T) {
 	if got := pg.nearest(5); got != 3 && got != 7 {
 		t.Errorf("nearest(5) of %v = %v", pg.Arms(), got)
 	}
-	if got := Arms(false, -7, 19); len(got) != 5 || got[0] != Store {
-		t.Errorf("pure-Go arms %v", got)
+	for r, want := range map[[2]int][]Arm{
+		{-7, 19}: {Store, 1, 3, 7, 11},
+		{-7, -1}: {Store, 1},
+		{4, 6}:   {Store, 3, 7},
+		{12, 19}: {Store, 11},
+		{3, 3}:   {Store, 3},
+	} {
+		if got := Arms(false, r[0], r[1]); !slices.Equal(got, want) {
+			t.Errorf("pure-Go arms of levels %d to %d: %v, want %v", r[0], r[1], got, want)
+		}
 	}
 	if got := Arms(true, -7, 22); len(got) != 1+7+22 || got[0] != Store || got[1] != -7 {
 		t.Errorf("libzstd arms %v", got)
@@ -353,13 +362,22 @@ func TestThroughputMode(t *testing.T) {
 	if d := l.Choose(k, testModel(), 3, 0, time.Second, now); d.Arm != 9 || l.Behind() != 0 {
 		t.Errorf("recovered: %+v, behind %d", d, l.Behind())
 	}
-	// Far behind: no further than Store.
+	// Far behind, for long (a backfill): no further than the fastest
+	// level; storing would pay full transfer on all of it.
 	for range 40 {
 		now = now.Add(10 * time.Second)
 		l.Choose(k, testModel(), 3, 0, time.Hour, now)
 	}
-	if d := l.Choose(k, testModel(), 3, 0, time.Hour, now); d.Arm != Store {
-		t.Errorf("far behind: %+v, want store", d)
+	if d := l.Choose(k, testModel(), 3, 0, time.Hour, now); d.Arm != arms[1] || d.Why != "throughput" {
+		t.Errorf("far behind: %+v, want the fastest level, %v", d, arms[1])
+	}
+	// Content best stored stays stored.
+	ks := Key{"r", Incompressible}
+	for range 3 {
+		l.Observe(Observation{ks, Store, Sample{In: 64 << 20, Out: 64 << 20, CPU: 0, Objects: 20}, now})
+	}
+	if d := l.Choose(ks, testModel(), Store, 0, time.Hour, now); d.Arm != Store {
+		t.Errorf("far behind, incompressible: %+v, want store", d)
 	}
 }
 

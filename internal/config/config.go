@@ -468,7 +468,9 @@ func (c *Config) applyDefaults() {
 		a.Explore = DefaultExplore
 	}
 	if a.ExploreFloor == 0 {
-		a.ExploreFloor = DefaultExploreFloor
+		// Never above explore: an explore of 0.01 alone is no error
+		// about a floor nobody set.
+		a.ExploreFloor = min(DefaultExploreFloor, a.Explore)
 	}
 	if a.Freshness == 0 {
 		a.Freshness = Duration(DefaultFreshness)

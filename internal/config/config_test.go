@@ -67,6 +67,21 @@ func TestDefaults(t *testing.T) {
 	if got := c.SourceQueueName("r"); got != "x-src-r" {
 		t.Errorf("SourceQueueName = %q", got)
 	}
+	if a := c.Settings.Adaptive; a.Explore != DefaultExplore || a.ExploreFloor != DefaultExploreFloor {
+		t.Errorf("adaptive defaults: %+v", a)
+	}
+	// An explore below the default floor, alone: the floor follows it
+	// rather than failing on a setting nobody made.
+	low := mutate(t, func(doc map[string]any) {
+		obj(doc, "settings")["adaptive"] = map[string]any{"explore": 0.01}
+	})
+	c, err = Parse(low)
+	if err != nil {
+		t.Fatalf("explore 0.01 alone: %v", err)
+	}
+	if a := c.Settings.Adaptive; a.Explore != 0.01 || a.ExploreFloor != 0.01 {
+		t.Errorf("explore 0.01 alone: %+v, want floor 0.01", a)
+	}
 }
 
 // mutate decodes the example, applies f to the generic document and
