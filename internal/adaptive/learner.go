@@ -232,7 +232,7 @@ func (l *Learner) Choose(k Key, m Model, start Arm, size int64, lag time.Duratio
 		return Decision{Arm: l.cfg.Arms[max(i-l.steps, floor)], Why: "throughput"}
 	}
 	p := max(l.cfg.ExploreFloor, l.cfg.Explore*math.Exp2(-total/l.cfg.ExploreHalf))
-	if l.rng.Float64() >= p || float64(size) > max(exploreAlways, seen/exploreShare) {
+	if l.rng.Float64() >= p || !explorable(size, seen, total, l.cfg.TrustObjects) {
 		return d
 	}
 	// Explore a neighbour, or Store, preferring one not known well yet.
@@ -268,17 +268,31 @@ func (l *Learner) Choose(k Key, m Model, start Arm, size int64, lag time.Duratio
 	return Decision{Arm: near[l.rng.IntN(len(near))], Why: "explore"}
 }
 
-// An object is explored only if it is at most exploreAlways bytes or at
+// An object is explored only if it is at most exploreAlways bytes, or at
 // most 1/exploreShare of the class's (decayed) input known so far: what
 // one exploration can lose (a level worse than the one in use, on every
 // byte of the object) stays small against what the class has sent. A
 // class's first large objects, those of its first archive above all, go
 // at the arm in use; once the class has sent enough, large objects are
 // explored like small ones, so levels are still measured on every size.
+// So is an object at most exploreMean times the class's mean, once the
+// class has trustObjects objects: a class of a few large objects an hour
+// (nightly exports, hourly dumps) never holds sixteen of them in its
+// decayed input, and would otherwise never be explored; one exploration
+// then risks one object's worth, at the exploration's (small) probability.
 const (
 	exploreAlways = 1 << 20
 	exploreShare  = 16
+	exploreMean   = 2
 )
+
+// explorable reports whether an object of size bytes may be explored in a
+// class of seen bytes over total objects (decayed), trusted from trust
+// objects on.
+func explorable(size int64, seen, total, trust float64) bool {
+	s := float64(size)
+	return s <= max(exploreAlways, seen/exploreShare) || total >= trust && s <= exploreMean*seen/total
+}
 
 // exploreSteps are the arms tried around the one in use: the next ones,
 // whose difference is small and slow to tell from noise, and three away,

@@ -484,3 +484,44 @@ func TestBenchmark(t *testing.T) {
 		t.Errorf("Factor without a figure = %v", f)
 	}
 }
+
+// TestLargeObjectsOfARareClassAreExplored: one 64 MiB object every 15
+// minutes never adds up to sixteen times its size in the class's decayed
+// input; once the class is known, such objects are still explored.
+func TestLargeObjectsOfARareClassAreExplored(t *testing.T) {
+	l := New(Config{Arms: Arms(true, -7, 19), HalfLife: time.Hour, Explore: 1, ExploreFloor: 1}, rand.New(rand.NewPCG(1, 1)))
+	k := Key{"r", CSV}
+	now := time.Now()
+	why := map[string]int{}
+	for range 4 * 48 {
+		d := l.Choose(k, testModel(), 3, 64<<20, 0, now)
+		why[d.Why]++
+		l.Observe(Observation{k, d.Arm, Sample{In: 64 << 20, Out: 16 << 20, CPU: 300 * time.Millisecond, Objects: 1}, now})
+		now = now.Add(15 * time.Minute)
+	}
+	if why["explore"] == 0 {
+		t.Errorf("decisions %v: none explored", why)
+	}
+	if why["start"] < 3 {
+		t.Errorf("decisions %v: the class's first objects explored before it was known", why)
+	}
+}
+
+func TestExplorable(t *testing.T) {
+	for _, c := range []struct {
+		size               int64
+		seen, total, trust float64
+		want               bool
+	}{
+		{1 << 20, 0, 0, 3, true},             // small: always
+		{64 << 20, 0, 0, 3, false},           // a new class's first large object
+		{64 << 20, 2 << 30, 100, 3, true},    // a sixteenth of what the class sent
+		{64 << 20, 384 << 20, 6, 3, true},    // the class's usual size, known
+		{64 << 20, 384 << 20, 2, 3, false},   // ... not known yet
+		{512 << 20, 384 << 20, 60, 3, false}, // far above the class's mean
+	} {
+		if got := explorable(c.size, c.seen, c.total, c.trust); got != c.want {
+			t.Errorf("explorable(%d, %v, %v, %v) = %v, want %v", c.size, c.seen, c.total, c.trust, got, c.want)
+		}
+	}
+}
