@@ -22,9 +22,20 @@ import (
 // PUT instead of HEAD and PUT: 0.78, 0.57, 0.72), the per-object part taken
 // out of the per-GiB one.
 const (
-	WorkerCPUPerGiB    = 10.1    // source 6.5 + target 3.6
-	WorkerCPUPerObject = 0.00072 // source 0.32 ms + target 0.40 ms
+	SourceCPUPerGiB    = 6.5
+	TargetCPUPerGiB    = 3.6
+	SourceCPUPerObject = 0.00032
+	TargetCPUPerObject = 0.00040
+	WorkerCPUPerGiB    = SourceCPUPerGiB + TargetCPUPerGiB // one target region
+	WorkerCPUPerObject = SourceCPUPerObject + TargetCPUPerObject
 )
+
+// WorkerCPU is what a rule's workers spend per GiB and per object when
+// regions target regions each unpack and write every object.
+func WorkerCPU(regions int) (perGiB, perObject float64) {
+	n := float64(max(regions, 1))
+	return SourceCPUPerGiB + n*TargetCPUPerGiB, SourceCPUPerObject + n*TargetCPUPerObject
+}
 
 // lambdaMBPerVCPU is the memory at which Lambda gives a function one vCPU.
 const lambdaMBPerVCPU = 1769

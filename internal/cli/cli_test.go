@@ -143,7 +143,7 @@ var update = flag.Bool("update", false, "rewrite testdata/savings.golden")
 
 // TestSavingsGolden: xrc savings on a seeded statistics table (DynamoDB
 // Local) prints the report in testdata/savings.golden, and --json the same
-// figures.
+// figures; a rule without statistics says so.
 func TestSavingsGolden(t *testing.T) {
 	env := localstack.Require(t)
 	ctx := context.Background()
@@ -153,6 +153,10 @@ func TestSavingsGolden(t *testing.T) {
 	cfg.Rules[0].Destinations = append(cfg.Rules[0].Destinations, config.Destination{Region: "eu-west-1", Bucket: cfg.Rules[0].Destinations[0].Bucket + "-b"},
 		config.Destination{Region: cfg.Rules[0].SourceRegion, Bucket: cfg.Rules[0].Destinations[0].Bucket + "-near"})
 	cfg.Settings.Regions[0].Role = config.RoleBoth
+	// A rule with no statistics in the period.
+	quiet := cfg.Rules[0]
+	quiet.ID, quiet.Prefix, quiet.Destinations = "r2", "quiet/", quiet.Destinations[:1]
+	cfg.Rules = append(cfg.Rules, quiet)
 	// The target region on Lambda: its decoding is charged at a
 	// function's price.
 	for i := range cfg.Settings.Regions {
@@ -226,7 +230,12 @@ func TestSavingsGolden(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
 		t.Fatal(err)
 	}
-	total := rep.Lines[len(rep.Lines)-1]
+	var total stats.Line
+	for _, l := range rep.Lines {
+		if l.Rule == "r1" && l.Class == "" {
+			total = l
+		}
+	}
 	if total.BytesIn != 12<<30 || total.Regions != 1 || total.Objects != 9000 {
 		t.Errorf("JSON total %+v", total)
 	}

@@ -59,21 +59,26 @@ type computeLine struct {
 // period) both ways.
 func compareCompute(cfg *config.Config, r *config.Rule, l stats.Line, model adaptive.Model, period time.Duration) computeLine {
 	p, lam := cfg.Settings.Prices, cfg.Settings.Lambda
-	m := adaptive.ComputeModel{VCPUHour: p.VCPUHour, FargateGBHour: p.FargateGBHour, TaskVCPU: 1, TaskGB: 2, FixedPerMonth: p.FixedPerMonth,
-		LambdaGBSecond: p.LambdaGBSecond, LambdaPerMillion: p.LambdaPerMillion, LambdaMemoryMB: lam.MemoryMB,
-		ObjectsPerInvocation: float64(lam.BatchSize), Utilization: 1}
 	month := float64(30*24*time.Hour) / float64(period)
 	v := adaptive.Volume{Objects: float64(l.Objects) * month, Bytes: float64(l.BytesIn) * month}
+	// An invocation takes what the batching window gathers at this
+	// volume, up to the batch size: one object each at a trickle.
+	perWindow := v.Objects / float64(30*24*time.Hour) * float64(lam.BatchingWindow.D())
+	m := adaptive.ComputeModel{VCPUHour: p.VCPUHour, FargateGBHour: p.FargateGBHour, TaskVCPU: 1, TaskGB: 2, FixedPerMonth: p.FixedPerMonth,
+		LambdaGBSecond: p.LambdaGBSecond, LambdaPerMillion: p.LambdaPerMillion, LambdaMemoryMB: lam.MemoryMB,
+		ObjectsPerInvocation: min(max(perWindow, 1), float64(lam.BatchSize)), Utilization: 1}
+	delivered, _ := r.Regions()
+	perGiB, perObject := adaptive.WorkerCPU(delivered)
 	hour := float64(time.Hour / time.Second)
 	c := computeLine{Rule: r.ID, Compute: string(r.Compute), CompressVCPUHour: model.VCPUSecond * hour, DecodeVCPUHour: model.DecodeVCPUSecond * hour,
-		Objects: v.Objects, GiB: v.Bytes / adaptive.GiB, CPUSeconds: v.CPUSeconds(adaptive.WorkerCPUPerGiB, adaptive.WorkerCPUPerObject)}
+		Objects: v.Objects, GiB: v.Bytes / adaptive.GiB, CPUSeconds: v.CPUSeconds(perGiB, perObject)}
 	c.FargateSpot, c.Lambda = m.Fargate(c.CPUSeconds), m.Lambda(c.CPUSeconds, v.Objects)
 	c.Cheaper = string(config.ComputeLambda)
 	if c.FargateSpot < c.Lambda {
 		c.Cheaper = string(config.ComputeFargate)
 	}
 	if l.Objects > 0 {
-		if b, _ := m.BreakEven(float64(l.BytesIn)/float64(l.Objects), adaptive.WorkerCPUPerGiB, adaptive.WorkerCPUPerObject); !math.IsInf(b, 1) {
+		if b, _ := m.BreakEven(float64(l.BytesIn)/float64(l.Objects), perGiB, perObject); !math.IsInf(b, 1) {
 			c.BreakEvenGiB = b / adaptive.GiB
 		}
 	}
@@ -191,16 +196,25 @@ func printSavings(env Env, rep savingsReport) {
 			l.Ratio, stats.Dollars(l.WithoutXRC), stats.Dollars(l.WithXRC), stats.Dollars(l.Compute), stats.Dollars(l.NetSaving), or(l.Choice, "-"), stats.Mix(l.Levels))
 		if l.Class == "" {
 			tw.Flush()
-			if l.BreakEvenGiBPerMonth > 0 {
-				fmt.Fprintf(env.Stdout, "break-even: %s of input a month covers the fixed %s/month\n",
-					stats.Bytes(int64(l.BreakEvenGiBPerMonth*(1<<30))), stats.Dollars(rep.Prices.FixedPerMonth))
-			} else {
+			var c computeLine
+			for _, x := range rep.Compute {
+				if x.Rule == l.Rule {
+					c = x
+				}
+			}
+			switch {
+			case l.BytesIn == 0:
+				fmt.Fprintln(env.Stdout, "break-even: unknown: no statistics in the period")
+			case c.Compute == string(config.ComputeLambda):
+				fmt.Fprintln(env.Stdout, "break-even: none needed: the rule's source runs on Lambda, which costs nothing while idle")
+			case l.BreakEvenGiBPerMonth > 0:
+				fmt.Fprintf(env.Stdout, "break-even: %s of input a month covers the deployment's fixed %s/month on its own\n",
+					bytesF(l.BreakEvenGiBPerMonth*adaptive.GiB), stats.Dollars(rep.Prices.FixedPerMonth))
+			default:
 				fmt.Fprintln(env.Stdout, "break-even: none: the saving does not cover the fixed costs at any volume")
 			}
-			for _, c := range rep.Compute {
-				if c.Rule == l.Rule {
-					printCompute(env, c)
-				}
+			if c.Rule != "" && l.BytesIn > 0 {
+				printCompute(env, c)
 			}
 		}
 	}
@@ -211,8 +225,17 @@ func printCompute(env Env, c computeLine) {
 	fmt.Fprintf(env.Stdout, "compute a month at this volume (%s, %.0f objects; %.0f CPU-seconds): Fargate Spot %s (fixed included), Lambda %s: %s is cheaper (the rule runs on %s)\n",
 		stats.Bytes(int64(c.GiB*adaptive.GiB)), c.Objects, c.CPUSeconds, stats.Dollars(c.FargateSpot), stats.Dollars(c.Lambda), c.Cheaper, c.Compute)
 	if c.BreakEvenGiB > 0 {
-		fmt.Fprintf(env.Stdout, "Fargate Spot is cheaper from %s of input a month at this rule's mean object size\n", stats.Bytes(int64(c.BreakEvenGiB*adaptive.GiB)))
+		fmt.Fprintf(env.Stdout, "Fargate Spot is cheaper from %s of input a month at this rule's mean object size\n", bytesF(c.BreakEvenGiB*adaptive.GiB))
 	}
+}
+
+// bytesF formats a size computed in floating point, which can exceed what
+// an int64 holds (a break-even on a saving of next to nothing a GiB).
+func bytesF(b float64) string {
+	if b >= 1<<62 {
+		return "more than " + stats.Bytes(1<<62)
+	}
+	return stats.Bytes(int64(b))
 }
 
 func or(s, def string) string {
