@@ -128,6 +128,14 @@ func IsPreconditionFailed(err error) bool {
 	return status(err) == http.StatusPreconditionFailed
 }
 
+// Refused reports a call the service answered with a client error (4xx):
+// it was not carried out. Any other failure (no answer: a timeout, a
+// connection reset; or a 5xx) leaves unknown whether it was.
+func Refused(err error) bool {
+	s := status(err)
+	return s >= 400 && s < 500
+}
+
 // IsAccessDenied reports a permissions problem: retrying will not help until
 // an operator fixes the policy.
 func IsAccessDenied(err error) bool {

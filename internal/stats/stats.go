@@ -7,7 +7,10 @@
 //	pk "stats#<rule>", sk "h#<yyyy-mm-ddThh>#<class>#<arm>"
 //	    in, out (bytes), cpuNs (normalised compression CPU), objects,
 //	    archives: sums over one UTC hour, added with UpdateItem ADD, so
-//	    concurrent tasks never lose an update; kept 35 days.
+//	    concurrent tasks never lose an update; kept 35 days. ADD is not
+//	    idempotent: a write whose outcome is unknown is not repeated
+//	    (Store.Add), so the sums may miss an archive, never count one
+//	    twice.
 //	pk "fleet", sk "cpu"
 //	    count, sumMBps: the CPU benchmark of every task that started (ADD);
 //	    their mean makes CPU-seconds of different tasks comparable.
@@ -32,7 +35,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/xrc-dev/xrc/internal/adaptive"
+	"github.com/xrc-dev/xrc/internal/awsapi"
 )
+
+// ErrUncertain marks statistics whose write may or may not have been
+// applied: they are not written again.
+var ErrUncertain = errors.New("may have been counted")
 
 // TTL is how long hourly statistics are kept: what `xrc savings -since`
 // can look back on.
@@ -84,7 +92,11 @@ func n(v int64) types.AttributeValue {
 
 // Add adds ds to rule's statistics of the hour of at, one atomic ADD per
 // class and arm. It stops at the first failure and returns the deltas not
-// written, for the caller to retry later.
+// written, for the caller to retry later. ADD is not idempotent: a delta
+// whose call failed without a refusal (a timeout, a reset, a 5xx) may
+// have been applied, and is not returned (ErrUncertain): statistics may
+// miss an archive after a failure, never count one twice, which would
+// overstate what xrc saved. For the same reason the SDK does not retry.
 func (st *Store) Add(ctx context.Context, rule string, at time.Time, ds []Delta) ([]Delta, error) {
 	for i, d := range ds {
 		_, err := st.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
@@ -99,9 +111,14 @@ func (st *Store) Add(ctx context.Context, rule string, at time.Time, ds []Delta)
 				":exp": n(st.now().Add(TTL).Unix()), ":rule": s(rule), ":hour": s(at.UTC().Format(hourFormat)),
 				":class": s(string(d.Class)), ":arm": s(d.Arm.String()),
 			},
-		})
-		if err != nil {
+		}, func(o *dynamodb.Options) { o.RetryMaxAttempts = 1 })
+		switch {
+		case err == nil:
+		case awsapi.Refused(err):
 			return ds[i:], fmt.Errorf("adding statistics of rule %s: %w", rule, err)
+		default:
+			return ds[i+1:], fmt.Errorf("adding statistics of rule %s (%s of class %s, arm %s, left out: %w): %w",
+				rule, Bytes(d.In), d.Class, d.Arm, ErrUncertain, err)
 		}
 	}
 	return nil, nil

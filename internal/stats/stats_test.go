@@ -2,9 +2,19 @@ package stats_test
 
 import (
 	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/xrc-dev/xrc/internal/adaptive"
 	"github.com/xrc-dev/xrc/internal/localstack"
@@ -157,5 +167,88 @@ func TestPublishChoiceIsReadModifyWrite(t *testing.T) {
 	}
 	if c.Changes < 1 || c.Changes > 40 {
 		t.Errorf("changes %d", c.Changes)
+	}
+}
+
+// appliedThenLost carries out the first UpdateItem and then fails it as a
+// timeout would (the answer lost); refusing fails every call as DynamoDB
+// answers a throttled one, without carrying it out.
+type appliedThenLost struct {
+	stats.API
+	lost, refuse bool
+}
+
+func (a *appliedThenLost) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	if a.refuse {
+		return nil, &smithyhttp.ResponseError{Response: &smithyhttp.Response{Response: &http.Response{StatusCode: http.StatusBadRequest}},
+			Err: errors.New("ProvisionedThroughputExceededException")}
+	}
+	out, err := a.API.UpdateItem(ctx, in, optFns...)
+	if err == nil && !a.lost {
+		a.lost = true
+		return nil, context.DeadlineExceeded
+	}
+	return out, err
+}
+
+// TestUncertainWritesAreNotRepeated: a delta whose write failed without an
+// answer may have been applied, and is not handed back to be written
+// again (it would count twice); one refused is handed back.
+func TestUncertainWritesAreNotRepeated(t *testing.T) {
+	table, ddb := localstack.Require(t).TestTable(t, "stats")
+	api := &appliedThenLost{API: ddb}
+	st := stats.New(api, table, time.Now)
+	ctx := context.Background()
+	at := time.Date(2026, 12, 2, 10, 30, 0, 0, time.UTC)
+	ds := []stats.Delta{{Class: adaptive.CSV, Arm: 3, In: 100, Out: 30, Objects: 1}, {Class: adaptive.JSON, Arm: 3, In: 50, Out: 10, Objects: 1}}
+	api.refuse = true
+	if left, err := st.Add(ctx, "r1", at, ds); len(left) != 2 || err == nil || errors.Is(err, stats.ErrUncertain) {
+		t.Fatalf("refused: %d left, %v; want both, not uncertain", len(left), err)
+	}
+	api.refuse = false
+	left, err := st.Add(ctx, "r1", at, ds)
+	if !errors.Is(err, stats.ErrUncertain) || len(left) != 1 || left[0].Class != adaptive.JSON {
+		t.Fatalf("answer lost: %+v, %v; want the JSON delta left, ErrUncertain", left, err)
+	}
+	if left, err := st.Add(ctx, "r1", at, left); err != nil || len(left) != 0 {
+		t.Fatal(left, err)
+	}
+	hs, err := st.Since(ctx, "r1", at.Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hs {
+		if want := map[adaptive.Class]int64{adaptive.CSV: 100, adaptive.JSON: 50}[h.Class]; h.In != want {
+			t.Errorf("%s: %d bytes in, want %d", h.Class, h.In, want)
+		}
+	}
+}
+
+// TestAddIsNotRetriedBySDK: an ADD failing with a 5xx is tried once (the
+// SDK would otherwise send it again, though it may have been applied).
+func TestAddIsNotRetriedBySDK(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+		w.WriteHeader(http.StatusInternalServerError)
+		_, _ = w.Write([]byte(`{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"try again"}`))
+	}))
+	defer srv.Close()
+	client := dynamodb.New(dynamodb.Options{
+		Region:       "us-east-1",
+		BaseEndpoint: aws.String(srv.URL),
+		Credentials:  credentials.NewStaticCredentialsProvider("id", "secret", ""),
+		Retryer: retry.NewStandard(func(o *retry.StandardOptions) {
+			o.MaxAttempts = 5
+			o.Backoff = retry.BackoffDelayerFunc(func(int, error) (time.Duration, error) { return 0, nil })
+		}),
+	})
+	left, err := stats.New(client, "t", time.Now).Add(context.Background(), "r1", time.Now(), []stats.Delta{{Class: adaptive.CSV, Arm: 3, In: 1}})
+	if !errors.Is(err, stats.ErrUncertain) || len(left) != 0 {
+		t.Errorf("a 5xx: %d left, %v; want none left, ErrUncertain", len(left), err)
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("%d attempts, want 1", n)
 	}
 }
