@@ -11,9 +11,11 @@
 //	    idempotent: a write whose outcome is unknown is not repeated
 //	    (Store.Add), so the sums may miss an archive, never count one
 //	    twice.
-//	pk "fleet", sk "cpu"
-//	    count, sumMBps: the CPU benchmark of every task that started (ADD);
-//	    their mean makes CPU-seconds of different tasks comparable.
+//	pk "fleet", sk "cpu#<encoder>#<yyyy-mm-dd>"
+//	    count, sumMBps, sumDecodeNsPerMB: the CPU benchmark of every task
+//	    of an encoder (libzstd, or the pure-Go one) that started that day
+//	    (ADD); the mean over the last week of a task's encoder makes
+//	    CPU-seconds of different tasks comparable. Kept 9 days.
 //	pk "choice#<rule>", sk "<class>"
 //	    arm, since, changes, benefit, version: the arm a task last chose
 //	    for a class; a read-modify-write guarded by version (optimistic
@@ -215,41 +217,90 @@ func (f *Fleet) means() {
 	}
 }
 
-var fleetKey = map[string]types.AttributeValue{"pk": s("fleet"), "sk": s("cpu")}
+// FleetWindow is how far back the fleet's mean CPU benchmark looks: the
+// tasks running now, not every task that ever started (Graviton
+// generations come and go).
+const FleetWindow = 7 * 24 * time.Hour
+
+const dayFormat = "2006-01-02"
+
+// benchSK is the day's item of an encoder's benchmarks: tasks compare
+// with tasks of their own encoder, as the pure-Go one spends more CPU on
+// the same bytes, which a mean over both would hide.
+func benchSK(encoder string, day time.Time) string {
+	family, _, _ := strings.Cut(encoder, " ")
+	return "cpu#" + family + "#" + day.UTC().Format(dayFormat)
+}
 
 // AddBenchmark adds one task's CPU benchmark to the fleet's and returns the
-// fleet's means, this task included.
+// means of the tasks of its encoder over FleetWindow, this task included.
 func (st *Store) AddBenchmark(ctx context.Context, r adaptive.BenchResult) (Fleet, error) {
-	out, err := st.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                &st.table,
-		Key:                      fleetKey,
-		UpdateExpression:         aws.String("ADD #count :one, #sum :mbps, #dec :dec"),
-		ExpressionAttributeNames: map[string]string{"#count": "count", "#sum": "sumMBps", "#dec": "sumDecodeNsPerMB"},
+	now := st.now()
+	_, err := st.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:        &st.table,
+		Key:              map[string]types.AttributeValue{"pk": s("fleet"), "sk": s(benchSK(r.Encoder, now))},
+		UpdateExpression: aws.String("ADD #count :one, #sum :mbps, #dec :dec SET #exp = if_not_exists(#exp, :exp)"),
+		ExpressionAttributeNames: map[string]string{"#count": "count", "#sum": "sumMBps", "#dec": "sumDecodeNsPerMB",
+			"#exp": "expiresAt"},
 		ExpressionAttributeValues: map[string]types.AttributeValue{":one": n(1),
 			":mbps": &types.AttributeValueMemberN{Value: strconv.FormatFloat(r.CompressMBps, 'f', 3, 64)},
-			":dec":  &types.AttributeValueMemberN{Value: strconv.FormatFloat(r.DecodeSeconds*1e9*1e6, 'f', 3, 64)}},
-		ReturnValues: types.ReturnValueAllNew,
+			":dec":  &types.AttributeValueMemberN{Value: strconv.FormatFloat(r.DecodeSeconds*1e9*1e6, 'f', 3, 64)},
+			":exp":  n(now.Add(FleetWindow + 48*time.Hour).Unix())},
 	})
 	if err != nil {
 		return Fleet{}, fmt.Errorf("adding the CPU benchmark: %w", err)
 	}
-	var f Fleet
-	if err := attributevalue.UnmarshalMap(out.Attributes, &f); err != nil || f.Tasks == 0 {
-		return Fleet{}, fmt.Errorf("decoding the fleet's CPU benchmark: %v", err)
+	prefix, _ := strings.CutSuffix(benchSK(r.Encoder, now), now.UTC().Format(dayFormat))
+	f, err := st.fleet(ctx, prefix)
+	if err == nil && f.Tasks == 0 {
+		err = errors.New("not found after adding it")
 	}
-	f.means()
-	return f, nil
-}
-
-// Fleet returns the fleet's mean CPU benchmark (zero Tasks: none yet).
-func (st *Store) Fleet(ctx context.Context) (Fleet, error) {
-	out, err := st.api.GetItem(ctx, &dynamodb.GetItemInput{TableName: &st.table, Key: fleetKey})
 	if err != nil {
 		return Fleet{}, fmt.Errorf("reading the fleet's CPU benchmark: %w", err)
 	}
+	return f, nil
+}
+
+// Fleet returns the mean CPU benchmark of the fleet's tasks, of every
+// encoder, over FleetWindow (zero Tasks: none).
+func (st *Store) Fleet(ctx context.Context) (Fleet, error) {
+	f, err := st.fleet(ctx, "cpu#")
+	if err != nil {
+		return Fleet{}, fmt.Errorf("reading the fleet's CPU benchmark: %w", err)
+	}
+	return f, nil
+}
+
+// fleet sums the day items under prefix of the last FleetWindow.
+func (st *Store) fleet(ctx context.Context, prefix string) (Fleet, error) {
+	from := st.now().Add(-FleetWindow).UTC().Format(dayFormat)
+	p := dynamodb.NewQueryPaginator(st.api, &dynamodb.QueryInput{
+		TableName:                 &st.table,
+		KeyConditionExpression:    aws.String("pk = :pk AND begins_with(sk, :prefix)"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": s("fleet"), ":prefix": s(prefix)},
+		ConsistentRead:            aws.Bool(true),
+	})
 	var f Fleet
-	if err := attributevalue.UnmarshalMap(out.Item, &f); err != nil {
-		return Fleet{}, fmt.Errorf("decoding the fleet's CPU benchmark: %w", err)
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return Fleet{}, err
+		}
+		for _, item := range page.Items {
+			var day struct {
+				SK string `dynamodbav:"sk"`
+				Fleet
+			}
+			if err := attributevalue.UnmarshalMap(item, &day); err != nil {
+				return Fleet{}, fmt.Errorf("decoding %v: %w", item["sk"], err)
+			}
+			if i := strings.LastIndexByte(day.SK, '#'); i < 0 || day.SK[i+1:] < from {
+				continue
+			}
+			f.Tasks += day.Tasks
+			f.SumMBps += day.SumMBps
+			f.SumDecodeNs += day.SumDecodeNs
+		}
 	}
 	f.means()
 	return f, nil

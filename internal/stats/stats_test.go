@@ -124,6 +124,40 @@ func TestFleetBenchmark(t *testing.T) {
 	}
 }
 
+// TestFleetIsOfNowAndOfTheEncoder: a task compares with the tasks of its
+// own encoder that started in the last week, not with every task that
+// ever ran, nor with the other encoder's (slower on the same bytes).
+func TestFleetIsOfNowAndOfTheEncoder(t *testing.T) {
+	table, ddb := localstack.Require(t).TestTable(t, "stats")
+	now := time.Now()
+	st := stats.New(ddb, table, func() time.Time { return now })
+	ctx := context.Background()
+	add := func(encoder string, mbps float64) stats.Fleet {
+		t.Helper()
+		f, err := st.AddBenchmark(ctx, adaptive.BenchResult{CompressMBps: mbps, DecodeSeconds: 1e-9, Encoder: encoder})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	real := now
+	now = real.Add(-stats.FleetWindow - 24*time.Hour) // a generation since gone
+	add("libzstd 1.5.6", 100)
+	now = real.Add(-24 * time.Hour)
+	add("libzstd 1.5.7", 200)
+	now = real
+	add("klauspost/compress (pure Go)", 50)
+	if f := add("libzstd 1.5.7", 400); f.Tasks != 2 || f.CompressMBps != 300 {
+		t.Errorf("libzstd fleet %+v, want 2 tasks of this week, mean 300", f)
+	}
+	if f := add("klauspost/compress (pure Go)", 70); f.Tasks != 2 || f.CompressMBps != 60 {
+		t.Errorf("pure-Go fleet %+v, want 2 tasks, mean 60", f)
+	}
+	if f, err := st.Fleet(ctx); err != nil || f.Tasks != 4 {
+		t.Errorf("Fleet = %+v, %v; want this week's 4 tasks", f, err)
+	}
+}
+
 // TestPublishChoiceIsReadModifyWrite: concurrent publishers never lose a
 // change: "changes" counts every switch of arm exactly, as each write is
 // conditional on the version it read.
