@@ -62,17 +62,8 @@ func TestBackfilledObjectsArrive(t *testing.T) {
 
 	log, _ := localstack.ObservedLogger(t, zap.WarnLevel)
 	f.startWorkers(t, log)
+	f.arrive(t, objs)
 	bucket := f.rule.Destinations[0].Bucket
-	var errs []error
-	if !localstack.Eventually(2*time.Minute, time.Second, func() bool {
-		errs = dataset.Check(ctx, f.dst, bucket, objs, func(k string) string { return k }, 8)
-		return len(errs) == 0
-	}) {
-		for _, err := range errs {
-			t.Error(err)
-		}
-		t.FailNow()
-	}
 	for _, o := range objs[:20] {
 		head, err := f.dst.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &bucket, Key: &o.Key})
 		if err != nil {
@@ -109,20 +100,7 @@ func TestBackfillRepairsTagDrift(t *testing.T) {
 	log, _ := localstack.ObservedLogger(t, zap.WarnLevel)
 	f.startWorkers(t, log)
 	bucket := f.rule.Destinations[0].Bucket
-	arrived := func() {
-		t.Helper()
-		var errs []error
-		if !localstack.Eventually(2*time.Minute, time.Second, func() bool {
-			errs = dataset.Check(ctx, f.dst, bucket, objs, func(k string) string { return k }, 8)
-			return len(errs) == 0
-		}) {
-			for _, err := range errs {
-				t.Error(err)
-			}
-			t.FailNow()
-		}
-	}
-	arrived()
+	f.arrive(t, objs)
 	archives := map[string]string{}
 	for _, o := range objs {
 		head, err := f.dst.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &bucket, Key: &o.Key})
@@ -166,7 +144,7 @@ func TestBackfillRepairsTagDrift(t *testing.T) {
 	if counts.TagsDiffer != 6 || counts.Enqueued != 6 || counts.UpToDate != 18 || counts.Bytes != 0 {
 		t.Fatalf("counts %+v, want 6 with other tags enqueued (no bytes), 18 up to date", counts)
 	}
-	arrived()
+	f.arrive(t, objs)
 	for _, o := range objs {
 		head, err := f.dst.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &bucket, Key: &o.Key})
 		if err != nil {
@@ -182,6 +160,23 @@ func TestBackfillRepairsTagDrift(t *testing.T) {
 	}
 	if counts.Enqueued != 0 || counts.UpToDate != 24 {
 		t.Fatalf("after the repair: counts %+v, want 24 up to date", counts)
+	}
+}
+
+// arrive waits until every one of objs is at the destination as it is
+// at the source (bytes, headers, tags), or fails the test after two
+// minutes, naming what differs.
+func (f *fixture) arrive(t *testing.T, objs []dataset.Object) {
+	t.Helper()
+	var errs []error
+	if !localstack.Eventually(2*time.Minute, time.Second, func() bool {
+		errs = dataset.Check(context.Background(), f.dst, f.rule.Destinations[0].Bucket, objs, func(k string) string { return k }, 8)
+		return len(errs) == 0
+	}) {
+		for _, err := range errs {
+			t.Error(err)
+		}
+		t.FailNow()
 	}
 }
 

@@ -2,8 +2,16 @@ package localstack
 
 import (
 	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"go.uber.org/zap"
@@ -52,3 +60,30 @@ func (e Env) TestTable(t testing.TB, prefix string) (string, *dynamodb.Client) {
 	}
 	return table, ddb
 }
+
+// Failing is a server that answers every request with a 500 of errType in
+// the AWS JSON protocol, and counts them; an SDK client pointed at it
+// retries as its Retryer says. It stops when the test ends.
+func Failing(t testing.TB, errType string) (url string, calls *atomic.Int32) {
+	calls = new(atomic.Int32)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+		w.WriteHeader(http.StatusInternalServerError)
+		fmt.Fprintf(w, `{"__type":%q,"message":"try again"}`, errType)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL, calls
+}
+
+// FiveAttempts is the SDK's standard retryer, five attempts, without the
+// waits between them.
+func FiveAttempts() aws.Retryer {
+	return retry.NewStandard(func(o *retry.StandardOptions) {
+		o.MaxAttempts = 5
+		o.Backoff = retry.BackoffDelayerFunc(func(int, error) (time.Duration, error) { return 0, nil })
+	})
+}
+
+// NoCredentials are credentials for servers that do not check them.
+var NoCredentials = credentials.NewStaticCredentialsProvider("id", "secret", "")

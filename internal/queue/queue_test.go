@@ -3,15 +3,11 @@ package queue_test
 import (
 	"context"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/xrc-dev/xrc/internal/localstack"
@@ -22,18 +18,8 @@ import (
 // message comes back with a higher receive count and, past the redrive
 // policy's maxReceiveCount, lands in the dead-letter queue instead.
 func TestReleaseReachesDLQ(t *testing.T) {
-	env := localstack.Require(t)
 	ctx := context.Background()
-	client, err := env.SQS(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	name := localstack.UniqueName("queue")
-	url, dlq, err := env.EnsureQueue(ctx, name, 3, 30*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { env.DeleteQueue(context.Background(), name) })
+	client, url, dlq := newQueue(t)
 	if _, err := client.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: &url, MessageBody: aws.String("poison")}); err != nil {
 		t.Fatal(err)
 	}
@@ -97,25 +83,9 @@ func receiveOne(t *testing.T, q *queue.Queue) queue.Message {
 // SQS fills it. (A server that fails every call; the SDK would otherwise
 // make its five attempts.)
 func TestReceiveMakesOneAttempt(t *testing.T) {
-	var calls atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		calls.Add(1)
-		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
-		w.WriteHeader(http.StatusInternalServerError)
-		_, _ = w.Write([]byte(`{"__type":"com.amazonaws.sqs#InternalError","message":"try again"}`))
-	}))
-	defer srv.Close()
-	client := sqs.New(sqs.Options{
-		Region:       "us-east-1",
-		BaseEndpoint: aws.String(srv.URL),
-		Credentials:  credentials.NewStaticCredentialsProvider("id", "secret", ""),
-		Retryer: retry.NewStandard(func(o *retry.StandardOptions) {
-			o.MaxAttempts = 5
-			o.Backoff = retry.BackoffDelayerFunc(func(int, error) (time.Duration, error) { return 0, nil })
-		}),
-	})
-	_, err := queue.New(client, srv.URL+"/123456789012/q").Receive(context.Background(), 10, time.Second, 30*time.Second)
-	if err == nil {
+	url, calls := localstack.Failing(t, "com.amazonaws.sqs#InternalError")
+	client := sqs.New(sqs.Options{Region: "us-east-1", BaseEndpoint: &url, Credentials: localstack.NoCredentials, Retryer: localstack.FiveAttempts()})
+	if _, err := queue.New(client, url+"/123456789012/q").Receive(context.Background(), 10, time.Second, 30*time.Second); err == nil {
 		t.Fatal("a failing receive returned no error")
 	}
 	if n := calls.Load(); n != 1 {
@@ -128,18 +98,8 @@ func TestReceiveMakesOneAttempt(t *testing.T) {
 // thousands of held messages would outlast the visibility timeout), and
 // reports every message's failure.
 func TestBatchCallsRunTogether(t *testing.T) {
-	env := localstack.Require(t)
 	ctx := context.Background()
-	client, err := env.SQS(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	name := localstack.UniqueName("queue")
-	url, _, err := env.EnsureQueue(ctx, name, 3, 30*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { env.DeleteQueue(context.Background(), name) })
+	client, url, _ := newQueue(t)
 	api := &concurrentCalls{API: client}
 	msgs := make([]queue.Message, 100)
 	for i := range msgs {
@@ -172,4 +132,23 @@ func (c *concurrentCalls) ChangeMessageVisibilityBatch(ctx context.Context, in *
 	}
 	time.Sleep(50 * time.Millisecond)
 	return c.API.ChangeMessageVisibilityBatch(ctx, in, optFns...)
+}
+
+// newQueue makes a queue (and its DLQ, maxReceiveCount 3) on the local
+// stack for the test.
+func newQueue(t *testing.T) (client *sqs.Client, url, dlq string) {
+	t.Helper()
+	env := localstack.Require(t)
+	ctx := context.Background()
+	client, err := env.SQS(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := localstack.UniqueName("queue")
+	url, dlq, err = env.EnsureQueue(ctx, name, 3, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { env.DeleteQueue(context.Background(), name) })
+	return client, url, dlq
 }

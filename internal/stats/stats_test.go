@@ -4,15 +4,10 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"net/http/httptest"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
@@ -261,23 +256,8 @@ func TestUncertainWritesAreNotRepeated(t *testing.T) {
 // TestAddIsNotRetriedBySDK: an ADD failing with a 5xx is tried once (the
 // SDK would otherwise send it again, though it may have been applied).
 func TestAddIsNotRetriedBySDK(t *testing.T) {
-	var calls atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		calls.Add(1)
-		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
-		w.WriteHeader(http.StatusInternalServerError)
-		_, _ = w.Write([]byte(`{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"try again"}`))
-	}))
-	defer srv.Close()
-	client := dynamodb.New(dynamodb.Options{
-		Region:       "us-east-1",
-		BaseEndpoint: aws.String(srv.URL),
-		Credentials:  credentials.NewStaticCredentialsProvider("id", "secret", ""),
-		Retryer: retry.NewStandard(func(o *retry.StandardOptions) {
-			o.MaxAttempts = 5
-			o.Backoff = retry.BackoffDelayerFunc(func(int, error) (time.Duration, error) { return 0, nil })
-		}),
-	})
+	url, calls := localstack.Failing(t, "com.amazonaws.dynamodb.v20120810#InternalServerError")
+	client := dynamodb.New(dynamodb.Options{Region: "us-east-1", BaseEndpoint: &url, Credentials: localstack.NoCredentials, Retryer: localstack.FiveAttempts()})
 	left, err := stats.New(client, "t", time.Now).Add(context.Background(), "r1", time.Now(), []stats.Delta{{Class: adaptive.CSV, Arm: 3, In: 1}})
 	if !errors.Is(err, stats.ErrUncertain) || len(left) != 0 {
 		t.Errorf("a 5xx: %d left, %v; want none left, ErrUncertain", len(left), err)

@@ -350,10 +350,17 @@ func TestShutdownReleasesInBatches(t *testing.T) {
 	stop := start(t, rt, role{func(context.Context, *worker.Message) { handled.Add(1) }})
 	within(t, 20*time.Second, "every message held", func() bool { return handled.Load() == n })
 	stop()
-	if got := api.calls.Load(); got > (n+9)/10 {
+	f.releasedTogether(t, api, m, n)
+}
+
+// releasedTogether checks that n messages were released ten to a call,
+// counted, and are visible again at once.
+func (f *fixture) releasedTogether(t *testing.T, api *countingReleases, m *worker.Metrics, n int) {
+	t.Helper()
+	if got := api.calls.Load(); got > int32(n+9)/10 {
 		t.Errorf("%d messages released in %d calls, want %d", n, got, (n+9)/10)
 	}
-	if v := testutil.ToFloat64(m.Messages.WithLabelValues("released")); v != n {
+	if v := testutil.ToFloat64(m.Messages.WithLabelValues("released")); v != float64(n) {
 		t.Errorf("released %v messages, want %d", v, n)
 	}
 	seen := 0 // received and left hidden, so each is counted once
@@ -389,21 +396,7 @@ func TestReleasesCutByTheDrainGoTogether(t *testing.T) {
 	done := make(chan struct{})
 	go func() { stop(); close(done) }()
 	f.tick(t, done, "Run returning after the drain")
-	if got := api.calls.Load(); got > (n+9)/10 {
-		t.Errorf("%d messages released at once in %d calls, want %d", n, got, (n+9)/10)
-	}
-	if v := testutil.ToFloat64(m.Messages.WithLabelValues("released")); v != n {
-		t.Errorf("released %v messages, want %d", v, n)
-	}
-	seen := 0
-	within(t, 10*time.Second, "every released message visible", func() bool {
-		out, err := f.client.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: &f.url, MaxNumberOfMessages: 10})
-		if err != nil {
-			t.Fatal(err)
-		}
-		seen += len(out.Messages)
-		return seen == n
-	})
+	f.releasedTogether(t, api, m, n)
 }
 
 // tick advances the fake clock a second every 20 ms until done is closed,
