@@ -135,7 +135,10 @@ func (s *regionStack) newBackfill(cluster awsecs.Cluster, rule *config.Rule) *ba
 			PropagateTags:   awsecs.PropagatedTagSource_TASK_DEFINITION,
 			ContainerOverrides: &[]*awseventstargets.ContainerOverride{{
 				ContainerName: jsii.String(backfillKind),
-				Command:       jsii.Strings(append(backfillCommand(rule), "-since", o.Backfill.Since)...),
+				// A schedule resumes its interrupted run, and is not
+				// blocked by one of other parameters (a manual run's, a
+				// rule edited since).
+				Command: jsii.Strings(append(backfillCommand(rule), "-since", o.Backfill.Since, "-restart-if-changed")...),
 			}},
 			// A run that could not start within the hour is replaced by
 			// the next one, not queued behind it.

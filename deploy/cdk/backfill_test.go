@@ -186,7 +186,7 @@ func TestBackfillSchedule(t *testing.T) {
 					"LaunchType":           "FARGATE",
 					"NetworkConfiguration": obj(map[string]any{"AwsVpcConfiguration": obj(map[string]any{"AssignPublicIp": "DISABLED"})}),
 				}),
-				"Input":       like(`"command":\["backfill","-rule","a","-checkpoint","ddb","-since","3h"\]`),
+				"Input":       like(`"command":\["backfill","-rule","a","-checkpoint","ddb","-since","3h","-restart-if-changed"\]`),
 				"RetryPolicy": obj(map[string]any{"MaximumEventAgeInSeconds": 3600, "MaximumRetryAttempts": 2}),
 			})),
 		}))

@@ -93,6 +93,11 @@ type Options struct {
 	// Restart discards the checkpoint of an interrupted run, whatever its
 	// parameters, and starts afresh.
 	Restart bool
+	// RestartIfChanged discards it only when its parameters differ from
+	// this run's (which is an error otherwise): a scheduled run resumes
+	// its interrupted predecessor, and is not blocked by a manual run's
+	// checkpoint or by a rule edited since.
+	RestartIfChanged bool
 }
 
 // Deps are the run's collaborators.
@@ -258,7 +263,9 @@ func newRun(o Options, d Deps) (*run, error) {
 		if api == nil {
 			return nil, fmt.Errorf("backfill: no S3 client for destination region %s", dst.Region)
 		}
-		k := [3]string{dst.Region, dst.Bucket, o.Rule.DestinationKey(dst, "")}
+		// Keyed by where the rule's prefix lands: a nil destination
+		// prefix keeps it, "" removes it.
+		k := [3]string{dst.Region, dst.Bucket, o.Rule.DestinationKey(dst, o.Rule.Prefix)}
 		if seen[k] {
 			continue
 		}
@@ -296,8 +303,9 @@ func (r *run) start(ctx context.Context) error {
 	if st != nil {
 		why := st.Params.mismatch(r.params)
 		switch {
-		case r.o.Restart:
-			r.Log.Warn("discarding an interrupted backfill's checkpoint (-restart)", zap.Time("started", st.Started), zap.String("differs", why))
+		case r.o.Restart || why != "" && r.o.RestartIfChanged:
+			r.Log.Warn("discarding an interrupted backfill's checkpoint and starting afresh", zap.Time("started", st.Started),
+				zap.String("differs", why), zap.Bool("restart", r.o.Restart))
 			if err := r.Checkpoint.Clear(ctx); err != nil {
 				return err
 			}

@@ -940,9 +940,10 @@ func (f *fixture) put(t *testing.T, bucket, key string, data []byte) {
 // TestResumeRefusesWhatCoversLess: a checkpoint whose finished prefixes
 // were compared under less than this run asks for (a later since) is
 // refused, naming why, rather than resumed past objects it never looked
-// at; -restart discards it, and a table checkpoint old enough for its
-// first items to have expired starts afresh by itself. Either way every
-// object is sent.
+// at; -restart-if-changed discards it (and resumes one that matches),
+// -restart discards any, and a table checkpoint old enough for its first
+// items to have expired starts afresh by itself. Either way every object
+// is sent.
 func TestResumeRefusesWhatCoversLess(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
@@ -981,14 +982,13 @@ func TestResumeRefusesWhatCoversLess(t *testing.T) {
 	if !errors.Is(err, backfill.ErrCheckpointMismatch) || !strings.Contains(err.Error(), "since") {
 		t.Fatalf("a run of all objects over a checkpoint since later: %v, want ErrCheckpointMismatch naming since", err)
 	}
-	o.Restart = true
+	o.RestartIfChanged = true
 	counts, err := backfill.Run(ctx, o, f.deps(f.queueURL(), checkpoint()))
 	if err != nil || counts.Enqueued != 20 || counts.Resumed != 0 {
-		t.Fatalf("-restart: %+v %v, want all 20 sent afresh", counts, err)
+		t.Fatalf("-restart-if-changed: %+v %v, want all 20 sent afresh", counts, err)
 	}
 	f.drain(t, f.queueURL(), 20)
 
-	o.Restart = false
 	finished(params, time.Now().Add(-backfill.CheckpointTTL+12*time.Hour))
 	counts, err = backfill.Run(ctx, o, f.deps(f.queueURL(), checkpoint()))
 	if err != nil || counts.Enqueued != 20 || counts.Resumed != 0 {
@@ -996,10 +996,17 @@ func TestResumeRefusesWhatCoversLess(t *testing.T) {
 	}
 	f.drain(t, f.queueURL(), 20)
 
-	// The same parameters, started recently: resumed, nothing sent.
+	// The same parameters, started recently: resumed, nothing sent;
+	// unless -restart.
 	finished(params, time.Now())
 	counts, err = backfill.Run(ctx, o, f.deps(f.queueURL(), checkpoint()))
 	if err != nil || counts.Enqueued != 0 || counts.Resumed != 2 {
 		t.Fatalf("over a fresh checkpoint: %+v %v, want it resumed, nothing sent", counts, err)
+	}
+	finished(params, time.Now())
+	o.Restart = true
+	counts, err = backfill.Run(ctx, o, f.deps(f.queueURL(), checkpoint()))
+	if err != nil || counts.Enqueued != 20 || counts.Resumed != 0 {
+		t.Fatalf("-restart over a fresh checkpoint: %+v %v, want all 20 sent afresh", counts, err)
 	}
 }

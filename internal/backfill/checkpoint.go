@@ -71,7 +71,7 @@ func Scope(rule *config.Rule) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "%q %q\n", rule.Suffix, rule.Ignore)
 	for _, d := range rule.Destinations {
-		fmt.Fprintf(h, "%q %q %q\n", d.Region, d.Bucket, rule.DestinationKey(d, ""))
+		fmt.Fprintf(h, "%q %q %q\n", d.Region, d.Bucket, rule.DestinationKey(d, rule.Prefix))
 	}
 	return hex.EncodeToString(h.Sum(nil)[:8])
 }

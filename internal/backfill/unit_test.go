@@ -331,9 +331,16 @@ func TestScope(t *testing.T) {
 			t.Errorf("%s changed, scope the same", name)
 		}
 	}
+	empty := ""
 	r := base()
-	r.Level, r.Deletes = 9, true
+	r.Destinations[0].Prefix = &empty // data/x lands at x, not data/x
+	if Scope(r) == s {
+		t.Error("a destination prefix of \"\" has the scope of none")
+	}
+	same := "data/"
+	r = base()
+	r.Level, r.Deletes, r.Destinations[0].Prefix = 9, true, &same
 	if Scope(r) != s {
-		t.Error("the level or deletes changed the scope")
+		t.Error("the level, deletes, or a destination prefix that changes no key changed the scope")
 	}
 }

@@ -22,7 +22,7 @@ import (
 	"github.com/xrc-dev/xrc/internal/stats"
 )
 
-const backfillUsage = "xrc backfill -config C -rule R [-prefix P] [-since 7d|RFC3339] [-inventory s3://bucket/manifest.json] [-rate N/s] [-tags] [-dry-run] [-checkpoint FILE|ddb [-restart]]"
+const backfillUsage = "xrc backfill -config C -rule R [-prefix P] [-since 7d|RFC3339] [-inventory s3://bucket/manifest.json] [-rate N/s] [-tags] [-dry-run] [-checkpoint FILE|ddb [-restart|-restart-if-changed]]"
 
 // checkpointDynamo selects the deployment's table as the checkpoint.
 const checkpointDynamo = "ddb"
@@ -34,7 +34,7 @@ const savingWindow = 7 * 24 * time.Hour
 // backfillRun is one xrc backfill command line.
 type backfillRun struct {
 	cfgPath, ruleID, prefix, since, inventory, rate, checkpoint, queueURL string
-	dryRun, tags, restart                                                 bool
+	dryRun, tags, restart, restartIfChanged                               bool
 	concurrency, depth                                                    int
 }
 
@@ -55,6 +55,7 @@ func backfillCmd(ctx context.Context, args []string, env Env) error {
 	fs.BoolVar(&b.tags, "tags", false, "also compare the tags of objects the destinations hold, and send the source's where they differ (a request or two per object)")
 	fs.StringVar(&b.checkpoint, "checkpoint", "", "keep progress to resume an interrupted run: a local FILE, or ddb for the deployment's table")
 	fs.BoolVar(&b.restart, "restart", false, "discard an interrupted run's checkpoint, whatever its parameters, and start afresh")
+	fs.BoolVar(&b.restartIfChanged, "restart-if-changed", false, "resume an interrupted run of the same parameters; discard one of others rather than fail (scheduled runs)")
 	fs.StringVar(&b.queueURL, "queue-url", env.Getenv("XRC_QUEUE_URL"), "the rule's source queue; default derived from the config (env XRC_QUEUE_URL)")
 	fs.IntVar(&b.concurrency, "concurrency", backfill.DefaultConcurrency, "listings (or inventory files) at once, and HEADs at once per page")
 	fs.IntVar(&b.depth, "depth", backfill.DefaultDepth, "how many '/' levels the listing fans out over (-1: none)")
@@ -154,7 +155,8 @@ func backfillCmd(ctx context.Context, args []string, env Env) error {
 			map[bool]string{false: "enqueued", true: "to enqueue"}[b.dryRun], c.Enqueued, stats.Bytes(c.Bytes), c.TasksDone, c.Tasks))
 	}
 	o := backfill.Options{Rule: rule, Prefix: b.prefix, Since: since, Inventory: b.inventory, DryRun: b.dryRun, Rate: perSecond,
-		Concurrency: b.concurrency, Depth: b.depth, Tags: b.tags, Restart: b.restart}
+		Concurrency: b.concurrency, Depth: b.depth, Tags: b.tags, Restart: b.restart,
+		RestartIfChanged: b.restartIfChanged}
 	counts, runErr := backfill.Run(ctx, o, deps)
 	bar.Close()
 
