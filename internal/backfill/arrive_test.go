@@ -1,6 +1,7 @@
 package backfill_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/xrc-dev/xrc/internal/backfill"
+	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/dataset"
 	"github.com/xrc-dev/xrc/internal/deliver"
 	"github.com/xrc-dev/xrc/internal/health"
@@ -208,4 +210,34 @@ func (f *fixture) startWorkers(t *testing.T, log *zap.Logger) {
 		cancel()
 		wg.Wait()
 	})
+}
+
+// TestNoTagChangeBesideAnotherCopy: where one destination holds a copy xrc
+// did not write, no tag change is sent, though another destination's
+// tags drifted: the target could not match it to a write of its own there,
+// and would hold the archive until the DLQ waiting for one.
+func TestNoTagChangeBesideAnotherCopy(t *testing.T) {
+	t.Parallel()
+	f := setupWith(t, func(cfg *config.Config) {
+		r := &cfg.Rules[0]
+		r.Destinations = append(r.Destinations, config.Destination{Region: r.Destinations[0].Region, Bucket: r.Destinations[0].Bucket + "-b"})
+	})
+	ctx := context.Background()
+	o := dataset.Object{Key: "data/p00/tagged.txt", ContentType: "text/plain", Data: []byte("tagged"), Tags: map[string]string{"scan": "clean"}}
+	if err := dataset.Put(ctx, f.src, f.rule.SourceBucket, &o); err != nil {
+		t.Fatal(err)
+	}
+	modified := f.listed(t)[o.Key].modified
+	f.putDest(t, o.Key, o.Data, modified, true) // xrc's copy, without the tag
+	other := f.rule.Destinations[1].Bucket
+	if _, err := f.dst.PutObject(ctx, &s3.PutObjectInput{Bucket: &other, Key: &o.Key, Body: bytes.NewReader(o.Data)}); err != nil {
+		t.Fatal(err)
+	}
+	counts, err := backfill.Run(ctx, backfill.Options{Rule: f.rule, Tags: true, DryRun: true}, f.deps("", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if counts.TagsDiffer != 0 || counts.Enqueued != 0 || counts.NotByXRC != 1 {
+		t.Errorf("counts %+v, want the object left alone as not by xrc", counts)
+	}
 }

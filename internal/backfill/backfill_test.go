@@ -45,9 +45,12 @@ type fixture struct {
 	ddb      *dynamodb.Client
 }
 
-func setup(t *testing.T) *fixture {
+func setup(t *testing.T) *fixture { return setupWith(t, nil) }
+
+// setupWith is setup with the rule's config edited first.
+func setupWith(t *testing.T, edit func(*config.Config)) *fixture {
 	t.Helper()
-	env, cfg, dep := localstack.Deploy(t, "backfill", nil)
+	env, cfg, dep := localstack.Deploy(t, "backfill", edit)
 	ctx := context.Background()
 	f := &fixture{env: env, cfg: cfg, dep: dep, rule: &cfg.Rules[0]}
 	var err error

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -162,7 +161,10 @@ func (r *run) handle(ctx context.Context, objs []object, look lookup) error {
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(r.o.Concurrency)
 		for _, c := range cands {
-			if c.worst <= notByXRC && slices.ContainsFunc(c.states, func(s state) bool { return judge(c.o, s) == upToDate }) {
+			// Only where every destination holds the write: a copy
+			// xrc did not write cannot be matched to it, and the
+			// target would wait for a write that never comes.
+			if c.worst == upToDate {
 				g.Go(func() error {
 					differ, err := r.tagsDiffer(gctx, c)
 					if differ {
@@ -231,8 +233,8 @@ func (r *run) handle(ctx context.Context, objs []object, look lookup) error {
 	return nil
 }
 
-// tagsDiffer reports whether a destination holding c's very write has
-// other tags than the source object: a tag change it missed. Either side
+// tagsDiffer reports whether a destination of c, each holding its very
+// write, has other tags than the source object: a tag change it missed. Either side
 // gone since it was compared is no difference: its delete or write has an
 // event of its own.
 func (r *run) tagsDiffer(ctx context.Context, c *candidate) (bool, error) {
@@ -249,10 +251,6 @@ func (r *run) tagsDiffer(ctx context.Context, c *candidate) (bool, error) {
 	}
 	src := awsapi.TagMap(out.TagSet)
 	for di, d := range r.dests {
-		s := c.states[di]
-		if judge(c.o, s) != upToDate {
-			continue
-		}
 		out, err := d.api.GetObjectTagging(ctx, &s3.GetObjectTaggingInput{Bucket: &d.d.Bucket, Key: &c.keys[di]})
 		switch {
 		case awsapi.IsNotFound(err):

@@ -43,9 +43,11 @@
 // ordered and is left alone too.
 //
 // With Options.Tags, an object every destination holds as the same write
-// (or left alone) is also compared by its tags: GetObjectTagging at the
-// source, and at each destination holding that write (whatever HEAD's
-// tag count says: it shows none to a caller that may not read them). One
+// is also compared by its tags: GetObjectTagging at the source and at each
+// destination (whatever HEAD's tag count says: it shows none to a caller
+// that may not read them). Not where a destination holds a copy xrc did
+// not write: the target could not match the change to a write of its own,
+// and would wait for one. One
 // that differs is sent as a tag change (ObjectTagging:Put, with the
 // listing's ETag), which the source worker stages as a retag entry and the target applies only to its copy
 // of that very write, without moving the bytes again. A tag change does
