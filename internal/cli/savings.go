@@ -61,12 +61,15 @@ func compareCompute(cfg *config.Config, r *config.Rule, l stats.Line, model adap
 	p, lam := cfg.Settings.Prices, cfg.Settings.Lambda
 	month := float64(30*24*time.Hour) / float64(period)
 	v := adaptive.Volume{Objects: float64(l.Objects) * month, Bytes: float64(l.BytesIn) * month}
-	// An invocation takes what the batching window gathers at this
-	// volume, up to the batch size: one object each at a trickle.
-	perWindow := v.Objects / float64(30*24*time.Hour) * float64(lam.BatchingWindow.D())
+	// An invocation takes what the batching window gathers at a volume,
+	// up to the batch size: one object each at a trickle.
+	perInvocation := func(objectsPerMonth float64) float64 {
+		perWindow := objectsPerMonth / float64(30*24*time.Hour) * float64(lam.BatchingWindow.D())
+		return min(max(perWindow, 1), float64(max(lam.BatchSize, 1)))
+	}
 	m := adaptive.ComputeModel{VCPUHour: p.VCPUHour, FargateGBHour: p.FargateGBHour, TaskVCPU: 1, TaskGB: 2, FixedPerMonth: p.FixedPerMonth,
 		LambdaGBSecond: p.LambdaGBSecond, LambdaPerMillion: p.LambdaPerMillion, LambdaMemoryMB: lam.MemoryMB,
-		ObjectsPerInvocation: min(max(perWindow, 1), float64(lam.BatchSize)), Utilization: 1}
+		ObjectsPerInvocation: perInvocation(v.Objects), Utilization: 1}
 	delivered, _ := r.Regions()
 	perGiB, perObject := adaptive.WorkerCPU(delivered)
 	hour := float64(time.Hour / time.Second)
@@ -78,11 +81,28 @@ func compareCompute(cfg *config.Config, r *config.Rule, l stats.Line, model adap
 		c.Cheaper = string(config.ComputeFargate)
 	}
 	if l.Objects > 0 {
-		if b, _ := m.BreakEven(float64(l.BytesIn)/float64(l.Objects), perGiB, perObject); !math.IsInf(b, 1) {
-			c.BreakEvenGiB = b / adaptive.GiB
-		}
+		c.BreakEvenGiB = breakEven(m, float64(l.BytesIn)/float64(l.Objects), perGiB, perObject, perInvocation) / adaptive.GiB
 	}
 	return c
+}
+
+// breakEven is m.BreakEven with the invocations priced at the volume of
+// the break-even itself, not at today's: a fixed point, as the objects an
+// invocation takes grow with the volume (and with them the volume at which
+// Fargate wins). 0 when Fargate never wins.
+func breakEven(m adaptive.ComputeModel, size, perGiB, perObject float64, perInvocation func(objectsPerMonth float64) float64) float64 {
+	b := 0.0
+	for range 50 {
+		next, objects := m.BreakEven(size, perGiB, perObject)
+		if math.IsInf(next, 1) {
+			return 0
+		}
+		if math.Abs(next-b) <= 1e-9*next {
+			break
+		}
+		b, m.ObjectsPerInvocation = next, perInvocation(objects)
+	}
+	return b
 }
 
 // savings reports, per rule and content class, what xrc moved and saved,

@@ -1,0 +1,44 @@
+package cli
+
+import (
+	"context"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/xrc-dev/xrc/internal/adaptive"
+	"github.com/xrc-dev/xrc/internal/config"
+	"github.com/xrc-dev/xrc/internal/stats"
+)
+
+// TestBreakEvenAtItsOwnVolume: at the volume named as the break-even,
+// Fargate Spot and Lambda cost the same, though the volume measured is a
+// trickle (an invocation per object), and at the break-even the batching
+// window fills batches.
+func TestBreakEvenAtItsOwnVolume(t *testing.T) {
+	cfg, err := config.Load(context.Background(), "../../configs/example.json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &cfg.Rules[0]
+	const month = 30 * 24 * time.Hour
+	trickle := stats.Line{Objects: 1000, BytesIn: 1000 * 64 << 10}
+	c := compareCompute(cfg, r, trickle, adaptive.Model{}, month)
+	if c.BreakEvenGiB <= 0 {
+		t.Fatalf("no break-even: %+v", c)
+	}
+	scale := c.BreakEvenGiB * adaptive.GiB / float64(trickle.BytesIn)
+	at := compareCompute(cfg, r, stats.Line{Objects: int(1000 * scale), BytesIn: int64(float64(trickle.BytesIn) * scale)}, adaptive.Model{}, month)
+	if d := math.Abs(at.FargateSpot-at.Lambda) / at.Lambda; d > 0.01 {
+		t.Errorf("at the break-even (%.0f GiB a month): Fargate Spot %.2f, Lambda %.2f", c.BreakEvenGiB, at.FargateSpot, at.Lambda)
+	}
+}
+
+func TestBytesF(t *testing.T) {
+	if got := bytesF(math.MaxFloat64); got != "more than 4096.0 PiB" {
+		t.Errorf("bytesF(huge) = %q", got)
+	}
+	if got := bytesF(1 << 30); got != "1.0 GiB" {
+		t.Errorf("bytesF(1 GiB) = %q", got)
+	}
+}
