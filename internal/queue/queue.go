@@ -146,11 +146,11 @@ func (q *Queue) ChangeVisibility(ctx context.Context, d time.Duration, msgs ...M
 	})
 }
 
-// batchCalls bounds the batch calls one Delete or ChangeVisibility makes
+// BatchCalls bounds the batch calls one Delete or ChangeVisibility makes
 // at once: thousands of messages (a heartbeat of a full worker, a release
 // at shutdown or at a Lambda's deadline) one call after another could take
 // longer than the visibility timeout or the time left.
-const batchCalls = 8
+const BatchCalls = 8
 
 func (q *Queue) batch(ctx context.Context, op string, msgs []Message, call func([]Message) ([]types.BatchResultErrorEntry, error)) ([]Failure, error) {
 	var (
@@ -158,7 +158,7 @@ func (q *Queue) batch(ctx context.Context, op string, msgs []Message, call func(
 		failures []Failure
 		errs     []error
 		wg       sync.WaitGroup
-		calls    = make(chan struct{}, batchCalls)
+		calls    = make(chan struct{}, BatchCalls)
 	)
 	for chunk := range slices.Chunk(msgs, MaxBatch) {
 		calls <- struct{}{}

@@ -101,7 +101,10 @@ func (r *Runtime) release(delay time.Duration, ms []*Message) {
 	for i, m := range ms {
 		msgs[i] = m.Message
 	}
-	ctx, cancel := settling(ms[0].ctx)
+	// settleTimeout for each round of calls, not for all: thousands of
+	// messages at shutdown take many rounds.
+	rounds := (len(msgs) + queue.MaxBatch*queue.BatchCalls - 1) / (queue.MaxBatch * queue.BatchCalls)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ms[0].ctx), time.Duration(rounds)*settleTimeout)
 	failures, _ := r.Queue.ChangeVisibility(ctx, delay, msgs...)
 	cancel()
 	failed := make(map[string]queue.Failure, len(failures))

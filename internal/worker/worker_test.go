@@ -456,6 +456,42 @@ func TestHungHeartbeatEndsByTheNextBeat(t *testing.T) {
 	within(t, 10*time.Second, "released message visible", func() bool { return len(f.visible(t)) == 1 })
 }
 
+// TestLargeReleaseGetsTimeForEveryRound: a release of more messages than
+// one round of calls takes gets its time for each round, not one
+// settleTimeout for all (what is cut there stays hidden for minutes).
+func TestLargeReleaseGetsTimeForEveryRound(t *testing.T) {
+	f := setup(t)
+	const n = 90 // nine calls: two rounds of eight at once
+	for range n {
+		f.send(t, s3Event)
+	}
+	api := &slowReleases{countingReleases{API: f.client}}
+	rt, m := f.runtime(api, n)
+	var handled atomic.Int32
+	stop := start(t, rt, role{func(context.Context, *worker.Message) { handled.Add(1) }})
+	within(t, 30*time.Second, "every message held", func() bool { return handled.Load() == n })
+	stop()
+	if v := testutil.ToFloat64(m.Errors.WithLabelValues("release_message")); v != 0 {
+		t.Errorf("%v releases failed", v)
+	}
+	f.releasedTogether(t, &api.countingReleases, m, n)
+}
+
+// slowReleases takes 3 s over each release (the first round ends after
+// 3 s, the second after 6: past one settleTimeout).
+type slowReleases struct{ countingReleases }
+
+func (s *slowReleases) ChangeMessageVisibilityBatch(ctx context.Context, in *sqs.ChangeMessageVisibilityBatchInput, optFns ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error) {
+	if in.Entries[0].VisibilityTimeout == 0 {
+		select {
+		case <-time.After(3 * time.Second):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return s.countingReleases.ChangeMessageVisibilityBatch(ctx, in, optFns...)
+}
+
 // countingReleases counts the visibility changes that release (timeout 0).
 type countingReleases struct {
 	queue.API
