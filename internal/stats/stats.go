@@ -15,7 +15,8 @@
 //	    count, sumMBps, sumDecodeNsPerMB: the CPU benchmark of every task
 //	    of an encoder (libzstd, or the pure-Go one) that started that day
 //	    (ADD); the mean over the last week of a task's encoder makes
-//	    CPU-seconds of different tasks comparable. Kept 9 days.
+//	    CPU-seconds of different tasks comparable. Kept 90 days; a week
+//	    without a start falls back on the last day with one.
 //	pk "choice#<rule>", sk "<class>"
 //	    arm, since, changes, benefit, version: the arm a task last chose
 //	    for a class; a read-modify-write guarded by version (optimistic
@@ -101,6 +102,11 @@ func n(v int64) types.AttributeValue {
 // overstate what xrc saved. For the same reason the SDK does not retry.
 func (st *Store) Add(ctx context.Context, rule string, at time.Time, ds []Delta) ([]Delta, error) {
 	for i, d := range ds {
+		if err := ctx.Err(); err != nil {
+			// Out of time before this one was sent: it certainly
+			// was not applied.
+			return ds[i:], fmt.Errorf("adding statistics of rule %s: %w", rule, err)
+		}
 		_, err := st.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 			TableName: &st.table,
 			Key:       map[string]types.AttributeValue{"pk": s(statsPK(rule)), "sk": s(hourSK(at, d.Class, d.Arm))},
@@ -224,6 +230,12 @@ const FleetWindow = 7 * 24 * time.Hour
 
 const dayFormat = "2006-01-02"
 
+// fleetKept is how long a day item of the fleet's benchmarks is kept:
+// past FleetWindow, it is what a fleet that started no task since falls
+// back on. Long enough for a stable service; short enough that an
+// abandoned deployment's items go.
+const fleetKept = 90 * 24 * time.Hour
+
 // benchSK is the day's item of an encoder's benchmarks: tasks compare
 // with tasks of their own encoder, as the pure-Go one spends more CPU on
 // the same bytes, which a mean over both would hide.
@@ -245,7 +257,7 @@ func (st *Store) AddBenchmark(ctx context.Context, r adaptive.BenchResult) (Flee
 		ExpressionAttributeValues: map[string]types.AttributeValue{":one": n(1),
 			":mbps": &types.AttributeValueMemberN{Value: strconv.FormatFloat(r.CompressMBps, 'f', 3, 64)},
 			":dec":  &types.AttributeValueMemberN{Value: strconv.FormatFloat(r.DecodeSeconds*1e9*1e6, 'f', 3, 64)},
-			":exp":  n(now.Add(FleetWindow + 48*time.Hour).Unix())},
+			":exp":  n(now.Add(fleetKept).Unix())},
 	})
 	if err != nil {
 		return Fleet{}, fmt.Errorf("adding the CPU benchmark: %w", err)
@@ -271,7 +283,9 @@ func (st *Store) Fleet(ctx context.Context) (Fleet, error) {
 	return f, nil
 }
 
-// fleet sums the day items under prefix of the last FleetWindow.
+// fleet sums the day items under prefix of the last FleetWindow; if there
+// are none (a fleet that started no task all week), those of the last day
+// any task started.
 func (st *Store) fleet(ctx context.Context, prefix string) (Fleet, error) {
 	from := st.now().Add(-FleetWindow).UTC().Format(dayFormat)
 	p := dynamodb.NewQueryPaginator(st.api, &dynamodb.QueryInput{
@@ -280,7 +294,8 @@ func (st *Store) fleet(ctx context.Context, prefix string) (Fleet, error) {
 		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": s("fleet"), ":prefix": s(prefix)},
 		ConsistentRead:            aws.Bool(true),
 	})
-	var f Fleet
+	var f, last Fleet
+	lastDay := ""
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
@@ -294,13 +309,28 @@ func (st *Store) fleet(ctx context.Context, prefix string) (Fleet, error) {
 			if err := attributevalue.UnmarshalMap(item, &day); err != nil {
 				return Fleet{}, fmt.Errorf("decoding %v: %w", item["sk"], err)
 			}
-			if i := strings.LastIndexByte(day.SK, '#'); i < 0 || day.SK[i+1:] < from {
+			i := strings.LastIndexByte(day.SK, '#')
+			if i < 0 {
+				continue
+			}
+			switch d := day.SK[i+1:]; {
+			case d > lastDay:
+				lastDay, last = d, day.Fleet
+			case d == lastDay: // another encoder's
+				last.Tasks += day.Tasks
+				last.SumMBps += day.SumMBps
+				last.SumDecodeNs += day.SumDecodeNs
+			}
+			if day.SK[i+1:] < from {
 				continue
 			}
 			f.Tasks += day.Tasks
 			f.SumMBps += day.SumMBps
 			f.SumDecodeNs += day.SumDecodeNs
 		}
+	}
+	if f.Tasks == 0 {
+		f = last
 	}
 	f.means()
 	return f, nil

@@ -151,6 +151,12 @@ func TestFleetIsOfNowAndOfTheEncoder(t *testing.T) {
 	if f, err := st.Fleet(ctx); err != nil || f.Tasks != 4 {
 		t.Errorf("Fleet = %+v, %v; want this week's 4 tasks", f, err)
 	}
+	// A stable fleet that started no task in a week: the last day with
+	// one stands for it (not none, which would price decoding at 0).
+	now = real.Add(30 * 24 * time.Hour)
+	if f, err := st.Fleet(ctx); err != nil || f.Tasks != 3 || f.DecodeSeconds == 0 {
+		t.Errorf("a month on: Fleet = %+v, %v; want the last day's 3 tasks", f, err)
+	}
 }
 
 // TestPublishChoiceIsReadModifyWrite: concurrent publishers never lose a
@@ -238,6 +244,11 @@ func TestUncertainWritesAreNotRepeated(t *testing.T) {
 	left, err := st.Add(ctx, "r1", at, ds)
 	if !errors.Is(err, stats.ErrUncertain) || len(left) != 1 || left[0].Class != adaptive.JSON {
 		t.Fatalf("answer lost: %+v, %v; want the JSON delta left, ErrUncertain", left, err)
+	}
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	if again, err := st.Add(done, "r1", at, left); len(again) != 1 || err == nil || errors.Is(err, stats.ErrUncertain) {
+		t.Fatalf("out of time before sending: %d left, %v; want it left, not uncertain", len(again), err)
 	}
 	if left, err := st.Add(ctx, "r1", at, left); err != nil || len(left) != 0 {
 		t.Fatal(left, err)
