@@ -132,8 +132,9 @@ func (s *regionStack) targetGrants(q *workQueue) grants {
 	// The archive's exact version is deleted once extracted: staging is
 	// versioned, and a plain delete would leave it as a noncurrent version,
 	// billed until lifecycle removes it.
+	// Tagged instead when S3 Replication still copies it (config.DeliveredTag).
 	p.allow("ReadAndDeleteArchives",
-		[]string{"s3:GetObject", "s3:DeleteObjectVersion"}, archives, nil,
+		[]string{"s3:GetObject", "s3:DeleteObjectVersion", "s3:PutObjectVersionTagging"}, archives, nil,
 		"archives under the prefixes <ruleId>/ of the rules with a destination in this region")
 	// 404 (already extracted by an earlier delivery) rather than 403.
 	p.allow("ListStaging", []string{"s3:ListBucket"}, []string{staging}, nil, "")

@@ -18,6 +18,8 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/assertions"
 	"github.com/aws/jsii-runtime-go"
+
+	"github.com/xrc-dev/xrc/internal/config"
 )
 
 // Synthesizing starts Node and loads aws-cdk-lib (seconds), so each app is
@@ -320,15 +322,25 @@ func firstOf(rs map[string]map[string]any, name string) map[string]any {
 }
 
 // TestStagingLifecycle: archives staged for other regions are kept a day
-// at most; replicated ones wait stagingExpiryDays for their target; no
+// at most; replicated ones wait stagingExpiryDays for their target; in a
+// region that is source and target of a rule, its archives wait for its
+// target there, and go after a day once it tagged them delivered; no
 // prefix has two expirations.
 func TestStagingLifecycle(t *testing.T) {
-	s := exampleApp(t)
-	want := map[string]map[string]float64{
+	stagingLifecycle(t, exampleApp(t), map[string]map[string]float64{
 		"us-east-1":      {"logs/": 1, "exports/": 1},
 		"eu-west-1":      {"logs/": 7, "exports/": 7},
 		"ap-southeast-2": {"logs/": 7},
-	}
+	})
+	stagingLifecycle(t, variantApp(t), map[string]map[string]float64{
+		"us-east-1":    {"a/": 1},
+		"eu-west-1":    {"a/": 7, "b/": 7, "b/ " + config.DeliveredTag + "=true": 1},
+		"eu-central-1": {"b/": 7},
+	})
+}
+
+func stagingLifecycle(t *testing.T, s *synthesized, want map[string]map[string]float64) {
+	t.Helper()
 	for region, tm := range s.json {
 		got := map[string]float64{}
 		for _, b := range ofType(tm, "AWS::S3::Bucket") {
@@ -339,6 +351,10 @@ func TestStagingLifecycle(t *testing.T) {
 			for _, r := range lc["Rules"].([]any) {
 				r := r.(map[string]any)
 				if p, ok := r["Prefix"].(string); ok {
+					for _, f := range asSlice(r["TagFilters"]) {
+						f := f.(map[string]any)
+						p += fmt.Sprintf(" %v=%v", f["Key"], f["Value"])
+					}
 					if _, dup := got[p]; dup {
 						t.Errorf("%s: two expirations for %s", region, p)
 					}
@@ -602,8 +618,9 @@ func TestIAMLeastPrivilege(t *testing.T) {
 		}
 	}
 	// Exactly the calls the target makes on staging archives: it reads one
-	// version and deletes that version.
-	want := []string{"s3:GetObject", "s3:DeleteObjectVersion"}
+	// version and deletes that version, or tags it delivered while S3
+	// Replication still copies it.
+	want := []string{"s3:GetObject", "s3:DeleteObjectVersion", "s3:PutObjectVersionTagging"}
 	for _, st := range statements(s.json["eu-west-1"]) {
 		if strings.HasPrefix(st.Role, "<TargetTaskRole") && st.Sid == "ReadAndDeleteArchives" && !slices.Equal(st.Actions, want) {
 			t.Errorf("target archive actions %v, want %v", st.Actions, want)
@@ -1202,4 +1219,9 @@ func TestBuildRejects(t *testing.T) {
 func newTestBuild(ctx map[string]any) (*deployment, error) {
 	app := awscdk.NewApp(&awscdk.AppProps{Context: &ctx, Outdir: jsii.String(os.TempDir())})
 	return build(app)
+}
+
+func asSlice(v any) []any {
+	s, _ := v.([]any)
+	return s
 }

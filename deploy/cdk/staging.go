@@ -8,6 +8,7 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awss3"
 	"github.com/aws/jsii-runtime-go"
+	"github.com/xrc-dev/xrc/internal/config"
 )
 
 // staging is a region's staging bucket: source workers write archives to
@@ -66,7 +67,13 @@ func lifecycle(plan *regionPlan, days int) *[]*awss3.LifecycleRule {
 	for _, r := range plan.SourceRules {
 		if !slices.Contains(plan.TargetRules, r) {
 			rules = append(rules, expire("staged-by-"+r.ID, r.ID, 1))
+			continue
 		}
+		// Delivered here while still replicating elsewhere: tagged by
+		// the target, which may not delete it yet (deliver).
+		delivered := expire("delivered-"+r.ID, r.ID, 1)
+		delivered.TagFilters = &map[string]any{config.DeliveredTag: "true"}
+		rules = append(rules, delivered)
 	}
 	for _, r := range plan.TargetRules {
 		rules = append(rules, expire("waiting-for-"+r.ID, r.ID, days))

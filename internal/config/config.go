@@ -328,6 +328,12 @@ func (c *Config) TargetQueueName() string { return c.Settings.StackName + "-tgt"
 // target regions.
 func (c *Config) TableName() string { return c.Settings.StackName + "-stats" }
 
+// DeliveredTag marks (value "true") a staging archive its own region's
+// target delivered while S3 Replication still copied it elsewhere: the
+// worker may not delete it yet, and a lifecycle rule on the tag expires
+// it after a day, not after the days an undelivered archive waits.
+const DeliveredTag = "xrc-delivered"
+
 // TargetArchivesAtOnce is how many archives a target worker (a task, or a
 // function's invocation) delivers at once: the messages it holds. The
 // deployment's scale-in reads it.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/xrc-dev/xrc/internal/archive"
 	"github.com/xrc-dev/xrc/internal/awsapi"
+	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/ledger"
 	"github.com/xrc-dev/xrc/internal/manifest"
 )
@@ -67,9 +68,15 @@ func (w *Worker) Deliver(ctx context.Context, bucket, key string) error {
 	} else if st := out.ReplicationStatus; st == s3types.ReplicationStatusPending || st == s3types.ReplicationStatusFailed {
 		// This is the source region's own target, and S3 Replication is
 		// still copying the archive to other regions (or failed to): a
-		// version deleted before it is copied is never copied. Lifecycle
-		// removes it (after a day, for archives staged for other regions).
+		// version deleted before it is copied is never copied. Tagged
+		// delivered, lifecycle removes it after a day; untagged, only
+		// after the days an undelivered archive waits.
 		log.Info("archive delivered; left in staging for S3 Replication to other regions", zap.String("replicationStatus", string(st)))
+		if _, err := w.S3.PutObjectTagging(ctx, &s3.PutObjectTaggingInput{Bucket: &bucket, Key: &key, VersionId: out.VersionId,
+			Tagging: &s3types.Tagging{TagSet: []s3types.Tag{{Key: aws.String(config.DeliveredTag), Value: aws.String("true")}}}}); err != nil {
+			w.Metrics.Errors.WithLabelValues("tag_staging").Inc()
+			log.Warn("tagging the staging archive delivered: lifecycle removes it only after the days undelivered ones wait", zap.Error(err))
+		}
 	} else if _, err := w.S3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &bucket, Key: &key, VersionId: out.VersionId}); err != nil && !awsapi.IsNotFound(err) {
 		// A leftover archive only costs storage until lifecycle expiry,
 		// and a redelivery is harmless. The version read is deleted:

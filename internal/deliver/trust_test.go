@@ -17,6 +17,7 @@ import (
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"github.com/xrc-dev/xrc/internal/awsapi"
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/dataset"
 	"github.com/xrc-dev/xrc/internal/deliver"
@@ -595,7 +596,8 @@ func (r replicating) GetObject(ctx context.Context, in *s3.GetObjectInput, optFn
 // staging bucket is also its local destination's; the target there
 // delivers an archive S3 Replication is still copying to other regions
 // (or failed to) but leaves it in staging, since a version deleted before
-// it is copied is never copied. One whose copies are done is deleted.
+// it is copied is never copied, and tags it delivered for lifecycle. One
+// whose copies are done is deleted.
 func TestArchiveReplicatingElsewhereStays(t *testing.T) {
 	t.Parallel()
 	p := newPipeline(t, nil)
@@ -623,6 +625,18 @@ func TestArchiveReplicatingElsewhereStays(t *testing.T) {
 		}
 		if stays := p.count(t, p.dst, staging, key) == 1; stays != tc.stays {
 			t.Errorf("%s: archive left in staging: %v, want %v", tc.status, stays, tc.stays)
+		}
+		if !tc.stays {
+			continue
+		}
+		// Tagged delivered: lifecycle removes it after a day, not after
+		// the days an undelivered archive waits.
+		tags, err := p.dst.GetObjectTagging(ctx, &s3.GetObjectTaggingInput{Bucket: &staging, Key: &key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := awsapi.TagMap(tags.TagSet)[config.DeliveredTag]; got != "true" {
+			t.Errorf("%s: archive left in staging tagged %v, want %s=true", tc.status, tags.TagSet, config.DeliveredTag)
 		}
 	}
 }

@@ -169,6 +169,12 @@ func (w *Worker) fetchAll(ctx context.Context, o *manifest.Object) ([]byte, erro
 		w.buffers.put(data)
 		return nil, fmt.Errorf("reading %s/%s: %w", o.Bucket, o.Key, err)
 	}
+	// Not the write plan described if there is more of it (the archive
+	// writer checks a streamed object's end the same way).
+	if n, _ := io.CopyN(io.Discard, body, 1); n > 0 {
+		w.buffers.put(data)
+		return nil, fmt.Errorf("reading %s/%s: %w: more than its %d bytes", o.Bucket, o.Key, archive.ErrSize, o.Size)
+	}
 	return data, nil
 }
 

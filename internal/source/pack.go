@@ -80,6 +80,17 @@ func (w *Worker) packPart(ctx context.Context, rule *config.Rule, entries []entr
 		}
 		w.Metrics.Archives.WithLabelValues(rule.ID, "failed").Inc()
 		var oe *objectError
+		if errors.As(err, &oe) && superseded(oe) && ctx.Err() == nil {
+			// Overwritten or deleted since plan read it: skipped, as plan
+			// skips it (its successor has its own event), not failed
+			// (which would cost its message a receive, and a busy key
+			// every object it shares archives with).
+			bad := entries[oe.index]
+			w.skipSuperseded(rule, bad, err, log)
+			entries = w.readable(ctx, rule, slices.Delete(entries, oe.index, oe.index+1), log)
+			rebuilds-- // one object fewer each time: bounded by their number
+			continue
+		}
 		if errors.As(err, &oe) && rebuilds < maxRebuilds && ctx.Err() == nil {
 			// One object failed mid-stream: retry the archive without it,
 			// and without every other object a first-byte read finds
@@ -127,11 +138,28 @@ func (w *Worker) readable(ctx context.Context, rule *config.Rule, entries []entr
 			kept = append(kept, e)
 			continue
 		}
+		if superseded(errs[i]) {
+			w.skipSuperseded(rule, e, errs[i], log)
+			continue
+		}
 		log.Warn("object cannot be read; left out of the archive", zap.String("bucket", e.obj.Bucket), zap.String("key", e.obj.Key), zap.Error(errs[i]))
 		w.Metrics.Errors.WithLabelValues(errorKind(errs[i])).Inc()
 		w.fail(rule, e.items, errs[i])
 	}
 	return kept
+}
+
+// superseded reports a read that found the object overwritten (If-Match)
+// or deleted since plan described it.
+func superseded(err error) bool {
+	return awsapi.IsPreconditionFailed(err) || awsapi.IsNotFound(err)
+}
+
+func (w *Worker) skipSuperseded(rule *config.Rule, e entry, err error, log *zap.Logger) {
+	log.Info("object overwritten or deleted since its event; skipping (what replaced it has its own event)",
+		zap.String("bucket", e.obj.Bucket), zap.String("key", e.obj.Key), zap.Error(err))
+	w.Metrics.Objects.WithLabelValues(rule.ID, "skipped").Add(float64(len(e.items)))
+	settle(e.items, nil)
 }
 
 func settle(items []Item, err error) {

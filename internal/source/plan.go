@@ -269,7 +269,9 @@ func (w *Worker) describe(ctx context.Context, e *entry, ref events.ObjectRef, i
 	}()
 	o := &e.obj
 	etag := strings.Trim(aws.ToString(head.ETag), `"`)
-	if ref.VersionID == "" && ref.ETag != "" && etag != ref.ETag {
+	// "null" pins nothing: that version is overwritten in place (an
+	// unversioned or versioning-suspended bucket).
+	if (ref.VersionID == "" || ref.VersionID == "null") && ref.ETag != "" && etag != ref.ETag {
 		log.Info("object overwritten since its event; skipping (the newer write has its own event)",
 			zap.String("eventETag", ref.ETag), zap.String("currentETag", etag))
 		return false, nil
@@ -280,8 +282,13 @@ func (w *Worker) describe(ctx context.Context, e *entry, ref events.ObjectRef, i
 	}
 	o.Size = aws.ToInt64(head.ContentLength)
 	o.ETag = etag
-	if head.VersionId != nil && *head.VersionId != "null" {
-		o.VersionID = *head.VersionId
+	switch v := aws.ToString(head.VersionId); {
+	case v != "" && v != "null":
+		o.VersionID = v
+	case v == "null" || o.VersionID == "null":
+		// Read later by If-Match on its ETag, not by this version id,
+		// which an overwrite keeps.
+		o.VersionID = ""
 	}
 	if head.LastModified != nil {
 		o.LastModified = head.LastModified.UTC()
