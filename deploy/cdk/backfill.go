@@ -125,7 +125,10 @@ func (s *regionStack) newBackfill(cluster awsecs.Cluster, rule *config.Rule) *ba
 		"ecr:GetAuthorizationToken has no resource-level permissions; image pulls and logs are scoped to the repository and log group",
 		"Resource::*")
 
-	if sched := o.Backfill.Schedule; sched != "" {
+	unreachable := s.backfillReachesOtherRegions(rule)
+	// No schedule where the task cannot reach every destination: each run
+	// would fail (a destination it cannot list stops the comparison).
+	if sched := o.Backfill.Schedule; sched != "" && !unreachable {
 		target := awseventstargets.NewEcsTask(&awseventstargets.EcsTaskProps{
 			Cluster:         cluster,
 			TaskDefinition:  b.Task,
@@ -155,10 +158,14 @@ func (s *regionStack) newBackfill(cluster awsecs.Cluster, rule *config.Rule) *ba
 			"EventBridge tags the tasks it starts: ecs:TagResource on this cluster's tasks, whose ids exist only once started",
 			nagFinding(s.Stack, "arn:"+*awscdk.Aws_PARTITION()+":ecs:"+s.plan.Region.Name+":*:task/"+*cluster.ClusterName()+"/*"))
 	}
-	if s.backfillReachesOtherRegions(rule) {
+	if unreachable {
+		scheduled := ""
+		if o.Backfill.Schedule != "" {
+			scheduled = "; backfillSchedule is not applied to it"
+		}
 		awscdk.Annotations_Of(b.Task).AddWarningV2(jsii.String("xrc:backfill-egress"), jsii.String(fmt.Sprintf(
-			"rule %s has destinations outside %s; the stack's VPC has no route to other regions' S3, so this backfill task can compare only with destinations in %s. Run xrc backfill from a machine with access, or deploy into an existing VPC with egress (context existingVpcs)",
-			rule.ID, s.plan.Region.Name, s.plan.Region.Name)))
+			"rule %s has destinations outside %s; the stack's VPC has no route to other regions' S3, so this backfill task cannot compare with them and fails%s. Run xrc backfill from a machine with access, or deploy into an existing VPC with egress (context existingVpcs)",
+			rule.ID, s.plan.Region.Name, scheduled)))
 	}
 	awscdk.NewCfnOutput(s.Stack, jsii.String(outputID("BackfillTask", rule.ID)), &awscdk.CfnOutputProps{
 		Value:       b.Task.TaskDefinitionArn(),

@@ -162,6 +162,9 @@ func TestValidationErrors(t *testing.T) {
 			obj(d, "rules", 1)["suffix"] = ".log"
 		}), []string{`rules[1]: filters overlap rule "logs" on bucket acme-app-logs`}},
 		{"invalid storage class", mutate(t, func(d map[string]any) { dest0(d)["storageClass"] = "COLD" }), []string{"rules[0].destinations[0].storageClass: unknown storage class \"COLD\""}},
+		{"kms key in another region", mutate(t, func(d map[string]any) {
+			dest0(d)["kmsKeyId"] = "arn:aws:kms:ap-south-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+		}), []string{"rules[0].destinations[0].kmsKeyId: key \"arn:aws:kms:ap-south-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab\" is in ap-south-1: S3 takes only a key of the bucket's region"}},
 		{"bad duration", mutate(t, func(d map[string]any) { obj(d, "rules", 0, "batch")["maxAge"] = "soon" }), []string{"rules[0].batch.maxAge: invalid duration \"soon\""}},
 		{"bad size", mutate(t, func(d map[string]any) { obj(d, "rules", 0, "batch")["maxBytes"] = "lots" }), []string{"rules[0].batch.maxBytes: invalid size \"lots\""}},
 		{"idle too short", mutate(t, func(d map[string]any) { obj(d, "rules", 0, "batch")["idle"] = "100ms" }), []string{"rules[0].batch.idle: must be between 250ms and batch.maxAge"}},

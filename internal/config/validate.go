@@ -358,6 +358,10 @@ func (c *Config) validateRule(errs *Errors, p string, r *Rule, seen map[string]b
 		if d.Prefix != nil && strings.HasPrefix(*d.Prefix, "/") {
 			errs.add(dp+".prefix", "S3 keys do not start with '/': %q", *d.Prefix)
 		}
+		// arn:partition:kms:region:account:key/... or alias/...
+		if f := strings.Split(d.KMSKeyID, ":"); len(f) >= 6 && f[0] == "arn" && f[2] == "kms" && f[3] != d.Region {
+			errs.add(dp+".kmsKeyId", "key %q is in %s: S3 takes only a key of the bucket's region, %s", d.KMSKeyID, f[3], d.Region)
+		}
 		if d.Region == r.SourceRegion && d.Bucket == r.SourceBucket && (d.Prefix == nil || *d.Prefix == r.Prefix) {
 			errs.add(dp, "destination is the rule's own source (%s/%s)", d.Bucket, r.Prefix)
 		}
