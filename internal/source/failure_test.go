@@ -1096,3 +1096,64 @@ func TestNullVersionIsReadByETag(t *testing.T) {
 		t.Errorf("%d archives failed or rebuilt for an object overwritten after its HEAD; want it skipped", n)
 	}
 }
+
+// sizedAs reports the object at key as size bytes long (HEAD, and the
+// headers of a GET), as S3 would a TiB-sized one.
+type sizedAs struct {
+	source.S3API
+	key  string
+	size int64
+}
+
+func (s sizedAs) HeadObject(ctx context.Context, in *s3.HeadObjectInput, optFns ...func(*s3.Options)) (*s3.HeadObjectOutput, error) {
+	out, err := s.S3API.HeadObject(ctx, in, optFns...)
+	if err == nil && aws.ToString(in.Key) == s.key {
+		out.ContentLength = aws.Int64(s.size)
+	}
+	return out, err
+}
+
+func (s sizedAs) GetObject(ctx context.Context, in *s3.GetObjectInput, optFns ...func(*s3.Options)) (*s3.GetObjectOutput, error) {
+	out, err := s.S3API.GetObject(ctx, in, optFns...)
+	if err == nil && aws.ToString(in.Key) == s.key {
+		out.ContentLength = aws.Int64(s.size)
+	}
+	return out, err
+}
+
+// TestObjectTooLargeForTheTask: an object whose staging upload would need
+// more memory for its parts than the task may give them fails alone, at
+// once, towards the dead-letter queue, naming what to change; the objects
+// batched with it are staged. (Without the bound it would run task after
+// task out of memory, and take every message they held with it.)
+func TestObjectTooLargeForTheTask(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(c *config.Config) { c.Settings.Worker.MaxReceiveCount = 2 })
+	huge := "data/huge.bin"
+	f.worker = sizedAs{S3API: f.worker, key: huge, size: 100 << 30} // parts of 11.6 MiB: 46 MiB of buffers
+	f.uploadMemory = 40 << 20                                        // 8 MiB parts: 32 MiB
+	objs := []object{{key: huge, data: []byte("reported as 100 GiB")}, {key: "data/small-1.txt", data: []byte("one")}, {key: "data/small-2.txt", data: []byte("two")}}
+	f.put(t, objs)
+	f.waitDepth(t, f.sourceQueue(), len(objs), time.Minute)
+	log, logs := observed(t)
+	r := f.start(t, log)
+	got := f.waitStaged(t, 2, time.Minute)
+	f.waitDepth(t, f.deadLetterQueue(t), 1, time.Minute)
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := got[huge]; ok || len(got) != 2 {
+		t.Errorf("staged %v, want the two small objects only", slices.Collect(maps.Keys(got)))
+	}
+	if n := len(logs.FilterMessage("object not archived").FilterFieldKey("error").All()); n < 1 {
+		t.Error("the object too large was not logged")
+	}
+	for _, e := range logs.FilterMessage("object not archived").All() {
+		if msg, _ := e.ContextMap()["error"].(string); !strings.Contains(msg, "give the source more memory") {
+			t.Errorf("logged %q, want it to say what to change", msg)
+		}
+	}
+	if n := r.metric(t, "xrc_source_errors_total", "kind", "too_large"); n < 1 {
+		t.Errorf("%v too_large errors counted", n)
+	}
+}

@@ -177,6 +177,8 @@ func errorKind(err error) string {
 	switch {
 	case errors.Is(err, ErrUnroutable):
 		return "unroutable"
+	case errors.Is(err, ErrTooLarge):
+		return "too_large"
 	case errors.Is(err, manifest.ErrInvalid):
 		return "invalid_object"
 	case awsapi.IsAccessDenied(err):

@@ -20,6 +20,7 @@ import (
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/events"
 	"github.com/xrc-dev/xrc/internal/manifest"
+	"github.com/xrc-dev/xrc/internal/stats"
 )
 
 // entry is one manifest object and the items (events) it settles.
@@ -174,7 +175,12 @@ func (w *Worker) plan(ctx context.Context, rule *config.Rule, items []Item, held
 			// Checked alone: in the manifest, one object S3 gave
 			// metadata no target could write would fail the archive,
 			// and every object batched with it, again and again.
-			if err := e.obj.ValidateObject(); err != nil {
+			err := e.obj.ValidateObject()
+			if need := uploadBuffers(partSize(e.obj.Size)); err == nil && e.obj.HasMember() && w.uploadMem != nil && need > w.UploadMemory {
+				err = fmt.Errorf("%w: %s/%s is %s: its staging upload needs %s of part buffers, more than the %s this task gives them (half its memory limit): give the source more memory",
+					ErrTooLarge, e.obj.Bucket, e.obj.Key, stats.Bytes(e.obj.Size), stats.Bytes(need), stats.Bytes(w.UploadMemory))
+			}
+			if err != nil {
 				log.Warn("object not archived", zap.String("bucket", e.obj.Bucket), zap.String("key", e.obj.Key), zap.Error(err))
 				w.Metrics.Errors.WithLabelValues(errorKind(err)).Inc()
 				w.fail(rule, e.items, err)

@@ -14,6 +14,12 @@ import (
 // without waiting out the retry backoff.
 var ErrUnroutable = errors.New("object cannot be replicated")
 
+// ErrTooLarge marks an object whose staging upload would need more memory
+// than the task may give it (Deps.UploadMemory): no retry on a task of this
+// size can fix it, and its message goes to the dead-letter queue as
+// ErrUnroutable's does, rather than crash task after task.
+var ErrTooLarge = errors.New("object too large for this task's memory")
+
 // tracked follows one message until all its events are settled.
 type tracked struct {
 	w   *Worker
@@ -35,7 +41,7 @@ func (t *tracked) settle(err error) {
 			t.permanent = true
 		}
 		t.failed = errors.Join(t.failed, err)
-		t.permanent = t.permanent && errors.Is(err, ErrUnroutable)
+		t.permanent = t.permanent && (errors.Is(err, ErrUnroutable) || errors.Is(err, ErrTooLarge))
 	}
 	done, failed, permanent := t.pending == 0, t.failed, t.permanent
 	t.mu.Unlock()

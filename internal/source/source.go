@@ -20,6 +20,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
@@ -28,6 +30,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/jonboulle/clockwork"
 	"go.uber.org/zap"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/xrc-dev/xrc/internal/archive"
 	"github.com/xrc-dev/xrc/internal/config"
@@ -65,6 +68,12 @@ type Deps struct {
 	// PureGo compresses with the pure-Go encoder even where libzstd is
 	// built in.
 	PureGo bool
+	// UploadMemory bounds the part buffers of the staging uploads in
+	// flight at once (0: half the Go memory limit, GOMEMLIMIT; none
+	// without one). A part is at least 8 MiB, and 1/9,000 of the archive
+	// (S3 takes 10,000 parts): a TiB-sized object needs parts of 100 MiB
+	// and more.
+	UploadMemory int64
 }
 
 // Worker is a source worker.
@@ -76,10 +85,11 @@ type Worker struct {
 	runtime     *worker.Runtime
 	levels      *levels
 	stopRefresh context.CancelFunc
-	task        string    // names this task's archives and lease
-	uploads     uploads   // this task's staging uploads in flight
-	buffers     buffers   // of prefetched objects
-	chunks      sync.Pool // of arena chunks (*[]byte)
+	task        string              // names this task's archives and lease
+	uploads     uploads             // this task's staging uploads in flight
+	buffers     buffers             // of prefetched objects
+	chunks      sync.Pool           // of arena chunks (*[]byte)
+	uploadMem   *semaphore.Weighted // nil: unbounded (UploadMemory)
 
 	items    chan Item
 	batches  chan *batch
@@ -116,6 +126,14 @@ func New(d Deps) (*Worker, error) {
 	}
 	w := &Worker{Deps: d, staging: region.StagingBucket, task: newTaskID()}
 	w.S3 = trackingS3{S3API: d.S3, u: &w.uploads}
+	if w.UploadMemory == 0 {
+		if limit := debug.SetMemoryLimit(-1); limit < math.MaxInt64 {
+			w.UploadMemory = limit / 2
+		}
+	}
+	if w.UploadMemory > 0 {
+		w.uploadMem = semaphore.NewWeighted(w.UploadMemory)
+	}
 	w.writers.New = func() any { return archive.NewWriter(archive.WriterOptions{PureGo: d.PureGo}) }
 	for i := range d.Config.Rules {
 		r := &d.Config.Rules[i]

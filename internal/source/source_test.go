@@ -50,6 +50,8 @@ type fixture struct {
 	// worker is the S3 client workers get: built as cmd/xrc-source builds
 	// it (awsapi), so tests and benchmarks run its settings.
 	worker source.S3API
+	// uploadMemory is the workers' Deps.UploadMemory.
+	uploadMemory int64
 }
 
 func setup(t testing.TB, edit func(*config.Config)) *fixture {
@@ -197,6 +199,8 @@ func (f *fixture) startWithStats(t testing.TB, log *zap.Logger, st source.Stats)
 		Metrics: source.NewMetrics(reg),
 		Health:  health.New(time.Minute, time.Now),
 		Stats:   st,
+
+		UploadMemory: f.uploadMemory,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -21,6 +21,7 @@ import (
 	"github.com/xrc-dev/xrc/internal/awsapi"
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/manifest"
+	"github.com/xrc-dev/xrc/internal/stats"
 )
 
 // Staging object metadata keys (x-amz-meta-*), so an operator listing the
@@ -67,11 +68,23 @@ func (w *Worker) stage(ctx context.Context, rule *config.Rule, entries []entry, 
 	key := manifest.StagingKey(m)
 	log := w.Log.With(zap.String("rule", rule.ID), zap.String("archive", id))
 
+	part := partSize(total)
+	if w.uploadMem != nil {
+		// Uploads wait for each other's buffers rather than run the task
+		// out of memory.
+		need := uploadBuffers(part)
+		if need > w.UploadMemory {
+			return id, fmt.Errorf("%w: archive of %s needs %s of upload buffers, more than the task's %s", ErrTooLarge,
+				stats.Bytes(total), stats.Bytes(need), stats.Bytes(w.UploadMemory))
+		}
+		if err := w.uploadMem.Acquire(ctx, need); err != nil {
+			return id, err
+		}
+		defer w.uploadMem.Release(need)
+	}
 	uploader := awsapi.NewUploader(w.S3, func(o *transfermanager.Options) {
-		// Parts must be >= 5 MiB and at most 10,000 per upload; size them
-		// from the uncompressed total, which bounds the archive.
-		o.PartSizeBytes = max(8<<20, (total+total/64+(1<<20))/9000)
-		o.Concurrency = 2
+		o.PartSizeBytes = part
+		o.Concurrency = uploadConcurrency
 	})
 	pr, pw := io.Pipe()
 	uploaded := make(chan error, 1)
@@ -215,3 +228,18 @@ func mix(m *manifest.Manifest, choices []choice) string {
 	}
 	return strings.Join(parts, " ")
 }
+
+// uploadConcurrency is how many parts of a staging upload are sent at once.
+const uploadConcurrency = 2
+
+// partSize is the part size of a staging upload of an archive of total
+// bytes of objects: at least 8 MiB, and no more than 9,000 parts (S3 takes
+// 10,000), sized from the uncompressed total, which bounds the archive.
+func partSize(total int64) int64 {
+	return max(8<<20, (total+total/64+(1<<20))/9000)
+}
+
+// uploadBuffers is what an upload of parts of part bytes holds: a buffer
+// per part in flight and one filling, and the first part, read whole
+// before the upload is known to need several (transfermanager).
+func uploadBuffers(part int64) int64 { return (uploadConcurrency + 2) * part }
