@@ -1131,7 +1131,7 @@ func TestObjectTooLargeForTheTask(t *testing.T) {
 	f := setup(t, func(c *config.Config) { c.Settings.Worker.MaxReceiveCount = 2 })
 	huge := "data/huge.bin"
 	f.worker = sizedAs{S3API: f.worker, key: huge, size: 100 << 30} // parts of 11.6 MiB: 46 MiB of buffers
-	f.uploadMemory = 40 << 20                                        // 8 MiB parts: 32 MiB
+	f.uploadMemory = 40 << 20                                       // 8 MiB parts: 32 MiB
 	objs := []object{{key: huge, data: []byte("reported as 100 GiB")}, {key: "data/small-1.txt", data: []byte("one")}, {key: "data/small-2.txt", data: []byte("two")}}
 	f.put(t, objs)
 	f.waitDepth(t, f.sourceQueue(), len(objs), time.Minute)
