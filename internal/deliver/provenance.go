@@ -76,8 +76,8 @@ func (p provenance) newerOrSame(o *manifest.Object) bool {
 	if mod := o.LastModified.UnixMilli(); p.modified != mod {
 		return p.modified > mod
 	}
-	if p.version != "" || o.VersionID != "" {
-		return p.version == o.VersionID
+	if pv, ov := nullVersion(p.version), nullVersion(o.VersionID); pv != "" || ov != "" {
+		return pv == ov
 	}
 	// An unversioned key, and a time in whole seconds (S3's
 	// Last-Modified): two writes of one second look alike. A write its

@@ -157,6 +157,7 @@ func TestSettle(t *testing.T) {
 	}{
 		{"all done", []error{nil, nil}, false, false},
 		{"unroutable", []error{nil, fmt.Errorf("x: %w", source.ErrUnroutable)}, true, true},
+		{"too large", []error{fmt.Errorf("x: %w", source.ErrTooLarge)}, true, true},
 		{"deadline", []error{ErrDeadline, context.DeadlineExceeded}, true, true},
 		{"transient", []error{errors.New("503")}, true, false},
 		{"unroutable and transient", []error{fmt.Errorf("x: %w", source.ErrUnroutable), errors.New("503")}, true, false},

@@ -3,6 +3,9 @@ package source
 import (
 	"sync"
 	"testing"
+
+	"github.com/xrc-dev/xrc/internal/manifest"
+	"golang.org/x/sync/semaphore"
 )
 
 // TestBuffers: a prefetch buffer has the length asked for, in a power-of-two
@@ -76,5 +79,27 @@ func TestArena(t *testing.T) {
 	a.free()
 	if len(a.chunks) != 0 || len(a.rest) != 0 {
 		t.Error("free left chunks in the arena")
+	}
+}
+
+// TestUploadMemory: an upload holds four parts of the part size (which
+// grows past 8 MiB only for archives above about 70 GiB); an archive of
+// objects that each fit the budget alone but not together does not fit.
+func TestUploadMemory(t *testing.T) {
+	if got := uploadBuffers(partSize(1 << 30)); got != 32<<20 {
+		t.Errorf("buffers of a 1 GiB archive: %d, want 32 MiB", got)
+	}
+	if p := partSize(5 << 40); p*10000 < 5<<40+5<<40/64 {
+		t.Errorf("parts of %d bytes cannot carry 5 TiB in 10,000 parts", p)
+	}
+	w := &Worker{Deps: Deps{UploadMemory: 40 << 20}, uploadMem: semaphore.NewWeighted(40 << 20)}
+	big := func(size int64) entry {
+		return entry{obj: manifest.Object{Key: "k", Size: size, Destinations: []manifest.Destination{{Bucket: "d", Key: "k"}}}}
+	}
+	if !w.fits([]entry{big(60 << 30)}) || w.fits([]entry{big(60 << 30), big(60 << 30)}) {
+		t.Error("one 60 GiB object should fit 40 MiB of buffers, two in one archive not")
+	}
+	if !(&Worker{}).fits([]entry{big(5 << 40)}) {
+		t.Error("without a budget everything fits")
 	}
 }

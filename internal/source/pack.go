@@ -62,6 +62,14 @@ const maxRebuilds = 8
 // packPart stages one archive of entries, retrying without an object that
 // fails mid-stream, and settles their items.
 func (w *Worker) packPart(ctx context.Context, rule *config.Rule, entries []entry, closed time.Time, log *zap.Logger) {
+	if len(entries) > 1 && !w.fits(entries) {
+		// Each object fits the upload memory alone (plan), not all of
+		// them in one archive: two archives.
+		h := len(entries) / 2
+		w.packPart(ctx, rule, slices.Clone(entries[:h]), closed, log)
+		w.packPart(ctx, rule, slices.Clone(entries[h:]), closed, log)
+		return
+	}
 	for rebuilds := 0; len(entries) > 0; rebuilds++ {
 		id, err := w.stage(ctx, rule, entries, closed)
 		if err == nil {
@@ -80,7 +88,7 @@ func (w *Worker) packPart(ctx context.Context, rule *config.Rule, entries []entr
 		}
 		w.Metrics.Archives.WithLabelValues(rule.ID, "failed").Inc()
 		var oe *objectError
-		if errors.As(err, &oe) && superseded(oe) && ctx.Err() == nil {
+		if errors.As(err, &oe) && superseded(entries[oe.index], oe) && rebuilds < 2*maxRebuilds && ctx.Err() == nil {
 			// Overwritten or deleted since plan read it: skipped, as plan
 			// skips it (its successor has its own event), not failed
 			// (which would cost its message a receive, and a busy key
@@ -88,7 +96,6 @@ func (w *Worker) packPart(ctx context.Context, rule *config.Rule, entries []entr
 			bad := entries[oe.index]
 			w.skipSuperseded(rule, bad, err, log)
 			entries = w.readable(ctx, rule, slices.Delete(entries, oe.index, oe.index+1), log)
-			rebuilds-- // one object fewer each time: bounded by their number
 			continue
 		}
 		if errors.As(err, &oe) && rebuilds < maxRebuilds && ctx.Err() == nil {
@@ -138,7 +145,7 @@ func (w *Worker) readable(ctx context.Context, rule *config.Rule, entries []entr
 			kept = append(kept, e)
 			continue
 		}
-		if superseded(errs[i]) {
+		if superseded(e, errs[i]) {
 			w.skipSuperseded(rule, e, errs[i], log)
 			continue
 		}
@@ -149,10 +156,31 @@ func (w *Worker) readable(ctx context.Context, rule *config.Rule, entries []entr
 	return kept
 }
 
-// superseded reports a read that found the object overwritten (If-Match)
-// or deleted since plan described it.
-func superseded(err error) bool {
-	return awsapi.IsPreconditionFailed(err) || awsapi.IsNotFound(err)
+// superseded reports a read that found e's object overwritten (If-Match:
+// an unversioned key, whose overwrite has its own event) or its version
+// deleted since plan described it, when nothing else of the key is in the
+// batch. A version deleted by its id leaves the key reading as an older
+// write, which no event announces: if the batch has one of the key's
+// older events, the entry fails, and plan, trying it again, stages that
+// older write or delete (olderRefs).
+func superseded(e entry, err error) bool {
+	switch {
+	case awsapi.IsPreconditionFailed(err):
+		return true
+	case !awsapi.IsNotFound(err):
+		return false
+	}
+	return !slices.ContainsFunc(e.items, func(it Item) bool {
+		return !it.Ref.Retagged() && planVersion(it.Ref.VersionID) != e.obj.VersionID
+	})
+}
+
+// planVersion is a version id as plan keeps it: "" for "null".
+func planVersion(v string) string {
+	if v == "null" {
+		return ""
+	}
+	return v
 }
 
 func (w *Worker) skipSuperseded(rule *config.Rule, e entry, err error, log *zap.Logger) {

@@ -84,6 +84,9 @@ func (w *Worker) stage(ctx context.Context, rule *config.Rule, entries []entry, 
 	}
 	uploader := awsapi.NewUploader(w.S3, func(o *transfermanager.Options) {
 		o.PartSizeBytes = part
+		// The first part is read whole before the upload knows it needs
+		// several: no larger than the others (uploadBuffers).
+		o.MultipartUploadThreshold = part
 		o.Concurrency = uploadConcurrency
 	})
 	pr, pw := io.Pipe()
@@ -229,6 +232,21 @@ func mix(m *manifest.Manifest, choices []choice) string {
 	return strings.Join(parts, " ")
 }
 
+// fits reports whether an archive of entries stays within the upload
+// memory.
+func (w *Worker) fits(entries []entry) bool {
+	if w.uploadMem == nil {
+		return true
+	}
+	var total int64
+	for _, e := range entries {
+		if e.obj.HasMember() {
+			total += e.obj.Size
+		}
+	}
+	return uploadBuffers(partSize(total)) <= w.UploadMemory
+}
+
 // uploadConcurrency is how many parts of a staging upload are sent at once.
 const uploadConcurrency = 2
 
@@ -241,5 +259,6 @@ func partSize(total int64) int64 {
 
 // uploadBuffers is what an upload of parts of part bytes holds: a buffer
 // per part in flight and one filling, and the first part, read whole
-// before the upload is known to need several (transfermanager).
+// before the upload is known to need several (transfermanager, with
+// MultipartUploadThreshold set to the part size).
 func uploadBuffers(part int64) int64 { return (uploadConcurrency + 2) * part }
