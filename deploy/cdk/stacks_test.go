@@ -443,7 +443,7 @@ func TestDeadLetterQueues(t *testing.T) {
 					"VisibilityTimeout":      visibility(region, name),
 					"MessageRetentionPeriod": 14 * 24 * 3600, // longer than stagingExpiryDays
 					"RedrivePolicy": map[string]any{
-						"maxReceiveCount":     5,
+						"maxReceiveCount":     8,
 						"deadLetterTargetArn": map[string]any{"Fn::GetAtt": arrayEquals(like("^"+dlqLogicalPrefix(name)), "Arn")},
 					},
 				}))

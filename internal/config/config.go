@@ -32,7 +32,12 @@ const (
 	DefaultMaxBytes        = 256 << 20
 	DefaultMaxAge          = 30 * time.Second
 	DefaultIdle            = time.Second
-	DefaultMaxReceiveCount = 5
+	// DefaultMaxReceiveCount lets a message ride out about four minutes
+	// of a failing dependency (the backoff: 2 s, 4 s ... 128 s) before the
+	// DLQ: a staging bucket's SlowDown, KMS throttling, IAM settling after
+	// a deploy. At 5 it was half a minute, and a short outage filled the
+	// DLQ with messages that only needed time.
+	DefaultMaxReceiveCount = 8
 	DefaultVisibility      = 5 * time.Minute
 	DefaultReceiveWait     = 20 * time.Second // SQS's longest: fewest empty receives
 	DefaultDrainTimeout    = 90 * time.Second
