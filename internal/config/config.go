@@ -27,11 +27,11 @@ const BatchTick = 250 * time.Millisecond
 
 // Defaults applied by Load for fields the document leaves out.
 const (
-	DefaultLevel           = 3
-	DefaultMaxObjects      = 1000
-	DefaultMaxBytes        = 256 << 20
-	DefaultMaxAge          = 30 * time.Second
-	DefaultIdle            = time.Second
+	DefaultLevel      = 3
+	DefaultMaxObjects = 1000
+	DefaultMaxBytes   = 256 << 20
+	DefaultMaxAge     = 30 * time.Second
+	DefaultIdle       = time.Second
 	// DefaultMaxReceiveCount lets a message ride out about four minutes
 	// of a failing dependency (the backoff: 2 s, 4 s ... 128 s) before the
 	// DLQ: a staging bucket's SlowDown, KMS throttling, IAM settling after

@@ -573,15 +573,8 @@ func TestUnorderedEventIsSeen(t *testing.T) {
 // reads as the version before it, and that is what is staged.
 func TestVersionBeforeADeletedOneIsStaged(t *testing.T) {
 	t.Parallel()
-	f := setup(t, func(c *config.Config) {
-		c.Rules[0].Batch.MaxAge = config.Duration(3 * time.Second)
-		c.Rules[0].Batch.Idle = c.Rules[0].Batch.MaxAge
-	})
+	f := versionedBatches(t)
 	ctx := context.Background()
-	if _, err := f.s3.PutBucketVersioning(ctx, &s3.PutBucketVersioningInput{Bucket: &f.rule.SourceBucket,
-		VersioningConfiguration: &s3types.VersioningConfiguration{Status: s3types.BucketVersioningStatusEnabled}}); err != nil {
-		t.Fatal(err)
-	}
 	key := "data/undone.txt"
 	v1, v2 := []byte("version 1"), []byte("version 2, undone")
 	f.put(t, []object{{key: key, data: v1}})
@@ -1188,15 +1181,8 @@ func (d *deleteVersionBeforeGet) GetObject(ctx context.Context, in *s3.GetObject
 // TestVersionBeforeADeletedOneIsStaged).
 func TestVersionDeletedAfterPlanFallsBack(t *testing.T) {
 	t.Parallel()
-	f := setup(t, func(c *config.Config) {
-		c.Rules[0].Batch.MaxAge = config.Duration(3 * time.Second)
-		c.Rules[0].Batch.Idle = c.Rules[0].Batch.MaxAge
-	})
+	f := versionedBatches(t)
 	ctx := context.Background()
-	if _, err := f.s3.PutBucketVersioning(ctx, &s3.PutBucketVersioningInput{Bucket: &f.rule.SourceBucket,
-		VersioningConfiguration: &s3types.VersioningConfiguration{Status: s3types.BucketVersioningStatusEnabled}}); err != nil {
-		t.Fatal(err)
-	}
 	rng := rand.New(rand.NewPCG(9, 9))
 	key := "data/undone-late.txt"
 	v1, v2 := dataset.Text(rng, 300<<10), dataset.Text(rng, 300<<10) // read as the archive is written
@@ -1214,4 +1200,20 @@ func TestVersionDeletedAfterPlanFallsBack(t *testing.T) {
 		t.Errorf("%s: staged %v (version 2: %t), want version 1", key, ok, s.sum == digest(v2))
 	}
 	r.stop()
+}
+
+// versionedBatches is a fixture whose source bucket is versioned and whose
+// batches wait 3 s for more events, so that a test's writes of one key land
+// in one batch.
+func versionedBatches(t *testing.T) *fixture {
+	t.Helper()
+	f := setup(t, func(c *config.Config) {
+		c.Rules[0].Batch.MaxAge = config.Duration(3 * time.Second)
+		c.Rules[0].Batch.Idle = c.Rules[0].Batch.MaxAge
+	})
+	if _, err := f.s3.PutBucketVersioning(context.Background(), &s3.PutBucketVersioningInput{Bucket: &f.rule.SourceBucket,
+		VersioningConfiguration: &s3types.VersioningConfiguration{Status: s3types.BucketVersioningStatusEnabled}}); err != nil {
+		t.Fatal(err)
+	}
+	return f
 }
