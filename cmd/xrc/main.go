@@ -25,6 +25,9 @@ func main() {
 	case errors.Is(err, cli.ErrUsage):
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
+	case errors.Is(err, cli.ErrIncomplete):
+		fmt.Fprintln(os.Stderr, "xrc:", err)
+		os.Exit(3)
 	default:
 		fmt.Fprintln(os.Stderr, "xrc:", err)
 		os.Exit(1)

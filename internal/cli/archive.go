@@ -109,8 +109,8 @@ func openArchive(ctx context.Context, cmd, usage string, args []string, env Env,
 		define(fs)
 	}
 	loc, rest := splitPositional(fs, args)
-	if err := fs.Parse(rest); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUsage, err)
+	if err := parseOne(fs, rest); err != nil {
+		return nil, err
 	}
 	if loc == "" {
 		return nil, fmt.Errorf("%w: %s", ErrUsage, usage)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -257,8 +258,8 @@ func parseSinceTime(s string, now time.Time) (time.Time, error) {
 	}
 	if days, ok := strings.CutSuffix(s, "d"); ok {
 		n, err := strconv.Atoi(days)
-		if err != nil || n <= 0 {
-			return time.Time{}, fmt.Errorf("%q is not a number of days", s)
+		if err != nil || n <= 0 || n > maxDays {
+			return time.Time{}, fmt.Errorf("%q is not a number of days from 1 to %d", s, maxDays)
 		}
 		return now.Add(-time.Duration(n) * 24 * time.Hour), nil
 	}
@@ -269,13 +270,17 @@ func parseSinceTime(s string, now time.Time) (time.Time, error) {
 	return now.Add(-d), nil
 }
 
+// maxDays bounds "Nd" durations: a century, far from time.Duration's
+// 292 years, which a larger N would overflow into the future.
+const maxDays = 36500
+
 // parseRate reads -rate: "" (no cap), "N" or "N/s".
 func parseRate(s string) (float64, error) {
 	if s == "" {
 		return 0, nil
 	}
 	v, err := strconv.ParseFloat(strings.TrimSuffix(s, "/s"), 64)
-	if err != nil || v <= 0 {
+	if err != nil || !(v > 0) || math.IsInf(v, 1) {
 		return 0, fmt.Errorf("%q is not a positive number of events a second", s)
 	}
 	return v, nil

@@ -18,6 +18,10 @@ import (
 // ErrUsage marks a command line that could not be understood.
 var ErrUsage = errors.New("usage")
 
+// ErrIncomplete marks a check (xrc verify) that stopped before it compared
+// everything: not a difference found, not a pass either.
+var ErrIncomplete = errors.New("incomplete")
+
 // Env is what the commands touch outside themselves.
 type Env struct {
 	Stdout, Stderr io.Writer
@@ -123,6 +127,19 @@ func splitPositional(fs *flag.FlagSet, args []string) (string, []string) {
 		}
 	}
 	return pos, rest
+}
+
+// parseOne parses the flags splitPositional left, refusing a second
+// positional argument: the flag package would stop there and drop it, and
+// every flag after it ("verify a.tar.zst b.tar.zst" would check a alone).
+func parseOne(fs *flag.FlagSet, rest []string) error {
+	if err := fs.Parse(rest); err != nil {
+		return fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected %q: one argument at a time", ErrUsage, fs.Arg(0))
+	}
+	return nil
 }
 
 func isBoolFlag(fs *flag.FlagSet, name string) bool {

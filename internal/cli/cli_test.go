@@ -243,3 +243,39 @@ func TestSavingsGolden(t *testing.T) {
 		t.Errorf("-since 90d: %v", err)
 	}
 }
+
+// TestCommandLineEdges: what a command line gets wrong is refused, not
+// half done: a second archive (the flag package would drop it, and every
+// flag after it), days that overflow, a rate that is no number, a region
+// the rule does not deliver to; and packing into the packed directory
+// again leaves a whole archive.
+func TestCommandLineEdges(t *testing.T) {
+	good := packSample(t)
+	for _, args := range [][]string{
+		{"archive", "verify", good, good + ".other"},
+		{"archive", "inspect", good, "extra", "--json"},
+		{"savings", "-config", "../../configs/example.json", "-since", "200000d"},
+		{"backfill", "-config", "../../configs/example.json", "-rule", "logs", "-since", "200000d", "-dry-run"},
+		{"backfill", "-config", "../../configs/example.json", "-rule", "logs", "-rate", "NaN", "-dry-run"},
+		{"backfill", "-config", "../../configs/example.json", "-rule", "logs", "-rate", "+Inf", "-dry-run"},
+		{"verify", "-config", "../../configs/example.json", "-rule", "logs", "-region", "eu-west-2"},
+	} {
+		if _, _, err := run(t, args...); !errors.Is(err, cli.ErrUsage) {
+			t.Errorf("%q: %v, want a usage error", args, err)
+		}
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "a.txt"), []byte("some bytes"), 0o644)
+	out := filepath.Join(dir, "out.tar.zst")
+	for range 2 {
+		if _, _, err := run(t, "archive", "pack", dir, "-o", out); err != nil {
+			t.Fatal(err)
+		}
+		if stdout, _, err := run(t, "archive", "verify", out); err != nil || !strings.Contains(stdout, "ok") {
+			t.Fatalf("verify after packing into the packed directory: %q %v", stdout, err)
+		}
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "*.tmp")); len(left) > 0 {
+		t.Errorf("left behind: %v", left)
+	}
+}

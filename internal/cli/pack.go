@@ -26,8 +26,8 @@ func pack(args []string, env Env) error {
 	region := fs.String("region", "local", "source region recorded in the manifest")
 	dest := fs.String("dest", "", "destination REGION/BUCKET[/PREFIX] recorded for every object")
 	dir, rest := splitPositional(fs, args)
-	if err := fs.Parse(rest); err != nil {
-		return fmt.Errorf("%w: %v", ErrUsage, err)
+	if err := parseOne(fs, rest); err != nil {
+		return err
 	}
 	if dir == "" || *out == "" {
 		return fmt.Errorf("%w: xrc archive pack DIR -o FILE [-level N] [-dest REGION/BUCKET[/PREFIX]]", ErrUsage)
@@ -36,11 +36,17 @@ func pack(args []string, env Env) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.Create(*out)
+	// Written beside it and renamed when whole: a failed pack leaves no
+	// partial archive, and never truncates the one it may be packing.
+	f, err := os.CreateTemp(filepath.Dir(*out), filepath.Base(*out)+".*.tmp")
 	if err != nil {
 		return err
 	}
+	defer os.Remove(f.Name()) // after the rename, nothing to remove
 	defer f.Close()
+	if err := f.Chmod(0o644); err != nil {
+		return err
+	}
 	w := archive.NewWriter(archive.WriterOptions{})
 	if err := w.Begin(f, m); err != nil {
 		return err
@@ -54,6 +60,9 @@ func pack(args []string, env Env) error {
 		return err
 	}
 	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(f.Name(), *out); err != nil {
 		return err
 	}
 	fmt.Fprintf(env.Stdout, "%s: %d objects, %d bytes -> %d bytes (ratio %.2f)\n", *out, len(files), m.TotalSize(), w.Written(), ratio(m.TotalSize(), w.Written()))

@@ -277,7 +277,7 @@ func parseSince(s string) (time.Duration, error) {
 	var d time.Duration
 	if days, ok := strings.CutSuffix(s, "d"); ok {
 		n, err := strconv.Atoi(days)
-		if err != nil || n <= 0 {
+		if err != nil || n <= 0 || n > maxDays {
 			return 0, fmt.Errorf("%q is not a number of days", s)
 		}
 		d = time.Duration(n) * 24 * time.Hour

@@ -70,6 +70,9 @@ func verifyRule(ctx context.Context, args []string, env Env) error {
 			return err
 		}
 	}
+	if len(o.Destinations) == 0 {
+		return fmt.Errorf("%w: rule %s has no destination in region %s", ErrUsage, rule.ID, *region)
+	}
 
 	var rep xverify.Report
 	var file *os.File
@@ -91,6 +94,9 @@ func verifyRule(ctx context.Context, args []string, env Env) error {
 		return rep.Add(d)
 	})
 	bar.Close()
+	if runErr != nil {
+		sum.Error = runErr.Error()
+	}
 	if rep != nil {
 		// A run that stopped still leaves what it found in the report.
 		if err := errors.Join(rep.Close(sum), file.Close()); err != nil {
@@ -99,7 +105,7 @@ func verifyRule(ctx context.Context, args []string, env Env) error {
 	}
 	printVerifySummary(env.Stdout, sum, *hash, *reportPath)
 	if runErr != nil {
-		return fmt.Errorf("verify %s: %w", rule.ID, runErr)
+		return fmt.Errorf("%w: verify %s: %w", ErrIncomplete, rule.ID, runErr)
 	}
 	if n := sum.Differences(); n > 0 {
 		return fmt.Errorf("%w: rule %s: %d differences", xverify.ErrDifferent, rule.ID, n)
@@ -160,10 +166,14 @@ func printVerifySummary(w io.Writer, s xverify.Summary, hashed bool, report stri
 			parts = append(parts, fmt.Sprintf("%s %d", k, n))
 		}
 	}
-	if n := s.Differences(); n > 0 {
+	switch n := s.Differences(); {
+	case n > 0:
 		fmt.Fprintf(w, "differences: %d (%s)\n", n, strings.Join(parts, ", "))
-	} else {
+	case s.Error == "":
 		fmt.Fprintln(w, "differences: none")
+	}
+	if s.Error != "" {
+		fmt.Fprintf(w, "incomplete: %s: the figures cover only what was compared before it stopped\n", s.Error)
 	}
 	if unchecked > 0 && !hashed {
 		fmt.Fprintf(w, "%d objects (%s) were compared by size and provenance only: S3 keeps no checksum of their source that the destination has.\n"+

@@ -107,6 +107,9 @@ type Summary struct {
 	Objects      int64                `json:"objects"` // source objects the rule covers
 	Bytes        int64                `json:"bytes"`
 	Destinations []DestinationSummary `json:"destinations"`
+	// Error is why the run stopped before comparing everything: the
+	// figures then cover only what it compared.
+	Error string `json:"error,omitempty"`
 }
 
 // DestinationSummary counts one destination's comparisons.
