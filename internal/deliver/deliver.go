@@ -109,7 +109,10 @@ type Worker struct {
 	overwrites overwrites
 	// guess: the region's S3 refuses a PUT If-None-Match on an existing
 	// key, so a new key can be written without reading it first.
-	guess      bool
+	guess bool
+	// awsBudget: the region's S3 is AWS's, which counts metadata keys and
+	// values, not their header names (maxMetadata).
+	awsBudget  bool
 	background sync.WaitGroup // the upload sweep
 }
 
@@ -129,7 +132,7 @@ func New(d Deps) (*Worker, error) {
 	if d.Clock == nil {
 		d.Clock = clockwork.NewRealClock()
 	}
-	w := &Worker{Deps: d, staging: region.StagingBucket, guess: region.ConditionalWrites()}
+	w := &Worker{Deps: d, staging: region.StagingBucket, guess: region.ConditionalWrites(), awsBudget: region.S3Endpoint == ""}
 	s := d.Config.Settings.Worker
 	w.runtime = worker.New(worker.Options{Queue: d.Queue, ReceiveMax: 1, MaxHeld: archivesAtOnce, Visibility: s.VisibilityTimeout.D(), ReceiveWait: s.ReceiveWait.D(),
 		Drain: s.DrainTimeout.D(), Log: d.Log, Metrics: d.Metrics.Metrics, Health: d.Health, Clock: d.Clock})

@@ -2,6 +2,7 @@ package deliver
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"maps"
 	"net/url"
@@ -230,6 +231,25 @@ func TestMetadataBudget(t *testing.T) {
 	}
 	if md[MetaModified] != "1795315730465" || md[MetaSHA256] != strings.Repeat("00", 32) || md[MetaArchive] != m.ArchiveID {
 		t.Errorf("provenance = %v", md)
+	}
+}
+
+// TestMetadataBudgetOfAWS: a source object with metadata AWS took (keys
+// and values under 2 KB, more with their header names) keeps xrc's
+// ownership mark at an AWS destination, where header names are not
+// counted; counted as MinIO counts, there is no room for it.
+func TestMetadataBudgetOfAWS(t *testing.T) {
+	m := &manifest.Manifest{ArchiveID: "20261122T010203Z-abcdef12-0123456789ab"}
+	o := manifest.Object{Bucket: "src", Key: "k", Sequencer: "01", LastModified: time.UnixMilli(1795315730465), Metadata: map[string]string{}}
+	for i := range 20 {
+		o.Metadata[fmt.Sprintf("k%02d", i)] = strings.Repeat("v", 92) // 20 × 95 = 1,900 bytes
+	}
+	sum := make([]byte, 32)
+	if md := (&Worker{Deps: Deps{Log: zap.NewNop()}, awsBudget: true}).metadata(m, &o, sum); md[MetaArchive] == "" || md[MetaModified] == "" {
+		t.Errorf("AWS destination: provenance %q, %q dropped", md[MetaArchive], md[MetaModified])
+	}
+	if md := (&Worker{Deps: Deps{Log: zap.NewNop()}}).metadata(m, &o, sum); md[MetaArchive] != "" {
+		t.Error("S3-compatible destination: provenance kept past its 2 KB with header names")
 	}
 }
 

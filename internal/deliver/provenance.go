@@ -38,8 +38,8 @@ const (
 
 // maxMetadata is the limit on user metadata, in bytes. AWS counts keys and
 // values; MinIO (and so some S3-compatible destinations) counts each
-// header's full name, x-amz-meta- included: the budget counts it too, so
-// that what fits one fits both.
+// header's full name, x-amz-meta- included: for a region with an S3
+// endpoint of its own, the budget counts it too (Worker.awsBudget).
 const (
 	maxMetadata  = 2048
 	headerPrefix = len("x-amz-meta-")
@@ -138,7 +138,13 @@ func seenMilli(t time.Time) string {
 // limit would be passed.
 func (w *Worker) metadata(m *manifest.Manifest, o *manifest.Object, sum []byte) map[string]string {
 	md := make(map[string]string, len(o.Metadata)+5)
-	used := 0
+	used, headerPrefix := 0, headerPrefix
+	if w.awsBudget {
+		// Counted as MinIO counts, a source object AWS took with 2 KB of
+		// metadata would leave no room for xrc-archive, and without it
+		// the copy is not xrc's: deletes and tag changes pass it by.
+		headerPrefix = 0
+	}
 	for k, v := range o.Metadata {
 		if rest, ok := cutPrefixFold(k, metaPrefix); ok {
 			k = metaRenamed + rest

@@ -83,10 +83,12 @@ func (w *Worker) setTags(ctx context.Context, rt config.Route, version *string, 
 
 // syncTags gives rt's object (version, if versioned), found to hold o's
 // own write, o's tags if its differ, and reports whether it changed them.
-// Best effort: the write is there either way, so a failure (a stack whose
-// IAM predates the tagging grants, a store without the tagging API) is
-// logged and counted, not a failed delivery.
-func (w *Worker) syncTags(ctx context.Context, wr *write, rt config.Route, version *string, o *manifest.Object) bool {
+// A refusal (a stack whose IAM predates the tagging grants, a store
+// without the tagging API) is logged and counted, not a failed delivery:
+// the write is there, and no retry would do better. Any other failure (a
+// timeout, a 5xx) fails it, to be retried: this entry alone carries the
+// change, and the archive's acknowledgement would lose it.
+func (w *Worker) syncTags(ctx context.Context, wr *write, rt config.Route, version *string, o *manifest.Object) (bool, error) {
 	err := func() error {
 		out, err := w.S3.GetObjectTagging(ctx, &s3.GetObjectTaggingInput{Bucket: &rt.Bucket, Key: &rt.Key, VersionId: version})
 		switch {
@@ -102,14 +104,23 @@ func (w *Worker) syncTags(ctx context.Context, wr *write, rt config.Route, versi
 	}()
 	switch {
 	case err == nil:
-		return true
+		return true, nil
 	case errors.Is(err, errUnchanged):
-		return false
+		return false, nil
 	}
 	w.Metrics.Errors.WithLabelValues("tags").Inc()
+	if !refused(err) {
+		return false, fmt.Errorf("tags of s3://%s/%s: %w", rt.Bucket, rt.Key, err)
+	}
 	w.Log.Warn("tags of a write already delivered not updated", zap.String("archive", wr.m.ArchiveID),
 		zap.String("bucket", rt.Bucket), zap.String("key", rt.Key), zap.Error(err))
-	return false
+	return false, nil
+}
+
+// refused reports a failure no retry fixes: the service answered no (4xx,
+// access denied) or has no such API (501, NotImplemented).
+func refused(err error) bool {
+	return awsapi.Refused(err) || awsapi.IsAccessDenied(err) || awsapi.Code(err) == "NotImplemented"
 }
 
 var errUnchanged = errors.New("tags unchanged")

@@ -63,8 +63,8 @@ func (w *Worker) decide(ctx context.Context, wr *write, o *manifest.Object, rt c
 			// batch with a change of its tags: it alone carries the
 			// change. (Only then: any replay doing so would put back
 			// tags changed since.)
-			if w.syncTags(ctx, wr, rt, version, o) {
-				return etag, "retagged", nil
+			if changed, err := w.syncTags(ctx, wr, rt, version, o); err != nil || changed {
+				return etag, "retagged", err
 			}
 		}
 		return etag, "skipped_older", nil
