@@ -30,12 +30,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"runtime/debug"
 	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/jonboulle/clockwork"
 	"go.uber.org/zap"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/xrc-dev/xrc/internal/archive"
 	"github.com/xrc-dev/xrc/internal/config"
@@ -99,6 +102,11 @@ type Deps struct {
 	Metrics    *Metrics
 	Health     *health.Check
 	Clock      clockwork.Clock // default: the real clock
+	// UploadMemory bounds the part buffers of the large members written
+	// at once (0: half the Go memory limit, GOMEMLIMIT; none without one):
+	// five parts a destination, and parts grow past 16 MiB for members
+	// above 140 GiB.
+	UploadMemory int64
 }
 
 // Worker is a target worker.
@@ -113,7 +121,8 @@ type Worker struct {
 	// awsBudget: the region's S3 is AWS's, which counts metadata keys and
 	// values, not their header names (maxMetadata).
 	awsBudget  bool
-	background sync.WaitGroup // the upload sweep
+	uploadMem  *semaphore.Weighted // nil: unbounded (UploadMemory)
+	background sync.WaitGroup      // the upload sweep
 }
 
 // archivesAtOnce bounds concurrent archives; each already overlaps its
@@ -133,6 +142,14 @@ func New(d Deps) (*Worker, error) {
 		d.Clock = clockwork.NewRealClock()
 	}
 	w := &Worker{Deps: d, staging: region.StagingBucket, guess: region.ConditionalWrites(), awsBudget: region.S3Endpoint == ""}
+	if w.UploadMemory == 0 {
+		if limit := debug.SetMemoryLimit(-1); limit < math.MaxInt64 {
+			w.UploadMemory = limit / 2
+		}
+	}
+	if w.UploadMemory > 0 {
+		w.uploadMem = semaphore.NewWeighted(w.UploadMemory)
+	}
 	s := d.Config.Settings.Worker
 	w.runtime = worker.New(worker.Options{Queue: d.Queue, ReceiveMax: 1, MaxHeld: archivesAtOnce, Visibility: s.VisibilityTimeout.D(), ReceiveWait: s.ReceiveWait.D(),
 		Drain: s.DrainTimeout.D(), Log: d.Log, Metrics: d.Metrics.Metrics, Health: d.Health, Clock: d.Clock})
@@ -217,7 +234,16 @@ func RetryDelay(err error, receiveCount int, visibility time.Duration) time.Dura
 }
 
 // Permanent reports an error no retry can fix: the archive is invalid,
-// rejected by this worker's config, or gone from staging undelivered.
+// rejected by this worker's config, gone from staging undelivered, or holds
+// a member too large for this worker's memory.
 func Permanent(err error) bool {
-	return errors.Is(err, archive.ErrInvalid) || errors.Is(err, ErrRejected) || errors.Is(err, ErrArchiveMissing)
+	return errors.Is(err, archive.ErrInvalid) || errors.Is(err, ErrRejected) || errors.Is(err, ErrArchiveMissing) ||
+		errors.Is(err, ErrTooLarge)
 }
+
+// ErrTooLarge marks a member whose multipart uploads would need more
+// memory for their parts than the worker may give them (UploadMemory):
+// retried on a worker of this size it would run it out of memory, and
+// every archive it holds with it. Its archive goes to the DLQ, named; a
+// redrive after the target is given more memory delivers it.
+var ErrTooLarge = errors.New("member too large for this worker's memory")

@@ -640,3 +640,33 @@ func TestArchiveReplicatingElsewhereStays(t *testing.T) {
 		}
 	}
 }
+
+// TestMemberTooLargeForTheWorker: a member whose multipart upload would
+// need more memory for its parts than the worker may give them is refused
+// at once, named, as a failure no retry fixes (its archive reaches the DLQ
+// without running worker after worker out of memory); with room, the same
+// archive is delivered.
+func TestMemberTooLargeForTheWorker(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t, nil)
+	ctx := context.Background()
+	dst := p.cfg.Rules[0].Destinations[0].Bucket
+	staging := p.cfg.Settings.Regions[1].StagingBucket
+	k := "data/large/member.bin"
+	m, objs := p.objectArchive("large-1", k, seqAt(1), bytes.Repeat([]byte("0123456789abcdef"), 20<<20/16)) // 20 MiB: parts of 16 MiB, five held
+	key := "r1/large-1.tar.zst"
+	p.stage(t, key, m, objs)
+	err := p.targetWorker(t, deliver.Deps{UploadMemory: 50 << 20}).Deliver(ctx, staging, key)
+	if !errors.Is(err, deliver.ErrTooLarge) || !deliver.Permanent(err) || !strings.Contains(err.Error(), "give the target more memory") {
+		t.Fatalf("with 50 MiB for 80 MiB of parts: %v, want a permanent ErrTooLarge saying what to change", err)
+	}
+	if p.exists(t, dst, k) {
+		t.Error("written though refused")
+	}
+	if err := p.targetWorker(t, deliver.Deps{UploadMemory: 100 << 20}).Deliver(ctx, staging, key); err != nil {
+		t.Fatal(err)
+	}
+	if !p.exists(t, dst, k) {
+		t.Error("not written with room for its parts")
+	}
+}

@@ -195,6 +195,19 @@ func (w *Worker) writeStream(ctx context.Context, wr *write, o *manifest.Object,
 		}
 		todo = append(todo, dest{rt, etag})
 	}
+	if len(todo) > 0 && w.uploadMem != nil {
+		need := int64(len(todo)) * (partsAtOnce + 1) * partSize(o.Size)
+		if need > w.UploadMemory {
+			return w.failed(wr, o, todo[0].rt, fmt.Errorf("%w: %d bytes to %d destinations need %d bytes of part buffers, more than the %d this worker gives them (half its memory limit): give the target more memory",
+				ErrTooLarge, o.Size, len(todo), need, w.UploadMemory))
+		}
+		// Members of archives delivered at once wait for each other's
+		// buffers rather than run the worker out of memory.
+		if err := w.uploadMem.Acquire(ctx, need); err != nil {
+			return err
+		}
+		defer w.uploadMem.Release(need)
+	}
 	switch len(todo) {
 	case 0:
 		return nil // the reader drains and verifies what is left
@@ -280,6 +293,8 @@ func errorKind(err error) string {
 		return "not_found"
 	case awsapi.IsPreconditionFailed(err):
 		return "precondition_failed"
+	case errors.Is(err, ErrTooLarge):
+		return "too_large"
 	default:
 		return "write"
 	}
