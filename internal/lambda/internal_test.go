@@ -12,7 +12,9 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/deliver"
@@ -294,5 +296,42 @@ func TestRetagWaitsForItsWrite(t *testing.T) {
 	}
 	if len(r.delays) != 1 || r.delays[0] != 5*time.Minute {
 		t.Errorf("released after %v, want a visibility timeout (5m)", r.delays)
+	}
+}
+
+// slowPacker settles every item with the context's error once it ends: a
+// batch that takes longer than the invocation.
+type slowPacker struct{}
+
+func (slowPacker) Match(ref xevents.ObjectRef, sent time.Time, done func(error), _ *zap.Logger) ([]source.Item, bool) {
+	return []source.Item{{Ref: ref, Rule: &config.Rule{ID: "r1"}, Sent: sent, Done: done}}, true
+}
+
+func (slowPacker) Pack(ctx context.Context, _ *config.Rule, items []source.Item, _ time.Time) {
+	<-ctx.Done()
+	for _, it := range items {
+		it.Done(ctx.Err())
+	}
+}
+
+// TestFirstBatchCutIsSaid: an invocation whose first batch (started
+// whatever the pace) is cut by the deadline says so, as an error naming
+// what to change, and counts it: such objects never fit an invocation.
+func TestFirstBatchCutIsSaid(t *testing.T) {
+	core, logs := observer.New(zap.ErrorLevel)
+	m := worker.NewMetrics(prometheus.NewRegistry(), "test")
+	h := NewSource(SourceOptions{Worker: slowPacker{}, Margin: 20 * time.Second, Log: zap.New(core), Metrics: m})
+	body := `{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"src"},"object":{"key":"big.bin","size":40000000000,"sequencer":"01"}}}]}`
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second+200*time.Millisecond)
+	defer cancel()
+	resp, err := h.Handle(ctx, events.SQSEvent{Records: []events.SQSMessage{{MessageId: "m", Body: body, Attributes: map[string]string{"ApproximateReceiveCount": "1"}}}})
+	if err != nil || len(resp.BatchItemFailures) != 1 {
+		t.Fatalf("Handle = %+v, %v; want the message reported", resp, err)
+	}
+	if n := logs.FilterMessageSnippet("first batch was cut by the deadline").Len(); n != 1 {
+		t.Errorf("%d errors logged, want 1 naming the cut first batch", n)
+	}
+	if v := testutil.ToFloat64(m.Errors.WithLabelValues("invocation_too_short")); v != 1 {
+		t.Errorf("errors{invocation_too_short} = %v, want 1", v)
 	}
 }

@@ -178,4 +178,13 @@ func (h *Source) pack(ctx context.Context, at time.Time, b *batch) {
 	if !failed {
 		h.pace.observe(b.bytes, len(b.items), h.clock.Since(start))
 	}
+	if failed && b.first && ctx.Err() != nil {
+		// The invocation's first batch starts whatever the pace says; cut
+		// by the deadline all the same, it does not fit one invocation,
+		// and (a staging upload does not resume) it never will: its
+		// messages reach the DLQ. Said, so that it is not a mystery.
+		h.metrics.Errors.WithLabelValues("invocation_too_short").Inc()
+		h.log.Error("an invocation's first batch was cut by the deadline: its objects take longer than one invocation to stage, and will until the DLQ; raise settings.lambda.timeout (15 min at most) or run the rule on fargate or hybrid compute",
+			zap.String("rule", b.rule.ID), zap.Int("objects", len(b.items)), zap.Int64("bytes", b.bytes), zap.Duration("took", h.clock.Since(start)))
+	}
 }
