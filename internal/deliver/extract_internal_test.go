@@ -49,6 +49,10 @@ func TestNewerOrSame(t *testing.T) {
 		{"same time, same version", provenance{ok: true, modified: ms, version: "v1"}, obj("", "v1", t0), true},
 		{"same time, no versions", provenance{ok: true, modified: ms}, obj("", "", t0), true},
 		{"same time, other version", provenance{ok: true, modified: ms, version: "v1"}, obj("", "v2", t0), false},
+		// "null" is no version (an unversioned or suspended bucket's),
+		// as the source now writes it: the same write, not rewritten.
+		{"same time, null and none", provenance{ok: true, modified: ms, version: "null"}, obj("", "", t0), true},
+		{"same time, none and null", provenance{ok: true, modified: ms}, obj("", "null", t0), true},
 		// A backfill's write has no sequencer, and whole seconds may hold
 		// two writes: one its event orders is written over it, unless a
 		// version says it is the same.
