@@ -24,6 +24,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/xrc-dev/xrc/internal/config"
+	"github.com/xrc-dev/xrc/internal/events"
 )
 
 // ErrInventory marks an inventory report that cannot be used as it is.
@@ -177,11 +178,8 @@ func (rs *Rows) Next() (Row, error) {
 		}
 		return ""
 	}
-	row := Row{Bucket: get(fieldBucket), VersionID: get(fieldVersionID), ETag: strings.Trim(get(fieldETag), `"`),
+	row := Row{Bucket: get(fieldBucket), VersionID: events.Version(get(fieldVersionID)), ETag: strings.Trim(get(fieldETag), `"`),
 		IsLatest: get(fieldIsLatest) != "false", DeleteMarker: get(fieldDeleteMarker) == "true"}
-	if row.VersionID == "null" {
-		row.VersionID = ""
-	}
 	// S3 writes CSV keys URL-encoded, as in event notifications.
 	row.Key, err = url.QueryUnescape(get(fieldKey))
 	if err != nil || row.Key == "" || len(row.Key) > config.MaxKeyLen {

@@ -76,7 +76,7 @@ func (p provenance) newerOrSame(o *manifest.Object) bool {
 	if mod := o.LastModified.UnixMilli(); p.modified != mod {
 		return p.modified > mod
 	}
-	if pv, ov := nullVersion(p.version), nullVersion(o.VersionID); pv != "" || ov != "" {
+	if pv, ov := events.Version(p.version), events.Version(o.VersionID); pv != "" || ov != "" {
 		return pv == ov
 	}
 	// An unversioned key, and a time in whole seconds (S3's
@@ -105,7 +105,7 @@ func (p provenance) sameWrite(o *manifest.Object) bool {
 	case p.modified != o.LastModified.UnixMilli():
 		return false
 	}
-	return p.version == "" || nullVersion(p.version) == nullVersion(o.VersionID)
+	return p.version == "" || events.Version(p.version) == events.Version(o.VersionID)
 }
 
 // holds reports whether the destination holds o's own write, xrc's.

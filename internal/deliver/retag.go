@@ -151,12 +151,3 @@ func (w *Worker) notYetWritten(ctx context.Context, wr *write, o *manifest.Objec
 			ErrRetagBeforeWrite, o.LastModified.Format("2006-01-02T15:04:05Z"))
 	}
 }
-
-// nullVersion is a version id as a write's identity: S3 names the version
-// of an unversioned (or versioning-suspended) write "null", or none.
-func nullVersion(v string) string {
-	if v == "null" {
-		return ""
-	}
-	return v
-}

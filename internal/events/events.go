@@ -50,9 +50,19 @@ func (r ObjectRef) RemovesCurrent() bool {
 	case "ObjectRemoved:DeleteMarkerCreated":
 		return true
 	case "ObjectRemoved:Delete":
-		return r.VersionID == "" || r.VersionID == "null"
+		return Version(r.VersionID) == ""
 	}
 	return false
+}
+
+// Version is a version id as a write's identity: "" for "null", the name S3
+// gives the version of an unversioned (or versioning-suspended) write, which
+// an overwrite keeps, so it pins nothing.
+func Version(v string) string {
+	if v == "null" {
+		return ""
+	}
+	return v
 }
 
 // Message is a parsed body.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/xrc-dev/xrc/internal/awsapi"
 	"github.com/xrc-dev/xrc/internal/config"
+	"github.com/xrc-dev/xrc/internal/events"
 	"github.com/xrc-dev/xrc/internal/manifest"
 )
 
@@ -171,16 +172,8 @@ func superseded(e entry, err error) bool {
 		return false
 	}
 	return !slices.ContainsFunc(e.items, func(it Item) bool {
-		return !it.Ref.Retagged() && planVersion(it.Ref.VersionID) != e.obj.VersionID
+		return !it.Ref.Retagged() && events.Version(it.Ref.VersionID) != e.obj.VersionID
 	})
-}
-
-// planVersion is a version id as plan keeps it: "" for "null".
-func planVersion(v string) string {
-	if v == "null" {
-		return ""
-	}
-	return v
 }
 
 func (w *Worker) skipSuperseded(rule *config.Rule, e entry, err error, log *zap.Logger) {

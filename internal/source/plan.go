@@ -277,7 +277,7 @@ func (w *Worker) describe(ctx context.Context, e *entry, ref events.ObjectRef, i
 	etag := strings.Trim(aws.ToString(head.ETag), `"`)
 	// "null" pins nothing: that version is overwritten in place (an
 	// unversioned or versioning-suspended bucket).
-	if (ref.VersionID == "" || ref.VersionID == "null") && ref.ETag != "" && etag != ref.ETag {
+	if events.Version(ref.VersionID) == "" && ref.ETag != "" && etag != ref.ETag {
 		log.Info("object overwritten since its event; skipping (the newer write has its own event)",
 			zap.String("eventETag", ref.ETag), zap.String("currentETag", etag))
 		return false, nil
@@ -288,13 +288,12 @@ func (w *Worker) describe(ctx context.Context, e *entry, ref events.ObjectRef, i
 	}
 	o.Size = aws.ToInt64(head.ContentLength)
 	o.ETag = etag
-	switch v := aws.ToString(head.VersionId); {
-	case v != "" && v != "null":
-		o.VersionID = v
-	case v == "null" || o.VersionID == "null":
-		// Read later by If-Match on its ETag, not by this version id,
-		// which an overwrite keeps.
-		o.VersionID = ""
+	// "null" is kept as none: the object is read later by If-Match on its
+	// ETag, not by a version id an overwrite keeps.
+	if v := aws.ToString(head.VersionId); v != "" {
+		o.VersionID = events.Version(v)
+	} else {
+		o.VersionID = events.Version(o.VersionID)
 	}
 	if head.LastModified != nil {
 		o.LastModified = head.LastModified.UTC()
@@ -387,14 +386,11 @@ func (w *Worker) retagged(ctx context.Context, rule *config.Rule, e *entry) (boo
 	case err != nil:
 		return false, fmt.Errorf("head %s/%s: %w", ref.Bucket, ref.Key, err)
 	}
-	version := aws.ToString(head.VersionId)
-	if version == "null" {
-		version = ""
-	}
+	version := events.Version(aws.ToString(head.VersionId))
 	etag := strings.Trim(aws.ToString(head.ETag), `"`)
 	if !slices.ContainsFunc(e.items, func(it Item) bool {
 		r := it.Ref
-		return r.Retagged() && (r.VersionID == "" || r.VersionID == "null" || r.VersionID == version) && (r.ETag == "" || r.ETag == etag)
+		return r.Retagged() && (events.Version(r.VersionID) == "" || r.VersionID == version) && (r.ETag == "" || r.ETag == etag)
 	}) {
 		log.Info("tags changed on a write since replaced; skipping (the newer write has its own event)")
 		return false, nil

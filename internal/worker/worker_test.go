@@ -341,16 +341,27 @@ func TestDrainReleasesUnfinished(t *testing.T) {
 func TestShutdownReleasesInBatches(t *testing.T) {
 	f := setup(t)
 	const n = 35
+	api := &countingReleases{API: f.client}
+	stop, m := f.holding(t, api, n, func(*worker.Message) {})
+	stop()
+	f.releasedTogether(t, api, m, n)
+}
+
+// holding sends n messages and runs a runtime on api that holds them all,
+// each handed to handle; it returns once every one is held.
+func (f *fixture) holding(t *testing.T, api queue.API, n int, handle func(*worker.Message)) (stop func(), m *worker.Metrics) {
+	t.Helper()
 	for range n {
 		f.send(t, s3Event)
 	}
-	api := &countingReleases{API: f.client}
 	rt, m := f.runtime(api, n)
-	var handled atomic.Int32
-	stop := start(t, rt, role{func(context.Context, *worker.Message) { handled.Add(1) }})
-	within(t, 20*time.Second, "every message held", func() bool { return handled.Load() == n })
-	stop()
-	f.releasedTogether(t, api, m, n)
+	var held atomic.Int32
+	stop = start(t, rt, role{func(_ context.Context, msg *worker.Message) {
+		held.Add(1)
+		handle(msg)
+	}})
+	within(t, 30*time.Second, "every message held", func() bool { return held.Load() == int32(n) })
+	return stop, m
 }
 
 // releasedTogether checks that n messages were released ten to a call,
@@ -381,18 +392,11 @@ func (f *fixture) releasedTogether(t *testing.T, api *countingReleases, m *worke
 func TestReleasesCutByTheDrainGoTogether(t *testing.T) {
 	f := setup(t)
 	const n = 25
-	for range n {
-		f.send(t, s3Event)
-	}
 	api := &countingReleases{API: f.client}
-	rt, m := f.runtime(api, n)
-	var handling atomic.Int32
-	stop := start(t, rt, role{func(_ context.Context, msg *worker.Message) {
-		handling.Add(1)
+	stop, m := f.holding(t, api, n, func(msg *worker.Message) {
 		<-msg.Context().Done()
 		msg.Release(time.Minute) // as after a failure: backoff
-	}})
-	within(t, 20*time.Second, "every message held", func() bool { return handling.Load() == n })
+	})
 	done := make(chan struct{})
 	go func() { stop(); close(done) }()
 	f.tick(t, done, "Run returning after the drain")
@@ -462,14 +466,8 @@ func TestHungHeartbeatEndsByTheNextBeat(t *testing.T) {
 func TestLargeReleaseGetsTimeForEveryRound(t *testing.T) {
 	f := setup(t)
 	const n = 90 // nine calls: two rounds of eight at once
-	for range n {
-		f.send(t, s3Event)
-	}
 	api := &slowReleases{countingReleases{API: f.client}}
-	rt, m := f.runtime(api, n)
-	var handled atomic.Int32
-	stop := start(t, rt, role{func(context.Context, *worker.Message) { handled.Add(1) }})
-	within(t, 30*time.Second, "every message held", func() bool { return handled.Load() == n })
+	stop, m := f.holding(t, api, n, func(*worker.Message) {})
 	stop()
 	if v := testutil.ToFloat64(m.Errors.WithLabelValues("release_message")); v != 0 {
 		t.Errorf("%v releases failed", v)
