@@ -216,6 +216,12 @@ type Fleet struct {
 	SumDecodeNs   float64 `dynamodbav:"sumDecodeNsPerMB"`
 }
 
+func (f *Fleet) add(o Fleet) {
+	f.Tasks += o.Tasks
+	f.SumMBps += o.SumMBps
+	f.SumDecodeNs += o.SumDecodeNs
+}
+
 func (f *Fleet) means() {
 	if f.Tasks > 0 {
 		f.CompressMBps = f.SumMBps / float64(f.Tasks)
@@ -240,8 +246,13 @@ const fleetKept = 90 * 24 * time.Hour
 // with tasks of their own encoder, as the pure-Go one spends more CPU on
 // the same bytes, which a mean over both would hide.
 func benchSK(encoder string, day time.Time) string {
+	return benchPrefix(encoder) + day.UTC().Format(dayFormat)
+}
+
+// benchPrefix is what the sort keys of an encoder's day items start with.
+func benchPrefix(encoder string) string {
 	family, _, _ := strings.Cut(encoder, " ")
-	return "cpu#" + family + "#" + day.UTC().Format(dayFormat)
+	return "cpu#" + family + "#"
 }
 
 // AddBenchmark adds one task's CPU benchmark to the fleet's and returns the
@@ -262,8 +273,7 @@ func (st *Store) AddBenchmark(ctx context.Context, r adaptive.BenchResult) (Flee
 	if err != nil {
 		return Fleet{}, fmt.Errorf("adding the CPU benchmark: %w", err)
 	}
-	prefix, _ := strings.CutSuffix(benchSK(r.Encoder, now), now.UTC().Format(dayFormat))
-	f, err := st.fleet(ctx, prefix)
+	f, err := st.fleet(ctx, benchPrefix(r.Encoder))
 	if err == nil && f.Tasks == 0 {
 		err = errors.New("not found after adding it")
 	}
@@ -317,16 +327,11 @@ func (st *Store) fleet(ctx context.Context, prefix string) (Fleet, error) {
 			case d > lastDay:
 				lastDay, last = d, day.Fleet
 			case d == lastDay: // another encoder's
-				last.Tasks += day.Tasks
-				last.SumMBps += day.SumMBps
-				last.SumDecodeNs += day.SumDecodeNs
+				last.add(day.Fleet)
 			}
-			if day.SK[i+1:] < from {
-				continue
+			if day.SK[i+1:] >= from {
+				f.add(day.Fleet)
 			}
-			f.Tasks += day.Tasks
-			f.SumMBps += day.SumMBps
-			f.SumDecodeNs += day.SumDecodeNs
 		}
 	}
 	if f.Tasks == 0 {
