@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
@@ -62,6 +63,10 @@ const MaxIdleConnsPerHost = 64
 // second pass over it), one with a checksum streams unsigned behind a CRC
 // trailer, which S3 verifies. Uploads that name an algorithm get that one.
 func S3(cfg aws.Config, region config.Region) *s3.Client {
+	return newS3(cfg, region, StallTimeout)
+}
+
+func newS3(cfg aws.Config, region config.Region, stall time.Duration) *s3.Client {
 	return s3.NewFromConfig(cfg, func(o *s3.Options) {
 		o.Region = region.Name
 		if region.S3Endpoint != "" {
@@ -78,6 +83,7 @@ func S3(cfg aws.Config, region config.Region) *s3.Client {
 			o.HTTPClient = c.WithTransportOptions(func(t *http.Transport) {
 				t.MaxIdleConnsPerHost = MaxIdleConnsPerHost
 				t.MaxIdleConns = max(t.MaxIdleConns, MaxIdleConnsPerHost)
+				t.DialContext = stallDial(t.DialContext, stall)
 			})
 		}
 	})

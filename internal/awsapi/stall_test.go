@@ -1,0 +1,179 @@
+package awsapi
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/xrc-dev/xrc/internal/config"
+	"github.com/xrc-dev/xrc/internal/localstack"
+)
+
+// silentProxy forwards TCP to target, and after down bytes from the server
+// (up bytes from the client) stops forwarding that way while keeping both
+// connections open: a peer that is there and says nothing. -1 is never.
+type silentProxy struct {
+	ln       net.Listener
+	target   string
+	down, up int64
+
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func newSilentProxy(t *testing.T, target string, down, up int64) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &silentProxy{ln: ln, target: target, down: down, up: up}
+	t.Cleanup(func() {
+		ln.Close()
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for _, c := range p.conns {
+			c.Close()
+		}
+	})
+	go p.serve()
+	return ln.Addr().String()
+}
+
+func (p *silentProxy) serve() {
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		s, err := net.Dial("tcp", p.target)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		p.mu.Lock()
+		p.conns = append(p.conns, c, s)
+		p.mu.Unlock()
+		go forward(s, c, p.up)
+		go forward(c, s, p.down)
+	}
+}
+
+// forward copies src to dst, then only n bytes once n is reached; it
+// stops reading src at all, so the sender's buffers fill.
+func forward(dst, src net.Conn, n int64) {
+	if n < 0 {
+		io.Copy(dst, src)
+		return
+	}
+	io.CopyN(dst, src, n)
+}
+
+// proxied returns an S3 client for the stack's us-east-1 through a silent
+// proxy, with stall timeout d.
+func proxied(t *testing.T, env localstack.Env, down, up int64, d time.Duration) *s3.Client {
+	t.Helper()
+	endpoint := env.S3Endpoints["us-east-1"]
+	host := strings.TrimPrefix(endpoint, "https://")
+	addr := newSilentProxy(t, host, down, up)
+	cfg, err := env.AWSConfig(context.Background(), "us-east-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newS3(cfg, config.Region{Name: "us-east-1", S3Endpoint: "https://" + addr, S3PathStyle: true}, d)
+}
+
+func stallBucket(t *testing.T, env localstack.Env) string {
+	t.Helper()
+	bucket := "xrc-stall-" + strings.ToLower(strings.TrimPrefix(t.Name(), "Test"))
+	if err := env.EnsureBucket(context.Background(), "us-east-1", bucket, false); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { env.RemoveBucket(context.Background(), "us-east-1", bucket) })
+	return bucket
+}
+
+// TestSilentServerFailsTheRead: a GET whose body stops coming ends with a
+// timeout after the stall time, not when the caller's context runs out (a
+// batch would hold its messages that long, or for ever with none).
+func TestSilentServerFailsTheRead(t *testing.T) {
+	env := localstack.Require(t)
+	ctx := context.Background()
+	direct, err := env.S3(ctx, "us-east-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bucket := stallBucket(t, env)
+	key := "big"
+	if _, err := direct.PutObject(ctx, &s3.PutObjectInput{Bucket: &bucket, Key: &key, Body: bytes.NewReader(make([]byte, 4<<20))}); err != nil {
+		t.Fatal(err)
+	}
+	c := proxied(t, env, 256<<10, -1, time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	out, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: &bucket, Key: &key})
+	if err == nil {
+		_, err = io.Copy(io.Discard, out.Body)
+		out.Body.Close()
+	}
+	var ne net.Error
+	if err == nil || ctx.Err() != nil || !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("reading from a silent server: %v (context: %v); want a timeout of the connection", err, ctx.Err())
+	}
+}
+
+// TestSilentServerFailsTheUpload: an upload to a peer that stops reading
+// fails once the socket buffers are full and nothing moves for the stall
+// time.
+func TestSilentServerFailsTheUpload(t *testing.T) {
+	env := localstack.Require(t)
+	bucket := stallBucket(t, env)
+	c := proxied(t, env, -1, 1<<20, time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	_, err := c.PutObject(ctx, &s3.PutObjectInput{Bucket: &bucket, Key: aws.String("up"), Body: bytes.NewReader(make([]byte, 15<<20))},
+		func(o *s3.Options) { o.RetryMaxAttempts = 1 })
+	var ne net.Error
+	if err == nil || ctx.Err() != nil || !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("uploading to a silent server: %v (context: %v); want a timeout of the connection", err, ctx.Err())
+	}
+}
+
+// TestWriteMovesTheReadDeadline: the read the transport leaves pending on
+// an idle connection must count its time from the next request, not from
+// when it began (the SDK's own read timeout does the latter: a request on a
+// connection idle for most of the timeout, or an upload longer than it,
+// would fail with bytes moving).
+func TestWriteMovesTheReadDeadline(t *testing.T) {
+	const d = time.Second
+	client, server := net.Pipe()
+	defer client.Close()
+	defer server.Close()
+	c := &stallConn{Conn: client, d: d}
+	read := make(chan error, 1)
+	go func() {
+		_, err := c.Read(make([]byte, 1))
+		read <- err
+	}()
+	time.Sleep(d * 7 / 10)
+	go io.Copy(io.Discard, server)
+	if _, err := c.Write([]byte("request")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(d * 6 / 10) // past the first read's own deadline
+	server.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	if _, err := server.Write([]byte("r")); err != nil {
+		t.Fatalf("answer within d of the request: %v (the pending read gave up)", err)
+	}
+	if err := <-read; err != nil {
+		t.Fatal(err)
+	}
+}
