@@ -63,7 +63,8 @@
 // # Trust
 //
 // Reader treats an archive as hostile input: it accepts exactly the layout
-// above and verifies every object's size and SHA-256 while the caller reads
+// above (no extended records but path, size and mtime, no more header bytes
+// before a member than its name needs) and verifies every object's size and SHA-256 while the caller reads
 // it, before reporting the end of the object. Every rejection wraps
 // ErrInvalid; errors of the underlying io.Reader are passed on, wrapped but
 // not as ErrInvalid, so a caller can retry transient read failures.

@@ -3,6 +3,8 @@ package archive
 import (
 	"archive/tar"
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -143,7 +145,8 @@ func fuzzRead(t *testing.T, data []byte) {
 		if n%2 == 1 {
 			continue // let Next drain and verify
 		}
-		got, err := io.Copy(io.Discard, body)
+		h := sha256.New()
+		got, err := io.Copy(h, body)
 		if err != nil {
 			if !errors.Is(err, ErrInvalid) {
 				t.Fatalf("body: %v is not ErrInvalid", err)
@@ -152,6 +155,12 @@ func fuzzRead(t *testing.T, data []byte) {
 		}
 		if got != obj.Size {
 			t.Fatalf("body of %s: %d bytes without error, manifest says %d", obj.Key, got, obj.Size)
+		}
+		// What ended verified is what was read, and what the manifest
+		// says where it says it.
+		sum := h.Sum(nil)
+		if !bytes.Equal(r.Sum(), sum) || obj.SHA256 != "" && obj.SHA256 != hex.EncodeToString(sum) {
+			t.Fatalf("body of %s hashes to %x; Sum says %x, manifest %q", obj.Key, sum, r.Sum(), obj.SHA256)
 		}
 	}
 }

@@ -88,6 +88,21 @@ func TestHostileArchives(t *testing.T) {
 		{name: "directory", entries: []entry{man, withType(objs[0], tar.TypeDir)}, contains: []string{"directory"}},
 		{name: "setuid member", entries: []entry{man, func() entry { e := objs[0]; e.hdr.Mode = 0o4755; return e }()}, contains: []string{"mode 04755"}},
 		{name: "fifo", entries: []entry{man, withType(objs[0], tar.TypeFifo)}, contains: []string{"FIFO"}},
+		{name: "executable member", entries: []entry{man, func() entry { e := objs[0]; e.hdr.Mode = 0o755; return e }()}, contains: []string{"mode 0755"}},
+		{name: "extended attribute", entries: []entry{man, func() entry {
+			e := objs[0]
+			e.hdr.PAXRecords = map[string]string{"SCHILY.xattr.security.capability": "\x01"}
+			return e
+		}()}, contains: []string{"extended record SCHILY.xattr.security.capability"}},
+		{name: "ACL", entries: []entry{man, func() entry {
+			e := objs[0]
+			e.hdr.PAXRecords = map[string]string{"SCHILY.acl.access": "user::rwx"}
+			return e
+		}()},
+			contains: []string{"extended record SCHILY.acl.access"}},
+		{name: "owner", entries: []entry{man, func() entry { e := objs[0]; e.hdr.Uid = 4242; return e }()}, contains: []string{"owned by 4242:0"}},
+		{name: "owner name", entries: []entry{man, func() entry { e := objs[0]; e.hdr.Uname = "mallory"; return e }()}, contains: []string{"(mallory:)"}},
+		{name: "GNU long name", entries: []entry{man, func() entry { e := objs[0]; e.hdr.Format = tar.FormatGNU; return e }()}, contains: []string{"GNU header"}},
 		{name: "PAX global header", entries: []entry{man, {hdr: tar.Header{Typeflag: tar.TypeXGlobalHeader, Name: "objects/g", PAXRecords: map[string]string{"comment": "x"}}}}, contains: []string{"PAX global header"}},
 		{name: "member not in manifest", entries: []entry{man, reg("objects/999999/evil", []byte("x"))}, contains: []string{"not in the manifest"}},
 		{name: "manifest entry without member", entries: append([]entry{manifestEntry(t, twoMissing)}, objectEntries(twoMissing, threeSpecs)[1:]...),
@@ -132,6 +147,30 @@ func TestHostileArchives(t *testing.T) {
 			t.Log(err)
 		})
 	}
+}
+
+// TestHeaderChainIsRefused: archive/tar follows any number of extended
+// headers before a member, each up to 1 MiB; a chain of them must fail once
+// it passes what a member's name needs, not after being decompressed.
+func TestHeaderChainIsRefused(t *testing.T) {
+	m, objs := hostile()
+	// An extended header alone: a member with a long name and no content,
+	// without its own header block (the last one written).
+	var x bytes.Buffer
+	tw := tar.NewWriter(&x)
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: strings.Repeat("a", 100<<10), Mode: 0o644, Format: tar.FormatPAX}); err != nil {
+		t.Fatal(err)
+	}
+	tw.Flush()
+	one := x.Bytes()[:x.Len()-tarBlock]
+	var chain []byte
+	for range 64 { // 6.4 MiB of headers in front of manifest.json
+		chain = append(chain, one...)
+	}
+	raw := decompress(t, buildRaw(t, append([]entry{manifestEntry(t, m)}, objs...), true))
+	_, _, err := readArchive(compress(t, append(chain, raw...)), ReaderOptions{})
+	wantInvalid(t, err, nil, "member headers longer than")
+	t.Log(err)
 }
 
 func TestHostileBytes(t *testing.T) {
@@ -220,5 +259,40 @@ func TestReaderOptionsErrors(t *testing.T) {
 	data := buildRaw(t, append([]entry{manifestEntry(t, m)}, objs...), true)
 	if _, err := NewReader(bytes.NewReader(data), ReaderOptions{MaxWindow: 3}); err == nil || errors.Is(err, ErrInvalid) {
 		t.Fatalf("bad MaxWindow: err = %v, want a configuration error", err)
+	}
+}
+
+// TestSumIsOfTheVerifiedObjectOnly: once Next moves on, Sum no longer
+// returns the previous object's digest, so a caller cannot take it for the
+// current object's after a failure.
+func TestSumIsOfTheVerifiedObjectOnly(t *testing.T) {
+	m, objs := hostile()
+	bad := objs[1]
+	bad.body = bytes.Clone(bad.body)
+	bad.body[0] ^= 1
+	r, err := NewReader(bytes.NewReader(buildRaw(t, []entry{manifestEntry(t, m), objs[0], bad, objs[2]}, true)), ReaderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	_, _, body, err := r.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(io.Discard, body); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Sum()) == 0 {
+		t.Fatal("no digest after a verified object")
+	}
+	_, _, body, err = r.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(io.Discard, body); !errors.Is(err, ErrChecksum) {
+		t.Fatalf("flipped object: %v, want %v", err, ErrChecksum)
+	}
+	if s := r.Sum(); len(s) != 0 {
+		t.Fatalf("Sum after a failed object is %x, want none", s)
 	}
 }

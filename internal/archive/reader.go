@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"math"
 	"path"
 	"strings"
 
@@ -33,6 +34,14 @@ const tarBlock = 512
 // marker. Writers that pad to a record size (GNU tar and bsdtar use 10 KiB
 // by default) produce a few KiB; more is not a tar writer's doing.
 const maxZeroPadding = 64 << 10
+
+// maxHeader bounds the bytes of headers before one member's data: its
+// header block and the PAX records a long or non-ASCII name and a
+// sub-second time need (about 2.5 KiB for a 1,024-byte key). archive/tar
+// follows any number of extended headers within one Next, each up to
+// 1 MiB, none of it content: a 95 KB archive could make the target
+// decompress 2 GiB before its first member.
+const maxHeader = 16 * tarBlock
 
 // drainBufferSize is the chunk Next reads an unread body in.
 const drainBufferSize = 64 << 10
@@ -103,6 +112,7 @@ func NewReader(r io.Reader, opts ReaderOptions) (*Reader, error) {
 		return nil, rd.wrap(nil, fmt.Errorf("starting zstd stream: %w", err))
 	}
 	rd.pos.r = dec
+	rd.pos.limit = math.MaxInt64
 	rd.tr = tar.NewReader(&rd.pos)
 	if err := rd.readManifest(opts); err != nil {
 		dec.Close()
@@ -113,7 +123,7 @@ func NewReader(r io.Reader, opts ReaderOptions) (*Reader, error) {
 
 func (r *Reader) readManifest(opts ReaderOptions) error {
 	limit := opts.MaxManifest
-	hdr, err := r.tr.Next()
+	hdr, err := r.nextHeader()
 	if err != nil {
 		if err == io.EOF {
 			err = errors.New("empty tar stream, want manifest.json first")
@@ -185,7 +195,8 @@ func (r *Reader) Next() (index int, obj *manifest.Object, body io.Reader, err er
 	}
 	i := r.next
 	o := &r.m.Objects[i]
-	hdr, err := r.tr.Next()
+	r.lastSum = r.lastSum[:0]
+	hdr, err := r.nextHeader()
 	if err == io.EOF {
 		err = errors.New("archive ends before this object's member")
 	}
@@ -199,6 +210,18 @@ func (r *Reader) Next() (index int, obj *manifest.Object, body io.Reader, err er
 	r.sum.Reset()
 	r.body = &objectBody{r: r, index: i, obj: o, remaining: o.Size}
 	return i, o, r.body, nil
+}
+
+// nextHeader reads the next member's headers, no more than maxHeader bytes
+// of them past the end of the last member's data.
+func (r *Reader) nextHeader() (*tar.Header, error) {
+	r.pos.limit = r.dataEnd + padding(r.lastLen) + maxHeader
+	hdr, err := r.tr.Next()
+	r.pos.limit = math.MaxInt64
+	if r.pos.over {
+		return nil, fmt.Errorf("member headers longer than %d bytes: extended records a member does not need", maxHeader)
+	}
+	return hdr, err
 }
 
 // Close releases the decoder. Readers of bodies fail afterwards.
@@ -237,24 +260,40 @@ func (r *Reader) checkMember(hdr *tar.Header, want int) error {
 	return nil
 }
 
-// checkType accepts plain regular files only: no links, devices,
-// directories, FIFOs, global headers, no sparse files (whose holes would
-// not be in the stream the digest covers), and no setuid, setgid or sticky
-// bits, which an operator extracting as root would otherwise apply.
+// paxKeys are the extended records a member may carry: what a long or
+// non-ASCII name, a large size and a sub-second time need.
+var paxKeys = map[string]bool{"path": true, "size": true, "mtime": true}
+
+// checkType accepts plain regular files as the writer makes them only: no
+// links, devices, directories, FIFOs, global headers, no sparse files
+// (whose holes would not be in the stream the digest covers); mode 0644,
+// owned by uid and gid 0 with no names, and no other extended records
+// (extended attributes, ACLs), which an operator extracting as root would
+// otherwise apply: a setuid bit, an owner, a file capability.
 func checkType(hdr *tar.Header) error {
+	name := printable(hdr.Name)
 	if hdr.Typeflag != tar.TypeReg {
-		return fmt.Errorf("member %s is a %s, only regular files are allowed", printable(hdr.Name), typeName(hdr.Typeflag))
-	}
-	if hdr.Mode&^0o777 != 0 {
-		return fmt.Errorf("member %s has mode %#o, only permission bits are allowed", printable(hdr.Name), hdr.Mode)
-	}
-	if hdr.Linkname != "" {
-		return fmt.Errorf("member %s has a link target", printable(hdr.Name))
+		return fmt.Errorf("member %s is a %s, only regular files are allowed", name, typeName(hdr.Typeflag))
 	}
 	for k := range hdr.PAXRecords {
 		if strings.HasPrefix(k, "GNU.sparse.") {
-			return fmt.Errorf("member %s is a sparse file", printable(hdr.Name))
+			return fmt.Errorf("member %s is a sparse file", name)
 		}
+		if !paxKeys[k] {
+			return fmt.Errorf("member %s has extended record %s, only path, size and mtime are allowed", name, printable(k))
+		}
+	}
+	if hdr.Mode != 0o644 {
+		return fmt.Errorf("member %s has mode %#o, want 0644", name, hdr.Mode)
+	}
+	if hdr.Linkname != "" {
+		return fmt.Errorf("member %s has a link target", name)
+	}
+	if hdr.Uid != 0 || hdr.Gid != 0 || hdr.Uname != "" || hdr.Gname != "" {
+		return fmt.Errorf("member %s is owned by %d:%d (%s:%s), want 0:0 and no names", name, hdr.Uid, hdr.Gid, printable(hdr.Uname), printable(hdr.Gname))
+	}
+	if hdr.Format&tar.FormatGNU != 0 {
+		return fmt.Errorf("member %s has a GNU header, want PAX", name)
 	}
 	return nil
 }
@@ -289,8 +328,8 @@ func typeName(t byte) string {
 func (r *Reader) finishObject(b *objectBody) error {
 	got := hex.EncodeToString(r.sum.Sum(nil))
 	o := b.obj
+	r.dataEnd, r.lastLen = r.pos.n, o.Size
 	if o.SHA256 != "" {
-		r.dataEnd, r.lastLen = r.pos.n, o.Size
 		if got != o.SHA256 {
 			return fmt.Errorf("%w: content has %s, manifest says %s", ErrChecksum, got, o.SHA256)
 		}
@@ -310,7 +349,7 @@ func (r *Reader) finishObject(b *objectBody) error {
 // returns the digest it carries.
 func (r *Reader) readTrailer(o *manifest.Object) (string, error) {
 	name := manifest.TrailerName(o.Member)
-	hdr, err := r.tr.Next()
+	hdr, err := r.nextHeader()
 	if err == io.EOF {
 		return "", fmt.Errorf("archive ends before trailer %s", printable(name))
 	}
@@ -344,7 +383,7 @@ func (r *Reader) readTrailer(o *manifest.Object) (string, error) {
 // end-of-archive marker, optional zero padding, and the end of a complete
 // zstd stream.
 func (r *Reader) finish() error {
-	hdr, err := r.tr.Next()
+	hdr, err := r.nextHeader()
 	if err == nil {
 		return r.wrap(nil, fmt.Errorf("unexpected member %s after the last object", printable(hdr.Name)))
 	}
@@ -438,8 +477,9 @@ func (b *objectBody) Read(p []byte) (int, error) {
 	b.r.sum.Write(p[:n])
 	b.remaining -= int64(n)
 	if b.remaining == 0 {
-		// Deliver the verdict with the last bytes: a caller that stops
-		// reading once it has Size bytes still sees a mismatch.
+		// The verdict comes with the last bytes and again on every later
+		// Read. A caller must still read to io.EOF: io.ReadFull drops an
+		// error that comes with the bytes it asked for.
 		return n, b.end()
 	}
 	if err == io.EOF {
@@ -468,7 +508,8 @@ func (b *objectBody) end() error {
 }
 
 // Sum returns the SHA-256 of the object whose body last ended verified (its
-// reader returned io.EOF), so a caller need not hash the content again.
+// reader returned io.EOF), so a caller need not hash the content again;
+// none (an empty slice) while the current object is not verified.
 func (r *Reader) Sum() []byte { return append([]byte(nil), r.lastSum...) }
 
 // drain reads and verifies what the caller left unread.
@@ -502,12 +543,23 @@ func (s *sourceReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// countingReader counts the bytes read through it and reads none past
+// limit; over records that it stopped there.
 type countingReader struct {
-	r io.Reader
-	n int64
+	r     io.Reader
+	n     int64
+	limit int64
+	over  bool
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
+	if c.n >= c.limit {
+		c.over = true
+		return 0, io.ErrUnexpectedEOF
+	}
+	if room := c.limit - c.n; int64(len(p)) > room {
+		p = p[:room]
+	}
 	n, err := c.r.Read(p)
 	c.n += int64(n)
 	return n, err
