@@ -55,6 +55,15 @@ func (r ObjectRef) RemovesCurrent() bool {
 	return false
 }
 
+// MayKeepCurrent reports a removal that RemovesCurrent counts, although
+// the key may still read as an object after it: ObjectRemoved:Delete of
+// version "null" is a delete on an unversioned bucket, or the null version
+// of a versioned (or suspended) one deleted for good, current or not. The
+// source reads the key before it propagates such a delete.
+func (r ObjectRef) MayKeepCurrent() bool {
+	return r.EventName == "ObjectRemoved:Delete" && r.VersionID == "null"
+}
+
 // Version is a version id as a write's identity: "" for "null", the name S3
 // gives the version of an unversioned (or versioning-suspended) write, which
 // an overwrite keeps, so it pins nothing.

@@ -1217,3 +1217,37 @@ func versionedBatches(t *testing.T) *fixture {
 	}
 	return f
 }
+
+// TestNullVersionDeleteOfAnotherVersion: ObjectRemoved:Delete of version
+// "null" is a delete on an unversioned bucket, or, on a versioned one, the
+// null version deleted for good, which need not be the current one. The
+// key is read first: it still holds an object, so no delete is staged (a
+// delete of the key would remove the destinations' current copy while the
+// source has one).
+func TestNullVersionDeleteOfAnotherVersion(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(c *config.Config) { c.Rules[0].Deletes = true })
+	key, other := "data/null-delete/k.txt", "data/null-delete/other.txt"
+	f.put(t, []object{{key: key, data: []byte("current")}})
+	f.waitDepth(t, f.sourceQueue(), 1, time.Minute)
+	f.takeAll(t, f.sourceQueue(), time.Minute) // its write is not the point
+	body, err := events.Encode("test", events.ObjectRef{EventName: "ObjectRemoved:Delete", EventTime: time.Now(), Region: "us-east-1",
+		Bucket: f.rule.SourceBucket, Key: key, VersionID: "null", Sequencer: "00"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.send(t, string(body))
+	f.put(t, []object{{key: other, data: []byte("other")}})
+	f.waitDepth(t, f.sourceQueue(), 2, time.Minute)
+	log, _ := observed(t)
+	r := f.start(t, log)
+	f.waitStaged(t, 1, time.Minute)
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range f.readArchives(t) {
+		if s.obj.Key == key {
+			t.Errorf("%s staged (delete %t) for a null version's delete while the key holds an object", key, s.obj.Delete)
+		}
+	}
+}

@@ -94,14 +94,14 @@ func (w *Worker) plan(ctx context.Context, rule *config.Rule, items []Item, held
 		}
 		e.obj = obj
 		retags := slices.ContainsFunc(e.items, func(it Item) bool { return it.Ref.Retagged() })
-		if ref.Retagged() || ref.Removed() && retags {
+		if ref.Retagged() || ref.Removed() && (retags || ref.MayKeepCurrent()) {
 			g.Go(func() error {
 				var keep bool
 				var err error
 				if ref.Removed() {
 					keep, err = w.stillDeleted(gctx, e)
 				}
-				if !keep && err == nil {
+				if !keep && err == nil && retags {
 					keep, err = w.retagged(gctx, rule, e)
 				}
 				results[i] = outcome{keep, err}
@@ -345,10 +345,10 @@ func (w *Worker) describe(ctx context.Context, e *entry, ref events.ObjectRef, i
 	return true, nil
 }
 
-// stillDeleted reports whether e's delete, in a batch with tag changes of
-// its key, still holds: the key reads as deleted. If it does not, the
-// delete is stale: a write came after it (with its own event), and the tag
-// changes were made on that one.
+// stillDeleted reports whether e's delete still holds: the key reads as
+// deleted. If it does not, the delete is stale (a write came after it,
+// with its own event, and tag changes in the batch were made on that one),
+// or it removed a version that was not the current one.
 func (w *Worker) stillDeleted(ctx context.Context, e *entry) (bool, error) {
 	_, err := w.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &e.obj.Bucket, Key: &e.obj.Key})
 	switch {
