@@ -40,6 +40,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -352,6 +353,8 @@ type verifier struct {
 	cmd     *exec.Cmd
 	logPath string
 	events  chan verifyEvent
+	quit    chan struct{} // closed by stop: nobody reads events any more
+	once    sync.Once
 	done    chan struct{}
 	err     error
 }
@@ -359,14 +362,20 @@ type verifier struct {
 // startVerifier starts the verifier in the namespace on the destination
 // bucket/prefix, checking against the manifest.
 func (b *bench) startVerifier(bucket, prefix, manifest, name string) (*verifier, error) {
-	v := &verifier{logPath: filepath.Join(b.logs, name+"-verify.log"), events: make(chan verifyEvent, 64), done: make(chan struct{})}
+	cmd := command(true, b.selfBin, "verify", "-endpoint", b.env.S3Endpoints["eu-west-1"], "-region", "eu-west-1",
+		"-bucket", bucket, "-prefix", prefix, "-manifest", manifest)
+	cmd.Env = b.serverEnv("XRC_BENCH_E2E=" + b.state)
+	return runVerifier(cmd, filepath.Join(b.logs, name+"-verify.log"))
+}
+
+// runVerifier starts cmd as the verifier, its stderr and stdout to
+// logPath, each JSON line of its stdout also to events until stop.
+func runVerifier(cmd *exec.Cmd, logPath string) (*verifier, error) {
+	v := &verifier{cmd: cmd, logPath: logPath, events: make(chan verifyEvent, 64), quit: make(chan struct{}), done: make(chan struct{})}
 	logf, err := os.Create(v.logPath)
 	if err != nil {
 		return nil, err
 	}
-	v.cmd = command(true, b.selfBin, "verify", "-endpoint", b.env.S3Endpoints["eu-west-1"], "-region", "eu-west-1",
-		"-bucket", bucket, "-prefix", prefix, "-manifest", manifest)
-	v.cmd.Env = b.serverEnv("XRC_BENCH_E2E=" + b.state)
 	v.cmd.Stderr = logf
 	stdout, err := v.cmd.StdoutPipe()
 	if err != nil {
@@ -383,7 +392,12 @@ func (b *bench) startVerifier(bucket, prefix, manifest, name string) (*verifier,
 			fmt.Fprintln(logf, sc.Text())
 			var ev verifyEvent
 			if json.Unmarshal(sc.Bytes(), &ev) == nil {
-				v.events <- ev
+				// Once stopped, nobody reads events: the line is only
+				// logged, and the loop goes on to the end of stdout.
+				select {
+				case v.events <- ev:
+				case <-v.quit:
+				}
 			}
 		}
 		v.err = v.cmd.Wait()
@@ -393,11 +407,17 @@ func (b *bench) startVerifier(bucket, prefix, manifest, name string) (*verifier,
 	return v, nil
 }
 
+// stop kills the verifier (its whole process group) unless it has
+// exited, and waits for its output to end. It returns whether or not
+// anybody still reads events, and may be called more than once.
 func (v *verifier) stop() {
+	v.once.Do(func() { close(v.quit) })
 	select {
 	case <-v.done:
 	default:
-		v.cmd.Process.Kill()
+		if err := syscall.Kill(-v.cmd.Process.Pid, syscall.SIGKILL); err != nil {
+			_ = v.cmd.Process.Kill()
+		}
 		<-v.done
 	}
 }

@@ -11,7 +11,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -161,4 +164,34 @@ func TestVerifierFollowsCreatedEvents(t *testing.T) {
 	if !strings.Contains(out.String(), fmt.Sprintf(`"event":"done","verified":%d`, len(entries))) {
 		t.Fatalf("verifier said %s, want done with %d", out.String(), len(entries))
 	}
+}
+
+// stop returns although nobody reads the verifier's events and it has
+// said more than their buffer holds (Ctrl-C or an upload error before
+// waitVerified): the reader must not stay blocked on a send, nor stop on
+// the reader.
+func TestVerifierStopUnread(t *testing.T) {
+	line := `{"event":"progress","verified":1,"total":2}`
+	cmd := exec.Command("sh", "-c", fmt.Sprintf(`i=0; while [ $i -lt 200 ]; do echo '%s'; i=$((i+1)); done; exec sleep 600`, line))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	v, err := runVerifier(cmd, filepath.Join(t.TempDir(), "verify.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Until the event buffer is full and the reader waits on it.
+	for deadline := time.Now().Add(10 * time.Second); len(v.events) < cap(v.events); {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d events buffered, want %d", len(v.events), cap(v.events))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	stopped := make(chan struct{})
+	go func() { v.stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		t.Fatal("stop did not return within 10 s")
+	}
+	v.stop() // again: a no-op
 }
