@@ -11,9 +11,12 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
@@ -24,17 +27,24 @@ import (
 
 	"github.com/xrc-dev/xrc/internal/awsapi"
 	"github.com/xrc-dev/xrc/internal/corpus"
+	"github.com/xrc-dev/xrc/internal/deliver"
 )
 
 // Object is one object to put into a watched bucket.
 type Object struct {
 	Key             string
 	Data            []byte
-	ContentType     string
+	ContentType     string // "" for the S3 default (defaultContentTypes)
 	ContentEncoding string
-	Metadata        map[string]string
-	Tags            map[string]string
-	StorageClass    string // "" for STANDARD
+	// CacheControl, ContentDisposition, ContentLanguage and Expires (zero:
+	// none) are the other headers S3 stores with an object.
+	CacheControl       string
+	ContentDisposition string
+	ContentLanguage    string
+	Expires            time.Time
+	Metadata           map[string]string
+	Tags               map[string]string
+	StorageClass       string // "" for STANDARD
 	// SHA256 uploads the object in one request with a SHA-256 checksum,
 	// which S3 keeps for the whole object.
 	SHA256 bool
@@ -170,6 +180,18 @@ func Put(ctx context.Context, client *s3.Client, bucket string, o *Object) error
 	if o.ContentEncoding != "" {
 		in.ContentEncoding = &o.ContentEncoding
 	}
+	if o.CacheControl != "" {
+		in.CacheControl = &o.CacheControl
+	}
+	if o.ContentDisposition != "" {
+		in.ContentDisposition = &o.ContentDisposition
+	}
+	if o.ContentLanguage != "" {
+		in.ContentLanguage = &o.ContentLanguage
+	}
+	if !o.Expires.IsZero() {
+		in.Expires = aws.Time(o.Expires)
+	}
 	if len(o.Tags) > 0 {
 		in.Tagging = aws.String(encodeTags(o.Tags))
 	}
@@ -192,6 +214,7 @@ func Put(ctx context.Context, client *s3.Client, bucket string, o *Object) error
 	// chunks at 16 MiB).
 	_, err := transfermanager.New(client).UploadObject(ctx, &transfermanager.UploadObjectInput{
 		Bucket: in.Bucket, Key: in.Key, Body: in.Body, ContentType: in.ContentType, ContentEncoding: in.ContentEncoding, Metadata: in.Metadata,
+		CacheControl: in.CacheControl, ContentDisposition: in.ContentDisposition, ContentLanguage: in.ContentLanguage, Expires: in.Expires,
 		Tagging: in.Tagging, StorageClass: tmtypes.StorageClass(o.StorageClass),
 	})
 	if err != nil {
@@ -218,9 +241,11 @@ func Size(objs []Object) int64 {
 }
 
 // Check compares every object of objs with its copy in bucket (key mapped by
-// destKey): bytes, content type and encoding, metadata, tags and storage
-// class. It
-// returns one error per difference.
+// destKey): bytes; Content-Type (the S3 default when o has none),
+// Content-Encoding, Cache-Control, Content-Disposition, Content-Language and
+// Expires, each absent when o has none; user metadata, both ways, as xrc
+// carries it (UserMetadata); tags, both ways; and storage class. It returns
+// one error per object that differs, naming every difference.
 func Check(ctx context.Context, client *s3.Client, bucket string, objs []Object, destKey func(string) string, concurrency int) []error {
 	errs := make([]error, len(objs))
 	g, ctx := errgroup.WithContext(ctx)
@@ -242,6 +267,10 @@ func Check(ctx context.Context, client *s3.Client, bucket string, objs []Object,
 	return out
 }
 
+// defaultContentTypes are what S3 gives an object PUT without a
+// Content-Type: AWS's, MinIO's.
+var defaultContentTypes = []string{"binary/octet-stream", "application/octet-stream"}
+
 func check(ctx context.Context, client *s3.Client, bucket string, o *Object, key string) error {
 	get, err := client.GetObject(ctx, &s3.GetObjectInput{Bucket: &bucket, Key: &key})
 	if err != nil {
@@ -257,35 +286,74 @@ func check(ctx context.Context, client *s3.Client, bucket string, o *Object, key
 	if n != int64(len(o.Data)) || !bytes.Equal(h.Sum(nil), want[:]) {
 		return fmt.Errorf("%s: bytes differ (%d bytes, want %d)", key, n, len(o.Data))
 	}
-	if o.ContentType != "" && aws.ToString(get.ContentType) != o.ContentType {
-		return fmt.Errorf("%s: content type %q, want %q", key, aws.ToString(get.ContentType), o.ContentType)
-	}
-	if aws.ToString(get.ContentEncoding) != o.ContentEncoding {
-		return fmt.Errorf("%s: content encoding %q, want %q", key, aws.ToString(get.ContentEncoding), o.ContentEncoding)
-	}
-	for k, v := range o.Metadata {
-		if get.Metadata[k] != v {
-			return fmt.Errorf("%s: metadata %s = %q, want %q", key, k, get.Metadata[k], v)
+	var diffs []string
+	differ := func(what, got, want string) {
+		if got != want {
+			diffs = append(diffs, fmt.Sprintf("%s %q, want %q", what, got, want))
 		}
 	}
-	class := string(get.StorageClass)
-	if class == "" {
-		class = "STANDARD"
+	if ct := aws.ToString(get.ContentType); o.ContentType != "" || !slices.Contains(defaultContentTypes, ct) {
+		differ("content type", ct, or(o.ContentType, defaultContentTypes[0]+" or "+defaultContentTypes[1]))
 	}
-	if want := or(o.StorageClass, "STANDARD"); class != want {
-		return fmt.Errorf("%s: storage class %s, want %s", key, class, want)
+	differ("content encoding", aws.ToString(get.ContentEncoding), o.ContentEncoding)
+	differ("cache control", aws.ToString(get.CacheControl), o.CacheControl)
+	differ("content disposition", aws.ToString(get.ContentDisposition), o.ContentDisposition)
+	differ("content language", aws.ToString(get.ContentLanguage), o.ContentLanguage)
+	var wantExpires string
+	if !o.Expires.IsZero() {
+		wantExpires = o.Expires.UTC().Format(http.TimeFormat)
 	}
-	if len(o.Tags) > 0 || aws.ToInt32(get.TagCount) > 0 {
-		tags, err := client.GetObjectTagging(ctx, &s3.GetObjectTaggingInput{Bucket: &bucket, Key: &key})
-		if err != nil {
-			return fmt.Errorf("%s: tags: %w", key, err)
+	var gotExpires string
+	if get.ExpiresString != nil {
+		gotExpires = *get.ExpiresString
+		if t, err := http.ParseTime(gotExpires); err == nil {
+			gotExpires = t.UTC().Format(http.TimeFormat)
 		}
-		got := awsapi.TagMap(tags.TagSet)
-		if fmt.Sprint(sorted(got)) != fmt.Sprint(sorted(o.Tags)) {
-			return fmt.Errorf("%s: tags %v, want %v", key, got, o.Tags)
-		}
+	}
+	differ("expires", gotExpires, wantExpires)
+	if got, want := sorted(UserMetadata(get.Metadata)), sorted(lower(o.Metadata)); !slices.Equal(got, want) {
+		diffs = append(diffs, fmt.Sprintf("metadata %v, want %v", clip(got), clip(want)))
+	}
+	differ("storage class", or(string(get.StorageClass), "STANDARD"), or(o.StorageClass, "STANDARD"))
+	tags, err := client.GetObjectTagging(ctx, &s3.GetObjectTaggingInput{Bucket: &bucket, Key: &key})
+	if err != nil {
+		return fmt.Errorf("%s: tags: %w", key, err)
+	}
+	if got, want := sorted(awsapi.TagMap(tags.TagSet)), sorted(o.Tags); !slices.Equal(got, want) {
+		diffs = append(diffs, fmt.Sprintf("tags %v, want %v", got, want))
+	}
+	if len(diffs) > 0 {
+		return fmt.Errorf("%s: %s", key, strings.Join(diffs, "; "))
 	}
 	return nil
+}
+
+// UserMetadata is the user metadata of a copy xrc wrote as the source had
+// it: without xrc's own x-amz-meta-xrc-* provenance, the source's keys
+// under xrc- restored (deliver.UserMetadata), keys in lower case as S3
+// compares them.
+func UserMetadata(md map[string]string) map[string]string {
+	return lower(deliver.UserMetadata(md))
+}
+
+func lower(md map[string]string) map[string]string {
+	out := make(map[string]string, len(md))
+	for k, v := range md {
+		out[strings.ToLower(k)] = v
+	}
+	return out
+}
+
+// clip shortens each key=value to 40 bytes for an error message.
+func clip(kvs []string) []string {
+	out := make([]string, len(kvs))
+	for i, kv := range kvs {
+		if len(kv) > 40 {
+			kv = kv[:37] + "..."
+		}
+		out[i] = kv
+	}
+	return out
 }
 
 func or(s, def string) string {
