@@ -36,9 +36,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/xrc-dev/xrc/internal/adaptive"
+	"github.com/xrc-dev/xrc/internal/archive"
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/dataset"
 	"github.com/xrc-dev/xrc/internal/localstack"
+	"github.com/xrc-dev/xrc/internal/manifest"
 	"github.com/xrc-dev/xrc/internal/stats"
 )
 
@@ -155,7 +157,7 @@ func run(ctx context.Context) error {
 		fmt.Println("    MISMATCH:", e)
 	}
 
-	archives, out, err := stagedSince(ctx, src, srcRegion.StagingBucket, rule.ID+"/", start)
+	archives, out, err := stagedSince(ctx, src, srcRegion.StagingBucket, rule.ID+"/", start, prefix)
 	if err != nil {
 		return err
 	}
@@ -375,9 +377,13 @@ func count(ctx context.Context, client *s3.Client, bucket, prefix string) (int, 
 	return n, nil
 }
 
-// stagedSince sums the archives the source staged since start: their sizes
-// are the bytes that cross regions.
-func stagedSince(ctx context.Context, client *s3.Client, bucket, prefix string, start time.Time) (int, int64, error) {
+// stagedSince sums the archives the source staged since start that carry
+// objects under runPrefix (this run's): their sizes are the bytes that
+// cross regions. Archives of objects an earlier, interrupted demo left in
+// the queue (the queue and the staging bucket outlive a run) are not this
+// run's, and an archive carrying both counts for the share of its
+// uncompressed bytes that is this run's.
+func stagedSince(ctx context.Context, client *s3.Client, bucket, prefix string, start time.Time, runPrefix string) (int, int64, error) {
 	var n int
 	var bytes int64
 	p := s3.NewListObjectsV2Paginator(client, &s3.ListObjectsV2Input{Bucket: &bucket, Prefix: &prefix})
@@ -390,14 +396,58 @@ func stagedSince(ctx context.Context, client *s3.Client, bucket, prefix string, 
 			if o.LastModified == nil || o.LastModified.Before(start) || !strings.HasSuffix(aws.ToString(o.Key), ".tar.zst") {
 				continue
 			}
+			m, err := readManifest(ctx, client, bucket, aws.ToString(o.Key))
+			if err != nil {
+				return 0, 0, err
+			}
+			ours, all := share(m, runPrefix)
+			if ours == 0 {
+				continue
+			}
 			n++
-			bytes += aws.ToInt64(o.Size)
+			size := aws.ToInt64(o.Size)
+			if ours < all {
+				size = int64(float64(size) * float64(ours) / float64(all))
+			}
+			bytes += size
 		}
 	}
 	if n == 0 {
-		return 0, 0, errors.New("no archive found in staging")
+		return 0, 0, errors.New("no archive of this run's objects found in staging")
 	}
 	return n, bytes, nil
+}
+
+// readManifest reads the manifest at the head of a staging archive.
+func readManifest(ctx context.Context, client *s3.Client, bucket, key string) (*manifest.Manifest, error) {
+	out, err := client.GetObject(ctx, &s3.GetObjectInput{Bucket: &bucket, Key: &key})
+	if err != nil {
+		return nil, fmt.Errorf("reading s3://%s/%s: %w", bucket, key, err)
+	}
+	defer out.Body.Close()
+	r, err := archive.NewReader(out.Body, archive.ReaderOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("reading the manifest of s3://%s/%s: %w", bucket, key, err)
+	}
+	defer r.Close()
+	return r.Manifest(), nil
+}
+
+// share is how many of the bytes m's objects hold are of objects under
+// prefix (ours), and of all of them; an object of no bytes counts as one,
+// so that an archive of only this run's empty objects is this run's.
+func share(m *manifest.Manifest, prefix string) (ours, all int64) {
+	for _, o := range m.Objects {
+		if !o.HasMember() {
+			continue
+		}
+		n := max(o.Size, 1)
+		all += n
+		if strings.HasPrefix(o.Key, prefix) {
+			ours += n
+		}
+	}
+	return ours, all
 }
 
 func human(n int64) string {
