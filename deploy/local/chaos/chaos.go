@@ -78,37 +78,69 @@ func (c *chaos) logf(format string, args ...any) {
 	fmt.Fprintf(c.o.Out, "==> "+format+"\n", args...)
 }
 
-// run deploys, replicates under fire, checks and tears down.
-func run(ctx context.Context, env localstack.Env, o options) ([]result, error) {
+// checkTimeout bounds the checks, which run after the run's own timeout
+// has passed if need be (a run that did not settle is still checked).
+const checkTimeout = 5 * time.Minute
+
+// run deploys, replicates under fire, checks and tears down. Whatever
+// happens (an error, ctx cancelled, checks failing) no worker outlives it:
+// the killer, which restarts workers, is stopped and waited for, then
+// every worker is stopped. The deployment is removed and the worker logs
+// deleted only if every check passed; otherwise both are kept and named.
+func run(ctx context.Context, env localstack.Env, o options) (results []result, err error) {
+	outer := ctx
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
 	c := &chaos{o: o, env: env, rng: rand.New(rand.NewPCG(o.Seed, 0xc4a05))}
+	var killed chan error // the running killer's result; nil when none runs
+	killCtx, stopKiller := context.WithCancel(ctx)
+	defer func() {
+		stopKiller()
+		if killed != nil {
+			<-killed
+		}
+		c.stopAll()
+		if err == nil && failed(results) == 0 {
+			c.teardown()
+			if c.dir != "" {
+				os.RemoveAll(c.dir)
+			}
+			return
+		}
+		if c.cfg != nil {
+			fmt.Fprintf(o.Out, "kept deployment %s for inspection\n", c.cfg.Settings.StackName)
+		}
+		if c.dir != "" {
+			fmt.Fprintf(o.Out, "kept the worker logs in %s\n", c.dir)
+		}
+	}()
 	if err := c.deploy(ctx); err != nil {
 		return nil, err
 	}
-	defer func() {
-		if c.dir != "" {
-			os.RemoveAll(c.dir)
-		}
-	}()
-	defer c.stopAll()
 
 	want, deleted := c.objects()
 	c.logf("replicating %d objects (%s) with %d kills", len(want), human(dataset.Size(want)), o.Kills)
-	killed := make(chan error, 1)
-	go func() { killed <- c.killer(ctx) }()
+	killed = make(chan error, 1)
+	go func() { killed <- c.killer(killCtx) }()
 	if err := c.poison(ctx); err != nil {
 		return nil, err
 	}
 	if err := c.upload(ctx, want, deleted); err != nil {
 		return nil, err
 	}
-	if err := <-killed; err != nil {
+	err = <-killed
+	killed = nil
+	if err != nil {
 		return nil, err
 	}
 	c.logf("every kill done; waiting for the pipeline to settle")
 	c.settle(ctx, want)
-	results := c.check(ctx, want, deleted)
+	// The checks run even if the run's time is up, for at most
+	// checkTimeout, and stop when the caller's ctx does (Ctrl-C).
+	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), checkTimeout)
+	defer ccancel()
+	defer context.AfterFunc(outer, ccancel)()
+	results = c.check(cctx, want, deleted)
 	for _, r := range results {
 		status := "PASS"
 		if !r.ok {
@@ -121,12 +153,6 @@ func run(ctx context.Context, env localstack.Env, o options) ([]result, error) {
 		fmt.Fprintln(o.Out)
 	}
 	fmt.Fprintf(o.Out, "%d passed, %d failed\n", len(results)-failed(results), failed(results))
-	if failed(results) == 0 {
-		c.teardown()
-	} else {
-		fmt.Fprintf(o.Out, "kept deployment %s and the worker logs in %s for inspection\n", c.cfg.Settings.StackName, c.dir)
-		c.dir = "" // keep the logs
-	}
 	return results, nil
 }
 
@@ -260,23 +286,36 @@ func (c *chaos) upload(ctx context.Context, want []dataset.Object, deleted []str
 	return nil
 }
 
-// killer SIGKILLs a random worker every few seconds and restarts it.
+// killer SIGKILLs a random worker every few seconds and restarts it. Once
+// ctx ends it restarts nothing.
 func (c *chaos) killer(ctx context.Context) error {
 	for k := range c.o.Kills {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Duration(2000+c.rng.IntN(5000)) * time.Millisecond):
+		if err := sleep(ctx, time.Duration(2000+c.rng.IntN(5000))*time.Millisecond); err != nil {
+			return err
 		}
 		w := c.workers[c.rng.IntN(len(c.workers))]
 		c.logf("kill %d/%d: SIGKILL %s", k+1, c.o.Kills, w.name)
 		w.kill()
-		time.Sleep(time.Duration(500+c.rng.IntN(1500)) * time.Millisecond)
+		if err := sleep(ctx, time.Duration(500+c.rng.IntN(1500))*time.Millisecond); err != nil {
+			return err
+		}
 		if err := w.start(); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// sleep waits d, or returns ctx's error once it ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 // settle waits until the destination holds exactly the expected keys, the
@@ -287,7 +326,7 @@ func (c *chaos) settle(ctx context.Context, want []dataset.Object) {
 	for _, o := range want {
 		keys[o.Key] = true
 	}
-	srcDLQ, tgtDLQ := c.queue(c.cfg.SourceQueueName("r1")+"-dlq"), c.queue(c.cfg.TargetQueueName()+"-dlq")
+	srcDLQ, tgtDLQ := c.queue(ctx, c.cfg.SourceQueueName("r1")+"-dlq"), c.queue(ctx, c.cfg.TargetQueueName()+"-dlq")
 	stable := 0
 	for ctx.Err() == nil {
 		got, err := list(ctx, c.dst, c.cfg.Rules[0].Destinations[0].Bucket, c.cfg.Rules[0].Prefix+"chaos/")
@@ -313,7 +352,6 @@ func (c *chaos) settle(ctx context.Context, want []dataset.Object) {
 
 // check runs every end-of-run check.
 func (c *chaos) check(ctx context.Context, want []dataset.Object, deleted []string) []result {
-	ctx = context.WithoutCancel(ctx)
 	dst := c.cfg.Rules[0].Destinations[0].Bucket
 	var rs []result
 	add := func(name string, errs []error) {
@@ -392,7 +430,7 @@ func (c *chaos) check(ctx context.Context, want []dataset.Object, deleted []stri
 // checkDLQ compares what a dead-letter queue holds with want: message
 // bodies (source) or the staging keys they announce (target).
 func (c *chaos) checkDLQ(ctx context.Context, name string, want []string) []error {
-	url := c.queue(name)
+	url := c.queue(ctx, name)
 	var got []string
 	seen := map[string]bool{}
 	for range 20 {
@@ -443,8 +481,8 @@ func (c *chaos) uploadsLeft(ctx context.Context) int {
 	return n
 }
 
-func (c *chaos) queue(name string) string {
-	out, err := c.sqs.GetQueueUrl(context.Background(), &sqs.GetQueueUrlInput{QueueName: &name})
+func (c *chaos) queue(ctx context.Context, name string) string {
+	out, err := c.sqs.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: &name})
 	if err != nil {
 		return ""
 	}
@@ -542,7 +580,12 @@ func (p *proc) start() error {
 	cmd.Env = append(os.Environ(), "XRC_CONFIG="+p.cfg, "XRC_REGION="+p.region, "AWS_REGION="+p.region)
 	cmd.Env = append(cmd.Env, p.extra...)
 	cmd.Stdout, cmd.Stderr = log, log
+	// Its own process group, so that a Ctrl-C meant for chaos reaches the
+	// worker only as chaos's SIGTERM; killed with chaos if chaos dies
+	// without stopping it (as benche2e's processes).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
+
 		log.Close()
 		return fmt.Errorf("starting %s: %w", p.name, err)
 	}
