@@ -18,13 +18,16 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/xrc-dev/xrc/internal/awsapi"
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/dataset"
 	"github.com/xrc-dev/xrc/internal/events"
 	"github.com/xrc-dev/xrc/internal/localstack"
+	"github.com/xrc-dev/xrc/internal/manifest"
 )
 
 // options size a run.
@@ -235,20 +238,50 @@ func (c *chaos) objects() ([]dataset.Object, []string) {
 		dataset.Object{Key: p + "encoded/page.html.gz", ContentType: "text/html", ContentEncoding: "gzip", Data: bytes.Repeat([]byte{0x1f, 0x8b, 8, 0}, 500)},
 		dataset.Object{Key: p + "meta/near-2kb", ContentType: "text/plain", Data: []byte("near the metadata limit"),
 			Metadata: map[string]string{"a": strings.Repeat("x", 1000), "b": strings.Repeat("y", 990)}},
+		dataset.Object{Key: p + "headers/all.txt", ContentType: "text/plain; charset=utf-8", Data: []byte("every header"),
+			CacheControl: "public, max-age=86400", ContentDisposition: `attachment; filename="all.txt"`, ContentLanguage: "de-CH",
+			Expires: time.Date(2031, 3, 4, 5, 6, 7, 0, time.UTC)},
 	)
 	for i := range c.o.Big {
 		objs = append(objs, dataset.Object{Key: fmt.Sprintf("%sbig/%d.txt", p, i), ContentType: "text/plain",
 			Data: dataset.Text(rand.New(rand.NewPCG(c.o.Seed, uint64(i))), int(c.o.BigSize))})
 	}
-	// Overwritten in quick succession: the last write must win.
+	// Overwritten in quick succession: the last write must win, whole.
 	for i := range 3 {
-		objs = append(objs, dataset.Object{Key: fmt.Sprintf("%soverwrite/%d.txt", p, i), ContentType: "text/plain", Data: []byte("version 4")})
+		objs = append(objs, overwrite(fmt.Sprintf("%soverwrite/%d.txt", p, i), i, overwrites-1))
 	}
 	var deleted []string
 	for i := range max(c.o.Objects/200, 3) {
 		deleted = append(deleted, fmt.Sprintf("%sdeleted/%d.txt", p, i))
 	}
 	return objs, deleted
+}
+
+// overwrites is how many times each overwritten key is written.
+const overwrites = 5
+
+// overwrite is write v of the overwritten key, the i-th: each write differs
+// from the others in everything a copy carries (bytes, Content-Type, the
+// other headers, user metadata, tags, storage class), so that a copy of an
+// older write, or a mix of writes, fails the check. The last write of the
+// first key has no metadata, tags or headers at all: what an older write
+// set must be gone.
+func overwrite(key string, i, v int) dataset.Object {
+	o := dataset.Object{Key: key, Data: []byte(fmt.Sprintf("version %d of %d", v, i))}
+	if i == 0 && v == overwrites-1 {
+		return o
+	}
+	o.ContentType = fmt.Sprintf("text/x-version-%d", v)
+	o.CacheControl = fmt.Sprintf("max-age=%d", 60*(v+1))
+	o.ContentDisposition = fmt.Sprintf(`attachment; filename="v%d.txt"`, v)
+	o.ContentLanguage = []string{"en", "de", "fr", "it", "rm"}[v%5]
+	o.Expires = time.Date(2030, 1, 1+v, 0, 0, 0, 0, time.UTC)
+	o.Metadata = map[string]string{"version": fmt.Sprint(v), fmt.Sprintf("only-v%d", v): "x"}
+	o.Tags = map[string]string{"version": fmt.Sprint(v), fmt.Sprintf("only-v%d", v): "x"}
+	if v%2 == 0 {
+		o.StorageClass = "REDUCED_REDUNDANCY" // the only class besides STANDARD MinIO keeps
+	}
+	return o
 }
 
 // upload writes every object (the overwritten ones five times, the
@@ -262,17 +295,18 @@ func (c *chaos) upload(ctx context.Context, want []dataset.Object, deleted []str
 	if err := dataset.Upload(ctx, c.src, bucket, doomed, 8); err != nil {
 		return err
 	}
+	i := 0
 	for _, o := range want {
 		if !strings.Contains(o.Key, "/overwrite/") {
 			continue
 		}
-		for v := range 4 {
-			early := o
-			early.Data = []byte(fmt.Sprintf("version %d", v))
+		for v := range overwrites - 1 {
+			early := overwrite(o.Key, i, v)
 			if err := dataset.Put(ctx, c.src, bucket, &early); err != nil {
 				return err
 			}
 		}
+		i++
 	}
 	if err := dataset.Upload(ctx, c.src, bucket, want, 16); err != nil {
 		return err
@@ -369,13 +403,17 @@ func (c *chaos) check(ctx context.Context, want []dataset.Object, deleted []stri
 		}
 		rs = append(rs, r)
 	}
-	add(fmt.Sprintf("every destination object (%d) equals the newest source version: bytes, metadata, Content-*, tags, storage class", len(want)),
+	add(fmt.Sprintf("every destination object (%d) equals the newest source version: bytes, Content-*, Cache-Control, Expires, user metadata and tags (both ways), storage class", len(want)),
 		dataset.Check(ctx, c.dst, dst, want, func(k string) string { return k }, 16))
 
 	var errs []error
 	for _, k := range deleted {
-		if _, err := c.dst.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &dst, Key: aws.String(k)}); err == nil {
+		_, err := c.dst.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &dst, Key: aws.String(k)})
+		switch {
+		case err == nil:
 			errs = append(errs, fmt.Errorf("%s is still there", k))
+		case !awsapi.IsNotFound(err):
+			errs = append(errs, fmt.Errorf("%s: %w", k, err))
 		}
 	}
 	add(fmt.Sprintf("deleted keys (%d) are gone", len(deleted)), errs)
@@ -405,19 +443,10 @@ func (c *chaos) check(ctx context.Context, want []dataset.Object, deleted []stri
 	add("the source DLQ holds exactly the poison messages that no retry can fix", c.checkDLQ(ctx, c.cfg.SourceQueueName("r1")+"-dlq", sourcePoisonDead()))
 	add("the target DLQ holds exactly the poison archives", c.checkDLQ(ctx, c.cfg.TargetQueueName()+"-dlq", targetPoisonKeys()))
 
-	errs = nil
-	staging := c.cfg.Settings.Regions[1].StagingBucket
-	left, err := list(ctx, c.dst, staging, "")
-	if err != nil {
-		errs = append(errs, err)
-	}
-	slices.Sort(left)
-	wantLeft := targetPoisonKeys()
-	slices.Sort(wantLeft)
-	if !slices.Equal(left, wantLeft) {
-		errs = append(errs, fmt.Errorf("target staging holds %d archives %v, want only the %d in the DLQ", len(left), trim(left), len(wantLeft)))
-	}
-	add("the target staging bucket holds nothing but what is in the DLQ", errs)
+	add("the target staging bucket holds the poison archives in the DLQ, one version each, and nothing else: no other version, no delete marker",
+		c.checkTargetStaging(ctx))
+	add("the source staging bucket holds only archives, one version each, every one replicated, and no delete marker",
+		c.checkSourceStaging(ctx))
 
 	errs = nil
 	if n := c.uploadsLeft(ctx); n != 0 {
@@ -425,6 +454,79 @@ func (c *chaos) check(ctx context.Context, want []dataset.Object, deleted []stri
 	}
 	add("no incomplete multipart upload in any bucket", errs)
 	return rs
+}
+
+// checkTargetStaging checks every version in the target staging bucket. The
+// target deletes each archive it delivered by the version it read (no
+// delete marker: deliver.Worker.Deliver), and nothing else deletes there;
+// what stays is what no delivery may take: the poison archives, as put, in
+// the DLQ.
+func (c *chaos) checkTargetStaging(ctx context.Context) []error {
+	vs, err := versions(ctx, c.dst, c.cfg.Settings.Regions[1].StagingBucket)
+	if err != nil {
+		return []error{err}
+	}
+	var errs []error
+	var left []string
+	for _, v := range vs {
+		switch {
+		case v.marker:
+			errs = append(errs, fmt.Errorf("delete marker on %s (version %s)", v.key, v.id))
+		case !v.latest:
+			errs = append(errs, fmt.Errorf("noncurrent version %s of %s", v.id, v.key))
+		default:
+			left = append(left, v.key)
+		}
+	}
+	slices.Sort(left)
+	want := targetPoisonKeys()
+	slices.Sort(want)
+	if !slices.Equal(left, want) {
+		errs = append(errs, fmt.Errorf("holds %d archives %v, want only the %d in the DLQ", len(left), trim(left), len(want)))
+	}
+	return errs
+}
+
+// checkSourceStaging checks every version in the source staging bucket. The
+// source writes each archive once, under a key of its own, and deletes
+// nothing there (on AWS lifecycle expires archives; locally no target runs
+// in the source region to delete its own copies); S3 Replication, which
+// the stack plays with MinIO's bucket replication, copies each to the
+// target staging bucket and marks it COMPLETED. So: only archives of the
+// rule, each one current version, no delete marker, none left
+// unreplicated.
+func (c *chaos) checkSourceStaging(ctx context.Context) []error {
+	staging := c.cfg.Settings.Regions[0].StagingBucket
+	vs, err := versions(ctx, c.src, staging)
+	if err != nil {
+		return []error{err}
+	}
+	var errs []error
+	archives := 0
+	for _, v := range vs {
+		if v.marker {
+			errs = append(errs, fmt.Errorf("delete marker on %s (version %s)", v.key, v.id))
+			continue
+		}
+		if !v.latest {
+			errs = append(errs, fmt.Errorf("noncurrent version %s of %s", v.id, v.key))
+		}
+		if rule, _, err := manifest.ParseStagingKey(v.key); err != nil || rule != c.cfg.Rules[0].ID {
+			errs = append(errs, fmt.Errorf("%s is no archive of rule %s", v.key, c.cfg.Rules[0].ID))
+			continue
+		}
+		archives++
+		head, err := c.src.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &staging, Key: aws.String(v.key), VersionId: aws.String(v.id)})
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", v.key, err))
+		} else if st := head.ReplicationStatus; st != s3types.ReplicationStatusCompleted && st != s3types.ReplicationStatusComplete {
+			errs = append(errs, fmt.Errorf("%s: replication status %q, want %q", v.key, st, s3types.ReplicationStatusCompleted))
+		}
+	}
+	if archives == 0 {
+		errs = append(errs, errors.New("no archive at all"))
+	}
+	return errs
 }
 
 // checkDLQ compares what a dead-letter queue holds with want: message
@@ -536,6 +638,31 @@ func list(ctx context.Context, client *s3.Client, bucket, prefix string) ([]stri
 	return keys, nil
 }
 
+// version is one entry of a versioned bucket's listing.
+type version struct {
+	key, id        string
+	marker, latest bool
+}
+
+// versions lists every object version and delete marker in bucket.
+func versions(ctx context.Context, client *s3.Client, bucket string) ([]version, error) {
+	var out []version
+	p := s3.NewListObjectVersionsPaginator(client, &s3.ListObjectVersionsInput{Bucket: &bucket})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("listing the versions in %s: %w", bucket, err)
+		}
+		for _, v := range page.Versions {
+			out = append(out, version{key: aws.ToString(v.Key), id: aws.ToString(v.VersionId), latest: aws.ToBool(v.IsLatest)})
+		}
+		for _, m := range page.DeleteMarkers {
+			out = append(out, version{key: aws.ToString(m.Key), id: aws.ToString(m.VersionId), marker: true, latest: aws.ToBool(m.IsLatest)})
+		}
+	}
+	return out, nil
+}
+
 func trim(s []string) []string {
 	if len(s) > 5 {
 		return append(s[:5:5], fmt.Sprintf("... %d more", len(s)-5))
@@ -585,7 +712,6 @@ func (p *proc) start() error {
 	// without stopping it (as benche2e's processes).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-
 		log.Close()
 		return fmt.Errorf("starting %s: %w", p.name, err)
 	}

@@ -3,12 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/xrc-dev/xrc/internal/localstack"
 )
@@ -29,6 +33,72 @@ func TestChaos(t *testing.T) {
 	if n := failed(results); n > 0 || len(results) == 0 {
 		t.Fatalf("%d of %d checks failed (see above)", n, len(results))
 	}
+}
+
+// The staging checks list every version: a delete marker or a noncurrent
+// version left behind fails them (a plain listing shows neither), and so
+// does a source archive S3 Replication has not copied.
+func TestStagingChecksSeeVersions(t *testing.T) {
+	ctx := context.Background()
+	env := localstack.Require(t)
+	c := &chaos{env: env, cfg: env.Config("chaos-stg")}
+	stg1, stg2 := c.cfg.Settings.Regions[0].StagingBucket, c.cfg.Settings.Regions[1].StagingBucket
+	var err error
+	if c.src, err = env.S3(ctx, "us-east-1"); err != nil {
+		t.Fatal(err)
+	}
+	if c.dst, err = env.S3(ctx, "eu-west-1"); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range [][2]string{{"us-east-1", stg1}, {"eu-west-1", stg2}} {
+		if err := env.EnsureBucket(ctx, b[0], b[1], true); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { env.RemoveBucket(context.Background(), b[0], b[1]) })
+	}
+	put := func(client *s3.Client, bucket, key string) {
+		t.Helper()
+		if _, err := client.PutObject(ctx, &s3.PutObjectInput{Bucket: &bucket, Key: &key, Body: strings.NewReader("x")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	del := func(client *s3.Client, bucket, key string) {
+		t.Helper()
+		if _, err := client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &bucket, Key: &key}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expect := func(what string, errs []error, want ...string) {
+		t.Helper()
+		got := fmt.Sprint(errs)
+		for _, w := range want {
+			if !strings.Contains(got, w) {
+				t.Errorf("%s: errors %v, want one saying %q", what, errs, w)
+			}
+		}
+		if len(want) == 0 && len(errs) > 0 {
+			t.Errorf("%s: %v", what, errs)
+		}
+	}
+
+	for _, k := range targetPoisonKeys() {
+		put(c.dst, stg2, k)
+	}
+	expect("target staging with the poison only", c.checkTargetStaging(ctx))
+	// A plain delete of a delivered archive: the version stays, hidden.
+	delivered := "r1/2026/12/05/20261205T010203Z-0badcafe-000000000001.tar.zst"
+	put(c.dst, stg2, delivered)
+	del(c.dst, stg2, delivered)
+	put(c.dst, stg2, targetPoisonKeys()[0]) // a second version
+	expect("target staging", c.checkTargetStaging(ctx), "delete marker on "+delivered, "noncurrent version", targetPoisonKeys()[0])
+
+	put(c.src, stg1, delivered) // never replicated: no rule here
+	gone := "r1/2026/12/05/20261205T010203Z-0badcafe-000000000002.tar.zst"
+	put(c.src, stg1, gone)
+	del(c.src, stg1, gone)
+	put(c.src, stg1, "r1/not-an-archive")
+	expect("source staging", c.checkSourceStaging(ctx), delivered+": replication status", "delete marker on "+gone,
+		"noncurrent version", "r1/not-an-archive is no archive")
 }
 
 // A killer whose ctx ends between a kill and the restart restarts nothing,
