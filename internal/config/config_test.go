@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -194,6 +195,13 @@ func TestValidationErrors(t *testing.T) {
 			obj(d, "settings")["lambda"] = map[string]any{"timeout": "1m", "margin": "40s"}
 		}),
 			[]string{"settings.lambda.margin: must be between 20s and half of timeout (30s), got 40s"}},
+		{"negative prices", mutate(t, func(d map[string]any) {
+			obj(d, "settings")["prices"] = map[string]any{"fargateGBHour": -0.001, "lambdaGBSecond": -1e-6, "lambdaPerMillion": -0.2, "transferPerGB": -0.02}
+		}), []string{"settings.prices.fargateGBHour: must be a finite number, not negative, got -0.001", "settings.prices.lambdaGBSecond: must be",
+			"settings.prices.lambdaPerMillion: must be", "settings.prices.transferPerGB: must be"}},
+		{"price out of float range", mutate(t, func(d map[string]any) {
+			obj(d, "settings")["prices"] = map[string]any{"lambdaPerMillion": json.Number("1e999")}
+		}), []string{"settings.prices.lambdaPerMillion: want a finite number, got a number"}},
 		{"malformed json", []byte("{\n  \"version\": 1,\n  \"settings\": {,\n}"), []string{"malformed JSON at line 3, column 16"}},
 		{"truncated json", []byte("{\"version\": 1,"), []string{"malformed JSON at line 1"}},
 		{"trailing data", []byte("{} {}"), []string{"malformed JSON", "after the top-level object"}},
@@ -210,6 +218,25 @@ func TestValidationErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestNonFinitePricesRefused: JSON cannot carry NaN or an infinity, but a
+// Config built in code can, and either would poison the cost model.
+func TestNonFinitePricesRefused(t *testing.T) {
+	for _, v := range []float64{math.NaN(), math.Inf(1), math.Inf(-1)} {
+		c, err := Parse(readExample(t, "example.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Settings.Prices.LambdaGBSecond = v
+		c.Settings.Prices.VCPUHour = v
+		err = c.Validate()
+		for _, w := range []string{"settings.prices.lambdaGBSecond: must be a finite number", "settings.prices.vcpuHour: must be a finite number"} {
+			if err == nil || !strings.Contains(err.Error(), w) {
+				t.Errorf("price %v: error does not say %q: %v", v, w, err)
+			}
+		}
 	}
 }
 

@@ -207,8 +207,12 @@ func checkShape(errs *Errors, path string, v any, t reflect.Type) {
 			want = "an integer"
 		}
 	case reflect.Float64:
-		if _, ok := v.(json.Number); !ok {
+		// 1e999 is valid JSON that json.Unmarshal refuses without a
+		// path, as out of float64's range.
+		if n, ok := v.(json.Number); !ok {
 			want = "a number"
+		} else if _, err := n.Float64(); err != nil {
+			want = "a finite number"
 		}
 	}
 	if want != "" {

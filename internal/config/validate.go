@@ -5,6 +5,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"regexp"
@@ -123,15 +124,7 @@ func (c *Config) Validate() error {
 	if s.StagingExpiryDays < minStagingExpiryDays || s.StagingExpiryDays > maxStagingExpiryDays {
 		errs.add("settings.stagingExpiryDays", "must be between %d and %d (its events wait in SQS, 14 days at most)", minStagingExpiryDays, maxStagingExpiryDays)
 	}
-	if s.Prices.TransferPerGB < 0 {
-		errs.add("settings.prices.transferPerGB", "must not be negative")
-	}
-	if s.Prices.VCPUHour < 0 {
-		errs.add("settings.prices.vcpuHour", "must not be negative")
-	}
-	if s.Prices.FixedPerMonth < 0 {
-		errs.add("settings.prices.fixedPerMonth", "must not be negative")
-	}
+	validatePrices(&errs, s.Prices)
 	validateAdaptive(&errs, s.Adaptive)
 	validateLambda(&errs, s.Lambda)
 	w := s.Worker
@@ -213,6 +206,22 @@ func (c *Config) Validate() error {
 		return errs
 	}
 	return nil
+}
+
+// validatePrices refuses a price the cost model cannot use: a negative one
+// turns a cost into a gain (compressing harder would "earn" CPU), and NaN
+// or an infinity poisons every comparison it enters. JSON carries neither
+// of the last two, but a Config built in code can.
+func validatePrices(errs *Errors, p Prices) {
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{{"transferPerGB", p.TransferPerGB}, {"vcpuHour", p.VCPUHour}, {"fixedPerMonth", p.FixedPerMonth},
+		{"fargateGBHour", p.FargateGBHour}, {"lambdaGBSecond", p.LambdaGBSecond}, {"lambdaPerMillion", p.LambdaPerMillion}} {
+		if f.v < 0 || math.IsNaN(f.v) || math.IsInf(f.v, 0) {
+			errs.add("settings.prices."+f.name, "must be a finite number, not negative, got %v", f.v)
+		}
+	}
 }
 
 // checkCompute reports a compute that is none of the three.
