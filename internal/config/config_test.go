@@ -163,6 +163,11 @@ func TestValidationErrors(t *testing.T) {
 			obj(d, "rules", 1)["suffix"] = ".log"
 		}), []string{`rules[1]: filters overlap rule "logs" on bucket acme-app-logs`}},
 		{"invalid storage class", mutate(t, func(d map[string]any) { dest0(d)["storageClass"] = "COLD" }), []string{"rules[0].destinations[0].storageClass: unknown storage class \"COLD\""}},
+		{"storage class of a directory bucket", mutate(t, func(d map[string]any) { dest0(d)["storageClass"] = "EXPRESS_ONEZONE" }),
+			[]string{`rules[0].destinations[0].storageClass: unknown storage class "EXPRESS_ONEZONE": a general-purpose bucket takes`}},
+		{"storage class of Outposts", mutate(t, func(d map[string]any) { dest0(d)["storageClass"] = "OUTPOSTS" }), []string{`rules[0].destinations[0].storageClass: unknown storage class "OUTPOSTS"`}},
+		{"storage class of Snow", mutate(t, func(d map[string]any) { dest0(d)["storageClass"] = "SNOW" }), []string{`rules[0].destinations[0].storageClass: unknown storage class "SNOW"`}},
+		{"storage class of FSx", mutate(t, func(d map[string]any) { dest0(d)["storageClass"] = "FSX_ONTAP" }), []string{`rules[0].destinations[0].storageClass: unknown storage class "FSX_ONTAP"`}},
 		{"kms key in another region", mutate(t, func(d map[string]any) {
 			dest0(d)["kmsKeyId"] = "arn:aws:kms:ap-south-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 		}), []string{"rules[0].destinations[0].kmsKeyId: key \"arn:aws:kms:ap-south-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab\" is in ap-south-1: S3 takes only a key of the bucket's region"}},
@@ -607,13 +612,16 @@ func TestSchemaMatchesGo(t *testing.T) {
 	for _, c := range rule("destinations", "items", "properties", "storageClass")["enum"].([]any) {
 		classes = append(classes, c.(string))
 	}
-	var sdk []string
-	for _, c := range s3types.StorageClass("").Values() {
-		sdk = append(sdk, string(c))
+	var put []string
+	for _, c := range putStorageClasses {
+		put = append(put, string(c))
+		if !slices.Contains(s3types.StorageClass("").Values(), c) {
+			t.Errorf("storage class %s: not one the SDK knows", c)
+		}
 	}
 	slices.Sort(classes)
-	slices.Sort(sdk)
-	if !slices.Equal(classes, sdk) {
-		t.Errorf("storage classes: schema %v, SDK (what Validate accepts) %v", classes, sdk)
+	slices.Sort(put)
+	if !slices.Equal(classes, put) {
+		t.Errorf("storage classes: schema %v, Go (what Validate accepts) %v", classes, put)
 	}
 }

@@ -101,8 +101,19 @@ func BucketNameError(name string) string {
 	return ""
 }
 
+// putStorageClasses are the classes a general-purpose bucket takes on
+// PUT. The SDK's list has more (EXPRESS_ONEZONE, OUTPOSTS, SNOW, FSX_*,
+// AWS_BACKUP_*): classes of other kinds of bucket or of other services,
+// which a destination refuses on every PUT, so every object would go to
+// the DLQ.
+var putStorageClasses = []s3types.StorageClass{
+	s3types.StorageClassStandard, s3types.StorageClassReducedRedundancy, s3types.StorageClassStandardIa,
+	s3types.StorageClassOnezoneIa, s3types.StorageClassIntelligentTiering, s3types.StorageClassGlacier,
+	s3types.StorageClassDeepArchive, s3types.StorageClassGlacierIr,
+}
+
 func validStorageClass(c string) bool {
-	return slices.Contains(s3types.StorageClass("").Values(), s3types.StorageClass(c))
+	return slices.Contains(putStorageClasses, s3types.StorageClass(c))
 }
 
 // Validate checks the document's meaning (Parse already checked its shape).
@@ -362,7 +373,7 @@ func (c *Config) validateRule(errs *Errors, p string, r *Rule, seen map[string]b
 			errs.add(dp+".bucket", "%q is %s's staging bucket: its target worker would take every delivered object for an archive", d.Bucket, reg)
 		}
 		if d.StorageClass != "" && !validStorageClass(d.StorageClass) {
-			errs.add(dp+".storageClass", "unknown storage class %q", d.StorageClass)
+			errs.add(dp+".storageClass", "unknown storage class %q: a general-purpose bucket takes %v", d.StorageClass, putStorageClasses)
 		}
 		if d.Prefix != nil && strings.HasPrefix(*d.Prefix, "/") {
 			errs.add(dp+".prefix", "S3 keys do not start with '/': %q", *d.Prefix)
