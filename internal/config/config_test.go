@@ -425,6 +425,76 @@ func TestMatchesConcurrent(t *testing.T) {
 	}
 }
 
+func TestPartition(t *testing.T) {
+	for region, want := range map[string]string{
+		"us-east-1": "aws", "eu-west-1": "aws", "ap-southeast-2": "aws", "cn-north-1": "aws-cn", "cn-northwest-1": "aws-cn",
+		"us-gov-west-1": "aws-us-gov", "us-iso-east-1": "aws-iso", "us-isob-east-1": "aws-iso-b", "eu-isoe-west-1": "aws-iso-e",
+		"us-isof-south-1": "aws-iso-f",
+	} {
+		if got := partition(region); got != want {
+			t.Errorf("partition(%q) = %q, want %q", region, got, want)
+		}
+	}
+}
+
+// TestBucketInTwoRegionsRejected: a bucket name is the partition's, so one
+// named in two regions is one bucket, whatever the config says.
+func TestBucketInTwoRegionsRejected(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		f    func(d map[string]any)
+		want string
+	}{
+		{"source named as a destination elsewhere", func(d map[string]any) {
+			obj(d, "rules", 1, "destinations", 0)["bucket"] = "acme-app-logs" // rules[0]'s source, in us-east-1
+		}, `rules[1].destinations[0].bucket: bucket "acme-app-logs" is named in eu-west-1 here and in us-east-1 at rules[0].sourceBucket: bucket names are global in partition aws`},
+		{"one destination in two regions", func(d map[string]any) {
+			obj(d, "rules", 0, "destinations", 1)["bucket"] = "acme-exports-eu" // rules[1]'s, in eu-west-1
+		}, `rules[1].destinations[0].bucket: bucket "acme-exports-eu" is named in eu-west-1 here and in ap-southeast-2 at rules[0].destinations[1].bucket`},
+		{"one source in two regions", func(d map[string]any) {
+			obj(d, "settings", "regions", 1)["role"] = "both"
+			obj(d, "rules", 1)["sourceRegion"] = "eu-west-1"
+			obj(d, "rules", 1)["sourceBucket"] = "acme-app-logs"
+			obj(d, "rules", 1, "destinations", 0)["region"] = "ap-southeast-2"
+		}, `rules[1].sourceBucket: bucket "acme-app-logs" is named in eu-west-1 here and in us-east-1 at rules[0].sourceBucket`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse(mutate(t, tc.f))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error does not say %q:\n%v", tc.want, err)
+			}
+		})
+	}
+	// Other partitions, and S3-compatible stores, name buckets of their own.
+	for _, tc := range []struct {
+		name string
+		f    func(d map[string]any)
+	}{
+		{"another partition", func(d map[string]any) {
+			obj(d, "settings", "regions", 1)["name"] = "cn-north-1"
+			for _, r := range d["rules"].([]any) {
+				for _, dst := range r.(map[string]any)["destinations"].([]any) {
+					if dst := dst.(map[string]any); dst["region"] == "eu-west-1" {
+						dst["region"] = "cn-north-1"
+						delete(dst, "kmsKeyId")
+					}
+				}
+			}
+			obj(d, "rules", 1, "destinations", 0)["bucket"] = "acme-app-logs"
+		}},
+		{"an S3-compatible store", func(d map[string]any) {
+			obj(d, "settings", "regions", 1)["s3Endpoint"] = "https://minio.example:9000"
+			obj(d, "rules", 1, "destinations", 0)["bucket"] = "acme-app-logs"
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := Parse(mutate(t, tc.f)); err != nil {
+				t.Fatalf("rejected: %v", err)
+			}
+		})
+	}
+}
+
 func TestFanInRejected(t *testing.T) {
 	doc := mutate(t, func(d map[string]any) {
 		obj(d, "rules", 1, "destinations", 0)["bucket"] = obj(d, "rules", 0, "destinations", 0)["bucket"]

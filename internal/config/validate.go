@@ -210,6 +210,7 @@ func (c *Config) Validate() error {
 	for i := range c.Rules {
 		c.validateRule(&errs, fmt.Sprintf("rules[%d]", i), &c.Rules[i], seenRule)
 	}
+	c.checkBucketRegions(&errs)
 	c.checkOverlaps(&errs)
 	c.checkFanIn(&errs)
 	c.checkLoops(&errs)
@@ -402,6 +403,61 @@ func (c *Config) stagingOf(bucket string) (region string, ok bool) {
 		}
 	}
 	return "", false
+}
+
+// partition returns the AWS partition of a region name: bucket names are
+// unique within one, whatever the region.
+func partition(region string) string {
+	cc, rest, _ := strings.Cut(region, "-")
+	kind, _, _ := strings.Cut(rest, "-")
+	switch {
+	case cc == "cn":
+		return "aws-cn"
+	case kind == "gov":
+		return "aws-" + cc + "-gov"
+	case strings.HasPrefix(kind, "iso"):
+		// us-iso-east-1: aws-iso; us-isob-east-1: aws-iso-b;
+		// eu-isoe-west-1: aws-iso-e.
+		if v := strings.TrimPrefix(kind, "iso"); v != "" {
+			return "aws-iso-" + v
+		}
+		return "aws-iso"
+	}
+	return "aws"
+}
+
+// checkBucketRegions reports a bucket named in two regions of one AWS
+// partition. Its name is the partition's, so both are the one bucket, in
+// whichever region it is: the checks that key on region and bucket
+// (overlaps, fan-in, loops, duplicates) would miss that two rules meet
+// there, and one of the two regions is wrong. A region with an s3Endpoint
+// is an S3-compatible store with names of its own (the local stack runs a
+// store per region), so it is left out.
+func (c *Config) checkBucketRegions(errs *Errors) {
+	type use struct{ region, path string }
+	first := map[string]use{} // partition + "/" + bucket
+	see := func(region, bucket, path string) {
+		r, ok := c.Region(region)
+		if !ok || r.S3Endpoint != "" || bucket == "" {
+			return
+		}
+		k := partition(region) + "/" + bucket
+		u, ok := first[k]
+		switch {
+		case !ok:
+			first[k] = use{region, path}
+		case u.region != region:
+			errs.add(path, "bucket %q is named in %s here and in %s at %s: bucket names are global in partition %s, so it is one bucket, in one region",
+				bucket, region, u.region, u.path, partition(region))
+		}
+	}
+	for i := range c.Rules {
+		r := &c.Rules[i]
+		see(r.SourceRegion, r.SourceBucket, fmt.Sprintf("rules[%d].sourceBucket", i))
+		for j, d := range r.Destinations {
+			see(d.Region, d.Bucket, fmt.Sprintf("rules[%d].destinations[%d].bucket", i, j))
+		}
+	}
 }
 
 // checkOverlaps reports rules on one bucket whose filters can match the same
