@@ -207,6 +207,12 @@ func TestValidationErrors(t *testing.T) {
 		{"price out of float range", mutate(t, func(d map[string]any) {
 			obj(d, "settings")["prices"] = map[string]any{"lambdaPerMillion": json.Number("1e999")}
 		}), []string{"settings.prices.lambdaPerMillion: want a finite number, got a number"}},
+		{"ultra level without ultra", mutate(t, func(d map[string]any) { rule0(d)["level"] = 22 }),
+			[]string{"rules[0].level: levels above 19 need settings.adaptive.ultra: true"}},
+		{"ultra level without ultra, adaptive disabled", mutate(t, func(d map[string]any) {
+			rule0(d)["level"] = 20
+			obj(d, "settings")["adaptive"] = map[string]any{"disabled": true}
+		}), []string{"rules[0].level: levels above 19 need settings.adaptive.ultra: true"}},
 		{"malformed json", []byte("{\n  \"version\": 1,\n  \"settings\": {,\n}"), []string{"malformed JSON at line 3, column 16"}},
 		{"truncated json", []byte("{\"version\": 1,"), []string{"malformed JSON at line 1"}},
 		{"trailing data", []byte("{} {}"), []string{"malformed JSON", "after the top-level object"}},
@@ -242,6 +248,16 @@ func TestNonFinitePricesRefused(t *testing.T) {
 				t.Errorf("price %v: error does not say %q: %v", v, w, err)
 			}
 		}
+	}
+}
+
+func TestUltraLevelWithUltra(t *testing.T) {
+	doc := mutate(t, func(d map[string]any) {
+		obj(d, "rules", 0)["level"] = 22
+		obj(d, "settings")["adaptive"] = map[string]any{"disabled": true, "ultra": true}
+	})
+	if _, err := Parse(doc); err != nil {
+		t.Fatalf("level 22 with ultra: %v", err)
 	}
 }
 

@@ -342,6 +342,11 @@ func (c *Config) validateRule(errs *Errors, p string, r *Rule, seen map[string]b
 	}
 	if err := manifest.CheckLevel(r.Level); err != nil {
 		errs.add(p+".level", "%v", err)
+	} else if r.Level > DefaultMaxLevel && !c.Settings.Adaptive.Ultra {
+		// Whether adaptive or not: disabled, every object is compressed
+		// at this level; enabled, the learner would quietly start from
+		// maxLevel instead, which is not what the rule says either.
+		errs.add(p+".level", "levels above %d need settings.adaptive.ultra: true (they cost much CPU and memory for little)", DefaultMaxLevel)
 	}
 	if r.Batch.MaxObjects < minMaxObjects || r.Batch.MaxObjects > maxMaxObjects {
 		errs.add(p+".batch.maxObjects", "must be between %d and %d", minMaxObjects, maxMaxObjects)
