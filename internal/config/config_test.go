@@ -188,9 +188,9 @@ func TestValidationErrors(t *testing.T) {
 		{"lambda bounds", mutate(t, func(d map[string]any) {
 			obj(d, "settings")["lambda"] = map[string]any{"memoryMB": 64, "timeout": "20m", "reservedConcurrency": 5000, "batchSize": 20000,
 				"batchingWindow": "10m", "targetBatchSize": 11, "margin": "1s", "hybridAge": "90s"}
-		}), []string{"settings.lambda.memoryMB: must be between 128 and 10240", "settings.lambda.timeout: must be between 40s and 15m0s",
+		}), []string{"settings.lambda.memoryMB: must be between 128 and 10240", "settings.lambda.timeout: must be whole seconds between 40s and 15m0s",
 			"settings.lambda.reservedConcurrency", "settings.lambda.batchSize: must be between 1 and 10000", "settings.lambda.batchingWindow",
-			"settings.lambda.targetBatchSize", "settings.lambda.margin: must be between 20s and half of timeout", "settings.lambda.hybridAge: must be whole minutes"}},
+			"settings.lambda.targetBatchSize", "settings.lambda.margin: must be whole seconds between 20s and half of timeout", "settings.lambda.hybridAge: must be whole minutes"}},
 		{"one reserved Lambda", mutate(t, func(d map[string]any) {
 			obj(d, "settings")["lambda"] = map[string]any{"reservedConcurrency": 1}
 		}), []string{"settings.lambda.reservedConcurrency: must be between 2 (an SQS event source mapping's least maximum concurrency) and 1000, got 1"}},
@@ -199,7 +199,13 @@ func TestValidationErrors(t *testing.T) {
 		{"margin over half the timeout", mutate(t, func(d map[string]any) {
 			obj(d, "settings")["lambda"] = map[string]any{"timeout": "1m", "margin": "40s"}
 		}),
-			[]string{"settings.lambda.margin: must be between 20s and half of timeout (30s), got 40s"}},
+			[]string{"settings.lambda.margin: must be whole seconds between 20s and half of timeout (30s), got 40s"}},
+		{"fractional seconds", mutate(t, func(d map[string]any) {
+			obj(d, "settings")["lambda"] = map[string]any{"timeout": "90.5s", "margin": "20.5s"}
+			obj(d, "settings", "worker")["visibilityTimeout"] = "90500ms"
+		}), []string{"settings.lambda.timeout: must be whole seconds between 40s and 15m0s (Lambda's maximum), got 1m30.5s",
+			"settings.lambda.margin: must be whole seconds between 20s and half of timeout (45.25s), got 20.5s",
+			"settings.worker.visibilityTimeout: must be whole seconds between 30s and 12h (SQS's limit), got 1m30.5s"}},
 		{"negative prices", mutate(t, func(d map[string]any) {
 			obj(d, "settings")["prices"] = map[string]any{"fargateGBHour": -0.001, "lambdaGBSecond": -1e-6, "lambdaPerMillion": -0.2, "transferPerGB": -0.02}
 		}), []string{"settings.prices.fargateGBHour: must be a finite number, not negative, got -0.001", "settings.prices.lambdaGBSecond: must be",

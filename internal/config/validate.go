@@ -148,8 +148,10 @@ func (c *Config) Validate() error {
 	if w.DrainTimeout.D().Seconds() > 110 {
 		errs.add("settings.worker.drainTimeout", "must stay under ECS's 120 s stop timeout (at most 110s)")
 	}
-	if v := w.VisibilityTimeout.D().Seconds(); v < 30 || v > 43200 {
-		errs.add("settings.worker.visibilityTimeout", "must be between 30s and 12h (SQS's limit)")
+	// SQS and the CDK take whole seconds: a fraction would be cut off by
+	// the workers and refused at synth without a path.
+	if v := w.VisibilityTimeout.D(); v < 30*time.Second || v > 12*time.Hour || v%time.Second != 0 {
+		errs.add("settings.worker.visibilityTimeout", "must be whole seconds between 30s and 12h (SQS's limit), got %v", v)
 	}
 	if v := w.ReceiveWait.D(); v < time.Second || v > 20*time.Second || v%time.Second != 0 {
 		errs.add("settings.worker.receiveWait", "must be whole seconds between 1s and 20s (SQS's WaitTimeSeconds)")
@@ -250,8 +252,10 @@ func validateLambda(errs *Errors, l Lambda) {
 	if l.MemoryMB < minLambdaMemoryMB || l.MemoryMB > maxLambdaMemoryMB {
 		errs.add(p+".memoryMB", "must be between %d and %d (Lambda's limits), got %d", minLambdaMemoryMB, maxLambdaMemoryMB, l.MemoryMB)
 	}
-	if t := l.Timeout.D(); t < minLambdaTimeout || t > maxLambdaTimeout {
-		errs.add(p+".timeout", "must be between %v and %v (Lambda's maximum), got %v", minLambdaTimeout, maxLambdaTimeout, t)
+	// Lambda takes whole seconds, and the CDK refuses a fraction at synth
+	// without saying which field.
+	if t := l.Timeout.D(); t < minLambdaTimeout || t > maxLambdaTimeout || t%time.Second != 0 {
+		errs.add(p+".timeout", "must be whole seconds between %v and %v (Lambda's maximum), got %v", minLambdaTimeout, maxLambdaTimeout, t)
 	}
 	if l.ReservedConcurrency < minLambdaConcurrency || l.ReservedConcurrency > maxLambdaConcurrency {
 		errs.add(p+".reservedConcurrency", "must be between %d (an SQS event source mapping's least maximum concurrency) and %d, got %d", minLambdaConcurrency, maxLambdaConcurrency, l.ReservedConcurrency)
@@ -265,8 +269,9 @@ func validateLambda(errs *Errors, l Lambda) {
 	if l.TargetBatchSize < 1 || l.TargetBatchSize > maxLambdaTargetBatchSize {
 		errs.add(p+".targetBatchSize", "must be between 1 and %d (archives per target invocation), got %d", maxLambdaTargetBatchSize, l.TargetBatchSize)
 	}
-	if m := l.Margin.D(); m < minLambdaMargin || m > l.Timeout.D()/2 {
-		errs.add(p+".margin", "must be between %v and half of timeout (%v), got %v: it must cover aborting uploads (up to 10s), releasing messages (up to 5s) and answering", minLambdaMargin, l.Timeout.D()/2, m)
+	// Whole seconds, as the timeout it is cut from.
+	if m := l.Margin.D(); m < minLambdaMargin || m > l.Timeout.D()/2 || m%time.Second != 0 {
+		errs.add(p+".margin", "must be whole seconds between %v and half of timeout (%v), got %v: it must cover aborting uploads (up to 10s), releasing messages (up to 5s) and answering", minLambdaMargin, l.Timeout.D()/2, m)
 	}
 	if l.HybridBacklog < 1 {
 		errs.add(p+".hybridBacklog", "must be at least 1, got %d", l.HybridBacklog)
