@@ -553,7 +553,8 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 		return fmt.Errorf("want a duration string such as \"30s\"")
 	}
 	v, err := time.ParseDuration(s)
-	if err != nil || v < 0 {
+	// "-0s" parses as zero, the default, but says something else.
+	if err != nil || v < 0 || strings.HasPrefix(s, "-") {
 		return fmt.Errorf("invalid duration %q: want a positive Go duration such as \"30s\"", s)
 	}
 	*d = Duration(v)

@@ -9,7 +9,9 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -376,6 +378,60 @@ func TestSchemaCoversFields(t *testing.T) {
 	}
 }
 
+// TestSchemaPatternsMatchGo: the schema's duration and size patterns take
+// exactly the strings Go does, so an editor checking against the schema
+// neither flags a document xrc loads nor passes one it refuses.
+func TestSchemaPatternsMatchGo(t *testing.T) {
+	var schema map[string]any
+	if err := json.Unmarshal(readExample(t, "xrc.schema.json"), &schema); err != nil {
+		t.Fatal(err)
+	}
+	durRe := regexp.MustCompile(obj(schema, "$defs", "duration")["pattern"].(string))
+	for _, s := range []string{"0", "+0", "-0", "00", "0s", "30s", "1m30s", "1.5h", ".5s", "1.s", ".s", "1µs", "1μs", "1us", "500ms", "1ns",
+		"+5s", "-5s", "-0s", "5", "s", "", "1d", "1 s", " 1s", "1s ", "1h1h", "1e3s", "5S", "1.5.5s"} {
+		var d Duration
+		goOK := d.UnmarshalJSON([]byte(strconv.Quote(s))) == nil
+		if schemaOK := durRe.MatchString(s); schemaOK != goOK {
+			t.Errorf("duration %q: schema takes it %v, Go %v", s, schemaOK, goOK)
+		}
+	}
+	sizeRe := regexp.MustCompile(obj(schema, "$defs", "batchSize", "oneOf", 1)["pattern"].(string))
+	var sizes []string
+	for _, n := range []int64{0, 1, 2, 9, 10, 99, 100, 999, 1000, 1023, 1024, 1025, 1029, 1030, 1039, 1099, 1100, 1999, 2000, 9999, 10000, 12345,
+		1048575, 1048576, 1048577, 1048579, 1048580, 1048599, 1048600, 1048999, 1049000, 1049999, 1050000, 1099999, 1100000, 1999999, 2000000,
+		9999999, 10000000, 123456789} {
+		for _, u := range []string{"B", "KiB", "MiB", "GiB", "TiB"} {
+			if u == "TiB" && n > 1<<22 {
+				continue // past 2^62 bytes, which Go refuses and a pattern cannot say
+			}
+			sizes = append(sizes, fmt.Sprintf("%d%s", n, u), fmt.Sprintf("%d %s", n, u), fmt.Sprintf("00%d%s", n, u))
+		}
+	}
+	sizes = append(sizes, "MiB", "1 GB", "1MB", "1.5MiB", "1mib", "256")
+	for _, s := range sizes {
+		var b ByteSize
+		goOK := b.UnmarshalJSON([]byte(strconv.Quote(s))) == nil && b >= minMaxBytes
+		if schemaOK := sizeRe.MatchString(s); schemaOK != goOK {
+			t.Errorf("batch.maxBytes %q: schema takes it %v, Go %v", s, schemaOK, goOK)
+		}
+	}
+}
+
+// TestOneRegion: a region with role both is enough, for a rule whose
+// destinations are in its own region (the schema's regions.minItems).
+func TestOneRegion(t *testing.T) {
+	c, err := Parse([]byte(`{"version":1,"settings":{"stackName":"x","regions":[
+		{"name":"us-east-1","role":"both","stagingBucket":"stage-a"}]},
+		"rules":[{"id":"r","sourceRegion":"us-east-1","sourceBucket":"src-bucket",
+		"destinations":[{"region":"us-east-1","bucket":"dst-bucket"}]}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if delivered, crossed := c.Rules[0].Regions(); delivered != 1 || crossed != 0 {
+		t.Errorf("Regions() = %d, %d; want 1, 0", delivered, crossed)
+	}
+}
+
 func TestRuleOverlaps(t *testing.T) {
 	for _, tc := range []struct {
 		p1, s1, p2, s2 string
@@ -693,12 +749,22 @@ func TestSchemaMatchesGo(t *testing.T) {
 		{"lambda margin default", dur(settings("lambda", "properties", "margin")), DefaultLambdaMargin},
 		{"lambda hybridBacklog default", num(settings("lambda", "properties", "hybridBacklog"), "default"), float64(DefaultHybridBacklog)},
 		{"lambda hybridAge default", dur(settings("lambda", "properties", "hybridAge")), DefaultHybridAge},
+		{"regions minItems", num(settings("regions"), "minItems"), float64(minRegions)},
+		{"maxBytes minimum", num(at("$defs", "batchSize", "oneOf", 0), "minimum"), float64(minMaxBytes)},
 		{"roles", fmt.Sprint(settings("regions", "items", "properties", "role")["enum"]), fmt.Sprint([]any{string(RoleSource), string(RoleTarget), string(RoleBoth)})},
 		{"log levels", fmt.Sprint(settings("logLevel")["enum"]), "[debug info warn error]"},
 	} {
 		if c.got != c.want {
 			t.Errorf("%s: schema says %v, Go %v", c.name, c.got, c.want)
 		}
+	}
+	for _, p := range []string{"transferPerGB", "vcpuHour", "fixedPerMonth", "fargateGBHour", "lambdaGBSecond", "lambdaPerMillion"} {
+		if m := settings("prices", "properties", p); m["minimum"] != float64(minPrice) {
+			t.Errorf("prices.%s minimum: schema says %v, Go %v", p, m["minimum"], minPrice)
+		}
+	}
+	if n := len(settings("prices", "properties")); n != 6 {
+		t.Errorf("prices: %d in the schema, 6 checked", n)
 	}
 	var classes []string
 	for _, c := range rule("destinations", "items", "properties", "storageClass")["enum"].([]any) {

@@ -54,6 +54,11 @@ const (
 	minConcurrency, maxConcurrency         = 1, 256
 	minMaxReceiveCount, maxMaxReceiveCount = 1, 1000
 	minMaxObjects, maxMaxObjects           = 1, manifest.MaxObjects // an archive's objects
+	minMaxBytes                            = 1 << 20
+	// One region with role both replicates within itself.
+	minRegions = 1
+	// A price is a cost: one below zero would be a gain.
+	minPrice = 0
 	// A replicated archive must not outlive its event, which SQS keeps 14
 	// days at most.
 	minStagingExpiryDays, maxStagingExpiryDays = 1, 13
@@ -157,7 +162,7 @@ func (c *Config) Validate() error {
 		errs.add("settings.worker.receiveWait", "must be whole seconds between 1s and 20s (SQS's WaitTimeSeconds)")
 	}
 
-	if len(s.Regions) == 0 {
+	if len(s.Regions) < minRegions {
 		errs.add("settings.regions", "at least one source and one target region are required")
 	}
 	seenRegion := map[string]bool{}
@@ -232,7 +237,7 @@ func validatePrices(errs *Errors, p Prices) {
 		v    float64
 	}{{"transferPerGB", p.TransferPerGB}, {"vcpuHour", p.VCPUHour}, {"fixedPerMonth", p.FixedPerMonth},
 		{"fargateGBHour", p.FargateGBHour}, {"lambdaGBSecond", p.LambdaGBSecond}, {"lambdaPerMillion", p.LambdaPerMillion}} {
-		if f.v < 0 || math.IsNaN(f.v) || math.IsInf(f.v, 0) {
+		if f.v < minPrice || math.IsNaN(f.v) || math.IsInf(f.v, 0) {
 			errs.add("settings.prices."+f.name, "must be a finite number, not negative, got %v", f.v)
 		}
 	}
@@ -356,7 +361,7 @@ func (c *Config) validateRule(errs *Errors, p string, r *Rule, seen map[string]b
 	if r.Batch.MaxObjects < minMaxObjects || r.Batch.MaxObjects > maxMaxObjects {
 		errs.add(p+".batch.maxObjects", "must be between %d and %d", minMaxObjects, maxMaxObjects)
 	}
-	if r.Batch.MaxBytes < 1<<20 {
+	if r.Batch.MaxBytes < minMaxBytes {
 		errs.add(p+".batch.maxBytes", "must be at least 1MiB")
 	}
 	if a := r.Batch.MaxAge.D(); a.Seconds() < 1 || a > c.Settings.Worker.VisibilityTimeout.D() {
