@@ -294,3 +294,22 @@ func TestLambdaCodeBuild(t *testing.T) {
 		t.Errorf("bootstrap not executable: %v", err)
 	}
 }
+
+// TestReservingFunctionsCounted: config.LambdaFunctions, which xrc config
+// validate's warning on reserved concurrency counts, names exactly the
+// functions of each region's stack that reserve concurrency.
+func TestReservingFunctionsCounted(t *testing.T) {
+	for _, s := range []*synthesized{exampleApp(t), variantApp(t)} {
+		for _, r := range s.d.Config.Settings.Regions {
+			reserving := 0
+			for _, f := range ofType(s.json[r.Name], "AWS::Lambda::Function") {
+				if propsOf(f)["ReservedConcurrentExecutions"] != nil {
+					reserving++
+				}
+			}
+			if want := s.d.Config.LambdaFunctions(r.Name); reserving != len(want) {
+				t.Errorf("%s: %d functions reserve concurrency, config.LambdaFunctions says %v", r.Name, reserving, want)
+			}
+		}
+	}
+}

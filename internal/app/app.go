@@ -260,5 +260,18 @@ func SourceRules(cfg *config.Config, region string, f Flags) ([]string, string, 
 	case len(rules) > 1 && f.QueueURL == "":
 		return nil, "", fmt.Errorf("rules %v share region %s: run one worker per rule (XRC_RULES=<id>) or set XRC_QUEUE_URL", rules, region)
 	}
+	// A worker holds two batches of each rule it serves (source.New);
+	// config bounds one rule's to the queue's in-flight limit, rules
+	// sharing a queue must fit in it together, or the later ones' batches
+	// never fill while the first's hold every message SQS lets out.
+	held := 0
+	for _, id := range rules {
+		r, _ := cfg.Rule(id)
+		held += 2 * r.Batch.MaxObjects
+	}
+	if held > config.SQSInFlight {
+		return nil, "", fmt.Errorf("rules %v share one queue and hold up to %d messages (two batches of batch.maxObjects each), more than the %d a standard SQS queue lets be in flight: lower their batch.maxObjects or give each its own queue",
+			rules, held, config.SQSInFlight)
+	}
 	return rules, cfg.SourceQueueName(rules[0]), nil
 }

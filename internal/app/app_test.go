@@ -137,4 +137,14 @@ func TestSourceRules(t *testing.T) {
 	if rules, _, err := SourceRules(cfg, "us-east-1", Flags{Rules: " exports , logs", QueueURL: "https://q"}); err != nil || len(rules) != 2 || rules[0] != "exports" {
 		t.Errorf("XRC_RULES with spaces: %q %v", rules, err)
 	}
+	// Two rules on one queue hold two batches each: together past SQS's
+	// in-flight limit, the second rule's batches would never fill.
+	cfg.Rules[0].Batch.MaxObjects, cfg.Rules[1].Batch.MaxObjects = 30000, 30001
+	if _, _, err := SourceRules(cfg, "us-east-1", Flags{QueueURL: "https://q"}); err == nil ||
+		!strings.Contains(err.Error(), "share one queue and hold up to 120002 messages") {
+		t.Errorf("two rules past SQS's in-flight limit on one queue: %v", err)
+	}
+	if _, _, err := SourceRules(cfg, "us-east-1", Flags{Rules: "logs"}); err != nil {
+		t.Errorf("one rule of the two on its own queue: %v", err)
+	}
 }

@@ -339,6 +339,31 @@ func (c *Config) TableName() string { return c.Settings.StackName + "-stats" }
 // it after a day, not after the days an undelivered archive waits.
 const DeliveredTag = "xrc-delivered"
 
+// SQSInFlight is how many messages a standard SQS queue lets be received
+// and not yet deleted at once; past it, a long poll returns nothing.
+const SQSInFlight = 120_000
+
+// LambdaFunctions names the Lambda functions a deployment has in region,
+// each reserving settings.lambda.reservedConcurrency: one per rule of the
+// region whose compute is lambda or hybrid ("source <id>"), and its target
+// worker's ("target") when the region's compute is and some rule delivers
+// there.
+func (c *Config) LambdaFunctions(region string) []string {
+	var fns []string
+	target := false
+	for i := range c.Rules {
+		r := &c.Rules[i]
+		if r.SourceRegion == region && r.Compute.Lambda() {
+			fns = append(fns, "source "+r.ID)
+		}
+		target = target || slices.Contains(r.DeliveredRegions(), region)
+	}
+	if reg, ok := c.Region(region); ok && target && reg.IsTarget() && reg.Compute.Lambda() {
+		fns = append(fns, "target")
+	}
+	return fns
+}
+
 // TargetArchivesAtOnce is how many archives a target worker (a task, or a
 // function's invocation) delivers at once: the messages it holds. The
 // deployment's scale-in reads it.

@@ -221,6 +221,8 @@ func TestValidationErrors(t *testing.T) {
 			rule0(d)["level"] = 20
 			obj(d, "settings")["adaptive"] = map[string]any{"disabled": true}
 		}), []string{"rules[0].level: levels above 19 need settings.adaptive.ultra: true"}},
+		{"more objects than SQS lets be in flight", mutate(t, func(d map[string]any) { obj(d, "rules", 0, "batch")["maxObjects"] = 60001 }),
+			[]string{"rules[0].batch.maxObjects: must be between 1 and 60000"}},
 		{"malformed json", []byte("{\n  \"version\": 1,\n  \"settings\": {,\n}"), []string{"malformed JSON at line 3, column 16"}},
 		{"truncated json", []byte("{\"version\": 1,"), []string{"malformed JSON at line 1"}},
 		{"trailing data", []byte("{} {}"), []string{"malformed JSON", "after the top-level object"}},
@@ -652,6 +654,58 @@ func TestWarnings(t *testing.T) {
 	c, _ = Parse(readExample(t, "local.json"))
 	if ws := c.Warnings(); len(ws) != 0 {
 		t.Errorf("local.json warns: %v", ws)
+	}
+}
+
+// TestReservedConcurrencyWarning: a region's functions (a source per rule
+// on lambda or hybrid, its target when on lambda or hybrid) reserving more
+// than the 900 an account's default quota leaves reservable.
+func TestReservedConcurrencyWarning(t *testing.T) {
+	doc := func(reserved int, targetCompute string) []byte {
+		return mutate(t, func(d map[string]any) {
+			obj(d, "settings")["lambda"] = map[string]any{"reservedConcurrency": reserved}
+			obj(d, "settings", "regions", 1)["compute"] = targetCompute
+			obj(d, "rules", 0)["compute"] = "lambda" // exports is hybrid already
+		})
+	}
+	for _, tc := range []struct {
+		reserved int
+		compute  string
+		want     string // "" for no warning
+	}{
+		{450, "fargate", ""}, // us-east-1: 2 x 450; eu-west-1: none; ap-southeast-2: 1 x 450
+		{451, "fargate", "settings.lambda.reservedConcurrency: us-east-1 has 2 functions (source logs, source exports) reserving 451 each, 902 in all: more than the 900"},
+		{300, "hybrid", ""},
+		{301, "hybrid", ""}, // eu-west-1: 1 target
+		{901, "fargate", "settings.lambda.reservedConcurrency: ap-southeast-2 has 1 functions (target) reserving 901 each"},
+	} {
+		c, err := Parse(doc(tc.reserved, tc.compute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ws string
+		for _, w := range c.Warnings() {
+			if strings.HasPrefix(w.Path, "settings.lambda") {
+				ws += w.Error()
+			}
+		}
+		if tc.want == "" && ws != "" || !strings.Contains(ws, tc.want) {
+			t.Errorf("reserved %d, eu-west-1 %s: warnings %q, want %q", tc.reserved, tc.compute, ws, tc.want)
+		}
+	}
+	c, err := Parse(doc(10, "lambda"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for region, want := range map[string][]string{"us-east-1": {"source logs", "source exports"}, "eu-west-1": {"target"}, "ap-southeast-2": {"target"}} {
+		if got := c.LambdaFunctions(region); !slices.Equal(got, want) {
+			t.Errorf("LambdaFunctions(%s) = %v, want %v", region, got, want)
+		}
+	}
+	// A target region no rule delivers to has no target worker.
+	c.Rules[0].Destinations = c.Rules[0].Destinations[:1]
+	if got := c.LambdaFunctions("ap-southeast-2"); len(got) != 0 {
+		t.Errorf("ap-southeast-2 without destinations: %v", got)
 	}
 }
 

@@ -53,8 +53,13 @@ func (es *Errors) add(path, format string, args ...any) {
 const (
 	minConcurrency, maxConcurrency         = 1, 256
 	minMaxReceiveCount, maxMaxReceiveCount = 1, 1000
-	minMaxObjects, maxMaxObjects           = 1, manifest.MaxObjects // an archive's objects
-	minMaxBytes                            = 1 << 20
+	// A source task holds two batches of a rule (one packed while the
+	// next fills, source.New), and all of them must fit in what its queue
+	// lets be in flight: beyond, the second batch never fills and every
+	// other task of the rule receives nothing. The archive format would
+	// allow manifest.MaxObjects.
+	minMaxObjects, maxMaxObjects = 1, min(manifest.MaxObjects, SQSInFlight/2)
+	minMaxBytes                  = 1 << 20
 	// One region with role both replicates within itself.
 	minRegions = 1
 	// A price is a cost: one below zero would be a gain.
@@ -520,12 +525,29 @@ func (c *Config) checkFanIn(errs *Errors) {
 	}
 }
 
-// Warnings reports what is valid but will fail for some objects at run
-// time: prefix rewrites that turn a source key into an empty destination key
-// or one over S3's 1,024 bytes. Such objects are never replicated; their
-// events go to the dead-letter queue.
+// Lambda's concurrency quota, per account and region: AWS's default, and
+// what must stay unreserved (a function reserving more is refused).
+const (
+	defaultAccountConcurrency = 1000
+	minUnreservedConcurrency  = 100
+)
+
+// Warnings reports what is valid but may fail: prefix rewrites that turn a
+// source key into an empty destination key or one over S3's 1,024 bytes
+// (such objects are never replicated; their events go to the dead-letter
+// queue), and Lambda functions reserving more concurrency in a region than
+// an account's default quota lets be reserved (the deployment fails unless
+// the quota was raised).
 func (c *Config) Warnings() Errors {
 	var ws Errors
+	for _, reg := range c.Settings.Regions {
+		fns := c.LambdaFunctions(reg.Name)
+		if reserved := len(fns) * c.Settings.Lambda.ReservedConcurrency; reserved > defaultAccountConcurrency-minUnreservedConcurrency {
+			ws.add("settings.lambda.reservedConcurrency", "%s has %d functions (%s) reserving %d each, %d in all: more than the %d an account's default quota of %d lets be reserved (%d stay unreserved); raise the quota in %s first or reserve less",
+				reg.Name, len(fns), strings.Join(fns, ", "), c.Settings.Lambda.ReservedConcurrency, reserved,
+				defaultAccountConcurrency-minUnreservedConcurrency, defaultAccountConcurrency, minUnreservedConcurrency, reg.Name)
+		}
+	}
 	for i := range c.Rules {
 		r := &c.Rules[i]
 		for j, d := range r.Destinations {
