@@ -223,6 +223,12 @@ func TestValidationErrors(t *testing.T) {
 		}), []string{"rules[0].level: levels above 19 need settings.adaptive.ultra: true"}},
 		{"more objects than SQS lets be in flight", mutate(t, func(d map[string]any) { obj(d, "rules", 0, "batch")["maxObjects"] = 60001 }),
 			[]string{"rules[0].batch.maxObjects: must be between 1 and 60000"}},
+		{"key given twice", []byte(strings.Replace(string(readExample(t, "example.json")), `"prefix": "prod/",`, `"prefix": "prod/", "prefix": "",`, 1)),
+			[]string{"rules[0].prefix: given twice"}},
+		{"nested key given twice", []byte(strings.Replace(string(readExample(t, "example.json")), `"maxObjects": 200,`, `"maxObjects": 200, "maxObjects": 200,`, 1)),
+			[]string{"rules[1].batch.maxObjects: given twice"}},
+		{"key given twice, escaped", []byte(strings.Replace(string(readExample(t, "example.json")), `"stackName": "xrc",`, `"stackName": "xrc", "stack\u004eame": "xrc",`, 1)),
+			[]string{"settings.stackName: given twice"}},
 		{"malformed json", []byte("{\n  \"version\": 1,\n  \"settings\": {,\n}"), []string{"malformed JSON at line 3, column 16"}},
 		{"truncated json", []byte("{\"version\": 1,"), []string{"malformed JSON at line 1"}},
 		{"trailing data", []byte("{} {}"), []string{"malformed JSON", "after the top-level object"}},
@@ -268,6 +274,29 @@ func TestUltraLevelWithUltra(t *testing.T) {
 	})
 	if _, err := Parse(doc); err != nil {
 		t.Fatalf("level 22 with ultra: %v", err)
+	}
+}
+
+// TestDuplicateKeyPaths: each key given twice is named once, at its path,
+// through arrays and nested objects; the same key in two objects is no
+// duplicate.
+func TestDuplicateKeyPaths(t *testing.T) {
+	var errs Errors
+	checkDuplicateKeys(&errs, []byte(`{"a":1,"b":[{"x":1},{"x":2,"y":[[],{"z":1,"z":2,"z":3}]}],"a":{"a":1},"c":[1,"a",{"a":1}],"c":null}`))
+	var got []string
+	for _, e := range errs {
+		got = append(got, e.Error())
+	}
+	want := []string{"b[1].y[1].z: given twice", "a: given twice", "c: given twice"}
+	if !slices.Equal(got, want) {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	errs = nil
+	checkDuplicateKeys(&errs, readExample(t, "example.json"))
+	checkDuplicateKeys(&errs, []byte(`[{"a":1},{"a":1}]`))
+	checkDuplicateKeys(&errs, []byte(`"a"`))
+	if len(errs) != 0 {
+		t.Errorf("no duplicates, got %v", errs)
 	}
 }
 

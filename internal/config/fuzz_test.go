@@ -19,6 +19,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(`{"version":1,"settings":{"regions":[{}]},"rules":[{"batch":{"maxBytes":"1GiB"}}]}`))
 	f.Add([]byte(`{"rules":[{"ignore":["[!a-"]}]}`))
 	f.Add([]byte(`[1,2,{"a":null}]`))
+	f.Add([]byte(`{"version":1,"version":1,"rules":[{"id":"a","batch":{"idle":"1s","idle":"2s"}},[{"x":{"y":[]},"x":0}]]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse(data)
 		if err != nil {

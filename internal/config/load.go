@@ -90,6 +90,7 @@ func Parse(data []byte) (*Config, error) {
 		return nil, syntaxError(data, errors.New("unexpected data after the top-level object"))
 	}
 	var errs Errors
+	checkDuplicateKeys(&errs, data)
 	checkShape(&errs, "", raw, reflect.TypeFor[Config]())
 	var c Config
 	// With shape errors, Unmarshal still fills what it can (it skips
@@ -131,6 +132,64 @@ func syntaxError(data []byte, err error) error {
 		}
 	}
 	return fmt.Errorf("malformed JSON at line %d, column %d: %w", line, col, err)
+}
+
+// checkDuplicateKeys reports a key given twice in one object, which
+// encoding/json (and the generic decoding checkShape walks) resolves to
+// the last silently: {"prefix": "prod/", "prefix": ""} would replicate a
+// whole bucket that looks limited to prod/. data is one valid JSON value
+// (Parse decoded it first); the walk keeps its own stack, so no document
+// nests it deeper than the decoder does.
+func checkDuplicateKeys(errs *Errors, data []byte) {
+	type frame struct {
+		path    string
+		object  bool
+		keys    map[string]int // object: times each key was given
+		wantKey bool           // object: a key (or '}') comes next
+		key     string         // object: the key of the value coming next
+		index   int            // array: the index of the value coming next
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	var stack []*frame
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return // io.EOF; anything else Parse has reported already
+		}
+		var top *frame
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		if d, ok := tok.(json.Delim); ok && (d == '}' || d == ']') {
+			stack = stack[:len(stack)-1]
+			continue
+		}
+		if top != nil && top.object && top.wantKey {
+			key, _ := tok.(string)
+			top.keys[key]++
+			if top.keys[key] == 2 {
+				errs.add(join(top.path, key), "given twice")
+			}
+			top.key, top.wantKey = key, false
+			continue
+		}
+		// A value: of the top-level, of an object's key or an array's index.
+		path := ""
+		switch {
+		case top != nil && top.object:
+			path, top.wantKey = join(top.path, top.key), true
+		case top != nil:
+			path = fmt.Sprintf("%s[%d]", top.path, top.index)
+			top.index++
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, &frame{path: path, object: true, keys: map[string]int{}, wantKey: true})
+		case json.Delim('['):
+			stack = append(stack, &frame{path: path})
+		}
+	}
 }
 
 var unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
