@@ -16,7 +16,6 @@ import (
 // (charged monthly) 8 KB.
 const (
 	maxParameterBytes      = 8192
-	maxStandardParamBytes  = 4096
 	configParameterPattern = "/%s/config" // stackName
 )
 
@@ -108,16 +107,17 @@ func (s *regionStack) ConfigParameterName() string {
 
 // newConfigParameter stores the config document for the workers
 // (XRC_CONFIG=ssm:///<stack>/config). It is plain String: the document holds
-// names, not secrets.
+// names, not secrets. Intelligent-Tiering lets SSM pick the tier at each
+// write: standard while the document fits 4 KB, advanced once it does not.
+// A tier chosen here from the document's size would fail the stack update
+// that shrinks a document below 4 KB again, as SSM never turns an
+// advanced parameter back into a standard one; Intelligent-Tiering keeps
+// it advanced (and charged) instead.
 func (s *regionStack) newConfigParameter() awsssm.StringParameter {
-	tier := awsssm.ParameterTier_STANDARD
-	if len(s.d.Document) > maxStandardParamBytes {
-		tier = awsssm.ParameterTier_ADVANCED
-	}
 	return awsssm.NewStringParameter(s.Stack, jsii.String("Config"), &awsssm.StringParameterProps{
 		ParameterName: jsii.String(s.ConfigParameterName()),
 		StringValue:   jsii.String(s.d.Document),
-		Tier:          tier,
+		Tier:          awsssm.ParameterTier_INTELLIGENT_TIERING,
 		Description:   jsii.String("xrc config document (from " + shortPath(s.d.ConfigPath) + "); deployed by the CDK app, edit the file and redeploy"),
 	})
 }
