@@ -281,8 +281,9 @@ type Batch struct {
 	MaxAge     Duration `json:"maxAge,omitempty"`
 	// Idle closes a batch no object has joined for this long, nor for ten
 	// of its mean gaps between objects (the end of a burst, not a pause in
-	// a trickle), when a builder is free to take it; zero closes on age
-	// only.
+	// a trickle), when a builder is free to take it. Left out or zero, it
+	// is DefaultIdle (MaxAge if shorter); at least BatchTick. Equal to
+	// MaxAge, a batch closes on age (or size) only.
 	Idle Duration `json:"idle,omitempty"`
 }
 

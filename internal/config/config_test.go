@@ -87,6 +87,18 @@ func TestDefaults(t *testing.T) {
 	}
 }
 
+// TestIdleZeroIsDefault: batch.idle "0s" is the default, as left out,
+// not "close on age only" (that is idle equal to maxAge).
+func TestIdleZeroIsDefault(t *testing.T) {
+	c, err := Parse(mutate(t, func(d map[string]any) { obj(d, "rules", 0, "batch")["idle"] = "0s" }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Rules[0].Batch.Idle.D(); got != DefaultIdle {
+		t.Errorf("idle 0s = %v, want the default %v", got, DefaultIdle)
+	}
+}
+
 // mutate decodes the example, applies f to the generic document and
 // re-encodes it, so each case states only what it breaks.
 func mutate(t *testing.T, f func(doc map[string]any)) []byte {
