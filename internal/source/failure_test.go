@@ -12,6 +12,7 @@ import (
 	"io"
 	"maps"
 	"math/rand/v2"
+	"net/http"
 	"slices"
 	"sort"
 	"strings"
@@ -24,6 +25,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/xrc-dev/xrc/internal/config"
@@ -1249,5 +1252,75 @@ func TestNullVersionDeleteOfAnotherVersion(t *testing.T) {
 		if s.obj.Key == key {
 			t.Errorf("%s staged (delete %t) for a null version's delete while the key holds an object", key, s.obj.Delete)
 		}
+	}
+}
+
+// archivedAs reports objects as S3 does objects in an archive storage
+// class: HEAD says GLACIER (restored: with a finished restore), a GET of
+// one not restored is refused with InvalidObjectState.
+type archivedAs struct {
+	source.S3API
+	head     string // HEAD says GLACIER, not restored
+	get      string // GET refused
+	restored string // HEAD says GLACIER, restored
+}
+
+func (a archivedAs) HeadObject(ctx context.Context, in *s3.HeadObjectInput, optFns ...func(*s3.Options)) (*s3.HeadObjectOutput, error) {
+	out, err := a.S3API.HeadObject(ctx, in, optFns...)
+	if err == nil {
+		switch aws.ToString(in.Key) {
+		case a.head:
+			out.StorageClass = s3types.StorageClassGlacier
+		case a.restored:
+			out.StorageClass = s3types.StorageClassGlacier
+			out.Restore = aws.String(`ongoing-request="false", expiry-date="Fri, 21 Dec 2040 00:00:00 GMT"`)
+		}
+	}
+	return out, err
+}
+
+func (a archivedAs) GetObject(ctx context.Context, in *s3.GetObjectInput, optFns ...func(*s3.Options)) (*s3.GetObjectOutput, error) {
+	if aws.ToString(in.Key) == a.get {
+		return nil, &smithyhttp.ResponseError{Response: &smithyhttp.Response{Response: &http.Response{StatusCode: http.StatusForbidden}},
+			Err: &smithy.GenericAPIError{Code: "InvalidObjectState", Message: "The operation is not valid for the object's storage class"}}
+	}
+	return a.S3API.GetObject(ctx, in, optFns...)
+}
+
+// TestArchivedObjectGoesToTheDLQ: an object in GLACIER that is not
+// restored cannot be read however often it is tried: its message goes to
+// the dead-letter queue without the retry backoff, named and counted as
+// archived (not as access denied, which S3's 403 would suggest), and the
+// objects beside it are staged, a restored one too.
+func TestArchivedObjectGoesToTheDLQ(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(c *config.Config) { c.Settings.Worker.MaxReceiveCount = 2 })
+	rng := rand.New(rand.NewPCG(3, 3))
+	cold, coldSmall, thawed := "data/cold/big.bin", "data/cold/small.txt", "data/cold/restored.bin"
+	f.worker = archivedAs{S3API: f.worker, head: cold, get: coldSmall, restored: thawed}
+	objs := []object{{key: cold, data: dataset.Text(rng, 400<<10)}, {key: coldSmall, data: []byte("small")},
+		{key: thawed, data: dataset.Text(rng, 400<<10)}, {key: "data/warm.txt", data: []byte("warm")}}
+	f.put(t, objs)
+	f.waitDepth(t, f.sourceQueue(), len(objs), time.Minute)
+	log, logs := observed(t)
+	r := f.start(t, log)
+	got := f.waitStaged(t, 2, time.Minute)
+	f.waitDepth(t, f.deadLetterQueue(t), 2, time.Minute)
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := got[thawed]; !ok || len(got) != 2 {
+		t.Errorf("staged %v, want the restored and the warm object only", slices.Collect(maps.Keys(got)))
+	}
+	for _, e := range logs.FilterMessage("object not archived").All() {
+		if msg, _ := e.ContextMap()["error"].(string); !strings.Contains(msg, "restore it") {
+			t.Errorf("logged %q, want it to say what to do", msg)
+		}
+	}
+	if n := r.metric(t, "xrc_source_errors_total", "kind", "archived"); n < 2 {
+		t.Errorf("%v archived errors counted, want one per try of each", n)
+	}
+	if n := r.metric(t, "xrc_source_errors_total", "kind", "access_denied"); n != 0 {
+		t.Errorf("%v counted as access denied", n)
 	}
 }

@@ -200,6 +200,8 @@ func errorKind(err error) string {
 		return "unroutable"
 	case errors.Is(err, ErrTooLarge):
 		return "too_large"
+	case errors.Is(err, ErrArchived):
+		return "archived"
 	case errors.Is(err, manifest.ErrInvalid):
 		return "invalid_object"
 	case awsapi.IsAccessDenied(err):

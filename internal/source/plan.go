@@ -192,6 +192,26 @@ func (w *Worker) plan(ctx context.Context, rule *config.Rule, items []Item, held
 	return entries
 }
 
+// unreadable reports an object S3 will not let anyone read until it is
+// restored, and its class: GLACIER or DEEP_ARCHIVE with no restored copy
+// (none asked for, or one still in progress), or an INTELLIGENT_TIERING
+// object in one of its archive tiers.
+func unreadable(head *s3.HeadObjectOutput) (string, bool) {
+	switch {
+	case head.ArchiveStatus != "":
+		return string(head.StorageClass) + " " + string(head.ArchiveStatus), true
+	case head.StorageClass == s3types.StorageClassGlacier, head.StorageClass == s3types.StorageClassDeepArchive:
+		restore := aws.ToString(head.Restore)
+		return string(head.StorageClass), restore == "" || strings.Contains(restore, `ongoing-request="true"`)
+	}
+	return "", false
+}
+
+func archived(ref events.ObjectRef, class string) error {
+	return fmt.Errorf("%w: %s/%s is in %s: restore it (s3api restore-object), then redrive its message from the dead-letter queue or run xrc backfill",
+		ErrArchived, ref.Bucket, ref.Key, class)
+}
+
 // current reports whether ref's version is what its key reads as now.
 func (w *Worker) current(ctx context.Context, ref events.ObjectRef) (bool, error) {
 	head, err := w.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &ref.Bucket, Key: &ref.Key})
@@ -265,6 +285,9 @@ func (w *Worker) describe(ctx context.Context, e *entry, ref events.ObjectRef, i
 		log.Info("object gone since its event; skipping")
 		return false, nil
 	}
+	if awsapi.Code(err) == "InvalidObjectState" { // a GET of an archived object
+		return false, archived(ref, "an archive storage class")
+	}
 	if err != nil {
 		return false, err
 	}
@@ -273,6 +296,9 @@ func (w *Worker) describe(ctx context.Context, e *entry, ref events.ObjectRef, i
 			e.data = nil // its arena space is freed with the batch's
 		}
 	}()
+	if class, ok := unreadable(head); ok && into == nil { // a GET that answered read it
+		return false, archived(ref, class)
+	}
 	o := &e.obj
 	etag := strings.Trim(aws.ToString(head.ETag), `"`)
 	// "null" pins nothing: that version is overwritten in place (an

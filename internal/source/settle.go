@@ -20,6 +20,17 @@ var ErrUnroutable = errors.New("object cannot be replicated")
 // ErrUnroutable's does, rather than crash task after task.
 var ErrTooLarge = errors.New("object too large for this task's memory")
 
+// ErrArchived marks an object in an archive storage class (GLACIER,
+// DEEP_ARCHIVE, or an archive tier of INTELLIGENT_TIERING) and not
+// restored: S3 refuses to read it, whoever asks how often, so its message
+// goes to the dead-letter queue at once, to be redriven once restored.
+var ErrArchived = errors.New("object archived: not readable until restored")
+
+// permanent reports a failure no retry can fix.
+func permanent(err error) bool {
+	return errors.Is(err, ErrUnroutable) || errors.Is(err, ErrTooLarge) || errors.Is(err, ErrArchived)
+}
+
 // tracked follows one message until all its events are settled.
 type tracked struct {
 	w   *Worker
@@ -41,7 +52,7 @@ func (t *tracked) settle(err error) {
 			t.permanent = true
 		}
 		t.failed = errors.Join(t.failed, err)
-		t.permanent = t.permanent && (errors.Is(err, ErrUnroutable) || errors.Is(err, ErrTooLarge))
+		t.permanent = t.permanent && permanent(err)
 	}
 	done, failed, permanent := t.pending == 0, t.failed, t.permanent
 	t.mu.Unlock()
