@@ -83,7 +83,7 @@ type Ledger interface {
 // Uploads remembers the multipart uploads of large members, so a delivery
 // cut short resumes them (package uploads).
 type Uploads interface {
-	Put(ctx context.Context, u uploads.Upload) error
+	Put(ctx context.Context, u uploads.Upload, replaced string) error
 	Get(ctx context.Context, u uploads.Upload) (uploads.Upload, bool, error)
 	Delete(ctx context.Context, u uploads.Upload) error
 	List(ctx context.Context, region, stagingKey string) ([]uploads.Upload, error)

@@ -374,7 +374,7 @@ func TestOrphanUploadSwept(t *testing.T) {
 		}
 		err = store.Put(ctx, uploads.Upload{Region: p.cfg.Settings.Regions[1].Name, StagingBucket: staging, StagingKey: stagingKey,
 			ArchiveID: "a-" + key, Member: "objects/000000/" + key, Bucket: dst, Key: key, UploadID: aws.ToString(out.UploadId),
-			PartSize: 16 << 20, Started: time.Now().Add(-time.Hour)})
+			PartSize: 16 << 20, Started: time.Now().Add(-time.Hour)}, "")
 		if err != nil {
 			t.Fatal(err)
 		}

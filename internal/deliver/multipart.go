@@ -151,9 +151,13 @@ func (w *Worker) resume(ctx context.Context, wr *write, o *manifest.Object, in *
 	if err != nil {
 		return u, nil, err
 	}
+	var replaced string
+	if ok {
+		replaced = u.UploadID
+	}
 	u = want
 	u.UploadID, u.PartSize, u.Started = aws.ToString(out.UploadId), partSize(o.Size), w.Clock.Now().UTC()
-	if err := w.Uploads.Put(cctx, u); err != nil {
+	if err := w.Uploads.Put(cctx, u, replaced); err != nil {
 		w.abort(ctx, u) // unrecorded, a kill would leave it to nobody
 		return u, nil, err
 	}

@@ -115,7 +115,7 @@ func TestTargetFunctionSweepsUploads(t *testing.T) {
 	store := uploads.New(ddb, f.cfg.TableName(), time.Now)
 	if err := store.Put(ctx, uploads.Upload{Region: target.Name, StagingBucket: target.StagingBucket, StagingKey: "r1/gone.tar.zst",
 		ArchiveID: "gone", Member: "objects/000000/" + key, Bucket: dst, Key: key, UploadID: aws.ToString(up.UploadId),
-		PartSize: 16 << 20, Started: time.Now().Add(-time.Hour)}); err != nil {
+		PartSize: 16 << 20, Started: time.Now().Add(-time.Hour)}, ""); err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(t.TempDir(), "config.json")

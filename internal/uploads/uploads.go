@@ -1,7 +1,7 @@
 // Package uploads remembers the multipart uploads target workers start for
 // large archive members, one item per upload in the deployment's DynamoDB
-// table (pk "uploads#<region>", sk "<staging key>#<member>#<bucket>/<key>",
-// expiresAt as TTL). A delivery cut short (a task killed, a network error)
+// table (pk "uploads#<region>", sk "<staging key>#<SHA-256 of
+// member#bucket/key>", expiresAt as TTL). A delivery cut short (a task killed, a network error)
 // leaves its upload and its item; the next delivery of the archive finds
 // the item, lists the upload's parts and sends only those missing, and
 // whoever finishes or gives up deletes both. One partition per region
@@ -10,6 +10,9 @@ package uploads
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"time"
 
@@ -69,8 +72,14 @@ func pk(region string) string { return "uploads#" + region }
 // archivePrefix starts the sort keys of every upload of one archive.
 func archivePrefix(stagingKey string) string { return stagingKey + "#" }
 
+// sk names u's member and destination by their digest: written out, a
+// member (objects/NNNNNN/<key>) and its destination key hold the object's
+// key twice, and past about 470 bytes of key the sort key went over
+// DynamoDB's 1,024 bytes, so no large object with a long key could be
+// delivered.
 func sk(u Upload) string {
-	return archivePrefix(u.StagingKey) + u.Member + "#" + u.Bucket + "/" + u.Key
+	sum := sha256.Sum256([]byte(u.Member + "#" + u.Bucket + "/" + u.Key))
+	return archivePrefix(u.StagingKey) + hex.EncodeToString(sum[:])
 }
 
 func key(u Upload) map[string]types.AttributeValue {
@@ -80,14 +89,31 @@ func key(u Upload) map[string]types.AttributeValue {
 	}
 }
 
-// Put records u (replacing an earlier upload of the same member and
-// destination).
-func (s *Store) Put(ctx context.Context, u Upload) error {
+// ErrRecorded is Put's refusal: another upload of the member and
+// destination was recorded meanwhile (another delivery of the archive at
+// the same time), and keeps its record.
+var ErrRecorded = errors.New("another upload is recorded")
+
+// Put records u, in place of the upload replaced (its id; "" when none was
+// recorded). If the record is not what replaced says, Put records nothing
+// and returns ErrRecorded: two deliveries of one archive each keep their
+// own upload's record, never one overwriting the other's, which would
+// leave an upload no sweep could find.
+func (s *Store) Put(ctx context.Context, u Upload, replaced string) error {
 	av, err := attributevalue.MarshalMap(item{PK: pk(u.Region), SK: sk(u), Upload: u, ExpiresAt: s.now().Add(TTL).Unix()})
 	if err != nil {
 		return fmt.Errorf("encoding upload %s of s3://%s/%s: %w", u.UploadID, u.Bucket, u.Key, err)
 	}
-	if _, err := s.api.PutItem(ctx, &dynamodb.PutItemInput{TableName: &s.table, Item: av}); err != nil {
+	in := &dynamodb.PutItemInput{TableName: &s.table, Item: av, ConditionExpression: aws.String("attribute_not_exists(pk)")}
+	if replaced != "" {
+		in.ConditionExpression = aws.String("uploadId = :old")
+		in.ExpressionAttributeValues = map[string]types.AttributeValue{":old": &types.AttributeValueMemberS{Value: replaced}}
+	}
+	if _, err := s.api.PutItem(ctx, in); err != nil {
+		var cf *types.ConditionalCheckFailedException
+		if errors.As(err, &cf) {
+			err = ErrRecorded
+		}
 		return fmt.Errorf("recording upload %s of s3://%s/%s: %w", u.UploadID, u.Bucket, u.Key, err)
 	}
 	return nil
@@ -110,9 +136,14 @@ func (s *Store) Get(ctx context.Context, u Upload) (Upload, bool, error) {
 	return it.Upload, true, nil
 }
 
-// Delete forgets u.
+// Delete forgets u, if it is the upload recorded for its member and
+// destination: another's record stays.
 func (s *Store) Delete(ctx context.Context, u Upload) error {
-	if _, err := s.api.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: &s.table, Key: key(u)}); err != nil {
+	_, err := s.api.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: &s.table, Key: key(u),
+		ConditionExpression:       aws.String("uploadId = :id"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":id": &types.AttributeValueMemberS{Value: u.UploadID}}})
+	var cf *types.ConditionalCheckFailedException
+	if err != nil && !errors.As(err, &cf) {
 		return fmt.Errorf("forgetting upload %s of s3://%s/%s: %w", u.UploadID, u.Bucket, u.Key, err)
 	}
 	return nil

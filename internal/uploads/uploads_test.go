@@ -1,0 +1,79 @@
+package uploads_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xrc-dev/xrc/internal/localstack"
+	"github.com/xrc-dev/xrc/internal/uploads"
+)
+
+func upload(key, id string) uploads.Upload {
+	return uploads.Upload{Region: "eu-west-1", StagingBucket: "stg", StagingKey: "r1/2026/12/05/a.tar.zst", ArchiveID: "a",
+		Member: "objects/000000/" + key, Bucket: "dst", Key: key, UploadID: id, PartSize: 16 << 20, Started: time.Now().UTC()}
+}
+
+// TestLongKeysAreRecorded: an object's key may be 1,024 bytes; its record
+// (member and destination key, the key twice) must fit DynamoDB's 1,024-
+// byte sort key all the same.
+func TestLongKeysAreRecorded(t *testing.T) {
+	env := localstack.Require(t)
+	table, ddb := env.TestTable(t, "uploads")
+	s := uploads.New(ddb, table, time.Now)
+	ctx := context.Background()
+	u := upload(strings.Repeat("k", 1024), "id-1")
+	if err := s.Put(ctx, u, ""); err != nil {
+		t.Fatal(err)
+	}
+	got, ok, err := s.Get(ctx, u)
+	if err != nil || !ok || got.UploadID != "id-1" || got.Key != u.Key {
+		t.Fatalf("Get = %+v, %v, %v", got, ok, err)
+	}
+	list, err := s.List(ctx, u.Region, u.StagingKey)
+	if err != nil || len(list) != 1 {
+		t.Fatalf("List = %d uploads, %v", len(list), err)
+	}
+	if err := s.Delete(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := s.Get(ctx, u); ok {
+		t.Fatal("still recorded after Delete")
+	}
+}
+
+// TestTwoDeliveriesKeepTheirRecords: two deliveries of one archive at once
+// each start an upload of the same member; the second cannot overwrite the
+// first's record, and the first, finishing, cannot delete the second's:
+// either would leave an upload recorded nowhere, for no sweep to find.
+func TestTwoDeliveriesKeepTheirRecords(t *testing.T) {
+	env := localstack.Require(t)
+	table, ddb := env.TestTable(t, "uploads")
+	s := uploads.New(ddb, table, time.Now)
+	ctx := context.Background()
+	a, b := upload("big.bin", "id-a"), upload("big.bin", "id-b")
+	if err := s.Put(ctx, a, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(ctx, b, ""); !errors.Is(err, uploads.ErrRecorded) {
+		t.Fatalf("second Put = %v, want %v", err, uploads.ErrRecorded)
+	}
+	if err := s.Put(ctx, b, "id-other"); !errors.Is(err, uploads.ErrRecorded) {
+		t.Fatalf("Put replacing another id = %v, want %v", err, uploads.ErrRecorded)
+	}
+	if err := s.Delete(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok, _ := s.Get(ctx, a); !ok || got.UploadID != "id-a" {
+		t.Fatalf("after b's Delete: %+v, %v; want a's record kept", got, ok)
+	}
+	// a's upload is gone (aborted, say): b replaces its record.
+	if err := s.Put(ctx, b, "id-a"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, _ := s.Get(ctx, a); got.UploadID != "id-b" {
+		t.Fatalf("recorded %q, want id-b", got.UploadID)
+	}
+}
