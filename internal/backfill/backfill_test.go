@@ -488,6 +488,11 @@ func TestDynamoCheckpointLease(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.Save(ctx, "data/", backfill.Progress{After: "data/x"})
+	// A prefix as long as a key may be: its item's sort key would not fit.
+	long := "data/" + strings.Repeat("l", 1018) + "/"
+	if err := a.Save(ctx, long, backfill.Progress{After: long + "x"}); err != nil {
+		t.Fatal(err)
+	}
 	b := backfill.NewDynamoCheckpoint(f.ddb, f.cfg.TableName(), f.rule.ID, time.Now)
 	if _, err := b.Load(ctx); !errors.Is(err, backfill.ErrBusy) {
 		t.Fatalf("second run while the first holds the lease: %v, want ErrBusy", err)
@@ -499,7 +504,7 @@ func TestDynamoCheckpointLease(t *testing.T) {
 		t.Fatal(err)
 	}
 	st, err := b.Load(ctx)
-	if err != nil || st == nil || st.Tasks["data/"].After != "data/x" {
+	if err != nil || st == nil || st.Tasks["data/"].After != "data/x" || st.Tasks[long].After != long+"x" {
 		t.Fatalf("after the first gave the lease back: %+v %v", st, err)
 	}
 	if err := b.Clear(ctx); err != nil {

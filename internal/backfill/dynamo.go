@@ -3,6 +3,7 @@ package backfill
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -130,6 +131,9 @@ func (c *DynamoCheckpoint) Load(ctx context.Context) (*State, error) {
 			return nil
 		}
 		if name, ok := strings.CutPrefix(sk, skTask); ok {
+			if t, ok := item["task"]; ok {
+				name = str(t)
+			}
 			done, _ := item["done"].(*types.AttributeValueMemberBOOL)
 			tasks[name] = Progress{After: str(item["after"]), Done: done != nil && done.Value}
 		}
@@ -338,7 +342,8 @@ func (c *DynamoCheckpoint) Save(ctx context.Context, task string, p Progress) er
 	if lost != nil {
 		return lost
 	}
-	item := c.key(skTask + task)
+	item := c.key(taskSK(task))
+	item["task"] = sv(task)
 	item["after"] = sv(p.After)
 	item["done"] = &types.AttributeValueMemberBOOL{Value: p.Done}
 	item["expiresAt"] = c.expires()
@@ -347,6 +352,20 @@ func (c *DynamoCheckpoint) Save(ctx context.Context, task string, p Progress) er
 	}
 	return nil
 }
+
+// taskSK is the sort key of a task's item: the task (a prefix, an
+// inventory file's key) when it fits DynamoDB's 1,024 bytes, else its
+// SHA-256; the item's "task" holds it whole.
+func taskSK(task string) string {
+	if len(skTask)+len(task) <= maxSortKey {
+		return skTask + task
+	}
+	sum := sha256.Sum256([]byte(task))
+	return skTask + "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// maxSortKey is DynamoDB's limit on a sort key, in bytes.
+const maxSortKey = 1024
 
 // LastCompleted returns when the last run that completed started (zero if
 // none did), as Load found it.
