@@ -61,20 +61,29 @@ func taskOf(key string) string {
 }
 
 // sweepLoop renews this task's lease and sweeps abandoned uploads every
-// leaseEvery until ctx ends.
+// leaseEvery until ctx ends. Renewals keep their own time: behind a long
+// sweep (a slow listing, many uploads to abort) the lease would lapse, and
+// other tasks would abort this one's live uploads.
 func (w *Worker) sweepLoop(ctx context.Context) {
 	if w.Leases == nil {
 		return
 	}
+	w.renew(ctx)
+	go w.every(ctx, func() { w.renew(ctx) })
+	w.sweep(ctx)
+	w.every(ctx, func() { w.sweep(ctx) })
+}
+
+// every calls f every leaseEvery until ctx ends.
+func (w *Worker) every(ctx context.Context, f func()) {
 	t := w.Clock.NewTicker(leaseEvery)
 	defer t.Stop()
 	for {
-		w.renew(ctx)
-		w.sweep(ctx)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.Chan():
+			f()
 		}
 	}
 }

@@ -2,6 +2,7 @@ package source
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -84,5 +85,45 @@ func TestSweepAbortsAbandonedUploads(t *testing.T) {
 	}
 	if taskOf(keys["dead"]) != "deadbeef" || taskOf(keys["old"]) != "" {
 		t.Errorf("taskOf: %q %q", taskOf(keys["dead"]), taskOf(keys["old"]))
+	}
+}
+
+type countingLeases struct{ renewals atomic.Int32 }
+
+func (l *countingLeases) Renew(context.Context, string, time.Duration) error {
+	l.renewals.Add(1)
+	return nil
+}
+func (l *countingLeases) Alive(context.Context, string) (bool, error) { return true, nil }
+
+// stuckListing never answers a listing of uploads.
+type stuckListing struct{ S3API }
+
+func (stuckListing) ListMultipartUploads(ctx context.Context, _ *s3.ListMultipartUploadsInput, _ ...func(*s3.Options)) (*s3.ListMultipartUploadsOutput, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// TestLeaseRenewedDuringALongSweep: a sweep that takes longer than the
+// lease does not hold up its renewals (other tasks would take the lease as
+// lapsed and abort this task's live uploads).
+func TestLeaseRenewedDuringALongSweep(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	clock := clockwork.NewFakeClock()
+	leases := &countingLeases{}
+	w := &Worker{Deps: Deps{S3: stuckListing{}, Leases: leases, Clock: clock, Log: zap.NewNop(), Metrics: NewMetrics(prometheus.NewRegistry())}}
+	go w.sweepLoop(ctx)
+	for i := int32(1); i <= 4; i++ { // past leaseTTL
+		for leases.renewals.Load() < i {
+			if ctx.Err() != nil {
+				t.Fatalf("%d renewals while a sweep was stuck, want %d", leases.renewals.Load(), i)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		if err := clock.BlockUntilContext(ctx, 1); err != nil {
+			t.Fatalf("no renewal waiting while a sweep was stuck: %v", err)
+		}
+		clock.Advance(leaseEvery)
 	}
 }
