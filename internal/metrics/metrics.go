@@ -73,6 +73,10 @@ type emfSeries struct {
 	dims   map[string]string
 	values map[string]float64
 	units  map[string]string
+	// seen is the cumulative value of each counter written, taken as the
+	// previous one only once the document is written: a failed write's
+	// deltas go in the next flush's.
+	seen map[string]float64
 }
 
 // Flush writes one EMF line per distinct label set that changed.
@@ -99,22 +103,23 @@ func (e *EMF) Flush(now time.Time) error {
 		}
 		sort.Strings(keyParts)
 		sk := strings.Join(keyParts, ",")
+		id, cum := name+"{"+sk+"}", v
 		if delta {
-			id := name + "{" + sk + "}"
-			prev := e.last[id]
-			e.last[id] = v
-			v -= prev
-			if v == 0 {
+			if v == e.last[id] {
 				return
 			}
+			v -= e.last[id]
 		}
 		s := series[sk]
 		if s == nil {
-			s = &emfSeries{dims: dims, values: map[string]float64{}, units: map[string]string{}}
+			s = &emfSeries{dims: dims, values: map[string]float64{}, units: map[string]string{}, seen: map[string]float64{}}
 			series[sk] = s
 		}
 		s.values[name] = v
 		s.units[name] = unit
+		if delta {
+			s.seen[id] = cum
+		}
 	}
 	for _, mf := range mfs {
 		name := mf.GetName()
@@ -142,6 +147,9 @@ func (e *EMF) Flush(now time.Time) error {
 	for _, k := range keys {
 		if err := e.write(now, series[k]); err != nil {
 			return err
+		}
+		for id, v := range series[k].seen {
+			e.last[id] = v
 		}
 	}
 	return nil

@@ -3,6 +3,7 @@ package metrics
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -124,5 +125,44 @@ func TestOverlappingFlushes(t *testing.T) {
 	}
 	if sum != 8 {
 		t.Errorf("flushes wrote %v in all, want 8", sum)
+	}
+}
+
+// failOnce fails its first write.
+type failOnce struct {
+	bytes.Buffer
+	failed bool
+}
+
+func (f *failOnce) Write(p []byte) (int, error) {
+	if !f.failed {
+		f.failed = true
+		return 0, errors.New("stdout closed")
+	}
+	return f.Buffer.Write(p)
+}
+
+// TestFailedWriteKeepsItsDeltas: counts a flush failed to write go out
+// with the next flush, not lost.
+func TestFailedWriteKeepsItsDeltas(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	n := prometheus.NewCounter(prometheus.CounterOpts{Name: "xrc_test_objects_total"})
+	reg.MustRegister(n)
+	var out failOnce
+	e := NewEMF(reg, &out, "xrc", "xrc_", nil)
+	n.Add(5)
+	if err := e.Flush(time.UnixMilli(1000)); err == nil {
+		t.Fatal("the failed write was not reported")
+	}
+	n.Add(2)
+	if err := e.Flush(time.UnixMilli(2000)); err != nil {
+		t.Fatal(err)
+	}
+	var d map[string]any
+	if err := json.Unmarshal(out.Bytes(), &d); err != nil {
+		t.Fatalf("%v: %s", err, out.String())
+	}
+	if d["xrc_test_objects_total"] != 7.0 {
+		t.Errorf("written %v, want 7 (5 of the failed flush and 2 since)", d["xrc_test_objects_total"])
 	}
 }
