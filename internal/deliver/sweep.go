@@ -38,6 +38,9 @@ func (w *Worker) sweepLoop(ctx context.Context) {
 
 func (w *Worker) sweep(ctx context.Context) {
 	us, err := w.Uploads.List(ctx, w.Region, "")
+	if err != nil && ctx.Err() != nil {
+		return
+	}
 	if err != nil {
 		w.Metrics.Errors.WithLabelValues("uploads").Inc()
 		w.Log.Warn("listing recorded uploads", zap.Error(err))
@@ -45,12 +48,18 @@ func (w *Worker) sweep(ctx context.Context) {
 	}
 	now := w.Clock.Now()
 	for _, u := range us {
+		if ctx.Err() != nil {
+			return // stopping: the next task's sweep goes on
+		}
 		if now.Sub(u.Started) < sweepMinAge {
 			continue
 		}
 		_, err := w.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &u.StagingBucket, Key: &u.StagingKey})
 		if err == nil {
 			continue
+		}
+		if ctx.Err() != nil {
+			return
 		}
 		if !awsapi.IsNotFound(err) {
 			w.Metrics.Errors.WithLabelValues("uploads").Inc()

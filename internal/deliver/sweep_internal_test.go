@@ -1,0 +1,49 @@
+package deliver
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/jonboulle/clockwork"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/zap"
+
+	"github.com/xrc-dev/xrc/internal/uploads"
+)
+
+// listedUploads lists n old uploads and records nothing else.
+type listedUploads struct {
+	Uploads
+	n int
+}
+
+func (l listedUploads) List(context.Context, string, string) ([]uploads.Upload, error) {
+	us := make([]uploads.Upload, l.n)
+	for i := range us {
+		us[i] = uploads.Upload{StagingBucket: "stg", StagingKey: "r1/a.tar.zst", Started: time.Unix(0, 0)}
+	}
+	return us, nil
+}
+
+// cancelledHead answers as S3 does a HEAD whose context ended.
+type cancelledHead struct{ S3API }
+
+func (cancelledHead) HeadObject(ctx context.Context, _ *s3.HeadObjectInput, _ ...func(*s3.Options)) (*s3.HeadObjectOutput, error) {
+	return nil, ctx.Err()
+}
+
+// TestSweepStopsQuietlyWhenStopping: a sweep the task's stop cuts short
+// stops; it counts no error for each upload it did not get to.
+func TestSweepStopsQuietlyWhenStopping(t *testing.T) {
+	m := NewMetrics(prometheus.NewRegistry())
+	w := &Worker{Deps: Deps{S3: cancelledHead{}, Uploads: listedUploads{n: 50}, Log: zap.NewNop(), Metrics: m, Clock: clockwork.NewRealClock()}}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	w.sweep(ctx)
+	if n := testutil.ToFloat64(m.Errors.WithLabelValues("uploads")); n != 0 {
+		t.Errorf("%v upload errors counted by a sweep cut short", n)
+	}
+}
