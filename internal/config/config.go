@@ -41,12 +41,16 @@ const (
 	DefaultVisibility      = 5 * time.Minute
 	DefaultReceiveWait     = 20 * time.Second // SQS's longest: fewest empty receives
 	DefaultDrainTimeout    = 90 * time.Second
-	DefaultStagingExpiry   = 7
-	DefaultTransferPerGB   = 0.02
-	DefaultVCPUHour        = 0.01245 // Fargate Spot arm64, us-east-1, late 2026
-	DefaultMetricsAddr     = ":9090"
-	DefaultConcurrency     = 8
-	DefaultFixedPerMonth   = 25.0 // two Fargate Spot tasks (a source and a target service) kept running
+	// MaxDrainTimeout leaves the rest of ECS's 120 s stop to what follows
+	// the drain (worker.DefaultStopBudget): aborting cut uploads, the last
+	// statistics, deleting and releasing messages.
+	MaxDrainTimeout      = 90 * time.Second
+	DefaultStagingExpiry = 7
+	DefaultTransferPerGB = 0.02
+	DefaultVCPUHour      = 0.01245 // Fargate Spot arm64, us-east-1, late 2026
+	DefaultMetricsAddr   = ":9090"
+	DefaultConcurrency   = 8
+	DefaultFixedPerMonth = 25.0 // two Fargate Spot tasks (a source and a target service) kept running
 
 	DefaultMinLevel     = -7
 	DefaultMaxLevel     = 19 // 20-22 need settings.adaptive.ultra

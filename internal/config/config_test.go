@@ -193,6 +193,7 @@ func TestValidationErrors(t *testing.T) {
 		{"duplicate rule", mutate(t, func(d map[string]any) { obj(d, "rules", 1)["id"] = "logs" }), []string{"rules[1].id: rule id \"logs\" used twice"}},
 		{"wrong version", mutate(t, func(d map[string]any) { d["version"] = 2 }), []string{"version: must be 1, got 2"}},
 		{"drain too long", mutate(t, func(d map[string]any) { obj(d, "settings", "worker")["drainTimeout"] = "5m" }), []string{"settings.worker.drainTimeout"}},
+		{"drain leaving no stop time", mutate(t, func(d map[string]any) { obj(d, "settings", "worker")["drainTimeout"] = "100s" }), []string{"settings.worker.drainTimeout: at most 1m30s"}},
 		{"receive wait over SQS's", mutate(t, func(d map[string]any) { obj(d, "settings", "worker")["receiveWait"] = "21s" }), []string{"settings.worker.receiveWait"}},
 		{"receive wait not whole seconds", mutate(t, func(d map[string]any) { obj(d, "settings", "worker")["receiveWait"] = "1500ms" }), []string{"settings.worker.receiveWait"}},
 		{"unknown compute", mutate(t, func(d map[string]any) { rule0(d)["compute"] = "ec2" }), []string{`rules[0].compute: must be fargate, lambda or hybrid, got "ec2"`}},

@@ -155,8 +155,8 @@ func (c *Config) Validate() error {
 	if w.MaxReceiveCount < minMaxReceiveCount || w.MaxReceiveCount > maxMaxReceiveCount {
 		errs.add("settings.worker.maxReceiveCount", "must be between %d and %d", minMaxReceiveCount, maxMaxReceiveCount)
 	}
-	if w.DrainTimeout.D().Seconds() > 110 {
-		errs.add("settings.worker.drainTimeout", "must stay under ECS's 120 s stop timeout (at most 110s)")
+	if w.DrainTimeout.D() > MaxDrainTimeout {
+		errs.add("settings.worker.drainTimeout", "at most %v: the rest of ECS's 120 s stop goes to aborting cut uploads, the last statistics and releasing held messages", MaxDrainTimeout)
 	}
 	// SQS and the CDK take whole seconds: a fraction would be cut off by
 	// the workers and refused at synth without a path.

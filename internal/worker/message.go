@@ -105,7 +105,9 @@ func (r *Runtime) release(delay time.Duration, ms []*Message) {
 	// messages at shutdown take many rounds.
 	rounds := (len(msgs) + queue.MaxBatch*queue.BatchCalls - 1) / (queue.MaxBatch * queue.BatchCalls)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ms[0].ctx), time.Duration(rounds)*settleTimeout)
+	ctx, stop := r.bounded(ctx)
 	failures, _ := r.Queue.ChangeVisibility(ctx, delay, msgs...)
+	stop()
 	cancel()
 	failed := make(map[string]queue.Failure, len(failures))
 	for _, f := range failures {
@@ -186,7 +188,9 @@ func (a *acks) delete(batch []*Message) {
 			msgs[i] = m.Message
 		}
 		ctx, cancel := settling(left[0].ctx)
+		ctx, stop := a.rt.bounded(ctx)
 		failures, _ := a.rt.Queue.Delete(ctx, msgs...)
+		stop()
 		cancel()
 		failed := make(map[string]queue.Failure, len(failures))
 		for _, f := range failures {

@@ -85,12 +85,27 @@ type Options struct {
 	// extends it every third of that.
 	Visibility time.Duration
 	// Drain is the grace period in-flight work gets after the stop signal.
-	Drain   time.Duration
-	Log     *zap.Logger
+	Drain time.Duration
+	// StopBudget bounds everything after the stop signal (default
+	// DefaultStopBudget): what the drain leaves of it goes to the role's
+	// clean-up, then to deleting and releasing messages, the last
+	// releaseReserve of it to those alone.
+	StopBudget time.Duration
+	Log        *zap.Logger
 	Metrics *Metrics
 	Health  *health.Check
 	Clock   clockwork.Clock // default: the real clock
 }
+
+// DefaultStopBudget is ECS's 120 s from SIGTERM to SIGKILL, less 5 s for
+// the process's own stop (servers, last metrics, logs). Past it, messages
+// still held would stay hidden a whole visibility timeout.
+const DefaultStopBudget = 115 * time.Second
+
+// releaseReserve is the end of the stop budget kept for deleting and
+// releasing messages, whatever the role's clean-up still does (a quarter
+// of a shorter budget).
+const releaseReserve = 10 * time.Second
 
 // Runtime runs one worker's message loop.
 type Runtime struct {
@@ -113,6 +128,9 @@ type Runtime struct {
 	// releaseHeld took what is still held.
 	cut      atomic.Bool
 	shutdown bool
+	// stopBy is when the stop budget ends (zero until the stop signal):
+	// settling calls end by then.
+	stopBy atomic.Pointer[time.Time]
 }
 
 // New returns a runtime; Run starts it.
@@ -125,6 +143,9 @@ func New(o Options) *Runtime {
 		o.ReceiveMax = receiveMax
 	}
 	o.MaxHeld = max(o.MaxHeld, 1)
+	if o.StopBudget <= 0 {
+		o.StopBudget = DefaultStopBudget
+	}
 	if o.ReceiveWait <= 0 || o.ReceiveWait > receiveWait {
 		o.ReceiveWait = receiveWait
 	}
@@ -168,14 +189,51 @@ func (r *Runtime) Run(ctx context.Context, role Role) error {
 	receivers.Wait()
 	r.Log.Info("stopped receiving; draining", zap.Duration("drain", r.Drain))
 	r.handlers.Wait()
-	role.Drain(work)
+	stopBy := r.stopped()
+	reserve := min(releaseReserve, r.StopBudget/4)
+	if !r.within(stopBy.Add(-reserve), func() { role.Drain(work) }) {
+		r.Log.Warn("stop budget nearly spent: releasing what is still held while the drain's clean-up goes on",
+			zap.Duration("budget", r.StopBudget))
+	}
 	// Acknowledged messages are deleted before anything still held is
 	// released.
-	r.acks.wait()
+	r.within(stopBy.Add(-reserve/2), r.acks.wait)
 	stopHB()
 	r.releaseHeld()
 	r.Log.Info("stopped")
 	return nil
+}
+
+// within runs f and waits for it until deadline; it reports whether f
+// returned. Past the deadline f goes on, unwaited for.
+func (r *Runtime) within(deadline time.Time, f func()) bool {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	select {
+	case <-done:
+		return true
+	case <-r.Clock.After(deadline.Sub(r.Clock.Now())):
+		return false
+	}
+}
+
+// stopped returns when the stop budget ends, counted from the first call:
+// the stop signal's (drainContext), or Run's once receiving stopped.
+func (r *Runtime) stopped() time.Time {
+	by := r.Clock.Now().Add(r.StopBudget)
+	r.stopBy.CompareAndSwap(nil, &by)
+	return *r.stopBy.Load()
+}
+
+// bounded ends ctx by the stop budget's end, once the stop has come.
+func (r *Runtime) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
+	if by := r.stopBy.Load(); by != nil {
+		return context.WithDeadline(ctx, *by)
+	}
+	return ctx, func() {}
 }
 
 // drainContext returns the work context: not cancelled with stop, but
@@ -188,6 +246,7 @@ func (r *Runtime) drainContext(stop context.Context) (context.Context, context.C
 		case <-work.Done():
 			return
 		}
+		r.stopped()
 		t := r.Clock.NewTimer(r.Drain)
 		defer t.Stop()
 		select {

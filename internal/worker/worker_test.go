@@ -684,3 +684,55 @@ func stopWaitsForItsPoll(t *testing.T, drain time.Duration) {
 		t.Errorf("released %v messages, want 1", v)
 	}
 }
+
+// hungDrain is a role whose Drain never returns (a clean-up call that
+// hangs).
+type hungDrain struct {
+	role
+	hang chan struct{}
+}
+
+func (h hungDrain) Drain(context.Context) { <-h.hang }
+
+// TestStopBudgetBoundsAHungDrain: whatever the role's drain still does,
+// held messages are released within the stop budget (ECS kills the task
+// at 120 s, and they would stay hidden a whole visibility timeout).
+func TestStopBudgetBoundsAHungDrain(t *testing.T) {
+	f := setup(t)
+	m := worker.NewMetrics(prometheus.NewRegistry(), "test")
+	rt := worker.New(worker.Options{Queue: queue.New(f.client, f.url), ReceiveMax: 1, MaxHeld: 1, Visibility: 30 * time.Second,
+		ReceiveWait: time.Second, Drain: 10 * time.Second, StopBudget: 40 * time.Second, Log: zap.New(f.core), Metrics: m, Health: f.health, Clock: f.clock})
+	hang := make(chan struct{})
+	defer close(hang)
+	got := make(chan *worker.Message, 1)
+	stop := start(t, rt, hungDrain{role{func(_ context.Context, msg *worker.Message) { got <- msg }}, hang})
+	f.send(t, s3Event)
+	select {
+	case <-got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no message")
+	}
+	done := make(chan struct{})
+	go func() { stop(); close(done) }()
+	start := f.clock.Now()
+	for ticking := true; ticking; {
+		select {
+		case <-done:
+			ticking = false
+		case <-time.After(10 * time.Millisecond):
+			if f.clock.Since(start) > time.Minute {
+				t.Fatal("Run still waits for the drain past the stop budget")
+			}
+			f.clock.Advance(time.Second)
+		}
+	}
+	if v := testutil.ToFloat64(m.Messages.WithLabelValues("released")); v != 1 {
+		t.Errorf("released %v messages, want 1", v)
+	}
+	if bodies := f.visible(t); len(bodies) != 1 {
+		t.Errorf("queue shows %d messages, want the released one", len(bodies))
+	}
+	if f.logs.FilterMessageSnippet("stop budget").Len() != 1 {
+		t.Error("the drain cut short by the stop budget was not logged")
+	}
+}
