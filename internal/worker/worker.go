@@ -92,9 +92,9 @@ type Options struct {
 	// releaseReserve of it to those alone.
 	StopBudget time.Duration
 	Log        *zap.Logger
-	Metrics *Metrics
-	Health  *health.Check
-	Clock   clockwork.Clock // default: the real clock
+	Metrics    *Metrics
+	Health     *health.Check
+	Clock      clockwork.Clock // default: the real clock
 }
 
 // DefaultStopBudget is ECS's 120 s from SIGTERM to SIGKILL, less 5 s for
