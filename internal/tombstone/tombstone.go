@@ -145,9 +145,14 @@ func (s *Store) Put(ctx context.Context, t Tombstone) error {
 		":archive":   &types.AttributeValueMemberS{Value: t.ArchiveID},
 		":exp":       &types.AttributeValueMemberN{Value: fmt.Sprint(s.now().Add(TTL).Unix())},
 	}
-	cond := "attribute_not_exists(#pk) OR #seq < :seq"
+	// Sequencers order two deletes that both have one; else their times do
+	// (a recorded delete without one is not older than every delete with
+	// one).
+	cond := "attribute_not_exists(#pk) OR (#seq <> :none AND #seq < :seq) OR (#seq = :none AND #at < :at)"
+	values[":none"] = &types.AttributeValueMemberS{Value: ""}
 	if seq == "" {
 		cond = "attribute_not_exists(#pk) OR #at < :at"
+		delete(values, ":none")
 	}
 	_, err := s.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:           &s.table,
