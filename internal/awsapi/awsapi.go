@@ -28,9 +28,21 @@ const MaxAttempts = 5
 
 // Load returns the SDK configuration for region from the environment (the
 // task role on ECS; keys, AWS_CA_BUNDLE and AWS_ENDPOINT_URL_* locally).
+// Its connections fail after StallTimeout without a byte moving, whatever
+// the service (a DynamoDB or SQS call on a silent connection would hold its
+// caller as an S3 one would). A defaults mode other than the SDK's default
+// (legacy, AWS_DEFAULTS_MODE) sets a dialer of its own on other services'
+// clients, without it; S3's wraps its own again (S3).
 func Load(ctx context.Context, region string) (aws.Config, error) {
+	return load(ctx, region, StallTimeout)
+}
+
+func load(ctx context.Context, region string, stall time.Duration) (aws.Config, error) {
 	cfg, err := awsconfig.LoadDefaultConfig(ctx,
 		awsconfig.WithRegion(region),
+		awsconfig.WithHTTPClient(awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
+			t.DialContext = stallDial(t.DialContext, stall)
+		})),
 		awsconfig.WithRetryer(func() aws.Retryer {
 			return retry.NewStandard(func(o *retry.StandardOptions) { o.MaxAttempts = MaxAttempts })
 		}),

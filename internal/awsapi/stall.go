@@ -29,6 +29,9 @@ func stallDial(dial func(ctx context.Context, network, addr string) (net.Conn, e
 		if err != nil {
 			return nil, err
 		}
+		if _, ok := c.(*stallConn); ok { // a client of a config Load made
+			return c, nil
+		}
 		return &stallConn{Conn: c, d: d}, nil
 	}
 }

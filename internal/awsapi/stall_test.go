@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -175,5 +176,36 @@ func TestWriteMovesTheReadDeadline(t *testing.T) {
 	}
 	if err := <-read; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestLoadBoundsEveryClient: the config Load returns, which every service
+// client is made from, gives up a connection that stays silent.
+func TestLoadBoundsEveryClient(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go io.Copy(io.Discard, c) // reads the request, never answers
+		}
+	}()
+	cfg, err := load(context.Background(), "us-east-1", 500*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+ln.Addr().String()+"/", strings.NewReader("{}"))
+	_, err = cfg.HTTPClient.Do(req)
+	var ne net.Error
+	if err == nil || ctx.Err() != nil || !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("request to a silent server: %v (context: %v); want a timeout of the connection", err, ctx.Err())
 	}
 }
