@@ -279,9 +279,9 @@ func validateLambda(errs *Errors, l Lambda) {
 	if l.TargetBatchSize < 1 || l.TargetBatchSize > maxLambdaTargetBatchSize {
 		errs.add(p+".targetBatchSize", "must be between 1 and %d (archives per target invocation), got %d", maxLambdaTargetBatchSize, l.TargetBatchSize)
 	}
-	// Whole seconds, as the timeout it is cut from.
-	if m := l.Margin.D(); m < minLambdaMargin || m > l.Timeout.D()/2 || m%time.Second != 0 {
-		errs.add(p+".margin", "must be whole seconds between %v and half of timeout (%v), got %v: it must cover aborting uploads (up to 10s), releasing messages (up to 5s) and answering", minLambdaMargin, l.Timeout.D()/2, m)
+	// Any duration: only the function cuts it from its deadline.
+	if m := l.Margin.D(); m < minLambdaMargin || m > l.Timeout.D()/2 {
+		errs.add(p+".margin", "must be between %v and half of timeout (%v), got %v: it must cover aborting uploads (up to 10s), releasing messages (up to 5s) and answering", minLambdaMargin, l.Timeout.D()/2, m)
 	}
 	if l.HybridBacklog < 1 {
 		errs.add(p+".hybridBacklog", "must be at least 1, got %d", l.HybridBacklog)
