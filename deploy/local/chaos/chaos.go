@@ -368,8 +368,11 @@ func (c *chaos) settle(ctx context.Context, want []dataset.Object) {
 		for _, k := range got {
 			same = same && keys[k]
 		}
-		done := same && c.depth(ctx, c.dep.SourceQueues["r1"]) == 0 && c.depth(ctx, c.dep.TargetQueues["eu-west-1"]) == 0 &&
-			c.depth(ctx, srcDLQ) >= len(sourcePoisonDead()) && c.depth(ctx, tgtDLQ) >= len(targetPoison) && c.uploadsLeft(ctx) == 0
+		// Work queues empty, in flight included: a message a killed worker
+		// held comes back after its visibility timeout, and its redelivery
+		// could stage or leave an archive while the checks run.
+		done := same && c.depth(ctx, c.dep.SourceQueues["r1"], true) == 0 && c.depth(ctx, c.dep.TargetQueues["eu-west-1"], true) == 0 &&
+			c.depth(ctx, srcDLQ, false) >= len(sourcePoisonDead()) && c.depth(ctx, tgtDLQ, false) >= len(targetPoison) && c.uploadsLeft(ctx) == 0
 		if done {
 			if stable++; stable == 3 {
 				return
@@ -593,15 +596,25 @@ func (c *chaos) queue(ctx context.Context, name string) string {
 
 // depth counts a queue's messages, visible and in flight (local-aws-sqs
 // counts in-flight ones in ApproximateNumberOfMessages already).
-func (c *chaos) depth(ctx context.Context, url string) int {
-	out, err := c.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: &url,
-		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages}})
+// depth returns the messages url holds visible, and with inFlight those
+// received and not yet deleted or released, and those delayed, too.
+func (c *chaos) depth(ctx context.Context, url string, inFlight bool) int {
+	names := []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameApproximateNumberOfMessages}
+	if inFlight {
+		names = append(names, sqstypes.QueueAttributeNameApproximateNumberOfMessagesNotVisible,
+			sqstypes.QueueAttributeNameApproximateNumberOfMessagesDelayed)
+	}
+	out, err := c.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: &url, AttributeNames: names})
 	if err != nil {
 		return -1
 	}
-	var n int
-	fmt.Sscan(out.Attributes[string(sqstypes.QueueAttributeNameApproximateNumberOfMessages)], &n)
-	return n
+	var total int
+	for _, name := range names {
+		var n int
+		fmt.Sscan(out.Attributes[string(name)], &n)
+		total += n
+	}
+	return total
 }
 
 func (c *chaos) stopAll() {
