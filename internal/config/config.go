@@ -616,8 +616,14 @@ func (b *ByteSize) UnmarshalJSON(data []byte) error {
 	}
 	for _, u := range byteUnits {
 		if num, ok := strings.CutSuffix(s, u.suffix); ok {
-			v, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
-			if err != nil || v < 0 || v > (1<<62)/u.mult {
+			// Digits, then at most one space: what the schema's pattern
+			// takes (ParseInt alone would take a sign).
+			num = strings.TrimSuffix(num, " ")
+			if num == "" || strings.Trim(num, "0123456789") != "" {
+				break
+			}
+			v, err := strconv.ParseInt(num, 10, 64)
+			if err != nil || v > (1<<62)/u.mult {
 				break
 			}
 			*b = ByteSize(v * u.mult)

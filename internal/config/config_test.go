@@ -451,7 +451,7 @@ func TestSchemaPatternsMatchGo(t *testing.T) {
 			sizes = append(sizes, fmt.Sprintf("%d%s", n, u), fmt.Sprintf("%d %s", n, u), fmt.Sprintf("00%d%s", n, u))
 		}
 	}
-	sizes = append(sizes, "MiB", "1 GB", "1MB", "1.5MiB", "1mib", "256")
+	sizes = append(sizes, "MiB", "1 GB", "1MB", "1.5MiB", "1mib", "256", "+2MiB", " 2MiB", "2  MiB", "2\tMiB", "2MiB ", "-2MiB")
 	for _, s := range sizes {
 		var b ByteSize
 		goOK := b.UnmarshalJSON([]byte(strconv.Quote(s))) == nil && b >= minMaxBytes
