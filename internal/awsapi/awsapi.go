@@ -96,6 +96,11 @@ func newS3(cfg aws.Config, region config.Region, stall time.Duration) *s3.Client
 				t.MaxIdleConnsPerHost = MaxIdleConnsPerHost
 				t.MaxIdleConns = max(t.MaxIdleConns, MaxIdleConnsPerHost)
 				t.DialContext = stallDial(t.DialContext, stall)
+				// HTTP/1.1, as S3 speaks: over HTTP/2 (an S3-compatible
+				// store may offer it) one body its reader pauses would
+				// silence the shared connection past the stall timeout
+				// and fail every request on it.
+				t.ForceAttemptHTTP2 = false
 			})
 		}
 	})

@@ -60,6 +60,9 @@ func TestS3Client(t *testing.T) {
 		if tr := bc.GetTransport(); tr.MaxIdleConnsPerHost != MaxIdleConnsPerHost || tr.MaxIdleConns < MaxIdleConnsPerHost {
 			t.Errorf("idle connections: %d per host, %d in all", tr.MaxIdleConnsPerHost, tr.MaxIdleConns)
 		}
+		if tr := bc.GetTransport(); tr.ForceAttemptHTTP2 {
+			t.Error("HTTP/2 attempted: a paused body would fail the shared connection")
+		}
 		if o.ResponseChecksumValidation != aws.ResponseChecksumValidationWhenRequired {
 			t.Errorf("response checksum validation %v", o.ResponseChecksumValidation)
 		}

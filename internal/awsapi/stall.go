@@ -3,6 +3,7 @@ package awsapi
 import (
 	"context"
 	"net"
+	"sync"
 	"time"
 )
 
@@ -41,13 +42,21 @@ func stallDial(dial func(ctx context.Context, network, addr string) (net.Conn, e
 // connection, and its deadline, set when it went idle, must count from the
 // request, not from then. So an idle connection closes after d (before the
 // transport's own idle timeout of 90 s); the next request dials afresh.
+// Deadlines its users set (crypto/tls bounds its close_notify by 5 s) are
+// kept: the earlier of theirs and d from now applies.
 type stallConn struct {
 	net.Conn
 	d time.Duration
+
+	mu            sync.Mutex
+	read, written time.Time // deadlines set by the connection's users
 }
 
 func (c *stallConn) Read(p []byte) (int, error) {
-	if err := c.Conn.SetReadDeadline(time.Now().Add(c.d)); err != nil {
+	c.mu.Lock()
+	err := c.Conn.SetReadDeadline(earlier(c.read, time.Now().Add(c.d)))
+	c.mu.Unlock()
+	if err != nil {
 		return 0, err
 	}
 	return c.Conn.Read(p)
@@ -55,8 +64,43 @@ func (c *stallConn) Read(p []byte) (int, error) {
 
 func (c *stallConn) Write(p []byte) (int, error) {
 	t := time.Now().Add(c.d)
-	if err := c.Conn.SetDeadline(t); err != nil {
+	c.mu.Lock()
+	err := c.Conn.SetWriteDeadline(earlier(c.written, t))
+	if err == nil {
+		err = c.Conn.SetReadDeadline(earlier(c.read, t))
+	}
+	c.mu.Unlock()
+	if err != nil {
 		return 0, err
 	}
 	return c.Conn.Write(p)
+}
+
+func (c *stallConn) SetDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.read, c.written = t, t
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *stallConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.read = t
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *stallConn) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.written = t
+	return c.Conn.SetWriteDeadline(t)
+}
+
+// earlier returns the earlier of a deadline a user set (zero: none) and t.
+func earlier(set, t time.Time) time.Time {
+	if !set.IsZero() && set.Before(t) {
+		return set
+	}
+	return t
 }

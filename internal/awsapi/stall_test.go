@@ -209,3 +209,27 @@ func TestLoadBoundsEveryClient(t *testing.T) {
 		t.Fatalf("request to a silent server: %v (context: %v); want a timeout of the connection", err, ctx.Err())
 	}
 }
+
+// TestDeadlinesOfItsUsersKept: a deadline the connection's user sets
+// (crypto/tls bounds its close_notify by one) is not moved later by the
+// stall timeout.
+func TestDeadlinesOfItsUsersKept(t *testing.T) {
+	client, server := net.Pipe()
+	defer server.Close()
+	c := &stallConn{Conn: client, d: time.Minute}
+	defer c.Close()
+	if err := c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := c.Write([]byte("nobody reads this")); done <- err }()
+	select {
+	case err := <-done:
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			t.Fatalf("write past its user's deadline: %v, want a timeout", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the user's write deadline was moved to the stall timeout")
+	}
+}
