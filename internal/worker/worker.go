@@ -188,10 +188,14 @@ func (r *Runtime) Run(ctx context.Context, role Role) error {
 	}
 	receivers.Wait()
 	r.Log.Info("stopped receiving; draining", zap.Duration("drain", r.Drain))
-	r.handlers.Wait()
 	stopBy := r.stopped()
 	reserve := min(releaseReserve, r.StopBudget/4)
-	if !r.within(stopBy.Add(-reserve), func() { role.Drain(work) }) {
+	// The work (a target's runs in Handle, a source's after it) and its
+	// clean-up, until the release's reserve.
+	if !r.within(stopBy.Add(-reserve), func() {
+		r.handlers.Wait()
+		role.Drain(work)
+	}) {
 		r.Log.Warn("stop budget nearly spent: releasing what is still held while the drain's clean-up goes on",
 			zap.Duration("budget", r.StopBudget))
 	}
@@ -228,10 +232,11 @@ func (r *Runtime) stopped() time.Time {
 	return *r.stopBy.Load()
 }
 
-// bounded ends ctx by the stop budget's end, once the stop has come.
+// bounded ends ctx by the stop budget's end, once the stop has come
+// (counted on Clock, then waited in real time).
 func (r *Runtime) bounded(ctx context.Context) (context.Context, context.CancelFunc) {
 	if by := r.stopBy.Load(); by != nil {
-		return context.WithDeadline(ctx, *by)
+		return context.WithTimeout(ctx, by.Sub(r.Clock.Now()))
 	}
 	return ctx, func() {}
 }

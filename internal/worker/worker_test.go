@@ -698,14 +698,30 @@ func (h hungDrain) Drain(context.Context) { <-h.hang }
 // held messages are released within the stop budget (ECS kills the task
 // at 120 s, and they would stay hidden a whole visibility timeout).
 func TestStopBudgetBoundsAHungDrain(t *testing.T) {
+	hang := make(chan struct{})
+	defer close(hang)
+	got := make(chan *worker.Message, 1)
+	stopBudgetBounds(t, got, hungDrain{role{func(_ context.Context, msg *worker.Message) { got <- msg }}, hang})
+}
+
+// TestStopBudgetBoundsAHungHandler: likewise for work that runs in Handle
+// (a target's) and does not end with its context.
+func TestStopBudgetBoundsAHungHandler(t *testing.T) {
+	hang := make(chan struct{})
+	defer close(hang)
+	got := make(chan *worker.Message, 1)
+	stopBudgetBounds(t, got, role{func(_ context.Context, msg *worker.Message) {
+		got <- msg
+		<-hang
+	}})
+}
+
+func stopBudgetBounds(t *testing.T, got chan *worker.Message, r worker.Role) {
 	f := setup(t)
 	m := worker.NewMetrics(prometheus.NewRegistry(), "test")
 	rt := worker.New(worker.Options{Queue: queue.New(f.client, f.url), ReceiveMax: 1, MaxHeld: 1, Visibility: 30 * time.Second,
 		ReceiveWait: time.Second, Drain: 10 * time.Second, StopBudget: 40 * time.Second, Log: zap.New(f.core), Metrics: m, Health: f.health, Clock: f.clock})
-	hang := make(chan struct{})
-	defer close(hang)
-	got := make(chan *worker.Message, 1)
-	stop := start(t, rt, hungDrain{role{func(_ context.Context, msg *worker.Message) { got <- msg }}, hang})
+	stop := start(t, rt, r)
 	f.send(t, s3Event)
 	select {
 	case <-got:
