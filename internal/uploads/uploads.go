@@ -46,6 +46,9 @@ type Upload struct {
 	UploadID      string    `dynamodbav:"uploadId"`
 	PartSize      int64     `dynamodbav:"partSize"`
 	Started       time.Time `dynamodbav:"started"`
+	// Record is the sort key the upload is recorded under, as Get and
+	// List found it (an older xrc's form, say); Delete uses it.
+	Record string `dynamodbav:"-"`
 }
 
 type item struct {
@@ -83,9 +86,13 @@ func sk(u Upload) string {
 }
 
 func key(u Upload) map[string]types.AttributeValue {
+	k := sk(u)
+	if u.Record != "" {
+		k = u.Record
+	}
 	return map[string]types.AttributeValue{
 		"pk": &types.AttributeValueMemberS{Value: pk(u.Region)},
-		"sk": &types.AttributeValueMemberS{Value: sk(u)},
+		"sk": &types.AttributeValueMemberS{Value: k},
 	}
 }
 
@@ -112,6 +119,11 @@ func (s *Store) Put(ctx context.Context, u Upload, replaced string) error {
 	if _, err := s.api.PutItem(ctx, in); err != nil {
 		var cf *types.ConditionalCheckFailedException
 		if errors.As(err, &cf) {
+			// An SDK retry of a write whose first try landed finds its
+			// own record.
+			if got, ok, gerr := s.Get(ctx, u); gerr == nil && ok && got.UploadID == u.UploadID {
+				return nil
+			}
 			err = ErrRecorded
 		}
 		return fmt.Errorf("recording upload %s of s3://%s/%s: %w", u.UploadID, u.Bucket, u.Key, err)
@@ -133,6 +145,7 @@ func (s *Store) Get(ctx context.Context, u Upload) (Upload, bool, error) {
 	if err := attributevalue.UnmarshalMap(out.Item, &it); err != nil {
 		return Upload{}, false, fmt.Errorf("decoding an upload of s3://%s/%s: %w", u.Bucket, u.Key, err)
 	}
+	it.Upload.Record = it.SK
 	return it.Upload, true, nil
 }
 
@@ -173,6 +186,7 @@ func (s *Store) List(ctx context.Context, region, stagingKey string) ([]Upload, 
 			if err := attributevalue.UnmarshalMap(av, &it); err != nil {
 				return nil, fmt.Errorf("decoding an upload recorded in %s: %w", region, err)
 			}
+			it.Upload.Record = it.SK
 			out = append(out, it.Upload)
 		}
 		if len(page.LastEvaluatedKey) == 0 {

@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/xrc-dev/xrc/internal/localstack"
 	"github.com/xrc-dev/xrc/internal/uploads"
 )
@@ -75,5 +78,51 @@ func TestTwoDeliveriesKeepTheirRecords(t *testing.T) {
 	}
 	if got, _, _ := s.Get(ctx, a); got.UploadID != "id-b" {
 		t.Fatalf("recorded %q, want id-b", got.UploadID)
+	}
+}
+
+// TestOlderRecordsAreForgotten: a record an older xrc wrote (its sort key
+// "<staging key>#<member>#<bucket>/<key>") is listed and then deleted by
+// the key it was found under, not left for the sweep to find every time.
+func TestOlderRecordsAreForgotten(t *testing.T) {
+	env := localstack.Require(t)
+	table, ddb := env.TestTable(t, "uploads")
+	s := uploads.New(ddb, table, time.Now)
+	ctx := context.Background()
+	u := upload("old.bin", "id-old")
+	item, err := attributevalue.MarshalMap(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	item["pk"] = &types.AttributeValueMemberS{Value: "uploads#" + u.Region}
+	item["sk"] = &types.AttributeValueMemberS{Value: u.StagingKey + "#" + u.Member + "#" + u.Bucket + "/" + u.Key}
+	if _, err := ddb.PutItem(ctx, &dynamodb.PutItemInput{TableName: &table, Item: item}); err != nil {
+		t.Fatal(err)
+	}
+	list, err := s.List(ctx, u.Region, "")
+	if err != nil || len(list) != 1 || list[0].UploadID != "id-old" {
+		t.Fatalf("List = %+v, %v", list, err)
+	}
+	if err := s.Delete(ctx, list[0]); err != nil {
+		t.Fatal(err)
+	}
+	if list, _ := s.List(ctx, u.Region, ""); len(list) != 0 {
+		t.Fatalf("still recorded after Delete: %+v", list)
+	}
+}
+
+// TestRetriedPutFindsItsOwnRecord: a Put whose first try landed without an
+// answer (the SDK then retries it) finds its own record, not another's.
+func TestRetriedPutFindsItsOwnRecord(t *testing.T) {
+	env := localstack.Require(t)
+	table, ddb := env.TestTable(t, "uploads")
+	s := uploads.New(ddb, table, time.Now)
+	ctx := context.Background()
+	u := upload("big.bin", "id-a")
+	if err := s.Put(ctx, u, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(ctx, u, ""); err != nil {
+		t.Fatalf("the same upload recorded again: %v", err)
 	}
 }
