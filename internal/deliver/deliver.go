@@ -202,6 +202,13 @@ func (w *Worker) Handle(_ context.Context, m *worker.Message) {
 		// timeout, and do not report the shutdown as a failure.
 		m.Log().Warn("shutting down: archive abandoned; message released", zap.Error(failed))
 		m.Release(0)
+	case onlyConcurrent(failed):
+		// Another delivery of the archive (a duplicate event) is writing
+		// the same large object: nothing is wrong, and its uploads are
+		// its own, not to abandon.
+		delay := RetryDelay(failed, m.ReceiveCount, w.Config.Settings.Worker.VisibilityTimeout.D())
+		m.Log().Info("another delivery of the archive is writing its objects; message released for retry", zap.Duration("retryIn", delay), zap.Error(failed))
+		m.Release(delay)
 	default:
 		delay := RetryDelay(failed, m.ReceiveCount, w.Config.Settings.Worker.VisibilityTimeout.D())
 		if permanent {
@@ -219,6 +226,32 @@ func (w *Worker) Handle(_ context.Context, m *worker.Message) {
 		m.Log().Error("archive not delivered; message released for retry", zap.Duration("retryIn", delay), zap.Error(failed))
 		m.Release(delay)
 	}
+}
+
+// onlyConcurrent reports a failure made only of ErrRecorded: every object
+// that failed is being written by another delivery of its archive.
+func onlyConcurrent(err error) bool {
+	if !errors.Is(err, uploads.ErrRecorded) {
+		return false
+	}
+	var only func(error) bool
+	only = func(err error) bool {
+		switch e := err.(type) {
+		case nil:
+			return false
+		case interface{ Unwrap() []error }:
+			for _, e := range e.Unwrap() {
+				if !only(e) {
+					return false
+				}
+			}
+			return true
+		case interface{ Unwrap() error }:
+			return err == uploads.ErrRecorded || only(e.Unwrap())
+		}
+		return err == uploads.ErrRecorded
+	}
+	return only(err)
 }
 
 // RetryDelay is how long a message whose delivery failed with err waits

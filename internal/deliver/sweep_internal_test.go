@@ -2,6 +2,8 @@ package deliver
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -45,5 +47,25 @@ func TestSweepStopsQuietlyWhenStopping(t *testing.T) {
 	w.sweep(ctx)
 	if n := testutil.ToFloat64(m.Errors.WithLabelValues("uploads")); n != 0 {
 		t.Errorf("%v upload errors counted by a sweep cut short", n)
+	}
+}
+
+func TestOnlyConcurrent(t *testing.T) {
+	rec := fmt.Errorf("writing s3://d/k: %w", fmt.Errorf("recording upload u: %w", uploads.ErrRecorded))
+	other := errors.New("put s3://d/j: 503")
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{rec, true},
+		{errors.Join(rec, rec), true},
+		{fmt.Errorf("archive a: %w", errors.Join(rec, other)), false},
+		{errors.Join(rec, other), false},
+		{other, false},
+		{nil, false},
+	} {
+		if got := onlyConcurrent(c.err); got != c.want {
+			t.Errorf("onlyConcurrent(%v) = %v, want %v", c.err, got, c.want)
+		}
 	}
 }

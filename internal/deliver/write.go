@@ -8,6 +8,8 @@ import (
 	"io"
 	"sync/atomic"
 
+	"github.com/xrc-dev/xrc/internal/uploads"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"golang.org/x/sync/errgroup"
@@ -295,6 +297,8 @@ func errorKind(err error) string {
 		return "precondition_failed"
 	case errors.Is(err, ErrTooLarge):
 		return "too_large"
+	case errors.Is(err, uploads.ErrRecorded):
+		return "concurrent_delivery"
 	default:
 		return "write"
 	}

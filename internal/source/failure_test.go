@@ -1263,6 +1263,7 @@ type archivedAs struct {
 	head     string // HEAD says GLACIER, not restored
 	get      string // GET refused
 	restored string // HEAD says GLACIER, restored
+	expired  string // HEAD says GLACIER, restored; GET refused (the copy expired since)
 }
 
 func (a archivedAs) HeadObject(ctx context.Context, in *s3.HeadObjectInput, optFns ...func(*s3.Options)) (*s3.HeadObjectOutput, error) {
@@ -1271,7 +1272,7 @@ func (a archivedAs) HeadObject(ctx context.Context, in *s3.HeadObjectInput, optF
 		switch aws.ToString(in.Key) {
 		case a.head:
 			out.StorageClass = s3types.StorageClassGlacier
-		case a.restored:
+		case a.restored, a.expired:
 			out.StorageClass = s3types.StorageClassGlacier
 			out.Restore = aws.String(`ongoing-request="false", expiry-date="Fri, 21 Dec 2040 00:00:00 GMT"`)
 		}
@@ -1280,7 +1281,7 @@ func (a archivedAs) HeadObject(ctx context.Context, in *s3.HeadObjectInput, optF
 }
 
 func (a archivedAs) GetObject(ctx context.Context, in *s3.GetObjectInput, optFns ...func(*s3.Options)) (*s3.GetObjectOutput, error) {
-	if aws.ToString(in.Key) == a.get {
+	if k := aws.ToString(in.Key); k == a.get || k == a.expired {
 		return nil, &smithyhttp.ResponseError{Response: &smithyhttp.Response{Response: &http.Response{StatusCode: http.StatusForbidden}},
 			Err: &smithy.GenericAPIError{Code: "InvalidObjectState", Message: "The operation is not valid for the object's storage class"}}
 	}
@@ -1291,21 +1292,22 @@ func (a archivedAs) GetObject(ctx context.Context, in *s3.GetObjectInput, optFns
 // restored cannot be read however often it is tried: its message goes to
 // the dead-letter queue without the retry backoff, named and counted as
 // archived (not as access denied, which S3's 403 would suggest), and the
-// objects beside it are staged, a restored one too.
+// objects beside it are staged, a restored one too. So does one whose
+// restored copy expires between its HEAD and the archive's read.
 func TestArchivedObjectGoesToTheDLQ(t *testing.T) {
 	t.Parallel()
 	f := setup(t, func(c *config.Config) { c.Settings.Worker.MaxReceiveCount = 2 })
 	rng := rand.New(rand.NewPCG(3, 3))
-	cold, coldSmall, thawed := "data/cold/big.bin", "data/cold/small.txt", "data/cold/restored.bin"
-	f.worker = archivedAs{S3API: f.worker, head: cold, get: coldSmall, restored: thawed}
+	cold, coldSmall, thawed, expired := "data/cold/big.bin", "data/cold/small.txt", "data/cold/restored.bin", "data/cold/expired.bin"
+	f.worker = archivedAs{S3API: f.worker, head: cold, get: coldSmall, restored: thawed, expired: expired}
 	objs := []object{{key: cold, data: dataset.Text(rng, 400<<10)}, {key: coldSmall, data: []byte("small")},
-		{key: thawed, data: dataset.Text(rng, 400<<10)}, {key: "data/warm.txt", data: []byte("warm")}}
+		{key: thawed, data: dataset.Text(rng, 400<<10)}, {key: expired, data: dataset.Text(rng, 400<<10)}, {key: "data/warm.txt", data: []byte("warm")}}
 	f.put(t, objs)
 	f.waitDepth(t, f.sourceQueue(), len(objs), time.Minute)
 	log, logs := observed(t)
 	r := f.start(t, log)
 	got := f.waitStaged(t, 2, time.Minute)
-	f.waitDepth(t, f.deadLetterQueue(t), 2, time.Minute)
+	f.waitDepth(t, f.deadLetterQueue(t), 3, time.Minute)
 	if err := r.stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -1317,7 +1319,7 @@ func TestArchivedObjectGoesToTheDLQ(t *testing.T) {
 			t.Errorf("logged %q, want it to say what to do", msg)
 		}
 	}
-	if n := r.metric(t, "xrc_source_errors_total", "kind", "archived"); n < 2 {
+	if n := r.metric(t, "xrc_source_errors_total", "kind", "archived"); n < 3 {
 		t.Errorf("%v archived errors counted, want one per try of each", n)
 	}
 	if n := r.metric(t, "xrc_source_errors_total", "kind", "access_denied"); n != 0 {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/xrc-dev/xrc/internal/adaptive"
 	"github.com/xrc-dev/xrc/internal/archive"
+	"github.com/xrc-dev/xrc/internal/awsapi"
 	"github.com/xrc-dev/xrc/internal/events"
 	"github.com/xrc-dev/xrc/internal/manifest"
 )
@@ -105,6 +106,9 @@ func (w *Worker) open(ctx context.Context, o *manifest.Object, byteRange string)
 		in.Range = &byteRange
 	}
 	out, err := w.S3.GetObject(ctx, in)
+	if awsapi.Code(err) == "InvalidObjectState" { // its restored copy expired since HEAD
+		return nil, archived(events.ObjectRef{Bucket: o.Bucket, Key: o.Key}, o.StorageClass)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("get %s/%s: %w", o.Bucket, o.Key, err)
 	}

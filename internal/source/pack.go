@@ -111,6 +111,7 @@ func (w *Worker) packPart(ctx context.Context, rule *config.Rule, entries []entr
 			bad := entries[oe.index]
 			log.Warn("object failed while archiving; rebuilding the archive without it", zap.String("archive", id),
 				zap.String("bucket", bad.obj.Bucket), zap.String("key", bad.obj.Key), zap.Error(err))
+			w.Metrics.Errors.WithLabelValues(errorKind(err)).Inc()
 			w.fail(rule, bad.items, err)
 			entries = w.readable(ctx, rule, slices.Delete(entries, oe.index, oe.index+1), log)
 			continue

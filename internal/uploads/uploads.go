@@ -113,7 +113,9 @@ func (s *Store) Put(ctx context.Context, u Upload, replaced string) error {
 	}
 	in := &dynamodb.PutItemInput{TableName: &s.table, Item: av, ConditionExpression: aws.String("attribute_not_exists(pk)")}
 	if replaced != "" {
-		in.ConditionExpression = aws.String("uploadId = :old")
+		// Or none: the replaced upload's own clean-up may have deleted
+		// its record since it was read.
+		in.ConditionExpression = aws.String("attribute_not_exists(pk) OR uploadId = :old")
 		in.ExpressionAttributeValues = map[string]types.AttributeValue{":old": &types.AttributeValueMemberS{Value: replaced}}
 	}
 	if _, err := s.api.PutItem(ctx, in); err != nil {

@@ -79,6 +79,15 @@ func TestTwoDeliveriesKeepTheirRecords(t *testing.T) {
 	if got, _, _ := s.Get(ctx, a); got.UploadID != "id-b" {
 		t.Fatalf("recorded %q, want id-b", got.UploadID)
 	}
+	// b's record deleted (its own clean-up) after c read it, before c
+	// replaces it: c is recorded all the same.
+	if err := s.Delete(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	c := upload("big.bin", "id-c")
+	if err := s.Put(ctx, c, "id-b"); err != nil {
+		t.Fatalf("replacing a record deleted meanwhile: %v", err)
+	}
 }
 
 // TestOlderRecordsAreForgotten: a record an older xrc wrote (its sort key
