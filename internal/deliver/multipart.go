@@ -269,7 +269,9 @@ func (w *Worker) abort(ctx context.Context, u uploads.Upload) {
 // forget deletes u's record; a leftover record only costs the sweep a
 // ListParts.
 func (w *Worker) forget(ctx context.Context, u uploads.Upload) {
-	if err := w.Uploads.Delete(context.WithoutCancel(ctx), u); err != nil {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), awsapi.AbortTimeout)
+	defer cancel()
+	if err := w.Uploads.Delete(ctx, u); err != nil {
 		w.Metrics.Errors.WithLabelValues("uploads").Inc()
 		w.Log.Warn("forgetting an upload", zap.String("bucket", u.Bucket), zap.String("key", u.Key), zap.Error(err))
 	}
