@@ -136,20 +136,38 @@ func (s *Store) Put(ctx context.Context, u Upload, replaced string) error {
 // Get returns the upload recorded for the member and destination that u
 // names (Region, StagingKey, Member, Bucket, Key), if any.
 func (s *Store) Get(ctx context.Context, u Upload) (Upload, bool, error) {
-	out, err := s.api.GetItem(ctx, &dynamodb.GetItemInput{TableName: &s.table, Key: key(u), ConsistentRead: aws.Bool(true)})
-	if err != nil {
-		return Upload{}, false, fmt.Errorf("looking up an upload of s3://%s/%s: %w", u.Bucket, u.Key, err)
+	keys := []string{sk(u)}
+	if k := legacySK(u); len(k) <= maxSortKey {
+		keys = append(keys, k)
 	}
-	if len(out.Item) == 0 {
-		return Upload{}, false, nil
+	for _, k := range keys {
+		u.Record = k
+		out, err := s.api.GetItem(ctx, &dynamodb.GetItemInput{TableName: &s.table, Key: key(u), ConsistentRead: aws.Bool(true)})
+		if err != nil {
+			return Upload{}, false, fmt.Errorf("looking up an upload of s3://%s/%s: %w", u.Bucket, u.Key, err)
+		}
+		if len(out.Item) == 0 {
+			continue
+		}
+		var it item
+		if err := attributevalue.UnmarshalMap(out.Item, &it); err != nil {
+			return Upload{}, false, fmt.Errorf("decoding an upload of s3://%s/%s: %w", u.Bucket, u.Key, err)
+		}
+		it.Upload.Record = it.SK
+		return it.Upload, true, nil
 	}
-	var it item
-	if err := attributevalue.UnmarshalMap(out.Item, &it); err != nil {
-		return Upload{}, false, fmt.Errorf("decoding an upload of s3://%s/%s: %w", u.Bucket, u.Key, err)
-	}
-	it.Upload.Record = it.SK
-	return it.Upload, true, nil
+	return Upload{}, false, nil
 }
+
+// legacySK is the sort key xrc wrote before the digest (sk), looked up too
+// so that an upload cut short by the upgrade resumes rather than starts
+// over. It can go once no record of that form is left (TTL: 30 days).
+func legacySK(u Upload) string {
+	return archivePrefix(u.StagingKey) + u.Member + "#" + u.Bucket + "/" + u.Key
+}
+
+// maxSortKey is DynamoDB's limit on a sort key, in bytes.
+const maxSortKey = 1024
 
 // Delete forgets u, if it is the upload recorded for its member and
 // destination: another's record stays.

@@ -91,8 +91,9 @@ func TestTwoDeliveriesKeepTheirRecords(t *testing.T) {
 }
 
 // TestOlderRecordsAreForgotten: a record an older xrc wrote (its sort key
-// "<staging key>#<member>#<bucket>/<key>") is listed and then deleted by
-// the key it was found under, not left for the sweep to find every time.
+// "<staging key>#<member>#<bucket>/<key>") is found to resume, listed, and
+// deleted by the key it was found under, not left for the sweep to find
+// every time.
 func TestOlderRecordsAreForgotten(t *testing.T) {
 	env := localstack.Require(t)
 	table, ddb := env.TestTable(t, "uploads")
@@ -107,6 +108,10 @@ func TestOlderRecordsAreForgotten(t *testing.T) {
 	item["sk"] = &types.AttributeValueMemberS{Value: u.StagingKey + "#" + u.Member + "#" + u.Bucket + "/" + u.Key}
 	if _, err := ddb.PutItem(ctx, &dynamodb.PutItemInput{TableName: &table, Item: item}); err != nil {
 		t.Fatal(err)
+	}
+	// A delivery after the upgrade finds it, to resume it.
+	if got, ok, err := s.Get(ctx, upload("old.bin", "")); err != nil || !ok || got.UploadID != "id-old" {
+		t.Fatalf("Get = %+v, %v, %v; want the older record", got, ok, err)
 	}
 	list, err := s.List(ctx, u.Region, "")
 	if err != nil || len(list) != 1 || list[0].UploadID != "id-old" {
