@@ -116,7 +116,7 @@ type Deps struct {
 	Checkpoint Checkpoint
 	Log        *zap.Logger
 	// Progress, if set, is called with the counts as they change (at most
-	// every page).
+	// every page), one call at a time.
 	Progress func(Counts)
 	Now      func() time.Time
 }
@@ -173,6 +173,8 @@ type run struct {
 
 	mu    sync.Mutex
 	state *State // the checkpointed progress, as this run knows it
+
+	reporting sync.Mutex // one Progress call at a time
 }
 
 // dest is one destination of the rule.
@@ -378,6 +380,9 @@ func (r *run) work(ctx context.Context) error {
 
 func (r *run) report() {
 	if r.Progress != nil {
+		// Tasks report concurrently; the callback need not be safe for it.
+		r.reporting.Lock()
+		defer r.reporting.Unlock()
 		r.Progress(r.c.snapshot())
 	}
 }
