@@ -18,7 +18,7 @@ CGO_CFLAGS  ?= -O3 -g
 export CGO_CFLAGS
 
 .DEFAULT_GOAL := help
-.PHONY: help build test unit lint demo chaos bench bench-adaptive bench-e2e fuzz synth cdk-test stack-up stack-down stack-status clean
+.PHONY: help build test race unit lint demo chaos bench bench-adaptive bench-e2e fuzz synth cdk-test stack-up stack-down stack-status clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  \033[1m%-13s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -31,7 +31,14 @@ build: ## Build the binaries into bin/ (libzstd through cgo when a C compiler is
 test: lint stack-up ## Lint, then every test: the workers against the local stack (brought up; the first run builds it), then the CDK app
 	eval "$$($(STACK) env)"; $(GO) test -count=1 -timeout 20m ./...
 	CGO_ENABLED=0 $(GO) test -count=1 ./internal/archive/ ./internal/libzstd/ # the pure-Go build
+	eval "$$($(STACK) env)"; $(GO) test -race -count=1 -timeout 10m $(RACE_PACKAGES) # the most concurrent code, under the race detector
 	$(MAKE) --no-print-directory cdk-test
+
+# Where concurrency is the point (about 70 s under -race); make race runs all.
+RACE_PACKAGES = ./internal/worker/ ./internal/queue/ ./internal/backfill/ ./internal/uploads/ ./internal/metrics/
+
+race: stack-up ## Every test under the race detector (about twice as long as make test's)
+	eval "$$($(STACK) env)"; $(GO) test -race -count=1 -timeout 40m ./...
 
 unit: ## Only the tests that need no local stack (quick)
 	$(GO) test -count=1 ./internal/config/ ./internal/events/ ./internal/manifest/ ./internal/archive/ ./internal/libzstd/ ./internal/metrics/ ./internal/health/ ./internal/adaptive/ ./internal/cpuclock/
