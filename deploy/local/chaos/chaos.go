@@ -75,9 +75,12 @@ type chaos struct {
 	dir      string
 	workers  []*proc
 	evil     string // a bucket no rule writes to
+	outMu    sync.Mutex
 }
 
 func (c *chaos) logf(format string, args ...any) {
+	c.outMu.Lock() // the killer and the main line report at once
+	defer c.outMu.Unlock()
 	fmt.Fprintf(c.o.Out, "==> "+format+"\n", args...)
 }
 
