@@ -159,6 +159,14 @@ func Refused(err error) bool {
 	return s >= 400 && s < 500
 }
 
+// IsArchived reports a read S3 refused because the object is in an archive
+// storage class (GLACIER, DEEP_ARCHIVE, an archive tier) and not restored:
+// a 403, but not a permissions problem.
+func IsArchived(err error) bool { return Code(err) == "InvalidObjectState" }
+
+// MaxSortKey is DynamoDB's limit on a sort key, in bytes.
+const MaxSortKey = 1024
+
 // IsAccessDenied reports a permissions problem: retrying will not help until
 // an operator fixes the policy.
 func IsAccessDenied(err error) bool {

@@ -43,6 +43,9 @@ func TestClassify(t *testing.T) {
 			t.Errorf("%v: notFound=%v precond=%v denied=%v", tc.err, IsNotFound(tc.err), IsPreconditionFailed(tc.err), IsAccessDenied(tc.err))
 		}
 	}
+	if archived := apiErr("InvalidObjectState", 403); !IsArchived(archived) || IsArchived(apiErr("AccessDenied", 403)) {
+		t.Error("an archived object's 403 is told from a permissions one by its code")
+	}
 }
 
 // TestS3Client: the S3 client keeps enough idle connections for a worker's

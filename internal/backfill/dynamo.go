@@ -357,15 +357,12 @@ func (c *DynamoCheckpoint) Save(ctx context.Context, task string, p Progress) er
 // inventory file's key) when it fits DynamoDB's 1,024 bytes, else its
 // SHA-256; the item's "task" holds it whole.
 func taskSK(task string) string {
-	if len(skTask)+len(task) <= maxSortKey {
+	if len(skTask)+len(task) <= awsapi.MaxSortKey {
 		return skTask + task
 	}
 	sum := sha256.Sum256([]byte(task))
 	return skTask + "sha256:" + hex.EncodeToString(sum[:])
 }
-
-// maxSortKey is DynamoDB's limit on a sort key, in bytes.
-const maxSortKey = 1024
 
 // LastCompleted returns when the last run that completed started (zero if
 // none did), as Load found it.

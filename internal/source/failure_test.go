@@ -1117,6 +1117,23 @@ func (s sizedAs) GetObject(ctx context.Context, in *s3.GetObjectInput, optFns ..
 	return out, err
 }
 
+// stagedAndDead puts objs, runs a worker until it has staged nStaged of
+// them and nDead messages reached the DLQ, stops it, and returns what was
+// staged, the stopped worker and its logs.
+func (f *fixture) stagedAndDead(t *testing.T, objs []object, nStaged, nDead int) (map[string]staged, *running, *observer.ObservedLogs) {
+	t.Helper()
+	f.put(t, objs)
+	f.waitDepth(t, f.sourceQueue(), len(objs), time.Minute)
+	log, logs := observed(t)
+	r := f.start(t, log)
+	got := f.waitStaged(t, nStaged, time.Minute)
+	f.waitDepth(t, f.deadLetterQueue(t), nDead, time.Minute)
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	return got, r, logs
+}
+
 // TestObjectTooLargeForTheTask: an object whose staging upload would need
 // more memory for its parts than the task may give them fails alone, at
 // once, towards the dead-letter queue, naming what to change; the objects
@@ -1129,15 +1146,7 @@ func TestObjectTooLargeForTheTask(t *testing.T) {
 	f.worker = sizedAs{S3API: f.worker, key: huge, size: 100 << 30} // parts of 11.6 MiB: 46 MiB of buffers
 	f.uploadMemory = 40 << 20                                       // 8 MiB parts: 32 MiB
 	objs := []object{{key: huge, data: []byte("reported as 100 GiB")}, {key: "data/small-1.txt", data: []byte("one")}, {key: "data/small-2.txt", data: []byte("two")}}
-	f.put(t, objs)
-	f.waitDepth(t, f.sourceQueue(), len(objs), time.Minute)
-	log, logs := observed(t)
-	r := f.start(t, log)
-	got := f.waitStaged(t, 2, time.Minute)
-	f.waitDepth(t, f.deadLetterQueue(t), 1, time.Minute)
-	if err := r.stop(); err != nil {
-		t.Fatal(err)
-	}
+	got, r, logs := f.stagedAndDead(t, objs, 2, 1)
 	if _, ok := got[huge]; ok || len(got) != 2 {
 		t.Errorf("staged %v, want the two small objects only", slices.Collect(maps.Keys(got)))
 	}
@@ -1302,15 +1311,7 @@ func TestArchivedObjectGoesToTheDLQ(t *testing.T) {
 	f.worker = archivedAs{S3API: f.worker, head: cold, get: coldSmall, restored: thawed, expired: expired}
 	objs := []object{{key: cold, data: dataset.Text(rng, 400<<10)}, {key: coldSmall, data: []byte("small")},
 		{key: thawed, data: dataset.Text(rng, 400<<10)}, {key: expired, data: dataset.Text(rng, 400<<10)}, {key: "data/warm.txt", data: []byte("warm")}}
-	f.put(t, objs)
-	f.waitDepth(t, f.sourceQueue(), len(objs), time.Minute)
-	log, logs := observed(t)
-	r := f.start(t, log)
-	got := f.waitStaged(t, 2, time.Minute)
-	f.waitDepth(t, f.deadLetterQueue(t), 3, time.Minute)
-	if err := r.stop(); err != nil {
-		t.Fatal(err)
-	}
+	got, r, logs := f.stagedAndDead(t, objs, 2, 3)
 	if _, ok := got[thawed]; !ok || len(got) != 2 {
 		t.Errorf("staged %v, want the restored and the warm object only", slices.Collect(maps.Keys(got)))
 	}

@@ -106,7 +106,7 @@ func (w *Worker) open(ctx context.Context, o *manifest.Object, byteRange string)
 		in.Range = &byteRange
 	}
 	out, err := w.S3.GetObject(ctx, in)
-	if awsapi.Code(err) == "InvalidObjectState" { // its restored copy expired since HEAD
+	if awsapi.IsArchived(err) { // its restored copy expired since HEAD
 		return nil, archived(events.ObjectRef{Bucket: o.Bucket, Key: o.Key}, o.StorageClass)
 	}
 	if err != nil {

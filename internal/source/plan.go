@@ -285,7 +285,7 @@ func (w *Worker) describe(ctx context.Context, e *entry, ref events.ObjectRef, i
 		log.Info("object gone since its event; skipping")
 		return false, nil
 	}
-	if awsapi.Code(err) == "InvalidObjectState" { // a GET of an archived object
+	if awsapi.IsArchived(err) {
 		return false, archived(ref, "an archive storage class")
 	}
 	if err != nil {

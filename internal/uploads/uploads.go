@@ -20,6 +20,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/xrc-dev/xrc/internal/awsapi"
 )
 
 // TTL bounds an item's life should every sweep miss it.
@@ -137,7 +139,7 @@ func (s *Store) Put(ctx context.Context, u Upload, replaced string) error {
 // names (Region, StagingKey, Member, Bucket, Key), if any.
 func (s *Store) Get(ctx context.Context, u Upload) (Upload, bool, error) {
 	keys := []string{sk(u)}
-	if k := legacySK(u); len(k) <= maxSortKey {
+	if k := legacySK(u); len(k) <= awsapi.MaxSortKey {
 		keys = append(keys, k)
 	}
 	for _, k := range keys {
@@ -165,9 +167,6 @@ func (s *Store) Get(ctx context.Context, u Upload) (Upload, bool, error) {
 func legacySK(u Upload) string {
 	return archivePrefix(u.StagingKey) + u.Member + "#" + u.Bucket + "/" + u.Key
 }
-
-// maxSortKey is DynamoDB's limit on a sort key, in bytes.
-const maxSortKey = 1024
 
 // Delete forgets u, if it is the upload recorded for its member and
 // destination: another's record stays.

@@ -14,6 +14,14 @@ import (
 	"github.com/xrc-dev/xrc/internal/uploads"
 )
 
+// newStore returns a Store on a table of its own, and the table's client
+// and name.
+func newStore(t *testing.T) (*uploads.Store, *dynamodb.Client, string) {
+	t.Helper()
+	table, ddb := localstack.Require(t).TestTable(t, "uploads")
+	return uploads.New(ddb, table, time.Now), ddb, table
+}
+
 func upload(key, id string) uploads.Upload {
 	return uploads.Upload{Region: "eu-west-1", StagingBucket: "stg", StagingKey: "r1/2026/12/05/a.tar.zst", ArchiveID: "a",
 		Member: "objects/000000/" + key, Bucket: "dst", Key: key, UploadID: id, PartSize: 16 << 20, Started: time.Now().UTC()}
@@ -23,9 +31,7 @@ func upload(key, id string) uploads.Upload {
 // (member and destination key, the key twice) must fit DynamoDB's 1,024-
 // byte sort key all the same.
 func TestLongKeysAreRecorded(t *testing.T) {
-	env := localstack.Require(t)
-	table, ddb := env.TestTable(t, "uploads")
-	s := uploads.New(ddb, table, time.Now)
+	s, _, _ := newStore(t)
 	ctx := context.Background()
 	u := upload(strings.Repeat("k", 1024), "id-1")
 	if err := s.Put(ctx, u, ""); err != nil {
@@ -52,9 +58,7 @@ func TestLongKeysAreRecorded(t *testing.T) {
 // first's record, and the first, finishing, cannot delete the second's:
 // either would leave an upload recorded nowhere, for no sweep to find.
 func TestTwoDeliveriesKeepTheirRecords(t *testing.T) {
-	env := localstack.Require(t)
-	table, ddb := env.TestTable(t, "uploads")
-	s := uploads.New(ddb, table, time.Now)
+	s, _, _ := newStore(t)
 	ctx := context.Background()
 	a, b := upload("big.bin", "id-a"), upload("big.bin", "id-b")
 	if err := s.Put(ctx, a, ""); err != nil {
@@ -95,9 +99,7 @@ func TestTwoDeliveriesKeepTheirRecords(t *testing.T) {
 // deleted by the key it was found under, not left for the sweep to find
 // every time.
 func TestOlderRecordsAreForgotten(t *testing.T) {
-	env := localstack.Require(t)
-	table, ddb := env.TestTable(t, "uploads")
-	s := uploads.New(ddb, table, time.Now)
+	s, ddb, table := newStore(t)
 	ctx := context.Background()
 	u := upload("old.bin", "id-old")
 	item, err := attributevalue.MarshalMap(u)
@@ -128,9 +130,7 @@ func TestOlderRecordsAreForgotten(t *testing.T) {
 // TestRetriedPutFindsItsOwnRecord: a Put whose first try landed without an
 // answer (the SDK then retries it) finds its own record, not another's.
 func TestRetriedPutFindsItsOwnRecord(t *testing.T) {
-	env := localstack.Require(t)
-	table, ddb := env.TestTable(t, "uploads")
-	s := uploads.New(ddb, table, time.Now)
+	s, _, _ := newStore(t)
 	ctx := context.Background()
 	u := upload("big.bin", "id-a")
 	if err := s.Put(ctx, u, ""); err != nil {
