@@ -69,3 +69,28 @@ func TestOnlyConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// deadlineDelete records whether Delete's context had a deadline.
+type deadlineDelete struct {
+	Uploads
+	had *bool
+}
+
+func (d deadlineDelete) Delete(ctx context.Context, _ uploads.Upload) error {
+	_, *d.had = ctx.Deadline()
+	return nil
+}
+
+// TestForgetIsBounded: forgetting a record runs on past the caller's
+// cancel, but not for ever (a hung call would hold a stopping target past
+// its stop budget).
+func TestForgetIsBounded(t *testing.T) {
+	var had bool
+	w := &Worker{Deps: Deps{Uploads: deadlineDelete{had: &had}, Log: zap.NewNop(), Metrics: NewMetrics(prometheus.NewRegistry())}}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	w.forget(ctx, uploads.Upload{})
+	if !had {
+		t.Error("forget's DynamoDB call had no deadline")
+	}
+}
