@@ -8,10 +8,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/defaults"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
@@ -30,9 +32,7 @@ const MaxAttempts = 5
 // task role on ECS; keys, AWS_CA_BUNDLE and AWS_ENDPOINT_URL_* locally).
 // Its connections fail after StallTimeout without a byte moving, whatever
 // the service (a DynamoDB or SQS call on a silent connection would hold its
-// caller as an S3 one would). A defaults mode other than the SDK's default
-// (legacy, AWS_DEFAULTS_MODE) sets a dialer of its own on other services'
-// clients, without it; S3's wraps its own again (S3).
+// caller as an S3 one would).
 func Load(ctx context.Context, region string) (aws.Config, error) {
 	return load(ctx, region, StallTimeout)
 }
@@ -40,9 +40,6 @@ func Load(ctx context.Context, region string) (aws.Config, error) {
 func load(ctx context.Context, region string, stall time.Duration) (aws.Config, error) {
 	cfg, err := awsconfig.LoadDefaultConfig(ctx,
 		awsconfig.WithRegion(region),
-		awsconfig.WithHTTPClient(awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
-			t.DialContext = stallDial(t.DialContext, stall)
-		})),
 		awsconfig.WithRetryer(func() aws.Retryer {
 			return retry.NewStandard(func(o *retry.StandardOptions) { o.MaxAttempts = MaxAttempts })
 		}),
@@ -50,7 +47,38 @@ func load(ctx context.Context, region string, stall time.Duration) (aws.Config, 
 	if err != nil {
 		return aws.Config{}, fmt.Errorf("loading AWS config for %s: %w", region, err)
 	}
+	cfg.HTTPClient = httpClient(cfg, stall)
+	// A defaults mode other than legacy (AWS_DEFAULTS_MODE, defaults_mode)
+	// would have every service client rebuild its dialer for the mode's
+	// timeouts, dropping the stall timeout's wrapper: the client above
+	// already has them, and the retryer is xrc's own whatever the mode.
+	cfg.DefaultsMode = aws.DefaultsModeLegacy
 	return cfg, nil
+}
+
+// httpClient is the HTTP client of cfg's SDK clients: the connect and TLS
+// handshake timeouts of cfg's defaults mode, and the stall timeout.
+func httpClient(cfg aws.Config, stall time.Duration) *awshttp.BuildableClient {
+	c := awshttp.NewBuildableClient()
+	mode := cfg.DefaultsMode
+	if mode == aws.DefaultsModeAuto {
+		mode = defaults.ResolveDefaultsModeAuto(cfg.Region, cfg.RuntimeEnvironment)
+	}
+	if m, err := defaults.GetModeConfiguration(mode); err == nil { // legacy has none
+		c = c.WithDialerOptions(func(d *net.Dialer) {
+			if t, ok := m.GetConnectTimeout(); ok {
+				d.Timeout = t
+			}
+		}).WithTransportOptions(func(t *http.Transport) {
+			if d, ok := m.GetTLSNegotiationTimeout(); ok {
+				t.TLSHandshakeTimeout = d
+			}
+		})
+	}
+	// Last: WithDialerOptions replaces the transport's dialer.
+	return c.WithTransportOptions(func(t *http.Transport) {
+		t.DialContext = stallDial(t.DialContext, stall)
+	})
 }
 
 // MaxIdleConnsPerHost is how many idle connections an S3 client keeps to

@@ -7,13 +7,16 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/localstack"
@@ -208,6 +211,54 @@ func TestLoadBoundsEveryClient(t *testing.T) {
 	var ne net.Error
 	if err == nil || ctx.Err() != nil || !errors.As(err, &ne) || !ne.Timeout() {
 		t.Fatalf("request to a silent server: %v (context: %v); want a timeout of the connection", err, ctx.Err())
+	}
+}
+
+// TestDefaultsModeKeepsTheStallTimeout: a defaults mode other than legacy
+// has each service client rebuild its dialer for the mode's connect
+// timeout; the clients of a config Load made keep the stall timeout, and
+// the mode's timeouts.
+func TestDefaultsModeKeepsTheStallTimeout(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go io.Copy(io.Discard, c) // reads the request, never answers
+		}
+	}()
+	t.Setenv("AWS_ACCESS_KEY_ID", "test")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "test")
+	t.Setenv("AWS_CONFIG_FILE", os.DevNull)
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", os.DevNull)
+	for _, mode := range []string{"standard", "cross-region"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Setenv("AWS_DEFAULTS_MODE", mode)
+			cfg, err := load(context.Background(), "us-east-1", 200*time.Millisecond)
+			if err != nil {
+				t.Fatal(err)
+			}
+			client := sqs.NewFromConfig(cfg, func(o *sqs.Options) {
+				o.BaseEndpoint = aws.String("http://" + ln.Addr().String())
+				o.Retryer = aws.NopRetryer{}
+			})
+			if hc, ok := client.Options().HTTPClient.(*awshttp.BuildableClient); !ok || hc.GetDialer().Timeout != 3100*time.Millisecond {
+				t.Errorf("the client's dialer does not have the %s mode's connect timeout", mode)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_, err = client.ListQueues(ctx, &sqs.ListQueuesInput{})
+			var ne net.Error
+			if err == nil || ctx.Err() != nil || !errors.As(err, &ne) || !ne.Timeout() {
+				t.Fatalf("call to a silent server: %v (context: %v); want a timeout of the connection", err, ctx.Err())
+			}
+		})
 	}
 }
 
