@@ -202,7 +202,7 @@ func (w *Worker) Handle(_ context.Context, m *worker.Message) {
 		// timeout, and do not report the shutdown as a failure.
 		m.Log().Warn("shutting down: archive abandoned; message released", zap.Error(failed))
 		m.Release(0)
-	case onlyConcurrent(failed):
+	case OnlyConcurrent(failed):
 		// Another delivery of the archive (a duplicate event) is writing
 		// the same large object: nothing is wrong, and its uploads are
 		// its own, not to abandon.
@@ -228,9 +228,9 @@ func (w *Worker) Handle(_ context.Context, m *worker.Message) {
 	}
 }
 
-// onlyConcurrent reports a failure made only of ErrRecorded: every object
+// OnlyConcurrent reports a failure made only of ErrRecorded: every object
 // that failed is being written by another delivery of its archive.
-func onlyConcurrent(err error) bool {
+func OnlyConcurrent(err error) bool {
 	if !errors.Is(err, uploads.ErrRecorded) {
 		return false
 	}

@@ -64,8 +64,8 @@ func TestOnlyConcurrent(t *testing.T) {
 		{other, false},
 		{nil, false},
 	} {
-		if got := onlyConcurrent(c.err); got != c.want {
-			t.Errorf("onlyConcurrent(%v) = %v, want %v", c.err, got, c.want)
+		if got := OnlyConcurrent(c.err); got != c.want {
+			t.Errorf("OnlyConcurrent(%v) = %v, want %v", c.err, got, c.want)
 		}
 	}
 }

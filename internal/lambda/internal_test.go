@@ -21,6 +21,7 @@ import (
 	xevents "github.com/xrc-dev/xrc/internal/events"
 	"github.com/xrc-dev/xrc/internal/queue"
 	"github.com/xrc-dev/xrc/internal/source"
+	"github.com/xrc-dev/xrc/internal/uploads"
 	"github.com/xrc-dev/xrc/internal/worker"
 )
 
@@ -160,6 +161,7 @@ func TestSettle(t *testing.T) {
 		{"all done", []error{nil, nil}, false, false},
 		{"unroutable", []error{nil, fmt.Errorf("x: %w", source.ErrUnroutable)}, true, true},
 		{"too large", []error{fmt.Errorf("x: %w", source.ErrTooLarge)}, true, true},
+		{"archived", []error{fmt.Errorf("x: %w", source.ErrArchived)}, true, true},
 		{"deadline", []error{ErrDeadline, context.DeadlineExceeded}, true, true},
 		{"transient", []error{errors.New("503")}, true, false},
 		{"unroutable and transient", []error{fmt.Errorf("x: %w", source.ErrUnroutable), errors.New("503")}, true, false},
@@ -296,6 +298,86 @@ func TestRetagWaitsForItsWrite(t *testing.T) {
 	}
 	if len(r.delays) != 1 || r.delays[0] != 5*time.Minute {
 		t.Errorf("released after %v, want a visibility timeout (5m)", r.delays)
+	}
+}
+
+// abandoning fails every delivery with err and records what it abandons;
+// an Abandon blocks until hold is closed, if it is not nil.
+type abandoning struct {
+	err  error
+	hold chan struct{}
+
+	mu        sync.Mutex
+	abandoned []string
+}
+
+func (a *abandoning) Deliver(context.Context, string, string) error { return a.err }
+
+func (a *abandoning) Abandon(_ context.Context, key string) {
+	a.mu.Lock()
+	a.abandoned = append(a.abandoned, key)
+	a.mu.Unlock()
+	if a.hold != nil {
+		<-a.hold
+	}
+}
+
+// lastReceive handles one message on its last receive with h, and checks
+// it is reported.
+func lastReceive(h *Target, ctx context.Context) error {
+	body := `{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"staging"},"object":{"key":"r1/a.tar.zst","size":10,"sequencer":"01"}}}]}`
+	resp, err := h.Handle(ctx, events.SQSEvent{Records: []events.SQSMessage{
+		{MessageId: "m", Body: body, Attributes: map[string]string{"ApproximateReceiveCount": "5"}}}})
+	if err != nil || len(resp.BatchItemFailures) != 1 {
+		return fmt.Errorf("Handle = %+v, %v; want the message reported", resp, err)
+	}
+	return nil
+}
+
+// TestConcurrentDeliveryIsNotAbandoned: a delivery failing only because
+// another delivery of its archive holds the upload records (a duplicate
+// event; a Fargate task of a hybrid region) leaves that delivery's uploads
+// alone, on its last receive too, as the Fargate worker does.
+func TestConcurrentDeliveryIsNotAbandoned(t *testing.T) {
+	d := &abandoning{err: fmt.Errorf("writing s3://d/k: %w", uploads.ErrRecorded)}
+	h := NewTarget(TargetOptions{Deliverer: d, Staging: "staging", MaxReceive: 5, Visibility: 5 * time.Minute, Queue: &releases{},
+		Margin: 30 * time.Second, Log: zap.NewNop(), Metrics: worker.NewMetrics(prometheus.NewRegistry(), "test")})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := lastReceive(h, ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(d.abandoned) != 0 {
+		t.Errorf("abandoned %v: the other delivery's uploads were aborted", d.abandoned)
+	}
+}
+
+// TestAbandonEndsInTime: abandoning a failed archive's uploads on its last
+// receive does not hold the invocation past its deadline (the whole batch,
+// what it delivered included, would come back); it is waited for until
+// half the margin past the cut.
+func TestAbandonEndsInTime(t *testing.T) {
+	d := &abandoning{err: errors.New("503"), hold: make(chan struct{})}
+	defer close(d.hold)
+	h := NewTarget(TargetOptions{Deliverer: d, Staging: "staging", MaxReceive: 5, Visibility: 5 * time.Minute, Queue: &releases{},
+		Margin: 2 * time.Second, Log: zap.NewNop(), Metrics: worker.NewMetrics(prometheus.NewRegistry(), "test")})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- lastReceive(h, ctx) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Handle still running 7 s past the invocation's deadline")
+	}
+	if ctx.Err() != nil {
+		t.Errorf("Handle returned after the invocation's deadline")
+	}
+	if len(d.abandoned) != 1 {
+		t.Errorf("abandoned %v, want the archive's uploads", d.abandoned)
 	}
 }
 

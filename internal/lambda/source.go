@@ -81,7 +81,7 @@ func (t *tracked) settle(err error) {
 	t.out.err = errors.Join(t.out.err, err)
 	// Back at once when every failure is one no retry fixes (towards the
 	// DLQ) or the deadline's (nothing wrong with the object).
-	t.out.now = t.out.now && (errors.Is(err, source.ErrUnroutable) || errors.Is(err, source.ErrTooLarge) || errors.Is(err, ErrDeadline) ||
+	t.out.now = t.out.now && (source.Permanent(err) || errors.Is(err, ErrDeadline) ||
 		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled))
 }
 

@@ -159,15 +159,43 @@ func (h *Target) handle(ctx context.Context, at time.Time, first bool, o *outcom
 	case ctx.Err() != nil:
 		// Cut by the deadline: nothing is wrong with the archive.
 		o.now = true
+	case deliver.OnlyConcurrent(o.err):
+		// Another delivery of the archive (a duplicate event, or a Fargate
+		// task of a hybrid region) is writing its large objects: their
+		// uploads are its own, not to abandon, even on this message's last
+		// receive.
+		o.wait = deliver.RetryDelay(o.err, o.msg.ReceiveCount, h.visibility)
 	default:
 		o.now = permanent
 		o.wait = deliver.RetryDelay(o.err, o.msg.ReceiveCount, h.visibility)
 		if a, ok := h.d.(abandoner); ok && (permanent || o.msg.ReceiveCount >= h.maxReceive) {
-			// No later delivery will resume this one's work (a redrive
-			// from the DLQ starts it over).
-			for _, ref := range refs {
-				a.Abandon(context.WithoutCancel(ctx), ref.Key)
-			}
+			// No later delivery will resume this one's work.
+			h.abandon(ctx, a, at, refs, log)
 		}
+	}
+}
+
+// abandon drops the resumable state of refs' archives, waiting for it no
+// later than half the margin past the cut (the other half is the
+// releases'): past the deadline the whole batch would come back, what it
+// delivered included. What is not done by then (S3 or the table slow) is
+// left: a redrive resumes those uploads, and the sweep aborts them once
+// their archive has left staging.
+func (h *Target) abandon(ctx context.Context, a abandoner, at time.Time, refs []xevents.ObjectRef, log *zap.Logger) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for _, ref := range refs {
+			a.Abandon(context.WithoutCancel(ctx), ref.Key)
+		}
+	}()
+	if at.IsZero() {
+		<-done
+		return
+	}
+	select {
+	case <-done:
+	case <-h.clock.After(at.Add(h.margin / 2).Sub(h.clock.Now())):
+		log.Warn("abandoning the archive's uploads did not end in time: left for a redrive to resume, or the sweep to abort")
 	}
 }

@@ -26,8 +26,9 @@ var ErrTooLarge = errors.New("object too large for this task's memory")
 // goes to the dead-letter queue at once, to be redriven once restored.
 var ErrArchived = errors.New("object archived: not readable until restored")
 
-// permanent reports a failure no retry can fix.
-func permanent(err error) bool {
+// Permanent reports a failure no retry can fix: its message goes back at
+// once, towards the dead-letter queue.
+func Permanent(err error) bool {
 	return errors.Is(err, ErrUnroutable) || errors.Is(err, ErrTooLarge) || errors.Is(err, ErrArchived)
 }
 
@@ -52,7 +53,7 @@ func (t *tracked) settle(err error) {
 			t.permanent = true
 		}
 		t.failed = errors.Join(t.failed, err)
-		t.permanent = t.permanent && permanent(err)
+		t.permanent = t.permanent && Permanent(err)
 	}
 	done, failed, permanent := t.pending == 0, t.failed, t.permanent
 	t.mu.Unlock()
