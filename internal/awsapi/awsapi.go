@@ -40,6 +40,9 @@ func Load(ctx context.Context, region string) (aws.Config, error) {
 func load(ctx context.Context, region string, stall time.Duration) (aws.Config, error) {
 	cfg, err := awsconfig.LoadDefaultConfig(ctx,
 		awsconfig.WithRegion(region),
+		// Buildable, so that the config's CA bundle (AWS_CA_BUNDLE) is
+		// applied to it.
+		awsconfig.WithHTTPClient(awshttp.NewBuildableClient()),
 		awsconfig.WithRetryer(func() aws.Retryer {
 			return retry.NewStandard(func(o *retry.StandardOptions) { o.MaxAttempts = MaxAttempts })
 		}),
@@ -47,7 +50,9 @@ func load(ctx context.Context, region string, stall time.Duration) (aws.Config, 
 	if err != nil {
 		return aws.Config{}, fmt.Errorf("loading AWS config for %s: %w", region, err)
 	}
-	cfg.HTTPClient = httpClient(cfg, stall)
+	if c, ok := cfg.HTTPClient.(*awshttp.BuildableClient); ok {
+		cfg.HTTPClient = httpClient(cfg, c, stall)
+	}
 	// A defaults mode other than legacy (AWS_DEFAULTS_MODE, defaults_mode)
 	// would have every service client rebuild its dialer for the mode's
 	// timeouts, dropping the stall timeout's wrapper: the client above
@@ -56,10 +61,9 @@ func load(ctx context.Context, region string, stall time.Duration) (aws.Config, 
 	return cfg, nil
 }
 
-// httpClient is the HTTP client of cfg's SDK clients: the connect and TLS
-// handshake timeouts of cfg's defaults mode, and the stall timeout.
-func httpClient(cfg aws.Config, stall time.Duration) *awshttp.BuildableClient {
-	c := awshttp.NewBuildableClient()
+// httpClient is c, the HTTP client of cfg's SDK clients, with the connect
+// and TLS handshake timeouts of cfg's defaults mode, and the stall timeout.
+func httpClient(cfg aws.Config, c *awshttp.BuildableClient, stall time.Duration) *awshttp.BuildableClient {
 	mode := cfg.DefaultsMode
 	if mode == aws.DefaultsModeAuto {
 		mode = defaults.ResolveDefaultsModeAuto(cfg.Region, cfg.RuntimeEnvironment)

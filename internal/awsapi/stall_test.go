@@ -3,11 +3,14 @@ package awsapi
 import (
 	"bytes"
 	"context"
+	"encoding/pem"
 	"errors"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -260,6 +263,30 @@ func TestDefaultsModeKeepsTheStallTimeout(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestLoadKeepsTheCABundle: the clients of a config Load made trust the
+// CA bundle the environment names (AWS_CA_BUNDLE: the local stack's, a
+// proxy's), whatever else Load sets on their HTTP client.
+func TestLoadKeepsTheCABundle(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))
+	defer srv.Close()
+	bundle := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(bundle, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("AWS_CA_BUNDLE", bundle)
+	t.Setenv("AWS_CONFIG_FILE", os.DevNull)
+	cfg, err := Load(context.Background(), "us-east-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+	resp, err := cfg.HTTPClient.Do(req)
+	if err != nil {
+		t.Fatalf("request to a server the CA bundle vouches for: %v", err)
+	}
+	resp.Body.Close()
 }
 
 // TestDeadlinesOfItsUsersKept: a deadline the connection's user sets
