@@ -1217,11 +1217,14 @@ func TestVersionDeletedAfterPlanFallsBack(t *testing.T) {
 // versionedBatches is a fixture whose source bucket is versioned and whose
 // batches wait 3 s for more events, so that a test's writes of one key land
 // in one batch.
-func versionedBatches(t *testing.T) *fixture {
+func versionedBatches(t *testing.T, opts ...func(*config.Config)) *fixture {
 	t.Helper()
 	f := setup(t, func(c *config.Config) {
 		c.Rules[0].Batch.MaxAge = config.Duration(3 * time.Second)
 		c.Rules[0].Batch.Idle = c.Rules[0].Batch.MaxAge
+		for _, o := range opts {
+			o(c)
+		}
 	})
 	if _, err := f.s3.PutBucketVersioning(context.Background(), &s3.PutBucketVersioningInput{Bucket: &f.rule.SourceBucket,
 		VersioningConfiguration: &s3types.VersioningConfiguration{Status: s3types.BucketVersioningStatusEnabled}}); err != nil {
@@ -1260,6 +1263,73 @@ func TestNullVersionDeleteOfAnotherVersion(t *testing.T) {
 	for _, s := range f.readArchives(t) {
 		if s.obj.Key == key {
 			t.Errorf("%s staged (delete %t) for a null version's delete while the key holds an object", key, s.obj.Delete)
+		}
+	}
+}
+
+// nullDelete sends the event of version "null" of key deleted for good,
+// with sequencer seq.
+func (f *fixture) nullDelete(t *testing.T, key, seq string) {
+	t.Helper()
+	body, err := events.Encode("test", events.ObjectRef{EventName: "ObjectRemoved:Delete", EventTime: time.Now(), Region: "us-east-1",
+		Bucket: f.rule.SourceBucket, Key: key, VersionID: "null", Sequencer: seq})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.send(t, string(body))
+}
+
+// TestNullVersionDeleteAfterAWrite: a versioned key's null version (from
+// before versioning) deleted for good after a write, both in one batch:
+// the key reads as that write, which is staged; the delete, the newest
+// event, must not make the batch drop it.
+func TestNullVersionDeleteAfterAWrite(t *testing.T) {
+	t.Parallel()
+	f := versionedBatches(t, func(c *config.Config) { c.Rules[0].Deletes = true })
+	key := "data/null-delete-after/k.txt"
+	v1 := []byte("the current version")
+	f.put(t, []object{{key: key, data: v1}})
+	f.nullDelete(t, key, strings.Repeat("F", 40)) // after the write
+	f.waitDepth(t, f.sourceQueue(), 2, time.Minute)
+	log, _ := observed(t)
+	r := f.start(t, log)
+	got := f.waitStaged(t, 1, time.Minute)
+	r.stop()
+	if s, ok := got[key]; !ok || s.obj.Delete || s.sum != digest(v1) {
+		t.Errorf("%s: staged %+v (present %t), want its current version", key, s.obj, ok)
+	}
+}
+
+// TestNullVersionDeleteBeforeADeletedVersion: when the newest version a
+// batch announces was deleted by its id since, and before it came a
+// delete of version "null" that left the key readable, that delete is not
+// staged: the key reads as an object (an older version, replicated by its
+// own event).
+func TestNullVersionDeleteBeforeADeletedVersion(t *testing.T) {
+	t.Parallel()
+	f := versionedBatches(t, func(c *config.Config) { c.Rules[0].Deletes = true })
+	ctx := context.Background()
+	key, other := "data/null-delete-before/k.txt", "data/null-delete-before/other.txt"
+	f.put(t, []object{{key: key, data: []byte("version 1")}})
+	f.waitDepth(t, f.sourceQueue(), 1, time.Minute)
+	f.takeAll(t, f.sourceQueue(), time.Minute) // version 1 is replicated already
+	f.nullDelete(t, key, "00")                 // before version 2
+	out, err := f.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: &f.rule.SourceBucket, Key: &key, Body: strings.NewReader("version 2, undone")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.s3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &f.rule.SourceBucket, Key: &key, VersionId: out.VersionId}); err != nil {
+		t.Fatal(err)
+	}
+	f.put(t, []object{{key: other, data: []byte("other")}})
+	f.waitDepth(t, f.sourceQueue(), 5, time.Minute) // version 1's, taken, counts while hidden
+	log, _ := observed(t)
+	r := f.start(t, log)
+	f.waitStaged(t, 1, time.Minute)
+	r.stop()
+	for _, s := range f.readArchives(t) {
+		if s.obj.Key == key {
+			t.Errorf("%s staged (delete %t) while the key reads as version 1", key, s.obj.Delete)
 		}
 	}
 }

@@ -101,6 +101,16 @@ func (w *Worker) plan(ctx context.Context, rule *config.Rule, items []Item, held
 				if ref.Removed() {
 					keep, err = w.stillDeleted(gctx, e)
 				}
+				if !keep && err == nil && ref.MayKeepCurrent() {
+					// The key still reads as an object: the null
+					// version deleted was not its current one. A write
+					// of the batch from before the delete may be what it
+					// reads as, which no later event announces.
+					keep, err = w.before(gctx, rule, e, ref)
+					if keep && retags && !e.obj.Delete {
+						e.obj.TagsChanged = true // read after the tag changes, and current
+					}
+				}
 				if !keep && err == nil && retags {
 					keep, err = w.retagged(gctx, rule, e)
 				}
@@ -121,25 +131,9 @@ func (w *Worker) plan(ctx context.Context, rule *config.Rule, items []Item, held
 		}
 		g.Go(func() error {
 			keep, err := w.describe(gctx, e, ref, into)
-			// A version deleted by its id since its event leaves the key
-			// reading as what came before it, which no later event
-			// announces: if that one's event is in the batch, it is
-			// carried instead, a version or a delete, never a version
-			// from behind a delete.
-			for _, older := range olderRefs(e.items, ref) {
-				if keep || err != nil {
-					break
-				}
-				if e.obj, err = baseObject(rule, older); err != nil {
-					break
-				}
-				if older.Removed() {
-					e.obj.Delete, keep = true, true
-					break
-				}
-				if keep, err = w.describe(gctx, e, older, nil); keep && err == nil {
-					keep, err = w.current(gctx, older)
-				}
+			if !keep && err == nil {
+				// A version deleted by its id since its event.
+				keep, err = w.before(gctx, rule, e, ref)
 			}
 			if retags && err == nil && !e.obj.Delete {
 				// A write read after the tag changes carries them, if it
@@ -222,6 +216,40 @@ func (w *Worker) current(ctx context.Context, ref events.ObjectRef) (bool, error
 		return false, fmt.Errorf("head %s/%s: %w", ref.Bucket, ref.Key, err)
 	}
 	return aws.ToString(head.VersionId) == ref.VersionID, nil
+}
+
+// before makes e.obj what e's key reads as, if the batch announces it
+// before ref: a version deleted by its id since its event, or a delete of
+// version "null" that left the key readable, leaves the key reading as
+// what came before, which no later event announces. It is carried, a
+// version or a delete, if it is what the key reads as now; never a version
+// from behind a delete.
+func (w *Worker) before(ctx context.Context, rule *config.Rule, e *entry, ref events.ObjectRef) (keep bool, err error) {
+	for _, older := range olderRefs(e.items, ref) {
+		if e.obj, err = baseObject(rule, older); err != nil {
+			return false, err
+		}
+		switch {
+		case older.MayKeepCurrent():
+			// Version "null" deleted: the key's delete only if it
+			// reads as deleted; otherwise what came before it may be
+			// current.
+			if keep, err = w.stillDeleted(ctx, e); keep || err != nil {
+				return keep, err
+			}
+			continue
+		case older.Removed():
+			e.obj.Delete = true
+			return true, nil
+		}
+		if keep, err = w.describe(ctx, e, older, nil); keep && err == nil {
+			keep, err = w.current(ctx, older)
+		}
+		if keep || err != nil {
+			return keep, err
+		}
+	}
+	return false, nil
 }
 
 // olderRefs are the versions and deletes items announce before ref's
