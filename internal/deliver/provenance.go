@@ -27,13 +27,11 @@ const (
 	MetaSHA256    = "xrc-sha256"  // hex SHA-256 of the bytes
 )
 
-// metaPrefix starts every provenance key. A source object's own metadata
-// under it is renamed (metaRenamed + the rest of the key), so it can never
-// pose as provenance: a source object claiming xrc-seq FFFF... would
-// otherwise make its destination look newer than every later write.
+// metaPrefix starts every provenance key; a source object's own metadata
+// under it is renamed (manifest.DestinationMetadataKey).
 const (
-	metaPrefix  = "xrc-"
-	metaRenamed = "xrc-orig-"
+	metaPrefix  = manifest.MetadataPrefix
+	metaRenamed = manifest.MetadataRenamed
 )
 
 // maxMetadata is the limit on user metadata, in bytes. AWS counts keys and
@@ -146,9 +144,7 @@ func (w *Worker) metadata(m *manifest.Manifest, o *manifest.Object, sum []byte) 
 		headerPrefix = 0
 	}
 	for k, v := range o.Metadata {
-		if rest, ok := cutPrefixFold(k, metaPrefix); ok {
-			k = metaRenamed + rest
-		}
+		k = manifest.DestinationMetadataKey(k)
 		md[k] = v
 		used += headerPrefix + len(k) + len(v)
 	}

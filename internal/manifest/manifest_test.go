@@ -70,6 +70,22 @@ func TestValidateObject(t *testing.T) {
 	if err := o.ValidateObject(); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), `key "logs/app.log": metadata is`) {
 		t.Errorf("too much metadata: %v", err)
 	}
+	// 2 KiB at the source; 5 bytes more once xrc-a is renamed xrc-orig-a
+	// at the destinations, where every write of it would be refused.
+	o.Metadata = map[string]string{"Xrc-a": strings.Repeat("x", 2043)}
+	if err := o.ValidateObject(); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "metadata is 2053 bytes with its keys under xrc- renamed") {
+		t.Errorf("metadata over 2 KiB once renamed: %v", err)
+	}
+}
+
+// TestDestinationMetadataKey: source keys under xrc- (any case: metadata
+// keys are HTTP header names) are renamed, others kept.
+func TestDestinationMetadataKey(t *testing.T) {
+	for k, want := range map[string]string{"xrc-seq": "xrc-orig-seq", "XRC-Seq": "xrc-orig-Seq", "xrc": "xrc", "title": "title", "xrcfoo": "xrcfoo"} {
+		if got := DestinationMetadataKey(k); got != want {
+			t.Errorf("DestinationMetadataKey(%q) = %q, want %q", k, got, want)
+		}
+	}
 }
 
 func encode(t *testing.T, m *Manifest) []byte {
