@@ -19,9 +19,10 @@
 //     tombstone that an older create cannot pass.
 //   - A delete removes only an object xrc wrote, and only the version it
 //     read (If-Match on its ETag).
-//   - The staging archive is deleted and its message acknowledged only once
-//     every object for this region is durably written and the archive is in
-//     the ledger; otherwise the message is released, retried, and after
+//   - The message is acknowledged only once every object for this region
+//     is durably written, and the staging archive deleted only once it is
+//     in the ledger too (a ledger write that fails leaves it in staging,
+//     counted); otherwise the message is released, retried, and after
 //     maxReceiveCount lands in the DLQ. An archive that is gone from staging
 //     is acknowledged only if the ledger says it was delivered.
 package deliver

@@ -281,7 +281,9 @@ func (w *Worker) forget(ctx context.Context, u uploads.Upload) {
 // message will not be delivered again (its last attempt, or an archive no
 // retry can fix).
 func (w *Worker) Abandon(ctx context.Context, stagingKey string) {
-	us, err := w.Uploads.List(context.WithoutCancel(ctx), w.Region, stagingKey)
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), awsapi.AbortTimeout)
+	us, err := w.Uploads.List(lctx, w.Region, stagingKey)
+	cancel()
 	if err != nil {
 		w.Metrics.Errors.WithLabelValues("uploads").Inc()
 		w.Log.Warn("listing the uploads of an abandoned archive", zap.String("key", stagingKey), zap.Error(err))

@@ -94,3 +94,27 @@ func TestForgetIsBounded(t *testing.T) {
 		t.Error("forget's DynamoDB call had no deadline")
 	}
 }
+
+// deadlineList records whether List's context had a deadline.
+type deadlineList struct {
+	Uploads
+	had *bool
+}
+
+func (d deadlineList) List(ctx context.Context, _, _ string) ([]uploads.Upload, error) {
+	_, *d.had = ctx.Deadline()
+	return nil, nil
+}
+
+// TestAbandonIsBounded: listing an abandoned archive's uploads runs on past
+// the caller's cancel, but not for ever.
+func TestAbandonIsBounded(t *testing.T) {
+	var had bool
+	w := &Worker{Deps: Deps{Uploads: deadlineList{had: &had}, Log: zap.NewNop(), Metrics: NewMetrics(prometheus.NewRegistry())}}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	w.Abandon(ctx, "r1/a.tar.zst")
+	if !had {
+		t.Error("Abandon's DynamoDB call had no deadline")
+	}
+}
