@@ -178,6 +178,12 @@ func (s *regionStack) addService(cluster awsecs.Cluster, id string, w *worker, e
 		PropagateTags:              awsecs.PropagatedTagSource_SERVICE,
 		EnableECSManagedTags:       jsii.Bool(true),
 	})
+	// After the cluster's capacity provider association (which CDK adds
+	// in an aspect, with no dependency of its own): without it,
+	// CloudFormation creates the service before FARGATE_SPOT is the
+	// cluster's, and on delete removes the association while the service
+	// still uses it, which ECS refuses, failing the stack's deletion.
+	w.Service.Node().AddDependency(cluster)
 	s.addScaling(id, w)
 	s.alarms.watchService(id, w)
 }

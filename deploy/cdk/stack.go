@@ -57,8 +57,9 @@ func newRegionStack(app awscdk.App, d *deployment, rp *regionPlan) awscdk.Stack 
 	s.param = s.newConfigParameter()
 	s.alarms = newAlarms(s)
 	s.staging = newStaging(s)
-	// A region whose workers all run on Lambda needs neither (and saves
-	// the VPC's interface endpoints).
+	// A target region whose worker runs on Lambda needs neither (and
+	// saves the VPC's interface endpoints); a source region runs the
+	// backfill task whatever its rules' compute (NeedsCluster).
 	var cluster awsecs.Cluster
 	if rp.NeedsCluster() {
 		s.net = newNetwork(s)

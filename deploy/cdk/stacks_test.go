@@ -712,6 +712,22 @@ func TestSpotCapacity(t *testing.T) {
 			}))
 		})
 	}
+	// A service that does not wait for the capacity provider association
+	// is created before it, and deleted after it (which ECS refuses).
+	for region, tm := range s.json {
+		assoc := ofType(tm, "AWS::ECS::ClusterCapacityProviderAssociations")
+		for id, svc := range ofType(tm, "AWS::ECS::Service") {
+			deps := strs(svc["DependsOn"])
+			for a := range assoc {
+				if !slices.Contains(deps, a) {
+					t.Errorf("%s: service %s does not depend on the capacity provider association %s (depends on %v)", region, id, a, deps)
+				}
+			}
+			if len(assoc) == 0 {
+				t.Errorf("%s: service %s but no capacity provider association", region, id)
+			}
+		}
+	}
 	check(t, "services per region", func() {
 		s.tmpl["us-east-1"].ResourceCountIs(jsii.String("AWS::ECS::Service"), jsii.Number(2))
 		s.tmpl["eu-west-1"].ResourceCountIs(jsii.String("AWS::ECS::Service"), jsii.Number(1))
