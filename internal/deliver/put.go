@@ -32,7 +32,10 @@ func (w *Worker) put(ctx context.Context, wr *write, o *manifest.Object, rt conf
 		ContentDisposition: optional(o.ContentDisposition),
 		ContentLanguage:    optional(o.ContentLanguage),
 		CacheControl:       optional(o.CacheControl),
-		Tagging:            optional(tagging(o.Tags)),
+	}
+	late := lateTags(o.Tags)
+	if !late {
+		in.Tagging = optional(tagging(o.Tags))
 	}
 	if t, err := http.ParseTime(o.Expires); err == nil {
 		in.Expires = &t
@@ -56,16 +59,28 @@ func (w *Worker) put(ctx context.Context, wr *write, o *manifest.Object, rt conf
 	}
 	started := w.Clock.Now()
 	multipart := o.Size > bufferMax
+	var version *string // the version written, if the bucket is versioned and S3 said
 	if !multipart {
 		// One PUT: S3 checks the SHA-256 we computed from the archive and
 		// keeps it as the object's checksum, for users to verify.
 		in.ChecksumAlgorithm = s3types.ChecksumAlgorithmSha256
 		in.ChecksumSHA256 = aws.String(base64.StdEncoding.EncodeToString(sum))
-		if _, err := w.S3.PutObject(ctx, in); err != nil {
+		out, err := w.S3.PutObject(ctx, in)
+		if err != nil {
 			return err
+		}
+		if v := aws.ToString(out.VersionId); v != "" && v != "null" {
+			version = &v
 		}
 	} else if err := w.multipart(ctx, wr, o, in); err != nil {
 		return err
+	}
+	if late {
+		// Failing, the delivery is retried, and finding this write there,
+		// gives it its tags (decide).
+		if err := w.setTags(ctx, rt, version, o.Tags); err != nil {
+			return fmt.Errorf("tags of s3://%s/%s, set after the write: %w", rt.Bucket, rt.Key, err)
+		}
 	}
 	wr.t.written.Add(1)
 	wr.t.bytes.Add(o.Size)
@@ -138,3 +153,14 @@ func optional(s string) *string {
 	}
 	return &s
 }
+
+// taggingHeaderMax bounds the tags sent with a write, in its x-amz-tagging
+// header. S3 refuses a PUT whose headers pass 8 KB (RequestHeaderSectionTooLarge),
+// on every try, and 2 KB of metadata and the signature share them; ten tags
+// of S3's longest, escaped (non-ASCII, or '/', ':', '@'), come to 16 KB.
+// Longer tags are set after the write (PutObjectTagging takes them in its
+// body): for a moment the object is there without them.
+const taggingHeaderMax = 2 << 10
+
+// lateTags reports tags too long to go with the write.
+func lateTags(tags map[string]string) bool { return len(tagging(tags)) > taggingHeaderMax }

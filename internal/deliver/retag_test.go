@@ -2,6 +2,7 @@ package deliver_test
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"net/http"
 	"strings"
@@ -319,5 +320,66 @@ func TestTagSyncRetriesWhatMayHeal(t *testing.T) {
 	}
 	if got := p.tagsAt(t, dst, k); !maps.Equal(got, map[string]string{"b": "2"}) {
 		t.Errorf("tags = %v, want the change", got)
+	}
+}
+
+// headerLimit refuses, as S3 does, a write whose headers pass 8 KB: here
+// its tags alone past 6 KB (metadata and the signature take the rest).
+// The first PutObjectTagging fails as slowTagging's.
+type headerLimit struct {
+	slowTagging
+}
+
+func (h headerLimit) refuse(tagging *string) error {
+	if len(aws.ToString(tagging)) <= 6<<10 {
+		return nil
+	}
+	return &smithyhttp.ResponseError{Response: &smithyhttp.Response{Response: &http.Response{StatusCode: http.StatusBadRequest}},
+		Err: &smithy.GenericAPIError{Code: "RequestHeaderSectionTooLarge", Message: "Your request header section exceeds the maximum allowed size."}}
+}
+
+func (h headerLimit) PutObject(ctx context.Context, in *s3.PutObjectInput, optFns ...func(*s3.Options)) (*s3.PutObjectOutput, error) {
+	if err := h.refuse(in.Tagging); err != nil {
+		return nil, err
+	}
+	return h.S3API.PutObject(ctx, in, optFns...)
+}
+
+func (h headerLimit) CreateMultipartUpload(ctx context.Context, in *s3.CreateMultipartUploadInput, optFns ...func(*s3.Options)) (*s3.CreateMultipartUploadOutput, error) {
+	if err := h.refuse(in.Tagging); err != nil {
+		return nil, err
+	}
+	return h.S3API.CreateMultipartUpload(ctx, in, optFns...)
+}
+
+// TestLongTagsAreSetAfterTheWrite: tags S3 takes (ten, of 128 and 256
+// characters) but too long, escaped, for a PUT's 8 KB of headers are set
+// after the write, which S3 would otherwise refuse on every try (stalling
+// the archive); a tagging call that fails then fails the delivery, and its
+// retry, finding the write there, sets them.
+func TestLongTagsAreSetAfterTheWrite(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t, nil)
+	ctx := context.Background()
+	dst := p.cfg.Rules[0].Destinations[0].Bucket
+	staging := p.cfg.Settings.Regions[1].StagingBucket
+	k := "data/retag/long-tags.txt"
+	m, objs := p.objectArchive("long-1", k, seqAt(1), []byte("tagged at length"))
+	tags := map[string]string{}
+	for i := range 10 {
+		tags[fmt.Sprintf("k%d%s", i, strings.Repeat("/", 126))] = strings.Repeat("/", 256) // each '/' sent as %2F
+	}
+	m.Objects[0].Tags = tags
+	key := "r1/long-1.tar.zst"
+	p.stage(t, key, m, objs)
+	w := p.targetWorker(t, deliver.Deps{S3: headerLimit{slowTagging{S3API: p.dst, failed: new(atomic.Bool)}}})
+	if err := w.Deliver(ctx, staging, key); err == nil {
+		t.Fatal("delivered, though its tags were not set")
+	}
+	if err := w.Deliver(ctx, staging, key); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.tagsAt(t, dst, k); !maps.Equal(got, tags) {
+		t.Errorf("tags = %d of them, want the 10 of the source", len(got))
 	}
 }

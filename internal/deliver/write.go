@@ -60,11 +60,12 @@ func (w *Worker) decide(ctx context.Context, wr *write, o *manifest.Object, rt c
 				return "", "", err
 			}
 		}
-		if o.TagsChanged && prov.sameWrite(o) {
+		if (o.TagsChanged || lateTags(o.Tags)) && prov.sameWrite(o) {
 			// The event of a write delivered already came again, in a
 			// batch with a change of its tags: it alone carries the
 			// change. (Only then: any replay doing so would put back
-			// tags changed since.)
+			// tags changed since.) Or tags too long to go with the write
+			// were set after it, and may have failed to be.
 			if changed, err := w.syncTags(ctx, wr, rt, version, o); err != nil || changed {
 				return etag, "retagged", err
 			}
