@@ -186,30 +186,38 @@ func TestWriteMovesTheReadDeadline(t *testing.T) {
 	}
 }
 
-// TestLoadBoundsEveryClient: the config Load returns, which every service
-// client is made from, gives up a connection that stays silent.
-func TestLoadBoundsEveryClient(t *testing.T) {
+// silentServer returns the address of a server that reads requests and
+// never answers.
+func silentServer(t *testing.T) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			go io.Copy(io.Discard, c) // reads the request, never answers
+			go io.Copy(io.Discard, c)
 		}
 	}()
+	return ln.Addr().String()
+}
+
+// TestLoadBoundsEveryClient: the config Load returns, which every service
+// client is made from, gives up a connection that stays silent.
+func TestLoadBoundsEveryClient(t *testing.T) {
+	addr := silentServer(t)
 	cfg, err := load(context.Background(), "us-east-1", 500*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+ln.Addr().String()+"/", strings.NewReader("{}"))
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+"/", strings.NewReader("{}"))
 	_, err = cfg.HTTPClient.Do(req)
 	var ne net.Error
 	if err == nil || ctx.Err() != nil || !errors.As(err, &ne) || !ne.Timeout() {
@@ -222,20 +230,7 @@ func TestLoadBoundsEveryClient(t *testing.T) {
 // timeout; the clients of a config Load made keep the stall timeout, and
 // the mode's timeouts.
 func TestDefaultsModeKeepsTheStallTimeout(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go io.Copy(io.Discard, c) // reads the request, never answers
-		}
-	}()
+	addr := silentServer(t)
 	t.Setenv("AWS_ACCESS_KEY_ID", "test")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "test")
 	t.Setenv("AWS_CONFIG_FILE", os.DevNull)
@@ -248,7 +243,7 @@ func TestDefaultsModeKeepsTheStallTimeout(t *testing.T) {
 				t.Fatal(err)
 			}
 			client := sqs.NewFromConfig(cfg, func(o *sqs.Options) {
-				o.BaseEndpoint = aws.String("http://" + ln.Addr().String())
+				o.BaseEndpoint = aws.String("http://" + addr)
 				o.Retryer = aws.NopRetryer{}
 			})
 			if hc, ok := client.Options().HTTPClient.(*awshttp.BuildableClient); !ok || hc.GetDialer().Timeout != 3100*time.Millisecond {
