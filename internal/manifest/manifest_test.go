@@ -76,6 +76,13 @@ func TestValidateObject(t *testing.T) {
 	if err := o.ValidateObject(); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "metadata is 2053 bytes with its keys under xrc- renamed") {
 		t.Errorf("metadata over 2 KiB once renamed: %v", err)
 	}
+	// The same in a manifest an earlier source staged: the archive is not
+	// refused whole for it (its other objects are delivered).
+	m := valid()
+	m.Objects[0].Metadata = o.Metadata
+	if err := m.Validate(); err != nil {
+		t.Errorf("a manifest refused for an object's renamed metadata: %v", err)
+	}
 }
 
 // TestDestinationMetadataKey: source keys under xrc- (any case: metadata

@@ -73,8 +73,30 @@ func (o *Object) ValidateObject() error {
 	if c.HasMember() {
 		c.Member = memberRoot + "0" // any valid name: the writer's is checked with the manifest
 	}
-	c.validate(func(format string, args ...any) { p.addf("key %s: %s", quote(o.Key), fmt.Sprintf(format, args...)) })
+	f := func(format string, args ...any) { p.addf("key %s: %s", quote(o.Key), fmt.Sprintf(format, args...)) }
+	c.validate(f)
+	// Checked here, where the object fails alone, and not in Validate,
+	// where an archive a source of before this check staged would fail
+	// whole: a source object AWS took with 2 KB of metadata has more at
+	// the destinations once its keys under xrc- are renamed, and every
+	// write of it would be refused.
+	if n := metadataLen(o.Metadata, true); n > maxMetadataLen && metadataLen(o.Metadata, false) <= maxMetadataLen {
+		f("metadata is %d bytes with its keys under %s renamed %s at the destinations, more than S3's %d", n, MetadataPrefix, MetadataRenamed, maxMetadataLen)
+	}
 	return p.err()
+}
+
+// metadataLen is the size of md as S3 counts it, keys and values, with the
+// keys a destination gives them if atDestination.
+func metadataLen(md map[string]string, atDestination bool) int {
+	n := 0
+	for k, v := range md {
+		if atDestination {
+			k = DestinationMetadataKey(k)
+		}
+		n += len(k) + len(v)
+	}
+	return n
 }
 
 func checkArchiveID(id string) error {
@@ -227,16 +249,9 @@ func DestinationMetadataKey(k string) string {
 	return k
 }
 
-// checkMetadata counts metadata as the destinations hold it, renamed keys
-// included: a source object AWS took with 2 KB would otherwise pass here and
-// have every write of its archive refused.
 func checkMetadata(md map[string]string, p func(string, ...any)) {
-	total, renamed := 0, false
 	for _, k := range sortedKeys(md) {
 		v := md[k]
-		dk := DestinationMetadataKey(k)
-		renamed = renamed || dk != k
-		total += len(dk) + len(v)
 		if !isToken(k) {
 			p("metadata key %s is not an HTTP header name", quote(k))
 		}
@@ -244,11 +259,8 @@ func checkMetadata(md map[string]string, p func(string, ...any)) {
 			p("metadata %s value %v", quote(k), err)
 		}
 	}
-	switch {
-	case total > maxMetadataLen && renamed:
-		p("metadata is %d bytes with its keys under %s renamed %s at the destinations, more than S3's %d", total, MetadataPrefix, MetadataRenamed, maxMetadataLen)
-	case total > maxMetadataLen:
-		p("metadata is %d bytes, more than S3's %d", total, maxMetadataLen)
+	if n := metadataLen(md, false); n > maxMetadataLen {
+		p("metadata is %d bytes, more than S3's %d", n, maxMetadataLen)
 	}
 }
 
