@@ -221,7 +221,7 @@ func (w *Worker) Handle(_ context.Context, m *worker.Message) {
 			// No later delivery will resume its uploads (a redrive from the
 			// DLQ starts them over).
 			for _, ref := range m.Events.Refs {
-				w.Abandon(ctx, ref.Key)
+				w.Abandon(context.WithoutCancel(ctx), ref.Key) // all of them, even past the drain
 			}
 		}
 		m.Log().Error("archive not delivered; message released for retry", zap.Duration("retryIn", delay), zap.Error(failed))

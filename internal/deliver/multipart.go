@@ -77,16 +77,16 @@ func crcBase64(sum uint32) string {
 // headers and conditions of in. S3 keeps a full-object CRC32C, which
 // (unlike SHA-256) it can combine across parts; CRC64NVME would do on AWS,
 // but MinIO cannot complete such uploads.
-func (w *Worker) multipart(ctx context.Context, wr *write, o *manifest.Object, in *s3.PutObjectInput) error {
+func (w *Worker) multipart(ctx context.Context, wr *write, o *manifest.Object, in *s3.PutObjectInput) (version *string, err error) {
 	u, have, err := w.resume(ctx, wr, o, in)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	parts, full, err := w.sendParts(ctx, u, have, in.Body)
 	if err != nil {
-		return err // the upload stays for the next delivery
+		return nil, err // the upload stays for the next delivery
 	}
-	_, err = w.S3.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+	out, err := w.S3.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
 		Bucket: in.Bucket, Key: in.Key, UploadId: &u.UploadID,
 		MultipartUpload: &s3types.CompletedMultipartUpload{Parts: parts},
 		ChecksumType:    s3types.ChecksumTypeFullObject,
@@ -100,10 +100,10 @@ func (w *Worker) multipart(ctx context.Context, wr *write, o *manifest.Object, i
 			// completed under another condition's ETag check anyway.
 			w.abort(ctx, u)
 		}
-		return err
+		return nil, err
 	}
 	w.forget(ctx, u)
-	return nil
+	return versionOf(out.VersionId), nil
 }
 
 // resume returns the upload recorded for o's member and destination with
@@ -279,7 +279,8 @@ func (w *Worker) forget(ctx context.Context, u uploads.Upload) {
 
 // Abandon aborts the uploads a failed archive left for resuming: its
 // message will not be delivered again (its last attempt, or an archive no
-// retry can fix).
+// retry can fix). Each call is bounded on its own; once ctx ends it stops
+// between uploads, leaving the rest to a redrive or the sweep.
 func (w *Worker) Abandon(ctx context.Context, stagingKey string) {
 	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), awsapi.AbortTimeout)
 	us, err := w.Uploads.List(lctx, w.Region, stagingKey)
@@ -290,6 +291,9 @@ func (w *Worker) Abandon(ctx context.Context, stagingKey string) {
 		return
 	}
 	for _, u := range us {
+		if ctx.Err() != nil {
+			return
+		}
 		w.abort(ctx, u)
 		w.Log.Info("aborted the upload of an abandoned archive", zap.String("archive", u.ArchiveID), zap.String("bucket", u.Bucket),
 			zap.String("key", u.Key), zap.String("uploadId", u.UploadID))

@@ -59,7 +59,8 @@ func (w *Worker) put(ctx context.Context, wr *write, o *manifest.Object, rt conf
 	}
 	started := w.Clock.Now()
 	multipart := o.Size > bufferMax
-	var version *string // the version written, if the bucket is versioned and S3 said
+	var version *string // the version written, on a versioned bucket
+	var err error
 	if !multipart {
 		// One PUT: S3 checks the SHA-256 we computed from the archive and
 		// keeps it as the object's checksum, for users to verify.
@@ -69,18 +70,9 @@ func (w *Worker) put(ctx context.Context, wr *write, o *manifest.Object, rt conf
 		if err != nil {
 			return err
 		}
-		if v := aws.ToString(out.VersionId); v != "" && v != "null" {
-			version = &v
-		}
-	} else if err := w.multipart(ctx, wr, o, in); err != nil {
+		version = versionOf(out.VersionId)
+	} else if version, err = w.multipart(ctx, wr, o, in); err != nil {
 		return err
-	}
-	if late {
-		// Failing, the delivery is retried, and finding this write there,
-		// gives it its tags (decide).
-		if err := w.setTags(ctx, rt, version, o.Tags); err != nil {
-			return fmt.Errorf("tags of s3://%s/%s, set after the write: %w", rt.Bucket, rt.Key, err)
-		}
 	}
 	wr.t.written.Add(1)
 	wr.t.bytes.Add(o.Size)
@@ -90,6 +82,14 @@ func (w *Worker) put(ctx context.Context, wr *write, o *manifest.Object, rt conf
 	w.runtime.Progress()
 	if multipart {
 		w.abortStale(ctx, rt, started)
+	}
+	if late {
+		// On the version written, not on one written since. Failing, the
+		// delivery is retried, and finding this write there without tags,
+		// gives it them (decide).
+		if err := w.setTags(ctx, rt, version, o.Tags); err != nil {
+			return fmt.Errorf("tags of s3://%s/%s, set after the write: %w", rt.Bucket, rt.Key, err)
+		}
 	}
 	return w.undoIfDeleted(ctx, wr, o, rt)
 }

@@ -82,13 +82,14 @@ func (w *Worker) setTags(ctx context.Context, rt config.Route, version *string, 
 }
 
 // syncTags gives rt's object (version, if versioned), found to hold o's
-// own write, o's tags if its differ, and reports whether it changed them.
+// own write, o's tags if its differ (if ifNone, only if it has none), and
+// reports whether it changed them.
 // A refusal (a stack whose IAM predates the tagging grants, a store
 // without the tagging API) is logged and counted, not a failed delivery:
 // the write is there, and no retry would do better. Any other failure (a
 // timeout, a 5xx) fails it, to be retried: this entry alone carries the
 // change, and the archive's acknowledgement would lose it.
-func (w *Worker) syncTags(ctx context.Context, wr *write, rt config.Route, version *string, o *manifest.Object) (bool, error) {
+func (w *Worker) syncTags(ctx context.Context, wr *write, rt config.Route, version *string, o *manifest.Object, ifNone bool) (bool, error) {
 	err := func() error {
 		out, err := w.S3.GetObjectTagging(ctx, &s3.GetObjectTaggingInput{Bucket: &rt.Bucket, Key: &rt.Key, VersionId: version})
 		switch {
@@ -97,7 +98,7 @@ func (w *Worker) syncTags(ctx context.Context, wr *write, rt config.Route, versi
 		case err != nil:
 			return fmt.Errorf("reading tags: %w", err)
 		}
-		if maps.Equal(awsapi.TagMap(out.TagSet), o.Tags) {
+		if ifNone && len(out.TagSet) > 0 || maps.Equal(awsapi.TagMap(out.TagSet), o.Tags) {
 			return errUnchanged
 		}
 		return w.setTags(ctx, rt, version, o.Tags)

@@ -382,4 +382,18 @@ func TestLongTagsAreSetAfterTheWrite(t *testing.T) {
 	if got := p.tagsAt(t, dst, k); !maps.Equal(got, tags) {
 		t.Errorf("tags = %d of them, want the 10 of the source", len(got))
 	}
+	// Changed since, then the write's archive replayed (a redrive): the
+	// change stays.
+	changed := map[string]string{"changed": "since"}
+	p.stage(t, "r1/long-1-retag.tar.zst", p.retagArchive("long-1-retag", &m.Objects[0], changed), nil)
+	if err := w.Deliver(ctx, staging, "r1/long-1-retag.tar.zst"); err != nil {
+		t.Fatal(err)
+	}
+	p.stage(t, key, m, objs)
+	if err := w.Deliver(ctx, staging, key); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.tagsAt(t, dst, k); !maps.Equal(got, changed) {
+		t.Errorf("tags = %d of them after a replay, want the change made since", len(got))
+	}
 }

@@ -65,8 +65,9 @@ func (w *Worker) decide(ctx context.Context, wr *write, o *manifest.Object, rt c
 			// batch with a change of its tags: it alone carries the
 			// change. (Only then: any replay doing so would put back
 			// tags changed since.) Or tags too long to go with the write
-			// were set after it, and may have failed to be.
-			if changed, err := w.syncTags(ctx, wr, rt, version, o); err != nil || changed {
+			// were set after it, and may have failed to be: a write
+			// holding none gets them.
+			if changed, err := w.syncTags(ctx, wr, rt, version, o, !o.TagsChanged); err != nil || changed {
 				return etag, "retagged", err
 			}
 		}
@@ -101,11 +102,16 @@ func (w *Worker) state(ctx context.Context, rt config.Route) (string, *string, p
 	if err != nil {
 		return "", nil, provenance{}, fmt.Errorf("head s3://%s/%s: %w", rt.Bucket, rt.Key, err)
 	}
-	var version *string
-	if v := aws.ToString(head.VersionId); v != "" && v != "null" {
-		version = &v
+	return aws.ToString(head.ETag), versionOf(head.VersionId), readProvenance(head.Metadata), nil
+}
+
+// versionOf is the version id S3 gave an object, nil if it has none to
+// name it by (an unversioned bucket's "null").
+func versionOf(v *string) *string {
+	if s := aws.ToString(v); s != "" && s != "null" {
+		return &s
 	}
-	return aws.ToString(head.ETag), version, readProvenance(head.Metadata), nil
+	return nil
 }
 
 // writeBuffered writes one object held in memory to one destination unless

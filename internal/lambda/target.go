@@ -182,11 +182,18 @@ func (h *Target) handle(ctx context.Context, at time.Time, first bool, o *outcom
 // left: a redrive resumes those uploads, and the sweep aborts them once
 // their archive has left staging.
 func (h *Target) abandon(ctx context.Context, a abandoner, at time.Time, refs []xevents.ObjectRef, log *zap.Logger) {
+	// Ended when given up: a frozen environment thawed by a later
+	// invocation must not go on aborting uploads a redrive may be resuming.
+	actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		for _, ref := range refs {
-			a.Abandon(context.WithoutCancel(ctx), ref.Key)
+			if actx.Err() != nil {
+				return
+			}
+			a.Abandon(actx, ref.Key)
 		}
 	}()
 	if at.IsZero() {
