@@ -68,16 +68,20 @@ func Classify(contentType, contentEncoding, key string) Class {
 	if i := strings.IndexByte(ct, ';'); i >= 0 {
 		ct = strings.TrimSpace(ct[:i])
 	}
+	ext, hasExt := extClasses[strings.ToLower(path.Ext(key))]
 	for _, t := range typeClasses {
 		if strings.HasPrefix(ct, t.prefix) && !(t.prefix == "text/" && ct == "text/plain" && isLogKey(key)) {
 			return t.class
 		}
 	}
-	if isLogKey(key) {
+	switch {
+	case hasExt && ext == Compressed:
+		// A rotated log compressed (app.log.1.gz) is a log no more.
+		return Compressed
+	case isLogKey(key):
 		return Logs
-	}
-	if c, ok := extClasses[strings.ToLower(path.Ext(key))]; ok {
-		return c
+	case hasExt:
+		return ext
 	}
 	return Unknown
 }

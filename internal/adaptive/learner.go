@@ -200,7 +200,6 @@ func (l *Learner) estimates(k Key, m Model, now time.Time) []Estimate {
 func (l *Learner) Choose(k Key, m Model, start Arm, size int64, lag time.Duration, now time.Time) Decision {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.adjustSteps(lag, now)
 	ests := l.estimates(k, m, now)
 	d := Decision{Arm: l.nearest(start), Why: "start"}
 	best, total, seen := math.Inf(-1), 0.0, 0.0
@@ -221,14 +220,15 @@ func (l *Learner) Choose(k Key, m Model, start Arm, size int64, lag time.Duratio
 		d = Decision{Arm: Store, Why: "exploit"}
 	}
 	i := slices.Index(l.cfg.Arms, d.Arm)
+	// No further than the fastest level that compresses: below it only
+	// Store is left, which saves next to no CPU (the fastest levels outrun
+	// the SHA-256 every byte gets anyway) and puts every byte on the wire,
+	// the upload's and the transfer's. A backlog that lasts (a backfill) is
+	// for scaling out to absorb; storing it would pay full transfer for all
+	// of it.
+	floor := min(i, 1)
+	l.adjustSteps(lag, now, i-floor)
 	if l.steps > 0 {
-		// No further than the fastest level that compresses: below it
-		// only Store is left, which saves next to no CPU (the fastest
-		// levels outrun the SHA-256 every byte gets anyway) and puts
-		// every byte on the wire, the upload's and the transfer's. A
-		// backlog that lasts (a backfill) is for scaling out to absorb;
-		// storing it would pay full transfer for all of it.
-		floor := min(i, 1)
 		return Decision{Arm: l.cfg.Arms[max(i-l.steps, floor)], Why: "throughput"}
 	}
 	p := max(l.cfg.ExploreFloor, l.cfg.Explore*math.Exp2(-total/l.cfg.ExploreHalf))
@@ -318,14 +318,15 @@ func saving(ests []Estimate, a Arm) (float64, bool) {
 }
 
 // adjustSteps moves throughput mode one arm faster while lag is past the
-// freshness target, and one arm back once it is under half of it, at most
-// once per StepEvery.
-func (l *Learner) adjustSteps(lag time.Duration, now time.Time) {
+// freshness target, up to room arms (where the choice stops moving: steps
+// beyond would only delay the way back), and one arm back once it is under
+// half of it, at most once per StepEvery.
+func (l *Learner) adjustSteps(lag time.Duration, now time.Time, room int) {
 	if now.Sub(l.stepAt) < l.cfg.StepEvery {
 		return
 	}
 	switch {
-	case lag > l.cfg.Freshness && l.steps < len(l.cfg.Arms)-2: // down to the fastest level, not Store
+	case lag > l.cfg.Freshness && l.steps < room:
 		l.steps++
 		l.stepAt = now
 	case lag < l.cfg.Freshness/2 && l.steps > 0:

@@ -371,6 +371,16 @@ func TestThroughputMode(t *testing.T) {
 	if d := l.Choose(k, testModel(), 3, 0, time.Hour, now); d.Arm != arms[1] || d.Why != "throughput" {
 		t.Errorf("far behind: %+v, want the fastest level, %v", d, arms[1])
 	}
+	// Caught up after that: back one arm per StepEvery from the fastest
+	// level, not first through steps that moved nothing.
+	i := slices.Index(arms, Arm(9))
+	for range i - 1 {
+		now = now.Add(10 * time.Second)
+		l.Choose(k, testModel(), 3, 0, 0, now)
+	}
+	if d := l.Choose(k, testModel(), 3, 0, 0, now); d.Arm != 9 || l.Behind() != 0 {
+		t.Errorf("caught up after a long backlog, %d steps later: %+v (behind %d), want 9", i-1, d, l.Behind())
+	}
 	// Content best stored stays stored.
 	ks := Key{"r", Incompressible}
 	for range 3 {
