@@ -80,7 +80,7 @@ func compareCompute(cfg *config.Config, r *config.Rule, l stats.Line, model adap
 	if c.FargateSpot < c.Lambda {
 		c.Cheaper = string(config.ComputeFargate)
 	}
-	if l.Objects > 0 {
+	if l.Objects > 0 && l.BytesIn > 0 { // empty objects have no size to price a volume of bytes at
 		c.BreakEvenGiB = breakEven(m, float64(l.BytesIn)/float64(l.Objects), perGiB, perObject, perInvocation) / adaptive.GiB
 	}
 	return c
@@ -223,8 +223,10 @@ func printSavings(env Env, rep savingsReport) {
 				}
 			}
 			switch {
-			case l.BytesIn == 0:
+			case l.Objects == 0:
 				fmt.Fprintln(env.Stdout, "break-even: unknown: no statistics in the period")
+			case l.BytesIn == 0:
+				fmt.Fprintln(env.Stdout, "break-even: unknown: only empty objects in the period")
 			case c.Compute == string(config.ComputeLambda):
 				fmt.Fprintln(env.Stdout, "break-even: none needed: the rule's source runs on Lambda, which costs nothing while idle")
 			case l.BreakEvenGiBPerMonth > 0:

@@ -34,6 +34,24 @@ func TestBreakEvenAtItsOwnVolume(t *testing.T) {
 	}
 }
 
+// TestBreakEvenOfEmptyObjects: a rule whose only objects in the period are
+// empty (_SUCCESS markers) has no size to price a break-even at; none is
+// given, and nothing is NaN (which --json cannot print), whatever the
+// prices.
+func TestBreakEvenOfEmptyObjects(t *testing.T) {
+	cfg, err := config.Load(context.Background(), "../../configs/example.json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Settings.Prices.VCPUHour = 0.1 // Lambda's CPU cheaper than Fargate's
+	c := compareCompute(cfg, &cfg.Rules[0], stats.Line{Objects: 5}, adaptive.Model{}, 30*24*time.Hour)
+	for name, v := range map[string]float64{"break-even": c.BreakEvenGiB, "objects": c.Objects, "fargate": c.FargateSpot, "lambda": c.Lambda} {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			t.Errorf("%s = %v", name, v)
+		}
+	}
+}
+
 func TestBytesF(t *testing.T) {
 	if got := bytesF(math.MaxFloat64); got != "more than 4096.0 PiB" {
 		t.Errorf("bytesF(huge) = %q", got)
