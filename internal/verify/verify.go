@@ -523,11 +523,13 @@ func (r *run) handle(ctx context.Context, j job) error {
 		}
 	}
 	if r.o.CompareTags && v.Kind == "" && src.Head != nil && dst.Head != nil {
-		why, err := r.tags(ctx, d.client, d.Bucket, j)
-		if err != nil {
+		why, compared, err := r.tags(ctx, d.client, d.Bucket, j)
+		switch {
+		case err != nil:
 			return err
-		}
-		if why != "" {
+		case !compared:
+			v.Equal = false // gone since its HEAD: unchecked, as hash leaves it
+		case why != "":
 			v = Verdict{Kind: Headers, Equal: v.Equal, Detail: why}
 		}
 	}
@@ -669,8 +671,9 @@ func byteString(n int64) string {
 }
 
 // tags compares the tag values of j's source and destination objects
-// (tagsDiffer).
-func (r *run) tags(ctx context.Context, dst S3API, bucket string, j job) (string, error) {
+// (tagsDiffer). compared is false when either was deleted since its HEAD
+// (a live bucket's deletes must not stop the run).
+func (r *run) tags(ctx context.Context, dst S3API, bucket string, j job) (why string, compared bool, err error) {
 	read := func(c S3API, bucket, key string) (map[string]string, error) {
 		out, err := c.GetObjectTagging(ctx, &s3.GetObjectTaggingInput{Bucket: &bucket, Key: &key})
 		if err != nil {
@@ -679,12 +682,14 @@ func (r *run) tags(ctx context.Context, dst S3API, bucket string, j job) (string
 		return awsapi.TagMap(out.TagSet), nil
 	}
 	src, err := read(r.o.Source, r.rule.SourceBucket, j.srcKey)
-	if err != nil {
-		return "", err
+	if err == nil {
+		var got map[string]string
+		if got, err = read(dst, bucket, j.dstKey); err == nil {
+			return tagsDiffer(src, got), true, nil
+		}
 	}
-	got, err := read(dst, bucket, j.dstKey)
-	if err != nil {
-		return "", err
+	if awsapi.IsNotFound(err) {
+		return "", false, nil
 	}
-	return tagsDiffer(src, got), nil
+	return "", false, err
 }
