@@ -66,12 +66,19 @@ func sinceText(t time.Time) string {
 
 // Scope fingerprints what a backfill of rule compares, beyond its Params:
 // the rule's suffix and ignore filters and its destinations (region,
-// bucket, key prefix).
+// bucket, key prefix, and the rule prefix it replaces).
 func Scope(rule *config.Rule) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "%q %q\n", rule.Suffix, rule.Ignore)
 	for _, d := range rule.Destinations {
-		fmt.Fprintf(h, "%q %q %q\n", d.Region, d.Bucket, rule.DestinationKey(d, rule.Prefix))
+		to := rule.DestinationKey(d, rule.Prefix)
+		fmt.Fprintf(h, "%q %q %q\n", d.Region, d.Bucket, to)
+		if to != rule.Prefix {
+			// The rule's prefix is what the destination's replaces: a/b/c/k
+			// goes to x/b/c/k under a/, to x/c/k under a/b/. (Otherwise
+			// keys keep their names, and the line above names it.)
+			fmt.Fprintf(h, "%q\n", rule.Prefix)
+		}
 	}
 	return hex.EncodeToString(h.Sum(nil)[:8])
 }

@@ -337,6 +337,16 @@ func TestScope(t *testing.T) {
 	if Scope(r) == s {
 		t.Error("a destination prefix of \"\" has the scope of none")
 	}
+	// The rule's prefix, which a destination's replaces: a run listing
+	// data/b/c/ under rule prefix data/ maps data/b/c/k to x/b/c/k, under
+	// data/b/ to x/c/k.
+	r = base()
+	r.Destinations[0].Prefix = &other
+	withOther := Scope(r)
+	r.Prefix = "data/b/"
+	if Scope(r) == withOther {
+		t.Error("the rule's prefix changed under a destination prefix, scope the same")
+	}
 	same := "data/"
 	r = base()
 	r.Level, r.Deletes, r.Destinations[0].Prefix = 9, true, &same
