@@ -474,11 +474,25 @@ func (r *run) handle(ctx context.Context, j job) error {
 	} else if err != nil {
 		return fmt.Errorf("head s3://%s/%s: %w", d.Bucket, j.dstKey, err)
 	}
-	if j.src == nil {
-		if head == nil {
+	if j.src == nil && head == nil {
+		return nil
+	}
+	if j.src == nil || head == nil {
+		// A pair whose sides the two listings disagree on may have changed
+		// since: a source object written after its listing passed it, and
+		// replicated, is no extra; one deleted at both ends since is not
+		// missing.
+		now, err := r.sourceNow(ctx, j.srcKey)
+		switch {
+		case err != nil:
+			return err
+		case j.src == nil && now == nil:
+			return r.extra(j, head, "")
+		case j.src == nil:
+			j.src = now
+		case now == nil:
 			return nil
 		}
-		return r.extra(j, head, "")
 	}
 	if head == nil {
 		diff := r.difference(Missing, j.dest, j.srcKey, j.dstKey)
@@ -563,6 +577,19 @@ func (r *run) handle(ctx context.Context, j job) error {
 }
 
 // extra reports a destination object no source object maps to.
+// sourceNow is the source object at key as it is now, nil if there is
+// none.
+func (r *run) sourceNow(ctx context.Context, key string) (*entry, error) {
+	h, err := r.o.Source.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &r.rule.SourceBucket, Key: &key})
+	switch {
+	case awsapi.IsNotFound(err):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("head s3://%s/%s: %w", r.rule.SourceBucket, key, err)
+	}
+	return &entry{size: aws.ToInt64(h.ContentLength), modified: aws.ToTime(h.LastModified)}, nil
+}
+
 func (r *run) extra(j job, head *s3.HeadObjectOutput, why string) error {
 	dst := destinationOf(head)
 	diff := r.difference(Extra, j.dest, j.srcKey, j.dstKey)
