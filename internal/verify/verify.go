@@ -167,8 +167,9 @@ type run struct {
 	jobs   chan job
 	report func(Difference) error
 	mu     sync.Mutex // guards sum, shown and report calls
-	sum    Summary
-	shown  time.Time // when Progress.Status was last called
+	sum     Summary
+	shown   time.Time // when Progress.Status was last called
+	started time.Time
 }
 
 // job is a comparison that needs requests: a pair present on both sides,
@@ -246,7 +247,7 @@ func newRun(o Options, report func(Difference) error) (*run, string, []string, e
 	if err != nil {
 		return nil, "", nil, err
 	}
-	r := &run{o: o, rule: rule, report: report, jobs: make(chan job, 2*o.Concurrency)}
+	r := &run{o: o, rule: rule, report: report, jobs: make(chan job, 2*o.Concurrency), started: time.Now()}
 	r.sum = Summary{Rule: rule.ID, SourceBucket: rule.SourceBucket, Prefix: root}
 	var roots []string
 	for _, d := range rule.Destinations {
@@ -474,27 +475,28 @@ func (r *run) handle(ctx context.Context, j job) error {
 	} else if err != nil {
 		return fmt.Errorf("head s3://%s/%s: %w", d.Bucket, j.dstKey, err)
 	}
-	if j.src == nil && head == nil {
-		return nil
-	}
-	if j.src == nil || head == nil {
-		// A pair whose sides the two listings disagree on may have changed
-		// since: a source object written after its listing passed it, and
-		// replicated, is no extra; one deleted at both ends since is not
-		// missing.
-		now, err := r.sourceNow(ctx, j.srcKey)
-		switch {
-		case err != nil:
-			return err
-		case j.src == nil && now == nil:
-			return r.extra(j, head, "")
-		case j.src == nil:
-			j.src = now
-		case now == nil:
+	if j.src == nil {
+		if head == nil {
 			return nil
 		}
+		// A copy written since the run started may be the replica of a
+		// source object written after the listing passed its name: no
+		// extra if the source has one now (left for the next run: the
+		// listing did not count it). An older copy's source, if any, was
+		// there to be listed.
+		if aws.ToTime(head.LastModified).After(r.started.Add(-clockSlack)) {
+			if now, err := r.sourceExists(ctx, j.srcKey); err != nil || now {
+				return err
+			}
+		}
+		return r.extra(j, head, "")
 	}
 	if head == nil {
+		// Deleted from the destination since its listing: missing only if
+		// its source is still there (a delete propagated is not).
+		if now, err := r.sourceExists(ctx, j.srcKey); err != nil || !now {
+			return err
+		}
 		diff := r.difference(Missing, j.dest, j.srcKey, j.dstKey)
 		diff.SourceSize, diff.SourceModified, diff.Detail = &j.src.size, &j.src.modified, "deleted from the destination while verify ran"
 		return r.add(j.dest, diff, j.src.size)
@@ -577,17 +579,19 @@ func (r *run) handle(ctx context.Context, j job) error {
 }
 
 // extra reports a destination object no source object maps to.
-// sourceNow is the source object at key as it is now, nil if there is
-// none.
-func (r *run) sourceNow(ctx context.Context, key string) (*entry, error) {
-	h, err := r.o.Source.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &r.rule.SourceBucket, Key: &key})
+// clockSlack allows for the skew between this clock and S3's Last-Modified.
+const clockSlack = 5 * time.Minute
+
+// sourceExists reports whether the source holds key now.
+func (r *run) sourceExists(ctx context.Context, key string) (bool, error) {
+	_, err := r.o.Source.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &r.rule.SourceBucket, Key: &key})
 	switch {
 	case awsapi.IsNotFound(err):
-		return nil, nil
+		return false, nil
 	case err != nil:
-		return nil, fmt.Errorf("head s3://%s/%s: %w", r.rule.SourceBucket, key, err)
+		return false, fmt.Errorf("head s3://%s/%s: %w", r.rule.SourceBucket, key, err)
 	}
-	return &entry{size: aws.ToInt64(h.ContentLength), modified: aws.ToTime(h.LastModified)}, nil
+	return true, nil
 }
 
 func (r *run) extra(j job, head *s3.HeadObjectOutput, why string) error {

@@ -593,14 +593,18 @@ func TestVerifyTagsOfAnObjectDeletedMeanwhile(t *testing.T) {
 	}
 }
 
-// unlisted lists its bucket without key: an object written after the
-// listing passed its name.
+// unlisted lists its bucket without key, which write writes (with its
+// replicas) when the listing starts: an object written after the listing
+// passed its name.
 type unlisted struct {
 	*s3.Client
-	key string
+	key   string
+	write func()
+	once  sync.Once
 }
 
-func (u unlisted) ListObjectsV2(ctx context.Context, in *s3.ListObjectsV2Input, optFns ...func(*s3.Options)) (*s3.ListObjectsV2Output, error) {
+func (u *unlisted) ListObjectsV2(ctx context.Context, in *s3.ListObjectsV2Input, optFns ...func(*s3.Options)) (*s3.ListObjectsV2Output, error) {
+	u.once.Do(u.write)
 	out, err := u.Client.ListObjectsV2(ctx, in, optFns...)
 	if out != nil {
 		out.Contents = slices.DeleteFunc(out.Contents, func(o s3types.Object) bool {
@@ -618,9 +622,22 @@ func (u unlisted) ListObjectsV2(ctx context.Context, in *s3.ListObjectsV2Input, 
 func TestVerifyObjectWrittenAfterItsListing(t *testing.T) {
 	t.Parallel()
 	r := newReplica(t, "verlate")
-	_, got, _ := r.verify(t, false, func(o *verify.Options) { o.Source = unlisted{r.src, r.objs[1].Key} })
+	o := r.objs[1]
+	src := &unlisted{Client: r.src, key: o.Key, write: func() {
+		if err := dataset.Put(context.Background(), r.src, r.rule.SourceBucket, &o); err != nil {
+			t.Error(err)
+			return
+		}
+		r.replicate(t, o.Key)
+	}}
+	sum, got, _ := r.verify(t, false, func(o *verify.Options) { o.Source = src })
 	if len(got) != 0 {
 		t.Errorf("reported\n  %s", strings.Join(got, "\n  "))
+	}
+	for _, d := range sum.Destinations {
+		if d.Compared > sum.Objects {
+			t.Errorf("%s: compared %d of %d source objects", d.Bucket, d.Compared, sum.Objects)
+		}
 	}
 }
 
