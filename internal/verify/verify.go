@@ -161,12 +161,12 @@ type destination struct {
 }
 
 type run struct {
-	o      Options
-	rule   *config.Rule
-	dests  []destination
-	jobs   chan job
-	report func(Difference) error
-	mu     sync.Mutex // guards sum, shown and report calls
+	o       Options
+	rule    *config.Rule
+	dests   []destination
+	jobs    chan job
+	report  func(Difference) error
+	mu      sync.Mutex // guards sum, shown and report calls
 	sum     Summary
 	shown   time.Time // when Progress.Status was last called
 	started time.Time
