@@ -202,22 +202,15 @@ func (l *Learner) Choose(k Key, m Model, start Arm, size int64, lag time.Duratio
 	defer l.mu.Unlock()
 	ests := l.estimates(k, m, now)
 	d := Decision{Arm: l.nearest(start), Why: "start"}
-	best, total, seen := math.Inf(-1), 0.0, 0.0
+	if a, _, ok := best(ests, m); ok {
+		d = Decision{Arm: a, Why: "exploit"}
+	}
+	total, seen := 0.0, 0.0
 	trusted := map[Arm]bool{}
 	for _, e := range ests {
 		total += e.Objects
 		seen += e.In
-		if e.Trusted {
-			trusted[e.Arm] = true
-			if e.Benefit > best {
-				best, d = e.Benefit, Decision{Arm: e.Arm, Why: "exploit"}
-			}
-		}
-	}
-	// Storing needs no learning to be judged: it saves nothing and costs
-	// (next to) nothing. Once the best arm known loses money, store.
-	if d.Why == "exploit" && d.Arm != Store && !trusted[Store] && best < m.Benefit(Store, 1, 0) {
-		d = Decision{Arm: Store, Why: "exploit"}
+		trusted[e.Arm] = e.Trusted
 	}
 	i := slices.Index(l.cfg.Arms, d.Arm)
 	// No further than the fastest level that compresses: below it only
@@ -266,6 +259,34 @@ func (l *Learner) Choose(k Key, m Model, start Arm, size int64, lag time.Duratio
 		return d
 	}
 	return Decision{Arm: near[l.rng.IntN(len(near))], Why: "explore"}
+}
+
+// Best returns the arm the learner exploits for k, and its benefit; false
+// while no arm is trusted (Choose then starts where it is told).
+func (l *Learner) Best(k Key, m Model, now time.Time) (Arm, float64, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return best(l.estimates(k, m, now), m)
+}
+
+// best is the trusted arm of ests with the greatest benefit, or Store once
+// that one loses money: storing needs no learning to be judged, as it saves
+// nothing and costs (next to) nothing.
+func best(ests []Estimate, m Model) (Arm, float64, bool) {
+	arm, benefit, found, storeTrusted := Store, math.Inf(-1), false, false
+	for _, e := range ests {
+		if !e.Trusted {
+			continue
+		}
+		storeTrusted = storeTrusted || e.Arm == Store
+		if e.Benefit > benefit {
+			arm, benefit, found = e.Arm, e.Benefit, true
+		}
+	}
+	if stored := m.Benefit(Store, 1, 0); found && arm != Store && !storeTrusted && benefit < stored {
+		return Store, stored, true
+	}
+	return arm, benefit, found
 }
 
 // An object is explored only if it is at most exploreAlways bytes, or at

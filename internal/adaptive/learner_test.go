@@ -227,6 +227,14 @@ func TestExploitsBestTrusted(t *testing.T) {
 	if d := l.Choose(k, m, 3, 0, 0, now); d.Arm != Store {
 		t.Errorf("CPU too expensive for any level: %+v, want store", d)
 	}
+	// What is published and logged as the learnt choice is what is
+	// exploited, store included.
+	if a, benefit, ok := l.Best(k, m, now); !ok || a != Store || benefit != m.Benefit(Store, 1, 0) {
+		t.Errorf("Best = %v, %v, %t; want store, as chosen", a, benefit, ok)
+	}
+	if _, _, ok := l.Best(Key{"r", XML}, m, now); ok {
+		t.Error("Best of a class nothing is known of")
+	}
 }
 
 func TestExploresNeighboursWithDecayingProbability(t *testing.T) {

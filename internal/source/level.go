@@ -379,15 +379,11 @@ func (lv *levels) publish(ctx context.Context, obs []adaptive.Observation, now t
 	}
 }
 
-// best is the trusted arm of k with the best benefit, if any.
+// best is the arm the learner exploits for k (Learner.Best), if any.
 func (lv *levels) best(k adaptive.Key, now time.Time) (*adaptive.Arm, float64) {
-	var best *adaptive.Arm
-	benefit := math.Inf(-1)
-	for _, e := range lv.learn.Estimates(k, lv.models[k.Rule], now) {
-		if e.Trusted && e.Benefit > benefit {
-			a := e.Arm
-			best, benefit = &a, e.Benefit
-		}
+	a, benefit, ok := lv.learn.Best(k, lv.models[k.Rule], now)
+	if !ok {
+		return nil, benefit
 	}
-	return best, benefit
+	return &a, benefit
 }
