@@ -333,6 +333,34 @@ func TestAllErrorsReported(t *testing.T) {
 	}
 }
 
+// TestBadValueLeavesTheRestChecked: a value its type refuses (a
+// duration, a size) stopped the decoding there, so every field after it
+// read as missing and was reported so, and the document's other problems
+// were not: the refused value is reported, and the rest checked as if it
+// were absent.
+func TestBadValueLeavesTheRestChecked(t *testing.T) {
+	doc := mutate(t, func(d map[string]any) {
+		obj(d, "settings", "worker")["drainTimeout"] = "abc"
+		obj(d, "settings")["logLevel"] = "verbose"
+		obj(d, "rules", 0, "batch")["maxBytes"] = "256  MiB"
+		obj(d, "rules", 1)["sourceBucket"] = "BAD"
+	})
+	_, err := Parse(doc)
+	var es Errors
+	if !errors.As(err, &es) {
+		t.Fatalf("Parse = %v", err)
+	}
+	var paths []string
+	for _, e := range es {
+		paths = append(paths, e.Path)
+	}
+	want := []string{"rules[0].batch.maxBytes", "rules[1].sourceBucket", "settings.logLevel", "settings.worker.drainTimeout"}
+	slices.Sort(paths)
+	if !slices.Equal(paths, want) {
+		t.Errorf("problems at %v, want %v:\n%v", paths, want, err)
+	}
+}
+
 func TestMatches(t *testing.T) {
 	r := Rule{SourceBucket: "b", Prefix: "logs/", Suffix: ".json", Ignore: []string{"*/_tmp/*", "*.bak.json"}}
 	cases := map[string]bool{

@@ -92,12 +92,20 @@ func Parse(data []byte) (*Config, error) {
 	}
 	var errs Errors
 	checkDuplicateKeys(&errs, data)
-	checkShape(&errs, "", raw, reflect.TypeFor[Config]())
+	if checkShape(&errs, "", raw, reflect.TypeFor[Config]()) {
+		raw = map[string]any{}
+	}
+	// Decoded without the values checkShape refused (it removes them), so
+	// that one bad value leaves the rest of the document to the semantic
+	// checks below, which report the remaining problems in the same run:
+	// Unmarshal stops at the first value its type's UnmarshalJSON refuses
+	// (a duration, a size), and the fields after it would read as missing.
+	clean, err := json.Marshal(raw)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
 	var c Config
-	// With shape errors, Unmarshal still fills what it can (it skips
-	// unknown fields and carries on past type mismatches), so the semantic
-	// checks below can report the remaining problems in the same run.
-	if err := json.Unmarshal(data, &c); err != nil && len(errs) == 0 {
+	if err := json.Unmarshal(clean, &c); err != nil && len(errs) == 0 {
 		errs.add("", "%v", err)
 	}
 	c.applyDefaults()
@@ -222,7 +230,9 @@ var unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
 // checkShape walks the generic decoding of the document against the Go types
 // and reports unknown fields and wrong JSON types with their paths, so that an
 // operator sees every mistake at once rather than json's first one.
-func checkShape(errs *Errors, path string, v any, t reflect.Type) {
+// It reports whether v itself is refused; its parent then drops it from the
+// document, to be decoded as absent.
+func checkShape(errs *Errors, path string, v any, t reflect.Type) (refused bool) {
 	if t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
@@ -230,8 +240,9 @@ func checkShape(errs *Errors, path string, v any, t reflect.Type) {
 		b, _ := json.Marshal(v)
 		if err := reflect.New(t).Interface().(json.Unmarshaler).UnmarshalJSON(b); err != nil {
 			errs.add(path, "%v", err)
+			return true
 		}
-		return
+		return false
 	}
 	want := ""
 	switch t.Kind() {
@@ -253,9 +264,11 @@ func checkShape(errs *Errors, path string, v any, t reflect.Type) {
 				errs.add(join(path, k), "unknown field")
 				continue
 			}
-			checkShape(errs, join(path, k), obj[k], f.Type)
+			if checkShape(errs, join(path, k), obj[k], f.Type) {
+				delete(obj, k) // decoded as absent
+			}
 		}
-		return
+		return false
 	case reflect.Slice:
 		arr, ok := v.([]any)
 		if !ok {
@@ -263,9 +276,11 @@ func checkShape(errs *Errors, path string, v any, t reflect.Type) {
 			break
 		}
 		for i, e := range arr {
-			checkShape(errs, fmt.Sprintf("%s[%d]", path, i), e, t.Elem())
+			if checkShape(errs, fmt.Sprintf("%s[%d]", path, i), e, t.Elem()) {
+				arr[i] = nil // decoded as the zero value, keeping the others' indexes
+			}
 		}
-		return
+		return false
 	case reflect.Map:
 		obj, ok := v.(map[string]any)
 		if !ok {
@@ -273,9 +288,11 @@ func checkShape(errs *Errors, path string, v any, t reflect.Type) {
 			break
 		}
 		for k, e := range obj {
-			checkShape(errs, join(path, k), e, t.Elem())
+			if checkShape(errs, join(path, k), e, t.Elem()) {
+				delete(obj, k)
+			}
 		}
-		return
+		return false
 	case reflect.String:
 		if _, ok := v.(string); !ok {
 			want = "a string"
@@ -301,7 +318,9 @@ func checkShape(errs *Errors, path string, v any, t reflect.Type) {
 	}
 	if want != "" {
 		errs.add(path, "want %s, got %s", want, jsonKind(v))
+		return true
 	}
+	return false
 }
 
 func jsonFields(t reflect.Type) map[string]reflect.StructField {
