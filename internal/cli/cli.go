@@ -40,9 +40,11 @@ Commands:
   xrc savings [-config C] [-rule R] [-since 7d] [--json]
                                            what xrc moved and saved, per rule and content class
   xrc backfill -config C -rule R [-prefix P] [-since 7d|RFC3339] [-inventory s3://bucket/manifest.json]
-               [-rate N/s] [-dry-run] [-checkpoint FILE|ddb]
+               [-rate N/s] [-tags] [-dry-run] [-checkpoint FILE|ddb [-restart|-restart-if-changed]]
+               [-concurrency 8] [-depth 2] [-queue-url URL]
                                            enqueue the objects a rule's destinations lack or hold older
-  xrc verify -config C -rule R [-prefix P] [-region X] [-report out.csv|out.json] [-hash-sources]
+  xrc verify -config C -rule R [-prefix P] [-region X] [-report out.csv|out.json] [-hash-sources] [-tags]
+             [-concurrency 32] [-list-concurrency 8]
                                            compare a rule's source with its destinations, object by object
   xrc version
 
