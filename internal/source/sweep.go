@@ -23,11 +23,17 @@ import (
 // after itself (<time>-<task>-<random>); every leaseEvery it aborts the
 // uploads of its rules whose task's lease has run out. Without the table it
 // sweeps nothing (the lifecycle rule still does).
+//
+// Leases and upload ages are read with the reader's clock against times
+// another machine's clock wrote (a lease's expiry, S3's Initiated): both
+// allow for clockSkew, so that a task whose clock is minutes off neither
+// sweeps live uploads of others nor has its own swept.
 const (
 	leaseEvery = 20 * time.Second
-	leaseTTL   = 3 * leaseEvery
+	clockSkew  = 5 * time.Minute
+	leaseTTL   = 3*leaseEvery + clockSkew
 	// sweepMinAge spares uploads just started, whatever their task.
-	sweepMinAge = time.Minute
+	sweepMinAge = time.Minute + clockSkew
 	// sweepOldFormat is when an upload whose key names no task (an archive
 	// of an older xrc) counts as abandoned.
 	sweepOldFormat = 24 * time.Hour

@@ -18,8 +18,9 @@ import (
 )
 
 // TestSweepAbortsAbandonedUploads: the staging uploads of a task whose
-// lease ran out are aborted; those of a live task, of this task, of an
-// older xrc (until a day old) and of a task just started are kept.
+// lease ran out are aborted; those of a live task (one whose clock is
+// minutes behind included), of this task, of an older xrc (until a day
+// old) and of a task just started are kept.
 func TestSweepAbortsAbandonedUploads(t *testing.T) {
 	env, cfg, _ := localstack.Deploy(t, "sweep", nil)
 	ctx := context.Background()
@@ -35,12 +36,19 @@ func TestSweepAbortsAbandonedUploads(t *testing.T) {
 	if err := leases.Renew(ctx, "a11ce000", time.Hour); err != nil {
 		t.Fatal(err)
 	}
+	// A live task whose clock is two minutes behind this one's renews its
+	// lease as every task does.
+	behind := stats.New(ddb, cfg.TableName(), func() time.Time { return time.Now().Add(-2 * time.Minute) })
+	if err := behind.Renew(ctx, "5ca1ed00", leaseTTL); err != nil {
+		t.Fatal(err)
+	}
 	staging := cfg.Settings.Regions[0].StagingBucket
 	keys := map[string]string{
-		"dead":  "r1/2026/12/02/20261202T100000Z-deadbeef-000000000001.tar.zst",
-		"alive": "r1/2026/12/02/20261202T100000Z-a11ce000-000000000002.tar.zst",
-		"mine":  "r1/2026/12/02/20261202T100000Z-0000abcd-000000000003.tar.zst",
-		"old":   "r1/2026/12/02/20261202T100000Z-000000000004.tar.zst",
+		"dead":   "r1/2026/12/02/20261202T100000Z-deadbeef-000000000001.tar.zst",
+		"alive":  "r1/2026/12/02/20261202T100000Z-a11ce000-000000000002.tar.zst",
+		"mine":   "r1/2026/12/02/20261202T100000Z-0000abcd-000000000003.tar.zst",
+		"old":    "r1/2026/12/02/20261202T100000Z-000000000004.tar.zst",
+		"skewed": "r1/2026/12/02/20261202T100000Z-5ca1ed00-000000000005.tar.zst",
 	}
 	ids := map[string]string{}
 	for name, key := range keys {
@@ -53,8 +61,8 @@ func TestSweepAbortsAbandonedUploads(t *testing.T) {
 	w := &Worker{Deps: Deps{Config: cfg, S3: client, Leases: leases, Log: zap.NewNop(), Metrics: NewMetrics(prometheus.NewRegistry())},
 		staging: staging, task: "0000abcd", rules: []*config.Rule{&cfg.Rules[0]}}
 	w.uploads.add(ids["mine"])
-	// Seen from two minutes on: every upload is past sweepMinAge.
-	w.Clock = clockwork.NewFakeClockAt(time.Now().Add(2 * time.Minute))
+	// Seen from later on: every upload is past sweepMinAge.
+	w.Clock = clockwork.NewFakeClockAt(time.Now().Add(sweepMinAge + time.Minute))
 	w.sweep(ctx)
 	left := map[string]bool{}
 	out, err := client.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: &staging})
@@ -67,7 +75,7 @@ func TestSweepAbortsAbandonedUploads(t *testing.T) {
 	if left[ids["dead"]] {
 		t.Error("the upload of a task whose lease ran out was kept")
 	}
-	for _, name := range []string{"alive", "mine", "old"} {
+	for _, name := range []string{"alive", "mine", "old", "skewed"} {
 		if !left[ids[name]] {
 			t.Errorf("the %s upload was aborted", name)
 		}
