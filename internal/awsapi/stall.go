@@ -22,6 +22,13 @@ import (
 // work.
 const StallTimeout = time.Minute
 
+// ClockSkew is how far apart xrc allows the clocks to be whose times it
+// compares: this machine's, another task's (a lease's expiry), S3's
+// (Last-Modified, a multipart upload's Initiated). Fargate tasks keep time
+// well, but a host can drift, and an ordering or a clean-up that assumed
+// one clock would act on what is still in use.
+const ClockSkew = 5 * time.Minute
+
 // stallDial wraps dial so that each connection fails any read or write that
 // sees no progress for d.
 func stallDial(dial func(ctx context.Context, network, addr string) (net.Conn, error), d time.Duration) func(ctx context.Context, network, addr string) (net.Conn, error) {

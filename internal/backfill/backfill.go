@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"go.uber.org/zap"
 
+	"github.com/xrc-dev/xrc/internal/awsapi"
 	"github.com/xrc-dev/xrc/internal/config"
 )
 
@@ -345,9 +346,6 @@ type completedRuns interface {
 	LastCompleted() time.Time
 }
 
-// sinceSlack allows for the skew between this clock and S3's Last-Modified.
-const sinceSlack = 5 * time.Minute
-
 // widenSince takes since back to the start of the last run that completed,
 // when that is earlier: an object written while it ran, under a prefix it
 // had already listed, is left for this run, and a scheduled run's fixed
@@ -362,7 +360,7 @@ func (r *run) widenSince() {
 	if last.IsZero() {
 		return
 	}
-	if since := last.Add(-sinceSlack); since.Before(r.o.Since) {
+	if since := last.Add(-awsapi.ClockSkew); since.Before(r.o.Since) {
 		r.Log.Info("since taken back to the start of the last complete run", zap.Time("asked", r.o.Since), zap.Time("since", since),
 			zap.Time("lastRunStarted", last))
 		r.o.Since, r.params.Since = since, since

@@ -26,14 +26,13 @@ import (
 //
 // Leases and upload ages are read with the reader's clock against times
 // another machine's clock wrote (a lease's expiry, S3's Initiated): both
-// allow for clockSkew, so that a task whose clock is minutes off neither
-// sweeps live uploads of others nor has its own swept.
+// allow for awsapi.ClockSkew, so that a task whose clock is minutes off
+// neither sweeps live uploads of others nor has its own swept.
 const (
 	leaseEvery = 20 * time.Second
-	clockSkew  = 5 * time.Minute
-	leaseTTL   = 3*leaseEvery + clockSkew
+	leaseTTL   = 3*leaseEvery + awsapi.ClockSkew
 	// sweepMinAge spares uploads just started, whatever their task.
-	sweepMinAge = time.Minute + clockSkew
+	sweepMinAge = time.Minute + awsapi.ClockSkew
 	// sweepOldFormat is when an upload whose key names no task (an archive
 	// of an older xrc) counts as abandoned.
 	sweepOldFormat = 24 * time.Hour

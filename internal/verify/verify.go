@@ -484,7 +484,7 @@ func (r *run) handle(ctx context.Context, j job) error {
 		// extra if the source has one now (left for the next run: the
 		// listing did not count it). An older copy's source, if any, was
 		// there to be listed.
-		if aws.ToTime(head.LastModified).After(r.started.Add(-clockSlack)) {
+		if aws.ToTime(head.LastModified).After(r.started.Add(-awsapi.ClockSkew)) {
 			if now, err := r.sourceExists(ctx, j.srcKey); err != nil || now {
 				return err
 			}
@@ -579,8 +579,6 @@ func (r *run) handle(ctx context.Context, j job) error {
 }
 
 // extra reports a destination object no source object maps to.
-// clockSlack allows for the skew between this clock and S3's Last-Modified.
-const clockSlack = 5 * time.Minute
 
 // sourceExists reports whether the source holds key now.
 func (r *run) sourceExists(ctx context.Context, key string) (bool, error) {
