@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -40,14 +41,20 @@ type Message struct {
 	ID            string
 	Body          string
 	ReceiptHandle string
-	ReceiveCount  int       // 1 on first delivery
-	SentAt        time.Time // when the message entered the queue
+	ReceiveCount  int // 1 on first delivery
+	// SentAt is when the message entered the queue, on this machine's
+	// clock: SQS stamps it with its own, which a host's may be minutes
+	// apart from (Queue.Receive converts it).
+	SentAt time.Time
 }
 
 // Queue is one SQS queue.
 type Queue struct {
 	api API
 	url string
+	// skew is this machine's clock less SQS's, in nanoseconds, as the
+	// last first receive measured it.
+	skew atomic.Int64
 }
 
 // New returns a Queue for url.
@@ -77,6 +84,7 @@ func (q *Queue) Receive(ctx context.Context, max int, wait, visibility time.Dura
 	if err != nil {
 		return nil, fmt.Errorf("receiving from %s: %w", q.url, err)
 	}
+	now := time.Now()
 	msgs := make([]Message, 0, len(out.Messages))
 	for _, m := range out.Messages {
 		msg := Message{
@@ -85,12 +93,28 @@ func (q *Queue) Receive(ctx context.Context, max int, wait, visibility time.Dura
 			ReceiptHandle: aws.ToString(m.ReceiptHandle),
 		}
 		msg.ReceiveCount, _ = strconv.Atoi(m.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)])
-		if ms, err := strconv.ParseInt(m.Attributes[string(types.MessageSystemAttributeNameSentTimestamp)], 10, 64); err == nil {
-			msg.SentAt = time.UnixMilli(ms)
+		if first, ok := millis(m.Attributes, types.MessageSystemAttributeNameApproximateFirstReceiveTimestamp); ok && msg.ReceiveCount == 1 && now.Sub(first).Abs() < time.Hour {
+			// Received first just now, by SQS's clock. (An hour off is
+			// no clock: a stamp of another meaning.)
+			q.skew.Store(int64(now.Sub(first)))
+		}
+		if sent, ok := millis(m.Attributes, types.MessageSystemAttributeNameSentTimestamp); ok {
+			msg.SentAt = sent
 		}
 		msgs = append(msgs, msg)
 	}
+	for i := range msgs {
+		if !msgs[i].SentAt.IsZero() {
+			msgs[i].SentAt = msgs[i].SentAt.Add(time.Duration(q.skew.Load()))
+		}
+	}
 	return msgs, nil
+}
+
+// millis reads a message attribute holding Unix milliseconds.
+func millis(attrs map[string]string, name types.MessageSystemAttributeName) (time.Time, bool) {
+	ms, err := strconv.ParseInt(attrs[string(name)], 10, 64)
+	return time.UnixMilli(ms), err == nil
 }
 
 // Failure is one message a batch call could not act on.

@@ -3,6 +3,7 @@ package queue_test
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -151,4 +152,44 @@ func newQueue(t *testing.T) (client *sqs.Client, url, dlq string) {
 	}
 	t.Cleanup(func() { env.DeleteQueue(context.Background(), name) })
 	return client, url, dlq
+}
+
+// behindClock answers receives as an SQS whose clock is behind this
+// machine's by by: its timestamps earlier.
+type behindClock struct {
+	queue.API
+	by time.Duration
+}
+
+func (b behindClock) ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, optFns ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error) {
+	out, err := b.API.ReceiveMessage(ctx, in, optFns...)
+	if out != nil {
+		for _, m := range out.Messages {
+			for _, name := range []string{"SentTimestamp", "ApproximateFirstReceiveTimestamp"} {
+				if ms, err := strconv.ParseInt(m.Attributes[name], 10, 64); err == nil {
+					m.Attributes[name] = strconv.FormatInt(ms-b.by.Milliseconds(), 10)
+				}
+			}
+		}
+	}
+	return out, err
+}
+
+// TestSentAtOnThisClock: when a message entered the queue is given on this
+// machine's clock, not SQS's: the age of a message (how far behind the
+// queue a worker is) does not read minutes off on a host whose clock is.
+func TestSentAtOnThisClock(t *testing.T) {
+	ctx := context.Background()
+	client, url, _ := newQueue(t)
+	sent := time.Now()
+	if _, err := client.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: &url, MessageBody: aws.String("m")}); err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := queue.New(behindClock{API: client, by: 3 * time.Minute}, url).Receive(ctx, 10, 5*time.Second, 30*time.Second)
+	if err != nil || len(msgs) != 1 {
+		t.Fatalf("Receive = %d messages, %v", len(msgs), err)
+	}
+	if d := msgs[0].SentAt.Sub(sent); d.Abs() > 10*time.Second {
+		t.Errorf("SentAt %v from when it was sent, on an SQS clock 3 minutes behind", d)
+	}
 }
