@@ -125,12 +125,11 @@ func (w *Worker) undo(ctx context.Context, o *manifest.Object, rt config.Route) 
 // own write: uploads a killed worker left behind, whose parts would stay
 // billed until a lifecycle rule removed them. A concurrent upload caught by
 // it fails and is retried; it cannot lose data, as our write completed.
-// before is this clock's, Initiated S3's: only uploads older by
-// awsapi.ClockSkew count, so that a clock running ahead does not abort the
-// uploads of writes begun after ours (the target's sweep takes what is
-// left once its archive has gone).
+// before is this clock's, Initiated S3's: a clock running ahead can abort
+// a newer write's upload (duplicate work). No margin is allowed for it, as
+// an upload left unrecorded (a Create whose answer was lost, a kill before
+// its record) is cleaned up here or nowhere.
 func (w *Worker) abortStale(ctx context.Context, rt config.Route, before time.Time) {
-	before = before.Add(-awsapi.ClockSkew)
 	out, err := w.S3.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: &rt.Bucket, Prefix: &rt.Key})
 	if err != nil {
 		w.Metrics.Errors.WithLabelValues("list_uploads").Inc()

@@ -7,15 +7,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/jonboulle/clockwork"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
 
-	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/uploads"
 )
 
@@ -119,42 +116,5 @@ func TestAbandonIsBounded(t *testing.T) {
 	w.Abandon(ctx, "r1/a.tar.zst")
 	if !had {
 		t.Error("Abandon's DynamoDB call had no deadline")
-	}
-}
-
-// staleListing lists one upload of a key, begun at initiated (S3's clock),
-// and records aborts.
-type staleListing struct {
-	S3API
-	initiated time.Time
-	aborted   *int
-}
-
-func (l staleListing) ListMultipartUploads(_ context.Context, in *s3.ListMultipartUploadsInput, _ ...func(*s3.Options)) (*s3.ListMultipartUploadsOutput, error) {
-	return &s3.ListMultipartUploadsOutput{Uploads: []s3types.MultipartUpload{{Key: in.Prefix, UploadId: aws.String("u1"), Initiated: &l.initiated}}}, nil
-}
-
-func (l staleListing) AbortMultipartUpload(context.Context, *s3.AbortMultipartUploadInput, ...func(*s3.Options)) (*s3.AbortMultipartUploadOutput, error) {
-	*l.aborted++
-	return &s3.AbortMultipartUploadOutput{}, nil
-}
-
-// TestStaleUploadsOnSkewedClocks: after a large write, uploads of its key
-// that began before it are aborted (left by a killed worker), but the start
-// of the write is this clock's and the uploads' S3's: with this clock two
-// minutes ahead, an upload S3 began a minute ago (a newer write's, begun
-// after ours) is kept; one begun an hour ago is not.
-func TestStaleUploadsOnSkewedClocks(t *testing.T) {
-	now := time.Now()
-	for _, c := range []struct {
-		initiated time.Time
-		aborted   int
-	}{{now.Add(-time.Minute), 0}, {now.Add(-time.Hour), 1}} {
-		var aborted int
-		w := &Worker{Deps: Deps{S3: staleListing{initiated: c.initiated, aborted: &aborted}, Log: zap.NewNop(), Metrics: NewMetrics(prometheus.NewRegistry())}}
-		w.abortStale(context.Background(), config.Route{Bucket: "d", Key: "k"}, now.Add(2*time.Minute))
-		if aborted != c.aborted {
-			t.Errorf("upload begun %v before S3's now: aborted %d times, want %d", now.Sub(c.initiated), aborted, c.aborted)
-		}
 	}
 }
