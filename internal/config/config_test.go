@@ -344,6 +344,7 @@ func TestBadValueLeavesTheRestChecked(t *testing.T) {
 		obj(d, "settings")["logLevel"] = "verbose"
 		obj(d, "rules", 0, "batch")["maxBytes"] = "256  MiB"
 		obj(d, "rules", 1)["sourceBucket"] = "BAD"
+		obj(d, "settings", "worker")["ReceiveWait"] = "abc" // unknown (Unmarshal would take it as receiveWait)
 	})
 	_, err := Parse(doc)
 	var es Errors
@@ -354,7 +355,7 @@ func TestBadValueLeavesTheRestChecked(t *testing.T) {
 	for _, e := range es {
 		paths = append(paths, e.Path)
 	}
-	want := []string{"rules[0].batch.maxBytes", "rules[1].sourceBucket", "settings.logLevel", "settings.worker.drainTimeout"}
+	want := []string{"rules[0].batch.maxBytes", "rules[1].sourceBucket", "settings.logLevel", "settings.worker.ReceiveWait", "settings.worker.drainTimeout"}
 	slices.Sort(paths)
 	if !slices.Equal(paths, want) {
 		t.Errorf("problems at %v, want %v:\n%v", paths, want, err)

@@ -262,6 +262,9 @@ func checkShape(errs *Errors, path string, v any, t reflect.Type) (refused bool)
 			f, ok := fields[k]
 			if !ok {
 				errs.add(join(path, k), "unknown field")
+				// Unmarshal matches keys without case: "DrainTimeout"
+				// would still be decoded, and could stop the decoding.
+				delete(obj, k)
 				continue
 			}
 			if checkShape(errs, join(path, k), obj[k], f.Type) {
