@@ -33,9 +33,10 @@ func (w *Worker) put(ctx context.Context, wr *write, o *manifest.Object, rt conf
 		ContentLanguage:    optional(o.ContentLanguage),
 		CacheControl:       optional(o.CacheControl),
 	}
-	late := lateTags(o.Tags)
+	tags := tagging(o.Tags)
+	late := len(tags) > taggingHeaderMax
 	if !late {
-		in.Tagging = optional(tagging(o.Tags))
+		in.Tagging = optional(tags)
 	}
 	if t, err := http.ParseTime(o.Expires); err == nil {
 		in.Expires = &t
