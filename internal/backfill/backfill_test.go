@@ -500,6 +500,14 @@ func TestDynamoCheckpointLease(t *testing.T) {
 	if err := b.Start(ctx, &backfill.State{}); !errors.Is(err, backfill.ErrBusy) {
 		t.Fatalf("second start while the first holds the lease: %v, want ErrBusy", err)
 	}
+	// A host whose clock runs minutes ahead reads the live lease as old.
+	ahead := backfill.NewDynamoCheckpoint(f.ddb, f.cfg.TableName(), f.rule.ID, func() time.Time { return time.Now().Add(4 * time.Minute) })
+	if _, err := ahead.Load(ctx); !errors.Is(err, backfill.ErrBusy) {
+		t.Fatalf("second run on a clock 4 minutes ahead: %v, want ErrBusy", err)
+	}
+	if err := ahead.Start(ctx, &backfill.State{}); !errors.Is(err, backfill.ErrBusy) {
+		t.Fatalf("second start on a clock 4 minutes ahead: %v, want ErrBusy", err)
+	}
 	if err := a.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}

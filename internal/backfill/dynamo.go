@@ -41,8 +41,10 @@ const (
 	CheckpointTTL = 30 * 24 * time.Hour
 	// LeaseTTL is how long a run's lease outlives its last renewal: a
 	// second run of the rule (an hourly schedule overlapping a long run)
-	// refuses to start while it holds.
-	LeaseTTL = 2 * time.Minute
+	// refuses to start while it holds. Renewals are stamped with the
+	// holder's clock and read with the next run's, hence the skew: a host
+	// minutes ahead would otherwise take a live run's checkpoint over.
+	LeaseTTL = 2*time.Minute + awsapi.ClockSkew
 	// staleMargin: a run started longer than CheckpointTTL less this
 	// ago is not resumed.
 	staleMargin = 24 * time.Hour
