@@ -38,7 +38,7 @@ func (w *Worker) Deliver(ctx context.Context, bucket, key string) error {
 		return w.missing(ctx, bucket, key, log)
 	}
 	if err != nil {
-		return w.failure(fmt.Errorf("reading s3://%s/%s: %w", bucket, key, err))
+		return w.failure(ctx, log, fmt.Errorf("reading s3://%s/%s: %w", bucket, key, err))
 	}
 	defer body.Close()
 	defer r.Close()
@@ -47,13 +47,15 @@ func (w *Worker) Deliver(ctx context.Context, bucket, key string) error {
 	p, err := w.resolve(key, m)
 	if err != nil {
 		w.Metrics.Archives.WithLabelValues("rejected").Inc()
-		return fmt.Errorf("s3://%s/%s: %w", bucket, key, err)
+		err = fmt.Errorf("s3://%s/%s: %w", bucket, key, err)
+		log.Warn("archive rejected by this region's config", zap.Error(err))
+		return err
 	}
 	wr := &write{bucket: bucket, key: key, m: m, plan: p, t: &tally{}}
 	size := aws.ToInt64(out.ContentLength)
 	err = w.stream(ctx, r, wr)
 	if err != nil {
-		return w.failure(fmt.Errorf("archive %s (s3://%s/%s): %w", m.ArchiveID, bucket, key, err))
+		return w.failure(ctx, log, fmt.Errorf("archive %s (s3://%s/%s): %w", m.ArchiveID, bucket, key, err))
 	}
 	took := w.Clock.Since(start)
 	entry := ledger.Entry{ArchiveID: m.ArchiveID, Region: w.Region, Rule: m.RuleID, StagingKey: key,
@@ -93,13 +95,24 @@ func (w *Worker) Deliver(ctx context.Context, bucket, key string) error {
 	return nil
 }
 
-// failure counts a failed delivery by its kind and returns err.
-func (w *Worker) failure(err error) error {
-	if errors.Is(err, archive.ErrInvalid) {
+// failure counts and logs a delivery that did not finish, with the
+// archive's fields (log), and returns err. Expected waits and stops are
+// neither counted nor logged as failures: on-call reads those.
+func (w *Worker) failure(ctx context.Context, log *zap.Logger, err error) error {
+	switch {
+	case ctx.Err() != nil:
+		w.Metrics.Archives.WithLabelValues("interrupted").Inc()
+		log.Info("archive delivery interrupted: the worker is stopping or the message was settled", zap.Error(err))
+	case Waiting(err):
+		w.Metrics.Archives.WithLabelValues("waiting").Inc()
+		log.Info("archive waits: another delivery is writing its objects or a retag waits for its write", zap.Error(err))
+	case errors.Is(err, archive.ErrInvalid):
 		w.Metrics.Archives.WithLabelValues("invalid").Inc()
 		w.Metrics.VerifyFailures.Inc()
-	} else {
+		log.Warn("archive not delivered: it failed verification", zap.Error(err))
+	default:
 		w.Metrics.Archives.WithLabelValues("failed").Inc()
+		log.Warn("archive not delivered", zap.Error(err))
 	}
 	return err
 }

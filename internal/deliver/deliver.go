@@ -201,15 +201,8 @@ func (w *Worker) Handle(_ context.Context, m *worker.Message) {
 		// The drain time is over: nothing is wrong with the archive, so
 		// hand it to another task now rather than after the visibility
 		// timeout, and do not report the shutdown as a failure.
-		m.Log().Warn("shutting down: archive abandoned; message released", zap.Error(failed))
+		m.Log().Info("shutting down: archive abandoned; message released", zap.Error(failed))
 		m.Release(0)
-	case OnlyConcurrent(failed):
-		// Another delivery of the archive (a duplicate event) is writing
-		// the same large object: nothing is wrong, and its uploads are
-		// its own, not to abandon.
-		delay := RetryDelay(failed, m.ReceiveCount, w.Config.Settings.Worker.VisibilityTimeout.D())
-		m.Log().Info("another delivery of the archive is writing its objects; message released for retry", zap.Duration("retryIn", delay), zap.Error(failed))
-		m.Release(delay)
 	default:
 		delay := RetryDelay(failed, m.ReceiveCount, w.Config.Settings.Worker.VisibilityTimeout.D())
 		if permanent {
@@ -217,24 +210,34 @@ func (w *Worker) Handle(_ context.Context, m *worker.Message) {
 			// it reach the DLQ quickly.
 			delay = 0
 		}
-		if permanent || m.ReceiveCount >= w.Config.Settings.Worker.MaxReceiveCount {
+		last := m.ReceiveCount >= w.Config.Settings.Worker.MaxReceiveCount
+		if (permanent || last) && !Waiting(failed) {
 			// No later delivery will resume its uploads (a redrive from the
-			// DLQ starts them over).
+			// DLQ starts them over). Not when another delivery of the
+			// archive holds them (a duplicate event): they are its own.
 			for _, ref := range m.Events.Refs {
 				w.Abandon(context.WithoutCancel(ctx), ref.Key) // all of them, even past the drain
 			}
 		}
-		m.Log().Error("archive not delivered; message released for retry", zap.Duration("retryIn", delay), zap.Error(failed))
+		switch {
+		case permanent || last:
+			// The line an operator redrives from.
+			m.Log().Error("archive not delivered: message bound for the DLQ", zap.Bool("permanent", permanent), zap.Duration("retryIn", delay), zap.Error(failed))
+		case Waiting(failed):
+			m.Log().Info("archive waits for another delivery or a write; message released for retry", zap.Duration("retryIn", delay), zap.Error(failed))
+		default:
+			m.Log().Warn("archive not delivered; message released for retry", zap.Duration("retryIn", delay), zap.Error(failed))
+		}
 		m.Release(delay)
 	}
 }
 
-// OnlyConcurrent reports a failure made only of ErrRecorded: every object
-// that failed is being written by another delivery of its archive.
-func OnlyConcurrent(err error) bool {
-	if !errors.Is(err, uploads.ErrRecorded) {
-		return false
-	}
+// Waiting reports a failure made only of expected waits: every object
+// that failed is being written by another delivery of its archive
+// (uploads.ErrRecorded), or is a retag waiting for its write
+// (ErrRetagBeforeWrite). Neither leaves uploads of this delivery to
+// abandon, and the uploads another delivery holds are its own.
+func Waiting(err error) bool {
 	var only func(error) bool
 	only = func(err error) bool {
 		switch e := err.(type) {
@@ -248,12 +251,14 @@ func OnlyConcurrent(err error) bool {
 			}
 			return true
 		case interface{ Unwrap() error }:
-			return err == uploads.ErrRecorded || only(e.Unwrap())
+			return waiting(err) || only(e.Unwrap())
 		}
-		return err == uploads.ErrRecorded
+		return waiting(err)
 	}
 	return only(err)
 }
+
+func waiting(err error) bool { return err == uploads.ErrRecorded || err == ErrRetagBeforeWrite }
 
 // RetryDelay is how long a message whose delivery failed with err waits
 // before its next try: the worker's backoff, but a visibility timeout when

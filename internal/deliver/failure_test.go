@@ -56,14 +56,14 @@ func TestMissingDestinationBucket(t *testing.T) {
 	}
 
 	var naming []map[string]any
-	for _, e := range p.logEntries("archive not delivered; message released for retry") {
+	for _, e := range p.released() {
 		if strings.Contains(fmt.Sprint(e["error"]), "s3://"+dst+"/") {
 			naming = append(naming, e)
 		}
 	}
 	if len(naming) < 2 {
 		t.Fatalf("%d error log lines name bucket %s, want one per attempt (at least 2); all: %v",
-			len(naming), dst, p.logEntries("archive not delivered; message released for retry"))
+			len(naming), dst, p.released())
 	}
 	// Not an invalid archive: released with a backoff, not straight away.
 	if d, _ := naming[0]["retryIn"].(time.Duration); d <= 0 {

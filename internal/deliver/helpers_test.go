@@ -359,6 +359,17 @@ func (b *cutBody) Close() error {
 
 // logEntries returns the fields of the observed log entries with message
 // msg.
+// released returns the lines of messages released undelivered, bound for
+// the DLQ or for a retry.
+func (p *pipeline) released() []map[string]any {
+	return append(p.logEntries(msgBoundForDLQ), p.logEntries(msgRetry)...)
+}
+
+const (
+	msgBoundForDLQ = "archive not delivered: message bound for the DLQ"
+	msgRetry       = "archive not delivered; message released for retry"
+)
+
 func (p *pipeline) logEntries(msg string) []map[string]any {
 	var out []map[string]any
 	for _, e := range p.logs.FilterMessage(msg).All() {

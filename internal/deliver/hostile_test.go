@@ -127,7 +127,7 @@ func TestHostileArchivesReachDLQ(t *testing.T) {
 	// no delay so it reaches the DLQ quickly), never half-extracted.
 	for _, a := range archives {
 		tries := 0
-		for _, e := range p.logEntries("archive not delivered; message released for retry") {
+		for _, e := range p.released() {
 			msg := fmt.Sprint(e["error"])
 			if !strings.Contains(msg, key(a.name)) {
 				continue

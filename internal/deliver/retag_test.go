@@ -15,6 +15,7 @@ import (
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+	"go.uber.org/zap"
 
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/deliver"
@@ -129,6 +130,16 @@ func TestRetag(t *testing.T) {
 	}
 	if n := metric(t, reg, "xrc_target_objects_total", "result", "failed"); n != 0 {
 		t.Errorf("failed = %v: a retag waiting for its write is no failed write", n)
+	}
+	// Nor a failed archive, nor an error for on-call: it is expected.
+	if n := metric(t, reg, "xrc_target_archives_total", "result", "failed"); n != 0 {
+		t.Errorf("archives failed = %v, want the wait counted apart", n)
+	}
+	if n := metric(t, reg, "xrc_target_archives_total", "result", "waiting"); n < 1 {
+		t.Errorf("archives waiting = %v, want >= 1", n)
+	}
+	for _, e := range p.logs.FilterLevelExact(zap.ErrorLevel).All() {
+		t.Errorf("error logged while a retag waits for its write: %s %v", e.Message, e.ContextMap()["error"])
 	}
 	if p.exists(t, dst, k2) {
 		t.Fatal("a retag wrote an object")

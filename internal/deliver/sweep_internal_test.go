@@ -50,8 +50,9 @@ func TestSweepStopsQuietlyWhenStopping(t *testing.T) {
 	}
 }
 
-func TestOnlyConcurrent(t *testing.T) {
+func TestWaiting(t *testing.T) {
 	rec := fmt.Errorf("writing s3://d/k: %w", fmt.Errorf("recording upload u: %w", uploads.ErrRecorded))
+	retag := fmt.Errorf("tags of s3://d/k: %w (source written 2026-12-05T00:00:00Z)", ErrRetagBeforeWrite)
 	other := errors.New("put s3://d/j: 503")
 	for _, c := range []struct {
 		err  error
@@ -59,13 +60,16 @@ func TestOnlyConcurrent(t *testing.T) {
 	}{
 		{rec, true},
 		{errors.Join(rec, rec), true},
+		{retag, true},
+		{fmt.Errorf("archive a: %w", errors.Join(rec, retag)), true},
+		{errors.Join(retag, other), false},
 		{fmt.Errorf("archive a: %w", errors.Join(rec, other)), false},
 		{errors.Join(rec, other), false},
 		{other, false},
 		{nil, false},
 	} {
-		if got := OnlyConcurrent(c.err); got != c.want {
-			t.Errorf("OnlyConcurrent(%v) = %v, want %v", c.err, got, c.want)
+		if got := Waiting(c.err); got != c.want {
+			t.Errorf("Waiting(%v) = %v, want %v", c.err, got, c.want)
 		}
 	}
 }

@@ -164,7 +164,7 @@ func TestRejectsUntrustedArchives(t *testing.T) {
 	}
 	for _, c := range cases {
 		found := false
-		for _, e := range p.logEntries("archive not delivered; message released for retry") {
+		for _, e := range p.released() {
 			msg := fmt.Sprint(e["error"])
 			if strings.Contains(msg, "archive rejected") && strings.Contains(msg, c.why) {
 				found = true
@@ -366,7 +366,7 @@ func TestStagingArchiveMissing(t *testing.T) {
 		t.Error("the redelivered archive was not recognised from the ledger")
 	}
 	found := false
-	for _, e := range p.logEntries("archive not delivered; message released for retry") {
+	for _, e := range p.released() {
 		if strings.Contains(fmt.Sprint(e["error"]), "is gone from staging and the ledger has no delivery of it in eu-west-1") {
 			found = true
 		}

@@ -223,7 +223,7 @@ func (f *Function) buildSource(ctx context.Context, cfg *config.Config) (func(co
 	// invocation does (Lambda freezes the environment in between).
 	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
 	w.Prepare(bg)
-	h := NewSource(SourceOptions{Worker: w, Queue: q, Margin: cfg.Settings.Lambda.Margin.D(), Log: f.log, Metrics: f.srcMetrics.Metrics})
+	h := NewSource(SourceOptions{Worker: w, Queue: q, Margin: cfg.Settings.Lambda.Margin.D(), MaxReceive: cfg.Settings.Worker.MaxReceiveCount, Log: f.log, Metrics: f.srcMetrics.Metrics})
 	return h.Handle, stop, nil
 }
 

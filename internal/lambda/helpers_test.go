@@ -93,7 +93,7 @@ func (f *fixture) sourceHandler(t testing.TB, wrap func(source.S3API) source.S3A
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	w.Prepare(ctx)
-	return lambda.NewSource(lambda.SourceOptions{Worker: w, Queue: q, Margin: f.cfg.Settings.Lambda.Margin.D(), Log: f.log, Metrics: m.Metrics})
+	return lambda.NewSource(lambda.SourceOptions{Worker: w, Queue: q, Margin: f.cfg.Settings.Lambda.Margin.D(), MaxReceive: f.cfg.Settings.Worker.MaxReceiveCount, Log: f.log, Metrics: m.Metrics})
 }
 
 // targetHandler is the target role's handler as cmd/xrc-lambda builds it.

@@ -8,6 +8,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/xrc-dev/xrc/internal/queue"
 	"github.com/xrc-dev/xrc/internal/worker"
@@ -59,6 +60,10 @@ type outcome struct {
 	// wait is the least time it waits before it comes back
 	// (deliver.RetryDelay).
 	wait time.Duration
+	// final: bound for the DLQ (no retry can help, or this was its last
+	// receive); expected: a wait or the deadline, nothing wrong. They set
+	// the level of its line: error is what an operator acts on.
+	final, expected bool
 }
 
 // respond reports the failed outcomes and releases them (best effort: a
@@ -78,7 +83,14 @@ func respond(ctx context.Context, outs []outcome, q Releaser, m *worker.Metrics,
 			delay = 0
 		}
 		byDelay[delay] = append(byDelay[delay], o.msg)
-		log.Warn("message not done: reported for redelivery", zap.String("message", o.msg.ID), zap.Int("receiveCount", o.msg.ReceiveCount),
+		lvl, msg := zapcore.WarnLevel, "message not done: reported for redelivery"
+		switch {
+		case o.final:
+			lvl, msg = zapcore.ErrorLevel, "message not done: bound for the DLQ"
+		case o.expected:
+			lvl = zapcore.InfoLevel
+		}
+		log.Log(lvl, msg, zap.String("message", o.msg.ID), zap.Int("receiveCount", o.msg.ReceiveCount),
 			zap.Duration("retryIn", delay), zap.Error(o.err))
 	}
 	if q == nil || len(byDelay) == 0 {

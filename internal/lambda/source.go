@@ -34,23 +34,27 @@ var ErrDeadline = errors.New("not started: the invocation's deadline is near")
 // Source handles a batch of one rule's queue: its objects become archives
 // in staging through the source worker's own per-batch step.
 type Source struct {
-	w       Packer
-	q       Releaser // nil: failed messages come back after their visibility timeout
-	margin  time.Duration
-	log     *zap.Logger
-	metrics *worker.Metrics
-	clock   clockwork.Clock
-	pace    pace
+	w          Packer
+	q          Releaser // nil: failed messages come back after their visibility timeout
+	margin     time.Duration
+	maxReceive int
+	log        *zap.Logger
+	metrics    *worker.Metrics
+	clock      clockwork.Clock
+	pace       pace
 }
 
 // SourceOptions are a Source's collaborators.
 type SourceOptions struct {
-	Worker  Packer
-	Queue   Releaser
-	Margin  time.Duration // settings.lambda.margin
-	Log     *zap.Logger
-	Metrics *worker.Metrics
-	Clock   clockwork.Clock // default: the real clock
+	Worker Packer
+	Queue  Releaser
+	Margin time.Duration // settings.lambda.margin
+	// MaxReceive is the queue's maxReceiveCount: a message failing its
+	// last receive is logged as bound for the DLQ.
+	MaxReceive int
+	Log        *zap.Logger
+	Metrics    *worker.Metrics
+	Clock      clockwork.Clock // default: the real clock
 }
 
 // NewSource returns the source role's handler.
@@ -58,14 +62,15 @@ func NewSource(o SourceOptions) *Source {
 	if o.Clock == nil {
 		o.Clock = clockwork.NewRealClock()
 	}
-	return &Source{w: o.Worker, q: o.Queue, margin: o.Margin, log: o.Log, metrics: o.Metrics, clock: o.Clock}
+	return &Source{w: o.Worker, q: o.Queue, margin: o.Margin, maxReceive: o.MaxReceive, log: o.Log, metrics: o.Metrics, clock: o.Clock}
 }
 
 // tracked is one message of the batch until all its items are settled.
 type tracked struct {
-	out     outcome
-	mu      sync.Mutex
-	pending int
+	out       outcome
+	mu        sync.Mutex
+	pending   int
+	permanent bool // every failure is one no retry can fix
 }
 
 func (t *tracked) settle(err error) {
@@ -76,13 +81,15 @@ func (t *tracked) settle(err error) {
 		return
 	}
 	if t.out.err == nil {
-		t.out.now = true
+		t.out.now, t.permanent, t.out.expected = true, true, true
 	}
 	t.out.err = errors.Join(t.out.err, err)
 	// Back at once when every failure is one no retry fixes (towards the
 	// DLQ) or the deadline's (nothing wrong with the object).
-	t.out.now = t.out.now && (source.Permanent(err) || errors.Is(err, ErrDeadline) ||
-		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled))
+	cut := errors.Is(err, ErrDeadline) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
+	t.out.now = t.out.now && (source.Permanent(err) || cut)
+	t.permanent = t.permanent && source.Permanent(err)
+	t.out.expected = t.out.expected && cut
 }
 
 // Handle archives the objects ev's messages name and reports the messages
@@ -100,7 +107,7 @@ func (h *Source) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEven
 		switch {
 		case err != nil:
 			h.metrics.Messages.WithLabelValues("invalid").Inc()
-			t.out.err, t.out.now = fmt.Errorf("message %s: %w", t.out.msg.ID, err), true
+			t.out.err, t.out.now, t.out.final = fmt.Errorf("message %s: %w", t.out.msg.ID, err), true, true
 			continue
 		case parsed.Test:
 			h.metrics.Messages.WithLabelValues("test").Inc()
@@ -140,6 +147,9 @@ func (h *Source) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEven
 			// Pack settles every item it is given; this cannot happen,
 			// and if it did, the message must not be reported done.
 			t.out.err = fmt.Errorf("message %s: %d objects not settled", t.out.msg.ID, t.pending)
+		}
+		if t.out.err != nil && !t.out.final {
+			t.out.final = t.permanent || (h.maxReceive > 0 && t.out.msg.ReceiveCount >= h.maxReceive)
 		}
 		outs[i] = t.out
 		t.mu.Unlock()

@@ -115,7 +115,7 @@ func (h *Target) archives(o *outcome, body string) ([]xevents.ObjectRef, int64) 
 	switch {
 	case err != nil:
 		h.metrics.Messages.WithLabelValues("invalid").Inc()
-		o.err, o.now = fmt.Errorf("message %s: %w", o.msg.ID, err), true
+		o.err, o.now, o.final = fmt.Errorf("message %s: %w", o.msg.ID, err), true, true
 		return nil, 0
 	case parsed.Test:
 		h.metrics.Messages.WithLabelValues("test").Inc()
@@ -143,7 +143,8 @@ func (h *Target) handle(ctx context.Context, at time.Time, first bool, o *outcom
 	start := h.clock.Now()
 	if est := h.pace.estimate(bytes, len(refs)); ctx.Err() != nil || !begins(first, start, at, est) {
 		log.Info("deadline near: leaving an archive to the next invocation", zap.Duration("estimate", est), zap.Time("cut", at))
-		o.err, o.now = ErrDeadline, true
+		o.err, o.now, o.expected = ErrDeadline, true, true
+		o.final = o.msg.ReceiveCount >= h.maxReceive
 		return
 	}
 	permanent := true
@@ -153,22 +154,24 @@ func (h *Target) handle(ctx context.Context, at time.Time, first bool, o *outcom
 			permanent = permanent && deliver.Permanent(err)
 		}
 	}
+	o.final = permanent || o.msg.ReceiveCount >= h.maxReceive
 	switch {
 	case o.err == nil:
 		h.pace.observe(bytes, len(refs), h.clock.Since(start))
 	case ctx.Err() != nil:
 		// Cut by the deadline: nothing is wrong with the archive.
-		o.now = true
-	case deliver.OnlyConcurrent(o.err):
+		o.now, o.expected = true, true
+	case deliver.Waiting(o.err):
 		// Another delivery of the archive (a duplicate event, or a Fargate
-		// task of a hybrid region) is writing its large objects: their
-		// uploads are its own, not to abandon, even on this message's last
-		// receive.
+		// task of a hybrid region) is writing its large objects, or a
+		// retag waits for its write: the uploads are the other's, not to
+		// abandon, even on this message's last receive.
+		o.expected = true
 		o.wait = deliver.RetryDelay(o.err, o.msg.ReceiveCount, h.visibility)
 	default:
 		o.now = permanent
 		o.wait = deliver.RetryDelay(o.err, o.msg.ReceiveCount, h.visibility)
-		if a, ok := h.d.(abandoner); ok && (permanent || o.msg.ReceiveCount >= h.maxReceive) {
+		if a, ok := h.d.(abandoner); ok && o.final {
 			// No later delivery will resume this one's work.
 			h.abandon(ctx, a, at, refs, log)
 		}

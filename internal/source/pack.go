@@ -87,6 +87,16 @@ func (w *Worker) packPart(ctx context.Context, rule *config.Rule, entries []entr
 			}
 			return
 		}
+		if ctx.Err() != nil {
+			// The drain time is over: a stop, not a failure.
+			w.Metrics.Archives.WithLabelValues(rule.ID, "interrupted").Inc()
+			log.Info("archive not staged: the worker is stopping; its messages are released", zap.String("archive", id),
+				zap.Int("objects", len(entries)), zap.Error(err))
+			for _, e := range entries {
+				settle(e.items, err)
+			}
+			return
+		}
 		w.Metrics.Archives.WithLabelValues(rule.ID, "failed").Inc()
 		var oe *objectError
 		if errors.As(err, &oe) && superseded(entries[oe.index], oe) && rebuilds < 2*maxRebuilds && ctx.Err() == nil {
@@ -117,7 +127,7 @@ func (w *Worker) packPart(ctx context.Context, rule *config.Rule, entries []entr
 			continue
 		}
 		w.Metrics.Errors.WithLabelValues(errorKind(err)).Inc()
-		log.Error("archive not staged; its messages will be retried", zap.String("archive", id),
+		log.Warn("archive not staged; its messages will be retried", zap.String("archive", id),
 			zap.Int("objects", len(entries)), zap.Error(err))
 		for _, e := range entries {
 			w.fail(rule, e.items, err)

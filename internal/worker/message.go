@@ -207,7 +207,7 @@ func (a *acks) delete(batch []*Message) {
 				continue
 			default:
 				a.rt.Metrics.Errors.WithLabelValues("delete_message").Inc()
-				m.log.Error("acknowledging message failed: it will be delivered again after its visibility timeout", zap.Error(f.Err))
+				m.log.Warn("acknowledging message failed: it will be delivered again after its visibility timeout", zap.Error(f.Err))
 			}
 			a.rt.forget(m)
 			m.cancel(context.Canceled)
