@@ -89,7 +89,7 @@ func backfillCmd(ctx context.Context, args []string, env Env) error {
 	}
 	rule, ok := cfg.Rule(b.ruleID)
 	if !ok {
-		return fmt.Errorf("no rule %q in %s", b.ruleID, b.cfgPath)
+		return fmt.Errorf("%w: no rule %q in %s", ErrUsage, b.ruleID, b.cfgPath)
 	}
 	if _, err := backfill.Root(rule, b.prefix); err != nil {
 		return fmt.Errorf("%w: -prefix: %v", ErrUsage, err)

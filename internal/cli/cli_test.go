@@ -259,6 +259,8 @@ func TestCommandLineEdges(t *testing.T) {
 		{"backfill", "-config", "../../configs/example.json", "-rule", "logs", "-rate", "NaN", "-dry-run"},
 		{"backfill", "-config", "../../configs/example.json", "-rule", "logs", "-rate", "+Inf", "-dry-run"},
 		{"verify", "-config", "../../configs/example.json", "-rule", "logs", "-region", "eu-west-2"},
+		{"backfill", "-config", "../../configs/example.json", "-rule", "nope", "-dry-run"},
+		{"savings", "-config", "../../configs/example.json", "-rule", "nope"},
 	} {
 		if _, _, err := run(t, args...); !errors.Is(err, cli.ErrUsage) {
 			t.Errorf("%q: %v, want a usage error", args, err)

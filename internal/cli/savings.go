@@ -169,7 +169,7 @@ func savings(ctx context.Context, args []string, env Env) error {
 		rep.Compute = append(rep.Compute, compareCompute(cfg, r, lines[len(lines)-1], p.Model, rep.To.Sub(rep.From)))
 	}
 	if !found {
-		return fmt.Errorf("no rule %q in %s", *ruleID, *cfgPath)
+		return fmt.Errorf("%w: no rule %q in %s", ErrUsage, *ruleID, *cfgPath)
 	}
 	if *asJSON {
 		enc := json.NewEncoder(env.Stdout)

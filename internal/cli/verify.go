@@ -46,9 +46,11 @@ func verifyRule(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
+	// Failures before the comparison are ErrIncomplete too: a scheduled
+	// verify must tell "never looked" from "differs" (exit 1).
 	cfg, err := loadConfig(ctx, *cfgPath, env)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %w", ErrIncomplete, err)
 	}
 	rule, ok := cfg.Rule(*ruleID)
 	if !ok {
@@ -60,14 +62,14 @@ func verifyRule(ctx context.Context, args []string, env Env) error {
 	o := xverify.Options{Rule: rule, Prefix: *prefix, Region: *region, HashSources: *hash, CompareTags: *tags,
 		Concurrency: *concurrency, ListConcurrency: *lists, Destinations: map[string]xverify.S3API{}}
 	if o.Source, err = s3For(ctx, cfg, rule.SourceRegion); err != nil {
-		return err
+		return fmt.Errorf("%w: %w", ErrIncomplete, err)
 	}
 	for _, d := range rule.Destinations {
 		if o.Destinations[d.Region] != nil || *region != "" && d.Region != *region {
 			continue
 		}
 		if o.Destinations[d.Region], err = s3For(ctx, cfg, d.Region); err != nil {
-			return err
+			return fmt.Errorf("%w: %w", ErrIncomplete, err)
 		}
 	}
 	if len(o.Destinations) == 0 {
@@ -78,11 +80,11 @@ func verifyRule(ctx context.Context, args []string, env Env) error {
 	var file *os.File
 	if newReport != nil {
 		if file, err = os.Create(*reportPath); err != nil {
-			return err
+			return fmt.Errorf("%w: %w", ErrIncomplete, err)
 		}
 		defer file.Close()
 		if rep, err = newReport(file); err != nil {
-			return fmt.Errorf("writing %s: %w", *reportPath, err)
+			return fmt.Errorf("%w: writing %s: %w", ErrIncomplete, *reportPath, err)
 		}
 	}
 	bar := progress.New(env.Stderr, progress.Options{Description: "verify " + rule.ID, Unit: "objects", Terminal: progress.IsTerminal(env.Stderr)})
@@ -100,7 +102,8 @@ func verifyRule(ctx context.Context, args []string, env Env) error {
 	if rep != nil {
 		// A run that stopped still leaves what it found in the report.
 		if err := errors.Join(rep.Close(sum), file.Close()); err != nil {
-			return errors.Join(runErr, fmt.Errorf("writing %s: %w", *reportPath, err))
+			// The report is what a scheduled run is read from.
+			return fmt.Errorf("%w: %w", ErrIncomplete, errors.Join(runErr, fmt.Errorf("writing %s: %w", *reportPath, err)))
 		}
 	}
 	printVerifySummary(env.Stdout, sum, *hash, *reportPath)

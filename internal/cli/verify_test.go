@@ -123,4 +123,14 @@ func TestVerifyCommand(t *testing.T) {
 			t.Errorf("%v: %v, want a usage error", args, err)
 		}
 	}
+	// Failing before it compared anything is no difference found (exit 1):
+	// a scheduled verify must tell the two apart.
+	for _, args := range [][]string{
+		{"verify", "-config", filepath.Join(dir, "nonexistent.json"), "-rule", "r1"},
+		{"verify", "-config", path, "-rule", "r1", "-report", filepath.Join(dir, "no-such-dir", "out.csv")},
+	} {
+		if _, _, err := run(t, args...); !errors.Is(err, cli.ErrIncomplete) || errors.Is(err, verify.ErrDifferent) {
+			t.Errorf("%v: %v, want incomplete", args, err)
+		}
+	}
 }
