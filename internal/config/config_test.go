@@ -197,6 +197,8 @@ func TestValidationErrors(t *testing.T) {
 		{"drain leaving no stop time", mutate(t, func(d map[string]any) { obj(d, "settings", "worker")["drainTimeout"] = "100s" }), []string{"settings.worker.drainTimeout: at most 1m30s"}},
 		{"receive wait over SQS's", mutate(t, func(d map[string]any) { obj(d, "settings", "worker")["receiveWait"] = "21s" }), []string{"settings.worker.receiveWait"}},
 		{"receive wait not whole seconds", mutate(t, func(d map[string]any) { obj(d, "settings", "worker")["receiveWait"] = "1500ms" }), []string{"settings.worker.receiveWait"}},
+		{"metrics address without a port", mutate(t, func(d map[string]any) { obj(d, "settings", "worker")["metricsAddr"] = "9090" }), []string{"settings.worker.metricsAddr: must be host:port"}},
+		{"metrics address port not a number", mutate(t, func(d map[string]any) { obj(d, "settings", "worker")["metricsAddr"] = ":http-alt" }), []string{"settings.worker.metricsAddr: port must be a number"}},
 		{"unknown compute", mutate(t, func(d map[string]any) { rule0(d)["compute"] = "ec2" }), []string{`rules[0].compute: must be fargate, lambda or hybrid, got "ec2"`}},
 		{"region compute", mutate(t, func(d map[string]any) { obj(d, "settings", "regions", 1)["compute"] = "spot" }), []string{`settings.regions[1].compute: must be fargate, lambda or hybrid, got "spot"`}},
 		{"compute of a source region", mutate(t, func(d map[string]any) { obj(d, "settings", "regions", 0)["compute"] = "lambda" }),

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -165,6 +166,12 @@ func (c *Config) Validate() error {
 	}
 	if v := w.ReceiveWait.D(); v < time.Second || v > 20*time.Second || v%time.Second != 0 {
 		errs.add("settings.worker.receiveWait", "must be whole seconds between 1s and 20s (SQS's WaitTimeSeconds)")
+	}
+	// Every worker listens on it at start: a bad one is a crash loop.
+	if _, port, err := net.SplitHostPort(w.MetricsAddr); err != nil {
+		errs.add("settings.worker.metricsAddr", "must be host:port or :port (default %q), got %q", DefaultMetricsAddr, w.MetricsAddr)
+	} else if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		errs.add("settings.worker.metricsAddr", "port must be a number up to 65535, got %q", port)
 	}
 
 	if len(s.Regions) < minRegions {
