@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,6 +47,26 @@ type Message struct {
 	// clock: SQS stamps it with its own, which a host's may be minutes
 	// apart from (Queue.Receive converts it).
 	SentAt time.Time
+	// ReceivedAt is when this receive began, on this machine's clock
+	// (zero when unknown): SQS hides a message at most MaxVisibility from
+	// its receive, however often it is extended.
+	ReceivedAt time.Time
+}
+
+// MaxVisibility is the longest SQS hides a message from its receive:
+// a change of visibility past it is refused (InvalidParameterValue).
+const MaxVisibility = 12 * time.Hour
+
+// visibilityFor is the visibility to ask for m at now in place of d: d,
+// or what is left of MaxVisibility since m's receive, less a margin for
+// the call. A heartbeat asking for more would be refused, and that refusal
+// read as a lost receipt would cut work still held.
+func visibilityFor(d time.Duration, m Message, now time.Time) time.Duration {
+	if m.ReceivedAt.IsZero() {
+		return d
+	}
+	left := MaxVisibility - now.Sub(m.ReceivedAt) - time.Minute
+	return max(min(d, left), 0)
 }
 
 // Queue is one SQS queue.
@@ -72,6 +93,7 @@ func (q *Queue) URL() string { return q.url }
 func oneAttempt(o *sqs.Options) { o.RetryMaxAttempts = 1 }
 
 func (q *Queue) Receive(ctx context.Context, max int, wait, visibility time.Duration) ([]Message, error) {
+	start := time.Now() // before SQS's receive, which the cap counts from
 	out, err := q.api.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
 		QueueUrl:            aws.String(q.url),
 		MaxNumberOfMessages: int32(max),
@@ -91,6 +113,7 @@ func (q *Queue) Receive(ctx context.Context, max int, wait, visibility time.Dura
 			ID:            aws.ToString(m.MessageId),
 			Body:          aws.ToString(m.Body),
 			ReceiptHandle: aws.ToString(m.ReceiptHandle),
+			ReceivedAt:    start,
 		}
 		msg.ReceiveCount, _ = strconv.Atoi(m.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)])
 		if first, ok := millis(m.Attributes, types.MessageSystemAttributeNameApproximateFirstReceiveTimestamp); ok && msg.ReceiveCount == 1 && now.Sub(first).Abs() < time.Hour {
@@ -129,8 +152,17 @@ type Failure struct {
 // again, or it was deleted).
 func (f Failure) ReceiptGone() bool {
 	switch f.Code {
-	case "ReceiptHandleIsInvalid", "InvalidParameterValue", "MessageNotInflight", "AWS.SimpleQueueService.MessageNotInflight":
+	case "ReceiptHandleIsInvalid", "MessageNotInflight", "AWS.SimpleQueueService.MessageNotInflight":
 		return true
+	case "InvalidParameterValue":
+		// An expired receipt ("Value ... for parameter ReceiptHandle is
+		// invalid. Reason: The receipt handle has expired."), but also a
+		// visibility past MaxVisibility, whose receipt is still good.
+		msg := ""
+		if f.Err != nil {
+			msg = strings.ToLower(f.Err.Error())
+		}
+		return strings.Contains(msg, "receipthandle") || strings.Contains(msg, "receipt handle")
 	}
 	return false
 }
@@ -157,9 +189,10 @@ func (q *Queue) Delete(ctx context.Context, msgs ...Message) ([]Failure, error) 
 func (q *Queue) ChangeVisibility(ctx context.Context, d time.Duration, msgs ...Message) ([]Failure, error) {
 	return q.batch(ctx, "changing visibility of", msgs, func(chunk []Message) ([]types.BatchResultErrorEntry, error) {
 		in := &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(q.url)}
+		now := time.Now()
 		for i, m := range chunk {
 			in.Entries = append(in.Entries, types.ChangeMessageVisibilityBatchRequestEntry{
-				Id: aws.String(strconv.Itoa(i)), ReceiptHandle: aws.String(m.ReceiptHandle), VisibilityTimeout: int32(d / time.Second),
+				Id: aws.String(strconv.Itoa(i)), ReceiptHandle: aws.String(m.ReceiptHandle), VisibilityTimeout: int32(visibilityFor(d, m, now) / time.Second),
 			})
 		}
 		out, err := q.api.ChangeMessageVisibilityBatch(ctx, in)

@@ -1,0 +1,55 @@
+package queue
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+// TestVisibilityForStaysUnderSQSsCap: a heartbeat asks for no more than
+// SQS grants from a message's receive (12 hours in all), which it would
+// refuse.
+func TestVisibilityForStaysUnderSQSsCap(t *testing.T) {
+	now := time.Now()
+	for _, c := range []struct {
+		name string
+		d    time.Duration
+		age  time.Duration // since the receive; -1: unknown
+		want time.Duration
+	}{
+		{"fresh", 5 * time.Minute, time.Second, 5 * time.Minute},
+		{"unknown receive", 12 * time.Hour, -1, 12 * time.Hour},
+		{"12h timeout at its first beat", 12 * time.Hour, 4 * time.Hour, 8*time.Hour - time.Minute},
+		{"held 11h58m", 5 * time.Minute, 11*time.Hour + 58*time.Minute, time.Minute},
+		{"past the cap", 5 * time.Minute, 13 * time.Hour, 0},
+	} {
+		m := Message{}
+		if c.age >= 0 {
+			m.ReceivedAt = now.Add(-c.age)
+		}
+		if got := visibilityFor(c.d, m, now); got != c.want {
+			t.Errorf("%s: visibilityFor(%v) = %v, want %v", c.name, c.d, got, c.want)
+		}
+	}
+}
+
+// TestReceiptGone: SQS's InvalidParameterValue is a lost receipt only when
+// it is about the receipt; refused for the visibility cap, the message is
+// still held.
+func TestReceiptGone(t *testing.T) {
+	for _, c := range []struct {
+		code, msg string
+		want      bool
+	}{
+		{"ReceiptHandleIsInvalid", "", true},
+		{"AWS.SimpleQueueService.MessageNotInflight", "", true},
+		{"InvalidParameterValue", "Value AQEB... for parameter ReceiptHandle is invalid. Reason: The receipt handle has expired.", true},
+		{"InvalidParameterValue", "Total VisibilityTimeout for the message is beyond the limit [43200 seconds]", false},
+		{"InternalError", "", false},
+	} {
+		f := Failure{Code: c.code, Err: errors.New("changing visibility of message m: " + c.code + ": " + c.msg)}
+		if got := f.ReceiptGone(); got != c.want {
+			t.Errorf("%s %q: ReceiptGone = %v, want %v", c.code, c.msg, got, c.want)
+		}
+	}
+}
