@@ -264,6 +264,19 @@ func TestUncertainWritesAreNotRepeated(t *testing.T) {
 	}
 }
 
+// TestBenchmarkIsNotRetriedBySDK: the fleet's CPU benchmark is an ADD too:
+// a task sent twice would weigh twice in the fleet's mean for a week.
+func TestBenchmarkIsNotRetriedBySDK(t *testing.T) {
+	url, calls := localstack.Failing(t, "com.amazonaws.dynamodb.v20120810#InternalServerError")
+	client := dynamodb.New(dynamodb.Options{Region: "us-east-1", BaseEndpoint: &url, Credentials: localstack.NoCredentials, Retryer: localstack.FiveAttempts()})
+	if _, err := stats.New(client, "t", time.Now).AddBenchmark(context.Background(), adaptive.BenchResult{Encoder: "libzstd 1.5", CompressMBps: 100, DecodeSeconds: 1e-9}); err == nil {
+		t.Error("a 5xx: no error")
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("%d attempts, want 1", n)
+	}
+}
+
 // TestAddIsNotRetriedBySDK: an ADD failing with a 5xx is tried once (the
 // SDK would otherwise send it again, though it may have been applied).
 func TestAddIsNotRetriedBySDK(t *testing.T) {
