@@ -125,7 +125,13 @@ func (s *Store) Put(ctx context.Context, u Upload, replaced string) error {
 		if errors.As(err, &cf) {
 			// An SDK retry of a write whose first try landed finds its
 			// own record.
-			if got, ok, gerr := s.Get(ctx, u); gerr == nil && ok && got.UploadID == u.UploadID {
+			got, ok, gerr := s.Get(ctx, u)
+			switch {
+			case gerr != nil:
+				// Not known to be another delivery's: a failing table
+				// must not pass for one.
+				return fmt.Errorf("recording upload %s of s3://%s/%s: refused, and reading the record: %w", u.UploadID, u.Bucket, u.Key, gerr)
+			case ok && got.UploadID == u.UploadID:
 				return nil
 			}
 			err = ErrRecorded

@@ -140,3 +140,27 @@ func TestRetriedPutFindsItsOwnRecord(t *testing.T) {
 		t.Fatalf("the same upload recorded again: %v", err)
 	}
 }
+
+// failingGets fails every GetItem, as a throttled or unreachable table.
+type failingGets struct{ uploads.API }
+
+func (failingGets) GetItem(context.Context, *dynamodb.GetItemInput, ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
+	return nil, errors.New("throttled")
+}
+
+// TestRefusedPutUnreadIsNotAnotherDelivery: a Put refused whose record
+// cannot be read back is not known to be another delivery's: reported as
+// ErrRecorded, a failing table would pass for a concurrent delivery
+// (logged as a wait, its uploads spared on the last receive).
+func TestRefusedPutUnreadIsNotAnotherDelivery(t *testing.T) {
+	_, ddb, table := newStore(t)
+	ctx := context.Background()
+	s := uploads.New(failingGets{ddb}, table, time.Now)
+	if err := s.Put(ctx, upload("big.bin", "id-a"), ""); err != nil {
+		t.Fatal(err)
+	}
+	err := s.Put(ctx, upload("big.bin", "id-b"), "")
+	if err == nil || errors.Is(err, uploads.ErrRecorded) || !strings.Contains(err.Error(), "throttled") {
+		t.Fatalf("Put refused, record unread: %v; want the read's error, not ErrRecorded", err)
+	}
+}
