@@ -123,13 +123,15 @@ func (w *Worker) undo(ctx context.Context, o *manifest.Object, rt config.Route) 
 }
 
 // abortStale aborts multipart uploads of rt's key that started before our
-// own write: uploads a killed worker left behind, whose parts would stay
-// billed until a lifecycle rule removed them. A concurrent upload caught by
-// it fails and is retried; it cannot lose data, as our write completed.
-// before is this clock's, Initiated S3's: a clock running ahead can abort
-// a newer write's upload (duplicate work). No margin is allowed for it, as
-// an upload left unrecorded (a Create whose answer was lost, a kill before
-// its record) is cleaned up here or nowhere.
+// own write and that no delivery recorded: uploads left by a Create whose
+// answer was lost or a kill before its record, whose parts would stay
+// billed until a lifecycle rule removed them. They are cleaned up here or
+// nowhere. A recorded upload is another delivery's (a newer version's
+// write that started first, say) and is left to it, or to the sweep once
+// its archive has left staging. before is this clock's, Initiated S3's: a
+// clock running ahead can abort an unrecorded upload just created
+// (duplicate work); no margin is allowed for it, as it would leak the
+// ones left.
 func (w *Worker) abortStale(ctx context.Context, rt config.Route, before time.Time) {
 	out, err := w.S3.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: &rt.Bucket, Prefix: &rt.Key})
 	if err != nil {
@@ -137,8 +139,25 @@ func (w *Worker) abortStale(ctx context.Context, rt config.Route, before time.Ti
 		w.Log.Warn("listing stale multipart uploads", zap.String("bucket", rt.Bucket), zap.String("key", rt.Key), zap.Error(err))
 		return
 	}
+	var recorded map[string]bool // read once there is a candidate
 	for _, u := range out.Uploads {
 		if aws.ToString(u.Key) != rt.Key || u.Initiated == nil || !u.Initiated.Before(before) {
+			continue
+		}
+		if recorded == nil {
+			us, err := w.Uploads.List(ctx, w.Region, "")
+			if err != nil {
+				// Unknown whose they are: left for the next write of the key.
+				w.Metrics.Errors.WithLabelValues("uploads").Inc()
+				w.Log.Warn("listing recorded uploads before aborting stale ones", zap.String("bucket", rt.Bucket), zap.String("key", rt.Key), zap.Error(err))
+				return
+			}
+			recorded = make(map[string]bool, len(us))
+			for _, r := range us {
+				recorded[r.UploadID] = true
+			}
+		}
+		if recorded[aws.ToString(u.UploadId)] {
 			continue
 		}
 		_, err := w.S3.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: &rt.Bucket, Key: &rt.Key, UploadId: u.UploadId})
