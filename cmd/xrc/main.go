@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/xrc-dev/xrc/internal/app"
+	"github.com/xrc-dev/xrc/internal/backfill"
 	"github.com/xrc-dev/xrc/internal/cli"
 )
 
@@ -28,6 +29,16 @@ func main() {
 	case errors.Is(err, cli.ErrIncomplete):
 		fmt.Fprintln(os.Stderr, "xrc:", err)
 		os.Exit(3)
+	case errors.Is(err, backfill.ErrBusy):
+		// Expected of a schedule overlapping a long run: alerting on a
+		// backfill task's exit code leaves this one out.
+		fmt.Fprintln(os.Stderr, "xrc:", err)
+		os.Exit(4)
+	case ctx.Err() != nil && errors.Is(err, context.Canceled):
+		// Stopped by a signal (Ctrl-C, ECS's stop, a Spot interruption):
+		// a backfill resumes from its checkpoint on the next run.
+		fmt.Fprintln(os.Stderr, "xrc:", err)
+		os.Exit(130)
 	default:
 		fmt.Fprintln(os.Stderr, "xrc:", err)
 		os.Exit(1)

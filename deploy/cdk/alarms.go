@@ -6,6 +6,9 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatch"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatchactions"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsecs"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsevents"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awseventstargets"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssns"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssnssubscriptions"
@@ -88,7 +91,7 @@ func (a *alarms) watchQueue(id string, w *worker) {
 	})
 	if w.Kind == targetKind {
 		a.add(id+"VerifyFailures", name+"-verify-failures", &awscloudwatch.AlarmProps{
-			AlarmDescription:   jsii.String("target: an archive failed verification (an object's size or SHA-256 did not match its manifest) and nothing of it was written; its message is retried, then dead-lettered"),
+			AlarmDescription:   jsii.String("target: an archive failed verification (an object's size or SHA-256 did not match its manifest): nothing unverified was written (objects before the bad member may have been, each verified); its message is retried, then dead-lettered"),
 			Metric:             xrcMetric(a.s, targetKind, "xrc_target_verify_failures_total", nil, "Sum"),
 			Threshold:          jsii.Number(0),
 			ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD,
@@ -121,6 +124,53 @@ func (a *alarms) watchService(id string, w *worker) {
 		Threshold:          jsii.Number(float64(w.Options.MaxTasks)),
 		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
 		EvaluationPeriods:  jsii.Number(atMaxMinutes),
+		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
+	})
+}
+
+// Exit codes of xrc backfill that are no failure (cmd/xrc): done; another
+// run of the rule holds the checkpoint (a schedule overlapping a long
+// run); stopped by a signal (ECS's stop, Spot), resumed by the next run.
+var backfillFine = []any{0, 4, 130}
+
+// watchBackfill reports, to the alarm topic, a backfill task that stopped
+// without success (its exit code, ECS's reason) or could not start, and
+// alarms when its schedule cannot start it at all. The schedule is the net
+// for lost events: failing unheard, it catches none.
+func (a *alarms) watchBackfill(id string, b *backfill, cluster awsecs.Cluster) {
+	failed := awsevents.NewRule(a.s.Stack, jsii.String(id+"Failed"), &awsevents.RuleProps{
+		Description: jsii.String(fmt.Sprintf("xrc backfill of rule %s stopped without success: to the alarm topic", b.Rule.ID)),
+		EventPattern: &awsevents.EventPattern{
+			Source:     jsii.Strings("aws.ecs"),
+			DetailType: jsii.Strings("ECS Task State Change"),
+			Detail: &map[string]any{
+				"clusterArn": []any{cluster.ClusterArn()},
+				"group":      []any{"family:" + *b.Task.Family()},
+				"lastStatus": []any{"STOPPED"},
+				"$or": []any{
+					map[string]any{"containers": map[string]any{"exitCode": []any{map[string]any{"anything-but": backfillFine}}}},
+					map[string]any{"stopCode": []any{"TaskFailedToStart"}},
+				},
+			},
+		},
+	})
+	failed.AddTarget(awseventstargets.NewSnsTopic(a.Topic, &awseventstargets.SnsTopicProps{
+		Message: awsevents.RuleTargetInput_FromText(jsii.String(fmt.Sprintf(
+			"xrc backfill of rule %s stopped without success: exit code %s (1: failed, 3: incomplete), %s. Task %s; its log stream is under the task's id. Nothing is lost: run it again (it resumes from its checkpoint) once the cause is fixed.",
+			b.Rule.ID, *awsevents.EventField_FromPath(jsii.String("$.detail.containers[0].exitCode")),
+			*awsevents.EventField_FromPath(jsii.String("$.detail.stoppedReason")), *awsevents.EventField_FromPath(jsii.String("$.detail.taskArn"))))),
+	}))
+	if b.Schedule == nil {
+		return
+	}
+	a.add(id+"ScheduleFailing", "backfill-"+b.Rule.ID+"-schedule-failing", &awscloudwatch.AlarmProps{
+		AlarmDescription: jsii.String(fmt.Sprintf("the schedule of xrc backfill of rule %s could not start its task (permissions, the task definition, the cluster): "+
+			"the hourly net for lost events is not running", b.Rule.ID)),
+		Metric: awscloudwatch.NewMetric(&awscloudwatch.MetricProps{Namespace: jsii.String("AWS/Events"), MetricName: jsii.String("FailedInvocations"),
+			DimensionsMap: &map[string]*string{"RuleName": b.Schedule.RuleName()}, Statistic: jsii.String("Sum"), Period: minute()}),
+		Threshold:          jsii.Number(0),
+		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD,
+		EvaluationPeriods:  jsii.Number(1),
 		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
 	})
 }

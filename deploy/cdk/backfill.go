@@ -167,6 +167,7 @@ func (s *regionStack) newBackfill(cluster awsecs.Cluster, rule *config.Rule) *ba
 			"rule %s has destinations outside %s; the stack's VPC has no route to other regions' S3, so this backfill task cannot compare with them and fails%s. Run xrc backfill from a machine with access, or deploy into an existing VPC with egress (context existingVpcs)",
 			rule.ID, s.plan.Region.Name, scheduled)))
 	}
+	s.alarms.watchBackfill(id, b, cluster)
 	awscdk.NewCfnOutput(s.Stack, jsii.String(outputID("BackfillTask", rule.ID)), &awscdk.CfnOutputProps{
 		Value:       b.Task.TaskDefinitionArn(),
 		Description: jsii.String("task definition of xrc backfill -rule " + rule.ID),

@@ -193,10 +193,37 @@ func TestBackfillSchedule(t *testing.T) {
 	})
 	// Rule a's task runs in the created, isolated VPC of us-east-1, which
 	// cannot reach its destination in eu-west-1: every run would fail.
+	// (Each task also has the rule that reports its failures.)
 	check(t, "a schedule per source rule whose task reaches its destinations", func() {
-		s.tmpl["eu-west-1"].ResourceCountIs(jsii.String("AWS::Events::Rule"), jsii.Number(1))
-		s.tmpl["us-east-1"].ResourceCountIs(jsii.String("AWS::Events::Rule"), jsii.Number(0))
+		s.tmpl["eu-west-1"].ResourceCountIs(jsii.String("AWS::Events::Rule"), jsii.Number(2))
+		s.tmpl["us-east-1"].ResourceCountIs(jsii.String("AWS::Events::Rule"), jsii.Number(1))
 		s.tmpl["eu-central-1"].ResourceCountIs(jsii.String("AWS::Events::Rule"), jsii.Number(0))
+	})
+	// A run that fails, or a schedule that cannot start one, is heard of:
+	// the schedule is the net for lost events.
+	check(t, "a failed backfill task reaches the alarm topic", func() {
+		s.tmpl["eu-west-1"].HasResourceProperties(jsii.String("AWS::Events::Rule"), obj(map[string]any{
+			"EventPattern": obj(map[string]any{
+				"source":      []any{"aws.ecs"},
+				"detail-type": []any{"ECS Task State Change"},
+				"detail": obj(map[string]any{
+					"lastStatus": []any{"STOPPED"},
+					"$or": []any{
+						map[string]any{"containers": map[string]any{"exitCode": []any{map[string]any{"anything-but": []any{0, 4, 130}}}}},
+						map[string]any{"stopCode": []any{"TaskFailedToStart"}},
+					},
+				}),
+			}),
+			"Targets": arrayWith(obj(map[string]any{"InputTransformer": obj(map[string]any{})})),
+		}))
+	})
+	check(t, "an alarm on the schedule's failed invocations", func() {
+		s.tmpl["eu-west-1"].HasResourceProperties(jsii.String("AWS::CloudWatch::Alarm"), obj(map[string]any{
+			"Namespace":  "AWS/Events",
+			"MetricName": "FailedInvocations",
+			"Threshold":  0,
+		}))
+		s.tmpl["us-east-1"].ResourcePropertiesCountIs(jsii.String("AWS::CloudWatch::Alarm"), obj(map[string]any{"MetricName": "FailedInvocations"}), jsii.Number(0))
 	})
 }
 

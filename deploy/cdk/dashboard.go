@@ -146,8 +146,8 @@ func (s *regionStack) sourceWidgets(d awscloudwatch.Dashboard) {
 	d.AddWidgets(
 		graph("Level mix: objects by rule, class and level", 12, s.search(sourceKind, "xrc_source_level_objects_total", "arm", "class", "rule")),
 		graph("Level choices by reason", 6, s.search(sourceKind, "xrc_source_level_decisions_total", "why")),
-		graph("Throughput mode (levels below the best) and CPU factor", 6,
-			s.search(sourceKind, "xrc_source_throughput_steps"), s.search(sourceKind, "xrc_source_cpu_factor_ratio")),
+		graph("Throughput mode (most levels below the best of any task) and mean CPU factor", 6,
+			s.searchStat("Maximum", sourceKind, "xrc_source_throughput_steps"), s.searchStat("Average", sourceKind, "xrc_source_cpu_factor_ratio")),
 	)
 	// What closes batches tells which batch setting sets the latency.
 	d.AddWidgets(
@@ -222,10 +222,16 @@ func (s *regionStack) errorSearches() []awscloudwatch.IMetric {
 // search finds every series of an EMF metric whatever its label values
 // (error kinds, results), in this region.
 func (s *regionStack) search(service, name string, labels ...string) awscloudwatch.IMetric {
+	return s.searchStat("Sum", service, name, labels...)
+}
+
+// searchStat is search with another statistic: gauges (a task's CPU
+// factor) are not to be added up over the tasks that report them.
+func (s *regionStack) searchStat(stat, service, name string, labels ...string) awscloudwatch.IMetric {
 	schema := append([]string{s.emfNamespace(), "Region", "Service"}, labels...)
 	return awscloudwatch.NewMathExpression(&awscloudwatch.MathExpressionProps{
-		Expression: jsii.String(fmt.Sprintf(`SEARCH('{%s} MetricName="%s" Region="%s" Service="%s"', 'Sum', 60)`,
-			strings.Join(schema, ","), name, s.plan.Region.Name, service)),
+		Expression: jsii.String(fmt.Sprintf(`SEARCH('{%s} MetricName="%s" Region="%s" Service="%s"', '%s', 60)`,
+			strings.Join(schema, ","), name, s.plan.Region.Name, service, stat)),
 		UsingMetrics: &map[string]awscloudwatch.IMetric{},
 		Period:       minute(),
 	})

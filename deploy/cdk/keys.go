@@ -52,10 +52,12 @@ func newKeys(s *regionStack) *keys {
 			PendingWindow:     awscdk.Duration_Days(jsii.Number(7)),
 		}),
 	}
-	// CloudWatch alarms publish to the encrypted topic.
+	// CloudWatch alarms, and EventBridge rules (a backfill task that
+	// failed), publish to the encrypted topic.
 	k.Messaging.AddToResourcePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-		Sid:        jsii.String("CloudWatchAlarmsToEncryptedTopic"),
-		Principals: &[]awsiam.IPrincipal{awsiam.NewServicePrincipal(jsii.String("cloudwatch.amazonaws.com"), nil)},
+		Sid: jsii.String("AlarmsToEncryptedTopic"),
+		Principals: &[]awsiam.IPrincipal{awsiam.NewServicePrincipal(jsii.String("cloudwatch.amazonaws.com"), nil),
+			awsiam.NewServicePrincipal(jsii.String("events.amazonaws.com"), nil)},
 		Actions:    jsii.Strings("kms:Decrypt", "kms:GenerateDataKey*"),
 		Resources:  jsii.Strings("*"),
 		Conditions: &map[string]any{"StringEquals": map[string]any{"aws:SourceAccount": awscdk.Aws_ACCOUNT_ID()}},

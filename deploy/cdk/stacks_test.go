@@ -883,6 +883,12 @@ func TestDashboard(t *testing.T) {
 			t.Errorf("us-east-1 dashboard lacks %s", want)
 		}
 	}
+	// Gauges each task reports are not added up over the tasks.
+	for _, want := range []string{`xrc_source_cpu_factor_ratio[^']*', 'Average', 60\)`, `xrc_source_throughput_steps[^']*', 'Maximum', 60\)`} {
+		if !regexp.MustCompile(want).MatchString(src) {
+			t.Errorf("us-east-1 dashboard lacks %s", want)
+		}
+	}
 	tgt := body("eu-west-1")
 	for _, want := range []string{"xrc_target_archives_total", "xrc_target_objects_total", "xrc_target_bytes_total", "xrc_target_verify_failures_total", "xrc_target_errors_total"} {
 		if !strings.Contains(tgt, want) {
