@@ -10,8 +10,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -36,7 +38,9 @@ func Handler(reg *prometheus.Registry) http.Handler {
 
 // EMF writes the xrc_* metrics of a registry as CloudWatch EMF documents:
 // counters and histogram counts/sums as deltas since the previous flush,
-// gauges as values. Labels become dimensions.
+// gauges as values, and each histogram's observations since then as a
+// distribution (its buckets' upper bounds and counts), so CloudWatch has
+// percentiles and a maximum, not only a mean. Labels become dimensions.
 type EMF struct {
 	reg        prometheus.Gatherer
 	w          io.Writer
@@ -71,7 +75,7 @@ func (e *EMF) Run(ctx context.Context, interval time.Duration) {
 
 type emfSeries struct {
 	dims   map[string]string
-	values map[string]float64
+	values map[string]any // a number, or a distribution
 	units  map[string]string
 	// seen is the cumulative value of each counter written, taken as the
 	// previous one only once the document is written: a failed write's
@@ -91,30 +95,32 @@ func (e *EMF) Flush(now time.Time) error {
 		return fmt.Errorf("gathering metrics: %w", err)
 	}
 	series := map[string]*emfSeries{}
-	add := func(m *dto.Metric, name, unit string, v float64, delta bool) {
+	// series returns m's series, made on first use.
+	seriesOf := func(m *dto.Metric) *emfSeries {
 		dims := map[string]string{}
 		for k, v := range e.dimensions {
 			dims[k] = v
 		}
-		var keyParts []string
 		for _, lp := range m.GetLabel() {
 			dims[lp.GetName()] = lp.GetValue()
-			keyParts = append(keyParts, lp.GetName()+"="+lp.GetValue())
 		}
-		sort.Strings(keyParts)
-		sk := strings.Join(keyParts, ",")
-		id, cum := name+"{"+sk+"}", v
+		sk := labelKey(m)
+		s := series[sk]
+		if s == nil {
+			s = &emfSeries{dims: dims, values: map[string]any{}, units: map[string]string{}, seen: map[string]float64{}}
+			series[sk] = s
+		}
+		return s
+	}
+	add := func(m *dto.Metric, name, unit string, v float64, delta bool) {
+		id, cum := name+"{"+labelKey(m)+"}", v
 		if delta {
 			if v == e.last[id] {
 				return
 			}
 			v -= e.last[id]
 		}
-		s := series[sk]
-		if s == nil {
-			s = &emfSeries{dims: dims, values: map[string]float64{}, units: map[string]string{}, seen: map[string]float64{}}
-			series[sk] = s
-		}
+		s := seriesOf(m)
 		s.values[name] = v
 		s.units[name] = unit
 		if delta {
@@ -136,6 +142,14 @@ func (e *EMF) Flush(now time.Time) error {
 			case dto.MetricType_HISTOGRAM:
 				add(m, name+"_count", "Count", float64(m.GetHistogram().GetSampleCount()), true)
 				add(m, name+"_sum", unit, m.GetHistogram().GetSampleSum(), true)
+				if d := e.distribution(m, name); d != nil {
+					s := seriesOf(m)
+					s.values[name] = d.dist
+					s.units[name] = unit
+					for id, v := range d.seen {
+						s.seen[id] = v
+					}
+				}
 			}
 		}
 	}
@@ -153,6 +167,58 @@ func (e *EMF) Flush(now time.Time) error {
 		}
 	}
 	return nil
+}
+
+// labelKey names m's label set: name=value pairs, sorted.
+func labelKey(m *dto.Metric) string {
+	parts := make([]string, 0, len(m.GetLabel()))
+	for _, lp := range m.GetLabel() {
+		parts = append(parts, lp.GetName()+"="+lp.GetValue())
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ",")
+}
+
+// emfDistribution is EMF's form of many observations of one metric.
+type emfDistribution struct {
+	Values []float64 `json:"Values"`
+	Counts []float64 `json:"Counts"`
+}
+
+type histogramDelta struct {
+	dist emfDistribution
+	seen map[string]float64 // cumulative count per bucket, as add's seen
+}
+
+// distribution returns the observations of histogram m since the last
+// flush, each bucket's at its upper bound (those past the last bound at
+// that bound: CloudWatch then reads "at least"); nil when none.
+func (e *EMF) distribution(m *dto.Metric, name string) *histogramDelta {
+	h := m.GetHistogram()
+	prefix := name + "{" + labelKey(m) + "}le="
+	d := &histogramDelta{seen: map[string]float64{}}
+	var below, bound float64 // cumulative delta of the buckets before; last finite bound
+	step := func(id string, cum, value float64) {
+		delta := cum - e.last[id]
+		if n := delta - below; n > 0 {
+			d.dist.Values = append(d.dist.Values, value)
+			d.dist.Counts = append(d.dist.Counts, n)
+		}
+		below = delta
+		d.seen[id] = cum
+	}
+	for _, b := range h.GetBucket() {
+		if math.IsInf(b.GetUpperBound(), +1) {
+			continue // the total below stands for it
+		}
+		bound = b.GetUpperBound()
+		step(prefix+strconv.FormatFloat(bound, 'g', -1, 64), float64(b.GetCumulativeCount()), bound)
+	}
+	step(prefix+"+Inf", float64(h.GetSampleCount()), bound)
+	if len(d.dist.Values) == 0 {
+		return nil
+	}
+	return d
 }
 
 func (e *EMF) write(now time.Time, s *emfSeries) error {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -164,5 +165,52 @@ func TestFailedWriteKeepsItsDeltas(t *testing.T) {
 	}
 	if d["xrc_test_objects_total"] != 7.0 {
 		t.Errorf("written %v, want 7 (5 of the failed flush and 2 since)", d["xrc_test_objects_total"])
+	}
+}
+
+// TestHistogramsAsDistributions: a histogram's observations since the
+// last flush go out as an EMF distribution (each bucket's count at its
+// upper bound), so CloudWatch gives percentiles and a maximum; its count
+// and sum as before.
+func TestHistogramsAsDistributions(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	lat := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "xrc_test_latency_seconds", Buckets: []float64{1, 10, 100}}, []string{"rule"})
+	reg.MustRegister(lat)
+	var out bytes.Buffer
+	e := NewEMF(reg, &out, "xrc", "xrc_", nil)
+	for _, v := range []float64{0.5, 0.7, 5, 500} {
+		lat.WithLabelValues("r").Observe(v)
+	}
+	if err := e.Flush(time.UnixMilli(1000)); err != nil {
+		t.Fatal(err)
+	}
+	lat.WithLabelValues("r").Observe(50)
+	if err := e.Flush(time.UnixMilli(2000)); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Flush(time.UnixMilli(3000)); err != nil { // nothing new: no line
+		t.Fatal(err)
+	}
+	var got []string
+	for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		var d map[string]any
+		if err := json.Unmarshal([]byte(l), &d); err != nil {
+			t.Fatalf("not JSON: %s", l)
+		}
+		dist, _ := json.Marshal(d["xrc_test_latency_seconds"])
+		got = append(got, fmt.Sprintf("%s count=%v", dist, d["xrc_test_latency_seconds_count"]))
+		defined := false
+		for _, m := range d["_aws"].(map[string]any)["CloudWatchMetrics"].([]any)[0].(map[string]any)["Metrics"].([]any) {
+			if m.(map[string]any)["Name"] == "xrc_test_latency_seconds" {
+				defined = m.(map[string]any)["Unit"] == "Seconds"
+			}
+		}
+		if !defined {
+			t.Errorf("distribution not declared in seconds: %s", l)
+		}
+	}
+	want := []string{`{"Counts":[2,1,1],"Values":[1,10,100]} count=4`, `{"Counts":[1],"Values":[100]} count=1`}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("lines:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
