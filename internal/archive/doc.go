@@ -62,10 +62,15 @@
 //
 // # Trust
 //
-// Reader treats an archive as hostile input: it accepts exactly the layout
+// Reader treats an archive as hostile input: it accepts the tar layout
 // above (no extended records but path, size and mtime, no more header bytes
 // before a member than its name needs) and verifies every object's size and SHA-256 while the caller reads
-// it, before reporting the end of the object. Every rejection wraps
+// it, before reporting the end of the object. The stream must open with a
+// frame that carries its content checksum: the manifest's, whose deletes
+// and destinations nothing else checks. It does not insist on what carries
+// no member data and cannot change what is written: later zstd skippable
+// frames, later frames without a checksum (the digests catch their
+// corruption), bytes in tar padding. Every rejection wraps
 // ErrInvalid; errors of the underlying io.Reader are passed on, wrapped but
 // not as ErrInvalid, so a caller can retry transient read failures.
 package archive

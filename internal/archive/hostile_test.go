@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/xrc-dev/xrc/internal/manifest"
 
 	corpusgen "github.com/xrc-dev/xrc/internal/corpus"
@@ -205,6 +206,22 @@ func TestHostileBytes(t *testing.T) {
 		wantInvalid(t, err, nil)
 		_, _, err = readArchive([]byte("PK\x03\x04 definitely a zip file"), ReaderOptions{})
 		wantInvalid(t, err, nil)
+	})
+	// The manifest's frame (the first) must carry its checksum: the deletes
+	// and routes it holds are checked by nothing else.
+	t.Run("first frame without a content checksum", func(t *testing.T) {
+		enc, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderCRC(false))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer enc.Close()
+		_, _, err = readArchive(enc.EncodeAll(decompress(t, good), nil), ReaderOptions{})
+		wantInvalid(t, err, nil, "content checksum")
+	})
+	t.Run("skippable frame before the manifest", func(t *testing.T) {
+		skip := []byte{0x50, 0x2a, 0x4d, 0x18, 4, 0, 0, 0, 'x', 'x', 'x', 'x'}
+		_, _, err := readArchive(append(skip, good...), ReaderOptions{})
+		wantInvalid(t, err, nil, "content checksum")
 	})
 	t.Run("garbage after the zstd stream", func(t *testing.T) {
 		_, _, err := readArchive(append(bytes.Clone(good), "trailing"...), ReaderOptions{})

@@ -5,7 +5,9 @@ package archive
 
 import (
 	"archive/tar"
+	"bufio"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -94,7 +96,15 @@ func NewReader(r io.Reader, opts ReaderOptions) (*Reader, error) {
 	if opts.MaxManifest <= 0 || opts.MaxManifest > manifest.MaxSize {
 		opts.MaxManifest = manifest.MaxSize
 	}
-	rd := &Reader{src: sourceReader{r: r}, sum: sha256.New()}
+	// The manifest's frame, the stream's first, must carry its content
+	// checksum: the deletes and destinations in it are checked by nothing
+	// else (members have their digests). A short stream is left to the
+	// decoder to call truncated, a failing source to be passed on.
+	br := bufio.NewReaderSize(r, 16)
+	rd := &Reader{src: sourceReader{r: br}, sum: sha256.New()}
+	if head, err := br.Peek(5); err == nil && !checkedFrame(head) {
+		return nil, rd.wrap(nil, errors.New("the stream does not start with a zstd frame carrying a content checksum (the manifest's)"))
+	}
 	dec, err := zstd.NewReader(nil,
 		zstd.WithDecoderConcurrency(1),
 		zstd.WithDecoderLowmem(true),
@@ -530,6 +540,13 @@ func (b *objectBody) drain() error {
 
 // sourceReader remembers the first error of the caller's reader, so that
 // failures to read can be told apart from invalid content.
+// checkedFrame reports whether head, a stream's first five bytes, opens a
+// zstd frame (not a skippable one) whose descriptor sets
+// Content_Checksum_flag (RFC 8878, 3.1.1).
+func checkedFrame(head []byte) bool {
+	return binary.LittleEndian.Uint32(head) == 0xFD2FB528 && head[4]&0x04 != 0
+}
+
 type sourceReader struct {
 	r   io.Reader
 	err error

@@ -17,8 +17,8 @@ import (
 // whose body, the archive reader, fails at its end when the digest does not
 // match, so the upload is aborted, never completed. Objects before a
 // corrupt member may be written: each of them checked out. Deletes and
-// retags wait until the whole archive has: every zstd frame's checksum and the end of
-// the tar stream.
+// retags wait until the whole archive has: every zstd frame's checksum (of
+// the frames that carry one, as xrc's all do) and the end of the tar stream.
 func (w *Worker) stream(ctx context.Context, r *archive.Reader, wr *write) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(w.Config.Settings.Worker.Concurrency)
