@@ -96,7 +96,7 @@ func (e *EMF) Flush(now time.Time) error {
 	}
 	series := map[string]*emfSeries{}
 	// series returns m's series, made on first use.
-	seriesOf := func(m *dto.Metric) *emfSeries {
+	seriesOf := func(m *dto.Metric, apart string) *emfSeries {
 		dims := map[string]string{}
 		for k, v := range e.dimensions {
 			dims[k] = v
@@ -105,6 +105,9 @@ func (e *EMF) Flush(now time.Time) error {
 			dims[lp.GetName()] = lp.GetValue()
 		}
 		sk := labelKey(m)
+		if apart != "" {
+			sk += "#" + apart
+		}
 		s := series[sk]
 		if s == nil {
 			s = &emfSeries{dims: dims, values: map[string]any{}, units: map[string]string{}, seen: map[string]float64{}}
@@ -120,7 +123,7 @@ func (e *EMF) Flush(now time.Time) error {
 			}
 			v -= e.last[id]
 		}
-		s := seriesOf(m)
+		s := seriesOf(m, "")
 		s.values[name] = v
 		s.units[name] = unit
 		if delta {
@@ -143,7 +146,10 @@ func (e *EMF) Flush(now time.Time) error {
 				add(m, name+"_count", "Count", float64(m.GetHistogram().GetSampleCount()), true)
 				add(m, name+"_sum", unit, m.GetHistogram().GetSampleSum(), true)
 				if d := e.distribution(m, name); d != nil {
-					s := seriesOf(m)
+					// A document of its own: a distribution CloudWatch
+					// refused would take the series' other metrics (an
+					// alarm's) with it.
+					s := seriesOf(m, name)
 					s.values[name] = d.dist
 					s.units[name] = unit
 					for id, v := range d.seen {
@@ -179,10 +185,16 @@ func labelKey(m *dto.Metric) string {
 	return strings.Join(parts, ",")
 }
 
-// emfDistribution is EMF's form of many observations of one metric.
+// emfDistribution is the form AWS's own EMF emitters give many
+// observations of one metric: distinct values with their counts, and the
+// statistic set.
 type emfDistribution struct {
 	Values []float64 `json:"Values"`
 	Counts []float64 `json:"Counts"`
+	Max    float64   `json:"Max"`
+	Min    float64   `json:"Min"`
+	Count  float64   `json:"Count"`
+	Sum    float64   `json:"Sum"`
 }
 
 type histogramDelta struct {
@@ -192,17 +204,23 @@ type histogramDelta struct {
 
 // distribution returns the observations of histogram m since the last
 // flush, each bucket's at its upper bound (those past the last bound at
-// that bound: CloudWatch then reads "at least"); nil when none.
+// that bound: CloudWatch then reads "at least"; Min and Max are bounds
+// too); nil when none. Sum is exact.
 func (e *EMF) distribution(m *dto.Metric, name string) *histogramDelta {
 	h := m.GetHistogram()
-	prefix := name + "{" + labelKey(m) + "}le="
+	key := name + "{" + labelKey(m) + "}"
 	d := &histogramDelta{seen: map[string]float64{}}
 	var below, bound float64 // cumulative delta of the buckets before; last finite bound
 	step := func(id string, cum, value float64) {
 		delta := cum - e.last[id]
 		if n := delta - below; n > 0 {
-			d.dist.Values = append(d.dist.Values, value)
-			d.dist.Counts = append(d.dist.Counts, n)
+			if k := len(d.dist.Values) - 1; k >= 0 && d.dist.Values[k] == value {
+				d.dist.Counts[k] += n // past the last bound: at it
+			} else {
+				d.dist.Values = append(d.dist.Values, value)
+				d.dist.Counts = append(d.dist.Counts, n)
+			}
+			d.dist.Count += n
 		}
 		below = delta
 		d.seen[id] = cum
@@ -212,12 +230,16 @@ func (e *EMF) distribution(m *dto.Metric, name string) *histogramDelta {
 			continue // the total below stands for it
 		}
 		bound = b.GetUpperBound()
-		step(prefix+strconv.FormatFloat(bound, 'g', -1, 64), float64(b.GetCumulativeCount()), bound)
+		step(key+"le="+strconv.FormatFloat(bound, 'g', -1, 64), float64(b.GetCumulativeCount()), bound)
 	}
-	step(prefix+"+Inf", float64(h.GetSampleCount()), bound)
+	step(key+"le=+Inf", float64(h.GetSampleCount()), bound)
 	if len(d.dist.Values) == 0 {
 		return nil
 	}
+	// The _sum's previous value is still e.last's: add's are taken only
+	// once written.
+	d.dist.Sum = h.GetSampleSum() - e.last[name+"_sum{"+labelKey(m)+"}"]
+	d.dist.Min, d.dist.Max = d.dist.Values[0], d.dist.Values[len(d.dist.Values)-1]
 	return d
 }
 

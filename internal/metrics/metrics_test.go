@@ -170,8 +170,9 @@ func TestFailedWriteKeepsItsDeltas(t *testing.T) {
 
 // TestHistogramsAsDistributions: a histogram's observations since the
 // last flush go out as an EMF distribution (each bucket's count at its
-// upper bound), so CloudWatch gives percentiles and a maximum; its count
-// and sum as before.
+// upper bound, values distinct, with the statistic set AWS's emitters
+// send), in a document of its own, so CloudWatch gives percentiles and a
+// maximum; its count and sum as before.
 func TestHistogramsAsDistributions(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	lat := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "xrc_test_latency_seconds", Buckets: []float64{1, 10, 100}}, []string{"rule"})
@@ -185,20 +186,31 @@ func TestHistogramsAsDistributions(t *testing.T) {
 		t.Fatal(err)
 	}
 	lat.WithLabelValues("r").Observe(50)
+	lat.WithLabelValues("r").Observe(5000) // past the last bound: counted at it
 	if err := e.Flush(time.UnixMilli(2000)); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.Flush(time.UnixMilli(3000)); err != nil { // nothing new: no line
 		t.Fatal(err)
 	}
-	var got []string
+	var dists, counts []string
 	for _, l := range strings.Split(strings.TrimSpace(out.String()), "\n") {
 		var d map[string]any
 		if err := json.Unmarshal([]byte(l), &d); err != nil {
 			t.Fatalf("not JSON: %s", l)
 		}
-		dist, _ := json.Marshal(d["xrc_test_latency_seconds"])
-		got = append(got, fmt.Sprintf("%s count=%v", dist, d["xrc_test_latency_seconds_count"]))
+		if c, ok := d["xrc_test_latency_seconds_count"]; ok {
+			counts = append(counts, fmt.Sprint(c))
+		}
+		dist, ok := d["xrc_test_latency_seconds"]
+		if !ok {
+			continue
+		}
+		if _, ok := d["xrc_test_latency_seconds_count"]; ok || d["rule"] != "r" {
+			t.Errorf("distribution not in a document of its own, with its labels: %s", l)
+		}
+		b, _ := json.Marshal(dist)
+		dists = append(dists, string(b))
 		defined := false
 		for _, m := range d["_aws"].(map[string]any)["CloudWatchMetrics"].([]any)[0].(map[string]any)["Metrics"].([]any) {
 			if m.(map[string]any)["Name"] == "xrc_test_latency_seconds" {
@@ -209,8 +221,14 @@ func TestHistogramsAsDistributions(t *testing.T) {
 			t.Errorf("distribution not declared in seconds: %s", l)
 		}
 	}
-	want := []string{`{"Counts":[2,1,1],"Values":[1,10,100]} count=4`, `{"Counts":[1],"Values":[100]} count=1`}
-	if strings.Join(got, "\n") != strings.Join(want, "\n") {
-		t.Errorf("lines:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	want := []string{
+		`{"Count":4,"Counts":[2,1,1],"Max":100,"Min":1,"Sum":506.2,"Values":[1,10,100]}`,
+		`{"Count":2,"Counts":[2],"Max":100,"Min":100,"Sum":5050,"Values":[100]}`,
+	}
+	if strings.Join(dists, "\n") != strings.Join(want, "\n") {
+		t.Errorf("distributions:\n%s\nwant:\n%s", strings.Join(dists, "\n"), strings.Join(want, "\n"))
+	}
+	if strings.Join(counts, ",") != "4,2" {
+		t.Errorf("counts %v, want 4 then 2", counts)
 	}
 }
