@@ -408,3 +408,50 @@ func TestLongTagsAreSetAfterTheWrite(t *testing.T) {
 		t.Errorf("tags = %d of them after a replay, want the change made since", len(got))
 	}
 }
+
+// deniedDelete refuses, a moment late, to delete one destination key.
+type deniedDelete struct {
+	deliver.S3API
+	key string
+}
+
+func (d deniedDelete) DeleteObject(ctx context.Context, in *s3.DeleteObjectInput, optFns ...func(*s3.Options)) (*s3.DeleteObjectOutput, error) {
+	if aws.ToString(in.Key) == d.key {
+		time.Sleep(200 * time.Millisecond) // after the retag's wait has failed
+		return nil, &smithy.GenericAPIError{Code: "AccessDenied", Message: "not granted"}
+	}
+	return d.S3API.DeleteObject(ctx, in, optFns...)
+}
+
+// TestWaitDoesNotHideAFailure: an archive whose retag waits for its write
+// and whose delete fails beside it is a failed archive, its failure
+// logged: not a wait (the wait, first to end, was all that was reported).
+func TestWaitDoesNotHideAFailure(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t, func(c *config.Config) { c.Rules[0].Deletes = true })
+	const gone = "data/mixed/deleted.txt"
+	reg, _ := p.startTargetWith(t, deniedDelete{p.dst, gone}, p.sqs, p.cfg.Settings.Worker.VisibilityTimeout.D())
+	m1, objs1 := p.objectArchive("create-1", gone, seqAt(1), []byte("to be deleted"))
+	p.deliver(t, "r1/create-1.tar.zst", m1, objs1)
+
+	later, _ := p.objectArchive("create-2", "data/mixed/later.txt", seqAt(2), []byte("not delivered yet"))
+	m := manifestFor("mixed", nil, p.cfg, nil)
+	m.Objects = []manifest.Object{
+		p.retagArchive("x", &later.Objects[0], map[string]string{"a": "2"}).Objects[0],
+		p.deleteArchive("y", gone, seqAt(3)).Objects[0],
+	}
+	p.stage(t, "r1/mixed.tar.zst", m, nil)
+	if !poll(time.Minute, 100*time.Millisecond, func() bool {
+		return metric(t, reg, "xrc_target_archives_total", "result", "failed") >= 1
+	}) {
+		t.Fatalf("archives failed = %v, waiting = %v: the denied delete was hidden behind the retag's wait",
+			metric(t, reg, "xrc_target_archives_total", "result", "failed"), metric(t, reg, "xrc_target_archives_total", "result", "waiting"))
+	}
+	found := false
+	for _, e := range p.released() {
+		found = found || strings.Contains(fmt.Sprint(e["error"]), "AccessDenied")
+	}
+	if !found {
+		t.Error("no line releasing the message names the AccessDenied")
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"sync"
 
 	"golang.org/x/sync/errgroup"
 
@@ -73,16 +74,42 @@ func (w *Worker) stream(ctx context.Context, r *archive.Reader, wr *write) error
 	}
 	var rest errgroup.Group
 	rest.SetLimit(w.Config.Settings.Worker.Concurrency)
+	var all allErrors
 	for i := range wr.m.Objects {
 		o, routes := &wr.m.Objects[i], wr.plan.routes[i]
 		switch {
 		case o.Delete && len(routes) > 0:
-			rest.Go(func() error { return w.propagateDelete(ctx, wr, o, routes) })
+			rest.Go(func() error { return all.add(w.propagateDelete(ctx, wr, o, routes)) })
 		case o.Retag:
 			for _, rt := range routes {
-				rest.Go(func() error { return w.retag(ctx, wr, o, rt) })
+				rest.Go(func() error { return all.add(w.retag(ctx, wr, o, rt)) })
 			}
 		}
 	}
-	return rest.Wait()
+	_ = rest.Wait() // every error is in all
+	return all.join()
+}
+
+// allErrors keeps every error of a group's goroutines: errgroup's Wait
+// returns the first only, and a first that is a wait (a retag before its
+// write) would hide a failure beside it (Waiting).
+type allErrors struct {
+	mu  sync.Mutex
+	all []error
+}
+
+// add keeps err and returns nil, so the group goes on.
+func (a *allErrors) add(err error) error {
+	if err != nil {
+		a.mu.Lock()
+		a.all = append(a.all, err)
+		a.mu.Unlock()
+	}
+	return nil
+}
+
+func (a *allErrors) join() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return errors.Join(a.all...)
 }

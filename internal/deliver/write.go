@@ -227,6 +227,7 @@ func (w *Worker) writeStream(ctx context.Context, wr *write, o *manifest.Object,
 		return nil
 	}
 	var g errgroup.Group
+	var all allErrors
 	t := &tee{}
 	for _, d := range todo {
 		pr, pw := io.Pipe()
@@ -237,7 +238,7 @@ func (w *Worker) writeStream(ctx context.Context, wr *write, o *manifest.Object,
 			// (an upload that failed) would otherwise block it.
 			pr.CloseWithError(errSinkDone)
 			if err != nil {
-				return w.failed(wr, o, d.rt, err)
+				return all.add(w.failed(wr, o, d.rt, err))
 			}
 			return nil
 		})
@@ -246,7 +247,8 @@ func (w *Worker) writeStream(ctx context.Context, wr *write, o *manifest.Object,
 	for _, pw := range t.sinks {
 		pw.CloseWithError(err) // nil: EOF, the upload completes
 	}
-	return errors.Join(err, g.Wait())
+	_ = g.Wait() // every error is in all
+	return errors.Join(err, all.join())
 }
 
 // errSinkDone closes a tee sink whose upload has returned.
