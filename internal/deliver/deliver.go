@@ -192,16 +192,26 @@ func (w *Worker) Handle(_ context.Context, m *worker.Message) {
 			permanent = permanent && Permanent(err)
 		}
 	}
+	last := m.ReceiveCount >= w.Config.Settings.Worker.MaxReceiveCount
 	switch {
 	case failed == nil:
 		m.Ack()
 	case errors.Is(context.Cause(ctx), worker.ErrReceiptLost):
-		m.Log().Warn("receipt lost: archive abandoned to its next delivery", zap.Error(failed))
+		if last {
+			m.Log().Error("archive not delivered: message bound for the DLQ", zap.String("cut", "receipt lost"), zap.Error(failed))
+		} else {
+			m.Log().Warn("receipt lost: archive abandoned to its next delivery", zap.Error(failed))
+		}
 	case ctx.Err() != nil:
 		// The drain time is over: nothing is wrong with the archive, so
 		// hand it to another task now rather than after the visibility
-		// timeout, and do not report the shutdown as a failure.
-		m.Log().Info("shutting down: archive abandoned; message released", zap.Error(failed))
+		// timeout, and do not report the shutdown as a failure, unless it
+		// was the message's last receive.
+		if last {
+			m.Log().Error("archive not delivered: message bound for the DLQ", zap.String("cut", "stopping"), zap.Error(failed))
+		} else {
+			m.Log().Info("shutting down: archive abandoned; message released", zap.Error(failed))
+		}
 		m.Release(0)
 	default:
 		delay := RetryDelay(failed, m.ReceiveCount, w.Config.Settings.Worker.VisibilityTimeout.D())
@@ -210,7 +220,6 @@ func (w *Worker) Handle(_ context.Context, m *worker.Message) {
 			// it reach the DLQ quickly.
 			delay = 0
 		}
-		last := m.ReceiveCount >= w.Config.Settings.Worker.MaxReceiveCount
 		if (permanent || last) && !Waiting(failed) {
 			// No later delivery will resume its uploads (a redrive from the
 			// DLQ starts them over). Not when another delivery of the

@@ -279,6 +279,29 @@ func (p *pipeline) parts(t testing.TB, bucket, key string) int {
 	return n
 }
 
+// TestCutOnLastReceiveIsAnError: a message whose work the stop cuts on
+// its last receive goes to the DLQ: that is said at error level, the line
+// an operator redrives from, not as a quiet shutdown.
+func TestCutOnLastReceiveIsAnError(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t, func(c *config.Config) {
+		c.Settings.Worker.DrainTimeout = config.Duration(time.Millisecond)
+		c.Settings.Worker.MaxReceiveCount = 1
+	})
+	p.stageCrashArchive(t, crashArchive(48<<20))
+	_, stop := p.startTarget(t)
+	p.waitMidArchive(t, "data/crash/big.txt")
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if e := p.logEntries(msgBoundForDLQ); len(e) != 1 || e[0]["cut"] != "stopping" {
+		t.Errorf("%d lines say the cut message is bound for the DLQ, want 1 (cut: stopping): %v", len(e), e)
+	}
+	if e := p.logEntries("shutting down: archive abandoned; message released"); len(e) != 0 {
+		t.Errorf("the cut on the last receive was logged as a quiet shutdown too")
+	}
+}
+
 // TestDrainTimeoutReleases stops the worker while it writes an archive,
 // with a drain time too short to finish: the archive is abandoned, its
 // message released at once (not left hidden until its visibility timeout

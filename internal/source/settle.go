@@ -68,14 +68,15 @@ func (t *tracked) settle(err error) {
 	if permanent {
 		delay = 0
 	}
+	cut := t.msg.Context().Err() != nil
 	switch {
-	case t.msg.Context().Err() != nil:
+	case permanent || t.msg.ReceiveCount >= t.w.Config.Settings.Worker.MaxReceiveCount:
+		// The line an operator redrives from, cut short or not.
+		t.msg.Log().Error("message not acknowledged: bound for the DLQ", zap.Bool("permanent", permanent), zap.Bool("cut", cut), zap.Error(failed))
+	case cut:
 		// Stopping (the drain time is over) or the receipt was lost:
 		// nothing is wrong with the objects.
 		t.msg.Log().Info("message not acknowledged: its work was cut short", zap.Error(failed))
-	case permanent || t.msg.ReceiveCount >= t.w.Config.Settings.Worker.MaxReceiveCount:
-		// The line an operator redrives from.
-		t.msg.Log().Error("message not acknowledged: bound for the DLQ", zap.Bool("permanent", permanent), zap.Error(failed))
 	default:
 		t.msg.Log().Warn("message not acknowledged: it will be retried", zap.Duration("retryIn", delay), zap.Error(failed))
 	}
