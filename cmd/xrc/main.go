@@ -21,26 +21,34 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	err := cli.Run(ctx, os.Args[1:], cli.Env{Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv, Now: time.Now}, app.Version)
-	switch {
-	case err == nil:
-	case errors.Is(err, cli.ErrUsage):
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	case errors.Is(err, cli.ErrIncomplete):
-		fmt.Fprintln(os.Stderr, "xrc:", err)
-		os.Exit(3)
-	case errors.Is(err, backfill.ErrBusy):
-		// Expected of a schedule overlapping a long run: alerting on a
-		// backfill task's exit code leaves this one out.
-		fmt.Fprintln(os.Stderr, "xrc:", err)
-		os.Exit(4)
-	case ctx.Err() != nil && errors.Is(err, context.Canceled):
-		// Stopped by a signal (Ctrl-C, ECS's stop, a Spot interruption):
-		// a backfill resumes from its checkpoint on the next run.
-		fmt.Fprintln(os.Stderr, "xrc:", err)
-		os.Exit(130)
-	default:
-		fmt.Fprintln(os.Stderr, "xrc:", err)
-		os.Exit(1)
+	if err == nil {
+		return
 	}
+	code := exitCode(err, ctx.Err() != nil)
+	if code == 2 {
+		fmt.Fprintln(os.Stderr, err)
+	} else {
+		fmt.Fprintln(os.Stderr, "xrc:", err)
+	}
+	os.Exit(code)
+}
+
+// exitCode is what a failed command exits with (README): 2 a usage error,
+// 3 a check that stopped before it compared everything, 4 another backfill
+// of the rule is running (expected of a schedule overlapping a long run:
+// the alert on backfill tasks' exit codes leaves it out), 130 stopped by a
+// signal (Ctrl-C, ECS's stop; a backfill resumes on the next run), 1
+// anything else.
+func exitCode(err error, signalled bool) int {
+	switch {
+	case errors.Is(err, cli.ErrUsage):
+		return 2
+	case errors.Is(err, cli.ErrIncomplete):
+		return 3
+	case errors.Is(err, backfill.ErrBusy):
+		return 4
+	case signalled && errors.Is(err, context.Canceled):
+		return 130
+	}
+	return 1
 }

@@ -14,8 +14,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/xrc-dev/xrc/internal/archive"
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/deliver"
 	xevents "github.com/xrc-dev/xrc/internal/events"
@@ -420,5 +422,38 @@ func TestFirstBatchCutIsSaid(t *testing.T) {
 	}
 	if v := testutil.ToFloat64(m.Errors.WithLabelValues("invocation_too_short")); v != 1 {
 		t.Errorf("errors{invocation_too_short} = %v, want 1", v)
+	}
+}
+
+// TestLevelsSayWhatToDo: on Lambda as on Fargate, error is a message bound
+// for the DLQ (its last receive, or a failure no retry fixes), warn one
+// retried, info an expected wait.
+func TestLevelsSayWhatToDo(t *testing.T) {
+	body := `{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"staging"},"object":{"key":"r1/a.tar.zst","size":10,"sequencer":"01"}}}]}`
+	for _, c := range []struct {
+		name     string
+		err      error
+		received string
+		want     zapcore.Level
+	}{
+		{"retried", errors.New("put s3://d/k: 503"), "1", zap.WarnLevel},
+		{"last receive", errors.New("put s3://d/k: 503"), "5", zap.ErrorLevel},
+		{"invalid archive", fmt.Errorf("archive a: %w", archive.ErrInvalid), "1", zap.ErrorLevel},
+		{"retag waiting", fmt.Errorf("tags of s3://d/k: %w", deliver.ErrRetagBeforeWrite), "1", zap.InfoLevel},
+		{"retag waiting, last receive", fmt.Errorf("tags of s3://d/k: %w", deliver.ErrRetagBeforeWrite), "5", zap.ErrorLevel},
+	} {
+		core, logs := observer.New(zap.InfoLevel)
+		h := NewTarget(TargetOptions{Deliverer: failing{c.err}, Staging: "staging", MaxReceive: 5, Visibility: 5 * time.Minute,
+			Queue: &releases{}, Margin: 30 * time.Second, Log: zap.New(core), Metrics: worker.NewMetrics(prometheus.NewRegistry(), "test")})
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		if _, err := h.Handle(ctx, events.SQSEvent{Records: []events.SQSMessage{
+			{MessageId: "m", Body: body, Attributes: map[string]string{"ApproximateReceiveCount": c.received}}}}); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		lines := logs.FilterMessageSnippet("message not done").All()
+		if len(lines) != 1 || lines[0].Level != c.want {
+			t.Errorf("%s: %d lines, first at %v; want one at %v", c.name, len(lines), lines, c.want)
+		}
 	}
 }

@@ -192,4 +192,9 @@ func TestSentAtOnThisClock(t *testing.T) {
 	if d := msgs[0].SentAt.Sub(sent); d.Abs() > 10*time.Second {
 		t.Errorf("SentAt %v from when it was sent, on an SQS clock 3 minutes behind", d)
 	}
+	// Received by this clock too, no later than the receive: the 12 hours
+	// SQS hides a message at most count from it (MaxVisibility).
+	if r := msgs[0].ReceivedAt; r.Before(sent) || r.After(time.Now()) {
+		t.Errorf("ReceivedAt %v, want between the send (%v) and now", r, sent)
+	}
 }
