@@ -59,12 +59,25 @@ func backfillCmd(ctx context.Context, args []string, env Env) error {
 	fs.BoolVar(&b.restartIfChanged, "restart-if-changed", false, "resume an interrupted run of the same parameters; discard one of others rather than fail (scheduled runs)")
 	fs.StringVar(&b.queueURL, "queue-url", env.Getenv("XRC_QUEUE_URL"), "the rule's source queue; default derived from the config (env XRC_QUEUE_URL)")
 	fs.IntVar(&b.concurrency, "concurrency", backfill.DefaultConcurrency, "listings (or inventory files) at once, and HEADs at once per page")
-	fs.IntVar(&b.depth, "depth", backfill.DefaultDepth, "how many '/' levels the listing fans out over (-1: none)")
+	fs.IntVar(&b.depth, "depth", backfill.DefaultDepth, "how many '/' levels the listing fans out over (0: none, one listing)")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %v", ErrUsage, err)
 	}
 	if b.cfgPath == "" || b.ruleID == "" || fs.NArg() > 0 {
 		return fmt.Errorf("%w: %s", ErrUsage, backfillUsage)
+	}
+	// Every flag is checked before anything is listed: a run that lists
+	// for minutes before refusing a flag wastes them, and its summary of
+	// zeros reads as "nothing to do".
+	switch {
+	case b.depth < -1:
+		return fmt.Errorf("%w: -depth %d: want 0 (no fan-out) or more", ErrUsage, b.depth)
+	case b.concurrency < 1:
+		return fmt.Errorf("%w: -concurrency %d: want 1 or more", ErrUsage, b.concurrency)
+	case b.restart && b.restartIfChanged:
+		return fmt.Errorf("%w: -restart and -restart-if-changed: one or the other", ErrUsage)
+	case (b.restart || b.restartIfChanged) && b.checkpoint == "":
+		return fmt.Errorf("%w: -restart and -restart-if-changed act on a checkpoint: give -checkpoint FILE|ddb", ErrUsage)
 	}
 	if b.depth == 0 {
 		b.depth = -1 // the flag's 0 means none; Options' 0 means the default
@@ -94,7 +107,8 @@ func backfillCmd(ctx context.Context, args []string, env Env) error {
 	if _, err := backfill.Root(rule, b.prefix); err != nil {
 		return fmt.Errorf("%w: -prefix: %v", ErrUsage, err)
 	}
-	terminal := progress.IsTerminal(env.Stdout)
+	// Progress on stderr, as verify's: stdout holds only the summary.
+	terminal := progress.IsTerminal(env.Stderr)
 	level := "info"
 	if terminal {
 		level = "warn" // the bar says it; JSON lines would only break it
@@ -144,7 +158,7 @@ func backfillCmd(ctx context.Context, args []string, env Env) error {
 		deps.Checkpoint = backfill.NewFileCheckpoint(b.checkpoint)
 	}
 
-	bar := progress.New(env.Stdout, progress.Options{Description: "backfill " + rule.ID, Unit: "objects", Bytes: b.inventory != "", Terminal: terminal})
+	bar := progress.New(env.Stderr, progress.Options{Description: "backfill " + rule.ID, Unit: "objects", Bytes: b.inventory != "", Terminal: terminal})
 	deps.Progress = func(c backfill.Counts) {
 		if c.ScanTotal > 0 {
 			bar.SetTotal(c.ScanTotal)
@@ -166,7 +180,7 @@ func backfillCmd(ctx context.Context, args []string, env Env) error {
 	if b.inventory != "" {
 		where = b.inventory
 	}
-	printBackfill(env, rule, where, b.dryRun, counts)
+	printBackfill(env, rule, where, b.dryRun, counts, runErr)
 	printExpectedSaving(ctx, env, cfg, rule, stats.New(ddb, cfg.TableName(), env.Now), counts)
 	switch {
 	case runErr == nil:
@@ -179,12 +193,17 @@ func backfillCmd(ctx context.Context, args []string, env Env) error {
 	return runErr
 }
 
-func printBackfill(env Env, rule *config.Rule, where string, dryRun bool, c backfill.Counts) {
+func printBackfill(env Env, rule *config.Rule, where string, dryRun bool, c backfill.Counts, runErr error) {
 	title := "xrc backfill"
 	if dryRun {
 		title += " (dry run: nothing sent)"
 	}
 	fmt.Fprintf(env.Stdout, "%s, rule %s: %s\n", title, rule.ID, where)
+	if runErr != nil {
+		// Before the figures: a summary of zeros must not read as
+		// "nothing to do".
+		fmt.Fprintf(env.Stdout, "incomplete: %v: the figures cover only what was done before it stopped\n", runErr)
+	}
 	tw := tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', 0)
 	row := func(label string, n int64, note string) {
 		fmt.Fprintf(tw, "  %s\t%d\t%s\n", label, n, note)

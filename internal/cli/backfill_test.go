@@ -8,7 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -68,10 +70,14 @@ func TestBackfillCommand(t *testing.T) {
 	}
 	t.Logf("dry run:\n%s", out)
 	for _, want := range []string{`dry run: nothing sent`, `(?m)^  to enqueue\s+30\s`, `(?m)^  missing\s+30\s`, `(?m)^  listed\s+30\s`,
-		`backfill r1: 30 objects`, `expected saving: unknown \(rule r1 has no statistics`} {
+		`expected saving: unknown \(rule r1 has no statistics`} {
 		if !regexp.MustCompile(want).MatchString(out) {
 			t.Errorf("dry-run output lacks %s:\n%s", want, out)
 		}
+	}
+	// Progress on stderr, as verify's: stdout is the summary alone.
+	if !strings.Contains(stderr, "backfill r1: 30 objects") || strings.Contains(out, "backfill r1: ") {
+		t.Errorf("progress not on stderr alone:\nstdout:\n%s\nstderr:\n%s", out, stderr)
 	}
 	if n := depth(); n != 0 {
 		t.Fatalf("the dry run sent %d messages", n)
@@ -98,9 +104,28 @@ func TestBackfillCommand(t *testing.T) {
 		{"backfill", "-config", path, "-rule", rule.ID, "-rate", "-3"},
 		{"backfill", "-config", path, "-rule", rule.ID, "-prefix", "other/"},
 		{"backfill", "-config", path, "-rule", rule.ID, "-inventory", "manifest.json"},
+		{"backfill", "-config", path, "-rule", rule.ID, "-depth", "-5"},
+		{"backfill", "-config", path, "-rule", rule.ID, "-concurrency", "0"},
+		{"backfill", "-config", path, "-rule", rule.ID, "-checkpoint", checkpoint, "-restart", "-restart-if-changed"},
+		{"backfill", "-config", path, "-rule", rule.ID, "-restart"},
 	} {
 		if _, _, err := run(t, args...); !errors.Is(err, cli.ErrUsage) {
 			t.Errorf("%v: %v, want a usage error", args, err)
 		}
+	}
+
+	// A run that failed says so before its figures: zeros are not
+	// "nothing to do".
+	gone := *cfg
+	gone.Rules = slices.Clone(cfg.Rules)
+	gone.Rules[0].SourceBucket = "xrc-no-such-bucket-" + strconv.Itoa(os.Getpid())
+	doc, _ = json.Marshal(&gone)
+	gonePath := filepath.Join(t.TempDir(), "gone.json")
+	if err := os.WriteFile(gonePath, doc, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err = run(t, "backfill", "-config", gonePath, "-rule", rule.ID, "-dry-run")
+	if err == nil || !regexp.MustCompile(`(?m)^incomplete: .*NoSuchBucket`).MatchString(out) {
+		t.Errorf("a failed run: %v; its summary does not say it is incomplete:\n%s", err, out)
 	}
 }
