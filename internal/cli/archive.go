@@ -38,7 +38,7 @@ func open(ctx context.Context, loc string, flags *locationFlags) (io.ReadCloser,
 	if !ok || bucket == "" || key == "" {
 		return nil, 0, fmt.Errorf("%w: want s3://bucket/key, got %q", ErrUsage, loc)
 	}
-	client, err := flags.s3(ctx)
+	client, err := flags.s3(ctx, bucket)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -59,11 +59,13 @@ type locationFlags struct {
 }
 
 func (f *locationFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.config, "config", "", "config whose region endpoint to use for s3:// locations")
-	fs.StringVar(&f.region, "region", "", "region of the s3:// location (default AWS_REGION)")
+	fs.StringVar(&f.config, "config", "", "config whose region (and endpoint: the local stack, S3-compatible stores) to use for s3:// locations; the region is the one whose staging bucket it is, unless -region says")
+	fs.StringVar(&f.region, "region", "", "region of the s3:// location (default: from -config, else AWS_REGION)")
 }
 
-func (f *locationFlags) s3(ctx context.Context) (*s3.Client, error) {
+// s3 returns a client for bucket: in the region -region names, or with
+// -config the one whose staging bucket it is, with that region's endpoint.
+func (f *locationFlags) s3(ctx context.Context, bucket string) (*s3.Client, error) {
 	region := f.region
 	if region == "" {
 		region = f.getenv("AWS_REGION")
@@ -78,8 +80,26 @@ func (f *locationFlags) s3(ctx context.Context) (*s3.Client, error) {
 		if err != nil {
 			return nil, err
 		}
-		if cr, ok := c.Region(region); ok {
+		var names []string
+		for _, cr := range c.Settings.Regions {
+			names = append(names, cr.Name)
+			if f.region == "" && cr.StagingBucket == bucket {
+				r, region = cr, cr.Name
+			}
+		}
+		if f.region != "" {
+			cr, ok := c.Region(f.region)
+			if !ok {
+				return nil, fmt.Errorf("%w: -region %s is not in %s (its regions: %s)", ErrUsage, f.region, f.config, strings.Join(names, ", "))
+			}
 			r = cr
+		} else if cr, ok := c.Region(region); ok {
+			r = cr
+		}
+		if cfg.Region != region {
+			if cfg, err = awsapi.Load(ctx, region); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return awsapi.S3(cfg, r), nil

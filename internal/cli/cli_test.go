@@ -8,6 +8,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -136,6 +137,34 @@ func TestInspectS3(t *testing.T) {
 	}
 	if out, _, err := run(t, "archive", "verify", loc, "-config", "../../configs/local.json", "-region", "us-east-1"); err != nil || !strings.Contains(out, "ok: 3 objects") {
 		t.Fatalf("verify %s: %v\n%s", loc, err, out)
+	}
+	if _, _, err := run(t, "archive", "inspect", loc, "-config", "../../configs/local.json", "-region", "ap-south-1"); !errors.Is(err, cli.ErrUsage) {
+		t.Errorf("a -region the config does not have: %v, want a usage error naming it", err)
+	}
+
+	// With -config and no -region, a staging bucket's region is the one
+	// whose it is (here eu-west-1's, away from AWS_REGION's).
+	euw := localstack.UniqueName("cli")
+	if err := env.EnsureBucket(ctx, "eu-west-1", euw, false); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { env.RemoveBucket(context.Background(), "eu-west-1", euw) })
+	euClient, err := env.S3(ctx, "eu-west-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := euClient.PutObject(ctx, &s3.PutObjectInput{Bucket: &euw, Key: &key, Body: bytes.NewReader(data)}); err != nil {
+		t.Fatal(err)
+	}
+	doc, err := os.ReadFile("../../configs/local.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "local.json")
+	os.WriteFile(path, bytes.Replace(doc, []byte(`"xrc-local-staging-euw1"`), []byte(strconv.Quote(euw)), 1), 0o644)
+	t.Setenv("AWS_REGION", "us-east-1")
+	if out, _, err := run(t, "archive", "inspect", "s3://"+euw+"/"+key, "-config", path); err != nil || !strings.Contains(out, "objects        3") {
+		t.Errorf("inspect of eu-west-1's staging bucket, -config alone: %v\n%s", err, out)
 	}
 }
 
