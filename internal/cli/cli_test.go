@@ -310,3 +310,19 @@ func TestCommandLineEdges(t *testing.T) {
 		t.Errorf("left behind: %v", left)
 	}
 }
+
+// TestSavingsNamesAMissingTable: a stackName or region that is not the
+// deployment's says which table it looked for, and where.
+func TestSavingsNamesAMissingTable(t *testing.T) {
+	env := localstack.Require(t)
+	cfg := env.Config("nosuchstack") // no table made for it
+	data, _ := json.Marshal(cfg)
+	path := filepath.Join(t.TempDir(), "xrc.json")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := run(t, "savings", "-config", path)
+	if err == nil || !strings.Contains(err.Error(), "table "+cfg.TableName()+" not found in "+cfg.Rules[0].SourceRegion) {
+		t.Errorf("savings on a table that does not exist: %v", err)
+	}
+}

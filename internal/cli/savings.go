@@ -152,15 +152,15 @@ func savings(ctx context.Context, args []string, env Env) error {
 		}
 		hs, err := st.Since(ctx, r.ID, rep.From)
 		if err != nil {
-			return err
+			return tableError(err, cfg, r.SourceRegion)
 		}
 		fleet, err := st.Fleet(ctx)
 		if err != nil {
-			return err
+			return tableError(err, cfg, r.SourceRegion)
 		}
 		choices, err := st.Choices(ctx, r.ID)
 		if err != nil {
-			return err
+			return tableError(err, cfg, r.SourceRegion)
 		}
 		p := prices(cfg, r, fleet)
 		delivered, _ := r.Regions()
@@ -306,4 +306,14 @@ func loadConfig(ctx context.Context, path string, env Env) (*config.Config, erro
 		ps = ssm.NewFromConfig(cfg)
 	}
 	return config.Load(ctx, path, ps)
+}
+
+// tableError says which table was not found, and where, when that is
+// what err is: the SDK's message names neither.
+func tableError(err error, cfg *config.Config, region string) error {
+	if awsapi.Code(err) != "ResourceNotFoundException" {
+		return err
+	}
+	return fmt.Errorf("table %s not found in %s (settings.stackName %q): is the stack deployed in that region, and are the credentials and region the deployment's? %w",
+		cfg.TableName(), region, cfg.Settings.StackName, err)
 }

@@ -377,10 +377,11 @@ func (c *Config) validateRule(errs *Errors, p string, r *Rule, seen map[string]b
 		errs.add(p+".batch.maxBytes", "must be at least 1MiB")
 	}
 	if a := r.Batch.MaxAge.D(); a.Seconds() < 1 || a > c.Settings.Worker.VisibilityTimeout.D() {
-		errs.add(p+".batch.maxAge", "must be between 1s and settings.worker.visibilityTimeout")
+		errs.add(p+".batch.maxAge", "must be between 1s and settings.worker.visibilityTimeout (%v, default %v), got %v",
+			c.Settings.Worker.VisibilityTimeout.D(), DefaultVisibility, a)
 	}
 	if i := r.Batch.Idle.D(); i < BatchTick || i > r.Batch.MaxAge.D() {
-		errs.add(p+".batch.idle", "must be between %v and batch.maxAge", BatchTick)
+		errs.add(p+".batch.idle", "must be between %v and batch.maxAge (%v), got %v", BatchTick, r.Batch.MaxAge.D(), i)
 	}
 	checkCompute(errs, p+".compute", r.Compute)
 	if len(r.Destinations) == 0 {

@@ -1,6 +1,7 @@
 package manifest
 
 import (
+	"errors"
 	"fmt"
 	"path"
 	"strings"
@@ -43,8 +44,11 @@ const (
 
 // CheckLevel returns an error unless level is a zstd level xrc uses.
 func CheckLevel(level int) error {
-	if level < MinLevel || level > MaxLevel || level == 0 {
-		return fmt.Errorf("zstd level %d is not between %d and %d (0 excluded)", level, MinLevel, MaxLevel)
+	if level == 0 {
+		return errors.New("zstd level 0 is not a level here (zstd's default is 3)")
+	}
+	if level < MinLevel || level > MaxLevel {
+		return fmt.Errorf("zstd level %d is not between %d and %d", level, MinLevel, MaxLevel)
 	}
 	return nil
 }
