@@ -55,8 +55,7 @@ func TestRetag(t *testing.T) {
 	t.Parallel()
 	p := newPipeline(t, func(c *config.Config) {
 		c.Rules[0].Deletes = true
-		// Room for the retries of a retag waiting for its write:
-		// local-aws-sqs counts each release as a receive.
+		// Room for the retries of a retag waiting for its write.
 		c.Settings.Worker.MaxReceiveCount = 10
 	})
 	ctx := context.Background()

@@ -26,9 +26,8 @@ func TestReleaseReachesDLQ(t *testing.T) {
 	}
 	q := queue.New(client, url)
 	// AWS delivers a message maxReceiveCount times before moving it;
-	// local-aws-sqs moves it one delivery earlier (and also counts the
-	// visibility change). Both must redeliver with a growing count and end
-	// in the DLQ.
+	// local-aws-sqs moves it when it is released on that last delivery.
+	// Both must redeliver with a growing count and end in the DLQ.
 	last := 0
 	for delivery := 1; delivery <= 2; delivery++ {
 		m := receiveOne(t, q)
@@ -60,6 +59,31 @@ func TestReleaseReachesDLQ(t *testing.T) {
 	}
 	if len(failed) > 0 && !failed[0].ReceiptGone() {
 		t.Errorf("deleting twice: %+v, want a gone receipt or success", failed[0])
+	}
+}
+
+// TestHeartbeatsAreNoReceives: extending a held message's visibility,
+// however often, is no receive: it neither counts towards the DLQ nor
+// moves the message there (local-aws-sqs did both; deploy/local/sqs.cjs
+// fixes it, as SQS behaves).
+func TestHeartbeatsAreNoReceives(t *testing.T) {
+	ctx := context.Background()
+	client, url, _ := newQueue(t) // maxReceiveCount 3
+	if _, err := client.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: &url, MessageBody: aws.String("long work")}); err != nil {
+		t.Fatal(err)
+	}
+	q := queue.New(client, url)
+	m := receiveOne(t, q)
+	for range 5 {
+		if failed, err := q.ChangeVisibility(ctx, 30*time.Second, m); err != nil || len(failed) > 0 {
+			t.Fatal(err, failed)
+		}
+	}
+	if failed, err := q.ChangeVisibility(ctx, 0, m); err != nil || len(failed) > 0 {
+		t.Fatal(err, failed)
+	}
+	if again := receiveOne(t, q); again.ReceiveCount != 2 {
+		t.Errorf("received again with count %d after 5 heartbeats, want 2", again.ReceiveCount)
 	}
 }
 
