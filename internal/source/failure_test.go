@@ -34,6 +34,7 @@ import (
 	"github.com/xrc-dev/xrc/internal/dataset"
 	"github.com/xrc-dev/xrc/internal/events"
 	"github.com/xrc-dev/xrc/internal/localstack"
+	"github.com/xrc-dev/xrc/internal/queue"
 	"github.com/xrc-dev/xrc/internal/source"
 	"github.com/xrc-dev/xrc/internal/stats"
 )
@@ -1395,5 +1396,58 @@ func TestArchivedObjectGoesToTheDLQ(t *testing.T) {
 	}
 	if n := r.metric(t, "xrc_source_errors_total", "kind", "access_denied"); n != 0 {
 		t.Errorf("%v counted as access denied", n)
+	}
+}
+
+// slowReads answers the worker's reads of objects a second late, so its
+// archive builders fall behind its intake.
+type slowReads struct{ source.S3API }
+
+func (s slowReads) HeadObject(ctx context.Context, in *s3.HeadObjectInput, optFns ...func(*s3.Options)) (*s3.HeadObjectOutput, error) {
+	time.Sleep(time.Second)
+	return s.S3API.HeadObject(ctx, in, optFns...)
+}
+
+func (s slowReads) GetObject(ctx context.Context, in *s3.GetObjectInput, optFns ...func(*s3.Options)) (*s3.GetObjectOutput, error) {
+	time.Sleep(time.Second)
+	return s.S3API.GetObject(ctx, in, optFns...)
+}
+
+// delayedReleases counts the visibility changes that release messages
+// after a delay, one call each as a handler does after a failure.
+type delayedReleases struct {
+	queue.API
+	calls atomic.Int32
+}
+
+func (d *delayedReleases) ChangeMessageVisibilityBatch(ctx context.Context, in *sqs.ChangeMessageVisibilityBatchInput, optFns ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error) {
+	if v := in.Entries[0].VisibilityTimeout; v > 0 && v < 60 { // not a heartbeat (the visibility timeout)
+		d.calls.Add(1)
+	}
+	return d.API.ChangeMessageVisibilityBatch(ctx, in, optFns...)
+}
+
+// TestStopLeavesUnstartedMessagesToTheBulkRelease: at the stop, messages
+// held while the builders were behind, whose events never reached a
+// batch, are released with the rest at once, ten to a call: not one call
+// each after a backoff (thousands took much of the stop's budget).
+func TestStopLeavesUnstartedMessagesToTheBulkRelease(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(c *config.Config) { c.Rules[0].Batch.MaxObjects = 10 })
+	rel := &delayedReleases{API: f.sqs}
+	f.sqsAPI, f.worker = rel, slowReads{f.worker}
+	objs := mixedObjects(150, 11)
+	f.put(t, objs)
+	f.waitDepth(t, f.sourceQueue(), len(objs), time.Minute)
+	log, _ := observed(t)
+	r := f.start(t, log)
+	if !eventually(time.Minute, 100*time.Millisecond, func() bool { return r.metric(t, "xrc_source_messages_held") >= 100 }) {
+		t.Fatalf("the worker holds %v messages, want >= 100", r.metric(t, "xrc_source_messages_held"))
+	}
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if n := rel.calls.Load(); n != 0 {
+		t.Errorf("%d messages released one call each after a delay, want none: left to the release at the stop", n)
 	}
 }

@@ -41,6 +41,7 @@ type tracked struct {
 	pending   int
 	failed    error
 	permanent bool // every failure is one no retry can fix
+	unstarted bool // every failure is an event refused for the stop
 }
 
 // settle records the outcome of one of the message's events; when none is
@@ -50,18 +51,24 @@ func (t *tracked) settle(err error) {
 	t.pending--
 	if err != nil {
 		if t.failed == nil {
-			t.permanent = true
+			t.permanent, t.unstarted = true, true
 		}
 		t.failed = errors.Join(t.failed, err)
 		t.permanent = t.permanent && Permanent(err)
+		t.unstarted = t.unstarted && errors.Is(err, errStopping)
 	}
-	done, failed, permanent := t.pending == 0, t.failed, t.permanent
+	done, failed, permanent, unstarted := t.pending == 0, t.failed, t.permanent, t.unstarted
 	t.mu.Unlock()
 	if !done {
 		return
 	}
 	if failed == nil {
 		t.msg.Ack()
+		return
+	}
+	if unstarted && t.msg.ReceiveCount < t.w.Config.Settings.Worker.MaxReceiveCount {
+		// Nothing of it started: released with the rest at the stop.
+		t.msg.Leave()
 		return
 	}
 	delay := worker.Backoff(t.msg.ReceiveCount)

@@ -52,6 +52,8 @@ type fixture struct {
 	worker source.S3API
 	// uploadMemory is the workers' Deps.UploadMemory.
 	uploadMemory int64
+	// sqsAPI, when set, is the workers' SQS client in place of sqs.
+	sqsAPI queue.API
 }
 
 func setup(t testing.TB, edit func(*config.Config)) *fixture {
@@ -188,7 +190,11 @@ func (f *fixture) start(t testing.TB, log *zap.Logger) *running {
 // startWithStats is start with the given fleet statistics.
 func (f *fixture) startWithStats(t testing.TB, log *zap.Logger, st source.Stats) *running {
 	t.Helper()
-	q := queue.New(f.sqs, f.dep.SourceQueues[f.rule.ID])
+	var api queue.API = f.sqs
+	if f.sqsAPI != nil {
+		api = f.sqsAPI
+	}
+	q := queue.New(api, f.dep.SourceQueues[f.rule.ID])
 	reg := prometheus.NewRegistry()
 	w, err := source.New(source.Deps{
 		Config:  f.cfg,

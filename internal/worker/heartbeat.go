@@ -22,6 +22,10 @@ func (r *Runtime) heartbeat(ctx context.Context) {
 		}
 		// Under beat: a release (message.go) waits for this beat's change.
 		r.beat.Lock()
+		if ctx.Err() != nil { // stopped while the tick was taken: no new beat
+			r.beat.Unlock()
+			return
+		}
 		r.mu.Lock()
 		held := make([]queue.Message, 0, len(r.held))
 		byReceipt := make(map[string]*Message, len(r.held))
@@ -36,10 +40,15 @@ func (r *Runtime) heartbeat(ctx context.Context) {
 		}
 		// Bounded by the next beat: the SDK sets no response timeout,
 		// and a call that hangs would hold beat, so every release, and
-		// leave the next beats undone.
-		bctx, cancel := context.WithCancel(ctx)
+		// leave the next beats undone. And by the stop budget's end, but
+		// not cut by the heartbeat's own stop, which comes right before
+		// the final release: a change cancelled in flight may still reach
+		// SQS after that release, hiding the released messages again.
+		bctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		timer := r.Clock.AfterFunc(r.Visibility/3, cancel)
+		bctx, stop := r.bounded(bctx)
 		failures, err := r.Queue.ChangeVisibility(bctx, r.Visibility, held...)
+		stop()
 		timer.Stop()
 		cancel()
 		r.beat.Unlock()

@@ -59,6 +59,12 @@ func (m *Message) Ack() {
 	m.rt.acks.add(m)
 }
 
+// Leave leaves a message whose work never started, as the worker is
+// stopping, to be released with the others held at the stop: at once and
+// in batches, not one call each (thousands of messages waiting for a full
+// batcher at SIGTERM took much of the stop's budget one by one).
+func (m *Message) Leave() {}
+
 // Release makes the message visible again after delay (0: now). Its receive
 // count grows on the next delivery, so a message that keeps failing reaches
 // the dead-letter queue. A failure is logged: the visibility timeout
@@ -148,11 +154,15 @@ func (a *acks) add(m *Message) {
 	}
 }
 
-// flush deletes pending messages, a batch at a time, until none is left.
+// flush deletes pending messages until none is left, as many at a time as
+// Queue.Delete sends at once (BatchCalls calls of MaxBatch): an archive's
+// thousands of messages ten at a time, one call after another, took their
+// round trips in turn, holding their slots meanwhile, and at the stop ran
+// out of time, leaving staged objects to be sent again.
 func (a *acks) flush() {
 	for {
 		a.mu.Lock()
-		n := min(len(a.pending), queue.MaxBatch)
+		n := min(len(a.pending), queue.MaxBatch*queue.BatchCalls)
 		if n == 0 {
 			a.flushing = false
 			a.pending = nil

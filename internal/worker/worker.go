@@ -177,7 +177,9 @@ func (r *Runtime) Run(ctx context.Context, role Role) error {
 	work, cancelWork := r.drainContext(ctx)
 	defer cancelWork()
 	role.Start(work)
-	hb, stopHB := context.WithCancel(work)
+	// Until the release, not the cut: messages left for shutdown stay
+	// hidden while the role's clean-up runs.
+	hb, stopHB := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHB()
 	go r.heartbeat(hb)
 
@@ -282,15 +284,18 @@ func (r *Runtime) receive(stop, work context.Context, role Role) {
 			r.Health.Beat()
 		}
 		start := r.Clock.Now()
-		msgs, err := r.poll(work, n)
+		qms, err := r.poll(work, n)
 		r.Metrics.ReceiveDuration.Observe(r.Clock.Since(start).Seconds())
-		r.unreserve(n)
+		// Held in the very step that frees their reservation: between the
+		// two, another receiver (woken by a message forgotten) would see
+		// the slots free and poll past MaxHeld.
+		msgs := r.hold(work, qms, n)
 		first := answered // a first failure: Receive makes one attempt
 		answered = err == nil
 		if stop.Err() != nil {
 			late := make([]*Message, 0, len(msgs))
-			for _, qm := range msgs {
-				if m := r.hold(work, qm); m.done.CompareAndSwap(false, true) {
+			for _, m := range msgs {
+				if m.done.CompareAndSwap(false, true) {
 					late = append(late, m)
 				}
 			}
@@ -318,8 +323,7 @@ func (r *Runtime) receive(stop, work context.Context, role Role) {
 			r.sleep(stop, wait)
 			continue
 		}
-		for _, qm := range msgs {
-			m := r.hold(work, qm)
+		for _, m := range msgs {
 			if r.parse(m) {
 				r.handlers.Go(func() { role.Handle(stop, m) })
 			}
@@ -377,30 +381,35 @@ func (r *Runtime) unreserve(n int) {
 	r.mu.Unlock()
 }
 
-// hold adds a received message to the held set.
-func (r *Runtime) hold(work context.Context, qm queue.Message) *Message {
-	ctx, cancel := context.WithCancelCause(work)
-	// WithLazy: the fields are encoded only if the message logs, which
-	// most never do.
-	m := &Message{Message: qm, ctx: ctx, cancel: cancel, rt: r,
-		log: r.Log.WithLazy(zap.String("message", qm.ID), zap.Int("receiveCount", qm.ReceiveCount))}
+// hold adds received messages to the held set in place of the reserved
+// slots they were polled for.
+func (r *Runtime) hold(work context.Context, qms []queue.Message, reserved int) []*Message {
+	ms := make([]*Message, len(qms))
+	for i, qm := range qms {
+		ctx, cancel := context.WithCancelCause(work)
+		// WithLazy: the fields are encoded only if the message logs,
+		// which most never do.
+		ms[i] = &Message{Message: qm, ctx: ctx, cancel: cancel, rt: r,
+			log: r.Log.WithLazy(zap.String("message", qm.ID), zap.Int("receiveCount", qm.ReceiveCount))}
+	}
 	r.mu.Lock()
-	r.held[qm.ReceiptHandle] = m
-	n := len(r.held)
-	r.mu.Unlock()
-	r.Metrics.Held.Set(float64(n))
-	return m
+	defer r.mu.Unlock()
+	for _, m := range ms {
+		r.held[m.ReceiptHandle] = m
+	}
+	r.reserved -= reserved
+	r.Metrics.Held.Set(float64(len(r.held))) // under mu: in the order of the changes
+	return ms
 }
 
 // forget drops m from the held set and wakes a receiver waiting for room.
 func (r *Runtime) forget(m *Message) {
 	r.mu.Lock()
 	delete(r.held, m.ReceiptHandle)
-	n := len(r.held)
+	r.Metrics.Held.Set(float64(len(r.held)))
 	close(r.room)
 	r.room = make(chan struct{})
 	r.mu.Unlock()
-	r.Metrics.Held.Set(float64(n))
 	r.Progress()
 }
 

@@ -752,3 +752,97 @@ func stopBudgetBounds(t *testing.T, got chan *worker.Message, r worker.Role) {
 		t.Error("the drain cut short by the stop budget was not logged")
 	}
 }
+
+// slowDeletes takes its time over each DeleteMessageBatch and records how
+// many run at once.
+type slowDeletes struct {
+	queue.API
+	now, most atomic.Int32
+}
+
+func (s *slowDeletes) DeleteMessageBatch(ctx context.Context, in *sqs.DeleteMessageBatchInput, o ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error) {
+	n := s.now.Add(1)
+	defer s.now.Add(-1)
+	for m := s.most.Load(); n > m && !s.most.CompareAndSwap(m, n); m = s.most.Load() {
+	}
+	time.Sleep(50 * time.Millisecond)
+	return s.API.DeleteMessageBatch(ctx, in, o...)
+}
+
+// TestAcksRunSideBySide: an archive's many acknowledgements are deleted
+// several calls at once, not ten at a time one call after another (their
+// round trips in turn held their slots, and at the stop ran out of time).
+func TestAcksRunSideBySide(t *testing.T) {
+	f := setup(t)
+	const n = 60
+	api := &slowDeletes{API: f.client}
+	var msgs []*worker.Message
+	var mu sync.Mutex
+	stop, _ := f.holding(t, api, n, func(m *worker.Message) {
+		mu.Lock()
+		msgs = append(msgs, m)
+		mu.Unlock()
+	})
+	mu.Lock()
+	all := slices.Clone(msgs)
+	mu.Unlock()
+	for _, m := range all { // at once, as a staged archive's
+		m.Ack()
+	}
+	stop()
+	if most := api.most.Load(); most < 2 {
+		t.Errorf("at most %d DeleteMessageBatch at once, want several", most)
+	}
+}
+
+// beats counts heartbeats: visibility changes that extend held messages by
+// the visibility timeout.
+type beats struct {
+	queue.API
+	n atomic.Int32
+}
+
+func (b *beats) ChangeMessageVisibilityBatch(ctx context.Context, in *sqs.ChangeMessageVisibilityBatchInput, optFns ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error) {
+	if in.Entries[0].VisibilityTimeout == 30 {
+		b.n.Add(1)
+	}
+	return b.API.ChangeMessageVisibilityBatch(ctx, in, optFns...)
+}
+
+// TestHeartbeatOutlastsTheCut: messages still held when the drain time
+// ends stay hidden while the role's clean-up runs, until they are
+// released: with the heartbeat stopped at the cut, a short visibility
+// timeout let another task take them meanwhile (duplicate work).
+func TestHeartbeatOutlastsTheCut(t *testing.T) {
+	f := setup(t)
+	api := &beats{API: f.client}
+	m := worker.NewMetrics(prometheus.NewRegistry(), "test")
+	rt := worker.New(worker.Options{Queue: queue.New(api, f.url), ReceiveMax: 1, MaxHeld: 1, Visibility: 30 * time.Second,
+		ReceiveWait: time.Second, Drain: 10 * time.Second, Log: zap.New(f.core), Metrics: m, Health: f.health, Clock: f.clock})
+	hang := make(chan struct{})
+	got := make(chan *worker.Message, 1)
+	stop := start(t, rt, hungDrain{role{func(_ context.Context, msg *worker.Message) { got <- msg }}, hang})
+	f.send(t, s3Event)
+	select {
+	case <-got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no message")
+	}
+	done := make(chan struct{})
+	go func() { stop(); close(done) }()
+	time.Sleep(50 * time.Millisecond) // the stop begins on the fake clock's now
+	advance := func(d time.Duration) {
+		for range int(d / time.Second) {
+			f.clock.Advance(time.Second)
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	advance(12 * time.Second) // past the cut
+	cut := api.n.Load()
+	advance(40 * time.Second) // the clean-up goes on
+	if n := api.n.Load() - cut; n < 3 {
+		t.Errorf("%d heartbeats in 40 s of clean-up after the cut, want one every 10 s", n)
+	}
+	close(hang)
+	<-done
+}
