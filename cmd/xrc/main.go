@@ -26,7 +26,9 @@ func main() {
 	}
 	code := exitCode(err, ctx.Err() != nil)
 	if code == 2 {
-		fmt.Fprintln(os.Stderr, err)
+		if err != cli.ErrUsage { // bare: the usage is printed already
+			fmt.Fprintln(os.Stderr, err)
+		}
 	} else {
 		fmt.Fprintln(os.Stderr, "xrc:", err)
 	}

@@ -61,10 +61,10 @@ func backfillCmd(ctx context.Context, args []string, env Env) error {
 	fs.IntVar(&b.concurrency, "concurrency", backfill.DefaultConcurrency, "listings (or inventory files) at once, and HEADs at once per page")
 	fs.IntVar(&b.depth, "depth", backfill.DefaultDepth, "how many '/' levels the listing fans out over (0: none, one listing)")
 	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %v", ErrUsage, err)
+		return fmt.Errorf("%w: %w", ErrUsage, err)
 	}
-	if b.cfgPath == "" || b.ruleID == "" || fs.NArg() > 0 {
-		return fmt.Errorf("%w: %s", ErrUsage, backfillUsage)
+	if err := required(fs, backfillUsage, "config", b.cfgPath, "rule", b.ruleID); err != nil {
+		return err
 	}
 	// Every flag is checked before anything is listed: a run that lists
 	// for minutes before refusing a flag wastes them, and its summary of

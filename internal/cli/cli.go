@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -49,11 +50,43 @@ Commands:
   xrc version
 
 s3:// locations use the usual AWS environment (AWS_REGION, AWS_ENDPOINT_URL_S3, ...);
--config FILE -region NAME takes the S3 endpoint of that region from a config instead.
+-config FILE takes them from a config instead: the region whose staging bucket it is (or
+-region NAME), and that region's endpoint.
 `
 
-// Run executes one command line (without the program name).
+// Run executes one command line (without the program name). Asked for
+// help (-h, --help), a command prints its flags and succeeds.
 func Run(ctx context.Context, args []string, env Env, version string) error {
+	err := run(ctx, args, env, version)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	return err
+}
+
+// required names the flags of pairs (name, value) left empty, and
+// refuses arguments fs did not take.
+func required(fs *flag.FlagSet, usage string, pairs ...string) error {
+	var missing []string
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if pairs[i+1] == "" {
+			missing = append(missing, "-"+pairs[i])
+		}
+	}
+	switch {
+	case len(missing) > 0:
+		what := strings.Join(missing, " and ")
+		if slices.Contains(missing, "-config") {
+			what += " (or XRC_CONFIG)"
+		}
+		return fmt.Errorf("%w: %s required\n%s", ErrUsage, what, usage)
+	case fs.NArg() > 0:
+		return fmt.Errorf("%w: unexpected %q\n%s", ErrUsage, fs.Arg(0), usage)
+	}
+	return nil
+}
+
+func run(ctx context.Context, args []string, env Env, version string) error {
 	if len(args) == 0 {
 		fmt.Fprint(env.Stderr, usage)
 		return ErrUsage
@@ -86,8 +119,13 @@ func Run(ctx context.Context, args []string, env Env, version string) error {
 }
 
 func validate(ctx context.Context, args []string, env Env) error {
+	const usage = "xrc config validate FILE|ssm:///name"
+	if len(args) == 1 && slices.Contains([]string{"-h", "-help", "--help"}, args[0]) {
+		fmt.Fprintln(env.Stdout, "usage: "+usage)
+		return nil
+	}
 	if len(args) != 1 {
-		return fmt.Errorf("%w: xrc config validate FILE|ssm:///name", ErrUsage)
+		return fmt.Errorf("%w: %s", ErrUsage, usage)
 	}
 	c, err := loadConfig(ctx, args[0], env)
 	var es config.Errors
@@ -136,7 +174,7 @@ func splitPositional(fs *flag.FlagSet, args []string) (string, []string) {
 // every flag after it ("verify a.tar.zst b.tar.zst" would check a alone).
 func parseOne(fs *flag.FlagSet, rest []string) error {
 	if err := fs.Parse(rest); err != nil {
-		return fmt.Errorf("%w: %v", ErrUsage, err)
+		return fmt.Errorf("%w: %w", ErrUsage, err)
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected %q: one argument at a time", ErrUsage, fs.Arg(0))

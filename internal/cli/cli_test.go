@@ -326,3 +326,27 @@ func TestSavingsNamesAMissingTable(t *testing.T) {
 		t.Errorf("savings on a table that does not exist: %v", err)
 	}
 }
+
+// TestHelpAndMissingFlags: asked for help, a command prints it and
+// succeeds; a required flag left out is named.
+func TestHelpAndMissingFlags(t *testing.T) {
+	t.Setenv("XRC_CONFIG", "")
+	for _, args := range [][]string{{"config", "validate", "--help"}, {"savings", "-h"}, {"verify", "--help"}, {"backfill", "-help"}, {"archive", "inspect", "-h"}} {
+		if _, _, err := run(t, args...); err != nil {
+			t.Errorf("%v: %v, want help and success", args, err)
+		}
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"verify", "-rule", "r1"}, "-config (or XRC_CONFIG) required"},
+		{[]string{"backfill", "-config", "c.json"}, "-rule required"},
+		{[]string{"savings"}, "-config (or XRC_CONFIG) required"},
+		{[]string{"verify"}, "-config and -rule (or XRC_CONFIG) required"},
+	} {
+		if _, _, err := run(t, c.args...); !errors.Is(err, cli.ErrUsage) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v, want a usage error saying %q", c.args, err, c.want)
+		}
+	}
+}

@@ -116,10 +116,10 @@ func savings(ctx context.Context, args []string, env Env) error {
 	sinceFlag := fs.String("since", "7d", "how far back: a Go duration or a number of days (7d); at most 35d, what the table keeps")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %v", ErrUsage, err)
+		return fmt.Errorf("%w: %w", ErrUsage, err)
 	}
-	if *cfgPath == "" || fs.NArg() > 0 {
-		return fmt.Errorf("%w: %s", ErrUsage, savingsUsage)
+	if err := required(fs, savingsUsage, "config", *cfgPath); err != nil {
+		return err
 	}
 	since, err := parseSince(*sinceFlag)
 	if err != nil {

@@ -37,10 +37,10 @@ func verifyRule(ctx context.Context, args []string, env Env) error {
 	concurrency := fs.Int("concurrency", xverify.DefaultConcurrency, "HeadObject/GetObject requests at once")
 	lists := fs.Int("list-concurrency", xverify.DefaultListConcurrency, "prefixes listed at once")
 	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %v", ErrUsage, err)
+		return fmt.Errorf("%w: %w", ErrUsage, err)
 	}
-	if *cfgPath == "" || *ruleID == "" || fs.NArg() > 0 {
-		return fmt.Errorf("%w: %s", ErrUsage, verifyUsage)
+	if err := required(fs, verifyUsage, "config", *cfgPath, "rule", *ruleID); err != nil {
+		return err
 	}
 	newReport, err := reportFormat(*reportPath)
 	if err != nil {
