@@ -215,7 +215,7 @@ func levelReport(ctx context.Context, st *stats.Store, rule config.Rule, start t
 		if l.Class == "" {
 			continue
 		}
-		fmt.Printf("    %-14s %6d  %5.2f  %-36s %s\n", l.Class, l.Objects, l.Ratio, stats.Mix(l.Levels), or(l.Choice, "(learning)"))
+		fmt.Printf("    %-14s %6d  %5.2f  %-36s %s\n", l.Class, l.Objects, l.Ratio, fit(stats.Mix(l.Levels), 36), or(l.Choice, "(learning)"))
 	}
 	return nil
 }
@@ -466,4 +466,17 @@ func ratio(in, out int64) float64 {
 		return 0
 	}
 	return float64(in) / float64(out)
+}
+
+// fit shortens a level mix (its largest shares first) to n bytes, cut
+// after a whole entry, so the column after it stays in line.
+func fit(mix string, n int) string {
+	if len(mix) <= n {
+		return mix
+	}
+	cut := strings.LastIndex(mix[:n-3], ", ")
+	if cut < 0 {
+		return mix
+	}
+	return mix[:cut] + ", ..."
 }

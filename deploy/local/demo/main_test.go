@@ -80,3 +80,14 @@ func TestStagedSinceCountsThisRunOnly(t *testing.T) {
 		t.Errorf("stagedSince = %d archives, %d bytes; want 2 archives, %d bytes (all of the first, half of the mixed one)", n, size, want)
 	}
 }
+
+// TestFit: a long level mix is cut after a whole entry, within the column.
+func TestFit(t *testing.T) {
+	long := "3 81%, 6 18%, 7 0%, -1 0%, 9 0%, 2 0%, 4 0%, 5 0%"
+	if got := fit(long, 36); got != "3 81%, 6 18%, 7 0%, -1 0%, 9 0%, ..." || len(got) > 36 {
+		t.Errorf("fit = %q", got)
+	}
+	if got := fit("store 99%, -7 0%", 36); got != "store 99%, -7 0%" {
+		t.Errorf("fit of a short mix = %q", got)
+	}
+}
