@@ -137,6 +137,18 @@ func price(l Line, p Prices) Line {
 func Dollars(v float64) string {
 	neg := v < 0
 	cents := int64(math.Round(math.Abs(v) * 100))
+	if cents == 0 {
+		// Under a cent (a small run, a test): its figures would all read
+		// $0.00, savings and costs alike. Six decimals, trimmed.
+		frac := strings.TrimRight(strings.TrimRight(fmt.Sprintf("%.6f", math.Abs(v)), "0"), ".")
+		if frac == "0" {
+			return "$0.00"
+		}
+		if neg {
+			return "-$" + frac
+		}
+		return "$" + frac
+	}
 	s := fmt.Sprintf("%d", cents/100)
 	for i := len(s) - 3; i > 0; i -= 3 {
 		s = s[:i] + "," + s[i:]
