@@ -74,7 +74,8 @@ func TestComputePricedWhereSpent(t *testing.T) {
 }
 
 func TestFormats(t *testing.T) {
-	for v, want := range map[float64]string{0: "$0.00", 1234.5: "$1,234.50", 1234567.891: "$1,234,567.89", -5: "-$5.00", 999.999: "$1,000.00"} {
+	for v, want := range map[float64]string{0: "$0.00", 1234.5: "$1,234.50", 1234567.891: "$1,234,567.89", -5: "-$5.00", 999.999: "$1,000.00",
+		0.002792: "$0.002792", -0.000023: "-$0.000023", 1e-9: "$0.00", -1e-9: "$0.00", 0.004: "$0.004"} {
 		if got := Dollars(v); got != want {
 			t.Errorf("Dollars(%v) = %s, want %s", v, got, want)
 		}
