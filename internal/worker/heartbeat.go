@@ -2,11 +2,18 @@ package worker
 
 import (
 	"context"
+	"sync"
+	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/jonboulle/clockwork"
 	"github.com/xrc-dev/xrc/internal/queue"
 )
+
+// beatGrace is how long a beat in flight when the heartbeat stops may go
+// on: the final release waits for it.
+const beatGrace = 2 * time.Second
 
 // heartbeat extends every held message's visibility each third of it. A
 // message whose receipt is gone is dropped and its work cancelled; other
@@ -40,15 +47,32 @@ func (r *Runtime) heartbeat(ctx context.Context) {
 		}
 		// Bounded by the next beat: the SDK sets no response timeout,
 		// and a call that hangs would hold beat, so every release, and
-		// leave the next beats undone. And by the stop budget's end, but
-		// not cut by the heartbeat's own stop, which comes right before
-		// the final release: a change cancelled in flight may still reach
-		// SQS after that release, hiding the released messages again.
+		// leave the next beats undone. Once the stop has come, by the
+		// release's reserve too, and by beatGrace after the heartbeat's
+		// own stop, which comes right before the final release: not cut
+		// at once, as a change cancelled in flight may still reach SQS
+		// after that release and hide the released messages again.
 		bctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 		timer := r.Clock.AfterFunc(r.Visibility/3, cancel)
-		bctx, stop := r.bounded(bctx)
+		var grace clockwork.Timer
+		var graceMu sync.Mutex
+		stopGrace := context.AfterFunc(ctx, func() {
+			graceMu.Lock()
+			grace = r.Clock.AfterFunc(beatGrace, cancel)
+			graceMu.Unlock()
+		})
+		stopReserve := func() {}
+		if by := r.stopBy.Load(); by != nil {
+			bctx, stopReserve = context.WithTimeout(bctx, by.Add(-r.releaseTime()).Sub(r.Clock.Now()))
+		}
 		failures, err := r.Queue.ChangeVisibility(bctx, r.Visibility, held...)
-		stop()
+		stopReserve()
+		stopGrace()
+		graceMu.Lock()
+		if grace != nil {
+			grace.Stop()
+		}
+		graceMu.Unlock()
 		timer.Stop()
 		cancel()
 		r.beat.Unlock()

@@ -63,7 +63,11 @@ func (m *Message) Ack() {
 // stopping, to be released with the others held at the stop: at once and
 // in batches, not one call each (thousands of messages waiting for a full
 // batcher at SIGTERM took much of the stop's budget one by one).
-func (m *Message) Leave() {}
+func (m *Message) Leave() {
+	if m.rt.stopBy.Load() == nil {
+		m.Release(0) // not stopping: nothing else would release it
+	}
+}
 
 // Release makes the message visible again after delay (0: now). Its receive
 // count grows on the next delivery, so a message that keeps failing reaches

@@ -107,6 +107,9 @@ const DefaultStopBudget = 115 * time.Second
 // of a shorter budget).
 const releaseReserve = 10 * time.Second
 
+// releaseTime is the end of the stop budget kept for deleting and releasing.
+func (r *Runtime) releaseTime() time.Duration { return min(releaseReserve, r.StopBudget/4) }
+
 // Runtime runs one worker's message loop.
 type Runtime struct {
 	Options
@@ -191,7 +194,7 @@ func (r *Runtime) Run(ctx context.Context, role Role) error {
 	receivers.Wait()
 	r.Log.Info("stopped receiving; draining", zap.Duration("drain", r.Drain))
 	stopBy := r.stopped()
-	reserve := min(releaseReserve, r.StopBudget/4)
+	reserve := r.releaseTime()
 	// The work (a target's runs in Handle, a source's after it) and its
 	// clean-up, until the release's reserve.
 	if !r.within(stopBy.Add(-reserve), func() {

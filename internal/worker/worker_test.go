@@ -846,3 +846,113 @@ func TestHeartbeatOutlastsTheCut(t *testing.T) {
 	close(hang)
 	<-done
 }
+
+// hangingBeats: once hang is set, a heartbeat (visibility > 0) hangs until
+// its context ends, as on a stalled connection; releases (0) go through.
+type hangingBeats struct {
+	queue.API
+	hang, hung atomic.Bool
+	released   atomic.Int32
+	releaseErr atomic.Value
+}
+
+func (h *hangingBeats) ChangeMessageVisibilityBatch(ctx context.Context, in *sqs.ChangeMessageVisibilityBatchInput, o ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error) {
+	if in.Entries[0].VisibilityTimeout > 0 && h.hang.Load() {
+		h.hung.Store(true)
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	out, err := h.API.ChangeMessageVisibilityBatch(ctx, in, o...)
+	if in.Entries[0].VisibilityTimeout == 0 {
+		if err == nil {
+			h.released.Add(1)
+		} else {
+			h.releaseErr.Store(err.Error())
+		}
+	}
+	return out, err
+}
+
+// TestHungBeatAtStop: a heartbeat hung when the stop comes (a stalled
+// connection: only a third of the visibility timeout bounds it) does not
+// keep the final release waiting past the stop budget: the held message
+// is released in time.
+func TestHungBeatAtStop(t *testing.T) {
+	f := setup(t)
+	api := &hangingBeats{API: f.client}
+	m := worker.NewMetrics(prometheus.NewRegistry(), "test")
+	rt := worker.New(worker.Options{Queue: queue.New(api, f.url), ReceiveMax: 1, MaxHeld: 1, Visibility: 12 * time.Hour,
+		ReceiveWait: time.Second, Drain: time.Second, StopBudget: 40 * time.Second, Log: zap.New(f.core), Metrics: m, Health: f.health, Clock: f.clock})
+	got := make(chan *worker.Message, 1)
+	stop := start(t, rt, role{func(_ context.Context, msg *worker.Message) { got <- msg }})
+	f.send(t, s3Event)
+	select {
+	case <-got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no message")
+	}
+	api.hang.Store(true)
+	f.clock.Advance(4 * time.Hour) // the first beat
+	within(t, 10*time.Second, "a beat hangs", api.hung.Load)
+	done := make(chan struct{})
+	go func() { stop(); close(done) }()
+	begun := f.clock.Now()
+	for running := true; running; {
+		select {
+		case <-done:
+			running = false
+		case <-time.After(10 * time.Millisecond):
+			if f.clock.Since(begun) > time.Minute {
+				t.Fatal("Run still waits for the hung beat past the stop budget")
+			}
+			f.clock.Advance(time.Second)
+		}
+	}
+	if api.released.Load() == 0 {
+		t.Errorf("the held message was not released at the stop (%v)", api.releaseErr.Load())
+	}
+}
+
+// TestHungBeatAfterStop: beats that start after the stop and hang end
+// before the release's reserve of the stop budget, so the final release
+// still has its time (bounded by the budget's end alone, the last one held
+// the release until its context had run out).
+func TestHungBeatAfterStop(t *testing.T) {
+	f := setup(t)
+	api := &hangingBeats{API: f.client}
+	m := worker.NewMetrics(prometheus.NewRegistry(), "test")
+	rt := worker.New(worker.Options{Queue: queue.New(api, f.url), ReceiveMax: 1, MaxHeld: 1, Visibility: 60 * time.Second,
+		ReceiveWait: time.Second, Drain: 90 * time.Second, StopBudget: 100 * time.Second, Log: zap.New(f.core), Metrics: m, Health: f.health, Clock: f.clock})
+	got := make(chan *worker.Message, 1)
+	hang := make(chan struct{})
+	defer close(hang)
+	stop := start(t, rt, hungDrain{role{func(_ context.Context, msg *worker.Message) { got <- msg }}, hang})
+	f.send(t, s3Event)
+	select {
+	case <-got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no message")
+	}
+	api.hang.Store(true)
+	done := make(chan struct{})
+	go func() { stop(); close(done) }()
+	time.Sleep(50 * time.Millisecond)
+	begun := f.clock.Now()
+	for running := true; running; {
+		select {
+		case <-done:
+			running = false
+		case <-time.After(10 * time.Millisecond):
+			if f.clock.Since(begun) > 3*time.Minute {
+				t.Fatal("Run did not end")
+			}
+			f.clock.Advance(time.Second)
+		}
+	}
+	if !api.hung.Load() {
+		t.Fatal("no beat hung after the stop: the test tests nothing")
+	}
+	if api.released.Load() == 0 {
+		t.Errorf("the held message was not released at the stop (%v)", api.releaseErr.Load())
+	}
+}
