@@ -12,14 +12,16 @@ const path = require("path");
 
 // loadCountingOnlyReceives loads local-aws-sqs with one fix: its
 // visibility change counts as a receive (ApproximateReceiveCount + 1, and
-// to the DLQ at maxReceiveCount), which SQS never does. A worker that
+// to the DLQ at maxReceiveCount; on a first receive it also restamped
+// ApproximateFirstReceiveTimestamp), which SQS never does. A worker that
 // extends a message's visibility by heartbeat while working on it would
 // send it to the DLQ here after a few beats. The fix is made on the
 // pinned bundle's text, and refused loudly if that text is not there.
 function loadCountingOnlyReceives() {
   const file = require.resolve("local-aws-sqs");
-  const from = "let n=Number(t.record.attributes.ApproximateReceiveCount)+1;";
-  const to = "let n=Number(t.record.attributes.ApproximateReceiveCount)+(i?0:1);"; // i: a visibility change
+  // i: a visibility change, which neither counts nor restamps the first receive.
+  const from = "let n=Number(t.record.attributes.ApproximateReceiveCount)+1;t.record.attributes.ApproximateReceiveCount=String(n),n==1&&";
+  const to = "let n=Number(t.record.attributes.ApproximateReceiveCount)+(i?0:1);t.record.attributes.ApproximateReceiveCount=String(n),!i&&n==1&&";
   const src = fs.readFileSync(file, "utf8");
   if (src.split(from).length !== 2) {
     throw new Error(`local-aws-sqs at ${file} is not the version sqs.cjs patches (its receive count is set elsewhere): update the patch`);

@@ -10,6 +10,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/xrc-dev/xrc/internal/localstack"
 	"github.com/xrc-dev/xrc/internal/queue"
@@ -220,5 +221,39 @@ func TestSentAtOnThisClock(t *testing.T) {
 	// SQS hides a message at most count from it (MaxVisibility).
 	if r := msgs[0].ReceivedAt; r.Before(sent) || r.After(time.Now()) {
 		t.Errorf("ReceivedAt %v, want between the send (%v) and now", r, sent)
+	}
+}
+
+// TestVisibilityChangeKeepsTheFirstReceive: a change of visibility leaves
+// ApproximateFirstReceiveTimestamp as the first receive stamped it (the
+// clock skew Receive measures reads it), as SQS does.
+func TestVisibilityChangeKeepsTheFirstReceive(t *testing.T) {
+	ctx := context.Background()
+	client, url, _ := newQueue(t)
+	if _, err := client.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: &url, MessageBody: aws.String("x")}); err != nil {
+		t.Fatal(err)
+	}
+	recv := func() types.Message {
+		for range 50 {
+			out, err := client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: &url, WaitTimeSeconds: 1, AttributeNames: []types.QueueAttributeName{"All"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(out.Messages) > 0 {
+				return out.Messages[0]
+			}
+		}
+		t.Fatal("none")
+		return types.Message{}
+	}
+	m := recv()
+	first := m.Attributes["ApproximateFirstReceiveTimestamp"]
+	time.Sleep(1100 * time.Millisecond) // stamps are in milliseconds
+	client.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{QueueUrl: &url, ReceiptHandle: m.ReceiptHandle, VisibilityTimeout: 30})
+	client.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{QueueUrl: &url, ReceiptHandle: m.ReceiptHandle, VisibilityTimeout: 0})
+	m2 := recv()
+	t.Logf("first %s, then %s (count %s)", first, m2.Attributes["ApproximateFirstReceiveTimestamp"], m2.Attributes["ApproximateReceiveCount"])
+	if m2.Attributes["ApproximateFirstReceiveTimestamp"] != first {
+		t.Errorf("ApproximateFirstReceiveTimestamp moved by a visibility change")
 	}
 }
