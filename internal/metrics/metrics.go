@@ -236,10 +236,16 @@ func (e *EMF) distribution(m *dto.Metric, name string) *histogramDelta {
 	if len(d.dist.Values) == 0 {
 		return nil
 	}
-	// The _sum's previous value is still e.last's: add's are taken only
-	// once written.
-	d.dist.Sum = h.GetSampleSum() - e.last[name+"_sum{"+labelKey(m)+"}"]
-	d.dist.Min, d.dist.Max = d.dist.Values[0], d.dist.Values[len(d.dist.Values)-1]
+	// Its own baseline for the sum, as for the buckets: its document may
+	// be written when the _sum's is not, or the other way round.
+	sumID := key + "#sum"
+	d.dist.Sum = h.GetSampleSum() - e.last[sumID]
+	d.seen[sumID] = h.GetSampleSum()
+	// Bounds, kept about the mean (Min <= Sum/Count <= Max), as a
+	// statistic set must be: observations lie below their bucket's bound,
+	// and past the last one.
+	mean := d.dist.Sum / d.dist.Count
+	d.dist.Min, d.dist.Max = min(d.dist.Values[0], mean), max(d.dist.Values[len(d.dist.Values)-1], mean)
 	return d
 }
 

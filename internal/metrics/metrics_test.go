@@ -222,8 +222,8 @@ func TestHistogramsAsDistributions(t *testing.T) {
 		}
 	}
 	want := []string{
-		`{"Count":4,"Counts":[2,1,1],"Max":100,"Min":1,"Sum":506.2,"Values":[1,10,100]}`,
-		`{"Count":2,"Counts":[2],"Max":100,"Min":100,"Sum":5050,"Values":[100]}`,
+		`{"Count":4,"Counts":[2,1,1],"Max":126.55,"Min":1,"Sum":506.2,"Values":[1,10,100]}`,
+		`{"Count":2,"Counts":[2],"Max":2525,"Min":100,"Sum":5050,"Values":[100]}`,
 	}
 	if strings.Join(dists, "\n") != strings.Join(want, "\n") {
 		t.Errorf("distributions:\n%s\nwant:\n%s", strings.Join(dists, "\n"), strings.Join(want, "\n"))
