@@ -70,16 +70,16 @@ func required(fs *flag.FlagSet, usage string, pairs ...string) error {
 	var missing []string
 	for i := 0; i+1 < len(pairs); i += 2 {
 		if pairs[i+1] == "" {
-			missing = append(missing, "-"+pairs[i])
+			name := "-" + pairs[i]
+			if name == "-config" {
+				name += " (or XRC_CONFIG)"
+			}
+			missing = append(missing, name)
 		}
 	}
 	switch {
 	case len(missing) > 0:
-		what := strings.Join(missing, " and ")
-		if slices.Contains(missing, "-config") {
-			what += " (or XRC_CONFIG)"
-		}
-		return fmt.Errorf("%w: %s required\n%s", ErrUsage, what, usage)
+		return fmt.Errorf("%w: %s required\n%s", ErrUsage, strings.Join(missing, " and "), usage)
 	case fs.NArg() > 0:
 		return fmt.Errorf("%w: unexpected %q\n%s", ErrUsage, fs.Arg(0), usage)
 	}

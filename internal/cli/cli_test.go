@@ -343,7 +343,7 @@ func TestHelpAndMissingFlags(t *testing.T) {
 		{[]string{"verify", "-rule", "r1"}, "-config (or XRC_CONFIG) required"},
 		{[]string{"backfill", "-config", "c.json"}, "-rule required"},
 		{[]string{"savings"}, "-config (or XRC_CONFIG) required"},
-		{[]string{"verify"}, "-config and -rule (or XRC_CONFIG) required"},
+		{[]string{"verify"}, "-config (or XRC_CONFIG) and -rule required"},
 	} {
 		if _, _, err := run(t, c.args...); !errors.Is(err, cli.ErrUsage) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v: %v, want a usage error saying %q", c.args, err, c.want)
