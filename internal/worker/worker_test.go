@@ -490,14 +490,16 @@ func (s *slowReleases) ChangeMessageVisibilityBatch(ctx context.Context, in *sqs
 	return s.countingReleases.ChangeMessageVisibilityBatch(ctx, in, optFns...)
 }
 
-// countingReleases counts the visibility changes that release (timeout 0).
+// countingReleases counts the visibility changes to to seconds: releases
+// (0, the default), or heartbeats (the visibility timeout).
 type countingReleases struct {
 	queue.API
+	to    int32
 	calls atomic.Int32
 }
 
 func (c *countingReleases) ChangeMessageVisibilityBatch(ctx context.Context, in *sqs.ChangeMessageVisibilityBatchInput, optFns ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error) {
-	if in.Entries[0].VisibilityTimeout == 0 {
+	if in.Entries[0].VisibilityTimeout == c.to {
 		c.calls.Add(1)
 	}
 	return c.API.ChangeMessageVisibilityBatch(ctx, in, optFns...)
@@ -795,27 +797,13 @@ func TestAcksRunSideBySide(t *testing.T) {
 	}
 }
 
-// beats counts heartbeats: visibility changes that extend held messages by
-// the visibility timeout.
-type beats struct {
-	queue.API
-	n atomic.Int32
-}
-
-func (b *beats) ChangeMessageVisibilityBatch(ctx context.Context, in *sqs.ChangeMessageVisibilityBatchInput, optFns ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error) {
-	if in.Entries[0].VisibilityTimeout == 30 {
-		b.n.Add(1)
-	}
-	return b.API.ChangeMessageVisibilityBatch(ctx, in, optFns...)
-}
-
 // TestHeartbeatOutlastsTheCut: messages still held when the drain time
 // ends stay hidden while the role's clean-up runs, until they are
 // released: with the heartbeat stopped at the cut, a short visibility
 // timeout let another task take them meanwhile (duplicate work).
 func TestHeartbeatOutlastsTheCut(t *testing.T) {
 	f := setup(t)
-	api := &beats{API: f.client}
+	api := &countingReleases{API: f.client, to: 30} // heartbeats
 	m := worker.NewMetrics(prometheus.NewRegistry(), "test")
 	rt := worker.New(worker.Options{Queue: queue.New(api, f.url), ReceiveMax: 1, MaxHeld: 1, Visibility: 30 * time.Second,
 		ReceiveWait: time.Second, Drain: 10 * time.Second, Log: zap.New(f.core), Metrics: m, Health: f.health, Clock: f.clock})
@@ -838,9 +826,9 @@ func TestHeartbeatOutlastsTheCut(t *testing.T) {
 		}
 	}
 	advance(12 * time.Second) // past the cut
-	cut := api.n.Load()
+	cut := api.calls.Load()
 	advance(40 * time.Second) // the clean-up goes on
-	if n := api.n.Load() - cut; n < 3 {
+	if n := api.calls.Load() - cut; n < 3 {
 		t.Errorf("%d heartbeats in 40 s of clean-up after the cut, want one every 10 s", n)
 	}
 	close(hang)
