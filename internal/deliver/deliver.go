@@ -162,9 +162,25 @@ func New(d Deps) (*Worker, error) {
 func (w *Worker) Run(ctx context.Context) error {
 	w.Log.Info("target worker starting", zap.String("staging", w.staging))
 	err := w.runtime.Run(ctx, w)
-	w.background.Wait() // the work context Start got has ended
+	// The work context Start got has ended: the sweep stops between
+	// uploads, but an abort under way has its own ten seconds, which ECS's
+	// stop may not have left. Not waited for past sweepStopWait: its record
+	// stays for the next sweep.
+	done := make(chan struct{})
+	go func() {
+		w.background.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-w.Clock.After(sweepStopWait):
+		w.Log.Info("stopping while the upload sweep still aborts an upload; the next sweep finishes it")
+	}
 	return err
 }
+
+// sweepStopWait bounds the wait for the upload sweep at the stop.
+const sweepStopWait = 2 * time.Second
 
 // Start implements worker.Role: it starts the sweep of uploads nobody will
 // resume.

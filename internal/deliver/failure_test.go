@@ -422,3 +422,47 @@ func TestOrphanUploadSwept(t *testing.T) {
 		t.Errorf("recorded uploads after the sweep: %+v, want only data/kept.bin", left)
 	}
 }
+
+// hungAborts never answers an AbortMultipartUpload before its context
+// ends, as a stalled connection.
+type hungAborts struct {
+	deliver.S3API
+	called chan struct{}
+	once   sync.Once
+}
+
+func (h *hungAborts) AbortMultipartUpload(ctx context.Context, in *s3.AbortMultipartUploadInput, optFns ...func(*s3.Options)) (*s3.AbortMultipartUploadOutput, error) {
+	h.once.Do(func() { close(h.called) })
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// TestStopDoesNotWaitForTheSweep: a target stopping while its sweep
+// aborts a leftover upload does not wait for that abort (ten seconds on a
+// stalled connection, past ECS's stop): the record stays for the next
+// sweep.
+func TestStopDoesNotWaitForTheSweep(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t, nil)
+	st := uploads.New(p.ddb, p.cfg.TableName(), time.Now)
+	dst := p.cfg.Rules[0].Destinations[0].Bucket
+	if err := st.Put(context.Background(), uploads.Upload{Region: "eu-west-1", StagingBucket: p.cfg.Settings.Regions[1].StagingBucket,
+		StagingKey: "r1/gone.tar.zst", ArchiveID: "gone", Member: "objects/000000/k", Bucket: dst, Key: "k", UploadID: "u-1",
+		PartSize: 16 << 20, Started: time.Now().Add(-time.Hour).UTC()}, ""); err != nil {
+		t.Fatal(err)
+	}
+	api := &hungAborts{S3API: p.dst, called: make(chan struct{})}
+	_, stop := p.startTargetWith(t, api, p.sqs, p.cfg.Settings.Worker.VisibilityTimeout.D())
+	select {
+	case <-api.called:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the sweep did not abort the leftover upload")
+	}
+	begun := time.Now()
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(begun); took > 5*time.Second {
+		t.Errorf("the stop took %v, waiting for the sweep's abort", took)
+	}
+}
