@@ -15,10 +15,11 @@ import (
 // on: the final release waits for it.
 const beatGrace = 2 * time.Second
 
-// heartbeat extends every held message's visibility each third of it. A
-// message whose receipt is gone is dropped and its work cancelled; other
-// failures are logged and counted, and tried again on the next beat.
-func (r *Runtime) heartbeat(ctx context.Context) {
+// heartbeat extends every held message's visibility each third of it,
+// until ctx ends; stop is the stop signal. A message whose receipt is
+// gone is dropped and its work cancelled; other failures are logged and
+// counted, and tried again on the next beat.
+func (r *Runtime) heartbeat(ctx, stop context.Context) {
 	t := r.Clock.NewTicker(r.Visibility / 3)
 	defer t.Stop()
 	for {
@@ -32,6 +33,12 @@ func (r *Runtime) heartbeat(ctx context.Context) {
 		if ctx.Err() != nil { // stopped while the tick was taken: no new beat
 			r.beat.Unlock()
 			return
+		}
+		if by := r.stopBy.Load(); by != nil && !r.Clock.Now().Before(by.Add(-r.releaseTime())) {
+			// Past the release's reserve: the release comes before any
+			// visibility this beat would buy runs out.
+			r.beat.Unlock()
+			continue
 		}
 		r.mu.Lock()
 		held := make([]queue.Message, 0, len(r.held))
@@ -47,33 +54,30 @@ func (r *Runtime) heartbeat(ctx context.Context) {
 		}
 		// Bounded by the next beat: the SDK sets no response timeout,
 		// and a call that hangs would hold beat, so every release, and
-		// leave the next beats undone. Once the stop has come, by the
-		// release's reserve too, and by beatGrace after the heartbeat's
-		// own stop, which comes right before the final release: not cut
-		// at once, as a change cancelled in flight may still reach SQS
-		// after that release and hide the released messages again.
+		// leave the next beats undone. Once the stop has come (before
+		// or during the beat), by the release's reserve too, and by
+		// beatGrace after the heartbeat's own stop, which comes right
+		// before the final release: not cut at once, as a change
+		// cancelled in flight may still reach SQS after that release and
+		// hide the released messages again.
 		bctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		timer := r.Clock.AfterFunc(r.Visibility/3, cancel)
-		var grace clockwork.Timer
-		var graceMu sync.Mutex
-		stopGrace := context.AfterFunc(ctx, func() {
-			graceMu.Lock()
-			grace = r.Clock.AfterFunc(beatGrace, cancel)
-			graceMu.Unlock()
-		})
-		stopReserve := func() {}
-		if by := r.stopBy.Load(); by != nil {
-			bctx, stopReserve = context.WithTimeout(bctx, by.Add(-r.releaseTime()).Sub(r.Clock.Now()))
+		var timersMu sync.Mutex
+		timers := []clockwork.Timer{r.Clock.AfterFunc(r.Visibility/3, cancel)}
+		cut := func(d time.Duration) {
+			timersMu.Lock()
+			timers = append(timers, r.Clock.AfterFunc(d, cancel))
+			timersMu.Unlock()
 		}
+		stopReserve := context.AfterFunc(stop, func() { cut(r.stopped().Add(-r.releaseTime()).Sub(r.Clock.Now())) })
+		stopGrace := context.AfterFunc(ctx, func() { cut(beatGrace) })
 		failures, err := r.Queue.ChangeVisibility(bctx, r.Visibility, held...)
 		stopReserve()
 		stopGrace()
-		graceMu.Lock()
-		if grace != nil {
-			grace.Stop()
+		timersMu.Lock()
+		for _, t := range timers {
+			t.Stop()
 		}
-		graceMu.Unlock()
-		timer.Stop()
+		timersMu.Unlock()
 		cancel()
 		r.beat.Unlock()
 		if err != nil && ctx.Err() == nil {

@@ -184,7 +184,7 @@ func (r *Runtime) Run(ctx context.Context, role Role) error {
 	// hidden while the role's clean-up runs.
 	hb, stopHB := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHB()
-	go r.heartbeat(hb)
+	go r.heartbeat(hb, ctx)
 
 	r.Log.Info("receiving", zap.String("queue", r.Queue.URL()), zap.Int("receivers", r.Receivers), zap.Int("maxHeld", r.MaxHeld))
 	var receivers sync.WaitGroup

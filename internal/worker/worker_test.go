@@ -842,6 +842,18 @@ type hangingBeats struct {
 	hang, hung atomic.Bool
 	released   atomic.Int32
 	releaseErr atomic.Value
+	// gate, when set, holds a poll's answer with messages until closed.
+	gate  atomic.Pointer[chan struct{}]
+	gated atomic.Bool
+}
+
+func (h *hangingBeats) ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, o ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error) {
+	out, err := h.API.ReceiveMessage(ctx, in, o...)
+	if g := h.gate.Load(); g != nil && err == nil && len(out.Messages) > 0 {
+		h.gated.Store(true)
+		<-*g
+	}
+	return out, err
 }
 
 func (h *hangingBeats) ChangeMessageVisibilityBatch(ctx context.Context, in *sqs.ChangeMessageVisibilityBatchInput, o ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error) {
@@ -898,6 +910,52 @@ func TestHungBeatAtStop(t *testing.T) {
 	}
 	if api.released.Load() == 0 {
 		t.Errorf("the held message was not released at the stop (%v)", api.releaseErr.Load())
+	}
+}
+
+// TestHungBeatBeforeStop: a beat that hangs before the stop comes (only a
+// third of the visibility timeout bounds it) is cut at the release's
+// reserve of the stop budget: a poll answering after the stop releases
+// its messages under the beat's lock, and Run waits for that release.
+func TestHungBeatBeforeStop(t *testing.T) {
+	f := setup(t)
+	api := &hangingBeats{API: f.client}
+	m := worker.NewMetrics(prometheus.NewRegistry(), "test")
+	rt := worker.New(worker.Options{Queue: queue.New(api, f.url), ReceiveMax: 1, MaxHeld: 2, Visibility: 15 * time.Minute,
+		ReceiveWait: time.Second, Drain: time.Second, StopBudget: 40 * time.Second, Log: zap.New(f.core), Metrics: m, Health: f.health, Clock: f.clock})
+	got := make(chan *worker.Message, 2)
+	stop := start(t, rt, role{func(_ context.Context, msg *worker.Message) { got <- msg }})
+	f.send(t, s3Event)
+	select {
+	case <-got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no message")
+	}
+	api.hang.Store(true)
+	f.clock.Advance(5 * time.Minute) // the first beat
+	within(t, 10*time.Second, "a beat hangs", api.hung.Load)
+	gate := make(chan struct{})
+	api.gate.Store(&gate)
+	f.send(t, s3Event)
+	within(t, 10*time.Second, "a poll answers", api.gated.Load)
+	done := make(chan struct{})
+	go func() { stop(); close(done) }()
+	time.Sleep(50 * time.Millisecond)
+	close(gate) // the poll's answer comes after the stop
+	begun := f.clock.Now()
+	for running := true; running; {
+		select {
+		case <-done:
+			running = false
+		case <-time.After(10 * time.Millisecond):
+			if f.clock.Since(begun) > time.Minute {
+				t.Fatal("Run still waits for a beat hung before the stop, past the stop budget")
+			}
+			f.clock.Advance(time.Second)
+		}
+	}
+	if n := api.released.Load(); n < 2 {
+		t.Errorf("%d releases, want the late message's and the held one's (%v)", n, api.releaseErr.Load())
 	}
 }
 
