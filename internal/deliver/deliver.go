@@ -214,7 +214,10 @@ func (w *Worker) Handle(_ context.Context, m *worker.Message) {
 		m.Ack()
 	case errors.Is(context.Cause(ctx), worker.ErrReceiptLost):
 		if last {
-			m.Log().Error("archive not delivered: message bound for the DLQ", zap.String("cut", "receipt lost"), zap.Error(failed))
+			// Visible again on its last receive, it goes to the DLQ on
+			// the next receive, unless it was a duplicate receive whose
+			// twin finished the archive and deleted it.
+			m.Log().Error("archive not delivered: message bound for the DLQ, unless another receive of it delivered the archive", zap.String("cut", "receipt lost"), zap.Error(failed))
 		} else {
 			m.Log().Warn("receipt lost: archive abandoned to its next delivery", zap.Error(failed))
 		}

@@ -67,7 +67,10 @@ func (t *tracked) settle(err error) {
 		return
 	}
 	if unstarted && t.msg.ReceiveCount < t.w.Config.Settings.Worker.MaxReceiveCount {
-		// Nothing of it started: released with the rest at the stop.
+		// Every failure was the stop refusing to start its work:
+		// released with the rest at the stop (what of it was staged is
+		// staged again on the next receive; the targets skip its objects
+		// as already written).
 		t.msg.Leave()
 		return
 	}

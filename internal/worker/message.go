@@ -60,9 +60,11 @@ func (m *Message) Ack() {
 }
 
 // Leave leaves a message whose work never started, as the worker is
-// stopping, to be released with the others held at the stop: at once and
-// in batches, not one call each (thousands of messages waiting for a full
-// batcher at SIGTERM took much of the stop's budget one by one).
+// stopping, to be released with the others held at the stop, with no
+// delay and in batches, not one call each (thousands of messages waiting
+// for a full batcher at SIGTERM took much of the stop's budget one by
+// one). Until that release, at the end of the drain, it stays hidden from
+// other tasks.
 func (m *Message) Leave() {
 	if m.rt.stopBy.Load() == nil {
 		m.Release(0) // not stopping: nothing else would release it

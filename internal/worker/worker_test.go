@@ -873,6 +873,31 @@ func (h *hangingBeats) ChangeMessageVisibilityBatch(ctx context.Context, in *sqs
 	return out, err
 }
 
+// stopOnClock stops Run and moves the fake clock on a second at a time
+// until Run returns, failing with why once limit has passed on it; begun,
+// if any, runs once the stop is under way.
+func (f *fixture) stopOnClock(t *testing.T, stop func(), limit time.Duration, why string, begun func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { stop(); close(done) }()
+	time.Sleep(50 * time.Millisecond)
+	if begun != nil {
+		begun()
+	}
+	start := f.clock.Now()
+	for {
+		select {
+		case <-done:
+			return
+		case <-time.After(10 * time.Millisecond):
+			if f.clock.Since(start) > limit {
+				t.Fatal(why)
+			}
+			f.clock.Advance(time.Second)
+		}
+	}
+}
+
 // TestHungBeatAtStop: a heartbeat hung when the stop comes (a stalled
 // connection: only a third of the visibility timeout bounds it) does not
 // keep the final release waiting past the stop budget: the held message
@@ -894,20 +919,7 @@ func TestHungBeatAtStop(t *testing.T) {
 	api.hang.Store(true)
 	f.clock.Advance(4 * time.Hour) // the first beat
 	within(t, 10*time.Second, "a beat hangs", api.hung.Load)
-	done := make(chan struct{})
-	go func() { stop(); close(done) }()
-	begun := f.clock.Now()
-	for running := true; running; {
-		select {
-		case <-done:
-			running = false
-		case <-time.After(10 * time.Millisecond):
-			if f.clock.Since(begun) > time.Minute {
-				t.Fatal("Run still waits for the hung beat past the stop budget")
-			}
-			f.clock.Advance(time.Second)
-		}
-	}
+	f.stopOnClock(t, stop, time.Minute, "Run still waits for the hung beat past the stop budget", nil)
 	if api.released.Load() == 0 {
 		t.Errorf("the held message was not released at the stop (%v)", api.releaseErr.Load())
 	}
@@ -938,22 +950,8 @@ func TestHungBeatBeforeStop(t *testing.T) {
 	api.gate.Store(&gate)
 	f.send(t, s3Event)
 	within(t, 10*time.Second, "a poll answers", api.gated.Load)
-	done := make(chan struct{})
-	go func() { stop(); close(done) }()
-	time.Sleep(50 * time.Millisecond)
-	close(gate) // the poll's answer comes after the stop
-	begun := f.clock.Now()
-	for running := true; running; {
-		select {
-		case <-done:
-			running = false
-		case <-time.After(10 * time.Millisecond):
-			if f.clock.Since(begun) > time.Minute {
-				t.Fatal("Run still waits for a beat hung before the stop, past the stop budget")
-			}
-			f.clock.Advance(time.Second)
-		}
-	}
+	// The poll's answer comes after the stop.
+	f.stopOnClock(t, stop, time.Minute, "Run still waits for a beat hung before the stop, past the stop budget", func() { close(gate) })
 	if n := api.released.Load(); n < 2 {
 		t.Errorf("%d releases, want the late message's and the held one's (%v)", n, api.releaseErr.Load())
 	}
@@ -980,21 +978,7 @@ func TestHungBeatAfterStop(t *testing.T) {
 		t.Fatal("no message")
 	}
 	api.hang.Store(true)
-	done := make(chan struct{})
-	go func() { stop(); close(done) }()
-	time.Sleep(50 * time.Millisecond)
-	begun := f.clock.Now()
-	for running := true; running; {
-		select {
-		case <-done:
-			running = false
-		case <-time.After(10 * time.Millisecond):
-			if f.clock.Since(begun) > 3*time.Minute {
-				t.Fatal("Run did not end")
-			}
-			f.clock.Advance(time.Second)
-		}
-	}
+	f.stopOnClock(t, stop, 3*time.Minute, "Run did not end", nil)
 	if !api.hung.Load() {
 		t.Fatal("no beat hung after the stop: the test tests nothing")
 	}
