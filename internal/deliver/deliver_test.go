@@ -247,22 +247,32 @@ func TestPipeline(t *testing.T) {
 		t.Error(err)
 	}
 	// xrc verify, run on what the pipeline wrote, finds nothing to report
-	// and proves every object equal by a digest.
-	var mu sync.Mutex
-	var diffs []verify.Difference
-	sum, err := verify.Run(ctx, verify.Options{Rule: &p.cfg.Rules[0], Source: p.src, HashSources: true,
-		Destinations: map[string]verify.S3API{p.cfg.Settings.Regions[1].Name: p.dst}}, func(d verify.Difference) error {
-		mu.Lock()
-		defer mu.Unlock()
-		diffs = append(diffs, d)
-		return nil
-	})
-	if err != nil || len(diffs) != 0 {
-		t.Errorf("xrc verify after the pipeline: %v, differences %+v", err, diffs)
-	}
-	for _, d := range sum.Destinations {
-		if d.Compared != int64(len(all)) || d.Equal != d.Compared {
-			t.Errorf("xrc verify: %+v, want all %d objects compared and proved equal", d, len(all))
+	// and proves every object equal by a digest. The destinations keep
+	// the source objects' own checksums, so it reads no source object but
+	// the large one, whose multipart upload left it only a checksum of
+	// its parts' checksums.
+	for _, hash := range []bool{false, true} {
+		var mu sync.Mutex
+		var diffs []verify.Difference
+		sum, err := verify.Run(ctx, verify.Options{Rule: &p.cfg.Rules[0], Source: p.src, HashSources: hash,
+			Destinations: map[string]verify.S3API{p.cfg.Settings.Regions[1].Name: p.dst}}, func(d verify.Difference) error {
+			mu.Lock()
+			defer mu.Unlock()
+			diffs = append(diffs, d)
+			return nil
+		})
+		if err != nil || len(diffs) != 0 {
+			t.Errorf("xrc verify after the pipeline: %v, differences %+v", err, diffs)
+		}
+		for _, d := range sum.Destinations {
+			unchecked, hashed := int64(1), int64(0)
+			if hash {
+				unchecked, hashed = 0, 1
+			}
+			if d.Compared != int64(len(all)) || d.Equal != d.Compared-unchecked || d.Hashed != hashed {
+				t.Errorf("xrc verify (hashing sources %v): %+v, want all %d objects compared, %d proved equal, %d source read",
+					hash, d, len(all), int64(len(all))-unchecked, hashed)
+			}
 		}
 	}
 	stagingDst := p.cfg.Settings.Regions[1].StagingBucket

@@ -147,12 +147,13 @@ func TestDestinationObjects(t *testing.T) {
 		archives[fmt.Sprint(e["archive"])] = true
 	}
 
+	sourceSums := 0
 	for _, o := range objs {
 		head, err := p.dst.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &dst, Key: &o.Key, ChecksumMode: s3types.ChecksumModeEnabled})
 		if err != nil {
 			t.Fatal(err)
 		}
-		srcHead, err := p.src.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &src, Key: &o.Key})
+		srcHead, err := p.src.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &src, Key: &o.Key, ChecksumMode: s3types.ChecksumModeEnabled})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -184,18 +185,47 @@ func TestDestinationObjects(t *testing.T) {
 				t.Errorf("%s (%d bytes): ETag %s, want the MD5 %s of one PUT", o.Key, len(o.Data), got, want)
 			}
 		}
-		if len(o.Data) <= deliver.BufferMax {
-			if got, want := aws.ToString(head.ChecksumSHA256), base64.StdEncoding.EncodeToString(sum[:]); got != want {
-				t.Errorf("%s: ChecksumSHA256 %q, want %q", o.Key, got, want)
-			}
-			continue
+		// The source's own full-object checksum, which a multipart
+		// upload can keep only if it is a CRC; else the SHA-256 with one
+		// PUT, a CRC32C with a multipart upload.
+		alg, value := fullChecksum(srcHead)
+		switch {
+		case alg != "" && (len(o.Data) <= deliver.BufferMax || strings.HasPrefix(alg, "CRC")):
+			sourceSums++
+		case len(o.Data) <= deliver.BufferMax:
+			alg, value = "SHA256", base64.StdEncoding.EncodeToString(sum[:])
+		default:
+			alg, value = "CRC32C", base64.StdEncoding.EncodeToString(binary.BigEndian.AppendUint32(nil, crc32.Checksum(o.Data, crc32.MakeTable(crc32.Castagnoli))))
 		}
-		crc := binary.BigEndian.AppendUint32(nil, crc32.Checksum(o.Data, crc32.MakeTable(crc32.Castagnoli)))
-		if got, want := aws.ToString(head.ChecksumCRC32C), base64.StdEncoding.EncodeToString(crc); got != want {
-			t.Errorf("%s: ChecksumCRC32C %q, want the full-object CRC32C %q", o.Key, got, want)
-		}
-		if head.ChecksumType != s3types.ChecksumTypeFullObject {
-			t.Errorf("%s: checksum type %q, want FULL_OBJECT", o.Key, head.ChecksumType)
+		if got := checksumOf(head, alg); got != value || head.ChecksumType != s3types.ChecksumTypeFullObject {
+			t.Errorf("%s (%d bytes, source checksum %s): %s %s %q, want the full-object %q", o.Key, len(o.Data), srcHead.ChecksumType, head.ChecksumType, alg, got, value)
 		}
 	}
+	// The small object and the one-part one, put with the SDK's CRC32.
+	if sourceSums != 2 {
+		t.Errorf("%d objects written with the source's own checksum, want 2", sourceSums)
+	}
+}
+
+// checksums are the full-object checksums h carries, by algorithm.
+func checksums(h *s3.HeadObjectOutput) map[string]*string {
+	return map[string]*string{"CRC64NVME": h.ChecksumCRC64NVME, "CRC32C": h.ChecksumCRC32C, "CRC32": h.ChecksumCRC32,
+		"SHA256": h.ChecksumSHA256, "SHA1": h.ChecksumSHA1}
+}
+
+// checksumOf is h's checksum of algorithm alg.
+func checksumOf(h *s3.HeadObjectOutput, alg string) string { return aws.ToString(checksums(h)[alg]) }
+
+// fullChecksum is the one full-object checksum S3 keeps for an object
+// (an algorithm and its value), if it keeps one.
+func fullChecksum(h *s3.HeadObjectOutput) (alg, value string) {
+	if h.ChecksumType != s3types.ChecksumTypeFullObject {
+		return "", ""
+	}
+	for a, v := range checksums(h) {
+		if v != nil {
+			return a, *v
+		}
+	}
+	return "", ""
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/prometheus/client_golang/prometheus"
@@ -98,10 +99,15 @@ func crashArchive(bigSize int) []dataset.Object {
 	return objs
 }
 
-// stageCrashArchive streams objs as one archive into target staging.
+// stageCrashArchive streams objs as one archive into target staging,
+// each with a CRC64NVME, as AWS gives objects by default: a resumed upload
+// keeps its parts' CRC64NVME.
 func (p *pipeline) stageCrashArchive(t *testing.T, objs []dataset.Object) {
 	t.Helper()
 	m := manifestFor("crash-1", objs, p.cfg, nil)
+	for i, o := range objs {
+		m.Objects[i].ChecksumAlgorithm, m.Objects[i].Checksum = "CRC64NVME", crc64nvme(o.Data)
+	}
 	_, _, err := streamArchive(context.Background(), p.dst, p.cfg.Settings.Regions[1].StagingBucket, "r1/crash-1.tar.zst", m,
 		func(i int) io.Reader { return bytes.NewReader(objs[i].Data) })
 	if err != nil {
@@ -255,6 +261,10 @@ func TestKilledMidArchive(t *testing.T) {
 	// The next delivery resumed the upload rather than starting over.
 	if got := metric(t, reg, "xrc_target_resumed_bytes_total"); got < float64(left<<24) {
 		t.Errorf("restarted worker reused %v bytes of the interrupted upload, want the %d parts (16 MiB each) it held", got, left)
+	}
+	h, err := p.dst.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &p.cfg.Rules[0].Destinations[0].Bucket, Key: &big, ChecksumMode: s3types.ChecksumModeEnabled})
+	if err != nil || aws.ToString(h.ChecksumCRC64NVME) != crc64nvme(objs[150].Data) {
+		t.Errorf("resumed upload of %s: %v, CRC64NVME %q, want the source's %q", big, err, aws.ToString(h.ChecksumCRC64NVME), crc64nvme(objs[150].Data))
 	}
 }
 

@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"slices"
 	"sync"
@@ -67,38 +66,42 @@ func readPart(body io.Reader, buf []byte, size int) ([]byte, error) {
 	return buf, nil
 }
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
-func crcBase64(sum uint32) string {
-	return base64.StdEncoding.EncodeToString([]byte{byte(sum >> 24), byte(sum >> 16), byte(sum >> 8), byte(sum)})
-}
-
 // multipart writes o's body (in.Body, read from the archive) with the
-// headers and conditions of in. S3 keeps a full-object CRC32C, which
-// (unlike SHA-256) it can combine across parts; CRC64NVME would do on AWS,
-// but MinIO cannot complete such uploads.
+// headers and conditions of in. S3 keeps a full-object CRC, which (unlike
+// a SHA) it can combine across parts: the source object's own when it has
+// one (checksum.go), checked by S3 on completion, else a CRC32C computed
+// here.
 func (w *Worker) multipart(ctx context.Context, wr *write, o *manifest.Object, in *s3.PutObjectInput) (version *string, err error) {
 	u, have, err := w.resume(ctx, wr, o, in)
 	if err != nil {
 		return nil, err
 	}
-	parts, full, err := w.sendParts(ctx, u, have, in.Body)
+	c := recordedCRC(u.Checksum)
+	source := o.Checksum != "" && o.ChecksumAlgorithm == string(c)
+	parts, full, err := w.sendParts(ctx, u, c, have, in.Body, !source)
 	if err != nil {
 		return nil, err // the upload stays for the next delivery
 	}
-	out, err := w.S3.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+	if source {
+		full = o.Checksum
+	}
+	cin := &s3.CompleteMultipartUploadInput{
 		Bucket: in.Bucket, Key: in.Key, UploadId: &u.UploadID,
 		MultipartUpload: &s3types.CompletedMultipartUpload{Parts: parts},
 		ChecksumType:    s3types.ChecksumTypeFullObject,
-		ChecksumCRC32C:  aws.String(full),
 		IfMatch:         in.IfMatch,
 		IfNoneMatch:     in.IfNoneMatch,
-	})
+	}
+	c.complete(cin, full)
+	out, err := w.S3.CompleteMultipartUpload(ctx, cin)
 	if err != nil {
 		if awsapi.IsPreconditionFailed(err) {
 			// The key changed since we read it: these parts will never be
 			// completed under another condition's ETag check anyway.
 			w.abort(ctx, u)
+		}
+		if source {
+			err = checksumRefused(err, o)
 		}
 		return nil, err
 	}
@@ -146,7 +149,7 @@ func (w *Worker) resume(ctx context.Context, wr *write, o *manifest.Object, in *
 		ContentLanguage: in.ContentLanguage, CacheControl: in.CacheControl, Expires: in.Expires, Tagging: in.Tagging,
 		StorageClass: in.StorageClass, ServerSideEncryption: in.ServerSideEncryption, SSEKMSKeyId: in.SSEKMSKeyId,
 		BucketKeyEnabled:  in.BucketKeyEnabled,
-		ChecksumAlgorithm: s3types.ChecksumAlgorithmCrc32c, ChecksumType: s3types.ChecksumTypeFullObject,
+		ChecksumAlgorithm: uploadCRC(o).algorithm(), ChecksumType: s3types.ChecksumTypeFullObject,
 	})
 	if err != nil {
 		return u, nil, err
@@ -156,7 +159,7 @@ func (w *Worker) resume(ctx context.Context, wr *write, o *manifest.Object, in *
 		replaced = u.UploadID
 	}
 	u = want
-	u.UploadID, u.PartSize, u.Started = aws.ToString(out.UploadId), partSize(o.Size), w.Clock.Now().UTC()
+	u.UploadID, u.PartSize, u.Started, u.Checksum = aws.ToString(out.UploadId), partSize(o.Size), w.Clock.Now().UTC(), string(uploadCRC(o))
 	if err := w.Uploads.Put(cctx, u, replaced); err != nil {
 		w.abort(ctx, u) // unrecorded, a kill would leave it to nobody
 		return u, nil, err
@@ -181,11 +184,11 @@ func (w *Worker) listParts(ctx context.Context, u uploads.Upload) (map[int32]s3t
 }
 
 // sendParts reads body to its end in parts of u.PartSize, sending those u
-// does not already hold with the same size and CRC32C. It returns the
-// parts to complete and the object's full CRC32C. It returns an error,
-// never the parts, when body fails: the archive reader reports a size or
-// digest mismatch there.
-func (w *Worker) sendParts(ctx context.Context, u uploads.Upload, have map[int32]s3types.Part, body io.Reader) ([]s3types.CompletedPart, string, error) {
+// does not already hold with the same size and checksum c. It returns the
+// parts to complete and, if asked for, the object's full checksum c. It
+// returns an error, never the parts, when body fails: the archive reader
+// reports a size or digest mismatch there.
+func (w *Worker) sendParts(ctx context.Context, u uploads.Upload, c crc, have map[int32]s3types.Part, body io.Reader, wantFull bool) ([]s3types.CompletedPart, string, error) {
 	// Buffers are tokens: reading the next part waits for one to be free.
 	pool := make(chan []byte, partsAtOnce+1)
 	for range partsAtOnce + 1 {
@@ -196,7 +199,7 @@ func (w *Worker) sendParts(ctx context.Context, u uploads.Upload, have map[int32
 	var (
 		mu      sync.Mutex
 		parts   []s3types.CompletedPart
-		full    uint32
+		full    = c.new()
 		resumed int64
 	)
 	for n := int32(1); ; n++ {
@@ -208,25 +211,32 @@ func (w *Worker) sendParts(ctx context.Context, u uploads.Upload, have map[int32
 		if k == 0 {
 			break // the object ended on a part boundary
 		}
-		full = crc32.Update(full, castagnoli, data)
-		sum := crcBase64(crc32.Checksum(data, castagnoli))
-		if p, ok := have[n]; ok && aws.ToInt64(p.Size) == int64(k) && aws.ToString(p.ChecksumCRC32C) == sum {
+		if wantFull {
+			full.Write(data)
+		}
+		sum := c.sum(data)
+		if p, ok := have[n]; ok && aws.ToInt64(p.Size) == int64(k) && c.of(p) == sum {
+			cp := s3types.CompletedPart{PartNumber: aws.Int32(n), ETag: p.ETag}
+			c.completed(&cp, sum)
 			mu.Lock()
-			parts = append(parts, s3types.CompletedPart{PartNumber: aws.Int32(n), ETag: p.ETag, ChecksumCRC32C: &sum})
+			parts = append(parts, cp)
 			mu.Unlock()
 			resumed += int64(k)
 			pool <- data
 		} else {
 			g.Go(func() error {
 				defer func() { pool <- data }()
-				out, err := w.S3.UploadPart(gctx, &s3.UploadPartInput{Bucket: &u.Bucket, Key: &u.Key, UploadId: &u.UploadID,
-					PartNumber: aws.Int32(n), Body: bytes.NewReader(data), ContentLength: aws.Int64(int64(k)),
-					ChecksumAlgorithm: s3types.ChecksumAlgorithmCrc32c, ChecksumCRC32C: &sum})
+				in := &s3.UploadPartInput{Bucket: &u.Bucket, Key: &u.Key, UploadId: &u.UploadID,
+					PartNumber: aws.Int32(n), Body: bytes.NewReader(data), ContentLength: aws.Int64(int64(k))}
+				c.setPart(in, sum)
+				out, err := w.S3.UploadPart(gctx, in)
 				if err != nil {
 					return fmt.Errorf("part %d of upload %s: %w", n, u.UploadID, err)
 				}
+				cp := s3types.CompletedPart{PartNumber: aws.Int32(n), ETag: out.ETag}
+				c.completed(&cp, sum)
 				mu.Lock()
-				parts = append(parts, s3types.CompletedPart{PartNumber: aws.Int32(n), ETag: out.ETag, ChecksumCRC32C: &sum})
+				parts = append(parts, cp)
 				mu.Unlock()
 				w.runtime.Progress()
 				return nil
@@ -249,7 +259,7 @@ func (w *Worker) sendParts(ctx context.Context, u uploads.Upload, have map[int32
 	slices.SortFunc(parts, func(a, b s3types.CompletedPart) int {
 		return int(aws.ToInt32(a.PartNumber) - aws.ToInt32(b.PartNumber))
 	})
-	return parts, crcBase64(full), nil
+	return parts, base64.StdEncoding.EncodeToString(full.Sum(nil)), nil
 }
 
 // abort aborts u and forgets it, on a context of its own: it runs when the

@@ -2,7 +2,6 @@ package deliver
 
 import (
 	"context"
-	"encoding/base64"
 	"fmt"
 	"io"
 	"net/http"
@@ -63,13 +62,10 @@ func (w *Worker) put(ctx context.Context, wr *write, o *manifest.Object, rt conf
 	var version *string // the version written, on a versioned bucket
 	var err error
 	if !multipart {
-		// One PUT: S3 checks the SHA-256 we computed from the archive and
-		// keeps it as the object's checksum, for users to verify.
-		in.ChecksumAlgorithm = s3types.ChecksumAlgorithmSha256
-		in.ChecksumSHA256 = aws.String(base64.StdEncoding.EncodeToString(sum))
+		putChecksum(in, o, sum)
 		out, err := w.S3.PutObject(ctx, in)
 		if err != nil {
-			return err
+			return checksumRefused(err, o)
 		}
 		version = versionOf(out.VersionId)
 	} else if version, err = w.multipart(ctx, wr, o, in); err != nil {

@@ -308,6 +308,8 @@ func errorKind(err error) string {
 		return "too_large"
 	case errors.Is(err, uploads.ErrRecorded):
 		return "concurrent_delivery"
+	case errors.Is(err, ErrChecksum):
+		return "checksum"
 	default:
 		return "write"
 	}

@@ -78,9 +78,17 @@ type Object struct {
 	// SHA256 is the hex digest of the uncompressed bytes when the source
 	// knew it before writing the member; otherwise the archive carries it in
 	// a trailer member (see package archive).
-	SHA256            string `json:"sha256,omitempty"`
-	ChecksumAlgorithm string `json:"checksumAlgorithm,omitempty"` // S3 additional checksum to set on the destination, e.g. "SHA256"
-	Delete            bool   `json:"delete,omitempty"`            // delete marker entry: no member
+	SHA256 string `json:"sha256,omitempty"`
+	// ChecksumAlgorithm is the S3 checksum the destinations are written
+	// with, e.g. "SHA256". Checksum, when set, is the source object's own
+	// full-object checksum of that algorithm, base64 as S3 gives it: the
+	// destinations are written with it, so S3 checks the bytes it stores
+	// against the checksum the source object has, and keeps the same one
+	// for `xrc verify` to compare. A source without a full-object checksum
+	// leaves it empty (the SHA-256 of the bytes is set instead).
+	ChecksumAlgorithm string `json:"checksumAlgorithm,omitempty"`
+	Checksum          string `json:"checksum,omitempty"`
+	Delete            bool   `json:"delete,omitempty"` // delete marker entry: no member
 	// Retag carries a change of the tags of the write that VersionID, or
 	// LastModified and ETag, identify: Tags are its tags as read after the
 	// change (none: all removed). No member; the bytes went with the write.

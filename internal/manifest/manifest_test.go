@@ -2,6 +2,7 @@ package manifest
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"math"
@@ -45,13 +46,15 @@ func valid() *Manifest {
 				Tags:               map[string]string{"env": "prod", "Cost Center": "42", "empty": ""},
 				SHA256:             strings.Repeat("0123456789abcdef", 4),
 				ChecksumAlgorithm:  "SHA256",
+				Checksum:           base64.StdEncoding.EncodeToString(bytes.Repeat([]byte("\x01\x23\x45\x67\x89\xab\xcd\xef"), 4)),
 				Destinations: []Destination{
 					{Region: "us-east-1", Bucket: "dst", Key: "copy/logs/app.log", StorageClass: "GLACIER_IR", KMSKeyID: "arn:aws:kms:us-east-1:111122223333:key/abc"},
 					{Region: "ap-south-1", Bucket: "dst2", Key: "logs/app.log"},
 				},
 			},
 			{Bucket: "src", Key: "logs/old.log", Delete: true, VersionID: "v2", LastModified: testTime, Destinations: []Destination{{Region: "us-east-1", Bucket: "dst", Key: "copy/logs/old.log"}}},
-			{Member: MemberName(2, "a/../b"), Bucket: "src", Key: "a/../b", Size: 0, Destinations: []Destination{{Region: "us-east-1", Bucket: "dst", Key: "a/../b"}}},
+			{Member: MemberName(2, "a/../b"), Bucket: "src", Key: "a/../b", Size: 0, ChecksumAlgorithm: "CRC64NVME", Checksum: "AAAAAAAAAAA=",
+				Destinations: []Destination{{Region: "us-east-1", Bucket: "dst", Key: "a/../b"}}},
 		},
 	}
 }
@@ -241,6 +244,11 @@ func TestValidate(t *testing.T) {
 		{"metadata too large", func(m *Manifest) { m.Objects[0].Metadata["big"] = strings.Repeat("b", 2048) }, "more than S3's 2048"},
 		{"content type with newline", func(m *Manifest) { m.Objects[0].ContentType = "text/plain\n" }, "contentType has a control character"},
 		{"checksum algorithm", func(m *Manifest) { m.Objects[0].ChecksumAlgorithm = "MD5" }, `checksumAlgorithm "MD5"`},
+		{"checksum of a delete", func(m *Manifest) { m.Objects[1].ChecksumAlgorithm, m.Objects[1].Checksum = "CRC32", "AAAAAA==" }, "checksum on an entry without bytes"},
+		{"checksum without algorithm", func(m *Manifest) { m.Objects[2].ChecksumAlgorithm = "" }, `checksum "AAAAAAAAAAA=" without checksumAlgorithm`},
+		{"checksum of another algorithm's size", func(m *Manifest) { m.Objects[2].Checksum = "AAAAAA==" }, `checksum "AAAAAA==" is not a base64 CRC64NVME`},
+		{"checksum not base64", func(m *Manifest) { m.Objects[2].Checksum = "AAAAAAA-AAA=" }, "is not a base64 CRC64NVME"},
+		{"checksum not the sha256", func(m *Manifest) { m.Objects[0].Checksum = base64.StdEncoding.EncodeToString(make([]byte, 32)) }, "is not the object's sha256"},
 	}
 	if err := valid().Validate(); err != nil {
 		t.Fatalf("valid manifest: %v", err)

@@ -4,6 +4,8 @@ package manifest
 // reference a second implementation would be checked against.
 
 import (
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -31,6 +33,41 @@ const (
 // checksumAlgorithms are the S3 additional checksum algorithms
 // (x-amz-checksum-algorithm) a destination write can request.
 var checksumAlgorithms = []string{"CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256"}
+
+// ChecksumSize is the size in bytes of a checksum of S3 algorithm alg, 0
+// for an algorithm a manifest may not name.
+func ChecksumSize(alg string) int {
+	switch alg {
+	case "CRC32", "CRC32C":
+		return 4
+	case "CRC64NVME":
+		return 8
+	case "SHA1":
+		return 20
+	case "SHA256":
+		return 32
+	}
+	return 0
+}
+
+// validateChecksum checks o's source checksum: a whole checksum of its
+// algorithm, of an entry with bytes, agreeing with the SHA-256 o carries.
+func (o *Object) validateChecksum(p func(format string, args ...any)) {
+	if o.Checksum == "" {
+		return
+	}
+	sum, err := base64.StdEncoding.DecodeString(o.Checksum)
+	switch {
+	case !o.HasMember():
+		p("checksum on an entry without bytes")
+	case o.ChecksumAlgorithm == "":
+		p("checksum %s without checksumAlgorithm", quote(o.Checksum))
+	case err != nil || len(sum) != ChecksumSize(o.ChecksumAlgorithm):
+		p("checksum %s is not a base64 %s", quote(o.Checksum), o.ChecksumAlgorithm)
+	case o.ChecksumAlgorithm == "SHA256" && o.SHA256 != "" && hex.EncodeToString(sum) != o.SHA256:
+		p("checksum %s is not the object's sha256 %s", quote(o.Checksum), o.SHA256)
+	}
+}
 
 // Validate checks every invariant of the format and returns all problems
 // found, joined with errors.Join and wrapped in ErrInvalid, or nil. Each
@@ -153,9 +190,10 @@ func (o *Object) validate(p func(format string, args ...any)) {
 	} else if err := SafeMember(o.Member); err != nil {
 		p("%v", err)
 	}
-	if o.ChecksumAlgorithm != "" && !slices.Contains(checksumAlgorithms, o.ChecksumAlgorithm) {
+	if o.ChecksumAlgorithm != "" && ChecksumSize(o.ChecksumAlgorithm) == 0 {
 		p("checksumAlgorithm %s is not one of %s", quote(o.ChecksumAlgorithm), strings.Join(checksumAlgorithms, ", "))
 	}
+	o.validateChecksum(p)
 	for _, h := range []struct{ name, value string }{
 		{"contentType", o.ContentType},
 		{"contentEncoding", o.ContentEncoding},

@@ -139,7 +139,7 @@ func (w *Worker) read(ctx context.Context, ref events.ObjectRef, into *arena) (*
 }
 
 // withoutValidation drops the SDK's checksum pass over a GET's body, which
-// ChecksumModeEnabled (asked for to learn the object's SHA-256) turns on:
+// ChecksumModeEnabled (asked for to learn the object's checksum) turns on:
 // the archive writer hashes every byte anyway, and checks them against
 // that SHA-256 when S3 keeps one.
 func withoutValidation(o *s3.Options) {
@@ -156,7 +156,8 @@ func headOf(g *s3.GetObjectOutput) *s3.HeadObjectOutput {
 		ContentLength: g.ContentLength, StorageClass: g.StorageClass, TagCount: g.TagCount, Metadata: g.Metadata,
 		ContentType: g.ContentType, ContentEncoding: g.ContentEncoding, ContentDisposition: g.ContentDisposition,
 		ContentLanguage: g.ContentLanguage, CacheControl: g.CacheControl, ExpiresString: g.ExpiresString,
-		ChecksumType: g.ChecksumType, ChecksumSHA256: g.ChecksumSHA256, ResultMetadata: g.ResultMetadata,
+		ChecksumType: g.ChecksumType, ChecksumCRC64NVME: g.ChecksumCRC64NVME, ChecksumCRC32C: g.ChecksumCRC32C, ChecksumCRC32: g.ChecksumCRC32,
+		ChecksumSHA256: g.ChecksumSHA256, ChecksumSHA1: g.ChecksumSHA1, ResultMetadata: g.ResultMetadata,
 	}
 }
 

@@ -1,9 +1,15 @@
 package source
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
 	"sync"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/xrc-dev/xrc/internal/manifest"
 	"golang.org/x/sync/semaphore"
 )
@@ -101,5 +107,32 @@ func TestUploadMemory(t *testing.T) {
 	}
 	if !(&Worker{}).fits([]entry{big(5 << 40)}) {
 		t.Error("without a budget everything fits")
+	}
+}
+
+// TestSetChecksum: the manifest carries the object's own full-object
+// checksum, a SHA-256 also as hex; a composite one (a checksum of part
+// checksums, typed or, from a store that gives no type, "-N" suffixed)
+// or none leaves the destinations a SHA-256 of the bytes.
+func TestSetChecksum(t *testing.T) {
+	sha := sha256.Sum256([]byte("x"))
+	sha64 := base64.StdEncoding.EncodeToString(sha[:])
+	for _, tt := range []struct {
+		head          s3.HeadObjectOutput
+		alg, sum, hex string
+	}{
+		{s3.HeadObjectOutput{}, "SHA256", "", ""},
+		{s3.HeadObjectOutput{ChecksumType: s3types.ChecksumTypeFullObject, ChecksumCRC64NVME: aws.String("AAAAAAAAAAE=")}, "CRC64NVME", "AAAAAAAAAAE=", ""},
+		{s3.HeadObjectOutput{ChecksumCRC32: aws.String("AAAAAg==")}, "CRC32", "AAAAAg==", ""},
+		{s3.HeadObjectOutput{ChecksumType: s3types.ChecksumTypeFullObject, ChecksumSHA256: &sha64}, "SHA256", sha64, hex.EncodeToString(sha[:])},
+		{s3.HeadObjectOutput{ChecksumType: s3types.ChecksumTypeComposite, ChecksumCRC32C: aws.String("AAAAAQ==")}, "SHA256", "", ""},
+		{s3.HeadObjectOutput{ChecksumSHA256: aws.String(sha64 + "-3")}, "SHA256", "", ""},
+		{s3.HeadObjectOutput{ChecksumCRC32C: aws.String("AAAAAAAAAAE=")}, "SHA256", "", ""}, // not a CRC32C's length
+	} {
+		o := manifest.Object{ChecksumAlgorithm: "CRC32", Checksum: "stale", SHA256: "stale"}
+		setChecksum(&o, &tt.head)
+		if o.ChecksumAlgorithm != tt.alg || o.Checksum != tt.sum || o.SHA256 != tt.hex {
+			t.Errorf("%+v: %s %q sha256 %q, want %s %q %q", tt.head, o.ChecksumAlgorithm, o.Checksum, o.SHA256, tt.alg, tt.sum, tt.hex)
+		}
 	}
 }

@@ -2,7 +2,6 @@ package source
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
@@ -372,7 +371,7 @@ func (w *Worker) describe(ctx context.Context, e *entry, ref events.ObjectRef, i
 	if len(head.Metadata) > 0 {
 		o.Metadata = head.Metadata
 	}
-	o.SHA256 = fullSHA256(head)
+	setChecksum(o, head)
 	if aws.ToInt32(head.TagCount) > 0 {
 		tags, err := w.S3.GetObjectTagging(ctx, &s3.GetObjectTaggingInput{Bucket: &ref.Bucket, Key: &ref.Key, VersionId: optional(o.VersionID)})
 		if awsapi.IsNotFound(err) {
@@ -467,7 +466,7 @@ func (w *Worker) retagged(ctx context.Context, rule *config.Rule, e *entry) (boo
 		}
 	}
 	o := &e.obj
-	o.Retag, o.VersionID, o.ETag, o.ChecksumAlgorithm = true, version, etag, ""
+	o.Retag, o.VersionID, o.ETag, o.ChecksumAlgorithm, o.Checksum = true, version, etag, "", ""
 	o.LastModified = aws.ToTime(head.LastModified).UTC()
 	// Read as the key's current write: a delete older than this read did
 	// not remove it (tombstone.Covers), though its Last-Modified, in
@@ -492,19 +491,38 @@ func (w *Worker) unchanged(ctx context.Context, ref events.ObjectRef, head *s3.H
 	return aws.ToTime(again.LastModified).Equal(aws.ToTime(head.LastModified)), nil
 }
 
-// fullSHA256 is the object's SHA-256 in hex if S3 keeps one for the whole
-// object (it was uploaded with one), else "". In the manifest it lets the
-// archive writer check the bytes it reads against it, and the target store
-// xrc-sha256 on a large object it streams before reading its trailer.
-func fullSHA256(head *s3.HeadObjectOutput) string {
+// setChecksum records the full-object checksum S3 keeps for the object,
+// if it keeps one (AWS gives every object written since 2025 a CRC64NVME
+// at least): the target writes the destinations with it, so S3 checks
+// the bytes it stores there against the source object's own checksum. A
+// SHA-256 also lets the archive writer check the bytes it reads, and the
+// target store xrc-sha256 on a large object it streams before reading its
+// trailer. Without one, the destinations get the SHA-256 of the bytes.
+func setChecksum(o *manifest.Object, head *s3.HeadObjectOutput) {
+	o.ChecksumAlgorithm, o.Checksum, o.SHA256 = "SHA256", "", ""
 	if head.ChecksumType == s3types.ChecksumTypeComposite {
-		return "" // a digest of part digests, not of the bytes
+		return // a digest of part digests, not of the bytes
 	}
-	sum, err := base64.StdEncoding.DecodeString(aws.ToString(head.ChecksumSHA256))
-	if err != nil || len(sum) != sha256.Size {
-		return ""
+	// S3 keeps one; a SHA-256 first, should a store give more.
+	for _, c := range []struct {
+		alg   string
+		value *string
+	}{
+		{"SHA256", head.ChecksumSHA256}, {"CRC64NVME", head.ChecksumCRC64NVME}, {"CRC32C", head.ChecksumCRC32C},
+		{"CRC32", head.ChecksumCRC32}, {"SHA1", head.ChecksumSHA1},
+	} {
+		// A composite value ("...-3") of a store that gives no type does
+		// not decode.
+		sum, err := base64.StdEncoding.DecodeString(aws.ToString(c.value))
+		if err != nil || len(sum) == 0 || len(sum) != manifest.ChecksumSize(c.alg) {
+			continue
+		}
+		o.ChecksumAlgorithm, o.Checksum = c.alg, *c.value
+		if c.alg == "SHA256" {
+			o.SHA256 = hex.EncodeToString(sum)
+		}
+		return
 	}
-	return hex.EncodeToString(sum)
 }
 
 func optional(s string) *string {

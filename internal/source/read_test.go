@@ -3,7 +3,11 @@ package source_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -121,6 +125,16 @@ func TestObjectsReadInOneRequestWhenSmall(t *testing.T) {
 		}
 		if o.sha256 && s.obj.SHA256 != digest(o.data) {
 			t.Errorf("%q: manifest SHA-256 %q, want S3's %q", o.key, s.obj.SHA256, digest(o.data))
+		}
+		// The object's own checksum, for the destinations to be written
+		// with: the SDK's default CRC32 unless it was put with a SHA-256.
+		alg, sum := "CRC32", base64.StdEncoding.EncodeToString(binary.BigEndian.AppendUint32(nil, crc32.ChecksumIEEE(o.data)))
+		if o.sha256 {
+			h := sha256.Sum256(o.data)
+			alg, sum = "SHA256", base64.StdEncoding.EncodeToString(h[:])
+		}
+		if s.obj.ChecksumAlgorithm != alg || s.obj.Checksum != sum {
+			t.Errorf("%q: manifest checksum %s %q, want the source's %s %q", o.key, s.obj.ChecksumAlgorithm, s.obj.Checksum, alg, sum)
 		}
 		if h, g := count.heads[o.key], count.gets[o.key]; h != o.heads || g != o.gets {
 			t.Errorf("%q (%d bytes, event says %d): %d HEAD and %d GET, want %d and %d", o.key, len(o.data), o.claim, h, g, o.heads, o.gets)

@@ -48,6 +48,10 @@ type Upload struct {
 	UploadID      string    `dynamodbav:"uploadId"`
 	PartSize      int64     `dynamodbav:"partSize"`
 	Started       time.Time `dynamodbav:"started"`
+	// Checksum is the CRC algorithm the upload was created with, which
+	// its parts must carry; empty (CRC32C) for uploads recorded before it
+	// was kept.
+	Checksum string `dynamodbav:"checksum,omitempty"`
 	// Record is the sort key the upload is recorded under, as Get and
 	// List found it (an older xrc's form, say); Delete uses it.
 	Record string `dynamodbav:"-"`

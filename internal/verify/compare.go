@@ -73,8 +73,10 @@ type Head struct {
 // HeadObject.
 type Destination struct {
 	Size int64
-	// Sums are the full-object checksums S3 keeps: xrc writes SHA256 with
-	// a single PUT, a full-object CRC32C with a multipart upload.
+	// Sums are the full-object checksums S3 keeps: xrc writes the source
+	// object's own full-object checksum when it has one (any algorithm
+	// with a single PUT, a CRC with a multipart upload), else SHA256 with
+	// a single PUT and CRC32C with a multipart upload.
 	Sums Sums
 	// Provenance is nil for an object xrc did not write.
 	Provenance *Provenance

@@ -24,8 +24,11 @@
 //     S3 keeps (HeadObject with ChecksumMode ENABLED; a composite checksum,
 //     a digest of part digests, is ignored); the SHA-256 xrc stored in
 //     x-amz-meta-xrc-sha256 can show bytes differ, never prove them equal,
-//     as S3 does not check metadata. Where the source has no checksum of an
-//     algorithm the destination has, Options.HashSources reads the source
+//     as S3 does not check metadata. xrc writes a destination with the
+//     source object's own full-object checksum when it has one, so most
+//     pairs compare without reading either side. Where the source has no
+//     checksum of an algorithm the destination has (none, or a composite
+//     one from a multipart upload), Options.HashSources reads the source
 //     and hashes it; otherwise the object is counted as unchecked (same
 //     size and provenance, content not compared), never as equal.
 //   - Tags: HeadObject gives their number, which is compared; their values
