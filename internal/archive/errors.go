@@ -16,8 +16,10 @@ import (
 var ErrInvalid = errors.New("invalid archive")
 
 // ErrChecksum reports that an object's content does not match its SHA-256
-// (from the manifest or its trailer member). It matches ErrInvalid too.
-var ErrChecksum error = &kindError{"sha256 mismatch"}
+// (from the manifest or its trailer member) or, when the archive is
+// written, the source's own checksum the manifest gives. It matches
+// ErrInvalid too.
+var ErrChecksum error = &kindError{"checksum mismatch"}
 
 // ErrSize reports that an object's content is not the size the manifest
 // gives. It matches ErrInvalid too.

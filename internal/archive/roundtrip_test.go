@@ -10,6 +10,7 @@ import (
 	"testing"
 	"testing/iotest"
 
+	"github.com/xrc-dev/xrc/internal/checksum"
 	"github.com/xrc-dev/xrc/internal/manifest"
 
 	corpusgen "github.com/xrc-dev/xrc/internal/corpus"
@@ -282,6 +283,27 @@ func TestWriterErrors(t *testing.T) {
 		_, err := w.WriteObject(1, strings.NewReader("DEFG"))
 		wantInvalid(t, err, ErrChecksum, "src-bucket/b")
 	})
+	t.Run("source checksum mismatch", func(t *testing.T) {
+		// The source's own CRC32 is not of the bytes read: the object
+		// fails alone (an *Error naming it), before its member ends.
+		w := beginWith(t, specs, func(m *manifest.Manifest) {
+			m.Objects[0].ChecksumAlgorithm, m.Objects[0].Checksum = "CRC32", checksum.CRC32.Sum([]byte("abd"))
+		})
+		_, err := w.WriteObject(0, strings.NewReader("abc"))
+		wantInvalid(t, err, ErrChecksum, "content has CRC32")
+		var e *Error
+		if !errors.As(err, &e) || e.Key != "a" {
+			t.Errorf("%v does not name the object", err)
+		}
+	})
+	t.Run("source checksum", func(t *testing.T) {
+		w := beginWith(t, specs, func(m *manifest.Manifest) {
+			m.Objects[0].ChecksumAlgorithm, m.Objects[0].Checksum = "CRC64NVME", checksum.CRC64NVME.Sum([]byte("abc"))
+		})
+		if _, err := w.WriteObject(0, strings.NewReader("abc")); err != nil {
+			t.Fatal(err)
+		}
+	})
 	t.Run("read error", func(t *testing.T) {
 		w, _ := begin(t, specs)
 		boom := errors.New("boom")
@@ -402,6 +424,18 @@ func begin(t *testing.T, specs []spec) (*Writer, *bytes.Buffer) {
 	return w, &buf
 }
 
+// beginWith begins an archive of specs whose manifest edit changed.
+func beginWith(t *testing.T, specs []spec, edit func(*manifest.Manifest)) *Writer {
+	t.Helper()
+	w := NewWriter(WriterOptions{})
+	m := newManifest("w", specs)
+	edit(m)
+	if err := w.Begin(io.Discard, m); err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
 // TestLayout pins the exact member sequence and headers of the format.
 func TestLayout(t *testing.T) {
 	specs := []spec{
@@ -510,7 +544,7 @@ func TestErrorFormat(t *testing.T) {
 	}{
 		{Error{Err: io.ErrUnexpectedEOF}, "invalid archive: unexpected EOF"},
 		{Error{ArchiveID: "a1", Err: ErrSize}, "invalid archive a1: size mismatch"},
-		{Error{ArchiveID: "a1", Bucket: "b", Key: "k", Member: "objects/000001/k", Err: ErrChecksum}, "invalid archive a1: object b/k (objects/000001/k): sha256 mismatch"},
+		{Error{ArchiveID: "a1", Bucket: "b", Key: "k", Member: "objects/000001/k", Err: ErrChecksum}, "invalid archive a1: object b/k (objects/000001/k): checksum mismatch"},
 		{Error{Member: "manifest.json", Err: errors.New("x")}, "invalid archive: member manifest.json: x"},
 		{Error{Key: "bad\nkey", Err: errors.New("x")}, `invalid archive: object "bad\nkey": x`},
 	}

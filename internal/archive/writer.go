@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/xrc-dev/xrc/internal/checksum"
 	"github.com/xrc-dev/xrc/internal/cpuclock"
 	"github.com/xrc-dev/xrc/internal/manifest"
 )
@@ -249,7 +250,8 @@ func (w *Writer) toLast(f func() error) error {
 // object in manifest order that is not a delete entry. It copies exactly
 // Size bytes from r, hashing them on the way, and returns their SHA-256 in
 // hex. If the manifest's SHA256 is empty, a trailer member carrying the
-// digest follows; if it is set, the digest must match it.
+// digest follows; if it is set, the digest must match it, as must the
+// source's own checksum (manifest.Object.Checksum) of any algorithm.
 //
 // Any failure leaves the archive unusable: the member is already partly in
 // the stream. Errors for a source with the wrong size or digest are *Error
@@ -354,12 +356,23 @@ func (w *Writer) copyObject(index int, o *manifest.Object, r io.Reader) (string,
 		w.buf = make([]byte, copyBufferSize)
 	}
 	w.sum.Reset()
+	// The source's own checksum, when it has one other than a SHA-256
+	// (compared as the digest): the targets write it with the object, and
+	// S3 refuses bytes that do not match it, so an object whose bytes do
+	// not is refused here, alone, not at every target with its archive.
+	var own hash.Hash
+	if alg := checksum.Algorithm(o.ChecksumAlgorithm); o.Checksum != "" && alg != checksum.SHA256 {
+		own = alg.New()
+	}
 	var n int64
 	for n < o.Size {
 		chunk := w.buf[:min(int64(len(w.buf)), o.Size-n)]
 		k, err := fill(r, chunk)
 		if k > 0 {
 			w.sum.Write(chunk[:k])
+			if own != nil {
+				own.Write(chunk[:k])
+			}
 			if werr := w.encode(index, func() error { _, err := w.tw.Write(chunk[:k]); return err }); werr != nil {
 				return "", fmt.Errorf("archive %s: writing %s/%s: %w", w.m.ArchiveID, o.Bucket, o.Key, werr)
 			}
@@ -387,6 +400,11 @@ func (w *Writer) copyObject(index int, o *manifest.Object, r io.Reader) (string,
 		}
 		if empty++; empty > maxEmptyReads {
 			return "", fmt.Errorf("archive %s: reading %s/%s: %w", w.m.ArchiveID, o.Bucket, o.Key, io.ErrNoProgress)
+		}
+	}
+	if own != nil {
+		if sum := checksum.Encode(own.Sum(nil)); sum != o.Checksum {
+			return "", w.objectError(o, fmt.Errorf("%w: content has %s %s, manifest says %s", ErrChecksum, o.ChecksumAlgorithm, sum, o.Checksum))
 		}
 	}
 	return hex.EncodeToString(w.sum.Sum(w.buf[:0])), nil

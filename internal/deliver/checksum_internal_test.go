@@ -3,29 +3,16 @@ package deliver
 import (
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/binary"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 
+	"github.com/xrc-dev/xrc/internal/checksum"
 	"github.com/xrc-dev/xrc/internal/manifest"
+	"github.com/xrc-dev/xrc/internal/uploads"
 )
-
-// TestCRCs: each CRC gives the catalogued check value of "123456789"
-// (CRC-64/NVME as AWS's SDKs compute it), in S3's big-endian base64.
-func TestCRCs(t *testing.T) {
-	for c, want := range map[crc][]byte{
-		crcCRC64NVME: binary.BigEndian.AppendUint64(nil, 0xae8b14860a799888),
-		crcCRC32C:    binary.BigEndian.AppendUint32(nil, 0xe3069283),
-		crcCRC32:     binary.BigEndian.AppendUint32(nil, 0xcbf43926),
-	} {
-		if got := c.sum([]byte("123456789")); got != base64.StdEncoding.EncodeToString(want) {
-			t.Errorf("%s = %s, want %x", c, got, want)
-		}
-	}
-}
 
 // TestPutChecksum: a single PUT carries the source's own checksum when
 // the manifest has it, the SHA-256 of the bytes otherwise.
@@ -65,23 +52,23 @@ func TestPutChecksum(t *testing.T) {
 func TestUploadCRC(t *testing.T) {
 	for _, tt := range []struct {
 		alg, sum string
-		want     crc
+		want     checksum.Algorithm
 	}{
-		{"CRC64NVME", "AAAAAAAAAAE=", crcCRC64NVME},
-		{"CRC32", "AAAAAg==", crcCRC32},
-		{"CRC32C", "AAAAAQ==", crcCRC32C},
-		{"CRC64NVME", "", crcCRC32C},
-		{"SHA256", "", crcCRC32C},
-		{"SHA1", "AAAAAAAAAAAAAAAAAAAAAAAAAAA=", crcCRC32C},
+		{"CRC64NVME", "AAAAAAAAAAE=", checksum.CRC64NVME},
+		{"CRC32", "AAAAAg==", checksum.CRC32},
+		{"CRC32C", "AAAAAQ==", checksum.CRC32C},
+		{"CRC64NVME", "", checksum.CRC32C},
+		{"SHA256", "", checksum.CRC32C},
+		{"SHA1", "AAAAAAAAAAAAAAAAAAAAAAAAAAA=", checksum.CRC32C},
 	} {
 		if got := uploadCRC(&manifest.Object{ChecksumAlgorithm: tt.alg, Checksum: tt.sum}); got != tt.want {
 			t.Errorf("uploadCRC(%s %q) = %s, want %s", tt.alg, tt.sum, got, tt.want)
 		}
 	}
-	if got := recordedCRC(""); got != crcCRC32C {
+	if got := recordedCRC(uploads.Upload{}); got != checksum.CRC32C {
 		t.Errorf("an upload recorded without its CRC is taken for %s, want CRC32C", got)
 	}
-	if got := recordedCRC("CRC64NVME"); got != crcCRC64NVME {
+	if got := recordedCRC(uploads.Upload{Checksum: "CRC64NVME"}); got != checksum.CRC64NVME {
 		t.Errorf("recordedCRC(CRC64NVME) = %s", got)
 	}
 }

@@ -82,7 +82,7 @@ func TestDestinationsKeepTheSourceChecksum(t *testing.T) {
 	lie := []dataset.Object{{Key: "data/sum/lie.txt", ContentType: "text/plain", Data: []byte("the bytes")}}
 	ml := manifestFor("sum-lie", lie, p.cfg, nil)
 	ml.Objects[0].ChecksumAlgorithm, ml.Objects[0].Checksum = "CRC64NVME", crc64nvme([]byte("other bytes"))
-	p.stage(t, "r1/sum-lie.tar.zst", ml, lie)
+	p.stageRaw(t, "r1/sum-lie.tar.zst", ml, lie) // the writer would refuse it
 	dlq := queueURL(t, p.sqs, p.cfg.TargetQueueName()+"-dlq")
 	if !poll(time.Minute, 500*time.Millisecond, func() bool { return p.depth(t, dlq) == 1 }) {
 		t.Fatalf("the archive whose checksum lies did not reach the DLQ within a minute")

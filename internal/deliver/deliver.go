@@ -301,11 +301,12 @@ func RetryDelay(err error, receiveCount int, visibility time.Duration) time.Dura
 }
 
 // Permanent reports an error no retry can fix: the archive is invalid,
-// rejected by this worker's config, gone from staging undelivered, or holds
-// a member too large for this worker's memory.
+// rejected by this worker's config, gone from staging undelivered, holds
+// a member too large for this worker's memory, or one whose bytes (their
+// SHA-256 checked) do not match the source checksum its manifest gives.
 func Permanent(err error) bool {
 	return errors.Is(err, archive.ErrInvalid) || errors.Is(err, ErrRejected) || errors.Is(err, ErrArchiveMissing) ||
-		errors.Is(err, ErrTooLarge)
+		errors.Is(err, ErrTooLarge) || errors.Is(err, ErrChecksum)
 }
 
 // ErrTooLarge marks a member whose multipart uploads would need more

@@ -75,7 +75,7 @@ func TestHostileArchivesReachDLQ(t *testing.T) {
 	}{
 		{"corrupt", corrupt, "invalid archive"},
 		{"truncated", truncated, "unexpected EOF"},
-		{"digest-mismatch", digest, "sha256 mismatch"},
+		{"digest-mismatch", digest, "checksum mismatch"},
 		{"dotdot-member", dotTar, `unsafe member: member name "../x"`},
 		{"dotdot-manifest", dotManifest, `invalid manifest: objects[5] (key "data/hostile/05.txt"): member name "../x"`},
 	}

@@ -3,7 +3,6 @@ package deliver
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +16,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/xrc-dev/xrc/internal/awsapi"
+	"github.com/xrc-dev/xrc/internal/checksum"
 	"github.com/xrc-dev/xrc/internal/manifest"
 	"github.com/xrc-dev/xrc/internal/uploads"
 )
@@ -76,7 +76,7 @@ func (w *Worker) multipart(ctx context.Context, wr *write, o *manifest.Object, i
 	if err != nil {
 		return nil, err
 	}
-	c := recordedCRC(u.Checksum)
+	c := recordedCRC(u)
 	source := o.Checksum != "" && o.ChecksumAlgorithm == string(c)
 	parts, full, err := w.sendParts(ctx, u, c, have, in.Body, !source)
 	if err != nil {
@@ -92,7 +92,7 @@ func (w *Worker) multipart(ctx context.Context, wr *write, o *manifest.Object, i
 		IfMatch:         in.IfMatch,
 		IfNoneMatch:     in.IfNoneMatch,
 	}
-	c.complete(cin, full)
+	setCompleteCRC(cin, c, full)
 	out, err := w.S3.CompleteMultipartUpload(ctx, cin)
 	if err != nil {
 		if awsapi.IsPreconditionFailed(err) {
@@ -149,7 +149,7 @@ func (w *Worker) resume(ctx context.Context, wr *write, o *manifest.Object, in *
 		ContentLanguage: in.ContentLanguage, CacheControl: in.CacheControl, Expires: in.Expires, Tagging: in.Tagging,
 		StorageClass: in.StorageClass, ServerSideEncryption: in.ServerSideEncryption, SSEKMSKeyId: in.SSEKMSKeyId,
 		BucketKeyEnabled:  in.BucketKeyEnabled,
-		ChecksumAlgorithm: uploadCRC(o).algorithm(), ChecksumType: s3types.ChecksumTypeFullObject,
+		ChecksumAlgorithm: s3types.ChecksumAlgorithm(uploadCRC(o)), ChecksumType: s3types.ChecksumTypeFullObject,
 	})
 	if err != nil {
 		return u, nil, err
@@ -188,7 +188,7 @@ func (w *Worker) listParts(ctx context.Context, u uploads.Upload) (map[int32]s3t
 // parts to complete and, if asked for, the object's full checksum c. It
 // returns an error, never the parts, when body fails: the archive reader
 // reports a size or digest mismatch there.
-func (w *Worker) sendParts(ctx context.Context, u uploads.Upload, c crc, have map[int32]s3types.Part, body io.Reader, wantFull bool) ([]s3types.CompletedPart, string, error) {
+func (w *Worker) sendParts(ctx context.Context, u uploads.Upload, c checksum.Algorithm, have map[int32]s3types.Part, body io.Reader, wantFull bool) ([]s3types.CompletedPart, string, error) {
 	// Buffers are tokens: reading the next part waits for one to be free.
 	pool := make(chan []byte, partsAtOnce+1)
 	for range partsAtOnce + 1 {
@@ -199,7 +199,7 @@ func (w *Worker) sendParts(ctx context.Context, u uploads.Upload, c crc, have ma
 	var (
 		mu      sync.Mutex
 		parts   []s3types.CompletedPart
-		full    = c.new()
+		full    = c.New()
 		resumed int64
 	)
 	for n := int32(1); ; n++ {
@@ -214,10 +214,10 @@ func (w *Worker) sendParts(ctx context.Context, u uploads.Upload, c crc, have ma
 		if wantFull {
 			full.Write(data)
 		}
-		sum := c.sum(data)
-		if p, ok := have[n]; ok && aws.ToInt64(p.Size) == int64(k) && c.of(p) == sum {
+		sum := c.Sum(data)
+		if p, ok := have[n]; ok && aws.ToInt64(p.Size) == int64(k) && partCRC(p, c) == sum {
 			cp := s3types.CompletedPart{PartNumber: aws.Int32(n), ETag: p.ETag}
-			c.completed(&cp, sum)
+			setCompletedCRC(&cp, c, sum)
 			mu.Lock()
 			parts = append(parts, cp)
 			mu.Unlock()
@@ -228,13 +228,13 @@ func (w *Worker) sendParts(ctx context.Context, u uploads.Upload, c crc, have ma
 				defer func() { pool <- data }()
 				in := &s3.UploadPartInput{Bucket: &u.Bucket, Key: &u.Key, UploadId: &u.UploadID,
 					PartNumber: aws.Int32(n), Body: bytes.NewReader(data), ContentLength: aws.Int64(int64(k))}
-				c.setPart(in, sum)
+				setPartCRC(in, c, sum)
 				out, err := w.S3.UploadPart(gctx, in)
 				if err != nil {
 					return fmt.Errorf("part %d of upload %s: %w", n, u.UploadID, err)
 				}
 				cp := s3types.CompletedPart{PartNumber: aws.Int32(n), ETag: out.ETag}
-				c.completed(&cp, sum)
+				setCompletedCRC(&cp, c, sum)
 				mu.Lock()
 				parts = append(parts, cp)
 				mu.Unlock()
@@ -259,7 +259,7 @@ func (w *Worker) sendParts(ctx context.Context, u uploads.Upload, c crc, have ma
 	slices.SortFunc(parts, func(a, b s3types.CompletedPart) int {
 		return int(aws.ToInt32(a.PartNumber) - aws.ToInt32(b.PartNumber))
 	})
-	return parts, base64.StdEncoding.EncodeToString(full.Sum(nil)), nil
+	return parts, checksum.Encode(full.Sum(nil)), nil
 }
 
 // abort aborts u and forgets it, on a context of its own: it runs when the

@@ -60,7 +60,8 @@ func (w *Worker) stream(ctx context.Context, r *archive.Reader, wr *write) error
 		// A large object's SHA-256 is known up front only when the source
 		// had it from S3 (a full-object checksum); otherwise it is in the
 		// trailer, read after the upload started, and the destination keeps
-		// S3's CRC32C without xrc-sha256. It is checked either way.
+		// a CRC (the source's, or a CRC32C) without xrc-sha256. It is
+		// checked either way.
 		sum, err := hex.DecodeString(o.SHA256)
 		if err != nil {
 			return errors.Join(err, g.Wait())

@@ -22,7 +22,7 @@ import (
 // bufferMax is the largest object read into memory and written with a
 // single PUT; larger ones stream through a multipart upload. An object a
 // multipart upload would send in one part anyway goes in one PUT: one
-// request instead of three, S3 checks its SHA-256 as it arrives, and its
+// request instead of three, S3 checks its checksum as it arrives, and its
 // ETag is its MD5, as a source object PUT in one request has. Memory: at
 // most Concurrency of them in flight per archive, and one being read.
 const bufferMax = minPartSize

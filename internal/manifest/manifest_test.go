@@ -248,6 +248,9 @@ func TestValidate(t *testing.T) {
 		{"checksum without algorithm", func(m *Manifest) { m.Objects[2].ChecksumAlgorithm = "" }, `checksum "AAAAAAAAAAA=" without checksumAlgorithm`},
 		{"checksum of another algorithm's size", func(m *Manifest) { m.Objects[2].Checksum = "AAAAAA==" }, `checksum "AAAAAA==" is not a base64 CRC64NVME`},
 		{"checksum not base64", func(m *Manifest) { m.Objects[2].Checksum = "AAAAAAA-AAA=" }, "is not a base64 CRC64NVME"},
+		// The decoder skips CR and LF, and ignores stray padding bits.
+		{"checksum with a line break", func(m *Manifest) { m.Objects[2].Checksum = "AAAAAAAA\r\nAAA=" }, "is not a base64 CRC64NVME"},
+		{"checksum not canonical", func(m *Manifest) { m.Objects[2].Checksum = "AAAAAAAAAAB=" }, "is not a base64 CRC64NVME"},
 		{"checksum not the sha256", func(m *Manifest) { m.Objects[0].Checksum = base64.StdEncoding.EncodeToString(make([]byte, 32)) }, "is not the object's sha256"},
 	}
 	if err := valid().Validate(); err != nil {

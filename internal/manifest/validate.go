@@ -4,7 +4,6 @@ package manifest
 // reference a second implementation would be checked against.
 
 import (
-	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -12,6 +11,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/xrc-dev/xrc/internal/checksum"
 )
 
 // Limits S3 itself enforces; a manifest beyond them could not be written at
@@ -30,41 +31,22 @@ const (
 	sha256HexLen = 64
 )
 
-// checksumAlgorithms are the S3 additional checksum algorithms
-// (x-amz-checksum-algorithm) a destination write can request.
-var checksumAlgorithms = []string{"CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256"}
-
-// ChecksumSize is the size in bytes of a checksum of S3 algorithm alg, 0
-// for an algorithm a manifest may not name.
-func ChecksumSize(alg string) int {
-	switch alg {
-	case "CRC32", "CRC32C":
-		return 4
-	case "CRC64NVME":
-		return 8
-	case "SHA1":
-		return 20
-	case "SHA256":
-		return 32
-	}
-	return 0
-}
-
 // validateChecksum checks o's source checksum: a whole checksum of its
 // algorithm, of an entry with bytes, agreeing with the SHA-256 o carries.
 func (o *Object) validateChecksum(p func(format string, args ...any)) {
 	if o.Checksum == "" {
 		return
 	}
-	sum, err := base64.StdEncoding.DecodeString(o.Checksum)
+	alg := checksum.Algorithm(o.ChecksumAlgorithm)
+	sum, err := checksum.Parse(alg, o.Checksum)
 	switch {
 	case !o.HasMember():
 		p("checksum on an entry without bytes")
 	case o.ChecksumAlgorithm == "":
 		p("checksum %s without checksumAlgorithm", quote(o.Checksum))
-	case err != nil || len(sum) != ChecksumSize(o.ChecksumAlgorithm):
+	case err != nil:
 		p("checksum %s is not a base64 %s", quote(o.Checksum), o.ChecksumAlgorithm)
-	case o.ChecksumAlgorithm == "SHA256" && o.SHA256 != "" && hex.EncodeToString(sum) != o.SHA256:
+	case alg == checksum.SHA256 && o.SHA256 != "" && hex.EncodeToString(sum) != o.SHA256:
 		p("checksum %s is not the object's sha256 %s", quote(o.Checksum), o.SHA256)
 	}
 }
@@ -190,8 +172,8 @@ func (o *Object) validate(p func(format string, args ...any)) {
 	} else if err := SafeMember(o.Member); err != nil {
 		p("%v", err)
 	}
-	if o.ChecksumAlgorithm != "" && ChecksumSize(o.ChecksumAlgorithm) == 0 {
-		p("checksumAlgorithm %s is not one of %s", quote(o.ChecksumAlgorithm), strings.Join(checksumAlgorithms, ", "))
+	if o.ChecksumAlgorithm != "" && checksum.Algorithm(o.ChecksumAlgorithm).New() == nil {
+		p("checksumAlgorithm %s is not one of %v", quote(o.ChecksumAlgorithm), checksum.Algorithms)
 	}
 	o.validateChecksum(p)
 	for _, h := range []struct{ name, value string }{

@@ -29,6 +29,7 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/xrc-dev/xrc/internal/checksum"
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/corpus"
 	"github.com/xrc-dev/xrc/internal/dataset"
@@ -764,7 +765,8 @@ func (c deniedGet) GetObject(ctx context.Context, in *s3.GetObjectInput, optFns 
 // misdescribed answers HEAD for keys holding "intl" with user metadata as
 // S3 returns non-ASCII values, RFC 2047-encoded: longer than the 2 KB the
 // manifest allows, which no target could write; and for keys holding
-// "badsum" with a SHA-256 the bytes do not have.
+// "badsum" with a SHA-256 the bytes do not have, and for keys holding
+// "badcrc" with such a CRC64NVME.
 type misdescribed struct{ source.S3API }
 
 func (c misdescribed) HeadObject(ctx context.Context, in *s3.HeadObjectInput, optFns ...func(*s3.Options)) (*s3.HeadObjectOutput, error) {
@@ -776,6 +778,9 @@ func (c misdescribed) HeadObject(ctx context.Context, in *s3.HeadObjectInput, op
 	case strings.Contains(key, "badsum"):
 		sum := sha256.Sum256([]byte("other bytes"))
 		out.ChecksumSHA256 = aws.String(base64.StdEncoding.EncodeToString(sum[:]))
+		out.ChecksumType = s3types.ChecksumTypeFullObject
+	case strings.Contains(key, "badcrc"):
+		out.ChecksumCRC32, out.ChecksumCRC64NVME = nil, aws.String(checksum.CRC64NVME.Sum([]byte("other bytes")))
 		out.ChecksumType = s3types.ChecksumTypeFullObject
 	}
 	return out, err
@@ -804,6 +809,27 @@ func TestInvalidObjectFailsAlone(t *testing.T) {
 	}
 	if keys := loggedKeys(logs, logRebuilt); len(keys) == 0 || keys[0] != objs[1].key {
 		t.Errorf("archives rebuilt without %q, want %s", keys, objs[1].key)
+	}
+}
+
+// TestObjectNotMatchingItsChecksumFailsAlone: an object whose bytes are
+// not those of the checksum S3 gave for it (the one its destinations are
+// written with, which S3 would refuse there) fails alone at the source.
+func TestObjectNotMatchingItsChecksumFailsAlone(t *testing.T) {
+	t.Parallel()
+	f := setup(t, oneBatch)
+	f.worker = misdescribed{f.worker}
+	rng := rand.New(rand.NewPCG(9, 10))
+	objs := []object{{key: "data/badcrc", data: dataset.Text(rng, 1<<20)}}
+	for i := range 3 {
+		objs = append(objs, object{key: fmt.Sprintf("data/plain/%d", i), data: dataset.Text(rng, 1<<20)})
+	}
+	got, logs := f.packed(t, objs, objs[1:])
+	if _, ok := got[objs[0].key]; ok {
+		t.Errorf("%s archived", objs[0].key)
+	}
+	if keys := loggedKeys(logs, logRebuilt); len(keys) == 0 || keys[0] != objs[0].key {
+		t.Errorf("archives rebuilt without %q, want %s", keys, objs[0].key)
 	}
 }
 

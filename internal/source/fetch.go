@@ -141,7 +141,7 @@ func (w *Worker) read(ctx context.Context, ref events.ObjectRef, into *arena) (*
 // withoutValidation drops the SDK's checksum pass over a GET's body, which
 // ChecksumModeEnabled (asked for to learn the object's checksum) turns on:
 // the archive writer hashes every byte anyway, and checks them against
-// that SHA-256 when S3 keeps one.
+// the object's full-object checksum when S3 keeps one.
 func withoutValidation(o *s3.Options) {
 	o.APIOptions = append(o.APIOptions, func(st *middleware.Stack) error {
 		_, err := st.Deserialize.Remove("AWSChecksum:ValidateOutputPayloadChecksum")

@@ -2,7 +2,6 @@ package source
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"slices"
@@ -16,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/xrc-dev/xrc/internal/awsapi"
+	"github.com/xrc-dev/xrc/internal/checksum"
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/events"
 	"github.com/xrc-dev/xrc/internal/manifest"
@@ -505,20 +505,20 @@ func setChecksum(o *manifest.Object, head *s3.HeadObjectOutput) {
 	}
 	// S3 keeps one; a SHA-256 first, should a store give more.
 	for _, c := range []struct {
-		alg   string
+		alg   checksum.Algorithm
 		value *string
 	}{
-		{"SHA256", head.ChecksumSHA256}, {"CRC64NVME", head.ChecksumCRC64NVME}, {"CRC32C", head.ChecksumCRC32C},
-		{"CRC32", head.ChecksumCRC32}, {"SHA1", head.ChecksumSHA1},
+		{checksum.SHA256, head.ChecksumSHA256}, {checksum.CRC64NVME, head.ChecksumCRC64NVME}, {checksum.CRC32C, head.ChecksumCRC32C},
+		{checksum.CRC32, head.ChecksumCRC32}, {checksum.SHA1, head.ChecksumSHA1},
 	} {
 		// A composite value ("...-3") of a store that gives no type does
-		// not decode.
-		sum, err := base64.StdEncoding.DecodeString(aws.ToString(c.value))
-		if err != nil || len(sum) == 0 || len(sum) != manifest.ChecksumSize(c.alg) {
+		// not parse.
+		sum, err := checksum.Parse(c.alg, aws.ToString(c.value))
+		if err != nil {
 			continue
 		}
-		o.ChecksumAlgorithm, o.Checksum = c.alg, *c.value
-		if c.alg == "SHA256" {
+		o.ChecksumAlgorithm, o.Checksum = string(c.alg), *c.value
+		if c.alg == checksum.SHA256 {
 			o.SHA256 = hex.EncodeToString(sum)
 		}
 		return

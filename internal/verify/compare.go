@@ -274,7 +274,7 @@ type destinationSum struct {
 
 // destinationSums are the digests a destination object offers: S3's
 // checksums, and xrc-sha256 where S3 keeps no SHA256 (a multipart write,
-// whose S3 checksum is a CRC32C).
+// whose S3 checksum is a CRC, or one with the source's own checksum).
 func destinationSums(dst Destination) map[Algorithm]destinationSum {
 	m := make(map[Algorithm]destinationSum, len(dst.Sums)+1)
 	for alg, s := range dst.Sums {
@@ -294,7 +294,7 @@ func destinationSums(dst Destination) map[Algorithm]destinationSum {
 func hashable(src Source, dst Destination) []Algorithm {
 	var algs []Algorithm
 	for alg := range destinationSums(dst) {
-		if _, have := src.Sums[alg]; !have && newHash(alg) != nil {
+		if _, have := src.Sums[alg]; !have && alg.New() != nil {
 			algs = append(algs, alg)
 		}
 	}

@@ -1,43 +1,34 @@
 package verify
 
 import (
-	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"hash"
-	"hash/crc32"
-	"hash/crc64"
 	"strconv"
 	"time"
 
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 
+	"github.com/xrc-dev/xrc/internal/checksum"
 	"github.com/xrc-dev/xrc/internal/deliver"
 )
 
 // Algorithm names a checksum algorithm as S3 does ("SHA256", "CRC32C").
-type Algorithm string
+type Algorithm = checksum.Algorithm
 
-// The algorithms S3 keeps full-object checksums in, and the digest lengths
-// a value must have to be taken as one.
+// The algorithms S3 keeps full-object checksums in.
 const (
-	CRC32     Algorithm = "CRC32"
-	CRC32C    Algorithm = "CRC32C"
-	CRC64NVME Algorithm = "CRC64NVME"
-	SHA1      Algorithm = "SHA1"
-	SHA256    Algorithm = "SHA256"
-	SHA512    Algorithm = "SHA512"
-	MD5       Algorithm = "MD5"
-	XXHASH64  Algorithm = "XXHASH64"
-	XXHASH3   Algorithm = "XXHASH3"
-	XXHASH128 Algorithm = "XXHASH128"
+	CRC32     = checksum.CRC32
+	CRC32C    = checksum.CRC32C
+	CRC64NVME = checksum.CRC64NVME
+	SHA1      = checksum.SHA1
+	SHA256    = checksum.SHA256
+	SHA512    = checksum.SHA512
+	MD5       = checksum.MD5
+	XXHASH64  = checksum.XXHASH64
+	XXHASH3   = checksum.XXHASH3
+	XXHASH128 = checksum.XXHASH128
 )
-
-var digestLen = map[Algorithm]int{
-	CRC32: 4, CRC32C: 4, CRC64NVME: 8, SHA1: 20, SHA256: 32, SHA512: 64, MD5: 16,
-	XXHASH64: 8, XXHASH3: 8, XXHASH128: 16,
-}
 
 // Sums are full-object digests by algorithm.
 type Sums map[Algorithm][]byte
@@ -60,12 +51,11 @@ func ParseChecksums(h ChecksumHeaders) Sums {
 	}
 	var s Sums
 	for alg, v := range h.Values {
-		want, known := digestLen[alg]
-		if v == nil || !known {
+		if v == nil || alg.Size() == 0 {
 			continue
 		}
 		b, err := base64.StdEncoding.Strict().DecodeString(*v)
-		if err != nil || len(b) != want {
+		if err != nil || len(b) != alg.Size() {
 			continue
 		}
 		if s == nil {
@@ -116,25 +106,3 @@ func ParseProvenance(md map[string]string) (p Provenance, ok bool) {
 // maxMillis bounds a plausible xrc-mtime (year 9999) so a hostile value
 // cannot overflow time arithmetic.
 const maxMillis = 253402300799999
-
-// crc64NVME is the CRC-64/NVME table (S3's CRC64NVME): hash/crc64 takes
-// the reversed form of the polynomial 0xad93d23594c93659.
-var crc64NVME = crc64.MakeTable(0x9a6c9329ac4bc9b5)
-
-// newHash returns a hash computing alg, or nil for an algorithm verify
-// does not compute.
-func newHash(alg Algorithm) hash.Hash {
-	switch alg {
-	case SHA256:
-		return sha256.New()
-	case SHA1:
-		return sha1.New()
-	case CRC32:
-		return crc32.NewIEEE()
-	case CRC32C:
-		return crc32.New(crc32.MakeTable(crc32.Castagnoli))
-	case CRC64NVME:
-		return crc64.New(crc64NVME)
-	}
-	return nil
-}

@@ -632,7 +632,7 @@ func (r *run) hash(ctx context.Context, key, etag string, algs []Algorithm) (Sum
 	hs := make([]hash.Hash, len(algs))
 	ws := make([]io.Writer, len(algs))
 	for i, alg := range algs {
-		hs[i] = newHash(alg)
+		hs[i] = alg.New()
 		ws[i] = hs[i]
 	}
 	if _, err := io.Copy(io.MultiWriter(ws...), out.Body); err != nil {
