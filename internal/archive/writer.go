@@ -360,8 +360,11 @@ func (w *Writer) copyObject(index int, o *manifest.Object, r io.Reader) (string,
 	// (compared as the digest): the targets write it with the object, and
 	// S3 refuses bytes that do not match it, so an object whose bytes do
 	// not is refused here, alone, not at every target with its archive.
+	// Only where it comes cheap (checksum.Algorithm.Fast): elsewhere it
+	// would cost the source a pass as dear as SHA-256's, and S3 still
+	// checks it at every destination.
 	var own hash.Hash
-	if alg := checksum.Algorithm(o.ChecksumAlgorithm); o.Checksum != "" && alg != checksum.SHA256 {
+	if alg := checksum.Algorithm(o.ChecksumAlgorithm); o.Checksum != "" && alg != checksum.SHA256 && alg.Fast() {
 		own = alg.New()
 	}
 	var n int64

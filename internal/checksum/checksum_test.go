@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"hash/crc64"
+	"slices"
 	"testing"
 )
 
@@ -39,9 +40,22 @@ func TestCheckValues(t *testing.T) {
 			t.Errorf("CRC64NVME of %d bytes = %s, Go's CRC-64 says %s", n, got, want)
 		}
 	}
-	if h := Algorithm("MD5").New(); h != nil || Algorithm("MD5").Size() != 0 {
-		t.Error("MD5 taken for an S3 checksum algorithm")
+	// S3 keeps MD5 checksums too (verify reads them); xrc computes none.
+	if h := MD5.New(); h != nil || MD5.Size() != 16 || slices.Contains(Algorithms, MD5) || Algorithm("MD6").Size() != 0 {
+		t.Error("MD5 taken for an algorithm xrc computes, or MD6 for one of S3's")
 	}
+}
+
+// TestFast: the CRC32s are always cheap, the SHAs never; CRC64NVME where
+// the SIMD code runs (`go test -tags noasm` runs the fallback, which
+// TestCheckValues holds to the same values).
+func TestFast(t *testing.T) {
+	for a, want := range map[Algorithm]bool{CRC32: true, CRC32C: true, CRC64NVME: simdCRC64, SHA1: false, SHA256: false, MD5: false} {
+		if a.Fast() != want {
+			t.Errorf("%s.Fast() = %v", a, !want)
+		}
+	}
+	t.Logf("CRC64NVME in SIMD on this CPU: %v", simdCRC64)
 }
 
 // TestParse takes only a whole checksum of the algorithm in canonical

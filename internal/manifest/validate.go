@@ -172,7 +172,7 @@ func (o *Object) validate(p func(format string, args ...any)) {
 	} else if err := SafeMember(o.Member); err != nil {
 		p("%v", err)
 	}
-	if o.ChecksumAlgorithm != "" && checksum.Algorithm(o.ChecksumAlgorithm).New() == nil {
+	if o.ChecksumAlgorithm != "" && !slices.Contains(checksum.Algorithms, checksum.Algorithm(o.ChecksumAlgorithm)) {
 		p("checksumAlgorithm %s is not one of %v", quote(o.ChecksumAlgorithm), checksum.Algorithms)
 	}
 	o.validateChecksum(p)

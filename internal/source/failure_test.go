@@ -766,7 +766,7 @@ func (c deniedGet) GetObject(ctx context.Context, in *s3.GetObjectInput, optFns 
 // S3 returns non-ASCII values, RFC 2047-encoded: longer than the 2 KB the
 // manifest allows, which no target could write; and for keys holding
 // "badsum" with a SHA-256 the bytes do not have, and for keys holding
-// "badcrc" with such a CRC64NVME.
+// "badcrc" with such a CRC32C.
 type misdescribed struct{ source.S3API }
 
 func (c misdescribed) HeadObject(ctx context.Context, in *s3.HeadObjectInput, optFns ...func(*s3.Options)) (*s3.HeadObjectOutput, error) {
@@ -780,7 +780,8 @@ func (c misdescribed) HeadObject(ctx context.Context, in *s3.HeadObjectInput, op
 		out.ChecksumSHA256 = aws.String(base64.StdEncoding.EncodeToString(sum[:]))
 		out.ChecksumType = s3types.ChecksumTypeFullObject
 	case strings.Contains(key, "badcrc"):
-		out.ChecksumCRC32, out.ChecksumCRC64NVME = nil, aws.String(checksum.CRC64NVME.Sum([]byte("other bytes")))
+		// A CRC32C: checked on every CPU (checksum.Algorithm.Fast).
+		out.ChecksumCRC32, out.ChecksumCRC32C = nil, aws.String(checksum.CRC32C.Sum([]byte("other bytes")))
 		out.ChecksumType = s3types.ChecksumTypeFullObject
 	}
 	return out, err

@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/xrc-dev/xrc/internal/archive"
 	"github.com/xrc-dev/xrc/internal/awsapi"
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/events"
@@ -215,6 +216,8 @@ func errorKind(err error) string {
 		return "archived"
 	case errors.Is(err, manifest.ErrInvalid):
 		return "invalid_object"
+	case errors.Is(err, archive.ErrChecksum):
+		return "checksum"
 	case awsapi.IsAccessDenied(err):
 		return "access_denied"
 	case awsapi.IsNotFound(err):
