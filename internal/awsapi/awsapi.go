@@ -96,9 +96,10 @@ const MaxIdleConnsPerHost = 64
 // S3-compatible stores and the local stack.
 //
 // Checksums: xrc verifies what it reads itself. The source hashes every
-// object it reads with SHA-256 (checked against S3's SHA-256 where S3 has
-// one), the target checks that digest and each zstd frame's checksum before
-// it writes anything. So responses are not validated by the SDK as well
+// object it reads with SHA-256 (checked against S3's full-object checksum
+// where S3 has one and it is cheap: package checksum), the target checks
+// that digest and each zstd frame's checksum before it writes anything, and
+// writes with the source's checksum, which S3 checks. So responses are not validated by the SDK as well
 // (ResponseChecksumValidation WhenRequired: GETs no longer ask S3 for
 // checksums, and the SDK no longer runs a CRC, on AWS mostly CRC64NVME in
 // software, over every byte read; TLS authenticates the bytes in transit).
