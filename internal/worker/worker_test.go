@@ -898,17 +898,15 @@ func (f *fixture) stopOnClock(t *testing.T, stop func(), limit time.Duration, wh
 	}
 }
 
-// TestHungBeatAtStop: a heartbeat hung when the stop comes (a stalled
-// connection: only a third of the visibility timeout bounds it) does not
-// keep the final release waiting past the stop budget: the held message
-// is released in time.
-func TestHungBeatAtStop(t *testing.T) {
-	f := setup(t)
+// hungBeat runs a runtime holding one message, its visibility and stop
+// budget (40 s) as given, until its first heartbeat hangs.
+func (f *fixture) hungBeat(t *testing.T, maxHeld int, visibility time.Duration) (*hangingBeats, func()) {
+	t.Helper()
 	api := &hangingBeats{API: f.client}
 	m := worker.NewMetrics(prometheus.NewRegistry(), "test")
-	rt := worker.New(worker.Options{Queue: queue.New(api, f.url), ReceiveMax: 1, MaxHeld: 1, Visibility: 12 * time.Hour,
+	rt := worker.New(worker.Options{Queue: queue.New(api, f.url), ReceiveMax: 1, MaxHeld: maxHeld, Visibility: visibility,
 		ReceiveWait: time.Second, Drain: time.Second, StopBudget: 40 * time.Second, Log: zap.New(f.core), Metrics: m, Health: f.health, Clock: f.clock})
-	got := make(chan *worker.Message, 1)
+	got := make(chan *worker.Message, maxHeld)
 	stop := start(t, rt, role{func(_ context.Context, msg *worker.Message) { got <- msg }})
 	f.send(t, s3Event)
 	select {
@@ -917,8 +915,18 @@ func TestHungBeatAtStop(t *testing.T) {
 		t.Fatal("no message")
 	}
 	api.hang.Store(true)
-	f.clock.Advance(4 * time.Hour) // the first beat
+	f.clock.Advance(visibility / 3) // the first beat
 	within(t, 10*time.Second, "a beat hangs", api.hung.Load)
+	return api, stop
+}
+
+// TestHungBeatAtStop: a heartbeat hung when the stop comes (a stalled
+// connection: only a third of the visibility timeout bounds it) does not
+// keep the final release waiting past the stop budget: the held message
+// is released in time.
+func TestHungBeatAtStop(t *testing.T) {
+	f := setup(t)
+	api, stop := f.hungBeat(t, 1, 12*time.Hour)
 	f.stopOnClock(t, stop, time.Minute, "Run still waits for the hung beat past the stop budget", nil)
 	if api.released.Load() == 0 {
 		t.Errorf("the held message was not released at the stop (%v)", api.releaseErr.Load())
@@ -931,21 +939,7 @@ func TestHungBeatAtStop(t *testing.T) {
 // its messages under the beat's lock, and Run waits for that release.
 func TestHungBeatBeforeStop(t *testing.T) {
 	f := setup(t)
-	api := &hangingBeats{API: f.client}
-	m := worker.NewMetrics(prometheus.NewRegistry(), "test")
-	rt := worker.New(worker.Options{Queue: queue.New(api, f.url), ReceiveMax: 1, MaxHeld: 2, Visibility: 15 * time.Minute,
-		ReceiveWait: time.Second, Drain: time.Second, StopBudget: 40 * time.Second, Log: zap.New(f.core), Metrics: m, Health: f.health, Clock: f.clock})
-	got := make(chan *worker.Message, 2)
-	stop := start(t, rt, role{func(_ context.Context, msg *worker.Message) { got <- msg }})
-	f.send(t, s3Event)
-	select {
-	case <-got:
-	case <-time.After(10 * time.Second):
-		t.Fatal("no message")
-	}
-	api.hang.Store(true)
-	f.clock.Advance(5 * time.Minute) // the first beat
-	within(t, 10*time.Second, "a beat hangs", api.hung.Load)
+	api, stop := f.hungBeat(t, 2, 15*time.Minute)
 	gate := make(chan struct{})
 	api.gate.Store(&gate)
 	f.send(t, s3Event)
