@@ -185,9 +185,28 @@ func (q *Queue) Delete(ctx context.Context, msgs ...Message) ([]Failure, error) 
 }
 
 // ChangeVisibility hides msgs for d from now (0 makes them visible at once:
-// a release). Failures as for Delete.
+// a release). Failures as for Delete; a message SQS will hide no longer
+// (MaxVisibility from its receive) is not sent but failed with
+// CodeHeldPastMaxVisibility.
 func (q *Queue) ChangeVisibility(ctx context.Context, d time.Duration, msgs ...Message) ([]Failure, error) {
-	return q.batch(ctx, "changing visibility of", msgs, func(chunk []Message) ([]types.BatchResultErrorEntry, error) {
+	var past []Failure
+	if d > 0 {
+		// Held to the end of what SQS grants: asking for 0 would show it
+		// to other tasks at once; left alone it shows at the cap. Said,
+		// as other tasks may then take work still under way.
+		now := time.Now()
+		kept := make([]Message, 0, len(msgs))
+		for _, m := range msgs {
+			if visibilityFor(d, m, now) > 0 {
+				kept = append(kept, m)
+				continue
+			}
+			past = append(past, Failure{Message: m, Code: CodeHeldPastMaxVisibility,
+				Err: fmt.Errorf("changing visibility of message %s: held %s since its receive, within a minute of SQS's %s: other tasks can receive it again", m.ID, now.Sub(m.ReceivedAt).Round(time.Second), MaxVisibility)})
+		}
+		msgs = kept
+	}
+	failures, err := q.batch(ctx, "changing visibility of", msgs, func(chunk []Message) ([]types.BatchResultErrorEntry, error) {
 		in := &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(q.url)}
 		now := time.Now()
 		for i, m := range chunk {
@@ -201,7 +220,13 @@ func (q *Queue) ChangeVisibility(ctx context.Context, d time.Duration, msgs ...M
 		}
 		return out.Failed, nil
 	})
+	return append(failures, past...), err
 }
+
+// CodeHeldPastMaxVisibility is the Failure code of a message a heartbeat
+// could not hide any longer: held for MaxVisibility (less a minute) since
+// its receive. Its receipt is still good.
+const CodeHeldPastMaxVisibility = "HeldPastMaxVisibility"
 
 // BatchCalls bounds the batch calls one Delete or ChangeVisibility makes
 // at once: thousands of messages (a heartbeat of a full worker, a release

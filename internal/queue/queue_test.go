@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -86,6 +87,32 @@ func TestHeartbeatsAreNoReceives(t *testing.T) {
 	if again := receiveOne(t, q); again.ReceiveCount != 2 {
 		t.Errorf("received again with count %d after 5 heartbeats, want 2", again.ReceiveCount)
 	}
+}
+
+// TestHeldPastMaxVisibility: a heartbeat of a message held to SQS's
+// 12-hour cap is not sent as a release (visibility 0, which would show it
+// to other tasks at once) but failed, said, its receipt still good.
+func TestHeldPastMaxVisibility(t *testing.T) {
+	ctx := context.Background()
+	client, url, _ := newQueue(t)
+	if _, err := client.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: &url, MessageBody: aws.String("very long work")}); err != nil {
+		t.Fatal(err)
+	}
+	q := queue.New(client, url)
+	m := receiveOne(t, q)
+	m.ReceivedAt = time.Now().Add(-queue.MaxVisibility + 30*time.Second)
+	failed, err := q.ChangeVisibility(ctx, 30*time.Second, m)
+	if err != nil || len(failed) != 1 || failed[0].Code != queue.CodeHeldPastMaxVisibility || failed[0].ReceiptGone() ||
+		!strings.Contains(failed[0].Err.Error(), "other tasks can receive it again") {
+		t.Fatalf("heartbeat at the cap: %v, %+v; want one %s failure, receipt kept", err, failed, queue.CodeHeldPastMaxVisibility)
+	}
+	if msgs, err := q.Receive(ctx, 1, time.Second, 30*time.Second); err != nil || len(msgs) != 0 {
+		t.Fatalf("the message was shown to others at once: %d received, %v", len(msgs), err)
+	}
+	if failed, err := q.ChangeVisibility(ctx, 0, m); err != nil || len(failed) > 0 {
+		t.Fatal("releasing it:", err, failed)
+	}
+	receiveOne(t, q)
 }
 
 func receiveOne(t *testing.T, q *queue.Queue) queue.Message {
