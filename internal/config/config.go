@@ -133,6 +133,13 @@ type Region struct {
 	// reading it first where the store is known to refuse
 	// (ConditionalWrites).
 	S3ConditionalWrites bool `json:"s3ConditionalWrites,omitempty"`
+	// S3SourceChecksums says the store at S3Endpoint takes a write with
+	// the source object's own checksum (CRC32, CRC32C, CRC64NVME, SHA1 or
+	// SHA256 with one PUT, a full-object CRC with a multipart upload), as
+	// AWS S3 and MinIO do. Stores' support varies (CRC64NVME is from
+	// 2025): without it a target writes there with a SHA-256 or a CRC32C
+	// of its own (SourceChecksums).
+	S3SourceChecksums bool `json:"s3SourceChecksums,omitempty"`
 	// Compute is where the region's target worker runs; only regions with
 	// role target or both have one (a source worker's is its rule's).
 	Compute Compute `json:"compute,omitempty"`
@@ -176,6 +183,11 @@ func (r Region) IsTarget() bool { return r.Role == RoleTarget || r.Role == RoleB
 // If-None-Match or If-Match does not hold: AWS S3 does; an S3-compatible
 // store is taken to only when its config says so.
 func (r Region) ConditionalWrites() bool { return r.S3Endpoint == "" || r.S3ConditionalWrites }
+
+// SourceChecksums reports whether the region's store takes the source
+// object's own checksum with a write: AWS S3 does, a store at S3Endpoint
+// when the region says so.
+func (r Region) SourceChecksums() bool { return r.S3Endpoint == "" || r.S3SourceChecksums }
 
 // Prices feed the cost model that decides whether compressing pays.
 type Prices struct {

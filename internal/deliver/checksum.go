@@ -26,24 +26,40 @@ import (
 // match the source object's own checksum, which the manifest carries.
 var ErrChecksum = errors.New("the bytes do not match the source object's checksum")
 
+// own is the source's checksum of an object, as a destination is
+// written with it: none ("") where the manifest has none or the store
+// does not take it.
+type own struct {
+	alg   checksum.Algorithm
+	value string
+}
+
+// ownChecksum is o's source checksum, if the region's store takes it.
+func (w *Worker) ownChecksum(o *manifest.Object) own {
+	if !w.sourceSums || o.Checksum == "" {
+		return own{}
+	}
+	return own{checksum.Algorithm(o.ChecksumAlgorithm), o.Checksum}
+}
+
 // checksumRefused says what a write refused for its checksum means when
 // the checksum was the source's.
-func checksumRefused(err error, o *manifest.Object) error {
+func checksumRefused(err error, sum own) error {
 	switch awsapi.Code(err) {
 	case "BadDigest", "XAmzContentChecksumMismatch": // AWS, MinIO
-		if o.Checksum != "" {
-			return fmt.Errorf("%w (%s %s): %w", ErrChecksum, o.ChecksumAlgorithm, o.Checksum, err)
+		if sum.value != "" {
+			return fmt.Errorf("%w (%s %s): %w", ErrChecksum, sum.alg, sum.value, err)
 		}
 	}
 	return err
 }
 
-// putChecksum sets the checksum of a single PUT of o, whose bytes have
-// the SHA-256 sum.
-func putChecksum(in *s3.PutObjectInput, o *manifest.Object, sum []byte) {
-	alg, v := checksum.Algorithm(o.ChecksumAlgorithm), o.Checksum
+// putChecksum sets the checksum of a single PUT: the source's own, else
+// sha, the SHA-256 of the bytes.
+func putChecksum(in *s3.PutObjectInput, sum own, sha []byte) {
+	alg, v := sum.alg, sum.value
 	if v == "" {
-		alg, v = checksum.SHA256, checksum.Encode(sum)
+		alg, v = checksum.SHA256, checksum.Encode(sha)
 	}
 	in.ChecksumAlgorithm = s3types.ChecksumAlgorithm(alg)
 	switch alg { // a manifest names no other (manifest.Validate)
@@ -60,12 +76,11 @@ func putChecksum(in *s3.PutObjectInput, o *manifest.Object, sum []byte) {
 	}
 }
 
-// uploadCRC is the CRC a new multipart upload of o keeps: the source's
-// when it has one of a CRC (S3 combines the parts' CRCs, not their SHAs),
-// else CRC32C.
-func uploadCRC(o *manifest.Object) checksum.Algorithm {
-	if a := checksum.Algorithm(o.ChecksumAlgorithm); a.CRC() && o.Checksum != "" {
-		return a
+// uploadCRC is the CRC a new multipart upload keeps: the source's when it
+// is a CRC (S3 combines the parts' CRCs, not their SHAs), else CRC32C.
+func uploadCRC(sum own) checksum.Algorithm {
+	if sum.alg.CRC() && sum.value != "" {
+		return sum.alg
 	}
 	return checksum.CRC32C
 }

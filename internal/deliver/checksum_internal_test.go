@@ -34,7 +34,7 @@ func TestPutChecksum(t *testing.T) {
 		{manifest.Object{ChecksumAlgorithm: "SHA256", Checksum: own}, "SHA256", func(in *s3.PutObjectInput) *string { return in.ChecksumSHA256 }, own},
 	} {
 		in := &s3.PutObjectInput{}
-		putChecksum(in, &tt.o, sum[:])
+		putChecksum(in, (&Worker{sourceSums: true}).ownChecksum(&tt.o), sum[:])
 		set := 0
 		for _, v := range []*string{in.ChecksumCRC32, in.ChecksumCRC32C, in.ChecksumCRC64NVME, in.ChecksumSHA1, in.ChecksumSHA256} {
 			if v != nil {
@@ -61,7 +61,7 @@ func TestUploadCRC(t *testing.T) {
 		{"SHA256", "", checksum.CRC32C},
 		{"SHA1", "AAAAAAAAAAAAAAAAAAAAAAAAAAA=", checksum.CRC32C},
 	} {
-		if got := uploadCRC(&manifest.Object{ChecksumAlgorithm: tt.alg, Checksum: tt.sum}); got != tt.want {
+		if got := uploadCRC((&Worker{sourceSums: true}).ownChecksum(&manifest.Object{ChecksumAlgorithm: tt.alg, Checksum: tt.sum})); got != tt.want {
 			t.Errorf("uploadCRC(%s %q) = %s, want %s", tt.alg, tt.sum, got, tt.want)
 		}
 	}
@@ -70,5 +70,21 @@ func TestUploadCRC(t *testing.T) {
 	}
 	if got := recordedCRC(uploads.Upload{Checksum: "CRC64NVME"}); got != checksum.CRC64NVME {
 		t.Errorf("recordedCRC(CRC64NVME) = %s", got)
+	}
+}
+
+// TestOwnChecksumOnlyWhereTheStoreTakesIt: a region whose S3-compatible
+// store does not declare s3SourceChecksums gets a checksum of the
+// target's own (SHA-256 with one PUT, CRC32C in parts).
+func TestOwnChecksumOnlyWhereTheStoreTakesIt(t *testing.T) {
+	o := &manifest.Object{ChecksumAlgorithm: "CRC64NVME", Checksum: "AAAAAAAAAAE="}
+	w := &Worker{}
+	if got := w.ownChecksum(o); got != (own{}) {
+		t.Errorf("ownChecksum = %+v, want none", got)
+	}
+	in := &s3.PutObjectInput{}
+	putChecksum(in, w.ownChecksum(o), make([]byte, 32))
+	if in.ChecksumAlgorithm != "SHA256" || in.ChecksumCRC64NVME != nil || uploadCRC(w.ownChecksum(o)) != checksum.CRC32C {
+		t.Errorf("a store without source checksums is sent %s (CRC64NVME %v), parts in %s", in.ChecksumAlgorithm, in.ChecksumCRC64NVME, uploadCRC(w.ownChecksum(o)))
 	}
 }

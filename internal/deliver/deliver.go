@@ -121,7 +121,10 @@ type Worker struct {
 	guess bool
 	// awsBudget: the region's S3 is AWS's, which counts metadata keys and
 	// values, not their header names (maxMetadata).
-	awsBudget  bool
+	awsBudget bool
+	// sourceSums: the region's S3 takes the source object's own checksum
+	// with a write (config.Region.SourceChecksums; checksum.go).
+	sourceSums bool
 	uploadMem  *semaphore.Weighted // nil: unbounded (UploadMemory)
 	background sync.WaitGroup      // the upload sweep
 }
@@ -142,7 +145,8 @@ func New(d Deps) (*Worker, error) {
 	if d.Clock == nil {
 		d.Clock = clockwork.NewRealClock()
 	}
-	w := &Worker{Deps: d, staging: region.StagingBucket, guess: region.ConditionalWrites(), awsBudget: region.S3Endpoint == ""}
+	w := &Worker{Deps: d, staging: region.StagingBucket, guess: region.ConditionalWrites(), awsBudget: region.S3Endpoint == "",
+		sourceSums: region.SourceChecksums()}
 	if w.UploadMemory == 0 {
 		if limit := debug.SetMemoryLimit(-1); limit < math.MaxInt64 {
 			w.UploadMemory = limit / 2

@@ -77,13 +77,14 @@ func (w *Worker) multipart(ctx context.Context, wr *write, o *manifest.Object, i
 		return nil, err
 	}
 	c := recordedCRC(u)
-	source := o.Checksum != "" && o.ChecksumAlgorithm == string(c)
+	sum := w.ownChecksum(o)
+	source := sum.value != "" && sum.alg == c
 	parts, full, err := w.sendParts(ctx, u, c, have, in.Body, !source)
 	if err != nil {
 		return nil, err // the upload stays for the next delivery
 	}
 	if source {
-		full = o.Checksum
+		full = sum.value
 	}
 	cin := &s3.CompleteMultipartUploadInput{
 		Bucket: in.Bucket, Key: in.Key, UploadId: &u.UploadID,
@@ -101,7 +102,7 @@ func (w *Worker) multipart(ctx context.Context, wr *write, o *manifest.Object, i
 			w.abort(ctx, u)
 		}
 		if source {
-			err = checksumRefused(err, o)
+			err = checksumRefused(err, sum)
 		}
 		return nil, err
 	}
@@ -149,7 +150,7 @@ func (w *Worker) resume(ctx context.Context, wr *write, o *manifest.Object, in *
 		ContentLanguage: in.ContentLanguage, CacheControl: in.CacheControl, Expires: in.Expires, Tagging: in.Tagging,
 		StorageClass: in.StorageClass, ServerSideEncryption: in.ServerSideEncryption, SSEKMSKeyId: in.SSEKMSKeyId,
 		BucketKeyEnabled:  in.BucketKeyEnabled,
-		ChecksumAlgorithm: s3types.ChecksumAlgorithm(uploadCRC(o)), ChecksumType: s3types.ChecksumTypeFullObject,
+		ChecksumAlgorithm: s3types.ChecksumAlgorithm(uploadCRC(w.ownChecksum(o))), ChecksumType: s3types.ChecksumTypeFullObject,
 	})
 	if err != nil {
 		return u, nil, err
@@ -159,7 +160,7 @@ func (w *Worker) resume(ctx context.Context, wr *write, o *manifest.Object, in *
 		replaced = u.UploadID
 	}
 	u = want
-	u.UploadID, u.PartSize, u.Started, u.Checksum = aws.ToString(out.UploadId), partSize(o.Size), w.Clock.Now().UTC(), string(uploadCRC(o))
+	u.UploadID, u.PartSize, u.Started, u.Checksum = aws.ToString(out.UploadId), partSize(o.Size), w.Clock.Now().UTC(), string(uploadCRC(w.ownChecksum(o)))
 	if err := w.Uploads.Put(cctx, u, replaced); err != nil {
 		w.abort(ctx, u) // unrecorded, a kill would leave it to nobody
 		return u, nil, err

@@ -62,10 +62,11 @@ func (w *Worker) put(ctx context.Context, wr *write, o *manifest.Object, rt conf
 	var version *string // the version written, on a versioned bucket
 	var err error
 	if !multipart {
-		putChecksum(in, o, sum)
+		own := w.ownChecksum(o)
+		putChecksum(in, own, sum)
 		out, err := w.S3.PutObject(ctx, in)
 		if err != nil {
-			return checksumRefused(err, o)
+			return checksumRefused(err, own)
 		}
 		version = versionOf(out.VersionId)
 	} else if version, err = w.multipart(ctx, wr, o, in); err != nil {

@@ -91,8 +91,8 @@ func (e Env) Config(prefix string) *config.Config {
 		Settings: config.Settings{
 			StackName: n,
 			Regions: []config.Region{
-				{Name: "us-east-1", Role: config.RoleSource, StagingBucket: n + "-stg1", S3Endpoint: e.S3Endpoints["us-east-1"], S3PathStyle: true, S3ConditionalWrites: true},
-				{Name: "eu-west-1", Role: config.RoleTarget, StagingBucket: n + "-stg2", S3Endpoint: e.S3Endpoints["eu-west-1"], S3PathStyle: true, S3ConditionalWrites: true},
+				{Name: "us-east-1", Role: config.RoleSource, StagingBucket: n + "-stg1", S3Endpoint: e.S3Endpoints["us-east-1"], S3PathStyle: true, S3ConditionalWrites: true, S3SourceChecksums: true},
+				{Name: "eu-west-1", Role: config.RoleTarget, StagingBucket: n + "-stg2", S3Endpoint: e.S3Endpoints["eu-west-1"], S3PathStyle: true, S3ConditionalWrites: true, S3SourceChecksums: true},
 			},
 			Worker: config.Worker{
 				Concurrency:       8,
