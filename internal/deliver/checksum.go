@@ -43,11 +43,13 @@ func (w *Worker) ownChecksum(o *manifest.Object) own {
 }
 
 // checksumRefused says what a write refused for its checksum means when
-// the checksum was the source's.
+// the checksum was the source's. A source SHA-256 is the digest the
+// archive reader checked the bytes against: refused, the bytes were
+// damaged on the way, which a retry may not meet again.
 func checksumRefused(err error, sum own) error {
 	switch awsapi.Code(err) {
 	case "BadDigest", "XAmzContentChecksumMismatch": // AWS, MinIO
-		if sum.value != "" {
+		if sum.value != "" && sum.alg != checksum.SHA256 {
 			return fmt.Errorf("%w (%s %s): %w", ErrChecksum, sum.alg, sum.value, err)
 		}
 	}
@@ -86,12 +88,15 @@ func uploadCRC(sum own) checksum.Algorithm {
 }
 
 // recordedCRC is the CRC of a recorded upload; an upload recorded before
-// uploads kept theirs was created with CRC32C.
+// uploads kept theirs was created with CRC32C. An algorithm this xrc does
+// not know (a newer one's record) is taken for CRC32C too: its parts are
+// then refused, and the delivery fails towards the DLQ, rather than
+// hashing with nothing.
 func recordedCRC(u uploads.Upload) checksum.Algorithm {
-	if u.Checksum == "" {
-		return checksum.CRC32C
+	if c := checksum.Algorithm(u.Checksum); c.CRC() {
+		return c
 	}
-	return checksum.Algorithm(u.Checksum)
+	return checksum.CRC32C
 }
 
 // crcField is where a CRC of a goes among a request's or an answer's

@@ -3,11 +3,13 @@ package deliver
 import (
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/aws/smithy-go"
 
 	"github.com/xrc-dev/xrc/internal/checksum"
 	"github.com/xrc-dev/xrc/internal/manifest"
@@ -71,6 +73,12 @@ func TestUploadCRC(t *testing.T) {
 	if got := recordedCRC(uploads.Upload{Checksum: "CRC64NVME"}); got != checksum.CRC64NVME {
 		t.Errorf("recordedCRC(CRC64NVME) = %s", got)
 	}
+	// A newer xrc's record, or a damaged one: never a nil hash.
+	for _, alg := range []string{"SHA256", "XXHASH3", "bogus"} {
+		if got := recordedCRC(uploads.Upload{Checksum: alg}); got != checksum.CRC32C {
+			t.Errorf("recordedCRC(%s) = %s, want CRC32C", alg, got)
+		}
+	}
 }
 
 // TestOwnChecksumOnlyWhereTheStoreTakesIt: a region whose S3-compatible
@@ -86,5 +94,20 @@ func TestOwnChecksumOnlyWhereTheStoreTakesIt(t *testing.T) {
 	putChecksum(in, w.ownChecksum(o), make([]byte, 32))
 	if in.ChecksumAlgorithm != "SHA256" || in.ChecksumCRC64NVME != nil || uploadCRC(w.ownChecksum(o)) != checksum.CRC32C {
 		t.Errorf("a store without source checksums is sent %s (CRC64NVME %v), parts in %s", in.ChecksumAlgorithm, in.ChecksumCRC64NVME, uploadCRC(w.ownChecksum(o)))
+	}
+}
+
+// TestChecksumRefused: a write refused for the source's own CRC is
+// ErrChecksum (permanent); one refused for a SHA-256 the archive reader
+// checked the bytes against was damaged on the way, and is retried.
+func TestChecksumRefused(t *testing.T) {
+	bad := &smithy.GenericAPIError{Code: "BadDigest", Message: "The CRC64NVME you specified did not match the calculated checksum."}
+	if err := checksumRefused(bad, own{checksum.CRC64NVME, "AAAAAAAAAAE="}); !errors.Is(err, ErrChecksum) {
+		t.Errorf("source CRC refused: %v, want ErrChecksum", err)
+	}
+	for _, sum := range []own{{checksum.SHA256, "x"}, {}} {
+		if err := checksumRefused(bad, sum); errors.Is(err, ErrChecksum) {
+			t.Errorf("%+v refused: %v, not the source's checksum", sum, err)
+		}
 	}
 }

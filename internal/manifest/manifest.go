@@ -79,13 +79,14 @@ type Object struct {
 	// knew it before writing the member; otherwise the archive carries it in
 	// a trailer member (see package archive).
 	SHA256 string `json:"sha256,omitempty"`
-	// ChecksumAlgorithm is the S3 checksum the destinations are written
-	// with, e.g. "SHA256". Checksum, when set, is the source object's own
-	// full-object checksum of that algorithm, base64 as S3 gives it: the
-	// destinations are written with it, so S3 checks the bytes it stores
-	// against the checksum the source object has, and keeps the same one
-	// for `xrc verify` to compare. A source without a full-object checksum
-	// leaves it empty (the SHA-256 of the bytes is set instead).
+	// Checksum, when set, is the source object's own full-object checksum
+	// of ChecksumAlgorithm, base64 as S3 gives it: a target writes the
+	// destinations with it where the store takes it (with one PUT; in
+	// parts if it is a CRC), so S3 checks the bytes it stores against the
+	// checksum the source object has, and keeps the same one for `xrc
+	// verify` to compare. Otherwise a destination gets a SHA-256 (one PUT)
+	// or a CRC32C (in parts) of the target's own; ChecksumAlgorithm is then
+	// "SHA256", as older sources always wrote it.
 	ChecksumAlgorithm string `json:"checksumAlgorithm,omitempty"`
 	Checksum          string `json:"checksum,omitempty"`
 	Delete            bool   `json:"delete,omitempty"` // delete marker entry: no member
