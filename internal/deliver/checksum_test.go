@@ -5,10 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/binary"
 	"fmt"
-	"hash/crc32"
-	"hash/crc64"
 	"strings"
 	"testing"
 	"time"
@@ -17,18 +14,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 
+	"github.com/xrc-dev/xrc/internal/checksum"
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/dataset"
 	"github.com/xrc-dev/xrc/internal/deliver"
 )
-
-func crc64nvme(b []byte) string {
-	return base64.StdEncoding.EncodeToString(binary.BigEndian.AppendUint64(nil, crc64.Checksum(b, crc64.MakeTable(0x9a6c9329ac4bc9b5))))
-}
-
-func crc32ieee(b []byte) string {
-	return base64.StdEncoding.EncodeToString(binary.BigEndian.AppendUint32(nil, crc32.ChecksumIEEE(b)))
-}
 
 // TestDestinationsKeepTheSourceChecksum: a destination is written with
 // the source object's own full-object checksum, a single PUT and a
@@ -50,9 +40,9 @@ func TestDestinationsKeepTheSourceChecksum(t *testing.T) {
 	}
 	m := manifestFor("sum-1", objs, p.cfg, nil)
 	want := []struct{ alg, sum string }{
-		{"CRC64NVME", crc64nvme(objs[0].Data)},
-		{"CRC32", crc32ieee(objs[1].Data)},
-		{"CRC64NVME", crc64nvme(objs[2].Data)},
+		{"CRC64NVME", checksum.CRC64NVME.Sum(objs[0].Data)},
+		{"CRC32", checksum.CRC32.Sum(objs[1].Data)},
+		{"CRC64NVME", checksum.CRC64NVME.Sum(objs[2].Data)},
 		{"", ""},
 	}
 	for i, w := range want {
@@ -81,7 +71,7 @@ func TestDestinationsKeepTheSourceChecksum(t *testing.T) {
 	// The manifest's checksum is not the bytes': nothing is written.
 	lie := []dataset.Object{{Key: "data/sum/lie.txt", ContentType: "text/plain", Data: []byte("the bytes")}}
 	ml := manifestFor("sum-lie", lie, p.cfg, nil)
-	ml.Objects[0].ChecksumAlgorithm, ml.Objects[0].Checksum = "CRC64NVME", crc64nvme([]byte("other bytes"))
+	ml.Objects[0].ChecksumAlgorithm, ml.Objects[0].Checksum = "CRC64NVME", checksum.CRC64NVME.Sum([]byte("other bytes"))
 	p.stageRaw(t, "r1/sum-lie.tar.zst", ml, lie) // the writer would refuse it
 	dlq := queueURL(t, p.sqs, p.cfg.TargetQueueName()+"-dlq")
 	if !poll(time.Minute, 500*time.Millisecond, func() bool { return p.depth(t, dlq) == 1 }) {

@@ -5,9 +5,7 @@ import (
 	"crypto/md5"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/binary"
 	"fmt"
-	"hash/crc32"
 	"math/big"
 	"strconv"
 	"strings"
@@ -19,6 +17,7 @@ import (
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/xrc-dev/xrc/internal/awsapi"
+	"github.com/xrc-dev/xrc/internal/checksum"
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/dataset"
 	"github.com/xrc-dev/xrc/internal/deliver"
@@ -195,7 +194,7 @@ func TestDestinationObjects(t *testing.T) {
 		case len(o.Data) <= deliver.BufferMax:
 			alg, value = "SHA256", base64.StdEncoding.EncodeToString(sum[:])
 		default:
-			alg, value = "CRC32C", base64.StdEncoding.EncodeToString(binary.BigEndian.AppendUint32(nil, crc32.Checksum(o.Data, crc32.MakeTable(crc32.Castagnoli))))
+			alg, value = "CRC32C", checksum.CRC32C.Sum(o.Data)
 		}
 		if got := checksumOf(head, alg); got != value || head.ChecksumType != s3types.ChecksumTypeFullObject {
 			t.Errorf("%s (%d bytes, source checksum %s): %s %s %q, want the full-object %q", o.Key, len(o.Data), srcHead.ChecksumType, head.ChecksumType, alg, got, value)

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/xrc-dev/xrc/internal/checksum"
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/dataset"
 	"github.com/xrc-dev/xrc/internal/deliver"
@@ -106,7 +107,7 @@ func (p *pipeline) stageCrashArchive(t *testing.T, objs []dataset.Object) {
 	t.Helper()
 	m := manifestFor("crash-1", objs, p.cfg, nil)
 	for i, o := range objs {
-		m.Objects[i].ChecksumAlgorithm, m.Objects[i].Checksum = "CRC64NVME", crc64nvme(o.Data)
+		m.Objects[i].ChecksumAlgorithm, m.Objects[i].Checksum = "CRC64NVME", checksum.CRC64NVME.Sum(o.Data)
 	}
 	_, _, err := streamArchive(context.Background(), p.dst, p.cfg.Settings.Regions[1].StagingBucket, "r1/crash-1.tar.zst", m,
 		func(i int) io.Reader { return bytes.NewReader(objs[i].Data) })
@@ -263,8 +264,8 @@ func TestKilledMidArchive(t *testing.T) {
 		t.Errorf("restarted worker reused %v bytes of the interrupted upload, want the %d parts (16 MiB each) it held", got, left)
 	}
 	h, err := p.dst.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &p.cfg.Rules[0].Destinations[0].Bucket, Key: &big, ChecksumMode: s3types.ChecksumModeEnabled})
-	if err != nil || aws.ToString(h.ChecksumCRC64NVME) != crc64nvme(objs[150].Data) {
-		t.Errorf("resumed upload of %s: %v, CRC64NVME %q, want the source's %q", big, err, aws.ToString(h.ChecksumCRC64NVME), crc64nvme(objs[150].Data))
+	if err != nil || aws.ToString(h.ChecksumCRC64NVME) != checksum.CRC64NVME.Sum(objs[150].Data) {
+		t.Errorf("resumed upload of %s: %v, CRC64NVME %q, want the source's %q", big, err, aws.ToString(h.ChecksumCRC64NVME), checksum.CRC64NVME.Sum(objs[150].Data))
 	}
 }
 

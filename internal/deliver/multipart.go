@@ -144,13 +144,14 @@ func (w *Worker) resume(ctx context.Context, wr *write, o *manifest.Object, in *
 	if err := ctx.Err(); err != nil {
 		return u, nil, err
 	}
+	crc := uploadCRC(w.ownChecksum(o))
 	out, err := w.S3.CreateMultipartUpload(cctx, &s3.CreateMultipartUploadInput{
 		Bucket: in.Bucket, Key: in.Key, Metadata: in.Metadata,
 		ContentType: in.ContentType, ContentEncoding: in.ContentEncoding, ContentDisposition: in.ContentDisposition,
 		ContentLanguage: in.ContentLanguage, CacheControl: in.CacheControl, Expires: in.Expires, Tagging: in.Tagging,
 		StorageClass: in.StorageClass, ServerSideEncryption: in.ServerSideEncryption, SSEKMSKeyId: in.SSEKMSKeyId,
 		BucketKeyEnabled:  in.BucketKeyEnabled,
-		ChecksumAlgorithm: s3types.ChecksumAlgorithm(uploadCRC(w.ownChecksum(o))), ChecksumType: s3types.ChecksumTypeFullObject,
+		ChecksumAlgorithm: s3types.ChecksumAlgorithm(crc), ChecksumType: s3types.ChecksumTypeFullObject,
 	})
 	if err != nil {
 		return u, nil, err
@@ -160,7 +161,7 @@ func (w *Worker) resume(ctx context.Context, wr *write, o *manifest.Object, in *
 		replaced = u.UploadID
 	}
 	u = want
-	u.UploadID, u.PartSize, u.Started, u.Checksum = aws.ToString(out.UploadId), partSize(o.Size), w.Clock.Now().UTC(), string(uploadCRC(w.ownChecksum(o)))
+	u.UploadID, u.PartSize, u.Started, u.Checksum = aws.ToString(out.UploadId), partSize(o.Size), w.Clock.Now().UTC(), string(crc)
 	if err := w.Uploads.Put(cctx, u, replaced); err != nil {
 		w.abort(ctx, u) // unrecorded, a kill would leave it to nobody
 		return u, nil, err

@@ -5,9 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/binary"
 	"fmt"
-	"hash/crc32"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -20,6 +18,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/xrc-dev/xrc/internal/checksum"
 	"github.com/xrc-dev/xrc/internal/dataset"
 	"github.com/xrc-dev/xrc/internal/source"
 )
@@ -128,7 +127,7 @@ func TestObjectsReadInOneRequestWhenSmall(t *testing.T) {
 		}
 		// The object's own checksum, for the destinations to be written
 		// with: the SDK's default CRC32 unless it was put with a SHA-256.
-		alg, sum := "CRC32", base64.StdEncoding.EncodeToString(binary.BigEndian.AppendUint32(nil, crc32.ChecksumIEEE(o.data)))
+		alg, sum := "CRC32", checksum.CRC32.Sum(o.data)
 		if o.sha256 {
 			h := sha256.Sum256(o.data)
 			alg, sum = "SHA256", base64.StdEncoding.EncodeToString(h[:])
