@@ -14,8 +14,10 @@ import (
 	"fmt"
 	"hash"
 	"hash/crc32"
+	"runtime"
 	"slices"
 
+	"github.com/klauspost/cpuid/v2"
 	"github.com/minio/crc64nvme"
 )
 
@@ -69,6 +71,14 @@ func (a Algorithm) Size() int {
 func (a Algorithm) Fast() bool {
 	return a == CRC32 || a == CRC32C || a == CRC64NVME && simdCRC64
 }
+
+// simdCRC64 is minio/crc64nvme's own test (v1.1.1) for its SIMD code.
+// Built with -tags noasm, cpuid reports no features, as the library then
+// runs its table code (TestNoasmIsNotFast).
+var simdCRC64 = map[string]bool{
+	"amd64": cpuid.CPU.Supports(cpuid.SSE2, cpuid.CLMUL, cpuid.SSE4),
+	"arm64": cpuid.CPU.Supports(cpuid.ASIMD, cpuid.PMULL, cpuid.SHA3),
+}[runtime.GOARCH]
 
 // CRC reports whether S3 can keep a's checksum of a multipart object
 // whole: it combines the parts' CRCs, not their SHAs.
