@@ -33,5 +33,7 @@ func main() {
 		// invocation; the messages wait in the queue.
 		os.Exit(app.Exit(err))
 	}
-	awslambda.Start(f.Invoke)
+	// With SIGTERM enabled Lambda tells the function when it retires the
+	// environment, so what the worker has not written yet is not lost.
+	awslambda.StartWithOptions(f.Invoke, awslambda.WithEnableSIGTERM(f.Shutdown))
 }

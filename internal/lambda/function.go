@@ -90,7 +90,7 @@ type Function struct {
 	raw     []byte
 	readAt  time.Time
 	handler func(context.Context, events.SQSEvent) (events.SQSEventResponse, error)
-	stop    context.CancelFunc // ends the current worker's background loops
+	stop    func(context.Context) // ends the current worker: its background loops, and writes what it learnt
 }
 
 // New loads the config and builds the role's handler (a cold start).
@@ -180,7 +180,7 @@ func (f *Function) refresh(ctx context.Context) {
 func (f *Function) build(ctx context.Context, cfg *config.Config) error {
 	var (
 		handler func(context.Context, events.SQSEvent) (events.SQSEventResponse, error)
-		stop    context.CancelFunc = func() {}
+		stop    func(context.Context)
 		err     error
 	)
 	if f.env.Role == RoleSource {
@@ -192,13 +192,30 @@ func (f *Function) build(ctx context.Context, cfg *config.Config) error {
 		return err
 	}
 	if f.stop != nil {
-		f.stop()
+		sctx, cancel := context.WithTimeout(ctx, stopTimeout)
+		f.stop(sctx)
+		cancel()
 	}
 	f.handler, f.stop = handler, stop
 	return nil
 }
 
-func (f *Function) buildSource(ctx context.Context, cfg *config.Config) (func(context.Context, events.SQSEvent) (events.SQSEventResponse, error), context.CancelFunc, error) {
+// stopTimeout bounds what a rebuild spends on the old worker's writes.
+const stopTimeout = 5 * time.Second
+
+// Shutdown ends the worker when Lambda retires the environment (its
+// SIGTERM, which gives about 500 ms): it writes the statistics a failed
+// write left waiting, which would otherwise go with the environment.
+func (f *Function) Shutdown() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
+	defer cancel()
+	f.stop(ctx)
+	f.stop = func(context.Context) {}
+}
+
+func (f *Function) buildSource(ctx context.Context, cfg *config.Config) (func(context.Context, events.SQSEvent) (events.SQSEventResponse, error), func(context.Context), error) {
 	region, _ := cfg.Region(f.env.Flags.Region) // source.New checks it
 	rules, queueName, err := app.SourceRules(cfg, region.Name, f.env.Flags)
 	if err != nil {
@@ -221,13 +238,14 @@ func (f *Function) buildSource(ctx context.Context, cfg *config.Config) (func(co
 	// The learner, the lease and the sweep of abandoned uploads live as
 	// long as this environment and this config; they run while an
 	// invocation does (Lambda freezes the environment in between).
-	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
+	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	w.Prepare(bg)
+	stop := func(ctx context.Context) { w.Close(ctx); cancel() }
 	h := NewSource(SourceOptions{Worker: w, Queue: q, Margin: cfg.Settings.Lambda.Margin.D(), MaxReceive: cfg.Settings.Worker.MaxReceiveCount, Log: f.log, Metrics: f.srcMetrics.Metrics})
 	return h.Handle, stop, nil
 }
 
-func (f *Function) buildTarget(ctx context.Context, cfg *config.Config) (func(context.Context, events.SQSEvent) (events.SQSEventResponse, error), context.CancelFunc, error) {
+func (f *Function) buildTarget(ctx context.Context, cfg *config.Config) (func(context.Context, events.SQSEvent) (events.SQSEventResponse, error), func(context.Context), error) {
 	region, _ := cfg.Region(f.env.Flags.Region) // deliver.New checks it
 	sqsClient := sqs.NewFromConfig(f.aws)
 	url, err := app.QueueURL(ctx, sqsClient, f.env.Flags, cfg.TargetQueueName())
@@ -248,8 +266,9 @@ func (f *Function) buildTarget(ctx context.Context, cfg *config.Config) (func(co
 	// The sweep of uploads whose archive is gone: in a region whose target
 	// runs only on Lambda nothing else aborts what a cut or a crash left
 	// in a destination bucket. It runs while an invocation does.
-	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
+	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	w.Start(bg)
+	stop := func(context.Context) { cancel() }
 	h := NewTarget(TargetOptions{Deliverer: w, Staging: region.StagingBucket, MaxReceive: cfg.Settings.Worker.MaxReceiveCount, Visibility: cfg.Settings.Worker.VisibilityTimeout.D(), Queue: q,
 		Margin: cfg.Settings.Lambda.Margin.D(), Log: f.log, Metrics: f.tgtMetrics.Metrics})
 	return h.Handle, stop, nil

@@ -32,6 +32,15 @@ func (w *Worker) Prepare(ctx context.Context) {
 	go w.sweepLoop(refresh)
 }
 
+// Close ends what Prepare started and writes the statistics a failed
+// write left waiting: a caller without Drain (a Lambda environment rebuilt
+// for a new config, or retired) would otherwise lose them to xrc savings
+// and the fleet. What ctx leaves no time for is logged as lost.
+func (w *Worker) Close(ctx context.Context) {
+	w.stopRefresh()
+	w.levels.flush(ctx, w.Clock.Now(), true)
+}
+
 // Match returns the items this worker archives for ref, one per rule
 // covering it, each settled through done; sent is when its message
 // entered the queue. Removals a rule does not propagate, and deletes of a
