@@ -34,10 +34,11 @@ func TestNewerOrSame(t *testing.T) {
 		{"same sequencer", provenance{ok: true, sequencer: "0055B8D2A1C0F3E7A1"}, obj("0055B8D2A1C0F3E7A1", "", t0), true},
 		{"newer sequencer at destination", provenance{ok: true, sequencer: "0055B8D2A1C0F3E7A2"}, obj("0055B8D2A1C0F3E7A1", "", t0), true},
 		{"older sequencer at destination", provenance{ok: true, sequencer: "0055B8D2A1C0F3E7A0"}, obj("0055B8D2A1C0F3E7A1", "", t0), false},
-		// Sequencers of different lengths compare as numbers.
-		{"longer is larger", provenance{ok: true, sequencer: "100"}, obj("FF", "", t0), true},
-		{"shorter is smaller", provenance{ok: true, sequencer: "FF"}, obj("100", "", t0), false},
-		{"leading zeros ignored", provenance{ok: true, sequencer: "00FF"}, obj("FF", "", t0), true},
+		// Sequencers of different lengths compare right-padded with
+		// zeros, as S3 says: a shorter one with a greater prefix is newer.
+		{"newer shorter sequencer at destination", provenance{ok: true, sequencer: "0062E99A88DC4075"}, obj("0062E99A88DC407460", "", t0), true},
+		{"newer shorter sequencer arriving", provenance{ok: true, sequencer: "0062E99A88DC407460"}, obj("0062E99A88DC4075", "", t0), false},
+		{"equal once padded", provenance{ok: true, sequencer: "0062E99A88DC4074"}, obj("0062E99A88DC407400", "", t0), true},
 		{"case ignored", provenance{ok: true, sequencer: "ab"}, obj("AB", "", t0), true},
 		// The sequencer wins over the clock when both sides have one.
 		{"sequencer beats clock", provenance{ok: true, sequencer: "02", modified: ms - 1000}, obj("01", "", t0), true},

@@ -285,6 +285,39 @@ func TestDeletesAndOrdering(t *testing.T) {
 	}
 }
 
+// TestSequencersOfDifferentLengths: S3's sequencers of one key may differ
+// in length and order right-padded with zeros, so a shorter one can be the
+// later event; compared as numbers, the newer write was skipped as older
+// and an older delete removed it.
+func TestSequencersOfDifferentLengths(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t, func(c *config.Config) { c.Rules[0].Deletes = true })
+	dst := p.cfg.Rules[0].Destinations[0].Bucket
+	p.startTarget(t)
+
+	k := "data/seqlen/k.txt"
+	v1, objs1 := p.objectArchive("seqlen-v1", k, "0062E99A88DC407460", []byte("version 1"))
+	p.deliver(t, "r1/seqlen-v1.tar.zst", v1, objs1)
+	v2, objs2 := p.objectArchive("seqlen-v2", k, "0062E99A88DC4075", []byte("version 2"))
+	p.deliver(t, "r1/seqlen-v2.tar.zst", v2, objs2)
+	if got := string(p.read(t, dst, k)); got != "version 2" {
+		t.Fatalf("destination holds %q after the newer, shorter sequencer's write, want version 2", got)
+	}
+	p.deliver(t, "r1/seqlen-v1-again.tar.zst", v1, objs1)
+	p.deliver(t, "r1/seqlen-old-delete.tar.zst", p.deleteArchive("seqlen-old-delete", k, "0062E99A88DC4074FF"), nil)
+	if got := string(p.read(t, dst, k)); got != "version 2" {
+		t.Fatalf("destination holds %q after an older write and an older delete, want version 2", got)
+	}
+	p.deliver(t, "r1/seqlen-delete.tar.zst", p.deleteArchive("seqlen-delete", k, "0062E99A88DC4076"), nil)
+	if p.exists(t, dst, k) {
+		t.Fatal("a newer, shorter sequencer's delete was not propagated")
+	}
+	p.deliver(t, "r1/seqlen-v2-again.tar.zst", v2, objs2)
+	if p.exists(t, dst, k) {
+		t.Fatal("an older write brought the deleted object back")
+	}
+}
+
 // TestWriteSeenAfterADelete: a write no sequencer orders (a backfill's),
 // made within the second after a delete, has a Last-Modified (whole
 // seconds) before the delete's time. The source found it current after the

@@ -4,6 +4,7 @@
 package events
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -173,21 +174,31 @@ func parse(body []byte, depth int) (Message, error) {
 }
 
 // CompareSequencer orders two S3 event sequencers for the same key: -1, 0 or
-// 1. Sequencers are hex strings of varying length, compared as numbers; an
-// empty sequencer sorts first.
+// 1. Sequencers are hex strings of varying length, compared as S3's user
+// guide says (event message structure): the shorter right-padded with
+// zeros, then as text. Compared as numbers, a shorter sequencer with a
+// greater prefix, a later event, came out older. Case is ignored; an empty
+// sequencer sorts first.
 func CompareSequencer(a, b string) int {
-	a = strings.TrimLeft(strings.ToUpper(a), "0")
-	b = strings.TrimLeft(strings.ToUpper(b), "0")
-	switch {
-	case len(a) != len(b):
-		if len(a) < len(b) {
-			return -1
+	if a == "" || b == "" {
+		return cmp.Compare(min(len(a), 1), min(len(b), 1))
+	}
+	for i := range max(len(a), len(b)) {
+		if c := cmp.Compare(hexDigit(a, i), hexDigit(b, i)); c != 0 {
+			return c
 		}
-		return 1
-	case a < b:
-		return -1
-	case a > b:
-		return 1
 	}
 	return 0
+}
+
+// hexDigit is s's i-th digit, upper-cased, or the zero S3 pads it with.
+func hexDigit(s string, i int) byte {
+	if i >= len(s) {
+		return '0'
+	}
+	c := s[i]
+	if 'a' <= c && c <= 'z' {
+		c -= 'a' - 'A'
+	}
+	return c
 }

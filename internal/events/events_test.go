@@ -121,10 +121,17 @@ func TestCompareSequencer(t *testing.T) {
 		want int
 	}{
 		{"0055AED6DCD90281E5", "0055AED6DCD90281E6", -1},
-		{"55AED6DCD90281E6", "0055AED6DCD90281E5", 1},
-		{"00FF", "ff", 0},
+		{"0055aed6dcd90281e6", "0055AED6DCD90281E5", 1},
+		// Different lengths: the shorter is right-padded with zeros.
+		{"0062E99A88DD0000", "0062E99A88DC407460", 1},
+		{"0062E99A88DC4075", "0062E99A88DC407460", 1},
+		{"0062E99A88DC4074", "0062E99A88DC407460", -1},
+		{"0062E99A88DC4074", "0062E99A88DC407400", 0},
+		{"100", "FF", -1},
+		{"00FF", "FF", -1},
 		{"", "01", -1},
-		{"100", "FF", 1},
+		{"01", "", 1},
+		{"", "", 0},
 	}
 	for _, tc := range cases {
 		if got := CompareSequencer(tc.a, tc.b); got != tc.want {

@@ -27,6 +27,10 @@ func TestPutKeepsTheNewestDelete(t *testing.T) {
 		{"newer sequencer second", tombstone.Tombstone{Sequencer: "09", At: t0, ArchiveID: "old"}, tombstone.Tombstone{Sequencer: "0A", At: t0, ArchiveID: "new"}, "new"},
 		{"older sequenced delete after a newer one without", tombstone.Tombstone{At: t0.Add(time.Minute), ArchiveID: "new"}, tombstone.Tombstone{Sequencer: "0A", At: t0, ArchiveID: "old"}, "new"},
 		{"newer sequenced delete after an older one without", tombstone.Tombstone{At: t0, ArchiveID: "old"}, tombstone.Tombstone{Sequencer: "0A", At: t0.Add(time.Minute), ArchiveID: "new"}, "new"},
+		// S3 orders sequencers of different lengths right-padded with
+		// zeros: the shorter ones here are the newer.
+		{"newer, shorter sequencer second", tombstone.Tombstone{Sequencer: "0062E99A88DC407460", At: t0, ArchiveID: "old"}, tombstone.Tombstone{Sequencer: "0062E99A88DC4075", At: t0, ArchiveID: "new"}, "new"},
+		{"older, longer sequencer second", tombstone.Tombstone{Sequencer: "0062E99A88DD", At: t0, ArchiveID: "new"}, tombstone.Tombstone{Sequencer: "0062E99A88DC407460", At: t0.Add(time.Second), ArchiveID: "old"}, "new"},
 		{"older delete without, after a newer sequenced one", tombstone.Tombstone{Sequencer: "0A", At: t0.Add(time.Minute), ArchiveID: "new"}, tombstone.Tombstone{At: t0, ArchiveID: "old"}, "new"},
 	}
 	for i, c := range cases {

@@ -86,7 +86,7 @@ func New(api API, table string, now func() time.Time) *Store {
 type item struct {
 	PK        string `dynamodbav:"pk"`
 	SK        string `dynamodbav:"sk"`
-	Seq       string `dynamodbav:"seq"` // sortable form of Sequencer
+	Seq       string `dynamodbav:"seq"` // legacySeq of Sequencer
 	Sequencer string `dynamodbav:"sequencer"`
 	AtMs      int64  `dynamodbav:"atMs"`
 	Archive   string `dynamodbav:"archiveId"`
@@ -100,13 +100,15 @@ func key(bucket, k string) map[string]types.AttributeValue {
 	}
 }
 
-// seqWidth is the width sequencers are padded to; S3's are 16-18 hex
-// digits.
+// seqWidth is the width sequencers are padded to in seq; S3's are 16-18
+// hex digits.
 const seqWidth = 40
 
-// sortable pads a hex sequencer so that string order is numeric order; ""
-// stays "" (no sequencer).
-func sortable(seq string) string {
+// legacySeq is the seq attribute: the sequencer left-padded, which targets
+// before the sequencer attribute's comparison ordered deletes by (as
+// numbers, not as S3 orders them). It is still written so that such a
+// target, during a rolling upgrade, finds its condition's attribute.
+func legacySeq(seq string) string {
 	s := strings.TrimLeft(strings.ToUpper(seq), "0")
 	if seq == "" || len(s) > seqWidth {
 		return ""
@@ -137,10 +139,13 @@ func (s *Store) Get(ctx context.Context, bucket, k string) (Tombstone, bool, err
 // Put records t unless a newer delete of the same object is recorded
 // already (a condition, so concurrent deletes keep the newest).
 func (s *Store) Put(ctx context.Context, t Tombstone) error {
-	seq := sortable(t.Sequencer)
+	// DynamoDB compares strings as bytes, which orders two sequencers as
+	// S3 does (right-padded with zeros, events.CompareSequencer), but for
+	// two equal once padded: those are one delete, so either may stay.
+	seq := strings.ToUpper(t.Sequencer)
 	values := map[string]types.AttributeValue{
-		":seq":       &types.AttributeValueMemberS{Value: seq},
-		":sequencer": &types.AttributeValueMemberS{Value: t.Sequencer},
+		":seq":       &types.AttributeValueMemberS{Value: legacySeq(seq)},
+		":sequencer": &types.AttributeValueMemberS{Value: seq},
 		":at":        &types.AttributeValueMemberN{Value: fmt.Sprint(t.At.UnixMilli())},
 		":archive":   &types.AttributeValueMemberS{Value: t.ArchiveID},
 		":exp":       &types.AttributeValueMemberN{Value: fmt.Sprint(s.now().Add(TTL).Unix())},
@@ -148,7 +153,7 @@ func (s *Store) Put(ctx context.Context, t Tombstone) error {
 	// Sequencers order two deletes that both have one; else their times do
 	// (a recorded delete without one is not older than every delete with
 	// one).
-	cond := "attribute_not_exists(#pk) OR (#seq <> :none AND #seq < :seq) OR (#seq = :none AND #at < :at)"
+	cond := "attribute_not_exists(#pk) OR (#sequencer <> :none AND #sequencer < :sequencer) OR (#sequencer = :none AND #at < :at)"
 	values[":none"] = &types.AttributeValueMemberS{Value: ""}
 	if seq == "" {
 		cond = "attribute_not_exists(#pk) OR #at < :at"

@@ -20,6 +20,8 @@ func TestCovers(t *testing.T) {
 	}{
 		{"older sequencer", "0055AED6DCD90281E4", at.Add(time.Hour), time.Time{}, true},
 		{"newer sequencer", "0055AED6DCD90281E6", second, time.Time{}, false},
+		{"newer, shorter sequencer", "0055AED6DCD90282", second, time.Time{}, false},
+		{"older, longer sequencer", "0055AED6DCD90281E400", second, time.Time{}, true},
 		{"sequencer wins over seen", "0055AED6DCD90281E4", second, at.Add(time.Hour), true},
 		{"in the delete's second, not seen", "", second, time.Time{}, true},
 		{"in the delete's second, seen after it", "", second, second.Add(2 * time.Second), false},
