@@ -192,6 +192,19 @@ func Refused(err error) bool {
 	return s >= 400 && s < 500
 }
 
+// Transient reports a failure that may heal by itself, a 4xx among them:
+// what the SDK's retryer retries (timeouts, throttling, 5xx), and S3's
+// 409 OperationAborted ("try again") and an expired token (credentials
+// are refreshed). Such a failure, surviving the SDK's own retries, is for
+// a later retry, not a refusal to give up on.
+func Transient(err error) bool {
+	switch Code(err) {
+	case "OperationAborted", "ExpiredToken", "ExpiredTokenException":
+		return true
+	}
+	return retry.IsErrorRetryables(retry.DefaultRetryables).IsErrorRetryable(err) == aws.TrueTernary
+}
+
 // IsArchived reports a read S3 refused because the object is in an archive
 // storage class (GLACIER, DEEP_ARCHIVE, an archive tier) and not restored:
 // a 403, but not a permissions problem.

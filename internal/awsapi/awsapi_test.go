@@ -48,6 +48,28 @@ func TestClassify(t *testing.T) {
 	}
 }
 
+func TestTransient(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{apiErr("SlowDown", 503), true},
+		{apiErr("InternalError", 500), true},
+		{apiErr("RequestTimeout", 400), true},
+		{apiErr("OperationAborted", 409), true},
+		{apiErr("ExpiredToken", 400), true},
+		{apiErr("TooManyRequestsException", 429), true},
+		{apiErr("AccessDenied", 403), false},
+		{apiErr("InvalidTag", 400), false},
+		{apiErr("NoSuchKey", 404), false},
+		{errors.New("plain"), false},
+	} {
+		if got := Transient(tc.err); got != tc.want {
+			t.Errorf("Transient(%v) = %v, want %v", tc.err, got, tc.want)
+		}
+	}
+}
+
 // TestS3Client: the S3 client keeps enough idle connections for a worker's
 // requests in flight, leaves response checksums to xrc, and keeps the SDK's
 // request checksums (without them it would hash every upload body with

@@ -119,9 +119,10 @@ func (w *Worker) syncTags(ctx context.Context, wr *write, rt config.Route, versi
 }
 
 // refused reports a failure no retry fixes: the service answered no (4xx,
-// access denied) or has no such API (501, NotImplemented).
+// access denied, but not a 4xx that asks to try again: a request timeout,
+// OperationAborted) or has no such API (501, NotImplemented).
 func refused(err error) bool {
-	return awsapi.Refused(err) || awsapi.IsAccessDenied(err) || awsapi.Code(err) == "NotImplemented"
+	return !awsapi.Transient(err) && (awsapi.Refused(err) || awsapi.IsAccessDenied(err)) || awsapi.Code(err) == "NotImplemented"
 }
 
 var errUnchanged = errors.New("tags unchanged")

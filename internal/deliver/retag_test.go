@@ -284,52 +284,67 @@ func TestTagSyncIsBestEffort(t *testing.T) {
 }
 
 // slowTagging fails the first PutObjectTagging as an overloaded S3 does
-// (503 SlowDown, after the SDK's own retries).
+// (503 SlowDown, after the SDK's own retries), or with err.
 type slowTagging struct {
 	deliver.S3API
 	failed *atomic.Bool
+	err    error
 }
 
 func (s slowTagging) PutObjectTagging(ctx context.Context, in *s3.PutObjectTaggingInput, optFns ...func(*s3.Options)) (*s3.PutObjectTaggingOutput, error) {
 	if s.failed.CompareAndSwap(false, true) {
-		return nil, &smithyhttp.ResponseError{Response: &smithyhttp.Response{Response: &http.Response{StatusCode: http.StatusServiceUnavailable}},
-			Err: &smithy.GenericAPIError{Code: "SlowDown", Message: "reduce your request rate"}}
+		if s.err != nil {
+			return nil, s.err
+		}
+		return nil, s3Error(http.StatusServiceUnavailable, "SlowDown", "reduce your request rate")
 	}
 	return s.S3API.PutObjectTagging(ctx, in, optFns...)
 }
 
+func s3Error(status int, code, msg string) error {
+	return &smithyhttp.ResponseError{Response: &smithyhttp.Response{Response: &http.Response{StatusCode: status}},
+		Err: &smithy.GenericAPIError{Code: code, Message: msg}}
+}
+
 // TestTagSyncRetriesWhatMayHeal: a tag change carried by a replayed write
-// whose tagging call fails without a refusal (a 503) fails the delivery,
-// to be retried, rather than being acknowledged and lost; the retry sets
-// the tags.
+// whose tagging call fails without a refusal (a 503, or a 4xx that asks to
+// try again) fails the delivery, to be retried, rather than being
+// acknowledged and lost; the retry sets the tags.
 func TestTagSyncRetriesWhatMayHeal(t *testing.T) {
 	t.Parallel()
 	p := newPipeline(t, nil)
 	ctx := context.Background()
 	dst := p.cfg.Rules[0].Destinations[0].Bucket
 	staging := p.cfg.Settings.Regions[1].StagingBucket
-	k := "data/retag/slow.txt"
-	m, objs := p.objectArchive("slow-1", k, seqAt(1), []byte("tagged"))
-	m.Objects[0].Tags = map[string]string{"a": "1"}
-	p.stage(t, "r1/slow-1.tar.zst", m, objs)
-	if err := p.targetWorker(t, deliver.Deps{}).Deliver(ctx, staging, "r1/slow-1.tar.zst"); err != nil {
-		t.Fatal(err)
-	}
-	again := *m
-	again.ArchiveID = "slow-1-again"
-	again.Objects = []manifest.Object{m.Objects[0]}
-	again.Objects[0].Tags, again.Objects[0].TagsChanged = map[string]string{"b": "2"}, true
-	key := "r1/slow-1-again.tar.zst"
-	p.stage(t, key, &again, objs)
-	w := p.targetWorker(t, deliver.Deps{S3: slowTagging{S3API: p.dst, failed: new(atomic.Bool)}})
-	if err := w.Deliver(ctx, staging, key); err == nil {
-		t.Fatal("delivered, though the tag change it alone carries was not made")
-	}
-	if err := w.Deliver(ctx, staging, key); err != nil {
-		t.Fatal(err)
-	}
-	if got := p.tagsAt(t, dst, k); !maps.Equal(got, map[string]string{"b": "2"}) {
-		t.Errorf("tags = %v, want the change", got)
+	for i, fail := range []error{
+		nil, // SlowDown
+		s3Error(http.StatusBadRequest, "RequestTimeout", "Your socket connection to the server was not read from or written to within the timeout period."),
+		s3Error(http.StatusConflict, "OperationAborted", "A conflicting conditional operation is currently in progress against this resource. Please try again."),
+	} {
+		k := fmt.Sprintf("data/retag/slow-%d.txt", i)
+		id := fmt.Sprintf("slow-%d", i)
+		m, objs := p.objectArchive(id, k, seqAt(1), []byte("tagged"))
+		m.Objects[0].Tags = map[string]string{"a": "1"}
+		p.stage(t, "r1/"+id+".tar.zst", m, objs)
+		if err := p.targetWorker(t, deliver.Deps{}).Deliver(ctx, staging, "r1/"+id+".tar.zst"); err != nil {
+			t.Fatal(err)
+		}
+		again := *m
+		again.ArchiveID = id + "-again"
+		again.Objects = []manifest.Object{m.Objects[0]}
+		again.Objects[0].Tags, again.Objects[0].TagsChanged = map[string]string{"b": "2"}, true
+		key := "r1/" + id + "-again.tar.zst"
+		p.stage(t, key, &again, objs)
+		w := p.targetWorker(t, deliver.Deps{S3: slowTagging{S3API: p.dst, failed: new(atomic.Bool), err: fail}})
+		if err := w.Deliver(ctx, staging, key); err == nil {
+			t.Fatalf("%v: delivered, though the tag change it alone carries was not made", fail)
+		}
+		if err := w.Deliver(ctx, staging, key); err != nil {
+			t.Fatal(err)
+		}
+		if got := p.tagsAt(t, dst, k); !maps.Equal(got, map[string]string{"b": "2"}) {
+			t.Errorf("%v: tags = %v, want the change", fail, got)
+		}
 	}
 }
 
