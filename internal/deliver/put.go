@@ -78,16 +78,18 @@ func (w *Worker) put(ctx context.Context, wr *write, o *manifest.Object, rt conf
 	w.Metrics.Bytes.WithLabelValues(wr.m.RuleID).Add(float64(o.Size))
 	w.Metrics.Latency.WithLabelValues(wr.m.RuleID).Observe(w.Clock.Since(o.LastModified).Seconds())
 	w.runtime.Progress()
-	if multipart {
-		w.abortStale(ctx, rt, started)
-	}
 	if late {
-		// On the version written, not on one written since. Failing, the
-		// delivery is retried, and finding this write there without tags,
-		// gives it them (decide).
+		// On the version written, not on one written since; in an
+		// unversioned bucket, on whatever the key holds, so at once
+		// (a newer write landing in between gets these tags). Failing,
+		// the delivery is retried, and finding this write there without
+		// tags, gives it them (decide).
 		if err := w.setTags(ctx, rt, version, o.Tags); err != nil {
 			return fmt.Errorf("tags of s3://%s/%s, set after the write: %w", rt.Bucket, rt.Key, err)
 		}
+	}
+	if multipart {
+		w.abortStale(ctx, rt, wr.m.CreatedAt.Add(-clockSkew), started)
 	}
 	return w.undoIfDeleted(ctx, wr, o, rt)
 }
@@ -119,26 +121,38 @@ func (w *Worker) undo(ctx context.Context, o *manifest.Object, rt config.Route) 
 	return nil
 }
 
+// clockSkew is how far the source's clock, which dated a manifest, may be
+// from S3's: S3 refuses requests signed further off than this.
+const clockSkew = 15 * time.Minute
+
 // abortStale aborts multipart uploads of rt's key that started before our
 // own write and that no delivery recorded: uploads left by a Create whose
 // answer was lost or a kill before its record, whose parts would stay
 // billed until a lifecycle rule removed them. They are cleaned up here or
 // nowhere. A recorded upload is another delivery's (a newer version's
 // write that started first, say) and is left to it, or to the sweep once
-// its archive has left staging. before is this clock's, Initiated S3's: a
-// clock running ahead can abort an unrecorded upload just created
-// (duplicate work); no margin is allowed for it, as it would leak the
-// ones left.
-func (w *Worker) abortStale(ctx context.Context, rt config.Route, before time.Time) {
-	out, err := w.S3.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: &rt.Bucket, Prefix: &rt.Key})
-	if err != nil {
-		w.Metrics.Errors.WithLabelValues("list_uploads").Inc()
-		w.Log.Warn("listing stale multipart uploads", zap.String("bucket", rt.Bucket), zap.String("key", rt.Key), zap.Error(err))
-		return
+// its archive has left staging. Only uploads begun since the archive was
+// made (since) can be an earlier delivery's of it; older ones may be
+// another application's, which xrc does not touch. before is this
+// clock's, Initiated S3's: a clock running ahead can abort an unrecorded
+// upload just created (duplicate work); no margin is allowed for it, as it
+// would leak the ones left.
+func (w *Worker) abortStale(ctx context.Context, rt config.Route, since, before time.Time) {
+	var uploads []s3types.MultipartUpload
+	pages := s3.NewListMultipartUploadsPaginator(w.S3, &s3.ListMultipartUploadsInput{Bucket: &rt.Bucket, Prefix: &rt.Key})
+	for pages.HasMorePages() {
+		out, err := pages.NextPage(ctx)
+		if err != nil {
+			w.Metrics.Errors.WithLabelValues("list_uploads").Inc()
+			w.Log.Warn("listing stale multipart uploads", zap.String("bucket", rt.Bucket), zap.String("key", rt.Key), zap.Error(err))
+			return
+		}
+		uploads = append(uploads, out.Uploads...)
 	}
-	var recorded map[string]bool // read once there is a candidate
-	for _, u := range out.Uploads {
-		if aws.ToString(u.Key) != rt.Key || u.Initiated == nil || !u.Initiated.Before(before) {
+	since = since.Truncate(time.Second) // S3 dates uploads to the second
+	var recorded map[string]bool        // read once there is a candidate
+	for _, u := range uploads {
+		if aws.ToString(u.Key) != rt.Key || u.Initiated == nil || u.Initiated.Before(since) || !u.Initiated.Before(before) {
 			continue
 		}
 		if recorded == nil {

@@ -22,7 +22,8 @@ import (
 // version of the key, started first): aborting it made that delivery
 // start over, and on its last receive go to the DLQ. The unrecorded one,
 // left by a Create whose record never landed, is cleaned up here or
-// nowhere.
+// nowhere. One begun before the archive was made is not an earlier
+// delivery's of it, and may be another application's: left alone.
 func TestAbortStaleSparesRecordedUploads(t *testing.T) {
 	env := localstack.Require(t)
 	ctx := context.Background()
@@ -46,6 +47,9 @@ func TestAbortStaleSparesRecordedUploads(t *testing.T) {
 		}
 		return aws.ToString(out.UploadId)
 	}
+	foreign := start()
+	time.Sleep(1100 * time.Millisecond) // S3 dates uploads to the second
+	made := time.Now()
 	recorded, left := start(), start()
 	if err := store.Put(ctx, uploads.Upload{Region: region, StagingBucket: "stg", StagingKey: "r1/newer.tar.zst", ArchiveID: "newer",
 		Member: "objects/000000/" + key, Bucket: bucket, Key: key, UploadID: recorded, PartSize: 16 << 20, Started: time.Now().UTC()}, ""); err != nil {
@@ -53,7 +57,7 @@ func TestAbortStaleSparesRecordedUploads(t *testing.T) {
 	}
 	time.Sleep(1100 * time.Millisecond) // S3 dates uploads to the second
 	w := &Worker{Deps: Deps{Region: region, S3: client, Uploads: store, Log: zap.NewNop(), Metrics: NewMetrics(prometheus.NewRegistry()), Clock: clockwork.NewRealClock()}}
-	w.abortStale(ctx, config.Route{Bucket: bucket, Key: key}, time.Now())
+	w.abortStale(ctx, config.Route{Bucket: bucket, Key: key}, made, time.Now())
 
 	out, err := client.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: aws.String(bucket), Prefix: aws.String(key)})
 	if err != nil {
@@ -68,5 +72,8 @@ func TestAbortStaleSparesRecordedUploads(t *testing.T) {
 	}
 	if open[left] {
 		t.Error("an unrecorded upload left behind was not aborted")
+	}
+	if !open[foreign] {
+		t.Error("an upload begun before the archive was made (not xrc's) was aborted")
 	}
 }
