@@ -21,12 +21,13 @@ type workQueue struct {
 // newWorkQueue creates name and name-dlq (the names the workers derive from
 // the config), both encrypted with the messaging key. A queue a Lambda
 // function consumes (compute lambda or hybrid) hides a received message
-// for at least six times the function's timeout (lambdaVisibility).
-func newWorkQueue(s *regionStack, id, name string, compute config.Compute) *workQueue {
+// for at least six times the function's timeout (lambdaVisibility); kind is
+// the worker that consumes it.
+func newWorkQueue(s *regionStack, id, name, kind string, compute config.Compute) *workQueue {
 	w := s.d.Config.Settings.Worker
 	visibility := w.VisibilityTimeout.D().Seconds()
 	if compute.Lambda() {
-		visibility = lambdaVisibility(s.d.Config)
+		visibility = lambdaVisibility(s.d.Config, kind)
 	}
 	dlq := awssqs.NewQueue(s.Stack, jsii.String(id+"Dlq"), &awssqs.QueueProps{
 		QueueName:           jsii.String(name + "-dlq"),
@@ -111,7 +112,7 @@ func (s *regionStack) sourceQueue(rule *config.Rule) *workQueue {
 	}
 	q, ok := s.sourceQueues[rule.ID]
 	if !ok {
-		q = newWorkQueue(s, "Source-"+rule.ID, s.d.Config.SourceQueueName(rule.ID), rule.Compute)
+		q = newWorkQueue(s, "Source-"+rule.ID, s.d.Config.SourceQueueName(rule.ID), sourceKind, rule.Compute)
 		s.sourceQueues[rule.ID] = q
 	}
 	return q
@@ -121,7 +122,7 @@ func (s *regionStack) sourceQueue(rule *config.Rule) *workQueue {
 // archives of rules with a destination in this region. The filter keeps a
 // region that is also a source from seeing its own outgoing archives.
 func (s *regionStack) newTargetQueue() *workQueue {
-	q := newWorkQueue(s, "Target", s.d.Config.TargetQueueName(), s.plan.Region.Compute)
+	q := newWorkQueue(s, "Target", s.d.Config.TargetQueueName(), targetKind, s.plan.Region.Compute)
 	dest := awss3notifications.NewSqsDestination(q.Queue)
 	for _, rule := range s.plan.TargetRules {
 		s.staging.Bucket.AddEventNotification(awss3.EventType_OBJECT_CREATED, dest, &awss3.NotificationKeyFilter{

@@ -466,9 +466,13 @@ func TestDeadLetterQueues(t *testing.T) {
 
 // visibility is the example's visibility timeout of a queue: six times the
 // function timeout (5m) where a Lambda function consumes it (compute lambda
-// or hybrid), the config's 5m elsewhere.
+// or hybrid), plus the source mapping's batching window (30s) for a
+// source's, the config's 5m elsewhere.
 func visibility(region, queue string) float64 {
-	if queue == "xrc-src-exports" || region == "ap-southeast-2" {
+	switch {
+	case queue == "xrc-src-exports":
+		return 1830
+	case region == "ap-southeast-2":
 		return 1800
 	}
 	return 300
