@@ -142,11 +142,24 @@ type Counts struct {
 	Resumed    int64 `json:"resumed"`    // finished by an earlier run: not listed again
 	ScanBytes  int64 `json:"scanBytes"`  // inventory bytes read
 	ScanTotal  int64 `json:"scanTotal"`  // inventory bytes in all
+	// InventoryOf is when the inventory report was made (its
+	// creationTimestamp; zero if it does not say): writes since are not
+	// in it.
+	InventoryOf time.Time `json:"inventoryOf,omitzero"`
 }
 
 type counters struct {
 	listed, matched, compared, missing, resized, older, upToDate, tagsDiffer, notByXRC, unroutable atomic.Int64
 	enqueued, bytes, tasks, tasksDone, resumed, scanBytes, scanTotal                               atomic.Int64
+	inventoryOf                                                                                    atomic.Int64 // Unix ms
+}
+
+// unixMilli is ms as a time, zero for 0.
+func unixMilli(ms int64) time.Time {
+	if ms == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms).UTC()
 }
 
 func (c *counters) snapshot() Counts {
@@ -155,6 +168,7 @@ func (c *counters) snapshot() Counts {
 		Resized: c.resized.Load(), Older: c.older.Load(), UpToDate: c.upToDate.Load(), TagsDiffer: c.tagsDiffer.Load(), NotByXRC: c.notByXRC.Load(),
 		Unroutable: c.unroutable.Load(), Enqueued: c.enqueued.Load(), Bytes: c.bytes.Load(), Tasks: c.tasks.Load(),
 		TasksDone: c.tasksDone.Load(), Resumed: c.resumed.Load(), ScanBytes: c.scanBytes.Load(), ScanTotal: c.scanTotal.Load(),
+		InventoryOf: unixMilli(c.inventoryOf.Load()),
 	}
 }
 

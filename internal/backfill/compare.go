@@ -182,6 +182,15 @@ func (r *run) handle(ctx context.Context, objs []object, look lookup) error {
 	var bytes int64
 	for _, c := range cands {
 		r.c.compared.Add(1)
+		// A listed object's event names the write listed: one overwritten
+		// since has an event of its own, and the source skips this one.
+		// An inventory report is older than that, maybe older than the
+		// notifications, so a write since it may have none: its events
+		// name the key alone, and the source reads what it holds now.
+		version, etag := c.o.VersionID, c.o.ETag
+		if r.o.Inventory != "" {
+			version, etag = "", ""
+		}
 		switch c.worst {
 		case upToDate:
 			r.c.upToDate.Add(1)
@@ -200,8 +209,8 @@ func (r *run) handle(ctx context.Context, objs []object, look lookup) error {
 				Region:    r.o.Rule.SourceRegion,
 				Bucket:    r.o.Rule.SourceBucket,
 				Key:       c.o.Key,
-				VersionID: c.o.VersionID,
-				ETag:      c.o.ETag,
+				VersionID: version,
+				ETag:      etag,
 			})
 			continue
 		case older:
@@ -219,8 +228,8 @@ func (r *run) handle(ctx context.Context, objs []object, look lookup) error {
 			Region:    r.o.Rule.SourceRegion,
 			Bucket:    r.o.Rule.SourceBucket,
 			Key:       c.o.Key,
-			VersionID: c.o.VersionID,
-			ETag:      c.o.ETag,
+			VersionID: version,
+			ETag:      etag,
 			Size:      c.o.Size,
 		})
 		bytes += c.o.Size

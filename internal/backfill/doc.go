@@ -58,7 +58,7 @@
 // Each event is one message in the exact body S3 writes
 // (events.Encode), ten messages per SendMessageBatch, failed entries of a
 // batch retried with backoff, at most Options.Rate events a second. It
-// carries bucket, key, size, ETag, the version id when known, and as event
+// carries bucket, key, size, ETag (a listing's), and as event
 // time the object's last-modified time. It carries no sequencer, on
 // purpose: S3's sequencers order the writes of one key only as S3 issued
 // them, and a made-up one could sort after a real later write's, which the
@@ -68,7 +68,10 @@
 // in flight is skipped against it, a newer real write replaces it. The
 // source worker HEADs the object anyway and skips an event whose ETag no
 // longer matches, so an object overwritten since the listing travels only
-// with its own, real event.
+// with its own, real event. An inventory report's events carry neither
+// ETag nor version id: the report may predate the notifications, so a
+// write since it may have no event, and the source archives what the key
+// holds when it reads it.
 //
 // # Resuming
 //

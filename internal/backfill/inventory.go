@@ -48,6 +48,8 @@ type Manifest struct {
 	Files             []ManifestFile `json:"files"`
 	// Schema is FileSchema split into field names.
 	Schema []string `json:"-"`
+	// CreationTimestamp is when S3 began the report, in Unix milliseconds.
+	CreationTimestamp string `json:"creationTimestamp"`
 }
 
 // ManifestFile is one data file of a report.
@@ -246,6 +248,9 @@ func (r *run) inventory(ctx context.Context) error {
 	}
 	if m.SourceBucket != r.o.Rule.SourceBucket {
 		return fmt.Errorf("s3://%s/%s: %w: an inventory of bucket %s, not of rule %s's bucket %s", bucket, key, ErrInventory, m.SourceBucket, r.o.Rule.ID, r.o.Rule.SourceBucket)
+	}
+	if ms, err := strconv.ParseInt(m.CreationTimestamp, 10, 64); err == nil && ms > 0 {
+		r.c.inventoryOf.Store(ms)
 	}
 	dataBucket := m.DataBucket(bucket)
 	pool := newTaskPool()

@@ -232,6 +232,12 @@ func printBackfill(env Env, rule *config.Rule, where string, dryRun bool, c back
 	}
 	row(unit+" done", c.TasksDone, fmt.Sprintf("of %d (%d by an earlier run)", c.Tasks, c.Resumed))
 	tw.Flush()
+	if !c.InventoryOf.IsZero() {
+		// S3 may leave the last day's writes out of a report.
+		since := c.InventoryOf.Add(-24 * time.Hour).Format(time.RFC3339)
+		fmt.Fprintf(env.Stdout, "the report is of %s: objects written since are not in it. Unless the rule's notifications were on a day before it,\n"+
+			"follow with a listing of what came since: xrc backfill -rule %s -since %s\n", c.InventoryOf.Format(time.RFC3339), rule.ID, since)
+	}
 }
 
 // printExpectedSaving prints what the objects to enqueue will cost and

@@ -3,10 +3,12 @@ package cli
 import (
 	"context"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/xrc-dev/xrc/internal/adaptive"
+	"github.com/xrc-dev/xrc/internal/backfill"
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/stats"
 )
@@ -58,5 +60,23 @@ func TestBytesF(t *testing.T) {
 	}
 	if got := bytesF(1 << 30); got != "1.0 GiB" {
 		t.Errorf("bytesF(1 GiB) = %q", got)
+	}
+}
+
+// TestBackfillNamesTheReportsAge: a backfill from an inventory report says
+// when the report was made, and the listing that covers what came since
+// (a write between the report and the notifications has no event).
+func TestBackfillNamesTheReportsAge(t *testing.T) {
+	var out strings.Builder
+	of := time.Date(2026, 12, 4, 1, 2, 3, 0, time.UTC)
+	printBackfill(Env{Stdout: &out}, &config.Rule{ID: "logs"}, "s3://inv/manifest.json", false, backfill.Counts{InventoryOf: of}, nil)
+	want := "the report is of 2026-12-04T01:02:03Z: objects written since are not in it"
+	if !strings.Contains(out.String(), want) || !strings.Contains(out.String(), "xrc backfill -rule logs -since 2026-12-03T01:02:03Z") {
+		t.Errorf("summary lacks the report's date and the listing to follow with:\n%s", out.String())
+	}
+	out.Reset()
+	printBackfill(Env{Stdout: &out}, &config.Rule{ID: "logs"}, "s3://b/", false, backfill.Counts{}, nil)
+	if strings.Contains(out.String(), "the report is of") {
+		t.Errorf("a listing's summary speaks of a report:\n%s", out.String())
 	}
 }
