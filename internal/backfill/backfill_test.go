@@ -20,6 +20,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	dynamodbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
@@ -540,14 +541,23 @@ func (f *fixture) finishedRun(t *testing.T, api backfill.DynamoAPI, n int) *back
 	return c
 }
 
-// flakyBatches fails TransactWriteItems once ok calls went through, as a
-// Clear cut short by its deadline or a throttled table would.
+// flakyBatches fails removals (TransactWriteItems of deletes) once ok
+// went through, as a Clear cut short by its deadline or a throttled table
+// would.
 type flakyBatches struct {
 	backfill.DynamoAPI
 	ok int
 }
 
+// removal reports a transaction of a Clear, not a Save's.
+func removal(in *dynamodb.TransactWriteItemsInput) bool {
+	return slices.ContainsFunc(in.TransactItems, func(it dynamodbtypes.TransactWriteItem) bool { return it.Delete != nil })
+}
+
 func (f *flakyBatches) TransactWriteItems(ctx context.Context, in *dynamodb.TransactWriteItemsInput, optFns ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error) {
+	if !removal(in) {
+		return f.DynamoAPI.TransactWriteItems(ctx, in, optFns...)
+	}
 	if f.ok == 0 {
 		return nil, errors.New("throttled")
 	}
@@ -604,7 +614,7 @@ func TestClearCutShort(t *testing.T) {
 	}
 }
 
-// blockingBatches lets one TransactWriteItems through, then holds the next
+// blockingBatches lets one removal (TransactWriteItems of deletes) through, then holds the next
 // until released: a Clear removing thousands of items, caught midway.
 type blockingBatches struct {
 	backfill.DynamoAPI
@@ -614,7 +624,7 @@ type blockingBatches struct {
 }
 
 func (b *blockingBatches) TransactWriteItems(ctx context.Context, in *dynamodb.TransactWriteItemsInput, optFns ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error) {
-	if b.calls.Add(1) == 2 {
+	if removal(in) && b.calls.Add(1) == 2 {
 		close(b.blocked)
 		<-b.release
 	}
@@ -646,15 +656,16 @@ func TestNoRunStartsWhileAClearRemoves(t *testing.T) {
 	}
 }
 
-// stallingBatches lets one TransactWriteItems through; the next waits until
-// its context ends, as a removal outlasting its deadline does.
+// stallingBatches lets one removal (TransactWriteItems of deletes) through;
+// the next waits until its context ends, as a removal outlasting its
+// deadline does.
 type stallingBatches struct {
 	backfill.DynamoAPI
 	calls atomic.Int32
 }
 
 func (b *stallingBatches) TransactWriteItems(ctx context.Context, in *dynamodb.TransactWriteItemsInput, optFns ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error) {
-	if b.calls.Add(1) >= 2 {
+	if removal(in) && b.calls.Add(1) >= 2 {
 		<-ctx.Done()
 		return nil, ctx.Err()
 	}
@@ -741,6 +752,54 @@ func TestRemovalStopsOnceTheLeaseIsTaken(t *testing.T) {
 	if err != nil || st == nil || st.Tasks["data/p120/"].After != "data/p120/k" || len(st.Tasks) != 1 {
 		t.Errorf("the run that took over: %+v (%v), want its one task", st, err)
 	}
+}
+
+// TestSaveNeedsTheLease: a run paused past its lease (a laptop asleep)
+// whose tasks then save must not write into the checkpoint of the run
+// that took over: a prefix it marked done there would be skipped when that
+// run is resumed.
+func TestSaveNeedsTheLease(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	a := backfill.NewDynamoCheckpoint(f.ddb, f.cfg.TableName(), f.rule.ID, time.Now)
+	if st, err := a.Load(ctx); err != nil || st != nil {
+		t.Fatalf("first run: %+v %v", st, err)
+	}
+	if err := a.Start(ctx, &backfill.State{Params: backfill.Params{Rule: f.rule.ID}, Started: time.Now(), Tasks: map[string]backfill.Progress{}}); err != nil {
+		t.Fatal(err)
+	}
+	later := func() time.Time { return time.Now().Add(backfill.LeaseTTL + 10*time.Second) }
+	b := backfill.NewDynamoCheckpoint(f.ddb, f.cfg.TableName(), f.rule.ID, later)
+	if _, err := b.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Clear(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b = backfill.NewDynamoCheckpoint(f.ddb, f.cfg.TableName(), f.rule.ID, later)
+	if _, err := b.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(ctx, &backfill.State{Params: backfill.Params{Rule: f.rule.ID, Since: time.Now().Add(-2 * time.Hour)}, Started: time.Now(),
+		Tasks: map[string]backfill.Progress{}}); err != nil {
+		t.Fatal(err)
+	}
+	// a wakes up before its renewal notices.
+	if err := a.Save(ctx, "data/p01/", backfill.Progress{Done: true}); !errors.Is(err, backfill.ErrLeaseLost) {
+		t.Errorf("a save after the lease was taken over: %v, want ErrLeaseLost", err)
+	}
+	if err := b.Save(ctx, "data/p02/", backfill.Progress{After: "data/p02/k"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st, err := backfill.NewDynamoCheckpoint(f.ddb, f.cfg.TableName(), f.rule.ID, later).Load(ctx)
+	if err != nil || st == nil || len(st.Tasks) != 1 || st.Tasks["data/p02/"].After != "data/p02/k" {
+		t.Errorf("the run that took over: %+v (%v), want its one task", st, err)
+	}
+	a.Flush(ctx)
 }
 
 // beforeFirstWrite calls do before the first write of any kind.

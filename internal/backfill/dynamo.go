@@ -336,7 +336,10 @@ func (c *DynamoCheckpoint) stop() {
 	}
 }
 
-// Save implements Checkpoint: the task's item is written at once.
+// Save implements Checkpoint: the task's item is written at once, on
+// condition that this process still holds the lease: a run paused past
+// LeaseTTL (a laptop asleep) that wakes up must not mark prefixes done in
+// the checkpoint of the run that took over, which would skip them.
 func (c *DynamoCheckpoint) Save(ctx context.Context, task string, p Progress) error {
 	c.mu.Lock()
 	lost := c.renewErr
@@ -349,7 +352,7 @@ func (c *DynamoCheckpoint) Save(ctx context.Context, task string, p Progress) er
 	item["after"] = sv(p.After)
 	item["done"] = &types.AttributeValueMemberBOOL{Value: p.Done}
 	item["expiresAt"] = c.expires()
-	if _, err := c.api.PutItem(ctx, &dynamodb.PutItemInput{TableName: &c.table, Item: item}); err != nil {
+	if err := c.leased(ctx, []types.TransactWriteItem{{Put: &types.Put{TableName: &c.table, Item: item}}}); err != nil {
 		return fmt.Errorf("writing checkpoint %s in %s: %w", c.pk, c.table, err)
 	}
 	return nil
@@ -422,7 +425,7 @@ func (c *DynamoCheckpoint) giveUp(ctx context.Context) error {
 func (c *DynamoCheckpoint) Completed(ctx context.Context, started time.Time) error {
 	last := c.key(skLast)
 	last["started"] = sv(started.UTC().Format(time.RFC3339Nano))
-	if _, err := c.api.PutItem(ctx, &dynamodb.PutItemInput{TableName: &c.table, Item: last}); err != nil {
+	if err := c.leased(ctx, []types.TransactWriteItem{{Put: &types.Put{TableName: &c.table, Item: last}}}); err != nil {
 		return fmt.Errorf("recording the completed run of checkpoint %s in %s: %w", c.pk, c.table, err)
 	}
 	return nil
@@ -440,35 +443,46 @@ const maxTransact = 100
 func (c *DynamoCheckpoint) remove(ctx context.Context, keys []map[string]types.AttributeValue) error {
 	keys = slices.DeleteFunc(slices.Clone(keys), func(k map[string]types.AttributeValue) bool { return !strings.HasPrefix(str(k["sk"]), skTask) })
 	for chunk := range slices.Chunk(keys, maxTransact-1) {
-		items := make([]types.TransactWriteItem, 0, len(chunk)+1)
-		items = append(items, types.TransactWriteItem{ConditionCheck: &types.ConditionCheck{TableName: &c.table, Key: c.key(skRun),
-			ConditionExpression: aws.String("#o = :me"), ExpressionAttributeNames: map[string]string{"#o": "owner"},
-			ExpressionAttributeValues: map[string]types.AttributeValue{":me": sv(c.owner)}}})
+		items := make([]types.TransactWriteItem, 0, len(chunk))
 		for _, k := range chunk {
 			items = append(items, types.TransactWriteItem{Delete: &types.Delete{TableName: &c.table, Key: k}})
 		}
-		for attempt := 0; ; attempt++ {
-			_, err := c.api.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: items})
-			if err == nil {
-				break
+		if err := c.leased(ctx, items); err != nil {
+			if !errors.Is(err, ErrLeaseLost) {
+				err = fmt.Errorf("removing checkpoint %s in %s: %w", c.pk, c.table, err)
 			}
-			var canceled *types.TransactionCanceledException
-			if errors.As(err, &canceled) {
-				if r := canceled.CancellationReasons; len(r) > 0 && aws.ToString(r[0].Code) == "ConditionalCheckFailed" {
-					return fmt.Errorf("%w (checkpoint %s in %s)", ErrLeaseLost, c.pk, c.table)
-				}
-				// A conflict, as with the lease's own renewal: again.
-				if attempt < 8 {
-					if err := sleep(ctx, backoff(attempt)); err != nil {
-						return err
-					}
-					continue
-				}
-			}
-			return fmt.Errorf("removing checkpoint %s in %s: %w", c.pk, c.table, err)
+			return err
 		}
 	}
 	return nil
+}
+
+// leased writes items (at most maxTransact-1) in one transaction that
+// checks this process still holds the lease: ErrLeaseLost once another run
+// took it over. A conflict (the lease's own renewal, say) is tried again.
+func (c *DynamoCheckpoint) leased(ctx context.Context, items []types.TransactWriteItem) error {
+	items = append([]types.TransactWriteItem{{ConditionCheck: &types.ConditionCheck{TableName: &c.table, Key: c.key(skRun),
+		ConditionExpression: aws.String("#o = :me"), ExpressionAttributeNames: map[string]string{"#o": "owner"},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":me": sv(c.owner)}}}}, items...)
+	for attempt := 0; ; attempt++ {
+		_, err := c.api.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: items})
+		if err == nil {
+			return nil
+		}
+		var canceled *types.TransactionCanceledException
+		if errors.As(err, &canceled) {
+			if r := canceled.CancellationReasons; len(r) > 0 && aws.ToString(r[0].Code) == "ConditionalCheckFailed" {
+				return fmt.Errorf("%w (checkpoint %s in %s)", ErrLeaseLost, c.pk, c.table)
+			}
+			if attempt < 8 {
+				if err := sleep(ctx, backoff(attempt)); err != nil {
+					return err
+				}
+				continue
+			}
+		}
+		return err
+	}
 }
 
 // removeLeased removes the task items among keys, renewing the lease
