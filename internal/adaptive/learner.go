@@ -34,8 +34,8 @@ type Observation struct {
 type Config struct {
 	Arms         []Arm         // fastest first (Arms); required
 	HalfLife     time.Duration // an observation counts half after this (default 6h)
-	TrustObjects float64       // decayed objects before an arm's estimate is trusted (default 3)
-	TrustBytes   float64       // and decayed input bytes (default 256 KiB)
+	TrustObjects float64       // objects before an arm's estimate is trusted, decayed ten times slower than it (default 3)
+	TrustBytes   float64       // and input bytes, decayed so (default 256 KiB)
 	Explore      float64       // exploration probability of a key never seen (default 0.1)
 	ExploreFloor float64       // exploration never drops below (default 0.02)
 	ExploreHalf  float64       // decayed objects of a key after which exploration halves (default 200)
@@ -70,32 +70,50 @@ func (c *Config) defaults() {
 	}
 }
 
-// sums are decayed totals, as of at.
+// sums are decayed totals, as of at. trustN and trustIn count objects and
+// bytes for trust, decayed trustMemory times slower: a class of a few
+// objects an hour never holds TrustObjects decayed objects at a half-life
+// of an hour, and would explore forever without ever using what it learnt.
+// Its estimate still follows the recent objects; trust asks only that
+// enough were measured within about the window the learner is loaded
+// with (ten half-lives, package source).
 type sums struct {
 	in, out, cpu, n float64
+	trustN, trustIn float64
 	at              time.Time
 }
 
+const trustMemory = 10
+
 func (s *sums) decayTo(t time.Time, halfLife time.Duration) {
 	if !s.at.IsZero() && t.After(s.at) {
-		f := math.Exp2(-float64(t.Sub(s.at)) / float64(halfLife))
+		f, slow := decay(t.Sub(s.at), halfLife)
 		s.in, s.out, s.cpu, s.n = s.in*f, s.out*f, s.cpu*f, s.n*f
+		s.trustN, s.trustIn = s.trustN*slow, s.trustIn*slow
 	}
 	if t.After(s.at) {
 		s.at = t
 	}
 }
 
+// decay is what an observation d old counts for: in the estimates, and
+// for trust.
+func decay(d, halfLife time.Duration) (f, slow float64) {
+	return math.Exp2(-float64(d) / float64(halfLife)), math.Exp2(-float64(d) / float64(trustMemory*halfLife))
+}
+
 func (s *sums) add(x Sample, at time.Time, halfLife time.Duration) {
 	s.decayTo(at, halfLife)
-	f := 1.0
+	f, slow := 1.0, 1.0
 	if at.Before(s.at) { // an older observation arrives later: decay it alone
-		f = math.Exp2(-float64(s.at.Sub(at)) / float64(halfLife))
+		f, slow = decay(s.at.Sub(at), halfLife)
 	}
 	s.in += f * float64(x.In)
 	s.out += f * float64(x.Out)
 	s.cpu += f * x.CPU.Seconds()
 	s.n += f * float64(x.Objects)
+	s.trustN += slow * float64(x.Objects)
+	s.trustIn += slow * float64(x.In)
 }
 
 // Decision is the arm chosen for an object and why.
@@ -114,6 +132,8 @@ type Estimate struct {
 	Objects      float64
 	Benefit      float64 // $ per GiB of input
 	Trusted      bool
+
+	trustN, trustIn float64 // objects and bytes, decayed for trust (sums)
 }
 
 // Learner chooses arms per key. Safe for concurrent use.
@@ -188,7 +208,8 @@ func (l *Learner) estimates(k Key, m Model, now time.Time) []Estimate {
 		if s.in > 0 {
 			e.Benefit = m.Benefit(a, s.out/s.in, s.cpu/s.in)
 		}
-		e.Trusted = s.n >= l.cfg.TrustObjects && s.in >= l.cfg.TrustBytes
+		e.Trusted = s.trustN >= l.cfg.TrustObjects && s.trustIn >= l.cfg.TrustBytes
+		e.trustN, e.trustIn = s.trustN, s.trustIn
 		out = append(out, e)
 	}
 	return out
@@ -205,11 +226,13 @@ func (l *Learner) Choose(k Key, m Model, start Arm, size int64, lag time.Duratio
 	if a, _, ok := best(ests, m); ok {
 		d = Decision{Arm: a, Why: "exploit"}
 	}
-	total, seen := 0.0, 0.0
+	total, seen, known, knownIn := 0.0, 0.0, 0.0, 0.0
 	trusted := map[Arm]bool{}
 	for _, e := range ests {
 		total += e.Objects
 		seen += e.In
+		known += e.trustN
+		knownIn += e.trustIn
 		trusted[e.Arm] = e.Trusted
 	}
 	i := slices.Index(l.cfg.Arms, d.Arm)
@@ -225,7 +248,7 @@ func (l *Learner) Choose(k Key, m Model, start Arm, size int64, lag time.Duratio
 		return Decision{Arm: l.cfg.Arms[max(i-l.steps, floor)], Why: "throughput"}
 	}
 	p := max(l.cfg.ExploreFloor, l.cfg.Explore*math.Exp2(-total/l.cfg.ExploreHalf))
-	if l.rng.Float64() >= p || !explorable(size, seen, total, l.cfg.TrustObjects) {
+	if l.rng.Float64() >= p || !explorable(size, seen, known, knownIn, l.cfg.TrustObjects) {
 		return d
 	}
 	// Explore a neighbour, or Store, preferring one not known well yet.
@@ -308,11 +331,11 @@ const (
 )
 
 // explorable reports whether an object of size bytes may be explored in a
-// class of seen bytes over total objects (decayed), trusted from trust
-// objects on.
-func explorable(size int64, seen, total, trust float64) bool {
+// class of seen bytes (decayed), and of known objects of knownIn bytes
+// (decayed as for trust), trusted from trust objects on.
+func explorable(size int64, seen, known, knownIn, trust float64) bool {
 	s := float64(size)
-	return s <= max(exploreAlways, seen/exploreShare) || total >= trust && s <= exploreMean*seen/total
+	return s <= max(exploreAlways, seen/exploreShare) || known >= trust && s <= exploreMean*knownIn/known
 }
 
 // exploreSteps are the arms tried around the one in use: the next ones,

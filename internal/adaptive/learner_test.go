@@ -538,8 +538,39 @@ func TestExplorable(t *testing.T) {
 		{64 << 20, 384 << 20, 2, 3, false},   // ... not known yet
 		{512 << 20, 384 << 20, 60, 3, false}, // far above the class's mean
 	} {
-		if got := explorable(c.size, c.seen, c.total, c.trust); got != c.want {
+		if got := explorable(c.size, c.seen, c.total, c.seen, c.trust); got != c.want {
 			t.Errorf("explorable(%d, %v, %v, %v) = %v, want %v", c.size, c.seen, c.total, c.trust, got, c.want)
+		}
+	}
+}
+
+// TestFewObjectsAnHourAreLearnt: at the default half-life of an hour, a
+// class of one or two objects an hour never held three decayed objects of
+// any level: nothing was ever trusted, so it kept exploring and never used
+// what it learnt. Trust counts objects decayed ten times slower.
+func TestFewObjectsAnHourAreLearnt(t *testing.T) {
+	for _, c := range []struct {
+		perHour int
+		size    int64
+	}{{1, 512 << 10}, {2, 512 << 10}, {1, 4 << 30}} {
+		l := New(Config{Arms: Arms(true, -7, 19), HalfLife: time.Hour}, rand.New(rand.NewPCG(1, 1)))
+		k := Key{"r", CSV}
+		p := csv
+		noise := rand.New(rand.NewPCG(1, 2))
+		now := time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC)
+		why := map[string]int{}
+		for range 14 * 24 * c.perHour {
+			d := l.Choose(k, testModel(), 3, c.size, 0, now)
+			why[d.Why]++
+			l.Observe(Observation{k, d.Arm, outcome(noise, p, d.Arm, c.size), now})
+			now = now.Add(time.Hour / time.Duration(c.perHour))
+		}
+		t.Logf("%d objects of %d bytes an hour: %v", c.perHour, c.size, why)
+		if why["exploit"] < why["start"] {
+			t.Errorf("%d objects of %d bytes an hour for two weeks: decisions %v, mostly not learnt", c.perHour, c.size, why)
+		}
+		if c.size > 1<<20 && why["explore"] == 0 {
+			t.Errorf("%d objects of %d bytes an hour for two weeks: decisions %v, none explored", c.perHour, c.size, why)
 		}
 	}
 }
