@@ -69,15 +69,19 @@ func Classify(contentType, contentEncoding, key string) Class {
 		ct = strings.TrimSpace(ct[:i])
 	}
 	ext, hasExt := extClasses[strings.ToLower(path.Ext(key))]
+	if hasExt && ext == Compressed {
+		// Named compressed, it is, whatever its type: tools type
+		// orders.csv.gz text/csv without a Content-Encoding (the AWS CLI
+		// guesses from the name), and a rotated log compressed
+		// (app.log.1.gz) is a log no more.
+		return Compressed
+	}
 	for _, t := range typeClasses {
 		if strings.HasPrefix(ct, t.prefix) && !(t.prefix == "text/" && ct == "text/plain" && isLogKey(key)) {
 			return t.class
 		}
 	}
 	switch {
-	case hasExt && ext == Compressed:
-		// A rotated log compressed (app.log.1.gz) is a log no more.
-		return Compressed
 	case isLogKey(key):
 		return Logs
 	case hasExt:

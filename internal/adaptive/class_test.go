@@ -13,6 +13,12 @@ func TestClassify(t *testing.T) {
 	}{
 		{"text/csv", "", "a", CSV},
 		{"text/csv; charset=utf-8", "", "a", CSV},
+		// Named compressed, typed by name as what it holds (the AWS CLI
+		// types orders.csv.gz text/csv, with no Content-Encoding).
+		{"text/csv", "", "exports/orders.csv.gz", Compressed},
+		{"application/json", "", "events/x.json.gz", Compressed},
+		{"text/plain", "", "notes.txt.zst", Compressed},
+		{"text/xml", "", "feed.xml.bz2", Compressed},
 		{"", "", "exports/2026/orders.CSV", CSV},
 		{"application/json", "", "a", JSON},
 		{"", "", "events/x.jsonl", JSON},
