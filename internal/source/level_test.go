@@ -123,7 +123,7 @@ func TestSwitchIsLogged(t *testing.T) {
 			choices = append(choices, choice{adaptive.CSV, arm})
 			st = append(st, archive.ObjectStats{In: 1 << 20, Out: int64(left * (1 << 20)), CPU: 5 * time.Millisecond})
 		}
-		lv.observe(context.Background(), rule, m, choices, st, time.Now())
+		lv.observe(context.Background(), rule, m, choices, st, 4*int64(left*(1<<20)), time.Now())
 	}
 	switches := func() []observer.LoggedEntry { return logs.FilterMessage("learner switched arm").AllUntimed() }
 	archiveOf(3, 0.40)
@@ -166,7 +166,7 @@ func TestStoreIsPublished(t *testing.T) {
 		sts = append(sts, archive.ObjectStats{In: 1 << 20, Out: 400 << 10, CPU: 5 * time.Millisecond}, archive.ObjectStats{In: 1 << 20, Out: 1 << 20})
 	}
 	now := time.Now()
-	lv.observe(ctx, rule, m, choices, sts, now)
+	lv.observe(ctx, rule, m, choices, sts, 8*(400<<10+1<<20), now)
 	lv.refresh(ctx, now)
 	got, err := st.Choices(ctx, rule.ID)
 	if err != nil {
@@ -174,6 +174,25 @@ func TestStoreIsPublished(t *testing.T) {
 	}
 	if got[adaptive.CSV].Arm != "3" || got[adaptive.Incompressible].Arm != adaptive.Store.String() {
 		t.Errorf("published choices %+v, want csv 3 and incompressible %s", got, adaptive.Store)
+	}
+}
+
+// TestArchiveBytesAreAllCharged: the bytes of an archive no object's own
+// stats hold (the manifest's frame) are shared out by input, so that what
+// the statistics say crossed is what did; xrc savings overstated the
+// saving of small objects by the manifest's share.
+func TestArchiveBytesAreAllCharged(t *testing.T) {
+	lv, rule := tableLevels(nil)
+	m := &manifest.Manifest{Objects: []manifest.Object{{Key: "a.csv"}, {Key: "gone", Delete: true}, {Key: "b.csv"}}}
+	sts := []archive.ObjectStats{{In: 3000, Out: 1000}, {}, {In: 1000, Out: 400}}
+	now := time.Now()
+	lv.observe(context.Background(), rule, m, []choice{{adaptive.CSV, 3}, {}, {adaptive.CSV, 3}}, sts, 1401+700, now)
+	e := lv.learn.Estimates(adaptive.Key{Rule: rule.ID, Class: adaptive.CSV}, lv.models[rule.ID], now)
+	if len(e) != 1 || e[0].In != 4000 || e[0].Out != 2101 {
+		t.Errorf("estimates %+v, want 4000 bytes in and the archive's 2101 out", e)
+	}
+	if sts[0].Out != 1000 {
+		t.Error("the writer's stats were changed in place")
 	}
 }
 
@@ -204,7 +223,7 @@ func TestWaitingStatisticsAreWritten(t *testing.T) {
 	lv, rule := tableLevels(flaky)
 	archiveAt := func(at time.Time) {
 		m := &manifest.Manifest{Objects: []manifest.Object{{Key: "k.csv"}}}
-		lv.observe(ctx, rule, m, []choice{{adaptive.CSV, 3}}, []archive.ObjectStats{{In: 1 << 20, Out: 400 << 10, CPU: time.Millisecond}}, at)
+		lv.observe(ctx, rule, m, []choice{{adaptive.CSV, 3}}, []archive.ObjectStats{{In: 1 << 20, Out: 400 << 10, CPU: time.Millisecond}}, 400<<10, at)
 	}
 	written := func(want int64) {
 		t.Helper()

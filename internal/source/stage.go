@@ -130,7 +130,7 @@ func (w *Worker) stage(ctx context.Context, rule *config.Rule, entries []entry, 
 		// The writer's error, if any, is only the closed pipe.
 		return id, fmt.Errorf("uploading archive to s3://%s/%s: %w", w.staging, key, uerr)
 	}
-	w.levels.observe(ctx, rule, m, choices, aw.Stats(), w.Clock.Now())
+	w.levels.observe(ctx, rule, m, choices, aw.Stats(), aw.Written(), w.Clock.Now())
 	dur := w.Clock.Since(closed)
 	w.Metrics.Archives.WithLabelValues(rule.ID, "staged").Inc()
 	w.Metrics.BytesIn.WithLabelValues(rule.ID).Add(float64(total))
