@@ -245,9 +245,8 @@ func (s *regionStack) grantBackfill(role awsiam.Role, rule *config.Rule, q *work
 	}
 	p.allow("SendEvents", []string{"sqs:SendMessage", "sqs:GetQueueUrl"}, []string{*q.Queue.QueueArn()}, nil, "")
 	p.allow("EncryptEvents", []string{"kms:GenerateDataKey", "kms:Decrypt"}, []string{*s.keys.Messaging.KeyArn()}, viaService("sqs", s.plan.Region.Name), "")
-	// ConditionCheckItem: the task items are written (PutItem) and a
-	// finished run's removed (DeleteItem) in transactions that check the
-	// lease.
+	// DeleteItem and ConditionCheckItem: a finished run's items are
+	// removed in transactions that check the lease.
 	p.allow("Checkpoint", []string{"dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem"},
 		[]string{*s.table.TableArn()}, leadingKeys("backfill#"+rule.ID), "")
 	p.allow("ReadStatistics", []string{"dynamodb:Query", "dynamodb:GetItem"},

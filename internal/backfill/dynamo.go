@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -69,7 +70,13 @@ type DynamoCheckpoint struct {
 	table string
 	pk    string
 	owner string
-	now   func() time.Time
+	// run names the run whose checkpoint this is (its first process's
+	// owner, recorded by Start): task items are stamped with it, and Load
+	// takes only its own, so a run paused past its lease (a laptop
+	// asleep) that saves after another took over marks nothing done in
+	// that run's checkpoint. "" for a run an older xrc started.
+	run string
+	now func() time.Time
 
 	last time.Time // start of the last run that completed over the whole rule, as Load found it
 
@@ -107,6 +114,8 @@ func (c *DynamoCheckpoint) Load(ctx context.Context) (*State, error) {
 	heartbeat, owner := "0", "" // the run item's, when there is one
 	var keys []map[string]types.AttributeValue
 	tasks := map[string]Progress{}
+	runs := map[string]string{} // task: the run that saved it
+	run := ""
 	err := c.query(ctx, func(item map[string]types.AttributeValue) error {
 		sk := str(item["sk"])
 		if sk == skLast {
@@ -130,6 +139,7 @@ func (c *DynamoCheckpoint) Load(ctx context.Context) (*State, error) {
 				return fmt.Errorf("checkpoint %s: params: %w", c.pk, err)
 			}
 			st.Started, _ = time.Parse(time.RFC3339Nano, str(item["started"]))
+			run = str(item["run"])
 			return nil
 		}
 		if name, ok := strings.CutPrefix(sk, skTask); ok {
@@ -138,11 +148,18 @@ func (c *DynamoCheckpoint) Load(ctx context.Context) (*State, error) {
 			}
 			done, _ := item["done"].(*types.AttributeValueMemberBOOL)
 			tasks[name] = Progress{After: str(item["after"]), Done: done != nil && done.Value}
+			runs[name] = str(item["run"])
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
+	}
+	if st != nil {
+		// Another run's items (one that lost its lease and saved on) are
+		// not this run's progress: their prefixes are listed again.
+		maps.DeleteFunc(tasks, func(name string, _ Progress) bool { return runs[name] != run })
+		c.run = run
 	}
 	if st != nil && c.now().Sub(st.Started) > CheckpointTTL-staleMargin {
 		// Task items expire CheckpointTTL after their last write, each on
@@ -252,6 +269,7 @@ func (c *DynamoCheckpoint) Start(ctx context.Context, st *State) error {
 	item := c.key(skRun)
 	item["params"] = sv(string(params))
 	item["started"] = sv(st.Started.UTC().Format(time.RFC3339Nano))
+	item["run"] = sv(c.owner)
 	item["owner"] = sv(c.owner)
 	item["heartbeat"] = nv(c.now().UnixMilli())
 	item["expiresAt"] = c.expires()
@@ -269,6 +287,7 @@ func (c *DynamoCheckpoint) Start(ctx context.Context, st *State) error {
 	if err != nil {
 		return fmt.Errorf("starting checkpoint %s in %s: %w", c.pk, c.table, err)
 	}
+	c.run = c.owner
 	c.renew()
 	return nil
 }
@@ -336,10 +355,7 @@ func (c *DynamoCheckpoint) stop() {
 	}
 }
 
-// Save implements Checkpoint: the task's item is written at once, on
-// condition that this process still holds the lease: a run paused past
-// LeaseTTL (a laptop asleep) that wakes up must not mark prefixes done in
-// the checkpoint of the run that took over, which would skip them.
+// Save implements Checkpoint: the task's item is written at once.
 func (c *DynamoCheckpoint) Save(ctx context.Context, task string, p Progress) error {
 	c.mu.Lock()
 	lost := c.renewErr
@@ -351,8 +367,9 @@ func (c *DynamoCheckpoint) Save(ctx context.Context, task string, p Progress) er
 	item["task"] = sv(task)
 	item["after"] = sv(p.After)
 	item["done"] = &types.AttributeValueMemberBOOL{Value: p.Done}
+	item["run"] = sv(c.run)
 	item["expiresAt"] = c.expires()
-	if err := c.leased(ctx, []types.TransactWriteItem{{Put: &types.Put{TableName: &c.table, Item: item}}}); err != nil {
+	if _, err := c.api.PutItem(ctx, &dynamodb.PutItemInput{TableName: &c.table, Item: item}); err != nil {
 		return fmt.Errorf("writing checkpoint %s in %s: %w", c.pk, c.table, err)
 	}
 	return nil
@@ -425,7 +442,7 @@ func (c *DynamoCheckpoint) giveUp(ctx context.Context) error {
 func (c *DynamoCheckpoint) Completed(ctx context.Context, started time.Time) error {
 	last := c.key(skLast)
 	last["started"] = sv(started.UTC().Format(time.RFC3339Nano))
-	if err := c.leased(ctx, []types.TransactWriteItem{{Put: &types.Put{TableName: &c.table, Item: last}}}); err != nil {
+	if _, err := c.api.PutItem(ctx, &dynamodb.PutItemInput{TableName: &c.table, Item: last}); err != nil {
 		return fmt.Errorf("recording the completed run of checkpoint %s in %s: %w", c.pk, c.table, err)
 	}
 	return nil
@@ -443,46 +460,35 @@ const maxTransact = 100
 func (c *DynamoCheckpoint) remove(ctx context.Context, keys []map[string]types.AttributeValue) error {
 	keys = slices.DeleteFunc(slices.Clone(keys), func(k map[string]types.AttributeValue) bool { return !strings.HasPrefix(str(k["sk"]), skTask) })
 	for chunk := range slices.Chunk(keys, maxTransact-1) {
-		items := make([]types.TransactWriteItem, 0, len(chunk))
+		items := make([]types.TransactWriteItem, 0, len(chunk)+1)
+		items = append(items, types.TransactWriteItem{ConditionCheck: &types.ConditionCheck{TableName: &c.table, Key: c.key(skRun),
+			ConditionExpression: aws.String("#o = :me"), ExpressionAttributeNames: map[string]string{"#o": "owner"},
+			ExpressionAttributeValues: map[string]types.AttributeValue{":me": sv(c.owner)}}})
 		for _, k := range chunk {
 			items = append(items, types.TransactWriteItem{Delete: &types.Delete{TableName: &c.table, Key: k}})
 		}
-		if err := c.leased(ctx, items); err != nil {
-			if !errors.Is(err, ErrLeaseLost) {
-				err = fmt.Errorf("removing checkpoint %s in %s: %w", c.pk, c.table, err)
+		for attempt := 0; ; attempt++ {
+			_, err := c.api.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: items})
+			if err == nil {
+				break
 			}
-			return err
+			var canceled *types.TransactionCanceledException
+			if errors.As(err, &canceled) {
+				if r := canceled.CancellationReasons; len(r) > 0 && aws.ToString(r[0].Code) == "ConditionalCheckFailed" {
+					return fmt.Errorf("%w (checkpoint %s in %s)", ErrLeaseLost, c.pk, c.table)
+				}
+				// A conflict, as with the lease's own renewal: again.
+				if attempt < 8 {
+					if err := sleep(ctx, backoff(attempt)); err != nil {
+						return err
+					}
+					continue
+				}
+			}
+			return fmt.Errorf("removing checkpoint %s in %s: %w", c.pk, c.table, err)
 		}
 	}
 	return nil
-}
-
-// leased writes items (at most maxTransact-1) in one transaction that
-// checks this process still holds the lease: ErrLeaseLost once another run
-// took it over. A conflict (the lease's own renewal, say) is tried again.
-func (c *DynamoCheckpoint) leased(ctx context.Context, items []types.TransactWriteItem) error {
-	items = append([]types.TransactWriteItem{{ConditionCheck: &types.ConditionCheck{TableName: &c.table, Key: c.key(skRun),
-		ConditionExpression: aws.String("#o = :me"), ExpressionAttributeNames: map[string]string{"#o": "owner"},
-		ExpressionAttributeValues: map[string]types.AttributeValue{":me": sv(c.owner)}}}}, items...)
-	for attempt := 0; ; attempt++ {
-		_, err := c.api.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: items})
-		if err == nil {
-			return nil
-		}
-		var canceled *types.TransactionCanceledException
-		if errors.As(err, &canceled) {
-			if r := canceled.CancellationReasons; len(r) > 0 && aws.ToString(r[0].Code) == "ConditionalCheckFailed" {
-				return fmt.Errorf("%w (checkpoint %s in %s)", ErrLeaseLost, c.pk, c.table)
-			}
-			if attempt < 8 {
-				if err := sleep(ctx, backoff(attempt)); err != nil {
-					return err
-				}
-				continue
-			}
-		}
-		return err
-	}
 }
 
 // removeLeased removes the task items among keys, renewing the lease
