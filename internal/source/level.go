@@ -145,10 +145,10 @@ type choice struct {
 // arm, its objects' bytes and encoding CPU (normalised by the CPU factor),
 // locally at once and in the fleet's statistics. What no object's own
 // stats hold (the manifest's frame, the tar's end) crosses the regions
-// too: it is shared out by input bytes, or xrc savings would overstate
-// the saving of small objects (by some 6% at 4 KiB each).
+// too: it is shared out by input bytes (stats.Delta.Frame), or xrc savings
+// would overstate the saving of small objects (by some 6% at 4 KiB each).
 func (lv *levels) observe(ctx context.Context, rule *config.Rule, m *manifest.Manifest, choices []choice, st []archive.ObjectStats, written int64, now time.Time) {
-	st = shareOut(m, st, written)
+	frame := shareOut(m, st, written)
 	factor := math.Float64frombits(lv.factor.Load())
 	byArm := map[choice]*stats.Delta{}
 	var order []choice
@@ -165,6 +165,7 @@ func (lv *levels) observe(ctx context.Context, rule *config.Rule, m *manifest.Ma
 		}
 		d.In += st[i].In
 		d.Out += st[i].Out
+		d.Frame += frame[i]
 		d.CPU += time.Duration(float64(st[i].CPU) * factor)
 		d.Objects++
 	}
@@ -181,10 +182,10 @@ func (lv *levels) observe(ctx context.Context, rule *config.Rule, m *manifest.Ma
 			compute += model.DecodeSeconds * float64(d.In) * model.DecodeVCPUSecond
 		}
 		lv.m.Transfer.WithLabelValues(rule.ID, "without").Add(float64(d.In) * regions / adaptive.GiB * model.TransferPerGiB)
-		lv.m.Transfer.WithLabelValues(rule.ID, "with").Add(float64(d.Out) * regions / adaptive.GiB * model.TransferPerGiB)
+		lv.m.Transfer.WithLabelValues(rule.ID, "with").Add(float64(d.Out+d.Frame) * regions / adaptive.GiB * model.TransferPerGiB)
 		lv.m.Compute.WithLabelValues(rule.ID).Add(compute)
 		lv.m.LevelObjects.WithLabelValues(rule.ID, string(d.Class), d.Arm.String()).Add(float64(d.Objects))
-		lv.m.BytesSaved.WithLabelValues(rule.ID).Add(float64(max(d.In-d.Out, 0)))
+		lv.m.BytesSaved.WithLabelValues(rule.ID).Add(float64(max(d.In-d.Out-d.Frame, 0)))
 		lv.m.CompressionCPU.WithLabelValues(rule.ID).Add(d.CPU.Seconds())
 	}
 	switchedSeen := map[adaptive.Class]bool{}
@@ -198,9 +199,11 @@ func (lv *levels) observe(ctx context.Context, rule *config.Rule, m *manifest.Ma
 	lv.write(ctx, rule.ID, ds, now, false)
 }
 
-// shareOut returns st with written bytes not yet attributed to an object
-// added to the objects' Out, in proportion to their input.
-func shareOut(m *manifest.Manifest, st []archive.ObjectStats, written int64) []archive.ObjectStats {
+// shareOut shares written bytes not attributed to an object among the
+// objects, in proportion to their input: each one's share, by manifest
+// index.
+func shareOut(m *manifest.Manifest, st []archive.ObjectStats, written int64) []int64 {
+	shares := make([]int64, len(st))
 	var in, out int64
 	for i := range m.Objects {
 		if m.Objects[i].HasMember() {
@@ -210,20 +213,18 @@ func shareOut(m *manifest.Manifest, st []archive.ObjectStats, written int64) []a
 	}
 	extra := written - out
 	if extra <= 0 || in <= 0 {
-		return st
+		return shares
 	}
-	st = slices.Clone(st)
-	last := -1
+	last, given := -1, int64(0)
 	for i := range m.Objects {
 		if m.Objects[i].HasMember() {
-			share := int64(float64(extra) * float64(st[i].In) / float64(in))
-			st[i].Out += share
-			out += share
+			shares[i] = int64(float64(extra) * float64(st[i].In) / float64(in))
+			given += shares[i]
 			last = i
 		}
 	}
-	st[last].Out += written - out // what rounding left
-	return st
+	shares[last] += extra - given // what rounding left
+	return shares
 }
 
 // write adds ds, and rule's deltas still waiting, to the table, unless it
@@ -329,7 +330,7 @@ func merge(ds []stats.Delta) []stats.Delta {
 			continue
 		}
 		x := &out[i]
-		x.In, x.Out, x.CPU, x.Objects, x.Archives = x.In+d.In, x.Out+d.Out, x.CPU+d.CPU, x.Objects+d.Objects, x.Archives+d.Archives
+		x.In, x.Out, x.Frame, x.CPU, x.Objects, x.Archives = x.In+d.In, x.Out+d.Out, x.Frame+d.Frame, x.CPU+d.CPU, x.Objects+d.Objects, x.Archives+d.Archives
 	}
 	return out[:min(len(out), maxPending)]
 }

@@ -66,7 +66,7 @@ func Summarise(rule string, decoders int, hs []Hourly, p Prices, choices map[ada
 		for _, x := range []*Line{l, total} {
 			x.Objects += h.Objects
 			x.BytesIn += h.In
-			x.BytesOut += h.Out
+			x.BytesOut += h.Out + h.Frame
 			x.CPUSeconds += h.CPU.Seconds()
 			x.Compute += h.CPU.Seconds() * p.Model.VCPUSecond
 			if h.Arm != adaptive.Store {

@@ -78,6 +78,11 @@ type Delta struct {
 	CPU      time.Duration // normalised (adaptive.Factor)
 	Objects  int
 	Archives int
+	// Frame is its share, by input, of its archives' bytes no object
+	// holds (the manifest's frame, the tar's end): they cross the
+	// regions, so xrc savings counts them, but they are no level's
+	// doing, so the learner does not (Store would pay them too).
+	Frame int64
 }
 
 const hourFormat = "2006-01-02T15"
@@ -110,12 +115,12 @@ func (st *Store) Add(ctx context.Context, rule string, at time.Time, ds []Delta)
 		_, err := st.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 			TableName: &st.table,
 			Key:       map[string]types.AttributeValue{"pk": s(statsPK(rule)), "sk": s(hourSK(at, d.Class, d.Arm))},
-			UpdateExpression: aws.String("ADD #in :in, #out :out, #cpu :cpu, #obj :obj, #arc :arc " +
+			UpdateExpression: aws.String("ADD #in :in, #out :out, #frame :frame, #cpu :cpu, #obj :obj, #arc :arc " +
 				"SET #exp = if_not_exists(#exp, :exp), #rule = :rule, #hour = :hour, #class = :class, #arm = :arm"),
-			ExpressionAttributeNames: map[string]string{"#in": "in", "#out": "out", "#cpu": "cpuNs", "#obj": "objects", "#arc": "archives",
+			ExpressionAttributeNames: map[string]string{"#in": "in", "#out": "out", "#frame": "frame", "#cpu": "cpuNs", "#obj": "objects", "#arc": "archives",
 				"#exp": "expiresAt", "#rule": "rule", "#hour": "hour", "#class": "class", "#arm": "arm"},
 			ExpressionAttributeValues: map[string]types.AttributeValue{
-				":in": n(d.In), ":out": n(d.Out), ":cpu": n(int64(d.CPU)), ":obj": n(int64(d.Objects)), ":arc": n(int64(d.Archives)),
+				":in": n(d.In), ":out": n(d.Out), ":frame": n(d.Frame), ":cpu": n(int64(d.CPU)), ":obj": n(int64(d.Objects)), ":arc": n(int64(d.Archives)),
 				":exp": n(st.now().Add(TTL).Unix()), ":rule": s(rule), ":hour": s(at.UTC().Format(hourFormat)),
 				":class": s(string(d.Class)), ":arm": s(d.Arm.String()),
 			},
@@ -146,6 +151,7 @@ type hourlyItem struct {
 	Arm      string `dynamodbav:"arm"`
 	In       int64  `dynamodbav:"in"`
 	Out      int64  `dynamodbav:"out"`
+	Frame    int64  `dynamodbav:"frame"`
 	CPUNs    int64  `dynamodbav:"cpuNs"`
 	Objects  int    `dynamodbav:"objects"`
 	Archives int    `dynamodbav:"archives"`
@@ -177,7 +183,7 @@ func (st *Store) Since(ctx context.Context, rule string, since time.Time) ([]Hou
 				continue // written by a later version: not ours to judge
 			}
 			out = append(out, Hourly{Rule: it.Rule, Hour: hour, Delta: Delta{Class: adaptive.Class(it.Class), Arm: arm,
-				In: it.In, Out: it.Out, CPU: time.Duration(it.CPUNs), Objects: it.Objects, Archives: it.Archives}})
+				In: it.In, Out: it.Out, Frame: it.Frame, CPU: time.Duration(it.CPUNs), Objects: it.Objects, Archives: it.Archives}})
 		}
 	}
 	return out, nil
