@@ -121,6 +121,10 @@ func (w *Worker) undo(ctx context.Context, o *manifest.Object, rt config.Route) 
 	return nil
 }
 
+// maxUploadPages bounds the listing of a key's uploads (keys it prefixes
+// included): what is left beyond is left to the bucket's lifecycle rule.
+const maxUploadPages = 10
+
 // clockSkew is how far the source's clock, which dated a manifest, may be
 // from S3's: S3 refuses requests signed further off than this.
 const clockSkew = 15 * time.Minute
@@ -139,8 +143,9 @@ const clockSkew = 15 * time.Minute
 // would leak the ones left.
 func (w *Worker) abortStale(ctx context.Context, rt config.Route, since, before time.Time) {
 	var uploads []s3types.MultipartUpload
-	pages := s3.NewListMultipartUploadsPaginator(w.S3, &s3.ListMultipartUploadsInput{Bucket: &rt.Bucket, Prefix: &rt.Key})
-	for pages.HasMorePages() {
+	pages := s3.NewListMultipartUploadsPaginator(w.S3, &s3.ListMultipartUploadsInput{Bucket: &rt.Bucket, Prefix: &rt.Key},
+		func(o *s3.ListMultipartUploadsPaginatorOptions) { o.StopOnDuplicateToken = true }) // a store that repeats its markers
+	for n := 0; pages.HasMorePages() && n < maxUploadPages; n++ {
 		out, err := pages.NextPage(ctx)
 		if err != nil {
 			w.Metrics.Errors.WithLabelValues("list_uploads").Inc()

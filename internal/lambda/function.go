@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
@@ -90,7 +91,11 @@ type Function struct {
 	raw     []byte
 	readAt  time.Time
 	handler func(context.Context, events.SQSEvent) (events.SQSEventResponse, error)
-	stop    func(context.Context) // ends the current worker: its background loops, and writes what it learnt
+	// stop ends the current worker: its background loops, and writes
+	// what it learnt. Outside mu: Shutdown must not wait for a handler
+	// that outlived its invocation's timeout (Lambda retires the
+	// environment then, with SIGTERM).
+	stop atomic.Pointer[func(context.Context)]
 }
 
 // New loads the config and builds the role's handler (a cold start).
@@ -191,12 +196,12 @@ func (f *Function) build(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	if f.stop != nil {
+	if old := f.stop.Swap(&stop); old != nil {
 		sctx, cancel := context.WithTimeout(ctx, stopTimeout)
-		f.stop(sctx)
+		(*old)(sctx)
 		cancel()
 	}
-	f.handler, f.stop = handler, stop
+	f.handler = handler
 	return nil
 }
 
@@ -207,12 +212,11 @@ const stopTimeout = 5 * time.Second
 // SIGTERM, which gives about 500 ms): it writes the statistics a failed
 // write left waiting, which would otherwise go with the environment.
 func (f *Function) Shutdown() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
-	defer cancel()
-	f.stop(ctx)
-	f.stop = func(context.Context) {}
+	if stop := f.stop.Swap(nil); stop != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
+		defer cancel()
+		(*stop)(ctx)
+	}
 }
 
 func (f *Function) buildSource(ctx context.Context, cfg *config.Config) (func(context.Context, events.SQSEvent) (events.SQSEventResponse, error), func(context.Context), error) {

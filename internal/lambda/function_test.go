@@ -92,6 +92,9 @@ func TestConfigReload(t *testing.T) {
 	if !strings.Contains(out.String(), `"_aws"`) {
 		t.Error("no EMF line after the invocations")
 	}
+	// Lambda's SIGTERM may come more than once; never a panic.
+	fn.Shutdown()
+	fn.Shutdown()
 }
 
 // TestTargetFunctionSweepsUploads: a target function aborts a recorded
