@@ -156,7 +156,7 @@ func (a *alarms) watchBackfill(id string, b *backfill, cluster awsecs.Cluster) {
 	})
 	failed.AddTarget(awseventstargets.NewSnsTopic(a.Topic, &awseventstargets.SnsTopicProps{
 		Message: awsevents.RuleTargetInput_FromText(jsii.String(fmt.Sprintf(
-			"xrc backfill of rule %s stopped without success: exit code %s (1: failed, 3: incomplete), %s. Task %s; its log stream is under the task's id. Nothing is lost: run it again (it resumes from its checkpoint) once the cause is fixed.",
+			"xrc backfill of rule %s stopped without success: exit code %s (1: failed), %s. Task %s; its log stream is under the task's id. Nothing is lost: run it again (it resumes from its checkpoint) once the cause is fixed.",
 			b.Rule.ID, *awsevents.EventField_FromPath(jsii.String("$.detail.containers[0].exitCode")),
 			*awsevents.EventField_FromPath(jsii.String("$.detail.stoppedReason")), *awsevents.EventField_FromPath(jsii.String("$.detail.taskArn"))))),
 	}))

@@ -53,8 +53,8 @@ type options struct {
 	// of building Dockerfile.source / Dockerfile.target as assets.
 	SourceImage string
 	TargetImage string
-	// ReplicationTimeControl turns on S3 RTC (15-minute SLA, extra cost)
-	// and replication metrics.
+	// ReplicationTimeControl turns on S3 RTC (15-minute SLA, extra cost);
+	// replication metrics are on either way.
 	ReplicationTimeControl bool
 	// Backfill schedules xrc backfill ("backfill*" keys, backfill.go).
 	Backfill backfillOptions
