@@ -443,6 +443,40 @@ func TestLargeObjectMixedDestinations(t *testing.T) {
 	}
 }
 
+// TestSkippedLargeMemberAbortsItsLeftUpload: an archive's earlier attempt
+// killed between creating a large member's upload and recording it, whose
+// retry finds a newer write of the key there and skips the member, aborts
+// that upload: no later write of the key aborts one begun before its own
+// archive was made.
+func TestSkippedLargeMemberAbortsItsLeftUpload(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t, nil)
+	ctx := context.Background()
+	dst := p.cfg.Rules[0].Destinations[0].Bucket
+	p.startTarget(t)
+	k := "data/large/left.txt"
+	old, oldObjs := p.objectArchive("left-1", k, seqAt(1), textData(6, deliver.BufferMax+1<<20))
+	up, err := p.dst.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: &dst, Key: &k})
+	if err != nil {
+		t.Fatal(err)
+	}
+	newer, newerObjs := p.objectArchive("left-2", k, seqAt(2), []byte("newer"))
+	p.deliver(t, "r1/left-2.tar.zst", newer, newerObjs)
+	p.deliver(t, "r1/left-1.tar.zst", old, oldObjs)
+	if got := string(p.read(t, dst, k)); got != "newer" {
+		t.Fatalf("destination holds %q, want the newer write", got)
+	}
+	out, err := p.dst.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: &dst, Prefix: &k})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range out.Uploads {
+		if aws.ToString(u.UploadId) == aws.ToString(up.UploadId) {
+			t.Error("the upload the skipped member's earlier attempt left is still open")
+		}
+	}
+}
+
 // TestVersionDeletes follows S3 Replication: on a versioned source bucket,
 // deleting one version for good (ObjectRemoved:Delete with a version id)
 // leaves the destination's current object alone; a delete marker

@@ -200,6 +200,10 @@ func (w *Worker) writeStream(ctx context.Context, wr *write, o *manifest.Object,
 		}
 		if skip != "" {
 			w.skipped(wr, skip)
+			// An earlier attempt of this archive may have begun an
+			// upload it never recorded (killed between the two): no
+			// later write of the key aborts one this old.
+			w.abortStale(ctx, rt, wr.m.CreatedAt.Add(-clockSkew), w.Clock.Now())
 			continue
 		}
 		todo = append(todo, dest{rt, etag})
