@@ -14,6 +14,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/defaults"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
@@ -44,7 +45,15 @@ func load(ctx context.Context, region string, stall time.Duration) (aws.Config, 
 		// applied to it.
 		awsconfig.WithHTTPClient(awshttp.NewBuildableClient()),
 		awsconfig.WithRetryer(func() aws.Retryer {
-			return retry.NewStandard(func(o *retry.StandardOptions) { o.MaxAttempts = MaxAttempts })
+			return retry.NewStandard(func(o *retry.StandardOptions) {
+				o.MaxAttempts = MaxAttempts
+				// No client-side retry quota: a task's one S3 client
+				// spends its 500 tokens in a few seconds of SlowDown at
+				// a worker's concurrency, and then tries every request
+				// once, sending archives S3 only asked to slow down
+				// towards the DLQ. The backoff still spaces retries.
+				o.RateLimiter = ratelimit.None
+			})
 		}),
 	)
 	if err != nil {

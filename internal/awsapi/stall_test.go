@@ -20,6 +20,8 @@ import (
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/localstack"
@@ -222,6 +224,25 @@ func TestLoadBoundsEveryClient(t *testing.T) {
 	var ne net.Error
 	if err == nil || ctx.Err() != nil || !errors.As(err, &ne) || !ne.Timeout() {
 		t.Fatalf("request to a silent server: %v (context: %v); want a timeout of the connection", err, ctx.Err())
+	}
+}
+
+// TestThrottlingKeepsItsRetries: the SDK's retryer does not give up
+// retrying after a client's first hundred retries (its default quota of
+// 500 tokens, 5 a retry): under SlowDown a worker's hundreds of requests
+// spent it in seconds, and every later request was tried once.
+func TestThrottlingKeepsItsRetries(t *testing.T) {
+	cfg, err := load(context.Background(), "us-east-1", StallTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := cfg.Retryer()
+	slowDown := &smithyhttp.ResponseError{Response: &smithyhttp.Response{Response: &http.Response{StatusCode: http.StatusServiceUnavailable}},
+		Err: &smithy.GenericAPIError{Code: "SlowDown"}}
+	for i := range 1000 {
+		if _, err := r.GetRetryToken(context.Background(), slowDown); err != nil {
+			t.Fatalf("retry %d refused: %v", i+1, err)
+		}
 	}
 }
 
