@@ -366,6 +366,22 @@ func TestBadValueLeavesTheRestChecked(t *testing.T) {
 	}
 }
 
+// TestLevelZeroRefused: minLevel or maxLevel 0 is no level; taken for
+// "left out" it became the default, and maxLevel 0, meant to keep to the
+// fast levels, let the learner go up to 19.
+func TestLevelZeroRefused(t *testing.T) {
+	doc := mutate(t, func(d map[string]any) {
+		obj(d, "settings")["adaptive"] = map[string]any{"minLevel": -7, "maxLevel": 0}
+	})
+	_, err := Parse(doc)
+	if err == nil || !strings.Contains(err.Error(), "settings.adaptive.maxLevel") || strings.Contains(err.Error(), "minLevel") {
+		t.Errorf("Parse = %v, want maxLevel 0 refused alone", err)
+	}
+	if _, err := Parse([]byte(`[]`)); err == nil {
+		t.Error("a document that is no object parsed")
+	}
+}
+
 func TestMatches(t *testing.T) {
 	r := Rule{SourceBucket: "b", Prefix: "logs/", Suffix: ".json", Ignore: []string{"*/_tmp/*", "*.bak.json"}}
 	cases := map[string]bool{

@@ -92,6 +92,7 @@ func Parse(data []byte) (*Config, error) {
 	}
 	var errs Errors
 	checkDuplicateKeys(&errs, data)
+	checkNoLevelZero(&errs, raw)
 	if checkShape(&errs, "", raw, reflect.TypeFor[Config]()) {
 		raw = map[string]any{}
 	}
@@ -117,6 +118,21 @@ func Parse(data []byte) (*Config, error) {
 		return nil, errs
 	}
 	return &c, nil
+}
+
+// checkNoLevelZero refuses minLevel or maxLevel 0, which is no zstd level
+// of xrc's: taken for "left out", as other fields' 0 is, it became the
+// default (-7, 19), and a maxLevel meant to keep to the fast levels let
+// the learner go up to 19.
+func checkNoLevelZero(errs *Errors, raw any) {
+	top, _ := raw.(map[string]any)
+	settings, _ := top["settings"].(map[string]any)
+	adaptive, _ := settings["adaptive"].(map[string]any)
+	for _, name := range []string{"minLevel", "maxLevel"} {
+		if n, ok := adaptive[name].(json.Number); ok && n.String() == "0" {
+			errs.add("settings.adaptive."+name, "0 is no level (1 is zstd's fastest positive one, -1 the slowest negative); leave it out for the default")
+		}
+	}
 }
 
 // syntaxError turns a decoder error into one naming line:column.
