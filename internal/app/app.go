@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -241,9 +242,11 @@ func SourceRules(cfg *config.Config, region string, f Flags) ([]string, string, 
 			r, ok := cfg.Rule(id)
 			switch {
 			case !ok:
-				return nil, "", fmt.Errorf("XRC_RULES: no rule %q in the config", id)
+				return nil, "", fmt.Errorf("-rules (XRC_RULES): no rule %q in the config", id)
 			case r.SourceRegion != region:
-				return nil, "", fmt.Errorf("XRC_RULES: rule %q has source region %s, not %s", id, r.SourceRegion, region)
+				return nil, "", fmt.Errorf("-rules (XRC_RULES): rule %q has source region %s, not %s", id, r.SourceRegion, region)
+			case slices.Contains(rules, id):
+				continue // named twice, served once
 			}
 			rules = append(rules, id)
 		}

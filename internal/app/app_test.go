@@ -137,6 +137,10 @@ func TestSourceRules(t *testing.T) {
 	if rules, _, err := SourceRules(cfg, "us-east-1", Flags{Rules: " exports , logs", QueueURL: "https://q"}); err != nil || len(rules) != 2 || rules[0] != "exports" {
 		t.Errorf("XRC_RULES with spaces: %q %v", rules, err)
 	}
+	// Named twice, served (and its batches counted) once.
+	if rules, _, err := SourceRules(cfg, "us-east-1", Flags{Rules: "exports,exports"}); err != nil || len(rules) != 1 {
+		t.Errorf("XRC_RULES=exports,exports: %q %v", rules, err)
+	}
 	// Two rules on one queue hold two batches each: together past SQS's
 	// in-flight limit, the second rule's batches would never fill.
 	cfg.Rules[0].Batch.MaxObjects, cfg.Rules[1].Batch.MaxObjects = 30000, 30001
