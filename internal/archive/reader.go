@@ -156,6 +156,14 @@ func (r *Reader) readManifest(opts ReaderOptions) error {
 		}
 		return r.wrap(nil, err)
 	}
+	// The manifest's frame ends with the member's tar padding; the
+	// decoder checks the frame's checksum only when asked for a byte past
+	// its last block. Read up to the first byte after the frame, held back
+	// for the tar reader: a manifest ending near a block boundary (128 KiB)
+	// was otherwise returned unchecked.
+	if err := r.pos.readAhead(int(padding(hdr.Size)) + 1); err != nil && err != io.EOF {
+		return r.wrap(nil, err)
+	}
 	r.m = m
 	r.dataEnd, r.lastLen = r.pos.n, hdr.Size
 	r.members = make(map[string]int, len(m.Objects))
@@ -567,6 +575,7 @@ type countingReader struct {
 	n     int64
 	limit int64
 	over  bool
+	ahead []byte // read from r ahead of the caller (readAhead), not counted yet
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
@@ -577,7 +586,26 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	if room := c.limit - c.n; int64(len(p)) > room {
 		p = p[:room]
 	}
+	if len(c.ahead) > 0 && len(p) > 0 {
+		n := copy(p, c.ahead)
+		c.ahead = c.ahead[n:]
+		c.n += int64(n)
+		return n, nil
+	}
 	n, err := c.r.Read(p)
 	c.n += int64(n)
 	return n, err
+}
+
+// readAhead reads n bytes from r for the next Reads to return, so that r
+// has decoded up to them; an error (io.EOF: the stream ended first) is r's,
+// which returns it again.
+func (c *countingReader) readAhead(n int) error {
+	buf := make([]byte, n)
+	got, err := io.ReadFull(c.r, buf)
+	c.ahead = buf[:got]
+	if err == io.ErrUnexpectedEOF {
+		err = io.EOF
+	}
+	return err
 }

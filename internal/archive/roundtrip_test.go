@@ -296,6 +296,22 @@ func TestWriterErrors(t *testing.T) {
 			t.Errorf("%v does not name the object", err)
 		}
 	})
+	t.Run("source SHA-256 mismatch, digest in the trailer", func(t *testing.T) {
+		// No sha256 field to compare with: the source's own SHA-256 is.
+		w := beginWith(t, specs, func(m *manifest.Manifest) {
+			m.Objects[0].ChecksumAlgorithm, m.Objects[0].Checksum = "SHA256", checksum.SHA256.Sum([]byte("abd"))
+		})
+		_, err := w.WriteObject(0, strings.NewReader("abc"))
+		wantInvalid(t, err, ErrChecksum, "content has SHA-256")
+	})
+	t.Run("source SHA-256, digest in the trailer", func(t *testing.T) {
+		w := beginWith(t, specs, func(m *manifest.Manifest) {
+			m.Objects[0].ChecksumAlgorithm, m.Objects[0].Checksum = "SHA256", checksum.SHA256.Sum([]byte("abc"))
+		})
+		if _, err := w.WriteObject(0, strings.NewReader("abc")); err != nil {
+			t.Fatal(err)
+		}
+	})
 	t.Run("source checksum", func(t *testing.T) {
 		w := beginWith(t, specs, func(m *manifest.Manifest) {
 			m.Objects[0].ChecksumAlgorithm, m.Objects[0].Checksum = "CRC64NVME", checksum.CRC64NVME.Sum([]byte("abc"))
@@ -747,5 +763,71 @@ func TestManifestFrameCheckedFirst(t *testing.T) {
 	}
 	if !errors.Is(err, ErrInvalid) {
 		t.Fatalf("a corrupt manifest frame reached the first object: %v", err)
+	}
+}
+
+// TestManifestFrameCheckedAtABlockBoundary: a manifest whose data ends
+// within its tar padding of a decoder block boundary (128 KiB of
+// decompressed bytes) left its frame's last block, and so the frame's
+// checksum, undecoded until the first Next; NewReader returned the
+// manifest unchecked (xrc archive inspect printed it; the target judged
+// its destinations first). For each encoder, sizes around the boundary.
+func TestManifestFrameCheckedAtABlockBoundary(t *testing.T) {
+	const block = 128 << 10
+	targets := []int64{block - 511, block - 300, block - 1, block, block + 1}
+	// n delete entries of about 390 bytes each, and one whose key, pad
+	// bytes long, moves the manifest's end a byte at a time.
+	build := func(opts WriterOptions, n, pad int) (data []byte, end, dataEnd int64) {
+		var specs []spec
+		for i := range n {
+			specs = append(specs, spec{key: fmt.Sprintf("d/%04d/%s", i, strings.Repeat("k", 100)), delete: true})
+		}
+		specs = append(specs, spec{key: "pad/" + strings.Repeat("p", pad), delete: true}, spec{key: "a", data: []byte("a")})
+		m := newManifest("boundary", specs)
+		m.Objects[n].Destinations[0].Key = "pad"
+		w := NewWriter(opts)
+		var buf bytes.Buffer
+		if err := w.Begin(&buf, m); err != nil {
+			t.Fatal(err)
+		}
+		end = w.Written()
+		if _, err := w.WriteObject(len(specs)-1, bytes.NewReader([]byte("a"))); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		r, err := NewReader(bytes.NewReader(buf.Bytes()), ReaderOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		dataEnd = r.dataEnd
+		r.Close()
+		return buf.Bytes(), end, dataEnd
+	}
+	for _, opts := range encoderOptions() {
+		n := 250
+		for _, _, base := build(opts, n, 1); base < targets[len(targets)-1]-900; _, _, base = build(opts, n, 1) {
+			n++
+		}
+		_, _, base := build(opts, n, 1)
+		for _, to := range targets {
+			pad := int(to - base + 1)
+			if pad < 1 || pad > 1000 {
+				t.Fatalf("manifest ends at %d: the test's padding cannot reach %d", base, to)
+			}
+			data, end, dataEnd := build(opts, n, pad)
+			if dataEnd != to {
+				t.Fatalf("manifest data ends at %d, want %d", dataEnd, to)
+			}
+			data[end-1] ^= 0xff // the manifest frame's checksum
+			r, err := NewReader(bytes.NewReader(data), ReaderOptions{})
+			if err == nil {
+				r.Close()
+			}
+			if !errors.Is(err, ErrInvalid) {
+				t.Errorf("pure Go %v, manifest data ending at %d: NewReader = %v, want the frame's checksum refused", opts.PureGo, to, err)
+			}
+		}
 	}
 }

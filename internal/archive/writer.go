@@ -292,6 +292,14 @@ func (w *Writer) WriteObject(index int, r io.Reader) (sha256hex string, err erro
 		}
 	}
 	if o.SHA256 == "" {
+		// A SHA-256 the source's own checksum gives but the manifest
+		// does not carry (never so from xrc's source) is compared here,
+		// as o.SHA256 would be.
+		if checksum.Algorithm(o.ChecksumAlgorithm) == checksum.SHA256 && o.Checksum != "" {
+			if raw, _ := hex.DecodeString(sum); checksum.Encode(raw) != o.Checksum {
+				return "", w.fail(w.objectError(o, fmt.Errorf("%w: content has SHA-256 %s, the source's checksum says %s", ErrChecksum, checksum.Encode(raw), o.Checksum)))
+			}
+		}
 		line := trailerLine(sum, o.Member)
 		if err := w.encode(index, func() error { return w.writeMember(manifest.TrailerName(o.Member), []byte(line), o.LastModified) }); err != nil {
 			return "", w.fail(fmt.Errorf("archive %s: writing trailer of %s/%s: %w", w.m.ArchiveID, o.Bucket, o.Key, err))
