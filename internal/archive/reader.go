@@ -597,15 +597,19 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// readAhead reads n bytes from r for the next Reads to return, so that r
-// has decoded up to them; an error (io.EOF: the stream ended first) is r's,
-// which returns it again.
+// readAhead reads up to n bytes from r for the next Reads to return, so
+// that r has decoded up to them; r's error is returned as r gave it (the
+// decoder's io.EOF is a clean end of stream, its io.ErrUnexpectedEOF a
+// frame cut short, checksum unread).
 func (c *countingReader) readAhead(n int) error {
 	buf := make([]byte, n)
-	got, err := io.ReadFull(c.r, buf)
-	c.ahead = buf[:got]
-	if err == io.ErrUnexpectedEOF {
-		err = io.EOF
+	got := 0
+	var err error
+	for got < n && err == nil {
+		var k int
+		k, err = c.r.Read(buf[got:])
+		got += k
 	}
+	c.ahead = buf[:got]
 	return err
 }

@@ -820,6 +820,13 @@ func TestManifestFrameCheckedAtABlockBoundary(t *testing.T) {
 			if dataEnd != to {
 				t.Fatalf("manifest data ends at %d, want %d", dataEnd, to)
 			}
+			// Cut inside the frame's checksum or last block: a stream
+			// that ends there is no clean end.
+			for _, cut := range []int64{1, 4, 9} {
+				if _, err := NewReader(bytes.NewReader(data[:end-cut]), ReaderOptions{}); !errors.Is(err, ErrInvalid) {
+					t.Errorf("pure Go %v, manifest data ending at %d, its frame cut %d bytes short: NewReader = %v, want it refused", opts.PureGo, to, cut, err)
+				}
+			}
 			data[end-1] ^= 0xff // the manifest frame's checksum
 			r, err := NewReader(bytes.NewReader(data), ReaderOptions{})
 			if err == nil {

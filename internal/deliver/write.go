@@ -194,6 +194,7 @@ func (w *Worker) writeStream(ctx context.Context, wr *write, o *manifest.Object,
 	}
 	var todo []dest
 	for _, rt := range routes {
+		decided := w.Clock.Now()
 		etag, skip, err := w.decide(ctx, wr, o, rt)
 		if err != nil {
 			return w.failed(wr, o, rt, err)
@@ -202,8 +203,10 @@ func (w *Worker) writeStream(ctx context.Context, wr *write, o *manifest.Object,
 			w.skipped(wr, skip)
 			// An earlier attempt of this archive may have begun an
 			// upload it never recorded (killed between the two): no
-			// later write of the key aborts one this old.
-			w.abortStale(ctx, rt, wr.m.CreatedAt.Add(-clockSkew), w.Clock.Now())
+			// later write of the key aborts one this old. Only those
+			// begun before the read that decided (a concurrent
+			// delivery's, unrecorded for a moment, may be newer).
+			w.abortStale(ctx, rt, wr.m.CreatedAt.Add(-clockSkew), decided)
 			continue
 		}
 		todo = append(todo, dest{rt, etag})
