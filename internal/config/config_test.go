@@ -685,6 +685,17 @@ func TestFanInRejected(t *testing.T) {
 	if _, err := Parse(doc); err != nil {
 		t.Fatalf("disjoint prefixes rejected: %v", err)
 	}
+	// Suffixes no key can both end with: the rules never write one key.
+	doc = mutate(t, func(d map[string]any) {
+		obj(d, "rules", 1, "destinations", 0)["bucket"] = obj(d, "rules", 0, "destinations", 0)["bucket"]
+		obj(d, "rules", 1, "destinations", 0)["region"] = obj(d, "rules", 0, "destinations", 0)["region"]
+		obj(d, "rules", 1, "destinations", 0)["prefix"] = "prod/sub/"
+		obj(d, "rules", 0)["suffix"] = ".csv"
+		obj(d, "rules", 1)["suffix"] = ".json"
+	})
+	if _, err := Parse(doc); err != nil {
+		t.Fatalf("rules of suffixes .csv and .json rejected: %v", err)
+	}
 }
 
 func TestDuplicateDestinationRejected(t *testing.T) {

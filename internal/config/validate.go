@@ -496,7 +496,7 @@ func (c *Config) checkOverlaps(errs *Errors) {
 		for j := i + 1; j < len(c.Rules); j++ {
 			a, b := &c.Rules[i], &c.Rules[j]
 			if a.SourceRegion == b.SourceRegion && a.SourceBucket == b.SourceBucket &&
-				overlaps(a.Prefix, b.Prefix) && (strings.HasSuffix(a.Suffix, b.Suffix) || strings.HasSuffix(b.Suffix, a.Suffix)) {
+				overlaps(a.Prefix, b.Prefix) && suffixesMeet(a.Suffix, b.Suffix) {
 				errs.add(fmt.Sprintf("rules[%d]", j), "filters overlap rule %q on bucket %s (prefix %q/%q, suffix %q/%q): S3 sends each event to one queue only",
 					a.ID, a.SourceBucket, a.Prefix, b.Prefix, a.Suffix, b.Suffix)
 			}
@@ -515,14 +515,16 @@ func written(r *Rule, d Destination) string {
 // checkFanIn reports two rules writing to overlapping keys of one bucket.
 // The target orders writes of a key by S3 event sequencers, and sequencers
 // of two source buckets (or keys) are not comparable, so a key both rules
-// could write would end with whichever archive came last.
+// could write would end with whichever archive came last. A destination
+// key ends as its source key does, so rules whose suffixes cannot both end
+// one key (.csv, .json) never write the same one.
 func (c *Config) checkFanIn(errs *Errors) {
 	for i := range c.Rules {
 		for j := i + 1; j < len(c.Rules); j++ {
 			a, b := &c.Rules[i], &c.Rules[j]
 			for _, da := range a.Destinations {
 				for k, db := range b.Destinations {
-					if da.Region == db.Region && da.Bucket == db.Bucket && overlaps(written(a, da), written(b, db)) {
+					if da.Region == db.Region && da.Bucket == db.Bucket && overlaps(written(a, da), written(b, db)) && suffixesMeet(a.Suffix, b.Suffix) {
 						errs.add(fmt.Sprintf("rules[%d].destinations[%d]", j, k),
 							"writes keys under %q of %s/%s, which rule %q also writes (under %q): writes from two rules cannot be ordered",
 							written(b, db), db.Region, db.Bucket, a.ID, written(a, da))
@@ -632,3 +634,6 @@ func (c *Config) checkLoops(errs *Errors) {
 
 // overlaps reports whether some key can start with both prefixes.
 func overlaps(a, b string) bool { return strings.HasPrefix(a, b) || strings.HasPrefix(b, a) }
+
+// suffixesMeet reports whether one key can end with both suffixes.
+func suffixesMeet(a, b string) bool { return strings.HasSuffix(a, b) || strings.HasSuffix(b, a) }
