@@ -109,7 +109,8 @@ func TestComputeModes(t *testing.T) {
 			t.Errorf("ap-southeast-2 (target on Lambda) has %d %s", n, typ)
 		}
 	}
-	// Queues a function consumes hide a message for 6 x the timeout.
+	// Queues a function consumes hide a message for 6 x the timeout (plus
+	// the batching window, for a source's).
 	for region, names := range map[string][]string{"us-east-1": {"xrc-src-exports", "xrc-src-logs"}, "ap-southeast-2": {"xrc-tgt"}, "eu-west-1": {"xrc-tgt"}} {
 		for _, name := range names {
 			if got := propsOf(firstOf(ofType(s.json[region], "AWS::SQS::Queue"), name))["VisibilityTimeout"]; got != visibility(region, name) {
