@@ -265,10 +265,40 @@ func TestWaitingStatisticsAreWritten(t *testing.T) {
 // tableLevels is a source worker's levels for one rule, its statistics in
 // st.
 func tableLevels(st Stats) (*levels, *config.Rule) {
+	w, rule := tableWorker(st)
+	return w.levels, rule
+}
+
+// tableWorker is a source worker of one rule with its levels alone, its
+// statistics in st.
+func tableWorker(st Stats) (*Worker, *config.Rule) {
 	cfg := &config.Config{Settings: config.Settings{Adaptive: config.Adaptive{MinLevel: -7, MaxLevel: 19, HalfLife: config.Duration(time.Hour)},
 		Prices: config.Prices{TransferPerGB: 0.02, VCPUHour: 0.01245}}}
 	w := &Worker{Deps: Deps{Config: cfg, Log: zap.NewNop(), Metrics: NewMetrics(prometheus.NewRegistry()), Clock: clockwork.NewRealClock(), Stats: st}}
 	rule := &config.Rule{ID: "r", Level: 3, Destinations: []config.Destination{{Region: "eu-west-1", Bucket: "d"}}}
 	w.rules = []*config.Rule{rule}
-	return newLevels(w), rule
+	w.levels = newLevels(w)
+	return w, rule
+}
+
+// TestCloseWritesWaitingStatistics: a worker without Drain (a Lambda
+// environment rebuilt for a new config, or retired) writes on Close the
+// statistics a failed write left waiting; they went with the old worker.
+func TestCloseWritesWaitingStatistics(t *testing.T) {
+	ctx := context.Background()
+	table, ddb := localstack.Require(t).TestTable(t, "close")
+	st := stats.New(ddb, table, time.Now)
+	w, rule := tableWorker(&failing{Store: st, fails: 1})
+	stopped := false
+	w.stopRefresh = func() { stopped = true } // Prepare's
+	m := &manifest.Manifest{Objects: []manifest.Object{{Key: "k.csv"}}}
+	w.levels.observe(ctx, rule, m, []choice{{adaptive.CSV, 3}}, []archive.ObjectStats{{In: 1 << 20, Out: 400 << 10, CPU: time.Millisecond}}, 400<<10, time.Now())
+	w.Close(ctx)
+	hs, err := st.Since(ctx, rule.ID, time.Now().Add(-2*time.Hour))
+	if err != nil || len(hs) != 1 || hs[0].In != 1<<20 {
+		t.Errorf("table holds %+v (%v), want the archive's statistics", hs, err)
+	}
+	if !stopped {
+		t.Error("Close left the refresh loop running")
+	}
 }
