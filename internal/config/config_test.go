@@ -600,10 +600,13 @@ func TestPartition(t *testing.T) {
 	for region, want := range map[string]string{
 		"us-east-1": "aws", "eu-west-1": "aws", "ap-southeast-2": "aws", "cn-north-1": "aws-cn", "cn-northwest-1": "aws-cn",
 		"us-gov-west-1": "aws-us-gov", "us-iso-east-1": "aws-iso", "us-isob-east-1": "aws-iso-b", "eu-isoe-west-1": "aws-iso-e",
-		"us-isof-south-1": "aws-iso-f",
+		"us-isof-south-1": "aws-iso-f", "eusc-de-east-1": "aws-eusc",
 	} {
 		if got := partition(region); got != want {
 			t.Errorf("partition(%q) = %q, want %q", region, got, want)
+		}
+		if !regionRe.MatchString(region) {
+			t.Errorf("region %q refused", region)
 		}
 	}
 }

@@ -90,7 +90,7 @@ const (
 var (
 	stackNameRe = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
 	ruleIDRe    = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
-	regionRe    = regexp.MustCompile(`^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]{1,2}$`)
+	regionRe    = regexp.MustCompile(`^([a-z]{2}(-gov|-iso[a-z]*)?|eusc-[a-z]{2})-[a-z]+-[0-9]{1,2}$`)
 	bucketRe    = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
 )
 
@@ -441,6 +441,8 @@ func partition(region string) string {
 	switch {
 	case cc == "cn":
 		return "aws-cn"
+	case cc == "eusc": // the AWS European Sovereign Cloud: eusc-de-east-1
+		return "aws-eusc"
 	case kind == "gov":
 		return "aws-" + cc + "-gov"
 	case strings.HasPrefix(kind, "iso"):
