@@ -89,7 +89,7 @@ func (w *Worker) put(ctx context.Context, wr *write, o *manifest.Object, rt conf
 		}
 	}
 	if multipart {
-		w.abortStale(ctx, rt, wr.m.CreatedAt.Add(-clockSkew), started)
+		w.abortStale(ctx, rt, wr.m.CreatedAt.Add(-awsapi.ClockSkew), started)
 	}
 	return w.undoIfDeleted(ctx, wr, o, rt)
 }
@@ -124,10 +124,6 @@ func (w *Worker) undo(ctx context.Context, o *manifest.Object, rt config.Route) 
 // maxUploadPages bounds the listing of a key's uploads (keys it prefixes
 // included): what is left beyond is left to the bucket's lifecycle rule.
 const maxUploadPages = 10
-
-// clockSkew is how far the source's clock, which dated a manifest, may be
-// from S3's: S3 refuses requests signed further off than this.
-const clockSkew = 15 * time.Minute
 
 // abortStale aborts multipart uploads of rt's key that started before our
 // own write and that no delivery recorded: uploads left by a Create whose
