@@ -1441,7 +1441,7 @@ func (s slowReads) GetObject(ctx context.Context, in *s3.GetObjectInput, optFns 
 }
 
 // delayedReleases counts the visibility changes that release messages
-// after a delay, one call each as a handler does after a failure.
+// after a delay, as a handler does after a failure.
 type delayedReleases struct {
 	queue.API
 	calls atomic.Int32
@@ -1475,6 +1475,6 @@ func TestStopLeavesUnstartedMessagesToTheBulkRelease(t *testing.T) {
 		t.Fatal(err)
 	}
 	if n := rel.calls.Load(); n != 0 {
-		t.Errorf("%d messages released one call each after a delay, want none: left to the release at the stop", n)
+		t.Errorf("%d calls released messages after a delay, want none: left to the release at the stop", n)
 	}
 }

@@ -73,8 +73,11 @@ func (m *Message) Leave() {
 
 // Release makes the message visible again after delay (0: now). Its receive
 // count grows on the next delivery, so a message that keeps failing reaches
-// the dead-letter queue. A failure is logged: the visibility timeout
-// redelivers it anyway. A message whose work the end of the drain cut is
+// the dead-letter queue. The change runs in the background, batched with
+// other releases of the same delay (as Ack's deletes are); its context
+// ends once it is done, and Run waits for pending releases before it
+// returns. A failure is logged: the visibility timeout redelivers it
+// anyway. A message whose work the end of the drain cut is
 // released at once with the rest still held, whatever delay its caller
 // asks: its work failed for the stop, not for itself, and thousands of
 // releases one by one could outlast the stop timeout.
@@ -85,7 +88,7 @@ func (m *Message) Release(delay time.Duration) {
 	if !m.done.CompareAndSwap(false, true) {
 		return
 	}
-	m.rt.release(delay, []*Message{m})
+	m.rt.releases.add(delay, m)
 }
 
 // leftForShutdown reports whether m, its work cut, is still held and will
@@ -132,6 +135,73 @@ func (r *Runtime) release(delay time.Duration, ms []*Message) {
 			r.Metrics.Errors.WithLabelValues("release_message").Inc()
 			m.log.Warn("releasing message failed: it comes back after its visibility timeout", zap.Error(f.Err))
 		}
+	}
+}
+
+// releases batches the releases of messages settled about the same time,
+// by delay, as acks batches deletes: a source archive that fails settles
+// its thousands of messages in a loop, and a ChangeMessageVisibility call
+// each, in turn, held its builder 10-20 s per 1,000 messages. Until its
+// release a message stays held (its visibility extended).
+type releases struct {
+	rt *Runtime
+
+	mu       sync.Mutex
+	idle     sync.Cond // on mu: signalled when flushing ends
+	pending  map[time.Duration][]*Message
+	flushing bool
+}
+
+// add queues m for release after delay and starts a flush if none is
+// running.
+func (l *releases) add(delay time.Duration, m *Message) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.pending == nil {
+		l.pending = map[time.Duration][]*Message{}
+	}
+	l.pending[delay] = append(l.pending[delay], m)
+	if !l.flushing {
+		l.flushing = true
+		go l.flush()
+	}
+}
+
+// flush releases pending messages until none is left, one delay at a
+// time, as many at once as one round of Queue.ChangeVisibility sends.
+func (l *releases) flush() {
+	for {
+		l.mu.Lock()
+		var (
+			delay time.Duration
+			batch []*Message
+		)
+		for d, ms := range l.pending {
+			n := min(len(ms), queue.MaxBatch*queue.BatchCalls)
+			delay, batch = d, ms[:n]
+			if l.pending[d] = ms[n:]; n == len(ms) {
+				delete(l.pending, d)
+			}
+			break
+		}
+		if batch == nil {
+			l.flushing = false
+			l.idle.Broadcast()
+			l.mu.Unlock()
+			return
+		}
+		l.mu.Unlock()
+		l.rt.release(delay, batch)
+	}
+}
+
+// wait returns once every message released so far is released or given
+// up on.
+func (l *releases) wait() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for l.flushing {
+		l.idle.Wait()
 	}
 }
 

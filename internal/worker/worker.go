@@ -126,6 +126,7 @@ type Runtime struct {
 	progress atomic.Int64
 	handlers sync.WaitGroup
 	acks     acks
+	releases releases
 
 	// cut is set when the drain time ends; shutdown (on mu) once
 	// releaseHeld took what is still held.
@@ -156,6 +157,8 @@ func New(o Options) *Runtime {
 	r.acks.rt = r
 	r.acks.idle.L = &r.acks.mu
 	r.acks.stopping = make(chan struct{})
+	r.releases.rt = r
+	r.releases.idle.L = &r.releases.mu
 	return r
 }
 
@@ -204,9 +207,12 @@ func (r *Runtime) Run(ctx context.Context, role Role) error {
 		r.Log.Warn("stop budget nearly spent: releasing what is still held while the drain's clean-up goes on",
 			zap.Duration("budget", r.StopBudget))
 	}
-	// Acknowledged messages are deleted before anything still held is
-	// released.
-	r.within(stopBy.Add(-reserve/2), r.acks.wait)
+	// Acknowledged messages are deleted, and settled ones released,
+	// before anything still held is released.
+	r.within(stopBy.Add(-reserve/2), func() {
+		r.acks.wait()
+		r.releases.wait()
+	})
 	stopHB()
 	r.releaseHeld()
 	r.Log.Info("stopped")

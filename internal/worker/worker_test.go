@@ -451,7 +451,7 @@ func TestHungHeartbeatEndsByTheNextBeat(t *testing.T) {
 	f.clock.Advance(10 * time.Second) // a third of the visibility: the heartbeat
 	<-api.beating
 	released := make(chan struct{})
-	go func() { msg.Release(0); close(released) }()
+	go func() { msg.Release(0); <-msg.Context().Done(); close(released) }() // ended once released
 	f.tick(t, released, "a release behind a hung heartbeat")
 	// The beat after it may come first, and hang as long.
 	if v := testutil.ToFloat64(m.Errors.WithLabelValues("heartbeat")); v < 1 || v > 2 {
@@ -494,13 +494,14 @@ func (s *slowReleases) ChangeMessageVisibilityBatch(ctx context.Context, in *sqs
 // (0, the default), or heartbeats (the visibility timeout).
 type countingReleases struct {
 	queue.API
-	to    int32
-	calls atomic.Int32
+	to             int32
+	calls, entries atomic.Int32
 }
 
 func (c *countingReleases) ChangeMessageVisibilityBatch(ctx context.Context, in *sqs.ChangeMessageVisibilityBatchInput, optFns ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error) {
 	if in.Entries[0].VisibilityTimeout == c.to {
 		c.calls.Add(1)
+		c.entries.Add(int32(len(in.Entries)))
 	}
 	return c.API.ChangeMessageVisibilityBatch(ctx, in, optFns...)
 }
@@ -558,8 +559,8 @@ func TestReleaseDuringHeartbeat(t *testing.T) {
 	f.clock.Advance(10 * time.Second) // a third of the visibility: the heartbeat
 	<-api.beating
 	released := make(chan struct{})
-	go func() { msg.Release(0); close(released) }()
-	time.Sleep(200 * time.Millisecond) // a release not waiting for the beat is done by now
+	go func() { msg.Release(0); <-msg.Context().Done(); close(released) }() // ended once released
+	time.Sleep(200 * time.Millisecond)                                      // a release not waiting for the beat is done by now
 	close(api.letGo)
 	<-released
 	within(t, 10*time.Second, "released message visible", func() bool { return len(f.visible(t)) == 1 })
@@ -794,6 +795,40 @@ func TestAcksRunSideBySide(t *testing.T) {
 	stop()
 	if most := api.most.Load(); most < 2 {
 		t.Errorf("at most %d DeleteMessageBatch at once, want several", most)
+	}
+}
+
+// TestSettledReleasesGoTogether: the messages of a failed source archive,
+// settled one after another with one backoff, are released ten to a call,
+// not a call each (10-20 s per 1,000 messages, holding the builder).
+func TestSettledReleasesGoTogether(t *testing.T) {
+	f := setup(t)
+	const n = 60
+	api := &countingReleases{API: f.client, to: 2}
+	var msgs []*worker.Message
+	var mu sync.Mutex
+	stop, m := f.holding(t, api, n, func(m *worker.Message) {
+		mu.Lock()
+		msgs = append(msgs, m)
+		mu.Unlock()
+	})
+	mu.Lock()
+	all := slices.Clone(msgs)
+	mu.Unlock()
+	for _, m := range all {
+		m.Release(2 * time.Second)
+	}
+	stop()
+	// The first message may go alone, its call begun before the rest
+	// were added.
+	if got := api.calls.Load(); got > n/10+1 {
+		t.Errorf("%d messages released in %d calls, want at most %d", n, got, n/10+1)
+	}
+	if got := api.entries.Load(); got != n {
+		t.Errorf("%d of %d messages released after their backoff", got, n)
+	}
+	if v := testutil.ToFloat64(m.Messages.WithLabelValues("released")); v != n {
+		t.Errorf("released %v messages, want %d", v, n)
 	}
 }
 
