@@ -160,6 +160,18 @@ func (a *alarms) watchBackfill(id string, b *backfill, cluster awsecs.Cluster) {
 			b.Rule.ID, *awsevents.EventField_FromPath(jsii.String("$.detail.containers[0].exitCode")),
 			*awsevents.EventField_FromPath(jsii.String("$.detail.stoppedReason")), *awsevents.EventField_FromPath(jsii.String("$.detail.taskArn"))))),
 	}))
+	// The report itself can fail to reach the topic (a key or topic
+	// policy): then only this alarm, from CloudWatch, says so.
+	a.add(id+"ReportFailing", "backfill-"+b.Rule.ID+"-report-failing", &awscloudwatch.AlarmProps{
+		AlarmDescription: jsii.String(fmt.Sprintf("EventBridge could not deliver the report of a failed xrc backfill of rule %s to the alarm topic "+
+			"(the topic's policy or its KMS key's): a backfill task failed and its report was lost; look for stopped tasks of the rule's backfill", b.Rule.ID)),
+		Metric: awscloudwatch.NewMetric(&awscloudwatch.MetricProps{Namespace: jsii.String("AWS/Events"), MetricName: jsii.String("FailedInvocations"),
+			DimensionsMap: &map[string]*string{"RuleName": failed.RuleName()}, Statistic: jsii.String("Sum"), Period: minute()}),
+		Threshold:          jsii.Number(0),
+		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD,
+		EvaluationPeriods:  jsii.Number(1),
+		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
+	})
 	if b.Schedule == nil {
 		return
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -217,13 +218,35 @@ func TestBackfillSchedule(t *testing.T) {
 			"Targets": arrayWith(obj(map[string]any{"InputTransformer": obj(map[string]any{})})),
 		}))
 	})
-	check(t, "an alarm on the schedule's failed invocations", func() {
-		s.tmpl["eu-west-1"].HasResourceProperties(jsii.String("AWS::CloudWatch::Alarm"), obj(map[string]any{
-			"Namespace":  "AWS/Events",
-			"MetricName": "FailedInvocations",
-			"Threshold":  0,
+	// Every rule's failed invocations alarm, from CloudWatch: the
+	// schedule's (no run started), and the report's (a failed run's
+	// report lost on its way to the topic).
+	check(t, "an alarm on each EventBridge rule's failed invocations", func() {
+		for region, n := range map[string]int{"eu-west-1": 2, "us-east-1": 1, "eu-central-1": 0} {
+			s.tmpl[region].ResourcePropertiesCountIs(jsii.String("AWS::CloudWatch::Alarm"), obj(map[string]any{
+				"Namespace":  "AWS/Events",
+				"MetricName": "FailedInvocations",
+				"Threshold":  0,
+			}), jsii.Number(float64(n)))
+		}
+	})
+	// EventBridge's KMS requests for an encrypted topic carry no
+	// aws:SourceAccount: a key statement conditioned on it refuses them.
+	check(t, "EventBridge may use the alarm topic's key unconditioned", func() {
+		for _, k := range ofType(s.json["eu-west-1"], "AWS::KMS::Key") {
+			for _, st := range propsOf(k)["KeyPolicy"].(map[string]any)["Statement"].([]any) {
+				st := st.(map[string]any)
+				if p, _ := st["Principal"].(map[string]any); strings.Contains(fmt.Sprint(p["Service"]), "events.amazonaws.com") && st["Condition"] != nil {
+					t.Errorf("key statement %v for EventBridge has a condition %v", st["Sid"], st["Condition"])
+				}
+			}
+		}
+		s.tmpl["eu-west-1"].HasResourceProperties(jsii.String("AWS::KMS::Key"), obj(map[string]any{
+			"KeyPolicy": obj(map[string]any{"Statement": arrayWith(obj(map[string]any{
+				"Principal": map[string]any{"Service": "events.amazonaws.com"},
+				"Action":    []any{"kms:Decrypt", "kms:GenerateDataKey*"},
+			}))}),
 		}))
-		s.tmpl["us-east-1"].ResourcePropertiesCountIs(jsii.String("AWS::CloudWatch::Alarm"), obj(map[string]any{"MetricName": "FailedInvocations"}), jsii.Number(0))
 	})
 }
 

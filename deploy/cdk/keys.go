@@ -55,12 +55,22 @@ func newKeys(s *regionStack) *keys {
 	// CloudWatch alarms, and EventBridge rules (a backfill task that
 	// failed), publish to the encrypted topic.
 	k.Messaging.AddToResourcePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
-		Sid: jsii.String("AlarmsToEncryptedTopic"),
-		Principals: &[]awsiam.IPrincipal{awsiam.NewServicePrincipal(jsii.String("cloudwatch.amazonaws.com"), nil),
-			awsiam.NewServicePrincipal(jsii.String("events.amazonaws.com"), nil)},
+		Sid:        jsii.String("AlarmsToEncryptedTopic"),
+		Principals: &[]awsiam.IPrincipal{awsiam.NewServicePrincipal(jsii.String("cloudwatch.amazonaws.com"), nil)},
 		Actions:    jsii.Strings("kms:Decrypt", "kms:GenerateDataKey*"),
 		Resources:  jsii.Strings("*"),
 		Conditions: &map[string]any{"StringEquals": map[string]any{"aws:SourceAccount": awscdk.Aws_ACCOUNT_ID()}},
+	}), nil)
+	// Without conditions: EventBridge's KMS requests for an encrypted topic
+	// carry no aws:SourceAccount or aws:SourceArn (the SNS guide says such
+	// conditions are not supported there), so with one every report of a
+	// failed backfill was refused. The grant lets EventBridge encrypt
+	// what it publishes to a topic on this key, nothing more.
+	k.Messaging.AddToResourcePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid:        jsii.String("EventsToEncryptedTopic"),
+		Principals: &[]awsiam.IPrincipal{awsiam.NewServicePrincipal(jsii.String("events.amazonaws.com"), nil)},
+		Actions:    jsii.Strings("kms:Decrypt", "kms:GenerateDataKey*"),
+		Resources:  jsii.Strings("*"),
 	}), nil)
 	return k
 }
