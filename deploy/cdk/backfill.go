@@ -233,7 +233,11 @@ func outputID(prefix, ruleID string) string {
 // -inventory in a task.
 func (s *regionStack) grantBackfill(role awsiam.Role, rule *config.Rule, q *workQueue) {
 	p := s.policy(role)
-	p.allow("ListWatchedPrefix", []string{"s3:ListBucket"}, []string{s3BucketARN(rule.SourceBucket)}, prefixCondition(rule.Prefix), "")
+	// No prefix condition, as for the destinations below: a tag read
+	// (-tags) of an object deleted since it was listed must answer 404,
+	// which a backfill takes for "gone"; with the condition S3 answers
+	// 403, and the run failed.
+	p.allow("ListWatchedBucket", []string{"s3:ListBucket"}, []string{s3BucketARN(rule.SourceBucket)}, nil, "")
 	p.allow("ReadWatchedTags", []string{"s3:GetObjectTagging", "s3:GetObjectVersionTagging"}, []string{s3ObjectsARN(rule.SourceBucket, rule.Prefix)}, nil, whyObjectsUnderPrefix)
 	for i, d := range rule.Destinations {
 		prefix := rule.DestinationKey(d, rule.Prefix)
@@ -252,14 +256,6 @@ func (s *regionStack) grantBackfill(role awsiam.Role, rule *config.Rule, q *work
 	p.allow("ReadStatistics", []string{"dynamodb:Query", "dynamodb:GetItem"},
 		[]string{*s.table.TableArn()}, leadingKeys("stats#"+rule.ID, "fleet"), "")
 	p.allow("ReadConfig", []string{"ssm:GetParameter"}, []string{*s.param.ParameterArn()}, nil, "")
-}
-
-// prefixCondition limits a ListBucket to keys under prefix ("" : none).
-func prefixCondition(prefix string) map[string]any {
-	if prefix == "" {
-		return nil
-	}
-	return map[string]any{"StringLike": map[string]any{"s3:prefix": []string{prefix + "*"}}}
 }
 
 // leadingKeys confines DynamoDB calls to items of the given partition keys.

@@ -107,7 +107,7 @@ func TestBackfillIAM(t *testing.T) {
 		}
 	}
 	want := map[string][]string{
-		"ListWatchedPrefix": {"s3:ListBucket"},
+		"ListWatchedBucket": {"s3:ListBucket"},
 		"ReadWatchedTags":   {"s3:GetObjectTagging", "s3:GetObjectVersionTagging"},
 		"ListDestination0":  {"s3:ListBucket"},
 		"HeadDestination0":  {"s3:GetObject", "s3:GetObjectTagging"},
@@ -131,7 +131,7 @@ func TestBackfillIAM(t *testing.T) {
 		t.Errorf("HeadDestination1 resources %v", r)
 	}
 	for sid, cond := range map[string]string{
-		"ListWatchedPrefix": `map[StringLike:map[s3:prefix:[prod/*]]]`,
+		"ListWatchedBucket": `map[]`, // a tag read of a key deleted since its listing must be 404
 		"ListDestination1":  `map[]`, // HEAD of a missing key must be 404
 		"Checkpoint":        `map[ForAllValues:StringEquals:map[dynamodb:LeadingKeys:[backfill#logs]]]`,
 		"ReadStatistics":    `map[ForAllValues:StringEquals:map[dynamodb:LeadingKeys:[stats#logs fleet]]]`,
