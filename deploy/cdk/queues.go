@@ -9,6 +9,7 @@ import (
 	"github.com/aws/jsii-runtime-go"
 
 	"github.com/xrc-dev/xrc/internal/config"
+	"github.com/xrc-dev/xrc/internal/events"
 )
 
 // workQueue is a queue S3 events arrive on, with the dead-letter queue that
@@ -84,15 +85,17 @@ func (s *regionStack) watch(w watchedBucket) {
 	})
 	for _, rule := range w.Rules {
 		q := s.sourceQueue(rule)
-		// CDK wants no filter rather than an empty one.
+		// CDK wants no filter rather than an empty one. S3 matches
+		// filters against keys as its events encode them.
 		var filters []*awss3.NotificationKeyFilter
-		if rule.Prefix != "" || rule.Suffix != "" {
+		prefix, suffix := events.FilterPrefix(rule.Prefix), events.FilterSuffix(rule.Suffix)
+		if prefix != "" || suffix != "" {
 			f := &awss3.NotificationKeyFilter{}
-			if rule.Prefix != "" {
-				f.Prefix = jsii.String(rule.Prefix)
+			if prefix != "" {
+				f.Prefix = jsii.String(prefix)
 			}
-			if rule.Suffix != "" {
-				f.Suffix = jsii.String(rule.Suffix)
+			if suffix != "" {
+				f.Suffix = jsii.String(suffix)
 			}
 			filters = append(filters, f)
 		}

@@ -113,7 +113,7 @@ func variantApp(t *testing.T) *synthesized {
 				},
 			},
 			"rules": []map[string]any{
-				{"id": "a", "sourceRegion": "us-east-1", "sourceBucket": "xv-src-a", "prefix": "in/",
+				{"id": "a", "sourceRegion": "us-east-1", "sourceBucket": "xv-src-a", "prefix": "in/dt=2026/",
 					"destinations": []map[string]any{{"region": "eu-west-1", "bucket": "xv-dst-a", "kmsKeyId": "alias/dst"}}},
 				{"id": "b", "sourceRegion": "eu-west-1", "sourceBucket": "xv-src-b", "deletes": true,
 					"destinations": []map[string]any{{"region": "eu-west-1", "bucket": "xv-dst-b-local"}, {"region": "eu-central-1", "bucket": "xv-dst-b"}}},
@@ -934,6 +934,21 @@ func TestNotifications(t *testing.T) {
 		}
 		sort.Slice(out, func(i, j int) bool { return fmt.Sprint(out[i]) < fmt.Sprint(out[j]) })
 		return out
+	}
+	// A filter is matched against the key as S3's events encode it: a
+	// raw "dt=2026/" matches no key.
+	var variantPrefixes []string
+	for _, n := range ofType(variantApp(t).json["us-east-1"], "Custom::S3BucketNotifications") {
+		for _, qc := range list(propsOf(n)["NotificationConfiguration"].(map[string]any)["QueueConfigurations"]) {
+			if f, ok := qc.(map[string]any)["Filter"].(map[string]any); ok {
+				for _, r := range f["Key"].(map[string]any)["FilterRules"].([]any) {
+					variantPrefixes = append(variantPrefixes, r.(map[string]any)["Value"].(string))
+				}
+			}
+		}
+	}
+	if len(variantPrefixes) == 0 || slices.ContainsFunc(variantPrefixes, func(p string) bool { return p != "in/dt%3D2026/" }) {
+		t.Errorf("filters of rule a (prefix in/dt=2026/): %q, want each in/dt%%3D2026/", variantPrefixes)
 	}
 	got := collect("us-east-1")
 	want := []conf{

@@ -86,3 +86,31 @@ func Encode(origin string, refs ...ObjectRef) ([]byte, error) {
 func EncodeKey(key string) string {
 	return strings.ReplaceAll(url.QueryEscape(key), "%2F", "/")
 }
+
+// unsettled are the characters whose form in S3's event keys its guide
+// leaves open and the two form encodings differ on (Go's keeps '~' and
+// escapes '*', Java's the reverse).
+const unsettled = "~*"
+
+// FilterPrefix returns the notification filter value for keys starting
+// with prefix. S3 matches a filter against the key as its events carry it,
+// URL-encoded (its guide: a space as '+', other special characters
+// percent-encoded), so a raw "dt=2024/" matches no key at all and the rule
+// gets no events. It is cut before any unsettled character: a shorter
+// filter only lets through events the worker's own match of the rule
+// ignores.
+func FilterPrefix(prefix string) string {
+	if i := strings.IndexAny(prefix, unsettled); i >= 0 {
+		prefix = prefix[:i]
+	}
+	return EncodeKey(prefix)
+}
+
+// FilterSuffix is FilterPrefix for a suffix, cut after its last unsettled
+// character ("" : no suffix filter).
+func FilterSuffix(suffix string) string {
+	if i := strings.LastIndexAny(suffix, unsettled); i >= 0 {
+		suffix = suffix[i+1:]
+	}
+	return EncodeKey(suffix)
+}

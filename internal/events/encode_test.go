@@ -59,3 +59,28 @@ func FuzzEncodeRoundTrip(f *testing.F) {
 		}
 	})
 }
+
+// TestFilterValues: a notification filter is written as S3 writes the key
+// in its events, since that is what S3 matches it against: a raw
+// "dt=2024/" matched nothing and its rule got no events. Each filter
+// matches the encoded keys its rule covers.
+func TestFilterValues(t *testing.T) {
+	for _, c := range []struct{ prefix, suffix, wantPrefix, wantSuffix string }{
+		{"prod/", ".csv", "prod/", ".csv"},
+		{"dt=2024-01-01/", ".csv.gz", "dt%3D2024-01-01/", ".csv.gz"},
+		{"my data/", " final.json", "my+data/", "+final.json"},
+		{"données/", "été.txt", "donn%C3%A9es/", "%C3%A9t%C3%A9.txt"},
+		{"a+b/", "+c", "a%2Bb/", "%2Bc"},
+		{"home/~alice/x", "a~b.csv", "home/", "b.csv"}, // cut at '~' and '*'
+		{"*", "*", "", ""},
+	} {
+		p, s := FilterPrefix(c.prefix), FilterSuffix(c.suffix)
+		if p != c.wantPrefix || s != c.wantSuffix {
+			t.Errorf("%q, %q: filters %q, %q, want %q, %q", c.prefix, c.suffix, p, s, c.wantPrefix, c.wantSuffix)
+		}
+		key := EncodeKey(c.prefix + "part 0" + c.suffix)
+		if !strings.HasPrefix(key, p) || !strings.HasSuffix(key, s) {
+			t.Errorf("%q: filters %q, %q do not match the key as events carry it, %q", c.prefix, p, s, key)
+		}
+	}
+}
