@@ -115,8 +115,12 @@ func parse(body []byte, depth int) (Message, error) {
 		return Message{}, fmt.Errorf("%w: body is not an S3 event JSON object: %v", ErrInvalid, err)
 	}
 	switch {
-	case env.Event == "s3:TestEvent":
+	case env.Event == "s3:TestEvent" && env.Records == nil:
 		return Message{Test: true}, nil
+	case env.Event == "s3:TestEvent":
+		// S3's test event has no records: one that has them is no
+		// test, and acknowledging it would drop them.
+		return Message{}, fmt.Errorf("%w: an s3:TestEvent with Records", ErrInvalid)
 	case env.Type == "Notification" && env.Message != "" && depth == 0:
 		return parse([]byte(env.Message), depth+1)
 	case env.Records == nil:
@@ -127,6 +131,11 @@ func parse(body []byte, depth int) (Message, error) {
 		var rec lambdaevents.S3EventRecord
 		if err := json.Unmarshal(raw, &rec); err != nil {
 			return Message{}, fmt.Errorf("%w: Records[%d]: %v", ErrInvalid, i, err)
+		}
+		if rec.EventName == "" {
+			// S3 names every record's event: ignoring one without
+			// (null, or not an S3 record) would drop what it meant.
+			return Message{}, fmt.Errorf("%w: Records[%d] has no eventName", ErrInvalid, i)
 		}
 		// MinIO prefixes event names with "s3:"; AWS does not.
 		rec.EventName = strings.TrimPrefix(rec.EventName, "s3:")

@@ -107,7 +107,11 @@ func TestParseInvalid(t *testing.T) {
 		"bad escape":  `{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"a%zz"}}}]}`,
 		"bad size":    `{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"a","size":-1}}}]}`,
 		"records obj": `{"Records":{}}`,
-		"nested sns":  `{"Type":"Notification","Message":"{\"Type\":\"Notification\",\"Message\":\"{}\"}"}`,
+		"null record": `{"Records":[null]}`,
+		"no name":     `{"Records":[{"s3":{"bucket":{"name":"b"},"object":{"key":"k"}}}]}`,
+		"test with records": `{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"a","size":1}}}],` +
+			`"Event":"s3:TestEvent"}`,
+		"nested sns": `{"Type":"Notification","Message":"{\"Type\":\"Notification\",\"Message\":\"{}\"}"}`,
 	} {
 		if _, err := Parse([]byte(body)); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%s: err = %v, want ErrInvalid", name, err)
