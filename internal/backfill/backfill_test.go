@@ -803,6 +803,47 @@ func TestSavesOfALapsedRunAreNotResumed(t *testing.T) {
 	a.Flush(ctx)
 }
 
+// sentTwice sends each UpdateItem twice and answers the second, as an SDK
+// retry after a write whose answer was lost does.
+type sentTwice struct{ backfill.DynamoAPI }
+
+func (s sentTwice) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, o ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	s.DynamoAPI.UpdateItem(ctx, in, o...)
+	return s.DynamoAPI.UpdateItem(ctx, in, o...)
+}
+
+// TestTakeOverWhoseAnswerWasLost: a lease take-over applied, whose answer
+// was lost and which the SDK sent again, is this run's: the retry found
+// its own write and took it for another run's ("another backfill of the
+// rule is running"), and the lease stayed taken for nothing.
+func TestTakeOverWhoseAnswerWasLost(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	a := backfill.NewDynamoCheckpoint(f.ddb, f.cfg.TableName(), f.rule.ID, time.Now)
+	if _, err := a.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(ctx, &backfill.State{Params: backfill.Params{Rule: f.rule.ID}, Started: time.Now(), Tasks: map[string]backfill.Progress{}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Save(ctx, "data/p01/", backfill.Progress{After: "data/p01/k"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Flush(ctx); err != nil { // stopped: its lease given up
+		t.Fatal(err)
+	}
+	b := backfill.NewDynamoCheckpoint(sentTwice{f.ddb}, f.cfg.TableName(), f.rule.ID, time.Now)
+	st, err := b.Load(ctx)
+	if err != nil || st == nil || st.Tasks["data/p01/"].After != "data/p01/k" {
+		t.Fatalf("resuming with a retried take-over: %+v, %v", st, err)
+	}
+	defer b.Flush(ctx)
+	if _, err := backfill.NewDynamoCheckpoint(f.ddb, f.cfg.TableName(), f.rule.ID, time.Now).Load(ctx); !errors.Is(err, backfill.ErrBusy) {
+		t.Errorf("a third run while the second holds the lease: %v, want ErrBusy", err)
+	}
+}
+
 // beforeFirstWrite calls do before the first write of any kind.
 type beforeFirstWrite struct {
 	backfill.DynamoAPI

@@ -197,9 +197,10 @@ func (c *DynamoCheckpoint) Load(ctx context.Context) (*State, error) {
 // heartbeat as Load read them), unless another run did so since: ErrBusy.
 // The owner too, as a run that started and gave its lease up since leaves
 // the same heartbeat, 0. complete takes the item of a finished run, and
-// makes one where there was none.
+// makes one where there was none. Its own write passes too: an SDK retry
+// of a take-over applied whose answer was lost finds it.
 func (c *DynamoCheckpoint) take(ctx context.Context, owner, heartbeat string, complete bool) error {
-	set, cond := "SET #o = :me, heartbeat = :now, expiresAt = :exp", "(#o = :owner AND heartbeat = :seen)"
+	set, cond := "SET #o = :me, heartbeat = :now, expiresAt = :exp", "(#o = :owner AND heartbeat = :seen) OR (#o = :me AND heartbeat = :now)"
 	values := map[string]types.AttributeValue{":me": sv(c.owner), ":now": nv(c.now().UnixMilli()), ":exp": c.expires(),
 		":owner": sv(owner), ":seen": &types.AttributeValueMemberN{Value: heartbeat}}
 	if complete {
