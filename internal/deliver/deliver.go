@@ -157,7 +157,7 @@ func New(d Deps) (*Worker, error) {
 	}
 	s := d.Config.Settings.Worker
 	w.runtime = worker.New(worker.Options{Queue: d.Queue, ReceiveMax: 1, MaxHeld: archivesAtOnce, Visibility: s.VisibilityTimeout.D(), ReceiveWait: s.ReceiveWait.D(),
-		Drain: s.DrainTimeout.D(), Log: d.Log, Metrics: d.Metrics.Metrics, Health: d.Health, Clock: d.Clock})
+		Drain: s.DrainTimeout.D(), MaxReceiveCount: s.MaxReceiveCount, Log: d.Log, Metrics: d.Metrics.Metrics, Health: d.Health, Clock: d.Clock})
 	return w, nil
 }
 

@@ -153,7 +153,7 @@ func New(d Deps) (*Worker, error) {
 	}
 	s := d.Config.Settings.Worker
 	w.runtime = worker.New(worker.Options{Queue: d.Queue, Receivers: receivers, MaxHeld: max(held, 100),
-		Visibility: s.VisibilityTimeout.D(), ReceiveWait: s.ReceiveWait.D(), Drain: s.DrainTimeout.D(), Log: d.Log, Metrics: d.Metrics.Metrics,
+		Visibility: s.VisibilityTimeout.D(), ReceiveWait: s.ReceiveWait.D(), Drain: s.DrainTimeout.D(), MaxReceiveCount: s.MaxReceiveCount, Log: d.Log, Metrics: d.Metrics.Metrics,
 		Health: d.Health, Clock: d.Clock})
 	return w, nil
 }

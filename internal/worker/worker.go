@@ -86,6 +86,10 @@ type Options struct {
 	Visibility time.Duration
 	// Drain is the grace period in-flight work gets after the stop signal.
 	Drain time.Duration
+	// MaxReceiveCount is the queue's redrive limit (settings.worker): a
+	// message the last poll brings after the stop, released untried on
+	// that receive, goes to the dead-letter queue and is said so.
+	MaxReceiveCount int
 	// StopBudget bounds everything after the stop signal (default
 	// DefaultStopBudget): what the drain leaves of it goes to the role's
 	// clean-up, then to deleting and releasing messages, the last
@@ -311,6 +315,13 @@ func (r *Runtime) receive(stop, work context.Context, role Role) {
 			r.release(0, late)
 			if len(late) > 0 {
 				r.Log.Info("released what the last poll brought after the stop", zap.Int("messages", len(late)))
+			}
+			for _, m := range late {
+				if r.MaxReceiveCount > 0 && m.ReceiveCount >= r.MaxReceiveCount {
+					// Its receives spent, one by this poll: the line an
+					// operator redrives from, as every path there has.
+					m.log.Error("message not acknowledged: bound for the DLQ", zap.String("cause", "its last receive came after the stop, and it was released untried"))
+				}
 			}
 			return
 		}

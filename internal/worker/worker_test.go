@@ -650,16 +650,19 @@ func TestWorkMovingWhileReceivesFailStaysHealthy(t *testing.T) {
 // hidden for a visibility timeout, not even by a drain shorter than its
 // wait: what it brings after the stop is not handled but released at
 // once, for another task to take.
+// A message on its last receive, so released untried, is bound for the DLQ:
+// said at error, as on every path there.
 func TestStopWaitsForItsPoll(t *testing.T) {
 	for _, drain := range []time.Duration{10 * time.Second, 0} {
-		t.Run(fmt.Sprint("drain ", drain), func(t *testing.T) { stopWaitsForItsPoll(t, drain) })
+		t.Run(fmt.Sprint("drain ", drain), func(t *testing.T) { stopWaitsForItsPoll(t, drain, 5) })
 	}
+	t.Run("last receive", func(t *testing.T) { stopWaitsForItsPoll(t, 10*time.Second, 1) })
 }
 
-func stopWaitsForItsPoll(t *testing.T, drain time.Duration) {
+func stopWaitsForItsPoll(t *testing.T, drain time.Duration, maxReceives int) {
 	f := setup(t)
 	rt, m := f.runtime(f.client, 1)
-	rt.ReceiveWait, rt.Drain = 5*time.Second, drain
+	rt.ReceiveWait, rt.Drain, rt.MaxReceiveCount = 5*time.Second, drain, maxReceives
 	handled := make(chan string, 1)
 	stop := start(t, rt, role{func(_ context.Context, msg *worker.Message) { handled <- msg.Body; msg.Ack() }})
 	time.Sleep(500 * time.Millisecond) // a poll is in flight
@@ -685,6 +688,10 @@ func stopWaitsForItsPoll(t *testing.T, drain time.Duration) {
 	}
 	if v := testutil.ToFloat64(m.Messages.WithLabelValues("released")); v != 1 {
 		t.Errorf("released %v messages, want 1", v)
+	}
+	bound := f.logs.FilterLevelExact(zap.ErrorLevel).FilterMessage("message not acknowledged: bound for the DLQ").Len()
+	if want := map[bool]int{true: 1, false: 0}[maxReceives == 1]; bound != want {
+		t.Errorf("%d error lines for a message on receive 1 of %d, want %d", bound, maxReceives, want)
 	}
 }
 
