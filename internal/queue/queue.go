@@ -59,14 +59,16 @@ const MaxVisibility = 12 * time.Hour
 
 // visibilityFor is the visibility to ask for m at now in place of d: d,
 // or what is left of MaxVisibility since m's receive, less a margin for
-// the call. A heartbeat asking for more would be refused, and that refusal
-// read as a lost receipt would cut work still held.
+// the call, in whole seconds as SQS takes it (under a second left is none:
+// sent, it would be a 0, a release). A heartbeat asking for more would be
+// refused, and that refusal read as a lost receipt would cut work still
+// held.
 func visibilityFor(d time.Duration, m Message, now time.Time) time.Duration {
 	if m.ReceivedAt.IsZero() {
 		return d
 	}
 	left := MaxVisibility - now.Sub(m.ReceivedAt) - time.Minute
-	return max(min(d, left), 0)
+	return max(min(d, left), 0).Truncate(time.Second)
 }
 
 // Queue is one SQS queue.
@@ -210,8 +212,15 @@ func (q *Queue) ChangeVisibility(ctx context.Context, d time.Duration, msgs ...M
 		in := &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(q.url)}
 		now := time.Now()
 		for i, m := range chunk {
+			v := visibilityFor(d, m, now)
+			if d > 0 {
+				// At least the second it had when it was kept: time spent
+				// waiting for this call must not turn a beat into a
+				// release (the minute's margin covers the second).
+				v = max(v, time.Second)
+			}
 			in.Entries = append(in.Entries, types.ChangeMessageVisibilityBatchRequestEntry{
-				Id: aws.String(strconv.Itoa(i)), ReceiptHandle: aws.String(m.ReceiptHandle), VisibilityTimeout: int32(visibilityFor(d, m, now) / time.Second),
+				Id: aws.String(strconv.Itoa(i)), ReceiptHandle: aws.String(m.ReceiptHandle), VisibilityTimeout: int32(v / time.Second),
 			})
 		}
 		out, err := q.api.ChangeMessageVisibilityBatch(ctx, in)

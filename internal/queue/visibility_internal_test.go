@@ -22,6 +22,9 @@ func TestVisibilityForStaysUnderSQSsCap(t *testing.T) {
 		{"12h timeout at its first beat", 12 * time.Hour, 4 * time.Hour, 8*time.Hour - time.Minute},
 		{"held 11h58m", 5 * time.Minute, 11*time.Hour + 58*time.Minute, time.Minute},
 		{"past the cap", 5 * time.Minute, 13 * time.Hour, 0},
+		// Under a second left is none: sent, it would be a release.
+		{"700 ms left", 5 * time.Minute, MaxVisibility - time.Minute - 700*time.Millisecond, 0},
+		{"1.7 s left", 5 * time.Minute, MaxVisibility - time.Minute - 1700*time.Millisecond, time.Second},
 	} {
 		m := Message{}
 		if c.age >= 0 {
