@@ -283,10 +283,13 @@ func (e *EMF) write(now time.Time, s *emfSeries) error {
 	return err
 }
 
-// unitOf maps Prometheus base-unit suffixes to CloudWatch units.
+// unitOf maps Prometheus base-unit suffixes to CloudWatch units; and bytes
+// named before a qualifier (xrc_source_bytes_in_total), as the source's
+// are.
 func unitOf(name string) string {
 	switch {
-	case strings.HasSuffix(name, "_bytes_total"), strings.HasSuffix(name, "_bytes"):
+	case strings.HasSuffix(name, "_bytes_total"), strings.HasSuffix(name, "_bytes"),
+		strings.Contains(name, "_bytes_") && strings.HasSuffix(name, "_total"):
 		return "Bytes"
 	case strings.HasSuffix(name, "_seconds"), strings.HasSuffix(name, "_seconds_total"):
 		return "Seconds"

@@ -232,3 +232,20 @@ func TestHistogramsAsDistributions(t *testing.T) {
 		t.Errorf("counts %v, want 4 then 2", counts)
 	}
 }
+
+func TestUnitOf(t *testing.T) {
+	for name, want := range map[string]string{
+		"xrc_target_bytes_total":                   "Bytes",
+		"xrc_source_bytes_in_total":                "Bytes",
+		"xrc_source_bytes_saved_total":             "Bytes",
+		"xrc_target_staging_read_bytes_total":      "Bytes",
+		"xrc_source_archive_duration_seconds":      "Seconds",
+		"xrc_source_compression_cpu_seconds_total": "Seconds",
+		"xrc_source_archive_ratio":                 "None",
+		"xrc_target_objects_total":                 "Count",
+	} {
+		if got := unitOf(name); got != want {
+			t.Errorf("unitOf(%s) = %s, want %s", name, got, want)
+		}
+	}
+}
