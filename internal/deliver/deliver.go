@@ -221,7 +221,7 @@ func (w *Worker) Handle(_ context.Context, m *worker.Message) {
 			// Visible again on its last receive, it goes to the DLQ on
 			// the next receive, unless it was a duplicate receive whose
 			// twin finished the archive and deleted it.
-			m.Log().Error("archive not delivered: message bound for the DLQ, unless another receive of it delivered the archive", zap.String("cut", "receipt lost"), zap.Error(failed))
+			m.Log().Error("archive not delivered: message bound for the DLQ, unless another receive of it delivered the archive", zap.Bool("cut", true), zap.String("cause", "receipt lost"), zap.Error(failed))
 		} else {
 			m.Log().Warn("receipt lost: archive abandoned to its next delivery", zap.Error(failed))
 		}
@@ -231,7 +231,7 @@ func (w *Worker) Handle(_ context.Context, m *worker.Message) {
 		// timeout, and do not report the shutdown as a failure, unless it
 		// was the message's last receive.
 		if last {
-			m.Log().Error("archive not delivered: message bound for the DLQ", zap.String("cut", "stopping"), zap.Error(failed))
+			m.Log().Error("archive not delivered: message bound for the DLQ", zap.Bool("cut", true), zap.String("cause", "stopping"), zap.Error(failed))
 		} else {
 			m.Log().Info("shutting down: archive abandoned; message released", zap.Error(failed))
 		}

@@ -305,8 +305,8 @@ func TestCutOnLastReceiveIsAnError(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	if e := p.logEntries(msgBoundForDLQ); len(e) != 1 || e[0]["cut"] != "stopping" {
-		t.Errorf("%d lines say the cut message is bound for the DLQ, want 1 (cut: stopping): %v", len(e), e)
+	if e := p.logEntries(msgBoundForDLQ); len(e) != 1 || e[0]["cut"] != true || e[0]["cause"] != "stopping" {
+		t.Errorf("%d lines say the cut message is bound for the DLQ, want 1 (cut, cause: stopping): %v", len(e), e)
 	}
 	if e := p.logEntries("shutting down: archive abandoned; message released"); len(e) != 0 {
 		t.Errorf("the cut on the last receive was logged as a quiet shutdown too")

@@ -163,7 +163,7 @@ func (h *Source) pack(ctx context.Context, at time.Time, b *batch) {
 	start := h.clock.Now()
 	if est := h.pace.estimate(b.bytes, len(b.items)); ctx.Err() != nil || !begins(b.first, start, at, est) {
 		h.log.Info("deadline near: leaving a batch to the next invocation", zap.String("rule", b.rule.ID),
-			zap.Int("objects", len(b.items)), zap.Duration("estimate", est), zap.Time("cut", at))
+			zap.Int("objects", len(b.items)), zap.Duration("estimate", est), zap.Time("cutAt", at))
 		for _, it := range b.items {
 			it.Done(ErrDeadline)
 		}

@@ -142,7 +142,7 @@ func (h *Target) handle(ctx context.Context, at time.Time, first bool, o *outcom
 	log := h.log.With(zap.String("message", o.msg.ID), zap.Int("receiveCount", o.msg.ReceiveCount))
 	start := h.clock.Now()
 	if est := h.pace.estimate(bytes, len(refs)); ctx.Err() != nil || !begins(first, start, at, est) {
-		log.Info("deadline near: leaving an archive to the next invocation", zap.Duration("estimate", est), zap.Time("cut", at))
+		log.Info("deadline near: leaving an archive to the next invocation", zap.Duration("estimate", est), zap.Time("cutAt", at))
 		o.err, o.now, o.expected = ErrDeadline, true, true
 		o.final = o.msg.ReceiveCount >= h.maxReceive
 		return
