@@ -117,6 +117,11 @@ func (a *alarms) watchService(id string, w *worker) {
 		EvaluationPeriods:  jsii.Number(failingToStartMinutes),
 		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
 	})
+	if w.Options.MinTasks >= w.Options.MaxTasks {
+		// A fixed task count is always at its maximum: an alarm that
+		// never clears teaches the topic's readers to ignore it.
+		return
+	}
 	a.add(id+"AtMaxCapacity", name+"-at-max-capacity", &awscloudwatch.AlarmProps{
 		AlarmDescription: jsii.String(fmt.Sprintf("%s: at its maximum of %d tasks for %d minutes; raise the maximum if the backlog keeps growing",
 			w.Label(), w.Options.MaxTasks, atMaxMinutes)),

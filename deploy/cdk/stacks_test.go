@@ -794,6 +794,19 @@ func TestScaling(t *testing.T) {
 	})
 }
 
+// TestNoAtMaxAlarmForAFixedCount: a service pinned at a task count
+// (min = max) is always at its maximum: no alarm that never clears.
+func TestNoAtMaxAlarmForAFixedCount(t *testing.T) {
+	s, err := synthApp(map[string]any{"config": "../../configs/example.json", "targetMinTasks": "3", "targetMaxTasks": "3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.tmpl["eu-west-1"].ResourcePropertiesCountIs(jsii.String("AWS::CloudWatch::Alarm"),
+		obj(map[string]any{"AlarmName": "xrc-eu-west-1-target-at-max-capacity"}), jsii.Number(0))
+	s.tmpl["us-east-1"].ResourcePropertiesCountIs(jsii.String("AWS::CloudWatch::Alarm"),
+		obj(map[string]any{"AlarmName": "xrc-us-east-1-source-exports-at-max-capacity"}), jsii.Number(1))
+}
+
 // TestAlarms: each worker's DLQ, oldest-message, failing-to-start and
 // at-max alarms notify the region's topic.
 func TestAlarms(t *testing.T) {
