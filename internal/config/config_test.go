@@ -177,6 +177,15 @@ func TestValidationErrors(t *testing.T) {
 			obj(d, "rules", 1)["prefix"] = "prod/2026/"
 			obj(d, "rules", 1)["suffix"] = ".log"
 		}), []string{`rules[1]: filters overlap rule "logs" on bucket acme-app-logs`}},
+		// Disjoint as written, one filter once deployed: cut at '~'.
+		{"overlapping deployed filters", mutate(t, func(d map[string]any) {
+			obj(d, "rules", 0)["prefix"] = "home/~alice/"
+			obj(d, "rules", 1)["sourceBucket"] = "acme-app-logs"
+			obj(d, "rules", 1)["prefix"] = "home/~bob/"
+			obj(d, "rules", 1)["suffix"] = ".json.log"
+		}), []string{`rules[1]: S3's notification filters would overlap rule "logs"'s on bucket acme-app-logs (prefix "home/"/"home/"`}},
+		{"filter too long once encoded", mutate(t, func(d map[string]any) { rule0(d)["prefix"] = strings.Repeat("é", 200) + "/" }),
+			[]string{`rules[0].prefix: URL-encoded for S3's notification filter`, "is 1201 characters, more than 1024"}},
 		{"invalid storage class", mutate(t, func(d map[string]any) { dest0(d)["storageClass"] = "COLD" }), []string{"rules[0].destinations[0].storageClass: unknown storage class \"COLD\""}},
 		{"storage class of a directory bucket", mutate(t, func(d map[string]any) { dest0(d)["storageClass"] = "EXPRESS_ONEZONE" }),
 			[]string{`rules[0].destinations[0].storageClass: unknown storage class "EXPRESS_ONEZONE": a general-purpose bucket takes`}},

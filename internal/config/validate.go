@@ -16,6 +16,7 @@ import (
 
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 
+	"github.com/xrc-dev/xrc/internal/events"
 	"github.com/xrc-dev/xrc/internal/manifest"
 )
 
@@ -352,6 +353,14 @@ func (c *Config) validateRule(errs *Errors, p string, r *Rule, seen map[string]b
 	if reg, ok := c.stagingOf(r.SourceBucket); ok {
 		errs.add(p+".sourceBucket", "%q is %s's staging bucket: the rule would archive xrc's own archives", r.SourceBucket, reg)
 	}
+	// S3 takes a filter value of at most 1,024 characters, URL-encoded
+	// (a non-ASCII letter triples).
+	if f := events.FilterPrefix(r.Prefix); len(f) > maxFilter {
+		errs.add(p+".prefix", "URL-encoded for S3's notification filter, %q is %d characters, more than %d", r.Prefix, len(f), maxFilter)
+	}
+	if f := events.FilterSuffix(r.Suffix); len(f) > maxFilter {
+		errs.add(p+".suffix", "URL-encoded for S3's notification filter, %q is %d characters, more than %d", r.Suffix, len(f), maxFilter)
+	}
 	if strings.HasPrefix(r.Prefix, "/") {
 		errs.add(p+".prefix", "S3 keys do not start with '/': %q", r.Prefix)
 	}
@@ -490,17 +499,30 @@ func (c *Config) checkBucketRegions(errs *Errors) {
 	}
 }
 
+// maxFilter is the longest notification filter value S3 takes.
+const maxFilter = 1024
+
 // checkOverlaps reports rules on one bucket whose filters can match the same
 // key: S3 refuses notification configurations that send one event to two
-// queues, so one of the rules would never see its objects.
+// queues, so one of the rules would never see its objects. The filters
+// compared are also those deployed (events.FilterPrefix), which a '~' or
+// '*' cuts short: home/~alice/ and home/~bob/ both deploy as home/.
 func (c *Config) checkOverlaps(errs *Errors) {
 	for i := range c.Rules {
 		for j := i + 1; j < len(c.Rules); j++ {
 			a, b := &c.Rules[i], &c.Rules[j]
-			if a.SourceRegion == b.SourceRegion && a.SourceBucket == b.SourceBucket &&
-				overlaps(a.Prefix, b.Prefix) && suffixesMeet(a.Suffix, b.Suffix) {
+			if a.SourceRegion != b.SourceRegion || a.SourceBucket != b.SourceBucket {
+				continue
+			}
+			switch {
+			case overlaps(a.Prefix, b.Prefix) && suffixesMeet(a.Suffix, b.Suffix):
 				errs.add(fmt.Sprintf("rules[%d]", j), "filters overlap rule %q on bucket %s (prefix %q/%q, suffix %q/%q): S3 sends each event to one queue only",
 					a.ID, a.SourceBucket, a.Prefix, b.Prefix, a.Suffix, b.Suffix)
+			case overlaps(events.FilterPrefix(a.Prefix), events.FilterPrefix(b.Prefix)) &&
+				suffixesMeet(events.FilterSuffix(a.Suffix), events.FilterSuffix(b.Suffix)):
+				errs.add(fmt.Sprintf("rules[%d]", j), "S3's notification filters would overlap rule %q's on bucket %s (prefix %q/%q, suffix %q/%q as deployed: "+
+					"URL-encoded, cut at '~' or '*'): S3 sends each event to one queue only",
+					a.ID, a.SourceBucket, events.FilterPrefix(a.Prefix), events.FilterPrefix(b.Prefix), events.FilterSuffix(a.Suffix), events.FilterSuffix(b.Suffix))
 			}
 		}
 	}
