@@ -29,17 +29,17 @@ build: ## Build the binaries into bin/ (libzstd through cgo when a C compiler is
 	@echo "built: $(addprefix bin/,$(BINARIES))"
 
 test: lint stack-up ## Lint, then every test: the workers against the local stack (brought up; the first run builds it), then the CDK app
-	eval "$$($(STACK) env)"; $(GO) test -count=1 -timeout 20m ./...
+	stackenv="$$($(STACK) env)" && eval "$$stackenv" && $(GO) test -count=1 -timeout 20m ./...
 	CGO_ENABLED=0 $(GO) test -count=1 ./internal/archive/ ./internal/libzstd/ # the pure-Go build
 	$(GO) test -count=1 -tags noasm ./internal/checksum/ # CRC64NVME without SIMD, as on Graviton2
-	eval "$$($(STACK) env)"; $(GO) test -race -count=1 -timeout 10m $(RACE_PACKAGES) # the most concurrent code, under the race detector
+	stackenv="$$($(STACK) env)" && eval "$$stackenv" && $(GO) test -race -count=1 -timeout 10m $(RACE_PACKAGES) # the most concurrent code, under the race detector
 	$(MAKE) --no-print-directory cdk-test
 
 # Where concurrency is the point (about 70 s under -race); make race runs all.
 RACE_PACKAGES = ./internal/worker/ ./internal/queue/ ./internal/backfill/ ./internal/uploads/ ./internal/metrics/
 
 race: stack-up ## Every test under the race detector (about twice as long as make test's)
-	eval "$$($(STACK) env)"; $(GO) test -race -count=1 -timeout 40m ./...
+	stackenv="$$($(STACK) env)" && eval "$$stackenv" && $(GO) test -race -count=1 -timeout 40m ./...
 
 unit: ## Only the tests that need no local stack (quick)
 	$(GO) test -count=1 ./internal/config/ ./internal/events/ ./internal/manifest/ ./internal/archive/ ./internal/libzstd/ ./internal/metrics/ ./internal/health/ ./internal/adaptive/ ./internal/cpuclock/
@@ -56,21 +56,21 @@ $(STATICCHECK):
 	GOBIN=$(dir $@) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
 demo: stack-up ## Run the whole pipeline locally and print a report (LAMBDA=1: both roles as cmd/xrc-lambda in the Lambda runtime interface emulator)
-	eval "$$($(STACK) env)"; $(GO) run ./deploy/local/demo -config configs/local.json $(if $(LAMBDA),-lambda)
+	stackenv="$$($(STACK) env)" && eval "$$stackenv" && $(GO) run ./deploy/local/demo -config configs/local.json $(if $(LAMBDA),-lambda)
 
 chaos: stack-up ## The pipeline under fire: 2 source + 2 target workers, 2,000 objects, 10 SIGKILLs, poison; one line per check (make test runs a small one)
-	eval "$$($(STACK) env)"; $(GO) run ./deploy/local/chaos
+	stackenv="$$($(STACK) env)" && eval "$$stackenv" && $(GO) run ./deploy/local/chaos
 
 bench: stack-up ## Codec benchmarks, then both workers on the local stack: source CPU vs zstd -3 -T1, peak RSS moving one object of BENCH_GIB GiB (default 6), generated on the fly (~30 min)
 	bash internal/archive/bench.sh
-	eval "$$($(STACK) env)"; XRC_BENCH_GIB=$(BENCH_GIB) $(GO) test -run '^$$' -benchtime 1x -timeout 90m \
+	stackenv="$$($(STACK) env)" && eval "$$stackenv" && XRC_BENCH_GIB=$(BENCH_GIB) $(GO) test -run '^$$' -benchtime 1x -timeout 90m \
 		-bench '^(BenchmarkSourceCPU|BenchmarkSourceLargeObject|BenchmarkExtract|BenchmarkPipelineLarge)$$' ./internal/source/ ./internal/deliver/
 
 bench-adaptive: ## The adaptive learner against every fixed level and Store on each generated class, and from cold starts on mixed sizes (~4 min)
 	$(GO) test -run '^$$' -bench '^(BenchmarkAdaptive|BenchmarkLearnerMixedSizes)$$' -benchtime 1x -timeout 30m ./internal/adaptive/
 
 bench-e2e: stack-up ## xrc end to end vs rclone over a shaped 100 Mbit/s link in a network namespace (root; ~5 min; SIZE=64MiB for a 1-min run)
-	eval "$$($(STACK) env)"; $(GO) run ./deploy/local/benche2e
+	stackenv="$$($(STACK) env)" && eval "$$stackenv" && $(GO) run ./deploy/local/benche2e
 
 # Minimizing an interesting input may take the fuzzer's whole default
 # minute: FuzzReaderTar ran 6 inputs in 20 s that way, 5,000 with 2 s.

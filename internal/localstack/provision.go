@@ -332,7 +332,9 @@ func (e Env) Replicate(ctx context.Context, srcRegion, srcBucket, dstRegion, dst
 		"--region", dstRegion,
 		"--id", ruleID,
 		"--priority", strconv.Itoa(rules+1),
-		"--replicate", "delete-marker,delete,existing-objects,metadata-sync",
+		// As the CDK app's rules: no delete markers, and S3 never
+		// replicates a delete of a version.
+		"--replicate", "existing-objects,metadata-sync",
 	)
 	if err != nil {
 		return fmt.Errorf("adding replication %s/%s -> %s/%s: %w: %s", srcRegion, srcBucket, dstRegion, dstBucket, err, out)

@@ -169,9 +169,12 @@ func (c *chaos) deploy(ctx context.Context) error {
 	cfg.Rules[0].Batch = config.Batch{MaxObjects: 100, MaxBytes: 64 << 20, MaxAge: config.Duration(2 * time.Second)}
 	w := &cfg.Settings.Worker
 	w.VisibilityTimeout = config.Duration(30 * time.Second)
-	// Generous: the local SQS counts every visibility extension as a
-	// receive, and killed deliveries count too.
-	w.MaxReceiveCount = 50
+	// The production default, and for each kill two receives (a killed
+	// task's held messages are received again, some by the next task
+	// killed) and one for the local SQS, which moves a message one
+	// delivery early: a message failing more than that is a finding, not
+	// room to spare (50 before, when heartbeats counted as receives).
+	w.MaxReceiveCount = 8 + 2*c.o.Kills + 1
 	w.DrainTimeout = config.Duration(5 * time.Second)
 	cfg.Settings.LogLevel = "info"
 	c.cfg = cfg
