@@ -92,7 +92,10 @@ func (e Env) Config(prefix string) *config.Config {
 			StackName: n,
 			Regions: []config.Region{
 				{Name: "us-east-1", Role: config.RoleSource, StagingBucket: n + "-stg1", S3Endpoint: e.S3Endpoints["us-east-1"], S3PathStyle: true, S3ConditionalWrites: true, S3SourceChecksums: true},
-				{Name: "eu-west-1", Role: config.RoleTarget, StagingBucket: n + "-stg2", S3Endpoint: e.S3Endpoints["eu-west-1"], S3PathStyle: true, S3ConditionalWrites: true, S3SourceChecksums: true},
+				// Through the bridge's proxy, which honours If-Match on
+				// DeleteObject as S3 does (MinIO ignores it): every
+				// test's target deletes and undos are conditional.
+				{Name: "eu-west-1", Role: config.RoleTarget, StagingBucket: n + "-stg2", S3Endpoint: e.ConditionalS3Endpoints["eu-west-1"], S3PathStyle: true, S3ConditionalWrites: true, S3SourceChecksums: true},
 			},
 			Worker: config.Worker{
 				Concurrency:       8,
