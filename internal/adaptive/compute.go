@@ -102,7 +102,8 @@ func (m ComputeModel) lambdaPerCPUSecond() float64 {
 
 // LambdaVCPUSecond is what one vCPU-second costs on a function of memoryMB
 // at gbSecond: Lambda gives CPU in proportion to memory, and bills the
-// memory (about 7 times Fargate Spot's vCPU price at the defaults).
+// memory (about 5.5 times a Fargate Spot vCPU-second with its memory, at the
+// defaults).
 func LambdaVCPUSecond(gbSecond float64, memoryMB int) float64 {
 	vcpu := math.Min(float64(memoryMB)/lambdaMBPerVCPU, lambdaParallel)
 	return float64(memoryMB) / 1024 * gbSecond / vcpu

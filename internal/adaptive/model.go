@@ -42,6 +42,17 @@ func (m Model) Benefit(a Arm, outPerIn, cpuPerByte float64) float64 {
 // VCPUSecond converts an hourly vCPU price.
 func VCPUSecond(perHour float64) float64 { return perHour / float64(time.Hour/time.Second) }
 
+// FargateGBPerVCPU is the memory a Fargate task has per vCPU: the CDK app's
+// default task, 1 vCPU and 2 GB.
+const FargateGBPerVCPU = 2
+
+// FargateVCPUSecond is what a vCPU-second costs on Fargate: the vCPU and
+// the memory that comes with it (a fifth more at Spot's prices), as `xrc
+// savings` prices Fargate against Lambda.
+func FargateVCPUSecond(vcpuHour, gbHour float64) float64 {
+	return VCPUSecond(vcpuHour + FargateGBPerVCPU*gbHour)
+}
+
 // RuleModel is rule r's cost model in cfg: transfer to the regions its
 // bytes cross to, and CPU priced where it is spent, compression where the
 // rule's source runs, decoding in each region it delivers to, on Lambda at
@@ -57,7 +68,7 @@ func RuleModel(cfg *config.Config, r *config.Rule) Model {
 		if c == config.ComputeLambda {
 			return LambdaVCPUSecond(p.LambdaGBSecond, memory)
 		}
-		return VCPUSecond(p.VCPUHour)
+		return FargateVCPUSecond(p.VCPUHour, p.FargateGBHour)
 	}
 	_, crossed := r.Regions()
 	m := Model{TransferPerGiB: p.TransferPerGB, VCPUSecond: price(r.Compute), Regions: crossed}

@@ -12,13 +12,15 @@ import (
 // function's vCPU-second costs several times a Fargate Spot task's.
 func TestModelPricesCPUWhereItIsSpent(t *testing.T) {
 	cfg := &config.Config{Settings: config.Settings{
-		Prices: config.Prices{TransferPerGB: 0.02, VCPUHour: 0.01245, LambdaGBSecond: config.DefaultLambdaGBSecond},
+		Prices: config.Prices{TransferPerGB: 0.02, VCPUHour: 0.01245, FargateGBHour: 0.00137, LambdaGBSecond: config.DefaultLambdaGBSecond},
 		Lambda: config.Lambda{MemoryMB: config.DefaultLambdaMemoryMB},
 		Regions: []config.Region{{Name: "us-east-1", Role: config.RoleBoth, Compute: config.ComputeFargate},
 			{Name: "eu-west-1", Role: config.RoleTarget, Compute: config.ComputeLambda}}}}
 	rule := &config.Rule{ID: "r", SourceRegion: "us-east-1", Compute: config.ComputeLambda, Destinations: []config.Destination{
 		{Region: "us-east-1", Bucket: "near"}, {Region: "eu-west-1", Bucket: "a"}, {Region: "eu-west-1", Bucket: "b"}}}
-	fargate := VCPUSecond(0.01245)
+	// A Fargate vCPU-second carries its task's memory, as xrc savings
+	// prices Fargate against Lambda (the learner priced the vCPU alone).
+	fargate := VCPUSecond(0.01245 + 2*0.00137)
 	lambda := LambdaVCPUSecond(config.DefaultLambdaGBSecond, config.DefaultLambdaMemoryMB)
 	m := RuleModel(cfg, rule)
 	if m.Regions != 1 || m.VCPUSecond != lambda || math.Abs(m.DecodeVCPUSecond-(fargate+lambda)) > 1e-15 {

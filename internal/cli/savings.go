@@ -67,7 +67,7 @@ func compareCompute(cfg *config.Config, r *config.Rule, l stats.Line, model adap
 		perWindow := objectsPerMonth / float64(30*24*time.Hour) * float64(lam.BatchingWindow.D())
 		return min(max(perWindow, 1), float64(max(lam.BatchSize, 1)))
 	}
-	m := adaptive.ComputeModel{VCPUHour: p.VCPUHour, FargateGBHour: p.FargateGBHour, TaskVCPU: 1, TaskGB: 2, FixedPerMonth: p.FixedPerMonth,
+	m := adaptive.ComputeModel{VCPUHour: p.VCPUHour, FargateGBHour: p.FargateGBHour, TaskVCPU: 1, TaskGB: adaptive.FargateGBPerVCPU, FixedPerMonth: p.FixedPerMonth,
 		LambdaGBSecond: p.LambdaGBSecond, LambdaPerMillion: p.LambdaPerMillion, LambdaMemoryMB: lam.MemoryMB,
 		ObjectsPerInvocation: perInvocation(v.Objects), Utilization: 1}
 	delivered, _ := r.Regions()
