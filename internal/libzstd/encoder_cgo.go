@@ -16,6 +16,7 @@ size_t ZSTD_CCtx_reset(ZSTD_CCtx* cctx, int reset);
 size_t ZSTD_CCtx_setParameter(ZSTD_CCtx* cctx, int param, int value);
 size_t ZSTD_compressStream2(ZSTD_CCtx* cctx, ZSTD_outBuffer* output, ZSTD_inBuffer* input, int endOp);
 size_t ZSTD_CStreamOutSize(void);
+size_t ZSTD_sizeof_CCtx(const ZSTD_CCtx* cctx);
 unsigned ZSTD_isError(size_t code);
 const char* ZSTD_getErrorName(size_t code);
 const char* ZSTD_versionString(void);
@@ -118,12 +119,27 @@ func (e *Encoder) Reset(dst io.Writer, level int) error {
 		return e.fail(fmt.Errorf("libzstd: level %d: %w", level, err))
 	}
 	// 0 means the level's own window, which is within the cap up to 19.
-	wlog := 0
-	if level > 19 {
-		wlog = MaxWindowLog
+	if level <= 19 {
+		return e.tables(0, 0, 0)
 	}
-	return e.tables(wlog, 0)
+	// Above 19 the window is capped, and the tables with it: libzstd fits
+	// them to the window only when it knows the input's size, which a
+	// stream never tells it, so level 22 kept its 2^27 chain and 2^25
+	// hash entries, a 649 MiB context (137 MiB now) outside Go's memory
+	// limit. A table of more than twice the window indexes nothing more;
+	// libzstd's own fit (hash and chain logs at most windowLog+1) keeps
+	// the ratio.
+	return e.tables(MaxWindowLog, ultraTables[level-20][0], ultraTables[level-20][1])
 }
+
+// ultraTables are the hash and chain logs of levels 20, 21 and 22 (libzstd's
+// for inputs over 256 KiB, hash/chain: 23/25, 24/26, 25/27) fitted to
+// MaxWindowLog.
+var ultraTables = [3][2]int{{23, MaxWindowLog + 1}, {MaxWindowLog + 1, MaxWindowLog + 1}, {MaxWindowLog + 1, MaxWindowLog + 1}}
+
+// size is the memory the context holds (C memory: neither Go's GC nor
+// GOMEMLIMIT sees it).
+func (e *Encoder) size() int { return int(C.ZSTD_sizeof_CCtx(e.c.p)) }
 
 // ResetSmall starts a frame on dst for a few KiB of data (the tar headers
 // around a stored object): level 1 with the smallest window and tables,
@@ -133,18 +149,19 @@ func (e *Encoder) ResetSmall(dst io.Writer) error {
 	if err := e.Reset(dst, 1); err != nil {
 		return err
 	}
-	return e.tables(10, 6)
+	return e.tables(10, 6, 6)
 }
 
 // tables sets the window and table sizes (log2; 0: the level's own).
-func (e *Encoder) tables(windowLog, tableLog int) error {
+func (e *Encoder) tables(windowLog, hashLog, chainLog int) error {
 	if err := e.set(C.xrc_c_windowLog, windowLog); err != nil {
 		return e.fail(fmt.Errorf("libzstd: window log %d: %w", windowLog, err))
 	}
-	for _, p := range []C.int{C.xrc_c_hashLog, C.xrc_c_chainLog} {
-		if err := e.set(p, tableLog); err != nil {
-			return e.fail(fmt.Errorf("libzstd: table log %d: %w", tableLog, err))
-		}
+	if err := e.set(C.xrc_c_hashLog, hashLog); err != nil {
+		return e.fail(fmt.Errorf("libzstd: hash log %d: %w", hashLog, err))
+	}
+	if err := e.set(C.xrc_c_chainLog, chainLog); err != nil {
+		return e.fail(fmt.Errorf("libzstd: chain log %d: %w", chainLog, err))
 	}
 	return nil
 }

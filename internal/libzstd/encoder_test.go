@@ -80,6 +80,43 @@ func TestRoundTripEveryLevel(t *testing.T) {
 	}
 }
 
+// TestUltraLevelsFitTheirTables: levels 20-22 cap their window at 8 MiB,
+// and their tables with it. libzstd fits the tables to the window only
+// when it knows the input's size, which a stream never tells it: level 22
+// held a 649 MiB context, in C memory that GOMEMLIMIT does not see, one
+// per archive builder, kept for the frames after.
+func TestUltraLevelsFitTheirTables(t *testing.T) {
+	e, err := NewEncoder(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := sample(1 << 20)
+	sizes := map[int]int{}
+	for level := 19; level <= MaxLevel; level++ {
+		var buf bytes.Buffer
+		if err := e.Reset(&buf, level); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.Write(data); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Close(); err != nil {
+			t.Fatal(err)
+		}
+		sizes[level] = e.size()
+		if !bytes.Equal(decode(t, buf.Bytes()), data) {
+			t.Fatalf("level %d: round trip differs", level)
+		}
+	}
+	for level := 20; level <= MaxLevel; level++ {
+		// Level 19 (window 8 MiB, chain 2^24, hash 2^22) takes ~89 MiB;
+		// a twice larger hash table is the most the fit adds.
+		if sizes[level] > 160<<20 {
+			t.Errorf("level %d: a context of %d MiB (level 19: %d MiB), want at most 160", level, sizes[level]>>20, sizes[19]>>20)
+		}
+	}
+}
+
 func TestFramesCarryChecksums(t *testing.T) {
 	e, err := NewEncoder(0)
 	if err != nil {
