@@ -313,3 +313,37 @@ func TestSumIsOfTheVerifiedObjectOnly(t *testing.T) {
 		t.Fatalf("Sum after a failed object is %x, want none", s)
 	}
 }
+
+// failsFirst fails its first Read, as a connection reset before any byte,
+// then reads on.
+type failsFirst struct {
+	r      io.Reader
+	failed bool
+}
+
+var errReset = errors.New("connection reset by peer")
+
+func (f *failsFirst) Read(p []byte) (int, error) {
+	if !f.failed {
+		f.failed = true
+		return 0, errReset
+	}
+	return f.r.Read(p)
+}
+
+// TestFirstReadFailurePassedOn: the source failing while the stream's
+// first frame is checked is the source's error, passed on for a retry:
+// the check's peek took it for a short stream, skipped the check and
+// read on.
+func TestFirstReadFailurePassedOn(t *testing.T) {
+	specs := []spec{{key: "a.txt", data: []byte("alpha")}}
+	b := writeArchive(t, nil, newManifest("first-read", specs), specs)
+	r, err := NewReader(&failsFirst{r: bytes.NewReader(b)}, ReaderOptions{})
+	if err == nil {
+		r.Close()
+		t.Fatal("NewReader read on past its source's failure")
+	}
+	if !errors.Is(err, errReset) || errors.Is(err, ErrInvalid) {
+		t.Fatalf("NewReader: %v, want the source's error, not ErrInvalid", err)
+	}
+}

@@ -100,10 +100,15 @@ func NewReader(r io.Reader, opts ReaderOptions) (*Reader, error) {
 	// checksum: the deletes and destinations in it are checked by nothing
 	// else (members have their digests). A short stream is left to the
 	// decoder to call truncated, a failing source to be passed on.
-	br := bufio.NewReaderSize(r, 16)
-	rd := &Reader{src: sourceReader{r: br}, sum: sha256.New()}
-	if head, err := br.Peek(5); err == nil && !checkedFrame(head) {
+	// The source's errors are recorded beneath the peek: one there, taken
+	// for a short stream, skipped the check and went unrecorded.
+	rd := &Reader{src: sourceReader{r: r}, sum: sha256.New()}
+	br := bufio.NewReaderSize(&rd.src, 16)
+	switch head, err := br.Peek(5); {
+	case err == nil && !checkedFrame(head):
 		return nil, rd.wrap(nil, errors.New("the stream does not start with a zstd frame carrying a content checksum (the manifest's)"))
+	case rd.src.err != nil:
+		return nil, rd.wrap(nil, err)
 	}
 	dec, err := zstd.NewReader(nil,
 		zstd.WithDecoderConcurrency(1),
@@ -115,9 +120,10 @@ func NewReader(r io.Reader, opts ReaderOptions) (*Reader, error) {
 		return nil, fmt.Errorf("archive: creating zstd decoder: %w", err)
 	}
 	rd.dec = dec
-	// Reset after construction so the decoder sees only the wrapper: it
-	// must neither bypass error recording nor take in-memory shortcuts.
-	if err := dec.Reset(&rd.src); err != nil {
+	// Reset after construction so the decoder sees only the buffered
+	// wrapper: it must neither bypass error recording nor take in-memory
+	// shortcuts.
+	if err := dec.Reset(br); err != nil {
 		dec.Close()
 		return nil, rd.wrap(nil, fmt.Errorf("starting zstd stream: %w", err))
 	}
