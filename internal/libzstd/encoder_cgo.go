@@ -77,6 +77,11 @@ type Encoder struct {
 	out []byte
 	dst io.Writer
 	err error // sticky: the frame is unusable after a failure
+	// Frames with nothing in them are not written (an empty one is 13
+	// bytes), as the pure-Go encoder does: a level switched before any
+	// object's bytes left one, charged to the object before it.
+	data   bool // the frame has had input
+	closed bool // Close ended the frame; Reset starts the next
 }
 
 // cctx owns the C context, freed by a cleanup once the Encoder is garbage.
@@ -105,7 +110,7 @@ func NewEncoder(workers int) (*Encoder, error) {
 // Reset abandons any frame in progress and starts a new one at level on
 // dst. A nil dst detaches the Encoder from its last destination.
 func (e *Encoder) Reset(dst io.Writer, level int) error {
-	e.dst, e.err = dst, nil
+	e.dst, e.err, e.data, e.closed = dst, nil, false, false
 	if r := C.ZSTD_CCtx_reset(e.c.p, C.xrc_reset_session_only); C.ZSTD_isError(r) != 0 {
 		return e.fail(errorf("reset", r))
 	}
@@ -175,6 +180,10 @@ func (e *Encoder) Write(p []byte) (int, error) {
 	if e.dst == nil {
 		return 0, fmt.Errorf("libzstd: Write without Reset")
 	}
+	if e.closed {
+		return 0, fmt.Errorf("libzstd: Write after Close")
+	}
+	e.data = e.data || len(p) > 0
 	n := 0
 	for n < len(p) {
 		in := p[n:]
@@ -192,13 +201,26 @@ func (e *Encoder) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// Close ends the frame (with its checksum) and writes what remains of it.
-// It does not close the destination; Reset starts the next frame.
-func (e *Encoder) Close() error { return e.drain(C.xrc_e_end, "Close", "ending frame") }
+// Close ends the frame (with its checksum) and writes what remains of it;
+// a frame with nothing in it is not written. It does not close the
+// destination; Reset starts the next frame.
+func (e *Encoder) Close() error {
+	if e.closed && e.err == nil {
+		return nil
+	}
+	err := e.drain(C.xrc_e_end, "Close", "ending frame")
+	e.closed = e.dst != nil
+	return err
+}
 
 // Flush writes out everything written so far as complete blocks, without
 // ending the frame: what follows still refers back to it.
-func (e *Encoder) Flush() error { return e.drain(C.xrc_e_flush, "Flush", "flushing") }
+func (e *Encoder) Flush() error {
+	if e.closed && e.err == nil {
+		return fmt.Errorf("libzstd: Flush after Close")
+	}
+	return e.drain(C.xrc_e_flush, "Flush", "flushing")
+}
 
 // drain runs the directive op until libzstd has written all it must.
 func (e *Encoder) drain(op C.int, call, what string) error {
@@ -207,6 +229,9 @@ func (e *Encoder) drain(op C.int, call, what string) error {
 	}
 	if e.dst == nil {
 		return fmt.Errorf("libzstd: %s without Reset", call)
+	}
+	if !e.data {
+		return nil // nothing to write: no frame
 	}
 	for {
 		s := C.xrc_compress(e.c.p, unsafe.Pointer(&e.out[0]), C.size_t(len(e.out)), nil, 0, op)

@@ -208,8 +208,48 @@ func TestErrors(t *testing.T) {
 	if got := decode(t, buf.Bytes()); string(got) != "again" {
 		t.Errorf("after a failure, next frame decodes to %q", got)
 	}
+	// After Close, only Reset starts a frame: a Write went on into a
+	// frame of its own on the old destination.
+	if _, err := e.Write([]byte("late")); err == nil {
+		t.Error("Write after Close succeeded")
+	}
+	if err := e.Flush(); err == nil {
+		t.Error("Flush after Close succeeded")
+	}
+	if n := buf.Len(); e.Close() != nil || buf.Len() != n {
+		t.Errorf("Close twice: an error, or %d more bytes", buf.Len()-n)
+	}
+	if got := decode(t, buf.Bytes()); string(got) != "again" {
+		t.Errorf("after Close twice and refused writes, the stream decodes to %q", got)
+	}
 	if v := Version(); !strings.HasPrefix(v, "1.") {
 		t.Errorf("Version() = %q", v)
+	}
+}
+
+// TestEmptyFramesAreNotWritten: a frame closed with nothing in it writes
+// nothing (13 bytes of an empty frame each before), flushed or not, as the
+// pure-Go encoder does; levels switched before any bytes leave no trace.
+func TestEmptyFramesAreNotWritten(t *testing.T) {
+	e, err := NewEncoder(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	for _, level := range []int{3, 5, 9} {
+		if err := e.Reset(&buf, level); err != nil {
+			t.Fatal(err)
+		}
+		if level == 5 {
+			e.Write(nil)
+			e.Flush()
+		}
+		if err := e.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if buf.Len() != 0 {
+		t.Errorf("three empty frames wrote %d bytes, want none", buf.Len())
 	}
 }
 
