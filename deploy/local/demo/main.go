@@ -168,7 +168,10 @@ func run(ctx context.Context) error {
 
 	gib := float64(1 << 30)
 	saved := float64(in-out) / gib * cfg.Settings.Prices.TransferPerGB
-	compute := cpu / 3600 * cfg.Settings.Prices.VCPUHour
+	// A vCPU with its task memory, as the learner and xrc savings price it.
+	p := cfg.Settings.Prices
+	vcpuHour := adaptive.FargateVCPUSecond(p.VCPUHour, p.FargateGBHour) * 3600
+	compute := cpu / 3600 * vcpuHour
 	fmt.Printf(`
 xrc demo report
   objects replicated      %d of %d (%d mismatches)
@@ -178,12 +181,12 @@ xrc demo report
   upload time             %s
   end-to-end time         %s (first upload to last object in the destination)
   worker CPU              %.1f s (source %.1f s, target %.1f s)
-  at $%.3f/GB transfer    $%.6f saved on transfer, $%.6f compute (at $%.5f/vCPU-h), net $%.6f
+  at $%.3f/GB transfer    $%.6f saved on transfer, $%.6f compute (at $%.5f/vCPU-h with its memory), net $%.6f
   per TB replicated       $%.2f saved net
 `, got, len(objs), len(errs), human(in), human(out), archives, ratio(in, out), 100*float64(out)/float64(max(in, 1)),
 		uploaded.Sub(start).Round(time.Millisecond), done.Sub(start).Round(time.Millisecond),
 		cpu, workers[0].cpu(), workers[1].cpu(),
-		cfg.Settings.Prices.TransferPerGB, saved, compute, cfg.Settings.Prices.VCPUHour, saved-compute,
+		p.TransferPerGB, saved, compute, vcpuHour, saved-compute,
 		(saved-compute)/float64(in)*1e12)
 	if err := levelReport(ctx, table, rule, start, before); err != nil {
 		fmt.Println("  level report unavailable:", err)
