@@ -364,6 +364,20 @@ func (f *fixture) holding(t *testing.T, api queue.API, n int, handle func(*worke
 	return stop, m
 }
 
+// holdingAll is holding, returning the n messages held.
+func (f *fixture) holdingAll(t *testing.T, api queue.API, n int) (msgs []*worker.Message, stop func(), m *worker.Metrics) {
+	t.Helper()
+	var mu sync.Mutex
+	stop, m = f.holding(t, api, n, func(msg *worker.Message) {
+		mu.Lock()
+		msgs = append(msgs, msg)
+		mu.Unlock()
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	return slices.Clone(msgs), stop, m
+}
+
 // releasedTogether checks that n messages were released ten to a call,
 // counted, and are visible again at once.
 func (f *fixture) releasedTogether(t *testing.T, api *countingReleases, m *worker.Metrics, n int) {
@@ -786,16 +800,7 @@ func TestAcksRunSideBySide(t *testing.T) {
 	f := setup(t)
 	const n = 60
 	api := &slowDeletes{API: f.client}
-	var msgs []*worker.Message
-	var mu sync.Mutex
-	stop, _ := f.holding(t, api, n, func(m *worker.Message) {
-		mu.Lock()
-		msgs = append(msgs, m)
-		mu.Unlock()
-	})
-	mu.Lock()
-	all := slices.Clone(msgs)
-	mu.Unlock()
+	all, stop, _ := f.holdingAll(t, api, n)
 	for _, m := range all { // at once, as a staged archive's
 		m.Ack()
 	}
@@ -812,16 +817,7 @@ func TestSettledReleasesGoTogether(t *testing.T) {
 	f := setup(t)
 	const n = 60
 	api := &countingReleases{API: f.client, to: 2}
-	var msgs []*worker.Message
-	var mu sync.Mutex
-	stop, m := f.holding(t, api, n, func(m *worker.Message) {
-		mu.Lock()
-		msgs = append(msgs, m)
-		mu.Unlock()
-	})
-	mu.Lock()
-	all := slices.Clone(msgs)
-	mu.Unlock()
+	all, stop, m := f.holdingAll(t, api, n)
 	for _, m := range all {
 		m.Release(2 * time.Second)
 	}
