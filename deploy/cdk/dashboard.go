@@ -73,6 +73,9 @@ func newDashboard(s *regionStack) {
 func (s *regionStack) sourceWidgets(d awscloudwatch.Dashboard) {
 	prices := s.d.Config.Settings.Prices
 	vcpu := float64(s.d.Options.Source.CPU) / 1024
+	// A task-hour: its vCPUs and its memory, as the learner and xrc
+	// savings price them.
+	taskHour := vcpu*prices.VCPUHour + float64(s.d.Options.Source.MemoryMB)/1024*prices.FargateGBHour
 	var archives, ratio, saved, benefit, totals []awscloudwatch.IMetric
 	var sumIn, sumOut, sumSaved, sumBenefit []string
 	totalUsing := map[string]awscloudwatch.IMetric{}
@@ -96,7 +99,7 @@ func (s *regionStack) sourceWidgets(d awscloudwatch.Dashboard) {
 		if w.Service != nil {
 			running := serviceMetric(s, w, "RunningTaskCount", "Average")
 			(*using)[id+"tasks"], totalUsing[id+"tasks"] = running, running
-			cost = append(cost, fmt.Sprintf("FILL(%stasks, 0) * %g * %g * PERIOD(%sin) / 3600", id, vcpu, prices.VCPUHour, id))
+			cost = append(cost, fmt.Sprintf("FILL(%stasks, 0) * %.6g * PERIOD(%sin) / 3600", id, taskHour, id))
 		}
 		if w.Function != nil {
 			fn := w.Function.Function
@@ -139,7 +142,7 @@ func (s *regionStack) sourceWidgets(d awscloudwatch.Dashboard) {
 		graph("Archives per minute", 6, archives...),
 		graph("Compression ratio", 6, ratio...),
 		graph("Bytes saved per minute (all target regions)", 6, saved...),
-		graph(fmt.Sprintf("Net benefit per minute, USD ($%g/GB transfer, $%g/vCPU-h)", prices.TransferPerGB, prices.VCPUHour), 6, benefit...),
+		graph(fmt.Sprintf("Net benefit per minute, USD ($%g/GB transfer, $%.4g/task-hour)", prices.TransferPerGB, taskHour), 6, benefit...),
 	)
 	// What the adaptive choice does: the level mix per class, why levels
 	// were chosen, and whether it is trading savings for throughput.

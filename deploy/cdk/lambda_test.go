@@ -250,7 +250,8 @@ func TestFunctionAlarmsAndDashboard(t *testing.T) {
 		return ""
 	}
 	for region, wants := range map[string][]string{
-		"us-east-1":      {"Lambda invocations", "Throttles", "ConcurrentExecutions", "Running tasks", "/ 1000 * 1.7275390625 * 0.0000133334"},
+		"us-east-1": {"Lambda invocations", "Throttles", "ConcurrentExecutions", "Running tasks", "/ 1000 * 1.7275390625 * 0.0000133334",
+			"tasks, 0) * 0.01519 * PERIOD"}, // a task-hour: its vCPU and 2 GB, as the learner prices them
 		"ap-southeast-2": {"Lambda invocations", "Lambda duration", "xrc_target_archives_total"},
 	} {
 		b := body(region)

@@ -189,10 +189,10 @@ func prices(cfg *config.Config, r *config.Rule, fleet stats.Fleet) stats.Prices 
 }
 
 func printSavings(env Env, rep savingsReport) {
-	fmt.Fprintf(env.Stdout, "xrc savings, %s\nprices: transfer $%s/GB, Fargate Spot vCPU $%s/hour, Lambda $%s/GB-second, fixed %s/month\n",
+	fmt.Fprintf(env.Stdout, "xrc savings, %s\nprices: transfer $%s/GB, Fargate Spot vCPU $%s/hour and memory $%s/GB-hour, Lambda $%s/GB-second, fixed %s/month\n",
 		stats.Period(rep.From, rep.To), strconv.FormatFloat(rep.Prices.TransferPerGB, 'f', -1, 64),
-		strconv.FormatFloat(rep.Prices.VCPUHour, 'f', -1, 64), strconv.FormatFloat(rep.Prices.LambdaGBSecond, 'f', -1, 64),
-		stats.Dollars(rep.Prices.FixedPerMonth))
+		strconv.FormatFloat(rep.Prices.VCPUHour, 'f', -1, 64), strconv.FormatFloat(rep.Prices.FargateGBHour, 'f', -1, 64),
+		strconv.FormatFloat(rep.Prices.LambdaGBSecond, 'f', -1, 64), stats.Dollars(rep.Prices.FixedPerMonth))
 	rule := ""
 	var tw *tabwriter.Writer
 	for _, l := range rep.Lines {
