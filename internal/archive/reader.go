@@ -107,6 +107,10 @@ func NewReader(r io.Reader, opts ReaderOptions) (*Reader, error) {
 	switch head, err := br.Peek(5); {
 	case err == nil && !checkedFrame(head):
 		return nil, rd.wrap(nil, errors.New("the stream does not start with a zstd frame carrying a content checksum (the manifest's)"))
+	case errors.Is(err, io.ErrNoProgress):
+		// bufio's word for a source answering nothing, again and again.
+		rd.src.err = err
+		fallthrough
 	case rd.src.err != nil:
 		return nil, rd.wrap(nil, err)
 	}

@@ -79,7 +79,9 @@ type Encoder struct {
 	err error // sticky: the frame is unusable after a failure
 	// Frames with nothing in them are not written (an empty one is 13
 	// bytes), as the pure-Go encoder does: a level switched before any
-	// object's bytes left one, charged to the object before it.
+	// object's bytes left one, charged to the object before it. After
+	// Close, Write is refused until Reset (as the pure-Go encoder does) and
+	// Flush too (that one flushes nothing).
 	data   bool // the frame has had input
 	closed bool // Close ended the frame; Reset starts the next
 }
