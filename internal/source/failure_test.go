@@ -1478,3 +1478,35 @@ func TestStopLeavesUnstartedMessagesToTheBulkRelease(t *testing.T) {
 		t.Errorf("%d calls released messages after a delay, want none: left to the release at the stop", n)
 	}
 }
+
+// TestStaleEventOfAColdOverwriteIsSkipped: an event whose object was
+// overwritten since by a write now in GLACIER is stale (the newer write has
+// an event of its own) and is skipped as any overwritten object's is, read
+// whole (small) or by HEAD (large); it went to the DLQ, asking for a
+// restore that would have changed nothing.
+func TestStaleEventOfAColdOverwriteIsSkipped(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(c *config.Config) {
+		c.Settings.Worker.MaxReceiveCount = 2
+		c.Rules[0].Batch.MaxObjects = 1
+	})
+	rng := rand.New(rand.NewPCG(9, 9))
+	big, small := "data/stale-cold/big.bin", "data/stale-cold/small.txt"
+	f.put(t, []object{{key: big, data: dataset.Text(rng, 400<<10)}, {key: small, data: []byte("v1")}})
+	f.put(t, []object{{key: big, data: dataset.Text(rng, 400<<10)}, {key: small, data: []byte("v2, now cold")}})
+	f.waitDepth(t, f.sourceQueue(), 4, time.Minute)
+	f.worker = archivedAs{S3API: f.worker, head: big, get: small}
+	log, logs := observed(t)
+	r := f.start(t, log)
+	f.waitDepth(t, f.sourceQueue(), 0, 2*time.Minute)
+	dead := f.queueDepth(t, f.deadLetterQueue(t))
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if dead != 2 {
+		t.Errorf("%d messages in the DLQ, want 2 (the cold writes' own; the first writes' events are stale)", dead)
+	}
+	if n := logs.FilterMessage(logOverwritten).Len(); n != 2 {
+		t.Errorf("%d %q lines, want 2", n, logOverwritten)
+	}
+}

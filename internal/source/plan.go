@@ -312,6 +312,21 @@ func (w *Worker) describe(ctx context.Context, e *entry, ref events.ObjectRef, i
 		log.Info("object gone since its event; skipping")
 		return false, nil
 	}
+	if awsapi.IsArchived(err) && into != nil && events.Version(ref.VersionID) == "" && ref.ETag != "" {
+		// A GET refused says nothing of which write it refused: the HEAD
+		// S3 answers for an archived object tells a stale event (its
+		// object overwritten since by a write now cold, which has an
+		// event of its own) from one naming the cold write.
+		h, herr := w.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &ref.Bucket, Key: &ref.Key})
+		if herr != nil {
+			h = &s3.HeadObjectOutput{ETag: &ref.ETag} // unknown: taken for the cold write
+		}
+		if etag := strings.Trim(aws.ToString(h.ETag), `"`); etag != ref.ETag {
+			log.Info("object overwritten since its event; skipping (the newer write has its own event)",
+				zap.String("eventETag", ref.ETag), zap.String("currentETag", etag))
+			return false, nil
+		}
+	}
 	if awsapi.IsArchived(err) {
 		return false, archived(ref, "an archive storage class")
 	}
@@ -323,17 +338,19 @@ func (w *Worker) describe(ctx context.Context, e *entry, ref events.ObjectRef, i
 			e.data = nil // its arena space is freed with the batch's
 		}
 	}()
-	if class, ok := unreadable(head); ok && into == nil { // a GET that answered read it
-		return false, archived(ref, class)
-	}
 	o := &e.obj
 	etag := strings.Trim(aws.ToString(head.ETag), `"`)
 	// "null" pins nothing: that version is overwritten in place (an
-	// unversioned or versioning-suspended bucket).
+	// unversioned or versioning-suspended bucket). Before the storage
+	// class: a stale event is skipped whatever became of its object,
+	// not sent to the DLQ to be restored for nothing.
 	if events.Version(ref.VersionID) == "" && ref.ETag != "" && etag != ref.ETag {
 		log.Info("object overwritten since its event; skipping (the newer write has its own event)",
 			zap.String("eventETag", ref.ETag), zap.String("currentETag", etag))
 		return false, nil
+	}
+	if class, ok := unreadable(head); ok && into == nil { // a GET that answered read it
+		return false, archived(ref, class)
 	}
 	if aws.ToBool(head.DeleteMarker) {
 		log.Info("object version is a delete marker; skipping")
