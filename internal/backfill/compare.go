@@ -68,7 +68,7 @@ func judge(src object, dst state) verdict {
 	case dst.size != src.Size:
 		return resized
 	}
-	if dst.meta[deliver.MetaArchive] == "" {
+	if !deliver.WrittenByXRC(dst.meta) {
 		return notByXRC
 	}
 	ms, err := strconv.ParseInt(dst.meta[deliver.MetaModified], 10, 64)

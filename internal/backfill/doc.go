@@ -28,7 +28,7 @@
 // with HEAD. An object is sent when, at any destination:
 //   - it is missing;
 //   - its size differs;
-//   - xrc wrote it (x-amz-meta-xrc-archive) from an older source write:
+//   - xrc wrote it (x-amz-meta-xrc-*) from an older source write:
 //     xrc-mtime earlier than the source's last-modified time, compared in
 //     whole seconds (HEAD and the provenance carry seconds), or, in the
 //     same second, another source version id (known from an inventory).

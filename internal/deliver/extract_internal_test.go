@@ -78,9 +78,13 @@ func TestReadProvenance(t *testing.T) {
 	if want := (provenance{ok: true, sequencer: "0A", version: "v1", modified: 1795315730465}); p != want {
 		t.Errorf("readProvenance = %+v, want %+v", p, want)
 	}
-	// Without the archive key the object is not xrc's, whatever else it has.
-	if p := readProvenance(map[string]string{MetaSequencer: "0A"}); p.ok {
-		t.Errorf("readProvenance without %s = %+v, want ok false", MetaArchive, p)
+	// Any of xrc's keys marks its write (the budget may have dropped the
+	// archive id); a source's own xrc- keys arrive renamed and do not.
+	if p := readProvenance(map[string]string{MetaSequencer: "0A"}); !p.ok || p.sequencer != "0A" {
+		t.Errorf("readProvenance without %s = %+v, want xrc's", MetaArchive, p)
+	}
+	if p := readProvenance(map[string]string{metaRenamed + "seq": "0A", "owner": "etl"}); p.ok {
+		t.Errorf("readProvenance of another's object = %+v, want ok false", p)
 	}
 	if p := readProvenance(map[string]string{MetaArchive: "a1", MetaModified: "garbage"}); !p.ok || p.modified != 0 {
 		t.Errorf("readProvenance with a bad mtime = %+v, want ok with modified 0", p)
@@ -162,7 +166,9 @@ func TestMetadataBudget(t *testing.T) {
 	user := func(n int) map[string]string {
 		return map[string]string{"blob": strings.Repeat("m", n-headerPrefix-len("blob"))}
 	}
-	all := []string{MetaArchive, MetaSequencer, MetaModified, MetaVersion, MetaSHA256}
+	// Ordering first: the sequencer and time are what keep an older write
+	// from replacing a newer one, and any key marks the object xrc's.
+	all := []string{MetaSequencer, MetaModified, MetaArchive, MetaVersion, MetaSHA256}
 	tests := []struct {
 		name string
 		user map[string]string
@@ -172,7 +178,7 @@ func TestMetadataBudget(t *testing.T) {
 		{"no user metadata", nil, all, false},
 		{"room for all", user(maxMetadata - provenanceSize), all, false},
 		{"one byte short of the SHA-256", user(maxMetadata - provenanceSize + 1), all[:4], true},
-		{"room for the archive only", user(maxMetadata - headerPrefix - len(MetaArchive) - len(m.ArchiveID)), all[:1], true},
+		{"room for the sequencer only", user(maxMetadata - headerPrefix - len(MetaSequencer) - len(base.Sequencer)), all[:1], true},
 		{"full", user(maxMetadata), nil, true},
 	}
 	for _, tt := range tests {

@@ -27,6 +27,25 @@ const (
 	MetaSHA256    = "xrc-sha256"  // hex SHA-256 of the bytes
 )
 
+// provenanceKeys are every key xrc writes, in the order the metadata budget
+// keeps them: ordering first (sequencer, time: short, and what keeps an
+// older write from replacing a newer one), then the archive id.
+var provenanceKeys = []string{MetaSequencer, MetaModified, MetaArchive, MetaVersion, MetaSeen, MetaSHA256}
+
+// WrittenByXRC reports whether user metadata (keys as the SDK returns them)
+// marks an object xrc wrote: any of its provenance keys, since a source's
+// own xrc- keys are renamed (manifest.DestinationMetadataKey) and the
+// metadata budget may have dropped any one of them. Only xrc's own objects
+// are deleted, retagged or ordered by xrc.
+func WrittenByXRC(md map[string]string) bool {
+	for _, k := range provenanceKeys {
+		if md[k] != "" {
+			return true
+		}
+	}
+	return false
+}
+
 // metaPrefix starts every provenance key; a source object's own metadata
 // under it is renamed (manifest.DestinationMetadataKey).
 const (
@@ -56,7 +75,7 @@ func readProvenance(md map[string]string) provenance {
 	p := provenance{sequencer: md[MetaSequencer], version: md[MetaVersion]}
 	p.modified, _ = strconv.ParseInt(md[MetaModified], 10, 64)
 	p.seen, _ = strconv.ParseInt(md[MetaSeen], 10, 64)
-	p.ok = md[MetaArchive] != ""
+	p.ok = WrittenByXRC(md)
 	return p
 }
 
@@ -148,27 +167,28 @@ func (w *Worker) metadata(m *manifest.Manifest, o *manifest.Object, sum []byte) 
 		md[k] = v
 		used += headerPrefix + len(k) + len(v)
 	}
-	prov := [][2]string{
-		{MetaArchive, m.ArchiveID},
-		{MetaSequencer, o.Sequencer},
-		{MetaModified, strconv.FormatInt(o.LastModified.UnixMilli(), 10)},
-		{MetaVersion, o.VersionID},
-		{MetaSeen, seenMilli(o.Seen)},
-		{MetaSHA256, hex.EncodeToString(sum)}, // read by xrc verify only
+	value := map[string]string{
+		MetaSequencer: o.Sequencer,
+		MetaModified:  strconv.FormatInt(o.LastModified.UnixMilli(), 10),
+		MetaArchive:   m.ArchiveID,
+		MetaVersion:   o.VersionID,
+		MetaSeen:      seenMilli(o.Seen),
+		MetaSHA256:    hex.EncodeToString(sum), // read by xrc verify only
 	}
 	// In priority order; a key that does not fit is dropped, and a
 	// shorter one after it may still fit: each is read on its own.
-	for _, kv := range prov {
-		if kv[1] == "" {
+	for _, k := range provenanceKeys {
+		v := value[k]
+		if v == "" {
 			continue
 		}
-		if used+headerPrefix+len(kv[0])+len(kv[1]) > maxMetadata {
+		if used+headerPrefix+len(k)+len(v) > maxMetadata {
 			w.Log.Warn("user metadata leaves no room for xrc provenance; ordering falls back to overwrite",
-				zap.String("bucket", o.Bucket), zap.String("key", o.Key), zap.String("dropped", kv[0]))
+				zap.String("bucket", o.Bucket), zap.String("key", o.Key), zap.String("dropped", k))
 			continue
 		}
-		md[kv[0]] = kv[1]
-		used += headerPrefix + len(kv[0]) + len(kv[1])
+		md[k] = v
+		used += headerPrefix + len(k) + len(v)
 	}
 	return md
 }

@@ -139,8 +139,14 @@ func TestParseChecksums(t *testing.T) {
 }
 
 func TestParseProvenance(t *testing.T) {
-	if _, ok := ParseProvenance(map[string]string{"xrc-seq": "00FF", "xrc-sha256": hex.EncodeToString(sha("a"))}); ok {
-		t.Error("metadata without xrc-archive taken as written by xrc")
+	// A source's own xrc- keys reach a destination renamed: only xrc's
+	// keys mark its writes.
+	if _, ok := ParseProvenance(map[string]string{"owner": "etl", "xrc-orig-seq": "00FF"}); ok {
+		t.Error("metadata without xrc's keys taken as written by xrc")
+	}
+	// Any of them does: the metadata budget may have dropped the archive id.
+	if p, ok := ParseProvenance(map[string]string{"xrc-seq": "00FF", "xrc-sha256": hex.EncodeToString(sha("a"))}); !ok || p.Sequencer != "00FF" || p.Archive != "" {
+		t.Errorf("xrc's write without its archive id: %+v, %v", p, ok)
 	}
 	p, ok := ParseProvenance(map[string]string{"xrc-archive": "a1", "xrc-seq": "00FF", "xrc-version": "v1",
 		"xrc-mtime": "1764583200000", "xrc-sha256": hex.EncodeToString(sha("a"))})

@@ -88,10 +88,10 @@ type Provenance struct {
 // xrc did not write. Malformed values are dropped, never trusted: metadata
 // is outside input.
 func ParseProvenance(md map[string]string) (p Provenance, ok bool) {
-	p.Archive = md[deliver.MetaArchive]
-	if p.Archive == "" {
+	if !deliver.WrittenByXRC(md) {
 		return Provenance{}, false
 	}
+	p.Archive = md[deliver.MetaArchive] // "" when the metadata budget dropped it
 	p.Sequencer = md[deliver.MetaSequencer]
 	p.Version = md[deliver.MetaVersion]
 	if ms, err := strconv.ParseInt(md[deliver.MetaModified], 10, 64); err == nil && ms > 0 && ms < maxMillis {

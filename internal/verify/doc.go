@@ -36,7 +36,7 @@
 //     on each side of each pair otherwise equal, whatever the counts say:
 //     HEAD gives the count only to callers that may read the tags, and
 //     shows none to others.
-//   - A destination object without xrc's provenance (x-amz-meta-xrc-archive)
+//   - A destination object without xrc's provenance (x-amz-meta-xrc-*)
 //     is reported as not written by xrc: verify does not guess whether an
 //     object someone else wrote is the same.
 //   - Every HeadObject and GetObject answers for the object as it is then;
