@@ -39,6 +39,10 @@ func (w *Worker) put(ctx context.Context, wr *write, o *manifest.Object, rt conf
 	}
 	if t, err := http.ParseTime(o.Expires); err == nil {
 		in.Expires = &t
+	} else if o.Expires != "" {
+		// S3 keeps whatever string a PUT gave; the SDK sends a date only.
+		w.Log.Warn("source Expires is no HTTP date: not carried to the destination",
+			zap.String("bucket", rt.Bucket), zap.String("key", rt.Key), zap.String("expires", o.Expires))
 	}
 	class := o.StorageClass
 	if rt.StorageClass != "" {
