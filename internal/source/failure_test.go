@@ -1371,9 +1371,14 @@ type archivedAs struct {
 	get      string // GET refused
 	restored string // HEAD says GLACIER, restored
 	expired  string // HEAD says GLACIER, restored; GET refused (the copy expired since)
+	gone     string // HEAD finds nothing (deleted since the GET)
 }
 
 func (a archivedAs) HeadObject(ctx context.Context, in *s3.HeadObjectInput, optFns ...func(*s3.Options)) (*s3.HeadObjectOutput, error) {
+	if aws.ToString(in.Key) == a.gone {
+		return nil, &smithyhttp.ResponseError{Response: &smithyhttp.Response{Response: &http.Response{StatusCode: http.StatusNotFound}},
+			Err: &s3types.NotFound{}}
+	}
 	out, err := a.S3API.HeadObject(ctx, in, optFns...)
 	if err == nil {
 		switch aws.ToString(in.Key) {
@@ -1388,7 +1393,7 @@ func (a archivedAs) HeadObject(ctx context.Context, in *s3.HeadObjectInput, optF
 }
 
 func (a archivedAs) GetObject(ctx context.Context, in *s3.GetObjectInput, optFns ...func(*s3.Options)) (*s3.GetObjectOutput, error) {
-	if k := aws.ToString(in.Key); k == a.get || k == a.expired {
+	if k := aws.ToString(in.Key); slices.Contains(strings.Split(a.get, "|"), k) || k == a.expired {
 		return nil, &smithyhttp.ResponseError{Response: &smithyhttp.Response{Response: &http.Response{StatusCode: http.StatusForbidden}},
 			Err: &smithy.GenericAPIError{Code: "InvalidObjectState", Message: "The operation is not valid for the object's storage class"}}
 	}
@@ -1492,10 +1497,11 @@ func TestStaleEventOfAColdOverwriteIsSkipped(t *testing.T) {
 	})
 	rng := rand.New(rand.NewPCG(9, 9))
 	big, small := "data/stale-cold/big.bin", "data/stale-cold/small.txt"
+	gone := "data/stale-cold/gone.txt" // refused cold, then deleted before the HEAD: skipped as gone
 	f.put(t, []object{{key: big, data: dataset.Text(rng, 400<<10)}, {key: small, data: []byte("v1")}})
-	f.put(t, []object{{key: big, data: dataset.Text(rng, 400<<10)}, {key: small, data: []byte("v2, now cold")}})
-	f.waitDepth(t, f.sourceQueue(), 4, time.Minute)
-	f.worker = archivedAs{S3API: f.worker, head: big, get: small}
+	f.put(t, []object{{key: big, data: dataset.Text(rng, 400<<10)}, {key: small, data: []byte("v2, now cold")}, {key: gone, data: []byte("g")}})
+	f.waitDepth(t, f.sourceQueue(), 5, time.Minute)
+	f.worker = archivedAs{S3API: f.worker, head: big, get: small + "|" + gone, gone: gone}
 	log, logs := observed(t)
 	r := f.start(t, log)
 	f.waitDepth(t, f.sourceQueue(), 0, 2*time.Minute)

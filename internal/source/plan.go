@@ -318,8 +318,12 @@ func (w *Worker) describe(ctx context.Context, e *entry, ref events.ObjectRef, i
 		// object overwritten since by a write now cold, which has an
 		// event of its own) from one naming the cold write.
 		h, herr := w.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &ref.Bucket, Key: &ref.Key})
-		if herr != nil {
-			h = &s3.HeadObjectOutput{ETag: &ref.ETag} // unknown: taken for the cold write
+		switch {
+		case awsapi.IsNotFound(herr):
+			log.Info("object gone since its event; skipping")
+			return false, nil
+		case herr != nil: // retried, not taken for the cold write
+			return false, fmt.Errorf("head %s/%s: %w", ref.Bucket, ref.Key, herr)
 		}
 		if etag := strings.Trim(aws.ToString(h.ETag), `"`); etag != ref.ETag {
 			log.Info("object overwritten since its event; skipping (the newer write has its own event)",
