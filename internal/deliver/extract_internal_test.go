@@ -298,6 +298,36 @@ func TestReadPart(t *testing.T) {
 
 // TestSameWrite: which destination copy a retag (no sequencer), or a
 // replayed write, belongs on.
+// TestHolds: whether the destination holds o's own write, so that a delete
+// covering it removes it again; provenance cut short by the metadata
+// budget is judged on what it kept (the sequencer alone was never "held",
+// and a covered write stayed for good).
+func TestHolds(t *testing.T) {
+	t0 := time.Date(2026, 11, 22, 1, 2, 3, 0, time.UTC)
+	ms := t0.UnixMilli()
+	obj := func(seq string) *manifest.Object { return &manifest.Object{Sequencer: seq, LastModified: t0} }
+	for _, tt := range []struct {
+		name string
+		dest provenance
+		obj  *manifest.Object
+		want bool
+	}{
+		{"not xrc's", provenance{sequencer: "05", modified: ms}, obj("05"), false},
+		{"same write", provenance{ok: true, sequencer: "05", modified: ms}, obj("05"), true},
+		{"another write", provenance{ok: true, sequencer: "06", modified: ms}, obj("05"), false},
+		{"same sequencer, time dropped", provenance{ok: true, sequencer: "05"}, obj("05"), true},
+		{"sequencer dropped, same time", provenance{ok: true, modified: ms}, obj("05"), true},
+		{"sequencer dropped, other time", provenance{ok: true, modified: ms - 1000}, obj("05"), false},
+		{"a backfill's write, same time", provenance{ok: true, modified: ms}, obj(""), true},
+		{"an evented write, backfill's object", provenance{ok: true, sequencer: "05", modified: ms}, obj(""), false},
+		{"nothing to judge on", provenance{ok: true}, obj("05"), false},
+	} {
+		if got := tt.dest.holds(tt.obj); got != tt.want {
+			t.Errorf("%s: holds = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
 func TestSameWrite(t *testing.T) {
 	t0 := time.Date(2026, 11, 22, 1, 2, 3, 0, time.UTC)
 	ms := t0.UnixMilli()

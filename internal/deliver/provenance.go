@@ -125,9 +125,21 @@ func (p provenance) sameWrite(o *manifest.Object) bool {
 	return p.version == "" || events.Version(p.version) == events.Version(o.VersionID)
 }
 
-// holds reports whether the destination holds o's own write, xrc's.
+// holds reports whether the destination holds o's own write, xrc's (a
+// delete that covers o then removes it again). Provenance the metadata
+// budget cut short is judged on what it kept: the sequencer without its
+// time, or the time without its sequencer.
 func (p provenance) holds(o *manifest.Object) bool {
-	return p.ok && p.sequencer == o.Sequencer && p.modified == o.LastModified.UnixMilli()
+	mod := o.LastModified.UnixMilli()
+	switch {
+	case !p.ok:
+		return false
+	case p.sequencer != "" && o.Sequencer != "":
+		return p.sequencer == o.Sequencer && (p.modified == 0 || p.modified == mod)
+	case o.Sequencer != "":
+		return p.modified == mod // its sequencer dropped, or a backfill's copy of the write
+	}
+	return p.sequencer == "" && p.modified == mod
 }
 
 // newerThanDelete reports whether the destination holds a write that
@@ -158,7 +170,7 @@ func (w *Worker) metadata(m *manifest.Manifest, o *manifest.Object, sum []byte) 
 	used, headerPrefix := 0, headerPrefix
 	if w.awsBudget {
 		// Counted as MinIO counts, a source object AWS took with 2 KB of
-		// metadata would leave no room for xrc-archive, and without it
+		// metadata would leave no room for any provenance, and without it
 		// the copy is not xrc's: deletes and tag changes pass it by.
 		headerPrefix = 0
 	}
@@ -183,7 +195,7 @@ func (w *Worker) metadata(m *manifest.Manifest, o *manifest.Object, sum []byte) 
 			continue
 		}
 		if used+headerPrefix+len(k)+len(v) > maxMetadata {
-			w.Log.Warn("user metadata leaves no room for xrc provenance; ordering falls back to overwrite",
+			w.Log.Warn("user metadata leaves no room for this xrc provenance key; with no ordering key left, ordering falls back to overwrite",
 				zap.String("bucket", o.Bucket), zap.String("key", o.Key), zap.String("dropped", k))
 			continue
 		}
