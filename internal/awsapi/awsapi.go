@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -218,6 +219,15 @@ func Transient(err error) bool {
 // storage class (GLACIER, DEEP_ARCHIVE, an archive tier) and not restored:
 // a 403, but not a permissions problem.
 func IsArchived(err error) bool { return Code(err) == "InvalidObjectState" }
+
+// IsCustomerKeyRequired reports a GET refused because the object is
+// encrypted with a key its writer holds (SSE-C): S3 answers 400
+// InvalidRequest saying so, to a caller without the key, however often it
+// asks. (A HEAD's 400 carries no body to say it.)
+func IsCustomerKeyRequired(err error) bool {
+	var ae smithy.APIError
+	return errors.As(err, &ae) && ae.ErrorCode() == "InvalidRequest" && strings.Contains(ae.ErrorMessage(), "Server Side Encryption")
+}
 
 // MaxSortKey is DynamoDB's limit on a sort key, in bytes.
 const MaxSortKey = 1024

@@ -1516,3 +1516,44 @@ func TestStaleEventOfAColdOverwriteIsSkipped(t *testing.T) {
 		t.Errorf("%d %q lines, want 2", n, logOverwritten)
 	}
 }
+
+// TestCustomerKeyObjectsGoToTheDLQ: an object encrypted with a key its
+// writer holds (SSE-C) cannot be read by xrc however often it tries: its
+// message goes to the DLQ without the retry backoff, named and counted as
+// such, small (its GET refused) or large (its HEAD's bare 400 explained by
+// a one-byte GET); the objects beside it are staged. It was retried for
+// minutes, and a large one's error read "400 Bad Request".
+func TestCustomerKeyObjectsGoToTheDLQ(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(c *config.Config) { c.Settings.Worker.MaxReceiveCount = 3 })
+	key := bytes.Repeat([]byte{7}, 32)
+	sum := md5.Sum(key)
+	k64, m64 := base64.StdEncoding.EncodeToString(key), base64.StdEncoding.EncodeToString(sum[:])
+	rng := rand.New(rand.NewPCG(4, 4))
+	for _, o := range []object{{key: "data/ssec/big.bin", data: dataset.Text(rng, 400<<10)}, {key: "data/ssec/small.txt", data: []byte("small")}} {
+		if _, err := f.s3.PutObject(context.Background(), &s3.PutObjectInput{Bucket: &f.rule.SourceBucket, Key: aws.String(o.key), Body: bytes.NewReader(o.data),
+			SSECustomerAlgorithm: aws.String("AES256"), SSECustomerKey: &k64, SSECustomerKeyMD5: &m64}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.put(t, []object{{key: "data/ssec/plain.txt", data: []byte("plain")}})
+	f.waitDepth(t, f.sourceQueue(), 3, time.Minute)
+	log, logs := observed(t)
+	r := f.start(t, log)
+	got := f.waitStaged(t, 1, time.Minute)
+	f.waitDepth(t, f.deadLetterQueue(t), 2, time.Minute)
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 {
+		t.Errorf("staged %v, want the plain object only", slices.Collect(maps.Keys(got)))
+	}
+	for _, e := range logs.FilterMessage("object not archived").All() {
+		if msg, _ := e.ContextMap()["error"].(string); !strings.Contains(msg, "SSE-C") {
+			t.Errorf("logged %q, want it to name SSE-C", msg)
+		}
+	}
+	if n := r.metric(t, "xrc_source_errors_total", "kind", "sse_c"); n < 2 {
+		t.Errorf("%v SSE-C errors counted, want one per try of each", n)
+	}
+}

@@ -214,6 +214,8 @@ func errorKind(err error) string {
 		return "too_large"
 	case errors.Is(err, ErrArchived):
 		return "archived"
+	case errors.Is(err, ErrCustomerKey):
+		return "sse_c"
 	case errors.Is(err, manifest.ErrInvalid):
 		return "invalid_object"
 	case errors.Is(err, archive.ErrChecksum):

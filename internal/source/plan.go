@@ -312,6 +312,20 @@ func (w *Worker) describe(ctx context.Context, e *entry, ref events.ObjectRef, i
 		log.Info("object gone since its event; skipping")
 		return false, nil
 	}
+	if into == nil && awsapi.Code(err) == "BadRequest" {
+		// A HEAD's 400 has no body to say why: a GET of one byte does,
+		// for the one reason no retry fixes.
+		out, gerr := w.S3.GetObject(ctx, &s3.GetObjectInput{Bucket: &ref.Bucket, Key: &ref.Key, VersionId: optional(ref.VersionID), Range: aws.String("bytes=0-0")})
+		if gerr == nil {
+			out.Body.Close()
+		}
+		if awsapi.IsCustomerKeyRequired(gerr) {
+			err = gerr
+		}
+	}
+	if awsapi.IsCustomerKeyRequired(err) {
+		return false, fmt.Errorf("%w: %s/%s: copy it without SSE-C (or delete it) and redrive its message, or leave it out of the rule", ErrCustomerKey, ref.Bucket, ref.Key)
+	}
 	if awsapi.IsArchived(err) && into != nil && events.Version(ref.VersionID) == "" && ref.ETag != "" {
 		// A GET refused says nothing of which write it refused: the HEAD
 		// S3 answers for an archived object tells a stale event (its

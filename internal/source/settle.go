@@ -26,10 +26,15 @@ var ErrTooLarge = errors.New("object too large for this task's memory")
 // goes to the dead-letter queue at once, to be redriven once restored.
 var ErrArchived = errors.New("object archived: not readable until restored")
 
+// ErrCustomerKey marks an object encrypted with a customer-provided key
+// (SSE-C): only its writer holds the key, and S3 refuses it to xrc however
+// often it asks.
+var ErrCustomerKey = errors.New("object encrypted with a customer-provided key (SSE-C): xrc cannot read it")
+
 // Permanent reports a failure no retry can fix: its message goes back at
 // once, towards the dead-letter queue.
 func Permanent(err error) bool {
-	return errors.Is(err, ErrUnroutable) || errors.Is(err, ErrTooLarge) || errors.Is(err, ErrArchived)
+	return errors.Is(err, ErrUnroutable) || errors.Is(err, ErrTooLarge) || errors.Is(err, ErrArchived) || errors.Is(err, ErrCustomerKey)
 }
 
 // tracked follows one message until all its events are settled.
