@@ -296,12 +296,11 @@ func TestReadPart(t *testing.T) {
 	}
 }
 
-// TestSameWrite: which destination copy a retag (no sequencer), or a
-// replayed write, belongs on.
 // TestHolds: whether the destination holds o's own write, so that a delete
-// covering it removes it again; provenance cut short by the metadata
-// budget is judged on what it kept (the sequencer alone was never "held",
-// and a covered write stayed for good).
+// covering it removes it again: on the sequencer where both have one, its
+// time dropped by the metadata budget or not (the sequencer alone was
+// never "held", and a covered write stayed for good); never on a time
+// alone where o has a sequencer.
 func TestHolds(t *testing.T) {
 	t0 := time.Date(2026, 11, 22, 1, 2, 3, 0, time.UTC)
 	ms := t0.UnixMilli()
@@ -316,7 +315,9 @@ func TestHolds(t *testing.T) {
 		{"same write", provenance{ok: true, sequencer: "05", modified: ms}, obj("05"), true},
 		{"another write", provenance{ok: true, sequencer: "06", modified: ms}, obj("05"), false},
 		{"same sequencer, time dropped", provenance{ok: true, sequencer: "05"}, obj("05"), true},
-		{"sequencer dropped, same time", provenance{ok: true, modified: ms}, obj("05"), true},
+		// A time is a second: another write of it (or a backfill's copy
+		// of that one) is not o's, and is kept.
+		{"sequencer dropped, same time", provenance{ok: true, modified: ms}, obj("05"), false},
 		{"sequencer dropped, other time", provenance{ok: true, modified: ms - 1000}, obj("05"), false},
 		{"a backfill's write, same time", provenance{ok: true, modified: ms}, obj(""), true},
 		{"an evented write, backfill's object", provenance{ok: true, sequencer: "05", modified: ms}, obj(""), false},
@@ -328,6 +329,8 @@ func TestHolds(t *testing.T) {
 	}
 }
 
+// TestSameWrite: which destination copy a retag (no sequencer), or a
+// replayed write, belongs on.
 func TestSameWrite(t *testing.T) {
 	t0 := time.Date(2026, 11, 22, 1, 2, 3, 0, time.UTC)
 	ms := t0.UnixMilli()

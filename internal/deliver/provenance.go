@@ -126,9 +126,11 @@ func (p provenance) sameWrite(o *manifest.Object) bool {
 }
 
 // holds reports whether the destination holds o's own write, xrc's (a
-// delete that covers o then removes it again). Provenance the metadata
-// budget cut short is judged on what it kept: the sequencer without its
-// time, or the time without its sequencer.
+// delete that covers o then removes it again). A sequencer names one write
+// of a key, so provenance whose time the metadata budget dropped is judged
+// on it. A time alone is not enough where o has a sequencer: S3's
+// Last-Modified is in whole seconds, and a newer write of the same second
+// (or a backfill's copy of it) would be taken for o and deleted.
 func (p provenance) holds(o *manifest.Object) bool {
 	mod := o.LastModified.UnixMilli()
 	switch {
@@ -136,10 +138,8 @@ func (p provenance) holds(o *manifest.Object) bool {
 		return false
 	case p.sequencer != "" && o.Sequencer != "":
 		return p.sequencer == o.Sequencer && (p.modified == 0 || p.modified == mod)
-	case o.Sequencer != "":
-		return p.modified == mod // its sequencer dropped, or a backfill's copy of the write
 	}
-	return p.sequencer == "" && p.modified == mod
+	return p.sequencer == o.Sequencer && p.modified == mod
 }
 
 // newerThanDelete reports whether the destination holds a write that
