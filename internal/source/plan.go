@@ -316,11 +316,16 @@ func (w *Worker) describe(ctx context.Context, e *entry, ref events.ObjectRef, i
 		// A HEAD's 400 has no body to say why: a GET of one byte does,
 		// for the one reason no retry fixes.
 		out, gerr := w.S3.GetObject(ctx, &s3.GetObjectInput{Bucket: &ref.Bucket, Key: &ref.Key, VersionId: optional(ref.VersionID), Range: aws.String("bytes=0-0")})
-		if gerr == nil {
+		switch {
+		case gerr == nil:
 			out.Body.Close()
-		}
-		if awsapi.IsCustomerKeyRequired(gerr) {
+		case awsapi.IsNotFound(gerr):
+			log.Info("object gone since its event; skipping")
+			return false, nil
+		case awsapi.IsCustomerKeyRequired(gerr):
 			err = gerr
+		default:
+			err = fmt.Errorf("%w (a one-byte GET: %v)", err, gerr)
 		}
 	}
 	if awsapi.IsCustomerKeyRequired(err) {
