@@ -1151,7 +1151,14 @@ func (s sizedAs) GetObject(ctx context.Context, in *s3.GetObjectInput, optFns ..
 func (f *fixture) stagedAndDead(t *testing.T, objs []object, nStaged, nDead int) (map[string]staged, *running, *observer.ObservedLogs) {
 	t.Helper()
 	f.put(t, objs)
-	f.waitDepth(t, f.sourceQueue(), len(objs), time.Minute)
+	return f.runUntil(t, len(objs), nStaged, nDead)
+}
+
+// runUntil starts the worker once queued messages wait, and stops it once
+// nStaged objects are staged and nDead messages are in the DLQ.
+func (f *fixture) runUntil(t *testing.T, queued, nStaged, nDead int) (map[string]staged, *running, *observer.ObservedLogs) {
+	t.Helper()
+	f.waitDepth(t, f.sourceQueue(), queued, time.Minute)
 	log, logs := observed(t)
 	r := f.start(t, log)
 	got := f.waitStaged(t, nStaged, time.Minute)
@@ -1537,14 +1544,7 @@ func TestCustomerKeyObjectsGoToTheDLQ(t *testing.T) {
 		}
 	}
 	f.put(t, []object{{key: "data/ssec/plain.txt", data: []byte("plain")}})
-	f.waitDepth(t, f.sourceQueue(), 3, time.Minute)
-	log, logs := observed(t)
-	r := f.start(t, log)
-	got := f.waitStaged(t, 1, time.Minute)
-	f.waitDepth(t, f.deadLetterQueue(t), 2, time.Minute)
-	if err := r.stop(); err != nil {
-		t.Fatal(err)
-	}
+	got, r, logs := f.runUntil(t, 3, 1, 2)
 	if len(got) != 1 {
 		t.Errorf("staged %v, want the plain object only", slices.Collect(maps.Keys(got)))
 	}
