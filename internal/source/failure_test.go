@@ -1425,14 +1425,7 @@ func TestArchivedObjectGoesToTheDLQ(t *testing.T) {
 	if _, ok := got[thawed]; !ok || len(got) != 2 {
 		t.Errorf("staged %v, want the restored and the warm object only", slices.Collect(maps.Keys(got)))
 	}
-	for _, e := range logs.FilterMessage("object not archived").All() {
-		if msg, _ := e.ContextMap()["error"].(string); !strings.Contains(msg, "restore it") {
-			t.Errorf("logged %q, want it to say what to do", msg)
-		}
-	}
-	if n := r.metric(t, "xrc_source_errors_total", "kind", "archived"); n < 3 {
-		t.Errorf("%v archived errors counted, want one per try of each", n)
-	}
+	saidAndCounted(t, logs, r, "restore it", "archived", 3)
 	if n := r.metric(t, "xrc_source_errors_total", "kind", "access_denied"); n != 0 {
 		t.Errorf("%v counted as access denied", n)
 	}
@@ -1548,12 +1541,19 @@ func TestCustomerKeyObjectsGoToTheDLQ(t *testing.T) {
 	if len(got) != 1 {
 		t.Errorf("staged %v, want the plain object only", slices.Collect(maps.Keys(got)))
 	}
+	saidAndCounted(t, logs, r, "SSE-C", "sse_c", 2)
+}
+
+// saidAndCounted checks that every object left out says what to do (says)
+// and that at least n errors are counted as kind, one per try of each.
+func saidAndCounted(t *testing.T, logs *observer.ObservedLogs, r *running, says, kind string, n float64) {
+	t.Helper()
 	for _, e := range logs.FilterMessage("object not archived").All() {
-		if msg, _ := e.ContextMap()["error"].(string); !strings.Contains(msg, "SSE-C") {
-			t.Errorf("logged %q, want it to name SSE-C", msg)
+		if msg, _ := e.ContextMap()["error"].(string); !strings.Contains(msg, says) {
+			t.Errorf("logged %q, want it to say %q", msg, says)
 		}
 	}
-	if n := r.metric(t, "xrc_source_errors_total", "kind", "sse_c"); n < 2 {
-		t.Errorf("%v SSE-C errors counted, want one per try of each", n)
+	if got := r.metric(t, "xrc_source_errors_total", "kind", kind); got < n {
+		t.Errorf("%v %s errors counted, want at least %v: one per try of each", got, kind, n)
 	}
 }
