@@ -179,18 +179,27 @@ func (w *Worker) metadata(m *manifest.Manifest, o *manifest.Object, sum []byte) 
 		md[k] = v
 		used += headerPrefix + len(k) + len(v)
 	}
-	value := map[string]string{
-		MetaSequencer: o.Sequencer,
-		MetaModified:  strconv.FormatInt(o.LastModified.UnixMilli(), 10),
-		MetaArchive:   m.ArchiveID,
-		MetaVersion:   o.VersionID,
-		MetaSeen:      seenMilli(o.Seen),
-		MetaSHA256:    hex.EncodeToString(sum), // read by xrc verify only
+	value := func(k string) string {
+		switch k {
+		case MetaSequencer:
+			return o.Sequencer
+		case MetaModified:
+			return strconv.FormatInt(o.LastModified.UnixMilli(), 10)
+		case MetaArchive:
+			return m.ArchiveID
+		case MetaVersion:
+			return o.VersionID
+		case MetaSeen:
+			return seenMilli(o.Seen)
+		case MetaSHA256:
+			return hex.EncodeToString(sum) // read by xrc verify only
+		}
+		return ""
 	}
 	// In priority order; a key that does not fit is dropped, and a
 	// shorter one after it may still fit: each is read on its own.
 	for _, k := range provenanceKeys {
-		v := value[k]
+		v := value(k)
 		if v == "" {
 			continue
 		}
