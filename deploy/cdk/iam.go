@@ -96,7 +96,8 @@ func (s *regionStack) sourceGrants(rule *config.Rule, q *workQueue) grants {
 		[]string{"s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectTagging", "s3:GetObjectVersionTagging"},
 		[]string{s3ObjectsARN(rule.SourceBucket, rule.Prefix)}, nil, whyObjectsUnderPrefix)
 	// Without ListBucket, S3 answers 403 instead of 404 for an object
-	// deleted since its event, and the worker cannot tell it is gone.
+	// deleted since its event, and the worker cannot tell it is gone; a
+	// listing also gives the ETag of an SSE-C object, which HEAD refuses.
 	p.allow("ListWatchedBucket", []string{"s3:ListBucket"}, []string{s3BucketARN(rule.SourceBucket)}, nil, "")
 	p.allow("DecryptWatchedObjects", []string{"kms:Decrypt"}, []string{"*"},
 		s3KeyConditions(region, rule.SourceBucket, rule.Prefix), whyKMSViaS3)

@@ -1522,26 +1522,54 @@ func TestStaleEventOfAColdOverwriteIsSkipped(t *testing.T) {
 // message goes to the DLQ without the retry backoff, named and counted as
 // such, small (its GET refused) or large (its HEAD's bare 400 explained by
 // a one-byte GET); the objects beside it are staged. It was retried for
-// minutes, and a large one's error read "400 Bad Request".
+// minutes, and a large one's error read "400 Bad Request". Events that do
+// not name an SSE-C write are not sent with them: a plain write's, stale
+// since an SSE-C write replaced it (told by a listing's ETag), and a tag
+// change on an SSE-C write (never archived) are skipped; they went to the
+// DLQ, as sse_c or, retried for minutes, as archive failures.
 func TestCustomerKeyObjectsGoToTheDLQ(t *testing.T) {
 	t.Parallel()
-	f := setup(t, func(c *config.Config) { c.Settings.Worker.MaxReceiveCount = 3 })
+	f := setup(t, func(c *config.Config) {
+		c.Settings.Worker.MaxReceiveCount = 3
+		c.Rules[0].Batch.MaxObjects = 1 // a stale event not collapsed onto its key's newer one
+	})
+	ctx := context.Background()
 	key := bytes.Repeat([]byte{7}, 32)
 	sum := md5.Sum(key)
 	k64, m64 := base64.StdEncoding.EncodeToString(key), base64.StdEncoding.EncodeToString(sum[:])
 	rng := rand.New(rand.NewPCG(4, 4))
-	for _, o := range []object{{key: "data/ssec/big.bin", data: dataset.Text(rng, 400<<10)}, {key: "data/ssec/small.txt", data: []byte("small")}} {
-		if _, err := f.s3.PutObject(context.Background(), &s3.PutObjectInput{Bucket: &f.rule.SourceBucket, Key: aws.String(o.key), Body: bytes.NewReader(o.data),
+	big, small := "data/ssec/big.bin", "data/ssec/small.txt"
+	overBig, overSmall := "data/ssec/over-big.bin", "data/ssec/over-small.txt"
+	f.put(t, []object{{key: overBig, data: dataset.Text(rng, 400<<10)}, {key: overSmall, data: []byte("plain, then SSE-C")}})
+	for _, o := range []object{{key: big, data: dataset.Text(rng, 400<<10)}, {key: small, data: []byte("small")},
+		{key: overBig, data: dataset.Text(rng, 400<<10)}, {key: overSmall, data: []byte("SSE-C now")}} {
+		if _, err := f.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: &f.rule.SourceBucket, Key: aws.String(o.key), Body: bytes.NewReader(o.data),
 			SSECustomerAlgorithm: aws.String("AES256"), SSECustomerKey: &k64, SSECustomerKeyMD5: &m64}); err != nil {
 			t.Fatal(err)
 		}
 	}
+	if _, err := f.s3.PutObjectTagging(ctx, &s3.PutObjectTaggingInput{Bucket: &f.rule.SourceBucket, Key: aws.String(small),
+		Tagging: &s3types.Tagging{TagSet: []s3types.Tag{{Key: aws.String("t"), Value: aws.String("1")}}}}); err != nil {
+		t.Fatal(err)
+	}
 	f.put(t, []object{{key: "data/ssec/plain.txt", data: []byte("plain")}})
-	got, r, logs := f.runUntil(t, 3, 1, 2)
-	if len(got) != 1 {
+	f.waitDepth(t, f.sourceQueue(), 8, time.Minute)
+	log, logs := observed(t)
+	r := f.start(t, log)
+	f.waitDepth(t, f.sourceQueue(), 0, 2*time.Minute) // each message staged, skipped or dead
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.readStaging(t); len(got) != 1 {
 		t.Errorf("staged %v, want the plain object only", slices.Collect(maps.Keys(got)))
 	}
-	saidAndCounted(t, logs, r, "SSE-C", "sse_c", 2)
+	if n := f.queueDepth(t, f.deadLetterQueue(t)); n != 4 {
+		t.Errorf("%d messages in the DLQ, want 4: the SSE-C writes' own", n)
+	}
+	saidAndCounted(t, logs, r, "SSE-C", "sse_c", 4)
+	if n := r.metric(t, "xrc_source_errors_total", "kind", "archive"); n != 0 {
+		t.Errorf("%v archive errors counted, want none", n)
+	}
 }
 
 // saidAndCounted checks that every object left out says what to do (says)

@@ -207,12 +207,12 @@ func archived(ref events.ObjectRef, class string) error {
 
 // current reports whether ref's version is what its key reads as now.
 func (w *Worker) current(ctx context.Context, ref events.ObjectRef) (bool, error) {
-	head, err := w.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &ref.Bucket, Key: &ref.Key})
+	head, err := w.head(ctx, &s3.HeadObjectInput{Bucket: &ref.Bucket, Key: &ref.Key})
 	switch {
-	case awsapi.IsNotFound(err):
+	case awsapi.IsNotFound(err), awsapi.IsCustomerKeyRequired(err): // ref's version was read: an SSE-C one is another
 		return false, nil
 	case err != nil:
-		return false, fmt.Errorf("head %s/%s: %w", ref.Bucket, ref.Key, err)
+		return false, err
 	}
 	return aws.ToString(head.VersionId) == ref.VersionID, nil
 }
@@ -302,30 +302,29 @@ func (w *Worker) describe(ctx context.Context, e *entry, ref events.ObjectRef, i
 	if into != nil {
 		head, e.data, err = w.read(ctx, ref, into)
 	} else {
-		head, err = w.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &ref.Bucket, Key: &ref.Key, VersionId: optional(ref.VersionID),
+		head, err = w.head(ctx, &s3.HeadObjectInput{Bucket: &ref.Bucket, Key: &ref.Key, VersionId: optional(ref.VersionID),
 			ChecksumMode: s3types.ChecksumModeEnabled})
-		if err != nil {
-			err = fmt.Errorf("head %s/%s: %w", ref.Bucket, ref.Key, err)
-		}
 	}
 	if awsapi.IsNotFound(err) {
 		log.Info("object gone since its event; skipping")
 		return false, nil
 	}
-	if into == nil && awsapi.Code(err) == "BadRequest" {
-		// A HEAD's 400 has no body to say why: a GET of one byte does,
-		// for the one reason no retry fixes.
-		out, gerr := w.S3.GetObject(ctx, &s3.GetObjectInput{Bucket: &ref.Bucket, Key: &ref.Key, VersionId: optional(ref.VersionID), Range: aws.String("bytes=0-0")})
+	if awsapi.IsCustomerKeyRequired(err) && events.Version(ref.VersionID) == "" && ref.ETag != "" {
+		// A refusal says nothing of which write it refused, and HEAD is
+		// refused too: a listing tells a stale event (its object
+		// overwritten since by an SSE-C write, which has an event of its
+		// own) from one naming the SSE-C write.
+		etag, found, lerr := w.listedETag(ctx, ref)
 		switch {
-		case gerr == nil:
-			out.Body.Close()
-		case awsapi.IsNotFound(gerr):
+		case lerr != nil:
+			return false, lerr
+		case !found:
 			log.Info("object gone since its event; skipping")
 			return false, nil
-		case awsapi.IsCustomerKeyRequired(gerr):
-			err = gerr
-		default:
-			err = fmt.Errorf("%w (a one-byte GET: %v)", err, gerr)
+		case etag != ref.ETag:
+			log.Info("object overwritten since its event; skipping (the newer write has its own event)",
+				zap.String("eventETag", ref.ETag), zap.String("currentETag", etag))
+			return false, nil
 		}
 	}
 	if awsapi.IsCustomerKeyRequired(err) {
@@ -336,13 +335,16 @@ func (w *Worker) describe(ctx context.Context, e *entry, ref events.ObjectRef, i
 		// S3 answers for an archived object tells a stale event (its
 		// object overwritten since by a write now cold, which has an
 		// event of its own) from one naming the cold write.
-		h, herr := w.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &ref.Bucket, Key: &ref.Key})
+		h, herr := w.head(ctx, &s3.HeadObjectInput{Bucket: &ref.Bucket, Key: &ref.Key})
 		switch {
 		case awsapi.IsNotFound(herr):
 			log.Info("object gone since its event; skipping")
 			return false, nil
+		case awsapi.IsCustomerKeyRequired(herr):
+			log.Info("object overwritten since its event by an SSE-C write; skipping (the newer write has its own event)")
+			return false, nil
 		case herr != nil: // retried, not taken for the cold write
-			return false, fmt.Errorf("head %s/%s: %w", ref.Bucket, ref.Key, herr)
+			return false, herr
 		}
 		if etag := strings.Trim(aws.ToString(h.ETag), `"`); etag != ref.ETag {
 			log.Info("object overwritten since its event; skipping (the newer write has its own event)",
@@ -443,13 +445,13 @@ func (w *Worker) describe(ctx context.Context, e *entry, ref events.ObjectRef, i
 // with its own event, and tag changes in the batch were made on that one),
 // or it removed a version that was not the current one.
 func (w *Worker) stillDeleted(ctx context.Context, e *entry) (bool, error) {
-	_, err := w.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &e.obj.Bucket, Key: &e.obj.Key})
+	_, err := w.head(ctx, &s3.HeadObjectInput{Bucket: &e.obj.Bucket, Key: &e.obj.Key})
 	switch {
 	case awsapi.IsNotFound(err):
 		e.obj.Delete = true
 		return true, nil
-	case err != nil:
-		return false, fmt.Errorf("head %s/%s: %w", e.obj.Bucket, e.obj.Key, err)
+	case err != nil && !awsapi.IsCustomerKeyRequired(err): // an SSE-C write is a write
+		return false, err
 	}
 	return false, nil
 }
@@ -471,13 +473,18 @@ func (w *Worker) retagged(ctx context.Context, rule *config.Rule, e *entry) (boo
 	}
 	e.obj, e.data = obj, nil
 	log := w.Log.WithLazy(zap.String("bucket", ref.Bucket), zap.String("key", ref.Key))
-	head, err := w.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &ref.Bucket, Key: &ref.Key})
+	head, err := w.head(ctx, &s3.HeadObjectInput{Bucket: &ref.Bucket, Key: &ref.Key})
 	switch {
 	case awsapi.IsNotFound(err):
 		log.Info("object gone since its tags changed; skipping")
 		return false, nil
+	case awsapi.IsCustomerKeyRequired(err):
+		// Never archived: that write's own event is in the DLQ, or the
+		// changes were made on a write it replaced.
+		log.Info("tags changed on a key that now holds an SSE-C write; skipping (its write's own event says why it is not archived)")
+		return false, nil
 	case err != nil:
-		return false, fmt.Errorf("head %s/%s: %w", ref.Bucket, ref.Key, err)
+		return false, err
 	}
 	version := events.Version(aws.ToString(head.VersionId))
 	etag := strings.Trim(aws.ToString(head.ETag), `"`)
@@ -521,14 +528,52 @@ func (w *Worker) retagged(ctx context.Context, rule *config.Rule, e *entry) (boo
 // unchanged reports whether the key still holds the write head described
 // (same ETag and Last-Modified).
 func (w *Worker) unchanged(ctx context.Context, ref events.ObjectRef, head *s3.HeadObjectOutput) (bool, error) {
-	again, err := w.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &ref.Bucket, Key: &ref.Key, IfMatch: head.ETag})
+	again, err := w.head(ctx, &s3.HeadObjectInput{Bucket: &ref.Bucket, Key: &ref.Key, IfMatch: head.ETag})
 	switch {
-	case awsapi.IsNotFound(err), awsapi.IsPreconditionFailed(err):
+	case awsapi.IsNotFound(err), awsapi.IsPreconditionFailed(err), awsapi.IsCustomerKeyRequired(err):
 		return false, nil
 	case err != nil:
-		return false, fmt.Errorf("head %s/%s: %w", ref.Bucket, ref.Key, err)
+		return false, err
 	}
 	return aws.ToTime(again.LastModified).Equal(aws.ToTime(head.LastModified)), nil
+}
+
+// head is HEAD of in's object, its bare 400 explained: S3 answers a
+// HEAD's error without a body, so a one-byte GET says why, for the one
+// reason no retry fixes: an object encrypted with its writer's own key
+// (awsapi.IsCustomerKeyRequired), of which HEAD tells nothing. A key
+// deleted between the two reads as gone.
+func (w *Worker) head(ctx context.Context, in *s3.HeadObjectInput) (*s3.HeadObjectOutput, error) {
+	out, err := w.S3.HeadObject(ctx, in)
+	if err == nil {
+		return out, nil
+	}
+	if awsapi.Code(err) == "BadRequest" {
+		g, gerr := w.S3.GetObject(ctx, &s3.GetObjectInput{Bucket: in.Bucket, Key: in.Key, VersionId: in.VersionId, Range: aws.String("bytes=0-0")})
+		switch {
+		case gerr == nil:
+			g.Body.Close()
+		case awsapi.IsNotFound(gerr), awsapi.IsCustomerKeyRequired(gerr):
+			err = gerr
+		default:
+			err = fmt.Errorf("%w (a one-byte GET: %v)", err, gerr)
+		}
+	}
+	return nil, fmt.Errorf("head %s/%s: %w", aws.ToString(in.Bucket), aws.ToString(in.Key), err)
+}
+
+// listedETag is the ETag of what ref's key holds as a listing shows it,
+// which S3 gives of any object, one it will not let xrc read included.
+func (w *Worker) listedETag(ctx context.Context, ref events.ObjectRef) (etag string, found bool, err error) {
+	out, err := w.S3.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: &ref.Bucket, Prefix: &ref.Key, MaxKeys: aws.Int32(1)})
+	if err != nil {
+		return "", false, fmt.Errorf("listing %s/%s: %w", ref.Bucket, ref.Key, err)
+	}
+	// The key itself lists first of those it prefixes.
+	if len(out.Contents) == 0 || aws.ToString(out.Contents[0].Key) != ref.Key {
+		return "", false, nil
+	}
+	return strings.Trim(aws.ToString(out.Contents[0].ETag), `"`), true, nil
 }
 
 // setChecksum records the full-object checksum S3 keeps for the object,
