@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials/endpointcreds"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
@@ -36,12 +37,23 @@ const MaxAttempts = 5
 // the service (a DynamoDB or SQS call on a silent connection would hold its
 // caller as an S3 one would).
 func Load(ctx context.Context, region string) (aws.Config, error) {
-	return load(ctx, region, StallTimeout)
+	return load(ctx, region, StallTimeout, CredentialsTimeout)
 }
 
-func load(ctx context.Context, region string, stall time.Duration) (aws.Config, error) {
+// CredentialsTimeout bounds one request to the ECS task's credentials
+// endpoint, which answers in milliseconds. The SDK's client for it has no
+// timeout of its own, and the credentials cache refreshes once for every
+// caller under a context none of them can cancel: one request hung there
+// held every AWS call of the process, each until its own deadline (a
+// part upload has none), and health failed only minutes later.
+const CredentialsTimeout = 5 * time.Second
+
+func load(ctx context.Context, region string, stall, credentials time.Duration) (aws.Config, error) {
 	cfg, err := awsconfig.LoadDefaultConfig(ctx,
 		awsconfig.WithRegion(region),
+		awsconfig.WithEndpointCredentialOptions(func(o *endpointcreds.Options) {
+			o.HTTPClient = awshttp.NewBuildableClient().WithTimeout(credentials)
+		}),
 		// Buildable, so that the config's CA bundle (AWS_CA_BUNDLE) is
 		// applied to it.
 		awsconfig.WithHTTPClient(awshttp.NewBuildableClient()),

@@ -213,7 +213,7 @@ func silentServer(t *testing.T) string {
 // client is made from, gives up a connection that stays silent.
 func TestLoadBoundsEveryClient(t *testing.T) {
 	addr := silentServer(t)
-	cfg, err := load(context.Background(), "us-east-1", 500*time.Millisecond)
+	cfg, err := load(context.Background(), "us-east-1", 500*time.Millisecond, CredentialsTimeout)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,12 +227,43 @@ func TestLoadBoundsEveryClient(t *testing.T) {
 	}
 }
 
+// TestSilentCredentialsEndpointFails: credentials from an ECS task's
+// endpoint that accepts and never answers fail, retried, instead of
+// holding every caller for ever (the SDK's client for it has no timeout,
+// and the refresh runs under a context no caller can cancel).
+func TestSilentCredentialsEndpointFails(t *testing.T) {
+	addr := silentServer(t)
+	t.Setenv("AWS_ACCESS_KEY_ID", "")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "")
+	t.Setenv("AWS_CONFIG_FILE", os.DevNull)
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", os.DevNull)
+	t.Setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://"+addr+"/creds")
+	cfg, err := load(context.Background(), "us-east-1", StallTimeout, 100*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := cfg.Credentials.Retrieve(context.Background())
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			t.Errorf("credentials from a silent endpoint: %v, want a timeout", err)
+		}
+	case <-time.After(2 * time.Minute): // the retries' backoff is ~15 s at most
+		t.Fatal("credentials from a silent endpoint still waited after 2 minutes")
+	}
+}
+
 // TestThrottlingKeepsItsRetries: the SDK's retryer does not give up
 // retrying after a client's first hundred retries (its default quota of
 // 500 tokens, 5 a retry): under SlowDown a worker's hundreds of requests
 // spent it in seconds, and every later request was tried once.
 func TestThrottlingKeepsItsRetries(t *testing.T) {
-	cfg, err := load(context.Background(), "us-east-1", StallTimeout)
+	cfg, err := load(context.Background(), "us-east-1", StallTimeout, CredentialsTimeout)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,7 +290,7 @@ func TestDefaultsModeKeepsTheStallTimeout(t *testing.T) {
 	for _, mode := range []string{"standard", "cross-region"} {
 		t.Run(mode, func(t *testing.T) {
 			t.Setenv("AWS_DEFAULTS_MODE", mode)
-			cfg, err := load(context.Background(), "us-east-1", 200*time.Millisecond)
+			cfg, err := load(context.Background(), "us-east-1", 200*time.Millisecond, CredentialsTimeout)
 			if err != nil {
 				t.Fatal(err)
 			}
