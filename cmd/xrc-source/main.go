@@ -30,7 +30,11 @@ func run(ctx context.Context, p *app.Process) error {
 		return err
 	}
 	region, _ := p.Config.Region(p.Region)
-	table := stats.New(dynamodb.NewFromConfig(p.AWS), p.Config.TableName(), time.Now)
+	ddb := dynamodb.NewFromConfig(p.AWS)
+	if err := p.CheckTable(ctx, ddb); err != nil {
+		return err
+	}
+	table := stats.New(ddb, p.Config.TableName(), time.Now)
 	w, err := source.New(source.Deps{
 		Stats:   table,
 		Leases:  table,

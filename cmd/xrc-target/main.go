@@ -29,6 +29,9 @@ func run(ctx context.Context, p *app.Process) error {
 	}
 	region, _ := p.Config.Region(p.Region)
 	ddb := dynamodb.NewFromConfig(p.AWS)
+	if err := p.CheckTable(ctx, ddb); err != nil {
+		return err
+	}
 	table := p.Config.TableName()
 	w, err := deliver.New(deliver.Deps{
 		Config:     p.Config,

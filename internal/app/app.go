@@ -15,16 +15,21 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/xrc-dev/xrc/internal/awsapi"
 	"github.com/xrc-dev/xrc/internal/config"
@@ -103,12 +108,21 @@ func Main(name string, run func(ctx context.Context, p *Process) error) int {
 	defer stop()
 	p, err := Start(ctx, name, os.Args[1:], os.Getenv, os.Stdout)
 	if err != nil {
-		return Exit(err)
+		return startFailed(err, os.Stderr)
 	}
 	err = run(ctx, p)
 	p.Stop()
 	return Exit(err)
 }
+
+// StartTimeout bounds the loading of the config at start-up. ECS counts a
+// task's health checks from 60 s after it starts and replaces it after
+// three failures 30 s apart: a task still waiting then on an endpoint it
+// cannot reach (SSM with no route or VPC endpoint to it) was stopped
+// without a word. Its own timeout says what it waited for.
+const StartTimeout = 60 * time.Second
+
+var errStartTimeout = fmt.Errorf("start-up gives the config %v: can the task reach its endpoint?", StartTimeout)
 
 // Start loads everything a worker needs and starts the metrics/health
 // server and the EMF mirror. stdout receives the logs and EMF lines. Call
@@ -122,10 +136,19 @@ func Start(ctx context.Context, name string, args []string, getenv func(string) 
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := config.Load(ctx, f.Config, ssm.NewFromConfig(awsCfg))
+	loadCtx, cancel := context.WithTimeoutCause(ctx, StartTimeout, errStartTimeout)
+	defer cancel()
+	cfg, err := config.Load(loadCtx, f.Config, ssm.NewFromConfig(awsCfg))
 	if err != nil {
+		if ctx.Err() == nil && context.Cause(loadCtx) == errStartTimeout {
+			err = fmt.Errorf("%w (%w)", err, errStartTimeout)
+		}
 		return nil, err
 	}
+	// One lock for the log lines and the EMF documents: a line over the
+	// pipe's atomic write (4 KiB) written beside another interleaves with
+	// it, and CloudWatch drops an EMF document it cannot parse.
+	stdout = zapcore.Lock(zapcore.AddSync(stdout))
 	log, err := logging.New(stdout, cfg.Settings.LogLevel)
 	if err != nil {
 		return nil, err
@@ -156,7 +179,8 @@ func Start(ctx context.Context, name string, args []string, getenv func(string) 
 	// Two stacks in one account and region must not mix their metrics.
 	p.emf = metrics.NewEMF(p.Registry, stdout, cfg.Settings.StackName, "xrc_", map[string]string{"Service": name, "Region": f.Region})
 	go p.emf.Run(ctx, time.Minute)
-	log.Info("starting", zap.String("version", Version), zap.String("config", f.Config), zap.String("metrics", p.Addr))
+	log.Info("starting", zap.String("version", Version), zap.String("config", f.Config), zap.String("metrics", p.Addr),
+		zap.Int("gomaxprocs", runtime.GOMAXPROCS(0)), zap.Int64("memoryLimit", debug.SetMemoryLimit(-1)))
 	return p, nil
 }
 
@@ -176,6 +200,35 @@ func (p *Process) Stop() {
 // QueueURL returns the override from the flags, or resolves name.
 func (p *Process) QueueURL(ctx context.Context, client *sqs.Client, name string) (string, error) {
 	return QueueURL(ctx, client, p.Flags, name)
+}
+
+// TableGetter is the DynamoDB call CheckTable makes; *dynamodb.Client
+// satisfies it.
+type TableGetter interface {
+	GetItem(ctx context.Context, in *dynamodb.GetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)
+}
+
+// CheckTable fails start-up when the deployment's table cannot be used:
+// missing (this region's stack not deployed, or settings.stackName not its
+// name) or refused to the task. Without it the target retried every
+// archive to the DLQ and the source went on without statistics, /healthz
+// green all along. Any other failure (an outage) is left to the calls
+// that meet it.
+func (p *Process) CheckTable(ctx context.Context, api TableGetter) error {
+	table := p.Config.TableName()
+	_, err := api.GetItem(ctx, &dynamodb.GetItemInput{TableName: &table, Key: map[string]ddbtypes.AttributeValue{
+		"pk": &ddbtypes.AttributeValueMemberS{Value: "xrc#start"}, "sk": &ddbtypes.AttributeValueMemberS{Value: "-"},
+	}})
+	switch {
+	case err == nil:
+		return nil
+	case awsapi.Code(err) == "ResourceNotFoundException":
+		return fmt.Errorf("DynamoDB table %s not found in %s: is the region's stack deployed, and settings.stackName its name? %w", table, p.Region, err)
+	case awsapi.IsAccessDenied(err):
+		return fmt.Errorf("reading DynamoDB table %s in %s: %w", table, p.Region, err)
+	}
+	p.Log.Warn("DynamoDB table not read at start-up; going on", zap.String("table", table), zap.Error(err))
+	return nil
 }
 
 // QueueURLGetter is the SQS call QueueURL makes; *sqs.Client satisfies it.
@@ -208,6 +261,21 @@ func Exit(err error) int {
 		fmt.Fprintln(os.Stderr, "error:", err)
 		return 1
 	}
+}
+
+// startFailed is Exit for a worker that did not start: stopped while
+// starting (ECS replacing a task whose health check never answered), it
+// still says what start-up was waiting for, and fails.
+func startFailed(err error, stderr io.Writer) int {
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, ErrUsage):
+		fmt.Fprintln(stderr, "error:", err)
+		return 2
+	}
+	fmt.Fprintln(stderr, "error: not started:", err)
+	return 1
 }
 
 // Healthcheck runs the container health probe when args ask for it

@@ -5,16 +5,23 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
 
 	"github.com/xrc-dev/xrc/internal/config"
+	"github.com/xrc-dev/xrc/internal/localstack"
 )
 
 func TestParseFlags(t *testing.T) {
@@ -53,23 +60,52 @@ func TestExit(t *testing.T) {
 	}
 }
 
+// TestStoppedWhileStarting: a worker stopped while its config loads (ECS
+// replacing a task whose health check never answered, SSM being out of
+// reach) says what it was waiting for and fails; it exited 0 with not a
+// line written.
+func TestStoppedWhileStarting(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // silent: accepted, never answered
+		}
+	}()
+	t.Setenv("AWS_ENDPOINT_URL_SSM", "http://"+ln.Addr().String())
+	t.Setenv("AWS_ACCESS_KEY_ID", "x")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "y")
+	t.Setenv("AWS_CONFIG_FILE", os.DevNull)
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	time.AfterFunc(300*time.Millisecond, stop) // SIGTERM
+	_, err = Start(ctx, "xrc-test", []string{"-config", "ssm:///xrc/config", "-region", "us-east-1"}, func(string) string { return "" }, io.Discard)
+	var stderr bytes.Buffer
+	if code := startFailed(err, &stderr); code != 1 || !strings.Contains(stderr.String(), "/xrc/config") {
+		t.Errorf("stopped while loading its config: exit %d, said %q; want 1, naming the parameter", code, stderr.String())
+	}
+	for _, c := range []struct {
+		err  error
+		code int
+	}{{flag.ErrHelp, 0}, {fmt.Errorf("%w: no config", ErrUsage), 2}, {errors.New("boom"), 1}} {
+		if got := startFailed(c.err, io.Discard); got != c.code {
+			t.Errorf("startFailed(%v) = %d, want %d", c.err, got, c.code)
+		}
+	}
+}
+
 // TestMetricsFlushedAfterDrain: what the worker counts after the stop
 // signal (its drain) still reaches the EMF stream, because Stop flushes
 // once the worker has returned.
 func TestMetricsFlushedAfterDrain(t *testing.T) {
-	dir := t.TempDir()
-	cfgPath := filepath.Join(dir, "config.json")
-	data, err := os.ReadFile(filepath.Join("..", "..", "configs", "local.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(cfgPath, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	env := map[string]string{"XRC_CONFIG": cfgPath, "XRC_REGION": "eu-west-1", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y"}
-	for k, v := range env {
-		t.Setenv(k, v)
-	}
+	startLocal(t)
 	ctx, stop := context.WithCancel(context.Background())
 	var out syncBuffer
 	p, err := Start(ctx, "xrc-test", nil, os.Getenv, &out)
@@ -89,6 +125,99 @@ func TestMetricsFlushedAfterDrain(t *testing.T) {
 	if !strings.Contains(out.String(), `"Namespace":"xrc-local"`) {
 		t.Errorf("EMF namespace is not the stack name")
 	}
+}
+
+// TestCheckTable: a worker whose deployment's table is missing (the
+// region's stack not deployed, a stackName mistyped) does not start, and
+// says which table and region; it retried every archive to the DLQ with
+// /healthz green.
+func TestCheckTable(t *testing.T) {
+	env := localstack.Require(t)
+	ctx := context.Background()
+	cfg := env.Config(localstack.UniqueName("chk"))
+	if err := env.EnsureTable(ctx, cfg.TableName(), true); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { env.DeleteTable(context.Background(), cfg.TableName()) })
+	ddb, err := env.DynamoDB(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Process{Config: cfg, Region: "eu-west-1", Log: zaptest.NewLogger(t)}
+	if err := p.CheckTable(ctx, ddb); err != nil {
+		t.Errorf("the deployment's table: %v", err)
+	}
+	missing := *cfg
+	missing.Settings.StackName += "-none"
+	p.Config = &missing
+	err = p.CheckTable(ctx, ddb)
+	if err == nil || !strings.Contains(err.Error(), missing.TableName()) || !strings.Contains(err.Error(), "not found in eu-west-1") {
+		t.Errorf("a missing table: %v, want it named, with the region", err)
+	}
+}
+
+// startLocal sets the environment Start reads to the local example config
+// (configs/local.json), serving eu-west-1.
+func startLocal(t *testing.T) {
+	t.Helper()
+	cfgPath := filepath.Join(t.TempDir(), "config.json")
+	data, err := os.ReadFile(filepath.Join("..", "..", "configs", "local.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfgPath, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"XRC_CONFIG": cfgPath, "XRC_REGION": "eu-west-1", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y"}
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+}
+
+// TestLogsAndMetricsTakeTurns: log lines and EMF documents share stdout
+// and never overlap there (a write over the pipe's atomic size beside
+// another interleaves with it, and CloudWatch drops the EMF document).
+func TestLogsAndMetricsTakeTurns(t *testing.T) {
+	startLocal(t)
+	var out overlapWriter
+	p, err := Start(context.Background(), "xrc-test", nil, os.Getenv, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop()
+	counted := prometheus.NewCounter(prometheus.CounterOpts{Name: "xrc_test_counted_total"})
+	p.Registry.MustRegister(counted)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for i := range 200 {
+			p.Log.Info("a line", zap.Int("i", i))
+		}
+	})
+	wg.Go(func() {
+		for range 200 {
+			counted.Inc() // a document each flush
+			if err := p.emf.Flush(time.Now()); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	})
+	wg.Wait()
+	if out.overlaps.Load() > 0 {
+		t.Errorf("%d writes to stdout overlapped another", out.overlaps.Load())
+	}
+}
+
+// overlapWriter counts writes that began while another was under way.
+type overlapWriter struct{ busy, overlaps atomic.Int32 }
+
+func (w *overlapWriter) Write(p []byte) (int, error) {
+	if w.busy.Add(1) > 1 {
+		w.overlaps.Add(1)
+	}
+	time.Sleep(20 * time.Microsecond) // a write to a pipe takes time
+	w.busy.Add(-1)
+	return len(p), nil
 }
 
 // syncBuffer is a bytes.Buffer safe for the logger and the flusher at once.
