@@ -201,9 +201,17 @@ func (w *Worker) Handle(_ context.Context, m *worker.Message) {
 	var failed error
 	permanent := true
 	for _, ref := range m.Events.Refs {
-		if ref.Removed() || ref.Bucket != w.staging {
-			// Our own cleanup, replicated delete markers, or a bucket this
-			// worker does not serve.
+		if ref.Removed() { // our own cleanup, or a replicated delete marker
+			w.Metrics.Messages.WithLabelValues("ignored").Inc()
+			continue
+		}
+		if ref.Bucket != w.staging {
+			// Said, as the archive is not delivered: a queue fed by a
+			// bucket the config does not name as this region's staging
+			// (a name changed or mistyped) would otherwise pass every
+			// archive by without a word.
+			m.Log().Warn("event of a bucket that is not this region's staging bucket; acknowledged, nothing delivered",
+				zap.String("bucket", ref.Bucket), zap.String("key", ref.Key), zap.String("staging", w.staging))
 			w.Metrics.Messages.WithLabelValues("ignored").Inc()
 			continue
 		}
