@@ -294,6 +294,15 @@ func TestReadPart(t *testing.T) {
 	if buf, err = readPart(r, buf, 2*minPartSize+1); len(buf) != 0 || err != io.EOF {
 		t.Errorf("after the end: %d bytes, %v", len(buf), err)
 	}
+	// A part grows to its size and no more: the upload memory budget
+	// counts a part buffer as the part size (slices.Grow made a 17 MiB
+	// part 20 MiB).
+	for _, size := range []int{minPartSize + 1<<20, 2*minPartSize + 1, 5 * minPartSize} {
+		buf, err := readPart(bytes.NewReader(make([]byte, size)), nil, size)
+		if err != nil || len(buf) != size || cap(buf) != size {
+			t.Errorf("a part of %d bytes: %d bytes in a buffer of %d, %v", size, len(buf), cap(buf), err)
+		}
+	}
 }
 
 // TestHolds: whether the destination holds o's own write, so that a delete

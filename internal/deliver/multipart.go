@@ -17,6 +17,7 @@ import (
 
 	"github.com/xrc-dev/xrc/internal/awsapi"
 	"github.com/xrc-dev/xrc/internal/checksum"
+	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/manifest"
 	"github.com/xrc-dev/xrc/internal/uploads"
 )
@@ -55,7 +56,12 @@ func readPart(body io.Reader, buf []byte, size int) ([]byte, error) {
 	buf = buf[:0]
 	for len(buf) < size {
 		if len(buf) == cap(buf) {
-			buf = slices.Grow(buf, min(size-len(buf), max(len(buf), minPartSize)))
+			// Exactly: slices.Grow rounds a large slice up by a quarter
+			// or more (a 17 MiB part took 20 MiB), past what the upload
+			// memory budget counts a part as.
+			grown := make([]byte, len(buf), len(buf)+min(size-len(buf), max(len(buf), minPartSize)))
+			copy(grown, buf)
+			buf = grown
 		}
 		n, err := body.Read(buf[len(buf):min(cap(buf), size)])
 		buf = buf[:len(buf)+n]
@@ -139,11 +145,11 @@ func (w *Worker) resume(ctx context.Context, wr *write, o *manifest.Object, in *
 	// A create cancelled in flight may open an upload nobody learns the id
 	// of, and a created upload must be recorded before anything can cut us
 	// short: both run to completion whatever ctx does.
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), awsapi.AbortTimeout)
-	defer cancel()
 	if err := ctx.Err(); err != nil {
 		return u, nil, err
 	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), awsapi.AbortTimeout)
+	defer cancel()
 	crc := uploadCRC(w.ownChecksum(o))
 	out, err := w.S3.CreateMultipartUpload(cctx, &s3.CreateMultipartUploadInput{
 		Bucket: in.Bucket, Key: in.Key, Metadata: in.Metadata,
@@ -162,7 +168,11 @@ func (w *Worker) resume(ctx context.Context, wr *write, o *manifest.Object, in *
 	}
 	u = want
 	u.UploadID, u.PartSize, u.Started, u.Checksum = aws.ToString(out.UploadId), partSize(o.Size), w.Clock.Now().UTC(), string(crc)
-	if err := w.Uploads.Put(cctx, u, replaced); err != nil {
+	// A timeout of its own: a create slowed by throttling must not leave
+	// the record no time.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), awsapi.AbortTimeout)
+	defer cancel()
+	if err := w.Uploads.Put(rctx, u, replaced); err != nil {
 		w.abort(ctx, u) // unrecorded, a kill would leave it to nobody
 		return u, nil, err
 	}
@@ -276,6 +286,26 @@ func (w *Worker) abort(ctx context.Context, u uploads.Upload) {
 		return // keep the record: the sweep tries again
 	}
 	w.forget(actx, u)
+}
+
+// abortOwn aborts the upload an earlier attempt of this archive recorded
+// for o at rt, which no delivery of it will complete now that rt holds the
+// same or a newer write (or a delete covers it): abortStale spares
+// recorded uploads, and the sweep waits for the archive to leave staging,
+// days if its ledger entry fails, with the parts billed meanwhile.
+func (w *Worker) abortOwn(ctx context.Context, wr *write, o *manifest.Object, rt config.Route) {
+	want := uploads.Upload{Region: w.Region, StagingBucket: wr.bucket, StagingKey: wr.key, ArchiveID: wr.m.ArchiveID, Member: o.Member,
+		Bucket: rt.Bucket, Key: rt.Key}
+	u, ok, err := w.Uploads.Get(ctx, want)
+	if err != nil {
+		// Left to the sweep.
+		w.Metrics.Errors.WithLabelValues("uploads").Inc()
+		w.Log.Warn("reading the upload record of a skipped member", zap.String("bucket", rt.Bucket), zap.String("key", rt.Key), zap.Error(err))
+		return
+	}
+	if ok && u.ArchiveID == want.ArchiveID {
+		w.abort(ctx, u)
+	}
 }
 
 // forget deletes u's record; a leftover record only costs the sweep a

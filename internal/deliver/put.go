@@ -93,7 +93,7 @@ func (w *Worker) put(ctx context.Context, wr *write, o *manifest.Object, rt conf
 		}
 	}
 	if multipart {
-		w.abortStale(ctx, rt, wr.m.CreatedAt.Add(-awsapi.ClockSkew), started)
+		w.abortStale(ctx, rt, wr.m.CreatedAt, started)
 	}
 	return w.undoIfDeleted(ctx, wr, o, rt)
 }
@@ -136,12 +136,17 @@ const maxUploadPages = 10
 // nowhere. A recorded upload is another delivery's (a newer version's
 // write that started first, say) and is left to it, or to the sweep once
 // its archive has left staging. Only uploads begun since the archive was
-// made (since) can be an earlier delivery's of it; older ones may be
-// another application's, which xrc does not touch. before is this
+// made (made, less the clocks' skew) can be an earlier delivery's of it;
+// older ones may be another application's, which xrc does not touch (an
+// archive that does not say when it was made has none). before is this
 // clock's, Initiated S3's: a clock running ahead can abort an unrecorded
 // upload just created (duplicate work); no margin is allowed for it, as it
 // would leak the ones left.
-func (w *Worker) abortStale(ctx context.Context, rt config.Route, since, before time.Time) {
+func (w *Worker) abortStale(ctx context.Context, rt config.Route, made, before time.Time) {
+	if made.IsZero() {
+		return
+	}
+	since := made.Add(-awsapi.ClockSkew)
 	var uploads []s3types.MultipartUpload
 	pages := s3.NewListMultipartUploadsPaginator(w.S3, &s3.ListMultipartUploadsInput{Bucket: &rt.Bucket, Prefix: &rt.Key},
 		func(o *s3.ListMultipartUploadsPaginatorOptions) { o.StopOnDuplicateToken = true }) // a store that repeats its markers

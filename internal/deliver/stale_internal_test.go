@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/xrc-dev/xrc/internal/awsapi"
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/localstack"
 	"github.com/xrc-dev/xrc/internal/uploads"
@@ -57,16 +58,26 @@ func TestAbortStaleSparesRecordedUploads(t *testing.T) {
 	}
 	time.Sleep(1100 * time.Millisecond) // S3 dates uploads to the second
 	w := &Worker{Deps: Deps{Region: region, S3: client, Uploads: store, Log: zap.NewNop(), Metrics: NewMetrics(prometheus.NewRegistry()), Clock: clockwork.NewRealClock()}}
-	w.abortStale(ctx, config.Route{Bucket: bucket, Key: key}, made, time.Now())
-
-	out, err := client.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: aws.String(bucket), Prefix: aws.String(key)})
-	if err != nil {
-		t.Fatal(err)
+	listOpen := func() map[string]bool {
+		out, err := client.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: aws.String(bucket), Prefix: aws.String(key)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		open := map[string]bool{}
+		for _, u := range out.Uploads {
+			open[aws.ToString(u.UploadId)] = true
+		}
+		return open
 	}
-	open := map[string]bool{}
-	for _, u := range out.Uploads {
-		open[aws.ToString(u.UploadId)] = true
+	// An archive that does not say when it was made (no xrc source's) may
+	// not be an earlier delivery's of anything: every upload is spared.
+	w.abortStale(ctx, config.Route{Bucket: bucket, Key: key}, time.Time{}, time.Now())
+	if open := listOpen(); !open[foreign] || !open[left] {
+		t.Error("uploads aborted for an archive with no creation time")
 	}
+	// Made ClockSkew later than made: the clocks' allowance ends at made.
+	w.abortStale(ctx, config.Route{Bucket: bucket, Key: key}, made.Add(awsapi.ClockSkew), time.Now())
+	open := listOpen()
 	if !open[recorded] {
 		t.Error("a recorded upload (another delivery's live write) was aborted")
 	}

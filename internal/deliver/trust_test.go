@@ -23,6 +23,7 @@ import (
 	"github.com/xrc-dev/xrc/internal/deliver"
 	"github.com/xrc-dev/xrc/internal/manifest"
 	"github.com/xrc-dev/xrc/internal/tombstone"
+	"github.com/xrc-dev/xrc/internal/uploads"
 )
 
 // The tests in this file hold the target to "the target decides; the
@@ -447,7 +448,9 @@ func TestLargeObjectMixedDestinations(t *testing.T) {
 // killed between creating a large member's upload and recording it, whose
 // retry finds a newer write of the key there and skips the member, aborts
 // that upload: no later write of the key aborts one begun before its own
-// archive was made.
+// archive was made. So is an upload the earlier attempt recorded: no
+// delivery of the archive will complete it (the sweep waited for the
+// archive to leave staging).
 func TestSkippedLargeMemberAbortsItsLeftUpload(t *testing.T) {
 	t.Parallel()
 	p := newPipeline(t, nil)
@@ -458,6 +461,18 @@ func TestSkippedLargeMemberAbortsItsLeftUpload(t *testing.T) {
 	old, oldObjs := p.objectArchive("left-1", k, seqAt(1), textData(6, deliver.BufferMax+1<<20))
 	up, err := p.dst.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: &dst, Key: &k})
 	if err != nil {
+		t.Fatal(err)
+	}
+	// One it recorded, which abortStale spares (a delivery may resume
+	// it), left for days to the sweep.
+	recorded, err := p.dst.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: &dst, Key: &k})
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := p.cfg.Settings.Regions[1]
+	if err := uploads.New(p.ddb, p.cfg.TableName(), time.Now).Put(ctx, uploads.Upload{Region: target.Name, StagingBucket: target.StagingBucket,
+		StagingKey: "r1/left-1.tar.zst", ArchiveID: old.ArchiveID, Member: old.Objects[0].Member, Bucket: dst, Key: k,
+		UploadID: aws.ToString(recorded.UploadId), PartSize: 16 << 20, Started: time.Now()}, ""); err != nil {
 		t.Fatal(err)
 	}
 	newer, newerObjs := p.objectArchive("left-2", k, seqAt(2), []byte("newer"))
@@ -471,8 +486,11 @@ func TestSkippedLargeMemberAbortsItsLeftUpload(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, u := range out.Uploads {
-		if aws.ToString(u.UploadId) == aws.ToString(up.UploadId) {
-			t.Error("the upload the skipped member's earlier attempt left is still open")
+		switch aws.ToString(u.UploadId) {
+		case aws.ToString(up.UploadId):
+			t.Error("the upload the skipped member's earlier attempt left unrecorded is still open")
+		case aws.ToString(recorded.UploadId):
+			t.Error("the upload the skipped member's earlier attempt recorded is still open")
 		}
 	}
 }

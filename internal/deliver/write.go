@@ -206,7 +206,8 @@ func (w *Worker) writeStream(ctx context.Context, wr *write, o *manifest.Object,
 			// later write of the key aborts one this old. Only those
 			// begun before the read that decided (a concurrent
 			// delivery's, unrecorded for a moment, may be newer).
-			w.abortStale(ctx, rt, wr.m.CreatedAt.Add(-awsapi.ClockSkew), decided)
+			w.abortStale(ctx, rt, wr.m.CreatedAt, decided)
+			w.abortOwn(ctx, wr, o, rt)
 			continue
 		}
 		todo = append(todo, dest{rt, etag})
