@@ -46,7 +46,9 @@ type Leases interface {
 
 // newTaskID names this task in its archive ids and its lease.
 func newTaskID() string {
-	var r [4]byte
+	// 64 bits: two live tasks of one id would each abort the other's
+	// staging uploads as their own abandoned ones.
+	var r [8]byte
 	_, _ = rand.Read(r[:])
 	return hex.EncodeToString(r[:])
 }
@@ -153,8 +155,9 @@ func (w *Worker) sweep(ctx context.Context) {
 			w.Log.Info("aborted a staging upload its task abandoned", zap.String("key", key), zap.String("task", task),
 				zap.Time("initiated", *u.Initiated))
 		}
-		if !aws.ToBool(out.IsTruncated) {
-			return
+		next := [2]string{aws.ToString(out.NextKeyMarker), aws.ToString(out.NextUploadIdMarker)}
+		if !aws.ToBool(out.IsTruncated) || next == [2]string{} || next == [2]string{aws.ToString(in.KeyMarker), aws.ToString(in.UploadIdMarker)} {
+			return // the end, or a store that repeats its markers (or gives none): listing again would never end
 		}
 		in.KeyMarker, in.UploadIdMarker = out.NextKeyMarker, out.NextUploadIdMarker
 	}

@@ -112,6 +112,43 @@ func (stuckListing) ListMultipartUploads(ctx context.Context, _ *s3.ListMultipar
 	return nil, ctx.Err()
 }
 
+// repeatingListing answers every listing of uploads as truncated, with
+// the same next markers each time (none, if marker is empty).
+type repeatingListing struct {
+	S3API
+	marker string
+	calls  atomic.Int32
+}
+
+func (r *repeatingListing) ListMultipartUploads(context.Context, *s3.ListMultipartUploadsInput, ...func(*s3.Options)) (*s3.ListMultipartUploadsOutput, error) {
+	r.calls.Add(1)
+	out := &s3.ListMultipartUploadsOutput{IsTruncated: aws.Bool(true)}
+	if r.marker != "" {
+		out.NextKeyMarker, out.NextUploadIdMarker = aws.String(r.marker), aws.String("u")
+	}
+	return out, nil
+}
+
+// TestSweepEndsOnRepeatedMarkers: a store that gives a truncated listing
+// the same markers again, or none, does not hold the sweep for ever (it
+// listed without end).
+func TestSweepEndsOnRepeatedMarkers(t *testing.T) {
+	for _, marker := range []string{"", "k"} {
+		list := &repeatingListing{marker: marker}
+		w := &Worker{Deps: Deps{S3: list, Clock: clockwork.NewFakeClock(), Log: zap.NewNop(), Metrics: NewMetrics(prometheus.NewRegistry())}}
+		done := make(chan struct{})
+		go func() { w.sweep(context.Background()); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(time.Minute):
+			t.Fatalf("markers %q: the sweep still listed after a minute (%d calls)", marker, list.calls.Load())
+		}
+		if n := list.calls.Load(); n > 2 {
+			t.Errorf("markers %q: %d listings, want at most 2", marker, n)
+		}
+	}
+}
+
 // TestLeaseRenewedDuringALongSweep: a sweep that takes longer than the
 // lease does not hold up its renewals (other tasks would take the lease as
 // lapsed and abort this task's live uploads).
