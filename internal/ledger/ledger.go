@@ -1,7 +1,7 @@
 // Package ledger records the archives target workers delivered, one item
 // per archive and region in the deployment's DynamoDB table (pk
 // "archive#<id>", sk "region#<region>", expiresAt as TTL). An operator can
-// ask whether archive X landed in region Y (xrc ledger), and a worker that
+// ask whether archive X landed in region Y (one GetItem), and a worker that
 // finds a staging archive gone can tell an archive it already delivered
 // (its message is acknowledged) from one that vanished undelivered (its
 // message goes to the dead-letter queue).
@@ -9,7 +9,9 @@ package ledger
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -50,6 +52,7 @@ type item struct {
 	PK string `dynamodbav:"pk"`
 	SK string `dynamodbav:"sk"`
 	Entry
+	Done      int   `dynamodbav:"done"` // written + deleted + retagged: what Record keeps the most of
 	ExpiresAt int64 `dynamodbav:"expiresAt"`
 }
 
@@ -74,15 +77,26 @@ func key(archiveID, region string) map[string]types.AttributeValue {
 	return map[string]types.AttributeValue{"pk": &types.AttributeValueMemberS{Value: pk}, "sk": &types.AttributeValueMemberS{Value: sk}}
 }
 
-// Record stores e, replacing an earlier entry of the same archive and
-// region (a redelivery that found everything written).
+// Record stores e, unless an entry of the same archive and region did
+// more (written, deleted, retagged): a redelivery of an archive delivered
+// already, which finds everything there, or a second delivery at once
+// that found the first's writes, keeps the entry that says what was
+// written, and when (it recorded Written 0 over it).
 func (s *Store) Record(ctx context.Context, e Entry) error {
 	pk, sk := keys(e.ArchiveID, e.Region)
-	av, err := attributevalue.MarshalMap(item{PK: pk, SK: sk, Entry: e, ExpiresAt: s.now().Add(TTL).Unix()})
+	done := e.Written + e.Deleted + e.Retagged
+	av, err := attributevalue.MarshalMap(item{PK: pk, SK: sk, Entry: e, Done: done, ExpiresAt: s.now().Add(TTL).Unix()})
 	if err != nil {
 		return fmt.Errorf("encoding the ledger entry of archive %s: %w", e.ArchiveID, err)
 	}
-	if _, err := s.api.PutItem(ctx, &dynamodb.PutItemInput{TableName: &s.table, Item: av}); err != nil {
+	_, err = s.api.PutItem(ctx, &dynamodb.PutItemInput{TableName: &s.table, Item: av,
+		// An entry of an older xrc has no "done": replaced, as it was.
+		ConditionExpression:       aws.String("attribute_not_exists(pk) OR attribute_not_exists(#done) OR #done < :done"),
+		ExpressionAttributeNames:  map[string]string{"#done": "done"}, // whatever DynamoDB reserves
+		ExpressionAttributeValues: map[string]types.AttributeValue{":done": &types.AttributeValueMemberN{Value: strconv.Itoa(done)}},
+	})
+	var kept *types.ConditionalCheckFailedException
+	if err != nil && !errors.As(err, &kept) {
 		return fmt.Errorf("recording archive %s in the ledger: %w", e.ArchiveID, err)
 	}
 	return nil
