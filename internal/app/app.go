@@ -26,6 +26,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -197,9 +198,21 @@ func (p *Process) Stop() {
 	_ = p.Log.Sync()
 }
 
-// QueueURL returns the override from the flags, or resolves name.
+// QueueURL returns the override from the flags, or resolves name, and
+// reads the queue once: a queue missing or refused to the task fails
+// start-up, and says so, where the CDK app passes the URL (nothing else
+// would have looked at it before the first receive).
 func (p *Process) QueueURL(ctx context.Context, client *sqs.Client, name string) (string, error) {
-	return QueueURL(ctx, client, p.Flags, name)
+	url, err := QueueURL(ctx, client, p.Flags, name)
+	if err != nil {
+		return "", fmt.Errorf("not started: %w", err)
+	}
+	_, err = client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: &url,
+		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn}})
+	if err != nil {
+		return "", fmt.Errorf("not started: queue %s: %w", url, err)
+	}
+	return url, nil
 }
 
 // TableGetter is the DynamoDB call CheckTable makes; *dynamodb.Client
@@ -223,9 +236,9 @@ func (p *Process) CheckTable(ctx context.Context, api TableGetter) error {
 	case err == nil:
 		return nil
 	case awsapi.Code(err) == "ResourceNotFoundException":
-		return fmt.Errorf("DynamoDB table %s not found in %s: is the region's stack deployed, and settings.stackName its name? %w", table, p.Region, err)
+		return fmt.Errorf("not started: DynamoDB table %s not found in %s: is the region's stack deployed, and settings.stackName its name? %w", table, p.Region, err)
 	case awsapi.IsAccessDenied(err):
-		return fmt.Errorf("reading DynamoDB table %s in %s: %w", table, p.Region, err)
+		return fmt.Errorf("not started: reading DynamoDB table %s in %s: %w", table, p.Region, err)
 	}
 	p.Log.Warn("DynamoDB table not read at start-up; going on", zap.String("table", table), zap.Error(err))
 	return nil

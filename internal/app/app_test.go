@@ -156,6 +156,33 @@ func TestCheckTable(t *testing.T) {
 	}
 }
 
+// TestQueueChecked: a worker given its queue's URL (as the CDK app gives
+// it) reads the queue at start, so one missing fails start-up, named; it
+// started and failed each receive, /healthz red only minutes later.
+func TestQueueChecked(t *testing.T) {
+	env := localstack.Require(t)
+	ctx := context.Background()
+	client, err := env.SQS(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := localstack.UniqueName("chk")
+	url, _, err := env.EnsureQueue(ctx, name, 3, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { env.DeleteQueue(context.Background(), name) })
+	p := &Process{Flags: Flags{QueueURL: url}}
+	if got, err := p.QueueURL(ctx, client, "unused"); err != nil || got != url {
+		t.Errorf("an existing queue: %q, %v", got, err)
+	}
+	missing := strings.Replace(url, name, name+"-none", 1)
+	p.Flags.QueueURL = missing
+	if _, err := p.QueueURL(ctx, client, "unused"); err == nil || !strings.Contains(err.Error(), "not started: queue "+missing) {
+		t.Errorf("a missing queue: %v, want start-up to fail naming it", err)
+	}
+}
+
 // startLocal sets the environment Start reads to the local example config
 // (configs/local.json), serving eu-west-1.
 func startLocal(t *testing.T) {
