@@ -29,8 +29,10 @@ func main() {
 	}
 	f, err := lambda.New(ctx, env, awsCfg, os.Stdout)
 	if err != nil {
-		// Lambda reports a failed init and retries it on the next
-		// invocation; the messages wait in the queue.
+		// Lambda reports a failed init and tries it again on the next
+		// invocation. The batch that invoked it is already received: its
+		// messages come back after their visibility timeout, each a
+		// receive nearer its DLQ.
 		os.Exit(app.Exit(err))
 	}
 	// With SIGTERM enabled Lambda tells the function when it retires the

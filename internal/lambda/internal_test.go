@@ -457,3 +457,39 @@ func TestLevelsSayWhatToDo(t *testing.T) {
 		}
 	}
 }
+
+// deadlineReleaser records the deadline of each release.
+type deadlineReleaser struct{ deadlines []time.Time }
+
+func (r *deadlineReleaser) ChangeVisibility(ctx context.Context, _ time.Duration, _ ...queue.Message) ([]queue.Failure, error) {
+	d, _ := ctx.Deadline()
+	r.deadlines = append(r.deadlines, d)
+	return nil, nil
+}
+
+// TestReleaseWithinTheInvocation: releasing failed messages ends a second
+// before the invocation's deadline, or is not tried without that time: a
+// release that timed the invocation out (work past the margin) brought the
+// whole batch back, its done messages too, after the visibility timeout.
+func TestReleaseWithinTheInvocation(t *testing.T) {
+	outs := []outcome{{msg: queue.Message{ID: "m1", ReceiveCount: 1}, err: errors.New("not done")}}
+	m := worker.NewMetrics(prometheus.NewRegistry(), "test")
+	for _, left := range []time.Duration{3 * time.Second, 500 * time.Millisecond} {
+		ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(left))
+		deadline, _ := ctx.Deadline()
+		r := &deadlineReleaser{}
+		resp := respond(ctx, outs, r, m, zap.NewNop())
+		cancel()
+		if len(resp.BatchItemFailures) != 1 {
+			t.Errorf("%v left: %d failures reported, want 1", left, len(resp.BatchItemFailures))
+		}
+		for _, d := range r.deadlines {
+			if d.After(deadline.Add(-time.Second)) {
+				t.Errorf("%v left: released until %v, past a second before the invocation's deadline %v", left, d, deadline)
+			}
+		}
+		if left < time.Second && len(r.deadlines) > 0 {
+			t.Errorf("%v left: released anyway", left)
+		}
+	}
+}

@@ -96,7 +96,19 @@ func respond(ctx context.Context, outs []outcome, q Releaser, m *worker.Metrics,
 	if q == nil || len(byDelay) == 0 {
 		return resp
 	}
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+	// Within the invocation's own deadline too: work that outlived the
+	// margin (a clean-up that runs to completion whatever the cut, under
+	// throttling) must not have the release time the invocation out, which
+	// would bring the whole batch back, its done messages with it.
+	end := time.Now().Add(releaseTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Add(-time.Second).Before(end) {
+		end = d.Add(-time.Second)
+	}
+	if time.Until(end) <= 0 {
+		log.Warn("no time left to release messages: they come back after their visibility timeout", zap.Int("messages", len(resp.BatchItemFailures)))
+		return resp
+	}
+	rctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), end)
 	defer cancel()
 	for delay, msgs := range byDelay {
 		if failures, _ := q.ChangeVisibility(rctx, delay, msgs...); len(failures) > 0 {
