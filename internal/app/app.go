@@ -109,7 +109,7 @@ func Main(name string, run func(ctx context.Context, p *Process) error) int {
 	defer stop()
 	p, err := Start(ctx, name, os.Args[1:], os.Getenv, os.Stdout)
 	if err != nil {
-		return startFailed(err, os.Stderr)
+		return Exit(notStarted(err))
 	}
 	err = run(ctx, p)
 	p.Stop()
@@ -205,12 +205,12 @@ func (p *Process) Stop() {
 func (p *Process) QueueURL(ctx context.Context, client *sqs.Client, name string) (string, error) {
 	url, err := QueueURL(ctx, client, p.Flags, name)
 	if err != nil {
-		return "", fmt.Errorf("not started: %w", err)
+		return "", notStarted(err)
 	}
 	_, err = client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: &url,
 		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn}})
 	if err != nil {
-		return "", fmt.Errorf("not started: queue %s: %w", url, err)
+		return "", notStarted(fmt.Errorf("queue %s: %w", url, err))
 	}
 	return url, nil
 }
@@ -236,9 +236,9 @@ func (p *Process) CheckTable(ctx context.Context, api TableGetter) error {
 	case err == nil:
 		return nil
 	case awsapi.Code(err) == "ResourceNotFoundException":
-		return fmt.Errorf("not started: DynamoDB table %s not found in %s: is the region's stack deployed, and settings.stackName its name? %w", table, p.Region, err)
+		return notStarted(fmt.Errorf("DynamoDB table %s not found in %s: is the region's stack deployed, and settings.stackName its name? %w", table, p.Region, err))
 	case awsapi.IsAccessDenied(err):
-		return fmt.Errorf("not started: reading DynamoDB table %s in %s: %w", table, p.Region, err)
+		return notStarted(fmt.Errorf("reading DynamoDB table %s in %s: %w", table, p.Region, err))
 	}
 	p.Log.Warn("DynamoDB table not read at start-up; going on", zap.String("table", table), zap.Error(err))
 	return nil
@@ -261,34 +261,41 @@ func QueueURL(ctx context.Context, client QueueURLGetter, f Flags, name string) 
 	return aws.ToString(out.QueueUrl), nil
 }
 
-// Exit maps a worker's result to a process exit status: 0 for a clean or
-// signalled stop (and -help), 2 for usage errors, 1 otherwise.
-func Exit(err error) int {
-	switch {
-	case err == nil, errors.Is(err, context.Canceled), errors.Is(err, flag.ErrHelp):
-		return 0
-	case errors.Is(err, ErrUsage):
-		fmt.Fprintln(os.Stderr, "error:", err)
-		return 2
-	default:
-		fmt.Fprintln(os.Stderr, "error:", err)
-		return 1
+// ErrNotStarted wraps what kept a worker from starting. Stopped while
+// starting (ECS replacing a task whose health check never answered, SSM
+// out of reach), it still says what it was waiting for, and fails: it
+// exited 0 with not a line written.
+var ErrNotStarted = errors.New("not started")
+
+// notStarted wraps err in ErrNotStarted, unless it is a usage error or
+// -help, which say so themselves.
+func notStarted(err error) error {
+	if errors.Is(err, ErrUsage) || errors.Is(err, flag.ErrHelp) {
+		return err
 	}
+	return fmt.Errorf("%w: %w", ErrNotStarted, err)
 }
 
-// startFailed is Exit for a worker that did not start: stopped while
-// starting (ECS replacing a task whose health check never answered), it
-// still says what start-up was waiting for, and fails.
-func startFailed(err error, stderr io.Writer) int {
+// Exit maps a worker's result to a process exit status, saying why on
+// stderr: 0 for a clean or signalled stop (and -help), 2 for usage errors,
+// 1 otherwise, a stop before the worker started included.
+func Exit(err error) int {
+	return exit(err, os.Stderr)
+}
+
+func exit(err error, stderr io.Writer) int {
 	switch {
 	case errors.Is(err, flag.ErrHelp):
 		return 0
 	case errors.Is(err, ErrUsage):
 		fmt.Fprintln(stderr, "error:", err)
 		return 2
+	case err == nil, errors.Is(err, context.Canceled) && !errors.Is(err, ErrNotStarted):
+		return 0
+	default:
+		fmt.Fprintln(stderr, "error:", err)
+		return 1
 	}
-	fmt.Fprintln(stderr, "error: not started:", err)
-	return 1
 }
 
 // Healthcheck runs the container health probe when args ask for it

@@ -88,15 +88,15 @@ func TestStoppedWhileStarting(t *testing.T) {
 	time.AfterFunc(300*time.Millisecond, stop) // SIGTERM
 	_, err = Start(ctx, "xrc-test", []string{"-config", "ssm:///xrc/config", "-region", "us-east-1"}, func(string) string { return "" }, io.Discard)
 	var stderr bytes.Buffer
-	if code := startFailed(err, &stderr); code != 1 || !strings.Contains(stderr.String(), "/xrc/config") {
+	if code := exit(notStarted(err), &stderr); code != 1 || !strings.Contains(stderr.String(), "not started") || !strings.Contains(stderr.String(), "/xrc/config") {
 		t.Errorf("stopped while loading its config: exit %d, said %q; want 1, naming the parameter", code, stderr.String())
 	}
 	for _, c := range []struct {
 		err  error
 		code int
-	}{{flag.ErrHelp, 0}, {fmt.Errorf("%w: no config", ErrUsage), 2}, {errors.New("boom"), 1}} {
-		if got := startFailed(c.err, io.Discard); got != c.code {
-			t.Errorf("startFailed(%v) = %d, want %d", c.err, got, c.code)
+	}{{flag.ErrHelp, 0}, {fmt.Errorf("%w: no config", ErrUsage), 2}, {errors.New("boom"), 1}, {fmt.Errorf("x: %w", context.Canceled), 1}} {
+		if got := exit(notStarted(c.err), io.Discard); got != c.code {
+			t.Errorf("exit(notStarted(%v)) = %d, want %d", c.err, got, c.code)
 		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/xrc-dev/xrc/internal/app"
 	"github.com/xrc-dev/xrc/internal/awsapi"
@@ -113,6 +114,7 @@ func New(ctx context.Context, env Env, awsCfg aws.Config, stdout io.Writer) (*Fu
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", env.Flags.Config, err)
 	}
+	stdout = zapcore.Lock(zapcore.AddSync(stdout)) // one lock for log lines and EMF documents (app.Start)
 	log, err := logging.New(stdout, cfg.Settings.LogLevel)
 	if err != nil {
 		return nil, err

@@ -90,10 +90,16 @@ func (s *Store) Record(ctx context.Context, e Entry) error {
 		return fmt.Errorf("encoding the ledger entry of archive %s: %w", e.ArchiveID, err)
 	}
 	_, err = s.api.PutItem(ctx, &dynamodb.PutItemInput{TableName: &s.table, Item: av,
-		// An entry of an older xrc has no "done": replaced, as it was.
-		ConditionExpression:       aws.String("attribute_not_exists(pk) OR attribute_not_exists(#done) OR #done < :done"),
-		ExpressionAttributeNames:  map[string]string{"#done": "done"}, // whatever DynamoDB reserves
-		ExpressionAttributeValues: map[string]types.AttributeValue{":done": &types.AttributeValueMemberN{Value: strconv.Itoa(done)}},
+		// An entry of an older xrc has no "done", and one of another
+		// staging key claiming the id is not this archive's (the target
+		// checks an archive gone from staging against its key): both
+		// replaced, as they were.
+		ConditionExpression:      aws.String("attribute_not_exists(pk) OR attribute_not_exists(#done) OR #done < :done OR #key <> :key"),
+		ExpressionAttributeNames: map[string]string{"#done": "done", "#key": "stagingKey"}, // whatever DynamoDB reserves
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":done": &types.AttributeValueMemberN{Value: strconv.Itoa(done)},
+			":key":  &types.AttributeValueMemberS{Value: e.StagingKey},
+		},
 	})
 	var kept *types.ConditionalCheckFailedException
 	if err != nil && !errors.As(err, &kept) {

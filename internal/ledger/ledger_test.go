@@ -25,6 +25,9 @@ func TestRecordKeepsWhatWasDone(t *testing.T) {
 	record := func(e ledger.Entry) {
 		t.Helper()
 		e.ArchiveID, e.Region, e.Rule = "a1", "eu-west-1", "r1"
+		if e.StagingKey == "" {
+			e.StagingKey = "r1/a1.tar.zst"
+		}
 		if err := s.Record(ctx, e); err != nil {
 			t.Fatal(err)
 		}
@@ -49,6 +52,11 @@ func TestRecordKeepsWhatWasDone(t *testing.T) {
 	record(ledger.Entry{Written: 4, Deleted: 1, FinishedAt: first.Add(2 * time.Minute)})
 	if e := get(); e.Written != 4 {
 		t.Errorf("after a delivery that did more: %+v, want it", e)
+	}
+	// Another staging key claiming the id is another archive's entry.
+	record(ledger.Entry{StagingKey: "r1/copy.tar.zst", Skipped: 5})
+	if e := get(); e.StagingKey != "r1/copy.tar.zst" {
+		t.Errorf("after a delivery of another staging key: %+v, want it", e)
 	}
 
 	// An older xrc's entry (no "done") is replaced.
