@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/md5"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -1007,7 +1009,8 @@ func TestInventoryMatchesListing(t *testing.T) {
 		zw.Close()
 		key := fmt.Sprintf("inventory/%s/cfg/data/%d.csv.gz", f.rule.SourceBucket, i)
 		f.put(t, invBucket, key, gz.Bytes())
-		list = append(list, map[string]any{"key": key, "size": gz.Len(), "MD5checksum": "unused"})
+		sum := md5.Sum(gz.Bytes())
+		list = append(list, map[string]any{"key": key, "size": gz.Len(), "MD5checksum": hex.EncodeToString(sum[:])})
 	}
 	manifest["files"] = list
 	doc, _ := json.Marshal(manifest)
@@ -1049,6 +1052,51 @@ func TestInventoryMatchesListing(t *testing.T) {
 	}
 	if !inv.InventoryOf.Equal(now.Truncate(time.Millisecond)) {
 		t.Errorf("report dated %v, want %v", inv.InventoryOf, now.Truncate(time.Millisecond))
+	}
+}
+
+// TestInventoryFileCheckedAgainstItsManifest: a data file whose bytes are
+// not the size or MD5 its manifest gives (cut at a line break, it reads to
+// a clean end) fails the run, named, and is not marked done: the rows it
+// lost were never sent, and nothing said so.
+func TestInventoryFileCheckedAgainstItsManifest(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	invBucket := f.cfg.Settings.StackName + "-inv"
+	if err := f.env.EnsureBucket(ctx, "us-east-1", invBucket, false); err != nil {
+		t.Fatal(err)
+	}
+	whole := fmt.Sprintf("\"%s\",\"data/p00/a.txt\",\"null\",\"true\",\"false\",\"3\",\"2026-11-22T10:00:00.000Z\",\"e\",\"STANDARD\"\n"+
+		"\"%s\",\"data/p00/b.txt\",\"null\",\"true\",\"false\",\"3\",\"2026-11-22T10:00:00.000Z\",\"e\",\"STANDARD\"\n", f.rule.SourceBucket, f.rule.SourceBucket)
+	cut := whole[:strings.Index(whole, "\n")+1] // the first row alone
+	sum := md5.Sum([]byte(whole))
+	for name, tc := range map[string]struct{ data, md5 string }{
+		"cut":       {cut, hex.EncodeToString(sum[:])},
+		"rewritten": {strings.Replace(whole, "b.txt", "c.txt", 1), hex.EncodeToString(sum[:])},
+	} {
+		key := "inventory/" + f.rule.SourceBucket + "/" + name + "/data/0.csv"
+		f.put(t, invBucket, key, []byte(tc.data))
+		doc, _ := json.Marshal(map[string]any{
+			"sourceBucket": f.rule.SourceBucket, "destinationBucket": "arn:aws:s3:::" + invBucket, "version": "2016-11-30",
+			"creationTimestamp": strconv.FormatInt(time.Now().UnixMilli(), 10), "fileFormat": "CSV",
+			"fileSchema": "Bucket, Key, VersionId, IsLatest, IsDeleteMarker, Size, LastModifiedDate, ETag, StorageClass",
+			"files":      []map[string]any{{"key": key, "size": len(whole), "MD5checksum": tc.md5}},
+		})
+		manifest := "inventory/" + f.rule.SourceBucket + "/" + name + "/2026-11-22T00-00Z/manifest.json"
+		f.put(t, invBucket, manifest, doc)
+		cp := backfill.NewFileCheckpoint(filepath.Join(t.TempDir(), "cp.json"))
+		_, err := backfill.Run(ctx, backfill.Options{Rule: f.rule, Inventory: "s3://" + invBucket + "/" + manifest}, f.deps(f.queueURL(), cp))
+		if !errors.Is(err, backfill.ErrInventory) || !strings.Contains(err.Error(), key) {
+			t.Errorf("%s data file: %v, want the run to fail naming it", name, err)
+		}
+		if st, _ := cp.Load(ctx); st != nil {
+			for _, task := range st.Tasks {
+				if task.Done {
+					t.Errorf("%s data file marked done", name)
+				}
+			}
+		}
 	}
 }
 

@@ -9,7 +9,9 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/md5"
 	"encoding/csv"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -265,7 +267,7 @@ func (r *run) inventory(ctx context.Context) error {
 			continue
 		}
 		skip, _ := strconv.Atoi(p.After)
-		pool.add(r.inventoryTask(dataBucket, f.Key, m.Schema, skip))
+		pool.add(r.inventoryTask(dataBucket, f, m.Schema, skip))
 	}
 	r.Log.Info("inventory report", zap.String("manifest", r.o.Inventory), zap.Int("files", len(m.Files)), zap.Int64("bytes", r.c.scanTotal.Load()))
 	return pool.run(ctx, r.o.Concurrency)
@@ -286,15 +288,22 @@ func (r *run) get(ctx context.Context, bucket, key string, limit int64) ([]byte,
 }
 
 // inventoryTask reads one data file, skipping the rows an earlier run
-// handled, and compares its rows a page at a time.
-func (r *run) inventoryTask(bucket, key string, schema []string, skip int) func(context.Context) error {
+// handled, and compares its rows a page at a time. The file is done only
+// once its bytes are the size and MD5 the manifest gives: a file cut at a
+// line break (or between gzip members) reads to a clean end, and the rows
+// it lost would never be sent.
+func (r *run) inventoryTask(bucket string, f ManifestFile, schema []string, skip int) func(context.Context) error {
+	key := f.Key
 	return func(ctx context.Context) error {
 		out, err := r.Inventory.GetObject(ctx, &s3.GetObjectInput{Bucket: &bucket, Key: &key})
 		if err != nil {
 			return fmt.Errorf("reading s3://%s/%s: %w", bucket, key, err)
 		}
 		defer out.Body.Close()
-		rows, err := NewRows(&countingReader{r: out.Body, n: &r.c.scanBytes}, schema)
+		sum := md5.New()
+		var size atomic.Int64
+		body := &countingReader{r: io.TeeReader(&countingReader{r: out.Body, n: &r.c.scanBytes}, sum), n: &size}
+		rows, err := NewRows(body, schema)
 		if err != nil {
 			return fmt.Errorf("s3://%s/%s: %w", bucket, key, err)
 		}
@@ -331,6 +340,13 @@ func (r *run) inventoryTask(bucket, key string, schema []string, skip int) func(
 		}
 		if err := flush(); err != nil {
 			return err
+		}
+		if _, err := io.Copy(io.Discard, body); err != nil { // what the rows' reader left (a gzip trailer)
+			return fmt.Errorf("reading s3://%s/%s: %w", bucket, key, err)
+		}
+		if got := hex.EncodeToString(sum.Sum(nil)); size.Load() != f.Size || f.MD5 != "" && !strings.EqualFold(got, f.MD5) {
+			return fmt.Errorf("%w: data file s3://%s/%s is %d bytes of MD5 %s; its manifest says %d bytes of MD5 %s: the report is damaged or was rewritten; its rows read are sent, the file is not marked done",
+				ErrInventory, bucket, key, size.Load(), got, f.Size, f.MD5)
 		}
 		if err := r.save(ctx, key, Progress{After: strconv.Itoa(read), Done: true}); err != nil {
 			return err
