@@ -135,14 +135,7 @@ func TestCheckTable(t *testing.T) {
 	env := localstack.Require(t)
 	ctx := context.Background()
 	cfg := env.Config(localstack.UniqueName("chk"))
-	if err := env.EnsureTable(ctx, cfg.TableName(), true); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { env.DeleteTable(context.Background(), cfg.TableName()) })
-	ddb, err := env.DynamoDB(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ddb := env.ConfigTable(t, cfg)
 	p := &Process{Config: cfg, Region: "eu-west-1", Log: zaptest.NewLogger(t)}
 	if err := p.CheckTable(ctx, ddb); err != nil {
 		t.Errorf("the deployment's table: %v", err)
@@ -150,7 +143,7 @@ func TestCheckTable(t *testing.T) {
 	missing := *cfg
 	missing.Settings.StackName += "-none"
 	p.Config = &missing
-	err = p.CheckTable(ctx, ddb)
+	err := p.CheckTable(ctx, ddb)
 	if err == nil || !strings.Contains(err.Error(), missing.TableName()) || !strings.Contains(err.Error(), "not found in eu-west-1") {
 		t.Errorf("a missing table: %v, want it named, with the region", err)
 	}

@@ -227,16 +227,23 @@ func TestLoadBoundsEveryClient(t *testing.T) {
 	}
 }
 
+// credentialsFrom leaves the SDK only key (as both access key and secret;
+// "" for none) to find in the environment: no config or credentials file.
+func credentialsFrom(t *testing.T, key string) {
+	t.Helper()
+	t.Setenv("AWS_ACCESS_KEY_ID", key)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", key)
+	t.Setenv("AWS_CONFIG_FILE", os.DevNull)
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", os.DevNull)
+}
+
 // TestSilentCredentialsEndpointFails: credentials from an ECS task's
 // endpoint that accepts and never answers fail, retried, instead of
 // holding every caller for ever (the SDK's client for it has no timeout,
 // and the refresh runs under a context no caller can cancel).
 func TestSilentCredentialsEndpointFails(t *testing.T) {
 	addr := silentServer(t)
-	t.Setenv("AWS_ACCESS_KEY_ID", "")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "")
-	t.Setenv("AWS_CONFIG_FILE", os.DevNull)
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", os.DevNull)
+	credentialsFrom(t, "")
 	t.Setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://"+addr+"/creds")
 	cfg, err := load(context.Background(), "us-east-1", StallTimeout, 100*time.Millisecond)
 	if err != nil {
@@ -283,10 +290,7 @@ func TestThrottlingKeepsItsRetries(t *testing.T) {
 // the mode's timeouts.
 func TestDefaultsModeKeepsTheStallTimeout(t *testing.T) {
 	addr := silentServer(t)
-	t.Setenv("AWS_ACCESS_KEY_ID", "test")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "test")
-	t.Setenv("AWS_CONFIG_FILE", os.DevNull)
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", os.DevNull)
+	credentialsFrom(t, "test")
 	for _, mode := range []string{"standard", "cross-region"} {
 		t.Run(mode, func(t *testing.T) {
 			t.Setenv("AWS_DEFAULTS_MODE", mode)

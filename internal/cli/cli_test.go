@@ -193,14 +193,7 @@ func TestSavingsGolden(t *testing.T) {
 			cfg.Settings.Regions[i].Compute = config.ComputeLambda
 		}
 	}
-	if err := env.EnsureTable(ctx, cfg.TableName(), true); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { env.DeleteTable(context.Background(), cfg.TableName()) })
-	ddb, err := env.DynamoDB(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ddb := env.ConfigTable(t, cfg)
 	now := time.Date(2026, 11, 22, 1, 2, 3, 0, time.UTC)
 	st := stats.New(ddb, cfg.TableName(), func() time.Time { return now })
 	hour := func(h int) time.Time { return now.Add(-time.Duration(h) * time.Hour) }

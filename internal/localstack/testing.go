@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/xrc-dev/xrc/internal/config"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"go.uber.org/zap"
@@ -41,6 +42,22 @@ func Eventually(within, interval time.Duration, cond func() bool) bool {
 func ObservedLogger(t testing.TB, level zapcore.Level) (*zap.Logger, *observer.ObservedLogs) {
 	core, logs := observer.New(level)
 	return zap.New(zapcore.NewTee(zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel)).Core(), core)), logs
+}
+
+// ConfigTable creates cfg's deployment table (Config.TableName) on the
+// stack's DynamoDB, deleted after the test, and returns a client.
+func (e Env) ConfigTable(t testing.TB, cfg *config.Config) *dynamodb.Client {
+	t.Helper()
+	ctx := context.Background()
+	if err := e.EnsureTable(ctx, cfg.TableName(), true); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.DeleteTable(context.Background(), cfg.TableName()) })
+	ddb, err := e.DynamoDB(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ddb
 }
 
 // TestTable creates a new statistics-shaped table (keys "pk" and "sk") on
