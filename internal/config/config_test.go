@@ -771,6 +771,37 @@ func TestWarnings(t *testing.T) {
 	}
 }
 
+// TestLambdaMemoryWarning: a source function compressing at level 19 or
+// more with under 1,024 MB: libzstd's contexts (~90 MiB each) live outside
+// GOMEMLIMIT, and the function may run out of memory.
+func TestLambdaMemoryWarning(t *testing.T) {
+	for _, tc := range []struct {
+		memory, maxLevel int
+		compute          string
+		want             bool
+	}{
+		{512, 19, "lambda", true},
+		{512, 19, "fargate", false},
+		{512, 12, "lambda", false},
+		{1024, 19, "hybrid", false},
+	} {
+		c, err := Parse(mutate(t, func(d map[string]any) {
+			obj(d, "settings")["lambda"] = map[string]any{"memoryMB": tc.memory}
+			obj(d, "settings")["adaptive"] = map[string]any{"maxLevel": tc.maxLevel}
+			for i := range d["rules"].([]any) {
+				obj(d, "rules", i)["compute"] = tc.compute
+			}
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := strings.Contains(c.Warnings().Error(), "settings.lambda.memoryMB")
+		if got != tc.want {
+			t.Errorf("%d MB, level %d, %s: warned %t, want %t (%v)", tc.memory, tc.maxLevel, tc.compute, got, tc.want, c.Warnings())
+		}
+	}
+}
+
 // TestReservedConcurrencyWarning: a region's functions (a source per rule
 // on lambda or hybrid, its target when on lambda or hybrid) reserving more
 // than the 900 an account's default quota leaves reservable.

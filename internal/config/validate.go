@@ -569,9 +569,10 @@ const (
 // Warnings reports what is valid but may fail: prefix rewrites that turn a
 // source key into an empty destination key or one over S3's 1,024 bytes
 // (such objects are never replicated; their events go to the dead-letter
-// queue), and Lambda functions reserving more concurrency in a region than
+// queue), Lambda functions reserving more concurrency in a region than
 // an account's default quota lets be reserved (the deployment fails unless
-// the quota was raised).
+// the quota was raised), and source functions too small for libzstd's
+// memory at the levels they may use.
 func (c *Config) Warnings() Errors {
 	var ws Errors
 	for _, reg := range c.Settings.Regions {
@@ -584,6 +585,10 @@ func (c *Config) Warnings() Errors {
 	}
 	for i := range c.Rules {
 		r := &c.Rules[i]
+		if level := c.highestLevel(r); r.Compute.Lambda() && level >= 19 && c.Settings.Lambda.MemoryMB < minCompressorMemoryMB {
+			ws.add("settings.lambda.memoryMB", "%d MB for rule %s's source function, which compresses up to level %d: libzstd holds about 90 MiB a compressor at levels 19 and up (140 at 20-22), outside GOMEMLIMIT (85%% of the function's memory), so the function may run out of memory; give it %d MB or more, or lower the level (settings.adaptive.maxLevel, or the rule's level)",
+				c.Settings.Lambda.MemoryMB, r.ID, level, minCompressorMemoryMB)
+		}
 		for j, d := range r.Destinations {
 			if d.Prefix == nil {
 				continue
@@ -599,6 +604,19 @@ func (c *Config) Warnings() Errors {
 		}
 	}
 	return ws
+}
+
+// minCompressorMemoryMB is the least memory a source function compressing
+// at level 19 or more is given without a warning: two compressors' C
+// memory beside what GOMEMLIMIT lets the Go heap take.
+const minCompressorMemoryMB = 1024
+
+// highestLevel is the highest zstd level r's source may compress at.
+func (c *Config) highestLevel(r *Rule) int {
+	if c.Settings.Adaptive.Disabled {
+		return r.Level
+	}
+	return max(r.Level, c.Settings.Adaptive.MaxLevel)
 }
 
 // checkLoops reports rules whose destinations feed, directly or through other
