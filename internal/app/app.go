@@ -179,7 +179,7 @@ func Start(ctx context.Context, name string, args []string, getenv func(string) 
 	}()
 	// Two stacks in one account and region must not mix their metrics.
 	p.emf = metrics.NewEMF(p.Registry, stdout, cfg.Settings.StackName, "xrc_", map[string]string{"Service": name, "Region": f.Region})
-	go p.emf.Run(ctx, time.Minute)
+	go p.emf.Run(ctx, time.Minute, func(err error) { log.Warn("writing metrics to CloudWatch (EMF)", zap.Error(err)) })
 	log.Info("starting", zap.String("version", Version), zap.String("config", f.Config), zap.String("metrics", p.Addr),
 		zap.Int("gomaxprocs", runtime.GOMAXPROCS(0)), zap.Int64("memoryLimit", debug.SetMemoryLimit(-1)))
 	return p, nil

@@ -8,6 +8,7 @@ package metrics
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -58,17 +59,23 @@ func NewEMF(reg prometheus.Gatherer, w io.Writer, namespace, prefix string, dime
 }
 
 // Run flushes every interval until ctx ends, then flushes once more so the
-// last interval's work is not lost on shutdown.
-func (e *EMF) Run(ctx context.Context, interval time.Duration) {
+// last interval's work is not lost on shutdown. failed hears of each
+// flush that failed: the alarms treat missing data as not breaching, so a
+// flush failing quietly would silence them all.
+func (e *EMF) Run(ctx context.Context, interval time.Duration, failed func(error)) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
+		now := time.Now()
 		select {
 		case <-ctx.Done():
-			_ = e.Flush(time.Now())
+		case now = <-t.C:
+		}
+		if err := e.Flush(now); err != nil {
+			failed(err)
+		}
+		if ctx.Err() != nil {
 			return
-		case now := <-t.C:
-			_ = e.Flush(now)
 		}
 	}
 }
@@ -90,9 +97,12 @@ func (e *EMF) Flush(now time.Time) error {
 	// in turn, or one would write a negative count and drop the other's.
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	// A collector's failure leaves the others' families: written, and
+	// the failure reported with what else fails.
 	mfs, err := e.reg.Gather()
+	var errs []error
 	if err != nil {
-		return fmt.Errorf("gathering metrics: %w", err)
+		errs = append(errs, fmt.Errorf("gathering metrics: %w", err))
 	}
 	series := map[string]*emfSeries{}
 	// series returns m's series, made on first use.
@@ -166,13 +176,16 @@ func (e *EMF) Flush(now time.Time) error {
 	sort.Strings(keys)
 	for _, k := range keys {
 		if err := e.write(now, series[k]); err != nil {
-			return err
+			// Its deltas go in the next flush's; the other series are
+			// written still.
+			errs = append(errs, err)
+			continue
 		}
 		for id, v := range series[k].seen {
 			e.last[id] = v
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // labelKey names m's label set: name=value pairs, sorted.

@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -247,5 +248,45 @@ func TestUnitOf(t *testing.T) {
 		if got := unitOf(name); got != want {
 			t.Errorf("unitOf(%s) = %s, want %s", name, got, want)
 		}
+	}
+}
+
+// brokenCollector is a collector whose every Collect fails.
+type brokenCollector struct{ desc *prometheus.Desc }
+
+func (b brokenCollector) Describe(ch chan<- *prometheus.Desc) { ch <- b.desc }
+func (b brokenCollector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.NewInvalidMetric(b.desc, errors.New("collector failed"))
+}
+
+// TestFlushWritesWhatItCan: a collector that fails, or a series that
+// cannot be written, costs its own figures, not every other series' (a
+// gather error dropped the whole interval, every minute, and the alarms
+// treat missing data as fine); Run reports each failed flush.
+func TestFlushWritesWhatItCan(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	n := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "xrc_test_objects_total"}, []string{"rule"})
+	reg.MustRegister(n, brokenCollector{prometheus.NewDesc("xrc_test_broken", "fails", nil, nil)})
+	n.WithLabelValues("a").Add(3)
+	n.WithLabelValues("b").Add(4)
+	var out failOnce
+	e := NewEMF(reg, &out, "xrc", "xrc_", nil)
+	if err := e.Flush(time.UnixMilli(1000)); err == nil || !strings.Contains(err.Error(), "collector failed") {
+		t.Errorf("flush: %v, want the collector's failure (and the failed write's)", err)
+	}
+	if !strings.Contains(out.String(), `"rule":"b"`) {
+		t.Errorf("the series after the one that failed to write were not written: %q", out.String())
+	}
+	var reported []error
+	var mu sync.Mutex
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	e.Run(ctx, time.Hour, func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		reported = append(reported, err)
+	})
+	if len(reported) != 1 {
+		t.Errorf("Run reported %d failed flushes, want 1", len(reported))
 	}
 }
