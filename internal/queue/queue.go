@@ -266,17 +266,34 @@ func (q *Queue) batch(ctx context.Context, op string, msgs []Message, call func(
 				}
 				return
 			}
-			for _, f := range failed {
-				i, err := strconv.Atoi(aws.ToString(f.Id))
-				if err != nil || i < 0 || i >= len(chunk) {
-					continue
-				}
-				code := aws.ToString(f.Code)
-				failures = append(failures, Failure{Message: chunk[i], Code: code,
-					Err: fmt.Errorf("%s message %s: %s: %s", op, chunk[i].ID, code, aws.ToString(f.Message))})
-			}
+			failures = append(failures, failuresOf(op, chunk, failed)...)
 		})
 	}
 	wg.Wait()
 	return failures, errors.Join(errs...)
+}
+
+// failuresOf maps a batch call's failed entries to chunk's messages by
+// their ids (indexes). An entry naming no message of chunk (a store that
+// changes or drops ids) fails every message of chunk: which one failed is
+// unknown, and a delete or a visibility change tried again does no harm,
+// where one taken for done would be a message acknowledged or hidden
+// without it.
+func failuresOf(op string, chunk []Message, failed []types.BatchResultErrorEntry) []Failure {
+	var failures []Failure
+	for _, f := range failed {
+		code := aws.ToString(f.Code)
+		i, err := strconv.Atoi(aws.ToString(f.Id))
+		if err != nil || i < 0 || i >= len(chunk) {
+			err := fmt.Errorf("%s %d messages: a failed entry with id %q names none of them: %s: %s", op, len(chunk), aws.ToString(f.Id), code, aws.ToString(f.Message))
+			failures = failures[:0]
+			for _, m := range chunk {
+				failures = append(failures, Failure{Message: m, Code: code, Err: err})
+			}
+			return failures
+		}
+		failures = append(failures, Failure{Message: chunk[i], Code: code,
+			Err: fmt.Errorf("%s message %s: %s: %s", op, chunk[i].ID, code, aws.ToString(f.Message))})
+	}
+	return failures
 }

@@ -4,6 +4,9 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 )
 
 // TestVisibilityForStaysUnderSQSsCap: a heartbeat asks for no more than
@@ -53,6 +56,25 @@ func TestReceiptGone(t *testing.T) {
 		f := Failure{Code: c.code, Err: errors.New("changing visibility of message m: " + c.code + ": " + c.msg)}
 		if got := f.ReceiptGone(); got != c.want {
 			t.Errorf("%s %q: ReceiptGone = %v, want %v", c.code, c.msg, got, c.want)
+		}
+	}
+}
+
+// TestFailuresOf: a batch call's failed entries are their messages'
+// failures; one whose id names no message of the batch fails them all (it
+// was dropped, and the message it stood for taken for done: acknowledged
+// or hidden without it).
+func TestFailuresOf(t *testing.T) {
+	chunk := []Message{{ID: "a"}, {ID: "b"}, {ID: "c"}}
+	entry := func(id string) types.BatchResultErrorEntry {
+		return types.BatchResultErrorEntry{Id: aws.String(id), Code: aws.String("ReceiptHandleIsInvalid"), Message: aws.String("bad")}
+	}
+	if f := failuresOf("deleting", chunk, []types.BatchResultErrorEntry{entry("1")}); len(f) != 1 || f[0].Message.ID != "b" || f[0].Code != "ReceiptHandleIsInvalid" {
+		t.Errorf("entry 1: %+v, want b's failure", f)
+	}
+	for _, id := range []string{"3", "-1", "x", ""} {
+		if f := failuresOf("deleting", chunk, []types.BatchResultErrorEntry{entry("0"), entry(id)}); len(f) != 3 {
+			t.Errorf("entry %q: %d failures, want the whole batch's 3", id, len(f))
 		}
 	}
 }
