@@ -125,9 +125,16 @@ func (h *Target) archives(o *outcome, body string) ([]xevents.ObjectRef, int64) 
 	var refs []xevents.ObjectRef
 	var bytes int64
 	for _, ref := range parsed.Refs {
-		if ref.Removed() || ref.Bucket != h.staging {
-			// Our own cleanup, replicated delete markers, or a bucket
-			// this worker does not serve.
+		if ref.Removed() { // our own cleanup, or a replicated delete marker
+			h.metrics.Messages.WithLabelValues("ignored").Inc()
+			continue
+		}
+		if ref.Bucket != h.staging {
+			// As the Fargate worker says it (deliver.Worker.Handle): a
+			// queue fed by a bucket the config does not name passes every
+			// archive by.
+			h.log.Warn("event of a bucket that is not this region's staging bucket; acknowledged, nothing delivered",
+				zap.String("message", o.msg.ID), zap.String("bucket", ref.Bucket), zap.String("key", ref.Key), zap.String("staging", h.staging))
 			h.metrics.Messages.WithLabelValues("ignored").Inc()
 			continue
 		}

@@ -137,6 +137,7 @@ func (w *Worker) sweep(ctx context.Context) {
 					live, err = w.Leases.Alive(lctx, task)
 					cancel()
 					if err != nil {
+						w.Metrics.Errors.WithLabelValues("sweep").Inc()
 						w.Log.Warn("reading a task's lease: not sweeping", zap.String("task", task), zap.Error(err))
 						return
 					}
