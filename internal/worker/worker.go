@@ -316,13 +316,7 @@ func (r *Runtime) receive(stop, work context.Context, role Role) {
 			if len(late) > 0 {
 				r.Log.Info("released what the last poll brought after the stop", zap.Int("messages", len(late)))
 			}
-			for _, m := range late {
-				if r.MaxReceiveCount > 0 && m.ReceiveCount >= r.MaxReceiveCount {
-					// Its receives spent, one by this poll: the line an
-					// operator redrives from, as every path there has.
-					m.log.Error("message not acknowledged: bound for the DLQ", zap.String("cause", "its last receive came after the stop, and it was released untried"))
-				}
-			}
+			r.lastReceives(late, "its last receive came after the stop, and it was released untried")
 			return
 		}
 		if err != nil {
@@ -447,6 +441,17 @@ func (r *Runtime) releaseHeld() {
 	r.release(0, left)
 	if len(left) > 0 {
 		r.Log.Info("released unfinished messages", zap.Int("messages", len(left)))
+	}
+	r.lastReceives(left, "the stop budget ran out before its work finished")
+}
+
+// lastReceives logs, for each of msgs released on its last receive, the
+// line an operator redrives from, as every path to the DLQ has.
+func (r *Runtime) lastReceives(msgs []*Message, cause string) {
+	for _, m := range msgs {
+		if r.MaxReceiveCount > 0 && m.ReceiveCount >= r.MaxReceiveCount {
+			m.log.Error("message not acknowledged: bound for the DLQ", zap.Bool("cut", true), zap.String("cause", cause))
+		}
 	}
 }
 

@@ -720,7 +720,9 @@ func (h hungDrain) Drain(context.Context) { <-h.hang }
 
 // TestStopBudgetBoundsAHungDrain: whatever the role's drain still does,
 // held messages are released within the stop budget (ECS kills the task
-// at 120 s, and they would stay hidden a whole visibility timeout).
+// at 120 s, and they would stay hidden a whole visibility timeout); one
+// on its last receive says it is bound for the DLQ (it went there without
+// a line).
 func TestStopBudgetBoundsAHungDrain(t *testing.T) {
 	hang := make(chan struct{})
 	defer close(hang)
@@ -744,7 +746,8 @@ func stopBudgetBounds(t *testing.T, got chan *worker.Message, r worker.Role) {
 	f := setup(t)
 	m := worker.NewMetrics(prometheus.NewRegistry(), "test")
 	rt := worker.New(worker.Options{Queue: queue.New(f.client, f.url), ReceiveMax: 1, MaxHeld: 1, Visibility: 30 * time.Second,
-		ReceiveWait: time.Second, Drain: 10 * time.Second, StopBudget: 40 * time.Second, Log: zap.New(f.core), Metrics: m, Health: f.health, Clock: f.clock})
+		ReceiveWait: time.Second, Drain: 10 * time.Second, StopBudget: 40 * time.Second, MaxReceiveCount: 1,
+		Log: zap.New(f.core), Metrics: m, Health: f.health, Clock: f.clock})
 	stop := start(t, rt, r)
 	f.send(t, s3Event)
 	select {
@@ -774,6 +777,9 @@ func stopBudgetBounds(t *testing.T, got chan *worker.Message, r worker.Role) {
 	}
 	if f.logs.FilterMessageSnippet("stop budget").Len() != 1 {
 		t.Error("the drain cut short by the stop budget was not logged")
+	}
+	if f.logs.FilterMessage("message not acknowledged: bound for the DLQ").Len() != 1 {
+		t.Error("the message released on its last receive did not say it is bound for the DLQ")
 	}
 }
 
