@@ -3,6 +3,7 @@ package source
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"time"
 
@@ -130,8 +131,15 @@ func (w *Worker) packPart(ctx context.Context, rule *config.Rule, entries []entr
 		w.Metrics.Errors.WithLabelValues(errorKind(err)).Inc()
 		log.Warn("archive not staged; its messages will be retried", zap.String("archive", id),
 			zap.Int("objects", len(entries)), zap.Error(err))
-		for _, e := range entries {
-			w.fail(rule, e.items, err)
+		for i, e := range entries {
+			ferr := err
+			if errors.As(err, &oe) && i != oe.index {
+				// Another object's failure (its rebuilds spent): not
+				// this one's, and not permanent for it, whatever it
+				// was for that one.
+				ferr = fmt.Errorf("archive not staged, another object of it failing: %v", err)
+			}
+			w.fail(rule, e.items, ferr)
 		}
 		return
 	}
