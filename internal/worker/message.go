@@ -29,6 +29,9 @@ type Message struct {
 	rt     *Runtime
 	log    *zap.Logger
 	done   atomic.Bool // settled or lost
+	// leftCut: its role released it after the drain cut its work, and
+	// said what became of it; releaseHeld lets it go with the rest.
+	leftCut atomic.Bool
 }
 
 // Context ends when the message's work must stop: the drain time is over,
@@ -83,6 +86,7 @@ func (m *Message) Leave() {
 // releases one by one could outlast the stop timeout.
 func (m *Message) Release(delay time.Duration) {
 	if m.ctx.Err() != nil && m.rt.leftForShutdown(m) {
+		m.leftCut.Store(true)
 		return
 	}
 	if !m.done.CompareAndSwap(false, true) {

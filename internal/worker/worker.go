@@ -442,14 +442,15 @@ func (r *Runtime) releaseHeld() {
 	if len(left) > 0 {
 		r.Log.Info("released unfinished messages", zap.Int("messages", len(left)))
 	}
-	r.lastReceives(left, "the stop budget ran out before its work finished")
+	r.lastReceives(left, "still held at the stop, its work unfinished")
 }
 
 // lastReceives logs, for each of msgs released on its last receive, the
-// line an operator redrives from, as every path to the DLQ has.
+// line an operator redrives from, as every path to the DLQ has, unless
+// its role released it and said so itself.
 func (r *Runtime) lastReceives(msgs []*Message, cause string) {
 	for _, m := range msgs {
-		if r.MaxReceiveCount > 0 && m.ReceiveCount >= r.MaxReceiveCount {
+		if r.MaxReceiveCount > 0 && m.ReceiveCount >= r.MaxReceiveCount && !m.leftCut.Load() {
 			m.log.Error("message not acknowledged: bound for the DLQ", zap.Bool("cut", true), zap.String("cause", cause))
 		}
 	}

@@ -417,6 +417,38 @@ func TestReleasesCutByTheDrainGoTogether(t *testing.T) {
 	f.releasedTogether(t, api, m, n)
 }
 
+// TestCutOnLastReceiveSaidOnce: a message whose role released it after the
+// drain cut its work, on its last receive, is bound for the DLQ in the
+// role's line alone (the runtime's release at the stop said it again,
+// with another cause).
+func TestCutOnLastReceiveSaidOnce(t *testing.T) {
+	f := setup(t)
+	rt, _ := f.runtime(f.client, 1)
+	rt.MaxReceiveCount = 1
+	held := make(chan struct{})
+	stop := start(t, rt, role{func(_ context.Context, msg *worker.Message) {
+		close(held)
+		<-msg.Context().Done()
+		msg.Log().Error("message not acknowledged: bound for the DLQ", zap.String("by", "role"))
+		msg.Release(time.Minute)
+	}})
+	f.send(t, s3Event)
+	within(t, 30*time.Second, "the message held", func() bool {
+		select {
+		case <-held:
+			return true
+		default:
+			return false
+		}
+	})
+	done := make(chan struct{})
+	go func() { stop(); close(done) }()
+	f.tick(t, done, "Run returning after the drain")
+	if n := f.logs.FilterMessage("message not acknowledged: bound for the DLQ").Len(); n != 1 {
+		t.Errorf("%d lines say the message is bound for the DLQ, want the role's one", n)
+	}
+}
+
 // tick advances the fake clock a second every 20 ms until done is closed,
 // failing the test after a hundred fake seconds.
 func (f *fixture) tick(t *testing.T, done <-chan struct{}, what string) {
