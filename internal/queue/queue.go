@@ -237,6 +237,10 @@ func (q *Queue) ChangeVisibility(ctx context.Context, d time.Duration, msgs ...M
 // its receive. Its receipt is still good.
 const CodeHeldPastMaxVisibility = "HeldPastMaxVisibility"
 
+// CodeUnmatchedEntry is the Failure code of every message of a batch call
+// one of whose failed entries named none of them.
+const CodeUnmatchedEntry = "UnmatchedBatchEntry"
+
 // BatchCalls bounds the batch calls one Delete or ChangeVisibility makes
 // at once: thousands of messages (a heartbeat of a full worker, a release
 // at shutdown or at a Lambda's deadline) one call after another could take
@@ -288,7 +292,9 @@ func failuresOf(op string, chunk []Message, failed []types.BatchResultErrorEntry
 			err := fmt.Errorf("%s %d messages: a failed entry with id %q names none of them: %s: %s", op, len(chunk), aws.ToString(f.Id), code, aws.ToString(f.Message))
 			failures = failures[:0]
 			for _, m := range chunk {
-				failures = append(failures, Failure{Message: m, Code: code, Err: err})
+				// Not the entry's code: a ReceiptHandleIsInvalid would
+				// have every message of the chunk taken for lost.
+				failures = append(failures, Failure{Message: m, Code: CodeUnmatchedEntry, Err: err})
 			}
 			return failures
 		}

@@ -73,8 +73,9 @@ func TestFailuresOf(t *testing.T) {
 		t.Errorf("entry 1: %+v, want b's failure", f)
 	}
 	for _, id := range []string{"3", "-1", "x", ""} {
-		if f := failuresOf("deleting", chunk, []types.BatchResultErrorEntry{entry("0"), entry(id)}); len(f) != 3 {
-			t.Errorf("entry %q: %d failures, want the whole batch's 3", id, len(f))
+		f := failuresOf("deleting", chunk, []types.BatchResultErrorEntry{entry("0"), entry(id)})
+		if len(f) != 3 || f[0].Code != CodeUnmatchedEntry || f[0].ReceiptGone() {
+			t.Errorf("entry %q: %+v, want the whole batch's 3, none taken for a lost receipt", id, f)
 		}
 	}
 }
