@@ -150,7 +150,7 @@ func (s *regionStack) sourceWidgets(d awscloudwatch.Dashboard) {
 		graph("Level mix: objects by rule, class and level", 12, s.search(sourceKind, "xrc_source_level_objects_total", "arm", "class", "rule")),
 		graph("Level choices by reason", 6, s.search(sourceKind, "xrc_source_level_decisions_total", "why")),
 		graph("Throughput mode (most levels below the best of any task) and mean CPU factor", 6,
-			s.searchStat("Maximum", sourceKind, "xrc_source_throughput_steps"), s.searchStat("Average", sourceKind, "xrc_source_cpu_factor_ratio")),
+			s.searchStat("Maximum", sourceKind, "xrc_source_throughput_steps", "rule"), s.searchStat("Average", sourceKind, "xrc_source_cpu_factor_ratio")),
 	)
 	// What closes batches tells which batch setting sets the latency.
 	d.AddWidgets(

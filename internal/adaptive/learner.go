@@ -143,14 +143,22 @@ type Learner struct {
 	rng  *rand.Rand
 	keys map[Key]map[Arm]*sums
 
-	steps  int       // throughput mode: arms below the best
-	stepAt time.Time // when steps last moved
+	// throttles are each rule's throughput mode: a rule behind its queue
+	// steps its own choices faster, not those of a rule keeping up
+	// beside it on the same worker.
+	throttles map[string]*throttle
+}
+
+// throttle is one rule's throughput mode.
+type throttle struct {
+	steps int       // arms below the best
+	at    time.Time // when steps last moved
 }
 
 // New returns a Learner with no observations. rng makes it deterministic.
 func New(cfg Config, rng *rand.Rand) *Learner {
 	cfg.defaults()
-	return &Learner{cfg: cfg, rng: rng, keys: map[Key]map[Arm]*sums{}}
+	return &Learner{cfg: cfg, rng: rng, keys: map[Key]map[Arm]*sums{}, throttles: map[string]*throttle{}}
 }
 
 // Arms returns the arms the learner chooses from, fastest first.
@@ -243,9 +251,14 @@ func (l *Learner) Choose(k Key, m Model, start Arm, size int64, lag time.Duratio
 	// for scaling out to absorb; storing it would pay full transfer for all
 	// of it.
 	floor := min(i, 1)
-	l.adjustSteps(lag, now, i-floor)
-	if l.steps > 0 {
-		return Decision{Arm: l.cfg.Arms[max(i-l.steps, floor)], Why: "throughput"}
+	t := l.throttles[k.Rule]
+	if t == nil {
+		t = &throttle{}
+		l.throttles[k.Rule] = t
+	}
+	l.adjustSteps(t, lag, now, i-floor)
+	if t.steps > 0 {
+		return Decision{Arm: l.cfg.Arms[max(i-t.steps, floor)], Why: "throughput"}
 	}
 	p := max(l.cfg.ExploreFloor, l.cfg.Explore*math.Exp2(-total/l.cfg.ExploreHalf))
 	if l.rng.Float64() >= p || !explorable(size, seen, known, knownIn, l.cfg.TrustObjects) {
@@ -365,26 +378,29 @@ func saving(ests []Estimate, a Arm) (float64, bool) {
 // freshness target, up to room arms (where the choice stops moving: steps
 // beyond would only delay the way back), and one arm back once it is under
 // half of it, at most once per StepEvery.
-func (l *Learner) adjustSteps(lag time.Duration, now time.Time, room int) {
-	if now.Sub(l.stepAt) < l.cfg.StepEvery {
+func (l *Learner) adjustSteps(t *throttle, lag time.Duration, now time.Time, room int) {
+	if now.Sub(t.at) < l.cfg.StepEvery {
 		return
 	}
 	switch {
-	case lag > l.cfg.Freshness && l.steps < room:
-		l.steps++
-		l.stepAt = now
-	case lag < l.cfg.Freshness/2 && l.steps > 0:
-		l.steps--
-		l.stepAt = now
+	case lag > l.cfg.Freshness && t.steps < room:
+		t.steps++
+		t.at = now
+	case lag < l.cfg.Freshness/2 && t.steps > 0:
+		t.steps--
+		t.at = now
 	}
 }
 
 // Behind reports how many arms faster than the best the learner is
-// choosing to keep up (0: not behind).
-func (l *Learner) Behind() int {
+// choosing for rule to keep up (0: not behind).
+func (l *Learner) Behind(rule string) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.steps
+	if t := l.throttles[rule]; t != nil {
+		return t.steps
+	}
+	return 0
 }
 
 // nearest maps a level onto the closest arm the learner has. Store sits

@@ -331,6 +331,29 @@ func TestExploresLargeObjectsOnlyOnceTheClassHasSentMore(t *testing.T) {
 	}
 }
 
+// TestThroughputModeIsPerRule: a rule behind its queue steps its own
+// choices faster, not those of a rule keeping up on the same worker
+// (one shared throughput mode ran a fresh rule at level 3 and below for a
+// rule 20 minutes behind beside it).
+func TestThroughputModeIsPerRule(t *testing.T) {
+	l := New(Config{Arms: Arms(true, -7, 19), Explore: 1e-9, ExploreFloor: 1e-9, Freshness: time.Minute, StepEvery: 10 * time.Second}, rand.New(rand.NewPCG(1, 1)))
+	behind, fresh := Key{"behind", CSV}, Key{"fresh", CSV}
+	now := time.Now()
+	for _, k := range []Key{behind, fresh} {
+		l.Observe(Observation{k, 9, Sample{In: 64 << 20, Out: 19 << 20, CPU: 8 * time.Second, Objects: 20}, now})
+	}
+	for range 10 {
+		now = now.Add(10 * time.Second)
+		l.Choose(behind, testModel(), 3, 0, 20*time.Minute, now)
+		if d := l.Choose(fresh, testModel(), 3, 0, time.Second, now); d.Arm != 9 {
+			t.Fatalf("the rule keeping up chose %+v beside one behind, want 9", d)
+		}
+	}
+	if l.Behind("behind") == 0 || l.Behind("fresh") != 0 {
+		t.Errorf("behind %d and %d steps, want some and none", l.Behind("behind"), l.Behind("fresh"))
+	}
+}
+
 func TestThroughputMode(t *testing.T) {
 	arms := Arms(true, -7, 19)
 	l := New(Config{Arms: arms, Explore: 1e-9, ExploreFloor: 1e-9, Freshness: time.Minute, StepEvery: 10 * time.Second}, rand.New(rand.NewPCG(1, 1)))
@@ -354,8 +377,8 @@ func TestThroughputMode(t *testing.T) {
 			}
 		}
 	}
-	if got[0] != 8 || got[3] != 5 || l.Behind() != 4 {
-		t.Errorf("stepped down through %v (behind %d), want 8, 7, 6, 5", got, l.Behind())
+	if got[0] != 8 || got[3] != 5 || l.Behind(k.Rule) != 4 {
+		t.Errorf("stepped down through %v (behind %d), want 8, 7, 6, 5", got, l.Behind(k.Rule))
 	}
 	// Between half the target and the target: holds.
 	now = now.Add(10 * time.Second)
@@ -367,8 +390,8 @@ func TestThroughputMode(t *testing.T) {
 		now = now.Add(10 * time.Second)
 		l.Choose(k, testModel(), 3, 0, time.Second, now)
 	}
-	if d := l.Choose(k, testModel(), 3, 0, time.Second, now); d.Arm != 9 || l.Behind() != 0 {
-		t.Errorf("recovered: %+v, behind %d", d, l.Behind())
+	if d := l.Choose(k, testModel(), 3, 0, time.Second, now); d.Arm != 9 || l.Behind(k.Rule) != 0 {
+		t.Errorf("recovered: %+v, behind %d", d, l.Behind(k.Rule))
 	}
 	// Far behind, for long (a backfill): no further than the fastest
 	// level; storing would pay full transfer on all of it.
@@ -386,8 +409,8 @@ func TestThroughputMode(t *testing.T) {
 		now = now.Add(10 * time.Second)
 		l.Choose(k, testModel(), 3, 0, 0, now)
 	}
-	if d := l.Choose(k, testModel(), 3, 0, 0, now); d.Arm != 9 || l.Behind() != 0 {
-		t.Errorf("caught up after a long backlog, %d steps later: %+v (behind %d), want 9", i-1, d, l.Behind())
+	if d := l.Choose(k, testModel(), 3, 0, 0, now); d.Arm != 9 || l.Behind(k.Rule) != 0 {
+		t.Errorf("caught up after a long backlog, %d steps later: %+v (behind %d), want 9", i-1, d, l.Behind(k.Rule))
 	}
 	// Content best stored stays stored.
 	ks := Key{"r", Incompressible}

@@ -195,7 +195,7 @@ func (lv *levels) observe(ctx context.Context, rule *config.Rule, m *manifest.Ma
 			lv.switched(adaptive.Key{Rule: rule.ID, Class: c.class}, now)
 		}
 	}
-	lv.m.Behind.Set(float64(lv.learn.Behind()))
+	lv.m.Behind.WithLabelValues(rule.ID).Set(float64(lv.learn.Behind(rule.ID)))
 	lv.write(ctx, rule.ID, ds, now, false)
 }
 

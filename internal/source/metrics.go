@@ -26,7 +26,7 @@ type Metrics struct {
 	Decisions       *prometheus.CounterVec   // level choices by reason: start, exploit, explore, throughput
 	CPUBenchmark    prometheus.Gauge         // this task's MB per CPU-second at the reference level
 	CPUFactor       prometheus.Gauge         // this task's CPU against the fleet's mean
-	Behind          prometheus.Gauge         // arms below the best, chosen to catch up (throughput mode)
+	Behind          *prometheus.GaugeVec     // arms below the best, chosen to catch up (throughput mode), by rule
 }
 
 // NewMetrics registers the source metrics on reg.
@@ -65,8 +65,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "This task's start-up CPU benchmark: MB compressed per CPU-second at level 3."}),
 		CPUFactor: prometheus.NewGauge(prometheus.GaugeOpts{Name: "xrc_source_cpu_factor_ratio",
 			Help: "This task's CPU benchmark divided by the fleet's mean."}),
-		Behind: prometheus.NewGauge(prometheus.GaugeOpts{Name: "xrc_source_throughput_steps",
-			Help: "How many levels faster than the best the learner chooses to catch up with the queue (0: not behind)."}),
+		Behind: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "xrc_source_throughput_steps",
+			Help: "How many levels faster than the best the learner chooses to catch up with the rule's queue (0: not behind), by rule."}, []string{"rule"}),
 	}
 	reg.MustRegister(m.Objects, m.BytesIn, m.BytesOut, m.Archives, m.ArchiveDuration, m.BatchObjects, m.Batches,
 		m.LevelObjects, m.BytesSaved, m.Transfer, m.Compute, m.ArchiveRatio, m.CompressionCPU, m.Decisions, m.CPUBenchmark, m.CPUFactor, m.Behind)
