@@ -101,3 +101,19 @@ func TestProject(t *testing.T) {
 		t.Errorf("nothing measured projects to %+v", none)
 	}
 }
+
+// TestMiddle: an hour is dated at its middle, the hour in progress at the
+// middle of its part gone by, and an hour still to come (a task's clock
+// ahead) at now, never in the future.
+func TestMiddle(t *testing.T) {
+	now := time.Date(2026, 12, 6, 10, 20, 0, 0, time.UTC)
+	for _, tc := range []struct{ start, want time.Time }{
+		{now.Add(-2 * time.Hour).Truncate(time.Hour), time.Date(2026, 12, 6, 8, 30, 0, 0, time.UTC)},
+		{now.Truncate(time.Hour), time.Date(2026, 12, 6, 10, 10, 0, 0, time.UTC)},
+		{now.Add(6 * time.Hour).Truncate(time.Hour), now},
+	} {
+		if got := middle(tc.start, now); !got.Equal(tc.want) {
+			t.Errorf("middle(%v) = %v, want %v", tc.start, got, tc.want)
+		}
+	}
+}

@@ -207,9 +207,15 @@ func (st *Store) Observations(ctx context.Context, rule string, since time.Time)
 	return obs, nil
 }
 
-// middle is the middle of the hour from start, or of its part before now.
+// middle is the middle of the hour from start, or of its part before now;
+// now for an hour still to come (written by a task whose clock runs
+// ahead): dated in the future, its figures would outweigh every real one
+// until that time came, decay weighing the others down against it.
 func middle(start, now time.Time) time.Time {
-	covered := min(max(now.Sub(start), 0), time.Hour)
+	if start.After(now) {
+		return now
+	}
+	covered := min(now.Sub(start), time.Hour)
 	return start.Add(covered / 2)
 }
 
