@@ -2,6 +2,7 @@ package adaptive
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"runtime"
@@ -56,7 +57,13 @@ func Benchmark(d time.Duration, opts archive.WriterOptions) (BenchResult, error)
 	var out bytes.Buffer
 	var cpu time.Duration
 	var bytesIn int64
+	// Bounded in wall time too: a thread clock that reads nothing (its
+	// call failing) would run it for ever, and price the CPU at zero.
+	wall := time.Now()
 	for cpu < d || bytesIn == 0 {
+		if time.Since(wall) > 10*d+time.Second && cpu <= 0 {
+			return BenchResult{}, errors.New("cpu benchmark: the thread CPU clock reads no time")
+		}
 		out.Reset()
 		if err := w.Begin(&out, m); err != nil {
 			return BenchResult{}, fmt.Errorf("cpu benchmark: %w", err)
@@ -80,8 +87,11 @@ func Benchmark(d time.Duration, opts archive.WriterOptions) (BenchResult, error)
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	var decoded int64
-	start := cpuclock.Thread()
+	start, wall := cpuclock.Thread(), time.Now()
 	for cpuclock.Thread()-start < d/4 || decoded == 0 {
+		if time.Since(wall) > 10*d+time.Second && cpuclock.Thread() <= start {
+			return BenchResult{}, errors.New("cpu benchmark: the thread CPU clock reads no time")
+		}
 		if err := dec.Reset(bytes.NewReader(out.Bytes())); err != nil {
 			return BenchResult{}, fmt.Errorf("cpu benchmark: %w", err)
 		}
