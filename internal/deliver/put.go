@@ -95,19 +95,21 @@ func (w *Worker) put(ctx context.Context, wr *write, o *manifest.Object, rt conf
 	if multipart {
 		w.abortStale(ctx, rt, wr.m.CreatedAt, started)
 	}
-	return w.undoIfDeleted(ctx, wr, o, rt)
+	_, err = w.undoIfDeleted(ctx, wr, o, rt)
+	return err
 }
 
 // undoIfDeleted closes the window between reading the tombstone and
 // writing: a delete of the key propagated meanwhile (its tombstone put
 // after our read, finding nothing to delete) must not be undone by our
 // older write, so the write is removed again, conditional on its own ETag.
-func (w *Worker) undoIfDeleted(ctx context.Context, wr *write, o *manifest.Object, rt config.Route) error {
+// It reports whether a delete covers the write (removed again, or gone).
+func (w *Worker) undoIfDeleted(ctx context.Context, wr *write, o *manifest.Object, rt config.Route) (bool, error) {
 	deleted, err := w.deletedSince(ctx, wr, o, rt)
 	if err != nil || !deleted {
-		return err
+		return false, err
 	}
-	return w.undo(ctx, o, rt)
+	return true, w.undo(ctx, o, rt)
 }
 
 // undo removes o's write from rt, found to be overtaken by a delete, if
@@ -118,7 +120,13 @@ func (w *Worker) undo(ctx context.Context, o *manifest.Object, rt config.Route) 
 	if err != nil || etag == "" || !prov.holds(o) {
 		return err // gone already, or no longer our write
 	}
-	if _, err := w.S3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &rt.Bucket, Key: &rt.Key, IfMatch: &etag}); err != nil && !awsapi.IsNotFound(err) {
+	_, err = w.S3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &rt.Bucket, Key: &rt.Key, IfMatch: &etag})
+	switch {
+	case awsapi.IsPreconditionFailed(err):
+		// Another write replaced ours since the read: what was to be
+		// removed is gone, and the newer write stays.
+		return nil
+	case err != nil && !awsapi.IsNotFound(err):
 		return fmt.Errorf("removing s3://%s/%s, written while its delete was propagated: %w", rt.Bucket, rt.Key, err)
 	}
 	w.Log.Info("write overtaken by a delete: removed it again", zap.String("bucket", rt.Bucket), zap.String("key", rt.Key))

@@ -94,7 +94,7 @@ func (w *Worker) syncTags(ctx context.Context, wr *write, rt config.Route, versi
 		out, err := w.S3.GetObjectTagging(ctx, &s3.GetObjectTaggingInput{Bucket: &rt.Bucket, Key: &rt.Key, VersionId: version})
 		switch {
 		case awsapi.IsNotFound(err):
-			return nil // undone: deleted since
+			return errUnchanged // deleted since: nothing to tag
 		case err != nil:
 			return fmt.Errorf("reading tags: %w", err)
 		}

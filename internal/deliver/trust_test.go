@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/xrc-dev/xrc/internal/awsapi"
 	"github.com/xrc-dev/xrc/internal/config"
@@ -645,8 +646,15 @@ func TestRetryFinishesUndoOfWriteOvertakenByDelete(t *testing.T) {
 			staging := p.cfg.Settings.Regions[1].StagingBucket
 			k := "data/undo/k.txt"
 			raced := &racedTombstones{Tombstones: tombstone.New(p.ddb, p.cfg.TableName(), time.Now), key: k, seq: seqAt(2)}
-			w := p.targetWorker(t, deliver.Deps{Tombstones: raced})
+			reg := prometheus.NewRegistry()
+			w := p.targetWorker(t, deliver.Deps{Tombstones: raced, Metrics: deliver.NewMetrics(reg)})
 			v1, objs := p.objectArchive("undo-v1", k, seqAt(1), []byte("version 1"))
+			// The write's tags changed in its batch: the replay that
+			// removes it again has none to sync (it counted the undone
+			// write retagged, and on an unversioned key could tag a
+			// newer write landing meanwhile).
+			objs[0].Tags = map[string]string{"t": "1"}
+			v1.Objects[0].Tags, v1.Objects[0].TagsChanged = objs[0].Tags, true
 			p.stage(t, "r1/undo-v1.tar.zst", v1, objs)
 			if err := w.Deliver(ctx, staging, "r1/undo-v1.tar.zst"); err == nil {
 				t.Fatal("the delivery whose check after writing failed succeeded")
@@ -656,6 +664,9 @@ func TestRetryFinishesUndoOfWriteOvertakenByDelete(t *testing.T) {
 			}
 			if p.exists(t, dst, k) {
 				t.Fatal("an object whose newer delete was propagated is back at the destination after a retry")
+			}
+			if n := metric(t, reg, "xrc_target_objects_total", "result", "retagged"); n != 0 {
+				t.Errorf("%v objects counted retagged, want none: the write was removed", n)
 			}
 		})
 	}

@@ -55,9 +55,10 @@ func (w *Worker) decide(ctx context.Context, wr *write, o *manifest.Object, rt c
 		if prov.holds(o) {
 			// An earlier attempt may have written it and failed before
 			// its check for a delete propagated meanwhile: check again,
-			// or that delete would stay undone for good.
-			if err := w.undoIfDeleted(ctx, wr, o, rt); err != nil {
-				return "", "", err
+			// or that delete would stay undone for good. Removed, its
+			// tags are nobody's to sync.
+			if undone, err := w.undoIfDeleted(ctx, wr, o, rt); err != nil || undone {
+				return etag, "skipped_deleted", err
 			}
 		}
 		if (o.TagsChanged || lateTags(o.Tags)) && prov.sameWrite(o) {
@@ -142,7 +143,9 @@ func (w *Worker) writeBuffered(ctx context.Context, wr *write, o *manifest.Objec
 			return nil
 		}
 		err = w.put(ctx, wr, o, rt, sum, bytes.NewReader(buf), etag)
-		if awsapi.IsPreconditionFailed(err) && attempt < 3 {
+		// A key deleted since the read may answer a PUT on its ETag 404
+		// rather than 412: decided again either way.
+		if (awsapi.IsPreconditionFailed(err) || etag != "" && awsapi.IsNotFound(err)) && attempt < 3 {
 			continue
 		}
 		if err != nil {
