@@ -517,6 +517,25 @@ func TestSchemaPatternsMatchGo(t *testing.T) {
 			t.Errorf("batch.maxBytes %q: schema takes it %v, Go %v", s, schemaOK, goOK)
 		}
 	}
+	// Fields Go checks in validation: the schema takes what Go takes.
+	goTakes := func(path string, edit func(d map[string]any)) bool {
+		_, err := Parse(mutate(t, edit))
+		return err == nil || !strings.Contains(err.Error(), path)
+	}
+	addrRe := regexp.MustCompile(obj(schema, "properties", "settings", "properties", "worker", "properties", "metricsAddr")["pattern"].(string))
+	for _, a := range []string{":9090", ":0", ":65535", ":65536", ":99999", "127.0.0.1:8080", "[::1]:9090", ":065535", "9090", "host:"} {
+		goOK := goTakes("metricsAddr", func(d map[string]any) { obj(d, "settings")["worker"] = map[string]any{"metricsAddr": a} })
+		if schemaOK := addrRe.MatchString(a); schemaOK != goOK {
+			t.Errorf("metricsAddr %q: schema takes it %v, Go %v", a, schemaOK, goOK)
+		}
+	}
+	endRe := regexp.MustCompile(obj(schema, "properties", "settings", "properties", "regions", "items", "properties", "s3Endpoint")["pattern"].(string))
+	for _, e := range []string{"https://s3.example.com", "http://127.0.0.1:9000", "HTTPS://x", "localhost:9000", "ftp://x", "http:///path"} {
+		goOK := goTakes("s3Endpoint", func(d map[string]any) { obj(d, "settings", "regions", 0)["s3Endpoint"] = e })
+		if schemaOK := endRe.MatchString(e); schemaOK != goOK {
+			t.Errorf("s3Endpoint %q: schema takes it %v, Go %v", e, schemaOK, goOK)
+		}
+	}
 }
 
 // TestOneRegion: a region with role both is enough, for a rule whose

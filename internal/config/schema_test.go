@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 // schemaCheck is the part of JSON Schema configs/xrc.schema.json uses
@@ -24,7 +25,7 @@ type schemaCheck struct {
 }
 
 var schemaKeywords = []string{"$schema", "$id", "$defs", "$ref", "title", "description", "default", "format",
-	"type", "required", "properties", "additionalProperties", "enum", "const", "pattern", "minimum", "maximum", "minItems", "items", "oneOf"}
+	"type", "required", "properties", "additionalProperties", "enum", "const", "pattern", "maxLength", "minimum", "maximum", "minItems", "items", "oneOf"}
 
 func (sc *schemaCheck) fail(path, format string, args ...any) {
 	sc.errs = append(sc.errs, path+": "+fmt.Sprintf(format, args...))
@@ -71,6 +72,12 @@ func (sc *schemaCheck) check(path string, v any, s map[string]any) {
 	case string:
 		if p, ok := s["pattern"].(string); ok && !regexp.MustCompile(p).MatchString(v) {
 			sc.fail(path, "%q does not match %s", v, p)
+		}
+		if m, ok := s["maxLength"].(json.Number); ok {
+			// JSON Schema counts characters (code points), not bytes.
+			if n, _ := m.Int64(); int64(utf8.RuneCountInString(v)) > n {
+				sc.fail(path, "%d characters, more than the maxLength %v", utf8.RuneCountInString(v), m)
+			}
 		}
 	case json.Number:
 		f, _ := v.Float64()
@@ -215,6 +222,8 @@ func TestSchemaCheckRefuses(t *testing.T) {
 		{"maximum", func(d map[string]any) { obj(d, "rules", 0, "batch")["maxObjects"] = 60001 }, "rules[0].batch.maxObjects: 60001 is above the maximum 60000"},
 		{"oneOf", func(d map[string]any) { obj(d, "rules", 0, "batch")["maxBytes"] = 1024 }, "rules[0].batch.maxBytes: matches 0 of oneOf's 2 schemas"},
 		{"const", func(d map[string]any) { d["version"] = 2 }, "version: want 1, got 2"},
+		{"maxLength", func(d map[string]any) { obj(d, "rules", 0)["suffix"] = strings.Repeat("é", 1025) }, "rules[0].suffix: 1025 characters, more than the maxLength 1024"},
+		{"leading slash", func(d map[string]any) { obj(d, "rules", 0)["prefix"] = "/data/" }, `rules[0].prefix: "/data/" does not match`},
 		{"type", func(d map[string]any) { obj(d, "rules", 0)["level"] = 2.5 }, "rules[0].level: want type integer"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
