@@ -222,8 +222,11 @@ func (s *regionStack) lambdaCode() awslambda.Code {
 		IgnoreMode: awscdk.IgnoreMode_DOCKER,
 		Bundling: &awscdk.BundlingOptions{
 			Local:   &goBuild{repo: s.d.RepoRoot, arch: arch, version: s.d.Options.Version},
-			Image:   awscdk.DockerImage_FromRegistry(jsii.String("public.ecr.aws/docker/library/golang:1.26")),
+			Image:   awscdk.DockerImage_FromRegistry(jsii.String("public.ecr.aws/docker/library/golang:1.26.8")), // go.mod's Go
 			Command: jsii.Strings("bash", "-c", dockerBuildScript(arch, s.d.Options.Version)),
+			// CDK runs the container as this machine's user, who may not
+			// install the cross compiler the script needs.
+			User: jsii.String("root"),
 		},
 	})
 	return s.code
