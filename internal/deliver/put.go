@@ -122,9 +122,11 @@ func (w *Worker) undo(ctx context.Context, o *manifest.Object, rt config.Route) 
 	}
 	_, err = w.S3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &rt.Bucket, Key: &rt.Key, IfMatch: &etag})
 	switch {
-	case awsapi.IsPreconditionFailed(err):
+	case awsapi.Code(err) == "PreconditionFailed":
 		// Another write replaced ours since the read: what was to be
-		// removed is gone, and the newer write stays.
+		// removed is gone, and the newer write stays. (Not a 409
+		// ConditionalRequestConflict: an operation on the key in flight,
+		// which may not replace ours; that one fails, to be retried.)
 		return nil
 	case err != nil && !awsapi.IsNotFound(err):
 		return fmt.Errorf("removing s3://%s/%s, written while its delete was propagated: %w", rt.Bucket, rt.Key, err)
