@@ -165,7 +165,6 @@ func New(d Deps) (*Worker, error) {
 func (w *Worker) Run(ctx context.Context) error {
 	aw := w.writers.Get().(*archive.Writer)
 	w.Log.Info("archiving", zap.String("encoder", aw.Encoder()), zap.Int("rules", len(w.rules)), zap.String("staging", w.staging))
-
 	w.writers.Put(aw)
 	return w.runtime.Run(ctx, w)
 }

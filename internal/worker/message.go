@@ -86,7 +86,6 @@ func (m *Message) Leave() {
 // releases one by one could outlast the stop timeout.
 func (m *Message) Release(delay time.Duration) {
 	if m.ctx.Err() != nil && m.rt.leftForShutdown(m) {
-		m.leftCut.Store(true)
 		return
 	}
 	if !m.done.CompareAndSwap(false, true) {
@@ -101,7 +100,12 @@ func (r *Runtime) leftForShutdown(m *Message) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	_, held := r.held[m.ReceiptHandle]
-	return held && !r.shutdown && r.cut.Load()
+	left := held && !r.shutdown && r.cut.Load()
+	if left {
+		// Under the lock releaseHeld takes: it sees the role's word.
+		m.leftCut.Store(true)
+	}
+	return left
 }
 
 // release makes ms (each marked done by its caller) visible after delay,
