@@ -99,6 +99,7 @@ func run(ctx context.Context) error {
 		step("building xrc-lambda and starting it as source (%s) and target (%s) in the Lambda runtime interface emulator", rule.SourceRegion, dest.Region)
 		workers, err = startFunctions(ctx, env, cfg, dep, *cfgPath, bin, logDir)
 		if err != nil {
+			stopAll(workers) // those started before the failure
 			return err
 		}
 	} else {
@@ -108,6 +109,7 @@ func run(ctx context.Context) error {
 			{name: "xrc-target", region: dest.Region},
 		} {
 			if err := w.start(ctx, bin, *cfgPath, logDir); err != nil {
+				stopAll(workers) // left running, it would consume the next run's queue
 				return err
 			}
 			workers = append(workers, w)
@@ -482,4 +484,11 @@ func fit(mix string, n int) string {
 		return mix
 	}
 	return mix[:cut] + ", ..."
+}
+
+// stopAll stops workers, the last started first.
+func stopAll(workers []runner) {
+	for i := len(workers) - 1; i >= 0; i-- {
+		workers[i].stop()
+	}
 }
