@@ -176,10 +176,48 @@ func parse(body []byte, depth int) (Message, error) {
 			return Message{}, fmt.Errorf("%w: Records[%d]: bad object key %q in bucket %s", ErrInvalid, i, o.Key, ref.Bucket)
 		case ref.Size < 0:
 			return Message{}, fmt.Errorf("%w: Records[%d]: negative size for %s/%s", ErrInvalid, i, ref.Bucket, ref.Key)
+		case !sequencerOK(ref.Sequencer):
+			// S3's are hex; one of anything else would be ordered
+			// wrongly, and written as a metadata header it could fail
+			// every write of its archive.
+			return Message{}, fmt.Errorf("%w: Records[%d]: sequencer %q of %s/%s is not hex (at most %d digits)", ErrInvalid, i, ref.Sequencer, ref.Bucket, ref.Key, maxSequencer)
+		case !headerSafe(ref.VersionID) || !headerSafe(ref.ETag):
+			return Message{}, fmt.Errorf("%w: Records[%d]: version %q or ETag %q of %s/%s is not a header-safe value", ErrInvalid, i, ref.VersionID, ref.ETag, ref.Bucket, ref.Key)
 		}
 		m.Refs = append(m.Refs, ref)
 	}
 	return m, nil
+}
+
+// maxSequencer bounds a sequencer's digits (S3's have 16 to 18).
+const maxSequencer = 64
+
+// sequencerOK reports whether seq is none or hex digits, at most
+// maxSequencer of them.
+func sequencerOK(seq string) bool {
+	if len(seq) > maxSequencer {
+		return false
+	}
+	for i := 0; i < len(seq); i++ {
+		if c := seq[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
+// headerSafe reports whether v may travel as an HTTP header value (a
+// version id, an ETag), at most 1,024 bytes of printable ASCII.
+func headerSafe(v string) bool {
+	if len(v) > 1024 {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 || c > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // CompareSequencer orders two S3 event sequencers for the same key: -1, 0 or

@@ -2,6 +2,7 @@ package events
 
 import (
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -100,15 +101,22 @@ func quote(s string) string {
 
 func TestParseInvalid(t *testing.T) {
 	for name, body := range map[string]string{
-		"not json":    `hello`,
-		"no records":  `{"foo":1}`,
-		"no bucket":   `{"Records":[{"eventName":"ObjectCreated:Put","s3":{"object":{"key":"a"}}}]}`,
-		"no key":      `{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{}}}]}`,
-		"bad escape":  `{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"a%zz"}}}]}`,
-		"bad size":    `{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"a","size":-1}}}]}`,
-		"records obj": `{"Records":{}}`,
-		"null record": `{"Records":[null]}`,
-		"no name":     `{"Records":[{"s3":{"bucket":{"name":"b"},"object":{"key":"k"}}}]}`,
+		"not json":   `hello`,
+		"no records": `{"foo":1}`,
+		"no bucket":  `{"Records":[{"eventName":"ObjectCreated:Put","s3":{"object":{"key":"a"}}}]}`,
+		"no key":     `{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{}}}]}`,
+		"bad escape": `{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"a%zz"}}}]}`,
+		"bad size":   `{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"a","size":-1}}}]}`,
+		// A sequencer, version id or ETag becomes a metadata header of
+		// the write: one with CR/LF failed every write of its archive,
+		// and one not hex was ordered wrongly.
+		"sequencer not hex":  `{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"a","sequencer":"zz\r\nX-Evil: 1"}}}]}`,
+		"sequencer too long": `{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"a","sequencer":"` + strings.Repeat("A", 65) + `"}}}]}`,
+		"version with LF":    `{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"a","versionId":"v\n1"}}}]}`,
+		"ETag with NUL":      `{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"a","eTag":"\u0000"}}}]}`,
+		"records obj":        `{"Records":{}}`,
+		"null record":        `{"Records":[null]}`,
+		"no name":            `{"Records":[{"s3":{"bucket":{"name":"b"},"object":{"key":"k"}}}]}`,
 		"test with records": `{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"a","size":1}}}],` +
 			`"Event":"s3:TestEvent"}`,
 		"nested sns": `{"Type":"Notification","Message":"{\"Type\":\"Notification\",\"Message\":\"{}\"}"}`,
