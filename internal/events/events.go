@@ -174,8 +174,10 @@ func parse(body []byte, depth int) (Message, error) {
 		case ref.Key == "" || len(ref.Key) > 1024:
 			// URLDecodedKey is empty when the key is not valid URL encoding.
 			return Message{}, fmt.Errorf("%w: Records[%d]: bad object key %q in bucket %s", ErrInvalid, i, o.Key, ref.Bucket)
-		case ref.Size < 0:
-			return Message{}, fmt.Errorf("%w: Records[%d]: negative size for %s/%s", ErrInvalid, i, ref.Bucket, ref.Key)
+		case ref.Size < 0 || ref.Size > maxObjectSize:
+			// Sizes are summed into a batch's bytes: one past S3's
+			// largest object could wrap them.
+			return Message{}, fmt.Errorf("%w: Records[%d]: size %d of %s/%s is not between 0 and S3's largest object", ErrInvalid, i, ref.Size, ref.Bucket, ref.Key)
 		case !sequencerOK(ref.Sequencer):
 			// S3's are hex; one of anything else would be ordered
 			// wrongly, and written as a metadata header it could fail
@@ -188,6 +190,10 @@ func parse(body []byte, depth int) (Message, error) {
 	}
 	return m, nil
 }
+
+// maxObjectSize is S3's largest object, 10,000 parts of 5 GiB (as
+// manifest.MaxObjectSize, which this package does not import).
+const maxObjectSize = 10_000 * 5 << 30
 
 // maxSequencer bounds a sequencer's digits (S3's have 16 to 18).
 const maxSequencer = 64

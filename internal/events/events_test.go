@@ -110,6 +110,7 @@ func TestParseInvalid(t *testing.T) {
 		// A sequencer, version id or ETag becomes a metadata header of
 		// the write: one with CR/LF failed every write of its archive,
 		// and one not hex was ordered wrongly.
+		"size too large":     `{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"a","size":4611686018427387904}}}]}`,
 		"sequencer not hex":  `{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"a","sequencer":"zz\r\nX-Evil: 1"}}}]}`,
 		"sequencer too long": `{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"a","sequencer":"` + strings.Repeat("A", 65) + `"}}}]}`,
 		"version with LF":    `{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"a","versionId":"v\n1"}}}]}`,
