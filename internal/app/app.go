@@ -235,6 +235,11 @@ func (p *Process) CheckTable(ctx context.Context, api TableGetter) error {
 	switch {
 	case err == nil:
 		return nil
+	case ctx.Err() != nil:
+		// Stopped while checking: not started, as a stop while the
+		// config loads (it went on, and ran the role's start on a
+		// cancelled context).
+		return notStarted(fmt.Errorf("checking DynamoDB table %s in %s: %w", table, p.Region, err))
 	case awsapi.Code(err) == "ResourceNotFoundException":
 		return notStarted(fmt.Errorf("DynamoDB table %s not found in %s: is the region's stack deployed, and settings.stackName its name? %w", table, p.Region, err))
 	case awsapi.IsAccessDenied(err):

@@ -140,6 +140,13 @@ func TestCheckTable(t *testing.T) {
 	if err := p.CheckTable(ctx, ddb); err != nil {
 		t.Errorf("the deployment's table: %v", err)
 	}
+	// Stopped while checking: not started (it went on, the role started
+	// on a cancelled context).
+	stopped, stop := context.WithCancel(ctx)
+	stop()
+	if err := p.CheckTable(stopped, ddb); !errors.Is(err, ErrNotStarted) {
+		t.Errorf("stopped while checking the table: %v, want ErrNotStarted", err)
+	}
 	missing := *cfg
 	missing.Settings.StackName += "-none"
 	p.Config = &missing
