@@ -66,9 +66,10 @@ func (e *EMF) Run(ctx context.Context, interval time.Duration, failed func(error
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		now := time.Now()
+		var now time.Time
 		select {
 		case <-ctx.Done():
+			now = time.Now() // not when the wait began: the last interval is stamped as it ends
 		case now = <-t.C:
 		}
 		if err := e.Flush(now); err != nil {

@@ -114,6 +114,9 @@ func (w *Worker) sweep(ctx context.Context) {
 	in := &s3.ListMultipartUploadsInput{Bucket: &w.staging}
 	for {
 		out, err := w.S3.ListMultipartUploads(ctx, in)
+		if err != nil && ctx.Err() != nil {
+			return // stopping: no failure (as the target's sweep)
+		}
 		if err != nil {
 			w.Metrics.Errors.WithLabelValues("sweep").Inc()
 			w.Log.Warn("listing staging uploads", zap.Error(err))
@@ -136,6 +139,9 @@ func (w *Worker) sweep(ctx context.Context) {
 					lctx, cancel := context.WithTimeout(ctx, statsTimeout)
 					live, err = w.Leases.Alive(lctx, task)
 					cancel()
+					if err != nil && ctx.Err() != nil {
+						return
+					}
 					if err != nil {
 						w.Metrics.Errors.WithLabelValues("sweep").Inc()
 						w.Log.Warn("reading a task's lease: not sweeping", zap.String("task", task), zap.Error(err))
