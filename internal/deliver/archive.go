@@ -58,6 +58,12 @@ func (w *Worker) Deliver(ctx context.Context, bucket, key string) error {
 		return w.failure(ctx, log, fmt.Errorf("archive %s (s3://%s/%s): %w", m.ArchiveID, bucket, key, err))
 	}
 	took := w.Clock.Since(start)
+	// Everything is written: the record and the clean-up run to their end
+	// whatever ctx does now (the drain's cut, a receipt lost), as an
+	// upload's create and abort do. Cut, the archive stayed in staging
+	// unrecorded, and a later event of it read as a lost archive.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*awsapi.AbortTimeout) // the record, then the clean-up
+	defer cancel()
 	entry := ledger.Entry{ArchiveID: m.ArchiveID, Region: w.Region, Rule: m.RuleID, StagingKey: key,
 		Written: int(wr.t.written.Load()), Skipped: int(wr.t.skipped.Load()), Deleted: int(wr.t.deleted.Load()), Retagged: int(wr.t.retagged.Load()),
 		ArchiveSize: size, ObjectBytes: wr.t.bytes.Load(), Latency: w.Clock.Since(m.CreatedAt), FinishedAt: w.Clock.Now().UTC()}
