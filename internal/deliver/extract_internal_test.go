@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/aws/smithy-go"
 	"github.com/xrc-dev/xrc/internal/manifest"
 )
 
@@ -367,6 +368,33 @@ func TestSameWrite(t *testing.T) {
 	} {
 		if got := tt.dest.sameWrite(tt.obj); got != tt.want {
 			t.Errorf("%s: sameWrite = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+// TestWriteLost: a put whose own condition failed, or whose key was
+// deleted since the read, is decided again; a failure after the write
+// (its late tags, its check for a delete, a 409 there) is not taken for
+// one: it counted a refused put and the object twice, and could write
+// again a key just deleted.
+func TestWriteLost(t *testing.T) {
+	lost := &smithy.GenericAPIError{Code: "PreconditionFailed"}
+	gone := &smithy.GenericAPIError{Code: "NoSuchKey"}
+	for _, tc := range []struct {
+		name string
+		err  error
+		etag string
+		want bool
+	}{
+		{"412", lost, "", true},
+		{"404 on an ETag", gone, `"e"`, true},
+		{"404 on absence", gone, "", false},
+		{"412 after the write", &afterWrite{lost}, "", false},
+		{"404 after the write", &afterWrite{fmt.Errorf("tags: %w", gone)}, `"e"`, false},
+		{"none", nil, "", false},
+	} {
+		if got := writeLost(tc.err, tc.etag); got != tc.want {
+			t.Errorf("%s: writeLost = %t, want %t", tc.name, got, tc.want)
 		}
 	}
 }

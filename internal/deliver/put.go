@@ -2,6 +2,7 @@ package deliver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -89,14 +90,35 @@ func (w *Worker) put(ctx context.Context, wr *write, o *manifest.Object, rt conf
 		// the delivery is retried, and finding this write there without
 		// tags, gives it them (decide).
 		if err := w.setTags(ctx, rt, version, o.Tags); err != nil {
-			return fmt.Errorf("tags of s3://%s/%s, set after the write: %w", rt.Bucket, rt.Key, err)
+			return &afterWrite{fmt.Errorf("tags of s3://%s/%s, set after the write: %w", rt.Bucket, rt.Key, err)}
 		}
 	}
 	if multipart {
 		w.abortStale(ctx, rt, wr.m.CreatedAt, started)
 	}
-	_, err = w.undoIfDeleted(ctx, wr, o, rt)
-	return err
+	if _, err = w.undoIfDeleted(ctx, wr, o, rt); err != nil {
+		return &afterWrite{err}
+	}
+	return nil
+}
+
+// afterWrite is a failure once the write was made: of what follows it
+// (late tags, the check for a delete). Not the write's own condition
+// lost: its caller must not take it for one, and write again.
+type afterWrite struct{ err error }
+
+func (e *afterWrite) Error() string { return e.err.Error() }
+func (e *afterWrite) Unwrap() error { return e.err }
+
+// writeLost reports a put whose own condition did not hold (412), or
+// whose key was deleted since the read (404, for a put on its ETag):
+// nothing was written, and the write is decided again.
+func writeLost(err error, etag string) bool {
+	var aw *afterWrite
+	if errors.As(err, &aw) {
+		return false
+	}
+	return awsapi.IsPreconditionFailed(err) || etag != "" && awsapi.IsNotFound(err)
 }
 
 // undoIfDeleted closes the window between reading the tombstone and

@@ -143,9 +143,7 @@ func (w *Worker) writeBuffered(ctx context.Context, wr *write, o *manifest.Objec
 			return nil
 		}
 		err = w.put(ctx, wr, o, rt, sum, bytes.NewReader(buf), etag)
-		// A key deleted since the read may answer a PUT on its ETag 404
-		// rather than 412: decided again either way.
-		if (awsapi.IsPreconditionFailed(err) || etag != "" && awsapi.IsNotFound(err)) && attempt < 3 {
+		if writeLost(err, etag) && attempt < 3 {
 			continue
 		}
 		if err != nil {
@@ -173,7 +171,7 @@ func (w *Worker) putIfAbsent(ctx context.Context, wr *write, o *manifest.Object,
 		return true, nil
 	}
 	err = w.put(ctx, wr, o, rt, sum, bytes.NewReader(buf), "")
-	if awsapi.IsPreconditionFailed(err) {
+	if writeLost(err, "") {
 		w.overwrites.observe(rt.Bucket, true)
 		w.Metrics.PutRefused.Inc()
 		return false, nil
