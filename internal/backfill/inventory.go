@@ -289,7 +289,7 @@ func (r *run) get(ctx context.Context, bucket, key string, limit int64) ([]byte,
 
 // inventoryTask reads one data file, skipping the rows an earlier run
 // handled, and compares its rows a page at a time. The file is done only
-// once its bytes are the size and MD5 the manifest gives: a file cut at a
+// once its bytes are the size (and MD5) the manifest gives: a file cut at a
 // line break (or between gzip members) reads to a clean end, and the rows
 // it lost would never be sent.
 func (r *run) inventoryTask(bucket string, f ManifestFile, schema []string, skip int) func(context.Context) error {
@@ -344,11 +344,12 @@ func (r *run) inventoryTask(bucket string, f ManifestFile, schema []string, skip
 		if _, err := io.Copy(io.Discard, body); err != nil { // what the rows' reader left (a gzip trailer)
 			return fmt.Errorf("reading s3://%s/%s: %w", bucket, key, err)
 		}
-		// The MD5 only where the manifest gives a plain one (32 hex
-		// digits: S3's), not an ETag-like value another writer may put.
-		plain := len(f.MD5) == 32 && strings.Trim(strings.ToLower(f.MD5), "0123456789abcdef") == ""
-		if got := hex.EncodeToString(sum.Sum(nil)); size.Load() != f.Size || plain && !strings.EqualFold(got, f.MD5) {
-			return fmt.Errorf("%w: data file s3://%s/%s is %d bytes of MD5 %s; its manifest says %d bytes of MD5 %s: the report is damaged or was rewritten; its rows read are sent, the file is not marked done",
+		// The MD5 only where the manifest gives a plain one (S3's), not
+		// an ETag-like value another writer may put.
+		want, err := hex.DecodeString(f.MD5)
+		plain := err == nil && len(want) == md5.Size
+		if got := sum.Sum(nil); size.Load() != f.Size || plain && !bytes.Equal(got, want) {
+			return fmt.Errorf("%w: data file s3://%s/%s is %d bytes of MD5 %x; its manifest says %d bytes of MD5 %s: the report is damaged or was rewritten; its rows read are sent, the file is not marked done",
 				ErrInventory, bucket, key, size.Load(), got, f.Size, f.MD5)
 		}
 		if err := r.save(ctx, key, Progress{After: strconv.Itoa(read), Done: true}); err != nil {
