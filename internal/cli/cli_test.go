@@ -131,14 +131,18 @@ func TestInspectS3(t *testing.T) {
 		t.Fatal(err)
 	}
 	loc := "s3://" + bucket + "/" + key
-	out, _, err := run(t, "archive", "inspect", loc, "-config", "../../configs/local.json", "-region", "us-east-1")
+	_, local, err := env.LocalConfig(ctx, "../../configs/local.json", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := run(t, "archive", "inspect", loc, "-config", local, "-region", "us-east-1")
 	if err != nil || !strings.Contains(out, "objects        3") {
 		t.Fatalf("inspect %s: %v\n%s", loc, err, out)
 	}
-	if out, _, err := run(t, "archive", "verify", loc, "-config", "../../configs/local.json", "-region", "us-east-1"); err != nil || !strings.Contains(out, "ok: 3 objects") {
+	if out, _, err := run(t, "archive", "verify", loc, "-config", local, "-region", "us-east-1"); err != nil || !strings.Contains(out, "ok: 3 objects") {
 		t.Fatalf("verify %s: %v\n%s", loc, err, out)
 	}
-	if _, _, err := run(t, "archive", "inspect", loc, "-config", "../../configs/local.json", "-region", "ap-south-1"); !errors.Is(err, cli.ErrUsage) {
+	if _, _, err := run(t, "archive", "inspect", loc, "-config", local, "-region", "ap-south-1"); !errors.Is(err, cli.ErrUsage) {
 		t.Errorf("a -region the config does not have: %v, want a usage error naming it", err)
 	}
 
@@ -156,7 +160,7 @@ func TestInspectS3(t *testing.T) {
 	if _, err := euClient.PutObject(ctx, &s3.PutObjectInput{Bucket: &euw, Key: &key, Body: bytes.NewReader(data)}); err != nil {
 		t.Fatal(err)
 	}
-	doc, err := os.ReadFile("../../configs/local.json")
+	doc, err := os.ReadFile(local)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -15,6 +17,41 @@ import (
 type Deployment struct {
 	SourceQueues map[string]string // rule id -> queue URL
 	TargetQueues map[string]string // region -> queue URL
+}
+
+// LocalConfig loads the config at path (configs/local.json, written for
+// the stack's default ports) and points each region the stack serves at
+// the endpoint its environment names, so that a stack started with
+// XRC_PORT_* overrides is the one used. The config is written to dir when
+// that changed anything; the path returned is the one to hand to workers.
+func (e Env) LocalConfig(ctx context.Context, path, dir string) (*config.Config, string, error) {
+	cfg, err := config.Load(ctx, path, nil)
+	if err != nil {
+		return nil, "", err
+	}
+	moved := false
+	for i := range cfg.Settings.Regions {
+		r := &cfg.Settings.Regions[i]
+		if u, ok := e.S3Endpoints[r.Name]; ok && r.S3Endpoint != "" && r.S3Endpoint != u {
+			r.S3Endpoint, moved = u, true
+		}
+	}
+	if !moved {
+		return cfg, path, nil
+	}
+	cfg.Schema = ""
+	data, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		return nil, "", err
+	}
+	if cfg, err = config.Parse(data); err != nil {
+		return nil, "", fmt.Errorf("%s on the stack's endpoints: %w", path, err)
+	}
+	out := filepath.Join(dir, filepath.Base(path))
+	if err := os.WriteFile(out, data, 0o644); err != nil {
+		return nil, "", err
+	}
+	return cfg, out, nil
 }
 
 // Provision creates on the stack everything cfg describes, as the CDK app

@@ -1,10 +1,13 @@
 package localstack_test
 
 import (
+	"context"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 
+	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/localstack"
 )
 
@@ -62,5 +65,37 @@ func TestFromEnvNeedsConditionalEndpoint(t *testing.T) {
 	}
 	if got := e.ConditionalS3Endpoints["eu-west-1"]; got != "https://127.0.0.1:9004" {
 		t.Fatalf("ConditionalS3Endpoints[eu-west-1] = %q", got)
+	}
+}
+
+// TestLocalConfigFollowsThePorts: configs/local.json names the stack's
+// default ports; on a stack started with XRC_PORT_* overrides, the demo's
+// workers must get the ports the stack serves.
+func TestLocalConfigFollowsThePorts(t *testing.T) {
+	ctx := context.Background()
+	const local = "../../configs/local.json"
+	e := localstack.Env{S3Endpoints: map[string]string{"us-east-1": "https://127.0.0.1:19000", "eu-west-1": "https://127.0.0.1:9002"}}
+	dir := t.TempDir()
+	cfg, path, err := e.LocalConfig(ctx, local, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if path == local || filepath.Dir(path) != dir {
+		t.Fatalf("moved endpoints written to %s, want a copy in %s", path, dir)
+	}
+	written, err := config.Load(ctx, path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*config.Config{cfg, written} {
+		for _, r := range c.Settings.Regions {
+			if want := e.S3Endpoints[r.Name]; r.S3Endpoint != want {
+				t.Errorf("%s: s3Endpoint %s, want the stack's %s", r.Name, r.S3Endpoint, want)
+			}
+		}
+	}
+	e.S3Endpoints["us-east-1"] = "https://127.0.0.1:9000"
+	if _, path, err := e.LocalConfig(ctx, local, dir); err != nil || path != local {
+		t.Errorf("on the default ports: %s, %v; want %s itself", path, err, local)
 	}
 }

@@ -65,7 +65,13 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := config.Load(ctx, *cfgPath, nil)
+	bin, err := os.MkdirTemp("", "xrc-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(bin)
+	// The workers read the config as it is on this stack's ports.
+	cfg, workerCfg, err := env.LocalConfig(ctx, *cfgPath, bin)
 	if err != nil {
 		return err
 	}
@@ -87,17 +93,12 @@ func run(ctx context.Context) error {
 		return err
 	}
 
-	bin, err := os.MkdirTemp("", "xrc-demo-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(bin)
 	logDir := filepath.Join(os.Getenv("XRC_STACK_DIR"), "logs")
 	_ = os.MkdirAll(logDir, 0o755)
 	var workers []runner
 	if *onLambda {
 		step("building xrc-lambda and starting it as source (%s) and target (%s) in the Lambda runtime interface emulator", rule.SourceRegion, dest.Region)
-		workers, err = startFunctions(ctx, env, cfg, dep, *cfgPath, bin, logDir)
+		workers, err = startFunctions(ctx, env, cfg, dep, workerCfg, bin, logDir)
 		if err != nil {
 			stopAll(workers) // those started before the failure
 			return err
@@ -108,7 +109,7 @@ func run(ctx context.Context) error {
 			{name: "xrc-source", region: rule.SourceRegion, extra: []string{"XRC_RULES=" + rule.ID}},
 			{name: "xrc-target", region: dest.Region},
 		} {
-			if err := w.start(ctx, bin, *cfgPath, logDir); err != nil {
+			if err := w.start(ctx, bin, workerCfg, logDir); err != nil {
 				stopAll(workers) // left running, it would consume the next run's queue
 				return err
 			}
