@@ -235,21 +235,30 @@ func (w *Worker) writeStream(ctx context.Context, wr *write, o *manifest.Object,
 		}
 		return nil
 	}
+	return fanOut(data, len(todo), func(i int, r io.Reader) error {
+		if err := w.put(ctx, wr, o, todo[i].rt, sum, r, todo[i].etag); err != nil {
+			return w.failed(wr, o, todo[i].rt, err)
+		}
+		return nil
+	})
+}
+
+// fanOut copies data to n puts at once, each reading its own pipe; one that
+// fails or returns early leaves the others going. The error joins the puts'
+// own and data's.
+func fanOut(data io.Reader, n int, put func(i int, r io.Reader) error) error {
 	var g errgroup.Group
 	var all allErrors
 	t := &tee{}
-	for _, d := range todo {
+	for i := range n {
 		pr, pw := io.Pipe()
 		t.sinks = append(t.sinks, pw)
 		g.Go(func() error {
-			err := w.put(ctx, wr, o, d.rt, sum, pr, d.etag)
+			err := put(i, pr)
 			// Stop the tee writing here; a reader that returned early
 			// (an upload that failed) would otherwise block it.
 			pr.CloseWithError(errSinkDone)
-			if err != nil {
-				return all.add(w.failed(wr, o, d.rt, err))
-			}
-			return nil
+			return all.add(err)
 		})
 	}
 	_, err := io.Copy(t, data)
@@ -257,11 +266,20 @@ func (w *Worker) writeStream(ctx context.Context, wr *write, o *manifest.Object,
 		pw.CloseWithError(err) // nil: EOF, the upload completes
 	}
 	_ = g.Wait() // every error is in all
+	if errors.Is(err, errNoSinkLeft) {
+		// Every put has returned, and their errors say why: kept beside
+		// them, this one would make a wait for a concurrent delivery
+		// (uploads.ErrRecorded) look like a failure.
+		err = nil
+	}
 	return errors.Join(err, all.join())
 }
 
 // errSinkDone closes a tee sink whose upload has returned.
 var errSinkDone = errors.New("destination upload ended")
+
+// errNoSinkLeft ends a tee whose every sink has returned.
+var errNoSinkLeft = errors.New("every destination upload of this object has ended")
 
 // tee writes to every sink still reading; it fails only when none is left.
 type tee struct {
@@ -285,7 +303,7 @@ func (t *tee) Write(p []byte) (int, error) {
 		live++
 	}
 	if live == 0 {
-		return 0, errors.New("every destination upload of this object failed")
+		return 0, errNoSinkLeft
 	}
 	return len(p), nil
 }

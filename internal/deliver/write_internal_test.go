@@ -1,0 +1,70 @@
+package deliver
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"testing"
+	"testing/iotest"
+
+	"github.com/xrc-dev/xrc/internal/uploads"
+)
+
+// TestFanOutWaitsForATwin: when a concurrent delivery of the archive holds
+// every destination's upload, each put returns at once and the object's
+// error must still read as a wait for that delivery: taken for a failure, a
+// last receive would abort the twin's uploads.
+func TestFanOutWaitsForATwin(t *testing.T) {
+	data := bytes.NewReader(make([]byte, 1<<20))
+	err := fanOut(data, 2, func(i int, r io.Reader) error {
+		return fmt.Errorf("writing s3://d%d/k: %w", i, uploads.ErrRecorded)
+	})
+	if !Waiting(err) {
+		t.Errorf("fanOut error %v: not a wait for the concurrent delivery", err)
+	}
+}
+
+func TestFanOut(t *testing.T) {
+	payload := bytes.Repeat([]byte("xrc"), 100_000)
+	got := make([][]byte, 3)
+	if err := fanOut(bytes.NewReader(payload), 3, func(i int, r io.Reader) error {
+		var err error
+		got[i], err = io.ReadAll(r)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for i, g := range got {
+		if !bytes.Equal(g, payload) {
+			t.Errorf("put %d read %d bytes, want the %d written", i, len(g), len(payload))
+		}
+	}
+
+	// One put failing early leaves the others their bytes; its error is
+	// the result.
+	bad := errors.New("put 0 refused")
+	err := fanOut(bytes.NewReader(payload), 2, func(i int, r io.Reader) error {
+		if i == 0 {
+			return bad
+		}
+		b, err := io.ReadAll(r)
+		if err == nil && len(b) != len(payload) {
+			err = fmt.Errorf("put 1 read %d bytes", len(b))
+		}
+		return err
+	})
+	if !errors.Is(err, bad) || errors.Is(err, errNoSinkLeft) {
+		t.Errorf("fanOut with one failed put: %v, want only its error", err)
+	}
+
+	// The source's failure reaches every put, and the result.
+	broken := errors.New("digest mismatch")
+	err = fanOut(io.MultiReader(bytes.NewReader(payload), iotest.ErrReader(broken)), 2, func(i int, r io.Reader) error {
+		_, err := io.ReadAll(r)
+		return err
+	})
+	if !errors.Is(err, broken) {
+		t.Errorf("fanOut of a failing source: %v, want its error", err)
+	}
+}
