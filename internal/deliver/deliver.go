@@ -103,10 +103,10 @@ type Deps struct {
 	Metrics    *Metrics
 	Health     *health.Check
 	Clock      clockwork.Clock // default: the real clock
-	// UploadMemory bounds the part buffers of the large members written
-	// at once (0: half the Go memory limit, GOMEMLIMIT; none without one):
-	// five parts a destination, and parts grow past 16 MiB for members
-	// above 140 GiB.
+	// UploadMemory bounds the buffers of the objects written at once (0:
+	// half the Go memory limit, GOMEMLIMIT; none without one): a small
+	// object's whole body, a large one's five parts a destination (parts
+	// grow past 16 MiB for members above 140 GiB).
 	UploadMemory int64
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sync/errgroup"
 
@@ -41,19 +42,34 @@ func (w *Worker) stream(ctx context.Context, r *archive.Reader, wr *write) error
 			continue // the reader drains and verifies it
 		}
 		if o.Size <= bufferMax {
+			release, err := w.holdBuffer(gctx, o.Size)
+			if err != nil {
+				return errors.Join(err, g.Wait())
+			}
 			buf := make([]byte, o.Size)
 			if _, err := io.ReadFull(data, buf); err != nil {
+				release()
 				return errors.Join(err, g.Wait())
 			}
 			// The verdict on an object comes with its last byte, which
 			// ReadFull does not report: ask for it.
 			if _, err := data.Read(nil); err != io.EOF {
+				release()
 				return errors.Join(err, g.Wait())
 			}
 			w.runtime.Progress()
 			sum := r.Sum()
+			var left atomic.Int32
+			left.Store(int32(len(routes)))
 			for _, rt := range routes {
-				g.Go(func() error { return w.writeBuffered(gctx, wr, o, rt, sum, buf) })
+				g.Go(func() error {
+					defer func() {
+						if left.Add(-1) == 0 {
+							release()
+						}
+					}()
+					return w.writeBuffered(gctx, wr, o, rt, sum, buf)
+				})
 			}
 			continue
 		}
@@ -89,6 +105,23 @@ func (w *Worker) stream(ctx context.Context, r *archive.Reader, wr *write) error
 	}
 	_ = rest.Wait() // every error is in all
 	return all.join()
+}
+
+// holdBuffer takes n bytes of the upload memory for a small object's
+// buffer, held until its last route is written: the objects an archive
+// holds at once ((concurrency + 1) × 16 MiB at most) and those of archives
+// delivered beside it share the budget multipart part buffers wait on, so a
+// worker given more concurrency than memory waits instead of running out.
+// A budget smaller than the buffer is taken whole, so the object still goes.
+func (w *Worker) holdBuffer(ctx context.Context, n int64) (release func(), err error) {
+	n = min(n, w.UploadMemory)
+	if w.uploadMem == nil || n <= 0 {
+		return func() {}, nil
+	}
+	if err := w.uploadMem.Acquire(ctx, n); err != nil {
+		return nil, err
+	}
+	return func() { w.uploadMem.Release(n) }, nil
 }
 
 // allErrors keeps every error of a group's goroutines: errgroup's Wait

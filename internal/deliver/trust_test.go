@@ -767,6 +767,52 @@ func TestMemberTooLargeForTheWorker(t *testing.T) {
 	}
 }
 
+// TestSmallObjectsShareTheUploadMemory: the buffers of small objects are
+// held within the worker's upload memory, as part buffers are: eight
+// objects of 1 MiB each, concurrency 8 and 3 MiB to hold them in, are
+// written three at a time at most (before, all eight at once, each
+// archive's (concurrency+1) × 16 MiB unbounded by any memory limit).
+func TestSmallObjectsShareTheUploadMemory(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t, nil)
+	ctx := context.Background()
+	dst := p.cfg.Rules[0].Destinations[0].Bucket
+	staging := p.cfg.Settings.Regions[1].StagingBucket
+	var objs []dataset.Object
+	for i := range 8 {
+		objs = append(objs, dataset.Object{Key: fmt.Sprintf("data/mem/%d.bin", i), ContentType: "application/octet-stream", Data: textData(uint64(i), 1<<20)})
+	}
+	m := manifestFor("mem-1", objs, p.cfg, nil)
+	key := "r1/mem-1.tar.zst"
+	p.stage(t, key, m, objs)
+	puts := &slowPuts{S3API: p.dst}
+	if err := p.targetWorker(t, deliver.Deps{S3: puts, UploadMemory: 3 << 20}).Deliver(ctx, staging, key); err != nil {
+		t.Fatal(err)
+	}
+	if n := p.count(t, p.dst, dst, "data/mem/"); n != len(objs) {
+		t.Fatalf("%d of %d objects written", n, len(objs))
+	}
+	if peak := puts.peak.Load(); peak > 3 {
+		t.Errorf("%d objects of 1 MiB written at once with 3 MiB of upload memory", peak)
+	}
+}
+
+// slowPuts passes each PutObject on to S3 a moment late, counting how many
+// are under way at once.
+type slowPuts struct {
+	deliver.S3API
+	now, peak atomic.Int32
+}
+
+func (s *slowPuts) PutObject(ctx context.Context, in *s3.PutObjectInput, optFns ...func(*s3.Options)) (*s3.PutObjectOutput, error) {
+	n := s.now.Add(1)
+	defer s.now.Add(-1)
+	for p := s.peak.Load(); n > p && !s.peak.CompareAndSwap(p, n); p = s.peak.Load() {
+	}
+	time.Sleep(100 * time.Millisecond) // so that writes not held back overlap
+	return s.S3API.PutObject(ctx, in, optFns...)
+}
+
 // TestOwnWriteWithLittleMetadataRoom: an object whose own metadata leaves
 // room for some of xrc's provenance but not for the archive id (about 2 KB
 // of it) is still xrc's: the ordering keys go first, and any of them marks
