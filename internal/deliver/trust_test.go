@@ -380,7 +380,7 @@ func TestStagingArchiveMissing(t *testing.T) {
 
 	tq := p.dep.TargetQueues["eu-west-1"]
 	for _, key := range []string{delivered, gone, other} {
-		body := fmt.Sprintf(`{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"eu-west-1","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":%q},"object":{"key":%q,"size":100,"sequencer":"01"}}}]}`, staging, key)
+		body := fmt.Sprintf(`{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"eu-west-1","eventTime":"2026-12-06T00:00:00.000Z","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":%q},"object":{"key":%q,"size":100,"sequencer":"01"}}}]}`, staging, key)
 		if _, err := p.sqs.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: &tq, MessageBody: aws.String(body)}); err != nil {
 			t.Fatal(err)
 		}

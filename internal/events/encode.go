@@ -53,8 +53,8 @@ func Encode(origin string, refs ...ObjectRef) ([]byte, error) {
 		Records []record `json:"Records"`
 	}{Records: make([]record, 0, len(refs))}
 	for _, r := range refs {
-		if r.Bucket == "" || r.Key == "" || len(r.Key) > 1024 || r.Size < 0 {
-			return nil, fmt.Errorf("%w: cannot encode an event for %q/%q of size %d", ErrInvalid, r.Bucket, r.Key, r.Size)
+		if r.Bucket == "" || r.Key == "" || len(r.Key) > 1024 || r.Size < 0 || r.EventTime.IsZero() {
+			return nil, fmt.Errorf("%w: cannot encode an event for %q/%q of size %d at %s", ErrInvalid, r.Bucket, r.Key, r.Size, r.EventTime)
 		}
 		body.Records = append(body.Records, record{
 			EventVersion: "2.1",

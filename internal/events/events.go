@@ -115,6 +115,11 @@ func parse(body []byte, depth int) (Message, error) {
 		return Message{}, fmt.Errorf("%w: body is not an S3 event JSON object: %v", ErrInvalid, err)
 	}
 	switch {
+	case env.Type == "Notification" && (env.Records != nil || env.Event != ""):
+		// SNS wraps S3's body in Message, and nothing beside it: records
+		// or a test beside the wrapped body would be dropped, one way or
+		// the other.
+		return Message{}, fmt.Errorf("%w: an SNS notification with Records or Event beside its Message", ErrInvalid)
 	case env.Event == "s3:TestEvent" && env.Records == nil:
 		return Message{Test: true}, nil
 	case env.Event == "s3:TestEvent":
@@ -185,6 +190,11 @@ func parse(body []byte, depth int) (Message, error) {
 			return Message{}, fmt.Errorf("%w: Records[%d]: sequencer %q of %s/%s is not hex (at most %d digits)", ErrInvalid, i, ref.Sequencer, ref.Bucket, ref.Key, maxSequencer)
 		case !headerSafe(ref.VersionID) || !headerSafe(ref.ETag):
 			return Message{}, fmt.Errorf("%w: Records[%d]: version %q or ETag %q of %s/%s is not a header-safe value", ErrInvalid, i, ref.VersionID, ref.ETag, ref.Bucket, ref.Key)
+		case ref.EventTime.IsZero():
+			// S3 dates every record; a delete's time orders it against a
+			// copy without a sequencer (backfill's): year 1 would make
+			// every such delete look older than the copy.
+			return Message{}, fmt.Errorf("%w: Records[%d]: no eventTime for %s/%s", ErrInvalid, i, ref.Bucket, ref.Key)
 		}
 		m.Refs = append(m.Refs, ref)
 	}

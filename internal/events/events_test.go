@@ -55,8 +55,8 @@ func TestParseTagging(t *testing.T) {
 	// with a sequencer: both read as S3's, without one.
 	body := `{"Records":[
 {"eventName":"ObjectTagging:Put","eventTime":"2026-11-22T01:02:03Z","s3":{"bucket":{"name":"b"},"object":{"key":"k","size":5000000000,"eTag":"e","versionId":"v1"}}},
-{"eventName":"s3:ObjectCreated:PutTagging","s3":{"bucket":{"name":"b"},"object":{"key":"k","eTag":"e","sequencer":"17A1"}}},
-{"eventName":"s3:ObjectCreated:DeleteTagging","s3":{"bucket":{"name":"b"},"object":{"key":"k","sequencer":"17A2"}}}]}`
+{"eventName":"s3:ObjectCreated:PutTagging","eventTime":"2026-11-22T01:02:04.000Z","s3":{"bucket":{"name":"b"},"object":{"key":"k","eTag":"e","sequencer":"17A1"}}},
+{"eventName":"s3:ObjectCreated:DeleteTagging","eventTime":"2026-11-22T01:02:05.000Z","s3":{"bucket":{"name":"b"},"object":{"key":"k","sequencer":"17A2"}}}]}`
 	m, err := Parse([]byte(body))
 	if err != nil {
 		t.Fatal(err)
@@ -121,6 +121,13 @@ func TestParseInvalid(t *testing.T) {
 		"test with records": `{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"a","size":1}}}],` +
 			`"Event":"s3:TestEvent"}`,
 		"nested sns": `{"Type":"Notification","Message":"{\"Type\":\"Notification\",\"Message\":\"{}\"}"}`,
+		// S3 dates every record: a delete without a time was older than
+		// any copy without a sequencer, and passed it by.
+		"no time": `{"Records":[{"eventName":"ObjectRemoved:Delete","s3":{"bucket":{"name":"b"},"object":{"key":"a"}}}]}`,
+		// SNS wraps the body and adds nothing S3's: beside it, a test
+		// acknowledged the wrapped records, and records were ignored.
+		"sns test beside records": `{"Type":"Notification","Event":"s3:TestEvent","Message":"{\"Records\":[]}"}`,
+		"sns records beside":      `{"Type":"Notification","Message":"{\"Event\":\"s3:TestEvent\"}","Records":[]}`,
 	} {
 		if _, err := Parse([]byte(body)); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%s: err = %v, want ErrInvalid", name, err)

@@ -245,7 +245,7 @@ func TestFirstArchiveStartsWhateverThePace(t *testing.T) {
 		t.Fatalf("the fitted estimate for 100 MiB is %v: this test wants one wrong by hours, and bounded", e)
 	}
 	body := func(key string, size int) string {
-		return fmt.Sprintf(`{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","eventName":"ObjectCreated:Put",`+
+		return fmt.Sprintf(`{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","eventTime":"2026-12-06T00:00:00.000Z","eventName":"ObjectCreated:Put",`+
 			`"s3":{"bucket":{"name":"staging"},"object":{"key":%q,"size":%d,"sequencer":"01"}}}]}`, key, size)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -290,7 +290,7 @@ func TestRetagWaitsForItsWrite(t *testing.T) {
 	h := NewTarget(TargetOptions{Deliverer: failing{fmt.Errorf("writing s3://d/k: %w", deliver.ErrRetagBeforeWrite)}, Staging: "staging",
 		MaxReceive: 5, Visibility: 5 * time.Minute, Queue: r, Margin: 30 * time.Second, Log: zap.NewNop(),
 		Metrics: worker.NewMetrics(prometheus.NewRegistry(), "test")})
-	body := `{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"staging"},"object":{"key":"r1/a.tar.zst","size":10,"sequencer":"01"}}}]}`
+	body := `{"Records":[{"eventTime":"2026-12-06T00:00:00.000Z","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"staging"},"object":{"key":"r1/a.tar.zst","size":10,"sequencer":"01"}}}]}`
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	resp, err := h.Handle(ctx, events.SQSEvent{Records: []events.SQSMessage{
@@ -327,8 +327,8 @@ func (a *abandoning) Abandon(_ context.Context, key string) {
 // lastReceive handles one message on its last receive with h, and checks
 // it is reported.
 func lastReceive(h *Target, ctx context.Context) error {
-	body := `{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"staging"},"object":{"key":"r1/a.tar.zst","size":10,"sequencer":"01"}}},` +
-		`{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"staging"},"object":{"key":"r1/b.tar.zst","size":10,"sequencer":"02"}}}]}`
+	body := `{"Records":[{"eventTime":"2026-12-06T00:00:00.000Z","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"staging"},"object":{"key":"r1/a.tar.zst","size":10,"sequencer":"01"}}},` +
+		`{"eventTime":"2026-12-06T00:00:00.000Z","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"staging"},"object":{"key":"r1/b.tar.zst","size":10,"sequencer":"02"}}}]}`
 	resp, err := h.Handle(ctx, events.SQSEvent{Records: []events.SQSMessage{
 		{MessageId: "m", Body: body, Attributes: map[string]string{"ApproximateReceiveCount": "5"}}}})
 	if err != nil || len(resp.BatchItemFailures) != 1 {
@@ -410,7 +410,7 @@ func TestFirstBatchCutIsSaid(t *testing.T) {
 	core, logs := observer.New(zap.ErrorLevel)
 	m := worker.NewMetrics(prometheus.NewRegistry(), "test")
 	h := NewSource(SourceOptions{Worker: slowPacker{}, Margin: 20 * time.Second, Log: zap.New(core), Metrics: m})
-	body := `{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"src"},"object":{"key":"big.bin","size":40000000000,"sequencer":"01"}}}]}`
+	body := `{"Records":[{"eventTime":"2026-12-06T00:00:00.000Z","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"src"},"object":{"key":"big.bin","size":40000000000,"sequencer":"01"}}}]}`
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second+200*time.Millisecond)
 	defer cancel()
 	resp, err := h.Handle(ctx, events.SQSEvent{Records: []events.SQSMessage{{MessageId: "m", Body: body, Attributes: map[string]string{"ApproximateReceiveCount": "1"}}}})
@@ -429,7 +429,7 @@ func TestFirstBatchCutIsSaid(t *testing.T) {
 // for the DLQ (its last receive, or a failure no retry fixes), warn one
 // retried, info an expected wait.
 func TestLevelsSayWhatToDo(t *testing.T) {
-	body := `{"Records":[{"eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"staging"},"object":{"key":"r1/a.tar.zst","size":10,"sequencer":"01"}}}]}`
+	body := `{"Records":[{"eventTime":"2026-12-06T00:00:00.000Z","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"staging"},"object":{"key":"r1/a.tar.zst","size":10,"sequencer":"01"}}}]}`
 	for _, c := range []struct {
 		name     string
 		err      error

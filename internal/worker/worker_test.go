@@ -29,7 +29,7 @@ import (
 // decides behaviour (heartbeats, the health check, the drain) runs on a
 // fake clock the test advances, so no test waits for it.
 
-const s3Event = `{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"k","size":1,"sequencer":"01"}}}]}`
+const s3Event = `{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","eventTime":"2026-12-06T00:00:00.000Z","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"b"},"object":{"key":"k","size":1,"sequencer":"01"}}}]}`
 
 // role hands every message to handle.
 type role struct {

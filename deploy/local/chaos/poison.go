@@ -34,8 +34,8 @@ var sourcePoison = []struct {
 	{"malformed JSON", `{"Records": [ {"eventName": "ObjectCreated:Put", `, true},
 	{"no Records", `{"Service":"xrc-chaos","Message":"hello"}`, true},
 	{"S3 test event", `{"Service":"Amazon S3","Event":"s3:TestEvent","Time":"2026-12-02T00:00:00Z","Bucket":"b","RequestId":"r","HostId":"h"}`, false},
-	{"missing object", `{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"us-east-1","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"SRC"},"object":{"key":"data/chaos-missing/never-written.txt","size":5,"eTag":"0123456789abcdef0123456789abcdef","sequencer":"0055AED6DCD90281E5"}}}]}`, false},
-	{"another bucket", `{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"us-east-1","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"xrc-chaos-another-bucket"},"object":{"key":"data/x.txt","size":5,"sequencer":"0055AED6DCD90281E5"}}}]}`, false},
+	{"missing object", `{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"us-east-1","eventTime":"2026-12-06T00:00:00.000Z","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"SRC"},"object":{"key":"data/chaos-missing/never-written.txt","size":5,"eTag":"0123456789abcdef0123456789abcdef","sequencer":"0055AED6DCD90281E5"}}}]}`, false},
+	{"another bucket", `{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"us-east-1","eventTime":"2026-12-06T00:00:00.000Z","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"xrc-chaos-another-bucket"},"object":{"key":"data/x.txt","size":5,"sequencer":"0055AED6DCD90281E5"}}}]}`, false},
 }
 
 func sourcePoisonDead() []string {
