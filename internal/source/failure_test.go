@@ -1302,6 +1302,42 @@ func TestNullVersionDeleteOfAnotherVersion(t *testing.T) {
 	}
 }
 
+// TestLateDeleteOfAKeyReadableAgain: a delete marker's event handled late
+// (a retry, a backlog), after the marker was removed (an undo, whose own
+// event, a version's delete, is not propagated) or the key written again:
+// the key reads as an object, so no delete is staged. Staged unread, it
+// removed the destinations' copy while the source had one, for good.
+func TestLateDeleteOfAKeyReadableAgain(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(c *config.Config) { c.Rules[0].Deletes = true })
+	key, other := "data/late-delete/k.txt", "data/late-delete/other.txt"
+	f.put(t, []object{{key: key, data: []byte("current")}})
+	f.waitDepth(t, f.sourceQueue(), 1, time.Minute)
+	f.takeAll(t, f.sourceQueue(), time.Minute) // its write is not the point
+	body, err := events.Encode("test", events.ObjectRef{EventName: "ObjectRemoved:DeleteMarkerCreated", EventTime: time.Now(), Region: "us-east-1",
+		Bucket: f.rule.SourceBucket, Key: key, VersionID: "marker-removed-since", Sequencer: strings.Repeat("F", 20)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.send(t, string(body))
+	f.put(t, []object{{key: other, data: []byte("other")}})
+	f.waitDepth(t, f.sourceQueue(), 2, time.Minute)
+	log, logs := observed(t)
+	r := f.start(t, log)
+	f.waitStaged(t, 1, time.Minute)
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range f.readArchives(t) {
+		if s.obj.Key == key {
+			t.Errorf("%s staged (delete %t) for a delete marker's event while the key holds an object", key, s.obj.Delete)
+		}
+	}
+	if logs.FilterMessageSnippet("delete not staged").Len() == 0 {
+		t.Error("no line says why the delete was not staged")
+	}
+}
+
 // nullDelete sends the event of version "null" of key deleted for good,
 // with sequencer seq.
 func (f *fixture) nullDelete(t *testing.T, key, seq string) {

@@ -93,7 +93,11 @@ func (w *Worker) plan(ctx context.Context, rule *config.Rule, items []Item, held
 		}
 		e.obj = obj
 		retags := slices.ContainsFunc(e.items, func(it Item) bool { return it.Ref.Retagged() })
-		if ref.Retagged() || ref.Removed() && (retags || ref.MayKeepCurrent()) {
+		// A delete is read back too: its event may come late (a retry, a
+		// backlog), after the key was written again or its delete marker
+		// removed; staged, it would remove the destinations' copy while
+		// the source has one, and no later event puts it back.
+		if ref.Retagged() || ref.Removed() {
 			g.Go(func() error {
 				var keep bool
 				var err error
@@ -113,14 +117,13 @@ func (w *Worker) plan(ctx context.Context, rule *config.Rule, items []Item, held
 				if !keep && err == nil && retags {
 					keep, err = w.retagged(gctx, rule, e)
 				}
+				if !keep && err == nil && ref.Removed() {
+					w.Log.Info("delete not staged: the key reads as an object again (written since, or its delete marker removed)",
+						zap.String("bucket", ref.Bucket), zap.String("key", ref.Key), zap.String("event", ref.EventName))
+				}
 				results[i] = outcome{keep, err}
 				return nil
 			})
-			continue
-		}
-		if ref.Removed() {
-			e.obj.Delete = true
-			results[i] = outcome{keep: true}
 			continue
 		}
 		var into *arena // read whole if small and within the budget
@@ -442,8 +445,9 @@ func (w *Worker) describe(ctx context.Context, e *entry, ref events.ObjectRef, i
 
 // stillDeleted reports whether e's delete still holds: the key reads as
 // deleted. If it does not, the delete is stale (a write came after it,
-// with its own event, and tag changes in the batch were made on that one),
-// or it removed a version that was not the current one.
+// with its own event, and tag changes in the batch were made on that one;
+// or its delete marker was removed), or it removed a version that was not
+// the current one.
 func (w *Worker) stillDeleted(ctx context.Context, e *entry) (bool, error) {
 	_, err := w.head(ctx, &s3.HeadObjectInput{Bucket: &e.obj.Bucket, Key: &e.obj.Key})
 	switch {
