@@ -391,6 +391,36 @@ func TestLevelZeroRefused(t *testing.T) {
 	}
 }
 
+// TestWholeNumbers: JSON Schema's integers include 8.0 and 1e1, so a
+// document an editor passed must load with them; -0 is 0, refused as a
+// level as 0 is (it slipped past as text, and maxLevel became 19).
+func TestWholeNumbers(t *testing.T) {
+	doc := mutate(t, func(d map[string]any) {
+		d["version"] = json.Number("1.0")
+		obj(d, "settings")["worker"] = map[string]any{"concurrency": json.Number("16.0"), "maxReceiveCount": json.Number("1e1")}
+		obj(d, "rules", 0)["batch"] = map[string]any{"maxBytes": json.Number("268435456.0")}
+	})
+	c, err := Parse(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := c.Settings.Worker; w.Concurrency != 16 || w.MaxReceiveCount != 10 || c.Rules[0].Batch.MaxBytes != 256<<20 {
+		t.Errorf("worker %+v, maxBytes %d: want 16, 10 and 256 MiB", w, c.Rules[0].Batch.MaxBytes)
+	}
+	for _, bad := range []json.Number{"16.5", "1e30"} {
+		doc := mutate(t, func(d map[string]any) { obj(d, "settings")["worker"] = map[string]any{"concurrency": bad} })
+		if _, err := Parse(doc); err == nil || !strings.Contains(err.Error(), "settings.worker.concurrency") {
+			t.Errorf("concurrency %s: %v, want it refused", bad, err)
+		}
+	}
+	for _, zero := range []json.Number{"-0", "0.0", "-0e3"} {
+		doc := mutate(t, func(d map[string]any) { obj(d, "settings")["adaptive"] = map[string]any{"maxLevel": zero} })
+		if _, err := Parse(doc); err == nil || !strings.Contains(err.Error(), "settings.adaptive.maxLevel") {
+			t.Errorf("maxLevel %s: %v, want it refused as 0 is", zero, err)
+		}
+	}
+}
+
 func TestMatches(t *testing.T) {
 	r := Rule{SourceBucket: "b", Prefix: "logs/", Suffix: ".json", Ignore: []string{"*/_tmp/*", "*.bak.json"}}
 	cases := map[string]bool{

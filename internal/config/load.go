@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"reflect"
 	"sort"
@@ -90,6 +91,7 @@ func Parse(data []byte) (*Config, error) {
 	if dec.More() {
 		return nil, syntaxError(data, errors.New("unexpected data after the top-level object"))
 	}
+	raw = wholeNumbers(raw)
 	var errs Errors
 	checkDuplicateKeys(&errs, data)
 	checkNoLevelZero(&errs, raw)
@@ -133,6 +135,30 @@ func checkNoLevelZero(errs *Errors, raw any) {
 			errs.add("settings.adaptive."+name, "0 is no level (1 is zstd's fastest positive one, -1 the slowest negative); leave it out for the default")
 		}
 	}
+}
+
+// wholeNumbers writes every number of v that is a whole one (8.0, 1e1,
+// -0) as an integer: JSON Schema's "integer" takes them, and the document
+// an editor checked against the schema must load.
+func wholeNumbers(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, e := range v {
+			v[k] = wholeNumbers(e)
+		}
+	case []any:
+		for i, e := range v {
+			v[i] = wholeNumbers(e)
+		}
+	case json.Number:
+		if _, err := v.Int64(); err == nil && v.String() != "-0" {
+			return v
+		}
+		if f, err := v.Float64(); err == nil && f == math.Trunc(f) && math.Abs(f) <= 1<<53 {
+			return json.Number(strconv.FormatInt(int64(f), 10))
+		}
+	}
+	return v
 }
 
 // syntaxError turns a decoder error into one naming line:column.

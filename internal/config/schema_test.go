@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -137,12 +138,13 @@ func jsonType(v any, typ string) bool {
 		_, ok := v.(json.Number)
 		return ok
 	case "integer":
+		// JSON Schema's: any number without a fraction (8.0, 1e1).
 		n, ok := v.(json.Number)
 		if !ok {
 			return false
 		}
-		_, err := n.Int64()
-		return err == nil
+		f, err := n.Float64()
+		return err == nil && f == math.Trunc(f)
 	}
 	return false
 }
