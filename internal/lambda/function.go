@@ -144,12 +144,18 @@ func New(ctx context.Context, env Env, awsCfg aws.Config, stdout io.Writer) (*Fu
 func (f *Function) Invoke(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	// Deferred: a handler that panics (the runtime reports it) has still
+	// counted what it did.
+	defer f.flush()
 	f.refresh(ctx)
-	resp, err := f.handler(ctx, ev)
-	if ferr := f.emf.Flush(f.now()); ferr != nil {
-		f.log.Warn("flushing metrics", zap.Error(ferr))
+	return f.handler(ctx, ev)
+}
+
+// flush writes the metrics counted since the last flush as EMF lines.
+func (f *Function) flush() {
+	if err := f.emf.Flush(f.now()); err != nil {
+		f.log.Warn("flushing metrics", zap.Error(err))
 	}
-	return resp, err
 }
 
 // refresh reads the document again once ConfigTTL has passed and rebuilds
@@ -219,6 +225,10 @@ func (f *Function) Shutdown() {
 		defer cancel()
 		(*stop)(ctx)
 	}
+	// What the background loops and the stop counted since the last
+	// invocation (a statistics write that failed, a sweep): its lines
+	// would go with the environment.
+	f.flush()
 }
 
 func (f *Function) buildSource(ctx context.Context, cfg *config.Config) (func(context.Context, events.SQSEvent) (events.SQSEventResponse, error), func(context.Context), error) {
