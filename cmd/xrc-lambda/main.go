@@ -27,14 +27,9 @@ func main() {
 	if err != nil {
 		os.Exit(app.Exit(err))
 	}
-	f, err := lambda.New(ctx, env, awsCfg, os.Stdout)
-	if err != nil {
-		// Lambda reports a failed init and tries it again on the next
-		// invocation. The batch that invoked it is already received: its
-		// messages come back after their visibility timeout, each a
-		// receive nearer its DLQ.
-		os.Exit(app.Exit(err))
-	}
+	// A failed cold start is logged, and tried again at the next
+	// invocation (lambda.Starter).
+	f := lambda.Start(ctx, env, awsCfg, os.Stdout)
 	// With SIGTERM enabled Lambda tells the function when it retires the
 	// environment, so what the worker has not written yet is not lost.
 	awslambda.StartWithOptions(f.Invoke, awslambda.WithEnableSIGTERM(f.Shutdown))

@@ -158,3 +158,38 @@ func TestTargetFunctionSweepsUploads(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// TestFailedColdStartTriedAgain: a cold start that cannot build the
+// function (its config unreadable) does not end the environment; the
+// invocation hands its batch back failed after trying again, and the next
+// one, once the config reads, is handled.
+func TestFailedColdStartTriedAgain(t *testing.T) {
+	f := setup(t, nil)
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "config.json") // not there yet
+	var out syncBuffer
+	s := lambda.Start(ctx, lambda.Env{Role: lambda.RoleTarget, ConfigTTL: time.Hour,
+		Flags: app.Flags{Config: path, Region: "eu-west-1", QueueURL: f.targetURL()}}, f.aws, &out)
+	if !strings.Contains(out.String(), "not started: tried again at the next invocation") {
+		t.Fatalf("the failed cold start not logged:\n%s", out.String())
+	}
+	short, cancel := context.WithTimeout(ctx, 4*time.Second)
+	defer cancel()
+	ev := events.SQSEvent{Records: []events.SQSMessage{{MessageId: "m1", Body: "{}"}}}
+	resp, err := s.Invoke(short, ev)
+	if err != nil || len(resp.BatchItemFailures) != 1 || resp.BatchItemFailures[0].ItemIdentifier != "m1" {
+		t.Fatalf("invoked unbuilt: %+v, %v; want its one message failed", resp, err)
+	}
+	doc, err := json.Marshal(f.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, doc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	resp, err = s.Invoke(ctx, events.SQSEvent{})
+	if err != nil || resp.BatchItemFailures == nil || len(resp.BatchItemFailures) > 0 {
+		t.Fatalf("empty batch once the config reads: %+v, %v", resp, err)
+	}
+	s.Shutdown()
+}
