@@ -244,6 +244,9 @@ func (f *Function) buildSource(ctx context.Context, cfg *config.Config) (func(co
 	}
 	q := queue.New(sqsClient, url)
 	table := stats.New(dynamodb.NewFromConfig(f.aws), cfg.TableName(), time.Now)
+	short := *cfg // the benchmark runs in init (Prepare): see initBenchmark
+	short.Settings.Adaptive.Benchmark = config.Duration(initBenchmark(cfg.Settings.Adaptive.Benchmark.D(), cfg.Settings.Lambda.MemoryMB))
+	cfg = &short
 	w, err := source.New(source.Deps{
 		Config: cfg, Region: region.Name, RuleIDs: rules, Queue: q,
 		S3: awsapi.S3(f.aws, region), Log: f.log, Metrics: f.srcMetrics, Stats: table, Leases: table,
@@ -259,6 +262,17 @@ func (f *Function) buildSource(ctx context.Context, cfg *config.Config) (func(co
 	stop := func(ctx context.Context) { w.Close(ctx); cancel() }
 	h := NewSource(SourceOptions{Worker: w, Queue: q, Margin: cfg.Settings.Lambda.Margin.D(), MaxReceive: cfg.Settings.Worker.MaxReceiveCount, Log: f.log, Metrics: f.srcMetrics.Metrics})
 	return h.Handle, stop, nil
+}
+
+// initBenchmark is the CPU time of a source function's start-up
+// benchmark: the configured one, cut so that it takes about 2 s at most.
+// It runs in Lambda's init (10 s at most, with the config read and the
+// statistics loaded), on the share of a vCPU the function's memory buys
+// (one at 1,769 MB), and decoding adds a quarter to it; up to 10 s may be
+// configured for Fargate tasks, which have the time.
+func initBenchmark(configured time.Duration, memoryMB int) time.Duration {
+	share := min(1, float64(memoryMB)/config.DefaultLambdaMemoryMB)
+	return min(configured, time.Duration(float64(2*time.Second)/1.25*share))
 }
 
 func (f *Function) buildTarget(ctx context.Context, cfg *config.Config) (func(context.Context, events.SQSEvent) (events.SQSEventResponse, error), func(context.Context), error) {

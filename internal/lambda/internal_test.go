@@ -493,3 +493,29 @@ func TestReleaseWithinTheInvocation(t *testing.T) {
 		}
 	}
 }
+
+// TestInitBenchmark: the start-up benchmark of a source function fits in
+// about 2 s of Lambda's init whatever the config and memory; the
+// configured one when it does.
+func TestInitBenchmark(t *testing.T) {
+	for _, c := range []struct {
+		configured time.Duration
+		memoryMB   int
+		want       time.Duration
+	}{
+		{time.Second, 1769, time.Second},
+		{10 * time.Second, 1769, 1600 * time.Millisecond},
+		{10 * time.Second, 10240, 1600 * time.Millisecond},
+		{time.Second, 512, 463 * time.Millisecond},
+		{time.Second, 128, 116 * time.Millisecond},
+		{100 * time.Millisecond, 128, 100 * time.Millisecond},
+	} {
+		got := initBenchmark(c.configured, c.memoryMB)
+		if got.Round(time.Millisecond) != c.want {
+			t.Errorf("initBenchmark(%v, %d MB) = %v, want %v", c.configured, c.memoryMB, got, c.want)
+		}
+		if wall := time.Duration(float64(got) * 1.25 / min(1, float64(c.memoryMB)/1769)); wall > 2*time.Second+time.Millisecond {
+			t.Errorf("initBenchmark(%v, %d MB): about %v of init", c.configured, c.memoryMB, wall)
+		}
+	}
+}
