@@ -77,6 +77,14 @@ func (w *Worker) resolve(stagingKey string, m *manifest.Manifest) (*plan, error)
 			continue
 		}
 		for j, d := range o.Destinations {
+			if d.Region != w.Region {
+				// Another region's target judges it, by its own config:
+				// checked here, a change to one region's destinations
+				// would make every other region refuse the rule's
+				// archives while the regions' configs differ, and those
+				// archives for good.
+				continue
+			}
 			proposed := config.Route{Region: d.Region, Bucket: d.Bucket, Key: d.Key, StorageClass: d.StorageClass, KMSKeyID: d.KMSKeyID}
 			if !slices.Contains(routes, proposed) {
 				problem(i, o, "destinations[%d] %s is not where rule %s sends this key (%s)", j, describe(proposed), rule.ID, describeAll(routes))

@@ -767,6 +767,30 @@ func TestMemberTooLargeForTheWorker(t *testing.T) {
 	}
 }
 
+// TestOtherRegionsDestinationsAreTheirs: a manifest's destinations in
+// other regions are for those regions' targets to judge by their own
+// configs; one that this region's config does not have (another region's
+// destinations changed, and its config deployed first) does not make this
+// region refuse the archive.
+func TestOtherRegionsDestinationsAreTheirs(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t, nil)
+	ctx := context.Background()
+	dst := p.cfg.Rules[0].Destinations[0].Bucket
+	staging := p.cfg.Settings.Regions[1].StagingBucket
+	k := "data/regions/a.txt"
+	m, objs := p.objectArchive("regions-1", k, seqAt(1), []byte("for eu-west-1"))
+	m.Objects[0].Destinations = append(m.Objects[0].Destinations, manifest.Destination{Region: "ap-south-1", Bucket: "elsewhere", Key: k})
+	key := "r1/regions-1.tar.zst"
+	p.stage(t, key, m, objs)
+	if err := p.targetWorker(t, deliver.Deps{}).Deliver(ctx, staging, key); err != nil {
+		t.Fatal(err)
+	}
+	if !p.exists(t, dst, k) {
+		t.Error("not written")
+	}
+}
+
 // TestSmallObjectsShareTheUploadMemory: the buffers of small objects are
 // held within the worker's upload memory, as part buffers are: eight
 // objects of 1 MiB each, concurrency 8 and 3 MiB to hold them in, are
