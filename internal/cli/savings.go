@@ -185,7 +185,7 @@ func savings(ctx context.Context, args []string, env Env) error {
 func prices(cfg *config.Config, r *config.Rule, fleet stats.Fleet) stats.Prices {
 	m := adaptive.RuleModel(cfg, r)
 	m.DecodeSeconds = fleet.DecodeSeconds
-	return stats.Prices{Model: m, FixedPerMonth: cfg.Settings.Prices.FixedPerMonth}
+	return stats.Prices{Model: m, FixedPerMonth: cfg.Settings.Prices.FixedPerMonth, Requests: stats.RequestPrices(cfg.Settings.Prices), Deletes: r.Deletes}
 }
 
 func printSavings(env Env, rep savingsReport) {
@@ -193,6 +193,10 @@ func printSavings(env Env, rep savingsReport) {
 		stats.Period(rep.From, rep.To), strconv.FormatFloat(rep.Prices.TransferPerGB, 'f', -1, 64),
 		strconv.FormatFloat(rep.Prices.VCPUHour, 'f', -1, 64), strconv.FormatFloat(rep.Prices.FargateGBHour, 'f', -1, 64),
 		strconv.FormatFloat(rep.Prices.LambdaGBSecond, 'f', -1, 64), stats.Dollars(rep.Prices.FixedPerMonth))
+	fmt.Fprintf(env.Stdout, "requests beyond S3 Replication's: S3 PUT $%s and GET $%s a thousand, SQS $%s and DynamoDB writes $%s, reads $%s a million\n",
+		strconv.FormatFloat(rep.Prices.S3PutPer1000, 'f', -1, 64), strconv.FormatFloat(rep.Prices.S3GetPer1000, 'f', -1, 64),
+		strconv.FormatFloat(rep.Prices.SQSPerMillion, 'f', -1, 64), strconv.FormatFloat(rep.Prices.DynamoDBWritePerMillion, 'f', -1, 64),
+		strconv.FormatFloat(rep.Prices.DynamoDBReadPerMillion, 'f', -1, 64))
 	rule := ""
 	var tw *tabwriter.Writer
 	for _, l := range rep.Lines {
@@ -206,14 +210,14 @@ func printSavings(env Env, rep savingsReport) {
 			}
 			fmt.Fprintln(env.Stdout, ")")
 			tw = tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-			fmt.Fprintln(tw, "class\tobjects\tbytes in\tacross regions\tratio\twithout xrc\twith xrc\tcompute\tnet saving\tlearnt\tlevel mix\t")
+			fmt.Fprintln(tw, "class\tobjects\tbytes in\tacross regions\tratio\twithout xrc\twith xrc\tcompute\trequests\tnet saving\tlearnt\tlevel mix\t")
 		}
 		class := string(l.Class)
 		if class == "" {
 			class = "total"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%.2f\t%s\t%s\t%s\t%s\t%s\t%s\t\n", class, l.Objects, stats.Bytes(l.BytesIn), stats.Bytes(l.BytesAcross),
-			l.Ratio, stats.Dollars(l.WithoutXRC), stats.Dollars(l.WithXRC), stats.Dollars(l.Compute), stats.Dollars(l.NetSaving), or(l.Choice, "-"), stats.Mix(l.Levels))
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%.2f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", class, l.Objects, stats.Bytes(l.BytesIn), stats.Bytes(l.BytesAcross),
+			l.Ratio, stats.Dollars(l.WithoutXRC), stats.Dollars(l.WithXRC), stats.Dollars(l.Compute), stats.Dollars(l.Requests), stats.Dollars(l.NetSaving), or(l.Choice, "-"), stats.Mix(l.Levels))
 		if l.Class == "" {
 			tw.Flush()
 			var c computeLine
@@ -227,6 +231,9 @@ func printSavings(env Env, rep savingsReport) {
 				fmt.Fprintln(env.Stdout, "break-even: unknown: no statistics in the period")
 			case l.BytesIn == 0:
 				fmt.Fprintln(env.Stdout, "break-even: unknown: only empty objects in the period")
+			case l.NetSaving <= 0 && l.Requests > 0 && l.WithoutXRC-l.WithXRC-l.Compute > 0:
+				fmt.Fprintf(env.Stdout, "break-even: none: at a mean object of %s, xrc's requests cost more than the transfer it saves: objects this small are cheaper on S3 Replication\n",
+					stats.Bytes(l.BytesIn/int64(l.Objects)))
 			case c.Compute == string(config.ComputeLambda):
 				fmt.Fprintln(env.Stdout, "break-even: none needed: the rule's source runs on Lambda, which costs nothing while idle")
 			case l.BreakEvenGiBPerMonth > 0:

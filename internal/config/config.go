@@ -76,6 +76,14 @@ const (
 	DefaultLambdaGBSecond        = 0.0000133334
 	DefaultLambdaPerMillion      = 0.20
 	DefaultFargateGBHour         = 0.00137 // Fargate Spot arm64 memory
+
+	// Request prices (settings.prices), us-east-1, late 2026: S3 Standard
+	// PUT and GET, SQS standard, DynamoDB on-demand.
+	DefaultS3PutPer1000            = 0.005
+	DefaultS3GetPer1000            = 0.0004
+	DefaultSQSPerMillion           = 0.40
+	DefaultDynamoDBWritePerMillion = 0.625
+	DefaultDynamoDBReadPerMillion  = 0.125
 )
 
 // Config is the whole deployment document.
@@ -206,6 +214,17 @@ type Prices struct {
 	// million invocations).
 	LambdaGBSecond   float64 `json:"lambdaGBSecond,omitempty"`
 	LambdaPerMillion float64 `json:"lambdaPerMillion,omitempty"`
+	// Request prices: what xrc's requests cost beyond S3 Replication's
+	// (the source's reads, the events' SQS requests, each archive's
+	// staging, replication, reading and ledger, tombstone reads), which
+	// xrc savings charges against the transfer saved. S3's are per
+	// thousand requests, SQS's per million, DynamoDB's per million
+	// request units.
+	S3PutPer1000            float64 `json:"s3PutPer1000,omitempty"`
+	S3GetPer1000            float64 `json:"s3GetPer1000,omitempty"`
+	SQSPerMillion           float64 `json:"sqsPerMillion,omitempty"`
+	DynamoDBWritePerMillion float64 `json:"dynamoDBWritePerMillion,omitempty"`
+	DynamoDBReadPerMillion  float64 `json:"dynamoDBReadPerMillion,omitempty"`
 }
 
 // Lambda sizes the workers' Lambda functions (package lambda, the CDK
@@ -486,6 +505,15 @@ func (c *Config) applyDefaults() {
 	}
 	if s.Prices.LambdaPerMillion == 0 {
 		s.Prices.LambdaPerMillion = DefaultLambdaPerMillion
+	}
+	for _, d := range []struct {
+		v   *float64
+		def float64
+	}{{&s.Prices.S3PutPer1000, DefaultS3PutPer1000}, {&s.Prices.S3GetPer1000, DefaultS3GetPer1000}, {&s.Prices.SQSPerMillion, DefaultSQSPerMillion},
+		{&s.Prices.DynamoDBWritePerMillion, DefaultDynamoDBWritePerMillion}, {&s.Prices.DynamoDBReadPerMillion, DefaultDynamoDBReadPerMillion}} {
+		if *d.v == 0 {
+			*d.v = d.def
+		}
 	}
 	l := &s.Lambda
 	for _, d := range []struct {

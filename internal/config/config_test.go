@@ -982,6 +982,11 @@ func TestSchemaMatchesGo(t *testing.T) {
 		{"fargateGBHour default", num(settings("prices", "properties", "fargateGBHour"), "default"), DefaultFargateGBHour},
 		{"lambdaGBSecond default", num(settings("prices", "properties", "lambdaGBSecond"), "default"), DefaultLambdaGBSecond},
 		{"lambdaPerMillion default", num(settings("prices", "properties", "lambdaPerMillion"), "default"), DefaultLambdaPerMillion},
+		{"s3PutPer1000 default", num(settings("prices", "properties", "s3PutPer1000"), "default"), DefaultS3PutPer1000},
+		{"s3GetPer1000 default", num(settings("prices", "properties", "s3GetPer1000"), "default"), DefaultS3GetPer1000},
+		{"sqsPerMillion default", num(settings("prices", "properties", "sqsPerMillion"), "default"), DefaultSQSPerMillion},
+		{"dynamoDBWritePerMillion default", num(settings("prices", "properties", "dynamoDBWritePerMillion"), "default"), DefaultDynamoDBWritePerMillion},
+		{"dynamoDBReadPerMillion default", num(settings("prices", "properties", "dynamoDBReadPerMillion"), "default"), DefaultDynamoDBReadPerMillion},
 		{"lambda memoryMB minimum", num(settings("lambda", "properties", "memoryMB"), "minimum"), float64(minLambdaMemoryMB)},
 		{"lambda memoryMB maximum", num(settings("lambda", "properties", "memoryMB"), "maximum"), float64(maxLambdaMemoryMB)},
 		{"lambda memoryMB default", num(settings("lambda", "properties", "memoryMB"), "default"), float64(DefaultLambdaMemoryMB)},
@@ -1006,13 +1011,15 @@ func TestSchemaMatchesGo(t *testing.T) {
 			t.Errorf("%s: schema says %v, Go %v", c.name, c.got, c.want)
 		}
 	}
-	for _, p := range []string{"transferPerGB", "vcpuHour", "fixedPerMonth", "fargateGBHour", "lambdaGBSecond", "lambdaPerMillion"} {
+	prices := []string{"transferPerGB", "vcpuHour", "fixedPerMonth", "fargateGBHour", "lambdaGBSecond", "lambdaPerMillion",
+		"s3PutPer1000", "s3GetPer1000", "sqsPerMillion", "dynamoDBWritePerMillion", "dynamoDBReadPerMillion"}
+	for _, p := range prices {
 		if m := settings("prices", "properties", p); m["minimum"] != float64(minPrice) {
 			t.Errorf("prices.%s minimum: schema says %v, Go %v", p, m["minimum"], minPrice)
 		}
 	}
-	if n := len(settings("prices", "properties")); n != 6 {
-		t.Errorf("prices: %d in the schema, 6 checked", n)
+	if n := len(settings("prices", "properties")); n != len(prices) {
+		t.Errorf("prices: %d in the schema, %d checked", n, len(prices))
 	}
 	var classes []string
 	for _, c := range rule("destinations", "items", "properties", "storageClass")["enum"].([]any) {

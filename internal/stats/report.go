@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/xrc-dev/xrc/internal/adaptive"
+	"github.com/xrc-dev/xrc/internal/config"
 )
 
 // Prices are what a rule's report charges: transfer and CPU as the
@@ -16,6 +17,72 @@ import (
 type Prices struct {
 	Model         adaptive.Model
 	FixedPerMonth float64
+	Requests      Requests
+	// Deletes: the rule propagates deletes, so every write a target
+	// makes reads the tombstones first (and again after).
+	Deletes bool
+}
+
+// Requests are AWS's request prices, $ per request (or request unit).
+type Requests struct {
+	S3Put, S3Get, SQS, DynamoDBWrite, DynamoDBRead float64
+}
+
+// RequestPrices are the config's request prices, $ per request.
+func RequestPrices(p config.Prices) Requests {
+	return Requests{S3Put: p.S3PutPer1000 / 1e3, S3Get: p.S3GetPer1000 / 1e3, SQS: p.SQSPerMillion / 1e6,
+		DynamoDBWrite: p.DynamoDBWritePerMillion / 1e6, DynamoDBRead: p.DynamoDBReadPerMillion / 1e6}
+}
+
+// RequestCost is what moving objects (in bytes, in archives holding out
+// bytes) through xrc costs in requests beyond S3 Replication's.
+func (p Prices) RequestCost(objects int, in int64, archives int, out int64, delivered int) float64 {
+	return p.objectRequests(objects, in, delivered) + p.archiveRequests(float64(archives), out, delivered)
+}
+
+// Request counts behind Requests' charges, beyond what S3 Replication
+// makes (the destination writes, one per object and region, are in both):
+const (
+	// sqsPerObject: an event's message sent by S3, then received and
+	// deleted ten at a time.
+	sqsPerObject = 1.2
+	// sqsPerArchive: a staged archive's event in a target region, sent,
+	// received and deleted alone.
+	sqsPerArchive = 3
+	// readWhole: objects up to this size are read by one GET, larger
+	// ones by a HEAD and a GET (source.inlineMax).
+	readWhole = 256 << 10
+	// stagingPart: a staging upload's part size, below which it is one
+	// PUT (source.partSize at its smallest).
+	stagingPart = 8 << 20
+)
+
+// objectRequests is what n objects of in bytes cost in requests
+// beyond S3 Replication's: the source reading each, its event's SQS
+// requests, and with deletes two tombstone reads a region delivered to.
+func (p Prices) objectRequests(n int, in int64, delivered int) float64 {
+	if n <= 0 {
+		return 0
+	}
+	gets := float64(n)
+	if in/int64(n) > readWhole {
+		gets *= 2
+	}
+	c := gets*p.Requests.S3Get + float64(n)*sqsPerObject*p.Requests.SQS
+	if p.Deletes {
+		c += float64(n) * 2 * float64(delivered) * p.Requests.DynamoDBRead
+	}
+	return c
+}
+
+// archiveRequests is what archives holding out bytes cost in requests:
+// the staging upload (a PUT a part) and the statistics write; in each
+// region crossed to, the replication; in each delivered to, the
+// archive's GET, its event's SQS requests and the ledger's write.
+func (p Prices) archiveRequests(archives float64, out int64, delivered int) float64 {
+	r := p.Requests
+	return archives*(r.S3Put*float64(1+p.Model.Regions)+r.DynamoDBWrite+float64(delivered)*(r.S3Get+sqsPerArchive*r.SQS+r.DynamoDBWrite)) +
+		float64(out)/stagingPart*r.S3Put
 }
 
 // Transfer is what moving bytes to regions costs at perGiB.
@@ -38,11 +105,18 @@ type Line struct {
 	WithoutXRC  float64            `json:"transferWithoutXrc"`
 	WithXRC     float64            `json:"transferWithXrc"`
 	Compute     float64            `json:"compute"`
-	NetSaving   float64            `json:"netSaving"`
+	// Requests is what xrc's requests cost beyond S3 Replication's
+	// (Prices.Requests); it decides the saving of small objects.
+	Requests  float64 `json:"requests"`
+	NetSaving float64 `json:"netSaving"`
 	// BreakEvenGiBPerMonth is the monthly input at which the net saving
 	// covers Prices.FixedPerMonth (0 when it never does).
 	BreakEvenGiBPerMonth float64 `json:"breakEvenGiBPerMonth"`
 	Choice               string  `json:"learntChoice,omitempty"`
+
+	// Requests' parts: per object and per archive (Project scales each
+	// its own way).
+	objectReqs, archiveReqs float64
 }
 
 // Summarise turns one rule's hourly statistics into a line per class and
@@ -55,6 +129,14 @@ func Summarise(rule string, decoders int, hs []Hourly, p Prices, choices map[ada
 	total := &Line{Rule: rule, Regions: regions}
 	totalArms := map[string]int64{}
 	var classes []adaptive.Class
+	// An archive counts once in each of its classes and arms: an hour's
+	// archives are at least its most counted row's, shared out by
+	// objects.
+	archives, objects := map[time.Time]int{}, map[time.Time]int{}
+	for _, h := range hs {
+		archives[h.Hour] = max(archives[h.Hour], h.Archives)
+		objects[h.Hour] += h.Objects
+	}
 	for _, h := range hs {
 		l := byClass[h.Class]
 		if l == nil {
@@ -72,6 +154,11 @@ func Summarise(rule string, decoders int, hs []Hourly, p Prices, choices map[ada
 			if h.Arm != adaptive.Store {
 				x.CPUSeconds += decodeSeconds * float64(h.In) * float64(decoders)
 				x.Compute += decodeSeconds * float64(h.In) * p.Model.DecodeVCPUSecond
+			}
+			x.objectReqs += p.objectRequests(h.Objects, h.In, decoders)
+			if objects[h.Hour] > 0 {
+				share := float64(archives[h.Hour]) * float64(h.Objects) / float64(objects[h.Hour])
+				x.archiveReqs += p.archiveRequests(share, h.Out+h.Frame, decoders)
 			}
 		}
 		armBytes[h.Class][h.Arm.String()] += h.In
@@ -101,11 +188,15 @@ func Project(l Line, bytes int64, objects int, p Prices) Line {
 		return Line{Rule: l.Rule, Class: l.Class, Regions: l.Regions}
 	}
 	f := float64(bytes) / float64(l.BytesIn)
-	l.Objects = objects
 	l.BytesIn = bytes
 	l.BytesOut = int64(float64(l.BytesOut) * f)
 	l.CPUSeconds *= f
 	l.Compute *= f
+	if l.Objects > 0 {
+		l.objectReqs *= float64(objects) / float64(l.Objects)
+	}
+	l.archiveReqs *= f
+	l.Objects = objects
 	return price(l, p)
 }
 
@@ -126,7 +217,8 @@ func price(l Line, p Prices) Line {
 	}
 	l.WithoutXRC = Transfer(l.BytesIn, l.Regions, p.Model.TransferPerGiB)
 	l.WithXRC = Transfer(l.BytesOut, l.Regions, p.Model.TransferPerGiB)
-	l.NetSaving = l.WithoutXRC - l.WithXRC - l.Compute
+	l.Requests = l.objectReqs + l.archiveReqs
+	l.NetSaving = l.WithoutXRC - l.WithXRC - l.Compute - l.Requests
 	if perGiB := l.NetSaving / (float64(l.BytesIn) / adaptive.GiB); l.BytesIn > 0 && perGiB > 0 {
 		l.BreakEvenGiBPerMonth = p.FixedPerMonth / perGiB
 	}

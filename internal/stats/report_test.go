@@ -117,3 +117,39 @@ func TestMiddle(t *testing.T) {
 		}
 	}
 }
+
+// TestRequestsDecideSmallObjects: what xrc's requests cost beyond S3
+// Replication's (the source's GET, the events' SQS requests, each
+// archive's), at AWS's prices: for a million objects of 4 KiB compressed
+// 3:1 to one region they cost more than the transfer saves, and the net
+// saving says so; for objects of 1 MiB they are about a tenth of it.
+// Before, requests were left out and 4 KiB objects showed a saving.
+func TestRequestsDecideSmallObjects(t *testing.T) {
+	p := Prices{Model: adaptive.Model{TransferPerGiB: 0.02, Regions: 1},
+		Requests: Requests{S3Put: 0.005 / 1e3, S3Get: 0.0004 / 1e3, SQS: 0.40 / 1e6, DynamoDBWrite: 0.625 / 1e6, DynamoDBRead: 0.125 / 1e6}}
+	line := func(size int64, p Prices) Line {
+		const n = 1_000_000
+		h := Hourly{Rule: "r", Delta: Delta{Class: adaptive.CSV, Arm: 3, In: n * size, Out: n * size / 3, Objects: n, Archives: n / 1000}}
+		return Summarise("r", 1, []Hourly{h}, p, nil)[1]
+	}
+	small := line(4<<10, p)
+	// $0.0004 a thousand GETs, 1.2 SQS requests at $0.40 a million: $0.88
+	// a million objects, and a thousand archives' few cents.
+	if small.Requests < 0.88 || small.Requests > 0.95 || small.NetSaving >= 0 {
+		t.Errorf("a million 4 KiB objects: transfer saved %s, requests %s, net %s; want requests of about $0.89 outweighing it",
+			Dollars(small.WithoutXRC-small.WithXRC), Dollars(small.Requests), Dollars(small.NetSaving))
+	}
+	large := line(1<<20, p)
+	if saved := large.WithoutXRC - large.WithXRC; large.Requests > saved/5 || large.NetSaving <= 0 {
+		t.Errorf("a million 1 MiB objects: transfer saved %s, requests %s", Dollars(saved), Dollars(large.Requests))
+	}
+	// With deletes, every write a target makes reads the tombstones twice.
+	p.Deletes = true
+	if withDeletes := line(4<<10, p); withDeletes.Requests-small.Requests < 0.24 {
+		t.Errorf("tombstone reads of a million objects: %s", Dollars(withDeletes.Requests-small.Requests))
+	}
+	// A projection scales requests by objects (and archives by bytes).
+	if x := Project(small, 2*small.BytesIn, 2*small.Objects, Prices{}); math.Abs(x.Requests-2*small.Requests) > 1e-9 {
+		t.Errorf("projected to twice the objects: requests %v, want %v", x.Requests, 2*small.Requests)
+	}
+}
