@@ -22,7 +22,7 @@ func main() { os.Exit(app.Main("xrc-source", run)) }
 func run(ctx context.Context, p *app.Process) error {
 	rules, queueName, err := app.SourceRules(p.Config, p.Region, p.Flags)
 	if err != nil {
-		return err
+		return app.NotStarted(err)
 	}
 	sqsClient := sqs.NewFromConfig(p.AWS)
 	url, err := p.QueueURL(ctx, sqsClient, queueName)
@@ -48,7 +48,7 @@ func run(ctx context.Context, p *app.Process) error {
 		Health:  p.Health,
 	})
 	if err != nil {
-		return err
+		return app.NotStarted(err)
 	}
 	return w.Run(ctx)
 }

@@ -46,7 +46,7 @@ func run(ctx context.Context, p *app.Process) error {
 		Health:     p.Health,
 	})
 	if err != nil {
-		return err
+		return app.NotStarted(err)
 	}
 	return w.Run(ctx)
 }

@@ -109,7 +109,7 @@ func Main(name string, run func(ctx context.Context, p *Process) error) int {
 	defer stop()
 	p, err := Start(ctx, name, os.Args[1:], os.Getenv, os.Stdout)
 	if err != nil {
-		return Exit(notStarted(err))
+		return Exit(NotStarted(err))
 	}
 	err = run(ctx, p)
 	p.Stop()
@@ -205,12 +205,12 @@ func (p *Process) Stop() {
 func (p *Process) QueueURL(ctx context.Context, client *sqs.Client, name string) (string, error) {
 	url, err := QueueURL(ctx, client, p.Flags, name)
 	if err != nil {
-		return "", notStarted(err)
+		return "", NotStarted(err)
 	}
 	_, err = client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: &url,
 		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn}})
 	if err != nil {
-		return "", notStarted(fmt.Errorf("queue %s: %w", url, err))
+		return "", NotStarted(fmt.Errorf("queue %s: %w", url, err))
 	}
 	return url, nil
 }
@@ -239,11 +239,11 @@ func (p *Process) CheckTable(ctx context.Context, api TableGetter) error {
 		// Stopped while checking: not started, as a stop while the
 		// config loads (it went on, and ran the role's start on a
 		// cancelled context).
-		return notStarted(fmt.Errorf("checking DynamoDB table %s in %s: %w", table, p.Region, err))
+		return NotStarted(fmt.Errorf("checking DynamoDB table %s in %s: %w", table, p.Region, err))
 	case awsapi.Code(err) == "ResourceNotFoundException":
-		return notStarted(fmt.Errorf("DynamoDB table %s not found in %s: is the region's stack deployed, and settings.stackName its name? %w", table, p.Region, err))
+		return NotStarted(fmt.Errorf("DynamoDB table %s not found in %s: is the region's stack deployed, and settings.stackName its name? %w", table, p.Region, err))
 	case awsapi.IsAccessDenied(err):
-		return notStarted(fmt.Errorf("reading DynamoDB table %s in %s: %w", table, p.Region, err))
+		return NotStarted(fmt.Errorf("reading DynamoDB table %s in %s: %w", table, p.Region, err))
 	}
 	p.Log.Warn("DynamoDB table not read at start-up; going on", zap.String("table", table), zap.Error(err))
 	return nil
@@ -272,10 +272,11 @@ func QueueURL(ctx context.Context, client QueueURLGetter, f Flags, name string) 
 // exited 0 with not a line written.
 var ErrNotStarted = errors.New("not started")
 
-// notStarted wraps err in ErrNotStarted, unless it is a usage error or
-// -help, which say so themselves.
-func notStarted(err error) error {
-	if errors.Is(err, ErrUsage) || errors.Is(err, flag.ErrHelp) {
+// NotStarted wraps err, what kept a worker from starting, in
+// ErrNotStarted, unless it is a usage error or -help, which say so
+// themselves, or says so already.
+func NotStarted(err error) error {
+	if err == nil || errors.Is(err, ErrUsage) || errors.Is(err, flag.ErrHelp) || errors.Is(err, ErrNotStarted) {
 		return err
 	}
 	return fmt.Errorf("%w: %w", ErrNotStarted, err)

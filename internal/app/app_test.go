@@ -88,16 +88,22 @@ func TestStoppedWhileStarting(t *testing.T) {
 	time.AfterFunc(300*time.Millisecond, stop) // SIGTERM
 	_, err = Start(ctx, "xrc-test", []string{"-config", "ssm:///xrc/config", "-region", "us-east-1"}, func(string) string { return "" }, io.Discard)
 	var stderr bytes.Buffer
-	if code := exit(notStarted(err), &stderr); code != 1 || !strings.Contains(stderr.String(), "not started") || !strings.Contains(stderr.String(), "/xrc/config") {
+	if code := exit(NotStarted(err), &stderr); code != 1 || !strings.Contains(stderr.String(), "not started") || !strings.Contains(stderr.String(), "/xrc/config") {
 		t.Errorf("stopped while loading its config: exit %d, said %q; want 1, naming the parameter", code, stderr.String())
 	}
 	for _, c := range []struct {
 		err  error
 		code int
 	}{{flag.ErrHelp, 0}, {fmt.Errorf("%w: no config", ErrUsage), 2}, {errors.New("boom"), 1}, {fmt.Errorf("x: %w", context.Canceled), 1}} {
-		if got := exit(notStarted(c.err), io.Discard); got != c.code {
-			t.Errorf("exit(notStarted(%v)) = %d, want %d", c.err, got, c.code)
+		if got := exit(NotStarted(c.err), io.Discard); got != c.code {
+			t.Errorf("exit(NotStarted(%v)) = %d, want %d", c.err, got, c.code)
 		}
+	}
+	// The mains wrap what their role's set-up refused (XRC_RULES missing
+	// where rules share a region, the worker's own checks), which may
+	// have said it already.
+	if got := NotStarted(NotStarted(errors.New("rules share region"))).Error(); got != "not started: rules share region" {
+		t.Errorf("wrapped twice: %q", got)
 	}
 }
 
