@@ -180,6 +180,10 @@ func TestMetadataBudget(t *testing.T) {
 		{"room for all", user(maxMetadata - provenanceSize), all, false},
 		{"one byte short of the SHA-256", user(maxMetadata - provenanceSize + 1), all[:4], true},
 		{"room for the sequencer only", user(maxMetadata - headerPrefix - len(MetaSequencer) - len(base.Sequencer)), all[:1], true},
+		// The archive's mark without its id: older targets read ownership
+		// from this key alone.
+		{"room for the ordering keys and the archive's mark", user(maxMetadata - 3*headerPrefix - len(MetaSequencer) - len(base.Sequencer) -
+			len(MetaModified) - len("1795315730465") - len(MetaArchive) - len(archiveDropped)), all[:3], true},
 		{"full", user(maxMetadata), nil, true},
 	}
 	for _, tt := range tests {
@@ -213,6 +217,9 @@ func TestMetadataBudget(t *testing.T) {
 			}
 			if warned := logs.Len() > 0; warned != tt.warn {
 				t.Errorf("warned %v, want %v", warned, tt.warn)
+			}
+			if a, ok := md[MetaArchive]; ok && a != m.ArchiveID && a != archiveDropped {
+				t.Errorf("archive key %q: want the id or %q", a, archiveDropped)
 			}
 			if len(md) != len(tt.user)+len(got) {
 				t.Errorf("metadata has %d keys, want %d user + %d provenance", len(md), len(tt.user), len(got))

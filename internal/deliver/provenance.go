@@ -27,6 +27,10 @@ const (
 	MetaSHA256    = "xrc-sha256"  // hex SHA-256 of the bytes
 )
 
+// archiveDropped stands for the archive id where the metadata budget has
+// no room for it.
+const archiveDropped = "-"
+
 // provenanceKeys are every key xrc writes, in the order the metadata budget
 // keeps them: ordering first (sequencer, time: short, and what keeps an
 // older write from replacing a newer one), then the archive id.
@@ -202,6 +206,12 @@ func (w *Worker) metadata(m *manifest.Manifest, o *manifest.Object, sum []byte) 
 		v := value(k)
 		if v == "" {
 			continue
+		}
+		if k == MetaArchive && used+headerPrefix+len(k)+len(v) > maxMetadata {
+			// Targets before any provenance key marked xrc's write read
+			// only this one: a mark without the id keeps them from
+			// taking the object for another's during a rolling deploy.
+			v = archiveDropped
 		}
 		if used+headerPrefix+len(k)+len(v) > maxMetadata {
 			w.Log.Warn("user metadata leaves no room for this xrc provenance key; with no ordering key left, ordering falls back to overwrite",

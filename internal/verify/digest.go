@@ -92,7 +92,7 @@ func ParseProvenance(md map[string]string) (p Provenance, ok bool) {
 	if !deliver.WrittenByXRC(md) {
 		return Provenance{}, false
 	}
-	p.Archive = md[deliver.MetaArchive] // "" when the metadata budget dropped it
+	p.Archive = md[deliver.MetaArchive] // "" or "-" when the metadata budget had no room for it
 	p.Sequencer = md[deliver.MetaSequencer]
 	p.Version = md[deliver.MetaVersion]
 	if ms, err := strconv.ParseInt(md[deliver.MetaModified], 10, 64); err == nil && ms > 0 && ms < maxMillis {
