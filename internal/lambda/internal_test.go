@@ -392,6 +392,8 @@ func TestAbandonEndsInTime(t *testing.T) {
 // batch that takes longer than the invocation.
 type slowPacker struct{}
 
+func (slowPacker) Restaged([]source.Staging) {}
+
 func (slowPacker) Match(ref xevents.ObjectRef, sent time.Time, done func(error), _ *zap.Logger) ([]source.Item, bool) {
 	return []source.Item{{Ref: ref, Rule: &config.Rule{ID: "r1"}, Sent: sent, Done: done}}, true
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/xrc-dev/xrc/internal/config"
 	xevents "github.com/xrc-dev/xrc/internal/events"
 	"github.com/xrc-dev/xrc/internal/source"
+	"github.com/xrc-dev/xrc/internal/stats"
 	"github.com/xrc-dev/xrc/internal/worker"
 )
 
@@ -21,6 +22,9 @@ import (
 type Packer interface {
 	Match(ref xevents.ObjectRef, sent time.Time, done func(error), log *zap.Logger) ([]source.Item, bool)
 	Pack(ctx context.Context, rule *config.Rule, items []source.Item, closed time.Time)
+	// Restaged: objects of messages reported failed, which come back,
+	// will be staged again (source.Item.Staged).
+	Restaged(staged []source.Staging)
 }
 
 // builders is how many archives an invocation builds at once, as the
@@ -70,7 +74,14 @@ type tracked struct {
 	out       outcome
 	mu        sync.Mutex
 	pending   int
-	permanent bool // every failure is one no retry can fix
+	permanent bool             // every failure is one no retry can fix
+	staged    []source.Staging // what the message's objects added to the statistics
+}
+
+func (t *tracked) record(rule string, d stats.Delta) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.staged = append(t.staged, source.Staging{Rule: rule, Delta: d})
 }
 
 func (t *tracked) settle(err error) {
@@ -116,6 +127,9 @@ func (h *Source) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEven
 		}
 		for _, ref := range parsed.Refs {
 			mine, matched := h.w.Match(ref, t.out.msg.SentAt, t.settle, log)
+			for i := range mine {
+				mine[i].Staged = t.record
+			}
 			if !matched {
 				log.Info("no rule covers object; acknowledging", zap.String("bucket", ref.Bucket), zap.String("key", ref.Key))
 			}
@@ -150,6 +164,10 @@ func (h *Source) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEven
 		}
 		if t.out.err != nil && !t.out.final {
 			t.out.final = t.permanent || (h.maxReceive > 0 && t.out.msg.ReceiveCount >= h.maxReceive)
+		}
+		if t.out.err != nil && (h.maxReceive == 0 || t.out.msg.ReceiveCount < h.maxReceive) {
+			// It comes back, and what of it was staged is staged again.
+			h.w.Restaged(t.staged)
 		}
 		outs[i] = t.out
 		t.mu.Unlock()

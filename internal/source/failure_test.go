@@ -1621,3 +1621,58 @@ func saidAndCounted(t *testing.T, logs *observer.ObservedLogs, r *running, says,
 		t.Errorf("%v %s errors counted, want at least %v: one per try of each", got, kind, n)
 	}
 }
+
+// TestRestagedCountedOnceWithoutXRC: an object staged whose message comes
+// back unacknowledged (another of its objects failed) is staged again:
+// both archives cross, and the statistics count its bytes in twice, but
+// S3 Replication would have copied it once, so what xrc savings counts as
+// sent without xrc takes the second staging off (stats.Delta.Restaged).
+// On the message's last receive nothing comes back: nothing is taken off.
+func TestRestagedCountedOnceWithoutXRC(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(c *config.Config) { c.Settings.Worker.MaxReceiveCount = 2 })
+	ctx := context.Background()
+	plain, ssec := "data/restage/plain.txt", "data/restage/ssec.txt"
+	data := []byte("staged on each receive of its message")
+	out, err := f.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: &f.rule.SourceBucket, Key: &plain, Body: bytes.NewReader(data)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := bytes.Repeat([]byte{9}, 32)
+	sum := md5.Sum(key)
+	if _, err := f.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: &f.rule.SourceBucket, Key: &ssec, Body: strings.NewReader("SSE-C"),
+		SSECustomerAlgorithm: aws.String("AES256"), SSECustomerKey: aws.String(base64.StdEncoding.EncodeToString(key)),
+		SSECustomerKeyMD5: aws.String(base64.StdEncoding.EncodeToString(sum[:]))}); err != nil {
+		t.Fatal(err)
+	}
+	f.waitDepth(t, f.sourceQueue(), 2, time.Minute)
+	f.takeAll(t, f.sourceQueue(), time.Minute) // sent again below, as one message
+	body, err := events.Encode("test",
+		events.ObjectRef{EventName: "ObjectCreated:Put", EventTime: time.Now(), Region: "us-east-1", Bucket: f.rule.SourceBucket, Key: plain,
+			Size: int64(len(data)), ETag: strings.Trim(aws.ToString(out.ETag), `"`), Sequencer: "0A"},
+		events.ObjectRef{EventName: "ObjectCreated:Put", EventTime: time.Now(), Region: "us-east-1", Bucket: f.rule.SourceBucket, Key: ssec,
+			Size: 5, Sequencer: "0B"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.send(t, string(body))
+	log, _ := observed(t)
+	r := f.start(t, log)
+	if !eventually(2*time.Minute, 250*time.Millisecond, func() bool { return f.queueDepth(t, f.deadLetterQueue(t)) == 1 }) {
+		t.Fatal("the message did not reach the DLQ after its two receives")
+	}
+	if err := r.stop(); err != nil { // writes the statistics left
+		t.Fatal(err)
+	}
+	hs, err := f.stats(t).Since(ctx, f.rule.ID, time.Now().Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var in, restaged int64
+	for _, h := range hs {
+		in, restaged = in+h.In, restaged+h.Restaged
+	}
+	if n := int64(len(data)); in != 2*n || restaged != n {
+		t.Errorf("bytes in %d, restaged %d: want %d staged twice, once again", in, restaged, n)
+	}
+}

@@ -331,8 +331,20 @@ func merge(ds []stats.Delta) []stats.Delta {
 		}
 		x := &out[i]
 		x.In, x.Out, x.Frame, x.CPU, x.Objects, x.Archives = x.In+d.In, x.Out+d.Out, x.Frame+d.Frame, x.CPU+d.CPU, x.Objects+d.Objects, x.Archives+d.Archives
+		x.Restaged += d.Restaged
 	}
 	return out[:min(len(out), maxPending)]
+}
+
+// restaged adds what objects staged again had added (Delta.Restaged) to
+// rule's statistics still to write: they go with the next write.
+func (lv *levels) restaged(rule string, ds []stats.Delta) {
+	if lv.stats == nil || len(ds) == 0 {
+		return
+	}
+	lv.mu.Lock()
+	defer lv.mu.Unlock()
+	lv.pending[rule] = merge(append(lv.pending[rule], ds...))
 }
 
 // refreshLoop reloads the fleet's statistics every Refresh until ctx ends.

@@ -27,6 +27,9 @@ type entry struct {
 	items []Item
 	obj   manifest.Object
 	data  []byte // the object's bytes when plan read them (see inlineMax)
+	// staged is what staging the object added to the statistics, as
+	// Item.Staged hears it.
+	staged stats.Delta
 }
 
 // A small object is read whole when it is described: one GET answers what

@@ -6,6 +6,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/xrc-dev/xrc/internal/stats"
 	"github.com/xrc-dev/xrc/internal/worker"
 )
 
@@ -43,10 +44,38 @@ type tracked struct {
 	msg *worker.Message
 
 	mu        sync.Mutex
+	staged    []Staging // what the message's objects added to the statistics
 	pending   int
 	failed    error
 	permanent bool // every failure is one no retry can fix
 	unstarted bool // every failure is an event refused for the stop
+}
+
+// Staging is what one staged object added to its rule's statistics
+// (Item.Staged).
+type Staging struct {
+	Rule  string
+	Delta stats.Delta
+}
+
+// record keeps what a staging of one of the message's objects added to
+// the statistics (Item.Staged).
+func (t *tracked) record(rule string, d stats.Delta) {
+	t.mu.Lock()
+	t.staged = append(t.staged, Staging{rule, d})
+	t.mu.Unlock()
+}
+
+// Restaged tells the statistics that the objects of a message not
+// acknowledged, which will come back, will be staged again (Item.Staged).
+func (w *Worker) Restaged(staged []Staging) {
+	byRule := map[string][]stats.Delta{}
+	for _, s := range staged {
+		byRule[s.Rule] = append(byRule[s.Rule], s.Delta)
+	}
+	for rule, ds := range byRule {
+		w.levels.restaged(rule, ds)
+	}
 }
 
 // settle records the outcome of one of the message's events; when none is
@@ -62,7 +91,7 @@ func (t *tracked) settle(err error) {
 		t.permanent = t.permanent && Permanent(err)
 		t.unstarted = t.unstarted && errors.Is(err, errStopping)
 	}
-	done, failed, permanent, unstarted := t.pending == 0, t.failed, t.permanent, t.unstarted
+	done, failed, permanent, unstarted, staged := t.pending == 0, t.failed, t.permanent, t.unstarted, t.staged
 	t.mu.Unlock()
 	if !done {
 		return
@@ -70,6 +99,10 @@ func (t *tracked) settle(err error) {
 	if failed == nil {
 		t.msg.Ack()
 		return
+	}
+	if t.msg.ReceiveCount < t.w.Config.Settings.Worker.MaxReceiveCount {
+		// It comes back, and what of it was staged is staged again.
+		t.w.Restaged(staged)
 	}
 	if unstarted && t.msg.ReceiveCount < t.w.Config.Settings.Worker.MaxReceiveCount {
 		// Every failure was the stop refusing to start its work:

@@ -37,6 +37,7 @@ import (
 	"github.com/xrc-dev/xrc/internal/events"
 	"github.com/xrc-dev/xrc/internal/health"
 	"github.com/xrc-dev/xrc/internal/queue"
+	"github.com/xrc-dev/xrc/internal/stats"
 	"github.com/xrc-dev/xrc/internal/worker"
 )
 
@@ -105,6 +106,11 @@ type Item struct {
 	Rule *config.Rule
 	Sent time.Time // when its message entered the queue: how far behind the worker is
 	Done func(error)
+	// Staged, if set, hears what the staging of the item's object
+	// added to its rule's statistics (the first item of each object's
+	// only): if the item's message is then not acknowledged, the object
+	// is staged again, and Restaged says so (stats.Delta.Restaged).
+	Staged func(rule string, d stats.Delta)
 }
 
 // Receive settings.
@@ -212,6 +218,9 @@ func (w *Worker) Handle(stop context.Context, m *worker.Message) {
 	var mine []Item
 	for _, ref := range m.Events.Refs {
 		items, matched := w.Match(ref, m.SentAt, t.settle, m.Log())
+		for i := range items {
+			items[i].Staged = t.record
+		}
 		if !matched {
 			m.Log().Info("no rule covers object; acknowledging", zap.String("bucket", ref.Bucket), zap.String("key", ref.Key))
 		}

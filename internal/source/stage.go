@@ -130,7 +130,13 @@ func (w *Worker) stage(ctx context.Context, rule *config.Rule, entries []entry, 
 		// The writer's error, if any, is only the closed pipe.
 		return id, fmt.Errorf("uploading archive to s3://%s/%s: %w", w.staging, key, uerr)
 	}
-	w.levels.observe(ctx, rule, m, choices, aw.Stats(), aw.Written(), w.Clock.Now())
+	st := aw.Stats()
+	w.levels.observe(ctx, rule, m, choices, st, aw.Written(), w.Clock.Now())
+	for i := range entries {
+		if m.Objects[i].HasMember() {
+			entries[i].staged = stats.Delta{Class: choices[i].class, Arm: choices[i].arm, Restaged: st[i].In}
+		}
+	}
 	dur := w.Clock.Since(closed)
 	w.Metrics.Archives.WithLabelValues(rule.ID, "staged").Inc()
 	w.Metrics.BytesIn.WithLabelValues(rule.ID).Add(float64(total))

@@ -92,11 +92,14 @@ func Transfer(bytes int64, regions int, perGiB float64) float64 {
 
 // Line is one rule and class (or a rule's total) of a savings report.
 type Line struct {
-	Rule        string             `json:"rule"`
-	Class       adaptive.Class     `json:"class"`   // "" on a rule's total
-	Regions     int                `json:"regions"` // crossed to: a destination in the source region is not
-	Objects     int                `json:"objects"`
-	BytesIn     int64              `json:"bytesIn"`
+	Rule    string         `json:"rule"`
+	Class   adaptive.Class `json:"class"`   // "" on a rule's total
+	Regions int            `json:"regions"` // crossed to: a destination in the source region is not
+	Objects int            `json:"objects"`
+	BytesIn int64          `json:"bytesIn"`
+	// Restaged is what of BytesIn was staged again (Delta.Restaged),
+	// counted once in WithoutXRC.
+	Restaged    int64              `json:"bytesRestaged"`
 	BytesOut    int64              `json:"bytesOut"`    // one region's worth
 	BytesAcross int64              `json:"bytesAcross"` // BytesOut × Regions
 	Ratio       float64            `json:"ratio"`       // in / out
@@ -148,6 +151,7 @@ func Summarise(rule string, decoders int, hs []Hourly, p Prices, choices map[ada
 		for _, x := range []*Line{l, total} {
 			x.Objects += h.Objects
 			x.BytesIn += h.In
+			x.Restaged += h.Restaged
 			x.BytesOut += h.Out + h.Frame
 			x.CPUSeconds += h.CPU.Seconds()
 			x.Compute += h.CPU.Seconds() * p.Model.VCPUSecond
@@ -189,6 +193,7 @@ func Project(l Line, bytes int64, objects int, p Prices) Line {
 	}
 	f := float64(bytes) / float64(l.BytesIn)
 	l.BytesIn = bytes
+	l.Restaged = int64(float64(l.Restaged) * f)
 	l.BytesOut = int64(float64(l.BytesOut) * f)
 	l.CPUSeconds *= f
 	l.Compute *= f
@@ -215,7 +220,7 @@ func price(l Line, p Prices) Line {
 	if l.BytesOut > 0 {
 		l.Ratio = float64(l.BytesIn) / float64(l.BytesOut)
 	}
-	l.WithoutXRC = Transfer(l.BytesIn, l.Regions, p.Model.TransferPerGiB)
+	l.WithoutXRC = Transfer(max(l.BytesIn-l.Restaged, 0), l.Regions, p.Model.TransferPerGiB)
 	l.WithXRC = Transfer(l.BytesOut, l.Regions, p.Model.TransferPerGiB)
 	l.Requests = l.objectReqs + l.archiveReqs
 	l.NetSaving = l.WithoutXRC - l.WithXRC - l.Compute - l.Requests

@@ -83,6 +83,12 @@ type Delta struct {
 	// regions, so xrc savings counts them, but they are no level's
 	// doing, so the learner does not (Store would pay them too).
 	Frame int64
+	// Restaged is input counted in In that is staged again: objects
+	// staged whose message came back unacknowledged (another of its
+	// objects failed, a stop cut it). Both archives cross the regions,
+	// S3 Replication would have copied the objects once: xrc savings
+	// counts them once without xrc. The learner ignores it.
+	Restaged int64
 }
 
 const hourFormat = "2006-01-02T15"
@@ -115,12 +121,12 @@ func (st *Store) Add(ctx context.Context, rule string, at time.Time, ds []Delta)
 		_, err := st.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 			TableName: &st.table,
 			Key:       map[string]types.AttributeValue{"pk": s(statsPK(rule)), "sk": s(hourSK(at, d.Class, d.Arm))},
-			UpdateExpression: aws.String("ADD #in :in, #out :out, #frame :frame, #cpu :cpu, #obj :obj, #arc :arc " +
+			UpdateExpression: aws.String("ADD #in :in, #out :out, #frame :frame, #cpu :cpu, #obj :obj, #arc :arc, #rs :rs " +
 				"SET #exp = if_not_exists(#exp, :exp), #rule = :rule, #hour = :hour, #class = :class, #arm = :arm"),
-			ExpressionAttributeNames: map[string]string{"#in": "in", "#out": "out", "#frame": "frame", "#cpu": "cpuNs", "#obj": "objects", "#arc": "archives",
+			ExpressionAttributeNames: map[string]string{"#in": "in", "#out": "out", "#frame": "frame", "#cpu": "cpuNs", "#obj": "objects", "#arc": "archives", "#rs": "restaged",
 				"#exp": "expiresAt", "#rule": "rule", "#hour": "hour", "#class": "class", "#arm": "arm"},
 			ExpressionAttributeValues: map[string]types.AttributeValue{
-				":in": n(d.In), ":out": n(d.Out), ":frame": n(d.Frame), ":cpu": n(int64(d.CPU)), ":obj": n(int64(d.Objects)), ":arc": n(int64(d.Archives)),
+				":in": n(d.In), ":out": n(d.Out), ":frame": n(d.Frame), ":cpu": n(int64(d.CPU)), ":obj": n(int64(d.Objects)), ":arc": n(int64(d.Archives)), ":rs": n(d.Restaged),
 				":exp": n(st.now().Add(TTL).Unix()), ":rule": s(rule), ":hour": s(at.UTC().Format(hourFormat)),
 				":class": s(string(d.Class)), ":arm": s(d.Arm.String()),
 			},
@@ -155,6 +161,7 @@ type hourlyItem struct {
 	CPUNs    int64  `dynamodbav:"cpuNs"`
 	Objects  int    `dynamodbav:"objects"`
 	Archives int    `dynamodbav:"archives"`
+	Restaged int64  `dynamodbav:"restaged"`
 }
 
 // Since returns rule's hourly statistics from the hour of since on.
@@ -183,7 +190,7 @@ func (st *Store) Since(ctx context.Context, rule string, since time.Time) ([]Hou
 				continue // written by a later version: not ours to judge
 			}
 			out = append(out, Hourly{Rule: it.Rule, Hour: hour, Delta: Delta{Class: adaptive.Class(it.Class), Arm: arm,
-				In: it.In, Out: it.Out, Frame: it.Frame, CPU: time.Duration(it.CPUNs), Objects: it.Objects, Archives: it.Archives}})
+				In: it.In, Out: it.Out, Frame: it.Frame, CPU: time.Duration(it.CPUNs), Objects: it.Objects, Archives: it.Archives, Restaged: it.Restaged}})
 		}
 	}
 	return out, nil
