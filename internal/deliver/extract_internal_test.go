@@ -56,10 +56,13 @@ func TestNewerOrSame(t *testing.T) {
 		{"same time, null and none", provenance{ok: true, modified: ms, version: "null"}, obj("", "", t0), true},
 		{"same time, none and null", provenance{ok: true, modified: ms}, obj("", "null", t0), true},
 		// A backfill's write has no sequencer, and whole seconds may hold
-		// two writes: one its event orders is written over it, unless a
-		// version says it is the same.
+		// two writes: one its event orders is written over it, the same
+		// version too, so that sequencers order the key's later writes (a
+		// multipart upload begun before the copy's write and completed
+		// after it is dated before it: by times, older for good).
 		{"destination lacks sequencer", provenance{ok: true, modified: ms}, obj("01", "", t0), false},
-		{"destination lacks sequencer, same version", provenance{ok: true, modified: ms, version: "v1"}, obj("01", "v1", t0), true},
+		{"destination lacks sequencer, same version", provenance{ok: true, modified: ms, version: "v1"}, obj("01", "v1", t0), false},
+		{"both lack sequencers, same version", provenance{ok: true, modified: ms, version: "v1"}, obj("", "v1", t0), true},
 		{"object lacks sequencer", provenance{ok: true, sequencer: "99", modified: ms - 1}, obj("", "", t0), false},
 		// Sub-millisecond differences are below what metadata keeps.
 		{"same millisecond", provenance{ok: true, modified: ms}, obj("", "", t0.Add(999*time.Microsecond)), true},

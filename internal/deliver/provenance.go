@@ -98,7 +98,12 @@ func (p provenance) newerOrSame(o *manifest.Object) bool {
 		return p.modified > mod
 	}
 	if pv, ov := events.Version(p.version), events.Version(o.VersionID); pv != "" || ov != "" {
-		return pv == ov
+		// The same version, which a write its event orders (a sequencer)
+		// writes again over a copy without one (a backfill's): the times
+		// of the key's later writes cannot order them against it (a
+		// multipart upload is dated when it began, so one completed
+		// after it would look older, for good), their sequencers will.
+		return pv == ov && (p.sequencer != "" || o.Sequencer == "")
 	}
 	// An unversioned key, and a time in whole seconds (S3's
 	// Last-Modified): two writes of one second look alike. A write its
