@@ -1338,6 +1338,92 @@ func TestLateDeleteOfAKeyReadableAgain(t *testing.T) {
 	}
 }
 
+// TestLateDeleteMarkerAfterAWriteOfItsBatch: a batch holding a write and
+// a later delete marker of one key, the marker removed since (an undo):
+// the key reads as the write, which is staged; nothing was before, both
+// events skipped, and no later event announced the write again.
+func TestLateDeleteMarkerAfterAWriteOfItsBatch(t *testing.T) {
+	t.Parallel()
+	f := versionedBatches(t, func(c *config.Config) { c.Rules[0].Deletes = true })
+	key := "data/late-marker/k.txt"
+	v1 := []byte("current again once the marker went")
+	f.put(t, []object{{key: key, data: v1}})
+	body, err := events.Encode("test", events.ObjectRef{EventName: "ObjectRemoved:DeleteMarkerCreated", EventTime: time.Now(), Region: "us-east-1",
+		Bucket: f.rule.SourceBucket, Key: key, VersionID: "marker-removed-since", Sequencer: strings.Repeat("F", 40)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.send(t, string(body))
+	f.waitDepth(t, f.sourceQueue(), 2, time.Minute)
+	log, _ := observed(t)
+	r := f.start(t, log)
+	got := f.waitStaged(t, 1, time.Minute)
+	r.stop()
+	if s, ok := got[key]; !ok || s.obj.Delete || s.sum != digest(v1) {
+		t.Errorf("%s: staged %+v (present %t), want the write the key reads as", key, s.obj, ok)
+	}
+}
+
+// TestLateEventOfAVersionNoLongerCurrent: a write's event redriven weeks
+// late (a DLQ's redrive starts its 14 days again) names a version deleted
+// since, behind a delete marker whose tombstone the targets may no longer
+// keep: S3 still serves the version by its id, but it is not carried,
+// since it is not the key's current one (what replaced it has its own
+// event). Before, it was staged, and could bring a deleted object back.
+func TestLateEventOfAVersionNoLongerCurrent(t *testing.T) {
+	t.Parallel()
+	f := versionedBatches(t, func(c *config.Config) { c.Rules[0].Deletes = true })
+	ctx := context.Background()
+	key, other := "data/late-version/k.txt", "data/late-version/other.txt"
+	out, err := f.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: &f.rule.SourceBucket, Key: &key, Body: strings.NewReader("deleted weeks ago")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.s3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &f.rule.SourceBucket, Key: &key}); err != nil {
+		t.Fatal(err)
+	}
+	f.waitDepth(t, f.sourceQueue(), 2, time.Minute)
+	// Replicated long ago: their events are gone.
+	url := f.sourceQueue()
+	for empty := 0; empty < 2; {
+		out, err := f.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: &url, MaxNumberOfMessages: 10, WaitTimeSeconds: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out.Messages) == 0 {
+			empty++
+		}
+		for _, m := range out.Messages {
+			if _, err := f.sqs.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: &url, ReceiptHandle: m.ReceiptHandle}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	body, err := events.Encode("test", events.ObjectRef{EventName: "ObjectCreated:Put", EventTime: time.Now().Add(-20 * 24 * time.Hour), Region: "us-east-1",
+		Bucket: f.rule.SourceBucket, Key: key, VersionID: aws.ToString(out.VersionId), ETag: strings.Trim(aws.ToString(out.ETag), `"`),
+		Size: int64(len("deleted weeks ago")), Sequencer: "01"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.send(t, string(body))
+	f.put(t, []object{{key: other, data: []byte("other")}})
+	f.waitDepth(t, f.sourceQueue(), 2, time.Minute)
+	log, logs := observed(t)
+	r := f.start(t, log)
+	f.waitStaged(t, 1, time.Minute)
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range f.readArchives(t) {
+		if s.obj.Key == key {
+			t.Errorf("%s: a version deleted since its late event was staged (delete %t)", key, s.obj.Delete)
+		}
+	}
+	if logs.FilterMessageSnippet("late event of a version no longer current").Len() == 0 {
+		t.Error("no line says why the late event was skipped")
+	}
+}
+
 // nullDelete sends the event of version "null" of key deleted for good,
 // with sequencer seq.
 func (f *fixture) nullDelete(t *testing.T, key, seq string) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
@@ -107,11 +108,12 @@ func (w *Worker) plan(ctx context.Context, rule *config.Rule, items []Item, held
 				if ref.Removed() {
 					keep, err = w.stillDeleted(gctx, e)
 				}
-				if !keep && err == nil && ref.MayKeepCurrent() {
+				if !keep && err == nil && ref.Removed() {
 					// The key still reads as an object: the null
-					// version deleted was not its current one. A write
-					// of the batch from before the delete may be what it
-					// reads as, which no later event announces.
+					// version deleted was not its current one, or the
+					// delete marker was removed since. A write of the
+					// batch from before the delete may be what it reads
+					// as, which no later event announces.
 					keep, err = w.before(gctx, rule, e, ref)
 					if keep && retags && !e.obj.Delete {
 						e.obj.TagsChanged = true // read after the tag changes, and current
@@ -139,6 +141,19 @@ func (w *Worker) plan(ctx context.Context, rule *config.Rule, items []Item, held
 			if !keep && err == nil {
 				// A version deleted by its id since its event.
 				keep, err = w.before(gctx, rule, e, ref)
+			}
+			if keep && err == nil && !retags && e.obj.VersionID != "" && w.Clock.Since(ref.EventTime) > lateEvent {
+				// A version is read by its id even from behind a delete
+				// marker: one whose event comes this late (redriven from
+				// a DLQ, which starts its 14 days again) may have been
+				// deleted long enough ago for the targets' tombstone of
+				// the delete to be gone. Carried only if still current
+				// (what replaced it has its own event).
+				keep, err = w.current(gctx, events.ObjectRef{Bucket: e.obj.Bucket, Key: e.obj.Key, VersionID: e.obj.VersionID})
+				if !keep && err == nil {
+					w.Log.Info("late event of a version no longer current; skipping (what replaced it has its own event)",
+						zap.String("bucket", ref.Bucket), zap.String("key", ref.Key), zap.String("versionId", ref.VersionID), zap.Time("eventTime", ref.EventTime))
+				}
 			}
 			if retags && err == nil && !e.obj.Delete {
 				// A write read after the tag changes carries them, if it
@@ -445,6 +460,12 @@ func (w *Worker) describe(ctx context.Context, e *entry, ref events.ObjectRef, i
 	}
 	return true, nil
 }
+
+// lateEvent is the age past which a write's event is checked against the
+// key's current version before its version is carried: far less than
+// the targets keep a delete's tombstone (tombstone.TTL), less the days an
+// archive may wait in staging.
+const lateEvent = 24 * time.Hour
 
 // stillDeleted reports whether e's delete still holds: the key reads as
 // deleted. If it does not, the delete is stale (a write came after it,

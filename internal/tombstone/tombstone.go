@@ -7,7 +7,9 @@
 // event sequencer (normalised so that DynamoDB's string order is the
 // numeric order) and time, and expiresAt (TTL). It lives longer than any
 // message can wait in a queue and its dead-letter queue (14 days each at
-// most), which bounds how late an older create can arrive.
+// most), which bounds how late an older create can arrive, but for a
+// redrive, which starts a message's 14 days again: the source carries a
+// version whose event is that late only if it is still current.
 package tombstone
 
 import (
