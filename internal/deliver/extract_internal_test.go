@@ -183,8 +183,8 @@ func TestMetadataBudget(t *testing.T) {
 		{"room for all", user(maxMetadata - provenanceSize), all, false},
 		{"one byte short of the SHA-256", user(maxMetadata - provenanceSize + 1), all[:4], true},
 		{"room for the sequencer only", user(maxMetadata - headerPrefix - len(MetaSequencer) - len(base.Sequencer)), all[:1], true},
-		// The archive's mark without its id: older targets read ownership
-		// from this key alone.
+		// The archive's mark without its id, after every key newer
+		// targets read: older ones read ownership from it alone.
 		{"room for the ordering keys and the archive's mark", user(maxMetadata - 3*headerPrefix - len(MetaSequencer) - len(base.Sequencer) -
 			len(MetaModified) - len("1795315730465") - len(MetaArchive) - len(archiveDropped)), all[:3], true},
 		{"full", user(maxMetadata), nil, true},
@@ -260,6 +260,25 @@ func TestMetadataBudget(t *testing.T) {
 // and values under 2 KB, more with their header names) keeps xrc's
 // ownership mark at an AWS destination, where header names are not
 // counted; counted as MinIO counts, there is no room for it.
+// TestArchiveMarkComesLast: the archive's mark goes only where room is
+// left once every key newer targets read has its place: a backfill's copy
+// (no sequencer) keeps the time it was seen, what orders it against a late
+// delete, rather than the mark.
+func TestArchiveMarkComesLast(t *testing.T) {
+	m := &manifest.Manifest{ArchiveID: "20261122T030131Z-280ec2e843a1"}
+	seen := time.UnixMilli(1795315731000)
+	o := manifest.Object{Bucket: "src", Key: "k", LastModified: time.UnixMilli(1795315730465), Seen: seen}
+	room := 2*headerPrefix + len(MetaModified) + len("1795315730465") + len(MetaSeen) + len(seenMilli(seen))
+	o.Metadata = map[string]string{"blob": strings.Repeat("m", maxMetadata-room-headerPrefix-len("blob"))}
+	md := (&Worker{Deps: Deps{Log: zap.NewNop()}}).metadata(m, &o, make([]byte, 32))
+	if md[MetaSeen] == "" || md[MetaModified] == "" {
+		t.Errorf("xrc-seen %q, xrc-mtime %q: the copy's times dropped", md[MetaSeen], md[MetaModified])
+	}
+	if _, ok := md[MetaArchive]; ok {
+		t.Errorf("archive mark %q written where it leaves no room", md[MetaArchive])
+	}
+}
+
 func TestMetadataBudgetOfAWS(t *testing.T) {
 	m := &manifest.Manifest{ArchiveID: "20261122T010203Z-abcdef12-0123456789ab"}
 	o := manifest.Object{Bucket: "src", Key: "k", Sequencer: "01", LastModified: time.UnixMilli(1795315730465), Metadata: map[string]string{}}

@@ -205,6 +205,7 @@ func (w *Worker) metadata(m *manifest.Manifest, o *manifest.Object, sum []byte) 
 		}
 		return ""
 	}
+	fits := func(k, v string) bool { return used+headerPrefix+len(k)+len(v) <= maxMetadata }
 	// In priority order; a key that does not fit is dropped, and a
 	// shorter one after it may still fit: each is read on its own.
 	for _, k := range provenanceKeys {
@@ -212,19 +213,19 @@ func (w *Worker) metadata(m *manifest.Manifest, o *manifest.Object, sum []byte) 
 		if v == "" {
 			continue
 		}
-		if k == MetaArchive && used+headerPrefix+len(k)+len(v) > maxMetadata {
-			// Targets before any provenance key marked xrc's write read
-			// only this one: a mark without the id keeps them from
-			// taking the object for another's during a rolling deploy.
-			v = archiveDropped
-		}
-		if used+headerPrefix+len(k)+len(v) > maxMetadata {
+		if !fits(k, v) {
 			w.Log.Warn("user metadata leaves no room for this xrc provenance key; with no ordering key left, ordering falls back to overwrite",
 				zap.String("bucket", o.Bucket), zap.String("key", o.Key), zap.String("dropped", k))
 			continue
 		}
 		md[k] = v
 		used += headerPrefix + len(k) + len(v)
+	}
+	if _, ok := md[MetaArchive]; !ok && fits(MetaArchive, archiveDropped) {
+		// Targets before any provenance key marked xrc's write read only
+		// this one: a mark without the id, where room is left, keeps them
+		// from taking the object for another's during a rolling deploy.
+		md[MetaArchive] = archiveDropped
 	}
 	return md
 }
