@@ -407,7 +407,7 @@ func TestWholeNumbers(t *testing.T) {
 	if w := c.Settings.Worker; w.Concurrency != 16 || w.MaxReceiveCount != 10 || c.Rules[0].Batch.MaxBytes != 256<<20 {
 		t.Errorf("worker %+v, maxBytes %d: want 16, 10 and 256 MiB", w, c.Rules[0].Batch.MaxBytes)
 	}
-	for _, bad := range []json.Number{"16.5", "1e30"} {
+	for _, bad := range []json.Number{"16.5", "1e30", "1e-400", "8.000000000000000001", "1e-99999999", "1e+99999999"} {
 		doc := mutate(t, func(d map[string]any) { obj(d, "settings")["worker"] = map[string]any{"concurrency": bad} })
 		if _, err := Parse(doc); err == nil || !strings.Contains(err.Error(), "settings.worker.concurrency") {
 			t.Errorf("concurrency %s: %v, want it refused", bad, err)

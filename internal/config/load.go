@@ -7,7 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
+	"math/big"
 	"os"
 	"reflect"
 	"sort"
@@ -154,8 +154,17 @@ func wholeNumbers(v any) any {
 		if _, err := v.Int64(); err == nil && v.String() != "-0" {
 			return v
 		}
-		if f, err := v.Float64(); err == nil && f == math.Trunc(f) && math.Abs(f) <= 1<<53 {
-			return json.Number(strconv.FormatInt(int64(f), 10))
+		// Exactly: a float64 would round 1e-400 to 0 and 2^53+1 to 2^53.
+		// An exponent no whole number of a config needs is left to be
+		// refused (big.Rat would compute 1e-99999999 in full).
+		s := v.String()
+		if i := strings.IndexAny(s, "eE"); i >= 0 {
+			if exp, err := strconv.Atoi(s[i+1:]); err != nil || exp < -40 || exp > 40 {
+				return v
+			}
+		}
+		if r, ok := new(big.Rat).SetString(s); ok && r.IsInt() && r.Num().IsInt64() {
+			return json.Number(r.Num().String())
 		}
 	}
 	return v
