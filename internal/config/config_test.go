@@ -833,12 +833,24 @@ func TestLambdaMemoryWarning(t *testing.T) {
 		{512, 19, "fargate", false},
 		{512, 12, "lambda", false},
 		{1024, 19, "hybrid", false},
+		// A target function: its large objects' part buffers.
+		{128, 12, "target-lambda", true},
+		{189, 12, "target-lambda", false},
 	} {
 		c, err := Parse(mutate(t, func(d map[string]any) {
 			obj(d, "settings")["lambda"] = map[string]any{"memoryMB": tc.memory}
 			obj(d, "settings")["adaptive"] = map[string]any{"maxLevel": tc.maxLevel}
 			for i := range d["rules"].([]any) {
-				obj(d, "rules", i)["compute"] = tc.compute
+				if tc.compute != "target-lambda" {
+					obj(d, "rules", i)["compute"] = tc.compute
+				}
+			}
+			if tc.compute == "target-lambda" {
+				for i, r := range obj(d, "settings")["regions"].([]any) {
+					if r.(map[string]any)["role"] != "source" {
+						obj(d, "settings", "regions", i)["compute"] = "lambda"
+					}
+				}
 			}
 		}))
 		if err != nil {

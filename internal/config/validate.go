@@ -578,6 +578,10 @@ const (
 func (c *Config) Warnings() Errors {
 	var ws Errors
 	for _, reg := range c.Settings.Regions {
+		if reg.IsTarget() && reg.Compute.Lambda() && c.Settings.Lambda.MemoryMB < minTargetMemoryMB {
+			ws.add("settings.lambda.memoryMB", "%d MB for %s's target function: half its Go memory limit (85%% of it) is less than the 80 MiB of part buffers an object over 16 MiB needs to one destination, so every such object goes to the DLQ; give it %d MB or more",
+				c.Settings.Lambda.MemoryMB, reg.Name, minTargetMemoryMB)
+		}
 		fns := c.LambdaFunctions(reg.Name)
 		if reserved := len(fns) * c.Settings.Lambda.ReservedConcurrency; reserved > defaultAccountConcurrency-minUnreservedConcurrency {
 			ws.add("settings.lambda.reservedConcurrency", "%s has %d functions (%s) reserving %d each, %d in all: more than the %d an account's default quota of %d lets be reserved (%d stay unreserved); raise the quota in %s first or reserve less",
@@ -607,6 +611,12 @@ func (c *Config) Warnings() Errors {
 	}
 	return ws
 }
+
+// minTargetMemoryMB is the least memory a target function is given
+// without a warning: half of GOMEMLIMIT (85% of it, the CDK app's) holds a
+// large object's part buffers to one destination, five of 16 MiB
+// (deliver.partsAtOnce+1 parts).
+const minTargetMemoryMB = 189
 
 // minCompressorMemoryMB is the least memory a source function compressing
 // at level 19 or more is given without a warning: two compressors' C
