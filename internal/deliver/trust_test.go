@@ -22,6 +22,7 @@ import (
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/dataset"
 	"github.com/xrc-dev/xrc/internal/deliver"
+	"github.com/xrc-dev/xrc/internal/localstack"
 	"github.com/xrc-dev/xrc/internal/manifest"
 	"github.com/xrc-dev/xrc/internal/tombstone"
 	"github.com/xrc-dev/xrc/internal/uploads"
@@ -816,7 +817,7 @@ func TestSmallObjectsShareTheUploadMemory(t *testing.T) {
 	if n := p.count(t, p.dst, dst, "data/mem/"); n != len(objs) {
 		t.Fatalf("%d of %d objects written", n, len(objs))
 	}
-	if peak := puts.peak.Load(); peak > 3 {
+	if peak := puts.calls.Most(); peak > 3 {
 		t.Errorf("%d objects of 1 MiB written at once with 3 MiB of upload memory", peak)
 	}
 }
@@ -825,14 +826,11 @@ func TestSmallObjectsShareTheUploadMemory(t *testing.T) {
 // are under way at once.
 type slowPuts struct {
 	deliver.S3API
-	now, peak atomic.Int32
+	calls localstack.Concurrency
 }
 
 func (s *slowPuts) PutObject(ctx context.Context, in *s3.PutObjectInput, optFns ...func(*s3.Options)) (*s3.PutObjectOutput, error) {
-	n := s.now.Add(1)
-	defer s.now.Add(-1)
-	for p := s.peak.Load(); n > p && !s.peak.CompareAndSwap(p, n); p = s.peak.Load() {
-	}
+	defer s.calls.Enter()()
 	time.Sleep(100 * time.Millisecond) // so that writes not held back overlap
 	return s.S3API.PutObject(ctx, in, optFns...)
 }

@@ -104,3 +104,18 @@ func FiveAttempts() aws.Retryer {
 
 // NoCredentials are credentials for servers that do not check them.
 var NoCredentials = credentials.NewStaticCredentialsProvider("id", "secret", "")
+
+// Concurrency counts calls under way at once, and the most there were: a
+// test wraps a client's method in Enter and its returned leave.
+type Concurrency struct{ now, most atomic.Int32 }
+
+// Enter counts a call begun; leave, when it ends.
+func (c *Concurrency) Enter() (leave func()) {
+	n := c.now.Add(1)
+	for m := c.most.Load(); n > m && !c.most.CompareAndSwap(m, n); m = c.most.Load() {
+	}
+	return func() { c.now.Add(-1) }
+}
+
+// Most is the most calls there were under way at once.
+func (c *Concurrency) Most() int { return int(c.most.Load()) }

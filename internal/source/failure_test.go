@@ -1281,12 +1281,7 @@ func TestNullVersionDeleteOfAnotherVersion(t *testing.T) {
 	f.put(t, []object{{key: key, data: []byte("current")}})
 	f.waitDepth(t, f.sourceQueue(), 1, time.Minute)
 	f.takeAll(t, f.sourceQueue(), time.Minute) // its write is not the point
-	body, err := events.Encode("test", events.ObjectRef{EventName: "ObjectRemoved:Delete", EventTime: time.Now(), Region: "us-east-1",
-		Bucket: f.rule.SourceBucket, Key: key, VersionID: "null", Sequencer: "00"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.send(t, string(body))
+	f.nullDelete(t, key, "00")
 	f.put(t, []object{{key: other, data: []byte("other")}})
 	f.waitDepth(t, f.sourceQueue(), 2, time.Minute)
 	log, _ := observed(t)
@@ -1314,12 +1309,7 @@ func TestLateDeleteOfAKeyReadableAgain(t *testing.T) {
 	f.put(t, []object{{key: key, data: []byte("current")}})
 	f.waitDepth(t, f.sourceQueue(), 1, time.Minute)
 	f.takeAll(t, f.sourceQueue(), time.Minute) // its write is not the point
-	body, err := events.Encode("test", events.ObjectRef{EventName: "ObjectRemoved:DeleteMarkerCreated", EventTime: time.Now(), Region: "us-east-1",
-		Bucket: f.rule.SourceBucket, Key: key, VersionID: "marker-removed-since", Sequencer: strings.Repeat("F", 20)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.send(t, string(body))
+	f.removal(t, "ObjectRemoved:DeleteMarkerCreated", key, "marker-removed-since", strings.Repeat("F", 20))
 	f.put(t, []object{{key: other, data: []byte("other")}})
 	f.waitDepth(t, f.sourceQueue(), 2, time.Minute)
 	log, logs := observed(t)
@@ -1348,12 +1338,7 @@ func TestLateDeleteMarkerAfterAWriteOfItsBatch(t *testing.T) {
 	key := "data/late-marker/k.txt"
 	v1 := []byte("current again once the marker went")
 	f.put(t, []object{{key: key, data: v1}})
-	body, err := events.Encode("test", events.ObjectRef{EventName: "ObjectRemoved:DeleteMarkerCreated", EventTime: time.Now(), Region: "us-east-1",
-		Bucket: f.rule.SourceBucket, Key: key, VersionID: "marker-removed-since", Sequencer: strings.Repeat("F", 40)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.send(t, string(body))
+	f.removal(t, "ObjectRemoved:DeleteMarkerCreated", key, "marker-removed-since", strings.Repeat("F", 40))
 	f.waitDepth(t, f.sourceQueue(), 2, time.Minute)
 	log, _ := observed(t)
 	r := f.start(t, log)
@@ -1428,8 +1413,15 @@ func TestLateEventOfAVersionNoLongerCurrent(t *testing.T) {
 // with sequencer seq.
 func (f *fixture) nullDelete(t *testing.T, key, seq string) {
 	t.Helper()
-	body, err := events.Encode("test", events.ObjectRef{EventName: "ObjectRemoved:Delete", EventTime: time.Now(), Region: "us-east-1",
-		Bucket: f.rule.SourceBucket, Key: key, VersionID: "null", Sequencer: seq})
+	f.removal(t, "ObjectRemoved:Delete", key, "null", seq)
+}
+
+// removal sends the event of a removal of key (name, version, sequencer)
+// as S3 would.
+func (f *fixture) removal(t *testing.T, name, key, version, seq string) {
+	t.Helper()
+	body, err := events.Encode("test", events.ObjectRef{EventName: name, EventTime: time.Now(), Region: "us-east-1",
+		Bucket: f.rule.SourceBucket, Key: key, VersionID: version, Sequencer: seq})
 	if err != nil {
 		t.Fatal(err)
 	}

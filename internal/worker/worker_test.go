@@ -819,14 +819,11 @@ func stopBudgetBounds(t *testing.T, got chan *worker.Message, r worker.Role) {
 // many run at once.
 type slowDeletes struct {
 	queue.API
-	now, most atomic.Int32
+	calls localstack.Concurrency
 }
 
 func (s *slowDeletes) DeleteMessageBatch(ctx context.Context, in *sqs.DeleteMessageBatchInput, o ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error) {
-	n := s.now.Add(1)
-	defer s.now.Add(-1)
-	for m := s.most.Load(); n > m && !s.most.CompareAndSwap(m, n); m = s.most.Load() {
-	}
+	defer s.calls.Enter()()
 	time.Sleep(50 * time.Millisecond)
 	return s.API.DeleteMessageBatch(ctx, in, o...)
 }
@@ -843,7 +840,7 @@ func TestAcksRunSideBySide(t *testing.T) {
 		m.Ack()
 	}
 	stop()
-	if most := api.most.Load(); most < 2 {
+	if most := api.calls.Most(); most < 2 {
 		t.Errorf("at most %d DeleteMessageBatch at once, want several", most)
 	}
 }
