@@ -1334,11 +1334,17 @@ func TestLateDeleteOfAKeyReadableAgain(t *testing.T) {
 // events skipped, and no later event announced the write again.
 func TestLateDeleteMarkerAfterAWriteOfItsBatch(t *testing.T) {
 	t.Parallel()
+	writeThenRemoval(t, "data/late-marker/k.txt", "ObjectRemoved:DeleteMarkerCreated", "marker-removed-since")
+}
+
+// writeThenRemoval puts key on a versioned bucket, then sends a removal's
+// event (name, version) after the write's, which leaves the key reading
+// as the write: it must be what the batch stages.
+func writeThenRemoval(t *testing.T, key, name, version string) {
 	f := versionedBatches(t, func(c *config.Config) { c.Rules[0].Deletes = true })
-	key := "data/late-marker/k.txt"
-	v1 := []byte("current again once the marker went")
+	v1 := []byte("the current version")
 	f.put(t, []object{{key: key, data: v1}})
-	f.removal(t, "ObjectRemoved:DeleteMarkerCreated", key, "marker-removed-since", strings.Repeat("F", 40))
+	f.removal(t, name, key, version, strings.Repeat("F", 40)) // after the write
 	f.waitDepth(t, f.sourceQueue(), 2, time.Minute)
 	log, _ := observed(t)
 	r := f.start(t, log)
@@ -1434,19 +1440,7 @@ func (f *fixture) removal(t *testing.T, name, key, version, seq string) {
 // event, must not make the batch drop it.
 func TestNullVersionDeleteAfterAWrite(t *testing.T) {
 	t.Parallel()
-	f := versionedBatches(t, func(c *config.Config) { c.Rules[0].Deletes = true })
-	key := "data/null-delete-after/k.txt"
-	v1 := []byte("the current version")
-	f.put(t, []object{{key: key, data: v1}})
-	f.nullDelete(t, key, strings.Repeat("F", 40)) // after the write
-	f.waitDepth(t, f.sourceQueue(), 2, time.Minute)
-	log, _ := observed(t)
-	r := f.start(t, log)
-	got := f.waitStaged(t, 1, time.Minute)
-	r.stop()
-	if s, ok := got[key]; !ok || s.obj.Delete || s.sum != digest(v1) {
-		t.Errorf("%s: staged %+v (present %t), want its current version", key, s.obj, ok)
-	}
+	writeThenRemoval(t, "data/null-delete-after/k.txt", "ObjectRemoved:Delete", "null")
 }
 
 // TestNullVersionDeleteBeforeADeletedVersion: when the newest version a
