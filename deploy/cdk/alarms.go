@@ -49,6 +49,17 @@ func newAlarms(s *regionStack) *alarms {
 		Resources:  jsii.Strings(*topic.TopicArn()),
 		Conditions: &map[string]any{"StringEquals": map[string]any{"aws:SourceAccount": awscdk.Aws_ACCOUNT_ID()}},
 	}))
+	// The statement CDK adds for an EventBridge rule's target (a failed
+	// backfill task) names no rule: EventBridge delivers to other
+	// accounts' targets, so any account's rule could mail the alarm list.
+	topic.AddToResourcePolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
+		Sid:        jsii.String("EventsFromOwnRulesOnly"),
+		Effect:     awsiam.Effect_DENY,
+		Principals: &[]awsiam.IPrincipal{awsiam.NewServicePrincipal(jsii.String("events.amazonaws.com"), nil)},
+		Actions:    jsii.Strings("sns:Publish"),
+		Resources:  jsii.Strings(*topic.TopicArn()),
+		Conditions: &map[string]any{"StringNotEquals": map[string]any{"aws:SourceAccount": awscdk.Aws_ACCOUNT_ID()}},
+	}))
 	for _, e := range s.d.Options.AlarmEmails {
 		topic.AddSubscription(awssnssubscriptions.NewEmailSubscription(jsii.String(e), nil))
 	}

@@ -250,6 +250,24 @@ func TestBackfillSchedule(t *testing.T) {
 			t.Error("no key statement lets EventBridge use the messaging key unconditioned")
 		}
 	})
+	// The topic is the gate: CDK lets events.amazonaws.com publish to it
+	// with no condition, and EventBridge delivers to other accounts'
+	// targets.
+	check(t, "only this account's EventBridge rules publish to the alarm topic", func() {
+		denied := false
+		for _, p := range ofType(s.json["eu-west-1"], "AWS::SNS::TopicPolicy") {
+			for _, st := range propsOf(p)["PolicyDocument"].(map[string]any)["Statement"].([]any) {
+				st := st.(map[string]any)
+				pr, _ := st["Principal"].(map[string]any)
+				if pr["Service"] == "events.amazonaws.com" && st["Effect"] == "Deny" && strings.Contains(fmt.Sprint(st["Condition"]), "aws:SourceAccount") {
+					denied = true
+				}
+			}
+		}
+		if !denied {
+			t.Error("no topic statement refuses other accounts' EventBridge rules")
+		}
+	})
 }
 
 func TestBackfillOptions(t *testing.T) {
