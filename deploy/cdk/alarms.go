@@ -58,7 +58,9 @@ func newAlarms(s *regionStack) *alarms {
 		Principals: &[]awsiam.IPrincipal{awsiam.NewServicePrincipal(jsii.String("events.amazonaws.com"), nil)},
 		Actions:    jsii.Strings("sns:Publish"),
 		Resources:  jsii.Strings(*topic.TopicArn()),
-		Conditions: &map[string]any{"StringNotEquals": map[string]any{"aws:SourceAccount": awscdk.Aws_ACCOUNT_ID()}},
+		// The rule's ARN, which EventBridge names in every delivery to a
+		// target (AWS's examples condition on it).
+		Conditions: &map[string]any{"ArnNotLike": map[string]any{"aws:SourceArn": awscdk.Fn_Sub(jsii.String("arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:rule/*"), nil)}},
 	}))
 	for _, e := range s.d.Options.AlarmEmails {
 		topic.AddSubscription(awssnssubscriptions.NewEmailSubscription(jsii.String(e), nil))

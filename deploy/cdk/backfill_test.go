@@ -259,7 +259,7 @@ func TestBackfillSchedule(t *testing.T) {
 			for _, st := range propsOf(p)["PolicyDocument"].(map[string]any)["Statement"].([]any) {
 				st := st.(map[string]any)
 				pr, _ := st["Principal"].(map[string]any)
-				if pr["Service"] == "events.amazonaws.com" && st["Effect"] == "Deny" && strings.Contains(fmt.Sprint(st["Condition"]), "aws:SourceAccount") {
+				if pr["Service"] == "events.amazonaws.com" && st["Effect"] == "Deny" && strings.Contains(fmt.Sprint(st["Condition"]), "aws:SourceArn") {
 					denied = true
 				}
 			}
