@@ -98,6 +98,22 @@ func TestUploadMemory(t *testing.T) {
 	if p := partSize(5 << 40); p*10000 < 5<<40+5<<40/64 {
 		t.Errorf("parts of %d bytes cannot carry 5 TiB in 10,000 parts", p)
 	}
+	// S3's largest object (10,000 parts of 5 GiB) cannot be staged: its
+	// archive is larger. Below it, parts never pass S3's 5 GiB, and the
+	// archive, at most a 256th over its objects, fits 10,000 of them.
+	const largest = 10_000 * 5 << 30
+	if stagingHolds(largest) || !stagingHolds(largest-largest/200) {
+		t.Errorf("staging holds %v at S3's largest, %v a 200th below it", stagingHolds(largest), stagingHolds(largest-largest/200))
+	}
+	for _, total := range []int64{44 << 40, 45 << 40, largest - largest/200} {
+		p := partSize(total)
+		if p > 5<<30 || p*10000 < total+total/256+64<<20 {
+			t.Errorf("an archive of %d bytes of objects: parts of %d bytes", total, p)
+		}
+	}
+	if w := (&Worker{}); w.fits([]entry{{obj: manifest.Object{Key: "k", Size: largest, Destinations: []manifest.Destination{{Bucket: "d", Key: "k"}}}}}) {
+		t.Error("an archive of S3's largest object fits, without an upload memory")
+	}
 	w := &Worker{Deps: Deps{UploadMemory: 40 << 20}, uploadMem: semaphore.NewWeighted(40 << 20)}
 	big := func(size int64) entry {
 		return entry{obj: manifest.Object{Key: "k", Size: size, Destinations: []manifest.Destination{{Bucket: "d", Key: "k"}}}}

@@ -190,6 +190,10 @@ func (w *Worker) plan(ctx context.Context, rule *config.Rule, items []Item, held
 			// metadata no target could write would fail the archive,
 			// and every object batched with it, again and again.
 			err := e.obj.ValidateObject()
+			if err == nil && e.obj.HasMember() && !stagingHolds(e.obj.Size) {
+				err = fmt.Errorf("%w: %s/%s is %s: its archive would pass the 10,000 parts of 5 GiB a staging upload holds", ErrUnroutable,
+					e.obj.Bucket, e.obj.Key, stats.Bytes(e.obj.Size))
+			}
 			if need := uploadBuffers(partSize(e.obj.Size)); err == nil && e.obj.HasMember() && w.uploadMem != nil && need > w.UploadMemory {
 				err = fmt.Errorf("%w: %s/%s is %s: its staging upload needs %s of part buffers, more than the %s this task gives them (half its memory limit): give the source more memory",
 					ErrTooLarge, e.obj.Bucket, e.obj.Key, stats.Bytes(e.obj.Size), stats.Bytes(need), stats.Bytes(w.UploadMemory))

@@ -239,18 +239,26 @@ func mix(m *manifest.Manifest, choices []choice) string {
 }
 
 // fits reports whether an archive of entries stays within the upload
-// memory.
+// memory, and within what one staging upload holds.
 func (w *Worker) fits(entries []entry) bool {
-	if w.uploadMem == nil {
-		return true
-	}
 	var total int64
 	for _, e := range entries {
 		if e.obj.HasMember() {
 			total += e.obj.Size
 		}
 	}
-	return uploadBuffers(partSize(total)) <= w.UploadMemory
+	return stagingHolds(total) && (w.uploadMem == nil || uploadBuffers(partSize(total)) <= w.UploadMemory)
+}
+
+// maxStagingPart is S3's largest part.
+const maxStagingPart = 5 << 30
+
+// stagingHolds reports whether an archive of total bytes of objects fits
+// one staging upload, 10,000 parts of 5 GiB: zstd adds at most a 256th
+// (its frame and block headers on incompressible bytes), and the tar and
+// the manifest a little.
+func stagingHolds(total int64) bool {
+	return total <= (10_000*maxStagingPart-(64<<20))/257*256
 }
 
 // uploadConcurrency is how many parts of a staging upload are sent at once.
@@ -260,7 +268,7 @@ const uploadConcurrency = 2
 // bytes of objects: at least 8 MiB, and no more than 9,000 parts (S3 takes
 // 10,000), sized from the uncompressed total, which bounds the archive.
 func partSize(total int64) int64 {
-	return max(8<<20, (total+total/64+(1<<20))/9000)
+	return min(maxStagingPart, max(8<<20, (total+total/64+(1<<20))/9000))
 }
 
 // uploadBuffers is what an upload of parts of part bytes holds: a buffer
