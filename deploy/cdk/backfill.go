@@ -109,7 +109,7 @@ func (s *regionStack) newBackfill(cluster awsecs.Cluster, rule *config.Rule) *ba
 			"XRC_CONFIG":    jsii.String("ssm://" + s.ConfigParameterName()),
 			"AWS_REGION":    jsii.String(s.plan.Region.Name),
 			"XRC_QUEUE_URL": q.Queue.QueueUrl(),
-			"GOMEMLIMIT":    jsii.String(goMemLimit(o.Source.MemoryMB)),
+			"GOMEMLIMIT":    jsii.String(goMemLimit(o.Source.MemoryMB, 0)), // it compresses nothing
 		},
 		Logging: awsecs.LogDriver_AwsLogs(&awsecs.AwsLogDriverProps{
 			LogGroup:      s.logGroup(backfillKind),

@@ -78,7 +78,7 @@ func (s *regionStack) addFunction(id string, w *worker, env map[string]*string) 
 		"XRC_CONFIG":    jsii.String("ssm://" + s.ConfigParameterName()),
 		"XRC_REGION":    jsii.String(s.plan.Region.Name),
 		"XRC_QUEUE_URL": w.Queue.Queue.QueueUrl(),
-		"GOMEMLIMIT":    jsii.String(goMemLimit(l.MemoryMB)),
+		"GOMEMLIMIT":    jsii.String(goMemLimit(l.MemoryMB, w.compressorsMiB(s.d.Config))),
 		// A new document makes new execution environments at once; warm
 		// ones would otherwise read it within XRC_CONFIG_TTL.
 		"XRC_CONFIG_SHA256": jsii.String(hex.EncodeToString(sum[:8])),

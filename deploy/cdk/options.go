@@ -314,7 +314,11 @@ func fargateSize(cpu, memMB int) error {
 	return nil
 }
 
-// goMemLimit is GOMEMLIMIT for a task: the Go heap may use 85% of the
-// task's memory, leaving room for stacks, buffers outside the heap and the
-// runtime.
-func goMemLimit(memMB int) string { return strconv.Itoa(memMB*85/100) + "MiB" }
+// goMemLimit is GOMEMLIMIT for a task or function: the Go heap may use 85%
+// of its memory, leaving room for stacks, buffers outside the heap and the
+// runtime, and less where libzstd's compressors (cMiB, outside the Go heap:
+// config.SourceCompressorsMiB) would not fit beside it with 128 MiB to
+// spare (ultra levels; small tasks).
+func goMemLimit(memMB, cMiB int) string {
+	return strconv.Itoa(max(min(memMB*85/100, memMB-cMiB-128), memMB/4)) + "MiB"
+}

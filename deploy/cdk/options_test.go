@@ -87,9 +87,18 @@ func TestFargateSize(t *testing.T) {
 	}
 }
 
+// TestGoMemLimit: 85% of the memory for the Go heap, less where libzstd's
+// compressors (outside it) would not fit beside it with 128 MiB to spare:
+// two at level 19 fit a 2 GiB task's 15%, two at 22 do not, nor two at 19
+// in a 512 MiB task.
 func TestGoMemLimit(t *testing.T) {
-	if got := goMemLimit(2048); got != "1740MiB" {
-		t.Errorf("goMemLimit(2048) = %s", got)
+	for _, c := range []struct {
+		mem, c int
+		want   string
+	}{{2048, 0, "1740MiB"}, {2048, 180, "1740MiB"}, {2048, 276, "1644MiB"}, {512, 180, "204MiB"}, {1769, 180, "1461MiB"}, {512, 400, "128MiB"}} {
+		if got := goMemLimit(c.mem, c.c); got != c.want {
+			t.Errorf("goMemLimit(%d MiB, %d MiB of compressors) = %s, want %s", c.mem, c.c, got, c.want)
+		}
 	}
 }
 

@@ -50,6 +50,15 @@ type worker struct {
 	Options  workerOptions
 }
 
+// compressorsMiB is the C memory w may hold in compressors: a source's
+// (config.SourceCompressorsMiB); a target compresses nothing.
+func (w *worker) compressorsMiB(c *config.Config) int {
+	if w.Rule == nil {
+		return 0
+	}
+	return c.SourceCompressorsMiB(w.Rule)
+}
+
 // Label names the worker in alarms and on the dashboard.
 func (w *worker) Label() string {
 	if w.Rule != nil {
@@ -124,7 +133,7 @@ func (s *regionStack) addService(cluster awsecs.Cluster, id string, w *worker, e
 		"XRC_CONFIG":    jsii.String("ssm://" + s.ConfigParameterName()),
 		"XRC_REGION":    jsii.String(s.plan.Region.Name),
 		"XRC_QUEUE_URL": w.Queue.Queue.QueueUrl(),
-		"GOMEMLIMIT":    jsii.String(goMemLimit(w.Options.MemoryMB)),
+		"GOMEMLIMIT":    jsii.String(goMemLimit(w.Options.MemoryMB, w.compressorsMiB(s.d.Config))),
 		// Changes with the document so that a config change rolls the
 		// tasks (they read the parameter once, at start).
 		"XRC_CONFIG_SHA256": jsii.String(hex.EncodeToString(sum[:8])),

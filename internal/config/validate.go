@@ -623,6 +623,30 @@ const minTargetMemoryMB = 189
 // memory beside what GOMEMLIMIT lets the Go heap take.
 const minCompressorMemoryMB = 1024
 
+// CompressorMiB is about the C memory one libzstd compressor holds at
+// level, with the window xrc caps it at (libzstd.Writer): outside the Go
+// heap, and so outside GOMEMLIMIT. Measured: 3 MiB at level 3, 89 at 19,
+// 105 at 20, 137 at 21 and 22; the levels between, rounded up.
+func CompressorMiB(level int) int {
+	switch {
+	case level <= 9:
+		return 16
+	case level <= 15:
+		return 48
+	case level <= 19:
+		return 90
+	case level == 20:
+		return 106
+	}
+	return 138
+}
+
+// SourceCompressorsMiB is the C memory rule r's source worker may hold in
+// compressors: one for each of its two archive builders, at the highest
+// level it may use. A pool may briefly make a third; the headroom GOMEMLIMIT
+// leaves besides covers it.
+func (c *Config) SourceCompressorsMiB(r *Rule) int { return 2 * CompressorMiB(c.highestLevel(r)) }
+
 // highestLevel is the highest zstd level r's source may compress at.
 func (c *Config) highestLevel(r *Rule) int {
 	if c.Settings.Adaptive.Disabled {
