@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go/middleware"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/xrc-dev/xrc/internal/adaptive"
 	"github.com/xrc-dev/xrc/internal/archive"
@@ -42,18 +43,28 @@ type fetched struct {
 	err  error
 }
 
+// prefetchBytes bounds the bytes of one archive's objects prefetched and
+// not yet written: with objects up to prefetchMax each, the worker's
+// concurrency alone (256 at most) would let two builders hold 2 GiB.
+const prefetchBytes = 64 << 20
+
 // prefetch starts reading the small objects of m that are not held
-// already ahead, at most the worker's concurrency at once, so S3 latency
-// overlaps compression. The future of objects[i] is futures[i] (nil for
-// held and large objects and deletes); release a slot after taking a
-// result.
-func (w *Worker) prefetch(ctx context.Context, m *manifest.Manifest, held [][]byte) (futures []chan fetched, slots chan struct{}) {
+// already ahead, at most the worker's concurrency (and prefetchBytes) at
+// once, so S3 latency overlaps compression. The future of objects[i] is
+// futures[i] (nil for held and large objects and deletes); call done(i)
+// once its result is written.
+func (w *Worker) prefetch(ctx context.Context, m *manifest.Manifest, held [][]byte) (futures []chan fetched, done func(i int)) {
 	futures = make([]chan fetched, len(m.Objects))
-	slots = make(chan struct{}, w.Config.Settings.Worker.Concurrency)
+	slots := make(chan struct{}, w.Config.Settings.Worker.Concurrency)
+	budget := semaphore.NewWeighted(prefetchBytes)
 	for i := range m.Objects {
 		if o := &m.Objects[i]; o.HasMember() && o.Size <= prefetchMax && held[i] == nil {
 			futures[i] = make(chan fetched, 1)
 		}
+	}
+	done = func(i int) {
+		budget.Release(m.Objects[i].Size)
+		<-slots
 	}
 	go func() {
 		for i, f := range futures {
@@ -65,13 +76,18 @@ func (w *Worker) prefetch(ctx context.Context, m *manifest.Manifest, held [][]by
 			case <-ctx.Done():
 				return
 			}
+			// In manifest order, as they are written: the object
+			// waited for has its bytes already.
+			if err := budget.Acquire(ctx, m.Objects[i].Size); err != nil {
+				return
+			}
 			go func() {
 				data, err := w.fetchAll(ctx, &m.Objects[i])
 				f <- fetched{data, err}
 			}()
 		}
 	}()
-	return futures, slots
+	return futures, done
 }
 
 // get opens the exact version HEAD described, so the bytes and the
@@ -116,9 +132,10 @@ func (w *Worker) open(ctx context.Context, o *manifest.Object, byteRange string)
 }
 
 // read GETs a small object whole, with what HEAD would say of it (plan.go,
-// inlineMax). An object larger than that (overwritten since its event) is
-// described but not held: it is read when its turn comes, like any large
-// object.
+// inlineMax). An object of another size than its event said (overwritten
+// since) is described but not held: plan charged the batch's budget the
+// event's size; it is read when its turn comes, like any large object, if
+// it is not skipped as stale.
 func (w *Worker) read(ctx context.Context, ref events.ObjectRef, into *arena) (*s3.HeadObjectOutput, []byte, error) {
 	out, err := w.S3.GetObject(ctx, &s3.GetObjectInput{Bucket: &ref.Bucket, Key: &ref.Key, VersionId: optional(ref.VersionID),
 		ChecksumMode: s3types.ChecksumModeEnabled}, withoutValidation)
@@ -128,7 +145,7 @@ func (w *Worker) read(ctx context.Context, ref events.ObjectRef, into *arena) (*
 	defer out.Body.Close()
 	head := headOf(out)
 	size := aws.ToInt64(out.ContentLength)
-	if size > inlineMax {
+	if size > inlineMax || size != ref.Size {
 		return head, nil, nil
 	}
 	data := into.alloc(int(size))
@@ -270,14 +287,14 @@ func (a *arena) free() {
 
 // writeFetched adds a prefetched object to the archive, at the level
 // setLevel chooses from its first bytes.
-func (w *Worker) writeFetched(ctx context.Context, aw *archive.Writer, i int, f <-chan fetched, slots <-chan struct{}, setLevel func([]byte) error) error {
+func (w *Worker) writeFetched(ctx context.Context, aw *archive.Writer, i int, f <-chan fetched, done func(int), setLevel func([]byte) error) error {
 	var r fetched
 	select {
 	case r = <-f:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	<-slots
+	defer done(i)
 	if r.err != nil {
 		return &objectError{i, r.err}
 	}

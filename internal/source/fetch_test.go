@@ -1,15 +1,21 @@
 package source
 
 import (
+	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"fmt"
+	"io"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/manifest"
 	"golang.org/x/sync/semaphore"
 )
@@ -150,5 +156,55 @@ func TestSetChecksum(t *testing.T) {
 		if o.ChecksumAlgorithm != tt.alg || o.Checksum != tt.sum || o.SHA256 != tt.hex {
 			t.Errorf("%+v: %s %q sha256 %q, want %s %q %q", tt.head, o.ChecksumAlgorithm, o.Checksum, o.SHA256, tt.alg, tt.sum, tt.hex)
 		}
+	}
+}
+
+// heldGets answers GetObject with the size asked for once release is
+// closed, counting the calls under way at once.
+type heldGets struct {
+	S3API
+	release chan struct{}
+	mu      sync.Mutex
+	now     int
+	most    int
+}
+
+func (h *heldGets) GetObject(ctx context.Context, in *s3.GetObjectInput, _ ...func(*s3.Options)) (*s3.GetObjectOutput, error) {
+	h.mu.Lock()
+	h.now++
+	h.most = max(h.most, h.now)
+	h.mu.Unlock()
+	defer func() { h.mu.Lock(); h.now--; h.mu.Unlock() }()
+	select {
+	case <-h.release:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return &s3.GetObjectOutput{Body: io.NopCloser(bytes.NewReader(make([]byte, 4<<20)))}, nil
+}
+
+// TestPrefetchBytesBounded: objects are prefetched at most prefetchBytes
+// at a time, whatever the concurrency (256 at most: two builders could
+// hold 2 GiB of 4 MiB objects).
+func TestPrefetchBytesBounded(t *testing.T) {
+	s3 := &heldGets{release: make(chan struct{})}
+	w := &Worker{Deps: Deps{S3: s3, Config: &config.Config{Settings: config.Settings{Worker: config.Worker{Concurrency: 256}}}}}
+	m := &manifest.Manifest{}
+	for i := range 40 {
+		m.Objects = append(m.Objects, manifest.Object{Bucket: "b", Key: fmt.Sprint(i), ETag: "e", Size: 4 << 20, Member: fmt.Sprint(i)})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	futures, done := w.prefetch(ctx, m, make([][]byte, len(m.Objects)))
+	time.Sleep(200 * time.Millisecond) // for the GETs the budget lets start
+	close(s3.release)
+	for i, f := range futures {
+		if r := <-f; r.err != nil {
+			t.Fatal(r.err)
+		}
+		done(i)
+	}
+	if want := 16; s3.most > want { // 64 MiB
+		t.Errorf("%d objects of 4 MiB fetched at once, want at most %d", s3.most, want)
 	}
 }

@@ -162,7 +162,7 @@ func (w *Worker) write(ctx context.Context, aw *archive.Writer, dst io.Writer, r
 	if err := aw.Begin(dst, m); err != nil {
 		return err
 	}
-	futures, slots := w.prefetch(ctx, m, held)
+	futures, fetchedDone := w.prefetch(ctx, m, held)
 	var prev adaptive.Class
 	for i := range m.Objects {
 		o := &m.Objects[i]
@@ -188,7 +188,7 @@ func (w *Worker) write(ctx context.Context, aw *archive.Writer, dst io.Writer, r
 		if held[i] != nil {
 			err = w.writeHeld(aw, i, held[i], setLevel)
 		} else if f := futures[i]; f != nil {
-			err = w.writeFetched(ctx, aw, i, f, slots, setLevel)
+			err = w.writeFetched(ctx, aw, i, f, fetchedDone, setLevel)
 		} else {
 			err = w.streamObject(ctx, aw, i, o, setLevel)
 		}
