@@ -121,7 +121,8 @@ type Decision struct {
 	Arm Arm
 	// Why: "start" (nothing trusted yet: the rule's level, or Store for
 	// content that does not compress), "exploit", "explore" or
-	// "throughput" (behind the freshness target: a faster arm).
+	// "throughput" (behind the freshness target: a faster arm) or "size"
+	// (an object too large for the arm chosen: MaxObjectCPU).
 	Why string
 }
 
@@ -244,6 +245,13 @@ func (l *Learner) Choose(k Key, m Model, start Arm, size int64, lag time.Duratio
 		trusted[e.Arm] = e.Trusted
 	}
 	i := slices.Index(l.cfg.Arms, d.Arm)
+	if j := l.fitting(ests, i, size); j < i {
+		// Compressed at the level chosen, the object would hold its
+		// message for hours: SQS keeps a message hidden 12 hours at most
+		// (then another task starts it again), and a stop (Spot) cuts it
+		// after the drain.
+		return Decision{Arm: l.cfg.Arms[j], Why: "size"}
+	}
 	// No further than the fastest level that compresses: below it only
 	// Store is left, which saves next to no CPU (the fastest levels outrun
 	// the SHA-256 every byte gets anyway) and puts every byte on the wire,
@@ -295,6 +303,33 @@ func (l *Learner) Choose(k Key, m Model, start Arm, size int64, lag time.Duratio
 		return d
 	}
 	return Decision{Arm: near[l.rng.IntN(len(near))], Why: "explore"}
+}
+
+// MaxObjectCPU is the most CPU time one object may take to compress at
+// the level chosen for it, by its class's measured CPU per byte: a faster
+// level is used beyond it (level 19 passes it at about 30 GB, level 3 at
+// about 800 GB).
+const MaxObjectCPU = 2 * time.Hour
+
+// fitting is the index of the slowest arm at or below i that compresses
+// an object of size bytes within MaxObjectCPU, as far as ests say: an arm
+// nothing is known of, faster than one that does not fit, is taken to.
+func (l *Learner) fitting(ests []Estimate, i int, size int64) int {
+	cpuPerByte := func(a Arm) (float64, bool) {
+		for _, e := range ests {
+			if e.Arm == a && e.In > 0 {
+				return e.CPU / e.In, true
+			}
+		}
+		return 0, false
+	}
+	fits := func(j int) bool {
+		c, ok := cpuPerByte(l.cfg.Arms[j])
+		return !ok || float64(size)*c <= MaxObjectCPU.Seconds()
+	}
+	for ; i > 0 && !fits(i); i-- {
+	}
+	return i
 }
 
 // Best returns the arm the learner exploits for k, and its benefit; false

@@ -597,3 +597,32 @@ func TestFewObjectsAnHourAreLearnt(t *testing.T) {
 		}
 	}
 }
+
+// TestLargeObjectsTakeALevelThatFinishes: an object that would take more
+// than MaxObjectCPU at the level exploited (its class's measured CPU per
+// byte) is compressed at the slowest level that does not: at level 19 a
+// 100 GB object would hold its message past SQS's 12 hours.
+func TestLargeObjectsTakeALevelThatFinishes(t *testing.T) {
+	l := New(Config{Arms: Arms(true, -7, 19), ExploreFloor: 1e-9, Explore: 1e-9}, rand.New(rand.NewPCG(1, 1)))
+	now := time.Now()
+	k := Key{"r", CSV}
+	m := testModel()
+	// Level 9 at 8 MB a CPU-second wins on price; level 1 at 160.
+	l.Observe(Observation{k, 1, Sample{In: 64 << 20, Out: 26 << 20, CPU: 400 * time.Millisecond, Objects: 20}, now})
+	l.Observe(Observation{k, 9, Sample{In: 64 << 20, Out: 19 << 20, CPU: 8 * time.Second, Objects: 20}, now})
+	if d := l.Choose(k, m, 3, 1<<30, 0, now); d.Arm != 9 {
+		t.Fatalf("1 GiB: %+v, want 9 (about 2 CPU-minutes)", d)
+	}
+	// 100 GiB at level 9: about 3.6 CPU-hours. Levels 2 to 8 are not
+	// known: taken to fit, the slowest of them is used.
+	if d := l.Choose(k, m, 3, 100<<30, 0, now); d.Arm != 8 || d.Why != "size" {
+		t.Errorf("100 GiB: %+v, want level 8 for its size", d)
+	}
+	// Known to take too long too, down to one that fits.
+	for a := Arm(2); a <= 8; a++ {
+		l.Observe(Observation{k, a, Sample{In: 64 << 20, Out: 20 << 20, CPU: 8 * time.Second, Objects: 20}, now})
+	}
+	if d := l.Choose(k, m, 3, 100<<30, 0, now); d.Arm != 1 || d.Why != "size" {
+		t.Errorf("100 GiB, levels 2 to 9 known slow: %+v, want level 1", d)
+	}
+}

@@ -23,7 +23,7 @@ type Metrics struct {
 	Compute         *prometheus.CounterVec   // dollars of CPU: compression here, decompression in the targets, by rule
 	ArchiveRatio    *prometheus.HistogramVec // bytes in / bytes out of each archive, by rule
 	CompressionCPU  *prometheus.CounterVec   // normalised CPU-seconds spent encoding, by rule
-	Decisions       *prometheus.CounterVec   // level choices by reason: start, exploit, explore, throughput
+	Decisions       *prometheus.CounterVec   // level choices by reason: start, exploit, explore, throughput, size
 	CPUBenchmark    prometheus.Gauge         // this task's MB per CPU-second at the reference level
 	CPUFactor       prometheus.Gauge         // this task's CPU against the fleet's mean
 	Behind          *prometheus.GaugeVec     // arms below the best, chosen to catch up (throughput mode), by rule
@@ -60,7 +60,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		CompressionCPU: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "xrc_source_compression_cpu_seconds_total",
 			Help: "CPU-seconds spent encoding objects (normalised to the fleet's CPU), by rule."}, []string{"rule"}),
 		Decisions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "xrc_source_level_decisions_total",
-			Help: "Level choices by reason: start, exploit, explore, throughput."}, []string{"why"}),
+			Help: "Level choices by reason: start, exploit, explore, throughput, size (an object too large for the level chosen)."}, []string{"why"}),
 		CPUBenchmark: prometheus.NewGauge(prometheus.GaugeOpts{Name: "xrc_source_cpu_benchmark_mb_per_second",
 			Help: "This task's start-up CPU benchmark: MB compressed per CPU-second at level 3."}),
 		CPUFactor: prometheus.NewGauge(prometheus.GaugeOpts{Name: "xrc_source_cpu_factor_ratio",
