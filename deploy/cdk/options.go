@@ -320,5 +320,11 @@ func fargateSize(cpu, memMB int) error {
 // config.SourceCompressorsMiB) would not fit beside it with 128 MiB to
 // spare (ultra levels; small tasks).
 func goMemLimit(memMB, cMiB int) string {
-	return strconv.Itoa(max(min(memMB*85/100, memMB-cMiB-128), memMB/4)) + "MiB"
+	limit := memMB * 85 / 100
+	if cMiB > 0 {
+		// At least 64 MiB: half of it holds a source's smallest staging
+		// upload (four parts of 8 MiB).
+		limit = max(min(limit, memMB-cMiB-128), min(limit, 64))
+	}
+	return strconv.Itoa(limit) + "MiB"
 }

@@ -95,7 +95,10 @@ func TestGoMemLimit(t *testing.T) {
 	for _, c := range []struct {
 		mem, c int
 		want   string
-	}{{2048, 0, "1740MiB"}, {2048, 180, "1740MiB"}, {2048, 276, "1644MiB"}, {512, 180, "204MiB"}, {1769, 180, "1461MiB"}, {512, 400, "128MiB"}} {
+	}{{2048, 0, "1740MiB"}, {2048, 180, "1740MiB"}, {2048, 276, "1644MiB"}, {512, 180, "204MiB"}, {1769, 180, "1461MiB"}, {512, 400, "64MiB"},
+		// No compressors (a target), nothing taken off: half of 85% of
+		// 189 MB holds a large object's 80 MiB of parts.
+		{189, 0, "160MiB"}, {128, 32, "64MiB"}} {
 		if got := goMemLimit(c.mem, c.c); got != c.want {
 			t.Errorf("goMemLimit(%d MiB, %d MiB of compressors) = %s, want %s", c.mem, c.c, got, c.want)
 		}
