@@ -1374,22 +1374,7 @@ func TestLateEventOfAVersionNoLongerCurrent(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.waitDepth(t, f.sourceQueue(), 2, time.Minute)
-	// Replicated long ago: their events are gone.
-	url := f.sourceQueue()
-	for empty := 0; empty < 2; {
-		out, err := f.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: &url, MaxNumberOfMessages: 10, WaitTimeSeconds: 2})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(out.Messages) == 0 {
-			empty++
-		}
-		for _, m := range out.Messages {
-			if _, err := f.sqs.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: &url, ReceiptHandle: m.ReceiptHandle}); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	f.discardAll(t) // replicated long ago: their events are gone
 	body, err := events.Encode("test", events.ObjectRef{EventName: "ObjectCreated:Put", EventTime: time.Now().Add(-20 * 24 * time.Hour), Region: "us-east-1",
 		Bucket: f.rule.SourceBucket, Key: key, VersionID: aws.ToString(out.VersionId), ETag: strings.Trim(aws.ToString(out.ETag), `"`),
 		Size: int64(len("deleted weeks ago")), Sequencer: "01"})
@@ -1420,6 +1405,55 @@ func TestLateEventOfAVersionNoLongerCurrent(t *testing.T) {
 func (f *fixture) nullDelete(t *testing.T, key, seq string) {
 	t.Helper()
 	f.removal(t, "ObjectRemoved:Delete", key, "null", seq)
+}
+
+// discardAll deletes every message of the source queue, until none has
+// come for two long polls.
+func (f *fixture) discardAll(t *testing.T) {
+	t.Helper()
+	ctx, url := context.Background(), f.sourceQueue()
+	for empty := 0; empty < 2; {
+		out, err := f.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: &url, MaxNumberOfMessages: 10, WaitTimeSeconds: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out.Messages) == 0 {
+			empty++
+		}
+		for _, m := range out.Messages {
+			if _, err := f.sqs.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: &url, ReceiptHandle: m.ReceiptHandle}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}
+
+// TestRemovedMarkersOfABatchStageNothing: two delete markers of a key in
+// one batch, both removed since (undone): the key reads as the write
+// before them, replicated long ago, so nothing is staged; staging the
+// older marker's delete would remove the destinations' copy for good.
+func TestRemovedMarkersOfABatchStageNothing(t *testing.T) {
+	t.Parallel()
+	f := versionedBatches(t, func(c *config.Config) { c.Rules[0].Deletes = true })
+	key, other := "data/removed-markers/k.txt", "data/removed-markers/other.txt"
+	f.put(t, []object{{key: key, data: []byte("v0, current again")}})
+	f.waitDepth(t, f.sourceQueue(), 1, time.Minute)
+	f.discardAll(t)
+	f.removal(t, "ObjectRemoved:DeleteMarkerCreated", key, "m1", strings.Repeat("E", 40))
+	f.removal(t, "ObjectRemoved:DeleteMarkerCreated", key, "m2", strings.Repeat("F", 40))
+	f.put(t, []object{{key: other, data: []byte("other")}})
+	f.waitDepth(t, f.sourceQueue(), 3, time.Minute)
+	log, _ := observed(t)
+	r := f.start(t, log)
+	f.waitStaged(t, 1, time.Minute)
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range f.readArchives(t) {
+		if s.obj.Key == key {
+			t.Errorf("%s staged (delete %t) though it reads as an object", key, s.obj.Delete)
+		}
+	}
 }
 
 // removal sends the event of a removal of key (name, version, sequencer)

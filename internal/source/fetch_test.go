@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/xrc-dev/xrc/internal/config"
+	"github.com/xrc-dev/xrc/internal/events"
 	"github.com/xrc-dev/xrc/internal/manifest"
 	"golang.org/x/sync/semaphore"
 )
@@ -206,5 +207,22 @@ func TestPrefetchBytesBounded(t *testing.T) {
 	}
 	if want := 16; s3.most > want { // 64 MiB
 		t.Errorf("%d objects of 4 MiB fetched at once, want at most %d", s3.most, want)
+	}
+}
+
+// TestStagedItem: the item whose event announced the write staged is the
+// one whose message, coming back, stages it again: not an older write's
+// of the same key (stale by then), nor a tag change's.
+func TestStagedItem(t *testing.T) {
+	item := func(name, seq string) Item { return Item{Ref: events.ObjectRef{EventName: name, Sequencer: seq}} }
+	e := entry{obj: manifest.Object{Sequencer: "02"}, items: []Item{
+		item("ObjectCreated:Put", "01"), item("ObjectTagging:Put", ""), item("ObjectCreated:Put", "02"),
+	}}
+	if got := e.stagedItem(); got.Ref.Sequencer != "02" {
+		t.Errorf("staged item %+v, want the write of sequencer 02", got.Ref)
+	}
+	e.obj.Sequencer = "" // a backfill's: none to tell
+	if got := e.stagedItem(); got.Ref.Sequencer != "01" {
+		t.Errorf("staged item %+v, want the first", got.Ref)
 	}
 }

@@ -85,7 +85,7 @@ func (w *Worker) packPart(ctx context.Context, rule *config.Rule, entries []entr
 					result = "retagged"
 				}
 				w.Metrics.Objects.WithLabelValues(rule.ID, result).Add(float64(len(e.items)))
-				if f := e.items[0].Staged; f != nil && e.staged.Restaged > 0 {
+				if f := e.stagedItem().Staged; f != nil && e.staged.Restaged > 0 {
 					f(rule.ID, e.staged)
 				}
 				settle(e.items, nil)

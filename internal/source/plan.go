@@ -33,6 +33,18 @@ type entry struct {
 	staged stats.Delta
 }
 
+// stagedItem is the item whose event announced the write e stages: its
+// message's coming back stages it again (an older event of the key, in
+// another message, would be skipped as stale).
+func (e *entry) stagedItem() Item {
+	for _, it := range e.items {
+		if !it.Ref.Retagged() && it.Ref.Sequencer == e.obj.Sequencer {
+			return it
+		}
+	}
+	return e.items[0]
+}
+
 // A small object is read whole when it is described: one GET answers what
 // HEAD would and brings the bytes, so the object costs one request rather
 // than two, and its bytes and metadata come from the same response. Only
@@ -142,7 +154,7 @@ func (w *Worker) plan(ctx context.Context, rule *config.Rule, items []Item, held
 				// A version deleted by its id since its event.
 				keep, err = w.before(gctx, rule, e, ref)
 			}
-			if keep && err == nil && !retags && e.obj.VersionID != "" && w.Clock.Since(ref.EventTime) > lateEvent {
+			if keep && err == nil && !retags && events.Version(ref.VersionID) != "" && w.Clock.Since(ref.EventTime) > lateEvent {
 				// A version is read by its id even from behind a delete
 				// marker: one whose event comes this late (redriven from
 				// a DLQ, which starts its 14 days again) may have been
@@ -253,18 +265,15 @@ func (w *Worker) before(ctx context.Context, rule *config.Rule, e *entry, ref ev
 		if e.obj, err = baseObject(rule, older); err != nil {
 			return false, err
 		}
-		switch {
-		case older.MayKeepCurrent():
-			// Version "null" deleted: the key's delete only if it
-			// reads as deleted; otherwise what came before it may be
+		if older.Removed() {
+			// The key's delete only if it reads as deleted (a marker
+			// removed since, a null version deleted that was not the
+			// current one: not); otherwise what came before it may be
 			// current.
 			if keep, err = w.stillDeleted(ctx, e); keep || err != nil {
 				return keep, err
 			}
 			continue
-		case older.Removed():
-			e.obj.Delete = true
-			return true, nil
 		}
 		if keep, err = w.describe(ctx, e, older, nil); keep && err == nil {
 			keep, err = w.current(ctx, older)
