@@ -268,14 +268,27 @@ func TestArchiveMarkComesLast(t *testing.T) {
 	m := &manifest.Manifest{ArchiveID: "20261122T030131Z-280ec2e843a1"}
 	seen := time.UnixMilli(1795315731000)
 	o := manifest.Object{Bucket: "src", Key: "k", LastModified: time.UnixMilli(1795315730465), Seen: seen}
-	room := 2*headerPrefix + len(MetaModified) + len("1795315730465") + len(MetaSeen) + len(seenMilli(seen))
-	o.Metadata = map[string]string{"blob": strings.Repeat("m", maxMetadata-room-headerPrefix-len("blob"))}
-	md := (&Worker{Deps: Deps{Log: zap.NewNop()}}).metadata(m, &o, make([]byte, 32))
-	if md[MetaSeen] == "" || md[MetaModified] == "" {
-		t.Errorf("xrc-seen %q, xrc-mtime %q: the copy's times dropped", md[MetaSeen], md[MetaModified])
-	}
-	if _, ok := md[MetaArchive]; ok {
-		t.Errorf("archive mark %q written where it leaves no room", md[MetaArchive])
+	times := 2*headerPrefix + len(MetaModified) + len("1795315730465") + len(MetaSeen) + len(seenMilli(seen))
+	w := &Worker{Deps: Deps{Log: zap.NewNop()}}
+	for _, c := range []struct {
+		name string
+		room int
+		mark string
+	}{
+		{"room for the times only", times, ""},
+		// Room for the archive id, or for the times and the mark: the
+		// times first (the id went before them and pushed out xrc-seen).
+		{"room for the times and the mark", times + headerPrefix + len(MetaArchive) + len(m.ArchiveID) - 1, archiveDropped},
+		{"room for all three", times + headerPrefix + len(MetaArchive) + len(m.ArchiveID), m.ArchiveID},
+	} {
+		o.Metadata = map[string]string{"blob": strings.Repeat("m", maxMetadata-c.room-headerPrefix-len("blob"))}
+		md := w.metadata(m, &o, make([]byte, 32))
+		if md[MetaSeen] == "" || md[MetaModified] == "" {
+			t.Errorf("%s: xrc-seen %q, xrc-mtime %q: the copy's times dropped", c.name, md[MetaSeen], md[MetaModified])
+		}
+		if md[MetaArchive] != c.mark {
+			t.Errorf("%s: xrc-archive %q, want %q", c.name, md[MetaArchive], c.mark)
+		}
 	}
 }
 

@@ -32,9 +32,10 @@ const (
 const archiveDropped = "-"
 
 // provenanceKeys are every key xrc writes, in the order the metadata budget
-// keeps them: ordering first (sequencer, time: short, and what keeps an
-// older write from replacing a newer one), then the archive id.
-var provenanceKeys = []string{MetaSequencer, MetaModified, MetaArchive, MetaVersion, MetaSeen, MetaSHA256}
+// keeps them: what orders writes and deletes first (sequencer, time, and
+// for writes without a sequencer the version and when the source saw
+// it), then the archive id (or its mark, archiveDropped), then the digest.
+var provenanceKeys = []string{MetaSequencer, MetaModified, MetaVersion, MetaSeen, MetaArchive, MetaSHA256}
 
 // WrittenByXRC reports whether user metadata (keys as the SDK returns them)
 // marks an object xrc wrote: any of its provenance keys, since a source's
