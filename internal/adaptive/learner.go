@@ -231,6 +231,30 @@ func (l *Learner) Choose(k Key, m Model, start Arm, size int64, lag time.Duratio
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	ests := l.estimates(k, m, now)
+	d := l.choose(k, m, ests, start, size, lag, now)
+	if i := slices.Index(l.cfg.Arms, d.Arm); i >= 0 {
+		if j := l.fitting(ests, i, size); j < i {
+			// Compressed at the level chosen, the object would hold its
+			// message for hours: SQS keeps a message hidden 12 hours at
+			// most (then another task starts it again), and a stop
+			// (Spot) cuts it after the drain.
+			d = Decision{Arm: l.cfg.Arms[j], Why: "size"}
+		}
+	}
+	return d
+}
+
+// Fit is a, or, for an object of size bytes that would take more than
+// MaxObjectCPU at a's typical speed, the slowest faster arm that does not:
+// Choose's cap, for a rule whose levels are not learnt.
+func (l *Learner) Fit(a Arm, size int64) Arm {
+	if a == Store || float64(size)*typicalCPUPerByte(a) <= cpuAllowed(size) {
+		return a
+	}
+	return l.cfg.Arms[l.fitting(nil, slices.Index(l.cfg.Arms, l.nearest(a)), size)]
+}
+
+func (l *Learner) choose(k Key, m Model, ests []Estimate, start Arm, size int64, lag time.Duration, now time.Time) Decision {
 	d := Decision{Arm: l.nearest(start), Why: "start"}
 	if a, _, ok := best(ests, m); ok {
 		d = Decision{Arm: a, Why: "exploit"}
@@ -245,13 +269,6 @@ func (l *Learner) Choose(k Key, m Model, start Arm, size int64, lag time.Duratio
 		trusted[e.Arm] = e.Trusted
 	}
 	i := slices.Index(l.cfg.Arms, d.Arm)
-	if j := l.fitting(ests, i, size); j < i {
-		// Compressed at the level chosen, the object would hold its
-		// message for hours: SQS keeps a message hidden 12 hours at most
-		// (then another task starts it again), and a stop (Spot) cuts it
-		// after the drain.
-		return Decision{Arm: l.cfg.Arms[j], Why: "size"}
-	}
 	// No further than the fastest level that compresses: below it only
 	// Store is left, which saves next to no CPU (the fastest levels outrun
 	// the SHA-256 every byte gets anyway) and puts every byte on the wire,
@@ -306,30 +323,65 @@ func (l *Learner) Choose(k Key, m Model, start Arm, size int64, lag time.Duratio
 }
 
 // MaxObjectCPU is the most CPU time one object may take to compress at
-// the level chosen for it, by its class's measured CPU per byte: a faster
-// level is used beyond it (level 19 passes it at about 30 GB, level 3 at
-// about 800 GB).
+// the level chosen for it, by its class's measured CPU per byte, unless
+// reading it takes longer (one GET stream, readBytesPerSecond): a faster
+// level is used beyond it (level 19 passes it at about 20 GB; level 3,
+// about as fast as the read, never does).
 const MaxObjectCPU = 2 * time.Hour
 
-// fitting is the index of the slowest arm at or below i that compresses
-// an object of size bytes within MaxObjectCPU, as far as ests say: an arm
-// nothing is known of, faster than one that does not fit, is taken to.
+// readBytesPerSecond is about what one GET stream of S3 reads: an object
+// compressed as fast takes no longer for it.
+const readBytesPerSecond = 100e6
+
+// cpuAllowed is the CPU time an object of size bytes may take to compress.
+func cpuAllowed(size int64) float64 {
+	return max(MaxObjectCPU.Seconds(), float64(size)/readBytesPerSecond)
+}
+
+// fitting is the index of the slowest arm at or below i (the arms run
+// from Store, the fastest, to the slowest level) that compresses an object
+// of size bytes within cpuAllowed: by its CPU per byte measured (ests),
+// else by its level's typical speed. Store (0) when no level does.
 func (l *Learner) fitting(ests []Estimate, i int, size int64) int {
-	cpuPerByte := func(a Arm) (float64, bool) {
+	cpuPerByte := func(a Arm) float64 {
 		for _, e := range ests {
 			if e.Arm == a && e.In > 0 {
-				return e.CPU / e.In, true
+				return e.CPU / e.In
 			}
 		}
-		return 0, false
+		return typicalCPUPerByte(a)
 	}
-	fits := func(j int) bool {
-		c, ok := cpuPerByte(l.cfg.Arms[j])
-		return !ok || float64(size)*c <= MaxObjectCPU.Seconds()
-	}
-	for ; i > 0 && !fits(i); i-- {
+	for ; i > 0 && float64(size)*cpuPerByte(l.cfg.Arms[i]) > cpuAllowed(size); i-- {
 	}
 	return i
+}
+
+// typicalCPUPerByte is a level's CPU-seconds per byte where nothing is
+// measured: zstd's single-thread speed on text, rounded down (a vCPU of
+// this project's benchmarks: level 3 about 115 MB/s, 19 about 3).
+func typicalCPUPerByte(a Arm) float64 {
+	var mbps float64
+	switch {
+	case a == Store:
+		return 0
+	case a <= 1:
+		mbps = 250
+	case a <= 3:
+		mbps = 115
+	case a <= 6:
+		mbps = 50
+	case a <= 9:
+		mbps = 30
+	case a <= 12:
+		mbps = 18
+	case a <= 15:
+		mbps = 7
+	case a <= 19:
+		mbps = 3
+	default:
+		mbps = 2
+	}
+	return 1 / (mbps * 1e6)
 }
 
 // Best returns the arm the learner exploits for k, and its benefit; false

@@ -625,4 +625,25 @@ func TestLargeObjectsTakeALevelThatFinishes(t *testing.T) {
 	if d := l.Choose(k, m, 3, 100<<30, 0, now); d.Arm != 1 || d.Why != "size" {
 		t.Errorf("100 GiB, levels 2 to 9 known slow: %+v, want level 1", d)
 	}
+	// Nothing known of a class (a new one, a new deployment): levels'
+	// typical speeds, level 19 about 3 MB a CPU-second.
+	if d := l.Choose(Key{"r", XML}, m, 19, 100<<30, 0, now); d.Arm >= 19 || d.Why != "size" ||
+		float64(100<<30)*typicalCPUPerByte(d.Arm) > MaxObjectCPU.Seconds() {
+		t.Errorf("100 GiB of a class nothing is known of, started at 19: %+v", d)
+	}
+	// A rule whose levels are not learnt (adaptive off) is capped alike.
+	if a := l.Fit(19, 1<<30); a != 19 {
+		t.Errorf("Fit(19, 1 GiB) = %v, want 19 (about 6 CPU-minutes)", a)
+	}
+	if a := l.Fit(19, 100<<30); a >= 19 || float64(100<<30)*typicalCPUPerByte(a) > MaxObjectCPU.Seconds() {
+		t.Errorf("Fit(19, 100 GiB) = %v", a)
+	}
+	// A level about as fast as one GET stream reads is never capped: the
+	// read takes as long.
+	if a := l.Fit(3, 10<<40); a != 3 {
+		t.Errorf("Fit(3, 10 TiB) = %v, want 3", a)
+	}
+	if a := l.Fit(9, 10<<40); a != 3 {
+		t.Errorf("Fit(9, 10 TiB) = %v, want 3", a)
+	}
 }
