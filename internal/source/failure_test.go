@@ -1456,6 +1456,50 @@ func TestRemovedMarkersOfABatchStageNothing(t *testing.T) {
 	}
 }
 
+// TestLateBatchKeepsItsDelete: a redriven batch (its events days old)
+// holds a delete marker and a later write deleted by its id since: the
+// key reads as deleted, and the marker's delete is staged; the check of
+// late versions does not apply to it (HEAD of a deleted key finds none).
+func TestLateBatchKeepsItsDelete(t *testing.T) {
+	t.Parallel()
+	f := versionedBatches(t, func(c *config.Config) { c.Rules[0].Deletes = true })
+	ctx := context.Background()
+	key, other := "data/late-batch/k.txt", "data/late-batch/other.txt"
+	f.put(t, []object{{key: key, data: []byte("v0, replicated long ago")}})
+	marker, err := f.s3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &f.rule.SourceBucket, Key: &key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2, err := f.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: &f.rule.SourceBucket, Key: &key, Body: strings.NewReader("v2, deleted by its id")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.s3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &f.rule.SourceBucket, Key: &key, VersionId: v2.VersionId}); err != nil {
+		t.Fatal(err)
+	}
+	f.waitDepth(t, f.sourceQueue(), 4, time.Minute)
+	f.discardAll(t)
+	late := time.Now().Add(-3 * 24 * time.Hour)
+	body, err := events.Encode("test",
+		events.ObjectRef{EventName: "ObjectRemoved:DeleteMarkerCreated", EventTime: late, Region: "us-east-1", Bucket: f.rule.SourceBucket, Key: key,
+			VersionID: aws.ToString(marker.VersionId), Sequencer: strings.Repeat("E", 40)},
+		events.ObjectRef{EventName: "ObjectCreated:Put", EventTime: late, Region: "us-east-1", Bucket: f.rule.SourceBucket, Key: key,
+			VersionID: aws.ToString(v2.VersionId), ETag: strings.Trim(aws.ToString(v2.ETag), `"`), Size: int64(len("v2, deleted by its id")), Sequencer: strings.Repeat("F", 40)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.send(t, string(body))
+	f.put(t, []object{{key: other, data: []byte("other")}})
+	f.waitDepth(t, f.sourceQueue(), 2, time.Minute)
+	log, _ := observed(t)
+	r := f.start(t, log)
+	got := f.waitStaged(t, 2, time.Minute)
+	r.stop()
+	if s, ok := got[key]; !ok || !s.obj.Delete {
+		t.Errorf("%s: staged %+v (present %t), want the marker's delete", key, s.obj, ok)
+	}
+}
+
 // removal sends the event of a removal of key (name, version, sequencer)
 // as S3 would.
 func (f *fixture) removal(t *testing.T, name, key, version, seq string) {

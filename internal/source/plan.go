@@ -33,16 +33,21 @@ type entry struct {
 	staged stats.Delta
 }
 
-// stagedItem is the item whose event announced the write e stages: its
-// message's coming back stages it again (an older event of the key, in
-// another message, would be skipped as stale).
-func (e *entry) stagedItem() Item {
+// stagedItems are the items whose events announced the write e stages
+// (S3 may send one event twice, in two messages): any of their messages
+// coming back stages it again. An older write's event, coming back, is
+// another write.
+func (e *entry) stagedItems() []Item {
+	var out []Item
 	for _, it := range e.items {
 		if !it.Ref.Retagged() && it.Ref.Sequencer == e.obj.Sequencer {
-			return it
+			out = append(out, it)
 		}
 	}
-	return e.items[0]
+	if len(out) == 0 {
+		out = e.items[:1]
+	}
+	return out
 }
 
 // A small object is read whole when it is described: one GET answers what
@@ -154,7 +159,7 @@ func (w *Worker) plan(ctx context.Context, rule *config.Rule, items []Item, held
 				// A version deleted by its id since its event.
 				keep, err = w.before(gctx, rule, e, ref)
 			}
-			if keep && err == nil && !retags && events.Version(ref.VersionID) != "" && w.Clock.Since(ref.EventTime) > lateEvent {
+			if keep && err == nil && !retags && !e.obj.Delete && events.Version(ref.VersionID) != "" && w.Clock.Since(ref.EventTime) > lateEvent {
 				// A version is read by its id even from behind a delete
 				// marker: one whose event comes this late (redriven from
 				// a DLQ, which starts its 14 days again) may have been
