@@ -85,8 +85,10 @@ func (w *Worker) packPart(ctx context.Context, rule *config.Rule, entries []entr
 					result = "retagged"
 				}
 				w.Metrics.Objects.WithLabelValues(rule.ID, result).Add(float64(len(e.items)))
-				if f := e.stagedItem().Staged; f != nil && e.staged.Restaged > 0 {
-					f(rule.ID, e.staged)
+				for _, it := range e.stagedItems() {
+					if it.Staged != nil && e.staged.Restaged > 0 {
+						it.Staged(rule.ID, e.staged)
+					}
 				}
 				settle(e.items, nil)
 			}
