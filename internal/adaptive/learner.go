@@ -341,7 +341,9 @@ func cpuAllowed(size int64) float64 {
 // fitting is the index of the slowest arm at or below i (the arms run
 // from Store, the fastest, to the slowest level) that compresses an object
 // of size bytes within cpuAllowed: by its CPU per byte measured (ests),
-// else by its level's typical speed. Store (0) when no level does.
+// else by its level's typical speed. Never Store, unless i is: the fastest
+// level (index 1) outruns a GET stream, and storing would lose the whole
+// saving of a large object to a slow measurement.
 func (l *Learner) fitting(ests []Estimate, i int, size int64) int {
 	cpuPerByte := func(a Arm) float64 {
 		for _, e := range ests {
@@ -351,7 +353,7 @@ func (l *Learner) fitting(ests []Estimate, i int, size int64) int {
 		}
 		return typicalCPUPerByte(a)
 	}
-	for ; i > 0 && float64(size)*cpuPerByte(l.cfg.Arms[i]) > cpuAllowed(size); i-- {
+	for ; i > 1 && float64(size)*cpuPerByte(l.cfg.Arms[i]) > cpuAllowed(size); i-- {
 	}
 	return i
 }

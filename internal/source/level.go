@@ -128,7 +128,11 @@ func (lv *levels) choose(rule *config.Rule, o *manifest.Object, sample []byte, l
 		start = adaptive.Store // zstd cannot shrink it; levels only burn CPU
 	}
 	if lv.cfg.Disabled {
-		return class, lv.learn.Fit(start, o.Size)
+		a := lv.learn.Fit(start, o.Size)
+		if a != start {
+			lv.m.Decisions.WithLabelValues("size").Inc()
+		}
+		return class, a
 	}
 	d := lv.learn.Choose(adaptive.Key{Rule: rule.ID, Class: class}, lv.models[rule.ID], start, o.Size, lag, now)
 	lv.m.Decisions.WithLabelValues(d.Why).Inc()
