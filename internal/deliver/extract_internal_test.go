@@ -170,9 +170,10 @@ func TestMetadataBudget(t *testing.T) {
 	user := func(n int) map[string]string {
 		return map[string]string{"blob": strings.Repeat("m", n-headerPrefix-len("blob"))}
 	}
-	// Ordering first: the sequencer and time are what keep an older write
-	// from replacing a newer one, and any key marks the object xrc's.
-	all := []string{MetaSequencer, MetaModified, MetaArchive, MetaVersion, MetaSHA256}
+	// In priority order (provenanceKeys; base has no xrc-seen). Ordering
+	// first: the sequencer and time are what keep an older write from
+	// replacing a newer one, and any key marks the object xrc's.
+	all := []string{MetaSequencer, MetaModified, MetaVersion, MetaArchive, MetaSHA256}
 	tests := []struct {
 		name string
 		user map[string]string
@@ -186,7 +187,10 @@ func TestMetadataBudget(t *testing.T) {
 		// The archive's mark without its id, after every key newer
 		// targets read: older ones read ownership from it alone.
 		{"room for the ordering keys and the archive's mark", user(maxMetadata - 3*headerPrefix - len(MetaSequencer) - len(base.Sequencer) -
-			len(MetaModified) - len("1795315730465") - len(MetaArchive) - len(archiveDropped)), all[:3], true},
+			len(MetaModified) - len("1795315730465") - len(MetaArchive) - len(archiveDropped)), []string{MetaSequencer, MetaModified, MetaArchive}, true},
+		// The version before the archive id: it orders writes of one time.
+		{"room for the ordering keys and the version", user(maxMetadata - 3*headerPrefix - len(MetaSequencer) - len(base.Sequencer) -
+			len(MetaModified) - len("1795315730465") - len(MetaVersion) - len(base.VersionID)), all[:3], true},
 		{"full", user(maxMetadata), nil, true},
 	}
 	for _, tt := range tests {
