@@ -64,6 +64,13 @@ func TestNewerOrSame(t *testing.T) {
 		{"destination lacks sequencer, same version", provenance{ok: true, modified: ms, version: "v1"}, obj("01", "v1", t0), false},
 		{"both lack sequencers, same version", provenance{ok: true, modified: ms, version: "v1"}, obj("", "v1", t0), true},
 		{"object lacks sequencer", provenance{ok: true, sequencer: "99", modified: ms - 1}, obj("", "", t0), false},
+		// A backfill's copy of a write at t0, read at t0+1s; a multipart
+		// upload begun before t0 (so dated before it) completed at t0+5s:
+		// newer, by its event's time against the copy's read.
+		{"multipart completed after the copy was read", provenance{ok: true, modified: ms, seen: ms + 1000},
+			&manifest.Object{Sequencer: "05", LastModified: t0.Add(-10 * time.Second), EventTime: t0.Add(5 * time.Second)}, false},
+		{"multipart completed before the copy was read", provenance{ok: true, modified: ms, seen: ms + 10_000},
+			&manifest.Object{Sequencer: "05", LastModified: t0.Add(-10 * time.Second), EventTime: t0.Add(5 * time.Second)}, true},
 		// Sub-millisecond differences are below what metadata keeps.
 		{"same millisecond", provenance{ok: true, modified: ms}, obj("", "", t0.Add(999*time.Microsecond)), true},
 	}

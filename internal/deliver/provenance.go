@@ -95,6 +95,12 @@ func (p provenance) newerOrSame(o *manifest.Object) bool {
 	if p.sequencer != "" && o.Sequencer != "" {
 		return events.CompareSequencer(p.sequencer, o.Sequencer) >= 0
 	}
+	if p.sequencer == "" && p.seen != 0 && o.Sequencer != "" && tombstone.ReadAfter(o.EventTime, time.UnixMilli(p.seen)) {
+		// A copy no sequencer orders (a backfill's), read before o's
+		// write completed: o is newer, whatever the times say (a
+		// multipart upload is dated when it began).
+		return false
+	}
 	if mod := o.LastModified.UnixMilli(); p.modified != mod {
 		return p.modified > mod
 	}

@@ -65,7 +65,12 @@ type Object struct {
 	// when the source found it the key's current object: the Date of the
 	// response that described it, in whole seconds. A delete before then
 	// cannot have removed it.
-	Seen               time.Time         `json:"seen,omitzero"`
+	Seen time.Time `json:"seen,omitzero"`
+	// EventTime, for a write its S3 event orders, is that event's time:
+	// when the write completed (a multipart upload's Last-Modified is
+	// when it began). It orders the write against a copy no sequencer
+	// orders, by when that copy was read (Seen).
+	EventTime          time.Time         `json:"eventTime,omitzero"`
 	StorageClass       string            `json:"storageClass,omitempty"`
 	ContentType        string            `json:"contentType,omitempty"`
 	ContentEncoding    string            `json:"contentEncoding,omitempty"`

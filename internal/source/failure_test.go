@@ -1352,6 +1352,10 @@ func writeThenRemoval(t *testing.T, key, name, version string) {
 	r.stop()
 	if s, ok := got[key]; !ok || s.obj.Delete || s.sum != digest(v1) {
 		t.Errorf("%s: staged %+v (present %t), want the write the key reads as", key, s.obj, ok)
+	} else if s.obj.EventTime.IsZero() {
+		// What orders it against a backfill's copy read before it
+		// completed (deliver's newerOrSame).
+		t.Errorf("%s: staged without its event's time", key)
 	}
 }
 

@@ -432,6 +432,9 @@ func (w *Worker) describe(ctx context.Context, e *entry, ref events.ObjectRef, i
 	if head.LastModified != nil {
 		o.LastModified = head.LastModified.UTC()
 	}
+	if ref.Sequencer != "" {
+		o.EventTime = ref.EventTime.UTC()
+	}
 	if ref.Sequencer == "" && ref.VersionID == "" {
 		// Read as the key's current object: a delete older than this
 		// read did not remove it (tombstone.Covers).

@@ -69,9 +69,9 @@ func ParseChecksums(h ChecksumHeaders) Sums {
 // Provenance is what a destination object's x-amz-meta-xrc-* metadata says
 // about the source write xrc copied into it (package deliver writes it).
 type Provenance struct {
-	// Archive names the archive that carried the object; "" when the
-	// metadata budget dropped it (any provenance key marks xrc's write:
-	// deliver.WrittenByXRC).
+	// Archive names the archive that carried the object; "" or "-" when
+	// the metadata budget had no room for it (any provenance key marks
+	// xrc's write: deliver.WrittenByXRC).
 	Archive   string
 	Sequencer string
 	Version   string // source version id; "" for an unversioned source
