@@ -205,6 +205,13 @@ func TestChooseStartsAtRuleLevel(t *testing.T) {
 	}
 }
 
+// observeLevels1And9 teaches l two levels of k: level 1 leaves 40% at
+// 160 MB a CPU-second, level 9 30% at 8.
+func observeLevels1And9(l *Learner, k Key, now time.Time) {
+	l.Observe(Observation{k, 1, Sample{In: 64 << 20, Out: 26 << 20, CPU: 400 * time.Millisecond, Objects: 20}, now})
+	l.Observe(Observation{k, 9, Sample{In: 64 << 20, Out: 19 << 20, CPU: 8 * time.Second, Objects: 20}, now})
+}
+
 func TestExploitsBestTrusted(t *testing.T) {
 	l := New(Config{Arms: Arms(true, -7, 19), ExploreFloor: 1e-9, Explore: 1e-9}, rand.New(rand.NewPCG(1, 1)))
 	now := time.Now()
@@ -212,8 +219,7 @@ func TestExploitsBestTrusted(t *testing.T) {
 	m := testModel()
 	// Level 1: 40% left, cheap. Level 9: 30% left, still cheap at these
 	// prices: 9 wins.
-	l.Observe(Observation{k, 1, Sample{In: 64 << 20, Out: 26 << 20, CPU: 400 * time.Millisecond, Objects: 20}, now})
-	l.Observe(Observation{k, 9, Sample{In: 64 << 20, Out: 19 << 20, CPU: 8 * time.Second, Objects: 20}, now})
+	observeLevels1And9(l, k, now)
 	if d := l.Choose(k, m, 3, 0, 0, now); d.Arm != 9 || d.Why != "exploit" {
 		t.Errorf("%+v, want to exploit 9", d)
 	}
@@ -608,8 +614,7 @@ func TestLargeObjectsTakeALevelThatFinishes(t *testing.T) {
 	k := Key{"r", CSV}
 	m := testModel()
 	// Level 9 at 8 MB a CPU-second wins on price; level 1 at 160.
-	l.Observe(Observation{k, 1, Sample{In: 64 << 20, Out: 26 << 20, CPU: 400 * time.Millisecond, Objects: 20}, now})
-	l.Observe(Observation{k, 9, Sample{In: 64 << 20, Out: 19 << 20, CPU: 8 * time.Second, Objects: 20}, now})
+	observeLevels1And9(l, k, now)
 	if d := l.Choose(k, m, 3, 1<<30, 0, now); d.Arm != 9 {
 		t.Fatalf("1 GiB: %+v, want 9 (about 2 CPU-minutes)", d)
 	}

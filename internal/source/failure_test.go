@@ -1284,17 +1284,7 @@ func TestNullVersionDeleteOfAnotherVersion(t *testing.T) {
 	f.nullDelete(t, key, "00")
 	f.put(t, []object{{key: other, data: []byte("other")}})
 	f.waitDepth(t, f.sourceQueue(), 2, time.Minute)
-	log, _ := observed(t)
-	r := f.start(t, log)
-	f.waitStaged(t, 1, time.Minute)
-	if err := r.stop(); err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range f.readArchives(t) {
-		if s.obj.Key == key {
-			t.Errorf("%s staged (delete %t) for a null version's delete while the key holds an object", key, s.obj.Delete)
-		}
-	}
+	f.wantNotStaged(t, key, "for a null version's delete while the key holds an object")
 }
 
 // TestLateDeleteOfAKeyReadableAgain: a delete marker's event handled late
@@ -1312,17 +1302,7 @@ func TestLateDeleteOfAKeyReadableAgain(t *testing.T) {
 	f.removal(t, "ObjectRemoved:DeleteMarkerCreated", key, "marker-removed-since", strings.Repeat("F", 20))
 	f.put(t, []object{{key: other, data: []byte("other")}})
 	f.waitDepth(t, f.sourceQueue(), 2, time.Minute)
-	log, logs := observed(t)
-	r := f.start(t, log)
-	f.waitStaged(t, 1, time.Minute)
-	if err := r.stop(); err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range f.readArchives(t) {
-		if s.obj.Key == key {
-			t.Errorf("%s staged (delete %t) for a delete marker's event while the key holds an object", key, s.obj.Delete)
-		}
-	}
+	logs := f.wantNotStaged(t, key, "for a delete marker's event while the key holds an object")
 	if logs.FilterMessageSnippet("delete not staged").Len() == 0 {
 		t.Error("no line says why the delete was not staged")
 	}
@@ -1388,17 +1368,7 @@ func TestLateEventOfAVersionNoLongerCurrent(t *testing.T) {
 	f.send(t, string(body))
 	f.put(t, []object{{key: other, data: []byte("other")}})
 	f.waitDepth(t, f.sourceQueue(), 2, time.Minute)
-	log, logs := observed(t)
-	r := f.start(t, log)
-	f.waitStaged(t, 1, time.Minute)
-	if err := r.stop(); err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range f.readArchives(t) {
-		if s.obj.Key == key {
-			t.Errorf("%s: a version deleted since its late event was staged (delete %t)", key, s.obj.Delete)
-		}
-	}
+	logs := f.wantNotStaged(t, key, "a version deleted since its late event")
 	if logs.FilterMessageSnippet("late event of a version no longer current").Len() == 0 {
 		t.Error("no line says why the late event was skipped")
 	}
@@ -1409,6 +1379,25 @@ func TestLateEventOfAVersionNoLongerCurrent(t *testing.T) {
 func (f *fixture) nullDelete(t *testing.T, key, seq string) {
 	t.Helper()
 	f.removal(t, "ObjectRemoved:Delete", key, "null", seq)
+}
+
+// wantNotStaged runs a worker until it has staged an archive (the test
+// gives it another key's object), and fails the test if key is in any
+// archive staged: why says what that would do.
+func (f *fixture) wantNotStaged(t *testing.T, key, why string) *observer.ObservedLogs {
+	t.Helper()
+	log, logs := observed(t)
+	r := f.start(t, log)
+	f.waitStaged(t, 1, time.Minute)
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range f.readArchives(t) {
+		if s.obj.Key == key {
+			t.Errorf("%s staged (delete %t): %s", key, s.obj.Delete, why)
+		}
+	}
+	return logs
 }
 
 // discardAll deletes every message of the source queue, until none has
@@ -1447,17 +1436,7 @@ func TestRemovedMarkersOfABatchStageNothing(t *testing.T) {
 	f.removal(t, "ObjectRemoved:DeleteMarkerCreated", key, "m2", strings.Repeat("F", 40))
 	f.put(t, []object{{key: other, data: []byte("other")}})
 	f.waitDepth(t, f.sourceQueue(), 3, time.Minute)
-	log, _ := observed(t)
-	r := f.start(t, log)
-	f.waitStaged(t, 1, time.Minute)
-	if err := r.stop(); err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range f.readArchives(t) {
-		if s.obj.Key == key {
-			t.Errorf("%s staged (delete %t) though it reads as an object", key, s.obj.Delete)
-		}
-	}
+	f.wantNotStaged(t, key, "though it reads as an object")
 }
 
 // TestLateBatchKeepsItsDelete: a redriven batch (its events days old)
