@@ -321,10 +321,12 @@ func (m *Message) lose(err error) {
 	if !m.done.CompareAndSwap(false, true) {
 		return
 	}
-	m.rt.forget(m)
-	m.cancel(ErrReceiptLost)
+	// Counted and said before the work is cancelled: what its end
+	// triggers (a role's failure line, a test) finds it counted.
 	m.rt.Metrics.Errors.WithLabelValues("receipt_lost").Inc()
 	m.log.Warn("message receipt lost: stopping its work; it will be delivered again", zap.Error(err))
+	m.rt.forget(m)
+	m.cancel(ErrReceiptLost)
 }
 
 // parse decodes m's S3 event body. An invalid body is released at once (no
