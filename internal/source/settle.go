@@ -100,11 +100,12 @@ func (t *tracked) settle(err error) {
 		t.msg.Ack()
 		return
 	}
-	if t.msg.ReceiveCount < t.w.Config.Settings.Worker.MaxReceiveCount {
-		// It comes back, and what of it was staged is staged again.
+	comesBack := t.msg.ReceiveCount < t.w.Config.Settings.Worker.MaxReceiveCount
+	if comesBack {
+		// What of it was staged is staged again.
 		t.w.Restaged(staged)
 	}
-	if unstarted && t.msg.ReceiveCount < t.w.Config.Settings.Worker.MaxReceiveCount {
+	if unstarted && comesBack {
 		// Every failure was the stop refusing to start its work:
 		// released with the rest at the stop (what of it was staged is
 		// staged again on the next receive; the targets skip its objects
@@ -118,7 +119,7 @@ func (t *tracked) settle(err error) {
 	}
 	cut := t.msg.Context().Err() != nil
 	switch {
-	case permanent || t.msg.ReceiveCount >= t.w.Config.Settings.Worker.MaxReceiveCount:
+	case permanent || !comesBack:
 		// The line an operator redrives from, cut short or not.
 		t.msg.Log().Error("message not acknowledged: bound for the DLQ", zap.Bool("permanent", permanent), zap.Bool("cut", cut), zap.Error(failed))
 	case cut:
