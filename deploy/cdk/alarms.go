@@ -71,23 +71,49 @@ func newAlarms(s *regionStack) *alarms {
 // add creates an alarm that notifies the topic when it fires and when it
 // clears.
 func (a *alarms) add(id, name string, props *awscloudwatch.AlarmProps) awscloudwatch.Alarm {
+	alarm := a.addFiring(id, name, props)
+	alarm.AddOkAction(a.action)
+	return alarm
+}
+
+// addFiring creates an alarm that notifies the topic only when it fires:
+// for an event (more messages dead-lettered), whose clearing a minute later
+// says nothing.
+func (a *alarms) addFiring(id, name string, props *awscloudwatch.AlarmProps) awscloudwatch.Alarm {
 	props.AlarmName = jsii.String(a.s.d.StackName(a.s.plan.Region.Name) + "-" + name)
 	alarm := awscloudwatch.NewAlarm(a.s.Stack, jsii.String(id), props)
 	alarm.AddAlarmAction(a.action)
-	alarm.AddOkAction(a.action)
 	a.All = append(a.All, alarm)
 	return alarm
 }
 
 // watchQueue adds the alarms of a worker whatever its compute: its DLQ
-// holds messages, its queue's oldest message is too old, and (target) an
-// archive failed verification.
+// holds messages, more arrived in it, its queue's oldest message is too
+// old, and (target) an archive failed verification.
 func (a *alarms) watchQueue(id string, w *worker) {
 	name := alarmName(w)
 	a.add(id+"DlqNotEmpty", name+"-dlq-not-empty", &awscloudwatch.AlarmProps{
 		AlarmDescription: jsii.String(fmt.Sprintf("%s: messages in the dead-letter queue (received %d times without success); inspect and redrive them",
 			w.Label(), a.s.d.Config.Settings.Worker.MaxReceiveCount)),
 		Metric:             w.Queue.DLQ.MetricApproximateNumberOfMessagesVisible(&awscloudwatch.MetricOptions{Statistic: jsii.String("Maximum"), Period: minute()}),
+		Threshold:          jsii.Number(0),
+		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD,
+		EvaluationPeriods:  jsii.Number(1),
+		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
+	})
+	// The alarm above stays in ALARM while the DLQ holds anything, so it
+	// says nothing of messages failing since. This one fires each minute
+	// the DLQ grows. Visible and in-flight together: someone reading the
+	// DLQ moves messages between the two, which is no arrival; a redrive
+	// out of it makes the sum fall. REPEAT, not 0, for a minute SQS did
+	// not report: a gap would otherwise read as a rise from nothing.
+	a.addFiring(id+"DlqArrivals", name+"-dlq-arrivals", &awscloudwatch.AlarmProps{
+		AlarmDescription: jsii.String(fmt.Sprintf("%s: more messages reached the dead-letter queue (received %d times without success); each is logged at error level with \"bound for the DLQ\" and its cause",
+			w.Label(), a.s.d.Config.Settings.Worker.MaxReceiveCount)),
+		Metric: mathExpression("DIFF(FILL(visible, REPEAT) + FILL(inFlight, REPEAT))", &map[string]awscloudwatch.IMetric{
+			"visible":  w.Queue.DLQ.MetricApproximateNumberOfMessagesVisible(&awscloudwatch.MetricOptions{Statistic: jsii.String("Maximum"), Period: minute()}),
+			"inFlight": w.Queue.DLQ.MetricApproximateNumberOfMessagesNotVisible(&awscloudwatch.MetricOptions{Statistic: jsii.String("Maximum"), Period: minute()}),
+		}),
 		Threshold:          jsii.Number(0),
 		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD,
 		EvaluationPeriods:  jsii.Number(1),

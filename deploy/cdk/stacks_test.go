@@ -837,6 +837,20 @@ func TestAlarms(t *testing.T) {
 			}))
 		})
 	}
+	// The not-empty alarm stays in ALARM while anything is in the DLQ:
+	// arrivals since fire their own, which does not notify its clearing.
+	for region, name := range map[string]string{"us-east-1": "xrc-us-east-1-source-logs-dlq-arrivals", "eu-west-1": "xrc-eu-west-1-target-dlq-arrivals"} {
+		check(t, name, func() {
+			s.tmpl[region].HasResourceProperties(jsii.String("AWS::CloudWatch::Alarm"), obj(map[string]any{
+				"AlarmName":         name,
+				"Threshold":         0,
+				"EvaluationPeriods": 1,
+				"Metrics":           arrayWith(obj(map[string]any{"Expression": "DIFF(FILL(visible, REPEAT) + FILL(inFlight, REPEAT))"})),
+				"AlarmActions":      arrayEquals(obj(map[string]any{"Ref": like("^Alarms")})),
+				"OKActions":         assertions.Match_Absent(),
+			}))
+		})
+	}
 	check(t, "topic", func() {
 		s.tmpl["us-east-1"].HasResourceProperties(jsii.String("AWS::SNS::Topic"), obj(map[string]any{"TopicName": "xrc-alarms"}))
 	})
