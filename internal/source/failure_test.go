@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -27,6 +28,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/xrc-dev/xrc/internal/checksum"
@@ -1807,5 +1809,47 @@ func TestRestagedCountedOnceWithoutXRC(t *testing.T) {
 	}
 	if n := int64(len(data)); in != 2*n || restaged != n {
 		t.Errorf("bytes in %d, restaged %d: want %d staged twice, once again", in, restaged, n)
+	}
+}
+
+// TestStopWhilePlanningIsNoFailure: a batch planned after the drain time
+// is over (queued for a builder at the cut) fails each of its reads with
+// the cancelled context: a stop, said once at info by its message, not a
+// failed object and a warning each.
+func TestStopWhilePlanningIsNoFailure(t *testing.T) {
+	t.Parallel()
+	f := setup(t, nil)
+	log, logs := observed(t)
+	w, reg := f.newWorker(t, log, f.stats(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var mu sync.Mutex
+	var errs []error
+	var items []source.Item
+	for i := range 2 {
+		items = append(items, source.Item{
+			Ref: events.ObjectRef{EventName: "ObjectCreated:Put", EventTime: time.Now(), Region: "us-east-1", Bucket: f.rule.SourceBucket,
+				Key: fmt.Sprintf("data/cut-%d", i), Size: 10, Sequencer: fmt.Sprintf("0%d", i+1)},
+			Rule: f.rule,
+			Done: func(err error) { mu.Lock(); errs = append(errs, err); mu.Unlock() },
+		})
+	}
+	w.Pack(ctx, f.rule, items, time.Time{})
+	if len(errs) != len(items) {
+		t.Fatalf("%d items settled, want %d", len(errs), len(items))
+	}
+	for _, err := range errs {
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("item settled with %v, want the stop's cancellation", err)
+		}
+	}
+	if n := gathered(t, reg, "xrc_source_objects_total", "result", "failed"); n != 0 {
+		t.Errorf("%v objects counted failed at a stop", n)
+	}
+	if n := gathered(t, reg, "xrc_source_errors_total"); n != 0 {
+		t.Errorf("%v errors counted at a stop", n)
+	}
+	if n := logs.FilterLevelExact(zap.WarnLevel).Len(); n != 0 {
+		t.Errorf("%d warnings at a stop: %v", n, logs.FilterLevelExact(zap.WarnLevel).All()[0].Message)
 	}
 }

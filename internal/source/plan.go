@@ -194,6 +194,10 @@ func (w *Worker) plan(ctx context.Context, rule *config.Rule, items []Item, held
 	var entries []entry
 	for i, e := range order {
 		switch r := results[i]; {
+		case r.err != nil && ctx.Err() != nil:
+			// The drain time is over: a stop, not a failure of the
+			// object (its message says so, at info).
+			settle(e.items, r.err)
 		case r.err != nil:
 			ref := e.items[0].Ref
 			log.Warn("object not archived", zap.String("bucket", ref.Bucket), zap.String("key", ref.Key), zap.Error(r.err))

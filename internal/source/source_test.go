@@ -190,27 +190,7 @@ func (f *fixture) start(t testing.TB, log *zap.Logger) *running {
 // startWithStats is start with the given fleet statistics.
 func (f *fixture) startWithStats(t testing.TB, log *zap.Logger, st source.Stats) *running {
 	t.Helper()
-	var api queue.API = f.sqs
-	if f.sqsAPI != nil {
-		api = f.sqsAPI
-	}
-	q := queue.New(api, f.dep.SourceQueues[f.rule.ID])
-	reg := prometheus.NewRegistry()
-	w, err := source.New(source.Deps{
-		Config:  f.cfg,
-		Region:  "us-east-1",
-		Queue:   q,
-		S3:      f.worker,
-		Log:     log,
-		Metrics: source.NewMetrics(reg),
-		Health:  health.New(time.Minute, time.Now),
-		Stats:   st,
-
-		UploadMemory: f.uploadMemory,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	w, reg := f.newWorker(t, log, st)
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{w: w, reg: reg, done: make(chan struct{})}
 	go func() {
@@ -233,6 +213,34 @@ func (f *fixture) startWithStats(t testing.TB, log *zap.Logger, st source.Stats)
 	}
 	t.Cleanup(func() { r.stop() })
 	return r
+}
+
+// newWorker returns a source worker of the fixture, not running, and the
+// registry of its metrics.
+func (f *fixture) newWorker(t testing.TB, log *zap.Logger, st source.Stats) (*source.Worker, *prometheus.Registry) {
+	t.Helper()
+	var api queue.API = f.sqs
+	if f.sqsAPI != nil {
+		api = f.sqsAPI
+	}
+	q := queue.New(api, f.dep.SourceQueues[f.rule.ID])
+	reg := prometheus.NewRegistry()
+	w, err := source.New(source.Deps{
+		Config:  f.cfg,
+		Region:  "us-east-1",
+		Queue:   q,
+		S3:      f.worker,
+		Log:     log,
+		Metrics: source.NewMetrics(reg),
+		Health:  health.New(time.Minute, time.Now),
+		Stats:   st,
+
+		UploadMemory: f.uploadMemory,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w, reg
 }
 
 // gathered sums the series of metric name in g whose labels include the
