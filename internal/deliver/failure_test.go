@@ -17,6 +17,7 @@ import (
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/smithy-go"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
@@ -475,5 +476,51 @@ func TestStopDoesNotWaitForTheSweep(t *testing.T) {
 	}
 	if took := time.Since(begun); took > 5*time.Second {
 		t.Errorf("the stop took %v, waiting for the sweep's abort", took)
+	}
+}
+
+// cutPuts refuses the PUT of one key a moment late and holds every other
+// PUT until its context ends.
+type cutPuts struct {
+	deliver.S3API
+	denied string
+}
+
+func (c cutPuts) PutObject(ctx context.Context, in *s3.PutObjectInput, optFns ...func(*s3.Options)) (*s3.PutObjectOutput, error) {
+	if aws.ToString(in.Key) == c.denied {
+		time.Sleep(100 * time.Millisecond) // while the other is under way
+		return nil, &smithy.GenericAPIError{Code: "AccessDenied", Message: "not granted"}
+	}
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// TestWritesCutByAFailureAreNotFailures: when one write of an archive
+// fails, the writes beside it are cut short; counted as failed writes of
+// their own, each added a failed object and an error of kind "write" to
+// the one real failure, and on-call chased those.
+func TestWritesCutByAFailureAreNotFailures(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t, nil)
+	objs := []dataset.Object{
+		{Key: "data/cut/denied.txt", ContentType: "text/plain", Data: []byte("refused")},
+		{Key: "data/cut/held.txt", ContentType: "text/plain", Data: []byte("held until cut")},
+	}
+	m := manifestFor("cut", objs, p.cfg, nil)
+	p.stage(t, "r1/cut.tar.zst", m, objs)
+	reg := prometheus.NewRegistry()
+	w := p.targetWorker(t, deliver.Deps{S3: cutPuts{p.dst, "data/cut/denied.txt"}, Metrics: deliver.NewMetrics(reg)})
+	err := w.Deliver(context.Background(), p.cfg.Settings.Regions[1].StagingBucket, "r1/cut.tar.zst")
+	if err == nil {
+		t.Fatal("delivered with a write refused")
+	}
+	if n := metric(t, reg, "xrc_target_errors_total", "kind", "access_denied"); n != 1 {
+		t.Errorf("%v errors of kind access_denied, want 1", n)
+	}
+	if n := metric(t, reg, "xrc_target_errors_total"); n != 1 {
+		t.Errorf("%v errors counted, want the refused write's alone", n)
+	}
+	if n := metric(t, reg, "xrc_target_objects_total", "result", "failed"); n != 1 {
+		t.Errorf("%v objects failed, want the refused one", n)
 	}
 }

@@ -318,8 +318,18 @@ func (w *Worker) skipped(wr *write, result string) {
 }
 
 func (w *Worker) failed(wr *write, o *manifest.Object, rt config.Route, err error) error {
-	w.Metrics.Objects.WithLabelValues(wr.m.RuleID, "failed").Inc()
-	w.Metrics.Errors.WithLabelValues(errorKind(err)).Inc()
+	switch {
+	case errors.Is(err, context.Canceled):
+		// Cut short by another write of the archive failing (counted
+		// there), or by the stop or a lost receipt (the archive counted
+		// interrupted): no failure of its own.
+	case Waiting(err):
+		// Another delivery of the archive writes it: expected, not failed.
+		w.Metrics.Errors.WithLabelValues(errorKind(err)).Inc()
+	default:
+		w.Metrics.Objects.WithLabelValues(wr.m.RuleID, "failed").Inc()
+		w.Metrics.Errors.WithLabelValues(errorKind(err)).Inc()
+	}
 	return fmt.Errorf("writing s3://%s/%s (source %s/%s): %w", rt.Bucket, rt.Key, o.Bucket, o.Key, err)
 }
 
