@@ -325,17 +325,19 @@ func firstOf(rs map[string]map[string]any, name string) map[string]any {
 // at most; replicated ones wait stagingExpiryDays for their target; in a
 // region that is source and target of a rule, its archives wait for its
 // target there, and go after a day once it tagged them delivered; no
-// prefix has two expirations.
+// prefix has two expirations; and whatever no rule's prefix covers (a rule
+// removed from the config, with archives left) goes after
+// stagingExpiryDays ("*").
 func TestStagingLifecycle(t *testing.T) {
 	stagingLifecycle(t, exampleApp(t), map[string]map[string]float64{
-		"us-east-1":      {"logs/": 1, "exports/": 1},
-		"eu-west-1":      {"logs/": 7, "exports/": 7},
-		"ap-southeast-2": {"logs/": 7},
+		"us-east-1":      {"logs/": 1, "exports/": 1, "*": 7},
+		"eu-west-1":      {"logs/": 7, "exports/": 7, "*": 7},
+		"ap-southeast-2": {"logs/": 7, "*": 7},
 	})
 	stagingLifecycle(t, variantApp(t), map[string]map[string]float64{
-		"us-east-1":    {"a/": 1},
-		"eu-west-1":    {"a/": 7, "b/": 7, "b/ " + config.DeliveredTag + "=true": 1},
-		"eu-central-1": {"b/": 7},
+		"us-east-1":    {"a/": 1, "*": 7},
+		"eu-west-1":    {"a/": 7, "b/": 7, "b/ " + config.DeliveredTag + "=true": 1, "*": 7},
+		"eu-central-1": {"b/": 7, "*": 7},
 	})
 }
 
@@ -350,6 +352,9 @@ func stagingLifecycle(t *testing.T, s *synthesized, want map[string]map[string]f
 			}
 			for _, r := range lc["Rules"].([]any) {
 				r := r.(map[string]any)
+				if _, ok := r["Prefix"]; !ok && r["ExpirationInDays"] != nil && r["TagFilters"] == nil {
+					r["Prefix"] = "*"
+				}
 				if p, ok := r["Prefix"].(string); ok {
 					for _, f := range asSlice(r["TagFilters"]) {
 						f := f.(map[string]any)

@@ -78,6 +78,11 @@ func lifecycle(plan *regionPlan, days int) *[]*awss3.LifecycleRule {
 	for _, r := range plan.TargetRules {
 		rules = append(rules, expire("waiting-for-"+r.ID, r.ID, days))
 	}
+	// The rules above follow today's config: the archives of a rule (or a
+	// rule's region) removed since have none, and no worker reads them
+	// any more. Kept no longer than any archive waits. (A rule of its
+	// own: S3 refuses an expiry in days beside ExpiredObjectDeleteMarker.)
+	rules = append(rules, &awss3.LifecycleRule{Id: jsii.String("staging-any"), Expiration: awscdk.Duration_Days(jsii.Number(float64(days)))})
 	return &rules
 }
 
