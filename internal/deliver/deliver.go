@@ -225,14 +225,9 @@ func (w *Worker) Handle(_ context.Context, m *worker.Message) {
 	case failed == nil:
 		m.Ack()
 	case errors.Is(context.Cause(ctx), worker.ErrReceiptLost):
-		if last {
-			// Visible again on its last receive, it goes to the DLQ on
-			// the next receive, unless it was a duplicate receive whose
-			// twin finished the archive and deleted it.
-			m.Log().Error("archive not delivered: message bound for the DLQ, unless another receive of it delivered the archive", zap.Bool("cut", true), zap.String("cause", "receipt lost"), zap.Error(failed))
-		} else {
-			m.Log().Warn("receipt lost: archive abandoned to its next delivery", zap.Error(failed))
-		}
+		// On its last receive, the runtime said at error that the
+		// message is bound for the DLQ when it lost the receipt.
+		m.Log().Info("receipt lost: archive abandoned to its next delivery", zap.Error(failed))
 	case ctx.Err() != nil:
 		// The drain time is over: nothing is wrong with the archive, so
 		// hand it to another task now rather than after the visibility

@@ -1,6 +1,7 @@
 package source
 
 import (
+	"context"
 	"errors"
 	"sync"
 
@@ -119,6 +120,10 @@ func (t *tracked) settle(err error) {
 	}
 	cut := t.msg.Context().Err() != nil
 	switch {
+	case errors.Is(context.Cause(t.msg.Context()), worker.ErrReceiptLost):
+		// Another receive holds it now; on its last receive, the
+		// runtime said at error that it is bound for the DLQ.
+		t.msg.Log().Info("message not acknowledged: its receipt was lost", zap.Error(failed))
 	case permanent || !comesBack:
 		// The line an operator redrives from, cut short or not.
 		t.msg.Log().Error("message not acknowledged: bound for the DLQ", zap.Bool("permanent", permanent), zap.Bool("cut", cut), zap.Error(failed))

@@ -324,7 +324,15 @@ func (m *Message) lose(err error) {
 	// Counted and said before the work is cancelled: what its end
 	// triggers (a role's failure line, a test) finds it counted.
 	m.rt.Metrics.Errors.WithLabelValues("receipt_lost").Inc()
-	m.log.Warn("message receipt lost: stopping its work; it will be delivered again", zap.Error(err))
+	if m.rt.MaxReceiveCount > 0 && m.ReceiveCount >= m.rt.MaxReceiveCount {
+		// Visible again after its last receive: the next one takes it
+		// to the DLQ whatever its work does now, and nothing here can
+		// settle it any more. The line an operator redrives from.
+		m.log.Error("message receipt lost on its last receive: bound for the DLQ unless another receive of it finished its work (a redrive is then harmless)",
+			zap.Bool("cut", true), zap.String("cause", "receipt lost"), zap.Error(err))
+	} else {
+		m.log.Warn("message receipt lost: stopping its work; it will be delivered again", zap.Error(err))
+	}
 	m.rt.forget(m)
 	m.cancel(ErrReceiptLost)
 }

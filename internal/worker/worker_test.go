@@ -260,6 +260,33 @@ func TestReceiptLostStopsWork(t *testing.T) {
 	}
 }
 
+// TestReceiptLostOnTheLastReceive: a message whose receipt is lost on its
+// last receive goes to the DLQ whatever its work does now (which can no
+// longer settle it): said at error, the line an operator redrives from,
+// not as a message "delivered again".
+func TestReceiptLostOnTheLastReceive(t *testing.T) {
+	f := setup(t)
+	rt := worker.New(worker.Options{Queue: queue.New(f.client, f.url), ReceiveMax: 1, MaxHeld: 1, Visibility: 30 * time.Second,
+		ReceiveWait: time.Second, Drain: 10 * time.Second, MaxReceiveCount: 1,
+		Log: zap.New(f.core), Metrics: worker.NewMetrics(prometheus.NewRegistry(), "test"), Health: f.health, Clock: f.clock})
+	msg := f.held(t, rt)
+	if _, err := f.client.DeleteMessage(context.Background(), &sqs.DeleteMessageInput{QueueUrl: &f.url, ReceiptHandle: &msg.ReceiptHandle}); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Advance(10 * time.Second) // the heartbeat
+	select {
+	case <-msg.Context().Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("work of a message whose receipt is gone was not cancelled")
+	}
+	within(t, 5*time.Second, "the loss said at error", func() bool {
+		return f.logs.FilterLevelExact(zap.ErrorLevel).FilterMessageSnippet("bound for the DLQ").Len() == 1
+	})
+	if n := f.logs.FilterMessageSnippet("it will be delivered again").Len(); n != 0 {
+		t.Errorf("a message on its last receive said to be delivered again")
+	}
+}
+
 // TestHealthReportsStuckWorker: a worker holding all it may, whose work
 // makes no progress, turns unhealthy once the health check's limit passes;
 // progress keeps it healthy however long the work takes.
