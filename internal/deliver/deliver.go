@@ -43,8 +43,10 @@ import (
 
 	"github.com/xrc-dev/xrc/internal/archive"
 	"github.com/xrc-dev/xrc/internal/config"
+	"github.com/xrc-dev/xrc/internal/events"
 	"github.com/xrc-dev/xrc/internal/health"
 	"github.com/xrc-dev/xrc/internal/ledger"
+	"github.com/xrc-dev/xrc/internal/manifest"
 	"github.com/xrc-dev/xrc/internal/queue"
 	"github.com/xrc-dev/xrc/internal/tombstone"
 	"github.com/xrc-dev/xrc/internal/uploads"
@@ -221,22 +223,25 @@ func (w *Worker) Handle(_ context.Context, m *worker.Message) {
 		}
 	}
 	last := m.ReceiveCount >= w.Config.Settings.Worker.MaxReceiveCount
+	// The lines below settle the message: each names its archive, so that
+	// filter archive="<id>" finds why it went to the DLQ.
+	log := m.Log().With(archiveFields(m.Events.Refs)...)
 	switch {
 	case failed == nil:
 		m.Ack()
 	case errors.Is(context.Cause(ctx), worker.ErrReceiptLost):
 		// On its last receive, the runtime said at error that the
 		// message is bound for the DLQ when it lost the receipt.
-		m.Log().Info("receipt lost: archive abandoned to its next delivery", zap.Error(failed))
+		log.Info("receipt lost: archive abandoned to its next delivery", zap.Error(failed))
 	case ctx.Err() != nil:
 		// The drain time is over: nothing is wrong with the archive, so
 		// hand it to another task now rather than after the visibility
 		// timeout, and do not report the shutdown as a failure, unless it
 		// was the message's last receive.
 		if last {
-			m.Log().Error("archive not delivered: message bound for the DLQ", zap.Bool("cut", true), zap.String("cause", "stopping"), zap.Error(failed))
+			log.Error("archive not delivered: message bound for the DLQ", zap.Bool("cut", true), zap.String("cause", "stopping"), zap.String("kind", failureKind(failed)), zap.Error(failed))
 		} else {
-			m.Log().Info("shutting down: archive abandoned; message released", zap.Error(failed))
+			log.Info("shutting down: archive abandoned; message released", zap.Error(failed))
 		}
 		m.Release(0)
 	default:
@@ -257,14 +262,53 @@ func (w *Worker) Handle(_ context.Context, m *worker.Message) {
 		switch {
 		case permanent || last:
 			// The line an operator redrives from.
-			m.Log().Error("archive not delivered: message bound for the DLQ", zap.Bool("permanent", permanent), zap.Duration("retryIn", delay), zap.Error(failed))
+			log.Error("archive not delivered: message bound for the DLQ", zap.Bool("permanent", permanent), zap.Duration("retryIn", delay), zap.String("kind", failureKind(failed)), zap.Error(failed))
 		case Waiting(failed):
-			m.Log().Info("archive waits for another delivery or a write; message released for retry", zap.Duration("retryIn", delay), zap.Error(failed))
+			log.Info("archive waits for another delivery or a write; message released for retry", zap.Duration("retryIn", delay), zap.Error(failed))
 		default:
-			m.Log().Warn("archive not delivered; message released for retry", zap.Duration("retryIn", delay), zap.Error(failed))
+			log.Warn("archive not delivered; message released for retry", zap.Duration("retryIn", delay), zap.String("kind", failureKind(failed)), zap.Error(failed))
 		}
 		m.Release(delay)
 	}
+}
+
+// FailureFields name, for the line that settles a message whose delivery
+// failed, the archives it announces and the kind of failure: filter
+// archive="<id>" finds it, stats count() by kind sums them, on Fargate
+// and Lambda alike.
+func FailureFields(refs []events.ObjectRef, err error) []zap.Field {
+	return append(archiveFields(refs), zap.String("kind", failureKind(err)))
+}
+
+// failureKind names what failed a delivery, for the line that settles its
+// message: the archive (invalid, missing) or a write's kind (errorKind).
+func failureKind(err error) string {
+	switch {
+	case errors.Is(err, archive.ErrInvalid):
+		return "invalid"
+	case errors.Is(err, ErrArchiveMissing):
+		return "missing"
+	case errors.Is(err, ErrRetagBeforeWrite):
+		return "retag_wait"
+	}
+	return errorKind(err)
+}
+
+// archiveFields names the staging archives refs announce: bucket and key,
+// with the rule and archive id a staging key gives.
+func archiveFields(refs []events.ObjectRef) []zap.Field {
+	if len(refs) != 1 {
+		keys := make([]string, len(refs))
+		for i, r := range refs {
+			keys[i] = r.Key
+		}
+		return []zap.Field{zap.Strings("keys", keys)}
+	}
+	f := []zap.Field{zap.String("bucket", refs[0].Bucket), zap.String("key", refs[0].Key)}
+	if rule, id, err := manifest.ParseStagingKey(refs[0].Key); err == nil {
+		f = append(f, zap.String("rule", rule), zap.String("archive", id))
+	}
+	return f
 }
 
 // Waiting reports a failure made only of expected waits: every object

@@ -68,6 +68,9 @@ func TestMissingDestinationBucket(t *testing.T) {
 		t.Fatalf("%d error log lines name bucket %s, want one per attempt (at least 2); all: %v",
 			len(naming), dst, p.released())
 	}
+	if e := naming[0]; e["archive"] != "no-bucket" || e["rule"] != "r1" || e["kind"] != "not_found" {
+		t.Errorf("released naming archive %v, rule %v, kind %v: want no-bucket, r1, not_found", e["archive"], e["rule"], e["kind"])
+	}
 	// Not an invalid archive: released with a backoff, not straight away.
 	if d, _ := naming[0]["retryIn"].(time.Duration); d <= 0 {
 		t.Errorf("first failure released with retryIn %v, want a backoff > 0", d)

@@ -133,6 +133,10 @@ func TestHostileArchivesReachDLQ(t *testing.T) {
 				continue
 			}
 			tries++
+			// Found by filter archive="<id>" and counted by kind.
+			if e["kind"] != "invalid" || e["key"] != key(a.name) || e["archive"] == nil {
+				t.Errorf("%s: released with kind %v, key %v, archive %v: want invalid, its key and id", a.name, e["kind"], e["key"], e["archive"])
+			}
 			if d, _ := e["retryIn"].(time.Duration); d != 0 {
 				t.Errorf("%s: released with retryIn %v, want 0 for an invalid archive (error %s)", a.name, d, msg)
 			}

@@ -437,12 +437,13 @@ func TestLevelsSayWhatToDo(t *testing.T) {
 		err      error
 		received string
 		want     zapcore.Level
+		kind     string
 	}{
-		{"retried", errors.New("put s3://d/k: 503"), "1", zap.WarnLevel},
-		{"last receive", errors.New("put s3://d/k: 503"), "5", zap.ErrorLevel},
-		{"invalid archive", fmt.Errorf("archive a: %w", archive.ErrInvalid), "1", zap.ErrorLevel},
-		{"retag waiting", fmt.Errorf("tags of s3://d/k: %w", deliver.ErrRetagBeforeWrite), "1", zap.InfoLevel},
-		{"retag waiting, last receive", fmt.Errorf("tags of s3://d/k: %w", deliver.ErrRetagBeforeWrite), "5", zap.ErrorLevel},
+		{"retried", errors.New("put s3://d/k: 503"), "1", zap.WarnLevel, "write"},
+		{"last receive", errors.New("put s3://d/k: 503"), "5", zap.ErrorLevel, "write"},
+		{"invalid archive", fmt.Errorf("archive a: %w", archive.ErrInvalid), "1", zap.ErrorLevel, "invalid"},
+		{"retag waiting", fmt.Errorf("tags of s3://d/k: %w", deliver.ErrRetagBeforeWrite), "1", zap.InfoLevel, "retag_wait"},
+		{"retag waiting, last receive", fmt.Errorf("tags of s3://d/k: %w", deliver.ErrRetagBeforeWrite), "5", zap.ErrorLevel, "retag_wait"},
 	} {
 		core, logs := observer.New(zap.InfoLevel)
 		h := NewTarget(TargetOptions{Deliverer: failing{c.err}, Staging: "staging", MaxReceive: 5, Visibility: 5 * time.Minute,
@@ -456,6 +457,11 @@ func TestLevelsSayWhatToDo(t *testing.T) {
 		lines := logs.FilterMessageSnippet("message not done").All()
 		if len(lines) != 1 || lines[0].Level != c.want {
 			t.Errorf("%s: %d lines, first at %v; want one at %v", c.name, len(lines), lines, c.want)
+			continue
+		}
+		// Named as on Fargate: filter archive="<id>", stats by kind.
+		if f := lines[0].ContextMap(); f["key"] != "r1/a.tar.zst" || f["archive"] != "a" || f["kind"] != c.kind {
+			t.Errorf("%s: key %v, archive %v, kind %v; want r1/a.tar.zst, a, %s", c.name, f["key"], f["archive"], f["kind"], c.kind)
 		}
 	}
 }

@@ -53,6 +53,9 @@ const releaseTimeout = 5 * time.Second
 type outcome struct {
 	msg queue.Message
 	err error
+	// fields name what failed, for its line (source.FailureFields,
+	// deliver.FailureFields).
+	fields []zap.Field
 	// now: no retry can help, or the deadline stopped its work; it comes
 	// back at once (towards the DLQ in the first case) rather than after
 	// the worker's backoff.
@@ -90,8 +93,8 @@ func respond(ctx context.Context, outs []outcome, q Releaser, m *worker.Metrics,
 		case o.expected:
 			lvl = zapcore.InfoLevel
 		}
-		log.Log(lvl, msg, zap.String("message", o.msg.ID), zap.Int("receiveCount", o.msg.ReceiveCount),
-			zap.Duration("retryIn", delay), zap.Error(o.err))
+		log.Log(lvl, msg, append(o.fields, zap.String("message", o.msg.ID), zap.Int("receiveCount", o.msg.ReceiveCount),
+			zap.Duration("retryIn", delay), zap.Error(o.err))...)
 	}
 	if q == nil || len(byDelay) == 0 {
 		return resp

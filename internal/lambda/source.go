@@ -76,6 +76,7 @@ type tracked struct {
 	pending   int
 	permanent bool             // every failure is one no retry can fix
 	staged    []source.Staging // what the message's objects added to the statistics
+	refs      []xevents.ObjectRef
 }
 
 func (t *tracked) record(rule string, d stats.Delta) {
@@ -125,6 +126,7 @@ func (h *Source) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEven
 			log.Info("s3:TestEvent received: notifications are wired")
 			continue
 		}
+		t.refs = parsed.Refs
 		for _, ref := range parsed.Refs {
 			mine, matched := h.w.Match(ref, t.out.msg.SentAt, t.settle, log)
 			for i := range mine {
@@ -164,6 +166,9 @@ func (h *Source) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEven
 		}
 		if t.out.err != nil && !t.out.final {
 			t.out.final = t.permanent || (h.maxReceive > 0 && t.out.msg.ReceiveCount >= h.maxReceive)
+		}
+		if t.out.err != nil && t.refs != nil {
+			t.out.fields = source.FailureFields(t.refs, t.out.err)
 		}
 		if t.out.err != nil && (h.maxReceive == 0 || t.out.msg.ReceiveCount < h.maxReceive) {
 			// It comes back, and what of it was staged is staged again.

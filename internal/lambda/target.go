@@ -162,6 +162,9 @@ func (h *Target) handle(ctx context.Context, at time.Time, first bool, o *outcom
 		}
 	}
 	o.final = permanent || o.msg.ReceiveCount >= h.maxReceive
+	if o.err != nil {
+		o.fields = deliver.FailureFields(refs, o.err)
+	}
 	switch {
 	case o.err == nil:
 		h.pace.observe(bytes, len(refs), h.clock.Since(start))

@@ -50,6 +50,7 @@ const (
 	logNotStaged   = "archive not staged; its messages will be retried"
 	logRebuilt     = "object failed while archiving; rebuilding the archive without it"
 	logLeftOut     = "object cannot be read; left out of the archive"
+	logBoundForDLQ = "message not acknowledged: bound for the DLQ"
 )
 
 // sourceQueue is the URL of the rule's event queue.
@@ -1754,6 +1755,15 @@ func saidAndCounted(t *testing.T, logs *observer.ObservedLogs, r *running, says,
 	}
 	if got := r.metric(t, "xrc_source_errors_total", "kind", kind); got < n {
 		t.Errorf("%v %s errors counted, want at least %v: one per try of each", got, kind, n)
+	}
+	// The lines an operator redrives from name the object and the kind.
+	for _, e := range logs.FilterMessage(logBoundForDLQ).All() {
+		if c := e.ContextMap(); c["kind"] != kind || c["key"] == nil {
+			t.Errorf("bound for the DLQ with kind %v, key %v: want %s and the object's key", c["kind"], c["key"], kind)
+		}
+	}
+	if logs.FilterMessage(logBoundForDLQ).Len() == 0 {
+		t.Error("no message said bound for the DLQ")
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/xrc-dev/xrc/internal/events"
 	"github.com/xrc-dev/xrc/internal/stats"
 	"github.com/xrc-dev/xrc/internal/worker"
 )
@@ -125,14 +126,41 @@ func (t *tracked) settle(err error) {
 		// runtime said at error that it is bound for the DLQ.
 		t.msg.Log().Info("message not acknowledged: its receipt was lost", zap.Error(failed))
 	case permanent || !comesBack:
-		// The line an operator redrives from, cut short or not.
-		t.msg.Log().Error("message not acknowledged: bound for the DLQ", zap.Bool("permanent", permanent), zap.Bool("cut", cut), zap.Error(failed))
+		// The line an operator redrives from, cut short or not: it names
+		// the objects (an error staging the archive names none) and the
+		// kind of failure.
+		t.msg.Log().Error("message not acknowledged: bound for the DLQ", append(FailureFields(t.msg.Events.Refs, failed),
+			zap.Bool("permanent", permanent), zap.Bool("cut", cut), zap.Error(failed))...)
 	case cut:
 		// Stopping (the drain time is over) or the receipt was lost:
 		// nothing is wrong with the objects.
 		t.msg.Log().Info("message not acknowledged: its work was cut short", zap.Error(failed))
 	default:
-		t.msg.Log().Warn("message not acknowledged: it will be retried", zap.Duration("retryIn", delay), zap.Error(failed))
+		t.msg.Log().Warn("message not acknowledged: it will be retried", append(FailureFields(t.msg.Events.Refs, failed),
+			zap.Duration("retryIn", delay), zap.Error(failed))...)
 	}
 	t.msg.Release(delay)
+}
+
+// FailureFields name, for the line that settles a message not
+// acknowledged, the objects its events announce (an error staging their
+// archive names none) and the kind of failure, on Fargate and Lambda
+// alike: bucket and key for one object, the first of several.
+func FailureFields(refs []events.ObjectRef, err error) []zap.Field {
+	return append(objectFields(refs), zap.String("kind", errorKind(err)))
+}
+
+func objectFields(refs []events.ObjectRef) []zap.Field {
+	switch len(refs) {
+	case 0:
+		return nil
+	case 1:
+		return []zap.Field{zap.String("bucket", refs[0].Bucket), zap.String("key", refs[0].Key)}
+	}
+	const most = 10
+	keys := make([]string, 0, min(len(refs), most))
+	for _, r := range refs[:min(len(refs), most)] {
+		keys = append(keys, r.Bucket+"/"+r.Key)
+	}
+	return []zap.Field{zap.Strings("objects", keys), zap.Int("events", len(refs))}
 }
