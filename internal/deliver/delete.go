@@ -43,15 +43,15 @@ func (w *Worker) deleteOne(ctx context.Context, wr *write, o *manifest.Object, r
 		case err != nil:
 			return err
 		case etag == "":
-			w.skipped(wr, "delete_absent")
+			w.skipped(wr, o, rt, "delete_absent")
 			return nil
 		case !prov.ok:
 			// Someone else's object at a key xrc maps to: not ours to delete.
-			w.skipped(wr, "delete_not_ours")
+			w.skipped(wr, o, rt, "delete_not_ours")
 			log.Info("destination object not written by xrc: delete not propagated")
 			return nil
 		case prov.newerThanDelete(o):
-			w.skipped(wr, "delete_skipped")
+			w.skipped(wr, o, rt, "delete_skipped")
 			log.Debug("destination holds a write newer than the delete: kept")
 			return nil
 		}
@@ -60,6 +60,7 @@ func (w *Worker) deleteOne(ctx context.Context, wr *write, o *manifest.Object, r
 		case err == nil, awsapi.IsNotFound(err):
 			wr.t.deleted.Add(1)
 			w.Metrics.Objects.WithLabelValues(wr.m.RuleID, "deleted").Inc()
+			w.said(wr, o, rt, "deleted")
 			return nil
 		case awsapi.IsPreconditionFailed(err) && attempt < 3:
 			continue // written meanwhile: decide again on what is there now

@@ -143,7 +143,10 @@ func (p *pipeline) targetWorker(t testing.TB, d deliver.Deps) *deliver.Worker {
 		d.Metrics = deliver.NewMetrics(prometheus.NewRegistry())
 	}
 	d.Region, d.Ledger, d.Uploads = "eu-west-1", ledger.New(p.ddb, table, time.Now), uploads.New(p.ddb, table, time.Now)
-	d.Log, d.Health = p.log.Named("target"), health.New(time.Minute, time.Now)
+	if d.Log == nil {
+		d.Log = p.log.Named("target")
+	}
+	d.Health = health.New(time.Minute, time.Now)
 	w, err := deliver.New(d)
 	if err != nil {
 		t.Fatal(err)

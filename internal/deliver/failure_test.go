@@ -25,6 +25,7 @@ import (
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/dataset"
 	"github.com/xrc-dev/xrc/internal/deliver"
+	"github.com/xrc-dev/xrc/internal/localstack"
 	"github.com/xrc-dev/xrc/internal/queue"
 	"github.com/xrc-dev/xrc/internal/uploads"
 )
@@ -525,5 +526,39 @@ func TestWritesCutByAFailureAreNotFailures(t *testing.T) {
 	}
 	if n := metric(t, reg, "xrc_target_objects_total", "result", "failed"); n != 1 {
 		t.Errorf("%v objects failed, want the refused one", n)
+	}
+}
+
+// TestObjectOutcomesAtDebug: with logLevel debug, each object's outcome at
+// each destination is a line naming its archive, source and destination:
+// the trail for "why is s3://b/k not there" (here, a replayed older write
+// skipped).
+func TestObjectOutcomesAtDebug(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t, nil)
+	ctx := context.Background()
+	staging := p.cfg.Settings.Regions[1].StagingBucket
+	log, logs := localstack.ObservedLogger(t, zap.DebugLevel)
+	w := p.targetWorker(t, deliver.Deps{Log: log})
+	k := "data/debug/k.txt"
+	for _, a := range []struct{ id, seq, body string }{
+		{"20261206T000000Z-abcdef12-000000000002", seqAt(2), "newer"},
+		{"20261206T000000Z-abcdef12-000000000001", seqAt(1), "older, replayed"},
+	} {
+		m, objs := p.objectArchive(a.id, k, a.seq, []byte(a.body))
+		p.stage(t, "r1/"+a.id+".tar.zst", m, objs)
+		if err := w.Deliver(ctx, staging, "r1/"+a.id+".tar.zst"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for msg, id := range map[string]string{"object written": "20261206T000000Z-abcdef12-000000000002", "object skipped_older": "20261206T000000Z-abcdef12-000000000001"} {
+		lines := logs.FilterMessage(msg).All()
+		if len(lines) != 1 {
+			t.Errorf("%d lines %q, want 1", len(lines), msg)
+			continue
+		}
+		if f := lines[0].ContextMap(); f["archive"] != id || f["sourceKey"] != k || f["key"] != k || f["bucket"] != p.cfg.Rules[0].Destinations[0].Bucket {
+			t.Errorf("%q names %v", msg, f)
+		}
 	}
 }

@@ -80,6 +80,7 @@ func (w *Worker) put(ctx context.Context, wr *write, o *manifest.Object, rt conf
 	wr.t.written.Add(1)
 	wr.t.bytes.Add(o.Size)
 	w.Metrics.Objects.WithLabelValues(wr.m.RuleID, "written").Inc()
+	w.said(wr, o, rt, "written")
 	w.Metrics.Bytes.WithLabelValues(wr.m.RuleID).Add(float64(o.Size))
 	w.Metrics.Latency.WithLabelValues(wr.m.RuleID).Observe(w.Clock.Since(o.LastModified).Seconds())
 	w.runtime.Progress()

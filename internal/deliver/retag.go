@@ -47,7 +47,7 @@ func (w *Worker) retag(ctx context.Context, wr *write, o *manifest.Object, rt co
 		// A later write: it came with the tags of its own. (A multipart
 		// upload's Last-Modified is when it began: one completed after
 		// another write can look older than it; see README.)
-		w.skipped(wr, "skipped_older")
+		w.skipped(wr, o, rt, "skipped_older")
 		return nil
 	case !prov.sameWrite(o):
 		return w.notYetWritten(ctx, wr, o, rt)
@@ -137,12 +137,12 @@ func (w *Worker) notYetWritten(ctx context.Context, wr *write, o *manifest.Objec
 	case err != nil:
 		return w.failed(wr, o, rt, err)
 	case deleted:
-		w.skipped(wr, "skipped_deleted")
+		w.skipped(wr, o, rt, "skipped_deleted")
 		return nil
 	case w.Clock.Since(o.LastModified) > tombstone.TTL:
 		w.Log.Warn("tags changed for an object never replicated here: skipped (xrc backfill copies it)",
 			zap.String("archive", wr.m.ArchiveID), zap.String("bucket", rt.Bucket), zap.String("key", rt.Key))
-		w.skipped(wr, "skipped_absent")
+		w.skipped(wr, o, rt, "skipped_absent")
 		return nil
 	default:
 		// Counted apart from failed writes (result and error kind

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"github.com/xrc-dev/xrc/internal/uploads"
+	"go.uber.org/zap"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -139,7 +140,7 @@ func (w *Worker) writeBuffered(ctx context.Context, wr *write, o *manifest.Objec
 			w.overwrites.observe(rt.Bucket, etag != "")
 		}
 		if skip != "" {
-			w.skipped(wr, skip)
+			w.skipped(wr, o, rt, skip)
 			return nil
 		}
 		err = w.put(ctx, wr, o, rt, sum, bytes.NewReader(buf), etag)
@@ -167,7 +168,7 @@ func (w *Worker) putIfAbsent(ctx context.Context, wr *write, o *manifest.Object,
 		if err := w.undo(ctx, o, rt); err != nil {
 			return true, w.failed(wr, o, rt, err)
 		}
-		w.skipped(wr, "skipped_deleted")
+		w.skipped(wr, o, rt, "skipped_deleted")
 		return true, nil
 	}
 	err = w.put(ctx, wr, o, rt, sum, bytes.NewReader(buf), "")
@@ -201,7 +202,7 @@ func (w *Worker) writeStream(ctx context.Context, wr *write, o *manifest.Object,
 			return w.failed(wr, o, rt, err)
 		}
 		if skip != "" {
-			w.skipped(wr, skip)
+			w.skipped(wr, o, rt, skip)
 			// An earlier attempt of this archive may have begun an
 			// upload it never recorded (killed between the two): no
 			// later write of the key aborts one this old. Only those
@@ -308,13 +309,24 @@ func (t *tee) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (w *Worker) skipped(wr *write, result string) {
+func (w *Worker) skipped(wr *write, o *manifest.Object, rt config.Route, result string) {
 	if result == "retagged" {
 		wr.t.retagged.Add(1) // not written, but not left as it was either
 	} else {
 		wr.t.skipped.Add(1)
 	}
 	w.Metrics.Objects.WithLabelValues(wr.m.RuleID, result).Inc()
+	w.said(wr, o, rt, result)
+}
+
+// said logs what became of one object at one destination, at debug: with
+// logLevel debug, the answer to "why is s3://b/k not there" (skipped as
+// older, deleted since, not xrc's...) and which archive carried it.
+func (w *Worker) said(wr *write, o *manifest.Object, rt config.Route, result string) {
+	if ce := w.Log.Check(zap.DebugLevel, "object "+result); ce != nil {
+		ce.Write(zap.String("archive", wr.m.ArchiveID), zap.String("rule", wr.m.RuleID), zap.String("sourceBucket", o.Bucket),
+			zap.String("sourceKey", o.Key), zap.String("bucket", rt.Bucket), zap.String("key", rt.Key), zap.String("result", result))
+	}
 }
 
 func (w *Worker) failed(wr *write, o *manifest.Object, rt config.Route, err error) error {
