@@ -163,6 +163,16 @@ func TestValidationErrors(t *testing.T) {
 			obj(d, "rules", 1, "destinations", 0)["bucket"] = "acme-exports"
 			obj(d, "rules", 1)["sourceRegion"] = "eu-west-1"
 		}), []string{"rules[1].destinations[0]: destination is the rule's own source"}},
+		{"rule across partitions", mutate(t, func(d map[string]any) {
+			obj(d, "settings", "regions", 1)["name"] = "cn-north-1"
+			for _, r := range d["rules"].([]any) {
+				for _, dst := range r.(map[string]any)["destinations"].([]any) {
+					if dst := dst.(map[string]any); dst["region"] == "eu-west-1" {
+						dst["region"] = "cn-north-1"
+					}
+				}
+			}
+		}), []string{"rules[0].destinations[0].region: region \"cn-north-1\" is in partition aws-cn", "does not cross partitions"}},
 		{"replication loop", mutate(t, func(d map[string]any) {
 			obj(d, "settings", "regions", 0)["role"] = "both"
 			obj(d, "settings", "regions", 1)["role"] = "both"
@@ -703,16 +713,15 @@ func TestBucketInTwoRegionsRejected(t *testing.T) {
 		f    func(d map[string]any)
 	}{
 		{"another partition", func(d map[string]any) {
-			obj(d, "settings", "regions", 1)["name"] = "cn-north-1"
-			for _, r := range d["rules"].([]any) {
-				for _, dst := range r.(map[string]any)["destinations"].([]any) {
-					if dst := dst.(map[string]any); dst["region"] == "eu-west-1" {
-						dst["region"] = "cn-north-1"
-						delete(dst, "kmsKeyId")
-					}
-				}
-			}
-			obj(d, "rules", 1, "destinations", 0)["bucket"] = "acme-app-logs"
+			// A rule within aws-cn (S3 Replication stays in a partition),
+			// whose source is named as us-east-1's.
+			settings := obj(d, "settings")
+			settings["regions"] = append(settings["regions"].([]any),
+				map[string]any{"name": "cn-north-1", "role": "both", "stagingBucket": "acme-xrc-staging-cn-north-1"})
+			d["rules"] = append(d["rules"].([]any), map[string]any{
+				"id": "cn", "sourceRegion": "cn-north-1", "sourceBucket": "acme-app-logs",
+				"destinations": []any{map[string]any{"region": "cn-north-1", "bucket": "acme-app-logs-copy"}},
+			})
 		}},
 		{"an S3-compatible store", func(d map[string]any) {
 			obj(d, "settings", "regions", 1)["s3Endpoint"] = "https://minio.example:9000"

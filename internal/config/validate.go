@@ -405,6 +405,11 @@ func (c *Config) validateRule(errs *Errors, p string, r *Rule, seen map[string]b
 			errs.add(dp+".region", "unknown region %q: not in settings.regions", d.Region)
 		} else if !reg.IsTarget() {
 			errs.add(dp+".region", "region %q does not have role target or both", d.Region)
+		} else if src, ok := c.Region(r.SourceRegion); ok && src.S3Endpoint == "" && reg.S3Endpoint == "" && partition(src.Name) != partition(reg.Name) {
+			// Archives reach a target region by S3 Replication, which
+			// stays within one partition (and one set of credentials).
+			errs.add(dp+".region", "region %q is in partition %s and the rule's source region %q in %s: S3 Replication, which carries the archives, does not cross partitions",
+				d.Region, partition(reg.Name), src.Name, partition(src.Name))
 		}
 		if msg := BucketNameError(d.Bucket); msg != "" {
 			errs.add(dp+".bucket", "invalid bucket name %q: %s", d.Bucket, msg)
