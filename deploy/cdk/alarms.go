@@ -162,7 +162,7 @@ func (a *alarms) watchService(id string, w *worker) {
 		return
 	}
 	a.add(id+"AtMaxCapacity", name+"-at-max-capacity", &awscloudwatch.AlarmProps{
-		AlarmDescription: jsii.String(fmt.Sprintf("%s: at its maximum of %d tasks for %d minutes; raise the maximum if the backlog keeps growing",
+		AlarmDescription: jsii.String(fmt.Sprintf("%s: at its maximum of %d tasks for %d minutes; raise the maximum if the backlog keeps growing (unless tasks-failing-to-start fires too: then tasks cannot start, and more would not help)",
 			w.Label(), w.Options.MaxTasks, atMaxMinutes)),
 		Metric:             serviceMetric(a.s, w, "DesiredTaskCount", "Minimum"),
 		Threshold:          jsii.Number(float64(w.Options.MaxTasks)),

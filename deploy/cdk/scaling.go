@@ -38,7 +38,8 @@ func serviceMetric(s *regionStack, w *worker, name, statistic string) awscloudwa
 
 // scalingExpressions are the metric math behind the three scaling alarms,
 // with visible = messages waiting, inflight = messages held by tasks,
-// running = running tasks (missing while none run, hence FILL).
+// running = running tasks, desired = the tasks the service asks for
+// (missing while none run, hence FILL).
 type scalingExpressions struct{ Backlog, Idle, Spare string }
 
 // newScalingExpressions takes the backlog per task to scale on and how many
@@ -56,10 +57,15 @@ func newScalingExpressions(target, capacity int) scalingExpressions {
 		// again, a step towards the DLQ).
 		spare += fmt.Sprintf(" AND FILL(inflight, 0) / %s <= %g", perTask, float64(capacity)/2)
 	}
+	desired := "FILL(desired, 0)"
 	return scalingExpressions{
-		// Backlog per task. With no task running, any waiting message
-		// counts as above target (T+1), so the service scales from zero.
-		Backlog: fmt.Sprintf("IF(%s < 1 AND FILL(visible, 0) > 0 AND FILL(visible, 0) <= %d, %d, FILL(visible, 0) / %s)", running, t, t+1, perTask),
+		// Backlog per task asked for, started or not: per running task,
+		// tasks that cannot start (Spot capacity, a broken image) made
+		// every minute's backlog look unserved, and the service climbed
+		// to its maximum for a handful of messages. With no task asked
+		// for, any waiting message counts as above target (T+1), so the
+		// service scales from zero.
+		Backlog: fmt.Sprintf("IF(%s < 1 AND FILL(visible, 0) > 0 AND FILL(visible, 0) <= %d, %d, FILL(visible, 0) / IF(%s < 1, 1, %s))", desired, t, t+1, desired, desired),
 		// 1 while nothing waits and nothing is in flight.
 		Idle: "IF(FILL(visible, 0) + FILL(inflight, 0) == 0, 1, 0)",
 		// 1 while more than one task runs and all the work, waiting and
@@ -91,6 +97,7 @@ func (s *regionStack) addScaling(id string, w *worker) {
 		"visible":  w.Queue.Queue.MetricApproximateNumberOfMessagesVisible(&awscloudwatch.MetricOptions{Statistic: jsii.String("Maximum"), Period: minute()}),
 		"inflight": w.Queue.Queue.MetricApproximateNumberOfMessagesNotVisible(&awscloudwatch.MetricOptions{Statistic: jsii.String("Maximum"), Period: minute()}),
 		"running":  serviceMetric(s, w, "RunningTaskCount", "Average"),
+		"desired":  serviceMetric(s, w, "DesiredTaskCount", "Average"),
 	}
 	capacity := 0
 	if w.Kind == targetKind {

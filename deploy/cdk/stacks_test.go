@@ -790,7 +790,7 @@ func TestScaling(t *testing.T) {
 	check(t, "backlog alarm with scale-from-zero", func() {
 		tm.HasResourceProperties(jsii.String("AWS::CloudWatch::Alarm"), obj(map[string]any{
 			"Threshold":    500,
-			"Metrics":      arrayWith(obj(map[string]any{"Expression": like(`^IF\(FILL\(running, 0\) < 1 AND FILL\(visible, 0\) > 0 AND FILL\(visible, 0\) <= 500, 501, `)})),
+			"Metrics":      arrayWith(obj(map[string]any{"Expression": like(`^IF\(FILL\(desired, 0\) < 1 AND FILL\(visible, 0\) > 0 AND FILL\(visible, 0\) <= 500, 501, `)})),
 			"AlarmActions": arrayWith(obj(map[string]any{"Ref": like("^SourcelogsScaleOut")})),
 		}))
 	})
