@@ -174,7 +174,9 @@ func (a *alarms) watchService(id string, w *worker) {
 
 // Exit codes of xrc backfill that are no failure (cmd/xrc): done; another
 // run of the rule holds the checkpoint (a schedule overlapping a long
-// run); stopped by a signal (ECS's stop, Spot), resumed by the next run.
+// run); stopped by a signal (whoever stopped it knows), resumed by the
+// next run. Not so a Spot interruption (stopCode SpotInterruption, exit
+// 130 too): a backfill run by hand ends there, and nobody would know.
 var backfillFine = []any{0, 4, 130}
 
 // watchBackfill reports, to the alarm topic, a backfill task that stopped
@@ -193,7 +195,7 @@ func (a *alarms) watchBackfill(id string, b *backfill, cluster awsecs.Cluster) {
 				"lastStatus": []any{"STOPPED"},
 				"$or": []any{
 					map[string]any{"containers": map[string]any{"exitCode": []any{map[string]any{"anything-but": backfillFine}}}},
-					map[string]any{"stopCode": []any{"TaskFailedToStart"}},
+					map[string]any{"stopCode": []any{"TaskFailedToStart", "SpotInterruption"}},
 				},
 			},
 		},
