@@ -30,9 +30,9 @@ const (
 // enforce it without reading the image's /etc/passwd.
 const nonRootUser = "65532:65532"
 
-// stopTimeout is the most Fargate allows between SIGTERM and SIGKILL; the
-// config keeps drainTimeout below it.
-const stopTimeout = 120
+// stopTimeout is the most Fargate allows between SIGTERM and SIGKILL
+// (config.StopTimeout, which the workers' stop budget is cut from).
+var stopTimeout = config.StopTimeout.Seconds()
 
 // worker is the source worker of a rule or a region's target worker: an
 // ECS service, a Lambda function, or both (its compute).

@@ -41,8 +41,12 @@ const (
 	DefaultVisibility      = 5 * time.Minute
 	DefaultReceiveWait     = 20 * time.Second // SQS's longest: fewest empty receives
 	DefaultDrainTimeout    = 90 * time.Second
-	// MaxDrainTimeout leaves the rest of ECS's 120 s stop to what follows
-	// the drain (worker.DefaultStopBudget): aborting cut uploads, the last
+	// StopTimeout is ECS's time from SIGTERM to SIGKILL, the most Fargate
+	// allows: the CDK app sets it on every task, and the workers' stop
+	// budget (worker.DefaultStopBudget) is what it leaves them.
+	StopTimeout = 120 * time.Second
+	// MaxDrainTimeout leaves the rest of StopTimeout to what follows the
+	// drain (worker.DefaultStopBudget): aborting cut uploads, the last
 	// statistics, deleting and releasing messages.
 	MaxDrainTimeout      = 90 * time.Second
 	DefaultStagingExpiry = 7

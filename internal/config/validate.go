@@ -158,7 +158,7 @@ func (c *Config) Validate() error {
 		errs.add("settings.worker.maxReceiveCount", "must be between %d and %d", minMaxReceiveCount, maxMaxReceiveCount)
 	}
 	if w.DrainTimeout.D() > MaxDrainTimeout {
-		errs.add("settings.worker.drainTimeout", "at most %v: the rest of ECS's 120 s stop goes to aborting cut uploads, the last statistics and releasing held messages", MaxDrainTimeout)
+		errs.add("settings.worker.drainTimeout", "at most %v: the rest of ECS's %v stop goes to aborting cut uploads, the last statistics and releasing held messages", MaxDrainTimeout, StopTimeout)
 	}
 	// SQS and the CDK take whole seconds: a fraction would be cut off by
 	// the workers and refused at synth without a path.

@@ -28,6 +28,7 @@ import (
 	"github.com/jonboulle/clockwork"
 	"go.uber.org/zap"
 
+	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/health"
 	"github.com/xrc-dev/xrc/internal/queue"
 )
@@ -101,10 +102,10 @@ type Options struct {
 	Clock      clockwork.Clock // default: the real clock
 }
 
-// DefaultStopBudget is ECS's 120 s from SIGTERM to SIGKILL, less 5 s for
+// DefaultStopBudget is ECS's time from SIGTERM to SIGKILL, less 5 s for
 // the process's own stop (servers, last metrics, logs). Past it, messages
 // still held would stay hidden a whole visibility timeout.
-const DefaultStopBudget = 115 * time.Second
+const DefaultStopBudget = config.StopTimeout - 5*time.Second
 
 // releaseReserve is the end of the stop budget kept for deleting and
 // releasing messages, whatever the role's clean-up still does (a quarter
