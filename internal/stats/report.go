@@ -37,7 +37,10 @@ func RequestPrices(p config.Prices) Requests {
 // RequestCost is what moving objects (in bytes, in archives holding out
 // bytes) through xrc costs in requests beyond S3 Replication's.
 func (p Prices) RequestCost(objects int, in int64, archives int, out int64, delivered int) float64 {
-	return p.objectRequests(objects, in, delivered) + p.archiveRequests(float64(archives), out, delivered)
+	// One statistics write an archive: one a class and level it holds,
+	// which an estimate does not know.
+	return p.objectRequests(objects, in, delivered) + p.archiveRequests(float64(archives), out, delivered) +
+		float64(archives)*p.Requests.DynamoDBWrite
 }
 
 // Request counts behind Requests' charges, beyond what S3 Replication
@@ -76,12 +79,13 @@ func (p Prices) objectRequests(n int, in int64, delivered int) float64 {
 }
 
 // archiveRequests is what archives holding out bytes cost in requests:
-// the staging upload (a PUT a part) and the statistics write; in each
-// region crossed to, the replication; in each delivered to, the
-// archive's GET, its event's SQS requests and the ledger's write.
+// the staging upload (a PUT a part); in each region crossed to, the
+// replication; in each delivered to, the archive's GET, its event's SQS
+// requests and the ledger's write. (Not its statistics writes: one for
+// each class and level it holds, which the hour's rows count.)
 func (p Prices) archiveRequests(archives float64, out int64, delivered int) float64 {
 	r := p.Requests
-	return archives*(r.S3Put*float64(1+p.Model.Regions)+r.DynamoDBWrite+float64(delivered)*(r.S3Get+sqsPerArchive*r.SQS+r.DynamoDBWrite)) +
+	return archives*(r.S3Put*float64(1+p.Model.Regions)+float64(delivered)*(r.S3Get+sqsPerArchive*r.SQS+r.DynamoDBWrite)) +
 		float64(out)/stagingPart*r.S3Put
 }
 
@@ -164,6 +168,9 @@ func Summarise(rule string, decoders int, hs []Hourly, p Prices, choices map[ada
 				share := float64(archives[h.Hour]) * float64(h.Objects) / float64(objects[h.Hour])
 				x.archiveReqs += p.archiveRequests(share, h.Out+h.Frame, decoders)
 			}
+			// A row's archives are its statistics writes: one an archive
+			// for each class and level the archive holds.
+			x.archiveReqs += float64(h.Archives) * p.Requests.DynamoDBWrite
 		}
 		armBytes[h.Class][h.Arm.String()] += h.In
 		totalArms[h.Arm.String()] += h.In

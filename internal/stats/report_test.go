@@ -153,3 +153,22 @@ func TestRequestsDecideSmallObjects(t *testing.T) {
 		t.Errorf("projected to twice the objects: requests %v, want %v", x.Requests, 2*small.Requests)
 	}
 }
+
+// TestStatisticsWritesCharged: an archive writes its statistics once for
+// each class and level it holds, which its hour's rows count (their
+// Archives); charged once an archive, a learner exploring four levels
+// beside the chosen one was charged a fifth of its writes.
+func TestStatisticsWritesCharged(t *testing.T) {
+	p := Prices{Model: adaptive.Model{TransferPerGiB: 0.02, Regions: 1}, Requests: Requests{DynamoDBWrite: 1}}
+	hour := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	hs := []Hourly{
+		{Rule: "r", Hour: hour, Delta: Delta{Class: adaptive.CSV, Arm: 3, In: 1 << 20, Out: 1 << 18, Objects: 900, Archives: 100}},
+		{Rule: "r", Hour: hour, Delta: Delta{Class: adaptive.CSV, Arm: 5, In: 1 << 16, Out: 1 << 14, Objects: 100, Archives: 100}},
+	}
+	// At one dollar a write, and none for anything else but the targets'
+	// ledger writes (one an archive, in its one region).
+	total := Summarise("r", 1, hs, p, nil)[1]
+	if want := 200.0 + 100; math.Abs(total.Requests-want) > 1e-6 {
+		t.Errorf("requests $%v, want $%v: 200 statistics writes and 100 ledger writes", total.Requests, want)
+	}
+}

@@ -111,6 +111,8 @@ func n(v int64) types.AttributeValue {
 // have been applied, and is not returned (ErrUncertain): statistics may
 // miss an archive after a failure, never count one twice, which would
 // overstate what xrc saved. For the same reason the SDK does not retry.
+// Its Restaged alone is returned: counted twice, it understates the
+// saving; lost, it would overstate it.
 func (st *Store) Add(ctx context.Context, rule string, at time.Time, ds []Delta) ([]Delta, error) {
 	for i, d := range ds {
 		if err := ctx.Err(); err != nil {
@@ -136,7 +138,11 @@ func (st *Store) Add(ctx context.Context, rule string, at time.Time, ds []Delta)
 		case awsapi.Refused(err):
 			return ds[i:], fmt.Errorf("adding statistics of rule %s: %w", rule, err)
 		default:
-			return ds[i+1:], fmt.Errorf("adding statistics of rule %s (%s of class %s, arm %s, left out: %w): %w",
+			left := ds[i+1:]
+			if d.Restaged > 0 {
+				left = append([]Delta{{Class: d.Class, Arm: d.Arm, Restaged: d.Restaged}}, left...)
+			}
+			return left, fmt.Errorf("adding statistics of rule %s (%s of class %s, arm %s, left out: %w): %w",
 				rule, Bytes(d.In), d.Class, d.Arm, ErrUncertain, err)
 		}
 	}

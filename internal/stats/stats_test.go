@@ -264,6 +264,31 @@ func TestUncertainWritesAreNotRepeated(t *testing.T) {
 	}
 }
 
+// TestUncertainWritesKeepTheirRestaged: of a delta whose write may or may
+// not have been applied, what was staged again (Restaged) is handed back:
+// lost, the second staging counted in full "without xrc" and overstated
+// the saving; written twice, it understates it.
+func TestUncertainWritesKeepTheirRestaged(t *testing.T) {
+	table, ddb := localstack.Require(t).TestTable(t, "stats")
+	st := stats.New(&appliedThenLost{API: ddb}, table, time.Now)
+	ctx := context.Background()
+	at := time.Date(2026, 12, 2, 10, 30, 0, 0, time.UTC)
+	left, err := st.Add(ctx, "r1", at, []stats.Delta{{Class: adaptive.CSV, Arm: 3, In: 100, Out: 30, Objects: 1, Restaged: 100}})
+	if !errors.Is(err, stats.ErrUncertain) || len(left) != 1 || left[0].Restaged != 100 || left[0].In != 0 {
+		t.Fatalf("answer lost: %+v, %v; want its Restaged alone left", left, err)
+	}
+	if left, err := st.Add(ctx, "r1", at, left); err != nil || len(left) != 0 {
+		t.Fatal(left, err)
+	}
+	hs, err := st.Since(ctx, "r1", at.Add(-time.Hour))
+	if err != nil || len(hs) != 1 {
+		t.Fatal(hs, err)
+	}
+	if h := hs[0]; h.In != 100 || h.Restaged < 100 {
+		t.Errorf("in %d, restaged %d: want 100 in once, at least 100 restaged", h.In, h.Restaged)
+	}
+}
+
 // TestBenchmarkIsNotRetriedBySDK: the fleet's CPU benchmark is an ADD too:
 // a task sent twice would weigh twice in the fleet's mean for a week.
 func TestBenchmarkIsNotRetriedBySDK(t *testing.T) {
