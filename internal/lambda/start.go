@@ -2,6 +2,7 @@ package lambda
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"sync"
 	"sync/atomic"
@@ -11,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"go.uber.org/zap"
 
+	"github.com/xrc-dev/xrc/internal/app"
 	"github.com/xrc-dev/xrc/internal/logging"
 )
 
@@ -54,11 +56,11 @@ func (s *Starter) Invoke(ctx context.Context, ev events.SQSEvent) (events.SQSEve
 	if err != nil {
 		s.log.Error("not started: batch handed back failed; its messages come back after their visibility timeout",
 			zap.Int("messages", len(ev.Records)), zap.Error(err))
-		resp := events.SQSEventResponse{BatchItemFailures: []events.SQSBatchItemFailure{}}
-		for _, r := range ev.Records {
-			resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: r.MessageId})
-		}
-		return resp, nil
+		// An error, not every message reported failed (which hands the
+		// batch back the same way): Lambda counts it in the function's
+		// Errors, which its errors alarm watches; no metric of xrc's
+		// exists before the Function does.
+		return events.SQSEventResponse{}, fmt.Errorf("%w: %w", app.ErrNotStarted, err)
 	}
 	return f.Invoke(ctx, ev)
 }
