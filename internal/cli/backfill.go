@@ -267,9 +267,9 @@ func printExpectedSaving(ctx context.Context, env Env, cfg *config.Config, rule 
 			rule.ID, int(savingWindow.Hours()/24))
 		return
 	}
-	fmt.Fprintf(env.Stdout, "  expected at rule %s's measured ratio %.2f (last %d days): %s across %d region%s, transfer %s without xrc, %s with, compute %s, requests %s, net saving %s\n",
+	fmt.Fprintf(env.Stdout, "  expected at rule %s's measured ratio %.2f (last %d days): %s across %d region%s, transfer %s without xrc, %s with, compute %s, requests %s, staging %s, net saving %s\n",
 		rule.ID, x.Ratio, int(savingWindow.Hours()/24), stats.Bytes(x.BytesAcross), x.Regions, plural(x.Regions),
-		stats.Dollars(x.WithoutXRC), stats.Dollars(x.WithXRC), stats.Dollars(x.Compute), stats.Dollars(x.Requests), stats.Dollars(x.NetSaving))
+		stats.Dollars(x.WithoutXRC), stats.Dollars(x.WithXRC), stats.Dollars(x.Compute), stats.Dollars(x.Requests), stats.Dollars(x.Staging), stats.Dollars(x.NetSaving))
 }
 
 // parseSinceTime reads -since: "" (no limit), an RFC 3339 time, or a

@@ -185,7 +185,8 @@ func savings(ctx context.Context, args []string, env Env) error {
 func prices(cfg *config.Config, r *config.Rule, fleet stats.Fleet) stats.Prices {
 	m := adaptive.RuleModel(cfg, r)
 	m.DecodeSeconds = fleet.DecodeSeconds
-	return stats.Prices{Model: m, FixedPerMonth: cfg.Settings.Prices.FixedPerMonth, Requests: stats.RequestPrices(cfg.Settings.Prices), Deletes: r.Deletes}
+	return stats.Prices{Model: m, FixedPerMonth: cfg.Settings.Prices.FixedPerMonth, Requests: stats.RequestPrices(cfg.Settings.Prices), Deletes: r.Deletes,
+		StagingPerGiB: stats.StagingPrice(cfg.Settings.Prices, m.Regions)}
 }
 
 func printSavings(env Env, rep savingsReport) {
@@ -193,10 +194,10 @@ func printSavings(env Env, rep savingsReport) {
 		stats.Period(rep.From, rep.To), strconv.FormatFloat(rep.Prices.TransferPerGB, 'f', -1, 64),
 		strconv.FormatFloat(rep.Prices.VCPUHour, 'f', -1, 64), strconv.FormatFloat(rep.Prices.FargateGBHour, 'f', -1, 64),
 		strconv.FormatFloat(rep.Prices.LambdaGBSecond, 'f', -1, 64), stats.Dollars(rep.Prices.FixedPerMonth))
-	fmt.Fprintf(env.Stdout, "requests beyond S3 Replication's: S3 PUT $%s and GET $%s a thousand, SQS $%s and DynamoDB writes $%s, reads $%s a million\n",
+	fmt.Fprintf(env.Stdout, "requests beyond S3 Replication's: S3 PUT $%s and GET $%s a thousand, SQS $%s and DynamoDB writes $%s, reads $%s a million; staging: S3 $%s/GB-month, the source's archives kept about %d days\n",
 		strconv.FormatFloat(rep.Prices.S3PutPer1000, 'f', -1, 64), strconv.FormatFloat(rep.Prices.S3GetPer1000, 'f', -1, 64),
 		strconv.FormatFloat(rep.Prices.SQSPerMillion, 'f', -1, 64), strconv.FormatFloat(rep.Prices.DynamoDBWritePerMillion, 'f', -1, 64),
-		strconv.FormatFloat(rep.Prices.DynamoDBReadPerMillion, 'f', -1, 64))
+		strconv.FormatFloat(rep.Prices.DynamoDBReadPerMillion, 'f', -1, 64), strconv.FormatFloat(rep.Prices.S3StoragePerGBMonth, 'f', -1, 64), stats.StagingDays)
 	rule := ""
 	var tw *tabwriter.Writer
 	for _, l := range rep.Lines {
@@ -210,14 +211,15 @@ func printSavings(env Env, rep savingsReport) {
 			}
 			fmt.Fprintln(env.Stdout, ")")
 			tw = tabwriter.NewWriter(env.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-			fmt.Fprintln(tw, "class\tobjects\tbytes in\tacross regions\tratio\twithout xrc\twith xrc\tcompute\trequests\tnet saving\tlearnt\tlevel mix\t")
+			fmt.Fprintln(tw, "class\tobjects\tbytes in\tacross regions\tratio\twithout xrc\twith xrc\tcompute\trequests\tstaging\tnet saving\tlearnt\tlevel mix\t")
 		}
 		class := string(l.Class)
 		if class == "" {
 			class = "total"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%.2f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", class, l.Objects, stats.Bytes(l.BytesIn), stats.Bytes(l.BytesAcross),
-			l.Ratio, stats.Dollars(l.WithoutXRC), stats.Dollars(l.WithXRC), stats.Dollars(l.Compute), stats.Dollars(l.Requests), stats.Dollars(l.NetSaving), or(l.Choice, "-"), stats.Mix(l.Levels))
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%.2f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", class, l.Objects, stats.Bytes(l.BytesIn), stats.Bytes(l.BytesAcross),
+			l.Ratio, stats.Dollars(l.WithoutXRC), stats.Dollars(l.WithXRC), stats.Dollars(l.Compute), stats.Dollars(l.Requests), stats.Dollars(l.Staging),
+			stats.Dollars(l.NetSaving), or(l.Choice, "-"), stats.Mix(l.Levels))
 		if l.Class == "" {
 			tw.Flush()
 			var c computeLine

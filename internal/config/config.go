@@ -88,6 +88,9 @@ const (
 	DefaultSQSPerMillion           = 0.40
 	DefaultDynamoDBWritePerMillion = 0.625
 	DefaultDynamoDBReadPerMillion  = 0.125
+	// DefaultS3StoragePerGBMonth is S3 Standard storage, us-east-1: the
+	// source's staged archives are kept a few days (stats.StagingDays).
+	DefaultS3StoragePerGBMonth = 0.023
 )
 
 // Config is the whole deployment document.
@@ -229,6 +232,9 @@ type Prices struct {
 	SQSPerMillion           float64 `json:"sqsPerMillion,omitempty"`
 	DynamoDBWritePerMillion float64 `json:"dynamoDBWritePerMillion,omitempty"`
 	DynamoDBReadPerMillion  float64 `json:"dynamoDBReadPerMillion,omitempty"`
+	// S3StoragePerGBMonth prices the source region's copy of each archive
+	// staged for other regions, which lifecycle keeps a few days.
+	S3StoragePerGBMonth float64 `json:"s3StoragePerGBMonth,omitempty"`
 }
 
 // Lambda sizes the workers' Lambda functions (package lambda, the CDK
@@ -514,7 +520,8 @@ func (c *Config) applyDefaults() {
 		v   *float64
 		def float64
 	}{{&s.Prices.S3PutPer1000, DefaultS3PutPer1000}, {&s.Prices.S3GetPer1000, DefaultS3GetPer1000}, {&s.Prices.SQSPerMillion, DefaultSQSPerMillion},
-		{&s.Prices.DynamoDBWritePerMillion, DefaultDynamoDBWritePerMillion}, {&s.Prices.DynamoDBReadPerMillion, DefaultDynamoDBReadPerMillion}} {
+		{&s.Prices.DynamoDBWritePerMillion, DefaultDynamoDBWritePerMillion}, {&s.Prices.DynamoDBReadPerMillion, DefaultDynamoDBReadPerMillion},
+		{&s.Prices.S3StoragePerGBMonth, DefaultS3StoragePerGBMonth}} {
 		if *d.v == 0 {
 			*d.v = d.def
 		}

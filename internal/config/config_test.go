@@ -1008,6 +1008,7 @@ func TestSchemaMatchesGo(t *testing.T) {
 		{"sqsPerMillion default", num(settings("prices", "properties", "sqsPerMillion"), "default"), DefaultSQSPerMillion},
 		{"dynamoDBWritePerMillion default", num(settings("prices", "properties", "dynamoDBWritePerMillion"), "default"), DefaultDynamoDBWritePerMillion},
 		{"dynamoDBReadPerMillion default", num(settings("prices", "properties", "dynamoDBReadPerMillion"), "default"), DefaultDynamoDBReadPerMillion},
+		{"s3StoragePerGBMonth default", num(settings("prices", "properties", "s3StoragePerGBMonth"), "default"), DefaultS3StoragePerGBMonth},
 		{"lambda memoryMB minimum", num(settings("lambda", "properties", "memoryMB"), "minimum"), float64(minLambdaMemoryMB)},
 		{"lambda memoryMB maximum", num(settings("lambda", "properties", "memoryMB"), "maximum"), float64(maxLambdaMemoryMB)},
 		{"lambda memoryMB default", num(settings("lambda", "properties", "memoryMB"), "default"), float64(DefaultLambdaMemoryMB)},
@@ -1033,7 +1034,7 @@ func TestSchemaMatchesGo(t *testing.T) {
 		}
 	}
 	prices := []string{"transferPerGB", "vcpuHour", "fixedPerMonth", "fargateGBHour", "lambdaGBSecond", "lambdaPerMillion",
-		"s3PutPer1000", "s3GetPer1000", "sqsPerMillion", "dynamoDBWritePerMillion", "dynamoDBReadPerMillion"}
+		"s3PutPer1000", "s3GetPer1000", "sqsPerMillion", "dynamoDBWritePerMillion", "dynamoDBReadPerMillion", "s3StoragePerGBMonth"}
 	for _, p := range prices {
 		if m := settings("prices", "properties", p); m["minimum"] != float64(minPrice) {
 			t.Errorf("prices.%s minimum: schema says %v, Go %v", p, m["minimum"], minPrice)

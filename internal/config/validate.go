@@ -251,7 +251,8 @@ func validatePrices(errs *Errors, p Prices) {
 	}{{"transferPerGB", p.TransferPerGB}, {"vcpuHour", p.VCPUHour}, {"fixedPerMonth", p.FixedPerMonth},
 		{"fargateGBHour", p.FargateGBHour}, {"lambdaGBSecond", p.LambdaGBSecond}, {"lambdaPerMillion", p.LambdaPerMillion},
 		{"s3PutPer1000", p.S3PutPer1000}, {"s3GetPer1000", p.S3GetPer1000}, {"sqsPerMillion", p.SQSPerMillion},
-		{"dynamoDBWritePerMillion", p.DynamoDBWritePerMillion}, {"dynamoDBReadPerMillion", p.DynamoDBReadPerMillion}} {
+		{"dynamoDBWritePerMillion", p.DynamoDBWritePerMillion}, {"dynamoDBReadPerMillion", p.DynamoDBReadPerMillion},
+		{"s3StoragePerGBMonth", p.S3StoragePerGBMonth}} {
 		if f.v < minPrice || math.IsNaN(f.v) || math.IsInf(f.v, 0) {
 			errs.add("settings.prices."+f.name, "must be a finite number, not negative, got %v", f.v)
 		}

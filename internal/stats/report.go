@@ -21,7 +21,30 @@ type Prices struct {
 	// Deletes: the rule propagates deletes, so every write a target
 	// makes reads the tombstones first (and again after).
 	Deletes bool
+	// StagingPerGiB is what keeping a GiB of archive in the source's
+	// staging bucket costs (StagingPrice).
+	StagingPerGiB float64
 }
+
+// StagingDays is how long the source region keeps an archive staged for
+// other regions: lifecycle expires it a day after it is written, at the
+// next midnight UTC (one to two days), and removes the version it leaves
+// noncurrent a day after that, also at a midnight. Replicas are deleted
+// once delivered; an archive for the source region alone, too.
+const StagingDays = 3
+
+// StagingPrice is what a GiB of archive costs in the source's staging
+// bucket, for a rule whose bytes cross to other regions (crossed).
+func StagingPrice(p config.Prices, crossed int) float64 {
+	if crossed == 0 {
+		return 0
+	}
+	return p.S3StoragePerGBMonth * StagingDays / (365.25 / 12)
+}
+
+// StagingCost is what archives of out bytes cost in the source's staging
+// bucket.
+func (p Prices) StagingCost(out int64) float64 { return float64(out) / adaptive.GiB * p.StagingPerGiB }
 
 // Requests are AWS's request prices, $ per request (or request unit).
 type Requests struct {
@@ -114,7 +137,10 @@ type Line struct {
 	Compute     float64            `json:"compute"`
 	// Requests is what xrc's requests cost beyond S3 Replication's
 	// (Prices.Requests); it decides the saving of small objects.
-	Requests  float64 `json:"requests"`
+	Requests float64 `json:"requests"`
+	// Staging is what the source region's copy of the archives costs,
+	// kept StagingDays.
+	Staging   float64 `json:"staging"`
 	NetSaving float64 `json:"netSaving"`
 	// BreakEvenGiBPerMonth is the monthly input at which the net saving
 	// covers Prices.FixedPerMonth (0 when it never does).
@@ -230,7 +256,8 @@ func price(l Line, p Prices) Line {
 	l.WithoutXRC = Transfer(max(l.BytesIn-l.Restaged, 0), l.Regions, p.Model.TransferPerGiB)
 	l.WithXRC = Transfer(l.BytesOut, l.Regions, p.Model.TransferPerGiB)
 	l.Requests = l.objectReqs + l.archiveReqs
-	l.NetSaving = l.WithoutXRC - l.WithXRC - l.Compute - l.Requests
+	l.Staging = p.StagingCost(l.BytesOut)
+	l.NetSaving = l.WithoutXRC - l.WithXRC - l.Compute - l.Requests - l.Staging
 	if perGiB := l.NetSaving / (float64(l.BytesIn) / adaptive.GiB); l.BytesIn > 0 && perGiB > 0 {
 		l.BreakEvenGiBPerMonth = p.FixedPerMonth / perGiB
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/xrc-dev/xrc/internal/adaptive"
+	"github.com/xrc-dev/xrc/internal/config"
 )
 
 // TestReferenceTransferLine reproduces the public reference's transfer
@@ -170,5 +171,29 @@ func TestStatisticsWritesCharged(t *testing.T) {
 	total := Summarise("r", 1, hs, p, nil)[1]
 	if want := 200.0 + 100; math.Abs(total.Requests-want) > 1e-6 {
 		t.Errorf("requests $%v, want $%v: 200 statistics writes and 100 ledger writes", total.Requests, want)
+	}
+}
+
+// TestStagingCharged: the source region keeps each archive staged for
+// other regions about StagingDays (lifecycle), at S3's storage price: a
+// GiB of archive costs about $0.0023, a tenth of a GiB's transfer to one
+// region, which the saving left out. Nothing for a rule that crosses to no
+// other region (its archives are deleted once delivered).
+func TestStagingCharged(t *testing.T) {
+	prices := config.Prices{S3StoragePerGBMonth: 0.023}
+	h := Hourly{Rule: "r", Delta: Delta{Class: adaptive.CSV, Arm: 3, In: 3 << 30, Out: 1 << 30, Objects: 1, Archives: 1}}
+	p := Prices{Model: adaptive.Model{TransferPerGiB: 0.02, Regions: 1}, StagingPerGiB: StagingPrice(prices, 1)}
+	l := Summarise("r", 1, []Hourly{h}, p, nil)[1]
+	if math.Abs(l.Staging-0.023*3/30.4375) > 1e-9 {
+		t.Errorf("staging $%v for a GiB of archive kept 3 days, want $%v", l.Staging, 0.023*3/30.4375)
+	}
+	if want := l.WithoutXRC - l.WithXRC - l.Compute - l.Requests - l.Staging; math.Abs(l.NetSaving-want) > 1e-12 {
+		t.Errorf("net saving %v does not take staging off (%v)", l.NetSaving, want)
+	}
+	if x := Project(l, 2*l.BytesIn, 2, p); math.Abs(x.Staging-2*l.Staging) > 1e-9 {
+		t.Errorf("projected to twice the bytes: staging %v, want %v", x.Staging, 2*l.Staging)
+	}
+	if StagingPrice(prices, 0) != 0 {
+		t.Error("a rule crossing to no region charged for staging")
 	}
 }

@@ -178,9 +178,11 @@ func run(ctx context.Context) error {
 	// What xrc's requests cost beyond S3 Replication's: at the demo's
 	// mean object size, about what its transfer saves.
 	delivered, crossed := rule.Regions()
-	prices := stats.Prices{Model: adaptive.Model{Regions: crossed}, Requests: stats.RequestPrices(p), Deletes: rule.Deletes}
+	prices := stats.Prices{Model: adaptive.Model{Regions: crossed}, Requests: stats.RequestPrices(p), Deletes: rule.Deletes,
+		StagingPerGiB: stats.StagingPrice(p, crossed)}
 	requests := prices.RequestCost(got, in, archives, out, delivered)
-	net := saved - compute - requests
+	staging := prices.StagingCost(out)
+	net := saved - compute - requests - staging
 	fmt.Printf(`
 xrc demo report
   objects replicated      %d of %d (%d mismatches)
@@ -190,12 +192,12 @@ xrc demo report
   upload time             %s
   end-to-end time         %s (first upload to last object in the destination)
   worker CPU              %.1f s (source %.1f s, target %.1f s)
-  at $%.3f/GB transfer    $%.6f saved on transfer, $%.6f compute (at $%.5f/vCPU-h with its memory), $%.6f requests beyond S3 Replication's, net $%.6f
+  at $%.3f/GB transfer    $%.6f saved on transfer, $%.6f compute (at $%.5f/vCPU-h with its memory), $%.6f requests beyond S3 Replication's, $%.6f staging storage, net $%.6f
   per TB replicated       $%.2f saved net (mean object %s)
 `, got, len(objs), len(errs), human(in), human(out), archives, ratio(in, out), 100*float64(out)/float64(max(in, 1)),
 		uploaded.Sub(start).Round(time.Millisecond), done.Sub(start).Round(time.Millisecond),
 		cpu, workers[0].cpu(), workers[1].cpu(),
-		p.TransferPerGB, saved, compute, vcpuHour, requests, net,
+		p.TransferPerGB, saved, compute, vcpuHour, requests, staging, net,
 		net/float64(in)*1e12, human(in/int64(max(got, 1))))
 	if err := levelReport(ctx, table, rule, start, before); err != nil {
 		fmt.Println("  level report unavailable:", err)
