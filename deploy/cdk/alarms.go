@@ -102,13 +102,14 @@ func (a *alarms) watchQueue(id string, w *worker) {
 		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
 	})
 	// The alarm above stays in ALARM while the DLQ holds anything, so it
-	// says nothing of messages failing since. This one fires each minute
-	// the DLQ grows. Visible and in-flight together: someone reading the
+	// says nothing of messages failing since. This one is in ALARM each
+	// minute the DLQ grew, so it notifies whenever the DLQ grows again
+	// after a minute without arrivals. Visible and in-flight together: someone reading the
 	// DLQ moves messages between the two, which is no arrival; a redrive
 	// out of it makes the sum fall. REPEAT, not 0, for a minute SQS did
 	// not report: a gap would otherwise read as a rise from nothing.
 	a.addFiring(id+"DlqArrivals", name+"-dlq-arrivals", &awscloudwatch.AlarmProps{
-		AlarmDescription: jsii.String(fmt.Sprintf("%s: more messages reached the dead-letter queue (received %d times without success); each is logged at error level with \"bound for the DLQ\" and its cause",
+		AlarmDescription: jsii.String(fmt.Sprintf("%s: more messages reached the dead-letter queue (received %d times without success); the workers logged each at error level (bound for the DLQ, or an invalid message) with its cause",
 			w.Label(), a.s.d.Config.Settings.Worker.MaxReceiveCount)),
 		Metric: mathExpression("DIFF(FILL(visible, REPEAT) + FILL(inFlight, REPEAT))", &map[string]awscloudwatch.IMetric{
 			"visible":  w.Queue.DLQ.MetricApproximateNumberOfMessagesVisible(&awscloudwatch.MetricOptions{Statistic: jsii.String("Maximum"), Period: minute()}),
@@ -268,7 +269,7 @@ func (a *alarms) watchFunction(id string, w *worker) {
 	name := alarmName(w)
 	fn := w.Function.Function
 	a.add(id+"FunctionErrors", name+"-function-errors", &awscloudwatch.AlarmProps{
-		AlarmDescription:   jsii.String(fmt.Sprintf("%s: Lambda invocations failed whole (crash, timeout, init error) in 3 of 5 minutes; their batches come back after the visibility timeout", w.Label())),
+		AlarmDescription:   jsii.String(fmt.Sprintf("%s: Lambda invocations failed whole (crash, timeout, init error, not started: the config unreadable) in 3 of 5 minutes; their batches come back after the visibility timeout", w.Label())),
 		Metric:             fn.MetricErrors(&awscloudwatch.MetricOptions{Statistic: jsii.String("Sum"), Period: minute()}),
 		Threshold:          jsii.Number(0),
 		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD,

@@ -325,9 +325,10 @@ func firstOf(rs map[string]map[string]any, name string) map[string]any {
 // at most; replicated ones wait stagingExpiryDays for their target; in a
 // region that is source and target of a rule, its archives wait for its
 // target there, and go after a day once it tagged them delivered; no
-// prefix has two expirations; and whatever no rule's prefix covers (a rule
-// removed from the config, with archives left) goes after
-// stagingExpiryDays ("*").
+// prefix has two rules of its own; and a rule without a prefix ("*")
+// expires everything after stagingExpiryDays, for what no rule's prefix
+// covers (a rule removed from the config, its archives left). S3 applies
+// the earliest of overlapping expirations.
 func TestStagingLifecycle(t *testing.T) {
 	stagingLifecycle(t, exampleApp(t), map[string]map[string]float64{
 		"us-east-1":      {"logs/": 1, "exports/": 1, "*": 7},

@@ -23,10 +23,10 @@ func (w *Worker) propagateDelete(ctx context.Context, wr *write, o *manifest.Obj
 	for _, rt := range routes {
 		err := w.Tombstones.Put(ctx, tombstone.Tombstone{Bucket: rt.Bucket, Key: rt.Key, Sequencer: o.Sequencer, At: o.LastModified, ArchiveID: wr.m.ArchiveID})
 		if err != nil {
-			return w.failed(wr, o, rt, err)
+			return w.failed(ctx, wr, o, rt, err)
 		}
 		if err := w.deleteOne(ctx, wr, o, rt); err != nil {
-			return w.failed(wr, o, rt, err)
+			return w.failed(ctx, wr, o, rt, err)
 		}
 		// An archive of thousands of deletes is work that moves: the
 		// health check must not take it for a stuck task.

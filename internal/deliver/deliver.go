@@ -297,16 +297,11 @@ func failureKind(err error) string {
 // archiveFields names the staging archives refs announce: bucket and key,
 // with the rule and archive id a staging key gives.
 func archiveFields(refs []events.ObjectRef) []zap.Field {
-	if len(refs) != 1 {
-		keys := make([]string, len(refs))
-		for i, r := range refs {
-			keys[i] = r.Key
+	f := worker.RefFields(refs)
+	if len(refs) == 1 {
+		if rule, id, err := manifest.ParseStagingKey(refs[0].Key); err == nil {
+			f = append(f, zap.String("rule", rule), zap.String("archive", id))
 		}
-		return []zap.Field{zap.Strings("keys", keys)}
-	}
-	f := []zap.Field{zap.String("bucket", refs[0].Bucket), zap.String("key", refs[0].Key)}
-	if rule, id, err := manifest.ParseStagingKey(refs[0].Key); err == nil {
-		f = append(f, zap.String("rule", rule), zap.String("archive", id))
 	}
 	return f
 }

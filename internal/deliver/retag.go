@@ -39,7 +39,7 @@ var ErrRetagBeforeWrite = errors.New("tags changed for a write the destination d
 func (w *Worker) retag(ctx context.Context, wr *write, o *manifest.Object, rt config.Route) error {
 	_, version, prov, err := w.state(ctx, rt)
 	if err != nil {
-		return w.failed(wr, o, rt, err)
+		return w.failed(ctx, wr, o, rt, err)
 	}
 	mod := o.LastModified.UnixMilli()
 	switch {
@@ -54,10 +54,11 @@ func (w *Worker) retag(ctx context.Context, wr *write, o *manifest.Object, rt co
 	}
 	// The destination holds the write the tags belong to.
 	if err := w.setTags(ctx, rt, version, o.Tags); err != nil {
-		return w.failed(wr, o, rt, err)
+		return w.failed(ctx, wr, o, rt, err)
 	}
 	wr.t.retagged.Add(1)
 	w.Metrics.Objects.WithLabelValues(wr.m.RuleID, "retagged").Inc()
+	w.said(wr, o, rt, "retagged")
 	w.runtime.Progress()
 	return nil
 }
@@ -135,7 +136,7 @@ func (w *Worker) notYetWritten(ctx context.Context, wr *write, o *manifest.Objec
 	deleted, err := w.deletedSince(ctx, wr, o, rt)
 	switch {
 	case err != nil:
-		return w.failed(wr, o, rt, err)
+		return w.failed(ctx, wr, o, rt, err)
 	case deleted:
 		w.skipped(wr, o, rt, "skipped_deleted")
 		return nil
@@ -148,6 +149,7 @@ func (w *Worker) notYetWritten(ctx context.Context, wr *write, o *manifest.Objec
 		// Counted apart from failed writes (result and error kind
 		// retag_wait): it is expected while the write is on its way.
 		w.Metrics.Objects.WithLabelValues(wr.m.RuleID, "retag_wait").Inc()
+		w.said(wr, o, rt, "retag_wait")
 		w.Metrics.Errors.WithLabelValues("retag_wait").Inc()
 		return fmt.Errorf("tags of s3://%s/%s (source %s/%s): %w (source written %s)", rt.Bucket, rt.Key, o.Bucket, o.Key,
 			ErrRetagBeforeWrite, o.LastModified.Format("2006-01-02T15:04:05Z"))

@@ -134,7 +134,7 @@ func (w *Worker) writeBuffered(ctx context.Context, wr *write, o *manifest.Objec
 	for attempt := 1; ; attempt++ {
 		etag, skip, err := w.decide(ctx, wr, o, rt)
 		if err != nil {
-			return w.failed(wr, o, rt, err)
+			return w.failed(ctx, wr, o, rt, err)
 		}
 		if attempt == 1 && !guessed {
 			w.overwrites.observe(rt.Bucket, etag != "")
@@ -148,7 +148,7 @@ func (w *Worker) writeBuffered(ctx context.Context, wr *write, o *manifest.Objec
 			continue
 		}
 		if err != nil {
-			return w.failed(wr, o, rt, err)
+			return w.failed(ctx, wr, o, rt, err)
 		}
 		return nil
 	}
@@ -162,11 +162,11 @@ func (w *Worker) putIfAbsent(ctx context.Context, wr *write, o *manifest.Object,
 	// one whose newer delete was propagated.
 	deleted, err := w.deletedSince(ctx, wr, o, rt)
 	if err != nil {
-		return true, w.failed(wr, o, rt, err)
+		return true, w.failed(ctx, wr, o, rt, err)
 	}
 	if deleted {
 		if err := w.undo(ctx, o, rt); err != nil {
-			return true, w.failed(wr, o, rt, err)
+			return true, w.failed(ctx, wr, o, rt, err)
 		}
 		w.skipped(wr, o, rt, "skipped_deleted")
 		return true, nil
@@ -178,7 +178,7 @@ func (w *Worker) putIfAbsent(ctx context.Context, wr *write, o *manifest.Object,
 		return false, nil
 	}
 	if err != nil {
-		return true, w.failed(wr, o, rt, err)
+		return true, w.failed(ctx, wr, o, rt, err)
 	}
 	w.overwrites.observe(rt.Bucket, false)
 	return true, nil
@@ -199,7 +199,7 @@ func (w *Worker) writeStream(ctx context.Context, wr *write, o *manifest.Object,
 		decided := w.Clock.Now()
 		etag, skip, err := w.decide(ctx, wr, o, rt)
 		if err != nil {
-			return w.failed(wr, o, rt, err)
+			return w.failed(ctx, wr, o, rt, err)
 		}
 		if skip != "" {
 			w.skipped(wr, o, rt, skip)
@@ -217,7 +217,7 @@ func (w *Worker) writeStream(ctx context.Context, wr *write, o *manifest.Object,
 	if len(todo) > 0 && w.uploadMem != nil {
 		need := int64(len(todo)) * (partsAtOnce + 1) * partSize(o.Size)
 		if need > w.UploadMemory {
-			return w.failed(wr, o, todo[0].rt, fmt.Errorf("%w: %d bytes to %d destinations need %d bytes of part buffers, more than the %d this worker gives them (half its memory limit): give the target more memory",
+			return w.failed(ctx, wr, o, todo[0].rt, fmt.Errorf("%w: %d bytes to %d destinations need %d bytes of part buffers, more than the %d this worker gives them (half its memory limit): give the target more memory",
 				ErrTooLarge, o.Size, len(todo), need, w.UploadMemory))
 		}
 		// Members of archives delivered at once wait for each other's
@@ -232,13 +232,13 @@ func (w *Worker) writeStream(ctx context.Context, wr *write, o *manifest.Object,
 		return nil // the reader drains and verifies what is left
 	case 1:
 		if err := w.put(ctx, wr, o, todo[0].rt, sum, data, todo[0].etag); err != nil {
-			return w.failed(wr, o, todo[0].rt, err)
+			return w.failed(ctx, wr, o, todo[0].rt, err)
 		}
 		return nil
 	}
 	return fanOut(data, len(todo), func(i int, r io.Reader) error {
 		if err := w.put(ctx, wr, o, todo[i].rt, sum, r, todo[i].etag); err != nil {
-			return w.failed(wr, o, todo[i].rt, err)
+			return w.failed(ctx, wr, o, todo[i].rt, err)
 		}
 		return nil
 	})
@@ -329,17 +329,18 @@ func (w *Worker) said(wr *write, o *manifest.Object, rt config.Route, result str
 	}
 }
 
-func (w *Worker) failed(wr *write, o *manifest.Object, rt config.Route, err error) error {
+func (w *Worker) failed(ctx context.Context, wr *write, o *manifest.Object, rt config.Route, err error) error {
 	switch {
-	case errors.Is(err, context.Canceled):
+	case ctx.Err() != nil:
 		// Cut short by another write of the archive failing (counted
-		// there), or by the stop or a lost receipt (the archive counted
-		// interrupted): no failure of its own.
+		// there), or by the stop, a lost receipt or Lambda's deadline
+		// (the archive counted interrupted): no failure of its own.
 	case Waiting(err):
 		// Another delivery of the archive writes it: expected, not failed.
 		w.Metrics.Errors.WithLabelValues(errorKind(err)).Inc()
 	default:
 		w.Metrics.Objects.WithLabelValues(wr.m.RuleID, "failed").Inc()
+		w.said(wr, o, rt, "failed")
 		w.Metrics.Errors.WithLabelValues(errorKind(err)).Inc()
 	}
 	return fmt.Errorf("writing s3://%s/%s (source %s/%s): %w", rt.Bucket, rt.Key, o.Bucket, o.Key, err)

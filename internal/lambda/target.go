@@ -152,6 +152,7 @@ func (h *Target) handle(ctx context.Context, at time.Time, first bool, o *outcom
 		log.Info("deadline near: leaving an archive to the next invocation", zap.Duration("estimate", est), zap.Time("cutAt", at))
 		o.err, o.now, o.expected = ErrDeadline, true, true
 		o.final = o.msg.ReceiveCount >= h.maxReceive
+		o.fields = deliver.FailureFields(refs, o.err)
 		return
 	}
 	permanent := true

@@ -1484,6 +1484,20 @@ func TestLateBatchKeepsItsDelete(t *testing.T) {
 	if s, ok := got[key]; !ok || !s.obj.Delete {
 		t.Errorf("%s: staged %+v (present %t), want the marker's delete", key, s.obj, ok)
 	}
+	// Its requests are xrc savings' to charge: counted in class changes.
+	hs, err := f.stats(t).Since(ctx, f.rule.ID, time.Now().Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	deletes := 0
+	for _, h := range hs {
+		if h.Class == stats.Changes {
+			deletes += h.Deletes
+		}
+	}
+	if deletes != 1 {
+		t.Errorf("%d deletes in the statistics, want 1", deletes)
+	}
 }
 
 // removal sends the event of a removal of key (name, version, sequencer)

@@ -156,8 +156,14 @@ func (lv *levels) observe(ctx context.Context, rule *config.Rule, m *manifest.Ma
 	factor := math.Float64frombits(lv.factor.Load())
 	byArm := map[choice]*stats.Delta{}
 	var order []choice
+	changes := stats.Delta{Class: stats.Changes, Arm: adaptive.Store, Archives: 1}
 	for i := range m.Objects {
 		if !m.Objects[i].HasMember() {
+			if m.Objects[i].Delete {
+				changes.Deletes++
+			} else {
+				changes.Retags++
+			}
 			continue
 		}
 		c := choices[i]
@@ -200,6 +206,10 @@ func (lv *levels) observe(ctx context.Context, rule *config.Rule, m *manifest.Ma
 		}
 	}
 	lv.m.Behind.WithLabelValues(rule.ID).Set(float64(lv.learn.Behind(rule.ID)))
+	if changes.Deletes+changes.Retags > 0 {
+		// For xrc savings: their requests (not the learner's).
+		ds = append(ds, changes)
+	}
 	lv.write(ctx, rule.ID, ds, now, false)
 }
 
@@ -336,6 +346,7 @@ func merge(ds []stats.Delta) []stats.Delta {
 		x := &out[i]
 		x.In, x.Out, x.Frame, x.CPU, x.Objects, x.Archives = x.In+d.In, x.Out+d.Out, x.Frame+d.Frame, x.CPU+d.CPU, x.Objects+d.Objects, x.Archives+d.Archives
 		x.Restaged += d.Restaged
+		x.Deletes, x.Retags = x.Deletes+d.Deletes, x.Retags+d.Retags
 	}
 	return out[:min(len(out), maxPending)]
 }

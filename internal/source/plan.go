@@ -3,6 +3,7 @@ package source
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -194,9 +195,10 @@ func (w *Worker) plan(ctx context.Context, rule *config.Rule, items []Item, held
 	var entries []entry
 	for i, e := range order {
 		switch r := results[i]; {
-		case r.err != nil && ctx.Err() != nil:
-			// The drain time is over: a stop, not a failure of the
-			// object (its message says so, at info).
+		case r.err != nil && ctx.Err() != nil && (errors.Is(r.err, context.Canceled) || errors.Is(r.err, context.DeadlineExceeded)):
+			// Cut by the drain time's end: a stop, not a failure of the
+			// object (its message says so, at info). A failure of its
+			// own before the cut is still one.
 			settle(e.items, r.err)
 		case r.err != nil:
 			ref := e.items[0].Ref

@@ -147,20 +147,5 @@ func (t *tracked) settle(err error) {
 // archive names none) and the kind of failure, on Fargate and Lambda
 // alike: bucket and key for one object, the first of several.
 func FailureFields(refs []events.ObjectRef, err error) []zap.Field {
-	return append(objectFields(refs), zap.String("kind", errorKind(err)))
-}
-
-func objectFields(refs []events.ObjectRef) []zap.Field {
-	switch len(refs) {
-	case 0:
-		return nil
-	case 1:
-		return []zap.Field{zap.String("bucket", refs[0].Bucket), zap.String("key", refs[0].Key)}
-	}
-	const most = 10
-	keys := make([]string, 0, min(len(refs), most))
-	for _, r := range refs[:min(len(refs), most)] {
-		keys = append(keys, r.Bucket+"/"+r.Key)
-	}
-	return []zap.Field{zap.Strings("objects", keys), zap.Int("events", len(refs))}
+	return append(worker.RefFields(refs), zap.String("kind", errorKind(err)))
 }

@@ -83,6 +83,17 @@ const (
 	stagingPart = 8 << 20
 )
 
+// changeRequests is what deletes and tag changes cost in requests beyond
+// S3 Replication's (which would make the destination's delete or tagging
+// call too): each one's event's SQS requests and the source's read of the
+// key (still deleted? its tags now?); in each region delivered to, the
+// read of the destination key, and for a delete its tombstone's write.
+func (p Prices) changeRequests(deletes, retags, delivered int) float64 {
+	r := p.Requests
+	n := float64(deletes + retags)
+	return n*(sqsPerObject*r.SQS+r.S3Get) + float64(delivered)*(n*r.S3Get+float64(deletes)*r.DynamoDBWrite)
+}
+
 // objectRequests is what n objects of in bytes cost in requests
 // beyond S3 Replication's: the source reading each, its event's SQS
 // requests, and with deletes two tombstone reads a region delivered to.
@@ -197,6 +208,7 @@ func Summarise(rule string, decoders int, hs []Hourly, p Prices, choices map[ada
 			// A row's archives are its statistics writes: one an archive
 			// for each class and level the archive holds.
 			x.archiveReqs += float64(h.Archives) * p.Requests.DynamoDBWrite
+			x.objectReqs += p.changeRequests(h.Deletes, h.Retags, decoders)
 		}
 		armBytes[h.Class][h.Arm.String()] += h.In
 		totalArms[h.Arm.String()] += h.In

@@ -89,7 +89,15 @@ type Delta struct {
 	// S3 Replication would have copied the objects once: xrc savings
 	// counts them once without xrc. The learner ignores it.
 	Restaged int64
+	// Deletes and Retags are the archive entries that carry no bytes: a
+	// delete, a change of tags. They cost requests (xrc savings) and
+	// teach the learner nothing; they are recorded in class Changes.
+	Deletes, Retags int
 }
+
+// Changes is the class of a rule's statistics that records its deletes
+// and tag changes (Delta.Deletes, Retags): no content, so no learning.
+const Changes adaptive.Class = "changes"
 
 const hourFormat = "2006-01-02T15"
 
@@ -123,12 +131,14 @@ func (st *Store) Add(ctx context.Context, rule string, at time.Time, ds []Delta)
 		_, err := st.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 			TableName: &st.table,
 			Key:       map[string]types.AttributeValue{"pk": s(statsPK(rule)), "sk": s(hourSK(at, d.Class, d.Arm))},
-			UpdateExpression: aws.String("ADD #in :in, #out :out, #frame :frame, #cpu :cpu, #obj :obj, #arc :arc, #rs :rs " +
+			UpdateExpression: aws.String("ADD #in :in, #out :out, #frame :frame, #cpu :cpu, #obj :obj, #arc :arc, #rs :rs, #del :del, #rt :rt " +
 				"SET #exp = if_not_exists(#exp, :exp), #rule = :rule, #hour = :hour, #class = :class, #arm = :arm"),
 			ExpressionAttributeNames: map[string]string{"#in": "in", "#out": "out", "#frame": "frame", "#cpu": "cpuNs", "#obj": "objects", "#arc": "archives", "#rs": "restaged",
+				"#del": "deletes", "#rt": "retags",
 				"#exp": "expiresAt", "#rule": "rule", "#hour": "hour", "#class": "class", "#arm": "arm"},
 			ExpressionAttributeValues: map[string]types.AttributeValue{
 				":in": n(d.In), ":out": n(d.Out), ":frame": n(d.Frame), ":cpu": n(int64(d.CPU)), ":obj": n(int64(d.Objects)), ":arc": n(int64(d.Archives)), ":rs": n(d.Restaged),
+				":del": n(int64(d.Deletes)), ":rt": n(int64(d.Retags)),
 				":exp": n(st.now().Add(TTL).Unix()), ":rule": s(rule), ":hour": s(at.UTC().Format(hourFormat)),
 				":class": s(string(d.Class)), ":arm": s(d.Arm.String()),
 			},
@@ -168,6 +178,8 @@ type hourlyItem struct {
 	Objects  int    `dynamodbav:"objects"`
 	Archives int    `dynamodbav:"archives"`
 	Restaged int64  `dynamodbav:"restaged"`
+	Deletes  int    `dynamodbav:"deletes"`
+	Retags   int    `dynamodbav:"retags"`
 }
 
 // Since returns rule's hourly statistics from the hour of since on.
@@ -196,7 +208,8 @@ func (st *Store) Since(ctx context.Context, rule string, since time.Time) ([]Hou
 				continue // written by a later version: not ours to judge
 			}
 			out = append(out, Hourly{Rule: it.Rule, Hour: hour, Delta: Delta{Class: adaptive.Class(it.Class), Arm: arm,
-				In: it.In, Out: it.Out, Frame: it.Frame, CPU: time.Duration(it.CPUNs), Objects: it.Objects, Archives: it.Archives, Restaged: it.Restaged}})
+				In: it.In, Out: it.Out, Frame: it.Frame, CPU: time.Duration(it.CPUNs), Objects: it.Objects, Archives: it.Archives, Restaged: it.Restaged,
+				Deletes: it.Deletes, Retags: it.Retags}})
 		}
 	}
 	return out, nil

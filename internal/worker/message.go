@@ -329,7 +329,7 @@ func (m *Message) lose(err error) {
 		// to the DLQ whatever its work does now, and nothing here can
 		// settle it any more. The line an operator redrives from.
 		m.log.Error("message receipt lost on its last receive: bound for the DLQ unless another receive of it finished its work (a redrive is then harmless)",
-			zap.Bool("cut", true), zap.String("cause", "receipt lost"), zap.Error(err))
+			append(RefFields(m.Events.Refs), zap.Bool("cut", true), zap.String("cause", "receipt lost"), zap.Error(err))...)
 	} else {
 		m.log.Warn("message receipt lost: stopping its work; it will be delivered again", zap.Error(err))
 	}
@@ -357,4 +357,22 @@ func (r *Runtime) parse(m *Message) bool {
 	}
 	m.Events = parsed
 	return true
+}
+
+// RefFields name the objects a message's events announce, for the lines
+// that settle it (an operator filters on bucket and key): bucket and key
+// for one, the first ten of several.
+func RefFields(refs []events.ObjectRef) []zap.Field {
+	switch len(refs) {
+	case 0:
+		return nil
+	case 1:
+		return []zap.Field{zap.String("bucket", refs[0].Bucket), zap.String("key", refs[0].Key)}
+	}
+	const most = 10
+	keys := make([]string, 0, min(len(refs), most))
+	for _, r := range refs[:min(len(refs), most)] {
+		keys = append(keys, r.Bucket+"/"+r.Key)
+	}
+	return []zap.Field{zap.Strings("objects", keys), zap.Int("events", len(refs))}
 }
