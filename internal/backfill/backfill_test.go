@@ -663,11 +663,14 @@ func TestNoRunStartsWhileAClearRemoves(t *testing.T) {
 // deadline does.
 type stallingBatches struct {
 	backfill.DynamoAPI
-	calls atomic.Int32
+	calls   atomic.Int32
+	reached chan struct{} // closed when the second removal stalls
+	once    sync.Once
 }
 
 func (b *stallingBatches) TransactWriteItems(ctx context.Context, in *dynamodb.TransactWriteItemsInput, optFns ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error) {
 	if removal(in) && b.calls.Add(1) >= 2 {
+		b.once.Do(func() { close(b.reached) })
 		<-ctx.Done()
 		return nil, ctx.Err()
 	}
@@ -870,9 +873,19 @@ func TestClearOutOfTime(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
 	ctx := context.Background()
-	a := f.finishedRun(t, &stallingBatches{DynamoAPI: f.ddb}, 150)
-	cctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	api := &stallingBatches{DynamoAPI: f.ddb, reached: make(chan struct{})}
+	a := f.finishedRun(t, api, 150)
+	// Out of time in the second removal, not before (a fixed 300 ms could
+	// end in the completion's write on a loaded DynamoDB Local).
+	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	go func() {
+		select {
+		case <-api.reached:
+		case <-time.After(time.Minute):
+		}
+		cancel()
+	}()
 	if err := a.Clear(cctx); err == nil {
 		t.Fatal("Clear succeeded although its removal ran out of time")
 	}

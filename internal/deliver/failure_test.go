@@ -478,7 +478,9 @@ func TestStopDoesNotWaitForTheSweep(t *testing.T) {
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	if took := time.Since(begun); took > 5*time.Second {
+	// The abort hangs for its 10 s timeout; the stop itself is a poll in
+	// flight and the sweep's 2 s wait, which a loaded box stretches.
+	if took := time.Since(begun); took > 8*time.Second {
 		t.Errorf("the stop took %v, waiting for the sweep's abort", took)
 	}
 }

@@ -123,7 +123,9 @@ func TestRetag(t *testing.T) {
 	m2.Objects[0].Tags = map[string]string{"a": "1"}
 	p.stage(t, "r1/retag-3.tar.zst", p.retagArchive("retag-3", &m2.Objects[0], map[string]string{"a": "2"}), nil)
 	if !poll(time.Minute, 100*time.Millisecond, func() bool {
-		return metric(t, reg, "xrc_target_objects_total", "result", "retag_wait") >= 1
+		// The archive's count comes last, after the object's.
+		return metric(t, reg, "xrc_target_objects_total", "result", "retag_wait") >= 1 &&
+			metric(t, reg, "xrc_target_archives_total", "result", "waiting") >= 1
 	}) {
 		t.Fatal("a change of tags for a write not delivered yet did not fail its first try")
 	}
@@ -456,7 +458,8 @@ func TestWaitDoesNotHideAFailure(t *testing.T) {
 	}
 	p.stage(t, "r1/mixed.tar.zst", m, nil)
 	if !poll(time.Minute, 100*time.Millisecond, func() bool {
-		return metric(t, reg, "xrc_target_archives_total", "result", "failed") >= 1
+		// The release's line comes last, after the archive's count.
+		return metric(t, reg, "xrc_target_archives_total", "result", "failed") >= 1 && len(p.released()) > 0
 	}) {
 		t.Fatalf("archives failed = %v, waiting = %v: the denied delete was hidden behind the retag's wait",
 			metric(t, reg, "xrc_target_archives_total", "result", "failed"), metric(t, reg, "xrc_target_archives_total", "result", "waiting"))

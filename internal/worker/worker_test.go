@@ -314,12 +314,12 @@ func TestHealthReportsStuckWorker(t *testing.T) {
 	}
 	within(t, 5*time.Second, "healthy while work progresses", func() bool { return f.health.Err() == nil })
 	// Work that stopped moving: unhealthy after the limit.
-	for range 20 {
+	for range 30 { // 300 s: past the limit whenever its last beat landed
 		f.clock.Advance(10 * time.Second)
 		time.Sleep(5 * time.Millisecond)
 	}
 	if err := f.health.Err(); err == nil {
-		t.Fatal("health still ok after 200s without progress or a poll")
+		t.Fatal("health still ok after 300s without progress or a poll")
 	}
 	msg.Release(0)
 	within(t, 10*time.Second, "healthy again once it polls", func() bool { return f.health.Err() == nil })
@@ -518,7 +518,8 @@ func (h *hungBeats) ChangeMessageVisibilityBatch(ctx context.Context, in *sqs.Ch
 // the failure is counted.
 func TestHungHeartbeatEndsByTheNextBeat(t *testing.T) {
 	f := setup(t)
-	api := &hungBeats{slowBeats{API: f.client, beating: make(chan struct{})}}
+	// Buffered: the first beat may come before the test waits for it.
+	api := &hungBeats{slowBeats{API: f.client, beating: make(chan struct{}, 1)}}
 	rt, m := f.runtime(api, 1)
 	msg := f.held(t, rt)
 	f.clock.Advance(10 * time.Second) // a third of the visibility: the heartbeat
