@@ -197,8 +197,10 @@ func TestArchiveBytesAreAllCharged(t *testing.T) {
 		t.Errorf("learner's estimates %+v, want the objects' own 4000 bytes in and 1400 out", e)
 	}
 	hs, err := st.Since(ctx, rule.ID, now.Add(-time.Hour))
-	if err != nil || len(hs) != 1 || hs[0].Out != 1400 || hs[0].Frame != 701 {
-		t.Fatalf("statistics %+v (%v), want 1400 out and a frame of 701", hs, err)
+	// The CSV row, and the delete's in class changes (its requests).
+	if err != nil || len(hs) != 2 || hs[1].Class != adaptive.CSV || hs[1].Out != 1400 || hs[1].Frame != 701 ||
+		hs[0].Class != stats.Changes || hs[0].Deletes != 1 || hs[0].In != 0 {
+		t.Fatalf("statistics %+v (%v), want the CSV's 1400 out and a frame of 701, and one delete", hs, err)
 	}
 	lines := stats.Summarise(rule.ID, 1, hs, stats.Prices{}, nil)
 	if got := lines[len(lines)-1].BytesOut; got != 2101 {
