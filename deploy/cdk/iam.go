@@ -130,12 +130,13 @@ func (s *regionStack) targetGrants(q *workQueue) grants {
 	for _, rule := range s.plan.TargetRules {
 		archives = append(archives, staging+"/"+stagingPrefix(rule.ID)+"*")
 	}
-	// The archive's exact version is deleted once extracted: staging is
-	// versioned, and a plain delete would leave it as a noncurrent version,
-	// billed until lifecycle removes it.
+	// The archive is read by the version its event names
+	// (GetObjectVersion), and that exact version is deleted once
+	// extracted: staging is versioned, and a plain delete would leave it
+	// as a noncurrent version, billed until lifecycle removes it.
 	// Tagged instead when S3 Replication still copies it (config.DeliveredTag).
 	p.allow("ReadAndDeleteArchives",
-		[]string{"s3:GetObject", "s3:DeleteObjectVersion", "s3:PutObjectVersionTagging"}, archives, nil,
+		[]string{"s3:GetObject", "s3:GetObjectVersion", "s3:DeleteObjectVersion", "s3:PutObjectVersionTagging"}, archives, nil,
 		"archives under the prefixes <ruleId>/ of the rules with a destination in this region")
 	// 404 (already extracted by an earlier delivery) rather than 403.
 	p.allow("ListStaging", []string{"s3:ListBucket"}, []string{staging}, nil, "")

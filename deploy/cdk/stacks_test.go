@@ -630,7 +630,7 @@ func TestIAMLeastPrivilege(t *testing.T) {
 	// Exactly the calls the target makes on staging archives: it reads one
 	// version and deletes that version, or tags it delivered while S3
 	// Replication still copies it.
-	want := []string{"s3:GetObject", "s3:DeleteObjectVersion", "s3:PutObjectVersionTagging"}
+	want := []string{"s3:GetObject", "s3:GetObjectVersion", "s3:DeleteObjectVersion", "s3:PutObjectVersionTagging"}
 	for _, st := range statements(s.json["eu-west-1"]) {
 		if strings.HasPrefix(st.Role, "<TargetTaskRole") && st.Sid == "ReadAndDeleteArchives" && !slices.Equal(st.Actions, want) {
 			t.Errorf("target archive actions %v, want %v", st.Actions, want)

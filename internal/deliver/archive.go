@@ -13,6 +13,7 @@ import (
 	"github.com/xrc-dev/xrc/internal/archive"
 	"github.com/xrc-dev/xrc/internal/awsapi"
 	"github.com/xrc-dev/xrc/internal/config"
+	"github.com/xrc-dev/xrc/internal/events"
 	"github.com/xrc-dev/xrc/internal/ledger"
 	"github.com/xrc-dev/xrc/internal/manifest"
 )
@@ -30,10 +31,20 @@ var ErrArchiveMissing = errors.New("staging archive missing")
 // archive already delivered (gone from staging, in the ledger) is a
 // success.
 func (w *Worker) Deliver(ctx context.Context, bucket, key string) error {
+	return w.DeliverVersion(ctx, bucket, key, "")
+}
+
+// DeliverVersion is Deliver of the version of bucket/key an event
+// announced ("" or "null": the current one). Pinned, a key staged twice
+// (a PUT the SDK sent again after S3 had applied it) has each version
+// read and deleted by its own event's delivery: unpinned, two deliveries
+// at once could both read and delete the newer, and leave the older for
+// lifecycle.
+func (w *Worker) DeliverVersion(ctx context.Context, bucket, key, version string) error {
 	start := w.Clock.Now()
 	log := w.Log.With(zap.String("bucket", bucket), zap.String("key", key))
 
-	r, body, out, err := w.open(ctx, bucket, key)
+	r, body, out, err := w.open(ctx, bucket, key, events.Version(version))
 	if awsapi.IsNotFound(err) {
 		return w.missing(ctx, bucket, key, log)
 	}

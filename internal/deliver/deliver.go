@@ -217,7 +217,7 @@ func (w *Worker) Handle(_ context.Context, m *worker.Message) {
 			w.Metrics.Messages.WithLabelValues("ignored").Inc()
 			continue
 		}
-		if err := w.Deliver(ctx, ref.Bucket, ref.Key); err != nil {
+		if err := w.DeliverVersion(ctx, ref.Bucket, ref.Key, ref.VersionID); err != nil {
 			failed = errors.Join(failed, err)
 			permanent = permanent && Permanent(err)
 		}

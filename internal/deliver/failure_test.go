@@ -564,3 +564,45 @@ func TestObjectOutcomesAtDebug(t *testing.T) {
 		}
 	}
 }
+
+// TestDeliveryReadsTheVersionItsEventNames: a staging key written twice (a
+// PUT the SDK sent again after S3 had applied it) has two versions, each
+// with its event; each delivery reads and deletes the version its event
+// names. Unpinned, two deliveries at once both read and deleted the
+// newer, and the older stayed until lifecycle. (Different archives here,
+// so that which version was read shows.)
+func TestDeliveryReadsTheVersionItsEventNames(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t, nil)
+	ctx := context.Background()
+	staging := p.cfg.Settings.Regions[1].StagingBucket
+	dst := p.cfg.Rules[0].Destinations[0].Bucket
+	key := "r1/twice.tar.zst"
+	first, second := "data/pin/first.txt", "data/pin/second.txt"
+	var versions []string
+	for i, k := range []string{first, second} {
+		m, objs := p.objectArchive(fmt.Sprintf("20261206T000000Z-abcdef12-00000000000%d", i+1), k, seqAt(i+1), []byte(k))
+		out, err := p.dst.PutObject(ctx, &s3.PutObjectInput{Bucket: &staging, Key: &key, Body: bytes.NewReader(writeArchive(t, m, objs))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		versions = append(versions, aws.ToString(out.VersionId))
+	}
+	w := p.targetWorker(t, deliver.Deps{})
+	if err := w.DeliverVersion(ctx, staging, key, versions[0]); err != nil {
+		t.Fatal(err)
+	}
+	if !p.exists(t, dst, first) || p.exists(t, dst, second) {
+		t.Fatalf("the first version's delivery wrote %s: %t, %s: %t; want the first's object alone", first, p.exists(t, dst, first), second, p.exists(t, dst, second))
+	}
+	if err := w.DeliverVersion(ctx, staging, key, versions[1]); err != nil {
+		t.Fatal(err)
+	}
+	out, err := p.dst.ListObjectVersions(ctx, &s3.ListObjectVersionsInput{Bucket: &staging, Prefix: &key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(out.Versions) + len(out.DeleteMarkers); n != 0 || !p.exists(t, dst, second) {
+		t.Errorf("%d versions of the staging key left, second object written: %t", n, p.exists(t, dst, second))
+	}
+}

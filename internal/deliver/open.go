@@ -10,10 +10,14 @@ import (
 	"github.com/xrc-dev/xrc/internal/archive"
 )
 
-// open starts reading a staging archive; the Reader has checked its
-// manifest when it returns.
-func (w *Worker) open(ctx context.Context, bucket, key string) (*archive.Reader, io.Closer, *s3.GetObjectOutput, error) {
-	out, err := w.S3.GetObject(ctx, &s3.GetObjectInput{Bucket: &bucket, Key: &key})
+// open starts reading a staging archive (its version, if not ""); the
+// Reader has checked its manifest when it returns.
+func (w *Worker) open(ctx context.Context, bucket, key, version string) (*archive.Reader, io.Closer, *s3.GetObjectOutput, error) {
+	in := &s3.GetObjectInput{Bucket: &bucket, Key: &key}
+	if version != "" {
+		in.VersionId = &version
+	}
+	out, err := w.S3.GetObject(ctx, in)
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -224,7 +224,7 @@ type delivered struct {
 	keys []string
 }
 
-func (d *delivered) Deliver(_ context.Context, _, key string) error {
+func (d *delivered) DeliverVersion(_ context.Context, _, key, _ string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.keys = append(d.keys, key)
@@ -267,7 +267,7 @@ func TestFirstArchiveStartsWhateverThePace(t *testing.T) {
 
 type failing struct{ err error }
 
-func (f failing) Deliver(context.Context, string, string) error { return f.err }
+func (f failing) DeliverVersion(context.Context, string, string, string) error { return f.err }
 
 type releases struct {
 	mu     sync.Mutex
@@ -313,7 +313,7 @@ type abandoning struct {
 	abandoned []string
 }
 
-func (a *abandoning) Deliver(context.Context, string, string) error { return a.err }
+func (a *abandoning) DeliverVersion(context.Context, string, string, string) error { return a.err }
 
 func (a *abandoning) Abandon(_ context.Context, key string) {
 	a.mu.Lock()

@@ -19,7 +19,7 @@ import (
 
 // Deliverer is the target worker's per-archive step (*deliver.Worker).
 type Deliverer interface {
-	Deliver(ctx context.Context, bucket, key string) error
+	DeliverVersion(ctx context.Context, bucket, key, version string) error
 }
 
 // abandoner is a Deliverer that keeps state for an archive's next delivery
@@ -157,7 +157,7 @@ func (h *Target) handle(ctx context.Context, at time.Time, first bool, o *outcom
 	}
 	permanent := true
 	for _, ref := range refs {
-		if err := h.d.Deliver(ctx, ref.Bucket, ref.Key); err != nil {
+		if err := h.d.DeliverVersion(ctx, ref.Bucket, ref.Key, ref.VersionID); err != nil {
 			o.err = errors.Join(o.err, err)
 			permanent = permanent && deliver.Permanent(err)
 		}
