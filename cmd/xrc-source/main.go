@@ -12,6 +12,7 @@ import (
 
 	"github.com/xrc-dev/xrc/internal/app"
 	"github.com/xrc-dev/xrc/internal/awsapi"
+	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/queue"
 	"github.com/xrc-dev/xrc/internal/source"
 	"github.com/xrc-dev/xrc/internal/stats"
@@ -43,6 +44,7 @@ func run(ctx context.Context, p *app.Process) error {
 		RuleIDs: rules,
 		Queue:   queue.New(sqsClient, url),
 		S3:      awsapi.S3(p.AWS, region),
+		Direct:  source.DirectClients(p.Config, p.Region, func(r config.Region) source.S3API { return awsapi.S3(p.AWS, r) }),
 		Log:     p.Log,
 		Metrics: source.NewMetrics(p.Registry),
 		Health:  p.Health,

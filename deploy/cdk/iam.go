@@ -112,6 +112,14 @@ func (s *regionStack) sourceGrants(rule *config.Rule, q *workQueue) grants {
 		[]string{*s.keys.Staging.KeyArn()}, viaService("s3", region), "")
 	p.allow("Statistics", []string{"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"},
 		[]string{*s.table.TableArn()}, nil, "")
+	// Direct regions: their archives are copied there with the region's
+	// own credentials, read from a parameter of this account and region.
+	for i, reg := range s.d.Config.DirectRegions(rule) {
+		if name, ok := strings.CutPrefix(reg.S3Credentials, "ssm:///"); ok {
+			p.allow(fmt.Sprintf("DirectCredentials%d", i), []string{"ssm:GetParameter"},
+				[]string{*awscdk.Fn_Sub(jsii.String("arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/"+name), nil)}, nil, "")
+		}
+	}
 	s.commonGrants(p, q)
 	return *p
 }

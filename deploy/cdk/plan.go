@@ -41,6 +41,10 @@ type regionPlan struct {
 	After []string
 	// Watched groups SourceRules by watched bucket, in first-seen order.
 	Watched []watchedBucket
+	// Direct are the regions SourceRules deliver to directly
+	// (config.Region.Direct): the source workers copy archives there with
+	// the region's own credentials; they have no stack here.
+	Direct []config.Region
 }
 
 // replication is one S3 Replication rule of a source staging bucket.
@@ -106,8 +110,8 @@ func (p *plan) Region(name string) *regionPlan {
 func newPlan(cfg *config.Config) (*plan, error) {
 	var errs []error
 	for i, r := range cfg.Settings.Regions {
-		if r.S3Endpoint != "" {
-			errs = append(errs, fmt.Errorf("settings.regions[%d].s3Endpoint: region %s points at an S3-compatible store (%s); the CDK app deploys to AWS only", i, r.Name, r.S3Endpoint))
+		if r.S3Endpoint != "" && !r.Direct {
+			errs = append(errs, fmt.Errorf("settings.regions[%d].s3Endpoint: region %s points at an S3-compatible store (%s), which S3 Replication cannot reach: make it direct; the CDK app deploys to AWS only", i, r.Name, r.S3Endpoint))
 		}
 	}
 	if _, err := healthURL(cfg.Settings.Worker.MetricsAddr); err != nil {
@@ -128,6 +132,15 @@ func newPlan(cfg *config.Config) (*plan, error) {
 		seen := map[string]bool{}
 		for _, d := range rule.Destinations {
 			tgt := byName[d.Region]
+			if tgt.Region.Direct {
+				// Its archives come from the source workers, and its
+				// stack (another partition's, a store's) is not this
+				// app's to deploy: only the source's grants know of it.
+				if !slices.ContainsFunc(src.Direct, func(r config.Region) bool { return r.Name == tgt.Region.Name }) {
+					src.Direct = append(src.Direct, tgt.Region)
+				}
+				continue
+			}
 			if !seen[d.Region] {
 				seen[d.Region] = true
 				tgt.TargetRules = append(tgt.TargetRules, rule)
@@ -156,6 +169,9 @@ func newPlan(cfg *config.Config) (*plan, error) {
 	}
 	for _, r := range cfg.Settings.Regions {
 		rp := byName[r.Name]
+		if r.Direct && !rp.IsSource() {
+			continue // deployed apart (see above)
+		}
 		if rp.IsSource() || rp.IsTarget() {
 			p.Regions = append(p.Regions, rp)
 		}

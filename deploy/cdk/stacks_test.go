@@ -1301,3 +1301,53 @@ func asSlice(v any) []any {
 	s, _ := v.([]any)
 	return s
 }
+
+// TestDirectRegion: a region S3 Replication cannot reach (direct: another
+// partition, an S3-compatible store) gets no stack and no replication rule
+// from this app; its rules' source workers may read its credentials'
+// parameter, with which they copy the archives there.
+func TestDirectRegion(t *testing.T) {
+	doc, err := os.ReadFile("../../configs/example.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(doc, &m); err != nil {
+		t.Fatal(err)
+	}
+	regions := m["settings"].(map[string]any)["regions"].([]any)
+	apse2 := regions[2].(map[string]any)
+	apse2["direct"], apse2["s3Credentials"] = true, "ssm:///xrc/apse2-s3"
+	delete(apse2, "compute")
+	doc, _ = json.Marshal(m)
+	path := filepath.Join(t.TempDir(), "direct.json")
+	if err := os.WriteFile(path, doc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := synthApp(map[string]any{"config": path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.tmpl["ap-southeast-2"]; ok {
+		t.Error("a stack for the direct region")
+	}
+	for _, b := range ofType(s.json["us-east-1"], "AWS::S3::Bucket") {
+		if rc, ok := propsOf(b)["ReplicationConfiguration"].(map[string]any); ok {
+			for _, r := range rc["Rules"].([]any) {
+				if id := fmt.Sprint(r.(map[string]any)["Id"]); strings.Contains(id, "ap-southeast-2") {
+					t.Errorf("replication rule %s to the direct region", id)
+				}
+			}
+		}
+	}
+	found := false
+	for _, st := range statements(s.json["us-east-1"]) {
+		if strings.HasPrefix(st.Sid, "DirectCredentials") && slices.Equal(st.Actions, []string{"ssm:GetParameter"}) &&
+			len(st.Resources) == 1 && strings.Contains(st.Resources[0], ":parameter/xrc/apse2-s3") {
+			found = found || strings.Contains(st.Role, "logs")
+		}
+	}
+	if !found {
+		t.Error("the logs rule's source role may not read the direct region's credentials")
+	}
+}

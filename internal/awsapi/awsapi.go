@@ -21,6 +21,7 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials/endpointcreds"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
@@ -134,10 +135,17 @@ func S3(cfg aws.Config, region config.Region) *s3.Client {
 }
 
 func newS3(cfg aws.Config, region config.Region, stall time.Duration) *s3.Client {
+	var own aws.CredentialsProvider
+	if region.S3Credentials != "" {
+		own = aws.NewCredentialsCache(regionCredentials{spec: region.S3Credentials, ssm: ssm.NewFromConfig(cfg)})
+	}
 	return s3.NewFromConfig(cfg, func(o *s3.Options) {
 		o.Region = region.Name
 		if region.S3Endpoint != "" {
 			o.BaseEndpoint = aws.String(region.S3Endpoint)
+		}
+		if own != nil {
+			o.Credentials = own
 		}
 		o.UsePathStyle = region.S3PathStyle
 		// The SDK prints a plain-text line for every multipart object read

@@ -158,6 +158,31 @@ type Region struct {
 	// Compute is where the region's target worker runs; only regions with
 	// role target or both have one (a source worker's is its rule's).
 	Compute Compute `json:"compute,omitempty"`
+	// Direct says archives reach this target region from the source
+	// workers themselves, which copy each one they stage into its staging
+	// bucket, not by S3 Replication: for a region S3 Replication cannot
+	// reach (another AWS partition, an S3-compatible store). Its staging
+	// bucket announces them to its target queue as any does.
+	Direct bool `json:"direct,omitempty"`
+	// S3Credentials says where this region's S3 credentials are, when the
+	// worker's own do not reach it (another partition, a store): a
+	// SecureString parameter "ssm:///name" holding {"accessKeyId": ...,
+	// "secretAccessKey": ..., "sessionToken": ...}, or "env:PREFIX" for
+	// PREFIX_ACCESS_KEY_ID and PREFIX_SECRET_ACCESS_KEY.
+	S3Credentials string `json:"s3Credentials,omitempty"`
+}
+
+// DirectRegions are the regions rule r delivers to whose archives its
+// source workers copy there themselves (Region.Direct).
+func (c *Config) DirectRegions(r *Rule) []Region {
+	var out []Region
+	for _, d := range r.Destinations {
+		reg, ok := c.Region(d.Region)
+		if ok && reg.Direct && reg.Name != r.SourceRegion && !slices.ContainsFunc(out, func(x Region) bool { return x.Name == reg.Name }) {
+			out = append(out, reg)
+		}
+	}
+	return out
 }
 
 // Compute is where a worker runs.

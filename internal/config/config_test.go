@@ -173,6 +173,10 @@ func TestValidationErrors(t *testing.T) {
 				}
 			}
 		}), []string{"rules[0].destinations[0].region: region \"cn-north-1\" is in partition aws-cn", "does not cross partitions"}},
+		{"direct source region", mutate(t, func(d map[string]any) { obj(d, "settings", "regions", 0)["direct"] = true }),
+			[]string{"settings.regions[0].direct: region \"us-east-1\" has no target worker"}},
+		{"bad s3Credentials", mutate(t, func(d map[string]any) { obj(d, "settings", "regions", 1)["s3Credentials"] = "arn:aws:ssm:x" }),
+			[]string{"settings.regions[1].s3Credentials: must be ssm:///<parameter name> or env:<PREFIX>"}},
 		{"replication loop", mutate(t, func(d map[string]any) {
 			obj(d, "settings", "regions", 0)["role"] = "both"
 			obj(d, "settings", "regions", 1)["role"] = "both"
@@ -722,6 +726,20 @@ func TestBucketInTwoRegionsRejected(t *testing.T) {
 				"id": "cn", "sourceRegion": "cn-north-1", "sourceBucket": "acme-app-logs",
 				"destinations": []any{map[string]any{"region": "cn-north-1", "bucket": "acme-app-logs-copy"}},
 			})
+		}},
+		{"another partition, direct", func(d map[string]any) {
+			// The source copies the archives there itself.
+			obj(d, "settings", "regions", 1)["name"] = "cn-north-1"
+			obj(d, "settings", "regions", 1)["direct"] = true
+			obj(d, "settings", "regions", 1)["s3Credentials"] = "ssm:///xrc/cn-s3"
+			for _, r := range d["rules"].([]any) {
+				for _, dst := range r.(map[string]any)["destinations"].([]any) {
+					if dst := dst.(map[string]any); dst["region"] == "eu-west-1" {
+						dst["region"] = "cn-north-1"
+						delete(dst, "kmsKeyId")
+					}
+				}
+			}
 		}},
 		{"an S3-compatible store", func(d map[string]any) {
 			obj(d, "settings", "regions", 1)["s3Endpoint"] = "https://minio.example:9000"

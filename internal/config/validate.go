@@ -210,6 +210,12 @@ func (c *Config) Validate() error {
 		case r.Compute != "":
 			checkCompute(&errs, p+".compute", r.Compute)
 		}
+		if r.Direct && !r.IsTarget() {
+			errs.add(p+".direct", "region %q has no target worker (role %s): only a target region receives archives", r.Name, r.Role)
+		}
+		if msg := credentialsError(r.S3Credentials); msg != "" {
+			errs.add(p+".s3Credentials", "%s, got %q", msg, r.S3Credentials)
+		}
 		if r.S3Endpoint != "" {
 			if u, err := url.Parse(r.S3Endpoint); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 				errs.add(p+".s3Endpoint", "must be an http(s) URL, got %q", r.S3Endpoint)
@@ -406,10 +412,11 @@ func (c *Config) validateRule(errs *Errors, p string, r *Rule, seen map[string]b
 			errs.add(dp+".region", "unknown region %q: not in settings.regions", d.Region)
 		} else if !reg.IsTarget() {
 			errs.add(dp+".region", "region %q does not have role target or both", d.Region)
-		} else if src, ok := c.Region(r.SourceRegion); ok && src.S3Endpoint == "" && reg.S3Endpoint == "" && partition(src.Name) != partition(reg.Name) {
+		} else if src, ok := c.Region(r.SourceRegion); ok && !reg.Direct && src.S3Endpoint == "" && reg.S3Endpoint == "" && partition(src.Name) != partition(reg.Name) {
 			// Archives reach a target region by S3 Replication, which
-			// stays within one partition (and one set of credentials).
-			errs.add(dp+".region", "region %q is in partition %s and the rule's source region %q in %s: S3 Replication, which carries the archives, does not cross partitions",
+			// stays within one partition (and one set of credentials),
+			// unless the source copies them there itself (direct).
+			errs.add(dp+".region", "region %q is in partition %s and the rule's source region %q in %s: S3 Replication, which carries the archives, does not cross partitions (make the region direct, with its s3Credentials)",
 				d.Region, partition(reg.Name), src.Name, partition(src.Name))
 		}
 		if msg := BucketNameError(d.Bucket); msg != "" {
@@ -721,3 +728,19 @@ func overlaps(a, b string) bool { return strings.HasPrefix(a, b) || strings.HasP
 
 // suffixesMeet reports whether one key can end with both suffixes.
 func suffixesMeet(a, b string) bool { return strings.HasSuffix(a, b) || strings.HasSuffix(b, a) }
+
+// credentialsError says what is wrong with a region's s3Credentials ("":
+// nothing, or none given).
+func credentialsError(spec string) string {
+	switch {
+	case spec == "":
+		return ""
+	case strings.HasPrefix(spec, "ssm:///") && len(spec) > len("ssm:///"):
+		return ""
+	case strings.HasPrefix(spec, "env:") && envPrefixRe.MatchString(strings.TrimPrefix(spec, "env:")):
+		return ""
+	}
+	return "must be ssm:///<parameter name> or env:<PREFIX> (letters, digits and _)"
+}
+
+var envPrefixRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/xrc-dev/xrc/internal/awsapi"
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/dataset"
 	"github.com/xrc-dev/xrc/internal/deliver"
@@ -103,8 +105,13 @@ func (p *pipeline) startSourceReg(t testing.TB) (*prometheus.Registry, func() er
 	rule := p.cfg.Rules[0]
 	q := queue.New(p.sqs, p.dep.SourceQueues[rule.ID])
 	reg := prometheus.NewRegistry()
+	awsCfg, err := awsapi.Load(context.Background(), "us-east-1")
+	if err != nil {
+		t.Fatal(err)
+	}
 	w, err := source.New(source.Deps{Config: p.cfg, Region: "us-east-1", Queue: q, S3: p.src, Log: p.log.Named("source"),
-		Metrics: source.NewMetrics(reg), Health: health.New(time.Minute, time.Now), Stats: stats.New(p.ddb, p.cfg.TableName(), time.Now)})
+		Metrics: source.NewMetrics(reg), Health: health.New(time.Minute, time.Now), Stats: stats.New(p.ddb, p.cfg.TableName(), time.Now),
+		Direct: source.DirectClients(p.cfg, "us-east-1", func(r config.Region) source.S3API { return awsapi.S3(awsCfg, r) })})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -370,3 +377,48 @@ func skipped(t testing.TB, reg *prometheus.Registry) float64 {
 }
 
 func newRand() *rand.Rand { return rand.New(rand.NewPCG(3, 4)) }
+
+// TestDirectRegion: a target region S3 Replication cannot reach (another
+// partition, an S3-compatible store: direct) gets each archive from the
+// source, which copies it into that region's staging bucket with the
+// region's own credentials (s3Credentials); its target delivers it as any.
+// Without those credentials the copy fails, and the archive with it.
+func TestDirectRegion(t *testing.T) {
+	// Not parallel: t.Setenv.
+	p := newPipeline(t, func(c *config.Config) {
+		c.Settings.Regions[1].Direct = true
+		c.Settings.Regions[1].S3Credentials = "env:XRC_TEST_DIRECT"
+	})
+	ctx := context.Background()
+	// Nothing replicates the source's staging bucket.
+	if _, err := p.src.GetBucketReplication(ctx, &s3.GetBucketReplicationInput{Bucket: &p.cfg.Settings.Regions[0].StagingBucket}); err == nil {
+		t.Fatal("the source's staging bucket is replicated to a direct region")
+	}
+	objs := dataset.Mixed("data/direct/", 40, 11)
+	if err := dataset.Upload(ctx, p.src, p.cfg.Rules[0].SourceBucket, objs, 8); err != nil {
+		t.Fatal(err)
+	}
+	// The region's credentials are not there yet: nothing reaches it.
+	reg, stop := p.startSourceReg(t)
+	if !poll(time.Minute, 200*time.Millisecond, func() bool {
+		return metric(t, reg, "xrc_source_errors_total", "kind", "relay") >= 1
+	}) {
+		t.Fatal("no failed copy to the direct region without its credentials")
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if n := p.count(t, p.dst, p.cfg.Rules[0].Destinations[0].Bucket, "data/direct/"); n != 0 {
+		t.Fatalf("%d objects delivered without the region's credentials", n)
+	}
+	t.Setenv("XRC_TEST_DIRECT_ACCESS_KEY_ID", os.Getenv("AWS_ACCESS_KEY_ID"))
+	t.Setenv("XRC_TEST_DIRECT_SECRET_ACCESS_KEY", os.Getenv("AWS_SECRET_ACCESS_KEY"))
+	p.startSource(t)
+	p.startTarget(t)
+	if got := p.waitDest(t, len(objs), 3*time.Minute); got != len(objs) {
+		t.Fatalf("destination has %d objects, want %d", got, len(objs))
+	}
+	for _, err := range dataset.Check(ctx, p.dst, p.cfg.Rules[0].Destinations[0].Bucket, objs, identity, 8) {
+		t.Error(err)
+	}
+}

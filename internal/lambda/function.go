@@ -250,6 +250,7 @@ func (f *Function) buildSource(ctx context.Context, cfg *config.Config) (func(co
 	w, err := source.New(source.Deps{
 		Config: cfg, Region: region.Name, RuleIDs: rules, Queue: q,
 		S3: awsapi.S3(f.aws, region), Log: f.log, Metrics: f.srcMetrics, Stats: table, Leases: table,
+		Direct: source.DirectClients(cfg, region.Name, func(r config.Region) source.S3API { return awsapi.S3(f.aws, r) }),
 	})
 	if err != nil {
 		return nil, nil, err

@@ -109,6 +109,12 @@ func (e Env) Provision(ctx context.Context, cfg *config.Config) (Deployment, err
 				continue
 			}
 			tgt, _ := cfg.Region(dest.Region)
+			if tgt.Direct {
+				// The source copies its archives there itself; its
+				// staging bucket's events reach the target queue as any
+				// do.
+				continue
+			}
 			if err := e.Replicate(ctx, src.Name, src.StagingBucket, tgt.Name, tgt.StagingBucket); err != nil {
 				return d, fmt.Errorf("replicating %s to %s: %w", src.StagingBucket, tgt.StagingBucket, err)
 			}

@@ -70,6 +70,10 @@ type Deps struct {
 	// PureGo compresses with the pure-Go encoder even where libzstd is
 	// built in.
 	PureGo bool
+	// Direct holds an S3 client for each region the rules deliver to
+	// directly (config.Region.Direct, DirectClients): the worker copies
+	// each archive it stages there.
+	Direct map[string]S3API
 	// UploadMemory bounds the part buffers of the staging uploads in
 	// flight at once (0: half the Go memory limit, GOMEMLIMIT; none
 	// without one). A part is at least 8 MiB, and 1/9,000 of the archive
@@ -150,6 +154,13 @@ func New(d Deps) (*Worker, error) {
 	}
 	if len(w.rules) == 0 {
 		return nil, fmt.Errorf("no rules to serve in region %s (asked for %v)", d.Region, d.RuleIDs)
+	}
+	for _, r := range w.rules {
+		for _, reg := range d.Config.DirectRegions(r) {
+			if d.Direct[reg.Name] == nil {
+				return nil, fmt.Errorf("rule %s delivers to direct region %s: no S3 client for it", r.ID, reg.Name)
+			}
+		}
 	}
 	w.levels = newLevels(w)
 	// Hold up to two full batches per rule: one being packed while the
@@ -241,4 +252,22 @@ func (w *Worker) Handle(stop context.Context, m *worker.Message) {
 			it.Done(errStopping)
 		}
 	}
+}
+
+// DirectClients returns a client for each direct region (config
+// Region.Direct) a rule of region delivers to, made by s3 (awsapi.S3).
+func DirectClients(cfg *config.Config, region string, s3 func(config.Region) S3API) map[string]S3API {
+	m := map[string]S3API{}
+	for i := range cfg.Rules {
+		r := &cfg.Rules[i]
+		if r.SourceRegion != region {
+			continue
+		}
+		for _, reg := range cfg.DirectRegions(r) {
+			if m[reg.Name] == nil {
+				m[reg.Name] = s3(reg)
+			}
+		}
+	}
+	return m
 }

@@ -91,20 +91,25 @@ func (w *Worker) stage(ctx context.Context, rule *config.Rule, entries []entry, 
 	})
 	pr, pw := io.Pipe()
 	uploaded := make(chan error, 1)
+	meta := map[string]string{
+		MetaArchiveID: id,
+		MetaObjects:   strconv.Itoa(len(entries)),
+		MetaBytes:     strconv.FormatInt(total, 10),
+		MetaLevel:     strconv.Itoa(m.Level),
+		MetaRule:      rule.ID,
+	}
+	var version *string
 	go func() {
-		_, err := uploader.UploadObject(ctx, &transfermanager.UploadObjectInput{
+		out, err := uploader.UploadObject(ctx, &transfermanager.UploadObjectInput{
 			Bucket:      &w.staging,
 			Key:         &key,
 			Body:        pr,
 			ContentType: aws.String("application/zstd"),
-			Metadata: map[string]string{
-				MetaArchiveID: id,
-				MetaObjects:   strconv.Itoa(len(entries)),
-				MetaBytes:     strconv.FormatInt(total, 10),
-				MetaLevel:     strconv.Itoa(m.Level),
-				MetaRule:      rule.ID,
-			},
+			Metadata:    meta,
 		})
+		if err == nil {
+			version = out.VersionID
+		}
 		// Unblock the writer if the upload failed before reading it all.
 		pr.CloseWithError(err)
 		uploaded <- err
@@ -129,6 +134,10 @@ func (w *Worker) stage(ctx context.Context, rule *config.Rule, entries []entry, 
 	case uerr != nil:
 		// The writer's error, if any, is only the closed pipe.
 		return id, fmt.Errorf("uploading archive to s3://%s/%s: %w", w.staging, key, uerr)
+	}
+	// Before its statistics: an archive that fails here is staged again.
+	if err := w.relay(ctx, rule, key, version, part, meta); err != nil {
+		return id, err
 	}
 	st := aw.Stats()
 	w.levels.observe(ctx, rule, m, choices, st, aw.Written(), w.Clock.Now())
