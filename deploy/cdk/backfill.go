@@ -256,6 +256,9 @@ func (s *regionStack) grantBackfill(role awsiam.Role, rule *config.Rule, q *work
 	p.allow("ReadStatistics", []string{"dynamodb:Query", "dynamodb:GetItem"},
 		[]string{*s.table.TableArn()}, leadingKeys("stats#"+rule.ID, "fleet"), "")
 	p.allow("ReadConfig", []string{"ssm:GetParameter"}, []string{*s.param.ParameterArn()}, nil, "")
+	if arns := directCredentials(s.d.Config, rule); len(arns) > 0 {
+		p.allow("DirectCredentials", []string{"ssm:GetParameter"}, arns, nil, "")
+	}
 }
 
 // leadingKeys confines DynamoDB calls to items of the given partition keys.

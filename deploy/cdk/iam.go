@@ -112,13 +112,15 @@ func (s *regionStack) sourceGrants(rule *config.Rule, q *workQueue) grants {
 		[]string{*s.keys.Staging.KeyArn()}, viaService("s3", region), "")
 	p.allow("Statistics", []string{"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"},
 		[]string{*s.table.TableArn()}, nil, "")
-	// Direct regions: their archives are copied there with the region's
-	// own credentials, read from a parameter of this account and region.
-	for i, reg := range s.d.Config.DirectRegions(rule) {
-		if name, ok := strings.CutPrefix(reg.S3Credentials, "ssm:///"); ok {
-			p.allow(fmt.Sprintf("DirectCredentials%d", i), []string{"ssm:GetParameter"},
-				[]string{*awscdk.Fn_Sub(jsii.String("arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/"+name), nil)}, nil, "")
-		}
+	// Direct regions: each archive is read back from staging and copied
+	// there with the region's own credentials.
+	if len(s.d.Config.DirectRegions(rule)) > 0 {
+		p.allow("ReadBackArchives", []string{"s3:GetObject", "s3:GetObjectVersion"},
+			[]string{*s.staging.Bucket.BucketArn() + "/" + stagingPrefix(rule.ID) + "*"}, nil,
+			"archives under the rule's own prefix <ruleId>/, copied to its direct regions")
+	}
+	if arns := directCredentials(s.d.Config, rule); len(arns) > 0 {
+		p.allow("DirectCredentials", []string{"ssm:GetParameter"}, arns, nil, "")
 	}
 	s.commonGrants(p, q)
 	return *p
@@ -244,4 +246,17 @@ func kmsKeyResource(id, region string) (resource string, conditions map[string]a
 	}
 	id = strings.TrimPrefix(id, "key/")
 	return fmt.Sprintf("arn:%s:kms:%s:%s:key/%s", partition, region, account, id), nil, false
+}
+
+// directCredentials are the parameters holding the S3 credentials of the
+// direct regions rule delivers to (config Region.S3Credentials,
+// ssm:///name), in the account and region of the workers that read them.
+func directCredentials(cfg *config.Config, rule *config.Rule) []string {
+	var arns []string
+	for _, reg := range cfg.DirectRegions(rule) {
+		if name, ok := strings.CutPrefix(reg.S3Credentials, "ssm:///"); ok {
+			arns = append(arns, *awscdk.Fn_Sub(jsii.String("arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/"+name), nil))
+		}
+	}
+	return arns
 }

@@ -169,8 +169,8 @@ func newPlan(cfg *config.Config) (*plan, error) {
 	}
 	for _, r := range cfg.Settings.Regions {
 		rp := byName[r.Name]
-		if r.Direct && !rp.IsSource() {
-			continue // deployed apart (see above)
+		if r.Direct {
+			continue // deployed apart (see above); config refuses rules watching it
 		}
 		if rp.IsSource() || rp.IsTarget() {
 			p.Regions = append(p.Regions, rp)

@@ -1340,14 +1340,23 @@ func TestDirectRegion(t *testing.T) {
 			}
 		}
 	}
-	found := false
-	for _, st := range statements(s.json["us-east-1"]) {
-		if strings.HasPrefix(st.Sid, "DirectCredentials") && slices.Equal(st.Actions, []string{"ssm:GetParameter"}) &&
-			len(st.Resources) == 1 && strings.Contains(st.Resources[0], ":parameter/xrc/apse2-s3") {
-			found = found || strings.Contains(st.Role, "logs")
+	// The source reads each archive back to copy it, with the region's
+	// credentials; a backfill's HEADs there need them too.
+	has := func(role, sid string, actions []string, resource string) bool {
+		for _, st := range statements(s.json["us-east-1"]) {
+			if strings.HasPrefix(st.Role, role) && st.Sid == sid && slices.Equal(st.Actions, actions) &&
+				slices.ContainsFunc(st.Resources, func(r string) bool { return strings.Contains(r, resource) }) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, role := range []string{"<SourcelogsTaskRole", "<BackfilllogsTaskRole"} {
+		if !has(role, "DirectCredentials", []string{"ssm:GetParameter"}, ":parameter/xrc/apse2-s3") {
+			t.Errorf("%s may not read the direct region's credentials", role)
 		}
 	}
-	if !found {
-		t.Error("the logs rule's source role may not read the direct region's credentials")
+	if !has("<SourcelogsTaskRole", "ReadBackArchives", []string{"s3:GetObject", "s3:GetObjectVersion"}, "/logs/*") {
+		t.Error("the logs rule's source role may not read back the archives it copies")
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
@@ -19,10 +20,18 @@ type regionCredentials struct {
 	ssm  *ssm.Client // the worker's own account and region
 }
 
+// credentialsTTL is how long a region's credentials are used before they
+// are read again: a rotated key or a renewed session token is picked up
+// within it, not at the next restart.
+const credentialsTTL = 15 * time.Minute
+
 // Retrieve reads them: from a SecureString parameter (ssm:///name) or from
-// the environment (env:PREFIX). They are not refreshed: a rotated secret
-// takes effect when the worker restarts.
+// the environment (env:PREFIX), again every credentialsTTL (the SDK's
+// cache reads them under a context no caller can cancel: the read is
+// bounded here).
 func (c regionCredentials) Retrieve(ctx context.Context) (aws.Credentials, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
 	var v struct {
 		AccessKeyID     string `json:"accessKeyId"`
 		SecretAccessKey string `json:"secretAccessKey"`
@@ -47,5 +56,6 @@ func (c regionCredentials) Retrieve(ctx context.Context) (aws.Credentials, error
 	if v.AccessKeyID == "" || v.SecretAccessKey == "" {
 		return aws.Credentials{}, fmt.Errorf("S3 credentials %s: no accessKeyId or secretAccessKey", c.spec)
 	}
-	return aws.Credentials{AccessKeyID: v.AccessKeyID, SecretAccessKey: v.SecretAccessKey, SessionToken: v.SessionToken, Source: "xrc " + c.spec}, nil
+	return aws.Credentials{AccessKeyID: v.AccessKeyID, SecretAccessKey: v.SecretAccessKey, SessionToken: v.SessionToken, Source: "xrc " + c.spec,
+		CanExpire: true, Expires: time.Now().Add(credentialsTTL)}, nil
 }

@@ -130,11 +130,13 @@ func backfillCmd(ctx context.Context, args []string, env Env) error {
 		if deps.Dest[d.Region] != nil {
 			continue
 		}
-		c, err := awsapi.Load(ctx, d.Region)
-		if err != nil {
-			return err
-		}
 		region, _ := cfg.Region(d.Region)
+		c := awsCfg // a direct region's credentials are read where its source workers read them
+		if !region.Direct {
+			if c, err = awsapi.Load(ctx, d.Region); err != nil {
+				return err
+			}
+		}
 		deps.Dest[d.Region] = awsapi.S3(c, region)
 	}
 	ddb := dynamodb.NewFromConfig(awsCfg)

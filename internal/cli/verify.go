@@ -61,14 +61,14 @@ func verifyRule(ctx context.Context, args []string, env Env) error {
 	}
 	o := xverify.Options{Rule: rule, Prefix: *prefix, Region: *region, HashSources: *hash, CompareTags: *tags,
 		Concurrency: *concurrency, ListConcurrency: *lists, Destinations: map[string]xverify.S3API{}}
-	if o.Source, err = s3For(ctx, cfg, rule.SourceRegion); err != nil {
+	if o.Source, err = s3For(ctx, cfg, rule.SourceRegion, rule.SourceRegion); err != nil {
 		return fmt.Errorf("%w: %w", ErrIncomplete, err)
 	}
 	for _, d := range rule.Destinations {
 		if o.Destinations[d.Region] != nil || *region != "" && d.Region != *region {
 			continue
 		}
-		if o.Destinations[d.Region], err = s3For(ctx, cfg, d.Region); err != nil {
+		if o.Destinations[d.Region], err = s3For(ctx, cfg, d.Region, rule.SourceRegion); err != nil {
 			return fmt.Errorf("%w: %w", ErrIncomplete, err)
 		}
 	}
@@ -132,11 +132,15 @@ func reportFormat(path string) (func(io.Writer) (xverify.Report, error), error) 
 }
 
 // s3For returns an S3 client for a configured region (its endpoint
-// override included).
-func s3For(ctx context.Context, cfg *config.Config, name string) (*s3.Client, error) {
+// override included); a direct region's credentials are read in source,
+// where the rule's source workers read them.
+func s3For(ctx context.Context, cfg *config.Config, name, source string) (*s3.Client, error) {
 	r, ok := cfg.Region(name)
 	if !ok {
 		return nil, fmt.Errorf("region %s is not in the config", name)
+	}
+	if r.Direct {
+		name = source
 	}
 	sdk, err := awsapi.Load(ctx, name)
 	if err != nil {

@@ -175,6 +175,22 @@ func TestValidationErrors(t *testing.T) {
 		}), []string{"rules[0].destinations[0].region: region \"cn-north-1\" is in partition aws-cn", "does not cross partitions"}},
 		{"direct source region", mutate(t, func(d map[string]any) { obj(d, "settings", "regions", 0)["direct"] = true }),
 			[]string{"settings.regions[0].direct: region \"us-east-1\" has no target worker"}},
+		{"direct region as a rule's source", mutate(t, func(d map[string]any) {
+			obj(d, "settings", "regions", 1)["role"] = "both"
+			obj(d, "settings", "regions", 1)["direct"] = true
+			obj(d, "rules", 1)["sourceRegion"] = "eu-west-1"
+		}), []string{"rules[1].sourceRegion: region \"eu-west-1\" is direct"}},
+		{"direct region of another partition without credentials", mutate(t, func(d map[string]any) {
+			obj(d, "settings", "regions", 1)["name"] = "cn-north-1"
+			obj(d, "settings", "regions", 1)["direct"] = true
+			for _, r := range d["rules"].([]any) {
+				for _, dst := range r.(map[string]any)["destinations"].([]any) {
+					if dst := dst.(map[string]any); dst["region"] == "eu-west-1" {
+						dst["region"] = "cn-north-1"
+					}
+				}
+			}
+		}), []string{"region \"cn-north-1\" is in partition aws-cn", "give the region s3Credentials"}},
 		{"bad s3Credentials", mutate(t, func(d map[string]any) { obj(d, "settings", "regions", 1)["s3Credentials"] = "arn:aws:ssm:x" }),
 			[]string{"settings.regions[1].s3Credentials: must be ssm:///<parameter name> or env:<PREFIX>"}},
 		{"replication loop", mutate(t, func(d map[string]any) {

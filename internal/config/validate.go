@@ -355,6 +355,10 @@ func (c *Config) validateRule(errs *Errors, p string, r *Rule, seen map[string]b
 		errs.add(p+".sourceRegion", "unknown region %q: not in settings.regions", r.SourceRegion)
 	} else if !reg.IsSource() {
 		errs.add(p+".sourceRegion", "region %q does not have role source or both", r.SourceRegion)
+	} else if reg.Direct {
+		// A direct region is another deployment's (another partition, a
+		// store): its own rules belong in that deployment's config.
+		errs.add(p+".sourceRegion", "region %q is direct: a rule watching a bucket there belongs to that region's own deployment and config", r.SourceRegion)
 	}
 	if msg := BucketNameError(r.SourceBucket); msg != "" {
 		errs.add(p+".sourceBucket", "invalid bucket name %q: %s", r.SourceBucket, msg)
@@ -412,7 +416,10 @@ func (c *Config) validateRule(errs *Errors, p string, r *Rule, seen map[string]b
 			errs.add(dp+".region", "unknown region %q: not in settings.regions", d.Region)
 		} else if !reg.IsTarget() {
 			errs.add(dp+".region", "region %q does not have role target or both", d.Region)
-		} else if src, ok := c.Region(r.SourceRegion); ok && !reg.Direct && src.S3Endpoint == "" && reg.S3Endpoint == "" && partition(src.Name) != partition(reg.Name) {
+		} else if src, ok := c.Region(r.SourceRegion); ok && reg.Direct && reg.S3Credentials == "" && reg.S3Endpoint == "" && partition(src.Name) != partition(reg.Name) {
+			errs.add(dp+".region", "region %q is in partition %s and the rule's source region %q in %s: the source's own credentials cannot write there; give the region s3Credentials",
+				d.Region, partition(reg.Name), src.Name, partition(src.Name))
+		} else if ok && !reg.Direct && src.S3Endpoint == "" && reg.S3Endpoint == "" && partition(src.Name) != partition(reg.Name) {
 			// Archives reach a target region by S3 Replication, which
 			// stays within one partition (and one set of credentials),
 			// unless the source copies them there itself (direct).

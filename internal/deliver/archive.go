@@ -84,13 +84,14 @@ func (w *Worker) DeliverVersion(ctx context.Context, bucket, key, version string
 		// redelivery of this message look like a lost archive.
 		w.Metrics.Errors.WithLabelValues("ledger").Inc()
 		log.Warn("archive delivered but not recorded in the ledger; keeping it in staging", zap.Error(err))
-	} else if st := out.ReplicationStatus; st == s3types.ReplicationStatusPending || st == s3types.ReplicationStatusFailed {
+	} else if st := out.ReplicationStatus; st == s3types.ReplicationStatusPending || st == s3types.ReplicationStatusFailed || w.copiedFromHere(m.RuleID) {
 		// This is the source region's own target, and S3 Replication is
-		// still copying the archive to other regions (or failed to): a
-		// version deleted before it is copied is never copied. Tagged
-		// delivered, lifecycle removes it after a day; untagged, only
-		// after the days an undelivered archive waits.
-		log.Info("archive delivered; left in staging for S3 Replication to other regions", zap.String("replicationStatus", string(st)))
+		// still copying the archive to other regions (or failed to), or
+		// the source copies it to direct regions from here: a version
+		// deleted before it is copied is never copied. Tagged delivered,
+		// lifecycle removes it after a day; untagged, only after the
+		// days an undelivered archive waits.
+		log.Info("archive delivered; left in staging for S3 Replication or the source's copies to other regions", zap.String("replicationStatus", string(st)))
 		if _, err := w.S3.PutObjectTagging(ctx, &s3.PutObjectTaggingInput{Bucket: &bucket, Key: &key, VersionId: out.VersionId,
 			Tagging: &s3types.Tagging{TagSet: []s3types.Tag{{Key: aws.String(config.DeliveredTag), Value: aws.String("true")}}}}); err != nil {
 			w.Metrics.Errors.WithLabelValues("tag_staging").Inc()
@@ -162,4 +163,13 @@ func (w *Worker) missing(ctx context.Context, bucket, key string, log *zap.Logge
 	w.Metrics.Archives.WithLabelValues("missing").Inc()
 	return fmt.Errorf("%w: s3://%s/%s (archive %s) is gone from staging and the ledger has no delivery of it in %s: it expired or was deleted before delivery",
 		ErrArchiveMissing, bucket, key, id, w.Region)
+}
+
+// copiedFromHere reports whether rule's source workers copy its archives
+// from this region's staging bucket to direct regions (config
+// Region.Direct): this region is its source region, and its archives must
+// stay until the copies are made.
+func (w *Worker) copiedFromHere(rule string) bool {
+	r, ok := w.Config.Rule(rule)
+	return ok && r.SourceRegion == w.Region && len(w.Config.DirectRegions(r)) > 0
 }

@@ -881,3 +881,44 @@ func TestOwnWriteWithLittleMetadataRoom(t *testing.T) {
 		t.Error("the source deleted the key; the destination still holds it")
 	}
 }
+
+// TestArchiveCopiedFromHereStays: in a rule's own source region, also a
+// target, an archive the source copies from here to direct regions stays
+// after its delivery here (tagged delivered, for lifecycle): deleted, the
+// source read it back too late to copy it, failed the archive, and staged
+// it again, each time.
+func TestArchiveCopiedFromHereStays(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t, nil)
+	ctx := context.Background()
+	cfg := *p.cfg
+	cfg.Settings.Regions = append(slices.Clone(p.cfg.Settings.Regions),
+		config.Region{Name: "ap-southeast-2", Role: config.RoleTarget, StagingBucket: p.cfg.Settings.Regions[1].StagingBucket + "-d", Direct: true})
+	cfg.Settings.Regions[1].Role = config.RoleBoth
+	rule := p.cfg.Rules[0]
+	rule.SourceRegion = "eu-west-1"
+	rule.Destinations = append(slices.Clone(rule.Destinations), config.Destination{Region: "ap-southeast-2", Bucket: "elsewhere"})
+	cfg.Rules = []config.Rule{rule}
+	staging, dst := cfg.Settings.Regions[1].StagingBucket, rule.Destinations[0].Bucket
+	k, key := "data/copied/k.txt", "r1/copied.tar.zst"
+	m, objs := p.objectArchive("copied", k, seqAt(1), []byte("bytes"))
+	m.SourceRegion = "eu-west-1"
+	p.stage(t, key, m, objs)
+	w := p.targetWorker(t, deliver.Deps{Config: &cfg})
+	if err := w.Deliver(ctx, staging, key); err != nil {
+		t.Fatal(err)
+	}
+	if !p.exists(t, dst, k) {
+		t.Fatal("object not delivered")
+	}
+	if p.count(t, p.dst, staging, key) != 1 {
+		t.Fatal("the archive was deleted under the source's copies to direct regions")
+	}
+	tags, err := p.dst.GetObjectTagging(ctx, &s3.GetObjectTaggingInput{Bucket: &staging, Key: &key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := awsapi.TagMap(tags.TagSet)[config.DeliveredTag]; got != "true" {
+		t.Errorf("archive left tagged %v, want %s=true", tags.TagSet, config.DeliveredTag)
+	}
+}

@@ -3,6 +3,7 @@ package source
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
@@ -22,8 +23,24 @@ import (
 // staging bucket announces the archive to its target queue.
 func (w *Worker) relay(ctx context.Context, rule *config.Rule, key string, version *string, part int64, meta map[string]string) error {
 	for _, reg := range w.Config.DirectRegions(rule) {
-		if err := w.relayTo(ctx, reg, key, version, part, meta); err != nil {
-			w.Metrics.Errors.WithLabelValues("relay").Inc()
+		// Tried again here first: failed, the whole archive is built,
+		// staged and replicated again.
+		var err error
+		for attempt := 1; attempt <= relayAttempts; attempt++ {
+			if err = w.relayTo(ctx, reg, key, version, part, meta); err == nil || ctx.Err() != nil {
+				break
+			}
+			w.Log.Warn("copying an archive to a direct region failed", zap.String("key", key), zap.String("region", reg.Name),
+				zap.Int("attempt", attempt), zap.Error(err))
+			select {
+			case <-ctx.Done():
+			case <-w.Clock.After(time.Duration(attempt) * time.Second):
+			}
+		}
+		if err != nil {
+			if ctx.Err() == nil { // a stop is no failure of the copy
+				w.Metrics.Errors.WithLabelValues("relay").Inc()
+			}
 			return err
 		}
 		w.Log.Info("archive copied to a direct region", zap.String("rule", rule.ID), zap.String("key", key),
@@ -31,6 +48,9 @@ func (w *Worker) relay(ctx context.Context, rule *config.Rule, key string, versi
 	}
 	return nil
 }
+
+// relayAttempts bounds the tries of one copy before its archive fails.
+const relayAttempts = 3
 
 func (w *Worker) relayTo(ctx context.Context, reg config.Region, key string, version *string, part int64, meta map[string]string) error {
 	out, err := w.S3.GetObject(ctx, &s3.GetObjectInput{Bucket: &w.staging, Key: &key, VersionId: version})
