@@ -27,7 +27,7 @@ func (w *Worker) relay(ctx context.Context, rule *config.Rule, key string, versi
 		// staged and replicated again.
 		var err error
 		for attempt := 1; attempt <= relayAttempts; attempt++ {
-			if err = w.relayTo(ctx, reg, key, version, part, meta); err == nil || ctx.Err() != nil {
+			if err = w.relayTo(ctx, reg, key, version, part, meta); err == nil || ctx.Err() != nil || attempt == relayAttempts {
 				break
 			}
 			w.Log.Warn("copying an archive to a direct region failed", zap.String("key", key), zap.String("region", reg.Name),
