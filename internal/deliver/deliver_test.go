@@ -413,12 +413,33 @@ func TestDirectRegion(t *testing.T) {
 	}
 	t.Setenv("XRC_TEST_DIRECT_ACCESS_KEY_ID", os.Getenv("AWS_ACCESS_KEY_ID"))
 	t.Setenv("XRC_TEST_DIRECT_SECRET_ACCESS_KEY", os.Getenv("AWS_SECRET_ACCESS_KEY"))
-	p.startSource(t)
+	stopSource := p.startSource(t)
 	p.startTarget(t)
 	if got := p.waitDest(t, len(objs), 3*time.Minute); got != len(objs) {
 		t.Fatalf("destination has %d objects, want %d", got, len(objs))
 	}
 	for _, err := range dataset.Check(ctx, p.dst, p.cfg.Rules[0].Destinations[0].Bucket, objs, identity, 8) {
 		t.Error(err)
+	}
+	// A staging whose copy failed is in the statistics (it was staged, and
+	// replicated to any other region), and so is its staging again, taken
+	// off what S3 Replication would have sent: the saving is never
+	// overstated.
+	if err := stopSource(); err != nil { // writes the statistics left
+		t.Fatal(err)
+	}
+	hs, err := stats.New(p.ddb, p.cfg.TableName(), time.Now).Since(ctx, p.cfg.Rules[0].ID, time.Now().Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var in, restaged, total int64
+	for _, h := range hs {
+		in, restaged = in+h.In, restaged+h.Restaged
+	}
+	for _, o := range objs {
+		total += int64(len(o.Data))
+	}
+	if in <= total || in-restaged != total {
+		t.Errorf("statistics: %d bytes in, %d restaged, for %d bytes staged at least twice: want more in, and once without xrc", in, restaged, total)
 	}
 }

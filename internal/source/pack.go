@@ -85,11 +85,9 @@ func (w *Worker) packPart(ctx context.Context, rule *config.Rule, entries []entr
 					result = "retagged"
 				}
 				w.Metrics.Objects.WithLabelValues(rule.ID, result).Add(float64(len(e.items)))
-				for _, it := range e.stagedItems() {
-					if it.Staged != nil && e.staged.Restaged > 0 {
-						it.Staged(rule.ID, e.staged)
-					}
-				}
+			}
+			recordStaged(rule, entries)
+			for _, e := range entries {
 				settle(e.items, nil)
 			}
 			return
@@ -241,5 +239,18 @@ func errorKind(err error) string {
 		return "canceled"
 	default:
 		return "archive"
+	}
+}
+
+// recordStaged tells each entry's items what its staging added to rule's
+// statistics (Item.Staged), before they are settled: a message that then
+// comes back is staged again, and counted once without xrc.
+func recordStaged(rule *config.Rule, entries []entry) {
+	for _, e := range entries {
+		for _, it := range e.stagedItems() {
+			if it.Staged != nil && e.staged.Restaged > 0 {
+				it.Staged(rule.ID, e.staged)
+			}
+		}
 	}
 }

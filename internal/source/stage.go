@@ -135,16 +135,19 @@ func (w *Worker) stage(ctx context.Context, rule *config.Rule, entries []entry, 
 		// The writer's error, if any, is only the closed pipe.
 		return id, fmt.Errorf("uploading archive to s3://%s/%s: %w", w.staging, key, uerr)
 	}
-	// Before its statistics: an archive that fails here is staged again.
-	if err := w.relay(ctx, rule, key, version, part, meta); err != nil {
-		return id, err
-	}
 	st := aw.Stats()
 	w.levels.observe(ctx, rule, m, choices, st, aw.Written(), w.Clock.Now())
 	for i := range entries {
 		if m.Objects[i].HasMember() {
 			entries[i].staged = stats.Delta{Class: choices[i].class, Arm: choices[i].arm, Restaged: st[i].In}
 		}
+	}
+	// After its statistics: an archive whose copy fails is staged (and
+	// replicated to the other regions) all the same, and again when its
+	// messages come back, which its items hear of.
+	if err := w.relay(ctx, rule, key, version, part, meta); err != nil {
+		recordStaged(rule, entries)
+		return id, err
 	}
 	dur := w.Clock.Since(closed)
 	w.Metrics.Archives.WithLabelValues(rule.ID, "staged").Inc()
