@@ -111,9 +111,10 @@ func (s *regionStack) sourceWidgets(d awscloudwatch.Dashboard) {
 			cost = append(cost, fmt.Sprintf("FILL(%sms, 0) / 1000 * %s * %s + FILL(%scalls, 0) * %s / 1000000",
 				id, decimal(gb), decimal(prices.LambdaGBSecond), id, decimal(prices.LambdaPerMillion)))
 		}
-		regions := float64(s.remoteDestinations(w))
-		savedExpr := fmt.Sprintf("(FILL(%sin, 0) - FILL(%sout, 0)) * %g", id, id, regions)
-		benefitExpr := fmt.Sprintf("%s / %d * %g - (%s)", savedExpr, gib, prices.TransferPerGB, strings.Join(cost, " + "))
+		// Replicated and direct regions alike, each at its own price.
+		_, crossed := w.Rule.Regions()
+		savedExpr := fmt.Sprintf("(FILL(%sin, 0) - FILL(%sout, 0)) * %d", id, id, crossed)
+		benefitExpr := fmt.Sprintf("(FILL(%sin, 0) - FILL(%sout, 0)) / %d * %g - (%s)", id, id, gib, s.d.Config.CrossingPrice(w.Rule), strings.Join(cost, " + "))
 		ratio = append(ratio, labelled(rule, fmt.Sprintf("FILL(%sin, 0) / IF(FILL(%sout, 0) > 0, %sout, 1)", id, id, id), using))
 		saved = append(saved, labelled(rule, savedExpr, using))
 		benefit = append(benefit, labelled(rule, benefitExpr, using))
@@ -156,18 +157,6 @@ func (s *regionStack) sourceWidgets(d awscloudwatch.Dashboard) {
 	d.AddWidgets(
 		graph("Batches closed, by rule and reason", 12, s.search(sourceKind, "xrc_source_batches_total", "closed_by", "rule")),
 	)
-}
-
-// remoteDestinations counts the regions other than the source a rule's
-// archives are replicated to: the transfer each saved byte avoids.
-func (s *regionStack) remoteDestinations(w *worker) int {
-	n := 0
-	for _, r := range s.plan.Replication {
-		if r.Rule == w.Rule {
-			n++
-		}
-	}
-	return n
 }
 
 // functionWidgets: what the region's Lambda functions do: invocations,

@@ -76,5 +76,10 @@ func RuleModel(cfg *config.Config, r *config.Rule) Model {
 		region, _ := cfg.Region(name)
 		m.DecodeVCPUSecond += price(region.Compute)
 	}
+	if crossed > 0 {
+		// Their mean: TransferPerGiB × Regions is what a GiB crossing to
+		// all of them costs, where a region prices its own.
+		m.TransferPerGiB = cfg.CrossingPrice(r) / float64(crossed)
+	}
 	return m
 }

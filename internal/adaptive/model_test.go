@@ -34,3 +34,23 @@ func TestModelPricesCPUWhereItIsSpent(t *testing.T) {
 		t.Errorf("without a Lambda memory: compression at %g, want %g", m.VCPUSecond, lambda)
 	}
 }
+
+// TestModelPricesTransferPerRegion: a region with its own transfer price
+// (a direct region outside AWS pays internet egress) weighs in the rule's:
+// a GiB crossing to all its regions costs the sum of their prices.
+func TestModelPricesTransferPerRegion(t *testing.T) {
+	cfg := &config.Config{Settings: config.Settings{
+		Prices: config.Prices{TransferPerGB: 0.02},
+		Regions: []config.Region{{Name: "us-east-1", Role: config.RoleBoth}, {Name: "eu-west-1", Role: config.RoleTarget},
+			{Name: "ap-southeast-2", Role: config.RoleTarget, Direct: true, TransferPerGB: 0.09}}}}
+	rule := &config.Rule{ID: "r", SourceRegion: "us-east-1", Destinations: []config.Destination{
+		{Region: "us-east-1", Bucket: "near"}, {Region: "eu-west-1", Bucket: "a"}, {Region: "ap-southeast-2", Bucket: "b"}}}
+	m := RuleModel(cfg, rule)
+	if m.Regions != 2 || math.Abs(m.TransferPerGiB*float64(m.Regions)-0.11) > 1e-12 {
+		t.Errorf("model %+v: want 2 regions crossed at $0.11 a GiB together", m)
+	}
+	local := &config.Rule{ID: "l", SourceRegion: "us-east-1", Destinations: []config.Destination{{Region: "us-east-1", Bucket: "near"}}}
+	if m := RuleModel(cfg, local); m.Regions != 0 || m.TransferPerGiB != 0.02 {
+		t.Errorf("a rule crossing nowhere: %+v", m)
+	}
+}

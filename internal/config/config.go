@@ -8,6 +8,7 @@ package config
 // they stay together.
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"regexp"
@@ -170,6 +171,25 @@ type Region struct {
 	// "secretAccessKey": ..., "sessionToken": ...}, or "env:PREFIX" for
 	// PREFIX_ACCESS_KEY_ID and PREFIX_SECRET_ACCESS_KEY.
 	S3Credentials string `json:"s3Credentials,omitempty"`
+	// TransferPerGB is what a GB sent to this region from a rule's source
+	// costs, where it is not settings.prices.transferPerGB (0): a direct
+	// region outside AWS (internet egress), a dearer inter-region route.
+	TransferPerGB float64 `json:"transferPerGB,omitempty"`
+}
+
+// CrossingPrice is what a GB of rule r's archives costs to send to every
+// region it crosses to (each at its own TransferPerGB, else the config's):
+// 0 for a rule delivering in its source region only.
+func (c *Config) CrossingPrice(r *Rule) float64 {
+	var sum float64
+	for _, name := range r.DeliveredRegions() {
+		if name == r.SourceRegion {
+			continue
+		}
+		reg, _ := c.Region(name)
+		sum += cmp.Or(reg.TransferPerGB, c.Settings.Prices.TransferPerGB)
+	}
+	return sum
 }
 
 // DirectRegions are the regions rule r delivers to whose archives its

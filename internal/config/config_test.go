@@ -191,6 +191,8 @@ func TestValidationErrors(t *testing.T) {
 				}
 			}
 		}), []string{"region \"cn-north-1\" is in partition aws-cn", "give the region s3Credentials"}},
+		{"negative region transfer price", mutate(t, func(d map[string]any) { obj(d, "settings", "regions", 1)["transferPerGB"] = -0.01 }),
+			[]string{"settings.regions[1].transferPerGB: must be a finite number, not negative"}},
 		{"bad s3Credentials", mutate(t, func(d map[string]any) { obj(d, "settings", "regions", 1)["s3Credentials"] = "arn:aws:ssm:x" }),
 			[]string{"settings.regions[1].s3Credentials: must be ssm:///<parameter name> or env:<PREFIX>"}},
 		{"replication loop", mutate(t, func(d map[string]any) {

@@ -213,6 +213,9 @@ func (c *Config) Validate() error {
 		if r.Direct && !r.IsTarget() {
 			errs.add(p+".direct", "region %q has no target worker (role %s): only a target region receives archives", r.Name, r.Role)
 		}
+		if r.TransferPerGB < 0 || math.IsNaN(r.TransferPerGB) || math.IsInf(r.TransferPerGB, 0) {
+			errs.add(p+".transferPerGB", "must be a finite number, not negative, got %v", r.TransferPerGB)
+		}
 		if msg := credentialsError(r.S3Credentials); msg != "" {
 			errs.add(p+".s3Credentials", "%s, got %q", msg, r.S3Credentials)
 		}
