@@ -8,16 +8,15 @@ import (
 	"io"
 	"sync/atomic"
 
-	"github.com/xrc-dev/xrc/internal/uploads"
-	"go.uber.org/zap"
-
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/xrc-dev/xrc/internal/awsapi"
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/manifest"
+	"github.com/xrc-dev/xrc/internal/uploads"
 )
 
 // bufferMax is the largest object read into memory and written with a
