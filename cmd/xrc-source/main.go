@@ -37,17 +37,18 @@ func run(ctx context.Context, p *app.Process) error {
 	}
 	table := stats.New(ddb, p.Config.TableName(), time.Now)
 	w, err := source.New(source.Deps{
-		Stats:   table,
-		Leases:  table,
-		Config:  p.Config,
-		Region:  p.Region,
-		RuleIDs: rules,
-		Queue:   queue.New(sqsClient, url),
-		S3:      awsapi.S3(p.AWS, region),
-		Direct:  source.DirectClients(p.Config, p.Region, func(r config.Region) source.S3API { return awsapi.S3(p.AWS, r) }),
-		Log:     p.Log,
-		Metrics: source.NewMetrics(p.Registry),
-		Health:  p.Health,
+		Stats:     table,
+		Leases:    table,
+		Config:    p.Config,
+		Region:    p.Region,
+		RuleIDs:   rules,
+		Queue:     queue.New(sqsClient, url),
+		S3:        awsapi.S3(p.AWS, region),
+		Direct:    source.DirectClients(p.Config, p.Region, func(r config.Region) source.S3API { return awsapi.S3(p.AWS, r) }),
+		Log:       p.Log,
+		Metrics:   source.NewMetrics(p.Registry),
+		Health:    p.Health,
+		Protector: p.Protection,
 	})
 	if err != nil {
 		return app.NotStarted(err)

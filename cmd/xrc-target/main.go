@@ -44,6 +44,7 @@ func run(ctx context.Context, p *app.Process) error {
 		Log:        p.Log,
 		Metrics:    deliver.NewMetrics(p.Registry),
 		Health:     p.Health,
+		Protector:  p.Protection,
 	})
 	if err != nil {
 		return app.NotStarted(err)

@@ -82,6 +82,7 @@ func (s *regionStack) grantAll(role awsiam.Role, gs grants) {
 const (
 	whyObjectsUnderPrefix = "object ARNs under one named prefix of one named bucket: the keys are only known at run time"
 	whyKMSViaS3           = "KMS through S3 only (kms:ViaService), in this region, for this bucket's objects only (kms:EncryptionContext:aws:s3:arn): the bucket's own key is not in the config"
+	whyOwnTask            = "the tasks of this cluster: a task's id is only known once it runs, and it asks for its own protection"
 	whyKMSByAlias         = "KMS authorizes on key ARNs, which CloudFormation cannot know for an alias or a key in another region; narrowed to the one key carrying the alias (kms:ResourceAliases)"
 )
 

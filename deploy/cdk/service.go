@@ -193,6 +193,12 @@ func (s *regionStack) addService(cluster awsecs.Cluster, id string, w *worker, e
 	// cluster's, and on delete removes the association while the service
 	// still uses it, which ECS refuses, failing the stack's deletion.
 	w.Service.Node().AddDependency(cluster)
+	// Task scale-in protection (internal/protection): a task holding long
+	// work keeps scale-in and deployments from stopping it; the ECS agent
+	// asks for it with the task role.
+	s.policy(w.Role).allow("ProtectFromScaleIn", []string{"ecs:UpdateTaskProtection"},
+		[]string{"arn:" + *awscdk.Aws_PARTITION() + ":ecs:" + s.plan.Region.Name + ":" + *awscdk.Aws_ACCOUNT_ID() + ":task/" + *cluster.ClusterName() + "/*"},
+		nil, whyOwnTask)
 	s.addScaling(id, w)
 	s.alarms.watchService(id, w)
 }

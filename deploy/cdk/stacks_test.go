@@ -617,6 +617,31 @@ func TestIAMLeastPrivilege(t *testing.T) {
 			t.Errorf("%s %s %s: resources %v, want %v", tc.region, tc.role, tc.sid, got, tc.want)
 		}
 	}
+	// A task asks for its own scale-in protection (internal/protection):
+	// the workers' task roles may, on this cluster's tasks; functions and
+	// backfill tasks (not in a service) never ask.
+	for region, tm := range s.json {
+		roles := map[string]bool{}
+		for _, st := range statements(tm) {
+			if st.Sid != "ProtectFromScaleIn" {
+				continue
+			}
+			roles[st.Role] = true
+			if !slices.Equal(st.Actions, []string{"ecs:UpdateTaskProtection"}) || len(st.Resources) != 1 ||
+				!strings.HasPrefix(st.Resources[0], "arn:<AWS::Partition>:ecs:"+region+":<AWS::AccountId>:task/<Cluster") || !strings.HasSuffix(st.Resources[0], "/*") {
+				t.Errorf("%s %s: %v on %v", region, st.Role, st.Actions, st.Resources)
+			}
+		}
+		for _, st := range statements(tm) {
+			if strings.Contains(st.Role, "TaskRole") && !strings.Contains(st.Role, "Backfill") && !roles[st.Role] {
+				t.Errorf("%s %s: no scale-in protection", region, st.Role)
+				roles[st.Role] = true
+			}
+			if strings.Contains(st.Role, "FunctionRole") && roles[st.Role] {
+				t.Errorf("%s %s: a function role with scale-in protection", region, st.Role)
+			}
+		}
+	}
 	for _, tc := range []struct{ region, role, sid, want string }{
 		{"us-east-1", "SourcelogsTaskRole", "WriteArchives", "/logs/*"},
 		{"eu-west-1", "TargetTaskRole", "ReadAndDeleteArchives", "/exports/*"},

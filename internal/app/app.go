@@ -37,6 +37,8 @@ import (
 	"github.com/xrc-dev/xrc/internal/health"
 	"github.com/xrc-dev/xrc/internal/logging"
 	"github.com/xrc-dev/xrc/internal/metrics"
+	"github.com/xrc-dev/xrc/internal/protection"
+	"github.com/xrc-dev/xrc/internal/worker"
 )
 
 // Version is stamped at build time with -ldflags "-X ...app.Version=...".
@@ -53,6 +55,9 @@ type Process struct {
 	Health   *health.Check
 	Flags    Flags
 	Addr     string // where /metrics and /healthz listen
+	// Protection protects the task from ECS scale-in and deployments
+	// while it holds long work; nil outside ECS (no ECS_AGENT_URI).
+	Protection worker.Protector
 
 	emf *metrics.EMF
 	srv *http.Server
@@ -160,6 +165,9 @@ func Start(ctx context.Context, name string, args []string, getenv func(string) 
 		Registry: metrics.NewRegistry(),
 		// Three missed long polls in a row means the loop is stuck.
 		Health: health.New(3*time.Minute, time.Now),
+	}
+	if a := protection.FromEnv(getenv); a != nil {
+		p.Protection = a
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", metrics.Handler(p.Registry))

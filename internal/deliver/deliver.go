@@ -105,6 +105,9 @@ type Deps struct {
 	Metrics    *Metrics
 	Health     *health.Check
 	Clock      clockwork.Clock // default: the real clock
+	// Protector protects the task from ECS scale-in while it holds long
+	// work (worker.Options.ProtectAfter); nil: never.
+	Protector worker.Protector
 	// UploadMemory bounds the buffers of the objects written at once (0:
 	// half the Go memory limit, GOMEMLIMIT; none without one): a small
 	// object's whole body, a large one's five parts a destination (parts
@@ -159,7 +162,10 @@ func New(d Deps) (*Worker, error) {
 	}
 	s := d.Config.Settings.Worker
 	w.runtime = worker.New(worker.Options{Queue: d.Queue, ReceiveMax: 1, MaxHeld: archivesAtOnce, Visibility: s.VisibilityTimeout.D(), ReceiveWait: s.ReceiveWait.D(),
-		Drain: s.DrainTimeout.D(), MaxReceiveCount: s.MaxReceiveCount, Log: d.Log, Metrics: d.Metrics.Metrics, Health: d.Health, Clock: d.Clock})
+		Drain: s.DrainTimeout.D(), MaxReceiveCount: s.MaxReceiveCount, Log: d.Log, Metrics: d.Metrics.Metrics, Health: d.Health, Clock: d.Clock,
+		// Long work: an archive held for half the drain, which a stop
+		// would likely cut.
+		Protector: d.Protector, ProtectAfter: s.DrainTimeout.D() / 2})
 	return w, nil
 }
 

@@ -61,6 +61,9 @@ type Deps struct {
 	Metrics *Metrics
 	Health  *health.Check
 	Clock   clockwork.Clock // default: the real clock
+	// Protector protects the task from ECS scale-in while it holds long
+	// work (worker.Options.ProtectAfter); nil: never.
+	Protector worker.Protector
 	// Stats is the fleet's compression statistics (package stats); nil
 	// keeps learning local to this task.
 	Stats Stats
@@ -166,13 +169,19 @@ func New(d Deps) (*Worker, error) {
 	// Hold up to two full batches per rule: one being packed while the
 	// next fills. Beyond that, messages wait in SQS.
 	held := 0
+	var window time.Duration
 	for _, r := range w.rules {
 		held += 2 * r.Batch.MaxObjects
+		window = max(window, r.Batch.MaxAge.D())
 	}
 	s := d.Config.Settings.Worker
 	w.runtime = worker.New(worker.Options{Queue: d.Queue, Receivers: receivers, MaxHeld: max(held, 100),
 		Visibility: s.VisibilityTimeout.D(), ReceiveWait: s.ReceiveWait.D(), Drain: s.DrainTimeout.D(), MaxReceiveCount: s.MaxReceiveCount, Log: d.Log, Metrics: d.Metrics.Metrics,
-		Health: d.Health, Clock: d.Clock})
+		Health: d.Health, Clock: d.Clock,
+		// Long work: held past its batch's window by more than half the
+		// drain (a large object, an archive slow to stage), which a stop
+		// would likely cut.
+		Protector: d.Protector, ProtectAfter: window + s.DrainTimeout.D()/2})
 	return w, nil
 }
 

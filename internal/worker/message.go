@@ -28,7 +28,9 @@ type Message struct {
 	cancel context.CancelCauseFunc
 	rt     *Runtime
 	log    *zap.Logger
-	done   atomic.Bool // settled or lost
+	// received is when it was received: held long, it protects the task.
+	received time.Time
+	done     atomic.Bool // settled or lost
 	// leftCut: its role released it after the drain cut its work, and
 	// said what became of it; releaseHeld lets it go with the rest.
 	leftCut atomic.Bool

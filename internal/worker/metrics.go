@@ -9,6 +9,7 @@ type Metrics struct {
 	Errors          *prometheus.CounterVec // by kind
 	ReceiveDuration prometheus.Histogram   // one long-poll call
 	Held            prometheus.Gauge       // messages received and not yet settled
+	Protected       prometheus.Gauge       // 1 while the task is protected from scale-in
 }
 
 // NewMetrics registers the runtime metrics of role ("source", "target") on
@@ -24,7 +25,9 @@ func NewMetrics(reg prometheus.Registerer, role string) *Metrics {
 			Help: "Latency of one SQS long-poll receive.", Buckets: prometheus.LinearBuckets(0, 2.5, 10)}),
 		Held: prometheus.NewGauge(prometheus.GaugeOpts{Name: p + "messages_held",
 			Help: "Messages received and not yet acknowledged or released."}),
+		Protected: prometheus.NewGauge(prometheus.GaugeOpts{Name: p + "task_protected",
+			Help: "1 while the task is protected from ECS scale-in and deployments (it holds long work)."}),
 	}
-	reg.MustRegister(m.Messages, m.Errors, m.ReceiveDuration, m.Held)
+	reg.MustRegister(m.Messages, m.Errors, m.ReceiveDuration, m.Held, m.Protected)
 	return m
 }

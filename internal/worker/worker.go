@@ -96,10 +96,14 @@ type Options struct {
 	// clean-up, then to deleting and releasing messages, the last
 	// releaseReserve of it to those alone.
 	StopBudget time.Duration
-	Log        *zap.Logger
-	Metrics    *Metrics
-	Health     *health.Check
-	Clock      clockwork.Clock // default: the real clock
+	// Protector, if set, protects the task from scale-in and deployments
+	// while it holds a message longer than ProtectAfter (protect.go).
+	Protector    Protector
+	ProtectAfter time.Duration
+	Log          *zap.Logger
+	Metrics      *Metrics
+	Health       *health.Check
+	Clock        clockwork.Clock // default: the real clock
 }
 
 // DefaultStopBudget is ECS's time from SIGTERM to SIGKILL, less 5 s for
@@ -193,6 +197,7 @@ func (r *Runtime) Run(ctx context.Context, role Role) error {
 	hb, stopHB := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopHB()
 	go r.heartbeat(hb, ctx)
+	go r.guard(ctx)
 
 	r.Log.Info("receiving", zap.String("queue", r.Queue.URL()), zap.Int("receivers", r.Receivers), zap.Int("maxHeld", r.MaxHeld))
 	var receivers sync.WaitGroup
@@ -400,11 +405,12 @@ func (r *Runtime) unreserve(n int) {
 // slots they were polled for.
 func (r *Runtime) hold(work context.Context, qms []queue.Message, reserved int) []*Message {
 	ms := make([]*Message, len(qms))
+	now := r.Clock.Now()
 	for i, qm := range qms {
 		ctx, cancel := context.WithCancelCause(work)
 		// WithLazy: the fields are encoded only if the message logs,
 		// which most never do.
-		ms[i] = &Message{Message: qm, ctx: ctx, cancel: cancel, rt: r,
+		ms[i] = &Message{Message: qm, ctx: ctx, cancel: cancel, rt: r, received: now,
 			log: r.Log.WithLazy(zap.String("message", qm.ID), zap.Int("receiveCount", qm.ReceiveCount))}
 	}
 	r.mu.Lock()
