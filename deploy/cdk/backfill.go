@@ -252,9 +252,9 @@ func (s *regionStack) grantBackfill(role awsiam.Role, rule *config.Rule, q *work
 	// DeleteItem and ConditionCheckItem: a finished run's items are
 	// removed in transactions that check the lease.
 	p.allow("Checkpoint", []string{"dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem"},
-		[]string{*s.table.TableArn()}, leadingKeys("backfill#"+rule.ID), "")
+		[]string{*s.table.TableArn()}, leadingKeys(config.KeyBackfill+rule.ID), "")
 	p.allow("ReadStatistics", []string{"dynamodb:Query", "dynamodb:GetItem"},
-		[]string{*s.table.TableArn()}, leadingKeys("stats#"+rule.ID, "fleet"), "")
+		[]string{*s.table.TableArn()}, leadingKeys(config.KeyStats+rule.ID, config.KeyFleet), "")
 	p.allow("ReadConfig", []string{"ssm:GetParameter"}, []string{*s.param.ParameterArn()}, nil, "")
 	if arns := directCredentials(s.d.Config, rule); len(arns) > 0 {
 		p.allow("DirectCredentials", []string{"ssm:GetParameter"}, arns, nil, "")
@@ -264,4 +264,10 @@ func (s *regionStack) grantBackfill(role awsiam.Role, rule *config.Rule, q *work
 // leadingKeys confines DynamoDB calls to items of the given partition keys.
 func leadingKeys(pks ...string) map[string]any {
 	return map[string]any{"ForAllValues:StringEquals": map[string]any{"dynamodb:LeadingKeys": pks}}
+}
+
+// leadingKeysLike confines DynamoDB calls to items whose partition keys
+// match patterns (IAM's * and ?).
+func leadingKeysLike(patterns ...string) map[string]any {
+	return map[string]any{"ForAllValues:StringLike": map[string]any{"dynamodb:LeadingKeys": patterns}}
 }

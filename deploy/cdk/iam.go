@@ -111,8 +111,11 @@ func (s *regionStack) sourceGrants(rule *config.Rule, q *workQueue) grants {
 	// Multipart uploads to an SSE-KMS bucket need Decrypt as well.
 	p.allow("EncryptArchives", []string{"kms:GenerateDataKey", "kms:Decrypt"},
 		[]string{*s.keys.Staging.KeyArn()}, viaService("s3", region), "")
+	// Only the rule's own items (package stats: statistics, choices), the
+	// fleet's CPU figures, task leases and the start-up check: not the
+	// targets' tombstones, whose forging would make them skip writes.
 	p.allow("Statistics", []string{"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"},
-		[]string{*s.table.TableArn()}, nil, "")
+		[]string{*s.table.TableArn()}, leadingKeysLike(config.KeyStats+rule.ID, config.KeyChoice+rule.ID, config.KeyFleet, config.KeyTask+"*", config.KeyStartCheck), "")
 	// Direct regions: each archive is read back from staging and copied
 	// there with the region's own credentials.
 	if len(s.d.Config.DirectRegions(rule)) > 0 {
@@ -193,8 +196,10 @@ func (s *regionStack) targetGrants(q *workQueue) grants {
 	}
 	// Query and DeleteItem: the uploads of large members kept for resuming
 	// (one partition per region), forgotten once completed or aborted.
+	// Only the target's items (packages tombstone, ledger, uploads) and
+	// the start-up check: not the sources' statistics.
 	p.allow("TombstonesAndLedger", []string{"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query"},
-		[]string{*s.table.TableArn()}, nil, "")
+		[]string{*s.table.TableArn()}, leadingKeysLike(config.KeyTomb+"*", config.KeyArchive+"*", config.KeyUploads+s.plan.Region.Name, config.KeyStartCheck), "")
 	s.commonGrants(p, q)
 	return *p
 }

@@ -642,6 +642,28 @@ func TestIAMLeastPrivilege(t *testing.T) {
 			}
 		}
 	}
+	// Each role's DynamoDB items only: a source cannot forge the
+	// tombstones that make a target skip writes, a target cannot touch
+	// the learner's statistics.
+	for _, tc := range []struct{ region, role, sid, want string }{
+		{"us-east-1", "SourcelogsTaskRole", "Statistics", `map[ForAllValues:StringLike:map[dynamodb:LeadingKeys:[stats#logs choice#logs fleet task#* xrc#start]]]`},
+		{"us-east-1", "SourceexportsFunctionRole", "Statistics", `map[ForAllValues:StringLike:map[dynamodb:LeadingKeys:[stats#exports choice#exports fleet task#* xrc#start]]]`},
+		{"eu-west-1", "TargetTaskRole", "TombstonesAndLedger", `map[ForAllValues:StringLike:map[dynamodb:LeadingKeys:[tomb#* archive#* uploads#eu-west-1 xrc#start]]]`},
+		{"ap-southeast-2", "TargetFunctionRole", "TombstonesAndLedger", `map[ForAllValues:StringLike:map[dynamodb:LeadingKeys:[tomb#* archive#* uploads#ap-southeast-2 xrc#start]]]`},
+	} {
+		found := false
+		for _, st := range statements(s.json[tc.region]) {
+			if strings.HasPrefix(st.Role, "<"+tc.role) && st.Sid == tc.sid {
+				found = true
+				if got := fmtCondition(st.Condition); got != tc.want {
+					t.Errorf("%s %s %s: condition %s, want %s", tc.region, tc.role, tc.sid, got, tc.want)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("%s %s: no %s statement", tc.region, tc.role, tc.sid)
+		}
+	}
 	for _, tc := range []struct{ region, role, sid, want string }{
 		{"us-east-1", "SourcelogsTaskRole", "WriteArchives", "/logs/*"},
 		{"eu-west-1", "TargetTaskRole", "ReadAndDeleteArchives", "/exports/*"},

@@ -238,7 +238,7 @@ type TableGetter interface {
 func (p *Process) CheckTable(ctx context.Context, api TableGetter) error {
 	table := p.Config.TableName()
 	_, err := api.GetItem(ctx, &dynamodb.GetItemInput{TableName: &table, Key: map[string]ddbtypes.AttributeValue{
-		"pk": &ddbtypes.AttributeValueMemberS{Value: "xrc#start"}, "sk": &ddbtypes.AttributeValueMemberS{Value: "-"},
+		"pk": &ddbtypes.AttributeValueMemberS{Value: config.KeyStartCheck}, "sk": &ddbtypes.AttributeValueMemberS{Value: "-"},
 	}})
 	switch {
 	case err == nil:

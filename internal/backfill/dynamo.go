@@ -20,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/xrc-dev/xrc/internal/awsapi"
+	"github.com/xrc-dev/xrc/internal/config"
 )
 
 // DynamoAPI is the part of the DynamoDB client a DynamoCheckpoint uses;
@@ -92,7 +93,7 @@ var _ Checkpoint = (*DynamoCheckpoint)(nil)
 func NewDynamoCheckpoint(api DynamoAPI, table, rule string, now func() time.Time) *DynamoCheckpoint {
 	var b [8]byte
 	rand.Read(b[:])
-	return &DynamoCheckpoint{api: api, table: table, pk: "backfill#" + rule, owner: hex.EncodeToString(b[:]), now: now}
+	return &DynamoCheckpoint{api: api, table: table, pk: config.KeyBackfill + rule, owner: hex.EncodeToString(b[:]), now: now}
 }
 
 func sv(s string) types.AttributeValue { return &types.AttributeValueMemberS{Value: s} }

@@ -424,6 +424,25 @@ func (c *Config) TargetQueueName() string { return c.Settings.StackName + "-tgt"
 // target regions.
 func (c *Config) TableName() string { return c.Settings.StackName + "-stats" }
 
+// The table's partition keys (pk), by the role that writes them: the CDK
+// app confines each role to its own (dynamodb:LeadingKeys), so a source
+// cannot forge the tombstones that make a target skip writes.
+const (
+	// Source workers.
+	KeyStats  = "stats#"  // + rule id: hourly statistics (package stats)
+	KeyChoice = "choice#" // + rule id: the learner's choices
+	KeyFleet  = "fleet"   // the fleet's CPU benchmark figures
+	KeyTask   = "task#"   // + task id: a task's lease
+	// Target workers.
+	KeyTomb    = "tomb#"    // + bucket/key: delete tombstones (package tombstone)
+	KeyArchive = "archive#" // + archive id: the ledger (package ledger)
+	KeyUploads = "uploads#" // + region: large-member uploads kept for resuming (package uploads)
+	// Backfill tasks.
+	KeyBackfill = "backfill#" // + rule id: checkpoints and leases (package backfill)
+	// Every worker reads it at start (app.CheckTable).
+	KeyStartCheck = "xrc#start"
+)
+
 // DeliveredTag marks (value "true") a staging archive its own region's
 // target delivered while S3 Replication still copied it elsewhere: the
 // worker may not delete it yet, and a lifecycle rule on the tag expires

@@ -18,6 +18,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/xrc-dev/xrc/internal/config"
 )
 
 // TTL is how long an entry lives: longer than a message can wait in a queue
@@ -69,7 +71,7 @@ func New(api API, table string, now func() time.Time) *Store {
 }
 
 func keys(archiveID, region string) (pk, sk string) {
-	return "archive#" + archiveID, "region#" + region
+	return config.KeyArchive + archiveID, "region#" + region
 }
 
 func key(archiveID, region string) map[string]types.AttributeValue {

@@ -39,6 +39,7 @@ import (
 
 	"github.com/xrc-dev/xrc/internal/adaptive"
 	"github.com/xrc-dev/xrc/internal/awsapi"
+	"github.com/xrc-dev/xrc/internal/config"
 )
 
 // ErrUncertain marks statistics whose write may or may not have been
@@ -101,7 +102,7 @@ const Changes adaptive.Class = "changes"
 
 const hourFormat = "2006-01-02T15"
 
-func statsPK(rule string) string { return "stats#" + rule }
+func statsPK(rule string) string { return config.KeyStats + rule }
 
 func hourSK(hour time.Time, c adaptive.Class, a adaptive.Arm) string {
 	return "h#" + hour.UTC().Format(hourFormat) + "#" + string(c) + "#" + a.String()
@@ -299,7 +300,7 @@ func (st *Store) AddBenchmark(ctx context.Context, r adaptive.BenchResult) (Flee
 	now := st.now()
 	_, err := st.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 		TableName:        &st.table,
-		Key:              map[string]types.AttributeValue{"pk": s("fleet"), "sk": s(benchSK(r.Encoder, now))},
+		Key:              map[string]types.AttributeValue{"pk": s(config.KeyFleet), "sk": s(benchSK(r.Encoder, now))},
 		UpdateExpression: aws.String("ADD #count :one, #sum :mbps, #dec :dec SET #exp = if_not_exists(#exp, :exp)"),
 		ExpressionAttributeNames: map[string]string{"#count": "count", "#sum": "sumMBps", "#dec": "sumDecodeNsPerMB",
 			"#exp": "expiresAt"},
@@ -339,7 +340,7 @@ func (st *Store) fleet(ctx context.Context, prefix string) (Fleet, error) {
 	p := dynamodb.NewQueryPaginator(st.api, &dynamodb.QueryInput{
 		TableName:                 &st.table,
 		KeyConditionExpression:    aws.String("pk = :pk AND begins_with(sk, :prefix)"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": s("fleet"), ":prefix": s(prefix)},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": s(config.KeyFleet), ":prefix": s(prefix)},
 		ConsistentRead:            aws.Bool(true),
 	})
 	var f, last Fleet
@@ -397,7 +398,7 @@ const maxConflicts = 10
 // by a condition on the version read; a concurrent publisher's write makes
 // it read again and retry.
 func (st *Store) PublishChoice(ctx context.Context, rule string, class adaptive.Class, arm adaptive.Arm, benefit float64) error {
-	key := map[string]types.AttributeValue{"pk": s("choice#" + rule), "sk": s(string(class))}
+	key := map[string]types.AttributeValue{"pk": s(config.KeyChoice + rule), "sk": s(string(class))}
 	for attempt := range maxConflicts {
 		if attempt > 0 {
 			// Someone published in between: back off a little, with
@@ -458,7 +459,7 @@ func (st *Store) Choices(ctx context.Context, rule string) (map[adaptive.Class]C
 	out, err := st.api.Query(ctx, &dynamodb.QueryInput{
 		TableName:                 &st.table,
 		KeyConditionExpression:    aws.String("pk = :pk"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": s("choice#" + rule)},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": s(config.KeyChoice + rule)},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("reading the choices of rule %s: %w", rule, err)
@@ -482,7 +483,7 @@ func (st *Store) Choices(ctx context.Context, rule string) (map[adaptive.Class]C
 // lives, and anyone may abort them once its lease has run out.
 func (st *Store) Renew(ctx context.Context, task string, ttl time.Duration) error {
 	_, err := st.api.PutItem(ctx, &dynamodb.PutItemInput{TableName: &st.table, Item: map[string]types.AttributeValue{
-		"pk": s("task#" + task), "sk": s("lease"), "expiresAt": n(st.now().Add(ttl).Unix()),
+		"pk": s(config.KeyTask + task), "sk": s("lease"), "expiresAt": n(st.now().Add(ttl).Unix()),
 	}})
 	if err != nil {
 		return fmt.Errorf("renewing the lease of task %s: %w", task, err)
@@ -493,7 +494,7 @@ func (st *Store) Renew(ctx context.Context, task string, ttl time.Duration) erro
 // Alive reports whether task holds an unexpired lease.
 func (st *Store) Alive(ctx context.Context, task string) (bool, error) {
 	out, err := st.api.GetItem(ctx, &dynamodb.GetItemInput{TableName: &st.table, ConsistentRead: aws.Bool(true),
-		Key: map[string]types.AttributeValue{"pk": s("task#" + task), "sk": s("lease")}})
+		Key: map[string]types.AttributeValue{"pk": s(config.KeyTask + task), "sk": s("lease")}})
 	if err != nil {
 		return false, fmt.Errorf("reading the lease of task %s: %w", task, err)
 	}

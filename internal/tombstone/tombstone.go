@@ -24,6 +24,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
+	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/events"
 )
 
@@ -97,7 +98,7 @@ type item struct {
 
 func key(bucket, k string) map[string]types.AttributeValue {
 	return map[string]types.AttributeValue{
-		"pk": &types.AttributeValueMemberS{Value: "tomb#" + bucket + "/" + k},
+		"pk": &types.AttributeValueMemberS{Value: config.KeyTomb + bucket + "/" + k},
 		"sk": &types.AttributeValueMemberS{Value: "tomb"},
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/xrc-dev/xrc/internal/awsapi"
+	"github.com/xrc-dev/xrc/internal/config"
 )
 
 // TTL bounds an item's life should every sweep miss it.
@@ -76,7 +77,7 @@ func New(api API, table string, now func() time.Time) *Store {
 	return &Store{api: api, table: table, now: now}
 }
 
-func pk(region string) string { return "uploads#" + region }
+func pk(region string) string { return config.KeyUploads + region }
 
 // archivePrefix starts the sort keys of every upload of one archive.
 func archivePrefix(stagingKey string) string { return stagingKey + "#" }
