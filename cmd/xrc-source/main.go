@@ -36,6 +36,10 @@ func run(ctx context.Context, p *app.Process) error {
 		return err
 	}
 	table := stats.New(ddb, p.Config.TableName(), time.Now)
+	direct, err := source.DirectClients(p.Config, p.Region, func(r config.Region) (source.S3API, error) { return awsapi.CheckedS3(ctx, p.AWS, r) })
+	if err != nil {
+		return app.NotStarted(err)
+	}
 	w, err := source.New(source.Deps{
 		Stats:     table,
 		Leases:    table,
@@ -44,7 +48,7 @@ func run(ctx context.Context, p *app.Process) error {
 		RuleIDs:   rules,
 		Queue:     queue.New(sqsClient, url),
 		S3:        awsapi.S3(p.AWS, region),
-		Direct:    source.DirectClients(p.Config, p.Region, func(r config.Region) source.S3API { return awsapi.S3(p.AWS, r) }),
+		Direct:    direct,
 		Log:       p.Log,
 		Metrics:   source.NewMetrics(p.Registry),
 		Health:    p.Health,

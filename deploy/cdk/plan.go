@@ -113,6 +113,16 @@ func newPlan(cfg *config.Config) (*plan, error) {
 		if r.S3Endpoint != "" && !r.Direct {
 			errs = append(errs, fmt.Errorf("settings.regions[%d].s3Endpoint: region %s points at an S3-compatible store (%s), which S3 Replication cannot reach: make it direct; the CDK app deploys to AWS only", i, r.Name, r.S3Endpoint))
 		}
+		switch {
+		case r.S3Credentials != "" && !r.Direct:
+			// The app deploys this region's workers, whose task role
+			// is what they reach its S3 with; no grant would let them
+			// read credentials of its own.
+			errs = append(errs, fmt.Errorf("settings.regions[%d].s3Credentials: region %s is deployed by this app, whose workers use their task role there: remove s3Credentials, or make the region direct", i, r.Name))
+		case strings.HasPrefix(r.S3Credentials, "env:"):
+			// Nothing this app deploys sets those variables.
+			errs = append(errs, fmt.Errorf("settings.regions[%d].s3Credentials: %s: the source tasks and functions this app deploys have no such variables: keep the credentials in a SecureString parameter (ssm:///name)", i, r.S3Credentials))
+		}
 	}
 	if _, err := healthURL(cfg.Settings.Worker.MetricsAddr); err != nil {
 		errs = append(errs, fmt.Errorf("settings.worker.metricsAddr: %w", err))

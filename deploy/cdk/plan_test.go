@@ -179,6 +179,24 @@ func TestPlanErrors(t *testing.T) {
 			want: "deploys to AWS only",
 		},
 		{
+			name: "credentials of a deployed region",
+			doc: func() map[string]any {
+				regions := []map[string]any{region("us-east-1", "source"), region("eu-west-1", "target")}
+				regions[1]["s3Credentials"] = "ssm:///xrc/eu-creds"
+				return testDoc(regions, rule("a", "us-east-1", "src", "", dest("eu-west-1", "dst")))
+			}(),
+			want: "use their task role there",
+		},
+		{
+			name: "credentials from the environment",
+			doc: func() map[string]any {
+				regions := []map[string]any{region("us-east-1", "source"), region("eu-west-1", "target")}
+				regions[1]["direct"], regions[1]["s3Endpoint"], regions[1]["s3Credentials"] = true, "https://store.example", "env:STORE"
+				return testDoc(regions, rule("a", "us-east-1", "src", "", dest("eu-west-1", "dst")))
+			}(),
+			want: "SecureString parameter",
+		},
+		{
 			name: "metrics port zero",
 			doc: func() map[string]any {
 				d := testDoc(two, rule("a", "us-east-1", "src", "", dest("eu-west-1", "dst")))

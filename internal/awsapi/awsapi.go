@@ -23,6 +23,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/middleware"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/xrc-dev/xrc/internal/config"
@@ -134,8 +135,21 @@ func S3(cfg aws.Config, region config.Region) *s3.Client {
 	return newS3(cfg, region, StallTimeout)
 }
 
+// CheckedS3 is S3 for a region with credentials of its own
+// (S3Credentials), which it reads once now: a start-up that cannot read
+// them fails, where the worker would otherwise run and fail each archive.
+func CheckedS3(ctx context.Context, cfg aws.Config, region config.Region) (*s3.Client, error) {
+	c := S3(cfg, region)
+	if region.S3Credentials != "" {
+		if _, err := c.Options().Credentials.Retrieve(ctx); err != nil {
+			return nil, fmt.Errorf("region %s's S3 credentials: %w", region.Name, err)
+		}
+	}
+	return c, nil
+}
+
 func newS3(cfg aws.Config, region config.Region, stall time.Duration) *s3.Client {
-	var own aws.CredentialsProvider
+	var own *aws.CredentialsCache
 	if region.S3Credentials != "" {
 		own = aws.NewCredentialsCache(regionCredentials{spec: region.S3Credentials, ssm: ssm.NewFromConfig(cfg)})
 	}
@@ -146,6 +160,7 @@ func newS3(cfg aws.Config, region config.Region, stall time.Duration) *s3.Client
 		}
 		if own != nil {
 			o.Credentials = own
+			o.APIOptions = append(o.APIOptions, forgetRejected(own))
 		}
 		o.UsePathStyle = region.S3PathStyle
 		// The SDK prints a plain-text line for every multipart object read
@@ -167,6 +182,24 @@ func newS3(cfg aws.Config, region config.Region, stall time.Duration) *s3.Client
 			})
 		}
 	})
+}
+
+// forgetRejected drops a region's cached credentials once S3 rejects them
+// (after the SDK's retries): a rotated key or a renewed token is read at
+// the next call, not after the rest of credentialsTTL, in which every copy
+// failed with the key the store no longer takes.
+func forgetRejected(c *aws.CredentialsCache) func(*middleware.Stack) error {
+	return func(st *middleware.Stack) error {
+		return st.Initialize.Add(middleware.InitializeMiddlewareFunc("xrcForgetRejectedCredentials",
+			func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+				out, md, err := next.HandleInitialize(ctx, in)
+				switch Code(err) {
+				case "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken", "TokenRefreshRequired":
+					c.Invalidate()
+				}
+				return out, md, err
+			}), middleware.Before)
+	}
 }
 
 // S3Clients returns one S3 client per configured region.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -95,6 +96,17 @@ func (f *locationFlags) s3(ctx context.Context, bucket string) (*s3.Client, erro
 			r = cr
 		} else if cr, ok := c.Region(region); ok {
 			r = cr
+		}
+		if r.Direct {
+			// Its credentials' parameter is where its rules' source
+			// workers read it (as verify and backfill do), not in a
+			// region of another partition or a store's.
+			for i := range c.Rules {
+				if slices.ContainsFunc(c.DirectRegions(&c.Rules[i]), func(d config.Region) bool { return d.Name == r.Name }) {
+					region = c.Rules[i].SourceRegion
+					break
+				}
+			}
 		}
 		if cfg.Region != region {
 			if cfg, err = awsapi.Load(ctx, region); err != nil {

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -27,7 +29,10 @@ type savingsReport struct {
 	From   time.Time     `json:"from"`
 	To     time.Time     `json:"to"`
 	Prices config.Prices `json:"prices"`
-	Lines  []stats.Line  `json:"lines"`
+	// TransferByRegion: regions with a transfer price of their own
+	// (config Region.TransferPerGB), which their lines are charged.
+	TransferByRegion map[string]float64 `json:"transferPerGBByRegion,omitempty"`
+	Lines            []stats.Line       `json:"lines"`
 	// Compute compares, per rule, its workers on Fargate Spot and on
 	// Lambda at the volume of the period.
 	Compute []computeLine `json:"compute"`
@@ -133,6 +138,14 @@ func savings(ctx context.Context, args []string, env Env) error {
 	// Statistics are kept by the hour: the report covers, and scales to a
 	// month, every hour it reads, the first one whole.
 	rep := savingsReport{From: now.Add(-since).UTC().Truncate(time.Hour), To: now.UTC(), Prices: cfg.Settings.Prices}
+	for _, reg := range cfg.Settings.Regions {
+		if reg.TransferPerGB > 0 {
+			if rep.TransferByRegion == nil {
+				rep.TransferByRegion = map[string]float64{}
+			}
+			rep.TransferByRegion[reg.Name] = reg.TransferPerGB
+		}
+	}
 	stores := map[string]*stats.Store{} // by source region: the table is regional
 	found := false
 	for i := range cfg.Rules {
@@ -190,8 +203,12 @@ func prices(cfg *config.Config, r *config.Rule, fleet stats.Fleet) stats.Prices 
 }
 
 func printSavings(env Env, rep savingsReport) {
-	fmt.Fprintf(env.Stdout, "xrc savings, %s\nprices: transfer $%s/GB, Fargate Spot vCPU $%s/hour and memory $%s/GB-hour, Lambda $%s/GB-second, fixed %s/month\n",
-		stats.Period(rep.From, rep.To), strconv.FormatFloat(rep.Prices.TransferPerGB, 'f', -1, 64),
+	transfer := "$" + strconv.FormatFloat(rep.Prices.TransferPerGB, 'f', -1, 64) + "/GB"
+	for _, name := range slices.Sorted(maps.Keys(rep.TransferByRegion)) {
+		transfer += fmt.Sprintf(" (to %s $%s/GB)", name, strconv.FormatFloat(rep.TransferByRegion[name], 'f', -1, 64))
+	}
+	fmt.Fprintf(env.Stdout, "xrc savings, %s\nprices: transfer %s, Fargate Spot vCPU $%s/hour and memory $%s/GB-hour, Lambda $%s/GB-second, fixed %s/month\n",
+		stats.Period(rep.From, rep.To), transfer,
 		strconv.FormatFloat(rep.Prices.VCPUHour, 'f', -1, 64), strconv.FormatFloat(rep.Prices.FargateGBHour, 'f', -1, 64),
 		strconv.FormatFloat(rep.Prices.LambdaGBSecond, 'f', -1, 64), stats.Dollars(rep.Prices.FixedPerMonth))
 	fmt.Fprintf(env.Stdout, "requests beyond S3 Replication's: S3 PUT $%s and GET $%s a thousand, SQS $%s and DynamoDB writes $%s, reads $%s a million; staging: S3 $%s/GB-month, the source's archives kept about %d days\n",

@@ -80,3 +80,15 @@ func TestBackfillNamesTheReportsAge(t *testing.T) {
 		t.Errorf("a listing's summary speaks of a report:\n%s", out.String())
 	}
 }
+
+// TestSavingsNamesRegionPrices: a region with its own transfer price (a
+// direct region's egress) is named in the report's prices, whose lines
+// it prices; the header gave only the config's price.
+func TestSavingsNamesRegionPrices(t *testing.T) {
+	var out strings.Builder
+	rep := savingsReport{Prices: config.Prices{TransferPerGB: 0.02}, TransferByRegion: map[string]float64{"cn-north-1": 0.09}}
+	printSavings(Env{Stdout: &out}, rep)
+	if !strings.Contains(out.String(), "transfer $0.02/GB (to cn-north-1 $0.09/GB)") {
+		t.Errorf("prices line:\n%s", out.String())
+	}
+}

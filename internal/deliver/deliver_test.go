@@ -109,9 +109,15 @@ func (p *pipeline) startSourceReg(t testing.TB) (*prometheus.Registry, func() er
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Unchecked (awsapi.S3): TestDirectRegion runs one without its
+	// direct region's credentials.
+	direct, err := source.DirectClients(p.cfg, "us-east-1", func(r config.Region) (source.S3API, error) { return awsapi.S3(awsCfg, r), nil })
+	if err != nil {
+		t.Fatal(err)
+	}
 	w, err := source.New(source.Deps{Config: p.cfg, Region: "us-east-1", Queue: q, S3: p.src, Log: p.log.Named("source"),
 		Metrics: source.NewMetrics(reg), Health: health.New(time.Minute, time.Now), Stats: stats.New(p.ddb, p.cfg.TableName(), time.Now),
-		Direct: source.DirectClients(p.cfg, "us-east-1", func(r config.Region) source.S3API { return awsapi.S3(awsCfg, r) })})
+		Direct: direct})
 	if err != nil {
 		t.Fatal(err)
 	}

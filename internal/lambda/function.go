@@ -247,10 +247,14 @@ func (f *Function) buildSource(ctx context.Context, cfg *config.Config) (func(co
 	short := *cfg // the benchmark runs in init (Prepare): see initBenchmark
 	short.Settings.Adaptive.Benchmark = config.Duration(initBenchmark(cfg.Settings.Adaptive.Benchmark.D(), cfg.Settings.Lambda.MemoryMB))
 	cfg = &short
+	direct, err := source.DirectClients(cfg, region.Name, func(r config.Region) (source.S3API, error) { return awsapi.CheckedS3(ctx, f.aws, r) })
+	if err != nil {
+		return nil, nil, err
+	}
 	w, err := source.New(source.Deps{
 		Config: cfg, Region: region.Name, RuleIDs: rules, Queue: q,
 		S3: awsapi.S3(f.aws, region), Log: f.log, Metrics: f.srcMetrics, Stats: table, Leases: table,
-		Direct: source.DirectClients(cfg, region.Name, func(r config.Region) source.S3API { return awsapi.S3(f.aws, r) }),
+		Direct: direct,
 	})
 	if err != nil {
 		return nil, nil, err

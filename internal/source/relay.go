@@ -63,7 +63,11 @@ func (w *Worker) relayTo(ctx context.Context, reg config.Region, key string, ver
 		o.MultipartUploadThreshold = part
 		o.Concurrency = uploadConcurrency
 	})
-	if _, err := up.UploadObject(ctx, &transfermanager.UploadObjectInput{Bucket: &reg.StagingBucket, Key: &key, Body: out.Body,
+	// Progress as it streams: a long copy (a slow link to another
+	// partition, a large archive) while the worker holds all it may is
+	// not a stuck worker for the health check.
+	body := &trackingReader{r: out.Body, progress: w.runtime.Progress}
+	if _, err := up.UploadObject(ctx, &transfermanager.UploadObjectInput{Bucket: &reg.StagingBucket, Key: &key, Body: body,
 		ContentType: aws.String("application/zstd"), Metadata: meta}); err != nil {
 		return fmt.Errorf("copying archive s3://%s/%s to s3://%s (direct region %s): %w", w.staging, key, reg.StagingBucket, reg.Name, err)
 	}

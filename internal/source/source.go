@@ -264,8 +264,10 @@ func (w *Worker) Handle(stop context.Context, m *worker.Message) {
 }
 
 // DirectClients returns a client for each direct region (config
-// Region.Direct) a rule of region delivers to, made by s3 (awsapi.S3).
-func DirectClients(cfg *config.Config, region string, s3 func(config.Region) S3API) map[string]S3API {
+// Region.Direct) a rule of region delivers to, made by s3
+// (awsapi.CheckedS3, which fails when the region's credentials cannot be
+// read).
+func DirectClients(cfg *config.Config, region string, s3 func(config.Region) (S3API, error)) (map[string]S3API, error) {
 	m := map[string]S3API{}
 	for i := range cfg.Rules {
 		r := &cfg.Rules[i]
@@ -274,9 +276,13 @@ func DirectClients(cfg *config.Config, region string, s3 func(config.Region) S3A
 		}
 		for _, reg := range cfg.DirectRegions(r) {
 			if m[reg.Name] == nil {
-				m[reg.Name] = s3(reg)
+				c, err := s3(reg)
+				if err != nil {
+					return nil, fmt.Errorf("rule %s delivers to direct region %s: %w", r.ID, reg.Name, err)
+				}
+				m[reg.Name] = c
 			}
 		}
 	}
-	return m
+	return m, nil
 }
