@@ -3,3 +3,6 @@ package deliver
 // BufferMax is bufferMax for the external tests: the largest object
 // written with one PUT.
 const BufferMax = bufferMax
+
+// Moves is how often the worker's held work reported progress.
+func (w *Worker) Moves() int64 { return w.runtime.Moves() }

@@ -21,7 +21,7 @@ func (w *Worker) open(ctx context.Context, bucket, key, version string) (*archiv
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	r, err := archive.NewReader(&counted{r: out.Body, c: w.Metrics.StagingRead}, archive.ReaderOptions{})
+	r, err := archive.NewReader(&counted{r: out.Body, c: w.Metrics.StagingRead, progress: w.runtime.Progress}, archive.ReaderOptions{})
 	if err != nil {
 		out.Body.Close()
 		return nil, nil, nil, err
@@ -29,14 +29,19 @@ func (w *Worker) open(ctx context.Context, bucket, key, version string) (*archiv
 	return r, out.Body, out, nil
 }
 
-// counted counts the bytes read through it.
+// counted counts the bytes read through it, and reports them as progress:
+// reading past members written already (a redelivery's, read and checked
+// but skipped) is work moving too, and a task doing nothing else was taken
+// for stuck and replaced.
 type counted struct {
-	r io.Reader
-	c prometheus.Counter
+	r        io.Reader
+	c        prometheus.Counter
+	progress func()
 }
 
 func (c *counted) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.c.Add(float64(n))
+	c.progress()
 	return n, err
 }

@@ -792,6 +792,31 @@ func TestOtherRegionsDestinationsAreTheirs(t *testing.T) {
 	}
 }
 
+// TestSkippedMembersAreProgress: a redelivered archive whose large member
+// every destination holds already is still read and checked, and that is
+// progress for the health check: it reported none, and a task draining
+// such archives for three minutes was replaced mid-work.
+func TestSkippedMembersAreProgress(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t, nil)
+	ctx := context.Background()
+	staging := p.cfg.Settings.Regions[1].StagingBucket
+	k, key := "data/progress/large.txt", "r1/progress-1.tar.zst"
+	m, objs := p.objectArchive("progress-1", k, seqAt(1), dataset.Text(newRand(), deliver.BufferMax+2<<20))
+	p.stage(t, key, m, objs)
+	if err := p.targetWorker(t, deliver.Deps{}).Deliver(ctx, staging, key); err != nil {
+		t.Fatal(err)
+	}
+	p.stage(t, key, m, objs) // delivered again
+	w := p.targetWorker(t, deliver.Deps{})
+	if err := w.Deliver(ctx, staging, key); err != nil {
+		t.Fatal(err)
+	}
+	if w.Moves() == 0 {
+		t.Error("reading past a member written already reported no progress")
+	}
+}
+
 // TestSmallObjectsShareTheUploadMemory: the buffers of small objects are
 // held within the worker's upload memory, as part buffers are: eight
 // objects of 1 MiB each, concurrency 8 and 3 MiB to hold them in, are

@@ -176,6 +176,9 @@ func New(o Options) *Runtime {
 // check's limit is stuck.
 func (r *Runtime) Progress() { r.progress.Add(1) }
 
+// Moves returns how often held work has reported progress.
+func (r *Runtime) Moves() int64 { return r.progress.Load() }
+
 // Held returns how many messages are received and not yet settled.
 func (r *Runtime) Held() int {
 	r.mu.Lock()
