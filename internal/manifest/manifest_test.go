@@ -88,6 +88,27 @@ func TestValidateObject(t *testing.T) {
 	}
 }
 
+// TestValidateForStore: metadata AWS takes (1,800 bytes in 60 keys) is
+// 2,460 bytes as an S3-compatible store counts it (x-amz-meta- included)
+// and refused there: an object bound for a store fails alone at the source.
+func TestValidateForStore(t *testing.T) {
+	o := valid().Objects[0]
+	o.Metadata = map[string]string{}
+	for i := range 60 {
+		o.Metadata[fmt.Sprintf("key-%02d", i)] = strings.Repeat("v", 24)
+	}
+	if err := o.ValidateObject(); err != nil {
+		t.Fatalf("AWS takes it: %v", err)
+	}
+	if err := o.ValidateForStore(); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "2460 bytes as an S3-compatible store counts it") {
+		t.Errorf("for a store: %v", err)
+	}
+	o.Metadata = map[string]string{"owner": "team-a"}
+	if err := o.ValidateForStore(); err != nil {
+		t.Errorf("a little metadata: %v", err)
+	}
+}
+
 // TestDestinationMetadataKey: source keys under xrc- (any case: metadata
 // keys are HTTP header names) are renamed, others kept.
 func TestDestinationMetadataKey(t *testing.T) {
@@ -243,6 +264,11 @@ func TestValidate(t *testing.T) {
 		{"metadata value with newline", func(m *Manifest) { m.Objects[0].Metadata["owner"] = "a\r\nx-amz-acl: public-read" }, "control character"},
 		{"metadata too large", func(m *Manifest) { m.Objects[0].Metadata["big"] = strings.Repeat("b", 2048) }, "more than S3's 2048"},
 		{"content type with newline", func(m *Manifest) { m.Objects[0].ContentType = "text/plain\n" }, "contentType has a control character"},
+		{"sequencer not hex", func(m *Manifest) { m.Objects[0].Sequencer = "zz\nX-Evil: 1" }, "sequencer"},
+		{"sequencer too long", func(m *Manifest) { m.Objects[0].Sequencer = strings.Repeat("f", 65) }, "at most 64 digits"},
+		{"version id with CR LF", func(m *Manifest) { m.Objects[0].VersionID = "v\r\n" }, "versionId"},
+		{"etag with a control byte", func(m *Manifest) { m.Objects[0].ETag = "\"abc\x00\"" }, "etag"},
+		{"storage class with newline", func(m *Manifest) { m.Objects[0].StorageClass = "STANDARD\nX: y" }, "storageClass"},
 		{"checksum algorithm", func(m *Manifest) { m.Objects[0].ChecksumAlgorithm = "MD5" }, `checksumAlgorithm "MD5"`},
 		{"checksum of a delete", func(m *Manifest) { m.Objects[1].ChecksumAlgorithm, m.Objects[1].Checksum = "CRC32", "AAAAAA==" }, "checksum on an entry without bytes"},
 		{"checksum without algorithm", func(m *Manifest) { m.Objects[2].ChecksumAlgorithm = "" }, `checksum "AAAAAAAAAAA=" without checksumAlgorithm`},

@@ -105,6 +105,23 @@ func (o *Object) ValidateObject() error {
 	return p.err()
 }
 
+// ValidateForStore checks what ValidateObject leaves to the destination
+// when one is an S3-compatible store: MinIO (and others) count each
+// metadata header's full name, x-amz-meta- included, in the 2 KB, so
+// metadata AWS took is refused there on every write, and the archive with
+// every object batched with it.
+func (o *Object) ValidateForStore() error {
+	n := 0
+	for k, v := range o.Metadata {
+		n += len("x-amz-meta-") + len(DestinationMetadataKey(k)) + len(v)
+	}
+	if n > maxMetadataLen {
+		return fmt.Errorf("%w: key %s: metadata is %d bytes as an S3-compatible store counts it (x-amz-meta- included), more than its %d",
+			ErrInvalid, quote(o.Key), n, maxMetadataLen)
+	}
+	return nil
+}
+
 // metadataLen is the size of md as S3 counts it, keys and values, with the
 // keys a destination gives them if atDestination.
 func metadataLen(md map[string]string, atDestination bool) int {
@@ -148,6 +165,18 @@ func (o *Object) validate(p func(format string, args ...any)) {
 	}
 	if o.Size > MaxObjectSize {
 		p("size %d is over S3's largest object (%d bytes)", o.Size, int64(MaxObjectSize))
+	}
+	// What the target sends in headers or compares as text: an archive
+	// that is not the source's own (the source checked them from S3)
+	// fails here as invalid, not at each write as a request the HTTP
+	// client refuses, which read as a transient write failure.
+	if !isHexUpTo(o.Sequencer, maxSequencer) {
+		p("sequencer %s is not hex (at most %d digits)", quote(o.Sequencer), maxSequencer)
+	}
+	for _, h := range []struct{ name, value string }{{"versionId", o.VersionID}, {"etag", o.ETag}, {"storageClass", o.StorageClass}} {
+		if !printableASCII(h.value, maxHeaderToken) {
+			p("%s %s is not printable ASCII (at most %d bytes)", h.name, quote(h.value), maxHeaderToken)
+		}
 	}
 	if o.SHA256 != "" && !isLowerHex(o.SHA256, sha256HexLen) {
 		p("sha256 %s is not %d lowercase hex digits", quote(o.SHA256), sha256HexLen)
@@ -222,6 +251,37 @@ func checkKey(k string) error {
 // checkHeaderValue accepts what can travel in an HTTP header value: UTF-8
 // without control characters other than tab (CR and LF would split the
 // header at the destination).
+// maxSequencer bounds a sequencer's digits (S3's have 16 to 18), as the
+// events do; maxHeaderToken a version id's, ETag's or storage class's bytes.
+const (
+	maxSequencer   = 64
+	maxHeaderToken = 1024
+)
+
+func isHexUpTo(s string, n int) bool {
+	if len(s) > n {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
+func printableASCII(s string, n int) bool {
+	if len(s) > n {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
 func checkHeaderValue(v string) error {
 	if !utf8.ValidString(v) {
 		return errors.New("is not valid UTF-8")
