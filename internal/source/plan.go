@@ -213,6 +213,9 @@ func (w *Worker) plan(ctx context.Context, rule *config.Rule, items []Item, held
 			// metadata no target could write would fail the archive,
 			// and every object batched with it, again and again.
 			err := e.obj.ValidateObject()
+			if err == nil && w.toStore(rule) {
+				err = e.obj.ValidateForStore()
+			}
 			if err == nil && e.obj.HasMember() && !stagingHolds(e.obj.Size) {
 				err = fmt.Errorf("%w: %s/%s is %s: its archive would pass the 10,000 parts of 5 GiB a staging upload holds", ErrUnroutable,
 					e.obj.Bucket, e.obj.Key, stats.Bytes(e.obj.Size))
@@ -670,4 +673,16 @@ func optional(s string) *string {
 		return nil
 	}
 	return &s
+}
+
+// toStore reports whether rule delivers to an S3-compatible store (a
+// region with an S3 endpoint of its own), whose limits on metadata are
+// tighter than AWS's.
+func (w *Worker) toStore(rule *config.Rule) bool {
+	for _, d := range rule.Destinations {
+		if reg, ok := w.Config.Region(d.Region); ok && reg.S3Endpoint != "" {
+			return true
+		}
+	}
+	return false
 }
