@@ -34,7 +34,7 @@ func (w *Worker) put(ctx context.Context, wr *write, o *manifest.Object, rt conf
 		CacheControl:       optional(o.CacheControl),
 	}
 	tags := tagging(o.Tags)
-	late := len(tags) > taggingHeaderMax
+	late := lateTags(o)
 	if !late {
 		in.Tagging = optional(tags)
 	}
@@ -240,5 +240,33 @@ func optional(s string) *string {
 // body): for a moment the object is there without them.
 const taggingHeaderMax = 2 << 10
 
-// lateTags reports tags too long to go with the write.
-func lateTags(tags map[string]string) bool { return len(tagging(tags)) > taggingHeaderMax }
+// objectHeaderMax bounds what an object's own headers take in a write
+// (metadata, Content-*, tags), leaving S3's 8 KB for the rest: the
+// signature (a session token of 1 KB and more), checksum, condition,
+// encryption. Each metadata key counts twice, as its x-amz-meta- line and
+// in the signature's SignedHeaders: 2 KB of metadata in 100 keys takes
+// near 5 KB.
+const objectHeaderMax = 5 << 10
+
+// provenanceHeaders is what xrc's own metadata keys (provenance.go) add.
+const provenanceHeaders = 512
+
+// lateTags reports o's tags too long to go with its write: longer than
+// taggingHeaderMax, or than what its other headers leave of
+// objectHeaderMax.
+func lateTags(o *manifest.Object) bool {
+	tags := len(tagging(o.Tags))
+	if tags > taggingHeaderMax {
+		return true
+	}
+	n := tags + provenanceHeaders
+	for k, v := range o.Metadata {
+		n += 2*len("x-amz-meta-"+k) + len(v) + 4 // ": ", CRLF; "," or ";" in SignedHeaders
+	}
+	for _, v := range []string{o.ContentType, o.ContentEncoding, o.ContentDisposition, o.ContentLanguage, o.CacheControl, o.Expires} {
+		if v != "" {
+			n += len("content-disposition: ") + len(v) + 2
+		}
+	}
+	return n > objectHeaderMax
+}

@@ -61,7 +61,7 @@ func (w *Worker) decide(ctx context.Context, wr *write, o *manifest.Object, rt c
 				return etag, "skipped_deleted", err
 			}
 		}
-		if (o.TagsChanged || lateTags(o.Tags)) && prov.sameWrite(o) {
+		if (o.TagsChanged || lateTags(o)) && prov.sameWrite(o) {
 			// The event of a write delivered already came again, in a
 			// batch with a change of its tags: it alone carries the
 			// change. (Only then: any replay doing so would put back

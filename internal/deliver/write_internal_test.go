@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"testing"
 	"testing/iotest"
 
+	"github.com/xrc-dev/xrc/internal/manifest"
 	"github.com/xrc-dev/xrc/internal/uploads"
 )
 
@@ -66,5 +68,29 @@ func TestFanOut(t *testing.T) {
 	})
 	if !errors.Is(err, broken) {
 		t.Errorf("fanOut of a failing source: %v, want its error", err)
+	}
+}
+
+// TestLateTagsCountEveryHeader: tags that fit beside a little metadata go
+// with the write; beside 100 metadata keys (each in its own header and in
+// the signature's list of them) the same tags would pass S3's 8 KB of
+// headers, refused on every try, and go after the write.
+func TestLateTagsCountEveryHeader(t *testing.T) {
+	tags := map[string]string{}
+	for i := range 10 {
+		tags[fmt.Sprintf("t%d", i)] = strings.Repeat("/", 60) // escaped: 180 bytes each
+	}
+	if n := len(tagging(tags)); n <= 1800 || n > taggingHeaderMax {
+		t.Fatalf("tags of %d bytes", n)
+	}
+	o := &manifest.Object{Tags: tags, Metadata: map[string]string{"owner": "team-a"}, ContentType: "text/plain"}
+	if lateTags(o) {
+		t.Error("tags beside a little metadata set after the write")
+	}
+	for i := range 100 {
+		o.Metadata[fmt.Sprintf("meta-key-%02d", i)] = "v"
+	}
+	if !lateTags(o) {
+		t.Error("tags beside 100 metadata keys sent with the write")
 	}
 }
