@@ -209,7 +209,12 @@ func (w *Worker) Handle(_ context.Context, m *worker.Message) {
 	var failed error
 	permanent := true
 	for _, ref := range m.Events.Refs {
-		if ref.Removed() { // our own cleanup, or a replicated delete marker
+		// Our own cleanup, a replicated delete marker; or a tag set on an
+		// archive (the delivered tag while replication still copies it,
+		// on a store whose ObjectCreated:* notifications include
+		// tagging): its bytes are what was delivered, and delivering
+		// them again would tag it again, without end.
+		if ref.Removed() || ref.Retagged() {
 			w.Metrics.Messages.WithLabelValues("ignored").Inc()
 			continue
 		}

@@ -382,6 +382,27 @@ func skipped(t testing.TB, reg *prometheus.Registry) float64 {
 	return n
 }
 
+// metricValue is the counter name{label=value} of reg (0: none yet).
+func metricValue(t testing.TB, reg *prometheus.Registry, name, label, value string) float64 {
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
 func newRand() *rand.Rand { return rand.New(rand.NewPCG(3, 4)) }
 
 // TestDirectRegion: a target region S3 Replication cannot reach (another

@@ -676,6 +676,34 @@ func TestRetryFinishesUndoOfWriteOvertakenByDelete(t *testing.T) {
 // replicating reports every staging archive it reads as S3 Replication
 // reports an object still being copied to other regions, or one it failed
 // to copy.
+// TestTaggedArchiveNotDeliveredAgain: the delivered tag the target sets
+// on an archive S3 Replication still copies makes a store that announces
+// tagging as ObjectCreated (MinIO, the local stack: s3:ObjectCreated:*)
+// send the archive's event again; it is ignored, not a delivery that tags
+// the archive again, and again.
+func TestTaggedArchiveNotDeliveredAgain(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t, nil)
+	reg, _ := p.startTargetWith(t, replicating{S3API: p.dst, status: s3types.ReplicationStatusPending}, p.sqs, p.cfg.Settings.Worker.VisibilityTimeout.D())
+	k := "data/tagged/a.txt"
+	m, objs := p.objectArchive("tagged-1", k, seqAt(1), []byte("bytes"))
+	p.stage(t, "r1/tagged-1.tar.zst", m, objs)
+	deadline := time.Now().Add(30 * time.Second)
+	for metricValue(t, reg, "xrc_target_messages_total", "result", "ignored") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the tagging's event not seen")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(2 * time.Second) // what a delivery again would take
+	if n := metricValue(t, reg, "xrc_target_archives_total", "result", "done"); n != 1 {
+		t.Errorf("archive delivered %v times, want once", n)
+	}
+	if !p.exists(t, p.cfg.Rules[0].Destinations[0].Bucket, k) {
+		t.Error("not delivered")
+	}
+}
+
 type replicating struct {
 	deliver.S3API
 	status s3types.ReplicationStatus

@@ -125,7 +125,12 @@ func (h *Target) archives(o *outcome, body string) ([]xevents.ObjectRef, int64) 
 	var refs []xevents.ObjectRef
 	var bytes int64
 	for _, ref := range parsed.Refs {
-		if ref.Removed() { // our own cleanup, or a replicated delete marker
+		// Our own cleanup, a replicated delete marker; or a tag set on an
+		// archive (the delivered tag while replication still copies it,
+		// on a store whose ObjectCreated:* notifications include
+		// tagging): its bytes are what was delivered, and delivering
+		// them again would tag it again, without end.
+		if ref.Removed() || ref.Retagged() {
 			h.metrics.Messages.WithLabelValues("ignored").Inc()
 			continue
 		}
