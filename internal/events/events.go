@@ -183,12 +183,12 @@ func parse(body []byte, depth int) (Message, error) {
 			// Sizes are summed into a batch's bytes: one past S3's
 			// largest object could wrap them.
 			return Message{}, fmt.Errorf("%w: Records[%d]: size %d of %s/%s is not between 0 and S3's largest object", ErrInvalid, i, ref.Size, ref.Bucket, ref.Key)
-		case !sequencerOK(ref.Sequencer):
+		case !ValidSequencer(ref.Sequencer):
 			// S3's are hex; one of anything else would be ordered
 			// wrongly, and written as a metadata header it could fail
 			// every write of its archive.
-			return Message{}, fmt.Errorf("%w: Records[%d]: sequencer %q of %s/%s is not hex (at most %d digits)", ErrInvalid, i, ref.Sequencer, ref.Bucket, ref.Key, maxSequencer)
-		case !headerSafe(ref.VersionID) || !headerSafe(ref.ETag):
+			return Message{}, fmt.Errorf("%w: Records[%d]: sequencer %q of %s/%s is not hex (at most %d digits)", ErrInvalid, i, ref.Sequencer, ref.Bucket, ref.Key, MaxSequencer)
+		case !HeaderSafe(ref.VersionID) || !HeaderSafe(ref.ETag):
 			return Message{}, fmt.Errorf("%w: Records[%d]: version %q or ETag %q of %s/%s is not a header-safe value", ErrInvalid, i, ref.VersionID, ref.ETag, ref.Bucket, ref.Key)
 		case ref.EventTime.IsZero():
 			// S3 dates every record; a delete's time orders it against a
@@ -205,13 +205,15 @@ func parse(body []byte, depth int) (Message, error) {
 // manifest.MaxObjectSize, which this package does not import).
 const maxObjectSize = 10_000 * 5 << 30
 
-// maxSequencer bounds a sequencer's digits (S3's have 16 to 18).
-const maxSequencer = 64
+// MaxSequencer bounds a sequencer's digits (S3's have 16 to 18).
+const MaxSequencer = 64
 
-// sequencerOK reports whether seq is none or hex digits, at most
-// maxSequencer of them.
-func sequencerOK(seq string) bool {
-	if len(seq) > maxSequencer {
+// ValidSequencer reports whether seq is none or hex digits, at most
+// MaxSequencer of them: S3's are, and one of anything else would be
+// ordered wrongly, and written as a metadata header could fail every
+// write of its archive.
+func ValidSequencer(seq string) bool {
+	if len(seq) > MaxSequencer {
 		return false
 	}
 	for i := 0; i < len(seq); i++ {
@@ -222,9 +224,9 @@ func sequencerOK(seq string) bool {
 	return true
 }
 
-// headerSafe reports whether v may travel as an HTTP header value (a
+// HeaderSafe reports whether v may travel as an HTTP header value (a
 // version id, an ETag), at most 1,024 bytes of printable ASCII.
-func headerSafe(v string) bool {
+func HeaderSafe(v string) bool {
 	if len(v) > 1024 {
 		return false
 	}

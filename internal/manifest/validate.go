@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/xrc-dev/xrc/internal/checksum"
+	"github.com/xrc-dev/xrc/internal/events"
 )
 
 // Limits S3 itself enforces; a manifest beyond them could not be written at
@@ -170,12 +171,12 @@ func (o *Object) validate(p func(format string, args ...any)) {
 	// that is not the source's own (the source checked them from S3)
 	// fails here as invalid, not at each write as a request the HTTP
 	// client refuses, which read as a transient write failure.
-	if !isHexUpTo(o.Sequencer, maxSequencer) {
-		p("sequencer %s is not hex (at most %d digits)", quote(o.Sequencer), maxSequencer)
+	if !events.ValidSequencer(o.Sequencer) {
+		p("sequencer %s is not hex (at most %d digits)", quote(o.Sequencer), events.MaxSequencer)
 	}
 	for _, h := range []struct{ name, value string }{{"versionId", o.VersionID}, {"etag", o.ETag}, {"storageClass", o.StorageClass}} {
-		if !printableASCII(h.value, maxHeaderToken) {
-			p("%s %s is not printable ASCII (at most %d bytes)", h.name, quote(h.value), maxHeaderToken)
+		if !events.HeaderSafe(h.value) {
+			p("%s %s is not a header-safe value (printable ASCII, at most 1,024 bytes)", h.name, quote(h.value))
 		}
 	}
 	if o.SHA256 != "" && !isLowerHex(o.SHA256, sha256HexLen) {
@@ -251,37 +252,6 @@ func checkKey(k string) error {
 // checkHeaderValue accepts what can travel in an HTTP header value: UTF-8
 // without control characters other than tab (CR and LF would split the
 // header at the destination).
-// maxSequencer bounds a sequencer's digits (S3's have 16 to 18), as the
-// events do; maxHeaderToken a version id's, ETag's or storage class's bytes.
-const (
-	maxSequencer   = 64
-	maxHeaderToken = 1024
-)
-
-func isHexUpTo(s string, n int) bool {
-	if len(s) > n {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
-			return false
-		}
-	}
-	return true
-}
-
-func printableASCII(s string, n int) bool {
-	if len(s) > n {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c > 0x7e {
-			return false
-		}
-	}
-	return true
-}
-
 func checkHeaderValue(v string) error {
 	if !utf8.ValidString(v) {
 		return errors.New("is not valid UTF-8")
