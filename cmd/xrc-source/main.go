@@ -36,7 +36,7 @@ func run(ctx context.Context, p *app.Process) error {
 		return err
 	}
 	table := stats.New(ddb, p.Config.TableName(), time.Now)
-	direct, err := source.DirectClients(p.Config, p.Region, func(r config.Region) (source.S3API, error) { return awsapi.CheckedS3(ctx, p.AWS, r) })
+	direct, err := source.DirectClients(p.Config, p.Region, rules, func(r config.Region) (source.S3API, error) { return awsapi.CheckedS3(ctx, p.AWS, r) })
 	if err != nil {
 		return app.NotStarted(err)
 	}

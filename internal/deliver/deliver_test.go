@@ -111,7 +111,7 @@ func (p *pipeline) startSourceReg(t testing.TB) (*prometheus.Registry, func() er
 	}
 	// Unchecked (awsapi.S3): TestDirectRegion runs one without its
 	// direct region's credentials.
-	direct, err := source.DirectClients(p.cfg, "us-east-1", func(r config.Region) (source.S3API, error) { return awsapi.S3(awsCfg, r), nil })
+	direct, err := source.DirectClients(p.cfg, "us-east-1", nil, func(r config.Region) (source.S3API, error) { return awsapi.S3(awsCfg, r), nil })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -255,6 +255,9 @@ const provenanceHeaders = 512
 // taggingHeaderMax, or than what its other headers leave of
 // objectHeaderMax.
 func lateTags(o *manifest.Object) bool {
+	if len(o.Tags) == 0 {
+		return false // nothing to set after the write
+	}
 	tags := len(tagging(o.Tags))
 	if tags > taggingHeaderMax {
 		return true

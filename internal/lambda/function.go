@@ -247,7 +247,7 @@ func (f *Function) buildSource(ctx context.Context, cfg *config.Config) (func(co
 	short := *cfg // the benchmark runs in init (Prepare): see initBenchmark
 	short.Settings.Adaptive.Benchmark = config.Duration(initBenchmark(cfg.Settings.Adaptive.Benchmark.D(), cfg.Settings.Lambda.MemoryMB))
 	cfg = &short
-	direct, err := source.DirectClients(cfg, region.Name, func(r config.Region) (source.S3API, error) { return awsapi.CheckedS3(ctx, f.aws, r) })
+	direct, err := source.DirectClients(cfg, region.Name, rules, func(r config.Region) (source.S3API, error) { return awsapi.CheckedS3(ctx, f.aws, r) })
 	if err != nil {
 		return nil, nil, err
 	}

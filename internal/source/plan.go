@@ -675,14 +675,16 @@ func optional(s string) *string {
 	return &s
 }
 
-// toStore reports whether rule delivers to an S3-compatible store (a
-// region with an S3 endpoint of its own), whose limits on metadata are
-// tighter than AWS's.
+// toStore reports whether rule delivers to S3-compatible stores only
+// (regions with an S3 endpoint of their own), whose limits on metadata are
+// tighter than AWS's. Beside an AWS destination, an object such a store
+// refuses is still archived for AWS: failed at the source, every
+// destination would lose it.
 func (w *Worker) toStore(rule *config.Rule) bool {
 	for _, d := range rule.Destinations {
-		if reg, ok := w.Config.Region(d.Region); ok && reg.S3Endpoint != "" {
-			return true
+		if reg, ok := w.Config.Region(d.Region); !ok || reg.S3Endpoint == "" {
+			return false
 		}
 	}
-	return false
+	return len(rule.Destinations) > 0
 }

@@ -264,14 +264,16 @@ func (w *Worker) Handle(stop context.Context, m *worker.Message) {
 }
 
 // DirectClients returns a client for each direct region (config
-// Region.Direct) a rule of region delivers to, made by s3
-// (awsapi.CheckedS3, which fails when the region's credentials cannot be
-// read).
-func DirectClients(cfg *config.Config, region string, s3 func(config.Region) (S3API, error)) (map[string]S3API, error) {
+// Region.Direct) a rule of region in ruleIDs (empty: every rule there)
+// delivers to, made by s3 (awsapi.CheckedS3, which fails when the
+// region's credentials cannot be read). Only the worker's own rules: its
+// role may read only their credentials, and another rule's region must
+// not keep it from starting.
+func DirectClients(cfg *config.Config, region string, ruleIDs []string, s3 func(config.Region) (S3API, error)) (map[string]S3API, error) {
 	m := map[string]S3API{}
 	for i := range cfg.Rules {
 		r := &cfg.Rules[i]
-		if r.SourceRegion != region {
+		if r.SourceRegion != region || (len(ruleIDs) > 0 && !slices.Contains(ruleIDs, r.ID)) {
 			continue
 		}
 		for _, reg := range cfg.DirectRegions(r) {

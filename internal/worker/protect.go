@@ -89,6 +89,12 @@ func (r *Runtime) guard(stop context.Context) {
 		case long && on && now.Sub(renewed) >= protectRenew:
 			if call("renewing the task's protection", protect) {
 				renewed = now
+			} else if now.Sub(renewed) >= protectFor {
+				// ECS has let it lapse: say so, and protect afresh
+				// once the agent answers again.
+				on = false
+				r.Metrics.Protected.Set(0)
+				r.Log.Warn("task protection lapsed: it could not be renewed", zap.Duration("since", now.Sub(renewed).Round(time.Second)))
 			}
 		case !long && on:
 			if call("unprotecting the task", r.Protector.Unprotect) {

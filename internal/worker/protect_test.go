@@ -142,3 +142,31 @@ func TestProtectionFailuresAndLimit(t *testing.T) {
 		t.Error("the lapse at the limit not said")
 	}
 }
+
+// TestProtectionLapsesUnrenewed: renewals that keep failing leave the task
+// unprotected once the last protection's 15 minutes are up, and
+// task_protected says so (it stayed 1); it is protected again once the
+// agent answers.
+func TestProtectionLapsesUnrenewed(t *testing.T) {
+	f := setup(t)
+	p := &protector{}
+	rt, m := f.protected(p)
+	f.held(t, rt)
+	f.pass(50 * time.Second)
+	p.want(t, "protected", "protect 15m0s")
+	p.mu.Lock()
+	p.fail = 1000
+	p.mu.Unlock()
+	f.pass(14 * time.Minute)
+	time.Sleep(100 * time.Millisecond)
+	if v := testutil.ToFloat64(m.Protected); v != 1 {
+		t.Fatalf("task_protected %v before the protection's end", v)
+	}
+	f.pass(2 * time.Minute)
+	within(t, 5*time.Second, "lapse said", func() bool { return testutil.ToFloat64(m.Protected) == 0 })
+	p.mu.Lock()
+	p.fail = 0
+	p.mu.Unlock()
+	f.pass(2 * time.Minute)
+	p.want(t, "protected again", "protect 15m0s", "protect 15m0s")
+}
