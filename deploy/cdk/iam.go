@@ -126,6 +126,15 @@ func (s *regionStack) sourceGrants(rule *config.Rule, q *workQueue) grants {
 	if arns := directCredentials(s.d.Config, rule); len(arns) > 0 {
 		p.allow("DirectCredentials", []string{"ssm:GetParameter"}, arns, nil, "")
 	}
+	// A direct region of this partition without credentials of its own
+	// is written with the task role's.
+	for i, reg := range s.d.Config.DirectRegions(rule) {
+		if reg.S3Credentials == "" {
+			p.allow(fmt.Sprintf("CopyToDirect%d", i), []string{"s3:PutObject", "s3:AbortMultipartUpload"},
+				[]string{s3ObjectsARN(reg.StagingBucket, stagingPrefix(rule.ID))}, nil,
+				"archives under the rule's own prefix <ruleId>/ of a direct region's staging bucket")
+		}
+	}
 	s.commonGrants(p, q)
 	return *p
 }

@@ -72,6 +72,14 @@ func (s *regionStack) newSourceWorker(cluster awsecs.Cluster, rule *config.Rule)
 	w := &worker{Kind: sourceKind, Rule: rule, Queue: q, Compute: rule.Compute, Grants: s.sourceGrants(rule, q), Options: s.d.Options.Source}
 	env := map[string]*string{"XRC_RULES": jsii.String(rule.ID)}
 	if w.Compute.Fargate() {
+		if _, own := s.d.Options.VPCs[s.plan.Region.Name]; !own && len(s.d.Config.DirectRegions(rule)) > 0 {
+			// Its tasks copy each archive there themselves, and the VPC
+			// this app creates reaches only this region's endpoints:
+			// every copy would fail, and the rule's messages with it.
+			awscdk.Annotations_Of(s.Stack).AddError(jsii.String(fmt.Sprintf(
+				"rule %s delivers to a direct region, which its source tasks copy archives to themselves; in the VPC this app creates in %s (no NAT) they reach nothing outside it: "+
+					"deploy into existingVpcs with egress, or run the rule on compute lambda (functions outside any VPC)", rule.ID, s.plan.Region.Name)))
+		}
 		w.Role = s.taskRole("Source-"+rule.ID, "xrc source worker of rule "+rule.ID)
 		s.grantAll(w.Role, w.Grants)
 		s.addService(cluster, "Source-"+rule.ID, w, env)

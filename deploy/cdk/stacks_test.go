@@ -1371,9 +1371,26 @@ func TestDirectRegion(t *testing.T) {
 	if err := os.WriteFile(path, doc, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s, err := synthApp(map[string]any{"config": path})
+	// Its source tasks copy archives there: in the VPC the app creates
+	// (no NAT) they could not, and the synth says so.
+	isolated, err := synthApp(map[string]any{"config": path})
 	if err != nil {
 		t.Fatal(err)
+	}
+	var msgs []string
+	for _, e := range *assertions.Annotations_FromStack(isolated.d.Stacks["us-east-1"]).FindError(jsii.String("*"), assertions.Match_AnyValue()) {
+		msgs = append(msgs, message(e))
+	}
+	if all := strings.Join(msgs, "\n"); !strings.Contains(all, "rule logs delivers to a direct region") || !strings.Contains(all, "existingVpcs with egress") {
+		t.Errorf("no error for source tasks that cannot reach the direct region: %q", all)
+	}
+	s, err := synthApp(map[string]any{"config": path,
+		"existingVpcs": `{"us-east-1": {"vpcId": "vpc-1", "subnetIds": ["subnet-1", "subnet-2"], "availabilityZones": ["us-east-1a", "us-east-1b"]}}`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range *assertions.Annotations_FromStack(s.d.Stacks["us-east-1"]).FindError(jsii.String("*"), assertions.Match_AnyValue()) {
+		t.Errorf("with egress: %s", message(e))
 	}
 	if _, ok := s.tmpl["ap-southeast-2"]; ok {
 		t.Error("a stack for the direct region")
@@ -1405,5 +1422,22 @@ func TestDirectRegion(t *testing.T) {
 	}
 	if !has("<SourcelogsTaskRole", "ReadBackArchives", []string{"s3:GetObject", "s3:GetObjectVersion"}, "/logs/*") {
 		t.Error("the logs rule's source role may not read back the archives it copies")
+	}
+	// With credentials of its own, the task role writes nothing there;
+	// without (this partition), it writes the rule's archives there.
+	if has("<SourcelogsTaskRole", "CopyToDirect0", []string{"s3:PutObject", "s3:AbortMultipartUpload"}, "") {
+		t.Error("the task role may write to a direct region that has credentials of its own")
+	}
+	delete(apse2, "s3Credentials")
+	doc, _ = json.Marshal(m)
+	if err := os.WriteFile(path, doc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = synthApp(map[string]any{"config": path,
+		"existingVpcs": `{"us-east-1": {"vpcId": "vpc-1", "subnetIds": ["subnet-1", "subnet-2"], "availabilityZones": ["us-east-1a", "us-east-1b"]}}`}); err != nil {
+		t.Fatal(err)
+	}
+	if !has("<SourcelogsTaskRole", "CopyToDirect0", []string{"s3:PutObject", "s3:AbortMultipartUpload"}, ":::"+apse2["stagingBucket"].(string)+"/logs/*") {
+		t.Error("the task role may not write the archives it copies to a direct region without credentials of its own")
 	}
 }

@@ -600,6 +600,11 @@ func (c *Config) applyDefaults() {
 			*d.v = d.def
 		}
 	}
+	if l.Margin == 0 && l.Timeout != 0 {
+		// At most half a short timeout, as validation asks: 30 s of a
+		// 45 s timeout refused a margin nobody had set.
+		l.Margin = Duration(min(DefaultLambdaMargin, l.Timeout.D()/2))
+	}
 	for _, d := range []struct {
 		v   *Duration
 		def time.Duration

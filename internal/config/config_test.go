@@ -1121,3 +1121,24 @@ func TestDuplicateKeysCheckIsLinear(t *testing.T) {
 		}
 	}
 }
+
+// TestShortLambdaTimeout: a timeout the schema allows (40 s and more) takes
+// a margin of at most half of it, unless the config sets one: 45 s was
+// refused for the 30 s default margin nobody had set.
+func TestShortLambdaTimeout(t *testing.T) {
+	c, err := Parse(mutate(t, func(d map[string]any) {
+		obj(d, "settings")["lambda"] = map[string]any{"timeout": "45s"}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := c.Settings.Lambda.Margin.D(); m != 22500*time.Millisecond {
+		t.Errorf("margin %v, want 22.5s", m)
+	}
+	c, err = Parse(mutate(t, func(d map[string]any) {
+		obj(d, "settings")["lambda"] = map[string]any{"timeout": "5m"}
+	}))
+	if err != nil || c.Settings.Lambda.Margin.D() != DefaultLambdaMargin {
+		t.Errorf("5m: %v, margin %v", err, c.Settings.Lambda.Margin)
+	}
+}

@@ -301,6 +301,8 @@ func failureKind(err error) string {
 		return "missing"
 	case errors.Is(err, ErrRetagBeforeWrite):
 		return "retag_wait"
+	case errors.Is(err, ErrRejected):
+		return "rejected" // the config does not send it there: no write's fault
 	}
 	return errorKind(err)
 }

@@ -93,4 +93,17 @@ func TestLateTagsCountEveryHeader(t *testing.T) {
 	if !lateTags(o) {
 		t.Error("tags beside 100 metadata keys sent with the write")
 	}
+	o.Tags = nil
+	if lateTags(o) {
+		t.Error("no tags, yet tags to set after the write (a DeleteObjectTagging after each write)")
+	}
+}
+
+// TestRejectedArchivesSaySo: the line that settles a rejected archive's
+// message says kind rejected (the config sends it nowhere), not write: on
+// call looked at the destinations' permissions.
+func TestRejectedArchivesSaySo(t *testing.T) {
+	if k := failureKind(fmt.Errorf("s3://b/k: %w: archive a: not where rule r sends this key", ErrRejected)); k != "rejected" {
+		t.Errorf("kind %q", k)
+	}
 }
