@@ -18,7 +18,7 @@ CGO_CFLAGS  ?= -O3 -g
 export CGO_CFLAGS
 
 .DEFAULT_GOAL := help
-.PHONY: help build test race unit lint demo chaos bench bench-adaptive bench-e2e fuzz synth cdk-test stack-up stack-down stack-status clean
+.PHONY: help build test race unit lint demo chaos bench bench-adaptive bench-e2e fuzz synth cdk-test stack-up stack-down stack-status stack-wipe clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z0-9-]+:.*## / {printf "  \033[1m%-13s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -99,6 +99,9 @@ stack-down: ## Stop the local stack
 
 stack-status: ## Show the local stack's services
 	$(STACK) status
+
+stack-wipe: ## Stop the local stack and delete its S3 data (demo runs and failed tests keep theirs)
+	$(STACK) wipe
 
 clean: ## Remove build output
 	rm -rf bin
