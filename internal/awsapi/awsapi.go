@@ -10,8 +10,11 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/defaults"
@@ -293,4 +296,25 @@ func IsAccessDenied(err error) bool {
 		return true
 	}
 	return status(err) == http.StatusForbidden
+}
+
+// URL names bucket/key as s3://bucket/key for messages a person reads,
+// with the key's control characters escaped: a key is anyone's to name,
+// and printed raw one could forge lines of a report ("differences: none")
+// or drive the terminal it is printed on.
+func URL(bucket, key string) string {
+	if utf8.ValidString(key) && strings.IndexFunc(key, unicode.IsControl) < 0 {
+		return "s3://" + bucket + "/" + key
+	}
+	var b strings.Builder
+	b.WriteString("s3://" + bucket + "/")
+	for _, r := range strings.ToValidUTF8(key, "\uFFFD") {
+		if unicode.IsControl(r) {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		} else {
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }

@@ -102,3 +102,20 @@ func TestS3Client(t *testing.T) {
 		t.Error("the HTTP client of the config, shared with other clients, was changed")
 	}
 }
+
+// TestURLEscapesKeys: a key's control characters are escaped where it is
+// named for a person: printed raw, one forged a report's
+// "differences: none" line, or drove the terminal.
+func TestURLEscapesKeys(t *testing.T) {
+	for key, want := range map[string]string{
+		"logs/a b.txt":            "s3://b/logs/a b.txt",
+		"x\ndifferences: none\ny": `s3://b/x\ndifferences: none\ny`,
+		"t\x1b[2Jclear":           `s3://b/t\x1b[2Jclear`,
+		"caf\xe9":                 "s3://b/caf\uFFFD",
+		"ünïcode/ok":              "s3://b/ünïcode/ok",
+	} {
+		if got := URL("b", key); got != want {
+			t.Errorf("URL(%q) = %q, want %q", key, got, want)
+		}
+	}
+}

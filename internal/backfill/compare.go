@@ -256,7 +256,7 @@ func (r *run) tagsDiffer(ctx context.Context, c *candidate) (bool, error) {
 	case awsapi.IsNotFound(err):
 		return false, nil
 	case err != nil:
-		return false, fmt.Errorf("tags of s3://%s/%s: %w", r.o.Rule.SourceBucket, c.o.Key, err)
+		return false, fmt.Errorf("tags of %s: %w", awsapi.URL(r.o.Rule.SourceBucket, c.o.Key), err)
 	}
 	src := awsapi.TagMap(out.TagSet)
 	for di, d := range r.dests {
@@ -265,7 +265,7 @@ func (r *run) tagsDiffer(ctx context.Context, c *candidate) (bool, error) {
 		case awsapi.IsNotFound(err):
 			continue
 		case err != nil:
-			return false, fmt.Errorf("tags of s3://%s/%s: %w", d.d.Bucket, c.keys[di], err)
+			return false, fmt.Errorf("tags of %s: %w", awsapi.URL(d.d.Bucket, c.keys[di]), err)
 		}
 		if !maps.Equal(src, awsapi.TagMap(out.TagSet)) {
 			return true, nil
@@ -281,7 +281,7 @@ func head(ctx context.Context, api DestAPI, bucket, key string) (state, error) {
 		return state{headed: true}, nil
 	}
 	if err != nil {
-		return state{}, fmt.Errorf("head s3://%s/%s: %w", bucket, key, err)
+		return state{}, fmt.Errorf("head %s: %w", awsapi.URL(bucket, key), err)
 	}
 	return state{found: true, size: aws.ToInt64(out.ContentLength), headed: true, meta: out.Metadata}, nil
 }

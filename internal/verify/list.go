@@ -45,7 +45,7 @@ func (c *cursor) peek(ctx context.Context) (*entry, error) {
 		}
 		page, err := c.pages.NextPage(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("listing s3://%s/%s: %w", c.bucket, c.prefix, err)
+			return nil, fmt.Errorf("listing %s: %w", awsapi.URL(c.bucket, c.prefix), err)
 		}
 		c.buf = c.merge(page)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -39,9 +40,19 @@ func NewCSVReport(w io.Writer) (*CSVReport, error) {
 
 // Add writes d's row.
 func (r *CSVReport) Add(d Difference) error {
-	return r.w.Write([]string{string(d.Kind), d.Region, d.SourceBucket, d.SourceKey, d.DestinationBucket, d.DestinationKey,
+	return r.w.Write([]string{string(d.Kind), d.Region, d.SourceBucket, textCell(d.SourceKey), d.DestinationBucket, textCell(d.DestinationKey),
 		intCell(d.SourceSize), intCell(d.DestinationSize), timeCell(d.SourceModified), timeCell(d.ReplicatedModified),
-		strconv.FormatBool(d.WrittenByXRC), d.Detail})
+		strconv.FormatBool(d.WrittenByXRC), textCell(d.Detail)})
+}
+
+// textCell keeps a spreadsheet from reading a key as a formula: keys are
+// anyone's to name, and one like =HYPERLINK(...) would run when the
+// report is opened. A leading ' is what spreadsheets take as "text".
+func textCell(s string) string {
+	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+		return "'" + s
+	}
+	return s
 }
 
 // Close flushes the rows; the summary goes to the terminal, not the CSV.

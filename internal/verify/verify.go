@@ -473,7 +473,7 @@ func (r *run) handle(ctx context.Context, j job) error {
 	if awsapi.IsNotFound(err) {
 		head = nil // deleted since it was listed
 	} else if err != nil {
-		return fmt.Errorf("head s3://%s/%s: %w", d.Bucket, j.dstKey, err)
+		return fmt.Errorf("head %s: %w", awsapi.URL(d.Bucket, j.dstKey), err)
 	}
 	if j.src == nil {
 		if head == nil {
@@ -515,7 +515,7 @@ func (r *run) handle(ctx context.Context, j job) error {
 			return r.extra(j, head, "its source was deleted while verify ran")
 		}
 		if err != nil {
-			return fmt.Errorf("head s3://%s/%s: %w", r.rule.SourceBucket, j.srcKey, err)
+			return fmt.Errorf("head %s: %w", awsapi.URL(r.rule.SourceBucket, j.srcKey), err)
 		}
 		src = sourceOf(sh)
 		v = Compare(src, dst)
@@ -587,7 +587,7 @@ func (r *run) sourceExists(ctx context.Context, key string) (bool, error) {
 	case awsapi.IsNotFound(err):
 		return false, nil
 	case err != nil:
-		return false, fmt.Errorf("head s3://%s/%s: %w", r.rule.SourceBucket, key, err)
+		return false, fmt.Errorf("head %s: %w", awsapi.URL(r.rule.SourceBucket, key), err)
 	}
 	return true, nil
 }
@@ -626,7 +626,7 @@ func (r *run) hash(ctx context.Context, key, etag string, algs []Algorithm) (Sum
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("get s3://%s/%s: %w", r.rule.SourceBucket, key, err)
+		return nil, fmt.Errorf("get %s: %w", awsapi.URL(r.rule.SourceBucket, key), err)
 	}
 	defer out.Body.Close()
 	hs := make([]hash.Hash, len(algs))
@@ -636,7 +636,7 @@ func (r *run) hash(ctx context.Context, key, etag string, algs []Algorithm) (Sum
 		ws[i] = hs[i]
 	}
 	if _, err := io.Copy(io.MultiWriter(ws...), out.Body); err != nil {
-		return nil, fmt.Errorf("reading s3://%s/%s: %w", r.rule.SourceBucket, key, err)
+		return nil, fmt.Errorf("reading %s: %w", awsapi.URL(r.rule.SourceBucket, key), err)
 	}
 	sums := make(Sums, len(algs))
 	for i, alg := range algs {
@@ -706,7 +706,7 @@ func (r *run) tags(ctx context.Context, dst S3API, bucket string, j job) (why st
 	read := func(c S3API, bucket, key string) (map[string]string, error) {
 		out, err := c.GetObjectTagging(ctx, &s3.GetObjectTaggingInput{Bucket: &bucket, Key: &key})
 		if err != nil {
-			return nil, fmt.Errorf("tags of s3://%s/%s: %w", bucket, key, err)
+			return nil, fmt.Errorf("tags of %s: %w", awsapi.URL(bucket, key), err)
 		}
 		return awsapi.TagMap(out.TagSet), nil
 	}
