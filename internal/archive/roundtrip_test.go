@@ -553,6 +553,26 @@ func TestReaderSourceErrorIsNotInvalid(t *testing.T) {
 	}
 }
 
+// TestManifestReadErrorIsNotInvalid: a source that fails while the
+// manifest itself is read (a large one: thousands of objects) gives its
+// own error, not ErrInvalid: a connection reset would otherwise read as a
+// corrupt archive, retried at once and alarmed on as a verify failure.
+func TestManifestReadErrorIsNotInvalid(t *testing.T) {
+	specs := make([]spec, 3000)
+	for i := range specs {
+		specs[i] = spec{key: fmt.Sprintf("logs/2026/12/06/a-rather-long-key-for-a-large-manifest-%06d.json", i), data: []byte{byte(i)}}
+	}
+	data := writeArchive(t, nil, newManifest("src", specs), specs)
+	if len(data) < 16_000 {
+		t.Fatalf("archive of %d bytes: the manifest would be read whole before the failure", len(data))
+	}
+	boom := errors.New("connection reset")
+	_, err := NewReader(io.MultiReader(bytes.NewReader(data[:8000]), iotest.ErrReader(boom)), ReaderOptions{})
+	if !errors.Is(err, boom) || errors.Is(err, ErrInvalid) {
+		t.Fatalf("got %v, want the source error, not ErrInvalid", err)
+	}
+}
+
 func TestErrorFormat(t *testing.T) {
 	tests := []struct {
 		e    Error

@@ -248,6 +248,13 @@ func TestValidate(t *testing.T) {
 			m.Objects[2].Member = TrailerName(m.Objects[0].Member)
 		}, "is also used by objects[0]"},
 		{"member inside another member", func(m *Manifest) { m.Objects[2].Member = m.Objects[0].Member + "/inner" }, "is inside member"},
+		// The same with the outer member's digest in a trailer, whose
+		// name (X.sha256: '.' sorts before '/') would sit between X and
+		// X/inner in plain byte order and hide the nesting.
+		{"member inside a member with a trailer", func(m *Manifest) {
+			m.Objects[0].SHA256, m.Objects[0].ChecksumAlgorithm, m.Objects[0].Checksum = "", "", ""
+			m.Objects[2].Member = m.Objects[0].Member + "/inner"
+		}, "is inside member"},
 		{"no destinations", func(m *Manifest) { m.Objects[0].Destinations = nil }, "no destinations"},
 		{"destination region", func(m *Manifest) { m.Objects[0].Destinations[1].Region = "" }, "destinations[1]: region is empty"},
 		{"destination bucket", func(m *Manifest) { m.Objects[0].Destinations[0].Bucket = "" }, "destinations[0]: bucket is empty"},

@@ -235,8 +235,17 @@ func (f *fixture) held(t *testing.T, rt *worker.Runtime) *worker.Message {
 // cancelled with ErrReceiptLost and the message leaves the held set.
 func TestReceiptLostStopsWork(t *testing.T) {
 	f := setup(t)
-	rt, m := f.runtime(f.client, 1)
-	msg := f.held(t, rt)
+	api := &failingDeletes{API: f.client, tries: map[string]int{}}
+	rt, m := f.runtime(api, 1)
+	got := make(chan *worker.Message, 1)
+	stop := start(t, rt, role{func(_ context.Context, msg *worker.Message) { got <- msg }})
+	f.send(t, s3Event)
+	var msg *worker.Message
+	select {
+	case msg = <-got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no message")
+	}
 	// Someone else settles it: its receipt is no longer valid.
 	if _, err := f.client.DeleteMessage(context.Background(), &sqs.DeleteMessageInput{QueueUrl: &f.url, ReceiptHandle: &msg.ReceiptHandle}); err != nil {
 		t.Fatal(err)
@@ -255,8 +264,14 @@ func TestReceiptLostStopsWork(t *testing.T) {
 		t.Errorf("receipt_lost counted %v times", v)
 	}
 	msg.Ack() // a no-op now: nothing to settle
+	stop()    // Run waits for pending deletes
 	if v := testutil.ToFloat64(m.Messages.WithLabelValues("acked")); v != 0 {
 		t.Errorf("a lost message was acknowledged")
+	}
+	api.mu.Lock()
+	defer api.mu.Unlock()
+	if n := api.tries[msg.ReceiptHandle]; n != 0 {
+		t.Errorf("a lost message's stale receipt sent to DeleteMessageBatch %d times: another delivery holds it now", n)
 	}
 }
 
