@@ -218,15 +218,22 @@ func TestAckFailureDoesNotHoldForever(t *testing.T) {
 // returns its message.
 func (f *fixture) held(t *testing.T, rt *worker.Runtime) *worker.Message {
 	t.Helper()
+	msg, _ := f.heldUntil(t, rt)
+	return msg
+}
+
+// heldUntil is held, with the stop of the runtime it starts.
+func (f *fixture) heldUntil(t *testing.T, rt *worker.Runtime) (*worker.Message, func()) {
+	t.Helper()
 	got := make(chan *worker.Message, 1)
-	start(t, rt, role{func(_ context.Context, msg *worker.Message) { got <- msg }})
+	stop := start(t, rt, role{func(_ context.Context, msg *worker.Message) { got <- msg }})
 	f.send(t, s3Event)
 	select {
 	case msg := <-got:
-		return msg
+		return msg, stop
 	case <-time.After(10 * time.Second):
 		t.Fatal("no message")
-		return nil
+		return nil, stop
 	}
 }
 
@@ -237,15 +244,7 @@ func TestReceiptLostStopsWork(t *testing.T) {
 	f := setup(t)
 	api := &failingDeletes{API: f.client, tries: map[string]int{}}
 	rt, m := f.runtime(api, 1)
-	got := make(chan *worker.Message, 1)
-	stop := start(t, rt, role{func(_ context.Context, msg *worker.Message) { got <- msg }})
-	f.send(t, s3Event)
-	var msg *worker.Message
-	select {
-	case msg = <-got:
-	case <-time.After(10 * time.Second):
-		t.Fatal("no message")
-	}
+	msg, stop := f.heldUntil(t, rt)
 	// Someone else settles it: its receipt is no longer valid.
 	if _, err := f.client.DeleteMessage(context.Background(), &sqs.DeleteMessageInput{QueueUrl: &f.url, ReceiptHandle: &msg.ReceiptHandle}); err != nil {
 		t.Fatal(err)
@@ -346,15 +345,7 @@ func TestHealthReportsStuckWorker(t *testing.T) {
 func TestDrainReleasesUnfinished(t *testing.T) {
 	f := setup(t)
 	rt, m := f.runtime(f.client, 1)
-	got := make(chan *worker.Message, 1)
-	stop := start(t, rt, role{func(_ context.Context, msg *worker.Message) { got <- msg }})
-	f.send(t, s3Event)
-	var msg *worker.Message
-	select {
-	case msg = <-got:
-	case <-time.After(10 * time.Second):
-		t.Fatal("no message")
-	}
+	msg, stop := f.heldUntil(t, rt)
 	done := make(chan struct{})
 	go func() { stop(); close(done) }()
 	// The drain timer, then its end.
