@@ -133,6 +133,10 @@ func (s *regionStack) sourceGrants(rule *config.Rule, q *workQueue) grants {
 			p.allow(fmt.Sprintf("CopyToDirect%d", i), []string{"s3:PutObject", "s3:AbortMultipartUpload"},
 				[]string{s3ObjectsARN(reg.StagingBucket, stagingPrefix(rule.ID))}, nil,
 				"archives under the rule's own prefix <ruleId>/ of a direct region's staging bucket")
+			// Its staging bucket is an xrc deployment's, SSE-KMS with
+			// that deployment's key (multipart uploads need Decrypt).
+			p.allow(fmt.Sprintf("EncryptDirect%d", i), []string{"kms:GenerateDataKey", "kms:Decrypt"}, []string{"*"},
+				s3KeyConditions(reg.Name, reg.StagingBucket, stagingPrefix(rule.ID)), whyKMSViaS3)
 		}
 	}
 	s.commonGrants(p, q)

@@ -1440,4 +1440,15 @@ func TestDirectRegion(t *testing.T) {
 	if !has("<SourcelogsTaskRole", "CopyToDirect0", []string{"s3:PutObject", "s3:AbortMultipartUpload"}, ":::"+apse2["stagingBucket"].(string)+"/logs/*") {
 		t.Error("the task role may not write the archives it copies to a direct region without credentials of its own")
 	}
+	// Through that region's S3 with its staging bucket's key.
+	kms := false
+	for _, st := range statements(s.json["us-east-1"]) {
+		if strings.HasPrefix(st.Role, "<SourcelogsTaskRole") && st.Sid == "EncryptDirect0" && slices.Equal(st.Actions, []string{"kms:GenerateDataKey", "kms:Decrypt"}) &&
+			strings.Contains(fmtCondition(st.Condition), "s3.ap-southeast-2.amazonaws.com") {
+			kms = true
+		}
+	}
+	if !kms {
+		t.Error("the task role may not use the direct region's staging key: every copy would be refused")
+	}
 }

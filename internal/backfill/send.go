@@ -89,7 +89,7 @@ func (s *sender) sendBatch(ctx context.Context, entries []sqstypes.SendMessageBa
 				return fmt.Errorf("sending events to %s: SQS reported a failure of unknown entry %q", s.url, aws.ToString(f.Id))
 			}
 			if f.SenderFault || attempt+1 >= sendAttempts {
-				return fmt.Errorf("sending the event of %s/%s to %s: %s: %s", refs[i].Bucket, refs[i].Key, s.url, aws.ToString(f.Code), aws.ToString(f.Message))
+				return fmt.Errorf("sending the event of %s to %s: %s: %s", awsapi.URL(refs[i].Bucket, refs[i].Key), s.url, aws.ToString(f.Code), aws.ToString(f.Message))
 			}
 			retry = append(retry, all[i])
 		}

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"hash/crc32"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -308,5 +309,11 @@ func TestCSVKeysAreNotFormulas(t *testing.T) {
 	}
 	if !bytes.Contains(b.Bytes(), []byte(",plain,")) {
 		t.Error("a plain key changed")
+	}
+	// Dropping one leading ' gives every key back, so -x and '-x differ.
+	for _, k := range []string{"-x", "'-x", "'abc", "=1"} {
+		if got := strings.TrimPrefix(textCell(k), "'"); got != k {
+			t.Errorf("%q written as %q, read back as %q", k, textCell(k), got)
+		}
 	}
 }

@@ -47,9 +47,11 @@ func (r *CSVReport) Add(d Difference) error {
 
 // textCell keeps a spreadsheet from reading a key as a formula: keys are
 // anyone's to name, and one like =HYPERLINK(...) would run when the
-// report is opened. A leading ' is what spreadsheets take as "text".
+// report is opened. A leading ' is what spreadsheets take as "text"; a
+// key that starts with ' gets one too, so dropping one leading ' always
+// gives the key back (the JSON report holds keys as they are).
 func textCell(s string) string {
-	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+	if s != "" && strings.ContainsRune("=+-@\t\r'", rune(s[0])) {
 		return "'" + s
 	}
 	return s
