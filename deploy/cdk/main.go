@@ -77,6 +77,15 @@ func build(app awscdk.App) (*deployment, error) {
 		return nil, err
 	}
 	d.addStacks(app)
+	// What xrc config validate warns of, in the synth's output: a config
+	// deployed without that check is seen here (on the first stack: an
+	// annotation on the app itself is not reported).
+	if len(d.Plan.Regions) > 0 {
+		first := d.Stacks[d.Plan.Regions[0].Region.Name]
+		for _, w := range d.Config.Warnings() {
+			awscdk.Annotations_Of(first).AddWarningV2(jsii.String("xrc:config"), jsii.String(w.Error()))
+		}
+	}
 	return d, nil
 }
 

@@ -1319,6 +1319,40 @@ func TestPrebuiltImageOutOfReach(t *testing.T) {
 	}
 }
 
+// TestConfigWarningsInSynth: what xrc config validate warns of shows in
+// the synth's output.
+func TestConfigWarningsInSynth(t *testing.T) {
+	doc, err := os.ReadFile("../../configs/example.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(doc, &m); err != nil {
+		t.Fatal(err)
+	}
+	rules := m["rules"].([]any)
+	dests := rules[0].(map[string]any)["destinations"].([]any)
+	dests[0].(map[string]any)["prefix"] = "" // a key equal to the rule prefix maps to an empty key
+	doc, _ = json.Marshal(m)
+	path := filepath.Join(t.TempDir(), "warn.json")
+	if err := os.WriteFile(path, doc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := synthApp(map[string]any{"config": path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msgs []string
+	for _, st := range s.d.Stacks {
+		for _, w := range *assertions.Annotations_FromStack(st).FindWarning(jsii.String("*"), assertions.Match_AnyValue()) {
+			msgs = append(msgs, message(w))
+		}
+	}
+	if all := strings.Join(msgs, "\n"); !strings.Contains(all, "maps to an empty key") {
+		t.Errorf("the config's warning is not in the synth's output: %q", all)
+	}
+}
+
 // TestBuildRejects: configs or options the app cannot deploy fail the
 // synth with the reason, before anything is built.
 func TestBuildRejects(t *testing.T) {

@@ -160,6 +160,7 @@ func Start(ctx context.Context, name string, args []string, getenv func(string) 
 		return nil, err
 	}
 	log = log.With(zap.String("service", name), zap.String("region", f.Region))
+	LogWarnings(log, cfg)
 	p := &Process{
 		Name: name, Config: cfg, Region: f.Region, Log: log, AWS: awsCfg, Flags: f,
 		Registry: metrics.NewRegistry(),
@@ -379,4 +380,13 @@ func SourceRules(cfg *config.Config, region string, f Flags) ([]string, string, 
 			rules, held, config.SQSInFlight)
 	}
 	return rules, cfg.SourceQueueName(rules[0]), nil
+}
+
+// LogWarnings says, at warn, what `xrc config validate` warns of in cfg
+// (a plain-HTTP store, functions short of memory...): a config deployed
+// without that check is seen in the workers' logs.
+func LogWarnings(log *zap.Logger, cfg *config.Config) {
+	for _, w := range cfg.Warnings() {
+		log.Warn("config warning", zap.String("field", w.Path), zap.String("warning", w.Msg))
+	}
 }

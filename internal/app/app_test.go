@@ -133,6 +133,29 @@ func TestMetricsFlushedAfterDrain(t *testing.T) {
 	}
 }
 
+// TestConfigWarningsLogged: what xrc config validate warns of is said in
+// the worker's log too (a config deployed without the check was silent).
+func TestConfigWarningsLogged(t *testing.T) {
+	startLocal(t)
+	data, err := os.ReadFile(os.Getenv("XRC_CONFIG"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data = []byte(strings.Replace(string(data), "https://127.0.0.1:9002", "http://store.example:9002", 1))
+	if err := os.WriteFile(os.Getenv("XRC_CONFIG"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out syncBuffer
+	p, err := Start(context.Background(), "xrc-test", nil, os.Getenv, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Stop()
+	if !strings.Contains(out.String(), `"msg":"config warning"`) || !strings.Contains(out.String(), "plain HTTP") {
+		t.Errorf("no config warning in the log:\n%s", out.String())
+	}
+}
+
 // TestCheckTable: a worker whose deployment's table is missing (the
 // region's stack not deployed, a stackName mistyped) does not start, and
 // says which table and region; it retried every archive to the DLQ with

@@ -136,6 +136,7 @@ func New(ctx context.Context, env Env, awsCfg aws.Config, stdout io.Writer) (*Fu
 	f.raw, f.readAt = raw, f.now()
 	f.log.Info("starting", zap.String("version", app.Version), zap.String("role", env.Role), zap.String("config", env.Flags.Config),
 		zap.Duration("configTTL", env.ConfigTTL))
+	app.LogWarnings(f.log, cfg)
 	return f, nil
 }
 
