@@ -1300,10 +1300,7 @@ func TestPrebuiltImageOutOfReach(t *testing.T) {
 		t.Fatal(err)
 	}
 	for region, st := range s.d.Stacks {
-		var msgs []string
-		for _, e := range *assertions.Annotations_FromStack(st).FindError(jsii.String("*"), assertions.Match_AnyValue()) {
-			msgs = append(msgs, message(e))
-		}
+		msgs := annotations(st, true)
 		all := strings.Join(msgs, "\n")
 		wantSource := region == "us-east-1" // the only region with a source
 		wantTarget := region == "eu-west-1" // us-east-1's ECR; ap-southeast-2 runs its targets on Lambda
@@ -1322,6 +1319,27 @@ func TestPrebuiltImageOutOfReach(t *testing.T) {
 // TestConfigWarningsInSynth: what xrc config validate warns of shows in
 // the synth's output.
 func TestConfigWarningsInSynth(t *testing.T) {
+	path := exampleWith(t, func(m map[string]any) {
+		dests := m["rules"].([]any)[0].(map[string]any)["destinations"].([]any)
+		dests[0].(map[string]any)["prefix"] = "" // a key equal to the rule prefix maps to an empty key
+	})
+	s, err := synthApp(map[string]any{"config": path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msgs []string
+	for _, st := range s.d.Stacks {
+		msgs = append(msgs, annotations(st, false)...)
+	}
+	if all := strings.Join(msgs, "\n"); !strings.Contains(all, "maps to an empty key") {
+		t.Errorf("the config's warning is not in the synth's output: %q", all)
+	}
+}
+
+// exampleWith writes configs/example.json, changed by edit, to a file of
+// the test's and returns its path.
+func exampleWith(t *testing.T, edit func(m map[string]any)) string {
+	t.Helper()
 	doc, err := os.ReadFile("../../configs/example.json")
 	if err != nil {
 		t.Fatal(err)
@@ -1330,27 +1348,26 @@ func TestConfigWarningsInSynth(t *testing.T) {
 	if err := json.Unmarshal(doc, &m); err != nil {
 		t.Fatal(err)
 	}
-	rules := m["rules"].([]any)
-	dests := rules[0].(map[string]any)["destinations"].([]any)
-	dests[0].(map[string]any)["prefix"] = "" // a key equal to the rule prefix maps to an empty key
+	edit(m)
 	doc, _ = json.Marshal(m)
-	path := filepath.Join(t.TempDir(), "warn.json")
+	path := filepath.Join(t.TempDir(), "config.json")
 	if err := os.WriteFile(path, doc, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s, err := synthApp(map[string]any{"config": path})
-	if err != nil {
-		t.Fatal(err)
+	return path
+}
+
+// annotations are the messages of st's errors (or warnings).
+func annotations(st awscdk.Stack, errs bool) []string {
+	find := assertions.Annotations_FromStack(st).FindWarning
+	if errs {
+		find = assertions.Annotations_FromStack(st).FindError
 	}
 	var msgs []string
-	for _, st := range s.d.Stacks {
-		for _, w := range *assertions.Annotations_FromStack(st).FindWarning(jsii.String("*"), assertions.Match_AnyValue()) {
-			msgs = append(msgs, message(w))
-		}
+	for _, a := range *find(jsii.String("*"), assertions.Match_AnyValue()) {
+		msgs = append(msgs, message(a))
 	}
-	if all := strings.Join(msgs, "\n"); !strings.Contains(all, "maps to an empty key") {
-		t.Errorf("the config's warning is not in the synth's output: %q", all)
-	}
+	return msgs
 }
 
 // TestBuildRejects: configs or options the app cannot deploy fail the
@@ -1388,43 +1405,33 @@ func asSlice(v any) []any {
 // from this app; its rules' source workers may read its credentials'
 // parameter, with which they copy the archives there.
 func TestDirectRegion(t *testing.T) {
-	doc, err := os.ReadFile("../../configs/example.json")
-	if err != nil {
-		t.Fatal(err)
+	direct := func(credentials bool) func(m map[string]any) {
+		return func(m map[string]any) {
+			apse2 := m["settings"].(map[string]any)["regions"].([]any)[2].(map[string]any)
+			apse2["direct"] = true
+			if credentials {
+				apse2["s3Credentials"] = "ssm:///xrc/apse2-s3"
+			}
+			delete(apse2, "compute")
+		}
 	}
-	var m map[string]any
-	if err := json.Unmarshal(doc, &m); err != nil {
-		t.Fatal(err)
-	}
-	regions := m["settings"].(map[string]any)["regions"].([]any)
-	apse2 := regions[2].(map[string]any)
-	apse2["direct"], apse2["s3Credentials"] = true, "ssm:///xrc/apse2-s3"
-	delete(apse2, "compute")
-	doc, _ = json.Marshal(m)
-	path := filepath.Join(t.TempDir(), "direct.json")
-	if err := os.WriteFile(path, doc, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := exampleWith(t, direct(true))
+	egress := `{"us-east-1": {"vpcId": "vpc-1", "subnetIds": ["subnet-1", "subnet-2"], "availabilityZones": ["us-east-1a", "us-east-1b"]}}`
 	// Its source tasks copy archives there: in the VPC the app creates
 	// (no NAT) they could not, and the synth says so.
 	isolated, err := synthApp(map[string]any{"config": path})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var msgs []string
-	for _, e := range *assertions.Annotations_FromStack(isolated.d.Stacks["us-east-1"]).FindError(jsii.String("*"), assertions.Match_AnyValue()) {
-		msgs = append(msgs, message(e))
-	}
-	if all := strings.Join(msgs, "\n"); !strings.Contains(all, "rule logs delivers to a direct region") || !strings.Contains(all, "existingVpcs with egress") {
+	if all := strings.Join(annotations(isolated.d.Stacks["us-east-1"], true), "\n"); !strings.Contains(all, "rule logs delivers to a direct region") || !strings.Contains(all, "existingVpcs with egress") {
 		t.Errorf("no error for source tasks that cannot reach the direct region: %q", all)
 	}
-	s, err := synthApp(map[string]any{"config": path,
-		"existingVpcs": `{"us-east-1": {"vpcId": "vpc-1", "subnetIds": ["subnet-1", "subnet-2"], "availabilityZones": ["us-east-1a", "us-east-1b"]}}`})
+	s, err := synthApp(map[string]any{"config": path, "existingVpcs": egress})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, e := range *assertions.Annotations_FromStack(s.d.Stacks["us-east-1"]).FindError(jsii.String("*"), assertions.Match_AnyValue()) {
-		t.Errorf("with egress: %s", message(e))
+	for _, e := range annotations(s.d.Stacks["us-east-1"], true) {
+		t.Errorf("with egress: %s", e)
 	}
 	if _, ok := s.tmpl["ap-southeast-2"]; ok {
 		t.Error("a stack for the direct region")
@@ -1462,16 +1469,11 @@ func TestDirectRegion(t *testing.T) {
 	if has("<SourcelogsTaskRole", "CopyToDirect0", []string{"s3:PutObject", "s3:AbortMultipartUpload"}, "") {
 		t.Error("the task role may write to a direct region that has credentials of its own")
 	}
-	delete(apse2, "s3Credentials")
-	doc, _ = json.Marshal(m)
-	if err := os.WriteFile(path, doc, 0o600); err != nil {
+	if s, err = synthApp(map[string]any{"config": exampleWith(t, direct(false)), "existingVpcs": egress}); err != nil {
 		t.Fatal(err)
 	}
-	if s, err = synthApp(map[string]any{"config": path,
-		"existingVpcs": `{"us-east-1": {"vpcId": "vpc-1", "subnetIds": ["subnet-1", "subnet-2"], "availabilityZones": ["us-east-1a", "us-east-1b"]}}`}); err != nil {
-		t.Fatal(err)
-	}
-	if !has("<SourcelogsTaskRole", "CopyToDirect0", []string{"s3:PutObject", "s3:AbortMultipartUpload"}, ":::"+apse2["stagingBucket"].(string)+"/logs/*") {
+	staging := s.d.Config.Settings.Regions[2].StagingBucket
+	if !has("<SourcelogsTaskRole", "CopyToDirect0", []string{"s3:PutObject", "s3:AbortMultipartUpload"}, ":::"+staging+"/logs/*") {
 		t.Error("the task role may not write the archives it copies to a direct region without credentials of its own")
 	}
 	// Through that region's S3 with its staging bucket's key.
