@@ -84,7 +84,11 @@ func (s *regionStack) sourceWidgets(d awscloudwatch.Dashboard) {
 			continue
 		}
 		rule := w.Rule.ID
-		for _, result := range []string{"staged", "failed"} {
+		results := []string{"staged", "failed"}
+		if len(s.d.Config.DirectRegions(w.Rule)) > 0 {
+			results = append(results, "relayed") // copies left to relay messages
+		}
+		for _, result := range results {
 			archives = append(archives, xrcMetric(s, sourceKind, "xrc_source_archives_total", map[string]string{"rule": rule, "result": result}, "Sum").
 				With(&awscloudwatch.MetricOptions{Label: jsii.String(rule + " " + result)}))
 		}

@@ -128,6 +128,12 @@ func (s *regionStack) sourceGrants(rule *config.Rule, q *workQueue) grants {
 	}
 	// A direct region of this partition without credentials of its own
 	// is written with the task role's.
+	if len(s.d.Config.DirectRegions(rule)) > 0 {
+		// A copy to a direct region that fails is left to a relay message
+		// the worker sends its own queue (events.Relay).
+		p.allow("RelayToOwnQueue", []string{"sqs:SendMessage"}, []string{*q.Queue.QueueArn()}, nil, "")
+		p.allow("EncryptRelays", []string{"kms:GenerateDataKey"}, []string{*s.keys.Messaging.KeyArn()}, viaService("sqs", region), "")
+	}
 	for i, reg := range s.d.Config.DirectRegions(rule) {
 		if reg.S3Credentials == "" {
 			p.allow(fmt.Sprintf("CopyToDirect%d", i), []string{"s3:PutObject", "s3:AbortMultipartUpload"},

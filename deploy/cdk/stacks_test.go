@@ -1464,6 +1464,23 @@ func TestDirectRegion(t *testing.T) {
 	if !has("<SourcelogsTaskRole", "ReadBackArchives", []string{"s3:GetObject", "s3:GetObjectVersion"}, "/logs/*") {
 		t.Error("the logs rule's source role may not read back the archives it copies")
 	}
+	// A copy that fails is left to a relay message on the rule's own
+	// queue (encrypted with the messaging key); no other role sends one.
+	var consumed []string
+	for _, st := range statements(s.json["us-east-1"]) {
+		if strings.HasPrefix(st.Role, "<SourcelogsTaskRole") && st.Sid == "ConsumeQueue" {
+			consumed = st.Resources
+		}
+	}
+	if len(consumed) != 1 || !has("<SourcelogsTaskRole", "RelayToOwnQueue", []string{"sqs:SendMessage"}, consumed[0]) ||
+		!has("<SourcelogsTaskRole", "EncryptRelays", []string{"kms:GenerateDataKey"}, "<MessagingKey") {
+		t.Errorf("the logs rule's source role may not send relay messages to its queue %v", consumed)
+	}
+	for _, st := range statements(s.json["us-east-1"]) {
+		if st.Sid == "RelayToOwnQueue" && !strings.HasPrefix(st.Role, "<SourcelogsTaskRole") {
+			t.Errorf("%s may send relay messages, with no direct region", st.Role)
+		}
+	}
 	// With credentials of its own, the task role writes nothing there;
 	// without (this partition), it writes the rule's archives there.
 	if has("<SourcelogsTaskRole", "CopyToDirect0", []string{"s3:PutObject", "s3:AbortMultipartUpload"}, "") {

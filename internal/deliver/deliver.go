@@ -206,6 +206,14 @@ func (w *Worker) Drain(context.Context) {}
 // then acknowledges or releases m.
 func (w *Worker) Handle(_ context.Context, m *worker.Message) {
 	ctx := m.Context()
+	if r := m.Events.Relay; r != nil {
+		// A source's own request (events.Relay): this queue is wired to
+		// a source's, and only the DLQ may keep what it holds.
+		w.Metrics.Messages.WithLabelValues("invalid").Inc()
+		m.Log().Error("a source's relay message on a target queue: releasing it towards the dead-letter queue", zap.String("key", r.Key), zap.String("region", r.Region))
+		m.Release(0)
+		return
+	}
 	var failed error
 	permanent := true
 	for _, ref := range m.Events.Refs {

@@ -25,6 +25,7 @@ import (
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/dataset"
 	"github.com/xrc-dev/xrc/internal/deliver"
+	"github.com/xrc-dev/xrc/internal/events"
 	"github.com/xrc-dev/xrc/internal/health"
 	"github.com/xrc-dev/xrc/internal/ledger"
 	"github.com/xrc-dev/xrc/internal/localstack"
@@ -100,8 +101,9 @@ func (p *pipeline) startSource(t testing.TB) func() error {
 	return stop
 }
 
-// startSourceReg starts a source worker and returns its metrics too.
-func (p *pipeline) startSourceReg(t testing.TB) (*prometheus.Registry, func() error) {
+// startSourceReg starts a source worker, its deps edited by edits, and
+// returns its metrics too.
+func (p *pipeline) startSourceReg(t testing.TB, edits ...func(*source.Deps)) (*prometheus.Registry, func() error) {
 	rule := p.cfg.Rules[0]
 	q := queue.New(p.sqs, p.dep.SourceQueues[rule.ID])
 	reg := prometheus.NewRegistry()
@@ -115,9 +117,13 @@ func (p *pipeline) startSourceReg(t testing.TB) (*prometheus.Registry, func() er
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := source.New(source.Deps{Config: p.cfg, Region: "us-east-1", Queue: q, S3: p.src, Log: p.log.Named("source"),
+	d := source.Deps{Config: p.cfg, Region: "us-east-1", Queue: q, S3: p.src, Log: p.log.Named("source"),
 		Metrics: source.NewMetrics(reg), Health: health.New(time.Minute, time.Now), Stats: stats.New(p.ddb, p.cfg.TableName(), time.Now),
-		Direct: direct})
+		Direct: direct}
+	for _, edit := range edits {
+		edit(&d)
+	}
+	w, err := source.New(d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -409,7 +415,10 @@ func newRand() *rand.Rand { return rand.New(rand.NewPCG(3, 4)) }
 // partition, an S3-compatible store: direct) gets each archive from the
 // source, which copies it into that region's staging bucket with the
 // region's own credentials (s3Credentials); its target delivers it as any.
-// Without those credentials the copy fails, and the archive with it.
+// With credentials S3 refuses, the copy fails, but not the archive: its
+// objects' messages are done (every other region has it) and the copy is
+// left to a relay message on the source's queue, which copies it once the
+// credentials are right (read again after the refusal), staged once.
 func TestDirectRegion(t *testing.T) {
 	// Not parallel: t.Setenv.
 	p := newPipeline(t, func(c *config.Config) {
@@ -425,35 +434,36 @@ func TestDirectRegion(t *testing.T) {
 	if err := dataset.Upload(ctx, p.src, p.cfg.Rules[0].SourceBucket, objs, 8); err != nil {
 		t.Fatal(err)
 	}
-	// The region's credentials are not there yet: nothing reaches it.
-	reg, stop := p.startSourceReg(t)
+	t.Setenv("XRC_TEST_DIRECT_ACCESS_KEY_ID", "AKIAXRCTESTWRONG")
+	t.Setenv("XRC_TEST_DIRECT_SECRET_ACCESS_KEY", "wrong")
+	reg, stopSource := p.startSourceReg(t, func(d *source.Deps) {
+		d.RelayBackoff = func(int) time.Duration { return 2 * time.Second }
+	})
+	p.startTarget(t)
 	if !poll(time.Minute, 200*time.Millisecond, func() bool {
-		return metric(t, reg, "xrc_source_errors_total", "kind", "relay") >= 1
+		return metric(t, reg, "xrc_source_errors_total", "kind", "relay") >= 1 &&
+			metric(t, reg, "xrc_source_messages_total", "result", "acked") >= float64(len(objs))
 	}) {
-		t.Fatal("no failed copy to the direct region without its credentials")
-	}
-	if err := stop(); err != nil {
-		t.Fatal(err)
+		t.Fatalf("after a minute: %v failed copies to the direct region (want some), %v messages acknowledged (want %d)",
+			metric(t, reg, "xrc_source_errors_total", "kind", "relay"), metric(t, reg, "xrc_source_messages_total", "result", "acked"), len(objs))
 	}
 	// Not copied with the worker's own credentials either: the region's
-	// staging bucket got nothing (no target runs yet to deliver it).
+	// staging bucket got nothing.
 	if n := p.count(t, p.dst, p.cfg.Settings.Regions[1].StagingBucket, ""); n != 0 {
-		t.Fatalf("%d archives copied to the direct region without its credentials", n)
+		t.Fatalf("%d archives copied to the direct region with credentials S3 refuses", n)
 	}
 	t.Setenv("XRC_TEST_DIRECT_ACCESS_KEY_ID", os.Getenv("AWS_ACCESS_KEY_ID"))
 	t.Setenv("XRC_TEST_DIRECT_SECRET_ACCESS_KEY", os.Getenv("AWS_SECRET_ACCESS_KEY"))
-	stopSource := p.startSource(t)
-	p.startTarget(t)
 	if got := p.waitDest(t, len(objs), 3*time.Minute); got != len(objs) {
 		t.Fatalf("destination has %d objects, want %d", got, len(objs))
 	}
 	for _, err := range dataset.Check(ctx, p.dst, p.cfg.Rules[0].Destinations[0].Bucket, objs, identity, 8) {
 		t.Error(err)
 	}
-	// A staging whose copy failed is in the statistics (it was staged, and
-	// replicated to any other region), and so is its staging again, taken
-	// off what S3 Replication would have sent: the saving is never
-	// overstated.
+	if n := metric(t, reg, "xrc_source_archives_total", "result", "relayed"); n < 1 {
+		t.Errorf("%v archives copied by relay messages, want some", n)
+	}
+	// Staged once: nothing restaged, the statistics count each object once.
 	if err := stopSource(); err != nil { // writes the statistics left
 		t.Fatal(err)
 	}
@@ -468,7 +478,59 @@ func TestDirectRegion(t *testing.T) {
 	for _, o := range objs {
 		total += int64(len(o.Data))
 	}
-	if in <= total || in-restaged != total {
-		t.Errorf("statistics: %d bytes in, %d restaged, for %d bytes staged at least twice: want more in, and once without xrc", in, restaged, total)
+	if in != total || restaged != 0 {
+		t.Errorf("statistics: %d bytes in, %d restaged, for %d bytes staged once", in, restaged, total)
+	}
+	if n := p.depth(t, queueURL(t, p.sqs, p.cfg.SourceQueueName(p.cfg.Rules[0].ID)+"-dlq")); n != 0 {
+		t.Errorf("source DLQ holds %d messages", n)
+	}
+}
+
+// TestRelaysRefused: a relay message (events.Relay) is checked against the
+// worker's own config like any message: one naming another bucket than
+// this region's staging, a rule this worker does not serve, or a region
+// that is not one of its rule's direct regions goes to the source's DLQ at
+// once (permanent, kind relay), copying nothing; on a target queue it is
+// invalid, and goes to the target's DLQ.
+func TestRelaysRefused(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t, nil)
+	ctx := context.Background()
+	staging := p.cfg.Settings.Regions[0].StagingBucket
+	send := func(url string, r events.Relay) {
+		t.Helper()
+		body, err := events.EncodeRelay(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := queue.New(p.sqs, url).Send(ctx, string(body), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srcQueue := p.dep.SourceQueues[p.cfg.Rules[0].ID]
+	send(srcQueue, events.Relay{Region: "eu-west-1", Bucket: "not-staging", Key: "r1/2026/12/06/a.tar.zst"})
+	send(srcQueue, events.Relay{Region: "eu-west-1", Bucket: staging, Key: "nope/2026/12/06/b.tar.zst"})
+	send(srcQueue, events.Relay{Region: "eu-west-1", Bucket: staging, Key: "r1/2026/12/06/c.tar.zst"}) // replicated, not direct
+	send(p.dep.TargetQueues["eu-west-1"], events.Relay{Region: "eu-west-1", Bucket: staging, Key: "r1/2026/12/06/d.tar.zst"})
+	p.startSource(t)
+	p.startTarget(t)
+	srcDLQ := queueURL(t, p.sqs, p.cfg.SourceQueueName(p.cfg.Rules[0].ID)+"-dlq")
+	tgtDLQ := queueURL(t, p.sqs, p.cfg.TargetQueueName()+"-dlq")
+	if !poll(time.Minute, 200*time.Millisecond, func() bool { return p.depth(t, srcDLQ) == 3 && p.depth(t, tgtDLQ) == 1 }) {
+		t.Fatalf("after a minute: source DLQ %d (want 3), target DLQ %d (want 1)", p.depth(t, srcDLQ), p.depth(t, tgtDLQ))
+	}
+	// Said at each of its receives, as any permanent failure.
+	keys := map[any]bool{}
+	for _, l := range p.logEntries("message not acknowledged: bound for the DLQ") {
+		keys[l["key"]] = true
+		if l["kind"] != "relay" || l["permanent"] != true || l["region"] != "eu-west-1" {
+			t.Errorf("line of a refused relay: %v", l)
+		}
+	}
+	if len(keys) != 3 {
+		t.Errorf("lines bound for the DLQ name %v, want the 3 relays' keys", keys)
+	}
+	if n := p.count(t, p.dst, p.cfg.Settings.Regions[1].StagingBucket, ""); n != 0 {
+		t.Errorf("%d objects in the target's staging", n)
 	}
 }

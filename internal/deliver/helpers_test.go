@@ -270,7 +270,7 @@ func queueURL(t testing.TB, client *sqs.Client, name string) string {
 }
 
 // dlqKeys reads (without deleting) the messages in the dead-letter queue
-// at url and returns the staging keys they announce.
+// at url and returns the keys they announce (a relay's archive's).
 func dlqKeys(t testing.TB, client *sqs.Client, url string) []string {
 	t.Helper()
 	var keys []string
@@ -295,6 +295,9 @@ func dlqKeys(t testing.TB, client *sqs.Client, url string) []string {
 			}
 			for _, ref := range parsed.Refs {
 				keys = append(keys, ref.Key)
+			}
+			if parsed.Relay != nil {
+				keys = append(keys, parsed.Relay.Key)
 			}
 		}
 	}

@@ -81,6 +81,28 @@ func Encode(origin string, refs ...ObjectRef) ([]byte, error) {
 	return b, nil
 }
 
+// EncodeRelay writes r as the body Parse reads back as Message.Relay.
+func EncodeRelay(r Relay) ([]byte, error) {
+	if err := r.check(); err != nil {
+		return nil, err
+	}
+	return json.Marshal(struct {
+		Relay Relay `json:"xrcRelay"`
+	}{r})
+}
+
+// check refuses a relay that names no archive, or a version id that could
+// not be sent as a header.
+func (r *Relay) check() error {
+	switch {
+	case r.Region == "" || r.Bucket == "" || r.Key == "" || len(r.Key) > 1024:
+		return fmt.Errorf("%w: xrcRelay needs a region, a bucket and a key of at most 1,024 bytes: region %q, bucket %q, key %q", ErrInvalid, r.Region, r.Bucket, r.Key)
+	case !HeaderSafe(r.VersionID) || !HeaderSafe(r.Region):
+		return fmt.Errorf("%w: xrcRelay's version %q or region %q is not a header-safe value", ErrInvalid, r.VersionID, r.Region)
+	}
+	return nil
+}
+
 // EncodeKey URL-encodes an object key the way S3 does in event
 // notifications (form encoding, with '/' left as is).
 func EncodeKey(key string) string {

@@ -1,6 +1,7 @@
 package events
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -37,6 +38,25 @@ func TestEncodeRoundTrip(t *testing.T) {
 	}
 	if _, err := Encode("x", ObjectRef{Bucket: "b"}); err == nil {
 		t.Error("an event without a key encoded")
+	}
+}
+
+// TestRelayRoundTrip: a source's relay request reads back as sent, alone.
+func TestRelayRoundTrip(t *testing.T) {
+	r := Relay{Region: "store-1", Bucket: "stg", Key: "r1/2026/12/06/x y.tar.zst", VersionID: "v1"}
+	body, err := EncodeRelay(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Parse(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Relay == nil || *m.Relay != r || len(m.Refs) != 0 || m.Test {
+		t.Errorf("relay %s read back as %+v", body, m)
+	}
+	if _, err := EncodeRelay(Relay{Region: "store-1", Bucket: "stg"}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("a relay of no archive encoded: %v", err)
 	}
 }
 

@@ -84,6 +84,22 @@ type Message struct {
 	// Ignored counts records of other event types (restore, replication,
 	// lifecycle, ...), which xrc does not act on.
 	Ignored int
+	// Relay, set alone, is a source worker's own request to copy a staged
+	// archive to a direct region (EncodeRelay); only a source acts on it.
+	Relay *Relay
+}
+
+// Relay asks a source worker to copy an archive it staged to the staging
+// bucket of a region S3 Replication does not reach (config.Region.Direct),
+// whose copy failed when the archive was staged. The source sends it to
+// its own queue, so that one region's trouble is retried on its own, and
+// reaches the DLQ on its own, while the objects' messages, whose archive
+// reached every other region, are done.
+type Relay struct {
+	Region    string `json:"region"` // the direct region, by its config name
+	Bucket    string `json:"bucket"` // the source region's staging bucket
+	Key       string `json:"key"`    // the archive's staging key
+	VersionID string `json:"versionId,omitempty"`
 }
 
 type envelope struct {
@@ -93,6 +109,8 @@ type envelope struct {
 	// SNS envelope, for S3 -> SNS -> SQS fan-out.
 	Type    string `json:"Type"`
 	Message string `json:"Message"`
+	// A source worker's own relay request (Relay).
+	Relay *Relay `json:"xrcRelay"`
 }
 
 // minioTagging maps MinIO's names of tag changes to S3's.
@@ -115,6 +133,13 @@ func parse(body []byte, depth int) (Message, error) {
 		return Message{}, fmt.Errorf("%w: body is not an S3 event JSON object: %v", ErrInvalid, err)
 	}
 	switch {
+	case env.Relay != nil && (depth > 0 || env.Records != nil || env.Event != "" || env.Type != "" || env.Message != ""):
+		return Message{}, fmt.Errorf("%w: an xrcRelay with anything beside it", ErrInvalid)
+	case env.Relay != nil:
+		if err := env.Relay.check(); err != nil {
+			return Message{}, err
+		}
+		return Message{Relay: env.Relay}, nil
 	case env.Type == "Notification" && (env.Records != nil || env.Event != ""):
 		// SNS wraps S3's body in Message, and nothing beside it: records
 		// or a test beside the wrapped body would be dropped, one way or

@@ -128,6 +128,12 @@ func TestParseInvalid(t *testing.T) {
 		// acknowledged the wrapped records, and records were ignored.
 		"sns test beside records": `{"Type":"Notification","Event":"s3:TestEvent","Message":"{\"Records\":[]}"}`,
 		"sns records beside":      `{"Type":"Notification","Message":"{\"Event\":\"s3:TestEvent\"}","Records":[]}`,
+		// A relay is a source's own request, alone in its body.
+		"relay without key":     `{"xrcRelay":{"region":"store","bucket":"stg"}}`,
+		"relay with LF version": `{"xrcRelay":{"region":"store","bucket":"stg","key":"r1/a.tar.zst","versionId":"v\n"}}`,
+		"relay beside records":  `{"xrcRelay":{"region":"store","bucket":"stg","key":"r1/a.tar.zst"},"Records":[]}`,
+		"relay wrapped in SNS":  `{"Type":"Notification","Message":"{\"xrcRelay\":{\"region\":\"store\",\"bucket\":\"stg\",\"key\":\"k\"}}"}`,
+		"relay null":            `{"xrcRelay":null}`,
 	} {
 		if _, err := Parse([]byte(body)); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%s: err = %v, want ErrInvalid", name, err)
@@ -165,6 +171,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(minioBody))
 	f.Add([]byte(`{"Event":"s3:TestEvent"}`))
 	f.Add([]byte(`{"Type":"Notification","Message":"{\"Records\":[]}"}`))
+	f.Add([]byte(`{"xrcRelay":{"region":"store","bucket":"stg","key":"r1/a.tar.zst","versionId":"v1"}}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		m, err := Parse(body)
 		if err != nil {
@@ -176,6 +183,18 @@ func FuzzParse(f *testing.F) {
 		for _, r := range m.Refs {
 			if r.Bucket == "" || r.Key == "" || r.Size < 0 {
 				t.Fatalf("accepted bad ref %+v", r)
+			}
+		}
+		if r := m.Relay; r != nil {
+			if len(m.Refs) > 0 || m.Test || r.Region == "" || r.Bucket == "" || r.Key == "" || !HeaderSafe(r.VersionID) {
+				t.Fatalf("accepted bad relay %+v beside %d refs", *r, len(m.Refs))
+			}
+			body, err := EncodeRelay(*r)
+			if err != nil {
+				t.Fatalf("EncodeRelay(%+v) of a parsed relay: %v", *r, err)
+			}
+			if back, err := Parse(body); err != nil || back.Relay == nil || *back.Relay != *r {
+				t.Fatalf("relay %+v read back as %+v, %v", *r, back.Relay, err)
 			}
 		}
 	})

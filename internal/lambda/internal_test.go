@@ -394,6 +394,8 @@ type slowPacker struct{}
 
 func (slowPacker) Restaged([]source.Staging) {}
 
+func (slowPacker) Relay(context.Context, xevents.Relay) error { return nil }
+
 func (slowPacker) Match(ref xevents.ObjectRef, sent time.Time, done func(error), _ *zap.Logger) ([]source.Item, bool) {
 	return []source.Item{{Ref: ref, Rule: &config.Rule{ID: "r1"}, Sent: sent, Done: done}}, true
 }
@@ -530,6 +532,68 @@ func TestInitBenchmark(t *testing.T) {
 		}
 		if wall := time.Duration(float64(got) * 1.25 / min(1, float64(c.memoryMB)/1769)); wall > 2*time.Second+time.Millisecond {
 			t.Errorf("initBenchmark(%v, %d MB): about %v of init", c.configured, c.memoryMB, wall)
+		}
+	}
+}
+
+// relayPacker copies nothing: every relay it is given fails with err.
+type relayPacker struct {
+	slowPacker
+	err error
+	mu  sync.Mutex
+	got []xevents.Relay
+}
+
+func (p *relayPacker) Relay(_ context.Context, r xevents.Relay) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.got = append(p.got, r)
+	return p.err
+}
+
+// TestRelayMessages: a relay message (xevents.Relay) on a source function
+// is the worker's copy, beside the batches; failed, it comes back after
+// its relay backoff (a region's outage outlasts the seconds of the
+// worker's), reported with kind relay; refused, at once towards the DLQ.
+func TestRelayMessages(t *testing.T) {
+	r := xevents.Relay{Region: "store", Bucket: "stg", Key: "r1/2026/12/06/a.tar.zst", VersionID: "v1"}
+	body, err := xevents.EncodeRelay(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name  string
+		err   error
+		delay time.Duration
+		level zapcore.Level
+	}{
+		{"copied", nil, -1, zap.InfoLevel},
+		{"failed", errors.New("put s3://stg/...: 503"), source.RelayBackoff(2), zap.WarnLevel},
+		{"refused", fmt.Errorf("relay: %w", source.ErrUnroutable), 0, zap.ErrorLevel},
+	} {
+		core, logs := observer.New(zap.InfoLevel)
+		p := &relayPacker{err: c.err}
+		q := &releases{}
+		h := NewSource(SourceOptions{Worker: p, Queue: q, Margin: time.Second, MaxReceive: 5, Log: zap.New(core),
+			Metrics: worker.NewMetrics(prometheus.NewRegistry(), "test")})
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		resp, err := h.Handle(ctx, events.SQSEvent{Records: []events.SQSMessage{{MessageId: "m", Body: string(body), Attributes: map[string]string{"ApproximateReceiveCount": "2"}}}})
+		cancel()
+		if err != nil || len(p.got) != 1 || p.got[0] != r {
+			t.Fatalf("%s: Handle = %v, relays %v; want %+v relayed", c.name, err, p.got, r)
+		}
+		if c.err == nil {
+			if len(resp.BatchItemFailures) != 0 || len(q.delays) != 0 {
+				t.Errorf("%s: a copied relay reported %v, released %v", c.name, resp.BatchItemFailures, q.delays)
+			}
+			continue
+		}
+		if len(resp.BatchItemFailures) != 1 || !slices.Equal(q.delays, []time.Duration{c.delay}) {
+			t.Errorf("%s: reported %v, released after %v; want it back after %v", c.name, resp.BatchItemFailures, q.delays, c.delay)
+		}
+		lines := logs.FilterLevelExact(c.level).All()
+		if len(lines) != 1 || lines[0].ContextMap()["kind"] != "relay" || lines[0].ContextMap()["key"] != r.Key || lines[0].ContextMap()["region"] != r.Region {
+			t.Errorf("%s: %d lines at %s, want 1 naming the relay (kind relay, key, region): %v", c.name, len(lines), c.level, lines)
 		}
 	}
 }

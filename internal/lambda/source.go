@@ -25,6 +25,9 @@ type Packer interface {
 	// Restaged: objects of messages reported failed, which come back,
 	// will be staged again (source.Item.Staged).
 	Restaged(staged []source.Staging)
+	// Relay copies an archive to a direct region: a relay message's work
+	// (xevents.Relay).
+	Relay(ctx context.Context, r xevents.Relay) error
 }
 
 // builders is how many archives an invocation builds at once, as the
@@ -76,7 +79,7 @@ type tracked struct {
 	pending   int
 	permanent bool             // every failure is one no retry can fix
 	staged    []source.Staging // what the message's objects added to the statistics
-	refs      []xevents.ObjectRef
+	events    *xevents.Message // nil: not parsed
 }
 
 func (t *tracked) record(rule string, d stats.Delta) {
@@ -111,6 +114,7 @@ func (h *Source) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEven
 	defer cancel()
 	msgs := make([]*tracked, len(ev.Records))
 	var items []source.Item
+	var relays sync.WaitGroup
 	for i, rec := range mostReceivedFirst(ev.Records) {
 		t := &tracked{out: outcome{msg: message(rec)}}
 		msgs[i] = t
@@ -126,7 +130,13 @@ func (h *Source) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEven
 			log.Info("s3:TestEvent received: notifications are wired")
 			continue
 		}
-		t.refs = parsed.Refs
+		t.events = &parsed
+		if r := parsed.Relay; r != nil {
+			// Beside the batches, as the Fargate worker does.
+			t.pending, t.out.wait = 1, source.RelayBackoff(t.out.msg.ReceiveCount)
+			relays.Go(func() { t.settle(h.w.Relay(work, *r)) })
+			continue
+		}
 		for _, ref := range parsed.Refs {
 			mine, matched := h.w.Match(ref, t.out.msg.SentAt, t.settle, log)
 			for i := range mine {
@@ -155,6 +165,7 @@ func (h *Source) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEven
 	}
 	close(queue)
 	wg.Wait()
+	relays.Wait()
 
 	outs := make([]outcome, len(msgs))
 	for i, t := range msgs {
@@ -167,8 +178,8 @@ func (h *Source) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEven
 		if t.out.err != nil && !t.out.final {
 			t.out.final = t.permanent || (h.maxReceive > 0 && t.out.msg.ReceiveCount >= h.maxReceive)
 		}
-		if t.out.err != nil && t.refs != nil {
-			t.out.fields = source.FailureFields(t.refs, t.out.err)
+		if t.out.err != nil && t.events != nil {
+			t.out.fields = source.FailureFields(*t.events, t.out.err)
 		}
 		if t.out.err != nil && (h.maxReceive == 0 || t.out.msg.ReceiveCount < h.maxReceive) {
 			// It comes back, and what of it was staged is staged again.

@@ -121,6 +121,10 @@ func (h *Target) archives(o *outcome, body string) ([]xevents.ObjectRef, int64) 
 		h.metrics.Messages.WithLabelValues("test").Inc()
 		h.log.Info("s3:TestEvent received: notifications are wired", zap.String("message", o.msg.ID))
 		return nil, 0
+	case parsed.Relay != nil:
+		h.metrics.Messages.WithLabelValues("invalid").Inc()
+		o.err, o.now, o.final = fmt.Errorf("message %s: %w: a source's relay message (for %s) on a target queue", o.msg.ID, xevents.ErrInvalid, parsed.Relay.Key), true, true
+		return nil, 0
 	}
 	var refs []xevents.ObjectRef
 	var bytes int64

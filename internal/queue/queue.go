@@ -30,6 +30,7 @@ type API interface {
 	ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, optFns ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error)
 	DeleteMessageBatch(ctx context.Context, in *sqs.DeleteMessageBatchInput, optFns ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error)
 	ChangeMessageVisibilityBatch(ctx context.Context, in *sqs.ChangeMessageVisibilityBatchInput, optFns ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error)
+	SendMessage(ctx context.Context, in *sqs.SendMessageInput, optFns ...func(*sqs.Options)) (*sqs.SendMessageOutput, error)
 }
 
 // MaxBatch is the most messages SQS takes in one batch call; Delete and
@@ -167,6 +168,17 @@ func (f Failure) ReceiptGone() bool {
 		return strings.Contains(msg, "receipthandle") || strings.Contains(msg, "receipt handle")
 	}
 	return false
+}
+
+// Send adds a message of body to the queue, visible after delay (SQS
+// takes up to 15 minutes).
+func (q *Queue) Send(ctx context.Context, body string, delay time.Duration) error {
+	_, err := q.api.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(q.url), MessageBody: aws.String(body),
+		DelaySeconds: int32(min(delay, 15*time.Minute) / time.Second)})
+	if err != nil {
+		return fmt.Errorf("sending a message to %s: %w", q.url, err)
+	}
+	return nil
 }
 
 // Delete acknowledges msgs: call it only once their work is durable. It

@@ -13,7 +13,7 @@ type Metrics struct {
 	Objects         *prometheus.CounterVec   // by rule, result: archived, deleted, retagged, skipped, skipped_version_delete, failed
 	BytesIn         *prometheus.CounterVec   // uncompressed bytes archived, by rule
 	BytesOut        *prometheus.CounterVec   // archive bytes written to staging, by rule
-	Archives        *prometheus.CounterVec   // by rule, result: staged, failed
+	Archives        *prometheus.CounterVec   // by rule, result: staged, failed, relayed (Relay)
 	ArchiveDuration *prometheus.HistogramVec // seconds from batch close to staged, by rule
 	BatchObjects    *prometheus.HistogramVec // entries per archive, by rule
 	Batches         *prometheus.CounterVec   // batches closed, by rule and what closed them

@@ -116,6 +116,9 @@ func (t *tracked) settle(err error) {
 		return
 	}
 	delay := worker.Backoff(t.msg.ReceiveCount)
+	if t.msg.Events.Relay != nil {
+		delay = t.w.relayBackoff(t.msg.ReceiveCount)
+	}
 	if permanent {
 		delay = 0
 	}
@@ -129,14 +132,14 @@ func (t *tracked) settle(err error) {
 		// The line an operator redrives from, cut short or not: it names
 		// the objects (an error staging the archive names none) and the
 		// kind of failure.
-		t.msg.Log().Error("message not acknowledged: bound for the DLQ", append(FailureFields(t.msg.Events.Refs, failed),
+		t.msg.Log().Error("message not acknowledged: bound for the DLQ", append(FailureFields(t.msg.Events, failed),
 			zap.Bool("permanent", permanent), zap.Bool("cut", cut), zap.Error(failed))...)
 	case cut:
 		// Stopping (the drain time is over) or the receipt was lost:
 		// nothing is wrong with the objects.
 		t.msg.Log().Info("message not acknowledged: its work was cut short", zap.Error(failed))
 	default:
-		t.msg.Log().Warn("message not acknowledged: it will be retried", append(FailureFields(t.msg.Events.Refs, failed),
+		t.msg.Log().Warn("message not acknowledged: it will be retried", append(FailureFields(t.msg.Events, failed),
 			zap.Duration("retryIn", delay), zap.Error(failed))...)
 	}
 	t.msg.Release(delay)
@@ -145,7 +148,11 @@ func (t *tracked) settle(err error) {
 // FailureFields name, for the line that settles a message not
 // acknowledged, the objects its events announce (an error staging their
 // archive names none) and the kind of failure, on Fargate and Lambda
-// alike: bucket and key for one object, the first of several.
-func FailureFields(refs []events.ObjectRef, err error) []zap.Field {
-	return append(worker.RefFields(refs), zap.String("kind", errorKind(err)))
+// alike: bucket and key for one object, the first of several; for a relay
+// message, the archive and its direct region (kind relay).
+func FailureFields(m events.Message, err error) []zap.Field {
+	if r := m.Relay; r != nil {
+		return []zap.Field{zap.String("bucket", r.Bucket), zap.String("key", r.Key), zap.String("region", r.Region), zap.String("kind", "relay")}
+	}
+	return append(worker.RefFields(m.Refs), zap.String("kind", errorKind(err)))
 }

@@ -77,6 +77,8 @@ type Deps struct {
 	// directly (config.Region.Direct, DirectClients): the worker copies
 	// each archive it stages there.
 	Direct map[string]S3API
+	// RelayBackoff, if set, replaces RelayBackoff (tests).
+	RelayBackoff func(n int) time.Duration
 	// UploadMemory bounds the part buffers of the staging uploads in
 	// flight at once (0: half the Go memory limit, GOMEMLIMIT; none
 	// without one). A part is at least 8 MiB, and 1/9,000 of the archive
@@ -235,6 +237,11 @@ var errStopping = errors.New("worker stopping")
 // and queues it for batching. m is settled once every event is (settle.go).
 func (w *Worker) Handle(stop context.Context, m *worker.Message) {
 	t := &tracked{w: w, msg: m}
+	if r := m.Events.Relay; r != nil {
+		t.pending = 1
+		w.inFlight.Go(func() { t.settle(w.Relay(m.Context(), *r)) })
+		return
+	}
 	var mine []Item
 	for _, ref := range m.Events.Refs {
 		items, matched := w.Match(ref, m.SentAt, t.settle, m.Log())

@@ -142,9 +142,10 @@ func (w *Worker) stage(ctx context.Context, rule *config.Rule, entries []entry, 
 			entries[i].staged = stats.Delta{Class: choices[i].class, Arm: choices[i].arm, Restaged: st[i].In}
 		}
 	}
-	// After its statistics: an archive whose copy fails is staged (and
-	// replicated to the other regions) all the same, and again when its
-	// messages come back, which its items hear of.
+	// After its statistics: an archive whose copy fails, and its relay
+	// message too, is staged (and replicated to the other regions) all
+	// the same, and again when its messages come back, which its items
+	// hear of.
 	if err := w.relay(ctx, rule, key, version, part, meta); err != nil {
 		recordStaged(rule, entries)
 		return id, err
