@@ -1489,6 +1489,13 @@ func TestDirectRegion(t *testing.T) {
 	if s, err = synthApp(map[string]any{"config": exampleWith(t, direct(false)), "existingVpcs": egress}); err != nil {
 		t.Fatal(err)
 	}
+	// The rule's archives wait in its source region's staging as long as
+	// any archive waits: the source copies them from there, and a copy
+	// left to a relay message may be redriven days later.
+	stagingLifecycle(t, s, map[string]map[string]float64{
+		"us-east-1": {"logs/": 7, "exports/": 1, "*": 7},
+		"eu-west-1": {"logs/": 7, "exports/": 7, "*": 7},
+	})
 	staging := s.d.Config.Settings.Regions[2].StagingBucket
 	if !has("<SourcelogsTaskRole", "CopyToDirect0", []string{"s3:PutObject", "s3:AbortMultipartUpload"}, ":::"+staging+"/logs/*") {
 		t.Error("the task role may not write the archives it copies to a direct region without credentials of its own")

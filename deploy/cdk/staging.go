@@ -34,7 +34,7 @@ func newStaging(s *regionStack) *staging {
 		MinimumTLSVersion: jsii.Number(1.2),
 		BlockPublicAccess: awss3.BlockPublicAccess_BLOCK_ALL(),
 		ObjectOwnership:   awss3.ObjectOwnership_BUCKET_OWNER_ENFORCED,
-		LifecycleRules:    lifecycle(s.plan, days),
+		LifecycleRules:    lifecycle(s.d.Config, s.plan, days),
 		// Archives are transient; tearing the deployment down empties and
 		// removes the bucket.
 		RemovalPolicy:     awscdk.RemovalPolicy_DESTROY,
@@ -55,8 +55,11 @@ func newStaging(s *regionStack) *staging {
 // savings charges); these rules are the backstop. An archive staged here for other regions is replicated within
 // minutes, so it is kept a day at most; one replicated here waits up to
 // days for its target workers (an outage of the target region); deleted
-// and replaced versions go after a day, as do incomplete uploads.
-func lifecycle(plan *regionPlan, days int) *[]*awss3.LifecycleRule {
+// and replaced versions go after a day, as do incomplete uploads. The
+// archives of a rule with direct regions wait here as long, since the
+// source copies them from here, and a copy left to a relay message
+// (events.Relay) may be redriven from the DLQ days later.
+func lifecycle(cfg *config.Config, plan *regionPlan, days int) *[]*awss3.LifecycleRule {
 	rules := []*awss3.LifecycleRule{{
 		Id:                                  jsii.String("staging-leftovers"),
 		NoncurrentVersionExpiration:         awscdk.Duration_Days(jsii.Number(1)),
@@ -66,6 +69,12 @@ func lifecycle(plan *regionPlan, days int) *[]*awss3.LifecycleRule {
 	// A rule with a destination in its own region is consumed here: its
 	// archives wait like replicated ones.
 	for _, r := range plan.SourceRules {
+		if len(cfg.DirectRegions(r)) > 0 {
+			if !slices.Contains(plan.TargetRules, r) {
+				rules = append(rules, expire("staged-by-"+r.ID, r.ID, days))
+			}
+			continue
+		}
 		if !slices.Contains(plan.TargetRules, r) {
 			rules = append(rules, expire("staged-by-"+r.ID, r.ID, 1))
 			continue

@@ -417,8 +417,10 @@ func newRand() *rand.Rand { return rand.New(rand.NewPCG(3, 4)) }
 // region's own credentials (s3Credentials); its target delivers it as any.
 // With credentials S3 refuses, the copy fails, but not the archive: its
 // objects' messages are done (every other region has it) and the copy is
-// left to a relay message on the source's queue, which copies it once the
-// credentials are right (read again after the refusal), staged once.
+// left to a relay message on the source's queue, retried after its own
+// backoff, which copies it once the credentials are right (read again
+// after the refusal), staged once. While the region's copies fail, a new
+// archive's is left to a relay message untried.
 func TestDirectRegion(t *testing.T) {
 	// Not parallel: t.Setenv.
 	p := newPipeline(t, func(c *config.Config) {
@@ -436,8 +438,15 @@ func TestDirectRegion(t *testing.T) {
 	}
 	t.Setenv("XRC_TEST_DIRECT_ACCESS_KEY_ID", "AKIAXRCTESTWRONG")
 	t.Setenv("XRC_TEST_DIRECT_SECRET_ACCESS_KEY", "wrong")
+	// Distinct: the first receive's wait, and a failed receive's.
+	const first, again = 2 * time.Second, 1500 * time.Millisecond
 	reg, stopSource := p.startSourceReg(t, func(d *source.Deps) {
-		d.RelayBackoff = func(int) time.Duration { return 2 * time.Second }
+		d.RelayBackoff = func(n int) time.Duration {
+			if n == 0 {
+				return first
+			}
+			return again
+		}
 	})
 	p.startTarget(t)
 	if !poll(time.Minute, 200*time.Millisecond, func() bool {
@@ -446,6 +455,36 @@ func TestDirectRegion(t *testing.T) {
 	}) {
 		t.Fatalf("after a minute: %v failed copies to the direct region (want some), %v messages acknowledged (want %d)",
 			metric(t, reg, "xrc_source_errors_total", "kind", "relay"), metric(t, reg, "xrc_source_messages_total", "result", "acked"), len(objs))
+	}
+	// The region's copies failing, the next archive's is not tried.
+	more := dataset.Mixed("data/direct-more/", 5, 12)
+	if err := dataset.Upload(ctx, p.src, p.cfg.Rules[0].SourceBucket, more, 8); err != nil {
+		t.Fatal(err)
+	}
+	objs = append(objs, more...)
+	handedOff := func(tries int64) bool {
+		for _, l := range p.logEntries("the direct region's copies are failing: archive left to a relay message without trying") {
+			if l["tries"] == tries && l["region"] == "eu-west-1" {
+				return true
+			}
+		}
+		return false
+	}
+	if !poll(time.Minute, 100*time.Millisecond, func() bool {
+		return handedOff(0) && metric(t, reg, "xrc_source_messages_total", "result", "acked") >= float64(len(objs))
+	}) {
+		t.Fatal("an archive staged while the direct region's copies fail was not left to a relay message untried")
+	}
+	// A relay whose copy fails comes back after its backoff.
+	if !poll(time.Minute, 100*time.Millisecond, func() bool {
+		for _, l := range p.logEntries("message not acknowledged: it will be retried") {
+			if l["kind"] == "relay" && l["retryIn"] == again {
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Fatalf("no relay retried after %v", again)
 	}
 	// Not copied with the worker's own credentials either: the region's
 	// staging bucket got nothing.
@@ -490,11 +529,15 @@ func TestDirectRegion(t *testing.T) {
 // worker's own config like any message: one naming another bucket than
 // this region's staging, a rule this worker does not serve, or a region
 // that is not one of its rule's direct regions goes to the source's DLQ at
-// once (permanent, kind relay), copying nothing; on a target queue it is
-// invalid, and goes to the target's DLQ.
+// once (permanent, kind relay), copying nothing, and so does one whose
+// archive is gone from staging; on a target queue a relay is invalid, and
+// goes to the target's DLQ.
 func TestRelaysRefused(t *testing.T) {
 	t.Parallel()
-	p := newPipeline(t, nil)
+	p := newPipeline(t, func(c *config.Config) {
+		c.Settings.Regions[1].Direct = true
+		c.Settings.Regions[1].S3Credentials = "env:XRC_TEST_REFUSED" // never read: nothing is copied
+	})
 	ctx := context.Background()
 	staging := p.cfg.Settings.Regions[0].StagingBucket
 	send := func(url string, r events.Relay) {
@@ -508,29 +551,37 @@ func TestRelaysRefused(t *testing.T) {
 		}
 	}
 	srcQueue := p.dep.SourceQueues[p.cfg.Rules[0].ID]
+	why := map[string]string{ // key -> what its line must say
+		"r1/2026/12/06/a.tar.zst":    "not this region's staging bucket",
+		"nope/2026/12/06/b.tar.zst":  "rule nope is not served by this worker",
+		"r1/2026/12/06/c.tar.zst":    "not a direct region of rule r1",
+		"r1/2026/12/06/gone.tar.zst": "is gone from staging before its copy to eu-west-1 was made: run xrc backfill",
+	}
 	send(srcQueue, events.Relay{Region: "eu-west-1", Bucket: "not-staging", Key: "r1/2026/12/06/a.tar.zst"})
 	send(srcQueue, events.Relay{Region: "eu-west-1", Bucket: staging, Key: "nope/2026/12/06/b.tar.zst"})
-	send(srcQueue, events.Relay{Region: "eu-west-1", Bucket: staging, Key: "r1/2026/12/06/c.tar.zst"}) // replicated, not direct
+	send(srcQueue, events.Relay{Region: "us-east-1", Bucket: staging, Key: "r1/2026/12/06/c.tar.zst"})
+	send(srcQueue, events.Relay{Region: "eu-west-1", Bucket: staging, Key: "r1/2026/12/06/gone.tar.zst", VersionID: "6f1b7d2e-3c1a-4a8e-9d7b-2f5e8c9a1b3c"})
 	send(p.dep.TargetQueues["eu-west-1"], events.Relay{Region: "eu-west-1", Bucket: staging, Key: "r1/2026/12/06/d.tar.zst"})
 	p.startSource(t)
 	p.startTarget(t)
 	srcDLQ := queueURL(t, p.sqs, p.cfg.SourceQueueName(p.cfg.Rules[0].ID)+"-dlq")
 	tgtDLQ := queueURL(t, p.sqs, p.cfg.TargetQueueName()+"-dlq")
-	if !poll(time.Minute, 200*time.Millisecond, func() bool { return p.depth(t, srcDLQ) == 3 && p.depth(t, tgtDLQ) == 1 }) {
-		t.Fatalf("after a minute: source DLQ %d (want 3), target DLQ %d (want 1)", p.depth(t, srcDLQ), p.depth(t, tgtDLQ))
+	if !poll(time.Minute, 200*time.Millisecond, func() bool { return p.depth(t, srcDLQ) == len(why) && p.depth(t, tgtDLQ) == 1 }) {
+		t.Fatalf("after a minute: source DLQ %d (want %d), target DLQ %d (want 1)", p.depth(t, srcDLQ), len(why), p.depth(t, tgtDLQ))
 	}
 	// Said at each of its receives, as any permanent failure.
-	keys := map[any]bool{}
+	said := map[string]bool{}
 	for _, l := range p.logEntries("message not acknowledged: bound for the DLQ") {
-		keys[l["key"]] = true
-		if l["kind"] != "relay" || l["permanent"] != true || l["region"] != "eu-west-1" {
-			t.Errorf("line of a refused relay: %v", l)
+		key, _ := l["key"].(string)
+		if l["kind"] != "relay" || l["permanent"] != true || !strings.Contains(fmt.Sprint(l["error"]), why[key]) {
+			t.Errorf("line of a refused relay of %s (want %q): %v", key, why[key], l)
 		}
+		said[key] = true
 	}
-	if len(keys) != 3 {
-		t.Errorf("lines bound for the DLQ name %v, want the 3 relays' keys", keys)
+	if len(said) != len(why) {
+		t.Errorf("lines bound for the DLQ name %v, want the %d relays' keys", said, len(why))
 	}
 	if n := p.count(t, p.dst, p.cfg.Settings.Regions[1].StagingBucket, ""); n != 0 {
-		t.Errorf("%d objects in the target's staging", n)
+		t.Errorf("%d objects in the direct region's staging", n)
 	}
 }

@@ -134,7 +134,12 @@ func (h *Source) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEven
 		if r := parsed.Relay; r != nil {
 			// Beside the batches, as the Fargate worker does.
 			t.pending, t.out.wait = 1, source.RelayBackoff(t.out.msg.ReceiveCount)
-			relays.Go(func() { t.settle(h.w.Relay(work, *r)) })
+			relays.Go(func() {
+				t.settle(h.w.Relay(work, *r))
+				t.mu.Lock()
+				t.out.now = t.permanent // cut by the deadline, it waits its backoff too
+				t.mu.Unlock()
+			})
 			continue
 		}
 		for _, ref := range parsed.Refs {

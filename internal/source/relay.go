@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -15,6 +16,7 @@ import (
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/events"
 	"github.com/xrc-dev/xrc/internal/manifest"
+	"github.com/xrc-dev/xrc/internal/stats"
 )
 
 // relay copies the archive just staged at key (version) to the staging
@@ -25,16 +27,29 @@ import (
 // the staging upload's memory, which is done with its own). Each region's
 // staging bucket announces the archive to its target queue.
 //
-// A region whose copy still fails after relayAttempts is left to a relay
-// message on the worker's own queue (events.Relay, Relay), retried on its
-// own: one region down (a store's outage, its credentials rotated) must
-// not fail the archive every other region has, restage it on each receive
-// and send its objects' messages to the DLQ. relay fails only when that
-// message cannot be sent either.
+// A region whose copy still fails after relayAttempts, or whose copies
+// failed in the last relayCooldown (not tried again here: a region that
+// hangs would hold every archive's builder for minutes), is left to a
+// relay message on the worker's own queue (events.Relay, Relay), retried
+// on its own: one region down (a store's outage, its credentials rotated)
+// must not fail the archive every other region has, restage it on each
+// receive and send its objects' messages to the DLQ. relay fails only when
+// a relay message cannot be sent either.
 func (w *Worker) relay(ctx context.Context, rule *config.Rule, key string, version *string, part int64, meta map[string]string) error {
+	type handoff struct {
+		reg   config.Region
+		tries int
+		err   error
+	}
+	var left []handoff
 	for _, reg := range w.Config.DirectRegions(rule) {
+		if w.cooling(reg.Name) {
+			left = append(left, handoff{reg: reg})
+			continue
+		}
 		var err error
-		for attempt := 1; attempt <= relayAttempts; attempt++ {
+		attempt := 1
+		for ; attempt <= relayAttempts; attempt++ {
 			if err = w.relayTo(ctx, reg, key, version, part, meta); err == nil || ctx.Err() != nil || attempt == relayAttempts {
 				break
 			}
@@ -53,14 +68,24 @@ func (w *Worker) relay(ctx context.Context, rule *config.Rule, key string, versi
 		case ctx.Err() != nil: // a stop is no failure of the copy
 			return err
 		}
+		w.cool(reg.Name)
+		left = append(left, handoff{reg, attempt, err})
+	}
+	// Sent once every region was tried: a relay sent before another
+	// region's copy cut the archive short would copy it twice.
+	for _, h := range left {
 		w.Metrics.Errors.WithLabelValues("relay").Inc()
-		r := events.Relay{Region: reg.Name, Bucket: w.staging, Key: key, VersionID: aws.ToString(version)}
-		if serr := w.sendRelay(ctx, r); serr != nil {
-			return errors.Join(err, serr)
+		r := events.Relay{Region: h.reg.Name, Bucket: w.staging, Key: key, VersionID: aws.ToString(version)}
+		if err := w.sendRelay(ctx, r); err != nil {
+			return errors.Join(h.err, err)
 		}
-		w.Log.Warn("copying an archive to a direct region failed: left to a relay message, retried on its own",
-			zap.String("rule", rule.ID), zap.String("key", key), zap.String("region", reg.Name),
-			zap.Duration("retryIn", w.relayBackoff(0)), zap.Error(err))
+		fields := []zap.Field{zap.String("rule", rule.ID), zap.String("key", key), zap.String("region", h.reg.Name),
+			zap.Int("tries", h.tries), zap.Duration("retryIn", w.relayBackoff(0))}
+		if h.err == nil {
+			w.Log.Warn("the direct region's copies are failing: archive left to a relay message without trying", fields...)
+			continue
+		}
+		w.Log.Warn("copying an archive to a direct region failed: left to a relay message, retried on its own", append(fields, zap.Error(h.err))...)
 	}
 	return nil
 }
@@ -68,6 +93,28 @@ func (w *Worker) relay(ctx context.Context, rule *config.Rule, key string, versi
 // relayAttempts bounds the tries of one copy before it is left to a relay
 // message.
 const relayAttempts = 3
+
+// relayCooldown is how long after a failed copy (inline or a relay
+// message's) a region's copies are left to relay messages untried.
+const relayCooldown = time.Minute
+
+func (w *Worker) cooling(region string) bool {
+	w.downMu.Lock()
+	defer w.downMu.Unlock()
+	return w.Clock.Now().Before(w.down[region])
+}
+
+func (w *Worker) cool(region string) {
+	w.downMu.Lock()
+	defer w.downMu.Unlock()
+	w.down[region] = w.Clock.Now().Add(relayCooldown)
+}
+
+func (w *Worker) warm(region string) {
+	w.downMu.Lock()
+	defer w.downMu.Unlock()
+	delete(w.down, region)
+}
 
 // sendRelay queues r on the worker's own queue, visible after the first
 // of its backoffs.
@@ -80,10 +127,11 @@ func (w *Worker) sendRelay(ctx context.Context, r events.Relay) error {
 }
 
 // RelayBackoff is how long a relay message waits before its receive
-// number n+1 (n = 0: its first): a minute, doubling to 15 minutes, so
-// that with the default maxReceiveCount of 5 a direct region may be down
-// about half an hour before its copies reach the DLQ (a redrive copies
-// them then, while their archives are still in staging).
+// number n+1 (n = 0: its first): a minute, doubling to 15 minutes. With
+// the default maxReceiveCount of 8, receives come about 1, 3, 7, 15, 30,
+// 45, 60 and 75 minutes after the copy failed: a direct region may be down
+// about an hour and a quarter before its copies reach the DLQ (a redrive
+// copies them then: their archives wait in staging stagingExpiryDays).
 func RelayBackoff(n int) time.Duration {
 	return min(15*time.Minute, time.Minute<<min(max(n, 0), 4))
 }
@@ -99,7 +147,9 @@ func (w *Worker) relayBackoff(n int) time.Duration {
 // relay message (relay). r is checked against the worker's own config, as
 // any message: the archive must be in this region's staging bucket, under
 // a rule this worker serves, and r's region one of that rule's direct
-// regions.
+// regions. At most builders relays copy at once, each within the task's
+// upload memory, so that a backlog of them after an outage does not
+// starve the staging of new archives.
 func (w *Worker) Relay(ctx context.Context, r events.Relay) error {
 	refuse := func(format string, args ...any) error {
 		return fmt.Errorf("%w: relay of s3://%s/%s to %s: %s", ErrUnroutable, r.Bucket, r.Key, r.Region, fmt.Sprintf(format, args...))
@@ -120,43 +170,63 @@ func (w *Worker) Relay(ctx context.Context, r events.Relay) error {
 	if rule == nil {
 		return refuse("rule %s is not served by this worker", ruleID)
 	}
-	for _, reg := range w.Config.DirectRegions(rule) {
-		if reg.Name != r.Region {
-			continue
-		}
-		if err := w.relayTo(ctx, reg, r.Key, optional(r.VersionID), 0, nil); err != nil {
-			if ctx.Err() == nil {
-				w.Metrics.Errors.WithLabelValues("relay").Inc()
-			}
-			return err
-		}
+	i := slices.IndexFunc(w.Config.DirectRegions(rule), func(reg config.Region) bool { return reg.Name == r.Region })
+	if i < 0 {
+		return refuse("not a direct region of rule %s", rule.ID)
+	}
+	reg := w.Config.DirectRegions(rule)[i]
+	if err := w.relaying.Acquire(ctx, 1); err != nil {
+		return err
+	}
+	defer w.relaying.Release(1)
+	err = w.relayCopy(ctx, reg, r)
+	switch {
+	case err == nil:
+		w.warm(reg.Name)
 		w.Metrics.Archives.WithLabelValues(rule.ID, "relayed").Inc()
 		w.Log.Info("archive copied to a direct region by its relay message", zap.String("rule", rule.ID), zap.String("key", r.Key),
 			zap.String("region", reg.Name), zap.String("bucket", reg.StagingBucket))
-		return nil
+	case ctx.Err() == nil && !Permanent(err):
+		w.cool(reg.Name)
+		w.Metrics.Errors.WithLabelValues("relay").Inc()
 	}
-	return refuse("not a direct region of rule %s", rule.ID)
+	return err
 }
 
-// relayTo copies one archive to reg. Called by Relay (part 0, meta nil),
-// it takes the part size from the archive's size, holds its buffers
-// within the task's upload memory, and copies the archive's own metadata.
+// relayCopy is a relay message's copy: the archive's size and metadata
+// from a HEAD, its upload buffers within the task's upload memory, then
+// the copy. An archive gone from staging (expired) no retry brings back.
+func (w *Worker) relayCopy(ctx context.Context, reg config.Region, r events.Relay) error {
+	head, err := w.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &r.Bucket, Key: &r.Key, VersionId: optional(r.VersionID)})
+	if awsapi.IsNotFound(err) {
+		return fmt.Errorf("%w: archive s3://%s/%s (version %q) is gone from staging before its copy to %s was made: run xrc backfill for the rule's objects in %s (%v)",
+			ErrUnroutable, r.Bucket, r.Key, r.VersionID, reg.Name, reg.Name, err)
+	}
+	if err != nil {
+		return fmt.Errorf("reading s3://%s/%s to copy it to %s: %w", r.Bucket, r.Key, reg.Name, err)
+	}
+	part := partSize(aws.ToInt64(head.ContentLength))
+	if w.uploadMem != nil {
+		need := uploadBuffers(part)
+		if need > w.UploadMemory {
+			return fmt.Errorf("%w: copying archive s3://%s/%s needs %s of upload buffers, more than the task's %s", ErrTooLarge,
+				r.Bucket, r.Key, stats.Bytes(need), stats.Bytes(w.UploadMemory))
+		}
+		if err := w.uploadMem.Acquire(ctx, need); err != nil {
+			return err
+		}
+		defer w.uploadMem.Release(need)
+	}
+	return w.relayTo(ctx, reg, r.Key, optional(r.VersionID), part, head.Metadata)
+}
+
+// relayTo copies one archive to reg.
 func (w *Worker) relayTo(ctx context.Context, reg config.Region, key string, version *string, part int64, meta map[string]string) error {
 	out, err := w.S3.GetObject(ctx, &s3.GetObjectInput{Bucket: &w.staging, Key: &key, VersionId: version})
 	if err != nil {
 		return fmt.Errorf("reading s3://%s/%s back to copy it to %s: %w", w.staging, key, reg.Name, err)
 	}
 	defer out.Body.Close()
-	if part == 0 {
-		part, meta = partSize(aws.ToInt64(out.ContentLength)), out.Metadata
-		if w.uploadMem != nil {
-			need := uploadBuffers(part)
-			if err := w.uploadMem.Acquire(ctx, need); err != nil {
-				return err
-			}
-			defer w.uploadMem.Release(need)
-		}
-	}
 	up := awsapi.NewUploader(w.Direct[reg.Name], func(o *transfermanager.Options) {
 		o.PartSizeBytes = part
 		o.MultipartUploadThreshold = part

@@ -101,6 +101,9 @@ type Worker struct {
 	buffers     buffers             // of prefetched objects
 	chunks      sync.Pool           // of arena chunks (*[]byte)
 	uploadMem   *semaphore.Weighted // nil: unbounded (UploadMemory)
+	relaying    *semaphore.Weighted // relay messages copying at once (Relay)
+	downMu      sync.Mutex
+	down        map[string]time.Time // direct regions whose copies are left to relays until then
 
 	items    chan Item
 	batches  chan *batch
@@ -140,7 +143,7 @@ func New(d Deps) (*Worker, error) {
 	if d.Clock == nil {
 		d.Clock = clockwork.NewRealClock()
 	}
-	w := &Worker{Deps: d, staging: region.StagingBucket, task: newTaskID()}
+	w := &Worker{Deps: d, staging: region.StagingBucket, task: newTaskID(), relaying: semaphore.NewWeighted(builders), down: map[string]time.Time{}}
 	w.S3 = trackingS3{S3API: d.S3, u: &w.uploads}
 	if w.UploadMemory == 0 {
 		if limit := debug.SetMemoryLimit(-1); limit < math.MaxInt64 {
