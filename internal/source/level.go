@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"go.uber.org/zap"
 
 	"github.com/xrc-dev/xrc/internal/adaptive"
@@ -50,13 +51,23 @@ type levels struct {
 	factor atomic.Uint64 // float64 bits: this task's CPU against the fleet's mean
 	log    *zap.Logger
 	m      *Metrics
+	clock  clockwork.Clock
 
 	mu         sync.Mutex
-	pending    map[string][]stats.Delta // by rule: not written yet
+	pending    map[string][]dated // by rule: not written yet
 	published  map[adaptive.Key]adaptive.Arm
 	exploiting map[adaptive.Key]adaptive.Arm // the best trusted arm after the last archive (switched)
 	retryAt    time.Time                     // after a failure, the table is left alone until then
 	backoff    time.Duration                 // the wait after the last failure
+}
+
+// dated is a delta not written yet and when it was made: written later
+// (after a failed write, or at a Lambda environment's thaw hours after
+// its last invocation), it is filed under its own hour, not the write's,
+// and the learner dates it so.
+type dated struct {
+	stats.Delta
+	at time.Time
 }
 
 // Waits between attempts at a failing statistics table: archives must not
@@ -69,7 +80,7 @@ const (
 func newLevels(w *Worker) *levels {
 	a := w.Config.Settings.Adaptive
 	lv := &levels{cfg: a, probe: adaptive.NewProber(), stats: w.Stats, models: map[string]adaptive.Model{},
-		log: w.Log, m: w.Metrics, pending: map[string][]stats.Delta{}, published: map[adaptive.Key]adaptive.Arm{},
+		log: w.Log, m: w.Metrics, clock: w.Clock, pending: map[string][]dated{}, published: map[adaptive.Key]adaptive.Arm{},
 		exploiting: map[adaptive.Key]adaptive.Arm{}}
 	lv.factor.Store(math.Float64bits(1))
 	max := a.MaxLevel
@@ -249,18 +260,40 @@ func (lv *levels) write(ctx context.Context, rule string, ds []stats.Delta, now 
 		return
 	}
 	lv.mu.Lock()
-	ds = append(lv.pending[rule], ds...)
+	all := merge(append(lv.pending[rule], dateAll(ds, now)...))
 	delete(lv.pending, rule)
 	wait := now.Before(lv.retryAt) && !force
 	lv.mu.Unlock()
-	if len(ds) == 0 {
+	if len(all) == 0 {
 		return
 	}
-	left, err := ds, error(nil)
-	if !wait {
+	var left []dated
+	var err error
+	cut := ctx.Err() != nil // after an error: stopping, or frozen mid-call
+	// One write per hour they belong to, oldest first (merge sorts
+	// them); after a failure, the rest wait too.
+	for i := 0; i < len(all); {
+		hour := all[i].at.Truncate(time.Hour)
+		j := i
+		var group []stats.Delta
+		for ; j < len(all) && all[j].at.Truncate(time.Hour).Equal(hour); j++ {
+			group = append(group, all[j].Delta)
+		}
+		if wait || err != nil {
+			left = append(left, all[i:j]...)
+			i = j
+			continue
+		}
 		sctx, cancel := context.WithTimeout(ctx, statsTimeout)
-		left, err = lv.stats.Add(sctx, rule, now, ds)
+		start := lv.clock.Now()
+		var notWritten []stats.Delta
+		notWritten, err = lv.stats.Add(sctx, rule, all[i].at, group)
 		cancel()
+		if err != nil && frozen(lv.clock, start, statsTimeout) {
+			cut = true
+		}
+		left = append(left, dateAll(notWritten, all[i].at)...)
+		i = j
 	}
 	lv.mu.Lock()
 	defer lv.mu.Unlock()
@@ -268,6 +301,10 @@ func (lv *levels) write(ctx context.Context, rule string, ds []stats.Delta, now 
 		lv.pending[rule] = merge(append(lv.pending[rule], left...))
 	}
 	switch {
+	case err != nil && (cut || ctx.Err() != nil) && !force:
+		// Stopping: kept for the stop's own write (Drain, Close), which
+		// has time of its own; or frozen mid-call (frozen): kept for the
+		// next. No failure of the table.
 	case err != nil:
 		lv.backoff = min(max(2*lv.backoff, statsBackoffMin), statsBackoffMax)
 		lv.retryAt = now.Add(lv.backoff)
@@ -333,12 +370,15 @@ func (lv *levels) switched(k adaptive.Key, now time.Time) {
 	lv.log.Info("learner switched arm", fields...)
 }
 
-// merge sums deltas of the same class and arm, and keeps at most
-// maxPending of them.
-func merge(ds []stats.Delta) []stats.Delta {
-	var out []stats.Delta
+// merge sums deltas of the same hour, class and arm (dated the later), and
+// keeps at most maxPending of them, oldest hours first.
+func merge(ds []dated) []dated {
+	var out []dated
 	for _, d := range ds {
-		i := slices.IndexFunc(out, func(x stats.Delta) bool { return x.Class == d.Class && x.Arm == d.Arm })
+		hour := d.at.Truncate(time.Hour)
+		i := slices.IndexFunc(out, func(x dated) bool {
+			return x.Class == d.Class && x.Arm == d.Arm && x.at.Truncate(time.Hour).Equal(hour)
+		})
 		if i < 0 {
 			out = append(out, d)
 			continue
@@ -347,19 +387,32 @@ func merge(ds []stats.Delta) []stats.Delta {
 		x.In, x.Out, x.Frame, x.CPU, x.Objects, x.Archives = x.In+d.In, x.Out+d.Out, x.Frame+d.Frame, x.CPU+d.CPU, x.Objects+d.Objects, x.Archives+d.Archives
 		x.Restaged += d.Restaged
 		x.Deletes, x.Retags = x.Deletes+d.Deletes, x.Retags+d.Retags
+		if d.at.After(x.at) {
+			x.at = d.at
+		}
 	}
+	slices.SortStableFunc(out, func(a, b dated) int { return a.at.Truncate(time.Hour).Compare(b.at.Truncate(time.Hour)) })
 	return out[:min(len(out), maxPending)]
 }
 
+// dateAll dates each of ds at.
+func dateAll(ds []stats.Delta, at time.Time) []dated {
+	out := make([]dated, len(ds))
+	for i, d := range ds {
+		out[i] = dated{d, at}
+	}
+	return out
+}
+
 // restaged adds what objects staged again had added (Delta.Restaged) to
-// rule's statistics still to write: they go with the next write.
-func (lv *levels) restaged(rule string, ds []stats.Delta) {
+// rule's statistics still to write, dated now: they go with the next write.
+func (lv *levels) restaged(rule string, ds []stats.Delta, now time.Time) {
 	if lv.stats == nil || len(ds) == 0 {
 		return
 	}
 	lv.mu.Lock()
 	defer lv.mu.Unlock()
-	lv.pending[rule] = merge(append(lv.pending[rule], ds...))
+	lv.pending[rule] = merge(append(lv.pending[rule], dateAll(ds, now)...))
 }
 
 // refreshLoop reloads the fleet's statistics every Refresh until ctx ends.
@@ -390,8 +443,12 @@ func (lv *levels) refresh(ctx context.Context, now time.Time) {
 	var obs []adaptive.Observation
 	for rule := range lv.models {
 		sctx, cancel := context.WithTimeout(ctx, statsTimeout)
+		start := lv.clock.Now()
 		o, err := lv.stats.Observations(sctx, rule, now.Add(-10*lv.cfg.HalfLife.D()))
 		cancel()
+		if err != nil && (ctx.Err() != nil || frozen(lv.clock, start, statsTimeout)) {
+			return // stopping, or frozen mid-call: no failure
+		}
 		if err != nil {
 			lv.m.Errors.WithLabelValues("stats").Inc()
 			lv.log.Warn("reading the fleet's compression statistics: keeping what this task knows", zap.String("rule", rule), zap.Error(err))
@@ -403,7 +460,7 @@ func (lv *levels) refresh(ctx context.Context, now time.Time) {
 	for rule, ds := range lv.pending {
 		for _, d := range ds {
 			obs = append(obs, adaptive.Observation{Key: adaptive.Key{Rule: rule, Class: d.Class}, Arm: d.Arm,
-				Sample: adaptive.Sample{In: d.In, Out: d.Out, CPU: d.CPU, Objects: d.Objects}, At: now})
+				Sample: adaptive.Sample{In: d.In, Out: d.Out, CPU: d.CPU, Objects: d.Objects}, At: d.at})
 		}
 	}
 	lv.mu.Unlock()
@@ -426,8 +483,12 @@ func (lv *levels) publish(ctx context.Context, obs []adaptive.Observation, now t
 			continue
 		}
 		sctx, cancel := context.WithTimeout(ctx, statsTimeout)
+		start := lv.clock.Now()
 		err := lv.stats.PublishChoice(sctx, k.Rule, k.Class, *best, benefit)
 		cancel()
+		if err != nil && (ctx.Err() != nil || frozen(lv.clock, start, statsTimeout)) {
+			return // stopping, or frozen mid-call: published at the next refresh
+		}
 		if err != nil {
 			lv.m.Errors.WithLabelValues("stats").Inc()
 			lv.log.Warn("publishing a learnt choice", zap.String("rule", k.Rule), zap.String("class", string(k.Class)), zap.Error(err))

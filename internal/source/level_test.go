@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"testing"
 	"time"
@@ -302,5 +303,52 @@ func TestCloseWritesWaitingStatistics(t *testing.T) {
 	}
 	if !stopped {
 		t.Error("Close left the refresh loop running")
+	}
+}
+
+// hourTable records the hour each write of statistics is filed under,
+// failing the first fails of them; it holds nothing.
+type hourTable struct {
+	stuckTable
+	fails           int
+	hours, restaged map[string]int64 // hour -> bytes in, restaged
+}
+
+func (h *hourTable) Add(_ context.Context, _ string, at time.Time, ds []stats.Delta) ([]stats.Delta, error) {
+	if h.fails > 0 {
+		h.fails--
+		return ds, errors.New("throttled")
+	}
+	for _, d := range ds {
+		if d.In > 0 {
+			h.hours[at.UTC().Format("2006-01-02T15")] += d.In
+		}
+		if d.Restaged > 0 {
+			h.restaged[at.UTC().Format("2006-01-02T15")] += d.Restaged
+		}
+	}
+	return nil, nil
+}
+
+// TestWaitingStatisticsKeepTheirHour: statistics a failed write left
+// waiting, and objects to be staged again, are filed under the hour they
+// were made in, not the hour of the write that finally takes them (on
+// Lambda, the thaw of an environment hours later), each hour its own
+// write.
+func TestWaitingStatisticsKeepTheirHour(t *testing.T) {
+	ctx := context.Background()
+	table := &hourTable{fails: 1, hours: map[string]int64{}, restaged: map[string]int64{}}
+	w, rule := tableWorker(table)
+	at := time.Date(2026, 12, 6, 10, 59, 0, 0, time.UTC)
+	m := &manifest.Manifest{Objects: []manifest.Object{{Key: "k.csv"}}}
+	w.levels.observe(ctx, rule, m, []choice{{adaptive.CSV, 3}}, []archive.ObjectStats{{In: 1 << 20, Out: 400 << 10, CPU: time.Millisecond}}, 400<<10, at)
+	w.levels.restaged(rule.ID, []stats.Delta{{Class: adaptive.CSV, Arm: 3, Restaged: 5}}, at.Add(30*time.Minute))
+	w.levels.observe(ctx, rule, m, []choice{{adaptive.CSV, 3}}, []archive.ObjectStats{{In: 2 << 20, Out: 800 << 10, CPU: time.Millisecond}}, 800<<10, at.Add(3*time.Hour))
+	want := map[string]int64{"2026-12-06T10": 1 << 20, "2026-12-06T13": 2 << 20}
+	if !maps.Equal(table.hours, want) || !maps.Equal(table.restaged, map[string]int64{"2026-12-06T11": 5}) {
+		t.Errorf("bytes in by hour %v, restaged %v; want %v, and 5 restaged at 11", table.hours, table.restaged, want)
+	}
+	if len(w.levels.pending) != 0 {
+		t.Errorf("left waiting: %v", w.levels.pending)
 	}
 }

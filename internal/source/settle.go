@@ -76,7 +76,7 @@ func (w *Worker) Restaged(staged []Staging) {
 		byRule[s.Rule] = append(byRule[s.Rule], s.Delta)
 	}
 	for rule, ds := range byRule {
-		w.levels.restaged(rule, ds)
+		w.levels.restaged(rule, ds, w.Clock.Now())
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/jonboulle/clockwork"
 	"go.uber.org/zap"
 
 	"github.com/xrc-dev/xrc/internal/awsapi"
@@ -96,12 +97,30 @@ func (w *Worker) every(ctx context.Context, f func()) {
 }
 
 func (w *Worker) renew(ctx context.Context) {
-	ctx, cancel := context.WithTimeout(ctx, statsTimeout)
+	rctx, cancel := context.WithTimeout(ctx, statsTimeout)
 	defer cancel()
-	if err := w.Leases.Renew(ctx, w.task, leaseTTL); err != nil {
+	start := w.Clock.Now()
+	if err := w.Leases.Renew(rctx, w.task, leaseTTL); err != nil {
+		if ctx.Err() != nil {
+			return // stopping (a Lambda environment retired): no failure
+		}
+		if frozen(w.Clock, start, statsTimeout) {
+			w.Log.Info("renewing this task's lease was cut by a freeze of its environment; renewed at the next tick", zap.Error(err))
+			return
+		}
 		w.Metrics.Errors.WithLabelValues("lease").Inc()
 		w.Log.Warn("renewing this task's lease", zap.Error(err))
 	}
+}
+
+// frozen reports whether a call begun at start that failed had its time
+// run out while the process was frozen, not while it waited on the other
+// end: past twice its timeout, it was not running all that time. Lambda
+// freezes an environment between invocations with its maintenance calls
+// in flight, and they fail at the thaw, hours later; that says nothing of
+// the table or of S3.
+func frozen(clock clockwork.Clock, start time.Time, timeout time.Duration) bool {
+	return clock.Since(start) > 2*timeout
 }
 
 // sweep aborts the staging uploads of this worker's rules that belong to
@@ -137,10 +156,11 @@ func (w *Worker) sweep(ctx context.Context) {
 				live, ok := alive[task]
 				if !ok {
 					lctx, cancel := context.WithTimeout(ctx, statsTimeout)
+					start := w.Clock.Now()
 					live, err = w.Leases.Alive(lctx, task)
 					cancel()
-					if err != nil && ctx.Err() != nil {
-						return
+					if err != nil && (ctx.Err() != nil || frozen(w.Clock, start, statsTimeout)) {
+						return // stopping, or frozen: swept at the next tick
 					}
 					if err != nil {
 						w.Metrics.Errors.WithLabelValues("sweep").Inc()

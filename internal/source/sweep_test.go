@@ -10,8 +10,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/jonboulle/clockwork"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/xrc-dev/xrc/internal/adaptive"
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/localstack"
 	"github.com/xrc-dev/xrc/internal/stats"
@@ -170,5 +173,111 @@ func TestLeaseRenewedDuringALongSweep(t *testing.T) {
 			t.Fatalf("no renewal waiting while a sweep was stuck: %v", err)
 		}
 		clock.Advance(leaseEvery)
+	}
+}
+
+// stuckTable holds every call until its context ends: a table or a lease
+// call in flight when the worker stops.
+type stuckTable struct{ calls atomic.Int32 }
+
+func (s *stuckTable) wait(ctx context.Context) error                             { s.calls.Add(1); <-ctx.Done(); return ctx.Err() }
+func (s *stuckTable) Renew(ctx context.Context, _ string, _ time.Duration) error { return s.wait(ctx) }
+func (s *stuckTable) Alive(ctx context.Context, _ string) (bool, error)          { return false, s.wait(ctx) }
+func (s *stuckTable) Add(ctx context.Context, _ string, _ time.Time, ds []stats.Delta) ([]stats.Delta, error) {
+	return ds, s.wait(ctx)
+}
+func (s *stuckTable) Observations(ctx context.Context, _ string, _ time.Time) ([]adaptive.Observation, error) {
+	return nil, s.wait(ctx)
+}
+func (s *stuckTable) AddBenchmark(ctx context.Context, _ adaptive.BenchResult) (stats.Fleet, error) {
+	return stats.Fleet{}, s.wait(ctx)
+}
+func (s *stuckTable) PublishChoice(ctx context.Context, _ string, _ adaptive.Class, _ adaptive.Arm, _ float64) error {
+	return s.wait(ctx)
+}
+
+// TestStopCutsNoFailure: a lease renewal or a refresh of the statistics
+// cut by the stop (a Lambda environment retired, its loops' context
+// cancelled with their calls in flight) is no failure: no warning, no
+// error counted, and what was to be written is kept for the stop's own
+// write.
+func TestStopCutsNoFailure(t *testing.T) {
+	core, logs := observer.New(zap.WarnLevel)
+	table := &stuckTable{}
+	w, rule := tableWorker(table)
+	w.Log, w.Leases = zap.New(core), table
+	w.levels.log = w.Log
+	w.levels.pending[rule.ID] = dateAll([]stats.Delta{{Class: adaptive.CSV, Arm: 3, In: 1 << 20, Out: 400 << 10, Objects: 1}}, time.Now())
+	for name, call := range map[string]func(context.Context){
+		"renew":   w.renew,
+		"refresh": func(ctx context.Context) { w.levels.refresh(ctx, time.Now()) },
+	} {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); call(ctx) }()
+		for table.calls.Load() == 0 {
+			time.Sleep(time.Millisecond)
+		}
+		cancel()
+		<-done
+		table.calls.Store(0)
+		if logs.Len() > 0 {
+			t.Errorf("%s cut by the stop: %v", name, logs.TakeAll())
+		}
+	}
+	for _, kind := range []string{"lease", "stats"} {
+		if v := testutil.ToFloat64(w.Metrics.Errors.WithLabelValues(kind)); v != 0 {
+			t.Errorf("errors{%s} = %v, want 0", kind, v)
+		}
+	}
+	if len(w.levels.pending[rule.ID]) != 1 {
+		t.Errorf("pending statistics %v, want the archive's kept for the stop's write", w.levels.pending[rule.ID])
+	}
+}
+
+// thawedTable is a table whose every call was in flight when the process
+// froze: it fails once the fake clock has run past its timeout.
+type thawedTable struct {
+	stuckTable
+	clock *clockwork.FakeClock
+}
+
+func (s *thawedTable) thaw() error                                        { s.clock.Advance(3 * time.Hour); return context.DeadlineExceeded }
+func (s *thawedTable) Renew(context.Context, string, time.Duration) error { return s.thaw() }
+func (s *thawedTable) Alive(context.Context, string) (bool, error)        { return false, s.thaw() }
+func (s *thawedTable) PublishChoice(context.Context, string, adaptive.Class, adaptive.Arm, float64) error {
+	return s.thaw()
+}
+func (s *thawedTable) Add(_ context.Context, _ string, _ time.Time, ds []stats.Delta) ([]stats.Delta, error) {
+	return ds, s.thaw()
+}
+func (s *thawedTable) Observations(context.Context, string, time.Time) ([]adaptive.Observation, error) {
+	return nil, s.thaw()
+}
+
+// TestThawIsNoFailure: a lease renewal or statistics call in flight when
+// Lambda froze the environment fails at the thaw, hours later, its time
+// long run out: no failure of the table (no warning, no error counted),
+// and what was to be written is kept for the next write.
+func TestThawIsNoFailure(t *testing.T) {
+	core, logs := observer.New(zap.WarnLevel)
+	clock := clockwork.NewFakeClock()
+	table := &thawedTable{clock: clock}
+	w, rule := tableWorker(table)
+	w.Log, w.Leases, w.Clock = zap.New(core), table, clock
+	w.levels.log, w.levels.clock = w.Log, clock
+	w.levels.pending[rule.ID] = dateAll([]stats.Delta{{Class: adaptive.CSV, Arm: 3, In: 1 << 20, Out: 400 << 10, Objects: 1}}, clock.Now())
+	w.renew(context.Background())
+	w.levels.refresh(context.Background(), clock.Now())
+	if logs.Len() > 0 {
+		t.Errorf("a thaw said: %v", logs.TakeAll())
+	}
+	for _, kind := range []string{"lease", "stats"} {
+		if v := testutil.ToFloat64(w.Metrics.Errors.WithLabelValues(kind)); v != 0 {
+			t.Errorf("errors{%s} = %v, want 0", kind, v)
+		}
+	}
+	if len(w.levels.pending[rule.ID]) != 1 || !w.levels.retryAt.IsZero() {
+		t.Errorf("pending statistics %v (retry at %v), want them kept for the next write, no backoff", w.levels.pending[rule.ID], w.levels.retryAt)
 	}
 }
