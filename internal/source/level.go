@@ -34,7 +34,7 @@ type Stats interface {
 const statsTimeout = 5 * time.Second
 
 // maxPending bounds the statistics kept while the table cannot be written
-// (per rule, merged per class and arm, so this is generous).
+// (per rule, merged per hour, class and arm: merge).
 const maxPending = 1024
 
 // levels is where each object's compression is chosen (choose) and where
@@ -269,9 +269,12 @@ func (lv *levels) write(ctx context.Context, rule string, ds []stats.Delta, now 
 	}
 	var left []dated
 	var err error
-	cut := ctx.Err() != nil // after an error: stopping, or frozen mid-call
+	cut := false // after an error: frozen mid-call
 	// One write per hour they belong to, oldest first (merge sorts
-	// them); after a failure, the rest wait too.
+	// them), all within one timeout, as one write was: archives must not
+	// queue behind them; after a failure, the rest wait too.
+	sctx, cancel := context.WithTimeout(ctx, statsTimeout)
+	defer cancel()
 	for i := 0; i < len(all); {
 		hour := all[i].at.Truncate(time.Hour)
 		j := i
@@ -284,11 +287,9 @@ func (lv *levels) write(ctx context.Context, rule string, ds []stats.Delta, now 
 			i = j
 			continue
 		}
-		sctx, cancel := context.WithTimeout(ctx, statsTimeout)
 		start := lv.clock.Now()
 		var notWritten []stats.Delta
 		notWritten, err = lv.stats.Add(sctx, rule, all[i].at, group)
-		cancel()
 		if err != nil && frozen(lv.clock, start, statsTimeout) {
 			cut = true
 		}
@@ -370,16 +371,42 @@ func (lv *levels) switched(k adaptive.Key, now time.Time) {
 	lv.log.Info("learner switched arm", fields...)
 }
 
-// merge sums deltas of the same hour, class and arm (dated the later), and
-// keeps at most maxPending of them, oldest hours first.
+// merge sums deltas of the same hour, class and arm (dated the later),
+// oldest hours first. Past maxPending (a table unwritable for days), the
+// oldest hours' are folded into a later hour's, filed late rather than
+// lost, leaving half the cap to the newest hours.
 func merge(ds []dated) []dated {
+	out := mergeHours(ds)
+	if len(out) <= maxPending {
+		return out
+	}
+	i := len(out) - maxPending/2
+	hour := out[i-1].at.Truncate(time.Hour)
+	for i < len(out) && out[i].at.Truncate(time.Hour).Equal(hour) {
+		i++ // an hour is folded whole or not at all
+	}
+	if i == len(out) {
+		return out // cannot happen: an hour holds fewer classes and arms
+	}
+	for j := range i {
+		out[j].at = out[i].at
+	}
+	return mergeHours(out)
+}
+
+func mergeHours(ds []dated) []dated {
+	type key struct {
+		hour  int64
+		class adaptive.Class
+		arm   adaptive.Arm
+	}
+	at := make(map[key]int, len(ds))
 	var out []dated
 	for _, d := range ds {
-		hour := d.at.Truncate(time.Hour)
-		i := slices.IndexFunc(out, func(x dated) bool {
-			return x.Class == d.Class && x.Arm == d.Arm && x.at.Truncate(time.Hour).Equal(hour)
-		})
-		if i < 0 {
+		k := key{d.at.Truncate(time.Hour).Unix(), d.Class, d.Arm}
+		i, ok := at[k]
+		if !ok {
+			at[k] = len(out)
 			out = append(out, d)
 			continue
 		}
@@ -392,7 +419,7 @@ func merge(ds []dated) []dated {
 		}
 	}
 	slices.SortStableFunc(out, func(a, b dated) int { return a.at.Truncate(time.Hour).Compare(b.at.Truncate(time.Hour)) })
-	return out[:min(len(out), maxPending)]
+	return out
 }
 
 // dateAll dates each of ds at.

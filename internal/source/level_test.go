@@ -352,3 +352,47 @@ func TestWaitingStatisticsKeepTheirHour(t *testing.T) {
 		t.Errorf("left waiting: %v", w.levels.pending)
 	}
 }
+
+// TestPendingPastTheCapFolded: statistics waiting through an outage of
+// days outgrow maxPending entries (one per hour, class and arm); the
+// oldest hours are folded into later ones, and nothing is dropped, the
+// newest hour least of all.
+func TestPendingPastTheCapFolded(t *testing.T) {
+	start := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	var ds []dated
+	var in, restaged int64
+	for h := range 3 * maxPending {
+		for _, arm := range []adaptive.Arm{1, 3} {
+			d := dated{stats.Delta{Class: adaptive.CSV, Arm: arm, In: int64(h + 1), Restaged: 1}, start.Add(time.Duration(h) * time.Hour)}
+			ds = append(ds, d)
+			in, restaged = in+d.In, restaged+d.Restaged
+		}
+	}
+	out := merge(ds)
+	var gotIn, gotRestaged int64
+	for _, d := range out {
+		gotIn, gotRestaged = gotIn+d.In, gotRestaged+d.Restaged
+	}
+	if len(out) > maxPending || gotIn != in || gotRestaged != restaged {
+		t.Fatalf("%d entries (want at most %d) holding %d bytes in and %d restaged, want %d and %d", len(out), maxPending, gotIn, gotRestaged, in, restaged)
+	}
+	if last := out[len(out)-1]; !last.at.Equal(start.Add(time.Duration(3*maxPending-1)*time.Hour)) || last.In != 3*maxPending {
+		t.Errorf("newest entry %+v, want the last hour's own", last)
+	}
+}
+
+// TestFrozenAfterTwiceTheTimeout: a call that failed within twice its
+// timeout failed on its own (a slow table); only past that was the
+// process frozen.
+func TestFrozenAfterTwiceTheTimeout(t *testing.T) {
+	clock := clockwork.NewFakeClock()
+	start := clock.Now()
+	clock.Advance(2 * statsTimeout)
+	if frozen(clock, start, statsTimeout) {
+		t.Error("a call failing after twice its timeout taken as frozen")
+	}
+	clock.Advance(time.Millisecond)
+	if !frozen(clock, start, statsTimeout) {
+		t.Error("a call failing past twice its timeout not taken as frozen")
+	}
+}

@@ -118,9 +118,12 @@ func (w *Worker) renew(ctx context.Context) {
 // end: past twice its timeout, it was not running all that time. Lambda
 // freezes an environment between invocations with its maintenance calls
 // in flight, and they fail at the thaw, hours later; that says nothing of
-// the table or of S3.
+// the table or of S3. Measured on the wall clock too: the monotonic one
+// may stand still while a microVM is paused (reported of Lambda), the
+// wall clock is set right at the thaw.
 func frozen(clock clockwork.Clock, start time.Time, timeout time.Duration) bool {
-	return clock.Since(start) > 2*timeout
+	now := clock.Now()
+	return max(now.Sub(start), now.Round(0).Sub(start.Round(0))) > 2*timeout
 }
 
 // sweep aborts the staging uploads of this worker's rules that belong to
