@@ -107,6 +107,16 @@ func TestValidateForStore(t *testing.T) {
 	if err := o.ValidateForStore(); err != nil {
 		t.Errorf("a little metadata: %v", err)
 	}
+	// Keys as the local stack's MinIO takes or refuses them (AWS takes all).
+	for key, refused := range map[string]bool{
+		"a/./b": true, "a/../b": true, "./x": true, "../x": true, "a//b": true, "a/.": true, "a/..": true,
+		"/lead": false, "x/": false, "a/.../b": false, ".hidden": false, "a\\b": false, "a.b/c..d": false,
+	} {
+		o.Destinations = []Destination{{Region: "eu-west-1", Bucket: "d", Key: "ok"}, {Region: "store", Bucket: "s", Key: key}}
+		if err := o.ValidateForStore(); (err != nil) != refused || err != nil && !errors.Is(err, ErrInvalid) {
+			t.Errorf("destination key %q: %v, want refused %v", key, err, refused)
+		}
+	}
 }
 
 // TestDestinationMetadataKey: source keys under xrc- (any case: metadata

@@ -107,11 +107,19 @@ func (o *Object) ValidateObject() error {
 }
 
 // ValidateForStore checks what ValidateObject leaves to the destination
-// when one is an S3-compatible store: MinIO (and others) count each
-// metadata header's full name, x-amz-meta- included, in the 2 KB, so
-// metadata AWS took is refused there on every write, and the archive with
-// every object batched with it.
+// when one is an S3-compatible store, which refuses on every write, and
+// the archive with every object batched with it, what AWS took: MinIO
+// (and others) count each metadata header's full name, x-amz-meta-
+// included, in the 2 KB, and refuse a key with a "." or ".." segment or
+// an empty one inside it ("a//b": XMinioInvalidResourceName,
+// XMinioInvalidObjectName, seen on the local stack's MinIO).
 func (o *Object) ValidateForStore() error {
+	for _, d := range o.Destinations {
+		if storeRefuses(d.Key) {
+			return fmt.Errorf("%w: key %s: destination key %s has a \".\", \"..\" or empty path segment, which S3-compatible stores refuse",
+				ErrInvalid, quote(o.Key), quote(d.Key))
+		}
+	}
 	n := 0
 	for k, v := range o.Metadata {
 		n += len("x-amz-meta-") + len(DestinationMetadataKey(k)) + len(v)
@@ -121,6 +129,19 @@ func (o *Object) ValidateForStore() error {
 			ErrInvalid, quote(o.Key), n, maxMetadataLen)
 	}
 	return nil
+}
+
+// storeRefuses reports a key an S3-compatible store refuses as a path:
+// one with a "." or ".." segment, or an empty segment other than a
+// leading or trailing one.
+func storeRefuses(key string) bool {
+	segs := strings.Split(key, "/")
+	for i, seg := range segs {
+		if seg == "." || seg == ".." || seg == "" && i > 0 && i < len(segs)-1 {
+			return true
+		}
+	}
+	return false
 }
 
 // metadataLen is the size of md as S3 counts it, keys and values, with the
