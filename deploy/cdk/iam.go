@@ -117,23 +117,23 @@ func (s *regionStack) sourceGrants(rule *config.Rule, q *workQueue) grants {
 	p.allow("Statistics", []string{"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:Query"},
 		[]string{*s.table.TableArn()}, leadingKeysLike(config.KeyStats+rule.ID, config.KeyChoice+rule.ID, config.KeyFleet, config.KeyTask+"*", config.KeyStartCheck), "")
 	// Direct regions: each archive is read back from staging and copied
-	// there with the region's own credentials.
+	// there with the region's own credentials; a copy that fails is left
+	// to a relay message the worker sends its own queue (events.Relay),
+	// which finds its archive expired by a 404 (without ListBucket, S3
+	// answers 403 for a missing object).
 	if len(s.d.Config.DirectRegions(rule)) > 0 {
 		p.allow("ReadBackArchives", []string{"s3:GetObject", "s3:GetObjectVersion"},
 			[]string{*s.staging.Bucket.BucketArn() + "/" + stagingPrefix(rule.ID) + "*"}, nil,
 			"archives under the rule's own prefix <ruleId>/, copied to its direct regions")
+		p.allow("ListStaging", []string{"s3:ListBucket"}, []string{*s.staging.Bucket.BucketArn()}, nil, "")
+		p.allow("RelayToOwnQueue", []string{"sqs:SendMessage"}, []string{*q.Queue.QueueArn()}, nil, "")
+		p.allow("EncryptRelays", []string{"kms:GenerateDataKey"}, []string{*s.keys.Messaging.KeyArn()}, viaService("sqs", region), "")
 	}
 	if arns := directCredentials(s.d.Config, rule); len(arns) > 0 {
 		p.allow("DirectCredentials", []string{"ssm:GetParameter"}, arns, nil, "")
 	}
 	// A direct region of this partition without credentials of its own
 	// is written with the task role's.
-	if len(s.d.Config.DirectRegions(rule)) > 0 {
-		// A copy to a direct region that fails is left to a relay message
-		// the worker sends its own queue (events.Relay).
-		p.allow("RelayToOwnQueue", []string{"sqs:SendMessage"}, []string{*q.Queue.QueueArn()}, nil, "")
-		p.allow("EncryptRelays", []string{"kms:GenerateDataKey"}, []string{*s.keys.Messaging.KeyArn()}, viaService("sqs", region), "")
-	}
 	for i, reg := range s.d.Config.DirectRegions(rule) {
 		if reg.S3Credentials == "" {
 			p.allow(fmt.Sprintf("CopyToDirect%d", i), []string{"s3:PutObject", "s3:AbortMultipartUpload"},

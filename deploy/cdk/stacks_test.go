@@ -1473,7 +1473,8 @@ func TestDirectRegion(t *testing.T) {
 		}
 	}
 	if len(consumed) != 1 || !has("<SourcelogsTaskRole", "RelayToOwnQueue", []string{"sqs:SendMessage"}, consumed[0]) ||
-		!has("<SourcelogsTaskRole", "EncryptRelays", []string{"kms:GenerateDataKey"}, "<MessagingKey") {
+		!has("<SourcelogsTaskRole", "EncryptRelays", []string{"kms:GenerateDataKey"}, "<MessagingKey") ||
+		!has("<SourcelogsTaskRole", "ListStaging", []string{"s3:ListBucket"}, "<Staging") {
 		t.Errorf("the logs rule's source role may not send relay messages to its queue %v", consumed)
 	}
 	for _, st := range statements(s.json["us-east-1"]) {

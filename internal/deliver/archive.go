@@ -89,8 +89,10 @@ func (w *Worker) DeliverVersion(ctx context.Context, bucket, key, version string
 		// still copying the archive to other regions (or failed to), or
 		// the source copies it to direct regions from here: a version
 		// deleted before it is copied is never copied. Tagged delivered,
-		// lifecycle removes it after a day; untagged, only after the
-		// days an undelivered archive waits.
+		// lifecycle removes it after a day (after the days an
+		// undelivered archive waits for a rule with direct regions,
+		// whose copies relay messages may make later); untagged, only
+		// after those days.
 		log.Info("archive delivered; left in staging for S3 Replication or the source's copies to other regions", zap.String("replicationStatus", string(st)))
 		if _, err := w.S3.PutObjectTagging(ctx, &s3.PutObjectTaggingInput{Bucket: &bucket, Key: &key, VersionId: out.VersionId,
 			Tagging: &s3types.Tagging{TagSet: []s3types.Tag{{Key: aws.String(config.DeliveredTag), Value: aws.String("true")}}}}); err != nil {

@@ -441,7 +441,7 @@ func TestDirectRegion(t *testing.T) {
 	// Distinct: the first receive's wait, and a failed receive's.
 	const first, again = 2 * time.Second, 1500 * time.Millisecond
 	reg, stopSource := p.startSourceReg(t, func(d *source.Deps) {
-		d.RelayBackoff = func(n int) time.Duration {
+		d.RelayWait = func(n int) time.Duration {
 			if n == 0 {
 				return first
 			}

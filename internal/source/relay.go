@@ -16,7 +16,7 @@ import (
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/events"
 	"github.com/xrc-dev/xrc/internal/manifest"
-	"github.com/xrc-dev/xrc/internal/stats"
+	"github.com/xrc-dev/xrc/internal/worker"
 )
 
 // relay copies the archive just staged at key (version) to the staging
@@ -68,13 +68,13 @@ func (w *Worker) relay(ctx context.Context, rule *config.Rule, key string, versi
 		case ctx.Err() != nil: // a stop is no failure of the copy
 			return err
 		}
-		w.cool(reg.Name)
+		w.Metrics.Errors.WithLabelValues("relay").Inc()
+		w.coolOn(reg.Name, err)
 		left = append(left, handoff{reg, attempt, err})
 	}
 	// Sent once every region was tried: a relay sent before another
 	// region's copy cut the archive short would copy it twice.
 	for _, h := range left {
-		w.Metrics.Errors.WithLabelValues("relay").Inc()
 		r := events.Relay{Region: h.reg.Name, Bucket: w.staging, Key: key, VersionID: aws.ToString(version)}
 		if err := w.sendRelay(ctx, r); err != nil {
 			return errors.Join(h.err, err)
@@ -104,11 +104,23 @@ func (w *Worker) cooling(region string) bool {
 	return w.Clock.Now().Before(w.down[region])
 }
 
-func (w *Worker) cool(region string) {
+// coolOn starts region's cooldown if err is the region's own (its S3 or
+// store refused or did not answer), not this region's staging's.
+func (w *Worker) coolOn(region string, err error) {
+	var d *directFailure
+	if !errors.As(err, &d) {
+		return
+	}
 	w.downMu.Lock()
 	defer w.downMu.Unlock()
 	w.down[region] = w.Clock.Now().Add(relayCooldown)
 }
+
+// directFailure is a copy's failure at its direct region.
+type directFailure struct{ err error }
+
+func (d *directFailure) Error() string { return d.err.Error() }
+func (d *directFailure) Unwrap() error { return d.err }
 
 func (w *Worker) warm(region string) {
 	w.downMu.Lock()
@@ -137,10 +149,47 @@ func RelayBackoff(n int) time.Duration {
 }
 
 func (w *Worker) relayBackoff(n int) time.Duration {
-	if w.RelayBackoff != nil {
-		return w.RelayBackoff(n)
+	if w.RelayWait != nil {
+		return w.RelayWait(n)
 	}
 	return RelayBackoff(n)
+}
+
+// relayHoldMax bounds the relay messages a worker holds at once, waiting
+// for their turn (at most builders copy) or copying: a DLQ redrive of
+// hundreds must not take every message slot from the objects' events.
+const relayHoldMax = 16
+
+// handleRelay copies a relay message's archive beside the batches (Relay),
+// settling the message. Past relayHoldMax held, a relay comes back after
+// its backoff, but on its last receive it waits its turn rather than
+// reach the DLQ untried. One still waiting for its turn when the worker
+// stops is left for the next receive, not failed.
+func (w *Worker) handleRelay(stop context.Context, m *worker.Message, r events.Relay) {
+	t := &tracked{w: w, msg: m, pending: 1}
+	last := m.ReceiveCount >= w.Config.Settings.Worker.MaxReceiveCount
+	if w.relaysHeld.Add(1) > relayHoldMax && !last {
+		w.relaysHeld.Add(-1)
+		d := w.relayBackoff(m.ReceiveCount)
+		m.Log().Info("relay message deferred: enough relays are held", append(worker.MessageFields(m.Events), zap.Duration("retryIn", d))...)
+		m.Release(d)
+		return
+	}
+	w.inFlight.Go(func() {
+		defer w.relaysHeld.Add(-1)
+		turn, cancel := context.WithCancel(m.Context())
+		defer cancel()
+		defer context.AfterFunc(stop, cancel)()
+		if err := w.relaying.Acquire(turn, 1); err != nil {
+			if m.Context().Err() == nil {
+				err = errStopping
+			}
+			t.settle(err)
+			return
+		}
+		defer w.relaying.Release(1)
+		t.settle(w.relayOne(m.Context(), r))
+	})
 }
 
 // Relay copies the archive r names to its direct region: the work of a
@@ -151,6 +200,15 @@ func (w *Worker) relayBackoff(n int) time.Duration {
 // upload memory, so that a backlog of them after an outage does not
 // starve the staging of new archives.
 func (w *Worker) Relay(ctx context.Context, r events.Relay) error {
+	if err := w.relaying.Acquire(ctx, 1); err != nil {
+		return err
+	}
+	defer w.relaying.Release(1)
+	return w.relayOne(ctx, r)
+}
+
+// relayOne is Relay once the relay's turn has come.
+func (w *Worker) relayOne(ctx context.Context, r events.Relay) error {
 	refuse := func(format string, args ...any) error {
 		return fmt.Errorf("%w: relay of s3://%s/%s to %s: %s", ErrUnroutable, r.Bucket, r.Key, r.Region, fmt.Sprintf(format, args...))
 	}
@@ -161,24 +219,17 @@ func (w *Worker) Relay(ctx context.Context, r events.Relay) error {
 	if err != nil {
 		return refuse("%v", err)
 	}
-	var rule *config.Rule
-	for _, rl := range w.rules {
-		if rl.ID == ruleID {
-			rule = rl
-		}
-	}
-	if rule == nil {
+	i := slices.IndexFunc(w.rules, func(rl *config.Rule) bool { return rl.ID == ruleID })
+	if i < 0 {
 		return refuse("rule %s is not served by this worker", ruleID)
 	}
-	i := slices.IndexFunc(w.Config.DirectRegions(rule), func(reg config.Region) bool { return reg.Name == r.Region })
-	if i < 0 {
+	rule := w.rules[i]
+	regions := w.Config.DirectRegions(rule)
+	j := slices.IndexFunc(regions, func(reg config.Region) bool { return reg.Name == r.Region })
+	if j < 0 {
 		return refuse("not a direct region of rule %s", rule.ID)
 	}
-	reg := w.Config.DirectRegions(rule)[i]
-	if err := w.relaying.Acquire(ctx, 1); err != nil {
-		return err
-	}
-	defer w.relaying.Release(1)
+	reg := regions[j]
 	err = w.relayCopy(ctx, reg, r)
 	switch {
 	case err == nil:
@@ -187,7 +238,7 @@ func (w *Worker) Relay(ctx context.Context, r events.Relay) error {
 		w.Log.Info("archive copied to a direct region by its relay message", zap.String("rule", rule.ID), zap.String("key", r.Key),
 			zap.String("region", reg.Name), zap.String("bucket", reg.StagingBucket))
 	case ctx.Err() == nil && !Permanent(err):
-		w.cool(reg.Name)
+		w.coolOn(reg.Name, err)
 		w.Metrics.Errors.WithLabelValues("relay").Inc()
 	}
 	return err
@@ -206,17 +257,11 @@ func (w *Worker) relayCopy(ctx context.Context, reg config.Region, r events.Rela
 		return fmt.Errorf("reading s3://%s/%s to copy it to %s: %w", r.Bucket, r.Key, reg.Name, err)
 	}
 	part := partSize(aws.ToInt64(head.ContentLength))
-	if w.uploadMem != nil {
-		need := uploadBuffers(part)
-		if need > w.UploadMemory {
-			return fmt.Errorf("%w: copying archive s3://%s/%s needs %s of upload buffers, more than the task's %s", ErrTooLarge,
-				r.Bucket, r.Key, stats.Bytes(need), stats.Bytes(w.UploadMemory))
-		}
-		if err := w.uploadMem.Acquire(ctx, need); err != nil {
-			return err
-		}
-		defer w.uploadMem.Release(need)
+	release, err := w.reserveUpload(ctx, part, fmt.Sprintf("copying archive s3://%s/%s", r.Bucket, r.Key))
+	if err != nil {
+		return err
 	}
+	defer release()
 	return w.relayTo(ctx, reg, r.Key, optional(r.VersionID), part, head.Metadata)
 }
 
@@ -238,7 +283,7 @@ func (w *Worker) relayTo(ctx context.Context, reg config.Region, key string, ver
 	body := &trackingReader{r: out.Body, progress: w.runtime.Progress}
 	if _, err := up.UploadObject(ctx, &transfermanager.UploadObjectInput{Bucket: &reg.StagingBucket, Key: &key, Body: body,
 		ContentType: aws.String("application/zstd"), Metadata: meta}); err != nil {
-		return fmt.Errorf("copying archive s3://%s/%s to s3://%s (direct region %s): %w", w.staging, key, reg.StagingBucket, reg.Name, err)
+		return &directFailure{fmt.Errorf("copying archive s3://%s/%s to s3://%s (direct region %s): %w", w.staging, key, reg.StagingBucket, reg.Name, err)}
 	}
 	return nil
 }

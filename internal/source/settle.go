@@ -151,8 +151,9 @@ func (t *tracked) settle(err error) {
 // alike: bucket and key for one object, the first of several; for a relay
 // message, the archive and its direct region (kind relay).
 func FailureFields(m events.Message, err error) []zap.Field {
-	if r := m.Relay; r != nil {
-		return []zap.Field{zap.String("bucket", r.Bucket), zap.String("key", r.Key), zap.String("region", r.Region), zap.String("kind", "relay")}
+	kind := errorKind(err)
+	if m.Relay != nil {
+		kind = "relay"
 	}
-	return append(worker.RefFields(m.Refs), zap.String("kind", errorKind(err)))
+	return append(worker.MessageFields(m), zap.String("kind", kind))
 }

@@ -24,6 +24,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
@@ -77,8 +78,8 @@ type Deps struct {
 	// directly (config.Region.Direct, DirectClients): the worker copies
 	// each archive it stages there.
 	Direct map[string]S3API
-	// RelayBackoff, if set, replaces RelayBackoff (tests).
-	RelayBackoff func(n int) time.Duration
+	// RelayWait, if set, replaces RelayBackoff (tests).
+	RelayWait func(n int) time.Duration
 	// UploadMemory bounds the part buffers of the staging uploads in
 	// flight at once (0: half the Go memory limit, GOMEMLIMIT; none
 	// without one). A part is at least 8 MiB, and 1/9,000 of the archive
@@ -102,6 +103,7 @@ type Worker struct {
 	chunks      sync.Pool           // of arena chunks (*[]byte)
 	uploadMem   *semaphore.Weighted // nil: unbounded (UploadMemory)
 	relaying    *semaphore.Weighted // relay messages copying at once (Relay)
+	relaysHeld  atomic.Int32        // relay messages held (handleRelay)
 	downMu      sync.Mutex
 	down        map[string]time.Time // direct regions whose copies are left to relays until then
 
@@ -241,8 +243,7 @@ var errStopping = errors.New("worker stopping")
 func (w *Worker) Handle(stop context.Context, m *worker.Message) {
 	t := &tracked{w: w, msg: m}
 	if r := m.Events.Relay; r != nil {
-		t.pending = 1
-		w.inFlight.Go(func() { t.settle(w.Relay(m.Context(), *r)) })
+		w.handleRelay(stop, m, *r)
 		return
 	}
 	var mine []Item

@@ -69,19 +69,11 @@ func (w *Worker) stage(ctx context.Context, rule *config.Rule, entries []entry, 
 	log := w.Log.With(zap.String("rule", rule.ID), zap.String("archive", id))
 
 	part := partSize(total)
-	if w.uploadMem != nil {
-		// Uploads wait for each other's buffers rather than run the task
-		// out of memory.
-		need := uploadBuffers(part)
-		if need > w.UploadMemory {
-			return id, fmt.Errorf("%w: archive of %s needs %s of upload buffers, more than the task's %s", ErrTooLarge,
-				stats.Bytes(total), stats.Bytes(need), stats.Bytes(w.UploadMemory))
-		}
-		if err := w.uploadMem.Acquire(ctx, need); err != nil {
-			return id, err
-		}
-		defer w.uploadMem.Release(need)
+	release, err := w.reserveUpload(ctx, part, "archive of "+stats.Bytes(total))
+	if err != nil {
+		return id, err
 	}
+	defer release()
 	uploader := awsapi.NewUploader(w.S3, func(o *transfermanager.Options) {
 		o.PartSizeBytes = part
 		// The first part is read whole before the upload knows it needs
@@ -282,6 +274,25 @@ const uploadConcurrency = 2
 // 10,000), sized from the uncompressed total, which bounds the archive.
 func partSize(total int64) int64 {
 	return min(maxStagingPart, max(8<<20, (total+total/64+(1<<20))/9000))
+}
+
+// reserveUpload holds the buffers of an upload in parts of part bytes
+// within the task's upload memory until release: uploads wait for each
+// other's buffers rather than run the task out of memory. One that needs
+// more than all of it is ErrTooLarge (what names it).
+func (w *Worker) reserveUpload(ctx context.Context, part int64, what string) (release func(), err error) {
+	if w.uploadMem == nil {
+		return func() {}, nil
+	}
+	need := uploadBuffers(part)
+	if need > w.UploadMemory {
+		return nil, fmt.Errorf("%w: %s needs %s of upload buffers, more than the task's %s", ErrTooLarge,
+			what, stats.Bytes(need), stats.Bytes(w.UploadMemory))
+	}
+	if err := w.uploadMem.Acquire(ctx, need); err != nil {
+		return nil, err
+	}
+	return func() { w.uploadMem.Release(need) }, nil
 }
 
 // uploadBuffers is what an upload of parts of part bytes holds: a buffer

@@ -331,7 +331,7 @@ func (m *Message) lose(err error) {
 		// to the DLQ whatever its work does now, and nothing here can
 		// settle it any more. The line an operator redrives from.
 		m.log.Error("message receipt lost on its last receive: bound for the DLQ unless another receive of it finished its work (a redrive is then harmless)",
-			append(RefFields(m.Events.Refs), zap.Bool("cut", true), zap.String("cause", "receipt lost"), zap.Error(err))...)
+			append(MessageFields(m.Events), zap.Bool("cut", true), zap.String("cause", "receipt lost"), zap.Error(err))...)
 	} else {
 		m.log.Warn("message receipt lost: stopping its work; it will be delivered again", zap.Error(err))
 	}
@@ -359,6 +359,16 @@ func (r *Runtime) parse(m *Message) bool {
 	}
 	m.Events = parsed
 	return true
+}
+
+// MessageFields name what a message is about, for the lines that settle
+// it: the objects its events announce (RefFields), or a relay's archive
+// and direct region (events.Relay).
+func MessageFields(m events.Message) []zap.Field {
+	if r := m.Relay; r != nil {
+		return []zap.Field{zap.String("bucket", r.Bucket), zap.String("key", r.Key), zap.String("region", r.Region)}
+	}
+	return RefFields(m.Refs)
 }
 
 // RefFields name the objects a message's events announce, for the lines

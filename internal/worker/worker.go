@@ -461,7 +461,7 @@ func (r *Runtime) releaseHeld() {
 func (r *Runtime) lastReceives(msgs []*Message, cause string) {
 	for _, m := range msgs {
 		if r.MaxReceiveCount > 0 && m.ReceiveCount >= r.MaxReceiveCount && !m.leftCut.Load() {
-			m.log.Error("message not acknowledged: bound for the DLQ", append(RefFields(m.Events.Refs), zap.Bool("cut", true), zap.String("cause", cause))...)
+			m.log.Error("message not acknowledged: bound for the DLQ", append(MessageFields(m.Events), zap.Bool("cut", true), zap.String("cause", cause))...)
 		}
 	}
 }

@@ -1,0 +1,122 @@
+package source
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/jonboulle/clockwork"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/xrc-dev/xrc/internal/config"
+	"github.com/xrc-dev/xrc/internal/events"
+	"github.com/xrc-dev/xrc/internal/health"
+	"github.com/xrc-dev/xrc/internal/localstack"
+	"github.com/xrc-dev/xrc/internal/queue"
+)
+
+// TestRelaysHeldBounded: relay messages wait for a copy slot, but at most
+// relayHoldMax are held (a DLQ redrive of hundreds must not take every
+// slot from the objects' events): the others come back after their
+// backoff. Those still waiting when the worker stops are left for the next
+// receive, neither failed nor said to be retried.
+func TestRelaysHeldBounded(t *testing.T) {
+	env, cfg, dep := localstack.Deploy(t, "relayheld", func(c *config.Config) {
+		c.Settings.Regions[1].Direct = true
+		c.Settings.Regions[1].S3Credentials = "env:XRC_TEST_HELD" // never read: nothing is copied
+		// The local SQS may count a receive more than once: none may be
+		// taken for a relay's last.
+		c.Settings.Worker.MaxReceiveCount = 50
+	})
+	ctx := context.Background()
+	sqsc, err := env.SQS(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := env.S3(ctx, "us-east-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := dep.SourceQueues[cfg.Rules[0].ID]
+	q := queue.New(sqsc, url)
+	core, logs := observer.New(zap.InfoLevel)
+	w, err := New(Deps{Config: cfg, Region: "us-east-1", Queue: q, S3: src, Log: zap.New(core), Metrics: NewMetrics(prometheus.NewRegistry()),
+		Health: health.New(time.Minute, time.Now), Direct: map[string]S3API{"eu-west-1": src}, RelayWait: func(int) time.Duration { return time.Hour }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.relaying.Acquire(ctx, builders); err != nil { // every copy slot taken
+		t.Fatal(err)
+	}
+	const sent = relayHoldMax + 4
+	for i := range sent {
+		body, err := events.EncodeRelay(events.Relay{Region: "eu-west-1", Bucket: cfg.Settings.Regions[0].StagingBucket,
+			Key: fmt.Sprintf("%s/2026/12/06/%02d.tar.zst", cfg.Rules[0].ID, i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := q.Send(ctx, string(body), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- w.Run(run) }()
+	deferred := func() int { return logs.FilterMessage("relay message deferred: enough relays are held").Len() }
+	if !localstack.Eventually(time.Minute, 50*time.Millisecond, func() bool { return deferred() == sent-relayHoldMax }) {
+		t.Fatalf("%d relays deferred, want %d", deferred(), sent-relayHoldMax)
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for _, msg := range []string{"message not acknowledged: bound for the DLQ", "message not acknowledged: it will be retried"} {
+		if n := logs.FilterMessage(msg).Len(); n != 0 {
+			t.Errorf("%d relays waiting for their turn at the stop said %q: %v", n, msg, logs.FilterMessage(msg).All())
+		}
+	}
+	// Held: visible again after the stop; deferred: hidden for their
+	// backoff.
+	seen := map[string]bool{}
+	for range 5 {
+		out, err := sqsc.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: &url, MaxNumberOfMessages: 10, VisibilityTimeout: 30})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range out.Messages {
+			seen[*m.Body] = true
+		}
+	}
+	for _, e := range logs.FilterMessage("relay message deferred: enough relays are held").All() {
+		if body, _ := events.EncodeRelay(events.Relay{Region: "eu-west-1", Bucket: cfg.Settings.Regions[0].StagingBucket, Key: e.ContextMap()["key"].(string)}); seen[string(body)] {
+			t.Errorf("deferred relay %s visible after the stop", e.ContextMap()["key"])
+		}
+	}
+	if len(seen) != relayHoldMax {
+		t.Errorf("%d relays visible after the stop, want the %d held", len(seen), relayHoldMax)
+	}
+}
+
+// TestCooldownOnTheRegionsOwnFailures: only a failure at the direct
+// region (its store refused or did not answer) leaves its next copies to
+// relay messages untried; one reading this region's staging back does not.
+func TestCooldownOnTheRegionsOwnFailures(t *testing.T) {
+	w := &Worker{Deps: Deps{Clock: clockwork.NewFakeClock()}, down: map[string]time.Time{}}
+	w.coolOn("store", errors.New("reading s3://stg/k back: 503"))
+	if w.cooling("store") {
+		t.Error("a staging read's failure cools the direct region")
+	}
+	w.coolOn("store", &directFailure{errors.New("copying to s3://store-stg: connection refused")})
+	if !w.cooling("store") {
+		t.Error("the direct region's own failure does not cool it")
+	}
+	w.Clock.(*clockwork.FakeClock).Advance(relayCooldown)
+	if w.cooling("store") {
+		t.Errorf("still cooling after %v", relayCooldown)
+	}
+}
