@@ -76,7 +76,7 @@ func (w *Worker) relay(ctx context.Context, rule *config.Rule, key string, versi
 	// region's copy cut the archive short would copy it twice.
 	for _, h := range left {
 		r := events.Relay{Region: h.reg.Name, Bucket: w.staging, Key: key, VersionID: aws.ToString(version)}
-		if err := w.sendRelay(ctx, r); err != nil {
+		if err := w.sendRelay(ctx, r, w.relayBackoff(0)); err != nil {
 			return errors.Join(h.err, err)
 		}
 		fields := []zap.Field{zap.String("rule", rule.ID), zap.String("key", key), zap.String("region", h.reg.Name),
@@ -128,14 +128,13 @@ func (w *Worker) warm(region string) {
 	delete(w.down, region)
 }
 
-// sendRelay queues r on the worker's own queue, visible after the first
-// of its backoffs.
-func (w *Worker) sendRelay(ctx context.Context, r events.Relay) error {
+// sendRelay queues r on the worker's own queue, visible after delay.
+func (w *Worker) sendRelay(ctx context.Context, r events.Relay, delay time.Duration) error {
 	body, err := events.EncodeRelay(r)
 	if err != nil {
 		return err
 	}
-	return w.Queue.Send(ctx, string(body), w.relayBackoff(0))
+	return w.Queue.Send(ctx, string(body), delay)
 }
 
 // RelayBackoff is how long a relay message waits before its receive
@@ -161,18 +160,16 @@ func (w *Worker) relayBackoff(n int) time.Duration {
 const relayHoldMax = 16
 
 // handleRelay copies a relay message's archive beside the batches (Relay),
-// settling the message. Past relayHoldMax held, a relay comes back after
-// its backoff, but on its last receive it waits its turn rather than
-// reach the DLQ untried. One still waiting for its turn when the worker
-// stops is left for the next receive, not failed.
+// settling the message. Past relayHoldMax held, a relay is sent again as
+// a new message after its backoff (requeue): waiting for capacity spends
+// none of the receives its failures may need. One still waiting for its
+// turn when the worker stops is left for the next receive, or, on its
+// last, sent again: neither reaches the DLQ untried.
 func (w *Worker) handleRelay(stop context.Context, m *worker.Message, r events.Relay) {
 	t := &tracked{w: w, msg: m, pending: 1}
-	last := m.ReceiveCount >= w.Config.Settings.Worker.MaxReceiveCount
-	if w.relaysHeld.Add(1) > relayHoldMax && !last {
+	if w.relaysHeld.Add(1) > relayHoldMax {
 		w.relaysHeld.Add(-1)
-		d := w.relayBackoff(m.ReceiveCount)
-		m.Log().Info("relay message deferred: enough relays are held", append(worker.MessageFields(m.Events), zap.Duration("retryIn", d))...)
-		m.Release(d)
+		w.requeue(m, r, w.relayBackoff(max(m.ReceiveCount, 1)), "relay message deferred: enough relays are held")
 		return
 	}
 	w.inFlight.Go(func() {
@@ -181,16 +178,40 @@ func (w *Worker) handleRelay(stop context.Context, m *worker.Message, r events.R
 		defer cancel()
 		defer context.AfterFunc(stop, cancel)()
 		if err := w.relaying.Acquire(turn, 1); err != nil {
-			if m.Context().Err() == nil {
-				err = errStopping
+			switch {
+			case m.Context().Err() != nil:
+				t.settle(err)
+			case m.ReceiveCount >= w.Config.Settings.Worker.MaxReceiveCount:
+				w.requeue(m, r, 0, "relay message sent again: the worker stopped before its turn, on its last receive")
+			default:
+				t.settle(errStopping)
 			}
-			t.settle(err)
 			return
 		}
 		defer w.relaying.Release(1)
+		// Long work from here: waiting its turn, a stop cut nothing.
+		m.Started()
 		t.settle(w.relayOne(m.Context(), r))
 	})
 }
+
+// requeue sends r again as a new message, visible after delay, and
+// acknowledges m; if the send fails, m comes back after delay as it is.
+func (w *Worker) requeue(m *worker.Message, r events.Relay, delay time.Duration, why string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(m.Context()), requeueTimeout)
+	defer cancel()
+	fields := append(worker.MessageFields(m.Events), zap.Duration("retryIn", delay))
+	if err := w.sendRelay(ctx, r, delay); err != nil {
+		m.Log().Warn(why+"; sending it again failed: it comes back as it is", append(fields, zap.Error(err))...)
+		m.Release(delay)
+		return
+	}
+	m.Log().Info(why, fields...)
+	m.Ack()
+}
+
+// requeueTimeout bounds sending a relay again.
+const requeueTimeout = 10 * time.Second
 
 // Relay copies the archive r names to its direct region: the work of a
 // relay message (relay). r is checked against the worker's own config, as
@@ -283,6 +304,9 @@ func (w *Worker) relayTo(ctx context.Context, reg config.Region, key string, ver
 	body := &trackingReader{r: out.Body, progress: w.runtime.Progress}
 	if _, err := up.UploadObject(ctx, &transfermanager.UploadObjectInput{Bucket: &reg.StagingBucket, Key: &key, Body: body,
 		ContentType: aws.String("application/zstd"), Metadata: meta}); err != nil {
+		if body.err != nil { // this region's staging, not the direct region, failed
+			return fmt.Errorf("reading s3://%s/%s back to copy it to %s: %w", w.staging, key, reg.Name, body.err)
+		}
 		return &directFailure{fmt.Errorf("copying archive s3://%s/%s to s3://%s (direct region %s): %w", w.staging, key, reg.StagingBucket, reg.Name, err)}
 	}
 	return nil

@@ -317,6 +317,15 @@ func (a *acks) delete(batch []*Message) {
 	}
 }
 
+// Started says the message's work starts now, after it waited its turn
+// (a relay behind others): task protection counts how long work is held
+// from here, as waiting, a stop would cut nothing.
+func (m *Message) Started() {
+	m.rt.mu.Lock()
+	defer m.rt.mu.Unlock()
+	m.received = m.rt.Clock.Now()
+}
+
 // lose drops a message whose receipt SQS no longer accepts and cancels its
 // work: another delivery owns it now.
 func (m *Message) lose(err error) {

@@ -170,3 +170,22 @@ func TestProtectionLapsesUnrenewed(t *testing.T) {
 	f.pass(2 * time.Minute)
 	p.want(t, "protected again", "protect 15m0s", "protect 15m0s")
 }
+
+// TestWaitingIsNotLongWork: a message that waited its turn (a relay behind
+// others) is long work only from when it started (Message.Started): while
+// it waits, a stop would cut nothing.
+func TestWaitingIsNotLongWork(t *testing.T) {
+	f := setup(t)
+	p := &protector{}
+	rt, _ := f.protected(p)
+	msg := f.held(t, rt)
+	f.pass(30 * time.Second)
+	msg.Started()
+	f.pass(30 * time.Second)
+	time.Sleep(100 * time.Millisecond)
+	if got := p.seen(); len(got) != 0 {
+		t.Fatalf("protected after 30 s of work begun 30 s after its receive: %v", got)
+	}
+	f.pass(20 * time.Second)
+	p.want(t, "protected once the work itself is long", "protect 15m0s")
+}
