@@ -556,11 +556,14 @@ func TestRelaysRefused(t *testing.T) {
 		"nope/2026/12/06/b.tar.zst":  "rule nope is not served by this worker",
 		"r1/2026/12/06/c.tar.zst":    "not a direct region of rule r1",
 		"r1/2026/12/06/gone.tar.zst": "is gone from staging before its copy to eu-west-1 was made: run xrc backfill",
+		// Its copy tried maxReceiveCount times over earlier messages.
+		"r1/2026/12/06/spent.tar.zst": "its copy was tried maxReceiveCount times",
 	}
 	send(srcQueue, events.Relay{Region: "eu-west-1", Bucket: "not-staging", Key: "r1/2026/12/06/a.tar.zst"})
 	send(srcQueue, events.Relay{Region: "eu-west-1", Bucket: staging, Key: "nope/2026/12/06/b.tar.zst"})
 	send(srcQueue, events.Relay{Region: "us-east-1", Bucket: staging, Key: "r1/2026/12/06/c.tar.zst"})
 	send(srcQueue, events.Relay{Region: "eu-west-1", Bucket: staging, Key: "r1/2026/12/06/gone.tar.zst", VersionID: "6f1b7d2e-3c1a-4a8e-9d7b-2f5e8c9a1b3c"})
+	send(srcQueue, events.Relay{Region: "eu-west-1", Bucket: staging, Key: "r1/2026/12/06/spent.tar.zst", Tries: p.cfg.Settings.Worker.MaxReceiveCount})
 	send(p.dep.TargetQueues["eu-west-1"], events.Relay{Region: "eu-west-1", Bucket: staging, Key: "r1/2026/12/06/d.tar.zst"})
 	p.startSource(t)
 	p.startTarget(t)
@@ -573,7 +576,7 @@ func TestRelaysRefused(t *testing.T) {
 	said := map[string]bool{}
 	for _, l := range p.logEntries("message not acknowledged: bound for the DLQ") {
 		key, _ := l["key"].(string)
-		if l["kind"] != "relay" || l["permanent"] != true || !strings.Contains(fmt.Sprint(l["error"]), why[key]) {
+		if l["kind"] != "relay" || l["permanent"] != true || !strings.Contains(fmt.Sprint(l["error"], l["cause"]), why[key]) {
 			t.Errorf("line of a refused relay of %s (want %q): %v", key, why[key], l)
 		}
 		said[key] = true

@@ -91,12 +91,18 @@ func EncodeRelay(r Relay) ([]byte, error) {
 	}{r})
 }
 
+// maxRelayTries bounds a relay's tries: SQS's maxReceiveCount is at most
+// 1,000.
+const maxRelayTries = 1000
+
 // check refuses a relay that names no archive, or a version id that could
 // not be sent as a header.
 func (r *Relay) check() error {
 	switch {
 	case r.Region == "" || r.Bucket == "" || r.Key == "" || len(r.Key) > 1024:
 		return fmt.Errorf("%w: xrcRelay needs a region, a bucket and a key of at most 1,024 bytes: region %q, bucket %q, key %q", ErrInvalid, r.Region, r.Bucket, r.Key)
+	case r.Tries < 0 || r.Tries > maxRelayTries:
+		return fmt.Errorf("%w: xrcRelay's tries %d are not between 0 and %d", ErrInvalid, r.Tries, maxRelayTries)
 	case !HeaderSafe(r.VersionID) || !HeaderSafe(r.Region):
 		return fmt.Errorf("%w: xrcRelay's version %q or region %q is not a header-safe value", ErrInvalid, r.VersionID, r.Region)
 	}

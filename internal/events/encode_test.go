@@ -43,7 +43,7 @@ func TestEncodeRoundTrip(t *testing.T) {
 
 // TestRelayRoundTrip: a source's relay request reads back as sent, alone.
 func TestRelayRoundTrip(t *testing.T) {
-	r := Relay{Region: "store-1", Bucket: "stg", Key: "r1/2026/12/06/x y.tar.zst", VersionID: "v1"}
+	r := Relay{Region: "store-1", Bucket: "stg", Key: "r1/2026/12/06/x y.tar.zst", VersionID: "v1", Tries: 3}
 	body, err := EncodeRelay(r)
 	if err != nil {
 		t.Fatal(err)
@@ -57,6 +57,9 @@ func TestRelayRoundTrip(t *testing.T) {
 	}
 	if _, err := EncodeRelay(Relay{Region: "store-1", Bucket: "stg"}); !errors.Is(err, ErrInvalid) {
 		t.Errorf("a relay of no archive encoded: %v", err)
+	}
+	if _, err := Parse([]byte(`{"xrcRelay":{"region":"s","bucket":"b","key":"k","tries":-1}}`)); !errors.Is(err, ErrInvalid) {
+		t.Errorf("a relay of -1 tries parsed: %v", err)
 	}
 }
 

@@ -161,15 +161,25 @@ const relayHoldMax = 16
 
 // handleRelay copies a relay message's archive beside the batches (Relay),
 // settling the message. Past relayHoldMax held, a relay is sent again as
-// a new message after its backoff (requeue): waiting for capacity spends
-// none of the receives its failures may need. One still waiting for its
-// turn when the worker stops is left for the next receive, or, on its
-// last, sent again: neither reaches the DLQ untried.
+// a new message after its backoff (requeue), its tries kept: waiting for
+// capacity spends none of the receives its failures may need; on its last
+// try it waits its turn instead. One still waiting for its turn when the
+// worker stops is left for the next receive, or, on its last try, sent
+// again: none reaches the DLQ untried.
 func (w *Worker) handleRelay(stop context.Context, m *worker.Message, r events.Relay) {
 	t := &tracked{w: w, msg: m, pending: 1}
-	if w.relaysHeld.Add(1) > relayHoldMax {
+	tries, most := relayTries(m, r), w.Config.Settings.Worker.MaxReceiveCount
+	if tries > most {
+		// Its tries spent over several messages (sent again): only the
+		// DLQ keeps it now, which its own receives reach at once.
+		m.Log().Error("message not acknowledged: bound for the DLQ", append(FailureFields(m.Events, nil),
+			zap.Int("tries", tries), zap.Bool("permanent", true), zap.String("cause", "its copy was tried maxReceiveCount times"))...)
+		m.Release(0)
+		return
+	}
+	if w.relaysHeld.Add(1) > relayHoldMax && tries < most {
 		w.relaysHeld.Add(-1)
-		w.requeue(m, r, w.relayBackoff(max(m.ReceiveCount, 1)), "relay message deferred: enough relays are held")
+		w.requeue(m, r, w.relayBackoff(max(tries, 1)), "relay message deferred: enough relays are held")
 		return
 	}
 	w.inFlight.Go(func() {
@@ -181,8 +191,8 @@ func (w *Worker) handleRelay(stop context.Context, m *worker.Message, r events.R
 			switch {
 			case m.Context().Err() != nil:
 				t.settle(err)
-			case m.ReceiveCount >= w.Config.Settings.Worker.MaxReceiveCount:
-				w.requeue(m, r, 0, "relay message sent again: the worker stopped before its turn, on its last receive")
+			case tries >= most:
+				w.requeue(m, r, 0, "relay message sent again: the worker stopped before its turn, on its last try")
 			default:
 				t.settle(errStopping)
 			}
@@ -195,17 +205,26 @@ func (w *Worker) handleRelay(stop context.Context, m *worker.Message, r events.R
 	})
 }
 
-// requeue sends r again as a new message, visible after delay, and
+// relayTries counts m's receive, the ones before it and its relay's
+// earlier messages' tries.
+func relayTries(m *worker.Message, r events.Relay) int { return r.Tries + m.ReceiveCount }
+
+// requeue sends r again as a new message, visible after delay, keeping
+// the tries of its receives before this one (which tried nothing), and
 // acknowledges m; if the send fails, m comes back after delay as it is.
 func (w *Worker) requeue(m *worker.Message, r events.Relay, delay time.Duration, why string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(m.Context()), requeueTimeout)
 	defer cancel()
-	fields := append(worker.MessageFields(m.Events), zap.Duration("retryIn", delay))
+	r.Tries = relayTries(m, r) - 1
+	fields := append(worker.MessageFields(m.Events), zap.Int("tries", r.Tries), zap.Duration("retryIn", delay))
 	if err := w.sendRelay(ctx, r, delay); err != nil {
-		m.Log().Warn(why+"; sending it again failed: it comes back as it is", append(fields, zap.Error(err))...)
+		// Its receives are left as they were: on its last try (the
+		// stop's), it may reach the DLQ without it.
+		m.Log().Error(why+"; sending it again failed: it comes back as it is", append(fields, zap.Error(err))...)
 		m.Release(delay)
 		return
 	}
+	w.Metrics.Messages.WithLabelValues("requeued").Inc()
 	m.Log().Info(why, fields...)
 	m.Ack()
 }

@@ -71,6 +71,19 @@ func TestRelaysHeldBounded(t *testing.T) {
 	if !localstack.Eventually(time.Minute, 50*time.Millisecond, func() bool { return deferred() == sent-relayHoldMax }) {
 		t.Fatalf("%d relays deferred, want %d", deferred(), sent-relayHoldMax)
 	}
+	// Past the cap, a relay on its last try waits its turn.
+	lastTry := events.Relay{Region: "eu-west-1", Bucket: cfg.Settings.Regions[0].StagingBucket,
+		Key: cfg.Rules[0].ID + "/2026/12/06/last.tar.zst", Tries: cfg.Settings.Worker.MaxReceiveCount - 1}
+	body, err := events.EncodeRelay(lastTry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Send(ctx, string(body), 0); err != nil {
+		t.Fatal(err)
+	}
+	if !localstack.Eventually(time.Minute, 50*time.Millisecond, func() bool { return w.relaysHeld.Load() == relayHoldMax+1 }) {
+		t.Fatalf("%d relays held, want %d with the one on its last try", w.relaysHeld.Load(), relayHoldMax+1)
+	}
 	stop()
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -96,9 +109,12 @@ func TestRelaysHeldBounded(t *testing.T) {
 		if body, _ := events.EncodeRelay(events.Relay{Region: "eu-west-1", Bucket: cfg.Settings.Regions[0].StagingBucket, Key: e.ContextMap()["key"].(string)}); seen[string(body)] {
 			t.Errorf("deferred relay %s visible after the stop", e.ContextMap()["key"])
 		}
+		if e.ContextMap()["tries"] != int64(0) {
+			t.Errorf("deferred relay %s sent again with %v tries, want 0: it tried nothing", e.ContextMap()["key"], e.ContextMap()["tries"])
+		}
 	}
-	if len(seen) != relayHoldMax {
-		t.Errorf("%d relays visible after the stop, want the %d held", len(seen), relayHoldMax)
+	if len(seen) != relayHoldMax+1 || !seen[string(body)] {
+		t.Errorf("%d relays visible after the stop, want the %d held, the one on its last try among them", len(seen), relayHoldMax+1)
 	}
 }
 

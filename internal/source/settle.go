@@ -102,7 +102,11 @@ func (t *tracked) settle(err error) {
 		t.msg.Ack()
 		return
 	}
-	comesBack := t.msg.ReceiveCount < t.w.Config.Settings.Worker.MaxReceiveCount
+	received := t.msg.ReceiveCount
+	if r := t.msg.Events.Relay; r != nil {
+		received = relayTries(t.msg, *r) // its earlier messages' tries too
+	}
+	comesBack := received < t.w.Config.Settings.Worker.MaxReceiveCount
 	if comesBack {
 		// What of it was staged is staged again.
 		t.w.Restaged(staged)
@@ -117,10 +121,10 @@ func (t *tracked) settle(err error) {
 	}
 	delay := worker.Backoff(t.msg.ReceiveCount)
 	if t.msg.Events.Relay != nil {
-		delay = t.w.relayBackoff(t.msg.ReceiveCount)
+		delay = t.w.relayBackoff(received)
 	}
-	if permanent {
-		delay = 0
+	if permanent || t.msg.Events.Relay != nil && !comesBack {
+		delay = 0 // towards the DLQ (a relay with receives of its own left)
 	}
 	cut := t.msg.Context().Err() != nil
 	switch {
