@@ -597,3 +597,27 @@ func TestRelayMessages(t *testing.T) {
 		}
 	}
 }
+
+// TestSpentRelayNotTried: a relay whose tries over the messages it was
+// sent as (Relay.Tries) are spent is not tried again on Lambda either: it
+// goes back at once, towards the DLQ, said at error.
+func TestSpentRelayNotTried(t *testing.T) {
+	body, err := xevents.EncodeRelay(xevents.Relay{Region: "store", Bucket: "stg", Key: "r1/2026/12/06/a.tar.zst", Tries: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zap.InfoLevel)
+	p := &relayPacker{}
+	q := &releases{}
+	h := NewSource(SourceOptions{Worker: p, Queue: q, Margin: time.Second, MaxReceive: 5, Log: zap.New(core),
+		Metrics: worker.NewMetrics(prometheus.NewRegistry(), "test")})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	resp, err := h.Handle(ctx, events.SQSEvent{Records: []events.SQSMessage{{MessageId: "m", Body: string(body), Attributes: map[string]string{"ApproximateReceiveCount": "2"}}}})
+	if err != nil || len(p.got) != 0 || len(resp.BatchItemFailures) != 1 || !slices.Equal(q.delays, []time.Duration{0}) {
+		t.Fatalf("Handle = %v, %v; relays tried %v, released after %v: want none tried, reported, back at once", resp, err, p.got, q.delays)
+	}
+	if lines := logs.FilterLevelExact(zap.ErrorLevel).All(); len(lines) != 1 || lines[0].ContextMap()["kind"] != "relay" {
+		t.Errorf("lines at error: %v, want one of kind relay", lines)
+	}
+}

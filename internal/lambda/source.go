@@ -132,12 +132,19 @@ func (h *Source) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEven
 		}
 		t.events = &parsed
 		if r := parsed.Relay; r != nil {
-			// Beside the batches, as the Fargate worker does.
-			t.pending, t.out.wait = 1, source.RelayBackoff(t.out.msg.ReceiveCount)
+			// Beside the batches, as the Fargate worker does, its tries
+			// counted over the messages it was sent as (Relay.Tries).
+			tries := r.Tries + t.out.msg.ReceiveCount
+			t.pending, t.out.wait = 1, source.RelayBackoff(tries)
+			if h.maxReceive > 0 && tries > h.maxReceive {
+				t.settle(fmt.Errorf("%w: relay of s3://%s/%s to %s: its copy was tried maxReceiveCount times", source.ErrUnroutable, r.Bucket, r.Key, r.Region))
+				continue
+			}
 			relays.Go(func() {
 				t.settle(h.w.Relay(work, *r))
 				t.mu.Lock()
 				t.out.now = t.permanent // cut by the deadline, it waits its backoff too
+				t.out.final = t.out.final || h.maxReceive > 0 && tries >= h.maxReceive
 				t.mu.Unlock()
 			})
 			continue
