@@ -100,10 +100,11 @@ type Relay struct {
 	Bucket    string `json:"bucket"` // the source region's staging bucket
 	Key       string `json:"key"`    // the archive's staging key
 	VersionID string `json:"versionId,omitempty"`
-	// Tries counts the receives of the relay's earlier messages that
-	// tried its copy: one sent again (waiting for capacity, or at a stop)
-	// keeps them, so that it reaches the DLQ after maxReceiveCount tries
-	// in all, not never.
+	// Tries counts the receives of the relay's earlier messages (as SQS
+	// counts them: the one that sent it again, which tried nothing, not
+	// among them): one sent again (waiting for capacity, or at a stop)
+	// keeps them, so that it reaches the DLQ after maxReceiveCount
+	// receives in all, not never.
 	Tries int `json:"tries,omitempty"`
 }
 

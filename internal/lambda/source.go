@@ -134,17 +134,25 @@ func (h *Source) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEven
 		if r := parsed.Relay; r != nil {
 			// Beside the batches, as the Fargate worker does, its tries
 			// counted over the messages it was sent as (Relay.Tries).
-			tries := r.Tries + t.out.msg.ReceiveCount
-			t.pending, t.out.wait = 1, source.RelayBackoff(tries)
+			tries := t.out.msg.ReceiveCount + r.Tries
+			if h.maxReceive > 0 {
+				tries = t.out.msg.ReceiveCount + min(r.Tries, h.maxReceive-1) // a try for every message
+			}
+			last := h.maxReceive > 0 && tries >= h.maxReceive
 			if h.maxReceive > 0 && tries > h.maxReceive {
-				t.settle(fmt.Errorf("%w: relay of s3://%s/%s to %s: its copy was tried maxReceiveCount times", source.ErrUnroutable, r.Bucket, r.Key, r.Region))
+				// Its last try failed and said so: on its way to the DLQ,
+				// said at error again by its own last receive.
+				t.out.err, t.out.now, t.out.expected = fmt.Errorf("relay of s3://%s/%s to %s: its copy was tried maxReceiveCount times", r.Bucket, r.Key, r.Region), true, true
 				continue
 			}
+			t.pending, t.out.wait = 1, source.RelayBackoff(tries)
 			relays.Go(func() {
 				t.settle(h.w.Relay(work, *r))
 				t.mu.Lock()
-				t.out.now = t.permanent // cut by the deadline, it waits its backoff too
-				t.out.final = t.out.final || h.maxReceive > 0 && tries >= h.maxReceive
+				// Cut by the deadline, it waits its backoff too; failed on
+				// its last try, it goes towards the DLQ at once.
+				t.out.now = t.permanent || last && !t.out.expected
+				t.out.final = t.out.final || last && !t.out.expected
 				t.mu.Unlock()
 			})
 			continue

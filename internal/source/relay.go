@@ -161,23 +161,28 @@ const relayHoldMax = 16
 
 // handleRelay copies a relay message's archive beside the batches (Relay),
 // settling the message. Past relayHoldMax held, a relay is sent again as
-// a new message after its backoff (requeue), its tries kept: waiting for
-// capacity spends none of the receives its failures may need; on its last
-// try it waits its turn instead. One still waiting for its turn when the
-// worker stops is left for the next receive, or, on its last try, sent
-// again: none reaches the DLQ untried.
+// a new message after its backoff (requeue), its receives kept: waiting
+// for capacity spends none of the receives its failures may need. One
+// still waiting for its turn when the worker stops is left for the next
+// receive, or, on its last try, sent again: none reaches the DLQ untried.
 func (w *Worker) handleRelay(stop context.Context, m *worker.Message, r events.Relay) {
 	t := &tracked{w: w, msg: m, pending: 1}
-	tries, most := relayTries(m, r), w.Config.Settings.Worker.MaxReceiveCount
+	most := w.Config.Settings.Worker.MaxReceiveCount
+	tries := relayTries(m, r, most)
 	if tries > most {
-		// Its tries spent over several messages (sent again): only the
-		// DLQ keeps it now, which its own receives reach at once.
-		m.Log().Error("message not acknowledged: bound for the DLQ", append(FailureFields(m.Events, nil),
-			zap.Int("tries", tries), zap.Bool("permanent", true), zap.String("cause", "its copy was tried maxReceiveCount times"))...)
+		// Its tries spent over several messages (sent again), its last
+		// failure said at error: only the DLQ keeps it now, which its
+		// own receives reach at once; said at error again as it goes.
+		lvl := zap.InfoLevel
+		if m.ReceiveCount >= most {
+			lvl = zap.ErrorLevel
+		}
+		m.Log().Log(lvl, "message not acknowledged: bound for the DLQ", append(FailureFields(m.Events, nil),
+			zap.Int("tries", tries), zap.String("cause", "its copy was tried maxReceiveCount times"))...)
 		m.Release(0)
 		return
 	}
-	if w.relaysHeld.Add(1) > relayHoldMax && tries < most {
+	if w.relaysHeld.Add(1) > relayHoldMax {
 		w.relaysHeld.Add(-1)
 		w.requeue(m, r, w.relayBackoff(max(tries, 1)), "relay message deferred: enough relays are held")
 		return
@@ -206,8 +211,13 @@ func (w *Worker) handleRelay(stop context.Context, m *worker.Message, r events.R
 }
 
 // relayTries counts m's receive, the ones before it and its relay's
-// earlier messages' tries.
-func relayTries(m *worker.Message, r events.Relay) int { return r.Tries + m.ReceiveCount }
+// earlier messages' receives (Relay.Tries), these at most most-1: every
+// message gets a try, a relay redriven from the DLQ (which keeps its body
+// and starts its receives anew) included, whatever maxReceiveCount became
+// since it was sent.
+func relayTries(m *worker.Message, r events.Relay, most int) int {
+	return min(r.Tries, max(most-1, 0)) + m.ReceiveCount
+}
 
 // requeue sends r again as a new message, visible after delay, keeping
 // the tries of its receives before this one (which tried nothing), and
@@ -215,12 +225,17 @@ func relayTries(m *worker.Message, r events.Relay) int { return r.Tries + m.Rece
 func (w *Worker) requeue(m *worker.Message, r events.Relay, delay time.Duration, why string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(m.Context()), requeueTimeout)
 	defer cancel()
-	r.Tries = relayTries(m, r) - 1
+	most := w.Config.Settings.Worker.MaxReceiveCount
+	r.Tries = relayTries(m, r, most) - 1
 	fields := append(worker.MessageFields(m.Events), zap.Int("tries", r.Tries), zap.Duration("retryIn", delay))
 	if err := w.sendRelay(ctx, r, delay); err != nil {
-		// Its receives are left as they were: on its last try (the
-		// stop's), it may reach the DLQ without it.
-		m.Log().Error(why+"; sending it again failed: it comes back as it is", append(fields, zap.Error(err))...)
+		// Its receives are left as they were: on its last try it may
+		// reach the DLQ without it.
+		lvl := zap.WarnLevel
+		if r.Tries+1 >= most {
+			lvl = zap.ErrorLevel
+		}
+		m.Log().Log(lvl, why+"; sending it again failed: it comes back as it is", append(fields, zap.Error(err))...)
 		m.Release(delay)
 		return
 	}
