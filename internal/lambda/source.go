@@ -134,10 +134,7 @@ func (h *Source) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEven
 		if r := parsed.Relay; r != nil {
 			// Beside the batches, as the Fargate worker does, its tries
 			// counted over the messages it was sent as (Relay.Tries).
-			tries := t.out.msg.ReceiveCount + r.Tries
-			if h.maxReceive > 0 {
-				tries = t.out.msg.ReceiveCount + min(r.Tries, h.maxReceive-1) // a try for every message
-			}
+			tries := source.RelayTries(*r, t.out.msg.ReceiveCount, h.maxReceive)
 			last := h.maxReceive > 0 && tries >= h.maxReceive
 			if h.maxReceive > 0 && tries > h.maxReceive {
 				// Its last try failed and said so: on its way to the DLQ,

@@ -168,11 +168,11 @@ const relayHoldMax = 16
 func (w *Worker) handleRelay(stop context.Context, m *worker.Message, r events.Relay) {
 	t := &tracked{w: w, msg: m, pending: 1}
 	most := w.Config.Settings.Worker.MaxReceiveCount
-	tries := relayTries(m, r, most)
+	tries := RelayTries(r, m.ReceiveCount, most)
 	if tries > most {
 		// Its tries spent over several messages (sent again), its last
 		// failure said at error: only the DLQ keeps it now, which its
-		// own receives reach at once; said at error again as it goes.
+		// own receives reach at once, the last of them said at error.
 		lvl := zap.InfoLevel
 		if m.ReceiveCount >= most {
 			lvl = zap.ErrorLevel
@@ -210,13 +210,17 @@ func (w *Worker) handleRelay(stop context.Context, m *worker.Message, r events.R
 	})
 }
 
-// relayTries counts m's receive, the ones before it and its relay's
-// earlier messages' receives (Relay.Tries), these at most most-1: every
-// message gets a try, a relay redriven from the DLQ (which keeps its body
-// and starts its receives anew) included, whatever maxReceiveCount became
-// since it was sent.
-func relayTries(m *worker.Message, r events.Relay, most int) int {
-	return min(r.Tries, max(most-1, 0)) + m.ReceiveCount
+// RelayTries counts a relay's receives: received, its message's own (the
+// current one included), and its earlier messages' (Relay.Tries), those
+// at most most-1 when most (maxReceiveCount) is set: every message gets a
+// try, a relay redriven from the DLQ (which keeps its body and starts its
+// receives anew) included, whatever maxReceiveCount became since it was
+// sent. Fargate and Lambda count alike.
+func RelayTries(r events.Relay, received, most int) int {
+	if most > 0 {
+		return min(r.Tries, most-1) + received
+	}
+	return r.Tries + received
 }
 
 // requeue sends r again as a new message, visible after delay, keeping
@@ -226,7 +230,7 @@ func (w *Worker) requeue(m *worker.Message, r events.Relay, delay time.Duration,
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(m.Context()), requeueTimeout)
 	defer cancel()
 	most := w.Config.Settings.Worker.MaxReceiveCount
-	r.Tries = relayTries(m, r, most) - 1
+	r.Tries = RelayTries(r, m.ReceiveCount, most) - 1
 	fields := append(worker.MessageFields(m.Events), zap.Int("tries", r.Tries), zap.Duration("retryIn", delay))
 	if err := w.sendRelay(ctx, r, delay); err != nil {
 		// Its receives are left as they were: on its last try it may

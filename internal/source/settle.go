@@ -104,7 +104,7 @@ func (t *tracked) settle(err error) {
 	}
 	received := t.msg.ReceiveCount
 	if r := t.msg.Events.Relay; r != nil {
-		received = relayTries(t.msg, *r, t.w.Config.Settings.Worker.MaxReceiveCount) // its earlier messages' receives too
+		received = RelayTries(*r, t.msg.ReceiveCount, t.w.Config.Settings.Worker.MaxReceiveCount) // its earlier messages' receives too
 	}
 	comesBack := received < t.w.Config.Settings.Worker.MaxReceiveCount
 	if comesBack {
