@@ -52,7 +52,7 @@ func newStaging(s *regionStack) *staging {
 // lifecycle keeps staging storage short: minutes in target regions, where
 // workers delete the exact version they are done with, and about three
 // days of an archive in its source region (stats.StagingDays, which xrc
-// savings charges); these rules are the backstop. An archive staged here for other regions is replicated within
+// savings charges, as it charges the longer wait below); these rules are the backstop. An archive staged here for other regions is replicated within
 // minutes, so it is kept a day at most; one replicated here waits up to
 // days for its target workers (an outage of the target region); deleted
 // and replaced versions go after a day, as do incomplete uploads. The

@@ -58,6 +58,9 @@ type computeLine struct {
 	// BreakEvenGiB is the monthly input, of the rule's mean object size,
 	// from which Fargate Spot costs less (0: never).
 	BreakEvenGiB float64 `json:"breakEvenGiBPerMonth"`
+	// StagingDays: about how long the source region keeps the rule's
+	// archives (stats.StagingDays), which the staging column charges.
+	StagingDays int `json:"stagingDays"`
 }
 
 // compareCompute prices a month of l's volume (a rule's total over
@@ -179,7 +182,9 @@ func savings(ctx context.Context, args []string, env Env) error {
 		delivered, _ := r.Regions()
 		lines := stats.Summarise(r.ID, delivered, hs, p, choices)
 		rep.Lines = append(rep.Lines, lines...)
-		rep.Compute = append(rep.Compute, compareCompute(cfg, r, lines[len(lines)-1], p.Model, rep.To.Sub(rep.From)))
+		c := compareCompute(cfg, r, lines[len(lines)-1], p.Model, rep.To.Sub(rep.From))
+		c.StagingDays = stats.StagingDays(cfg, r)
+		rep.Compute = append(rep.Compute, c)
 	}
 	if !found {
 		return fmt.Errorf("%w: no rule %q in %s", ErrUsage, *ruleID, *cfgPath)
@@ -199,7 +204,7 @@ func prices(cfg *config.Config, r *config.Rule, fleet stats.Fleet) stats.Prices 
 	m := adaptive.RuleModel(cfg, r)
 	m.DecodeSeconds = fleet.DecodeSeconds
 	return stats.Prices{Model: m, FixedPerMonth: cfg.Settings.Prices.FixedPerMonth, Requests: stats.RequestPrices(cfg.Settings.Prices), Deletes: r.Deletes,
-		StagingPerGiB: stats.StagingPrice(cfg.Settings.Prices, m.Regions)}
+		StagingPerGiB: stats.StagingPrice(cfg.Settings.Prices, m.Regions, stats.StagingDays(cfg, r))}
 }
 
 func printSavings(env Env, rep savingsReport) {
@@ -211,10 +216,10 @@ func printSavings(env Env, rep savingsReport) {
 		stats.Period(rep.From, rep.To), transfer,
 		strconv.FormatFloat(rep.Prices.VCPUHour, 'f', -1, 64), strconv.FormatFloat(rep.Prices.FargateGBHour, 'f', -1, 64),
 		strconv.FormatFloat(rep.Prices.LambdaGBSecond, 'f', -1, 64), stats.Dollars(rep.Prices.FixedPerMonth))
-	fmt.Fprintf(env.Stdout, "requests beyond S3 Replication's: S3 PUT $%s and GET $%s a thousand, SQS $%s and DynamoDB writes $%s, reads $%s a million; staging: S3 $%s/GB-month, the source's archives kept about %d days\n",
+	fmt.Fprintf(env.Stdout, "requests beyond S3 Replication's: S3 PUT $%s and GET $%s a thousand, SQS $%s and DynamoDB writes $%s, reads $%s a million; staging: S3 $%s/GB-month\n",
 		strconv.FormatFloat(rep.Prices.S3PutPer1000, 'f', -1, 64), strconv.FormatFloat(rep.Prices.S3GetPer1000, 'f', -1, 64),
 		strconv.FormatFloat(rep.Prices.SQSPerMillion, 'f', -1, 64), strconv.FormatFloat(rep.Prices.DynamoDBWritePerMillion, 'f', -1, 64),
-		strconv.FormatFloat(rep.Prices.DynamoDBReadPerMillion, 'f', -1, 64), strconv.FormatFloat(rep.Prices.S3StoragePerGBMonth, 'f', -1, 64), stats.StagingDays)
+		strconv.FormatFloat(rep.Prices.DynamoDBReadPerMillion, 'f', -1, 64), strconv.FormatFloat(rep.Prices.S3StoragePerGBMonth, 'f', -1, 64))
 	rule := ""
 	var tw *tabwriter.Writer
 	for _, l := range rep.Lines {
@@ -223,6 +228,9 @@ func printSavings(env Env, rep savingsReport) {
 			fmt.Fprintf(env.Stdout, "\nrule %s (bytes cross to %d region%s", l.Rule, l.Regions, plural(l.Regions))
 			for _, c := range rep.Compute {
 				if c.Rule == l.Rule {
+					if l.Regions > 0 {
+						fmt.Fprintf(env.Stdout, ", its archives staged about %d days", c.StagingDays)
+					}
 					fmt.Fprintf(env.Stdout, "; a vCPU-hour: $%.4g compressing on %s, $%.4g decoding, summed over the regions delivered to", c.CompressVCPUHour, c.Compute, c.DecodeVCPUHour)
 				}
 			}

@@ -26,20 +26,27 @@ type Prices struct {
 	StagingPerGiB float64
 }
 
-// StagingDays is how long the source region keeps an archive staged for
-// other regions: lifecycle expires it a day after it is written, at the
-// next midnight UTC (one to two days), and removes the version it leaves
-// noncurrent a day after that, also at a midnight. Replicas are deleted
-// once delivered; an archive for the source region alone, too.
-const StagingDays = 3
+// StagingDays is about how long rule r's source region keeps an archive
+// it staged for other regions. Lifecycle expires it a day after it is
+// written (settings.stagingExpiryDays for a rule with direct regions,
+// whose relays may copy from it days later), at the next midnight UTC,
+// and removes the version it leaves noncurrent a day after that, also at
+// a midnight: so the expiry and two days. Replicas are deleted once
+// delivered; an archive for the source region alone, too.
+func StagingDays(cfg *config.Config, r *config.Rule) int {
+	if len(cfg.DirectRegions(r)) > 0 {
+		return cfg.Settings.StagingExpiryDays + 2
+	}
+	return 1 + 2
+}
 
-// StagingPrice is what a GiB of archive costs in the source's staging
-// bucket, for a rule whose bytes cross to other regions (crossed).
-func StagingPrice(p config.Prices, crossed int) float64 {
+// StagingPrice is what a GiB of archive kept days costs in the source's
+// staging bucket, for a rule whose bytes cross to other regions (crossed).
+func StagingPrice(p config.Prices, crossed, days int) float64 {
 	if crossed == 0 {
 		return 0
 	}
-	return p.S3StoragePerGBMonth * StagingDays / (365.25 / 12)
+	return p.S3StoragePerGBMonth * float64(days) / (365.25 / 12)
 }
 
 // StagingCost is what archives of out bytes cost in the source's staging

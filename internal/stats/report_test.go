@@ -175,14 +175,14 @@ func TestStatisticsWritesCharged(t *testing.T) {
 }
 
 // TestStagingCharged: the source region keeps each archive staged for
-// other regions about StagingDays (lifecycle), at S3's storage price: a
+// other regions about StagingDays (lifecycle: 3 days for most rules), at S3's storage price: a
 // GiB of archive costs about $0.0023, a tenth of a GiB's transfer to one
 // region, which the saving left out. Nothing for a rule that crosses to no
 // other region (its archives are deleted once delivered).
 func TestStagingCharged(t *testing.T) {
 	prices := config.Prices{S3StoragePerGBMonth: 0.023}
 	h := Hourly{Rule: "r", Delta: Delta{Class: adaptive.CSV, Arm: 3, In: 3 << 30, Out: 1 << 30, Objects: 1, Archives: 1}}
-	p := Prices{Model: adaptive.Model{TransferPerGiB: 0.02, Regions: 1}, StagingPerGiB: StagingPrice(prices, 1)}
+	p := Prices{Model: adaptive.Model{TransferPerGiB: 0.02, Regions: 1}, StagingPerGiB: StagingPrice(prices, 1, 3)}
 	l := Summarise("r", 1, []Hourly{h}, p, nil)[1]
 	if math.Abs(l.Staging-0.023*3/30.4375) > 1e-9 {
 		t.Errorf("staging $%v for a GiB of archive kept 3 days, want $%v", l.Staging, 0.023*3/30.4375)
@@ -193,7 +193,7 @@ func TestStagingCharged(t *testing.T) {
 	if x := Project(l, 2*l.BytesIn, 2, p); math.Abs(x.Staging-2*l.Staging) > 1e-9 {
 		t.Errorf("projected to twice the bytes: staging %v, want %v", x.Staging, 2*l.Staging)
 	}
-	if StagingPrice(prices, 0) != 0 {
+	if StagingPrice(prices, 0, 3) != 0 {
 		t.Error("a rule crossing to no region charged for staging")
 	}
 }
@@ -216,5 +216,27 @@ func TestChangesCharged(t *testing.T) {
 	}
 	if lines[0].Class != Changes || lines[0].Objects != 0 {
 		t.Errorf("line %+v, want class changes with no objects", lines[0])
+	}
+}
+
+// TestStagingDaysOfDirectRules: a rule with a direct region keeps its
+// archives in the source's staging settings.stagingExpiryDays (a relay may
+// copy from them days later), so they are charged that long, not the 3
+// days of a rule S3 Replication alone carries.
+func TestStagingDaysOfDirectRules(t *testing.T) {
+	cfg := &config.Config{Settings: config.Settings{StagingExpiryDays: 7,
+		Regions: []config.Region{{Name: "us-east-1", Role: config.RoleBoth}, {Name: "eu-west-1", Role: config.RoleTarget},
+			{Name: "cn-north-1", Role: config.RoleTarget, Direct: true}}}}
+	replicated := &config.Rule{ID: "r", SourceRegion: "us-east-1", Destinations: []config.Destination{{Region: "eu-west-1", Bucket: "a"}}}
+	direct := &config.Rule{ID: "d", SourceRegion: "us-east-1", Destinations: []config.Destination{
+		{Region: "eu-west-1", Bucket: "a"}, {Region: "cn-north-1", Bucket: "b"}}}
+	if d := StagingDays(cfg, replicated); d != 3 {
+		t.Errorf("replicated rule: %d days, want 3", d)
+	}
+	if d := StagingDays(cfg, direct); d != 9 {
+		t.Errorf("rule with a direct region: %d days, want 9 (stagingExpiryDays 7, a midnight and the noncurrent day)", d)
+	}
+	if a, b := StagingPrice(config.Prices{S3StoragePerGBMonth: 0.023}, 2, 9), StagingPrice(config.Prices{S3StoragePerGBMonth: 0.023}, 2, 3); math.Abs(a-3*b) > 1e-12 {
+		t.Errorf("9 days cost %v, 3 days %v: want three times", a, b)
 	}
 }

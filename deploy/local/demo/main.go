@@ -179,7 +179,7 @@ func run(ctx context.Context) error {
 	// mean object size, about what its transfer saves.
 	delivered, crossed := rule.Regions()
 	prices := stats.Prices{Model: adaptive.Model{Regions: crossed}, Requests: stats.RequestPrices(p), Deletes: rule.Deletes,
-		StagingPerGiB: stats.StagingPrice(p, crossed)}
+		StagingPerGiB: stats.StagingPrice(p, crossed, stats.StagingDays(cfg, &rule))}
 	requests := prices.RequestCost(got, in, archives, out, delivered)
 	staging := prices.StagingCost(out)
 	net := saved - compute - requests - staging
