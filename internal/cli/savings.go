@@ -204,7 +204,7 @@ func prices(cfg *config.Config, r *config.Rule, fleet stats.Fleet) stats.Prices 
 	m := adaptive.RuleModel(cfg, r)
 	m.DecodeSeconds = fleet.DecodeSeconds
 	return stats.Prices{Model: m, FixedPerMonth: cfg.Settings.Prices.FixedPerMonth, Requests: stats.RequestPrices(cfg.Settings.Prices), Deletes: r.Deletes,
-		StagingPerGiB: stats.StagingPrice(cfg.Settings.Prices, m.Regions, stats.StagingDays(cfg, r))}
+		StagingPerGiB: stats.StagingPrice(cfg.Settings.Prices, m.Regions, stats.StagingDays(cfg, r)), Direct: len(cfg.DirectRegions(r))}
 }
 
 func printSavings(env Env, rep savingsReport) {

@@ -24,6 +24,10 @@ type Prices struct {
 	// StagingPerGiB is what keeping a GiB of archive in the source's
 	// staging bucket costs (StagingPrice).
 	StagingPerGiB float64
+	// Direct is how many of the regions crossed to the source copies
+	// archives to itself (config.DirectRegions), reading each back from
+	// its staging.
+	Direct int
 }
 
 // StagingDays is about how long rule r's source region keeps an archive
@@ -121,13 +125,16 @@ func (p Prices) objectRequests(n int, in int64, delivered int) float64 {
 
 // archiveRequests is what archives holding out bytes cost in requests:
 // the staging upload (a PUT a part); in each region crossed to, the
-// replication; in each delivered to, the archive's GET, its event's SQS
-// requests and the ledger's write. (Not its statistics writes: one for
-// each class and level it holds, which the hour's rows count.)
+// replication, or for a direct region the source's copy (its read of the
+// archive back from staging and a PUT a part); in each delivered to, the
+// archive's GET, its event's SQS requests and the ledger's write. (Not
+// its statistics writes: one for each class and level it holds, which the
+// hour's rows count.)
 func (p Prices) archiveRequests(archives float64, out int64, delivered int) float64 {
 	r := p.Requests
-	return archives*(r.S3Put*float64(1+p.Model.Regions)+float64(delivered)*(r.S3Get+sqsPerArchive*r.SQS+r.DynamoDBWrite)) +
-		float64(out)/stagingPart*r.S3Put
+	direct := float64(p.Direct)
+	return archives*(r.S3Put*float64(1+p.Model.Regions)+direct*r.S3Get+float64(delivered)*(r.S3Get+sqsPerArchive*r.SQS+r.DynamoDBWrite)) +
+		float64(out)/stagingPart*r.S3Put*(1+direct)
 }
 
 // Transfer is what moving bytes to regions costs at perGiB.

@@ -240,3 +240,18 @@ func TestStagingDaysOfDirectRules(t *testing.T) {
 		t.Errorf("9 days cost %v, 3 days %v: want three times", a, b)
 	}
 }
+
+// TestDirectCopiesCharged: an archive the source copies to a direct region
+// itself is read back from staging (a GET) and uploaded a PUT a part; S3
+// Replication's one request an archive is what the other regions cost.
+func TestDirectCopiesCharged(t *testing.T) {
+	req := Requests{S3Put: 5e-6, S3Get: 4e-7}
+	replicated := Prices{Model: adaptive.Model{Regions: 2}, Requests: req}
+	direct := replicated
+	direct.Direct = 1
+	const archives, out = 10, 80 << 20 // 10 parts of 8 MiB in all
+	got := direct.RequestCost(0, 0, archives, out, 2) - replicated.RequestCost(0, 0, archives, out, 2)
+	if want := archives*req.S3Get + 10*req.S3Put; math.Abs(got-want) > 1e-12 {
+		t.Errorf("a direct region adds $%v, want $%v: a GET an archive and a PUT a part", got, want)
+	}
+}
