@@ -1,12 +1,17 @@
 package source
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/jonboulle/clockwork"
 	"github.com/prometheus/client_golang/prometheus"
@@ -139,5 +144,66 @@ func TestCooldownOnTheRegionsOwnFailures(t *testing.T) {
 	w.Clock.(*clockwork.FakeClock).Advance(relayCooldown)
 	if w.cooling("store") {
 		t.Errorf("still cooling after %v", relayCooldown)
+	}
+}
+
+// cutGets is a real S3 client whose GetObject bodies fail after n bytes,
+// as a connection to this region's staging reset mid-copy.
+type cutGets struct {
+	S3API
+	n int64
+}
+
+func (c cutGets) GetObject(ctx context.Context, in *s3.GetObjectInput, opts ...func(*s3.Options)) (*s3.GetObjectOutput, error) {
+	out, err := c.S3API.GetObject(ctx, in, opts...)
+	if err == nil {
+		out.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(io.LimitReader(out.Body, c.n), iotest.ErrReader(errors.New("connection reset by peer"))), out.Body}
+	}
+	return out, err
+}
+
+// TestReadBackFailureIsNotTheRegions: a copy to a direct region that fails
+// reading the archive back from this region's staging names the staging
+// read and does not cool the direct region (its next archives' copies are
+// still tried inline), though the upload to the region is what returned.
+func TestReadBackFailureIsNotTheRegions(t *testing.T) {
+	env, cfg, _ := localstack.Deploy(t, "readback", func(c *config.Config) {
+		c.Settings.Regions[1].Direct = true
+		c.Settings.Regions[1].S3Credentials = "env:XRC_TEST_READBACK" // the test passes its client
+	})
+	ctx := context.Background()
+	src, err := env.S3(ctx, "us-east-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst, err := env.S3(ctx, "eu-west-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	staging, key := cfg.Settings.Regions[0].StagingBucket, cfg.Rules[0].ID+"/2026/12/06/readback.tar.zst"
+	body := bytes.Repeat([]byte("x"), 1<<20)
+	if _, err := src.PutObject(ctx, &s3.PutObjectInput{Bucket: &staging, Key: &key, Body: bytes.NewReader(body)}); err != nil {
+		t.Fatal(err)
+	}
+	w, err := New(Deps{Config: cfg, Region: "us-east-1", S3: cutGets{src, 100 << 10}, Log: zap.NewNop(), Metrics: NewMetrics(prometheus.NewRegistry()),
+		Health: health.New(time.Minute, time.Now), Direct: map[string]S3API{"eu-west-1": dst}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := cfg.Settings.Regions[1]
+	err = w.relayTo(ctx, reg, key, nil, partSize(int64(len(body))), nil)
+	var d *directFailure
+	if err == nil || errors.As(err, &d) || !strings.Contains(err.Error(), "reading s3://"+staging+"/"+key+" back") {
+		t.Fatalf("copy whose staging read failed: %v; want the staging read named, not the direct region's failure", err)
+	}
+	w.coolOn(reg.Name, err)
+	if w.cooling(reg.Name) {
+		t.Error("this region's staging failing cools the direct region")
+	}
+	if _, err := dst.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &reg.StagingBucket, Key: &key}); err == nil {
+		t.Error("a copy read back in part is visible in the direct region")
 	}
 }
