@@ -135,13 +135,16 @@ type Counts struct {
 	TagsDiffer int64 `json:"tagsDiffer"` // the same write, other tags at a destination (Options.Tags)
 	NotByXRC   int64 `json:"notByXrc"`   // same size, not written by xrc: left alone
 	Unroutable int64 `json:"unroutable"` // the rule maps the key to no valid destination key
-	Enqueued   int64 `json:"enqueued"`   // events sent (dry run: that would be sent)
-	Bytes      int64 `json:"bytes"`      // their objects' bytes
-	Tasks      int64 `json:"tasks"`      // prefixes (inventory: data files) known
-	TasksDone  int64 `json:"tasksDone"`  // ... finished, those of an earlier run included
-	Resumed    int64 `json:"resumed"`    // finished by an earlier run: not listed again
-	ScanBytes  int64 `json:"scanBytes"`  // inventory bytes read
-	ScanTotal  int64 `json:"scanTotal"`  // inventory bytes in all
+	// Archived differ but are in GLACIER or DEEP_ARCHIVE (or an archive
+	// tier) unrestored: not sent, as the source could not read them.
+	Archived  int64 `json:"archived"`
+	Enqueued  int64 `json:"enqueued"`  // events sent (dry run: that would be sent)
+	Bytes     int64 `json:"bytes"`     // their objects' bytes
+	Tasks     int64 `json:"tasks"`     // prefixes (inventory: data files) known
+	TasksDone int64 `json:"tasksDone"` // ... finished, those of an earlier run included
+	Resumed   int64 `json:"resumed"`   // finished by an earlier run: not listed again
+	ScanBytes int64 `json:"scanBytes"` // inventory bytes read
+	ScanTotal int64 `json:"scanTotal"` // inventory bytes in all
 	// InventoryOf is when the inventory report was made (its
 	// creationTimestamp; zero if it does not say): writes since are not
 	// in it.
@@ -149,9 +152,9 @@ type Counts struct {
 }
 
 type counters struct {
-	listed, matched, compared, missing, resized, older, upToDate, tagsDiffer, notByXRC, unroutable atomic.Int64
-	enqueued, bytes, tasks, tasksDone, resumed, scanBytes, scanTotal                               atomic.Int64
-	inventoryOf                                                                                    atomic.Int64 // Unix ms
+	listed, matched, compared, missing, resized, older, upToDate, tagsDiffer, notByXRC, unroutable, archived atomic.Int64
+	enqueued, bytes, tasks, tasksDone, resumed, scanBytes, scanTotal                                         atomic.Int64
+	inventoryOf                                                                                              atomic.Int64 // Unix ms
 }
 
 // unixMilli is ms as a time, zero for 0.
@@ -166,7 +169,7 @@ func (c *counters) snapshot() Counts {
 	return Counts{
 		Listed: c.listed.Load(), Matched: c.matched.Load(), Compared: c.compared.Load(), Missing: c.missing.Load(),
 		Resized: c.resized.Load(), Older: c.older.Load(), UpToDate: c.upToDate.Load(), TagsDiffer: c.tagsDiffer.Load(), NotByXRC: c.notByXRC.Load(),
-		Unroutable: c.unroutable.Load(), Enqueued: c.enqueued.Load(), Bytes: c.bytes.Load(), Tasks: c.tasks.Load(),
+		Unroutable: c.unroutable.Load(), Archived: c.archived.Load(), Enqueued: c.enqueued.Load(), Bytes: c.bytes.Load(), Tasks: c.tasks.Load(),
 		TasksDone: c.tasksDone.Load(), Resumed: c.resumed.Load(), ScanBytes: c.scanBytes.Load(), ScanTotal: c.scanTotal.Load(),
 		InventoryOf: unixMilli(c.inventoryOf.Load()),
 	}

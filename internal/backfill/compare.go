@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/xrc-dev/xrc/internal/awsapi"
@@ -25,11 +26,23 @@ type object struct {
 	LastModified time.Time
 	ETag         string // without quotes
 	VersionID    string // known from an inventory only
+	// Archived: S3 lets no one read it until it is restored (its storage
+	// class, as the listing or inventory gives it), so sending it would
+	// only put its message in the DLQ.
+	Archived string
 }
 
 func fromListing(o s3types.Object) object {
-	return object{Key: aws.ToString(o.Key), Size: aws.ToInt64(o.Size), LastModified: aws.ToTime(o.LastModified),
+	obj := object{Key: aws.ToString(o.Key), Size: aws.ToInt64(o.Size), LastModified: aws.ToTime(o.LastModified),
 		ETag: strings.Trim(aws.ToString(o.ETag), `"`)}
+	if o.StorageClass == s3types.ObjectStorageClassGlacier || o.StorageClass == s3types.ObjectStorageClassDeepArchive {
+		// Readable while a restored copy lasts: the listing says so when
+		// asked for RestoreStatus (list.go).
+		if rs := o.RestoreStatus; rs == nil || aws.ToBool(rs.IsRestoreInProgress) || rs.RestoreExpiryDate == nil {
+			obj.Archived = string(o.StorageClass)
+		}
+	}
+	return obj
 }
 
 // verdict is what one destination holds of a source object, weakest
@@ -213,6 +226,16 @@ func (r *run) handle(ctx context.Context, objs []object, look lookup) error {
 				ETag:      etag,
 			})
 			continue
+		}
+		if c.o.Archived != "" {
+			// The source could not read it: restored first, it is sent
+			// by a run after.
+			r.c.archived.Add(1)
+			r.Log.Debug("archived: not sent until restored", zap.String("object", awsapi.URL(r.o.Rule.SourceBucket, c.o.Key)),
+				zap.String("storageClass", c.o.Archived))
+			continue
+		}
+		switch c.worst {
 		case older:
 			r.c.older.Add(1)
 		case resized:

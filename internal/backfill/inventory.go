@@ -122,6 +122,8 @@ const (
 	fieldSize         = "Size"
 	fieldLastModified = "LastModifiedDate"
 	fieldETag         = "ETag"
+	fieldStorageClass = "StorageClass"
+	fieldAccessTier   = "IntelligentTieringAccessTier"
 )
 
 // Row is one object of a report.
@@ -134,6 +136,11 @@ type Row struct {
 	Size         int64
 	LastModified time.Time
 	ETag         string
+	// Archived is the storage class (or Intelligent-Tiering tier) of an
+	// object S3 lets no one read until it is restored; "" for the others
+	// and when the report does not say. (A report does not say whether a
+	// restored copy exists.)
+	Archived string
 }
 
 // Rows reads the rows of a CSV data file.
@@ -199,6 +206,12 @@ func (rs *Rows) Next() (Row, error) {
 	row.LastModified, err = time.Parse(time.RFC3339Nano, get(fieldLastModified))
 	if err != nil {
 		return Row{}, fmt.Errorf("%w: row %d: bad last-modified date %q for key %q", ErrInventory, rs.line, get(fieldLastModified), row.Key)
+	}
+	switch class, tier := get(fieldStorageClass), get(fieldAccessTier); {
+	case class == "GLACIER", class == "DEEP_ARCHIVE":
+		row.Archived = class
+	case tier == "ARCHIVE_ACCESS", tier == "DEEP_ARCHIVE_ACCESS":
+		row.Archived = class + " " + tier
 	}
 	return row, nil
 }
@@ -331,7 +344,7 @@ func (r *run) inventoryTask(bucket string, f ManifestFile, schema []string, skip
 			if !row.IsLatest || row.DeleteMarker || row.Bucket != r.o.Rule.SourceBucket {
 				continue
 			}
-			page = append(page, object{Key: row.Key, Size: row.Size, LastModified: row.LastModified, ETag: row.ETag, VersionID: row.VersionID})
+			page = append(page, object{Key: row.Key, Size: row.Size, LastModified: row.LastModified, ETag: row.ETag, VersionID: row.VersionID, Archived: row.Archived})
 			if len(page) == inventoryPage {
 				if err := flush(); err != nil {
 					return err

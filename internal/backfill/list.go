@@ -48,7 +48,10 @@ func (r *run) level(prefix string) int {
 func (r *run) listTask(pool *taskPool, prefix, after string) func(context.Context) error {
 	return func(ctx context.Context) error {
 		delimited := r.level(prefix) < r.o.Depth
-		in := &s3.ListObjectsV2Input{Bucket: &r.o.Rule.SourceBucket, Prefix: &prefix}
+		// RestoreStatus tells a restored GLACIER object, which the source
+		// can read, from one it cannot (fromListing).
+		in := &s3.ListObjectsV2Input{Bucket: &r.o.Rule.SourceBucket, Prefix: &prefix,
+			OptionalObjectAttributes: []s3types.OptionalObjectAttributes{s3types.OptionalObjectAttributesRestoreStatus}}
 		if delimited {
 			in.Delimiter = aws.String(delimiter)
 		}

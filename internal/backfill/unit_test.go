@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/deliver"
 )
@@ -352,5 +355,45 @@ func TestScope(t *testing.T) {
 	r.Level, r.Deletes, r.Destinations[0].Prefix = 9, true, &same
 	if Scope(r) != s {
 		t.Error("the level, deletes, or a destination prefix that changes no key changed the scope")
+	}
+}
+
+// TestArchivedClasses: an object in GLACIER or DEEP_ARCHIVE is sent only
+// while a restored copy of it lasts (the listing's RestoreStatus), and an
+// inventory's Intelligent-Tiering archive tiers are as unreadable.
+func TestArchivedClasses(t *testing.T) {
+	expiry := time.Now().Add(24 * time.Hour)
+	for _, c := range []struct {
+		o    s3types.Object
+		want string
+	}{
+		{s3types.Object{StorageClass: s3types.ObjectStorageClassStandard}, ""},
+		{s3types.Object{StorageClass: s3types.ObjectStorageClassGlacierIr}, ""},
+		{s3types.Object{StorageClass: s3types.ObjectStorageClassGlacier}, "GLACIER"},
+		{s3types.Object{StorageClass: s3types.ObjectStorageClassDeepArchive}, "DEEP_ARCHIVE"},
+		{s3types.Object{StorageClass: s3types.ObjectStorageClassGlacier, RestoreStatus: &s3types.RestoreStatus{IsRestoreInProgress: aws.Bool(true)}}, "GLACIER"},
+		{s3types.Object{StorageClass: s3types.ObjectStorageClassGlacier, RestoreStatus: &s3types.RestoreStatus{IsRestoreInProgress: aws.Bool(false), RestoreExpiryDate: &expiry}}, ""},
+	} {
+		if got := fromListing(c.o).Archived; got != c.want {
+			t.Errorf("%s, restore %+v: archived %q, want %q", c.o.StorageClass, c.o.RestoreStatus, got, c.want)
+		}
+	}
+	schema := []string{"Bucket", "Key", "Size", "LastModifiedDate", "StorageClass", "IntelligentTieringAccessTier"}
+	rows, err := NewRows(strings.NewReader(`"src","a","1","2026-11-22T10:00:00.000Z","DEEP_ARCHIVE",""
+"src","b","1","2026-11-22T10:00:00.000Z","INTELLIGENT_TIERING","ARCHIVE_ACCESS"
+"src","c","1","2026-11-22T10:00:00.000Z","INTELLIGENT_TIERING","FREQUENT"
+"src","d","1","2026-11-22T10:00:00.000Z","GLACIER_IR",""
+`), schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"DEEP_ARCHIVE", "INTELLIGENT_TIERING ARCHIVE_ACCESS", "", ""} {
+		row, err := rows.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if row.Archived != want {
+			t.Errorf("row %s: archived %q, want %q", row.Key, row.Archived, want)
+		}
 	}
 }

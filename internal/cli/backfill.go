@@ -223,6 +223,9 @@ func printBackfill(env Env, rule *config.Rule, where string, dryRun bool, c back
 	if c.Unroutable > 0 {
 		row("unroutable", c.Unroutable, "the rule maps the key to no valid destination key")
 	}
+	if c.Archived > 0 {
+		row("archived", c.Archived, "differ, but in GLACIER or DEEP_ARCHIVE: not sent; restore them (s3api restore-object), then run again")
+	}
 	verb := "enqueued"
 	if dryRun {
 		verb = "to enqueue"
