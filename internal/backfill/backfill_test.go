@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -764,7 +765,8 @@ func TestRemovalStopsOnceTheLeaseIsTaken(t *testing.T) {
 // laptop asleep) whose tasks then save, before its renewal finds the lease
 // gone, must not mark prefixes done in the checkpoint of the run that took
 // over: resuming that run would skip them. Its items are stamped with its
-// own run, which is not the one resumed.
+// own run, which is not the one resumed: its tasks are listed again from
+// their start, one it saved over the new run's item too.
 func TestSavesOfALapsedRunAreNotResumed(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
@@ -799,12 +801,21 @@ func TestSavesOfALapsedRunAreNotResumed(t *testing.T) {
 	if err := b.Save(ctx, "data/p02/", backfill.Progress{After: "data/p02/k"}); err != nil {
 		t.Fatal(err)
 	}
+	if err := b.Save(ctx, "data/p03/", backfill.Progress{After: "data/p03/k"}); err != nil {
+		t.Fatal(err)
+	}
+	// a saves over b's item of a task: b's parent prefix may be past it,
+	// so b, resumed, must list it again, not forget it.
+	if err := a.Save(ctx, "data/p03/", backfill.Progress{Done: true}); err != nil {
+		t.Fatal(err)
+	}
 	if err := b.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
 	st, err := backfill.NewDynamoCheckpoint(f.ddb, f.cfg.TableName(), f.rule.ID, later).Load(ctx)
-	if err != nil || st == nil || len(st.Tasks) != 1 || st.Tasks["data/p02/"].After != "data/p02/k" {
-		t.Errorf("the run that took over: %+v (%v), want its one task", st, err)
+	want := map[string]backfill.Progress{"data/p01/": {}, "data/p02/": {After: "data/p02/k"}, "data/p03/": {}}
+	if err != nil || st == nil || !maps.Equal(st.Tasks, want) {
+		t.Errorf("the run that took over: %+v (%v), want its own task and the lapsed run's two, listed again from their start: %v", st, err, want)
 	}
 	a.Flush(ctx)
 }

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -158,8 +157,14 @@ func (c *DynamoCheckpoint) Load(ctx context.Context) (*State, error) {
 	}
 	if st != nil {
 		// Another run's items (one that lost its lease and saved on) are
-		// not this run's progress: their prefixes are listed again.
-		maps.DeleteFunc(tasks, func(name string, _ Progress) bool { return runs[name] != run })
+		// not this run's progress, but such a save may have replaced this
+		// run's own item of the task, whose parent may be past it: each
+		// is listed again from its start.
+		for name := range tasks {
+			if runs[name] != run {
+				tasks[name] = Progress{}
+			}
+		}
 		c.run = run
 	}
 	if st != nil && c.now().Sub(st.Started) > CheckpointTTL-staleMargin {

@@ -26,6 +26,9 @@ func (r *run) list(ctx context.Context) error {
 	}
 	r.mu.Lock()
 	for prefix, p := range r.state.Tasks {
+		if !strings.HasPrefix(prefix, r.root) {
+			continue // a lapsed run's, of another -prefix (DynamoCheckpoint.Load)
+		}
 		r.c.tasks.Add(1)
 		if p.Done {
 			r.c.tasksDone.Add(1)
