@@ -158,6 +158,9 @@ func printVerifySummary(w io.Writer, s xverify.Summary, hashed bool, report stri
 		fmt.Fprintf(w, "  %-16s %10d\n", "compared", d.Compared)
 		line("equal (digest)", d.Equal, d.EqualBytes)
 		line("unchecked", d.Unchecked, d.UncheckedBytes)
+		if d.Retained > 0 {
+			line("retained", d.Retained, d.RetainedBytes)
+		}
 		if hashed {
 			line("sources hashed", d.Hashed, d.HashedBytes)
 		}
@@ -186,6 +189,9 @@ func printVerifySummary(w io.Writer, s xverify.Summary, hashed bool, report stri
 		fmt.Fprintf(w, "%d objects (%s) were compared by size and provenance only: S3 keeps no checksum of their source that the destination has.\n"+
 			"-hash-sources reads them to compare digests (a GET of %s: free from the source region, internet egress from elsewhere).\n",
 			unchecked, sizeString(uncheckedBytes), sizeString(uncheckedBytes))
+	}
+	if retained := s.Retained(); retained > 0 {
+		fmt.Fprintf(w, "%d objects xrc wrote are retained: their source is gone, and the rule does not propagate deletes (no difference).\n", retained)
 	}
 	if report != "" {
 		fmt.Fprintf(w, "report: %s\n", report)

@@ -126,6 +126,10 @@ type DestinationSummary struct {
 	// digest was in common: their content was not compared.
 	Unchecked      int64 `json:"unchecked"`
 	UncheckedBytes int64 `json:"uncheckedBytes"`
+	// Retained counts copies xrc wrote whose source is gone, kept by
+	// design as the rule does not propagate deletes: no difference.
+	Retained      int64 `json:"retained"`
+	RetainedBytes int64 `json:"retainedBytes"`
 	// Hashed counts source objects read to compute a digest.
 	Hashed      int64          `json:"hashed"`
 	HashedBytes int64          `json:"hashedBytes"`
@@ -141,6 +145,16 @@ func (s *Summary) Differences() int64 {
 		for _, c := range d.Counts {
 			n += c
 		}
+	}
+	return n
+}
+
+// Retained returns the number of retained copies in all destinations
+// (DestinationSummary.Retained).
+func (s *Summary) Retained() int64 {
+	var n int64
+	for _, d := range s.Destinations {
+		n += d.Retained
 	}
 	return n
 }
@@ -594,6 +608,16 @@ func (r *run) sourceExists(ctx context.Context, key string) (bool, error) {
 
 func (r *run) extra(j job, head *s3.HeadObjectOutput, why string) error {
 	dst := destinationOf(head)
+	if dst.Provenance != nil && !r.rule.Deletes {
+		// What the rule promises: a scheduled verify of a rule that
+		// keeps deleted objects' copies must be able to pass.
+		r.mu.Lock()
+		ds := &r.sum.Destinations[j.dest]
+		ds.Retained++
+		ds.RetainedBytes += dst.Size
+		r.mu.Unlock()
+		return nil
+	}
 	diff := r.difference(Extra, j.dest, j.srcKey, j.dstKey)
 	diff.DestinationSize = &dst.Size
 	switch p := dst.Provenance; {
@@ -601,10 +625,8 @@ func (r *run) extra(j job, head *s3.HeadObjectOutput, why string) error {
 		diff.Detail = why
 	case p == nil:
 		diff.Detail = "not written by xrc"
-	case r.rule.Deletes:
-		diff.Detail = "written by xrc; its source is gone (a delete not propagated yet?)"
 	default:
-		diff.Detail = "written by xrc; its source is gone and the rule does not propagate deletes"
+		diff.Detail = "written by xrc; its source is gone (a delete not propagated yet?)"
 	}
 	if p := dst.Provenance; p != nil {
 		diff.WrittenByXRC = true
