@@ -28,6 +28,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"go.uber.org/zap"
 
 	"github.com/xrc-dev/xrc/internal/backfill"
 	"github.com/xrc-dev/xrc/internal/config"
@@ -1220,4 +1221,40 @@ func TestResumeRefusesWhatCoversLess(t *testing.T) {
 	if err != nil || counts.Enqueued != 20 || counts.Resumed != 0 {
 		t.Fatalf("-restart over a fresh checkpoint: %+v %v, want all 20 sent afresh", counts, err)
 	}
+}
+
+// TestUnroutableKeysNamed: a key the rule maps to no valid destination key
+// (longer than S3's 1,024 bytes once the prefix is rewritten) is skipped
+// and counted, and the first few are named at warn, so the rule or the
+// key can be fixed; the rest are not sent either.
+func TestUnroutableKeysNamed(t *testing.T) {
+	t.Parallel()
+	f := setupWith(t, func(c *config.Config) { c.Rules[0].Destinations[0].Prefix = aws.String("replica/") })
+	ctx := context.Background()
+	objs := []dataset.Object{{Key: "data/short-1.txt", Data: []byte("a")}, {Key: "data/short-2.txt", Data: []byte("b")}}
+	for i := range 12 {
+		key := fmt.Sprintf("data/%02d", i)
+		for len(key) < 1023 { // in segments MinIO takes (a file name each)
+			key += "/" + strings.Repeat("k", min(200, 1023-len(key)-1))
+		}
+		objs = append(objs, dataset.Object{Key: key, Data: []byte("c")})
+	}
+	if err := dataset.Upload(ctx, f.src, f.rule.SourceBucket, objs, 8); err != nil {
+		t.Fatal(err)
+	}
+	log, logs := localstack.ObservedLogger(t, zap.WarnLevel)
+	deps := f.deps(f.queueURL(), nil)
+	deps.Log = log
+	c, err := backfill.Run(ctx, backfill.Options{Rule: f.rule}, deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Unroutable != 12 || c.Enqueued != 2 {
+		t.Errorf("counts %+v: want 12 unroutable, 2 enqueued", c)
+	}
+	named := logs.FilterMessageSnippet("unroutable key skipped").All()
+	if len(named) != 10 || !strings.Contains(named[0].ContextMap()["object"].(string), "s3://"+f.rule.SourceBucket+"/data/") {
+		t.Errorf("%d unroutable keys named at warn (first: %v), want the first 10, by key", len(named), named)
+	}
+	f.drain(t, f.queueURL(), 2)
 }

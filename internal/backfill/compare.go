@@ -115,6 +115,9 @@ type candidate struct {
 	worst  verdict
 }
 
+// unroutableWarnings is how many unroutable keys a run names at warn.
+const unroutableWarnings = 10
+
 // handle filters a page of source objects, compares the rest with every
 // destination and sends the events of those that differ. It returns once
 // the events are accepted (or with the error that stopped it).
@@ -127,8 +130,13 @@ func (r *run) handle(ctx context.Context, objs []object, look lookup) error {
 		}
 		r.c.matched.Add(1)
 		if _, err := r.o.Rule.Routes(o.Key); err != nil {
-			r.c.unroutable.Add(1)
-			r.Log.Debug("unroutable key; skipped")
+			// Named, so it can be fixed (the rule or the key); the first
+			// few at warn, as a bad rewrite may hit millions.
+			log := r.Log.Debug
+			if r.c.unroutable.Add(1) <= unroutableWarnings {
+				log = r.Log.Warn
+			}
+			log("unroutable key skipped: the rule maps it to no valid destination key", zap.String("object", awsapi.URL(r.o.Rule.SourceBucket, o.Key)), zap.Error(err))
 			continue
 		}
 		c := &candidate{o: o, keys: make([]string, len(r.dests)), states: make([]state, len(r.dests))}

@@ -182,7 +182,15 @@ func backfillCmd(ctx context.Context, args []string, env Env) error {
 	if b.inventory != "" {
 		where = b.inventory
 	}
-	printBackfill(env, rule, where, b.dryRun, counts, runErr)
+	// The listing an inventory run is followed by, with this run's flags.
+	again := "xrc backfill -config " + shellArg(b.cfgPath) + " -rule " + shellArg(rule.ID)
+	if b.prefix != "" {
+		again += " -prefix " + shellArg(b.prefix)
+	}
+	if b.checkpoint != "" {
+		again += " -checkpoint " + shellArg(b.checkpoint)
+	}
+	printBackfill(env, rule, where, again, b.dryRun, counts, runErr)
 	printExpectedSaving(ctx, env, cfg, rule, stats.New(ddb, cfg.TableName(), env.Now), counts)
 	switch {
 	case runErr == nil:
@@ -195,7 +203,7 @@ func backfillCmd(ctx context.Context, args []string, env Env) error {
 	return runErr
 }
 
-func printBackfill(env Env, rule *config.Rule, where string, dryRun bool, c backfill.Counts, runErr error) {
+func printBackfill(env Env, rule *config.Rule, where, again string, dryRun bool, c backfill.Counts, runErr error) {
 	title := "xrc backfill"
 	if dryRun {
 		title += " (dry run: nothing sent)"
@@ -241,8 +249,16 @@ func printBackfill(env Env, rule *config.Rule, where string, dryRun bool, c back
 		// S3 may leave the last day's writes out of a report.
 		since := c.InventoryOf.Add(-24 * time.Hour).Format(time.RFC3339)
 		fmt.Fprintf(env.Stdout, "the report is of %s: objects written since are not in it. Unless the rule's notifications were on a day before it,\n"+
-			"follow with a listing of what came since: xrc backfill -rule %s -since %s\n", c.InventoryOf.Format(time.RFC3339), rule.ID, since)
+			"follow with a listing of what came since: %s -since %s\n", c.InventoryOf.Format(time.RFC3339), again, since)
 	}
+}
+
+// shellArg is s as one word of a POSIX shell command.
+func shellArg(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_./:=@%+-,") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // printExpectedSaving prints what the objects to enqueue will cost and

@@ -69,13 +69,13 @@ func TestBytesF(t *testing.T) {
 func TestBackfillNamesTheReportsAge(t *testing.T) {
 	var out strings.Builder
 	of := time.Date(2026, 12, 4, 1, 2, 3, 0, time.UTC)
-	printBackfill(Env{Stdout: &out}, &config.Rule{ID: "logs"}, "s3://inv/manifest.json", false, backfill.Counts{InventoryOf: of}, nil)
+	printBackfill(Env{Stdout: &out}, &config.Rule{ID: "logs"}, "s3://inv/manifest.json", "xrc backfill -config ssm:///xrc -rule logs", false, backfill.Counts{InventoryOf: of}, nil)
 	want := "the report is of 2026-12-04T01:02:03Z: objects written since are not in it"
-	if !strings.Contains(out.String(), want) || !strings.Contains(out.String(), "xrc backfill -rule logs -since 2026-12-03T01:02:03Z") {
+	if !strings.Contains(out.String(), want) || !strings.Contains(out.String(), "xrc backfill -config ssm:///xrc -rule logs -since 2026-12-03T01:02:03Z") {
 		t.Errorf("summary lacks the report's date and the listing to follow with:\n%s", out.String())
 	}
 	out.Reset()
-	printBackfill(Env{Stdout: &out}, &config.Rule{ID: "logs"}, "s3://b/", false, backfill.Counts{}, nil)
+	printBackfill(Env{Stdout: &out}, &config.Rule{ID: "logs"}, "s3://b/", "", false, backfill.Counts{}, nil)
 	if strings.Contains(out.String(), "the report is of") {
 		t.Errorf("a listing's summary speaks of a report:\n%s", out.String())
 	}
@@ -99,6 +99,21 @@ func TestShownQuotesControlCharacters(t *testing.T) {
 	for s, want := range map[string]string{"logs": "logs", "r\x1b[2J\nrule\tok": `"r\x1b[2J\nrule\tok"`, "eu-west-1/bucket": "eu-west-1/bucket"} {
 		if got := shown(s); got != want {
 			t.Errorf("shown(%q) = %s, want %s", s, got, want)
+		}
+	}
+}
+
+// TestShellArg: the follow-up command a backfill prints can be pasted:
+// a config path with a space or a quote stays one word.
+func TestShellArg(t *testing.T) {
+	for in, want := range map[string]string{
+		"ssm:///xrc/config": "ssm:///xrc/config",
+		"my config.json":    "'my config.json'",
+		"it's.json":         `'it'\''s.json'`,
+		"":                  "''",
+	} {
+		if got := shellArg(in); got != want {
+			t.Errorf("shellArg(%q) = %s, want %s", in, got, want)
 		}
 	}
 }
