@@ -104,11 +104,7 @@ func (lv *levels) start(ctx context.Context, w *Worker) {
 		lv.log.Warn("CPU benchmark failed: CPU figures are taken as they are", zap.Error(err))
 		return
 	}
-	for id, m := range lv.models {
-		m.DecodeSeconds = r.DecodeSeconds
-		lv.models[id] = m
-	}
-	factor, mean, tasks := 1.0, r.CompressMBps, 1
+	factor, mean, tasks, decode := 1.0, r.CompressMBps, 1, r.DecodeSeconds
 	if lv.stats != nil {
 		sctx, cancel := context.WithTimeout(ctx, statsTimeout)
 		fleet, err := lv.stats.AddBenchmark(sctx, r)
@@ -118,15 +114,25 @@ func (lv *levels) start(ctx context.Context, w *Worker) {
 			lv.log.Warn("adding the CPU benchmark to the fleet's: this task's CPU counts as the fleet's mean", zap.Error(err))
 		} else {
 			mean, tasks = fleet.CompressMBps, fleet.Tasks
+			if fleet.DecodeSeconds > 0 {
+				// In the fleet's units, as the compression CPU it is
+				// weighed against (scaled by the factor), and as xrc
+				// savings charges it.
+				decode = fleet.DecodeSeconds
+			}
 		}
 		factor = adaptive.Factor(r.CompressMBps, mean)
+	}
+	for id, m := range lv.models {
+		m.DecodeSeconds = decode
+		lv.models[id] = m
 	}
 	lv.factor.Store(math.Float64bits(factor))
 	lv.m.CPUBenchmark.Set(r.CompressMBps)
 	lv.m.CPUFactor.Set(factor)
 	lv.log.Info("CPU benchmark", zap.String("encoder", r.Encoder), zap.Float64("mbPerCPUSecond", r.CompressMBps),
 		zap.Float64("fleetMean", mean), zap.Int("fleetTasks", tasks), zap.Float64("factor", factor),
-		zap.Float64("decodeMBPerCPUSecond", 1e-6/r.DecodeSeconds), zap.Bool("adaptive", !lv.cfg.Disabled))
+		zap.Float64("decodeMBPerCPUSecond", 1e-6/r.DecodeSeconds), zap.Float64("fleetDecodeMBPerCPUSecond", 1e-6/decode), zap.Bool("adaptive", !lv.cfg.Disabled))
 	lv.refresh(ctx, w.Clock.Now())
 }
 

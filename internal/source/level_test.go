@@ -396,3 +396,33 @@ func TestFrozenAfterTwiceTheTimeout(t *testing.T) {
 		t.Error("a call failing past twice its timeout not taken as frozen")
 	}
 }
+
+// TestDecodingPricedAtTheFleetsSpeed: the learner weighs a level's
+// decoding at the fleet's mean speed, in the units of the (factor-scaled)
+// compression CPU it is set against and as xrc savings charges it; a fast
+// task priced it at its own speed, a slow one too high.
+func TestDecodingPricedAtTheFleetsSpeed(t *testing.T) {
+	ctx := context.Background()
+	table, ddb := localstack.Require(t).TestTable(t, "decode")
+	st := stats.New(ddb, table, time.Now)
+	w, rule := tableWorker(st)
+	w.levels.cfg.Benchmark = config.Duration(100 * time.Millisecond)
+	own, err := adaptive.Benchmark(w.levels.cfg.Benchmark.D(), archive.WriterOptions{PureGo: w.pureGo()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 9 { // slow tasks of the same encoder, decoding at a thousandth of this one's speed
+		if _, err := st.AddBenchmark(ctx, adaptive.BenchResult{CompressMBps: own.CompressMBps, DecodeSeconds: 1000 * own.DecodeSeconds, Encoder: own.Encoder}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.levels.start(ctx, w)
+	fleet, err := st.Fleet(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := w.levels.models[rule.ID].DecodeSeconds
+	if math.Abs(got-fleet.DecodeSeconds) > 0.01*fleet.DecodeSeconds || got < 100*own.DecodeSeconds {
+		t.Errorf("decoding priced at %g CPU-s a byte; the fleet's mean is %g, this task's own about %g", got, fleet.DecodeSeconds, own.DecodeSeconds)
+	}
+}
