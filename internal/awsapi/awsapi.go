@@ -258,6 +258,16 @@ func Refused(err error) bool {
 	return s >= 400 && s < 500
 }
 
+// NotSent reports a call that failed before its request left: no
+// connection could be made (the name did not resolve, the dial failed),
+// so it was certainly not carried out. (A failure on a connection already
+// open may come after the request was sent.)
+func NotSent(err error) bool {
+	var op *net.OpError
+	var dns *net.DNSError
+	return errors.As(err, &op) && op.Op == "dial" || errors.As(err, &dns)
+}
+
 // Transient reports a failure that may heal by itself, a 4xx among them:
 // what the SDK's retryer retries (timeouts, throttling, 5xx), and S3's
 // 409 OperationAborted ("try again") and an expired token (credentials

@@ -146,7 +146,7 @@ func (st *Store) Add(ctx context.Context, rule string, at time.Time, ds []Delta)
 		}, func(o *dynamodb.Options) { o.RetryMaxAttempts = 1 })
 		switch {
 		case err == nil:
-		case awsapi.Refused(err):
+		case awsapi.Refused(err), awsapi.NotSent(err):
 			return ds[i:], fmt.Errorf("adding statistics of rule %s: %w", rule, err)
 		default:
 			left := ds[i+1:]

@@ -3,6 +3,7 @@ package stats_test
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"sync"
 	"testing"
@@ -313,5 +314,25 @@ func TestAddIsNotRetriedBySDK(t *testing.T) {
 	}
 	if n := calls.Load(); n != 1 {
 		t.Errorf("%d attempts, want 1", n)
+	}
+}
+
+// TestUnsentWritesWait: a write whose connection could not be made (the
+// endpoint unreachable: a network outage, a VPC endpoint gone) was
+// certainly not applied, so its deltas wait to be written, as a refused
+// one's do; taken for uncertain, every archive's statistics of an outage
+// were dropped.
+func TestUnsentWritesWait(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "http://" + l.Addr().String()
+	l.Close()
+	api := dynamodb.New(dynamodb.Options{Region: "us-east-1", BaseEndpoint: &closed, Credentials: localstack.NoCredentials})
+	ds := []stats.Delta{{Class: adaptive.CSV, Arm: 3, In: 100, Out: 30, Objects: 1}}
+	left, err := stats.New(api, "t", time.Now).Add(context.Background(), "r1", time.Now(), ds)
+	if err == nil || errors.Is(err, stats.ErrUncertain) || len(left) != 1 || left[0].In != 100 {
+		t.Errorf("endpoint unreachable: %+v left, %v; want the delta left, not uncertain", left, err)
 	}
 }
