@@ -189,11 +189,12 @@ func Summarise(rule string, decoders int, hs []Hourly, p Prices, choices map[ada
 	var classes []adaptive.Class
 	// An archive counts once in each of its classes and arms: an hour's
 	// archives are at least its most counted row's, shared out by
-	// objects.
-	archives, objects := map[time.Time]int{}, map[time.Time]int{}
+	// entries (objects, deletes and tag changes: an archive of changes
+	// alone is staged, replicated and delivered too).
+	archives, entries := map[time.Time]int{}, map[time.Time]int{}
 	for _, h := range hs {
 		archives[h.Hour] = max(archives[h.Hour], h.Archives)
-		objects[h.Hour] += h.Objects
+		entries[h.Hour] += h.Objects + h.Deletes + h.Retags
 	}
 	for _, h := range hs {
 		l := byClass[h.Class]
@@ -215,8 +216,8 @@ func Summarise(rule string, decoders int, hs []Hourly, p Prices, choices map[ada
 				x.Compute += decodeSeconds * float64(h.In) * p.Model.DecodeVCPUSecond
 			}
 			x.objectReqs += p.objectRequests(h.Objects, h.In, decoders)
-			if objects[h.Hour] > 0 {
-				share := float64(archives[h.Hour]) * float64(h.Objects) / float64(objects[h.Hour])
+			if entries[h.Hour] > 0 {
+				share := float64(archives[h.Hour]) * float64(h.Objects+h.Deletes+h.Retags) / float64(entries[h.Hour])
 				x.archiveReqs += p.archiveRequests(share, h.Out+h.Frame, decoders)
 			}
 			// A row's archives are its statistics writes: one an archive

@@ -217,6 +217,13 @@ func TestChangesCharged(t *testing.T) {
 	if lines[0].Class != Changes || lines[0].Objects != 0 {
 		t.Errorf("line %+v, want class changes with no objects", lines[0])
 	}
+	// An archive of changes alone is staged, replicated and delivered as
+	// any other: its requests are charged.
+	few := Hourly{Rule: "r", Delta: Delta{Class: Changes, Arm: adaptive.Store, Archives: 1000, Retags: 1000, Frame: 1000 << 10}}
+	got := Summarise("r", 10, []Hourly{few}, p, nil)[1].Requests
+	if want := p.changeRequests(0, 1000, 10) + p.archiveRequests(1000, 1000<<10, 10) + 1000*p.Requests.DynamoDBWrite; math.Abs(got-want) > 1e-12 {
+		t.Errorf("1000 archives of a retag each: requests %s, want %s (their archives' requests)", Dollars(got), Dollars(want))
+	}
 }
 
 // TestStagingDaysOfDirectRules: a rule with a direct region keeps its
