@@ -117,3 +117,26 @@ func TestShellArg(t *testing.T) {
 		}
 	}
 }
+
+// TestComputeComparedAtTheRulesCPU: the Fargate-or-Lambda comparison
+// prices at least the CPU the rule's levels measured: a rule settled on a
+// slow level (hundreds of CPU-seconds a GiB) was compared at the typical
+// ten, and Lambda, whose CPU costs several times Fargate's, looked cheaper
+// than it is.
+func TestComputeComparedAtTheRulesCPU(t *testing.T) {
+	cfg, err := config.Load(context.Background(), "../../configs/example.json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const month = 30 * 24 * time.Hour
+	l := stats.Line{Objects: 1000, BytesIn: 1 << 30, CPUSeconds: 1}
+	typical := compareCompute(cfg, &cfg.Rules[0], l, adaptive.Model{}, month)
+	l.CPUSeconds = 350
+	slow := compareCompute(cfg, &cfg.Rules[0], l, adaptive.Model{}, month)
+	if typical.CPUSeconds >= 350 || slow.CPUSeconds < 350 {
+		t.Errorf("CPU a month: %v at the typical figures, %v with 350 CPU-s a GiB measured; want at least 350", typical.CPUSeconds, slow.CPUSeconds)
+	}
+	if slow.Lambda <= typical.Lambda || slow.BreakEvenGiB >= typical.BreakEvenGiB {
+		t.Errorf("Lambda $%v (was $%v), break-even %v GiB (was %v): the slow level's CPU not priced", slow.Lambda, typical.Lambda, slow.BreakEvenGiB, typical.BreakEvenGiB)
+	}
+}
