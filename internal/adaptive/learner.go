@@ -33,7 +33,7 @@ type Observation struct {
 // Config tunes a Learner. Zero fields take the defaults documented on them.
 type Config struct {
 	Arms         []Arm         // fastest first (Arms); required
-	HalfLife     time.Duration // an observation counts half after this (default 6h)
+	HalfLife     time.Duration // an observation counts half after this (default 6h; settings.adaptive.halfLife's is 1h)
 	TrustObjects float64       // objects before an arm's estimate is trusted, decayed ten times slower than it (default 3)
 	TrustBytes   float64       // and input bytes, decayed so (default 256 KiB)
 	Explore      float64       // exploration probability of a key never seen (default 0.1)

@@ -265,7 +265,7 @@ func printSavings(env Env, rep savingsReport) {
 			case l.BytesIn == 0:
 				fmt.Fprintln(env.Stdout, "break-even: unknown: only empty objects in the period")
 			case l.NetSaving <= 0 && l.Requests > 0 && l.WithoutXRC-l.WithXRC-l.Compute > 0:
-				fmt.Fprintf(env.Stdout, "break-even: none: at a mean object of %s, xrc's requests cost more than the transfer it saves: objects this small are cheaper on S3 Replication\n",
+				fmt.Fprintf(env.Stdout, "break-even: none: at a mean object of %s, xrc's requests and staging cost more than the transfer it saves: objects this small are cheaper on S3 Replication\n",
 					stats.Bytes(l.BytesIn/int64(l.Objects)))
 			case c.Compute == string(config.ComputeLambda):
 				fmt.Fprintln(env.Stdout, "break-even: none needed: the rule's source runs on Lambda, which costs nothing while idle")

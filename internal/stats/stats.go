@@ -270,7 +270,8 @@ func (f *Fleet) means() {
 
 // FleetWindow is how far back the fleet's mean CPU benchmark looks: the
 // tasks running now, not every task that ever started (Graviton
-// generations come and go).
+// generations come and go). In whole UTC days: today's item and the
+// seven before it.
 const FleetWindow = 7 * 24 * time.Hour
 
 const dayFormat = "2006-01-02"
