@@ -122,7 +122,7 @@ func (a *alarms) watchQueue(id string, w *worker) {
 	})
 	age := a.s.d.Options.OldestMessageAge
 	a.add(id+"OldestMessage", name+"-oldest-message", &awscloudwatch.AlarmProps{
-		AlarmDescription:   jsii.String(fmt.Sprintf("%s: oldest queued message older than %v: the workers fall behind or fail", w.Label(), age)),
+		AlarmDescription:   jsii.String(fmt.Sprintf("%s: oldest queued message older than %v: the workers fall behind or fail (or one message's work takes that long: SQS counts messages in flight)", w.Label(), age)),
 		Metric:             w.Queue.Queue.MetricApproximateAgeOfOldestMessage(&awscloudwatch.MetricOptions{Statistic: jsii.String("Maximum"), Period: minute()}),
 		Threshold:          jsii.Number(age.Seconds()),
 		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD,

@@ -847,13 +847,15 @@ func TestWarnings(t *testing.T) {
 		obj(d, "rules", 0)["prefix"] = "a/"
 		obj(d, "rules", 0, "destinations", 0)["prefix"] = ""
 		obj(d, "rules", 1, "destinations", 0)["prefix"] = obj(d, "rules", 1)["prefix"].(string) + "longer/"
+		obj(d, "settings")["worker"] = map[string]any{"maxReceiveCount": 2}
+		obj(d, "rules", 0)["compute"] = "lambda"
 	})
 	c, err := Parse(doc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ws := c.Warnings().Error()
-	for _, w := range []string{"rules[0].destinations[0].prefix: an object whose key is exactly the rule prefix \"a/\" maps to an empty key",
+	for _, w := range []string{"settings.worker.maxReceiveCount: 2 with workers on Lambda: a message goes to the DLQ after 2 failed receives", "rules[0].destinations[0].prefix: an object whose key is exactly the rule prefix \"a/\" maps to an empty key",
 		"rules[1].destinations[0].prefix: is 7 bytes longer", "keys over 1017 bytes"} {
 		if !strings.Contains(ws, w) {
 			t.Errorf("warnings do not say %q:\n%s", w, ws)

@@ -601,8 +601,20 @@ const (
 // an account's default quota lets be reserved (the deployment fails unless
 // the quota was raised), and source functions too small for libzstd's
 // memory at the levels they may use.
+// minAdvisedReceiveCount is the least maxReceiveCount that rides out a
+// short failure (AWS's advice for an SQS event source of Lambda).
+const minAdvisedReceiveCount = 5
+
 func (c *Config) Warnings() Errors {
 	var ws Errors
+	lambda := false
+	for _, reg := range c.Settings.Regions {
+		lambda = lambda || len(c.LambdaFunctions(reg.Name)) > 0
+	}
+	if n := c.Settings.Worker.MaxReceiveCount; lambda && n < minAdvisedReceiveCount {
+		ws.add("settings.worker.maxReceiveCount", "%d with workers on Lambda: a message goes to the DLQ after %d failed receives, seconds of a throttle or of IAM settling after a deploy; AWS advises at least 5 for queues Lambda reads (the default is %d)",
+			n, n, DefaultMaxReceiveCount)
+	}
 	for i, reg := range c.Settings.Regions {
 		if u, err := url.Parse(reg.S3Endpoint); err == nil && u.Scheme == "http" && !loopback(u.Hostname()) {
 			ws.add(fmt.Sprintf("settings.regions[%d].s3Endpoint", i), "%s is plain HTTP: region %s's archives, objects and credentials cross the network unencrypted, and nothing stops them being changed on the way; use https",
