@@ -16,9 +16,11 @@ import (
 
 // schemaCheck is the part of JSON Schema configs/xrc.schema.json uses
 // (type, required, properties, additionalProperties, enum, const, pattern,
-// minimum, maximum, minItems, items, oneOf, local $ref), enough to check
-// documents against it without a validator library. A keyword it does not
-// know fails the test, so the schema cannot outgrow it unnoticed.
+// minimum, maximum, minItems, items, oneOf, not, local $ref), enough to
+// check documents against it without a validator library. A keyword it
+// does not know fails the test (TestSchemaKeywordsKnown walks the whole
+// schema, not only what the examples reach), so the schema cannot outgrow
+// it unnoticed.
 type schemaCheck struct {
 	t    *testing.T
 	root map[string]any
@@ -26,7 +28,7 @@ type schemaCheck struct {
 }
 
 var schemaKeywords = []string{"$schema", "$id", "$defs", "$ref", "title", "description", "default", "format",
-	"type", "required", "properties", "additionalProperties", "enum", "const", "pattern", "maxLength", "minimum", "maximum", "minItems", "items", "oneOf"}
+	"type", "required", "properties", "additionalProperties", "enum", "const", "pattern", "maxLength", "minimum", "maximum", "minItems", "items", "oneOf", "not"}
 
 func (sc *schemaCheck) fail(path, format string, args ...any) {
 	sc.errs = append(sc.errs, path+": "+fmt.Sprintf(format, args...))
@@ -57,6 +59,13 @@ func (sc *schemaCheck) check(path string, v any, s map[string]any) {
 		}
 		if n != 1 {
 			sc.fail(path, "matches %d of oneOf's %d schemas, want 1", n, len(alts))
+		}
+	}
+	if not, ok := s["not"].(map[string]any); ok {
+		sub := &schemaCheck{t: sc.t, root: sc.root}
+		sub.check(path, v, not)
+		if len(sub.errs) == 0 {
+			sc.fail(path, "%v matches the schema it must not (%v)", v, not)
 		}
 	}
 	if typ, ok := s["type"].(string); ok && !jsonType(v, typ) {
@@ -226,6 +235,7 @@ func TestSchemaCheckRefuses(t *testing.T) {
 		{"const", func(d map[string]any) { d["version"] = 2 }, "version: want 1, got 2"},
 		{"leading slash", func(d map[string]any) { obj(d, "rules", 0)["prefix"] = "/data/" }, `rules[0].prefix: "/data/" does not match`},
 		{"type", func(d map[string]any) { obj(d, "rules", 0)["level"] = 2.5 }, "rules[0].level: want type integer"},
+		{"not", func(d map[string]any) { obj(d, "settings")["adaptive"] = map[string]any{"maxLevel": 0} }, "settings.adaptive.maxLevel: 0 matches the schema it must not"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sc := &schemaCheck{t: t, root: root}
@@ -235,4 +245,35 @@ func TestSchemaCheckRefuses(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSchemaKeywordsKnown: every keyword anywhere in the schema is one the
+// check above knows, not only those the examples happen to reach.
+func TestSchemaKeywordsKnown(t *testing.T) {
+	root := decodeNumbers(t, readExample(t, "xrc.schema.json")).(map[string]any)
+	var walk func(path string, s map[string]any)
+	walk = func(path string, s map[string]any) {
+		for k, v := range s {
+			if !slices.Contains(schemaKeywords, k) {
+				t.Errorf("%s: schema keyword %q is not checked by schemaCheck", path, k)
+			}
+			switch k {
+			case "properties", "$defs":
+				for name, sub := range v.(map[string]any) {
+					walk(path+"."+name, sub.(map[string]any))
+				}
+			case "items", "not":
+				walk(path+"/"+k, v.(map[string]any))
+			case "additionalProperties":
+				if sub, ok := v.(map[string]any); ok {
+					walk(path+"/"+k, sub)
+				}
+			case "oneOf":
+				for i, sub := range v.([]any) {
+					walk(fmt.Sprintf("%s/oneOf[%d]", path, i), sub.(map[string]any))
+				}
+			}
+		}
+	}
+	walk("#", root)
 }
