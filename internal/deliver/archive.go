@@ -84,7 +84,7 @@ func (w *Worker) DeliverVersion(ctx context.Context, bucket, key, version string
 		// redelivery of this message look like a lost archive.
 		w.Metrics.Errors.WithLabelValues("ledger").Inc()
 		log.Warn("archive delivered but not recorded in the ledger; keeping it in staging", zap.Error(err))
-	} else if st := out.ReplicationStatus; st == s3types.ReplicationStatusPending || st == s3types.ReplicationStatusFailed || w.copiedFromHere(m.RuleID) {
+	} else if st := w.stillCopied(ctx, bucket, key, out, m.RuleID); st != "" {
 		// This is the source region's own target, and S3 Replication is
 		// still copying the archive to other regions (or failed to), or
 		// the source copies it to direct regions from here: a version
@@ -113,6 +113,28 @@ func (w *Worker) DeliverVersion(ctx context.Context, bucket, key, version string
 	log.Info("archive delivered", zap.Int("objects", len(m.Objects)), zap.Int("written", entry.Written), zap.Int("skipped", entry.Skipped),
 		zap.Int("deleted", entry.Deleted), zap.Int("retagged", entry.Retagged), zap.Int64("archiveBytes", size), zap.Duration("took", took))
 	return nil
+}
+
+// stillCopied reports, as its replication status (or "direct"), whether
+// the staging archive out (this region's own target has just delivered
+// it) must stay for copies to other regions: S3 Replication still copying
+// it or failed to, or the source copying it to direct regions from here;
+// "" once its copies are done. The status read with the archive is read
+// again: minutes of delivery later, replication has often completed, and
+// a delivered tag would then only be replicated to replicas their own
+// targets may have deleted already (as failed operations, an alarm).
+func (w *Worker) stillCopied(ctx context.Context, bucket, key string, out *s3.GetObjectOutput, rule string) s3types.ReplicationStatus {
+	if w.copiedFromHere(rule) {
+		return "direct"
+	}
+	if st := out.ReplicationStatus; st != s3types.ReplicationStatusPending && st != s3types.ReplicationStatusFailed {
+		return ""
+	}
+	head, err := w.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &bucket, Key: &key, VersionId: out.VersionId})
+	if err == nil && (head.ReplicationStatus == s3types.ReplicationStatusComplete || head.ReplicationStatus == s3types.ReplicationStatusCompleted) {
+		return ""
+	}
+	return out.ReplicationStatus // not known to be done: kept
 }
 
 // failure counts and logs a delivery that did not finish, with the

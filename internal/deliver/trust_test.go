@@ -2,6 +2,7 @@ package deliver_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -707,6 +708,16 @@ func TestTaggedArchiveNotDeliveredAgain(t *testing.T) {
 type replicating struct {
 	deliver.S3API
 	status s3types.ReplicationStatus
+	// later is what a HEAD of the archive says (the GET's status if "").
+	later s3types.ReplicationStatus
+}
+
+func (r replicating) HeadObject(ctx context.Context, in *s3.HeadObjectInput, optFns ...func(*s3.Options)) (*s3.HeadObjectOutput, error) {
+	out, err := r.S3API.HeadObject(ctx, in, optFns...)
+	if err == nil && strings.HasSuffix(aws.ToString(in.Key), ".tar.zst") {
+		out.ReplicationStatus = cmp.Or(r.later, r.status)
+	}
+	return out, err
 }
 
 func (r replicating) GetObject(ctx context.Context, in *s3.GetObjectInput, optFns ...func(*s3.Options)) (*s3.GetObjectOutput, error) {
@@ -722,7 +733,9 @@ func (r replicating) GetObject(ctx context.Context, in *s3.GetObjectInput, optFn
 // delivers an archive S3 Replication is still copying to other regions
 // (or failed to) but leaves it in staging, since a version deleted before
 // it is copied is never copied, and tags it delivered for lifecycle. One
-// whose copies are done is deleted.
+// whose copies are done is deleted, also one whose copies were done by
+// the time it was delivered (its status is read again: a tag would be
+// replicated to replicas their targets may have deleted already).
 func TestArchiveReplicatingElsewhereStays(t *testing.T) {
 	t.Parallel()
 	p := newPipeline(t, nil)
@@ -730,18 +743,19 @@ func TestArchiveReplicatingElsewhereStays(t *testing.T) {
 	dst := p.cfg.Rules[0].Destinations[0].Bucket
 	staging := p.cfg.Settings.Regions[1].StagingBucket
 	for i, tc := range []struct {
-		status s3types.ReplicationStatus
-		stays  bool
+		status, later s3types.ReplicationStatus
+		stays         bool
 	}{
-		{s3types.ReplicationStatusPending, true},
-		{s3types.ReplicationStatusFailed, true},
-		{s3types.ReplicationStatusComplete, false},
+		{s3types.ReplicationStatusPending, "", true},
+		{s3types.ReplicationStatusFailed, "", true},
+		{s3types.ReplicationStatusComplete, "", false},
+		{s3types.ReplicationStatusPending, s3types.ReplicationStatusComplete, false},
 	} {
 		k := fmt.Sprintf("data/replicating/%d.txt", i)
 		key := fmt.Sprintf("r1/replicating-%d.tar.zst", i)
 		m, objs := p.objectArchive(fmt.Sprintf("replicating-%d", i), k, seqAt(1), []byte("bytes"))
 		p.stage(t, key, m, objs)
-		w := p.targetWorker(t, deliver.Deps{S3: replicating{S3API: p.dst, status: tc.status}})
+		w := p.targetWorker(t, deliver.Deps{S3: replicating{S3API: p.dst, status: tc.status, later: tc.later}})
 		if err := w.Deliver(ctx, staging, key); err != nil {
 			t.Fatalf("%s: %v", tc.status, err)
 		}
