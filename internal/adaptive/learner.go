@@ -13,21 +13,6 @@ type Sample struct {
 	In, Out int64         // bytes
 	CPU     time.Duration // compression CPU, normalised to the fleet (Factor)
 	Objects int
-	// Large is the part of the above of objects too large to be explored
-	// when their arm was chosen (Decision.Large). Only the arm in use gets
-	// those, and large objects often compress better than small ones of
-	// their class: counted in its estimate, they made it look better
-	// than the arms explored beside it, on smaller objects, whatever the
-	// levels did. Arms are compared without them (Estimate.Benefit); they
-	// count as seen.
-	Large Part
-}
-
-// Part is some of a Sample's objects.
-type Part struct {
-	In, Out int64
-	CPU     time.Duration
-	Objects int
 }
 
 // Key is what statistics are kept per: a rule and a content class.
@@ -94,7 +79,6 @@ func (c *Config) defaults() {
 // with (ten half-lives, package source).
 type sums struct {
 	in, out, cpu, n float64
-	lin, lout, lcpu float64 // of in, out and cpu: Sample.Large's
 	trustN, trustIn float64
 	at              time.Time
 }
@@ -105,7 +89,6 @@ func (s *sums) decayTo(t time.Time, halfLife time.Duration) {
 	if !s.at.IsZero() && t.After(s.at) {
 		f, slow := decay(t.Sub(s.at), halfLife)
 		s.in, s.out, s.cpu, s.n = s.in*f, s.out*f, s.cpu*f, s.n*f
-		s.lin, s.lout, s.lcpu = s.lin*f, s.lout*f, s.lcpu*f
 		s.trustN, s.trustIn = s.trustN*slow, s.trustIn*slow
 	}
 	if t.After(s.at) {
@@ -129,9 +112,6 @@ func (s *sums) add(x Sample, at time.Time, halfLife time.Duration) {
 	s.out += f * float64(x.Out)
 	s.cpu += f * x.CPU.Seconds()
 	s.n += f * float64(x.Objects)
-	s.lin += f * float64(x.Large.In)
-	s.lout += f * float64(x.Large.Out)
-	s.lcpu += f * x.Large.CPU.Seconds()
 	s.trustN += slow * float64(x.Objects)
 	s.trustIn += slow * float64(x.In)
 }
@@ -144,10 +124,6 @@ type Decision struct {
 	// "throughput" (behind the freshness target: a faster arm) or "size"
 	// (an object too large for the arm chosen: MaxObjectCPU).
 	Why string
-	// Large: the object is too large to be explored (explorable), so only
-	// the arm in use gets objects of its size; its figures are recorded
-	// apart (Sample.Large).
-	Large bool
 }
 
 // Estimate is what the learner knows of one arm of one key.
@@ -238,14 +214,8 @@ func (l *Learner) estimates(k Key, m Model, now time.Time) []Estimate {
 		}
 		s.decayTo(now, l.cfg.HalfLife)
 		e := Estimate{Arm: a, In: s.in, Out: s.out, CPU: s.cpu, Objects: s.n}
-		// Compared on the objects every arm near the one in use may get
-		// (Sample.Large); on all it measured if it measured no other.
-		cin, cout, ccpu := s.in-s.lin, s.out-s.lout, s.cpu-s.lcpu
-		if cin < 1 {
-			cin, cout, ccpu = s.in, s.out, s.cpu
-		}
-		if cin > 0 {
-			e.Benefit = m.Benefit(a, cout/cin, ccpu/cin)
+		if s.in > 0 {
+			e.Benefit = m.Benefit(a, s.out/s.in, s.cpu/s.in)
 		}
 		e.Trusted = s.trustN >= l.cfg.TrustObjects && s.trustIn >= l.cfg.TrustBytes
 		e.trustN, e.trustIn = s.trustN, s.trustIn
@@ -268,7 +238,7 @@ func (l *Learner) Choose(k Key, m Model, start Arm, size int64, lag time.Duratio
 			// message for hours: SQS keeps a message hidden 12 hours at
 			// most (then another task starts it again), and a stop
 			// (Spot) cuts it after the drain.
-			d = Decision{Arm: l.cfg.Arms[j], Why: "size", Large: d.Large}
+			d = Decision{Arm: l.cfg.Arms[j], Why: "size"}
 		}
 	}
 	return d
@@ -285,6 +255,10 @@ func (l *Learner) Fit(a Arm, size int64) Arm {
 }
 
 func (l *Learner) choose(k Key, m Model, ests []Estimate, start Arm, size int64, lag time.Duration, now time.Time) Decision {
+	d := Decision{Arm: l.nearest(start), Why: "start"}
+	if a, _, ok := best(ests, m); ok {
+		d = Decision{Arm: a, Why: "exploit"}
+	}
 	total, seen, known, knownIn := 0.0, 0.0, 0.0, 0.0
 	trusted := map[Arm]bool{}
 	for _, e := range ests {
@@ -293,11 +267,6 @@ func (l *Learner) choose(k Key, m Model, ests []Estimate, start Arm, size int64,
 		known += e.trustN
 		knownIn += e.trustIn
 		trusted[e.Arm] = e.Trusted
-	}
-	canExplore := explorable(size, seen, known, knownIn, l.cfg.TrustObjects)
-	d := Decision{Arm: l.nearest(start), Why: "start", Large: !canExplore}
-	if a, _, ok := best(ests, m); ok {
-		d = Decision{Arm: a, Why: "exploit", Large: !canExplore}
 	}
 	i := slices.Index(l.cfg.Arms, d.Arm)
 	// No further than the fastest level that compresses: below it only
@@ -314,10 +283,10 @@ func (l *Learner) choose(k Key, m Model, ests []Estimate, start Arm, size int64,
 	}
 	l.adjustSteps(t, lag, now, i-floor)
 	if t.steps > 0 {
-		return Decision{Arm: l.cfg.Arms[max(i-t.steps, floor)], Why: "throughput", Large: !canExplore}
+		return Decision{Arm: l.cfg.Arms[max(i-t.steps, floor)], Why: "throughput"}
 	}
 	p := max(l.cfg.ExploreFloor, l.cfg.Explore*math.Exp2(-total/l.cfg.ExploreHalf))
-	if l.rng.Float64() >= p || !canExplore {
+	if l.rng.Float64() >= p || !explorable(size, seen, known, knownIn, l.cfg.TrustObjects) {
 		return d
 	}
 	// Explore a neighbour, or Store, preferring one not known well yet.
@@ -451,9 +420,7 @@ func best(ests []Estimate, m Model) (Arm, float64, bool) {
 // byte of the object) stays small against what the class has sent. A
 // class's first large objects, those of its first archive above all, go
 // at the arm in use; once the class has sent enough, large objects are
-// explored like small ones. Those too large to explore are recorded apart
-// (Sample.Large), so that the arm in use, the only one to get them, is not
-// judged on sizes the others never saw.
+// explored like small ones, so levels are still measured on every size.
 // So is an object at most exploreMean times the class's mean, once the
 // class has trustObjects objects: a class of a few large objects an hour
 // (nightly exports, hourly dumps) never holds sixteen of them in its

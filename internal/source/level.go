@@ -138,7 +138,7 @@ func (lv *levels) start(ctx context.Context, w *Worker) {
 
 // choose classifies o (sample: its first bytes, for the probe) and picks
 // its arm. lag is the age of the oldest message it comes from.
-func (lv *levels) choose(rule *config.Rule, o *manifest.Object, sample []byte, lag time.Duration, now time.Time) choice {
+func (lv *levels) choose(rule *config.Rule, o *manifest.Object, sample []byte, lag time.Duration, now time.Time) (adaptive.Class, adaptive.Arm) {
 	class := lv.probe.Refine(adaptive.Classify(o.ContentType, o.ContentEncoding, o.Key), sample)
 	start := adaptive.Arm(rule.Level)
 	if class == adaptive.Compressed || class == adaptive.Incompressible {
@@ -149,18 +149,17 @@ func (lv *levels) choose(rule *config.Rule, o *manifest.Object, sample []byte, l
 		if a != start {
 			lv.m.Decisions.WithLabelValues("size").Inc()
 		}
-		return choice{class: class, arm: a}
+		return class, a
 	}
 	d := lv.learn.Choose(adaptive.Key{Rule: rule.ID, Class: class}, lv.models[rule.ID], start, o.Size, lag, now)
 	lv.m.Decisions.WithLabelValues(d.Why).Inc()
-	return choice{class: class, arm: d.Arm, large: d.Large}
+	return class, d.Arm
 }
 
 // choice is what was chosen for one object of an archive.
 type choice struct {
 	class adaptive.Class
 	arm   adaptive.Arm
-	large bool // adaptive.Decision.Large
 }
 
 // observe learns from a staged archive of written bytes: per class and
@@ -184,25 +183,18 @@ func (lv *levels) observe(ctx context.Context, rule *config.Rule, m *manifest.Ma
 			}
 			continue
 		}
-		c := choice{class: choices[i].class, arm: choices[i].arm}
+		c := choices[i]
 		d := byArm[c]
 		if d == nil {
 			d = &stats.Delta{Class: c.class, Arm: c.arm, Archives: 1}
 			byArm[c] = d
 			order = append(order, c)
 		}
-		cpu := time.Duration(float64(st[i].CPU) * factor)
 		d.In += st[i].In
 		d.Out += st[i].Out
 		d.Frame += frame[i]
-		d.CPU += cpu
+		d.CPU += time.Duration(float64(st[i].CPU) * factor)
 		d.Objects++
-		if choices[i].large {
-			d.Large.In += st[i].In
-			d.Large.Out += st[i].Out
-			d.Large.CPU += cpu
-			d.Large.Objects++
-		}
 	}
 	model := lv.models[rule.ID]
 	var ds []stats.Delta
@@ -210,7 +202,7 @@ func (lv *levels) observe(ctx context.Context, rule *config.Rule, m *manifest.Ma
 		d := *byArm[c]
 		ds = append(ds, d)
 		lv.learn.Observe(adaptive.Observation{Key: adaptive.Key{Rule: rule.ID, Class: d.Class}, Arm: d.Arm,
-			Sample: adaptive.Sample{In: d.In, Out: d.Out, CPU: d.CPU, Objects: d.Objects, Large: d.Large}, At: now})
+			Sample: adaptive.Sample{In: d.In, Out: d.Out, CPU: d.CPU, Objects: d.Objects}, At: now})
 		regions := float64(model.Regions)
 		compute := d.CPU.Seconds() * model.VCPUSecond
 		if d.Arm != adaptive.Store {
@@ -428,7 +420,6 @@ func mergeHours(ds []dated) []dated {
 		x.In, x.Out, x.Frame, x.CPU, x.Objects, x.Archives = x.In+d.In, x.Out+d.Out, x.Frame+d.Frame, x.CPU+d.CPU, x.Objects+d.Objects, x.Archives+d.Archives
 		x.Restaged += d.Restaged
 		x.Deletes, x.Retags = x.Deletes+d.Deletes, x.Retags+d.Retags
-		x.Large.In, x.Large.Out, x.Large.CPU, x.Large.Objects = x.Large.In+d.Large.In, x.Large.Out+d.Large.Out, x.Large.CPU+d.Large.CPU, x.Large.Objects+d.Large.Objects
 		if d.at.After(x.at) {
 			x.at = d.at
 		}

@@ -52,8 +52,7 @@ func TestChooseWithoutLearning(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := lv.choose(rule, &tt.obj, tt.sample, 0, time.Now())
-			class, arm := c.class, c.arm
+			class, arm := lv.choose(rule, &tt.obj, tt.sample, 0, time.Now())
 			if arm != tt.want || class != tt.class {
 				t.Errorf("choose(%+v) = %s, %s; want %s, %s", tt.obj, class, arm, tt.class, tt.want)
 			}
@@ -122,7 +121,7 @@ func TestSwitchIsLogged(t *testing.T) {
 		var st []archive.ObjectStats
 		for i := range 4 {
 			m.Objects = append(m.Objects, manifest.Object{Key: fmt.Sprintf("k%d.csv", i)})
-			choices = append(choices, choice{class: adaptive.CSV, arm: arm})
+			choices = append(choices, choice{adaptive.CSV, arm})
 			st = append(st, archive.ObjectStats{In: 1 << 20, Out: int64(left * (1 << 20)), CPU: 5 * time.Millisecond})
 		}
 		lv.observe(context.Background(), rule, m, choices, st, 4*int64(left*(1<<20)), time.Now())
@@ -164,7 +163,7 @@ func TestStoreIsPublished(t *testing.T) {
 	var sts []archive.ObjectStats
 	for i := range 8 {
 		m.Objects = append(m.Objects, manifest.Object{Key: fmt.Sprintf("k%d.csv", i)}, manifest.Object{Key: fmt.Sprintf("k%d.bin", i)})
-		choices = append(choices, choice{class: adaptive.CSV, arm: 3}, choice{class: adaptive.Incompressible, arm: adaptive.Store})
+		choices = append(choices, choice{adaptive.CSV, 3}, choice{adaptive.Incompressible, adaptive.Store})
 		sts = append(sts, archive.ObjectStats{In: 1 << 20, Out: 400 << 10, CPU: 5 * time.Millisecond}, archive.ObjectStats{In: 1 << 20, Out: 1 << 20})
 	}
 	now := time.Now()
@@ -193,7 +192,7 @@ func TestArchiveBytesAreAllCharged(t *testing.T) {
 	m := &manifest.Manifest{Objects: []manifest.Object{{Key: "a.csv"}, {Key: "gone", Delete: true}, {Key: "b.csv"}}}
 	sts := []archive.ObjectStats{{In: 3000, Out: 1000}, {}, {In: 1000, Out: 400}}
 	now := time.Now()
-	lv.observe(ctx, rule, m, []choice{{class: adaptive.CSV, arm: 3}, {}, {class: adaptive.CSV, arm: 3}}, sts, 1400+701, now)
+	lv.observe(ctx, rule, m, []choice{{adaptive.CSV, 3}, {}, {adaptive.CSV, 3}}, sts, 1400+701, now)
 	e := lv.learn.Estimates(adaptive.Key{Rule: rule.ID, Class: adaptive.CSV}, lv.models[rule.ID], now)
 	if len(e) != 1 || e[0].In != 4000 || e[0].Out != 1400 {
 		t.Errorf("learner's estimates %+v, want the objects' own 4000 bytes in and 1400 out", e)
@@ -237,7 +236,7 @@ func TestWaitingStatisticsAreWritten(t *testing.T) {
 	lv, rule := tableLevels(flaky)
 	archiveAt := func(at time.Time) {
 		m := &manifest.Manifest{Objects: []manifest.Object{{Key: "k.csv"}}}
-		lv.observe(ctx, rule, m, []choice{{class: adaptive.CSV, arm: 3}}, []archive.ObjectStats{{In: 1 << 20, Out: 400 << 10, CPU: time.Millisecond}}, 400<<10, at)
+		lv.observe(ctx, rule, m, []choice{{adaptive.CSV, 3}}, []archive.ObjectStats{{In: 1 << 20, Out: 400 << 10, CPU: time.Millisecond}}, 400<<10, at)
 	}
 	written := func(want int64) {
 		t.Helper()
@@ -296,7 +295,7 @@ func TestCloseWritesWaitingStatistics(t *testing.T) {
 	stopped := false
 	w.stopRefresh = func() { stopped = true } // Prepare's
 	m := &manifest.Manifest{Objects: []manifest.Object{{Key: "k.csv"}}}
-	w.levels.observe(ctx, rule, m, []choice{{class: adaptive.CSV, arm: 3}}, []archive.ObjectStats{{In: 1 << 20, Out: 400 << 10, CPU: time.Millisecond}}, 400<<10, time.Now())
+	w.levels.observe(ctx, rule, m, []choice{{adaptive.CSV, 3}}, []archive.ObjectStats{{In: 1 << 20, Out: 400 << 10, CPU: time.Millisecond}}, 400<<10, time.Now())
 	w.Close(ctx)
 	hs, err := st.Since(ctx, rule.ID, time.Now().Add(-2*time.Hour))
 	if err != nil || len(hs) != 1 || hs[0].In != 1<<20 {
@@ -342,9 +341,9 @@ func TestWaitingStatisticsKeepTheirHour(t *testing.T) {
 	w, rule := tableWorker(table)
 	at := time.Date(2026, 12, 6, 10, 59, 0, 0, time.UTC)
 	m := &manifest.Manifest{Objects: []manifest.Object{{Key: "k.csv"}}}
-	w.levels.observe(ctx, rule, m, []choice{{class: adaptive.CSV, arm: 3}}, []archive.ObjectStats{{In: 1 << 20, Out: 400 << 10, CPU: time.Millisecond}}, 400<<10, at)
+	w.levels.observe(ctx, rule, m, []choice{{adaptive.CSV, 3}}, []archive.ObjectStats{{In: 1 << 20, Out: 400 << 10, CPU: time.Millisecond}}, 400<<10, at)
 	w.levels.restaged(rule.ID, []stats.Delta{{Class: adaptive.CSV, Arm: 3, Restaged: 5}}, at.Add(30*time.Minute))
-	w.levels.observe(ctx, rule, m, []choice{{class: adaptive.CSV, arm: 3}}, []archive.ObjectStats{{In: 2 << 20, Out: 800 << 10, CPU: time.Millisecond}}, 800<<10, at.Add(3*time.Hour))
+	w.levels.observe(ctx, rule, m, []choice{{adaptive.CSV, 3}}, []archive.ObjectStats{{In: 2 << 20, Out: 800 << 10, CPU: time.Millisecond}}, 800<<10, at.Add(3*time.Hour))
 	want := map[string]int64{"2026-12-06T10": 1 << 20, "2026-12-06T13": 2 << 20}
 	if !maps.Equal(table.hours, want) || !maps.Equal(table.restaged, map[string]int64{"2026-12-06T11": 5}) {
 		t.Errorf("bytes in by hour %v, restaged %v; want %v, and 5 restaged at 11", table.hours, table.restaged, want)
@@ -425,31 +424,5 @@ func TestDecodingPricedAtTheFleetsSpeed(t *testing.T) {
 	got := w.levels.models[rule.ID].DecodeSeconds
 	if math.Abs(got-fleet.DecodeSeconds) > 0.01*fleet.DecodeSeconds || got < 100*own.DecodeSeconds {
 		t.Errorf("decoding priced at %g CPU-s a byte; the fleet's mean is %g, this task's own about %g", got, fleet.DecodeSeconds, own.DecodeSeconds)
-	}
-}
-
-// TestLargeObjectsRecordedApart: an object too large to be explored when
-// its level was chosen is recorded apart in the statistics (the learner
-// compares levels without it: adaptive.Sample.Large), also when it waited
-// for a failed write and was merged with the next archive's.
-func TestLargeObjectsRecordedApart(t *testing.T) {
-	ctx := context.Background()
-	table, ddb := localstack.Require(t).TestTable(t, "large")
-	st := stats.New(ddb, table, time.Now)
-	flaky := &failing{Store: st, fails: 1}
-	lv, rule := tableLevels(flaky)
-	now := time.Now()
-	m := &manifest.Manifest{Objects: []manifest.Object{{Key: "small.csv"}, {Key: "dump.csv"}}}
-	sts := []archive.ObjectStats{{In: 64 << 10, Out: 30 << 10, CPU: time.Millisecond}, {In: 64 << 20, Out: 10 << 20, CPU: time.Second}}
-	choices := []choice{{class: adaptive.CSV, arm: 3}, {class: adaptive.CSV, arm: 3, large: true}}
-	lv.observe(ctx, rule, m, choices, sts, 40<<20, now) // its write fails: it waits
-	lv.observe(ctx, rule, m, choices, sts, 40<<20, now.Add(statsBackoffMin+time.Second))
-	hs, err := st.Since(ctx, rule.ID, now.Add(-time.Hour))
-	if err != nil || len(hs) != 1 {
-		t.Fatalf("%d rows (%v)", len(hs), err)
-	}
-	if want := (adaptive.Part{In: 2 * sts[1].In, Out: 2 * sts[1].Out, Objects: 2}); hs[0].Large.In != want.In || hs[0].Large.Out != want.Out ||
-		hs[0].Large.Objects != want.Objects || hs[0].Large.CPU <= 0 || hs[0].In != 2*(sts[0].In+sts[1].In) {
-		t.Errorf("row %+v, want the large part %+v of both archives", hs[0].Delta, want)
 	}
 }

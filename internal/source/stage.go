@@ -179,15 +179,15 @@ func (w *Worker) write(ctx context.Context, aw *archive.Writer, dst io.Writer, r
 		// holds of the objects before is written out first, so that each
 		// class is charged its own bytes (archive.Writer.Flush).
 		setLevel := func(sample []byte) error {
-			c := w.levels.choose(rule, o, sample, lag, w.Clock.Now())
-			choices[i] = c
-			if c.class != prev {
+			class, arm := w.levels.choose(rule, o, sample, lag, w.Clock.Now())
+			choices[i] = choice{class, arm}
+			if class != prev {
 				if err := aw.Flush(); err != nil {
 					return err
 				}
-				prev = c.class
+				prev = class
 			}
-			return aw.SetLevel(int(c.arm))
+			return aw.SetLevel(int(arm))
 		}
 		var err error
 		if held[i] != nil {

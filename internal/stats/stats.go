@@ -94,11 +94,6 @@ type Delta struct {
 	// delete, a change of tags. They cost requests (xrc savings) and
 	// teach the learner nothing; they are recorded in class Changes.
 	Deletes, Retags int
-	// Large is the part of In, Out, CPU and Objects of objects too large
-	// to be explored (adaptive.Sample.Large): the learner compares arms
-	// without it; xrc savings counts it like the rest. (Absent from what
-	// releases before it wrote: read as none.)
-	Large adaptive.Part
 }
 
 // Changes is the class of a rule's statistics that records its deletes
@@ -137,16 +132,14 @@ func (st *Store) Add(ctx context.Context, rule string, at time.Time, ds []Delta)
 		_, err := st.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 			TableName: &st.table,
 			Key:       map[string]types.AttributeValue{"pk": s(statsPK(rule)), "sk": s(hourSK(at, d.Class, d.Arm))},
-			UpdateExpression: aws.String("ADD #in :in, #out :out, #frame :frame, #cpu :cpu, #obj :obj, #arc :arc, #rs :rs, #del :del, #rt :rt, " +
-				"#lin :lin, #lout :lout, #lcpu :lcpu, #lobj :lobj " +
+			UpdateExpression: aws.String("ADD #in :in, #out :out, #frame :frame, #cpu :cpu, #obj :obj, #arc :arc, #rs :rs, #del :del, #rt :rt " +
 				"SET #exp = if_not_exists(#exp, :exp), #rule = :rule, #hour = :hour, #class = :class, #arm = :arm"),
 			ExpressionAttributeNames: map[string]string{"#in": "in", "#out": "out", "#frame": "frame", "#cpu": "cpuNs", "#obj": "objects", "#arc": "archives", "#rs": "restaged",
-				"#del": "deletes", "#rt": "retags", "#lin": "largeIn", "#lout": "largeOut", "#lcpu": "largeCpuNs", "#lobj": "largeObjects",
+				"#del": "deletes", "#rt": "retags",
 				"#exp": "expiresAt", "#rule": "rule", "#hour": "hour", "#class": "class", "#arm": "arm"},
 			ExpressionAttributeValues: map[string]types.AttributeValue{
 				":in": n(d.In), ":out": n(d.Out), ":frame": n(d.Frame), ":cpu": n(int64(d.CPU)), ":obj": n(int64(d.Objects)), ":arc": n(int64(d.Archives)), ":rs": n(d.Restaged),
 				":del": n(int64(d.Deletes)), ":rt": n(int64(d.Retags)),
-				":lin": n(d.Large.In), ":lout": n(d.Large.Out), ":lcpu": n(int64(d.Large.CPU)), ":lobj": n(int64(d.Large.Objects)),
 				":exp": n(st.now().Add(TTL).Unix()), ":rule": s(rule), ":hour": s(at.UTC().Format(hourFormat)),
 				":class": s(string(d.Class)), ":arm": s(d.Arm.String()),
 			},
@@ -188,10 +181,6 @@ type hourlyItem struct {
 	Restaged int64  `dynamodbav:"restaged"`
 	Deletes  int    `dynamodbav:"deletes"`
 	Retags   int    `dynamodbav:"retags"`
-	LIn      int64  `dynamodbav:"largeIn"`
-	LOut     int64  `dynamodbav:"largeOut"`
-	LCPUNs   int64  `dynamodbav:"largeCpuNs"`
-	LObjects int    `dynamodbav:"largeObjects"`
 }
 
 // Since returns rule's hourly statistics from the hour of since on.
@@ -221,7 +210,7 @@ func (st *Store) Since(ctx context.Context, rule string, since time.Time) ([]Hou
 			}
 			out = append(out, Hourly{Rule: it.Rule, Hour: hour, Delta: Delta{Class: adaptive.Class(it.Class), Arm: arm,
 				In: it.In, Out: it.Out, Frame: it.Frame, CPU: time.Duration(it.CPUNs), Objects: it.Objects, Archives: it.Archives, Restaged: it.Restaged,
-				Deletes: it.Deletes, Retags: it.Retags, Large: adaptive.Part{In: it.LIn, Out: it.LOut, CPU: time.Duration(it.LCPUNs), Objects: it.LObjects}}})
+				Deletes: it.Deletes, Retags: it.Retags}})
 		}
 	}
 	return out, nil
@@ -240,7 +229,7 @@ func (st *Store) Observations(ctx context.Context, rule string, since time.Time)
 	obs := make([]adaptive.Observation, 0, len(hs))
 	for _, h := range hs {
 		obs = append(obs, adaptive.Observation{Key: adaptive.Key{Rule: rule, Class: h.Class}, Arm: h.Arm,
-			Sample: adaptive.Sample{In: h.In, Out: h.Out, CPU: h.CPU, Objects: h.Objects, Large: h.Large}, At: middle(h.Hour, now)})
+			Sample: adaptive.Sample{In: h.In, Out: h.Out, CPU: h.CPU, Objects: h.Objects}, At: middle(h.Hour, now)})
 	}
 	return obs, nil
 }

@@ -336,28 +336,3 @@ func TestUnsentWritesWait(t *testing.T) {
 		t.Errorf("endpoint unreachable: %+v left, %v; want the delta left, not uncertain", left, err)
 	}
 }
-
-// TestLargePartKept: what of a delta its large objects did
-// (adaptive.Sample.Large) is written and read back, to the learner too,
-// so every task compares arms without them; an item without it (a
-// release before) reads as none.
-func TestLargePartKept(t *testing.T) {
-	table, ddb := localstack.Require(t).TestTable(t, "stats")
-	st := stats.New(ddb, table, time.Now)
-	ctx := context.Background()
-	at := time.Now().UTC().Add(-time.Hour)
-	large := adaptive.Part{In: 64 << 20, Out: 10 << 20, CPU: time.Second, Objects: 1}
-	ds := []stats.Delta{{Class: adaptive.CSV, Arm: 3, In: 65 << 20, Out: 11 << 20, CPU: 2 * time.Second, Objects: 17, Large: large}}
-	for range 2 {
-		if left, err := st.Add(ctx, "r1", at, ds); err != nil || len(left) != 0 {
-			t.Fatal(left, err)
-		}
-	}
-	obs, err := st.Observations(ctx, "r1", at.Add(-time.Hour))
-	if err != nil || len(obs) != 1 {
-		t.Fatalf("%d observations (%v)", len(obs), err)
-	}
-	if want := (adaptive.Part{In: 2 * large.In, Out: 2 * large.Out, CPU: 2 * large.CPU, Objects: 2}); obs[0].Sample.Large != want || obs[0].Sample.In != 2*ds[0].In {
-		t.Errorf("observation %+v, want large part %+v", obs[0].Sample, want)
-	}
-}
