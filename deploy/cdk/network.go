@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsec2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslogs"
@@ -55,6 +57,13 @@ func newNetwork(s *regionStack) *network {
 		Retention:     logRetention(s.d.Options.LogRetentionDays),
 		RemovalPolicy: awscdk.RemovalPolicy_DESTROY,
 	})
+	if o := s.d.Options; o.MaxAZs > 2 && o.Account == "" {
+		// An account-agnostic stack sees two AZs whatever it asks for:
+		// the VPC would quietly have two.
+		awscdk.Annotations_Of(s.Stack).AddError(jsii.String(fmt.Sprintf(
+			"maxAzs %d: %s's stack creates a VPC, and a stack without account sees only two availability zones, so it would have two; give account, or an existing VPC (existingVpcs)",
+			o.MaxAZs, s.plan.Region.Name)))
+	}
 	n.Vpc = awsec2.NewVpc(s.Stack, jsii.String("Vpc"), &awsec2.VpcProps{
 		MaxAzs:      jsii.Number(float64(s.d.Options.MaxAZs)),
 		NatGateways: jsii.Number(0),

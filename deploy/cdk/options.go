@@ -230,11 +230,6 @@ func parseOptions(get func(key string) any) (options, error) {
 		bad("arch", "want arm64 or amd64, got %q", o.Arch)
 	}
 	num("maxAzs", &o.MaxAZs, 1, 6)
-	if o.MaxAZs > 2 && o.Account == "" {
-		// An account-agnostic stack sees two AZs whatever it asks for:
-		// the VPC would quietly have two.
-		bad("maxAzs", "%d needs account (a stack without one sees only two availability zones)", o.MaxAZs)
-	}
 	if err := parseVPCs(get("existingVpcs"), &o.VPCs); err != nil {
 		bad("existingVpcs", "%v", err)
 	}

@@ -59,7 +59,6 @@ func TestOptionsErrors(t *testing.T) {
 		{map[string]any{"arch": "riscv"}, "arch"},
 		{map[string]any{"alarmEmail": "not-an-email"}, "alarmEmail"},
 		{map[string]any{"account": "12"}, "account"},
-		{map[string]any{"maxAzs": "3"}, "3 needs account"},
 		{map[string]any{"oldestMessageAlarm": "90s"}, "oldestMessageAlarm"},
 		{map[string]any{"logRetentionDays": "10"}, "logRetentionDays"},
 		{map[string]any{"existingVpcs": `{"us-east-1": {"vpcId": "vpc-1"}}`}, "subnetIds is empty"},

@@ -1513,3 +1513,33 @@ func TestDirectRegion(t *testing.T) {
 		t.Error("the task role may not use the direct region's staging key: every copy would be refused")
 	}
 }
+
+// TestMoreAZsNeedAnAccount: a stack without account sees two availability
+// zones whatever maxAzs asks: a created VPC would quietly have two, so the
+// synth fails saying so; regions in existing VPCs create none.
+func TestMoreAZsNeedAnAccount(t *testing.T) {
+	refusals := func(ctx map[string]any) int {
+		t.Helper()
+		d, err := newTestBuild(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, st := range d.Stacks {
+			for _, m := range annotations(st, true) {
+				if strings.Contains(m, "maxAzs 3") {
+					n++
+				}
+			}
+		}
+		return n
+	}
+	base := map[string]any{"config": "../../configs/example.json", "maxAzs": "3", "aws:cdk:bundling-stacks": []any{}}
+	if n := refusals(base); n == 0 {
+		t.Error("maxAzs 3 without account: no stack creating a VPC refused it")
+	}
+	base["account"] = "123456789012"
+	if n := refusals(base); n != 0 {
+		t.Errorf("maxAzs 3 with account refused in %d stacks", n)
+	}
+}

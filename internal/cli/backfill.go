@@ -182,13 +182,15 @@ func backfillCmd(ctx context.Context, args []string, env Env) error {
 	if b.inventory != "" {
 		where = b.inventory
 	}
-	// The listing an inventory run is followed by, with this run's flags.
+	// The listing an inventory run is followed by, with this run's flags;
+	// not its checkpoint, which is this run's (a run of other parameters
+	// in it is refused).
 	again := "xrc backfill -config " + shellArg(b.cfgPath) + " -rule " + shellArg(rule.ID)
 	if b.prefix != "" {
 		again += " -prefix " + shellArg(b.prefix)
 	}
-	if b.checkpoint != "" {
-		again += " -checkpoint " + shellArg(b.checkpoint)
+	if b.tags {
+		again += " -tags"
 	}
 	printBackfill(env, rule, where, again, b.dryRun, counts, runErr)
 	printExpectedSaving(ctx, env, cfg, rule, stats.New(ddb, cfg.TableName(), env.Now), counts)
@@ -232,7 +234,11 @@ func printBackfill(env Env, rule *config.Rule, where, again string, dryRun bool,
 		row("unroutable", c.Unroutable, "the rule maps the key to no valid destination key")
 	}
 	if c.Archived > 0 {
-		row("archived", c.Archived, "differ, but in GLACIER or DEEP_ARCHIVE: not sent; restore them (s3api restore-object), then run again")
+		then := "then run again"
+		if c.ScanTotal > 0 {
+			then = "then run a listing backfill (an inventory does not say which are restored)"
+		}
+		row("archived", c.Archived, "differ, but in GLACIER or DEEP_ARCHIVE: not sent; restore them (s3api restore-object), "+then)
 	}
 	verb := "enqueued"
 	if dryRun {
@@ -245,7 +251,7 @@ func printBackfill(env Env, rule *config.Rule, where, again string, dryRun bool,
 	}
 	row(unit+" done", c.TasksDone, fmt.Sprintf("of %d (%d by an earlier run)", c.Tasks, c.Resumed))
 	tw.Flush()
-	if !c.InventoryOf.IsZero() {
+	if !c.InventoryOf.IsZero() && runErr == nil { // an interrupted run is resumed first
 		// S3 may leave the last day's writes out of a report.
 		since := c.InventoryOf.Add(-24 * time.Hour).Format(time.RFC3339)
 		fmt.Fprintf(env.Stdout, "the report is of %s: objects written since are not in it. Unless the rule's notifications were on a day before it,\n"+

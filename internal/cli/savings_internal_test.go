@@ -75,6 +75,11 @@ func TestBackfillNamesTheReportsAge(t *testing.T) {
 		t.Errorf("summary lacks the report's date and the listing to follow with:\n%s", out.String())
 	}
 	out.Reset()
+	printBackfill(Env{Stdout: &out}, &config.Rule{ID: "logs"}, "s3://inv/manifest.json", "xrc backfill", false, backfill.Counts{InventoryOf: of}, context.Canceled)
+	if strings.Contains(out.String(), "follow with") {
+		t.Errorf("an interrupted run, to be resumed first, says what to follow with:\n%s", out.String())
+	}
+	out.Reset()
 	printBackfill(Env{Stdout: &out}, &config.Rule{ID: "logs"}, "s3://b/", "", false, backfill.Counts{}, nil)
 	if strings.Contains(out.String(), "the report is of") {
 		t.Errorf("a listing's summary speaks of a report:\n%s", out.String())

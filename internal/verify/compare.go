@@ -37,6 +37,11 @@ const (
 	// restores beside the bytes does: Content-*, Cache-Control, Expires,
 	// user metadata or the number of tags.
 	Headers Kind = "headers"
+	// Retained: at a destination key the rule writes, written by xrc,
+	// its source gone, and the rule does not propagate deletes: kept by
+	// design. Reported, but no difference (not in Kinds, nor counted in
+	// Summary.Differences).
+	Retained Kind = "retained"
 )
 
 // Kinds lists every kind, in report order.

@@ -608,14 +608,24 @@ func (r *run) sourceExists(ctx context.Context, key string) (bool, error) {
 
 func (r *run) extra(j job, head *s3.HeadObjectOutput, why string) error {
 	dst := destinationOf(head)
-	if dst.Provenance != nil && !r.rule.Deletes {
+	if p := dst.Provenance; p != nil && !r.rule.Deletes {
 		// What the rule promises: a scheduled verify of a rule that
-		// keeps deleted objects' copies must be able to pass.
+		// keeps deleted objects' copies must be able to pass. Listed in
+		// the report all the same.
+		diff := r.difference(Retained, j.dest, j.srcKey, j.dstKey)
+		diff.DestinationSize, diff.WrittenByXRC = &dst.Size, true
+		diff.Detail = "written by xrc; its source is gone and the rule does not propagate deletes: kept"
+		if !p.Modified.IsZero() {
+			diff.ReplicatedModified = &p.Modified
+		}
 		r.mu.Lock()
+		defer r.mu.Unlock()
 		ds := &r.sum.Destinations[j.dest]
 		ds.Retained++
 		ds.RetainedBytes += dst.Size
-		r.mu.Unlock()
+		if r.report != nil {
+			return r.report(diff)
+		}
 		return nil
 	}
 	diff := r.difference(Extra, j.dest, j.srcKey, j.dstKey)
