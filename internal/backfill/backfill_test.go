@@ -1258,3 +1258,43 @@ func TestUnroutableKeysNamed(t *testing.T) {
 	}
 	f.drain(t, f.queueURL(), 2)
 }
+
+// TestSparseMatchesListLittle: a run that matches few objects of many (a
+// scheduled -since) lists a destination from the source key before each
+// match, not every page up to it: one object written since, after 2,100
+// others, costs one destination listing, not three pages of it.
+func TestSparseMatchesListLittle(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	var objs []dataset.Object
+	for i := range 2100 {
+		objs = append(objs, dataset.Object{Key: fmt.Sprintf("data/p00/obj-%05d.txt", i), Data: []byte("x")})
+	}
+	if err := dataset.Upload(ctx, f.src, f.rule.SourceBucket, objs, 32); err != nil {
+		t.Fatal(err)
+	}
+	if err := dataset.Upload(ctx, f.dst, f.rule.Destinations[0].Bucket, objs, 32); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second) // Last-Modified has whole seconds
+	since := time.Now().Add(-time.Second)
+	late := dataset.Object{Key: "data/p00/obj-99999.txt", Data: []byte("late")}
+	if err := dataset.Upload(ctx, f.src, f.rule.SourceBucket, []dataset.Object{late}, 1); err != nil {
+		t.Fatal(err)
+	}
+	dst := &countingLister{Client: f.dst, calls: map[string]int{}}
+	deps := f.deps(f.queueURL(), nil)
+	deps.Dest = map[string]backfill.DestAPI{"eu-west-1": dst}
+	c, err := backfill.Run(ctx, backfill.Options{Rule: f.rule, Since: since}, deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Matched != 1 || c.Missing != 1 || c.Enqueued != 1 {
+		t.Errorf("counts %+v: want the one late object matched, missing and sent", c)
+	}
+	if n := dst.calls["data/p00/"]; n != 1 {
+		t.Errorf("destination listed %d times for one late object after 2,100 others, want once", n)
+	}
+	f.drain(t, f.queueURL(), 1)
+}

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/xrc-dev/xrc/internal/awsapi"
+	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/deliver"
 	"github.com/xrc-dev/xrc/internal/events"
 )
@@ -104,12 +105,16 @@ func judge(src object, dst state) verdict {
 
 // lookup finds what a destination holds at the keys of a page, in key
 // order (listing mode); nil heads every key (inventory mode).
-type lookup func(ctx context.Context, di int, key string) (state, error)
+// from, if not "", is a destination key before key that maps from the
+// source key listed just before key's: none between them can be one this
+// run looks up, so a listing may skip there.
+type lookup func(ctx context.Context, di int, key, from string) (state, error)
 
 // candidate is a source object the rule covers, with what each
 // destination holds of it.
 type candidate struct {
 	o      object
+	prev   string   // the source key listed just before it ("" if unknown)
 	keys   []string // destination key, per run.dests
 	states []state
 	worst  verdict
@@ -121,10 +126,14 @@ const unroutableWarnings = 10
 // handle filters a page of source objects, compares the rest with every
 // destination and sends the events of those that differ. It returns once
 // the events are accepted (or with the error that stopped it).
-func (r *run) handle(ctx context.Context, objs []object, look lookup) error {
+// prev is the source key listed just before objs[0] ("" if none).
+func (r *run) handle(ctx context.Context, objs []object, prev string, look lookup) error {
 	r.c.listed.Add(int64(len(objs)))
 	var cands []*candidate
-	for _, o := range objs {
+	for i, o := range objs {
+		if i > 0 {
+			prev = objs[i-1].Key
+		}
 		if !r.o.Rule.Matches(r.o.Rule.SourceBucket, o.Key) || !strings.HasPrefix(o.Key, r.root) || o.LastModified.Before(r.o.Since) {
 			continue
 		}
@@ -139,7 +148,7 @@ func (r *run) handle(ctx context.Context, objs []object, look lookup) error {
 			log("unroutable key skipped: the rule maps it to no valid destination key", zap.String("object", awsapi.URL(r.o.Rule.SourceBucket, o.Key)), zap.Error(err))
 			continue
 		}
-		c := &candidate{o: o, keys: make([]string, len(r.dests)), states: make([]state, len(r.dests))}
+		c := &candidate{o: o, prev: prev, keys: make([]string, len(r.dests)), states: make([]state, len(r.dests))}
 		for di, d := range r.dests {
 			c.keys[di] = r.o.Rule.DestinationKey(d.d, o.Key)
 		}
@@ -148,7 +157,11 @@ func (r *run) handle(ctx context.Context, objs []object, look lookup) error {
 	if look != nil {
 		for di := range r.dests {
 			for _, c := range cands {
-				s, err := look(ctx, di, c.keys[di])
+				var from string
+				if f := r.o.Rule.DestinationKey(r.dests[di].d, c.prev); c.prev != "" && len(f) <= config.MaxKeyLen {
+					from = f
+				}
+				s, err := look(ctx, di, c.keys[di], from)
 				if err != nil {
 					return err
 				}

@@ -323,7 +323,7 @@ func (r *run) inventoryTask(bucket string, f ManifestFile, schema []string, skip
 		var page []object
 		read := 0
 		flush := func() error {
-			if err := r.handle(ctx, page, nil); err != nil {
+			if err := r.handle(ctx, page, "", nil); err != nil {
 				return err
 			}
 			page = page[:0]

@@ -65,7 +65,10 @@ func (r *run) listTask(pool *taskPool, prefix, after string) func(context.Contex
 		for i, d := range r.dests {
 			cursors[i] = newCursor(d.api, d.d.Bucket, r.o.Rule.DestinationKey(d.d, prefix), delimited, r.mapAfter(d, after))
 		}
-		look := func(ctx context.Context, di int, key string) (state, error) { return cursors[di].seek(ctx, key) }
+		look := func(ctx context.Context, di int, key, from string) (state, error) {
+			return cursors[di].seek(ctx, key, from)
+		}
+		prev := after // the source key listed last
 		pages := s3.NewListObjectsV2Paginator(awsapi.Listing(r.Source), in)
 		for pages.HasMorePages() {
 			page, err := pages.NextPage(ctx)
@@ -91,8 +94,11 @@ func (r *run) listTask(pool *taskPool, prefix, after string) func(context.Contex
 				objs[i] = fromListing(o)
 				after = max(after, objs[i].Key)
 			}
-			if err := r.handle(ctx, objs, look); err != nil {
+			if err := r.handle(ctx, objs, prev, look); err != nil {
 				return err
+			}
+			if len(objs) > 0 {
+				prev = objs[len(objs)-1].Key
 			}
 			if err := r.save(ctx, prefix, Progress{After: after}); err != nil {
 				return err
@@ -123,24 +129,36 @@ func (r *run) mapAfter(d dest, after string) string {
 // when it must.
 type cursor struct {
 	bucket, prefix string
+	api            ListAPI
+	in             s3.ListObjectsV2Input
 	pages          *s3.ListObjectsV2Paginator
 	buf            []s3types.Object
+	listed         string // the last key (or common prefix) listed
 }
 
 func newCursor(api ListAPI, bucket, prefix string, delimited bool, after string) *cursor {
-	in := &s3.ListObjectsV2Input{Bucket: &bucket, Prefix: &prefix}
+	c := &cursor{bucket: bucket, prefix: prefix, api: api, in: s3.ListObjectsV2Input{Bucket: &bucket, Prefix: &prefix}}
 	if delimited {
 		// Only the keys at this level, as the source task lists them.
-		in.Delimiter = aws.String(delimiter)
+		c.in.Delimiter = aws.String(delimiter)
 	}
-	if after != "" {
-		in.StartAfter = aws.String(after)
-	}
-	return &cursor{bucket: bucket, prefix: prefix, pages: s3.NewListObjectsV2Paginator(awsapi.Listing(api), in)}
+	c.from(after)
+	return c
 }
 
-// seek returns what the destination holds at key.
-func (c *cursor) seek(ctx context.Context, key string) (state, error) {
+// from lists from after key on.
+func (c *cursor) from(key string) {
+	in := c.in
+	if key != "" {
+		in.StartAfter = aws.String(key)
+	}
+	c.pages, c.buf, c.listed = s3.NewListObjectsV2Paginator(awsapi.Listing(c.api), &in), nil, key
+}
+
+// seek returns what the destination holds at key. from (lookup) lets it
+// skip the keys before it: where a run matches few objects of many (a
+// -since), one listing from there instead of every page before.
+func (c *cursor) seek(ctx context.Context, key, from string) (state, error) {
 	for {
 		for len(c.buf) > 0 && aws.ToString(c.buf[0].Key) < key {
 			c.buf = c.buf[1:]
@@ -152,12 +170,23 @@ func (c *cursor) seek(ctx context.Context, key string) (state, error) {
 			return state{}, nil
 		}
 		if !c.pages.HasMorePages() {
-			return state{}, nil
+			return state{}, nil // listed to the end
+		}
+		if from > c.listed {
+			// The next page would start before from: a request either
+			// way, and this one lands where key is.
+			c.from(from)
 		}
 		page, err := c.pages.NextPage(ctx)
 		if err != nil {
 			return state{}, fmt.Errorf("listing %s: %w", awsapi.URL(c.bucket, c.prefix), err)
 		}
 		c.buf = page.Contents
+		for _, o := range page.Contents {
+			c.listed = max(c.listed, aws.ToString(o.Key))
+		}
+		for _, p := range page.CommonPrefixes {
+			c.listed = max(c.listed, aws.ToString(p.Prefix))
+		}
 	}
 }
