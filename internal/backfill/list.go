@@ -9,6 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/xrc-dev/xrc/internal/awsapi"
+	"github.com/xrc-dev/xrc/internal/config"
 	"go.uber.org/zap"
 )
 
@@ -118,10 +119,10 @@ func (r *run) listTask(pool *taskPool, prefix, after string) func(context.Contex
 // mapAfter is where a destination's listing starts for a task resumed
 // after the source key after.
 func (r *run) mapAfter(d dest, after string) string {
-	if after == "" {
-		return ""
+	if k := r.o.Rule.DestinationKey(d.d, after); after != "" && len(k) <= config.MaxKeyLen {
+		return k
 	}
-	return r.o.Rule.DestinationKey(d.d, after)
+	return "" // from the start: a key S3 would refuse as StartAfter is no bound
 }
 
 // cursor walks one destination's listing of a key range in step with the

@@ -182,17 +182,7 @@ func backfillCmd(ctx context.Context, args []string, env Env) error {
 	if b.inventory != "" {
 		where = b.inventory
 	}
-	// The listing an inventory run is followed by, with this run's flags;
-	// not its checkpoint, which is this run's (a run of other parameters
-	// in it is refused).
-	again := "xrc backfill -config " + shellArg(b.cfgPath) + " -rule " + shellArg(rule.ID)
-	if b.prefix != "" {
-		again += " -prefix " + shellArg(b.prefix)
-	}
-	if b.tags {
-		again += " -tags"
-	}
-	printBackfill(env, rule, where, again, b.dryRun, counts, runErr)
+	printBackfill(env, rule, where, followUp(fs, b.cfgPath, rule.ID), b.dryRun, counts, runErr)
 	printExpectedSaving(ctx, env, cfg, rule, stats.New(ddb, cfg.TableName(), env.Now), counts)
 	switch {
 	case runErr == nil:
@@ -236,7 +226,9 @@ func printBackfill(env Env, rule *config.Rule, where, again string, dryRun bool,
 	if c.Archived > 0 {
 		then := "then run again"
 		if c.ScanTotal > 0 {
-			then = "then run a listing backfill (an inventory does not say which are restored)"
+			// A listing does not show Intelligent-Tiering's tiers: it
+			// would send those unrestored too.
+			then = "then run a listing backfill (an inventory does not say which are restored); Intelligent-Tiering ones with an inventory made after the restore (a listing cannot tell their tier)"
 		}
 		row("archived", c.Archived, "differ, but in GLACIER or DEEP_ARCHIVE: not sent; restore them (s3api restore-object), "+then)
 	}
@@ -257,6 +249,25 @@ func printBackfill(env Env, rule *config.Rule, where, again string, dryRun bool,
 		fmt.Fprintf(env.Stdout, "the report is of %s: objects written since are not in it. Unless the rule's notifications were on a day before it,\n"+
 			"follow with a listing of what came since: %s -since %s\n", c.InventoryOf.Format(time.RFC3339), again, since)
 	}
+}
+
+// followUp is the listing an inventory run is followed by, with the flags
+// fs was given (a -rate, a -dry-run); not its checkpoint, which is this
+// run's (a run of other parameters in it is refused).
+func followUp(fs *flag.FlagSet, cfgPath, rule string) string {
+	again := "xrc backfill -config " + shellArg(cfgPath) + " -rule " + shellArg(rule)
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "config", "rule", "inventory", "since", "checkpoint", "restart", "restart-if-changed":
+		default:
+			if bf, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && bf.IsBoolFlag() {
+				again += " -" + f.Name + "=" + f.Value.String()
+			} else {
+				again += " -" + f.Name + " " + shellArg(f.Value.String())
+			}
+		}
+	})
+	return again
 }
 
 // shellArg is s as one word of a POSIX shell command.

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"flag"
 	"math"
 	"strings"
 	"testing"
@@ -143,5 +144,24 @@ func TestComputeComparedAtTheRulesCPU(t *testing.T) {
 	}
 	if slow.Lambda <= typical.Lambda || slow.BreakEvenGiB >= typical.BreakEvenGiB {
 		t.Errorf("Lambda $%v (was $%v), break-even %v GiB (was %v): the slow level's CPU not priced", slow.Lambda, typical.Lambda, slow.BreakEvenGiB, typical.BreakEvenGiB)
+	}
+}
+
+// TestFollowUpKeepsTheRunsFlags: the listing an inventory run says to
+// follow with is throttled and dry as the run was, and does not share its
+// checkpoint.
+func TestFollowUpKeepsTheRunsFlags(t *testing.T) {
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	for _, name := range []string{"config", "rule", "inventory", "rate", "checkpoint", "prefix"} {
+		fs.String(name, "", "")
+	}
+	fs.Bool("dry-run", false, "")
+	fs.Bool("tags", false, "")
+	if err := fs.Parse([]string{"-config", "c.json", "-rule", "r", "-inventory", "s3://i/m.json", "-rate", "50/s", "-checkpoint", "ddb",
+		"-prefix", "a b/", "-dry-run"}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := followUp(fs, "c.json", "r"), "xrc backfill -config c.json -rule r -dry-run=true -prefix 'a b/' -rate 50/s"; got != want {
+		t.Errorf("follow-up %q, want %q", got, want)
 	}
 }

@@ -708,14 +708,22 @@ func TestTaggedArchiveNotDeliveredAgain(t *testing.T) {
 type replicating struct {
 	deliver.S3API
 	status s3types.ReplicationStatus
-	// later is what a HEAD of the archive says (the GET's status if "").
-	later s3types.ReplicationStatus
+	// later is what a HEAD of the archive says (the GET's status if "",
+	// none if "none"); headFails: the HEAD fails.
+	later     s3types.ReplicationStatus
+	headFails bool
 }
 
 func (r replicating) HeadObject(ctx context.Context, in *s3.HeadObjectInput, optFns ...func(*s3.Options)) (*s3.HeadObjectOutput, error) {
+	if r.headFails && strings.HasSuffix(aws.ToString(in.Key), ".tar.zst") {
+		return nil, errors.New("connection reset")
+	}
 	out, err := r.S3API.HeadObject(ctx, in, optFns...)
 	if err == nil && strings.HasSuffix(aws.ToString(in.Key), ".tar.zst") {
 		out.ReplicationStatus = cmp.Or(r.later, r.status)
+		if r.later == "none" {
+			out.ReplicationStatus = ""
+		}
 	}
 	return out, err
 }
@@ -743,19 +751,25 @@ func TestArchiveReplicatingElsewhereStays(t *testing.T) {
 	dst := p.cfg.Rules[0].Destinations[0].Bucket
 	staging := p.cfg.Settings.Regions[1].StagingBucket
 	for i, tc := range []struct {
-		status, later s3types.ReplicationStatus
-		stays         bool
+		status, later   s3types.ReplicationStatus
+		headFails       bool
+		stays, untagged bool
 	}{
-		{s3types.ReplicationStatusPending, "", true},
-		{s3types.ReplicationStatusFailed, "", true},
-		{s3types.ReplicationStatusComplete, "", false},
-		{s3types.ReplicationStatusPending, s3types.ReplicationStatusComplete, false},
+		{s3types.ReplicationStatusPending, "", false, true, false},
+		// Failed: left untagged, for the days undelivered archives
+		// wait, in which S3 Batch Replication may re-run it.
+		{s3types.ReplicationStatusFailed, "", false, true, true},
+		{s3types.ReplicationStatusComplete, "", false, false, false},
+		{s3types.ReplicationStatusPending, s3types.ReplicationStatusComplete, false, false, false},
+		// Not known to be done: kept.
+		{s3types.ReplicationStatusPending, "", true, true, false},
+		{s3types.ReplicationStatusPending, "none", false, true, false},
 	} {
 		k := fmt.Sprintf("data/replicating/%d.txt", i)
 		key := fmt.Sprintf("r1/replicating-%d.tar.zst", i)
 		m, objs := p.objectArchive(fmt.Sprintf("replicating-%d", i), k, seqAt(1), []byte("bytes"))
 		p.stage(t, key, m, objs)
-		w := p.targetWorker(t, deliver.Deps{S3: replicating{S3API: p.dst, status: tc.status, later: tc.later}})
+		w := p.targetWorker(t, deliver.Deps{S3: replicating{S3API: p.dst, status: tc.status, later: tc.later, headFails: tc.headFails}})
 		if err := w.Deliver(ctx, staging, key); err != nil {
 			t.Fatalf("%s: %v", tc.status, err)
 		}
@@ -774,8 +788,8 @@ func TestArchiveReplicatingElsewhereStays(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := awsapi.TagMap(tags.TagSet)[config.DeliveredTag]; got != "true" {
-			t.Errorf("%s: archive left in staging tagged %v, want %s=true", tc.status, tags.TagSet, config.DeliveredTag)
+		if got := awsapi.TagMap(tags.TagSet)[config.DeliveredTag]; (got == "true") == tc.untagged {
+			t.Errorf("%s: archive left in staging tagged %v, want %s=true: %v", tc.status, tags.TagSet, config.DeliveredTag, !tc.untagged)
 		}
 	}
 }
