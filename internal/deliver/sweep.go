@@ -8,6 +8,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/xrc-dev/xrc/internal/awsapi"
+	"github.com/xrc-dev/xrc/internal/worker"
 )
 
 // A task killed during the last delivery of an archive leaves an upload
@@ -21,6 +22,10 @@ const (
 	sweepEvery = 10 * time.Minute
 	// sweepMinAge spares uploads just recorded, whatever their archive.
 	sweepMinAge = 10 * time.Minute
+	// sweepCallTimeout bounds each of the sweep's calls, so that one in
+	// flight when Lambda froze the environment is told from a failure
+	// at the thaw (worker.Frozen).
+	sweepCallTimeout = 30 * time.Second
 )
 
 func (w *Worker) sweepLoop(ctx context.Context) {
@@ -37,9 +42,12 @@ func (w *Worker) sweepLoop(ctx context.Context) {
 }
 
 func (w *Worker) sweep(ctx context.Context) {
-	us, err := w.Uploads.List(ctx, w.Region, "")
-	if err != nil && ctx.Err() != nil {
-		return
+	start := w.Clock.Now()
+	lctx, cancel := context.WithTimeout(ctx, sweepCallTimeout)
+	us, err := w.Uploads.List(lctx, w.Region, "")
+	cancel()
+	if err != nil && (ctx.Err() != nil || worker.Frozen(w.Clock, start, sweepCallTimeout)) {
+		return // stopping, or frozen mid-call: the next sweep goes on
 	}
 	if err != nil {
 		w.Metrics.Errors.WithLabelValues("uploads").Inc()
@@ -54,11 +62,14 @@ func (w *Worker) sweep(ctx context.Context) {
 		if now.Sub(u.Started) < sweepMinAge {
 			continue
 		}
-		_, err := w.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &u.StagingBucket, Key: &u.StagingKey})
+		start := w.Clock.Now()
+		hctx, cancel := context.WithTimeout(ctx, sweepCallTimeout)
+		_, err := w.S3.HeadObject(hctx, &s3.HeadObjectInput{Bucket: &u.StagingBucket, Key: &u.StagingKey})
+		cancel()
 		if err == nil {
 			continue
 		}
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || worker.Frozen(w.Clock, start, sweepCallTimeout) {
 			return
 		}
 		if !awsapi.IsNotFound(err) {

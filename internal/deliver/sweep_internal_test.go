@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/xrc-dev/xrc/internal/uploads"
 )
@@ -47,6 +48,49 @@ func TestSweepStopsQuietlyWhenStopping(t *testing.T) {
 	w.sweep(ctx)
 	if n := testutil.ToFloat64(m.Errors.WithLabelValues("uploads")); n != 0 {
 		t.Errorf("%v upload errors counted by a sweep cut short", n)
+	}
+}
+
+// thawedUploads is a table whose List was in flight when Lambda froze
+// the environment: it fails at the thaw, hours later.
+type thawedUploads struct {
+	Uploads
+	clock *clockwork.FakeClock
+}
+
+func (u thawedUploads) List(context.Context, string, string) ([]uploads.Upload, error) {
+	u.clock.Advance(3 * time.Hour)
+	return nil, context.DeadlineExceeded
+}
+
+// thawedHead is an S3 whose HEAD was in flight at a freeze.
+type thawedHead struct {
+	S3API
+	clock *clockwork.FakeClock
+}
+
+func (h thawedHead) HeadObject(context.Context, *s3.HeadObjectInput, ...func(*s3.Options)) (*s3.HeadObjectOutput, error) {
+	h.clock.Advance(3 * time.Hour)
+	return nil, context.DeadlineExceeded
+}
+
+// TestSweepThawIsNoFailure: a sweep call in flight when Lambda froze the
+// environment fails at the thaw, its time long run out: no warning, no
+// error counted (the next sweep goes on), as for the source's calls.
+func TestSweepThawIsNoFailure(t *testing.T) {
+	for name, deps := range map[string]func(*clockwork.FakeClock) Deps{
+		"list": func(c *clockwork.FakeClock) Deps { return Deps{Uploads: thawedUploads{clock: c}} },
+		"head": func(c *clockwork.FakeClock) Deps { return Deps{Uploads: listedUploads{n: 3}, S3: thawedHead{clock: c}} },
+	} {
+		clock := clockwork.NewFakeClock()
+		core, logs := observer.New(zap.WarnLevel)
+		d := deps(clock)
+		d.Log, d.Metrics, d.Clock = zap.New(core), NewMetrics(prometheus.NewRegistry()), clock
+		w := &Worker{Deps: d}
+		w.sweep(context.Background())
+		if logs.Len() > 0 || testutil.ToFloat64(d.Metrics.Errors.WithLabelValues("uploads")) != 0 {
+			t.Errorf("%s: a thaw said %v and counted %v errors", name, logs.TakeAll(), testutil.ToFloat64(d.Metrics.Errors.WithLabelValues("uploads")))
+		}
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/xrc-dev/xrc/internal/libzstd"
 	"github.com/xrc-dev/xrc/internal/manifest"
 	"github.com/xrc-dev/xrc/internal/stats"
+	"github.com/xrc-dev/xrc/internal/worker"
 )
 
 // Stats is the fleet's statistics (package stats).
@@ -296,7 +297,7 @@ func (lv *levels) write(ctx context.Context, rule string, ds []stats.Delta, now 
 		start := lv.clock.Now()
 		var notWritten []stats.Delta
 		notWritten, err = lv.stats.Add(sctx, rule, all[i].at, group)
-		if err != nil && frozen(lv.clock, start, statsTimeout) {
+		if err != nil && worker.Frozen(lv.clock, start, statsTimeout) {
 			cut = true
 		}
 		left = append(left, dateAll(notWritten, all[i].at)...)
@@ -479,7 +480,7 @@ func (lv *levels) refresh(ctx context.Context, now time.Time) {
 		start := lv.clock.Now()
 		o, err := lv.stats.Observations(sctx, rule, now.Add(-10*lv.cfg.HalfLife.D()))
 		cancel()
-		if err != nil && (ctx.Err() != nil || frozen(lv.clock, start, statsTimeout)) {
+		if err != nil && (ctx.Err() != nil || worker.Frozen(lv.clock, start, statsTimeout)) {
 			return // stopping, or frozen mid-call: no failure
 		}
 		if err != nil {
@@ -519,7 +520,7 @@ func (lv *levels) publish(ctx context.Context, obs []adaptive.Observation, now t
 		start := lv.clock.Now()
 		err := lv.stats.PublishChoice(sctx, k.Rule, k.Class, *best, benefit)
 		cancel()
-		if err != nil && (ctx.Err() != nil || frozen(lv.clock, start, statsTimeout)) {
+		if err != nil && (ctx.Err() != nil || worker.Frozen(lv.clock, start, statsTimeout)) {
 			return // stopping, or frozen mid-call: published at the next refresh
 		}
 		if err != nil {

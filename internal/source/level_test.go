@@ -381,22 +381,6 @@ func TestPendingPastTheCapFolded(t *testing.T) {
 	}
 }
 
-// TestFrozenAfterTwiceTheTimeout: a call that failed within twice its
-// timeout failed on its own (a slow table); only past that was the
-// process frozen.
-func TestFrozenAfterTwiceTheTimeout(t *testing.T) {
-	clock := clockwork.NewFakeClock()
-	start := clock.Now()
-	clock.Advance(2 * statsTimeout)
-	if frozen(clock, start, statsTimeout) {
-		t.Error("a call failing after twice its timeout taken as frozen")
-	}
-	clock.Advance(time.Millisecond)
-	if !frozen(clock, start, statsTimeout) {
-		t.Error("a call failing past twice its timeout not taken as frozen")
-	}
-}
-
 // TestDecodingPricedAtTheFleetsSpeed: the learner weighs a level's
 // decoding at the fleet's mean speed, in the units of the (factor-scaled)
 // compression CPU it is set against and as xrc savings charges it; a fast

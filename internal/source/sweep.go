@@ -10,11 +10,11 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/jonboulle/clockwork"
 	"go.uber.org/zap"
 
 	"github.com/xrc-dev/xrc/internal/awsapi"
 	"github.com/xrc-dev/xrc/internal/manifest"
+	"github.com/xrc-dev/xrc/internal/worker"
 )
 
 // A task killed while it uploads an archive (SIGKILL, OOM, a host lost)
@@ -104,28 +104,13 @@ func (w *Worker) renew(ctx context.Context) {
 		if ctx.Err() != nil {
 			return // stopping (a Lambda environment retired): no failure
 		}
-		if frozen(w.Clock, start, statsTimeout) {
+		if worker.Frozen(w.Clock, start, statsTimeout) {
 			w.Log.Info("renewing this task's lease was cut by a freeze of its environment; renewed at the next tick", zap.Error(err))
 			return
 		}
 		w.Metrics.Errors.WithLabelValues("lease").Inc()
 		w.Log.Warn("renewing this task's lease", zap.Error(err))
 	}
-}
-
-// frozen reports whether a call begun at start that failed had its time
-// run out while the process was frozen, not while it waited on the other
-// end: past twice its timeout, it was not running all that time. Lambda
-// freezes an environment between invocations with its maintenance calls
-// in flight, and they fail at the thaw, hours later; that says nothing of
-// the table or of S3. Measured on the wall clock too: the monotonic one
-// may stand still while a microVM is paused (reported of Lambda), the
-// wall clock is set right at the thaw. (A step of the wall clock past
-// twice the timeout during a real failure hides that one failure: the
-// next call is measured afresh.)
-func frozen(clock clockwork.Clock, start time.Time, timeout time.Duration) bool {
-	now := clock.Now()
-	return max(now.Sub(start), now.Round(0).Sub(start.Round(0))) > 2*timeout
 }
 
 // sweep aborts the staging uploads of this worker's rules that belong to
@@ -164,7 +149,7 @@ func (w *Worker) sweep(ctx context.Context) {
 					start := w.Clock.Now()
 					live, err = w.Leases.Alive(lctx, task)
 					cancel()
-					if err != nil && (ctx.Err() != nil || frozen(w.Clock, start, statsTimeout)) {
+					if err != nil && (ctx.Err() != nil || worker.Frozen(w.Clock, start, statsTimeout)) {
 						return // stopping, or frozen: swept at the next tick
 					}
 					if err != nil {
