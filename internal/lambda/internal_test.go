@@ -396,6 +396,8 @@ func (slowPacker) Restaged([]source.Staging) {}
 
 func (slowPacker) Relay(context.Context, xevents.Relay) error { return nil }
 
+func (slowPacker) Requeue(context.Context, xevents.Relay, int, time.Duration) error { return nil }
+
 func (slowPacker) Match(ref xevents.ObjectRef, sent time.Time, done func(error), _ *zap.Logger) ([]source.Item, bool) {
 	return []source.Item{{Ref: ref, Rule: &config.Rule{ID: "r1"}, Sent: sent, Done: done}}, true
 }
@@ -621,5 +623,70 @@ func TestSpentRelayNotTried(t *testing.T) {
 	if lines := logs.FilterLevelExact(zap.InfoLevel).FilterMessageSnippet("message not done").All(); len(lines) != 1 || lines[0].ContextMap()["kind"] != "relay" ||
 		logs.FilterLevelExact(zap.ErrorLevel).Len() != 0 {
 		t.Errorf("lines: %v, want one at info of kind relay, none at error", logs.All())
+	}
+}
+
+// queuedRelays copies relays two at a time, each until the cut, and
+// records those sent again.
+type queuedRelays struct {
+	slowPacker
+	slots chan struct{}
+	mu    sync.Mutex
+	tried int
+	again []xevents.Relay
+}
+
+func (p *queuedRelays) Relay(ctx context.Context, r xevents.Relay) error {
+	select {
+	case p.slots <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %w", source.ErrNoTurn, ctx.Err())
+	}
+	defer func() { <-p.slots }()
+	p.mu.Lock()
+	p.tried++
+	p.mu.Unlock()
+	<-ctx.Done() // a copy longer than the invocation
+	return ctx.Err()
+}
+
+func (p *queuedRelays) Requeue(_ context.Context, r xevents.Relay, received int, _ time.Duration) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	r.Tries = source.RelayTries(r, received, 5) - 1
+	p.again = append(p.again, r)
+	return nil
+}
+
+// TestRelaysWithoutATurnSentAgain: relays of a batch wait for the two
+// copy slots; those whose turn never came before the cut tried nothing,
+// and are sent again with their tries kept and acknowledged, not put off
+// (on their last receive, towards the DLQ untried, as a redrive of more
+// relays than an invocation copies put most of them).
+func TestRelaysWithoutATurnSentAgain(t *testing.T) {
+	p := &queuedRelays{slots: make(chan struct{}, 2)}
+	h := NewSource(SourceOptions{Worker: p, Queue: &releases{}, Margin: time.Second, MaxReceive: 5, Log: zap.NewNop(),
+		Metrics: worker.NewMetrics(prometheus.NewRegistry(), "test")})
+	var recs []events.SQSMessage
+	for i := range 6 {
+		body, err := xevents.EncodeRelay(xevents.Relay{Region: "store", Bucket: "stg", Key: fmt.Sprintf("r1/2026/12/06/%d.tar.zst", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, events.SQSMessage{MessageId: fmt.Sprint(i), Body: string(body), Attributes: map[string]string{"ApproximateReceiveCount": "5"}})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	resp, err := h.Handle(ctx, events.SQSEvent{Records: recs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.tried != 2 || len(p.again) != 4 || len(resp.BatchItemFailures) != 2 {
+		t.Errorf("%d relays tried, %d sent again, %d reported failed; want 2 tried (cut), 4 sent again and acknowledged", p.tried, len(p.again), len(resp.BatchItemFailures))
+	}
+	for _, r := range p.again {
+		if r.Tries != 4 {
+			t.Errorf("relay %s sent again with %d tries, want 4 (its receives before this one)", r.Key, r.Tries)
+		}
 	}
 }

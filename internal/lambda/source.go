@@ -28,6 +28,9 @@ type Packer interface {
 	// Relay copies an archive to a direct region: a relay message's work
 	// (xevents.Relay).
 	Relay(ctx context.Context, r xevents.Relay) error
+	// Requeue sends a relay whose turn never came again, its tries kept
+	// (source.Worker.Requeue).
+	Requeue(ctx context.Context, r xevents.Relay, received int, delay time.Duration) error
 }
 
 // builders is how many archives an invocation builds at once, as the
@@ -144,7 +147,16 @@ func (h *Source) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEven
 			}
 			t.pending, t.out.wait = 1, source.RelayBackoff(tries)
 			relays.Go(func() {
-				t.settle(h.w.Relay(work, *r))
+				err := h.w.Relay(work, *r)
+				if errors.Is(err, source.ErrNoTurn) && h.requeue(ctx, log, *r, t.out.msg.ReceiveCount, tries) {
+					// Tried nothing: sent again, its tries kept, as the
+					// Fargate worker does, so that a redrive of more
+					// relays than an invocation copies spends no receive
+					// on those left waiting (on the last, the DLQ).
+					t.settle(nil)
+					return
+				}
+				t.settle(err)
 				t.mu.Lock()
 				// Cut by the deadline, it waits its backoff too; failed on
 				// its last try, it goes towards the DLQ at once.
@@ -207,6 +219,26 @@ func (h *Source) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEven
 	}
 	return respond(ctx, outs, h.q, h.metrics, h.log), nil
 }
+
+// requeue sends relay r, cut before its turn, again after its backoff as a
+// new message with its tries kept, and reports whether it was sent (the
+// message it came in is then acknowledged).
+func (h *Source) requeue(ctx context.Context, log *zap.Logger, r xevents.Relay, received, tries int) bool {
+	sctx, cancel := context.WithTimeout(ctx, requeueTimeout)
+	defer cancel()
+	delay := source.RelayBackoff(max(tries, 1))
+	if err := h.w.Requeue(sctx, r, received, delay); err != nil {
+		log.Warn("relay cut before its turn; sending it again failed: it comes back as it is", zap.String("key", r.Key), zap.String("region", r.Region), zap.Error(err))
+		return false
+	}
+	h.metrics.Messages.WithLabelValues("requeued").Inc()
+	log.Info("relay cut before its turn: sent again, its tries kept", zap.String("key", r.Key), zap.String("region", r.Region),
+		zap.Int("tries", tries-1), zap.Duration("retryIn", delay))
+	return true
+}
+
+// requeueTimeout bounds sending a relay again, within the margin.
+const requeueTimeout = 5 * time.Second
 
 // pack stages one batch through the worker's Pack, unless it would not be
 // done before the cut at; then its items are settled with ErrDeadline.

@@ -230,13 +230,13 @@ func (w *Worker) requeue(m *worker.Message, r events.Relay, delay time.Duration,
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(m.Context()), requeueTimeout)
 	defer cancel()
 	most := w.Config.Settings.Worker.MaxReceiveCount
-	r.Tries = RelayTries(r, m.ReceiveCount, most) - 1
-	fields := append(worker.MessageFields(m.Events), zap.Int("tries", r.Tries), zap.Duration("retryIn", delay))
-	if err := w.sendRelay(ctx, r, delay); err != nil {
+	tries := RelayTries(r, m.ReceiveCount, most) - 1
+	fields := append(worker.MessageFields(m.Events), zap.Int("tries", tries), zap.Duration("retryIn", delay))
+	if err := w.Requeue(ctx, r, m.ReceiveCount, delay); err != nil {
 		// Its receives are left as they were: on its last try it may
 		// reach the DLQ without it.
 		lvl := zap.WarnLevel
-		if r.Tries+1 >= most {
+		if tries+1 >= most {
 			lvl = zap.ErrorLevel
 		}
 		m.Log().Log(lvl, why+"; sending it again failed: it comes back as it is", append(fields, zap.Error(err))...)
@@ -248,8 +248,21 @@ func (w *Worker) requeue(m *worker.Message, r events.Relay, delay time.Duration,
 	m.Ack()
 }
 
+// Requeue sends relay r, received the received-th time by a message that
+// tried nothing (its turn never came), again as a new message visible
+// after delay, keeping the tries of the receives before this one
+// (Relay.Tries). The caller then acknowledges that message.
+func (w *Worker) Requeue(ctx context.Context, r events.Relay, received int, delay time.Duration) error {
+	r.Tries = RelayTries(r, received, w.Config.Settings.Worker.MaxReceiveCount) - 1
+	return w.sendRelay(ctx, r, delay)
+}
+
 // requeueTimeout bounds sending a relay again.
 const requeueTimeout = 10 * time.Second
+
+// ErrNoTurn marks a relay cut (a deadline, a stop) before its turn to copy
+// came: it tried nothing (Requeue).
+var ErrNoTurn = errors.New("relay cut before its turn to copy")
 
 // Relay copies the archive r names to its direct region: the work of a
 // relay message (relay). r is checked against the worker's own config, as
@@ -260,7 +273,7 @@ const requeueTimeout = 10 * time.Second
 // starve the staging of new archives.
 func (w *Worker) Relay(ctx context.Context, r events.Relay) error {
 	if err := w.relaying.Acquire(ctx, 1); err != nil {
-		return err
+		return fmt.Errorf("%w: s3://%s/%s to %s: %w", ErrNoTurn, r.Bucket, r.Key, r.Region, err)
 	}
 	defer w.relaying.Release(1)
 	return w.relayOne(ctx, r)
