@@ -62,8 +62,11 @@ func (w *Worker) prefetch(ctx context.Context, m *manifest.Manifest, held [][]by
 			futures[i] = make(chan fetched, 1)
 		}
 	}
+	// Charged what the object's buffer takes (its size class, up to
+	// twice its size), not its size.
+	charge := func(i int) int64 { return int64(w.buffers.footprint(int(m.Objects[i].Size))) }
 	done = func(i int) {
-		budget.Release(m.Objects[i].Size)
+		budget.Release(charge(i))
 		<-slots
 	}
 	go func() {
@@ -78,7 +81,7 @@ func (w *Worker) prefetch(ctx context.Context, m *manifest.Manifest, held [][]by
 			}
 			// In manifest order, as they are written: the object
 			// waited for has its bytes already.
-			if err := budget.Acquire(ctx, m.Objects[i].Size); err != nil {
+			if err := budget.Acquire(ctx, charge(i)); err != nil {
 				return
 			}
 			go func() {
@@ -215,6 +218,14 @@ const minBufferBits, maxBufferBits = 12, 22
 // class returns the size class of size, len(b.classes) if none fits.
 func (b *buffers) class(size int) int {
 	return max(bits.Len(uint(max(size, 1)-1)), minBufferBits) - minBufferBits
+}
+
+// footprint is the memory get(size) takes: its size class's.
+func (b *buffers) footprint(size int) int {
+	if c := b.class(size); c < len(b.classes) {
+		return 1 << (c + minBufferBits)
+	}
+	return size
 }
 
 // get returns a buffer of length size.

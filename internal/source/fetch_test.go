@@ -2,6 +2,7 @@ package source
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -165,6 +166,7 @@ func TestSetChecksum(t *testing.T) {
 type heldGets struct {
 	S3API
 	release chan struct{}
+	size    int // of every object; 4 MiB if 0
 	mu      sync.Mutex
 	now     int
 	most    int
@@ -181,18 +183,27 @@ func (h *heldGets) GetObject(ctx context.Context, in *s3.GetObjectInput, _ ...fu
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	return &s3.GetObjectOutput{Body: io.NopCloser(bytes.NewReader(make([]byte, 4<<20)))}, nil
+	return &s3.GetObjectOutput{Body: io.NopCloser(bytes.NewReader(make([]byte, cmp.Or(h.size, 4<<20))))}, nil
 }
 
 // TestPrefetchBytesBounded: objects are prefetched at most prefetchBytes
 // at a time, whatever the concurrency (256 at most: two builders could
 // hold 2 GiB of 4 MiB objects).
 func TestPrefetchBytesBounded(t *testing.T) {
-	s3 := &heldGets{release: make(chan struct{})}
+	for _, size := range []int64{4 << 20, 2<<20 + 1} {
+		prefetchBounded(t, size)
+	}
+}
+
+// prefetchBounded prefetches 40 objects of size bytes: at most 64 MiB of
+// buffers are held at once. An object of 2 MiB and a byte takes a buffer
+// of 4 MiB (its size class): charged its size, 31 were held, 124 MiB.
+func prefetchBounded(t *testing.T, size int64) {
+	s3 := &heldGets{release: make(chan struct{}), size: int(size)}
 	w := &Worker{Deps: Deps{S3: s3, Config: &config.Config{Settings: config.Settings{Worker: config.Worker{Concurrency: 256}}}}}
 	m := &manifest.Manifest{}
 	for i := range 40 {
-		m.Objects = append(m.Objects, manifest.Object{Bucket: "b", Key: fmt.Sprint(i), ETag: "e", Size: 4 << 20, Member: fmt.Sprint(i)})
+		m.Objects = append(m.Objects, manifest.Object{Bucket: "b", Key: fmt.Sprint(i), ETag: "e", Size: size, Member: fmt.Sprint(i)})
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -205,8 +216,8 @@ func TestPrefetchBytesBounded(t *testing.T) {
 		}
 		done(i)
 	}
-	if want := 16; s3.most > want { // 64 MiB
-		t.Errorf("%d objects of 4 MiB fetched at once, want at most %d", s3.most, want)
+	if want := 16; s3.most > want { // 64 MiB of 4 MiB buffers
+		t.Errorf("%d objects of %d bytes fetched at once, want at most %d", s3.most, size, want)
 	}
 }
 
