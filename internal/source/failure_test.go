@@ -1877,3 +1877,37 @@ func TestStopWhilePlanningIsNoFailure(t *testing.T) {
 		t.Errorf("%d warnings at a stop: %v", n, logs.FilterLevelExact(zap.WarnLevel).All()[0].Message)
 	}
 }
+
+// throttledProbes answers the first-byte reads of keys holding
+// "throttled" as S3 answers a request rate it sheds: SlowDown.
+type throttledProbes struct{ source.S3API }
+
+func (c throttledProbes) GetObject(ctx context.Context, in *s3.GetObjectInput, optFns ...func(*s3.Options)) (*s3.GetObjectOutput, error) {
+	if in.Range != nil && strings.Contains(aws.ToString(in.Key), "throttled") {
+		return nil, &smithy.GenericAPIError{Code: "SlowDown", Message: "Please reduce your request rate."}
+	}
+	return c.S3API.GetObject(ctx, in, optFns...)
+}
+
+// TestThrottledProbesKeepTheirObjects: once an object fails mid-archive,
+// the others are probed by their first byte; one whose probe was
+// throttled (often the very cause of the failure) is readable, and is
+// staged in the rebuilt archive, not failed with a backoff and a receive.
+func TestThrottledProbesKeepTheirObjects(t *testing.T) {
+	t.Parallel()
+	f := setup(t, oneBatch)
+	f.worker = throttledProbes{deniedGet{f.worker}}
+	rng := rand.New(rand.NewPCG(11, 11))
+	var objs, good []object
+	for i, name := range []string{"a", "b-denied", "c-throttled", "d", "e-throttled"} {
+		o := object{key: fmt.Sprintf("data/throttle/%d-%s", i, name), data: dataset.Text(rng, 300<<10)}
+		if !strings.Contains(name, "denied") {
+			good = append(good, o)
+		}
+		objs = append(objs, o)
+	}
+	_, logs := f.packed(t, objs, good)
+	if keys := loggedKeys(logs, logLeftOut); len(keys) != 0 {
+		t.Errorf("objects left out: %q, want none (their probes were throttled, not refused)", keys)
+	}
+}

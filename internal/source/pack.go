@@ -105,13 +105,14 @@ func (w *Worker) packPart(ctx context.Context, rule *config.Rule, entries []entr
 		w.Metrics.Archives.WithLabelValues(rule.ID, "failed").Inc()
 		var oe *objectError
 		if errors.As(err, &oe) && superseded(entries[oe.index], oe) && rebuilds < 2*maxRebuilds && ctx.Err() == nil {
+			i := oe.index
 			// Overwritten or deleted since plan read it: skipped, as plan
 			// skips it (its successor has its own event), not failed
 			// (which would cost its message a receive, and a busy key
 			// every object it shares archives with).
-			bad := entries[oe.index]
+			bad := entries[i]
 			w.skipSuperseded(rule, bad, err, log)
-			entries = w.readable(ctx, rule, slices.Delete(entries, oe.index, oe.index+1), log)
+			entries = w.readable(ctx, rule, slices.Delete(entries, i, i+1), i, log)
 			continue
 		}
 		if errors.As(err, &oe) && rebuilds < maxRebuilds && ctx.Err() == nil {
@@ -128,7 +129,7 @@ func (w *Worker) packPart(ctx context.Context, rule *config.Rule, entries []entr
 				zap.String("bucket", bad.obj.Bucket), zap.String("key", bad.obj.Key), zap.Error(err))
 			w.Metrics.Errors.WithLabelValues(errorKind(err)).Inc()
 			w.fail(rule, bad.items, err)
-			entries = w.readable(ctx, rule, slices.Delete(entries, oe.index, oe.index+1), log)
+			entries = w.readable(ctx, rule, slices.Delete(entries, oe.index, oe.index+1), oe.index, log)
 			continue
 		}
 		w.Metrics.Errors.WithLabelValues(errorKind(err)).Inc()
@@ -148,13 +149,17 @@ func (w *Worker) packPart(ctx context.Context, rule *config.Rule, entries []entr
 	}
 }
 
-// readable fails the entries whose bytes are read only as the archive is
-// written and whose first byte cannot be read, and returns the others.
-func (w *Worker) readable(ctx context.Context, rule *config.Rule, entries []entry, log *zap.Logger) []entry {
+// readable fails the entries from the from-th on whose bytes are read
+// only as the archive is written and whose first byte cannot be read, and
+// returns the others. (Those before were read whole by the attempt that
+// failed.) A read that may heal by itself (a throttle, a 5xx, a timeout)
+// keeps its entry: failing it would cost its message a backoff and a
+// receive for the same throttling the failure often was.
+func (w *Worker) readable(ctx context.Context, rule *config.Rule, entries []entry, from int, log *zap.Logger) []entry {
 	errs := make([]error, len(entries))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(w.Config.Settings.Worker.Concurrency)
-	for i := range entries {
+	for i := from; i < len(entries); i++ {
 		if e := &entries[i]; e.data == nil && e.obj.HasMember() && e.obj.Size > 0 {
 			g.Go(func() error {
 				errs[i] = w.probe(gctx, &e.obj)
@@ -165,7 +170,7 @@ func (w *Worker) readable(ctx context.Context, rule *config.Rule, entries []entr
 	_ = g.Wait()
 	kept := entries[:0]
 	for i, e := range entries {
-		if errs[i] == nil || ctx.Err() != nil {
+		if errs[i] == nil || ctx.Err() != nil || awsapi.Transient(errs[i]) {
 			kept = append(kept, e)
 			continue
 		}
