@@ -20,6 +20,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -1909,5 +1910,48 @@ func TestThrottledProbesKeepTheirObjects(t *testing.T) {
 	_, logs := f.packed(t, objs, good)
 	if keys := loggedKeys(logs, logLeftOut); len(keys) != 0 {
 		t.Errorf("objects left out: %q, want none (their probes were throttled, not refused)", keys)
+	}
+}
+
+// resetOnce cuts the first whole GET of keys holding "reset" after 1 MiB,
+// as a connection reset mid-stream, and counts the GETs asking for a range
+// from further in.
+type resetOnce struct {
+	source.S3API
+	done    sync.Map
+	resumed atomic.Int32
+}
+
+func (c *resetOnce) GetObject(ctx context.Context, in *s3.GetObjectInput, optFns ...func(*s3.Options)) (*s3.GetObjectOutput, error) {
+	if r := aws.ToString(in.Range); strings.HasPrefix(r, "bytes=") && !strings.HasPrefix(r, "bytes=0-") {
+		c.resumed.Add(1)
+	}
+	out, err := c.S3API.GetObject(ctx, in, optFns...)
+	if _, seen := c.done.LoadOrStore(aws.ToString(in.Key), true); err == nil && in.Range == nil && !seen && strings.Contains(aws.ToString(in.Key), "reset") {
+		out.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(io.LimitReader(out.Body, 1<<20), iotest.ErrReader(errors.New("read: connection reset by peer"))), out.Body}
+	}
+	return out, err
+}
+
+// TestReadResumesAfterAReset: a large object whose read fails mid-stream
+// reads on from where it stopped (a ranged GET of the same write) and is
+// staged intact, its archive not rebuilt: the read of a multi-GB object
+// was started over for one reset, at a receive of its message each.
+func TestReadResumesAfterAReset(t *testing.T) {
+	t.Parallel()
+	f := setup(t, oneBatch)
+	gets := &resetOnce{S3API: f.worker}
+	f.worker = gets
+	rng := rand.New(rand.NewPCG(12, 12))
+	objs := []object{{key: "data/resume/big-reset", data: dataset.Text(rng, 6<<20)}, {key: "data/resume/other", data: dataset.Text(rng, 300<<10)}}
+	_, logs := f.packed(t, objs, objs)
+	if n := gets.resumed.Load(); n != 1 {
+		t.Errorf("%d ranged GETs reading on, want 1", n)
+	}
+	if keys := loggedKeys(logs, logRebuilt); len(keys) != 0 {
+		t.Errorf("archives rebuilt without %q, want none", keys)
 	}
 }

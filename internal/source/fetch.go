@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go/middleware"
+	"go.uber.org/zap"
 	"golang.org/x/sync/semaphore"
 
 	"github.com/xrc-dev/xrc/internal/adaptive"
@@ -338,10 +339,11 @@ func objectsOwn(i int, err error) error {
 // level setLevel chooses from its first bytes. A failure reading from S3 is
 // the object's; a failure writing is the archive's.
 func (w *Worker) streamObject(ctx context.Context, aw *archive.Writer, i int, o *manifest.Object, setLevel func([]byte) error) error {
-	body, err := w.get(ctx, o)
+	first, err := w.get(ctx, o)
 	if err != nil {
 		return &objectError{i, err}
 	}
+	body := &resumingBody{ctx: ctx, w: w, o: o, body: first}
 	defer body.Close()
 	track := &trackingReader{r: body, progress: w.runtime.Progress}
 	src := bufio.NewReaderSize(track, adaptive.ProbeSize)
@@ -360,6 +362,49 @@ func (w *Worker) streamObject(ctx context.Context, aw *archive.Writer, i int, o 
 	}
 	return nil
 }
+
+// resumeTries is how many times one object's read resumes after failing
+// mid-stream.
+const resumeTries = 3
+
+// resumingBody reads a large object o and, when a read fails mid-stream
+// (a connection reset), reads on from where it stopped with a ranged GET
+// of the same write (open pins its version or ETag), up to resumeTries
+// times: a read of many GB was started over for one reset, at a receive
+// of its message each. The archive writer still checks the whole stream's
+// size and checksum.
+type resumingBody struct {
+	ctx   context.Context
+	w     *Worker
+	o     *manifest.Object
+	body  io.ReadCloser
+	read  int64
+	tries int
+}
+
+func (r *resumingBody) Read(p []byte) (int, error) {
+	for {
+		n, err := r.body.Read(p)
+		r.read += int64(n)
+		if err == nil || err == io.EOF || r.ctx.Err() != nil || r.tries >= resumeTries || r.read >= r.o.Size {
+			return n, err
+		}
+		r.body.Close()
+		next, oerr := r.w.open(r.ctx, r.o, fmt.Sprintf("bytes=%d-", r.read))
+		if oerr != nil {
+			r.body = io.NopCloser(bytes.NewReader(nil))
+			return n, fmt.Errorf("%w; reading on from byte %d: %w", err, r.read, oerr)
+		}
+		r.body, r.tries = next, r.tries+1
+		r.w.Log.Info("object's read resumed after failing mid-stream", zap.String("bucket", r.o.Bucket), zap.String("key", r.o.Key),
+			zap.Int64("at", r.read), zap.Int("try", r.tries), zap.NamedError("cause", err))
+		if n > 0 {
+			return n, nil
+		}
+	}
+}
+
+func (r *resumingBody) Close() error { return r.body.Close() }
 
 // trackingReader remembers the reader's own error, telling source failures
 // from sink failures, and reports progress as a large object streams, so a
