@@ -9,6 +9,7 @@ package main
 import (
 	"context"
 	"os"
+	"runtime/debug"
 
 	awslambda "github.com/aws/aws-lambda-go/lambda"
 
@@ -19,6 +20,9 @@ import (
 
 func main() {
 	ctx := context.Background()
+	if limit, ok := lambda.MemoryLimit(os.Getenv); ok {
+		debug.SetMemoryLimit(limit)
+	}
 	env, err := lambda.ParseEnv(os.Getenv)
 	if err != nil {
 		os.Exit(app.Exit(err))

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -308,4 +309,22 @@ func (f *Function) buildTarget(ctx context.Context, cfg *config.Config) (func(co
 	h := NewTarget(TargetOptions{Deliverer: w, Staging: region.StagingBucket, MaxReceive: cfg.Settings.Worker.MaxReceiveCount, Visibility: cfg.Settings.Worker.VisibilityTimeout.D(), Queue: q,
 		Margin: cfg.Settings.Lambda.Margin.D(), Log: f.log, Metrics: f.tgtMetrics.Metrics})
 	return h.Handle, stop, nil
+}
+
+// MemoryLimit is the Go memory limit a function deployed without
+// GOMEMLIMIT should run with: 85% of its memory
+// (AWS_LAMBDA_FUNCTION_MEMORY_SIZE, MB), as the CDK app sets it, the rest
+// for what lives outside the Go heap (libzstd's contexts, the runtime).
+// Without one, the upload memory the workers size their buffers from is
+// unbounded, and a batch of large objects runs the function out of
+// memory. False when GOMEMLIMIT is set or the memory size is not known.
+func MemoryLimit(getenv func(string) string) (int64, bool) {
+	if getenv("GOMEMLIMIT") != "" {
+		return 0, false
+	}
+	mb, err := strconv.ParseInt(getenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE"), 10, 64)
+	if err != nil || mb <= 0 {
+		return 0, false
+	}
+	return mb << 20 * 85 / 100, true
 }

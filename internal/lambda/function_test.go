@@ -195,3 +195,19 @@ func TestFailedColdStartTriedAgain(t *testing.T) {
 	}
 	s.Shutdown()
 }
+
+// TestMemoryLimit: a function deployed without GOMEMLIMIT (not by the CDK
+// app) takes 85% of its memory as its Go memory limit, as the app sets it;
+// one with GOMEMLIMIT keeps it.
+func TestMemoryLimit(t *testing.T) {
+	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+	if limit, ok := lambda.MemoryLimit(env(map[string]string{"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1769"})); !ok || limit != 1769<<20*85/100 {
+		t.Errorf("1769 MB without GOMEMLIMIT: %d, %v", limit, ok)
+	}
+	if _, ok := lambda.MemoryLimit(env(map[string]string{"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1769", "GOMEMLIMIT": "1000MiB"})); ok {
+		t.Error("GOMEMLIMIT set, and replaced")
+	}
+	if _, ok := lambda.MemoryLimit(env(nil)); ok {
+		t.Error("a limit without a memory size")
+	}
+}
