@@ -313,8 +313,11 @@ func (f *Function) buildTarget(ctx context.Context, cfg *config.Config) (func(co
 
 // MemoryLimit is the Go memory limit a function deployed without
 // GOMEMLIMIT should run with: 85% of its memory
-// (AWS_LAMBDA_FUNCTION_MEMORY_SIZE, MB), as the CDK app sets it, the rest
-// for what lives outside the Go heap (libzstd's contexts, the runtime).
+// (AWS_LAMBDA_FUNCTION_MEMORY_SIZE, MB), as the CDK app sets it for all
+// but source functions compressing at level 19 and up (it leaves those
+// libzstd's ~90-140 MiB a compressor too; config validate warns of such a
+// function under 1,024 MB), the rest for what lives outside the Go heap
+// (libzstd's contexts, the runtime).
 // Without one, the upload memory the workers size their buffers from is
 // unbounded, and a batch of large objects runs the function out of
 // memory. False when GOMEMLIMIT is set or the memory size is not known.

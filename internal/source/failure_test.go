@@ -1920,11 +1920,26 @@ type resetOnce struct {
 	source.S3API
 	done    sync.Map
 	resumed atomic.Int32
+	// resumedBytes: read from the GETs reading on.
+	resumedBytes atomic.Int64
+	// noRange: answers a GET from further in whole, as a store that
+	// ignores Range does.
+	noRange bool
 }
 
 func (c *resetOnce) GetObject(ctx context.Context, in *s3.GetObjectInput, optFns ...func(*s3.Options)) (*s3.GetObjectOutput, error) {
 	if r := aws.ToString(in.Range); strings.HasPrefix(r, "bytes=") && !strings.HasPrefix(r, "bytes=0-") {
 		c.resumed.Add(1)
+		if c.noRange {
+			whole := *in
+			whole.Range = nil
+			in = &whole
+		}
+		out, err := c.S3API.GetObject(ctx, in, optFns...)
+		if err == nil {
+			out.Body = countedBody{out.Body, &c.resumedBytes}
+		}
+		return out, err
 	}
 	out, err := c.S3API.GetObject(ctx, in, optFns...)
 	if _, seen := c.done.LoadOrStore(aws.ToString(in.Key), true); err == nil && in.Range == nil && !seen && strings.Contains(aws.ToString(in.Key), "reset") {
@@ -1953,5 +1968,30 @@ func TestReadResumesAfterAReset(t *testing.T) {
 	}
 	if keys := loggedKeys(logs, logRebuilt); len(keys) != 0 {
 		t.Errorf("archives rebuilt without %q, want none", keys)
+	}
+}
+
+// TestResumeRefusesAWholeAnswer: a store that ignores Range answers the
+// read on with the whole object; it is refused unread (appended, the
+// object would be its start twice, read and compressed whole before the
+// size check failed it): the object fails as before, alone, and the rest
+// is staged.
+func TestResumeRefusesAWholeAnswer(t *testing.T) {
+	t.Parallel()
+	f := setup(t, oneBatch)
+	gets := &resetOnce{S3API: f.worker, noRange: true}
+	f.worker = gets
+	rng := rand.New(rand.NewPCG(13, 13))
+	big := object{key: "data/resume/big-reset", data: dataset.Text(rng, 6<<20)}
+	other := object{key: "data/resume/other", data: dataset.Text(rng, 300<<10)}
+	got, logs := f.packed(t, []object{big, other}, []object{other})
+	if _, ok := got[big.key]; ok {
+		t.Errorf("%s staged from a store that ignored Range", big.key)
+	}
+	if n := gets.resumedBytes.Load(); n > 64<<10 {
+		t.Errorf("%d bytes read of the whole answer to a read on, want it refused unread", n)
+	}
+	if keys := loggedKeys(logs, logRebuilt); len(keys) != 1 || keys[0] != big.key {
+		t.Errorf("archives rebuilt without %q, want %s alone", keys, big.key)
 	}
 }

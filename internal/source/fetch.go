@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math/bits"
+	"strings"
 	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -116,6 +117,15 @@ func (w *Worker) probe(ctx context.Context, o *manifest.Object) error {
 }
 
 func (w *Worker) open(ctx context.Context, o *manifest.Object, byteRange string) (io.ReadCloser, error) {
+	out, err := w.getPinned(ctx, o, byteRange)
+	if err != nil {
+		return nil, err
+	}
+	return out.Body, nil
+}
+
+// getPinned GETs (byteRange of) the exact write of o plan described.
+func (w *Worker) getPinned(ctx context.Context, o *manifest.Object, byteRange string) (*s3.GetObjectOutput, error) {
 	in := &s3.GetObjectInput{Bucket: &o.Bucket, Key: &o.Key}
 	if o.VersionID != "" {
 		in.VersionId = &o.VersionID
@@ -132,7 +142,7 @@ func (w *Worker) open(ctx context.Context, o *manifest.Object, byteRange string)
 	if err != nil {
 		return nil, fmt.Errorf("get %s/%s: %w", o.Bucket, o.Key, err)
 	}
-	return out.Body, nil
+	return out, nil
 }
 
 // read GETs a small object whole, with what HEAD would say of it (plan.go,
@@ -390,12 +400,17 @@ func (r *resumingBody) Read(p []byte) (int, error) {
 			return n, err
 		}
 		r.body.Close()
-		next, oerr := r.w.open(r.ctx, r.o, fmt.Sprintf("bytes=%d-", r.read))
+		r.body = io.NopCloser(bytes.NewReader(nil))
+		next, oerr := r.w.getPinned(r.ctx, r.o, fmt.Sprintf("bytes=%d-", r.read))
 		if oerr != nil {
-			r.body = io.NopCloser(bytes.NewReader(nil))
 			return n, fmt.Errorf("%w; reading on from byte %d: %w", err, r.read, oerr)
 		}
-		r.body, r.tries = next, r.tries+1
+		if from := fmt.Sprintf("bytes %d-", r.read); !strings.HasPrefix(aws.ToString(next.ContentRange), from) {
+			// A store that ignores Range answers the whole object.
+			next.Body.Close()
+			return n, fmt.Errorf("%w; reading on from byte %d: the store answered %q, not the range asked for", err, r.read, aws.ToString(next.ContentRange))
+		}
+		r.body, r.tries = next.Body, r.tries+1
 		r.w.Log.Info("object's read resumed after failing mid-stream", zap.String("bucket", r.o.Bucket), zap.String("key", r.o.Key),
 			zap.Int64("at", r.read), zap.Int("try", r.tries), zap.NamedError("cause", err))
 		if n > 0 {

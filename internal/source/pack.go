@@ -153,8 +153,8 @@ func (w *Worker) packPart(ctx context.Context, rule *config.Rule, entries []entr
 // only as the archive is written and whose first byte cannot be read, and
 // returns the others. (Those before were read whole by the attempt that
 // failed.) A read that may heal by itself (a throttle, a 5xx, a timeout)
-// keeps its entry: failing it would cost its message a backoff and a
-// receive for the same throttling the failure often was.
+// keeps its entry, once: failing it would cost its message a backoff and
+// a receive for the same throttling the failure often was.
 func (w *Worker) readable(ctx context.Context, rule *config.Rule, entries []entry, from int, log *zap.Logger) []entry {
 	errs := make([]error, len(entries))
 	g, gctx := errgroup.WithContext(ctx)
@@ -170,7 +170,12 @@ func (w *Worker) readable(ctx context.Context, rule *config.Rule, entries []entr
 	_ = g.Wait()
 	kept := entries[:0]
 	for i, e := range entries {
-		if errs[i] == nil || ctx.Err() != nil || awsapi.Transient(errs[i]) {
+		if errs[i] == nil || ctx.Err() != nil {
+			kept = append(kept, e)
+			continue
+		}
+		if awsapi.Transient(errs[i]) && !e.probeKept {
+			e.probeKept = true
 			kept = append(kept, e)
 			continue
 		}

@@ -32,6 +32,11 @@ type entry struct {
 	// staged is what staging the object added to the statistics, as
 	// Item.Staged hears it.
 	staged stats.Delta
+	// probeKept: its first-byte probe (readable) failed in a way that
+	// may heal by itself, and it was kept; a second such failure fails
+	// it, or a throttled prefix would rebuild the archive until every
+	// object failed.
+	probeKept bool
 }
 
 // stagedItems are the items whose events announced the write e stages
