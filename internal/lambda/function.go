@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -173,6 +174,7 @@ func (f *Function) refresh(ctx context.Context) {
 	defer cancel()
 	raw, err := config.Read(rctx, f.env.Flags.Config, f.ps)
 	if err != nil {
+		f.configErrors().Inc()
 		f.log.Warn("reloading the config: keeping the one loaded", zap.Error(err))
 		return
 	}
@@ -184,6 +186,9 @@ func (f *Function) refresh(ctx context.Context) {
 		err = f.build(ctx, cfg)
 	}
 	if err != nil {
+		// Counted, so that an alarm can tell warm environments running
+		// on the config before it.
+		f.configErrors().Inc()
 		f.log.Error("config changed but cannot be used: keeping the one loaded", zap.Error(err))
 		return
 	}
@@ -330,4 +335,12 @@ func MemoryLimit(getenv func(string) string) (int64, bool) {
 		return 0, false
 	}
 	return mb << 20 * 85 / 100, true
+}
+
+// configErrors counts config reloads that failed (errors_total{kind="config"}).
+func (f *Function) configErrors() prometheus.Counter {
+	if f.srcMetrics != nil {
+		return f.srcMetrics.Errors.WithLabelValues("config")
+	}
+	return f.tgtMetrics.Errors.WithLabelValues("config")
 }

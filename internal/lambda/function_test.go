@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -89,6 +90,11 @@ func TestConfigReload(t *testing.T) {
 	invoke()
 	if !strings.Contains(out.String(), "config changed but cannot be used") {
 		t.Error("an invalid document was not reported")
+	}
+	// Counted, for an alarm: warm environments go on with the old one.
+	if !regexp.MustCompile(`"kind":"config"[^\n]*"xrc_target_errors_total":1`).MatchString(out.String()) &&
+		!regexp.MustCompile(`"xrc_target_errors_total":1[^\n]*"kind":"config"`).MatchString(out.String()) {
+		t.Error(`the failed reload not counted as xrc_target_errors_total{kind="config"}`)
 	}
 	if !strings.Contains(out.String(), `"_aws"`) {
 		t.Error("no EMF line after the invocations")
