@@ -20,6 +20,7 @@ import (
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/manifest"
 	"github.com/xrc-dev/xrc/internal/uploads"
+	"github.com/xrc-dev/xrc/internal/worker"
 )
 
 // A large object streams from the archive into a multipart upload whose
@@ -279,7 +280,11 @@ func (w *Worker) sendParts(ctx context.Context, u uploads.Upload, c checksum.Alg
 func (w *Worker) abort(ctx context.Context, u uploads.Upload) {
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), awsapi.AbortTimeout)
 	defer cancel()
+	start := w.Clock.Now()
 	_, err := w.S3.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{Bucket: &u.Bucket, Key: &u.Key, UploadId: &u.UploadID})
+	if err != nil && worker.Frozen(w.Clock, start, awsapi.AbortTimeout) {
+		return // in flight at a freeze (Lambda): the record is kept, the sweep tries again
+	}
 	if err != nil && !awsapi.IsNotFound(err) {
 		w.Metrics.Errors.WithLabelValues("abort_upload").Inc()
 		w.Log.Warn("aborting an upload", zap.String("bucket", u.Bucket), zap.String("key", u.Key), zap.String("uploadId", u.UploadID), zap.Error(err))

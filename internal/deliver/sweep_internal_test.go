@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/smithy-go"
 	"github.com/jonboulle/clockwork"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -74,6 +75,22 @@ func (h thawedHead) HeadObject(context.Context, *s3.HeadObjectInput, ...func(*s3
 	return nil, context.DeadlineExceeded
 }
 
+// thawedAbort is an S3 whose staging archives are gone and whose abort
+// was in flight at a freeze.
+type thawedAbort struct {
+	S3API
+	clock *clockwork.FakeClock
+}
+
+func (thawedAbort) HeadObject(context.Context, *s3.HeadObjectInput, ...func(*s3.Options)) (*s3.HeadObjectOutput, error) {
+	return nil, &smithy.GenericAPIError{Code: "NotFound", Message: "gone"}
+}
+
+func (a thawedAbort) AbortMultipartUpload(context.Context, *s3.AbortMultipartUploadInput, ...func(*s3.Options)) (*s3.AbortMultipartUploadOutput, error) {
+	a.clock.Advance(3 * time.Hour)
+	return nil, context.DeadlineExceeded
+}
+
 // TestSweepThawIsNoFailure: a sweep call in flight when Lambda froze the
 // environment fails at the thaw, its time long run out: no warning, no
 // error counted (the next sweep goes on), as for the source's calls.
@@ -81,6 +98,9 @@ func TestSweepThawIsNoFailure(t *testing.T) {
 	for name, deps := range map[string]func(*clockwork.FakeClock) Deps{
 		"list": func(c *clockwork.FakeClock) Deps { return Deps{Uploads: thawedUploads{clock: c}} },
 		"head": func(c *clockwork.FakeClock) Deps { return Deps{Uploads: listedUploads{n: 3}, S3: thawedHead{clock: c}} },
+		"abort": func(c *clockwork.FakeClock) Deps {
+			return Deps{Uploads: listedUploads{n: 3}, S3: thawedAbort{clock: c}}
+		},
 	} {
 		clock := clockwork.NewFakeClock()
 		core, logs := observer.New(zap.WarnLevel)
