@@ -434,12 +434,18 @@ func (r *run) difference(k Kind, dest int, srcKey, dstKey string) Difference {
 	return Difference{Kind: k, Region: d.Region, SourceBucket: r.rule.SourceBucket, SourceKey: srcKey, DestinationBucket: d.Bucket, DestinationKey: dstKey}
 }
 
-// add counts and reports one difference of size bytes.
+// add counts and reports one difference of size bytes (or a retained
+// copy, counted apart).
 func (r *run) add(dest int, d Difference, size int64) error {
 	r.mu.Lock()
 	ds := &r.sum.Destinations[dest]
-	ds.Counts[d.Kind]++
-	ds.KindBytes[d.Kind] += size
+	if d.Kind == Retained { // reported, but no difference
+		ds.Retained++
+		ds.RetainedBytes += size
+	} else {
+		ds.Counts[d.Kind]++
+		ds.KindBytes[d.Kind] += size
+	}
 	var err error
 	if r.report != nil {
 		err = r.report(d)
@@ -608,29 +614,19 @@ func (r *run) sourceExists(ctx context.Context, key string) (bool, error) {
 
 func (r *run) extra(j job, head *s3.HeadObjectOutput, why string) error {
 	dst := destinationOf(head)
-	if p := dst.Provenance; p != nil && !r.rule.Deletes {
-		// What the rule promises: a scheduled verify of a rule that
-		// keeps deleted objects' copies must be able to pass. Listed in
-		// the report all the same.
-		diff := r.difference(Retained, j.dest, j.srcKey, j.dstKey)
-		diff.DestinationSize, diff.WrittenByXRC = &dst.Size, true
-		diff.Detail = "written by xrc; its source is gone and the rule does not propagate deletes: kept"
-		if !p.Modified.IsZero() {
-			diff.ReplicatedModified = &p.Modified
-		}
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		ds := &r.sum.Destinations[j.dest]
-		ds.Retained++
-		ds.RetainedBytes += dst.Size
-		if r.report != nil {
-			return r.report(diff)
-		}
-		return nil
+	p := dst.Provenance
+	// With deletes off, what the rule promises: a scheduled verify of a
+	// rule that keeps deleted objects' copies must be able to pass. Listed
+	// in the report all the same.
+	kind := Extra
+	if p != nil && !r.rule.Deletes {
+		kind = Retained
 	}
-	diff := r.difference(Extra, j.dest, j.srcKey, j.dstKey)
+	diff := r.difference(kind, j.dest, j.srcKey, j.dstKey)
 	diff.DestinationSize = &dst.Size
-	switch p := dst.Provenance; {
+	switch {
+	case kind == Retained:
+		diff.Detail = "written by xrc; its source is gone and the rule does not propagate deletes: kept"
 	case why != "":
 		diff.Detail = why
 	case p == nil:
@@ -638,7 +634,7 @@ func (r *run) extra(j job, head *s3.HeadObjectOutput, why string) error {
 	default:
 		diff.Detail = "written by xrc; its source is gone (a delete not propagated yet?)"
 	}
-	if p := dst.Provenance; p != nil {
+	if p != nil {
 		diff.WrittenByXRC = true
 		if !p.Modified.IsZero() {
 			diff.ReplicatedModified = &p.Modified
