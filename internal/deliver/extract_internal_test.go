@@ -71,6 +71,27 @@ func TestNewerOrSame(t *testing.T) {
 			&manifest.Object{Sequencer: "05", LastModified: t0.Add(-10 * time.Second), EventTime: t0.Add(5 * time.Second)}, false},
 		{"multipart completed before the copy was read", provenance{ok: true, modified: ms, seen: ms + 10_000},
 			&manifest.Object{Sequencer: "05", LastModified: t0.Add(-10 * time.Second), EventTime: t0.Add(5 * time.Second)}, true},
+		// ... and within the clocks' margin of the read: o is written (if
+		// the copy's write is the newer, its own event orders it after).
+		{"multipart completed as the copy was read", provenance{ok: true, modified: ms, seen: ms + 10_000},
+			&manifest.Object{Sequencer: "05", LastModified: t0.Add(-10 * time.Second), EventTime: t0.Add(10*time.Second + 500*time.Millisecond)}, false},
+		// The other way: the destination holds a write its event orders,
+		// which completed at its seen time; a backfill's copy read before
+		// then (or too close to it to say) is an older write, whatever
+		// the times say: a multipart upload is dated when it began, and
+		// versions of one second look alike.
+		{"copy read before the multipart it would replace completed", provenance{ok: true, sequencer: "05", modified: ms - 10_000, seen: ms + 5000},
+			&manifest.Object{LastModified: t0, VersionID: "v1", Seen: t0.Add(2 * time.Second)}, true},
+		{"copy of one second read before the version it would replace", provenance{ok: true, sequencer: "05", modified: ms, version: "v2", seen: ms + 300},
+			&manifest.Object{LastModified: t0, VersionID: "v1", Seen: t0.Add(100 * time.Millisecond)}, true},
+		{"copy read as the destination's write completed", provenance{ok: true, sequencer: "05", modified: ms - 10_000, seen: ms + 5000},
+			&manifest.Object{LastModified: t0, Seen: t0.Add(5500 * time.Millisecond)}, true},
+		{"copy read after the destination's write completed", provenance{ok: true, sequencer: "05", modified: ms - 10_000, seen: ms + 5000},
+			&manifest.Object{LastModified: t0, Seen: t0.Add(7 * time.Second)}, false},
+		{"copy of the destination's write read after it", provenance{ok: true, sequencer: "05", modified: ms, version: "v1", seen: ms},
+			&manifest.Object{LastModified: t0, VersionID: "v1", Seen: t0.Add(time.Minute)}, true},
+		{"copy whose read time is unknown", provenance{ok: true, sequencer: "05", modified: ms - 10_000, seen: ms + 5000},
+			&manifest.Object{LastModified: t0}, false},
 		// Sub-millisecond differences are below what metadata keeps.
 		{"same millisecond", provenance{ok: true, modified: ms}, obj("", "", t0.Add(999*time.Microsecond)), true},
 	}
@@ -162,6 +183,24 @@ func TestSourceMetadataCannotPoseAsProvenance(t *testing.T) {
 	}
 	if got := lower(UserMetadata(md)); !maps.Equal(got, lower(o.Metadata)) {
 		t.Errorf("UserMetadata = %v\nwant %v", got, lower(o.Metadata))
+	}
+}
+
+// TestEventWriteSeenAtItsCompletion: a write its event orders is dated,
+// in xrc-seen, when it completed (its event's time), so that a backfill's
+// copy read before then never replaces it (newerOrSame).
+func TestEventWriteSeenAtItsCompletion(t *testing.T) {
+	began, done := time.UnixMilli(1795315730000), time.UnixMilli(1795315740250) // a multipart upload
+	o := &manifest.Object{Bucket: "src", Key: "k", Sequencer: "05", LastModified: began, EventTime: done}
+	md := (&Worker{Deps: Deps{Log: zap.NewNop()}}).metadata(&manifest.Manifest{ArchiveID: "a-1"}, o, make([]byte, 32))
+	if md[MetaSeen] != "1795315740250" {
+		t.Fatalf("xrc-seen %q, want the event's time 1795315740250", md[MetaSeen])
+	}
+	// Written at began+5s, read by a backfill at began+7s, before the
+	// upload completed: older, though its Last-Modified is later.
+	copied := &manifest.Object{LastModified: began.Add(5 * time.Second), Seen: began.Add(7 * time.Second)}
+	if !readProvenance(md).newerOrSame(copied) {
+		t.Error("a backfill's copy read before the destination's write completed would replace it")
 	}
 }
 

@@ -22,7 +22,7 @@ const (
 	MetaSequencer = "xrc-seq"     // source event sequencer
 	MetaVersion   = "xrc-version" // source version id
 	MetaModified  = "xrc-mtime"   // source last-modified, Unix milliseconds
-	MetaSeen      = "xrc-seen"    // when the source found it current, Unix milliseconds (manifest.Object.Seen)
+	MetaSeen      = "xrc-seen"    // a time the source's key held this write, Unix milliseconds: when the source read it (manifest.Object.Seen) or, for a write its event orders, when that write completed (its event's time)
 	MetaArchive   = "xrc-archive" // archive that carried it
 	MetaSHA256    = "xrc-sha256"  // hex SHA-256 of the bytes
 )
@@ -95,11 +95,22 @@ func (p provenance) newerOrSame(o *manifest.Object) bool {
 	if p.sequencer != "" && o.Sequencer != "" {
 		return events.CompareSequencer(p.sequencer, o.Sequencer) >= 0
 	}
-	if p.sequencer == "" && p.seen != 0 && o.Sequencer != "" && tombstone.ReadAfter(o.EventTime, time.UnixMilli(p.seen)) {
-		// A copy no sequencer orders (a backfill's), read before o's
-		// write completed: o is newer, whatever the times say (a
-		// multipart upload is dated when it began).
+	if p.sequencer == "" && p.seen != 0 && o.Sequencer != "" && !tombstone.ReadAfter(time.UnixMilli(p.seen), o.EventTime) {
+		// A copy no sequencer orders (a backfill's) not read after o's
+		// write completed, beyond the clocks' margin: o is newer,
+		// whatever the times say (a multipart upload is dated when it
+		// began), or the copy's write is, and has an event of its own
+		// to come (o's shows that notifications were on).
 		return false
+	}
+	if p.sequencer != "" && p.seen != 0 && o.Sequencer == "" && !o.Seen.IsZero() && !tombstone.ReadAfter(o.Seen, time.UnixMilli(p.seen)) {
+		// The same the other way: a copy without a sequencer (a
+		// backfill's) not read after the destination's write completed
+		// is that write, an older one, or a newer one with its own
+		// event to come. By times it could replace a newer write for
+		// good: a multipart upload completed after the copy's write is
+		// dated before it, and two versions of one second look alike.
+		return true
 	}
 	if mod := o.LastModified.UnixMilli(); p.modified != mod {
 		return p.modified > mod
@@ -206,6 +217,11 @@ func (w *Worker) metadata(m *manifest.Manifest, o *manifest.Object, sum []byte) 
 		case MetaVersion:
 			return o.VersionID
 		case MetaSeen:
+			if o.Sequencer != "" && o.Seen.IsZero() {
+				// Current when it completed: a copy without a
+				// sequencer is ordered against that (newerOrSame).
+				return seenMilli(o.EventTime)
+			}
 			return seenMilli(o.Seen)
 		case MetaSHA256:
 			return hex.EncodeToString(sum) // read by xrc verify only
