@@ -58,7 +58,10 @@ func newStaging(s *regionStack) *staging {
 // and replaced versions go after a day, as do incomplete uploads. The
 // archives of a rule with direct regions wait here as long, since the
 // source copies them from here, and a copy left to a relay message
-// (events.Relay) may be redriven from the DLQ days later.
+// (events.Relay) may be redriven from the DLQ days later. S3 Lifecycle
+// expires no archive whose replication is PENDING or FAILED: a failed one
+// stays, billed, until S3 Batch Replication copies it or the operator
+// deletes it (the replication alarm says so).
 func lifecycle(cfg *config.Config, plan *regionPlan, days int) *[]*awss3.LifecycleRule {
 	rules := []*awss3.LifecycleRule{{
 		Id:                                  jsii.String("staging-leftovers"),

@@ -218,6 +218,24 @@ func TestHostileBytes(t *testing.T) {
 		_, _, err = readArchive(enc.EncodeAll(decompress(t, good), nil), ReaderOptions{})
 		wantInvalid(t, err, nil, "content checksum")
 	})
+	// Every writer of this package uses at most an 8 MiB window; the
+	// decoder allocates what a frame declares, so a 64 MiB window was 64
+	// MiB of heap per archive, counted in no budget.
+	t.Run("window larger than any writer's", func(t *testing.T) {
+		var buf bytes.Buffer
+		enc, err := zstd.NewWriter(&buf, zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(16<<20))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := enc.Write(decompress(t, good)); err != nil {
+			t.Fatal(err)
+		}
+		if err := enc.Close(); err != nil {
+			t.Fatal(err)
+		}
+		_, _, err = readArchive(buf.Bytes(), ReaderOptions{})
+		wantInvalid(t, err, nil, "window")
+	})
 	t.Run("skippable frame before the manifest", func(t *testing.T) {
 		skip := []byte{0x50, 0x2a, 0x4d, 0x18, 4, 0, 0, 0, 'x', 'x', 'x', 'x'}
 		_, _, err := readArchive(append(skip, good...), ReaderOptions{})

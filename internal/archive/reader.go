@@ -25,7 +25,11 @@ import (
 // Defaults of ReaderOptions.
 const (
 	DefaultMaxMemory = 256 << 20
-	DefaultMaxWindow = 64 << 20
+	// DefaultMaxWindow is the window every writer of this package stays
+	// within (libzstd.MaxWindowLog; the pure-Go encoder's default): the
+	// decoder allocates whatever window a frame declares, outside any
+	// budget of the target's.
+	DefaultMaxWindow = 8 << 20
 )
 
 // tarBlock is the tar block size; members are padded to it and the
@@ -50,7 +54,9 @@ const drainBufferSize = 64 << 10
 
 // ReaderOptions bounds the resources a Reader may spend on one archive.
 type ReaderOptions struct {
-	// MaxMemory caps the zstd decoder's memory; 0 means DefaultMaxMemory.
+	// MaxMemory caps the zstd decoder's window as MaxWindow does (the
+	// lower applies: a streaming decoder's memory is its window); 0 means
+	// DefaultMaxMemory.
 	MaxMemory uint64
 	// MaxWindow caps the zstd window a frame may ask for; 0 means
 	// DefaultMaxWindow. Writers of this package use at most 8 MiB.
