@@ -232,6 +232,20 @@ func (a *alarms) watchBackfill(id string, b *backfill, cluster awsecs.Cluster) {
 		EvaluationPeriods:  jsii.Number(1),
 		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
 	})
+	// The net catching writes quietly would hide what lost them: a
+	// notification configuration replaced by hand stops deletes and tag
+	// changes too, which a backfill does not send.
+	a.addFiring(id+"LateWrites", "backfill-"+b.Rule.ID+"-late-writes", &awscloudwatch.AlarmProps{
+		AlarmDescription: jsii.String(fmt.Sprintf("a scheduled xrc backfill of rule %s sent writes made after the last complete run began and over half an hour old, "+
+			"which their S3 events should have delivered: the events were lost (the source bucket's notification configuration replaced, the queue purged), "+
+			"their messages failed (the DLQ alarm), or the pipeline is that far behind (the oldest-message alarm). The run's log says how many; "+
+			"check the bucket's event notifications. Deletes and tag changes are not re-sent by a backfill", b.Rule.ID)),
+		Metric:             xrcMetric(a.s, backfillKind, "xrc_backfill_late", map[string]string{"rule": b.Rule.ID}, "Maximum"),
+		Threshold:          jsii.Number(0),
+		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD,
+		EvaluationPeriods:  jsii.Number(1),
+		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
+	})
 }
 
 // watchReplication alarms when S3 Replication of a rule's archives to a

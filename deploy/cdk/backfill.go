@@ -141,7 +141,8 @@ func (s *regionStack) newBackfill(cluster awsecs.Cluster, rule *config.Rule) *ba
 				// A schedule resumes its interrupted run, and is not
 				// blocked by one of other parameters (a manual run's, a
 				// rule edited since).
-				Command: jsii.Strings(append(backfillCommand(rule), "-since", o.Backfill.Since, "-restart-if-changed")...),
+				// -emf: its counts, for the late-writes alarm.
+				Command: jsii.Strings(append(backfillCommand(rule), "-since", o.Backfill.Since, "-restart-if-changed", "-emf")...),
 			}},
 			// A run that could not start within the hour is replaced by
 			// the next one, not queued behind it.

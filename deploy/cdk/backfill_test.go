@@ -187,7 +187,7 @@ func TestBackfillSchedule(t *testing.T) {
 					"LaunchType":           "FARGATE",
 					"NetworkConfiguration": obj(map[string]any{"AwsVpcConfiguration": obj(map[string]any{"AssignPublicIp": "DISABLED"})}),
 				}),
-				"Input":       like(`"command":\["backfill","-rule","b","-checkpoint","ddb","-since","3h","-restart-if-changed"\]`),
+				"Input":       like(`"command":\["backfill","-rule","b","-checkpoint","ddb","-since","3h","-restart-if-changed","-emf"\]`),
 				"RetryPolicy": obj(map[string]any{"MaximumEventAgeInSeconds": 3600, "MaximumRetryAttempts": 2}),
 			})),
 		}))
@@ -227,6 +227,18 @@ func TestBackfillSchedule(t *testing.T) {
 			s.tmpl[region].ResourcePropertiesCountIs(jsii.String("AWS::CloudWatch::Alarm"), obj(map[string]any{
 				"Namespace":  "AWS/Events",
 				"MetricName": "FailedInvocations",
+				"Threshold":  0,
+			}), jsii.Number(float64(n)))
+		}
+	})
+	// A scheduled run that sends writes their events should have
+	// delivered says so (its EMF line, xrc_backfill_late): the events
+	// were lost, which also stops deletes and tag changes.
+	check(t, "an alarm on a scheduled run's late writes", func() {
+		for region, n := range map[string]int{"eu-west-1": 1, "us-east-1": 0, "eu-central-1": 0} {
+			s.tmpl[region].ResourcePropertiesCountIs(jsii.String("AWS::CloudWatch::Alarm"), obj(map[string]any{
+				"MetricName": "xrc_backfill_late",
+				"Dimensions": arrayWith(obj(map[string]any{"Name": "Service", "Value": "xrc-backfill"}), obj(map[string]any{"Name": "rule", "Value": "b"})),
 				"Threshold":  0,
 			}), jsii.Number(float64(n)))
 		}

@@ -99,7 +99,16 @@ type Options struct {
 	// its interrupted predecessor, and is not blocked by a manual run's
 	// checkpoint or by a rule edited since.
 	RestartIfChanged bool
+	// LateAfter is how long after its write an object is counted late if
+	// this run sends it (Counts.Late); 0 means DefaultLateAfter.
+	LateAfter time.Duration
 }
+
+// DefaultLateAfter is Options.LateAfter's default: far longer than the
+// pipeline takes to deliver a write from its event (a batch's age,
+// replication, the target), short enough that an hourly run sees the
+// writes of the first half of its period.
+const DefaultLateAfter = 30 * time.Minute
 
 // Deps are the run's collaborators.
 type Deps struct {
@@ -137,8 +146,16 @@ type Counts struct {
 	Unroutable int64 `json:"unroutable"` // the rule maps the key to no valid destination key
 	// Archived differ but are in GLACIER or DEEP_ARCHIVE (or an archive
 	// tier) unrestored: not sent, as the source could not read them.
-	Archived  int64 `json:"archived"`
-	Enqueued  int64 `json:"enqueued"`  // events sent (dry run: that would be sent)
+	Archived int64 `json:"archived"`
+	Enqueued int64 `json:"enqueued"` // events sent (dry run: that would be sent)
+	// Late of the writes sent were made after the last complete run
+	// started, and more than Options.LateAfter before they were compared:
+	// written while xrc ran, long enough ago that their events should
+	// have delivered them. Their events were lost (a notification
+	// configuration replaced, a queue purged), failed (in a DLQ), or the
+	// pipeline is that far behind. Zero without a checkpoint that
+	// remembers complete runs (-checkpoint ddb).
+	Late      int64 `json:"late"`
 	Bytes     int64 `json:"bytes"`     // their objects' bytes
 	Tasks     int64 `json:"tasks"`     // prefixes (inventory: data files) known
 	TasksDone int64 `json:"tasksDone"` // ... finished, those of an earlier run included
@@ -153,7 +170,7 @@ type Counts struct {
 
 type counters struct {
 	listed, matched, compared, missing, resized, older, upToDate, tagsDiffer, notByXRC, unroutable, archived atomic.Int64
-	enqueued, bytes, tasks, tasksDone, resumed, scanBytes, scanTotal                                         atomic.Int64
+	enqueued, late, bytes, tasks, tasksDone, resumed, scanBytes, scanTotal                                   atomic.Int64
 	inventoryOf                                                                                              atomic.Int64 // Unix ms
 }
 
@@ -169,7 +186,7 @@ func (c *counters) snapshot() Counts {
 	return Counts{
 		Listed: c.listed.Load(), Matched: c.matched.Load(), Compared: c.compared.Load(), Missing: c.missing.Load(),
 		Resized: c.resized.Load(), Older: c.older.Load(), UpToDate: c.upToDate.Load(), TagsDiffer: c.tagsDiffer.Load(), NotByXRC: c.notByXRC.Load(),
-		Unroutable: c.unroutable.Load(), Archived: c.archived.Load(), Enqueued: c.enqueued.Load(), Bytes: c.bytes.Load(), Tasks: c.tasks.Load(),
+		Unroutable: c.unroutable.Load(), Archived: c.archived.Load(), Enqueued: c.enqueued.Load(), Late: c.late.Load(), Bytes: c.bytes.Load(), Tasks: c.tasks.Load(),
 		TasksDone: c.tasksDone.Load(), Resumed: c.resumed.Load(), ScanBytes: c.scanBytes.Load(), ScanTotal: c.scanTotal.Load(),
 		InventoryOf: unixMilli(c.inventoryOf.Load()),
 	}
@@ -188,6 +205,10 @@ type run struct {
 	c      counters
 	send   *sender
 	dests  []dest // the rule's destinations, deduplicated
+	// lastRun is when the last complete run started (completedRuns;
+	// zero: unknown), from which writes are counted late.
+	lastRun   time.Time
+	lateNamed atomic.Int64 // late writes named in the log
 
 	mu    sync.Mutex
 	state *State // the checkpointed progress, as this run knows it
@@ -254,6 +275,9 @@ func newRun(o Options, d Deps) (*run, error) {
 	}
 	if d.Now == nil {
 		d.Now = time.Now
+	}
+	if o.LateAfter <= 0 {
+		o.LateAfter = DefaultLateAfter
 	}
 	if o.DryRun && d.Checkpoint != nil {
 		// A dry run sends nothing, so its progress is no one's to resume:
@@ -334,6 +358,9 @@ func (r *run) start(ctx context.Context) error {
 			return fmt.Errorf("%w: %s; pass the same parameters to resume it, or -restart to discard it and start afresh", ErrCheckpointMismatch, why)
 		}
 	}
+	if c, ok := r.Checkpoint.(completedRuns); ok {
+		r.lastRun = c.LastCompleted()
+	}
 	if st == nil {
 		r.widenSince()
 		r.state = &State{Params: r.params, Started: r.Now().UTC(), Tasks: map[string]Progress{}}
@@ -382,6 +409,12 @@ func (r *run) widenSince() {
 			zap.Time("lastRunStarted", last))
 		r.o.Since, r.params.Since = since, since
 	}
+}
+
+// late reports whether a write made at t, which this run sends, should
+// have been delivered by its event already (Counts.Late).
+func (r *run) late(t time.Time) bool {
+	return !r.lastRun.IsZero() && t.After(r.lastRun) && r.Now().Sub(t) > r.o.LateAfter
 }
 
 func (r *run) work(ctx context.Context) error {

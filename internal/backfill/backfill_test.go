@@ -972,6 +972,46 @@ func TestScheduledRunsLeaveNoGap(t *testing.T) {
 	}
 }
 
+// TestLateWritesCounted: a write made after the last complete run started,
+// and sent by a run more than LateAfter after it, is counted late (its
+// event lost: the scheduled run's alarm); writes older than that run are
+// not, nor is anything on a first run.
+func TestLateWritesCounted(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	if err := dataset.Upload(ctx, f.src, f.rule.SourceBucket, objects(20, 2), 8); err != nil {
+		t.Fatal(err)
+	}
+	o := backfill.Options{Rule: f.rule, Concurrency: 2, Depth: 1, Since: time.Now().Add(-2 * time.Hour)}
+	c1, err := backfill.Run(ctx, o, f.deps(f.queueURL(), backfill.NewDynamoCheckpoint(f.ddb, f.cfg.TableName(), f.rule.ID, time.Now)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.drain(t, f.queueURL(), int(c1.Enqueued))
+	if c1.Enqueued != 20 || c1.Late != 0 {
+		t.Errorf("first run: enqueued %d, late %d; want 20 and none late (no run before it)", c1.Enqueued, c1.Late)
+	}
+	lost := dataset.Object{Key: "data/p00/lost.txt", ContentType: "text/plain", Data: []byte("lost")}
+	if err := dataset.Put(ctx, f.src, f.rule.SourceBucket, &lost); err != nil {
+		t.Fatal(err)
+	}
+	// An hour on: the twenty, written before the first run, are sent
+	// again (nothing delivered them here) but are not late.
+	later := func() time.Time { return time.Now().Add(time.Hour) }
+	d := f.deps(f.queueURL(), backfill.NewDynamoCheckpoint(f.ddb, f.cfg.TableName(), f.rule.ID, later))
+	d.Now = later
+	o.Since = later().Add(-2 * time.Hour)
+	c2, err := backfill.Run(ctx, o, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.drain(t, f.queueURL(), int(c2.Enqueued))
+	if c2.Enqueued != 21 || c2.Late != 1 {
+		t.Errorf("second run: enqueued %d, late %d; want 21, of which %s late", c2.Enqueued, c2.Late, lost.Key)
+	}
+}
+
 // TestInventoryMatchesListing: an S3 Inventory report of the bucket (CSV,
 // gzip, two data files, with rows a backfill must ignore: an old version,
 // a delete marker, another bucket, a key outside the rule) enqueues

@@ -120,8 +120,9 @@ type candidate struct {
 	worst  verdict
 }
 
-// unroutableWarnings is how many unroutable keys a run names at warn.
-const unroutableWarnings = 10
+// namedAtWarn is how many unroutable keys, and how many late writes, a run
+// names at warn (the rest at debug: a cause may hit millions).
+const namedAtWarn = 10
 
 // handle filters a page of source objects, compares the rest with every
 // destination and sends the events of those that differ. It returns once
@@ -142,7 +143,7 @@ func (r *run) handle(ctx context.Context, objs []object, prev string, look looku
 			// Named, so it can be fixed (the rule or the key); the first
 			// few at warn, as a bad rewrite may hit millions.
 			log := r.Log.Debug
-			if r.c.unroutable.Add(1) <= unroutableWarnings {
+			if r.c.unroutable.Add(1) <= namedAtWarn {
 				log = r.Log.Warn
 			}
 			log("unroutable key skipped: the rule maps it to no valid destination key", zap.String("object", awsapi.URL(r.o.Rule.SourceBucket, o.Key)), zap.Error(err))
@@ -213,7 +214,7 @@ func (r *run) handle(ctx context.Context, objs []object, prev string, look looku
 		}
 	}
 	var refs []events.ObjectRef
-	var bytes int64
+	var bytes, late int64
 	for _, c := range cands {
 		r.c.compared.Add(1)
 		// A listed object's event names the write listed: one overwritten
@@ -277,11 +278,21 @@ func (r *run) handle(ctx context.Context, objs []object, prev string, look looku
 			Size:      c.o.Size,
 		})
 		bytes += c.o.Size
+		if r.late(c.o.LastModified) {
+			late++
+			log := r.Log.Debug
+			if r.lateNamed.Add(1) <= namedAtWarn {
+				log = r.Log.Warn
+			}
+			log("late write sent: made after the last complete run began, long enough ago that its event should have delivered it (lost, or failed)",
+				zap.String("object", awsapi.URL(r.o.Rule.SourceBucket, c.o.Key)), zap.Time("lastModified", c.o.LastModified))
+		}
 	}
 	if err := r.send.send(ctx, refs); err != nil {
 		return err
 	}
 	r.c.enqueued.Add(int64(len(refs)))
+	r.c.late.Add(late)
 	r.c.bytes.Add(bytes)
 	return nil
 }

@@ -14,16 +14,18 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/xrc-dev/xrc/internal/awsapi"
 	"github.com/xrc-dev/xrc/internal/backfill"
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/logging"
+	"github.com/xrc-dev/xrc/internal/metrics"
 	"github.com/xrc-dev/xrc/internal/progress"
 	"github.com/xrc-dev/xrc/internal/stats"
 )
 
-const backfillUsage = "xrc backfill -config C -rule R [-prefix P] [-since 7d|RFC3339] [-inventory s3://bucket/manifest.json] [-rate N/s] [-tags] [-dry-run] [-checkpoint FILE|ddb [-restart|-restart-if-changed]]"
+const backfillUsage = "xrc backfill -config C -rule R [-prefix P] [-since 7d|RFC3339] [-inventory s3://bucket/manifest.json] [-rate N/s] [-tags] [-dry-run] [-checkpoint FILE|ddb [-restart|-restart-if-changed]] [-emf]"
 
 // checkpointDynamo selects the deployment's table as the checkpoint.
 const checkpointDynamo = "ddb"
@@ -35,7 +37,7 @@ const savingWindow = 7 * 24 * time.Hour
 // backfillRun is one xrc backfill command line.
 type backfillRun struct {
 	cfgPath, ruleID, prefix, since, inventory, rate, checkpoint, queueURL string
-	dryRun, tags, restart, restartIfChanged                               bool
+	dryRun, tags, restart, restartIfChanged, emf                          bool
 	concurrency, depth                                                    int
 }
 
@@ -57,6 +59,7 @@ func backfillCmd(ctx context.Context, args []string, env Env) error {
 	fs.StringVar(&b.checkpoint, "checkpoint", "", "keep progress to resume an interrupted run: a local FILE, or ddb for the deployment's table")
 	fs.BoolVar(&b.restart, "restart", false, "discard an interrupted run's checkpoint, whatever its parameters, and start afresh")
 	fs.BoolVar(&b.restartIfChanged, "restart-if-changed", false, "resume an interrupted run of the same parameters; discard one of others rather than fail (scheduled runs)")
+	fs.BoolVar(&b.emf, "emf", false, "at the end, write the run's counts as a CloudWatch Embedded Metric Format line to stdout (scheduled runs: the late-writes alarm)")
 	fs.StringVar(&b.queueURL, "queue-url", env.Getenv("XRC_QUEUE_URL"), "the rule's source queue; default derived from the config (env XRC_QUEUE_URL)")
 	fs.IntVar(&b.concurrency, "concurrency", backfill.DefaultConcurrency, "listings (or inventory files) at once, and HEADs at once per page")
 	fs.IntVar(&b.depth, "depth", backfill.DefaultDepth, "how many '/' levels the listing fans out over (0: none, one listing)")
@@ -184,6 +187,11 @@ func backfillCmd(ctx context.Context, args []string, env Env) error {
 	}
 	printBackfill(env, rule, where, followUp(fs, b.cfgPath, rule.ID), b.dryRun, counts, runErr)
 	printExpectedSaving(ctx, env, cfg, rule, stats.New(ddb, cfg.TableName(), env.Now), counts)
+	if b.emf {
+		if err := writeBackfillEMF(env, cfg, rule, counts); err != nil {
+			runErr = errors.Join(runErr, err)
+		}
+	}
 	switch {
 	case runErr == nil:
 		return nil
@@ -237,6 +245,9 @@ func printBackfill(env Env, rule *config.Rule, where, again string, dryRun bool,
 		verb = "to enqueue"
 	}
 	row(verb, c.Enqueued, stats.Bytes(c.Bytes))
+	if c.Late > 0 {
+		row("late", c.Late, fmt.Sprintf("of them written after the last complete run began, over %v before this one: their events were lost or failed (a DLQ), or the pipeline is that far behind", backfill.DefaultLateAfter))
+	}
 	unit := "prefixes"
 	if c.ScanTotal > 0 {
 		unit = "inventory files"
@@ -249,6 +260,29 @@ func printBackfill(env Env, rule *config.Rule, where, again string, dryRun bool,
 		fmt.Fprintf(env.Stdout, "the report is of %s: objects written since are not in it. Unless the rule's notifications were on a day before it,\n"+
 			"follow with a listing of what came since: %s -since %s\n", c.InventoryOf.Format(time.RFC3339), again, since)
 	}
+}
+
+// backfillService is the Service dimension of a backfill's metrics, as
+// the workers' are xrc-source and xrc-target.
+const backfillService = "xrc-backfill"
+
+// writeBackfillEMF writes c as one EMF line (namespace the stack's, like
+// the workers'): what a scheduled run sent, and how much of it was late,
+// which the deployment alarms on (deploy/cdk).
+func writeBackfillEMF(env Env, cfg *config.Config, rule *config.Rule, c backfill.Counts) error {
+	// Gauges, the run's counts: written zeros included (an EMF counter
+	// is written as its change), so that a healthy run is seen too.
+	reg := prometheus.NewRegistry()
+	enqueued := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "xrc_backfill_enqueued", Help: "events the run sent"}, []string{"rule"})
+	late := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "xrc_backfill_late", Help: "writes the run sent that their events should have delivered"}, []string{"rule"})
+	reg.MustRegister(enqueued, late)
+	enqueued.WithLabelValues(rule.ID).Set(float64(c.Enqueued))
+	late.WithLabelValues(rule.ID).Set(float64(c.Late))
+	emf := metrics.NewEMF(reg, env.Stdout, cfg.Settings.StackName, "xrc_", map[string]string{"Service": backfillService, "Region": rule.SourceRegion})
+	if err := emf.Flush(env.Now()); err != nil {
+		return fmt.Errorf("writing the run's metrics: %w", err)
+	}
+	return nil
 }
 
 // followUp is the listing an inventory run is followed by, with the flags

@@ -64,11 +64,29 @@ func TestBackfillCommand(t *testing.T) {
 		return n
 	}
 
-	out, stderr, err := run(t, "backfill", "-config", path, "-rule", rule.ID, "-dry-run")
+	out, stderr, err := run(t, "backfill", "-config", path, "-rule", rule.ID, "-dry-run", "-emf")
 	if err != nil {
 		t.Fatalf("dry run: %v\n%s\n%s", err, out, stderr)
 	}
 	t.Logf("dry run:\n%s", out)
+	// -emf: the run's counts as one EMF line, zeros included, in the
+	// stack's namespace, as the late-writes alarm reads them.
+	emf := out[strings.LastIndex(strings.TrimSpace(out), "\n")+1:]
+	var line struct {
+		AWS struct {
+			CloudWatchMetrics []struct{ Namespace string }
+		} `json:"_aws"`
+		Service, Region, Rule string
+		Enqueued              *float64 `json:"xrc_backfill_enqueued"`
+		Late                  *float64 `json:"xrc_backfill_late"`
+	}
+	if err := json.Unmarshal([]byte(emf), &line); err != nil {
+		t.Fatalf("-emf: last line %q: %v", emf, err)
+	}
+	if len(line.AWS.CloudWatchMetrics) != 1 || line.AWS.CloudWatchMetrics[0].Namespace != cfg.Settings.StackName || line.Service != "xrc-backfill" ||
+		line.Region != rule.SourceRegion || line.Rule != rule.ID || line.Enqueued == nil || *line.Enqueued != 30 || line.Late == nil || *line.Late != 0 {
+		t.Errorf("-emf line %s, want the stack's namespace, xrc-backfill, the rule, 30 enqueued and 0 late", emf)
+	}
 	for _, want := range []string{`dry run: nothing sent`, `(?m)^  to enqueue\s+30\s`, `(?m)^  missing\s+30\s`, `(?m)^  listed\s+30\s`,
 		`expected saving: unknown \(rule r1 has no statistics`} {
 		if !regexp.MustCompile(want).MatchString(out) {
