@@ -91,7 +91,7 @@ func (r *Runtime) heartbeat(ctx, stop context.Context) {
 				m.lose(f.Err)
 			case f.Code != "": // whole-call failures were counted above
 				r.Metrics.Errors.WithLabelValues("heartbeat").Inc()
-				m.log.Warn("extending the visibility of a held message", zap.Error(f.Err))
+				m.log.Warn("extending the visibility of a held message", append(MessageFields(m.Events), zap.Error(f.Err))...)
 			}
 		}
 	}

@@ -22,7 +22,10 @@ const ackAttempts = 3
 // Message is one held SQS message and its parsed S3 events.
 type Message struct {
 	queue.Message
-	Events events.Message
+	// Events is the body parsed, before the message is held: the
+	// heartbeat's lines name its objects.
+	Events   events.Message
+	parseErr error
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -64,17 +67,14 @@ func (m *Message) Ack() {
 	m.rt.acks.add(m)
 }
 
-// Leave leaves a message whose work never started, as the worker is
-// stopping, to be released with the others held at the stop, with no
-// delay and in batches, not one call each (thousands of messages waiting
-// for a full batcher at SIGTERM took much of the stop's budget one by
-// one). Until that release, at the end of the drain, it stays hidden from
-// other tasks.
-func (m *Message) Leave() {
-	if m.rt.stopBy.Load() == nil {
-		m.Release(0) // not stopping: nothing else would release it
-	}
-}
+// Leave releases a message whose work never started (the worker is
+// stopping) at once, with no backoff: its work failed for the stop, not
+// for itself. Releases are batched, ten to a call and several calls at
+// once, so thousands of messages waiting for a full batcher at SIGTERM
+// take little of the stop's budget; and they are visible to other tasks
+// during the drain, not after it (they were held to its end, a minute and
+// more of every stop, when releases went one call each).
+func (m *Message) Leave() { m.Release(0) }
 
 // Release makes the message visible again after delay (0: now). Its receive
 // count grows on the next delivery, so a message that keeps failing reaches
@@ -143,7 +143,7 @@ func (r *Runtime) release(delay time.Duration, ms []*Message) {
 		m.cancel(context.Canceled)
 		if f, ok := failed[m.ReceiptHandle]; ok {
 			r.Metrics.Errors.WithLabelValues("release_message").Inc()
-			m.log.Warn("releasing message failed: it comes back after its visibility timeout", zap.Error(f.Err))
+			m.log.Warn("releasing message failed: it comes back after its visibility timeout", append(MessageFields(m.Events), zap.Error(f.Err))...)
 		}
 	}
 }
@@ -303,7 +303,7 @@ func (a *acks) delete(batch []*Message) {
 				continue
 			default:
 				a.rt.Metrics.Errors.WithLabelValues("delete_message").Inc()
-				m.log.Warn("acknowledging message failed: it will be delivered again after its visibility timeout", zap.Error(f.Err))
+				m.log.Warn("acknowledging message failed: it will be delivered again after its visibility timeout", append(MessageFields(m.Events), zap.Error(f.Err))...)
 			}
 			a.rt.forget(m)
 			m.cancel(context.Canceled)
@@ -342,31 +342,30 @@ func (m *Message) lose(err error) {
 		m.log.Error("message receipt lost on its last receive: bound for the DLQ unless another receive of it finished its work (a redrive is then harmless)",
 			append(MessageFields(m.Events), zap.Bool("cut", true), zap.String("cause", "receipt lost"), zap.Error(err))...)
 	} else {
-		m.log.Warn("message receipt lost: stopping its work; it will be delivered again", zap.Error(err))
+		m.log.Warn("message receipt lost: stopping its work; it will be delivered again", append(MessageFields(m.Events), zap.Error(err))...)
 	}
 	m.rt.forget(m)
 	m.cancel(ErrReceiptLost)
 }
 
-// parse decodes m's S3 event body. An invalid body is released at once (no
-// retry can fix it, but only the dead-letter queue may keep it, which it
-// reaches after maxReceiveCount quick retries) and S3's test event is
-// acknowledged; it returns false for both, as nothing is left to do.
+// parse acts on m's body as hold parsed it. An invalid body is released
+// at once (no retry can fix it, but only the dead-letter queue may keep
+// it, which it reaches after maxReceiveCount quick retries) and S3's test
+// event is acknowledged; it returns false for both, as nothing is left to
+// do.
 func (r *Runtime) parse(m *Message) bool {
-	parsed, err := events.Parse([]byte(m.Body))
 	switch {
-	case err != nil:
+	case m.parseErr != nil:
 		r.Metrics.Messages.WithLabelValues("invalid").Inc()
-		m.log.Error("invalid message: releasing it towards the dead-letter queue", zap.Error(err))
+		m.log.Error("invalid message: releasing it towards the dead-letter queue", zap.Error(m.parseErr))
 		m.Release(0)
 		return false
-	case parsed.Test:
+	case m.Events.Test:
 		r.Metrics.Messages.WithLabelValues("test").Inc()
 		m.log.Info("s3:TestEvent received: notifications are wired")
 		m.Ack()
 		return false
 	}
-	m.Events = parsed
 	return true
 }
 

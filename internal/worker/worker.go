@@ -29,6 +29,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/xrc-dev/xrc/internal/config"
+	"github.com/xrc-dev/xrc/internal/events"
 	"github.com/xrc-dev/xrc/internal/health"
 	"github.com/xrc-dev/xrc/internal/queue"
 )
@@ -415,6 +416,7 @@ func (r *Runtime) hold(work context.Context, qms []queue.Message, reserved int) 
 		// which most never do.
 		ms[i] = &Message{Message: qm, ctx: ctx, cancel: cancel, rt: r, received: now,
 			log: r.Log.WithLazy(zap.String("message", qm.ID), zap.Int("receiveCount", qm.ReceiveCount))}
+		ms[i].Events, ms[i].parseErr = events.Parse([]byte(qm.Body)) // settled by parse, once held
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -131,6 +132,40 @@ func (f *fixture) visible(t *testing.T) []string {
 	return bodies
 }
 
+// TestLeftMessagesVisibleDuringTheDrain: a message the role leaves at the
+// stop (its work never started) is visible to other tasks at once, while
+// another message's work goes on through the drain; it was held hidden to
+// the drain's end.
+func TestLeftMessagesVisibleDuringTheDrain(t *testing.T) {
+	f := setup(t)
+	rt, _ := f.runtime(f.client, 2)
+	rt.Drain = 90 * time.Second
+	long := s3Event
+	left := strings.Replace(s3Event, `"key":"k"`, `"key":"k2"`, 1)
+	f.send(t, long, left)
+	got := make(chan string, 2)
+	stop := start(t, rt, role{func(stop context.Context, m *worker.Message) {
+		got <- m.Body
+		if m.Body == long {
+			<-m.Context().Done()
+			m.Release(0)
+			return
+		}
+		<-stop.Done()
+		m.Leave()
+	}})
+	<-got
+	<-got
+	done := make(chan struct{})
+	go func() { stop(); close(done) }()
+	time.Sleep(2 * time.Second) // the poll in flight (1 s wait) ends; left is left
+	if vis := f.visible(t); !slices.Contains(vis, left) || slices.Contains(vis, long) {
+		t.Errorf("visible 2 s into the drain: %q; want the message left, not the one still worked on", vis)
+	}
+	f.clock.Advance(91 * time.Second)
+	<-done
+}
+
 // TestInvalidAndTestEvents: an invalid body is released (never deleted, so
 // it reaches the DLQ), S3's test event is acknowledged, and neither reaches
 // the role.
@@ -208,8 +243,15 @@ func TestAckFailureDoesNotHoldForever(t *testing.T) {
 	api.mu.Unlock()
 	// MaxHeld is 1: only a message that left the held set lets the second in.
 	within(t, 30*time.Second, "second message received", func() bool { return handled.Load() == 2 })
-	if n := len(f.logs.FilterMessage("acknowledging message failed: it will be delivered again after its visibility timeout").All()); n != 1 {
+	lines := f.logs.FilterMessage("acknowledging message failed: it will be delivered again after its visibility timeout").All()
+	if n := len(lines); n != 1 {
 		t.Errorf("%d log lines about the failed ack, want 1", n)
+	}
+	// Naming the object: the message id alone is in no other line.
+	for _, l := range lines {
+		if c := l.ContextMap(); c["bucket"] != "b" || c["key"] != "k" {
+			t.Errorf("the failed ack's line names %v/%v, want b/k", c["bucket"], c["key"])
+		}
 	}
 	api.failing.Store(false)
 }
