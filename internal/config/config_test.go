@@ -867,6 +867,44 @@ func TestWarnings(t *testing.T) {
 	}
 }
 
+// TestHeartbeatWarning: a source task holds two batches' messages, whose
+// visibility its heartbeat extends every third of the visibility timeout:
+// batches too large for it are warned of, with what would fit.
+func TestHeartbeatWarning(t *testing.T) {
+	for _, tc := range []struct {
+		maxObjects int
+		visibility string
+		compute    string
+		want       bool
+	}{
+		{1000, "30s", "fargate", false},
+		{8000, "30s", "fargate", false},
+		{9000, "30s", "fargate", true},
+		{9000, "30s", "hybrid", true},
+		{9000, "30s", "lambda", false}, // no heartbeat: its event source mapping holds the batch
+		{60000, "5m", "fargate", false},
+		{60000, "2m", "fargate", true},
+	} {
+		doc := mutate(t, func(d map[string]any) {
+			obj(d, "rules", 0)["batch"] = map[string]any{"maxObjects": tc.maxObjects, "maxAge": "5s"}
+			obj(d, "rules", 1)["batch"] = map[string]any{"maxAge": "5s"}
+			obj(d, "rules", 0)["compute"] = tc.compute
+			obj(d, "settings")["worker"] = map[string]any{"visibilityTimeout": tc.visibility}
+		})
+		c, err := Parse(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ws := c.Warnings().Error()
+		if got := strings.Contains(ws, "rules[0].batch.maxObjects"); got != tc.want {
+			t.Errorf("maxObjects %d, visibility %s, %s: warned %v, want %v:\n%s", tc.maxObjects, tc.visibility, tc.compute, got, tc.want, ws)
+		}
+	}
+	if m := maxObjectsFor(30 * time.Second); heartbeatTime(2*m) > 10*time.Second || heartbeatTime(2*(m+40)) <= 10*time.Second {
+		t.Errorf("maxObjectsFor(30s) = %d: not the most whose messages one heartbeat extends in 10s", m)
+	}
+}
+
 // TestLambdaMemoryWarning: a source function compressing at level 19 or
 // more with under 1,024 MB: libzstd's contexts (~90 MiB each) live outside
 // GOMEMLIMIT, and the function may run out of memory.

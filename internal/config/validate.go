@@ -633,6 +633,10 @@ func (c *Config) Warnings() Errors {
 	}
 	for i := range c.Rules {
 		r := &c.Rules[i]
+		if held, v := 2*r.Batch.MaxObjects, c.Settings.Worker.VisibilityTimeout.D(); r.Compute.Fargate() && heartbeatTime(held) > v/3 {
+			ws.add(fmt.Sprintf("rules[%d].batch.maxObjects", i), "%d: a source task holds up to %d messages of rule %s, whose visibility it extends every third of settings.worker.visibilityTimeout (%v); at some 50 ms a call of ten, eight at once, that takes about %v, so some would lapse and come back to other tasks; lower maxObjects to %d or raise the visibility timeout to %v",
+				r.Batch.MaxObjects, held, r.ID, v, heartbeatTime(held).Round(time.Second), maxObjectsFor(v), (3 * heartbeatTime(held)).Round(time.Minute)+time.Minute)
+		}
 		if level := c.highestLevel(r); r.Compute.Lambda() && level >= 19 && c.Settings.Lambda.MemoryMB < minCompressorMemoryMB {
 			ws.add("settings.lambda.memoryMB", "%d MB for rule %s's source function, which compresses up to level %d: libzstd holds about 90 MiB a compressor at levels 19 and up (140 at 20-22), outside GOMEMLIMIT (85%% of the function's memory), so the function may run out of memory; give it %d MB or more, or lower the level (settings.adaptive.maxLevel, or the rule's level)",
 				c.Settings.Lambda.MemoryMB, r.ID, level, minCompressorMemoryMB)
@@ -652,6 +656,20 @@ func (c *Config) Warnings() Errors {
 		}
 	}
 	return ws
+}
+
+// heartbeatTime is about how long a source task's heartbeat takes to
+// extend the visibility of held messages: ten to a ChangeMessageVisibility
+// call, eight calls at once (queue.BatchCalls), some 50 ms a call.
+func heartbeatTime(held int) time.Duration {
+	calls := (held + 9) / 10
+	return time.Duration((calls+7)/8) * 50 * time.Millisecond
+}
+
+// maxObjectsFor is the most objects a rule's batches may hold whose
+// messages a heartbeat extends within a third of visibility.
+func maxObjectsFor(visibility time.Duration) int {
+	return int(visibility/3/(50*time.Millisecond)) * 8 * 10 / 2
 }
 
 // minTargetMemoryMB is the least memory a target function is given
