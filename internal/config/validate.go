@@ -635,7 +635,7 @@ func (c *Config) Warnings() Errors {
 		r := &c.Rules[i]
 		if held, v := 2*r.Batch.MaxObjects, c.Settings.Worker.VisibilityTimeout.D(); r.Compute.Fargate() && heartbeatTime(held) > v/3 {
 			ws.add(fmt.Sprintf("rules[%d].batch.maxObjects", i), "%d: a source task holds up to %d messages of rule %s, whose visibility it extends every third of settings.worker.visibilityTimeout (%v); at some 50 ms a call of ten, eight at once, that takes about %v, so some would lapse and come back to other tasks; lower maxObjects to %d or raise the visibility timeout to %v",
-				r.Batch.MaxObjects, held, r.ID, v, heartbeatTime(held).Round(time.Second), maxObjectsFor(v), (3 * heartbeatTime(held)).Round(time.Minute)+time.Minute)
+				r.Batch.MaxObjects, held, r.ID, v, heartbeatTime(held).Round(time.Second), maxObjectsFor(v), (3*heartbeatTime(held)).Round(time.Minute)+time.Minute)
 		}
 		if level := c.highestLevel(r); r.Compute.Lambda() && level >= 19 && c.Settings.Lambda.MemoryMB < minCompressorMemoryMB {
 			ws.add("settings.lambda.memoryMB", "%d MB for rule %s's source function, which compresses up to level %d: libzstd holds about 90 MiB a compressor at levels 19 and up (140 at 20-22), outside GOMEMLIMIT (85%% of the function's memory), so the function may run out of memory; give it %d MB or more, or lower the level (settings.adaptive.maxLevel, or the rule's level)",
