@@ -2,12 +2,14 @@ package deliver
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"go.uber.org/zap"
 
 	"github.com/xrc-dev/xrc/internal/awsapi"
+	"github.com/xrc-dev/xrc/internal/uploads"
 	"github.com/xrc-dev/xrc/internal/worker"
 )
 
@@ -72,6 +74,10 @@ func (w *Worker) sweep(ctx context.Context) {
 		if ctx.Err() != nil || worker.Frozen(w.Clock, start, sweepCallTimeout) {
 			return
 		}
+		if awsapi.IsAccessDenied(err) && w.orphaned(u) {
+			w.abortOrphan(ctx, u)
+			continue
+		}
 		if !awsapi.IsNotFound(err) {
 			w.Metrics.Errors.WithLabelValues("uploads").Inc()
 			w.Log.Warn("looking up the archive of a recorded upload", zap.String("key", u.StagingKey), zap.Error(err))
@@ -81,4 +87,49 @@ func (w *Worker) sweep(ctx context.Context) {
 		w.Log.Info("aborted an upload whose archive is gone", zap.String("archive", u.ArchiveID), zap.String("bucket", u.Bucket),
 			zap.String("key", u.Key), zap.String("uploadId", u.UploadID), zap.Time("started", u.Started))
 	}
+}
+
+// orphaned reports whether no delivery will complete u: its rule is gone
+// from the config, or no longer writes u's bucket from this region. The
+// role then may not read its archive any more (a 403 for ever, not the
+// 404 of an archive gone), nor write its bucket.
+func (w *Worker) orphaned(u uploads.Upload) bool {
+	id, _, _ := strings.Cut(u.StagingKey, "/")
+	rule, ok := w.Config.Rule(id)
+	if !ok {
+		return true
+	}
+	for _, d := range rule.Destinations {
+		if d.Region == w.Region && d.Bucket == u.Bucket {
+			return false
+		}
+	}
+	return true
+}
+
+// abortOrphan aborts an orphaned upload (its archive may be in a DLQ,
+// kept for a redrive the config no longer allows); one the role may no
+// longer abort is forgotten all the same, said once, rather than warned of
+// at every sweep for the record's month.
+func (w *Worker) abortOrphan(ctx context.Context, u uploads.Upload) {
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), awsapi.AbortTimeout)
+	defer cancel()
+	start := w.Clock.Now()
+	_, err := w.S3.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{Bucket: &u.Bucket, Key: &u.Key, UploadId: &u.UploadID})
+	if err != nil && worker.Frozen(w.Clock, start, awsapi.AbortTimeout) {
+		return // in flight at a freeze (Lambda): the next sweep tries again
+	}
+	fields := []zap.Field{zap.String("archive", u.ArchiveID), zap.String("bucket", u.Bucket), zap.String("key", u.Key), zap.String("uploadId", u.UploadID)}
+	switch {
+	case err == nil, awsapi.IsNotFound(err):
+		w.Log.Info("aborted an upload whose rule no longer writes here", fields...)
+	case awsapi.IsAccessDenied(err):
+		w.Log.Warn("forgetting an upload whose rule no longer writes here, which this role may no longer abort: its parts stay billed until the bucket's lifecycle aborts incomplete uploads, or it is aborted by hand",
+			append(fields, zap.Error(err))...)
+	default:
+		w.Metrics.Errors.WithLabelValues("abort_upload").Inc()
+		w.Log.Warn("aborting an upload whose rule no longer writes here", append(fields, zap.Error(err))...)
+		return // the next sweep tries again
+	}
+	w.forget(actx, u)
 }

@@ -4,17 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/jonboulle/clockwork"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/uploads"
 )
 
@@ -184,5 +187,62 @@ func TestAbandonIsBounded(t *testing.T) {
 	w.Abandon(ctx, "r1/a.tar.zst")
 	if !had {
 		t.Error("Abandon's DynamoDB call had no deadline")
+	}
+}
+
+// deniedStaging is an S3 this role may no longer read the staging of, or
+// abort uploads in: its rule was removed, or moved its destination.
+type deniedStaging struct{ S3API }
+
+func (deniedStaging) HeadObject(context.Context, *s3.HeadObjectInput, ...func(*s3.Options)) (*s3.HeadObjectOutput, error) {
+	// As the SDK reads a HEAD's bodiless 403.
+	return nil, &smithyhttp.ResponseError{Response: &smithyhttp.Response{Response: &http.Response{StatusCode: http.StatusForbidden}},
+		Err: &smithy.GenericAPIError{Code: "Forbidden", Message: "Forbidden"}}
+}
+
+func (deniedStaging) AbortMultipartUpload(context.Context, *s3.AbortMultipartUploadInput, ...func(*s3.Options)) (*s3.AbortMultipartUploadOutput, error) {
+	return nil, &smithy.GenericAPIError{Code: "AccessDenied", Message: "Access Denied"}
+}
+
+// recordedUploads lists us and records what is forgotten.
+type recordedUploads struct {
+	Uploads
+	us        []uploads.Upload
+	forgotten *[]string
+}
+
+func (r recordedUploads) List(context.Context, string, string) ([]uploads.Upload, error) { return r.us, nil }
+
+func (r recordedUploads) Delete(_ context.Context, u uploads.Upload) error {
+	*r.forgotten = append(*r.forgotten, u.StagingKey)
+	return nil
+}
+
+// TestSweepForgetsOrphanedUploads: an upload whose rule no longer writes
+// its bucket from here (removed, or moved) is forgotten, said once, though
+// the role may neither read its archive (403, not 404) nor abort it; it was
+// warned of and counted at every sweep for the record's month. One whose
+// rule still writes there is kept: its 403 is a fault to fix.
+func TestSweepForgetsOrphanedUploads(t *testing.T) {
+	cfg := &config.Config{Rules: []config.Rule{{ID: "r1", Destinations: []config.Destination{{Region: "eu-west-1", Bucket: "dst"}}}}}
+	var forgotten []string
+	us := []uploads.Upload{
+		{StagingBucket: "stg", StagingKey: "r1/a.tar.zst", Bucket: "dst", Key: "k", UploadID: "u1"},
+		{StagingBucket: "stg", StagingKey: "gone/b.tar.zst", Bucket: "dst", Key: "k", UploadID: "u2"},
+		{StagingBucket: "stg", StagingKey: "r1/c.tar.zst", Bucket: "moved", Key: "k", UploadID: "u3"},
+	}
+	core, logs := observer.New(zap.WarnLevel)
+	m := NewMetrics(prometheus.NewRegistry())
+	w := &Worker{Deps: Deps{Config: cfg, Region: "eu-west-1", S3: deniedStaging{}, Uploads: recordedUploads{us: us, forgotten: &forgotten},
+		Log: zap.New(core), Metrics: m, Clock: clockwork.NewRealClock()}}
+	w.sweep(context.Background())
+	if want := []string{"gone/b.tar.zst", "r1/c.tar.zst"}; fmt.Sprint(forgotten) != fmt.Sprint(want) {
+		t.Errorf("forgot %v, want %v", forgotten, want)
+	}
+	if n := testutil.ToFloat64(m.Errors.WithLabelValues("uploads")); n != 1 {
+		t.Errorf("%v upload errors counted, want 1 (r1's archive, which its rule still reads)", n)
+	}
+	if n := logs.FilterMessageSnippet("forgetting an upload whose rule no longer writes here").Len(); n != 2 {
+		t.Errorf("%d lines forgetting orphaned uploads, want 2", n)
 	}
 }
