@@ -211,7 +211,9 @@ type recordedUploads struct {
 	forgotten *[]string
 }
 
-func (r recordedUploads) List(context.Context, string, string) ([]uploads.Upload, error) { return r.us, nil }
+func (r recordedUploads) List(context.Context, string, string) ([]uploads.Upload, error) {
+	return r.us, nil
+}
 
 func (r recordedUploads) Delete(_ context.Context, u uploads.Upload) error {
 	*r.forgotten = append(*r.forgotten, u.StagingKey)
