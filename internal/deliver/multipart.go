@@ -277,20 +277,33 @@ func (w *Worker) sendParts(ctx context.Context, u uploads.Upload, c checksum.Alg
 
 // abort aborts u and forgets it, on a context of its own: it runs when the
 // caller's may be over.
-func (w *Worker) abort(ctx context.Context, u uploads.Upload) {
+func (w *Worker) abort(ctx context.Context, u uploads.Upload) { w.abortAs(ctx, u, false) }
+
+// abortAs is abort; an orphan's upload (no delivery will complete it: the
+// sweep's orphaned) that the role may no longer abort is forgotten all
+// the same, said once, rather than warned of at every sweep for the
+// record's month. It reports whether the upload is gone.
+func (w *Worker) abortAs(ctx context.Context, u uploads.Upload, orphan bool) (aborted bool) {
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), awsapi.AbortTimeout)
 	defer cancel()
 	start := w.Clock.Now()
 	_, err := w.S3.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{Bucket: &u.Bucket, Key: &u.Key, UploadId: &u.UploadID})
 	if err != nil && worker.Frozen(w.Clock, start, awsapi.AbortTimeout) {
-		return // in flight at a freeze (Lambda): the record is kept, the sweep tries again
+		return false // in flight at a freeze (Lambda): the record is kept, the sweep tries again
 	}
-	if err != nil && !awsapi.IsNotFound(err) {
+	fields := []zap.Field{zap.String("bucket", u.Bucket), zap.String("key", u.Key), zap.String("uploadId", u.UploadID), zap.Error(err)}
+	switch {
+	case err == nil, awsapi.IsNotFound(err):
+		aborted = true
+	case orphan && awsapi.IsAccessDenied(err):
+		w.Log.Warn("forgetting an upload whose rule no longer writes here, which this role may no longer abort: its parts stay billed until the bucket's lifecycle aborts incomplete uploads, or it is aborted by hand", fields...)
+	default:
 		w.Metrics.Errors.WithLabelValues("abort_upload").Inc()
-		w.Log.Warn("aborting an upload", zap.String("bucket", u.Bucket), zap.String("key", u.Key), zap.String("uploadId", u.UploadID), zap.Error(err))
-		return // keep the record: the sweep tries again
+		w.Log.Warn("aborting an upload", fields...)
+		return false // keep the record: the sweep tries again
 	}
 	w.forget(actx, u)
+	return aborted
 }
 
 // abortOwn aborts the upload an earlier attempt of this archive recorded

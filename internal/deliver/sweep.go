@@ -75,7 +75,12 @@ func (w *Worker) sweep(ctx context.Context) {
 			return
 		}
 		if awsapi.IsAccessDenied(err) && w.orphaned(u) {
-			w.abortOrphan(ctx, u)
+			// Its archive may be in a DLQ, kept for a redrive the
+			// config no longer allows.
+			if w.abortAs(ctx, u, true) {
+				w.Log.Info("aborted an upload whose rule no longer writes here", zap.String("archive", u.ArchiveID), zap.String("bucket", u.Bucket),
+					zap.String("key", u.Key), zap.String("uploadId", u.UploadID))
+			}
 			continue
 		}
 		if !awsapi.IsNotFound(err) {
@@ -83,7 +88,9 @@ func (w *Worker) sweep(ctx context.Context) {
 			w.Log.Warn("looking up the archive of a recorded upload", zap.String("key", u.StagingKey), zap.Error(err))
 			continue
 		}
-		w.abort(ctx, u)
+		if !w.abortAs(ctx, u, false) {
+			continue
+		}
 		w.Log.Info("aborted an upload whose archive is gone", zap.String("archive", u.ArchiveID), zap.String("bucket", u.Bucket),
 			zap.String("key", u.Key), zap.String("uploadId", u.UploadID), zap.Time("started", u.Started))
 	}
@@ -105,31 +112,4 @@ func (w *Worker) orphaned(u uploads.Upload) bool {
 		}
 	}
 	return true
-}
-
-// abortOrphan aborts an orphaned upload (its archive may be in a DLQ,
-// kept for a redrive the config no longer allows); one the role may no
-// longer abort is forgotten all the same, said once, rather than warned of
-// at every sweep for the record's month.
-func (w *Worker) abortOrphan(ctx context.Context, u uploads.Upload) {
-	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), awsapi.AbortTimeout)
-	defer cancel()
-	start := w.Clock.Now()
-	_, err := w.S3.AbortMultipartUpload(actx, &s3.AbortMultipartUploadInput{Bucket: &u.Bucket, Key: &u.Key, UploadId: &u.UploadID})
-	if err != nil && worker.Frozen(w.Clock, start, awsapi.AbortTimeout) {
-		return // in flight at a freeze (Lambda): the next sweep tries again
-	}
-	fields := []zap.Field{zap.String("archive", u.ArchiveID), zap.String("bucket", u.Bucket), zap.String("key", u.Key), zap.String("uploadId", u.UploadID)}
-	switch {
-	case err == nil, awsapi.IsNotFound(err):
-		w.Log.Info("aborted an upload whose rule no longer writes here", fields...)
-	case awsapi.IsAccessDenied(err):
-		w.Log.Warn("forgetting an upload whose rule no longer writes here, which this role may no longer abort: its parts stay billed until the bucket's lifecycle aborts incomplete uploads, or it is aborted by hand",
-			append(fields, zap.Error(err))...)
-	default:
-		w.Metrics.Errors.WithLabelValues("abort_upload").Inc()
-		w.Log.Warn("aborting an upload whose rule no longer writes here", append(fields, zap.Error(err))...)
-		return // the next sweep tries again
-	}
-	w.forget(actx, u)
 }
