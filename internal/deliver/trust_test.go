@@ -18,6 +18,7 @@ import (
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/xrc-dev/xrc/internal/awsapi"
 	"github.com/xrc-dev/xrc/internal/config"
@@ -1001,5 +1002,42 @@ func TestArchiveCopiedFromHereStays(t *testing.T) {
 	}
 	if got := awsapi.TagMap(tags.TagSet)[config.DeliveredTag]; got != "true" {
 		t.Errorf("archive left tagged %v, want %s=true", tags.TagSet, config.DeliveredTag)
+	}
+}
+
+// TestStaleWritesNotWritten: where deletes propagate, a write the source
+// last held longer ago than a delete's tombstone is sure to outlive is not
+// written, said and counted: an archive whose S3 Replication FAILED stays
+// in staging for good, and re-run weeks on, its writes found the tombstone
+// of their key's later delete expired and came back for good. A backfill's
+// copy of an old object, read just now, is written.
+func TestStaleWritesNotWritten(t *testing.T) {
+	p := newPipeline(t, func(c *config.Config) { c.Rules[0].Deletes = true })
+	ctx := context.Background()
+	m := deliver.NewMetrics(prometheus.NewRegistry())
+	w := p.targetWorker(t, deliver.Deps{Metrics: m})
+	staging, dst := p.cfg.Settings.Regions[1].StagingBucket, p.cfg.Rules[0].Destinations[0].Bucket
+	day := 24 * time.Hour
+	objs := []dataset.Object{
+		{Key: "data/stale/weeks-old.txt", ContentType: "text/plain", Data: []byte("held 29 days ago")},
+		{Key: "data/stale/recent-enough.txt", ContentType: "text/plain", Data: []byte("held 27 days ago")},
+		{Key: "data/stale/backfilled.txt", ContentType: "text/plain", Data: []byte("written 60 days ago, read now")},
+	}
+	man := manifestFor("stale", objs, p.cfg, nil)
+	man.Objects[0].EventTime = time.Now().Add(-29 * day)
+	man.Objects[1].EventTime = time.Now().Add(-27 * day)
+	b := &man.Objects[2]
+	b.Sequencer, b.LastModified, b.Seen = "", time.Now().Add(-60*day), time.Now()
+	p.stage(t, "r1/stale.tar.zst", man, objs)
+	if err := w.Deliver(ctx, staging, "r1/stale.tar.zst"); err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]int{objs[0].Key: 0, objs[1].Key: 1, objs[2].Key: 1} {
+		if n := p.count(t, p.dst, dst, key); n != want {
+			t.Errorf("%s: %d objects at the destination, want %d", key, n, want)
+		}
+	}
+	if n := testutil.ToFloat64(m.Errors.WithLabelValues("stale_write")); n != 1 {
+		t.Errorf("%v stale writes counted, want 1", n)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"sync/atomic"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -16,6 +17,7 @@ import (
 	"github.com/xrc-dev/xrc/internal/awsapi"
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/manifest"
+	"github.com/xrc-dev/xrc/internal/tombstone"
 	"github.com/xrc-dev/xrc/internal/uploads"
 )
 
@@ -74,10 +76,40 @@ func (w *Worker) decide(ctx context.Context, wr *write, o *manifest.Object, rt c
 		}
 		return etag, "skipped_older", nil
 	}
+	if w.stale(wr, o, rt) {
+		return etag, "skipped_stale", nil
+	}
 	if deleted, err := w.deletedSince(ctx, wr, o, rt); err != nil || deleted {
 		return etag, "skipped_deleted", err
 	}
 	return etag, "", nil
+}
+
+// staleAfter is how long after the source last held a write (its event's
+// time, or a backfill's read) it may still be written where deletes
+// propagate: a delete's tombstone lives tombstone.TTL, and one forgotten
+// would let the older write back for good. Two days less, for clocks and
+// the delivery itself. Only an archive kept past its lifecycle comes this
+// late: one whose S3 Replication FAILED, re-run weeks on.
+const staleAfter = tombstone.TTL - 2*24*time.Hour
+
+// stale reports whether o, of a rule whose deletes propagate, is too old to
+// be ordered against them; said at warn and counted (errors_total
+// stale_write), not written: xrc backfill sends the key again as the
+// source holds it now.
+func (w *Worker) stale(wr *write, o *manifest.Object, rt config.Route) bool {
+	held := o.Seen
+	if o.EventTime.After(held) {
+		held = o.EventTime
+	}
+	if !wr.plan.rule.Deletes || held.IsZero() || w.Clock.Since(held) <= staleAfter {
+		return false
+	}
+	w.Metrics.Errors.WithLabelValues("stale_write").Inc()
+	w.Log.Warn("write too old to be ordered against deletes (their tombstones last 30 days): not written; run xrc backfill for the rule, which sends the key as the source holds it now",
+		zap.String("archive", wr.m.ArchiveID), zap.String("sourceBucket", o.Bucket), zap.String("sourceKey", o.Key),
+		zap.String("bucket", rt.Bucket), zap.String("key", rt.Key), zap.Time("sourceHeldAt", held))
+	return true
 }
 
 // deletedSince reports whether a delete newer than o's write was propagated
@@ -159,6 +191,10 @@ func (w *Worker) writeBuffered(ctx context.Context, wr *write, o *manifest.Objec
 func (w *Worker) putIfAbsent(ctx context.Context, wr *write, o *manifest.Object, rt config.Route, sum, buf []byte) (done bool, err error) {
 	// The delete check the read would have come with: an absent key may be
 	// one whose newer delete was propagated.
+	if w.stale(wr, o, rt) {
+		w.skipped(wr, o, rt, "skipped_stale")
+		return true, nil
+	}
 	deleted, err := w.deletedSince(ctx, wr, o, rt)
 	if err != nil {
 		return true, w.failed(ctx, wr, o, rt, err)
