@@ -126,7 +126,9 @@ func Mixed(prefix string, n int, seed uint64) []Object {
 // Sample returns about total bytes of realistic data under prefix, as the
 // demo uploads it: files of 1-16 MiB of each corpus class (CSV, JSON lines,
 // XML, prose, incompressible bytes) and a quarter of the bytes as many small
-// files of 1-64 KiB cut from the same classes.
+// files of 1-64 KiB cut from the same classes. A share of the small files
+// carry user metadata, tags and another storage class, so that the demo's
+// check of them has something to find.
 func Sample(prefix string, total int64, seed uint64) []Object {
 	rng := rand.New(rand.NewPCG(seed, 0xda7a))
 	exts := map[string]string{"csv": ".csv", "jsonl": ".jsonl", "xml": ".xml", "text": ".txt", "random": ".bin"}
@@ -147,7 +149,16 @@ func Sample(prefix string, total int64, seed uint64) []Object {
 		c := corpus.Classes[rng.IntN(len(corpus.Classes))]
 		size := 1<<10 + rng.IntN(63<<10)
 		off := rng.IntN(len(pool[c]) - size)
-		objs = append(objs, Object{Key: fmt.Sprintf("%ssmall/%s/%05d%s", prefix, c, i, exts[c]), ContentType: types[c], Data: pool[c][off : off+size]})
+		o := Object{Key: fmt.Sprintf("%ssmall/%s/%05d%s", prefix, c, i, exts[c]), ContentType: types[c], Data: pool[c][off : off+size]}
+		// By position, not the rng: a seed's keys and sizes stay as they were.
+		if i%4 == 0 {
+			o.Metadata = map[string]string{"class": c, "origin": "xrc-demo"}
+			o.Tags = map[string]string{"class": c, "seq": fmt.Sprint(i)}
+		}
+		if i%8 == 0 {
+			o.StorageClass = "REDUCED_REDUNDANCY" // the only class besides STANDARD MinIO keeps
+		}
+		objs = append(objs, o)
 		n += int64(size)
 	}
 	return objs

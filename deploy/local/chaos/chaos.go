@@ -75,6 +75,7 @@ type chaos struct {
 	dir      string
 	workers  []*proc
 	evil     string // a bucket no rule writes to
+	other    string // a bucket in the source region no rule watches
 	outMu    sync.Mutex
 }
 
@@ -140,13 +141,13 @@ func run(ctx context.Context, env localstack.Env, o options) (results []result, 
 		return nil, err
 	}
 	c.logf("every kill done; waiting for the pipeline to settle")
-	c.settle(ctx, want)
+	settled := c.settle(ctx, want)
 	// The checks run even if the run's time is up, for at most
 	// checkTimeout, and stop when the caller's ctx does (Ctrl-C).
 	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), checkTimeout)
 	defer ccancel()
 	defer context.AfterFunc(outer, ccancel)()
-	results = c.check(cctx, want, deleted)
+	results = append(c.check(cctx, want, deleted), c.checkRun(cctx, settled)...)
 	for _, r := range results {
 		status := "PASS"
 		if !r.ok {
@@ -184,6 +185,10 @@ func (c *chaos) deploy(ctx context.Context) error {
 	}
 	c.evil = cfg.Settings.StackName + "-evil"
 	if err := c.env.EnsureBucket(ctx, "eu-west-1", c.evil, false); err != nil {
+		return err
+	}
+	c.other = cfg.Settings.StackName + "-other"
+	if err := c.env.EnsureBucket(ctx, "us-east-1", c.other, false); err != nil {
 		return err
 	}
 	if c.src, err = c.env.S3(ctx, "us-east-1"); err != nil {
@@ -301,20 +306,30 @@ func (c *chaos) upload(ctx context.Context, want []dataset.Object, deleted []str
 	if err := dataset.Upload(ctx, c.src, bucket, doomed, 8); err != nil {
 		return err
 	}
+	// Every write of an overwritten key back to back, the last included:
+	// written later, the last would replace whatever a wrong ordering of
+	// the others left before the check could see it.
 	i := 0
+	var rest []dataset.Object
 	for _, o := range want {
 		if !strings.Contains(o.Key, "/overwrite/") {
+			rest = append(rest, o)
 			continue
 		}
-		for v := range overwrites - 1 {
-			early := overwrite(o.Key, i, v)
-			if err := dataset.Put(ctx, c.src, bucket, &early); err != nil {
+		for v := range overwrites {
+			w := overwrite(o.Key, i, v)
+			if err := dataset.Put(ctx, c.src, bucket, &w); err != nil {
 				return err
 			}
 		}
 		i++
 	}
-	if err := dataset.Upload(ctx, c.src, bucket, want, 16); err != nil {
+	if err := dataset.Upload(ctx, c.src, bucket, rest, 16); err != nil {
+		return err
+	}
+	// Deleted once replicated: deleted before the source read them, they
+	// would be gone from the destination whether deletes propagate or not.
+	if err := c.arrived(ctx, deleted); err != nil {
 		return err
 	}
 	for _, k := range deleted {
@@ -326,15 +341,36 @@ func (c *chaos) upload(ctx context.Context, want []dataset.Object, deleted []str
 	return nil
 }
 
-// killer SIGKILLs a random worker every few seconds and restarts it. Once
-// ctx ends it restarts nothing.
+// arrived waits until keys are in the destination.
+func (c *chaos) arrived(ctx context.Context, keys []string) error {
+	dst := c.cfg.Rules[0].Destinations[0].Bucket
+	for _, k := range keys {
+		for {
+			_, err := c.dst.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &dst, Key: aws.String(k)})
+			if err == nil {
+				break
+			}
+			if !awsapi.IsNotFound(err) {
+				return fmt.Errorf("waiting for %s in the destination: %w", k, err)
+			}
+			if err := sleep(ctx, 500*time.Millisecond); err != nil {
+				return fmt.Errorf("waiting for %s in the destination: %w", k, err)
+			}
+		}
+	}
+	return nil
+}
+
+// killer SIGKILLs a random worker every few seconds and restarts it, a
+// source and a target in turn (so that a short run kills both kinds).
+// Once ctx ends it restarts nothing.
 func (c *chaos) killer(ctx context.Context) error {
 	for k := range c.o.Kills {
 		if err := sleep(ctx, time.Duration(2000+c.rng.IntN(5000))*time.Millisecond); err != nil {
 			return err
 		}
-		w := c.workers[c.rng.IntN(len(c.workers))]
-		c.logf("kill %d/%d: SIGKILL %s", k+1, c.o.Kills, w.name)
+		w, held := c.victim(ctx, k)
+		c.logf("kill %d/%d: SIGKILL %s%s", k+1, c.o.Kills, w.name, held)
 		w.kill()
 		if err := sleep(ctx, time.Duration(500+c.rng.IntN(1500))*time.Millisecond); err != nil {
 			return err
@@ -344,6 +380,21 @@ func (c *chaos) killer(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// victim is the k-th kill's worker: a source when k is even, a target when
+// odd (the workers alternate source-i, target-i), and what its queue
+// holds, to show the kill landed on work.
+func (c *chaos) victim(ctx context.Context, k int) (*proc, string) {
+	if len(c.workers) < 2 || c.sqs == nil {
+		return c.workers[c.rng.IntN(len(c.workers))], ""
+	}
+	w := c.workers[2*c.rng.IntN(len(c.workers)/2)+k%2]
+	queue := c.dep.SourceQueues["r1"]
+	if k%2 == 1 {
+		queue = c.dep.TargetQueues["eu-west-1"]
+	}
+	return w, fmt.Sprintf(" (its queue holds %d messages, in flight included)", c.depth(ctx, queue, true))
 }
 
 // sleep waits d, or returns ctx's error once it ends.
@@ -360,8 +411,8 @@ func sleep(ctx context.Context, d time.Duration) error {
 
 // settle waits until the destination holds exactly the expected keys, the
 // work queues are empty and the dead-letter queues hold the poison, or the
-// time is up.
-func (c *chaos) settle(ctx context.Context, want []dataset.Object) {
+// time is up; it reports whether it settled.
+func (c *chaos) settle(ctx context.Context, want []dataset.Object) bool {
 	keys := map[string]bool{}
 	for _, o := range want {
 		keys[o.Key] = true
@@ -381,7 +432,7 @@ func (c *chaos) settle(ctx context.Context, want []dataset.Object) {
 			c.depth(ctx, srcDLQ, false) >= len(sourcePoisonDead()) && c.depth(ctx, tgtDLQ, false) >= len(targetPoison) && c.uploadsLeft(ctx) == 0
 		if done {
 			if stable++; stable == 3 {
-				return
+				return true
 			}
 		} else {
 			stable = 0
@@ -391,6 +442,35 @@ func (c *chaos) settle(ctx context.Context, want []dataset.Object) {
 		case <-time.After(5 * time.Second):
 		}
 	}
+	return false
+}
+
+// checkRun checks the run itself: it settled in its time (every other
+// check could pass while a poison message still circulated, released
+// again and again rather than settled), its work queues are empty, and no
+// worker exited but by the run's hand (its twin could have covered for
+// it).
+func (c *chaos) checkRun(ctx context.Context, settled bool) []result {
+	var rs []result
+	r := result{name: "the pipeline settled within the run's time", ok: settled}
+	if !settled {
+		r.detail = fmt.Sprintf("not settled within %v", c.o.Timeout)
+	}
+	rs = append(rs, r)
+	r = result{name: "the work queues are empty, in flight and delayed messages included", ok: true}
+	for _, u := range []string{c.dep.SourceQueues["r1"], c.dep.TargetQueues["eu-west-1"]} {
+		if n := c.depth(ctx, u, true); n != 0 {
+			r.ok = false
+			r.detail += fmt.Sprintf("%s holds %d; ", u, n)
+		}
+	}
+	rs = append(rs, r)
+	var died []string
+	for _, w := range c.workers {
+		died = append(died, w.exits()...)
+	}
+	rs = append(rs, result{name: "no worker exited but when killed or stopped", ok: len(died) == 0, detail: strings.Join(died, "; ")})
+	return rs
 }
 
 // check runs every end-of-run check.
@@ -634,9 +714,13 @@ func (c *chaos) stopAll() {
 func (c *chaos) teardown() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	for _, b := range [][2]string{{"us-east-1", c.cfg.Rules[0].SourceBucket}, {"eu-west-1", c.cfg.Rules[0].Destinations[0].Bucket}, {"eu-west-1", c.evil}} {
+	// Staging too (its replication rule first), and the table: every
+	// archive's events were handled once the run settled.
+	for _, b := range [][2]string{{"us-east-1", c.cfg.Rules[0].SourceBucket}, {"eu-west-1", c.cfg.Rules[0].Destinations[0].Bucket}, {"eu-west-1", c.evil},
+		{"us-east-1", c.other}, {"us-east-1", c.cfg.Settings.Regions[0].StagingBucket}, {"eu-west-1", c.cfg.Settings.Regions[1].StagingBucket}} {
 		_ = c.env.RemoveBucket(ctx, b[0], b[1])
 	}
+	_ = c.env.DeleteTable(ctx, c.cfg.TableName())
 	for _, q := range []string{c.cfg.SourceQueueName("r1"), c.cfg.TargetQueueName()} {
 		_ = c.env.DeleteQueue(ctx, q)
 	}
@@ -712,6 +796,17 @@ type proc struct {
 	cmd                         *exec.Cmd
 	done                        chan struct{}
 	starts                      int
+	// ending: the run killed or stopped it; died: exits it did not
+	// cause, a worker's own failure that its twin may have covered.
+	ending bool
+	died   []string
+}
+
+// exits are the exits of p the run did not cause.
+func (p *proc) exits() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.died)
 }
 
 func (p *proc) start() error {
@@ -735,8 +830,18 @@ func (p *proc) start() error {
 		return fmt.Errorf("starting %s: %w", p.name, err)
 	}
 	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); log.Close(); close(done) }()
-	p.cmd, p.done = cmd, done
+	start := p.starts
+	go func() {
+		err := cmd.Wait()
+		log.Close()
+		p.mu.Lock()
+		if !p.ending {
+			p.died = append(p.died, fmt.Sprintf("%s exited on its own (%v; log %s.%d.log)", p.name, err, p.name, start))
+		}
+		p.mu.Unlock()
+		close(done)
+	}()
+	p.cmd, p.done, p.ending = cmd, done, false
 	return nil
 }
 
@@ -744,6 +849,7 @@ func (p *proc) start() error {
 func (p *proc) kill() {
 	p.mu.Lock()
 	cmd, done := p.cmd, p.done
+	p.ending = true
 	p.mu.Unlock()
 	if cmd != nil {
 		_ = cmd.Process.Signal(syscall.SIGKILL)
@@ -755,6 +861,7 @@ func (p *proc) kill() {
 func (p *proc) stop() {
 	p.mu.Lock()
 	cmd, done := p.cmd, p.done
+	p.ending = true
 	p.mu.Unlock()
 	if cmd == nil {
 		return

@@ -145,3 +145,32 @@ func TestKillerRestartsNothingOnceCancelled(t *testing.T) {
 		t.Errorf("worker started %d times, want once: the killer restarted it after its ctx ended", starts)
 	}
 }
+
+// A worker that exits by itself is seen (its twin may have covered for
+// it, and every other check passed); one the run killed or stopped is not.
+func TestUnexpectedExitsSeen(t *testing.T) {
+	dir := t.TempDir()
+	for name, script := range map[string]string{"dies": "#!/bin/sh\nexit 3\n", "sleeps": "#!/bin/sh\nexec sleep 600\n"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dies, sleeps := &proc{name: "dies", exe: filepath.Join(dir, "dies"), dir: dir}, &proc{name: "sleeps", exe: filepath.Join(dir, "sleeps"), dir: dir}
+	for _, p := range []*proc{dies, sleeps} {
+		if err := p.start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	<-dies.done
+	sleeps.kill()
+	if err := sleeps.start(); err != nil {
+		t.Fatal(err)
+	}
+	sleeps.stop()
+	if got := dies.exits(); len(got) != 1 || !strings.Contains(got[0], "exit status 3") {
+		t.Errorf("exits of a worker that died: %q, want one, with its status", got)
+	}
+	if got := sleeps.exits(); len(got) != 0 {
+		t.Errorf("exits of a worker killed and stopped: %q, want none", got)
+	}
+}

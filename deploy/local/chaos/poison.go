@@ -26,7 +26,9 @@ import (
 // sourcePoison are messages put on the rule's queue that are not (valid)
 // object events; dead marks those no retry can fix, which must end in the
 // DLQ (the rest are acknowledged: a test event, an event for an object
-// that does not exist, or for a bucket no rule covers).
+// that does not exist, or for a bucket no rule covers, whose object exists
+// there under the rule's prefix: a worker taking the event's key for the
+// rule's would replicate it).
 var sourcePoison = []struct {
 	name, body string
 	dead       bool
@@ -35,7 +37,7 @@ var sourcePoison = []struct {
 	{"no Records", `{"Service":"xrc-chaos","Message":"hello"}`, true},
 	{"S3 test event", `{"Service":"Amazon S3","Event":"s3:TestEvent","Time":"2026-12-02T00:00:00Z","Bucket":"b","RequestId":"r","HostId":"h"}`, false},
 	{"missing object", `{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"us-east-1","eventTime":"2026-12-06T00:00:00.000Z","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"SRC"},"object":{"key":"data/chaos-missing/never-written.txt","size":5,"eTag":"0123456789abcdef0123456789abcdef","sequencer":"0055AED6DCD90281E5"}}}]}`, false},
-	{"another bucket", `{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"us-east-1","eventTime":"2026-12-06T00:00:00.000Z","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"xrc-chaos-another-bucket"},"object":{"key":"data/x.txt","size":5,"sequencer":"0055AED6DCD90281E5"}}}]}`, false},
+	{"another bucket", `{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"us-east-1","eventTime":"2026-12-06T00:00:00.000Z","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"OTHER"},"object":{"key":"data/chaos-other/x.txt","size":5,"sequencer":"0055AED6DCD90281E5"}}}]}`, false},
 }
 
 func sourcePoisonDead() []string {
@@ -63,8 +65,12 @@ func targetPoisonKeys() []string {
 // poison injects both kinds.
 func (c *chaos) poison(ctx context.Context) error {
 	url := c.dep.SourceQueues["r1"]
+	if _, err := c.src.PutObject(ctx, &s3.PutObjectInput{Bucket: &c.other, Key: aws.String("data/chaos-other/x.txt"), Body: strings.NewReader("other")}); err != nil {
+		return fmt.Errorf("writing the object of the event for another bucket: %w", err)
+	}
 	for _, p := range sourcePoison {
 		body := strings.ReplaceAll(p.body, `"name":"SRC"`, fmt.Sprintf(`"name":%q`, c.cfg.Rules[0].SourceBucket))
+		body = strings.ReplaceAll(body, `"name":"OTHER"`, fmt.Sprintf(`"name":%q`, c.other))
 		if _, err := c.sqs.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: &url, MessageBody: aws.String(body)}); err != nil {
 			return fmt.Errorf("poisoning the source queue (%s): %w", p.name, err)
 		}
