@@ -63,9 +63,11 @@
 // purpose: S3's sequencers order the writes of one key only as S3 issued
 // them, and a made-up one could sort after a real later write's, which the
 // target would then skip as older. Without a sequencer the target orders
-// the synthetic write by the object's last-modified time (deliver's
-// newerOrSame), which both kinds of write carry: an older real event still
-// in flight is skipped against it, a newer real write replaces it. The
+// the synthetic write first by when the source read it against when a
+// real write completed (its event's time), more than a second apart, and
+// then by the object's last-modified time (deliver's newerOrSame), which
+// both kinds of write carry: an older real event still in flight is
+// skipped against it, a newer real write replaces it. The
 // source worker HEADs the object anyway and skips an event whose ETag no
 // longer matches, so an object overwritten since the listing travels only
 // with its own, real event. An inventory report's events carry neither

@@ -18,7 +18,7 @@ func NewMetrics(reg prometheus.Registerer, role string) *Metrics {
 	p := "xrc_" + role + "_"
 	m := &Metrics{
 		Messages: prometheus.NewCounterVec(prometheus.CounterOpts{Name: p + "messages_total",
-			Help: "SQS messages settled (acked, released, requeued: each message once per receive), and why some were (invalid, test, unmatched, ignored: counted besides)."}, []string{"result"}),
+			Help: "SQS messages settled (acked, released: each message once per receive), and why or how some were (requeued, invalid, test, unmatched, ignored: counted besides)."}, []string{"result"}),
 		Errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: p + "errors_total",
 			Help: "Errors by kind."}, []string{"kind"}),
 		ReceiveDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: p + "receive_duration_seconds",
