@@ -278,7 +278,7 @@ func (r *run) handle(ctx context.Context, objs []object, prev string, look looku
 			Size:      c.o.Size,
 		})
 		bytes += c.o.Size
-		if r.late(c.o.LastModified) {
+		if r.late(c.o) {
 			late++
 			log := r.Log.Debug
 			if r.lateNamed.Add(1) <= namedAtWarn {
