@@ -143,6 +143,25 @@ func TestProtectionFailuresAndLimit(t *testing.T) {
 	}
 }
 
+// TestFailedProtectionUndone: a protect call that failed may have been
+// applied all the same (its answer lost): once the long work ends, the
+// task is unprotected as if it had been, not left protected for the
+// protection's 15 minutes, holding off scale-in and deployments.
+func TestFailedProtectionUndone(t *testing.T) {
+	f := setup(t)
+	p := &protector{fail: 1}
+	rt, m := f.protected(p)
+	msg := f.held(t, rt)
+	f.pass(50 * time.Second)
+	within(t, 5*time.Second, "failure counted", func() bool {
+		return testutil.ToFloat64(m.Errors.WithLabelValues("protection")) == 1
+	})
+	msg.Ack()
+	within(t, 5*time.Second, "acknowledged", func() bool { return rt.Held() == 0 })
+	f.pass(70 * time.Second) // past the retry's minute
+	p.want(t, "unprotected once the work ended", "unprotect")
+}
+
 // TestProtectionLapsesUnrenewed: renewals that keep failing leave the task
 // unprotected once the last protection's 15 minutes are up, and
 // task_protected says so (it stayed 1); it is protected again once the
