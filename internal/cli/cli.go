@@ -47,6 +47,9 @@ Commands:
   xrc verify -config C -rule R [-prefix P] [-region X] [-report out.csv|out.json] [-hash-sources] [-tags]
              [-concurrency 32] [-list-concurrency 8]
                                            compare a rule's source with its destinations, object by object
+  xrc trace -config C s3://source-bucket/key
+                                           why an object is, or is not, at its destinations: what each holds,
+                                           the archive that carried it, its delete, and what to do
   xrc version
 
 s3:// locations use the usual AWS environment (AWS_REGION, AWS_ENDPOINT_URL_S3, ...);
@@ -106,6 +109,8 @@ func run(ctx context.Context, args []string, env Env, version string) error {
 		return backfillCmd(ctx, args[1:], env)
 	case args[0] == "verify":
 		return verifyRule(ctx, args[1:], env)
+	case args[0] == "trace":
+		return trace(ctx, args[1:], env)
 	case args[0] == "version":
 		fmt.Fprintf(env.Stdout, "xrc %s (zstd encoder: %s)\n", version, archive.NewWriter(archive.WriterOptions{}).Encoder())
 		return nil

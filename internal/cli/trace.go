@@ -1,0 +1,267 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/xrc-dev/xrc/internal/awsapi"
+	"github.com/xrc-dev/xrc/internal/config"
+	"github.com/xrc-dev/xrc/internal/deliver"
+	"github.com/xrc-dev/xrc/internal/ledger"
+	"github.com/xrc-dev/xrc/internal/tombstone"
+)
+
+const traceUsage = "xrc trace -config C s3://source-bucket/key"
+
+// trace answers "why is this object not there (or not as it is at the
+// source)": the source object, the rules that cover it, and at each
+// destination what xrc's provenance says it holds, the ledger entry of the
+// archive that carried it and the key's tombstone, then what to do. It
+// reads only: a HEAD per object, two GetItems per destination.
+func trace(ctx context.Context, args []string, env Env) error {
+	fs := flag.NewFlagSet("xrc trace", flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	cfgPath := fs.String("config", env.Getenv("XRC_CONFIG"), "config file or ssm:///name (env XRC_CONFIG)")
+	loc, rest := splitPositional(fs, args)
+	if err := parseOne(fs, rest); err != nil {
+		return err
+	}
+	if err := required(fs, traceUsage, "config", *cfgPath); err != nil {
+		return err
+	}
+	bucket, key, ok := strings.Cut(strings.TrimPrefix(loc, "s3://"), "/")
+	if !strings.HasPrefix(loc, "s3://") || !ok || bucket == "" || key == "" {
+		return fmt.Errorf("%w: want the source object as s3://bucket/key, got %q\n%s", ErrUsage, loc, traceUsage)
+	}
+	cfg, err := loadConfig(ctx, *cfgPath, env)
+	if err != nil {
+		return err
+	}
+	var rules []*config.Rule
+	for i := range cfg.Rules {
+		if cfg.Rules[i].SourceBucket == bucket {
+			rules = append(rules, &cfg.Rules[i])
+		}
+	}
+	if len(rules) == 0 {
+		return fmt.Errorf("%w: no rule of %s watches bucket %s", ErrUsage, *cfgPath, bucket)
+	}
+	t := &tracer{cfg: cfg, cfgPath: *cfgPath, key: key, w: env.Stdout, now: env.Now}
+	return t.object(ctx, rules, bucket, key)
+}
+
+type tracer struct {
+	cfg          *config.Config
+	cfgPath, key string // as given: the commands it suggests use them
+	w            io.Writer
+	now          func() time.Time
+}
+
+func (t *tracer) printf(format string, args ...any) { fmt.Fprintf(t.w, format, args...) }
+
+// object traces bucket/key through every rule of rules (all of its bucket)
+// that covers it.
+func (t *tracer) object(ctx context.Context, rules []*config.Rule, bucket, key string) error {
+	region := rules[0].SourceRegion
+	src, err := s3For(ctx, t.cfg, region, region)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrIncomplete, err)
+	}
+	t.printf("%s\n", awsapi.URL(bucket, key))
+	head, err := src.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &bucket, Key: &key})
+	switch {
+	case awsapi.IsNotFound(err):
+		t.printf("  source (%s): absent (deleted, or never written)\n", region)
+		head = nil
+	case err != nil:
+		return fmt.Errorf("%w: head %s: %w", ErrIncomplete, awsapi.URL(bucket, key), err)
+	default:
+		t.printf("  source (%s): %s\n", region, describe(head.ContentLength, head.LastModified, head.ETag, head.VersionId, string(head.StorageClass), head.TagCount))
+	}
+	covered := 0
+	for _, r := range rules {
+		if !r.Matches(bucket, key) {
+			continue
+		}
+		covered++
+		routes, err := r.Routes(key)
+		if err != nil {
+			t.printf("  rule %s covers it, but cannot send it: %v\n", r.ID, err)
+			continue
+		}
+		t.printf("  rule %s covers it (deletes %s): %d destination(s); its events reach queue %s (DLQ %s-dlq) in %s\n",
+			r.ID, map[bool]string{true: "propagate", false: "do not propagate"}[r.Deletes], len(routes), t.cfg.SourceQueueName(r.ID), t.cfg.SourceQueueName(r.ID), r.SourceRegion)
+		for _, rt := range routes {
+			if err := t.destination(ctx, r, rt, head); err != nil {
+				return fmt.Errorf("%w: %w", ErrIncomplete, err)
+			}
+		}
+	}
+	if covered == 0 {
+		t.printf("  no rule covers it: rules of bucket %s take other prefixes, suffixes, or ignore it (%s)\n", bucket, ruleFilters(rules))
+	}
+	return nil
+}
+
+// destination traces one route of rule r; head is the source object (nil
+// when absent).
+func (t *tracer) destination(ctx context.Context, r *config.Rule, rt config.Route, head *s3.HeadObjectOutput) error {
+	dst, err := s3For(ctx, t.cfg, rt.Region, r.SourceRegion)
+	if err != nil {
+		return err
+	}
+	t.printf("  %s %s:\n", rt.Region, awsapi.URL(rt.Bucket, rt.Key))
+	d, err := dst.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &rt.Bucket, Key: &rt.Key})
+	var md map[string]string
+	switch {
+	case awsapi.IsNotFound(err):
+		t.printf("    absent\n")
+		d = nil
+	case err != nil:
+		return fmt.Errorf("head %s in %s: %w", awsapi.URL(rt.Bucket, rt.Key), rt.Region, err)
+	default:
+		md = d.Metadata
+		t.printf("    %s\n", describe(d.ContentLength, d.LastModified, d.ETag, d.VersionId, string(d.StorageClass), d.TagCount))
+		if deliver.WrittenByXRC(md) {
+			t.printf("    written by xrc: %s\n", provenanceString(md))
+		} else {
+			t.printf("    not written by xrc (no xrc-* provenance): xrc writes over it, but never deletes or retags it\n")
+		}
+	}
+	var dead *tombstone.Tombstone
+	region, _ := t.cfg.Region(rt.Region)
+	if region.Direct {
+		t.printf("    ledger and tombstones: not traced in a direct region (kept by its own deployment)\n")
+	} else {
+		sdk, err := awsapi.Load(ctx, rt.Region)
+		if err != nil {
+			return err
+		}
+		ddb := dynamodb.NewFromConfig(sdk)
+		if id := md[deliver.MetaArchive]; id != "" && id != "-" {
+			e, ok, err := ledger.New(ddb, t.cfg.TableName(), t.now).Get(ctx, id, rt.Region)
+			switch {
+			case err != nil:
+				return err
+			case ok:
+				t.printf("    archive %s: delivered here %s (%d written, %d skipped, %d deleted), staging key %s\n", id,
+					e.FinishedAt.UTC().Format(time.RFC3339), e.Written, e.Skipped, e.Deleted, e.StagingKey)
+			default:
+				t.printf("    archive %s: no ledger entry (its record expired after 30 days, or was not written)\n", id)
+			}
+		}
+		ts, ok, err := tombstone.New(ddb, t.cfg.TableName(), t.now).Get(ctx, rt.Bucket, rt.Key)
+		switch {
+		case err != nil:
+			return err
+		case ok:
+			dead = &ts
+			t.printf("    tombstone: deleted at the source %s (sequencer %s), carried by archive %s\n", ts.At.UTC().Format(time.RFC3339), ts.Sequencer, ts.ArchiveID)
+		case r.Deletes:
+			t.printf("    tombstone: none\n")
+		}
+	}
+	t.printf("    => %s\n", t.verdict(r, head, d, md, dead))
+	return nil
+}
+
+// verdict says what the destination's state means, and what to do.
+func (t *tracer) verdict(r *config.Rule, src, dst *s3.HeadObjectOutput, md map[string]string, dead *tombstone.Tombstone) string {
+	backfill := fmt.Sprintf("xrc backfill -config %s -rule %s -prefix %s sends it again", shellArg(t.cfgPath), r.ID, shellArg(t.key))
+	queues := fmt.Sprintf("queue %s and its DLQ, then %s and %s-dlq in the target region", t.cfg.SourceQueueName(r.ID), t.cfg.TargetQueueName(), t.cfg.TargetQueueName())
+	switch {
+	case src == nil && dst == nil:
+		return "in sync: absent on both sides"
+	case src == nil && !r.Deletes:
+		return "the source object is gone; the rule does not propagate deletes, so the copy stays"
+	case src == nil && !deliver.WrittenByXRC(md):
+		return "the source object is gone; the copy is not xrc's, so xrc leaves it"
+	case src == nil && dead != nil:
+		return "the source object is gone and a delete was carried here, but the copy stays: it is a later write, whose own delete is on its way or failed (look in " + queues + ")"
+	case src == nil:
+		return "the source object is gone but the copy stays: its delete is on its way or failed (look in " + queues + ")"
+	case dst == nil && dead != nil:
+		return "absent, and a delete is recorded: if the source's write is newer than " + dead.At.UTC().Format(time.RFC3339) + ", it is on its way or failed (look in " + queues + "); " + backfill
+	case dst == nil:
+		return "not delivered: its event is on its way or failed (look in " + queues + "), or was lost; " + backfill
+	case !deliver.WrittenByXRC(md):
+		return "a copy xrc did not write: the source's write is on its way or failed (look in " + queues + "); " + backfill
+	case sameWrite(src, md):
+		return "in sync: the destination holds the source's write"
+	}
+	return "another write than the source's: the newer one is on its way or failed (look in " + queues + "); " + backfill
+}
+
+// sameWrite reports whether md, xrc's provenance, names the source's
+// current write: its version id, else its Last-Modified time.
+func sameWrite(src *s3.HeadObjectOutput, md map[string]string) bool {
+	if v := aws.ToString(src.VersionId); v != "" && v != "null" && md[deliver.MetaVersion] != "" {
+		return md[deliver.MetaVersion] == v
+	}
+	ms, err := strconv.ParseInt(md[deliver.MetaModified], 10, 64)
+	return err == nil && src.LastModified != nil && ms == src.LastModified.UnixMilli()
+}
+
+func describe(size *int64, mod *time.Time, etag, version *string, class string, tags *int32) string {
+	s := fmt.Sprintf("%s, last modified %s, ETag %s", sizeString(aws.ToInt64(size)), aws.ToTime(mod).UTC().Format(time.RFC3339), aws.ToString(etag))
+	if v := aws.ToString(version); v != "" && v != "null" {
+		s += ", version " + v
+	}
+	if class == "" {
+		class = "STANDARD"
+	}
+	return s + fmt.Sprintf(", %s, %d tag(s)", class, aws.ToInt32(tags))
+}
+
+// provenanceString is xrc's provenance as a person reads it.
+func provenanceString(md map[string]string) string {
+	var parts []string
+	add := func(label, k string, conv func(string) string) {
+		if v := md[k]; v != "" {
+			if conv != nil {
+				v = conv(v)
+			}
+			parts = append(parts, label+" "+v)
+		}
+	}
+	msTime := func(v string) string {
+		ms, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return v
+		}
+		return time.UnixMilli(ms).UTC().Format("2006-01-02T15:04:05.000Z")
+	}
+	add("archive", deliver.MetaArchive, nil)
+	add("sequencer", deliver.MetaSequencer, nil)
+	add("source last modified", deliver.MetaModified, msTime)
+	add("source version", deliver.MetaVersion, nil)
+	add("source held it at", deliver.MetaSeen, msTime)
+	if len(parts) == 0 {
+		return "provenance partly dropped (its metadata had no room)"
+	}
+	return strings.Join(parts, ", ")
+}
+
+func ruleFilters(rules []*config.Rule) string {
+	var s []string
+	for _, r := range rules {
+		f := fmt.Sprintf("%s: prefix %q", r.ID, r.Prefix)
+		if r.Suffix != "" {
+			f += fmt.Sprintf(", suffix %q", r.Suffix)
+		}
+		if len(r.Ignore) > 0 {
+			f += fmt.Sprintf(", ignore %q", r.Ignore)
+		}
+		s = append(s, f)
+	}
+	return strings.Join(s, "; ")
+}
