@@ -22,6 +22,9 @@ import (
 func main() { os.Exit(app.Main("xrc-target", run)) }
 
 func run(ctx context.Context, p *app.Process) error {
+	if err := deliver.CheckRegion(p.Config, p.Region); err != nil {
+		return app.NotStarted(err)
+	}
 	sqsClient := sqs.NewFromConfig(p.AWS)
 	url, err := p.QueueURL(ctx, sqsClient, p.Config.TargetQueueName())
 	if err != nil {

@@ -33,6 +33,7 @@ import (
 	"fmt"
 	"math"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 
@@ -138,12 +139,29 @@ type Worker struct {
 // object writes.
 const archivesAtOnce = config.TargetArchivesAtOnce
 
+// CheckRegion reports whether cfg has name as a target region: a worker
+// checks it before anything it would look up there (its queue, its table)
+// fails less clearly.
+func CheckRegion(cfg *config.Config, name string) error {
+	region, ok := cfg.Region(name)
+	if !ok || !region.IsTarget() {
+		var targets []string
+		for _, r := range cfg.Settings.Regions {
+			if r.IsTarget() {
+				targets = append(targets, r.Name)
+			}
+		}
+		return fmt.Errorf("region %q is not a target region in the config (its target regions: %s)", name, strings.Join(targets, ", "))
+	}
+	return nil
+}
+
 // New checks deps and returns a worker.
 func New(d Deps) (*Worker, error) {
-	region, ok := d.Config.Region(d.Region)
-	if !ok || !region.IsTarget() {
-		return nil, fmt.Errorf("region %q is not a target region in the config", d.Region)
+	if err := CheckRegion(d.Config, d.Region); err != nil {
+		return nil, err
 	}
+	region, _ := d.Config.Region(d.Region)
 	if d.Tombstones == nil || d.Ledger == nil || d.Uploads == nil {
 		return nil, errors.New("deliver: tombstones, ledger and uploads are required")
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -246,5 +247,19 @@ func TestSweepForgetsOrphanedUploads(t *testing.T) {
 	}
 	if n := logs.FilterMessageSnippet("forgetting an upload whose rule no longer writes here").Len(); n != 2 {
 		t.Errorf("%d lines forgetting orphaned uploads, want 2", n)
+	}
+}
+
+// TestCheckRegion: a target started for a region that is not one of the
+// config's targets says so, naming them, before it looks anything up.
+func TestCheckRegion(t *testing.T) {
+	cfg := &config.Config{Settings: config.Settings{Regions: []config.Region{{Name: "us-east-1", Role: config.RoleSource}, {Name: "eu-west-1", Role: config.RoleTarget}}}}
+	if err := CheckRegion(cfg, "eu-west-1"); err != nil {
+		t.Errorf("a target region: %v", err)
+	}
+	for _, name := range []string{"us-east-1", "eu-west-9"} {
+		if err := CheckRegion(cfg, name); err == nil || !strings.Contains(err.Error(), "its target regions: eu-west-1") {
+			t.Errorf("%s: %v, want an error naming the target regions", name, err)
+		}
 	}
 }
