@@ -38,11 +38,11 @@ Commands:
   xrc archive inspect FILE|s3://bucket/key [--json]
                                            summarise an archive's manifest
   xrc archive verify FILE|s3://bucket/key  check every member's size and SHA-256
-  xrc savings [-config C] [-rule R] [-since 7d] [--json]
+  xrc savings -config C [-rule R] [-since 7d] [--json]
                                            what xrc moved and saved, per rule and content class
   xrc backfill -config C -rule R [-prefix P] [-since 7d|RFC3339] [-inventory s3://bucket/manifest.json]
                [-rate N/s] [-tags] [-dry-run] [-checkpoint FILE|ddb [-restart|-restart-if-changed]]
-               [-concurrency 8] [-depth 2] [-queue-url URL]
+               [-concurrency 8] [-depth 2] [-queue-url URL] [-emf]
                                            enqueue the objects a rule's destinations lack or hold older
   xrc verify -config C -rule R [-prefix P] [-region X] [-report out.csv|out.json] [-hash-sources] [-tags]
              [-concurrency 32] [-list-concurrency 8]
@@ -117,15 +117,32 @@ func run(ctx context.Context, args []string, env Env, version string) error {
 	case args[0] == "help" || args[0] == "-h" || args[0] == "--help":
 		fmt.Fprint(env.Stdout, usage)
 		return nil
+	case (args[0] == "config" || args[0] == "archive") && (len(args) == 1 || isHelp(args[1])):
+		// A group asked for help, or named alone: its commands.
+		var lines []string
+		for _, l := range strings.Split(usage, "\n") {
+			if strings.HasPrefix(strings.TrimSpace(l), "xrc "+args[0]+" ") {
+				lines = append(lines, l)
+			}
+		}
+		if len(args) == 1 {
+			fmt.Fprintf(env.Stderr, "xrc %s: which command?\n%s\n", args[0], strings.Join(lines, "\n"))
+			return ErrUsage
+		}
+		fmt.Fprintf(env.Stdout, "%s\n", strings.Join(lines, "\n"))
+		return nil
 	default:
 		fmt.Fprintf(env.Stderr, "unknown command %q\n\n%s", strings.Join(args, " "), usage)
 		return ErrUsage
 	}
 }
 
+// isHelp reports whether arg asks for help.
+func isHelp(arg string) bool { return slices.Contains([]string{"-h", "-help", "--help", "help"}, arg) }
+
 func validate(ctx context.Context, args []string, env Env) error {
 	const usage = "xrc config validate FILE|ssm:///name"
-	if len(args) == 1 && slices.Contains([]string{"-h", "-help", "--help"}, args[0]) {
+	if len(args) == 1 && isHelp(args[0]) {
 		fmt.Fprintln(env.Stdout, "usage: "+usage)
 		return nil
 	}
@@ -138,7 +155,7 @@ func validate(ctx context.Context, args []string, env Env) error {
 		for _, e := range es {
 			fmt.Fprintf(env.Stderr, "%s: %s\n", args[0], e)
 		}
-		return fmt.Errorf("%s: %d problems", args[0], len(es))
+		return fmt.Errorf("%s: %d problem(s)", args[0], len(es))
 	}
 	if err != nil {
 		return err

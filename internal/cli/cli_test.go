@@ -62,6 +62,17 @@ func TestUsage(t *testing.T) {
 	if _, _, err := run(t, "archive", "pack", "dir"); !errors.Is(err, cli.ErrUsage) {
 		t.Errorf("pack without -o: %v", err)
 	}
+	// A group asked for help lists its commands and succeeds; named alone,
+	// it lists them as a usage error.
+	for _, group := range []string{"config", "archive"} {
+		out, _, err := run(t, group, "-h")
+		if err != nil || !strings.Contains(out, "xrc "+group+" ") || strings.Contains(out, "xrc backfill") {
+			t.Errorf("%s -h: %v\n%s", group, err, out)
+		}
+		if _, stderr, err := run(t, group); !errors.Is(err, cli.ErrUsage) || !strings.Contains(stderr, "xrc "+group+" ") {
+			t.Errorf("%s alone: %v\n%s", group, err, stderr)
+		}
+	}
 }
 
 func packSample(t *testing.T) string {
