@@ -44,11 +44,13 @@ func (r *Runtime) guard(stop context.Context) {
 	t := r.Clock.NewTicker(min(r.ProtectAfter/4, 15*time.Second))
 	defer t.Stop()
 	var (
-		// maybe: a protect call failed, and may have been applied all
-		// the same (an answer lost, a timeout while the agent waited
-		// on ECS): it is removed as on's is once the work ends.
-		on, maybe                   bool
-		since, renewed, retry, rest time.Time
+		// maybeUntil: a protect call failed, and may have been applied
+		// all the same (an answer lost, a timeout while the agent
+		// waited on ECS) until then: it is removed as on's is once the
+		// work ends, until it would have expired (a refusal, the agent
+		// out of reach, would fail every unprotect too).
+		on                                      bool
+		since, renewed, retry, rest, maybeUntil time.Time
 	)
 	call := func(what string, f func(context.Context) error) bool {
 		ctx, cancel := context.WithTimeout(stop, protectCallTimeout)
@@ -76,7 +78,7 @@ func (r *Runtime) guard(stop context.Context) {
 		long := !oldest.IsZero() && now.Sub(oldest) >= r.ProtectAfter
 		switch {
 		case long && !on && !now.Before(rest):
-			maybe = true
+			maybeUntil = now.Add(protectFor)
 			if call("protecting the task from scale-in and deployments", protect) {
 				on, since, renewed = true, now, now
 				r.Metrics.Protected.Set(1)
@@ -85,7 +87,7 @@ func (r *Runtime) guard(stop context.Context) {
 			}
 		case long && on && now.Sub(since) >= protectLimit:
 			if call("unprotecting the task", r.Protector.Unprotect) {
-				on, maybe, rest = false, false, now.Add(protectRest)
+				on, maybeUntil, rest = false, time.Time{}, now.Add(protectRest)
 				r.Metrics.Protected.Set(0)
 				r.Log.Warn("task unprotected after its longest protection, though it still holds long work: a scale-in or deployment may now stop it",
 					zap.Duration("protectedFor", now.Sub(since).Round(time.Second)), zap.Duration("unprotectedFor", protectRest))
@@ -100,12 +102,12 @@ func (r *Runtime) guard(stop context.Context) {
 				r.Metrics.Protected.Set(0)
 				r.Log.Warn("task protection lapsed: it could not be renewed", zap.Duration("since", now.Sub(renewed).Round(time.Second)))
 			}
-		case !long && (on || maybe):
+		case !long && (on || now.Before(maybeUntil)):
 			if call("unprotecting the task", r.Protector.Unprotect) {
 				if on {
 					r.Log.Info("task unprotected: it holds no long work", zap.Duration("protectedFor", now.Sub(since).Round(time.Second)))
 				}
-				on, maybe = false, false
+				on, maybeUntil = false, time.Time{}
 				r.Metrics.Protected.Set(0)
 			}
 		}

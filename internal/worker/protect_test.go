@@ -162,6 +162,30 @@ func TestFailedProtectionUndone(t *testing.T) {
 	p.want(t, "unprotected once the work ended", "unprotect")
 }
 
+// TestRefusedProtectionNotUndoneForEver: an agent that refuses every call
+// (the role lacks ecs:UpdateTaskProtection, the agent out of reach) is not
+// asked to unprotect an idle task every minute for good: only until a
+// protection it might have applied would have expired.
+func TestRefusedProtectionNotUndoneForEver(t *testing.T) {
+	f := setup(t)
+	p := &protector{fail: 1 << 20}
+	rt, m := f.protected(p)
+	msg := f.held(t, rt)
+	f.pass(50 * time.Second)
+	within(t, 5*time.Second, "failure counted", func() bool {
+		return testutil.ToFloat64(m.Errors.WithLabelValues("protection")) == 1
+	})
+	msg.Ack()
+	within(t, 5*time.Second, "acknowledged", func() bool { return rt.Held() == 0 })
+	f.pass(20 * time.Minute)
+	n := testutil.ToFloat64(m.Errors.WithLabelValues("protection"))
+	f.pass(30 * time.Minute)
+	time.Sleep(100 * time.Millisecond)
+	if after := testutil.ToFloat64(m.Errors.WithLabelValues("protection")); after != n {
+		t.Errorf("an idle task still asked to unprotect: %v failures, then %v", n, after)
+	}
+}
+
 // TestProtectionLapsesUnrenewed: renewals that keep failing leave the task
 // unprotected once the last protection's 15 minutes are up, and
 // task_protected says so (it stayed 1); it is protected again once the
