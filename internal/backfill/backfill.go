@@ -153,9 +153,9 @@ type Counts struct {
 	// written while xrc ran, long enough ago that their events should
 	// have delivered them. Their events were lost (a notification
 	// configuration replaced, a queue purged), failed (in a DLQ), or the
-	// pipeline is that far behind. Writes of multipart uploads are not
-	// counted (S3 dates them when the upload began). Zero without a
-	// checkpoint that remembers complete runs (-checkpoint ddb).
+	// pipeline is that far behind. A multipart upload's write is given a
+	// second more per MiB (S3 dates it when the upload began). Zero
+	// without a checkpoint that remembers complete runs (-checkpoint ddb).
 	Late      int64 `json:"late"`
 	Bytes     int64 `json:"bytes"`     // their objects' bytes
 	Tasks     int64 `json:"tasks"`     // prefixes (inventory: data files) known
@@ -413,13 +413,18 @@ func (r *run) widenSince() {
 }
 
 // late reports whether o's write, which this run sends, should have been
-// delivered by its event already (Counts.Late). Not one a multipart upload
-// made (its ETag "<hex>-<parts>"): S3 dates it when the upload began, maybe
-// long before its event, and a large object takes longest to deliver;
-// lost events are seen on the other writes they would have carried.
+// delivered by its event already (Counts.Late). One a multipart upload
+// made (its ETag "<hex>-<parts>") is given a second more per MiB: S3 dates
+// it when the upload began, and a slow client's upload of a large object,
+// then its delivery, take that long; not left out, as a bucket of large
+// files may hold nothing else.
 func (r *run) late(o object) bool {
+	wait := r.o.LateAfter
+	if strings.Contains(o.ETag, "-") {
+		wait += time.Duration(o.Size>>20) * time.Second
+	}
 	t := o.LastModified
-	return !r.lastRun.IsZero() && t.After(r.lastRun) && r.Now().Sub(t) > r.o.LateAfter && !strings.Contains(o.ETag, "-")
+	return !r.lastRun.IsZero() && t.After(r.lastRun) && r.Now().Sub(t) > wait
 }
 
 func (r *run) work(ctx context.Context) error {
