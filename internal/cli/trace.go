@@ -82,6 +82,11 @@ func (t *tracer) object(ctx context.Context, rules []*config.Rule, bucket, key s
 	case awsapi.IsNotFound(err):
 		t.printf("  source (%s): absent (deleted, or never written)\n", region)
 		head = nil
+	case awsapi.IsAccessDenied(err) && awsapi.Code(err) == "Forbidden":
+		// A HEAD's bare 403: S3 answers it for a missing key to one who
+		// may not list the bucket.
+		t.printf("  source (%s): absent, or not yours to read (403: without s3:ListBucket S3 answers so for a missing key)\n", region)
+		head = nil
 	case err != nil:
 		return fmt.Errorf("%w: head %s: %w", ErrIncomplete, awsapi.URL(bucket, key), err)
 	default:
@@ -151,7 +156,7 @@ func (t *tracer) destination(ctx context.Context, r *config.Rule, rt config.Rout
 			e, ok, err := ledger.New(ddb, t.cfg.TableName(), t.now).Get(ctx, id, rt.Region)
 			switch {
 			case err != nil:
-				return err
+				t.printf("    archive %s: ledger not read: %v\n", id, err)
 			case ok:
 				t.printf("    archive %s: delivered here %s (%d written, %d skipped, %d deleted), staging key %s\n", id,
 					e.FinishedAt.UTC().Format(time.RFC3339), e.Written, e.Skipped, e.Deleted, e.StagingKey)
@@ -162,7 +167,7 @@ func (t *tracer) destination(ctx context.Context, r *config.Rule, rt config.Rout
 		ts, ok, err := tombstone.New(ddb, t.cfg.TableName(), t.now).Get(ctx, rt.Bucket, rt.Key)
 		switch {
 		case err != nil:
-			return err
+			t.printf("    tombstone: not read: %v\n", err)
 		case ok:
 			dead = &ts
 			t.printf("    tombstone: deleted at the source %s (sequencer %s), carried by archive %s\n", ts.At.UTC().Format(time.RFC3339), ts.Sequencer, ts.ArchiveID)
@@ -178,15 +183,20 @@ func (t *tracer) destination(ctx context.Context, r *config.Rule, rt config.Rout
 func (t *tracer) verdict(r *config.Rule, src, dst *s3.HeadObjectOutput, md map[string]string, dead *tombstone.Tombstone) string {
 	backfill := fmt.Sprintf("xrc backfill -config %s -rule %s -prefix %s sends it again", shellArg(t.cfgPath), r.ID, shellArg(t.key))
 	queues := fmt.Sprintf("queue %s and its DLQ, then %s and %s-dlq in the target region", t.cfg.SourceQueueName(r.ID), t.cfg.TargetQueueName(), t.cfg.TargetQueueName())
+	written := writeTime(md)
 	switch {
+	case src == nil && dst == nil && strings.ContainsAny(t.key, "%+"):
+		return "absent on both sides; if the key came from an event or a DLQ message, it is URL-encoded there (+ for a space): trace it decoded"
 	case src == nil && dst == nil:
 		return "in sync: absent on both sides"
 	case src == nil && !r.Deletes:
 		return "the source object is gone; the rule does not propagate deletes, so the copy stays"
 	case src == nil && !deliver.WrittenByXRC(md):
 		return "the source object is gone; the copy is not xrc's, so xrc leaves it"
+	case src == nil && dead != nil && !written.IsZero() && written.Before(dead.At):
+		return "the source object is gone and its delete was carried here, but the copy stays: the delete did not land (refused, an object lock, or cut between its record and the delete): the target's log at warn or error says why; delete the copy by hand once the cause is fixed"
 	case src == nil && dead != nil:
-		return "the source object is gone and a delete was carried here, but the copy stays: it is a later write, whose own delete is on its way or failed (look in " + queues + ")"
+		return "the source object is gone and a delete was carried here, but the copy stays: it is a later write (or its time is unknown), whose own delete is on its way or failed (look in " + queues + ")"
 	case src == nil:
 		return "the source object is gone but the copy stays: its delete is on its way or failed (look in " + queues + ")"
 	case dst == nil && dead != nil:
@@ -197,8 +207,22 @@ func (t *tracer) verdict(r *config.Rule, src, dst *s3.HeadObjectOutput, md map[s
 		return "a copy xrc did not write: the source's write is on its way or failed (look in " + queues + "); " + backfill
 	case sameWrite(src, md):
 		return "in sync: the destination holds the source's write"
+	case written.IsZero():
+		return "xrc's copy, but its provenance lost its times to the metadata budget: which write it holds cannot be told (compare the bytes: xrc verify -hash-sources)"
+	case src.LastModified != nil && written.Truncate(time.Second).After(*src.LastModified):
+		return "a newer write than the source's current one: the source's key went back to an older version (its newer one deleted by its version id, which no event carries to the copies)"
 	}
-	return "another write than the source's: the newer one is on its way or failed (look in " + queues + "); " + backfill
+	return "an older write than the source's: the newer one is on its way or failed (look in " + queues + "); " + backfill
+}
+
+// writeTime is the source Last-Modified of the write xrc's provenance md
+// names; zero when it does not say.
+func writeTime(md map[string]string) time.Time {
+	ms, err := strconv.ParseInt(md[deliver.MetaModified], 10, 64)
+	if err != nil {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms)
 }
 
 // sameWrite reports whether md, xrc's provenance, names the source's
@@ -207,8 +231,9 @@ func sameWrite(src *s3.HeadObjectOutput, md map[string]string) bool {
 	if v := aws.ToString(src.VersionId); v != "" && v != "null" && md[deliver.MetaVersion] != "" {
 		return md[deliver.MetaVersion] == v
 	}
-	ms, err := strconv.ParseInt(md[deliver.MetaModified], 10, 64)
-	return err == nil && src.LastModified != nil && ms == src.LastModified.UnixMilli()
+	// In whole seconds, as a HEAD's Last-Modified is.
+	w := writeTime(md)
+	return !w.IsZero() && src.LastModified != nil && w.Truncate(time.Second).Equal(src.LastModified.Truncate(time.Second))
 }
 
 func describe(size *int64, mod *time.Time, etag, version *string, class string, tags *int32) string {

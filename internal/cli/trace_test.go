@@ -72,6 +72,10 @@ func TestTrace(t *testing.T) {
 	put(src, rule.SourceBucket, "data/t/older.txt", nil)
 	put(dst, dstBucket, "data/t/older.txt", map[string]string{deliver.MetaArchive: "a-old", deliver.MetaModified: "1795315730465"})
 	put(src, rule.SourceBucket, "elsewhere/x.txt", nil)
+	head = put(src, rule.SourceBucket, "data/t/newer.txt", nil)
+	put(dst, dstBucket, "data/t/newer.txt", map[string]string{deliver.MetaArchive: "a-new", deliver.MetaModified: strconv.FormatInt(head.LastModified.Add(time.Hour).UnixMilli(), 10)})
+	put(src, rule.SourceBucket, "data/t/no-times.txt", nil)
+	put(dst, dstBucket, "data/t/no-times.txt", map[string]string{deliver.MetaArchive: "-"})
 
 	doc, _ := json.Marshal(cfg)
 	path := filepath.Join(t.TempDir(), "xrc.json")
@@ -84,9 +88,12 @@ func TestTrace(t *testing.T) {
 		"data/t/missing.txt": {"    absent", "=> not delivered", "queue " + cfg.SourceQueueName("r1"),
 			"xrc backfill -config " + path + " -rule r1 -prefix data/t/missing.txt sends it again"},
 		"data/t/gone.txt": {"source (us-east-1): absent", "tombstone: deleted at the source", "carried by archive a-del",
-			"=> the source object is gone and a delete was carried here, but the copy stays"},
-		"data/t/older.txt": {"archive a-old: no ledger entry", "=> another write than the source's"},
-		"elsewhere/x.txt":  {"no rule covers it", `r1: prefix "data/"`},
+			"=> the source object is gone and its delete was carried here, but the copy stays: the delete did not land"},
+		"data/t/older.txt":    {"archive a-old: no ledger entry", "=> an older write than the source's"},
+		"data/t/newer.txt":    {"=> a newer write than the source's current one"},
+		"data/t/no-times.txt": {"=> xrc's copy, but its provenance lost its times"},
+		"data/t/a%20b+c.txt":  {"=> absent on both sides; if the key came from an event or a DLQ message, it is URL-encoded"},
+		"elsewhere/x.txt":     {"no rule covers it", `r1: prefix "data/"`},
 	} {
 		out, stderr, err := run(t, "trace", "-config", path, "s3://"+rule.SourceBucket+"/"+key)
 		if err != nil {
