@@ -44,13 +44,14 @@ func (r *Runtime) guard(stop context.Context) {
 	t := r.Clock.NewTicker(min(r.ProtectAfter/4, 15*time.Second))
 	defer t.Stop()
 	var (
-		// maybeUntil: a protect call failed, and may have been applied
-		// all the same (an answer lost, a timeout while the agent
-		// waited on ECS) until then: it is removed as on's is once the
-		// work ends, until it would have expired (a refusal, the agent
-		// out of reach, would fail every unprotect too).
-		on                                      bool
-		since, renewed, retry, rest, maybeUntil time.Time
+		// until: any protection this task may hold ends by then, its
+		// last protect call's (one that failed may have been applied
+		// all the same: an answer lost, a timeout while the agent
+		// waited on ECS). Once the work ends it is removed, but not
+		// after then: an agent refusing every call is not asked for
+		// good.
+		on                                 bool
+		since, renewed, retry, rest, until time.Time
 	)
 	call := func(what string, f func(context.Context) error) bool {
 		ctx, cancel := context.WithTimeout(stop, protectCallTimeout)
@@ -78,7 +79,7 @@ func (r *Runtime) guard(stop context.Context) {
 		long := !oldest.IsZero() && now.Sub(oldest) >= r.ProtectAfter
 		switch {
 		case long && !on && !now.Before(rest):
-			maybeUntil = now.Add(protectFor)
+			until = now.Add(protectFor)
 			if call("protecting the task from scale-in and deployments", protect) {
 				on, since, renewed = true, now, now
 				r.Metrics.Protected.Set(1)
@@ -87,12 +88,13 @@ func (r *Runtime) guard(stop context.Context) {
 			}
 		case long && on && now.Sub(since) >= protectLimit:
 			if call("unprotecting the task", r.Protector.Unprotect) {
-				on, maybeUntil, rest = false, time.Time{}, now.Add(protectRest)
+				on, until, rest = false, time.Time{}, now.Add(protectRest)
 				r.Metrics.Protected.Set(0)
 				r.Log.Warn("task unprotected after its longest protection, though it still holds long work: a scale-in or deployment may now stop it",
 					zap.Duration("protectedFor", now.Sub(since).Round(time.Second)), zap.Duration("unprotectedFor", protectRest))
 			}
 		case long && on && now.Sub(renewed) >= protectRenew:
+			until = now.Add(protectFor)
 			if call("renewing the task's protection", protect) {
 				renewed = now
 			} else if now.Sub(renewed) >= protectFor {
@@ -102,12 +104,19 @@ func (r *Runtime) guard(stop context.Context) {
 				r.Metrics.Protected.Set(0)
 				r.Log.Warn("task protection lapsed: it could not be renewed", zap.Duration("since", now.Sub(renewed).Round(time.Second)))
 			}
-		case !long && (on || now.Before(maybeUntil)):
+		case !long && (on || !until.IsZero()) && !now.Before(until):
+			// Whatever was applied has expired.
+			if on {
+				r.Log.Info("task protection expired: it holds no long work, and could not be unprotected", zap.Duration("protectedFor", now.Sub(since).Round(time.Second)))
+			}
+			on, until = false, time.Time{}
+			r.Metrics.Protected.Set(0)
+		case !long && (on || !until.IsZero()):
 			if call("unprotecting the task", r.Protector.Unprotect) {
 				if on {
 					r.Log.Info("task unprotected: it holds no long work", zap.Duration("protectedFor", now.Sub(since).Round(time.Second)))
 				}
-				on, maybeUntil = false, time.Time{}
+				on, until = false, time.Time{}
 				r.Metrics.Protected.Set(0)
 			}
 		}

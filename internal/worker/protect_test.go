@@ -165,16 +165,37 @@ func TestFailedProtectionUndone(t *testing.T) {
 // TestRefusedProtectionNotUndoneForEver: an agent that refuses every call
 // (the role lacks ecs:UpdateTaskProtection, the agent out of reach) is not
 // asked to unprotect an idle task every minute for good: only until a
-// protection it might have applied would have expired.
+// protection it might have applied would have expired; nor is one that
+// protected the task and then refused everything (task_protected drops to
+// 0 once it expired).
 func TestRefusedProtectionNotUndoneForEver(t *testing.T) {
+	for name, ok := range map[string]int{"never protected": 0, "protected, then refused": 1} {
+		t.Run(name, func(t *testing.T) { refusedProtection(t, ok) })
+	}
+}
+
+func refusedProtection(t *testing.T, ok int) {
 	f := setup(t)
-	p := &protector{fail: 1 << 20}
+	p := &protector{}
 	rt, m := f.protected(p)
+	p.mu.Lock()
+	p.fail = 1 << 20
+	if ok > 0 {
+		p.fail = 0
+	}
+	p.mu.Unlock()
 	msg := f.held(t, rt)
 	f.pass(50 * time.Second)
-	within(t, 5*time.Second, "failure counted", func() bool {
-		return testutil.ToFloat64(m.Errors.WithLabelValues("protection")) == 1
-	})
+	if ok > 0 {
+		p.want(t, "protected", "protect 15m0s")
+		p.mu.Lock()
+		p.fail = 1 << 20
+		p.mu.Unlock()
+	} else {
+		within(t, 5*time.Second, "failure counted", func() bool {
+			return testutil.ToFloat64(m.Errors.WithLabelValues("protection")) == 1
+		})
+	}
 	msg.Ack()
 	within(t, 5*time.Second, "acknowledged", func() bool { return rt.Held() == 0 })
 	f.pass(20 * time.Minute)
@@ -183,6 +204,9 @@ func TestRefusedProtectionNotUndoneForEver(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	if after := testutil.ToFloat64(m.Errors.WithLabelValues("protection")); after != n {
 		t.Errorf("an idle task still asked to unprotect: %v failures, then %v", n, after)
+	}
+	if v := testutil.ToFloat64(m.Protected); v != 0 {
+		t.Errorf("task_protected %v once any protection expired", v)
 	}
 }
 
