@@ -88,7 +88,7 @@ func (w *Worker) sweep(ctx context.Context) {
 			w.Log.Warn("looking up the archive of a recorded upload", zap.String("key", u.StagingKey), zap.Error(err))
 			continue
 		}
-		if !w.abortAs(ctx, u, false) {
+		if !w.abortAs(ctx, u, w.orphaned(u)) {
 			continue
 		}
 		w.Log.Info("aborted an upload whose archive is gone", zap.String("archive", u.ArchiveID), zap.String("bucket", u.Bucket),
@@ -97,9 +97,10 @@ func (w *Worker) sweep(ctx context.Context) {
 }
 
 // orphaned reports whether no delivery will complete u: its rule is gone
-// from the config, or no longer writes u's bucket from this region. The
-// role then may not read its archive any more (a 403 for ever, not the
-// 404 of an archive gone), nor write its bucket.
+// from the config, or no longer writes u's bucket and prefix from this
+// region. The role then may not read its archive any more (a 403 for
+// ever, not the 404 of an archive gone), nor write there (IAM grants a
+// destination's prefix).
 func (w *Worker) orphaned(u uploads.Upload) bool {
 	id, _, _ := strings.Cut(u.StagingKey, "/")
 	rule, ok := w.Config.Rule(id)
@@ -107,7 +108,7 @@ func (w *Worker) orphaned(u uploads.Upload) bool {
 		return true
 	}
 	for _, d := range rule.Destinations {
-		if d.Region == w.Region && d.Bucket == u.Bucket {
+		if d.Region == w.Region && d.Bucket == u.Bucket && strings.HasPrefix(u.Key, rule.DestinationKey(d, rule.Prefix)) {
 			return false
 		}
 	}

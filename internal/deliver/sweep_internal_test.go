@@ -109,7 +109,7 @@ func TestSweepThawIsNoFailure(t *testing.T) {
 		clock := clockwork.NewFakeClock()
 		core, logs := observer.New(zap.WarnLevel)
 		d := deps(clock)
-		d.Log, d.Metrics, d.Clock = zap.New(core), NewMetrics(prometheus.NewRegistry()), clock
+		d.Log, d.Metrics, d.Clock, d.Config = zap.New(core), NewMetrics(prometheus.NewRegistry()), clock, &config.Config{}
 		w := &Worker{Deps: d}
 		w.sweep(context.Background())
 		if logs.Len() > 0 || testutil.ToFloat64(d.Metrics.Errors.WithLabelValues("uploads")) != 0 {
@@ -227,12 +227,13 @@ func (r recordedUploads) Delete(_ context.Context, u uploads.Upload) error {
 // warned of and counted at every sweep for the record's month. One whose
 // rule still writes there is kept: its 403 is a fault to fix.
 func TestSweepForgetsOrphanedUploads(t *testing.T) {
-	cfg := &config.Config{Rules: []config.Rule{{ID: "r1", Destinations: []config.Destination{{Region: "eu-west-1", Bucket: "dst"}}}}}
+	moved := "copies/"
+	cfg := &config.Config{Rules: []config.Rule{{ID: "r1", Prefix: "data/", Destinations: []config.Destination{{Region: "eu-west-1", Bucket: "dst"}}}}}
 	var forgotten []string
 	us := []uploads.Upload{
-		{StagingBucket: "stg", StagingKey: "r1/a.tar.zst", Bucket: "dst", Key: "k", UploadID: "u1"},
-		{StagingBucket: "stg", StagingKey: "gone/b.tar.zst", Bucket: "dst", Key: "k", UploadID: "u2"},
-		{StagingBucket: "stg", StagingKey: "r1/c.tar.zst", Bucket: "moved", Key: "k", UploadID: "u3"},
+		{StagingBucket: "stg", StagingKey: "r1/a.tar.zst", Bucket: "dst", Key: "data/k", UploadID: "u1"},
+		{StagingBucket: "stg", StagingKey: "gone/b.tar.zst", Bucket: "dst", Key: "data/k", UploadID: "u2"},
+		{StagingBucket: "stg", StagingKey: "r1/c.tar.zst", Bucket: "moved", Key: "data/k", UploadID: "u3"},
 	}
 	core, logs := observer.New(zap.WarnLevel)
 	m := NewMetrics(prometheus.NewRegistry())
@@ -248,6 +249,16 @@ func TestSweepForgetsOrphanedUploads(t *testing.T) {
 	if n := logs.FilterMessageSnippet("forgetting an upload whose rule no longer writes here").Len(); n != 2 {
 		t.Errorf("%d lines forgetting orphaned uploads, want 2", n)
 	}
+	// A destination prefix changed: its old uploads are orphans too; and
+	// one whose archive is gone (404) may no longer be aborted either.
+	forgotten = nil
+	cfg.Rules[0].Destinations[0].Prefix = &moved
+	w.S3 = goneStaging{deniedStaging{}}
+	w.Uploads = recordedUploads{us: us[:1], forgotten: &forgotten}
+	w.sweep(context.Background())
+	if want := []string{"r1/a.tar.zst"}; fmt.Sprint(forgotten) != fmt.Sprint(want) {
+		t.Errorf("after the prefix moved, forgot %v, want %v", forgotten, want)
+	}
 }
 
 // TestCheckRegion: a target started for a region that is not one of the
@@ -262,4 +273,11 @@ func TestCheckRegion(t *testing.T) {
 			t.Errorf("%s: %v, want an error naming the target regions", name, err)
 		}
 	}
+}
+
+// goneStaging is deniedStaging whose archives are gone (404).
+type goneStaging struct{ deniedStaging }
+
+func (goneStaging) HeadObject(context.Context, *s3.HeadObjectInput, ...func(*s3.Options)) (*s3.HeadObjectOutput, error) {
+	return nil, &smithy.GenericAPIError{Code: "NotFound", Message: "gone"}
 }
