@@ -153,16 +153,21 @@ type Counts struct {
 	// written while xrc ran, long enough ago that their events should
 	// have delivered them. Their events were lost (a notification
 	// configuration replaced, a queue purged), failed (in a DLQ), or the
-	// pipeline is that far behind. A multipart upload's write is given a
-	// second more per MiB (S3 dates it when the upload began). Zero
-	// without a checkpoint that remembers complete runs (-checkpoint ddb).
-	Late      int64 `json:"late"`
-	Bytes     int64 `json:"bytes"`     // their objects' bytes
-	Tasks     int64 `json:"tasks"`     // prefixes (inventory: data files) known
-	TasksDone int64 `json:"tasksDone"` // ... finished, those of an earlier run included
-	Resumed   int64 `json:"resumed"`   // finished by an earlier run: not listed again
-	ScanBytes int64 `json:"scanBytes"` // inventory bytes read
-	ScanTotal int64 `json:"scanTotal"` // inventory bytes in all
+	// pipeline is that far behind. Zero without a checkpoint that
+	// remembers complete runs (-checkpoint ddb).
+	Late int64 `json:"late"`
+	// LateMultipart are such writes of multipart uploads, counted apart:
+	// S3 dates them when the upload began, and a writer may keep one open
+	// for an hour (Fluent Bit's upload_timeout), so one completed minutes
+	// ago looks late; given a second more per MiB, they are reported, not
+	// alarmed on.
+	LateMultipart int64 `json:"lateMultipart"`
+	Bytes         int64 `json:"bytes"`     // their objects' bytes
+	Tasks         int64 `json:"tasks"`     // prefixes (inventory: data files) known
+	TasksDone     int64 `json:"tasksDone"` // ... finished, those of an earlier run included
+	Resumed       int64 `json:"resumed"`   // finished by an earlier run: not listed again
+	ScanBytes     int64 `json:"scanBytes"` // inventory bytes read
+	ScanTotal     int64 `json:"scanTotal"` // inventory bytes in all
 	// InventoryOf is when the inventory report was made (its
 	// creationTimestamp; zero if it does not say): writes since are not
 	// in it.
@@ -171,7 +176,7 @@ type Counts struct {
 
 type counters struct {
 	listed, matched, compared, missing, resized, older, upToDate, tagsDiffer, notByXRC, unroutable, archived atomic.Int64
-	enqueued, late, bytes, tasks, tasksDone, resumed, scanBytes, scanTotal                                   atomic.Int64
+	enqueued, late, lateMultipart, bytes, tasks, tasksDone, resumed, scanBytes, scanTotal                    atomic.Int64
 	inventoryOf                                                                                              atomic.Int64 // Unix ms
 }
 
@@ -187,7 +192,7 @@ func (c *counters) snapshot() Counts {
 	return Counts{
 		Listed: c.listed.Load(), Matched: c.matched.Load(), Compared: c.compared.Load(), Missing: c.missing.Load(),
 		Resized: c.resized.Load(), Older: c.older.Load(), UpToDate: c.upToDate.Load(), TagsDiffer: c.tagsDiffer.Load(), NotByXRC: c.notByXRC.Load(),
-		Unroutable: c.unroutable.Load(), Archived: c.archived.Load(), Enqueued: c.enqueued.Load(), Late: c.late.Load(), Bytes: c.bytes.Load(), Tasks: c.tasks.Load(),
+		Unroutable: c.unroutable.Load(), Archived: c.archived.Load(), Enqueued: c.enqueued.Load(), Late: c.late.Load(), LateMultipart: c.lateMultipart.Load(), Bytes: c.bytes.Load(), Tasks: c.tasks.Load(),
 		TasksDone: c.tasksDone.Load(), Resumed: c.resumed.Load(), ScanBytes: c.scanBytes.Load(), ScanTotal: c.scanTotal.Load(),
 		InventoryOf: unixMilli(c.inventoryOf.Load()),
 	}
@@ -413,19 +418,22 @@ func (r *run) widenSince() {
 }
 
 // late reports whether o's write, which this run sends, should have been
-// delivered by its event already (Counts.Late). One a multipart upload
-// made (its ETag "<hex>-<parts>") is given a second more per MiB: S3 dates
-// it when the upload began, and a slow client's upload of a large object,
-// then its delivery, take that long; not left out, as a bucket of large
-// files may hold nothing else.
+// delivered by its event already (Counts.Late, LateMultipart). One a
+// multipart upload made is given a second more per MiB: S3 dates it when
+// the upload began, and a slow client's upload of a large object, then its
+// delivery, take that long.
 func (r *run) late(o object) bool {
 	wait := r.o.LateAfter
-	if strings.Contains(o.ETag, "-") {
+	if multipart(o) {
 		wait += time.Duration(o.Size>>20) * time.Second
 	}
 	t := o.LastModified
 	return !r.lastRun.IsZero() && t.After(r.lastRun) && r.Now().Sub(t) > wait
 }
+
+// multipart reports whether a multipart upload wrote o: its ETag is
+// "<hex>-<parts>".
+func multipart(o object) bool { return strings.Contains(o.ETag, "-") }
 
 func (r *run) work(ctx context.Context) error {
 	r.Log.Info("backfill starting", zap.String("rule", r.o.Rule.ID), zap.String("bucket", r.o.Rule.SourceBucket),

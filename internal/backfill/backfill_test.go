@@ -1025,8 +1025,8 @@ func TestLateWritesCounted(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.drain(t, f.queueURL(), int(c2.Enqueued))
-	if c2.Enqueued != 22 || c2.Late != 2 {
-		t.Errorf("second run: enqueued %d, late %d; want 22, of which %s and %s (a small upload) late", c2.Enqueued, c2.Late, lost.Key, mpu)
+	if c2.Enqueued != 22 || c2.Late != 1 || c2.LateMultipart != 1 {
+		t.Errorf("second run: enqueued %d, late %d and %d multipart; want 22, of which %s late and %s (a small upload) late apart", c2.Enqueued, c2.Late, c2.LateMultipart, lost.Key, mpu)
 	}
 }
 

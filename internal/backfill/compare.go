@@ -214,7 +214,7 @@ func (r *run) handle(ctx context.Context, objs []object, prev string, look looku
 		}
 	}
 	var refs []events.ObjectRef
-	var bytes, late int64
+	var bytes, late, lateMultipart int64
 	for _, c := range cands {
 		r.c.compared.Add(1)
 		// A listed object's event names the write listed: one overwritten
@@ -278,7 +278,13 @@ func (r *run) handle(ctx context.Context, objs []object, prev string, look looku
 			Size:      c.o.Size,
 		})
 		bytes += c.o.Size
-		if r.late(c.o) {
+		switch {
+		case !r.late(c.o):
+		case multipart(c.o):
+			// Counted apart: its completion, which its event follows,
+			// is not in a listing.
+			lateMultipart++
+		default:
 			late++
 			log := r.Log.Debug
 			if r.lateNamed.Add(1) <= namedAtWarn {
@@ -293,6 +299,7 @@ func (r *run) handle(ctx context.Context, objs []object, prev string, look looku
 	}
 	r.c.enqueued.Add(int64(len(refs)))
 	r.c.late.Add(late)
+	r.c.lateMultipart.Add(lateMultipart)
 	r.c.bytes.Add(bytes)
 	return nil
 }

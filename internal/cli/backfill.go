@@ -248,6 +248,9 @@ func printBackfill(env Env, rule *config.Rule, where, again string, dryRun bool,
 	if c.Late > 0 {
 		row("late", c.Late, fmt.Sprintf("of them written after the last complete run began, over %v before this one: their events were lost or failed (a DLQ), or the pipeline is that far behind", backfill.DefaultLateAfter))
 	}
+	if c.LateMultipart > 0 {
+		row("late multipart", c.LateMultipart, "of them multipart uploads as old (S3 dates them when the upload began): maybe late, maybe just completed")
+	}
 	unit := "prefixes"
 	if c.ScanTotal > 0 {
 		unit = "inventory files"
@@ -275,9 +278,11 @@ func writeBackfillEMF(env Env, cfg *config.Config, rule *config.Rule, c backfill
 	reg := prometheus.NewRegistry()
 	enqueued := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "xrc_backfill_enqueued", Help: "events the run sent"}, []string{"rule"})
 	late := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "xrc_backfill_late", Help: "writes the run sent that their events should have delivered"}, []string{"rule"})
-	reg.MustRegister(enqueued, late)
+	lateMultipart := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "xrc_backfill_late_multipart", Help: "multipart uploads' writes as old, maybe just completed"}, []string{"rule"})
+	reg.MustRegister(enqueued, late, lateMultipart)
 	enqueued.WithLabelValues(rule.ID).Set(float64(c.Enqueued))
 	late.WithLabelValues(rule.ID).Set(float64(c.Late))
+	lateMultipart.WithLabelValues(rule.ID).Set(float64(c.LateMultipart))
 	emf := metrics.NewEMF(reg, env.Stdout, cfg.Settings.StackName, "xrc_", map[string]string{"Service": backfillService, "Region": rule.SourceRegion})
 	if err := emf.Flush(env.Now()); err != nil {
 		return fmt.Errorf("writing the run's metrics: %w", err)
