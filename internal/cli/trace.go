@@ -16,6 +16,7 @@ import (
 	"github.com/xrc-dev/xrc/internal/awsapi"
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/deliver"
+	"github.com/xrc-dev/xrc/internal/events"
 	"github.com/xrc-dev/xrc/internal/ledger"
 	"github.com/xrc-dev/xrc/internal/tombstone"
 )
@@ -64,6 +65,9 @@ type tracer struct {
 	cfgPath, key string // as given: the commands it suggests use them
 	w            io.Writer
 	now          func() time.Time
+	// unread: the source answered 403, which S3 gives for a missing
+	// key and for one not readable alike.
+	unread bool
 }
 
 func (t *tracer) printf(format string, args ...any) { fmt.Fprintf(t.w, format, args...) }
@@ -86,7 +90,7 @@ func (t *tracer) object(ctx context.Context, rules []*config.Rule, bucket, key s
 		// A HEAD's bare 403: S3 answers it for a missing key to one who
 		// may not list the bucket.
 		t.printf("  source (%s): absent, or not yours to read (403: without s3:ListBucket S3 answers so for a missing key)\n", region)
-		head = nil
+		head, t.unread = nil, true
 	case err != nil:
 		return fmt.Errorf("%w: head %s: %w", ErrIncomplete, awsapi.URL(bucket, key), err)
 	default:
@@ -185,6 +189,8 @@ func (t *tracer) verdict(r *config.Rule, src, dst *s3.HeadObjectOutput, md map[s
 	queues := fmt.Sprintf("queue %s and its DLQ, then %s and %s-dlq in the target region", t.cfg.SourceQueueName(r.ID), t.cfg.TargetQueueName(), t.cfg.TargetQueueName())
 	written := writeTime(md)
 	switch {
+	case t.unread:
+		return "cannot tell: the source answered 403, for a missing key or one these credentials may not read; trace it with s3:GetObject and s3:ListBucket on the source bucket"
 	case src == nil && dst == nil && strings.ContainsAny(t.key, "%+"):
 		return "absent on both sides; if the key came from an event or a DLQ message, it is URL-encoded there (+ for a space): trace it decoded"
 	case src == nil && dst == nil:
@@ -193,10 +199,10 @@ func (t *tracer) verdict(r *config.Rule, src, dst *s3.HeadObjectOutput, md map[s
 		return "the source object is gone; the rule does not propagate deletes, so the copy stays"
 	case src == nil && !deliver.WrittenByXRC(md):
 		return "the source object is gone; the copy is not xrc's, so xrc leaves it"
-	case src == nil && dead != nil && !written.IsZero() && written.Before(dead.At):
+	case src == nil && dead != nil && olderThanDelete(md, dead) == 1:
 		return "the source object is gone and its delete was carried here, but the copy stays: the delete did not land (refused, an object lock, or cut between its record and the delete): the target's log at warn or error says why; delete the copy by hand once the cause is fixed"
 	case src == nil && dead != nil:
-		return "the source object is gone and a delete was carried here, but the copy stays: it is a later write (or its time is unknown), whose own delete is on its way or failed (look in " + queues + ")"
+		return "the source object is gone and a delete was carried here, but the copy stays: it is a later write (or cannot be ordered against the delete), whose own delete is on its way or failed (look in " + queues + ")"
 	case src == nil:
 		return "the source object is gone but the copy stays: its delete is on its way or failed (look in " + queues + ")"
 	case dst == nil && dead != nil:
@@ -210,9 +216,35 @@ func (t *tracer) verdict(r *config.Rule, src, dst *s3.HeadObjectOutput, md map[s
 	case written.IsZero():
 		return "xrc's copy, but its provenance lost its times to the metadata budget: which write it holds cannot be told (compare the bytes: xrc verify -hash-sources)"
 	case src.LastModified != nil && written.Truncate(time.Second).After(*src.LastModified):
-		return "a newer write than the source's current one: the source's key went back to an older version (its newer one deleted by its version id, which no event carries to the copies)"
+		why := "the source's write is a multipart upload, dated when it began, whose event is on its way or failed (look in " + queues + "); " + backfill
+		if v := aws.ToString(src.VersionId); v != "" && v != "null" {
+			why += "; or the source's key went back to an older version (its newer one deleted by its version id, which no event carries to the copies)"
+		}
+		return "a write dated after the source's current one: " + why
 	}
 	return "an older write than the source's: the newer one is on its way or failed (look in " + queues + "); " + backfill
+}
+
+// olderThanDelete orders the write xrc's provenance md names against the
+// delete d: 1 when it is older (the delete should have removed it), -1
+// when newer, 0 when it cannot tell. Sequencers order a key's writes and
+// deletes; without them, when the write completed (xrc-seen, an event's
+// write's) or, failing that, its Last-Modified, which for a multipart
+// upload is when it began: no order then.
+func olderThanDelete(md map[string]string, d *tombstone.Tombstone) int {
+	if seq := md[deliver.MetaSequencer]; seq != "" && d.Sequencer != "" {
+		if events.CompareSequencer(seq, d.Sequencer) < 0 {
+			return 1
+		}
+		return -1
+	}
+	if ms, err := strconv.ParseInt(md[deliver.MetaSeen], 10, 64); err == nil {
+		if time.UnixMilli(ms).Before(d.At) {
+			return 1
+		}
+		return -1
+	}
+	return 0
 }
 
 // writeTime is the source Last-Modified of the write xrc's provenance md

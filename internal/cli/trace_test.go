@@ -64,10 +64,14 @@ func TestTrace(t *testing.T) {
 		t.Fatal(err)
 	}
 	put(src, rule.SourceBucket, "data/t/missing.txt", nil)
-	put(dst, dstBucket, "data/t/gone.txt", map[string]string{deliver.MetaArchive: "a-gone", deliver.MetaModified: "1795315730465"})
-	if err := tombstone.New(ddb, cfg.TableName(), time.Now).Put(ctx, tombstone.Tombstone{Bucket: dstBucket, Key: "data/t/gone.txt",
-		Sequencer: "0055AED6DCD90281E5", At: time.Now(), ArchiveID: "a-del"}); err != nil {
-		t.Fatal(err)
+	// Ordered against the delete by sequencers: one older (the delete
+	// did not land), one newer (its own delete is to come).
+	for key, seq := range map[string]string{"data/t/gone.txt": "0055AED6DCD90281E0", "data/t/gone-later.txt": "0055AED6DCD90281F0"} {
+		put(dst, dstBucket, key, map[string]string{deliver.MetaArchive: "a-gone", deliver.MetaSequencer: seq, deliver.MetaModified: "1795315730465"})
+		if err := tombstone.New(ddb, cfg.TableName(), time.Now).Put(ctx, tombstone.Tombstone{Bucket: dstBucket, Key: key,
+			Sequencer: "0055AED6DCD90281E5", At: time.Now(), ArchiveID: "a-del"}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	put(src, rule.SourceBucket, "data/t/older.txt", nil)
 	put(dst, dstBucket, "data/t/older.txt", map[string]string{deliver.MetaArchive: "a-old", deliver.MetaModified: "1795315730465"})
@@ -89,11 +93,12 @@ func TestTrace(t *testing.T) {
 			"xrc backfill -config " + path + " -rule r1 -prefix data/t/missing.txt sends it again"},
 		"data/t/gone.txt": {"source (us-east-1): absent", "tombstone: deleted at the source", "carried by archive a-del",
 			"=> the source object is gone and its delete was carried here, but the copy stays: the delete did not land"},
-		"data/t/older.txt":    {"archive a-old: no ledger entry", "=> an older write than the source's"},
-		"data/t/newer.txt":    {"=> a newer write than the source's current one"},
-		"data/t/no-times.txt": {"=> xrc's copy, but its provenance lost its times"},
-		"data/t/a%20b+c.txt":  {"=> absent on both sides; if the key came from an event or a DLQ message, it is URL-encoded"},
-		"elsewhere/x.txt":     {"no rule covers it", `r1: prefix "data/"`},
+		"data/t/older.txt":      {"archive a-old: no ledger entry", "=> an older write than the source's"},
+		"data/t/newer.txt":      {"=> a write dated after the source's current one: the source's write is a multipart upload"},
+		"data/t/gone-later.txt": {"=> the source object is gone and a delete was carried here, but the copy stays: it is a later write"},
+		"data/t/no-times.txt":   {"=> xrc's copy, but its provenance lost its times"},
+		"data/t/a%20b+c.txt":    {"=> absent on both sides; if the key came from an event or a DLQ message, it is URL-encoded"},
+		"elsewhere/x.txt":       {"no rule covers it", `r1: prefix "data/"`},
 	} {
 		out, stderr, err := run(t, "trace", "-config", path, "s3://"+rule.SourceBucket+"/"+key)
 		if err != nil {
