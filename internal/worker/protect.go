@@ -78,6 +78,18 @@ func (r *Runtime) guard(stop context.Context) {
 		oldest := r.oldestHeld()
 		long := !oldest.IsZero() && now.Sub(oldest) >= r.ProtectAfter
 		switch {
+		case !until.IsZero() && !now.Before(until):
+			// Whatever was applied has expired: no call made since
+			// could have renewed it (unprotects refused at the limit,
+			// or after the work ended).
+			if on {
+				r.Log.Info("task protection expired", zap.Duration("protectedFor", now.Sub(since).Round(time.Second)), zap.Bool("longWorkHeld", long))
+			}
+			if on && long {
+				rest = now.Add(protectRest) // as after the limit's unprotect
+			}
+			on, until = false, time.Time{}
+			r.Metrics.Protected.Set(0)
 		case long && !on && !now.Before(rest):
 			until = now.Add(protectFor)
 			if call("protecting the task from scale-in and deployments", protect) {
@@ -104,13 +116,6 @@ func (r *Runtime) guard(stop context.Context) {
 				r.Metrics.Protected.Set(0)
 				r.Log.Warn("task protection lapsed: it could not be renewed", zap.Duration("since", now.Sub(renewed).Round(time.Second)))
 			}
-		case !long && (on || !until.IsZero()) && !now.Before(until):
-			// Whatever was applied has expired.
-			if on {
-				r.Log.Info("task protection expired: it holds no long work, and could not be unprotected", zap.Duration("protectedFor", now.Sub(since).Round(time.Second)))
-			}
-			on, until = false, time.Time{}
-			r.Metrics.Protected.Set(0)
 		case !long && (on || !until.IsZero()):
 			if call("unprotecting the task", r.Protector.Unprotect) {
 				if on {

@@ -174,6 +174,34 @@ func TestRefusedProtectionNotUndoneForEver(t *testing.T) {
 	}
 }
 
+// TestRefusedUnprotectAtTheLimit: at the longest protection the task is
+// unprotected, for a deployment to get through; an agent refusing that
+// too is not asked every minute while the work lasts: once the protection
+// expired (15 minutes after the last protect call), task_protected drops
+// to 0 and the task rests, as after an unprotect.
+func TestRefusedUnprotectAtTheLimit(t *testing.T) {
+	f := setup(t)
+	p := &protector{}
+	rt, m := f.protected(p)
+	f.held(t, rt)
+	f.pass(50 * time.Second)
+	p.want(t, "protected", "protect 15m0s")
+	f.pass(110 * time.Minute) // renewed meanwhile
+	p.mu.Lock()
+	p.fail = 1 << 20
+	p.mu.Unlock()
+	f.pass(30 * time.Minute) // the limit at about 2 h, the expiry about 15 minutes after the last renewal tried
+	n := testutil.ToFloat64(m.Errors.WithLabelValues("protection"))
+	f.pass(8 * time.Minute) // resting after the expiry
+	time.Sleep(100 * time.Millisecond)
+	if after := testutil.ToFloat64(m.Errors.WithLabelValues("protection")); after != n {
+		t.Errorf("still calling the agent every minute after the limit: %v failures, then %v", n, after)
+	}
+	if v := testutil.ToFloat64(m.Protected); v != 0 {
+		t.Errorf("task_protected %v once the protection expired", v)
+	}
+}
+
 func refusedProtection(t *testing.T, ok int) {
 	f := setup(t)
 	p := &protector{}
