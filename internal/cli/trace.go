@@ -201,8 +201,10 @@ func (t *tracer) verdict(r *config.Rule, src, dst *s3.HeadObjectOutput, md map[s
 		return "the source object is gone; the copy is not xrc's, so xrc leaves it"
 	case src == nil && dead != nil && olderThanDelete(md, dead) == 1:
 		return "the source object is gone and its delete was carried here, but the copy stays: the delete did not land (refused, an object lock, or cut between its record and the delete): the target's log at warn or error says why; delete the copy by hand once the cause is fixed"
+	case src == nil && dead != nil && olderThanDelete(md, dead) == -1:
+		return "the source object is gone and a delete was carried here, but the copy stays: it is a later write, whose own delete is on its way or failed (look in " + queues + ")"
 	case src == nil && dead != nil:
-		return "the source object is gone and a delete was carried here, but the copy stays: it is a later write (or cannot be ordered against the delete), whose own delete is on its way or failed (look in " + queues + ")"
+		return "the source object is gone and a delete was carried here, but the copy stays, and its provenance cannot order it against that delete: if older, the delete did not land (the target's log at warn or error says why); if newer, its own delete is on its way or failed (look in " + queues + ")"
 	case src == nil:
 		return "the source object is gone but the copy stays: its delete is on its way or failed (look in " + queues + ")"
 	case dst == nil && dead != nil:
@@ -216,11 +218,18 @@ func (t *tracer) verdict(r *config.Rule, src, dst *s3.HeadObjectOutput, md map[s
 	case written.IsZero():
 		return "xrc's copy, but its provenance lost its times to the metadata budget: which write it holds cannot be told (compare the bytes: xrc verify -hash-sources)"
 	case src.LastModified != nil && written.Truncate(time.Second).After(*src.LastModified):
-		why := "the source's write is a multipart upload, dated when it began, whose event is on its way or failed (look in " + queues + "); " + backfill
-		if v := aws.ToString(src.VersionId); v != "" && v != "null" {
-			why += "; or the source's key went back to an older version (its newer one deleted by its version id, which no event carries to the copies)"
+		var why []string
+		if strings.Contains(aws.ToString(src.ETag), "-") {
+			why = append(why, "the source's write is a multipart upload, dated when it began, whose event is on its way or failed (look in "+queues+
+				"); were it lost, a backfill would not replace a copy dated later: delete the copy, then "+backfill)
 		}
-		return "a write dated after the source's current one: " + why
+		if v := aws.ToString(src.VersionId); v != "" && v != "null" {
+			why = append(why, "the source's key went back to an older version (its newer one deleted by its version id, which no event carries to the copies)")
+		}
+		if len(why) == 0 {
+			return "a write dated after the source's current one, which nothing explains: compare them (xrc verify -hash-sources)"
+		}
+		return "a write dated after the source's current one: " + strings.Join(why, "; or ")
 	}
 	return "an older write than the source's: the newer one is on its way or failed (look in " + queues + "); " + backfill
 }
@@ -228,9 +237,10 @@ func (t *tracer) verdict(r *config.Rule, src, dst *s3.HeadObjectOutput, md map[s
 // olderThanDelete orders the write xrc's provenance md names against the
 // delete d: 1 when it is older (the delete should have removed it), -1
 // when newer, 0 when it cannot tell. Sequencers order a key's writes and
-// deletes; without them, when the write completed (xrc-seen, an event's
-// write's) or, failing that, its Last-Modified, which for a multipart
-// upload is when it began: no order then.
+// deletes; without them, when the source held the write (xrc-seen) more
+// than the clocks' margin from the delete, or a Last-Modified that far
+// after it (a write begun after the delete); a Last-Modified before it
+// orders nothing (a multipart upload's is when it began).
 func olderThanDelete(md map[string]string, d *tombstone.Tombstone) int {
 	if seq := md[deliver.MetaSequencer]; seq != "" && d.Sequencer != "" {
 		if events.CompareSequencer(seq, d.Sequencer) < 0 {
@@ -239,9 +249,14 @@ func olderThanDelete(md map[string]string, d *tombstone.Tombstone) int {
 		return -1
 	}
 	if ms, err := strconv.ParseInt(md[deliver.MetaSeen], 10, 64); err == nil {
-		if time.UnixMilli(ms).Before(d.At) {
+		switch seen := time.UnixMilli(ms); {
+		case tombstone.ReadAfter(d.At, seen): // held, then deleted
 			return 1
+		case tombstone.ReadAfter(seen, d.At): // deleted, then held
+			return -1
 		}
+	}
+	if w := writeTime(md); !w.IsZero() && tombstone.ReadAfter(w, d.At) {
 		return -1
 	}
 	return 0

@@ -25,7 +25,9 @@ func TestOlderThanDelete(t *testing.T) {
 		{"newer sequencer, begun before the delete", map[string]string{deliver.MetaSequencer: "0066", deliver.MetaModified: ms(at.Add(-time.Hour))}, -1},
 		{"completed before", map[string]string{deliver.MetaSeen: ms(at.Add(-time.Minute))}, 1},
 		{"completed after", map[string]string{deliver.MetaSeen: ms(at.Add(time.Minute))}, -1},
+		{"read within the clocks' margin", map[string]string{deliver.MetaSeen: ms(at.Add(500 * time.Millisecond))}, 0},
 		{"begun before, completion unknown", map[string]string{deliver.MetaModified: ms(at.Add(-time.Hour))}, 0},
+		{"begun after", map[string]string{deliver.MetaModified: ms(at.Add(time.Hour))}, -1},
 	} {
 		if got := olderThanDelete(c.md, d); got != c.want {
 			t.Errorf("%s: %d, want %d", c.name, got, c.want)

@@ -94,7 +94,7 @@ func TestTrace(t *testing.T) {
 		"data/t/gone.txt": {"source (us-east-1): absent", "tombstone: deleted at the source", "carried by archive a-del",
 			"=> the source object is gone and its delete was carried here, but the copy stays: the delete did not land"},
 		"data/t/older.txt":      {"archive a-old: no ledger entry", "=> an older write than the source's"},
-		"data/t/newer.txt":      {"=> a write dated after the source's current one: the source's write is a multipart upload"},
+		"data/t/newer.txt":      {"=> a write dated after the source's current one, which nothing explains"},
 		"data/t/gone-later.txt": {"=> the source object is gone and a delete was carried here, but the copy stays: it is a later write"},
 		"data/t/no-times.txt":   {"=> xrc's copy, but its provenance lost its times"},
 		"data/t/a%20b+c.txt":    {"=> absent on both sides; if the key came from an event or a DLQ message, it is URL-encoded"},
