@@ -241,6 +241,11 @@ func TestBackfillSchedule(t *testing.T) {
 				"Dimensions": arrayWith(obj(map[string]any{"Name": "Service", "Value": "xrc-backfill"}), obj(map[string]any{"Name": "rule", "Value": "b"})),
 				"Threshold":  0,
 			}), jsii.Number(float64(n)))
+			// Multipart uploads' late writes: in two runs in a row (one
+			// may only just have completed).
+			s.tmpl[region].ResourcePropertiesCountIs(jsii.String("AWS::CloudWatch::Alarm"), obj(map[string]any{
+				"MetricName": "xrc_backfill_late_multipart", "Period": 3600, "EvaluationPeriods": 2, "DatapointsToAlarm": 2,
+			}), jsii.Number(float64(n)))
 		}
 	})
 	// EventBridge's KMS requests for an encrypted topic carry no
@@ -294,6 +299,14 @@ func TestBackfillOptions(t *testing.T) {
 	for _, ctx := range []map[string]any{{"backfillSchedule": "hourly"}, {"backfillSince": "2 hours"}, {"backfillSince": "0h"}} {
 		if _, err := parseOptions(contextOf(ctx)); err == nil {
 			t.Errorf("%v accepted", ctx)
+		}
+	}
+}
+
+func TestSchedulePeriod(t *testing.T) {
+	for sched, want := range map[string]float64{"rate(1 hour)": 3600, "rate(30 minutes)": 1800, "rate(2 days)": 86400, "rate(1 minute)": 60, "cron(0 * * * ? *)": 3600} {
+		if got := *schedulePeriod(sched).ToSeconds(nil); got != want {
+			t.Errorf("schedulePeriod(%q) = %v s, want %v", sched, got, want)
 		}
 	}
 }

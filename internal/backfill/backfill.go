@@ -159,8 +159,8 @@ type Counts struct {
 	// LateMultipart are such writes of multipart uploads, counted apart:
 	// S3 dates them when the upload began, and a writer may keep one open
 	// for an hour (Fluent Bit's upload_timeout), so one completed minutes
-	// ago looks late; given a second more per MiB, they are reported, not
-	// alarmed on.
+	// ago looks late; given a second more per MiB, they are alarmed on
+	// only when two runs in a row find some (deploy/cdk).
 	LateMultipart int64 `json:"lateMultipart"`
 	Bytes         int64 `json:"bytes"`     // their objects' bytes
 	Tasks         int64 `json:"tasks"`     // prefixes (inventory: data files) known
