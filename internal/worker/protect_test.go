@@ -169,8 +169,29 @@ func TestFailedProtectionUndone(t *testing.T) {
 // protected the task and then refused everything (task_protected drops to
 // 0 once it expired).
 func TestRefusedProtectionNotUndoneForEver(t *testing.T) {
-	for name, ok := range map[string]int{"never protected": 0, "protected, then refused": 1} {
-		t.Run(name, func(t *testing.T) { refusedProtection(t, ok) })
+	for name, protectedFirst := range map[string]bool{"never protected": false, "protected, then refused": true} {
+		t.Run(name, func(t *testing.T) {
+			f := setup(t)
+			p := &protector{}
+			rt, m := f.protected(p)
+			if !protectedFirst {
+				p.refuse()
+			}
+			msg := f.held(t, rt)
+			f.pass(50 * time.Second)
+			if protectedFirst {
+				p.want(t, "protected", "protect 15m0s")
+				p.refuse()
+			} else {
+				within(t, 5*time.Second, "failure counted", func() bool {
+					return testutil.ToFloat64(m.Errors.WithLabelValues("protection")) == 1
+				})
+			}
+			msg.Ack()
+			within(t, 5*time.Second, "acknowledged", func() bool { return rt.Held() == 0 })
+			f.pass(20 * time.Minute)
+			f.quietThen(t, m, 30*time.Minute, "an idle task still asked to unprotect")
+		})
 	}
 }
 
@@ -187,51 +208,27 @@ func TestRefusedUnprotectAtTheLimit(t *testing.T) {
 	f.pass(50 * time.Second)
 	p.want(t, "protected", "protect 15m0s")
 	f.pass(110 * time.Minute) // renewed meanwhile
-	p.mu.Lock()
-	p.fail = 1 << 20
-	p.mu.Unlock()
-	f.pass(30 * time.Minute) // the limit at about 2 h, the expiry about 15 minutes after the last renewal tried
-	n := testutil.ToFloat64(m.Errors.WithLabelValues("protection"))
-	f.pass(8 * time.Minute) // resting after the expiry
-	time.Sleep(100 * time.Millisecond)
-	if after := testutil.ToFloat64(m.Errors.WithLabelValues("protection")); after != n {
-		t.Errorf("still calling the agent every minute after the limit: %v failures, then %v", n, after)
-	}
-	if v := testutil.ToFloat64(m.Protected); v != 0 {
-		t.Errorf("task_protected %v once the protection expired", v)
-	}
+	p.refuse()
+	f.pass(30 * time.Minute)                                                                 // the limit at about 2 h, the expiry about 15 minutes after the last renewal tried
+	f.quietThen(t, m, 8*time.Minute, "still calling the agent every minute after the limit") // resting after the expiry
 }
 
-func refusedProtection(t *testing.T, ok int) {
-	f := setup(t)
-	p := &protector{}
-	rt, m := f.protected(p)
+// refuse makes every call from now on fail.
+func (p *protector) refuse() {
 	p.mu.Lock()
 	p.fail = 1 << 20
-	if ok > 0 {
-		p.fail = 0
-	}
 	p.mu.Unlock()
-	msg := f.held(t, rt)
-	f.pass(50 * time.Second)
-	if ok > 0 {
-		p.want(t, "protected", "protect 15m0s")
-		p.mu.Lock()
-		p.fail = 1 << 20
-		p.mu.Unlock()
-	} else {
-		within(t, 5*time.Second, "failure counted", func() bool {
-			return testutil.ToFloat64(m.Errors.WithLabelValues("protection")) == 1
-		})
-	}
-	msg.Ack()
-	within(t, 5*time.Second, "acknowledged", func() bool { return rt.Held() == 0 })
-	f.pass(20 * time.Minute)
+}
+
+// quietThen checks that over d no protection call fails (none is made)
+// and task_protected reads 0: any protection has expired.
+func (f *fixture) quietThen(t *testing.T, m *worker.Metrics, d time.Duration, what string) {
+	t.Helper()
 	n := testutil.ToFloat64(m.Errors.WithLabelValues("protection"))
-	f.pass(30 * time.Minute)
+	f.pass(d)
 	time.Sleep(100 * time.Millisecond)
 	if after := testutil.ToFloat64(m.Errors.WithLabelValues("protection")); after != n {
-		t.Errorf("an idle task still asked to unprotect: %v failures, then %v", n, after)
+		t.Errorf("%s: %v failures, then %v", what, n, after)
 	}
 	if v := testutil.ToFloat64(m.Protected); v != 0 {
 		t.Errorf("task_protected %v once any protection expired", v)
