@@ -79,6 +79,13 @@ func (f *fixture) staging(region string) string {
 // with the worker's S3 client wrapped by wrap (nil: as it is).
 func (f *fixture) sourceHandler(t testing.TB, wrap func(source.S3API) source.S3API) *lambda.Source {
 	t.Helper()
+	return f.sourceHandlerWith(t, wrap, f.cfg.Settings.Lambda.Margin.D(), nil)
+}
+
+// sourceHandlerWith is sourceHandler with the invocation's margin and
+// the direct regions' clients given; relay messages are visible at once.
+func (f *fixture) sourceHandlerWith(t testing.TB, wrap func(source.S3API) source.S3API, margin time.Duration, direct map[string]source.S3API) *lambda.Source {
+	t.Helper()
 	region, _ := f.cfg.Region("us-east-1")
 	var client source.S3API = awsapi.S3(f.aws, region)
 	if wrap != nil {
@@ -86,14 +93,15 @@ func (f *fixture) sourceHandler(t testing.TB, wrap func(source.S3API) source.S3A
 	}
 	q := queue.New(sqs.NewFromConfig(f.aws), f.sourceURL())
 	m := source.NewMetrics(prometheus.NewRegistry())
-	w, err := source.New(source.Deps{Config: f.cfg, Region: "us-east-1", RuleIDs: []string{f.rule.ID}, Queue: q, S3: client, Log: f.log, Metrics: m})
+	w, err := source.New(source.Deps{Config: f.cfg, Region: "us-east-1", RuleIDs: []string{f.rule.ID}, Queue: q, S3: client, Log: f.log, Metrics: m,
+		Direct: direct, RelayWait: func(int) time.Duration { return 0 }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	w.Prepare(ctx)
-	return lambda.NewSource(lambda.SourceOptions{Worker: w, Queue: q, Margin: f.cfg.Settings.Lambda.Margin.D(), MaxReceive: f.cfg.Settings.Worker.MaxReceiveCount, Log: f.log, Metrics: m.Metrics})
+	return lambda.NewSource(lambda.SourceOptions{Worker: w, Queue: q, Margin: margin, MaxReceive: f.cfg.Settings.Worker.MaxReceiveCount, Log: f.log, Metrics: m.Metrics})
 }
 
 // targetHandler is the target role's handler as cmd/xrc-lambda builds it.
@@ -132,6 +140,20 @@ func (f *fixture) receive(t testing.TB, queueURL string, n int) []sqstypes.Messa
 		if time.Now().After(deadline) {
 			t.Fatalf("%d of %d messages arrived in %s", len(msgs), n, queueURL)
 		}
+	}
+	return msgs
+}
+
+// receiveAll takes every message that arrives in queueURL within wait.
+func (f *fixture) receiveAll(t testing.TB, queueURL string, wait time.Duration) []sqstypes.Message {
+	t.Helper()
+	var msgs []sqstypes.Message
+	for deadline := time.Now().Add(wait); time.Now().Before(deadline); {
+		got, err := localstack.Receive(context.Background(), f.sqs, queueURL, 10, time.Second, 5*time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs = append(msgs, got...)
 	}
 	return msgs
 }

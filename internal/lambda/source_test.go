@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,7 +16,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/xrc-dev/xrc/internal/awsapi"
 	"github.com/xrc-dev/xrc/internal/config"
+	xevents "github.com/xrc-dev/xrc/internal/events"
 	"github.com/xrc-dev/xrc/internal/localstack"
 	"github.com/xrc-dev/xrc/internal/source"
 )
@@ -178,5 +181,63 @@ func TestSourceDeadlineMidBatch(t *testing.T) {
 	}
 	if left := uploadsLeft(t, f.src, f.staging("us-east-1")); len(left) > 0 {
 		t.Errorf("multipart uploads left in staging: %v", left)
+	}
+}
+
+// hangingStore is a direct region whose PUTs never finish: a store that
+// hangs outlasts an invocation.
+type hangingStore struct {
+	source.S3API
+	puts *atomic.Int32
+}
+
+func (s hangingStore) PutObject(ctx context.Context, _ *s3.PutObjectInput, _ ...func(*s3.Options)) (*s3.PutObjectOutput, error) {
+	s.puts.Add(1)
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// TestDirectCopyCutByTheDeadline: an archive whose copy to a direct region
+// is cut by the invocation's deadline is staged (and replicated to every
+// other region): its objects' messages are acknowledged and the copy is
+// left to a relay message, not failed, which would restage the archive on
+// every receive and send its objects to the DLQ for one region's trouble.
+// The region then cools down: the next invocation's archive is left to a
+// relay untried, not cut again.
+func TestDirectCopyCutByTheDeadline(t *testing.T) {
+	f := setup(t, func(c *config.Config) { c.Settings.Regions[1].Direct = true })
+	ctx := context.Background()
+	dreg, _ := f.cfg.Region("eu-west-1")
+	var puts atomic.Int32
+	h := f.sourceHandlerWith(t, nil, 5*time.Second, map[string]source.S3API{"eu-west-1": hangingStore{awsapi.S3(f.aws, dreg), &puts}})
+	for i, key := range []string{"data/a.txt", "data/b.txt"} {
+		put(t, f.src, f.rule.SourceBucket, key, []byte("hello direct "+key))
+		msgs := f.receive(t, f.sourceURL(), 1)
+		ictx, cancel := context.WithTimeout(ctx, 12*time.Second)
+		resp, err := h.Handle(ictx, localstack.SQSEvent(f.sourceURL(), msgs))
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := failed(resp); len(got) != 0 {
+			t.Fatalf("invocation %d: failures %v; want none: the archive is staged, its direct copy left to a relay", i+1, got)
+		}
+		if n := puts.Load(); n != 1 {
+			t.Fatalf("invocation %d: %d PUTs to the direct region in all; want 1: the region that hung in the first is not tried again within its cooldown", i+1, n)
+		}
+		var relays []xevents.Relay
+		for _, m := range f.receiveAll(t, f.sourceURL(), 5*time.Second) {
+			parsed, err := xevents.Parse([]byte(aws.ToString(m.Body)))
+			if err != nil || parsed.Relay == nil {
+				t.Fatalf("invocation %d: unexpected message %q (%v)", i+1, aws.ToString(m.Body), err)
+			}
+			relays = append(relays, *parsed.Relay)
+		}
+		if len(relays) != 1 || relays[0].Region != "eu-west-1" || relays[0].Bucket != f.staging("us-east-1") {
+			t.Fatalf("invocation %d: relay messages %+v; want one for eu-west-1 from %s", i+1, relays, f.staging("us-east-1"))
+		}
+	}
+	if got := f.archived(t); !slices.Equal(got, []string{"data/a.txt", "data/b.txt"}) {
+		t.Fatalf("staged %v; want each object staged once", got)
 	}
 }

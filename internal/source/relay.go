@@ -33,18 +33,21 @@ import (
 // relay message on the worker's own queue (events.Relay, Relay), retried
 // on its own: one region down (a store's outage, its credentials rotated)
 // must not fail the archive every other region has, restage it on each
-// receive and send its objects' messages to the DLQ. relay fails only when
-// a relay message cannot be sent either.
+// receive and send its objects' messages to the DLQ. So is a copy cut by
+// the stop or, on Lambda, the invocation's deadline, which a hanging store
+// outlasts. relay fails only when a relay message cannot be sent either.
 func (w *Worker) relay(ctx context.Context, rule *config.Rule, key string, version *string, part int64, meta map[string]string) error {
 	type handoff struct {
 		reg   config.Region
 		tries int
 		err   error
+		cut   bool // by the stop or the deadline, before or during its copy
 	}
 	var left []handoff
+	cut := false
 	for _, reg := range w.Config.DirectRegions(rule) {
-		if w.cooling(reg.Name) {
-			left = append(left, handoff{reg: reg})
+		if cut || w.cooling(reg.Name) {
+			left = append(left, handoff{reg: reg, cut: cut})
 			continue
 		}
 		var err error
@@ -65,12 +68,26 @@ func (w *Worker) relay(ctx context.Context, rule *config.Rule, key string, versi
 			w.Log.Info("archive copied to a direct region", zap.String("rule", rule.ID), zap.String("key", key),
 				zap.String("region", reg.Name), zap.String("bucket", reg.StagingBucket))
 			continue
-		case ctx.Err() != nil: // a stop is no failure of the copy
-			return err
+		case ctx.Err() != nil:
+			// A stop, or on Lambda the invocation's deadline (a store
+			// that hangs outlasts one): the archive is staged and
+			// replicated everywhere else, so this region and those not
+			// yet tried are left to relay messages, sent past the cut.
+			// Failing the archive would restage it on each receive and
+			// send its objects to the DLQ for one region's trouble.
+			cut = true
+			w.coolOn(reg.Name, err)
+			left = append(left, handoff{reg, attempt, err, true})
+			continue
 		}
 		w.Metrics.Errors.WithLabelValues("relay").Inc()
 		w.coolOn(reg.Name, err)
-		left = append(left, handoff{reg, attempt, err})
+		left = append(left, handoff{reg, attempt, err, false})
+	}
+	if cut {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), requeueTimeout)
+		defer cancel()
 	}
 	// Sent once every region was tried: a relay sent before another
 	// region's copy cut the archive short would copy it twice.
@@ -81,7 +98,11 @@ func (w *Worker) relay(ctx context.Context, rule *config.Rule, key string, versi
 		}
 		fields := []zap.Field{zap.String("rule", rule.ID), zap.String("key", key), zap.String("region", h.reg.Name),
 			zap.Int("tries", h.tries), zap.Duration("retryIn", w.relayBackoff(0))}
-		if h.err == nil {
+		switch {
+		case h.cut:
+			w.Log.Info("an archive's copy to a direct region was cut by the stop or the invocation's deadline: left to a relay message", append(fields, zap.Error(h.err))...)
+			continue
+		case h.err == nil:
 			w.Log.Warn("the direct region's copies are failing: archive left to a relay message without trying", fields...)
 			continue
 		}
