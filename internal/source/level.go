@@ -2,6 +2,7 @@ package source
 
 import (
 	"context"
+	"errors"
 	"maps"
 	"math"
 	"math/rand/v2"
@@ -309,9 +310,10 @@ func (lv *levels) write(ctx context.Context, rule string, ds []stats.Delta, now 
 		lv.pending[rule] = merge(append(lv.pending[rule], left...))
 	}
 	switch {
-	case err != nil && (cut || ctx.Err() != nil) && !force:
+	case err != nil && (cut || ctx.Err() != nil || errors.Is(err, stats.ErrNoTime)) && !force:
 		// Stopping: kept for the stop's own write (Drain, Close), which
-		// has time of its own; or frozen mid-call (frozen): kept for the
+		// has time of its own; frozen mid-call (frozen), or a backlog
+		// (after an outage) longer than one write's time: kept for the
 		// next. No failure of the table.
 	case err != nil:
 		lv.backoff = min(max(2*lv.backoff, statsBackoffMin), statsBackoffMax)

@@ -9,8 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/jonboulle/clockwork"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
@@ -263,6 +265,56 @@ func TestWaitingStatisticsAreWritten(t *testing.T) {
 	written(1 << 20)
 	lv.flush(ctx, later, true) // the drain's
 	written(2 << 20)
+}
+
+// slowTable answers each write after delay, as a healthy table does
+// in milliseconds.
+type slowTable struct {
+	stats.API
+	delay time.Duration
+}
+
+func (s slowTable) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, o ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	time.Sleep(s.delay)
+	return s.API.UpdateItem(ctx, in, o...)
+}
+
+// TestBacklogWrittenOverSeveralWrites: the statistics kept through an
+// outage (one delta an hour here), more than one write's time allows, are
+// written over several writes, none lost: the call in flight at the
+// write's deadline was cut, taken as maybe applied and dropped (one more
+// at each retry), and counted as the table failing, with a backoff.
+func TestBacklogWrittenOverSeveralWrites(t *testing.T) {
+	ctx := context.Background()
+	table, ddb := localstack.Require(t).TestTable(t, "backlog")
+	st := stats.New(slowTable{ddb, 100 * time.Millisecond}, table, time.Now)
+	lv, rule := tableLevels(st)
+	const hours = 70 // 7 s of calls: past statsTimeout
+	now := time.Now()
+	start := now.Add(-hours * time.Hour).Truncate(time.Hour)
+	var ds []dated
+	for h := range hours {
+		ds = append(ds, dated{stats.Delta{Class: adaptive.CSV, Arm: 3, In: 1 << 20, Objects: 1, Archives: 1}, start.Add(time.Duration(h) * time.Hour)})
+	}
+	lv.pending[rule.ID] = merge(ds)
+	lv.flush(ctx, now, false)
+	if n := len(lv.pending[rule.ID]); n == 0 || n == hours {
+		t.Fatalf("%d of %d deltas left after one write; want some written, some left", n, hours)
+	}
+	if errs := testutil.ToFloat64(lv.m.Errors.WithLabelValues("stats")); errs != 0 || lv.backoff != 0 {
+		t.Errorf("a healthy table's backlog counted %v stats errors, backoff %v; want none", errs, lv.backoff)
+	}
+	for range 3 {
+		lv.flush(ctx, now, false)
+	}
+	hs, err := st.Since(ctx, rule.ID, start)
+	var written int
+	for _, h := range hs {
+		written += h.Objects
+	}
+	if err != nil || written != hours || len(lv.pending[rule.ID]) != 0 {
+		t.Fatalf("table holds %d of %d deltas (%v), %d left; want all written", written, hours, err, len(lv.pending[rule.ID]))
+	}
 }
 
 // tableLevels is a source worker's levels for one rule, its statistics in

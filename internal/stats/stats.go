@@ -46,6 +46,16 @@ import (
 // applied: they are not written again.
 var ErrUncertain = errors.New("may have been counted")
 
+// ErrNoTime marks statistics not sent because the caller's deadline was
+// too near for another call: certainly not applied, and no failure of
+// the table (a backlog after an outage takes several writes).
+var ErrNoTime = errors.New("not sent: too little time left before the deadline")
+
+// callReserve is the least time before the caller's deadline at which
+// Add starts a call: one cut in flight may have been applied, so is lost
+// (ErrUncertain), while a healthy table answers in milliseconds.
+const callReserve = time.Second
+
 // TTL is how long hourly statistics are kept: what `xrc savings -since`
 // can look back on.
 const TTL = 35 * 24 * time.Hour
@@ -117,7 +127,8 @@ func n(v int64) types.AttributeValue {
 // class and arm. It stops at the first failure and returns the deltas not
 // written, for the caller to retry later. ADD is not idempotent: a delta
 // whose call failed without a refusal (a timeout, a reset, a 5xx) may
-// have been applied, and is not returned (ErrUncertain): statistics may
+// have been applied, and is not returned (ErrUncertain), so none is
+// started within callReserve of ctx's deadline (ErrNoTime): statistics may
 // miss an archive after a failure, never count one twice, which would
 // overstate what xrc saved. For the same reason the SDK does not retry.
 // Its Restaged alone is returned: counted twice, it understates the
@@ -128,6 +139,9 @@ func (st *Store) Add(ctx context.Context, rule string, at time.Time, ds []Delta)
 			// Out of time before this one was sent: it certainly
 			// was not applied.
 			return ds[i:], fmt.Errorf("adding statistics of rule %s: %w", rule, err)
+		}
+		if end, ok := ctx.Deadline(); ok && time.Until(end) < callReserve {
+			return ds[i:], fmt.Errorf("adding statistics of rule %s: %d of %d deltas left: %w", rule, len(ds)-i, len(ds), ErrNoTime)
 		}
 		_, err := st.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{
 			TableName: &st.table,
