@@ -121,8 +121,9 @@ type Decision struct {
 	Arm Arm
 	// Why: "start" (nothing trusted yet: the rule's level, or Store for
 	// content that does not compress), "exploit", "explore" or
-	// "throughput" (behind the freshness target: a faster arm) or "size"
-	// (an object too large for the arm chosen: MaxObjectCPU).
+	// "throughput" (behind the freshness target: a faster arm), "size"
+	// (an object too large for the arm chosen: MaxObjectCPU) or "local"
+	// (a rule whose bytes cross no region: Store).
 	Why string
 }
 
@@ -255,6 +256,11 @@ func (l *Learner) Fit(a Arm, size int64) Arm {
 }
 
 func (l *Learner) choose(k Key, m Model, ests []Estimate, start Arm, size int64, lag time.Duration, now time.Time) Decision {
+	if m.Regions == 0 {
+		// Delivered only where it is read: no byte crosses a region, so
+		// no level can pay for its CPU, nor is one worth exploring.
+		return Decision{Arm: Store, Why: "local"}
+	}
 	d := Decision{Arm: l.nearest(start), Why: "start"}
 	if a, _, ok := best(ests, m); ok {
 		d = Decision{Arm: a, Why: "exploit"}

@@ -490,11 +490,20 @@ func TestStartsAtNearestLevel(t *testing.T) {
 }
 
 // A rule whose only destination is in its source region saves no transfer
-// by compressing: the learner stores what it has learnt compresses well.
+// by compressing: the learner stores, from the first object on, even what
+// compresses well, and explores no level (one in fifty objects were
+// compressed at the exploration floor).
 func TestStoresWhenNothingCrosses(t *testing.T) {
 	k := Key{Rule: "r", Class: CSV}
-	l := New(Config{Arms: Arms(true, 1, 9), HalfLife: time.Hour}, rand.New(rand.NewPCG(1, 1)))
+	l := New(Config{Arms: Arms(true, 1, 9), HalfLife: time.Hour, Explore: 0.5, ExploreFloor: 0.5, ExploreHalf: 1e6},
+		rand.New(rand.NewPCG(1, 1)))
 	t0 := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+	local := Model{TransferPerGiB: 0.02, VCPUSecond: VCPUSecond(0.01245), Regions: 0, DecodeVCPUSecond: VCPUSecond(0.01245), DecodeSeconds: 1.0 / 500e6}
+	for i := range 200 {
+		if d := l.Choose(k, local, 3, 1<<20, 0, t0); d.Arm != Store || d.Why != "local" {
+			t.Fatalf("nothing crosses, nothing known, choice %d: %v (%s), want store (local)", i, d.Arm, d.Why)
+		}
+	}
 	var obs []Observation
 	for _, a := range l.cfg.Arms {
 		s := Sample{In: 100 << 20, Out: 30 << 20, CPU: 400 * time.Millisecond, Objects: 100}
@@ -504,13 +513,16 @@ func TestStoresWhenNothingCrosses(t *testing.T) {
 		obs = append(obs, Observation{Key: k, Arm: a, Sample: s, At: t0})
 	}
 	l.Load(obs)
-	local := Model{TransferPerGiB: 0.02, VCPUSecond: VCPUSecond(0.01245), Regions: 0, DecodeVCPUSecond: VCPUSecond(0.01245), DecodeSeconds: 1.0 / 500e6}
 	remote := local
 	remote.Regions = 1
-	if d := l.Choose(k, local, 3, 1<<20, 0, t0); d.Arm != Store || d.Why != "exploit" {
-		t.Errorf("nothing crosses: chose %v (%s), want store (exploit)", d.Arm, d.Why)
+	for i := range 200 {
+		if d := l.Choose(k, local, 3, 1<<20, 0, t0); d.Arm != Store {
+			t.Fatalf("nothing crosses, choice %d: %v (%s), want store", i, d.Arm, d.Why)
+		}
 	}
-	if d := l.Choose(k, remote, 3, 1<<20, 0, t0); d.Arm == Store {
+	exploits := New(Config{Arms: l.cfg.Arms, HalfLife: time.Hour}, rand.New(rand.NewPCG(1, 1)))
+	exploits.Load(obs)
+	if d := exploits.Choose(k, remote, 3, 1<<20, 0, t0); d.Arm == Store {
 		t.Errorf("one region crossed: chose store (%s)", d.Why)
 	}
 }
