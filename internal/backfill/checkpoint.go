@@ -155,6 +155,10 @@ func (r *run) progress(task string) (Progress, bool) {
 type FileCheckpoint struct {
 	Path     string
 	Interval time.Duration // default 2 s
+	// MaxBytes caps the file, written and read: a checkpoint Load would
+	// refuse must not be written, leaving a run that cannot resume
+	// (default maxCheckpointFile).
+	MaxBytes int
 
 	mu      sync.Mutex
 	st      *State
@@ -169,8 +173,17 @@ func NewFileCheckpoint(path string) *FileCheckpoint {
 	return &FileCheckpoint{Path: path, Interval: 2 * time.Second}
 }
 
-// maxCheckpointFile caps what Load reads.
+// maxCheckpointFile caps a checkpoint file: about two million prefixes
+// (-depth over a bucket of that many), which -checkpoint ddb holds as an
+// item each, not rewritten whole every Interval.
 const maxCheckpointFile = 256 << 20
+
+func (f *FileCheckpoint) maxBytes() int {
+	if f.MaxBytes > 0 {
+		return f.MaxBytes
+	}
+	return maxCheckpointFile
+}
 
 // Load implements Checkpoint.
 func (f *FileCheckpoint) Load(ctx context.Context) (*State, error) {
@@ -181,8 +194,8 @@ func (f *FileCheckpoint) Load(ctx context.Context) (*State, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading checkpoint: %w", err)
 	}
-	if len(data) > maxCheckpointFile {
-		return nil, fmt.Errorf("checkpoint %s: %d bytes, more than a checkpoint holds", f.Path, len(data))
+	if len(data) > f.maxBytes() {
+		return nil, fmt.Errorf("checkpoint %s: %d bytes, more than a checkpoint file holds (%d)", f.Path, len(data), f.maxBytes())
 	}
 	var st State
 	if err := json.Unmarshal(data, &st); err != nil {
@@ -245,6 +258,12 @@ func (f *FileCheckpoint) writeLocked() error {
 	data, err := json.Marshal(f.st)
 	if err != nil {
 		return err
+	}
+	if len(data) > f.maxBytes() {
+		// The file stays as it was: a run resumed from it gets this
+		// far again, and no further.
+		return fmt.Errorf("writing checkpoint %s: %d prefixes or files take %d bytes, more than a checkpoint file holds (%d): "+
+			"run with -checkpoint ddb, or a smaller -depth (with -restart)", f.Path, len(f.st.Tasks), len(data), f.maxBytes())
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(f.Path), "."+filepath.Base(f.Path)+".*")
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"path/filepath"
 	"strconv"
@@ -111,6 +112,32 @@ func TestTaskPool(t *testing.T) {
 	p.add(func(context.Context) error { return nil })
 	if err := p.run(ctx, 2); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled pool: %v", err)
+	}
+}
+
+// TestFileCheckpointWithinWhatLoadReads: a checkpoint file Load would
+// refuse (over two million prefixes at -depth 2) is not written: the run
+// fails there, saying what to use, rather than at its resume, with hours
+// of progress that only -restart then gets past.
+func TestFileCheckpointWithinWhatLoadReads(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "cp.json")
+	cp := NewFileCheckpoint(path)
+	cp.MaxBytes, cp.Interval = 4096, 0
+	if err := cp.Start(ctx, &State{Params: Params{Rule: "r", Bucket: "b", Depth: 2}, Tasks: map[string]Progress{}}); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	for i := 0; err == nil && i < 1000; i++ {
+		err = cp.Save(ctx, fmt.Sprintf("data/%06d/", i), Progress{Done: true})
+	}
+	if err == nil || !strings.Contains(err.Error(), "-checkpoint ddb") {
+		t.Fatalf("saving 1,000 prefixes in 4 KiB: %v; want refused, naming -checkpoint ddb", err)
+	}
+	load := NewFileCheckpoint(path)
+	load.MaxBytes = cp.MaxBytes
+	if st, err := load.Load(ctx); err != nil || st == nil || len(st.Tasks) == 0 {
+		t.Fatalf("the last checkpoint written does not load: %v", err)
 	}
 }
 
