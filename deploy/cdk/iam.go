@@ -145,7 +145,7 @@ func (s *regionStack) sourceGrants(rule *config.Rule, q *workQueue) grants {
 				s3KeyConditions(reg.Name, reg.StagingBucket, stagingPrefix(rule.ID)), whyKMSViaS3)
 		}
 	}
-	s.commonGrants(p, q)
+	s.commonGrants(p, q, rule.Compute)
 	return *p
 }
 
@@ -219,16 +219,23 @@ func (s *regionStack) targetGrants(q *workQueue) grants {
 	// the start-up check: not the sources' statistics.
 	p.allow("TombstonesAndLedger", []string{"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query"},
 		[]string{*s.table.TableArn()}, leadingKeysLike(config.KeyTomb+"*", config.KeyArchive+"*", config.KeyUploads+s.plan.Region.Name, config.KeyStartCheck), "")
-	s.commonGrants(p, q)
+	s.commonGrants(p, q, s.plan.Region.Compute)
 	return *p
 }
 
 // commonGrants: consume the worker's queue, read the config.
-func (s *regionStack) commonGrants(p *grants, q *workQueue) {
+func (s *regionStack) commonGrants(p *grants, q *workQueue, compute config.Compute) {
 	p.allow("ConsumeQueue",
 		[]string{"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueUrl", "sqs:GetQueueAttributes"},
 		[]string{*q.Queue.QueueArn()}, nil, "")
 	p.allow("DecryptMessages", []string{"kms:Decrypt"}, []string{*s.keys.Messaging.KeyArn()}, viaService("sqs", s.plan.Region.Name), "")
+	if compute.Lambda() {
+		// A message an invocation never started, on its last receive, is
+		// sent again as a new message rather than left to reach the DLQ
+		// untried (lambda.Releaser.SendAgain).
+		p.allow("SendAgainToOwnQueue", []string{"sqs:SendMessage"}, []string{*q.Queue.QueueArn()}, nil, "")
+		p.allow("EncryptSentAgain", []string{"kms:GenerateDataKey"}, []string{*s.keys.Messaging.KeyArn()}, viaService("sqs", s.plan.Region.Name), "")
+	}
 	p.allow("ReadConfig", []string{"ssm:GetParameter"}, []string{*s.param.ParameterArn()}, nil, "")
 }
 

@@ -149,8 +149,21 @@ func TestFunctionRoleSharesStatements(t *testing.T) {
 	if !maps.Equal(task, fn) {
 		t.Errorf("exports function role differs from its task role:\n task %v\n function %v", task, fn)
 	}
+	// A message an invocation never started on its last receive is sent
+	// again to the function's own queue (lambda.Releaser.SendAgain).
+	consume, again := fn["ConsumeQueue"], fn["SendAgainToOwnQueue"]
+	if !strings.Contains(again, "[sqs:SendMessage]") || again[strings.Index(again, "]")+1:] != consume[strings.Index(consume, "]")+1:] ||
+		!strings.Contains(fn["EncryptSentAgain"], "kms:GenerateDataKey") {
+		t.Errorf("exports function may not send a message again to its own queue: %q (consumes %q), %q", again, consume, fn["EncryptSentAgain"])
+	}
+	for _, st := range statements(s.json["us-east-1"]) {
+		if st.Sid == "SendAgainToOwnQueue" && strings.Contains(st.Role, "Sourcelogs") {
+			t.Errorf("%s (Fargate only) may send messages again", st.Role)
+		}
+	}
 	target := byRole("ap-southeast-2", "TargetFunctionRole")
-	for _, sid := range []string{"ReadAndDeleteArchives", "WriteDestination0", "TombstonesAndLedger", "ConsumeQueue", "ReadConfig", "WriteLogs"} {
+	for _, sid := range []string{"ReadAndDeleteArchives", "WriteDestination0", "TombstonesAndLedger", "ConsumeQueue", "ReadConfig", "WriteLogs",
+		"SendAgainToOwnQueue", "EncryptSentAgain"} {
 		if _, ok := target[sid]; !ok {
 			t.Errorf("ap-southeast-2 target function role lacks %s", sid)
 		}

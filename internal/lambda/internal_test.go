@@ -272,6 +272,14 @@ func (f failing) DeliverVersion(context.Context, string, string, string) error {
 type releases struct {
 	mu     sync.Mutex
 	delays []time.Duration
+	again  []queue.Message
+}
+
+func (r *releases) SendAgain(_ context.Context, m queue.Message) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.again = append(r.again, m)
+	return nil
 }
 
 func (r *releases) ChangeVisibility(_ context.Context, d time.Duration, msgs ...queue.Message) ([]queue.Failure, error) {
@@ -472,6 +480,8 @@ func TestLevelsSayWhatToDo(t *testing.T) {
 
 // deadlineReleaser records the deadline of each release (zero: none).
 type deadlineReleaser struct{ deadlines []time.Time }
+
+func (r *deadlineReleaser) SendAgain(context.Context, queue.Message) error { return nil }
 
 func (r *deadlineReleaser) ChangeVisibility(ctx context.Context, _ time.Duration, _ ...queue.Message) ([]queue.Failure, error) {
 	d, ok := ctx.Deadline()
@@ -688,5 +698,126 @@ func TestRelaysWithoutATurnSentAgain(t *testing.T) {
 		if r.Tries != 4 {
 			t.Errorf("relay %s sent again with %d tries, want 4 (its receives before this one)", r.Key, r.Tries)
 		}
+	}
+}
+
+// byKeyPacker stages each key as its own rule's batch, taking 2 s a batch.
+type byKeyPacker struct {
+	slowPacker
+	mu     sync.Mutex
+	rules  map[string]*config.Rule
+	packed []string
+}
+
+func (p *byKeyPacker) Match(ref xevents.ObjectRef, sent time.Time, done func(error), _ *zap.Logger) ([]source.Item, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	r := p.rules[ref.Key]
+	if r == nil {
+		r = &config.Rule{ID: ref.Key, Batch: config.Batch{MaxObjects: 1000, MaxBytes: 256 << 20}}
+		p.rules[ref.Key] = r
+	}
+	return []source.Item{{Ref: ref, Rule: r, Sent: sent, Done: done}}, true
+}
+
+func (p *byKeyPacker) Pack(ctx context.Context, r *config.Rule, items []source.Item, _ time.Time) {
+	select {
+	case <-time.After(2 * time.Second):
+	case <-ctx.Done():
+	}
+	p.mu.Lock()
+	p.packed = append(p.packed, r.ID)
+	p.mu.Unlock()
+	for _, it := range items {
+		it.Done(ctx.Err())
+	}
+}
+
+// TestUntriedOnTheLastReceiveSentAgain: messages on their last receive
+// that an invocation's pace leaves out (never started) are sent again as
+// new messages and acknowledged, not reported failed: they reached the
+// DLQ untried (4 of 6 here). One left out on an earlier receive is
+// released as before, and one already sent again maxReceive times goes
+// its way to the DLQ.
+func TestUntriedOnTheLastReceiveSentAgain(t *testing.T) {
+	p := &byKeyPacker{rules: map[string]*config.Rule{}}
+	q := &releases{}
+	h := NewSource(SourceOptions{Worker: p, Queue: q, Margin: time.Second, MaxReceive: 8, Log: zap.NewNop(),
+		Metrics: worker.NewMetrics(prometheus.NewRegistry(), "test")})
+	h.pace.observe(10<<20, 1, 2*time.Second) // what this environment measured before
+	var recs []events.SQSMessage
+	for i, c := range []struct{ received, deferred string }{{"8", ""}, {"8", ""}, {"8", ""}, {"8", ""}, {"8", "8"}, {"3", ""}} {
+		body := fmt.Sprintf(`{"Records":[{"eventTime":"2026-12-06T00:00:00.000Z","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"src"},"object":{"key":"k%d","size":%d,"sequencer":"01"}}}]}`, i, 10<<20)
+		rec := events.SQSMessage{MessageId: fmt.Sprint("m", i), Body: body, Attributes: map[string]string{"ApproximateReceiveCount": c.received}}
+		if c.deferred != "" {
+			rec.MessageAttributes = map[string]events.SQSMessageAttribute{queue.DeferredAttribute: {StringValue: &c.deferred, DataType: "Number"}}
+		}
+		recs = append(recs, rec)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Second)
+	defer cancel()
+	resp, err := h.Handle(ctx, events.SQSEvent{Records: recs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.packed) < 1 || len(p.packed) > 3 {
+		t.Fatalf("packed %v; want the test to leave most batches out", p.packed)
+	}
+	packed := func(key string) bool { return slices.Contains(p.packed, key) }
+	var sentAgain []string
+	for _, m := range q.again {
+		sentAgain = append(sentAgain, m.ID)
+	}
+	for i, r := range recs {
+		key := fmt.Sprint("k", i)
+		reported := slices.ContainsFunc(resp.BatchItemFailures, func(f events.SQSBatchItemFailure) bool { return f.ItemIdentifier == r.MessageId })
+		again := slices.Contains(sentAgain, r.MessageId)
+		var want string
+		switch {
+		case packed(key):
+			want = "acknowledged"
+		case i < 4:
+			want = "sent again"
+		default:
+			want = "reported"
+		}
+		got := map[bool]map[bool]string{false: {false: "acknowledged", true: "sent again"}, true: {false: "reported", true: "reported and sent again"}}[reported][again]
+		if got != want {
+			t.Errorf("message %s (receive %s): %s; want %s (packed %v)", r.MessageId, r.Attributes["ApproximateReceiveCount"], got, want, p.packed)
+		}
+	}
+}
+
+// TestUntriedArchiveOnTheLastReceiveSentAgain: the target's archives the
+// pace leaves out, on their message's last receive, are sent again as new
+// messages and acknowledged; one left out on an earlier receive is
+// released, as before.
+func TestUntriedArchiveOnTheLastReceiveSentAgain(t *testing.T) {
+	d := &delivered{}
+	q := &releases{}
+	h := NewTarget(TargetOptions{Deliverer: d, Staging: "staging", MaxReceive: 5, Margin: 30 * time.Second, Queue: q, Log: zap.NewNop(),
+		Metrics: worker.NewMetrics(prometheus.NewRegistry(), "test")})
+	h.pace.observe(1<<20, 1, time.Hour) // none but the first fits
+	body := func(key string) string {
+		return fmt.Sprintf(`{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","eventTime":"2026-12-06T00:00:00.000Z","eventName":"ObjectCreated:Put",`+
+			`"s3":{"bucket":{"name":"staging"},"object":{"key":%q,"size":%d,"sequencer":"01"}}}]}`, key, 1<<20)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	resp, err := h.Handle(ctx, events.SQSEvent{Records: []events.SQSMessage{
+		{MessageId: "first", Body: body("r1/a.tar.zst"), Attributes: map[string]string{"ApproximateReceiveCount": "5"}},
+		{MessageId: "last", Body: body("r1/b.tar.zst"), Attributes: map[string]string{"ApproximateReceiveCount": "5"}},
+		{MessageId: "early", Body: body("r1/c.tar.zst"), Attributes: map[string]string{"ApproximateReceiveCount": "2"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var again []string
+	for _, m := range q.again {
+		again = append(again, m.ID)
+	}
+	if !slices.Equal(d.keys, []string{"r1/a.tar.zst"}) || !slices.Equal(again, []string{"last"}) ||
+		len(resp.BatchItemFailures) != 1 || resp.BatchItemFailures[0].ItemIdentifier != "early" {
+		t.Errorf("delivered %v, sent again %v, reported %+v; want a delivered, last sent again, early reported", d.keys, again, resp.BatchItemFailures)
 	}
 }

@@ -22,6 +22,9 @@ func message(r events.SQSMessage) queue.Message {
 	if ms, err := strconv.ParseInt(r.Attributes["SentTimestamp"], 10, 64); err == nil {
 		m.SentAt = time.UnixMilli(ms)
 	}
+	if a, ok := r.MessageAttributes[queue.DeferredAttribute]; ok && a.StringValue != nil {
+		m.Deferred, _ = strconv.Atoi(*a.StringValue)
+	}
 	return m
 }
 
@@ -39,10 +42,20 @@ func mostReceivedFirst(recs []events.SQSMessage) []events.SQSMessage {
 	return out
 }
 
-// Releaser makes messages visible again after a delay; *queue.Queue
-// satisfies it.
+// Releaser makes messages visible again after a delay, and sends one
+// never started on its last receive again; *queue.Queue satisfies it.
 type Releaser interface {
 	ChangeVisibility(ctx context.Context, d time.Duration, msgs ...queue.Message) ([]queue.Failure, error)
+	SendAgain(ctx context.Context, m queue.Message) error
+}
+
+// again reports whether a message whose work was never started (the
+// deadline's pace left it out) on its receive number maxReceive, its last,
+// is sent again as a new message rather than left to reach the DLQ
+// untried: at most maxReceive times, so that a function that never gets
+// to it (a batch too large for its timeout) still sends it there.
+func again(m queue.Message, untried bool, maxReceive int) bool {
+	return untried && maxReceive > 0 && m.ReceiveCount >= maxReceive && m.Deferred < maxReceive
 }
 
 // releaseTimeout bounds releasing an invocation's failed messages; the
@@ -67,6 +80,9 @@ type outcome struct {
 	// receive); expected: a wait or the deadline, nothing wrong. They set
 	// the level of its line: error is what an operator acts on.
 	final, expected bool
+	// again: never started, on its last receive: sent again as a new
+	// message and acknowledged (Releaser.SendAgain), unless that fails.
+	again bool
 }
 
 // respond reports the failed outcomes and releases them (best effort: a
@@ -74,10 +90,33 @@ type outcome struct {
 func respond(ctx context.Context, outs []outcome, q Releaser, m *worker.Metrics, log *zap.Logger) events.SQSEventResponse {
 	resp := events.SQSEventResponse{BatchItemFailures: []events.SQSBatchItemFailure{}}
 	byDelay := map[time.Duration][]queue.Message{}
+	// Within the invocation's own deadline too: work that outlived the
+	// margin (a clean-up that runs to completion whatever the cut, under
+	// throttling) must not have the release time the invocation out, which
+	// would bring the whole batch back, its done messages with it.
+	end := time.Now().Add(releaseTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Add(-time.Second).Before(end) {
+		end = d.Add(-time.Second)
+	}
+	rctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), end)
+	defer cancel()
 	for _, o := range outs {
 		if o.err == nil {
 			m.Messages.WithLabelValues("acked").Inc()
 			continue
+		}
+		if o.again && q != nil {
+			fields := append(o.fields, zap.String("message", o.msg.ID), zap.Int("receiveCount", o.msg.ReceiveCount), zap.Int("deferred", o.msg.Deferred+1))
+			err := q.SendAgain(rctx, o.msg)
+			if err == nil {
+				// Acknowledged: not reported.
+				m.Messages.WithLabelValues("acked").Inc()
+				m.Messages.WithLabelValues("requeued").Inc()
+				log.Info("message not started on its last receive: sent again as a new message", fields...)
+				continue
+			}
+			o.final = true
+			log.Warn("message not started on its last receive; sending it again failed", append(fields, zap.Error(err))...)
 		}
 		m.Messages.WithLabelValues("released").Inc()
 		resp.BatchItemFailures = append(resp.BatchItemFailures, events.SQSBatchItemFailure{ItemIdentifier: o.msg.ID})
@@ -99,20 +138,10 @@ func respond(ctx context.Context, outs []outcome, q Releaser, m *worker.Metrics,
 	if q == nil || len(byDelay) == 0 {
 		return resp
 	}
-	// Within the invocation's own deadline too: work that outlived the
-	// margin (a clean-up that runs to completion whatever the cut, under
-	// throttling) must not have the release time the invocation out, which
-	// would bring the whole batch back, its done messages with it.
-	end := time.Now().Add(releaseTimeout)
-	if d, ok := ctx.Deadline(); ok && d.Add(-time.Second).Before(end) {
-		end = d.Add(-time.Second)
-	}
 	if time.Until(end) <= 0 {
 		log.Warn("no time left to release messages: they come back after their visibility timeout", zap.Int("messages", len(resp.BatchItemFailures)))
 		return resp
 	}
-	rctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), end)
-	defer cancel()
 	for delay, msgs := range byDelay {
 		if failures, _ := q.ChangeVisibility(rctx, delay, msgs...); len(failures) > 0 {
 			m.Errors.WithLabelValues("release_message").Add(float64(len(failures)))

@@ -81,6 +81,7 @@ type tracked struct {
 	mu        sync.Mutex
 	pending   int
 	permanent bool             // every failure is one no retry can fix
+	untried   bool             // every failure is ErrDeadline's: never started
 	staged    []source.Staging // what the message's objects added to the statistics
 	events    *xevents.Message // nil: not parsed
 }
@@ -99,8 +100,9 @@ func (t *tracked) settle(err error) {
 		return
 	}
 	if t.out.err == nil {
-		t.out.now, t.permanent, t.out.expected = true, true, true
+		t.out.now, t.permanent, t.out.expected, t.untried = true, true, true, true
 	}
+	t.untried = t.untried && errors.Is(err, ErrDeadline)
 	t.out.err = errors.Join(t.out.err, err)
 	// Back at once when every failure is one no retry fixes (towards the
 	// DLQ) or the deadline's (nothing wrong with the object).
@@ -206,11 +208,14 @@ func (h *Source) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEven
 		}
 		if t.out.err != nil && !t.out.final {
 			t.out.final = t.permanent || (h.maxReceive > 0 && t.out.msg.ReceiveCount >= h.maxReceive)
+			if again(t.out.msg, t.untried, h.maxReceive) {
+				t.out.again, t.out.final = true, false
+			}
 		}
 		if t.out.err != nil && t.events != nil {
 			t.out.fields = source.FailureFields(*t.events, t.out.err)
 		}
-		if t.out.err != nil && (h.maxReceive == 0 || t.out.msg.ReceiveCount < h.maxReceive) {
+		if t.out.err != nil && (h.maxReceive == 0 || t.out.msg.ReceiveCount < h.maxReceive || t.out.again) {
 			// It comes back, and what of it was staged is staged again.
 			h.w.Restaged(t.staged)
 		}

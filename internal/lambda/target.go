@@ -160,7 +160,8 @@ func (h *Target) handle(ctx context.Context, at time.Time, first bool, o *outcom
 	if est := h.pace.estimate(bytes, len(refs)); ctx.Err() != nil || !begins(first, start, at, est) {
 		log.Info("deadline near: leaving an archive to the next invocation", zap.Duration("estimate", est), zap.Time("cutAt", at))
 		o.err, o.now, o.expected = ErrDeadline, true, true
-		o.final = o.msg.ReceiveCount >= h.maxReceive
+		o.again = again(o.msg, true, h.maxReceive)
+		o.final = o.msg.ReceiveCount >= h.maxReceive && !o.again
 		o.fields = deliver.FailureFields(refs, o.err)
 		return
 	}

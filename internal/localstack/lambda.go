@@ -69,7 +69,9 @@ func SQSEvent(queueURL string, msgs []sqstypes.Message) events.SQSEvent {
 			Body:          aws.ToString(m.Body),
 			Md5OfBody:     aws.ToString(m.MD5OfBody),
 			Attributes:    m.Attributes,
-			EventSource:   "aws:sqs",
+			// As the mapping hands them over: each with its type and value.
+			MessageAttributes: messageAttributes(m.MessageAttributes),
+			EventSource:       "aws:sqs",
 			// The ARN is not where the stack's SQS is: only its name
 			// matters, as it does to the workers.
 			EventSourceARN: arn,
@@ -77,6 +79,17 @@ func SQSEvent(queueURL string, msgs []sqstypes.Message) events.SQSEvent {
 		})
 	}
 	return ev
+}
+
+func messageAttributes(in map[string]sqstypes.MessageAttributeValue) map[string]events.SQSMessageAttribute {
+	if len(in) == 0 {
+		return nil
+	}
+	out := make(map[string]events.SQSMessageAttribute, len(in))
+	for k, v := range in {
+		out[k] = events.SQSMessageAttribute{DataType: aws.ToString(v.DataType), StringValue: v.StringValue, BinaryValue: v.BinaryValue}
+	}
+	return out
 }
 
 // QueueARN is an ARN of the stack's queue at queueURL, shaped as AWS's.
@@ -98,6 +111,7 @@ func Receive(ctx context.Context, client *sqs.Client, queueURL string, max int, 
 			//lint:ignore SA1019 the stack's SQS only honours the legacy field.
 			AttributeNames:              []sqstypes.QueueAttributeName{"All"},
 			MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameAll},
+			MessageAttributeNames:       []string{"All"},
 		})
 		if err != nil {
 			return out, fmt.Errorf("receiving from %s: %w", queueURL, err)

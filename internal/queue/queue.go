@@ -52,7 +52,14 @@ type Message struct {
 	// (zero when unknown): SQS hides a message at most MaxVisibility from
 	// its receive, however often it is extended.
 	ReceivedAt time.Time
+	// Deferred is how often its body was sent again untried (SendAgain,
+	// DeferredAttribute).
+	Deferred int
 }
+
+// DeferredAttribute is the message attribute that counts how often a
+// message's body was sent again untried (SendAgain).
+const DeferredAttribute = "xrc-deferred"
 
 // MaxVisibility is the longest SQS hides a message from its receive:
 // a change of visibility past it is refused (InvalidParameterValue).
@@ -177,6 +184,19 @@ func (q *Queue) Send(ctx context.Context, body string, delay time.Duration) erro
 		DelaySeconds: int32(min(delay, 15*time.Minute) / time.Second)})
 	if err != nil {
 		return fmt.Errorf("sending a message to %s: %w", q.url, err)
+	}
+	return nil
+}
+
+// SendAgain sends m's body again as a new message, visible at once, its
+// DeferredAttribute one more than m's: for work on its last receive that
+// was never started (a Lambda invocation's deadline left it out), which
+// would otherwise reach the DLQ untried. The caller then acknowledges m.
+func (q *Queue) SendAgain(ctx context.Context, m Message) error {
+	_, err := q.api.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(q.url), MessageBody: aws.String(m.Body),
+		MessageAttributes: map[string]types.MessageAttributeValue{DeferredAttribute: {DataType: aws.String("Number"), StringValue: aws.String(strconv.Itoa(m.Deferred + 1))}}})
+	if err != nil {
+		return fmt.Errorf("sending message %s again to %s: %w", m.ID, q.url, err)
 	}
 	return nil
 }

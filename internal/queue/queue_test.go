@@ -286,3 +286,31 @@ func TestVisibilityChangeKeepsTheFirstReceive(t *testing.T) {
 		t.Errorf("ApproximateFirstReceiveTimestamp moved by a visibility change")
 	}
 }
+
+// TestSendAgainCountsDeferrals: a message sent again comes back as a new
+// message (its first receive) with the same body and one more deferral,
+// as an event source mapping hands it over (localstack.SQSEvent).
+func TestSendAgainCountsDeferrals(t *testing.T) {
+	ctx := context.Background()
+	client, url, _ := newQueue(t)
+	q := queue.New(client, url)
+	m := queue.Message{ID: "m", Body: `{"Records":[]}`}
+	for want := 1; want <= 2; want++ {
+		if err := q.SendAgain(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+		got, err := localstack.Receive(ctx, client, url, 1, 5*time.Second, time.Minute)
+		if err != nil || len(got) != 1 {
+			t.Fatalf("received %d (%v)", len(got), err)
+		}
+		rec := localstack.SQSEvent(url, got).Records[0]
+		a := rec.MessageAttributes[queue.DeferredAttribute]
+		if rec.Body != m.Body || a.StringValue == nil || *a.StringValue != strconv.Itoa(want) || rec.Attributes["ApproximateReceiveCount"] != "1" {
+			t.Fatalf("sent again: body %q, %s %v, receive %s; want the body, %d, 1", rec.Body, queue.DeferredAttribute, a.StringValue, rec.Attributes["ApproximateReceiveCount"], want)
+		}
+		m = queue.Message{ID: rec.MessageId, Body: rec.Body, Deferred: want}
+		if _, err := client.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: &url, ReceiptHandle: got[0].ReceiptHandle}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
