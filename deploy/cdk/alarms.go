@@ -2,9 +2,6 @@ package main
 
 import (
 	"fmt"
-	"regexp"
-	"strconv"
-	"time"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatch"
@@ -250,33 +247,21 @@ func (a *alarms) watchBackfill(id string, b *backfill, cluster awsecs.Cluster) {
 		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
 	})
 	// Multipart uploads' writes look late when they only just completed
-	// (S3 dates them when the upload began): in two runs in a row, they
-	// are not that, and a bucket of large files is watched too.
-	period := schedulePeriod(a.s.d.Options.Backfill.Schedule)
+	// (S3 dates them when the upload began): in two complete runs in a
+	// row, they are not that, and a bucket of large files is watched too.
+	// The run counts the runs in a row (its checkpoint keeps the count),
+	// so one datapoint says it whatever the schedule: a daily cron's runs
+	// fall in no two consecutive periods of any alarm.
 	a.addFiring(id+"LateMultipartWrites", "backfill-"+b.Rule.ID+"-late-multipart-writes", &awscloudwatch.AlarmProps{
 		AlarmDescription: jsii.String(fmt.Sprintf("two scheduled xrc backfill runs of rule %s in a row sent multipart uploads' writes made after the last complete run began and long enough ago "+
 			"that their S3 events should have delivered them: the events were lost (the source bucket's notification configuration replaced, the queue purged), "+
 			"their messages failed (the DLQ alarm), or the pipeline is that far behind. Check the bucket's event notifications; deletes and tag changes are not re-sent by a backfill", b.Rule.ID)),
-		Metric: xrcMetric(a.s, backfillKind, "xrc_backfill_late_multipart", map[string]string{"rule": b.Rule.ID}, "Maximum").
-			With(&awscloudwatch.MetricOptions{Period: period}),
-		Threshold:          jsii.Number(0),
-		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD,
-		EvaluationPeriods:  jsii.Number(2),
-		DatapointsToAlarm:  jsii.Number(2),
+		Metric:             xrcMetric(a.s, backfillKind, "xrc_backfill_late_multipart_runs", map[string]string{"rule": b.Rule.ID}, "Maximum"),
+		Threshold:          jsii.Number(2),
+		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+		EvaluationPeriods:  jsii.Number(1),
 		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
 	})
-}
-
-// schedulePeriod is a backfill schedule's period, as an alarm period: a
-// rate's (between a minute and a day), an hour for a cron expression.
-func schedulePeriod(schedule string) awscdk.Duration {
-	m := regexp.MustCompile(`^rate\((\d+) (minute|hour|day)s?\)$`).FindStringSubmatch(schedule)
-	if m == nil {
-		return awscdk.Duration_Hours(jsii.Number(1))
-	}
-	n, _ := strconv.Atoi(m[1])
-	d := time.Duration(n) * map[string]time.Duration{"minute": time.Minute, "hour": time.Hour, "day": 24 * time.Hour}[m[2]]
-	return awscdk.Duration_Seconds(jsii.Number(max(time.Minute, min(d, 24*time.Hour)).Seconds()))
 }
 
 // watchReplication alarms when S3 Replication of a rule's archives to a

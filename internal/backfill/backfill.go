@@ -160,14 +160,20 @@ type Counts struct {
 	// S3 dates them when the upload began, and a writer may keep one open
 	// for an hour (Fluent Bit's upload_timeout), so one completed minutes
 	// ago looks late; given a second more per MiB, they are alarmed on
-	// only when two runs in a row find some (deploy/cdk).
+	// only when two runs in a row find some (LateMultipartRuns).
 	LateMultipart int64 `json:"lateMultipart"`
-	Bytes         int64 `json:"bytes"`     // their objects' bytes
-	Tasks         int64 `json:"tasks"`     // prefixes (inventory: data files) known
-	TasksDone     int64 `json:"tasksDone"` // ... finished, those of an earlier run included
-	Resumed       int64 `json:"resumed"`   // finished by an earlier run: not listed again
-	ScanBytes     int64 `json:"scanBytes"` // inventory bytes read
-	ScanTotal     int64 `json:"scanTotal"` // inventory bytes in all
+	// LateMultipartRuns is how many complete runs in a row, this one
+	// included, found LateMultipart writes (zero: this one found none,
+	// or did not complete over the whole rule with -checkpoint ddb): one
+	// such run says little, two in a row that events are lost (deploy/cdk
+	// alarms on it, whatever the schedule).
+	LateMultipartRuns int64 `json:"lateMultipartRuns"`
+	Bytes             int64 `json:"bytes"`     // their objects' bytes
+	Tasks             int64 `json:"tasks"`     // prefixes (inventory: data files) known
+	TasksDone         int64 `json:"tasksDone"` // ... finished, those of an earlier run included
+	Resumed           int64 `json:"resumed"`   // finished by an earlier run: not listed again
+	ScanBytes         int64 `json:"scanBytes"` // inventory bytes read
+	ScanTotal         int64 `json:"scanTotal"` // inventory bytes in all
 	// InventoryOf is when the inventory report was made (its
 	// creationTimestamp; zero if it does not say): writes since are not
 	// in it.
@@ -176,7 +182,7 @@ type Counts struct {
 
 type counters struct {
 	listed, matched, compared, missing, resized, older, upToDate, tagsDiffer, notByXRC, unroutable, archived atomic.Int64
-	enqueued, late, lateMultipart, bytes, tasks, tasksDone, resumed, scanBytes, scanTotal                    atomic.Int64
+	enqueued, late, lateMultipart, lateMultipartRuns, bytes, tasks, tasksDone, resumed, scanBytes, scanTotal atomic.Int64
 	inventoryOf                                                                                              atomic.Int64 // Unix ms
 }
 
@@ -192,7 +198,7 @@ func (c *counters) snapshot() Counts {
 	return Counts{
 		Listed: c.listed.Load(), Matched: c.matched.Load(), Compared: c.compared.Load(), Missing: c.missing.Load(),
 		Resized: c.resized.Load(), Older: c.older.Load(), UpToDate: c.upToDate.Load(), TagsDiffer: c.tagsDiffer.Load(), NotByXRC: c.notByXRC.Load(),
-		Unroutable: c.unroutable.Load(), Archived: c.archived.Load(), Enqueued: c.enqueued.Load(), Late: c.late.Load(), LateMultipart: c.lateMultipart.Load(), Bytes: c.bytes.Load(), Tasks: c.tasks.Load(),
+		Unroutable: c.unroutable.Load(), Archived: c.archived.Load(), Enqueued: c.enqueued.Load(), Late: c.late.Load(), LateMultipart: c.lateMultipart.Load(), LateMultipartRuns: c.lateMultipartRuns.Load(), Bytes: c.bytes.Load(), Tasks: c.tasks.Load(),
 		TasksDone: c.tasksDone.Load(), Resumed: c.resumed.Load(), ScanBytes: c.scanBytes.Load(), ScanTotal: c.scanTotal.Load(),
 		InventoryOf: unixMilli(c.inventoryOf.Load()),
 	}
@@ -251,7 +257,12 @@ func Run(ctx context.Context, o Options, d Deps) (Counts, error) {
 		if c, ok := r.Checkpoint.(completedRuns); ok && err == nil && r.root == r.o.Rule.Prefix && r.o.Inventory == "" {
 			// Only a listing of the whole rule vouches for every prefix
 			// from its start on.
-			err = c.Completed(cctx, r.state.Started)
+			runs := int64(0)
+			if r.c.lateMultipart.Load() > 0 {
+				runs = c.LastLateMultipartRuns() + 1
+			}
+			r.c.lateMultipartRuns.Store(runs)
+			err = c.Completed(cctx, r.state.Started, runs)
 		}
 		if err == nil {
 			err = r.Checkpoint.Clear(cctx)
@@ -392,8 +403,9 @@ func (r *run) start(ctx context.Context) error {
 // listed the whole rule and completed started (DynamoCheckpoint): recorded
 // by Completed, read by LastCompleted after Load.
 type completedRuns interface {
-	Completed(ctx context.Context, started time.Time) error
+	Completed(ctx context.Context, started time.Time, lateMultipartRuns int64) error
 	LastCompleted() time.Time
+	LastLateMultipartRuns() int64
 }
 
 // widenSince takes since back to the start of the last run that completed,

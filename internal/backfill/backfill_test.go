@@ -1014,6 +1014,17 @@ func TestLateWritesCounted(t *testing.T) {
 		MultipartUpload: &s3types.CompletedMultipartUpload{Parts: []s3types.CompletedPart{{ETag: part.ETag, PartNumber: aws.Int32(1)}}}}); err != nil {
 		t.Fatal(err)
 	}
+	if c1.LateMultipartRuns != 0 {
+		t.Errorf("first run: %d runs in a row with late multipart writes, want 0", c1.LateMultipartRuns)
+	}
+	// As if the first run had found late multipart writes too: the
+	// second is the second in a row (the alarm's, whatever the schedule).
+	if _, err := f.ddb.UpdateItem(ctx, &dynamodb.UpdateItemInput{TableName: aws.String(f.cfg.TableName()),
+		Key:                       map[string]dynamodbtypes.AttributeValue{"pk": &dynamodbtypes.AttributeValueMemberS{Value: config.KeyBackfill + f.rule.ID}, "sk": &dynamodbtypes.AttributeValueMemberS{Value: "last"}},
+		UpdateExpression:          aws.String("SET lateMultipartRuns = :one"),
+		ExpressionAttributeValues: map[string]dynamodbtypes.AttributeValue{":one": &dynamodbtypes.AttributeValueMemberN{Value: "1"}}}); err != nil {
+		t.Fatal(err)
+	}
 	// An hour on: the twenty, written before the first run, are sent
 	// again (nothing delivered them here) but are not late.
 	later := func() time.Time { return time.Now().Add(time.Hour) }
@@ -1027,6 +1038,22 @@ func TestLateWritesCounted(t *testing.T) {
 	f.drain(t, f.queueURL(), int(c2.Enqueued))
 	if c2.Enqueued != 22 || c2.Late != 1 || c2.LateMultipart != 1 {
 		t.Errorf("second run: enqueued %d, late %d and %d multipart; want 22, of which %s late and %s (a small upload) late apart", c2.Enqueued, c2.Late, c2.LateMultipart, lost.Key, mpu)
+	}
+	if c2.LateMultipartRuns != 2 {
+		t.Errorf("second run: %d runs in a row with late multipart writes, want 2", c2.LateMultipartRuns)
+	}
+	// Another hour on, nothing is late: the count starts again.
+	later = func() time.Time { return time.Now().Add(2 * time.Hour) }
+	d = f.deps(f.queueURL(), backfill.NewDynamoCheckpoint(f.ddb, f.cfg.TableName(), f.rule.ID, later))
+	d.Now = later
+	o.Since = later().Add(-2 * time.Hour)
+	c3, err := backfill.Run(ctx, o, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.drain(t, f.queueURL(), int(c3.Enqueued))
+	if c3.LateMultipart != 0 || c3.LateMultipartRuns != 0 {
+		t.Errorf("third run: %d late multipart writes, %d runs in a row; want none", c3.LateMultipart, c3.LateMultipartRuns)
 	}
 }
 

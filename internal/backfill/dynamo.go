@@ -79,6 +79,8 @@ type DynamoCheckpoint struct {
 	now func() time.Time
 
 	last time.Time // start of the last run that completed over the whole rule, as Load found it
+	// lastRuns is that run's Counts.LateMultipartRuns, as Load found it.
+	lastRuns int64
 
 	mu        sync.Mutex
 	stopRenew context.CancelFunc
@@ -120,6 +122,7 @@ func (c *DynamoCheckpoint) Load(ctx context.Context) (*State, error) {
 		sk := str(item["sk"])
 		if sk == skLast {
 			c.last, _ = time.Parse(time.RFC3339Nano, str(item["started"]))
+			c.lastRuns, _ = strconv.ParseInt(num(item["lateMultipartRuns"]), 10, 64)
 			return nil
 		}
 		keys = append(keys, c.key(sk))
@@ -397,6 +400,10 @@ func taskSK(task string) string {
 // none did), as Load found it.
 func (c *DynamoCheckpoint) LastCompleted() time.Time { return c.last }
 
+// LastLateMultipartRuns returns the Counts.LateMultipartRuns of the last
+// run that completed, as Load found it.
+func (c *DynamoCheckpoint) LastLateMultipartRuns() int64 { return c.lastRuns }
+
 // Flush implements Checkpoint: every Save is already durable; the lease is
 // given up, so the next run need not wait for it to lapse.
 func (c *DynamoCheckpoint) Flush(ctx context.Context) error {
@@ -445,10 +452,13 @@ func (c *DynamoCheckpoint) giveUp(ctx context.Context) error {
 }
 
 // Completed records that the run started at started covered the whole rule
-// and completed: LastCompleted reads it back, for the next run's since.
-func (c *DynamoCheckpoint) Completed(ctx context.Context, started time.Time) error {
+// and completed, and how many runs in a row, it included, found multipart
+// uploads' writes late: LastCompleted and LastLateMultipartRuns read them
+// back, for the next run's since and count.
+func (c *DynamoCheckpoint) Completed(ctx context.Context, started time.Time, lateMultipartRuns int64) error {
 	last := c.key(skLast)
 	last["started"] = sv(started.UTC().Format(time.RFC3339Nano))
+	last["lateMultipartRuns"] = nv(lateMultipartRuns)
 	if _, err := c.api.PutItem(ctx, &dynamodb.PutItemInput{TableName: &c.table, Item: last}); err != nil {
 		return fmt.Errorf("recording the completed run of checkpoint %s in %s: %w", c.pk, c.table, err)
 	}

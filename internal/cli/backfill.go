@@ -279,10 +279,13 @@ func writeBackfillEMF(env Env, cfg *config.Config, rule *config.Rule, c backfill
 	enqueued := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "xrc_backfill_enqueued", Help: "events the run sent"}, []string{"rule"})
 	late := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "xrc_backfill_late", Help: "writes the run sent that their events should have delivered"}, []string{"rule"})
 	lateMultipart := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "xrc_backfill_late_multipart", Help: "multipart uploads' writes as old, maybe just completed"}, []string{"rule"})
-	reg.MustRegister(enqueued, late, lateMultipart)
+	lateMultipartRuns := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "xrc_backfill_late_multipart_runs",
+		Help: "complete runs in a row, this one included, that found multipart uploads' writes late"}, []string{"rule"})
+	reg.MustRegister(enqueued, late, lateMultipart, lateMultipartRuns)
 	enqueued.WithLabelValues(rule.ID).Set(float64(c.Enqueued))
 	late.WithLabelValues(rule.ID).Set(float64(c.Late))
 	lateMultipart.WithLabelValues(rule.ID).Set(float64(c.LateMultipart))
+	lateMultipartRuns.WithLabelValues(rule.ID).Set(float64(c.LateMultipartRuns))
 	emf := metrics.NewEMF(reg, env.Stdout, cfg.Settings.StackName, "xrc_", map[string]string{"Service": backfillService, "Region": rule.SourceRegion})
 	if err := emf.Flush(env.Now()); err != nil {
 		return fmt.Errorf("writing the run's metrics: %w", err)

@@ -80,12 +80,14 @@ func TestBackfillCommand(t *testing.T) {
 		Enqueued              *float64 `json:"xrc_backfill_enqueued"`
 		Late                  *float64 `json:"xrc_backfill_late"`
 		LateMultipart         *float64 `json:"xrc_backfill_late_multipart"`
+		LateMultipartRuns     *float64 `json:"xrc_backfill_late_multipart_runs"`
 	}
 	if err := json.Unmarshal([]byte(emf), &line); err != nil {
 		t.Fatalf("-emf: last line %q: %v", emf, err)
 	}
 	if len(line.AWS.CloudWatchMetrics) != 1 || line.AWS.CloudWatchMetrics[0].Namespace != cfg.Settings.StackName || line.Service != "xrc-backfill" ||
-		line.Region != rule.SourceRegion || line.Rule != rule.ID || line.Enqueued == nil || *line.Enqueued != 30 || line.Late == nil || *line.Late != 0 || line.LateMultipart == nil {
+		line.Region != rule.SourceRegion || line.Rule != rule.ID || line.Enqueued == nil || *line.Enqueued != 30 || line.Late == nil || *line.Late != 0 || line.LateMultipart == nil ||
+		line.LateMultipartRuns == nil || *line.LateMultipartRuns != 0 {
 		t.Errorf("-emf line %s, want the stack's namespace, xrc-backfill, the rule, 30 enqueued and 0 late", emf)
 	}
 	for _, want := range []string{`dry run: nothing sent`, `(?m)^  to enqueue\s+30\s`, `(?m)^  missing\s+30\s`, `(?m)^  listed\s+30\s`,
