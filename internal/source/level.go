@@ -28,6 +28,7 @@ type Stats interface {
 	Add(ctx context.Context, rule string, at time.Time, ds []stats.Delta) ([]stats.Delta, error)
 	Observations(ctx context.Context, rule string, since time.Time) ([]adaptive.Observation, error)
 	AddBenchmark(ctx context.Context, r adaptive.BenchResult) (stats.Fleet, error)
+	Fleet(ctx context.Context) (stats.Fleet, error)
 	PublishChoice(ctx context.Context, rule string, class adaptive.Class, arm adaptive.Arm, benefit float64) error
 }
 
@@ -61,6 +62,8 @@ type levels struct {
 	exploiting map[adaptive.Key]adaptive.Arm // the best trusted arm after the last archive (switched)
 	retryAt    time.Time                     // after a failure, the table is left alone until then
 	backoff    time.Duration                 // the wait after the last failure
+	// bench is adaptive.Benchmark (tests replace it).
+	bench func(time.Duration, archive.WriterOptions) (adaptive.BenchResult, error)
 }
 
 // dated is a delta not written yet and when it was made: written later
@@ -83,7 +86,7 @@ func newLevels(w *Worker) *levels {
 	a := w.Config.Settings.Adaptive
 	lv := &levels{cfg: a, probe: adaptive.NewProber(), stats: w.Stats, models: map[string]adaptive.Model{},
 		log: w.Log, m: w.Metrics, clock: w.Clock, pending: map[string][]dated{}, published: map[adaptive.Key]adaptive.Arm{},
-		exploiting: map[adaptive.Key]adaptive.Arm{}}
+		exploiting: map[adaptive.Key]adaptive.Arm{}, bench: adaptive.Benchmark}
 	lv.factor.Store(math.Float64bits(1))
 	max := a.MaxLevel
 	if !a.Ultra {
@@ -101,9 +104,23 @@ func newLevels(w *Worker) *levels {
 // start measures this task's CPU, places it in the fleet, and loads what
 // the fleet has learnt.
 func (lv *levels) start(ctx context.Context, w *Worker) {
-	r, err := adaptive.Benchmark(lv.cfg.Benchmark.D(), archive.WriterOptions{PureGo: w.pureGo()})
+	r, err := lv.bench(lv.cfg.Benchmark.D(), archive.WriterOptions{PureGo: w.pureGo()})
 	if err != nil {
-		lv.log.Warn("CPU benchmark failed: CPU figures are taken as they are", zap.Error(err))
+		// The fleet's decoding figure and statistics all the same: without
+		// them the learner would price decoding at nothing, and start
+		// from nothing, for the task's whole life.
+		lv.log.Warn("CPU benchmark failed: CPU figures are taken as they are, decoding priced at the fleet's", zap.Error(err))
+		if lv.stats != nil {
+			sctx, cancel := context.WithTimeout(ctx, statsTimeout)
+			fleet, err := lv.stats.Fleet(sctx)
+			cancel()
+			if err != nil {
+				lv.m.Errors.WithLabelValues("stats").Inc()
+				lv.log.Warn("reading the fleet's CPU benchmark: decoding is priced at nothing", zap.Error(err))
+			}
+			lv.setDecode(fleet.DecodeSeconds)
+		}
+		lv.refresh(ctx, w.Clock.Now())
 		return
 	}
 	factor, mean, tasks, decode := 1.0, r.CompressMBps, 1, r.DecodeSeconds
@@ -125,10 +142,7 @@ func (lv *levels) start(ctx context.Context, w *Worker) {
 		}
 		factor = adaptive.Factor(r.CompressMBps, mean)
 	}
-	for id, m := range lv.models {
-		m.DecodeSeconds = decode
-		lv.models[id] = m
-	}
+	lv.setDecode(decode)
 	lv.factor.Store(math.Float64bits(factor))
 	lv.m.CPUBenchmark.Set(r.CompressMBps)
 	lv.m.CPUFactor.Set(factor)
@@ -136,6 +150,14 @@ func (lv *levels) start(ctx context.Context, w *Worker) {
 		zap.Float64("fleetMean", mean), zap.Int("fleetTasks", tasks), zap.Float64("factor", factor),
 		zap.Float64("decodeMBPerCPUSecond", 1e-6/r.DecodeSeconds), zap.Float64("fleetDecodeMBPerCPUSecond", 1e-6/decode), zap.Bool("adaptive", !lv.cfg.Disabled))
 	lv.refresh(ctx, w.Clock.Now())
+}
+
+// setDecode prices every rule's decoding at seconds of CPU a byte.
+func (lv *levels) setDecode(seconds float64) {
+	for id, m := range lv.models {
+		m.DecodeSeconds = seconds
+		lv.models[id] = m
+	}
 }
 
 // choose classifies o (sample: its first bytes, for the probe) and picks

@@ -437,6 +437,33 @@ func TestPendingPastTheCapFolded(t *testing.T) {
 // decoding at the fleet's mean speed, in the units of the (factor-scaled)
 // compression CPU it is set against and as xrc savings charges it; a fast
 // task priced it at its own speed, a slow one too high.
+// TestBenchmarkFailureStillLearns: a task whose CPU benchmark fails still
+// prices decoding at the fleet's figure and loads what the fleet learnt;
+// it priced decoding at nothing and started from nothing for its life.
+func TestBenchmarkFailureStillLearns(t *testing.T) {
+	ctx := context.Background()
+	table, ddb := localstack.Require(t).TestTable(t, "nobench")
+	st := stats.New(ddb, table, time.Now)
+	w, rule := tableWorker(st)
+	if _, err := st.AddBenchmark(ctx, adaptive.BenchResult{CompressMBps: 100, DecodeSeconds: 2e-9, Encoder: "libzstd"}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if _, err := st.Add(ctx, rule.ID, now, []stats.Delta{{Class: adaptive.CSV, Arm: 3, In: 1 << 20, Out: 300 << 10, CPU: time.Millisecond, Objects: 1, Archives: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	w.levels.bench = func(time.Duration, archive.WriterOptions) (adaptive.BenchResult, error) {
+		return adaptive.BenchResult{}, errors.New("cpu benchmark: the thread CPU clock reads no time")
+	}
+	w.levels.start(ctx, w)
+	if got := w.levels.models[rule.ID].DecodeSeconds; got != 2e-9 {
+		t.Errorf("decoding priced at %g CPU-s a byte, want the fleet's 2e-9", got)
+	}
+	if e := w.levels.learn.Estimates(adaptive.Key{Rule: rule.ID, Class: adaptive.CSV}, w.levels.models[rule.ID], now); len(e) != 1 || e[0].Arm != 3 || e[0].In <= 0 {
+		t.Errorf("the learner knows %+v of the fleet's statistics, want its CSV at level 3", e)
+	}
+}
+
 func TestDecodingPricedAtTheFleetsSpeed(t *testing.T) {
 	ctx := context.Background()
 	table, ddb := localstack.Require(t).TestTable(t, "decode")

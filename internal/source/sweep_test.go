@@ -192,6 +192,9 @@ func (s *stuckTable) Observations(ctx context.Context, _ string, _ time.Time) ([
 func (s *stuckTable) AddBenchmark(ctx context.Context, _ adaptive.BenchResult) (stats.Fleet, error) {
 	return stats.Fleet{}, s.wait(ctx)
 }
+func (s *stuckTable) Fleet(ctx context.Context) (stats.Fleet, error) {
+	return stats.Fleet{}, s.wait(ctx)
+}
 func (s *stuckTable) PublishChoice(ctx context.Context, _ string, _ adaptive.Class, _ adaptive.Arm, _ float64) error {
 	return s.wait(ctx)
 }
