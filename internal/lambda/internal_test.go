@@ -23,6 +23,7 @@ import (
 	xevents "github.com/xrc-dev/xrc/internal/events"
 	"github.com/xrc-dev/xrc/internal/queue"
 	"github.com/xrc-dev/xrc/internal/source"
+	"github.com/xrc-dev/xrc/internal/stats"
 	"github.com/xrc-dev/xrc/internal/uploads"
 	"github.com/xrc-dev/xrc/internal/worker"
 )
@@ -273,6 +274,12 @@ type releases struct {
 	mu     sync.Mutex
 	delays []time.Duration
 	again  []queue.Message
+}
+
+func (r *releases) sent() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.again)
 }
 
 func (r *releases) SendAgain(_ context.Context, m queue.Message) error {
@@ -819,5 +826,116 @@ func TestUntriedArchiveOnTheLastReceiveSentAgain(t *testing.T) {
 	if !slices.Equal(d.keys, []string{"r1/a.tar.zst"}) || !slices.Equal(again, []string{"last"}) ||
 		len(resp.BatchItemFailures) != 1 || resp.BatchItemFailures[0].ItemIdentifier != "early" {
 		t.Errorf("delivered %v, sent again %v, reported %+v; want a delivered, last sent again, early reported", d.keys, again, resp.BatchItemFailures)
+	}
+}
+
+// stagingPacker stages each key as its own rule's batch in 2 s, adding
+// to the statistics, and records what it is told was restaged.
+type stagingPacker struct {
+	byKeyPacker
+	restaged []source.Staging
+}
+
+func (p *stagingPacker) Restaged(s []source.Staging) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.restaged = append(p.restaged, s...)
+}
+
+func (p *stagingPacker) Pack(ctx context.Context, r *config.Rule, items []source.Item, _ time.Time) {
+	time.Sleep(2 * time.Second)
+	p.mu.Lock()
+	p.packed = append(p.packed, r.ID)
+	p.mu.Unlock()
+	for _, it := range items {
+		it.Staged(r.ID, stats.Delta{Restaged: 100})
+		it.Done(nil)
+	}
+}
+
+type failingAgain struct{ releases }
+
+func (*failingAgain) SendAgain(context.Context, queue.Message) error {
+	return errors.New("AccessDenied")
+}
+
+// TestPartlyStagedNotSentAgain: a message on its last receive some of
+// whose objects were staged (others left out by the pace) is no untried
+// one: released towards the DLQ, not sent again (which restaged the staged
+// ones each time, for maxReceiveCount² receives); an untried one whose
+// sending fails goes its way too, and neither is counted as restaged.
+func TestPartlyStagedNotSentAgain(t *testing.T) {
+	rec := func(k string) string {
+		return fmt.Sprintf(`{"eventTime":"2026-12-06T00:00:00.000Z","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"src"},"object":{"key":%q,"size":%d,"sequencer":"01"}}}`, k, 10<<20)
+	}
+	for _, c := range []struct {
+		name string
+		keys []string
+		q    interface {
+			Releaser
+			sent() int
+		}
+	}{
+		{"partly staged", []string{"a", "b", "c"}, &releases{}},
+		{"untried, sending fails", []string{"b"}, &failingAgain{}},
+	} {
+		p := &stagingPacker{byKeyPacker: byKeyPacker{rules: map[string]*config.Rule{}}}
+		h := NewSource(SourceOptions{Worker: p, Queue: c.q, Margin: time.Second, MaxReceive: 8, Log: zap.NewNop(),
+			Metrics: worker.NewMetrics(prometheus.NewRegistry(), "test")})
+		h.pace.observe(10<<20, 1, 2*time.Second)
+		recs := []events.SQSMessage{}
+		if c.name != "partly staged" {
+			// One staged first, so that the pace leaves the other out.
+			recs = append(recs, events.SQSMessage{MessageId: "first", Body: `{"Records":[` + rec("a") + `]}`, Attributes: map[string]string{"ApproximateReceiveCount": "8"}})
+		}
+		var body []string
+		for _, k := range c.keys {
+			body = append(body, rec(k))
+		}
+		recs = append(recs, events.SQSMessage{MessageId: "m", Body: `{"Records":[` + strings.Join(body, ",") + `]}`, Attributes: map[string]string{"ApproximateReceiveCount": "8"}})
+		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+		resp, err := h.Handle(ctx, events.SQSEvent{Records: recs})
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(p.packed, []string{"a"}) || c.q.sent() != 0 || len(resp.BatchItemFailures) != 1 || resp.BatchItemFailures[0].ItemIdentifier != "m" || len(p.restaged) != 0 {
+			t.Errorf("%s: packed %v, sent again %d, reported %v, restaged %v; want a packed, m reported (bound for the DLQ), nothing sent again or restaged",
+				c.name, p.packed, c.q.sent(), resp.BatchItemFailures, p.restaged)
+		}
+	}
+}
+
+// hangThenStaged stages every batch, rule "hang"'s only at the cut (a
+// direct region's copy cut and left to a relay), the others' at once.
+type hangThenStaged struct{ byKeyPacker }
+
+func (p *hangThenStaged) Pack(ctx context.Context, r *config.Rule, items []source.Item, _ time.Time) {
+	if r.ID == "hang" {
+		<-ctx.Done()
+	}
+	for _, it := range items {
+		it.Done(nil)
+	}
+}
+
+// TestPaceNotTaughtByTheCut: a batch staged only when the deadline cut its
+// direct copy took the hang's time, not its work's: learnt, it made the
+// pace leave later invocations' batches out (150 ms a MiB became 7.6 s).
+func TestPaceNotTaughtByTheCut(t *testing.T) {
+	p := &hangThenStaged{byKeyPacker{rules: map[string]*config.Rule{}}}
+	h := NewSource(SourceOptions{Worker: p, Queue: &releases{}, Margin: time.Second, MaxReceive: 8, Log: zap.NewNop(),
+		Metrics: worker.NewMetrics(prometheus.NewRegistry(), "test")})
+	h.pace.observe(1<<20, 1, 100*time.Millisecond)
+	before := h.pace.estimate(1<<20, 1)
+	body := fmt.Sprintf(`{"Records":[{"eventTime":"2026-12-06T00:00:00.000Z","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"src"},"object":{"key":"hang","size":%d,"sequencer":"01"}}}]}`, 1<<20)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+	resp, err := h.Handle(ctx, events.SQSEvent{Records: []events.SQSMessage{{MessageId: "m", Body: body, Attributes: map[string]string{"ApproximateReceiveCount": "1"}}}})
+	cancel()
+	if err != nil || len(resp.BatchItemFailures) != 0 {
+		t.Fatalf("Handle = %v, %v; want the staged batch acknowledged", resp.BatchItemFailures, err)
+	}
+	if after := h.pace.estimate(1<<20, 1); after != before {
+		t.Errorf("the pace for 1 MiB went from %v to %v after a batch the cut ended", before, after)
 	}
 }

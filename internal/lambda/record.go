@@ -86,7 +86,8 @@ type outcome struct {
 }
 
 // respond reports the failed outcomes and releases them (best effort: a
-// message not released comes back after its visibility timeout anyway).
+// message not released comes back after its visibility timeout anyway),
+// or sends them again (outcome.again).
 func respond(ctx context.Context, outs []outcome, q Releaser, m *worker.Metrics, log *zap.Logger) events.SQSEventResponse {
 	resp := events.SQSEventResponse{BatchItemFailures: []events.SQSBatchItemFailure{}}
 	byDelay := map[time.Duration][]queue.Message{}
@@ -105,7 +106,10 @@ func respond(ctx context.Context, outs []outcome, q Releaser, m *worker.Metrics,
 			m.Messages.WithLabelValues("acked").Inc()
 			continue
 		}
-		if o.again && q != nil {
+		if o.again && q == nil {
+			o.again, o.final = false, true
+		}
+		if o.again {
 			fields := append(o.fields, zap.String("message", o.msg.ID), zap.Int("receiveCount", o.msg.ReceiveCount), zap.Int("deferred", o.msg.Deferred+1))
 			err := q.SendAgain(rctx, o.msg)
 			if err == nil {
@@ -115,7 +119,7 @@ func respond(ctx context.Context, outs []outcome, q Releaser, m *worker.Metrics,
 				log.Info("message not started on its last receive: sent again as a new message", fields...)
 				continue
 			}
-			o.final = true
+			o.again, o.final = false, true
 			log.Warn("message not started on its last receive; sending it again failed", append(fields, zap.Error(err))...)
 		}
 		m.Messages.WithLabelValues("released").Inc()

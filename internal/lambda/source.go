@@ -82,6 +82,7 @@ type tracked struct {
 	pending   int
 	permanent bool             // every failure is one no retry can fix
 	untried   bool             // every failure is ErrDeadline's: never started
+	started   bool             // an object of it settled without failing
 	staged    []source.Staging // what the message's objects added to the statistics
 	events    *xevents.Message // nil: not parsed
 }
@@ -97,6 +98,7 @@ func (t *tracked) settle(err error) {
 	defer t.mu.Unlock()
 	t.pending--
 	if err == nil {
+		t.started = true
 		return
 	}
 	if t.out.err == nil {
@@ -208,20 +210,21 @@ func (h *Source) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEven
 		}
 		if t.out.err != nil && !t.out.final {
 			t.out.final = t.permanent || (h.maxReceive > 0 && t.out.msg.ReceiveCount >= h.maxReceive)
-			if again(t.out.msg, t.untried, h.maxReceive) {
+			if again(t.out.msg, t.untried && !t.started, h.maxReceive) {
 				t.out.again, t.out.final = true, false
 			}
 		}
 		if t.out.err != nil && t.events != nil {
 			t.out.fields = source.FailureFields(*t.events, t.out.err)
 		}
-		if t.out.err != nil && (h.maxReceive == 0 || t.out.msg.ReceiveCount < h.maxReceive || t.out.again) {
+		if t.out.err != nil && (h.maxReceive == 0 || t.out.msg.ReceiveCount < h.maxReceive) {
 			// It comes back, and what of it was staged is staged again.
 			h.w.Restaged(t.staged)
 		}
 		outs[i] = t.out
 		t.mu.Unlock()
 	}
+	// (A message sent again staged nothing: again needs it untouched.)
 	return respond(ctx, outs, h.q, h.metrics, h.log), nil
 }
 
@@ -273,7 +276,10 @@ func (h *Source) pack(ctx context.Context, at time.Time, b *batch) {
 		items[i] = it
 	}
 	h.w.Pack(ctx, b.rule, items, start)
-	if !failed {
+	if !failed && ctx.Err() == nil {
+		// Not a batch the cut ended: staged all the same (a direct
+		// region's copy cut and left to a relay), its time is the hang's,
+		// which would keep later batches out of warm invocations.
 		h.pace.observe(b.bytes, len(b.items), h.clock.Since(start))
 	}
 	if failed && b.first && ctx.Err() != nil {

@@ -337,6 +337,11 @@ func (lv *levels) write(ctx context.Context, rule string, ds []stats.Delta, now 
 		// has time of its own; frozen mid-call (frozen), or a backlog
 		// (after an outage) longer than one write's time: kept for the
 		// next. No failure of the table.
+	case err != nil && errors.Is(err, stats.ErrNoTime):
+		// The stop's write, out of time with the table answering: what is
+		// left goes with the task (the table did not fail).
+		lv.log.Warn("the stop's time ran out before every compression statistic was written: the rest is not counted", zap.String("rule", rule),
+			zap.Int("notWritten", len(lv.pending[rule])))
 	case err != nil:
 		lv.backoff = min(max(2*lv.backoff, statsBackoffMin), statsBackoffMax)
 		lv.retryAt = now.Add(lv.backoff)

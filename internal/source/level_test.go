@@ -289,7 +289,7 @@ func TestBacklogWrittenOverSeveralWrites(t *testing.T) {
 	table, ddb := localstack.Require(t).TestTable(t, "backlog")
 	st := stats.New(slowTable{ddb, 100 * time.Millisecond}, table, time.Now)
 	lv, rule := tableLevels(st)
-	const hours = 70 // 7 s of calls: past statsTimeout
+	const hours = 140 // 14 s of calls: past two writes' time
 	now := time.Now()
 	start := now.Add(-hours * time.Hour).Truncate(time.Hour)
 	var ds []dated
@@ -303,6 +303,15 @@ func TestBacklogWrittenOverSeveralWrites(t *testing.T) {
 	}
 	if errs := testutil.ToFloat64(lv.m.Errors.WithLabelValues("stats")); errs != 0 || lv.backoff != 0 {
 		t.Errorf("a healthy table's backlog counted %v stats errors, backoff %v; want none", errs, lv.backoff)
+	}
+	// The stop's write, out of time: no failure of the table either.
+	left := len(lv.pending[rule.ID])
+	lv.flush(ctx, now, true)
+	if n := len(lv.pending[rule.ID]); n == 0 || n == left {
+		t.Fatalf("%d of %d deltas left after the stop's write; want some written, some left", n, left)
+	}
+	if errs := testutil.ToFloat64(lv.m.Errors.WithLabelValues("stats")); errs != 0 || lv.backoff != 0 {
+		t.Errorf("the stop's write out of time counted %v stats errors, backoff %v; want none", errs, lv.backoff)
 	}
 	for range 3 {
 		lv.flush(ctx, now, false)
