@@ -244,14 +244,8 @@ func (w *Worker) Handle(_ context.Context, m *worker.Message) {
 			w.Metrics.Messages.WithLabelValues("ignored").Inc()
 			continue
 		}
-		if ref.Bucket != w.staging {
-			// Said, as the archive is not delivered: a queue fed by a
-			// bucket the config does not name as this region's staging
-			// (a name changed or mistyped) would otherwise pass every
-			// archive by without a word.
-			m.Log().Warn("event of a bucket that is not this region's staging bucket; acknowledged, nothing delivered",
-				zap.String("bucket", ref.Bucket), zap.String("key", ref.Key), zap.String("staging", w.staging))
-			w.Metrics.Messages.WithLabelValues("ignored").Inc()
+		if err := CheckStaging(w.staging, ref); err != nil {
+			failed = errors.Join(failed, err)
 			continue
 		}
 		if err := w.DeliverVersion(ctx, ref.Bucket, ref.Key, ref.VersionID); err != nil {
@@ -315,6 +309,18 @@ func (w *Worker) Handle(_ context.Context, m *worker.Message) {
 // and Lambda alike.
 func FailureFields(refs []events.ObjectRef, err error) []zap.Field {
 	return append(archiveFields(refs), zap.String("kind", failureKind(err)))
+}
+
+// CheckStaging refuses (ErrRejected, towards the DLQ) an archive event of
+// a bucket that is not staging, this region's staging bucket: a queue fed by a
+// bucket the config does not name (its name changed or mistyped) must not
+// pass every archive by with a warning while their objects never arrive.
+func CheckStaging(staging string, ref events.ObjectRef) error {
+	if ref.Bucket == staging {
+		return nil
+	}
+	return fmt.Errorf("%w: event of s3://%s/%s: not this region's staging bucket %s (settings.regions[].stagingBucket, and the queue's notifications)",
+		ErrRejected, ref.Bucket, ref.Key, staging)
 }
 
 // failureKind names what failed a delivery, for the line that settles its

@@ -566,12 +566,27 @@ func TestRelaysRefused(t *testing.T) {
 	send(srcQueue, events.Relay{Region: "eu-west-1", Bucket: staging, Key: "r1/2026/12/06/gone.tar.zst", VersionID: "6f1b7d2e-3c1a-4a8e-9d7b-2f5e8c9a1b3c"})
 	send(srcQueue, events.Relay{Region: "eu-west-1", Bucket: staging, Key: "r1/2026/12/06/spent.tar.zst", Tries: 100})
 	send(p.dep.TargetQueues["eu-west-1"], events.Relay{Region: "eu-west-1", Bucket: staging, Key: "r1/2026/12/06/d.tar.zst"})
+	// An archive's event from a bucket that is not the region's staging
+	// (a name changed or mistyped): refused towards the DLQ, not
+	// acknowledged with a warning while its objects never arrive.
+	foreign := `{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"eu-west-1","eventTime":"2026-12-06T00:00:00.000Z","eventName":"ObjectCreated:Put",` +
+		`"s3":{"bucket":{"name":"not-staging"},"object":{"key":"r1/2026/12/06/e.tar.zst","size":100,"sequencer":"0055AED6DCD90281E5"}}}]}`
+	if err := queue.New(p.sqs, p.dep.TargetQueues["eu-west-1"]).Send(ctx, foreign, 0); err != nil {
+		t.Fatal(err)
+	}
 	p.startSource(t)
 	p.startTarget(t)
 	srcDLQ := queueURL(t, p.sqs, p.cfg.SourceQueueName(p.cfg.Rules[0].ID)+"-dlq")
 	tgtDLQ := queueURL(t, p.sqs, p.cfg.TargetQueueName()+"-dlq")
-	if !poll(time.Minute, 200*time.Millisecond, func() bool { return p.depth(t, srcDLQ) == len(why) && p.depth(t, tgtDLQ) == 1 }) {
-		t.Fatalf("after a minute: source DLQ %d (want %d), target DLQ %d (want 1)", p.depth(t, srcDLQ), len(why), p.depth(t, tgtDLQ))
+	if !poll(time.Minute, 200*time.Millisecond, func() bool { return p.depth(t, srcDLQ) == len(why) && p.depth(t, tgtDLQ) == 2 }) {
+		t.Fatalf("after a minute: source DLQ %d (want %d), target DLQ %d (want 2: a relay, an archive of another bucket)", p.depth(t, srcDLQ), len(why), p.depth(t, tgtDLQ))
+	}
+	foreignSaid := false
+	for _, l := range p.logEntries("archive not delivered: message bound for the DLQ") {
+		foreignSaid = foreignSaid || l["kind"] == "rejected" && strings.Contains(fmt.Sprint(l["error"]), "s3://not-staging/r1/2026/12/06/e.tar.zst: not this region's staging bucket")
+	}
+	if !foreignSaid {
+		t.Error("no line says the archive of another bucket is bound for the DLQ, and why")
 	}
 	// Said as any permanent failure, naming why (a relay whose earlier
 	// messages' receives are spent says so on its receives after).

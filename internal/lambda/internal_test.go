@@ -939,3 +939,22 @@ func TestPaceNotTaughtByTheCut(t *testing.T) {
 		t.Errorf("the pace for 1 MiB went from %v to %v after a batch the cut ended", before, after)
 	}
 }
+
+// TestForeignBucketArchiveRefused: an archive's event from a bucket that
+// is not the region's staging is reported bound for the DLQ at once, as
+// the Fargate worker does (deliver.CheckStaging); it was acknowledged with
+// a warning, its objects never arriving.
+func TestForeignBucketArchiveRefused(t *testing.T) {
+	d := &delivered{}
+	q := &releases{}
+	h := NewTarget(TargetOptions{Deliverer: d, Staging: "staging", MaxReceive: 5, Margin: 30 * time.Second, Queue: q, Log: zap.NewNop(),
+		Metrics: worker.NewMetrics(prometheus.NewRegistry(), "test")})
+	body := `{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","eventTime":"2026-12-06T00:00:00.000Z","eventName":"ObjectCreated:Put",` +
+		`"s3":{"bucket":{"name":"renamed-staging"},"object":{"key":"r1/a.tar.zst","size":100,"sequencer":"01"}}}]}`
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	resp, err := h.Handle(ctx, events.SQSEvent{Records: []events.SQSMessage{{MessageId: "m", Body: body, Attributes: map[string]string{"ApproximateReceiveCount": "1"}}}})
+	if err != nil || len(resp.BatchItemFailures) != 1 || len(d.keys) != 0 || !slices.Equal(q.delays, []time.Duration{0}) {
+		t.Errorf("Handle = %v, %v, delivered %v, released after %v; want m reported, released at once, nothing delivered", resp.BatchItemFailures, err, d.keys, q.delays)
+	}
+}

@@ -138,13 +138,9 @@ func (h *Target) archives(o *outcome, body string) ([]xevents.ObjectRef, int64) 
 			h.metrics.Messages.WithLabelValues("ignored").Inc()
 			continue
 		}
-		if ref.Bucket != h.staging {
-			// As the Fargate worker says it (deliver.Worker.Handle): a
-			// queue fed by a bucket the config does not name passes every
-			// archive by.
-			h.log.Warn("event of a bucket that is not this region's staging bucket; acknowledged, nothing delivered",
-				zap.String("message", o.msg.ID), zap.String("bucket", ref.Bucket), zap.String("key", ref.Key), zap.String("staging", h.staging))
-			h.metrics.Messages.WithLabelValues("ignored").Inc()
+		if err := deliver.CheckStaging(h.staging, ref); err != nil {
+			o.err, o.now, o.final = errors.Join(o.err, err), true, true
+			o.fields = deliver.FailureFields([]xevents.ObjectRef{ref}, o.err)
 			continue
 		}
 		refs = append(refs, ref)
