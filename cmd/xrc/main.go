@@ -49,8 +49,29 @@ func exitCode(err error, signalled bool) int {
 		return 3
 	case errors.Is(err, backfill.ErrBusy):
 		return 4
-	case signalled && errors.Is(err, context.Canceled):
+	case signalled && canceledOnly(err):
 		return 130
 	}
 	return 1
+}
+
+// canceledOnly reports whether err is a cancellation and nothing else: a
+// stop joined with another failure (a checkpoint that could not be saved,
+// the run's metrics not written) is that failure's, which exit 130, left
+// out of the alert on backfill tasks' exit codes, would hide.
+func canceledOnly(err error) bool {
+	switch e := err.(type) {
+	case nil:
+		return false
+	case interface{ Unwrap() []error }:
+		for _, x := range e.Unwrap() {
+			if !canceledOnly(x) {
+				return false
+			}
+		}
+		return len(e.Unwrap()) > 0
+	case interface{ Unwrap() error }:
+		return err == context.Canceled || canceledOnly(e.Unwrap())
+	}
+	return errors.Is(err, context.Canceled)
 }

@@ -26,6 +26,11 @@ func TestExitCode(t *testing.T) {
 		{fmt.Errorf("interrupted; run the same command again to resume: %w", context.Canceled), true, 130},
 		{fmt.Errorf("listing: %w", context.Canceled), false, 1}, // cancelled, but not by a signal
 		{errors.New("AccessDenied"), true, 1},
+		// A stop joined with a checkpoint that could not be saved: the
+		// failure's, not the stop's.
+		{fmt.Errorf("interrupted; run the same command again to resume: %w",
+			errors.Join(context.Canceled, errors.New("writing checkpoint cp.json: no space left on device"))), true, 1},
+		{fmt.Errorf("interrupted: %w", errors.Join(fmt.Errorf("listing: %w", context.Canceled), context.Canceled)), true, 130},
 	} {
 		if got := exitCode(c.err, c.signalled); got != c.want {
 			t.Errorf("exitCode(%v, signalled %v) = %d, want %d", c.err, c.signalled, got, c.want)
