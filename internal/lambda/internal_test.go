@@ -880,8 +880,8 @@ func TestPartlyStagedNotSentAgain(t *testing.T) {
 		{"untried, sending fails", []string{"b"}, &failingAgain{}},
 	} {
 		p := &stagingPacker{byKeyPacker: byKeyPacker{rules: map[string]*config.Rule{}}}
-		h := NewSource(SourceOptions{Worker: p, Queue: c.q, Margin: time.Second, MaxReceive: 8, Log: zap.NewNop(),
-			Metrics: worker.NewMetrics(prometheus.NewRegistry(), "test")})
+		m := worker.NewMetrics(prometheus.NewRegistry(), "test")
+		h := NewSource(SourceOptions{Worker: p, Queue: c.q, Margin: time.Second, MaxReceive: 8, Log: zap.NewNop(), Metrics: m})
 		h.pace.observe(10<<20, 1, 2*time.Second)
 		recs := []events.SQSMessage{}
 		if c.name != "partly staged" {
@@ -902,6 +902,9 @@ func TestPartlyStagedNotSentAgain(t *testing.T) {
 		if !slices.Equal(p.packed, []string{"a"}) || c.q.sent() != 0 || len(resp.BatchItemFailures) != 1 || resp.BatchItemFailures[0].ItemIdentifier != "m" || len(p.restaged) != 0 {
 			t.Errorf("%s: packed %v, sent again %d, reported %v, restaged %v; want a packed, m reported (bound for the DLQ), nothing sent again or restaged",
 				c.name, p.packed, c.q.sent(), resp.BatchItemFailures, p.restaged)
+		}
+		if want, n := map[bool]float64{true: 1}[c.name != "partly staged"], testutil.ToFloat64(m.Errors.WithLabelValues("send_again")); n != want {
+			t.Errorf("%s: errors_total{kind=send_again} = %v, want %v", c.name, n, want)
 		}
 	}
 }

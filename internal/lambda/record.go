@@ -120,6 +120,7 @@ func respond(ctx context.Context, outs []outcome, q Releaser, m *worker.Metrics,
 				continue
 			}
 			o.again, o.final = false, true
+			m.Errors.WithLabelValues("send_again").Inc()
 			log.Warn("message not started on its last receive; sending it again failed", append(fields, zap.Error(err))...)
 		}
 		m.Messages.WithLabelValues("released").Inc()

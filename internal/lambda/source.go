@@ -236,6 +236,7 @@ func (h *Source) requeue(ctx context.Context, log *zap.Logger, r xevents.Relay, 
 	defer cancel()
 	delay := source.RelayBackoff(max(tries, 1))
 	if err := h.w.Requeue(sctx, r, received, delay); err != nil {
+		h.metrics.Errors.WithLabelValues("requeue").Inc()
 		log.Warn("relay cut before its turn; sending it again failed: it comes back as it is", zap.String("key", r.Key), zap.String("region", r.Region), zap.Error(err))
 		return false
 	}

@@ -109,6 +109,7 @@ func (lv *levels) start(ctx context.Context, w *Worker) {
 		// The fleet's decoding figure and statistics all the same: without
 		// them the learner would price decoding at nothing, and start
 		// from nothing, for the task's whole life.
+		lv.m.Errors.WithLabelValues("benchmark").Inc()
 		lv.log.Warn("CPU benchmark failed: CPU figures are taken as they are, decoding priced at the fleet's", zap.Error(err))
 		if lv.stats != nil {
 			sctx, cancel := context.WithTimeout(ctx, statsTimeout)

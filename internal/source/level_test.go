@@ -465,6 +465,9 @@ func TestBenchmarkFailureStillLearns(t *testing.T) {
 		return adaptive.BenchResult{}, errors.New("cpu benchmark: the thread CPU clock reads no time")
 	}
 	w.levels.start(ctx, w)
+	if n := testutil.ToFloat64(w.Metrics.Errors.WithLabelValues("benchmark")); n != 1 {
+		t.Errorf("errors_total{kind=benchmark} = %v, want 1", n)
+	}
 	if got := w.levels.models[rule.ID].DecodeSeconds; got != 2e-9 {
 		t.Errorf("decoding priced at %g CPU-s a byte, want the fleet's 2e-9", got)
 	}

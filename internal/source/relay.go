@@ -260,6 +260,7 @@ func (w *Worker) requeue(m *worker.Message, r events.Relay, delay time.Duration,
 		if tries+1 >= most {
 			lvl = zap.ErrorLevel
 		}
+		w.Metrics.Errors.WithLabelValues("requeue").Inc()
 		m.Log().Log(lvl, why+"; sending it again failed: it comes back as it is", append(fields, zap.Error(err))...)
 		m.Release(delay)
 		return
