@@ -1383,3 +1383,49 @@ func TestSparseMatchesListLittle(t *testing.T) {
 	}
 	f.drain(t, f.queueURL(), 1)
 }
+
+// failingHeartbeats fails the lease's renewals once failing is set, as a
+// throttled or refusing table does.
+type failingHeartbeats struct {
+	backfill.DynamoAPI
+	failing atomic.Bool
+}
+
+func (f *failingHeartbeats) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, o ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	if f.failing.Load() && strings.Contains(aws.ToString(in.UpdateExpression), "heartbeat = :now") {
+		return nil, errors.New("ThrottlingException: rate exceeded")
+	}
+	return f.DynamoAPI.UpdateItem(ctx, in, o...)
+}
+
+// TestLeaseNotRenewedStopsTheRun: renewals that keep failing end the run
+// (its next save says why) before the lease can lapse and another run work
+// beside it; they were dropped without a word until then.
+func TestLeaseNotRenewedStopsTheRun(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	api := &failingHeartbeats{DynamoAPI: f.ddb}
+	var skew atomic.Int64 // this run's clock, moved on 10 s a renewal
+	now := func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
+	c := backfill.NewDynamoCheckpoint(api, f.cfg.TableName(), f.rule.ID, now)
+	c.RenewEvery = 20 * time.Millisecond
+	if err := c.Start(ctx, &backfill.State{Params: backfill.Params{Rule: f.rule.ID}, Started: time.Now(), Tasks: map[string]backfill.Progress{}}); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Flush(ctx)
+	time.Sleep(100 * time.Millisecond) // renewals that succeed
+	if err := c.Save(ctx, "data/", backfill.Progress{After: "data/x"}); err != nil {
+		t.Fatal(err)
+	}
+	api.failing.Store(true)
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); err == nil && time.Now().Before(deadline); {
+		skew.Add(int64(10 * time.Second))
+		time.Sleep(25 * time.Millisecond)
+		err = c.Save(ctx, "data/", backfill.Progress{After: "data/y"})
+	}
+	if !errors.Is(err, backfill.ErrLeaseLost) || !strings.Contains(err.Error(), "ThrottlingException") || skew.Load() >= int64(backfill.LeaseTTL) {
+		t.Fatalf("saving after renewals failed for %v: %v; want the lease lost, saying why, before it could lapse (%v)", time.Duration(skew.Load()), err, backfill.LeaseTTL)
+	}
+}

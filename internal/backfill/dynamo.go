@@ -1,6 +1,7 @@
 package backfill
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -59,8 +60,9 @@ const (
 // checkpoint.
 var ErrBusy = errors.New("another backfill of the rule is running")
 
-// ErrLeaseLost is returned once another run took the checkpoint over.
-var ErrLeaseLost = errors.New("another backfill took over the checkpoint")
+// ErrLeaseLost is returned once another run took the checkpoint over, or
+// the lease could not be renewed for so long that one may.
+var ErrLeaseLost = errors.New("the checkpoint's lease is lost: another backfill may take it over")
 
 // DynamoCheckpoint keeps the state in DynamoDB, one item per task written
 // as it is saved. A run holds a lease on the checkpoint while it works, so
@@ -81,6 +83,9 @@ type DynamoCheckpoint struct {
 	last time.Time // start of the last run that completed over the whole rule, as Load found it
 	// lastRuns is that run's Counts.LateMultipartRuns, as Load found it.
 	lastRuns int64
+
+	// RenewEvery is how often the lease is renewed (leaseRenew; tests).
+	RenewEvery time.Duration
 
 	mu        sync.Mutex
 	stopRenew context.CancelFunc
@@ -309,10 +314,12 @@ func (c *DynamoCheckpoint) renew() {
 	c.stopRenew, c.renewDone = cancel, make(chan struct{})
 	done := c.renewDone
 	c.mu.Unlock()
+	every := cmp.Or(c.RenewEvery, leaseRenew)
 	go func() {
 		defer close(done)
-		t := time.NewTicker(leaseRenew)
+		t := time.NewTicker(every)
 		defer t.Stop()
+		renewed := c.now()
 		for {
 			select {
 			case <-ctx.Done():
@@ -320,14 +327,25 @@ func (c *DynamoCheckpoint) renew() {
 			case <-t.C:
 			}
 			err := c.heartbeat(ctx)
-			if errors.Is(err, ErrLeaseLost) {
-				c.mu.Lock()
-				c.renewErr = err
-				c.mu.Unlock()
-				return
+			if err == nil {
+				renewed = c.now()
+				continue
 			}
-			// Other errors: try again at the next tick; the lease lasts
-			// several of them.
+			if !errors.Is(err, ErrLeaseLost) && c.now().Sub(renewed) < LeaseTTL-awsapi.ClockSkew-leaseRenew {
+				// Try again at the next tick: the lease lasts several.
+				continue
+			}
+			if !errors.Is(err, ErrLeaseLost) {
+				// The lease may lapse before the next tick: another run
+				// could take the checkpoint over and work beside this
+				// one. Stopped here, saying why.
+				err = fmt.Errorf("%w: the lease of checkpoint %s in %s was not renewed for %v: %w",
+					ErrLeaseLost, c.pk, c.table, c.now().Sub(renewed).Round(time.Second), err)
+			}
+			c.mu.Lock()
+			c.renewErr = err
+			c.mu.Unlock()
+			return
 		}
 	}()
 }
