@@ -296,6 +296,24 @@ func TestWriterErrors(t *testing.T) {
 			t.Errorf("%v does not name the object", err)
 		}
 	})
+	t.Run("source SHA-1 mismatch, checked where no store does", func(t *testing.T) {
+		// SHA-1 costs a pass: compared only for an archive some of whose
+		// destinations do not check it (CheckAll); S3 does at the others.
+		for _, all := range []bool{false, true} {
+			w := beginWith(t, specs, func(m *manifest.Manifest) {
+				m.Objects[0].ChecksumAlgorithm, m.Objects[0].Checksum = "SHA1", checksum.SHA1.Sum([]byte("abd"))
+			})
+			w.CheckAll = all
+			_, err := w.WriteObject(0, strings.NewReader("abc"))
+			if !all {
+				if err != nil {
+					t.Fatalf("SHA-1 compared without CheckAll: %v", err)
+				}
+				continue
+			}
+			wantInvalid(t, err, ErrChecksum, "content has SHA1")
+		}
+	})
 	t.Run("source SHA-256 mismatch, digest in the trailer", func(t *testing.T) {
 		// No sha256 field to compare with: the source's own SHA-256 is.
 		w := beginWith(t, specs, func(m *manifest.Manifest) {

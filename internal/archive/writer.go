@@ -57,6 +57,12 @@ type WriterOptions struct {
 // A Writer is not safe for concurrent use; use one per goroutine. The
 // manifest passed to Begin must not change until Close returns.
 type Writer struct {
+	// CheckAll compares every object's source checksum with its bytes,
+	// also where that costs a pass as dear as SHA-256's (SHA-1, CRC64NVME
+	// without SIMD): set for an archive some of whose destinations'
+	// stores do not check it (config.Region.SourceChecksums).
+	CheckAll bool
+
 	opts WriterOptions
 	enc  *frames // nil until the first Begin
 	buf  []byte
@@ -370,11 +376,11 @@ func (w *Writer) copyObject(index int, o *manifest.Object, r io.Reader) (string,
 	// (compared as the digest): the targets write it with the object, and
 	// S3 refuses bytes that do not match it, so an object whose bytes do
 	// not is refused here, alone, not at every target with its archive.
-	// Only where it comes cheap (checksum.Algorithm.Fast): elsewhere it
-	// would cost the source a pass as dear as SHA-256's, and S3 still
-	// checks it at every destination.
+	// Only where it comes cheap (checksum.Algorithm.Fast), unless CheckAll:
+	// elsewhere it would cost the source a pass as dear as SHA-256's, and
+	// S3 checks it at every destination (a store that does not, CheckAll).
 	var own hash.Hash
-	if alg := checksum.Algorithm(o.ChecksumAlgorithm); o.Checksum != "" && alg != checksum.SHA256 && alg.Fast() {
+	if alg := checksum.Algorithm(o.ChecksumAlgorithm); o.Checksum != "" && alg != checksum.SHA256 && (alg.Fast() || w.CheckAll) && alg.New() != nil {
 		own = alg.New()
 	}
 	var n int64

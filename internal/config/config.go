@@ -506,6 +506,18 @@ func (r *Rule) Regions() (delivered, crossed int) {
 	return delivered, crossed
 }
 
+// SourceChecksumsChecked reports whether every region r delivers to has a
+// store that checks each object's source checksum as it is written
+// (Region.SourceChecksums); if one does not, the source checks them all.
+func (c *Config) SourceChecksumsChecked(r *Rule) bool {
+	for _, name := range r.DeliveredRegions() {
+		if reg, ok := c.Region(name); !ok || !reg.SourceChecksums() {
+			return false
+		}
+	}
+	return true
+}
+
 // DeliveredRegions lists the regions r has destinations in, once each, in
 // document order.
 func (r *Rule) DeliveredRegions() []string {

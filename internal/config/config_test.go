@@ -1210,3 +1210,31 @@ func TestPlainHTTPEndpointWarned(t *testing.T) {
 		}
 	}
 }
+
+// TestSourceChecksumsChecked: a rule some of whose destinations are on a
+// store that does not check source checksums (an S3-compatible endpoint
+// without s3SourceChecksums) has the source check them all.
+func TestSourceChecksumsChecked(t *testing.T) {
+	c := &Config{Settings: Settings{Regions: []Region{
+		{Name: "us-east-1"}, {Name: "eu-west-1"},
+		{Name: "store", S3Endpoint: "https://store.example"},
+		{Name: "checks", S3Endpoint: "https://checks.example", S3SourceChecksums: true},
+	}}}
+	for _, tc := range []struct {
+		regions []string
+		want    bool
+	}{
+		{[]string{"eu-west-1"}, true},
+		{[]string{"eu-west-1", "checks"}, true},
+		{[]string{"eu-west-1", "store"}, false},
+		{[]string{"unknown"}, false},
+	} {
+		r := &Rule{}
+		for _, name := range tc.regions {
+			r.Destinations = append(r.Destinations, Destination{Region: name, Bucket: "b"})
+		}
+		if got := c.SourceChecksumsChecked(r); got != tc.want {
+			t.Errorf("destinations in %v: checked %v, want %v", tc.regions, got, tc.want)
+		}
+	}
+}

@@ -109,6 +109,7 @@ func (w *Worker) stage(ctx context.Context, rule *config.Rule, entries []entry, 
 
 	aw := w.writers.Get().(*archive.Writer)
 	defer w.writers.Put(aw)
+	aw.CheckAll = !w.Config.SourceChecksumsChecked(rule)
 	choices := make([]choice, len(m.Objects))
 	werr := w.write(ctx, aw, pw, rule, m, held, lag(entries, w.Clock.Now()), choices)
 	pw.CloseWithError(werr)
