@@ -147,8 +147,11 @@ func New(ctx context.Context, env Env, awsCfg aws.Config, stdout io.Writer) (*Fu
 func (f *Function) Invoke(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	// Deferred: a handler that panics (the runtime reports it) has still
-	// counted what it did.
+	// Deferred: a panic in the handler's own goroutine (the runtime
+	// reports it) still flushes what was counted. One in a goroutine the
+	// handler started ends the process, unflushed: crash-only, as on
+	// Fargate, the batch's messages come back after their visibility
+	// timeout.
 	defer f.flush()
 	f.refresh(ctx)
 	return f.handler(ctx, ev)
