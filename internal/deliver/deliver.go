@@ -268,7 +268,14 @@ func (w *Worker) Handle(_ context.Context, m *worker.Message) {
 		// The drain time is over: nothing is wrong with the archive, so
 		// hand it to another task now rather than after the visibility
 		// timeout, and do not report the shutdown as a failure, unless it
-		// was the message's last receive.
+		// was the message's last receive: then it is sent again as a new
+		// message (worker.Message.SendAgain; its uploads are resumed by
+		// that one's delivery), unless that was done maxReceiveCount
+		// times or fails.
+		if last && m.SendAgain() {
+			log.Info("shutting down on the message's last receive: archive abandoned; sent again as a new message", zap.Error(failed))
+			return
+		}
 		if last {
 			log.Error("archive not delivered: message bound for the DLQ", zap.Bool("cut", true), zap.String("cause", "stopping"), zap.String("kind", failureKind(failed)), zap.Error(failed))
 		} else {

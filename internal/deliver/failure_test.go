@@ -295,27 +295,92 @@ func (p *pipeline) parts(t testing.TB, bucket, key string) int {
 	return n
 }
 
-// TestCutOnLastReceiveIsAnError: a message whose work the stop cuts on
-// its last receive goes to the DLQ: that is said at error level, the line
-// an operator redrives from, not as a quiet shutdown.
-func TestCutOnLastReceiveIsAnError(t *testing.T) {
+// TestCutOnLastReceive: a message whose work the stop cuts on its last
+// receive is sent again as a new message (its deferral counted), not left
+// to reach the DLQ for the stop; one already sent again maxReceiveCount
+// times goes to the DLQ: that is said at error level, the line an
+// operator redrives from, not as a quiet shutdown.
+func TestCutOnLastReceive(t *testing.T) {
 	t.Parallel()
-	p := newPipeline(t, func(c *config.Config) {
-		c.Settings.Worker.DrainTimeout = config.Duration(time.Millisecond)
-		c.Settings.Worker.MaxReceiveCount = 1
-	})
-	p.stageCrashArchive(t, crashArchive(48<<20))
-	_, stop := p.startTarget(t)
-	p.waitMidArchive(t, "data/crash/big.txt")
-	if err := stop(); err != nil {
+	for _, deferred := range []int{0, 1} {
+		t.Run(fmt.Sprint("deferred ", deferred), func(t *testing.T) {
+			t.Parallel()
+			p := newPipeline(t, func(c *config.Config) {
+				c.Settings.Worker.DrainTimeout = config.Duration(time.Millisecond)
+				c.Settings.Worker.MaxReceiveCount = 1
+			})
+			p.stageCrashArchive(t, crashArchive(48<<20))
+			p.deferTargetMessage(t, deferred)
+			_, stop := p.startTarget(t)
+			p.waitMidArchive(t, "data/crash/big.txt")
+			if err := stop(); err != nil {
+				t.Fatal(err)
+			}
+			bound, again := p.logEntries(msgBoundForDLQ), p.logEntries("shutting down on the message's last receive: archive abandoned; sent again as a new message")
+			switch {
+			case deferred == 0 && (len(bound) != 0 || len(again) != 1):
+				t.Errorf("%d lines say the cut message is bound for the DLQ, %d that it was sent again; want it sent again", len(bound), len(again))
+			case deferred == 1 && (len(bound) != 1 || bound[0]["cut"] != true || bound[0]["cause"] != "stopping" || len(again) != 0):
+				t.Errorf("%d lines say the cut message is bound for the DLQ, want 1 (cut, cause: stopping): %v", len(bound), bound)
+			}
+			if e := p.logEntries("shutting down: archive abandoned; message released"); len(e) != 0 {
+				t.Errorf("the cut on the last receive was logged as a quiet shutdown too")
+			}
+			if deferred == 0 {
+				if got := p.deferredInTarget(t); !slices.Equal(got, []string{"1"}) {
+					t.Errorf("the target queue holds messages deferred %q times, want one sent again once", got)
+				}
+			}
+		})
+	}
+}
+
+// deferTargetMessage takes the staging archive's event from the target
+// queue and puts it back as sent again deferred times (none: as it is).
+func (p *pipeline) deferTargetMessage(t *testing.T, deferred int) {
+	t.Helper()
+	if deferred == 0 {
+		return
+	}
+	ctx := context.Background()
+	url := p.dep.TargetQueues["eu-west-1"]
+	var msgs []sqstypes.Message
+	for deadline := time.Now().Add(time.Minute); len(msgs) == 0 && time.Now().Before(deadline); {
+		out, err := p.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: &url, WaitTimeSeconds: 2, MaxNumberOfMessages: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs = out.Messages
+	}
+	if len(msgs) != 1 {
+		t.Fatal("the staging archive's event never reached the target queue")
+	}
+	if _, err := p.sqs.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: &url, ReceiptHandle: msgs[0].ReceiptHandle}); err != nil {
 		t.Fatal(err)
 	}
-	if e := p.logEntries(msgBoundForDLQ); len(e) != 1 || e[0]["cut"] != true || e[0]["cause"] != "stopping" {
-		t.Errorf("%d lines say the cut message is bound for the DLQ, want 1 (cut, cause: stopping): %v", len(e), e)
+	if err := queue.New(p.sqs, url).SendAgain(ctx, queue.Message{Body: aws.ToString(msgs[0].Body), Deferred: deferred - 1}); err != nil {
+		t.Fatal(err)
 	}
-	if e := p.logEntries("shutting down: archive abandoned; message released"); len(e) != 0 {
-		t.Errorf("the cut on the last receive was logged as a quiet shutdown too")
+}
+
+// deferredInTarget returns the deferral count of each message visible in
+// the target queue.
+func (p *pipeline) deferredInTarget(t *testing.T) []string {
+	t.Helper()
+	url := p.dep.TargetQueues["eu-west-1"]
+	var ds []string
+	// Sent again, it waits out the stopped worker's polls in flight.
+	for deadline := time.Now().Add(20 * time.Second); len(ds) == 0 && time.Now().Before(deadline); {
+		out, err := p.sqs.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: &url, WaitTimeSeconds: 1, MaxNumberOfMessages: 10,
+			MessageAttributeNames: []string{queue.DeferredAttribute}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range out.Messages {
+			ds = append(ds, aws.ToString(m.MessageAttributes[queue.DeferredAttribute].StringValue))
+		}
 	}
+	return ds
 }
 
 // TestDrainTimeoutReleases stops the worker while it writes an archive,

@@ -112,6 +112,7 @@ func (q *Queue) Receive(ctx context.Context, max int, wait, visibility time.Dura
 		//lint:ignore SA1019 the local stack's SQS only honours the legacy field; AWS accepts both.
 		AttributeNames:              []types.QueueAttributeName{"All"},
 		MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameAll},
+		MessageAttributeNames:       []string{DeferredAttribute},
 	}, oneAttempt)
 	if err != nil {
 		return nil, fmt.Errorf("receiving from %s: %w", q.url, err)
@@ -126,6 +127,9 @@ func (q *Queue) Receive(ctx context.Context, max int, wait, visibility time.Dura
 			ReceivedAt:    start,
 		}
 		msg.ReceiveCount, _ = strconv.Atoi(m.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)])
+		if a, ok := m.MessageAttributes[DeferredAttribute]; ok {
+			msg.Deferred, _ = strconv.Atoi(aws.ToString(a.StringValue))
+		}
 		if first, ok := millis(m.Attributes, types.MessageSystemAttributeNameApproximateFirstReceiveTimestamp); ok && msg.ReceiveCount == 1 && now.Sub(first).Abs() < time.Hour {
 			// Received first just now, by SQS's clock. (An hour off is
 			// no clock: a stamp of another meaning.)
@@ -192,8 +196,14 @@ func (q *Queue) Send(ctx context.Context, body string, delay time.Duration) erro
 // DeferredAttribute one more than m's: for work on its last receive that
 // was never started (a Lambda invocation's deadline left it out), which
 // would otherwise reach the DLQ untried. The caller then acknowledges m.
-func (q *Queue) SendAgain(ctx context.Context, m Message) error {
+func (q *Queue) SendAgain(ctx context.Context, m Message) error { return q.SendAgainAfter(ctx, m, 0) }
+
+// SendAgainAfter is SendAgain with the new message visible after delay
+// (up to 15 minutes): a stopping worker's long poll in flight must not take
+// it back.
+func (q *Queue) SendAgainAfter(ctx context.Context, m Message, delay time.Duration) error {
 	_, err := q.api.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(q.url), MessageBody: aws.String(m.Body),
+		DelaySeconds:      int32(min(delay, 15*time.Minute) / time.Second),
 		MessageAttributes: map[string]types.MessageAttributeValue{DeferredAttribute: {DataType: aws.String("Number"), StringValue: aws.String(strconv.Itoa(m.Deferred + 1))}}})
 	if err != nil {
 		return fmt.Errorf("sending message %s again to %s: %w", m.ID, q.url, err)

@@ -1671,6 +1671,36 @@ func TestStopLeavesUnstartedMessagesToTheBulkRelease(t *testing.T) {
 	}
 }
 
+// TestStopSendsAgainOnTheirLastReceive: at the stop, messages on their
+// last receive whose work never started (or was cut) are sent again as new
+// messages, not released to reach the DLQ untried.
+func TestStopSendsAgainOnTheirLastReceive(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(c *config.Config) {
+		c.Rules[0].Batch.MaxObjects = 10
+		c.Settings.Worker.MaxReceiveCount = 1
+	})
+	f.worker = slowReads{f.worker}
+	objs := mixedObjects(150, 11)
+	f.put(t, objs)
+	f.waitDepth(t, f.sourceQueue(), len(objs), time.Minute)
+	log, logs := observed(t)
+	r := f.start(t, log)
+	if !eventually(time.Minute, 100*time.Millisecond, func() bool { return r.metric(t, "xrc_source_messages_held") >= 100 }) {
+		t.Fatalf("the worker holds %v messages, want >= 100", r.metric(t, "xrc_source_messages_held"))
+	}
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	again := r.metric(t, "xrc_source_messages_total", "result", "requeued")
+	if dead := f.queueDepth(t, f.deadLetterQueue(t)); dead != 0 || again == 0 {
+		t.Errorf("%d messages in the DLQ, %v sent again; want none dead and the unstarted sent again", dead, again)
+	}
+	if n := logs.FilterMessage("message not acknowledged: bound for the DLQ").Len(); n != 0 {
+		t.Errorf("%d lines say a message is bound for the DLQ", n)
+	}
+}
+
 // TestStaleEventOfAColdOverwriteIsSkipped: an event whose object was
 // overwritten since by a write now in GLACIER is stale (the newer write has
 // an event of its own) and is skipped as any overwritten object's is, read

@@ -51,6 +51,7 @@ type tracked struct {
 	failed    error
 	permanent bool // every failure is one no retry can fix
 	unstarted bool // every failure is an event refused for the stop
+	started   bool // an event of it settled without failing
 }
 
 // Staging is what one staged object added to its rule's statistics
@@ -85,6 +86,9 @@ func (w *Worker) Restaged(staged []Staging) {
 func (t *tracked) settle(err error) {
 	t.mu.Lock()
 	t.pending--
+	if err == nil {
+		t.started = true
+	}
 	if err != nil {
 		if t.failed == nil {
 			t.permanent, t.unstarted = true, true
@@ -93,7 +97,7 @@ func (t *tracked) settle(err error) {
 		t.permanent = t.permanent && Permanent(err)
 		t.unstarted = t.unstarted && errors.Is(err, errStopping)
 	}
-	done, failed, permanent, unstarted, staged := t.pending == 0, t.failed, t.permanent, t.unstarted, t.staged
+	done, failed, permanent, unstarted, started, staged := t.pending == 0, t.failed, t.permanent, t.unstarted, t.started, t.staged
 	t.mu.Unlock()
 	if !done {
 		return
@@ -111,6 +115,11 @@ func (t *tracked) settle(err error) {
 		// What of it was staged is staged again.
 		t.w.Restaged(staged)
 	}
+	if unstarted && !started && !comesBack && t.msg.SendAgain() {
+		// Never started, on its last receive: sent again rather than
+		// left to reach the DLQ untried (at most maxReceiveCount times).
+		return
+	}
 	if unstarted && comesBack {
 		// Every failure was the stop refusing to start its work:
 		// released with the rest at the stop (what of it was staged is
@@ -127,6 +136,14 @@ func (t *tracked) settle(err error) {
 		delay = 0 // towards the DLQ (a relay with receives of its own left)
 	}
 	cut := t.msg.Context().Err() != nil
+	if cut && !permanent && !comesBack && t.msg.Events.Relay == nil && !errors.Is(context.Cause(t.msg.Context()), worker.ErrReceiptLost) && t.msg.SendAgain() {
+		// Cut by the stop on its last receive, nothing wrong with its
+		// objects: sent again rather than left to reach the DLQ for the
+		// stop (at most maxReceiveCount times); what of it was staged
+		// will be again.
+		t.w.Restaged(staged)
+		return
+	}
 	switch {
 	case errors.Is(context.Cause(t.msg.Context()), worker.ErrReceiptLost):
 		// Another receive holds it now; on its last receive, the

@@ -322,6 +322,7 @@ func (r *Runtime) receive(stop, work context.Context, role Role) {
 					late = append(late, m)
 				}
 			}
+			late = r.sendAgain(late)
 			r.release(0, late)
 			if len(late) > 0 {
 				r.Log.Info("released what the last poll brought after the stop", zap.Int("messages", len(late)))
@@ -450,11 +451,106 @@ func (r *Runtime) releaseHeld() {
 		}
 	}
 	r.mu.Unlock()
+	left = r.sendAgain(left)
 	r.release(0, left)
 	if len(left) > 0 {
 		r.Log.Info("released unfinished messages", zap.Int("messages", len(left)))
 	}
 	r.lastReceives(left, "still held at the stop, its work unfinished")
+}
+
+// deferrable reports whether m, its work cut or never started by the stop,
+// is on its last receive and may be sent again as a new message rather
+// than reach the DLQ untried: at most MaxReceiveCount times
+// (queue.DeferredAttribute), so that work a task never gets to still
+// reaches it.
+func (r *Runtime) deferrable(m *Message) bool {
+	return r.MaxReceiveCount > 0 && m.ReceiveCount >= r.MaxReceiveCount && m.Deferred < r.MaxReceiveCount
+}
+
+// sendAgain sends each deferrable one of msgs (marked done by the caller)
+// again as a new message (queue.Queue.SendAgain) and deletes it, within
+// the stop budget; it returns the others, and those it could not send, for
+// the caller to release.
+func (r *Runtime) sendAgain(msgs []*Message) []*Message {
+	var rest, sent []*Message
+	// Not those whose role released them after the cut and said what
+	// became of them (leftCut): it sent them again if it could.
+	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+	defer cancel()
+	ctx, stop := r.bounded(ctx)
+	defer stop()
+	for _, m := range msgs {
+		if !r.deferrable(m) || m.leftCut.Load() {
+			rest = append(rest, m)
+			continue
+		}
+		if !r.sendOne(ctx, m) {
+			rest = append(rest, m)
+			continue
+		}
+		sent = append(sent, m)
+	}
+	if len(sent) == 0 {
+		return rest
+	}
+	del := make([]queue.Message, len(sent))
+	for i, m := range sent {
+		del[i] = m.Message
+	}
+	// A delete that fails leaves the old one to reach the DLQ beside its
+	// copy: said by the line below, and the copy's work is harmless twice.
+	failures, _ := r.Queue.Delete(ctx, del...)
+	failed := make(map[string]bool, len(failures))
+	for _, f := range failures {
+		failed[f.Message.ReceiptHandle] = true
+	}
+	for _, m := range sent {
+		r.forget(m)
+		m.cancel(context.Canceled)
+		if failed[m.ReceiptHandle] {
+			r.Metrics.Errors.WithLabelValues("delete_message").Inc()
+			m.log.Warn("message sent again, but deleting it failed: it may also reach the DLQ", MessageFields(m.Events)...)
+			continue
+		}
+		r.Metrics.Messages.WithLabelValues("acked").Inc()
+	}
+	return rest
+}
+
+// sendOne sends m again (sendAgain, SendAgain) and says so.
+func (r *Runtime) sendOne(ctx context.Context, m *Message) bool {
+	fields := append(MessageFields(m.Events), zap.Int("deferred", m.Deferred+1))
+	// Visible once this task's polls in flight are over: one would take
+	// it back, on its last receive again, spending a deferral.
+	if err := r.Queue.SendAgainAfter(ctx, m.Message, r.ReceiveWait+pollMargin); err != nil {
+		r.Metrics.Errors.WithLabelValues("send_again").Inc()
+		m.log.Warn("message on its last receive, its work not done for the stop: sending it again failed", append(fields, zap.Error(err))...)
+		return false
+	}
+	r.Metrics.Messages.WithLabelValues("requeued").Inc()
+	m.log.Info("message on its last receive, its work not done for the stop: sent again as a new message", fields...)
+	return true
+}
+
+// SendAgain sends m, on its last receive and its work never started or
+// cut by the stop, again as a new message and acknowledges it, rather
+// than let it reach the DLQ untried; false if it is not on its last
+// receive, was sent again MaxReceiveCount times already, or the send
+// failed: its role settles it as before.
+func (m *Message) SendAgain() bool {
+	if !m.rt.deferrable(m) || m.done.Load() {
+		return false
+	}
+	ctx, cancel := settling(m.ctx)
+	defer cancel()
+	if !m.rt.sendOne(ctx, m) {
+		return false
+	}
+	if m.done.CompareAndSwap(false, true) {
+		m.rt.acks.add(m)
+	}
+	return true
 }
 
 // lastReceives logs, for each of msgs released on its last receive, the

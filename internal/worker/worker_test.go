@@ -78,6 +78,36 @@ func (f *fixture) send(t *testing.T, bodies ...string) {
 	}
 }
 
+// sendDeferred sends body as a message already sent again deferred times
+// (queue.DeferredAttribute).
+func (f *fixture) sendDeferred(t *testing.T, body string, deferred int) {
+	t.Helper()
+	if err := queue.New(f.client, f.url).SendAgain(context.Background(), queue.Message{Body: body, Deferred: deferred - 1}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// deferrals returns the queue.DeferredAttribute of each message visible
+// within 20 s (a message sent again waits out the polls in flight).
+func (f *fixture) deferrals(t *testing.T) []string {
+	t.Helper()
+	var out *sqs.ReceiveMessageOutput
+	for deadline := time.Now().Add(20 * time.Second); out == nil || len(out.Messages) == 0 && time.Now().Before(deadline); {
+		var err error
+		out, err = f.client.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: &f.url, MaxNumberOfMessages: 10, WaitTimeSeconds: 1,
+			MessageAttributeNames: []string{queue.DeferredAttribute}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ds []string
+	for _, m := range out.Messages {
+		ds = append(ds, aws.ToString(m.MessageAttributes[queue.DeferredAttribute].StringValue))
+		_, _ = f.client.ChangeMessageVisibility(context.Background(), &sqs.ChangeMessageVisibilityInput{QueueUrl: &f.url, ReceiptHandle: m.ReceiptHandle, VisibilityTimeout: 0})
+	}
+	return ds
+}
+
 // runtime returns a runtime on api (the real client, or a wrapper of it).
 func (f *fixture) runtime(api queue.API, maxHeld int) (*worker.Runtime, *worker.Metrics) {
 	m := worker.NewMetrics(prometheus.NewRegistry(), "test")
@@ -772,16 +802,19 @@ func TestWorkMovingWhileReceivesFailStaysHealthy(t *testing.T) {
 // hidden for a visibility timeout, not even by a drain shorter than its
 // wait: what it brings after the stop is not handled but released at
 // once, for another task to take.
-// A message on its last receive, so released untried, is bound for the DLQ:
-// said at error, as on every path there.
+// A message on its last receive, so untried, is sent again as a new
+// message (its deferrals counted); one sent again maxReceiveCount times
+// already is released, bound for the DLQ: said at error, as on every path
+// there.
 func TestStopWaitsForItsPoll(t *testing.T) {
 	for _, drain := range []time.Duration{10 * time.Second, 0} {
-		t.Run(fmt.Sprint("drain ", drain), func(t *testing.T) { stopWaitsForItsPoll(t, drain, 5) })
+		t.Run(fmt.Sprint("drain ", drain), func(t *testing.T) { stopWaitsForItsPoll(t, drain, 5, 0) })
 	}
-	t.Run("last receive", func(t *testing.T) { stopWaitsForItsPoll(t, 10*time.Second, 1) })
+	t.Run("last receive", func(t *testing.T) { stopWaitsForItsPoll(t, 10*time.Second, 1, 0) })
+	t.Run("last receive, sent again as often", func(t *testing.T) { stopWaitsForItsPoll(t, 10*time.Second, 1, 1) })
 }
 
-func stopWaitsForItsPoll(t *testing.T, drain time.Duration, maxReceives int) {
+func stopWaitsForItsPoll(t *testing.T, drain time.Duration, maxReceives, deferred int) {
 	f := setup(t)
 	rt, m := f.runtime(f.client, 1)
 	rt.ReceiveWait, rt.Drain, rt.MaxReceiveCount = 5*time.Second, drain, maxReceives
@@ -791,7 +824,11 @@ func stopWaitsForItsPoll(t *testing.T, drain time.Duration, maxReceives int) {
 	done := make(chan struct{})
 	go func() { stop(); close(done) }()
 	time.Sleep(200 * time.Millisecond)
-	f.send(t, "sent after the stop")
+	if deferred > 0 {
+		f.sendDeferred(t, "sent after the stop", deferred)
+	} else {
+		f.send(t, "sent after the stop")
+	}
 	select {
 	case <-done:
 	case <-time.After(15 * time.Second):
@@ -805,15 +842,22 @@ func stopWaitsForItsPoll(t *testing.T, drain time.Duration, maxReceives int) {
 	// Time for a poll the stop cut short, which SQS goes on answering, to
 	// take the message.
 	time.Sleep(500 * time.Millisecond)
-	if got := f.visible(t); !slices.Contains(got, "sent after the stop") {
+	again := maxReceives == 1 && deferred < maxReceives
+	if got := f.visible(t); !again && !slices.Contains(got, "sent after the stop") {
 		t.Fatalf("visible = %v: the message the stopped poll took stays hidden", got)
 	}
-	if v := testutil.ToFloat64(m.Messages.WithLabelValues("released")); v != 1 {
-		t.Errorf("released %v messages, want 1", v)
+	if v, want := testutil.ToFloat64(m.Messages.WithLabelValues("released")), map[bool]float64{false: 1}[again]; v != want {
+		t.Errorf("released %v messages, want %v", v, want)
+	}
+	if v, want := testutil.ToFloat64(m.Messages.WithLabelValues("requeued")), map[bool]float64{true: 1}[again]; v != want {
+		t.Errorf("sent again %v messages, want %v", v, want)
+	}
+	if ds, want := f.deferrals(t), map[bool]string{true: "1"}[again]+map[bool]string{true: fmt.Sprint(deferred)}[deferred > 0 && !again]; len(ds) != 1 || ds[0] != want {
+		t.Errorf("the queue holds messages deferred %q times, want one, %q", ds, want)
 	}
 	bound := f.logs.FilterLevelExact(zap.ErrorLevel).FilterMessage("message not acknowledged: bound for the DLQ").Len()
-	if want := map[bool]int{true: 1, false: 0}[maxReceives == 1]; bound != want {
-		t.Errorf("%d error lines for a message on receive 1 of %d, want %d", bound, maxReceives, want)
+	if want := map[bool]int{true: 1, false: 0}[maxReceives == 1 && !again]; bound != want {
+		t.Errorf("%d error lines for a message on receive 1 of %d, deferred %d times, want %d", bound, maxReceives, deferred, want)
 	}
 }
 
@@ -850,14 +894,57 @@ func TestStopBudgetBoundsAHungHandler(t *testing.T) {
 	}})
 }
 
+// TestHeldOnItsLastReceiveSentAgain: a message still held at the stop on
+// its last receive, its work unfinished, is sent again as a new message
+// (acknowledged, its deferral counted), not released to reach the DLQ
+// for the stop.
+func TestHeldOnItsLastReceiveSentAgain(t *testing.T) {
+	hang := make(chan struct{})
+	defer close(hang)
+	got := make(chan *worker.Message, 1)
+	f, m := stopBudgetBoundsDeferred(t, got, role{func(_ context.Context, msg *worker.Message) {
+		got <- msg
+		<-hang
+	}}, 0)
+	if r, q := testutil.ToFloat64(m.Messages.WithLabelValues("released")), testutil.ToFloat64(m.Messages.WithLabelValues("requeued")); r != 0 || q != 1 {
+		t.Errorf("released %v, sent again %v; want the message sent again", r, q)
+	}
+	if ds := f.deferrals(t); !slices.Equal(ds, []string{"1"}) {
+		t.Errorf("the queue holds messages deferred %q times, want one sent again once", ds)
+	}
+	if n := f.logs.FilterMessage("message not acknowledged: bound for the DLQ").Len(); n != 0 {
+		t.Errorf("%d lines say a message sent again is bound for the DLQ", n)
+	}
+}
+
 func stopBudgetBounds(t *testing.T, got chan *worker.Message, r worker.Role) {
+	f, m := stopBudgetBoundsDeferred(t, got, r, 1)
+	if v := testutil.ToFloat64(m.Messages.WithLabelValues("released")); v != 1 {
+		t.Errorf("released %v messages, want 1", v)
+	}
+	if bodies := f.visible(t); len(bodies) != 1 {
+		t.Errorf("queue shows %d messages, want the released one", len(bodies))
+	}
+	if f.logs.FilterMessage("message not acknowledged: bound for the DLQ").Len() != 1 {
+		t.Error("the message released on its last receive did not say it is bound for the DLQ")
+	}
+}
+
+// stopBudgetBoundsDeferred runs r on a message sent again deferred times,
+// on its last receive, and stops the runtime, which must return within the
+// stop budget whatever r does.
+func stopBudgetBoundsDeferred(t *testing.T, got chan *worker.Message, r worker.Role, deferred int) (*fixture, *worker.Metrics) {
 	f := setup(t)
 	m := worker.NewMetrics(prometheus.NewRegistry(), "test")
 	rt := worker.New(worker.Options{Queue: queue.New(f.client, f.url), ReceiveMax: 1, MaxHeld: 1, Visibility: 30 * time.Second,
 		ReceiveWait: time.Second, Drain: 10 * time.Second, StopBudget: 40 * time.Second, MaxReceiveCount: 1,
 		Log: zap.New(f.core), Metrics: m, Health: f.health, Clock: f.clock})
 	stop := start(t, rt, r)
-	f.send(t, s3Event)
+	if deferred > 0 {
+		f.sendDeferred(t, s3Event, deferred)
+	} else {
+		f.send(t, s3Event)
+	}
 	select {
 	case <-got:
 	case <-time.After(10 * time.Second):
@@ -877,18 +964,10 @@ func stopBudgetBounds(t *testing.T, got chan *worker.Message, r worker.Role) {
 			f.clock.Advance(time.Second)
 		}
 	}
-	if v := testutil.ToFloat64(m.Messages.WithLabelValues("released")); v != 1 {
-		t.Errorf("released %v messages, want 1", v)
-	}
-	if bodies := f.visible(t); len(bodies) != 1 {
-		t.Errorf("queue shows %d messages, want the released one", len(bodies))
-	}
 	if f.logs.FilterMessageSnippet("stop budget").Len() != 1 {
 		t.Error("the drain cut short by the stop budget was not logged")
 	}
-	if f.logs.FilterMessage("message not acknowledged: bound for the DLQ").Len() != 1 {
-		t.Error("the message released on its last receive did not say it is bound for the DLQ")
-	}
+	return f, m
 }
 
 // slowDeletes takes its time over each DeleteMessageBatch and records how
