@@ -126,8 +126,6 @@ func (s *regionStack) sourceGrants(rule *config.Rule, q *workQueue) grants {
 			[]string{*s.staging.Bucket.BucketArn() + "/" + stagingPrefix(rule.ID) + "*"}, nil,
 			"archives under the rule's own prefix <ruleId>/, copied to its direct regions")
 		p.allow("ListStaging", []string{"s3:ListBucket"}, []string{*s.staging.Bucket.BucketArn()}, nil, "")
-		p.allow("RelayToOwnQueue", []string{"sqs:SendMessage"}, []string{*q.Queue.QueueArn()}, nil, "")
-		p.allow("EncryptRelays", []string{"kms:GenerateDataKey"}, []string{*s.keys.Messaging.KeyArn()}, viaService("sqs", region), "")
 	}
 	if arns := directCredentials(s.d.Config, rule); len(arns) > 0 {
 		p.allow("DirectCredentials", []string{"ssm:GetParameter"}, arns, nil, "")
@@ -145,7 +143,7 @@ func (s *regionStack) sourceGrants(rule *config.Rule, q *workQueue) grants {
 				s3KeyConditions(reg.Name, reg.StagingBucket, stagingPrefix(rule.ID)), whyKMSViaS3)
 		}
 	}
-	s.commonGrants(p, q, rule.Compute)
+	s.commonGrants(p, q)
 	return *p
 }
 
@@ -219,23 +217,22 @@ func (s *regionStack) targetGrants(q *workQueue) grants {
 	// the start-up check: not the sources' statistics.
 	p.allow("TombstonesAndLedger", []string{"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query"},
 		[]string{*s.table.TableArn()}, leadingKeysLike(config.KeyTomb+"*", config.KeyArchive+"*", config.KeyUploads+s.plan.Region.Name, config.KeyStartCheck), "")
-	s.commonGrants(p, q, s.plan.Region.Compute)
+	s.commonGrants(p, q)
 	return *p
 }
 
 // commonGrants: consume the worker's queue, read the config.
-func (s *regionStack) commonGrants(p *grants, q *workQueue, compute config.Compute) {
+func (s *regionStack) commonGrants(p *grants, q *workQueue) {
 	p.allow("ConsumeQueue",
 		[]string{"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueUrl", "sqs:GetQueueAttributes"},
 		[]string{*q.Queue.QueueArn()}, nil, "")
 	p.allow("DecryptMessages", []string{"kms:Decrypt"}, []string{*s.keys.Messaging.KeyArn()}, viaService("sqs", s.plan.Region.Name), "")
-	if compute.Lambda() {
-		// A message an invocation never started, on its last receive, is
-		// sent again as a new message rather than left to reach the DLQ
-		// untried (lambda.Releaser.SendAgain).
-		p.allow("SendAgainToOwnQueue", []string{"sqs:SendMessage"}, []string{*q.Queue.QueueArn()}, nil, "")
-		p.allow("EncryptSentAgain", []string{"kms:GenerateDataKey"}, []string{*s.keys.Messaging.KeyArn()}, viaService("sqs", s.plan.Region.Name), "")
-	}
+	// A message on its last receive whose work an invocation's deadline or
+	// a task's stop left undone is sent again as a new message rather than
+	// left to reach the DLQ untried (queue.Queue.SendAgain); a source's
+	// relay messages go the same way (events.Relay).
+	p.allow("SendToOwnQueue", []string{"sqs:SendMessage"}, []string{*q.Queue.QueueArn()}, nil, "")
+	p.allow("EncryptSent", []string{"kms:GenerateDataKey"}, []string{*s.keys.Messaging.KeyArn()}, viaService("sqs", s.plan.Region.Name), "")
 	p.allow("ReadConfig", []string{"ssm:GetParameter"}, []string{*s.param.ParameterArn()}, nil, "")
 }
 

@@ -150,20 +150,15 @@ func TestFunctionRoleSharesStatements(t *testing.T) {
 		t.Errorf("exports function role differs from its task role:\n task %v\n function %v", task, fn)
 	}
 	// A message an invocation never started on its last receive is sent
-	// again to the function's own queue (lambda.Releaser.SendAgain).
-	consume, again := fn["ConsumeQueue"], fn["SendAgainToOwnQueue"]
+	// again to the function's own queue (queue.Queue.SendAgain).
+	consume, again := fn["ConsumeQueue"], fn["SendToOwnQueue"]
 	if !strings.Contains(again, "[sqs:SendMessage]") || again[strings.Index(again, "]")+1:] != consume[strings.Index(consume, "]")+1:] ||
-		!strings.Contains(fn["EncryptSentAgain"], "kms:GenerateDataKey") {
-		t.Errorf("exports function may not send a message again to its own queue: %q (consumes %q), %q", again, consume, fn["EncryptSentAgain"])
-	}
-	for _, st := range statements(s.json["us-east-1"]) {
-		if st.Sid == "SendAgainToOwnQueue" && strings.Contains(st.Role, "Sourcelogs") {
-			t.Errorf("%s (Fargate only) may send messages again", st.Role)
-		}
+		!strings.Contains(fn["EncryptSent"], "kms:GenerateDataKey") {
+		t.Errorf("exports function may not send a message again to its own queue: %q (consumes %q), %q", again, consume, fn["EncryptSent"])
 	}
 	target := byRole("ap-southeast-2", "TargetFunctionRole")
 	for _, sid := range []string{"ReadAndDeleteArchives", "WriteDestination0", "TombstonesAndLedger", "ConsumeQueue", "ReadConfig", "WriteLogs",
-		"SendAgainToOwnQueue", "EncryptSentAgain"} {
+		"SendToOwnQueue", "EncryptSent"} {
 		if _, ok := target[sid]; !ok {
 			t.Errorf("ap-southeast-2 target function role lacks %s", sid)
 		}

@@ -1465,21 +1465,30 @@ func TestDirectRegion(t *testing.T) {
 		t.Error("the logs rule's source role may not read back the archives it copies")
 	}
 	// A copy that fails is left to a relay message on the rule's own
-	// queue (encrypted with the messaging key); no other role sends one.
-	var consumed []string
+	// queue (encrypted with the messaging key), and every worker may send
+	// a message on its last receive, its work undone, again to its own
+	// queue: each role its own queue only.
+	consumed := map[string][]string{}
 	for _, st := range statements(s.json["us-east-1"]) {
-		if strings.HasPrefix(st.Role, "<SourcelogsTaskRole") && st.Sid == "ConsumeQueue" {
-			consumed = st.Resources
+		if st.Sid == "ConsumeQueue" {
+			consumed[st.Role] = st.Resources
 		}
 	}
-	if len(consumed) != 1 || !has("<SourcelogsTaskRole", "RelayToOwnQueue", []string{"sqs:SendMessage"}, consumed[0]) ||
-		!has("<SourcelogsTaskRole", "EncryptRelays", []string{"kms:GenerateDataKey"}, "<MessagingKey") ||
-		!has("<SourcelogsTaskRole", "ListStaging", []string{"s3:ListBucket"}, "<Staging") {
-		t.Errorf("the logs rule's source role may not send relay messages to its queue %v", consumed)
+	logs := ""
+	for role, q := range consumed {
+		if strings.HasPrefix(role, "<SourcelogsTaskRole") {
+			logs = role
+		}
+		if len(q) != 1 || !has(role, "SendToOwnQueue", []string{"sqs:SendMessage"}, q[0]) || !has(role, "EncryptSent", []string{"kms:GenerateDataKey"}, "<MessagingKey") {
+			t.Errorf("%s may not send messages to its own queue %v", role, q)
+		}
+	}
+	if logs == "" || !has(logs, "ListStaging", []string{"s3:ListBucket"}, "<Staging") {
+		t.Errorf("the logs rule's source role may not list its staging bucket (a relay's archive gone reads 404)")
 	}
 	for _, st := range statements(s.json["us-east-1"]) {
-		if st.Sid == "RelayToOwnQueue" && !strings.HasPrefix(st.Role, "<SourcelogsTaskRole") {
-			t.Errorf("%s may send relay messages, with no direct region", st.Role)
+		if st.Sid == "SendToOwnQueue" && !slices.Equal(st.Resources, consumed[st.Role]) {
+			t.Errorf("%s may send messages to %v, not its own queue %v", st.Role, st.Resources, consumed[st.Role])
 		}
 	}
 	// With credentials of its own, the task role writes nothing there;
