@@ -319,6 +319,10 @@ func (c *DynamoCheckpoint) renew() {
 		defer close(done)
 		t := time.NewTicker(every)
 		defer t.Stop()
+		// Stopped before another run may take the lease over: LeaseTTL
+		// after the last renewal's stamp on a clock ClockSkew ahead, less
+		// a renewal's period to spare.
+		limit := LeaseTTL - awsapi.ClockSkew - leaseRenew
 		renewed := c.now()
 		for {
 			select {
@@ -326,12 +330,20 @@ func (c *DynamoCheckpoint) renew() {
 				return
 			case <-t.C:
 			}
-			err := c.heartbeat(ctx)
+			stamp := c.now()
+			// No call outlasts the limit (a stalled connection, the SDK's
+			// retries): the check below must come in time.
+			hctx, cancel := context.WithTimeout(ctx, max(renewed.Add(limit).Sub(stamp), time.Second))
+			err := c.heartbeat(hctx)
+			cancel()
+			if ctx.Err() != nil {
+				return
+			}
 			if err == nil {
-				renewed = c.now()
+				renewed = stamp
 				continue
 			}
-			if !errors.Is(err, ErrLeaseLost) && c.now().Sub(renewed) < LeaseTTL-awsapi.ClockSkew-leaseRenew {
+			if !errors.Is(err, ErrLeaseLost) && c.now().Sub(renewed) < limit {
 				// Try again at the next tick: the lease lasts several.
 				continue
 			}

@@ -269,11 +269,11 @@ func (w *Worker) Handle(_ context.Context, m *worker.Message) {
 		// hand it to another task now rather than after the visibility
 		// timeout, and do not report the shutdown as a failure, unless it
 		// was the message's last receive: then it is sent again as a new
-		// message (worker.Message.SendAgain; its uploads are resumed by
-		// that one's delivery), unless that was done maxReceiveCount
-		// times or fails.
-		if last && m.SendAgain() {
-			log.Info("shutting down on the message's last receive: archive abandoned; sent again as a new message", zap.Error(failed))
+		// message at the stop (worker.Message.SendAgainAtStop; its
+		// uploads are resumed by that one's delivery), unless that was
+		// done maxReceiveCount times.
+		if last && !permanent && m.SendAgainAtStop() {
+			log.Info("shutting down on the message's last receive: archive abandoned; to be sent again as a new message", zap.Error(failed))
 			return
 		}
 		if last {

@@ -316,7 +316,7 @@ func TestCutOnLastReceive(t *testing.T) {
 			if err := stop(); err != nil {
 				t.Fatal(err)
 			}
-			bound, again := p.logEntries(msgBoundForDLQ), p.logEntries("shutting down on the message's last receive: archive abandoned; sent again as a new message")
+			bound, again := p.logEntries(msgBoundForDLQ), p.logEntries("shutting down on the message's last receive: archive abandoned; to be sent again as a new message")
 			switch {
 			case deferred == 0 && (len(bound) != 0 || len(again) != 1):
 				t.Errorf("%d lines say the cut message is bound for the DLQ, %d that it was sent again; want it sent again", len(bound), len(again))

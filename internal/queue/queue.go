@@ -31,6 +31,7 @@ type API interface {
 	DeleteMessageBatch(ctx context.Context, in *sqs.DeleteMessageBatchInput, optFns ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error)
 	ChangeMessageVisibilityBatch(ctx context.Context, in *sqs.ChangeMessageVisibilityBatchInput, optFns ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error)
 	SendMessage(ctx context.Context, in *sqs.SendMessageInput, optFns ...func(*sqs.Options)) (*sqs.SendMessageOutput, error)
+	SendMessageBatch(ctx context.Context, in *sqs.SendMessageBatchInput, optFns ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error)
 }
 
 // MaxBatch is the most messages SQS takes in one batch call; Delete and
@@ -196,19 +197,37 @@ func (q *Queue) Send(ctx context.Context, body string, delay time.Duration) erro
 // DeferredAttribute one more than m's: for work on its last receive that
 // was never started (a Lambda invocation's deadline left it out), which
 // would otherwise reach the DLQ untried. The caller then acknowledges m.
-func (q *Queue) SendAgain(ctx context.Context, m Message) error { return q.SendAgainAfter(ctx, m, 0) }
-
-// SendAgainAfter is SendAgain with the new message visible after delay
-// (up to 15 minutes): a stopping worker's long poll in flight must not take
-// it back.
-func (q *Queue) SendAgainAfter(ctx context.Context, m Message, delay time.Duration) error {
+func (q *Queue) SendAgain(ctx context.Context, m Message) error {
 	_, err := q.api.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(q.url), MessageBody: aws.String(m.Body),
-		DelaySeconds:      int32(min(delay, 15*time.Minute) / time.Second),
-		MessageAttributes: map[string]types.MessageAttributeValue{DeferredAttribute: {DataType: aws.String("Number"), StringValue: aws.String(strconv.Itoa(m.Deferred + 1))}}})
+		MessageAttributes: deferredOnce(m)})
 	if err != nil {
 		return fmt.Errorf("sending message %s again to %s: %w", m.ID, q.url, err)
 	}
 	return nil
+}
+
+// SendAgainAll is SendAgain for msgs, each visible after delay (up to 15
+// minutes: a stopping worker's long polls in flight must not take them
+// back), ten to a SendMessageBatch and several calls at once. It returns
+// the messages not sent, and an error for calls that failed as a whole.
+func (q *Queue) SendAgainAll(ctx context.Context, delay time.Duration, msgs ...Message) ([]Failure, error) {
+	return q.batch(ctx, "sending again", msgs, func(chunk []Message) ([]types.BatchResultErrorEntry, error) {
+		in := &sqs.SendMessageBatchInput{QueueUrl: aws.String(q.url)}
+		for i, m := range chunk {
+			in.Entries = append(in.Entries, types.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), MessageBody: aws.String(m.Body),
+				DelaySeconds: int32(min(delay, 15*time.Minute) / time.Second), MessageAttributes: deferredOnce(m)})
+		}
+		out, err := q.api.SendMessageBatch(ctx, in)
+		if err != nil {
+			return nil, err
+		}
+		return out.Failed, nil
+	})
+}
+
+// deferredOnce is m's DeferredAttribute, one more.
+func deferredOnce(m Message) map[string]types.MessageAttributeValue {
+	return map[string]types.MessageAttributeValue{DeferredAttribute: {DataType: aws.String("Number"), StringValue: aws.String(strconv.Itoa(m.Deferred + 1))}}
 }
 
 // Delete acknowledges msgs: call it only once their work is durable. It

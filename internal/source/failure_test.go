@@ -1692,12 +1692,36 @@ func TestStopSendsAgainOnTheirLastReceive(t *testing.T) {
 	if err := r.stop(); err != nil {
 		t.Fatal(err)
 	}
-	again := r.metric(t, "xrc_source_messages_total", "result", "requeued")
-	if dead := f.queueDepth(t, f.deadLetterQueue(t)); dead != 0 || again == 0 {
-		t.Errorf("%d messages in the DLQ, %v sent again; want none dead and the unstarted sent again", dead, again)
+	again, released := r.metric(t, "xrc_source_messages_total", "result", "requeued"), r.metric(t, "xrc_source_messages_total", "result", "released")
+	if again == 0 || released != 0 {
+		t.Errorf("%v sent again, %v released; want the unstarted sent again, none released (towards the DLQ)", again, released)
 	}
 	if n := logs.FilterMessage("message not acknowledged: bound for the DLQ").Len(); n != 0 {
 		t.Errorf("%d lines say a message is bound for the DLQ", n)
+	}
+	// Each sent again once: the queue holds one copy of each, deferred
+	// once (beside the events no receive took).
+	var bodies []string
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); {
+		out, err := f.sqs.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: aws.String(f.sourceQueue()), MaxNumberOfMessages: 10,
+			WaitTimeSeconds: 1, VisibilityTimeout: 300, MessageAttributeNames: []string{queue.DeferredAttribute}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range out.Messages {
+			switch d := aws.ToString(m.MessageAttributes[queue.DeferredAttribute].StringValue); d {
+			case "1":
+				bodies = append(bodies, aws.ToString(m.Body))
+			case "":
+			default:
+				t.Errorf("a message in the queue deferred %q times, want 1", d)
+			}
+		}
+	}
+	slices.Sort(bodies)
+	n := len(bodies)
+	if distinct := len(slices.Compact(bodies)); n != int(again) || distinct != n {
+		t.Errorf("the queue holds %d copies (%d distinct), want the %v sent again, once each", n, distinct, again)
 	}
 }
 

@@ -115,9 +115,10 @@ func (t *tracked) settle(err error) {
 		// What of it was staged is staged again.
 		t.w.Restaged(staged)
 	}
-	if unstarted && !started && !comesBack && t.msg.SendAgain() {
-		// Never started, on its last receive: sent again rather than
-		// left to reach the DLQ untried (at most maxReceiveCount times).
+	if unstarted && !started && !comesBack && t.msg.SendAgainAtStop() {
+		// Never started, on its last receive: sent again at the stop
+		// rather than left to reach the DLQ untried (at most
+		// maxReceiveCount times).
 		return
 	}
 	if unstarted && comesBack {
@@ -136,14 +137,6 @@ func (t *tracked) settle(err error) {
 		delay = 0 // towards the DLQ (a relay with receives of its own left)
 	}
 	cut := t.msg.Context().Err() != nil
-	if cut && !permanent && !comesBack && t.msg.Events.Relay == nil && !errors.Is(context.Cause(t.msg.Context()), worker.ErrReceiptLost) && t.msg.SendAgain() {
-		// Cut by the stop on its last receive, nothing wrong with its
-		// objects: sent again rather than left to reach the DLQ for the
-		// stop (at most maxReceiveCount times); what of it was staged
-		// will be again.
-		t.w.Restaged(staged)
-		return
-	}
 	switch {
 	case errors.Is(context.Cause(t.msg.Context()), worker.ErrReceiptLost):
 		// Another receive holds it now; on its last receive, the

@@ -37,6 +37,9 @@ type Message struct {
 	// leftCut: its role released it after the drain cut its work, and
 	// said what became of it; releaseHeld lets it go with the rest.
 	leftCut atomic.Bool
+	// sendAtStop: its role asked that it be sent again at the stop
+	// (SendAgainAtStop).
+	sendAtStop atomic.Bool
 }
 
 // Context ends when the message's work must stop: the drain time is over,

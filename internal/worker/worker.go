@@ -463,93 +463,99 @@ func (r *Runtime) releaseHeld() {
 // is on its last receive and may be sent again as a new message rather
 // than reach the DLQ untried: at most MaxReceiveCount times
 // (queue.DeferredAttribute), so that work a task never gets to still
-// reaches it.
+// reaches it. Not a body that does not parse (it is what fails), nor a
+// relay (handleRelay counts its tries in its body and sends it again
+// itself).
 func (r *Runtime) deferrable(m *Message) bool {
-	return r.MaxReceiveCount > 0 && m.ReceiveCount >= r.MaxReceiveCount && m.Deferred < r.MaxReceiveCount
+	return r.MaxReceiveCount > 0 && m.ReceiveCount >= r.MaxReceiveCount && m.Deferred < r.MaxReceiveCount &&
+		m.parseErr == nil && m.Events.Relay == nil
 }
 
-// sendAgain sends each deferrable one of msgs (marked done by the caller)
-// again as a new message (queue.Queue.SendAgain) and deletes it, within
-// the stop budget; it returns the others, and those it could not send, for
-// the caller to release.
+// sendAgain sends the deferrable ones of msgs (marked done by the caller,
+// its work undone for the stop: not those whose role released them after
+// the cut and said what became of them, unless it asked for it,
+// SendAgainAtStop) again as new messages, ten to a call, and deletes them,
+// within the stop budget. It returns the others, and those it could not
+// send, for the caller to release.
 func (r *Runtime) sendAgain(msgs []*Message) []*Message {
-	var rest, sent []*Message
-	// Not those whose role released them after the cut and said what
-	// became of them (leftCut): it sent them again if it could.
-	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
-	defer cancel()
-	ctx, stop := r.bounded(ctx)
-	defer stop()
+	var rest, send []*Message
 	for _, m := range msgs {
-		if !r.deferrable(m) || m.leftCut.Load() {
+		if r.deferrable(m) && (!m.leftCut.Load() || m.sendAtStop.Load()) {
+			send = append(send, m)
+		} else {
 			rest = append(rest, m)
-			continue
 		}
-		if !r.sendOne(ctx, m) {
+	}
+	if len(send) == 0 {
+		return rest
+	}
+	rounds := (len(send) + queue.MaxBatch*queue.BatchCalls - 1) / (queue.MaxBatch * queue.BatchCalls)
+	call := func(f func(ctx context.Context) ([]queue.Failure, error)) map[string]queue.Failure {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(rounds)*settleTimeout)
+		defer cancel()
+		ctx, stop := r.bounded(ctx)
+		defer stop()
+		failures, _ := f(ctx)
+		failed := make(map[string]queue.Failure, len(failures))
+		for _, f := range failures {
+			failed[f.Message.ReceiptHandle] = f
+		}
+		return failed
+	}
+	// Visible once this task's polls in flight are over: one would take
+	// a copy back, on its last receive again, spending a deferral.
+	notSent := call(func(ctx context.Context) ([]queue.Failure, error) {
+		return r.Queue.SendAgainAll(ctx, r.ReceiveWait+pollMargin, messagesOf(send)...)
+	})
+	var sent []*Message
+	for _, m := range send {
+		if f, ok := notSent[m.ReceiptHandle]; ok {
+			r.Metrics.Errors.WithLabelValues("send_again").Inc()
+			m.log.Warn("message on its last receive, its work not done for the stop: sending it again failed", append(MessageFields(m.Events), zap.Error(f.Err))...)
 			rest = append(rest, m)
 			continue
 		}
 		sent = append(sent, m)
 	}
-	if len(sent) == 0 {
-		return rest
-	}
-	del := make([]queue.Message, len(sent))
-	for i, m := range sent {
-		del[i] = m.Message
-	}
-	// A delete that fails leaves the old one to reach the DLQ beside its
-	// copy: said by the line below, and the copy's work is harmless twice.
-	failures, _ := r.Queue.Delete(ctx, del...)
-	failed := make(map[string]bool, len(failures))
-	for _, f := range failures {
-		failed[f.Message.ReceiptHandle] = true
-	}
+	// Deleted in calls of their own: sending must not take their time. A
+	// delete that fails leaves the old one to reach the DLQ beside its
+	// copy, said below; the copy's work is harmless twice.
+	notDeleted := call(func(ctx context.Context) ([]queue.Failure, error) { return r.Queue.Delete(ctx, messagesOf(sent)...) })
 	for _, m := range sent {
 		r.forget(m)
 		m.cancel(context.Canceled)
-		if failed[m.ReceiptHandle] {
+		fields := append(MessageFields(m.Events), zap.Int("deferred", m.Deferred+1))
+		r.Metrics.Messages.WithLabelValues("requeued").Inc()
+		if f, ok := notDeleted[m.ReceiptHandle]; ok {
 			r.Metrics.Errors.WithLabelValues("delete_message").Inc()
-			m.log.Warn("message sent again, but deleting it failed: it may also reach the DLQ", MessageFields(m.Events)...)
+			m.log.Warn("message on its last receive sent again for the stop, but deleting it failed: it may also reach the DLQ", append(fields, zap.Error(f.Err))...)
 			continue
 		}
 		r.Metrics.Messages.WithLabelValues("acked").Inc()
+		m.log.Info("message on its last receive, its work not done for the stop: sent again as a new message", fields...)
 	}
 	return rest
 }
 
-// sendOne sends m again (sendAgain, SendAgain) and says so.
-func (r *Runtime) sendOne(ctx context.Context, m *Message) bool {
-	fields := append(MessageFields(m.Events), zap.Int("deferred", m.Deferred+1))
-	// Visible once this task's polls in flight are over: one would take
-	// it back, on its last receive again, spending a deferral.
-	if err := r.Queue.SendAgainAfter(ctx, m.Message, r.ReceiveWait+pollMargin); err != nil {
-		r.Metrics.Errors.WithLabelValues("send_again").Inc()
-		m.log.Warn("message on its last receive, its work not done for the stop: sending it again failed", append(fields, zap.Error(err))...)
-		return false
+func messagesOf(ms []*Message) []queue.Message {
+	out := make([]queue.Message, len(ms))
+	for i, m := range ms {
+		out[i] = m.Message
 	}
-	r.Metrics.Messages.WithLabelValues("requeued").Inc()
-	m.log.Info("message on its last receive, its work not done for the stop: sent again as a new message", fields...)
-	return true
+	return out
 }
 
-// SendAgain sends m, on its last receive and its work never started or
-// cut by the stop, again as a new message and acknowledges it, rather
-// than let it reach the DLQ untried; false if it is not on its last
-// receive, was sent again MaxReceiveCount times already, or the send
-// failed: its role settles it as before.
-func (m *Message) SendAgain() bool {
+// SendAgainAtStop asks that m, on its last receive and its work never
+// started or cut by the stop, be sent again as a new message when the
+// worker releases what it still holds (in batches, within the stop
+// budget), rather than released to reach the DLQ untried; false if it is
+// not on its last receive or was sent again MaxReceiveCount times already:
+// its role settles it as before. On true the role leaves m as it is.
+func (m *Message) SendAgainAtStop() bool {
 	if !m.rt.deferrable(m) || m.done.Load() {
 		return false
 	}
-	ctx, cancel := settling(m.ctx)
-	defer cancel()
-	if !m.rt.sendOne(ctx, m) {
-		return false
-	}
-	if m.done.CompareAndSwap(false, true) {
-		m.rt.acks.add(m)
-	}
+	m.sendAtStop.Store(true)
 	return true
 }
 

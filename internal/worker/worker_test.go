@@ -13,6 +13,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/jonboulle/clockwork"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -825,9 +826,9 @@ func stopWaitsForItsPoll(t *testing.T, drain time.Duration, maxReceives, deferre
 	go func() { stop(); close(done) }()
 	time.Sleep(200 * time.Millisecond)
 	if deferred > 0 {
-		f.sendDeferred(t, "sent after the stop", deferred)
+		f.sendDeferred(t, s3Event, deferred) // an event: a body that parses
 	} else {
-		f.send(t, "sent after the stop")
+		f.send(t, s3Event)
 	}
 	select {
 	case <-done:
@@ -843,7 +844,7 @@ func stopWaitsForItsPoll(t *testing.T, drain time.Duration, maxReceives, deferre
 	// take the message.
 	time.Sleep(500 * time.Millisecond)
 	again := maxReceives == 1 && deferred < maxReceives
-	if got := f.visible(t); !again && !slices.Contains(got, "sent after the stop") {
+	if got := f.visible(t); !again && !slices.Contains(got, s3Event) {
 		t.Fatalf("visible = %v: the message the stopped poll took stays hidden", got)
 	}
 	if v, want := testutil.ToFloat64(m.Messages.WithLabelValues("released")), map[bool]float64{false: 1}[again]; v != want {
@@ -892,6 +893,59 @@ func TestStopBudgetBoundsAHungHandler(t *testing.T) {
 		got <- msg
 		<-hang
 	}})
+}
+
+// slowBatchSends takes its time over each SendMessageBatch and counts them.
+type slowBatchSends struct {
+	queue.API
+	calls atomic.Int32
+}
+
+func (s *slowBatchSends) SendMessageBatch(ctx context.Context, in *sqs.SendMessageBatchInput, o ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error) {
+	s.calls.Add(1)
+	select {
+	case <-time.After(100 * time.Millisecond):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return s.API.SendMessageBatch(ctx, in, o...)
+}
+
+// TestManyHeldSentAgainInBatches: many messages held at the stop on their
+// last receive are sent again ten to a call, several calls at once, and
+// their originals deleted in calls of their own: sent one call each within
+// one timeout, the sends left the deletes no time, and the originals came
+// back beside their copies.
+func TestManyHeldSentAgainInBatches(t *testing.T) {
+	f := setup(t)
+	const n = 60
+	for range n {
+		f.send(t, s3Event)
+	}
+	api := &slowBatchSends{API: f.client}
+	rt, m := f.runtime(api, n)
+	rt.MaxReceiveCount = 1
+	var held atomic.Int32
+	stop := start(t, rt, role{func(context.Context, *worker.Message) { held.Add(1) }})
+	within(t, 30*time.Second, "every message held", func() bool { return held.Load() == n })
+	done := make(chan struct{})
+	go func() { stop(); close(done) }()
+	f.tick(t, done, "Run returning")
+	q, a, r := testutil.ToFloat64(m.Messages.WithLabelValues("requeued")), testutil.ToFloat64(m.Messages.WithLabelValues("acked")), testutil.ToFloat64(m.Messages.WithLabelValues("released"))
+	if q != n || a != n || r != 0 || testutil.ToFloat64(m.Errors.WithLabelValues("delete_message")) != 0 {
+		t.Errorf("sent again %v, acknowledged %v, released %v, delete errors %v; want all %d sent again and deleted", q, a, r, testutil.ToFloat64(m.Errors.WithLabelValues("delete_message")), n)
+	}
+	if c := api.calls.Load(); c > n/queue.MaxBatch {
+		t.Errorf("%d SendMessageBatch calls for %d messages, want ten to a call", c, n)
+	}
+	out, err := f.client.GetQueueAttributes(context.Background(), &sqs.GetQueueAttributesInput{QueueUrl: &f.url,
+		AttributeNames: []sqstypes.QueueAttributeName{"ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed", "ApproximateNumberOfMessagesNotVisible"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := out.Attributes; a["ApproximateNumberOfMessagesDelayed"] != fmt.Sprint(n) || a["ApproximateNumberOfMessages"] != "0" || a["ApproximateNumberOfMessagesNotVisible"] != "0" {
+		t.Errorf("queue %v: want the %d copies delayed, nothing else", a, n)
+	}
 }
 
 // TestHeldOnItsLastReceiveSentAgain: a message still held at the stop on
