@@ -13,6 +13,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"slices"
 	"strconv"
 	"strings"
@@ -211,7 +212,7 @@ func (q *Queue) SendAgain(ctx context.Context, m Message) error {
 // back), ten to a SendMessageBatch and several calls at once. It returns
 // the messages not sent, and an error for calls that failed as a whole.
 func (q *Queue) SendAgainAll(ctx context.Context, delay time.Duration, msgs ...Message) ([]Failure, error) {
-	return q.batch(ctx, "sending again", msgs, func(chunk []Message) ([]types.BatchResultErrorEntry, error) {
+	return q.batchChunks(ctx, "sending again", bySize(msgs, MaxBatchBytes), func(chunk []Message) ([]types.BatchResultErrorEntry, error) {
 		in := &sqs.SendMessageBatchInput{QueueUrl: aws.String(q.url)}
 		for i, m := range chunk {
 			in.Entries = append(in.Entries, types.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), MessageBody: aws.String(m.Body),
@@ -223,6 +224,31 @@ func (q *Queue) SendAgainAll(ctx context.Context, delay time.Duration, msgs ...M
 		}
 		return out.Failed, nil
 	})
+}
+
+// MaxBatchBytes bounds the bodies of one SendMessageBatch: SQS refuses a
+// batch whose messages' sizes add up to more than a message may hold
+// (256 KiB, the limit it has long had), attributes included.
+const MaxBatchBytes = 256<<10 - 1<<10
+
+// bySize yields msgs in chunks of at most MaxBatch messages whose bodies
+// add up to at most max bytes (a longer one alone).
+func bySize(msgs []Message, max int) iter.Seq[[]Message] {
+	return func(yield func([]Message) bool) {
+		start, size := 0, 0
+		for i, m := range msgs {
+			if i > start && (i-start == MaxBatch || size+len(m.Body) > max) {
+				if !yield(msgs[start:i]) {
+					return
+				}
+				start, size = i, 0
+			}
+			size += len(m.Body)
+		}
+		if start < len(msgs) {
+			yield(msgs[start:])
+		}
+	}
 }
 
 // deferredOnce is m's DeferredAttribute, one more.
@@ -309,6 +335,11 @@ const CodeUnmatchedEntry = "UnmatchedBatchEntry"
 const BatchCalls = 8
 
 func (q *Queue) batch(ctx context.Context, op string, msgs []Message, call func([]Message) ([]types.BatchResultErrorEntry, error)) ([]Failure, error) {
+	return q.batchChunks(ctx, op, slices.Chunk(msgs, MaxBatch), call)
+}
+
+// batchChunks is batch over chunks of at most MaxBatch messages each.
+func (q *Queue) batchChunks(ctx context.Context, op string, chunks iter.Seq[[]Message], call func([]Message) ([]types.BatchResultErrorEntry, error)) ([]Failure, error) {
 	var (
 		mu       sync.Mutex
 		failures []Failure
@@ -316,7 +347,7 @@ func (q *Queue) batch(ctx context.Context, op string, msgs []Message, call func(
 		wg       sync.WaitGroup
 		calls    = make(chan struct{}, BatchCalls)
 	)
-	for chunk := range slices.Chunk(msgs, MaxBatch) {
+	for chunk := range chunks {
 		calls <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-calls }()

@@ -2,6 +2,8 @@ package queue
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -77,5 +79,27 @@ func TestFailuresOf(t *testing.T) {
 		if len(f) != 3 || f[0].Code != CodeUnmatchedEntry || f[0].ReceiptGone() {
 			t.Errorf("entry %q: %+v, want the whole batch's 3, none taken for a lost receipt", id, f)
 		}
+	}
+}
+
+// TestBySize: a SendMessageBatch takes at most ten messages whose bodies
+// add up to at most what SQS allows; a longer body travels alone.
+func TestBySize(t *testing.T) {
+	msg := func(n int) Message { return Message{Body: strings.Repeat("x", n)} }
+	var msgs []Message
+	for _, n := range []int{100, 100, 900, 50, 1200, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10, 10} {
+		msgs = append(msgs, msg(n))
+	}
+	var got [][]int
+	for chunk := range bySize(msgs, 1000) {
+		var sizes []int
+		for _, m := range chunk {
+			sizes = append(sizes, len(m.Body))
+		}
+		got = append(got, sizes)
+	}
+	want := [][]int{{100, 100}, {900, 50}, {1200}, {10, 10, 10, 10, 10, 10, 10, 10, 10, 10}, {10}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("chunks %v, want %v", got, want)
 	}
 }
