@@ -55,7 +55,7 @@ const (
 	DefaultVCPUHour      = 0.01245 // Fargate Spot arm64, us-east-1, late 2026
 	DefaultMetricsAddr   = ":9090"
 	DefaultConcurrency   = 8
-	DefaultFixedPerMonth = 25.0 // two Fargate Spot tasks (a source and a target service) kept running
+	DefaultFixedPerMonth = 25.0 // what a deployment costs idle: README "Which is cheaper"
 
 	DefaultMinLevel     = -7
 	DefaultMaxLevel     = 19 // 20-22 need settings.adaptive.ultra
