@@ -88,6 +88,7 @@ type DynamoCheckpoint struct {
 	RenewEvery time.Duration
 
 	mu        sync.Mutex
+	stamped   time.Time // the last heartbeat written (stamp), on c.now's clock
 	stopRenew context.CancelFunc
 	renewErr  error
 	renewDone chan struct{}
@@ -215,7 +216,7 @@ func (c *DynamoCheckpoint) Load(ctx context.Context) (*State, error) {
 // of a take-over applied whose answer was lost finds it.
 func (c *DynamoCheckpoint) take(ctx context.Context, owner, heartbeat string, complete bool) error {
 	set, cond := "SET #o = :me, heartbeat = :now, expiresAt = :exp", "(#o = :owner AND heartbeat = :seen) OR (#o = :me AND heartbeat = :now)"
-	values := map[string]types.AttributeValue{":me": sv(c.owner), ":now": nv(c.now().UnixMilli()), ":exp": c.expires(),
+	values := map[string]types.AttributeValue{":me": sv(c.owner), ":now": c.stamp(), ":exp": c.expires(),
 		":owner": sv(owner), ":seen": &types.AttributeValueMemberN{Value: heartbeat}}
 	if complete {
 		set += ", complete = :t"
@@ -286,7 +287,7 @@ func (c *DynamoCheckpoint) Start(ctx context.Context, st *State) error {
 	item["started"] = sv(st.Started.UTC().Format(time.RFC3339Nano))
 	item["run"] = sv(c.owner)
 	item["owner"] = sv(c.owner)
-	item["heartbeat"] = nv(c.now().UnixMilli())
+	item["heartbeat"] = c.stamp()
 	item["expiresAt"] = c.expires()
 	_, err = c.api.PutItem(ctx, &dynamodb.PutItemInput{
 		TableName: &c.table,
@@ -323,7 +324,9 @@ func (c *DynamoCheckpoint) renew() {
 		// after the last renewal's stamp on a clock ClockSkew ahead, less
 		// a renewal's period to spare.
 		limit := LeaseTTL - awsapi.ClockSkew - leaseRenew
-		renewed := c.now()
+		c.mu.Lock()
+		renewed := c.stamped // the heartbeat the lease was taken with
+		c.mu.Unlock()
 		for {
 			select {
 			case <-ctx.Done():
@@ -363,7 +366,17 @@ func (c *DynamoCheckpoint) renew() {
 }
 
 func (c *DynamoCheckpoint) heartbeat(ctx context.Context) error {
-	return c.updateRun(ctx, "heartbeat = :now, expiresAt = :exp", map[string]types.AttributeValue{":now": nv(c.now().UnixMilli()), ":exp": c.expires()})
+	return c.updateRun(ctx, "heartbeat = :now, expiresAt = :exp", map[string]types.AttributeValue{":now": c.stamp(), ":exp": c.expires()})
+}
+
+// stamp is a heartbeat's value, now, remembered: the lease's renewals
+// count from the last one written (renew).
+func (c *DynamoCheckpoint) stamp() types.AttributeValue {
+	now := c.now()
+	c.mu.Lock()
+	c.stamped = now
+	c.mu.Unlock()
+	return nv(now.UnixMilli())
 }
 
 // updateRun sets attributes of the run's item while this process holds its
@@ -455,7 +468,7 @@ func (c *DynamoCheckpoint) Clear(ctx context.Context) error {
 	c.stop()
 	// A fresh heartbeat with it: the lease must outlast the removal.
 	err := c.updateRun(ctx, "complete = :t, heartbeat = :now, expiresAt = :exp", map[string]types.AttributeValue{
-		":t": &types.AttributeValueMemberBOOL{Value: true}, ":now": nv(c.now().UnixMilli()), ":exp": c.expires()})
+		":t": &types.AttributeValueMemberBOOL{Value: true}, ":now": c.stamp(), ":exp": c.expires()})
 	if err != nil && !errors.Is(err, ErrLeaseLost) {
 		return fmt.Errorf("completing checkpoint %s in %s: %w", c.pk, c.table, err)
 	}

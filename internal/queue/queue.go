@@ -222,7 +222,22 @@ func (q *Queue) SendAgainAll(ctx context.Context, delay time.Duration, msgs ...M
 		if err != nil {
 			return nil, err
 		}
-		return out.Failed, nil
+		// An entry neither sent nor failed (a store that drops one) is
+		// not sent: its original must not be deleted.
+		failed := out.Failed
+		answered := map[string]bool{}
+		for _, e := range out.Successful {
+			answered[aws.ToString(e.Id)] = true
+		}
+		for _, e := range out.Failed {
+			answered[aws.ToString(e.Id)] = true
+		}
+		for _, e := range in.Entries {
+			if !answered[aws.ToString(e.Id)] {
+				failed = append(failed, types.BatchResultErrorEntry{Id: e.Id, Code: aws.String(CodeUnmatchedEntry), Message: aws.String("no answer for the entry")})
+			}
+		}
+		return failed, nil
 	})
 }
 

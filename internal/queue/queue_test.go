@@ -314,3 +314,27 @@ func TestSendAgainCountsDeferrals(t *testing.T) {
 		}
 	}
 }
+
+// droppedEntry answers a SendMessageBatch without the first entry, as a
+// store that drops one might.
+type droppedEntry struct{ queue.API }
+
+func (d droppedEntry) SendMessageBatch(ctx context.Context, in *sqs.SendMessageBatchInput, o ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error) {
+	out, err := d.API.SendMessageBatch(ctx, in, o...)
+	if err == nil && len(out.Successful) > 0 {
+		out.Successful = out.Successful[1:]
+	}
+	return out, err
+}
+
+// TestSendAgainAllCountsUnansweredEntries: an entry a SendMessageBatch
+// answers neither way is not taken for sent (its original would be
+// deleted with no copy).
+func TestSendAgainAllCountsUnansweredEntries(t *testing.T) {
+	client, url, _ := newQueue(t)
+	q := queue.New(droppedEntry{client}, url)
+	failures, err := q.SendAgainAll(context.Background(), 0, queue.Message{ID: "a", Body: "a", ReceiptHandle: "ra"}, queue.Message{ID: "b", Body: "b", ReceiptHandle: "rb"})
+	if err != nil || len(failures) != 1 || failures[0].Code != queue.CodeUnmatchedEntry {
+		t.Fatalf("SendAgainAll = %+v, %v; want the unanswered entry failed", failures, err)
+	}
+}

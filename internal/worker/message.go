@@ -38,8 +38,8 @@ type Message struct {
 	// said what became of it; releaseHeld lets it go with the rest.
 	leftCut atomic.Bool
 	// sendAtStop: its role asked that it be sent again at the stop
-	// (SendAgainAtStop).
-	sendAtStop atomic.Bool
+	// (SendAgainAtStop); sentAgain: it was.
+	sendAtStop, sentAgain atomic.Bool
 }
 
 // Context ends when the message's work must stop: the drain time is over,

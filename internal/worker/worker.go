@@ -322,8 +322,7 @@ func (r *Runtime) receive(stop, work context.Context, role Role) {
 					late = append(late, m)
 				}
 			}
-			late = r.sendAgain(late)
-			r.release(0, late)
+			late = r.releaseThenSendAgain(late)
 			if len(late) > 0 {
 				r.Log.Info("released what the last poll brought after the stop", zap.Int("messages", len(late)))
 			}
@@ -451,8 +450,7 @@ func (r *Runtime) releaseHeld() {
 		}
 	}
 	r.mu.Unlock()
-	left = r.sendAgain(left)
-	r.release(0, left)
+	left = r.releaseThenSendAgain(left)
 	if len(left) > 0 {
 		r.Log.Info("released unfinished messages", zap.Int("messages", len(left)))
 	}
@@ -471,13 +469,14 @@ func (r *Runtime) deferrable(m *Message) bool {
 		m.parseErr == nil && m.Events.Relay == nil
 }
 
-// sendAgain sends the deferrable ones of msgs (marked done by the caller,
-// its work undone for the stop: not those whose role released them after
-// the cut and said what became of them, unless it asked for it,
-// SendAgainAtStop) again as new messages, ten to a call, and deletes them,
-// within the stop budget. It returns the others, and those it could not
-// send, for the caller to release.
-func (r *Runtime) sendAgain(msgs []*Message) []*Message {
+// releaseThenSendAgain releases msgs (marked done by the caller, their
+// work undone for the stop), but for the deferrable ones (not those whose
+// role released them after the cut and said what became of them, unless
+// it asked for it, SendAgainAtStop): they are sent again as new messages,
+// ten to a call, and deleted, within the stop budget, after the others'
+// release (which must not wait for them); those that could not be sent are
+// released then. It returns the messages released.
+func (r *Runtime) releaseThenSendAgain(msgs []*Message) []*Message {
 	var rest, send []*Message
 	for _, m := range msgs {
 		if r.deferrable(m) && (!m.leftCut.Load() || m.sendAtStop.Load()) {
@@ -486,15 +485,29 @@ func (r *Runtime) sendAgain(msgs []*Message) []*Message {
 			rest = append(rest, m)
 		}
 	}
+	r.release(0, rest)
+	failed := r.sendAgain(send)
+	r.release(0, failed)
+	return append(rest, failed...)
+}
+
+// sendAgain sends msgs again and deletes them (releaseThenSendAgain),
+// returning those it could not send. The sends take at most half of what
+// is left of the stop budget: the deletes, and the release of what failed,
+// need the rest.
+func (r *Runtime) sendAgain(send []*Message) []*Message {
 	if len(send) == 0 {
-		return rest
+		return nil
 	}
+	var rest []*Message
 	rounds := (len(send) + queue.MaxBatch*queue.BatchCalls - 1) / (queue.MaxBatch * queue.BatchCalls)
-	call := func(f func(ctx context.Context) ([]queue.Failure, error)) map[string]queue.Failure {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(rounds)*settleTimeout)
+	call := func(share float64, f func(ctx context.Context) ([]queue.Failure, error)) map[string]queue.Failure {
+		limit := time.Duration(rounds) * settleTimeout
+		if by := r.stopBy.Load(); by != nil {
+			limit = min(limit, time.Duration(share*float64(by.Sub(r.Clock.Now()))))
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), max(limit, 0))
 		defer cancel()
-		ctx, stop := r.bounded(ctx)
-		defer stop()
 		failures, _ := f(ctx)
 		failed := make(map[string]queue.Failure, len(failures))
 		for _, f := range failures {
@@ -504,7 +517,7 @@ func (r *Runtime) sendAgain(msgs []*Message) []*Message {
 	}
 	// Visible once this task's polls in flight are over: one would take
 	// a copy back, on its last receive again, spending a deferral.
-	notSent := call(func(ctx context.Context) ([]queue.Failure, error) {
+	notSent := call(0.5, func(ctx context.Context) ([]queue.Failure, error) {
 		return r.Queue.SendAgainAll(ctx, r.ReceiveWait+pollMargin, messagesOf(send)...)
 	})
 	var sent []*Message
@@ -520,8 +533,9 @@ func (r *Runtime) sendAgain(msgs []*Message) []*Message {
 	// Deleted in calls of their own: sending must not take their time. A
 	// delete that fails leaves the old one to reach the DLQ beside its
 	// copy, said below; the copy's work is harmless twice.
-	notDeleted := call(func(ctx context.Context) ([]queue.Failure, error) { return r.Queue.Delete(ctx, messagesOf(sent)...) })
+	notDeleted := call(0.5, func(ctx context.Context) ([]queue.Failure, error) { return r.Queue.Delete(ctx, messagesOf(sent)...) })
 	for _, m := range sent {
+		m.sentAgain.Store(true)
 		r.forget(m)
 		m.cancel(context.Canceled)
 		fields := append(MessageFields(m.Events), zap.Int("deferred", m.Deferred+1))
@@ -552,6 +566,9 @@ func messagesOf(ms []*Message) []queue.Message {
 // not on its last receive or was sent again MaxReceiveCount times already:
 // its role settles it as before. On true the role leaves m as it is.
 func (m *Message) SendAgainAtStop() bool {
+	if m.sentAgain.Load() {
+		return true // the stop's release did, its work running past the budget
+	}
 	if !m.rt.deferrable(m) || m.done.Load() {
 		return false
 	}

@@ -1262,3 +1262,72 @@ func TestHungBeatAfterStop(t *testing.T) {
 		t.Errorf("the held message was not released at the stop (%v)", api.releaseErr.Load())
 	}
 }
+
+// sendsAtTheDeadline sends each batch but answers only when its context
+// ends: sends that take what time they are given.
+type sendsAtTheDeadline struct{ queue.API }
+
+func (s sendsAtTheDeadline) SendMessageBatch(ctx context.Context, in *sqs.SendMessageBatchInput, o ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error) {
+	out, err := s.API.SendMessageBatch(context.WithoutCancel(ctx), in, o...)
+	<-ctx.Done()
+	return out, err
+}
+
+// TestSlowSendsLeaveTheStopTime: at a stop that runs past its budget, the
+// messages that are not sent again are released before the sends, and
+// the sends take at most half of what is left, so the originals of what
+// was sent are deleted and nothing is left hidden: the sends took all of
+// it (five originals back beside their copies, five messages hidden a
+// visibility timeout).
+func TestSlowSendsLeaveTheStopTime(t *testing.T) {
+	f := setup(t)
+	// Five on their second receive (the last, maxReceiveCount 2), five on
+	// their first.
+	f.send(t, s3Event, s3Event, s3Event, s3Event, s3Event)
+	for n := 0; n < 5; {
+		out, err := f.client.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: &f.url, MaxNumberOfMessages: 10, WaitTimeSeconds: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range out.Messages {
+			n++
+			_, _ = f.client.ChangeMessageVisibility(context.Background(), &sqs.ChangeMessageVisibilityInput{QueueUrl: &f.url, ReceiptHandle: m.ReceiptHandle, VisibilityTimeout: 0})
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	f.send(t, s3Event, s3Event, s3Event, s3Event, s3Event)
+	m := worker.NewMetrics(prometheus.NewRegistry(), "test")
+	rt := worker.New(worker.Options{Queue: queue.New(sendsAtTheDeadline{f.client}, f.url), ReceiveMax: 10, MaxHeld: 10, Visibility: 30 * time.Second,
+		ReceiveWait: time.Second, Drain: time.Second, StopBudget: 8 * time.Second, MaxReceiveCount: 2,
+		Log: zap.New(f.core), Metrics: m, Health: f.health, Clock: clockwork.NewRealClock()})
+	hang := make(chan struct{})
+	defer close(hang)
+	var held atomic.Int32
+	stop := start(t, rt, hungDrain{role{func(context.Context, *worker.Message) { held.Add(1) }}, hang})
+	within(t, 30*time.Second, "every message held", func() bool { return held.Load() == 10 })
+	stop()
+	q, a, r := testutil.ToFloat64(m.Messages.WithLabelValues("requeued")), testutil.ToFloat64(m.Messages.WithLabelValues("acked")), testutil.ToFloat64(m.Messages.WithLabelValues("released"))
+	de, re := testutil.ToFloat64(m.Errors.WithLabelValues("delete_message")), testutil.ToFloat64(m.Errors.WithLabelValues("release_message"))
+	if q != 5 || a != 5 || r != 5 || de != 0 || re != 0 {
+		t.Errorf("sent again %v, acknowledged %v, released %v; errors: delete %v, release %v; want five sent again and deleted, five released", q, a, r, de, re)
+	}
+}
+
+// TestMarkAfterTheStopSentIt: a role that asks for its message to be sent
+// again after the stop's release already did (its work ran past the
+// budget) is told so: it said at error that the message was bound for the
+// DLQ.
+func TestMarkAfterTheStopSentIt(t *testing.T) {
+	hang := make(chan struct{})
+	got := make(chan *worker.Message, 1)
+	res := make(chan bool, 1)
+	_, m := stopBudgetBoundsDeferred(t, got, role{func(ctx context.Context, msg *worker.Message) {
+		got <- msg
+		<-hang
+		res <- msg.SendAgainAtStop()
+	}}, 0)
+	close(hang)
+	if ok, q := <-res, testutil.ToFloat64(m.Messages.WithLabelValues("requeued")); !ok || q != 1 {
+		t.Errorf("SendAgainAtStop after the stop sent the message again = %v (sent again %v); want true", ok, q)
+	}
+}
