@@ -1672,13 +1672,22 @@ func TestStopLeavesUnstartedMessagesToTheBulkRelease(t *testing.T) {
 }
 
 // TestStopSendsAgainOnTheirLastReceive: at the stop, messages on their
-// last receive whose work never started (or was cut) are sent again as new
-// messages, not released to reach the DLQ untried.
+// last receive whose work never started, or was cut by the end of the
+// drain, are sent again as new messages, not released to reach the DLQ
+// for the stop.
 func TestStopSendsAgainOnTheirLastReceive(t *testing.T) {
 	t.Parallel()
+	t.Run("unstarted", func(t *testing.T) { t.Parallel(); stopSendsAgain(t, false) })
+	t.Run("cut", func(t *testing.T) { t.Parallel(); stopSendsAgain(t, true) })
+}
+
+func stopSendsAgain(t *testing.T, cut bool) {
 	f := setup(t, func(c *config.Config) {
 		c.Rules[0].Batch.MaxObjects = 10
 		c.Settings.Worker.MaxReceiveCount = 1
+		if cut {
+			c.Settings.Worker.DrainTimeout = config.Duration(time.Millisecond)
+		}
 	})
 	f.worker = slowReads{f.worker}
 	objs := mixedObjects(150, 11)
@@ -1698,6 +1707,9 @@ func TestStopSendsAgainOnTheirLastReceive(t *testing.T) {
 	}
 	if n := logs.FilterMessage("message not acknowledged: bound for the DLQ").Len(); n != 0 {
 		t.Errorf("%d lines say a message is bound for the DLQ", n)
+	}
+	if n := logs.FilterMessage("message's work cut by the stop on its last receive: to be sent again as a new message").Len(); cut != (n > 0) {
+		t.Errorf("%d messages cut on their last receive; want some if and only if the drain was cut", n)
 	}
 	// Each sent again once: the queue holds one copy of each, deferred
 	// once (beside the events no receive took).

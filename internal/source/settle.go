@@ -51,6 +51,7 @@ type tracked struct {
 	failed    error
 	permanent bool // every failure is one no retry can fix
 	unstarted bool // every failure is an event refused for the stop
+	stopped   bool // every failure is the stop's: refused, or its work cancelled
 	started   bool // an event of it settled without failing
 }
 
@@ -91,13 +92,14 @@ func (t *tracked) settle(err error) {
 	}
 	if err != nil {
 		if t.failed == nil {
-			t.permanent, t.unstarted = true, true
+			t.permanent, t.unstarted, t.stopped = true, true, true
 		}
 		t.failed = errors.Join(t.failed, err)
 		t.permanent = t.permanent && Permanent(err)
 		t.unstarted = t.unstarted && errors.Is(err, errStopping)
+		t.stopped = t.stopped && (errors.Is(err, errStopping) || errors.Is(err, context.Canceled))
 	}
-	done, failed, permanent, unstarted, started, staged := t.pending == 0, t.failed, t.permanent, t.unstarted, t.started, t.staged
+	done, failed, permanent, unstarted, stopped, started, staged := t.pending == 0, t.failed, t.permanent, t.unstarted, t.stopped, t.started, t.staged
 	t.mu.Unlock()
 	if !done {
 		return
@@ -137,6 +139,14 @@ func (t *tracked) settle(err error) {
 		delay = 0 // towards the DLQ (a relay with receives of its own left)
 	}
 	cut := t.msg.Context().Err() != nil
+	if cut && stopped && !started && !comesBack && t.msg.Events.Relay == nil && t.msg.SendAgainAtStop() {
+		// Its work cut by the stop on its last receive, nothing else
+		// wrong, nothing of it done: sent again at the stop rather than
+		// left to reach the DLQ for the stop (at most maxReceiveCount
+		// times).
+		t.msg.Log().Info("message's work cut by the stop on its last receive: to be sent again as a new message", zap.Error(failed))
+		return
+	}
 	switch {
 	case errors.Is(context.Cause(t.msg.Context()), worker.ErrReceiptLost):
 		// Another receive holds it now; on its last receive, the
