@@ -272,7 +272,7 @@ func (w *Worker) Handle(_ context.Context, m *worker.Message) {
 		// message at the stop (worker.Message.SendAgainAtStop; its
 		// uploads are resumed by that one's delivery), unless that was
 		// done maxReceiveCount times.
-		if last && !permanent && m.SendAgainAtStop() {
+		if last && !Permanent(failed) && m.SendAgainAtStop() {
 			log.Info("shutting down on the message's last receive: archive abandoned; to be sent again as a new message", zap.Error(failed))
 			return
 		}

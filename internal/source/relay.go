@@ -94,6 +94,11 @@ func (w *Worker) relay(ctx context.Context, rule *config.Rule, key string, versi
 	for _, h := range left {
 		r := events.Relay{Region: h.reg.Name, Bucket: w.staging, Key: key, VersionID: aws.ToString(version)}
 		if err := w.sendRelay(ctx, r, w.relayBackoff(0)); err != nil {
+			if h.cut {
+				// Not the stop's failure: the send's (a copy cut by the
+				// stop is no failure of its own).
+				return fmt.Errorf("copy of s3://%s/%s to %s cut by the stop (%v), and its relay message not sent: %w", w.staging, key, h.reg.Name, h.err, err)
+			}
 			return errors.Join(h.err, err)
 		}
 		fields := []zap.Field{zap.String("rule", rule.ID), zap.String("key", key), zap.String("region", h.reg.Name),

@@ -99,7 +99,9 @@ func (t *tracked) settle(err error) {
 		t.unstarted = t.unstarted && errors.Is(err, errStopping)
 		t.stopped = t.stopped && (errors.Is(err, errStopping) || errors.Is(err, context.Canceled))
 	}
-	done, failed, permanent, unstarted, stopped, started, staged := t.pending == 0, t.failed, t.permanent, t.unstarted, t.stopped, t.started, t.staged
+	// Started: an event of it done, or staged (an archive staged whose
+	// direct copy then failed).
+	done, failed, permanent, unstarted, stopped, started, staged := t.pending == 0, t.failed, t.permanent, t.unstarted, t.stopped, t.started || len(t.staged) > 0, t.staged
 	t.mu.Unlock()
 	if !done {
 		return

@@ -528,6 +528,8 @@ func (r *Runtime) sendAgain(send []*Message) []*Message {
 			rest = append(rest, m)
 			continue
 		}
+		// Before the delete: a role asking now is told it was sent.
+		m.sentAgain.Store(true)
 		sent = append(sent, m)
 	}
 	// Deleted in calls of their own: sending must not take their time. A
@@ -535,7 +537,6 @@ func (r *Runtime) sendAgain(send []*Message) []*Message {
 	// copy, said below; the copy's work is harmless twice.
 	notDeleted := call(0.5, func(ctx context.Context) ([]queue.Failure, error) { return r.Queue.Delete(ctx, messagesOf(sent)...) })
 	for _, m := range sent {
-		m.sentAgain.Store(true)
 		r.forget(m)
 		m.cancel(context.Canceled)
 		fields := append(MessageFields(m.Events), zap.Int("deferred", m.Deferred+1))

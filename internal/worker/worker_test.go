@@ -1331,3 +1331,43 @@ func TestMarkAfterTheStopSentIt(t *testing.T) {
 		t.Errorf("SendAgainAtStop after the stop sent the message again = %v (sent again %v); want true", ok, q)
 	}
 }
+
+// deleteSignals says when the first DeleteMessageBatch starts, and takes
+// its time over each.
+type deleteSignals struct {
+	queue.API
+	once    *sync.Once
+	started chan struct{}
+}
+
+func (d deleteSignals) DeleteMessageBatch(ctx context.Context, in *sqs.DeleteMessageBatchInput, o ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error) {
+	d.once.Do(func() { close(d.started) })
+	time.Sleep(500 * time.Millisecond)
+	return d.API.DeleteMessageBatch(ctx, in, o...)
+}
+
+// TestMarkDuringTheStopsDelete: a role asking, while the stop deletes the
+// originals of what it sent again, for its message to be sent again is
+// told it was (it was told no, and said the message was bound for the
+// DLQ).
+func TestMarkDuringTheStopsDelete(t *testing.T) {
+	f := setup(t)
+	api := deleteSignals{API: f.client, once: &sync.Once{}, started: make(chan struct{})}
+	m := worker.NewMetrics(prometheus.NewRegistry(), "test")
+	rt := worker.New(worker.Options{Queue: queue.New(api, f.url), ReceiveMax: 1, MaxHeld: 1, Visibility: 30 * time.Second,
+		ReceiveWait: time.Second, Drain: 500 * time.Millisecond, StopBudget: 4 * time.Second, MaxReceiveCount: 1,
+		Log: zap.New(f.core), Metrics: m, Health: f.health, Clock: clockwork.NewRealClock()})
+	got := make(chan struct{})
+	res := make(chan bool, 1)
+	stop := start(t, rt, role{func(ctx context.Context, msg *worker.Message) {
+		close(got)
+		<-api.started // its work runs on past the budget, ends while the stop deletes
+		res <- msg.SendAgainAtStop()
+	}})
+	f.send(t, s3Event)
+	<-got
+	stop()
+	if ok, q := <-res, testutil.ToFloat64(m.Messages.WithLabelValues("requeued")); q != 1 || !ok {
+		t.Errorf("SendAgainAtStop during the stop's delete = %v (sent again %v); want true, the message sent again", ok, q)
+	}
+}
