@@ -253,10 +253,10 @@ func (r Region) SourceChecksums() bool { return r.S3Endpoint == "" || r.S3Source
 type Prices struct {
 	TransferPerGB float64 `json:"transferPerGB,omitempty"` // inter-region $/GB (AWS's GB: 2^30 bytes)
 	VCPUHour      float64 `json:"vcpuHour,omitempty"`      // compute $/vCPU-hour
-	// FixedPerMonth is what running xrc costs whatever the volume (tasks
-	// kept running, tables, queues): xrc savings says at what monthly
-	// volume the saving covers it. Workers on Lambda have no such cost;
-	// the comparison of the two (xrc savings) charges it to Fargate.
+	// FixedPerMonth is what running xrc on Fargate costs idle, beyond
+	// Lambda's (README "Which is cheaper"): xrc savings says at what
+	// monthly volume the saving covers it, and its comparison of the two
+	// charges it to Fargate.
 	FixedPerMonth float64 `json:"fixedPerMonth,omitempty"`
 	// FargateGBHour is the memory price of a Fargate (Spot) task, next to
 	// VCPUHour, its vCPU price.

@@ -260,6 +260,10 @@ func (w *Worker) Handle(_ context.Context, m *worker.Message) {
 	switch {
 	case failed == nil:
 		m.Ack()
+	case m.SentAgain():
+		// The stop's release sent it again (its work ran past the
+		// budget): nothing here settles it.
+		log.Info("archive's delivery ended after the stop sent its message again", zap.Error(failed))
 	case errors.Is(context.Cause(ctx), worker.ErrReceiptLost):
 		// On its last receive, the runtime said at error that the
 		// message is bound for the DLQ when it lost the receipt.

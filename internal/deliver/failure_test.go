@@ -358,8 +358,8 @@ func (p *pipeline) deferTargetMessage(t *testing.T, deferred int) {
 	if _, err := p.sqs.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: &url, ReceiptHandle: msgs[0].ReceiptHandle}); err != nil {
 		t.Fatal(err)
 	}
-	if err := queue.New(p.sqs, url).SendAgain(ctx, queue.Message{Body: aws.ToString(msgs[0].Body), Deferred: deferred - 1}); err != nil {
-		t.Fatal(err)
+	if failed, err := queue.New(p.sqs, url).SendAgainAll(ctx, 0, queue.Message{Body: aws.ToString(msgs[0].Body), Deferred: deferred - 1}); err != nil || len(failed) > 0 {
+		t.Fatal(err, failed)
 	}
 }
 

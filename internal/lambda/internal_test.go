@@ -282,11 +282,11 @@ func (r *releases) sent() int {
 	return len(r.again)
 }
 
-func (r *releases) SendAgain(_ context.Context, m queue.Message) error {
+func (r *releases) SendAgainAll(_ context.Context, _ time.Duration, msgs ...queue.Message) ([]queue.Failure, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.again = append(r.again, m)
-	return nil
+	r.again = append(r.again, msgs...)
+	return nil, nil
 }
 
 func (r *releases) ChangeVisibility(_ context.Context, d time.Duration, msgs ...queue.Message) ([]queue.Failure, error) {
@@ -488,7 +488,9 @@ func TestLevelsSayWhatToDo(t *testing.T) {
 // deadlineReleaser records the deadline of each release (zero: none).
 type deadlineReleaser struct{ deadlines []time.Time }
 
-func (r *deadlineReleaser) SendAgain(context.Context, queue.Message) error { return nil }
+func (r *deadlineReleaser) SendAgainAll(context.Context, time.Duration, ...queue.Message) ([]queue.Failure, error) {
+	return nil, nil
+}
 
 func (r *deadlineReleaser) ChangeVisibility(ctx context.Context, _ time.Duration, _ ...queue.Message) ([]queue.Failure, error) {
 	d, ok := ctx.Deadline()
@@ -855,8 +857,12 @@ func (p *stagingPacker) Pack(ctx context.Context, r *config.Rule, items []source
 
 type failingAgain struct{ releases }
 
-func (*failingAgain) SendAgain(context.Context, queue.Message) error {
-	return errors.New("AccessDenied")
+func (*failingAgain) SendAgainAll(_ context.Context, _ time.Duration, msgs ...queue.Message) ([]queue.Failure, error) {
+	var fs []queue.Failure
+	for _, m := range msgs {
+		fs = append(fs, queue.Failure{Message: m, Err: errors.New("AccessDenied")})
+	}
+	return fs, nil
 }
 
 // TestPartlyStagedNotSentAgain: a message on its last receive some of
@@ -959,5 +965,34 @@ func TestForeignBucketArchiveRefused(t *testing.T) {
 	resp, err := h.Handle(ctx, events.SQSEvent{Records: []events.SQSMessage{{MessageId: "m", Body: body, Attributes: map[string]string{"ApproximateReceiveCount": "1"}}}})
 	if err != nil || len(resp.BatchItemFailures) != 1 || len(d.keys) != 0 || !slices.Equal(q.delays, []time.Duration{0}) {
 		t.Errorf("Handle = %v, %v, delivered %v, released after %v; want m reported, released at once, nothing delivered", resp.BatchItemFailures, err, d.keys, q.delays)
+	}
+}
+
+// TestRefusedRecordNotSentAgain: a message one of whose records the
+// target refuses (another bucket's archive) and whose other the pace
+// leaves out, on its last receive, goes its way to the DLQ: the deadline
+// overwrote the refusal, and the message was sent again.
+func TestRefusedRecordNotSentAgain(t *testing.T) {
+	d := &delivered{}
+	q := &releases{}
+	h := NewTarget(TargetOptions{Deliverer: d, Staging: "staging", MaxReceive: 5, Margin: 30 * time.Second, Queue: q, Log: zap.NewNop(),
+		Metrics: worker.NewMetrics(prometheus.NewRegistry(), "test")})
+	h.pace.observe(1<<20, 1, time.Hour) // none but the first fits
+	record := func(bucket, key string) string {
+		return fmt.Sprintf(`{"eventVersion":"2.1","eventSource":"aws:s3","eventTime":"2026-12-06T00:00:00.000Z","eventName":"ObjectCreated:Put",`+
+			`"s3":{"bucket":{"name":%q},"object":{"key":%q,"size":%d,"sequencer":"01"}}}`, bucket, key, 1<<20)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	resp, err := h.Handle(ctx, events.SQSEvent{Records: []events.SQSMessage{
+		{MessageId: "first", Body: `{"Records":[` + record("staging", "r1/a.tar.zst") + `]}`, Attributes: map[string]string{"ApproximateReceiveCount": "5"}},
+		{MessageId: "mixed", Body: `{"Records":[` + record("renamed", "r1/b.tar.zst") + "," + record("staging", "r1/c.tar.zst") + `]}`,
+			Attributes: map[string]string{"ApproximateReceiveCount": "5"}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(q.again) != 0 || len(resp.BatchItemFailures) != 1 || resp.BatchItemFailures[0].ItemIdentifier != "mixed" {
+		t.Errorf("sent again %v, reported %+v; want mixed reported (bound for the DLQ), nothing sent again", q.again, resp.BatchItemFailures)
 	}
 }

@@ -155,6 +155,12 @@ func (h *Target) handle(ctx context.Context, at time.Time, first bool, o *outcom
 	start := h.clock.Now()
 	if est := h.pace.estimate(bytes, len(refs)); ctx.Err() != nil || !begins(first, start, at, est) {
 		log.Info("deadline near: leaving an archive to the next invocation", zap.Duration("estimate", est), zap.Time("cutAt", at))
+		if o.err != nil {
+			// One of its records already refused (CheckStaging): bound for
+			// the DLQ, as it is.
+			o.err = errors.Join(o.err, ErrDeadline)
+			return
+		}
 		o.err, o.now, o.expected = ErrDeadline, true, true
 		o.again = again(o.msg, true, h.maxReceive)
 		o.final = o.msg.ReceiveCount >= h.maxReceive && !o.again

@@ -54,13 +54,13 @@ type Message struct {
 	// (zero when unknown): SQS hides a message at most MaxVisibility from
 	// its receive, however often it is extended.
 	ReceivedAt time.Time
-	// Deferred is how often its body was sent again untried (SendAgain,
-	// DeferredAttribute).
+	// Deferred is how often its body was sent again, its work undone for
+	// a stop or a deadline (SendAgainAll, DeferredAttribute).
 	Deferred int
 }
 
 // DeferredAttribute is the message attribute that counts how often a
-// message's body was sent again untried (SendAgain).
+// message's body was sent again (SendAgainAll).
 const DeferredAttribute = "xrc-deferred"
 
 // MaxVisibility is the longest SQS hides a message from its receive:
@@ -194,23 +194,14 @@ func (q *Queue) Send(ctx context.Context, body string, delay time.Duration) erro
 	return nil
 }
 
-// SendAgain sends m's body again as a new message, visible at once, its
-// DeferredAttribute one more than m's: for work on its last receive that
-// was never started (a Lambda invocation's deadline left it out), which
-// would otherwise reach the DLQ untried. The caller then acknowledges m.
-func (q *Queue) SendAgain(ctx context.Context, m Message) error {
-	_, err := q.api.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(q.url), MessageBody: aws.String(m.Body),
-		MessageAttributes: deferredOnce(m)})
-	if err != nil {
-		return fmt.Errorf("sending message %s again to %s: %w", m.ID, q.url, err)
-	}
-	return nil
-}
-
-// SendAgainAll is SendAgain for msgs, each visible after delay (up to 15
-// minutes: a stopping worker's long polls in flight must not take them
-// back), ten to a SendMessageBatch and several calls at once. It returns
-// the messages not sent, and an error for calls that failed as a whole.
+// SendAgainAll sends each of msgs' bodies again as a new message, visible
+// after delay (up to 15 minutes: a stopping worker's long polls in flight
+// must not take them back), its DeferredAttribute one more than its own:
+// for work on its last receive that a stop or an invocation's deadline
+// left undone, which would otherwise reach the DLQ for that alone; the
+// caller then acknowledges the old ones. Ten to a SendMessageBatch (within
+// SQS's batch size), several calls at once. It returns the messages not
+// sent, and an error for calls that failed as a whole.
 func (q *Queue) SendAgainAll(ctx context.Context, delay time.Duration, msgs ...Message) ([]Failure, error) {
 	return q.batchChunks(ctx, "sending again", bySize(msgs, MaxBatchBytes), func(chunk []Message) ([]types.BatchResultErrorEntry, error) {
 		in := &sqs.SendMessageBatchInput{QueueUrl: aws.String(q.url)}

@@ -296,8 +296,8 @@ func TestSendAgainCountsDeferrals(t *testing.T) {
 	q := queue.New(client, url)
 	m := queue.Message{ID: "m", Body: `{"Records":[]}`}
 	for want := 1; want <= 2; want++ {
-		if err := q.SendAgain(ctx, m); err != nil {
-			t.Fatal(err)
+		if failed, err := q.SendAgainAll(ctx, 0, m); err != nil || len(failed) > 0 {
+			t.Fatal(err, failed)
 		}
 		got, err := localstack.Receive(ctx, client, url, 1, 5*time.Second, time.Minute)
 		if err != nil || len(got) != 1 {

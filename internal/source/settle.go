@@ -110,6 +110,12 @@ func (t *tracked) settle(err error) {
 		t.msg.Ack()
 		return
 	}
+	if t.msg.SentAgain() {
+		// The stop's release sent it again (its work ran past the
+		// budget): nothing here settles it.
+		t.msg.Log().Info("message's work ended after the stop sent it again", zap.Error(failed))
+		return
+	}
 	received := t.msg.ReceiveCount
 	if r := t.msg.Events.Relay; r != nil {
 		received = RelayTries(*r, t.msg.ReceiveCount, t.w.Config.Settings.Worker.MaxReceiveCount) // its earlier messages' receives too

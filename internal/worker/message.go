@@ -37,9 +37,8 @@ type Message struct {
 	// leftCut: its role released it after the drain cut its work, and
 	// said what became of it; releaseHeld lets it go with the rest.
 	leftCut atomic.Bool
-	// sendAtStop: its role asked that it be sent again at the stop
-	// (SendAgainAtStop); sentAgain: it was.
-	sendAtStop, sentAgain atomic.Bool
+	// sentAgain: the stop's release took it to send it again (SentAgain).
+	sentAgain atomic.Bool
 }
 
 // Context ends when the message's work must stop: the drain time is over,

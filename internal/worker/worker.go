@@ -471,15 +471,18 @@ func (r *Runtime) deferrable(m *Message) bool {
 
 // releaseThenSendAgain releases msgs (marked done by the caller, their
 // work undone for the stop), but for the deferrable ones (not those whose
-// role released them after the cut and said what became of them, unless
-// it asked for it, SendAgainAtStop): they are sent again as new messages,
-// ten to a call, and deleted, within the stop budget, after the others'
-// release (which must not wait for them); those that could not be sent are
-// released then. It returns the messages released.
+// role released them after the cut and said what became of them): they
+// are sent again as new messages, ten to a call, and deleted, within the
+// stop budget, after the others' release (which must not wait for them);
+// those that could not be sent are released then, said at error. It
+// returns the messages released.
 func (r *Runtime) releaseThenSendAgain(msgs []*Message) []*Message {
 	var rest, send []*Message
 	for _, m := range msgs {
-		if r.deferrable(m) && (!m.leftCut.Load() || m.sendAtStop.Load()) {
+		if r.deferrable(m) && !m.leftCut.Load() {
+			// From here a role asking is told (SentAgain): the runtime
+			// says what becomes of it.
+			m.sentAgain.Store(true)
 			send = append(send, m)
 		} else {
 			rest = append(rest, m)
@@ -528,8 +531,6 @@ func (r *Runtime) sendAgain(send []*Message) []*Message {
 			rest = append(rest, m)
 			continue
 		}
-		// Before the delete: a role asking now is told it was sent.
-		m.sentAgain.Store(true)
 		sent = append(sent, m)
 	}
 	// Deleted in calls of their own: sending must not take their time. A
@@ -560,22 +561,24 @@ func messagesOf(ms []*Message) []queue.Message {
 	return out
 }
 
-// SendAgainAtStop asks that m, on its last receive and its work never
-// started or cut by the stop, be sent again as a new message when the
-// worker releases what it still holds (in batches, within the stop
-// budget), rather than released to reach the DLQ untried; false if it is
-// not on its last receive or was sent again MaxReceiveCount times already:
-// its role settles it as before. On true the role leaves m as it is.
+// SendAgainAtStop reports whether m, on its last receive and its work
+// never started or cut by the stop, is sent again as a new message when
+// the worker releases what it still holds (in batches, within the stop
+// budget; a failed send said there), rather than released to reach the
+// DLQ untried: its role then leaves m as it is. False if it is not on its
+// last receive or was sent again MaxReceiveCount times already: its role
+// settles it as before.
 func (m *Message) SendAgainAtStop() bool {
 	if m.sentAgain.Load() {
-		return true // the stop's release did, its work running past the budget
+		return true // the stop's release took it, its work running past the budget
 	}
-	if !m.rt.deferrable(m) || m.done.Load() {
-		return false
-	}
-	m.sendAtStop.Store(true)
-	return true
+	return m.rt.deferrable(m) && !m.done.Load()
 }
+
+// SentAgain reports whether the stop's release took m to send it again
+// (its work ran past the stop budget): a role that ends its work after
+// that must not settle it, nor say it is bound for the DLQ.
+func (m *Message) SentAgain() bool { return m.sentAgain.Load() }
 
 // lastReceives logs, for each of msgs released on its last receive, the
 // line an operator redrives from, as every path to the DLQ has, unless

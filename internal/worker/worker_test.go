@@ -83,8 +83,8 @@ func (f *fixture) send(t *testing.T, bodies ...string) {
 // (queue.DeferredAttribute).
 func (f *fixture) sendDeferred(t *testing.T, body string, deferred int) {
 	t.Helper()
-	if err := queue.New(f.client, f.url).SendAgain(context.Background(), queue.Message{Body: body, Deferred: deferred - 1}); err != nil {
-		t.Fatal(err)
+	if failed, err := queue.New(f.client, f.url).SendAgainAll(context.Background(), 0, queue.Message{Body: body, Deferred: deferred - 1}); err != nil || len(failed) > 0 {
+		t.Fatal(err, failed)
 	}
 }
 
@@ -1369,5 +1369,44 @@ func TestMarkDuringTheStopsDelete(t *testing.T) {
 	stop()
 	if ok, q := <-res, testutil.ToFloat64(m.Messages.WithLabelValues("requeued")); q != 1 || !ok {
 		t.Errorf("SendAgainAtStop during the stop's delete = %v (sent again %v); want true, the message sent again", ok, q)
+	}
+}
+
+// sendSignals says when the first SendMessageBatch starts, and takes its
+// time over each.
+type sendSignals struct {
+	queue.API
+	once    *sync.Once
+	started chan struct{}
+}
+
+func (s sendSignals) SendMessageBatch(ctx context.Context, in *sqs.SendMessageBatchInput, o ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error) {
+	s.once.Do(func() { close(s.started) })
+	time.Sleep(100 * time.Millisecond)
+	return s.API.SendMessageBatch(ctx, in, o...)
+}
+
+// TestMarkDuringTheStopsSend: likewise while the stop sends the copies:
+// from when the release takes a message to send it again, a role asking
+// is told, and told it need not settle it (SentAgain).
+func TestMarkDuringTheStopsSend(t *testing.T) {
+	f := setup(t)
+	api := sendSignals{API: f.client, once: &sync.Once{}, started: make(chan struct{})}
+	m := worker.NewMetrics(prometheus.NewRegistry(), "test")
+	rt := worker.New(worker.Options{Queue: queue.New(api, f.url), ReceiveMax: 1, MaxHeld: 1, Visibility: 30 * time.Second,
+		ReceiveWait: time.Second, Drain: 500 * time.Millisecond, StopBudget: 8 * time.Second, MaxReceiveCount: 1,
+		Log: zap.New(f.core), Metrics: m, Health: f.health, Clock: clockwork.NewRealClock()})
+	got := make(chan struct{})
+	res := make(chan [2]bool, 1)
+	stop := start(t, rt, role{func(ctx context.Context, msg *worker.Message) {
+		close(got)
+		<-api.started
+		res <- [2]bool{msg.SendAgainAtStop(), msg.SentAgain()}
+	}})
+	f.send(t, s3Event)
+	<-got
+	stop()
+	if r, q := <-res, testutil.ToFloat64(m.Messages.WithLabelValues("requeued")); q != 1 || !r[0] || !r[1] {
+		t.Errorf("SendAgainAtStop, SentAgain during the stop's send = %v (sent again %v); want both true, the message sent again", r, q)
 	}
 }
