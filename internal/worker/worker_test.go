@@ -1332,81 +1332,61 @@ func TestMarkAfterTheStopSentIt(t *testing.T) {
 	}
 }
 
-// deleteSignals says when the first DeleteMessageBatch starts, and takes
-// its time over each.
-type deleteSignals struct {
+// callSignals says when the first DeleteMessageBatch (delete) or
+// SendMessageBatch (otherwise) starts, and takes its time over each.
+type callSignals struct {
 	queue.API
+	delete  bool
 	once    *sync.Once
 	started chan struct{}
 }
 
-func (d deleteSignals) DeleteMessageBatch(ctx context.Context, in *sqs.DeleteMessageBatchInput, o ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error) {
-	d.once.Do(func() { close(d.started) })
-	time.Sleep(500 * time.Millisecond)
-	return d.API.DeleteMessageBatch(ctx, in, o...)
+func (c callSignals) signal(d time.Duration) {
+	c.once.Do(func() { close(c.started) })
+	time.Sleep(d)
 }
 
-// TestMarkDuringTheStopsDelete: a role asking, while the stop deletes the
-// originals of what it sent again, for its message to be sent again is
-// told it was (it was told no, and said the message was bound for the
-// DLQ).
-func TestMarkDuringTheStopsDelete(t *testing.T) {
-	f := setup(t)
-	api := deleteSignals{API: f.client, once: &sync.Once{}, started: make(chan struct{})}
-	m := worker.NewMetrics(prometheus.NewRegistry(), "test")
-	rt := worker.New(worker.Options{Queue: queue.New(api, f.url), ReceiveMax: 1, MaxHeld: 1, Visibility: 30 * time.Second,
-		ReceiveWait: time.Second, Drain: 500 * time.Millisecond, StopBudget: 4 * time.Second, MaxReceiveCount: 1,
-		Log: zap.New(f.core), Metrics: m, Health: f.health, Clock: clockwork.NewRealClock()})
-	got := make(chan struct{})
-	res := make(chan bool, 1)
-	stop := start(t, rt, role{func(ctx context.Context, msg *worker.Message) {
-		close(got)
-		<-api.started // its work runs on past the budget, ends while the stop deletes
-		res <- msg.SendAgainAtStop()
-	}})
-	f.send(t, s3Event)
-	<-got
-	stop()
-	if ok, q := <-res, testutil.ToFloat64(m.Messages.WithLabelValues("requeued")); q != 1 || !ok {
-		t.Errorf("SendAgainAtStop during the stop's delete = %v (sent again %v); want true, the message sent again", ok, q)
+func (c callSignals) DeleteMessageBatch(ctx context.Context, in *sqs.DeleteMessageBatchInput, o ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error) {
+	if c.delete {
+		c.signal(500 * time.Millisecond)
 	}
+	return c.API.DeleteMessageBatch(ctx, in, o...)
 }
 
-// sendSignals says when the first SendMessageBatch starts, and takes its
-// time over each.
-type sendSignals struct {
-	queue.API
-	once    *sync.Once
-	started chan struct{}
+func (c callSignals) SendMessageBatch(ctx context.Context, in *sqs.SendMessageBatchInput, o ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error) {
+	if !c.delete {
+		c.signal(100 * time.Millisecond)
+	}
+	return c.API.SendMessageBatch(ctx, in, o...)
 }
 
-func (s sendSignals) SendMessageBatch(ctx context.Context, in *sqs.SendMessageBatchInput, o ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error) {
-	s.once.Do(func() { close(s.started) })
-	time.Sleep(100 * time.Millisecond)
-	return s.API.SendMessageBatch(ctx, in, o...)
-}
-
-// TestMarkDuringTheStopsSend: likewise while the stop sends the copies:
-// from when the release takes a message to send it again, a role asking
-// is told, and told it need not settle it (SentAgain).
-func TestMarkDuringTheStopsSend(t *testing.T) {
-	f := setup(t)
-	api := sendSignals{API: f.client, once: &sync.Once{}, started: make(chan struct{})}
-	m := worker.NewMetrics(prometheus.NewRegistry(), "test")
-	rt := worker.New(worker.Options{Queue: queue.New(api, f.url), ReceiveMax: 1, MaxHeld: 1, Visibility: 30 * time.Second,
-		ReceiveWait: time.Second, Drain: 500 * time.Millisecond, StopBudget: 8 * time.Second, MaxReceiveCount: 1,
-		Log: zap.New(f.core), Metrics: m, Health: f.health, Clock: clockwork.NewRealClock()})
-	got := make(chan struct{})
-	res := make(chan [2]bool, 1)
-	stop := start(t, rt, role{func(ctx context.Context, msg *worker.Message) {
-		close(got)
-		<-api.started
-		res <- [2]bool{msg.SendAgainAtStop(), msg.SentAgain()}
-	}})
-	f.send(t, s3Event)
-	<-got
-	stop()
-	if r, q := <-res, testutil.ToFloat64(m.Messages.WithLabelValues("requeued")); q != 1 || !r[0] || !r[1] {
-		t.Errorf("SendAgainAtStop, SentAgain during the stop's send = %v (sent again %v); want both true, the message sent again", r, q)
+// TestMarkDuringTheStopsSendAndDelete: a role asking, while the stop sends
+// its message again or deletes the original, for it to be sent again is
+// told it was, and that it need not settle it (SentAgain): from when the
+// release takes a message to send it again. It was told no, and said the
+// message was bound for the DLQ.
+func TestMarkDuringTheStopsSendAndDelete(t *testing.T) {
+	for _, del := range []bool{false, true} {
+		t.Run(map[bool]string{false: "send", true: "delete"}[del], func(t *testing.T) {
+			f := setup(t)
+			api := callSignals{API: f.client, delete: del, once: &sync.Once{}, started: make(chan struct{})}
+			m := worker.NewMetrics(prometheus.NewRegistry(), "test")
+			rt := worker.New(worker.Options{Queue: queue.New(api, f.url), ReceiveMax: 1, MaxHeld: 1, Visibility: 30 * time.Second,
+				ReceiveWait: time.Second, Drain: 500 * time.Millisecond, StopBudget: 8 * time.Second, MaxReceiveCount: 1,
+				Log: zap.New(f.core), Metrics: m, Health: f.health, Clock: clockwork.NewRealClock()})
+			got := make(chan struct{})
+			res := make(chan [2]bool, 1)
+			stop := start(t, rt, role{func(ctx context.Context, msg *worker.Message) {
+				close(got)
+				<-api.started // its work runs on past the budget, ends during the call
+				res <- [2]bool{msg.SendAgainAtStop(), msg.SentAgain()}
+			}})
+			f.send(t, s3Event)
+			<-got
+			stop()
+			if r, q := <-res, testutil.ToFloat64(m.Messages.WithLabelValues("requeued")); q != 1 || !r[0] || !r[1] {
+				t.Errorf("SendAgainAtStop, SentAgain during the stop's call = %v (sent again %v); want both true, the message sent again", r, q)
+			}
+		})
 	}
 }
