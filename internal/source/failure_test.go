@@ -1654,11 +1654,23 @@ func TestStopLeavesUnstartedMessagesToTheBulkRelease(t *testing.T) {
 	t.Parallel()
 	f := setup(t, func(c *config.Config) { c.Rules[0].Batch.MaxObjects = 10 })
 	rel := &delayedReleases{API: f.sqs}
-	f.sqsAPI, f.worker = rel, slowReads{f.worker}
+	f.sqsAPI = rel
+	log, _ := observed(t)
+	f.stopHoldingBehind(t, log)
+	if n := rel.calls.Load(); n != 0 {
+		t.Errorf("%d calls released messages after a delay, want none: left to the release at the stop", n)
+	}
+}
+
+// stopHoldingBehind queues 150 objects' events, starts a worker whose
+// reads are slow (its builders behind), and stops it once it holds 100
+// messages, most of whose events never reached a batch.
+func (f *fixture) stopHoldingBehind(t *testing.T, log *zap.Logger) *running {
+	t.Helper()
+	f.worker = slowReads{f.worker}
 	objs := mixedObjects(150, 11)
 	f.put(t, objs)
 	f.waitDepth(t, f.sourceQueue(), len(objs), time.Minute)
-	log, _ := observed(t)
 	r := f.start(t, log)
 	if !eventually(time.Minute, 100*time.Millisecond, func() bool { return r.metric(t, "xrc_source_messages_held") >= 100 }) {
 		t.Fatalf("the worker holds %v messages, want >= 100", r.metric(t, "xrc_source_messages_held"))
@@ -1666,9 +1678,7 @@ func TestStopLeavesUnstartedMessagesToTheBulkRelease(t *testing.T) {
 	if err := r.stop(); err != nil {
 		t.Fatal(err)
 	}
-	if n := rel.calls.Load(); n != 0 {
-		t.Errorf("%d calls released messages after a delay, want none: left to the release at the stop", n)
-	}
+	return r
 }
 
 // TestStopSendsAgainOnTheirLastReceive: at the stop, messages on their
@@ -1689,18 +1699,8 @@ func stopSendsAgain(t *testing.T, cut bool) {
 			c.Settings.Worker.DrainTimeout = config.Duration(time.Millisecond)
 		}
 	})
-	f.worker = slowReads{f.worker}
-	objs := mixedObjects(150, 11)
-	f.put(t, objs)
-	f.waitDepth(t, f.sourceQueue(), len(objs), time.Minute)
 	log, logs := observed(t)
-	r := f.start(t, log)
-	if !eventually(time.Minute, 100*time.Millisecond, func() bool { return r.metric(t, "xrc_source_messages_held") >= 100 }) {
-		t.Fatalf("the worker holds %v messages, want >= 100", r.metric(t, "xrc_source_messages_held"))
-	}
-	if err := r.stop(); err != nil {
-		t.Fatal(err)
-	}
+	r := f.stopHoldingBehind(t, log)
 	again, released := r.metric(t, "xrc_source_messages_total", "result", "requeued"), r.metric(t, "xrc_source_messages_total", "result", "released")
 	if again == 0 || released != 0 {
 		t.Errorf("%v sent again, %v released; want the unstarted sent again, none released (towards the DLQ)", again, released)
