@@ -769,8 +769,9 @@ func (c deniedGet) GetObject(ctx context.Context, in *s3.GetObjectInput, optFns 
 // misdescribed answers HEAD for keys holding "intl" with user metadata as
 // S3 returns non-ASCII values, RFC 2047-encoded: longer than the 2 KB the
 // manifest allows, which no target could write; and for keys holding
-// "badsum" with a SHA-256 the bytes do not have, and for keys holding
-// "badcrc" with such a CRC32C.
+// "badsum" with a SHA-256 the bytes do not have, for keys holding
+// "badcrc" with such a CRC32C, and for keys holding "badsha1" with such a
+// SHA-1.
 type misdescribed struct{ source.S3API }
 
 func (c misdescribed) HeadObject(ctx context.Context, in *s3.HeadObjectInput, optFns ...func(*s3.Options)) (*s3.HeadObjectOutput, error) {
@@ -786,6 +787,12 @@ func (c misdescribed) HeadObject(ctx context.Context, in *s3.HeadObjectInput, op
 	case strings.Contains(key, "badcrc"):
 		// A CRC32C: checked on every CPU (checksum.Algorithm.Fast).
 		out.ChecksumCRC32, out.ChecksumCRC32C = nil, aws.String(checksum.CRC32C.Sum([]byte("other bytes")))
+		out.ChecksumType = s3types.ChecksumTypeFullObject
+	case strings.Contains(key, "badsha1"):
+		// Not checked where it costs (checksum.Algorithm.Fast) unless
+		// a destination's store does not check it (archive.Writer.CheckAll).
+		out.ChecksumCRC32, out.ChecksumCRC32C, out.ChecksumCRC64NVME = nil, nil, nil
+		out.ChecksumSHA1 = aws.String(checksum.SHA1.Sum([]byte("other bytes")))
 		out.ChecksumType = s3types.ChecksumTypeFullObject
 	}
 	return out, err
@@ -826,6 +833,32 @@ func TestObjectNotMatchingItsChecksumFailsAlone(t *testing.T) {
 	f.worker = misdescribed{f.worker}
 	rng := rand.New(rand.NewPCG(9, 10))
 	objs := []object{{key: "data/badcrc", data: dataset.Text(rng, 1<<20)}}
+	for i := range 3 {
+		objs = append(objs, object{key: fmt.Sprintf("data/plain/%d", i), data: dataset.Text(rng, 1<<20)})
+	}
+	got, logs := f.packed(t, objs, objs[1:])
+	if _, ok := got[objs[0].key]; ok {
+		t.Errorf("%s archived", objs[0].key)
+	}
+	if keys := loggedKeys(logs, logRebuilt); len(keys) == 0 || keys[0] != objs[0].key {
+		t.Errorf("archives rebuilt without %q, want %s", keys, objs[0].key)
+	}
+}
+
+// TestSourceChecksumCheckedForAStoreThatDoesNot: a rule delivering to an
+// S3-compatible store that does not check source checksums (no
+// s3SourceChecksums) has the source check every object's, a SHA-1 too: the
+// object whose bytes are not its SHA-1 fails alone, where nobody else
+// would have compared them.
+func TestSourceChecksumCheckedForAStoreThatDoesNot(t *testing.T) {
+	t.Parallel()
+	f := setup(t, func(c *config.Config) {
+		oneBatch(c)
+		c.Settings.Regions[1].S3SourceChecksums = false
+	})
+	f.worker = misdescribed{f.worker}
+	rng := rand.New(rand.NewPCG(9, 11))
+	objs := []object{{key: "data/badsha1", data: dataset.Text(rng, 1<<20)}}
 	for i := range 3 {
 		objs = append(objs, object{key: fmt.Sprintf("data/plain/%d", i), data: dataset.Text(rng, 1<<20)})
 	}
