@@ -22,6 +22,9 @@ import (
 func main() { os.Exit(app.Main("xrc-target", run)) }
 
 func run(ctx context.Context, p *app.Process) error {
+	if err := app.TargetFlags(p.Flags); err != nil {
+		return app.NotStarted(err)
+	}
 	if err := deliver.CheckRegion(p.Config, p.Region); err != nil {
 		return app.NotStarted(err)
 	}

@@ -85,7 +85,7 @@ func ParseFlags(name string, args []string, getenv func(string) string) (Flags, 
 		region = getenv("AWS_REGION")
 	}
 	fs.StringVar(&f.Region, "region", region, "region this worker serves (env XRC_REGION, AWS_REGION)")
-	fs.StringVar(&f.Rules, "rules", getenv("XRC_RULES"), "comma-separated rule ids to serve; default all of the region (env XRC_RULES)")
+	fs.StringVar(&f.Rules, "rules", getenv("XRC_RULES"), "sources only: the rule to serve (several, comma-separated, only with -queue-url); default the region's one rule (env XRC_RULES)")
 	fs.StringVar(&f.QueueURL, "queue-url", getenv("XRC_QUEUE_URL"), "SQS queue URL; default derived from the config (env XRC_QUEUE_URL)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -329,6 +329,16 @@ func Healthcheck(args []string, stderr io.Writer) (bool, int) {
 		return true, 1
 	}
 	return true, 0
+}
+
+// TargetFlags refuses what only a source takes: a target serves every
+// rule delivering to its region, and would otherwise start as if the
+// -rules it was given (a typo, a copied task definition) were honoured.
+func TargetFlags(f Flags) error {
+	if f.Rules != "" {
+		return fmt.Errorf("%w: -rules (XRC_RULES) %q: a target serves every rule delivering to its region; -rules is for sources", ErrUsage, f.Rules)
+	}
+	return nil
 }
 
 // SourceRules picks the rules a source worker serves and their queue's

@@ -66,6 +66,11 @@ func ParseEnv(getenv func(string) string) (Env, error) {
 	if e.Role != RoleSource && e.Role != RoleTarget {
 		return Env{}, fmt.Errorf("%w: XRC_ROLE must be %s or %s, got %q", app.ErrUsage, RoleSource, RoleTarget, e.Role)
 	}
+	if e.Role == RoleTarget {
+		if err := app.TargetFlags(f); err != nil {
+			return Env{}, err
+		}
+	}
 	if s := getenv("XRC_CONFIG_TTL"); s != "" {
 		if e.ConfigTTL, err = time.ParseDuration(s); err != nil || e.ConfigTTL < 0 {
 			return Env{}, fmt.Errorf("%w: XRC_CONFIG_TTL must be a duration such as 5m, got %q", app.ErrUsage, s)

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/xrc-dev/xrc/internal/app"
 	"github.com/xrc-dev/xrc/internal/archive"
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/deliver"
@@ -196,6 +197,14 @@ func TestParseEnv(t *testing.T) {
 		t.Error("XRC_CONFIG_TTL=soon accepted")
 	}
 	delete(env, "XRC_CONFIG_TTL")
+	env["XRC_ROLE"] = "target"
+	if _, err := ParseEnv(get); !errors.Is(err, app.ErrUsage) || !strings.Contains(err.Error(), "XRC_RULES") {
+		t.Errorf("a target given XRC_RULES: %v, want a usage error naming it", err)
+	}
+	delete(env, "XRC_RULES")
+	if e, err := ParseEnv(get); err != nil || e.Role != RoleTarget {
+		t.Errorf("target: %+v, %v", e, err)
+	}
 	env["XRC_ROLE"] = "both"
 	if _, err := ParseEnv(get); err == nil {
 		t.Error("XRC_ROLE=both accepted")
