@@ -6,6 +6,7 @@ package main
 // and for "hybrid" the switch that enables the mapping only in bursts.
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"time"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatch"
@@ -241,24 +243,36 @@ const ldflagsVersion = "-X github.com/xrc-dev/xrc/internal/app.Version="
 
 // goBuild builds cmd/xrc-lambda on this machine (awscdk.ILocalBundling):
 // with libzstd through cgo, linked statically as Dockerfile.source links
-// the source worker, when a C compiler for the target is here; in pure Go
-// otherwise, saying so (the source then compresses with the pure-Go
-// encoder, at 1.25-2x the CPU).
-type goBuild struct{ repo, arch, version string }
+// the source worker, when a C compiler for the target is here; else
+// Docker builds it so (its image installs one); in pure Go only when
+// neither is here, saying so (the source then compresses with the pure-Go
+// encoder, at 1.25-2x the CPU, its levels mapped onto four encoders).
+type goBuild struct {
+	repo, arch, version string
+	// docker reports whether Docker can build (dockerRuns; tests).
+	docker func() bool
+}
 
 // TryBundle implements awscdk.ILocalBundling.
 func (b *goBuild) TryBundle(outputDir *string, _ *awscdk.BundlingOptions) *bool {
 	if _, err := exec.LookPath("go"); err != nil {
 		return jsii.Bool(false) // Docker then
 	}
+	docker := b.docker
+	if docker == nil {
+		docker = dockerRuns
+	}
 	env := append(os.Environ(), "GOOS=linux", "GOARCH="+b.arch, "GOFLAGS=-buildvcs=false")
 	ldflags := "-s -w " + ldflagsVersion + b.version
 	if cc := targetCC(b.arch); cc != "" {
 		env = append(env, "CGO_ENABLED=1", "CC="+cc, "CGO_CFLAGS=-O3 -g")
 		ldflags += " -linkmode external -extldflags -static"
+	} else if docker() {
+		fmt.Fprintf(os.Stderr, "xrc cdk: no C compiler for linux/%s here (%s): building xrc-lambda with libzstd in Docker\n", b.arch, crossCompilers[b.arch].packages)
+		return jsii.Bool(false)
 	} else {
 		env = append(env, "CGO_ENABLED=0")
-		fmt.Fprintf(os.Stderr, "xrc cdk: no C compiler for linux/%s here: xrc-lambda is built without libzstd (the pure-Go encoder)\n", b.arch)
+		fmt.Fprintf(os.Stderr, "xrc cdk: no C compiler for linux/%s here (%s) and no Docker: xrc-lambda is built without libzstd (the pure-Go encoder, at 1.25-2x the CPU)\n", b.arch, crossCompilers[b.arch].packages)
 	}
 	cmd := exec.Command("go", "build", "-trimpath", "-tags", "netgo,osusergo,lambda.norpc", "-ldflags", ldflags,
 		"-o", filepath.Join(*outputDir, "bootstrap"), "./cmd/xrc-lambda")
@@ -268,6 +282,13 @@ func (b *goBuild) TryBundle(outputDir *string, _ *awscdk.BundlingOptions) *bool 
 		return jsii.Bool(false)
 	}
 	return jsii.Bool(true)
+}
+
+// dockerRuns reports whether a Docker daemon answers here.
+func dockerRuns() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	return exec.CommandContext(ctx, "docker", "info").Run() == nil
 }
 
 // crossCompilers are Debian's C cross compilers, by Go architecture: the

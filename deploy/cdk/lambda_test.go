@@ -275,6 +275,13 @@ func TestFunctionAlarmsAndDashboard(t *testing.T) {
 	if strings.Contains(body("ap-southeast-2"), "RunningTaskCount") {
 		t.Error("ap-southeast-2 dashboard graphs tasks it does not have")
 	}
+	// The header names the log groups the region has.
+	if b := body("us-east-1"); !strings.Contains(b, "`/xrc/xrc-backfill`, `/xrc/xrc-source`") {
+		t.Error("us-east-1 dashboard does not name its backfill's and sources' log groups")
+	}
+	if b := body("ap-southeast-2"); !strings.Contains(b, "logs in `/xrc/xrc-target`.") {
+		t.Error("ap-southeast-2 dashboard names log groups other than its target's")
+	}
 }
 
 // TestLambdaCodeBuild: the functions' code builds as Lambda runs it: a
@@ -288,7 +295,7 @@ func TestLambdaCodeBuild(t *testing.T) {
 		t.Fatal("go is needed to build the function")
 	}
 	out := t.TempDir()
-	b := &goBuild{repo: root, arch: "arm64", version: "test"}
+	b := &goBuild{repo: root, arch: "arm64", version: "test", docker: func() bool { return false }}
 	if !*b.TryBundle(jsii.String(out), nil) {
 		t.Fatal("local build failed")
 	}
