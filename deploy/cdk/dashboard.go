@@ -2,6 +2,9 @@ package main
 
 import (
 	"fmt"
+	"maps"
+	"path"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -22,9 +25,15 @@ func newDashboard(s *regionStack) {
 		DefaultInterval: awscdk.Duration_Days(jsii.Number(1)),
 	})
 	settings := s.d.Config.Settings
+	// The log groups this region's workers and backfill write to (made
+	// before the dashboard), not those of roles it does not play.
+	var groups []string
+	for _, kind := range slices.Sorted(maps.Keys(s.logGroups)) {
+		groups = append(groups, "`"+path.Join("/", settings.StackName, kind)+"`")
+	}
 	d.AddWidgets(awscloudwatch.NewTextWidget(&awscloudwatch.TextWidgetProps{
-		Markdown: jsii.String(fmt.Sprintf("# xrc %s in %s\n%s. Alarms go to SNS topic `%s-alarms`; logs in `/%s/xrc-source` and `/%s/xrc-target`.",
-			settings.StackName, s.plan.Region.Name, roleSummary(s.plan), settings.StackName, settings.StackName, settings.StackName)),
+		Markdown: jsii.String(fmt.Sprintf("# xrc %s in %s\n%s. Alarms go to SNS topic `%s-alarms`; logs in %s.",
+			settings.StackName, s.plan.Region.Name, roleSummary(s.plan), settings.StackName, strings.Join(groups, ", "))),
 		Width:  jsii.Number(24),
 		Height: jsii.Number(2),
 	}))

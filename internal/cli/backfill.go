@@ -25,7 +25,7 @@ import (
 	"github.com/xrc-dev/xrc/internal/stats"
 )
 
-const backfillUsage = "xrc backfill -config C -rule R [-prefix P] [-since 7d|RFC3339] [-inventory s3://bucket/manifest.json] [-rate N/s] [-tags] [-dry-run] [-checkpoint FILE|ddb [-restart|-restart-if-changed]] [-emf]"
+const backfillUsage = "xrc backfill -config C -rule R [-prefix P] [-since 7d|RFC3339] [-inventory s3://bucket/manifest.json] [-rate N/s] [-tags] [-dry-run] [-checkpoint FILE|ddb [-restart|-restart-if-changed]] [-concurrency 8] [-depth 2] [-queue-url URL] [-emf]"
 
 // checkpointDynamo selects the deployment's table as the checkpoint.
 const checkpointDynamo = "ddb"

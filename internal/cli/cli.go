@@ -34,7 +34,8 @@ const usage = `xrc: operate xrc, the compressing cross-region S3 replicator.
 
 Commands:
   xrc config validate FILE|ssm:///name     check a config; prints every problem
-  xrc archive pack DIR -o FILE [-level N]  build an archive from local files (keys = relative paths)
+  xrc archive pack DIR -o FILE [-level N] [-region R] [-dest REGION/BUCKET[/PREFIX]]
+                                           build an archive from local files (keys = relative paths)
   xrc archive inspect FILE|s3://bucket/key [--json]
                                            summarise an archive's manifest
   xrc archive verify FILE|s3://bucket/key  check every member's size and SHA-256

@@ -18,6 +18,8 @@ import (
 	"github.com/xrc-dev/xrc/internal/manifest"
 )
 
+const packUsage = "xrc archive pack DIR -o FILE [-level N] [-region R] [-dest REGION/BUCKET[/PREFIX]]"
+
 func pack(args []string, env Env) error {
 	fs := flag.NewFlagSet("xrc archive pack", flag.ContinueOnError)
 	fs.SetOutput(env.Stderr)
@@ -30,7 +32,7 @@ func pack(args []string, env Env) error {
 		return err
 	}
 	if dir == "" || *out == "" {
-		return fmt.Errorf("%w: xrc archive pack DIR -o FILE [-level N] [-dest REGION/BUCKET[/PREFIX]]", ErrUsage)
+		return fmt.Errorf("%w: %s", ErrUsage, packUsage)
 	}
 	m, files, err := manifestForDir(dir, *region, *dest, *level, env.Now())
 	if err != nil {

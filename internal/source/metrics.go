@@ -60,7 +60,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		CompressionCPU: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "xrc_source_compression_cpu_seconds_total",
 			Help: "CPU-seconds spent encoding objects (normalised to the fleet's CPU), by rule."}, []string{"rule"}),
 		Decisions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "xrc_source_level_decisions_total",
-			Help: "Level choices by reason: start, exploit, explore, throughput, size (an object too large for the level chosen)."}, []string{"why"}),
+			Help: "Level choices by reason: start, exploit, explore, throughput, size (an object too large for the level chosen), local (a rule whose bytes cross no region stores)."}, []string{"why"}),
 		CPUBenchmark: prometheus.NewGauge(prometheus.GaugeOpts{Name: "xrc_source_cpu_benchmark_mb_per_second",
 			Help: "This task's start-up CPU benchmark: MB compressed per CPU-second at level 3."}),
 		CPUFactor: prometheus.NewGauge(prometheus.GaugeOpts{Name: "xrc_source_cpu_factor_ratio",
