@@ -203,7 +203,7 @@ func (q *Queue) Send(ctx context.Context, body string, delay time.Duration) erro
 // SQS's batch size), several calls at once. It returns the messages not
 // sent, and an error for calls that failed as a whole.
 func (q *Queue) SendAgainAll(ctx context.Context, delay time.Duration, msgs ...Message) ([]Failure, error) {
-	return q.batchChunks(ctx, "sending again", bySize(msgs, MaxBatchBytes), func(chunk []Message) ([]types.BatchResultErrorEntry, error) {
+	return q.batchChunks(ctx, "sending again", bySize(msgs, MaxBatchBytes), func(chunk []Message) (answer, error) {
 		in := &sqs.SendMessageBatchInput{QueueUrl: aws.String(q.url)}
 		for i, m := range chunk {
 			in.Entries = append(in.Entries, types.SendMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), MessageBody: aws.String(m.Body),
@@ -211,24 +211,13 @@ func (q *Queue) SendAgainAll(ctx context.Context, delay time.Duration, msgs ...M
 		}
 		out, err := q.api.SendMessageBatch(ctx, in)
 		if err != nil {
-			return nil, err
+			return answer{}, err
 		}
-		// An entry neither sent nor failed (a store that drops one) is
-		// not sent: its original must not be deleted.
-		failed := out.Failed
-		answered := map[string]bool{}
+		a := answer{failed: out.Failed}
 		for _, e := range out.Successful {
-			answered[aws.ToString(e.Id)] = true
+			a.ok = append(a.ok, aws.ToString(e.Id))
 		}
-		for _, e := range out.Failed {
-			answered[aws.ToString(e.Id)] = true
-		}
-		for _, e := range in.Entries {
-			if !answered[aws.ToString(e.Id)] {
-				failed = append(failed, types.BatchResultErrorEntry{Id: e.Id, Code: aws.String(CodeUnmatchedEntry), Message: aws.String("no answer for the entry")})
-			}
-		}
-		return failed, nil
+		return a, nil
 	})
 }
 
@@ -266,16 +255,20 @@ func deferredOnce(m Message) map[string]types.MessageAttributeValue {
 // returns the messages SQS refused, and an error for calls that failed as a
 // whole (their messages are among the failures too).
 func (q *Queue) Delete(ctx context.Context, msgs ...Message) ([]Failure, error) {
-	return q.batch(ctx, "deleting", msgs, func(chunk []Message) ([]types.BatchResultErrorEntry, error) {
+	return q.batch(ctx, "deleting", msgs, func(chunk []Message) (answer, error) {
 		in := &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(q.url)}
 		for i, m := range chunk {
 			in.Entries = append(in.Entries, types.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: aws.String(m.ReceiptHandle)})
 		}
 		out, err := q.api.DeleteMessageBatch(ctx, in)
 		if err != nil {
-			return nil, err
+			return answer{}, err
 		}
-		return out.Failed, nil
+		a := answer{failed: out.Failed}
+		for _, e := range out.Successful {
+			a.ok = append(a.ok, aws.ToString(e.Id))
+		}
+		return a, nil
 	})
 }
 
@@ -301,7 +294,7 @@ func (q *Queue) ChangeVisibility(ctx context.Context, d time.Duration, msgs ...M
 		}
 		msgs = kept
 	}
-	failures, err := q.batch(ctx, "changing visibility of", msgs, func(chunk []Message) ([]types.BatchResultErrorEntry, error) {
+	failures, err := q.batch(ctx, "changing visibility of", msgs, func(chunk []Message) (answer, error) {
 		in := &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(q.url)}
 		now := time.Now()
 		for i, m := range chunk {
@@ -318,9 +311,13 @@ func (q *Queue) ChangeVisibility(ctx context.Context, d time.Duration, msgs ...M
 		}
 		out, err := q.api.ChangeMessageVisibilityBatch(ctx, in)
 		if err != nil {
-			return nil, err
+			return answer{}, err
 		}
-		return out.Failed, nil
+		a := answer{failed: out.Failed}
+		for _, e := range out.Successful {
+			a.ok = append(a.ok, aws.ToString(e.Id))
+		}
+		return a, nil
 	})
 	return append(failures, past...), err
 }
@@ -330,8 +327,9 @@ func (q *Queue) ChangeVisibility(ctx context.Context, d time.Duration, msgs ...M
 // its receive. Its receipt is still good.
 const CodeHeldPastMaxVisibility = "HeldPastMaxVisibility"
 
-// CodeUnmatchedEntry is the Failure code of every message of a batch call
-// one of whose failed entries named none of them.
+// CodeUnmatchedEntry is the Failure code of a message a batch call
+// answered neither way: no successful entry and no failed one named it (a
+// store that drops or renames entries).
 const CodeUnmatchedEntry = "UnmatchedBatchEntry"
 
 // BatchCalls bounds the batch calls one Delete or ChangeVisibility makes
@@ -340,12 +338,19 @@ const CodeUnmatchedEntry = "UnmatchedBatchEntry"
 // longer than the visibility timeout or the time left.
 const BatchCalls = 8
 
-func (q *Queue) batch(ctx context.Context, op string, msgs []Message, call func([]Message) ([]types.BatchResultErrorEntry, error)) ([]Failure, error) {
+// answer is what a batch call said of its entries: the ids it did and
+// those it failed.
+type answer struct {
+	ok     []string
+	failed []types.BatchResultErrorEntry
+}
+
+func (q *Queue) batch(ctx context.Context, op string, msgs []Message, call func([]Message) (answer, error)) ([]Failure, error) {
 	return q.batchChunks(ctx, op, slices.Chunk(msgs, MaxBatch), call)
 }
 
 // batchChunks is batch over chunks of at most MaxBatch messages each.
-func (q *Queue) batchChunks(ctx context.Context, op string, chunks iter.Seq[[]Message], call func([]Message) ([]types.BatchResultErrorEntry, error)) ([]Failure, error) {
+func (q *Queue) batchChunks(ctx context.Context, op string, chunks iter.Seq[[]Message], call func([]Message) (answer, error)) ([]Failure, error) {
 	var (
 		mu       sync.Mutex
 		failures []Failure
@@ -357,7 +362,7 @@ func (q *Queue) batchChunks(ctx context.Context, op string, chunks iter.Seq[[]Me
 		calls <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-calls }()
-			failed, err := call(chunk)
+			a, err := call(chunk)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -368,36 +373,58 @@ func (q *Queue) batchChunks(ctx context.Context, op string, chunks iter.Seq[[]Me
 				}
 				return
 			}
-			failures = append(failures, failuresOf(op, chunk, failed)...)
+			failures = append(failures, failuresOf(op, chunk, a)...)
 		})
 	}
 	wg.Wait()
 	return failures, errors.Join(errs...)
 }
 
-// failuresOf maps a batch call's failed entries to chunk's messages by
-// their ids (indexes). An entry naming no message of chunk (a store that
-// changes or drops ids) fails every message of chunk: which one failed is
-// unknown, and a delete or a visibility change tried again does no harm,
-// where one taken for done would be a message acknowledged or hidden
-// without it.
-func failuresOf(op string, chunk []Message, failed []types.BatchResultErrorEntry) []Failure {
-	var failures []Failure
-	for _, f := range failed {
-		code := aws.ToString(f.Code)
-		i, err := strconv.Atoi(aws.ToString(f.Id))
+// failuresOf maps a batch call's answer to chunk's messages by their ids
+// (indexes). A message is done only if an entry said so and none failed
+// it: one answered neither way (a store that drops or renames entries)
+// fails with CodeUnmatchedEntry, as a delete or a visibility change taken
+// for done would leave a message acknowledged or hidden without it, a send
+// its original deleted with no copy; tried again, they do no harm.
+func failuresOf(op string, chunk []Message, a answer) []Failure {
+	index := func(id string) int {
+		i, err := strconv.Atoi(id)
 		if err != nil || i < 0 || i >= len(chunk) {
-			err := fmt.Errorf("%s %d messages: a failed entry with id %q names none of them: %s: %s", op, len(chunk), aws.ToString(f.Id), code, aws.ToString(f.Message))
-			failures = failures[:0]
-			for _, m := range chunk {
-				// Not the entry's code: a ReceiptHandleIsInvalid would
-				// have every message of the chunk taken for lost.
-				failures = append(failures, Failure{Message: m, Code: CodeUnmatchedEntry, Err: err})
-			}
-			return failures
+			return -1
 		}
-		failures = append(failures, Failure{Message: chunk[i], Code: code,
-			Err: fmt.Errorf("%s message %s: %s: %s", op, chunk[i].ID, code, aws.ToString(f.Message))})
+		return i
+	}
+	done := make([]bool, len(chunk))
+	for _, id := range a.ok {
+		if i := index(id); i >= 0 {
+			done[i] = true
+		}
+	}
+	failed := make([]*types.BatchResultErrorEntry, len(chunk))
+	var strays []string // failed entries naming no message of chunk
+	for k, f := range a.failed {
+		if i := index(aws.ToString(f.Id)); i >= 0 {
+			failed[i], done[i] = &a.failed[k], false
+			continue
+		}
+		strays = append(strays, fmt.Sprintf("id %q: %s: %s", aws.ToString(f.Id), aws.ToString(f.Code), aws.ToString(f.Message)))
+	}
+	var failures []Failure
+	for i, m := range chunk {
+		switch {
+		case failed[i] != nil:
+			code := aws.ToString(failed[i].Code)
+			failures = append(failures, Failure{Message: m, Code: code,
+				Err: fmt.Errorf("%s message %s: %s: %s", op, m.ID, code, aws.ToString(failed[i].Message))})
+		case !done[i]:
+			// Not a stray entry's code: a ReceiptHandleIsInvalid would
+			// have the message taken for lost.
+			err := fmt.Errorf("%s message %s: the batch call's answer names it neither done nor failed", op, m.ID)
+			if len(strays) > 0 {
+				err = fmt.Errorf("%w (failed entries naming no message of the call: %s)", err, strings.Join(strays, "; "))
+			}
+			failures = append(failures, Failure{Message: m, Code: CodeUnmatchedEntry, Err: err})
+		}
 	}
 	return failures
 }

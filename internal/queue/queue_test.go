@@ -327,6 +327,42 @@ func (d droppedEntry) SendMessageBatch(ctx context.Context, in *sqs.SendMessageB
 	return out, err
 }
 
+// droppedDelete answers a DeleteMessageBatch without the first entry.
+type droppedDelete struct{ queue.API }
+
+func (d droppedDelete) DeleteMessageBatch(ctx context.Context, in *sqs.DeleteMessageBatchInput, o ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error) {
+	out, err := d.API.DeleteMessageBatch(ctx, in, o...)
+	if err == nil && len(out.Successful) > 0 {
+		out.Successful = out.Successful[1:]
+	}
+	return out, err
+}
+
+// TestDeleteCountsUnansweredEntries: an entry a DeleteMessageBatch answers
+// neither way is not taken for deleted (counted acknowledged, its message
+// would come back with nothing said).
+func TestDeleteCountsUnansweredEntries(t *testing.T) {
+	client, url, _ := newQueue(t)
+	ctx := context.Background()
+	for _, body := range []string{"a", "b"} {
+		if _, err := client.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: &url, MessageBody: aws.String(body)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := localstack.Receive(ctx, client, url, 2, 5*time.Second, time.Minute)
+	if err != nil || len(got) != 2 {
+		t.Fatalf("received %d (%v)", len(got), err)
+	}
+	var msgs []queue.Message
+	for _, m := range got {
+		msgs = append(msgs, queue.Message{ID: aws.ToString(m.MessageId), ReceiptHandle: aws.ToString(m.ReceiptHandle)})
+	}
+	failures, err := queue.New(droppedDelete{client}, url).Delete(ctx, msgs...)
+	if err != nil || len(failures) != 1 || failures[0].Code != queue.CodeUnmatchedEntry {
+		t.Fatalf("Delete = %+v, %v; want the unanswered entry failed", failures, err)
+	}
+}
+
 // TestSendAgainAllCountsUnansweredEntries: an entry a SendMessageBatch
 // answers neither way is not taken for sent (its original would be
 // deleted with no copy).

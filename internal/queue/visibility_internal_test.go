@@ -3,6 +3,7 @@ package queue
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -63,21 +64,43 @@ func TestReceiptGone(t *testing.T) {
 }
 
 // TestFailuresOf: a batch call's failed entries are their messages'
-// failures; one whose id names no message of the batch fails them all (it
-// was dropped, and the message it stood for taken for done: acknowledged
-// or hidden without it).
+// failures, and a message no entry names done fails too (a store that
+// dropped or renamed its entry: acknowledged, hidden or sent again
+// without it otherwise); a failed entry naming no message fails none
+// that an entry said was done (a send said done but failed would be sent
+// twice, its original also left to reach the DLQ).
 func TestFailuresOf(t *testing.T) {
 	chunk := []Message{{ID: "a"}, {ID: "b"}, {ID: "c"}}
 	entry := func(id string) types.BatchResultErrorEntry {
 		return types.BatchResultErrorEntry{Id: aws.String(id), Code: aws.String("ReceiptHandleIsInvalid"), Message: aws.String("bad")}
 	}
-	if f := failuresOf("deleting", chunk, []types.BatchResultErrorEntry{entry("1")}); len(f) != 1 || f[0].Message.ID != "b" || f[0].Code != "ReceiptHandleIsInvalid" {
-		t.Errorf("entry 1: %+v, want b's failure", f)
+	ids := func(fs []Failure) (out []string) {
+		for _, f := range fs {
+			out = append(out, f.Message.ID+":"+f.Code)
+		}
+		return out
 	}
-	for _, id := range []string{"3", "-1", "x", ""} {
-		f := failuresOf("deleting", chunk, []types.BatchResultErrorEntry{entry("0"), entry(id)})
-		if len(f) != 3 || f[0].Code != CodeUnmatchedEntry || f[0].ReceiptGone() {
-			t.Errorf("entry %q: %+v, want the whole batch's 3, none taken for a lost receipt", id, f)
+	for _, c := range []struct {
+		name string
+		a    answer
+		want []string
+	}{
+		{"all done", answer{ok: []string{"0", "1", "2"}}, nil},
+		{"one failed", answer{ok: []string{"0", "2"}, failed: []types.BatchResultErrorEntry{entry("1")}}, []string{"b:ReceiptHandleIsInvalid"}},
+		{"one unanswered", answer{ok: []string{"0", "2"}}, []string{"b:" + CodeUnmatchedEntry}},
+		{"said done and failed", answer{ok: []string{"0", "1", "2"}, failed: []types.BatchResultErrorEntry{entry("1")}}, []string{"b:ReceiptHandleIsInvalid"}},
+		{"a stray failure", answer{ok: []string{"0", "1", "2"}, failed: []types.BatchResultErrorEntry{entry("x")}}, nil},
+		{"renamed", answer{ok: []string{"3", "-1", ""}, failed: []types.BatchResultErrorEntry{entry("0"), entry("x")}},
+			[]string{"a:ReceiptHandleIsInvalid", "b:" + CodeUnmatchedEntry, "c:" + CodeUnmatchedEntry}},
+	} {
+		f := failuresOf("deleting", chunk, c.a)
+		if got := ids(f); !slices.Equal(got, c.want) {
+			t.Errorf("%s: failures %v, want %v", c.name, got, c.want)
+		}
+		for _, x := range f {
+			if x.Code == CodeUnmatchedEntry && x.ReceiptGone() {
+				t.Errorf("%s: %s taken for a lost receipt", c.name, x.Message.ID)
+			}
 		}
 	}
 }
