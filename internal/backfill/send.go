@@ -79,11 +79,27 @@ func (s *sender) sendBatch(ctx context.Context, entries []sqstypes.SendMessageBa
 			// The SDK has retried the call already (awsapi.MaxAttempts).
 			return fmt.Errorf("sending %d events to %s: %w", len(entries), s.url, err)
 		}
-		if len(out.Failed) == 0 {
+		// An entry answered neither way (a store that drops one) is not
+		// taken for sent: the checkpoint would pass its object by.
+		unanswered := map[string]bool{}
+		for _, e := range entries {
+			unanswered[aws.ToString(e.Id)] = true
+		}
+		for _, e := range out.Successful {
+			delete(unanswered, aws.ToString(e.Id))
+		}
+		for _, f := range out.Failed {
+			delete(unanswered, aws.ToString(f.Id))
+		}
+		if len(out.Failed) == 0 && len(unanswered) == 0 {
 			return nil
 		}
+		failed := out.Failed
+		for id := range unanswered {
+			failed = append(failed, sqstypes.BatchResultErrorEntry{Id: aws.String(id), Code: aws.String("Unanswered"), Message: aws.String("the batch call's answer names it neither sent nor failed")})
+		}
 		var retry []sqstypes.SendMessageBatchRequestEntry
-		for _, f := range out.Failed {
+		for _, f := range failed {
 			i, err := strconv.Atoi(aws.ToString(f.Id))
 			if err != nil || i < 0 || i >= len(refs) {
 				return fmt.Errorf("sending events to %s: SQS reported a failure of unknown entry %q", s.url, aws.ToString(f.Id))

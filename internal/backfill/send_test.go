@@ -21,6 +21,7 @@ import (
 // batch, and TestEnqueuesExactlyWhatDiffers sends to it for real.)
 type flakyQueue struct {
 	script   []map[int]bool // call -> entry index (in that call) -> fail
+	drop     []map[int]bool // call -> entry index -> answered neither way
 	sender   bool           // failures are the sender's fault
 	calls    int
 	accepted []string
@@ -28,18 +29,25 @@ type flakyQueue struct {
 
 func (q *flakyQueue) SendMessageBatch(ctx context.Context, in *sqs.SendMessageBatchInput, _ ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error) {
 	out := &sqs.SendMessageBatchOutput{}
-	var fail map[int]bool
+	var fail, drop map[int]bool
 	if q.calls < len(q.script) {
 		fail = q.script[q.calls]
 	}
+	if q.calls < len(q.drop) {
+		drop = q.drop[q.calls]
+	}
 	q.calls++
 	for i, e := range in.Entries {
+		if drop[i] {
+			continue
+		}
 		if fail[i] {
 			out.Failed = append(out.Failed, sqstypes.BatchResultErrorEntry{Id: e.Id, Code: aws.String("InternalError"), SenderFault: q.sender})
 			continue
 		}
 		m, _ := events.Parse([]byte(aws.ToString(e.MessageBody)))
 		q.accepted = append(q.accepted, m.Refs[0].Key)
+		out.Successful = append(out.Successful, sqstypes.SendMessageBatchResultEntry{Id: e.Id})
 	}
 	return out, nil
 }
@@ -71,6 +79,12 @@ func TestSenderRetriesPartialFailures(t *testing.T) {
 			t.Errorf("%s sent twice", k)
 		}
 		seen[k] = true
+	}
+	// An entry the answer leaves out (a store that drops one) is not
+	// taken for sent.
+	q = &flakyQueue{drop: []map[int]bool{{2: true, 5: true}}}
+	if err := newSender(q, "url", 0, false, zap.NewNop()).send(context.Background(), refs(10)); err != nil || q.calls != 2 || len(q.accepted) != 10 {
+		t.Errorf("dropped entries: %v, %d calls, %d accepted; want 2 calls and all 10", err, q.calls, len(q.accepted))
 	}
 	q = &flakyQueue{script: []map[int]bool{{3: true}}, sender: true}
 	err := newSender(q, "url", 0, false, zap.NewNop()).send(context.Background(), refs(10))
