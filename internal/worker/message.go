@@ -303,6 +303,11 @@ func (a *acks) delete(batch []*Message) {
 			case !f.ReceiptGone() && attempt < ackAttempts:
 				retry = append(retry, m)
 				continue
+			case a.rt.MaxReceiveCount > 0 && m.ReceiveCount >= a.rt.MaxReceiveCount:
+				// Its next receive takes it to the DLQ: the line an
+				// operator finds it by, as every path there has.
+				a.rt.Metrics.Errors.WithLabelValues("delete_message").Inc()
+				m.log.Error("acknowledging message failed on its last receive: bound for the DLQ, its work done (a redrive does it again, harmlessly)", append(MessageFields(m.Events), zap.Error(f.Err))...)
 			default:
 				a.rt.Metrics.Errors.WithLabelValues("delete_message").Inc()
 				m.log.Warn("acknowledging message failed: it will be delivered again after its visibility timeout", append(MessageFields(m.Events), zap.Error(f.Err))...)

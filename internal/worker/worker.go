@@ -317,11 +317,14 @@ func (r *Runtime) receive(stop, work context.Context, role Role) {
 		answered = err == nil
 		if stop.Err() != nil {
 			late := make([]*Message, 0, len(msgs))
+			r.mu.Lock()
 			for _, m := range msgs {
 				if m.done.CompareAndSwap(false, true) {
+					r.markSendAgain(m)
 					late = append(late, m)
 				}
 			}
+			r.mu.Unlock()
 			late = r.releaseThenSendAgain(late)
 			if len(late) > 0 {
 				r.Log.Info("released what the last poll brought after the stop", zap.Int("messages", len(late)))
@@ -446,6 +449,10 @@ func (r *Runtime) releaseHeld() {
 	left := make([]*Message, 0, len(r.held))
 	for _, m := range r.held {
 		if m.done.CompareAndSwap(false, true) {
+			// Marked to send again in the step that takes it, under the
+			// lock SendAgainAtStop reads it with: a role asking
+			// meanwhile is never told it is bound for the DLQ.
+			r.markSendAgain(m)
 			left = append(left, m)
 		}
 	}
@@ -469,20 +476,26 @@ func (r *Runtime) deferrable(m *Message) bool {
 		m.parseErr == nil && m.Events.Relay == nil
 }
 
+// markSendAgain marks m, just taken for the stop's release (under mu),
+// to be sent again if it is deferrable (not if its role released it after
+// the cut and said what became of it): from here a role asking is told
+// (SentAgain), and the runtime says what becomes of it.
+func (r *Runtime) markSendAgain(m *Message) {
+	if r.deferrable(m) && !m.leftCut.Load() {
+		m.sentAgain.Store(true)
+	}
+}
+
 // releaseThenSendAgain releases msgs (marked done by the caller, their
-// work undone for the stop), but for the deferrable ones (not those whose
-// role released them after the cut and said what became of them): they
-// are sent again as new messages, ten to a call, and deleted, within the
-// stop budget, after the others' release (which must not wait for them);
-// those that could not be sent are released then, said at error. It
-// returns the messages released.
+// work undone for the stop, under markSendAgain), but for those marked to
+// send again: they are sent again as new messages, ten to a call, and
+// deleted, within the stop budget, after the others' release (which must
+// not wait for them); those that could not be sent are released then,
+// said at error. It returns the messages released.
 func (r *Runtime) releaseThenSendAgain(msgs []*Message) []*Message {
 	var rest, send []*Message
 	for _, m := range msgs {
-		if r.deferrable(m) && !m.leftCut.Load() {
-			// From here a role asking is told (SentAgain): the runtime
-			// says what becomes of it.
-			m.sentAgain.Store(true)
+		if m.sentAgain.Load() {
 			send = append(send, m)
 		} else {
 			rest = append(rest, m)
@@ -526,6 +539,11 @@ func (r *Runtime) sendAgain(send []*Message) []*Message {
 	var sent []*Message
 	for _, m := range send {
 		if f, ok := notSent[m.ReceiptHandle]; ok {
+			// Released towards the DLQ, said at error there: a role
+			// whose work ends later is no longer told it was sent.
+			r.mu.Lock()
+			m.sentAgain.Store(false)
+			r.mu.Unlock()
 			r.Metrics.Errors.WithLabelValues("send_again").Inc()
 			m.log.Warn("message on its last receive, its work not done for the stop: sending it again failed", append(MessageFields(m.Events), zap.Error(f.Err))...)
 			rest = append(rest, m)
@@ -569,6 +587,10 @@ func messagesOf(ms []*Message) []queue.Message {
 // last receive or was sent again MaxReceiveCount times already: its role
 // settles it as before.
 func (m *Message) SendAgainAtStop() bool {
+	// Under the lock the stop's release marks it with: not between its
+	// taking the message and its marking.
+	m.rt.mu.Lock()
+	defer m.rt.mu.Unlock()
 	if m.sentAgain.Load() {
 		return true // the stop's release took it, its work running past the budget
 	}
@@ -578,7 +600,11 @@ func (m *Message) SendAgainAtStop() bool {
 // SentAgain reports whether the stop's release took m to send it again
 // (its work ran past the stop budget): a role that ends its work after
 // that must not settle it, nor say it is bound for the DLQ.
-func (m *Message) SentAgain() bool { return m.sentAgain.Load() }
+func (m *Message) SentAgain() bool {
+	m.rt.mu.Lock()
+	defer m.rt.mu.Unlock()
+	return m.sentAgain.Load()
+}
 
 // lastReceives logs, for each of msgs released on its last receive, the
 // line an operator redrives from, as every path to the DLQ has, unless

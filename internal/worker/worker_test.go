@@ -287,6 +287,31 @@ func TestAckFailureDoesNotHoldForever(t *testing.T) {
 	api.failing.Store(false)
 }
 
+// TestAckFailureOnTheLastReceiveSaysDLQ: an acknowledgement that fails on
+// the message's last receive says, at error, that the message is bound for
+// the DLQ (its next receive takes it there), as every path there does; it
+// said at warn that it would be delivered again.
+func TestAckFailureOnTheLastReceiveSaysDLQ(t *testing.T) {
+	f := setup(t)
+	api := &failingDeletes{API: f.client, tries: map[string]int{}}
+	api.failing.Store(true)
+	m := worker.NewMetrics(prometheus.NewRegistry(), "test")
+	rt := worker.New(worker.Options{Queue: queue.New(api, f.url), ReceiveMax: 1, MaxHeld: 1, Visibility: 30 * time.Second,
+		ReceiveWait: time.Second, Drain: 10 * time.Second, MaxReceiveCount: 1, Log: zap.New(f.core), Metrics: m, Health: f.health, Clock: f.clock})
+	start(t, rt, role{func(_ context.Context, msg *worker.Message) { go msg.Ack() }})
+	f.send(t, s3Event)
+	for api.calls.Load() < 3 {
+		f.clock.Advance(time.Second) // the retry backoff
+		time.Sleep(10 * time.Millisecond)
+	}
+	within(t, 10*time.Second, "failed ack counted", func() bool { return testutil.ToFloat64(m.Errors.WithLabelValues("delete_message")) == 1 })
+	lines := f.logs.FilterLevelExact(zapcore.ErrorLevel).FilterMessageSnippet("bound for the DLQ").All()
+	if len(lines) != 1 || lines[0].ContextMap()["key"] != "k" {
+		t.Errorf("error lines saying the message is bound for the DLQ: %v; want one naming its object", lines)
+	}
+	api.failing.Store(false)
+}
+
 // held starts rt on a role that holds what it gets, sends one event and
 // returns its message.
 func (f *fixture) held(t *testing.T, rt *worker.Runtime) *worker.Message {
@@ -1329,6 +1354,39 @@ func TestMarkAfterTheStopSentIt(t *testing.T) {
 	close(hang)
 	if ok, q := <-res, testutil.ToFloat64(m.Messages.WithLabelValues("requeued")); !ok || q != 1 {
 		t.Errorf("SendAgainAtStop after the stop sent the message again = %v (sent again %v); want true", ok, q)
+	}
+}
+
+// refusedSends fails every SendMessageBatch.
+type refusedSends struct{ queue.API }
+
+func (refusedSends) SendMessageBatch(context.Context, *sqs.SendMessageBatchInput, ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error) {
+	return nil, errors.New("AccessDenied (injected)")
+}
+
+// TestMarkAfterTheStopFailedToSendIt: a role whose work ends after the
+// stop failed to send its message again (released towards the DLQ, said
+// at error) is not told it was sent again: it said the message's work
+// ended after the stop sent it.
+func TestMarkAfterTheStopFailedToSendIt(t *testing.T) {
+	f := setup(t)
+	m := worker.NewMetrics(prometheus.NewRegistry(), "test")
+	rt := worker.New(worker.Options{Queue: queue.New(refusedSends{f.client}, f.url), ReceiveMax: 1, MaxHeld: 1, Visibility: 30 * time.Second,
+		ReceiveWait: time.Second, Drain: 500 * time.Millisecond, StopBudget: 8 * time.Second, MaxReceiveCount: 1,
+		Log: zap.New(f.core), Metrics: m, Health: f.health, Clock: clockwork.NewRealClock()})
+	got, hang := make(chan struct{}), make(chan struct{})
+	res := make(chan [2]bool, 1)
+	stop := start(t, rt, role{func(ctx context.Context, msg *worker.Message) {
+		close(got)
+		<-hang // its work runs on past the whole stop
+		res <- [2]bool{msg.SendAgainAtStop(), msg.SentAgain()}
+	}})
+	f.send(t, s3Event)
+	<-got
+	stop()
+	close(hang)
+	if r, e := <-res, testutil.ToFloat64(m.Errors.WithLabelValues("send_again")); e != 1 || r[0] || r[1] {
+		t.Errorf("SendAgainAtStop, SentAgain after the stop failed to send the message = %v (send_again errors %v); want both false", r, e)
 	}
 }
 
