@@ -231,10 +231,17 @@ func status(err error) int {
 	return 0
 }
 
-// IsNotFound reports a missing object, version, bucket or queue.
+// IsNotFound reports a missing object, version, bucket or queue; and a
+// version that is a delete marker, which S3 answers with 405 and
+// x-amz-delete-marker (a versioning-suspended bucket's "null" write,
+// deleted since: its version id now names the marker).
 func IsNotFound(err error) bool {
 	switch Code(err) {
 	case "NoSuchKey", "NotFound", "NoSuchVersion", "NoSuchBucket", "AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "ResourceNotFoundException":
+		return true
+	}
+	var re *smithyhttp.ResponseError
+	if errors.As(err, &re) && re.HTTPStatusCode() == http.StatusMethodNotAllowed && re.Response != nil && re.Response.Header.Get("x-amz-delete-marker") == "true" {
 		return true
 	}
 	return status(err) == http.StatusNotFound
