@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -124,20 +126,34 @@ func (w *Worker) holdBuffer(ctx context.Context, n int64) (release func(), err e
 	return func() { w.uploadMem.Release(n) }, nil
 }
 
-// allErrors keeps every error of a group's goroutines: errgroup's Wait
+// allErrors keeps the errors of a group's goroutines: errgroup's Wait
 // returns the first only, and a first that is a wait (a retag before its
-// write) would hide a failure beside it (Waiting).
+// write) would hide a failure beside it (Waiting). Past keptErrors, only
+// an error of a kind not kept yet (waiting or not, permanent or not) is:
+// an archive of thousands of retags waiting for their writes, or of
+// deletes all refused, made one error of megabytes, logged twice a
+// receive, past what a log line may hold.
 type allErrors struct {
-	mu  sync.Mutex
-	all []error
+	mu   sync.Mutex
+	all  []error
+	more int // errors not kept
 }
+
+// keptErrors is how many errors allErrors keeps whatever their kind.
+const keptErrors = 20
 
 // add keeps err and returns nil, so the group goes on.
 func (a *allErrors) add(err error) error {
-	if err != nil {
-		a.mu.Lock()
+	if err == nil {
+		return nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	kind := func(err error) [2]bool { return [2]bool{Waiting(err), Permanent(err)} }
+	if len(a.all) < keptErrors || !slices.ContainsFunc(a.all, func(e error) bool { return kind(e) == kind(err) }) {
 		a.all = append(a.all, err)
-		a.mu.Unlock()
+	} else {
+		a.more++
 	}
 	return nil
 }
@@ -145,5 +161,10 @@ func (a *allErrors) add(err error) error {
 func (a *allErrors) join() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return errors.Join(a.all...)
+	err := errors.Join(a.all...)
+	if a.more > 0 {
+		// One %w: Waiting and Permanent see the kept errors alone.
+		err = fmt.Errorf("%w\n(and %d more errors like these)", err, a.more)
+	}
+	return err
 }
