@@ -596,6 +596,40 @@ func TestWritesCutByAFailureAreNotFailures(t *testing.T) {
 	}
 }
 
+// twinCompletes aborts each multipart upload before its completion, as
+// another delivery of the archive that resumed it and finished first, or
+// gave up on it, would.
+type twinCompletes struct{ deliver.S3API }
+
+func (c twinCompletes) CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMultipartUploadInput, optFns ...func(*s3.Options)) (*s3.CompleteMultipartUploadOutput, error) {
+	if _, err := c.S3API.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: in.Bucket, Key: in.Key, UploadId: in.UploadId}); err != nil {
+		return nil, err
+	}
+	return c.S3API.CompleteMultipartUpload(ctx, in, optFns...)
+}
+
+// TestUploadTakenOverWaits: a large member's upload that another delivery
+// of the archive completed or aborted under this one (NoSuchUpload) is a
+// wait for that delivery, as when both create one at once: not a failure
+// of this delivery, which on its last receive would abandon the other's
+// uploads too.
+func TestUploadTakenOverWaits(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t, nil)
+	objs := []dataset.Object{{Key: "data/twin/large.txt", ContentType: "text/plain", Data: textData(7, deliver.BufferMax+1<<20)}}
+	m := manifestFor("twin", objs, p.cfg, nil)
+	p.stage(t, "r1/twin.tar.zst", m, objs)
+	reg := prometheus.NewRegistry()
+	w := p.targetWorker(t, deliver.Deps{S3: twinCompletes{p.dst}, Metrics: deliver.NewMetrics(reg)})
+	err := w.Deliver(context.Background(), p.cfg.Settings.Regions[1].StagingBucket, "r1/twin.tar.zst")
+	if !deliver.Waiting(err) {
+		t.Fatalf("delivery whose upload another completed: %v; want a wait for it", err)
+	}
+	if n := metric(t, reg, "xrc_target_errors_total", "kind", "concurrent_delivery"); n != 1 {
+		t.Errorf("%v errors of kind concurrent_delivery, want 1", n)
+	}
+}
+
 // TestObjectOutcomesAtDebug: with logLevel debug, each object's outcome at
 // each destination is a line naming its archive, source and destination:
 // the trail for "why is s3://b/k not there" (here, a replayed older write

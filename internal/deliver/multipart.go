@@ -88,7 +88,7 @@ func (w *Worker) multipart(ctx context.Context, wr *write, o *manifest.Object, i
 	source := sum.value != "" && sum.alg == c
 	parts, full, err := w.sendParts(ctx, u, c, have, in.Body, !source)
 	if err != nil {
-		return nil, err // the upload stays for the next delivery
+		return nil, takenOver(u, err) // the upload stays for the next delivery
 	}
 	if source {
 		full = sum.value
@@ -111,10 +111,24 @@ func (w *Worker) multipart(ctx context.Context, wr *write, o *manifest.Object, i
 		if source {
 			err = checksumRefused(err, sum)
 		}
-		return nil, err
+		return nil, takenOver(u, err)
 	}
 	w.forget(ctx, u)
 	return versionOf(out.VersionId), nil
+}
+
+// takenOver says that u, gone under this delivery (NoSuchUpload), was
+// completed or aborted by another delivery of the archive resuming it (a
+// duplicate event, a lapsed visibility), or by the sweep once the
+// archive left staging: a wait (uploads.ErrRecorded), as when two
+// deliveries create uploads at once, not a failure of this one that
+// would, on its last receive, abandon the other's uploads too. Not when
+// the member itself failed.
+func takenOver(u uploads.Upload, err error) error {
+	if awsapi.Code(err) != "NoSuchUpload" || Permanent(err) {
+		return err
+	}
+	return fmt.Errorf("%w: upload %s of s3://%s/%s was completed or aborted by another delivery meanwhile (%v)", uploads.ErrRecorded, u.UploadID, u.Bucket, u.Key, err)
 }
 
 // resume returns the upload recorded for o's member and destination with
