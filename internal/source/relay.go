@@ -232,6 +232,17 @@ func (w *Worker) handleRelay(stop context.Context, m *worker.Message, r events.R
 		defer w.relaying.Release(1)
 		// Long work from here: waiting its turn, a stop cut nothing.
 		m.Started()
+		if tries >= most {
+			// On its last try, a copy the stop cuts (or still running at
+			// the release) is sent again with its tries (Requeue's), not
+			// left to reach the DLQ for the stop: at most maxReceiveCount
+			// times, as an object's message.
+			again := r
+			again.Tries = tries - 1
+			if body, err := events.EncodeRelay(again); err == nil {
+				m.SendAgainAs(string(body))
+			}
+		}
 		t.settle(w.relayOne(m.Context(), r))
 	})
 }

@@ -3,6 +3,7 @@ package source
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,8 +11,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/xrc-dev/xrc/internal/config"
+	"github.com/xrc-dev/xrc/internal/events"
 	"github.com/xrc-dev/xrc/internal/health"
 	"github.com/xrc-dev/xrc/internal/localstack"
 	"github.com/xrc-dev/xrc/internal/queue"
@@ -62,5 +65,78 @@ func TestCutCopyWhoseRelayIsRefusedIsNoStop(t *testing.T) {
 	err = w.relay(cctx, &cfg.Rules[0], "k", nil, 8<<20, nil)
 	if !errors.Is(err, errDenied) || errors.Is(err, context.Canceled) {
 		t.Errorf("relay = %v; want the refusal, not a cancellation", err)
+	}
+}
+
+// TestRelayCutOnItsLastTrySentAgain: a relay on its last try whose copy
+// the stop cuts is sent again at the stop, its tries kept (its next
+// receive is its last try again) and its deferral counted, as an
+// object's message is; it was left to reach the DLQ for the stop.
+func TestRelayCutOnItsLastTrySentAgain(t *testing.T) {
+	env, cfg, dep := localstack.Deploy(t, "relaylast", func(c *config.Config) {
+		c.Settings.Regions[1].Direct = true
+		c.Settings.Regions[1].S3Credentials = "env:XRC_TEST_RELAYLAST" // never read: Direct is given
+		c.Settings.Worker.MaxReceiveCount = 2
+		c.Settings.Worker.DrainTimeout = config.Duration(500 * time.Millisecond)
+	})
+	ctx := context.Background()
+	sqsc, err := env.SQS(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := env.S3(ctx, "us-east-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst, err := env.S3(ctx, "eu-west-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	staging := cfg.Settings.Regions[0].StagingBucket
+	key := cfg.Rules[0].ID + "/2026/12/07/last.tar.zst"
+	if _, err := src.PutObject(ctx, &s3.PutObjectInput{Bucket: &staging, Key: &key, Body: strings.NewReader("an archive")}); err != nil {
+		t.Fatal(err)
+	}
+	url := dep.SourceQueues[cfg.Rules[0].ID]
+	q := queue.New(sqsc, url)
+	body, err := events.EncodeRelay(events.Relay{Region: "eu-west-1", Bucket: staging, Key: key, Tries: 1}) // its first receive is its last try
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Send(ctx, string(body), 0); err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zap.InfoLevel)
+	w, err := New(Deps{Config: cfg, Region: "us-east-1", Queue: q, S3: hangGets{src}, Log: zap.New(core), Metrics: NewMetrics(prometheus.NewRegistry()),
+		Health: health.New(time.Minute, time.Now), Direct: map[string]S3API{"eu-west-1": dst}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- w.Run(run) }()
+	if !localstack.Eventually(time.Minute, 20*time.Millisecond, func() bool { return w.relaysHeld.Load() == 1 }) {
+		t.Fatal("the relay was not taken")
+	}
+	time.Sleep(200 * time.Millisecond) // its copy under way
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := logs.FilterMessageSnippet("bound for the DLQ").Len(); n != 0 {
+		t.Errorf("%d lines say the relay is bound for the DLQ: %v", n, logs.FilterMessageSnippet("bound for the DLQ").All())
+	}
+	got, err := localstack.Receive(ctx, sqsc, url, 1, 10*time.Second, time.Minute)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("received %d messages (%v), want the relay sent again", len(got), err)
+	}
+	rec := localstack.SQSEvent(url, got).Records[0]
+	parsed, err := events.Parse([]byte(rec.Body))
+	if err != nil || parsed.Relay == nil {
+		t.Fatalf("sent again: %q (%v), want a relay", rec.Body, err)
+	}
+	most := cfg.Settings.Worker.MaxReceiveCount
+	if d := rec.MessageAttributes[queue.DeferredAttribute].StringValue; d == nil || *d != "1" || RelayTries(*parsed.Relay, 1, most) != most {
+		t.Errorf("sent again deferred %v, its next receive try %d; want deferred once, its last try again (%d)", d, RelayTries(*parsed.Relay, 1, most), most)
 	}
 }

@@ -147,11 +147,11 @@ func (t *tracked) settle(err error) {
 		delay = 0 // towards the DLQ (a relay with receives of its own left)
 	}
 	cut := t.msg.Context().Err() != nil
-	if cut && stopped && !started && !comesBack && t.msg.Events.Relay == nil && t.msg.SendAgainAtStop() {
+	if cut && stopped && !started && !comesBack && t.msg.SendAgainAtStop() {
 		// Its work cut by the stop on its last receive, nothing else
 		// wrong, nothing of it done: sent again at the stop rather than
 		// left to reach the DLQ for the stop (at most maxReceiveCount
-		// times).
+		// times; a relay with its tries, handleRelay).
 		t.msg.Log().Info("message's work cut by the stop on its last receive: to be sent again as a new message", zap.Error(failed))
 		return
 	}

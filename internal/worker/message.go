@@ -39,6 +39,9 @@ type Message struct {
 	leftCut atomic.Bool
 	// sentAgain: the stop's release took it to send it again (SentAgain).
 	sentAgain atomic.Bool
+	// againBody, under the runtime's mu: the body to send it again with
+	// (SendAgainAs); "" for its own.
+	againBody string
 }
 
 // Context ends when the message's work must stop: the drain time is over,

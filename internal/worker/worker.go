@@ -468,12 +468,25 @@ func (r *Runtime) releaseHeld() {
 // is on its last receive and may be sent again as a new message rather
 // than reach the DLQ untried: at most MaxReceiveCount times
 // (queue.DeferredAttribute), so that work a task never gets to still
-// reaches it. Not a body that does not parse (it is what fails), nor a
-// relay (handleRelay counts its tries in its body and sends it again
-// itself).
+// reaches it. Not a body that does not parse (it is what fails). A relay
+// counts its tries in its body, over the messages it was sent as: its
+// role says when it is on its last, with the body to send (SendAgainAs).
+// Under mu.
 func (r *Runtime) deferrable(m *Message) bool {
-	return r.MaxReceiveCount > 0 && m.ReceiveCount >= r.MaxReceiveCount && m.Deferred < r.MaxReceiveCount &&
-		m.parseErr == nil && m.Events.Relay == nil
+	last := m.ReceiveCount >= r.MaxReceiveCount
+	if m.Events.Relay != nil {
+		last = m.againBody != ""
+	}
+	return r.MaxReceiveCount > 0 && last && m.Deferred < r.MaxReceiveCount && m.parseErr == nil
+}
+
+// SendAgainAs says that m, a relay, is on its last try, and sets the body
+// it is sent again with if the stop sends it again (SendAgainAtStop, or
+// its work still running at the release), its tries counted in it.
+func (m *Message) SendAgainAs(body string) {
+	m.rt.mu.Lock()
+	defer m.rt.mu.Unlock()
+	m.againBody = body
 }
 
 // markSendAgain marks m, just taken for the stop's release (under mu),
@@ -533,8 +546,16 @@ func (r *Runtime) sendAgain(send []*Message) []*Message {
 	}
 	// Visible once this task's polls in flight are over: one would take
 	// a copy back, on its last receive again, spending a deferral.
+	bodies := messagesOf(send)
+	r.mu.Lock()
+	for i, m := range send {
+		if m.againBody != "" {
+			bodies[i].Body = m.againBody
+		}
+	}
+	r.mu.Unlock()
 	notSent := call(0.5, func(ctx context.Context) ([]queue.Failure, error) {
-		return r.Queue.SendAgainAll(ctx, r.ReceiveWait+pollMargin, messagesOf(send)...)
+		return r.Queue.SendAgainAll(ctx, r.ReceiveWait+pollMargin, bodies...)
 	})
 	var sent []*Message
 	for _, m := range send {
@@ -584,8 +605,8 @@ func messagesOf(ms []*Message) []queue.Message {
 // the worker releases what it still holds (in batches, within the stop
 // budget; a failed send said there), rather than released to reach the
 // DLQ untried: its role then leaves m as it is. False if it is not on its
-// last receive or was sent again MaxReceiveCount times already: its role
-// settles it as before.
+// last receive (a relay: its last try, SendAgainAs) or was sent again
+// MaxReceiveCount times already: its role settles it as before.
 func (m *Message) SendAgainAtStop() bool {
 	// Under the lock the stop's release marks it with: not between its
 	// taking the message and its marking.
