@@ -178,6 +178,7 @@ func (w *Worker) resume(ctx context.Context, wr *write, o *manifest.Object, in *
 		return u, nil, err
 	}
 	var replaced string
+	prev := u
 	if ok {
 		replaced = u.UploadID
 	}
@@ -190,6 +191,12 @@ func (w *Worker) resume(ctx context.Context, wr *write, o *manifest.Object, in *
 	if err := w.Uploads.Put(rctx, u, replaced); err != nil {
 		w.abort(ctx, u) // unrecorded, a kill would leave it to nobody
 		return u, nil, err
+	}
+	if ok && prev.ArchiveID != want.ArchiveID {
+		// Another archive's upload under this staging key (the key
+		// written again with another archive): its record replaced, no
+		// delivery or sweep would find it, its parts billed for good.
+		w.abort(ctx, prev)
 	}
 	return u, nil, nil
 }

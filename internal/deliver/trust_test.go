@@ -499,6 +499,43 @@ func TestSkippedLargeMemberAbortsItsLeftUpload(t *testing.T) {
 	}
 }
 
+// TestReplacedUploadAborted: an upload recorded for a member of another
+// archive under the same staging key (the key written again with another
+// archive) is aborted when this archive's delivery replaces its record:
+// nothing would find it after, its parts billed for good.
+func TestReplacedUploadAborted(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t, nil)
+	ctx := context.Background()
+	dst := p.cfg.Rules[0].Destinations[0].Bucket
+	p.startTarget(t)
+	k := "data/large/replaced.txt"
+	m, objs := p.objectArchive("replaced-2", k, seqAt(1), textData(8, deliver.BufferMax+1<<20))
+	other, err := p.dst.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: &dst, Key: &k})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Made well after that upload began: not one the write's sweep of
+	// unrecorded uploads (abortStale) may take for an earlier delivery's.
+	m.CreatedAt = time.Now().Add(awsapi.ClockSkew + time.Minute).UTC()
+	target := p.cfg.Settings.Regions[1]
+	if err := uploads.New(p.ddb, p.cfg.TableName(), time.Now).Put(ctx, uploads.Upload{Region: target.Name, StagingBucket: target.StagingBucket,
+		StagingKey: "r1/replaced.tar.zst", ArchiveID: "replaced-1", Member: m.Objects[0].Member, Bucket: dst, Key: k,
+		UploadID: aws.ToString(other.UploadId), PartSize: 16 << 20, Started: time.Now()}, ""); err != nil {
+		t.Fatal(err)
+	}
+	p.deliver(t, "r1/replaced.tar.zst", m, objs)
+	out, err := p.dst.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: &dst, Prefix: &k})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range out.Uploads {
+		if aws.ToString(u.UploadId) == aws.ToString(other.UploadId) {
+			t.Error("the other archive's upload whose record the delivery replaced is still open")
+		}
+	}
+}
+
 // TestVersionDeletes follows S3 Replication: on a versioned source bucket,
 // deleting one version for good (ObjectRemoved:Delete with a version id)
 // leaves the destination's current object alone; a delete marker
