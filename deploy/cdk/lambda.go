@@ -6,7 +6,6 @@ package main
 // and for "hybrid" the switch that enables the mapping only in bursts.
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -14,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"time"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatch"
@@ -224,7 +222,7 @@ func (s *regionStack) lambdaCode() awslambda.Code {
 		IgnoreMode: awscdk.IgnoreMode_DOCKER,
 		Bundling: &awscdk.BundlingOptions{
 			Local:   &goBuild{repo: s.d.RepoRoot, arch: arch, version: s.d.Options.Version},
-			Image:   awscdk.DockerImage_FromRegistry(jsii.String("public.ecr.aws/docker/library/golang:1.26.8")), // go.mod's Go
+			Image:   awscdk.DockerImage_FromRegistry(jsii.String(golangImage)),
 			Command: jsii.Strings("bash", "-c", dockerBuildScript(arch, s.d.Options.Version)),
 			// CDK runs the container as this machine's user, who may not
 			// install the cross compiler the script needs.
@@ -233,6 +231,9 @@ func (s *regionStack) lambdaCode() awslambda.Code {
 	})
 	return s.code
 }
+
+// golangImage builds the function in Docker: go.mod's Go.
+const golangImage = "public.ecr.aws/docker/library/golang:1.26.8"
 
 // lambdaContextExcludes keep the code asset's input, and its hash, to the
 // sources the function is built from.
@@ -249,8 +250,9 @@ const ldflagsVersion = "-X github.com/xrc-dev/xrc/internal/app.Version="
 // encoder, at 1.25-2x the CPU, its levels mapped onto four encoders).
 type goBuild struct {
 	repo, arch, version string
-	// docker reports whether Docker can build (dockerRuns; tests).
-	docker func() bool
+	// docker builds the function into a directory in Docker (dockerBuild;
+	// tests).
+	docker func(outputDir string) error
 }
 
 // TryBundle implements awscdk.ILocalBundling.
@@ -260,19 +262,22 @@ func (b *goBuild) TryBundle(outputDir *string, _ *awscdk.BundlingOptions) *bool 
 	}
 	docker := b.docker
 	if docker == nil {
-		docker = dockerRuns
+		docker = b.dockerBuild
 	}
 	env := append(os.Environ(), "GOOS=linux", "GOARCH="+b.arch, "GOFLAGS=-buildvcs=false")
 	ldflags := "-s -w " + ldflagsVersion + b.version
 	if cc := targetCC(b.arch); cc != "" {
 		env = append(env, "CGO_ENABLED=1", "CC="+cc, "CGO_CFLAGS=-O3 -g")
 		ldflags += " -linkmode external -extldflags -static"
-	} else if docker() {
-		fmt.Fprintf(os.Stderr, "xrc cdk: no C compiler for linux/%s here (%s): building xrc-lambda with libzstd in Docker\n", b.arch, crossCompilers[b.arch].packages)
-		return jsii.Bool(false)
 	} else {
+		fmt.Fprintf(os.Stderr, "xrc cdk: no C compiler for linux/%s here (%s): building xrc-lambda with libzstd in Docker\n", b.arch, crossCompilers[b.arch].packages)
+		err := docker(*outputDir)
+		if err == nil {
+			return jsii.Bool(true)
+		}
+		// Offline, or no Docker: a synth still works.
 		env = append(env, "CGO_ENABLED=0")
-		fmt.Fprintf(os.Stderr, "xrc cdk: no C compiler for linux/%s here (%s) and no Docker: xrc-lambda is built without libzstd (the pure-Go encoder, at 1.25-2x the CPU)\n", b.arch, crossCompilers[b.arch].packages)
+		fmt.Fprintf(os.Stderr, "xrc cdk: building in Docker failed (%v): xrc-lambda is built without libzstd (the pure-Go encoder, at 1.25-2x the CPU)\n", err)
 	}
 	cmd := exec.Command("go", "build", "-trimpath", "-tags", "netgo,osusergo,lambda.norpc", "-ldflags", ldflags,
 		"-o", filepath.Join(*outputDir, "bootstrap"), "./cmd/xrc-lambda")
@@ -284,11 +289,19 @@ func (b *goBuild) TryBundle(outputDir *string, _ *awscdk.BundlingOptions) *bool 
 	return jsii.Bool(true)
 }
 
-// dockerRuns reports whether a Docker daemon answers here.
-func dockerRuns() bool {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	return exec.CommandContext(ctx, "docker", "info").Run() == nil
+// dockerBuild builds the function into outputDir in the golang image, as
+// the CDK's Docker bundling below does, but here, so that a failure
+// (offline, no daemon) leaves the pure-Go build rather than the synth
+// failed.
+func (b *goBuild) dockerBuild(outputDir string) error {
+	if _, err := exec.LookPath("docker"); err != nil {
+		return err
+	}
+	cmd := exec.Command("docker", "run", "--rm", "--user", "root",
+		"-v", b.repo+":/asset-input:ro", "-v", outputDir+":/asset-output",
+		golangImage, "bash", "-c", dockerBuildScript(b.arch, b.version))
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	return cmd.Run()
 }
 
 // crossCompilers are Debian's C cross compilers, by Go architecture: the

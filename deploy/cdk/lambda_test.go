@@ -2,6 +2,7 @@ package main
 
 import (
 	"debug/elf"
+	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -295,7 +296,7 @@ func TestLambdaCodeBuild(t *testing.T) {
 		t.Fatal("go is needed to build the function")
 	}
 	out := t.TempDir()
-	b := &goBuild{repo: root, arch: "arm64", version: "test", docker: func() bool { return false }}
+	b := &goBuild{repo: root, arch: "arm64", version: "test", docker: func(string) error { return errors.New("no Docker (test)") }}
 	if !*b.TryBundle(jsii.String(out), nil) {
 		t.Fatal("local build failed")
 	}
