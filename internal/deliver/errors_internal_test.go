@@ -3,10 +3,14 @@ package deliver
 import (
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 
+	"github.com/aws/smithy-go"
+
 	"github.com/xrc-dev/xrc/internal/archive"
+	"github.com/xrc-dev/xrc/internal/uploads"
 )
 
 // TestAllErrorsBounded: thousands of failed deletes or retags make an
@@ -35,6 +39,45 @@ func TestAllErrorsBounded(t *testing.T) {
 		}
 		if Waiting(err) != c.waiting || Permanent(err) != c.perm {
 			t.Errorf("%s: waiting %v, permanent %v; want %v, %v", c.name, Waiting(err), Permanent(err), c.waiting, c.perm)
+		}
+	}
+}
+
+// TestAllErrorsKeepEachKind: past the errors kept, one of a kind not yet
+// kept is: refusals after a run of timeouts name the failure
+// access_denied, not write, on the DLQ line and in the errors metric.
+func TestAllErrorsKeepEachKind(t *testing.T) {
+	var all allErrors
+	for i := range 30 {
+		_ = all.add(fmt.Errorf("delete of s3://b/key-%d: %w", i, io.ErrUnexpectedEOF))
+	}
+	for i := range 100 {
+		_ = all.add(fmt.Errorf("delete of s3://b/denied-%d: %w", i, &smithy.GenericAPIError{Code: "AccessDenied"}))
+	}
+	if kind := failureKind(all.join()); kind != "access_denied" {
+		t.Errorf("kind %s, want access_denied", kind)
+	}
+}
+
+// TestTakenOverOnlyAlone: an upload gone under a delivery (NoSuchUpload)
+// is a wait for the delivery that took it over only when nothing else went
+// wrong: beside a failure of the member's own, that failure stands.
+func TestTakenOverOnlyAlone(t *testing.T) {
+	gone := fmt.Errorf("UploadPart: %w", &smithy.GenericAPIError{Code: "NoSuchUpload", Message: "aborted"})
+	u := uploads.Upload{UploadID: "u", Bucket: "b", Key: "k"}
+	for _, c := range []struct {
+		name string
+		err  error
+		wait bool
+	}{
+		{"alone", gone, true},
+		{"twice", errors.Join(gone, gone), true},
+		{"beside a read of the archive", errors.Join(io.ErrUnexpectedEOF, gone), false},
+		{"beside a bad member", errors.Join(fmt.Errorf("member: %w", archive.ErrInvalid), gone), false},
+		{"another error", io.ErrUnexpectedEOF, false},
+	} {
+		if got := Waiting(takenOver(u, c.err)); got != c.wait {
+			t.Errorf("%s: waiting %v, want %v", c.name, got, c.wait)
 		}
 	}
 }

@@ -122,10 +122,18 @@ func (w *Worker) multipart(ctx context.Context, wr *write, o *manifest.Object, i
 // duplicate event, a lapsed visibility), or by the sweep once the
 // archive left staging: a wait (uploads.ErrRecorded), as when two
 // deliveries create uploads at once, not a failure of this one that
-// would, on its last receive, abandon the other's uploads too. Not when
-// the member itself failed.
+// would, on its last receive, abandon the other's uploads too. Only when
+// that is all that went wrong: not beside a failure of the member's own
+// (its bytes, a read of the archive), which a wait would hide.
 func takenOver(u uploads.Upload, err error) error {
-	if awsapi.Code(err) != "NoSuchUpload" || Permanent(err) {
+	var only func(error) bool
+	only = func(err error) bool {
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			return !slices.ContainsFunc(j.Unwrap(), func(e error) bool { return !only(e) })
+		}
+		return awsapi.Code(err) == "NoSuchUpload"
+	}
+	if err == nil || !only(err) {
 		return err
 	}
 	return fmt.Errorf("%w: upload %s of s3://%s/%s was completed or aborted by another delivery meanwhile (%v)", uploads.ErrRecorded, u.UploadID, u.Bucket, u.Key, err)

@@ -129,7 +129,8 @@ func (w *Worker) holdBuffer(ctx context.Context, n int64) (release func(), err e
 // allErrors keeps the errors of a group's goroutines: errgroup's Wait
 // returns the first only, and a first that is a wait (a retag before its
 // write) would hide a failure beside it (Waiting). Past keptErrors, only
-// an error of a kind not kept yet (waiting or not, permanent or not) is:
+// an error of a kind not kept yet (waiting or not, permanent or not, its
+// failureKind) is:
 // an archive of thousands of retags waiting for their writes, or of
 // deletes all refused, made one error of megabytes, logged twice a
 // receive, past what a log line may hold.
@@ -149,7 +150,11 @@ func (a *allErrors) add(err error) error {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	kind := func(err error) [2]bool { return [2]bool{Waiting(err), Permanent(err)} }
+	type kindOf struct {
+		waiting, permanent bool
+		kind               string // failureKind: what the DLQ line and the errors metric say
+	}
+	kind := func(err error) kindOf { return kindOf{Waiting(err), Permanent(err), failureKind(err)} }
 	if len(a.all) < keptErrors || !slices.ContainsFunc(a.all, func(e error) bool { return kind(e) == kind(err) }) {
 		a.all = append(a.all, err)
 	} else {
