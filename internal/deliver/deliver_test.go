@@ -550,7 +550,7 @@ func TestRelaysRefused(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := queue.New(p.sqs, url).Send(ctx, string(body), 0); err != nil {
+		if err := queue.New(p.sqs, url).Send(ctx, string(body), 0, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -575,7 +575,7 @@ func TestRelaysRefused(t *testing.T) {
 	// acknowledged with a warning while its objects never arrive.
 	foreign := `{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"eu-west-1","eventTime":"2026-12-06T00:00:00.000Z","eventName":"ObjectCreated:Put",` +
 		`"s3":{"bucket":{"name":"not-staging"},"object":{"key":"r1/2026/12/06/e.tar.zst","size":100,"sequencer":"0055AED6DCD90281E5"}}}]}`
-	if err := queue.New(p.sqs, p.dep.TargetQueues["eu-west-1"]).Send(ctx, foreign, 0); err != nil {
+	if err := queue.New(p.sqs, p.dep.TargetQueues["eu-west-1"]).Send(ctx, foreign, 0, 0); err != nil {
 		t.Fatal(err)
 	}
 	p.startSource(t)

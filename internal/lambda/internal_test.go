@@ -420,7 +420,7 @@ func (slowPacker) Restaged([]source.Staging) {}
 
 func (slowPacker) Relay(context.Context, xevents.Relay) error { return nil }
 
-func (slowPacker) Requeue(context.Context, xevents.Relay, int, time.Duration) error { return nil }
+func (slowPacker) Requeue(context.Context, xevents.Relay, int, int, time.Duration) error { return nil }
 
 func (slowPacker) Match(ref xevents.ObjectRef, sent time.Time, done func(error), _ *zap.Logger) ([]source.Item, bool) {
 	return []source.Item{{Ref: ref, Rule: &config.Rule{ID: "r1"}, Sent: sent, Done: done}}, true
@@ -678,7 +678,7 @@ func (p *queuedRelays) Relay(ctx context.Context, r xevents.Relay) error {
 	return ctx.Err()
 }
 
-func (p *queuedRelays) Requeue(_ context.Context, r xevents.Relay, received int, _ time.Duration) error {
+func (p *queuedRelays) Requeue(_ context.Context, r xevents.Relay, received, _ int, _ time.Duration) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	r.Tries = source.RelayTries(r, received, 5) - 1

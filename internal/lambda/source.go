@@ -30,7 +30,7 @@ type Packer interface {
 	Relay(ctx context.Context, r xevents.Relay) error
 	// Requeue sends a relay whose turn never came again, its tries kept
 	// (source.Worker.Requeue).
-	Requeue(ctx context.Context, r xevents.Relay, received int, delay time.Duration) error
+	Requeue(ctx context.Context, r xevents.Relay, received, deferred int, delay time.Duration) error
 }
 
 // builders is how many archives an invocation builds at once, as the
@@ -152,7 +152,7 @@ func (h *Source) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEven
 			t.pending, t.out.wait = 1, source.RelayBackoff(tries)
 			relays.Go(func() {
 				err := h.w.Relay(work, *r)
-				if errors.Is(err, source.ErrNoTurn) && h.requeue(ctx, log, *r, t.out.msg.ReceiveCount, tries) {
+				if errors.Is(err, source.ErrNoTurn) && h.requeue(ctx, log, *r, t.out.msg.ReceiveCount, t.out.msg.Deferred, tries) {
 					// Tried nothing: sent again, its tries kept, as the
 					// Fargate worker does, so that a redrive of more
 					// relays than an invocation copies spends no receive
@@ -231,11 +231,11 @@ func (h *Source) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEven
 // requeue sends relay r, cut before its turn, again after its backoff as a
 // new message with its tries kept, and reports whether it was sent (the
 // message it came in is then acknowledged).
-func (h *Source) requeue(ctx context.Context, log *zap.Logger, r xevents.Relay, received, tries int) bool {
+func (h *Source) requeue(ctx context.Context, log *zap.Logger, r xevents.Relay, received, deferred, tries int) bool {
 	sctx, cancel := context.WithTimeout(ctx, requeueTimeout)
 	defer cancel()
 	delay := source.RelayBackoff(max(tries, 1))
-	if err := h.w.Requeue(sctx, r, received, delay); err != nil {
+	if err := h.w.Requeue(sctx, r, received, deferred, delay); err != nil {
 		h.metrics.Errors.WithLabelValues("requeue").Inc()
 		log.Warn("relay cut before its turn; sending it again failed: it comes back as it is", zap.String("key", r.Key), zap.String("region", r.Region), zap.Error(err))
 		return false

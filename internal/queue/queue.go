@@ -184,10 +184,16 @@ func (f Failure) ReceiptGone() bool {
 }
 
 // Send adds a message of body to the queue, visible after delay (SQS
-// takes up to 15 minutes).
-func (q *Queue) Send(ctx context.Context, body string, delay time.Duration) error {
-	_, err := q.api.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: aws.String(q.url), MessageBody: aws.String(body),
-		DelaySeconds: int32(min(delay, 15*time.Minute) / time.Second)})
+// takes up to 15 minutes), carrying deferred (DeferredAttribute) when
+// above 0: a message sent again for a reason of its own keeps the count
+// of its deferrals.
+func (q *Queue) Send(ctx context.Context, body string, delay time.Duration, deferred int) error {
+	in := &sqs.SendMessageInput{QueueUrl: aws.String(q.url), MessageBody: aws.String(body),
+		DelaySeconds: int32(min(delay, 15*time.Minute) / time.Second)}
+	if deferred > 0 {
+		in.MessageAttributes = deferredOnce(Message{Deferred: deferred - 1})
+	}
+	_, err := q.api.SendMessage(ctx, in)
 	if err != nil {
 		return fmt.Errorf("sending a message to %s: %w", q.url, err)
 	}

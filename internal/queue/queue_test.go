@@ -315,6 +315,30 @@ func TestSendAgainCountsDeferrals(t *testing.T) {
 	}
 }
 
+// TestSendKeepsDeferrals: a message sent for a reason of its own (a relay
+// deferred for capacity) keeps the deferrals it came with, so that those
+// of stops stay bounded; one that has none carries none.
+func TestSendKeepsDeferrals(t *testing.T) {
+	ctx := context.Background()
+	client, url, _ := newQueue(t)
+	q := queue.New(client, url)
+	for _, deferred := range []int{0, 3} {
+		if err := q.Send(ctx, "b", 0, deferred); err != nil {
+			t.Fatal(err)
+		}
+		got, err := q.Receive(ctx, 1, 5*time.Second, time.Minute)
+		if err != nil || len(got) != 1 {
+			t.Fatalf("received %d (%v)", len(got), err)
+		}
+		if got[0].Deferred != deferred {
+			t.Errorf("sent with %d deferrals: received with %d", deferred, got[0].Deferred)
+		}
+		if _, err := q.Delete(ctx, got[0]); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // droppedEntry answers a SendMessageBatch without the first entry, as a
 // store that drops one might.
 type droppedEntry struct{ queue.API }

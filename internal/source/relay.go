@@ -93,7 +93,7 @@ func (w *Worker) relay(ctx context.Context, rule *config.Rule, key string, versi
 	// region's copy cut the archive short would copy it twice.
 	for _, h := range left {
 		r := events.Relay{Region: h.reg.Name, Bucket: w.staging, Key: key, VersionID: aws.ToString(version)}
-		if err := w.sendRelay(ctx, r, w.relayBackoff(0)); err != nil {
+		if err := w.sendRelay(ctx, r, w.relayBackoff(0), 0); err != nil {
 			if h.cut {
 				// Not the stop's failure: the send's (a copy cut by the
 				// stop is no failure of its own).
@@ -155,12 +155,12 @@ func (w *Worker) warm(region string) {
 }
 
 // sendRelay queues r on the worker's own queue, visible after delay.
-func (w *Worker) sendRelay(ctx context.Context, r events.Relay, delay time.Duration) error {
+func (w *Worker) sendRelay(ctx context.Context, r events.Relay, delay time.Duration, deferred int) error {
 	body, err := events.EncodeRelay(r)
 	if err != nil {
 		return err
 	}
-	return w.Queue.Send(ctx, string(body), delay)
+	return w.Queue.Send(ctx, string(body), delay, deferred)
 }
 
 // RelayBackoff is how long a relay message waits before its receive
@@ -269,7 +269,7 @@ func (w *Worker) requeue(m *worker.Message, r events.Relay, delay time.Duration,
 	most := w.Config.Settings.Worker.MaxReceiveCount
 	tries := RelayTries(r, m.ReceiveCount, most) - 1
 	fields := append(worker.MessageFields(m.Events), zap.Int("tries", tries), zap.Duration("retryIn", delay))
-	if err := w.Requeue(ctx, r, m.ReceiveCount, delay); err != nil {
+	if err := w.Requeue(ctx, r, m.ReceiveCount, m.Deferred, delay); err != nil {
 		// Its receives are left as they were: on its last try it may
 		// reach the DLQ without it.
 		lvl := zap.WarnLevel
@@ -289,10 +289,12 @@ func (w *Worker) requeue(m *worker.Message, r events.Relay, delay time.Duration,
 // Requeue sends relay r, received the received-th time by a message that
 // tried nothing (its turn never came), again as a new message visible
 // after delay, keeping the tries of the receives before this one
-// (Relay.Tries). The caller then acknowledges that message.
-func (w *Worker) Requeue(ctx context.Context, r events.Relay, received int, delay time.Duration) error {
+// (Relay.Tries) and the message's deferrals (queue.DeferredAttribute:
+// those of stops that sent it again stay bounded). The caller then
+// acknowledges that message.
+func (w *Worker) Requeue(ctx context.Context, r events.Relay, received, deferred int, delay time.Duration) error {
 	r.Tries = RelayTries(r, received, w.Config.Settings.Worker.MaxReceiveCount) - 1
-	return w.sendRelay(ctx, r, delay)
+	return w.sendRelay(ctx, r, delay, deferred)
 }
 
 // requeueTimeout bounds sending a relay again.

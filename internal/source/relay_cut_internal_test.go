@@ -103,7 +103,7 @@ func TestRelayCutOnItsLastTrySentAgain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := q.Send(ctx, string(body), 0); err != nil {
+	if err := q.Send(ctx, string(body), 0, 0); err != nil {
 		t.Fatal(err)
 	}
 	core, logs := observer.New(zap.InfoLevel)

@@ -65,7 +65,7 @@ func TestRelaysHeldBounded(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := q.Send(ctx, string(body), 0); err != nil {
+		if err := q.Send(ctx, string(body), 0, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -84,7 +84,7 @@ func TestRelaysHeldBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := q.Send(ctx, string(body), 0); err != nil {
+	if err := q.Send(ctx, string(body), 0, 0); err != nil {
 		t.Fatal(err)
 	}
 	if !localstack.Eventually(time.Minute, 50*time.Millisecond, func() bool { return deferred() == sent-relayHoldMax+1 }) {
