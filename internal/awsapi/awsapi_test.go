@@ -22,6 +22,15 @@ func apiErr(code string, status int) error {
 	return fmt.Errorf("op: %w", err)
 }
 
+// deleteMarker is S3's answer to a read of a version that is a delete
+// marker.
+func deleteMarker() error {
+	h := http.Header{}
+	h.Set("x-amz-delete-marker", "true")
+	return fmt.Errorf("op: %w", &smithyhttp.ResponseError{Response: &smithyhttp.Response{Response: &http.Response{StatusCode: 405, Header: h}},
+		Err: &smithy.GenericAPIError{Code: "MethodNotAllowed", Message: "m"}})
+}
+
 func TestClassify(t *testing.T) {
 	cases := []struct {
 		err                       error
@@ -37,6 +46,9 @@ func TestClassify(t *testing.T) {
 		{apiErr("InvalidAccessKeyId", 403), false, false, true},
 		{apiErr("SlowDown", 503), false, false, false},
 		{errors.New("plain"), false, false, false},
+		// A version that is a delete marker; not any 405.
+		{deleteMarker(), true, false, false},
+		{apiErr("MethodNotAllowed", 405), false, false, false},
 	}
 	for _, tc := range cases {
 		if IsNotFound(tc.err) != tc.notFound || IsPreconditionFailed(tc.err) != tc.precond || IsAccessDenied(tc.err) != tc.denied {
