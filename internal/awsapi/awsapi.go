@@ -24,6 +24,7 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials/endpointcreds"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
@@ -229,6 +230,21 @@ func status(err error) int {
 		return re.HTTPStatusCode()
 	}
 	return 0
+}
+
+// Unreadable reports an object S3 will not let anyone read until it is
+// restored, and its class: GLACIER or DEEP_ARCHIVE with no restored copy
+// (none asked for, or one still in progress), or an INTELLIGENT_TIERING
+// object in one of its archive tiers.
+func Unreadable(head *s3.HeadObjectOutput) (string, bool) {
+	switch {
+	case head.ArchiveStatus != "":
+		return string(head.StorageClass) + " " + string(head.ArchiveStatus), true
+	case head.StorageClass == types.StorageClassGlacier, head.StorageClass == types.StorageClassDeepArchive:
+		restore := aws.ToString(head.Restore)
+		return string(head.StorageClass), restore == "" || strings.Contains(restore, `ongoing-request="true"`)
+	}
+	return "", false
 }
 
 // IsNotFound reports a missing object, version, bucket or queue; and a

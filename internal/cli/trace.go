@@ -186,6 +186,13 @@ func (t *tracer) destination(ctx context.Context, r *config.Rule, rt config.Rout
 // verdict says what the destination's state means, and what to do.
 func (t *tracer) verdict(r *config.Rule, src, dst *s3.HeadObjectOutput, md map[string]string, dead *tombstone.Tombstone) string {
 	backfill := fmt.Sprintf("xrc backfill -config %s -rule %s -prefix %s sends it again", shellArg(t.cfgPath), r.ID, shellArg(t.key))
+	if src != nil {
+		if class, ok := awsapi.Unreadable(src); ok {
+			// Backfill leaves what the source cannot read.
+			backfill = fmt.Sprintf("the source object is in %s, unreadable until restored: restore it (aws s3api restore-object), then %s", class, backfill)
+		}
+	}
+	resized := src != nil && dst != nil && aws.ToInt64(src.ContentLength) != aws.ToInt64(dst.ContentLength)
 	queues := fmt.Sprintf("queue %s and its DLQ, then %s and %s-dlq in the target region", t.cfg.SourceQueueName(r.ID), t.cfg.TargetQueueName(), t.cfg.TargetQueueName())
 	written := writeTime(md)
 	switch {
@@ -211,8 +218,16 @@ func (t *tracer) verdict(r *config.Rule, src, dst *s3.HeadObjectOutput, md map[s
 		return "absent, and a delete is recorded: if the source's write is newer than " + dead.At.UTC().Format(time.RFC3339) + ", it is on its way or failed (look in " + queues + "); " + backfill
 	case dst == nil:
 		return "not delivered: its event is on its way or failed (look in " + queues + "), or was lost; " + backfill
+	case !deliver.WrittenByXRC(md) && !resized:
+		// Backfill leaves such a copy: it may be the same bytes, copied
+		// by other means.
+		return "a copy xrc did not write, of the source's size: the source's write is on its way or failed (look in " + queues +
+			"); a backfill leaves such a copy: compare them (xrc verify -hash-sources), or delete the copy, then " + backfill
 	case !deliver.WrittenByXRC(md):
 		return "a copy xrc did not write: the source's write is on its way or failed (look in " + queues + "); " + backfill
+	case sameWrite(src, md) && resized:
+		return fmt.Sprintf("xrc's copy of the source's write, but of another size (%s here, %s at the source): changed since by something else that kept xrc's metadata; delete the copy, then %s",
+			sizeString(aws.ToInt64(dst.ContentLength)), sizeString(aws.ToInt64(src.ContentLength)), backfill)
 	case sameWrite(src, md):
 		return "in sync: the destination holds the source's write"
 	case written.IsZero():

@@ -241,21 +241,6 @@ func (w *Worker) plan(ctx context.Context, rule *config.Rule, items []Item, held
 	return entries
 }
 
-// unreadable reports an object S3 will not let anyone read until it is
-// restored, and its class: GLACIER or DEEP_ARCHIVE with no restored copy
-// (none asked for, or one still in progress), or an INTELLIGENT_TIERING
-// object in one of its archive tiers.
-func unreadable(head *s3.HeadObjectOutput) (string, bool) {
-	switch {
-	case head.ArchiveStatus != "":
-		return string(head.StorageClass) + " " + string(head.ArchiveStatus), true
-	case head.StorageClass == s3types.StorageClassGlacier, head.StorageClass == s3types.StorageClassDeepArchive:
-		restore := aws.ToString(head.Restore)
-		return string(head.StorageClass), restore == "" || strings.Contains(restore, `ongoing-request="true"`)
-	}
-	return "", false
-}
-
 func archived(ref events.ObjectRef, class string) error {
 	return fmt.Errorf("%w: %s/%s is in %s: restore it (s3api restore-object), then redrive its message from the dead-letter queue or run xrc backfill",
 		ErrArchived, ref.Bucket, ref.Key, class)
@@ -427,7 +412,7 @@ func (w *Worker) describe(ctx context.Context, e *entry, ref events.ObjectRef, i
 			zap.String("eventETag", ref.ETag), zap.String("currentETag", etag))
 		return false, nil
 	}
-	if class, ok := unreadable(head); ok && into == nil { // a GET that answered read it
+	if class, ok := awsapi.Unreadable(head); ok && into == nil { // a GET that answered read it
 		return false, archived(ref, class)
 	}
 	if aws.ToBool(head.DeleteMarker) {
