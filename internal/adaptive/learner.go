@@ -35,7 +35,7 @@ type Config struct {
 	Arms         []Arm         // fastest first (Arms); required
 	HalfLife     time.Duration // an observation counts half after this (default 6h; settings.adaptive.halfLife's is 1h)
 	TrustObjects float64       // objects before an arm's estimate is trusted, decayed ten times slower than it (default 3)
-	TrustBytes   float64       // and input bytes, decayed so (default 256 KiB)
+	TrustBytes   float64       // and input bytes, decayed so (default 256 KiB), or manyObjects times TrustObjects objects
 	Explore      float64       // exploration probability of a key never seen (default 0.1)
 	ExploreFloor float64       // exploration never drops below (default 0.02)
 	ExploreHalf  float64       // decayed objects of a key after which exploration halves (default 200)
@@ -84,6 +84,14 @@ type sums struct {
 }
 
 const trustMemory = 10
+
+// manyObjects times TrustObjects objects are trusted whatever their bytes:
+// a class of small objects (a few KiB) explores a level a few objects an
+// hour, never TrustBytes of them within the window the learner is loaded
+// with, so it never left its start level and explored in vain
+// (TestManySmallObjectsAreLearnt). Four times as many objects as a large
+// class needs make up for small objects' noisier ratios.
+const manyObjects = 4
 
 func (s *sums) decayTo(t time.Time, halfLife time.Duration) {
 	if !s.at.IsZero() && t.After(s.at) {
@@ -218,7 +226,7 @@ func (l *Learner) estimates(k Key, m Model, now time.Time) []Estimate {
 		if s.in > 0 {
 			e.Benefit = m.Benefit(a, s.out/s.in, s.cpu/s.in)
 		}
-		e.Trusted = s.trustN >= l.cfg.TrustObjects && s.trustIn >= l.cfg.TrustBytes
+		e.Trusted = s.trustN >= l.cfg.TrustObjects && (s.trustIn >= l.cfg.TrustBytes || s.trustN >= manyObjects*l.cfg.TrustObjects)
 		e.trustN, e.trustIn = s.trustN, s.trustIn
 		out = append(out, e)
 	}

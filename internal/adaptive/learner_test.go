@@ -616,6 +616,43 @@ func TestFewObjectsAnHourAreLearnt(t *testing.T) {
 	}
 }
 
+// TestManySmallObjectsAreLearnt: a class of small objects (4 KiB), its
+// learner reloaded every 10 minutes with the last ten half-lives of
+// statistics as the source's is, explored a level a few objects an hour:
+// each level explored held fewer than TrustBytes of decayed input, so none
+// was ever trusted; it kept the start level for good and explored in
+// vain. Enough objects are trusted whatever their bytes.
+func TestManySmallObjectsAreLearnt(t *testing.T) {
+	for _, perHour := range []int{300, 1000} {
+		l := New(Config{Arms: Arms(true, -7, 19), HalfLife: time.Hour}, rand.New(rand.NewPCG(1, 1)))
+		k := Key{"r", CSV}
+		noise := rand.New(rand.NewPCG(1, 2))
+		now := time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC)
+		var obs []Observation
+		lastDay := map[Arm]int{}
+		const days = 14
+		for i := range days * 24 * perHour {
+			if i%(perHour/6) == 0 { // a refresh every 10 minutes
+				window := now.Add(-10 * time.Hour)
+				obs = slices.DeleteFunc(obs, func(o Observation) bool { return o.At.Before(window) })
+				l.Load(obs)
+			}
+			d := l.Choose(k, testModel(), 3, 4<<10, 0, now)
+			if i >= (days-1)*24*perHour && d.Why == "exploit" {
+				lastDay[d.Arm]++
+			}
+			o := Observation{k, d.Arm, outcome(noise, csv, d.Arm, 4<<10), now}
+			obs = append(obs, o)
+			l.Observe(o)
+			now = now.Add(time.Hour / time.Duration(perHour))
+		}
+		t.Logf("%d objects of 4 KiB an hour: the last day exploited %v", perHour, lastDay)
+		if lastDay[3]*2 > perHour*24 {
+			t.Errorf("%d objects of 4 KiB an hour: the last day exploited %v, mostly the start level", perHour, lastDay)
+		}
+	}
+}
+
 // TestLargeObjectsTakeALevelThatFinishes: an object that would take more
 // than MaxObjectCPU at the level exploited (its class's measured CPU per
 // byte) is compressed at the slowest level that does not: at level 19 a

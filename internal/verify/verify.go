@@ -522,6 +522,7 @@ func (r *run) handle(ctx context.Context, j job) error {
 		return r.add(j.dest, diff, j.src.size)
 	}
 	dst := destinationOf(head)
+	r.headTags(dst.Head)
 	src := Source{Size: j.src.size, Modified: j.src.modified}
 	v := Compare(src, dst)
 	if p := dst.Provenance; v.Kind == "" || p != nil && p.Modified.Unix() > src.Modified.Unix() {
@@ -538,6 +539,7 @@ func (r *run) handle(ctx context.Context, j job) error {
 			return fmt.Errorf("head %s: %w", awsapi.URL(r.rule.SourceBucket, j.srcKey), err)
 		}
 		src = sourceOf(sh)
+		r.headTags(src.Head)
 		v = Compare(src, dst)
 		// A headers difference is reported only when no digest differs:
 		// one the bytes may hide still needs them hashed.
@@ -671,6 +673,16 @@ func (r *run) hash(ctx context.Context, key, etag string, algs []Algorithm) (Sum
 		sums[alg] = hs[i].Sum(nil)
 	}
 	return sums, nil
+}
+
+// headTags drops HEAD's tag count under CompareTags, whose read of the
+// tags decides: HEAD counts them only for a caller allowed to read them,
+// and a count one side gave and the other did not was a difference that
+// kept the read from being made.
+func (r *run) headTags(h *Head) {
+	if r.o.CompareTags && h != nil {
+		h.Tags = 0
+	}
 }
 
 func destinationOf(h *s3.HeadObjectOutput) Destination {

@@ -566,6 +566,17 @@ func TestVerifyComparesTagValues(t *testing.T) {
 	if want := []string{"headers " + dst + "/" + routes[0].Key}; !slices.Equal(got, want) {
 		t.Errorf("with CompareTags and no tag counts in HEAD, reported %v, want %v", got, want)
 	}
+	// Counted on one side only (a caller that may read tags there, not
+	// at the source): with -tags, the tags read decide; the counts'
+	// difference hid that they are equal.
+	tag(r.dst, routes[0].Bucket, routes[0].Key, "clean")
+	_, got, _ = r.verify(t, false, func(o *verify.Options) {
+		o.CompareTags = true
+		o.Source = uncounted{r.src}
+	})
+	if len(got) != 0 {
+		t.Errorf("with CompareTags, equal tags counted by the destination's HEAD alone: reported %v", got)
+	}
 }
 
 // goneBeforeTags deletes key's source object when its tags are first read:
