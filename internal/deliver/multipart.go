@@ -19,6 +19,7 @@ import (
 	"github.com/xrc-dev/xrc/internal/checksum"
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/manifest"
+	"github.com/xrc-dev/xrc/internal/queue"
 	"github.com/xrc-dev/xrc/internal/uploads"
 	"github.com/xrc-dev/xrc/internal/worker"
 )
@@ -200,10 +201,13 @@ func (w *Worker) resume(ctx context.Context, wr *write, o *manifest.Object, in *
 		w.abort(ctx, u) // unrecorded, a kill would leave it to nobody
 		return u, nil, err
 	}
-	if ok && prev.ArchiveID != want.ArchiveID {
+	if ok && prev.ArchiveID != want.ArchiveID && w.Clock.Since(prev.Started) > queue.MaxVisibility {
 		// Another archive's upload under this staging key (the key
 		// written again with another archive): its record replaced, no
 		// delivery or sweep would find it, its parts billed for good.
+		// Only one no delivery can still hold (SQS hides a message 12
+		// hours at most): two live deliveries of the key's two archives
+		// would abort each other's uploads by turns.
 		w.abort(ctx, prev)
 	}
 	return u, nil, nil

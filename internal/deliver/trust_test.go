@@ -501,37 +501,49 @@ func TestSkippedLargeMemberAbortsItsLeftUpload(t *testing.T) {
 
 // TestReplacedUploadAborted: an upload recorded for a member of another
 // archive under the same staging key (the key written again with another
-// archive) is aborted when this archive's delivery replaces its record:
-// nothing would find it after, its parts billed for good.
+// archive), begun longer ago than any delivery can hold its message, is
+// aborted when this archive's delivery replaces its record: nothing would
+// find it after, its parts billed for good. One begun recently may be a
+// live delivery's, and is left: aborting it, the two would abort each
+// other's by turns.
 func TestReplacedUploadAborted(t *testing.T) {
 	t.Parallel()
 	p := newPipeline(t, nil)
 	ctx := context.Background()
 	dst := p.cfg.Rules[0].Destinations[0].Bucket
 	p.startTarget(t)
-	k := "data/large/replaced.txt"
-	m, objs := p.objectArchive("replaced-2", k, seqAt(1), textData(8, deliver.BufferMax+1<<20))
-	other, err := p.dst.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: &dst, Key: &k})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Made well after that upload began: not one the write's sweep of
-	// unrecorded uploads (abortStale) may take for an earlier delivery's.
-	m.CreatedAt = time.Now().Add(awsapi.ClockSkew + time.Minute).UTC()
-	target := p.cfg.Settings.Regions[1]
-	if err := uploads.New(p.ddb, p.cfg.TableName(), time.Now).Put(ctx, uploads.Upload{Region: target.Name, StagingBucket: target.StagingBucket,
-		StagingKey: "r1/replaced.tar.zst", ArchiveID: "replaced-1", Member: m.Objects[0].Member, Bucket: dst, Key: k,
-		UploadID: aws.ToString(other.UploadId), PartSize: 16 << 20, Started: time.Now()}, ""); err != nil {
-		t.Fatal(err)
-	}
-	p.deliver(t, "r1/replaced.tar.zst", m, objs)
-	out, err := p.dst.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: &dst, Prefix: &k})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, u := range out.Uploads {
-		if aws.ToString(u.UploadId) == aws.ToString(other.UploadId) {
-			t.Error("the other archive's upload whose record the delivery replaced is still open")
+	for _, c := range []struct {
+		name    string
+		age     time.Duration
+		aborted bool
+	}{{"old", 13 * time.Hour, true}, {"recent", time.Minute, false}} {
+		k := "data/large/replaced-" + c.name + ".txt"
+		m, objs := p.objectArchive("replaced-"+c.name, k, seqAt(1), textData(8, deliver.BufferMax+1<<20))
+		other, err := p.dst.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: &dst, Key: &k})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Made well after that upload began: not one the write's sweep of
+		// unrecorded uploads (abortStale) may take for an earlier delivery's.
+		m.CreatedAt = time.Now().Add(awsapi.ClockSkew + time.Minute).UTC()
+		target := p.cfg.Settings.Regions[1]
+		staging := "r1/replaced-" + c.name + ".tar.zst"
+		if err := uploads.New(p.ddb, p.cfg.TableName(), time.Now).Put(ctx, uploads.Upload{Region: target.Name, StagingBucket: target.StagingBucket,
+			StagingKey: staging, ArchiveID: "another", Member: m.Objects[0].Member, Bucket: dst, Key: k,
+			UploadID: aws.ToString(other.UploadId), PartSize: 16 << 20, Started: time.Now().Add(-c.age)}, ""); err != nil {
+			t.Fatal(err)
+		}
+		p.deliver(t, staging, m, objs)
+		out, err := p.dst.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: &dst, Prefix: &k})
+		if err != nil {
+			t.Fatal(err)
+		}
+		open := slices.ContainsFunc(out.Uploads, func(u s3types.MultipartUpload) bool { return aws.ToString(u.UploadId) == aws.ToString(other.UploadId) })
+		if open == c.aborted {
+			t.Errorf("%s: the other archive's upload whose record the delivery replaced: open %v, want %v", c.name, open, !c.aborted)
+		}
+		if !c.aborted {
+			_, _ = p.dst.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: &dst, Key: &k, UploadId: other.UploadId})
 		}
 	}
 }
