@@ -230,6 +230,9 @@ func (t *tracer) verdict(r *config.Rule, src, dst *s3.HeadObjectOutput, md map[s
 			sizeString(aws.ToInt64(dst.ContentLength)), sizeString(aws.ToInt64(src.ContentLength)), backfill)
 	case sameWrite(src, md):
 		return "in sync: the destination holds the source's write"
+	case resized:
+		return fmt.Sprintf("xrc's copy of another write than the source's (%s here, %s at the source): the newer one is on its way or failed (look in %s); %s",
+			sizeString(aws.ToInt64(dst.ContentLength)), sizeString(aws.ToInt64(src.ContentLength)), queues, backfill)
 	case written.IsZero():
 		return "xrc's copy, but its provenance lost its times to the metadata budget: which write it holds cannot be told (compare the bytes: xrc verify -hash-sources)"
 	case src.LastModified != nil && written.Truncate(time.Second).After(*src.LastModified):

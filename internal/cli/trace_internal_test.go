@@ -65,6 +65,7 @@ func TestVerdictSuggestsWhatBackfillDoes(t *testing.T) {
 		{"resized since", head(10, ""), head(7, ""), ours, []string{"another size", "delete the copy, then xrc backfill"}, []string{"in sync"}},
 		{"not ours, same size", head(10, ""), head(10, ""), nil, []string{"a backfill leaves such a copy", "delete the copy"}, nil},
 		{"not ours, resized", head(10, ""), head(7, ""), nil, []string{"a copy xrc did not write", "xrc backfill"}, []string{"leaves such a copy"}},
+		{"resized, provenance without times", head(10, ""), head(7, ""), map[string]string{deliver.MetaArchive: "a"}, []string{"another write than the source's", "xrc backfill"}, []string{"cannot be told"}},
 		{"archived, missing", head(10, s3types.StorageClassGlacier), nil, nil, []string{"unreadable until restored", "restore-object"}, nil},
 	} {
 		got := tr.verdict(r, c.src, c.dst, c.md, nil)
