@@ -232,19 +232,34 @@ func (w *Worker) handleRelay(stop context.Context, m *worker.Message, r events.R
 		defer w.relaying.Release(1)
 		// Long work from here: waiting its turn, a stop cut nothing.
 		m.Started()
-		if tries >= most {
-			// On its last try, a copy the stop cuts (or still running at
-			// the release) is sent again with its tries (Requeue's), not
-			// left to reach the DLQ for the stop: at most maxReceiveCount
-			// times, as an object's message.
-			again := r
-			again.Tries = tries - 1
-			if body, err := events.EncodeRelay(again); err == nil {
-				m.SendAgainAs(string(body))
-			}
-		}
+		w.lastTry(m, r)
 		t.settle(w.relayOne(m.Context(), r))
 	})
+}
+
+// lastTry readies m, relay r's message, to be sent again at the stop with
+// its tries (Requeue's) if it is on its last try: a copy the stop cuts,
+// still running at the release, or never begun (a poll that answered after
+// the stop, Untried) is sent again as an object's message is, not left to
+// reach the DLQ for the stop (at most maxReceiveCount times).
+func (w *Worker) lastTry(m *worker.Message, r events.Relay) {
+	most := w.Config.Settings.Worker.MaxReceiveCount
+	tries := RelayTries(r, m.ReceiveCount, most)
+	if most == 0 || tries < most {
+		return
+	}
+	r.Tries = tries - 1
+	if body, err := events.EncodeRelay(r); err == nil {
+		m.SendAgainAs(string(body))
+	}
+}
+
+// Untried implements worker.Untried: a relay on its last try that a poll
+// brought after the stop is sent again (lastTry).
+func (w *Worker) Untried(m *worker.Message) {
+	if r := m.Events.Relay; r != nil {
+		w.lastTry(m, *r)
+	}
 }
 
 // RelayTries counts a relay's receives: received, its message's own (the

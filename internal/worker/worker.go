@@ -49,6 +49,14 @@ type Role interface {
 	Drain(work context.Context)
 }
 
+// Untried is a Role that readies a message the stop took before any
+// Handle of it (a poll that answered after the stop) to be sent again, as
+// its Handle would have: a relay on its last try (Message.SendAgainAs).
+// It must not block.
+type Untried interface {
+	Untried(m *Message)
+}
+
 // Receive settings: SQS's maxima, which make long polling cheapest.
 const (
 	receiveMax  = 10
@@ -316,6 +324,13 @@ func (r *Runtime) receive(stop, work context.Context, role Role) {
 		first := answered // a first failure: Receive makes one attempt
 		answered = err == nil
 		if stop.Err() != nil {
+			if u, ok := role.(Untried); ok {
+				for _, m := range msgs {
+					if m.parseErr == nil {
+						u.Untried(m)
+					}
+				}
+			}
 			late := make([]*Message, 0, len(msgs))
 			r.mu.Lock()
 			for _, m := range msgs {

@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/xrc-dev/xrc/internal/events"
 	"github.com/xrc-dev/xrc/internal/health"
 	"github.com/xrc-dev/xrc/internal/localstack"
 	"github.com/xrc-dev/xrc/internal/queue"
@@ -884,6 +885,61 @@ func stopWaitsForItsPoll(t *testing.T, drain time.Duration, maxReceives, deferre
 	bound := f.logs.FilterLevelExact(zap.ErrorLevel).FilterMessage("message not acknowledged: bound for the DLQ").Len()
 	if want := map[bool]int{true: 1, false: 0}[maxReceives == 1 && !again]; bound != want {
 		t.Errorf("%d error lines for a message on receive 1 of %d, deferred %d times, want %d", bound, maxReceives, deferred, want)
+	}
+}
+
+// untriedRole readies every relay the stop takes untried to be sent again
+// with body.
+type untriedRole struct {
+	role
+	body string
+}
+
+func (u untriedRole) Untried(m *worker.Message) {
+	if m.Events.Relay != nil {
+		m.SendAgainAs(u.body)
+	}
+}
+
+// TestUntriedRelayOnItsLastTrySentAgain: a relay that a poll brings after
+// the stop, on its last try though its message has receives left (a relay
+// counts its tries over the messages it was sent as), is sent again with
+// the body its role gives (worker.Untried), as a relay whose copy the stop
+// cut is; it was released, and its next receive took it to the DLQ
+// untried.
+func TestUntriedRelayOnItsLastTrySentAgain(t *testing.T) {
+	f := setup(t)
+	rt, m := f.runtime(f.client, 1)
+	rt.ReceiveWait, rt.Drain, rt.MaxReceiveCount = 5*time.Second, 10*time.Second, 5
+	relay, err := events.EncodeRelay(events.Relay{Region: "store", Bucket: "stg", Key: "r1/2026/12/07/a.tar.zst", Tries: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := events.EncodeRelay(events.Relay{Region: "store", Bucket: "stg", Key: "r1/2026/12/07/a.tar.zst", Tries: 3}) // the role's body, told from the original
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := start(t, rt, untriedRole{role{func(_ context.Context, msg *worker.Message) { t.Errorf("handled %q after the stop", msg.Body) }}, string(again)})
+	time.Sleep(500 * time.Millisecond) // a poll is in flight
+	done := make(chan struct{})
+	go func() { stop(); close(done) }()
+	time.Sleep(200 * time.Millisecond)
+	f.send(t, string(relay))
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("Run did not return")
+	}
+	if v := testutil.ToFloat64(m.Messages.WithLabelValues("requeued")); v != 1 {
+		t.Errorf("sent again %v messages, want the relay", v)
+	}
+	out, err := f.client.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: &f.url, MaxNumberOfMessages: 10, WaitTimeSeconds: 20,
+		MessageAttributeNames: []string{queue.DeferredAttribute}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Messages) != 1 || aws.ToString(out.Messages[0].Body) != string(again) {
+		t.Errorf("the queue holds %d messages, want the relay sent again with its role's body", len(out.Messages))
 	}
 }
 
