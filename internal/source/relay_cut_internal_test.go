@@ -47,14 +47,7 @@ func TestCutCopyWhoseRelayIsRefusedIsNoStop(t *testing.T) {
 		c.Settings.Regions[1].S3Credentials = "env:XRC_TEST_RELAYCUT"
 	})
 	ctx := context.Background()
-	src, err := env.S3(ctx, "us-east-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dst, err := env.S3(ctx, "eu-west-1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, src, dst := stackClients(t, env)
 	w, err := New(Deps{Config: cfg, Region: "us-east-1", S3: hangGets{src}, Queue: queue.New(refusingSends{}, "q"), Log: zap.NewNop(),
 		Metrics: NewMetrics(prometheus.NewRegistry()), Health: health.New(time.Minute, time.Now), Direct: map[string]S3API{"eu-west-1": dst}})
 	if err != nil {
@@ -80,18 +73,7 @@ func TestRelayCutOnItsLastTrySentAgain(t *testing.T) {
 		c.Settings.Worker.DrainTimeout = config.Duration(500 * time.Millisecond)
 	})
 	ctx := context.Background()
-	sqsc, err := env.SQS(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := env.S3(ctx, "us-east-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dst, err := env.S3(ctx, "eu-west-1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	sqsc, src, dst := stackClients(t, env)
 	staging := cfg.Settings.Regions[0].StagingBucket
 	key := cfg.Rules[0].ID + "/2026/12/07/last.tar.zst"
 	if _, err := src.PutObject(ctx, &s3.PutObjectInput{Bucket: &staging, Key: &key, Body: strings.NewReader("an archive")}); err != nil {
@@ -139,4 +121,24 @@ func TestRelayCutOnItsLastTrySentAgain(t *testing.T) {
 	if d := rec.MessageAttributes[queue.DeferredAttribute].StringValue; d == nil || *d != "1" || RelayTries(*parsed.Relay, 1, most) != most {
 		t.Errorf("sent again deferred %v, its next receive try %d; want deferred once, its last try again (%d)", d, RelayTries(*parsed.Relay, 1, most), most)
 	}
+}
+
+// stackClients are the local stack's SQS, and S3 in the source region and
+// in the target's.
+func stackClients(t *testing.T, env localstack.Env) (*sqs.Client, *s3.Client, *s3.Client) {
+	t.Helper()
+	ctx := context.Background()
+	sqsc, err := env.SQS(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := env.S3(ctx, "us-east-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst, err := env.S3(ctx, "eu-west-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sqsc, src, dst
 }

@@ -39,14 +39,7 @@ func TestRelaysHeldBounded(t *testing.T) {
 		c.Settings.Worker.MaxReceiveCount = 50
 	})
 	ctx := context.Background()
-	sqsc, err := env.SQS(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	src, err := env.S3(ctx, "us-east-1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	sqsc, src, _ := stackClients(t, env)
 	url := dep.SourceQueues[cfg.Rules[0].ID]
 	q := queue.New(sqsc, url)
 	core, logs := observer.New(zap.InfoLevel)
