@@ -244,11 +244,13 @@ func (w *Worker) handleRelay(stop context.Context, m *worker.Message, r events.R
 // reach the DLQ for the stop (at most maxReceiveCount times).
 func (w *Worker) lastTry(m *worker.Message, r events.Relay) {
 	most := w.Config.Settings.Worker.MaxReceiveCount
-	tries := RelayTries(r, m.ReceiveCount, most)
-	if most == 0 || tries < most {
+	// Its last try, not one past it: a relay whose tries are spent is on
+	// its way to the DLQ (handleRelay), and sent again it would be tried
+	// once more.
+	if most == 0 || RelayTries(r, m.ReceiveCount, most) != most {
 		return
 	}
-	r.Tries = tries - 1
+	r.Tries = most - 1
 	if body, err := events.EncodeRelay(r); err == nil {
 		m.SendAgainAs(string(body))
 	}

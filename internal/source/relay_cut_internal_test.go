@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/prometheus/client_golang/prometheus"
@@ -141,4 +142,64 @@ func stackClients(t *testing.T, env localstack.Env) (*sqs.Client, *s3.Client, *s
 		t.Fatal(err)
 	}
 	return sqsc, src, dst
+}
+
+// TestSpentRelayNotSentAgainAtTheStop: a relay whose tries are spent (its
+// message's second receive, its last try failed on the first) that a poll
+// brings after the stop is released towards the DLQ as handleRelay would,
+// not sent again for one more try.
+func TestSpentRelayNotSentAgainAtTheStop(t *testing.T) {
+	env, cfg, dep := localstack.Deploy(t, "relayspent", func(c *config.Config) {
+		c.Settings.Regions[1].Direct = true
+		c.Settings.Regions[1].S3Credentials = "env:XRC_TEST_RELAYSPENT" // never read: nothing is copied
+		c.Settings.Worker.MaxReceiveCount = 2
+		c.Settings.Worker.ReceiveWait = config.Duration(5 * time.Second)
+	})
+	ctx := context.Background()
+	sqsc, src, dst := stackClients(t, env)
+	url := dep.SourceQueues[cfg.Rules[0].ID]
+	q := queue.New(sqsc, url)
+	body, err := events.EncodeRelay(events.Relay{Region: "eu-west-1", Bucket: cfg.Settings.Regions[0].StagingBucket,
+		Key: cfg.Rules[0].ID + "/2026/12/07/spent.tar.zst", Tries: 1}) // its first receive was its last try
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Send(ctx, string(body), 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	// Its first receive, hidden 2 s: the worker's poll in flight at the
+	// stop takes it, its second.
+	if got, err := localstack.Receive(ctx, sqsc, url, 1, 5*time.Second, 2*time.Second); err != nil || len(got) != 1 {
+		t.Fatalf("received %d (%v)", len(got), err)
+	}
+	core, logs := observer.New(zap.InfoLevel)
+	w, err := New(Deps{Config: cfg, Region: "us-east-1", Queue: q, S3: src, Log: zap.New(core), Metrics: NewMetrics(prometheus.NewRegistry()),
+		Health: health.New(time.Minute, time.Now), Direct: map[string]S3API{"eu-west-1": dst}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- w.Run(run) }()
+	time.Sleep(500 * time.Millisecond) // a poll is in flight
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := logs.FilterMessageSnippet("sent again as a new message").Len(); n != 0 {
+		t.Errorf("the spent relay was sent again: %v", logs.FilterMessageSnippet("sent again as a new message").All())
+	}
+	// Released on its last receive: the next takes it to the DLQ, as it
+	// is (not a copy sent again, deferred).
+	dlq, err := sqsc.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(cfg.SourceQueueName(cfg.Rules[0].ID) + "-dlq")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := q.Receive(ctx, 10, time.Second, time.Minute); err != nil || len(got) != 0 {
+		t.Errorf("the queue holds %+v (%v), want nothing", got, err)
+	}
+	got, err := queue.New(sqsc, aws.ToString(dlq.QueueUrl)).Receive(ctx, 10, 5*time.Second, time.Minute)
+	if err != nil || len(got) != 1 || got[0].Body != string(body) || got[0].Deferred != 0 {
+		t.Errorf("the DLQ holds %+v (%v); want the relay itself", got, err)
+	}
 }
