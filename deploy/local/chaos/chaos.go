@@ -410,8 +410,12 @@ func sleep(ctx context.Context, d time.Duration) error {
 }
 
 // settle waits until the destination holds exactly the expected keys, the
-// work queues are empty and the dead-letter queues hold the poison, or the
-// time is up; it reports whether it settled.
+// work queues are empty, the dead-letter queues hold the poison and every
+// archive is replicated, or the time is up; it reports whether it settled.
+// Replicated: an archive whose objects came in other archives (its
+// stager killed before it acknowledged them) may be replicated minutes
+// later, as S3's can (MinIO retries a replication it put off every six
+// minutes), and then delivered while the checks run.
 func (c *chaos) settle(ctx context.Context, want []dataset.Object) bool {
 	keys := map[string]bool{}
 	for _, o := range want {
@@ -429,7 +433,8 @@ func (c *chaos) settle(ctx context.Context, want []dataset.Object) bool {
 		// held comes back after its visibility timeout, and its redelivery
 		// could stage or leave an archive while the checks run.
 		done := same && c.depth(ctx, c.dep.SourceQueues["r1"], true) == 0 && c.depth(ctx, c.dep.TargetQueues["eu-west-1"], true) == 0 &&
-			c.depth(ctx, srcDLQ, false) >= len(sourcePoisonDead()) && c.depth(ctx, tgtDLQ, false) >= len(targetPoison) && c.uploadsLeft(ctx) == 0
+			c.depth(ctx, srcDLQ, false) >= len(sourcePoisonDead()) && c.depth(ctx, tgtDLQ, false) >= len(targetPoison) && c.uploadsLeft(ctx) == 0 &&
+			c.replicating(ctx) == 0
 		if done {
 			if stable++; stable == 3 {
 				return true
@@ -443,6 +448,30 @@ func (c *chaos) settle(ctx context.Context, want []dataset.Object) bool {
 		}
 	}
 	return false
+}
+
+// replicating counts the source staging archives whose replication is
+// still pending (-1 when they cannot be read).
+func (c *chaos) replicating(ctx context.Context) int {
+	staging := c.cfg.Settings.Regions[0].StagingBucket
+	vs, err := versions(ctx, c.src, staging)
+	if err != nil {
+		return -1
+	}
+	n := 0
+	for _, v := range vs {
+		if v.marker {
+			continue
+		}
+		head, err := c.src.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &staging, Key: aws.String(v.key), VersionId: aws.String(v.id)})
+		if err != nil {
+			return -1
+		}
+		if head.ReplicationStatus == s3types.ReplicationStatusPending {
+			n++
+		}
+	}
+	return n
 }
 
 // checkRun checks the run itself: it settled in its time (every other
