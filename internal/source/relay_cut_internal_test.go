@@ -43,10 +43,7 @@ func (refusingSends) SendMessage(context.Context, *sqs.SendMessageInput, ...func
 // cancellation: taken for the stop's, its message was sent again at the
 // stop (the archive staged twice) instead of going its way to the DLQ.
 func TestCutCopyWhoseRelayIsRefusedIsNoStop(t *testing.T) {
-	env, cfg, _ := localstack.Deploy(t, "relaycut", func(c *config.Config) {
-		c.Settings.Regions[1].Direct = true
-		c.Settings.Regions[1].S3Credentials = "env:XRC_TEST_RELAYCUT"
-	})
+	env, cfg, _ := deployDirect(t, "relaycut", nil)
 	ctx := context.Background()
 	_, src, dst := stackClients(t, env)
 	w, err := New(Deps{Config: cfg, Region: "us-east-1", S3: hangGets{src}, Queue: queue.New(refusingSends{}, "q"), Log: zap.NewNop(),
@@ -67,9 +64,7 @@ func TestCutCopyWhoseRelayIsRefusedIsNoStop(t *testing.T) {
 // receive is its last try again) and its deferral counted, as an
 // object's message is; it was left to reach the DLQ for the stop.
 func TestRelayCutOnItsLastTrySentAgain(t *testing.T) {
-	env, cfg, dep := localstack.Deploy(t, "relaylast", func(c *config.Config) {
-		c.Settings.Regions[1].Direct = true
-		c.Settings.Regions[1].S3Credentials = "env:XRC_TEST_RELAYLAST" // never read: Direct is given
+	env, cfg, dep := deployDirect(t, "relaylast", func(c *config.Config) {
 		c.Settings.Worker.MaxReceiveCount = 2
 		c.Settings.Worker.DrainTimeout = config.Duration(500 * time.Millisecond)
 	})
@@ -124,6 +119,18 @@ func TestRelayCutOnItsLastTrySentAgain(t *testing.T) {
 	}
 }
 
+// deployDirect deploys with eu-west-1 a direct region whose credentials
+// are never read (the tests give the worker its clients), then edit.
+func deployDirect(t *testing.T, prefix string, edit func(*config.Config)) (localstack.Env, *config.Config, localstack.Deployment) {
+	return localstack.Deploy(t, prefix, func(c *config.Config) {
+		c.Settings.Regions[1].Direct = true
+		c.Settings.Regions[1].S3Credentials = "env:XRC_TEST_UNREAD"
+		if edit != nil {
+			edit(c)
+		}
+	})
+}
+
 // stackClients are the local stack's SQS, and S3 in the source region and
 // in the target's.
 func stackClients(t *testing.T, env localstack.Env) (*sqs.Client, *s3.Client, *s3.Client) {
@@ -149,9 +156,7 @@ func stackClients(t *testing.T, env localstack.Env) (*sqs.Client, *s3.Client, *s
 // brings after the stop is released towards the DLQ as handleRelay would,
 // not sent again for one more try.
 func TestSpentRelayNotSentAgainAtTheStop(t *testing.T) {
-	env, cfg, dep := localstack.Deploy(t, "relayspent", func(c *config.Config) {
-		c.Settings.Regions[1].Direct = true
-		c.Settings.Regions[1].S3Credentials = "env:XRC_TEST_RELAYSPENT" // never read: nothing is copied
+	env, cfg, dep := deployDirect(t, "relayspent", func(c *config.Config) {
 		c.Settings.Worker.MaxReceiveCount = 2
 		c.Settings.Worker.ReceiveWait = config.Duration(5 * time.Second)
 	})

@@ -31,9 +31,7 @@ import (
 // backoff. Those still waiting when the worker stops are left for the next
 // receive, neither failed nor said to be retried.
 func TestRelaysHeldBounded(t *testing.T) {
-	env, cfg, dep := localstack.Deploy(t, "relayheld", func(c *config.Config) {
-		c.Settings.Regions[1].Direct = true
-		c.Settings.Regions[1].S3Credentials = "env:XRC_TEST_HELD" // never read: nothing is copied
+	env, cfg, dep := deployDirect(t, "relayheld", func(c *config.Config) {
 		// The local SQS may count a receive more than once: none may be
 		// taken for a relay's last.
 		c.Settings.Worker.MaxReceiveCount = 50
