@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"math"
+	"path"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -109,6 +110,14 @@ func backfillCmd(ctx context.Context, args []string, env Env) error {
 	}
 	if _, err := backfill.Root(rule, b.prefix); err != nil {
 		return fmt.Errorf("%w: -prefix: %v", ErrUsage, err)
+	}
+	explicit := false
+	fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "queue-url" })
+	if own := cfg.SourceQueueName(rule.ID); b.queueURL != "" && !explicit && path.Base(b.queueURL) != own {
+		// A shell or task set up for another rule's worker: its worker
+		// would acknowledge these events as covered by no rule it serves.
+		fmt.Fprintf(env.Stderr, "xrc backfill: warning: XRC_QUEUE_URL names queue %s, not rule %s's own (%s): the events go there, which only a worker serving rule %s may take (rules sharing a queue); otherwise unset it or pass -queue-url\n",
+			path.Base(b.queueURL), rule.ID, own, rule.ID)
 	}
 	// Progress on stderr, as verify's: stdout holds only the summary.
 	terminal := progress.IsTerminal(env.Stderr)

@@ -1,6 +1,7 @@
 package cli_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
@@ -148,5 +150,45 @@ func TestBackfillCommand(t *testing.T) {
 	out, _, err = run(t, "backfill", "-config", gonePath, "-rule", rule.ID, "-dry-run")
 	if err == nil || !regexp.MustCompile(`(?m)^incomplete: .*NoSuchBucket`).MatchString(out) {
 		t.Errorf("a failed run: %v; its summary does not say it is incomplete:\n%s", err, out)
+	}
+}
+
+// TestBackfillWarnsOfAnotherRulesQueue: XRC_QUEUE_URL from a shell or task
+// set up for another rule's worker names a queue not the rule's own: the
+// run says so (that worker would acknowledge the events as covered by no
+// rule it serves, and nothing would move); not for -queue-url given.
+func TestBackfillWarnsOfAnotherRulesQueue(t *testing.T) {
+	t.Parallel()
+	_, cfg, _ := localstack.Deploy(t, "cliqueue", nil)
+	doc, _ := json.Marshal(cfg)
+	path := filepath.Join(t.TempDir(), "xrc.json")
+	if err := os.WriteFile(path, doc, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	other := "https://sqs.us-east-1.amazonaws.com/123456789012/" + cfg.SourceQueueName("another")
+	for _, c := range []struct {
+		name  string
+		env   string
+		args  []string
+		warns bool
+	}{
+		{"from the environment", other, nil, true},
+		{"given", "", []string{"-queue-url", other}, false},
+		{"the rule's own", "https://sqs.us-east-1.amazonaws.com/123456789012/" + cfg.SourceQueueName(cfg.Rules[0].ID), nil, false},
+	} {
+		var out, errOut bytes.Buffer
+		getenv := func(k string) string {
+			if k == "XRC_QUEUE_URL" {
+				return c.env
+			}
+			return os.Getenv(k)
+		}
+		args := append([]string{"backfill", "-config", path, "-rule", cfg.Rules[0].ID, "-dry-run"}, c.args...)
+		if err := cli.Run(context.Background(), args, cli.Env{Stdout: &out, Stderr: &errOut, Getenv: getenv, Now: time.Now}, "test"); err != nil {
+			t.Fatalf("%s: %v\n%s", c.name, err, errOut.String())
+		}
+		if warned := strings.Contains(errOut.String(), "warning: XRC_QUEUE_URL names queue"); warned != c.warns {
+			t.Errorf("%s: warned %v, want %v:\n%s", c.name, warned, c.warns, errOut.String())
+		}
 	}
 }
