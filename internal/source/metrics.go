@@ -52,7 +52,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		BytesSaved: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "xrc_source_bytes_saved_total",
 			Help: "Object bytes in minus archive bytes out (stored objects save none), by rule."}, []string{"rule"}),
 		Transfer: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "xrc_source_transfer_dollars_total",
-			Help: "Inter-region transfer to every target region, in dollars, by rule and kind: without (what the objects would cost), with (what the archives cost). Net benefit = without - with - compute."}, []string{"rule", "kind"}),
+			Help: "Inter-region transfer to every target region, in dollars, by rule and kind: without (what the objects would cost), with (what the archives cost). Net benefit = without - with - compute, each staging counted (objects staged again count again; xrc savings counts them once)."}, []string{"rule", "kind"}),
 		Compute: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "xrc_source_compute_dollars_total",
 			Help: "CPU spent compressing (here) and decompressing (in every target region), in dollars, by rule."}, []string{"rule"}),
 		ArchiveRatio: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "xrc_source_archive_ratio",
