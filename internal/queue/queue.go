@@ -219,11 +219,7 @@ func (q *Queue) SendAgainAll(ctx context.Context, delay time.Duration, msgs ...M
 		if err != nil {
 			return answer{}, err
 		}
-		a := answer{failed: out.Failed}
-		for _, e := range out.Successful {
-			a.ok = append(a.ok, aws.ToString(e.Id))
-		}
-		return a, nil
+		return answerOf(out.Successful, out.Failed, func(e types.SendMessageBatchResultEntry) *string { return e.Id }), nil
 	})
 }
 
@@ -270,11 +266,7 @@ func (q *Queue) Delete(ctx context.Context, msgs ...Message) ([]Failure, error) 
 		if err != nil {
 			return answer{}, err
 		}
-		a := answer{failed: out.Failed}
-		for _, e := range out.Successful {
-			a.ok = append(a.ok, aws.ToString(e.Id))
-		}
-		return a, nil
+		return answerOf(out.Successful, out.Failed, func(e types.DeleteMessageBatchResultEntry) *string { return e.Id }), nil
 	})
 }
 
@@ -319,11 +311,7 @@ func (q *Queue) ChangeVisibility(ctx context.Context, d time.Duration, msgs ...M
 		if err != nil {
 			return answer{}, err
 		}
-		a := answer{failed: out.Failed}
-		for _, e := range out.Successful {
-			a.ok = append(a.ok, aws.ToString(e.Id))
-		}
-		return a, nil
+		return answerOf(out.Successful, out.Failed, func(e types.ChangeMessageVisibilityBatchResultEntry) *string { return e.Id }), nil
 	})
 	return append(failures, past...), err
 }
@@ -349,6 +337,16 @@ const BatchCalls = 8
 type answer struct {
 	ok     []string
 	failed []types.BatchResultErrorEntry
+}
+
+// answerOf is a batch call's answer: the ids of its successful entries
+// (each call's own type) and its failed ones.
+func answerOf[E any](ok []E, failed []types.BatchResultErrorEntry, id func(E) *string) answer {
+	a := answer{failed: failed}
+	for _, e := range ok {
+		a.ok = append(a.ok, aws.ToString(id(e)))
+	}
+	return a
 }
 
 func (q *Queue) batch(ctx context.Context, op string, msgs []Message, call func([]Message) (answer, error)) ([]Failure, error) {
