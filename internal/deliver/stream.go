@@ -130,10 +130,9 @@ func (w *Worker) holdBuffer(ctx context.Context, n int64) (release func(), err e
 // returns the first only, and a first that is a wait (a retag before its
 // write) would hide a failure beside it (Waiting). Past keptErrors, only
 // an error of a kind not kept yet (waiting or not, permanent or not, its
-// failureKind) is:
-// an archive of thousands of retags waiting for their writes, or of
-// deletes all refused, made one error of megabytes, logged twice a
-// receive, past what a log line may hold.
+// failureKind) is: an archive of thousands of retags waiting for their
+// writes, or of deletes all refused, made one error of megabytes, logged
+// twice a receive, past what a log line may hold.
 type allErrors struct {
 	mu   sync.Mutex
 	all  []error
