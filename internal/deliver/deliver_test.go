@@ -1,9 +1,11 @@
 package deliver_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"strconv"
@@ -334,8 +336,9 @@ func TestReplayIsHarmless(t *testing.T) {
 	if got := p.waitDest(t, 1, time.Minute); got != 1 {
 		t.Fatal("object not replicated")
 	}
-	// Replay the same archive by copying it again into target staging: the
-	// redelivery must be a no-op.
+	// Replay the same archive by staging it again, under its own key (a
+	// key naming another archive would be rejected): the redelivery must
+	// be a no-op.
 	dst := p.cfg.Rules[0].Destinations[0].Bucket
 	before, err := p.dst.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &dst, Key: &o.Key})
 	if err != nil {
@@ -347,8 +350,16 @@ func TestReplayIsHarmless(t *testing.T) {
 		t.Fatalf("no source archive to replay: %v", err)
 	}
 	key := aws.ToString(list.Contents[0].Key)
-	if _, err := p.src.CopyObject(ctx, &s3.CopyObjectInput{Bucket: &stg, Key: aws.String(key + ".replay.tar.zst"),
-		CopySource: aws.String(stg + "/" + key)}); err != nil {
+	archive, err := p.src.GetObject(ctx, &s3.GetObjectInput{Bucket: &stg, Key: &key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := io.ReadAll(archive.Body)
+	archive.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.src.PutObject(ctx, &s3.PutObjectInput{Bucket: &stg, Key: &key, Body: bytes.NewReader(data)}); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(time.Minute)

@@ -31,18 +31,21 @@ func TestHostileArchivesReachDLQ(t *testing.T) {
 	}
 	objs[4].Data = corpus.Random(128<<10, 4) // stored, not compressed: a flip there only breaks checksums
 
+	// Each archive is staged at its own key (one naming its id), as a
+	// source stages it: the defence under test is what stops it.
 	valid := writeArchive(t, manifestFor("hostile-valid", objs, p.cfg, nil), objs)
 
 	// A byte flipped three quarters into the compressed stream: the
 	// manifest and the first objects still decode.
-	corrupt := bytes.Clone(valid)
+	corrupt := writeArchive(t, manifestFor("corrupt", objs, p.cfg, nil), objs)
 	corrupt[len(corrupt)*3/4] ^= 0xff
 
-	truncated := bytes.Clone(valid[:len(valid)*2/3])
+	truncated := writeArchive(t, manifestFor("truncated", objs, p.cfg, nil), objs)
+	truncated = truncated[:len(truncated)*2/3]
 
 	// The manifest carries each object's SHA-256; the last member has the
 	// right size but other bytes.
-	mDigest := manifestFor("hostile-digest", objs, p.cfg, nil)
+	mDigest := manifestFor("digest-mismatch", objs, p.cfg, nil)
 	var members []member
 	for i, o := range objs {
 		members = append(members, member{mDigest.Objects[i].Member, o.Data})
@@ -55,7 +58,7 @@ func TestHostileArchivesReachDLQ(t *testing.T) {
 	// The last member escapes the extraction directory: once as the tar
 	// name of a member the manifest names safely, once named so by the
 	// manifest itself (which the writer's validation would refuse).
-	mDot := manifestFor("hostile-dotdot-tar", objs, p.cfg, nil)
+	mDot := manifestFor("dotdot-member", objs, p.cfg, nil)
 	members = members[:0]
 	for i, o := range objs {
 		members = append(members, member{mDot.Objects[i].Member, o.Data})
@@ -63,7 +66,7 @@ func TestHostileArchivesReachDLQ(t *testing.T) {
 	members[len(members)-1].name = "../x"
 	dotTar := rawArchive(t, rawManifest(t, mDot), members)
 
-	mDotMf := manifestFor("hostile-dotdot-manifest", objs, p.cfg, nil)
+	mDotMf := manifestFor("dotdot-manifest", objs, p.cfg, nil)
 	mDotMf.Objects[len(objs)-1].Member = "../x"
 	dotManifest := rawArchive(t, rawManifest(t, mDotMf), members)
 
@@ -161,7 +164,7 @@ func TestHostileArchivesReachDLQ(t *testing.T) {
 
 	// The same objects in a valid archive do get written: the fixture
 	// (destination, keys, manifest) is not what stopped the others.
-	putStaging(t, p.dst, staging, "r1/valid.tar.zst", valid)
+	putStaging(t, p.dst, staging, "r1/hostile-valid.tar.zst", valid)
 	if got := p.waitDest(t, len(objs), time.Minute); got != len(objs) {
 		t.Fatalf("valid archive: destination holds %d objects, want %d", got, len(objs))
 	}

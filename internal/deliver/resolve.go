@@ -29,12 +29,12 @@ type plan struct {
 
 // resolve decides where each object of m goes. The manifest only
 // proposes: its rule must be configured, the archive must sit under that
-// rule's staging prefix, every object must be one the rule covers, every
-// destination it proposes must be exactly what the rule maps the key to
-// (region, bucket, key after prefix rewrite, storage class policy, KMS
-// key), and deletes need a rule with deletes: true. Anything else rejects
-// the whole archive, naming the field: a staging bucket is not a place to
-// take orders from.
+// rule's staging prefix at a key naming its id, every object must be one
+// the rule covers, every destination it proposes must be exactly what the
+// rule maps the key to (region, bucket, key after prefix rewrite, storage
+// class policy, KMS key), and deletes need a rule with deletes: true.
+// Anything else rejects the whole archive, naming the field: a staging
+// bucket is not a place to take orders from.
 func (w *Worker) resolve(stagingKey string, m *manifest.Manifest) (*plan, error) {
 	reject := func(format string, args ...any) error {
 		return fmt.Errorf("%w: archive %s: %s", ErrRejected, m.ArchiveID, fmt.Sprintf(format, args...))
@@ -45,6 +45,14 @@ func (w *Worker) resolve(stagingKey string, m *manifest.Manifest) (*plan, error)
 	}
 	if prefix := manifest.StagingPrefix(rule.ID); !strings.HasPrefix(stagingKey, prefix) {
 		return nil, reject("staging key %q is not under rule %s's staging prefix %q", stagingKey, rule.ID, prefix)
+	}
+	// A source stages an archive under a key naming its id, and that key
+	// stands for the archive: its uploads are recorded, resumed and
+	// aborted under it, and a delivery found gone is looked up in the
+	// ledger by the id the key names. An archive under another's key
+	// would pass for that one. (The date in the key is only for listings.)
+	if _, id, err := manifest.ParseStagingKey(stagingKey); err != nil || id != m.ArchiveID {
+		return nil, reject("staging key %q does not name the archive's id %q, as its source would have staged it (%s)", stagingKey, m.ArchiveID, manifest.StagingKey(m))
 	}
 	if m.SourceRegion != rule.SourceRegion {
 		return nil, reject("manifest sourceRegion %q is not rule %s's source region %q", m.SourceRegion, rule.ID, rule.SourceRegion)

@@ -47,21 +47,37 @@ func twoRules(c *config.Config) {
 	c.Rules = append(c.Rules, r2)
 }
 
-// stage writes the archive of m (objects objs) into target staging at key.
+// stage writes the archive of m (objects objs) into target staging at key,
+// as the archive key names (see ownKey).
 func (p *pipeline) stage(t *testing.T, key string, m *manifest.Manifest, objs []dataset.Object) {
 	t.Helper()
-	putStaging(t, p.dst, p.cfg.Settings.Regions[1].StagingBucket, key, writeArchive(t, m, objs))
+	putStaging(t, p.dst, p.cfg.Settings.Regions[1].StagingBucket, key, writeArchive(t, ownKey(t, key, m), objs))
 }
 
 // stageRaw writes an archive whose manifest is encoded as is (the writer
-// would validate it).
+// would validate it), but for its id (see ownKey).
 func (p *pipeline) stageRaw(t *testing.T, key string, m *manifest.Manifest, objs []dataset.Object) {
 	t.Helper()
 	var members []member
 	for i, o := range objs {
 		members = append(members, member{m.Objects[i].Member, o.Data})
 	}
-	putStaging(t, p.dst, p.cfg.Settings.Regions[1].StagingBucket, key, rawArchive(t, rawManifest(t, m), members))
+	putStaging(t, p.dst, p.cfg.Settings.Regions[1].StagingBucket, key, rawArchive(t, rawManifest(t, ownKey(t, key, m)), members))
+}
+
+// ownKey is m as the archive staged at key: with the archive id key
+// names, as a source stages it (the target reads an archive only at its
+// own key). Tests stage one manifest under several keys to deliver its
+// objects again, and name keys for what they test.
+func ownKey(t *testing.T, key string, m *manifest.Manifest) *manifest.Manifest {
+	t.Helper()
+	_, id, err := manifest.ParseStagingKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := *m
+	c.ArchiveID = id
+	return &c
 }
 
 // TestRejectsUntrustedArchives stages well-formed archives whose manifests
@@ -121,6 +137,10 @@ func TestRejectsUntrustedArchives(t *testing.T) {
 			why: `staging key "r2/wrong-staging-prefix.tar.zst" is not under rule r1's staging prefix "r1/"`, wrote: dst1},
 		{name: "source-region", edit: func(m *manifest.Manifest) { m.SourceRegion = "ap-southeast-2" },
 			why: `manifest sourceRegion "ap-southeast-2" is not rule r1's source region "us-east-1"`, wrote: dst1},
+		// Under another archive's key, it would take that one's uploads
+		// and ledger entry for its own.
+		{name: "another-archives-key", foreign: true,
+			why: `staging key "r1/another-archives-key.tar.zst" does not name the archive's id "trust-another-archives-key"`, wrote: dst1},
 	}
 	// A victim the hostile delete would remove, were it obeyed.
 	victim := dataset.Object{Key: "data/trust/victim.txt", ContentType: "text/plain", Data: []byte("keep me")}

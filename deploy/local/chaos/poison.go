@@ -51,8 +51,10 @@ func sourcePoisonDead() []string {
 }
 
 // targetPoison are archives put straight into the target staging bucket,
-// as if replicated there; none may write anything.
-var targetPoison = []string{"corrupt", "truncated", "wrong-digest", "dotdot-member", "zstd-bomb", "oversized-manifest", "unconfigured-bucket"}
+// as if replicated there; none may write anything. Each is under a key
+// naming its id, as a source stages one, but "misplaced": a valid archive
+// under another archive's key.
+var targetPoison = []string{"corrupt", "truncated", "wrong-digest", "dotdot-member", "zstd-bomb", "oversized-manifest", "unconfigured-bucket", "misplaced"}
 
 func targetPoisonKeys() []string {
 	var out []string
@@ -125,7 +127,7 @@ func (c *chaos) hostile(name string) ([]byte, error) {
 	first := make([]byte, 64<<10)
 	rand.NewChaCha8([32]byte{}).Read(first)
 	objs := [][]byte{first, bytes.Repeat([]byte("venom "), 5000)}
-	m := c.poisonManifest("poison-"+name, objs)
+	m := c.poisonManifest(name, objs)
 	valid := func(m *manifest.Manifest) ([]byte, error) {
 		var buf bytes.Buffer
 		w := archive.NewWriter(archive.WriterOptions{})
@@ -172,6 +174,9 @@ func (c *chaos) hostile(name string) ([]byte, error) {
 	case "unconfigured-bucket":
 		m.Objects[0].Destinations[0].Bucket = c.evil
 		return rawArchive(jsonOf(m), members(m, objs))
+	case "misplaced":
+		m.ArchiveID = "another-archive"
+		return valid(m)
 	}
 	return nil, fmt.Errorf("unknown poison %q", name)
 }
