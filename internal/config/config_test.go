@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -921,16 +922,26 @@ func TestLambdaMemoryWarning(t *testing.T) {
 		// A target function: its large objects' part buffers.
 		{128, 12, "target-lambda", true},
 		{189, 12, "target-lambda", false},
+		// Two destinations in the region: both uploads' buffers at once.
+		{300, 12, "target-lambda-two", true},
+		{378, 12, "target-lambda-two", false},
 	} {
 		c, err := Parse(mutate(t, func(d map[string]any) {
 			obj(d, "settings")["lambda"] = map[string]any{"memoryMB": tc.memory}
 			obj(d, "settings")["adaptive"] = map[string]any{"maxLevel": tc.maxLevel}
 			for i := range d["rules"].([]any) {
-				if tc.compute != "target-lambda" {
+				if !strings.HasPrefix(tc.compute, "target-lambda") {
 					obj(d, "rules", i)["compute"] = tc.compute
 				}
 			}
-			if tc.compute == "target-lambda" {
+			if tc.compute == "target-lambda-two" {
+				r := obj(d, "rules", 0)
+				dests := r["destinations"].([]any)
+				second := maps.Clone(dests[0].(map[string]any))
+				second["bucket"] = "acme-second-copy"
+				r["destinations"] = append(dests, second)
+			}
+			if strings.HasPrefix(tc.compute, "target-lambda") {
 				for i, r := range obj(d, "settings")["regions"].([]any) {
 					if r.(map[string]any)["role"] != "source" {
 						obj(d, "settings", "regions", i)["compute"] = "lambda"

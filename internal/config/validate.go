@@ -620,9 +620,9 @@ func (c *Config) Warnings() Errors {
 			ws.add(fmt.Sprintf("settings.regions[%d].s3Endpoint", i), "%s is plain HTTP: region %s's archives, objects and credentials cross the network unencrypted, and nothing stops them being changed on the way; use https",
 				reg.S3Endpoint, reg.Name)
 		}
-		if reg.IsTarget() && reg.Compute.Lambda() && c.Settings.Lambda.MemoryMB < minTargetMemoryMB {
-			ws.add("settings.lambda.memoryMB", "%d MB for %s's target function: half its Go memory limit (85%% of it) is less than the 80 MiB of part buffers an object over 16 MiB needs to one destination, so every such object goes to the DLQ; give it %d MB or more",
-				c.Settings.Lambda.MemoryMB, reg.Name, minTargetMemoryMB)
+		if n := c.mostDestinationsIn(reg.Name); reg.IsTarget() && reg.Compute.Lambda() && c.Settings.Lambda.MemoryMB < n*minTargetMemoryMB {
+			ws.add("settings.lambda.memoryMB", "%d MB for %s's target function: half its Go memory limit (85%% of it) is less than the %d MiB of part buffers an object over 64 MiB needs to the %d destination(s) a rule has there, so every such object goes to the DLQ; give it %d MB or more",
+				c.Settings.Lambda.MemoryMB, reg.Name, n*80, n, n*minTargetMemoryMB)
 		}
 		fns := c.LambdaFunctions(reg.Name)
 		if reserved := len(fns) * c.Settings.Lambda.ReservedConcurrency; reserved > defaultAccountConcurrency-minUnreservedConcurrency {
@@ -673,10 +673,27 @@ func maxObjectsFor(visibility time.Duration) int {
 }
 
 // minTargetMemoryMB is the least memory a target function is given
-// without a warning: half of GOMEMLIMIT (85% of it, the CDK app's) holds a
-// large object's part buffers to one destination, five of 16 MiB
-// (deliver.partsAtOnce+1 parts).
+// without a warning, per destination an object has in its region: half of
+// GOMEMLIMIT (85% of it, the CDK app's) holds a large object's part
+// buffers to one destination, five of 16 MiB (deliver.partsAtOnce+1
+// parts), for each destination written at once.
 const minTargetMemoryMB = 189
+
+// mostDestinationsIn is the most destinations in region one rule has (at
+// least 1): a target writes an object to all of them at once.
+func (c *Config) mostDestinationsIn(region string) int {
+	most := 1
+	for i := range c.Rules {
+		n := 0
+		for _, d := range c.Rules[i].Destinations {
+			if d.Region == region {
+				n++
+			}
+		}
+		most = max(most, n)
+	}
+	return most
+}
 
 // minCompressorMemoryMB is the least memory a source function compressing
 // at level 19 or more is given without a warning: two compressors' C

@@ -366,6 +366,20 @@ func TestPartSize(t *testing.T) {
 	}
 }
 
+// An upload holds at most partsAtOnce+1 part buffers, and never more
+// than its object has parts.
+func TestPartMemory(t *testing.T) {
+	for _, c := range []struct{ size, want int64 }{
+		{16<<20 + 1, 2 * minPartSize}, {20 << 20, 2 * minPartSize}, {64 << 20, 4 * minPartSize},
+		{65 << 20, 5 * minPartSize}, {5 << 30, 5 * minPartSize}, {0, minPartSize},
+		{manifest.MaxObjectSize, 5 * partSize(manifest.MaxObjectSize)},
+	} {
+		if got := partMemory(c.size); got != c.want {
+			t.Errorf("partMemory(%d) = %d, want %d", c.size, got, c.want)
+		}
+	}
+}
+
 // readPart allocates for the bytes that come, not for the part size a
 // manifest's claim makes: a member claiming a terabyte that holds three
 // bytes costs one small buffer.

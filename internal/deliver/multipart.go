@@ -50,6 +50,14 @@ const maxPartSize = 5 << 30
 // need more than 9,000).
 func partSize(size int64) int64 { return min(maxPartSize, max(minPartSize, size/9000+1)) }
 
+// partMemory is the most part buffers' bytes one upload of size bytes
+// holds: partsAtOnce+1 parts, or all of them when it has fewer (an object
+// of 17 MiB holds two parts, not five).
+func partMemory(size int64) int64 {
+	part := partSize(size)
+	return min(partsAtOnce+1, max(1, (size+part-1)/part)) * part
+}
+
 // readPart reads the next part of body, up to size bytes, into buf's
 // memory. buf grows as the bytes come, not to size at once: a size an
 // archive's manifest claims costs memory only for the bytes it holds. err

@@ -104,11 +104,12 @@ func TestRejectsUntrustedArchives(t *testing.T) {
 	}
 	valid := func(id string) *manifest.Manifest { return manifestFor(id, objs, p.cfg, nil) }
 	cases := []struct {
-		name  string
-		key   string // staging key; default r1/<name>.tar.zst
-		edit  func(m *manifest.Manifest)
-		why   string // what the error must say
-		wrote string // the bucket a trusting target would have written to
+		name    string
+		key     string // staging key; default r1/<name>.tar.zst
+		edit    func(m *manifest.Manifest)
+		why     string // what the error must say
+		wrote   string // the bucket a trusting target would have written to
+		foreign bool   // staged under a key that does not name its id
 	}{
 		{name: "unconfigured-bucket", edit: func(m *manifest.Manifest) { m.Objects[1].Destinations[0].Bucket = evil },
 			why: fmt.Sprintf("objects[1] (key \"data/trust/hostile.txt\"): destinations[0] s3://%s/data/trust/hostile.txt in eu-west-1 is not where rule r1 sends this key", evil), wrote: evil},
@@ -162,6 +163,10 @@ func TestRejectsUntrustedArchives(t *testing.T) {
 			key = "r1/" + c.name + ".tar.zst"
 		}
 		keys = append(keys, key)
+		if c.foreign {
+			putStaging(t, p.dst, p.cfg.Settings.Regions[1].StagingBucket, key, writeArchive(t, m, objs))
+			continue
+		}
 		p.stageRaw(t, key, m, objs)
 	}
 	slices.Sort(keys)
@@ -868,7 +873,9 @@ func TestArchiveReplicatingElsewhereStays(t *testing.T) {
 // need more memory for its parts than the worker may give them is refused
 // at once, named, as a failure no retry fixes (its archive reaches the DLQ
 // without running worker after worker out of memory); with room, the same
-// archive is delivered.
+// archive is delivered. A member of fewer parts than an upload holds at
+// once needs only those: 20 MiB, two parts of 16 MiB, fits in 50 MiB
+// (counted as five parts, it was refused for good).
 func TestMemberTooLargeForTheWorker(t *testing.T) {
 	t.Parallel()
 	p := newPipeline(t, nil)
@@ -876,7 +883,7 @@ func TestMemberTooLargeForTheWorker(t *testing.T) {
 	dst := p.cfg.Rules[0].Destinations[0].Bucket
 	staging := p.cfg.Settings.Regions[1].StagingBucket
 	k := "data/large/member.bin"
-	m, objs := p.objectArchive("large-1", k, seqAt(1), bytes.Repeat([]byte("0123456789abcdef"), 20<<20/16)) // 20 MiB: parts of 16 MiB, five held
+	m, objs := p.objectArchive("large-1", k, seqAt(1), bytes.Repeat([]byte("0123456789abcdef"), 65<<20/16)) // 65 MiB: parts of 16 MiB, five held
 	key := "r1/large-1.tar.zst"
 	p.stage(t, key, m, objs)
 	err := p.targetWorker(t, deliver.Deps{UploadMemory: 50 << 20}).Deliver(ctx, staging, key)
@@ -891,6 +898,16 @@ func TestMemberTooLargeForTheWorker(t *testing.T) {
 	}
 	if !p.exists(t, dst, k) {
 		t.Error("not written with room for its parts")
+	}
+
+	k2 := "data/large/two-parts.bin"
+	m2, objs2 := p.objectArchive("large-2", k2, seqAt(1), bytes.Repeat([]byte("fedcba9876543210"), 20<<20/16))
+	p.stage(t, "r1/large-2.tar.zst", m2, objs2)
+	if err := p.targetWorker(t, deliver.Deps{UploadMemory: 50 << 20}).Deliver(ctx, staging, "r1/large-2.tar.zst"); err != nil {
+		t.Fatalf("20 MiB, two parts of 16 MiB, with 50 MiB for them: %v", err)
+	}
+	if !p.exists(t, dst, k2) {
+		t.Error("two-part member not written")
 	}
 }
 

@@ -250,7 +250,7 @@ func (w *Worker) writeStream(ctx context.Context, wr *write, o *manifest.Object,
 		todo = append(todo, dest{rt, etag})
 	}
 	if len(todo) > 0 && w.uploadMem != nil {
-		need := int64(len(todo)) * (partsAtOnce + 1) * partSize(o.Size)
+		need := int64(len(todo)) * partMemory(o.Size)
 		if need > w.UploadMemory {
 			return w.failed(ctx, wr, o, todo[0].rt, fmt.Errorf("%w: %d bytes to %d destinations need %d bytes of part buffers, more than the %d this worker gives them (half its memory limit): give the target more memory",
 				ErrTooLarge, o.Size, len(todo), need, w.UploadMemory))
