@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/xrc-dev/xrc/internal/awsapi"
 	"github.com/xrc-dev/xrc/internal/checksum"
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/dataset"
@@ -703,5 +705,92 @@ func TestDeliveryReadsTheVersionItsEventNames(t *testing.T) {
 	}
 	if n := len(out.Versions) + len(out.DeleteMarkers); n != 0 || !p.exists(t, dst, second) {
 		t.Errorf("%d versions of the staging key left, second object written: %t", n, p.exists(t, dst, second))
+	}
+}
+
+// refusingComplete answers the first complete of key's upload with a 412,
+// as S3 answers the SDK's retry of a complete that was applied and whose
+// answer was lost (applied: the real complete runs first), or a complete
+// a write of the key beat (not applied: an older xrc write lands first).
+type refusingComplete struct {
+	deliver.S3API
+	key     string
+	applied bool
+	once    sync.Once
+	parts   atomic.Int32
+}
+
+func (r *refusingComplete) UploadPart(ctx context.Context, in *s3.UploadPartInput, o ...func(*s3.Options)) (*s3.UploadPartOutput, error) {
+	if aws.ToString(in.Key) == r.key {
+		r.parts.Add(1)
+	}
+	return r.S3API.UploadPart(ctx, in, o...)
+}
+
+func (r *refusingComplete) CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMultipartUploadInput, o ...func(*s3.Options)) (*s3.CompleteMultipartUploadOutput, error) {
+	refuse := false
+	if aws.ToString(in.Key) == r.key {
+		r.once.Do(func() { refuse = true })
+	}
+	if !refuse {
+		return r.S3API.CompleteMultipartUpload(ctx, in, o...)
+	}
+	if r.applied {
+		if _, err := r.S3API.CompleteMultipartUpload(ctx, in, o...); err != nil {
+			return nil, err
+		}
+	} else if _, err := r.S3API.PutObject(ctx, &s3.PutObjectInput{Bucket: in.Bucket, Key: in.Key, Body: strings.NewReader("older write"),
+		Metadata: map[string]string{deliver.MetaArchive: "older-archive", deliver.MetaSequencer: seqAt(0)}}); err != nil {
+		return nil, err
+	}
+	return nil, &smithy.GenericAPIError{Code: "PreconditionFailed", Message: "At least one of the pre-conditions you specified did not hold (injected)"}
+}
+
+// TestRefusedCompleteDecidedAgain: a large member's complete refused on
+// its condition (412) is decided again, its upload not aborted at once (a
+// condition binds the complete, not the parts). Applied, its answer lost,
+// the key holds this write: delivered. Beaten by an older write landing
+// first: the upload is kept, and the next delivery resumes it, sends no
+// part again and completes on the ETag it reads.
+func TestRefusedCompleteDecidedAgain(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t, nil)
+	ctx := context.Background()
+	dst := p.cfg.Rules[0].Destinations[0].Bucket
+	staging := p.cfg.Settings.Regions[1].StagingBucket
+	for _, applied := range []bool{true, false} {
+		id := fmt.Sprintf("refused-%t", applied)
+		k := "data/large/" + id + ".txt"
+		data := textData(9, deliver.BufferMax+1<<20)
+		m, objs := p.objectArchive(id, k, seqAt(1), data)
+		key := "r1/" + id + ".tar.zst"
+		p.stage(t, key, m, objs)
+		rc := &refusingComplete{S3API: p.dst, key: k, applied: applied}
+		err := p.targetWorker(t, deliver.Deps{S3: rc}).Deliver(ctx, staging, key)
+		if applied {
+			if err != nil {
+				t.Fatalf("complete applied, its answer lost: %v, want delivered (the key holds this write)", err)
+			}
+		} else {
+			if !awsapi.IsPreconditionFailed(err) {
+				t.Fatalf("complete beaten by an older write: %v, want the 412", err)
+			}
+			if n := p.uploading(t, dst, k); n != 1 {
+				t.Fatalf("%d uploads open, want the one kept for the next delivery", n)
+			}
+			sent := rc.parts.Load()
+			if err := p.targetWorker(t, deliver.Deps{S3: rc}).Deliver(ctx, staging, key); err != nil {
+				t.Fatalf("the next delivery: %v", err)
+			}
+			if n := rc.parts.Load() - sent; n != 0 {
+				t.Errorf("the next delivery sent %d parts again, want none (resumed)", n)
+			}
+		}
+		if !bytes.Equal(p.read(t, dst, k), data) {
+			t.Errorf("%s: destination does not hold the member's bytes", id)
+		}
+		if n := p.uploading(t, dst, k); n != 0 {
+			t.Errorf("%s: %d uploads left open", id, n)
+		}
 	}
 }

@@ -111,12 +111,15 @@ func (w *Worker) multipart(ctx context.Context, wr *write, o *manifest.Object, i
 	}
 	setCompleteCRC(cin, c, full)
 	out, err := w.S3.CompleteMultipartUpload(ctx, cin)
-	if err != nil {
-		if awsapi.IsPreconditionFailed(err) {
-			// The key changed since we read it: these parts will never be
-			// completed under another condition's ETag check anyway.
-			w.abort(ctx, u)
-		}
+	switch {
+	case awsapi.Code(err) == "ConditionalRequestConflict":
+		// 409: a write of the key raced the complete; S3 would have the
+		// upload started over.
+		w.abort(ctx, u)
+		return nil, err
+	case awsapi.IsPreconditionFailed(err):
+		return nil, &refusedComplete{u: u, err: err}
+	case err != nil:
 		if source {
 			err = checksumRefused(err, sum)
 		}
@@ -124,6 +127,39 @@ func (w *Worker) multipart(ctx context.Context, wr *write, o *manifest.Object, i
 	}
 	w.forget(ctx, u)
 	return versionOf(out.VersionId), nil
+}
+
+// refusedComplete is a complete S3 refused on its condition (412): the
+// key changed since it was read (another write completed first), or this
+// very complete was applied and its answer lost, the SDK's retry then
+// refused. A condition binds only the complete, not the parts: the upload
+// is kept for the decision taken again (completeRefused).
+type refusedComplete struct {
+	u   uploads.Upload
+	err error
+}
+
+func (e *refusedComplete) Error() string { return e.err.Error() }
+func (e *refusedComplete) Unwrap() error { return e.err }
+
+// completeRefused decides again for a large write whose complete was
+// refused on its condition. The key holding this write (the complete was
+// applied) or a newer one, the upload is aborted (gone already, or of no
+// use) and the write skipped; decide has checked for a delete since, and
+// given a write of this one tags it lacks. Holding an older write, the
+// upload is kept and the delivery retried: it resumes the upload, sends
+// no part again, and completes on the ETag it then reads.
+func (w *Worker) completeRefused(ctx context.Context, wr *write, o *manifest.Object, rt config.Route, rc *refusedComplete) error {
+	_, skip, err := w.decide(ctx, wr, o, rt)
+	if err != nil {
+		return errors.Join(rc, err)
+	}
+	if skip == "" {
+		return rc
+	}
+	w.abort(ctx, rc.u)
+	w.skipped(wr, o, rt, skip)
+	return nil
 }
 
 // takenOver says that u, gone under this delivery (NoSuchUpload), was

@@ -75,6 +75,9 @@ func (w *Worker) put(ctx context.Context, wr *write, o *manifest.Object, rt conf
 		}
 		version = versionOf(out.VersionId)
 	} else if version, err = w.multipart(ctx, wr, o, in); err != nil {
+		if rc := (*refusedComplete)(nil); errors.As(err, &rc) {
+			return w.completeRefused(ctx, wr, o, rt, rc)
+		}
 		return err
 	}
 	wr.t.written.Add(1)
