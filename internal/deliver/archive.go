@@ -96,12 +96,18 @@ func (w *Worker) DeliverVersion(ctx context.Context, bucket, key, version string
 		// is: S3 Lifecycle expires no FAILED archive, which waits for
 		// the operator to re-run it (S3 Batch Replication) or delete it.
 		log.Info("archive delivered; left in staging for S3 Replication or the source's copies to other regions", zap.String("replicationStatus", string(st)))
-		if st == s3types.ReplicationStatusFailed {
+		switch st {
+		case statusUnknown:
+			// Said by stillCopied; untagged, it waits the days
+			// undelivered archives wait.
+		case s3types.ReplicationStatusFailed:
 			log.Warn("archive delivered here, but S3 Replication failed to copy it to other regions: left in staging (lifecycle expires no archive whose replication failed); re-run it with S3 Batch Replication, or run xrc backfill and delete it")
-		} else if _, err := w.S3.PutObjectTagging(ctx, &s3.PutObjectTaggingInput{Bucket: &bucket, Key: &key, VersionId: out.VersionId,
-			Tagging: &s3types.Tagging{TagSet: []s3types.Tag{{Key: aws.String(config.DeliveredTag), Value: aws.String("true")}}}}); err != nil {
-			w.Metrics.Errors.WithLabelValues("tag_staging").Inc()
-			log.Warn("tagging the staging archive delivered: lifecycle removes it only after the days undelivered ones wait", zap.Error(err))
+		default:
+			if _, err := w.S3.PutObjectTagging(ctx, &s3.PutObjectTaggingInput{Bucket: &bucket, Key: &key, VersionId: out.VersionId,
+				Tagging: &s3types.Tagging{TagSet: []s3types.Tag{{Key: aws.String(config.DeliveredTag), Value: aws.String("true")}}}}); err != nil {
+				w.Metrics.Errors.WithLabelValues("tag_staging").Inc()
+				log.Warn("tagging the staging archive delivered: lifecycle removes it only after the days undelivered ones wait", zap.Error(err))
+			}
 		}
 	} else if _, err := w.S3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &bucket, Key: &key, VersionId: out.VersionId}); err != nil && !awsapi.IsNotFound(err) {
 		// A leftover archive only costs storage until lifecycle expiry,
@@ -135,11 +141,26 @@ func (w *Worker) stillCopied(ctx context.Context, bucket, key string, out *s3.Ge
 		return ""
 	}
 	head, err := w.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &bucket, Key: &key, VersionId: out.VersionId})
-	if err == nil && (head.ReplicationStatus == s3types.ReplicationStatusComplete || head.ReplicationStatus == s3types.ReplicationStatusCompleted) {
+	if err != nil {
+		// Not known: tagged, it might be a replica's tag change that
+		// fails; kept untagged.
+		w.Metrics.Errors.WithLabelValues("tag_staging").Inc()
+		w.Log.Warn("reading the delivered archive's replication status again failed: left in staging untagged, lifecycle removes it after the days undelivered ones wait",
+			zap.String("bucket", bucket), zap.String("key", key), zap.Error(err))
+		return statusUnknown
+	}
+	if head.ReplicationStatus == s3types.ReplicationStatusComplete || head.ReplicationStatus == s3types.ReplicationStatusCompleted {
 		return ""
+	}
+	if head.ReplicationStatus == s3types.ReplicationStatusFailed {
+		return head.ReplicationStatus
 	}
 	return out.ReplicationStatus // not known to be done: kept
 }
+
+// statusUnknown is stillCopied's answer when the status could not be read
+// again.
+const statusUnknown s3types.ReplicationStatus = "unknown"
 
 // failure counts and logs a delivery that did not finish, with the
 // archive's fields (log), and returns err. Expected waits and stops are

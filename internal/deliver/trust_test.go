@@ -836,9 +836,13 @@ func TestArchiveReplicatingElsewhereStays(t *testing.T) {
 		{s3types.ReplicationStatusFailed, "", false, true, true},
 		{s3types.ReplicationStatusComplete, "", false, false, false},
 		{s3types.ReplicationStatusPending, s3types.ReplicationStatusComplete, false, false, false},
-		// Not known to be done: kept.
-		{s3types.ReplicationStatusPending, "", true, true, false},
+		// Not known to be done: kept; the status not read again, left
+		// untagged (a tag replicated to a replica already deleted is a
+		// failed operation, an alarm).
+		{s3types.ReplicationStatusPending, "", true, true, true},
 		{s3types.ReplicationStatusPending, "none", false, true, false},
+		// Failed meanwhile: as failed.
+		{s3types.ReplicationStatusPending, s3types.ReplicationStatusFailed, false, true, true},
 	} {
 		k := fmt.Sprintf("data/replicating/%d.txt", i)
 		key := fmt.Sprintf("r1/replicating-%d.tar.zst", i)
@@ -864,7 +868,7 @@ func TestArchiveReplicatingElsewhereStays(t *testing.T) {
 			t.Fatal(err)
 		}
 		if got := awsapi.TagMap(tags.TagSet)[config.DeliveredTag]; (got == "true") == tc.untagged {
-			t.Errorf("%s: archive left in staging tagged %v, want %s=true: %v", tc.status, tags.TagSet, config.DeliveredTag, !tc.untagged)
+			t.Errorf("%s: archive left in staging tagged %v, want %s=true: %v", tc.status, awsapi.TagMap(tags.TagSet), config.DeliveredTag, !tc.untagged)
 		}
 	}
 }
