@@ -59,8 +59,9 @@ type Process struct {
 	// while it holds long work; nil outside ECS (no ECS_AGENT_URI).
 	Protection worker.Protector
 
-	emf *metrics.EMF
-	srv *http.Server
+	emf        *metrics.EMF
+	srv        *http.Server
+	undoStdLog func()
 }
 
 // Flags are the command line of both workers; each has an environment
@@ -191,6 +192,9 @@ func Start(ctx context.Context, name string, args []string, getenv func(string) 
 	go p.emf.Run(ctx, time.Minute, func(err error) { log.Warn("writing metrics to CloudWatch (EMF)", zap.Error(err)) })
 	log.Info("starting", zap.String("version", Version), zap.String("config", f.Config), zap.String("metrics", p.Addr),
 		zap.Int("gomaxprocs", runtime.GOMAXPROCS(0)), zap.Int64("memoryLimit", debug.SetMemoryLimit(-1)))
+	// The SDK's transfer manager prints a failed complete with the
+	// standard logger: a JSON line too, not a bare one among them.
+	p.undoStdLog = zap.RedirectStdLog(log)
 	return p, nil
 }
 
@@ -204,6 +208,7 @@ func (p *Process) Stop() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = p.srv.Shutdown(ctx)
+	p.undoStdLog()
 	_ = p.Log.Sync()
 }
 

@@ -3,10 +3,12 @@ package app
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"os"
 	"path/filepath"
@@ -130,6 +132,31 @@ func TestMetricsFlushedAfterDrain(t *testing.T) {
 	// The EMF namespace is the stack's name.
 	if !strings.Contains(out.String(), `"Namespace":"xrc-local"`) {
 		t.Errorf("EMF namespace is not the stack name")
+	}
+}
+
+// TestStandardLoggerInTheLog: a line of a library printing with the
+// standard logger (the SDK's transfer manager does) is a JSON line of the
+// log, until the process stops.
+func TestStandardLoggerInTheLog(t *testing.T) {
+	startLocal(t)
+	var out syncBuffer
+	p, err := Start(context.Background(), "xrc-test", nil, os.Getenv, &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log.Printf("failed to complete multipart upload for upload ID %v", "u1")
+	p.Stop()
+	var line map[string]any
+	for l := range strings.Lines(out.String()) {
+		if strings.Contains(l, "failed to complete multipart upload") {
+			if err := json.Unmarshal([]byte(l), &line); err != nil {
+				t.Fatalf("the standard logger's line is no JSON: %q", l)
+			}
+		}
+	}
+	if line["service"] != "xrc-test" {
+		t.Errorf("the standard logger's line %v, want one of the log, with its service", line)
 	}
 }
 
