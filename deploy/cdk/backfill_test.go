@@ -127,7 +127,7 @@ func TestBackfillIAM(t *testing.T) {
 			t.Errorf("%s: actions %v, want %v", sid, st.Actions, actions)
 		}
 	}
-	if r := got["HeadDestination1"].Resources; !slices.Equal(r, []string{"arn:<AWS::Partition>:s3:::acme-app-logs-apac/from-us/*"}) {
+	if r := got["HeadDestination1"].Resources; !slices.Equal(r, []string{"arn:<AWS::Partition>:s3:::acme-app-logs-apac/us/*"}) {
 		t.Errorf("HeadDestination1 resources %v", r)
 	}
 	for sid, cond := range map[string]string{

@@ -38,17 +38,10 @@ type function struct {
 	Burst awscloudwatch.Alarm
 }
 
-// lambdaVisibility is the visibility timeout of a queue a function
-// consumes: at least six times the function's timeout, as AWS advises for
-// SQS event sources (a batch may be retried while the last is throttled),
-// plus the mapping's batching window, which holds a received message
-// before the function starts (the source's; targets' mappings have none).
+// lambdaVisibility is config.LambdaVisibility in seconds for a function
+// of kind.
 func lambdaVisibility(c *config.Config, kind string) float64 {
-	window := 0.0
-	if kind == sourceKind {
-		window = c.Settings.Lambda.BatchingWindow.D().Seconds()
-	}
-	return max(c.Settings.Worker.VisibilityTimeout.D().Seconds(), 6*c.Settings.Lambda.Timeout.D().Seconds()+window)
+	return c.LambdaVisibility(kind == sourceKind).Seconds()
 }
 
 // addFunction runs w on Lambda: a function with w's statements and w's

@@ -112,7 +112,7 @@ func TestPlanExample(t *testing.T) {
 	}
 	ap := p.Region("ap-southeast-2")
 	// The destination prefix replaces the rule's.
-	if len(ap.Destinations) != 1 || !slices.Equal(ap.Destinations[0].Prefixes, []string{"from-us/"}) {
+	if len(ap.Destinations) != 1 || !slices.Equal(ap.Destinations[0].Prefixes, []string{"us/"}) {
 		t.Errorf("ap-southeast-2 destinations = %+v", ap.Destinations)
 	}
 	if len(ap.After) != 0 || len(eu.After) != 0 {

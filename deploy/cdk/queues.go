@@ -36,7 +36,7 @@ func newWorkQueue(s *regionStack, id, name, kind string, compute config.Compute)
 		EncryptionMasterKey: s.keys.Messaging,
 		DataKeyReuse:        awscdk.Duration_Hours(jsii.Number(1)),
 		EnforceSSL:          jsii.Bool(true),
-		RetentionPeriod:     awscdk.Duration_Days(jsii.Number(14)),
+		RetentionPeriod:     awscdk.Duration_Seconds(jsii.Number(config.MessageRetention.Seconds())),
 		RemovalPolicy:       awscdk.RemovalPolicy_DESTROY,
 	})
 	q := awssqs.NewQueue(s.Stack, jsii.String(id), &awssqs.QueueProps{
@@ -46,11 +46,10 @@ func newWorkQueue(s *regionStack, id, name, kind string, compute config.Compute)
 		DataKeyReuse:        awscdk.Duration_Hours(jsii.Number(1)),
 		EnforceSSL:          jsii.Bool(true),
 		VisibilityTimeout:   awscdk.Duration_Seconds(jsii.Number(visibility)),
-		// SQS's longest: an event must outlive what it names (a replicated
-		// archive waits stagingExpiryDays, at most 13), or a region down
-		// longer than the queue keeps messages would lose them without a
-		// trace, in no DLQ.
-		RetentionPeriod: awscdk.Duration_Days(jsii.Number(14)),
+		// SQS's longest: an event must outlive what it names, or a region
+		// down longer than the queue keeps messages would lose them
+		// without a trace, in no DLQ.
+		RetentionPeriod: awscdk.Duration_Seconds(jsii.Number(config.MessageRetention.Seconds())),
 		DeadLetterQueue: &awssqs.DeadLetterQueue{
 			Queue:           dlq,
 			MaxReceiveCount: jsii.Number(float64(w.MaxReceiveCount)),

@@ -608,7 +608,7 @@ func TestIAMLeastPrivilege(t *testing.T) {
 		{"eu-west-1", "TargetTaskRole", "PropagateDeletes1", []string{"arn:<AWS::Partition>:s3:::acme-exports-eu/daily/*"}},
 		{"eu-west-1", "TargetTaskRole", "PropagateDeletes0", nil}, // logs does not propagate deletes
 		{"eu-west-1", "TargetTaskRole", "DestinationKey0K0", []string{"arn:aws:kms:eu-west-1:111122223333:key/*"}},
-		{"ap-southeast-2", "TargetFunctionRole", "WriteDestination0", []string{"arn:<AWS::Partition>:s3:::acme-app-logs-apac/from-us/*"}},
+		{"ap-southeast-2", "TargetFunctionRole", "WriteDestination0", []string{"arn:<AWS::Partition>:s3:::acme-app-logs-apac/us/*"}},
 		{"us-east-1", "ReplicationRole", "ReplicateTo0", []string{
 			"arn:<AWS::Partition>:s3:::acme-xrc-staging-eu-west-1/logs/*", "arn:<AWS::Partition>:s3:::acme-xrc-staging-eu-west-1/exports/*"}},
 		{"us-east-1", "ReplicationRole", "ReplicateTo1", []string{"arn:<AWS::Partition>:s3:::acme-xrc-staging-ap-southeast-2/logs/*"}},

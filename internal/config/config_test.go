@@ -256,6 +256,18 @@ func TestValidationErrors(t *testing.T) {
 		{"one reserved Lambda", mutate(t, func(d map[string]any) {
 			obj(d, "settings")["lambda"] = map[string]any{"reservedConcurrency": 1}
 		}), []string{"settings.lambda.reservedConcurrency: must be between 2 (an SQS event source mapping's least maximum concurrency) and 1000, got 1"}},
+		{"malformed KMS key", mutate(t, func(d map[string]any) { dest0(d)["kmsKeyId"] = "aws/s3" }),
+			[]string{`rules[0].destinations[0].kmsKeyId: "aws/s3" is no KMS key: want a key id`}},
+		{"KMS ARN of something else", mutate(t, func(d map[string]any) { dest0(d)["kmsKeyId"] = "arn:aws:s3:::bucket" }),
+			[]string{`rules[0].destinations[0].kmsKeyId: "arn:aws:s3:::bucket" is no KMS key`}},
+		{"receives outlasting the queue", mutate(t, func(d map[string]any) {
+			obj(d, "settings", "worker")["visibilityTimeout"] = "12h"
+			obj(d, "settings", "worker")["maxReceiveCount"] = 28
+		}), []string{"settings.worker.maxReceiveCount: 28 receives of 12h0m0s each make 336h0m0s, not under the 336h0m0s its queue keeps a message"}},
+		{"receives outlasting a function's queue", mutate(t, func(d map[string]any) {
+			obj(d, "settings")["lambda"] = map[string]any{"timeout": "15m"}
+			obj(d, "settings", "worker")["maxReceiveCount"] = 223
+		}), []string{"settings.worker.maxReceiveCount: 223 receives of 1h30m30s each"}},
 		{"staging kept longer than events", mutate(t, func(d map[string]any) { obj(d, "settings")["stagingExpiryDays"] = 14 }),
 			[]string{"settings.stagingExpiryDays: must be between 1 and 13 (its events wait in SQS, 14 days at most)"}},
 		{"margin over half the timeout", mutate(t, func(d map[string]any) {
@@ -903,6 +915,22 @@ func TestHeartbeatWarning(t *testing.T) {
 	}
 	if m := maxObjectsFor(30 * time.Second); heartbeatTime(2*m) > 10*time.Second || heartbeatTime(2*(m+40)) <= 10*time.Second {
 		t.Errorf("maxObjectsFor(30s) = %d: not the most whose messages one heartbeat extends in 10s", m)
+	}
+}
+
+// TestKMSKeyForms: every form S3 takes for an SSE-KMS key is accepted.
+func TestKMSKeyForms(t *testing.T) {
+	for _, id := range []string{"1234abcd-12ab-34cd-56ef-1234567890ab", "mrk-1234abcd12ab34cd56ef1234567890ab", "alias/aws/s3", "alias/acme-logs_2",
+		"arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab", "arn:aws:kms:eu-west-1:111122223333:alias/acme-logs",
+		"arn:aws-cn:kms:cn-north-1:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab"} {
+		if !kmsKeyRe.MatchString(id) {
+			t.Errorf("%q refused", id)
+		}
+	}
+	for _, id := range []string{"aws/s3", "key/1234abcd-12ab-34cd-56ef-1234567890ab", "arn:aws:kms:eu-west-1", "not a key", "alias/", "arn:aws:s3:::bucket"} {
+		if kmsKeyRe.MatchString(id) {
+			t.Errorf("%q taken", id)
+		}
 	}
 }
 

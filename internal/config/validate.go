@@ -165,6 +165,10 @@ func (c *Config) Validate() error {
 	if v := w.VisibilityTimeout.D(); v < 30*time.Second || v > 12*time.Hour || v%time.Second != 0 {
 		errs.add("settings.worker.visibilityTimeout", "must be whole seconds between 30s and 12h (SQS's limit), got %v", v)
 	}
+	if n, v := w.MaxReceiveCount, c.longestVisibility(); n > 0 && time.Duration(n)*v >= MessageRetention {
+		errs.add("settings.worker.maxReceiveCount", "%d receives of %v each make %v, not under the %v its queue keeps a message: a message whose worker dies holding it (out of memory, a function cut at its timeout) comes back only when that visibility lapses, and would expire, lost, before reaching the DLQ; lower maxReceiveCount, settings.worker.visibilityTimeout or settings.lambda.timeout (a function's queue hides a message six times it)",
+			n, v, time.Duration(n)*v, MessageRetention)
+	}
 	if v := w.ReceiveWait.D(); v < time.Second || v > 20*time.Second || v%time.Second != 0 {
 		errs.add("settings.worker.receiveWait", "must be whole seconds between 1s and 20s (SQS's WaitTimeSeconds)")
 	}
@@ -448,6 +452,11 @@ func (c *Config) validateRule(errs *Errors, p string, r *Rule, seen map[string]b
 		if f := strings.Split(d.KMSKeyID, ":"); len(f) >= 6 && f[0] == "arn" && f[2] == "kms" && f[3] != d.Region {
 			errs.add(dp+".kmsKeyId", "key %q is in %s: S3 takes only a key of the bucket's region, %s", d.KMSKeyID, f[3], d.Region)
 		}
+		// Every write to the destination would be refused, each object
+		// dead-lettered. An S3-compatible store names its keys its own way.
+		if reg, ok := c.Region(d.Region); ok && reg.S3Endpoint == "" && d.KMSKeyID != "" && !kmsKeyRe.MatchString(d.KMSKeyID) {
+			errs.add(dp+".kmsKeyId", "%q is no KMS key: want a key id (1234abcd-12ab-34cd-56ef-1234567890ab, mrk-...), alias/name, or a key or alias ARN", d.KMSKeyID)
+		}
 		if d.Region == r.SourceRegion && d.Bucket == r.SourceBucket && (d.Prefix == nil || *d.Prefix == r.Prefix) {
 			errs.add(dp, "destination is the rule's own source (%s/%s)", d.Bucket, r.Prefix)
 		}
@@ -458,6 +467,14 @@ func (c *Config) validateRule(errs *Errors, p string, r *Rule, seen map[string]b
 		seenDest[id] = true
 	}
 }
+
+// kmsKeyRe matches what S3 takes as an SSE-KMS key: a key id (a
+// multi-Region one too), an alias name, or the ARN of either.
+var kmsKeyRe = func() *regexp.Regexp {
+	id := `([0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}|mrk-[0-9a-f]{32})`
+	arn := `arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:`
+	return regexp.MustCompile("^(" + id + "|" + arn + "key/" + id + "|(" + arn + ")?alias/[a-zA-Z0-9/_-]+)$")
+}()
 
 // stagingOf returns the region whose staging bucket is bucket. Bucket
 // names are global, so the region a rule names does not matter.
@@ -670,6 +687,35 @@ func heartbeatTime(held int) time.Duration {
 // messages a heartbeat extends within a third of visibility.
 func maxObjectsFor(visibility time.Duration) int {
 	return int(visibility/3/(50*time.Millisecond)) * 8 * 10 / 2
+}
+
+// MessageRetention is how long the deployment's queues keep a message:
+// SQS's longest. An event must outlive what it names (a replicated archive
+// waits stagingExpiryDays, at most 13).
+const MessageRetention = 14 * 24 * time.Hour
+
+// LambdaVisibility is the visibility timeout of a queue a function
+// consumes: at least six times the function's timeout, as AWS advises for
+// SQS event sources (a batch may be retried while the last is throttled),
+// plus the mapping's batching window, which holds a received message
+// before the function starts (a source's; targets' mappings have none).
+func (c *Config) LambdaVisibility(source bool) time.Duration {
+	var window time.Duration
+	if source {
+		window = c.Settings.Lambda.BatchingWindow.D()
+	}
+	return max(c.Settings.Worker.VisibilityTimeout.D(), 6*c.Settings.Lambda.Timeout.D()+window)
+}
+
+// longestVisibility is the longest visibility timeout of the deployment's
+// queues: a function's source queue's when any worker runs on Lambda.
+func (c *Config) longestVisibility() time.Duration {
+	for _, reg := range c.Settings.Regions {
+		if len(c.LambdaFunctions(reg.Name)) > 0 {
+			return c.LambdaVisibility(true)
+		}
+	}
+	return c.Settings.Worker.VisibilityTimeout.D()
 }
 
 // minTargetMemoryMB is the least memory a target function is given
