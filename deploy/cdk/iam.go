@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"strings"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
@@ -201,14 +202,18 @@ func (s *regionStack) targetGrants(q *workQueue) grants {
 		// own: allow it through S3, in this region, for this bucket only.
 		p.allow(fmt.Sprintf("EncryptDestination%d", i), []string{"kms:GenerateDataKey", "kms:Decrypt"}, []string{"*"},
 			s3KeyConditions(region, d.Bucket, d.Prefixes...), whyKMSViaS3)
+		// The keys the config names, on the same terms: through S3, for
+		// this bucket's objects (not the key's other ciphertexts).
 		for j, key := range d.KMSKeys {
 			resource, conditions, byAlias := kmsKeyResource(key, region)
 			why := ""
 			if byAlias {
 				why = whyKMSByAlias
 			}
-			p.allow(fmt.Sprintf("DestinationKey%dK%d", i, j), []string{"kms:GenerateDataKey", "kms:Encrypt", "kms:Decrypt"},
-				[]string{resource}, conditions, why)
+			all := s3KeyConditions(region, d.Bucket, d.Prefixes...)
+			maps.Copy(all, conditions)
+			p.allow(fmt.Sprintf("DestinationKey%dK%d", i, j), []string{"kms:GenerateDataKey", "kms:Decrypt"},
+				[]string{resource}, all, why)
 		}
 	}
 	// Query and DeleteItem: the uploads of large members kept for resuming

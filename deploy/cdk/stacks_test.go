@@ -686,15 +686,28 @@ func TestIAMLeastPrivilege(t *testing.T) {
 	if got := grants("ap-southeast-2", "TargetFunctionRole", "ReadAndDeleteArchives"); len(got) != 1 {
 		t.Errorf("ap-southeast-2 reads archives of %v: exports has no destination there", got)
 	}
-	// The alias-named key statement is narrowed by the alias.
-	check(t, "alias condition", func() {
-		s.tmpl["eu-west-1"].HasResourceProperties(jsii.String("AWS::IAM::Policy"), obj(map[string]any{
-			"PolicyDocument": obj(map[string]any{"Statement": arrayWith(obj(map[string]any{
-				"Sid":       "DestinationKey0K0",
-				"Condition": map[string]any{"ForAnyValue:StringEquals": map[string]any{"kms:ResourceAliases": "alias/acme-logs"}},
-			}))}),
-		}))
-	})
+	// The alias-named key statement is narrowed by the alias, and to S3's
+	// use of the key for the destination's objects: not its other
+	// ciphertexts, nor kms:Encrypt, which S3 never calls.
+	var key *statement
+	for _, st := range statements(s.json["eu-west-1"]) {
+		if strings.HasPrefix(st.Role, "<TargetTaskRole") && st.Sid == "DestinationKey0K0" {
+			key = &st
+		}
+	}
+	if key == nil {
+		t.Fatal("no DestinationKey0K0 statement for the target's role in eu-west-1")
+	}
+	cond := fmt.Sprint(key.Condition)
+	for _, want := range []string{"ForAnyValue:StringEquals:map[kms:ResourceAliases:alias/acme-logs]", "StringEquals:map[kms:ViaService:s3.eu-west-1.amazonaws.com]",
+		"kms:EncryptionContext:aws:s3:arn", "acme-app-logs-eu/prod/*"} {
+		if !strings.Contains(cond, want) {
+			t.Errorf("DestinationKey0K0 condition %s, want it to hold %s", cond, want)
+		}
+	}
+	if !slices.Equal(key.Actions, []string{"kms:GenerateDataKey", "kms:Decrypt"}) {
+		t.Errorf("DestinationKey0K0 actions %v, want kms:Decrypt and kms:GenerateDataKey alone", key.Actions)
+	}
 }
 
 // TestTaskHardening: ARM64 Fargate tasks, read-only root, non-root, no
