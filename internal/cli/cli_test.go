@@ -32,12 +32,25 @@ func run(t *testing.T, args ...string) (string, string, error) {
 
 func TestConfigValidate(t *testing.T) {
 	out, stderr, err := run(t, "config", "validate", "../../configs/example.json")
-	if err != nil || !strings.Contains(out, "ok (3 regions, 2 rules)") {
-		t.Fatalf("valid config: %q %v", out, err)
+	if err != nil || !strings.Contains(out, "ok (3 regions, 2 rules)") || stderr != "" {
+		t.Fatalf("the example config: %q %v, warned %q; want ok and no warning (a new user's first check)", out, err, stderr)
 	}
 	// Valid, but a prefix rewrite that lengthens keys is worth a warning.
-	if !strings.Contains(stderr, "warning: rules[0].destinations[1].prefix: is 3 bytes longer") {
-		t.Errorf("no warning about the lengthening prefix rewrite:\n%s", stderr)
+	example, err := os.ReadFile("../../configs/example.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	longer := filepath.Join(t.TempDir(), "longer.json")
+	os.WriteFile(longer, []byte(strings.Replace(string(example), `"prefix": "us/"`, `"prefix": "from-us/"`, 1)), 0o644)
+	if _, stderr, err = run(t, "config", "validate", longer); err != nil || !strings.Contains(stderr, "warning: rules[0].destinations[1].prefix: is 3 bytes longer") {
+		t.Errorf("no warning about the lengthening prefix rewrite: %v\n%s", err, stderr)
+	}
+	// A parameter in SSM is read in a region, which is said when missing.
+	t.Setenv("AWS_REGION", "")
+	t.Setenv("AWS_DEFAULT_REGION", "")
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
+	if _, _, err := run(t, "config", "validate", "ssm:///xrc/config"); !errors.Is(err, cli.ErrUsage) || !strings.Contains(err.Error(), "set AWS_REGION") {
+		t.Errorf("an SSM parameter without a region: %v, want a usage error saying to set AWS_REGION", err)
 	}
 	bad := filepath.Join(t.TempDir(), "bad.json")
 	os.WriteFile(bad, []byte(`{"version":1,"settings":{"stackName":"X","regions":[]},"rules":[{"id":"a","bogus":1}]}`), 0o644)
@@ -61,6 +74,11 @@ func TestUsage(t *testing.T) {
 	}
 	if _, _, err := run(t, "archive", "pack", "dir"); !errors.Is(err, cli.ErrUsage) {
 		t.Errorf("pack without -o: %v", err)
+	}
+	for _, level := range []string{"0", "25"} {
+		if _, _, err := run(t, "archive", "pack", t.TempDir(), "-o", filepath.Join(t.TempDir(), "a.tar.zst"), "-level", level); !errors.Is(err, cli.ErrUsage) || !strings.Contains(err.Error(), "-level") {
+			t.Errorf("pack -level %s: %v, want a usage error naming -level", level, err)
+		}
 	}
 	// A group asked for help lists its commands and succeeds; named alone,
 	// it lists them as a usage error.

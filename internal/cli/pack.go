@@ -34,6 +34,9 @@ func pack(args []string, env Env) error {
 	if dir == "" || *out == "" {
 		return fmt.Errorf("%w: %s", ErrUsage, packUsage)
 	}
+	if err := manifest.CheckLevel(*level); err != nil {
+		return fmt.Errorf("%w: -level: %v", ErrUsage, err)
+	}
 	m, files, err := manifestForDir(dir, *region, *dest, *level, env.Now())
 	if err != nil {
 		return err

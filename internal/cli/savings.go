@@ -343,6 +343,9 @@ func loadConfig(ctx context.Context, path string, env Env) (*config.Config, erro
 		if err != nil {
 			return nil, err
 		}
+		if cfg.Region == "" {
+			return nil, fmt.Errorf("%w: reading %s needs the parameter's region: set AWS_REGION (or a region in the AWS profile)", ErrUsage, path)
+		}
 		ps = ssm.NewFromConfig(cfg)
 	}
 	return config.Load(ctx, path, ps)
