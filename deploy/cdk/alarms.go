@@ -141,16 +141,25 @@ func (a *alarms) watchQueue(id string, w *worker) {
 	}
 }
 
+// startFailureExpression is 1 while fewer tasks run than the service
+// asks for, or messages wait and no task runs.
+const startFailureExpression = "IF(FILL(desired, 0) - FILL(running, 0) >= 1 OR (FILL(visible, 0) > 0 AND FILL(running, 0) < 1), 1, 0)"
+
 // watchService adds the alarms of a worker's ECS service: its tasks fail
 // to start, it is pinned at its maximum task count.
 func (a *alarms) watchService(id string, w *worker) {
 	name := alarmName(w)
+	// Container Insights reports no task counts while none runs: a
+	// service scaled from zero whose tasks all fail to start (Spot
+	// capacity, a broken image) showed no gap between desired and running.
+	// Messages waiting with no task running say it there.
 	a.add(id+"FailingToStart", name+"-tasks-failing-to-start", &awscloudwatch.AlarmProps{
-		AlarmDescription: jsii.String(fmt.Sprintf("%s: fewer tasks running than desired for %d minutes (image pull, health check, Spot capacity, permissions)",
+		AlarmDescription: jsii.String(fmt.Sprintf("%s: fewer tasks running than desired, or messages waiting and no task running, for %d minutes (image pull, health check, Spot capacity, permissions)",
 			w.Label(), failingToStartMinutes)),
-		Metric: mathExpression("FILL(desired, 0) - FILL(running, 0)", &map[string]awscloudwatch.IMetric{
+		Metric: mathExpression(startFailureExpression, &map[string]awscloudwatch.IMetric{
 			"desired": serviceMetric(a.s, w, "DesiredTaskCount", "Minimum"),
 			"running": serviceMetric(a.s, w, "RunningTaskCount", "Maximum"),
+			"visible": w.Queue.Queue.MetricApproximateNumberOfMessagesVisible(&awscloudwatch.MetricOptions{Statistic: jsii.String("Minimum"), Period: minute()}),
 		}),
 		Threshold:          jsii.Number(1),
 		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_OR_EQUAL_TO_THRESHOLD,

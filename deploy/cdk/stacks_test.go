@@ -917,6 +917,15 @@ func TestAlarms(t *testing.T) {
 			}))
 		})
 	}
+	// Tasks that never start leave no task counts (none runs): waiting
+	// messages with no task running count too.
+	check(t, "failing to start from zero", func() {
+		s.tmpl["us-east-1"].HasResourceProperties(jsii.String("AWS::CloudWatch::Alarm"), obj(map[string]any{
+			"AlarmName": "xrc-us-east-1-source-logs-tasks-failing-to-start",
+			"Metrics": arrayWith(obj(map[string]any{"Expression": "IF(FILL(desired, 0) - FILL(running, 0) >= 1 OR (FILL(visible, 0) > 0 AND FILL(running, 0) < 1), 1, 0)"}),
+				obj(map[string]any{"Id": "visible", "MetricStat": obj(map[string]any{"Metric": obj(map[string]any{"MetricName": "ApproximateNumberOfMessagesVisible"})})})),
+		}))
+	})
 	check(t, "topic", func() {
 		s.tmpl["us-east-1"].HasResourceProperties(jsii.String("AWS::SNS::Topic"), obj(map[string]any{"TopicName": "xrc-alarms"}))
 	})
