@@ -141,7 +141,13 @@ func TestValidationErrors(t *testing.T) {
 		{"unknown nested field", mutate(t, func(d map[string]any) { obj(d, "settings")["worker"].(map[string]any)["threads"] = 3 }), []string{"settings.worker.threads: unknown field"}},
 		{"wrong type", mutate(t, func(d map[string]any) { rule0(d)["level"] = "3" }), []string{"rules[0].level: want an integer, got a string"}},
 		{"missing stack name", mutate(t, func(d map[string]any) { delete(obj(d, "settings"), "stackName") }), []string{"settings.stackName: must be"}},
-		{"missing source bucket", mutate(t, func(d map[string]any) { delete(rule0(d), "sourceBucket") }), []string{"rules[0].sourceBucket: invalid bucket name \"\""}},
+		{"missing version and staging bucket", mutate(t, func(d map[string]any) {
+			delete(d, "version")
+			delete(obj(d, "settings", "regions", 0), "stagingBucket")
+		}), []string{"version: required: 1", "settings.regions[0].stagingBucket: required"}},
+		{"no regions", mutate(t, func(d map[string]any) { obj(d, "settings")["regions"] = []any{} }),
+			[]string{"settings.regions: required: at least one region (a source and a target, or one region with role both)"}},
+		{"missing source bucket", mutate(t, func(d map[string]any) { delete(rule0(d), "sourceBucket") }), []string{"rules[0].sourceBucket: required"}},
 		{"missing destinations", mutate(t, func(d map[string]any) { delete(rule0(d), "destinations") }), []string{"rules[0].destinations: at least one destination"}},
 		{"invalid bucket name", mutate(t, func(d map[string]any) { dest0(d)["bucket"] = "Acme_Logs" }), []string{"rules[0].destinations[0].bucket: invalid bucket name \"Acme_Logs\""}},
 		{"ip bucket name", mutate(t, func(d map[string]any) { rule0(d)["sourceBucket"] = "192.168.1.10" }), []string{"rules[0].sourceBucket", "IP address"}},

@@ -95,6 +95,15 @@ var (
 	bucketRe    = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
 )
 
+// checkBucket adds a problem at path unless name is given and a bucket's.
+func checkBucket(errs *Errors, path, name string) {
+	if name == "" {
+		errs.add(path, "required")
+	} else if msg := BucketNameError(name); msg != "" {
+		errs.add(path, "invalid bucket name %q: %s", name, msg)
+	}
+}
+
 // BucketNameError says why name is not a valid general-purpose S3 bucket
 // name, or returns "" when it is.
 func BucketNameError(name string) string {
@@ -132,7 +141,9 @@ func validStorageClass(c string) bool {
 // It reports every problem, each with its JSON path.
 func (c *Config) Validate() error {
 	var errs Errors
-	if c.Version != Version {
+	if c.Version == 0 {
+		errs.add("version", "required: %d", Version)
+	} else if c.Version != Version {
 		errs.add("version", "must be %d, got %d", Version, c.Version)
 	}
 	s := c.Settings
@@ -180,7 +191,7 @@ func (c *Config) Validate() error {
 	}
 
 	if len(s.Regions) < minRegions {
-		errs.add("settings.regions", "at least one source and one target region are required")
+		errs.add("settings.regions", "required: at least one region (a source and a target, or one region with role both)")
 	}
 	seenRegion := map[string]bool{}
 	seenStaging := map[string]bool{}
@@ -201,9 +212,7 @@ func (c *Config) Validate() error {
 		}
 		haveSource = haveSource || r.IsSource()
 		haveTarget = haveTarget || r.IsTarget()
-		if msg := BucketNameError(r.StagingBucket); msg != "" {
-			errs.add(p+".stagingBucket", "invalid bucket name %q: %s", r.StagingBucket, msg)
-		}
+		checkBucket(&errs, p+".stagingBucket", r.StagingBucket)
 		if seenStaging[r.StagingBucket] {
 			errs.add(p+".stagingBucket", "staging bucket %q is used by two regions", r.StagingBucket)
 		}
@@ -370,9 +379,7 @@ func (c *Config) validateRule(errs *Errors, p string, r *Rule, seen map[string]b
 		// store): its own rules belong in that deployment's config.
 		errs.add(p+".sourceRegion", "region %q is direct: a rule watching a bucket there belongs to that region's own deployment and config", r.SourceRegion)
 	}
-	if msg := BucketNameError(r.SourceBucket); msg != "" {
-		errs.add(p+".sourceBucket", "invalid bucket name %q: %s", r.SourceBucket, msg)
-	}
+	checkBucket(errs, p+".sourceBucket", r.SourceBucket)
 	if reg, ok := c.stagingOf(r.SourceBucket); ok {
 		errs.add(p+".sourceBucket", "%q is %s's staging bucket: the rule would archive xrc's own archives", r.SourceBucket, reg)
 	}
@@ -436,9 +443,7 @@ func (c *Config) validateRule(errs *Errors, p string, r *Rule, seen map[string]b
 			errs.add(dp+".region", "region %q is in partition %s and the rule's source region %q in %s: S3 Replication, which carries the archives, does not cross partitions (make the region direct, with its s3Credentials)",
 				d.Region, partition(reg.Name), src.Name, partition(src.Name))
 		}
-		if msg := BucketNameError(d.Bucket); msg != "" {
-			errs.add(dp+".bucket", "invalid bucket name %q: %s", d.Bucket, msg)
-		}
+		checkBucket(errs, dp+".bucket", d.Bucket)
 		if reg, ok := c.stagingOf(d.Bucket); ok {
 			errs.add(dp+".bucket", "%q is %s's staging bucket: its target worker would take every delivered object for an archive", d.Bucket, reg)
 		}
