@@ -83,8 +83,10 @@ fuzz: ## Run every fuzz target (found in the sources) for FUZZTIME each (default
 		done; \
 	done
 
+# Templates to read: the function may be built in pure Go where neither a
+# C cross compiler nor Docker is here (a deployment must ask for that).
 synth: ## Synthesize the CDK stacks for configs/example.json offline (cdk-nag included; no AWS credentials)
-	deploy/cdk/cdk synth --quiet -c config=configs/example.json -o $(CACHE)/cdk.out/example
+	deploy/cdk/cdk synth --quiet -c config=configs/example.json -c version=$(VERSION) -c lambdaPureGo=true -o $(CACHE)/cdk.out/example
 	@echo "templates in $(CACHE)/cdk.out/example"
 
 cdk-test: ## CDK app tests with awscdk/assertions (need Node.js, which jsii runs on)

@@ -210,11 +210,20 @@ func (s *regionStack) lambdaCode() awslambda.Code {
 		return s.code
 	}
 	arch := s.d.Options.Arch
+	// The bundling options are in the asset's hash: a code that may be
+	// built without libzstd is another asset than one that may not, so
+	// such a build, once made, is never taken for the other (CDK reuses
+	// an asset of the same hash, built or uploaded, without building).
+	var env *map[string]*string
+	if s.d.Options.LambdaPureGo {
+		env = &map[string]*string{"XRC_LAMBDA_PURE_GO": jsii.String("allowed")}
+	}
 	s.code = awslambda.Code_FromAsset(jsii.String(s.d.RepoRoot), &awss3assets.AssetOptions{
 		Exclude:    jsii.Strings(lambdaContextExcludes...),
 		IgnoreMode: awscdk.IgnoreMode_DOCKER,
 		Bundling: &awscdk.BundlingOptions{
-			Local:   &goBuild{repo: s.d.RepoRoot, arch: arch, version: s.d.Options.Version},
+			Local:       &goBuild{repo: s.d.RepoRoot, arch: arch, version: s.d.Options.Version, pureGo: s.d.Options.LambdaPureGo},
+			Environment: env,
 			Image:   awscdk.DockerImage_FromRegistry(jsii.String(golangImage)),
 			Command: jsii.Strings("bash", "-c", dockerBuildScript(arch, s.d.Options.Version)),
 			// CDK runs the container as this machine's user, who may not
@@ -239,10 +248,12 @@ const ldflagsVersion = "-X github.com/xrc-dev/xrc/internal/app.Version="
 // with libzstd through cgo, linked statically as Dockerfile.source links
 // the source worker, when a C compiler for the target is here; else
 // Docker builds it so (its image installs one); in pure Go only when
-// neither is here, saying so (the source then compresses with the pure-Go
-// encoder, at 1.25-2x the CPU, its levels mapped onto four encoders).
+// neither is here and the deployment allows it (-c lambdaPureGo=true),
+// saying so (the source then compresses with the pure-Go encoder, at
+// 1.25-2x the CPU, its levels mapped onto four encoders).
 type goBuild struct {
 	repo, arch, version string
+	pureGo              bool
 	// docker builds the function into a directory in Docker (dockerBuild;
 	// tests).
 	docker func(outputDir string) error
@@ -268,9 +279,14 @@ func (b *goBuild) TryBundle(outputDir *string, _ *awscdk.BundlingOptions) *bool 
 		if err == nil {
 			return jsii.Bool(true)
 		}
-		// Offline, or no Docker: a synth still works.
+		if !b.pureGo {
+			fmt.Fprintf(os.Stderr, "xrc cdk: building in Docker failed (%v): xrc-lambda is not built without libzstd unasked; install %s, start Docker, or pass -c lambdaPureGo=true to deploy it with the pure-Go encoder (1.25-2x the CPU)\n",
+				err, crossCompilers[b.arch].packages)
+			return jsii.Bool(false)
+		}
+		// Offline, or no Docker, and allowed: a synth still works.
 		env = append(env, "CGO_ENABLED=0")
-		fmt.Fprintf(os.Stderr, "xrc cdk: building in Docker failed (%v): xrc-lambda is built without libzstd (the pure-Go encoder, at 1.25-2x the CPU)\n", err)
+		fmt.Fprintf(os.Stderr, "xrc cdk: building in Docker failed (%v): xrc-lambda is built without libzstd (the pure-Go encoder, at 1.25-2x the CPU), as -c lambdaPureGo=true allows\n", err)
 	}
 	cmd := exec.Command("go", "build", "-trimpath", "-tags", "netgo,osusergo,lambda.norpc", "-ldflags", ldflags,
 		"-o", filepath.Join(*outputDir, "bootstrap"), "./cmd/xrc-lambda")

@@ -296,7 +296,7 @@ func TestLambdaCodeBuild(t *testing.T) {
 		t.Fatal("go is needed to build the function")
 	}
 	out := t.TempDir()
-	b := &goBuild{repo: root, arch: "arm64", version: "test", docker: func(string) error { return errors.New("no Docker (test)") }}
+	b := &goBuild{repo: root, arch: "arm64", version: "test", pureGo: true, docker: func(string) error { return errors.New("no Docker (test)") }}
 	if !*b.TryBundle(jsii.String(out), nil) {
 		t.Fatal("local build failed")
 	}
@@ -313,6 +313,52 @@ func TestLambdaCodeBuild(t *testing.T) {
 	}
 	if info, err := os.Stat(filepath.Join(out, "bootstrap")); err != nil || info.Mode()&0o111 == 0 {
 		t.Errorf("bootstrap not executable: %v", err)
+	}
+}
+
+// TestLambdaPureGoOnlyAsked: with no C cross compiler and Docker failing,
+// the function is not built without libzstd unless the deployment asks
+// (-c lambdaPureGo=true): the synth fails rather than deploy the pure-Go
+// encoder's 1.25-2x CPU unnoticed. Asked, the code is another asset (its
+// hash), so neither build is ever taken for the other.
+func TestLambdaPureGoOnlyAsked(t *testing.T) {
+	key := func(s *synthesized) string {
+		for _, fn := range ofType(s.json["ap-southeast-2"], "AWS::Lambda::Function") {
+			if code, ok := propsOf(fn)["Code"].(map[string]any); ok {
+				return fmt.Sprint(code["S3Key"])
+			}
+		}
+		t.Fatal("no function in ap-southeast-2")
+		return ""
+	}
+	asked, err := synthApp(map[string]any{"config": "../../configs/example.json", "lambdaPureGo": "true"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := key(asked), key(exampleApp(t)); a == b {
+		t.Errorf("the code that may be built in pure Go is the same asset (%s) as the one that may not", a)
+	}
+
+	root, err := repoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatal("go is needed to build the function")
+	}
+	path := t.TempDir() // go, and no C compiler
+	if err := os.Symlink(goBin, filepath.Join(path, "go")); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", path)
+	out := t.TempDir()
+	b := &goBuild{repo: root, arch: "arm64", version: "test", docker: func(string) error { return errors.New("no Docker (test)") }}
+	if *b.TryBundle(jsii.String(out), nil) {
+		t.Error("built without libzstd, unasked")
+	}
+	if _, err := os.Stat(filepath.Join(out, "bootstrap")); err == nil {
+		t.Error("a bootstrap was left in the asset")
 	}
 }
 
