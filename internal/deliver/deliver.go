@@ -234,6 +234,10 @@ func (w *Worker) Handle(_ context.Context, m *worker.Message) {
 	}
 	var failed error
 	permanent := true
+	// Keys whose uploads are not this message's to abandon: another
+	// bucket's, or an archive rejected (it wrote nothing: any upload
+	// recorded under its key is the genuine archive's).
+	notOurs := map[string]bool{}
 	for _, ref := range m.Events.Refs {
 		// Our own cleanup, a replicated delete marker; or a tag set on an
 		// archive (the delivered tag while replication still copies it,
@@ -246,11 +250,13 @@ func (w *Worker) Handle(_ context.Context, m *worker.Message) {
 		}
 		if err := CheckStaging(w.staging, ref); err != nil {
 			failed = errors.Join(failed, err)
+			notOurs[ref.Key] = true
 			continue
 		}
 		if err := w.DeliverVersion(ctx, ref.Bucket, ref.Key, ref.VersionID); err != nil {
 			failed = errors.Join(failed, err)
 			permanent = permanent && Permanent(err)
+			notOurs[ref.Key] = notOurs[ref.Key] || errors.Is(err, ErrRejected)
 		}
 	}
 	last := m.ReceiveCount >= w.Config.Settings.Worker.MaxReceiveCount
@@ -298,7 +304,9 @@ func (w *Worker) Handle(_ context.Context, m *worker.Message) {
 			// DLQ starts them over). Not when another delivery of the
 			// archive holds them (a duplicate event): they are its own.
 			for _, ref := range m.Events.Refs {
-				w.Abandon(context.WithoutCancel(ctx), ref.Key) // all of them, even past the drain
+				if !notOurs[ref.Key] {
+					w.Abandon(context.WithoutCancel(ctx), ref.Key) // all of them, even past the drain
+				}
 			}
 		}
 		switch {

@@ -573,6 +573,41 @@ func TestReplacedUploadAborted(t *testing.T) {
 	}
 }
 
+// TestRejectedArchiveLeavesTheGenuineUploads: an archive rejected for
+// sitting under another archive's key wrote nothing; the upload recorded
+// under that key is the genuine archive's, kept when the intruder's
+// message goes to the DLQ (it was abandoned with it).
+func TestRejectedArchiveLeavesTheGenuineUploads(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t, nil)
+	ctx := context.Background()
+	dst := p.cfg.Rules[0].Destinations[0].Bucket
+	target := p.cfg.Settings.Regions[1]
+	k, staging := "data/large/genuine.txt", "r1/genuine.tar.zst"
+	up, err := p.dst.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: &dst, Key: &k})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = p.dst.AbortMultipartUpload(context.Background(), &s3.AbortMultipartUploadInput{Bucket: &dst, Key: &k, UploadId: up.UploadId})
+	})
+	if err := uploads.New(p.ddb, p.cfg.TableName(), time.Now).Put(ctx, uploads.Upload{Region: target.Name, StagingBucket: target.StagingBucket,
+		StagingKey: staging, ArchiveID: "genuine", Member: manifest.MemberName(0, k), Bucket: dst, Key: k,
+		UploadID: aws.ToString(up.UploadId), PartSize: 16 << 20, Started: time.Now()}, ""); err != nil {
+		t.Fatal(err)
+	}
+	p.startTarget(t)
+	m, objs := p.objectArchive("intruder", "data/large/intruder.txt", seqAt(1), []byte("intruder"))
+	putStaging(t, p.dst, target.StagingBucket, staging, writeArchive(t, m, objs))
+	dlq := queueURL(t, p.sqs, p.cfg.TargetQueueName()+"-dlq")
+	if !poll(2*time.Minute, 500*time.Millisecond, func() bool { return p.depth(t, dlq) >= 1 }) {
+		t.Fatal("the intruder's message never reached the DLQ")
+	}
+	if n := p.uploading(t, dst, k); n != 1 {
+		t.Errorf("%d uploads of the genuine archive open, want its one kept", n)
+	}
+}
+
 // TestVersionDeletes follows S3 Replication: on a versioned source bucket,
 // deleting one version for good (ObjectRemoved:Delete with a version id)
 // leaves the destination's current object alone; a delete marker

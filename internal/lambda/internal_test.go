@@ -379,6 +379,32 @@ func TestConcurrentDeliveryIsNotAbandoned(t *testing.T) {
 	}
 }
 
+// TestRejectedArchiveIsNotAbandoned: an archive rejected (under another
+// archive's key, say) wrote nothing: the uploads recorded under its key
+// are the genuine archive's, left alone; an archive failing for good
+// otherwise has its own abandoned.
+func TestRejectedArchiveIsNotAbandoned(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want []string
+	}{
+		{fmt.Errorf("s3://staging/r1/a.tar.zst: %w: staging key does not name the archive's id", deliver.ErrRejected), nil},
+		{fmt.Errorf("archive a: %w", deliver.ErrChecksum), []string{"r1/a.tar.zst", "r1/b.tar.zst"}},
+	} {
+		d := &abandoning{err: c.err}
+		h := NewTarget(TargetOptions{Deliverer: d, Staging: "staging", MaxReceive: 5, Visibility: 5 * time.Minute, Queue: &releases{},
+			Margin: 30 * time.Second, Log: zap.NewNop(), Metrics: worker.NewMetrics(prometheus.NewRegistry(), "test")})
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		if err := lastReceive(h, ctx); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		if !slices.Equal(d.abandoned, c.want) {
+			t.Errorf("%v: abandoned %v, want %v", c.err, d.abandoned, c.want)
+		}
+	}
+}
+
 // TestAbandonEndsInTime: abandoning a failed archive's uploads on its last
 // receive does not hold the invocation past its deadline (the whole batch,
 // what it delivered included, would come back); it is waited for until

@@ -168,10 +168,17 @@ func (h *Target) handle(ctx context.Context, at time.Time, first bool, o *outcom
 		return
 	}
 	permanent := true
+	// An archive rejected wrote nothing: any upload recorded under its key
+	// is the genuine archive's, not to abandon.
+	var ours []xevents.ObjectRef
 	for _, ref := range refs {
-		if err := h.d.DeliverVersion(ctx, ref.Bucket, ref.Key, ref.VersionID); err != nil {
+		err := h.d.DeliverVersion(ctx, ref.Bucket, ref.Key, ref.VersionID)
+		if err != nil {
 			o.err = errors.Join(o.err, err)
 			permanent = permanent && deliver.Permanent(err)
+		}
+		if !errors.Is(err, deliver.ErrRejected) {
+			ours = append(ours, ref)
 		}
 	}
 	o.final = permanent || o.msg.ReceiveCount >= h.maxReceive
@@ -196,7 +203,7 @@ func (h *Target) handle(ctx context.Context, at time.Time, first bool, o *outcom
 		o.wait = deliver.RetryDelay(o.err, o.msg.ReceiveCount, h.visibility)
 		if a, ok := h.d.(abandoner); ok && o.final {
 			// No later delivery will resume this one's work.
-			h.abandon(ctx, a, at, refs, log)
+			h.abandon(ctx, a, at, ours, log)
 		}
 	}
 }
