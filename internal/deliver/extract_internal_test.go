@@ -367,10 +367,12 @@ func TestPartSize(t *testing.T) {
 }
 
 // An upload holds at most partsAtOnce+1 part buffers, and never more
-// than its object has parts.
+// than its object has parts and one that finds the end (sendParts reads
+// a part past the last whole one to see EOF).
 func TestPartMemory(t *testing.T) {
 	for _, c := range []struct{ size, want int64 }{
-		{16<<20 + 1, 2 * minPartSize}, {20 << 20, 2 * minPartSize}, {64 << 20, 4 * minPartSize},
+		{16<<20 + 1, 2 * minPartSize}, {20 << 20, 2 * minPartSize}, {32<<20 - 1, 2 * minPartSize},
+		{32 << 20, 3 * minPartSize}, {48<<20 + 1, 4 * minPartSize}, {64 << 20, 5 * minPartSize},
 		{65 << 20, 5 * minPartSize}, {5 << 30, 5 * minPartSize}, {0, minPartSize},
 		{manifest.MaxObjectSize, 5 * partSize(manifest.MaxObjectSize)},
 	} {

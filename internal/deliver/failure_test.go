@@ -710,14 +710,14 @@ func TestDeliveryReadsTheVersionItsEventNames(t *testing.T) {
 
 // refusingComplete answers the first complete of key's upload with a 412,
 // as S3 answers the SDK's retry of a complete that was applied and whose
-// answer was lost (applied: the real complete runs first), or a complete
-// a write of the key beat (not applied: an older xrc write lands first).
+// answer was lost ("applied": the real complete runs first), or a
+// complete another write of the key beat ("older", "newer": an xrc write
+// of an older or newer version lands first).
 type refusingComplete struct {
 	deliver.S3API
-	key     string
-	applied bool
-	once    sync.Once
-	parts   atomic.Int32
+	key, mode string
+	once      sync.Once
+	parts     atomic.Int32
 }
 
 func (r *refusingComplete) UploadPart(ctx context.Context, in *s3.UploadPartInput, o ...func(*s3.Options)) (*s3.UploadPartOutput, error) {
@@ -735,13 +735,20 @@ func (r *refusingComplete) CompleteMultipartUpload(ctx context.Context, in *s3.C
 	if !refuse {
 		return r.S3API.CompleteMultipartUpload(ctx, in, o...)
 	}
-	if r.applied {
+	seq := seqAt(0)
+	switch r.mode {
+	case "applied":
 		if _, err := r.S3API.CompleteMultipartUpload(ctx, in, o...); err != nil {
 			return nil, err
 		}
-	} else if _, err := r.S3API.PutObject(ctx, &s3.PutObjectInput{Bucket: in.Bucket, Key: in.Key, Body: strings.NewReader("older write"),
-		Metadata: map[string]string{deliver.MetaArchive: "older-archive", deliver.MetaSequencer: seqAt(0)}}); err != nil {
-		return nil, err
+	case "newer":
+		seq = seqAt(5)
+		fallthrough
+	default:
+		if _, err := r.S3API.PutObject(ctx, &s3.PutObjectInput{Bucket: in.Bucket, Key: in.Key, Body: strings.NewReader(r.mode + " write"),
+			Metadata: map[string]string{deliver.MetaArchive: r.mode + "-archive", deliver.MetaSequencer: seq}}); err != nil {
+			return nil, err
+		}
 	}
 	return nil, &smithy.GenericAPIError{Code: "PreconditionFailed", Message: "At least one of the pre-conditions you specified did not hold (injected)"}
 }
@@ -749,7 +756,8 @@ func (r *refusingComplete) CompleteMultipartUpload(ctx context.Context, in *s3.C
 // TestRefusedCompleteDecidedAgain: a large member's complete refused on
 // its condition (412) is decided again, its upload not aborted at once (a
 // condition binds the complete, not the parts). Applied, its answer lost,
-// the key holds this write: delivered. Beaten by an older write landing
+// the key holds this write: delivered, counted written. Beaten by a newer
+// write: skipped, the upload aborted. Beaten by an older write landing
 // first: the upload is kept, and the next delivery resumes it, sends no
 // part again and completes on the ETag it reads.
 func TestRefusedCompleteDecidedAgain(t *testing.T) {
@@ -758,20 +766,20 @@ func TestRefusedCompleteDecidedAgain(t *testing.T) {
 	ctx := context.Background()
 	dst := p.cfg.Rules[0].Destinations[0].Bucket
 	staging := p.cfg.Settings.Regions[1].StagingBucket
-	for _, applied := range []bool{true, false} {
-		id := fmt.Sprintf("refused-%t", applied)
+	for _, c := range []struct {
+		mode, want, result string // want: the destination's bytes; result: how the object is counted
+	}{{"applied", "", "written"}, {"newer", "newer write", "skipped_older"}, {"older", "", "written"}} {
+		id := "refused-" + c.mode
 		k := "data/large/" + id + ".txt"
 		data := textData(9, deliver.BufferMax+1<<20)
 		m, objs := p.objectArchive(id, k, seqAt(1), data)
 		key := "r1/" + id + ".tar.zst"
 		p.stage(t, key, m, objs)
-		rc := &refusingComplete{S3API: p.dst, key: k, applied: applied}
-		err := p.targetWorker(t, deliver.Deps{S3: rc}).Deliver(ctx, staging, key)
-		if applied {
-			if err != nil {
-				t.Fatalf("complete applied, its answer lost: %v, want delivered (the key holds this write)", err)
-			}
-		} else {
+		rc := &refusingComplete{S3API: p.dst, key: k, mode: c.mode}
+		reg := prometheus.NewRegistry()
+		w := p.targetWorker(t, deliver.Deps{S3: rc, Metrics: deliver.NewMetrics(reg)})
+		err := w.Deliver(ctx, staging, key)
+		if c.mode == "older" {
 			if !awsapi.IsPreconditionFailed(err) {
 				t.Fatalf("complete beaten by an older write: %v, want the 412", err)
 			}
@@ -779,18 +787,26 @@ func TestRefusedCompleteDecidedAgain(t *testing.T) {
 				t.Fatalf("%d uploads open, want the one kept for the next delivery", n)
 			}
 			sent := rc.parts.Load()
-			if err := p.targetWorker(t, deliver.Deps{S3: rc}).Deliver(ctx, staging, key); err != nil {
-				t.Fatalf("the next delivery: %v", err)
-			}
+			err = w.Deliver(ctx, staging, key)
 			if n := rc.parts.Load() - sent; n != 0 {
 				t.Errorf("the next delivery sent %d parts again, want none (resumed)", n)
 			}
 		}
-		if !bytes.Equal(p.read(t, dst, k), data) {
-			t.Errorf("%s: destination does not hold the member's bytes", id)
+		if err != nil {
+			t.Fatalf("%s: %v", c.mode, err)
+		}
+		want := []byte(c.want)
+		if c.want == "" {
+			want = data
+		}
+		if !bytes.Equal(p.read(t, dst, k), want) {
+			t.Errorf("%s: destination does not hold %.20q", c.mode, want)
 		}
 		if n := p.uploading(t, dst, k); n != 0 {
-			t.Errorf("%s: %d uploads left open", id, n)
+			t.Errorf("%s: %d uploads left open", c.mode, n)
+		}
+		if n := metric(t, reg, "xrc_target_objects_total", "result", c.result); n != 1 {
+			t.Errorf("%s: objects counted %s %v times, want once", c.mode, c.result, n)
 		}
 	}
 }

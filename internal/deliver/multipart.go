@@ -51,11 +51,13 @@ const maxPartSize = 5 << 30
 func partSize(size int64) int64 { return min(maxPartSize, max(minPartSize, size/9000+1)) }
 
 // partMemory is the most part buffers' bytes one upload of size bytes
-// holds: partsAtOnce+1 parts, or all of them when it has fewer (an object
-// of 17 MiB holds two parts, not five).
+// holds: partsAtOnce+1 parts, or fewer for a small object: one per part,
+// and one more that finds the end (a size of whole parts reads a part
+// past its last to see EOF). An object of 17 MiB holds two parts, not
+// five.
 func partMemory(size int64) int64 {
 	part := partSize(size)
-	return min(partsAtOnce+1, max(1, (size+part-1)/part)) * part
+	return min(partsAtOnce+1, size/part+1) * part
 }
 
 // readPart reads the next part of body, up to size bytes, into buf's
@@ -143,23 +145,35 @@ func (e *refusedComplete) Error() string { return e.err.Error() }
 func (e *refusedComplete) Unwrap() error { return e.err }
 
 // completeRefused decides again for a large write whose complete was
-// refused on its condition. The key holding this write (the complete was
-// applied) or a newer one, the upload is aborted (gone already, or of no
-// use) and the write skipped; decide has checked for a delete since, and
-// given a write of this one tags it lacks. Holding an older write, the
-// upload is kept and the delivery retried: it resumes the upload, sends
-// no part again, and completes on the ETag it then reads.
-func (w *Worker) completeRefused(ctx context.Context, wr *write, o *manifest.Object, rt config.Route, rc *refusedComplete) error {
+// refused on its condition. The key holding this very write, the complete
+// was applied and its answer lost (or another delivery of the object made
+// it): applied, with the version written, for put to go on as after any
+// write. Holding a newer write, the upload is
+// of no use: aborted, the write skipped (decide has checked for a delete
+// since). Holding an older one, the upload is kept and the delivery
+// retried: it resumes the upload, sends no part again, and completes on
+// the ETag it then reads.
+func (w *Worker) completeRefused(ctx context.Context, wr *write, o *manifest.Object, rt config.Route, rc *refusedComplete) (applied bool, version *string, err error) {
+	_, version, prov, err := w.state(ctx, rt)
+	if err != nil {
+		return false, nil, errors.Join(rc, err)
+	}
+	if prov.holds(o) {
+		// Aborted, not forgotten: another delivery of the object (its
+		// archive restaged) may have made the write, this upload left.
+		w.abort(ctx, rc.u)
+		return true, version, nil
+	}
 	_, skip, err := w.decide(ctx, wr, o, rt)
 	if err != nil {
-		return errors.Join(rc, err)
+		return false, nil, errors.Join(rc, err)
 	}
 	if skip == "" {
-		return rc
+		return false, nil, rc
 	}
 	w.abort(ctx, rc.u)
 	w.skipped(wr, o, rt, skip)
-	return nil
+	return false, nil, nil
 }
 
 // takenOver says that u, gone under this delivery (NoSuchUpload), was

@@ -75,10 +75,14 @@ func (w *Worker) put(ctx context.Context, wr *write, o *manifest.Object, rt conf
 		}
 		version = versionOf(out.VersionId)
 	} else if version, err = w.multipart(ctx, wr, o, in); err != nil {
-		if rc := (*refusedComplete)(nil); errors.As(err, &rc) {
-			return w.completeRefused(ctx, wr, o, rt, rc)
+		rc := (*refusedComplete)(nil)
+		if !errors.As(err, &rc) {
+			return err
 		}
-		return err
+		var applied bool
+		if applied, version, err = w.completeRefused(ctx, wr, o, rt, rc); !applied {
+			return err
+		}
 	}
 	wr.t.written.Add(1)
 	wr.t.bytes.Add(o.Size)
