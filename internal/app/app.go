@@ -193,8 +193,9 @@ func Start(ctx context.Context, name string, args []string, getenv func(string) 
 	log.Info("starting", zap.String("version", Version), zap.String("config", f.Config), zap.String("metrics", p.Addr),
 		zap.Int("gomaxprocs", runtime.GOMAXPROCS(0)), zap.Int64("memoryLimit", debug.SetMemoryLimit(-1)))
 	// The SDK's transfer manager prints a failed complete with the
-	// standard logger: a JSON line too, not a bare one among them.
-	p.undoStdLog = zap.RedirectStdLog(log)
+	// standard logger: a JSON line too, at warn, not a bare one among
+	// them.
+	p.undoStdLog, _ = zap.RedirectStdLogAt(log, zap.WarnLevel) // a valid level
 	return p, nil
 }
 

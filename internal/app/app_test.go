@@ -155,8 +155,8 @@ func TestStandardLoggerInTheLog(t *testing.T) {
 			}
 		}
 	}
-	if line["service"] != "xrc-test" {
-		t.Errorf("the standard logger's line %v, want one of the log, with its service", line)
+	if line["service"] != "xrc-test" || line["level"] != "warn" {
+		t.Errorf("the standard logger's line %v, want one of the log, with its service, at warn", line)
 	}
 }
 

@@ -129,9 +129,9 @@ func New(ctx context.Context, env Env, awsCfg aws.Config, stdout io.Writer) (*Fu
 	service := "xrc-" + env.Role
 	f.log = log.With(zap.String("service", service), zap.String("region", env.Flags.Region), zap.String("compute", "lambda"))
 	// The SDK's transfer manager prints a failed complete with the
-	// standard logger: a JSON line too (the function lives as long as
-	// its process).
-	zap.RedirectStdLog(f.log)
+	// standard logger: a JSON line too, at warn (the function lives as
+	// long as its process).
+	_, _ = zap.RedirectStdLogAt(f.log, zap.WarnLevel) // a valid level
 	reg := metrics.NewRegistry()
 	if env.Role == RoleSource {
 		f.srcMetrics = source.NewMetrics(reg)
