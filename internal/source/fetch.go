@@ -50,15 +50,32 @@ type fetched struct {
 // concurrency alone (256 at most) would let two builders hold 2 GiB.
 const prefetchBytes = 64 << 20
 
+// readAhead is what each builder may hold read ahead: prefetchBytes of
+// prefetched objects and inlineBudget of small ones read whole, or, on a
+// task whose memory limit cannot hold them beside the staging uploads'
+// part buffers (uploadMemory, half the limit), their share of half the
+// other half (a 512 MiB task compressing at level 19 has a 204 MiB limit:
+// the fixed 2 × 96 MiB alone passed it). Never less than one largest
+// prefetched object's buffer, nor one inline object's.
+func readAhead(uploadMemory int64) (prefetch, inline int64) {
+	if uploadMemory <= 0 {
+		return prefetchBytes, inlineBudget // no limit known
+	}
+	room := uploadMemory / 2 / builders
+	prefetch = min(prefetchBytes, max(2*prefetchMax, room*prefetchBytes/(prefetchBytes+inlineBudget)))
+	inline = min(inlineBudget, max(4*inlineMax, room*inlineBudget/(prefetchBytes+inlineBudget)))
+	return prefetch, inline
+}
+
 // prefetch starts reading the small objects of m that are not held
-// already ahead, at most the worker's concurrency (and prefetchBytes) at
+// already ahead, at most the worker's concurrency (and w.prefetchRoom bytes) at
 // once, so S3 latency overlaps compression. The future of objects[i] is
 // futures[i] (nil for held and large objects and deletes); call done(i)
 // once its result is written.
 func (w *Worker) prefetch(ctx context.Context, m *manifest.Manifest, held [][]byte) (futures []chan fetched, done func(i int)) {
 	futures = make([]chan fetched, len(m.Objects))
 	slots := make(chan struct{}, w.Config.Settings.Worker.Concurrency)
-	budget := semaphore.NewWeighted(prefetchBytes)
+	budget := semaphore.NewWeighted(w.prefetchRoom)
 	for i := range m.Objects {
 		if o := &m.Objects[i]; o.HasMember() && o.Size <= prefetchMax && held[i] == nil {
 			futures[i] = make(chan fetched, 1)

@@ -191,16 +191,18 @@ func (h *heldGets) GetObject(ctx context.Context, in *s3.GetObjectInput, _ ...fu
 // hold 2 GiB of 4 MiB objects).
 func TestPrefetchBytesBounded(t *testing.T) {
 	for _, size := range []int64{4 << 20, 2<<20 + 1} {
-		prefetchBounded(t, size)
+		prefetchBounded(t, size, prefetchBytes, 16) // 64 MiB of 4 MiB buffers
 	}
+	// A small task's room (readAhead): 17 MiB.
+	prefetchBounded(t, 4<<20, 17<<20, 4)
 }
 
-// prefetchBounded prefetches 40 objects of size bytes: at most 64 MiB of
-// buffers are held at once. An object of 2 MiB and a byte takes a buffer
+// prefetchBounded prefetches 40 objects of size bytes: at most room bytes
+// of buffers are held at once. An object of 2 MiB and a byte takes a buffer
 // of 4 MiB (its size class): charged its size, 31 were held, 124 MiB.
-func prefetchBounded(t *testing.T, size int64) {
+func prefetchBounded(t *testing.T, size, room int64, want int) {
 	s3 := &heldGets{release: make(chan struct{}), size: int(size)}
-	w := &Worker{Deps: Deps{S3: s3, Config: &config.Config{Settings: config.Settings{Worker: config.Worker{Concurrency: 256}}}}}
+	w := &Worker{Deps: Deps{S3: s3, Config: &config.Config{Settings: config.Settings{Worker: config.Worker{Concurrency: 256}}}}, prefetchRoom: room}
 	m := &manifest.Manifest{}
 	for i := range 40 {
 		m.Objects = append(m.Objects, manifest.Object{Bucket: "b", Key: fmt.Sprint(i), ETag: "e", Size: size, Member: fmt.Sprint(i)})
@@ -216,8 +218,25 @@ func prefetchBounded(t *testing.T, size int64) {
 		}
 		done(i)
 	}
-	if want := 16; s3.most > want { // 64 MiB of 4 MiB buffers
-		t.Errorf("%d objects of %d bytes fetched at once, want at most %d", s3.most, size, want)
+	if s3.most > want {
+		t.Errorf("%d objects of %d bytes fetched at once, want at most %d (%d bytes of room)", s3.most, size, want, room)
+	}
+}
+
+// TestReadAhead: a task whose memory limit leaves little beside the
+// staging uploads' buffers reads less ahead, never less than one object's
+// buffer; one with room, or with no limit known, the full budgets.
+func TestReadAhead(t *testing.T) {
+	for _, c := range []struct{ upload, prefetch, inline int64 }{
+		{0, prefetchBytes, inlineBudget},
+		{1 << 30, prefetchBytes, inlineBudget},
+		{384 << 20, prefetchBytes, inlineBudget},
+		{102 << 20, 17 << 20, 17 << 19}, // a 204 MiB limit: 2 × 25.5 MiB
+		{1 << 20, 2 * prefetchMax, 4 * inlineMax},
+	} {
+		if p, i := readAhead(c.upload); p != c.prefetch || i != c.inline {
+			t.Errorf("readAhead(%d) = %d, %d; want %d, %d", c.upload, p, i, c.prefetch, c.inline)
+		}
 	}
 }
 

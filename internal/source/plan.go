@@ -108,7 +108,7 @@ func (w *Worker) plan(ctx context.Context, rule *config.Rule, items []Item, held
 		err  error
 	}
 	results := make([]outcome, len(order))
-	budget := int64(inlineBudget)
+	budget := w.inlineRoom
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(w.Config.Settings.Worker.Concurrency)
 	for i, e := range order {

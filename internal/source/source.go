@@ -107,6 +107,10 @@ type Worker struct {
 	downMu      sync.Mutex
 	down        map[string]time.Time // direct regions whose copies are left to relays until then
 
+	// prefetchRoom and inlineRoom bound each builder's objects read
+	// ahead (readAhead).
+	prefetchRoom, inlineRoom int64
+
 	items    chan Item
 	batches  chan *batch
 	inFlight sync.WaitGroup // batcher and builders
@@ -155,6 +159,7 @@ func New(d Deps) (*Worker, error) {
 	if w.UploadMemory > 0 {
 		w.uploadMem = semaphore.NewWeighted(w.UploadMemory)
 	}
+	w.prefetchRoom, w.inlineRoom = readAhead(w.UploadMemory)
 	w.writers.New = func() any { return archive.NewWriter(archive.WriterOptions{PureGo: d.PureGo}) }
 	for i := range d.Config.Rules {
 		r := &d.Config.Rules[i]
