@@ -467,7 +467,7 @@ func (c *Config) validateRule(errs *Errors, p string, r *Rule, seen map[string]b
 		}
 		id := d.Region + "/" + d.Bucket
 		if seenDest[id] {
-			errs.add(dp, "destination %s listed twice", id)
+			errs.add(dp, "destination %s listed twice: a rule writes to a bucket once, whatever the prefixes", id)
 		}
 		seenDest[id] = true
 	}
