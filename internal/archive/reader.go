@@ -64,6 +64,10 @@ type ReaderOptions struct {
 	// MaxManifest caps the size of manifest.json; 0 means manifest.MaxSize,
 	// which is also the upper bound.
 	MaxManifest int64
+	// BeforeManifest, if set, is called with manifest.json's size before
+	// it is decoded (which takes a few times its size): a caller bounding
+	// its memory waits there. Its error ends NewReader, as it is.
+	BeforeManifest func(size int64) error
 }
 
 // Reader reads an archive and verifies it while doing so: the manifest
@@ -164,6 +168,11 @@ func (r *Reader) readManifest(opts ReaderOptions) error {
 	}
 	if hdr.Size > limit {
 		return r.wrap(nil, fmt.Errorf("%s is %d bytes, more than the %d allowed", ManifestName, hdr.Size, limit))
+	}
+	if opts.BeforeManifest != nil {
+		if err := opts.BeforeManifest(hdr.Size); err != nil {
+			return err
+		}
 	}
 	m, err := manifest.Decode(r.tr)
 	if err != nil {

@@ -876,3 +876,23 @@ func TestManifestFrameCheckedAtABlockBoundary(t *testing.T) {
 		}
 	}
 }
+
+// TestBeforeManifest: a reader bounding its memory is told manifest.json's
+// size before it is decoded, and its error ends NewReader as it is.
+func TestBeforeManifest(t *testing.T) {
+	specs := []spec{{key: "a", data: patterned(1000, 1)}}
+	data := writeArchive(t, NewWriter(WriterOptions{}), newManifest("before", specs), specs)
+	var told int64
+	r, err := NewReader(bytes.NewReader(data), ReaderOptions{BeforeManifest: func(size int64) error { told = size; return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	if told < 100 {
+		t.Errorf("told a manifest of %d bytes", told)
+	}
+	wait := errors.New("no memory (test)")
+	if _, err := NewReader(bytes.NewReader(data), ReaderOptions{BeforeManifest: func(int64) error { return wait }}); err != wait {
+		t.Errorf("NewReader = %v, want the hook's error as it is", err)
+	}
+}

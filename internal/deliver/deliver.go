@@ -132,7 +132,13 @@ type Worker struct {
 	// with a write (config.Region.SourceChecksums; checksum.go).
 	sourceSums bool
 	uploadMem  *semaphore.Weighted // nil: unbounded (UploadMemory)
-	background sync.WaitGroup      // the upload sweep
+	// manifestMem bounds the manifests decoded and held at once (nil:
+	// unbounded): half of UploadMemory, outside it (a delivery holding
+	// its manifest while it waits for part buffers must not keep
+	// another's from being freed).
+	manifestMem *semaphore.Weighted
+	manifestCap int64
+	background  sync.WaitGroup // the upload sweep
 }
 
 // archivesAtOnce bounds concurrent archives; each already overlaps its
@@ -177,6 +183,8 @@ func New(d Deps) (*Worker, error) {
 	}
 	if w.UploadMemory > 0 {
 		w.uploadMem = semaphore.NewWeighted(w.UploadMemory)
+		w.manifestCap = w.UploadMemory / 2
+		w.manifestMem = semaphore.NewWeighted(w.manifestCap)
 	}
 	s := d.Config.Settings.Worker
 	w.runtime = worker.New(worker.Options{Queue: d.Queue, ReceiveMax: 1, MaxHeld: archivesAtOnce, Visibility: s.VisibilityTimeout.D(), ReceiveWait: s.ReceiveWait.D(),

@@ -6,3 +6,12 @@ const BufferMax = bufferMax
 
 // Moves is how often the worker's held work reported progress.
 func (w *Worker) Moves() int64 { return w.runtime.Moves() }
+
+// ManifestMemoryFree reports whether no delivery holds manifest memory.
+func (w *Worker) ManifestMemoryFree() bool {
+	if w.manifestMem == nil || !w.manifestMem.TryAcquire(w.manifestCap) {
+		return false
+	}
+	w.manifestMem.Release(w.manifestCap)
+	return true
+}

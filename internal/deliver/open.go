@@ -21,12 +21,63 @@ func (w *Worker) open(ctx context.Context, bucket, key, version string) (*archiv
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	r, err := archive.NewReader(&counted{r: out.Body, c: w.Metrics.StagingRead, progress: w.runtime.Progress}, archive.ReaderOptions{})
+	held := &heldManifest{w: w, ctx: ctx}
+	r, err := archive.NewReader(&counted{r: out.Body, c: w.Metrics.StagingRead, progress: w.runtime.Progress},
+		archive.ReaderOptions{BeforeManifest: held.acquire})
 	if err != nil {
+		held.Close()
 		out.Body.Close()
 		return nil, nil, nil, err
 	}
-	return r, out.Body, out, nil
+	return r, closers{out.Body, held}, out, nil
+}
+
+// manifestCharge is what decoding and holding a manifest of size bytes
+// takes: its bytes and its objects, about 3.5 times them (measured: a
+// 63 MiB manifest of 100,000 objects with metadata, 163 MiB live decoded).
+func manifestCharge(size int64) int64 { return 4 * size }
+
+// heldManifest charges a delivery's manifest to the worker's manifest
+// memory until the delivery ends: two archives' large manifests at once
+// would take a small task past its memory. A charge above the whole
+// budget takes all of it: one such manifest at a time, never refused.
+type heldManifest struct {
+	w   *Worker
+	ctx context.Context
+	n   int64
+}
+
+func (h *heldManifest) acquire(size int64) error {
+	if h.w.manifestMem == nil {
+		return nil
+	}
+	n := min(manifestCharge(size), h.w.manifestCap)
+	if err := h.w.manifestMem.Acquire(h.ctx, n); err != nil {
+		return err
+	}
+	h.n = n
+	return nil
+}
+
+func (h *heldManifest) Close() error {
+	if h.n > 0 {
+		h.w.manifestMem.Release(h.n)
+		h.n = 0
+	}
+	return nil
+}
+
+// closers closes each of its closers, returning the first error.
+type closers []io.Closer
+
+func (cs closers) Close() error {
+	var first error
+	for _, c := range cs {
+		if err := c.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 // counted counts the bytes read through it, and reports them as progress:

@@ -925,18 +925,26 @@ func TestMemberTooLargeForTheWorker(t *testing.T) {
 	m, objs := p.objectArchive("large-1", k, seqAt(1), bytes.Repeat([]byte("0123456789abcdef"), 65<<20/16)) // 65 MiB: parts of 16 MiB, five held
 	key := "r1/large-1.tar.zst"
 	p.stage(t, key, m, objs)
-	err := p.targetWorker(t, deliver.Deps{UploadMemory: 50 << 20}).Deliver(ctx, staging, key)
+	tight := p.targetWorker(t, deliver.Deps{UploadMemory: 50 << 20})
+	err := tight.Deliver(ctx, staging, key)
 	if !errors.Is(err, deliver.ErrTooLarge) || !deliver.Permanent(err) || !strings.Contains(err.Error(), "give the target more memory") {
 		t.Fatalf("with 50 MiB for 80 MiB of parts: %v, want a permanent ErrTooLarge saying what to change", err)
+	}
+	if !tight.ManifestMemoryFree() {
+		t.Error("the delivery failed, its manifest's memory was not given back")
 	}
 	if p.exists(t, dst, k) {
 		t.Error("written though refused")
 	}
-	if err := p.targetWorker(t, deliver.Deps{UploadMemory: 100 << 20}).Deliver(ctx, staging, key); err != nil {
+	roomy := p.targetWorker(t, deliver.Deps{UploadMemory: 100 << 20})
+	if err := roomy.Deliver(ctx, staging, key); err != nil {
 		t.Fatal(err)
 	}
 	if !p.exists(t, dst, k) {
 		t.Error("not written with room for its parts")
+	}
+	if !roomy.ManifestMemoryFree() {
+		t.Error("the delivery done, its manifest's memory was not given back")
 	}
 
 	k2 := "data/large/two-parts.bin"

@@ -2,12 +2,16 @@ package deliver
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
 	"testing"
 	"testing/iotest"
+	"time"
+
+	"golang.org/x/sync/semaphore"
 
 	"github.com/xrc-dev/xrc/internal/manifest"
 	"github.com/xrc-dev/xrc/internal/uploads"
@@ -105,5 +109,32 @@ func TestLateTagsCountEveryHeader(t *testing.T) {
 func TestRejectedArchivesSaySo(t *testing.T) {
 	if k := failureKind(fmt.Errorf("s3://b/k: %w: archive a: not where rule r sends this key", ErrRejected)); k != "rejected" {
 		t.Errorf("kind %q", k)
+	}
+}
+
+// TestManifestsShareTheirMemory: a delivery's manifest is charged four
+// times its size until the delivery ends; one larger than the whole budget
+// takes all of it, waiting for the others, and is never refused.
+func TestManifestsShareTheirMemory(t *testing.T) {
+	w := &Worker{manifestCap: 100 << 20, manifestMem: semaphore.NewWeighted(100 << 20)}
+	ctx := context.Background()
+	small := &heldManifest{w: w, ctx: ctx}
+	if err := small.acquire(10 << 20); err != nil || small.n != 40<<20 {
+		t.Fatalf("a 10 MiB manifest charged %d (%v), want 40 MiB", small.n, err)
+	}
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	big := &heldManifest{w: w, ctx: short}
+	if err := big.acquire(64 << 20); err == nil {
+		t.Fatal("a 64 MiB manifest decoded beside another's 40 MiB in a 100 MiB budget")
+	}
+	small.Close()
+	big.ctx = ctx
+	if err := big.acquire(64 << 20); err != nil || big.n != 100<<20 {
+		t.Fatalf("a 64 MiB manifest alone charged %d (%v), want the whole budget", big.n, err)
+	}
+	big.Close()
+	if !w.manifestMem.TryAcquire(100 << 20) {
+		t.Error("the budget was not given back")
 	}
 }
