@@ -224,8 +224,8 @@ func (s *regionStack) lambdaCode() awslambda.Code {
 		Bundling: &awscdk.BundlingOptions{
 			Local:       &goBuild{repo: s.d.RepoRoot, arch: arch, version: s.d.Options.Version, pureGo: s.d.Options.LambdaPureGo},
 			Environment: env,
-			Image:   awscdk.DockerImage_FromRegistry(jsii.String(golangImage)),
-			Command: jsii.Strings("bash", "-c", dockerBuildScript(arch, s.d.Options.Version)),
+			Image:       awscdk.DockerImage_FromRegistry(jsii.String(golangImage)),
+			Command:     jsii.Strings("bash", "-c", dockerBuildScript(arch, s.d.Options.Version)),
 			// CDK runs the container as this machine's user, who may not
 			// install the cross compiler the script needs.
 			User: jsii.String("root"),
