@@ -286,7 +286,7 @@ func (b *goBuild) TryBundle(outputDir *string, _ *awscdk.BundlingOptions) *bool 
 		}
 		// Offline, or no Docker, and allowed: a synth still works.
 		env = append(env, "CGO_ENABLED=0")
-		fmt.Fprintf(os.Stderr, "xrc cdk: building in Docker failed (%v): xrc-lambda is built without libzstd (the pure-Go encoder, at 1.25-2x the CPU), as -c lambdaPureGo=true allows\n", err)
+		fmt.Fprintf(os.Stderr, "xrc cdk: building in Docker failed (%v): xrc-lambda is built without libzstd (the pure-Go encoder, at 1.25-2x the CPU), as -c lambdaPureGo=true allows; later synths with the flag reuse this build: drop it once Docker or a cross compiler is here\n", err)
 	}
 	cmd := exec.Command("go", "build", "-trimpath", "-tags", "netgo,osusergo,lambda.norpc", "-ldflags", ldflags,
 		"-o", filepath.Join(*outputDir, "bootstrap"), "./cmd/xrc-lambda")

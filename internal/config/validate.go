@@ -643,7 +643,7 @@ func (c *Config) Warnings() Errors {
 				reg.S3Endpoint, reg.Name)
 		}
 		if n := c.mostDestinationsIn(reg.Name); reg.IsTarget() && reg.Compute.Lambda() && c.Settings.Lambda.MemoryMB < n*minTargetMemoryMB {
-			ws.add("settings.lambda.memoryMB", "%d MB for %s's target function: half its Go memory limit (85%% of it) is less than the %d MiB of part buffers an object over 64 MiB needs to the %d destination(s) a rule has there, so every such object goes to the DLQ; give it %d MB or more",
+			ws.add("settings.lambda.memoryMB", "%d MB for %s's target function: half its Go memory limit (85%% of it) is less than the %d MiB of part buffers an object of 64 MiB or more needs to the %d destination(s) a rule has there, so every such object goes to the DLQ; give it %d MB or more",
 				c.Settings.Lambda.MemoryMB, reg.Name, n*80, n, n*minTargetMemoryMB)
 		}
 		fns := c.LambdaFunctions(reg.Name)

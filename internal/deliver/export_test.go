@@ -15,3 +15,12 @@ func (w *Worker) ManifestMemoryFree() bool {
 	w.manifestMem.Release(w.manifestCap)
 	return true
 }
+
+// HoldManifestMemory takes the whole manifest budget, as a delivery of a
+// manifest larger than it would, until the returned func is called.
+func (w *Worker) HoldManifestMemory() (release func(), ok bool) {
+	if w.manifestMem == nil || !w.manifestMem.TryAcquire(w.manifestCap) {
+		return nil, false
+	}
+	return func() { w.manifestMem.Release(w.manifestCap) }, true
+}

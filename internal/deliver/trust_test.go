@@ -937,6 +937,18 @@ func TestMemberTooLargeForTheWorker(t *testing.T) {
 		t.Error("written though refused")
 	}
 	roomy := p.targetWorker(t, deliver.Deps{UploadMemory: 100 << 20})
+	// Its manifest waits for the manifest memory another delivery holds.
+	release, ok := roomy.HoldManifestMemory()
+	if !ok {
+		t.Fatal("the manifest memory is not free before any delivery")
+	}
+	short, cancel := context.WithTimeout(ctx, time.Second)
+	err = roomy.Deliver(short, staging, key)
+	cancel()
+	release()
+	if err == nil || p.exists(t, dst, k) {
+		t.Fatalf("delivered (%v) while another delivery held the manifest memory", err)
+	}
 	if err := roomy.Deliver(ctx, staging, key); err != nil {
 		t.Fatal(err)
 	}
