@@ -18,23 +18,27 @@ import (
 type Check struct {
 	maxSilence time.Duration
 	now        func() time.Time
-	last       atomic.Int64 // unix nanos of the last beat
+	// start and last count from the check's creation on now's monotonic
+	// reading: a step of the wall clock (an NTP correction) is no silence,
+	// nor hides one.
+	start time.Time
+	last  atomic.Int64 // the last beat, in nanoseconds since start
 }
 
 // New returns a check that fails when no beat came for maxSilence. The clock
 // starts now, so a worker that never polls also turns unhealthy.
 func New(maxSilence time.Duration, now func() time.Time) *Check {
-	c := &Check{maxSilence: maxSilence, now: now}
+	c := &Check{maxSilence: maxSilence, now: now, start: now()}
 	c.Beat()
 	return c
 }
 
 // Beat records that the loop is making progress.
-func (c *Check) Beat() { c.last.Store(c.now().UnixNano()) }
+func (c *Check) Beat() { c.last.Store(int64(c.now().Sub(c.start))) }
 
 // Err returns nil while beats are recent.
 func (c *Check) Err() error {
-	silent := c.now().Sub(time.Unix(0, c.last.Load()))
+	silent := c.now().Sub(c.start) - time.Duration(c.last.Load())
 	if silent > c.maxSilence {
 		return fmt.Errorf("receive loop silent for %s (limit %s)", silent.Round(time.Second), c.maxSilence)
 	}
