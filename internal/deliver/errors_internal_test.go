@@ -6,8 +6,10 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/smithy-go"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/xrc-dev/xrc/internal/archive"
 	"github.com/xrc-dev/xrc/internal/uploads"
@@ -80,4 +82,28 @@ func TestTakenOverOnlyAlone(t *testing.T) {
 			t.Errorf("%s: waiting %v, want %v", c.name, got, c.wait)
 		}
 	}
+}
+
+// TestLatencyBucketsReachDays: a replication lag of days (an outage, a
+// redrive) shows in the latency histogram's buckets, not past the last.
+func TestLatencyBucketsReachDays(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	m.Latency.WithLabelValues("r").Observe((3 * 24 * time.Hour).Seconds())
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "xrc_target_replication_latency_seconds" {
+			continue
+		}
+		for _, b := range mf.GetMetric()[0].GetHistogram().GetBucket() {
+			if b.GetCumulativeCount() == 1 {
+				return // in a finite bucket
+			}
+		}
+		t.Fatal("a lag of 3 days is past the histogram's last finite bucket")
+	}
+	t.Fatal("no latency histogram")
 }

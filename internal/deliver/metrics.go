@@ -22,6 +22,11 @@ type Metrics struct {
 	ArchiveDuration *prometheus.HistogramVec // one archive, by rule
 }
 
+// latencyBuckets reach six days (2^19 s): after an outage, a backfill or
+// a DLQ redrive, hours and days of lag show as such, not as the last
+// bound (they stopped at 2.3 hours).
+var latencyBuckets = prometheus.ExponentialBuckets(1, 2, 20)
+
 // NewMetrics registers the target metrics on reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
@@ -43,7 +48,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		PutRefused: prometheus.NewCounter(prometheus.CounterOpts{Name: "xrc_target_put_refused_total",
 			Help: "Small-object PUTs made without reading the key first (If-None-Match: *) that found it there: one request more each, then read and written again. Past about 7% of writes to a bucket, the worker reads first."}),
 		Latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "xrc_target_replication_latency_seconds",
-			Help: "From the source object's last-modified time to its destination write.", Buckets: prometheus.ExponentialBuckets(1, 2, 14)}, []string{"rule"}),
+			Help: "From the source object's last-modified time to its destination write.", Buckets: latencyBuckets}, []string{"rule"}),
 		ArchiveDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "xrc_target_archive_duration_seconds",
 			Help: "Time to verify and deliver one archive.", Buckets: prometheus.ExponentialBuckets(0.05, 2, 14)}, []string{"rule"}),
 	}
