@@ -44,6 +44,9 @@ type savingsReport struct {
 type computeLine struct {
 	Rule    string `json:"rule"`
 	Compute string `json:"compute"` // what the rule runs on now
+	// SpanHours is the part of the report's period scaled to a month:
+	// from the rule's first hour with data (dataSpan).
+	SpanHours float64 `json:"spanHours"`
 	// What the report charged a vCPU-hour: compressing where the rule's
 	// source runs, and decoding, summed over the regions it delivers to
 	// (adaptive.RuleModel).
@@ -61,6 +64,26 @@ type computeLine struct {
 	// StagingDays: about how long the source region keeps the rule's
 	// archives (stats.StagingDays), which the staging column charges.
 	StagingDays int `json:"stagingDays"`
+}
+
+// dataSpan is the part of [from, to] a rule's statistics cover, from the
+// start of its first hour with data (at least an hour): a rule deployed
+// two days before a 7-day report was priced at 2/7 of its volume a month,
+// and the verdict could flip. No data: the whole period.
+func dataSpan(hs []stats.Hourly, from, to time.Time) time.Duration {
+	first := to
+	for _, h := range hs {
+		if h.Hour.Before(first) {
+			first = h.Hour
+		}
+	}
+	if first.Equal(to) {
+		return to.Sub(from)
+	}
+	if first.Before(from) {
+		first = from
+	}
+	return min(to.Sub(from), max(to.Sub(first), time.Hour))
 }
 
 // compareCompute prices a month of l's volume (a rule's total over
@@ -188,7 +211,9 @@ func savings(ctx context.Context, args []string, env Env) error {
 		delivered, _ := r.Regions()
 		lines := stats.Summarise(r.ID, delivered, hs, p, choices)
 		rep.Lines = append(rep.Lines, lines...)
-		c := compareCompute(cfg, r, lines[len(lines)-1], p.Model, rep.To.Sub(rep.From))
+		span := dataSpan(hs, rep.From, rep.To)
+		c := compareCompute(cfg, r, lines[len(lines)-1], p.Model, span)
+		c.SpanHours = span.Hours()
 		c.StagingDays = stats.StagingDays(cfg, r)
 		rep.Compute = append(rep.Compute, c)
 	}
@@ -284,11 +309,19 @@ func printSavings(env Env, rep savingsReport) {
 
 // printCompute says what the rule's workers cost a month on each compute.
 func printCompute(env Env, c computeLine) {
-	fmt.Fprintf(env.Stdout, "compute a month at this volume (%s, %.0f objects; %.0f CPU-seconds): Fargate Spot %s (fixed included), Lambda %s: %s is cheaper (the rule runs on %s)\n",
-		stats.Bytes(int64(c.GiB*adaptive.GiB)), c.Objects, c.CPUSeconds, stats.Dollars(c.FargateSpot), stats.Dollars(c.Lambda), c.Cheaper, c.Compute)
+	fmt.Fprintf(env.Stdout, "compute a month at this volume (%s, %.0f objects; %.0f CPU-seconds; from %s of data): Fargate Spot %s (fixed included), Lambda %s: %s is cheaper (the rule runs on %s)\n",
+		stats.Bytes(int64(c.GiB*adaptive.GiB)), c.Objects, c.CPUSeconds, span(c.SpanHours), stats.Dollars(c.FargateSpot), stats.Dollars(c.Lambda), c.Cheaper, c.Compute)
 	if c.BreakEvenGiB > 0 {
 		fmt.Fprintf(env.Stdout, "Fargate Spot is cheaper from %s of input a month at this rule's mean object size\n", bytesF(c.BreakEvenGiB*adaptive.GiB))
 	}
+}
+
+// span says a number of hours as hours or days.
+func span(hours float64) string {
+	if hours < 48 {
+		return fmt.Sprintf("%.0f hours", hours)
+	}
+	return fmt.Sprintf("%.1f days", hours/24)
 }
 
 // bytesF formats a size computed in floating point, which can exceed what

@@ -165,3 +165,24 @@ func TestFollowUpKeepsTheRunsFlags(t *testing.T) {
 		t.Errorf("follow-up %q, want %q", got, want)
 	}
 }
+
+// TestDataSpan: a month is scaled from the rule's first hour with data,
+// not from the start of a period it was not deployed for.
+func TestDataSpan(t *testing.T) {
+	to := time.Date(2026, 12, 7, 12, 30, 0, 0, time.UTC)
+	from := to.Add(-7 * 24 * time.Hour)
+	at := func(h time.Duration) stats.Hourly { return stats.Hourly{Hour: to.Add(-h).Truncate(time.Hour)} }
+	for _, c := range []struct {
+		hs   []stats.Hourly
+		want time.Duration
+	}{
+		{nil, 7 * 24 * time.Hour},
+		{[]stats.Hourly{at(time.Hour), at(48 * time.Hour)}, 48*time.Hour + 30*time.Minute},
+		{[]stats.Hourly{at(10 * 24 * time.Hour)}, 7 * 24 * time.Hour}, // before the period
+		{[]stats.Hourly{at(0)}, time.Hour},                           // half an hour: an hour at least
+	} {
+		if got := dataSpan(c.hs, from, to); got != c.want {
+			t.Errorf("dataSpan(%d hours) = %v, want %v", len(c.hs), got, c.want)
+		}
+	}
+}
