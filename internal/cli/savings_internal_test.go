@@ -179,7 +179,7 @@ func TestDataSpan(t *testing.T) {
 		{nil, 7 * 24 * time.Hour},
 		{[]stats.Hourly{at(time.Hour), at(48 * time.Hour)}, 48*time.Hour + 30*time.Minute},
 		{[]stats.Hourly{at(10 * 24 * time.Hour)}, 7 * 24 * time.Hour}, // before the period
-		{[]stats.Hourly{at(0)}, time.Hour},                           // half an hour: an hour at least
+		{[]stats.Hourly{at(0)}, time.Hour},                            // half an hour: an hour at least
 	} {
 		if got := dataSpan(c.hs, from, to); got != c.want {
 			t.Errorf("dataSpan(%d hours) = %v, want %v", len(c.hs), got, c.want)
