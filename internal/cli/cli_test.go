@@ -280,10 +280,22 @@ func TestSavingsGolden(t *testing.T) {
 		t.Fatal(err)
 	}
 	var rep struct {
-		Lines []stats.Line `json:"lines"`
+		Lines   []stats.Line `json:"lines"`
+		Compute []struct {
+			Rule        string  `json:"rule"`
+			PeriodHours float64 `json:"periodHours"`
+			DataHours   float64 `json:"dataHours"`
+		} `json:"compute"`
 	}
 	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
 		t.Fatal(err)
+	}
+	// The statistics start at 19:00, 30 hours and 2 minutes before the
+	// report's end; the period is its 7 days and 2 minutes.
+	for _, c := range rep.Compute {
+		if c.Rule == "r1" && (c.DataHours < 30 || c.DataHours > 30.1 || c.PeriodHours < 168 || c.PeriodHours > 168.1) {
+			t.Errorf("JSON compute of r1: %v hours of data in a %v-hour period, want 30.03 in 168.03", c.DataHours, c.PeriodHours)
+		}
 	}
 	var total stats.Line
 	for _, l := range rep.Lines {

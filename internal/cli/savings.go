@@ -44,9 +44,10 @@ type savingsReport struct {
 type computeLine struct {
 	Rule    string `json:"rule"`
 	Compute string `json:"compute"` // what the rule runs on now
-	// SpanHours is the part of the report's period scaled to a month:
-	// from the rule's first hour with data (dataSpan).
-	SpanHours float64 `json:"spanHours"`
+	// PeriodHours is the report's period, scaled to a month; DataHours
+	// the part of it from the rule's first hour with data (dataSpan).
+	PeriodHours float64 `json:"periodHours"`
+	DataHours   float64 `json:"dataHours"`
 	// What the report charged a vCPU-hour: compressing where the rule's
 	// source runs, and decoding, summed over the regions it delivers to
 	// (adaptive.RuleModel).
@@ -67,9 +68,11 @@ type computeLine struct {
 }
 
 // dataSpan is the part of [from, to] a rule's statistics cover, from the
-// start of its first hour with data (at least an hour): a rule deployed
-// two days before a 7-day report was priced at 2/7 of its volume a month,
-// and the verdict could flip. No data: the whole period.
+// start of its first hour with data (at least an hour; no data: the whole
+// period). The month is scaled over the whole period all the same (a rule
+// quiet at first is not a rule deployed since); the report says when its
+// data covers much less, for a rule deployed since to be run again with a
+// shorter -since.
 func dataSpan(hs []stats.Hourly, from, to time.Time) time.Duration {
 	first := to
 	for _, h := range hs {
@@ -167,8 +170,9 @@ func savings(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	now := env.Now()
-	// Statistics are kept by the hour: the report covers, and scales to a
-	// month, every hour it reads, the first one whole.
+	// Statistics are kept by the hour: the report covers, and the compute
+	// comparison scales to a month, every hour it reads, the first one
+	// whole.
 	rep := savingsReport{From: now.Add(-since).UTC().Truncate(time.Hour), To: now.UTC(), Prices: cfg.Settings.Prices}
 	for _, reg := range cfg.Settings.Regions {
 		if reg.TransferPerGB > 0 {
@@ -211,9 +215,9 @@ func savings(ctx context.Context, args []string, env Env) error {
 		delivered, _ := r.Regions()
 		lines := stats.Summarise(r.ID, delivered, hs, p, choices)
 		rep.Lines = append(rep.Lines, lines...)
-		span := dataSpan(hs, rep.From, rep.To)
-		c := compareCompute(cfg, r, lines[len(lines)-1], p.Model, span)
-		c.SpanHours = span.Hours()
+		period := rep.To.Sub(rep.From)
+		c := compareCompute(cfg, r, lines[len(lines)-1], p.Model, period)
+		c.PeriodHours, c.DataHours = period.Hours(), dataSpan(hs, rep.From, rep.To).Hours()
 		c.StagingDays = stats.StagingDays(cfg, r)
 		rep.Compute = append(rep.Compute, c)
 	}
@@ -309,19 +313,23 @@ func printSavings(env Env, rep savingsReport) {
 
 // printCompute says what the rule's workers cost a month on each compute.
 func printCompute(env Env, c computeLine) {
-	fmt.Fprintf(env.Stdout, "compute a month at this volume (%s, %.0f objects; %.0f CPU-seconds; from %s of data): Fargate Spot %s (fixed included), Lambda %s: %s is cheaper (the rule runs on %s)\n",
-		stats.Bytes(int64(c.GiB*adaptive.GiB)), c.Objects, c.CPUSeconds, span(c.SpanHours), stats.Dollars(c.FargateSpot), stats.Dollars(c.Lambda), c.Cheaper, c.Compute)
+	fmt.Fprintf(env.Stdout, "compute a month at this volume (%s, %.0f objects; %.0f CPU-seconds): Fargate Spot %s (fixed included), Lambda %s: %s is cheaper (the rule runs on %s)\n",
+		stats.Bytes(int64(c.GiB*adaptive.GiB)), c.Objects, c.CPUSeconds, stats.Dollars(c.FargateSpot), stats.Dollars(c.Lambda), c.Cheaper, c.Compute)
+	if c.DataHours < 0.9*c.PeriodHours {
+		fmt.Fprintf(env.Stdout, "the rule's statistics start %s before the report's end, %s after its start: if it was deployed since, its month is priced at %.0f%% of its volume; run with -since %.0fh\n",
+			hours(c.DataHours), hours(c.PeriodHours-c.DataHours), 100*c.DataHours/c.PeriodHours, math.Ceil(c.DataHours))
+	}
 	if c.BreakEvenGiB > 0 {
 		fmt.Fprintf(env.Stdout, "Fargate Spot is cheaper from %s of input a month at this rule's mean object size\n", bytesF(c.BreakEvenGiB*adaptive.GiB))
 	}
 }
 
-// span says a number of hours as hours or days.
-func span(hours float64) string {
-	if hours < 48 {
-		return fmt.Sprintf("%.0f hours", hours)
+// hours says a number of hours as hours or days.
+func hours(h float64) string {
+	if h = math.Round(h); h < 48 {
+		return fmt.Sprintf("%.0f h", h)
 	}
-	return fmt.Sprintf("%.1f days", hours/24)
+	return fmt.Sprintf("%.1f days", h/24)
 }
 
 // bytesF formats a size computed in floating point, which can exceed what
