@@ -1485,20 +1485,33 @@ func TestMarkDuringTheStopsSendAndDelete(t *testing.T) {
 			f := setup(t)
 			api := callSignals{API: f.client, delete: del, once: &sync.Once{}, started: make(chan struct{})}
 			m := worker.NewMetrics(prometheus.NewRegistry(), "test")
+			// A stop budget with room for the calls under CI's load; the
+			// role waits for the call a bounded time, so that a stop that
+			// never makes it fails the test, saying so, rather than hang it
+			// (it hung CI for 20 minutes once, under a concurrent build).
 			rt := worker.New(worker.Options{Queue: queue.New(api, f.url), ReceiveMax: 1, MaxHeld: 1, Visibility: 30 * time.Second,
-				ReceiveWait: time.Second, Drain: 500 * time.Millisecond, StopBudget: 8 * time.Second, MaxReceiveCount: 1,
+				ReceiveWait: time.Second, Drain: 500 * time.Millisecond, StopBudget: 20 * time.Second, MaxReceiveCount: 1,
 				Log: zap.New(f.core), Metrics: m, Health: f.health, Clock: clockwork.NewRealClock()})
 			got := make(chan struct{})
 			res := make(chan [2]bool, 1)
+			called := true
 			stop := start(t, rt, role{func(ctx context.Context, msg *worker.Message) {
 				close(got)
-				<-api.started // its work runs on past the budget, ends during the call
+				select { // its work runs on past the budget, ends during the call
+				case <-api.started:
+				case <-time.After(40 * time.Second):
+					called = false
+				}
 				res <- [2]bool{msg.SendAgainAtStop(), msg.SentAgain()}
 			}})
 			f.send(t, s3Event)
 			<-got
 			stop()
-			if r, q := <-res, testutil.ToFloat64(m.Messages.WithLabelValues("requeued")); q != 1 || !r[0] || !r[1] {
+			r := <-res
+			if !called {
+				t.Fatal("the stop made no call to send the message again or delete it within 40 s (its timing did not hold, or the message was not sent again)")
+			}
+			if q := testutil.ToFloat64(m.Messages.WithLabelValues("requeued")); q != 1 || !r[0] || !r[1] {
 				t.Errorf("SendAgainAtStop, SentAgain during the stop's call = %v (sent again %v); want both true, the message sent again", r, q)
 			}
 		})
