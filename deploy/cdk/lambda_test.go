@@ -1,6 +1,7 @@
 package main
 
 import (
+	"debug/buildinfo"
 	"debug/elf"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"testing"
@@ -286,7 +288,9 @@ func TestFunctionAlarmsAndDashboard(t *testing.T) {
 }
 
 // TestLambdaCodeBuild: the functions' code builds as Lambda runs it: a
-// static linux executable "bootstrap" for the target architecture.
+// static linux executable "bootstrap" for the target architecture, with
+// libzstd (cgo) where a C compiler for it is here, as in CI, which installs
+// one (.ci/run): the deployments' build is tested, not only the fallback.
 func TestLambdaCodeBuild(t *testing.T) {
 	root, err := repoRoot()
 	if err != nil {
@@ -294,6 +298,10 @@ func TestLambdaCodeBuild(t *testing.T) {
 	}
 	if _, err := exec.LookPath("go"); err != nil {
 		t.Fatal("go is needed to build the function")
+	}
+	cc := targetCC("arm64")
+	if cc == "" && os.Getenv("CI") != "" {
+		t.Fatalf("no C compiler for linux/arm64 in CI (.ci/run installs %s): the function's libzstd build would go untested", crossCompilers["arm64"].packages)
 	}
 	out := t.TempDir()
 	b := &goBuild{repo: root, arch: "arm64", version: "test", pureGo: true, docker: func(string) error { return errors.New("no Docker (test)") }}
@@ -313,6 +321,14 @@ func TestLambdaCodeBuild(t *testing.T) {
 	}
 	if info, err := os.Stat(filepath.Join(out, "bootstrap")); err != nil || info.Mode()&0o111 == 0 {
 		t.Errorf("bootstrap not executable: %v", err)
+	}
+	bi, err := buildinfo.ReadFile(filepath.Join(out, "bootstrap"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cgo := slices.ContainsFunc(bi.Settings, func(s debug.BuildSetting) bool { return s.Key == "CGO_ENABLED" && s.Value == "1" })
+	if cc != "" && !cgo {
+		t.Errorf("built without cgo, so without libzstd, with %s here", cc)
 	}
 }
 
