@@ -203,7 +203,9 @@ func (s *regionStack) targetGrants(q *workQueue) grants {
 		p.allow(fmt.Sprintf("EncryptDestination%d", i), []string{"kms:GenerateDataKey", "kms:Decrypt"}, []string{"*"},
 			s3KeyConditions(region, d.Bucket, d.Prefixes...), whyKMSViaS3)
 		// The keys the config names, on the same terms: through S3, for
-		// this bucket's objects (not the key's other ciphertexts).
+		// this bucket's objects (not the key's other ciphertexts). Within
+		// EncryptDestination's grant already; kept so that the policy
+		// names the key the config does.
 		for j, key := range d.KMSKeys {
 			resource, conditions, byAlias := kmsKeyResource(key, region)
 			why := ""

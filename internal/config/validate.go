@@ -177,7 +177,7 @@ func (c *Config) Validate() error {
 		errs.add("settings.worker.visibilityTimeout", "must be whole seconds between 30s and 12h (SQS's limit), got %v", v)
 	}
 	if n, v := w.MaxReceiveCount, c.longestVisibility(); n > 0 && time.Duration(n)*v >= MessageRetention {
-		errs.add("settings.worker.maxReceiveCount", "%d receives of %v each make %v, not under the %v its queue keeps a message: a message whose worker dies holding it (out of memory, a function cut at its timeout) comes back only when that visibility lapses, and would expire, lost, before reaching the DLQ; lower maxReceiveCount, settings.worker.visibilityTimeout or settings.lambda.timeout (a function's queue hides a message six times it)",
+		errs.add("settings.worker.maxReceiveCount", "%d receives of %v each make %v, not under the %v its queue keeps a message: a message whose worker dies holding it (out of memory, a function cut at its timeout) comes back only when that visibility lapses, and would expire, lost, before reaching the DLQ; lower maxReceiveCount, settings.worker.visibilityTimeout or settings.lambda.timeout (a function's queue hides a message six times it and the batching window)",
 			n, v, time.Duration(n)*v, MessageRetention)
 	}
 	if v := w.ReceiveWait.D(); v < time.Second || v > 20*time.Second || v%time.Second != 0 {
@@ -643,7 +643,7 @@ func (c *Config) Warnings() Errors {
 				reg.S3Endpoint, reg.Name)
 		}
 		if n := c.mostDestinationsIn(reg.Name); reg.IsTarget() && reg.Compute.Lambda() && c.Settings.Lambda.MemoryMB < n*minTargetMemoryMB {
-			ws.add("settings.lambda.memoryMB", "%d MB for %s's target function: half its Go memory limit (85%% of it) is less than the %d MiB of part buffers an object of 64 MiB or more needs to the %d destination(s) a rule has there, so every such object goes to the DLQ; give it %d MB or more",
+			ws.add("settings.lambda.memoryMB", "%d MB for %s's target function: half its Go memory limit (85%% of it) is less than the %d MiB of part buffers an object of 64 MiB or more (to 140 GiB) needs to the %d destination(s) a rule has there, so every such object goes to the DLQ; give it %d MB or more",
 				c.Settings.Lambda.MemoryMB, reg.Name, n*80, n, n*minTargetMemoryMB)
 		}
 		fns := c.LambdaFunctions(reg.Name)
