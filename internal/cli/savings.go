@@ -317,7 +317,7 @@ func printCompute(env Env, c computeLine) {
 		stats.Bytes(int64(c.GiB*adaptive.GiB)), c.Objects, c.CPUSeconds, stats.Dollars(c.FargateSpot), stats.Dollars(c.Lambda), c.Cheaper, c.Compute)
 	if c.DataHours < 0.9*c.PeriodHours {
 		fmt.Fprintf(env.Stdout, "the rule's statistics start %s before the report's end, %s after its start: if it was deployed since, its month is priced at %.0f%% of its volume; run with -since %.0fh\n",
-			hours(c.DataHours), hours(c.PeriodHours-c.DataHours), 100*c.DataHours/c.PeriodHours, math.Ceil(c.DataHours))
+			hours(c.DataHours), hours(c.PeriodHours-c.DataHours), 100*c.DataHours/c.PeriodHours, max(1, math.Floor(c.DataHours)))
 	}
 	if c.BreakEvenGiB > 0 {
 		fmt.Fprintf(env.Stdout, "Fargate Spot is cheaper from %s of input a month at this rule's mean object size\n", bytesF(c.BreakEvenGiB*adaptive.GiB))
