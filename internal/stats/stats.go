@@ -53,7 +53,10 @@ var ErrNoTime = errors.New("not sent: too little time left before the deadline")
 
 // callReserve is the least time before the caller's deadline at which
 // Add starts a call: one cut in flight may have been applied, so is lost
-// (ErrUncertain), while a healthy table answers in milliseconds.
+// (ErrUncertain), while a healthy table answers in milliseconds. A caller
+// given less than twice that in all keeps half its time instead: a Lambda
+// environment's retirement leaves about 500 ms for its last write, which
+// a whole second's reserve refused outright.
 const callReserve = time.Second
 
 // TTL is how long hourly statistics are kept: what `xrc savings -since`
@@ -134,13 +137,17 @@ func n(v int64) types.AttributeValue {
 // Its Restaged alone is returned: counted twice, it understates the
 // saving; lost, it would overstate it.
 func (st *Store) Add(ctx context.Context, rule string, at time.Time, ds []Delta) ([]Delta, error) {
+	reserve := callReserve
+	if end, ok := ctx.Deadline(); ok {
+		reserve = min(reserve, time.Until(end)/2)
+	}
 	for i, d := range ds {
 		if err := ctx.Err(); err != nil {
 			// Out of time before this one was sent: it certainly
 			// was not applied.
 			return ds[i:], fmt.Errorf("adding statistics of rule %s: %w", rule, err)
 		}
-		if end, ok := ctx.Deadline(); ok && time.Until(end) < callReserve {
+		if end, ok := ctx.Deadline(); ok && time.Until(end) < reserve {
 			return ds[i:], fmt.Errorf("adding statistics of rule %s: %d of %d deltas left: %w", rule, len(ds)-i, len(ds), ErrNoTime)
 		}
 		_, err := st.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{

@@ -336,3 +336,29 @@ func TestUnsentWritesWait(t *testing.T) {
 		t.Errorf("endpoint unreachable: %+v left, %v; want the delta left, not uncertain", left, err)
 	}
 }
+
+// TestAddWithinAShortDeadline: a caller with under a second in all (a
+// Lambda environment's retirement gives its last write 400 ms) has its
+// deltas written while half its time is left; a whole second's reserve
+// sent none, and every retired environment lost its waiting statistics.
+// Out of time, they are handed back, not sent.
+func TestAddWithinAShortDeadline(t *testing.T) {
+	st := store(t)
+	at := time.Date(2026, 12, 2, 10, 30, 0, 0, time.UTC)
+	ds := []stats.Delta{{Class: adaptive.CSV, Arm: 3, In: 100, Out: 30, Objects: 1}, {Class: adaptive.JSON, Arm: 3, In: 50, Out: 10, Objects: 1}}
+	ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
+	defer cancel()
+	if left, err := st.Add(ctx, "r1", at, ds); err != nil || len(left) != 0 {
+		t.Fatalf("400 ms to write: %d left, %v; want all written", len(left), err)
+	}
+	hs, err := st.Since(context.Background(), "r1", at.Add(-time.Hour))
+	if err != nil || len(hs) != 2 {
+		t.Fatalf("%d rows, %v; want 2", len(hs), err)
+	}
+	short, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+	defer cancel()
+	time.Sleep(2 * time.Millisecond)
+	if left, err := st.Add(short, "r1", at, ds); len(left) != 2 || err == nil || errors.Is(err, stats.ErrUncertain) {
+		t.Errorf("out of time: %d left, %v; want both handed back, not uncertain", len(left), err)
+	}
+}
