@@ -53,11 +53,10 @@ var ErrNoTime = errors.New("not sent: too little time left before the deadline")
 
 // callReserve is the least time before the caller's deadline at which
 // Add starts a call: one cut in flight may have been applied, so is lost
-// (ErrUncertain), while a healthy table answers in milliseconds. A caller
-// given less than twice that in all keeps half its time instead: a Lambda
-// environment's retirement leaves about 500 ms for its last write, which
-// a whole second's reserve refused outright.
-const callReserve = time.Second
+// (ErrUncertain), while a healthy table answers in milliseconds. Under
+// half a second: a Lambda environment's retirement leaves about 500 ms
+// for its last write, which a whole second's reserve refused outright.
+const callReserve = 250 * time.Millisecond
 
 // TTL is how long hourly statistics are kept: what `xrc savings -since`
 // can look back on.
@@ -137,17 +136,13 @@ func n(v int64) types.AttributeValue {
 // Its Restaged alone is returned: counted twice, it understates the
 // saving; lost, it would overstate it.
 func (st *Store) Add(ctx context.Context, rule string, at time.Time, ds []Delta) ([]Delta, error) {
-	reserve := callReserve
-	if end, ok := ctx.Deadline(); ok {
-		reserve = min(reserve, time.Until(end)/2)
-	}
 	for i, d := range ds {
 		if err := ctx.Err(); err != nil {
 			// Out of time before this one was sent: it certainly
 			// was not applied.
 			return ds[i:], fmt.Errorf("adding statistics of rule %s: %w", rule, err)
 		}
-		if end, ok := ctx.Deadline(); ok && time.Until(end) < reserve {
+		if end, ok := ctx.Deadline(); ok && time.Until(end) < callReserve {
 			return ds[i:], fmt.Errorf("adding statistics of rule %s: %d of %d deltas left: %w", rule, len(ds)-i, len(ds), ErrNoTime)
 		}
 		_, err := st.api.UpdateItem(ctx, &dynamodb.UpdateItemInput{

@@ -339,9 +339,9 @@ func TestUnsentWritesWait(t *testing.T) {
 
 // TestAddWithinAShortDeadline: a caller with under a second in all (a
 // Lambda environment's retirement gives its last write 400 ms) has its
-// deltas written while half its time is left; a whole second's reserve
-// sent none, and every retired environment lost its waiting statistics.
-// Out of time, they are handed back, not sent.
+// deltas written; a whole second's reserve sent none, and every retired
+// environment lost its waiting statistics. Out of time, they are handed
+// back, not sent.
 func TestAddWithinAShortDeadline(t *testing.T) {
 	st := store(t)
 	at := time.Date(2026, 12, 2, 10, 30, 0, 0, time.UTC)
