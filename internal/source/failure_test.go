@@ -1404,6 +1404,57 @@ func TestLateEventOfAVersionNoLongerCurrent(t *testing.T) {
 	}
 }
 
+// TestDeletedVersionsStagedWhereDeletesStay: on a rule that does not
+// propagate deletes (its targets keep the copies of deleted keys), a
+// version deleted since its event (a delete marker) is staged all the
+// same: a late event's (redriven from a DLQ), and one in the batch of a
+// change of its tags. Skipped as no longer current, they were never
+// delivered: the delete's own event, dropped, replaces nothing, and a
+// backfill reads only current objects.
+func TestDeletedVersionsStagedWhereDeletesStay(t *testing.T) {
+	t.Parallel()
+	f := versionedBatches(t)
+	ctx := context.Background()
+	late, tagged := "data/deletes-stay/late.txt", "data/deletes-stay/tagged.txt"
+	out, err := f.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: &f.rule.SourceBucket, Key: &late, Body: strings.NewReader("deleted weeks ago")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.s3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &f.rule.SourceBucket, Key: &late}); err != nil {
+		t.Fatal(err)
+	}
+	f.waitDepth(t, f.sourceQueue(), 2, time.Minute)
+	f.discardAll(t) // their events are gone: a redrive brings the write's back
+	body, err := events.Encode("test", events.ObjectRef{EventName: "ObjectCreated:Put", EventTime: time.Now().Add(-20 * 24 * time.Hour), Region: "us-east-1",
+		Bucket: f.rule.SourceBucket, Key: late, VersionID: aws.ToString(out.VersionId), ETag: strings.Trim(aws.ToString(out.ETag), `"`),
+		Size: int64(len("deleted weeks ago")), Sequencer: "01"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.send(t, string(body))
+	f.put(t, []object{{key: tagged, data: []byte("tagged, then deleted"), tags: map[string]string{"y": "1"}}})
+	if _, err := f.s3.PutObjectTagging(ctx, &s3.PutObjectTaggingInput{Bucket: &f.rule.SourceBucket, Key: &tagged,
+		Tagging: &s3types.Tagging{TagSet: []s3types.Tag{{Key: aws.String("y"), Value: aws.String("2")}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.s3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &f.rule.SourceBucket, Key: &tagged}); err != nil {
+		t.Fatal(err)
+	}
+	f.waitDepth(t, f.sourceQueue(), 4, time.Minute)
+	log, _ := observed(t)
+	r := f.start(t, log)
+	got := f.waitStaged(t, 2, time.Minute)
+	if err := r.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if s, ok := got[late]; !ok || s.obj.Delete || s.obj.Retag {
+		t.Errorf("%s: staged %t as %+v, want its write: nothing else delivers it", late, ok, s.obj)
+	}
+	if s, ok := got[tagged]; !ok || s.obj.Delete || s.obj.Retag || s.obj.Tags["y"] != "2" {
+		t.Errorf("%s: staged %t as %+v, want its write with y=2: nothing else delivers it", tagged, ok, s.obj)
+	}
+}
+
 // nullDelete sends the event of version "null" of key deleted for good,
 // with sequencer seq.
 func (f *fixture) nullDelete(t *testing.T, key, seq string) {

@@ -171,8 +171,9 @@ func (w *Worker) plan(ctx context.Context, rule *config.Rule, items []Item, held
 				// a DLQ, which starts its 14 days again) may have been
 				// deleted long enough ago for the targets' tombstone of
 				// the delete to be gone. Carried only if still current
-				// (what replaced it has its own event).
-				keep, err = w.current(gctx, events.ObjectRef{Bucket: e.obj.Bucket, Key: e.obj.Key, VersionID: e.obj.VersionID})
+				// (what replaced it has its own event), or only deleted
+				// where deletes do not propagate (current).
+				keep, err = w.current(gctx, rule, events.ObjectRef{Bucket: e.obj.Bucket, Key: e.obj.Key, VersionID: e.obj.VersionID})
 				if !keep && err == nil {
 					w.Log.Info("late event of a version no longer current; skipping (what replaced it has its own event)",
 						zap.String("bucket", ref.Bucket), zap.String("key", ref.Key), zap.String("versionId", ref.VersionID), zap.Time("eventTime", ref.EventTime))
@@ -183,7 +184,7 @@ func (w *Worker) plan(ctx context.Context, rule *config.Rule, items []Item, held
 				// is the key's current one; a stale event's (retried,
 				// late) would not, and the changes go as a retag.
 				if keep && e.obj.VersionID != "" {
-					keep, err = w.current(gctx, events.ObjectRef{Bucket: e.obj.Bucket, Key: e.obj.Key, VersionID: e.obj.VersionID})
+					keep, err = w.current(gctx, rule, events.ObjectRef{Bucket: e.obj.Bucket, Key: e.obj.Key, VersionID: e.obj.VersionID})
 				}
 				if keep {
 					e.obj.TagsChanged = true
@@ -246,11 +247,18 @@ func archived(ref events.ObjectRef, class string) error {
 		ErrArchived, ref.Bucket, ref.Key, class)
 }
 
-// current reports whether ref's version is what its key reads as now.
-func (w *Worker) current(ctx context.Context, ref events.ObjectRef) (bool, error) {
+// current reports whether ref's version is what its key reads as now or,
+// for a rule that does not propagate deletes, whether only a delete came
+// after it: such a rule keeps the copies of deleted keys, and that delete's
+// event (dropped by Match) replaces nothing at the targets, so skipping
+// the version would leave it undelivered for good (a backfill reads only
+// current objects).
+func (w *Worker) current(ctx context.Context, rule *config.Rule, ref events.ObjectRef) (bool, error) {
 	head, err := w.head(ctx, &s3.HeadObjectInput{Bucket: &ref.Bucket, Key: &ref.Key})
 	switch {
-	case awsapi.IsNotFound(err), awsapi.IsCustomerKeyRequired(err): // ref's version was read: an SSE-C one is another
+	case awsapi.IsNotFound(err):
+		return !rule.Deletes, nil
+	case awsapi.IsCustomerKeyRequired(err): // ref's version was read: an SSE-C one is another
 		return false, nil
 	case err != nil:
 		return false, err
@@ -280,7 +288,7 @@ func (w *Worker) before(ctx context.Context, rule *config.Rule, e *entry, ref ev
 			continue
 		}
 		if keep, err = w.describe(ctx, e, older, nil); keep && err == nil {
-			keep, err = w.current(ctx, older)
+			keep, err = w.current(ctx, rule, older)
 		}
 		if keep || err != nil {
 			return keep, err
