@@ -68,6 +68,10 @@ type ReaderOptions struct {
 	// it is decoded (which takes a few times its size): a caller bounding
 	// its memory waits there. Its error ends NewReader, as it is.
 	BeforeManifest func(size int64) error
+	// BeforeDecode, if set, is called after BeforeManifest with what
+	// decoding manifest.json will take, once its objects are counted
+	// (manifest.DecodeWithin): a dense one takes many times its size.
+	BeforeDecode func(cost int64) error
 }
 
 // Reader reads an archive and verifies it while doing so: the manifest
@@ -174,7 +178,15 @@ func (r *Reader) readManifest(opts ReaderOptions) error {
 			return err
 		}
 	}
-	m, err := manifest.Decode(r.tr)
+	var hookErr error
+	before := opts.BeforeDecode
+	if before != nil {
+		before = func(cost int64) error { hookErr = opts.BeforeDecode(cost); return hookErr }
+	}
+	m, err := manifest.DecodeWithin(r.tr, before)
+	if hookErr != nil {
+		return hookErr
+	}
 	if err != nil {
 		if errors.Is(err, manifest.ErrInvalid) {
 			return &Error{Member: ManifestName, Err: err}

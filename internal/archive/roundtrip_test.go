@@ -895,4 +895,17 @@ func TestBeforeManifest(t *testing.T) {
 	if _, err := NewReader(bytes.NewReader(data), ReaderOptions{BeforeManifest: func(int64) error { return wait }}); err != wait {
 		t.Errorf("NewReader = %v, want the hook's error as it is", err)
 	}
+	// Then, its objects counted, what decoding it takes.
+	var cost int64
+	r, err = NewReader(bytes.NewReader(data), ReaderOptions{BeforeDecode: func(c int64) error { cost = c; return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	if want := manifest.DecodedCost(int(told), 1, 1); cost != want {
+		t.Errorf("BeforeDecode told %d, want %d (the manifest's bytes, one object, one destination)", cost, want)
+	}
+	if _, err := NewReader(bytes.NewReader(data), ReaderOptions{BeforeDecode: func(int64) error { return wait }}); err != wait {
+		t.Errorf("NewReader = %v, want BeforeDecode's error as it is", err)
+	}
 }

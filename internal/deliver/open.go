@@ -23,7 +23,7 @@ func (w *Worker) open(ctx context.Context, bucket, key, version string) (*archiv
 	}
 	held := &heldManifest{w: w, ctx: ctx}
 	r, err := archive.NewReader(&counted{r: out.Body, c: w.Metrics.StagingRead, progress: w.runtime.Progress},
-		archive.ReaderOptions{BeforeManifest: held.acquire})
+		archive.ReaderOptions{BeforeManifest: held.acquire, BeforeDecode: held.grow})
 	if err != nil {
 		held.Close()
 		out.Body.Close()
@@ -52,6 +52,27 @@ func (h *heldManifest) acquire(size int64) error {
 		return nil
 	}
 	n := min(manifestCharge(size), h.w.manifestCap)
+	if err := h.w.manifestMem.Acquire(h.ctx, n); err != nil {
+		return err
+	}
+	h.n = n
+	return nil
+}
+
+// grow raises the charge to cost, what decoding the manifest takes once
+// its objects are counted (manifest.DecodedCost): a dense one (thousands
+// of empty objects or entries) takes many times its bytes. The charge
+// held is given back first, then the whole taken: two deliveries each
+// holding theirs while waiting for more could wait for good.
+func (h *heldManifest) grow(cost int64) error {
+	if h.w.manifestMem == nil {
+		return nil
+	}
+	n := min(cost, h.w.manifestCap)
+	if n <= h.n {
+		return nil
+	}
+	h.Close()
 	if err := h.w.manifestMem.Acquire(h.ctx, n); err != nil {
 		return err
 	}

@@ -137,4 +137,22 @@ func TestManifestsShareTheirMemory(t *testing.T) {
 	if !w.manifestMem.TryAcquire(100 << 20) {
 		t.Error("the budget was not given back")
 	}
+	w.manifestMem.Release(100 << 20)
+
+	// A dense manifest, counted: charged what decoding it takes, not
+	// four times its bytes.
+	dense := &heldManifest{w: w, ctx: ctx}
+	if err := dense.acquire(1 << 20); err != nil || dense.n != 4<<20 {
+		t.Fatalf("a 1 MiB manifest charged %d (%v), want 4 MiB", dense.n, err)
+	}
+	if err := dense.grow(manifest.DecodedCost(1<<20, 100_000, 0)); err != nil || dense.n != manifest.DecodedCost(1<<20, 100_000, 0) {
+		t.Fatalf("100,000 objects in 1 MiB charged %d (%v), want %d", dense.n, err, manifest.DecodedCost(1<<20, 100_000, 0))
+	}
+	if err := dense.grow(1 << 20); err != nil || dense.n != manifest.DecodedCost(1<<20, 100_000, 0) {
+		t.Errorf("a smaller cost changed the charge to %d (%v)", dense.n, err)
+	}
+	dense.Close()
+	if !w.manifestMem.TryAcquire(100 << 20) {
+		t.Error("the budget was not given back after growing")
+	}
 }

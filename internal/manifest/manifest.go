@@ -145,7 +145,13 @@ func (m *Manifest) Encode(w io.Writer) error {
 // a format other than 1 is rejected. Every error caused by the bytes read
 // wraps ErrInvalid; errors from r itself are returned wrapped but are not
 // ErrInvalid.
-func Decode(r io.Reader) (*Manifest, error) {
+func Decode(r io.Reader) (*Manifest, error) { return DecodeWithin(r, nil) }
+
+// DecodeWithin is Decode telling before, if set, what decoding will take
+// (DecodedCost) once the bytes are read and their objects and entries
+// counted, before anything is decoded: a caller bounding its memory waits
+// there. before's error ends it, as it is.
+func DecodeWithin(r io.Reader, before func(cost int64) error) (*Manifest, error) {
 	data, err := io.ReadAll(io.LimitReader(r, MaxSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("reading manifest: %w", err)
@@ -153,8 +159,14 @@ func Decode(r io.Reader) (*Manifest, error) {
 	if len(data) > MaxSize {
 		return nil, fmt.Errorf("%w: larger than %d bytes", ErrInvalid, MaxSize)
 	}
-	if err := checkEntries(data); err != nil {
+	c, err := checkEntries(data)
+	if err != nil {
 		return nil, err
+	}
+	if before != nil {
+		if err := before(DecodedCost(len(data), c.objects, c.entries)); err != nil {
+			return nil, err
+		}
 	}
 	var m Manifest
 	if err := json.Unmarshal(data, &m); err != nil {
@@ -181,18 +193,29 @@ func Decode(r io.Reader) (*Manifest, error) {
 // another case), as the full decode merges them all, and they stand when
 // the document has a type error, past which the full decode goes on too.
 // (A syntax error stops both before anything is built.)
-func checkEntries(data []byte) error {
+func checkEntries(data []byte) (counts, error) {
 	var shadow struct {
 		Objects counts `json:"objects"`
 	}
 	_ = json.Unmarshal(data, &shadow)
 	switch c := shadow.Objects; {
 	case c.objects > MaxObjects:
-		return fmt.Errorf("%w: more than %d objects", ErrInvalid, MaxObjects)
+		return c, fmt.Errorf("%w: more than %d objects", ErrInvalid, MaxObjects)
 	case c.entries > MaxEntries:
-		return fmt.Errorf("%w: more than %d metadata, tag and destination entries in all", ErrInvalid, MaxEntries)
+		return c, fmt.Errorf("%w: more than %d metadata, tag and destination entries in all", ErrInvalid, MaxEntries)
 	}
-	return nil
+	return shadow.Objects, nil
+}
+
+// DecodedCost is the heap decoding a manifest of size bytes, with objects
+// objects and entries metadata, tag and destination entries, takes: its
+// bytes, twice (held through the decode, and the decoder's work on
+// them), then about 450 bytes an object and 140 an entry decoded. A dense
+// manifest takes many times its bytes: measured live, 100,000 objects of
+// "{}" (293 KiB) 45 MB, with ten "{}" destinations each (4.7 MiB) 186 MB;
+// 100,000 ordinary objects (53 MiB) 156 MB.
+func DecodedCost(size, objects, entries int) int64 {
+	return 2*int64(size) + 500*int64(objects) + 150*int64(entries)
 }
 
 // counts are checkEntries' counts of a manifest's objects array.

@@ -506,11 +506,11 @@ func TestDecodeCapsEntries(t *testing.T) {
 	// the counting itself must not reject.
 	var b bytes.Buffer
 	entryObjects(&b, MaxEntries-MaxEntries/1000-1) // and a destination for each 1,000
-	if err := checkEntries(doc(b.String())); err != nil {
+	if _, err := checkEntries(doc(b.String())); err != nil {
 		t.Errorf("checkEntries at the entry cap: %v", err)
 	}
-	if err := checkEntries(doc(strings.TrimSuffix(strings.Repeat(`{},`, MaxObjects), ","))); err != nil {
-		t.Errorf("checkEntries at the object cap: %v", err)
+	if c, err := checkEntries(doc(strings.TrimSuffix(strings.Repeat(`{},`, MaxObjects), ","))); err != nil || c.objects != MaxObjects {
+		t.Errorf("checkEntries at the object cap: %d objects, %v", c.objects, err)
 	}
 	if n := members([]byte(`{"a:b":"c\"d:e","f":{"g":1}}`)); n != 2 {
 		t.Errorf("members counted %d, want 2 (colons in strings and nested values do not count)", n)
