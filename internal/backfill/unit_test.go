@@ -21,6 +21,12 @@ import (
 	"github.com/xrc-dev/xrc/internal/deliver"
 )
 
+// marked is md with the key mark xrc writes for key.
+func marked(md map[string]string, key string) map[string]string {
+	md[deliver.MetaKey] = deliver.KeyMark(key)
+	return md
+}
+
 func TestJudge(t *testing.T) {
 	mod := time.Date(2026, 11, 22, 10, 0, 0, 500e6, time.UTC) // a listing's milliseconds
 	src := object{Key: "k", Size: 10, LastModified: mod, ETag: "abc-2"}
@@ -50,8 +56,10 @@ func TestJudge(t *testing.T) {
 		{"not by xrc", src, state{found: true, size: 10, headed: true, meta: map[string]string{"owner": "someone"}}, notByXRC},
 		{"not by xrc, other size", src, state{found: true, size: 9, headed: true}, resized},
 		{"provenance without time", src, state{found: true, size: 10, headed: true, meta: map[string]string{deliver.MetaArchive: "a1"}}, upToDate},
+		{"xrc's write of this key", src, state{found: true, size: 10, headed: true, meta: marked(xrc(sec+5000, ""), "k")}, upToDate},
+		{"a copy of xrc's write of another key", src, state{found: true, size: 10, headed: true, meta: marked(xrc(sec+5000, ""), "other")}, notByXRC},
 	} {
-		if got := judge(tc.src, tc.dst); got != tc.want {
+		if got := judge(tc.src, "k", tc.dst); got != tc.want {
 			t.Errorf("%s: judge = %d, want %d", tc.name, got, tc.want)
 		}
 	}

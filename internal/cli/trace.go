@@ -140,9 +140,12 @@ func (t *tracer) destination(ctx context.Context, r *config.Rule, rt config.Rout
 	default:
 		md = d.Metadata
 		t.printf("    %s\n", describe(d.ContentLength, d.LastModified, d.ETag, d.VersionId, string(d.StorageClass), d.TagCount))
-		if deliver.WrittenByXRC(md) {
+		switch {
+		case deliver.WrittenByXRC(md, rt.Key):
 			t.printf("    written by xrc: %s\n", provenanceString(md))
-		} else {
+		case md[deliver.MetaKey] != "":
+			t.printf("    not written by xrc here: a copy of xrc's write of another key (its xrc-key names another): xrc writes over it, but never deletes or retags it\n")
+		default:
 			t.printf("    not written by xrc (no xrc-* provenance): xrc writes over it, but never deletes or retags it\n")
 		}
 	}
@@ -179,12 +182,12 @@ func (t *tracer) destination(ctx context.Context, r *config.Rule, rt config.Rout
 			t.printf("    tombstone: none\n")
 		}
 	}
-	t.printf("    => %s\n", t.verdict(r, head, d, md, dead))
+	t.printf("    => %s\n", t.verdict(r, head, d, md, deliver.WrittenByXRC(md, rt.Key), dead))
 	return nil
 }
 
 // verdict says what the destination's state means, and what to do.
-func (t *tracer) verdict(r *config.Rule, src, dst *s3.HeadObjectOutput, md map[string]string, dead *tombstone.Tombstone) string {
+func (t *tracer) verdict(r *config.Rule, src, dst *s3.HeadObjectOutput, md map[string]string, ours bool, dead *tombstone.Tombstone) string {
 	backfill := fmt.Sprintf("xrc backfill -config %s -rule %s -prefix %s sends it again", shellArg(t.cfgPath), r.ID, shellArg(t.key))
 	if src != nil {
 		if class, ok := awsapi.Unreadable(src); ok {
@@ -204,7 +207,7 @@ func (t *tracer) verdict(r *config.Rule, src, dst *s3.HeadObjectOutput, md map[s
 		return "in sync: absent on both sides"
 	case src == nil && !r.Deletes:
 		return "the source object is gone; the rule does not propagate deletes, so the copy stays"
-	case src == nil && !deliver.WrittenByXRC(md):
+	case src == nil && !ours:
 		return "the source object is gone; the copy is not xrc's, so xrc leaves it"
 	case src == nil && dead != nil && olderThanDelete(md, dead) == 1:
 		return "the source object is gone and its delete was carried here, but the copy stays: the delete did not land (refused, an object lock, or cut between its record and the delete): the target's log at warn or error says why; delete the copy by hand once the cause is fixed"
@@ -218,12 +221,12 @@ func (t *tracer) verdict(r *config.Rule, src, dst *s3.HeadObjectOutput, md map[s
 		return "absent, and a delete is recorded: if the source's write is newer than " + dead.At.UTC().Format(time.RFC3339) + ", it is on its way or failed (look in " + queues + "); " + backfill
 	case dst == nil:
 		return "not delivered: its event is on its way or failed (look in " + queues + "), or was lost; " + backfill
-	case !deliver.WrittenByXRC(md) && !resized:
+	case !ours && !resized:
 		// Backfill leaves such a copy: it may be the same bytes, copied
 		// by other means.
 		return "a copy xrc did not write, of the source's size: the source's write is on its way or failed (look in " + queues +
 			"); a backfill leaves such a copy: compare them (xrc verify -hash-sources), or delete the copy, then " + backfill
-	case !deliver.WrittenByXRC(md):
+	case !ours:
 		return "a copy xrc did not write: the source's write is on its way or failed (look in " + queues + "); " + backfill
 	case sameWrite(src, md) && resized:
 		return fmt.Sprintf("xrc's copy of the source's write, but of another size (%s here, %s at the source): changed since by something else that kept xrc's metadata; delete the copy, then %s",

@@ -68,7 +68,7 @@ func TestVerdictSuggestsWhatBackfillDoes(t *testing.T) {
 		{"resized, provenance without times", head(10, ""), head(7, ""), map[string]string{deliver.MetaArchive: "a"}, []string{"another write than the source's", "xrc backfill"}, []string{"cannot be told"}},
 		{"archived, missing", head(10, s3types.StorageClassGlacier), nil, nil, []string{"unreadable until restored", "restore-object"}, nil},
 	} {
-		got := tr.verdict(r, c.src, c.dst, c.md, nil)
+		got := tr.verdict(r, c.src, c.dst, c.md, deliver.WrittenByXRC(c.md, ""), nil)
 		for _, w := range c.want {
 			if !strings.Contains(got, w) {
 				t.Errorf("%s: %q lacks %q", c.name, got, w)

@@ -186,8 +186,8 @@ func printVerifySummary(w io.Writer, s xverify.Summary, hashed bool, report stri
 		fmt.Fprintf(w, "incomplete: %s: the figures cover only what was compared before it stopped\n", s.Error)
 	}
 	if unchecked > 0 && !hashed {
-		fmt.Fprintf(w, "%d objects (%s) were compared by size and provenance only: S3 keeps no checksum of their source that the destination has.\n"+
-			"-hash-sources reads them to compare digests (a GET of %s: free from the source region, internet egress from elsewhere).\n",
+		fmt.Fprintf(w, "%d copies (%s; an object and a destination each) were compared by size and provenance only: S3 keeps no checksum of their source that the destination has.\n"+
+			"-hash-sources reads their sources to compare digests (a GET of %s, an object's once per destination: free from the source region, internet egress from elsewhere).\n",
 			unchecked, sizeString(uncheckedBytes), sizeString(uncheckedBytes))
 	}
 	if retained := s.Retained(); retained > 0 {

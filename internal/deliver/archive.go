@@ -55,7 +55,7 @@ func (w *Worker) DeliverVersion(ctx context.Context, bucket, key, version string
 	defer r.Close()
 	m := r.Manifest()
 	log = log.With(zap.String("archive", m.ArchiveID), zap.String("rule", m.RuleID))
-	p, err := w.resolve(key, m)
+	p, err := w.resolve(key, aws.ToTime(out.LastModified), m)
 	if err != nil {
 		w.Metrics.Archives.WithLabelValues("rejected").Inc()
 		err = fmt.Errorf("s3://%s/%s: %w", bucket, key, err)

@@ -1,6 +1,7 @@
 package deliver
 
 import (
+	"crypto/sha256"
 	"encoding/hex"
 	"net/url"
 	"sort"
@@ -25,7 +26,19 @@ const (
 	MetaSeen      = "xrc-seen"    // a time the source's key held this write, Unix milliseconds: when the source read it (manifest.Object.Seen) or, for a write its event orders, when that write completed (its event's time)
 	MetaArchive   = "xrc-archive" // archive that carried it
 	MetaSHA256    = "xrc-sha256"  // hex SHA-256 of the bytes
+	MetaKey       = "xrc-key"     // KeyMark of the destination key it was written to
 )
+
+// KeyMark ties provenance to the key xrc wrote it under: the first 8 hex
+// digits of the key's SHA-256. A copy of xrc's object to another key
+// (CopyObject keeps metadata by default) carries a mark of the other key,
+// so is not xrc's write there: its sequencer, of another key, orders
+// nothing (a write would be skipped as older, for good) and a delete of
+// the key it sits at must not remove it.
+func KeyMark(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(sum[:4])
+}
 
 // archiveDropped stands for the archive id where the metadata budget has
 // no room for it.
@@ -35,14 +48,20 @@ const archiveDropped = "-"
 // keeps them: what orders writes and deletes first (sequencer, time, and
 // for writes without a sequencer the version and when the source saw
 // it), then the archive id (or its mark, archiveDropped), then the digest.
-var provenanceKeys = []string{MetaSequencer, MetaModified, MetaVersion, MetaSeen, MetaArchive, MetaSHA256}
+var provenanceKeys = []string{MetaSequencer, MetaModified, MetaVersion, MetaSeen, MetaKey, MetaArchive, MetaSHA256}
 
 // WrittenByXRC reports whether user metadata (keys as the SDK returns them)
-// marks an object xrc wrote: any of its provenance keys, since a source's
-// own xrc- keys are renamed (manifest.DestinationMetadataKey) and the
-// metadata budget may have dropped any one of them. Only xrc's own objects
-// are deleted, retagged or ordered by xrc.
-func WrittenByXRC(md map[string]string) bool {
+// of the object at key marks an object xrc wrote there: any of its
+// provenance keys, since a source's own xrc- keys are renamed
+// (manifest.DestinationMetadataKey) and the metadata budget may have
+// dropped any one of them, unless its key mark names another key (a copy).
+// Objects written before the mark, or where the budget dropped it, have
+// none and are taken as written there. Only xrc's own objects are deleted,
+// retagged or ordered by xrc.
+func WrittenByXRC(md map[string]string, key string) bool {
+	if mark := md[MetaKey]; mark != "" && mark != KeyMark(key) {
+		return false
+	}
 	for _, k := range provenanceKeys {
 		if md[k] != "" {
 			return true
@@ -69,19 +88,31 @@ const (
 
 // provenance is what a destination object says about its source write.
 type provenance struct {
-	ok        bool // written by xrc
+	ok        bool  // written by xrc
+	size      int64 // the object's size; -1: the key holds none
 	sequencer string
 	version   string
 	modified  int64 // Unix milliseconds
 	seen      int64 // Unix milliseconds; 0: unknown
 }
 
-func readProvenance(md map[string]string) provenance {
-	p := provenance{sequencer: md[MetaSequencer], version: md[MetaVersion]}
+func readProvenance(md map[string]string, key string) provenance {
+	p := provenance{sequencer: md[MetaSequencer], version: md[MetaVersion], size: -1}
 	p.modified, _ = strconv.ParseInt(md[MetaModified], 10, 64)
 	p.seen, _ = strconv.ParseInt(md[MetaSeen], 10, 64)
-	p.ok = WrittenByXRC(md)
+	p.ok = WrittenByXRC(md, key)
 	return p
+}
+
+// foreignCopy reports a copy xrc did not write, of o's size, met by a
+// write no event orders (a backfill's): xrc backfill leaves such a copy
+// alone (one made before xrc, by S3 Batch Replication, by hand) and counts
+// it "not by xrc", but sends the key when another destination of the rule
+// lacks it, and that event must not replace the copy here. A write its
+// event orders replaces any object xrc did not write: xrc owns its
+// destinations.
+func (p provenance) foreignCopy(o *manifest.Object) bool {
+	return !p.ok && p.size >= 0 && p.size == o.Size && o.Sequencer == ""
 }
 
 // newerOrSame reports whether the destination already holds o's write or a
@@ -192,7 +223,7 @@ func seenMilli(t time.Time) string {
 // metadata is the source's user metadata (keys under xrc- renamed) plus xrc
 // provenance, dropping provenance (never the user's metadata) if S3's 2 KB
 // limit would be passed.
-func (w *Worker) metadata(m *manifest.Manifest, o *manifest.Object, sum []byte) map[string]string {
+func (w *Worker) metadata(m *manifest.Manifest, o *manifest.Object, key string, sum []byte) map[string]string {
 	md := make(map[string]string, len(o.Metadata)+5)
 	used, headerPrefix := 0, headerPrefix
 	if w.awsBudget {
@@ -225,6 +256,8 @@ func (w *Worker) metadata(m *manifest.Manifest, o *manifest.Object, sum []byte) 
 			return seenMilli(o.Seen)
 		case MetaSHA256:
 			return hex.EncodeToString(sum) // read by xrc verify only
+		case MetaKey:
+			return KeyMark(key)
 		}
 		return ""
 	}

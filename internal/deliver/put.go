@@ -26,7 +26,7 @@ func (w *Worker) put(ctx context.Context, wr *write, o *manifest.Object, rt conf
 		Key:                &rt.Key,
 		Body:               body,
 		ContentLength:      aws.Int64(o.Size),
-		Metadata:           w.metadata(wr.m, o, sum),
+		Metadata:           w.metadata(wr.m, o, rt.Key, sum),
 		ContentType:        optional(o.ContentType),
 		ContentEncoding:    optional(o.ContentEncoding),
 		ContentDisposition: optional(o.ContentDisposition),

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/manifest"
@@ -35,7 +36,7 @@ type plan struct {
 // class policy, KMS key), and deletes need a rule with deletes: true.
 // Anything else rejects the whole archive, naming the field: a staging
 // bucket is not a place to take orders from.
-func (w *Worker) resolve(stagingKey string, m *manifest.Manifest) (*plan, error) {
+func (w *Worker) resolve(stagingKey string, staged time.Time, m *manifest.Manifest) (*plan, error) {
 	reject := func(format string, args ...any) error {
 		return fmt.Errorf("%w: archive %s: %s", ErrRejected, m.ArchiveID, fmt.Sprintf(format, args...))
 	}
@@ -66,9 +67,24 @@ func (w *Worker) resolve(stagingKey string, m *manifest.Manifest) (*plan, error)
 			reasons = append(reasons, "and more")
 		}
 	}
+	// Every time a manifest gives was read before the archive was
+	// staged (staged: its staging object's Last-Modified, or a replica's,
+	// later). One far past it cannot be a source's: dated in year 9999,
+	// a delete's tombstone or a write's provenance would win against
+	// every later write of the key for as long as it lasted. A day's
+	// margin for a source's clock.
+	latest := staged.Add(futureMargin)
+	future := func(t time.Time) bool { return !staged.IsZero() && t.After(latest) }
+	if future(m.CreatedAt) {
+		return nil, reject("createdAt %s is after the archive was staged (%s)", m.CreatedAt.Format(time.RFC3339), staged.Format(time.RFC3339))
+	}
 	for i := range m.Objects {
 		o := &m.Objects[i]
 		switch {
+		case future(o.LastModified) || future(o.Seen) || future(o.EventTime):
+			problem(i, o, "lastModified %s, seen %s or eventTime %s is after the archive was staged (%s)", o.LastModified.Format(time.RFC3339),
+				o.Seen.Format(time.RFC3339), o.EventTime.Format(time.RFC3339), staged.Format(time.RFC3339))
+			continue
 		case o.Bucket != rule.SourceBucket:
 			problem(i, o, "bucket %q is not rule %s's source bucket %q", o.Bucket, rule.ID, rule.SourceBucket)
 			continue
@@ -109,6 +125,10 @@ func (w *Worker) resolve(stagingKey string, m *manifest.Manifest) (*plan, error)
 	}
 	return p, nil
 }
+
+// futureMargin is how far past its archive's staging a manifest's times
+// may be: a source's clock, not S3's, dates what it read.
+const futureMargin = 24 * time.Hour
 
 func describe(r config.Route) string {
 	s := fmt.Sprintf("s3://%s/%s in %s", r.Bucket, r.Key, r.Region)

@@ -138,6 +138,13 @@ func TestRejectsUntrustedArchives(t *testing.T) {
 			why: `staging key "r2/wrong-staging-prefix.tar.zst" is not under rule r1's staging prefix "r1/"`, wrote: dst1},
 		{name: "source-region", edit: func(m *manifest.Manifest) { m.SourceRegion = "ap-southeast-2" },
 			why: `manifest sourceRegion "ap-southeast-2" is not rule r1's source region "us-east-1"`, wrote: dst1},
+		// Dated past its staging, its provenance (or a delete's
+		// tombstone) would win against every later write of the key.
+		{name: "future-dated", edit: func(m *manifest.Manifest) {
+			m.Objects[1].LastModified = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
+		}, why: `objects[1] (key "data/trust/hostile.txt"): lastModified 9999-12-31T00:00:00Z, seen`, wrote: dst1},
+		{name: "future-created", edit: func(m *manifest.Manifest) { m.CreatedAt = time.Now().Add(48 * time.Hour) },
+			why: "createdAt", wrote: dst1},
 		// Under another archive's key, it would take that one's uploads
 		// and ledger entry for its own.
 		{name: "another-archives-key", foreign: true,
@@ -345,6 +352,71 @@ func TestSequencersOfDifferentLengths(t *testing.T) {
 	p.deliver(t, "r1/seqlen-v2-again.tar.zst", v2, objs2)
 	if p.exists(t, dst, k) {
 		t.Fatal("an older write brought the deleted object back")
+	}
+}
+
+// TestBackfillLeavesCopiesNotByXRC: a backfill's write (no sequencer)
+// leaves a copy xrc did not write of the same size, as xrc backfill
+// promises and counts ("not by xrc"): it sends the key when another
+// destination of the rule lacks it. A copy of another size, and any copy
+// met by a write its event orders, are replaced.
+func TestBackfillLeavesCopiesNotByXRC(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t, nil)
+	ctx := context.Background()
+	dst := p.cfg.Rules[0].Destinations[0].Bucket
+	reg, _ := p.startTarget(t)
+	for _, c := range []struct {
+		name, foreign, seq, want string
+	}{
+		{"same-size", "12345678", "", "12345678"},
+		{"resized", "1234", "", "abcdefgh"},
+		{"event", "12345678", seqAt(1), "abcdefgh"},
+	} {
+		k := "data/not-xrc/" + c.name
+		if _, err := p.dst.PutObject(ctx, &s3.PutObjectInput{Bucket: &dst, Key: &k, Body: strings.NewReader(c.foreign)}); err != nil {
+			t.Fatal(err)
+		}
+		m, objs := p.objectArchive("not-xrc-"+c.name, k, c.seq, []byte("abcdefgh"))
+		p.deliver(t, "r1/not-xrc-"+c.name+".tar.zst", m, objs)
+		if got := string(p.read(t, dst, k)); got != c.want {
+			t.Errorf("%s: destination holds %q, want %q", c.name, got, c.want)
+		}
+	}
+	if n := metric(t, reg, "xrc_target_objects_total", "result", "skipped_not_xrc"); n != 1 {
+		t.Errorf("skipped_not_xrc = %v, want 1", n)
+	}
+}
+
+// TestCopiesOfXRCObjectsAreNotItsWrites: an object xrc wrote, copied to
+// another key (CopyObject keeps its metadata), is not xrc's write there:
+// a write of that key is not skipped as older than the copy's sequencer
+// (of another key: for good), and a delete of it leaves the copy.
+func TestCopiesOfXRCObjectsAreNotItsWrites(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t, func(c *config.Config) { c.Rules[0].Deletes = true })
+	ctx := context.Background()
+	dst := p.cfg.Rules[0].Destinations[0].Bucket
+	reg, _ := p.startTarget(t)
+	orig, written, deleted := "data/copies/orig", "data/copies/written", "data/copies/deleted"
+	m, objs := p.objectArchive("copies-orig", orig, seqAt(50), []byte("xrc's write"))
+	p.deliver(t, "r1/copies-orig.tar.zst", m, objs)
+	for _, k := range []string{written, deleted} {
+		if _, err := p.dst.CopyObject(ctx, &s3.CopyObjectInput{Bucket: &dst, Key: &k, CopySource: aws.String(dst + "/" + orig)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, objs = p.objectArchive("copies-written", written, seqAt(1), []byte("its own write"))
+	p.deliver(t, "r1/copies-written.tar.zst", m, objs)
+	if got := string(p.read(t, dst, written)); got != "its own write" {
+		t.Errorf("%s holds %q, want its own write: a copy's sequencer, of another key, orders nothing", written, got)
+	}
+	p.deliver(t, "r1/copies-deleted.tar.zst", p.deleteArchive("copies-deleted", deleted, seqAt(99)), nil)
+	if !p.exists(t, dst, deleted) {
+		t.Errorf("a delete of %s removed a copy xrc did not write there", deleted)
+	}
+	if n := metric(t, reg, "xrc_target_objects_total", "result", "delete_not_ours"); n != 1 {
+		t.Errorf("delete_not_ours = %v, want 1", n)
 	}
 }
 
@@ -1092,7 +1164,7 @@ func TestOwnWriteWithLittleMetadataRoom(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if h.Metadata[deliver.MetaSequencer] == "" || !deliver.WrittenByXRC(h.Metadata) {
+	if h.Metadata[deliver.MetaSequencer] == "" || !deliver.WrittenByXRC(h.Metadata, k) {
 		t.Fatalf("provenance at the destination: %v", h.Metadata)
 	}
 	write("20261202T000000Z-abcdef12-000000000001", seqAt(1), "version 1") // older, replayed

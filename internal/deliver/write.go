@@ -76,6 +76,9 @@ func (w *Worker) decide(ctx context.Context, wr *write, o *manifest.Object, rt c
 		}
 		return etag, "skipped_older", nil
 	}
+	if prov.foreignCopy(o) {
+		return etag, "skipped_not_xrc", nil
+	}
 	if w.stale(wr, o, rt) {
 		return etag, "skipped_stale", nil
 	}
@@ -130,12 +133,14 @@ func (w *Worker) deletedSince(ctx context.Context, wr *write, o *manifest.Object
 func (w *Worker) state(ctx context.Context, rt config.Route) (string, *string, provenance, error) {
 	head, err := w.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &rt.Bucket, Key: &rt.Key})
 	if awsapi.IsNotFound(err) {
-		return "", nil, provenance{}, nil
+		return "", nil, provenance{size: -1}, nil
 	}
 	if err != nil {
-		return "", nil, provenance{}, fmt.Errorf("head s3://%s/%s: %w", rt.Bucket, rt.Key, err)
+		return "", nil, provenance{size: -1}, fmt.Errorf("head s3://%s/%s: %w", rt.Bucket, rt.Key, err)
 	}
-	return aws.ToString(head.ETag), versionOf(head.VersionId), readProvenance(head.Metadata), nil
+	prov := readProvenance(head.Metadata, rt.Key)
+	prov.size = aws.ToInt64(head.ContentLength)
+	return aws.ToString(head.ETag), versionOf(head.VersionId), prov, nil
 }
 
 // versionOf is the version id S3 gave an object, nil if it has none to

@@ -142,19 +142,19 @@ func TestParseChecksums(t *testing.T) {
 func TestParseProvenance(t *testing.T) {
 	// A source's own xrc- keys reach a destination renamed: only xrc's
 	// keys mark its writes.
-	if _, ok := ParseProvenance(map[string]string{"owner": "etl", "xrc-orig-seq": "00FF"}); ok {
+	if _, ok := ParseProvenance(map[string]string{"owner": "etl", "xrc-orig-seq": "00FF"}, ""); ok {
 		t.Error("metadata without xrc's keys taken as written by xrc")
 	}
 	// Any of them does: the metadata budget may have dropped the archive id.
-	if p, ok := ParseProvenance(map[string]string{"xrc-seq": "00FF", "xrc-sha256": hex.EncodeToString(sha("a"))}); !ok || p.Sequencer != "00FF" || p.Archive != "" {
+	if p, ok := ParseProvenance(map[string]string{"xrc-seq": "00FF", "xrc-sha256": hex.EncodeToString(sha("a"))}, ""); !ok || p.Sequencer != "00FF" || p.Archive != "" {
 		t.Errorf("xrc's write without its archive id: %+v, %v", p, ok)
 	}
 	p, ok := ParseProvenance(map[string]string{"xrc-archive": "a1", "xrc-seq": "00FF", "xrc-version": "v1",
-		"xrc-mtime": "1764583200000", "xrc-sha256": hex.EncodeToString(sha("a"))})
+		"xrc-mtime": "1764583200000", "xrc-sha256": hex.EncodeToString(sha("a"))}, "")
 	if !ok || p.Sequencer != "00FF" || p.Version != "v1" || !p.Modified.Equal(time.UnixMilli(1764583200000)) || !bytes.Equal(p.SHA256, sha("a")) {
 		t.Errorf("ParseProvenance = %+v, %v", p, ok)
 	}
-	p, ok = ParseProvenance(map[string]string{"xrc-archive": "a1", "xrc-mtime": "-5", "xrc-sha256": "abcd"})
+	p, ok = ParseProvenance(map[string]string{"xrc-archive": "a1", "xrc-mtime": "-5", "xrc-sha256": "abcd"}, "")
 	if !ok || !p.Modified.IsZero() || p.SHA256 != nil {
 		t.Errorf("malformed values trusted: %+v", p)
 	}

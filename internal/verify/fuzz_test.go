@@ -20,7 +20,7 @@ func FuzzHeadObject(f *testing.F) {
 	// still xrc's.
 	f.Add("", "00FF", "", "", "", "", "", "", int64(1), int64(1))
 	f.Fuzz(func(t *testing.T, archive, seq, version, mtime, sum, sha256b64, crc32cb64, typ string, srcSize, dstSize int64) {
-		p, ok := ParseProvenance(map[string]string{"xrc-archive": archive, "xrc-seq": seq, "xrc-version": version, "xrc-mtime": mtime, "xrc-sha256": sum})
+		p, ok := ParseProvenance(map[string]string{"xrc-archive": archive, "xrc-seq": seq, "xrc-version": version, "xrc-mtime": mtime, "xrc-sha256": sum}, "")
 		// Any provenance key marks xrc's object (deliver.WrittenByXRC):
 		// the budget may have dropped any one of them.
 		if ok != (archive+seq+version+mtime+sum != "") {
