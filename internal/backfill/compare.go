@@ -75,14 +75,14 @@ func (s state) needsHead(src object) bool { return s.found && s.size == src.Size
 // judge compares a source object with what one destination holds. ETags
 // are never compared (a multipart ETag is no digest, and the target uploads
 // with its own part size); see the package doc.
-func judge(src object, key string, dst state) verdict {
+func judge(src object, dst state) verdict {
 	switch {
 	case !dst.found:
 		return missing
 	case dst.size != src.Size:
 		return resized
 	}
-	if !deliver.WrittenByXRC(dst.meta, key) {
+	if !deliver.WrittenByXRC(dst.meta, src.Key) {
 		return notByXRC
 	}
 	ms, err := strconv.ParseInt(dst.meta[deliver.MetaModified], 10, 64)
@@ -189,7 +189,7 @@ func (r *run) handle(ctx context.Context, objs []object, prev string, look looku
 	}
 	for _, c := range cands {
 		for di := range r.dests {
-			c.worst = max(c.worst, judge(c.o, c.keys[di], c.states[di]))
+			c.worst = max(c.worst, judge(c.o, c.states[di]))
 		}
 	}
 	if r.o.Tags {

@@ -56,10 +56,10 @@ func TestJudge(t *testing.T) {
 		{"not by xrc", src, state{found: true, size: 10, headed: true, meta: map[string]string{"owner": "someone"}}, notByXRC},
 		{"not by xrc, other size", src, state{found: true, size: 9, headed: true}, resized},
 		{"provenance without time", src, state{found: true, size: 10, headed: true, meta: map[string]string{deliver.MetaArchive: "a1"}}, upToDate},
-		{"xrc's write of this key", src, state{found: true, size: 10, headed: true, meta: marked(xrc(sec+5000, ""), "k")}, upToDate},
-		{"a copy of xrc's write of another key", src, state{found: true, size: 10, headed: true, meta: marked(xrc(sec+5000, ""), "other")}, notByXRC},
+		{"xrc's write of this source key", src, state{found: true, size: 10, headed: true, meta: marked(xrc(sec+5000, ""), "k")}, upToDate},
+		{"a copy of xrc's write of another source key", src, state{found: true, size: 10, headed: true, meta: marked(xrc(sec+5000, ""), "other")}, notByXRC},
 	} {
-		if got := judge(tc.src, "k", tc.dst); got != tc.want {
+		if got := judge(tc.src, tc.dst); got != tc.want {
 			t.Errorf("%s: judge = %d, want %d", tc.name, got, tc.want)
 		}
 	}

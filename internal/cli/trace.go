@@ -141,7 +141,7 @@ func (t *tracer) destination(ctx context.Context, r *config.Rule, rt config.Rout
 		md = d.Metadata
 		t.printf("    %s\n", describe(d.ContentLength, d.LastModified, d.ETag, d.VersionId, string(d.StorageClass), d.TagCount))
 		switch {
-		case deliver.WrittenByXRC(md, rt.Key):
+		case deliver.WrittenByXRC(md, t.key):
 			t.printf("    written by xrc: %s\n", provenanceString(md))
 		case md[deliver.MetaKey] != "":
 			t.printf("    not written by xrc here: a copy of xrc's write of another key (its xrc-key names another): xrc writes over it, but never deletes or retags it\n")
@@ -182,7 +182,7 @@ func (t *tracer) destination(ctx context.Context, r *config.Rule, rt config.Rout
 			t.printf("    tombstone: none\n")
 		}
 	}
-	t.printf("    => %s\n", t.verdict(r, head, d, md, deliver.WrittenByXRC(md, rt.Key), dead))
+	t.printf("    => %s\n", t.verdict(r, head, d, md, deliver.WrittenByXRC(md, t.key), dead))
 	return nil
 }
 

@@ -38,7 +38,7 @@ func (w *Worker) propagateDelete(ctx context.Context, wr *write, o *manifest.Obj
 func (w *Worker) deleteOne(ctx context.Context, wr *write, o *manifest.Object, rt config.Route) error {
 	log := w.Log.With(zap.String("archive", wr.m.ArchiveID), zap.String("bucket", rt.Bucket), zap.String("key", rt.Key))
 	for attempt := 1; ; attempt++ {
-		etag, _, prov, err := w.state(ctx, rt)
+		etag, _, prov, err := w.state(ctx, o, rt)
 		switch {
 		case err != nil:
 			return err

@@ -162,15 +162,15 @@ func TestSourceMetadataCannotPoseAsProvenance(t *testing.T) {
 	m := &manifest.Manifest{ArchiveID: "a-1"}
 	o := &manifest.Object{Bucket: "src", Key: "k", Sequencer: "01", LastModified: time.UnixMilli(1000),
 		Metadata: map[string]string{"xrc-seq": "FFFFFFFFFFFFFFFFFFFF", "XRC-Archive": "forged", "xrc-orig-seq": "x", "owner": "me"}}
-	md := (&Worker{Deps: Deps{Log: zap.NewNop()}}).metadata(m, o, "", make([]byte, 32))
+	md := (&Worker{Deps: Deps{Log: zap.NewNop()}}).metadata(m, o, make([]byte, 32))
 	want := map[string]string{
-		MetaSequencer: "01", MetaArchive: "a-1", MetaModified: "1000", MetaSHA256: strings.Repeat("00", 32), MetaKey: KeyMark(""),
+		MetaSequencer: "01", MetaArchive: "a-1", MetaModified: "1000", MetaSHA256: strings.Repeat("00", 32), MetaKey: KeyMark("k"),
 		"xrc-orig-seq": "FFFFFFFFFFFFFFFFFFFF", "xrc-orig-Archive": "forged", "xrc-orig-orig-seq": "x", "owner": "me",
 	}
 	if !maps.Equal(md, want) {
 		t.Errorf("metadata = %v\nwant %v", md, want)
 	}
-	if p := readProvenance(md, ""); p.sequencer != "01" {
+	if p := readProvenance(md, "k"); p.sequencer != "01" {
 		t.Errorf("provenance sequencer %q, want the real one", p.sequencer)
 	}
 	// And back: the source's metadata as it was (S3 lowercases the keys).
@@ -192,14 +192,14 @@ func TestSourceMetadataCannotPoseAsProvenance(t *testing.T) {
 func TestEventWriteSeenAtItsCompletion(t *testing.T) {
 	began, done := time.UnixMilli(1795315730000), time.UnixMilli(1795315740250) // a multipart upload
 	o := &manifest.Object{Bucket: "src", Key: "k", Sequencer: "05", LastModified: began, EventTime: done}
-	md := (&Worker{Deps: Deps{Log: zap.NewNop()}}).metadata(&manifest.Manifest{ArchiveID: "a-1"}, o, "", make([]byte, 32))
+	md := (&Worker{Deps: Deps{Log: zap.NewNop()}}).metadata(&manifest.Manifest{ArchiveID: "a-1"}, o, make([]byte, 32))
 	if md[MetaSeen] != "1795315740250" {
 		t.Fatalf("xrc-seen %q, want the event's time 1795315740250", md[MetaSeen])
 	}
 	// Written at began+5s, read by a backfill at began+7s, before the
 	// upload completed: older, though its Last-Modified is later.
 	copied := &manifest.Object{LastModified: began.Add(5 * time.Second), Seen: began.Add(7 * time.Second)}
-	if !readProvenance(md, "").newerOrSame(copied) {
+	if !readProvenance(md, "k").newerOrSame(copied) {
 		t.Error("a backfill's copy read before the destination's write completed would replace it")
 	}
 }
@@ -219,7 +219,7 @@ func TestMetadataBudget(t *testing.T) {
 	// In priority order (provenanceKeys; base has no xrc-seen). Ordering
 	// first: the sequencer and time are what keep an older write from
 	// replacing a newer one, and any key marks the object xrc's.
-	all := []string{MetaSequencer, MetaModified, MetaVersion, MetaKey, MetaArchive, MetaSHA256}
+	all := []string{MetaSequencer, MetaModified, MetaVersion, MetaArchive, MetaSHA256, MetaKey}
 	tests := []struct {
 		name string
 		user map[string]string
@@ -228,7 +228,11 @@ func TestMetadataBudget(t *testing.T) {
 	}{
 		{"no user metadata", nil, all, false},
 		{"room for all", user(maxMetadata - provenanceSize), all, false},
-		{"one byte short of the SHA-256", user(maxMetadata - provenanceSize + 1), all[:5], true},
+		{"one byte short of the key mark", user(maxMetadata - provenanceSize + 1), all[:5], false},
+		// The key mark after the rest: without it a copy is taken for
+		// xrc's write, as before it was written.
+		{"one byte short of the SHA-256", user(maxMetadata - provenanceSize + headerPrefix + len(MetaKey) + 8 + 1),
+			[]string{MetaSequencer, MetaModified, MetaVersion, MetaArchive, MetaKey}, true},
 		{"room for the sequencer only", user(maxMetadata - headerPrefix - len(MetaSequencer) - len(base.Sequencer)), all[:1], true},
 		// The archive's mark without its id, after every key newer
 		// targets read: older ones read ownership from it alone.
@@ -245,7 +249,7 @@ func TestMetadataBudget(t *testing.T) {
 			w := &Worker{Deps: Deps{Log: zap.New(core)}}
 			o := base
 			o.Metadata = tt.user
-			md := w.metadata(m, &o, "", sum)
+			md := w.metadata(m, &o, sum)
 
 			size := 0
 			for k, v := range md {
@@ -286,7 +290,7 @@ func TestMetadataBudget(t *testing.T) {
 	o.Sequencer, o.VersionID, o.Seen = "", "", time.UnixMilli(1795315731000)
 	room := 3*headerPrefix + len(MetaArchive) + len(m.ArchiveID) + len(MetaModified) + len("1795315730465") + len(MetaSeen) + len("1795315731000")
 	o.Metadata = user(maxMetadata - room)
-	md := (&Worker{Deps: Deps{Log: zap.NewNop()}}).metadata(m, &o, "", sum)
+	md := (&Worker{Deps: Deps{Log: zap.NewNop()}}).metadata(m, &o, sum)
 	if md[MetaSeen] == "" || md[MetaSHA256] != "" {
 		t.Errorf("with room for xrc-seen only: seen %q, sha256 %q", md[MetaSeen], md[MetaSHA256])
 	}
@@ -295,7 +299,7 @@ func TestMetadataBudget(t *testing.T) {
 	w := &Worker{Deps: Deps{Log: zap.NewNop()}}
 	o = base
 	o.Sequencer, o.VersionID = "", ""
-	md = w.metadata(m, &o, "", sum)
+	md = w.metadata(m, &o, sum)
 	for _, k := range []string{MetaSequencer, MetaVersion} {
 		if _, ok := md[k]; ok {
 			t.Errorf("empty %s written", k)
@@ -318,8 +322,7 @@ func TestArchiveMarkComesLast(t *testing.T) {
 	m := &manifest.Manifest{ArchiveID: "20261122T030131Z-280ec2e843a1"}
 	seen := time.UnixMilli(1795315731000)
 	o := manifest.Object{Bucket: "src", Key: "k", LastModified: time.UnixMilli(1795315730465), Seen: seen}
-	times := 2*headerPrefix + len(MetaModified) + len("1795315730465") + len(MetaSeen) + len(seenMilli(seen)) +
-		headerPrefix + len(MetaKey) + len(KeyMark("")) // and the key mark, before the archive id
+	times := 2*headerPrefix + len(MetaModified) + len("1795315730465") + len(MetaSeen) + len(seenMilli(seen))
 	w := &Worker{Deps: Deps{Log: zap.NewNop()}}
 	for _, c := range []struct {
 		name string
@@ -333,7 +336,7 @@ func TestArchiveMarkComesLast(t *testing.T) {
 		{"room for all three", times + headerPrefix + len(MetaArchive) + len(m.ArchiveID), m.ArchiveID},
 	} {
 		o.Metadata = map[string]string{"blob": strings.Repeat("m", maxMetadata-c.room-headerPrefix-len("blob"))}
-		md := w.metadata(m, &o, "", make([]byte, 32))
+		md := w.metadata(m, &o, make([]byte, 32))
 		if md[MetaSeen] == "" || md[MetaModified] == "" {
 			t.Errorf("%s: xrc-seen %q, xrc-mtime %q: the copy's times dropped", c.name, md[MetaSeen], md[MetaModified])
 		}
@@ -350,10 +353,10 @@ func TestMetadataBudgetOfAWS(t *testing.T) {
 		o.Metadata[fmt.Sprintf("k%02d", i)] = strings.Repeat("v", 92) // 20 × 95 = 1,900 bytes
 	}
 	sum := make([]byte, 32)
-	if md := (&Worker{Deps: Deps{Log: zap.NewNop()}, awsBudget: true}).metadata(m, &o, "", sum); md[MetaArchive] == "" || md[MetaModified] == "" {
+	if md := (&Worker{Deps: Deps{Log: zap.NewNop()}, awsBudget: true}).metadata(m, &o, sum); md[MetaArchive] == "" || md[MetaModified] == "" {
 		t.Errorf("AWS destination: provenance %q, %q dropped", md[MetaArchive], md[MetaModified])
 	}
-	if md := (&Worker{Deps: Deps{Log: zap.NewNop()}}).metadata(m, &o, "", sum); md[MetaArchive] != "" {
+	if md := (&Worker{Deps: Deps{Log: zap.NewNop()}}).metadata(m, &o, sum); md[MetaArchive] != "" {
 		t.Error("S3-compatible destination: provenance kept past its 2 KB with header names")
 	}
 }
@@ -508,24 +511,24 @@ func TestWriteLost(t *testing.T) {
 	}
 }
 
-// TestKeyMark: xrc's metadata marks the key it was written to; metadata
-// marked for another key (a copy) is not xrc's write, and metadata
-// without a mark (written before it) is.
+// TestKeyMark: xrc's metadata marks the source key whose write it copies;
+// metadata marked for another source key (a copy) is not xrc's write, and
+// metadata without a mark (written before it) is.
 func TestKeyMark(t *testing.T) {
 	m := &manifest.Manifest{ArchiveID: "a-1"}
 	o := &manifest.Object{Key: "src/k", Sequencer: "0A", LastModified: time.UnixMilli(1795315730465)}
-	md := (&Worker{Deps: Deps{Log: zap.NewNop()}}).metadata(m, o, "dst/k", make([]byte, 32))
-	if md[MetaKey] != KeyMark("dst/k") || len(md[MetaKey]) != 8 {
-		t.Fatalf("key mark %q, want %q", md[MetaKey], KeyMark("dst/k"))
+	md := (&Worker{Deps: Deps{Log: zap.NewNop()}}).metadata(m, o, make([]byte, 32))
+	if md[MetaKey] != KeyMark("src/k") || len(md[MetaKey]) != 8 {
+		t.Fatalf("key mark %q, want %q", md[MetaKey], KeyMark("src/k"))
 	}
-	if !WrittenByXRC(md, "dst/k") || WrittenByXRC(md, "dst/other") {
-		t.Error("a key mark: xrc's write at its key only")
+	if !WrittenByXRC(md, "src/k") || WrittenByXRC(md, "src/other") {
+		t.Error("a key mark: xrc's write of its source key only")
 	}
-	if p := readProvenance(md, "dst/other"); p.ok {
-		t.Error("provenance of a copy at another key taken as xrc's")
+	if p := readProvenance(md, "src/other"); p.ok {
+		t.Error("provenance of a copy at another source key's destination taken as xrc's")
 	}
 	delete(md, MetaKey)
-	if !WrittenByXRC(md, "dst/other") {
+	if !WrittenByXRC(md, "src/other") {
 		t.Error("provenance without a key mark (written before it) not taken as xrc's")
 	}
 }

@@ -154,7 +154,7 @@ func (e *refusedComplete) Unwrap() error { return e.err }
 // retried: it resumes the upload, sends no part again, and completes on
 // the ETag it then reads.
 func (w *Worker) completeRefused(ctx context.Context, wr *write, o *manifest.Object, rt config.Route, rc *refusedComplete) (applied bool, version *string, err error) {
-	_, version, prov, err := w.state(ctx, rt)
+	_, version, prov, err := w.state(ctx, o, rt)
 	if err != nil {
 		return false, nil, errors.Join(rc, err)
 	}

@@ -63,7 +63,9 @@ func (h *heldManifest) acquire(size int64) error {
 // its objects are counted (manifest.DecodedCost): a dense one (thousands
 // of empty objects or entries) takes many times its bytes. The charge
 // held is given back first, then the whole taken: two deliveries each
-// holding theirs while waiting for more could wait for good.
+// holding theirs while waiting for more could wait for good. (While it
+// waits, the manifest's bytes, read already, are held uncharged: at most
+// manifest.MaxSize a delivery.)
 func (h *heldManifest) grow(cost int64) error {
 	if h.w.manifestMem == nil {
 		return nil

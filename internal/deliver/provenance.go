@@ -26,15 +26,17 @@ const (
 	MetaSeen      = "xrc-seen"    // a time the source's key held this write, Unix milliseconds: when the source read it (manifest.Object.Seen) or, for a write its event orders, when that write completed (its event's time)
 	MetaArchive   = "xrc-archive" // archive that carried it
 	MetaSHA256    = "xrc-sha256"  // hex SHA-256 of the bytes
-	MetaKey       = "xrc-key"     // KeyMark of the destination key it was written to
+	MetaKey       = "xrc-key"     // KeyMark of the source key it copies
 )
 
-// KeyMark ties provenance to the key xrc wrote it under: the first 8 hex
-// digits of the key's SHA-256. A copy of xrc's object to another key
-// (CopyObject keeps metadata by default) carries a mark of the other key,
-// so is not xrc's write there: its sequencer, of another key, orders
-// nothing (a write would be skipped as older, for good) and a delete of
-// the key it sits at must not remove it.
+// KeyMark ties provenance to the source key whose write it copies: the
+// first 8 hex digits of the key's SHA-256. A copy of xrc's object made at
+// a key another source key maps to (CopyObject keeps metadata by default)
+// carries the other's mark, so is not xrc's write there: its sequencer, of
+// another key, orders nothing (a write would be skipped as older, for
+// good) and a delete of the key it sits at must not remove it. The source
+// key, not the destination's: a copy moved to where a changed prefix
+// rewrite now maps the same source key is still that key's write.
 func KeyMark(key string) string {
 	sum := sha256.Sum256([]byte(key))
 	return hex.EncodeToString(sum[:4])
@@ -48,18 +50,18 @@ const archiveDropped = "-"
 // keeps them: what orders writes and deletes first (sequencer, time, and
 // for writes without a sequencer the version and when the source saw
 // it), then the archive id (or its mark, archiveDropped), then the digest.
-var provenanceKeys = []string{MetaSequencer, MetaModified, MetaVersion, MetaSeen, MetaKey, MetaArchive, MetaSHA256}
+var provenanceKeys = []string{MetaSequencer, MetaModified, MetaVersion, MetaSeen, MetaArchive, MetaSHA256, MetaKey}
 
 // WrittenByXRC reports whether user metadata (keys as the SDK returns them)
-// of the object at key marks an object xrc wrote there: any of its
-// provenance keys, since a source's own xrc- keys are renamed
-// (manifest.DestinationMetadataKey) and the metadata budget may have
-// dropped any one of them, unless its key mark names another key (a copy).
-// Objects written before the mark, or where the budget dropped it, have
-// none and are taken as written there. Only xrc's own objects are deleted,
-// retagged or ordered by xrc.
-func WrittenByXRC(md map[string]string, key string) bool {
-	if mark := md[MetaKey]; mark != "" && mark != KeyMark(key) {
+// of the object at a destination key sourceKey maps to marks an object xrc
+// wrote from sourceKey: any of its provenance keys, since a source's own
+// xrc- keys are renamed (manifest.DestinationMetadataKey) and the metadata
+// budget may have dropped any one of them, unless its key mark names
+// another source key (a copy). Objects written before the mark, or where
+// the budget dropped it, have none and are taken as written there. Only
+// xrc's own objects are deleted, retagged or ordered by xrc.
+func WrittenByXRC(md map[string]string, sourceKey string) bool {
+	if mark := md[MetaKey]; mark != "" && mark != KeyMark(sourceKey) {
 		return false
 	}
 	for _, k := range provenanceKeys {
@@ -96,11 +98,11 @@ type provenance struct {
 	seen      int64 // Unix milliseconds; 0: unknown
 }
 
-func readProvenance(md map[string]string, key string) provenance {
+func readProvenance(md map[string]string, sourceKey string) provenance {
 	p := provenance{sequencer: md[MetaSequencer], version: md[MetaVersion], size: -1}
 	p.modified, _ = strconv.ParseInt(md[MetaModified], 10, 64)
 	p.seen, _ = strconv.ParseInt(md[MetaSeen], 10, 64)
-	p.ok = WrittenByXRC(md, key)
+	p.ok = WrittenByXRC(md, sourceKey)
 	return p
 }
 
@@ -223,7 +225,7 @@ func seenMilli(t time.Time) string {
 // metadata is the source's user metadata (keys under xrc- renamed) plus xrc
 // provenance, dropping provenance (never the user's metadata) if S3's 2 KB
 // limit would be passed.
-func (w *Worker) metadata(m *manifest.Manifest, o *manifest.Object, key string, sum []byte) map[string]string {
+func (w *Worker) metadata(m *manifest.Manifest, o *manifest.Object, sum []byte) map[string]string {
 	md := make(map[string]string, len(o.Metadata)+5)
 	used, headerPrefix := 0, headerPrefix
 	if w.awsBudget {
@@ -256,8 +258,6 @@ func (w *Worker) metadata(m *manifest.Manifest, o *manifest.Object, key string, 
 			return seenMilli(o.Seen)
 		case MetaSHA256:
 			return hex.EncodeToString(sum) // read by xrc verify only
-		case MetaKey:
-			return KeyMark(key)
 		}
 		return ""
 	}
@@ -266,7 +266,7 @@ func (w *Worker) metadata(m *manifest.Manifest, o *manifest.Object, key string, 
 	// shorter one after it may still fit: each is read on its own.
 	for _, k := range provenanceKeys {
 		v := value(k)
-		if v == "" {
+		if v == "" || k == MetaKey {
 			continue
 		}
 		if !fits(k, v) {
@@ -282,6 +282,13 @@ func (w *Worker) metadata(m *manifest.Manifest, o *manifest.Object, key string, 
 		// this one: a mark without the id, where room is left, keeps them
 		// from taking the object for another's during a rolling deploy.
 		md[MetaArchive] = archiveDropped
+	}
+	if mark := KeyMark(o.Key); fits(MetaKey, mark) {
+		// Last, after the archive's mark: without it a copy at another
+		// source key's destination is taken for xrc's write, as before
+		// the mark; without the others, older targets or xrc verify
+		// lose what they read.
+		md[MetaKey] = mark
 	}
 	return md
 }

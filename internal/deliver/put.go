@@ -26,7 +26,7 @@ func (w *Worker) put(ctx context.Context, wr *write, o *manifest.Object, rt conf
 		Key:                &rt.Key,
 		Body:               body,
 		ContentLength:      aws.Int64(o.Size),
-		Metadata:           w.metadata(wr.m, o, rt.Key, sum),
+		Metadata:           w.metadata(wr.m, o, sum),
 		ContentType:        optional(o.ContentType),
 		ContentEncoding:    optional(o.ContentEncoding),
 		ContentDisposition: optional(o.ContentDisposition),
@@ -146,7 +146,7 @@ func (w *Worker) undoIfDeleted(ctx context.Context, wr *write, o *manifest.Objec
 // the destination holds it (an earlier attempt may have written it and
 // failed before its own undo).
 func (w *Worker) undo(ctx context.Context, o *manifest.Object, rt config.Route) error {
-	etag, _, prov, err := w.state(ctx, rt)
+	etag, _, prov, err := w.state(ctx, o, rt)
 	if err != nil || etag == "" || !prov.holds(o) {
 		return err // gone already, or no longer our write
 	}

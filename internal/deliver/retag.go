@@ -37,7 +37,7 @@ var ErrRetagBeforeWrite = errors.New("tags changed for a write the destination d
 // would get these tags (the same window as a conditional PUT's, see
 // README).
 func (w *Worker) retag(ctx context.Context, wr *write, o *manifest.Object, rt config.Route) error {
-	_, version, prov, err := w.state(ctx, rt)
+	_, version, prov, err := w.state(ctx, o, rt)
 	if err != nil {
 		return w.failed(ctx, wr, o, rt, err)
 	}

@@ -394,26 +394,37 @@ func TestBackfillLeavesCopiesNotByXRC(t *testing.T) {
 // (of another key: for good), and a delete of it leaves the copy.
 func TestCopiesOfXRCObjectsAreNotItsWrites(t *testing.T) {
 	t.Parallel()
-	p := newPipeline(t, func(c *config.Config) { c.Rules[0].Deletes = true })
+	p := newPipeline(t, func(c *config.Config) {
+		c.Rules[0].Deletes = true
+		c.Rules[0].Destinations[0].Prefix = aws.String("copied/") // the mark is the source key's
+	})
 	ctx := context.Background()
-	dst := p.cfg.Rules[0].Destinations[0].Bucket
+	rule := &p.cfg.Rules[0]
+	dst := rule.Destinations[0].Bucket
+	at := func(k string) string { return rule.DestinationKey(rule.Destinations[0], k) }
 	reg, _ := p.startTarget(t)
 	orig, written, deleted := "data/copies/orig", "data/copies/written", "data/copies/deleted"
 	m, objs := p.objectArchive("copies-orig", orig, seqAt(50), []byte("xrc's write"))
 	p.deliver(t, "r1/copies-orig.tar.zst", m, objs)
 	for _, k := range []string{written, deleted} {
-		if _, err := p.dst.CopyObject(ctx, &s3.CopyObjectInput{Bucket: &dst, Key: &k, CopySource: aws.String(dst + "/" + orig)}); err != nil {
+		if _, err := p.dst.CopyObject(ctx, &s3.CopyObjectInput{Bucket: &dst, Key: aws.String(at(k)), CopySource: aws.String(dst + "/" + at(orig))}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	m, objs = p.objectArchive("copies-written", written, seqAt(1), []byte("its own write"))
 	p.deliver(t, "r1/copies-written.tar.zst", m, objs)
-	if got := string(p.read(t, dst, written)); got != "its own write" {
-		t.Errorf("%s holds %q, want its own write: a copy's sequencer, of another key, orders nothing", written, got)
+	if got := string(p.read(t, dst, at(written))); got != "its own write" {
+		t.Errorf("%s holds %q, want its own write: a copy's sequencer, of another key, orders nothing", at(written), got)
+	}
+	// xrc's own write is still its own: an older one replayed is skipped.
+	m, objs = p.objectArchive("copies-older", written, seqAt(0), []byte("an older write"))
+	p.deliver(t, "r1/copies-older.tar.zst", m, objs)
+	if got := string(p.read(t, dst, at(written))); got != "its own write" {
+		t.Errorf("%s holds %q after an older write, want its own write: xrc's write taken for a copy", at(written), got)
 	}
 	p.deliver(t, "r1/copies-deleted.tar.zst", p.deleteArchive("copies-deleted", deleted, seqAt(99)), nil)
-	if !p.exists(t, dst, deleted) {
-		t.Errorf("a delete of %s removed a copy xrc did not write there", deleted)
+	if !p.exists(t, dst, at(deleted)) {
+		t.Errorf("a delete of %s removed a copy xrc did not write there", at(deleted))
 	}
 	if n := metric(t, reg, "xrc_target_objects_total", "result", "delete_not_ours"); n != 1 {
 		t.Errorf("delete_not_ours = %v, want 1", n)

@@ -49,7 +49,7 @@ type write struct {
 // skip the write if any: the destination holds the same or a newer write,
 // or a newer delete of the key was propagated (tombstone).
 func (w *Worker) decide(ctx context.Context, wr *write, o *manifest.Object, rt config.Route) (etag, skip string, err error) {
-	etag, version, prov, err := w.state(ctx, rt)
+	etag, version, prov, err := w.state(ctx, o, rt)
 	if err != nil {
 		return "", "", err
 	}
@@ -130,7 +130,7 @@ func (w *Worker) deletedSince(ctx context.Context, wr *write, o *manifest.Object
 
 // state reads the destination key: its ETag (empty if absent), version id
 // (nil if unversioned) and provenance.
-func (w *Worker) state(ctx context.Context, rt config.Route) (string, *string, provenance, error) {
+func (w *Worker) state(ctx context.Context, o *manifest.Object, rt config.Route) (string, *string, provenance, error) {
 	head, err := w.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &rt.Bucket, Key: &rt.Key})
 	if awsapi.IsNotFound(err) {
 		return "", nil, provenance{size: -1}, nil
@@ -138,7 +138,7 @@ func (w *Worker) state(ctx context.Context, rt config.Route) (string, *string, p
 	if err != nil {
 		return "", nil, provenance{size: -1}, fmt.Errorf("head s3://%s/%s: %w", rt.Bucket, rt.Key, err)
 	}
-	prov := readProvenance(head.Metadata, rt.Key)
+	prov := readProvenance(head.Metadata, o.Key)
 	prov.size = aws.ToInt64(head.ContentLength)
 	return aws.ToString(head.ETag), versionOf(head.VersionId), prov, nil
 }

@@ -270,8 +270,8 @@ func (w *Worker) current(ctx context.Context, rule *config.Rule, ref events.Obje
 // before ref: a version deleted by its id since its event, or a delete of
 // version "null" that left the key readable, leaves the key reading as
 // what came before, which no later event announces. It is carried, a
-// version or a delete, if it is what the key reads as now; never a version
-// from behind a delete.
+// version or a delete, if it is what the key reads as now; a version from
+// behind a delete only where deletes do not propagate (current).
 func (w *Worker) before(ctx context.Context, rule *config.Rule, e *entry, ref events.ObjectRef) (keep bool, err error) {
 	for _, older := range olderRefs(e.items, ref) {
 		if e.obj, err = baseObject(rule, older); err != nil {

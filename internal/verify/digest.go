@@ -88,8 +88,8 @@ type Provenance struct {
 // returns them: lower case, without x-amz-meta-). ok is false for an object
 // xrc did not write. Malformed values are dropped, never trusted: metadata
 // is outside input.
-func ParseProvenance(md map[string]string, key string) (p Provenance, ok bool) {
-	if !deliver.WrittenByXRC(md, key) {
+func ParseProvenance(md map[string]string, sourceKey string) (p Provenance, ok bool) {
+	if !deliver.WrittenByXRC(md, sourceKey) {
 		return Provenance{}, false
 	}
 	p.Archive = md[deliver.MetaArchive] // "" or "-" when the metadata budget had no room for it

@@ -521,7 +521,7 @@ func (r *run) handle(ctx context.Context, j job) error {
 		diff.SourceSize, diff.SourceModified, diff.Detail = &j.src.size, &j.src.modified, "deleted from the destination while verify ran"
 		return r.add(j.dest, diff, j.src.size)
 	}
-	dst := destinationOf(head, j.dstKey)
+	dst := destinationOf(head, j.srcKey)
 	r.headTags(dst.Head)
 	src := Source{Size: j.src.size, Modified: j.src.modified}
 	v := Compare(src, dst)
@@ -615,7 +615,7 @@ func (r *run) sourceExists(ctx context.Context, key string) (bool, error) {
 }
 
 func (r *run) extra(j job, head *s3.HeadObjectOutput, why string) error {
-	dst := destinationOf(head, j.dstKey)
+	dst := destinationOf(head, j.srcKey)
 	p := dst.Provenance
 	// With deletes off, what the rule promises: a scheduled verify of a
 	// rule that keeps deleted objects' copies must be able to pass. Listed
@@ -685,10 +685,10 @@ func (r *run) headTags(h *Head) {
 	}
 }
 
-func destinationOf(h *s3.HeadObjectOutput, key string) Destination {
+func destinationOf(h *s3.HeadObjectOutput, sourceKey string) Destination {
 	d := Destination{Size: aws.ToInt64(h.ContentLength), Sums: checksums(h.ChecksumType, h.ChecksumCRC32, h.ChecksumCRC32C,
 		h.ChecksumCRC64NVME, h.ChecksumSHA1, h.ChecksumSHA256, h.ChecksumSHA512, h.ChecksumMD5, h.ChecksumXXHASH64, h.ChecksumXXHASH3, h.ChecksumXXHASH128)}
-	if p, ok := ParseProvenance(h.Metadata, key); ok {
+	if p, ok := ParseProvenance(h.Metadata, sourceKey); ok {
 		d.Provenance = &p
 	}
 	d.Head = headOf(h, deliver.UserMetadata(h.Metadata))
