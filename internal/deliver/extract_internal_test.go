@@ -228,7 +228,7 @@ func TestMetadataBudget(t *testing.T) {
 	}{
 		{"no user metadata", nil, all, false},
 		{"room for all", user(maxMetadata - provenanceSize), all, false},
-		{"one byte short of the key mark", user(maxMetadata - provenanceSize + 1), all[:5], false},
+		{"one byte short of the key mark", user(maxMetadata - provenanceSize + 1), all[:5], true},
 		// The key mark after the rest: without it a copy is taken for
 		// xrc's write, as before it was written.
 		{"one byte short of the SHA-256", user(maxMetadata - provenanceSize + headerPrefix + len(MetaKey) + 8 + 1),
@@ -530,5 +530,39 @@ func TestKeyMark(t *testing.T) {
 	delete(md, MetaKey)
 	if !WrittenByXRC(md, "src/other") {
 		t.Error("provenance without a key mark (written before it) not taken as xrc's")
+	}
+}
+
+// TestMetadataNeverPastTheLimit: whatever room the user's metadata leaves,
+// xrc's keys (the archive's mark and the key mark included) keep the whole
+// within S3's 2 KB, counted as AWS counts and as MinIO does: past it,
+// every write of the object is refused. The archive's mark once went
+// uncounted and the key mark after it passed the limit.
+func TestMetadataNeverPastTheLimit(t *testing.T) {
+	m := &manifest.Manifest{ArchiveID: "20261122T030131Z-280ec2e843a1"}
+	objs := []manifest.Object{
+		{Bucket: "src", Key: "k", Sequencer: "0055B8D2A1C0F3E7A1", LastModified: time.UnixMilli(1795315730465), EventTime: time.UnixMilli(1795315731000)},
+		{Bucket: "src", Key: "k", Sequencer: "0055B8D2A1C0F3E7A1", VersionID: "3HL4kqtJlcpXroDTDmjVBH40Nrjfkd", LastModified: time.UnixMilli(1795315730465)},
+		{Bucket: "src", Key: "k", LastModified: time.UnixMilli(1795315730465), Seen: time.UnixMilli(1795315731000)},
+	}
+	for _, aws := range []bool{false, true} {
+		prefix := headerPrefix
+		if aws {
+			prefix = 0
+		}
+		w := &Worker{Deps: Deps{Log: zap.NewNop()}, awsBudget: aws}
+		for _, base := range objs {
+			for n := maxMetadata - 400; n <= maxMetadata-prefix-len("blob"); n++ {
+				o := base
+				o.Metadata = map[string]string{"blob": strings.Repeat("m", n)}
+				size := 0
+				for k, v := range w.metadata(m, &o, make([]byte, 32)) {
+					size += prefix + len(k) + len(v)
+				}
+				if size > maxMetadata {
+					t.Fatalf("AWS budget %t, %d bytes of user metadata, %+v: %d bytes in all, more than %d", aws, n, base, size, maxMetadata)
+				}
+			}
+		}
 	}
 }

@@ -49,7 +49,8 @@ const archiveDropped = "-"
 // provenanceKeys are every key xrc writes, in the order the metadata budget
 // keeps them: what orders writes and deletes first (sequencer, time, and
 // for writes without a sequencer the version and when the source saw
-// it), then the archive id (or its mark, archiveDropped), then the digest.
+// it), then the archive id (or its mark, archiveDropped), then the digest,
+// then the key mark (after the archive's mark: metadata).
 var provenanceKeys = []string{MetaSequencer, MetaModified, MetaVersion, MetaSeen, MetaArchive, MetaSHA256, MetaKey}
 
 // WrittenByXRC reports whether user metadata (keys as the SDK returns them)
@@ -282,13 +283,16 @@ func (w *Worker) metadata(m *manifest.Manifest, o *manifest.Object, sum []byte) 
 		// this one: a mark without the id, where room is left, keeps them
 		// from taking the object for another's during a rolling deploy.
 		md[MetaArchive] = archiveDropped
+		used += headerPrefix + len(MetaArchive) + len(archiveDropped)
 	}
+	// Last, after the archive's mark: without it a copy at another source
+	// key's destination is taken for xrc's write, as before the mark;
+	// without the others, older targets or xrc verify lose what they read.
 	if mark := KeyMark(o.Key); fits(MetaKey, mark) {
-		// Last, after the archive's mark: without it a copy at another
-		// source key's destination is taken for xrc's write, as before
-		// the mark; without the others, older targets or xrc verify
-		// lose what they read.
 		md[MetaKey] = mark
+	} else {
+		w.Log.Warn("user metadata leaves no room for xrc's key mark: a copy of this object at another key's destination would be taken for xrc's write there",
+			zap.String("bucket", o.Bucket), zap.String("key", o.Key), zap.String("dropped", MetaKey))
 	}
 	return md
 }

@@ -256,7 +256,7 @@ const taggingHeaderMax = 2 << 10
 const objectHeaderMax = 5 << 10
 
 // provenanceHeaders is what xrc's own metadata keys (provenance.go) add.
-const provenanceHeaders = 512
+const provenanceHeaders = 576
 
 // lateTags reports o's tags too long to go with its write: longer than
 // taggingHeaderMax, or than what its other headers leave of

@@ -113,7 +113,7 @@ func Compare(src Source, dst Destination) Verdict {
 		if src.Size != dst.Size {
 			return Verdict{Kind: Size, Detail: sizeDetail(src, dst) + "; not written by xrc"}
 		}
-		return Verdict{Kind: NotXRC, Detail: "no xrc provenance (x-amz-meta-xrc-*): written by someone else"}
+		return Verdict{Kind: NotXRC, Detail: "no xrc provenance (x-amz-meta-xrc-*), or another source key's (xrc-key: a copy): written by someone else"}
 	}
 	if v, stale := staleness(src, p); stale {
 		return v
