@@ -21,6 +21,7 @@ import (
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/xrc-dev/xrc/internal/awsapi"
 	"github.com/xrc-dev/xrc/internal/config"
@@ -142,12 +143,20 @@ func run(ctx context.Context, env localstack.Env, o options) (results []result, 
 	}
 	c.logf("every kill done; waiting for the pipeline to settle")
 	settled := c.settle(ctx, want)
+	if settled {
+		// Every archive again, newest first: the end must not change.
+		if err := c.replay(ctx); err != nil {
+			return nil, err
+		}
+		settled = c.settle(ctx, nil)
+	}
 	// The checks run even if the run's time is up, for at most
 	// checkTimeout, and stop when the caller's ctx does (Ctrl-C).
 	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), checkTimeout)
 	defer ccancel()
 	defer context.AfterFunc(outer, ccancel)()
 	results = append(c.check(cctx, want, deleted), c.checkRun(cctx, settled)...)
+	results = append(results, c.stopCheck())
 	for _, r := range results {
 		status := "PASS"
 		if !r.ok {
@@ -249,6 +258,10 @@ func (c *chaos) objects() ([]dataset.Object, []string) {
 		dataset.Object{Key: p + "encoded/page.html.gz", ContentType: "text/html", ContentEncoding: "gzip", Data: bytes.Repeat([]byte{0x1f, 0x8b, 8, 0}, 500)},
 		dataset.Object{Key: p + "meta/near-2kb", ContentType: "text/plain", Data: []byte("near the metadata limit"),
 			Metadata: map[string]string{"a": strings.Repeat("x", 1000), "b": strings.Repeat("y", 990)}},
+		// The source's own keys under xrc-, which the target renames
+		// and must never take for its provenance.
+		dataset.Object{Key: p + "meta/xrc-keys", ContentType: "text/plain", Data: []byte("posing as provenance"),
+			Metadata: map[string]string{"xrc-seq": "FFFFFFFFFFFFFFFFFF", "xrc-key": "00000000", "xrc-archive": "forged", "xrc-orig-seq": "01"}},
 		dataset.Object{Key: p + "headers/all.txt", ContentType: "text/plain; charset=utf-8", Data: []byte("every header"),
 			CacheControl: "public, max-age=86400", ContentDisposition: `attachment; filename="all.txt"`, ContentLanguage: "de-CH",
 			Expires: time.Date(2031, 3, 4, 5, 6, 7, 0, time.UTC)},
@@ -258,7 +271,7 @@ func (c *chaos) objects() ([]dataset.Object, []string) {
 			Data: dataset.Text(rand.New(rand.NewPCG(c.o.Seed, uint64(i))), int(c.o.BigSize))})
 	}
 	// Overwritten in quick succession: the last write must win, whole.
-	for i := range 3 {
+	for i := range overwriteKeys {
 		objs = append(objs, overwrite(fmt.Sprintf("%soverwrite/%d.txt", p, i), i, overwrites-1))
 	}
 	var deleted []string
@@ -268,8 +281,21 @@ func (c *chaos) objects() ([]dataset.Object, []string) {
 	return objs, deleted
 }
 
-// overwrites is how many times each overwritten key is written.
-const overwrites = 5
+// overwrites is how many times each overwritten key is written, and
+// overwriteKeys how many keys are.
+const (
+	overwrites    = 5
+	overwriteKeys = 8
+)
+
+// lastWriteAfter is the pause before the last write of the i-th
+// overwritten key: none for the first (every write back to back, the
+// source reads the last alone), then longer for each, past a batch's
+// age, so that the write before it is read and staged in an archive of
+// its own, for some keys while the last's is in flight, and the targets
+// must order two archives of the key (one writing them as they come, or
+// an older one redelivered after a kill, leaves the one before).
+func lastWriteAfter(i int) time.Duration { return time.Duration(i) * time.Second }
 
 // overwrite is write v of the overwritten key, the i-th: each write differs
 // from the others in everything a copy carries (bytes, Content-Type, the
@@ -306,9 +332,9 @@ func (c *chaos) upload(ctx context.Context, want []dataset.Object, deleted []str
 	if err := dataset.Upload(ctx, c.src, bucket, doomed, 8); err != nil {
 		return err
 	}
-	// Every write of an overwritten key back to back, the last included:
-	// written later, the last would replace whatever a wrong ordering of
-	// the others left before the check could see it.
+	// Every write of an overwritten key but its last back to back, the
+	// last after lastWriteAfter, while the rest upload.
+	g, gctx := errgroup.WithContext(ctx)
 	i := 0
 	var rest []dataset.Object
 	for _, o := range want {
@@ -316,21 +342,39 @@ func (c *chaos) upload(ctx context.Context, want []dataset.Object, deleted []str
 			rest = append(rest, o)
 			continue
 		}
-		for v := range overwrites {
-			w := overwrite(o.Key, i, v)
-			if err := dataset.Put(ctx, c.src, bucket, &w); err != nil {
-				return err
+		k := i
+		g.Go(func() error {
+			for v := range overwrites {
+				if v == overwrites-1 {
+					if err := sleep(gctx, lastWriteAfter(k)); err != nil {
+						return err
+					}
+				}
+				w := overwrite(o.Key, k, v)
+				if err := dataset.Put(gctx, c.src, bucket, &w); err != nil {
+					return err
+				}
 			}
-		}
+			return nil
+		})
 		i++
 	}
-	if err := dataset.Upload(ctx, c.src, bucket, rest, 16); err != nil {
+	g.Go(func() error { return dataset.Upload(gctx, c.src, bucket, rest, 16) })
+	if err := g.Wait(); err != nil {
 		return err
 	}
 	// Deleted once replicated: deleted before the source read them, they
 	// would be gone from the destination whether deletes propagate or not.
-	if err := c.arrived(ctx, deleted); err != nil {
+	// A key that never arrives (lost) is deleted all the same after
+	// arriveTimeout: the checks then say what became of it.
+	actx, cancel := context.WithTimeout(ctx, arriveTimeout)
+	err := c.arrived(actx, deleted)
+	cancel()
+	switch {
+	case err != nil && ctx.Err() != nil:
 		return err
+	case err != nil:
+		c.logf("%v; deleting them all the same", err)
 	}
 	for _, k := range deleted {
 		if _, err := c.src.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &bucket, Key: aws.String(k)}); err != nil {
@@ -340,6 +384,9 @@ func (c *chaos) upload(ctx context.Context, want []dataset.Object, deleted []str
 	c.logf("uploaded; deleted %d keys", len(deleted))
 	return nil
 }
+
+// arriveTimeout bounds the wait for the keys to delete to arrive.
+const arriveTimeout = 3 * time.Minute
 
 // arrived waits until keys are in the destination.
 func (c *chaos) arrived(ctx context.Context, keys []string) error {
@@ -409,7 +456,8 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// settle waits until the destination holds exactly the expected keys, the
+// settle waits until the destination holds exactly the keys of want (any,
+// with want nil), the
 // work queues are empty, the dead-letter queues hold the poison and every
 // archive is replicated, or the time is up; it reports whether it settled.
 // Replicated: an archive whose objects came in other archives (its
@@ -424,10 +472,16 @@ func (c *chaos) settle(ctx context.Context, want []dataset.Object) bool {
 	srcDLQ, tgtDLQ := c.queue(ctx, c.cfg.SourceQueueName("r1")+"-dlq"), c.queue(ctx, c.cfg.TargetQueueName()+"-dlq")
 	stable := 0
 	for ctx.Err() == nil {
-		got, err := list(ctx, c.dst, c.cfg.Rules[0].Destinations[0].Bucket, c.cfg.Rules[0].Prefix+"chaos/")
-		same := err == nil && len(got) == len(keys)
-		for _, k := range got {
-			same = same && keys[k]
+		// Without want (after the replay), the destination held what it
+		// should: a change the replay made is the checks' to find, not a
+		// reason to wait out the run's time.
+		same := want == nil
+		if !same {
+			got, err := list(ctx, c.dst, c.cfg.Rules[0].Destinations[0].Bucket, c.cfg.Rules[0].Prefix+"chaos/")
+			same = err == nil && len(got) == len(keys)
+			for _, k := range got {
+				same = same && keys[k]
+			}
 		}
 		// Work queues empty, in flight included: a message a killed worker
 		// held comes back after its visibility timeout, and its redelivery
@@ -448,6 +502,52 @@ func (c *chaos) settle(ctx context.Context, want []dataset.Object) bool {
 		}
 	}
 	return false
+}
+
+// replay stages every archive the source staged again in the target's
+// staging, newest first, as a redrive or a replication run again would,
+// and waits until the target has taken them all: delivered again, an
+// archive's older writes must be skipped (for an overwritten key whose
+// write before the last was staged alone, that write comes after the
+// last), its deleted keys left deleted, and nothing else changed.
+func (c *chaos) replay(ctx context.Context) error {
+	from, to := c.cfg.Settings.Regions[0].StagingBucket, c.cfg.Settings.Regions[1].StagingBucket
+	keys, err := list(ctx, c.src, from, manifest.StagingPrefix("r1"))
+	if err != nil {
+		return fmt.Errorf("listing the archives to replay: %w", err)
+	}
+	slices.Sort(keys)
+	slices.Reverse(keys)
+	for _, k := range keys {
+		get, err := c.src.GetObject(ctx, &s3.GetObjectInput{Bucket: &from, Key: &k})
+		if err != nil {
+			return fmt.Errorf("replaying %s: %w", k, err)
+		}
+		_, err = c.dst.PutObject(ctx, &s3.PutObjectInput{Bucket: &to, Key: &k, Body: get.Body, ContentLength: get.ContentLength})
+		get.Body.Close()
+		if err != nil {
+			return fmt.Errorf("replaying %s: %w", k, err)
+		}
+	}
+	c.logf("replayed %d archives; waiting for the target to take them", len(keys))
+	for {
+		left, err := list(ctx, c.dst, to, manifest.StagingPrefix("r1"))
+		if err != nil {
+			return fmt.Errorf("listing the replayed archives: %w", err)
+		}
+		n := 0
+		for _, k := range left {
+			if slices.Contains(keys, k) {
+				n++
+			}
+		}
+		if n == 0 {
+			return nil
+		}
+		if err := sleep(ctx, time.Second); err != nil {
+			return fmt.Errorf("%d replayed archives not taken: %w", n, err)
+		}
+	}
 }
 
 // replicating counts the source staging archives whose replication is
@@ -735,9 +835,32 @@ func (c *chaos) depth(ctx context.Context, url string, inFlight bool) int {
 func (c *chaos) stopAll() {
 	var wg sync.WaitGroup
 	for _, w := range c.workers {
-		wg.Go(w.stop)
+		wg.Go(func() { w.stop() })
 	}
 	wg.Wait()
+}
+
+// stopCheck stops every worker as ECS does (SIGTERM), and checks each
+// drained and exited 0 within the minute stop gives it: a worker that
+// panics or hangs on its way out fails the run.
+func (c *chaos) stopCheck() result {
+	var (
+		mu       sync.Mutex
+		problems []string
+		wg       sync.WaitGroup
+	)
+	for _, w := range c.workers {
+		wg.Go(func() {
+			if problem := w.stop(); problem != "" {
+				mu.Lock()
+				problems = append(problems, problem)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	slices.Sort(problems)
+	return result{name: "every worker stopped on SIGTERM, exit status 0", ok: len(problems) == 0, detail: strings.Join(problems, "; ")}
 }
 
 func (c *chaos) teardown() {
@@ -829,6 +952,7 @@ type proc struct {
 	// cause, a worker's own failure that its twin may have covered.
 	ending bool
 	died   []string
+	exit   error // the last run's exit
 }
 
 // exits are the exits of p the run did not cause.
@@ -864,6 +988,7 @@ func (p *proc) start() error {
 		err := cmd.Wait()
 		log.Close()
 		p.mu.Lock()
+		p.exit = err
 		if !p.ending {
 			p.died = append(p.died, fmt.Sprintf("%s exited on its own (%v; log %s.%d.log)", p.name, err, p.name, start))
 		}
@@ -886,14 +1011,21 @@ func (p *proc) kill() {
 	}
 }
 
-// stop sends SIGTERM, as ECS does, and waits.
-func (p *proc) stop() {
+// stop sends SIGTERM, as ECS does, and waits; it says what went wrong: a
+// worker that did not exit within a minute (then killed), or exited with
+// an error. Stopped already, it says nothing.
+func (p *proc) stop() string {
 	p.mu.Lock()
 	cmd, done := p.cmd, p.done
 	p.ending = true
 	p.mu.Unlock()
 	if cmd == nil {
-		return
+		return ""
+	}
+	select {
+	case <-done:
+		return ""
+	default:
 	}
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	select {
@@ -901,5 +1033,12 @@ func (p *proc) stop() {
 	case <-time.After(time.Minute):
 		_ = cmd.Process.Kill()
 		<-done
+		return fmt.Sprintf("%s did not exit within a minute of SIGTERM (killed; log %s.%d.log)", p.name, p.name, p.starts)
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.exit != nil {
+		return fmt.Sprintf("%s exited with %v on SIGTERM (log %s.%d.log)", p.name, p.exit, p.name, p.starts)
+	}
+	return ""
 }
