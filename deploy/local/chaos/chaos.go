@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -523,7 +524,9 @@ func (c *chaos) replay(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("replaying %s: %w", k, err)
 		}
-		_, err = c.dst.PutObject(ctx, &s3.PutObjectInput{Bucket: &to, Key: &k, Body: get.Body, ContentLength: get.ContentLength})
+		// Multipart when large, as the source stages it (MinIO caps a
+		// single PUT's aws-chunked chunks at 16 MiB).
+		_, err = transfermanager.New(c.dst).UploadObject(ctx, &transfermanager.UploadObjectInput{Bucket: &to, Key: &k, Body: get.Body})
 		get.Body.Close()
 		if err != nil {
 			return fmt.Errorf("replaying %s: %w", k, err)
