@@ -1378,24 +1378,8 @@ func writeThenRemoval(t *testing.T, key, name, version string) {
 func TestLateEventOfAVersionNoLongerCurrent(t *testing.T) {
 	t.Parallel()
 	f := versionedBatches(t, func(c *config.Config) { c.Rules[0].Deletes = true })
-	ctx := context.Background()
 	key, other := "data/late-version/k.txt", "data/late-version/other.txt"
-	out, err := f.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: &f.rule.SourceBucket, Key: &key, Body: strings.NewReader("deleted weeks ago")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.s3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &f.rule.SourceBucket, Key: &key}); err != nil {
-		t.Fatal(err)
-	}
-	f.waitDepth(t, f.sourceQueue(), 2, time.Minute)
-	f.discardAll(t) // replicated long ago: their events are gone
-	body, err := events.Encode("test", events.ObjectRef{EventName: "ObjectCreated:Put", EventTime: time.Now().Add(-20 * 24 * time.Hour), Region: "us-east-1",
-		Bucket: f.rule.SourceBucket, Key: key, VersionID: aws.ToString(out.VersionId), ETag: strings.Trim(aws.ToString(out.ETag), `"`),
-		Size: int64(len("deleted weeks ago")), Sequencer: "01"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.send(t, string(body))
+	f.lateEventOfADeletedWrite(t, key)
 	f.put(t, []object{{key: other, data: []byte("other")}})
 	f.waitDepth(t, f.sourceQueue(), 2, time.Minute)
 	logs := f.wantNotStaged(t, key, "a version deleted since its late event")
@@ -1416,22 +1400,7 @@ func TestDeletedVersionsStagedWhereDeletesStay(t *testing.T) {
 	f := versionedBatches(t)
 	ctx := context.Background()
 	late, tagged := "data/deletes-stay/late.txt", "data/deletes-stay/tagged.txt"
-	out, err := f.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: &f.rule.SourceBucket, Key: &late, Body: strings.NewReader("deleted weeks ago")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.s3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &f.rule.SourceBucket, Key: &late}); err != nil {
-		t.Fatal(err)
-	}
-	f.waitDepth(t, f.sourceQueue(), 2, time.Minute)
-	f.discardAll(t) // their events are gone: a redrive brings the write's back
-	body, err := events.Encode("test", events.ObjectRef{EventName: "ObjectCreated:Put", EventTime: time.Now().Add(-20 * 24 * time.Hour), Region: "us-east-1",
-		Bucket: f.rule.SourceBucket, Key: late, VersionID: aws.ToString(out.VersionId), ETag: strings.Trim(aws.ToString(out.ETag), `"`),
-		Size: int64(len("deleted weeks ago")), Sequencer: "01"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.send(t, string(body))
+	f.lateEventOfADeletedWrite(t, late)
 	f.put(t, []object{{key: tagged, data: []byte("tagged, then deleted"), tags: map[string]string{"y": "1"}}})
 	if _, err := f.s3.PutObjectTagging(ctx, &s3.PutObjectTaggingInput{Bucket: &f.rule.SourceBucket, Key: &tagged,
 		Tagging: &s3types.Tagging{TagSet: []s3types.Tag{{Key: aws.String("y"), Value: aws.String("2")}}}}); err != nil {
@@ -1453,6 +1422,30 @@ func TestDeletedVersionsStagedWhereDeletesStay(t *testing.T) {
 	if s, ok := got[tagged]; !ok || s.obj.Delete || s.obj.Retag || s.obj.Tags["y"] != "2" {
 		t.Errorf("%s: staged %t as %+v, want its write with y=2: nothing else delivers it", tagged, ok, s.obj)
 	}
+}
+
+// lateEventOfADeletedWrite writes key, deletes it (a delete marker), drops
+// both events (replicated long ago) and sends the write's event again,
+// 20 days late, as a redrive from a DLQ would.
+func (f *fixture) lateEventOfADeletedWrite(t *testing.T, key string) {
+	t.Helper()
+	ctx := context.Background()
+	out, err := f.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: &f.rule.SourceBucket, Key: &key, Body: strings.NewReader("deleted weeks ago")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.s3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &f.rule.SourceBucket, Key: &key}); err != nil {
+		t.Fatal(err)
+	}
+	f.waitDepth(t, f.sourceQueue(), 2, time.Minute)
+	f.discardAll(t)
+	body, err := events.Encode("test", events.ObjectRef{EventName: "ObjectCreated:Put", EventTime: time.Now().Add(-20 * 24 * time.Hour), Region: "us-east-1",
+		Bucket: f.rule.SourceBucket, Key: key, VersionID: aws.ToString(out.VersionId), ETag: strings.Trim(aws.ToString(out.ETag), `"`),
+		Size: int64(len("deleted weeks ago")), Sequencer: "01"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.send(t, string(body))
 }
 
 // nullDelete sends the event of version "null" of key deleted for good,
