@@ -57,7 +57,12 @@ func (w *Worker) deleteOne(ctx context.Context, wr *write, o *manifest.Object, r
 		}
 		_, err = w.S3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &rt.Bucket, Key: &rt.Key, IfMatch: &etag})
 		switch {
-		case err == nil, awsapi.IsNotFound(err):
+		case awsapi.IsNotFound(err) && awsapi.Code(err) != "NoSuchBucket":
+			// Gone between the read and the delete (removed by hand, or by
+			// another delivery of this delete): nothing was deleted here.
+			w.skipped(wr, o, rt, "delete_absent")
+			return nil
+		case err == nil:
 			wr.t.deleted.Add(1)
 			w.Metrics.Objects.WithLabelValues(wr.m.RuleID, "deleted").Inc()
 			w.said(wr, o, rt, "deleted")

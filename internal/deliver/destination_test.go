@@ -9,6 +9,7 @@ import (
 	"math/big"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -227,4 +228,57 @@ func fullChecksum(h *s3.HeadObjectOutput) (alg, value string) {
 		}
 	}
 	return "", ""
+}
+
+// removedFirst is the target's S3 with someone else removing the object
+// just before each of the target's deletes reaches it.
+type removedFirst struct {
+	deliver.S3API
+	deletes atomic.Int32
+}
+
+func (r *removedFirst) DeleteObject(ctx context.Context, in *s3.DeleteObjectInput, optFns ...func(*s3.Options)) (*s3.DeleteObjectOutput, error) {
+	if in.IfMatch != nil {
+		r.deletes.Add(1)
+		if _, err := r.S3API.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: in.Bucket, Key: in.Key}); err != nil {
+			return nil, err
+		}
+	}
+	return r.S3API.DeleteObject(ctx, in, optFns...)
+}
+
+// TestDeleteOfAnObjectGoneMeanwhile: an object removed between the
+// target's read and its delete was not deleted by xrc, and is counted
+// absent, not deleted.
+func TestDeleteOfAnObjectGoneMeanwhile(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t, func(c *config.Config) { c.Rules[0].Deletes = true })
+	ctx := context.Background()
+	p.startSource(t)
+	s3c := &removedFirst{S3API: p.dst}
+	reg, _ := p.startTargetWith(t, s3c, p.sqs, p.cfg.Settings.Worker.VisibilityTimeout.D())
+	src := p.cfg.Rules[0].SourceBucket
+	dst := p.cfg.Rules[0].Destinations[0].Bucket
+	gone := dataset.Object{Key: "data/gone.txt", ContentType: "text/plain", Data: []byte("delete me")}
+	if err := dataset.Upload(ctx, p.src, src, []dataset.Object{gone}, 1); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.waitDest(t, 1, time.Minute); got != 1 {
+		t.Fatalf("destination holds %d objects, want 1", got)
+	}
+	if _, err := p.src.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &src, Key: &gone.Key}); err != nil {
+		t.Fatal(err)
+	}
+	if !poll(time.Minute, 500*time.Millisecond, func() bool {
+		return metric(t, reg, "xrc_target_objects_total", "result", "delete_absent") == 1
+	}) {
+		t.Fatalf("no delete counted absent within a minute (deleted: %v, conditional deletes sent: %d)",
+			metric(t, reg, "xrc_target_objects_total", "result", "deleted"), s3c.deletes.Load())
+	}
+	if n := metric(t, reg, "xrc_target_objects_total", "result", "deleted"); n != 0 {
+		t.Errorf("%v deletes counted, want 0: the object was gone before xrc's delete", n)
+	}
+	if p.exists(t, dst, gone.Key) {
+		t.Errorf("%s still in the destination", gone.Key)
+	}
 }
