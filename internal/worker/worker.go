@@ -150,6 +150,9 @@ type Runtime struct {
 	// releaseHeld took what is still held.
 	cut      atomic.Bool
 	shutdown bool
+	// late holds what polls brought after the stop, released once no
+	// poll of this task is left to take it again (releaseLate).
+	late []*Message
 	// stopBy is when the stop budget ends (zero until the stop signal):
 	// settling calls end by then.
 	stopBy atomic.Pointer[time.Time]
@@ -217,6 +220,7 @@ func (r *Runtime) Run(ctx context.Context, role Role) error {
 		receivers.Go(func() { r.receive(ctx, work, role) })
 	}
 	receivers.Wait()
+	r.releaseLate()
 	r.Log.Info("stopped receiving; draining", zap.Duration("drain", r.Drain))
 	stopBy := r.stopped()
 	reserve := r.releaseTime()
@@ -339,12 +343,8 @@ func (r *Runtime) receive(stop, work context.Context, role Role) {
 					late = append(late, m)
 				}
 			}
+			r.late = append(r.late, late...)
 			r.mu.Unlock()
-			late = r.releaseThenSendAgain(late)
-			if len(late) > 0 {
-				r.Log.Info("released what the last poll brought after the stop", zap.Int("messages", len(late)))
-			}
-			r.lastReceives(late, "its last receive came after the stop, and it was released untried")
 			return
 		}
 		if err != nil {
@@ -455,6 +455,22 @@ func (r *Runtime) forget(m *Message) {
 	r.room = make(chan struct{})
 	r.mu.Unlock()
 	r.Progress()
+}
+
+// releaseLate releases what polls brought after the stop, untried. Only
+// once every poll has ended: a message released while another receiver's
+// long poll still waits would be taken by it, to be released again, one
+// receive of its maxReceiveCount spent for nothing.
+func (r *Runtime) releaseLate() {
+	r.mu.Lock()
+	late := r.late
+	r.late = nil
+	r.mu.Unlock()
+	late = r.releaseThenSendAgain(late)
+	if len(late) > 0 {
+		r.Log.Info("released what the last poll brought after the stop", zap.Int("messages", len(late)))
+	}
+	r.lastReceives(late, "its last receive came after the stop, and it was released untried")
 }
 
 // releaseHeld releases every message still held: its work did not finish.

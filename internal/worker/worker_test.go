@@ -888,6 +888,41 @@ func stopWaitsForItsPoll(t *testing.T, drain time.Duration, maxReceives, deferre
 	}
 }
 
+// TestLateMessagesReleasedAfterEveryPoll: what one receiver's poll
+// brings after the stop is released once the task's other polls have
+// ended, not while one still waits: that one would take it again, a
+// receive of the message's maxReceiveCount spent for nothing.
+func TestLateMessagesReleasedAfterEveryPoll(t *testing.T) {
+	f := setup(t)
+	rt, m := f.runtime(f.client, 2)
+	rt.Receivers, rt.ReceiveWait = 2, 5*time.Second
+	stop := start(t, rt, role{func(_ context.Context, msg *worker.Message) { t.Errorf("handled %q after the stop", msg.Body) }})
+	time.Sleep(500 * time.Millisecond) // both polls in flight
+	done := make(chan struct{})
+	go func() { stop(); close(done) }()
+	time.Sleep(200 * time.Millisecond)
+	f.send(t, s3Event)
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("Run did not return")
+	}
+	if v := testutil.ToFloat64(m.Messages.WithLabelValues("released")); v != 1 {
+		t.Errorf("released %v times, want once", v)
+	}
+	out, err := f.client.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{QueueUrl: &f.url, WaitTimeSeconds: 1,
+		AttributeNames: []sqstypes.QueueAttributeName{"All"}, MessageSystemAttributeNames: []sqstypes.MessageSystemAttributeName{sqstypes.MessageSystemAttributeNameAll}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Messages) != 1 {
+		t.Fatalf("%d messages visible after the stop, want the one its polls took", len(out.Messages))
+	}
+	if n := out.Messages[0].Attributes[string(sqstypes.MessageSystemAttributeNameApproximateReceiveCount)]; n != "2" {
+		t.Errorf("receive count %s on the receive after the stop, want 2: the stopped task received it once", n)
+	}
+}
+
 // untriedRole readies every relay the stop takes untried to be sent again
 // with body.
 type untriedRole struct {
