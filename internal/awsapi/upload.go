@@ -19,7 +19,10 @@ const AbortTimeout = 10 * time.Second
 // CreateMultipartUpload finish, because a create cancelled in flight may
 // still open the upload at S3 without telling us its id, and nobody could
 // abort it; its parts would stay billed until a lifecycle rule, if any,
-// removed them.
+// removed them. A started CompleteMultipartUpload finishes too: cut in
+// flight, S3 may complete the object all the same, which the caller
+// would take for an upload that failed (an archive staged and
+// replicated, said not staged and staged again).
 func NewUploader(client transfermanager.S3APIClient, optFns ...func(*transfermanager.Options)) *transfermanager.Client {
 	return transfermanager.New(completeCreates{client}, append(optFns, func(o *transfermanager.Options) {
 		o.FailTimeout = AbortTimeout
@@ -35,4 +38,13 @@ func (c completeCreates) CreateMultipartUpload(ctx context.Context, in *s3.Creat
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), AbortTimeout)
 	defer cancel()
 	return c.S3APIClient.CreateMultipartUpload(ctx, in, optFns...)
+}
+
+func (c completeCreates) CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMultipartUploadInput, optFns ...func(*s3.Options)) (*s3.CompleteMultipartUploadOutput, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), AbortTimeout)
+	defer cancel()
+	return c.S3APIClient.CompleteMultipartUpload(ctx, in, optFns...)
 }
