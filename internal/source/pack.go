@@ -92,6 +92,18 @@ func (w *Worker) packPart(ctx context.Context, rule *config.Rule, entries []entr
 			}
 			return
 		}
+		if ru := (*relayUnsentError)(nil); errors.As(err, &ru) {
+			// Staged and replicated (counted so), but a direct region has
+			// neither its copy nor a relay message: only the messages
+			// coming back can stage it again for that region.
+			w.Metrics.Errors.WithLabelValues("relay").Inc()
+			log.Warn("archive staged, but a direct region has neither its copy nor a relay message: its messages will be retried, and it staged again",
+				zap.String("archive", id), zap.String("key", ru.key), zap.Int("objects", len(entries)), zap.Error(ru.err))
+			for _, e := range entries {
+				w.fail(rule, e.items, err)
+			}
+			return
+		}
 		if ctx.Err() != nil {
 			// The drain time is over: a stop, not a failure.
 			w.Metrics.Archives.WithLabelValues(rule.ID, "interrupted").Inc()

@@ -50,12 +50,13 @@ func (w *Worker) relay(ctx context.Context, rule *config.Rule, key string, versi
 			left = append(left, handoff{reg: reg, cut: cut})
 			continue
 		}
-		var err error
+		var err, failure error // failure: the last not cut by ctx
 		attempt := 1
 		for ; attempt <= relayAttempts; attempt++ {
 			if err = w.relayTo(ctx, reg, key, version, part, meta); err == nil || ctx.Err() != nil || attempt == relayAttempts {
 				break
 			}
+			failure = err
 			w.Log.Warn("copying an archive to a direct region failed", zap.String("key", key), zap.String("region", reg.Name),
 				zap.Int("attempt", attempt), zap.Error(err))
 			select {
@@ -76,6 +77,12 @@ func (w *Worker) relay(ctx context.Context, rule *config.Rule, key string, versi
 			// Failing the archive would restage it on each receive and
 			// send its objects to the DLQ for one region's trouble.
 			cut = true
+			if failure != nil {
+				// Cut in the backoff after a failure of the region's
+				// own: that failure is what to count and cool on.
+				w.Metrics.Errors.WithLabelValues("relay").Inc()
+				err = failure
+			}
 			w.coolOn(reg.Name, err)
 			left = append(left, handoff{reg, attempt, err, true})
 			continue
@@ -84,22 +91,30 @@ func (w *Worker) relay(ctx context.Context, rule *config.Rule, key string, versi
 		w.coolOn(reg.Name, err)
 		left = append(left, handoff{reg, attempt, err, false})
 	}
-	if cut {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), requeueTimeout)
-		defer cancel()
-	}
+	// Sent past a stop or a deadline: the archive is staged, and these
+	// messages are what lets its own be acknowledged.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), requeueTimeout)
+	defer cancel()
 	// Sent once every region was tried: a relay sent before another
-	// region's copy cut the archive short would copy it twice.
+	// region's copy cut the archive short would copy it twice. Each is
+	// sent whatever the others' fate: a region with its message needs no
+	// second copy.
+	var unsent []error
 	for _, h := range left {
 		r := events.Relay{Region: h.reg.Name, Bucket: w.staging, Key: key, VersionID: aws.ToString(version)}
 		if err := w.sendRelay(ctx, r, w.relayBackoff(0), 0); err != nil {
 			if h.cut {
 				// Not the stop's failure: the send's (a copy cut by the
 				// stop is no failure of its own).
-				return fmt.Errorf("copy of s3://%s/%s to %s cut by the stop (%v), and its relay message not sent: %w", w.staging, key, h.reg.Name, h.err, err)
+				unsent = append(unsent, fmt.Errorf("copy of s3://%s/%s to %s cut by the stop (%v), and its relay message not sent: %w", w.staging, key, h.reg.Name, h.err, err))
+				continue
 			}
-			return errors.Join(h.err, err)
+			why := "not tried, the region's copies failing"
+			if h.err != nil {
+				why = fmt.Sprintf("failed (%v)", h.err)
+			}
+			unsent = append(unsent, fmt.Errorf("copy of s3://%s/%s to %s %s, and its relay message not sent: %w", w.staging, key, h.reg.Name, why, err))
+			continue
 		}
 		fields := []zap.Field{zap.String("rule", rule.ID), zap.String("key", key), zap.String("region", h.reg.Name),
 			zap.Int("tries", h.tries), zap.Duration("retryIn", w.relayBackoff(0))}
@@ -113,7 +128,7 @@ func (w *Worker) relay(ctx context.Context, rule *config.Rule, key string, versi
 		}
 		w.Log.Warn("copying an archive to a direct region failed: left to a relay message, retried on its own", append(fields, zap.Error(h.err))...)
 	}
-	return nil
+	return errors.Join(unsent...)
 }
 
 // relayAttempts bounds the tries of one copy before it is left to a relay

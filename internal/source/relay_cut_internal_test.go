@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
@@ -18,6 +20,7 @@ import (
 	"github.com/xrc-dev/xrc/internal/events"
 	"github.com/xrc-dev/xrc/internal/health"
 	"github.com/xrc-dev/xrc/internal/localstack"
+	"github.com/xrc-dev/xrc/internal/manifest"
 	"github.com/xrc-dev/xrc/internal/queue"
 )
 
@@ -215,5 +218,161 @@ func TestSpentRelayNotSentAgainAtTheStop(t *testing.T) {
 	}
 	if len(got) != 1 || got[0].Body != string(body) || got[0].Deferred != 0 {
 		t.Errorf("the DLQ holds %+v; want the relay itself", got)
+	}
+}
+
+// TestRelaySentPastTheStop: an archive staged as the stop (or the
+// invocation's deadline) comes, whose direct region's copies are left to
+// relay messages untried (it is cooling), still gets its relay message:
+// sent on the stop's context, it failed, and the staged archive was
+// taken for one not staged, its messages released.
+func TestRelaySentPastTheStop(t *testing.T) {
+	env, cfg, dep := deployDirect(t, "relaystop", nil)
+	sqsc, src, dst := stackClients(t, env)
+	url := dep.SourceQueues[cfg.Rules[0].ID]
+	w, err := New(Deps{Config: cfg, Region: "us-east-1", Queue: queue.New(sqsc, url), S3: src, Log: zap.NewNop(),
+		Metrics: NewMetrics(prometheus.NewRegistry()), Health: health.New(time.Minute, time.Now), Direct: map[string]S3API{"eu-west-1": dst},
+		RelayWait: func(int) time.Duration { return 0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.coolOn("eu-west-1", &directFailure{errors.New("connection refused")})
+	stopped, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := w.relay(stopped, &cfg.Rules[0], "r/stop.tar.zst", nil, 8<<20, nil); err != nil {
+		t.Fatalf("relay at the stop = %v; want its message sent", err)
+	}
+	got, err := localstack.Receive(context.Background(), sqsc, url, 1, 10*time.Second, time.Minute)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("received %d messages (%v), want the relay", len(got), err)
+	}
+}
+
+// failingStore is a direct region's store refusing every write.
+type failingStore struct{ S3API }
+
+var errStoreDown = errors.New("ServiceUnavailable: the store is down")
+
+func (failingStore) PutObject(context.Context, *s3.PutObjectInput, ...func(*s3.Options)) (*s3.PutObjectOutput, error) {
+	return nil, errStoreDown
+}
+
+func (failingStore) CreateMultipartUpload(context.Context, *s3.CreateMultipartUploadInput, ...func(*s3.Options)) (*s3.CreateMultipartUploadOutput, error) {
+	return nil, errStoreDown
+}
+
+// TestCutInTheBackoffCoolsTheRegion: a copy that failed at the direct
+// region, then was cut by the stop in the wait before its next try, is
+// that region's failure: counted, and the region cooled (its next
+// archives' copies not tried inline), not taken for the stop's cut.
+func TestCutInTheBackoffCoolsTheRegion(t *testing.T) {
+	env, cfg, dep := deployDirect(t, "relaybackoff", nil)
+	sqsc, src, dst := stackClients(t, env)
+	staging, key := cfg.Settings.Regions[0].StagingBucket, cfg.Rules[0].ID+"/2026/12/07/backoff.tar.zst"
+	if _, err := src.PutObject(context.Background(), &s3.PutObjectInput{Bucket: &staging, Key: &key, Body: strings.NewReader("an archive")}); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	w, err := New(Deps{Config: cfg, Region: "us-east-1", Queue: queue.New(sqsc, dep.SourceQueues[cfg.Rules[0].ID]), S3: src, Log: zap.NewNop(),
+		Metrics: NewMetrics(reg), Health: health.New(time.Minute, time.Now), Direct: map[string]S3API{"eu-west-1": failingStore{dst}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(500*time.Millisecond, cancel) // in the second's wait after the first try
+	if err := w.relay(ctx, &cfg.Rules[0], key, nil, 8<<20, nil); err != nil {
+		t.Fatalf("relay = %v; want the copy left to its relay message", err)
+	}
+	if !w.cooling("eu-west-1") {
+		t.Error("the region whose store refused the copy is not cooling")
+	}
+	if n := testutil.ToFloat64(w.Metrics.Errors.WithLabelValues("relay")); n != 1 {
+		t.Errorf("%v relay errors counted, want 1", n)
+	}
+}
+
+// refusingFirst refuses the first message sent, then sends.
+type refusingFirst struct {
+	queue.API
+	sent atomic.Int32
+}
+
+func (r *refusingFirst) SendMessage(ctx context.Context, in *sqs.SendMessageInput, opts ...func(*sqs.Options)) (*sqs.SendMessageOutput, error) {
+	if r.sent.Add(1) == 1 {
+		return nil, errDenied
+	}
+	return r.API.SendMessage(ctx, in, opts...)
+}
+
+// TestEveryRelaySent: one direct region's relay message refused, the
+// others are still sent (they were not tried, and when the archive is
+// staged again, those regions got it twice), and the failure names the
+// region left without one.
+func TestEveryRelaySent(t *testing.T) {
+	env, cfg, dep := deployDirect(t, "relayevery", nil)
+	sqsc, src, dst := stackClients(t, env)
+	// A second direct region, cooling like the first: only messages.
+	cfg.Settings.Regions = append(cfg.Settings.Regions, config.Region{Name: "ap-south-1", Direct: true, StagingBucket: "ap-staging"})
+	cfg.Rules[0].Destinations = append(cfg.Rules[0].Destinations, config.Destination{Region: "ap-south-1", Bucket: "ap-dest"})
+	url := dep.SourceQueues[cfg.Rules[0].ID]
+	w, err := New(Deps{Config: cfg, Region: "us-east-1", Queue: queue.New(&refusingFirst{API: sqsc}, url), S3: src, Log: zap.NewNop(),
+		Metrics: NewMetrics(prometheus.NewRegistry()), Health: health.New(time.Minute, time.Now), Direct: map[string]S3API{"eu-west-1": dst, "ap-south-1": dst},
+		RelayWait: func(int) time.Duration { return 0 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []string{"eu-west-1", "ap-south-1"} {
+		w.coolOn(r, &directFailure{errors.New("connection refused")})
+	}
+	err = w.relay(context.Background(), &cfg.Rules[0], "r/every.tar.zst", nil, 8<<20, nil)
+	if !errors.Is(err, errDenied) || !strings.Contains(err.Error(), "eu-west-1") || strings.Contains(err.Error(), "ap-south-1") {
+		t.Errorf("relay = %v; want eu-west-1's message refused, ap-south-1's sent", err)
+	}
+	got, err := localstack.Receive(context.Background(), sqsc, url, 2, 5*time.Second, time.Minute)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("received %d messages (%v), want ap-south-1's relay", len(got), err)
+	}
+	if r, err := events.Parse([]byte(localstack.SQSEvent(url, got).Records[0].Body)); err != nil || r.Relay == nil || r.Relay.Region != "ap-south-1" {
+		t.Errorf("sent %+v (%v), want ap-south-1's relay", r, err)
+	}
+}
+
+// TestStagedArchiveWhoseRelayIsUnsent: an archive staged whose direct
+// region has neither its copy nor its relay message is counted and said
+// staged (it is, and replicated), with the relay's failure at warn; its
+// items fail, so their messages come back to stage it again. It was said
+// "archive not staged" and counted failed.
+func TestStagedArchiveWhoseRelayIsUnsent(t *testing.T) {
+	env, cfg, _ := deployDirect(t, "relayunsent", nil)
+	_, src, dst := stackClients(t, env)
+	core, logs := observer.New(zap.InfoLevel)
+	w, err := New(Deps{Config: cfg, Region: "us-east-1", Queue: queue.New(refusingSends{}, "q"), S3: src, Log: zap.New(core),
+		Metrics: NewMetrics(prometheus.NewRegistry()), Health: health.New(time.Minute, time.Now), Direct: map[string]S3API{"eu-west-1": dst}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.coolOn("eu-west-1", &directFailure{errors.New("connection refused")})
+	rule := &cfg.Rules[0]
+	var settled error
+	e := entry{
+		items: []Item{{Ref: events.ObjectRef{Bucket: rule.SourceBucket, Key: "gone"}, Rule: rule, Done: func(err error) { settled = err }}},
+		obj: manifest.Object{Bucket: rule.SourceBucket, Key: "gone", Sequencer: "0A", LastModified: time.Now().UTC(), Delete: true,
+			Destinations: []manifest.Destination{{Region: "eu-west-1", Bucket: rule.Destinations[0].Bucket, Key: "gone"}}},
+	}
+	w.packPart(context.Background(), rule, []entry{e}, time.Now(), w.Log)
+	if n := testutil.ToFloat64(w.Metrics.Archives.WithLabelValues(rule.ID, "staged")); n != 1 {
+		t.Errorf("%v archives counted staged, want 1", n)
+	}
+	if n := testutil.ToFloat64(w.Metrics.Archives.WithLabelValues(rule.ID, "failed")); n != 0 {
+		t.Errorf("%v archives counted failed, want 0: it is staged", n)
+	}
+	if n := logs.FilterMessageSnippet("not staged").Len(); n != 0 {
+		t.Errorf("%d lines say the staged archive is not staged", n)
+	}
+	if n := logs.FilterMessageSnippet("neither its copy nor a relay message").FilterLevelExact(zap.WarnLevel).Len(); n != 1 {
+		t.Errorf("%d warn lines say the direct region has neither its copy nor a relay message, want 1", n)
+	}
+	if !errors.Is(settled, errDenied) {
+		t.Errorf("its item settled with %v, want the refused relay (its message comes back)", settled)
 	}
 }

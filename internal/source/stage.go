@@ -139,9 +139,9 @@ func (w *Worker) stage(ctx context.Context, rule *config.Rule, entries []entry, 
 	// message too, is staged (and replicated to the other regions) all
 	// the same, and again when its messages come back, which its items
 	// hear of.
-	if err := w.relay(ctx, rule, key, version, part, meta); err != nil {
+	rerr := w.relay(ctx, rule, key, version, part, meta)
+	if rerr != nil {
 		recordStaged(rule, entries)
-		return id, err
 	}
 	dur := w.Clock.Since(closed)
 	w.Metrics.Archives.WithLabelValues(rule.ID, "staged").Inc()
@@ -155,8 +155,23 @@ func (w *Worker) stage(ctx context.Context, rule *config.Rule, entries []entry, 
 	log.Info("archive staged", zap.String("bucket", w.staging), zap.String("key", key),
 		zap.Int("objects", len(entries)), zap.Int64("bytesIn", total), zap.Int64("bytesOut", aw.Written()),
 		zap.String("levels", mix(m, choices)), zap.Duration("took", dur))
+	if rerr != nil {
+		return id, &relayUnsentError{key: key, err: rerr}
+	}
 	return id, nil
 }
+
+// relayUnsentError is a staged archive's failure to reach a direct
+// region: neither its copy nor its relay message was made there.
+type relayUnsentError struct {
+	key string
+	err error
+}
+
+func (e *relayUnsentError) Error() string {
+	return fmt.Sprintf("archive staged at %s, but not relayed to every direct region: %v", e.key, e.err)
+}
+func (e *relayUnsentError) Unwrap() error { return e.err }
 
 // write streams the archive into dst: the manifest, then each object at
 // the arm chosen for it (level.go, recorded in choices), from held[i] if
