@@ -172,3 +172,36 @@ func TestHostileArchivesReachDLQ(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestCorruptLargeMemberIsNoWriteFailure: a member streamed to its
+// destination in parts whose bytes fail their digest is the archive's
+// fault, counted as its delivery's (kind invalid), not as failed writes
+// of every destination (which sent operators looking at S3 and IAM).
+func TestCorruptLargeMemberIsNoWriteFailure(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t, nil)
+	dst := p.cfg.Rules[0].Destinations[0].Bucket
+	staging := p.cfg.Settings.Regions[1].StagingBucket
+	obj := dataset.Object{Key: "data/large-corrupt.bin", ContentType: "text/plain", Data: textData(7, 20<<20)} // compressible: MinIO takes one PUT of the archive only under 16 MiB
+	m := manifestFor("large-corrupt", []dataset.Object{obj}, p.cfg, nil)
+	body := bytes.Clone(obj.Data)
+	body[len(body)-1] ^= 1 // past the first parts: some are uploaded before the digest fails
+	reg, _ := p.startTarget(t)
+	key := "r1/hostile/large-corrupt.tar.zst"
+	putStaging(t, p.dst, staging, key, rawArchive(t, rawManifest(t, m), []member{{m.Objects[0].Member, body}}))
+	if !poll(time.Minute, 200*time.Millisecond, func() bool { return len(p.released()) > 0 }) {
+		t.Fatal("the archive was not released within a minute")
+	}
+	if e := p.released()[0]; e["kind"] != "invalid" {
+		t.Errorf("released as %v, want invalid", e["kind"])
+	}
+	if n := metric(t, reg, "xrc_target_objects_total", "result", "failed"); n != 0 {
+		t.Errorf("%v objects counted failed, want 0: the archive failed, no write", n)
+	}
+	if n := metric(t, reg, "xrc_target_errors_total", "kind", "write"); n != 0 {
+		t.Errorf("%v write errors counted, want 0", n)
+	}
+	if p.exists(t, dst, obj.Key) {
+		t.Errorf("%s written from a member failing its digest", obj.Key)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/xrc-dev/xrc/internal/archive"
 	"github.com/xrc-dev/xrc/internal/awsapi"
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/manifest"
@@ -378,6 +379,10 @@ func (w *Worker) failed(ctx context.Context, wr *write, o *manifest.Object, rt c
 	case Waiting(err):
 		// Another delivery of the archive writes it: expected, not failed.
 		w.Metrics.Errors.WithLabelValues(errorKind(err)).Inc()
+	case errors.Is(err, archive.ErrInvalid):
+		// A large member's bytes failed their digest as they streamed:
+		// the archive's fault, counted with its delivery (verify
+		// failures), not the destination's; nothing was written.
 	default:
 		w.Metrics.Objects.WithLabelValues(wr.m.RuleID, "failed").Inc()
 		w.said(wr, o, rt, "failed")
