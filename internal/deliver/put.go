@@ -84,13 +84,24 @@ func (w *Worker) put(ctx context.Context, wr *write, o *manifest.Object, rt conf
 			return err
 		}
 	}
+	w.runtime.Progress()
+	// Counted once the write is known to stay: one a delete overtook is
+	// removed again at once, as if the delete had been read first. (One
+	// whose check failed stands, until the retry decides again.)
+	deleted, derr := w.undoIfDeleted(ctx, wr, o, rt)
+	if derr == nil && deleted {
+		w.skipped(wr, o, rt, "skipped_deleted")
+		return nil
+	}
 	wr.t.written.Add(1)
 	wr.t.bytes.Add(o.Size)
 	w.Metrics.Objects.WithLabelValues(wr.m.RuleID, "written").Inc()
 	w.said(wr, o, rt, "written")
 	w.Metrics.Bytes.WithLabelValues(wr.m.RuleID).Add(float64(o.Size))
 	w.Metrics.Latency.WithLabelValues(wr.m.RuleID).Observe(w.Clock.Since(o.LastModified).Seconds())
-	w.runtime.Progress()
+	if derr != nil {
+		return &afterWrite{derr}
+	}
 	if late {
 		// On the version written, not on one written since; in an
 		// unversioned bucket, on whatever the key holds, so at once
@@ -103,9 +114,6 @@ func (w *Worker) put(ctx context.Context, wr *write, o *manifest.Object, rt conf
 	}
 	if multipart {
 		w.abortStale(ctx, rt, wr.m.CreatedAt, started)
-	}
-	if _, err = w.undoIfDeleted(ctx, wr, o, rt); err != nil {
-		return &afterWrite{err}
 	}
 	return nil
 }

@@ -802,6 +802,7 @@ type racedTombstones struct {
 	deliver.Tombstones
 	key, seq string
 	reads    atomic.Int32
+	checked  bool // the check after the write is read as is, not failed
 }
 
 func (r *racedTombstones) Get(ctx context.Context, bucket, key string) (tombstone.Tombstone, bool, error) {
@@ -816,6 +817,9 @@ func (r *racedTombstones) Get(ctx context.Context, bucket, key string) (tombston
 		}
 		return t, ok, err
 	case 2:
+		if r.checked {
+			break
+		}
 		return tombstone.Tombstone{}, false, errors.New("ProvisionedThroughputExceededException (injected)")
 	}
 	return r.Tombstones.Get(ctx, bucket, key)
@@ -864,6 +868,37 @@ func TestRetryFinishesUndoOfWriteOvertakenByDelete(t *testing.T) {
 				t.Errorf("%v objects counted retagged, want none: the write was removed", n)
 			}
 		})
+	}
+}
+
+// TestWriteOvertakenByADeleteIsNotCounted: a write removed again at once,
+// a delete having overtaken it, is counted skipped as deleted, not
+// written (nor its bytes).
+func TestWriteOvertakenByADeleteIsNotCounted(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t, func(c *config.Config) { c.Rules[0].Deletes = true })
+	ctx := context.Background()
+	dst := p.cfg.Rules[0].Destinations[0].Bucket
+	staging := p.cfg.Settings.Regions[1].StagingBucket
+	k := "data/undo/once.txt"
+	raced := &racedTombstones{Tombstones: tombstone.New(p.ddb, p.cfg.TableName(), time.Now), key: k, seq: seqAt(2), checked: true}
+	reg := prometheus.NewRegistry()
+	w := p.targetWorker(t, deliver.Deps{Tombstones: raced, Metrics: deliver.NewMetrics(reg)})
+	v1, objs := p.objectArchive("undo-once", k, seqAt(1), []byte("version 1"))
+	p.stage(t, "r1/undo-once.tar.zst", v1, objs)
+	if err := w.Deliver(ctx, staging, "r1/undo-once.tar.zst"); err != nil {
+		t.Fatal(err)
+	}
+	if p.exists(t, dst, k) {
+		t.Fatal("a write overtaken by a delete is at the destination")
+	}
+	for result, want := range map[string]float64{"written": 0, "skipped_deleted": 1} {
+		if n := metric(t, reg, "xrc_target_objects_total", "result", result); n != want {
+			t.Errorf("%s = %v, want %v", result, n, want)
+		}
+	}
+	if n := metric(t, reg, "xrc_target_bytes_total"); n != 0 {
+		t.Errorf("%v bytes counted written, want none", n)
 	}
 }
 
