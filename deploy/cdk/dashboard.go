@@ -93,7 +93,7 @@ func (s *regionStack) sourceWidgets(d awscloudwatch.Dashboard) {
 			continue
 		}
 		rule := w.Rule.ID
-		results := []string{"staged", "failed"}
+		results := []string{"staged", "failed", "interrupted"}
 		if len(s.d.Config.DirectRegions(w.Rule)) > 0 {
 			results = append(results, "relayed") // copies left to relay messages
 		}
@@ -233,7 +233,12 @@ func (s *regionStack) search(service, name string, labels ...string) awscloudwat
 // searchStat is search with another statistic: gauges (a task's CPU
 // factor) are not to be added up over the tasks that report them.
 func (s *regionStack) searchStat(stat, service, name string, labels ...string) awscloudwatch.IMetric {
+	// Each name quoted: CloudWatch wants quotes around a name with other
+	// than letters and digits (a stack name's '-', a label's '_').
 	schema := append([]string{s.emfNamespace(), "Region", "Service"}, labels...)
+	for i, n := range schema {
+		schema[i] = strconv.Quote(n)
+	}
 	return awscloudwatch.NewMathExpression(&awscloudwatch.MathExpressionProps{
 		Expression: jsii.String(fmt.Sprintf(`SEARCH('{%s} MetricName="%s" Region="%s" Service="%s"', '%s', 60)`,
 			strings.Join(schema, ","), name, s.plan.Region.Name, service, stat)),

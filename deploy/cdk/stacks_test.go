@@ -998,6 +998,22 @@ func TestDashboard(t *testing.T) {
 			t.Errorf("us-east-1 dashboard lacks %s", want)
 		}
 	}
+	// Every name of a search's schema quoted (a stack name's '-', a
+	// label's '_': CloudWatch finds nothing for them unquoted).
+	searches := regexp.MustCompile(`SEARCH\('\{([^}]*)\}`).FindAllStringSubmatch(src, -1)
+	if len(searches) == 0 {
+		t.Error("us-east-1 dashboard has no search")
+	}
+	for _, m := range searches {
+		for _, name := range strings.Split(m[1], ",") {
+			if !regexp.MustCompile(`^\\?"[^"\\]+\\?"$`).MatchString(name) {
+				t.Errorf("search schema {%s}: %s unquoted", m[1], name)
+			}
+		}
+	}
+	if !strings.Contains(src, "interrupted") {
+		t.Error("us-east-1 dashboard's archives lack those cut by a stop (interrupted)")
+	}
 	tgt := body("eu-west-1")
 	for _, want := range []string{"xrc_target_archives_total", "xrc_target_objects_total", "xrc_target_bytes_total", "xrc_target_verify_failures_total", "xrc_target_errors_total"} {
 		if !strings.Contains(tgt, want) {
