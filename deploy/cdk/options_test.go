@@ -120,14 +120,16 @@ func TestUnknownContext(t *testing.T) {
 
 func TestScalingExpressions(t *testing.T) {
 	e := newScalingExpressions(10, 0)
-	// The scale-from-zero branch: no task asked for, a few messages.
-	if !strings.Contains(e.Backlog, "FILL(desired, 0) < 1 AND FILL(visible, 0) > 0 AND FILL(visible, 0) <= 10, 11,") {
-		t.Errorf("backlog expression lacks the scale-from-zero branch: %s", e.Backlog)
+	// Per task asked for, and only while one runs: tasks that cannot
+	// start do not make the backlog look unserved minute after minute,
+	// nor (the tasks asked for unknown while none runs) read as none
+	// asked for and step the service out to its maximum.
+	if e.Backlog != "IF(FILL(running, 0) < 1, 0, FILL(visible, 0) / IF(FILL(desired, 0) < 1, 1, FILL(desired, 0)))" {
+		t.Errorf("backlog not per desired task while one runs: %s", e.Backlog)
 	}
-	// Per task asked for: tasks that cannot start do not make the
-	// backlog look unserved minute after minute.
-	if !strings.HasSuffix(e.Backlog, "FILL(visible, 0) / IF(FILL(desired, 0) < 1, 1, FILL(desired, 0)))") || strings.Contains(e.Backlog, "running") {
-		t.Errorf("backlog not per desired task: %s", e.Backlog)
+	// From zero: exactly one task asked for while messages wait.
+	if e.Start != "IF(FILL(visible, 0) > 0 AND FILL(running, 0) < 1, 1, 0)" {
+		t.Errorf("start %q", e.Start)
 	}
 	if !strings.Contains(e.Spare, "<= 5,") || !strings.Contains(e.Idle, "== 0") {
 		t.Errorf("spare %q idle %q", e.Spare, e.Idle)

@@ -40,7 +40,7 @@ func serviceMetric(s *regionStack, w *worker, name, statistic string) awscloudwa
 // with visible = messages waiting, inflight = messages held by tasks,
 // running = running tasks, desired = the tasks the service asks for
 // (missing while none run, hence FILL).
-type scalingExpressions struct{ Backlog, Idle, Spare string }
+type scalingExpressions struct{ Backlog, Start, Idle, Spare string }
 
 // newScalingExpressions takes the backlog per task to scale on and how many
 // messages a task works on at once (0: more than the backlog target ever
@@ -62,10 +62,16 @@ func newScalingExpressions(target, capacity int) scalingExpressions {
 		// Backlog per task asked for, started or not: per running task,
 		// tasks that cannot start (Spot capacity, a broken image) made
 		// every minute's backlog look unserved, and the service climbed
-		// to its maximum for a handful of messages. With no task asked
-		// for, any waiting message counts as above target (T+1), so the
-		// service scales from zero.
-		Backlog: fmt.Sprintf("IF(%s < 1 AND FILL(visible, 0) > 0 AND FILL(visible, 0) <= %d, %d, FILL(visible, 0) / IF(%s < 1, 1, %s))", desired, t, t+1, desired, desired),
+		// to its maximum for a handful of messages. Only while a task
+		// runs: Container Insights says nothing of the tasks asked for
+		// while none runs, so a service whose tasks never start read as
+		// asking for none, and stepped out minute after minute. Start
+		// asks for one task then.
+		Backlog: fmt.Sprintf("IF(%s < 1, 0, FILL(visible, 0) / IF(%s < 1, 1, %s))", running, desired, desired),
+		// 1 while messages wait and no task runs: the service is asked
+		// for exactly one task (scale from zero), which the backlog's
+		// steps follow once it runs.
+		Start: fmt.Sprintf("IF(FILL(visible, 0) > 0 AND %s < 1, 1, 0)", running),
 		// 1 while nothing waits and nothing is in flight.
 		Idle: "IF(FILL(visible, 0) + FILL(inflight, 0) == 0, 1, 0)",
 		// 1 while more than one task runs and all the work, waiting and
@@ -123,6 +129,21 @@ func (s *regionStack) addScaling(id string, w *worker) {
 		AlarmDescription:   jsii.String(fmt.Sprintf("%s: backlog per task above %d: scale out", w.Label(), o.BacklogPerTask)),
 		Metric:             mathExpression(expr.Backlog, using),
 		Threshold:          jsii.Number(t),
+		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD,
+		EvaluationPeriods:  jsii.Number(1),
+		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
+	})
+
+	start := awsapplicationautoscaling.NewStepScalingAction(s.Stack, jsii.String(id+"ScaleFromZero"), &awsapplicationautoscaling.StepScalingActionProps{
+		ScalingTarget:  target,
+		AdjustmentType: awsapplicationautoscaling.AdjustmentType_EXACT_CAPACITY,
+		Cooldown:       minute(),
+	})
+	start.AddAdjustment(&awsapplicationautoscaling.AdjustmentTier{Adjustment: jsii.Number(float64(max(1, o.MinTasks))), LowerBound: jsii.Number(0)})
+	s.scalingAlarm(id+"Waiting", start, &awscloudwatch.AlarmProps{
+		AlarmDescription:   jsii.String(w.Label() + ": messages waiting and no task running: ask for one"),
+		Metric:             mathExpression(expr.Start, using),
+		Threshold:          jsii.Number(0),
 		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD,
 		EvaluationPeriods:  jsii.Number(1),
 		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,

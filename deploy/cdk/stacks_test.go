@@ -816,7 +816,7 @@ func TestScaling(t *testing.T) {
 			"MinCapacity": 0, "MaxCapacity": 10, "ScalableDimension": "ecs:service:DesiredCount", "ServiceNamespace": "ecs",
 			"RoleARN": obj(map[string]any{"Fn::Join": arrayWith(arrayWith(like("AWSServiceRoleForApplicationAutoScaling_ECSService")))}),
 		}))
-		tm.ResourceCountIs(jsii.String("AWS::ApplicationAutoScaling::ScalingPolicy"), jsii.Number(6))
+		tm.ResourceCountIs(jsii.String("AWS::ApplicationAutoScaling::ScalingPolicy"), jsii.Number(8))
 	})
 	check(t, "scale out in steps", func() {
 		tm.HasResourceProperties(jsii.String("AWS::ApplicationAutoScaling::ScalingPolicy"), obj(map[string]any{
@@ -848,11 +848,26 @@ func TestScaling(t *testing.T) {
 			}),
 		}))
 	})
-	check(t, "backlog alarm with scale-from-zero", func() {
+	check(t, "backlog alarm while a task runs", func() {
 		tm.HasResourceProperties(jsii.String("AWS::CloudWatch::Alarm"), obj(map[string]any{
 			"Threshold":    500,
-			"Metrics":      arrayWith(obj(map[string]any{"Expression": like(`^IF\(FILL\(desired, 0\) < 1 AND FILL\(visible, 0\) > 0 AND FILL\(visible, 0\) <= 500, 501, `)})),
+			"Metrics":      arrayWith(obj(map[string]any{"Expression": like(`^IF\(FILL\(running, 0\) < 1, 0, `)})),
 			"AlarmActions": arrayWith(obj(map[string]any{"Ref": like("^SourcelogsScaleOut")})),
+		}))
+	})
+	// From zero, exactly one task: tasks that never start (so report no
+	// counts) do not step the service to its maximum.
+	check(t, "scale from zero to one", func() {
+		tm.HasResourceProperties(jsii.String("AWS::ApplicationAutoScaling::ScalingPolicy"), obj(map[string]any{
+			"PolicyName": like("ScaleFromZero"),
+			"StepScalingPolicyConfiguration": obj(map[string]any{
+				"AdjustmentType":  "ExactCapacity",
+				"StepAdjustments": arrayEquals(map[string]any{"MetricIntervalLowerBound": 0, "ScalingAdjustment": 1}),
+			}),
+		}))
+		tm.HasResourceProperties(jsii.String("AWS::CloudWatch::Alarm"), obj(map[string]any{
+			"Metrics":      arrayWith(obj(map[string]any{"Expression": "IF(FILL(visible, 0) > 0 AND FILL(running, 0) < 1, 1, 0)"})),
+			"AlarmActions": arrayWith(obj(map[string]any{"Ref": like("^SourcelogsScaleFromZero")})),
 		}))
 	})
 	check(t, "target worker scales to 20", func() {
