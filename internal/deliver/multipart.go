@@ -237,10 +237,11 @@ func (w *Worker) resume(ctx context.Context, wr *write, o *manifest.Object, in *
 		Bucket: in.Bucket, Key: in.Key, Metadata: in.Metadata,
 		ContentType: in.ContentType, ContentEncoding: in.ContentEncoding, ContentDisposition: in.ContentDisposition,
 		ContentLanguage: in.ContentLanguage, CacheControl: in.CacheControl, Expires: in.Expires, Tagging: in.Tagging,
-		StorageClass: in.StorageClass, ServerSideEncryption: in.ServerSideEncryption, SSEKMSKeyId: in.SSEKMSKeyId,
+		WebsiteRedirectLocation: in.WebsiteRedirectLocation,
+		StorageClass:            in.StorageClass, ServerSideEncryption: in.ServerSideEncryption, SSEKMSKeyId: in.SSEKMSKeyId,
 		BucketKeyEnabled:  in.BucketKeyEnabled,
 		ChecksumAlgorithm: s3types.ChecksumAlgorithm(crc), ChecksumType: s3types.ChecksumTypeFullObject,
-	})
+	}, rawExpires(o)...)
 	if err != nil {
 		return u, nil, err
 	}

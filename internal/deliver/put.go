@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"go.uber.org/zap"
 
 	"github.com/xrc-dev/xrc/internal/awsapi"
@@ -32,6 +33,9 @@ func (w *Worker) put(ctx context.Context, wr *write, o *manifest.Object, rt conf
 		ContentDisposition: optional(o.ContentDisposition),
 		ContentLanguage:    optional(o.ContentLanguage),
 		CacheControl:       optional(o.CacheControl),
+		// S3 Replication and CopyObject keep it: a website destination
+		// would serve the object's bytes instead of the redirect.
+		WebsiteRedirectLocation: optional(o.WebsiteRedirect),
 	}
 	tags := tagging(o.Tags)
 	late := lateTags(o)
@@ -40,10 +44,6 @@ func (w *Worker) put(ctx context.Context, wr *write, o *manifest.Object, rt conf
 	}
 	if t, err := http.ParseTime(o.Expires); err == nil {
 		in.Expires = &t
-	} else if o.Expires != "" {
-		// S3 keeps whatever string a PUT gave; the SDK sends a date only.
-		w.Log.Warn("source Expires is no HTTP date: not carried to the destination",
-			zap.String("bucket", rt.Bucket), zap.String("key", rt.Key), zap.String("expires", o.Expires))
 	}
 	class := o.StorageClass
 	if rt.StorageClass != "" {
@@ -69,7 +69,7 @@ func (w *Worker) put(ctx context.Context, wr *write, o *manifest.Object, rt conf
 	if !multipart {
 		own := w.ownChecksum(o)
 		putChecksum(in, own, sum)
-		out, err := w.S3.PutObject(ctx, in)
+		out, err := w.S3.PutObject(ctx, in, rawExpires(o)...)
 		if err != nil {
 			return checksumRefused(err, own)
 		}
@@ -116,6 +116,16 @@ func (w *Worker) put(ctx context.Context, wr *write, o *manifest.Object, rt conf
 		w.abortStale(ctx, rt, wr.m.CreatedAt, started)
 	}
 	return nil
+}
+
+// rawExpires sends o's Expires as the source held it when it is no HTTP
+// date ("0" and "-1" are common, meaning already expired): S3 keeps any
+// string a PUT gives, and the SDK's field takes a date only.
+func rawExpires(o *manifest.Object) []func(*s3.Options) {
+	if _, err := http.ParseTime(o.Expires); err == nil || o.Expires == "" {
+		return nil
+	}
+	return []func(*s3.Options){s3.WithAPIOptions(smithyhttp.SetHeaderValue("Expires", o.Expires))}
 }
 
 // afterWrite is a failure once the write was made: of what follows it
@@ -281,7 +291,7 @@ func lateTags(o *manifest.Object) bool {
 	for k, v := range o.Metadata {
 		n += 2*len("x-amz-meta-"+k) + len(v) + 4 // ": ", CRLF; "," or ";" in SignedHeaders
 	}
-	for _, v := range []string{o.ContentType, o.ContentEncoding, o.ContentDisposition, o.ContentLanguage, o.CacheControl, o.Expires} {
+	for _, v := range []string{o.ContentType, o.ContentEncoding, o.ContentDisposition, o.ContentLanguage, o.CacheControl, o.Expires, o.WebsiteRedirect} {
 		if v != "" {
 			n += len("content-disposition: ") + len(v) + 2
 		}

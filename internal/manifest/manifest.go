@@ -70,16 +70,19 @@ type Object struct {
 	// when the write completed (a multipart upload's Last-Modified is
 	// when it began). It orders the write against a copy no sequencer
 	// orders, by when that copy was read (Seen).
-	EventTime          time.Time         `json:"eventTime,omitzero"`
-	StorageClass       string            `json:"storageClass,omitempty"`
-	ContentType        string            `json:"contentType,omitempty"`
-	ContentEncoding    string            `json:"contentEncoding,omitempty"`
-	ContentDisposition string            `json:"contentDisposition,omitempty"`
-	ContentLanguage    string            `json:"contentLanguage,omitempty"`
-	CacheControl       string            `json:"cacheControl,omitempty"`
-	Expires            string            `json:"expires,omitempty"`  // raw HTTP-date as S3 returned it
-	Metadata           map[string]string `json:"metadata,omitempty"` // user metadata, without x-amz-meta-
-	Tags               map[string]string `json:"tags,omitempty"`
+	EventTime          time.Time `json:"eventTime,omitzero"`
+	StorageClass       string    `json:"storageClass,omitempty"`
+	ContentType        string    `json:"contentType,omitempty"`
+	ContentEncoding    string    `json:"contentEncoding,omitempty"`
+	ContentDisposition string    `json:"contentDisposition,omitempty"`
+	ContentLanguage    string    `json:"contentLanguage,omitempty"`
+	CacheControl       string    `json:"cacheControl,omitempty"`
+	Expires            string    `json:"expires,omitempty"` // raw, as S3 returned it: an HTTP date, or any string a PUT gave
+	// WebsiteRedirect is x-amz-website-redirect-location: where a
+	// website endpoint sends a request for the object.
+	WebsiteRedirect string            `json:"websiteRedirect,omitempty"`
+	Metadata        map[string]string `json:"metadata,omitempty"` // user metadata, without x-amz-meta-
+	Tags            map[string]string `json:"tags,omitempty"`
 	// SHA256 is the hex digest of the uncompressed bytes when the source
 	// knew it before writing the member; otherwise the archive carries it in
 	// a trailer member (see package archive).

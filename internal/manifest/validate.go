@@ -234,6 +234,7 @@ func (o *Object) validate(p func(format string, args ...any)) {
 		{"contentLanguage", o.ContentLanguage},
 		{"cacheControl", o.CacheControl},
 		{"expires", o.Expires},
+		{"websiteRedirect", o.WebsiteRedirect},
 	} {
 		if err := checkHeaderValue(h.value); err != nil {
 			p("%s %v", h.name, err)

@@ -459,6 +459,7 @@ func (w *Worker) describe(ctx context.Context, e *entry, ref events.ObjectRef, i
 	o.ContentLanguage = aws.ToString(head.ContentLanguage)
 	o.CacheControl = aws.ToString(head.CacheControl)
 	o.Expires = aws.ToString(head.ExpiresString)
+	o.WebsiteRedirect = aws.ToString(head.WebsiteRedirectLocation)
 	if len(head.Metadata) > 0 {
 		o.Metadata = head.Metadata
 	}

@@ -67,7 +67,7 @@ type Source struct {
 // with HeadObject.
 type Head struct {
 	ContentType, ContentEncoding, ContentDisposition, ContentLanguage, CacheControl string
-	Expires                                                                         string
+	Expires, WebsiteRedirect                                                        string
 	// Metadata is the user metadata; a destination's as deliver.UserMetadata
 	// reads it, without xrc's provenance.
 	Metadata map[string]string
@@ -132,8 +132,8 @@ func Compare(src Source, dst Destination) Verdict {
 
 // headers names the first header xrc restores that differs between the
 // source and the destination ("" when none does). Expires is compared as
-// a time; one that does not parse as an HTTP date is not restored, and
-// not compared. A source without Content-Type gets the store's default.
+// a time, or as it is when it is no HTTP date. A source without
+// Content-Type gets the store's default.
 func headers(src, dst Head) string {
 	for _, h := range []struct{ name, src, dst string }{
 		{"Content-Type", src.ContentType, dst.ContentType},
@@ -141,6 +141,7 @@ func headers(src, dst Head) string {
 		{"Content-Disposition", src.ContentDisposition, dst.ContentDisposition},
 		{"Content-Language", src.ContentLanguage, dst.ContentLanguage},
 		{"Cache-Control", src.CacheControl, dst.CacheControl},
+		{"x-amz-website-redirect-location", src.WebsiteRedirect, dst.WebsiteRedirect},
 	} {
 		if h.src != h.dst && (h.name != "Content-Type" || h.src != "") {
 			return fmt.Sprintf("%s: source %q, destination %q", h.name, h.src, h.dst)
@@ -150,6 +151,8 @@ func headers(src, dst Head) string {
 		if de, err := http.ParseTime(dst.Expires); err != nil || !se.Equal(de) {
 			return fmt.Sprintf("Expires: source %q, destination %q", src.Expires, dst.Expires)
 		}
+	} else if src.Expires != dst.Expires {
+		return fmt.Sprintf("Expires: source %q, destination %q", src.Expires, dst.Expires)
 	}
 	for _, k := range slices.Sorted(maps.Keys(src.Metadata)) {
 		if v, ok := dst.Metadata[k]; !ok || v != src.Metadata[k] {

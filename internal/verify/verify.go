@@ -698,7 +698,8 @@ func destinationOf(h *s3.HeadObjectOutput, sourceKey string) Destination {
 func headOf(h *s3.HeadObjectOutput, md map[string]string) *Head {
 	return &Head{ContentType: aws.ToString(h.ContentType), ContentEncoding: aws.ToString(h.ContentEncoding),
 		ContentDisposition: aws.ToString(h.ContentDisposition), ContentLanguage: aws.ToString(h.ContentLanguage),
-		CacheControl: aws.ToString(h.CacheControl), Expires: aws.ToString(h.ExpiresString), Metadata: md, Tags: aws.ToInt32(h.TagCount)}
+		CacheControl: aws.ToString(h.CacheControl), Expires: aws.ToString(h.ExpiresString), WebsiteRedirect: aws.ToString(h.WebsiteRedirectLocation),
+		Metadata: md, Tags: aws.ToInt32(h.TagCount)}
 }
 
 func sourceOf(h *s3.HeadObjectOutput) Source {
