@@ -14,7 +14,9 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsecrassets"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsecs"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awslambda"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslogs"
+	"github.com/aws/constructs-go/constructs/v10"
 	"github.com/aws/jsii-runtime-go"
 
 	"github.com/xrc-dev/xrc/internal/config"
@@ -248,6 +250,29 @@ func (s *regionStack) logGroup(kind string) awslogs.LogGroup {
 	})
 	s.logGroups[kind] = g
 	return g
+}
+
+// logCDKInternals sends the logs of the functions CDK adds on its own (the
+// bucket-notifications handler, the staging bucket's auto-delete
+// provider) to a group of the stack with its retention: in their
+// default groups they were kept for ever, and left behind by a destroy.
+// Called once every construct is made.
+func (s *regionStack) logCDKInternals() {
+	for _, c := range *s.Stack.Node().FindAll(constructs.ConstructOrder_PREORDER) {
+		if !*awscdk.CfnResource_IsCfnResource(c) {
+			continue
+		}
+		r := c.(awscdk.CfnResource)
+		if *r.CfnResourceType() != "AWS::Lambda::Function" {
+			continue
+		}
+		if f, ok := c.(awslambda.CfnFunction); ok && f.LoggingConfig() != nil {
+			continue // one of xrc's, logging to its own group
+		}
+		g := s.logGroup("cdk")
+		r.AddPropertyOverride(jsii.String("LoggingConfig.LogGroup"), g.LogGroupName())
+		r.Node().AddDependency(g)
+	}
 }
 
 // ecrImageRe matches a private ECR image: account, region, repository,

@@ -84,6 +84,7 @@ func newRegionStack(app awscdk.App, d *deployment, rp *regionPlan) awscdk.Stack 
 	}
 	newDashboard(s)
 	s.suppressCDKInternals()
+	s.logCDKInternals()
 	awscdk.NewCfnOutput(s.Stack, jsii.String("StagingBucket"), &awscdk.CfnOutputProps{Value: s.staging.Bucket.BucketName()})
 	awscdk.NewCfnOutput(s.Stack, jsii.String("AlarmTopic"), &awscdk.CfnOutputProps{Value: s.alarms.Topic.TopicArn()})
 	awscdk.NewCfnOutput(s.Stack, jsii.String("ConfigParameter"), &awscdk.CfnOutputProps{Value: s.param.ParameterName()})

@@ -1608,3 +1608,30 @@ func TestMoreAZsNeedAnAccount(t *testing.T) {
 		t.Errorf("maxAzs 3 with account refused in %d stacks", n)
 	}
 }
+
+// TestEveryFunctionLogsWithRetention: every function of every stack,
+// CDK's own among them (the bucket-notifications handler, the auto-delete
+// provider), logs to a group of the stack, and every group expires its
+// logs: a function's default group is kept for ever and outlives a
+// destroy.
+func TestEveryFunctionLogsWithRetention(t *testing.T) {
+	s := exampleApp(t)
+	functions := 0
+	for region, tmpl := range s.json {
+		for id, f := range ofType(tmpl, "AWS::Lambda::Function") {
+			functions++
+			lc, _ := propsOf(f)["LoggingConfig"].(map[string]any)
+			if lc["LogGroup"] == nil {
+				t.Errorf("%s: function %s logs to its default group, kept for ever", region, id)
+			}
+		}
+		for id, g := range ofType(tmpl, "AWS::Logs::LogGroup") {
+			if propsOf(g)["RetentionInDays"] == nil {
+				t.Errorf("%s: log group %s keeps its logs for ever", region, id)
+			}
+		}
+	}
+	if functions == 0 {
+		t.Fatal("no function in the example's stacks: the test tests nothing")
+	}
+}
