@@ -19,9 +19,9 @@ const AbortTimeout = 10 * time.Second
 // CreateMultipartUpload finish, because a create cancelled in flight may
 // still open the upload at S3 without telling us its id, and nobody could
 // abort it; its parts would stay billed until a lifecycle rule, if any,
-// removed them. A started CompleteMultipartUpload finishes too: cut in
-// flight, S3 may complete the object all the same, which the caller
-// would take for an upload that failed (an archive staged and
+// removed them. A started CompleteMultipartUpload gets CompleteGrace past
+// a cut: cut in flight, S3 may complete the object all the same, which
+// the caller would take for an upload that failed (an archive staged and
 // replicated, said not staged and staged again).
 func NewUploader(client transfermanager.S3APIClient, optFns ...func(*transfermanager.Options)) *transfermanager.Client {
 	return transfermanager.New(completeCreates{client}, append(optFns, func(o *transfermanager.Options) {
@@ -40,11 +40,18 @@ func (c completeCreates) CreateMultipartUpload(ctx context.Context, in *s3.Creat
 	return c.S3APIClient.CreateMultipartUpload(ctx, in, optFns...)
 }
 
+// CompleteGrace is how long a CompleteMultipartUpload in flight goes on
+// once its caller is cut. (Uncut, it takes as long as S3 does: minutes,
+// for thousands of parts.)
+const CompleteGrace = 5 * time.Second
+
 func (c completeCreates) CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMultipartUploadInput, optFns ...func(*s3.Options)) (*s3.CompleteMultipartUploadOutput, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), AbortTimeout)
+	graced, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
-	return c.S3APIClient.CompleteMultipartUpload(ctx, in, optFns...)
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(CompleteGrace, cancel) })
+	defer stop()
+	return c.S3APIClient.CompleteMultipartUpload(graced, in, optFns...)
 }

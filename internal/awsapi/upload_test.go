@@ -6,12 +6,29 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/xrc-dev/xrc/internal/awsapi"
 	"github.com/xrc-dev/xrc/internal/localstack"
 )
+
+// slowComplete is a real S3 client whose completes take a while, as S3's
+// may for thousands of parts.
+type slowComplete struct {
+	*s3.Client
+	delay time.Duration
+}
+
+func (c slowComplete) CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMultipartUploadInput, optFns ...func(*s3.Options)) (*s3.CompleteMultipartUploadOutput, error) {
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(c.delay):
+	}
+	return c.Client.CompleteMultipartUpload(ctx, in, optFns...)
+}
 
 // cancelAtComplete is a real S3 client whose caller's context is
 // cancelled as CompleteMultipartUpload goes out (a drain ending then).
@@ -28,7 +45,8 @@ func (c cancelAtComplete) CompleteMultipartUpload(ctx context.Context, in *s3.Co
 
 // TestCompleteOutlivesTheCut: a multipart upload whose caller is cut
 // while its complete is in flight is completed and said so, not reported
-// failed (S3 may complete it all the same).
+// failed (S3 may complete it all the same); uncut, a complete takes as
+// long as it takes.
 func TestCompleteOutlivesTheCut(t *testing.T) {
 	env := localstack.Require(t)
 	ctx := context.Background()
@@ -41,6 +59,12 @@ func TestCompleteOutlivesTheCut(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = env.RemoveBucket(context.Background(), "us-east-1", bucket) })
+	slow := awsapi.NewUploader(slowComplete{c, awsapi.AbortTimeout + time.Second}, func(o *transfermanager.Options) {
+		o.PartSizeBytes, o.MultipartUploadThreshold = 5<<20, 5<<20
+	})
+	if _, err := slow.UploadObject(ctx, &transfermanager.UploadObjectInput{Bucket: &bucket, Key: aws.String("slow"), Body: bytes.NewReader(make([]byte, 11<<20))}); err != nil {
+		t.Fatalf("upload whose complete took %v: %v", awsapi.AbortTimeout+time.Second, err)
+	}
 	cut, cancel := context.WithCancel(ctx)
 	defer cancel()
 	up := awsapi.NewUploader(cancelAtComplete{c, cancel}, func(o *transfermanager.Options) {
