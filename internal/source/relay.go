@@ -50,18 +50,22 @@ func (w *Worker) relay(ctx context.Context, rule *config.Rule, key string, versi
 			left = append(left, handoff{reg: reg, cut: cut})
 			continue
 		}
-		var err, failure error // failure: the last not cut by ctx
+		var err error
+		waitCut := false // cut in the wait after a failure of the region's own
 		attempt := 1
 		for ; attempt <= relayAttempts; attempt++ {
 			if err = w.relayTo(ctx, reg, key, version, part, meta); err == nil || ctx.Err() != nil || attempt == relayAttempts {
 				break
 			}
-			failure = err
 			w.Log.Warn("copying an archive to a direct region failed", zap.String("key", key), zap.String("region", reg.Name),
 				zap.Int("attempt", attempt), zap.Error(err))
 			select {
 			case <-ctx.Done():
+				waitCut = true
 			case <-w.Clock.After(time.Duration(attempt) * time.Second):
+			}
+			if waitCut {
+				break
 			}
 		}
 		switch {
@@ -77,11 +81,10 @@ func (w *Worker) relay(ctx context.Context, rule *config.Rule, key string, versi
 			// Failing the archive would restage it on each receive and
 			// send its objects to the DLQ for one region's trouble.
 			cut = true
-			if failure != nil {
-				// Cut in the backoff after a failure of the region's
-				// own: that failure is what to count and cool on.
+			if waitCut {
+				// Cut in the wait after a failure of the region's own
+				// (err): that failure is what to count and cool on.
 				w.Metrics.Errors.WithLabelValues("relay").Inc()
-				err = failure
 			}
 			w.coolOn(reg.Name, err)
 			left = append(left, handoff{reg, attempt, err, true})
@@ -92,8 +95,9 @@ func (w *Worker) relay(ctx context.Context, rule *config.Rule, key string, versi
 		left = append(left, handoff{reg, attempt, err, false})
 	}
 	// Sent past a stop or a deadline: the archive is staged, and these
-	// messages are what lets its own be acknowledged.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), requeueTimeout)
+	// messages are what lets its own be acknowledged. Within
+	// relaySendTimeout: on Lambda, the cut's margin holds them.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), relaySendTimeout)
 	defer cancel()
 	// Sent once every region was tried: a relay sent before another
 	// region's copy cut the archive short would copy it twice. Each is
@@ -130,6 +134,10 @@ func (w *Worker) relay(ctx context.Context, rule *config.Rule, key string, versi
 	}
 	return errors.Join(unsent...)
 }
+
+// relaySendTimeout bounds an archive's relay messages, sent once it is
+// staged, whatever the stop.
+const relaySendTimeout = 5 * time.Second
 
 // relayAttempts bounds the tries of one copy before it is left to a relay
 // message.
