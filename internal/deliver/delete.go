@@ -43,6 +43,9 @@ func (w *Worker) deleteOne(ctx context.Context, wr *write, o *manifest.Object, r
 		case err != nil:
 			return err
 		case etag == "":
+			if err := w.bucketThere(ctx, rt.Bucket); err != nil {
+				return err
+			}
 			w.skipped(wr, o, rt, "delete_absent")
 			return nil
 		case !prov.ok:
@@ -73,4 +76,23 @@ func (w *Worker) deleteOne(ctx context.Context, wr *write, o *manifest.Object, r
 			return fmt.Errorf("deleting (source delete of %s/%s): %w", o.Bucket, o.Key, err)
 		}
 	}
+}
+
+// bucketThere fails for a destination bucket that does not exist: a
+// HEAD's 404 names no bucket, and every delete of a misnamed or removed
+// bucket read as a key absent, acknowledged in silence (its writes fail
+// loudly). A bucket found is not asked about again.
+func (w *Worker) bucketThere(ctx context.Context, bucket string) error {
+	if _, ok := w.buckets.Load(bucket); ok {
+		return nil
+	}
+	_, err := w.S3.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &bucket})
+	switch {
+	case err == nil:
+		w.buckets.Store(bucket, true)
+		return nil
+	case awsapi.IsNotFound(err):
+		return fmt.Errorf("destination bucket %s does not exist: %w", bucket, err)
+	}
+	return fmt.Errorf("head bucket %s: %w", bucket, err)
 }

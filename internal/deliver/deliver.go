@@ -70,6 +70,7 @@ type S3API interface {
 	AbortMultipartUpload(ctx context.Context, in *s3.AbortMultipartUploadInput, optFns ...func(*s3.Options)) (*s3.AbortMultipartUploadOutput, error)
 	ListParts(ctx context.Context, in *s3.ListPartsInput, optFns ...func(*s3.Options)) (*s3.ListPartsOutput, error)
 	ListMultipartUploads(ctx context.Context, in *s3.ListMultipartUploadsInput, optFns ...func(*s3.Options)) (*s3.ListMultipartUploadsOutput, error)
+	HeadBucket(ctx context.Context, in *s3.HeadBucketInput, optFns ...func(*s3.Options)) (*s3.HeadBucketOutput, error)
 }
 
 // Tombstones remembers propagated deletes (package tombstone).
@@ -139,6 +140,8 @@ type Worker struct {
 	manifestMem *semaphore.Weighted
 	manifestCap int64
 	background  sync.WaitGroup // the upload sweep
+	// buckets holds the destination buckets found there (bucketThere).
+	buckets sync.Map
 }
 
 // archivesAtOnce bounds concurrent archives; each already overlaps its

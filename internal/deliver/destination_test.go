@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/xrc-dev/xrc/internal/awsapi"
 	"github.com/xrc-dev/xrc/internal/checksum"
@@ -280,5 +281,29 @@ func TestDeleteOfAnObjectGoneMeanwhile(t *testing.T) {
 	}
 	if p.exists(t, dst, gone.Key) {
 		t.Errorf("%s still in the destination", gone.Key)
+	}
+}
+
+// TestDeleteIntoAMissingBucketFails: a delete whose destination bucket
+// does not exist (misnamed, removed) fails, to be retried and reach the
+// DLQ, where it read as a key absent and was acknowledged in silence.
+func TestDeleteIntoAMissingBucketFails(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t, func(c *config.Config) { c.Rules[0].Deletes = true })
+	ctx := context.Background()
+	dst := p.cfg.Rules[0].Destinations[0].Bucket
+	if _, err := p.dst.DeleteBucket(ctx, &s3.DeleteBucketInput{Bucket: &dst}); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	w := p.targetWorker(t, deliver.Deps{Metrics: deliver.NewMetrics(reg)})
+	staging := p.cfg.Settings.Regions[1].StagingBucket
+	p.stage(t, "r1/delete-nowhere.tar.zst", p.deleteArchive("delete-nowhere", "data/gone.txt", seqAt(1)), nil)
+	err := w.Deliver(ctx, staging, "r1/delete-nowhere.tar.zst")
+	if err == nil || !strings.Contains(err.Error(), "destination bucket "+dst+" does not exist") {
+		t.Errorf("delete into a missing bucket: %v; want it failed, naming the bucket", err)
+	}
+	if n := metric(t, reg, "xrc_target_objects_total", "result", "delete_absent"); n != 0 {
+		t.Errorf("%v deletes counted absent, want none", n)
 	}
 }

@@ -89,7 +89,14 @@ func (w *Worker) put(ctx context.Context, wr *write, o *manifest.Object, rt conf
 	// removed again at once, as if the delete had been read first. (One
 	// whose check failed stands, until the retry decides again.)
 	deleted, derr := w.undoIfDeleted(ctx, wr, o, rt)
-	if derr == nil && deleted {
+	if multipart {
+		w.abortStale(ctx, rt, wr.m.CreatedAt, started)
+	}
+	switch {
+	case deleted && derr != nil:
+		// To be removed, and not yet: the retry finishes it.
+		return &afterWrite{derr}
+	case deleted:
 		w.skipped(wr, o, rt, "skipped_deleted")
 		return nil
 	}
@@ -111,9 +118,6 @@ func (w *Worker) put(ctx context.Context, wr *write, o *manifest.Object, rt conf
 		if err := w.setTags(ctx, rt, version, o.Tags); err != nil {
 			return &afterWrite{fmt.Errorf("tags of s3://%s/%s, set after the write: %w", rt.Bucket, rt.Key, err)}
 		}
-	}
-	if multipart {
-		w.abortStale(ctx, rt, wr.m.CreatedAt, started)
 	}
 	return nil
 }

@@ -873,32 +873,89 @@ func TestRetryFinishesUndoOfWriteOvertakenByDelete(t *testing.T) {
 
 // TestWriteOvertakenByADeleteIsNotCounted: a write removed again at once,
 // a delete having overtaken it, is counted skipped as deleted, not
-// written (nor its bytes).
+// written (nor its bytes); a large one's write still aborts the upload an
+// earlier attempt left unrecorded.
 func TestWriteOvertakenByADeleteIsNotCounted(t *testing.T) {
+	t.Parallel()
+	for _, size := range []int64{9, 20 << 20} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			t.Parallel()
+			p := newPipeline(t, func(c *config.Config) { c.Rules[0].Deletes = true })
+			ctx := context.Background()
+			dst := p.cfg.Rules[0].Destinations[0].Bucket
+			staging := p.cfg.Settings.Regions[1].StagingBucket
+			k := "data/undo/once.txt"
+			raced := &racedTombstones{Tombstones: tombstone.New(p.ddb, p.cfg.TableName(), time.Now), key: k, seq: seqAt(2), checked: true}
+			reg := prometheus.NewRegistry()
+			w := p.targetWorker(t, deliver.Deps{Tombstones: raced, Metrics: deliver.NewMetrics(reg)})
+			v1, objs := p.objectArchive("undo-once", k, seqAt(1), textData(5, size))
+			p.stage(t, "r1/undo-once.tar.zst", v1, objs)
+			// What an attempt killed before its record left.
+			if _, err := p.dst.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: &dst, Key: &k}); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Deliver(ctx, staging, "r1/undo-once.tar.zst"); err != nil {
+				t.Fatal(err)
+			}
+			if p.exists(t, dst, k) {
+				t.Fatal("a write overtaken by a delete is at the destination")
+			}
+			for result, want := range map[string]float64{"written": 0, "skipped_deleted": 1} {
+				if n := metric(t, reg, "xrc_target_objects_total", "result", result); n != want {
+					t.Errorf("%s = %v, want %v", result, n, want)
+				}
+			}
+			if n := metric(t, reg, "xrc_target_bytes_total"); n != 0 {
+				t.Errorf("%v bytes counted written, want none", n)
+			}
+			if n, want := p.uploading(t, dst, k), map[bool]int{true: 0, false: 1}[size > 16<<20]; n != want {
+				t.Errorf("%d uploads of the key left, want %d (only a multipart write aborts those left)", n, want)
+			}
+		})
+	}
+}
+
+// failedUndo refuses the first conditional delete (a write's undo).
+type failedUndo struct {
+	deliver.S3API
+	refused atomic.Bool
+}
+
+func (f *failedUndo) DeleteObject(ctx context.Context, in *s3.DeleteObjectInput, optFns ...func(*s3.Options)) (*s3.DeleteObjectOutput, error) {
+	if in.IfMatch != nil && f.refused.CompareAndSwap(false, true) {
+		return nil, errors.New("SlowDown: please reduce your request rate (injected)")
+	}
+	return f.S3API.DeleteObject(ctx, in, optFns...)
+}
+
+// TestWriteWhoseUndoFailedIsNotCounted: a write a delete overtook whose
+// removal failed is not counted written (the retry removes it, counted
+// skipped as deleted): it was counted both.
+func TestWriteWhoseUndoFailedIsNotCounted(t *testing.T) {
 	t.Parallel()
 	p := newPipeline(t, func(c *config.Config) { c.Rules[0].Deletes = true })
 	ctx := context.Background()
 	dst := p.cfg.Rules[0].Destinations[0].Bucket
 	staging := p.cfg.Settings.Regions[1].StagingBucket
-	k := "data/undo/once.txt"
+	k := "data/undo/failed.txt"
 	raced := &racedTombstones{Tombstones: tombstone.New(p.ddb, p.cfg.TableName(), time.Now), key: k, seq: seqAt(2), checked: true}
 	reg := prometheus.NewRegistry()
-	w := p.targetWorker(t, deliver.Deps{Tombstones: raced, Metrics: deliver.NewMetrics(reg)})
-	v1, objs := p.objectArchive("undo-once", k, seqAt(1), []byte("version 1"))
-	p.stage(t, "r1/undo-once.tar.zst", v1, objs)
-	if err := w.Deliver(ctx, staging, "r1/undo-once.tar.zst"); err != nil {
-		t.Fatal(err)
+	w := p.targetWorker(t, deliver.Deps{Tombstones: raced, S3: &failedUndo{S3API: p.dst}, Metrics: deliver.NewMetrics(reg)})
+	v1, objs := p.objectArchive("undo-failed", k, seqAt(1), []byte("version 1"))
+	p.stage(t, "r1/undo-failed.tar.zst", v1, objs)
+	if err := w.Deliver(ctx, staging, "r1/undo-failed.tar.zst"); err == nil {
+		t.Fatal("the delivery whose undo failed succeeded")
+	}
+	if err := w.Deliver(ctx, staging, "r1/undo-failed.tar.zst"); err != nil {
+		t.Fatalf("retry: %v", err)
 	}
 	if p.exists(t, dst, k) {
-		t.Fatal("a write overtaken by a delete is at the destination")
+		t.Fatal("a write overtaken by a delete is at the destination after the retry")
 	}
 	for result, want := range map[string]float64{"written": 0, "skipped_deleted": 1} {
 		if n := metric(t, reg, "xrc_target_objects_total", "result", result); n != want {
 			t.Errorf("%s = %v, want %v", result, n, want)
 		}
-	}
-	if n := metric(t, reg, "xrc_target_bytes_total"); n != 0 {
-		t.Errorf("%v bytes counted written, want none", n)
 	}
 }
 
