@@ -279,9 +279,10 @@ func (a *alarms) watchBackfill(id string, b *backfill, cluster awsecs.Cluster) {
 func (a *alarms) watchReplication(staging *string, r replication) {
 	a.add("ReplicationFailed-"+r.ID(), "replication-failed-"+r.ID(), &awscloudwatch.AlarmProps{
 		AlarmDescription: jsii.String(fmt.Sprintf("S3 Replication of rule %s's archives to %s failed, and S3 does not retry it: their objects do not arrive "+
-			"and no queue holds them, and lifecycle expires them all the same (S3 waits only while replication is pending) about a day after they were staged. "+
-			"Fix the cause (permissions, the target's staging bucket or KMS key), then replicate the archives again within the day with S3 Batch Replication "+
-			"(replication status FAILED); past it, run xrc backfill for the rule: it re-sends writes, not deletes", r.Rule.ID, r.To.Name)),
+			"and no queue holds them. Fix the cause (permissions, the target's staging bucket or KMS key), then replicate the archives again "+
+			"with S3 Batch Replication (replication status FAILED), or else run xrc backfill for the rule (it re-sends writes, not deletes) and then delete the failed archives' versions: "+
+			"lifecycle does not expire an archive whose replication failed, so it stays in the source's staging, billed, until replicated or deleted. "+
+			"A rule that propagates deletes has 28 days: the targets do not write older writes (a delete's tombstone lasts 30 days), and xrc backfill must send them", r.Rule.ID, r.To.Name)),
 		Metric: awscloudwatch.NewMetric(&awscloudwatch.MetricProps{Namespace: jsii.String("AWS/S3"), MetricName: jsii.String("OperationsFailedReplication"),
 			DimensionsMap: &map[string]*string{"SourceBucket": staging, "DestinationBucket": jsii.String(r.To.StagingBucket), "RuleId": jsii.String(r.ID())},
 			Statistic:     jsii.String("Sum"), Period: awscdk.Duration_Minutes(jsii.Number(5))}),

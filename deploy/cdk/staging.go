@@ -59,9 +59,9 @@ func newStaging(s *regionStack) *staging {
 // archives of a rule with direct regions wait here as long, since the
 // source copies them from here, and a copy left to a relay message
 // (events.Relay) may be redriven from the DLQ days later. S3 Lifecycle
-// waits only while an archive's replication is PENDING: one whose
-// replication FAILED expires like any other, so the replication alarm
-// says to re-run it (S3 Batch Replication) within the day.
+// expires no archive whose replication is PENDING or FAILED: a failed one
+// stays, billed, until S3 Batch Replication copies it or the operator
+// deletes it (the replication alarm says so).
 func lifecycle(cfg *config.Config, plan *regionPlan, days int) *[]*awss3.LifecycleRule {
 	rules := []*awss3.LifecycleRule{{
 		Id:                                  jsii.String("staging-leftovers"),

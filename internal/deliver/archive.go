@@ -92,17 +92,16 @@ func (w *Worker) DeliverVersion(ctx context.Context, bucket, key, version string
 		// lifecycle removes it after a day (after the days an
 		// undelivered archive waits for a rule with direct regions,
 		// whose copies relay messages may make later); untagged, only
-		// after those days. One whose replication failed is left
-		// untagged, the longest wait lifecycle gives it (it does not
-		// wait for a FAILED replication), for the operator to re-run it
-		// (S3 Batch Replication).
+		// after those days. One whose replication failed is left as it
+		// is: S3 Lifecycle expires no FAILED archive, which waits for
+		// the operator to re-run it (S3 Batch Replication) or delete it.
 		log.Info("archive delivered; left in staging for S3 Replication or the source's copies to other regions", zap.String("replicationStatus", string(st)))
 		switch st {
 		case statusUnknown:
 			// Said by stillCopied; untagged, it waits the days
 			// undelivered archives wait.
 		case s3types.ReplicationStatusFailed:
-			log.Warn("archive delivered here, but S3 Replication failed to copy it to other regions: left in staging untagged, until lifecycle expires it after stagingExpiryDays; re-run it with S3 Batch Replication by then, or run xrc backfill")
+			log.Warn("archive delivered here, but S3 Replication failed to copy it to other regions: left in staging (lifecycle expires no archive whose replication failed); re-run it with S3 Batch Replication, or run xrc backfill and delete it")
 		default:
 			if _, err := w.S3.PutObjectTagging(ctx, &s3.PutObjectTaggingInput{Bucket: &bucket, Key: &key, VersionId: out.VersionId,
 				Tagging: &s3types.Tagging{TagSet: []s3types.Tag{{Key: aws.String(config.DeliveredTag), Value: aws.String("true")}}}}); err != nil {
