@@ -61,7 +61,10 @@ func newStaging(s *regionStack) *staging {
 // (events.Relay) may be redriven from the DLQ days later. S3 Lifecycle
 // expires no archive whose replication is PENDING or FAILED: a failed one
 // stays, billed, until S3 Batch Replication copies it or the operator
-// deletes it (the replication alarm says so).
+// deletes it (the replication alarm says so). (The S3 user guide, "How S3
+// Lifecycle interacts with other bucket configurations": Lifecycle blocks
+// expiration and transition of objects with PENDING or FAILED replication
+// status. Before late 2025 it expired FAILED ones: older pages say so.)
 func lifecycle(cfg *config.Config, plan *regionPlan, days int) *[]*awss3.LifecycleRule {
 	rules := []*awss3.LifecycleRule{{
 		Id:                                  jsii.String("staging-leftovers"),
