@@ -24,12 +24,26 @@ const AbortTimeout = 10 * time.Second
 // the caller would take for an upload that failed (an archive staged and
 // replicated, said not staged and staged again).
 func NewUploader(client transfermanager.S3APIClient, optFns ...func(*transfermanager.Options)) *transfermanager.Client {
-	return transfermanager.New(completeCreates{client}, append(optFns, func(o *transfermanager.Options) {
+	return newUploader(completeCreates{client, CompleteGrace}, optFns)
+}
+
+// NewUploaderNoGrace is NewUploader whose complete ends with its caller:
+// for a copy that a cut leaves to be made again anyway, so that its
+// caller's clean-up after the cut takes less.
+func NewUploaderNoGrace(client transfermanager.S3APIClient, optFns ...func(*transfermanager.Options)) *transfermanager.Client {
+	return newUploader(completeCreates{client, 0}, optFns)
+}
+
+func newUploader(client completeCreates, optFns []func(*transfermanager.Options)) *transfermanager.Client {
+	return transfermanager.New(client, append(optFns, func(o *transfermanager.Options) {
 		o.FailTimeout = AbortTimeout
 	})...)
 }
 
-type completeCreates struct{ transfermanager.S3APIClient }
+type completeCreates struct {
+	transfermanager.S3APIClient
+	grace time.Duration // a complete's time past its caller's cut
+}
 
 func (c completeCreates) CreateMultipartUpload(ctx context.Context, in *s3.CreateMultipartUploadInput, optFns ...func(*s3.Options)) (*s3.CreateMultipartUploadOutput, error) {
 	if err := ctx.Err(); err != nil {
@@ -46,12 +60,15 @@ func (c completeCreates) CreateMultipartUpload(ctx context.Context, in *s3.Creat
 const CompleteGrace = 5 * time.Second
 
 func (c completeCreates) CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMultipartUploadInput, optFns ...func(*s3.Options)) (*s3.CompleteMultipartUploadOutput, error) {
+	if c.grace == 0 {
+		return c.S3APIClient.CompleteMultipartUpload(ctx, in, optFns...)
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	graced, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
-	stop := context.AfterFunc(ctx, func() { time.AfterFunc(CompleteGrace, cancel) })
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(c.grace, cancel) })
 	defer stop()
 	return c.S3APIClient.CompleteMultipartUpload(graced, in, optFns...)
 }

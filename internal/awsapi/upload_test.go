@@ -77,4 +77,13 @@ func TestCompleteOutlivesTheCut(t *testing.T) {
 	if _, err := c.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &bucket, Key: &key}); err != nil {
 		t.Errorf("the completed upload's object: %v", err)
 	}
+	// Without grace (a copy made again when cut), the cut ends it.
+	cut, cancel = context.WithCancel(ctx)
+	defer cancel()
+	now := awsapi.NewUploaderNoGrace(cancelAtComplete{c, cancel}, func(o *transfermanager.Options) {
+		o.PartSizeBytes, o.MultipartUploadThreshold = 5<<20, 5<<20
+	})
+	if _, err := now.UploadObject(cut, &transfermanager.UploadObjectInput{Bucket: &bucket, Key: aws.String("copy"), Body: bytes.NewReader(make([]byte, 11<<20))}); err == nil {
+		t.Error("an upload without grace, cut at its complete, completed")
+	}
 }

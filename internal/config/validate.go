@@ -80,10 +80,11 @@ const (
 	maxLambdaBatchSize       = 10000 // an SQS event source mapping's maximum
 	maxLambdaBatchingWindow  = 300 * time.Second
 	maxLambdaTargetBatchSize = 10 // without a batching window, SQS's maximum
-	// After the cut a function lets a multipart upload's complete in
-	// flight finish (awsapi.CompleteGrace, 5s), then aborts the uploads
-	// (awsapi's AbortTimeout, 10s) or sends an archive's relay messages
-	// (5s), releases what it did not finish (5s) and answers; an invocation killed first answers nothing, and its whole
+	// After the cut a function lets a staging upload's complete in flight
+	// finish (awsapi.CompleteGrace, 5s) then aborts it if it failed
+	// (awsapi's AbortTimeout, 10s), or aborts a direct region's copy (10s)
+	// and sends its relay messages (5s); it releases what it did not
+	// finish (5s) and answers; an invocation killed first answers nothing, and its whole
 	// batch, done work included, comes back after the visibility timeout.
 	minLambdaMargin = 20 * time.Second
 	minHybridAge    = time.Minute // CloudWatch's SQS metrics come each minute

@@ -81,9 +81,9 @@ func (w *Worker) relay(ctx context.Context, rule *config.Rule, key string, versi
 			// Failing the archive would restage it on each receive and
 			// send its objects to the DLQ for one region's trouble.
 			cut = true
-			if waitCut {
-				// Cut in the wait after a failure of the region's own
-				// (err): that failure is what to count and cool on.
+			if waitCut || attempt > 1 {
+				// A try failed at the region before the cut (err, when
+				// cut in the wait after it): that failure counts.
 				w.Metrics.Errors.WithLabelValues("relay").Inc()
 			}
 			w.coolOn(reg.Name, err)
@@ -96,8 +96,12 @@ func (w *Worker) relay(ctx context.Context, rule *config.Rule, key string, versi
 	}
 	// Sent past a stop or a deadline: the archive is staged, and these
 	// messages are what lets its own be acknowledged. Within
-	// relaySendTimeout: on Lambda, the cut's margin holds them.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), relaySendTimeout)
+	// relaySendTimeout once cut: on Lambda, the cut's margin holds them.
+	budget := requeueTimeout
+	if ctx.Err() != nil {
+		budget = relaySendTimeout
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), budget)
 	defer cancel()
 	// Sent once every region was tried: a relay sent before another
 	// region's copy cut the archive short would copy it twice. Each is
@@ -424,7 +428,10 @@ func (w *Worker) relayTo(ctx context.Context, reg config.Region, key string, ver
 		return fmt.Errorf("reading s3://%s/%s back to copy it to %s: %w", w.staging, key, reg.Name, err)
 	}
 	defer out.Body.Close()
-	up := awsapi.NewUploader(w.Direct[reg.Name], func(o *transfermanager.Options) {
+	// Cut, the copy is left to a relay message, which makes it again: no
+	// grace for its complete, which the Lambda margin would not hold
+	// beside the abort and the relay message.
+	up := awsapi.NewUploaderNoGrace(w.Direct[reg.Name], func(o *transfermanager.Options) {
 		o.PartSizeBytes = part
 		o.MultipartUploadThreshold = part
 		o.Concurrency = uploadConcurrency
