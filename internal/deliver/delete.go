@@ -81,7 +81,9 @@ func (w *Worker) deleteOne(ctx context.Context, wr *write, o *manifest.Object, r
 // bucketThere fails for a destination bucket that does not exist: a
 // HEAD's 404 names no bucket, and every delete of a misnamed or removed
 // bucket read as a key absent, acknowledged in silence (its writes fail
-// loudly). A bucket found is not asked about again.
+// loudly). A bucket found is not asked about again. Any other answer (a
+// store that does not serve HeadBucket, a policy refusing it, a timeout)
+// proves nothing missing: the delete goes on, said at warn.
 func (w *Worker) bucketThere(ctx context.Context, bucket string) error {
 	if _, ok := w.buckets.Load(bucket); ok {
 		return nil
@@ -90,9 +92,10 @@ func (w *Worker) bucketThere(ctx context.Context, bucket string) error {
 	switch {
 	case err == nil:
 		w.buckets.Store(bucket, true)
-		return nil
 	case awsapi.IsNotFound(err):
 		return fmt.Errorf("destination bucket %s does not exist: %w", bucket, err)
+	default:
+		w.Log.Warn("could not tell whether a destination bucket exists: a delete of a key it lacks is taken as done", zap.String("bucket", bucket), zap.Error(err))
 	}
-	return fmt.Errorf("head bucket %s: %w", bucket, err)
+	return nil
 }

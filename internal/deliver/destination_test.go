@@ -5,6 +5,7 @@ import (
 	"crypto/md5"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"math/big"
 	"strconv"
@@ -305,5 +306,31 @@ func TestDeleteIntoAMissingBucketFails(t *testing.T) {
 	}
 	if n := metric(t, reg, "xrc_target_objects_total", "result", "delete_absent"); n != 0 {
 		t.Errorf("%v deletes counted absent, want none", n)
+	}
+}
+
+// refusedHeadBucket is a store, or a policy, refusing HeadBucket.
+type refusedHeadBucket struct{ deliver.S3API }
+
+func (refusedHeadBucket) HeadBucket(context.Context, *s3.HeadBucketInput, ...func(*s3.Options)) (*s3.HeadBucketOutput, error) {
+	return nil, errors.New("AccessDenied: not authorized to s3:ListBucket (injected)")
+}
+
+// TestDeleteWhereTheBucketCannotBeAskedAbout: a HeadBucket refused (a
+// store that does not serve it, a policy) proves no bucket missing: the
+// delete of an absent key is done, not failed into the DLQ.
+func TestDeleteWhereTheBucketCannotBeAskedAbout(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t, func(c *config.Config) { c.Rules[0].Deletes = true })
+	ctx := context.Background()
+	reg := prometheus.NewRegistry()
+	w := p.targetWorker(t, deliver.Deps{S3: refusedHeadBucket{p.dst}, Metrics: deliver.NewMetrics(reg)})
+	staging := p.cfg.Settings.Regions[1].StagingBucket
+	p.stage(t, "r1/delete-unasked.tar.zst", p.deleteArchive("delete-unasked", "data/never.txt", seqAt(1)), nil)
+	if err := w.Deliver(ctx, staging, "r1/delete-unasked.tar.zst"); err != nil {
+		t.Errorf("delete of an absent key, HeadBucket refused: %v; want it done", err)
+	}
+	if n := metric(t, reg, "xrc_target_objects_total", "result", "delete_absent"); n != 1 {
+		t.Errorf("%v deletes counted absent, want 1", n)
 	}
 }
