@@ -68,12 +68,13 @@ func newScalingExpressions(target, capacity int) scalingExpressions {
 		// asking for none, and stepped out minute after minute. Start
 		// asks for one task then.
 		Backlog: fmt.Sprintf("IF(%s < 1, 0, FILL(visible, 0) / IF(%s < 1, 1, %s))", running, desired, desired),
-		// 1 while messages wait, none is in flight and no task runs: the
-		// service is asked for exactly one task (scale from zero), which
-		// the backlog's steps follow once it runs. Not on the running
-		// count alone: late or missing, it would set a busy service
-		// (whose tasks hold messages) back to one task.
-		Start: fmt.Sprintf("IF(FILL(visible, 0) > 0 AND FILL(inflight, 0) == 0 AND %s < 1, 1, 0)", running),
+		// 1 while messages wait and no task runs: the service is asked
+		// for exactly one task (scale from zero), which the backlog's
+		// steps follow once it runs. Over two minutes: one running count
+		// late or missing would set a busy service back to one task.
+		// (Not on nothing in flight: a hybrid rule's function holds
+		// messages through a burst, and the service never started.)
+		Start: fmt.Sprintf("IF(FILL(visible, 0) > 0 AND %s < 1, 1, 0)", running),
 		// 1 while nothing waits and nothing is in flight.
 		Idle: "IF(FILL(visible, 0) + FILL(inflight, 0) == 0, 1, 0)",
 		// 1 while more than one task runs and all the work, waiting and
@@ -143,7 +144,7 @@ func (s *regionStack) addScaling(id string, w *worker) {
 	})
 	start.AddAdjustment(&awsapplicationautoscaling.AdjustmentTier{Adjustment: jsii.Number(float64(max(1, o.MinTasks))), LowerBound: jsii.Number(0)})
 	s.scalingAlarm(id+"Waiting", start, &awscloudwatch.AlarmProps{
-		AlarmDescription:   jsii.String(w.Label() + ": messages waiting, none in flight and no task running for 2 minutes: ask for one"),
+		AlarmDescription:   jsii.String(w.Label() + ": messages waiting and no task running for 2 minutes: ask for one"),
 		Metric:             mathExpression(expr.Start, using),
 		Threshold:          jsii.Number(0),
 		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD,

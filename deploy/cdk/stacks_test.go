@@ -866,7 +866,7 @@ func TestScaling(t *testing.T) {
 			}),
 		}))
 		tm.HasResourceProperties(jsii.String("AWS::CloudWatch::Alarm"), obj(map[string]any{
-			"Metrics": arrayWith(obj(map[string]any{"Expression": "IF(FILL(visible, 0) > 0 AND FILL(inflight, 0) == 0 AND FILL(running, 0) < 1, 1, 0)"})),
+			"Metrics": arrayWith(obj(map[string]any{"Expression": "IF(FILL(visible, 0) > 0 AND FILL(running, 0) < 1, 1, 0)"})),
 			// Two minutes: one late data point is no empty service.
 			"EvaluationPeriods": 2,
 			"AlarmActions":      arrayWith(obj(map[string]any{"Ref": like("^SourcelogsScaleFromZero")})),
