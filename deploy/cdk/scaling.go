@@ -137,53 +137,44 @@ func (s *regionStack) addScaling(id string, w *worker) {
 		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
 	})
 
-	start := awsapplicationautoscaling.NewStepScalingAction(s.Stack, jsii.String(id+"ScaleFromZero"), &awsapplicationautoscaling.StepScalingActionProps{
-		ScalingTarget:  target,
-		AdjustmentType: awsapplicationautoscaling.AdjustmentType_EXACT_CAPACITY,
-		Cooldown:       minute(),
+	// From zero: exactly the minimum, or one task.
+	s.oneStep(id+"ScaleFromZero", target, awsapplicationautoscaling.AdjustmentType_EXACT_CAPACITY, max(1, o.MinTasks), 1, id+"Waiting", &awscloudwatch.AlarmProps{
+		AlarmDescription:  jsii.String(w.Label() + ": messages waiting and no task running for 2 minutes: ask for one"),
+		Metric:            mathExpression(expr.Start, using),
+		EvaluationPeriods: jsii.Number(2),
+		TreatMissingData:  awscloudwatch.TreatMissingData_NOT_BREACHING,
 	})
-	start.AddAdjustment(&awsapplicationautoscaling.AdjustmentTier{Adjustment: jsii.Number(float64(max(1, o.MinTasks))), LowerBound: jsii.Number(0)})
-	s.scalingAlarm(id+"Waiting", start, &awscloudwatch.AlarmProps{
-		AlarmDescription:   jsii.String(w.Label() + ": messages waiting and no task running for 2 minutes: ask for one"),
-		Metric:             mathExpression(expr.Start, using),
-		Threshold:          jsii.Number(0),
-		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD,
-		EvaluationPeriods:  jsii.Number(2),
-		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
+	s.oneStep(id+"ScaleIn", target, awsapplicationautoscaling.AdjustmentType_CHANGE_IN_CAPACITY, -1, 2, id+"Spare", &awscloudwatch.AlarmProps{
+		AlarmDescription:  jsii.String(w.Label() + ": tasks at most half busy for 3 minutes: remove one"),
+		Metric:            mathExpression(expr.Spare, using),
+		EvaluationPeriods: jsii.Number(3),
+		TreatMissingData:  awscloudwatch.TreatMissingData_NOT_BREACHING,
 	})
-
-	in := awsapplicationautoscaling.NewStepScalingAction(s.Stack, jsii.String(id+"ScaleIn"), &awsapplicationautoscaling.StepScalingActionProps{
-		ScalingTarget:  target,
-		AdjustmentType: awsapplicationautoscaling.AdjustmentType_CHANGE_IN_CAPACITY,
-		Cooldown:       awscdk.Duration_Minutes(jsii.Number(2)),
-	})
-	in.AddAdjustment(&awsapplicationautoscaling.AdjustmentTier{Adjustment: jsii.Number(-1), LowerBound: jsii.Number(0)})
-	s.scalingAlarm(id+"Spare", in, &awscloudwatch.AlarmProps{
-		AlarmDescription:   jsii.String(w.Label() + ": tasks at most half busy for 3 minutes: remove one"),
-		Metric:             mathExpression(expr.Spare, using),
-		Threshold:          jsii.Number(0),
-		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD,
-		EvaluationPeriods:  jsii.Number(3),
-		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
-	})
-
-	zero := awsapplicationautoscaling.NewStepScalingAction(s.Stack, jsii.String(id+"ScaleToZero"), &awsapplicationautoscaling.StepScalingActionProps{
-		ScalingTarget:  target,
-		AdjustmentType: awsapplicationautoscaling.AdjustmentType_EXACT_CAPACITY,
-		Cooldown:       awscdk.Duration_Minutes(jsii.Number(2)),
-	})
-	zero.AddAdjustment(&awsapplicationautoscaling.AdjustmentTier{Adjustment: jsii.Number(0), LowerBound: jsii.Number(0)})
 	idle := s.d.Options.ScaleToZeroAfter.Minutes()
-	s.scalingAlarm(id+"Idle", zero, &awscloudwatch.AlarmProps{
-		AlarmDescription:   jsii.String(fmt.Sprintf("%s: queue empty, nothing in flight for %g minutes: scale to the minimum", w.Label(), idle)),
-		Metric:             mathExpression(expr.Idle, using),
-		Threshold:          jsii.Number(0),
-		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD,
-		EvaluationPeriods:  jsii.Number(idle),
+	s.oneStep(id+"ScaleToZero", target, awsapplicationautoscaling.AdjustmentType_EXACT_CAPACITY, 0, 2, id+"Idle", &awscloudwatch.AlarmProps{
+		AlarmDescription:  jsii.String(fmt.Sprintf("%s: queue empty, nothing in flight for %g minutes: scale to the minimum", w.Label(), idle)),
+		Metric:            mathExpression(expr.Idle, using),
+		EvaluationPeriods: jsii.Number(idle),
 		// SQS stops publishing metrics for a queue idle for hours: no
 		// data means no messages.
 		TreatMissingData: awscloudwatch.TreatMissingData_BREACHING,
 	})
+}
+
+// oneStep adds a policy of one adjustment, taken while its alarm's
+// expression (props, compared > 0) is in alarm, at most once per cooldown
+// minutes.
+func (s *regionStack) oneStep(id string, target awsapplicationautoscaling.ScalableTarget, kind awsapplicationautoscaling.AdjustmentType,
+	adjustment, cooldown int, alarmID string, props *awscloudwatch.AlarmProps) {
+	action := awsapplicationautoscaling.NewStepScalingAction(s.Stack, jsii.String(id), &awsapplicationautoscaling.StepScalingActionProps{
+		ScalingTarget:  target,
+		AdjustmentType: kind,
+		Cooldown:       awscdk.Duration_Minutes(jsii.Number(float64(cooldown))),
+	})
+	action.AddAdjustment(&awsapplicationautoscaling.AdjustmentTier{Adjustment: jsii.Number(float64(adjustment)), LowerBound: jsii.Number(0)})
+	props.Threshold = jsii.Number(0)
+	props.ComparisonOperator = awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD
+	s.scalingAlarm(alarmID, action, props)
 }
 
 func mathExpression(expr string, using *map[string]awscloudwatch.IMetric) awscloudwatch.MathExpression {
