@@ -128,6 +128,12 @@ func (e *EMF) Flush(now time.Time) error {
 	}
 	add := func(m *dto.Metric, name, unit string, v float64, delta bool) {
 		id, cum := name+"{"+labelKey(m)+"}", v
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			// JSON has no such number: the series' whole document,
+			// every other figure in it, would be refused at each flush.
+			errs = append(errs, fmt.Errorf("%s is %v: not written", id, v))
+			return
+		}
 		if delta {
 			if v == e.last[id] {
 				return

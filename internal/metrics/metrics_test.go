@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"testing"
@@ -288,5 +289,25 @@ func TestFlushWritesWhatItCan(t *testing.T) {
 	})
 	if len(reported) != 1 {
 		t.Errorf("Run reported %d failed flushes, want 1", len(reported))
+	}
+}
+
+// TestNonFiniteValueSkipped: a value JSON cannot hold (NaN, ±Inf) is
+// skipped and reported; the figures sharing its document are written.
+// It made the document fail to encode, at every flush.
+func TestNonFiniteValueSkipped(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "xrc_test_ratio"})
+	n := prometheus.NewCounter(prometheus.CounterOpts{Name: "xrc_test_failures_total"})
+	reg.MustRegister(g, n)
+	g.Set(math.NaN())
+	n.Add(2)
+	var out bytes.Buffer
+	e := NewEMF(reg, &out, "xrc", "xrc_", nil)
+	if err := e.Flush(time.UnixMilli(1000)); err == nil || !strings.Contains(err.Error(), "xrc_test_ratio") {
+		t.Errorf("flush: %v, want the NaN named", err)
+	}
+	if !strings.Contains(out.String(), `"xrc_test_failures_total":2`) {
+		t.Errorf("the counter beside the NaN was not written: %q", out.String())
 	}
 }
