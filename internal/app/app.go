@@ -168,6 +168,9 @@ func Start(ctx context.Context, name string, args []string, getenv func(string) 
 		// Three missed long polls in a row means the loop is stuck.
 		Health: health.New(3*time.Minute, time.Now),
 	}
+	p.Health.OnUnhealthy(func(err error) {
+		log.Error("unhealthy: the health check fails, and ECS replaces the task after its retries", zap.Error(err))
+	})
 	if a := protection.FromEnv(getenv); a != nil {
 		p.Protection = a
 	}

@@ -23,7 +23,16 @@ type Check struct {
 	// nor hides one.
 	start time.Time
 	last  atomic.Int64 // the last beat, in nanoseconds since start
+	// report hears a failing answer, once per spell (OnUnhealthy).
+	report   atomic.Pointer[func(error)]
+	reported atomic.Bool
 }
+
+// OnUnhealthy has f hear the check's failure once each time it starts
+// answering unhealthy: the probe's answer goes to the health command's
+// output, which no log keeps, and ECS records only "failed container
+// health checks" as it replaces the task.
+func (c *Check) OnUnhealthy(f func(error)) { c.report.Store(&f) }
 
 // New returns a check that fails when no beat came for maxSilence. The clock
 // starts now, so a worker that never polls also turns unhealthy.
@@ -48,9 +57,13 @@ func (c *Check) Err() error {
 // ServeHTTP answers 200 "ok" or 503 with the reason.
 func (c *Check) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 	if err := c.Err(); err != nil {
+		if f := c.report.Load(); f != nil && c.reported.CompareAndSwap(false, true) {
+			(*f)(err)
+		}
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		return
 	}
+	c.reported.Store(false)
 	fmt.Fprintln(w, "ok")
 }
 

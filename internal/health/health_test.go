@@ -28,6 +28,33 @@ func TestCheck(t *testing.T) {
 	}
 }
 
+// TestUnhealthySaidOnce: the check's failure is heard once per spell of
+// failing answers (a log line: the probe's answer is kept nowhere), again
+// after a healthy answer; before, nothing said why ECS replaced a task.
+func TestUnhealthySaidOnce(t *testing.T) {
+	now := time.Unix(0, 0)
+	c := New(time.Minute, func() time.Time { return now })
+	var heard []error
+	c.OnUnhealthy(func(err error) { heard = append(heard, err) })
+	serve := func() {
+		c.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/healthz", nil))
+	}
+	serve()
+	now = now.Add(2 * time.Minute)
+	serve()
+	serve()
+	if len(heard) != 1 {
+		t.Fatalf("heard %d failures over two failing answers, want 1: %v", len(heard), heard)
+	}
+	c.Beat()
+	serve()
+	now = now.Add(2 * time.Minute)
+	serve()
+	if len(heard) != 2 {
+		t.Errorf("heard %d failures, want a second after a healthy answer", len(heard))
+	}
+}
+
 func TestProbe(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
