@@ -176,7 +176,7 @@ func (h *Source) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEven
 				mine[i].Staged = t.record
 			}
 			if !matched {
-				log.Info("no rule covers object; acknowledging", zap.String("bucket", ref.Bucket), zap.String("key", ref.Key))
+				log.Debug("no rule covers object; acknowledging", zap.String("bucket", ref.Bucket), zap.String("key", ref.Key))
 			}
 			t.pending += len(mine)
 			items = append(items, mine...)

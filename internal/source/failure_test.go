@@ -275,10 +275,12 @@ func TestObjectGoneBeforeProcessingIsSkipped(t *testing.T) {
 		{key: "data/live/3.txt", data: []byte("three")},
 	}
 	f.put(t, live)
+	// A key outside the rule's prefix: no rule covers it.
+	f.send(t, eventBody(f.rule.SourceBucket, "elsewhere/uncovered.txt", "0123456789abcdef0123456789abcdef", "0055AED6DCD90281E6"))
 	// One event per put and per delete (the rule does not replicate deletes,
-	// so those are acknowledged as unmatched), plus the synthetic one: ten,
-	// so the first local long poll returns at once.
-	messages := 2*len(gone) + 1 + len(live)
+	// so those are acknowledged as unmatched), plus the two synthetic ones:
+	// eleven, so the first local long poll returns at once.
+	messages := 2*len(gone) + 2 + len(live)
 	f.waitDepth(t, f.sourceQueue(), messages, time.Minute)
 
 	log, logs := observed(t)
@@ -304,6 +306,17 @@ func TestObjectGoneBeforeProcessingIsSkipped(t *testing.T) {
 	sort.Strings(wantSkipped)
 	if keys := loggedKeys(logs, logGone); !slices.Equal(keys, wantSkipped) {
 		t.Errorf("%q logged for %q, want %q", logGone, keys, wantSkipped)
+	}
+	// One line per object only at debug (README): keys no rule covers
+	// (here the deletes) and skips come by the thousand.
+	for _, msg := range []string{logGone, "no rule covers object; acknowledging"} {
+		all := logs.FilterMessage(msg)
+		if all.Len() == 0 {
+			t.Errorf("no %q line", msg)
+		}
+		if n := all.Len() - all.FilterLevelExact(zap.DebugLevel).Len(); n != 0 {
+			t.Errorf("%d %q lines above debug", n, msg)
+		}
 	}
 	if n := r.metric(t, "xrc_source_objects_total", "result", "skipped"); int(n) != len(wantSkipped) {
 		t.Errorf("%v objects skipped, want %d", n, len(wantSkipped))
@@ -2130,4 +2143,59 @@ func TestResumeRefusesAWholeAnswer(t *testing.T) {
 	if keys := loggedKeys(logs, logRebuilt); len(keys) != 1 || keys[0] != big.key {
 		t.Errorf("archives rebuilt without %q, want %s alone", keys, big.key)
 	}
+}
+
+// overwriteBeforeGet overwrites key, once, just before the archive's read
+// of it: what plan read is superseded mid-archive.
+type overwriteBeforeGet struct {
+	source.S3API
+	s3   *s3.Client
+	key  string
+	data []byte
+	once sync.Once
+}
+
+func (o *overwriteBeforeGet) GetObject(ctx context.Context, in *s3.GetObjectInput, optFns ...func(*s3.Options)) (*s3.GetObjectOutput, error) {
+	if aws.ToString(in.Key) == o.key && in.IfMatch != nil {
+		var err error
+		o.once.Do(func() {
+			_, err = o.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: in.Bucket, Key: in.Key, Body: bytes.NewReader(o.data)})
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return o.S3API.GetObject(ctx, in, optFns...)
+}
+
+// TestOverwriteMidArchiveIsNoFailedArchive: an object overwritten as its
+// archive is written is skipped (the newer write has its event) and the
+// archive built again without it: overwrite churn, counted neither a
+// failed archive nor a warning (the dashboard's failed archives climbed
+// with it).
+func TestOverwriteMidArchiveIsNoFailedArchive(t *testing.T) {
+	t.Parallel()
+	f := setup(t, nil)
+	rng := rand.New(rand.NewPCG(11, 11))
+	key := "data/churn/big.txt"
+	v2 := dataset.Text(rng, 300<<10)
+	f.put(t, []object{{key: key, data: dataset.Text(rng, 300<<10)}, {key: "data/churn/other.txt", data: []byte("other")}})
+	f.waitDepth(t, f.sourceQueue(), 2, time.Minute)
+	f.worker = &overwriteBeforeGet{S3API: f.worker, s3: f.s3, key: key, data: v2}
+	log, logs := observed(t)
+	r := f.start(t, log)
+	got := f.waitStaged(t, 2, time.Minute)
+	if s, ok := got[key]; !ok || s.sum != digest(v2) {
+		t.Errorf("%s: staged %v, want its newer write", key, ok)
+	}
+	if n := r.metric(t, "xrc_source_archives_total", "result", "failed"); n != 0 {
+		t.Errorf("%v archives counted failed for an overwrite mid-archive, want 0", n)
+	}
+	if n := r.metric(t, "xrc_source_objects_total", "result", "skipped"); n != 1 {
+		t.Errorf("%v objects skipped, want the overwritten one", n)
+	}
+	if n := logs.FilterLevelExact(zap.WarnLevel).Len(); n != 0 {
+		t.Errorf("%d warnings for an overwrite mid-archive: %v", n, logs.FilterLevelExact(zap.WarnLevel).All()[0].Message)
+	}
+	r.stop()
 }

@@ -114,7 +114,6 @@ func (w *Worker) packPart(ctx context.Context, rule *config.Rule, entries []entr
 			}
 			return
 		}
-		w.Metrics.Archives.WithLabelValues(rule.ID, "failed").Inc()
 		var oe *objectError
 		if errors.As(err, &oe) && superseded(entries[oe.index], oe) && rebuilds < 2*maxRebuilds && ctx.Err() == nil {
 			i := oe.index
@@ -122,11 +121,14 @@ func (w *Worker) packPart(ctx context.Context, rule *config.Rule, entries []entr
 			// skips it (its successor has its own event), not failed
 			// (which would cost its message a receive, and a busy key
 			// every object it shares archives with).
+			// Nor is the archive counted failed: overwrite churn, not
+			// trouble, and the rebuild is counted as it ends.
 			bad := entries[i]
 			w.skipSuperseded(rule, bad, err, log)
 			entries = w.readable(ctx, rule, slices.Delete(entries, i, i+1), i, log)
 			continue
 		}
+		w.Metrics.Archives.WithLabelValues(rule.ID, "failed").Inc()
 		if errors.As(err, &oe) && rebuilds < maxRebuilds && ctx.Err() == nil {
 			// One object failed mid-stream: retry the archive without it,
 			// and without every other object a first-byte read finds
@@ -222,7 +224,7 @@ func superseded(e entry, err error) bool {
 }
 
 func (w *Worker) skipSuperseded(rule *config.Rule, e entry, err error, log *zap.Logger) {
-	log.Info("object overwritten or deleted since its event; skipping (what replaced it has its own event)",
+	log.Debug("object overwritten or deleted since its event; skipping (what replaced it has its own event)",
 		zap.String("bucket", e.obj.Bucket), zap.String("key", e.obj.Key), zap.Error(err))
 	w.Metrics.Objects.WithLabelValues(rule.ID, "skipped").Add(float64(len(e.items)))
 	settle(e.items, nil)

@@ -352,7 +352,7 @@ func (w *Worker) describe(ctx context.Context, e *entry, ref events.ObjectRef, i
 			ChecksumMode: s3types.ChecksumModeEnabled})
 	}
 	if awsapi.IsNotFound(err) {
-		log.Info("object gone since its event; skipping")
+		log.Debug("object gone since its event; skipping")
 		return false, nil
 	}
 	if awsapi.IsCustomerKeyRequired(err) && events.Version(ref.VersionID) == "" && ref.ETag != "" {
@@ -365,10 +365,10 @@ func (w *Worker) describe(ctx context.Context, e *entry, ref events.ObjectRef, i
 		case lerr != nil:
 			return false, lerr
 		case !found:
-			log.Info("object gone since its event; skipping")
+			log.Debug("object gone since its event; skipping")
 			return false, nil
 		case etag != ref.ETag:
-			log.Info("object overwritten since its event; skipping (the newer write has its own event)",
+			log.Debug("object overwritten since its event; skipping (the newer write has its own event)",
 				zap.String("eventETag", ref.ETag), zap.String("currentETag", etag))
 			return false, nil
 		}
@@ -384,7 +384,7 @@ func (w *Worker) describe(ctx context.Context, e *entry, ref events.ObjectRef, i
 		h, herr := w.head(ctx, &s3.HeadObjectInput{Bucket: &ref.Bucket, Key: &ref.Key})
 		switch {
 		case awsapi.IsNotFound(herr):
-			log.Info("object gone since its event; skipping")
+			log.Debug("object gone since its event; skipping")
 			return false, nil
 		case awsapi.IsCustomerKeyRequired(herr):
 			log.Info("object overwritten since its event by an SSE-C write; skipping (the newer write has its own event)")
@@ -393,7 +393,7 @@ func (w *Worker) describe(ctx context.Context, e *entry, ref events.ObjectRef, i
 			return false, herr
 		}
 		if etag := strings.Trim(aws.ToString(h.ETag), `"`); etag != ref.ETag {
-			log.Info("object overwritten since its event; skipping (the newer write has its own event)",
+			log.Debug("object overwritten since its event; skipping (the newer write has its own event)",
 				zap.String("eventETag", ref.ETag), zap.String("currentETag", etag))
 			return false, nil
 		}
@@ -416,7 +416,7 @@ func (w *Worker) describe(ctx context.Context, e *entry, ref events.ObjectRef, i
 	// class: a stale event is skipped whatever became of its object,
 	// not sent to the DLQ to be restored for nothing.
 	if events.Version(ref.VersionID) == "" && ref.ETag != "" && etag != ref.ETag {
-		log.Info("object overwritten since its event; skipping (the newer write has its own event)",
+		log.Debug("object overwritten since its event; skipping (the newer write has its own event)",
 			zap.String("eventETag", ref.ETag), zap.String("currentETag", etag))
 		return false, nil
 	}
@@ -424,7 +424,7 @@ func (w *Worker) describe(ctx context.Context, e *entry, ref events.ObjectRef, i
 		return false, archived(ref, class)
 	}
 	if aws.ToBool(head.DeleteMarker) {
-		log.Info("object version is a delete marker; skipping")
+		log.Debug("object version is a delete marker; skipping")
 		return false, nil
 	}
 	o.Size = aws.ToInt64(head.ContentLength)
@@ -467,7 +467,7 @@ func (w *Worker) describe(ctx context.Context, e *entry, ref events.ObjectRef, i
 	if aws.ToInt32(head.TagCount) > 0 {
 		tags, err := w.S3.GetObjectTagging(ctx, &s3.GetObjectTaggingInput{Bucket: &ref.Bucket, Key: &ref.Key, VersionId: optional(o.VersionID)})
 		if awsapi.IsNotFound(err) {
-			log.Info("object gone since its event; skipping")
+			log.Debug("object gone since its event; skipping")
 			return false, nil
 		}
 		if err != nil {
@@ -481,7 +481,7 @@ func (w *Worker) describe(ctx context.Context, e *entry, ref events.ObjectRef, i
 			// pinned by If-Match; a version id pins everything.)
 			if same, err := w.unchanged(ctx, ref, head); err != nil || !same {
 				if err == nil {
-					log.Info("object overwritten since its event; skipping (the newer write has its own event)")
+					log.Debug("object overwritten since its event; skipping (the newer write has its own event)")
 				}
 				return false, err
 			}

@@ -258,7 +258,7 @@ func (w *Worker) Handle(stop context.Context, m *worker.Message) {
 			items[i].Staged = t.record
 		}
 		if !matched {
-			m.Log().Info("no rule covers object; acknowledging", zap.String("bucket", ref.Bucket), zap.String("key", ref.Key))
+			m.Log().Debug("no rule covers object; acknowledging", zap.String("bucket", ref.Bucket), zap.String("key", ref.Key))
 		}
 		mine = append(mine, items...)
 	}
