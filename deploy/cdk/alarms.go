@@ -291,6 +291,21 @@ func (a *alarms) watchReplication(staging *string, r replication) {
 		EvaluationPeriods:  jsii.Number(1),
 		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
 	})
+	// Slow, not failed: archives PENDING for hours raise no failure, and
+	// no queue holds their objects (the target's receives nothing).
+	age := a.s.d.Options.OldestMessageAge
+	a.add("ReplicationSlow-"+r.ID(), "replication-slow-"+r.ID(), &awscloudwatch.AlarmProps{
+		AlarmDescription: jsii.String(fmt.Sprintf("S3 Replication of rule %s's archives to %s takes over %v: their objects are late and no queue shows it. "+
+			"The staging bucket's replication metrics (OperationsPendingReplication, BytesPendingReplication) say how much waits; "+
+			"AWS Health, the target's staging bucket and KMS key say why", r.Rule.ID, r.To.Name, age)),
+		Metric: awscloudwatch.NewMetric(&awscloudwatch.MetricProps{Namespace: jsii.String("AWS/S3"), MetricName: jsii.String("ReplicationLatency"),
+			DimensionsMap: &map[string]*string{"SourceBucket": staging, "DestinationBucket": jsii.String(r.To.StagingBucket), "RuleId": jsii.String(r.ID())},
+			Statistic:     jsii.String("Maximum"), Period: awscdk.Duration_Minutes(jsii.Number(5))}),
+		Threshold:          jsii.Number(age.Seconds()),
+		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD,
+		EvaluationPeriods:  jsii.Number(2),
+		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
+	})
 }
 
 // alarmName names a worker in its alarms' names.

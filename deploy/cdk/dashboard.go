@@ -200,16 +200,23 @@ func (s *regionStack) functionWidgets(d awscloudwatch.Dashboard) {
 }
 
 func (s *regionStack) targetWidgets(d awscloudwatch.Dashboard) {
-	var bytes []awscloudwatch.IMetric
+	var bytes, latency []awscloudwatch.IMetric
 	for _, rule := range s.plan.TargetRules {
 		bytes = append(bytes, xrcMetric(s, targetKind, "xrc_target_bytes_total", map[string]string{"rule": rule.ID}, "Sum").
 			With(&awscloudwatch.MetricOptions{Label: jsii.String(rule.ID)}))
+		for _, p := range []string{"p50", "p99"} {
+			latency = append(latency, xrcMetric(s, targetKind, "xrc_target_replication_latency_seconds", map[string]string{"rule": rule.ID}, p).
+				With(&awscloudwatch.MetricOptions{Label: jsii.String(rule.ID + " " + p)}))
+		}
 	}
 	d.AddWidgets(
 		graph("Target archives by result", 6, s.search(targetKind, "xrc_target_archives_total", "result")),
 		graph("Target objects by rule and result", 6, s.search(targetKind, "xrc_target_objects_total", "result", "rule")),
 		graph("Target bytes written", 6, bytes...),
 		graph("Target verify failures", 6, xrcMetric(s, targetKind, "xrc_target_verify_failures_total", nil, "Sum")),
+		// From the source's write to the copy here: S3 Replication's
+		// delay and every worker's, which no alarm on a queue sees.
+		graph("Replication latency, source write to copy (s)", 6, latency...),
 	)
 }
 

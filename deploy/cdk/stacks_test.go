@@ -960,6 +960,16 @@ func TestAlarms(t *testing.T) {
 			"AlarmDescription": like("lifecycle does not expire an archive whose replication failed"),
 		}))
 	})
+	// Slow replication raises no failure and fills no queue.
+	check(t, "replication latency", func() {
+		s.tmpl["us-east-1"].HasResourceProperties(jsii.String("AWS::CloudWatch::Alarm"), obj(map[string]any{
+			"AlarmName":  "xrc-us-east-1-replication-slow-logs-to-eu-west-1",
+			"Namespace":  "AWS/S3",
+			"MetricName": "ReplicationLatency",
+			"Statistic":  "Maximum",
+			"Dimensions": arrayWith(obj(map[string]any{"Name": "RuleId", "Value": "logs-to-eu-west-1"})),
+		}))
+	})
 	for _, b := range ofType(s.json["us-east-1"], "AWS::S3::Bucket") {
 		if rc, ok := propsOf(b)["ReplicationConfiguration"].(map[string]any); ok {
 			for _, r := range rc["Rules"].([]any) {
@@ -1033,7 +1043,7 @@ func TestDashboard(t *testing.T) {
 		t.Error("us-east-1 dashboard's archives lack those cut by a stop (interrupted)")
 	}
 	tgt := body("eu-west-1")
-	for _, want := range []string{"xrc_target_archives_total", "xrc_target_objects_total", "xrc_target_bytes_total", "xrc_target_verify_failures_total", "xrc_target_errors_total"} {
+	for _, want := range []string{"xrc_target_archives_total", "xrc_target_objects_total", "xrc_target_bytes_total", "xrc_target_verify_failures_total", "xrc_target_errors_total", "xrc_target_replication_latency_seconds"} {
 		if !strings.Contains(tgt, want) {
 			t.Errorf("eu-west-1 dashboard lacks %s", want)
 		}
