@@ -74,7 +74,6 @@ func TestTakenOverOnlyAlone(t *testing.T) {
 	}{
 		{"alone", gone, true},
 		{"twice", errors.Join(gone, gone), true},
-		{"a part sent again by the other", fmt.Errorf("CompleteMultipartUpload: %w", &smithy.GenericAPIError{Code: "InvalidPart"}), true},
 		{"beside a read of the archive", errors.Join(io.ErrUnexpectedEOF, gone), false},
 		{"beside a bad member", errors.Join(fmt.Errorf("member: %w", archive.ErrInvalid), gone), false},
 		{"another error", io.ErrUnexpectedEOF, false},

@@ -183,18 +183,14 @@ func (w *Worker) completeRefused(ctx context.Context, wr *write, o *manifest.Obj
 // deliveries create uploads at once, not a failure of this one that
 // would, on its last receive, abandon the other's uploads too. Only when
 // that is all that went wrong: not beside a failure of the member's own
-// (its bytes, a read of the archive), which a wait would hide. So is an
-// InvalidPart at the complete: another delivery resuming the upload while
-// this one runs sent a part again (with SSE-KMS its ETag is not its MD5),
-// and the part this one listed is no longer there.
+// (its bytes, a read of the archive), which a wait would hide.
 func takenOver(u uploads.Upload, err error) error {
 	var only func(error) bool
 	only = func(err error) bool {
 		if j, ok := err.(interface{ Unwrap() []error }); ok {
 			return !slices.ContainsFunc(j.Unwrap(), func(e error) bool { return !only(e) })
 		}
-		c := awsapi.Code(err)
-		return c == "NoSuchUpload" || c == "InvalidPart"
+		return awsapi.Code(err) == "NoSuchUpload"
 	}
 	if err == nil || !only(err) {
 		return err
