@@ -49,13 +49,14 @@ type EMF struct {
 	dimensions map[string]string // added to every document (service, region)
 	prefix     string
 
-	mu   sync.Mutex
-	last map[string]float64 // previous cumulative value per series
+	mu        sync.Mutex
+	last      map[string]float64 // previous cumulative value per series
+	nonFinite map[string]bool    // series said not finite (said once)
 }
 
 // NewEMF returns an EMF writer for the metrics of reg named prefix*.
 func NewEMF(reg prometheus.Gatherer, w io.Writer, namespace, prefix string, dimensions map[string]string) *EMF {
-	return &EMF{reg: reg, w: w, namespace: namespace, prefix: prefix, dimensions: dimensions, last: map[string]float64{}}
+	return &EMF{reg: reg, w: w, namespace: namespace, prefix: prefix, dimensions: dimensions, last: map[string]float64{}, nonFinite: map[string]bool{}}
 }
 
 // Run flushes every interval until ctx ends, then flushes once more so the
@@ -131,7 +132,11 @@ func (e *EMF) Flush(now time.Time) error {
 		if math.IsNaN(v) || math.IsInf(v, 0) {
 			// JSON has no such number: the series' whole document,
 			// every other figure in it, would be refused at each flush.
-			errs = append(errs, fmt.Errorf("%s is %v: not written", id, v))
+			// Said once: a counter stays so for the process's life.
+			if !e.nonFinite[id] {
+				e.nonFinite[id] = true
+				errs = append(errs, fmt.Errorf("%s is %v: not written", id, v))
+			}
 			return
 		}
 		if delta {
@@ -259,6 +264,9 @@ func (e *EMF) distribution(m *dto.Metric, name string) *histogramDelta {
 	// Its own baseline for the sum, as for the buckets: its document may
 	// be written when the _sum's is not, or the other way round.
 	sumID := key + "#sum"
+	if s := h.GetSampleSum(); math.IsNaN(s) || math.IsInf(s, 0) {
+		return nil // its _sum says so (add), once
+	}
 	d.dist.Sum = h.GetSampleSum() - e.last[sumID]
 	d.seen[sumID] = h.GetSampleSum()
 	// Bounds, kept about the mean (Min <= Sum/Count <= Max), as a

@@ -310,4 +310,17 @@ func TestNonFiniteValueSkipped(t *testing.T) {
 	if !strings.Contains(out.String(), `"xrc_test_failures_total":2`) {
 		t.Errorf("the counter beside the NaN was not written: %q", out.String())
 	}
+	// Said once, not at every flush; a histogram with an infinite sum
+	// costs its own figures only.
+	h := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "xrc_test_latency_seconds", Buckets: []float64{1, 2}})
+	reg.MustRegister(h)
+	h.Observe(math.Inf(1))
+	n.Add(1)
+	out.Reset()
+	if err := e.Flush(time.UnixMilli(61000)); err == nil || strings.Contains(err.Error(), "xrc_test_ratio") || !strings.Contains(err.Error(), "xrc_test_latency_seconds_sum") {
+		t.Errorf("second flush: %v, want only the histogram's sum named", err)
+	}
+	if !strings.Contains(out.String(), `"xrc_test_failures_total":1`) {
+		t.Errorf("the counter beside the infinite histogram was not written: %q", out.String())
+	}
 }
