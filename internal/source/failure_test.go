@@ -307,6 +307,9 @@ func TestObjectGoneBeforeProcessingIsSkipped(t *testing.T) {
 	if keys := loggedKeys(logs, logGone); !slices.Equal(keys, wantSkipped) {
 		t.Errorf("%q logged for %q, want %q", logGone, keys, wantSkipped)
 	}
+	if n := r.metric(t, "xrc_source_unmatched_events_total"); n != 1 {
+		t.Errorf("%v events of keys no rule covers counted, want 1", n)
+	}
 	// One line per object only at debug (README): keys no rule covers
 	// (here the deletes) and skips come by the thousand.
 	for _, msg := range []string{logGone, "no rule covers object; acknowledging"} {

@@ -71,5 +71,10 @@ func (w *Worker) Match(ref events.ObjectRef, sent time.Time, done func(error), l
 		}
 		items = append(items, Item{Ref: ref, Rule: r, Sent: sent, Done: done})
 	}
+	if !matched {
+		// Said at debug only (a Spark job's temporary files come by the
+		// thousand): counted, so a prefix mistyped still shows.
+		w.Metrics.Unmatched.Inc()
+	}
 	return items, matched
 }

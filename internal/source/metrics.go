@@ -17,6 +17,7 @@ type Metrics struct {
 	ArchiveDuration *prometheus.HistogramVec // seconds from batch close to staged, by rule
 	BatchObjects    *prometheus.HistogramVec // entries per archive, by rule
 	Batches         *prometheus.CounterVec   // batches closed, by rule and what closed them
+	Unmatched       prometheus.Counter       // events of keys no rule covers
 	LevelObjects    *prometheus.CounterVec   // the level mix: objects by rule, class and arm
 	BytesSaved      *prometheus.CounterVec   // bytes in minus bytes out (never negative), by rule
 	Transfer        *prometheus.CounterVec   // dollars of inter-region transfer, by rule and kind: without (xrc), with
@@ -65,10 +66,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "This task's start-up CPU benchmark: MB compressed per CPU-second at level 3."}),
 		CPUFactor: prometheus.NewGauge(prometheus.GaugeOpts{Name: "xrc_source_cpu_factor_ratio",
 			Help: "This task's CPU benchmark divided by the fleet's mean."}),
+		Unmatched: prometheus.NewCounter(prometheus.CounterOpts{Name: "xrc_source_unmatched_events_total",
+			Help: "S3 events of keys no rule covers (its prefix, suffix and ignore patterns), acknowledged: steady on keys meant to be copied, a config that does not match the bucket's notifications."}),
 		Behind: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "xrc_source_throughput_steps",
 			Help: "How many levels faster than the best the learner chooses to catch up with the rule's queue (0: not behind), by rule."}, []string{"rule"}),
 	}
 	reg.MustRegister(m.Objects, m.BytesIn, m.BytesOut, m.Archives, m.ArchiveDuration, m.BatchObjects, m.Batches,
-		m.LevelObjects, m.BytesSaved, m.Transfer, m.Compute, m.ArchiveRatio, m.CompressionCPU, m.Decisions, m.CPUBenchmark, m.CPUFactor, m.Behind)
+		m.LevelObjects, m.BytesSaved, m.Transfer, m.Compute, m.ArchiveRatio, m.CompressionCPU, m.Decisions, m.CPUBenchmark, m.CPUFactor, m.Behind, m.Unmatched)
 	return m
 }
