@@ -216,7 +216,7 @@ func (s *regionStack) targetWidgets(d awscloudwatch.Dashboard) {
 		graph("Target verify failures", 6, xrcMetric(s, targetKind, "xrc_target_verify_failures_total", nil, "Sum")),
 		// From the source's write to the copy here: S3 Replication's
 		// delay and every worker's, which no alarm on a queue sees.
-		graph("Replication latency, source write to copy (s)", 6, latency...),
+		graph("Replication latency, source write to copy (s, bucket bounds)", 6, latency...),
 	)
 }
 
