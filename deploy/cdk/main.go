@@ -23,10 +23,6 @@ import (
 	"github.com/xrc-dev/xrc/internal/config"
 )
 
-// defaultConfig is used when neither -c config=PATH nor XRC_CONFIG is set;
-// the CLI runs the app in deploy/cdk.
-const defaultConfig = "../../configs/example.json"
-
 func main() {
 	defer jsii.Close()
 	app := awscdk.NewApp(nil)
@@ -63,7 +59,9 @@ func build(app awscdk.App) (*deployment, error) {
 		path = os.Getenv("XRC_CONFIG")
 	}
 	if path == "" {
-		path = defaultConfig
+		// No default: a destroy or deploy that forgot it would act on the
+		// example's stacks, named as a deployment that kept its stackName.
+		return nil, fmt.Errorf("no config: pass -c config=PATH (e.g. -c config=configs/prod.json) or set XRC_CONFIG, to every synth, deploy, diff, destroy and bootstrap")
 	}
 	if strings.HasPrefix(path, config.SSMScheme) {
 		return nil, fmt.Errorf("config %s: the CDK app reads a file (it creates the SSM parameter from it); pass -c config=PATH", path)

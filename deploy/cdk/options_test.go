@@ -105,6 +105,16 @@ func TestGoMemLimit(t *testing.T) {
 	}
 }
 
+// TestConfigRequired: no config given, the app refuses; it built the
+// example's stacks, named as a deployment that kept the example's
+// stackName (a destroy without -c config would offer to remove them).
+func TestConfigRequired(t *testing.T) {
+	t.Setenv("XRC_CONFIG", "")
+	if _, err := synthApp(map[string]any{}); err == nil || !strings.Contains(err.Error(), "-c config=PATH") {
+		t.Errorf("synth without a config: %v; want it refused, naming -c config=PATH", err)
+	}
+}
+
 func TestUnknownContext(t *testing.T) {
 	got := unknownContext(map[string]any{
 		"alarmEmails":                          "typo",
