@@ -16,6 +16,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	"github.com/aws/smithy-go"
 )
 
 // MaxDocument caps the bytes Load accepts; SSM's advanced tier stops at 8 KB
@@ -71,12 +72,26 @@ func Read(ctx context.Context, source string, ps ParameterGetter) ([]byte, error
 	}
 	out, err := ps.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(name), WithDecryption: aws.Bool(true)})
 	if err != nil {
-		return nil, fmt.Errorf("config %s: reading SSM parameter %s: %w", source, name, err)
+		return nil, fmt.Errorf("config %s: reading SSM parameter %s: %w%s", source, name, err, notFoundHint(name, err))
 	}
 	if out.Parameter == nil || out.Parameter.Value == nil {
 		return nil, fmt.Errorf("config %s: SSM parameter %s has no value", source, name)
 	}
 	return []byte(*out.Parameter.Value), nil
+}
+
+// notFoundHint says where to look when the parameter is not there: the
+// usual first-day causes are another region and a path missing its
+// leading slash (ssm://xrc/config names "xrc/config").
+func notFoundHint(name string, err error) string {
+	var ae smithy.APIError
+	if !errors.As(err, &ae) || ae.ErrorCode() != "ParameterNotFound" {
+		return ""
+	}
+	if !strings.HasPrefix(name, "/") && strings.Contains(name, "/") {
+		return fmt.Sprintf(" (a path starts with '/': %s/%s)", SSMScheme, name)
+	}
+	return " (not in this region: the CDK app writes /<stackName>/config in each region it deploys; check AWS_REGION or -region)"
 }
 
 // Parse decodes and validates a document. Errors name the JSON path of each

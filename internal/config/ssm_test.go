@@ -72,8 +72,12 @@ func TestLoadFromSSM(t *testing.T) {
 		t.Errorf("SSM and file loads differ:\n%s\n%s", a, b)
 	}
 
-	if _, err := Load(ctx, "ssm:///xrc/missing", client); err == nil || !strings.Contains(err.Error(), "ParameterNotFound") {
-		t.Errorf("missing parameter: %v", err)
+	if _, err := Load(ctx, "ssm:///xrc/missing", client); err == nil || !strings.Contains(err.Error(), "ParameterNotFound") || !strings.Contains(err.Error(), "check AWS_REGION") {
+		t.Errorf("missing parameter: %v; want where to look", err)
+	}
+	// Two slashes: the name lacks its leading one.
+	if _, err := Load(ctx, "ssm://xrc/prod/config", client); err == nil || !strings.Contains(err.Error(), "ssm:///xrc/prod/config") {
+		t.Errorf("a path without its slash: %v; want the three-slash form suggested", err)
 	}
 	if _, err := Load(ctx, "ssm:///xrc/bad", client); err == nil || !strings.Contains(err.Error(), "malformed JSON") {
 		t.Errorf("bad parameter: %v", err)
