@@ -3,6 +3,7 @@ package deliver_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -25,6 +27,7 @@ import (
 	"github.com/xrc-dev/xrc/internal/awsapi"
 	"github.com/xrc-dev/xrc/internal/checksum"
 	"github.com/xrc-dev/xrc/internal/config"
+	"github.com/xrc-dev/xrc/internal/corpus"
 	"github.com/xrc-dev/xrc/internal/dataset"
 	"github.com/xrc-dev/xrc/internal/deliver"
 	"github.com/xrc-dev/xrc/internal/localstack"
@@ -808,5 +811,65 @@ func TestRefusedCompleteDecidedAgain(t *testing.T) {
 		if n := metric(t, reg, "xrc_target_objects_total", "result", c.result); n != 1 {
 			t.Errorf("%s: objects counted %s %v times, want once", c.mode, c.result, n)
 		}
+	}
+}
+
+// resetOnce is the target's S3 with the first read of a staging archive
+// reset after n bytes, as a connection dropped mid-archive.
+type resetOnce struct {
+	deliver.S3API
+	bucket string
+	n      int64
+	mu     sync.Mutex
+	gets   []*s3.GetObjectInput
+}
+
+func (r *resetOnce) GetObject(ctx context.Context, in *s3.GetObjectInput, optFns ...func(*s3.Options)) (*s3.GetObjectOutput, error) {
+	if aws.ToString(in.Bucket) != r.bucket {
+		return r.S3API.GetObject(ctx, in, optFns...)
+	}
+	r.mu.Lock()
+	r.gets = append(r.gets, in)
+	first := len(r.gets) == 1
+	r.mu.Unlock()
+	out, err := r.S3API.GetObject(ctx, in, optFns...)
+	if err == nil && first {
+		out.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.MultiReader(io.LimitReader(out.Body, r.n), iotest.ErrReader(errors.New("read: connection reset by peer"))), out.Body}
+	}
+	return out, err
+}
+
+// TestStagingReadResumed: a staging archive's read reset mid-stream reads
+// on from where it stopped, the same version of the archive, and the
+// delivery succeeds; it was failed and read again from its first byte at
+// the message's next receive (on its last, its uploads abandoned).
+func TestStagingReadResumed(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t, nil)
+	ctx := context.Background()
+	staging := p.cfg.Settings.Regions[1].StagingBucket
+	dst := p.cfg.Rules[0].Destinations[0].Bucket
+	var objs []dataset.Object
+	for i := range 4 {
+		objs = append(objs, dataset.Object{Key: fmt.Sprintf("data/reset/%d.bin", i), ContentType: "application/octet-stream", Data: corpus.Random(256<<10, byte(i))})
+	}
+	p.stage(t, "r1/reset.tar.zst", manifestFor("reset", objs, p.cfg, nil), objs)
+	s3c := &resetOnce{S3API: p.dst, bucket: staging, n: 600 << 10}
+	w := p.targetWorker(t, deliver.Deps{S3: s3c})
+	if err := w.Deliver(ctx, staging, "r1/reset.tar.zst"); err != nil {
+		t.Fatalf("delivery whose read was reset once: %v", err)
+	}
+	for _, err := range dataset.Check(ctx, p.dst, dst, objs, identity, 4) {
+		t.Error(err)
+	}
+	if len(s3c.gets) != 2 {
+		t.Fatalf("%d reads of the archive, want 2 (the first, then one reading on)", len(s3c.gets))
+	}
+	again := s3c.gets[1]
+	if aws.ToString(again.Range) != fmt.Sprintf("bytes=%d-", 600<<10) || again.VersionId == nil && again.IfMatch == nil {
+		t.Errorf("read on with range %q, version %v, if-match %v: want from byte %d, pinned to the archive read", aws.ToString(again.Range), aws.ToString(again.VersionId), aws.ToString(again.IfMatch), 600<<10)
 	}
 }

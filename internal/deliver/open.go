@@ -4,10 +4,13 @@ import (
 	"context"
 	"io"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
 
 	"github.com/xrc-dev/xrc/internal/archive"
+	"github.com/xrc-dev/xrc/internal/awsapi"
 )
 
 // open starts reading a staging archive (its version, if not ""); the
@@ -21,8 +24,27 @@ func (w *Worker) open(ctx context.Context, bucket, key, version string) (*archiv
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	// A reset mid-archive reads on from where it stopped, the same
+	// version, or (unversioned) the same ETag: a delivery of GBs, paused
+	// while another holds the memory, was started over, and on its last
+	// receive its uploads abandoned.
+	body := &awsapi.ResumingBody{Ctx: ctx, Body: out.Body, Size: aws.ToInt64(out.ContentLength), Tries: resumeTries,
+		Reopen: func(ctx context.Context, byteRange string) (*s3.GetObjectOutput, error) {
+			again := &s3.GetObjectInput{Bucket: &bucket, Key: &key, Range: &byteRange}
+			if v := versionOf(out.VersionId); v != nil {
+				again.VersionId = v
+			} else {
+				again.IfMatch = out.ETag
+			}
+			return w.S3.GetObject(ctx, again)
+		},
+		Resumed: func(at int64, try int, cause error) {
+			w.Log.Info("staging archive's read resumed after failing mid-stream", zap.String("bucket", bucket), zap.String("key", key),
+				zap.Int64("at", at), zap.Int("try", try), zap.NamedError("cause", cause))
+		}}
+	out.Body = body
 	held := &heldManifest{w: w, ctx: ctx}
-	r, err := archive.NewReader(&counted{r: out.Body, c: w.Metrics.StagingRead, progress: w.runtime.Progress},
+	r, err := archive.NewReader(&counted{r: body, c: w.Metrics.StagingRead, progress: w.runtime.Progress},
 		archive.ReaderOptions{BeforeManifest: held.acquire, BeforeDecode: held.grow})
 	if err != nil {
 		held.Close()
@@ -31,6 +53,10 @@ func (w *Worker) open(ctx context.Context, bucket, key, version string) (*archiv
 	}
 	return r, closers{out.Body, held}, out, nil
 }
+
+// resumeTries is how many times one archive's read resumes after failing
+// mid-stream.
+const resumeTries = 3
 
 // manifestCharge is what decoding and holding a manifest of size bytes
 // takes: its bytes and its objects, about 3.5 times them (measured: a

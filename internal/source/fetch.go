@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"math/bits"
-	"strings"
 	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -371,7 +370,14 @@ func (w *Worker) streamObject(ctx context.Context, aw *archive.Writer, i int, o 
 	if err != nil {
 		return &objectError{i, err}
 	}
-	body := &resumingBody{ctx: ctx, w: w, o: o, body: first}
+	body := &awsapi.ResumingBody{Ctx: ctx, Body: first, Size: o.Size, Tries: resumeTries,
+		Reopen: func(ctx context.Context, byteRange string) (*s3.GetObjectOutput, error) {
+			return w.getPinned(ctx, o, byteRange)
+		},
+		Resumed: func(at int64, try int, cause error) {
+			w.Log.Info("object's read resumed after failing mid-stream", zap.String("bucket", o.Bucket), zap.String("key", o.Key),
+				zap.Int64("at", at), zap.Int("try", try), zap.NamedError("cause", cause))
+		}}
 	defer body.Close()
 	track := &trackingReader{r: body, progress: w.runtime.Progress}
 	src := bufio.NewReaderSize(track, adaptive.ProbeSize)
@@ -394,50 +400,6 @@ func (w *Worker) streamObject(ctx context.Context, aw *archive.Writer, i int, o 
 // resumeTries is how many times one object's read resumes after failing
 // mid-stream.
 const resumeTries = 3
-
-// resumingBody reads a large object o and, when a read fails mid-stream
-// (a connection reset), reads on from where it stopped with a ranged GET
-// of the same write (open pins its version or ETag), up to resumeTries
-// times: a read of many GB was started over for one reset, at a receive
-// of its message each. The archive writer still checks the whole stream's
-// size and checksum.
-type resumingBody struct {
-	ctx   context.Context
-	w     *Worker
-	o     *manifest.Object
-	body  io.ReadCloser
-	read  int64
-	tries int
-}
-
-func (r *resumingBody) Read(p []byte) (int, error) {
-	for {
-		n, err := r.body.Read(p)
-		r.read += int64(n)
-		if err == nil || err == io.EOF || r.ctx.Err() != nil || r.tries >= resumeTries || r.read >= r.o.Size {
-			return n, err
-		}
-		r.body.Close()
-		r.body = io.NopCloser(bytes.NewReader(nil))
-		next, oerr := r.w.getPinned(r.ctx, r.o, fmt.Sprintf("bytes=%d-", r.read))
-		if oerr != nil {
-			return n, fmt.Errorf("%w; reading on from byte %d: %w", err, r.read, oerr)
-		}
-		if from := fmt.Sprintf("bytes %d-", r.read); !strings.HasPrefix(aws.ToString(next.ContentRange), from) {
-			// A store that ignores Range answers the whole object.
-			next.Body.Close()
-			return n, fmt.Errorf("%w; reading on from byte %d: the store answered %q, not the range asked for", err, r.read, aws.ToString(next.ContentRange))
-		}
-		r.body, r.tries = next.Body, r.tries+1
-		r.w.Log.Info("object's read resumed after failing mid-stream", zap.String("bucket", r.o.Bucket), zap.String("key", r.o.Key),
-			zap.Int64("at", r.read), zap.Int("try", r.tries), zap.NamedError("cause", err))
-		if n > 0 {
-			return n, nil
-		}
-	}
-}
-
-func (r *resumingBody) Close() error { return r.body.Close() }
 
 // trackingReader remembers the reader's own error, telling source failures
 // from sink failures, and reports progress as a large object streams, so a
