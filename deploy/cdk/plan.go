@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/xrc-dev/xrc/internal/config"
@@ -279,7 +280,7 @@ func healthURL(metricsAddr string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%q is not host:port: %w", metricsAddr, err)
 	}
-	if port == "0" || port == "" {
+	if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
 		return "", fmt.Errorf("%q has no fixed port; the ECS health check needs one (the default is %q)", metricsAddr, config.DefaultMetricsAddr)
 	}
 	switch host {
@@ -287,5 +288,6 @@ func healthURL(metricsAddr string) (string, error) {
 	default:
 		return "", fmt.Errorf("%q listens on %s only; the in-container health check probes 127.0.0.1, so use %q", metricsAddr, host, ":"+port)
 	}
-	return "http://127.0.0.1:" + port + "/healthz", nil
+	n, _ := strconv.Atoi(port)
+	return fmt.Sprintf("http://127.0.0.1:%d/healthz", n), nil
 }

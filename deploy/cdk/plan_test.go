@@ -234,6 +234,8 @@ func TestHealthURL(t *testing.T) {
 		"0.0.0.0:8080":   "http://127.0.0.1:8080/healthz",
 		"127.0.0.1:9090": "http://127.0.0.1:9090/healthz",
 		"127.0.0.1:0":    "",
+		":00":            "", // no fixed port either: the worker listens on any
+		":09090":         "http://127.0.0.1:9090/healthz",
 		"10.0.0.1:9090":  "",
 		"nonsense":       "",
 	} {

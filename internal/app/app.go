@@ -381,7 +381,13 @@ func SourceRules(cfg *config.Config, region string, f Flags) ([]string, string, 
 	}
 	switch {
 	case len(rules) == 0:
-		return nil, "", fmt.Errorf("no rule has source region %s", region)
+		var sources []string
+		for _, r := range cfg.Rules {
+			if !slices.Contains(sources, r.SourceRegion) {
+				sources = append(sources, r.SourceRegion)
+			}
+		}
+		return nil, "", fmt.Errorf("no rule has source region %s (the rules' source regions: %v): set XRC_REGION or -region to one of them", region, sources)
 	case len(rules) > 1 && f.QueueURL == "":
 		return nil, "", fmt.Errorf("rules %v share region %s: run one worker per rule (XRC_RULES=<id>) or set XRC_QUEUE_URL", rules, region)
 	}

@@ -336,8 +336,9 @@ func TestSourceRules(t *testing.T) {
 	if rules, _, err := SourceRules(cfg, "us-east-1", Flags{QueueURL: "https://q"}); err != nil || len(rules) != 2 {
 		t.Errorf("two rules on one queue URL: %v %v", rules, err)
 	}
-	if _, _, err := SourceRules(cfg, "eu-west-1", Flags{}); err == nil {
-		t.Error("a region without source rules")
+	// Where to run it instead is said.
+	if _, _, err := SourceRules(cfg, "eu-west-1", Flags{}); err == nil || !strings.Contains(err.Error(), "[us-east-1]") {
+		t.Errorf("a region without source rules: %v; want the source regions listed", err)
 	}
 	// A rule named wrongly is refused, not dropped with its queue's
 	// events acknowledged.
