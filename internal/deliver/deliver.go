@@ -365,6 +365,8 @@ func failureKind(err error) string {
 		return "retag_wait"
 	case errors.Is(err, ErrRejected):
 		return "rejected" // the config does not send it there: no write's fault
+	case errors.As(err, new(*stagingReadError)):
+		return "staging_read"
 	}
 	return errorKind(err)
 }

@@ -143,5 +143,16 @@ func (c *counted) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.c.Add(float64(n))
 	c.progress()
+	if err != nil && err != io.EOF {
+		err = &stagingReadError{err}
+	}
 	return n, err
 }
+
+// stagingReadError is a failure reading the staging archive (a reset
+// past its resumptions, a timeout): neither the archive's fault nor a
+// destination's, said kind staging_read.
+type stagingReadError struct{ err error }
+
+func (e *stagingReadError) Error() string { return e.err.Error() }
+func (e *stagingReadError) Unwrap() error { return e.err }

@@ -11,6 +11,7 @@ import (
 	"testing/iotest"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/semaphore"
 
 	"github.com/xrc-dev/xrc/internal/manifest"
@@ -109,6 +110,17 @@ func TestLateTagsCountEveryHeader(t *testing.T) {
 func TestRejectedArchivesSaySo(t *testing.T) {
 	if k := failureKind(fmt.Errorf("s3://b/k: %w: archive a: not where rule r sends this key", ErrRejected)); k != "rejected" {
 		t.Errorf("kind %q", k)
+	}
+}
+
+// TestStagingReadFailuresSaySo: a staging archive's read failing (a reset
+// past its resumptions) is said kind staging_read, not write: on call
+// looked at the destinations.
+func TestStagingReadFailuresSaySo(t *testing.T) {
+	c := &counted{r: iotest.ErrReader(errors.New("read: connection reset by peer")), c: prometheus.NewCounter(prometheus.CounterOpts{Name: "x"}), progress: func() {}}
+	_, err := c.Read(make([]byte, 1))
+	if k := failureKind(fmt.Errorf("archive a (s3://stg/k): reading: %w", err)); k != "staging_read" {
+		t.Errorf("kind %q, want staging_read", k)
 	}
 }
 
