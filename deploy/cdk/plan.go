@@ -280,7 +280,7 @@ func healthURL(metricsAddr string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%q is not host:port: %w", metricsAddr, err)
 	}
-	if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
+	if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 || strings.Trim(port, "0123456789") != "" {
 		return "", fmt.Errorf("%q has no fixed port; the ECS health check needs one (the default is %q)", metricsAddr, config.DefaultMetricsAddr)
 	}
 	switch host {

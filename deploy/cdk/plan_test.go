@@ -235,6 +235,7 @@ func TestHealthURL(t *testing.T) {
 		"127.0.0.1:9090": "http://127.0.0.1:9090/healthz",
 		"127.0.0.1:0":    "",
 		":00":            "", // no fixed port either: the worker listens on any
+		":+80":           "", // Atoi takes it; the listener does not
 		":09090":         "http://127.0.0.1:9090/healthz",
 		"10.0.0.1:9090":  "",
 		"nonsense":       "",

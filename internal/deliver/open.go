@@ -2,6 +2,7 @@ package deliver
 
 import (
 	"context"
+	"errors"
 	"io"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -31,10 +32,15 @@ func (w *Worker) open(ctx context.Context, bucket, key, version string) (*archiv
 	body := &awsapi.ResumingBody{Ctx: ctx, Body: out.Body, Size: aws.ToInt64(out.ContentLength), Tries: resumeTries,
 		Reopen: func(ctx context.Context, byteRange string) (*s3.GetObjectOutput, error) {
 			again := &s3.GetObjectInput{Bucket: &bucket, Key: &key, Range: &byteRange}
-			if v := versionOf(out.VersionId); v != nil {
+			switch v := versionOf(out.VersionId); {
+			case v != nil:
 				again.VersionId = v
-			} else {
+			case aws.ToString(out.ETag) != "":
 				again.IfMatch = out.ETag
+			default:
+				// Nothing to pin the rest to: another write's bytes
+				// could follow these.
+				return nil, errors.New("the archive's first answer named neither a version nor an ETag")
 			}
 			return w.S3.GetObject(ctx, again)
 		},

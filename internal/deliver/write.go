@@ -379,10 +379,11 @@ func (w *Worker) failed(ctx context.Context, wr *write, o *manifest.Object, rt c
 	case Waiting(err):
 		// Another delivery of the archive writes it: expected, not failed.
 		w.Metrics.Errors.WithLabelValues(errorKind(err)).Inc()
-	case errors.Is(err, archive.ErrInvalid):
-		// A large member's bytes failed their digest as they streamed:
-		// the archive's fault, counted with its delivery (verify
-		// failures), not the destination's; nothing was written.
+	case errors.Is(err, archive.ErrInvalid), errors.As(err, new(*stagingReadError)):
+		// A large member's bytes failed their digest as they streamed,
+		// or the staging archive's read failed under it: the archive's
+		// trouble, counted with its delivery (verify failures, kind
+		// staging_read), not the destination's; nothing was written.
 	default:
 		w.Metrics.Objects.WithLabelValues(wr.m.RuleID, "failed").Inc()
 		w.said(wr, o, rt, "failed")
@@ -393,6 +394,8 @@ func (w *Worker) failed(ctx context.Context, wr *write, o *manifest.Object, rt c
 
 func errorKind(err error) string {
 	switch {
+	case errors.As(err, new(*stagingReadError)):
+		return "staging_read" // before the S3 codes: a resumed read's 404 or 412 is staging's
 	case awsapi.IsAccessDenied(err):
 		return "access_denied"
 	case awsapi.IsNotFound(err):

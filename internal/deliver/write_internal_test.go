@@ -11,6 +11,7 @@ import (
 	"testing/iotest"
 	"time"
 
+	"github.com/aws/smithy-go"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/semaphore"
 
@@ -121,6 +122,12 @@ func TestStagingReadFailuresSaySo(t *testing.T) {
 	_, err := c.Read(make([]byte, 1))
 	if k := failureKind(fmt.Errorf("archive a (s3://stg/k): reading: %w", err)); k != "staging_read" {
 		t.Errorf("kind %q, want staging_read", k)
+	}
+	// A resumed read refused (the version gone, its ETag changed) is
+	// staging's too, not the destination's 404 or 412.
+	gone := &stagingReadError{fmt.Errorf("reading on from byte 9: %w", &smithy.GenericAPIError{Code: "NoSuchVersion"})}
+	if k := errorKind(fmt.Errorf("writing s3://dst/k: %w", gone)); k != "staging_read" {
+		t.Errorf("per-destination kind %q, want staging_read", k)
 	}
 }
 
