@@ -173,6 +173,10 @@ func (w *Worker) failure(ctx context.Context, log *zap.Logger, err error) error 
 	case Waiting(err):
 		w.Metrics.Archives.WithLabelValues("waiting").Inc()
 		log.Info("archive waits: another delivery is writing its objects or a retag waits for its write", zap.Error(err))
+	case errors.Is(err, manifest.ErrUnsupported):
+		// Not corrupt: this target is older than the source that wrote it.
+		w.Metrics.Archives.WithLabelValues("unsupported").Inc()
+		log.Warn("archive not delivered: a newer xrc wrote it; upgrade this region's target, then redrive the DLQ", zap.Error(err))
 	case errors.Is(err, archive.ErrInvalid):
 		w.Metrics.Archives.WithLabelValues("invalid").Inc()
 		w.Metrics.VerifyFailures.Inc()

@@ -357,6 +357,8 @@ func CheckStaging(staging string, ref events.ObjectRef) error {
 // message: the archive (invalid, missing) or a write's kind (errorKind).
 func failureKind(err error) string {
 	switch {
+	case errors.Is(err, manifest.ErrUnsupported):
+		return "unsupported" // an older target than the archive's source
 	case errors.Is(err, archive.ErrInvalid):
 		return "invalid"
 	case errors.Is(err, ErrArchiveMissing):

@@ -205,3 +205,40 @@ func TestCorruptLargeMemberIsNoWriteFailure(t *testing.T) {
 		t.Errorf("%s written from a member failing its digest", obj.Key)
 	}
 }
+
+// TestArchiveOfANewerXRCIsNoCorruption: an archive whose manifest requires
+// a feature this release does not know goes to the DLQ (no retry mends
+// it) as kind unsupported, not as a verification failure, whose alarm and
+// runbook send on-call looking for corruption where a target needs
+// upgrading. Nothing of it is written.
+func TestArchiveOfANewerXRCIsNoCorruption(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t, nil)
+	dst := p.cfg.Rules[0].Destinations[0].Bucket
+	staging := p.cfg.Settings.Regions[1].StagingBucket
+	obj := dataset.Object{Key: "data/newer.txt", ContentType: "text/plain", Data: []byte("written by a newer xrc\n")}
+	m := manifestFor("newer", []dataset.Object{obj}, p.cfg, nil)
+	m.Requires = []string{"teleport"}
+	reg, _ := p.startTarget(t)
+	key := "r1/hostile/newer.tar.zst"
+	putStaging(t, p.dst, staging, key, rawArchive(t, rawManifest(t, m), []member{{m.Objects[0].Member, obj.Data}}))
+	if !poll(time.Minute, 200*time.Millisecond, func() bool { return len(p.released()) > 0 }) {
+		t.Fatal("the archive was not released within a minute")
+	}
+	e := p.released()[0]
+	if e["kind"] != "unsupported" || !strings.Contains(fmt.Sprint(e["error"]), `requires "teleport"`) {
+		t.Errorf("released as kind %v, error %v: want unsupported, naming the feature", e["kind"], e["error"])
+	}
+	if d, _ := e["retryIn"].(time.Duration); d != 0 {
+		t.Errorf("released with retryIn %v, want 0: no retry mends it", d)
+	}
+	if n := metric(t, reg, "xrc_target_verify_failures_total"); n != 0 {
+		t.Errorf("%v verify failures counted, want 0: the archive is not corrupt", n)
+	}
+	if n := metric(t, reg, "xrc_target_archives_total", "result", "unsupported"); n == 0 {
+		t.Error("no archive counted unsupported")
+	}
+	if p.exists(t, dst, obj.Key) {
+		t.Errorf("%s written from an archive this release cannot honour", obj.Key)
+	}
+}

@@ -32,7 +32,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		Metrics: worker.NewMetrics(reg, "target"),
 		Archives: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "xrc_target_archives_total",
-			Help: "Archives processed, by result: done, failed (retried), invalid (failed verification), rejected (not allowed by this region's config), missing (gone from staging undelivered), waiting (another delivery writes its objects, or a retag waits for its write), interrupted (the worker stopped)."}, []string{"result"}),
+			Help: "Archives processed, by result: done, failed (retried), invalid (failed verification), unsupported (written by a newer xrc: upgrade this target), rejected (not allowed by this region's config), missing (gone from staging undelivered), waiting (another delivery writes its objects, or a retag waits for its write), interrupted (the worker stopped)."}, []string{"result"}),
 		Objects: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "xrc_target_objects_total",
 			Help: "Destination writes and deletes, by rule and result."}, []string{"rule", "result"}),
 		Bytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "xrc_target_bytes_total",

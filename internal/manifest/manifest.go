@@ -40,6 +40,19 @@ const (
 // manifest, so callers can tell bad input from I/O failures with errors.Is.
 var ErrInvalid = errors.New("invalid manifest")
 
+// ErrUnsupported marks a manifest a newer xrc wrote that this release
+// cannot honour: a later format, or a feature it Requires that this
+// reader does not know. It wraps ErrInvalid (no retry mends it; the
+// archive waits in a DLQ for an upgraded reader), and tells a reader
+// that needs upgrading from an archive that is corrupt.
+var ErrUnsupported = fmt.Errorf("%w: written by a newer xrc", ErrInvalid)
+
+// features are the names a manifest's Requires may hold that this
+// release honours. None yet: a feature a reader may not ignore gets a
+// name here, in the release that first writes it, and its writers list
+// it in Requires only in archives that use it.
+var features = map[string]bool{}
+
 // Manifest is the table of contents of one archive.
 type Manifest struct {
 	Format       int       `json:"format"` // must be 1
@@ -48,7 +61,16 @@ type Manifest struct {
 	SourceRegion string    `json:"sourceRegion"`
 	RuleID       string    `json:"ruleId"`
 	Level        int       `json:"level"` // zstd level used for the archive
-	Objects      []Object  `json:"objects"`
+	// Requires names the features (package var features) a reader must understand to
+	// deliver the archive correctly. A reader ignores fields it does not
+	// know, which suits a field whose absence it can survive; one it
+	// would misread (an entry kind, a field that changes what another
+	// means) is listed here, and a reader that does not know it refuses
+	// the archive, whole, rather than deliver it wrong. A new format
+	// number would refuse every archive; this refuses only those using
+	// the feature.
+	Requires []string `json:"requires,omitempty"`
+	Objects  []Object `json:"objects"`
 }
 
 // Object is one S3 object version (or delete marker) carried by an archive.
@@ -183,6 +205,11 @@ func DecodeWithin(r io.Reader, before func(cost int64) error) (*Manifest, error)
 	if m.Format != Format {
 		return nil, formatError(m.Format)
 	}
+	for _, f := range m.Requires {
+		if !features[f] {
+			return nil, fmt.Errorf("%w: it requires %q, which this release does not know; upgrade this region's target", ErrUnsupported, short(f))
+		}
+	}
 	if err := m.Validate(); err != nil {
 		return nil, err
 	}
@@ -195,12 +222,15 @@ func DecodeWithin(r io.Reader, before func(cost int64) error) (*Manifest, error)
 // add up every time a key comes ("objects" or "metadata" twice, or in
 // another case), as the full decode merges them all, and they stand when
 // the document has a type error, past which the full decode goes on too.
-// (A syntax error stops both before anything is built.)
+// (A syntax error stops both before anything is built.) The names in
+// Requires count as entries too.
 func checkEntries(data []byte) (counts, error) {
 	var shadow struct {
-		Objects counts `json:"objects"`
+		Objects  counts       `json:"objects"`
+		Requires elementCount `json:"requires"`
 	}
 	_ = json.Unmarshal(data, &shadow)
+	shadow.Objects.entries += int(shadow.Requires)
 	switch c := shadow.Objects; {
 	case c.objects > MaxObjects:
 		return c, fmt.Errorf("%w: more than %d objects", ErrInvalid, MaxObjects)
@@ -309,10 +339,22 @@ func (o *Object) Cost() (bytes, entries int) {
 func (o *Object) entries() int { return len(o.Metadata) + len(o.Tags) + len(o.Destinations) }
 
 func formatError(f int) error {
-	if f == 0 {
+	switch {
+	case f == 0:
 		return fmt.Errorf("%w: format is missing (want %d)", ErrInvalid, Format)
+	case f > Format:
+		return fmt.Errorf("%w: unsupported format %d (want %d); upgrade this region's target", ErrUnsupported, f, Format)
 	}
 	return fmt.Errorf("%w: unsupported format %d (want %d)", ErrInvalid, f, Format)
+}
+
+// short is s cut to 64 bytes, for an error quoting a name a hostile
+// manifest may make long.
+func short(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
 }
 
 // probeFormat extracts the top-level "format" field from a document that

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/base64"
 	"errors"
+	"flag"
 	"fmt"
 	"math"
+	"os"
 	"reflect"
 	"runtime"
 	"strings"
@@ -536,5 +538,88 @@ func TestRetagEntry(t *testing.T) {
 	o := got.Objects[len(got.Objects)-1]
 	if !o.Retag || o.HasMember() || o.Tags["scan"] != "clean" {
 		t.Fatalf("retag entry decoded as %+v", o)
+	}
+}
+
+func TestDecodeRefusesWhatANewerXRCWrote(t *testing.T) {
+	good := string(encode(t, valid()))
+	requires := func(names string) string {
+		return strings.Replace(good, `"format":1,`, `"format":1,"requires":[`+names+`],`, 1)
+	}
+	tests := []struct {
+		name, input string
+		unsupported bool
+		contains    string
+	}{
+		{"format 2", strings.Replace(good, `"format":1`, `"format":2`, 1), true, "upgrade this region's target"},
+		{"a feature this release does not know", requires(`"known","teleport"`), true, `requires "teleport"`},
+		{"a long name, cut", requires(`"` + strings.Repeat("x", 5000) + `"`), true, strings.Repeat("x", 64) + "..."},
+		{"format -1", strings.Replace(good, `"format":1`, `"format":-1`, 1), false, "unsupported format -1"},
+		{"too many names", requires(strings.Repeat(`"",`, MaxEntries) + `""`), false, "entries in all"},
+	}
+	features["known"] = true
+	defer delete(features, "known")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Decode(strings.NewReader(tt.input))
+			if !errors.Is(err, ErrInvalid) || errors.Is(err, ErrUnsupported) != tt.unsupported {
+				t.Fatalf("Decode = %v, want ErrInvalid, ErrUnsupported %v", err, tt.unsupported)
+			}
+			if !strings.Contains(err.Error(), tt.contains) || len(err.Error()) > 300 {
+				t.Errorf("error %q does not say %q in under 300 bytes", err, tt.contains)
+			}
+		})
+	}
+	m, err := Decode(strings.NewReader(requires(`"known"`)))
+	if err != nil || len(m.Requires) != 1 {
+		t.Fatalf("a manifest requiring what this release knows: %v, %+v", err, m)
+	}
+}
+
+var writeFixture = flag.Bool("write-fixture", false, "write "+fixturePath+" if it is missing")
+
+// fixturePath is a manifest as the sources of 2026-12-07 write it, every
+// field of the time set; never rewritten. A field added later that older
+// readers must be tested against gets a fixture of its own.
+const fixturePath = "testdata/format1-2026-12-07.json"
+
+// full is the manifest frozen at fixturePath: valid, with the fields valid
+// leaves out, and a retag entry.
+func full() *Manifest {
+	m := valid()
+	o := &m.Objects[0]
+	o.EventTime = testTime.Add(time.Second)
+	o.WebsiteRedirect = "/moved/app.log"
+	o.TagsChanged = true
+	m.Objects[2].Seen = testTime.Add(time.Minute).Truncate(time.Second)
+	r := m.Objects[1]
+	r.Delete, r.Retag, r.Tags, r.ETag = false, true, map[string]string{"scan": "clean"}, `"d41d8cd98f00b204e9800998ecf8427e"`
+	m.Objects = append(m.Objects, r)
+	return m
+}
+
+// TestFormat1Fixture: archives in staging buckets and DLQs carry manifests
+// written by earlier releases, read after an upgrade; every later reader
+// must read the frozen one to the same values (a renamed field, a changed
+// type, a stricter check fail here).
+func TestFormat1Fixture(t *testing.T) {
+	if *writeFixture {
+		if _, err := os.Stat(fixturePath); err == nil {
+			t.Fatalf("%s exists: fixtures are never rewritten; add one of a new name", fixturePath)
+		}
+		if err := os.WriteFile(fixturePath, encode(t, full()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data, err := os.ReadFile(fixturePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Decode(bytes.NewReader(data))
+	if err != nil {
+		t.Fatalf("a manifest of 2026-12-07 no longer reads: %v", err)
+	}
+	if want := full(); !reflect.DeepEqual(got, want) {
+		t.Errorf("a manifest of 2026-12-07 reads as\n%+v\nwant\n%+v", got, want)
 	}
 }
