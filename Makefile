@@ -36,7 +36,7 @@ test: lint stack-up ## Lint, then every test: the workers against the local stac
 	$(MAKE) --no-print-directory cdk-test
 
 # Where concurrency is the point (about 70 s under -race); make race runs all.
-RACE_PACKAGES = ./internal/worker/ ./internal/queue/ ./internal/backfill/ ./internal/uploads/ ./internal/metrics/
+RACE_PACKAGES = ./internal/worker/ ./internal/queue/ ./internal/backfill/ ./internal/uploads/ ./internal/metrics/ ./internal/config/
 
 race: stack-up ## Every test under the race detector (about twice as long as make test's)
 	stackenv="$$($(STACK) env)" && eval "$$stackenv" && $(GO) test -race -count=1 -timeout 40m ./...
@@ -53,7 +53,8 @@ lint: $(STATICCHECK) ## gofmt, go vet, staticcheck
 
 $(STATICCHECK):
 	@echo "installing staticcheck $(STATICCHECK_VERSION) into $(dir $@)"
-	GOBIN=$(dir $@) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	@for try in 1 2 3; do GOBIN=$(dir $@) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) && exit 0; \
+		echo "go install staticcheck failed (try $$try of 3)"; sleep $$((try * 15)); done; exit 1
 
 demo: stack-up ## Run the whole pipeline locally and print a report (LAMBDA=1: both roles as cmd/xrc-lambda in the Lambda runtime interface emulator)
 	stackenv="$$($(STACK) env)" && eval "$$stackenv" && $(GO) run ./deploy/local/demo -config configs/local.json $(if $(LAMBDA),-lambda)

@@ -23,7 +23,7 @@ func TestListingDecodesKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bucket := "xrc-listing-" + strings.ToLower(strings.ReplaceAll(t.Name(), "Test", ""))
+	bucket := localstack.UniqueName("xrc-listing-" + strings.ReplaceAll(t.Name(), "Test", ""))
 	if err := env.EnsureBucket(ctx, "us-east-1", bucket, false); err != nil {
 		t.Fatal(err)
 	}

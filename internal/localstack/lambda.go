@@ -146,6 +146,20 @@ func StartEmulator(ctx context.Context, bootstrap string, env []string, timeout 
 	if err != nil {
 		return nil, err
 	}
+	// Its ports are free when picked, not always when it binds them:
+	// many test processes open connections meanwhile. Picked again.
+	for try := 1; ; try++ {
+		e, err := startEmulator(ctx, rie, bootstrap, env, timeout, log)
+		if !errors.Is(err, errExitedAtStart) || try == 3 {
+			return e, err
+		}
+		fmt.Fprintf(log, "the Lambda emulator exited at start (%v); starting it again on other ports\n", err)
+	}
+}
+
+var errExitedAtStart = errors.New("the Lambda emulator exited at start")
+
+func startEmulator(ctx context.Context, rie, bootstrap string, env []string, timeout time.Duration, log io.Writer) (*Emulator, error) {
 	api, err := freePort()
 	if err != nil {
 		return nil, err
@@ -177,7 +191,7 @@ func StartEmulator(ctx context.Context, bootstrap string, env []string, timeout 
 		}
 		select {
 		case <-e.done:
-			return nil, fmt.Errorf("the Lambda emulator exited at start: %v", e.waitErr)
+			return nil, fmt.Errorf("%w: %v", errExitedAtStart, e.waitErr)
 		case <-ctx.Done():
 			e.Stop()
 			return nil, ctx.Err()

@@ -3,6 +3,7 @@ package manifest
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -58,6 +59,34 @@ func FuzzMemberName(f *testing.F) {
 		name := MemberName(int(index), key)
 		if err := SafeMember(name); err != nil {
 			t.Fatalf("MemberName(%d, %q) = %q, rejected: %v", index, key, name, err)
+		}
+	})
+}
+
+// FuzzParseStagingKey feeds arbitrary keys, as S3 events name them, to
+// ParseStagingKey: it must not panic, and what it accepts names a rule
+// and a valid archive id that the key begins and ends with, and that
+// StagingKey puts back to a key parsing the same.
+func FuzzParseStagingKey(f *testing.F) {
+	f.Add("r1/2026/12/07/01JD-archive_1.v2.tar.zst")
+	f.Add("r1/x.tar.zst")
+	f.Add("/2026/a.tar.zst")
+	f.Add("r1/2026/../.tar.zst")
+	f.Add("r1/a b.tar.zst")
+	f.Fuzz(func(t *testing.T, key string) {
+		rule, id, err := ParseStagingKey(key)
+		if err != nil {
+			if len(err.Error()) > 600 {
+				t.Fatalf("error of %d bytes", len(err.Error()))
+			}
+			return
+		}
+		if rule == "" || strings.Contains(rule, "/") || !strings.HasPrefix(key, rule+"/") || !strings.HasSuffix(key, "/"+id+StagingSuffix) || checkArchiveID(id) != nil {
+			t.Fatalf("ParseStagingKey(%q) = %q, %q", key, rule, id)
+		}
+		back := StagingKey(&Manifest{RuleID: rule, ArchiveID: id, CreatedAt: testTime})
+		if r2, id2, err := ParseStagingKey(back); err != nil || r2 != rule || id2 != id {
+			t.Fatalf("StagingKey(%q, %q) = %q parses as %q, %q, %v", rule, id, back, r2, id2, err)
 		}
 	})
 }

@@ -154,6 +154,20 @@ func stackClients(t *testing.T, env localstack.Env) (*sqs.Client, *s3.Client, *s
 	return sqsc, src, dst
 }
 
+// polls tells on started each long poll its queue starts.
+type polls struct {
+	queue.API
+	started chan struct{}
+}
+
+func (p polls) ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, optFns ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error) {
+	select {
+	case p.started <- struct{}{}:
+	default:
+	}
+	return p.API.ReceiveMessage(ctx, in, optFns...)
+}
+
 // TestSpentRelayNotSentAgainAtTheStop: a relay whose tries are spent (its
 // message's second receive, its last try failed on the first) that a poll
 // brings after the stop is released towards the DLQ as handleRelay would,
@@ -175,14 +189,15 @@ func TestSpentRelayNotSentAgainAtTheStop(t *testing.T) {
 	if err := q.Send(ctx, string(body), 0, 0); err != nil {
 		t.Fatal(err)
 	}
-	// Its first receive, hidden 6 s: the worker's poll in flight at the
-	// stop (3 s after its start, time for a start on a loaded box) takes
-	// it, its second.
-	if got, err := localstack.Receive(ctx, sqsc, url, 1, 5*time.Second, 6*time.Second); err != nil || len(got) != 1 {
-		t.Fatalf("received %d (%v)", len(got), err)
+	// Its first receive, hidden until the worker's poll is in flight and
+	// the worker stopped: that poll takes it, its second.
+	first, err := localstack.Receive(ctx, sqsc, url, 1, 5*time.Second, 2*time.Minute)
+	if err != nil || len(first) != 1 {
+		t.Fatalf("received %d (%v)", len(first), err)
 	}
 	core, logs := observer.New(zap.InfoLevel)
-	w, err := New(Deps{Config: cfg, Region: "us-east-1", Queue: q, S3: src, Log: zap.New(core), Metrics: NewMetrics(prometheus.NewRegistry()),
+	polled := make(chan struct{}, 64)
+	w, err := New(Deps{Config: cfg, Region: "us-east-1", Queue: queue.New(polls{sqsc, polled}, url), S3: src, Log: zap.New(core), Metrics: NewMetrics(prometheus.NewRegistry()),
 		Health: health.New(time.Minute, time.Now), Direct: map[string]S3API{"eu-west-1": dst}})
 	if err != nil {
 		t.Fatal(err)
@@ -190,8 +205,17 @@ func TestSpentRelayNotSentAgainAtTheStop(t *testing.T) {
 	run, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- w.Run(run) }()
-	time.Sleep(3 * time.Second) // a poll is in flight
+	select {
+	case <-polled:
+	case <-time.After(time.Minute):
+		t.Fatal("the worker did not poll within a minute")
+	}
+	time.Sleep(200 * time.Millisecond) // the poll reaches the queue
 	stop()
+	time.Sleep(200 * time.Millisecond)
+	if _, err := sqsc.ChangeMessageVisibility(ctx, &sqs.ChangeMessageVisibilityInput{QueueUrl: &url, ReceiptHandle: first[0].ReceiptHandle, VisibilityTimeout: 0}); err != nil {
+		t.Fatal(err)
+	}
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}

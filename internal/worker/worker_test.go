@@ -110,6 +110,37 @@ func (f *fixture) deferrals(t *testing.T) []string {
 	return ds
 }
 
+// polls wraps the fixture's client so that a test can wait until a long
+// poll is in flight (a sleep was not always long enough on a loaded box).
+type polls struct {
+	queue.API
+	started chan struct{}
+}
+
+func (f *fixture) polls() polls { return polls{f.client, make(chan struct{}, 64)} }
+
+func (p polls) ReceiveMessage(ctx context.Context, in *sqs.ReceiveMessageInput, optFns ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error) {
+	select {
+	case p.started <- struct{}{}:
+	default:
+	}
+	return p.API.ReceiveMessage(ctx, in, optFns...)
+}
+
+// inFlight waits for n polls to start, then for their requests to reach
+// the queue.
+func (p polls) inFlight(t *testing.T, n int) {
+	t.Helper()
+	for range n {
+		select {
+		case <-p.started:
+		case <-time.After(30 * time.Second):
+			t.Fatal("no poll started within 30 s")
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+}
+
 // runtime returns a runtime on api (the real client, or a wrapper of it).
 func (f *fixture) runtime(api queue.API, maxHeld int) (*worker.Runtime, *worker.Metrics) {
 	m := worker.NewMetrics(prometheus.NewRegistry(), "test")
@@ -843,11 +874,12 @@ func TestStopWaitsForItsPoll(t *testing.T) {
 
 func stopWaitsForItsPoll(t *testing.T, drain time.Duration, maxReceives, deferred int) {
 	f := setup(t)
-	rt, m := f.runtime(f.client, 1)
+	p := f.polls()
+	rt, m := f.runtime(p, 1)
 	rt.ReceiveWait, rt.Drain, rt.MaxReceiveCount = 5*time.Second, drain, maxReceives
 	handled := make(chan string, 1)
 	stop := start(t, rt, role{func(_ context.Context, msg *worker.Message) { handled <- msg.Body; msg.Ack() }})
-	time.Sleep(500 * time.Millisecond) // a poll is in flight
+	p.inFlight(t, 1)
 	done := make(chan struct{})
 	go func() { stop(); close(done) }()
 	time.Sleep(200 * time.Millisecond)
@@ -894,10 +926,11 @@ func stopWaitsForItsPoll(t *testing.T, drain time.Duration, maxReceives, deferre
 // receive of the message's maxReceiveCount spent for nothing.
 func TestLateMessagesReleasedAfterEveryPoll(t *testing.T) {
 	f := setup(t)
-	rt, m := f.runtime(f.client, 2)
+	p := f.polls()
+	rt, m := f.runtime(p, 2)
 	rt.Receivers, rt.ReceiveWait = 2, 5*time.Second
 	stop := start(t, rt, role{func(_ context.Context, msg *worker.Message) { t.Errorf("handled %q after the stop", msg.Body) }})
-	time.Sleep(500 * time.Millisecond) // both polls in flight
+	p.inFlight(t, 2)
 	done := make(chan struct{})
 	go func() { stop(); close(done) }()
 	time.Sleep(200 * time.Millisecond)
@@ -945,7 +978,8 @@ func (u untriedRole) Untried(m *worker.Message) {
 // untried.
 func TestUntriedRelayOnItsLastTrySentAgain(t *testing.T) {
 	f := setup(t)
-	rt, m := f.runtime(f.client, 1)
+	p := f.polls()
+	rt, m := f.runtime(p, 1)
 	rt.ReceiveWait, rt.Drain, rt.MaxReceiveCount = 5*time.Second, 10*time.Second, 5
 	relay, err := events.EncodeRelay(events.Relay{Region: "store", Bucket: "stg", Key: "r1/2026/12/07/a.tar.zst", Tries: 4})
 	if err != nil {
@@ -956,7 +990,7 @@ func TestUntriedRelayOnItsLastTrySentAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := start(t, rt, untriedRole{role{func(_ context.Context, msg *worker.Message) { t.Errorf("handled %q after the stop", msg.Body) }}, string(again)})
-	time.Sleep(500 * time.Millisecond) // a poll is in flight
+	p.inFlight(t, 1)
 	done := make(chan struct{})
 	go func() { stop(); close(done) }()
 	time.Sleep(200 * time.Millisecond)
