@@ -182,7 +182,7 @@ func TestFailedColdStartTriedAgain(t *testing.T) {
 	}
 	short, cancel := context.WithTimeout(ctx, 4*time.Second)
 	defer cancel()
-	ev := events.SQSEvent{Records: []events.SQSMessage{{MessageId: "m1", Body: "{}"}}}
+	ev := events.SQSEvent{Records: []events.SQSMessage{{MessageId: "m1", EventSource: "aws:sqs", Body: "{}"}}}
 	// Failed as an invocation (the batch comes back as with every message
 	// reported failed): counted in the function's Errors, which alarm.
 	if _, err := s.Invoke(short, ev); !errors.Is(err, app.ErrNotStarted) {
@@ -200,6 +200,23 @@ func TestFailedColdStartTriedAgain(t *testing.T) {
 		t.Fatalf("empty batch once the config reads: %+v, %v", resp, err)
 	}
 	s.Shutdown()
+}
+
+// TestOnlySQSBatches: an invocation with records that are no SQS
+// messages (an S3 notification sent to the function itself) fails, said
+// at error: reported per record, with no message id to fail, it read as
+// done, and an asynchronous invoke dropped its events.
+func TestOnlySQSBatches(t *testing.T) {
+	var out syncBuffer
+	s := lambda.Start(context.Background(), lambda.Env{Role: lambda.RoleSource, ConfigTTL: time.Hour,
+		Flags: app.Flags{Config: filepath.Join(t.TempDir(), "none.json"), Region: "us-east-1"}}, aws.Config{}, &out)
+	ev := events.SQSEvent{Records: []events.SQSMessage{{EventSource: "aws:s3", Body: ""}}}
+	if _, err := s.Invoke(context.Background(), ev); err == nil || errors.Is(err, app.ErrNotStarted) || !strings.Contains(err.Error(), "no SQS message") {
+		t.Fatalf("invoked with an S3 event: %v; want it refused as no SQS message", err)
+	}
+	if !strings.Contains(out.String(), "invoked with other than an SQS batch") {
+		t.Errorf("not said:\n%s", out.String())
+	}
 }
 
 // TestMemoryLimit: a function deployed without GOMEMLIMIT (not by the CDK

@@ -413,8 +413,8 @@ func TestRejectedArchiveIsNotAbandoned(t *testing.T) {
 func TestAbandonEndsInTime(t *testing.T) {
 	d := &abandoning{err: errors.New("503"), hold: make(chan struct{})}
 	h := NewTarget(TargetOptions{Deliverer: d, Staging: "staging", MaxReceive: 5, Visibility: 5 * time.Minute, Queue: &releases{},
-		Margin: 2 * time.Second, Log: zap.NewNop(), Metrics: worker.NewMetrics(prometheus.NewRegistry(), "test")})
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		Margin: 4 * time.Second, Log: zap.NewNop(), Metrics: worker.NewMetrics(prometheus.NewRegistry(), "test")})
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Second)
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- lastReceive(h, ctx) }()
@@ -424,7 +424,7 @@ func TestAbandonEndsInTime(t *testing.T) {
 			t.Fatal(err)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("Handle still running 7 s past the invocation's deadline")
+		t.Fatal("Handle still running 4 s past the invocation's deadline")
 	}
 	if ctx.Err() != nil {
 		t.Errorf("Handle returned after the invocation's deadline")
@@ -832,6 +832,38 @@ func TestUntriedOnTheLastReceiveSentAgain(t *testing.T) {
 	}
 }
 
+// TestCutBatchOnTheLastReceiveSentAgain: a batch the pace let start, cut
+// by the deadline all the same, staged nothing; on its messages' last
+// receive they are sent again, as a Fargate worker's stop sends what it
+// cut, not taken to the DLQ. The invocation's first batch, cut, is (it
+// never fits, and says so).
+func TestCutBatchOnTheLastReceiveSentAgain(t *testing.T) {
+	p := &byKeyPacker{rules: map[string]*config.Rule{}}
+	q := &releases{}
+	m := worker.NewMetrics(prometheus.NewRegistry(), "test")
+	h := NewSource(SourceOptions{Worker: p, Queue: q, Margin: time.Second, MaxReceive: 8, Log: zap.NewNop(), Metrics: m})
+	var recs []events.SQSMessage
+	for i := range 2 {
+		body := fmt.Sprintf(`{"Records":[{"eventTime":"2026-12-06T00:00:00.000Z","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"src"},"object":{"key":"k%d","size":1024,"sequencer":"01"}}}]}`, i)
+		recs = append(recs, events.SQSMessage{MessageId: fmt.Sprint("m", i), Body: body, Attributes: map[string]string{"ApproximateReceiveCount": "8"}})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2500*time.Millisecond) // the cut at 1.5 s, a batch takes 2
+	defer cancel()
+	resp, err := h.Handle(ctx, events.SQSEvent{Records: recs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.packed) != 2 {
+		t.Fatalf("packed %v; want both batches started", p.packed)
+	}
+	if len(resp.BatchItemFailures) != 1 || len(q.again) != 1 || resp.BatchItemFailures[0].ItemIdentifier == q.again[0].ID {
+		t.Errorf("reported %+v, sent again %+v: want the first batch's message reported (towards the DLQ), the other's sent again", resp.BatchItemFailures, q.again)
+	}
+	if v := testutil.ToFloat64(m.Errors.WithLabelValues("invocation_too_short")); v != 1 {
+		t.Errorf("errors{invocation_too_short} = %v, want 1: the first batch's", v)
+	}
+}
+
 // TestUntriedArchiveOnTheLastReceiveSentAgain: the target's archives the
 // pace leaves out, on their message's last receive, are sent again as new
 // messages and acknowledged; one left out on an earlier receive is
@@ -1029,5 +1061,29 @@ func TestRefusedRecordNotSentAgain(t *testing.T) {
 	}
 	if len(q.again) != 0 || len(resp.BatchItemFailures) != 1 || resp.BatchItemFailures[0].ItemIdentifier != "mixed" {
 		t.Errorf("sent again %v, reported %+v; want mixed reported (bound for the DLQ), nothing sent again", q.again, resp.BatchItemFailures)
+	}
+}
+
+// noRules matches no object.
+type noRules struct{ slowPacker }
+
+func (noRules) Match(xevents.ObjectRef, time.Time, func(error), *zap.Logger) ([]source.Item, bool) {
+	return nil, false
+}
+
+// TestUnmatchedCounted: a message none of whose objects a rule covers is
+// counted unmatched, as the Fargate worker counts it, and acknowledged.
+func TestUnmatchedCounted(t *testing.T) {
+	m := worker.NewMetrics(prometheus.NewRegistry(), "test")
+	h := NewSource(SourceOptions{Worker: noRules{}, Queue: &releases{}, Margin: time.Second, MaxReceive: 5, Log: zap.NewNop(), Metrics: m})
+	body := `{"Records":[{"eventTime":"2026-12-06T00:00:00.000Z","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"src"},"object":{"key":"tmp/x","size":1,"sequencer":"01"}}}]}`
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	resp, err := h.Handle(ctx, events.SQSEvent{Records: []events.SQSMessage{{MessageId: "m", Body: body, Attributes: map[string]string{"ApproximateReceiveCount": "1"}}}})
+	if err != nil || len(resp.BatchItemFailures) != 0 {
+		t.Fatalf("Handle = %+v, %v; want the message acknowledged", resp, err)
+	}
+	if v := testutil.ToFloat64(m.Messages.WithLabelValues("unmatched")); v != 1 {
+		t.Errorf("messages{unmatched} = %v, want 1", v)
 	}
 }

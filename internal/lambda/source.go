@@ -108,10 +108,15 @@ func (t *tracked) settle(err error) {
 	t.out.err = errors.Join(t.out.err, err)
 	// Back at once when every failure is one no retry fixes (towards the
 	// DLQ) or the deadline's (nothing wrong with the object).
-	cut := errors.Is(err, ErrDeadline) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
+	cut := cutBy(err)
 	t.out.now = t.out.now && (source.Permanent(err) || cut)
 	t.permanent = t.permanent && source.Permanent(err)
 	t.out.expected = t.out.expected && cut
+}
+
+// cutBy reports whether err is the deadline's: work put off, or cut.
+func cutBy(err error) bool {
+	return errors.Is(err, ErrDeadline) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
 }
 
 // Handle archives the objects ev's messages name and reports the messages
@@ -180,6 +185,9 @@ func (h *Source) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEven
 			}
 			t.pending += len(mine)
 			items = append(items, mine...)
+		}
+		if t.pending == 0 {
+			h.metrics.Messages.WithLabelValues("unmatched").Inc() // as the Fargate worker counts it
 		}
 	}
 
@@ -271,6 +279,15 @@ func (h *Source) pack(ctx context.Context, at time.Time, b *batch) {
 				mu.Lock()
 				failed = true
 				mu.Unlock()
+				if !b.first && ctx.Err() != nil && cutBy(err) {
+					// Started as the pace said it fit, cut all the same:
+					// nothing of it was staged, and the next invocation
+					// may start it first. Untried, so on its last receive
+					// it is sent again, as a Fargate worker's stop sends
+					// what it cut, not taken to the DLQ (a first batch
+					// cut is: it never fits).
+					err = fmt.Errorf("%w: %w", ErrDeadline, err)
+				}
 			}
 			done(err)
 		}

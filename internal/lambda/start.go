@@ -52,6 +52,13 @@ func Start(ctx context.Context, env Env, awsCfg aws.Config, stdout io.Writer) *S
 
 // Invoke handles one batch (lambda.Start's handler).
 func (s *Starter) Invoke(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
+	if err := fromSQS(ev); err != nil {
+		// An S3 notification sent to the function itself, or any other
+		// invocation: reported per record it would read as done (no
+		// message id to fail), and an asynchronous invoke would drop it.
+		s.log.Error("invoked with other than an SQS batch: the function takes its events from its queue only", zap.Error(err))
+		return events.SQSEventResponse{}, err
+	}
 	f, err := s.function(ctx)
 	if err != nil {
 		s.log.Error("not started: batch handed back failed; its messages come back after their visibility timeout",
@@ -63,6 +70,17 @@ func (s *Starter) Invoke(ctx context.Context, ev events.SQSEvent) (events.SQSEve
 		return events.SQSEventResponse{}, fmt.Errorf("%w: %w", app.ErrNotStarted, err)
 	}
 	return f.Invoke(ctx, ev)
+}
+
+// fromSQS says what of ev is no SQS message an event source mapping
+// delivers.
+func fromSQS(ev events.SQSEvent) error {
+	for i, r := range ev.Records {
+		if r.EventSource != "aws:sqs" || r.MessageId == "" {
+			return fmt.Errorf("record %d is no SQS message (eventSource %q, messageId %q)", i, r.EventSource, r.MessageId)
+		}
+	}
+	return nil
 }
 
 // function returns the Function, building it if none is yet: tried until
