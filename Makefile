@@ -29,7 +29,7 @@ build: ## Build the binaries into bin/ (libzstd through cgo when a C compiler is
 	@echo "built: $(addprefix bin/,$(BINARIES))"
 
 test: lint stack-up ## Lint, then every test: the workers against the local stack (brought up; the first run builds it), then the CDK app
-	stackenv="$$($(STACK) env)" && eval "$$stackenv" && $(GO) test -count=1 -timeout 20m ./...
+	stackenv="$$($(STACK) env)" && eval "$$stackenv" && $(GO) test -count=1 -timeout 15m ./...
 	CGO_ENABLED=0 $(GO) test -count=1 ./internal/archive/ ./internal/libzstd/ # the pure-Go build
 	$(GO) test -count=1 -tags noasm ./internal/checksum/ # CRC64NVME without SIMD, as on Graviton2
 	stackenv="$$($(STACK) env)" && eval "$$stackenv" && $(GO) test -race -count=1 -timeout 10m $(RACE_PACKAGES) # the most concurrent code, under the race detector

@@ -64,7 +64,7 @@ type locationFlags struct {
 }
 
 func (f *locationFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.config, "config", "", "config whose region (and endpoint: the local stack, S3-compatible stores) to use for s3:// locations; the region is the one whose staging bucket it is, unless -region says")
+	fs.StringVar(&f.config, "config", f.getenv("XRC_CONFIG"), "config whose region (and endpoint: the local stack, S3-compatible stores) to use for s3:// locations; the region is the one whose staging bucket it is, unless -region says (env XRC_CONFIG, as the other commands)")
 	fs.StringVar(&f.region, "region", "", "region of the s3:// location (default: from -config, else AWS_REGION)")
 }
 
