@@ -23,6 +23,7 @@ import (
 	"github.com/xrc-dev/xrc/internal/archive"
 	"github.com/xrc-dev/xrc/internal/awsapi"
 	"github.com/xrc-dev/xrc/internal/config"
+	"github.com/xrc-dev/xrc/internal/manifest"
 )
 
 func open(ctx context.Context, loc string, flags *locationFlags) (io.ReadCloser, int64, error) {
@@ -158,6 +159,9 @@ func openArchive(ctx context.Context, cmd, usage string, args []string, env Env,
 	r, err := archive.NewReader(body, archive.ReaderOptions{})
 	if err != nil {
 		body.Close()
+		if errors.Is(err, manifest.ErrUnsupported) {
+			return nil, fmt.Errorf("%s: %w (not corrupt: this xrc is older than what wrote it; upgrade xrc to read it)", loc, err)
+		}
 		return nil, fmt.Errorf("%s: %w", loc, err)
 	}
 	return &openedArchive{loc: loc, size: size, r: r, body: body}, nil

@@ -836,31 +836,83 @@ func TestUntriedOnTheLastReceiveSentAgain(t *testing.T) {
 // by the deadline all the same, staged nothing; on its messages' last
 // receive they are sent again, as a Fargate worker's stop sends what it
 // cut, not taken to the DLQ. The invocation's first batch, cut, is (it
-// never fits, and says so).
+// never fits, and says so), and so is a batch started before the pace
+// measured anything: it may never fit either.
 func TestCutBatchOnTheLastReceiveSentAgain(t *testing.T) {
-	p := &byKeyPacker{rules: map[string]*config.Rule{}}
+	for _, paced := range []bool{true, false} {
+		t.Run(fmt.Sprint("paced ", paced), func(t *testing.T) {
+			p := &byKeyPacker{rules: map[string]*config.Rule{}}
+			q := &releases{}
+			m := worker.NewMetrics(prometheus.NewRegistry(), "test")
+			h := NewSource(SourceOptions{Worker: p, Queue: q, Margin: time.Second, MaxReceive: 8, Log: zap.NewNop(), Metrics: m})
+			if paced {
+				h.pace.observe(1024, 1, 500*time.Millisecond) // a batch fits the 1.5 s before the cut, by the pace (0.75 s)
+			}
+			var recs []events.SQSMessage
+			for i := range 2 {
+				body := fmt.Sprintf(`{"Records":[{"eventTime":"2026-12-06T00:00:00.000Z","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"src"},"object":{"key":"k%d","size":1024,"sequencer":"01"}}}]}`, i)
+				recs = append(recs, events.SQSMessage{MessageId: fmt.Sprint("m", i), Body: body, Attributes: map[string]string{"ApproximateReceiveCount": "8"}})
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 2500*time.Millisecond) // the cut at 1.5 s, a batch takes 2
+			defer cancel()
+			resp, err := h.Handle(ctx, events.SQSEvent{Records: recs})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(p.packed) != 2 {
+				t.Fatalf("packed %v; want both batches started", p.packed)
+			}
+			switch {
+			case paced && (len(resp.BatchItemFailures) != 1 || len(q.again) != 1 || resp.BatchItemFailures[0].ItemIdentifier == q.again[0].ID):
+				t.Errorf("reported %+v, sent again %+v: want the first batch's message reported (towards the DLQ), the other's sent again", resp.BatchItemFailures, q.again)
+			case !paced && (len(resp.BatchItemFailures) != 2 || len(q.again) != 0):
+				t.Errorf("reported %+v, sent again %+v: want both reported, no pace having said they fit", resp.BatchItemFailures, q.again)
+			}
+			if v := testutil.ToFloat64(m.Errors.WithLabelValues("invocation_too_short")); v != 1 {
+				t.Errorf("errors{invocation_too_short} = %v, want 1: the first batch's", v)
+			}
+		})
+	}
+}
+
+// stagedThenCut stages each batch (its statistics recorded), then fails
+// it at the cut: a relay message's send, say, cut after the upload.
+type stagedThenCut struct{ byKeyPacker }
+
+func (p *stagedThenCut) Pack(ctx context.Context, r *config.Rule, items []source.Item, _ time.Time) {
+	for _, it := range items {
+		if it.Staged != nil {
+			it.Staged(r.ID, stats.Delta{Objects: 1})
+		}
+	}
+	<-ctx.Done()
+	for _, it := range items {
+		it.Done(ctx.Err())
+	}
+}
+
+// TestStagedThenCutNotSentAgain: a message whose archive was staged (its
+// statistics recorded) before the cut failed it is no untried message: not
+// sent again on its last receive, which would stage it and count its
+// statistics twice.
+func TestStagedThenCutNotSentAgain(t *testing.T) {
+	p := &stagedThenCut{byKeyPacker{rules: map[string]*config.Rule{}}}
 	q := &releases{}
-	m := worker.NewMetrics(prometheus.NewRegistry(), "test")
-	h := NewSource(SourceOptions{Worker: p, Queue: q, Margin: time.Second, MaxReceive: 8, Log: zap.NewNop(), Metrics: m})
+	h := NewSource(SourceOptions{Worker: p, Queue: q, Margin: time.Second, MaxReceive: 8, Log: zap.NewNop(), Metrics: worker.NewMetrics(prometheus.NewRegistry(), "test")})
+	h.pace.observe(1024, 1, 500*time.Millisecond)
 	var recs []events.SQSMessage
 	for i := range 2 {
 		body := fmt.Sprintf(`{"Records":[{"eventTime":"2026-12-06T00:00:00.000Z","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"src"},"object":{"key":"k%d","size":1024,"sequencer":"01"}}}]}`, i)
 		recs = append(recs, events.SQSMessage{MessageId: fmt.Sprint("m", i), Body: body, Attributes: map[string]string{"ApproximateReceiveCount": "8"}})
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2500*time.Millisecond) // the cut at 1.5 s, a batch takes 2
+	ctx, cancel := context.WithTimeout(context.Background(), 2500*time.Millisecond)
 	defer cancel()
 	resp, err := h.Handle(ctx, events.SQSEvent{Records: recs})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(p.packed) != 2 {
-		t.Fatalf("packed %v; want both batches started", p.packed)
-	}
-	if len(resp.BatchItemFailures) != 1 || len(q.again) != 1 || resp.BatchItemFailures[0].ItemIdentifier == q.again[0].ID {
-		t.Errorf("reported %+v, sent again %+v: want the first batch's message reported (towards the DLQ), the other's sent again", resp.BatchItemFailures, q.again)
-	}
-	if v := testutil.ToFloat64(m.Errors.WithLabelValues("invocation_too_short")); v != 1 {
-		t.Errorf("errors{invocation_too_short} = %v, want 1: the first batch's", v)
+	if len(q.again) != 0 || len(resp.BatchItemFailures) != 2 {
+		t.Errorf("reported %+v, sent again %+v: want both reported, none sent again", resp.BatchItemFailures, q.again)
 	}
 }
 

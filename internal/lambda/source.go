@@ -218,7 +218,7 @@ func (h *Source) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEven
 		}
 		if t.out.err != nil && !t.out.final {
 			t.out.final = t.permanent || (h.maxReceive > 0 && t.out.msg.ReceiveCount >= h.maxReceive)
-			if again(t.out.msg, t.untried && !t.started, h.maxReceive) {
+			if again(t.out.msg, t.untried && !t.started && len(t.staged) == 0, h.maxReceive) {
 				t.out.again, t.out.final = true, false
 			}
 		}
@@ -261,7 +261,8 @@ const requeueTimeout = 5 * time.Second
 // done before the cut at; then its items are settled with ErrDeadline.
 func (h *Source) pack(ctx context.Context, at time.Time, b *batch) {
 	start := h.clock.Now()
-	if est := h.pace.estimate(b.bytes, len(b.items)); ctx.Err() != nil || !begins(b.first, start, at, est) {
+	est := h.pace.estimate(b.bytes, len(b.items))
+	if ctx.Err() != nil || !begins(b.first, start, at, est) {
 		h.log.Info("deadline near: leaving a batch to the next invocation", zap.String("rule", b.rule.ID),
 			zap.Int("objects", len(b.items)), zap.Duration("estimate", est), zap.Time("cutAt", at))
 		for _, it := range b.items {
@@ -270,6 +271,7 @@ func (h *Source) pack(ctx context.Context, at time.Time, b *batch) {
 		return
 	}
 	failed := false
+	paced := !b.first && est > 0
 	var mu sync.Mutex
 	items := make([]source.Item, len(b.items))
 	for i, it := range b.items {
@@ -279,13 +281,14 @@ func (h *Source) pack(ctx context.Context, at time.Time, b *batch) {
 				mu.Lock()
 				failed = true
 				mu.Unlock()
-				if !b.first && ctx.Err() != nil && cutBy(err) {
+				if paced && ctx.Err() != nil && cutBy(err) {
 					// Started as the pace said it fit, cut all the same:
 					// nothing of it was staged, and the next invocation
 					// may start it first. Untried, so on its last receive
 					// it is sent again, as a Fargate worker's stop sends
 					// what it cut, not taken to the DLQ (a first batch
-					// cut is: it never fits).
+					// cut is: it never fits; so is one started with no
+					// pace measured, which may not either).
 					err = fmt.Errorf("%w: %w", ErrDeadline, err)
 				}
 			}

@@ -53,9 +53,10 @@ func Start(ctx context.Context, env Env, awsCfg aws.Config, stdout io.Writer) *S
 // Invoke handles one batch (lambda.Start's handler).
 func (s *Starter) Invoke(ctx context.Context, ev events.SQSEvent) (events.SQSEventResponse, error) {
 	if err := fromSQS(ev); err != nil {
-		// An S3 notification sent to the function itself, or any other
-		// invocation: reported per record it would read as done (no
-		// message id to fail), and an asynchronous invoke would drop it.
+		// Records that are no SQS messages (an S3 notification sent to
+		// the function itself): reported per record they would read as
+		// done (no message id to fail), and an asynchronous invoke would
+		// drop them. (An event with no records at all has nothing to do.)
 		s.log.Error("invoked with other than an SQS batch: the function takes its events from its queue only", zap.Error(err))
 		return events.SQSEventResponse{}, err
 	}

@@ -187,7 +187,14 @@ func startEmulator(ctx context.Context, rie, bootstrap string, env []string, tim
 		conn, err := net.DialTimeout("tcp", listen, time.Second)
 		if err == nil {
 			conn.Close()
-			return e, nil
+			// What answered may be another process that took the port
+			// first; then this emulator exits, failing to bind.
+			select {
+			case <-e.done:
+				return nil, fmt.Errorf("%w: %v", errExitedAtStart, e.waitErr)
+			case <-time.After(200 * time.Millisecond):
+				return e, nil
+			}
 		}
 		select {
 		case <-e.done:

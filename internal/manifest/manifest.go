@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"strconv"
 	"time"
 )
 
@@ -200,15 +201,22 @@ func DecodeWithin(r io.Reader, before func(cost int64) error) (*Manifest, error)
 		if f, ok := probeFormat(data); ok && f != Format {
 			return nil, formatError(f)
 		}
+		// So may a feature it requires: the same.
+		var p struct {
+			Requires []string `json:"requires"`
+		}
+		if json.Unmarshal(data, &p) == nil {
+			if err := unknownFeature(p.Requires); err != nil {
+				return nil, err
+			}
+		}
 		return nil, fmt.Errorf("%w: %s", ErrInvalid, describeJSONError(data, err))
 	}
 	if m.Format != Format {
 		return nil, formatError(m.Format)
 	}
-	for _, f := range m.Requires {
-		if !features[f] {
-			return nil, fmt.Errorf("%w: it requires %q, which this release does not know; upgrade this region's target", ErrUnsupported, short(f))
-		}
+	if err := unknownFeature(m.Requires); err != nil {
+		return nil, err
 	}
 	if err := m.Validate(); err != nil {
 		return nil, err
@@ -348,13 +356,25 @@ func formatError(f int) error {
 	return fmt.Errorf("%w: unsupported format %d (want %d)", ErrInvalid, f, Format)
 }
 
-// short is s cut to 64 bytes, for an error quoting a name a hostile
-// manifest may make long.
-func short(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "..."
+// unknownFeature refuses the first of required this release does not
+// know.
+func unknownFeature(required []string) error {
+	for _, f := range required {
+		if !features[f] {
+			return fmt.Errorf("%w: it requires %s, which this release does not know; upgrade this region's target", ErrUnsupported, quoteShort(f))
+		}
 	}
-	return s
+	return nil
+}
+
+// quoteShort is s quoted, cut to 80 bytes, for an error naming what a
+// hostile manifest may make long.
+func quoteShort(s string) string {
+	q := strconv.Quote(s)
+	if len(q) > 80 {
+		return q[:80] + "..."
+	}
+	return q
 }
 
 // probeFormat extracts the top-level "format" field from a document that

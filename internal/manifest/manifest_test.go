@@ -553,7 +553,9 @@ func TestDecodeRefusesWhatANewerXRCWrote(t *testing.T) {
 	}{
 		{"format 2", strings.Replace(good, `"format":1`, `"format":2`, 1), true, "upgrade this region's target"},
 		{"a feature this release does not know", requires(`"known","teleport"`), true, `requires "teleport"`},
-		{"a long name, cut", requires(`"` + strings.Repeat("x", 5000) + `"`), true, strings.Repeat("x", 64) + "..."},
+		{"a long name, cut", requires(`"` + strings.Repeat("x", 5000) + `"`), true, `"` + strings.Repeat("x", 79) + "..."},
+		{"a long name of escapes, cut", requires(`"` + strings.Repeat(`\u0001`, 5000) + `"`), true, `requires "\x01`},
+		{"with a field whose type changed", strings.Replace(requires(`"teleport"`), `"level":3`, `"level":"fast"`, 1), true, `requires "teleport"`},
 		{"format -1", strings.Replace(good, `"format":1`, `"format":-1`, 1), false, "unsupported format -1"},
 		{"too many names", requires(strings.Repeat(`"",`, MaxEntries) + `""`), false, "entries in all"},
 	}
@@ -583,15 +585,56 @@ var writeFixture = flag.Bool("write-fixture", false, "write "+fixturePath+" if i
 // readers must be tested against gets a fixture of its own.
 const fixturePath = "testdata/format1-2026-12-07.json"
 
-// full is the manifest frozen at fixturePath: valid, with the fields valid
-// leaves out, and a retag entry.
+var fixtureTime = time.Date(2026, 11, 22, 1, 2, 3, 456_000_000, time.UTC)
+
+// full is the manifest frozen at fixturePath: valid as it was that day
+// (copied, so that a change of valid for other tests leaves it be), with
+// the fields valid leaves out, and a retag entry.
 func full() *Manifest {
-	m := valid()
+	m := &Manifest{
+		Format:       Format,
+		ArchiveID:    "01JD-archive_1.v2",
+		CreatedAt:    fixtureTime,
+		SourceRegion: "eu-west-1",
+		RuleID:       "rule-1",
+		Level:        3,
+		Objects: []Object{
+			{
+				Member:             MemberName(0, "logs/app.log"),
+				Bucket:             "src",
+				Key:                "logs/app.log",
+				VersionID:          "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY",
+				Sequencer:          "0055AED6DCD90281E5",
+				Size:               1234,
+				ETag:               `"9b2cf535f27731c974343645a3985328"`,
+				LastModified:       fixtureTime,
+				StorageClass:       "STANDARD_IA",
+				ContentType:        "text/plain; charset=utf-8",
+				ContentEncoding:    "gzip",
+				ContentDisposition: `attachment; filename="app.log"`,
+				ContentLanguage:    "en",
+				CacheControl:       "max-age=3600",
+				Expires:            "Wed, 21 Oct 2026 07:28:00 GMT",
+				Metadata:           map[string]string{"owner": "team-a", "x-trace": "abc\tdef"},
+				Tags:               map[string]string{"env": "prod", "Cost Center": "42", "empty": ""},
+				SHA256:             strings.Repeat("0123456789abcdef", 4),
+				ChecksumAlgorithm:  "SHA256",
+				Checksum:           base64.StdEncoding.EncodeToString(bytes.Repeat([]byte("\x01\x23\x45\x67\x89\xab\xcd\xef"), 4)),
+				Destinations: []Destination{
+					{Region: "us-east-1", Bucket: "dst", Key: "copy/logs/app.log", StorageClass: "GLACIER_IR", KMSKeyID: "arn:aws:kms:us-east-1:111122223333:key/abc"},
+					{Region: "ap-south-1", Bucket: "dst2", Key: "logs/app.log"},
+				},
+			},
+			{Bucket: "src", Key: "logs/old.log", Delete: true, VersionID: "v2", LastModified: fixtureTime, Destinations: []Destination{{Region: "us-east-1", Bucket: "dst", Key: "copy/logs/old.log"}}},
+			{Member: MemberName(2, "a/../b"), Bucket: "src", Key: "a/../b", Size: 0, ChecksumAlgorithm: "CRC64NVME", Checksum: "AAAAAAAAAAA=",
+				Destinations: []Destination{{Region: "us-east-1", Bucket: "dst", Key: "a/../b"}}},
+		},
+	}
 	o := &m.Objects[0]
-	o.EventTime = testTime.Add(time.Second)
+	o.EventTime = fixtureTime.Add(time.Second)
 	o.WebsiteRedirect = "/moved/app.log"
 	o.TagsChanged = true
-	m.Objects[2].Seen = testTime.Add(time.Minute).Truncate(time.Second)
+	m.Objects[2].Seen = fixtureTime.Add(time.Minute).Truncate(time.Second)
 	r := m.Objects[1]
 	r.Delete, r.Retag, r.Tags, r.ETag = false, true, map[string]string{"scan": "clean"}, `"d41d8cd98f00b204e9800998ecf8427e"`
 	m.Objects = append(m.Objects, r)
