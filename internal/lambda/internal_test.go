@@ -839,8 +839,12 @@ func TestUntriedOnTheLastReceiveSentAgain(t *testing.T) {
 // never fits, and says so), and so is a batch started before the pace
 // measured anything: it may never fit either.
 func TestCutBatchOnTheLastReceiveSentAgain(t *testing.T) {
-	for _, paced := range []bool{true, false} {
-		t.Run(fmt.Sprint("paced ", paced), func(t *testing.T) {
+	for _, c := range []struct {
+		paced bool
+		size  int
+	}{{true, 1024}, {true, 0}, {false, 1024}} { // of no bytes, the pace's estimate is 0 all the same
+		paced := c.paced
+		t.Run(fmt.Sprint("paced ", paced, ", size ", c.size), func(t *testing.T) {
 			p := &byKeyPacker{rules: map[string]*config.Rule{}}
 			q := &releases{}
 			m := worker.NewMetrics(prometheus.NewRegistry(), "test")
@@ -850,7 +854,7 @@ func TestCutBatchOnTheLastReceiveSentAgain(t *testing.T) {
 			}
 			var recs []events.SQSMessage
 			for i := range 2 {
-				body := fmt.Sprintf(`{"Records":[{"eventTime":"2026-12-06T00:00:00.000Z","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"src"},"object":{"key":"k%d","size":1024,"sequencer":"01"}}}]}`, i)
+				body := fmt.Sprintf(`{"Records":[{"eventTime":"2026-12-06T00:00:00.000Z","eventName":"ObjectCreated:Put","s3":{"bucket":{"name":"src"},"object":{"key":"k%d","size":%d,"sequencer":"01"}}}]}`, i, c.size)
 				recs = append(recs, events.SQSMessage{MessageId: fmt.Sprint("m", i), Body: body, Attributes: map[string]string{"ApproximateReceiveCount": "8"}})
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 2500*time.Millisecond) // the cut at 1.5 s, a batch takes 2

@@ -43,6 +43,15 @@ func (p *pace) observe(bytes int64, items int, d time.Duration) {
 	p.seen = true
 }
 
+// measured reports whether the pace has seen any work finish: until it
+// has, estimate says 0 for everything (and after, 0 for work of no bytes
+// when only bytes were measured), which is no finding that it fits.
+func (p *pace) measured() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.seen
+}
+
 // estimate is how long work of bytes and items should take, with half
 // again for safety. Zero until something was observed: the first unit of
 // work starts, and the cut stops it if it must.

@@ -232,7 +232,10 @@ func (h *Source) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEven
 		outs[i] = t.out
 		t.mu.Unlock()
 	}
-	// (A message sent again staged nothing: again needs it untouched.)
+	// (A message sent again added nothing to the statistics: again needs
+	// it so. A delete's or retag's archive adds nothing, and such a
+	// message may be sent again after one was staged, as on Fargate: a
+	// target takes the same entry twice.)
 	return respond(ctx, outs, h.q, h.metrics, h.log), nil
 }
 
@@ -271,7 +274,7 @@ func (h *Source) pack(ctx context.Context, at time.Time, b *batch) {
 		return
 	}
 	failed := false
-	paced := !b.first && est > 0
+	paced := !b.first && h.pace.measured()
 	var mu sync.Mutex
 	items := make([]source.Item, len(b.items))
 	for i, it := range b.items {

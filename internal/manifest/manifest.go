@@ -351,7 +351,7 @@ func formatError(f int) error {
 	case f == 0:
 		return fmt.Errorf("%w: format is missing (want %d)", ErrInvalid, Format)
 	case f > Format:
-		return fmt.Errorf("%w: unsupported format %d (want %d); upgrade this region's target", ErrUnsupported, f, Format)
+		return fmt.Errorf("%w: unsupported format %d (want %d)", ErrUnsupported, f, Format)
 	}
 	return fmt.Errorf("%w: unsupported format %d (want %d)", ErrInvalid, f, Format)
 }
@@ -361,16 +361,17 @@ func formatError(f int) error {
 func unknownFeature(required []string) error {
 	for _, f := range required {
 		if !features[f] {
-			return fmt.Errorf("%w: it requires %s, which this release does not know; upgrade this region's target", ErrUnsupported, quoteShort(f))
+			return fmt.Errorf("%w: it requires %s, which this release does not know", ErrUnsupported, quoteShort(f))
 		}
 	}
 	return nil
 }
 
-// quoteShort is s quoted, cut to 80 bytes, for an error naming what a
-// hostile manifest may make long.
+// quoteShort is s quoted in ASCII (cut anywhere, it stays valid UTF-8),
+// cut to 80 bytes, for an error naming what a hostile manifest may make
+// long.
 func quoteShort(s string) string {
-	q := strconv.Quote(s)
+	q := strconv.QuoteToASCII(s)
 	if len(q) > 80 {
 		return q[:80] + "..."
 	}

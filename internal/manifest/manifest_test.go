@@ -14,6 +14,7 @@ import (
 	"testing"
 	"testing/iotest"
 	"time"
+	"unicode/utf8"
 )
 
 var testTime = time.Date(2026, 11, 22, 1, 2, 3, 456_000_000, time.UTC)
@@ -551,7 +552,8 @@ func TestDecodeRefusesWhatANewerXRCWrote(t *testing.T) {
 		unsupported bool
 		contains    string
 	}{
-		{"format 2", strings.Replace(good, `"format":1`, `"format":2`, 1), true, "upgrade this region's target"},
+		{"format 2", strings.Replace(good, `"format":1`, `"format":2`, 1), true, "written by a newer xrc: unsupported format 2"},
+		{"a long name of non-ASCII, cut", requires(`"` + strings.Repeat("é", 100) + `"`), true, `requires "\u00e9`},
 		{"a feature this release does not know", requires(`"known","teleport"`), true, `requires "teleport"`},
 		{"a long name, cut", requires(`"` + strings.Repeat("x", 5000) + `"`), true, `"` + strings.Repeat("x", 79) + "..."},
 		{"a long name of escapes, cut", requires(`"` + strings.Repeat(`\u0001`, 5000) + `"`), true, `requires "\x01`},
@@ -567,7 +569,7 @@ func TestDecodeRefusesWhatANewerXRCWrote(t *testing.T) {
 			if !errors.Is(err, ErrInvalid) || errors.Is(err, ErrUnsupported) != tt.unsupported {
 				t.Fatalf("Decode = %v, want ErrInvalid, ErrUnsupported %v", err, tt.unsupported)
 			}
-			if !strings.Contains(err.Error(), tt.contains) || len(err.Error()) > 300 {
+			if !strings.Contains(err.Error(), tt.contains) || len(err.Error()) > 300 || !utf8.ValidString(err.Error()) {
 				t.Errorf("error %q does not say %q in under 300 bytes", err, tt.contains)
 			}
 		})
