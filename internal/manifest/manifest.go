@@ -62,8 +62,8 @@ type Manifest struct {
 	SourceRegion string    `json:"sourceRegion"`
 	RuleID       string    `json:"ruleId"`
 	Level        int       `json:"level"` // zstd level used for the archive
-	// Requires names the features (package var features) a reader must understand to
-	// deliver the archive correctly. A reader ignores fields it does not
+	// Requires names the features (package var features) a reader must
+	// understand to deliver the archive correctly. A reader ignores fields it does not
 	// know, which suits a field whose absence it can survive; one it
 	// would misread (an entry kind, a field that changes what another
 	// means) is listed here, and a reader that does not know it refuses
@@ -198,17 +198,9 @@ func DecodeWithin(r io.Reader, before func(cost int64) error) (*Manifest, error)
 	if err := json.Unmarshal(data, &m); err != nil {
 		// A newer format may change field types; say so rather than report
 		// the type error it causes.
-		if f, ok := probeFormat(data); ok && f != Format {
-			return nil, formatError(f)
-		}
-		// So may a feature it requires: the same.
-		var p struct {
-			Requires []string `json:"requires"`
-		}
-		if json.Unmarshal(data, &p) == nil {
-			if err := unknownFeature(p.Requires); err != nil {
-				return nil, err
-			}
+		// So may a feature it requires.
+		if err := probeNewer(data); err != nil {
+			return nil, err
 		}
 		return nil, fmt.Errorf("%w: %s", ErrInvalid, describeJSONError(data, err))
 	}
@@ -378,16 +370,21 @@ func quoteShort(s string) string {
 	return q
 }
 
-// probeFormat extracts the top-level "format" field from a document that
-// failed to decode as a whole.
-func probeFormat(data []byte) (int, bool) {
+// probeNewer reads the top-level "format" and "requires" of a document
+// that failed to decode as a whole, and returns their refusal if a newer
+// xrc wrote it.
+func probeNewer(data []byte) error {
 	var p struct {
-		Format *int `json:"format"`
+		Format   *int     `json:"format"`
+		Requires []string `json:"requires"`
 	}
-	if json.Unmarshal(data, &p) != nil || p.Format == nil {
-		return 0, false
+	if json.Unmarshal(data, &p) != nil {
+		return nil
 	}
-	return *p.Format, true
+	if p.Format != nil && *p.Format != Format {
+		return formatError(*p.Format)
+	}
+	return unknownFeature(p.Requires)
 }
 
 // describeJSONError turns an encoding/json error into a message that points
