@@ -313,13 +313,15 @@ func (l *Learner) choose(k Key, m Model, ests []Estimate, start Arm, size int64,
 	// included) would lose that object's whole saving on data that
 	// compresses, and data that looks incompressible starts stored anyway
 	// (Classify and the probe).
+	// Arms[0] is Store: a step landing on it (a level next to the fastest,
+	// a narrow range, the pure-Go encoder's few levels) is no licence.
 	var near, unknown []Arm
 	for _, step := range exploreSteps {
-		if j := i + step; j >= 0 && j < len(l.cfg.Arms) {
+		if j := i + step; j > 0 && j < len(l.cfg.Arms) {
 			near = append(near, l.cfg.Arms[j])
 		}
 	}
-	if s, known := saving(ests, d.Arm); i > 3 && known && s < storeWorthTrying {
+	if s, known := saving(ests, d.Arm); i > 0 && known && s < storeWorthTrying {
 		near = append(near, l.cfg.Arms[0])
 	}
 	for _, a := range near {

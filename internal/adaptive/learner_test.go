@@ -302,6 +302,33 @@ func TestExploresStoreOnlyWhenLittleIsKnownSaved(t *testing.T) {
 	if n := stores(much); n != 0 {
 		t.Errorf("level 3 saving 75%%: stored %d times in 1000 explorations", n)
 	}
+	// Where Store is a step away from the level in use (minLevel 1 or 3,
+	// the pure-Go encoder's few levels), the step is no licence either.
+	for _, c := range []struct {
+		name  string
+		arms  []Arm
+		level int
+	}{
+		{"libzstd 1..19 at 3", Arms(true, 1, 19), 3},
+		{"libzstd 3..19 at 3", Arms(true, 3, 19), 3},
+		{"pure Go at 7", Arms(false, 1, 19), 7},
+		{"pure Go at 1", Arms(false, 1, 19), 1},
+	} {
+		l := New(Config{Arms: c.arms, Explore: 1, ExploreFloor: 1}, rand.New(rand.NewPCG(6, 6)))
+		k := Key{"r", CSV}
+		l.Observe(Observation{k, Arm(c.level), Sample{In: 1 << 30, Out: 1 << 28, CPU: 10 * time.Second, Objects: 1000}, now})
+		for _, k := range []Key{{"r", JSON}, k} {
+			n := 0
+			for range 1000 {
+				if l.Choose(k, testModel(), Arm(c.level), 0, 0, now).Arm == Store {
+					n++
+				}
+			}
+			if n != 0 {
+				t.Errorf("%s, %s: stored %d times in 1000 explorations", c.name, k.Class, n)
+			}
+		}
+	}
 }
 
 // A large object is explored only once its class has sent sixteen times its
