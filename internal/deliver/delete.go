@@ -51,7 +51,7 @@ func (w *Worker) deleteOne(ctx context.Context, wr *write, o *manifest.Object, r
 		case !prov.ok:
 			// Someone else's object at a key xrc maps to: not ours to delete.
 			w.skipped(wr, o, rt, "delete_not_ours")
-			log.Info("destination object not written by xrc: delete not propagated")
+			log.Debug("destination object not written by xrc: delete not propagated")
 			return nil
 		case prov.newerThanDelete(o):
 			w.skipped(wr, o, rt, "delete_skipped")

@@ -315,6 +315,11 @@ func TestDeletesAndOrdering(t *testing.T) {
 	if n := metric(t, reg, "xrc_target_objects_total", "result", "delete_not_ours"); n != 1 {
 		t.Errorf("delete_not_ours = %v, want 1", n)
 	}
+	// One line per object only at debug (README): a mass delete over keys
+	// another tool filled would otherwise log one line per key.
+	if n := p.logs.FilterMessageSnippet("not written by xrc").Len(); n != 0 {
+		t.Errorf("%d lines above debug for a delete not ours", n)
+	}
 	// Deleting what is not there is a success.
 	p.deliver(t, "r1/delete-absent.tar.zst", p.deleteArchive("delete-absent", "data/order/absent.txt", seqAt(9)), nil)
 	if n := metric(t, reg, "xrc_target_objects_total", "result", "deleted"); n != 1 {

@@ -1142,4 +1142,20 @@ func TestUnmatchedCounted(t *testing.T) {
 	if v := testutil.ToFloat64(m.Messages.WithLabelValues("unmatched")); v != 1 {
 		t.Errorf("messages{unmatched} = %v, want 1", v)
 	}
+	// One a rule covers and passes by (a delete it does not propagate) is
+	// ignored, not unmatched.
+	h = NewSource(SourceOptions{Worker: passedBy{}, Queue: &releases{}, Margin: time.Second, MaxReceive: 5, Log: zap.NewNop(), Metrics: m})
+	resp, err = h.Handle(ctx, events.SQSEvent{Records: []events.SQSMessage{{MessageId: "m", Body: body, Attributes: map[string]string{"ApproximateReceiveCount": "1"}}}})
+	if err != nil || len(resp.BatchItemFailures) != 0 {
+		t.Fatalf("Handle = %+v, %v; want the message acknowledged", resp, err)
+	}
+	if u, i := testutil.ToFloat64(m.Messages.WithLabelValues("unmatched")), testutil.ToFloat64(m.Messages.WithLabelValues("ignored")); u != 1 || i != 1 {
+		t.Errorf("messages{unmatched} = %v, {ignored} = %v; want 1 and 1", u, i)
+	}
+}
+
+type passedBy struct{ slowPacker }
+
+func (passedBy) Match(xevents.ObjectRef, time.Time, func(error), *zap.Logger) ([]source.Item, bool) {
+	return nil, true
 }

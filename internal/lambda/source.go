@@ -175,6 +175,7 @@ func (h *Source) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEven
 			})
 			continue
 		}
+		covered := false
 		for _, ref := range parsed.Refs {
 			mine, matched := h.w.Match(ref, t.out.msg.SentAt, t.settle, log)
 			for i := range mine {
@@ -183,11 +184,12 @@ func (h *Source) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEven
 			if !matched {
 				log.Debug("no rule covers object; acknowledging", zap.String("bucket", ref.Bucket), zap.String("key", ref.Key))
 			}
+			covered = covered || matched
 			t.pending += len(mine)
 			items = append(items, mine...)
 		}
 		if t.pending == 0 {
-			h.metrics.Messages.WithLabelValues("unmatched").Inc() // as the Fargate worker counts it
+			h.metrics.Messages.WithLabelValues(source.NothingToDo(covered)).Inc() // as the Fargate worker counts it
 		}
 	}
 

@@ -278,7 +278,7 @@ func TestObjectGoneBeforeProcessingIsSkipped(t *testing.T) {
 	// A key outside the rule's prefix: no rule covers it.
 	f.send(t, eventBody(f.rule.SourceBucket, "elsewhere/uncovered.txt", "0123456789abcdef0123456789abcdef", "0055AED6DCD90281E6"))
 	// One event per put and per delete (the rule does not replicate deletes,
-	// so those are acknowledged as unmatched), plus the two synthetic ones:
+	// so those are acknowledged as ignored), plus the two synthetic ones:
 	// eleven, so the first local long poll returns at once.
 	messages := 2*len(gone) + 2 + len(live)
 	f.waitDepth(t, f.sourceQueue(), messages, time.Minute)
@@ -309,6 +309,17 @@ func TestObjectGoneBeforeProcessingIsSkipped(t *testing.T) {
 	}
 	if n := r.metric(t, "xrc_source_unmatched_events_total"); n != 1 {
 		t.Errorf("%v events of keys no rule covers counted, want 1", n)
+	}
+	// The deletes are the rule's, passed by by design: not messages no
+	// rule covers, which a mistyped prefix shows as.
+	if n := r.metric(t, "xrc_source_messages_total", "result", "unmatched"); n != 1 {
+		t.Errorf("%v messages counted unmatched, want 1", n)
+	}
+	if n := r.metric(t, "xrc_source_messages_total", "result", "ignored"); n != float64(len(gone)) {
+		t.Errorf("%v messages counted ignored, want %d (the deletes)", n, len(gone))
+	}
+	if n := r.metric(t, "xrc_source_objects_total", "result", "skipped_delete"); n != float64(len(gone)) {
+		t.Errorf("%v deletes counted skipped_delete, want %d", n, len(gone))
 	}
 	// One line per object only at debug (README): keys no rule covers
 	// (here the deletes) and skips come by the thousand.
@@ -1349,8 +1360,10 @@ func TestLateDeleteOfAKeyReadableAgain(t *testing.T) {
 	f.put(t, []object{{key: other, data: []byte("other")}})
 	f.waitDepth(t, f.sourceQueue(), 2, time.Minute)
 	logs := f.wantNotStaged(t, key, "for a delete marker's event while the key holds an object")
-	if logs.FilterMessageSnippet("delete not staged").Len() == 0 {
+	if lines := logs.FilterMessageSnippet("delete not staged"); lines.Len() == 0 {
 		t.Error("no line says why the delete was not staged")
+	} else if n := lines.Len() - lines.FilterLevelExact(zap.DebugLevel).Len(); n != 0 {
+		t.Errorf("%d lines of one object above debug (README: per-object lines at debug only)", n)
 	}
 }
 
@@ -1399,8 +1412,10 @@ func TestLateEventOfAVersionNoLongerCurrent(t *testing.T) {
 	f.put(t, []object{{key: other, data: []byte("other")}})
 	f.waitDepth(t, f.sourceQueue(), 2, time.Minute)
 	logs := f.wantNotStaged(t, key, "a version deleted since its late event")
-	if logs.FilterMessageSnippet("late event of a version no longer current").Len() == 0 {
+	if lines := logs.FilterMessageSnippet("late event of a version no longer current"); lines.Len() == 0 {
 		t.Error("no line says why the late event was skipped")
+	} else if n := lines.Len() - lines.FilterLevelExact(zap.DebugLevel).Len(); n != 0 {
+		t.Errorf("%d lines of one object above debug (README: per-object lines at debug only)", n)
 	}
 }
 

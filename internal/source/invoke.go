@@ -61,6 +61,7 @@ func (w *Worker) Match(ref events.ObjectRef, sent time.Time, done func(error), l
 		matched = true
 		switch {
 		case ref.Removed() && !r.Deletes:
+			w.Metrics.Objects.WithLabelValues(r.ID, "skipped_delete").Inc()
 			continue
 		case ref.Removed() && !ref.RemovesCurrent():
 			// A version deleted for good: what the key reads as did not
@@ -77,4 +78,15 @@ func (w *Worker) Match(ref events.ObjectRef, sent time.Time, done func(error), l
 		w.Metrics.Unmatched.Inc()
 	}
 	return items, matched
+}
+
+// NothingToDo is the result a message is counted under when it gives no
+// item: "unmatched" when no rule covers any of its objects (a prefix
+// mistyped shows there), "ignored" when one does and passes it by by
+// design (a delete its rule does not propagate, a version's delete).
+func NothingToDo(covered bool) string {
+	if covered {
+		return "ignored"
+	}
+	return "unmatched"
 }

@@ -10,7 +10,7 @@ import (
 // included. Labels hold bounded values only (rule ids, outcomes), never keys.
 type Metrics struct {
 	*worker.Metrics
-	Objects         *prometheus.CounterVec   // by rule, result: archived, deleted, retagged, skipped, skipped_version_delete, failed
+	Objects         *prometheus.CounterVec   // by rule, result: archived, deleted, retagged, skipped, skipped_delete, skipped_version_delete, failed
 	BytesIn         *prometheus.CounterVec   // uncompressed bytes archived, by rule
 	BytesOut        *prometheus.CounterVec   // archive bytes written to staging, by rule
 	Archives        *prometheus.CounterVec   // by rule, result: staged, failed, relayed (Relay)

@@ -146,7 +146,7 @@ func (w *Worker) plan(ctx context.Context, rule *config.Rule, items []Item, held
 					keep, err = w.retagged(gctx, rule, e)
 				}
 				if !keep && err == nil && ref.Removed() {
-					w.Log.Info("delete not staged: the key reads as an object again (written since, or its delete marker removed)",
+					w.Log.Debug("delete not staged: the key reads as an object again (written since, or its delete marker removed)",
 						zap.String("bucket", ref.Bucket), zap.String("key", ref.Key), zap.String("event", ref.EventName))
 				}
 				results[i] = outcome{keep, err}
@@ -175,7 +175,7 @@ func (w *Worker) plan(ctx context.Context, rule *config.Rule, items []Item, held
 				// where deletes do not propagate (current).
 				keep, err = w.current(gctx, rule, events.ObjectRef{Bucket: e.obj.Bucket, Key: e.obj.Key, VersionID: e.obj.VersionID})
 				if !keep && err == nil {
-					w.Log.Info("late event of a version no longer current; skipping (what replaced it has its own event)",
+					w.Log.Debug("late event of a version no longer current; skipping (what replaced it has its own event)",
 						zap.String("bucket", ref.Bucket), zap.String("key", ref.Key), zap.String("versionId", ref.VersionID), zap.Time("eventTime", ref.EventTime))
 				}
 			}
@@ -387,7 +387,7 @@ func (w *Worker) describe(ctx context.Context, e *entry, ref events.ObjectRef, i
 			log.Debug("object gone since its event; skipping")
 			return false, nil
 		case awsapi.IsCustomerKeyRequired(herr):
-			log.Info("object overwritten since its event by an SSE-C write; skipping (the newer write has its own event)")
+			log.Debug("object overwritten since its event by an SSE-C write; skipping (the newer write has its own event)")
 			return false, nil
 		case herr != nil: // retried, not taken for the cold write
 			return false, herr
@@ -533,12 +533,12 @@ func (w *Worker) retagged(ctx context.Context, rule *config.Rule, e *entry) (boo
 	head, err := w.head(ctx, &s3.HeadObjectInput{Bucket: &ref.Bucket, Key: &ref.Key})
 	switch {
 	case awsapi.IsNotFound(err):
-		log.Info("object gone since its tags changed; skipping")
+		log.Debug("object gone since its tags changed; skipping")
 		return false, nil
 	case awsapi.IsCustomerKeyRequired(err):
 		// Never archived: that write's own event is in the DLQ, or the
 		// changes were made on a write it replaced.
-		log.Info("tags changed on a key that now holds an SSE-C write; skipping (its write's own event says why it is not archived)")
+		log.Debug("tags changed on a key that now holds an SSE-C write; skipping (its write's own event says why it is not archived)")
 		return false, nil
 	case err != nil:
 		return false, err
@@ -549,13 +549,13 @@ func (w *Worker) retagged(ctx context.Context, rule *config.Rule, e *entry) (boo
 		r := it.Ref
 		return r.Retagged() && (events.Version(r.VersionID) == "" || r.VersionID == version) && (r.ETag == "" || r.ETag == etag)
 	}) {
-		log.Info("tags changed on a write since replaced; skipping (the newer write has its own event)")
+		log.Debug("tags changed on a write since replaced; skipping (the newer write has its own event)")
 		return false, nil
 	}
 	tags, err := w.S3.GetObjectTagging(ctx, &s3.GetObjectTaggingInput{Bucket: &ref.Bucket, Key: &ref.Key, VersionId: optional(version)})
 	switch {
 	case awsapi.IsNotFound(err):
-		log.Info("object gone since its tags changed; skipping")
+		log.Debug("object gone since its tags changed; skipping")
 		return false, nil
 	case err != nil:
 		return false, fmt.Errorf("tags of %s/%s: %w", ref.Bucket, ref.Key, err)
@@ -564,7 +564,7 @@ func (w *Worker) retagged(ctx context.Context, rule *config.Rule, e *entry) (boo
 		// Nothing pins an unversioned key's tags to the write HEAD read.
 		if same, err := w.unchanged(ctx, ref, head); err != nil || !same {
 			if err == nil {
-				log.Info("object overwritten since its tags changed; skipping (the newer write has its own event)")
+				log.Debug("object overwritten since its tags changed; skipping (the newer write has its own event)")
 			}
 			return false, err
 		}

@@ -252,6 +252,7 @@ func (w *Worker) Handle(stop context.Context, m *worker.Message) {
 		return
 	}
 	var mine []Item
+	covered := false
 	for _, ref := range m.Events.Refs {
 		items, matched := w.Match(ref, m.SentAt, t.settle, m.Log())
 		for i := range items {
@@ -260,10 +261,11 @@ func (w *Worker) Handle(stop context.Context, m *worker.Message) {
 		if !matched {
 			m.Log().Debug("no rule covers object; acknowledging", zap.String("bucket", ref.Bucket), zap.String("key", ref.Key))
 		}
+		covered = covered || matched
 		mine = append(mine, items...)
 	}
 	if len(mine) == 0 {
-		w.Metrics.Messages.WithLabelValues("unmatched").Inc()
+		w.Metrics.Messages.WithLabelValues(NothingToDo(covered)).Inc()
 		m.Ack()
 		return
 	}
