@@ -31,7 +31,7 @@ func newWorkQueue(s *regionStack, id, name, kind string, compute config.Compute)
 		visibility = lambdaVisibility(s.d.Config, kind)
 	}
 	dlq := awssqs.NewQueue(s.Stack, jsii.String(id+"Dlq"), &awssqs.QueueProps{
-		QueueName:           jsii.String(name + "-dlq"),
+		QueueName:           jsii.String(config.DeadLetterQueueName(name)),
 		Encryption:          awssqs.QueueEncryption_KMS,
 		EncryptionMasterKey: s.keys.Messaging,
 		DataKeyReuse:        awscdk.Duration_Hours(jsii.Number(1)),

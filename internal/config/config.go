@@ -414,6 +414,12 @@ func (c *Config) SourceQueueName(ruleID string) string {
 	return c.Settings.StackName + "-src-" + ruleID
 }
 
+// dlqSuffix makes a queue's name its dead-letter queue's.
+const dlqSuffix = "-dlq"
+
+// DeadLetterQueueName is the dead-letter queue of the queue named name.
+func DeadLetterQueueName(name string) string { return name + dlqSuffix }
+
 // TargetQueueName is the SQS queue in each target region receiving the
 // replicated staging bucket's events.
 func (c *Config) TargetQueueName() string { return c.Settings.StackName + "-tgt" }

@@ -242,6 +242,8 @@ func TestValidationErrors(t *testing.T) {
 			[]string{"rules[0].batch.maxAge: must be between 1s and settings.worker.visibilityTimeout (5m0s, default 5m0s), got 10m0s"}},
 		{"bad wildcard", mutate(t, func(d map[string]any) { rule0(d)["ignore"] = []any{"[a-"} }), []string{"rules[0].ignore[0]: invalid wildcard"}},
 		{"duplicate rule", mutate(t, func(d map[string]any) { obj(d, "rules", 1)["id"] = "logs" }), []string{"rules[1].id: rule id \"logs\" used twice"}},
+		{"a rule's queue another's dead letters", mutate(t, func(d map[string]any) { obj(d, "rules", 1)["id"] = "logs-dlq" }),
+			[]string{`rules[1].id: rule id "logs-dlq": its queue, "xrc-src-logs-dlq", would be rule "logs"'s dead-letter queue`}},
 		{"wrong version", mutate(t, func(d map[string]any) { d["version"] = 2 }), []string{"version: must be 1, got 2"}},
 		{"drain too long", mutate(t, func(d map[string]any) { obj(d, "settings", "worker")["drainTimeout"] = "5m" }), []string{"settings.worker.drainTimeout"}},
 		{"drain leaving no stop time", mutate(t, func(d map[string]any) { obj(d, "settings", "worker")["drainTimeout"] = "100s" }), []string{"settings.worker.drainTimeout: at most 1m30s"}},

@@ -72,7 +72,7 @@ func TestLoadFromSSM(t *testing.T) {
 		t.Errorf("SSM and file loads differ:\n%s\n%s", a, b)
 	}
 
-	if _, err := Load(ctx, "ssm:///xrc/missing", client); err == nil || !strings.Contains(err.Error(), "ParameterNotFound") || !strings.Contains(err.Error(), "check XRC_REGION, AWS_REGION") {
+	if _, err := Load(ctx, "ssm:///xrc/missing", client); err == nil || !strings.Contains(err.Error(), "ParameterNotFound") || !strings.Contains(err.Error(), "the xrc command's AWS_REGION") {
 		t.Errorf("missing parameter: %v; want where to look", err)
 	}
 	// Two slashes: the name lacks its leading one.

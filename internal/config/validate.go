@@ -257,6 +257,15 @@ func (c *Config) Validate() error {
 	for i := range c.Rules {
 		c.validateRule(&errs, fmt.Sprintf("rules[%d]", i), &c.Rules[i], seenRule)
 	}
+	for i, r := range c.Rules {
+		// A rule's dead-letter queue is its queue's name and "-dlq": rule
+		// "x-dlq"'s queue would be rule "x"'s dead letters (CloudFormation
+		// refuses the second queue; a hand-made deployment would have the
+		// one worker read the other's dead letters).
+		if base, ok := strings.CutSuffix(r.ID, dlqSuffix); ok && seenRule[base] {
+			errs.add(fmt.Sprintf("rules[%d].id", i), "rule id %q: its queue, %q, would be rule %q's dead-letter queue", r.ID, c.SourceQueueName(r.ID), base)
+		}
+	}
 	c.checkBucketRegions(&errs)
 	c.checkOverlaps(&errs)
 	c.checkFanIn(&errs)

@@ -30,6 +30,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/smithy-go"
+
+	"github.com/xrc-dev/xrc/internal/config"
 )
 
 var errNoRegion = errors.New("localstack: unknown region")
@@ -110,7 +112,7 @@ func (e Env) RemoveBucket(ctx context.Context, region, bucket string) error {
 	return nil
 }
 
-// EnsureQueue creates queue name and its dead-letter queue name+"-dlq"; a
+// EnsureQueue creates queue name and its dead-letter queue config.DeadLetterQueueName(name); a
 // message received maxReceive times moves to the DLQ. An existing queue gets
 // its attributes updated.
 func (e Env) EnsureQueue(ctx context.Context, name string, maxReceive int, visibility time.Duration) (queueURL, dlqURL string, err error) {
@@ -118,7 +120,7 @@ func (e Env) EnsureQueue(ctx context.Context, name string, maxReceive int, visib
 	if err != nil {
 		return "", "", err
 	}
-	dlqURL, err = ensureQueue(ctx, client, name+"-dlq", map[string]string{
+	dlqURL, err = ensureQueue(ctx, client, config.DeadLetterQueueName(name), map[string]string{
 		string(sqstypes.QueueAttributeNameMessageRetentionPeriod): strconv.Itoa(14 * 24 * 3600),
 	})
 	if err != nil {
@@ -174,7 +176,7 @@ func (e Env) DeleteQueue(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	for _, n := range []string{name, name + "-dlq"} {
+	for _, n := range []string{name, config.DeadLetterQueueName(name)} {
 		got, err := client.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(n)})
 		var missing *sqstypes.QueueDoesNotExist
 		switch {

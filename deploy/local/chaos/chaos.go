@@ -470,7 +470,7 @@ func (c *chaos) settle(ctx context.Context, want []dataset.Object) bool {
 	for _, o := range want {
 		keys[o.Key] = true
 	}
-	srcDLQ, tgtDLQ := c.queue(ctx, c.cfg.SourceQueueName("r1")+"-dlq"), c.queue(ctx, c.cfg.TargetQueueName()+"-dlq")
+	srcDLQ, tgtDLQ := c.queue(ctx, config.DeadLetterQueueName(c.cfg.SourceQueueName("r1"))), c.queue(ctx, config.DeadLetterQueueName(c.cfg.TargetQueueName()))
 	stable := 0
 	for ctx.Err() == nil {
 		// Without want (after the replay), the destination held what it
@@ -661,8 +661,8 @@ func (c *chaos) check(ctx context.Context, want []dataset.Object, deleted []stri
 	}
 	add("nothing written to a bucket no rule names", errs)
 
-	add("the source DLQ holds exactly the poison messages that no retry can fix", c.checkDLQ(ctx, c.cfg.SourceQueueName("r1")+"-dlq", sourcePoisonDead()))
-	add("the target DLQ holds exactly the poison archives", c.checkDLQ(ctx, c.cfg.TargetQueueName()+"-dlq", targetPoisonKeys()))
+	add("the source DLQ holds exactly the poison messages that no retry can fix", c.checkDLQ(ctx, config.DeadLetterQueueName(c.cfg.SourceQueueName("r1")), sourcePoisonDead()))
+	add("the target DLQ holds exactly the poison archives", c.checkDLQ(ctx, config.DeadLetterQueueName(c.cfg.TargetQueueName()), targetPoisonKeys()))
 
 	add("the target staging bucket holds the poison archives in the DLQ, one version each, and nothing else: no other version, no delete marker",
 		c.checkTargetStaging(ctx))
