@@ -95,10 +95,12 @@ type Function struct {
 	srcMetrics *source.Metrics
 	tgtMetrics *deliver.Metrics
 
-	mu      sync.Mutex // Lambda invokes one at a time; tests and the emulator may not
-	raw     []byte
-	readAt  time.Time
-	handler func(context.Context, events.SQSEvent) (events.SQSEventResponse, error)
+	mu        sync.Mutex // Lambda invokes one at a time; tests and the emulator may not
+	raw       []byte
+	readAt    time.Time
+	handler   func(context.Context, events.SQSEvent) (events.SQSEventResponse, error)
+	level     zap.AtomicLevel // the config's logLevel, set again on a reload
+	stackName string          // the EMF namespace, fixed at the cold start
 	// stop ends the current worker: its background loops, and writes
 	// what it learnt. Outside mu: Shutdown must not wait for a handler
 	// that outlived its invocation's timeout (Lambda retires the
@@ -122,10 +124,11 @@ func New(ctx context.Context, env Env, awsCfg aws.Config, stdout io.Writer) (*Fu
 		return nil, fmt.Errorf("config %s: %w", env.Flags.Config, err)
 	}
 	stdout = zapcore.Lock(zapcore.AddSync(stdout)) // one lock for log lines and EMF documents (app.Start)
-	log, err := logging.New(stdout, cfg.Settings.LogLevel)
+	log, level, err := logging.NewLeveled(stdout, cfg.Settings.LogLevel)
 	if err != nil {
 		return nil, err
 	}
+	f.level, f.stackName = level, cfg.Settings.StackName
 	service := "xrc-" + env.Role
 	f.log = log.With(zap.String("service", service), zap.String("region", env.Flags.Region), zap.String("compute", "lambda"))
 	// The SDK's transfer manager prints a failed complete with the
@@ -205,7 +208,19 @@ func (f *Function) refresh(ctx context.Context) {
 		return
 	}
 	f.raw = raw
-	f.log.Info("config changed: handler rebuilt")
+	// The level too: logLevel debug set in the parameter by hand is the
+	// README's first step in troubleshooting, and a warm environment
+	// lives for hours.
+	if err := f.level.UnmarshalText([]byte(cfg.Settings.LogLevel)); err != nil {
+		f.log.Warn("config changed: its logLevel cannot be used", zap.Error(err)) // validated: never
+	}
+	f.log.Info("config changed: handler rebuilt", zap.String("logLevel", f.level.String()))
+	if cfg.Settings.StackName != f.stackName {
+		// The metrics' namespace, the alarms' and the dashboard's: it
+		// names another deployment, which a new environment takes up.
+		f.log.Warn("config changed: its stackName applies only to environments started from now on; this one's metrics keep namespace "+f.stackName,
+			zap.String("stackName", cfg.Settings.StackName))
+	}
 }
 
 // build makes the role's handler for cfg and replaces the current one.

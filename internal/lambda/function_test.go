@@ -55,6 +55,7 @@ func TestConfigReload(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	f.cfg.Settings.LogLevel = "info" // the reload below sets debug
 	doc, err := json.Marshal(f.cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -78,6 +79,9 @@ func TestConfigReload(t *testing.T) {
 		t.Error("rebuilt although the document did not change")
 	}
 	f.cfg.Settings.Lambda.TargetBatchSize = 2
+	// The level too (set in the parameter by hand, README's first step in
+	// troubleshooting), not only the handler.
+	f.cfg.Settings.LogLevel = "debug"
 	if doc, err = json.Marshal(f.cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -85,6 +89,9 @@ func TestConfigReload(t *testing.T) {
 	invoke()
 	if !strings.Contains(out.String(), "config changed: handler rebuilt") {
 		t.Error("a changed document did not rebuild the handler")
+	}
+	if !strings.Contains(out.String(), `"logLevel":"debug"`) {
+		t.Error("the reloaded document's logLevel debug not taken")
 	}
 	write([]byte(`{"version": 2}`))
 	invoke()
