@@ -150,23 +150,35 @@ func (s *regionStack) addHybridSwitch(id string, w *worker) awscloudwatch.Alarm 
 		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
 	})
 	mappingArn := w.Function.Mapping.EventSourceMappingArn()
+	// A call refused for a moment (throttled; a mapping still settling
+	// from the last change, ResourceInUseException) is tried again
+	// within the machine's minute, not left to the next ten-minute run.
+	retried := func(call awsstepfunctionstasks.CallAwsService) awsstepfunctionstasks.CallAwsService {
+		call.AddRetry(&awsstepfunctions.RetryProps{
+			Errors:      jsii.Strings(*awsstepfunctions.Errors_TASKS_FAILED()),
+			Interval:    awscdk.Duration_Seconds(jsii.Number(5)),
+			BackoffRate: jsii.Number(2),
+			MaxAttempts: jsii.Number(3),
+		})
+		return call
+	}
 	set := func(name string, enabled bool) awsstepfunctionstasks.CallAwsService {
-		return awsstepfunctionstasks.NewCallAwsService(s.Stack, jsii.String(id+"Switch"+name), &awsstepfunctionstasks.CallAwsServiceProps{
+		return retried(awsstepfunctionstasks.NewCallAwsService(s.Stack, jsii.String(id+"Switch"+name), &awsstepfunctionstasks.CallAwsServiceProps{
 			Service:      jsii.String("lambda"),
 			Action:       jsii.String("updateEventSourceMapping"),
 			IamAction:    jsii.String("lambda:UpdateEventSourceMapping"),
 			IamResources: jsii.Strings(*mappingArn),
 			Parameters:   &map[string]any{"Uuid": w.Function.Mapping.EventSourceMappingId(), "Enabled": enabled},
-		})
+		}))
 	}
-	read := awsstepfunctionstasks.NewCallAwsService(s.Stack, jsii.String(id+"SwitchRead"), &awsstepfunctionstasks.CallAwsServiceProps{
+	read := retried(awsstepfunctionstasks.NewCallAwsService(s.Stack, jsii.String(id+"SwitchRead"), &awsstepfunctionstasks.CallAwsServiceProps{
 		Service:        jsii.String("cloudwatch"),
 		Action:         jsii.String("describeAlarms"),
 		IamAction:      jsii.String("cloudwatch:DescribeAlarms"),
 		IamResources:   jsii.Strings(*burst.AlarmArn()),
 		Parameters:     &map[string]any{"AlarmNames": []any{burst.AlarmName()}},
 		ResultSelector: &map[string]any{"state.$": "$.MetricAlarms[0].StateValue"},
-	})
+	}))
 	decide := awsstepfunctions.NewChoice(s.Stack, jsii.String(id+"SwitchDecide"), nil).
 		When(awsstepfunctions.Condition_StringEquals(jsii.String("$.state"), jsii.String("ALARM")), set("On", true), nil).
 		Otherwise(set("Off", false))
@@ -182,6 +194,18 @@ func (s *regionStack) addHybridSwitch(id string, w *worker) awscloudwatch.Alarm 
 	suppress(machine, "AwsSolutions-SF1",
 		"a Standard workflow of two API calls: Step Functions keeps every execution's history (90 days); CloudWatch Logs would need log-delivery permissions on *")
 	suppress(machine, "AwsSolutions-SF2", "two API calls, nothing to trace; X-Ray would need permissions on *")
+	// The burst alarm notifies no one: a switch that keeps failing (a
+	// permission, a mapping gone) would leave the functions on or off in
+	// silence. Two ten-minute runs in a row failed is no blip.
+	s.alarms.add(id+"SwitchFailed", alarmName(w)+"-hybrid-switch-failed", &awscloudwatch.AlarmProps{
+		AlarmDescription: jsii.String(fmt.Sprintf("%s (hybrid): the switch setting its Lambda mapping to the burst alarm's state failed in two ten-minute periods in a row; the mapping may be stuck on or off: see the state machine's failed executions",
+			w.Label())),
+		Metric:             machine.MetricFailed(&awscloudwatch.MetricOptions{Statistic: jsii.String("Sum"), Period: awscdk.Duration_Minutes(jsii.Number(10))}),
+		Threshold:          jsii.Number(0),
+		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD,
+		EvaluationPeriods:  jsii.Number(2),
+		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
+	})
 	target := awseventstargets.NewSfnStateMachine(machine, nil)
 	awsevents.NewRule(s.Stack, jsii.String(id+"SwitchOnChange"), &awsevents.RuleProps{
 		Description: jsii.String(w.Label() + ": the burst alarm changed state"),

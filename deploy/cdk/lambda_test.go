@@ -198,6 +198,10 @@ func TestHybridSwitch(t *testing.T) {
 	}
 	for _, m := range machines {
 		def := renderIntrinsic(propsOf(m)["DefinitionString"])
+		// Each call tried again when refused for a moment.
+		if n := strings.Count(def, `"Retry":[{"ErrorEquals":["States.TaskFailed"]`); n != 3 {
+			t.Errorf("%d of the switch's 3 calls retried: %s", n, def)
+		}
 		for _, want := range []string{"describeAlarms", "updateEventSourceMapping", `"Enabled":true`, `"Enabled":false`, `"ALARM"`} {
 			if !strings.Contains(def, want) {
 				t.Errorf("switch definition lacks %s: %s", want, def)
@@ -242,7 +246,7 @@ func TestHybridSwitch(t *testing.T) {
 func TestFunctionAlarmsAndDashboard(t *testing.T) {
 	s := exampleApp(t)
 	for region, names := range map[string][]string{
-		"us-east-1":      {"xrc-us-east-1-source-exports-function-errors", "xrc-us-east-1-source-exports-function-throttles", "xrc-us-east-1-source-exports-tasks-failing-to-start"},
+		"us-east-1":      {"xrc-us-east-1-source-exports-function-errors", "xrc-us-east-1-source-exports-function-throttles", "xrc-us-east-1-source-exports-tasks-failing-to-start", "xrc-us-east-1-source-exports-hybrid-switch-failed"},
 		"ap-southeast-2": {"xrc-ap-southeast-2-target-function-errors", "xrc-ap-southeast-2-target-function-throttles", "xrc-ap-southeast-2-target-dlq-not-empty", "xrc-ap-southeast-2-target-oldest-message"},
 	} {
 		for _, name := range names {
