@@ -6,6 +6,7 @@ import (
 	"io"
 	"maps"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -378,7 +379,10 @@ func TestPartMemory(t *testing.T) {
 		{16<<20 + 1, 2 * minPartSize}, {20 << 20, 2 * minPartSize}, {32<<20 - 1, 2 * minPartSize},
 		{32 << 20, 3 * minPartSize}, {48<<20 + 1, 4 * minPartSize}, {64 << 20, 5 * minPartSize},
 		{65 << 20, 5 * minPartSize}, {5 << 30, 5 * minPartSize}, {0, minPartSize},
-		{manifest.MaxObjectSize, 5 * partSize(manifest.MaxObjectSize)},
+		// Parts above minPartSize: and the buffer a part grows from
+		// (readPart).
+		{(100<<20 - 1) * 9000, 5*100<<20 + minPartSize},
+		{manifest.MaxObjectSize, 5*partSize(manifest.MaxObjectSize) + minPartSize},
 	} {
 		if got := partMemory(c.size); got != c.want {
 			t.Errorf("partMemory(%d) = %d, want %d", c.size, got, c.want)
@@ -411,11 +415,35 @@ func TestReadPart(t *testing.T) {
 	// counts a part buffer as the part size (slices.Grow made a 17 MiB
 	// part 20 MiB).
 	for _, size := range []int{minPartSize + 1<<20, 2*minPartSize + 1, 5 * minPartSize} {
-		buf, err := readPart(bytes.NewReader(make([]byte, size)), nil, size)
+		r := &capacities{r: bytes.NewReader(make([]byte, size))}
+		buf, err := readPart(r, nil, size)
 		if err != nil || len(buf) != size || cap(buf) != size {
 			t.Errorf("a part of %d bytes: %d bytes in a buffer of %d, %v", size, len(buf), cap(buf), err)
 		}
+		// Two buffers, minPartSize and then the part's size: each step
+		// of a growth by doubling held two large ones at once, past what
+		// partMemory counts (TestPartMemory).
+		if want := []int{minPartSize, size}; !slices.Equal(r.seen, want) {
+			t.Errorf("a part of %d bytes read into buffers of %v bytes, want %v", size, r.seen, want)
+		}
 	}
+}
+
+// capacities records the capacity of each buffer read into, as the part
+// it ends: len(p) ends at the buffer's capacity or the part's size.
+type capacities struct {
+	r    io.Reader
+	seen []int
+	done int
+}
+
+func (c *capacities) Read(p []byte) (int, error) {
+	if end := c.done + cap(p); len(c.seen) == 0 || c.seen[len(c.seen)-1] != end {
+		c.seen = append(c.seen, end)
+	}
+	n, err := c.r.Read(p)
+	c.done += n
+	return n, err
 }
 
 // TestHolds: whether the destination holds o's own write, so that a delete
