@@ -152,11 +152,12 @@ func (s *regionStack) addHybridSwitch(id string, w *worker) awscloudwatch.Alarm 
 	mappingArn := w.Function.Mapping.EventSourceMappingArn()
 	// A call refused for a moment (throttled; a mapping still settling
 	// from the last change, ResourceInUseException) is tried again
-	// within the machine's minute, not left to the next ten-minute run.
+	// within the machine's minute (up to 2+4+8 s of waits for each of its
+	// two calls), not left to the next ten-minute run.
 	retried := func(call awsstepfunctionstasks.CallAwsService) awsstepfunctionstasks.CallAwsService {
 		call.AddRetry(&awsstepfunctions.RetryProps{
 			Errors:      jsii.Strings(*awsstepfunctions.Errors_TASKS_FAILED()),
-			Interval:    awscdk.Duration_Seconds(jsii.Number(5)),
+			Interval:    awscdk.Duration_Seconds(jsii.Number(2)),
 			BackoffRate: jsii.Number(2),
 			MaxAttempts: jsii.Number(3),
 		})
@@ -198,9 +199,16 @@ func (s *regionStack) addHybridSwitch(id string, w *worker) awscloudwatch.Alarm 
 	// permission, a mapping gone) would leave the functions on or off in
 	// silence. Two ten-minute runs in a row failed is no blip.
 	s.alarms.add(id+"SwitchFailed", alarmName(w)+"-hybrid-switch-failed", &awscloudwatch.AlarmProps{
-		AlarmDescription: jsii.String(fmt.Sprintf("%s (hybrid): the switch setting its Lambda mapping to the burst alarm's state failed in two ten-minute periods in a row; the mapping may be stuck on or off: see the state machine's failed executions",
+		AlarmDescription: jsii.String(fmt.Sprintf("%s (hybrid): the switch setting its Lambda mapping to the burst alarm's state failed or timed out in two ten-minute periods in a row; the mapping may be stuck on or off: see the state machine's failed executions",
 			w.Label())),
-		Metric:             machine.MetricFailed(&awscloudwatch.MetricOptions{Statistic: jsii.String("Sum"), Period: awscdk.Duration_Minutes(jsii.Number(10))}),
+		Metric: awscloudwatch.NewMathExpression(&awscloudwatch.MathExpressionProps{
+			Expression: jsii.String("FILL(failed, 0) + FILL(timedOut, 0)"),
+			UsingMetrics: &map[string]awscloudwatch.IMetric{
+				"failed":   machine.MetricFailed(&awscloudwatch.MetricOptions{Statistic: jsii.String("Sum")}),
+				"timedOut": machine.MetricTimedOut(&awscloudwatch.MetricOptions{Statistic: jsii.String("Sum")}),
+			},
+			Period: awscdk.Duration_Minutes(jsii.Number(10)),
+		}),
 		Threshold:          jsii.Number(0),
 		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD,
 		EvaluationPeriods:  jsii.Number(2),

@@ -192,14 +192,29 @@ func TestHybridSwitch(t *testing.T) {
 			"AlarmActions":      assertions.Match_Absent(),
 		}))
 	})
+	// A switch that keeps failing, or timing out, alarms (the burst
+	// alarm notifies no one).
+	check(t, "switch alarm", func() {
+		tm.HasResourceProperties(jsii.String("AWS::CloudWatch::Alarm"), obj(map[string]any{
+			"AlarmName": "xrc-us-east-1-source-exports-hybrid-switch-failed",
+			"Metrics": arrayWith(
+				obj(map[string]any{"Expression": "FILL(failed, 0) + FILL(timedOut, 0)"}),
+				obj(map[string]any{"Id": "failed", "MetricStat": obj(map[string]any{"Metric": obj(map[string]any{"MetricName": "ExecutionsFailed"}), "Period": 600, "Stat": "Sum"})}),
+				obj(map[string]any{"Id": "timedOut", "MetricStat": obj(map[string]any{"Metric": obj(map[string]any{"MetricName": "ExecutionsTimedOut"}), "Period": 600, "Stat": "Sum"})}),
+			),
+			"EvaluationPeriods": 2,
+			"AlarmActions":      arrayEquals(obj(map[string]any{"Ref": like("^Alarms")})),
+		}))
+	})
 	machines := ofType(s.json["us-east-1"], "AWS::StepFunctions::StateMachine")
 	if len(machines) != 1 {
 		t.Fatalf("%d state machines, want the exports switch only", len(machines))
 	}
 	for _, m := range machines {
 		def := renderIntrinsic(propsOf(m)["DefinitionString"])
-		// Each call tried again when refused for a moment.
-		if n := strings.Count(def, `"Retry":[{"ErrorEquals":["States.TaskFailed"]`); n != 3 {
+		// Each call tried again when refused for a moment, its waits
+		// (2+4+8 s for each of two calls in a run) within the minute.
+		if n := strings.Count(def, `"Retry":[{"ErrorEquals":["States.TaskFailed"],"IntervalSeconds":2,"MaxAttempts":3,"BackoffRate":2}]`); n != 3 {
 			t.Errorf("%d of the switch's 3 calls retried: %s", n, def)
 		}
 		for _, want := range []string{"describeAlarms", "updateEventSourceMapping", `"Enabled":true`, `"Enabled":false`, `"ALARM"`} {

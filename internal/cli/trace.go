@@ -107,8 +107,8 @@ func (t *tracer) object(ctx context.Context, rules []*config.Rule, bucket, key s
 			t.printf("  rule %s covers it, but cannot send it: %v\n", r.ID, err)
 			continue
 		}
-		t.printf("  rule %s covers it (deletes %s): %d destination(s); its events reach queue %s (DLQ %s-dlq) in %s\n",
-			r.ID, map[bool]string{true: "propagate", false: "do not propagate"}[r.Deletes], len(routes), t.cfg.SourceQueueName(r.ID), t.cfg.SourceQueueName(r.ID), r.SourceRegion)
+		t.printf("  rule %s covers it (deletes %s): %d destination(s); its events reach queue %s (DLQ %s) in %s\n",
+			r.ID, map[bool]string{true: "propagate", false: "do not propagate"}[r.Deletes], len(routes), t.cfg.SourceQueueName(r.ID), config.DeadLetterQueueName(t.cfg.SourceQueueName(r.ID)), r.SourceRegion)
 		for _, rt := range routes {
 			if err := t.destination(ctx, r, rt, head); err != nil {
 				return fmt.Errorf("%w: %w", ErrIncomplete, err)
@@ -196,7 +196,7 @@ func (t *tracer) verdict(r *config.Rule, src, dst *s3.HeadObjectOutput, md map[s
 		}
 	}
 	resized := src != nil && dst != nil && aws.ToInt64(src.ContentLength) != aws.ToInt64(dst.ContentLength)
-	queues := fmt.Sprintf("queue %s and its DLQ, then %s and %s-dlq in the target region", t.cfg.SourceQueueName(r.ID), t.cfg.TargetQueueName(), t.cfg.TargetQueueName())
+	queues := fmt.Sprintf("queue %s and its DLQ, then %s and %s in the target region", t.cfg.SourceQueueName(r.ID), t.cfg.TargetQueueName(), config.DeadLetterQueueName(t.cfg.TargetQueueName()))
 	written := writeTime(md)
 	switch {
 	case t.unread:

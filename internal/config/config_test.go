@@ -243,7 +243,7 @@ func TestValidationErrors(t *testing.T) {
 		{"bad wildcard", mutate(t, func(d map[string]any) { rule0(d)["ignore"] = []any{"[a-"} }), []string{"rules[0].ignore[0]: invalid wildcard"}},
 		{"duplicate rule", mutate(t, func(d map[string]any) { obj(d, "rules", 1)["id"] = "logs" }), []string{"rules[1].id: rule id \"logs\" used twice"}},
 		{"a rule's queue another's dead letters", mutate(t, func(d map[string]any) { obj(d, "rules", 1)["id"] = "logs-dlq" }),
-			[]string{`rules[1].id: rule id "logs-dlq": its queue, "xrc-src-logs-dlq", would be rule "logs"'s dead-letter queue`}},
+			[]string{`rules[1].id: rule id "logs-dlq": its queue, "xrc-src-logs-dlq", would be rule "logs"'s dead-letter queue in us-east-1`}},
 		{"wrong version", mutate(t, func(d map[string]any) { d["version"] = 2 }), []string{"version: must be 1, got 2"}},
 		{"drain too long", mutate(t, func(d map[string]any) { obj(d, "settings", "worker")["drainTimeout"] = "5m" }), []string{"settings.worker.drainTimeout"}},
 		{"drain leaving no stop time", mutate(t, func(d map[string]any) { obj(d, "settings", "worker")["drainTimeout"] = "100s" }), []string{"settings.worker.drainTimeout: at most 1m30s"}},
@@ -1283,5 +1283,18 @@ func TestSourceChecksumsChecked(t *testing.T) {
 		if got := c.SourceChecksumsChecked(r); got != tc.want {
 			t.Errorf("destinations in %v: checked %v, want %v", tc.regions, got, tc.want)
 		}
+	}
+}
+
+// Queue names are unique per region: rule "logs-dlq" watching another
+// region than rule "logs" names no queue of the other's.
+func TestDeadLetterQueueNamesPerRegion(t *testing.T) {
+	doc := mutate(t, func(d map[string]any) {
+		obj(d, "settings", "regions", 1)["role"] = "both"
+		obj(d, "rules", 1)["id"] = "logs-dlq"
+		obj(d, "rules", 1)["sourceRegion"] = "eu-west-1"
+	})
+	if _, err := Parse(doc); err != nil && strings.Contains(err.Error(), "dead-letter") {
+		t.Errorf("rules of two regions refused for their queue names: %v", err)
 	}
 }

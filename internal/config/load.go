@@ -91,7 +91,7 @@ func notFoundHint(name string, err error) string {
 	if !strings.HasPrefix(name, "/") && strings.Contains(name, "/") {
 		return fmt.Sprintf(" (a path starts with '/': %s/%s)", SSMScheme, name)
 	}
-	return " (not in this region: the CDK app writes /<stackName>/config in each region it deploys; check the region it was read in: a worker's -region or XRC_REGION, else AWS_REGION; the xrc command's AWS_REGION)"
+	return " (not in this region: the CDK app writes /<stackName>/config in each region it deploys; check the region it was read in: a worker's -region or XRC_REGION, else AWS_REGION; the xrc command's AWS_REGION or the AWS profile's region)"
 }
 
 // Parse decodes and validates a document. Errors name the JSON path of each

@@ -259,11 +259,18 @@ func (c *Config) Validate() error {
 	}
 	for i, r := range c.Rules {
 		// A rule's dead-letter queue is its queue's name and "-dlq": rule
-		// "x-dlq"'s queue would be rule "x"'s dead letters (CloudFormation
-		// refuses the second queue; a hand-made deployment would have the
-		// one worker read the other's dead letters).
-		if base, ok := strings.CutSuffix(r.ID, dlqSuffix); ok && seenRule[base] {
-			errs.add(fmt.Sprintf("rules[%d].id", i), "rule id %q: its queue, %q, would be rule %q's dead-letter queue", r.ID, c.SourceQueueName(r.ID), base)
+		// "x-dlq"'s queue would be rule "x"'s dead letters where both
+		// watch one region (CloudFormation refuses the second queue; a
+		// hand-made deployment would have the one worker read the
+		// other's dead letters).
+		base, ok := strings.CutSuffix(r.ID, dlqSuffix)
+		if !ok {
+			continue
+		}
+		for _, o := range c.Rules {
+			if o.ID == base && o.SourceRegion == r.SourceRegion {
+				errs.add(fmt.Sprintf("rules[%d].id", i), "rule id %q: its queue, %q, would be rule %q's dead-letter queue in %s", r.ID, c.SourceQueueName(r.ID), base, r.SourceRegion)
+			}
 		}
 	}
 	c.checkBucketRegions(&errs)

@@ -59,20 +59,19 @@ func partMemory(size int64) int64 {
 	part := partSize(size)
 	held := min(partsAtOnce+1, size/part+1) * part
 	if part > minPartSize {
-		// The buffer a part larger than minPartSize grew from, live
-		// while its bytes move to the full one (readPart).
-		held += minPartSize
+		// The buffer a part larger than minPartSize grew from (readPart
+		// doubles it as the bytes come), live while its bytes move to
+		// the next: less than a part.
+		held += part
 	}
 	return held
 }
 
 // readPart reads the next part of body, up to size bytes, into buf's
 // memory. buf grows as the bytes come, not to size at once: a size an
-// archive's manifest claims costs memory only for the bytes it holds, up
-// to minPartSize, and the whole part once they pass it (growing step by
-// step held two large buffers at each step: 64 and 100 MiB of a 100 MiB
-// part, past what partMemory counts). err is io.EOF when body ended (with
-// or without bytes read).
+// archive's manifest claims costs memory only for the bytes it holds (at
+// most twice them; partMemory counts the buffer a growth copies from).
+// err is io.EOF when body ended (with or without bytes read).
 func readPart(body io.Reader, buf []byte, size int) ([]byte, error) {
 	buf = buf[:0]
 	for len(buf) < size {
@@ -80,11 +79,7 @@ func readPart(body io.Reader, buf []byte, size int) ([]byte, error) {
 			// Exactly: slices.Grow rounds a large slice up by a quarter
 			// or more (a 17 MiB part took 20 MiB), past what the upload
 			// memory budget counts a part as.
-			next := size
-			if len(buf) < minPartSize {
-				next = min(size, minPartSize)
-			}
-			grown := make([]byte, len(buf), next)
+			grown := make([]byte, len(buf), len(buf)+min(size-len(buf), max(len(buf), minPartSize)))
 			copy(grown, buf)
 			buf = grown
 		}

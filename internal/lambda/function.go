@@ -100,7 +100,7 @@ type Function struct {
 	readAt    time.Time
 	handler   func(context.Context, events.SQSEvent) (events.SQSEventResponse, error)
 	level     zap.AtomicLevel // the config's logLevel, set again on a reload
-	stackName string          // the EMF namespace, fixed at the cold start
+	stackName string          // the deployment's: a reload naming another is refused
 	// stop ends the current worker: its background loops, and writes
 	// what it learnt. Outside mu: Shutdown must not wait for a handler
 	// that outlived its invocation's timeout (Lambda retires the
@@ -197,6 +197,11 @@ func (f *Function) refresh(ctx context.Context) {
 		return
 	}
 	cfg, err := config.Parse(raw)
+	if err == nil && cfg.Settings.StackName != f.stackName {
+		// It names the tables, queues and metrics' namespace of another
+		// deployment: this function's role and alarms are this one's.
+		err = fmt.Errorf("settings.stackName %q is not %q, the stack this function was deployed for", cfg.Settings.StackName, f.stackName)
+	}
 	if err == nil {
 		err = f.build(ctx, cfg)
 	}
@@ -215,12 +220,6 @@ func (f *Function) refresh(ctx context.Context) {
 		f.log.Warn("config changed: its logLevel cannot be used", zap.Error(err)) // validated: never
 	}
 	f.log.Info("config changed: handler rebuilt", zap.String("logLevel", f.level.String()))
-	if cfg.Settings.StackName != f.stackName {
-		// The metrics' namespace, the alarms' and the dashboard's: it
-		// names another deployment, which a new environment takes up.
-		f.log.Warn("config changed: its stackName applies only to environments started from now on; this one's metrics keep namespace "+f.stackName,
-			zap.String("stackName", cfg.Settings.StackName))
-	}
 }
 
 // build makes the role's handler for cfg and replaces the current one.

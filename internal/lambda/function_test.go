@@ -93,6 +93,19 @@ func TestConfigReload(t *testing.T) {
 	if !strings.Contains(out.String(), `"logLevel":"debug"`) {
 		t.Error("the reloaded document's logLevel debug not taken")
 	}
+	// Another deployment's document (its tables, queues, namespace): the
+	// function stays with the stack it was deployed for.
+	other := *f.cfg
+	other.Settings.StackName = f.cfg.Settings.StackName + "-other"
+	if doc, err = json.Marshal(&other); err != nil {
+		t.Fatal(err)
+	}
+	write(doc)
+	rebuilt := strings.Count(out.String(), "handler rebuilt")
+	invoke()
+	if !strings.Contains(out.String(), "the stack this function was deployed for") || strings.Count(out.String(), "handler rebuilt") != rebuilt {
+		t.Error("a document of another stackName was taken")
+	}
 	write([]byte(`{"version": 2}`))
 	invoke()
 	if !strings.Contains(out.String(), "config changed but cannot be used") {

@@ -131,7 +131,7 @@ func (e Env) EnsureQueue(ctx context.Context, name string, maxReceive int, visib
 		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn},
 	})
 	if err != nil {
-		return "", "", fmt.Errorf("reading the ARN of queue %s-dlq: %w", name, err)
+		return "", "", fmt.Errorf("reading the ARN of queue %s: %w", config.DeadLetterQueueName(name), err)
 	}
 	redrive, err := json.Marshal(map[string]string{
 		"deadLetterTargetArn": attrs.Attributes[string(sqstypes.QueueAttributeNameQueueArn)],
