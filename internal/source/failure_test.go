@@ -2217,3 +2217,106 @@ func TestOverwriteMidArchiveIsNoFailedArchive(t *testing.T) {
 	}
 	r.stop()
 }
+
+// asS3Encrypts answers, for keys holding "withheld", that S3 withholds two
+// user metadata entries from HTTP (x-amz-missing-meta: set through SOAP),
+// and for keys holding "kms" or "dsse", that the object is encrypted under
+// a KMS key, in one layer or two (MinIO, the local stack, says neither).
+type asS3Encrypts struct{ source.S3API }
+
+func (a asS3Encrypts) say(key string, missing **int32, sse *s3types.ServerSideEncryption) {
+	switch {
+	case strings.Contains(key, "withheld"):
+		*missing = aws.Int32(2)
+	case strings.Contains(key, "dsse"):
+		*sse = s3types.ServerSideEncryptionAwsKmsDsse
+	case strings.Contains(key, "kms"):
+		*sse = s3types.ServerSideEncryptionAwsKms
+	}
+}
+
+func (a asS3Encrypts) HeadObject(ctx context.Context, in *s3.HeadObjectInput, optFns ...func(*s3.Options)) (*s3.HeadObjectOutput, error) {
+	out, err := a.S3API.HeadObject(ctx, in, optFns...)
+	if err == nil {
+		a.say(aws.ToString(in.Key), &out.MissingMeta, &out.ServerSideEncryption)
+	}
+	return out, err
+}
+
+func (a asS3Encrypts) GetObject(ctx context.Context, in *s3.GetObjectInput, optFns ...func(*s3.Options)) (*s3.GetObjectOutput, error) {
+	out, err := a.S3API.GetObject(ctx, in, optFns...)
+	if err == nil {
+		a.say(aws.ToString(in.Key), &out.MissingMeta, &out.ServerSideEncryption)
+	}
+	return out, err
+}
+
+// TestWithheldMetadataAndKMSEncryption: an object whose metadata S3
+// withholds in part (x-amz-missing-meta) fails alone, named, where its copy
+// would have lacked it and verify could not tell; an object under a KMS
+// key whose copy will not be (no kmsKeyId: the destination bucket's
+// default, perhaps SSE-S3; DSSE-KMS written in one layer) is archived,
+// counted and said once per rule at warn.
+func TestWithheldMetadataAndKMSEncryption(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name string
+		key  string // the destination's kmsKeyId
+		want map[string]float64
+	}{
+		{"no kmsKeyId", "", map[string]float64{"bucket_default": 4}},
+		{"kmsKeyId", "1234abcd-12ab-34cd-56ef-1234567890ab", map[string]float64{"single_layer": 2}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			f := setup(t, func(cfg *config.Config) {
+				oneBatch(cfg)
+				cfg.Rules[0].Destinations[0].KMSKeyID = c.key
+			})
+			f.worker = asS3Encrypts{f.worker}
+			rng := rand.New(rand.NewPCG(9, 11))
+			// Small ones read by one GET, 1 MiB ones described by HEAD.
+			withheld := []object{{key: "data/withheld/small", data: dataset.Text(rng, 10<<10)}, {key: "data/withheld/large", data: dataset.Text(rng, 1<<20)}}
+			want := []object{
+				{key: "data/kms/small", data: dataset.Text(rng, 10<<10)}, {key: "data/kms/large", data: dataset.Text(rng, 1<<20)},
+				{key: "data/dsse/small", data: dataset.Text(rng, 10<<10)}, {key: "data/dsse/large", data: dataset.Text(rng, 1<<20)},
+				{key: "data/plain/0", data: dataset.Text(rng, 10<<10)},
+			}
+			objs := append(withheld, want...)
+			f.put(t, objs)
+			f.waitDepth(t, f.sourceQueue(), len(objs), time.Minute)
+			log, logs := observed(t)
+			r := f.start(t, log)
+			got := f.waitStaged(t, len(want), time.Minute)
+			if err := r.stop(); err != nil {
+				t.Fatal(err)
+			}
+			for _, o := range want {
+				if s, ok := got[o.key]; !ok || s.sum != digest(o.data) {
+					t.Errorf("%s not archived intact", o.key)
+				}
+			}
+			for _, o := range withheld {
+				if _, ok := got[o.key]; ok {
+					t.Errorf("%s archived without the metadata S3 withheld", o.key)
+				}
+			}
+			if keys := slices.Compact(loggedKeys(logs, "object not archived")); !slices.Equal(keys, []string{"data/withheld/large", "data/withheld/small"}) {
+				t.Errorf("objects not archived %q, want both withheld", keys)
+			}
+			for _, e := range logs.FilterMessage("object not archived").All() {
+				if msg, _ := e.ContextMap()["error"].(string); !strings.Contains(msg, "x-amz-missing-meta") {
+					t.Errorf("not archived for %q, want the withheld metadata named", msg)
+				}
+			}
+			for _, to := range []string{"bucket_default", "single_layer"} {
+				if n := r.metric(t, "xrc_source_encryption_not_carried_total", "to", to); n != c.want[to] {
+					t.Errorf("encryption not carried to %s counted %v, want %v", to, n, c.want[to])
+				}
+			}
+			if n := logs.FilterMessageSnippet("encrypted under a KMS key its copies will not be").Len(); n != 1 {
+				t.Errorf("%d lines about the encryption, want one (once per rule)", n)
+			}
+		})
+	}
+}

@@ -203,8 +203,9 @@ func headOf(g *s3.GetObjectOutput) *s3.HeadObjectOutput {
 		ContentLength: g.ContentLength, StorageClass: g.StorageClass, TagCount: g.TagCount, Metadata: g.Metadata,
 		ContentType: g.ContentType, ContentEncoding: g.ContentEncoding, ContentDisposition: g.ContentDisposition,
 		ContentLanguage: g.ContentLanguage, CacheControl: g.CacheControl, ExpiresString: g.ExpiresString,
-		WebsiteRedirectLocation: g.WebsiteRedirectLocation,
-		ChecksumType:            g.ChecksumType, ChecksumCRC64NVME: g.ChecksumCRC64NVME, ChecksumCRC32C: g.ChecksumCRC32C, ChecksumCRC32: g.ChecksumCRC32,
+		WebsiteRedirectLocation: g.WebsiteRedirectLocation, MissingMeta: g.MissingMeta,
+		ServerSideEncryption: g.ServerSideEncryption,
+		ChecksumType:         g.ChecksumType, ChecksumCRC64NVME: g.ChecksumCRC64NVME, ChecksumCRC32C: g.ChecksumCRC32C, ChecksumCRC32: g.ChecksumCRC32,
 		ChecksumSHA256: g.ChecksumSHA256, ChecksumSHA1: g.ChecksumSHA1, ResultMetadata: g.ResultMetadata,
 	}
 }

@@ -28,6 +28,10 @@ type Metrics struct {
 	CPUBenchmark    prometheus.Gauge         // this task's MB per CPU-second at the reference level
 	CPUFactor       prometheus.Gauge         // this task's CPU against the fleet's mean
 	Behind          *prometheus.GaugeVec     // arms below the best, chosen to catch up (throughput mode), by rule
+	// EncryptionNotCarried: objects under a KMS key whose copy at a
+	// destination will not be, by rule and to: bucket_default (no
+	// kmsKeyId), single_layer (DSSE-KMS at the source).
+	EncryptionNotCarried *prometheus.CounterVec
 }
 
 // NewMetrics registers the source metrics on reg.
@@ -70,8 +74,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "S3 events of keys no rule covers (its prefix, suffix and ignore patterns), acknowledged: steady on keys meant to be copied, a config that does not match the bucket's notifications."}),
 		Behind: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "xrc_source_throughput_steps",
 			Help: "How many levels faster than the best the learner chooses to catch up with the rule's queue (0: not behind), by rule."}, []string{"rule"}),
+		EncryptionNotCarried: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "xrc_source_encryption_not_carried_total",
+			Help: "Objects encrypted under a KMS key whose copy at a destination will not be, by rule and to: bucket_default (the destination has no kmsKeyId: its bucket's default encryption), single_layer (DSSE-KMS at the source, SSE-KMS with kmsKeyId)."}, []string{"rule", "to"}),
 	}
 	reg.MustRegister(m.Objects, m.BytesIn, m.BytesOut, m.Archives, m.ArchiveDuration, m.BatchObjects, m.Batches,
-		m.LevelObjects, m.BytesSaved, m.Transfer, m.Compute, m.ArchiveRatio, m.CompressionCPU, m.Decisions, m.CPUBenchmark, m.CPUFactor, m.Behind, m.Unmatched)
+		m.LevelObjects, m.BytesSaved, m.Transfer, m.Compute, m.ArchiveRatio, m.CompressionCPU, m.Decisions, m.CPUBenchmark, m.CPUFactor, m.Behind, m.Unmatched, m.EncryptionNotCarried)
 	return m
 }

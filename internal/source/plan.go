@@ -460,9 +460,17 @@ func (w *Worker) describe(ctx context.Context, e *entry, ref events.ObjectRef, i
 	o.CacheControl = aws.ToString(head.CacheControl)
 	o.Expires = aws.ToString(head.ExpiresString)
 	o.WebsiteRedirect = aws.ToString(head.WebsiteRedirectLocation)
+	if n := aws.ToInt32(head.MissingMeta); n > 0 {
+		// Entries S3 holds but cannot send as x-amz-meta-* headers (set
+		// through SOAP): a copy would lack them, and verify could not
+		// tell.
+		return false, fmt.Errorf("%w: %s/%s: S3 withholds %d of its user metadata entries from HTTP (x-amz-missing-meta): a copy would lack them; rewrite its metadata through the REST API and redrive",
+			manifest.ErrInvalid, ref.Bucket, ref.Key, n)
+	}
 	if len(head.Metadata) > 0 {
 		o.Metadata = head.Metadata
 	}
+	w.encryptionNotCarried(e.items[0].Rule, ref, head.ServerSideEncryption)
 	setChecksum(o, head)
 	if aws.ToInt32(head.TagCount) > 0 {
 		tags, err := w.S3.GetObjectTagging(ctx, &s3.GetObjectTaggingInput{Bucket: &ref.Bucket, Key: &ref.Key, VersionId: optional(o.VersionID)})
@@ -686,4 +694,32 @@ func (w *Worker) toStore(rule *config.Rule) bool {
 		}
 	}
 	return len(rule.Destinations) > 0
+}
+
+// encryptionNotCarried counts, and says once per rule at warn, an object
+// encrypted under a KMS key whose copies will not be: a KMS key does not
+// leave its region, so a destination is encrypted as its route says
+// (kmsKeyId), else as its bucket's default (perhaps SSE-S3, which any
+// reader of the bucket may decrypt); and a route's key is used in one
+// layer, where the source had two (DSSE-KMS).
+func (w *Worker) encryptionNotCarried(rule *config.Rule, ref events.ObjectRef, sse s3types.ServerSideEncryption) {
+	if sse != s3types.ServerSideEncryptionAwsKms && sse != s3types.ServerSideEncryptionAwsKmsDsse {
+		return
+	}
+	for _, d := range rule.Destinations {
+		to := "bucket_default"
+		switch {
+		case d.KMSKeyID != "" && sse == s3types.ServerSideEncryptionAwsKmsDsse:
+			to = "single_layer"
+		case d.KMSKeyID != "":
+			continue
+		}
+		w.Metrics.EncryptionNotCarried.WithLabelValues(rule.ID, to).Inc()
+		if _, said := w.saidSSE.LoadOrStore(rule.ID+"/"+to, true); said {
+			continue
+		}
+		w.Log.Warn("source object encrypted under a KMS key its copies will not be: set the destination's kmsKeyId to a key of its region (said once per rule; counted in xrc_source_encryption_not_carried_total)",
+			zap.String("rule", rule.ID), zap.String("bucket", ref.Bucket), zap.String("key", ref.Key), zap.String("sse", string(sse)),
+			zap.String("destination", d.Bucket), zap.String("copiesEncrypted", map[string]string{"bucket_default": "as the destination bucket's default", "single_layer": "SSE-KMS in one layer (kmsKeyId), not DSSE-KMS"}[to]))
+	}
 }

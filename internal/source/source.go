@@ -106,6 +106,7 @@ type Worker struct {
 	relaysHeld  atomic.Int32        // relay messages held (handleRelay)
 	downMu      sync.Mutex
 	down        map[string]time.Time // direct regions whose copies are left to relays until then
+	saidSSE     sync.Map             // "rule/to" said at warn once (encryptionNotCarried)
 
 	// prefetchRoom and inlineRoom bound each builder's objects read
 	// ahead (readAhead).
