@@ -110,9 +110,14 @@ func (s *regionStack) sourceWidgets(d awscloudwatch.Dashboard) {
 		// Fargate, GB-seconds and requests on Lambda, both when hybrid.
 		var cost []string
 		if w.Service != nil {
-			running := serviceMetric(s, w, "RunningTaskCount", "Average")
+			// Summed: Container Insights reports a service's running
+			// tasks once a minute, and nothing while none runs, so the
+			// sum over any period is its task-minutes (an average over
+			// the time range, times the range, charged a service scaled
+			// to zero for every hour it ran none).
+			running := serviceMetric(s, w, "RunningTaskCount", "Sum")
 			(*using)[id+"tasks"], totalUsing[id+"tasks"] = running, running
-			cost = append(cost, fmt.Sprintf("FILL(%stasks, 0) * %.6g * PERIOD(%sin) / 3600", id, taskHour, id))
+			cost = append(cost, fmt.Sprintf("FILL(%stasks, 0) * %.6g / 60", id, taskHour))
 		}
 		if w.Function != nil {
 			fn := w.Function.Function
@@ -128,7 +133,8 @@ func (s *regionStack) sourceWidgets(d awscloudwatch.Dashboard) {
 		_, crossed := w.Rule.Regions()
 		savedExpr := fmt.Sprintf("(FILL(%sin, 0) - FILL(%sout, 0)) * %d", id, id, crossed)
 		benefitExpr := fmt.Sprintf("(FILL(%sin, 0) - FILL(%sout, 0)) / %d * %g - (%s)", id, id, gib, s.d.Config.CrossingPrice(w.Rule), strings.Join(cost, " + "))
-		ratio = append(ratio, labelled(rule, fmt.Sprintf("FILL(%sin, 0) / IF(FILL(%sout, 0) > 0, %sout, 1)", id, id, id), using))
+		// A gap where the rule staged nothing, not a ratio of 0.
+		ratio = append(ratio, labelled(rule, fmt.Sprintf("%sin / %sout", id, id), using))
 		saved = append(saved, labelled(rule, savedExpr, using))
 		benefit = append(benefit, labelled(rule, benefitExpr, using))
 		// Totals over the dashboard's time range, across rules.
@@ -156,7 +162,7 @@ func (s *regionStack) sourceWidgets(d awscloudwatch.Dashboard) {
 		graph("Archives per minute", 6, archives...),
 		graph("Compression ratio", 6, ratio...),
 		graph("Bytes saved per minute (all target regions)", 6, saved...),
-		graph(fmt.Sprintf("Net benefit per minute, USD ($%g/GB transfer, $%.4g/task-hour)", prices.TransferPerGB, taskHour), 6, benefit...),
+		graph(fmt.Sprintf("Net benefit per minute, USD (transfer at each rule's crossing price, $%.4g/task-hour)", taskHour), 6, benefit...),
 	)
 	// What the adaptive choice does: the level mix per class, why levels
 	// were chosen, and whether it is trading savings for throughput.
@@ -166,9 +172,14 @@ func (s *regionStack) sourceWidgets(d awscloudwatch.Dashboard) {
 		graph("Throughput mode (most levels below the best of any task) and mean CPU factor", 6,
 			s.searchStat("Maximum", sourceKind, "xrc_source_throughput_steps", "rule"), s.searchStat("Average", sourceKind, "xrc_source_cpu_factor_ratio")),
 	)
-	// What closes batches tells which batch setting sets the latency.
+	// What closes batches tells which batch setting sets the latency;
+	// what became of each object, and events no rule covers (said only at
+	// debug: steady on keys meant to be copied, the rules and the
+	// bucket's notifications disagree).
 	d.AddWidgets(
 		graph("Batches closed, by rule and reason", 12, s.search(sourceKind, "xrc_source_batches_total", "closed_by", "rule")),
+		graph("Source objects, by rule and result", 6, s.search(sourceKind, "xrc_source_objects_total", "result", "rule")),
+		graph("Events of keys no rule covers", 6, xrcMetric(s, sourceKind, "xrc_source_unmatched_events_total", nil, "Sum")),
 	)
 }
 

@@ -284,7 +284,7 @@ func TestFunctionAlarmsAndDashboard(t *testing.T) {
 	}
 	for region, wants := range map[string][]string{
 		"us-east-1": {"Lambda invocations", "Throttles", "ConcurrentExecutions", "Running tasks", "/ 1000 * 1.7275390625 * 0.0000133334",
-			"tasks, 0) * 0.01519 * PERIOD"}, // a task-hour: its vCPU and 2 GB, as the learner prices them
+			"tasks, 0) * 0.01519 / 60"}, // a task-hour: its vCPU and 2 GB, as the learner prices them; summed task-minutes
 		"ap-southeast-2": {"Lambda invocations", "Lambda duration", "xrc_target_archives_total"},
 	} {
 		b := body(region)

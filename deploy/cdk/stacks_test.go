@@ -1015,6 +1015,7 @@ func TestDashboard(t *testing.T) {
 		"xrc_source_archives_total", "xrc_source_bytes_in_total", "xrc_source_bytes_out_total", "Compression ratio",
 		"Bytes saved", "Net benefit", "ApproximateNumberOfMessagesVisible", "ApproximateAgeOfOldestMessage",
 		"Dead-letter queues", "RunningTaskCount", "xrc_source_errors_total", "xrc_source_batches_total",
+		"xrc_source_objects_total", "xrc_source_unmatched_events_total",
 	} {
 		if !strings.Contains(src, want) {
 			t.Errorf("us-east-1 dashboard lacks %s", want)

@@ -110,6 +110,7 @@ func (lv *levels) start(ctx context.Context, w *Worker) {
 		// them the learner would price decoding at nothing, and start
 		// from nothing, for the task's whole life.
 		lv.m.Errors.WithLabelValues("benchmark").Inc()
+		lv.m.CPUFactor.Set(1) // as the learner takes it: not 0 in the fleet's mean
 		lv.log.Warn("CPU benchmark failed: CPU figures are taken as they are, decoding priced at the fleet's", zap.Error(err))
 		if lv.stats != nil {
 			sctx, cancel := context.WithTimeout(ctx, statsTimeout)

@@ -468,6 +468,11 @@ func TestBenchmarkFailureStillLearns(t *testing.T) {
 	if n := testutil.ToFloat64(w.Metrics.Errors.WithLabelValues("benchmark")); n != 1 {
 		t.Errorf("errors_total{kind=benchmark} = %v, want 1", n)
 	}
+	// The factor the learner takes, 1, not the gauge's 0 (the dashboard
+	// averages it over the tasks).
+	if f := testutil.ToFloat64(w.Metrics.CPUFactor); f != 1 {
+		t.Errorf("cpu_factor_ratio = %v, want 1", f)
+	}
 	if got := w.levels.models[rule.ID].DecodeSeconds; got != 2e-9 {
 		t.Errorf("decoding priced at %g CPU-s a byte, want the fleet's 2e-9", got)
 	}
