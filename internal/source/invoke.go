@@ -50,9 +50,9 @@ func (w *Worker) Close(ctx context.Context) {
 
 // Match returns the items this worker archives for ref, one per rule
 // covering it, each settled through done; sent is when its message
-// entered the queue. Removals a rule does not propagate, and deletes of a
-// single version (counted here), give none. matched reports whether any
-// rule covers ref at all.
+// entered the queue. Removals a rule does not propagate and deletes of a
+// single version give none (each counted here). matched reports whether
+// any rule covers ref at all.
 func (w *Worker) Match(ref events.ObjectRef, sent time.Time, done func(error), log *zap.Logger) (items []Item, matched bool) {
 	for _, r := range w.rules {
 		if !r.Matches(ref.Bucket, ref.Key) {
