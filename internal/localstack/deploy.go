@@ -86,6 +86,18 @@ func (e Env) Provision(ctx context.Context, cfg *config.Config) (Deployment, err
 		}
 		d.TargetQueues[r.Name] = url
 	}
+	// Queue names are unique per region, and one SQS plays them all:
+	// rule "x-dlq" of one region would take over rule "x"'s dead-letter
+	// queue of another.
+	dlqs := map[string]bool{}
+	for _, rule := range cfg.Rules {
+		dlqs[config.DeadLetterQueueName(cfg.SourceQueueName(rule.ID))] = true
+	}
+	for _, rule := range cfg.Rules {
+		if name := cfg.SourceQueueName(rule.ID); dlqs[name] {
+			return d, fmt.Errorf("rule %s: its queue %s is another rule's dead-letter queue, which the one local SQS cannot tell apart by region", rule.ID, name)
+		}
+	}
 	replicated := map[[2]string]bool{}
 	for _, rule := range cfg.Rules {
 		src, _ := cfg.Region(rule.SourceRegion)

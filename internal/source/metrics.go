@@ -75,7 +75,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Behind: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "xrc_source_throughput_steps",
 			Help: "How many levels faster than the best the learner chooses to catch up with the rule's queue (0: not behind), by rule."}, []string{"rule"}),
 		EncryptionNotCarried: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "xrc_source_encryption_not_carried_total",
-			Help: "Objects encrypted under a KMS key whose copy at a destination will not be, by rule and to: bucket_default (the destination has no kmsKeyId: its bucket's default encryption), single_layer (DSSE-KMS at the source, SSE-KMS with kmsKeyId)."}, []string{"rule", "to"}),
+			Help: "Objects encrypted under a KMS key whose copy at a destination will not be, counted at each such destination each time one is archived, by rule and to: bucket_default (the destination has no kmsKeyId: its bucket's default encryption), single_layer (DSSE-KMS at the source, SSE-KMS with kmsKeyId)."}, []string{"rule", "to"}),
 	}
 	reg.MustRegister(m.Objects, m.BytesIn, m.BytesOut, m.Archives, m.ArchiveDuration, m.BatchObjects, m.Batches,
 		m.LevelObjects, m.BytesSaved, m.Transfer, m.Compute, m.ArchiveRatio, m.CompressionCPU, m.Decisions, m.CPUBenchmark, m.CPUFactor, m.Behind, m.Unmatched, m.EncryptionNotCarried)

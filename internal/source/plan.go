@@ -32,6 +32,8 @@ type entry struct {
 	// staged is what staging the object added to the statistics, as
 	// Item.Staged hears it.
 	staged stats.Delta
+	// sse is how S3 said the object is encrypted (encryptionNotCarried).
+	sse s3types.ServerSideEncryption
 	// probeKept: its first-byte probe (readable) failed in a way that
 	// may heal by itself, and it was kept; a second such failure fails
 	// it, or a throttled prefix would rebuild the archive until every
@@ -236,6 +238,7 @@ func (w *Worker) plan(ctx context.Context, rule *config.Rule, items []Item, held
 				w.fail(rule, e.items, err)
 				continue
 			}
+			w.encryptionNotCarried(rule, e)
 			entries = append(entries, *e)
 		}
 	}
@@ -470,7 +473,7 @@ func (w *Worker) describe(ctx context.Context, e *entry, ref events.ObjectRef, i
 	if len(head.Metadata) > 0 {
 		o.Metadata = head.Metadata
 	}
-	w.encryptionNotCarried(e.items[0].Rule, ref, head.ServerSideEncryption)
+	e.sse = head.ServerSideEncryption
 	setChecksum(o, head)
 	if aws.ToInt32(head.TagCount) > 0 {
 		tags, err := w.S3.GetObjectTagging(ctx, &s3.GetObjectTaggingInput{Bucket: &ref.Bucket, Key: &ref.Key, VersionId: optional(o.VersionID)})
@@ -696,14 +699,18 @@ func (w *Worker) toStore(rule *config.Rule) bool {
 	return len(rule.Destinations) > 0
 }
 
-// encryptionNotCarried counts, and says once per rule at warn, an object
-// encrypted under a KMS key whose copies will not be: a KMS key does not
+// encryptionNotCarried counts, at each destination and each time it is
+// planned into an archive, and says once per rule and kind in each worker
+// at warn, an object encrypted under a KMS key whose copies will not be
+// (planned, not read: one failed or skipped after it was read is not
+// counted): a KMS key does not
 // leave its region, so a destination is encrypted as its route says
 // (kmsKeyId), else as its bucket's default (perhaps SSE-S3, which any
 // reader of the bucket may decrypt); and a route's key is used in one
 // layer, where the source had two (DSSE-KMS).
-func (w *Worker) encryptionNotCarried(rule *config.Rule, ref events.ObjectRef, sse s3types.ServerSideEncryption) {
-	if sse != s3types.ServerSideEncryptionAwsKms && sse != s3types.ServerSideEncryptionAwsKmsDsse {
+func (w *Worker) encryptionNotCarried(rule *config.Rule, e *entry) {
+	sse := e.sse
+	if !e.obj.HasMember() || sse != s3types.ServerSideEncryptionAwsKms && sse != s3types.ServerSideEncryptionAwsKmsDsse {
 		return
 	}
 	for _, d := range rule.Destinations {
@@ -718,8 +725,8 @@ func (w *Worker) encryptionNotCarried(rule *config.Rule, ref events.ObjectRef, s
 		if _, said := w.saidSSE.LoadOrStore(rule.ID+"/"+to, true); said {
 			continue
 		}
-		w.Log.Warn("source object encrypted under a KMS key its copies will not be: set the destination's kmsKeyId to a key of its region (said once per rule; counted in xrc_source_encryption_not_carried_total)",
-			zap.String("rule", rule.ID), zap.String("bucket", ref.Bucket), zap.String("key", ref.Key), zap.String("sse", string(sse)),
+		w.Log.Warn("source object encrypted under a KMS key its copies will not be: set the destination's kmsKeyId to a key of its region (said once per rule and kind by each worker; counted in xrc_source_encryption_not_carried_total)",
+			zap.String("rule", rule.ID), zap.String("bucket", e.obj.Bucket), zap.String("key", e.obj.Key), zap.String("sse", string(sse)),
 			zap.String("destination", d.Bucket), zap.String("copiesEncrypted", map[string]string{"bucket_default": "as the destination bucket's default", "single_layer": "SSE-KMS in one layer (kmsKeyId), not DSSE-KMS"}[to]))
 	}
 }
