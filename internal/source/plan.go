@@ -699,25 +699,24 @@ func (w *Worker) toStore(rule *config.Rule) bool {
 	return len(rule.Destinations) > 0
 }
 
-// encryptionNotCarried counts, at each destination and each time it is
-// planned into an archive, and says once per rule and kind in each worker
-// at warn, an object encrypted under a KMS key whose copies will not be
-// (planned, not read: one failed or skipped after it was read is not
-// counted): a KMS key does not
-// leave its region, so a destination is encrypted as its route says
-// (kmsKeyId), else as its bucket's default (perhaps SSE-S3, which any
-// reader of the bucket may decrypt); and a route's key is used in one
-// layer, where the source had two (DSSE-KMS).
+// encryptionNotCarried counts an object under a KMS key whose copies will
+// not be, at each such destination and each time it is planned into an
+// archive (not when read: one failed or skipped after its read is not),
+// and says so at warn once per rule and kind in each worker. A KMS key
+// does not leave its region: a copy is encrypted with its route's
+// kmsKeyId, in one layer where the source had two (DSSE-KMS), else as its
+// bucket's default (perhaps SSE-S3, which any reader of the bucket may
+// decrypt).
 func (w *Worker) encryptionNotCarried(rule *config.Rule, e *entry) {
-	sse := e.sse
-	if !e.obj.HasMember() || sse != s3types.ServerSideEncryptionAwsKms && sse != s3types.ServerSideEncryptionAwsKmsDsse {
+	dsse := e.sse == s3types.ServerSideEncryptionAwsKmsDsse
+	if !e.obj.HasMember() || e.sse != s3types.ServerSideEncryptionAwsKms && !dsse {
 		return
 	}
 	for _, d := range rule.Destinations {
-		to := "bucket_default"
+		to, copies := "bucket_default", "as the destination bucket's default"
 		switch {
-		case d.KMSKeyID != "" && sse == s3types.ServerSideEncryptionAwsKmsDsse:
-			to = "single_layer"
+		case d.KMSKeyID != "" && dsse:
+			to, copies = "single_layer", "SSE-KMS in one layer (kmsKeyId), not DSSE-KMS"
 		case d.KMSKeyID != "":
 			continue
 		}
@@ -726,7 +725,7 @@ func (w *Worker) encryptionNotCarried(rule *config.Rule, e *entry) {
 			continue
 		}
 		w.Log.Warn("source object encrypted under a KMS key its copies will not be: set the destination's kmsKeyId to a key of its region (said once per rule and kind by each worker; counted in xrc_source_encryption_not_carried_total)",
-			zap.String("rule", rule.ID), zap.String("bucket", e.obj.Bucket), zap.String("key", e.obj.Key), zap.String("sse", string(sse)),
-			zap.String("destination", d.Bucket), zap.String("copiesEncrypted", map[string]string{"bucket_default": "as the destination bucket's default", "single_layer": "SSE-KMS in one layer (kmsKeyId), not DSSE-KMS"}[to]))
+			zap.String("rule", rule.ID), zap.String("bucket", e.obj.Bucket), zap.String("key", e.obj.Key), zap.String("sse", string(e.sse)),
+			zap.String("destination", d.Bucket), zap.String("copiesEncrypted", copies))
 	}
 }
