@@ -95,6 +95,12 @@ func (s *regionStack) addFunction(id string, w *worker, env map[string]*string) 
 		Role:                         role,
 		Environment:                  &vars,
 		LogGroup:                     logs,
+		// Workers send to their own queue (a source's relay put off,
+		// a message cut on its last receive sent again): Lambda's
+		// default would take a chain past 16 sends for a runaway loop
+		// and drop its message into the DLQ untried. xrc bounds both
+		// (maxReceiveCount sends; a relay's copies are made or tried).
+		RecursiveLoop: awslambda.RecursiveLoop_ALLOW,
 	})
 	suppress(fn, "AwsSolutions-L1", "provided.al2023 is the newest OS-only runtime; the Go binary brings its own runtime")
 

@@ -45,7 +45,9 @@ func env(f map[string]any) map[string]string {
 // both, its mapping disabled until a burst; ap-southeast-2's target worker
 // (lambda) is a function only, with no cluster, VPC or service in its
 // stack. Functions: arm64 provided.al2023, memory, timeout and reserved
-// concurrency from settings.lambda, the worker's environment; mappings
+// concurrency from settings.lambda, the worker's environment, recursive
+// loops allowed (a worker sends to its own queue, in bounds of its own);
+// mappings
 // report batch item failures, take large batches with a window at the
 // source and a few archives at the target, and never ask for more
 // concurrency than reserved.
@@ -60,9 +62,9 @@ func TestComputeModes(t *testing.T) {
 		for id, f := range fns {
 			p := propsOf(f)
 			if p["Runtime"] != "provided.al2023" || fmt.Sprint(p["Architectures"]) != "[arm64]" || p["MemorySize"] != float64(1769) ||
-				p["Timeout"] != float64(300) || p["ReservedConcurrentExecutions"] != float64(10) {
-				t.Errorf("%s %s: runtime %v, architectures %v, memory %v, timeout %v, reserved %v", region, id,
-					p["Runtime"], p["Architectures"], p["MemorySize"], p["Timeout"], p["ReservedConcurrentExecutions"])
+				p["Timeout"] != float64(300) || p["ReservedConcurrentExecutions"] != float64(10) || p["RecursiveLoop"] != "Allow" {
+				t.Errorf("%s %s: runtime %v, architectures %v, memory %v, timeout %v, reserved %v, recursive loop %v", region, id,
+					p["Runtime"], p["Architectures"], p["MemorySize"], p["Timeout"], p["ReservedConcurrentExecutions"], p["RecursiveLoop"])
 			}
 			e := env(f)
 			if e["XRC_CONFIG"] != "ssm:///xrc/config" || e["XRC_REGION"] != region || !strings.HasPrefix(e["XRC_QUEUE_URL"], "<") ||
