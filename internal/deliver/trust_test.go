@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -609,6 +610,45 @@ func TestSkippedLargeMemberAbortsItsLeftUpload(t *testing.T) {
 		case aws.ToString(recorded.UploadId):
 			t.Error("the upload the skipped member's earlier attempt recorded is still open")
 		}
+	}
+}
+
+// TestForeignKeysUploadsLeft: a large member skipped because its key
+// holds a copy xrc did not write leaves the key's multipart uploads alone,
+// even one begun since the archive was made: the writer that holds the key
+// is likelier to own them than an earlier attempt of this archive.
+func TestForeignKeysUploadsLeft(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t, nil)
+	ctx := context.Background()
+	dst := p.cfg.Rules[0].Destinations[0].Bucket
+	p.startTarget(t)
+	k := "data/large/foreign.txt"
+	// The same size and no sequencer: a copy made some other way, which
+	// xrc leaves (skipped_not_xrc).
+	theirs := textData(8, deliver.BufferMax+1<<20)
+	if _, err := transfermanager.New(p.dst).UploadObject(ctx, &transfermanager.UploadObjectInput{Bucket: &dst, Key: &k, Body: bytes.NewReader(theirs)}); err != nil {
+		t.Fatal(err)
+	}
+	m, objs := p.objectArchive("foreign-1", k, "", textData(7, int64(len(theirs))))
+	up, err := p.dst.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{Bucket: &dst, Key: &k})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.deliver(t, "r1/foreign-1.tar.zst", m, objs)
+	if got := p.read(t, dst, k); !bytes.Equal(got, theirs) {
+		t.Fatal("destination does not hold the other writer's copy")
+	}
+	out, err := p.dst.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: &dst, Prefix: &k})
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := false
+	for _, u := range out.Uploads {
+		open = open || aws.ToString(u.UploadId) == aws.ToString(up.UploadId)
+	}
+	if !open {
+		t.Error("the other writer's multipart upload of the key was aborted")
 	}
 }
 

@@ -248,8 +248,12 @@ func (w *Worker) writeStream(ctx context.Context, wr *write, o *manifest.Object,
 			// upload it never recorded (killed between the two): no
 			// later write of the key aborts one this old. Only those
 			// begun before the read that decided (a concurrent
-			// delivery's, unrecorded for a moment, may be newer).
-			w.abortStale(ctx, rt, wr.m.CreatedAt, decided)
+			// delivery's, unrecorded for a moment, may be newer), and
+			// not under a key another writer holds: its unrecorded
+			// uploads are more likely that writer's than ours.
+			if skip != "skipped_not_xrc" {
+				w.abortStale(ctx, rt, wr.m.CreatedAt, decided)
+			}
 			w.abortOwn(ctx, wr, o, rt)
 			continue
 		}
