@@ -201,6 +201,11 @@ func (f *FileCheckpoint) Load(ctx context.Context) (*State, error) {
 	if err := json.Unmarshal(data, &st); err != nil {
 		return nil, fmt.Errorf("checkpoint %s: %w", f.Path, err)
 	}
+	if st.Params.Rule == "" || st.Params.Bucket == "" {
+		// Any JSON reads as a State: a config named by mistake would be
+		// "another run's", and -restart would overwrite it.
+		return nil, fmt.Errorf("%s is not a backfill checkpoint (no params.rule and params.bucket): name a new file for -checkpoint", f.Path)
+	}
 	if st.Tasks == nil {
 		st.Tasks = map[string]Progress{}
 	}

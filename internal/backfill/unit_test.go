@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -146,6 +147,25 @@ func TestFileCheckpointWithinWhatLoadReads(t *testing.T) {
 	load.MaxBytes = cp.MaxBytes
 	if st, err := load.Load(ctx); err != nil || st == nil || len(st.Tasks) == 0 {
 		t.Fatalf("the last checkpoint written does not load: %v", err)
+	}
+}
+
+// TestFileCheckpointRefusesOtherFiles: a file that is no checkpoint (a
+// config passed to -checkpoint by mistake) is refused as such, not taken
+// for another run's, which -restart would overwrite.
+func TestFileCheckpointRefusesOtherFiles(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "prod.json")
+	doc := `{"settings": {"stackName": "xrc"}, "rules": []}`
+	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st, err := NewFileCheckpoint(path).Load(ctx)
+	if err == nil || !strings.Contains(err.Error(), "not a backfill checkpoint") {
+		t.Fatalf("load of a config: %+v, %v; want refused as not a checkpoint", st, err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != doc {
+		t.Error("the file changed")
 	}
 }
 

@@ -74,7 +74,7 @@ func backfillCmd(ctx context.Context, args []string, env Env) error {
 	// for minutes before refusing a flag wastes them, and its summary of
 	// zeros reads as "nothing to do".
 	switch {
-	case b.depth < -1:
+	case b.depth < 0:
 		return fmt.Errorf("%w: -depth %d: want 0 (no fan-out) or more", ErrUsage, b.depth)
 	case b.concurrency < 1:
 		return fmt.Errorf("%w: -concurrency %d: want 1 or more", ErrUsage, b.concurrency)
@@ -197,19 +197,33 @@ func backfillCmd(ctx context.Context, args []string, env Env) error {
 	printBackfill(env, rule, where, followUp(fs, b.cfgPath, rule.ID), b.dryRun, counts, runErr)
 	printExpectedSaving(ctx, env, cfg, rule, stats.New(ddb, cfg.TableName(), env.Now), counts)
 	if b.emf {
-		if err := writeBackfillEMF(env, cfg, rule, counts); err != nil {
+		sent := counts
+		if b.dryRun {
+			// A dry run's late writes are found, and alarm (a check
+			// that repairs nothing); its events are not sent.
+			sent.Enqueued = 0
+		}
+		if err := writeBackfillEMF(env, cfg, rule, sent); err != nil {
 			runErr = errors.Join(runErr, err)
 		}
 	}
+	return b.ended(runErr)
+}
+
+// ended is the command's error for a run that ended with runErr: an
+// interrupted one says how to resume, if it can.
+func (b *backfillRun) ended(runErr error) error {
 	switch {
 	case runErr == nil:
 		return nil
-	case errors.Is(runErr, context.Canceled) && b.checkpoint != "":
+	case !errors.Is(runErr, context.Canceled):
+		return runErr
+	case b.dryRun: // it keeps no checkpoint
+		return fmt.Errorf("interrupted: %w", runErr)
+	case b.checkpoint != "":
 		return fmt.Errorf("interrupted; run the same command again to resume from %s: %w", b.checkpoint, runErr)
-	case errors.Is(runErr, context.Canceled):
-		return fmt.Errorf("interrupted; a run with -checkpoint can resume where it stopped: %w", runErr)
 	}
-	return runErr
+	return fmt.Errorf("interrupted; a run with -checkpoint can resume where it stopped: %w", runErr)
 }
 
 func printBackfill(env Env, rule *config.Rule, where, again string, dryRun bool, c backfill.Counts, runErr error) {

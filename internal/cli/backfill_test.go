@@ -72,7 +72,8 @@ func TestBackfillCommand(t *testing.T) {
 	}
 	t.Logf("dry run:\n%s", out)
 	// -emf: the run's counts as one EMF line, zeros included, in the
-	// stack's namespace, as the late-writes alarm reads them.
+	// stack's namespace, as the late-writes alarm reads them; a dry run
+	// sent nothing.
 	emf := out[strings.LastIndex(strings.TrimSpace(out), "\n")+1:]
 	var line struct {
 		AWS struct {
@@ -88,9 +89,9 @@ func TestBackfillCommand(t *testing.T) {
 		t.Fatalf("-emf: last line %q: %v", emf, err)
 	}
 	if len(line.AWS.CloudWatchMetrics) != 1 || line.AWS.CloudWatchMetrics[0].Namespace != cfg.Settings.StackName || line.Service != "xrc-backfill" ||
-		line.Region != rule.SourceRegion || line.Rule != rule.ID || line.Enqueued == nil || *line.Enqueued != 30 || line.Late == nil || *line.Late != 0 || line.LateMultipart == nil ||
+		line.Region != rule.SourceRegion || line.Rule != rule.ID || line.Enqueued == nil || *line.Enqueued != 0 || line.Late == nil || *line.Late != 0 || line.LateMultipart == nil ||
 		line.LateMultipartRuns == nil || *line.LateMultipartRuns != 0 {
-		t.Errorf("-emf line %s, want the stack's namespace, xrc-backfill, the rule, 30 enqueued and 0 late", emf)
+		t.Errorf("-emf line %s, want the stack's namespace, xrc-backfill, the rule, 0 enqueued (a dry run) and 0 late", emf)
 	}
 	for _, want := range []string{`dry run: nothing sent`, `(?m)^  to enqueue\s+30\s`, `(?m)^  missing\s+30\s`, `(?m)^  listed\s+30\s`,
 		`expected saving: unknown \(rule r1 has no statistics`} {

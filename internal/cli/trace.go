@@ -150,6 +150,7 @@ func (t *tracer) destination(ctx context.Context, r *config.Rule, rt config.Rout
 		}
 	}
 	var dead *tombstone.Tombstone
+	var deadErr error
 	region, _ := t.cfg.Region(rt.Region)
 	if region.Direct {
 		t.printf("    ledger and tombstones: not traced in a direct region (kept by its own deployment)\n")
@@ -175,12 +176,19 @@ func (t *tracer) destination(ctx context.Context, r *config.Rule, rt config.Rout
 		switch {
 		case err != nil:
 			t.printf("    tombstone: not read: %v\n", err)
+			deadErr = err
 		case ok:
 			dead = &ts
 			t.printf("    tombstone: deleted at the source %s (sequencer %s), carried by archive %s\n", ts.At.UTC().Format(time.RFC3339), ts.Sequencer, ts.ArchiveID)
 		case r.Deletes:
 			t.printf("    tombstone: none\n")
 		}
+	}
+	if deadErr != nil && r.Deletes && (head == nil || d == nil) {
+		// What the copy's absence, or its staying, means turns on a
+		// delete the tombstone would record.
+		t.printf("    => cannot tell: whether a delete was carried here is unknown (the tombstone was not read); trace it again\n")
+		return fmt.Errorf("tombstone of %s in %s: %w", awsapi.URL(rt.Bucket, rt.Key), rt.Region, deadErr)
 	}
 	t.printf("    => %s\n", t.verdict(r, head, d, md, deliver.WrittenByXRC(md, t.key), dead))
 	return nil

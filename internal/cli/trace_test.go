@@ -111,6 +111,20 @@ func TestTrace(t *testing.T) {
 			}
 		}
 	}
+	// A tombstone not read (another deployment's table: none here) leaves
+	// a gone source's copy unexplained: said, and exit 3, not a verdict
+	// as if no delete were recorded.
+	other := *cfg
+	other.Settings.StackName = cfg.Settings.StackName + "-none"
+	doc, _ = json.Marshal(&other)
+	otherPath := filepath.Join(t.TempDir(), "other.json")
+	if err := os.WriteFile(otherPath, doc, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := run(t, "trace", "-config", otherPath, "s3://"+rule.SourceBucket+"/data/t/gone.txt")
+	if !errors.Is(err, cli.ErrIncomplete) || !strings.Contains(out, "=> cannot tell: whether a delete was carried here is unknown") {
+		t.Errorf("trace with its tombstone unread: %v; want incomplete, saying it cannot tell:\n%s", err, out)
+	}
 	for _, args := range [][]string{
 		{"trace", "-config", path},
 		{"trace", "-config", path, rule.SourceBucket + "/data/t/sync.txt"},
