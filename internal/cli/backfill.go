@@ -64,8 +64,8 @@ func backfillCmd(ctx context.Context, args []string, env Env) error {
 	fs.StringVar(&b.queueURL, "queue-url", env.Getenv("XRC_QUEUE_URL"), "the rule's source queue; default derived from the config (env XRC_QUEUE_URL)")
 	fs.IntVar(&b.concurrency, "concurrency", backfill.DefaultConcurrency, "listings (or inventory files) at once, and HEADs at once per page")
 	fs.IntVar(&b.depth, "depth", backfill.DefaultDepth, "how many '/' levels the listing fans out over (0: none, one listing)")
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %w", ErrUsage, err)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if err := required(fs, backfillUsage, "config", b.cfgPath, "rule", b.ruleID); err != nil {
 		return err

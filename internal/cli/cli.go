@@ -192,12 +192,25 @@ func splitPositional(fs *flag.FlagSet, args []string) (string, []string) {
 	return pos, rest
 }
 
+// parseFlags parses args into fs. A flag it refuses is ErrUsage alone:
+// the flag package has said what was wrong, and the usage, on fs's
+// output (main prints a bare ErrUsage no second time).
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	switch err := fs.Parse(args); {
+	case err == nil:
+		return nil
+	case errors.Is(err, flag.ErrHelp):
+		return err
+	}
+	return ErrUsage
+}
+
 // parseOne parses the flags splitPositional left, refusing a second
 // positional argument: the flag package would stop there and drop it, and
 // every flag after it ("verify a.tar.zst b.tar.zst" would check a alone).
 func parseOne(fs *flag.FlagSet, rest []string) error {
-	if err := fs.Parse(rest); err != nil {
-		return fmt.Errorf("%w: %w", ErrUsage, err)
+	if err := parseFlags(fs, rest); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected %q: one argument at a time", ErrUsage, fs.Arg(0))

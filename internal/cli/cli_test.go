@@ -80,6 +80,11 @@ func TestUsage(t *testing.T) {
 			t.Errorf("pack -level %s: %v, want a usage error naming -level", level, err)
 		}
 	}
+	for _, dest := range []string{"eu-west-1", "eu-west-1/", "/backup", "/"} {
+		if _, _, err := run(t, "archive", "pack", t.TempDir(), "-o", filepath.Join(t.TempDir(), "a.tar.zst"), "-dest", dest); !errors.Is(err, cli.ErrUsage) || !strings.Contains(err.Error(), "-dest") {
+			t.Errorf("pack -dest %q: %v, want a usage error naming -dest", dest, err)
+		}
+	}
 	// A group asked for help lists its commands and succeeds; named alone,
 	// it lists them as a usage error.
 	for _, group := range []string{"config", "archive"} {

@@ -90,7 +90,7 @@ func manifestForDir(dir, region, dest string, level int, now time.Time) (*manife
 	var destRegion, destBucket, destPrefix string
 	if dest != "" {
 		parts := strings.SplitN(dest, "/", 3)
-		if len(parts) < 2 {
+		if len(parts) < 2 || parts[0] == "" || parts[1] == "" {
 			return nil, nil, fmt.Errorf("%w: -dest wants REGION/BUCKET[/PREFIX], got %q", ErrUsage, dest)
 		}
 		destRegion, destBucket = parts[0], parts[1]

@@ -22,7 +22,7 @@ import (
 	"github.com/xrc-dev/xrc/internal/stats"
 )
 
-const savingsUsage = "xrc savings [-config FILE|ssm:///name] [-rule ID] [-since 7d] [--json]"
+const savingsUsage = "xrc savings -config FILE|ssm:///name [-rule ID] [-since 7d] [--json]"
 
 // savingsReport is what `xrc savings --json` prints.
 type savingsReport struct {
@@ -155,8 +155,8 @@ func savings(ctx context.Context, args []string, env Env) error {
 	ruleID := fs.String("rule", "", "only this rule")
 	sinceFlag := fs.String("since", "7d", "how far back: a Go duration or a number of days (7d); at most 35d, what the table keeps")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %w", ErrUsage, err)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if err := required(fs, savingsUsage, "config", *cfgPath); err != nil {
 		return err
@@ -290,7 +290,7 @@ func printSavings(env Env, rep savingsReport) {
 			}
 			switch {
 			case l.Objects == 0:
-				fmt.Fprintln(env.Stdout, "break-even: unknown: no statistics in the period")
+				fmt.Fprintln(env.Stdout, "break-even: unknown: no objects moved in the period")
 			case l.BytesIn == 0:
 				fmt.Fprintln(env.Stdout, "break-even: unknown: only empty objects in the period")
 			case l.NetSaving <= 0 && l.Requests > 0 && l.WithoutXRC-l.WithXRC-l.Compute > 0:

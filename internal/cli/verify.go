@@ -18,7 +18,7 @@ import (
 	xverify "github.com/xrc-dev/xrc/internal/verify" // aliased: package cli has a verify function (xrc archive verify)
 )
 
-const verifyUsage = "xrc verify -config FILE|ssm:///name -rule ID [-prefix P] [-region R] [-report out.csv|out.json] [-hash-sources] [-tags]"
+const verifyUsage = "xrc verify -config FILE|ssm:///name -rule ID [-prefix P] [-region R] [-report out.csv|out.json] [-hash-sources] [-tags] [-concurrency N] [-list-concurrency N]"
 
 // verifyRule compares a rule's source with its destinations (package
 // verify): a summary on stdout, every difference in the -report file,
@@ -36,8 +36,8 @@ func verifyRule(ctx context.Context, args []string, env Env) error {
 	tags := fs.Bool("tags", false, "also compare tag values, not only their number (a GetObjectTagging on each side of each tagged pair)")
 	concurrency := fs.Int("concurrency", xverify.DefaultConcurrency, "HeadObject/GetObject requests at once")
 	lists := fs.Int("list-concurrency", xverify.DefaultListConcurrency, "prefixes listed at once")
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %w", ErrUsage, err)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if err := required(fs, verifyUsage, "config", *cfgPath, "rule", *ruleID); err != nil {
 		return err
@@ -46,36 +46,9 @@ func verifyRule(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
-	// Failures before the comparison are ErrIncomplete too: a scheduled
-	// verify must tell "never looked" from "differs" (exit 1).
-	cfg, err := loadConfig(ctx, *cfgPath, env)
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrIncomplete, err)
-	}
-	rule, ok := cfg.Rule(*ruleID)
-	if !ok {
-		return fmt.Errorf("%w: no rule %q in %s", ErrUsage, *ruleID, *cfgPath)
-	}
-	if _, err := xverify.Root(rule, *prefix); err != nil {
-		return fmt.Errorf("%w: %v", ErrUsage, err)
-	}
-	o := xverify.Options{Rule: rule, Prefix: *prefix, Region: *region, HashSources: *hash, CompareTags: *tags,
-		Concurrency: *concurrency, ListConcurrency: *lists, Destinations: map[string]xverify.S3API{}}
-	if o.Source, err = s3For(ctx, cfg, rule.SourceRegion, rule.SourceRegion); err != nil {
-		return fmt.Errorf("%w: %w", ErrIncomplete, err)
-	}
-	for _, d := range rule.Destinations {
-		if o.Destinations[d.Region] != nil || *region != "" && d.Region != *region {
-			continue
-		}
-		if o.Destinations[d.Region], err = s3For(ctx, cfg, d.Region, rule.SourceRegion); err != nil {
-			return fmt.Errorf("%w: %w", ErrIncomplete, err)
-		}
-	}
-	if len(o.Destinations) == 0 {
-		return fmt.Errorf("%w: rule %s has no destination in region %s", ErrUsage, rule.ID, *region)
-	}
-
+	// The report is written first, truncating the last run's: a run that
+	// stops before comparing (the config not loaded) must not leave that
+	// run's report, "differences: none" perhaps, to be read as its own.
 	var rep xverify.Report
 	var file *os.File
 	if newReport != nil {
@@ -87,28 +60,71 @@ func verifyRule(ctx context.Context, args []string, env Env) error {
 			return fmt.Errorf("%w: writing %s: %w", ErrIncomplete, *reportPath, err)
 		}
 	}
+	sum := xverify.Summary{Rule: *ruleID, Prefix: *prefix}
+	// end closes the report with the summary, prints it unless the
+	// command line was wrong, and returns the run's error: every run
+	// that looked, or meant to, says how far it got.
+	end := func(kind, cause error) error {
+		var runErr error
+		if cause != nil {
+			sum.Error, runErr = cause.Error(), fmt.Errorf("%w: %w", kind, cause)
+		}
+		if rep != nil {
+			if err := errors.Join(rep.Close(sum), file.Close()); err != nil {
+				// The report is what a scheduled run is read from.
+				runErr = fmt.Errorf("%w: %w", ErrIncomplete, errors.Join(runErr, fmt.Errorf("writing %s: %w", *reportPath, err)))
+				sum.Error = runErr.Error()
+			}
+		}
+		if !errors.Is(runErr, ErrUsage) {
+			printVerifySummary(env.Stdout, sum, *hash, *reportPath)
+		}
+		return runErr
+	}
+	// Failures before the comparison are ErrIncomplete too: a scheduled
+	// verify must tell "never looked" from "differs" (exit 1).
+	cfg, err := loadConfig(ctx, *cfgPath, env)
+	if err != nil {
+		return end(ErrIncomplete, err)
+	}
+	rule, ok := cfg.Rule(*ruleID)
+	if !ok {
+		return end(ErrUsage, fmt.Errorf("no rule %q in %s", *ruleID, *cfgPath))
+	}
+	sum.SourceBucket = rule.SourceBucket
+	if _, err := xverify.Root(rule, *prefix); err != nil {
+		return end(ErrUsage, err)
+	}
+	o := xverify.Options{Rule: rule, Prefix: *prefix, Region: *region, HashSources: *hash, CompareTags: *tags,
+		Concurrency: *concurrency, ListConcurrency: *lists, Destinations: map[string]xverify.S3API{}}
+	if o.Source, err = s3For(ctx, cfg, rule.SourceRegion, rule.SourceRegion); err != nil {
+		return end(ErrIncomplete, err)
+	}
+	for _, d := range rule.Destinations {
+		if o.Destinations[d.Region] != nil || *region != "" && d.Region != *region {
+			continue
+		}
+		if o.Destinations[d.Region], err = s3For(ctx, cfg, d.Region, rule.SourceRegion); err != nil {
+			return end(ErrIncomplete, err)
+		}
+	}
+	if len(o.Destinations) == 0 {
+		return end(ErrUsage, fmt.Errorf("rule %s has no destination in region %s", rule.ID, *region))
+	}
+
 	bar := progress.New(env.Stderr, progress.Options{Description: "verify " + rule.ID, Unit: "objects", Terminal: progress.IsTerminal(env.Stderr)})
 	o.Progress = bar
-	sum, runErr := xverify.Run(ctx, o, func(d xverify.Difference) error {
+	var runErr error
+	sum, runErr = xverify.Run(ctx, o, func(d xverify.Difference) error {
 		if rep == nil {
 			return nil
 		}
 		return rep.Add(d)
 	})
 	bar.Close()
-	if runErr != nil {
-		sum.Error = runErr.Error()
-	}
-	if rep != nil {
-		// A run that stopped still leaves what it found in the report.
-		if err := errors.Join(rep.Close(sum), file.Close()); err != nil {
-			// The report is what a scheduled run is read from.
-			return fmt.Errorf("%w: %w", ErrIncomplete, errors.Join(runErr, fmt.Errorf("writing %s: %w", *reportPath, err)))
-		}
-	}
-	printVerifySummary(env.Stdout, sum, *hash, *reportPath)
-	if runErr != nil {
-		return fmt.Errorf("%w: verify %s: %w", ErrIncomplete, rule.ID, runErr)
+	// A run that stopped still leaves what it found in the report.
+	if err := end(ErrIncomplete, runErr); err != nil {
+		return err
 	}
 	if n := sum.Differences(); n > 0 {
 		return fmt.Errorf("%w: rule %s: %d differences", xverify.ErrDifferent, rule.ID, n)
@@ -150,7 +166,11 @@ func s3For(ctx context.Context, cfg *config.Config, name, source string) (*s3.Cl
 }
 
 func printVerifySummary(w io.Writer, s xverify.Summary, hashed bool, report string) {
-	fmt.Fprintf(w, "verify %s: s3://%s/%s: %d objects, %s\n", s.Rule, s.SourceBucket, s.Prefix, s.Objects, sizeString(s.Bytes))
+	if s.SourceBucket == "" { // the config not loaded
+		fmt.Fprintf(w, "verify %s: nothing compared\n", s.Rule)
+	} else {
+		fmt.Fprintf(w, "verify %s: s3://%s/%s: %d objects, %s\n", s.Rule, s.SourceBucket, s.Prefix, s.Objects, sizeString(s.Bytes))
+	}
 	line := func(what string, n, bytes int64) { fmt.Fprintf(w, "  %-16s %10d %11s\n", what, n, sizeString(bytes)) }
 	var unchecked, uncheckedBytes int64
 	for _, d := range s.Destinations {

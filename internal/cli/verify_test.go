@@ -133,4 +133,15 @@ func TestVerifyCommand(t *testing.T) {
 			t.Errorf("%v: %v, want incomplete", args, err)
 		}
 	}
+	// Nor does it leave the last run's report to be read as its own: the
+	// report and the summary on stdout say it is incomplete.
+	out, _, err = run(t, "verify", "-config", filepath.Join(dir, "nonexistent.json"), "-rule", "r1", "-report", jsonPath)
+	doc.Summary = verify.Summary{}
+	b, rerr := os.ReadFile(jsonPath)
+	if rerr != nil || json.Unmarshal(b, &doc) != nil || doc.Summary.Error == "" || len(doc.Differences) != 0 {
+		t.Errorf("the report of a run whose config did not load: %v\n%s", rerr, b)
+	}
+	if !errors.Is(err, cli.ErrIncomplete) || !strings.Contains(out, "incomplete: ") || strings.Contains(out, "differences: none") {
+		t.Errorf("a run whose config did not load: %v; its summary does not say it is incomplete:\n%s", err, out)
+	}
 }
