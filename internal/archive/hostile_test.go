@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -103,7 +104,7 @@ func TestHostileArchives(t *testing.T) {
 			contains: []string{"extended record SCHILY.acl.access"}},
 		{name: "owner", entries: []entry{man, func() entry { e := objs[0]; e.hdr.Uid = 4242; return e }()}, contains: []string{"owned by 4242:0"}},
 		{name: "owner name", entries: []entry{man, func() entry { e := objs[0]; e.hdr.Uname = "mallory"; return e }()}, contains: []string{"(mallory:)"}},
-		{name: "GNU long name", entries: []entry{man, func() entry { e := objs[0]; e.hdr.Format = tar.FormatGNU; return e }()}, contains: []string{"GNU header"}},
+		{name: "GNU long name", entries: []entry{man, func() entry { e := objs[0]; e.hdr.Format = tar.FormatGNU; return e }()}, contains: []string{"GNU or mixed header"}},
 		{name: "PAX global header", entries: []entry{man, {hdr: tar.Header{Typeflag: tar.TypeXGlobalHeader, Name: "objects/g", PAXRecords: map[string]string{"comment": "x"}}}}, contains: []string{"PAX global header"}},
 		{name: "member not in manifest", entries: []entry{man, reg("objects/999999/evil", []byte("x"))}, contains: []string{"not in the manifest"}},
 		{name: "manifest entry without member", entries: append([]entry{manifestEntry(t, twoMissing)}, objectEntries(twoMissing, threeSpecs)[1:]...),
@@ -287,6 +288,61 @@ func TestHostileBytes(t *testing.T) {
 			t.Fatalf("Next after failure = %v, want the sticky %v", err2, err)
 		}
 	})
+}
+
+// TestMixedHeaderNamesRefused: a member whose name comes from a GNU long
+// name after a PAX path record naming another. Go takes the long name,
+// which passed the name checks; GNU tar takes the path record, and
+// extracted the member as manifest.json over the manifest.
+func TestMixedHeaderNamesRefused(t *testing.T) {
+	m, objs := hostile()
+	raw := decompress(t, buildRaw(t, append([]entry{manifestEntry(t, m)}, objs...), true))
+	name := objs[0].hdr.Name
+	at := -1
+	for off := 0; off < len(raw); off += 512 {
+		if bytes.HasPrefix(raw[off:], []byte(name+"\x00")) {
+			at = off
+			break
+		}
+	}
+	if at < 0 {
+		t.Fatalf("no header of %s", name)
+	}
+	rec := " path=manifest.json\n"
+	rec = fmt.Sprintf("%d%s", len(rec)+2, rec)
+	var pre []byte
+	pre = append(pre, ustarBlock("PaxHeaders/x", tar.TypeXHeader, len(rec))...)
+	pre = append(pre, pad512([]byte(rec))...)
+	pre = append(pre, ustarBlock("././@LongLink", tar.TypeGNULongName, len(name)+1)...)
+	pre = append(pre, pad512(append([]byte(name), 0))...)
+	mixed := append(append(bytes.Clone(raw[:at]), pre...), raw[at:]...)
+	_, _, err := readArchive(compress(t, mixed), ReaderOptions{})
+	wantInvalid(t, err, nil, "mixed header")
+}
+
+// ustarBlock is a tar header block with USTAR's magic, as a hand-made
+// archive may hold whatever the format allows.
+func ustarBlock(name string, typ byte, size int) []byte {
+	var b [512]byte
+	copy(b[:], name)
+	copy(b[100:], "0000644\x00")
+	copy(b[108:], "0000000\x00")
+	copy(b[116:], "0000000\x00")
+	copy(b[124:], fmt.Sprintf("%011o\x00", size))
+	copy(b[136:], "00000000000\x00")
+	b[156] = typ
+	copy(b[257:], "ustar\x0000")
+	copy(b[148:156], "        ")
+	sum := 0
+	for _, c := range b {
+		sum += int(c)
+	}
+	copy(b[148:], fmt.Sprintf("%06o\x00 ", sum))
+	return b[:]
+}
+
+func pad512(b []byte) []byte {
+	return append(b, make([]byte, (512-len(b)%512)%512)...)
 }
 
 func TestReaderOptionsErrors(t *testing.T) {
