@@ -295,6 +295,14 @@ func TestHostileBytes(t *testing.T) {
 // which passed the name checks; GNU tar takes the path record, and
 // extracted the member as manifest.json over the manifest.
 func TestMixedHeaderNamesRefused(t *testing.T) {
+	_, _, err := readArchive(compress(t, mixedHeaderTar(t)), ReaderOptions{})
+	wantInvalid(t, err, nil, "mixed header")
+}
+
+// mixedHeaderTar is the hostile archive's tar stream with its first
+// object's header preceded by a PAX path record naming manifest.json and
+// a GNU long name giving its own name.
+func mixedHeaderTar(t testing.TB) []byte {
 	m, objs := hostile()
 	raw := decompress(t, buildRaw(t, append([]entry{manifestEntry(t, m)}, objs...), true))
 	name := objs[0].hdr.Name
@@ -315,9 +323,7 @@ func TestMixedHeaderNamesRefused(t *testing.T) {
 	pre = append(pre, pad512([]byte(rec))...)
 	pre = append(pre, ustarBlock("././@LongLink", tar.TypeGNULongName, len(name)+1)...)
 	pre = append(pre, pad512(append([]byte(name), 0))...)
-	mixed := append(append(bytes.Clone(raw[:at]), pre...), raw[at:]...)
-	_, _, err := readArchive(compress(t, mixed), ReaderOptions{})
-	wantInvalid(t, err, nil, "mixed header")
+	return append(append(bytes.Clone(raw[:at]), pre...), raw[at:]...)
 }
 
 // ustarBlock is a tar header block with USTAR's magic, as a hand-made
