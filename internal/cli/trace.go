@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -68,6 +69,8 @@ type tracer struct {
 	// unread: the source answered 403, which S3 gives for a missing
 	// key and for one not readable alike.
 	unread bool
+	// unknown: what made a destination's verdict impossible.
+	unknown []error
 }
 
 func (t *tracer) printf(format string, args ...any) { fmt.Fprintf(t.w, format, args...) }
@@ -117,6 +120,9 @@ func (t *tracer) object(ctx context.Context, rules []*config.Rule, bucket, key s
 	}
 	if covered == 0 {
 		t.printf("  no rule covers it: rules of bucket %s take other prefixes, suffixes, or ignore it (%s)\n", bucket, ruleFilters(rules))
+	}
+	if len(t.unknown) > 0 {
+		return fmt.Errorf("%w: %w", ErrIncomplete, errors.Join(t.unknown...))
 	}
 	return nil
 }
@@ -184,13 +190,16 @@ func (t *tracer) destination(ctx context.Context, r *config.Rule, rt config.Rout
 			t.printf("    tombstone: none\n")
 		}
 	}
-	if deadErr != nil && r.Deletes && (head == nil || d == nil) {
-		// What the copy's absence, or its staying, means turns on a
-		// delete the tombstone would record.
+	ours := deliver.WrittenByXRC(md, t.key)
+	if deadErr != nil && !t.unread && r.Deletes && (head == nil && d != nil && ours || head != nil && d == nil) {
+		// What xrc's copy staying, or the copy's absence, means turns on
+		// a delete the tombstone would record. The other destinations
+		// are traced all the same.
 		t.printf("    => cannot tell: whether a delete was carried here is unknown (the tombstone was not read); trace it again\n")
-		return fmt.Errorf("tombstone of %s in %s: %w", awsapi.URL(rt.Bucket, rt.Key), rt.Region, deadErr)
+		t.unknown = append(t.unknown, fmt.Errorf("tombstone of %s in %s: %w", awsapi.URL(rt.Bucket, rt.Key), rt.Region, deadErr))
+		return nil
 	}
-	t.printf("    => %s\n", t.verdict(r, head, d, md, deliver.WrittenByXRC(md, t.key), dead))
+	t.printf("    => %s\n", t.verdict(r, head, d, md, ours, dead))
 	return nil
 }
 

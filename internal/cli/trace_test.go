@@ -125,6 +125,13 @@ func TestTrace(t *testing.T) {
 	if !errors.Is(err, cli.ErrIncomplete) || !strings.Contains(out, "=> cannot tell: whether a delete was carried here is unknown") {
 		t.Errorf("trace with its tombstone unread: %v; want incomplete, saying it cannot tell:\n%s", err, out)
 	}
+	// Where the verdict does not turn on it, the verdict stands.
+	for _, key := range []string{"data/t/sync.txt", "data/t/nowhere.txt"} {
+		out, _, err = run(t, "trace", "-config", otherPath, "s3://"+rule.SourceBucket+"/"+key)
+		if err != nil || !strings.Contains(out, "tombstone: not read") || !strings.Contains(out, "=> in sync") {
+			t.Errorf("trace of %s, in sync, with its tombstone unread: %v; want its verdict:\n%s", key, err, out)
+		}
+	}
 	for _, args := range [][]string{
 		{"trace", "-config", path},
 		{"trace", "-config", path, rule.SourceBucket + "/data/t/sync.txt"},

@@ -46,40 +46,57 @@ func verifyRule(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
-	// The report is written first, truncating the last run's: a run that
-	// stops before comparing (the config not loaded) must not leave that
-	// run's report, "differences: none" perhaps, to be read as its own.
+	if *reportPath != "" && filepath.Clean(*reportPath) == filepath.Clean(*cfgPath) {
+		return fmt.Errorf("%w: -report %s is the config", ErrUsage, *reportPath)
+	}
+	// The report is made before the comparison, and by any run that
+	// meant to compare and stopped (the config not loaded): such a run
+	// must not leave the last run's report, "differences: none" perhaps,
+	// to be read as its own. A wrong command line leaves it.
 	var rep xverify.Report
 	var file *os.File
-	if newReport != nil {
+	opened := false
+	open := func() error {
+		opened = true
+		var err error
 		if file, err = os.Create(*reportPath); err != nil {
-			return fmt.Errorf("%w: %w", ErrIncomplete, err)
+			return err
 		}
-		defer file.Close()
 		if rep, err = newReport(file); err != nil {
-			return fmt.Errorf("%w: writing %s: %w", ErrIncomplete, *reportPath, err)
+			return fmt.Errorf("writing %s: %w", *reportPath, err)
 		}
+		return nil
 	}
 	sum := xverify.Summary{Rule: *ruleID, Prefix: *prefix}
-	// end closes the report with the summary, prints it unless the
-	// command line was wrong, and returns the run's error: every run
-	// that looked, or meant to, says how far it got.
+	// end closes the report with the summary, prints it, and returns
+	// the run's error (kind wrapping cause, if any); a wrong command line
+	// is only said.
 	end := func(kind, cause error) error {
-		var runErr error
+		if errors.Is(kind, ErrUsage) {
+			return fmt.Errorf("%w: %w", kind, cause)
+		}
+		if newReport != nil && !opened {
+			if err := open(); err != nil {
+				kind, cause = ErrIncomplete, errors.Join(cause, err)
+			}
+		}
 		if cause != nil {
-			sum.Error, runErr = cause.Error(), fmt.Errorf("%w: %w", kind, cause)
+			sum.Error = cause.Error()
 		}
 		if rep != nil {
 			if err := errors.Join(rep.Close(sum), file.Close()); err != nil {
 				// The report is what a scheduled run is read from.
-				runErr = fmt.Errorf("%w: %w", ErrIncomplete, errors.Join(runErr, fmt.Errorf("writing %s: %w", *reportPath, err)))
-				sum.Error = runErr.Error()
+				kind, cause = ErrIncomplete, errors.Join(cause, fmt.Errorf("writing %s: %w", *reportPath, err))
+				sum.Error = cause.Error()
 			}
+		} else if file != nil {
+			file.Close()
 		}
-		if !errors.Is(runErr, ErrUsage) {
-			printVerifySummary(env.Stdout, sum, *hash, *reportPath)
+		printVerifySummary(env.Stdout, sum, *hash, *reportPath)
+		if cause == nil {
+			return nil
 		}
-		return runErr
+		return fmt.Errorf("%w: %w", kind, cause)
 	}
 	// Failures before the comparison are ErrIncomplete too: a scheduled
 	// verify must tell "never looked" from "differs" (exit 1).
@@ -112,6 +129,11 @@ func verifyRule(ctx context.Context, args []string, env Env) error {
 		return end(ErrUsage, fmt.Errorf("rule %s has no destination in region %s", rule.ID, *region))
 	}
 
+	if newReport != nil {
+		if err := open(); err != nil {
+			return end(ErrIncomplete, err)
+		}
+	}
 	bar := progress.New(env.Stderr, progress.Options{Description: "verify " + rule.ID, Unit: "objects", Terminal: progress.IsTerminal(env.Stderr)})
 	o.Progress = bar
 	var runErr error

@@ -144,4 +144,25 @@ func TestVerifyCommand(t *testing.T) {
 	if !errors.Is(err, cli.ErrIncomplete) || !strings.Contains(out, "incomplete: ") || strings.Contains(out, "differences: none") {
 		t.Errorf("a run whose config did not load: %v; its summary does not say it is incomplete:\n%s", err, out)
 	}
+	// A report it cannot write is said in the summary too, once.
+	out, _, err = run(t, "verify", "-config", path, "-rule", "r1", "-report", filepath.Join(dir, "no-such-dir", "out.json"))
+	if !errors.Is(err, cli.ErrIncomplete) || strings.Count(out, "incomplete: ") != 1 || strings.Contains(err.Error(), "incomplete: incomplete") {
+		t.Errorf("a report not writable: %v; want incomplete, said once in the summary:\n%s", err, out)
+	}
+	// A wrong command line leaves the last report as it was, and a
+	// report over the config is refused before anything is written.
+	before, _ := os.ReadFile(jsonPath)
+	if _, _, err := run(t, "verify", "-config", path, "-rule", "nope", "-report", jsonPath); !errors.Is(err, cli.ErrUsage) {
+		t.Errorf("-rule nope: %v, want a usage error", err)
+	}
+	if after, _ := os.ReadFile(jsonPath); !bytes.Equal(before, after) {
+		t.Error("a usage error rewrote the report")
+	}
+	cfgBefore, _ := os.ReadFile(path)
+	if _, _, err := run(t, "verify", "-config", path, "-rule", "r1", "-report", path); !errors.Is(err, cli.ErrUsage) {
+		t.Errorf("-report naming the config: %v, want a usage error", err)
+	}
+	if after, _ := os.ReadFile(path); !bytes.Equal(cfgBefore, after) {
+		t.Error("-report naming the config overwrote it")
+	}
 }
