@@ -258,9 +258,13 @@ func TestUncertainWritesAreNotRepeated(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	want := map[adaptive.Class]int64{adaptive.CSV: 100, adaptive.JSON: 50}
+	if len(hs) != len(want) {
+		t.Errorf("%d classes recorded, want %d", len(hs), len(want))
+	}
 	for _, h := range hs {
-		if want := map[adaptive.Class]int64{adaptive.CSV: 100, adaptive.JSON: 50}[h.Class]; h.In != want {
-			t.Errorf("%s: %d bytes in, want %d", h.Class, h.In, want)
+		if h.In != want[h.Class] {
+			t.Errorf("%s: %d bytes in, want %d", h.Class, h.In, want[h.Class])
 		}
 	}
 }

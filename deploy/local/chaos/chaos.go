@@ -79,6 +79,12 @@ type chaos struct {
 	evil     string // a bucket no rule writes to
 	other    string // a bucket in the source region no rule watches
 	outMu    sync.Mutex
+	// landed counts the kills whose victim's queue held work.
+	landed int
+	// unarrived: the keys to delete that never reached the destination
+	// (their delete then removes what was never written, and proves
+	// nothing).
+	unarrived error
 }
 
 func (c *chaos) logf(format string, args ...any) {
@@ -144,20 +150,29 @@ func run(ctx context.Context, env localstack.Env, o options) (results []result, 
 	}
 	c.logf("every kill done; waiting for the pipeline to settle")
 	settled := c.settle(ctx, want)
+	// The copies as the run left them, before the replay could mend what
+	// a target lost (settle compares keys only).
+	before := result{name: "before the replay: every destination object equals the newest source version, and deleted keys are gone"}
 	if settled {
+		bctx, bcancel := context.WithTimeout(ctx, checkTimeout)
+		before = c.copies(bctx, before.name, want, deleted)
+		bcancel()
 		// Every archive again, newest first: the end must not change.
 		if err := c.replay(ctx); err != nil {
 			return nil, err
 		}
 		settled = c.settle(ctx, nil)
+	} else {
+		before.detail = "not checked: the run did not settle"
 	}
 	// The checks run even if the run's time is up, for at most
 	// checkTimeout, and stop when the caller's ctx does (Ctrl-C).
 	cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), checkTimeout)
 	defer ccancel()
 	defer context.AfterFunc(outer, ccancel)()
-	results = append(c.check(cctx, want, deleted), c.checkRun(cctx, settled)...)
-	results = append(results, c.stopCheck())
+	results = append([]result{before}, c.check(cctx, want, deleted)...)
+	results = append(results, c.checkRun(cctx, settled)...)
+	results = append(results, c.stopCheck(), c.exitCheck())
 	for _, r := range results {
 		status := "PASS"
 		if !r.ok {
@@ -376,6 +391,7 @@ func (c *chaos) upload(ctx context.Context, want []dataset.Object, deleted []str
 		return err
 	case err != nil:
 		c.logf("%v; deleting them all the same", err)
+		c.unarrived = err
 	}
 	for _, k := range deleted {
 		if _, err := c.src.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &bucket, Key: aws.String(k)}); err != nil {
@@ -418,7 +434,10 @@ func (c *chaos) killer(ctx context.Context) error {
 			return err
 		}
 		w, held := c.victim(ctx, k)
-		c.logf("kill %d/%d: SIGKILL %s%s", k+1, c.o.Kills, w.name, held)
+		if held > 0 {
+			c.landed++
+		}
+		c.logf("kill %d/%d: SIGKILL %s (its queue holds %d messages, in flight included)", k+1, c.o.Kills, w.name, held)
 		w.kill()
 		if err := sleep(ctx, time.Duration(500+c.rng.IntN(1500))*time.Millisecond); err != nil {
 			return err
@@ -432,18 +451,28 @@ func (c *chaos) killer(ctx context.Context) error {
 
 // victim is the k-th kill's worker: a source when k is even, a target when
 // odd (the workers alternate source-i, target-i), and what its queue
-// holds, to show the kill landed on work.
-func (c *chaos) victim(ctx context.Context, k int) (*proc, string) {
+// holds, to show the kill landed on work (-1 unknown). A queue without
+// work is watched for up to victimWait for some, so that kills land on
+// work while there is any.
+func (c *chaos) victim(ctx context.Context, k int) (*proc, int) {
 	if len(c.workers) < 2 || c.sqs == nil {
-		return c.workers[c.rng.IntN(len(c.workers))], ""
+		return c.workers[c.rng.IntN(len(c.workers))], -1
 	}
 	w := c.workers[2*c.rng.IntN(len(c.workers)/2)+k%2]
 	queue := c.dep.SourceQueues["r1"]
 	if k%2 == 1 {
 		queue = c.dep.TargetQueues["eu-west-1"]
 	}
-	return w, fmt.Sprintf(" (its queue holds %d messages, in flight included)", c.depth(ctx, queue, true))
+	n := c.depth(ctx, queue, true)
+	for end := time.Now().Add(victimWait); n == 0 && time.Now().Before(end) && sleep(ctx, 200*time.Millisecond) == nil; {
+		n = c.depth(ctx, queue, true)
+	}
+	return w, n
 }
+
+// victimWait bounds how long a kill waits for its victim's queue to hold
+// work.
+const victimWait = 10 * time.Second
 
 // sleep waits d, or returns ctx's error once it ends.
 func sleep(ctx context.Context, d time.Duration) error {
@@ -597,36 +626,54 @@ func (c *chaos) checkRun(ctx context.Context, settled bool) []result {
 		}
 	}
 	rs = append(rs, r)
+	r = result{name: "the keys to delete reached the destination before their delete", ok: c.unarrived == nil}
+	if c.unarrived != nil {
+		r.detail = c.unarrived.Error()
+	}
+	rs = append(rs, r)
+	if c.o.Kills > 0 {
+		rs = append(rs, result{name: "a kill landed on work (its victim's queue held messages)", ok: c.landed > 0,
+			detail: fmt.Sprintf("%d of %d kills did", c.landed, c.o.Kills)})
+	}
+	return rs
+}
+
+// exitCheck says whether any worker exited but by the driver's hand,
+// until every worker was stopped (one that crashed while the checks ran
+// included).
+func (c *chaos) exitCheck() result {
 	var died []string
 	for _, w := range c.workers {
 		died = append(died, w.exits()...)
 	}
-	rs = append(rs, result{name: "no worker exited but when killed or stopped", ok: len(died) == 0, detail: strings.Join(died, "; ")})
-	return rs
+	return result{name: "no worker exited but when killed or stopped", ok: len(died) == 0, detail: strings.Join(died, "; ")}
 }
 
-// check runs every end-of-run check.
-func (c *chaos) check(ctx context.Context, want []dataset.Object, deleted []string) []result {
-	dst := c.cfg.Rules[0].Destinations[0].Bucket
-	var rs []result
-	add := func(name string, errs []error) {
-		r := result{name: name, ok: len(errs) == 0}
-		if !r.ok {
-			var s []string
-			for i, e := range errs {
-				if i == 5 {
-					s = append(s, fmt.Sprintf("and %d more", len(errs)-5))
-					break
-				}
-				s = append(s, e.Error())
+// resultOf is the check name, failed by errs (the first five said).
+func resultOf(name string, errs []error) result {
+	r := result{name: name, ok: len(errs) == 0}
+	if !r.ok {
+		var s []string
+		for i, e := range errs {
+			if i == 5 {
+				s = append(s, fmt.Sprintf("and %d more", len(errs)-5))
+				break
 			}
-			r.detail = strings.Join(s, "; ")
+			s = append(s, e.Error())
 		}
-		rs = append(rs, r)
+		r.detail = strings.Join(s, "; ")
 	}
-	add(fmt.Sprintf("every destination object (%d) equals the newest source version: bytes, Content-*, Cache-Control, Expires, user metadata and tags (both ways), storage class", len(want)),
-		dataset.Check(ctx, c.dst, dst, want, func(k string) string { return k }, 16))
+	return r
+}
 
+// same compares every destination object with want.
+func (c *chaos) same(ctx context.Context, want []dataset.Object) []error {
+	return dataset.Check(ctx, c.dst, c.cfg.Rules[0].Destinations[0].Bucket, want, func(k string) string { return k }, 16)
+}
+
+// gone says which deleted keys the destination still holds.
+func (c *chaos) gone(ctx context.Context, deleted []string) []error {
+	dst := c.cfg.Rules[0].Destinations[0].Bucket
 	var errs []error
 	for _, k := range deleted {
 		_, err := c.dst.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &dst, Key: aws.String(k)})
@@ -637,9 +684,25 @@ func (c *chaos) check(ctx context.Context, want []dataset.Object, deleted []stri
 			errs = append(errs, fmt.Errorf("%s: %w", k, err))
 		}
 	}
-	add(fmt.Sprintf("deleted keys (%d) are gone", len(deleted)), errs)
+	return errs
+}
 
-	errs = nil
+// copies is the check name of the copies: want's equal to their source,
+// deleted's gone.
+func (c *chaos) copies(ctx context.Context, name string, want []dataset.Object, deleted []string) result {
+	return resultOf(name, append(c.same(ctx, want), c.gone(ctx, deleted)...))
+}
+
+// check runs every end-of-run check.
+func (c *chaos) check(ctx context.Context, want []dataset.Object, deleted []string) []result {
+	dst := c.cfg.Rules[0].Destinations[0].Bucket
+	var rs []result
+	add := func(name string, errs []error) { rs = append(rs, resultOf(name, errs)) }
+	add(fmt.Sprintf("every destination object (%d) equals the newest source version: bytes, Content-*, Cache-Control, Expires, user metadata and tags (both ways), storage class", len(want)),
+		c.same(ctx, want))
+	add(fmt.Sprintf("deleted keys (%d) are gone", len(deleted)), c.gone(ctx, deleted))
+
+	var errs []error
 	got, err := list(ctx, c.dst, dst, "")
 	if err != nil {
 		errs = append(errs, err)

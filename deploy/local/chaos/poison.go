@@ -167,7 +167,11 @@ func (c *chaos) hostile(name string) ([]byte, error) {
 		return rawArchive(jsonOf(m), ms)
 	case "zstd-bomb":
 		// The manifest promises 28 KB; the member decodes to 256 MiB of
-		// zeros (a few hundred KiB compressed).
+		// zeros (a few hundred KiB compressed). Its header's size, which
+		// disagrees, is refused before any of it is inflated: the reader
+		// inflates no more than the manifest declares (and 64 KiB of
+		// padding), so a bomb that agrees with its manifest is an archive
+		// of that size, which the target writes.
 		return bomb(jsonOf(m), m.Objects[0].Member, 256<<20)
 	case "oversized-manifest":
 		return oversized(manifest.MaxSize + 1)
