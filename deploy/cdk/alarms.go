@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatch"
@@ -306,6 +308,38 @@ func (a *alarms) watchReplication(staging *string, r replication) {
 		EvaluationPeriods:  jsii.Number(2),
 		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
 	})
+}
+
+// watchLogs alarms when CloudWatch refuses the metrics a worker kind's log
+// group carries (EMF lines it cannot parse or validate): every alarm on
+// xrc's own metrics treats missing data as fine, so lost lines would
+// silence them, and only this says so. Called once the groups are made.
+func (a *alarms) watchLogs() {
+	kinds := make([]string, 0, len(a.s.logGroups))
+	for kind := range a.s.logGroups {
+		if kind != "cdk" { // CDK's own functions write no metrics
+			kinds = append(kinds, kind)
+		}
+	}
+	slices.Sort(kinds)
+	for _, kind := range kinds {
+		group := a.s.logGroups[kind].LogGroupName()
+		logs := func(name string) awscloudwatch.IMetric {
+			return awscloudwatch.NewMetric(&awscloudwatch.MetricProps{Namespace: jsii.String("AWS/Logs"), MetricName: jsii.String(name),
+				DimensionsMap: &map[string]*string{"LogGroupName": group}, Statistic: jsii.String("Sum"), Period: minute()})
+		}
+		a.addFiring("EmfRejected-"+kind, strings.TrimPrefix(kind, "xrc-")+"-metrics-rejected", &awscloudwatch.AlarmProps{
+			AlarmDescription: jsii.String(fmt.Sprintf("CloudWatch could not parse or validate metric (EMF) lines in log group /%s/%s: those metrics are lost, and the alarms on them (verify failures, late writes) cannot fire; the log group's lines at the time show which", a.s.d.Config.Settings.StackName, kind)),
+			Metric: mathExpression("FILL(invalid, 0) + FILL(unparsed, 0)", &map[string]awscloudwatch.IMetric{
+				"invalid":  logs("EMFValidationErrors"),
+				"unparsed": logs("EMFParsingErrors"),
+			}),
+			Threshold:          jsii.Number(0),
+			ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD,
+			EvaluationPeriods:  jsii.Number(1),
+			TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
+		})
+	}
 }
 
 // alarmName names a worker in its alarms' names.

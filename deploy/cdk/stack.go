@@ -82,6 +82,7 @@ func newRegionStack(app awscdk.App, d *deployment, rp *regionPlan) awscdk.Stack 
 	if rp.IsTarget() {
 		s.workers = append(s.workers, s.newTargetWorker(cluster))
 	}
+	s.alarms.watchLogs()
 	newDashboard(s)
 	s.suppressCDKInternals()
 	s.logCDKInternals()

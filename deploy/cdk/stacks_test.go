@@ -934,6 +934,27 @@ func TestAlarms(t *testing.T) {
 			}))
 		})
 	}
+	// Metric lines CloudWatch refuses silence every alarm on xrc's own
+	// metrics (missing data is fine to them): each worker kind's log group
+	// is watched for them.
+	for region, kinds := range map[string][]string{"us-east-1": {"source", "backfill"}, "eu-west-1": {"target"}, "ap-southeast-2": {"target"}} {
+		for _, kind := range kinds {
+			name := "xrc-" + region + "-" + kind + "-metrics-rejected"
+			check(t, name, func() {
+				s.tmpl[region].HasResourceProperties(jsii.String("AWS::CloudWatch::Alarm"), obj(map[string]any{
+					"AlarmName": name,
+					"Threshold": 0,
+					"Metrics": arrayWith(obj(map[string]any{"Expression": "FILL(invalid, 0) + FILL(unparsed, 0)"}),
+						obj(map[string]any{"Id": "invalid", "MetricStat": obj(map[string]any{"Metric": obj(map[string]any{
+							"Namespace": "AWS/Logs", "MetricName": "EMFValidationErrors",
+							"Dimensions": arrayWith(obj(map[string]any{"Name": "LogGroupName"}))})})}),
+						obj(map[string]any{"Id": "unparsed", "MetricStat": obj(map[string]any{"Metric": obj(map[string]any{
+							"Namespace": "AWS/Logs", "MetricName": "EMFParsingErrors"})})})),
+					"AlarmActions": arrayEquals(obj(map[string]any{"Ref": like("^Alarms")})),
+				}))
+			})
+		}
+	}
 	// Tasks that never start leave no task counts (none runs): waiting
 	// messages with no task running count too.
 	check(t, "failing to start from zero", func() {

@@ -206,8 +206,9 @@ func (f *Function) refresh(ctx context.Context) {
 		err = f.build(ctx, cfg)
 	}
 	if err != nil {
-		// Counted, so that an alarm can tell warm environments running
-		// on the config before it.
+		// Counted (errors_total{kind="config"}, on the dashboard; no
+		// alarm: the old config still works), so that warm environments
+		// running on the config before it can be told.
 		f.configErrors().Inc()
 		f.log.Error("config changed but cannot be used: keeping the one loaded", zap.Error(err))
 		return
