@@ -314,6 +314,16 @@ func TestWriterErrors(t *testing.T) {
 			wantInvalid(t, err, ErrChecksum, "content has SHA1")
 		}
 	})
+	t.Run("source SHA-1 mismatch, of an object targets write in parts", func(t *testing.T) {
+		// Above SinglePutMax a target's multipart upload keeps a CRC: S3
+		// checks no SHA-1 there, so the source does, CheckAll or not.
+		big := []spec{{key: "big", data: patterned(manifest.SinglePutMax+1, 3)}}
+		w := beginWith(t, big, func(m *manifest.Manifest) {
+			m.Objects[0].ChecksumAlgorithm, m.Objects[0].Checksum = "SHA1", checksum.SHA1.Sum([]byte("other bytes"))
+		})
+		_, err := w.WriteObject(0, bytes.NewReader(big[0].data))
+		wantInvalid(t, err, ErrChecksum, "content has SHA1")
+	})
 	t.Run("source SHA-256 mismatch, digest in the trailer", func(t *testing.T) {
 		// No sha256 field to compare with: the source's own SHA-256 is.
 		w := beginWith(t, specs, func(m *manifest.Manifest) {

@@ -376,11 +376,15 @@ func (w *Writer) copyObject(index int, o *manifest.Object, r io.Reader) (string,
 	// (compared as the digest): the targets write it with the object, and
 	// S3 refuses bytes that do not match it, so an object whose bytes do
 	// not is refused here, alone, not at every target with its archive.
-	// Only where it comes cheap (checksum.Algorithm.Fast), unless CheckAll:
-	// elsewhere it would cost the source a pass as dear as SHA-256's, and
-	// S3 checks it at every destination (a store that does not, CheckAll).
+	// Only where it comes cheap (checksum.Algorithm.Fast), unless CheckAll
+	// or no destination can: elsewhere it would cost the source a pass as
+	// dear as SHA-256's, and S3 checks it at every destination (a store
+	// that does not, CheckAll), but a SHA-1 only on an object written in
+	// one PUT (a multipart write keeps a CRC).
 	var own hash.Hash
-	if alg := checksum.Algorithm(o.ChecksumAlgorithm); o.Checksum != "" && alg != checksum.SHA256 && (alg.Fast() || w.CheckAll) && alg.New() != nil {
+	alg := checksum.Algorithm(o.ChecksumAlgorithm)
+	checked := alg.Fast() || w.CheckAll || !alg.CRC() && o.Size > manifest.SinglePutMax
+	if o.Checksum != "" && alg != checksum.SHA256 && checked && alg.New() != nil {
 		own = alg.New()
 	}
 	var n int64

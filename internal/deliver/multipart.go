@@ -39,8 +39,9 @@ import (
 // partsAtOnce+1 part buffers.
 const partsAtOnce = 4
 
-// minPartSize is the smallest part a multipart upload sends.
-const minPartSize = 16 << 20
+// minPartSize is the smallest part a multipart upload sends: the largest
+// object written in one PUT (bufferMax), so that no upload is of one part.
+const minPartSize = manifest.SinglePutMax
 
 // maxPartSize is S3's largest part.
 const maxPartSize = 5 << 30

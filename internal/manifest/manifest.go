@@ -24,6 +24,12 @@ const MaxSize = 64 << 20
 // claiming more is not describing an S3 object.
 const MaxObjectSize = 10_000 * 5 << 30
 
+// SinglePutMax is the largest object a target writes with one PUT, where
+// S3 checks the source's own checksum (any algorithm) as the bytes
+// arrive; a larger one goes in parts under a CRC, and a SHA the source
+// gave is then checked by the source or nobody.
+const SinglePutMax = 16 << 20
+
 // MaxEntries caps the user metadata, tag and destination entries of all
 // objects of a manifest together, and MaxObjects its objects. Decoded, a
 // map entry costs about 190 bytes of heap against as little as 7 bytes of
