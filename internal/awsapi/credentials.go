@@ -59,3 +59,22 @@ func (c regionCredentials) Retrieve(ctx context.Context) (aws.Credentials, error
 	return aws.Credentials{AccessKeyID: v.AccessKeyID, SecretAccessKey: v.SecretAccessKey, SessionToken: v.SessionToken, Source: "xrc " + c.spec,
 		CanExpire: true, Expires: time.Now().Add(credentialsTTL)}, nil
 }
+
+// staleFor is how long credentials read before are kept once reading them
+// again has failed, before the next try.
+const staleFor = time.Minute
+
+var _ aws.HandleFailRefreshCredentialsCacheStrategy = regionCredentials{}
+
+// HandleFailToRefresh keeps the credentials read before, for staleFor,
+// when reading them again fails (SSM throttled, its key's KMS refusing): a
+// key read 15 minutes ago most likely still works, and without them every
+// call to the region failed, each reading SSM again. Credentials a store
+// rejected were forgotten (forgetRejected): then there are none to keep.
+func (c regionCredentials) HandleFailToRefresh(ctx context.Context, prev aws.Credentials, err error) (aws.Credentials, error) {
+	if !prev.HasKeys() {
+		return aws.Credentials{}, err
+	}
+	prev.Expires = time.Now().Add(staleFor)
+	return prev, nil
+}
