@@ -35,6 +35,10 @@ func run(ctx context.Context, p *app.Process) error {
 	if err := p.CheckTable(ctx, ddb); err != nil {
 		return err
 	}
+	s3Client := awsapi.S3(p.AWS, region)
+	if err := source.CheckBuckets(ctx, s3Client, p.Config, p.Region, rules, p.Log); err != nil {
+		return app.NotStarted(err)
+	}
 	table := stats.New(ddb, p.Config.TableName(), time.Now)
 	direct, err := source.DirectClients(p.Config, p.Region, rules, func(r config.Region) (source.S3API, error) { return awsapi.CheckedS3(ctx, p.AWS, r) })
 	if err != nil {
@@ -47,7 +51,7 @@ func run(ctx context.Context, p *app.Process) error {
 		Region:    p.Region,
 		RuleIDs:   rules,
 		Queue:     queue.New(sqsClient, url),
-		S3:        awsapi.S3(p.AWS, region),
+		S3:        s3Client,
 		Direct:    direct,
 		Log:       p.Log,
 		Metrics:   source.NewMetrics(p.Registry),

@@ -275,6 +275,10 @@ func (f *Function) buildSource(ctx context.Context, cfg *config.Config) (func(co
 		return nil, nil, err
 	}
 	q := queue.New(sqsClient, url)
+	s3Client := awsapi.S3(f.aws, region)
+	if err := source.CheckBuckets(ctx, s3Client, cfg, region.Name, rules, f.log); err != nil {
+		return nil, nil, err
+	}
 	table := stats.New(dynamodb.NewFromConfig(f.aws), cfg.TableName(), time.Now)
 	short := *cfg // the benchmark runs in init (Prepare): see initBenchmark
 	short.Settings.Adaptive.Benchmark = config.Duration(initBenchmark(cfg.Settings.Adaptive.Benchmark.D(), cfg.Settings.Lambda.MemoryMB))
@@ -285,7 +289,7 @@ func (f *Function) buildSource(ctx context.Context, cfg *config.Config) (func(co
 	}
 	w, err := source.New(source.Deps{
 		Config: cfg, Region: region.Name, RuleIDs: rules, Queue: q,
-		S3: awsapi.S3(f.aws, region), Log: f.log, Metrics: f.srcMetrics, Stats: table, Leases: table,
+		S3: s3Client, Log: f.log, Metrics: f.srcMetrics, Stats: table, Leases: table,
 		Direct: direct,
 	})
 	if err != nil {
