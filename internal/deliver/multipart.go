@@ -40,7 +40,8 @@ import (
 const partsAtOnce = 4
 
 // minPartSize is the smallest part a multipart upload sends: the largest
-// object written in one PUT (bufferMax), so that no upload is of one part.
+// object written in one PUT (manifest.SinglePutMax, bufferMax), so that no
+// upload is of one part.
 const minPartSize = manifest.SinglePutMax
 
 // maxPartSize is S3's largest part.

@@ -28,7 +28,7 @@ import (
 // request instead of three, S3 checks its checksum as it arrives, and its
 // ETag is its MD5, as a source object PUT in one request has. Memory: at
 // most Concurrency of them in flight per archive, and one being read.
-const bufferMax = minPartSize
+const bufferMax = manifest.SinglePutMax
 
 // tally counts one archive's outcome, for the ledger and the log.
 type tally struct {

@@ -37,7 +37,11 @@ func CheckBuckets(ctx context.Context, api BucketHeader, cfg *config.Config, reg
 		case awsapi.IsNotFound(err):
 			return fmt.Errorf("rule %s watches bucket %s, which is not in %s (its name, or the region's s3Endpoint): %w", r.ID, r.SourceBucket, region, err)
 		case awsapi.IsAccessDenied(err):
-			return fmt.Errorf("rule %s watches bucket %s, which this role may not list (s3:ListBucket): %w", r.ID, r.SourceBucket, err)
+			// Without s3:ListBucket S3 answers a missing object's read
+			// with 403, not 404: every delete or overwrite raced would
+			// fail to the DLQ.
+			return fmt.Errorf("rule %s watches bucket %s, which this worker may not list (%s: s3:ListBucket, in the bucket's policy too when another account owns it, or the region's credentials): %w",
+				r.ID, r.SourceBucket, awsapi.Code(err), err)
 		default:
 			log.Warn("watched bucket not checked at start-up; going on", zap.String("rule", r.ID), zap.String("bucket", r.SourceBucket), zap.Error(err))
 		}

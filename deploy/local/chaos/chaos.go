@@ -402,8 +402,9 @@ func (c *chaos) upload(ctx context.Context, want []dataset.Object, deleted []str
 	return nil
 }
 
-// arriveTimeout bounds the wait for the keys to delete to arrive.
-const arriveTimeout = 3 * time.Minute
+// arriveTimeout bounds the wait for the keys to delete to arrive: past
+// MinIO's six minutes before it tries a replication it put off again.
+const arriveTimeout = 7 * time.Minute
 
 // arrived waits until keys are in the destination.
 func (c *chaos) arrived(ctx context.Context, keys []string) error {
@@ -599,7 +600,10 @@ func (c *chaos) replicating(ctx context.Context) int {
 		if err != nil {
 			return -1
 		}
-		if head.ReplicationStatus == s3types.ReplicationStatusPending {
+		// FAILED too: MinIO tries it again (as S3 does not); until then
+		// the run has not settled, and the copies checked before the
+		// replay would lack its objects.
+		if head.ReplicationStatus == s3types.ReplicationStatusPending || head.ReplicationStatus == s3types.ReplicationStatusFailed {
 			n++
 		}
 	}
