@@ -473,23 +473,26 @@ func (st *Store) PublishChoice(ctx context.Context, rule string, class adaptive.
 
 // Choices returns the published choice of every class of rule.
 func (st *Store) Choices(ctx context.Context, rule string) (map[adaptive.Class]Choice, error) {
-	out, err := st.api.Query(ctx, &dynamodb.QueryInput{
+	p := dynamodb.NewQueryPaginator(st.api, &dynamodb.QueryInput{
 		TableName:                 &st.table,
 		KeyConditionExpression:    aws.String("pk = :pk"),
 		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": s(config.KeyChoice + rule)},
 	})
-	if err != nil {
-		return nil, fmt.Errorf("reading the choices of rule %s: %w", rule, err)
-	}
 	m := map[adaptive.Class]Choice{}
-	for _, av := range out.Items {
-		var c Choice
-		if err := attributevalue.UnmarshalMap(av, &c); err != nil {
-			return nil, err
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("reading the choices of rule %s: %w", rule, err)
 		}
-		sk, _ := av["sk"].(*types.AttributeValueMemberS)
-		if sk != nil {
-			m[adaptive.Class(strings.TrimSpace(sk.Value))] = c
+		for _, av := range page.Items {
+			var c Choice
+			if err := attributevalue.UnmarshalMap(av, &c); err != nil {
+				return nil, fmt.Errorf("decoding the choices of rule %s: %w", rule, err)
+			}
+			sk, _ := av["sk"].(*types.AttributeValueMemberS)
+			if sk != nil {
+				m[adaptive.Class(strings.TrimSpace(sk.Value))] = c
+			}
 		}
 	}
 	return m, nil

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
@@ -364,5 +365,31 @@ func TestAddWithinAShortDeadline(t *testing.T) {
 	time.Sleep(2 * time.Millisecond)
 	if left, err := st.Add(short, "r1", at, ds); len(left) != 2 || err == nil || errors.Is(err, stats.ErrUncertain) {
 		t.Errorf("out of time: %d left, %v; want both handed back, not uncertain", len(left), err)
+	}
+}
+
+// onePerPage makes the table answer a Query one item a page.
+type onePerPage struct{ stats.API }
+
+func (o onePerPage) Query(ctx context.Context, in *dynamodb.QueryInput, optFns ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error) {
+	in.Limit = aws.Int32(1)
+	return o.API.Query(ctx, in, optFns...)
+}
+
+// TestChoicesReadEveryPage: the choices of a rule's classes are read to
+// the last page (one page held them all, until a rule had more than a
+// page's worth).
+func TestChoicesReadEveryPage(t *testing.T) {
+	table, ddb := localstack.Require(t).TestTable(t, "stats")
+	ctx := context.Background()
+	st := stats.New(onePerPage{ddb}, table, time.Now)
+	for _, class := range []adaptive.Class{adaptive.CSV, adaptive.JSON, adaptive.XML} {
+		if err := st.PublishChoice(ctx, "r1", class, 3, 0.01); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cs, err := st.Choices(ctx, "r1")
+	if err != nil || len(cs) != 3 {
+		t.Errorf("Choices = %v, %v; want the 3 classes", cs, err)
 	}
 }
