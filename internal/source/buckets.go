@@ -3,7 +3,6 @@ package source
 import (
 	"context"
 	"fmt"
-	"slices"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"go.uber.org/zap"
@@ -25,9 +24,8 @@ type BucketHeader interface {
 // failure (an outage) is left to the reads that meet it.
 func CheckBuckets(ctx context.Context, api BucketHeader, cfg *config.Config, region string, ruleIDs []string, log *zap.Logger) error {
 	seen := map[string]bool{}
-	for i := range cfg.Rules {
-		r := &cfg.Rules[i]
-		if r.SourceRegion != region || (len(ruleIDs) > 0 && !slices.Contains(ruleIDs, r.ID)) || seen[r.SourceBucket] {
+	for _, r := range served(cfg, region, ruleIDs) {
+		if seen[r.SourceBucket] {
 			continue
 		}
 		seen[r.SourceBucket] = true

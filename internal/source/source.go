@@ -162,12 +162,7 @@ func New(d Deps) (*Worker, error) {
 	}
 	w.prefetchRoom, w.inlineRoom = readAhead(w.UploadMemory)
 	w.writers.New = func() any { return archive.NewWriter(archive.WriterOptions{PureGo: d.PureGo}) }
-	for i := range d.Config.Rules {
-		r := &d.Config.Rules[i]
-		if r.SourceRegion == d.Region && (len(d.RuleIDs) == 0 || slices.Contains(d.RuleIDs, r.ID)) {
-			w.rules = append(w.rules, r)
-		}
-	}
+	w.rules = served(d.Config, d.Region, d.RuleIDs)
 	if len(w.rules) == 0 {
 		return nil, fmt.Errorf("no rules to serve in region %s (asked for %v)", d.Region, d.RuleIDs)
 	}
@@ -282,6 +277,19 @@ func (w *Worker) Handle(stop context.Context, m *worker.Message) {
 	}
 }
 
+// served returns the rules a worker of region serves: those in ruleIDs,
+// or every one there when it is empty.
+func served(cfg *config.Config, region string, ruleIDs []string) []*config.Rule {
+	var rules []*config.Rule
+	for i := range cfg.Rules {
+		r := &cfg.Rules[i]
+		if r.SourceRegion == region && (len(ruleIDs) == 0 || slices.Contains(ruleIDs, r.ID)) {
+			rules = append(rules, r)
+		}
+	}
+	return rules
+}
+
 // DirectClients returns a client for each direct region (config
 // Region.Direct) a rule of region in ruleIDs (empty: every rule there)
 // delivers to, made by s3 (awsapi.CheckedS3, which fails when the
@@ -290,11 +298,7 @@ func (w *Worker) Handle(stop context.Context, m *worker.Message) {
 // not keep it from starting.
 func DirectClients(cfg *config.Config, region string, ruleIDs []string, s3 func(config.Region) (S3API, error)) (map[string]S3API, error) {
 	m := map[string]S3API{}
-	for i := range cfg.Rules {
-		r := &cfg.Rules[i]
-		if r.SourceRegion != region || (len(ruleIDs) > 0 && !slices.Contains(ruleIDs, r.ID)) {
-			continue
-		}
+	for _, r := range served(cfg, region, ruleIDs) {
 		for _, reg := range cfg.DirectRegions(r) {
 			if m[reg.Name] == nil {
 				c, err := s3(reg)
