@@ -53,7 +53,7 @@ func Encode(origin string, refs ...ObjectRef) ([]byte, error) {
 		Records []record `json:"Records"`
 	}{Records: make([]record, 0, len(refs))}
 	for _, r := range refs {
-		if r.Bucket == "" || r.Key == "" || len(r.Key) > 1024 || r.Size < 0 || r.EventTime.IsZero() {
+		if r.Bucket == "" || !ValidKey(r.Key) || r.Size < 0 || r.EventTime.IsZero() {
 			return nil, fmt.Errorf("%w: cannot encode an event for %q/%q of size %d at %s", ErrInvalid, r.Bucket, r.Key, r.Size, r.EventTime)
 		}
 		body.Records = append(body.Records, record{
@@ -99,8 +99,8 @@ const maxRelayTries = 1000
 // not be sent as a header.
 func (r *Relay) check() error {
 	switch {
-	case r.Region == "" || r.Bucket == "" || r.Key == "" || len(r.Key) > 1024:
-		return fmt.Errorf("%w: xrcRelay needs a region, a bucket and a key of at most 1,024 bytes: region %q, bucket %q, key %q", ErrInvalid, r.Region, r.Bucket, r.Key)
+	case r.Region == "" || r.Bucket == "" || !ValidKey(r.Key):
+		return fmt.Errorf("%w: xrcRelay needs a region, a bucket and a key of 1 to 1,024 bytes of UTF-8: region %q, bucket %q, key %q", ErrInvalid, r.Region, r.Bucket, r.Key)
 	case r.Tries < 0 || r.Tries > maxRelayTries:
 		return fmt.Errorf("%w: xrcRelay's tries %d are not between 0 and %d", ErrInvalid, r.Tries, maxRelayTries)
 	case !HeaderSafe(r.VersionID) || !HeaderSafe(r.Region):

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	lambdaevents "github.com/aws/aws-lambda-go/events"
 )
@@ -207,9 +208,11 @@ func parse(body []byte, depth int) (Message, error) {
 			return Message{}, fmt.Errorf("%w: Records[%d]: no bucket name", ErrInvalid, i)
 		case o.Key == "":
 			return Message{}, fmt.Errorf("%w: Records[%d]: no object key in bucket %s", ErrInvalid, i, ref.Bucket)
-		case ref.Key == "" || len(ref.Key) > 1024:
-			// URLDecodedKey is empty when the key is not valid URL encoding.
-			return Message{}, fmt.Errorf("%w: Records[%d]: bad object key %q in bucket %s", ErrInvalid, i, o.Key, ref.Bucket)
+		case !ValidKey(ref.Key):
+			// URLDecodedKey is empty when the key is not valid URL
+			// encoding. S3's keys are UTF-8: one that is not is no S3
+			// event's, and read as gone it would be acknowledged unseen.
+			return Message{}, fmt.Errorf("%w: Records[%d]: bad object key %q in bucket %s (not URL-encoded UTF-8 of 1 to 1,024 bytes)", ErrInvalid, i, o.Key, ref.Bucket)
 		case ref.Size < 0 || ref.Size > maxObjectSize:
 			// Sizes are summed into a batch's bytes: one past S3's
 			// largest object could wrap them.
@@ -230,6 +233,12 @@ func parse(body []byte, depth int) (Message, error) {
 		m.Refs = append(m.Refs, ref)
 	}
 	return m, nil
+}
+
+// ValidKey reports whether key could name an S3 object: 1 to 1,024 bytes
+// of UTF-8.
+func ValidKey(key string) bool {
+	return key != "" && len(key) <= 1024 && utf8.ValidString(key)
 }
 
 // maxObjectSize is S3's largest object, 10,000 parts of 5 GiB (as
