@@ -49,7 +49,11 @@ const (
 	// MaxDrainTimeout leaves the rest of StopTimeout to what follows the
 	// drain (worker.DefaultStopBudget): aborting cut uploads, the last
 	// statistics, deleting and releasing messages.
-	MaxDrainTimeout      = 90 * time.Second
+	MaxDrainTimeout = 90 * time.Second
+	// MinDrainTimeout: below it a stop cuts all work in flight, and a
+	// task protects itself whenever it holds a message ("90ms" for
+	// "90s").
+	MinDrainTimeout      = time.Second
 	DefaultStagingExpiry = 7
 	DefaultTransferPerGB = 0.02
 	DefaultVCPUHour      = 0.01245 // Fargate Spot arm64, us-east-1, late 2026

@@ -246,6 +246,8 @@ func TestValidationErrors(t *testing.T) {
 			[]string{`rules[1].id: rule id "logs-dlq": its queue, "xrc-src-logs-dlq", would be rule "logs"'s dead-letter queue in us-east-1`}},
 		{"wrong version", mutate(t, func(d map[string]any) { d["version"] = 2 }), []string{"version: must be 1, got 2"}},
 		{"drain too long", mutate(t, func(d map[string]any) { obj(d, "settings", "worker")["drainTimeout"] = "5m" }), []string{"settings.worker.drainTimeout"}},
+		// 1ns of drain: protection's ticker at 0 panicked the target.
+		{"drain too short", mutate(t, func(d map[string]any) { obj(d, "settings", "worker")["drainTimeout"] = "90ms" }), []string{"settings.worker.drainTimeout: at least 1s"}},
 		{"drain leaving no stop time", mutate(t, func(d map[string]any) { obj(d, "settings", "worker")["drainTimeout"] = "100s" }), []string{"settings.worker.drainTimeout: at most 1m30s"}},
 		{"receive wait over SQS's", mutate(t, func(d map[string]any) { obj(d, "settings", "worker")["receiveWait"] = "21s" }), []string{"settings.worker.receiveWait"}},
 		{"receive wait not whole seconds", mutate(t, func(d map[string]any) { obj(d, "settings", "worker")["receiveWait"] = "1500ms" }), []string{"settings.worker.receiveWait"}},

@@ -170,8 +170,10 @@ func (c *Config) Validate() error {
 	if w.MaxReceiveCount < minMaxReceiveCount || w.MaxReceiveCount > maxMaxReceiveCount {
 		errs.add("settings.worker.maxReceiveCount", "must be between %d and %d", minMaxReceiveCount, maxMaxReceiveCount)
 	}
-	if w.DrainTimeout.D() > MaxDrainTimeout {
+	if d := w.DrainTimeout.D(); d > MaxDrainTimeout {
 		errs.add("settings.worker.drainTimeout", "at most %v: the rest of ECS's %v stop goes to aborting cut uploads, the last statistics and releasing held messages", MaxDrainTimeout, StopTimeout)
+	} else if d < MinDrainTimeout {
+		errs.add("settings.worker.drainTimeout", "at least %v (a stop gives work in flight this long to finish), got %v", MinDrainTimeout, d)
 	}
 	// SQS and the CDK take whole seconds: a fraction would be cut off by
 	// the workers and refused at synth without a path.

@@ -41,7 +41,8 @@ func (r *Runtime) guard(stop context.Context) {
 	if r.Protector == nil || r.ProtectAfter <= 0 {
 		return
 	}
-	t := r.Clock.NewTicker(min(r.ProtectAfter/4, 15*time.Second))
+	// At least a millisecond: a ticker of 0 panics.
+	t := r.Clock.NewTicker(max(min(r.ProtectAfter/4, 15*time.Second), time.Millisecond))
 	defer t.Stop()
 	var (
 		// until: any protection this task may hold ends by then, its

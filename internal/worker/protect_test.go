@@ -281,3 +281,18 @@ func TestWaitingIsNotLongWork(t *testing.T) {
 	f.pass(20 * time.Second)
 	p.want(t, "protected once the work itself is long", "protect 15m0s")
 }
+
+// TestTinyProtectAfter: a drain of a nanosecond (ProtectAfter half of it)
+// made the guard's ticker 0, which panics: the target crashed at start.
+func TestTinyProtectAfter(t *testing.T) {
+	f := setup(t)
+	p := &protector{}
+	m := worker.NewMetrics(prometheus.NewRegistry(), "test")
+	rt := worker.New(worker.Options{Queue: queue.New(f.client, f.url), ReceiveMax: 1, MaxHeld: 1, Visibility: 30 * time.Second,
+		ReceiveWait: time.Second, Drain: 10 * time.Second, Protector: p, ProtectAfter: time.Nanosecond,
+		Log: zap.New(f.core), Metrics: m, Health: f.health, Clock: f.clock})
+	msg := f.held(t, rt)
+	f.clock.Advance(time.Second)
+	p.want(t, "protected at once", "protect 15m0s")
+	msg.Ack()
+}
