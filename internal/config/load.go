@@ -67,12 +67,17 @@ func Read(ctx context.Context, source string, ps ParameterGetter) ([]byte, error
 	if name == "" || name == "/" {
 		return nil, fmt.Errorf("config %s: no parameter name after %s", source, SSMScheme)
 	}
+	if strings.Contains(name, "/") && !strings.HasPrefix(name, "/") && !strings.HasPrefix(name, "arn:") {
+		// SSM refuses it with a ValidationException about an "ssm"
+		// prefix, which says nothing of the slash.
+		return nil, fmt.Errorf("config %s: SSM parameter name %q is a path without its leading '/': %s/%s", source, name, SSMScheme, name)
+	}
 	if ps == nil {
 		return nil, fmt.Errorf("config %s: no SSM client", source)
 	}
 	out, err := ps.GetParameter(ctx, &ssm.GetParameterInput{Name: aws.String(name), WithDecryption: aws.Bool(true)})
 	if err != nil {
-		return nil, fmt.Errorf("config %s: reading SSM parameter %s: %w%s", source, name, err, notFoundHint(name, err))
+		return nil, fmt.Errorf("config %s: reading SSM parameter %s: %w%s", source, name, err, notFoundHint(err))
 	}
 	if out.Parameter == nil || out.Parameter.Value == nil {
 		return nil, fmt.Errorf("config %s: SSM parameter %s has no value", source, name)
@@ -81,15 +86,12 @@ func Read(ctx context.Context, source string, ps ParameterGetter) ([]byte, error
 }
 
 // notFoundHint says where to look when the parameter is not there: the
-// usual first-day causes are another region and a path missing its
-// leading slash (ssm://xrc/config names "xrc/config").
-func notFoundHint(name string, err error) string {
+// usual first-day cause is another region (a path missing its leading
+// slash, the other, Read refuses before asking).
+func notFoundHint(err error) string {
 	var ae smithy.APIError
 	if !errors.As(err, &ae) || ae.ErrorCode() != "ParameterNotFound" {
 		return ""
-	}
-	if !strings.HasPrefix(name, "/") && strings.Contains(name, "/") {
-		return fmt.Sprintf(" (a path starts with '/': %s/%s)", SSMScheme, name)
 	}
 	return " (not in this region: the CDK app writes /<stackName>/config in each region it deploys; check the region it was read in: a worker's -region or XRC_REGION, else AWS_REGION; the xrc command's AWS_REGION or the AWS profile's region)"
 }

@@ -34,6 +34,14 @@ func ssmServer(t *testing.T, params map[string]string) *ssm.Client {
 			return
 		}
 		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+		if strings.Contains(in.Name, "/") && !strings.HasPrefix(in.Name, "/") && !strings.HasPrefix(in.Name, "arn:") {
+			// AWS's answer to a path without its leading slash
+			// (aws-sdk-js-v3#5005, localstack#11538): no hint of it.
+			w.WriteHeader(http.StatusBadRequest)
+			json.NewEncoder(w).Encode(map[string]string{"__type": "ValidationException",
+				"message": `Parameter name: can't be prefixed with "ssm" (case-insensitive). If formed as a path, it can consist of sub-paths divided by slash symbol; each sub-path can be formed as a mix of letters, numbers and the following 3 symbols .-_`})
+			return
+		}
 		v, ok := params[in.Name]
 		if !ok || !in.WithDecryption {
 			w.WriteHeader(http.StatusBadRequest)
