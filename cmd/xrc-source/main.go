@@ -26,10 +26,11 @@ func run(ctx context.Context, p *app.Process) error {
 		return app.NotStarted(err)
 	}
 	sqsClient := sqs.NewFromConfig(p.AWS)
-	url, err := p.QueueURL(ctx, sqsClient, queueName)
+	q, err := p.QueueURL(ctx, sqsClient, queueName)
 	if err != nil {
 		return err
 	}
+	cfg := app.Receives(p.Config, q, p.Log)
 	region, _ := p.Config.Region(p.Region)
 	ddb := dynamodb.NewFromConfig(p.AWS)
 	if err := p.CheckTable(ctx, ddb); err != nil {
@@ -47,10 +48,10 @@ func run(ctx context.Context, p *app.Process) error {
 	w, err := source.New(source.Deps{
 		Stats:     table,
 		Leases:    table,
-		Config:    p.Config,
+		Config:    cfg,
 		Region:    p.Region,
 		RuleIDs:   rules,
-		Queue:     queue.New(sqsClient, url),
+		Queue:     queue.New(sqsClient, q.URL),
 		S3:        s3Client,
 		Direct:    direct,
 		Log:       p.Log,

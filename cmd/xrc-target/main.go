@@ -29,10 +29,11 @@ func run(ctx context.Context, p *app.Process) error {
 		return app.NotStarted(err)
 	}
 	sqsClient := sqs.NewFromConfig(p.AWS)
-	url, err := p.QueueURL(ctx, sqsClient, p.Config.TargetQueueName())
+	q, err := p.QueueURL(ctx, sqsClient, p.Config.TargetQueueName())
 	if err != nil {
 		return err
 	}
+	cfg := app.Receives(p.Config, q, p.Log)
 	region, _ := p.Config.Region(p.Region)
 	ddb := dynamodb.NewFromConfig(p.AWS)
 	if err := p.CheckTable(ctx, ddb); err != nil {
@@ -40,9 +41,9 @@ func run(ctx context.Context, p *app.Process) error {
 	}
 	table := p.Config.TableName()
 	w, err := deliver.New(deliver.Deps{
-		Config:     p.Config,
+		Config:     cfg,
 		Region:     p.Region,
-		Queue:      queue.New(sqsClient, url),
+		Queue:      queue.New(sqsClient, q.URL),
 		S3:         awsapi.S3(p.AWS, region),
 		Tombstones: tombstone.New(ddb, table, time.Now),
 		Ledger:     ledger.New(ddb, table, time.Now),

@@ -7,6 +7,7 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -217,20 +219,82 @@ func (p *Process) Stop() {
 }
 
 // QueueURL returns the override from the flags, or resolves name, and
-// reads the queue once: a queue missing or refused to the task fails
-// start-up, and says so, where the CDK app passes the URL (nothing else
-// would have looked at it before the first receive).
-func (p *Process) QueueURL(ctx context.Context, client *sqs.Client, name string) (string, error) {
+// reads the queue once (ReadQueue): a queue missing or refused to the task
+// fails start-up, and says so, where the CDK app passes the URL (nothing
+// else would have looked at it before the first receive).
+func (p *Process) QueueURL(ctx context.Context, client *sqs.Client, name string) (Queue, error) {
 	url, err := QueueURL(ctx, client, p.Flags, name)
 	if err != nil {
-		return "", NotStarted(err)
+		return Queue{}, NotStarted(err)
 	}
-	_, err = client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: &url,
-		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameQueueArn}})
+	q, err := ReadQueue(ctx, client, url)
 	if err != nil {
-		return "", NotStarted(fmt.Errorf("queue %s: %w", url, err))
+		return Queue{}, NotStarted(err)
 	}
-	return url, nil
+	return q, nil
+}
+
+// Queue is what a worker learns of its queue as it starts.
+type Queue struct {
+	URL string
+	// MaxReceiveCount is its redrive policy's: the receive after which
+	// SQS moves a message to the DLQ; 0 if it has none.
+	MaxReceiveCount int
+}
+
+// QueueAttributesGetter is the SQS call ReadQueue makes; *sqs.Client
+// satisfies it.
+type QueueAttributesGetter interface {
+	GetQueueAttributes(ctx context.Context, in *sqs.GetQueueAttributesInput, optFns ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error)
+}
+
+// ReadQueue reads the redrive policy of the queue at url.
+func ReadQueue(ctx context.Context, client QueueAttributesGetter, url string) (Queue, error) {
+	out, err := client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: &url,
+		AttributeNames: []sqstypes.QueueAttributeName{sqstypes.QueueAttributeNameRedrivePolicy}})
+	if err != nil {
+		return Queue{}, fmt.Errorf("queue %s: %w", url, err)
+	}
+	q := Queue{URL: url}
+	policy := out.Attributes[string(sqstypes.QueueAttributeNameRedrivePolicy)]
+	if policy == "" {
+		return q, nil
+	}
+	// SQS writes maxReceiveCount as a number, or as a string where it
+	// was set as one.
+	var rp struct {
+		MaxReceiveCount json.RawMessage `json:"maxReceiveCount"`
+	}
+	if err := json.Unmarshal([]byte(policy), &rp); err != nil {
+		return Queue{}, fmt.Errorf("queue %s: redrive policy %q: %w", url, policy, err)
+	}
+	n, err := strconv.Atoi(strings.Trim(string(rp.MaxReceiveCount), `"`))
+	if err != nil || n < 1 {
+		return Queue{}, fmt.Errorf("queue %s: redrive policy %q has no maxReceiveCount of 1 or more", url, policy)
+	}
+	q.MaxReceiveCount = n
+	return q, nil
+}
+
+// Receives returns cfg with q's maxReceiveCount, which is what decides
+// when SQS gives up on a message: a worker counting by another (a
+// parameter edited by hand, a queue made by hand) sent a message cut on
+// its last receive to the DLQ untried, or one it thought its last again.
+// Said where they differ; a queue with no DLQ is said too, at error:
+// a message that keeps failing is received until SQS's retention drops it.
+func Receives(cfg *config.Config, q Queue, log *zap.Logger) *config.Config {
+	switch n := cfg.Settings.Worker.MaxReceiveCount; {
+	case q.MaxReceiveCount == 0:
+		log.Error("the queue has no dead-letter queue: a message that keeps failing is received until the queue's retention drops it, lost; give it a redrive policy",
+			zap.String("queue", q.URL))
+	case q.MaxReceiveCount != n:
+		log.Warn("settings.worker.maxReceiveCount differs from the queue's redrive policy: the queue's is used, as SQS moves messages to the DLQ by it",
+			zap.String("queue", q.URL), zap.Int("config", n), zap.Int("queue", q.MaxReceiveCount))
+		c := *cfg
+		c.Settings.Worker.MaxReceiveCount = q.MaxReceiveCount
+		return &c
+	}
+	return cfg
 }
 
 // TableGetter is the DynamoDB call CheckTable makes; *dynamodb.Client

@@ -18,9 +18,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/localstack"
@@ -229,8 +232,17 @@ func TestQueueChecked(t *testing.T) {
 	}
 	t.Cleanup(func() { env.DeleteQueue(context.Background(), name) })
 	p := &Process{Flags: Flags{QueueURL: url}}
-	if got, err := p.QueueURL(ctx, client, "unused"); err != nil || got != url {
-		t.Errorf("an existing queue: %q, %v", got, err)
+	if got, err := p.QueueURL(ctx, client, "unused"); err != nil || got != (Queue{URL: url, MaxReceiveCount: 3}) {
+		t.Errorf("an existing queue: %+v, %v; want its URL and its redrive policy's 3 receives", got, err)
+	}
+	// A queue without a dead-letter queue.
+	bare, err := client.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name + "-bare")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.DeleteQueue(context.Background(), &sqs.DeleteQueueInput{QueueUrl: bare.QueueUrl}) })
+	if got, err := ReadQueue(ctx, client, *bare.QueueUrl); err != nil || got != (Queue{URL: *bare.QueueUrl}) {
+		t.Errorf("a queue without a DLQ: %+v, %v", got, err)
 	}
 	missing := strings.Replace(url, name, name+"-none", 1)
 	p.Flags.QueueURL = missing
@@ -363,5 +375,30 @@ func TestSourceRules(t *testing.T) {
 	}
 	if _, _, err := SourceRules(cfg, "us-east-1", Flags{Rules: "logs"}); err != nil {
 		t.Errorf("one rule of the two on its own queue: %v", err)
+	}
+}
+
+// TestReceives: the queue's redrive policy decides when SQS gives up on a
+// message, so a worker counts receives by it: a config edited by hand to
+// another count made a message cut on its last receive go to the DLQ
+// untried. A queue without a DLQ is said at error.
+func TestReceives(t *testing.T) {
+	cfg := &config.Config{}
+	cfg.Settings.Worker.MaxReceiveCount = 8
+	core, logs := observer.New(zap.InfoLevel)
+	log := zap.New(core)
+	if got := Receives(cfg, Queue{URL: "q", MaxReceiveCount: 8}, log); got != cfg || logs.Len() != 0 {
+		t.Errorf("the same count: %v, %d lines", got == cfg, logs.Len())
+	}
+	got := Receives(cfg, Queue{URL: "q", MaxReceiveCount: 3}, log)
+	if got.Settings.Worker.MaxReceiveCount != 3 || cfg.Settings.Worker.MaxReceiveCount != 8 {
+		t.Errorf("the queue's 3 against the config's 8: %d (config now %d)", got.Settings.Worker.MaxReceiveCount, cfg.Settings.Worker.MaxReceiveCount)
+	}
+	if l := logs.FilterLevelExact(zap.WarnLevel).FilterMessageSnippet("redrive policy").All(); len(l) != 1 {
+		t.Errorf("the difference not said once at warn: %v", logs.All())
+	}
+	if got := Receives(cfg, Queue{URL: "q"}, log); got.Settings.Worker.MaxReceiveCount != 8 ||
+		logs.FilterLevelExact(zap.ErrorLevel).FilterMessageSnippet("no dead-letter queue").Len() != 1 {
+		t.Errorf("no DLQ: %d receives, lines %v", got.Settings.Worker.MaxReceiveCount, logs.All())
 	}
 }

@@ -274,6 +274,11 @@ func (f *Function) buildSource(ctx context.Context, cfg *config.Config) (func(co
 	if err != nil {
 		return nil, nil, err
 	}
+	qa, err := app.ReadQueue(ctx, sqsClient, url)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg = app.Receives(cfg, qa, f.log)
 	q := queue.New(sqsClient, url)
 	s3Client := awsapi.S3(f.aws, region)
 	if err := source.CheckBuckets(ctx, s3Client, cfg, region.Name, rules, f.log); err != nil {
@@ -323,6 +328,11 @@ func (f *Function) buildTarget(ctx context.Context, cfg *config.Config) (func(co
 	if err != nil {
 		return nil, nil, err
 	}
+	qa, err := app.ReadQueue(ctx, sqsClient, url)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg = app.Receives(cfg, qa, f.log)
 	q := queue.New(sqsClient, url)
 	ddb := dynamodb.NewFromConfig(f.aws)
 	table := cfg.TableName()
