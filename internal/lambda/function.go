@@ -95,12 +95,12 @@ type Function struct {
 	srcMetrics *source.Metrics
 	tgtMetrics *deliver.Metrics
 
-	mu        sync.Mutex // Lambda invokes one at a time; tests and the emulator may not
-	raw       []byte
-	readAt    time.Time
-	handler   func(context.Context, events.SQSEvent) (events.SQSEventResponse, error)
-	level     zap.AtomicLevel // the config's logLevel, set again on a reload
-	stackName string          // the deployment's: a reload naming another is refused
+	mu      sync.Mutex // Lambda invokes one at a time; tests and the emulator may not
+	raw     []byte
+	readAt  time.Time
+	handler func(context.Context, events.SQSEvent) (events.SQSEventResponse, error)
+	level   zap.AtomicLevel // the config's logLevel, set again on a reload
+	started *config.Config  // the cold start's: what a reload may not change (fixedAtDeploy)
 	// stop ends the current worker: its background loops, and writes
 	// what it learnt. Outside mu: Shutdown must not wait for a handler
 	// that outlived its invocation's timeout (Lambda retires the
@@ -128,7 +128,7 @@ func New(ctx context.Context, env Env, awsCfg aws.Config, stdout io.Writer) (*Fu
 	if err != nil {
 		return nil, err
 	}
-	f.level, f.stackName = level, cfg.Settings.StackName
+	f.level, f.started = level, cfg
 	service := "xrc-" + env.Role
 	f.log = log.With(zap.String("service", service), zap.String("region", env.Flags.Region), zap.String("compute", "lambda"))
 	// The SDK's transfer manager prints a failed complete with the
@@ -197,10 +197,8 @@ func (f *Function) refresh(ctx context.Context) {
 		return
 	}
 	cfg, err := config.Parse(raw)
-	if err == nil && cfg.Settings.StackName != f.stackName {
-		// It names the tables, queues and metrics' namespace of another
-		// deployment: this function's role and alarms are this one's.
-		err = fmt.Errorf("settings.stackName %q is not %q, the stack this function was deployed for", cfg.Settings.StackName, f.stackName)
+	if err == nil {
+		err = f.fixedAtDeploy(cfg)
 	}
 	if err == nil {
 		err = f.build(ctx, cfg)
@@ -219,6 +217,61 @@ func (f *Function) refresh(ctx context.Context) {
 	// lives for hours.
 	_ = f.level.UnmarshalText([]byte(cfg.Settings.LogLevel)) // config.Parse validated it
 	f.log.Info("config changed: handler rebuilt", zap.String("logLevel", f.level.String()))
+	app.LogWarnings(f.log, cfg)
+}
+
+// fixedAtDeploy refuses a reloaded document that changes what the
+// deployment fixed when it made this function, as the document was then
+// (the cold start's, as far as this environment knows): a reload in place
+// is a parameter edited by hand, as a deploy starts new environments. The
+// stack names the tables, queues and metrics' namespace (another's would
+// not be this function's role and alarms); the function's memory and
+// timeout are the deployment's whatever the document says (an
+// invocation's deadline is the deployed timeout: a margin checked against
+// a longer one may cut every archive before it starts); and GOMEMLIMIT
+// left room beside the Go heap for the compressors of the levels its
+// rules had (libzstd's memory is outside the heap: level 19's would not
+// fit beside a heap sized for level 9's, and the function would run out
+// of memory).
+func (f *Function) fixedAtDeploy(cfg *config.Config) error {
+	was, now := f.started.Settings, cfg.Settings
+	var changed []string
+	if now.StackName != was.StackName {
+		changed = append(changed, fmt.Sprintf("settings.stackName %q is not %q, the stack this function was deployed for", now.StackName, was.StackName))
+	}
+	if now.Lambda.MemoryMB != was.Lambda.MemoryMB {
+		changed = append(changed, fmt.Sprintf("settings.lambda.memoryMB %d is not the deployed %d", now.Lambda.MemoryMB, was.Lambda.MemoryMB))
+	}
+	if now.Lambda.Timeout != was.Lambda.Timeout {
+		changed = append(changed, fmt.Sprintf("settings.lambda.timeout %v is not the deployed %v", now.Lambda.Timeout.D(), was.Lambda.Timeout.D()))
+	}
+	if f.env.Role == RoleSource {
+		if a, b := f.compressorsMiB(f.started), f.compressorsMiB(cfg); b > a {
+			changed = append(changed, fmt.Sprintf("its rules' levels need %d MiB of compressors, more than the %d MiB the function's GOMEMLIMIT was deployed to leave them", b, a))
+		}
+	}
+	if len(changed) > 0 {
+		return fmt.Errorf("the document changes what the deployment fixed (deploy it to change them): %s", strings.Join(changed, "; "))
+	}
+	return nil
+}
+
+// compressorsMiB is the most compressor memory one of the rules this
+// function serves in cfg needs (config.SourceCompressorsMiB, from which
+// the CDK app sizes GOMEMLIMIT).
+func (f *Function) compressorsMiB(cfg *config.Config) int {
+	region, _ := cfg.Region(f.env.Flags.Region)
+	ids, _, err := app.SourceRules(cfg, region.Name, f.env.Flags)
+	if err != nil {
+		return 0 // building the source refuses it, and says why
+	}
+	most := 0
+	for _, id := range ids {
+		if r, ok := cfg.Rule(id); ok {
+			most = max(most, cfg.SourceCompressorsMiB(r))
+		}
+	}
+	return most
 }
 
 // build makes the role's handler for cfg and replaces the current one.

@@ -1159,3 +1159,56 @@ type passedBy struct{ slowPacker }
 func (passedBy) Match(xevents.ObjectRef, time.Time, func(error), *zap.Logger) ([]source.Item, bool) {
 	return nil, true
 }
+
+// TestFixedAtDeploy: a document reloaded in place (a parameter edited by
+// hand) may change what the worker only reads, not what the deployment
+// fixed: the stack, the function's memory and timeout, and the compressor
+// memory its GOMEMLIMIT left room for (a rule's levels raised to 19 would
+// run a function sized for 9 out of memory). A change to another role's
+// or rule's levels, or levels lowered, goes through.
+func TestFixedAtDeploy(t *testing.T) {
+	load := func(edit func(*config.Config)) *config.Config {
+		t.Helper()
+		c, err := config.Load(context.Background(), "../../configs/local.json", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if edit != nil {
+			edit(c)
+		}
+		return c
+	}
+	started := load(func(c *config.Config) { c.Settings.Adaptive.MaxLevel = 9 })
+	for _, tc := range []struct {
+		name string
+		role string
+		edit func(*config.Config)
+		want string // "" for taken
+	}{
+		{"the same", RoleSource, nil, ""},
+		{"logLevel", RoleSource, func(c *config.Config) { c.Settings.LogLevel = "debug" }, ""},
+		{"levels lowered", RoleSource, func(c *config.Config) { c.Settings.Adaptive.MaxLevel = 5 }, ""},
+		{"stack", RoleTarget, func(c *config.Config) { c.Settings.StackName += "-other" }, "settings.stackName"},
+		{"memory", RoleTarget, func(c *config.Config) { c.Settings.Lambda.MemoryMB *= 2 }, "settings.lambda.memoryMB"},
+		{"timeout", RoleTarget, func(c *config.Config) { c.Settings.Lambda.Timeout *= 2 }, "settings.lambda.timeout"},
+		{"levels raised", RoleSource, func(c *config.Config) { c.Settings.Adaptive.MaxLevel = 19 }, "180 MiB of compressors, more than the 32 MiB"},
+		{"levels raised, a target", RoleTarget, func(c *config.Config) { c.Settings.Adaptive.MaxLevel = 19 }, ""},
+	} {
+		f := &Function{env: Env{Role: tc.role, Flags: app.Flags{Region: "us-east-1"}}, started: started}
+		if tc.role == RoleTarget {
+			f.env.Flags.Region = "eu-west-1"
+		}
+		err := f.fixedAtDeploy(load(func(c *config.Config) {
+			c.Settings.Adaptive.MaxLevel = 9
+			if tc.edit != nil {
+				tc.edit(c)
+			}
+		}))
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: refused: %v", tc.name, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: %v, want it refused naming %q", tc.name, err, tc.want)
+		}
+	}
+}
