@@ -12,7 +12,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/xrc-dev/xrc/internal/archive"
-	"github.com/xrc-dev/xrc/internal/uploads"
 )
 
 // TestAllErrorsBounded: thousands of failed deletes or retags make an
@@ -66,7 +65,6 @@ func TestAllErrorsKeepEachKind(t *testing.T) {
 // wrong: beside a failure of the member's own, that failure stands.
 func TestTakenOverOnlyAlone(t *testing.T) {
 	gone := fmt.Errorf("UploadPart: %w", &smithy.GenericAPIError{Code: "NoSuchUpload", Message: "aborted"})
-	u := uploads.Upload{UploadID: "u", Bucket: "b", Key: "k"}
 	for _, c := range []struct {
 		name string
 		err  error
@@ -78,7 +76,7 @@ func TestTakenOverOnlyAlone(t *testing.T) {
 		{"beside a bad member", errors.Join(fmt.Errorf("member: %w", archive.ErrInvalid), gone), false},
 		{"another error", io.ErrUnexpectedEOF, false},
 	} {
-		if got := Waiting(takenOver(u, c.err)); got != c.wait {
+		if got := onlyNoSuchUpload(c.err); got != c.wait {
 			t.Errorf("%s: waiting %v, want %v", c.name, got, c.wait)
 		}
 	}

@@ -603,12 +603,29 @@ func TestWritesCutByAFailureAreNotFailures(t *testing.T) {
 
 // twinCompletes aborts each multipart upload before its completion, as
 // another delivery of the archive that resumed it and finished first, or
-// gave up on it, would.
-type twinCompletes struct{ deliver.S3API }
+// gave up on it, would: forgetting its record too, as those do. Without a
+// store (a lifecycle rule's abort, or one by hand) the record stays.
+type twinCompletes struct {
+	deliver.S3API
+	store *uploads.Store
+}
 
 func (c twinCompletes) CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMultipartUploadInput, optFns ...func(*s3.Options)) (*s3.CompleteMultipartUploadOutput, error) {
 	if _, err := c.S3API.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: in.Bucket, Key: in.Key, UploadId: in.UploadId}); err != nil {
 		return nil, err
+	}
+	if c.store != nil {
+		us, err := c.store.List(ctx, "eu-west-1", "")
+		if err != nil {
+			return nil, err
+		}
+		for _, u := range us {
+			if u.UploadID == aws.ToString(in.UploadId) {
+				if err := c.store.Delete(ctx, u); err != nil {
+					return nil, err
+				}
+			}
+		}
 	}
 	return c.S3API.CompleteMultipartUpload(ctx, in, optFns...)
 }
@@ -625,13 +642,44 @@ func TestUploadTakenOverWaits(t *testing.T) {
 	m := manifestFor("twin", objs, p.cfg, nil)
 	p.stage(t, "r1/twin.tar.zst", m, objs)
 	reg := prometheus.NewRegistry()
-	w := p.targetWorker(t, deliver.Deps{S3: twinCompletes{p.dst}, Metrics: deliver.NewMetrics(reg)})
+	store := uploads.New(p.ddb, p.cfg.TableName(), time.Now)
+	w := p.targetWorker(t, deliver.Deps{S3: twinCompletes{p.dst, store}, Metrics: deliver.NewMetrics(reg)})
 	err := w.Deliver(context.Background(), p.cfg.Settings.Regions[1].StagingBucket, "r1/twin.tar.zst")
 	if !deliver.Waiting(err) {
 		t.Fatalf("delivery whose upload another completed: %v; want a wait for it", err)
 	}
 	if n := metric(t, reg, "xrc_target_errors_total", "kind", "concurrent_delivery"); n != 1 {
 		t.Errorf("%v errors of kind concurrent_delivery, want 1", n)
+	}
+}
+
+// TestUploadAbortedByOthersFails: a large member's upload gone under its
+// delivery while still recorded was aborted by no delivery of xrc's (each
+// forgets its record), but by the destination's lifecycle rule or by
+// hand: a failure, said so, not a wait for a delivery that does not
+// exist (counted concurrent_delivery, it sent on-call after a duplicate
+// event); the next delivery starts the upload over and writes it.
+func TestUploadAbortedByOthersFails(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t, nil)
+	objs := []dataset.Object{{Key: "data/lifecycle/large.txt", ContentType: "text/plain", Data: textData(8, deliver.BufferMax+1<<20)}}
+	m := manifestFor("lifecycle", objs, p.cfg, nil)
+	p.stage(t, "r1/lifecycle.tar.zst", m, objs)
+	reg := prometheus.NewRegistry()
+	w := p.targetWorker(t, deliver.Deps{S3: twinCompletes{p.dst, nil}, Metrics: deliver.NewMetrics(reg)})
+	staging := p.cfg.Settings.Regions[1].StagingBucket
+	err := w.Deliver(context.Background(), staging, "r1/lifecycle.tar.zst")
+	if err == nil || deliver.Waiting(err) || !strings.Contains(err.Error(), "lifecycle rule") {
+		t.Fatalf("delivery whose upload a lifecycle rule aborted: %v; want a failure saying so", err)
+	}
+	if n := metric(t, reg, "xrc_target_errors_total", "kind", "concurrent_delivery"); n != 0 {
+		t.Errorf("%v errors of kind concurrent_delivery, want none", n)
+	}
+	if err := p.targetWorker(t, deliver.Deps{}).Deliver(context.Background(), staging, "r1/lifecycle.tar.zst"); err != nil {
+		t.Fatalf("the next delivery: %v", err)
+	}
+	if !bytes.Equal(p.read(t, p.cfg.Rules[0].Destinations[0].Bucket, objs[0].Key), objs[0].Data) {
+		t.Error("the next delivery wrote other bytes")
 	}
 }
 

@@ -109,7 +109,7 @@ func (w *Worker) multipart(ctx context.Context, wr *write, o *manifest.Object, i
 	source := sum.value != "" && sum.alg == c
 	parts, full, err := w.sendParts(ctx, u, c, have, in.Body, !source)
 	if err != nil {
-		return nil, takenOver(u, err) // the upload stays for the next delivery
+		return nil, w.takenOver(ctx, u, err) // the upload stays for the next delivery
 	}
 	if source {
 		full = sum.value
@@ -135,7 +135,7 @@ func (w *Worker) multipart(ctx context.Context, wr *write, o *manifest.Object, i
 		if source {
 			err = checksumRefused(err, sum)
 		}
-		return nil, takenOver(u, err)
+		return nil, w.takenOver(ctx, u, err)
 	}
 	w.forget(ctx, u)
 	return versionOf(out.VersionId), nil
@@ -193,19 +193,31 @@ func (w *Worker) completeRefused(ctx context.Context, wr *write, o *manifest.Obj
 // deliveries create uploads at once, not a failure of this one that
 // would, on its last receive, abandon the other's uploads too. Only when
 // that is all that went wrong: not beside a failure of the member's own
-// (its bytes, a read of the archive), which a wait would hide.
-func takenOver(u uploads.Upload, err error) error {
-	var only func(error) bool
-	only = func(err error) bool {
-		if j, ok := err.(interface{ Unwrap() []error }); ok {
-			return !slices.ContainsFunc(j.Unwrap(), func(e error) bool { return !only(e) })
-		}
-		return awsapi.Code(err) == "NoSuchUpload"
-	}
-	if err == nil || !only(err) {
+// (its bytes, a read of the archive), which a wait would hide. And only
+// when u's record is gone or replaced, as each of those leaves it (they
+// forget it, or record their own): one still recorded was aborted by
+// nobody of xrc's, but by the destination's lifecycle rule (an upload
+// that outlived its AbortIncompleteMultipartUpload days) or by hand, a
+// failure to say as one (the next delivery starts the upload over).
+func (w *Worker) takenOver(ctx context.Context, u uploads.Upload, err error) error {
+	if err == nil || !onlyNoSuchUpload(err) {
 		return err
 	}
+	gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), awsapi.AbortTimeout)
+	defer cancel()
+	if rec, ok, gerr := w.Uploads.Get(gctx, u); gerr == nil && ok && rec.UploadID == u.UploadID {
+		return fmt.Errorf("upload %s of s3://%s/%s is gone though no delivery completed or aborted it: aborted by the bucket's lifecycle rule (an upload older than its AbortIncompleteMultipartUpload days) or by hand; the next delivery starts it over: %w", u.UploadID, u.Bucket, u.Key, err)
+	}
 	return fmt.Errorf("%w: upload %s of s3://%s/%s was completed or aborted by another delivery meanwhile (%v)", uploads.ErrRecorded, u.UploadID, u.Bucket, u.Key, err)
+}
+
+// onlyNoSuchUpload reports whether err is NoSuchUpload alone (joined
+// errors all of it).
+func onlyNoSuchUpload(err error) bool {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return !slices.ContainsFunc(j.Unwrap(), func(e error) bool { return !onlyNoSuchUpload(e) })
+	}
+	return awsapi.Code(err) == "NoSuchUpload"
 }
 
 // resume returns the upload recorded for o's member and destination with
@@ -267,7 +279,12 @@ func (w *Worker) resume(ctx context.Context, wr *write, o *manifest.Object, in *
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), awsapi.AbortTimeout)
 	defer cancel()
 	if err := w.Uploads.Put(rctx, u, replaced); err != nil {
-		w.abort(ctx, u) // unrecorded, a kill would leave it to nobody
+		// Unrecorded, a kill would leave it to nobody; and so does an
+		// abort that fails: neither the sweep nor Abandon can find it.
+		if !w.abortAs(ctx, u, false) {
+			w.Log.Warn("an upload neither recorded nor aborted is left to the bucket's lifecycle rule (AbortIncompleteMultipartUpload)",
+				zap.String("bucket", u.Bucket), zap.String("key", u.Key), zap.String("uploadId", u.UploadID))
+		}
 		return u, nil, err
 	}
 	if ok && prev.ArchiveID != want.ArchiveID && w.Clock.Since(prev.Started) > queue.MaxVisibility {
@@ -456,8 +473,9 @@ func (w *Worker) Abandon(ctx context.Context, stagingKey string) {
 		if ctx.Err() != nil {
 			return
 		}
-		w.abort(ctx, u)
-		w.Log.Info("aborted the upload of an abandoned archive", zap.String("archive", u.ArchiveID), zap.String("bucket", u.Bucket),
-			zap.String("key", u.Key), zap.String("uploadId", u.UploadID))
+		if w.abortAs(ctx, u, false) { // else said, and kept for the sweep
+			w.Log.Info("aborted the upload of an abandoned archive", zap.String("archive", u.ArchiveID), zap.String("bucket", u.Bucket),
+				zap.String("key", u.Key), zap.String("uploadId", u.UploadID))
+		}
 	}
 }
