@@ -237,7 +237,7 @@ func (w *Worker) handleRelay(stop context.Context, m *worker.Message, r events.R
 	}
 	if w.relaysHeld.Add(1) > relayHoldMax {
 		w.relaysHeld.Add(-1)
-		w.requeue(m, r, w.relayBackoff(max(tries, 1)), "relay message deferred: enough relays are held")
+		w.requeue(m, r, m.Deferred, w.relayBackoff(max(tries, 1)), "relay message deferred: enough relays are held")
 		return
 	}
 	w.inFlight.Go(func() {
@@ -249,8 +249,12 @@ func (w *Worker) handleRelay(stop context.Context, m *worker.Message, r events.R
 			switch {
 			case m.Context().Err() != nil:
 				t.settle(err)
-			case tries >= most:
-				w.requeue(m, r, 0, "relay message sent again: the worker stopped before its turn, on its last try")
+			case tries >= most && m.Deferred < most:
+				// Deferred as an object's message on its last receive
+				// is at a stop (worker.Runtime's deferrable): counted,
+				// so that stops cannot send it again for ever, and
+				// visible once this task's polls are over.
+				w.requeue(m, r, m.Deferred+1, w.runtime.AfterPolls(), "relay message sent again: the worker stopped before its turn, on its last try")
 			default:
 				t.settle(errStopping)
 			}
@@ -305,15 +309,16 @@ func RelayTries(r events.Relay, received, most int) int {
 }
 
 // requeue sends r again as a new message, visible after delay, keeping
-// the tries of its receives before this one (which tried nothing), and
-// acknowledges m; if the send fails, m comes back after delay as it is.
-func (w *Worker) requeue(m *worker.Message, r events.Relay, delay time.Duration, why string) {
+// the tries of its receives before this one (which tried nothing), with
+// deferred deferrals, and acknowledges m; if the send fails, m comes back
+// after delay as it is.
+func (w *Worker) requeue(m *worker.Message, r events.Relay, deferred int, delay time.Duration, why string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(m.Context()), requeueTimeout)
 	defer cancel()
 	most := w.Config.Settings.Worker.MaxReceiveCount
 	tries := RelayTries(r, m.ReceiveCount, most) - 1
 	fields := append(worker.MessageFields(m.Events), zap.Int("tries", tries), zap.Duration("retryIn", delay))
-	if err := w.Requeue(ctx, r, m.ReceiveCount, m.Deferred, delay); err != nil {
+	if err := w.Requeue(ctx, r, m.ReceiveCount, deferred, delay); err != nil {
 		// Its receives are left as they were: on its last try it may
 		// reach the DLQ without it.
 		lvl := zap.WarnLevel
@@ -442,7 +447,11 @@ func (w *Worker) relayTo(ctx context.Context, reg config.Region, key string, ver
 	body := &trackingReader{r: out.Body, progress: w.runtime.Progress}
 	if _, err := up.UploadObject(ctx, &transfermanager.UploadObjectInput{Bucket: &reg.StagingBucket, Key: &key, Body: body,
 		ContentType: aws.String("application/zstd"), Metadata: meta}); err != nil {
-		if body.err != nil { // this region's staging, not the direct region, failed
+		// This region's staging, not the direct region, failed; unless
+		// the stop cut the copy (the read then fails too, as the write
+		// might have), which is the copy outlasting the stop: the
+		// direct region's, to cool.
+		if body.err != nil && ctx.Err() == nil {
 			return fmt.Errorf("reading s3://%s/%s back to copy it to %s: %w", w.staging, key, reg.Name, body.err)
 		}
 		return &directFailure{fmt.Errorf("copying archive s3://%s/%s to s3://%s (direct region %s): %w", w.staging, key, reg.StagingBucket, reg.Name, err)}

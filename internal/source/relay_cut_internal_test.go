@@ -3,6 +3,8 @@ package source
 import (
 	"context"
 	"errors"
+	"io"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -30,6 +32,44 @@ type hangGets struct{ S3API }
 func (hangGets) GetObject(ctx context.Context, _ *s3.GetObjectInput, _ ...func(*s3.Options)) (*s3.GetObjectOutput, error) {
 	<-ctx.Done()
 	return nil, ctx.Err()
+}
+
+// hangingBodies answers a GET with a body that gives nothing until the
+// context ends.
+type hangingBodies struct{ S3API }
+
+func (hangingBodies) GetObject(ctx context.Context, _ *s3.GetObjectInput, _ ...func(*s3.Options)) (*s3.GetObjectOutput, error) {
+	return &s3.GetObjectOutput{Body: io.NopCloser(ctxReader{ctx})}, nil
+}
+
+type ctxReader struct{ ctx context.Context }
+
+func (r ctxReader) Read([]byte) (int, error) {
+	<-r.ctx.Done()
+	return 0, r.ctx.Err()
+}
+
+// TestCopyOutlastingTheStopCoolsTheRegion: a copy the stop cut while the
+// upload was waiting on the read of the archive is the copy outlasting
+// the stop, the direct region's (README): cooled, as one cut while
+// writing is; taken for a failure of this region's staging, it was not,
+// by the timing of which side was blocked.
+func TestCopyOutlastingTheStopCoolsTheRegion(t *testing.T) {
+	env, cfg, dep := deployDirect(t, "relayoutlast", nil)
+	sqsc, src, dst := stackClients(t, env)
+	w, err := New(Deps{Config: cfg, Region: "us-east-1", Queue: queue.New(sqsc, dep.SourceQueues[cfg.Rules[0].ID]), S3: hangingBodies{src}, Log: zap.NewNop(),
+		Metrics: NewMetrics(prometheus.NewRegistry()), Health: health.New(time.Minute, time.Now), Direct: map[string]S3API{"eu-west-1": dst}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(300*time.Millisecond, cancel) // the drain's end, mid-copy
+	if err := w.relay(ctx, &cfg.Rules[0], cfg.Rules[0].ID+"/2026/12/07/outlast.tar.zst", nil, 8<<20, nil); err != nil {
+		t.Fatalf("relay = %v; want the copy left to its relay message", err)
+	}
+	if !w.cooling("eu-west-1") {
+		t.Error("the region whose copy outlasted the stop is not cooling")
+	}
 }
 
 // refusingSends refuses every message sent.
@@ -119,6 +159,89 @@ func TestRelayCutOnItsLastTrySentAgain(t *testing.T) {
 	most := cfg.Settings.Worker.MaxReceiveCount
 	if d := rec.MessageAttributes[queue.DeferredAttribute].StringValue; d == nil || *d != "1" || RelayTries(*parsed.Relay, 1, most) != most {
 		t.Errorf("sent again deferred %v, its next receive try %d; want deferred once, its last try again (%d)", d, RelayTries(*parsed.Relay, 1, most), most)
+	}
+}
+
+// TestRelayStoppedBeforeItsTurn: a relay on its last try still waiting
+// for its turn when the worker stops is sent again, its tries kept and
+// its deferral counted (as an object's message on its last receive is):
+// it was sent again with its deferrals as they were, at every stop for
+// ever, and visible at once to the stopping task's own polls. Once its
+// deferrals reach maxReceiveCount it goes its way to the DLQ.
+func TestRelayStoppedBeforeItsTurn(t *testing.T) {
+	env, cfg, dep := deployDirect(t, "relayturn", func(c *config.Config) {
+		c.Settings.Worker.MaxReceiveCount = 2
+		c.Settings.Worker.DrainTimeout = config.Duration(500 * time.Millisecond)
+	})
+	ctx := context.Background()
+	sqsc, src, dst := stackClients(t, env)
+	staging := cfg.Settings.Regions[0].StagingBucket
+	url := dep.SourceQueues[cfg.Rules[0].ID]
+	q := queue.New(sqsc, url)
+	most := cfg.Settings.Worker.MaxReceiveCount
+	body, err := events.EncodeRelay(events.Relay{Region: "eu-west-1", Bucket: staging, Key: cfg.Rules[0].ID + "/2026/12/07/turn.tar.zst", Tries: 1}) // its first receive is its last try
+	if err != nil {
+		t.Fatal(err)
+	}
+	for deferred := range most + 1 {
+		if err := q.Send(ctx, string(body), 0, deferred); err != nil {
+			t.Fatal(err)
+		}
+		w, err := New(Deps{Config: cfg, Region: "us-east-1", Queue: q, S3: src, Log: zap.NewNop(), Metrics: NewMetrics(prometheus.NewRegistry()),
+			Health: health.New(time.Minute, time.Now), Direct: map[string]S3API{"eu-west-1": dst}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.relaying.Acquire(ctx, builders); err != nil { // no turn comes
+			t.Fatal(err)
+		}
+		run, stop := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- w.Run(run) }()
+		if !localstack.Eventually(time.Minute, 20*time.Millisecond, func() bool { return w.relaysHeld.Load() == 1 }) {
+			t.Fatal("the relay was not taken")
+		}
+		stop()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if deferred == most {
+			// Released as it is, on its way to the DLQ (the stopping
+			// task's own last poll may take it there).
+			dlq := url[:strings.LastIndex(url, "/")+1] + config.DeadLetterQueueName(url[strings.LastIndex(url, "/")+1:])
+			got, err := localstack.Receive(ctx, sqsc, dlq, 1, 5*time.Second, time.Minute)
+			if err == nil && len(got) == 0 {
+				got, err = localstack.Receive(ctx, sqsc, url, 1, 5*time.Second, time.Minute)
+			}
+			if err != nil || len(got) != 1 {
+				t.Fatalf("deferred %d times: %d messages in the queue or its DLQ (%v), want the relay", deferred, len(got), err)
+			}
+			if d := localstack.SQSEvent(url, got).Records[0].MessageAttributes[queue.DeferredAttribute].StringValue; d == nil || *d != strconv.Itoa(most) {
+				t.Errorf("deferred %d times: sent again, deferred %v; want it released as it was", deferred, d)
+			}
+			continue
+		}
+		// Once: visible at once, the stopping task's last poll took it
+		// back and sent it again a second time.
+		if n := testutil.ToFloat64(w.Metrics.Messages.WithLabelValues("requeued")); n != 1 {
+			t.Errorf("deferred %d: sent again %v times, want once", deferred, n)
+		}
+		got, err := localstack.Receive(ctx, sqsc, url, 1, 10*time.Second, time.Minute)
+		if err != nil || len(got) != 1 {
+			t.Fatalf("deferred %d: received %d messages (%v), want the relay sent again", deferred, len(got), err)
+		}
+		rec := localstack.SQSEvent(url, got).Records[0]
+		parsed, err := events.Parse([]byte(rec.Body))
+		if err != nil || parsed.Relay == nil {
+			t.Fatalf("sent again: %q (%v), want a relay", rec.Body, err)
+		}
+		if d := rec.MessageAttributes[queue.DeferredAttribute].StringValue; d == nil || *d != strconv.Itoa(deferred+1) || RelayTries(*parsed.Relay, 1, most) != most {
+			t.Errorf("deferred %d: sent again deferred %v, its next receive try %d; want deferred %d, its last try again (%d)",
+				deferred, d, RelayTries(*parsed.Relay, 1, most), deferred+1, most)
+		}
+		if _, err := sqsc.DeleteMessage(ctx, &sqs.DeleteMessageInput{QueueUrl: &url, ReceiptHandle: got[0].ReceiptHandle}); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 

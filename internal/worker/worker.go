@@ -551,6 +551,11 @@ func (r *Runtime) releaseThenSendAgain(msgs []*Message) []*Message {
 	return append(rest, failed...)
 }
 
+// AfterPolls is how long until this task's polls in flight are over: a
+// message sent again at the stop is visible no sooner, or one of them
+// would take it back.
+func (r *Runtime) AfterPolls() time.Duration { return r.ReceiveWait + pollMargin }
+
 // sendAgain sends msgs again and deletes them (releaseThenSendAgain),
 // returning those it could not send. The sends take at most half of what
 // is left of the stop budget: the deletes, and the release of what failed,
@@ -586,7 +591,7 @@ func (r *Runtime) sendAgain(send []*Message) []*Message {
 	}
 	r.mu.Unlock()
 	notSent := call(0.5, func(ctx context.Context) ([]queue.Failure, error) {
-		return r.Queue.SendAgainAll(ctx, r.ReceiveWait+pollMargin, bodies...)
+		return r.Queue.SendAgainAll(ctx, r.AfterPolls(), bodies...)
 	})
 	var sent []*Message
 	for _, m := range send {
