@@ -744,6 +744,13 @@ func TestBucketInTwoRegionsRejected(t *testing.T) {
 			obj(d, "rules", 1)["sourceBucket"] = "acme-app-logs"
 			obj(d, "rules", 1, "destinations", 0)["region"] = "ap-southeast-2"
 		}, `rules[1].sourceBucket: bucket "acme-app-logs" is named in eu-west-1 here and in us-east-1 at rules[0].sourceBucket`},
+		// Two regions at one S3-compatible store (one endpoint per
+		// account): a rule writing there writes its own source.
+		{"one store as two regions", func(d map[string]any) {
+			obj(d, "settings", "regions", 1)["s3Endpoint"] = "HTTPS://Store.example"
+			obj(d, "settings", "regions", 2)["s3Endpoint"] = "https://store.example:443/"
+			obj(d, "rules", 0, "destinations", 1)["bucket"] = "acme-exports-eu" // rules[1]'s, in eu-west-1
+		}, `rules[1].destinations[0].bucket: bucket "acme-exports-eu" is named in eu-west-1 here and in ap-southeast-2 at rules[0].destinations[1].bucket: bucket names are global in the store at`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse(mutate(t, tc.f))

@@ -535,29 +535,33 @@ func partition(region string) string {
 	return "aws"
 }
 
-// checkBucketRegions reports a bucket named in two regions of one AWS
-// partition. Its name is the partition's, so both are the one bucket, in
-// whichever region it is: the checks that key on region and bucket
-// (overlaps, fan-in, loops, duplicates) would miss that two rules meet
-// there, and one of the two regions is wrong. A region with an s3Endpoint
-// is an S3-compatible store with names of its own (the local stack runs a
-// store per region), so it is left out.
+// checkBucketRegions reports a bucket named in two regions of one store:
+// one AWS partition, whose bucket names are the partition's, or one
+// S3-compatible store (regions with the same s3Endpoint). Both are the one
+// bucket, in whichever region it is: the checks that key on region and
+// bucket (a destination equal to its source, overlaps, fan-in, loops,
+// duplicates) would miss that two rules meet there, or that a rule writes
+// its own source (a store with one endpoint per account named as two
+// regions: every write an event, written again, for ever). Regions with
+// endpoints of their own are stores of their own (the local stack runs a
+// store per region).
 func (c *Config) checkBucketRegions(errs *Errors) {
 	type use struct{ region, path string }
-	first := map[string]use{} // partition + "/" + bucket
+	first := map[string]use{} // store + "/" + bucket
 	see := func(region, bucket, path string) {
 		r, ok := c.Region(region)
-		if !ok || r.S3Endpoint != "" || bucket == "" {
+		if !ok || bucket == "" {
 			return
 		}
-		k := partition(region) + "/" + bucket
+		store, named := storeOf(r)
+		k := store + "/" + bucket
 		u, ok := first[k]
 		switch {
 		case !ok:
 			first[k] = use{region, path}
 		case u.region != region:
-			errs.add(path, "bucket %q is named in %s here and in %s at %s: bucket names are global in partition %s, so it is one bucket, in one region",
-				bucket, region, u.region, u.path, partition(region))
+			errs.add(path, "bucket %q is named in %s here and in %s at %s: bucket names are global in %s, so it is one bucket, in one region",
+				bucket, region, u.region, u.path, named)
 		}
 	}
 	for i := range c.Rules {
@@ -567,6 +571,24 @@ func (c *Config) checkBucketRegions(errs *Errors) {
 			see(d.Region, d.Bucket, fmt.Sprintf("rules[%d].destinations[%d].bucket", i, j))
 		}
 	}
+}
+
+// storeOf names the store r's buckets are in: its AWS partition, or its
+// s3Endpoint's scheme, host and port (case and default ports aside).
+func storeOf(r Region) (key, named string) {
+	if r.S3Endpoint == "" {
+		return "partition " + partition(r.Name), "partition " + partition(r.Name)
+	}
+	u, err := url.Parse(r.S3Endpoint)
+	if err != nil || u.Host == "" {
+		return "endpoint " + r.S3Endpoint, "the store at " + r.S3Endpoint
+	}
+	scheme, port := strings.ToLower(u.Scheme), u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[scheme]
+	}
+	k := "endpoint " + scheme + "://" + net.JoinHostPort(strings.ToLower(u.Hostname()), port)
+	return k, "the store at " + r.S3Endpoint
 }
 
 // maxFilter is the longest notification filter value S3 takes.
