@@ -39,12 +39,19 @@ func run(ctx context.Context, p *app.Process) error {
 	if err := p.CheckTable(ctx, ddb); err != nil {
 		return err
 	}
+	// A region with credentials of its own (a direct region's store):
+	// unreadable, every archive would fail towards the DLQ; not started,
+	// its messages wait.
+	s3c, err := awsapi.CheckedS3(ctx, p.AWS, region)
+	if err != nil {
+		return app.NotStarted(err)
+	}
 	table := p.Config.TableName()
 	w, err := deliver.New(deliver.Deps{
 		Config:     cfg,
 		Region:     p.Region,
 		Queue:      queue.New(sqsClient, q.URL),
-		S3:         awsapi.S3(p.AWS, region),
+		S3:         s3c,
 		Tombstones: tombstone.New(ddb, table, time.Now),
 		Ledger:     ledger.New(ddb, table, time.Now),
 		Uploads:    uploads.New(ddb, table, time.Now),

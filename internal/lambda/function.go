@@ -387,10 +387,14 @@ func (f *Function) buildTarget(ctx context.Context, cfg *config.Config) (func(co
 	}
 	cfg = app.Receives(cfg, qa, f.log)
 	q := queue.New(sqsClient, url)
+	s3c, err := awsapi.CheckedS3(ctx, f.aws, region) // as the Fargate worker (cmd/xrc-target)
+	if err != nil {
+		return nil, nil, err
+	}
 	ddb := dynamodb.NewFromConfig(f.aws)
 	table := cfg.TableName()
 	w, err := deliver.New(deliver.Deps{
-		Config: cfg, Region: region.Name, Queue: q, S3: awsapi.S3(f.aws, region),
+		Config: cfg, Region: region.Name, Queue: q, S3: s3c,
 		Tombstones: tombstone.New(ddb, table, time.Now), Ledger: ledger.New(ddb, table, time.Now), Uploads: uploads.New(ddb, table, time.Now),
 		Log: f.log, Metrics: f.tgtMetrics,
 	})

@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/xrc-dev/xrc/internal/app"
+	"github.com/xrc-dev/xrc/internal/config"
 	"github.com/xrc-dev/xrc/internal/lambda"
 	"github.com/xrc-dev/xrc/internal/uploads"
 )
@@ -257,5 +258,29 @@ func TestMemoryLimit(t *testing.T) {
 	}
 	if _, ok := lambda.MemoryLimit(env(nil)); ok {
 		t.Error("a limit without a memory size")
+	}
+}
+
+// TestTargetChecksItsCredentials: a target whose region has credentials
+// of its own (a direct region's store) that cannot be read does not start,
+// as the source's does not: it ran, and every archive failed towards the
+// DLQ.
+func TestTargetChecksItsCredentials(t *testing.T) {
+	f := setup(t, func(c *config.Config) {
+		c.Settings.Regions[1].Direct = true
+		c.Settings.Regions[1].S3Credentials = "env:XRC_TEST_UNREAD"
+	})
+	path := filepath.Join(t.TempDir(), "config.json")
+	doc, err := json.Marshal(f.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, doc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = lambda.New(context.Background(), lambda.Env{Role: lambda.RoleTarget, ConfigTTL: time.Hour,
+		Flags: app.Flags{Config: path, Region: "eu-west-1", QueueURL: f.targetURL()}}, f.aws, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "S3 credentials") {
+		t.Fatalf("a target whose credentials cannot be read: %v; want it not built, naming them", err)
 	}
 }
