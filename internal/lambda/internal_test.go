@@ -1152,6 +1152,17 @@ func TestUnmatchedCounted(t *testing.T) {
 	if u, i := testutil.ToFloat64(m.Messages.WithLabelValues("unmatched")), testutil.ToFloat64(m.Messages.WithLabelValues("ignored")); u != 1 || i != 1 {
 		t.Errorf("messages{unmatched} = %v, {ignored} = %v; want 1 and 1", u, i)
 	}
+	// One of events xrc passes by alone (a lifecycle expiration) names no
+	// object xrc acts on: ignored, not unmatched, whatever the rules.
+	h = NewSource(SourceOptions{Worker: noRules{}, Queue: &releases{}, Margin: time.Second, MaxReceive: 5, Log: zap.NewNop(), Metrics: m})
+	expired := `{"Records":[{"eventTime":"2026-12-06T00:00:00.000Z","eventName":"LifecycleExpiration:Delete","s3":{"bucket":{"name":"src"},"object":{"key":"tmp/x","sequencer":"01"}}}]}`
+	resp, err = h.Handle(ctx, events.SQSEvent{Records: []events.SQSMessage{{MessageId: "m", Body: expired, Attributes: map[string]string{"ApproximateReceiveCount": "1"}}}})
+	if err != nil || len(resp.BatchItemFailures) != 0 {
+		t.Fatalf("Handle = %+v, %v; want the message acknowledged", resp, err)
+	}
+	if u, i := testutil.ToFloat64(m.Messages.WithLabelValues("unmatched")), testutil.ToFloat64(m.Messages.WithLabelValues("ignored")); u != 1 || i != 2 {
+		t.Errorf("messages{unmatched} = %v, {ignored} = %v; want 1 and 2", u, i)
+	}
 }
 
 type passedBy struct{ slowPacker }

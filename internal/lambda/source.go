@@ -189,7 +189,7 @@ func (h *Source) Handle(ctx context.Context, ev events.SQSEvent) (events.SQSEven
 			items = append(items, mine...)
 		}
 		if t.pending == 0 {
-			h.metrics.Messages.WithLabelValues(source.NothingToDo(covered)).Inc() // as the Fargate worker counts it
+			h.metrics.Messages.WithLabelValues(source.NothingToDo(parsed, covered)).Inc() // as the Fargate worker counts it
 		}
 	}
 

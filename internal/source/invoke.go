@@ -80,12 +80,14 @@ func (w *Worker) Match(ref events.ObjectRef, sent time.Time, done func(error), l
 	return items, matched
 }
 
-// NothingToDo is the result a message is counted under when it gives no
+// NothingToDo is the result message m is counted under when it gives no
 // item: "unmatched" when no rule covers any of its objects (a prefix
 // mistyped shows there), "ignored" when one does and passes it by by
-// design (a delete its rule does not propagate, a version's delete).
-func NothingToDo(covered bool) string {
-	if covered {
+// design (a delete its rule does not propagate, a version's delete), or
+// when it names no object xrc acts on (only events it passes by: a
+// lifecycle expiration, a restore).
+func NothingToDo(m events.Message, covered bool) string {
+	if covered || len(m.Refs) == 0 {
 		return "ignored"
 	}
 	return "unmatched"

@@ -261,7 +261,7 @@ func (w *Worker) Handle(stop context.Context, m *worker.Message) {
 		mine = append(mine, items...)
 	}
 	if len(mine) == 0 {
-		w.Metrics.Messages.WithLabelValues(NothingToDo(covered)).Inc()
+		w.Metrics.Messages.WithLabelValues(NothingToDo(m.Events, covered)).Inc()
 		m.Ack()
 		return
 	}
