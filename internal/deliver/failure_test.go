@@ -608,6 +608,7 @@ func TestWritesCutByAFailureAreNotFailures(t *testing.T) {
 type twinCompletes struct {
 	deliver.S3API
 	store *uploads.Store
+	lag   time.Duration // forgotten this long after the abort, as a delivery's forget follows its complete
 }
 
 func (c twinCompletes) CompleteMultipartUpload(ctx context.Context, in *s3.CompleteMultipartUploadInput, optFns ...func(*s3.Options)) (*s3.CompleteMultipartUploadOutput, error) {
@@ -619,12 +620,17 @@ func (c twinCompletes) CompleteMultipartUpload(ctx context.Context, in *s3.Compl
 		if err != nil {
 			return nil, err
 		}
-		for _, u := range us {
-			if u.UploadID == aws.ToString(in.UploadId) {
-				if err := c.store.Delete(ctx, u); err != nil {
-					return nil, err
+		forget := func() {
+			for _, u := range us {
+				if u.UploadID == aws.ToString(in.UploadId) {
+					_ = c.store.Delete(context.Background(), u)
 				}
 			}
+		}
+		if c.lag > 0 {
+			time.AfterFunc(c.lag, forget)
+		} else {
+			forget()
 		}
 	}
 	return c.S3API.CompleteMultipartUpload(ctx, in, optFns...)
@@ -643,13 +649,21 @@ func TestUploadTakenOverWaits(t *testing.T) {
 	p.stage(t, "r1/twin.tar.zst", m, objs)
 	reg := prometheus.NewRegistry()
 	store := uploads.New(p.ddb, p.cfg.TableName(), time.Now)
-	w := p.targetWorker(t, deliver.Deps{S3: twinCompletes{p.dst, store}, Metrics: deliver.NewMetrics(reg)})
+	w := p.targetWorker(t, deliver.Deps{S3: twinCompletes{p.dst, store, 0}, Metrics: deliver.NewMetrics(reg)})
 	err := w.Deliver(context.Background(), p.cfg.Settings.Regions[1].StagingBucket, "r1/twin.tar.zst")
 	if !deliver.Waiting(err) {
 		t.Fatalf("delivery whose upload another completed: %v; want a wait for it", err)
 	}
 	if n := metric(t, reg, "xrc_target_errors_total", "kind", "concurrent_delivery"); n != 1 {
 		t.Errorf("%v errors of kind concurrent_delivery, want 1", n)
+	}
+	// The other's record forgotten a second after its complete (its
+	// forget follows it): still a wait, not an abort by nobody's.
+	objs = []dataset.Object{{Key: "data/twin/later.txt", ContentType: "text/plain", Data: textData(9, deliver.BufferMax+1<<20)}}
+	p.stage(t, "r1/twin-later.tar.zst", manifestFor("twin-later", objs, p.cfg, nil), objs)
+	w = p.targetWorker(t, deliver.Deps{S3: twinCompletes{p.dst, store, time.Second}})
+	if err := w.Deliver(context.Background(), p.cfg.Settings.Regions[1].StagingBucket, "r1/twin-later.tar.zst"); !deliver.Waiting(err) {
+		t.Fatalf("delivery whose upload another completed, forgetting it a second later: %v; want a wait for it", err)
 	}
 }
 
@@ -666,7 +680,7 @@ func TestUploadAbortedByOthersFails(t *testing.T) {
 	m := manifestFor("lifecycle", objs, p.cfg, nil)
 	p.stage(t, "r1/lifecycle.tar.zst", m, objs)
 	reg := prometheus.NewRegistry()
-	w := p.targetWorker(t, deliver.Deps{S3: twinCompletes{p.dst, nil}, Metrics: deliver.NewMetrics(reg)})
+	w := p.targetWorker(t, deliver.Deps{S3: twinCompletes{p.dst, nil, 0}, Metrics: deliver.NewMetrics(reg)})
 	staging := p.cfg.Settings.Regions[1].StagingBucket
 	err := w.Deliver(context.Background(), staging, "r1/lifecycle.tar.zst")
 	if err == nil || deliver.Waiting(err) || !strings.Contains(err.Error(), "lifecycle rule") {

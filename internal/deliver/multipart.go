@@ -8,6 +8,7 @@ import (
 	"io"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -203,13 +204,29 @@ func (w *Worker) takenOver(ctx context.Context, u uploads.Upload, err error) err
 	if err == nil || !onlyNoSuchUpload(err) {
 		return err
 	}
-	gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), awsapi.AbortTimeout)
-	defer cancel()
-	if rec, ok, gerr := w.Uploads.Get(gctx, u); gerr == nil && ok && rec.UploadID == u.UploadID {
-		return fmt.Errorf("upload %s of s3://%s/%s is gone though no delivery completed or aborted it: aborted by the bucket's lifecycle rule (an upload older than its AbortIncompleteMultipartUpload days) or by hand; the next delivery starts it over: %w", u.UploadID, u.Bucket, u.Key, err)
+	// A delivery forgets the record after its complete or abort: read
+	// again a little later before taking it for nobody's.
+	recorded := func() bool {
+		gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), awsapi.AbortTimeout)
+		defer cancel()
+		rec, ok, gerr := w.Uploads.Get(gctx, u)
+		return gerr == nil && ok && rec.UploadID == u.UploadID
+	}
+	if recorded() {
+		select {
+		case <-w.Clock.After(forgetWait):
+		case <-ctx.Done():
+		}
+		if recorded() {
+			return fmt.Errorf("upload %s of s3://%s/%s is gone though no delivery completed or aborted it: aborted by the bucket's lifecycle rule (an upload older than its AbortIncompleteMultipartUpload days) or by hand; the next delivery starts it over: %w", u.UploadID, u.Bucket, u.Key, err)
+		}
 	}
 	return fmt.Errorf("%w: upload %s of s3://%s/%s was completed or aborted by another delivery meanwhile (%v)", uploads.ErrRecorded, u.UploadID, u.Bucket, u.Key, err)
 }
+
+// forgetWait is how long takenOver gives another delivery, which has
+// completed or aborted an upload, to forget its record.
+const forgetWait = 3 * time.Second
 
 // onlyNoSuchUpload reports whether err is NoSuchUpload alone (joined
 // errors all of it).
