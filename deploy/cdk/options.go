@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/xrc-dev/xrc/internal/config"
 )
 
 // options are the deployment settings the config document does not hold
@@ -319,17 +321,9 @@ func fargateSize(cpu, memMB int) error {
 	return nil
 }
 
-// goMemLimit is GOMEMLIMIT for a task or function: the Go heap may use 85%
-// of its memory, leaving room for stacks, buffers outside the heap and the
-// runtime, and less where libzstd's compressors (cMiB, outside the Go heap:
-// config.SourceCompressorsMiB) would not fit beside it with 128 MiB to
-// spare (ultra levels; small tasks).
+// goMemLimit is GOMEMLIMIT for a task or function of memMB whose
+// compressors hold cMiB (config.GoMemLimitMiB, which a Lambda function
+// checks a document against).
 func goMemLimit(memMB, cMiB int) string {
-	limit := memMB * 85 / 100
-	if cMiB > 0 {
-		// At least 64 MiB: half of it holds a source's smallest staging
-		// upload (four parts of 8 MiB).
-		limit = max(min(limit, memMB-cMiB-128), min(limit, 64))
-	}
-	return strconv.Itoa(limit) + "MiB"
+	return strconv.Itoa(config.GoMemLimitMiB(memMB, cMiB)) + "MiB"
 }

@@ -793,6 +793,22 @@ func (c *Config) mostDestinationsIn(region string) int {
 // memory beside what GOMEMLIMIT lets the Go heap take.
 const minCompressorMemoryMB = 1024
 
+// GoMemLimitMiB is GOMEMLIMIT, in MiB, for a task or function of memMB
+// whose compressors hold compressorsMiB (SourceCompressorsMiB; 0 for one
+// that compresses nothing), as the CDK app sets it: the Go heap may use
+// 85% of the memory, leaving room for stacks, buffers outside the heap and
+// the runtime, and less where libzstd's compressors (outside the Go heap)
+// would not fit beside it with 128 MiB to spare (ultra levels; small
+// tasks); at least 64 MiB, half of which holds a source's smallest staging
+// upload (four parts of 8 MiB).
+func GoMemLimitMiB(memMB, compressorsMiB int) int {
+	limit := memMB * 85 / 100
+	if compressorsMiB > 0 {
+		limit = max(min(limit, memMB-compressorsMiB-128), min(limit, 64))
+	}
+	return limit
+}
+
 // CompressorMiB is about the C memory one libzstd compressor holds at
 // level, with the window xrc caps it at (libzstd.Writer): outside the Go
 // heap, and so outside GOMEMLIMIT. Measured: 3 MiB at level 3, 89 at 19,

@@ -54,6 +54,10 @@ type Env struct {
 	Flags app.Flags // XRC_CONFIG, XRC_REGION (else AWS_REGION), XRC_RULES, XRC_QUEUE_URL, as the workers take them
 	// ConfigTTL is XRC_CONFIG_TTL, a Go duration (default 5m).
 	ConfigTTL time.Duration
+	// MemoryMB is the function's memory (AWS_LAMBDA_FUNCTION_MEMORY_SIZE)
+	// and GoMemLimitMiB its GOMEMLIMIT as the CDK app sets it ("<n>MiB");
+	// 0 where not known.
+	MemoryMB, GoMemLimitMiB int
 }
 
 // ParseEnv reads a function's environment.
@@ -70,6 +74,10 @@ func ParseEnv(getenv func(string) string) (Env, error) {
 		if err := app.TargetFlags(f); err != nil {
 			return Env{}, err
 		}
+	}
+	e.MemoryMB, _ = strconv.Atoi(getenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE"))
+	if n, ok := strings.CutSuffix(getenv("GOMEMLIMIT"), "MiB"); ok {
+		e.GoMemLimitMiB, _ = strconv.Atoi(n)
 	}
 	if s := getenv("XRC_CONFIG_TTL"); s != "" {
 		if e.ConfigTTL, err = time.ParseDuration(s); err != nil || e.ConfigTTL < 0 {
@@ -144,6 +152,11 @@ func New(ctx context.Context, env Env, awsCfg aws.Config, stdout io.Writer) (*Fu
 	// The Service dimension of the Fargate worker of the same role, so the
 	// dashboard and alarms count both ways of running it together.
 	f.emf = metrics.NewEMF(reg, stdout, cfg.Settings.StackName, "xrc_", map[string]string{"Service": service, "Region": env.Flags.Region})
+	if err := f.roomForCompressors(cfg); err != nil {
+		// A document edited by hand since the deployment: every cold
+		// start would run out of memory, unexplained.
+		return nil, fmt.Errorf("config %s: %w: deploy it", env.Flags.Config, err)
+	}
 	if err := f.build(ctx, cfg); err != nil {
 		return nil, err
 	}
@@ -245,13 +258,37 @@ func (f *Function) fixedAtDeploy(cfg *config.Config) error {
 	if now.Lambda.Timeout != was.Lambda.Timeout {
 		changed = append(changed, fmt.Sprintf("settings.lambda.timeout %v is not the deployed %v", now.Lambda.Timeout.D(), was.Lambda.Timeout.D()))
 	}
-	if f.env.Role == RoleSource {
-		if a, b := f.compressorsMiB(f.started), f.compressorsMiB(cfg); b > a {
-			changed = append(changed, fmt.Sprintf("its rules' levels need %d MiB of compressors, more than the %d MiB the function's GOMEMLIMIT was deployed to leave them", b, a))
-		}
+	if err := f.roomForCompressors(cfg); err != nil {
+		changed = append(changed, err.Error())
 	}
 	if len(changed) > 0 {
 		return fmt.Errorf("the document changes what the deployment fixed (deploy it to change them): %s", strings.Join(changed, "; "))
+	}
+	return nil
+}
+
+// roomForCompressors refuses cfg when the compressors of the levels the
+// rules this function serves may use would not fit beside the Go heap:
+// libzstd's memory is outside it, and the CDK app sized GOMEMLIMIT for the
+// levels the deployed document had (config.GoMemLimitMiB); level 19's
+// beside a heap sized for level 9's would run the function out of memory.
+// Where the deployment's GOMEMLIMIT is not known, against the cold
+// start's document, if any.
+func (f *Function) roomForCompressors(cfg *config.Config) error {
+	if f.env.Role != RoleSource {
+		return nil
+	}
+	need := f.compressorsMiB(cfg)
+	if mem, limit := f.env.MemoryMB, f.env.GoMemLimitMiB; mem > 0 && limit > 0 {
+		if config.GoMemLimitMiB(mem, need) < limit {
+			return fmt.Errorf("its rules' levels need %d MiB of compressors, more than the function's GOMEMLIMIT of %d MiB in %d MB leaves them (deployed for lower levels)", need, limit, mem)
+		}
+		return nil
+	}
+	if f.started != nil {
+		if had := f.compressorsMiB(f.started); need > had {
+			return fmt.Errorf("its rules' levels need %d MiB of compressors, more than the %d MiB the function's GOMEMLIMIT was deployed to leave them", need, had)
+		}
 	}
 	return nil
 }

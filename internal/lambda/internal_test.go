@@ -2,15 +2,21 @@ package lambda
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
@@ -1204,8 +1210,19 @@ func TestFixedAtDeploy(t *testing.T) {
 		{"timeout", RoleTarget, func(c *config.Config) { c.Settings.Lambda.Timeout *= 2 }, "settings.lambda.timeout"},
 		{"levels raised", RoleSource, func(c *config.Config) { c.Settings.Adaptive.MaxLevel = 19 }, "180 MiB of compressors, more than the 32 MiB"},
 		{"levels raised, a target", RoleTarget, func(c *config.Config) { c.Settings.Adaptive.MaxLevel = 19 }, ""},
+		// The deployment's GOMEMLIMIT known: 352 MiB in 512 MB, as the
+		// CDK app sets it for level 9's compressors.
+		{"levels raised, GOMEMLIMIT known", RoleSource + "-512", func(c *config.Config) { c.Settings.Adaptive.MaxLevel = 19 }, "GOMEMLIMIT of 352 MiB in 512 MB"},
+		// In 1,769 MB GOMEMLIMIT is 85% of it, which leaves room for
+		// level 12's.
+		{"levels raised within it", RoleSource + "-1769", func(c *config.Config) { c.Settings.Adaptive.MaxLevel = 12 }, ""},
 	} {
 		f := &Function{env: Env{Role: tc.role, Flags: app.Flags{Region: "us-east-1"}}, started: started}
+		for _, mem := range []int{512, 1769} {
+			if tc.role == RoleSource+"-"+strconv.Itoa(mem) {
+				f.env.Role, f.env.MemoryMB, f.env.GoMemLimitMiB = RoleSource, mem, config.GoMemLimitMiB(mem, 32)
+			}
+		}
 		if tc.role == RoleTarget {
 			f.env.Flags.Region = "eu-west-1"
 		}
@@ -1220,6 +1237,48 @@ func TestFixedAtDeploy(t *testing.T) {
 			t.Errorf("%s: refused: %v", tc.name, err)
 		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
 			t.Errorf("%s: %v, want it refused naming %q", tc.name, err, tc.want)
+		}
+	}
+}
+
+// TestColdStartChecksCompressorRoom: an environment that starts on a
+// document edited by hand since the deployment, whose levels need more
+// compressor memory than the function's GOMEMLIMIT leaves, does not
+// start, and says why: it ran out of memory at every cold start, and the
+// reload check of warm environments never saw it.
+func TestColdStartChecksCompressorRoom(t *testing.T) {
+	c, err := config.Load(context.Background(), "../../configs/local.json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Settings.Adaptive.MaxLevel = 19
+	doc, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "config.json")
+	if err := os.WriteFile(path, doc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := Env{Role: RoleSource, Flags: app.Flags{Config: path, Region: "us-east-1"}, MemoryMB: 512, GoMemLimitMiB: config.GoMemLimitMiB(512, 32)}
+	if _, err := New(context.Background(), env, aws.Config{}, io.Discard); err == nil || !strings.Contains(err.Error(), "GOMEMLIMIT") {
+		t.Fatalf("a cold start on levels its GOMEMLIMIT leaves no room for: %v; want it refused, saying so", err)
+	}
+}
+
+// TestParseEnvMemory: the function's memory and the GOMEMLIMIT the CDK
+// app sets are read; any other form of GOMEMLIMIT is not known.
+func TestParseEnvMemory(t *testing.T) {
+	for _, c := range []struct {
+		limit       string
+		mem, wantGo int
+	}{{"352MiB", 512, 352}, {"", 512, 0}, {"1GiB", 1769, 0}} {
+		e, err := ParseEnv(func(k string) string {
+			return map[string]string{"XRC_ROLE": "source", "XRC_CONFIG": "c.json", "AWS_REGION": "us-east-1",
+				"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": strconv.Itoa(c.mem), "GOMEMLIMIT": c.limit}[k]
+		})
+		if err != nil || e.MemoryMB != c.mem || e.GoMemLimitMiB != c.wantGo {
+			t.Errorf("GOMEMLIMIT %q: %d MB, %d MiB (%v); want %d and %d", c.limit, e.MemoryMB, e.GoMemLimitMiB, err, c.mem, c.wantGo)
 		}
 	}
 }
