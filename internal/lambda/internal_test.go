@@ -1282,3 +1282,32 @@ func TestParseEnvMemory(t *testing.T) {
 		}
 	}
 }
+
+// TestReleaseBacksOff: a message that failed in a way a retry may mend is
+// released after the runtime's backoff for its receive (at least its own
+// wait), as on Fargate, not at once (which spent its receives in seconds);
+// one marked now is released at once.
+func TestReleaseBacksOff(t *testing.T) {
+	m := worker.NewMetrics(prometheus.NewRegistry(), "test")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, c := range []struct {
+		name string
+		o    outcome
+		want time.Duration
+	}{
+		{"first receive", outcome{msg: queue.Message{ID: "a", ReceiveCount: 1}, err: errors.New("throttled")}, worker.Backoff(1)},
+		{"fourth receive", outcome{msg: queue.Message{ID: "b", ReceiveCount: 4}, err: errors.New("throttled")}, worker.Backoff(4)},
+		{"a longer wait of its own", outcome{msg: queue.Message{ID: "c", ReceiveCount: 1}, err: errors.New("relay"), wait: time.Hour}, time.Hour},
+		{"now", outcome{msg: queue.Message{ID: "d", ReceiveCount: 1}, err: errors.New("invalid"), now: true}, 0},
+	} {
+		r := &releases{}
+		respond(ctx, []outcome{c.o}, r, m, zap.NewNop())
+		if len(r.delays) != 1 || r.delays[0] != c.want {
+			t.Errorf("%s: released after %v, want %v", c.name, r.delays, c.want)
+		}
+	}
+	if worker.Backoff(1) <= 0 || worker.Backoff(4) <= worker.Backoff(1) {
+		t.Errorf("backoff %v then %v: want it to grow", worker.Backoff(1), worker.Backoff(4))
+	}
+}

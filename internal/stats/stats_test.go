@@ -205,6 +205,34 @@ func TestPublishChoiceIsReadModifyWrite(t *testing.T) {
 	if c.Changes < 1 || c.Changes > 40 {
 		t.Errorf("changes %d", c.Changes)
 	}
+	// One at a time: the same arm again changes nothing but the version;
+	// another counts one change, from now.
+	read := func() stats.Choice {
+		t.Helper()
+		cs, err := st.Choices(ctx, "r1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cs[adaptive.CSV]
+	}
+	arm, ok := adaptive.ParseArm(c.Arm)
+	if !ok {
+		t.Fatalf("arm %q", c.Arm)
+	}
+	time.Sleep(10 * time.Millisecond)
+	if err := st.PublishChoice(ctx, "r1", adaptive.CSV, arm, 0.02); err != nil {
+		t.Fatal(err)
+	}
+	if same := read(); same.Changes != c.Changes || !same.Since.Equal(c.Since) || same.Version != c.Version+1 {
+		t.Errorf("the same arm again: changes %d since %v (version %d); want %d since %v", same.Changes, same.Since, same.Version, c.Changes, c.Since)
+	}
+	time.Sleep(10 * time.Millisecond)
+	if err := st.PublishChoice(ctx, "r1", adaptive.CSV, 9-arm, 0.02); err != nil {
+		t.Fatal(err)
+	}
+	if other := read(); other.Changes != c.Changes+1 || !other.Since.After(c.Since) {
+		t.Errorf("another arm: changes %d since %v; want %d, since later than %v", other.Changes, other.Since, c.Changes+1, c.Since)
+	}
 }
 
 // appliedThenLost carries out the first UpdateItem and then fails it as a
