@@ -95,6 +95,7 @@ func (w *Worker) bucketThere(ctx context.Context, bucket string) error {
 	case awsapi.IsNotFound(err):
 		return fmt.Errorf("destination bucket %s does not exist: %w", bucket, err)
 	default:
+		w.Metrics.Errors.WithLabelValues("bucket_check").Inc()
 		w.Log.Warn("could not tell whether a destination bucket exists: a delete of a key it lacks is taken as done", zap.String("bucket", bucket), zap.Error(err))
 	}
 	return nil

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
@@ -162,7 +164,7 @@ func TestSourceMetadataCannotPoseAsProvenance(t *testing.T) {
 	m := &manifest.Manifest{ArchiveID: "a-1"}
 	o := &manifest.Object{Bucket: "src", Key: "k", Sequencer: "01", LastModified: time.UnixMilli(1000),
 		Metadata: map[string]string{"xrc-seq": "FFFFFFFFFFFFFFFFFFFF", "XRC-Archive": "forged", "xrc-orig-seq": "x", "owner": "me"}}
-	md := (&Worker{Deps: Deps{Log: zap.NewNop()}}).metadata(m, o, make([]byte, 32))
+	md := (&Worker{Deps: Deps{Log: zap.NewNop(), Metrics: NewMetrics(prometheus.NewRegistry())}}).metadata(m, o, make([]byte, 32))
 	want := map[string]string{
 		MetaSequencer: "01", MetaArchive: "a-1", MetaModified: "1000", MetaSHA256: strings.Repeat("00", 32), MetaKey: KeyMark("k"),
 		"xrc-orig-seq": "FFFFFFFFFFFFFFFFFFFF", "xrc-orig-Archive": "forged", "xrc-orig-orig-seq": "x", "owner": "me",
@@ -192,7 +194,7 @@ func TestSourceMetadataCannotPoseAsProvenance(t *testing.T) {
 func TestEventWriteSeenAtItsCompletion(t *testing.T) {
 	began, done := time.UnixMilli(1795315730000), time.UnixMilli(1795315740250) // a multipart upload
 	o := &manifest.Object{Bucket: "src", Key: "k", Sequencer: "05", LastModified: began, EventTime: done}
-	md := (&Worker{Deps: Deps{Log: zap.NewNop()}}).metadata(&manifest.Manifest{ArchiveID: "a-1"}, o, make([]byte, 32))
+	md := (&Worker{Deps: Deps{Log: zap.NewNop(), Metrics: NewMetrics(prometheus.NewRegistry())}}).metadata(&manifest.Manifest{ArchiveID: "a-1"}, o, make([]byte, 32))
 	if md[MetaSeen] != "1795315740250" {
 		t.Fatalf("xrc-seen %q, want the event's time 1795315740250", md[MetaSeen])
 	}
@@ -246,7 +248,7 @@ func TestMetadataBudget(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			core, logs := observer.New(zap.WarnLevel)
-			w := &Worker{Deps: Deps{Log: zap.New(core)}}
+			w := &Worker{Deps: Deps{Log: zap.New(core), Metrics: NewMetrics(prometheus.NewRegistry())}}
 			o := base
 			o.Metadata = tt.user
 			md := w.metadata(m, &o, sum)
@@ -275,6 +277,11 @@ func TestMetadataBudget(t *testing.T) {
 			if warned := logs.Len() > 0; warned != tt.warn {
 				t.Errorf("warned %v, want %v", warned, tt.warn)
 			}
+			// Counted too: with the last key gone the copy is not xrc's,
+			// and its deletes are passed by; an alarm needs a metric.
+			if n := testutil.ToFloat64(w.Metrics.Errors.WithLabelValues("provenance_dropped")); (n > 0) != tt.warn {
+				t.Errorf("provenance_dropped counted %v, want some %v", n, tt.warn)
+			}
 			if a, ok := md[MetaArchive]; ok && a != m.ArchiveID && a != archiveDropped {
 				t.Errorf("archive key %q: want the id or %q", a, archiveDropped)
 			}
@@ -290,13 +297,13 @@ func TestMetadataBudget(t *testing.T) {
 	o.Sequencer, o.VersionID, o.Seen = "", "", time.UnixMilli(1795315731000)
 	room := 3*headerPrefix + len(MetaArchive) + len(m.ArchiveID) + len(MetaModified) + len("1795315730465") + len(MetaSeen) + len("1795315731000")
 	o.Metadata = user(maxMetadata - room)
-	md := (&Worker{Deps: Deps{Log: zap.NewNop()}}).metadata(m, &o, sum)
+	md := (&Worker{Deps: Deps{Log: zap.NewNop(), Metrics: NewMetrics(prometheus.NewRegistry())}}).metadata(m, &o, sum)
 	if md[MetaSeen] == "" || md[MetaSHA256] != "" {
 		t.Errorf("with room for xrc-seen only: seen %q, sha256 %q", md[MetaSeen], md[MetaSHA256])
 	}
 
 	// Values it has not got are not written, and cost nothing.
-	w := &Worker{Deps: Deps{Log: zap.NewNop()}}
+	w := &Worker{Deps: Deps{Log: zap.NewNop(), Metrics: NewMetrics(prometheus.NewRegistry())}}
 	o = base
 	o.Sequencer, o.VersionID = "", ""
 	md = w.metadata(m, &o, sum)
@@ -323,7 +330,7 @@ func TestArchiveMarkComesLast(t *testing.T) {
 	seen := time.UnixMilli(1795315731000)
 	o := manifest.Object{Bucket: "src", Key: "k", LastModified: time.UnixMilli(1795315730465), Seen: seen}
 	times := 2*headerPrefix + len(MetaModified) + len("1795315730465") + len(MetaSeen) + len(seenMilli(seen))
-	w := &Worker{Deps: Deps{Log: zap.NewNop()}}
+	w := &Worker{Deps: Deps{Log: zap.NewNop(), Metrics: NewMetrics(prometheus.NewRegistry())}}
 	for _, c := range []struct {
 		name string
 		room int
@@ -353,10 +360,10 @@ func TestMetadataBudgetOfAWS(t *testing.T) {
 		o.Metadata[fmt.Sprintf("k%02d", i)] = strings.Repeat("v", 92) // 20 × 95 = 1,900 bytes
 	}
 	sum := make([]byte, 32)
-	if md := (&Worker{Deps: Deps{Log: zap.NewNop()}, awsBudget: true}).metadata(m, &o, sum); md[MetaArchive] == "" || md[MetaModified] == "" {
+	if md := (&Worker{Deps: Deps{Log: zap.NewNop(), Metrics: NewMetrics(prometheus.NewRegistry())}, awsBudget: true}).metadata(m, &o, sum); md[MetaArchive] == "" || md[MetaModified] == "" {
 		t.Errorf("AWS destination: provenance %q, %q dropped", md[MetaArchive], md[MetaModified])
 	}
-	if md := (&Worker{Deps: Deps{Log: zap.NewNop()}}).metadata(m, &o, sum); md[MetaArchive] != "" {
+	if md := (&Worker{Deps: Deps{Log: zap.NewNop(), Metrics: NewMetrics(prometheus.NewRegistry())}}).metadata(m, &o, sum); md[MetaArchive] != "" {
 		t.Error("S3-compatible destination: provenance kept past its 2 KB with header names")
 	}
 }
@@ -549,7 +556,7 @@ func TestWriteLost(t *testing.T) {
 func TestKeyMark(t *testing.T) {
 	m := &manifest.Manifest{ArchiveID: "a-1"}
 	o := &manifest.Object{Key: "src/k", Sequencer: "0A", LastModified: time.UnixMilli(1795315730465)}
-	md := (&Worker{Deps: Deps{Log: zap.NewNop()}}).metadata(m, o, make([]byte, 32))
+	md := (&Worker{Deps: Deps{Log: zap.NewNop(), Metrics: NewMetrics(prometheus.NewRegistry())}}).metadata(m, o, make([]byte, 32))
 	if md[MetaKey] != KeyMark("src/k") || len(md[MetaKey]) != 8 {
 		t.Fatalf("key mark %q, want %q", md[MetaKey], KeyMark("src/k"))
 	}
@@ -582,7 +589,7 @@ func TestMetadataNeverPastTheLimit(t *testing.T) {
 		if aws {
 			prefix = 0
 		}
-		w := &Worker{Deps: Deps{Log: zap.NewNop()}, awsBudget: aws}
+		w := &Worker{Deps: Deps{Log: zap.NewNop(), Metrics: NewMetrics(prometheus.NewRegistry())}, awsBudget: aws}
 		for _, base := range objs {
 			for n := maxMetadata - 400; n <= maxMetadata-prefix-len("blob"); n++ {
 				o := base

@@ -210,6 +210,14 @@ func (w *Worker) takenOver(ctx context.Context, u uploads.Upload, err error) err
 		gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), awsapi.AbortTimeout)
 		defer cancel()
 		rec, ok, gerr := w.Uploads.Get(gctx, u)
+		if gerr != nil {
+			// Taken for another delivery's doing, a wait, as before
+			// the record was read: said, as the cause may be an abort
+			// by nobody of xrc's.
+			w.Metrics.Errors.WithLabelValues("uploads").Inc()
+			w.Log.Warn("reading the record of an upload gone under its delivery", zap.String("bucket", u.Bucket), zap.String("key", u.Key),
+				zap.String("uploadId", u.UploadID), zap.Error(gerr))
+		}
 		return gerr == nil && ok && rec.UploadID == u.UploadID
 	}
 	if recorded() {
@@ -432,6 +440,7 @@ func (w *Worker) abortAs(ctx context.Context, u uploads.Upload, orphan bool) (ab
 	case err == nil, awsapi.IsNotFound(err):
 		aborted = true
 	case orphan && awsapi.IsAccessDenied(err):
+		w.Metrics.Errors.WithLabelValues("abort_upload").Inc()
 		w.Log.Warn("forgetting an upload whose rule no longer writes here, which this role may no longer abort: its parts stay billed until the bucket's lifecycle aborts incomplete uploads, or it is aborted by hand", fields...)
 	default:
 		w.Metrics.Errors.WithLabelValues("abort_upload").Inc()

@@ -271,6 +271,7 @@ func (w *Worker) metadata(m *manifest.Manifest, o *manifest.Object, sum []byte) 
 			continue
 		}
 		if !fits(k, v) {
+			w.Metrics.Errors.WithLabelValues("provenance_dropped").Inc()
 			w.Log.Warn("user metadata leaves no room for this xrc provenance key; with no ordering key left, ordering falls back to overwrite",
 				zap.String("bucket", o.Bucket), zap.String("key", o.Key), zap.String("dropped", k))
 			continue
@@ -291,6 +292,7 @@ func (w *Worker) metadata(m *manifest.Manifest, o *manifest.Object, sum []byte) 
 	if mark := KeyMark(o.Key); fits(MetaKey, mark) {
 		md[MetaKey] = mark
 	} else {
+		w.Metrics.Errors.WithLabelValues("provenance_dropped").Inc()
 		w.Log.Warn("user metadata leaves no room for xrc's key mark: a copy of this object at another key's destination would be taken for xrc's write there",
 			zap.String("bucket", o.Bucket), zap.String("key", o.Key), zap.String("dropped", MetaKey))
 	}

@@ -161,6 +161,7 @@ func respond(ctx context.Context, outs []outcome, q Releaser, m *worker.Metrics,
 		return resp
 	}
 	if time.Until(end) <= 0 {
+		m.Errors.WithLabelValues("release_message").Add(float64(len(resp.BatchItemFailures)))
 		log.Warn("no time left to release messages: they come back after their visibility timeout", zap.Int("messages", len(resp.BatchItemFailures)))
 		return resp
 	}
