@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -15,10 +16,15 @@ import (
 // on: the final release waits for it.
 const beatGrace = 2 * time.Second
 
+// errHoldLapsed is why a message whose visibility ran out, its
+// extensions refused, is dropped.
+var errHoldLapsed = errors.New("its visibility ran out, its extensions refused: SQS may have handed it to another worker")
+
 // heartbeat extends every held message's visibility each third of it,
 // until ctx ends; stop is the stop signal. A message whose receipt is
-// gone is dropped and its work cancelled; other failures are logged and
-// counted, and tried again on the next beat.
+// gone is dropped and its work cancelled, and so is one whose visibility
+// ran out while SQS refused its extensions (before the stop); other
+// failures are logged and counted, and tried again on the next beat.
 func (r *Runtime) heartbeat(ctx, stop context.Context) {
 	t := r.Clock.NewTicker(r.Visibility / 3)
 	defer t.Stop()
@@ -40,14 +46,30 @@ func (r *Runtime) heartbeat(ctx, stop context.Context) {
 			r.beat.Unlock()
 			continue
 		}
+		now := r.Clock.Now()
+		// Not once the stop has come: its release settles what is held,
+		// and its beats may be skipped or cut.
+		running := r.stopBy.Load() == nil
 		r.mu.Lock()
 		held := make([]queue.Message, 0, len(r.held))
 		byReceipt := make(map[string]*Message, len(r.held))
+		var lapsed []*Message
 		for h, m := range r.held {
+			if running && m.beatRefused && !now.Before(m.holdEnds) {
+				lapsed = append(lapsed, m)
+				continue
+			}
 			held = append(held, m.Message)
 			byReceipt[h] = m
 		}
 		r.mu.Unlock()
+		for _, m := range lapsed {
+			// Its extensions refused for a whole visibility: SQS may
+			// have handed it to another worker already, whose work
+			// would race this one, and whose receipt makes this one's
+			// delete a no-op counted acknowledged.
+			m.lose(errHoldLapsed)
+		}
 		if len(held) == 0 {
 			r.beat.Unlock()
 			continue
@@ -71,6 +93,9 @@ func (r *Runtime) heartbeat(ctx, stop context.Context) {
 		stopReserve := context.AfterFunc(stop, func() { cut(r.stopped().Add(-r.releaseTime()).Sub(r.Clock.Now())) })
 		stopGrace := context.AfterFunc(ctx, func() { cut(beatGrace) })
 		failures, err := r.Queue.ChangeVisibility(bctx, r.Visibility, held...)
+		// A beat cut by its own bound may have been applied: it decides
+		// nothing about the hold.
+		beatCut := bctx.Err() != nil
 		stopReserve()
 		stopGrace()
 		timersMu.Lock()
@@ -83,6 +108,19 @@ func (r *Runtime) heartbeat(ctx, stop context.Context) {
 		if err != nil && ctx.Err() == nil {
 			r.Metrics.Errors.WithLabelValues("heartbeat").Inc()
 			r.Log.Warn("extending the visibility of held messages", zap.Int("messages", len(held)), zap.Error(err))
+		}
+		failed := make(map[string]bool, len(failures))
+		for _, f := range failures {
+			failed[f.Message.ReceiptHandle] = true
+		}
+		if !beatCut {
+			r.mu.Lock()
+			for h, m := range byReceipt {
+				if m.beatRefused = failed[h]; !m.beatRefused {
+					m.holdEnds = now.Add(r.Visibility) // at least: SQS counts from its answer
+				}
+			}
+			r.mu.Unlock()
 		}
 		for _, f := range failures {
 			m := byReceipt[f.Message.ReceiptHandle]

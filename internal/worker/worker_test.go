@@ -1587,3 +1587,41 @@ func TestMarkDuringTheStopsSendAndDelete(t *testing.T) {
 		})
 	}
 }
+
+// refusedBeats fails every heartbeat's visibility change, as SQS answers
+// one it throttles, as a whole call.
+type refusedBeats struct{ queue.API }
+
+func (f refusedBeats) ChangeMessageVisibilityBatch(ctx context.Context, in *sqs.ChangeMessageVisibilityBatchInput, optFns ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error) {
+	if in.Entries[0].VisibilityTimeout > 0 {
+		return nil, errors.New("ThrottlingException: rate exceeded")
+	}
+	return f.API.ChangeMessageVisibilityBatch(ctx, in, optFns...)
+}
+
+// TestLapsedHoldIsLost: a message whose visibility ran out while SQS
+// refused every extension is dropped and its work cancelled, as one whose
+// receipt is gone: SQS may have handed it to another worker, whose work
+// would race this one's (and this one's delete, a no-op, counted acked).
+// Before then, refused beats only warn.
+func TestLapsedHoldIsLost(t *testing.T) {
+	f := setup(t)
+	rt, m := f.runtime(refusedBeats{f.client}, 1)
+	msg := f.held(t, rt)
+	f.clock.Advance(10 * time.Second)
+	within(t, 5*time.Second, "a refused beat", func() bool { return testutil.ToFloat64(m.Errors.WithLabelValues("heartbeat")) >= 1 })
+	f.clock.Advance(10 * time.Second)
+	within(t, 5*time.Second, "two refused beats", func() bool { return testutil.ToFloat64(m.Errors.WithLabelValues("heartbeat")) >= 2 })
+	if msg.Context().Err() != nil {
+		t.Fatal("work cancelled while its visibility lasts")
+	}
+	f.clock.Advance(10 * time.Second) // 30 s: the visibility is out
+	within(t, 5*time.Second, "work cancelled", func() bool { return msg.Context().Err() != nil })
+	if !errors.Is(context.Cause(msg.Context()), worker.ErrReceiptLost) {
+		t.Errorf("cancelled by %v, want ErrReceiptLost", context.Cause(msg.Context()))
+	}
+	if v := testutil.ToFloat64(m.Errors.WithLabelValues("receipt_lost")); v != 1 {
+		t.Errorf("%v receipts lost counted, want 1", v)
+	}
+	within(t, 5*time.Second, "dropped from the held set", func() bool { return rt.Held() == 0 })
+}
