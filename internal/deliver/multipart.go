@@ -224,6 +224,9 @@ func (w *Worker) takenOver(ctx context.Context, u uploads.Upload, err error) err
 		select {
 		case <-w.Clock.After(forgetWait):
 		case <-ctx.Done():
+			// Cut (a stop, a deadline): no time to tell; a wait, as
+			// before the record was read.
+			return fmt.Errorf("%w: upload %s of s3://%s/%s gone meanwhile (%v)", uploads.ErrRecorded, u.UploadID, u.Bucket, u.Key, err)
 		}
 		if recorded() {
 			return fmt.Errorf("upload %s of s3://%s/%s is gone though no delivery completed or aborted it: aborted by the bucket's lifecycle rule (an upload older than its AbortIncompleteMultipartUpload days) or by hand; the next delivery starts it over: %w", u.UploadID, u.Bucket, u.Key, err)

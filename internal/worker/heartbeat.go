@@ -53,23 +53,11 @@ func (r *Runtime) heartbeat(ctx, stop context.Context) {
 		r.mu.Lock()
 		held := make([]queue.Message, 0, len(r.held))
 		byReceipt := make(map[string]*Message, len(r.held))
-		var lapsed []*Message
 		for h, m := range r.held {
-			if running && m.beatRefused && !now.Before(m.holdEnds) {
-				lapsed = append(lapsed, m)
-				continue
-			}
 			held = append(held, m.Message)
 			byReceipt[h] = m
 		}
 		r.mu.Unlock()
-		for _, m := range lapsed {
-			// Its extensions refused for a whole visibility: SQS may
-			// have handed it to another worker already, whose work
-			// would race this one, and whose receipt makes this one's
-			// delete a no-op counted acknowledged.
-			m.lose(errHoldLapsed)
-		}
 		if len(held) == 0 {
 			r.beat.Unlock()
 			continue
@@ -93,8 +81,7 @@ func (r *Runtime) heartbeat(ctx, stop context.Context) {
 		stopReserve := context.AfterFunc(stop, func() { cut(r.stopped().Add(-r.releaseTime()).Sub(r.Clock.Now())) })
 		stopGrace := context.AfterFunc(ctx, func() { cut(beatGrace) })
 		failures, err := r.Queue.ChangeVisibility(bctx, r.Visibility, held...)
-		// A beat cut by its own bound may have been applied: it decides
-		// nothing about the hold.
+		// A beat cut by its own bound may have been applied.
 		beatCut := bctx.Err() != nil
 		stopReserve()
 		stopGrace()
@@ -113,15 +100,25 @@ func (r *Runtime) heartbeat(ctx, stop context.Context) {
 		for _, f := range failures {
 			failed[f.Message.ReceiptHandle] = true
 		}
-		if !beatCut {
-			r.mu.Lock()
-			for h, m := range byReceipt {
-				if m.beatRefused = failed[h]; !m.beatRefused {
-					m.holdEnds = now.Add(r.Visibility) // at least: SQS counts from its answer
+		var lapsed []*Message
+		r.mu.Lock()
+		for h, m := range byReceipt {
+			switch {
+			case beatCut || !failed[h]:
+				// Extended (a beat cut by its own bound perhaps): from
+				// now at least, as SQS counts from its answer.
+				if end := now.Add(r.Visibility); end.After(m.holdEnds) {
+					m.holdEnds = end
 				}
+			case running && !now.Before(m.holdEnds):
+				// Refused, and the last extension ran out: SQS may
+				// have handed it to another worker already, whose work
+				// would race this one, and whose receipt makes this
+				// one's delete a no-op counted acknowledged.
+				lapsed = append(lapsed, m)
 			}
-			r.mu.Unlock()
 		}
+		r.mu.Unlock()
 		for _, f := range failures {
 			m := byReceipt[f.Message.ReceiptHandle]
 			switch {
@@ -131,6 +128,9 @@ func (r *Runtime) heartbeat(ctx, stop context.Context) {
 				r.Metrics.Errors.WithLabelValues("heartbeat").Inc()
 				m.log.Warn("extending the visibility of a held message", append(MessageFields(m.Events), zap.Error(f.Err))...)
 			}
+		}
+		for _, m := range lapsed {
+			m.lose(errHoldLapsed) // after a gone receipt's own (once)
 		}
 	}
 }

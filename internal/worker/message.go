@@ -34,11 +34,9 @@ type Message struct {
 	// received is when it was received: held long, it protects the task.
 	received time.Time
 	// holdEnds is when its visibility runs out unless the heartbeat
-	// extends it, and beatRefused whether SQS (or the network) refused
-	// its last extension (under rt.mu).
-	holdEnds    time.Time
-	beatRefused bool
-	done        atomic.Bool // settled or lost
+	// extends it (under rt.mu).
+	holdEnds time.Time
+	done     atomic.Bool // settled or lost
 	// leftCut: its role released it after the drain cut its work, and
 	// said what became of it; releaseHeld lets it go with the rest.
 	leftCut atomic.Bool

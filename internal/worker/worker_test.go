@@ -1625,3 +1625,42 @@ func TestLapsedHoldIsLost(t *testing.T) {
 	}
 	within(t, 5*time.Second, "dropped from the held set", func() bool { return rt.Held() == 0 })
 }
+
+// cutThenRefused hangs the first heartbeat's change until its bound cuts
+// it (perhaps applied, for all the worker knows), then refuses every one.
+type cutThenRefused struct {
+	queue.API
+	calls atomic.Int32
+}
+
+func (c *cutThenRefused) ChangeMessageVisibilityBatch(ctx context.Context, in *sqs.ChangeMessageVisibilityBatchInput, optFns ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error) {
+	if in.Entries[0].VisibilityTimeout > 0 {
+		if c.calls.Add(1) == 1 {
+			<-ctx.Done()
+			return nil, ctx.Err()
+		}
+		return nil, errors.New("ThrottlingException: rate exceeded")
+	}
+	return c.API.ChangeMessageVisibilityBatch(ctx, in, optFns...)
+}
+
+// TestCutBeatMayHaveExtended: a beat cut by its own bound may have been
+// applied: the hold runs a whole visibility from it, so refusals after it
+// drop the message only once that has run out (dropped a visibility after
+// the last sure extension, it was cut from under a hold SQS still kept).
+func TestCutBeatMayHaveExtended(t *testing.T) {
+	f := setup(t)
+	api := &cutThenRefused{API: f.client}
+	rt, _ := f.runtime(api, 1)
+	msg := f.held(t, rt)
+	for i, want := range []int32{1, 2, 3} { // at 10 s the cut beat (till 20 s), then refused at 20 and 30 s
+		f.clock.Advance(10 * time.Second)
+		within(t, 5*time.Second, fmt.Sprintf("beat %d", i+1), func() bool { return api.calls.Load() >= want })
+	}
+	time.Sleep(100 * time.Millisecond)
+	if msg.Context().Err() != nil {
+		t.Fatal("dropped at 30 s though the beat cut at 10 s may have held it till 40 s")
+	}
+	f.clock.Advance(10 * time.Second) // 40 s: refused again, and out
+	within(t, 5*time.Second, "work cancelled", func() bool { return msg.Context().Err() != nil })
+}
