@@ -62,14 +62,7 @@ func (f *fixture) emulate(t *testing.T, bin, name string, timeout time.Duration,
 func TestEmulatorEndToEnd(t *testing.T) {
 	f := setup(t, nil)
 	ctx := context.Background()
-	cfgPath := filepath.Join(t.TempDir(), "config.json")
-	doc, err := json.Marshal(f.cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(cfgPath, doc, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfgPath := f.configFile(t)
 	bin := buildFunction(t)
 	srcEnv := []string{"XRC_ROLE=source", "XRC_CONFIG=" + cfgPath, "XRC_REGION=us-east-1", "XRC_RULES=" + f.rule.ID, "XRC_QUEUE_URL=" + f.sourceURL()}
 	src := f.emulate(t, bin, "source", time.Minute, srcEnv...)

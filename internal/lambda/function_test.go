@@ -159,14 +159,7 @@ func TestTargetFunctionSweepsUploads(t *testing.T) {
 		PartSize: 16 << 20, Started: time.Now().Add(-time.Hour)}, ""); err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), "config.json")
-	doc, err := json.Marshal(f.cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, doc, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := f.configFile(t)
 	fn, err := lambda.New(ctx, lambda.Env{Role: lambda.RoleTarget, ConfigTTL: time.Hour,
 		Flags: app.Flags{Config: path, Region: target.Name, QueueURL: f.targetURL()}}, f.aws, io.Discard)
 	if err != nil {
@@ -270,15 +263,8 @@ func TestTargetChecksItsCredentials(t *testing.T) {
 		c.Settings.Regions[1].Direct = true
 		c.Settings.Regions[1].S3Credentials = "env:XRC_TEST_UNREAD"
 	})
-	path := filepath.Join(t.TempDir(), "config.json")
-	doc, err := json.Marshal(f.cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, doc, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	_, err = lambda.New(context.Background(), lambda.Env{Role: lambda.RoleTarget, ConfigTTL: time.Hour,
+	path := f.configFile(t)
+	_, err := lambda.New(context.Background(), lambda.Env{Role: lambda.RoleTarget, ConfigTTL: time.Hour,
 		Flags: app.Flags{Config: path, Region: "eu-west-1", QueueURL: f.targetURL()}}, f.aws, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "S3 credentials") {
 		t.Fatalf("a target whose credentials cannot be read: %v; want it not built, naming them", err)

@@ -2,7 +2,10 @@ package lambda_test
 
 import (
 	"context"
+	"encoding/json"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -65,6 +68,21 @@ func setup(t testing.TB, edit func(*config.Config)) *fixture {
 	}
 	f.log, _ = localstack.ObservedLogger(t, zapcore.InfoLevel)
 	return f
+}
+
+// configFile writes the fixture's config to a file, for a function to
+// read as its document.
+func (f *fixture) configFile(t testing.TB) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "config.json")
+	doc, err := json.Marshal(f.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, doc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 func (f *fixture) sourceURL() string { return f.dep.SourceQueues[f.rule.ID] }
