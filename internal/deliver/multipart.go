@@ -204,6 +204,11 @@ func (w *Worker) takenOver(ctx context.Context, u uploads.Upload, err error) err
 	if err == nil || !onlyNoSuchUpload(err) {
 		return err
 	}
+	if ctx.Err() != nil {
+		// Cut (a stop, a deadline): no time to tell; a wait, as before
+		// the record was read.
+		return fmt.Errorf("%w: upload %s of s3://%s/%s gone meanwhile (%v)", uploads.ErrRecorded, u.UploadID, u.Bucket, u.Key, err)
+	}
 	// A delivery forgets the record after its complete or abort: read
 	// again a little later before taking it for nobody's.
 	recorded := func() bool {

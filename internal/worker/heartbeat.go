@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/aws/smithy-go"
 	"go.uber.org/zap"
 
 	"github.com/jonboulle/clockwork"
@@ -15,6 +16,15 @@ import (
 // beatGrace is how long a beat in flight when the heartbeat stops may go
 // on: the final release waits for it.
 const beatGrace = 2 * time.Second
+
+// refusal reports whether f says SQS did not extend the message: an
+// entry's error, a message not sent (past SQS's 12 hours), or a call SQS
+// answered with an error (throttled). A call cut or unanswered (a
+// timeout, a reset connection) may have been applied.
+func refusal(f queue.Failure) bool {
+	var ae smithy.APIError
+	return f.Code != "" || errors.As(f.Err, &ae)
+}
 
 // errHoldLapsed is why a message whose visibility ran out, its
 // extensions refused, is dropped.
@@ -81,8 +91,6 @@ func (r *Runtime) heartbeat(ctx, stop context.Context) {
 		stopReserve := context.AfterFunc(stop, func() { cut(r.stopped().Add(-r.releaseTime()).Sub(r.Clock.Now())) })
 		stopGrace := context.AfterFunc(ctx, func() { cut(beatGrace) })
 		failures, err := r.Queue.ChangeVisibility(bctx, r.Visibility, held...)
-		// A beat cut by its own bound may have been applied.
-		beatCut := bctx.Err() != nil
 		stopReserve()
 		stopGrace()
 		timersMu.Lock()
@@ -96,17 +104,18 @@ func (r *Runtime) heartbeat(ctx, stop context.Context) {
 			r.Metrics.Errors.WithLabelValues("heartbeat").Inc()
 			r.Log.Warn("extending the visibility of held messages", zap.Int("messages", len(held)), zap.Error(err))
 		}
-		failed := make(map[string]bool, len(failures))
+		refused := make(map[string]bool, len(failures))
 		for _, f := range failures {
-			failed[f.Message.ReceiptHandle] = true
+			refused[f.Message.ReceiptHandle] = refusal(f)
 		}
 		var lapsed []*Message
 		r.mu.Lock()
 		for h, m := range byReceipt {
 			switch {
-			case beatCut || !failed[h]:
-				// Extended (a beat cut by its own bound perhaps): from
-				// now at least, as SQS counts from its answer.
+			case !refused[h]:
+				// Extended, or perhaps (a call cut by its bound, or
+				// unanswered, may have been applied): from now at
+				// least, as SQS counts from its answer.
 				if end := now.Add(r.Visibility); end.After(m.holdEnds) {
 					m.holdEnds = end
 				}

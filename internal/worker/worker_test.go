@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/smithy-go"
 	"github.com/jonboulle/clockwork"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -1594,7 +1595,7 @@ type refusedBeats struct{ queue.API }
 
 func (f refusedBeats) ChangeMessageVisibilityBatch(ctx context.Context, in *sqs.ChangeMessageVisibilityBatchInput, optFns ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error) {
 	if in.Entries[0].VisibilityTimeout > 0 {
-		return nil, errors.New("ThrottlingException: rate exceeded")
+		return nil, &smithy.GenericAPIError{Code: "ThrottlingException", Message: "rate exceeded"}
 	}
 	return f.API.ChangeMessageVisibilityBatch(ctx, in, optFns...)
 }
@@ -1639,7 +1640,7 @@ func (c *cutThenRefused) ChangeMessageVisibilityBatch(ctx context.Context, in *s
 			<-ctx.Done()
 			return nil, ctx.Err()
 		}
-		return nil, errors.New("ThrottlingException: rate exceeded")
+		return nil, &smithy.GenericAPIError{Code: "ThrottlingException", Message: "rate exceeded"}
 	}
 	return c.API.ChangeMessageVisibilityBatch(ctx, in, optFns...)
 }
@@ -1663,4 +1664,33 @@ func TestCutBeatMayHaveExtended(t *testing.T) {
 	}
 	f.clock.Advance(10 * time.Second) // 40 s: refused again, and out
 	within(t, 5*time.Second, "work cancelled", func() bool { return msg.Context().Err() != nil })
+}
+
+// unansweredBeats fails every heartbeat's change as a connection reset
+// after the request went out would: perhaps applied.
+type unansweredBeats struct{ queue.API }
+
+func (u unansweredBeats) ChangeMessageVisibilityBatch(ctx context.Context, in *sqs.ChangeMessageVisibilityBatchInput, optFns ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error) {
+	if in.Entries[0].VisibilityTimeout > 0 {
+		return nil, errors.New("read tcp 10.0.0.1:443: connection reset by peer")
+	}
+	return u.API.ChangeMessageVisibilityBatch(ctx, in, optFns...)
+}
+
+// TestUnansweredBeatsKeepTheHold: beats that fail without SQS's answer (a
+// reset connection, a timeout) may have been applied: the message is
+// not dropped for them, however long (they warn, and are counted).
+func TestUnansweredBeatsKeepTheHold(t *testing.T) {
+	f := setup(t)
+	rt, m := f.runtime(unansweredBeats{f.client}, 1)
+	msg := f.held(t, rt)
+	for i := range 6 {
+		f.clock.Advance(10 * time.Second)
+		within(t, 5*time.Second, "a failed beat", func() bool { return testutil.ToFloat64(m.Errors.WithLabelValues("heartbeat")) >= float64(i+1) })
+	}
+	time.Sleep(100 * time.Millisecond)
+	if msg.Context().Err() != nil || rt.Held() != 1 {
+		t.Fatal("dropped for beats SQS may have applied")
+	}
+	msg.Ack()
 }
