@@ -6,9 +6,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -99,12 +97,12 @@ func newDeployment(path string, opts options) (*deployment, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
-	var doc bytes.Buffer
-	if err := json.Compact(&doc, raw); err != nil {
+	doc, err := config.Compacted(raw)
+	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
-	if doc.Len() > maxParameterBytes {
-		return nil, fmt.Errorf("config %s: %d bytes compacted; an SSM parameter holds at most %d", path, doc.Len(), maxParameterBytes)
+	if len(doc) > config.MaxParameter {
+		return nil, fmt.Errorf("config %s: %d bytes compacted; an SSM parameter holds at most %d", path, len(doc), config.MaxParameter)
 	}
 	p, err := newPlan(cfg)
 	if err != nil {
@@ -120,7 +118,7 @@ func newDeployment(path string, opts options) (*deployment, error) {
 		return nil, err
 	}
 	abs, _ := filepath.Abs(path)
-	return &deployment{Config: cfg, ConfigPath: abs, Document: doc.String(), Options: opts, Plan: p, RepoRoot: root, Stacks: map[string]awscdk.Stack{}}, nil
+	return &deployment{Config: cfg, ConfigPath: abs, Document: string(doc), Options: opts, Plan: p, RepoRoot: root, Stacks: map[string]awscdk.Stack{}}, nil
 }
 
 // addStacks adds one stack per region with work, ordered so that every

@@ -12,12 +12,10 @@ import (
 	"github.com/aws/jsii-runtime-go"
 )
 
-// SSM parameter limits: a standard parameter holds 4 KB, an advanced one
-// (charged monthly) 8 KB.
-const (
-	maxParameterBytes      = 8192
-	configParameterPattern = "/%s/config" // stackName
-)
+// configParameterPattern names the config parameter (stackName). A
+// standard parameter holds 4 KB, an advanced one (charged monthly) 8 KB
+// (config.MaxParameter).
+const configParameterPattern = "/%s/config"
 
 // regionStack is one region's resources, as the constructs that build them
 // hand them to each other.

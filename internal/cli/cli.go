@@ -164,6 +164,16 @@ func validate(ctx context.Context, args []string, env Env) error {
 	for _, w := range c.Warnings() {
 		fmt.Fprintf(env.Stderr, "%s: warning: %s\n", args[0], w)
 	}
+	if !strings.HasPrefix(args[0], config.SSMScheme) {
+		// A file, which the CDK app stores in SSM compacted: said here,
+		// not first at synth.
+		if raw, err := config.Read(ctx, args[0], nil); err == nil {
+			if doc, err := config.Compacted(raw); err == nil && len(doc) > config.MaxParameter {
+				fmt.Fprintf(env.Stderr, "%s: warning: %d bytes compacted, more than an SSM parameter holds (%d): the CDK app refuses it; a worker reads it only as a file\n",
+					args[0], len(doc), config.MaxParameter)
+			}
+		}
+	}
 	fmt.Fprintf(env.Stdout, "%s: ok (%d regions, %d rules)\n", args[0], len(c.Settings.Regions), len(c.Rules))
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -44,6 +45,17 @@ func TestConfigValidate(t *testing.T) {
 	os.WriteFile(longer, []byte(strings.Replace(string(example), `"prefix": "us/"`, `"prefix": "from-us/"`, 1)), 0o644)
 	if _, stderr, err = run(t, "config", "validate", longer); err != nil || !strings.Contains(stderr, "warning: rules[0].destinations[1].prefix: is 3 bytes longer") {
 		t.Errorf("no warning about the lengthening prefix rewrite: %v\n%s", err, stderr)
+	}
+	// Valid, but more than an SSM parameter holds: the CDK app would
+	// refuse it at synth; said here first.
+	var globs []string
+	for i := range 200 {
+		globs = append(globs, fmt.Sprintf(`"tmp/%03d/*.partial-upload-of-a-long-name"`, i))
+	}
+	large := filepath.Join(t.TempDir(), "large.json")
+	os.WriteFile(large, []byte(strings.Replace(string(example), `"ignore": [`, `"ignore": [`+strings.Join(globs, ",")+",", 1)), 0o644)
+	if out, stderr, err := run(t, "config", "validate", large); err != nil || !strings.Contains(out, "ok") || !strings.Contains(stderr, "more than an SSM parameter holds (8192)") {
+		t.Errorf("a config over 8 KB: %q %v, warned %q; want ok, and a warning that SSM cannot hold it", out, err, stderr)
 	}
 	// A parameter in SSM is read in a region, which is said when missing.
 	t.Setenv("AWS_REGION", "")

@@ -23,6 +23,20 @@ import (
 // but a file may be larger.
 const MaxDocument = 4 << 20
 
+// MaxParameter is the most an SSM parameter holds (the advanced tier's 8
+// KB), which the CDK app stores the document in, compacted (Compacted).
+const MaxParameter = 8192
+
+// Compacted is the document without its insignificant white space, as
+// the CDK app stores it.
+func Compacted(raw []byte) ([]byte, error) {
+	var b bytes.Buffer
+	if err := json.Compact(&b, raw); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
 // ParameterGetter is the one SSM call Load needs; *ssm.Client satisfies it.
 type ParameterGetter interface {
 	GetParameter(ctx context.Context, in *ssm.GetParameterInput, optFns ...func(*ssm.Options)) (*ssm.GetParameterOutput, error)
