@@ -223,15 +223,23 @@ func (p *Process) Stop() {
 // fails start-up, and says so, where the CDK app passes the URL (nothing
 // else would have looked at it before the first receive).
 func (p *Process) QueueURL(ctx context.Context, client *sqs.Client, name string) (Queue, error) {
-	url, err := QueueURL(ctx, client, p.Flags, name)
+	q, err := OpenQueue(ctx, client, p.Flags, name)
+	return q, NotStarted(err)
+}
+
+// QueueOpener is the SQS calls OpenQueue makes; *sqs.Client satisfies it.
+type QueueOpener interface {
+	QueueURLGetter
+	QueueAttributesGetter
+}
+
+// OpenQueue resolves the queue (QueueURL) and reads it (ReadQueue).
+func OpenQueue(ctx context.Context, client QueueOpener, f Flags, name string) (Queue, error) {
+	url, err := QueueURL(ctx, client, f, name)
 	if err != nil {
-		return Queue{}, NotStarted(err)
+		return Queue{}, err
 	}
-	q, err := ReadQueue(ctx, client, url)
-	if err != nil {
-		return Queue{}, NotStarted(err)
-	}
-	return q, nil
+	return ReadQueue(ctx, client, url)
 }
 
 // Queue is what a worker learns of its queue as it starts.

@@ -204,10 +204,11 @@ func (w *Worker) takenOver(ctx context.Context, u uploads.Upload, err error) err
 	if err == nil || !onlyNoSuchUpload(err) {
 		return err
 	}
+	wait := func() error {
+		return fmt.Errorf("%w: upload %s of s3://%s/%s was completed or aborted by another delivery meanwhile (%v)", uploads.ErrRecorded, u.UploadID, u.Bucket, u.Key, err)
+	}
 	if ctx.Err() != nil {
-		// Cut (a stop, a deadline): no time to tell; a wait, as before
-		// the record was read.
-		return fmt.Errorf("%w: upload %s of s3://%s/%s gone meanwhile (%v)", uploads.ErrRecorded, u.UploadID, u.Bucket, u.Key, err)
+		return wait() // cut (a stop, a deadline): no time to tell
 	}
 	// A delivery forgets the record after its complete or abort: read
 	// again a little later before taking it for nobody's.
@@ -229,15 +230,13 @@ func (w *Worker) takenOver(ctx context.Context, u uploads.Upload, err error) err
 		select {
 		case <-w.Clock.After(forgetWait):
 		case <-ctx.Done():
-			// Cut (a stop, a deadline): no time to tell; a wait, as
-			// before the record was read.
-			return fmt.Errorf("%w: upload %s of s3://%s/%s gone meanwhile (%v)", uploads.ErrRecorded, u.UploadID, u.Bucket, u.Key, err)
+			return wait()
 		}
 		if recorded() {
 			return fmt.Errorf("upload %s of s3://%s/%s is gone though no delivery completed or aborted it: aborted by the bucket's lifecycle rule (an upload older than its AbortIncompleteMultipartUpload days) or by hand; the next delivery starts it over: %w", u.UploadID, u.Bucket, u.Key, err)
 		}
 	}
-	return fmt.Errorf("%w: upload %s of s3://%s/%s was completed or aborted by another delivery meanwhile (%v)", uploads.ErrRecorded, u.UploadID, u.Bucket, u.Key, err)
+	return wait()
 }
 
 // forgetWait is how long takenOver gives another delivery, which has

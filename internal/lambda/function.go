@@ -360,16 +360,12 @@ func (f *Function) buildSource(ctx context.Context, cfg *config.Config) (func(co
 		return nil, nil, err
 	}
 	sqsClient := sqs.NewFromConfig(f.aws)
-	url, err := app.QueueURL(ctx, sqsClient, f.env.Flags, queueName)
-	if err != nil {
-		return nil, nil, err
-	}
-	qa, err := app.ReadQueue(ctx, sqsClient, url)
+	qa, err := app.OpenQueue(ctx, sqsClient, f.env.Flags, queueName)
 	if err != nil {
 		return nil, nil, err
 	}
 	cfg = app.Receives(cfg, qa, f.log)
-	q := queue.New(sqsClient, url)
+	q := queue.New(sqsClient, qa.URL)
 	s3Client := awsapi.S3(f.aws, region)
 	if err := source.CheckBuckets(ctx, s3Client, cfg, region.Name, rules, f.log); err != nil {
 		return nil, nil, err
@@ -414,16 +410,12 @@ func initBenchmark(configured time.Duration, memoryMB int) time.Duration {
 func (f *Function) buildTarget(ctx context.Context, cfg *config.Config) (func(context.Context, events.SQSEvent) (events.SQSEventResponse, error), func(context.Context), error) {
 	region, _ := cfg.Region(f.env.Flags.Region) // deliver.New checks it
 	sqsClient := sqs.NewFromConfig(f.aws)
-	url, err := app.QueueURL(ctx, sqsClient, f.env.Flags, cfg.TargetQueueName())
-	if err != nil {
-		return nil, nil, err
-	}
-	qa, err := app.ReadQueue(ctx, sqsClient, url)
+	qa, err := app.OpenQueue(ctx, sqsClient, f.env.Flags, cfg.TargetQueueName())
 	if err != nil {
 		return nil, nil, err
 	}
 	cfg = app.Receives(cfg, qa, f.log)
-	q := queue.New(sqsClient, url)
+	q := queue.New(sqsClient, qa.URL)
 	s3c, err := awsapi.CheckedS3(ctx, f.aws, region) // as the Fargate worker (cmd/xrc-target)
 	if err != nil {
 		return nil, nil, err

@@ -107,10 +107,7 @@ func TestCutCopyWhoseRelayIsRefusedIsNoStop(t *testing.T) {
 // receive is its last try again) and its deferral counted, as an
 // object's message is; it was left to reach the DLQ for the stop.
 func TestRelayCutOnItsLastTrySentAgain(t *testing.T) {
-	env, cfg, dep := deployDirect(t, "relaylast", func(c *config.Config) {
-		c.Settings.Worker.MaxReceiveCount = 2
-		c.Settings.Worker.DrainTimeout = config.Duration(500 * time.Millisecond)
-	})
+	env, cfg, dep := deployShortStops(t, "relaylast")
 	ctx := context.Background()
 	sqsc, src, dst := stackClients(t, env)
 	staging := cfg.Settings.Regions[0].StagingBucket
@@ -169,10 +166,7 @@ func TestRelayCutOnItsLastTrySentAgain(t *testing.T) {
 // ever, and visible at once to the stopping task's own polls. Once its
 // deferrals reach maxReceiveCount it goes its way to the DLQ.
 func TestRelayStoppedBeforeItsTurn(t *testing.T) {
-	env, cfg, dep := deployDirect(t, "relayturn", func(c *config.Config) {
-		c.Settings.Worker.MaxReceiveCount = 2
-		c.Settings.Worker.DrainTimeout = config.Duration(500 * time.Millisecond)
-	})
+	env, cfg, dep := deployShortStops(t, "relayturn")
 	ctx := context.Background()
 	sqsc, src, dst := stackClients(t, env)
 	staging := cfg.Settings.Regions[0].StagingBucket
@@ -254,6 +248,16 @@ func deployDirect(t *testing.T, prefix string, edit func(*config.Config)) (local
 		if edit != nil {
 			edit(c)
 		}
+	})
+}
+
+// deployShortStops is deployDirect with two receives to a message and a
+// drain of half a second: a relay's first receive can be its last try,
+// and a stop cuts what runs.
+func deployShortStops(t *testing.T, prefix string) (localstack.Env, *config.Config, localstack.Deployment) {
+	return deployDirect(t, prefix, func(c *config.Config) {
+		c.Settings.Worker.MaxReceiveCount = 2
+		c.Settings.Worker.DrainTimeout = config.Duration(500 * time.Millisecond)
 	})
 }
 
