@@ -605,3 +605,54 @@ func TestMetadataNeverPastTheLimit(t *testing.T) {
 		}
 	}
 }
+
+// TestWritesWithoutRoomForOrder: at every size of a source's own metadata,
+// as AWS and as MinIO count it, the provenance a write carries never lets
+// an older delete remove it (a newer write delivered first), and names the
+// write for its own undo (a delete propagated meanwhile) or says it cannot:
+// the budget may leave only xrc's marks (archiveDropped, the key mark),
+// no sequencer and no time.
+func TestWritesWithoutRoomForOrder(t *testing.T) {
+	t0 := time.UnixMilli(1795315730000)
+	m := &manifest.Manifest{ArchiveID: "20261122T030131Z-280ec2e843a1"}
+	sum := make([]byte, 32)
+	// W1 and W3 are writes of one key, D2 a delete between them; W3's
+	// event is a second and more after the delete.
+	w1 := manifest.Object{Bucket: "src", Key: "k", Sequencer: "0055B8D2A1C0F3E7A1", LastModified: t0, EventTime: t0.Add(300 * time.Millisecond)}
+	d2 := manifest.Object{Bucket: "src", Key: "k", Sequencer: "0055B8D2A1C0F3E7A2", LastModified: t0.Add(2 * time.Second)}
+	w3 := manifest.Object{Bucket: "src", Key: "k", Sequencer: "0055B8D2A1C0F3E7A3", LastModified: t0.Add(4 * time.Second), EventTime: t0.Add(4200 * time.Millisecond)}
+	bands := map[string]bool{}
+	for _, aws := range []bool{true, false} {
+		w := &Worker{Deps: Deps{Log: zap.NewNop(), Metrics: NewMetrics(prometheus.NewRegistry())}, awsBudget: aws}
+		for n := 1800; n <= maxMetadata; n++ {
+			user := map[string]string{"blob": strings.Repeat("m", n-len("blob"))}
+			name := fmt.Sprintf("aws=%v, %d bytes of the source's own", aws, n)
+			p1, p3 := w1, w3
+			p1.Metadata, p3.Metadata = user, user
+			own := readProvenance(w.metadata(m, &p1, sum), "k")
+			newer := readProvenance(w.metadata(m, &p3, sum), "k")
+			if newer.ok && !newer.unordered() && !newer.newerThanDelete(&d2) {
+				t.Errorf("%s: an older delete removes the newer write (provenance %+v)", name, newer)
+			}
+			if own.ok && !own.holds(&p1) && !own.unidentified(&p1) {
+				t.Errorf("%s: a write neither named by its provenance nor said to be unnamed (provenance %+v)", name, own)
+			}
+			if own.holds(&p3) || newer.holds(&p1) {
+				t.Errorf("%s: one write taken for another", name)
+			}
+			switch {
+			case !own.ok:
+				bands["none"] = true
+			case own.unordered():
+				bands["marks only"] = true
+			case own.sequencer == "":
+				bands["times only"] = true
+			}
+		}
+	}
+	for _, b := range []string{"none", "marks only", "times only"} {
+		if !bands[b] {
+			t.Errorf("no size left the provenance with %s: the sizes tried miss the band", b)
+		}
+	}
+}

@@ -11,7 +11,7 @@ import (
 type Metrics struct {
 	*worker.Metrics
 	Archives        *prometheus.CounterVec   // by result: done, failed, invalid, rejected, missing
-	Objects         *prometheus.CounterVec   // by rule, result: written, retagged, retag_wait, skipped_older, skipped_deleted, skipped_absent, skipped_stale, skipped_not_xrc, deleted, delete_skipped, delete_not_ours, delete_absent, failed
+	Objects         *prometheus.CounterVec   // by rule, result: written, retagged, retag_wait, skipped_older, skipped_deleted, skipped_absent, skipped_stale, skipped_not_xrc, deleted, delete_skipped, delete_not_ours, delete_unordered, delete_absent, failed
 	Bytes           *prometheus.CounterVec   // uncompressed bytes written to destinations, by rule
 	ArchiveBytes    *prometheus.CounterVec   // archive bytes delivered from staging, by rule
 	StagingRead     prometheus.Counter       // bytes read from staging by every GET, re-reads included

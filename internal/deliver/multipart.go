@@ -100,7 +100,7 @@ func readPart(body io.Reader, buf []byte, size int) ([]byte, error) {
 // a SHA) it can combine across parts: the source object's own when it has
 // one (checksum.go), checked by S3 on completion, else a CRC32C computed
 // here.
-func (w *Worker) multipart(ctx context.Context, wr *write, o *manifest.Object, in *s3.PutObjectInput) (version *string, err error) {
+func (w *Worker) multipart(ctx context.Context, wr *write, o *manifest.Object, rt config.Route, in *s3.PutObjectInput) (version *string, err error) {
 	u, have, err := w.resume(ctx, wr, o, in)
 	if err != nil {
 		return nil, err
@@ -114,6 +114,20 @@ func (w *Worker) multipart(ctx context.Context, wr *write, o *manifest.Object, i
 	}
 	if source {
 		full = sum.value
+	}
+	if in.IfMatch != nil {
+		// The condition names bytes, not a write, and the upload took
+		// its time: a newer write of the same bytes (a rollback) landed
+		// meanwhile would pass it, and be replaced by this older one.
+		// Read again, so the window is the moment to the complete, as for
+		// a PUT.
+		etag, _, prov, err := w.state(ctx, o, rt)
+		if err != nil {
+			return nil, err // the upload stays for the next delivery
+		}
+		if etag == *in.IfMatch && prov.newerOrSame(o) {
+			return nil, &refusedComplete{u: u, err: fmt.Errorf("s3://%s/%s: a write as new or newer, of the same bytes as the one read, landed during the upload", rt.Bucket, rt.Key)}
+		}
 	}
 	cin := &s3.CompleteMultipartUploadInput{
 		Bucket: in.Bucket, Key: in.Key, UploadId: &u.UploadID,

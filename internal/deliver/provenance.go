@@ -199,8 +199,27 @@ func (p provenance) holds(o *manifest.Object) bool {
 		return false
 	case p.sequencer != "" && o.Sequencer != "":
 		return p.sequencer == o.Sequencer && (p.modified == 0 || p.modified == mod)
+	case p.sequencer == "" && o.Sequencer != "" && p.seen != 0:
+		// The budget dropped the sequencer and kept when the write
+		// completed (its event's time, in milliseconds): a name for one
+		// write, as a whole second is not.
+		return p.seen == seenOf(o).UnixMilli() && (p.modified == 0 || p.modified == mod)
 	}
 	return p.sequencer == o.Sequencer && p.modified == mod
+}
+
+// unordered reports provenance the metadata budget left without anything
+// that orders the write (a sequencer, a time), only marks of xrc's
+// (archiveDropped, the key mark): xrc's write, of no known time.
+func (p provenance) unordered() bool {
+	return p.ok && p.sequencer == "" && p.modified == 0 && p.seen == 0
+}
+
+// unidentified reports provenance that cannot say whether it is o's
+// write, o being a write its event orders: the sequencer and the time of
+// its completion both dropped by the metadata budget.
+func (p provenance) unidentified(o *manifest.Object) bool {
+	return p.ok && o.Sequencer != "" && p.sequencer == "" && p.seen == 0
 }
 
 // newerThanDelete reports whether the destination holds a write that
@@ -214,6 +233,16 @@ func (p provenance) newerThanDelete(d *manifest.Object) bool {
 		return true
 	}
 	return p.modified > d.LastModified.UnixMilli()
+}
+
+// seenOf is the time xrc-seen records for o: when the source read it, or
+// for a write its event orders and the source did not read (a delete's
+// read-back, say), when that write completed.
+func seenOf(o *manifest.Object) time.Time {
+	if o.Sequencer != "" && o.Seen.IsZero() {
+		return o.EventTime
+	}
+	return o.Seen
 }
 
 func seenMilli(t time.Time) string {
@@ -251,12 +280,10 @@ func (w *Worker) metadata(m *manifest.Manifest, o *manifest.Object, sum []byte) 
 		case MetaVersion:
 			return o.VersionID
 		case MetaSeen:
-			if o.Sequencer != "" && o.Seen.IsZero() {
-				// Current when it completed: a copy without a
-				// sequencer is ordered against that (newerOrSame).
-				return seenMilli(o.EventTime)
-			}
-			return seenMilli(o.Seen)
+			// For a write its event orders, current when it completed:
+			// a copy without a sequencer is ordered against that
+			// (newerOrSame).
+			return seenMilli(seenOf(o))
 		case MetaSHA256:
 			return hex.EncodeToString(sum) // read by xrc verify only
 		}

@@ -74,7 +74,7 @@ func (w *Worker) put(ctx context.Context, wr *write, o *manifest.Object, rt conf
 			return checksumRefused(err, own)
 		}
 		version = versionOf(out.VersionId)
-	} else if version, err = w.multipart(ctx, wr, o, in); err != nil {
+	} else if version, err = w.multipart(ctx, wr, o, rt, in); err != nil {
 		rc := (*refusedComplete)(nil)
 		if !errors.As(err, &rc) {
 			return err
@@ -169,6 +169,14 @@ func (w *Worker) undoIfDeleted(ctx context.Context, wr *write, o *manifest.Objec
 // failed before its own undo).
 func (w *Worker) undo(ctx context.Context, o *manifest.Object, rt config.Route) error {
 	etag, _, prov, err := w.state(ctx, o, rt)
+	if err == nil && etag != "" && !prov.holds(o) && prov.unidentified(o) {
+		// Ours or a newer write, and nothing says which: left, as a
+		// newer write removed would be lost for good, and said.
+		w.Metrics.Errors.WithLabelValues("undo_unidentified").Inc()
+		w.Log.Warn("write overtaken by a delete, and the destination's object carries no sequencer or time to tell it from a newer write (its metadata left no room): left in place, the source's delete not applied",
+			zap.String("bucket", rt.Bucket), zap.String("key", rt.Key), zap.String("source_key", o.Key))
+		return nil
+	}
 	if err != nil || etag == "" || !prov.holds(o) {
 		return err // gone already, or no longer our write
 	}

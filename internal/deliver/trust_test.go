@@ -1329,6 +1329,108 @@ func TestOwnWriteWithLittleMetadataRoom(t *testing.T) {
 	}
 }
 
+// rollbackDuringUpload stands for a newer write of key, of the same bytes
+// as the older one there (a rollback: the same ETag), landing while a
+// large write's upload is in flight, as its first part is sent.
+type rollbackDuringUpload struct {
+	deliver.S3API
+	key, seq, body string
+	once           sync.Once
+}
+
+func (r *rollbackDuringUpload) UploadPart(ctx context.Context, in *s3.UploadPartInput, o ...func(*s3.Options)) (*s3.UploadPartOutput, error) {
+	var err error
+	if aws.ToString(in.Key) == r.key {
+		r.once.Do(func() {
+			_, err = r.S3API.PutObject(ctx, &s3.PutObjectInput{Bucket: in.Bucket, Key: in.Key, Body: strings.NewReader(r.body),
+				Metadata: map[string]string{deliver.MetaArchive: "another-archive", deliver.MetaSequencer: r.seq}})
+		})
+	}
+	if err != nil {
+		return nil, err
+	}
+	return r.S3API.UploadPart(ctx, in, o...)
+}
+
+// TestLargeWriteRacingARollback: a newer write of the same bytes as the
+// object a large write read (so of the same ETag) that lands during the
+// upload is not replaced by the older write's complete, which its
+// condition, on that ETag, would let through: the key is read again
+// before the complete.
+func TestLargeWriteRacingARollback(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t, nil)
+	ctx := context.Background()
+	dst := p.cfg.Rules[0].Destinations[0].Bucket
+	staging := p.cfg.Settings.Regions[1].StagingBucket
+	k := "data/rollback/k.txt"
+	if _, err := p.dst.PutObject(ctx, &s3.PutObjectInput{Bucket: &dst, Key: &k, Body: strings.NewReader("version 1"),
+		Metadata: map[string]string{deliver.MetaArchive: "archive-1", deliver.MetaSequencer: seqAt(1)}}); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	w := p.targetWorker(t, deliver.Deps{S3: &rollbackDuringUpload{S3API: p.dst, key: k, seq: seqAt(3), body: "version 1"}, Metrics: deliver.NewMetrics(reg)})
+	m, objs := p.objectArchive("rollback-2", k, seqAt(2), textData(7, deliver.BufferMax+1<<20))
+	p.stage(t, "r1/rollback-2.tar.zst", m, objs)
+	if err := w.Deliver(ctx, staging, "r1/rollback-2.tar.zst"); err != nil {
+		t.Fatal(err)
+	}
+	h, err := p.dst.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &dst, Key: &k})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := h.Metadata[deliver.MetaSequencer]; got != seqAt(3) {
+		t.Errorf("destination holds the write of sequencer %s, want the newer rollback's %s", got, seqAt(3))
+	}
+	if n := metric(t, reg, "xrc_target_objects_total", "result", "skipped_older"); n != 1 {
+		t.Errorf("skipped_older = %v, want 1", n)
+	}
+	if n := p.uploading(t, dst, k); n != 0 {
+		t.Errorf("%d uploads left", n)
+	}
+}
+
+// TestDeleteLeavesAWriteOfNoKnownTime: a write whose own metadata left
+// room for xrc's marks only (no sequencer, no time), delivered before an
+// older delete of its key, is not removed by that delete: nothing says
+// which came first, and a newer write removed would be lost for good. The
+// delete is passed by, counted delete_unordered.
+func TestDeleteLeavesAWriteOfNoKnownTime(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t, func(c *config.Config) { c.Rules[0].Deletes = true })
+	ctx := context.Background()
+	dst := p.cfg.Rules[0].Destinations[0].Bucket
+	staging := p.cfg.Settings.Regions[1].StagingBucket
+	reg := prometheus.NewRegistry()
+	w := p.targetWorker(t, deliver.Deps{Metrics: deliver.NewMetrics(reg)})
+	k := "data/budget/unordered"
+	// 2,020 bytes as MinIO counts: room for the archive's and key's marks.
+	md := map[string]string{"a": strings.Repeat("v", 2008)}
+	m, objs := p.objectArchive("20261202T000000Z-abcdef12-000000000003", k, seqAt(3), []byte("version 3"))
+	objs[0].Metadata, m.Objects[0].Metadata = md, md
+	p.stage(t, "r1/unordered-3.tar.zst", m, objs)
+	if err := w.Deliver(ctx, staging, "r1/unordered-3.tar.zst"); err != nil {
+		t.Fatal(err)
+	}
+	h, err := p.dst.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &dst, Key: &k})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Metadata[deliver.MetaSequencer] != "" || h.Metadata[deliver.MetaModified] != "" || h.Metadata[deliver.MetaSeen] != "" || !deliver.WrittenByXRC(h.Metadata, k) {
+		t.Fatalf("provenance at the destination %v: want xrc's marks without a sequencer or time", h.Metadata)
+	}
+	p.stage(t, "r1/unordered-del-2.tar.zst", p.deleteArchive("20261202T000000Z-abcdef12-000000000002", k, seqAt(2)), nil)
+	if err := w.Deliver(ctx, staging, "r1/unordered-del-2.tar.zst"); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.read(t, dst, k); string(got) != "version 3" {
+		t.Errorf("after an older delete the destination holds %q, want the newer write", got)
+	}
+	if n := metric(t, reg, "xrc_target_objects_total", "result", "delete_unordered"); n != 1 {
+		t.Errorf("delete_unordered = %v, want 1", n)
+	}
+}
+
 // TestArchiveCopiedFromHereStays: in a rule's own source region, also a
 // target, an archive the source copies from here to direct regions stays
 // after its delivery here (tagged delivered, for lifecycle): deleted, the
