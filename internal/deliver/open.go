@@ -60,8 +60,8 @@ func (w *Worker) open(ctx context.Context, bucket, key, version string) (*archiv
 	return r, closers{out.Body, held}, out, nil
 }
 
-// resumeTries is how many times one archive's read resumes after failing
-// mid-stream.
+// resumeTries is how many times in a row one archive's read resumes after
+// failing mid-stream (a row ends awsapi.FreshRun bytes on).
 const resumeTries = 3
 
 // manifestCharge is what decoding and holding a manifest of size bytes

@@ -398,8 +398,8 @@ func (w *Worker) streamObject(ctx context.Context, aw *archive.Writer, i int, o 
 	return nil
 }
 
-// resumeTries is how many times one object's read resumes after failing
-// mid-stream.
+// resumeTries is how many times in a row one object's read resumes after
+// failing mid-stream (a row ends awsapi.FreshRun bytes on).
 const resumeTries = 3
 
 // trackingReader remembers the reader's own error, telling source failures
