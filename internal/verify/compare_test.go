@@ -235,11 +235,24 @@ func TestReports(t *testing.T) {
 	if err := cr.Close(sum); err != nil {
 		t.Fatal(err)
 	}
-	want := "kind,region,source_bucket,source_key,destination_bucket,destination_key,source_size,destination_size,source_modified,replicated_modified,written_by_xrc,detail\n" +
+	const csvHeaderLine = "kind,region,source_bucket,source_key,destination_bucket,destination_key,source_size,destination_size,source_modified,replicated_modified,written_by_xrc,detail\n"
+	want := csvHeaderLine +
 		"missing,eu-west-1,s,\"k,1\",d,\"k,1\",5,,2026-12-01T10:00:00Z,,false,\n" +
 		"extra,eu-west-1,s,\"x\n\",d,\"x\n\",,5,,,true,gone\n"
 	if cb.String() != want {
 		t.Errorf("CSV:\n%s\nwant:\n%s", cb.String(), want)
+	}
+	// A run that stopped early says so in the CSV too: a header alone
+	// would read as no differences.
+	cb.Reset()
+	if cr, err = NewCSVReport(&cb); err != nil {
+		t.Fatal(err)
+	}
+	if err := cr.Close(Summary{Rule: "r", Error: "listing s3://s: AccessDenied"}); err != nil {
+		t.Fatal(err)
+	}
+	if want := csvHeaderLine + "incomplete,,,,,,,,,,,listing s3://s: AccessDenied\n"; cb.String() != want {
+		t.Errorf("CSV of a stopped run:\n%s\nwant:\n%s", cb.String(), want)
 	}
 
 	for _, n := range []int{0, 2} {

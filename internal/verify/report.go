@@ -58,10 +58,20 @@ func textCell(s string) string {
 }
 
 // Close flushes the rows; the summary goes to the terminal, not the CSV.
-func (r *CSVReport) Close(Summary) error {
+// A run that stopped before comparing everything ends with an
+// "incomplete" row saying why: its rows alone (a header only, say) would
+// read as a clean comparison.
+func (r *CSVReport) Close(s Summary) error {
+	if s.Error != "" {
+		r.w.Write([]string{incomplete, "", "", "", "", "", "", "", "", "", "", textCell(s.Error)})
+	}
 	r.w.Flush()
 	return r.w.Error()
 }
+
+// incomplete is the kind of the CSV report's last row when the run
+// stopped before comparing everything.
+const incomplete = "incomplete"
 
 func intCell(p *int64) string {
 	if p == nil {
