@@ -50,6 +50,7 @@ type DestAPI interface {
 	ListAPI
 	TagAPI
 	HeadObject(ctx context.Context, in *s3.HeadObjectInput, optFns ...func(*s3.Options)) (*s3.HeadObjectOutput, error)
+	HeadBucket(ctx context.Context, in *s3.HeadBucketInput, optFns ...func(*s3.Options)) (*s3.HeadBucketOutput, error)
 }
 
 // GetAPI reads an inventory report; *s3.Client satisfies it.
@@ -147,7 +148,11 @@ type Counts struct {
 	// Archived differ but are in GLACIER or DEEP_ARCHIVE (or an archive
 	// tier) unrestored: not sent, as the source could not read them.
 	Archived int64 `json:"archived"`
-	Enqueued int64 `json:"enqueued"` // events sent (dry run: that would be sent)
+	// ArchivedSince is the oldest archived object's Last-Modified: a
+	// restore leaves it as it was, so a run that sends them once restored
+	// needs a Since no later.
+	ArchivedSince time.Time `json:"archivedSince,omitzero"`
+	Enqueued      int64     `json:"enqueued"` // events sent (dry run: that would be sent)
 	// Late of the writes sent were made after the last complete run
 	// started, and more than Options.LateAfter before they were compared:
 	// written while xrc ran, long enough ago that their events should
@@ -183,7 +188,16 @@ type Counts struct {
 type counters struct {
 	listed, matched, compared, missing, resized, older, upToDate, tagsDiffer, notByXRC, unroutable, archived atomic.Int64
 	enqueued, late, lateMultipart, lateMultipartRuns, bytes, tasks, tasksDone, resumed, scanBytes, scanTotal atomic.Int64
-	inventoryOf                                                                                              atomic.Int64 // Unix ms
+	inventoryOf, archivedSince                                                                               atomic.Int64 // Unix ms
+}
+
+// lowest stores v in a unless a holds a lower one (0: none).
+func lowest(a *atomic.Int64, v int64) {
+	for old := a.Load(); old == 0 || v < old; old = a.Load() {
+		if a.CompareAndSwap(old, v) {
+			return
+		}
+	}
 }
 
 // unixMilli is ms as a time, zero for 0.
@@ -200,7 +214,7 @@ func (c *counters) snapshot() Counts {
 		Resized: c.resized.Load(), Older: c.older.Load(), UpToDate: c.upToDate.Load(), TagsDiffer: c.tagsDiffer.Load(), NotByXRC: c.notByXRC.Load(),
 		Unroutable: c.unroutable.Load(), Archived: c.archived.Load(), Enqueued: c.enqueued.Load(), Late: c.late.Load(), LateMultipart: c.lateMultipart.Load(), LateMultipartRuns: c.lateMultipartRuns.Load(), Bytes: c.bytes.Load(), Tasks: c.tasks.Load(),
 		TasksDone: c.tasksDone.Load(), Resumed: c.resumed.Load(), ScanBytes: c.scanBytes.Load(), ScanTotal: c.scanTotal.Load(),
-		InventoryOf: unixMilli(c.inventoryOf.Load()),
+		InventoryOf: unixMilli(c.inventoryOf.Load()), ArchivedSince: unixMilli(c.archivedSince.Load()),
 	}
 }
 
@@ -219,7 +233,9 @@ type run struct {
 	dests  []dest // the rule's destinations, deduplicated
 	// lastRun is when the last complete run started (completedRuns;
 	// zero: unknown), from which writes are counted late.
-	lastRun   time.Time
+	lastRun time.Time
+	// completed is a dry run's checkpoint, read for lastRun alone.
+	completed completedRuns
 	lateNamed atomic.Int64 // late writes named in the log
 
 	mu    sync.Mutex
@@ -243,7 +259,10 @@ func Run(ctx context.Context, o Options, d Deps) (Counts, error) {
 	if err != nil {
 		return Counts{}, err
 	}
-	err = r.start(ctx)
+	err = r.checkDests(ctx)
+	if err == nil {
+		err = r.start(ctx)
+	}
 	if err == nil {
 		err = r.work(ctx)
 	}
@@ -296,17 +315,21 @@ func newRun(o Options, d Deps) (*run, error) {
 	if o.LateAfter <= 0 {
 		o.LateAfter = DefaultLateAfter
 	}
+	var completed completedRuns
 	if o.DryRun && d.Checkpoint != nil {
 		// A dry run sends nothing, so its progress is no one's to resume:
-		// a run resuming it would skip every object it only counted.
-		d.Log.Info("dry run: the checkpoint is neither read nor written")
+		// a run resuming it would skip every object it only counted. When
+		// the last complete run started is read all the same: a dry run's
+		// late writes alarm as a run's do.
+		d.Log.Info("dry run: no progress is resumed or kept")
+		completed, _ = d.Checkpoint.(completedRuns)
 		d.Checkpoint = nil
 	}
 	root, err := Root(o.Rule, o.Prefix)
 	if err != nil {
 		return nil, err
 	}
-	r := &run{Deps: d, o: o, root: root}
+	r := &run{Deps: d, o: o, root: root, completed: completed}
 	r.params = Params{Rule: o.Rule.ID, Bucket: o.Rule.SourceBucket, Prefix: root, Inventory: o.Inventory, Depth: o.Depth, Since: o.Since, Tags: o.Tags,
 		Scope: Scope(o.Rule)}
 	if (o.Inventory == "" || o.Tags) && d.Source == nil {
@@ -350,10 +373,35 @@ func Root(rule *config.Rule, prefix string) (string, error) {
 	return "", fmt.Errorf("prefix %q is outside rule %s's prefix %q", prefix, rule.ID, rule.Prefix)
 }
 
+// checkDests fails unless every destination bucket is there: a HEAD of a
+// key in a missing bucket answers a bare 404, which an inventory run takes
+// for a missing object, so it would send every object to fail at the
+// target.
+func (r *run) checkDests(ctx context.Context) error {
+	for _, d := range r.dests {
+		_, err := d.api.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &d.d.Bucket})
+		switch {
+		case awsapi.IsNotFound(err):
+			return fmt.Errorf("rule %s: destination bucket %s is not in %s (its name, or the region's s3Endpoint); nothing sent: %w", r.o.Rule.ID, d.d.Bucket, d.d.Region, err)
+		case err != nil:
+			return fmt.Errorf("rule %s: checking destination bucket %s in %s; nothing sent: %w", r.o.Rule.ID, d.d.Bucket, d.d.Region, err)
+		}
+	}
+	return nil
+}
+
 // start loads or begins the checkpoint: a resumed run takes the earlier
 // run's since, which a relative -since would otherwise move.
 func (r *run) start(ctx context.Context) error {
 	if r.Checkpoint == nil {
+		if r.completed != nil {
+			// Read-only: no lease, so a dry run goes beside a live run.
+			if err := r.completed.LoadCompleted(ctx); err != nil {
+				return err
+			}
+			r.lastRun = r.completed.LastCompleted()
+			r.widenSince()
+		}
 		r.state = &State{Params: r.params, Tasks: map[string]Progress{}}
 		return nil
 	}
@@ -401,9 +449,10 @@ func (r *run) start(ctx context.Context) error {
 
 // completedRuns is a checkpoint that remembers when the last run that
 // listed the whole rule and completed started (DynamoCheckpoint): recorded
-// by Completed, read by LastCompleted after Load.
+// by Completed, read by LastCompleted after Load or LoadCompleted.
 type completedRuns interface {
 	Completed(ctx context.Context, started time.Time, lateMultipartRuns int64) error
+	LoadCompleted(ctx context.Context) error
 	LastCompleted() time.Time
 	LastLateMultipartRuns() int64
 }
@@ -414,12 +463,8 @@ type completedRuns interface {
 // window ("-since 2h") would miss it after a run longer than the schedule's
 // period.
 func (r *run) widenSince() {
-	c, ok := r.Checkpoint.(completedRuns)
-	if !ok || r.o.Since.IsZero() {
-		return
-	}
-	last := c.LastCompleted()
-	if last.IsZero() {
+	last := r.lastRun
+	if last.IsZero() || r.o.Since.IsZero() {
 		return
 	}
 	if since := last.Add(-awsapi.ClockSkew); since.Before(r.o.Since) {

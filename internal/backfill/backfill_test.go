@@ -14,6 +14,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -621,6 +622,30 @@ func TestClearCutShort(t *testing.T) {
 	}
 }
 
+// TestFailedCompletionGivesTheLeaseUp: a Clear whose completion write
+// fails (its deadline passed, the table throttled) gives the lease up, so
+// the next run resumes the checkpoint at once instead of being refused as
+// busy until the lease lapses (7 minutes).
+func TestFailedCompletionGivesTheLeaseUp(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	a := f.finishedRun(t, f.ddb, 3)
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := a.Clear(cctx); err == nil || !strings.Contains(err.Error(), "completing checkpoint") {
+		t.Fatalf("Clear out of time: %v, want its completion failed", err)
+	}
+	b := backfill.NewDynamoCheckpoint(f.ddb, f.cfg.TableName(), f.rule.ID, time.Now)
+	st, err := b.Load(ctx)
+	if err != nil || st == nil || len(st.Tasks) != 3 {
+		t.Fatalf("the run after: %+v %v, want the checkpoint resumed at once", st, err)
+	}
+	if err := b.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // blockingBatches lets one removal (TransactWriteItems of deletes) through, then holds the next
 // until released: a Clear removing thousands of items, caught midway.
 type blockingBatches struct {
@@ -1058,6 +1083,59 @@ func TestLateWritesCounted(t *testing.T) {
 	}
 }
 
+// TestDryRunCountsLateWrites: a dry run with -checkpoint ddb counts the
+// late writes a run would send (they alarm, as a run's do), reading when
+// the last complete run started without a lease or a write: it goes beside
+// a live run, and leaves the table as it was.
+func TestDryRunCountsLateWrites(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	if err := dataset.Upload(ctx, f.src, f.rule.SourceBucket, objects(4, 2), 4); err != nil {
+		t.Fatal(err)
+	}
+	o := backfill.Options{Rule: f.rule, Concurrency: 2, Depth: 1, Since: time.Now().Add(-2 * time.Hour)}
+	c1, err := backfill.Run(ctx, o, f.deps(f.queueURL(), backfill.NewDynamoCheckpoint(f.ddb, f.cfg.TableName(), f.rule.ID, time.Now)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.drain(t, f.queueURL(), int(c1.Enqueued))
+	lost := dataset.Object{Key: "data/p00/lost.txt", ContentType: "text/plain", Data: []byte("lost")}
+	if err := dataset.Put(ctx, f.src, f.rule.SourceBucket, &lost); err != nil {
+		t.Fatal(err)
+	}
+	// A live run holds the lease.
+	live := backfill.NewDynamoCheckpoint(f.ddb, f.cfg.TableName(), f.rule.ID, time.Now)
+	live.RenewEvery = time.Hour
+	if err := live.Start(ctx, &backfill.State{Params: backfill.Params{Rule: f.rule.ID}, Started: time.Now(), Tasks: map[string]backfill.Progress{}}); err != nil {
+		t.Fatal(err)
+	}
+	defer live.Flush(ctx)
+	items := func() []map[string]dynamodbtypes.AttributeValue {
+		out, err := f.ddb.Query(ctx, &dynamodb.QueryInput{TableName: aws.String(f.cfg.TableName()), KeyConditionExpression: aws.String("pk = :pk"),
+			ExpressionAttributeValues: map[string]dynamodbtypes.AttributeValue{":pk": &dynamodbtypes.AttributeValueMemberS{Value: config.KeyBackfill + f.rule.ID}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out.Items
+	}
+	before := items()
+	later := func() time.Time { return time.Now().Add(time.Hour) }
+	d := f.deps("", backfill.NewDynamoCheckpoint(f.ddb, f.cfg.TableName(), f.rule.ID, later))
+	d.Now = later
+	o.Since, o.DryRun = later().Add(-2*time.Hour), true
+	c2, err := backfill.Run(ctx, o, d)
+	if err != nil {
+		t.Fatalf("dry run beside a live run: %v", err)
+	}
+	if c2.Enqueued != 5 || c2.Late != 1 {
+		t.Errorf("dry run: %d to enqueue, %d late; want 5, of which %s late", c2.Enqueued, c2.Late, lost.Key)
+	}
+	if !reflect.DeepEqual(items(), before) {
+		t.Error("the dry run wrote to its checkpoint")
+	}
+}
+
 // TestInventoryMatchesListing: an S3 Inventory report of the bucket (CSV,
 // gzip, two data files, with rows a backfill must ignore: an old version,
 // a delete marker, another bucket, a key outside the rule) enqueues
@@ -1151,6 +1229,14 @@ func TestInventoryMatchesListing(t *testing.T) {
 		inv.Older != listing.Older || inv.Resized != listing.Resized || inv.UpToDate != listing.UpToDate || inv.Matched != listing.Matched {
 		t.Errorf("inventory counts %+v\n   listing counts %+v", inv, listing)
 	}
+	// A run that sends them once restored needs a -since no later.
+	oldest := src[objs[200].Key].modified
+	if m := src[objs[201].Key].modified; m.Before(oldest) {
+		oldest = m
+	}
+	if !inv.ArchivedSince.Equal(oldest.Truncate(time.Millisecond)) {
+		t.Errorf("archived since %v, want the oldest archived object's %v", inv.ArchivedSince, oldest)
+	}
 	if inv.ScanTotal == 0 || inv.ScanBytes != inv.ScanTotal || inv.TasksDone != 2 {
 		t.Errorf("inventory progress %+v", inv)
 	}
@@ -1225,6 +1311,97 @@ func TestInventoryFileCheckedAgainstItsManifest(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// inventoryRow is a current object's row in an inventory report.
+type inventoryRow struct {
+	key      string
+	size     int64
+	modified time.Time
+}
+
+// inventory writes an S3 Inventory report of f's source bucket, named
+// name, of one CSV data file of rows, and returns its manifest's location.
+func (f *fixture) inventory(t *testing.T, name string, rows ...inventoryRow) string {
+	t.Helper()
+	invBucket := f.cfg.Settings.StackName + "-inv"
+	if err := f.env.EnsureBucket(context.Background(), "us-east-1", invBucket, false); err != nil {
+		t.Fatal(err)
+	}
+	var csv bytes.Buffer
+	for _, r := range rows {
+		fmt.Fprintf(&csv, "%q,%q,\"%d\",%q\n", f.rule.SourceBucket, events.EncodeKey(r.key), r.size, r.modified.UTC().Format("2006-01-02T15:04:05.000Z"))
+	}
+	key := "inventory/" + f.rule.SourceBucket + "/" + name + "/data/0.csv"
+	f.put(t, invBucket, key, csv.Bytes())
+	sum := md5.Sum(csv.Bytes())
+	doc, _ := json.Marshal(map[string]any{
+		"sourceBucket": f.rule.SourceBucket, "destinationBucket": "arn:aws:s3:::" + invBucket, "version": "2016-11-30",
+		"creationTimestamp": strconv.FormatInt(time.Now().UnixMilli(), 10), "fileFormat": "CSV", "fileSchema": "Bucket, Key, Size, LastModifiedDate",
+		"files": []map[string]any{{"key": key, "size": csv.Len(), "MD5checksum": hex.EncodeToString(sum[:])}},
+	})
+	manifest := "inventory/" + f.rule.SourceBucket + "/" + name + "/2026-11-22T00-00Z/manifest.json"
+	f.put(t, invBucket, manifest, doc)
+	return "s3://" + invBucket + "/" + manifest
+}
+
+// TestMissingDestinationBucketSendsNothing: a destination bucket that is
+// not there (misnamed, removed) stops the run before anything is sent,
+// naming it. From an inventory, each key's HEAD answered a bare 404, read
+// as a missing object: every object was sent, to fail at the target.
+func TestMissingDestinationBucketSendsNothing(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	objs := objects(20, 2)
+	if err := dataset.Upload(ctx, f.src, f.rule.SourceBucket, objs, 8); err != nil {
+		t.Fatal(err)
+	}
+	var rows []inventoryRow
+	for k, o := range f.listed(t) {
+		rows = append(rows, inventoryRow{k, o.size, o.modified})
+	}
+	report := f.inventory(t, "gone", rows...)
+	rule := *f.rule
+	rule.Destinations = slices.Clone(rule.Destinations)
+	missing := f.cfg.Settings.StackName + "-gone"
+	rule.Destinations[0].Bucket = missing
+	for _, inventory := range []string{"", report} {
+		c, err := backfill.Run(ctx, backfill.Options{Rule: &rule, Inventory: inventory}, f.deps(f.queueURL(), nil))
+		if err == nil || !strings.Contains(err.Error(), "destination bucket "+missing+" is not in eu-west-1") || c.Enqueued != 0 {
+			t.Errorf("inventory %q: %v, %d enqueued; want the run stopped, naming the missing bucket, nothing sent", inventory, err, c.Enqueued)
+		}
+	}
+	if got := f.drain(t, f.queueURL(), 0); len(got) != 0 {
+		t.Errorf("%d keys sent", len(got))
+	}
+}
+
+// TestInventoryLeavesCopiesOfLaterWrites: a destination copy xrc made of
+// a write later than the report's row (the object rewritten since, its
+// event delivered) is up to date, whatever its size; one of an earlier
+// write, of another size, is sent.
+func TestInventoryLeavesCopiesOfLaterWrites(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	objs := []dataset.Object{{Key: "data/p00/newer.txt", Data: []byte("rewritten since the report")}, {Key: "data/p00/older.txt", Data: []byte("written before")}}
+	if err := dataset.Upload(ctx, f.src, f.rule.SourceBucket, objs, 2); err != nil {
+		t.Fatal(err)
+	}
+	src := f.listed(t)
+	reported := src[objs[0].Key].modified.Add(-time.Hour) // the write the report saw
+	f.putDest(t, objs[0].Key, objs[0].Data, src[objs[0].Key].modified, true)
+	f.putDest(t, objs[1].Key, objs[1].Data, reported.Add(-time.Hour), true)
+	report := f.inventory(t, "later", inventoryRow{objs[0].Key, 3, reported}, inventoryRow{objs[1].Key, 3, reported})
+	c, err := backfill.Run(ctx, backfill.Options{Rule: f.rule, Inventory: report}, f.deps(f.queueURL(), nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := f.drain(t, f.queueURL(), int(c.Enqueued))
+	if c.UpToDate != 1 || c.Resized != 1 || c.Enqueued != 1 || got[objs[0].Key] != nil || got[objs[1].Key] == nil {
+		t.Errorf("counts %+v, sent %v: want %s up to date, %s sent as of another size", c, slices.Collect(maps.Keys(got)), objs[0].Key, objs[1].Key)
 	}
 }
 

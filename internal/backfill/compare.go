@@ -76,25 +76,28 @@ func (s state) needsHead(src object) bool { return s.found && s.size == src.Size
 // are never compared (a multipart ETag is no digest, and the target uploads
 // with its own part size); see the package doc.
 func judge(src object, dst state) verdict {
-	switch {
-	case !dst.found:
+	if !dst.found {
 		return missing
-	case dst.size != src.Size:
-		return resized
 	}
-	if !deliver.WrittenByXRC(dst.meta, src.Key) {
-		return notByXRC
-	}
+	xrc := deliver.WrittenByXRC(dst.meta, src.Key)
 	ms, err := strconv.ParseInt(dst.meta[deliver.MetaModified], 10, 64)
-	if err != nil {
-		// Provenance without its time (dropped for lack of metadata
-		// room): it cannot be ordered, so it is left alone.
-		return upToDate
-	}
+	timed := xrc && err == nil
 	// HEAD, and so the provenance, carries whole seconds; a listing may
 	// carry milliseconds.
 	dstSec, srcSec := time.UnixMilli(ms).Unix(), src.LastModified.Unix()
 	switch {
+	case dst.size != src.Size && timed && dstSec > srcSec:
+		// xrc's copy of a later write than src (an inventory row, older
+		// than the report): its size is that write's.
+		return upToDate
+	case dst.size != src.Size:
+		return resized
+	case !xrc:
+		return notByXRC
+	case !timed:
+		// Provenance without its time (dropped for lack of metadata
+		// room): it cannot be ordered, so it is left alone.
+		return upToDate
 	case dstSec < srcSec:
 		return older
 	case dstSec == srcSec && src.VersionID != "" && dst.meta[deliver.MetaVersion] != "" && dst.meta[deliver.MetaVersion] != src.VersionID:
@@ -253,6 +256,7 @@ func (r *run) handle(ctx context.Context, objs []object, prev string, look looku
 			// The source could not read it: restored first, it is sent
 			// by a run after.
 			r.c.archived.Add(1)
+			lowest(&r.c.archivedSince, c.o.LastModified.UnixMilli())
 			r.Log.Debug("archived: not sent until restored", zap.String("object", awsapi.URL(r.o.Rule.SourceBucket, c.o.Key)),
 				zap.String("storageClass", c.o.Archived))
 			continue

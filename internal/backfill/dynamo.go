@@ -127,8 +127,7 @@ func (c *DynamoCheckpoint) Load(ctx context.Context) (*State, error) {
 	err := c.query(ctx, func(item map[string]types.AttributeValue) error {
 		sk := str(item["sk"])
 		if sk == skLast {
-			c.last, _ = time.Parse(time.RFC3339Nano, str(item["started"]))
-			c.lastRuns, _ = strconv.ParseInt(num(item["lateMultipartRuns"]), 10, 64)
+			c.readLast(item)
 			return nil
 		}
 		keys = append(keys, c.key(sk))
@@ -439,8 +438,33 @@ func taskSK(task string) string {
 	return skTask + "sha256:" + hex.EncodeToString(sum[:])
 }
 
+// readLast takes what Completed recorded (item sk "last").
+func (c *DynamoCheckpoint) readLast(item map[string]types.AttributeValue) {
+	c.last, _ = time.Parse(time.RFC3339Nano, str(item["started"]))
+	c.lastRuns, _ = strconv.ParseInt(num(item["lateMultipartRuns"]), 10, 64)
+}
+
+// LoadCompleted reads what Completed recorded, and nothing else: no lease
+// is taken and nothing written, for a dry run, which keeps no checkpoint
+// and may go beside a live run.
+func (c *DynamoCheckpoint) LoadCompleted(ctx context.Context) error {
+	out, err := c.api.Query(ctx, &dynamodb.QueryInput{
+		TableName:                 &c.table,
+		KeyConditionExpression:    aws.String("pk = :pk AND sk = :sk"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": sv(c.pk), ":sk": sv(skLast)},
+		ConsistentRead:            aws.Bool(true),
+	})
+	if err != nil {
+		return fmt.Errorf("reading the last complete run of checkpoint %s in %s: %w", c.pk, c.table, err)
+	}
+	for _, item := range out.Items {
+		c.readLast(item)
+	}
+	return nil
+}
+
 // LastCompleted returns when the last run that completed started (zero if
-// none did), as Load found it.
+// none did), as Load or LoadCompleted found it.
 func (c *DynamoCheckpoint) LastCompleted() time.Time { return c.last }
 
 // LastLateMultipartRuns returns the Counts.LateMultipartRuns of the last
@@ -470,6 +494,9 @@ func (c *DynamoCheckpoint) Clear(ctx context.Context) error {
 	err := c.updateRun(ctx, "complete = :t, heartbeat = :now, expiresAt = :exp", map[string]types.AttributeValue{
 		":t": &types.AttributeValueMemberBOOL{Value: true}, ":now": c.stamp(), ":exp": c.expires()})
 	if err != nil && !errors.Is(err, ErrLeaseLost) {
+		// The run ends here, its checkpoint kept: the next run need not
+		// wait for the lease to lapse.
+		_ = c.giveUp(ctx)
 		return fmt.Errorf("completing checkpoint %s in %s: %w", c.pk, c.table, err)
 	}
 	if err != nil {

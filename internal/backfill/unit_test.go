@@ -47,6 +47,9 @@ func TestJudge(t *testing.T) {
 	}{
 		{"missing", src, state{}, missing},
 		{"other size", src, state{found: true, size: 11, headed: true, meta: xrc(sec, "")}, resized},
+		{"other size, a later write (an inventory's row)", src, state{found: true, size: 11, headed: true, meta: xrc(sec+1000, "")}, upToDate},
+		{"other size, an earlier write", src, state{found: true, size: 11, headed: true, meta: xrc(sec-1000, "")}, resized},
+		{"other size, a later write not by xrc", src, state{found: true, size: 11, headed: true, meta: marked(xrc(sec+1000, ""), "other")}, resized},
 		{"same write", src, state{found: true, size: 10, headed: true, meta: xrc(sec, "")}, upToDate},
 		{"newer write", src, state{found: true, size: 10, headed: true, meta: xrc(sec+5000, "")}, upToDate},
 		{"older write", src, state{found: true, size: 10, headed: true, meta: xrc(sec-1000, "")}, older},

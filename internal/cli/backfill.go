@@ -255,11 +255,11 @@ func printBackfill(env Env, rule *config.Rule, where, again string, dryRun bool,
 		row("unroutable", c.Unroutable, "the rule maps the key to no valid destination key")
 	}
 	if c.Archived > 0 {
-		then := "then run again"
+		then := "then send them with the listing below"
 		if c.ScanTotal > 0 {
 			// A listing does not show Intelligent-Tiering's tiers: it
 			// would send those unrestored too.
-			then = "then run a listing backfill (an inventory does not say which are restored); Intelligent-Tiering ones with an inventory made after the restore (a listing cannot tell their tier)"
+			then = "then send them with the listing below (an inventory does not say which are restored); Intelligent-Tiering ones with an inventory made after the restore (a listing cannot tell their tier)"
 		}
 		row("archived", c.Archived, "differ, but in GLACIER or DEEP_ARCHIVE: not sent; restore them (s3api restore-object), "+then)
 	}
@@ -280,6 +280,12 @@ func printBackfill(env Env, rule *config.Rule, where, again string, dryRun bool,
 	}
 	row(unit+" done", c.TasksDone, fmt.Sprintf("of %d (%d by an earlier run)", c.Tasks, c.Resumed))
 	tw.Flush()
+	if c.Archived > 0 {
+		// A restore leaves Last-Modified as it was: a run of this one's
+		// -since, as the next scheduled one, skips them.
+		fmt.Fprintf(env.Stdout, "once the archived objects are restored, send them with: %s -since %s\n", again,
+			c.ArchivedSince.Truncate(time.Second).Format(time.RFC3339))
+	}
 	if !c.InventoryOf.IsZero() && runErr == nil { // an interrupted run is resumed first
 		// S3 may leave the last day's writes out of a report.
 		since := c.InventoryOf.Add(-24 * time.Hour).Format(time.RFC3339)

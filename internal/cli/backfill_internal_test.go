@@ -1,10 +1,15 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/xrc-dev/xrc/internal/backfill"
+	"github.com/xrc-dev/xrc/internal/config"
 )
 
 // TestBackfillInterruptedSaysHowToResume: an interrupted run names its
@@ -29,5 +34,22 @@ func TestBackfillInterruptedSaysHowToResume(t *testing.T) {
 	other := errors.New("NoSuchBucket")
 	if err := (&backfillRun{checkpoint: "cp.json"}).ended(other); err != other {
 		t.Errorf("a failed run: %v, want its error as it is", err)
+	}
+}
+
+// TestBackfillArchivedFollowUp: a run that found archived objects says
+// the run that sends them once restored, with a -since no later than the
+// oldest: a restore leaves Last-Modified as it was, so a run of the same
+// -since (the next scheduled one) never sends them.
+func TestBackfillArchivedFollowUp(t *testing.T) {
+	oldest := time.Date(2025, 3, 4, 5, 6, 7, 890e6, time.UTC)
+	again := "xrc backfill -config c.json -rule r1"
+	for _, scanned := range []int64{0, 1 << 20} { // a listing, an inventory
+		var out bytes.Buffer
+		printBackfill(Env{Stdout: &out}, &config.Rule{ID: "r1"}, "s3://b/", again, false,
+			backfill.Counts{Archived: 2, ArchivedSince: oldest, ScanTotal: scanned}, nil)
+		if want := "send them with: " + again + " -since 2025-03-04T05:06:07Z\n"; !strings.Contains(out.String(), want) {
+			t.Errorf("inventory bytes %d: the summary lacks %q:\n%s", scanned, want, out.String())
+		}
 	}
 }

@@ -193,3 +193,50 @@ func TestBackfillWarnsOfAnotherRulesQueue(t *testing.T) {
 		}
 	}
 }
+
+// TestBackfillDryRunAlarmsOnLateWrites: xrc backfill -dry-run -checkpoint
+// ddb -emf counts the late writes a run would send, in its EMF line (the
+// late-writes alarm), reading when the last complete run started.
+func TestBackfillDryRunAlarmsOnLateWrites(t *testing.T) {
+	t.Parallel()
+	env, cfg, _ := localstack.Deploy(t, "clilate", nil)
+	ctx := context.Background()
+	rule := cfg.Rules[0]
+	if err := env.UnrouteEvents(ctx, rule.SourceBucket); err != nil {
+		t.Fatal(err)
+	}
+	src, err := env.S3(ctx, "us-east-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dataset.Upload(ctx, src, rule.SourceBucket, []dataset.Object{{Key: "data/a.txt", Data: []byte("a")}}, 1); err != nil {
+		t.Fatal(err)
+	}
+	doc, _ := json.Marshal(cfg)
+	path := filepath.Join(t.TempDir(), "xrc.json")
+	if err := os.WriteFile(path, doc, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	backfill := func(now time.Time, args ...string) string {
+		var out, errOut bytes.Buffer
+		args = append([]string{"backfill", "-config", path, "-rule", rule.ID, "-checkpoint", "ddb", "-since", "2h"}, args...)
+		if err := cli.Run(ctx, args, cli.Env{Stdout: &out, Stderr: &errOut, Getenv: os.Getenv, Now: func() time.Time { return now }}, "test"); err != nil {
+			t.Fatalf("%v: %v\n%s\n%s", args, err, out.String(), errOut.String())
+		}
+		return out.String()
+	}
+	backfill(time.Now())
+	if err := dataset.Upload(ctx, src, rule.SourceBucket, []dataset.Object{{Key: "data/lost.txt", Data: []byte("lost")}}, 1); err != nil {
+		t.Fatal(err)
+	}
+	// An hour on, the write made after that run began is late.
+	out := backfill(time.Now().Add(time.Hour), "-dry-run", "-emf")
+	var line struct {
+		Enqueued *float64 `json:"xrc_backfill_enqueued"`
+		Late     *float64 `json:"xrc_backfill_late"`
+	}
+	emf := out[strings.LastIndex(strings.TrimSpace(out), "\n")+1:]
+	if err := json.Unmarshal([]byte(emf), &line); err != nil || line.Late == nil || *line.Late != 1 || line.Enqueued == nil || *line.Enqueued != 0 {
+		t.Errorf("-dry-run -emf line %s (%v): want 1 late, 0 enqueued\n%s", emf, err, out)
+	}
+}
