@@ -248,13 +248,13 @@ func (s *regionStack) grantBackfill(role awsiam.Role, rule *config.Rule, q *work
 		p.allow(fmt.Sprintf("ListDestination%d", i), []string{"s3:ListBucket"}, []string{s3BucketARN(d.Bucket)}, nil, "")
 		p.allow(fmt.Sprintf("HeadDestination%d", i), []string{"s3:GetObject", "s3:GetObjectTagging"}, []string{s3ObjectsARN(d.Bucket, prefix)}, nil, whyObjectsUnderPrefix)
 	}
-	p.allow("SendEvents", []string{"sqs:SendMessage", "sqs:GetQueueUrl"}, []string{*q.Queue.QueueArn()}, nil, "")
+	p.allow("SendEvents", []string{"sqs:SendMessage"}, []string{*q.Queue.QueueArn()}, nil, "")
 	p.allow("EncryptEvents", []string{"kms:GenerateDataKey", "kms:Decrypt"}, []string{*s.keys.Messaging.KeyArn()}, viaService("sqs", s.plan.Region.Name), "")
 	// DeleteItem and ConditionCheckItem: a finished run's items are
 	// removed in transactions that check the lease.
 	p.allow("Checkpoint", []string{"dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem"},
 		[]string{*s.table.TableArn()}, leadingKeys(config.KeyBackfill+rule.ID), "")
-	p.allow("ReadStatistics", []string{"dynamodb:Query", "dynamodb:GetItem"},
+	p.allow("ReadStatistics", []string{"dynamodb:Query"},
 		[]string{*s.table.TableArn()}, leadingKeys(config.KeyStats+rule.ID, config.KeyFleet), "")
 	p.allow("ReadConfig", []string{"ssm:GetParameter"}, []string{*s.param.ParameterArn()}, nil, "")
 	if arns := directCredentials(s.d.Config, rule); len(arns) > 0 {

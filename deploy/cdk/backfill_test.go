@@ -113,10 +113,10 @@ func TestBackfillIAM(t *testing.T) {
 		"HeadDestination0":  {"s3:GetObject", "s3:GetObjectTagging"},
 		"ListDestination1":  {"s3:ListBucket"},
 		"HeadDestination1":  {"s3:GetObject", "s3:GetObjectTagging"},
-		"SendEvents":        {"sqs:SendMessage", "sqs:GetQueueUrl"},
+		"SendEvents":        {"sqs:SendMessage"},
 		"EncryptEvents":     {"kms:GenerateDataKey", "kms:Decrypt"},
 		"Checkpoint":        {"dynamodb:Query", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:ConditionCheckItem"},
-		"ReadStatistics":    {"dynamodb:Query", "dynamodb:GetItem"},
+		"ReadStatistics":    {"dynamodb:Query"},
 		"ReadConfig":        {"ssm:GetParameter"},
 	}
 	if len(got) != len(want) {

@@ -231,7 +231,7 @@ func (s *regionStack) targetGrants(q *workQueue) grants {
 // commonGrants: consume the worker's queue, read the config.
 func (s *regionStack) commonGrants(p *grants, q *workQueue) {
 	p.allow("ConsumeQueue",
-		[]string{"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueUrl", "sqs:GetQueueAttributes"},
+		[]string{"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueAttributes"},
 		[]string{*q.Queue.QueueArn()}, nil, "")
 	p.allow("DecryptMessages", []string{"kms:Decrypt"}, []string{*s.keys.Messaging.KeyArn()}, viaService("sqs", s.plan.Region.Name), "")
 	// A message on its last receive whose work an invocation's deadline or
