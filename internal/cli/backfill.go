@@ -203,7 +203,7 @@ func backfillCmd(ctx context.Context, args []string, env Env) error {
 			// that repairs nothing); its events are not sent.
 			sent.Enqueued = 0
 		}
-		if err := writeBackfillEMF(env, cfg, rule, sent); err != nil {
+		if err := WriteBackfillEMF(env, cfg, rule, sent); err != nil {
 			runErr = errors.Join(runErr, err)
 		}
 	}
@@ -298,10 +298,11 @@ func printBackfill(env Env, rule *config.Rule, where, again string, dryRun bool,
 // the workers' are xrc-source and xrc-target.
 const backfillService = "xrc-backfill"
 
-// writeBackfillEMF writes c as one EMF line (namespace the stack's, like
+// WriteBackfillEMF writes c as one EMF line (namespace the stack's, like
 // the workers'): what a scheduled run sent, and how much of it was late,
-// which the deployment alarms on (deploy/cdk).
-func writeBackfillEMF(env Env, cfg *config.Config, rule *config.Rule, c backfill.Counts) error {
+// which the deployment alarms on (deploy/cdk, whose test reads the metrics
+// written here against its alarms').
+func WriteBackfillEMF(env Env, cfg *config.Config, rule *config.Rule, c backfill.Counts) error {
 	// Gauges, the run's counts: written zeros included (an EMF counter
 	// is written as its change), so that a healthy run is seen too.
 	reg := prometheus.NewRegistry()
