@@ -53,18 +53,19 @@ func (w *Worker) deleteOne(ctx context.Context, wr *write, o *manifest.Object, r
 			w.skipped(wr, o, rt, "delete_not_ours")
 			log.Debug("destination object not written by xrc: delete not propagated")
 			return nil
-		case prov.unordered():
-			// xrc's write, of no time the delete can be ordered against
-			// (the source's own metadata left no room for one): it may
-			// be a newer write than the delete, delivered first, and
-			// removed it would be lost for good; kept, the source and the
-			// destination differ until the key's next write or delete.
-			w.skipped(wr, o, rt, "delete_unordered")
-			log.Warn("destination object carries no sequencer or time (its metadata left no room): delete not propagated, as it may remove a newer write")
-			return nil
-		case prov.newerThanDelete(o):
+		}
+		switch prov.againstDelete(o) {
+		case newerThanDelete:
 			w.skipped(wr, o, rt, "delete_skipped")
 			log.Debug("destination holds a write newer than the delete: kept")
+			return nil
+		case unknownOrder:
+			// Nothing orders them (no sequencer on one side, times too
+			// close, or none kept): the write may be newer than the
+			// delete, delivered first. Kept, the source and the
+			// destination differ until the key's next write or delete.
+			w.skipped(wr, o, rt, "delete_unordered")
+			log.Warn("nothing orders the destination's write against the delete (a sequencer missing, times within a second, or its metadata left no room for them): delete not propagated, as it may remove a newer write")
 			return nil
 		}
 		_, err = w.S3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &rt.Bucket, Key: &rt.Key, IfMatch: &etag})

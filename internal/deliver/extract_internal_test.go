@@ -608,42 +608,61 @@ func TestMetadataNeverPastTheLimit(t *testing.T) {
 
 // TestWritesWithoutRoomForOrder: at every size of a source's own metadata,
 // as AWS and as MinIO count it, the provenance a write carries never lets
-// an older delete remove it (a newer write delivered first), and names the
-// write for its own undo (a delete propagated meanwhile) or says it cannot:
-// the budget may leave only xrc's marks (archiveDropped, the key mark),
-// no sequencer and no time.
+// an older delete remove it (a newer write delivered first: one begun
+// before the delete, completed after it, even within the second), lets a
+// newer delete remove an older write wherever a sequencer or xrc-seen is
+// kept, and names the write for its own undo (a delete propagated
+// meanwhile) or says it cannot: the budget may leave only xrc's marks
+// (archiveDropped, the key mark), no sequencer and no time.
 func TestWritesWithoutRoomForOrder(t *testing.T) {
 	t0 := time.UnixMilli(1795315730000)
 	m := &manifest.Manifest{ArchiveID: "20261122T030131Z-280ec2e843a1"}
 	sum := make([]byte, 32)
-	// W1 and W3 are writes of one key, D2 a delete between them; W3's
-	// event is a second and more after the delete.
+	// W1 is a write well before the delete D2; W3s are writes after it,
+	// delivered before it: one begun after it, one a multipart upload
+	// begun before it and completed within the second after it.
 	w1 := manifest.Object{Bucket: "src", Key: "k", Sequencer: "0055B8D2A1C0F3E7A1", LastModified: t0, EventTime: t0.Add(300 * time.Millisecond)}
-	d2 := manifest.Object{Bucket: "src", Key: "k", Sequencer: "0055B8D2A1C0F3E7A2", LastModified: t0.Add(2 * time.Second)}
-	w3 := manifest.Object{Bucket: "src", Key: "k", Sequencer: "0055B8D2A1C0F3E7A3", LastModified: t0.Add(4 * time.Second), EventTime: t0.Add(4200 * time.Millisecond)}
+	d2 := manifest.Object{Bucket: "src", Key: "k", Sequencer: "0055B8D2A1C0F3E7A2", LastModified: t0.Add(5 * time.Second)}
+	w3s := []manifest.Object{
+		{Bucket: "src", Key: "k", Sequencer: "0055B8D2A1C0F3E7A3", LastModified: t0.Add(7 * time.Second), EventTime: t0.Add(7200 * time.Millisecond)},
+		{Bucket: "src", Key: "k", Sequencer: "0055B8D2A1C0F3E7A3", LastModified: t0.Add(4 * time.Second), EventTime: t0.Add(5400 * time.Millisecond)},
+	}
+	// A backfill's write: no sequencer, read by the source at Seen.
+	b1 := manifest.Object{Bucket: "src", Key: "k", LastModified: t0, Seen: t0.Add(time.Second)}
 	bands := map[string]bool{}
 	for _, aws := range []bool{true, false} {
 		w := &Worker{Deps: Deps{Log: zap.NewNop(), Metrics: NewMetrics(prometheus.NewRegistry())}, awsBudget: aws}
 		for n := 1800; n <= maxMetadata; n++ {
 			user := map[string]string{"blob": strings.Repeat("m", n-len("blob"))}
 			name := fmt.Sprintf("aws=%v, %d bytes of the source's own", aws, n)
-			p1, p3 := w1, w3
-			p1.Metadata, p3.Metadata = user, user
-			own := readProvenance(w.metadata(m, &p1, sum), "k")
-			newer := readProvenance(w.metadata(m, &p3, sum), "k")
-			if newer.ok && !newer.unordered() && !newer.newerThanDelete(&d2) {
-				t.Errorf("%s: an older delete removes the newer write (provenance %+v)", name, newer)
+			prov := func(o manifest.Object) provenance {
+				o.Metadata = user
+				return readProvenance(w.metadata(m, &o, sum), "k")
 			}
-			if own.ok && !own.holds(&p1) && !own.unidentified(&p1) {
-				t.Errorf("%s: a write neither named by its provenance nor said to be unnamed (provenance %+v)", name, own)
+			for _, w3 := range w3s {
+				if p := prov(w3); p.ok && p.againstDelete(&d2) == olderThanDelete {
+					t.Errorf("%s: an older delete removes the newer write of %v (provenance %+v)", name, w3.EventTime, p)
+				}
 			}
-			if own.holds(&p3) || newer.holds(&p1) {
+			own := prov(w1)
+			if own.ok && (own.sequencer != "" || own.seen != 0) && own.againstDelete(&d2) != olderThanDelete {
+				t.Errorf("%s: the delete does not remove the older write (provenance %+v)", name, own)
+			}
+			for _, o := range []manifest.Object{w1, b1} {
+				if p := prov(o); p.ok && !p.holds(&o) && !p.unidentified(&o) {
+					t.Errorf("%s: a write (sequencer %q) neither named by its provenance nor said to be unnamed (provenance %+v)", name, o.Sequencer, p)
+				}
+			}
+			if p := prov(w3s[0]); p.ok && (p.sequencer != "" || p.seen != 0 || p.modified != 0) && !p.newerOrSame(&w1) {
+				t.Errorf("%s: an older write replayed replaces the newer one (provenance %+v)", name, p)
+			}
+			if own.holds(&w3s[0]) || prov(w3s[0]).holds(&w1) {
 				t.Errorf("%s: one write taken for another", name)
 			}
 			switch {
 			case !own.ok:
 				bands["none"] = true
-			case own.unordered():
+			case own.sequencer == "" && own.seen == 0 && own.modified == 0:
 				bands["marks only"] = true
 			case own.sequencer == "":
 				bands["times only"] = true

@@ -125,7 +125,12 @@ func (w *Worker) multipart(ctx context.Context, wr *write, o *manifest.Object, r
 		if err != nil {
 			return nil, err // the upload stays for the next delivery
 		}
-		if etag == *in.IfMatch && prov.newerOrSame(o) {
+		switch {
+		case etag != *in.IfMatch:
+			// Replaced or deleted meanwhile: the complete would be
+			// refused (412, or 404 for a key gone), so decide again now.
+			return nil, &refusedComplete{u: u, err: fmt.Errorf("s3://%s/%s changed during the upload", rt.Bucket, rt.Key)}
+		case prov.newerOrSame(o):
 			return nil, &refusedComplete{u: u, err: fmt.Errorf("s3://%s/%s: a write as new or newer, of the same bytes as the one read, landed during the upload", rt.Bucket, rt.Key)}
 		}
 	}

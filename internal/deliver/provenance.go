@@ -137,6 +137,12 @@ func (p provenance) newerOrSame(o *manifest.Object) bool {
 		// to come (o's shows that notifications were on).
 		return false
 	}
+	if p.sequencer == "" && p.modified == 0 && p.seen != 0 && o.Sequencer != "" {
+		// Only xrc-seen kept (the metadata budget): current a margin
+		// after o's write completed (the check above), the copy is of o's
+		// write or a newer one. Its missing time must not make it older.
+		return true
+	}
 	if p.sequencer != "" && p.seen != 0 && o.Sequencer == "" && !o.Seen.IsZero() && !tombstone.ReadAfter(o.Seen, time.UnixMilli(p.seen)) {
 		// The same the other way: a copy without a sequencer (a
 		// backfill's) not read after the destination's write completed
@@ -208,31 +214,56 @@ func (p provenance) holds(o *manifest.Object) bool {
 	return p.sequencer == o.Sequencer && p.modified == mod
 }
 
-// unordered reports provenance the metadata budget left without anything
-// that orders the write (a sequencer, a time), only marks of xrc's
-// (archiveDropped, the key mark): xrc's write, of no known time.
-func (p provenance) unordered() bool {
-	return p.ok && p.sequencer == "" && p.modified == 0 && p.seen == 0
-}
-
-// unidentified reports provenance that cannot say whether it is o's
-// write, o being a write its event orders: the sequencer and the time of
-// its completion both dropped by the metadata budget.
+// unidentified reports xrc's write whose provenance cannot say whether it
+// is o's write: the metadata budget dropped what holds names it by (for a
+// write its event orders, the sequencer and xrc-seen; else the time).
 func (p provenance) unidentified(o *manifest.Object) bool {
-	return p.ok && o.Sequencer != "" && p.sequencer == "" && p.seen == 0
+	if !p.ok || p.sequencer != "" {
+		return false
+	}
+	if o.Sequencer != "" {
+		return p.seen == 0
+	}
+	return p.modified == 0
 }
 
-// newerThanDelete reports whether the destination holds a write that
-// happened after the delete d (whose LastModified is the delete's time),
-// as tombstone.Covers orders them.
-func (p provenance) newerThanDelete(d *manifest.Object) bool {
+// order is how the destination's write stands against a delete.
+type order int
+
+const (
+	olderThanDelete order = iota // removed by it
+	newerThanDelete              // kept
+	unknownOrder                 // kept: a newer write removed would be lost for good
+)
+
+// againstDelete orders the destination's write against the delete d
+// (whose LastModified is the delete's time). Sequencers order them. Else
+// times must prove the write older: xrc-seen (a time the write was
+// current) a margin before the delete; a write current a margin after
+// it, or begun after it (xrc-mtime, whole seconds), is newer; and
+// anything closer, or no time at all (the metadata budget's drops), is
+// unknown. xrc-mtime alone never proves a write older: a multipart
+// upload is dated when it began, and may have completed after the delete.
+func (p provenance) againstDelete(d *manifest.Object) order {
 	if p.sequencer != "" && d.Sequencer != "" {
-		return events.CompareSequencer(p.sequencer, d.Sequencer) > 0
+		if events.CompareSequencer(p.sequencer, d.Sequencer) > 0 {
+			return newerThanDelete
+		}
+		return olderThanDelete
 	}
-	if p.seen > 0 && tombstone.ReadAfter(time.UnixMilli(p.seen), d.LastModified) {
-		return true
+	if p.seen > 0 {
+		seen := time.UnixMilli(p.seen)
+		switch {
+		case tombstone.ReadAfter(seen, d.LastModified):
+			return newerThanDelete
+		case tombstone.ReadAfter(d.LastModified, seen):
+			return olderThanDelete
+		}
 	}
-	return p.modified > d.LastModified.UnixMilli()
+	if p.modified > d.LastModified.UnixMilli() {
+		return newerThanDelete
+	}
+	return unknownOrder
 }
 
 // seenOf is the time xrc-seen records for o: when the source read it, or

@@ -161,24 +161,26 @@ func (w *Worker) undoIfDeleted(ctx context.Context, wr *write, o *manifest.Objec
 	if err != nil || !deleted {
 		return false, err
 	}
-	return true, w.undo(ctx, o, rt)
+	left, err := w.undo(ctx, o, rt)
+	return !left, err
 }
 
 // undo removes o's write from rt, found to be overtaken by a delete, if
 // the destination holds it (an earlier attempt may have written it and
-// failed before its own undo).
-func (w *Worker) undo(ctx context.Context, o *manifest.Object, rt config.Route) error {
+// failed before its own undo). left reports xrc's object there that
+// nothing tells from o's write: kept.
+func (w *Worker) undo(ctx context.Context, o *manifest.Object, rt config.Route) (left bool, err error) {
 	etag, _, prov, err := w.state(ctx, o, rt)
 	if err == nil && etag != "" && !prov.holds(o) && prov.unidentified(o) {
-		// Ours or a newer write, and nothing says which: left, as a
+		// o's write or a newer one, and nothing says which: kept, as a
 		// newer write removed would be lost for good, and said.
 		w.Metrics.Errors.WithLabelValues("undo_unidentified").Inc()
-		w.Log.Warn("write overtaken by a delete, and the destination's object carries no sequencer or time to tell it from a newer write (its metadata left no room): left in place, the source's delete not applied",
+		w.Log.Warn("a delete covers this write, and the destination's object, xrc's, carries nothing to tell it from a newer write (its metadata left no room for a sequencer or time): left in place, the source's delete not applied",
 			zap.String("bucket", rt.Bucket), zap.String("key", rt.Key), zap.String("source_key", o.Key))
-		return nil
+		return true, nil
 	}
 	if err != nil || etag == "" || !prov.holds(o) {
-		return err // gone already, or no longer our write
+		return false, err // gone already, or no longer our write
 	}
 	_, err = w.S3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &rt.Bucket, Key: &rt.Key, IfMatch: &etag})
 	switch {
@@ -187,12 +189,12 @@ func (w *Worker) undo(ctx context.Context, o *manifest.Object, rt config.Route) 
 		// removed is gone, and the newer write stays. (Not a 409
 		// ConditionalRequestConflict: an operation on the key in flight,
 		// which may not replace ours; that one fails, to be retried.)
-		return nil
+		return false, nil
 	case err != nil && !awsapi.IsNotFound(err):
-		return fmt.Errorf("removing s3://%s/%s, written while its delete was propagated: %w", rt.Bucket, rt.Key, err)
+		return false, fmt.Errorf("removing s3://%s/%s, written while its delete was propagated: %w", rt.Bucket, rt.Key, err)
 	}
 	w.Log.Info("write overtaken by a delete: removed it again", zap.String("bucket", rt.Bucket), zap.String("key", rt.Key))
-	return nil
+	return false, nil
 }
 
 // maxUploadPages bounds the listing of a key's uploads (keys it prefixes

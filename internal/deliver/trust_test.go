@@ -960,6 +960,41 @@ func TestWriteOvertakenByADeleteIsNotCounted(t *testing.T) {
 	}
 }
 
+// TestUnnamedWriteOvertakenByADeleteIsSaid: a write overtaken by a delete
+// whose provenance, for want of metadata room, carries nothing to tell it
+// from a newer write is left in place, counted written, and said
+// (undo_unidentified): not removed (a newer write removed would be lost),
+// nor counted as removed.
+func TestUnnamedWriteOvertakenByADeleteIsSaid(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t, func(c *config.Config) { c.Rules[0].Deletes = true })
+	ctx := context.Background()
+	dst := p.cfg.Rules[0].Destinations[0].Bucket
+	staging := p.cfg.Settings.Regions[1].StagingBucket
+	k := "data/undo/unnamed.txt"
+	raced := &racedTombstones{Tombstones: tombstone.New(p.ddb, p.cfg.TableName(), time.Now), key: k, seq: seqAt(2), checked: true}
+	reg := prometheus.NewRegistry()
+	w := p.targetWorker(t, deliver.Deps{Tombstones: raced, Metrics: deliver.NewMetrics(reg)})
+	md := map[string]string{"a": strings.Repeat("v", 2008)} // room for xrc's marks only (TestDeleteLeavesAWriteOfNoKnownTime)
+	v1, objs := p.objectArchive("20261202T000000Z-abcdef12-000000000001", k, seqAt(1), []byte("version 1"))
+	objs[0].Metadata, v1.Objects[0].Metadata = md, md
+	p.stage(t, "r1/unnamed-1.tar.zst", v1, objs)
+	if err := w.Deliver(ctx, staging, "r1/unnamed-1.tar.zst"); err != nil {
+		t.Fatal(err)
+	}
+	if !p.exists(t, dst, k) {
+		t.Fatal("the write was removed, though nothing told it from a newer one")
+	}
+	for result, want := range map[string]float64{"written": 1, "skipped_deleted": 0} {
+		if n := metric(t, reg, "xrc_target_objects_total", "result", result); n != want {
+			t.Errorf("%s = %v, want %v", result, n, want)
+		}
+	}
+	if n := metric(t, reg, "xrc_target_errors_total", "kind", "undo_unidentified"); n != 1 {
+		t.Errorf("undo_unidentified = %v, want 1", n)
+	}
+}
+
 // failedUndo refuses the first conditional delete (a write's undo).
 type failedUndo struct {
 	deliver.S3API

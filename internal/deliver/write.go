@@ -206,7 +206,7 @@ func (w *Worker) putIfAbsent(ctx context.Context, wr *write, o *manifest.Object,
 		return true, w.failed(ctx, wr, o, rt, err)
 	}
 	if deleted {
-		if err := w.undo(ctx, o, rt); err != nil {
+		if _, err := w.undo(ctx, o, rt); err != nil {
 			return true, w.failed(ctx, wr, o, rt, err)
 		}
 		w.skipped(wr, o, rt, "skipped_deleted")
