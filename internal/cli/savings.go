@@ -293,9 +293,14 @@ func printSavings(env Env, rep savingsReport) {
 				fmt.Fprintln(env.Stdout, "break-even: unknown: no objects moved in the period")
 			case l.BytesIn == 0:
 				fmt.Fprintln(env.Stdout, "break-even: unknown: only empty objects in the period")
-			case l.NetSaving <= 0 && l.Requests > 0 && l.WithoutXRC-l.WithXRC-l.Compute > 0:
+			case l.NetSaving <= 0 && l.WithoutXRC-l.WithXRC-l.Compute > 0:
 				fmt.Fprintf(env.Stdout, "break-even: none: at a mean object of %s, xrc's requests and staging cost more than the transfer it saves: objects this small are cheaper on S3 Replication\n",
 					stats.Bytes(l.BytesIn/int64(l.Objects)))
+			case l.NetSaving <= 0:
+				// Before the Lambda case, whose "none needed" reads as
+				// "this rule pays".
+				fmt.Fprintf(env.Stdout, "break-even: none: xrc cost more than it saved: compressing cost %s of compute against %s of transfer saved (requests %s and staging %s besides)\n",
+					stats.Dollars(l.Compute), stats.Dollars(l.WithoutXRC-l.WithXRC), stats.Dollars(l.Requests), stats.Dollars(l.Staging))
 			case c.Compute == string(config.ComputeLambda):
 				fmt.Fprintln(env.Stdout, "break-even: none needed: the rule's source runs on Lambda, which costs nothing while idle")
 			case l.BreakEvenGiBPerMonth > 0:

@@ -186,3 +186,25 @@ func TestDataSpan(t *testing.T) {
 		}
 	}
 }
+
+// TestLosingLambdaRuleSaysSo: a rule on Lambda whose compute costs more
+// than the transfer it saves was told "none needed: the rule's source runs
+// on Lambda", which reads as "this rule pays"; one that loses on requests
+// is told so, as on Fargate.
+func TestLosingLambdaRuleSaysSo(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		line stats.Line
+		want string
+	}{
+		{"compute", stats.Line{WithoutXRC: 1, WithXRC: 0.5, Compute: 2, Requests: 0.1, NetSaving: -1.6}, "xrc cost more than it saved: compressing cost $2.00 of compute against $0.50 of transfer saved"},
+		{"requests", stats.Line{WithoutXRC: 1, WithXRC: 0.5, Compute: 0.1, Requests: 1, NetSaving: -0.6}, "xrc's requests and staging cost more than the transfer it saves"},
+	} {
+		var out strings.Builder
+		c.line.Rule, c.line.Objects, c.line.BytesIn = "r", 10, 10<<20
+		printSavings(Env{Stdout: &out}, savingsReport{Lines: []stats.Line{c.line}, Compute: []computeLine{{Rule: "r", Compute: string(config.ComputeLambda)}}})
+		if !strings.Contains(out.String(), c.want) || strings.Contains(out.String(), "none needed") {
+			t.Errorf("%s: want %q:\n%s", c.name, c.want, out.String())
+		}
+	}
+}

@@ -249,10 +249,10 @@ func (lv *levels) observe(ctx context.Context, rule *config.Rule, m *manifest.Ma
 		}
 	}
 	lv.m.Behind.WithLabelValues(rule.ID).Set(float64(lv.learn.Behind(rule.ID)))
-	if changes.Deletes+changes.Retags > 0 {
-		// For xrc savings: their requests (not the learner's).
-		ds = append(ds, changes)
-	}
+	// Written for every archive, with or without changes: its archives
+	// are the hour's exact count, where each class row counts an archive
+	// once per class and arm it holds (xrc savings, stats.Summarise).
+	ds = append(ds, changes)
 	lv.write(ctx, rule.ID, ds, now, false)
 }
 

@@ -211,6 +211,33 @@ func TestArchiveBytesAreAllCharged(t *testing.T) {
 	}
 }
 
+// TestEveryArchiveCounted: every archive adds one to the hour's count in
+// class changes, changes or not. xrc savings took an hour's archives as its
+// most counted row's (each class row counts an archive once per class and
+// arm it holds): an archive of JSON alone and one of CSV alone were one,
+// halving every request an archive makes.
+func TestEveryArchiveCounted(t *testing.T) {
+	ctx := context.Background()
+	table, ddb := localstack.Require(t).TestTable(t, "archives")
+	st := stats.New(ddb, table, time.Now)
+	lv, rule := tableLevels(st)
+	now := time.Now()
+	for _, c := range []adaptive.Class{adaptive.JSON, adaptive.CSV} {
+		m := &manifest.Manifest{Objects: []manifest.Object{{Key: "k"}}}
+		lv.observe(ctx, rule, m, []choice{{c, 3}}, []archive.ObjectStats{{In: 3000, Out: 1000}}, 1000, now)
+	}
+	hs, err := st.Since(ctx, rule.ID, now.Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A staging PUT an archive at $1 (and a PUT per 8 MiB of its bytes:
+	// next to nothing).
+	lines := stats.Summarise(rule.ID, 1, hs, stats.Prices{Requests: stats.Requests{S3Put: 1}}, nil)
+	if got := lines[len(lines)-1].Requests; math.Round(got) != 2 {
+		t.Errorf("the hour's two archives charged $%g of staging PUTs, want about $2 (rows %+v)", got, hs)
+	}
+}
+
 // failing fails its next fails writes of statistics, as a throttled table
 // would.
 type failing struct {
@@ -359,7 +386,8 @@ func TestCloseWritesWaitingStatistics(t *testing.T) {
 	w.levels.observe(ctx, rule, m, []choice{{adaptive.CSV, 3}}, []archive.ObjectStats{{In: 1 << 20, Out: 400 << 10, CPU: time.Millisecond}}, 400<<10, time.Now())
 	w.Close(ctx)
 	hs, err := st.Since(ctx, rule.ID, time.Now().Add(-2*time.Hour))
-	if err != nil || len(hs) != 1 || hs[0].In != 1<<20 {
+	// Its CSV row, after its count in class changes.
+	if err != nil || len(hs) != 2 || hs[1].In != 1<<20 {
 		t.Errorf("table holds %+v (%v), want the archive's statistics", hs, err)
 	}
 	if !stopped {

@@ -187,10 +187,13 @@ func Summarise(rule string, decoders int, hs []Hourly, p Prices, choices map[ada
 	total := &Line{Rule: rule, Regions: regions}
 	totalArms := map[string]int64{}
 	var classes []adaptive.Class
-	// An archive counts once in each of its classes and arms: an hour's
-	// archives are at least its most counted row's, shared out by
-	// entries (objects, deletes and tag changes: an archive of changes
-	// alone is staged, replicated and delivered too).
+	// An archive counts once in each of its classes and arms, and once in
+	// class Changes whatever it holds: that row's archives are the hour's
+	// and the most counted. Rows of older workers, which wrote Changes
+	// only for archives with changes, give the most counted row's, a lower
+	// bound (archives of JSON alone and of CSV alone are not summed).
+	// Shared out by entries (objects, deletes and tag changes: an archive
+	// of changes alone is staged, replicated and delivered too).
 	archives, entries := map[time.Time]int{}, map[time.Time]int{}
 	for _, h := range hs {
 		archives[h.Hour] = max(archives[h.Hour], h.Archives)

@@ -110,6 +110,9 @@ type Delta struct {
 
 // Changes is the class of a rule's statistics that records its deletes
 // and tag changes (Delta.Deletes, Retags): no content, so no learning.
+// Every archive adds one to its Archives, changes or not: the hour's
+// archives, which the content classes' rows, one per class and arm an
+// archive holds, cannot sum (xrc savings charges requests per archive).
 const Changes adaptive.Class = "changes"
 
 const hourFormat = "2006-01-02T15"
