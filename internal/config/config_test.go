@@ -270,10 +270,20 @@ func TestValidationErrors(t *testing.T) {
 			[]string{`rules[0].destinations[0].kmsKeyId: "aws/s3" is no KMS key: want a key id`}},
 		{"KMS ARN of something else", mutate(t, func(d map[string]any) { dest0(d)["kmsKeyId"] = "arn:aws:s3:::bucket" }),
 			[]string{`rules[0].destinations[0].kmsKeyId: "arn:aws:s3:::bucket" is no KMS key`}},
-		{"receives outlasting the queue", mutate(t, func(d map[string]any) {
+		// A standard queue's DLQ keeps a message's first enqueue time: one
+		// that spent more than half the retention failing would reach it
+		// with too little left to be redriven.
+		{"receives leaving the DLQ too little", mutate(t, func(d map[string]any) {
 			obj(d, "settings", "worker")["visibilityTimeout"] = "12h"
-			obj(d, "settings", "worker")["maxReceiveCount"] = 28
-		}), []string{"settings.worker.maxReceiveCount: 28 receives of 12h0m0s each make 336h0m0s, not under the 336h0m0s its queue keeps a message"}},
+			obj(d, "settings", "worker")["maxReceiveCount"] = 15
+		}), []string{"settings.worker.maxReceiveCount: 15 receives of 12h0m0s each make 180h0m0s, more than 168h0m0s"}},
+		{"a destination prefix no key fits under", mutate(t, func(d map[string]any) {
+			dest0(d)["prefix"] = strings.Repeat("p", 1025)
+		}), []string{"rules[0].destinations[0].prefix: is 1025 bytes, more than S3's 1024"}},
+		{"a heartbeat slower than the hold it extends", mutate(t, func(d map[string]any) {
+			obj(d, "settings", "worker")["visibilityTimeout"] = "30s"
+			rule0(d)["batch"] = map[string]any{"maxObjects": 60000, "maxAge": "10s"}
+		}), []string{"rules[0].batch.maxObjects: 60000: a source task holds up to 120000 messages of rule"}},
 		{"receives outlasting a function's queue", mutate(t, func(d map[string]any) {
 			obj(d, "settings")["lambda"] = map[string]any{"timeout": "15m"}
 			obj(d, "settings", "worker")["maxReceiveCount"] = 223

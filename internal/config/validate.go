@@ -180,9 +180,9 @@ func (c *Config) Validate() error {
 	if v := w.VisibilityTimeout.D(); v < 30*time.Second || v > 12*time.Hour || v%time.Second != 0 {
 		errs.add("settings.worker.visibilityTimeout", "must be whole seconds between 30s and 12h (SQS's limit), got %v", v)
 	}
-	if n, v := w.MaxReceiveCount, c.longestVisibility(); n > 0 && time.Duration(n)*v >= MessageRetention {
-		errs.add("settings.worker.maxReceiveCount", "%d receives of %v each make %v, not under the %v its queue keeps a message: a message whose worker dies holding it (out of memory, a function cut at its timeout) comes back only when that visibility lapses, and would expire, lost, before reaching the DLQ; lower maxReceiveCount, settings.worker.visibilityTimeout or settings.lambda.timeout (a function's queue hides a message six times it and the batching window)",
-			n, v, time.Duration(n)*v, MessageRetention)
+	if n, v := w.MaxReceiveCount, c.longestVisibility(); n > 0 && time.Duration(n)*v > MaxReceivingTime {
+		errs.add("settings.worker.maxReceiveCount", "%d receives of %v each make %v, more than %v: a message whose worker dies holding it (out of memory, a function cut at its timeout) comes back only when that visibility lapses, and SQS keeps a message %v from when it was first sent, in its DLQ too, so it would reach the DLQ with too little time left to redrive it, or expire, lost, before; lower maxReceiveCount, settings.worker.visibilityTimeout or settings.lambda.timeout (a function's queue hides a message six times it and the batching window)",
+			n, v, time.Duration(n)*v, MaxReceivingTime, MessageRetention)
 	}
 	if v := w.ReceiveWait.D(); v < time.Second || v > 20*time.Second || v%time.Second != 0 {
 		errs.add("settings.worker.receiveWait", "must be whole seconds between 1s and 20s (SQS's WaitTimeSeconds)")
@@ -432,6 +432,12 @@ func (c *Config) validateRule(errs *Errors, p string, r *Rule, seen map[string]b
 	if r.Batch.MaxObjects < minMaxObjects || r.Batch.MaxObjects > maxMaxObjects {
 		errs.add(p+".batch.maxObjects", "must be between %d and %d", minMaxObjects, maxMaxObjects)
 	}
+	if held, v := 2*r.Batch.MaxObjects, c.Settings.Worker.VisibilityTimeout.D(); r.Compute.Fargate() && heartbeatTime(held) >= v {
+		// A beat longer than the hold it extends: messages lapse to other
+		// tasks all the time, each a receive towards the DLQ.
+		errs.add(p+".batch.maxObjects", "%d: a source task holds up to %d messages of rule %s, and extending them takes about %v, not under settings.worker.visibilityTimeout (%v): they would keep lapsing to other tasks; lower maxObjects to %d or raise the visibility timeout to %v",
+			r.Batch.MaxObjects, held, r.ID, heartbeatTime(held).Round(time.Second), v, maxObjectsFor(v), (3*heartbeatTime(held)).Round(time.Minute)+time.Minute)
+	}
 	if r.Batch.MaxBytes < minMaxBytes {
 		errs.add(p+".batch.maxBytes", "must be at least 1MiB")
 	}
@@ -472,6 +478,11 @@ func (c *Config) validateRule(errs *Errors, p string, r *Rule, seen map[string]b
 		}
 		if d.Prefix != nil && strings.HasPrefix(*d.Prefix, "/") {
 			errs.add(dp+".prefix", "S3 keys do not start with '/': %q", *d.Prefix)
+		}
+		if d.Prefix != nil && len(*d.Prefix) > MaxKeyLen {
+			// Every key maps past S3's limit, and an object whose
+			// routes fail goes to the DLQ for all its destinations.
+			errs.add(dp+".prefix", "is %d bytes, more than S3's %d for a whole key: no object could be written there", len(*d.Prefix), MaxKeyLen)
 		}
 		// arn:partition:kms:region:account:key/... or alias/...
 		if f := strings.Split(d.KMSKeyID, ":"); len(f) >= 6 && f[0] == "arn" && f[2] == "kms" && f[3] != d.Region {
@@ -697,7 +708,7 @@ func (c *Config) Warnings() Errors {
 	}
 	for i := range c.Rules {
 		r := &c.Rules[i]
-		if held, v := 2*r.Batch.MaxObjects, c.Settings.Worker.VisibilityTimeout.D(); r.Compute.Fargate() && heartbeatTime(held) > v/3 {
+		if held, v := 2*r.Batch.MaxObjects, c.Settings.Worker.VisibilityTimeout.D(); r.Compute.Fargate() && heartbeatTime(held) > v/3 && heartbeatTime(held) < v {
 			ws.add(fmt.Sprintf("rules[%d].batch.maxObjects", i), "%d: a source task holds up to %d messages of rule %s, whose visibility it extends every third of settings.worker.visibilityTimeout (%v); at some 50 ms a call of ten, eight at once, that takes about %v, so some would lapse and come back to other tasks; lower maxObjects to %d or raise the visibility timeout to %v",
 				r.Batch.MaxObjects, held, r.ID, v, heartbeatTime(held).Round(time.Second), maxObjectsFor(v), (3*heartbeatTime(held)).Round(time.Minute)+time.Minute)
 		}
@@ -740,6 +751,12 @@ func maxObjectsFor(visibility time.Duration) int {
 // SQS's longest. An event must outlive what it names (a replicated archive
 // waits stagingExpiryDays, at most 13).
 const MessageRetention = 14 * 24 * time.Hour
+
+// MaxReceivingTime bounds a message's receives (maxReceiveCount times its
+// visibility): a standard queue's DLQ keeps a message's first enqueue
+// time, so one that spent its retention failing would reach the DLQ about
+// to expire. Half leaves a week to see the DLQ's alarm and redrive it.
+const MaxReceivingTime = MessageRetention / 2
 
 // LambdaVisibility is the visibility timeout of a queue a function
 // consumes: at least six times the function's timeout, as AWS advises for
