@@ -25,6 +25,9 @@ func run(ctx context.Context, p *app.Process) error {
 	if err != nil {
 		return app.NotStarted(err)
 	}
+	if err := p.Deployment.RoomForCompressors(p.Config, rules); err != nil {
+		return app.NotStarted(err)
+	}
 	sqsClient := sqs.NewFromConfig(p.AWS)
 	q, err := p.QueueURL(ctx, sqsClient, queueName)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
@@ -144,6 +145,11 @@ func (s *regionStack) addService(cluster awsecs.Cluster, id string, w *worker, e
 		"XRC_REGION":    jsii.String(s.plan.Region.Name),
 		"XRC_QUEUE_URL": w.Queue.Queue.QueueUrl(),
 		"GOMEMLIMIT":    jsii.String(goMemLimit(w.Options.MemoryMB, w.compressorsMiB(s.d.Config))),
+		// What this deployment fixed, which a document edited by hand
+		// must not contradict (app.Deployment): the task checks it.
+		"XRC_STACK_NAME":   jsii.String(settings.StackName),
+		"XRC_METRICS_ADDR": jsii.String(settings.Worker.MetricsAddr),
+		"XRC_MEMORY_MB":    jsii.String(strconv.Itoa(w.Options.MemoryMB)),
 		// Changes with the document so that a config change rolls the
 		// tasks (they read the parameter once, at start).
 		"XRC_CONFIG_SHA256": jsii.String(hex.EncodeToString(sum[:8])),
@@ -178,7 +184,7 @@ func (s *regionStack) addService(cluster awsecs.Cluster, id string, w *worker, e
 		}),
 	})
 	suppress(task, "AwsSolutions-ECS2",
-		"the environment holds no secrets: config location (ssm:///<stack>/config), region, rule id, queue URL, GOMEMLIMIT")
+		"the environment holds no secrets: config location (ssm:///<stack>/config), region, rule id, queue URL, GOMEMLIMIT, and the stack name, metrics address and memory deployed")
 	suppress(task.ObtainExecutionRole(), "AwsSolutions-IAM5",
 		"ecr:GetAuthorizationToken has no resource-level permissions; image pulls and logs are scoped to the repository and log group",
 		"Resource::*")

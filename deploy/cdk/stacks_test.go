@@ -742,7 +742,12 @@ func TestTaskHardening(t *testing.T) {
 					"Environment": arrayWith(
 						map[string]any{"Name": "GOMEMLIMIT", "Value": "1740MiB"},
 						map[string]any{"Name": "XRC_CONFIG", "Value": "ssm:///xrc/config"},
+						// What the task checks a document edited by hand
+						// against (app.Deployment).
+						map[string]any{"Name": "XRC_MEMORY_MB", "Value": "2048"},
+						map[string]any{"Name": "XRC_METRICS_ADDR", "Value": ":9090"},
 						map[string]any{"Name": "XRC_REGION", "Value": region},
+						map[string]any{"Name": "XRC_STACK_NAME", "Value": "xrc"},
 					),
 					"MountPoints": arrayEquals(obj(map[string]any{"ContainerPath": "/tmp", "ReadOnly": false})),
 				})),

@@ -61,6 +61,9 @@ type Process struct {
 	// while it holds long work; nil outside ECS (no ECS_AGENT_URI).
 	Protection worker.Protector
 
+	// Deployment is what the CDK app fixed when it deployed the task.
+	Deployment Deployment
+
 	emf        *metrics.EMF
 	srv        *http.Server
 	undoStdLog func()
@@ -164,8 +167,12 @@ func Start(ctx context.Context, name string, args []string, getenv func(string) 
 	}
 	log = log.With(zap.String("service", name), zap.String("region", f.Region))
 	LogWarnings(log, cfg)
+	d := DeploymentFromEnv(getenv)
+	if err := d.Check(cfg, log); err != nil {
+		return nil, err
+	}
 	p := &Process{
-		Name: name, Config: cfg, Region: f.Region, Log: log, AWS: awsCfg, Flags: f,
+		Name: name, Config: cfg, Region: f.Region, Log: log, AWS: awsCfg, Flags: f, Deployment: d,
 		Registry: metrics.NewRegistry(),
 		// Three missed long polls in a row means the loop is stuck.
 		Health: health.New(3*time.Minute, time.Now),

@@ -76,9 +76,7 @@ func ParseEnv(getenv func(string) string) (Env, error) {
 		}
 	}
 	e.MemoryMB, _ = strconv.Atoi(getenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE"))
-	if n, ok := strings.CutSuffix(getenv("GOMEMLIMIT"), "MiB"); ok {
-		e.GoMemLimitMiB, _ = strconv.Atoi(n)
-	}
+	e.GoMemLimitMiB = app.GoMemLimitMiB(getenv)
 	if s := getenv("XRC_CONFIG_TTL"); s != "" {
 		if e.ConfigTTL, err = time.ParseDuration(s); err != nil || e.ConfigTTL < 0 {
 			return Env{}, fmt.Errorf("%w: XRC_CONFIG_TTL must be a duration such as 5m, got %q", app.ErrUsage, s)
@@ -280,10 +278,7 @@ func (f *Function) roomForCompressors(cfg *config.Config) error {
 	}
 	need := f.compressorsMiB(cfg)
 	if mem, limit := f.env.MemoryMB, f.env.GoMemLimitMiB; mem > 0 && limit > 0 {
-		if config.GoMemLimitMiB(mem, need) < limit {
-			return fmt.Errorf("its rules' levels need %d MiB of compressors, more than the function's GOMEMLIMIT of %d MiB in %d MB leaves them (deployed for lower levels)", need, limit, mem)
-		}
-		return nil
+		return app.CompressorRoom(cfg, f.ruleIDs(cfg), mem, limit)
 	}
 	if f.started != nil {
 		if had := f.compressorsMiB(f.started); need > had {
@@ -297,18 +292,24 @@ func (f *Function) roomForCompressors(cfg *config.Config) error {
 // function serves in cfg needs (config.SourceCompressorsMiB, from which
 // the CDK app sizes GOMEMLIMIT).
 func (f *Function) compressorsMiB(cfg *config.Config) int {
-	region, _ := cfg.Region(f.env.Flags.Region)
-	ids, _, err := app.SourceRules(cfg, region.Name, f.env.Flags)
-	if err != nil {
-		return 0 // building the source refuses it, and says why
-	}
 	most := 0
-	for _, id := range ids {
+	for _, id := range f.ruleIDs(cfg) {
 		if r, ok := cfg.Rule(id); ok {
 			most = max(most, cfg.SourceCompressorsMiB(r))
 		}
 	}
 	return most
+}
+
+// ruleIDs are the rules this source function serves in cfg; none where
+// cfg names none (building the source refuses it, and says why).
+func (f *Function) ruleIDs(cfg *config.Config) []string {
+	region, _ := cfg.Region(f.env.Flags.Region)
+	ids, _, err := app.SourceRules(cfg, region.Name, f.env.Flags)
+	if err != nil {
+		return nil
+	}
+	return ids
 }
 
 // build makes the role's handler for cfg and replaces the current one.

@@ -1212,7 +1212,7 @@ func TestFixedAtDeploy(t *testing.T) {
 		{"levels raised, a target", RoleTarget, func(c *config.Config) { c.Settings.Adaptive.MaxLevel = 19 }, ""},
 		// The deployment's GOMEMLIMIT known: 352 MiB in 512 MB, as the
 		// CDK app sets it for level 9's compressors.
-		{"levels raised, GOMEMLIMIT known", RoleSource + "-512", func(c *config.Config) { c.Settings.Adaptive.MaxLevel = 19 }, "GOMEMLIMIT of 352 MiB in 512 MB"},
+		{"levels raised, GOMEMLIMIT known", RoleSource + "-512", func(c *config.Config) { c.Settings.Adaptive.MaxLevel = 19 }, "GOMEMLIMIT's 352 MiB in 512 MB"},
 		// In 1,769 MB GOMEMLIMIT is 85% of it, which leaves room for
 		// level 12's.
 		{"levels raised within it", RoleSource + "-1769", func(c *config.Config) { c.Settings.Adaptive.MaxLevel = 12 }, ""},
