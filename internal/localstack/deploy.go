@@ -207,8 +207,8 @@ func Deploy(t testing.TB, prefix string, edit func(*config.Config)) (Env, *confi
 
 // removePassed gives the shared stack's disk back once t has passed (a few
 // days of make test had left 1,050 buckets and 30 GB there, and MinIO's
-// upkeep walks them all): each rule's watched and destination buckets and
-// the queues. A failed test's deployment stays for inspection. Staging
+// upkeep walks them all): each rule's watched and destination buckets, the
+// queues and the table. A failed test's deployment stays for inspection. Staging
 // buckets stay too (they hold little): an archive's replication and its
 // events may still be in flight through MinIO and the bridge, and MinIO
 // sends a region's events in order, one at a time, for every test; the
@@ -235,6 +235,9 @@ func (e Env) removePassed(t testing.TB, cfg *config.Config) {
 		}
 	}
 	if err := e.DeleteQueue(ctx, cfg.TargetQueueName()); err != nil {
+		t.Logf("cleanup: %v", err)
+	}
+	if err := e.DeleteTable(ctx, cfg.TableName()); err != nil {
 		t.Logf("cleanup: %v", err)
 	}
 }
