@@ -30,6 +30,7 @@ import (
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/smithy-go"
 	"go.uber.org/zap"
 
 	"github.com/xrc-dev/xrc/internal/awsapi"
@@ -1057,6 +1058,15 @@ func TestLateWritesCounted(t *testing.T) {
 	d := f.deps(f.queueURL(), backfill.NewDynamoCheckpoint(f.ddb, f.cfg.TableName(), f.rule.ID, later))
 	d.Now = later
 	o.Since = later().Add(-2 * time.Hour)
+	// A dry run first counts as the run would, the second in a row (its
+	// alarm fires on it), and records nothing.
+	dry := o
+	dry.DryRun = true
+	cd, err := backfill.Run(ctx, dry, d)
+	if err != nil || cd.LateMultipart != 1 || cd.LateMultipartRuns != 2 {
+		t.Errorf("dry run: %v, %d late multipart writes, %d runs in a row; want 1 and 2", err, cd.LateMultipart, cd.LateMultipartRuns)
+	}
+	d.Checkpoint = backfill.NewDynamoCheckpoint(f.ddb, f.cfg.TableName(), f.rule.ID, later)
 	c2, err := backfill.Run(ctx, o, d)
 	if err != nil {
 		t.Fatal(err)
@@ -1376,6 +1386,33 @@ func TestMissingDestinationBucketSendsNothing(t *testing.T) {
 	if got := f.drain(t, f.queueURL(), 0); len(got) != 0 {
 		t.Errorf("%d keys sent", len(got))
 	}
+}
+
+// headBucketDenied is the destination's client where a bucket policy
+// grants ListBucket only under a prefix, which HeadBucket does not name.
+type headBucketDenied struct{ *s3.Client }
+
+func (h headBucketDenied) HeadBucket(context.Context, *s3.HeadBucketInput, ...func(*s3.Options)) (*s3.HeadBucketOutput, error) {
+	return nil, &smithy.GenericAPIError{Code: "Forbidden", Message: "Forbidden (injected)"}
+}
+
+// TestUncheckedDestinationBucketGoesOn: a destination bucket HeadBucket may
+// not check (403) does not stop the run, as a missing one does: the run
+// lists and sends as before, saying so.
+func TestUncheckedDestinationBucketGoesOn(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	if err := dataset.Upload(ctx, f.src, f.rule.SourceBucket, objects(4, 2), 4); err != nil {
+		t.Fatal(err)
+	}
+	d := f.deps(f.queueURL(), nil)
+	d.Dest = map[string]backfill.DestAPI{"eu-west-1": headBucketDenied{f.dst}}
+	c, err := backfill.Run(ctx, backfill.Options{Rule: f.rule, Concurrency: 2, Depth: 1}, d)
+	if err != nil || c.Enqueued != 4 {
+		t.Errorf("%v, %d enqueued; want the run to go on and send the 4 objects", err, c.Enqueued)
+	}
+	f.drain(t, f.queueURL(), int(c.Enqueued))
 }
 
 // TestInventoryLeavesCopiesOfLaterWrites: a destination copy xrc made of

@@ -52,7 +52,8 @@ func fromListing(o s3types.Object) object {
 type verdict int
 
 const (
-	upToDate verdict = iota
+	upToDate   verdict = iota
+	laterThere         // xrc's copy of a later write than the one compared: up to date, its tags another write's
 	notByXRC
 	retag // the same write, other tags (Options.Tags)
 	older
@@ -89,7 +90,7 @@ func judge(src object, dst state) verdict {
 	case dst.size != src.Size && timed && dstSec > srcSec:
 		// xrc's copy of a later write than src (an inventory row, older
 		// than the report): its size is that write's.
-		return upToDate
+		return laterThere
 	case dst.size != src.Size:
 		return resized
 	case !xrc:
@@ -102,6 +103,8 @@ func judge(src object, dst state) verdict {
 		return older
 	case dstSec == srcSec && src.VersionID != "" && dst.meta[deliver.MetaVersion] != "" && dst.meta[deliver.MetaVersion] != src.VersionID:
 		return older
+	case dstSec > srcSec:
+		return laterThere
 	}
 	return upToDate
 }
@@ -201,7 +204,8 @@ func (r *run) handle(ctx context.Context, objs []object, prev string, look looku
 		for _, c := range cands {
 			// Only where every destination holds the write: a copy
 			// xrc did not write cannot be matched to it, and the
-			// target would wait for a write that never comes.
+			// target would wait for a write that never comes; a copy
+			// of a later write has that write's tags, not these.
 			if c.worst == upToDate {
 				g.Go(func() error {
 					differ, err := r.tagsDiffer(gctx, c)
@@ -230,7 +234,7 @@ func (r *run) handle(ctx context.Context, objs []object, prev string, look looku
 			version, etag = "", ""
 		}
 		switch c.worst {
-		case upToDate:
+		case upToDate, laterThere:
 			r.c.upToDate.Add(1)
 			continue
 		case notByXRC:

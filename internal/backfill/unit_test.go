@@ -47,11 +47,12 @@ func TestJudge(t *testing.T) {
 	}{
 		{"missing", src, state{}, missing},
 		{"other size", src, state{found: true, size: 11, headed: true, meta: xrc(sec, "")}, resized},
-		{"other size, a later write (an inventory's row)", src, state{found: true, size: 11, headed: true, meta: xrc(sec+1000, "")}, upToDate},
+		// Up to date, and its tags are that later write's, not compared.
+		{"other size, a later write (an inventory's row)", src, state{found: true, size: 11, headed: true, meta: xrc(sec+1000, "")}, laterThere},
 		{"other size, an earlier write", src, state{found: true, size: 11, headed: true, meta: xrc(sec-1000, "")}, resized},
 		{"other size, a later write not by xrc", src, state{found: true, size: 11, headed: true, meta: marked(xrc(sec+1000, ""), "other")}, resized},
 		{"same write", src, state{found: true, size: 10, headed: true, meta: xrc(sec, "")}, upToDate},
-		{"newer write", src, state{found: true, size: 10, headed: true, meta: xrc(sec+5000, "")}, upToDate},
+		{"newer write", src, state{found: true, size: 10, headed: true, meta: xrc(sec+5000, "")}, laterThere},
 		{"older write", src, state{found: true, size: 10, headed: true, meta: xrc(sec-1000, "")}, older},
 		{"same second, other version", object{Key: "k", Size: 10, LastModified: mod, VersionID: "v2"},
 			state{found: true, size: 10, headed: true, meta: xrc(sec, "v1")}, older},
@@ -60,7 +61,7 @@ func TestJudge(t *testing.T) {
 		{"not by xrc", src, state{found: true, size: 10, headed: true, meta: map[string]string{"owner": "someone"}}, notByXRC},
 		{"not by xrc, other size", src, state{found: true, size: 9, headed: true}, resized},
 		{"provenance without time", src, state{found: true, size: 10, headed: true, meta: map[string]string{deliver.MetaArchive: "a1"}}, upToDate},
-		{"xrc's write of this source key", src, state{found: true, size: 10, headed: true, meta: marked(xrc(sec+5000, ""), "k")}, upToDate},
+		{"xrc's write of this source key", src, state{found: true, size: 10, headed: true, meta: marked(xrc(sec+5000, ""), "k")}, laterThere},
 		{"a copy of xrc's write of another source key", src, state{found: true, size: 10, headed: true, meta: marked(xrc(sec+5000, ""), "other")}, notByXRC},
 	} {
 		if got := judge(tc.src, tc.dst); got != tc.want {

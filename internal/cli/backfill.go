@@ -280,10 +280,11 @@ func printBackfill(env Env, rule *config.Rule, where, again string, dryRun bool,
 	}
 	row(unit+" done", c.TasksDone, fmt.Sprintf("of %d (%d by an earlier run)", c.Tasks, c.Resumed))
 	tw.Flush()
-	if c.Archived > 0 {
+	if c.Archived > 0 && runErr == nil { // an interrupted run has not seen them all
 		// A restore leaves Last-Modified as it was: a run of this one's
-		// -since, as the next scheduled one, skips them.
-		fmt.Fprintf(env.Stdout, "once the archived objects are restored, send them with: %s -since %s\n", again,
+		// -since, as the next scheduled one, skips them. A run that
+		// sends them, a dry run's follow-up too.
+		fmt.Fprintf(env.Stdout, "once the archived objects are restored, send them with: %s -since %s\n", strings.Replace(again, " -dry-run=true", "", 1),
 			c.ArchivedSince.Truncate(time.Second).Format(time.RFC3339))
 	}
 	if !c.InventoryOf.IsZero() && runErr == nil { // an interrupted run is resumed first

@@ -52,4 +52,18 @@ func TestBackfillArchivedFollowUp(t *testing.T) {
 			t.Errorf("inventory bytes %d: the summary lacks %q:\n%s", scanned, want, out.String())
 		}
 	}
+	// After a dry run, a command that sends them; after a run cut short,
+	// none: it has not seen every archived object.
+	var out bytes.Buffer
+	printBackfill(Env{Stdout: &out}, &config.Rule{ID: "r1"}, "s3://b/", again+" -dry-run=true -rate 50/s", true,
+		backfill.Counts{Archived: 2, ArchivedSince: oldest}, nil)
+	if want := "send them with: " + again + " -rate 50/s -since 2025-03-04T05:06:07Z\n"; !strings.Contains(out.String(), want) {
+		t.Errorf("after a dry run the summary lacks %q:\n%s", want, out.String())
+	}
+	out.Reset()
+	printBackfill(Env{Stdout: &out}, &config.Rule{ID: "r1"}, "s3://b/", again, false,
+		backfill.Counts{Archived: 2, ArchivedSince: oldest}, context.Canceled)
+	if strings.Contains(out.String(), "send them with: ") {
+		t.Errorf("a run cut short gives a follow-up:\n%s", out.String())
+	}
 }
