@@ -195,9 +195,11 @@ func Summarise(rule string, decoders int, hs []Hourly, p Prices, choices map[ada
 	// Shared out by entries (objects, deletes and tag changes: an archive
 	// of changes alone is staged, replicated and delivered too).
 	archives, entries := map[time.Time]int{}, map[time.Time]int{}
+	classEntries := map[adaptive.Class]int{}
 	for _, h := range hs {
 		archives[h.Hour] = max(archives[h.Hour], h.Archives)
 		entries[h.Hour] += h.Objects + h.Deletes + h.Retags
+		classEntries[h.Class] += h.Objects + h.Deletes + h.Retags
 	}
 	for _, h := range hs {
 		l := byClass[h.Class]
@@ -234,6 +236,12 @@ func Summarise(rule string, decoders int, hs []Hourly, p Prices, choices map[ada
 	slices.Sort(classes)
 	var out []Line
 	for _, c := range classes {
+		if c == Changes && classEntries[c] == 0 {
+			// Only the archives' count (each archive's row): its
+			// statistics writes are in the total, a line of its own
+			// would read as a class that loses money.
+			continue
+		}
 		l := byClass[c]
 		l.Levels = shares(armBytes[c], l.BytesIn)
 		if ch, ok := choices[c]; ok {

@@ -217,6 +217,13 @@ func TestChangesCharged(t *testing.T) {
 	if lines[0].Class != Changes || lines[0].Objects != 0 {
 		t.Errorf("line %+v, want class changes with no objects", lines[0])
 	}
+	// Every archive adds to class changes, changes or not: without any,
+	// it is counted in the total and has no line of its own.
+	csv := Hourly{Rule: "r", Delta: Delta{Class: adaptive.CSV, Arm: adaptive.Arm(3), Archives: 1, Objects: 1, In: 3000, Out: 1000}}
+	count := Hourly{Rule: "r", Delta: Delta{Class: Changes, Arm: adaptive.Store, Archives: 1}}
+	if lines := Summarise("r", 1, []Hourly{csv, count}, p, nil); len(lines) != 2 || lines[0].Class != adaptive.CSV || lines[1].Requests < p.Requests.DynamoDBWrite*2 {
+		t.Errorf("lines %+v, want the CSV line and the total, its two statistics writes charged", lines)
+	}
 	// An archive of changes alone is staged, replicated and delivered as
 	// any other: its requests are charged.
 	few := Hourly{Rule: "r", Delta: Delta{Class: Changes, Arm: adaptive.Store, Archives: 1000, Retags: 1000, Frame: 1000 << 10}}
