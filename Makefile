@@ -19,7 +19,7 @@ export CGO_CFLAGS
 # The version comes from -ldflags; stamping VCS details into the binaries
 # the tests build (chaos, demo, the Lambda emulator) would need git to
 # trust the checkout, which it refuses to a user other than its owner.
-export GOFLAGS += -buildvcs=false
+export GOFLAGS := $(strip $(shell $(GO) env GOFLAGS) -buildvcs=false)
 
 .DEFAULT_GOAL := help
 .PHONY: help build test race unit lint demo chaos bench bench-adaptive bench-e2e fuzz synth cdk-test stack-up stack-down stack-status stack-wipe clean
