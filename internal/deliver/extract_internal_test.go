@@ -17,6 +17,7 @@ import (
 
 	"github.com/aws/smithy-go"
 	"github.com/xrc-dev/xrc/internal/manifest"
+	"github.com/xrc-dev/xrc/internal/tombstone"
 )
 
 func TestNewerOrSame(t *testing.T) {
@@ -673,5 +674,23 @@ func TestWritesWithoutRoomForOrder(t *testing.T) {
 		if !bands[b] {
 			t.Errorf("no size left the provenance with %s: the sizes tried miss the band", b)
 		}
+	}
+}
+
+// TestCoversDatesAWriteByItsCompletion: a tombstone without a sequencer
+// (an S3-compatible store's delete event) does not cover a write its event
+// orders that completed a margin after the delete, though its upload
+// began before it (a multipart upload's Last-Modified); one completed
+// before the delete it covers.
+func TestCoversDatesAWriteByItsCompletion(t *testing.T) {
+	t0 := time.UnixMilli(1795315730000)
+	del := tombstone.Tombstone{Bucket: "d", Key: "k", At: t0}
+	later := &manifest.Object{Key: "k", Sequencer: "0055B8D2A1C0F3E7A3", LastModified: t0.Add(-time.Second), EventTime: t0.Add(3 * time.Second)}
+	if covers(del, later) {
+		t.Error("a write completed 3 s after the delete is taken as overtaken by it")
+	}
+	earlier := &manifest.Object{Key: "k", Sequencer: "0055B8D2A1C0F3E7A1", LastModified: t0.Add(-5 * time.Second), EventTime: t0.Add(-4 * time.Second)}
+	if !covers(del, earlier) {
+		t.Error("a write completed 4 s before the delete is not covered by it")
 	}
 }

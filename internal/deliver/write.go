@@ -126,7 +126,16 @@ func (w *Worker) deletedSince(ctx context.Context, wr *write, o *manifest.Object
 	if err != nil {
 		return false, err
 	}
-	return ok && t.Covers(o.Sequencer, o.LastModified, o.Seen), nil
+	return ok && covers(t, o), nil
+}
+
+// covers reports whether the delete t is newer than o's write. Where
+// sequencers cannot order them (a tombstone without one: an S3-compatible
+// store's event), a write its event orders is dated by its completion
+// (seenOf), as againstDelete dates it: its Last-Modified, when a multipart
+// upload began, would have a write completed after the delete removed.
+func covers(t tombstone.Tombstone, o *manifest.Object) bool {
+	return t.Covers(o.Sequencer, o.LastModified, seenOf(o))
 }
 
 // state reads the destination key: its ETag (empty if absent), version id
