@@ -26,6 +26,20 @@ func refusal(f queue.Failure) bool {
 	return f.Code != "" || errors.As(f.Err, &ae)
 }
 
+// holdEnd is when a hold extended at now by visibility runs out: a whole
+// visibility on, but not past SQS's cap, queue.MaxVisibility from the
+// receive, less the minute the queue keeps short of it (what it asks for
+// there): taken as a whole visibility, a hold near the cap was counted
+// hours past it, and a message SQS showed again was worked on while
+// another task had it.
+func holdEnd(now, received time.Time, visibility time.Duration) time.Time {
+	end := now.Add(visibility)
+	if last := received.Add(queue.MaxVisibility - time.Minute); !received.IsZero() && end.After(last) {
+		return last
+	}
+	return end
+}
+
 // errHoldLapsed is why a message whose visibility ran out, its
 // extensions refused, is dropped.
 var errHoldLapsed = errors.New("its visibility ran out, its extensions refused: SQS may have handed it to another worker")
@@ -116,7 +130,7 @@ func (r *Runtime) heartbeat(ctx, stop context.Context) {
 				// Extended, or perhaps (a call cut by its bound, or
 				// unanswered, may have been applied): from now at
 				// least, as SQS counts from its answer.
-				if end := now.Add(r.Visibility); end.After(m.holdEnds) {
+				if end := holdEnd(now, m.receivedAt, r.Visibility); end.After(m.holdEnds) {
 					m.holdEnds = end
 				}
 			case running && !now.Before(m.holdEnds):

@@ -33,6 +33,9 @@ type Message struct {
 	log    *zap.Logger
 	// received is when it was received: held long, it protects the task.
 	received time.Time
+	// receivedAt is when it was received, on the runtime's clock, not
+	// moved by Started: SQS hides it at most queue.MaxVisibility from then.
+	receivedAt time.Time
 	// holdEnds is when its visibility runs out unless the heartbeat
 	// extends it (under rt.mu).
 	holdEnds time.Time

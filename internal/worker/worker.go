@@ -432,7 +432,7 @@ func (r *Runtime) hold(work context.Context, qms []queue.Message, reserved int) 
 		ctx, cancel := context.WithCancelCause(work)
 		// WithLazy: the fields are encoded only if the message logs,
 		// which most never do.
-		ms[i] = &Message{Message: qm, ctx: ctx, cancel: cancel, rt: r, received: now, holdEnds: now.Add(r.Visibility),
+		ms[i] = &Message{Message: qm, ctx: ctx, cancel: cancel, rt: r, received: now, receivedAt: now, holdEnds: now.Add(r.Visibility),
 			log: r.Log.WithLazy(zap.String("message", qm.ID), zap.Int("receiveCount", qm.ReceiveCount))}
 		ms[i].Events, ms[i].parseErr = events.Parse([]byte(qm.Body)) // settled by parse, once held
 	}
