@@ -60,12 +60,13 @@ func (w *Worker) deleteOne(ctx context.Context, wr *write, o *manifest.Object, r
 			log.Debug("destination holds a write newer than the delete: kept")
 			return nil
 		case unknownOrder:
-			// Nothing orders them (no sequencer on one side, times too
-			// close, or none kept): the write may be newer than the
-			// delete, delivered first. Kept, the source and the
-			// destination differ until the key's next write or delete.
+			// xrc's write with no sequencer and no time (the source's own
+			// metadata left room for xrc's marks only): it may be newer
+			// than the delete, delivered first, and removed would be
+			// lost for good. Kept, the source and the destination differ
+			// until the key's next write or delete.
 			w.skipped(wr, o, rt, "delete_unordered")
-			log.Warn("nothing orders the destination's write against the delete (a sequencer missing, times within a second, or its metadata left no room for them): delete not propagated, as it may remove a newer write")
+			log.Warn("the destination's write carries no sequencer or time (its metadata left no room for them): delete not propagated, as it may remove a newer write")
 			return nil
 		}
 		_, err = w.S3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &rt.Bucket, Key: &rt.Key, IfMatch: &etag})

@@ -237,33 +237,30 @@ const (
 )
 
 // againstDelete orders the destination's write against the delete d
-// (whose LastModified is the delete's time). Sequencers order them. Else
-// times must prove the write older: xrc-seen (a time the write was
-// current) a margin before the delete; a write current a margin after
-// it, or begun after it (xrc-mtime, whole seconds), is newer; and
-// anything closer, or no time at all (the metadata budget's drops), is
-// unknown. xrc-mtime alone never proves a write older: a multipart
-// upload is dated when it began, and may have completed after the delete.
+// (whose LastModified is the delete's time), as tombstone.Covers orders a
+// write against a delete propagated first. Sequencers order them. Else a
+// write current a margin after the delete (xrc-seen), or begun after it
+// (xrc-mtime, whole seconds), is newer; any other is older, a tie going to
+// the delete: a backfill's copy so removed, if its write was newer after
+// all, has that write's own event to come, whose sequencer a tombstone
+// does not stop. A write the metadata budget left no time at all (only
+// xrc's marks) is of unknown order: removed, a newer write delivered first
+// would be lost for good.
 func (p provenance) againstDelete(d *manifest.Object) order {
-	if p.sequencer != "" && d.Sequencer != "" {
+	switch {
+	case p.sequencer != "" && d.Sequencer != "":
 		if events.CompareSequencer(p.sequencer, d.Sequencer) > 0 {
 			return newerThanDelete
 		}
 		return olderThanDelete
-	}
-	if p.seen > 0 {
-		seen := time.UnixMilli(p.seen)
-		switch {
-		case tombstone.ReadAfter(seen, d.LastModified):
-			return newerThanDelete
-		case tombstone.ReadAfter(d.LastModified, seen):
-			return olderThanDelete
-		}
-	}
-	if p.modified > d.LastModified.UnixMilli() {
+	case p.seen > 0 && tombstone.ReadAfter(time.UnixMilli(p.seen), d.LastModified):
 		return newerThanDelete
+	case p.modified > d.LastModified.UnixMilli():
+		return newerThanDelete
+	case p.sequencer == "" && p.seen == 0 && p.modified == 0:
+		return unknownOrder
 	}
-	return unknownOrder
+	return olderThanDelete
 }
 
 // seenOf is the time xrc-seen records for o: when the source read it, or
