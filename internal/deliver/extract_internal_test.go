@@ -648,6 +648,13 @@ func TestWritesWithoutRoomForOrder(t *testing.T) {
 				if p := prov(w3); p.ok && (i == 0 || p.sequencer != "" || p.seen != 0) && p.againstDelete(&d2) == olderThanDelete {
 					t.Errorf("%s: an older delete removes the newer write of %v (provenance %+v)", name, w3.EventTime, p)
 				}
+				// A store's delete without a sequencer: the write's kept
+				// sequencer cannot order it, and its times may be gone.
+				unsequenced := d2
+				unsequenced.Sequencer = ""
+				if p := prov(w3); p.ok && (i == 0 || p.seen != 0) && p.againstDelete(&unsequenced) == olderThanDelete {
+					t.Errorf("%s: an older delete without a sequencer removes the newer write of %v (provenance %+v)", name, w3.EventTime, p)
+				}
 			}
 			own := prov(w1)
 			if timed := own.sequencer != "" || own.seen != 0 || own.modified != 0; own.ok && (own.againstDelete(&d2) == olderThanDelete) != timed {

@@ -243,9 +243,10 @@ const (
 // (xrc-mtime, whole seconds), is newer; any other is older, a tie going to
 // the delete: a backfill's copy so removed, if its write was newer after
 // all, has that write's own event to come, whose sequencer a tombstone
-// does not stop. A write the metadata budget left no time at all (only
-// xrc's marks) is of unknown order: removed, a newer write delivered first
-// would be lost for good.
+// does not stop. A write the metadata budget left no time (only xrc's
+// marks, or a sequencer a delete without one cannot be ordered against)
+// is of unknown order: removed, a newer write delivered first would be
+// lost for good.
 func (p provenance) againstDelete(d *manifest.Object) order {
 	switch {
 	case p.sequencer != "" && d.Sequencer != "":
@@ -257,7 +258,9 @@ func (p provenance) againstDelete(d *manifest.Object) order {
 		return newerThanDelete
 	case p.modified > d.LastModified.UnixMilli():
 		return newerThanDelete
-	case p.sequencer == "" && p.seen == 0 && p.modified == 0:
+	case p.seen == 0 && p.modified == 0:
+		// No time, and no sequencer on one side (the write's dropped,
+		// or a store's delete without one): nothing orders them.
 		return unknownOrder
 	}
 	return olderThanDelete
