@@ -59,19 +59,14 @@ func (d Deployment) Check(cfg *config.Config, log *zap.Logger) error {
 	return nil
 }
 
-// RoomForCompressors refuses rules whose compressors (libzstd's memory,
+// RoomForCompressors (a task's, or a function's of that memory and GOMEMLIMIT) refuses rules whose compressors (libzstd's memory,
 // outside the Go heap) need more room than the task's GOMEMLIMIT leaves
 // them in its memory: the CDK app sized it for the levels the deployed
 // document had (config.GoMemLimitMiB), and a document edited by hand to
 // higher levels would run the task out of memory. Nothing is refused
 // where the deployment is not known.
 func (d Deployment) RoomForCompressors(cfg *config.Config, rules []string) error {
-	return CompressorRoom(cfg, rules, d.MemoryMB, d.GoMemLimitMiB)
-}
-
-// CompressorRoom is RoomForCompressors for a task or function of memMB
-// with GOMEMLIMIT limitMiB (0: not known).
-func CompressorRoom(cfg *config.Config, rules []string, memMB, limitMiB int) error {
+	memMB, limitMiB := d.MemoryMB, d.GoMemLimitMiB
 	if memMB <= 0 || limitMiB <= 0 {
 		return nil
 	}

@@ -278,7 +278,7 @@ func (f *Function) roomForCompressors(cfg *config.Config) error {
 	}
 	need := f.compressorsMiB(cfg)
 	if mem, limit := f.env.MemoryMB, f.env.GoMemLimitMiB; mem > 0 && limit > 0 {
-		return app.CompressorRoom(cfg, f.ruleIDs(cfg), mem, limit)
+		return app.Deployment{MemoryMB: mem, GoMemLimitMiB: limit}.RoomForCompressors(cfg, f.ruleIDs(cfg))
 	}
 	if f.started != nil {
 		if had := f.compressorsMiB(f.started); need > had {
